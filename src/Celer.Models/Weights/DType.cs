@@ -28,4 +28,19 @@ public static class DTypeExtensions
             default: dtype = default; return false;
         }
     }
+
+    /// <summary>
+    /// Parses a torch dtype name as config.json writes it in <c>torch_dtype</c> / <c>dtype</c>
+    /// ("bfloat16", "float16", "float32", and the aliases "half", "float").
+    /// </summary>
+    public static bool TryParseTorch(string name, out DType dtype)
+    {
+        switch (name)
+        {
+            case "float32" or "float": dtype = DType.F32; return true;
+            case "float16" or "half": dtype = DType.F16; return true;
+            case "bfloat16": dtype = DType.BF16; return true;
+            default: dtype = default; return false;
+        }
+    }
 }

@@ -1,0 +1,143 @@
+using Celer.Models.Backend;
+using Celer.Models.Config;
+using Celer.Models.Rope;
+using Celer.Models.Weights;
+
+namespace Celer.Models.Architectures;
+
+/// <summary>Receives logits rows <c>first .. first + rows − 1</c> of a step (row-major [rows, vocab]).</summary>
+public delegate void LogitsHandler(int first, ReadOnlySpan<float> logits);
+
+/// <summary>
+/// The forward pass of the Llama family (Llama, Mistral, Qwen2, Qwen3) over one flat batch: pre-norm decoder
+/// layers with grouped-query attention over the paged KV cache, RoPE, and a SiLU-gated MLP. The differences
+/// between members come from the <see cref="ArchitectureSpec"/>. Activation buffers are allocated once for
+/// the largest step and reused.
+/// </summary>
+public sealed class DecoderModel
+{
+    private readonly ModelConfig _config;
+    private readonly IModelBackend _backend;
+    private readonly Tensor _embedTokens;
+    private readonly Tensor _finalNorm;
+    private readonly Tensor _lmHead;
+    private readonly DecoderLayer[] _layers;
+    private readonly AttentionSpec _attention;
+    private readonly RopeParameters _ropeParameters;
+    private RopeSpec _rope;
+    private int _ropeSeqLen;
+    private readonly Activations _act;
+    private readonly float[] _logitsHost;
+
+    public DecoderModel(ModelConfig config, IWeightSource weights, IModelBackend backend, int maxNumTokens, int maxLogitsRows)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxNumTokens, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxLogitsRows, 1);
+        _config = config;
+        _backend = backend;
+        ArchitectureSpec spec = ModelRegistry.Resolve(config);
+        MaxNumTokens = maxNumTokens;
+        MaxLogitsRows = maxLogitsRows;
+
+        int hidden = config.HiddenSize;
+        _embedTokens = backend.LoadWeight(weights.Get("model.embed_tokens.weight", config.VocabSize, hidden));
+        _finalNorm = backend.LoadWeight(weights.Get("model.norm.weight", hidden));
+        // Tied checkpoints usually omit lm_head.weight; some still store a copy, which must then be ignored.
+        _lmHead = config.TieWordEmbeddings
+            ? _embedTokens
+            : backend.LoadWeight(weights.Get("lm_head.weight", config.VocabSize, hidden));
+
+        _layers = new DecoderLayer[config.NumHiddenLayers];
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            _layers[i] = new DecoderLayer(i, config, spec, weights, backend);
+        }
+
+        _attention = new AttentionSpec(
+            config.NumAttentionHeads,
+            config.NumKeyValueHeads,
+            config.HeadDim,
+            1f / MathF.Sqrt(config.HeadDim),
+            config.SlidingWindow ?? 0);
+        _ropeParameters = config.Rope;
+        _rope = ComputeRope(config.MaxPositionEmbeddings);
+        _ropeSeqLen = config.MaxPositionEmbeddings;
+        _act = new Activations(config, backend, maxNumTokens, maxLogitsRows);
+        _logitsHost = new float[(long)maxLogitsRows * config.VocabSize];
+    }
+
+    public ModelConfig Config => _config;
+
+    public int MaxNumTokens { get; }
+
+    public int MaxLogitsRows { get; }
+
+    /// <summary>
+    /// Runs one step. The logits of <see cref="ForwardBatch.LogitsRows"/> are handed to <paramref name="onLogits"/>
+    /// in chunks of at most <see cref="MaxLogitsRows"/> rows ([rows, vocab], valid only during the call), so a
+    /// step that wants many rows (prompt logprobs of a long prompt) needs no vocabulary-sized buffer per token.
+    /// </summary>
+    public void Forward(ForwardBatch batch, LogitsHandler onLogits)
+    {
+        int rows = batch.NumTokens;
+        if (rows == 0 || rows > MaxNumTokens)
+        {
+            throw new ArgumentException($"A step has {rows} tokens; this model was set up for 1..{MaxNumTokens}.", nameof(batch));
+        }
+
+        UpdateDynamicRope(batch);
+        float eps = (float)_config.RmsNormEps;
+        IModelBackend b = _backend;
+        b.BeginStep(batch);
+        b.Embedding(_embedTokens, _act.Residual);
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            DecoderLayer layer = _layers[i];
+            if (i == 0)
+            {
+                b.RmsNorm(_act.Residual, rows, layer.InputNorm, eps, _act.Hidden);
+            }
+
+            layer.Forward(b, _act, rows, _rope, _attention, eps);
+            Tensor nextNorm = i + 1 < _layers.Length ? _layers[i + 1].InputNorm : _finalNorm;
+            b.AddRmsNorm(_act.Hidden, _act.Residual, rows, nextNorm, eps);
+        }
+
+        int vocab = _config.VocabSize;
+        for (int first = 0; first < batch.LogitsRows.Length; first += MaxLogitsRows)
+        {
+            int count = Math.Min(MaxLogitsRows, batch.LogitsRows.Length - first);
+            b.GatherLogitsRows(_act.Hidden, first, count, _act.LogitsHidden);
+            b.Linear(_act.LogitsHidden, count, _lmHead, null, _act.Logits);
+            Span<float> logits = _logitsHost.AsSpan(0, count * vocab);
+            b.CopyToHost(_act.Logits, count, logits);
+            onLogits(first, logits);
+        }
+    }
+
+    /// <summary>
+    /// Dynamic NTK RoPE is recomputed from the sequence length the way transformers does it per forward call:
+    /// from the largest position in the step, once it passes max_position_embeddings.
+    /// </summary>
+    private void UpdateDynamicRope(ForwardBatch batch)
+    {
+        if (_ropeParameters.RopeType != RopeType.Dynamic)
+        {
+            return;
+        }
+
+        int seqLen = Math.Max(_config.MaxPositionEmbeddings, batch.Positions.Max() + 1);
+        if (seqLen != _ropeSeqLen)
+        {
+            _rope = ComputeRope(seqLen);
+            _ropeSeqLen = seqLen;
+        }
+    }
+
+    private RopeSpec ComputeRope(int seqLen)
+    {
+        RopeTable table = RotaryEmbedding.Compute(_ropeParameters, _config.HeadDim, _config.MaxPositionEmbeddings, seqLen);
+        return new RopeSpec(table.InverseFrequencies, table.RotaryDim, table.AttentionScaling);
+    }
+
+}

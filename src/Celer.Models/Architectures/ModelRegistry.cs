@@ -1,0 +1,28 @@
+using Celer.Models.Config;
+
+namespace Celer.Models.Architectures;
+
+/// <summary>Maps a checkpoint's <c>architectures</c> entry to the spec that runs it.</summary>
+public static class ModelRegistry
+{
+    private static readonly Dictionary<string, ArchitectureSpec> Specs = new[]
+    {
+        LlamaForCausalLM.Spec,
+        MistralForCausalLM.Spec,
+        Qwen2ForCausalLM.Spec,
+        Qwen3ForCausalLM.Spec,
+    }.ToDictionary(s => s.Name, StringComparer.Ordinal);
+
+    public static IReadOnlyCollection<string> SupportedArchitectures => Specs.Keys;
+
+    public static ArchitectureSpec Resolve(ModelConfig config)
+    {
+        if (Specs.TryGetValue(config.Architecture, out ArchitectureSpec? spec))
+        {
+            return spec;
+        }
+
+        throw new ModelConfigException(
+            $"Model architecture '{config.Architecture}' is not supported. Supported: {string.Join(", ", Specs.Keys.Order(StringComparer.Ordinal))}.");
+    }
+}

@@ -1,0 +1,45 @@
+using Celer.Models.Weights;
+
+namespace Celer.Models.Backend;
+
+/// <summary>
+/// A contiguous buffer owned by a backend: weights in their stored dtype, activations and KV cache in fp32.
+/// <see cref="Data"/> is a host pointer on the CPU backend and a device pointer on the CUDA backend; only the
+/// backend that made the tensor dereferences it. Rows are the leading dimension; <see cref="Columns"/> is the
+/// product of the rest.
+/// </summary>
+public sealed class Tensor
+{
+    public Tensor(string name, nint data, DType dtype, int[] shape)
+    {
+        Name = name;
+        Data = data;
+        DType = dtype;
+        Shape = shape;
+        long count = 1;
+        foreach (int d in shape)
+        {
+            count *= d;
+        }
+
+        ElementCount = count;
+    }
+
+    public string Name { get; }
+
+    public nint Data { get; }
+
+    public DType DType { get; }
+
+    public int[] Shape { get; }
+
+    public long ElementCount { get; }
+
+    public int Rows => Shape.Length == 0 ? 1 : Shape[0];
+
+    public long Columns => Shape.Length <= 1 ? 1 : ElementCount / Shape[0];
+
+    public long ByteLength => ElementCount * DType.ByteSize();
+
+    public override string ToString() => $"{Name} {DType} [{string.Join(", ", Shape)}]";
+}

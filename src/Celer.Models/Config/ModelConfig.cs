@@ -1,0 +1,238 @@
+using System.Text.Json;
+using Celer.Models.Rope;
+using Celer.Models.Weights;
+
+namespace Celer.Models.Config;
+
+/// <summary>
+/// The fields of a Hugging Face config.json that decoder-only models need. Parsing does not
+/// refuse unknown architectures (<see cref="Architecture"/> is reported as written, and the model
+/// registry decides); it refuses values no architecture could run: non-positive sizes, heads not
+/// divisible by KV heads, an unknown <c>hidden_act</c>, an unsupported RoPE type.
+/// </summary>
+public sealed record ModelConfig
+{
+    public const string FileName = "config.json";
+
+    /// <summary>First entry of <c>architectures</c>, e.g. <c>LlamaForCausalLM</c>.</summary>
+    public required string Architecture { get; init; }
+
+    /// <summary><c>model_type</c>, e.g. <c>llama</c>, <c>qwen3</c>; empty when absent.</summary>
+    public string ModelType { get; init; } = "";
+
+    public required int HiddenSize { get; init; }
+    public required int IntermediateSize { get; init; }
+    public required int NumHiddenLayers { get; init; }
+    public required int NumAttentionHeads { get; init; }
+
+    /// <summary><c>num_key_value_heads</c>; equals <see cref="NumAttentionHeads"/> (plain MHA) when absent.</summary>
+    public required int NumKeyValueHeads { get; init; }
+
+    /// <summary>Explicit <c>head_dim</c> when present (Qwen3, Mistral Nemo: may differ from hidden/heads), else hidden/heads.</summary>
+    public required int HeadDim { get; init; }
+
+    public required int VocabSize { get; init; }
+    public double RmsNormEps { get; init; } = 1e-6;
+    public required int MaxPositionEmbeddings { get; init; }
+
+    /// <summary><c>tie_word_embeddings</c>: lm_head reuses embed_tokens (small Llama 3.2 / Qwen models).</summary>
+    public bool TieWordEmbeddings { get; init; }
+
+    /// <summary>
+    /// <c>attention_bias</c> exactly as written (default false). Which projections carry a bias is
+    /// architecture-specific; see <see cref="HasQkvBias"/> and <see cref="HasOutputProjectionBias"/>.
+    /// </summary>
+    public bool AttentionBias { get; init; }
+
+    /// <summary>
+    /// Whether q/k/v projections have a bias: always for Qwen2 (its modeling code hard-codes it and
+    /// has no <c>attention_bias</c> field), never for Mistral (hard-coded false), else <see cref="AttentionBias"/>.
+    /// </summary>
+    public bool HasQkvBias => Architecture switch
+    {
+        "Qwen2ForCausalLM" => true,
+        "MistralForCausalLM" => false,
+        _ => AttentionBias,
+    };
+
+    /// <summary>Whether o_proj has a bias: never for Qwen2 and Mistral, else <see cref="AttentionBias"/> (Llama, Qwen3 apply it to all four).</summary>
+    public bool HasOutputProjectionBias => Architecture switch
+    {
+        "Qwen2ForCausalLM" or "MistralForCausalLM" => false,
+        _ => AttentionBias,
+    };
+
+    /// <summary><c>mlp_bias</c> (Llama), default false: gate/up/down projections carry a bias.</summary>
+    public bool MlpBias { get; init; }
+
+    public HiddenActivation HiddenAct { get; init; } = HiddenActivation.Silu;
+
+    /// <summary>
+    /// Attention window in tokens, or null for full attention: Mistral's <c>sliding_window</c>; for
+    /// configs with a <c>use_sliding_window</c> switch (Qwen2, Qwen3) only when it is true. Qwen2's
+    /// <c>max_window_layers</c> (which layers slide) is not modelled; no released Qwen2/Qwen3
+    /// checkpoint turns sliding on.
+    /// </summary>
+    public int? SlidingWindow { get; init; }
+
+    /// <summary><c>torch_dtype</c> (transformers 4.x) or <c>dtype</c> (5.x): the checkpoint's compute dtype; null when absent.</summary>
+    public DType? TorchDtype { get; init; }
+
+    public int? BosTokenId { get; init; }
+
+    /// <summary><c>eos_token_id</c> as a list (config.json writes an int or a list); empty when absent.</summary>
+    public IReadOnlyList<int> EosTokenIds { get; init; } = [];
+
+    public RopeParameters Rope { get; init; } = new();
+
+    /// <summary>Architectures whose MLP is SwiGLU; any other <c>hidden_act</c> is a broken config.</summary>
+    private static readonly HashSet<string> SiluArchitectures =
+        ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"];
+
+    /// <summary>Reads <c>config.json</c> from a model directory.</summary>
+    public static ModelConfig Load(string modelDirectory)
+    {
+        string path = Path.Combine(modelDirectory, FileName);
+        if (!File.Exists(path))
+        {
+            throw new ModelConfigException($"{FileName} not found in model directory '{modelDirectory}'");
+        }
+        return Parse(File.ReadAllText(path));
+    }
+
+    /// <summary>Parses the text of a config.json.</summary>
+    public static ModelConfig Parse(string json)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(json);
+        }
+        catch (JsonException e)
+        {
+            throw new ModelConfigException($"{FileName} is not valid JSON: {e.Message}", e);
+        }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                throw new ModelConfigException($"{FileName} must hold a JSON object");
+            }
+            return FromRoot(doc.RootElement);
+        }
+    }
+
+    private static ModelConfig FromRoot(JsonElement root)
+    {
+        const string F = FileName;
+        string architecture = FirstArchitecture(root);
+        int hidden = Positive(root, "hidden_size");
+        int heads = Positive(root, "num_attention_heads");
+        int kvHeads = JsonFields.OptionalInt(root, "num_key_value_heads", F) ?? heads;
+        if (kvHeads <= 0 || heads % kvHeads != 0)
+        {
+            throw new ModelConfigException(
+                $"{F}: field 'num_key_value_heads' ({kvHeads}) must be positive and divide 'num_attention_heads' ({heads})");
+        }
+
+        int? explicitHeadDim = JsonFields.OptionalInt(root, "head_dim", F);
+        if (explicitHeadDim is <= 0)
+        {
+            throw new ModelConfigException($"{F}: field 'head_dim' must be positive, got {explicitHeadDim}");
+        }
+        if (explicitHeadDim is null && hidden % heads != 0)
+        {
+            throw new ModelConfigException(
+                $"{F}: field 'hidden_size' ({hidden}) is not divisible by 'num_attention_heads' ({heads}) and no 'head_dim' is given");
+        }
+
+        double eps = JsonFields.OptionalDouble(root, "rms_norm_eps", F) ?? 1e-6;
+        if (eps <= 0)
+        {
+            throw new ModelConfigException($"{F}: field 'rms_norm_eps' must be positive, got {eps}");
+        }
+
+        int maxPositions = Positive(root, "max_position_embeddings");
+        return new ModelConfig
+        {
+            Architecture = architecture,
+            ModelType = JsonFields.OptionalString(root, "model_type", F) ?? "",
+            HiddenSize = hidden,
+            IntermediateSize = Positive(root, "intermediate_size"),
+            NumHiddenLayers = Positive(root, "num_hidden_layers"),
+            NumAttentionHeads = heads,
+            NumKeyValueHeads = kvHeads,
+            HeadDim = explicitHeadDim ?? hidden / heads,
+            VocabSize = Positive(root, "vocab_size"),
+            RmsNormEps = eps,
+            MaxPositionEmbeddings = maxPositions,
+            TieWordEmbeddings = JsonFields.OptionalBool(root, "tie_word_embeddings", F) ?? false,
+            AttentionBias = JsonFields.OptionalBool(root, "attention_bias", F) ?? false,
+            MlpBias = JsonFields.OptionalBool(root, "mlp_bias", F) ?? false,
+            HiddenAct = Activation(root, architecture),
+            SlidingWindow = SlidingWindowOf(root, architecture),
+            TorchDtype = TorchDtypeOf(root),
+            BosTokenId = JsonFields.OptionalInt(root, "bos_token_id", F),
+            EosTokenIds = JsonFields.OptionalIntOrIntList(root, "eos_token_id", F) ?? [],
+            Rope = RopeParameters.Parse(root, maxPositions, F),
+        };
+    }
+
+    private static string FirstArchitecture(JsonElement root)
+    {
+        if (JsonFields.TryGet(root, "architectures", out var list) && list.ValueKind == JsonValueKind.Array
+            && list.GetArrayLength() > 0 && list[0].ValueKind == JsonValueKind.String
+            && list[0].GetString() is { Length: > 0 } name)
+        {
+            return name;
+        }
+        throw new ModelConfigException($"{FileName}: field 'architectures' must be a non-empty list of names");
+    }
+
+    private static int Positive(JsonElement root, string name)
+    {
+        int value = JsonFields.RequiredInt(root, name, FileName);
+        return value > 0 ? value : throw new ModelConfigException($"{FileName}: field '{name}' must be positive, got {value}");
+    }
+
+    private static HiddenActivation Activation(JsonElement root, string architecture)
+    {
+        string name = JsonFields.OptionalString(root, "hidden_act", FileName) ?? "silu";
+        if (!HiddenActivationNames.TryParse(name, out var activation))
+        {
+            throw new ModelConfigException($"{FileName}: field 'hidden_act' value '{name}' is not supported (silu, gelu, gelu_pytorch_tanh)");
+        }
+        if (activation != HiddenActivation.Silu && SiluArchitectures.Contains(architecture))
+        {
+            throw new ModelConfigException($"{FileName}: field 'hidden_act' must be 'silu' for {architecture}, got '{name}'");
+        }
+        return activation;
+    }
+
+    private static int? SlidingWindowOf(JsonElement root, string architecture)
+    {
+        // Qwen2/Qwen3 configs carry a sliding_window value even when sliding is off; their switch
+        // defaults to off in transformers. Mistral has no switch: a window present is a window used.
+        bool defaultOn = architecture is not ("Qwen2ForCausalLM" or "Qwen3ForCausalLM");
+        bool useSlidingWindow = JsonFields.OptionalBool(root, "use_sliding_window", FileName) ?? defaultOn;
+        int? window = JsonFields.OptionalInt(root, "sliding_window", FileName);
+        if (!useSlidingWindow || window is null)
+        {
+            return null;
+        }
+        return window > 0 ? window : throw new ModelConfigException($"{FileName}: field 'sliding_window' must be positive, got {window}");
+    }
+
+    private static DType? TorchDtypeOf(JsonElement root)
+    {
+        string field = JsonFields.TryGet(root, "dtype", out _) ? "dtype" : "torch_dtype";
+        string? name = JsonFields.OptionalString(root, field, FileName);
+        if (name is null)
+        {
+            return null;
+        }
+        return DTypeExtensions.TryParseTorch(name, out var dtype)
+            ? dtype
+            : throw new ModelConfigException($"{FileName}: field '{field}' value '{name}' is not supported (bfloat16, float16, float32)");
+    }
+}

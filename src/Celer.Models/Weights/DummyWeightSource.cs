@@ -1,0 +1,150 @@
+using System.Runtime.InteropServices;
+
+namespace Celer.Models.Weights;
+
+/// <summary>
+/// <c>--load-format dummy</c>: any requested tensor exists and holds random values, for
+/// benchmarking and testing without a checkpoint. As vLLM's <c>initialize_dummy_weights</c>,
+/// values are uniform in [-1e-3, 1e-3]; unlike vLLM, tensors whose name ends in
+/// <c>norm.weight</c> are all ones (the init real RMSNorm weights start from), so activations keep
+/// their scale through the layers and a random model still produces varied tokens instead of
+/// collapsing to one. Values depend only on the seed and the tensor name, never on the order of
+/// requests. Memory is native, 64-byte aligned, and freed on <see cref="Dispose"/>.
+/// </summary>
+public sealed unsafe class DummyWeightSource : IWeightSource
+{
+    /// <summary>vLLM's dummy-weight range (<c>low=-1e-3, high=1e-3</c>).</summary>
+    public const float Range = 1e-3f;
+
+    private const nuint Alignment = 64; // a cache line, and enough for any SIMD load width
+    private readonly ulong _seed;
+    private readonly Dictionary<string, WeightTensor> _tensors = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+    private bool _disposed;
+
+    public DummyWeightSource(DType dtype = DType.BF16, ulong seed = 0)
+    {
+        DType = dtype;
+        _seed = seed;
+    }
+
+    public DType DType { get; }
+
+    /// <summary>Every name exists in a dummy checkpoint.</summary>
+    public bool Contains(string name) => true;
+
+    public WeightTensor Get(string name, params int[] expectedShape)
+    {
+        if (expectedShape.Length == 0)
+        {
+            throw new ModelLoadException($"dummy weights need the expected shape of tensor '{name}'");
+        }
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_tensors.TryGetValue(name, out var cached))
+            {
+                WeightShapes.Check(name, cached.Shape, expectedShape);
+                return cached;
+            }
+            var tensor = Allocate(name, (int[])expectedShape.Clone());
+            _tensors.Add(name, tensor);
+            return tensor;
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+            foreach (var tensor in _tensors.Values)
+            {
+                NativeMemory.AlignedFree((void*)tensor.Data);
+            }
+            _tensors.Clear();
+        }
+    }
+
+    private WeightTensor Allocate(string name, int[] shape)
+    {
+        long elements = 1;
+        foreach (int dim in shape)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(dim, nameof(shape));
+            elements = checked(elements * dim);
+        }
+        long bytes = checked(elements * DType.ByteSize());
+        byte* data = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), Alignment);
+        Fill(data, elements, name);
+        return new WeightTensor(name, DType, shape, (nint)data, bytes);
+    }
+
+    private void Fill(byte* data, long elements, string name)
+    {
+        bool ones = name.EndsWith("norm.weight", StringComparison.Ordinal);
+        var random = new SplitMix64(_seed ^ Fnv1a(name));
+        Span<float> chunk = stackalloc float[1024];
+        int size = DType.ByteSize();
+        for (long done = 0; done < elements; done += chunk.Length)
+        {
+            var values = chunk[..(int)Math.Min(chunk.Length, elements - done)];
+            if (ones)
+            {
+                values.Fill(1f);
+            }
+            else
+            {
+                for (int i = 0; i < values.Length; i++)
+                {
+                    values[i] = random.NextUniform(-Range, Range);
+                }
+            }
+            byte* destination = data + done * size;
+            switch (DType)
+            {
+                case DType.F32:
+                    values.CopyTo(new Span<float>(destination, values.Length));
+                    break;
+                case DType.BF16:
+                    HalfConversions.FloatToBf16(values, new Span<ushort>(destination, values.Length));
+                    break;
+                case DType.F16:
+                    HalfConversions.FloatToHalf(values, new Span<Half>(destination, values.Length));
+                    break;
+            }
+        }
+    }
+
+    /// <summary>FNV-1a over the name's UTF-16 code units: stable across runs, unlike <c>string.GetHashCode</c>.</summary>
+    private static ulong Fnv1a(string name)
+    {
+        ulong hash = 0xcbf29ce484222325;
+        foreach (char c in name)
+        {
+            hash = (hash ^ c) * 0x100000001b3;
+        }
+        return hash;
+    }
+
+    /// <summary>Steele, Lea and Flood's SplitMix64: tiny, fast, and good enough for filler weights.</summary>
+    private struct SplitMix64(ulong state)
+    {
+        private ulong _state = state;
+
+        public float NextUniform(float low, float high)
+        {
+            _state += 0x9E3779B97F4A7C15;
+            ulong z = _state;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
+            z ^= z >> 31;
+            float unit = (z >> 40) * (1f / (1 << 24)); // 24 random bits: every float in [0, 1) step 2^-24
+            return low + (high - low) * unit;
+        }
+    }
+}

@@ -1,0 +1,29 @@
+namespace Celer.Models.Weights;
+
+/// <summary>Where a model's weights come from: safetensors files, or random values (<c>--load-format dummy</c>).</summary>
+public interface IWeightSource : IDisposable
+{
+    bool Contains(string name);
+
+    /// <summary>
+    /// Returns the tensor called <paramref name="name"/> (HF checkpoint naming). When
+    /// <paramref name="expectedShape"/> is given it must match exactly; otherwise a
+    /// <see cref="ModelLoadException"/> names the tensor and both shapes. A missing tensor is a
+    /// <see cref="ModelLoadException"/> too.
+    /// </summary>
+    WeightTensor Get(string name, params int[] expectedShape);
+}
+
+internal static class WeightShapes
+{
+    public static void Check(string name, int[] actual, int[] expected)
+    {
+        if (expected.Length > 0 && !actual.AsSpan().SequenceEqual(expected))
+        {
+            throw new ModelLoadException(
+                $"tensor '{name}' has shape {WeightTensor.FormatShape(actual)}, expected {WeightTensor.FormatShape(expected)}");
+        }
+    }
+
+    public static ModelLoadException Missing(string name) => new($"tensor '{name}' missing");
+}

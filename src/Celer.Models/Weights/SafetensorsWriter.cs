@@ -1,0 +1,81 @@
+using System.Buffers.Binary;
+using System.Text.Json;
+
+namespace Celer.Models.Weights;
+
+/// <summary>
+/// Writes a safetensors file: the 8-byte header length, the JSON header padded with spaces so the
+/// data section starts 8-byte aligned (as the reference writer does), then the tensors back to back
+/// in the order given. Meant for tests and tools that need real files, not for large checkpoints.
+/// </summary>
+public static class SafetensorsWriter
+{
+    public static void Write(
+        string path,
+        IEnumerable<(string Name, DType DType, int[] Shape, byte[] Data)> tensors,
+        IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var list = tensors.ToList();
+        byte[] header = BuildHeader(list, metadata);
+        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write);
+        Span<byte> length = stackalloc byte[sizeof(ulong)];
+        BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
+        stream.Write(length);
+        stream.Write(header);
+        foreach (var tensor in list)
+        {
+            stream.Write(tensor.Data);
+        }
+    }
+
+    private static byte[] BuildHeader(
+        List<(string Name, DType DType, int[] Shape, byte[] Data)> tensors, IReadOnlyDictionary<string, string>? metadata)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            if (metadata is not null)
+            {
+                json.WriteStartObject(SafetensorsHeader.MetadataKey);
+                foreach (var (key, value) in metadata)
+                {
+                    json.WriteString(key, value);
+                }
+                json.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (var (name, dtype, shape, data) in tensors)
+            {
+                long elements = shape.Aggregate(1L, (product, dim) => checked(product * dim));
+                if (elements * dtype.ByteSize() != data.Length)
+                {
+                    throw new ArgumentException(
+                        $"tensor '{name}': shape {WeightTensor.FormatShape(shape)} of {dtype} needs {elements * dtype.ByteSize()} bytes, got {data.Length}",
+                        nameof(tensors));
+                }
+                json.WriteStartObject(name);
+                json.WriteString("dtype", dtype.ToString());
+                json.WriteStartArray("shape");
+                foreach (int dim in shape)
+                {
+                    json.WriteNumberValue(dim);
+                }
+                json.WriteEndArray();
+                json.WriteStartArray("data_offsets");
+                json.WriteNumberValue(offset);
+                json.WriteNumberValue(offset + data.Length);
+                json.WriteEndArray();
+                json.WriteEndObject();
+                offset += data.Length;
+            }
+            json.WriteEndObject();
+        }
+        int padding = (int)((8 - (8 + buffer.Length) % 8) % 8);
+        for (int i = 0; i < padding; i++)
+        {
+            buffer.WriteByte((byte)' ');
+        }
+        return buffer.ToArray();
+    }
+}

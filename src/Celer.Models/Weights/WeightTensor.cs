@@ -1,0 +1,64 @@
+using System.Runtime.InteropServices;
+
+namespace Celer.Models.Weights;
+
+/// <summary>
+/// A view of one stored weight: its dtype, shape and a pointer to its first element. The memory
+/// belongs to the <see cref="IWeightSource"/> that returned it (a memory-mapped file or a native
+/// buffer) and stays valid until that source is disposed; nothing is copied.
+/// </summary>
+public readonly unsafe struct WeightTensor
+{
+    public WeightTensor(string name, DType dtype, int[] shape, nint data, long byteLength)
+    {
+        Name = name;
+        DType = dtype;
+        Shape = shape;
+        Data = data;
+        ByteLength = byteLength;
+    }
+
+    public string Name { get; }
+    public DType DType { get; }
+    public int[] Shape { get; }
+
+    /// <summary>Address of the first element; valid while the source lives.</summary>
+    public nint Data { get; }
+
+    public long ByteLength { get; }
+
+    public long ElementCount
+    {
+        get
+        {
+            long count = 1;
+            foreach (int dim in Shape)
+            {
+                count *= dim;
+            }
+            return count;
+        }
+    }
+
+    /// <summary>The raw little-endian bytes. Spans stop at 2 GiB; use <see cref="Data"/> for larger tensors.</summary>
+    public ReadOnlySpan<byte> Bytes => new((void*)Data, SpanLength(ByteLength));
+
+    /// <summary>The elements as <typeparamref name="T"/> (<c>float</c> for F32, <c>Half</c> or <c>ushort</c> for F16, <c>ushort</c> for BF16).</summary>
+    public ReadOnlySpan<T> AsSpan<T>() where T : unmanaged
+    {
+        if (sizeof(T) != DType.ByteSize())
+        {
+            throw new InvalidOperationException($"tensor '{Name}' is {DType}; {typeof(T).Name} has a different element size");
+        }
+        return new ReadOnlySpan<T>((void*)Data, SpanLength(ElementCount));
+    }
+
+    /// <summary>Shape as <c>[a,b]</c>, the form used in load errors.</summary>
+    public static string FormatShape(ReadOnlySpan<int> shape) => "[" + string.Join(",", shape.ToArray()) + "]";
+
+    public override string ToString() => $"{Name} {DType}{FormatShape(Shape)}";
+
+    private int SpanLength(long length) => length <= int.MaxValue
+        ? (int)length
+        : throw new InvalidOperationException($"tensor '{Name}' is {length} long, beyond what a span can hold; use Data");
+}

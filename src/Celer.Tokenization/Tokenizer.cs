@@ -1,0 +1,175 @@
+using System.Text.Json;
+using Celer.Tokenization.Decoders;
+using Celer.Tokenization.Normalizers;
+using Celer.Tokenization.PostProcessors;
+using Celer.Tokenization.PreTokenizers;
+
+namespace Celer.Tokenization;
+
+/// <summary>
+/// A Hugging Face <c>tokenizer.json</c> tokenizer, following the HF tokenizers pipeline:
+/// added tokens are cut out → each remaining piece is normalized → pre-tokenized into words →
+/// BPE → the post-processor adds BOS/EOS. Decoding maps ids to token strings (added tokens
+/// first), drops special tokens on request and runs the decoder chain. Thread-safe.
+/// </summary>
+public sealed class Tokenizer
+{
+    private readonly BpeModel _model;
+    private readonly AddedVocabulary _added;
+    private readonly Normalizer? _normalizer;
+    private readonly PreTokenizer? _preTokenizer;
+    private readonly PostProcessor? _postProcessor;
+    private readonly Decoder? _decoder;
+    private readonly Dictionary<string, int> _addedByContent = new(StringComparer.Ordinal);
+    private readonly string?[] _idToToken;
+    private readonly bool[] _isSpecial;
+    private readonly bool[] _isAdded;
+    private readonly bool _byteLevelDecoding;
+
+    private Tokenizer(BpeModel model, List<AddedToken> addedTokens, Normalizer? normalizer, PreTokenizer? preTokenizer, PostProcessor? postProcessor, Decoder? decoder)
+    {
+        _model = model;
+        _normalizer = normalizer;
+        _preTokenizer = preTokenizer;
+        _postProcessor = postProcessor;
+        _decoder = decoder;
+        _added = new AddedVocabulary(addedTokens, normalizer);
+        _byteLevelDecoding = decoder is ByteLevelDecoder || (decoder is SequenceDecoder seq && seq.Decoders.Any(d => d is ByteLevelDecoder));
+
+        int maxId = -1;
+        foreach (var id in model.Vocab.Values) maxId = Math.Max(maxId, id);
+        foreach (var t in addedTokens) maxId = Math.Max(maxId, t.Id);
+        VocabSize = maxId + 1;
+
+        _idToToken = new string?[VocabSize];
+        _isSpecial = new bool[VocabSize];
+        _isAdded = new bool[VocabSize];
+        foreach (var (token, id) in model.Vocab) _idToToken[id] = token;
+        var specialContents = addedTokens.Where(t => t.Special).Select(t => t.Content).ToHashSet(StringComparer.Ordinal);
+        foreach (var t in addedTokens)
+        {
+            // Added tokens take precedence over the model vocabulary for id → token, as in HF.
+            _idToToken[t.Id] = t.Content;
+            _isAdded[t.Id] = true;
+            _addedByContent.TryAdd(t.Content, t.Id);
+        }
+        // HF decides "special" by content, so a model token that shares a special token's text is special too.
+        for (int id = 0; id < VocabSize; id++)
+            _isSpecial[id] = _idToToken[id] is { } s && specialContents.Contains(s);
+    }
+
+    /// <summary>Largest token id + 1, added tokens included.</summary>
+    public int VocabSize { get; }
+
+    public static Tokenizer FromFile(string tokenizerJsonPath)
+    {
+        string json;
+        try
+        {
+            json = File.ReadAllText(tokenizerJsonPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new TokenizerLoadException($"Cannot read tokenizer file '{Path.GetFileName(tokenizerJsonPath)}': {e.Message}", e);
+        }
+        return FromJson(json);
+    }
+
+    public static Tokenizer FromJson(string json)
+    {
+        using var doc = TokenizerJson.Parse(json, "tokenizer.json");
+        var root = TokenizerJson.Object(doc.RootElement, "$");
+        var model = BpeModel.Parse(TokenizerJson.Required(root, "model", "$"), "$.model");
+        var normalizer = Normalizer.Parse(TokenizerJson.Optional(root, "normalizer"), "$.normalizer");
+        var preTokenizer = PreTokenizer.Parse(TokenizerJson.Optional(root, "pre_tokenizer"), "$.pre_tokenizer");
+        var postProcessor = PostProcessor.Parse(TokenizerJson.Optional(root, "post_processor"), "$.post_processor");
+        var decoder = Decoder.Parse(TokenizerJson.Optional(root, "decoder"), "$.decoder");
+        var added = AddedVocabulary.Parse(TokenizerJson.Optional(root, "added_tokens"), "$.added_tokens");
+        return new Tokenizer(model, added, normalizer, preTokenizer, postProcessor, decoder);
+    }
+
+    public int[] Encode(string text, bool addSpecialTokens = true)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var ids = new List<int>(text.Length / 3 + 4);
+        var raw = new List<AddedVocabulary.Segment>();
+        var normalized = new List<AddedVocabulary.Segment>();
+        var words = new List<PreToken>();
+        _added.SplitRaw(text, raw);
+        foreach (var segment in raw)
+        {
+            if (segment.Token is { } rawToken)
+            {
+                ids.Add(rawToken.Id);
+                continue;
+            }
+            var piece = _normalizer?.Normalize(segment.Text) ?? segment.Text;
+            normalized.Clear();
+            _added.SplitNormalized(piece, segment.AtStart, normalized);
+            foreach (var n in normalized)
+            {
+                if (n.Token is { } token)
+                {
+                    ids.Add(token.Id);
+                    continue;
+                }
+                words.Clear();
+                if (_preTokenizer is null) words.Add(new PreToken(n.Text, n.AtStart));
+                else _preTokenizer.PreTokenize(new PreToken(n.Text, n.AtStart), words);
+                foreach (var w in words) _model.Tokenize(w.Text, ids);
+            }
+        }
+        if (addSpecialTokens) _postProcessor?.Apply(ids);
+        return ids.ToArray();
+    }
+
+    public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = true)
+    {
+        var tokens = new List<string>(ids.Length);
+        foreach (var id in ids)
+        {
+            // Unknown ids are dropped, as HF does.
+            if ((uint)id >= (uint)VocabSize || _idToToken[id] is not { } token) continue;
+            if (skipSpecialTokens && _isSpecial[id]) continue;
+            tokens.Add(token);
+        }
+        if (_decoder is null) return string.Join(' ', tokens);
+        return string.Concat(_decoder.DecodeChain(tokens));
+    }
+
+    public string? IdToToken(int id) => (uint)id < (uint)VocabSize ? _idToToken[id] : null;
+
+    public int? TokenToId(string token) =>
+        _addedByContent.TryGetValue(token, out var id) ? id : _model.Vocab.TryGetValue(token, out id) ? id : null;
+
+    public bool IsSpecialToken(int id) => (uint)id < (uint)VocabSize && _isSpecial[id];
+
+    /// <summary>True for ids from <c>added_tokens</c>, special or not.</summary>
+    internal bool IsAddedToken(int id) => (uint)id < (uint)VocabSize && _isAdded[id];
+
+    /// <summary>
+    /// True when decoding <paramref name="ids"/> ends inside a UTF-8 character that more tokens
+    /// could complete: trailing byte-level bytes or byte-fallback &lt;0xNN&gt; tokens that form an
+    /// incomplete sequence. Streaming holds such text back instead of emitting U+FFFD.
+    /// </summary>
+    internal bool EndsWithIncompleteCharacter(ReadOnlySpan<int> ids, bool skipSpecialTokens)
+    {
+        // A UTF-8 character is at most 4 bytes, so the last 4 decodable tokens decide.
+        var tail = new List<byte>();
+        var tokens = new List<string>();
+        for (int i = ids.Length - 1; i >= 0 && tokens.Count < 4; i--)
+        {
+            int id = ids[i];
+            if ((uint)id >= (uint)VocabSize || _idToToken[id] is not { } token) continue;
+            if (skipSpecialTokens && _isSpecial[id]) continue;
+            tokens.Insert(0, token);
+        }
+        foreach (var t in tokens)
+        {
+            if (_byteLevelDecoding) ByteLevel.AppendBytes(t, tail);
+            else if (ByteFallbackDecoder.TryParseByteToken(t, out var b)) tail.Add(b);
+            else tail.Clear();
+        }
+        return ByteLevel.EndsWithIncompleteUtf8(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(tail));
+    }
+}

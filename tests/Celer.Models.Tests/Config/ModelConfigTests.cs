@@ -1,0 +1,181 @@
+using Xunit;
+using Celer.Models.Config;
+using Celer.Models.Rope;
+using Celer.Models.Weights;
+
+namespace Celer.Models.Tests.Config;
+
+public class ModelConfigTests
+{
+    [Fact]
+    public void Llama31_in_both_generations_reads_the_same()
+    {
+        foreach (string json in new[] { ConfigSamples.Llama31V4, ConfigSamples.Llama31V5 })
+        {
+            var c = ModelConfig.Parse(json);
+            Assert.Equal("LlamaForCausalLM", c.Architecture);
+            Assert.Equal("llama", c.ModelType);
+            Assert.Equal(4096, c.HiddenSize);
+            Assert.Equal(14336, c.IntermediateSize);
+            Assert.Equal(32, c.NumHiddenLayers);
+            Assert.Equal(32, c.NumAttentionHeads);
+            Assert.Equal(8, c.NumKeyValueHeads);
+            Assert.Equal(128, c.HeadDim);
+            Assert.Equal(128256, c.VocabSize);
+            Assert.Equal(1e-5, c.RmsNormEps);
+            Assert.Equal(131072, c.MaxPositionEmbeddings);
+            Assert.False(c.TieWordEmbeddings);
+            Assert.False(c.AttentionBias);
+            Assert.False(c.HasQkvBias);
+            Assert.False(c.MlpBias);
+            Assert.Equal(HiddenActivation.Silu, c.HiddenAct);
+            Assert.Null(c.SlidingWindow);
+            Assert.Equal(DType.BF16, c.TorchDtype);
+            Assert.Equal(128000, c.BosTokenId);
+            Assert.Equal([128001, 128008, 128009], c.EosTokenIds);
+            Assert.Equal(new RopeParameters
+            {
+                RopeType = RopeType.Llama3, Theta = 500000, Factor = 8, LowFreqFactor = 1, HighFreqFactor = 4,
+                OriginalMaxPositionEmbeddings = 8192,
+            }, c.Rope);
+        }
+    }
+
+    [Fact]
+    public void Qwen3_explicit_head_dim_differs_from_hidden_over_heads()
+    {
+        var c = ModelConfig.Parse(ConfigSamples.Qwen3);
+        Assert.Equal("Qwen3ForCausalLM", c.Architecture);
+        Assert.Equal(128, c.HeadDim);
+        Assert.Equal(8, c.NumKeyValueHeads);
+        Assert.True(c.TieWordEmbeddings);
+        Assert.Equal([151645], c.EosTokenIds);
+        Assert.Null(c.SlidingWindow); // use_sliding_window false
+        Assert.Equal(new RopeParameters { Theta = 1_000_000 }, c.Rope);
+        Assert.False(c.HasQkvBias);
+    }
+
+    [Fact]
+    public void Mistral_sliding_window_is_read()
+    {
+        var c = ModelConfig.Parse(ConfigSamples.Mistral);
+        Assert.Equal(4096, c.SlidingWindow);
+        Assert.Equal(128, c.HeadDim);
+        Assert.Equal(10000, c.Rope.Theta);
+        Assert.Equal([2], c.EosTokenIds);
+        Assert.False(c.HasQkvBias);
+    }
+
+    [Fact]
+    public void Qwen2_has_qkv_bias_and_slides_only_when_switched_on()
+    {
+        var c = ModelConfig.Parse(ConfigSamples.Qwen25Yarn);
+        Assert.True(c.HasQkvBias);
+        Assert.False(c.HasOutputProjectionBias);
+        Assert.Null(c.SlidingWindow);
+        Assert.Equal(128, c.HeadDim);
+
+        var sliding = ModelConfig.Parse(ConfigSamples.Qwen25Yarn.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true"));
+        Assert.Equal(131072, sliding.SlidingWindow);
+    }
+
+    [Fact]
+    public void Llama_attention_bias_applies_to_all_projections()
+    {
+        var c = ModelConfig.Parse(ConfigSamples.Minimal(extra: "\"attention_bias\": true, \"mlp_bias\": true"));
+        Assert.True(c.AttentionBias);
+        Assert.True(c.HasQkvBias);
+        Assert.True(c.HasOutputProjectionBias);
+        Assert.True(c.MlpBias);
+    }
+
+    [Fact]
+    public void Defaults_apply_when_optional_fields_are_absent_or_null()
+    {
+        var c = ModelConfig.Parse(ConfigSamples.Minimal(extra: "\"num_key_value_heads\": null, \"head_dim\": null"));
+        Assert.Equal(4, c.NumKeyValueHeads);
+        Assert.Equal(16, c.HeadDim);
+        Assert.Equal(1e-6, c.RmsNormEps);
+        Assert.False(c.TieWordEmbeddings);
+        Assert.Equal(HiddenActivation.Silu, c.HiddenAct);
+        Assert.Null(c.TorchDtype);
+        Assert.Null(c.BosTokenId);
+        Assert.Empty(c.EosTokenIds);
+        Assert.Equal(new RopeParameters(), c.Rope);
+    }
+
+    [Fact]
+    public void Unknown_architecture_is_parsed_for_the_registry_to_judge()
+    {
+        var c = ModelConfig.Parse(ConfigSamples.Minimal("Gemma2ForCausalLM", "\"hidden_act\": \"gelu_pytorch_tanh\", \"torch_dtype\": \"float16\""));
+        Assert.Equal("Gemma2ForCausalLM", c.Architecture);
+        Assert.Equal(HiddenActivation.GeluTanh, c.HiddenAct);
+        Assert.Equal(DType.F16, c.TorchDtype);
+    }
+
+    [Theory]
+    [InlineData("\"num_key_value_heads\": 3", "'num_key_value_heads'")]
+    [InlineData("\"num_key_value_heads\": 0", "'num_key_value_heads'")]
+    [InlineData("\"hidden_act\": \"gelu\"", "'hidden_act' must be 'silu' for LlamaForCausalLM")]
+    [InlineData("\"hidden_act\": \"relu2\"", "'hidden_act' value 'relu2' is not supported")]
+    [InlineData("\"head_dim\": -8", "'head_dim'")]
+    [InlineData("\"rms_norm_eps\": 0", "'rms_norm_eps'")]
+    [InlineData("\"sliding_window\": 0", "'sliding_window'")]
+    [InlineData("\"torch_dtype\": \"float8_e4m3fn\"", "'torch_dtype' value 'float8_e4m3fn'")]
+    [InlineData("\"dtype\": \"int8\"", "'dtype' value 'int8'")]
+    [InlineData("\"eos_token_id\": \"</s>\"", "'eos_token_id' must be an integer")]
+    [InlineData("\"tie_word_embeddings\": \"yes\"", "'tie_word_embeddings' must be true or false")]
+    public void Invalid_values_name_the_field(string extra, string expected)
+    {
+        var e = Assert.Throws<ModelConfigException>(() => ModelConfig.Parse(ConfigSamples.Minimal(extra: extra)));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Theory]
+    [InlineData("\"hidden_size\": 64", "\"hidden_size\": -64", "'hidden_size' must be positive")]
+    [InlineData("\"hidden_size\": 64", "\"hidden_size\": \"64\"", "'hidden_size' must be an integer")]
+    [InlineData("\"hidden_size\": 64", "\"hidden_size\": 64.5", "'hidden_size' must be an integer")]
+    [InlineData("\"hidden_size\": 64", "\"hidden_size\": 66", "'hidden_size' (66) is not divisible by 'num_attention_heads' (4)")]
+    [InlineData("\"vocab_size\": 100,", "", "required field 'vocab_size' is missing")]
+    [InlineData("\"architectures\": [\"LlamaForCausalLM\"],", "\"architectures\": [],", "'architectures'")]
+    public void Broken_required_fields_name_the_field(string find, string replace, string expected)
+    {
+        var e = Assert.Throws<ModelConfigException>(() => ModelConfig.Parse(ConfigSamples.Minimal().Replace(find, replace)));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Integral_floats_are_accepted_for_integer_fields()
+    {
+        var c = ModelConfig.Parse(ConfigSamples.Minimal().Replace("\"hidden_size\": 64", "\"hidden_size\": 64.0"));
+        Assert.Equal(64, c.HiddenSize);
+    }
+
+    [Theory]
+    [InlineData("{\"architectures\": ")]
+    [InlineData("[1, 2]")]
+    public void Non_object_json_is_a_config_error(string json)
+    {
+        var e = Assert.Throws<ModelConfigException>(() => ModelConfig.Parse(json));
+        Assert.Contains("config.json", e.Message);
+    }
+
+    [Fact]
+    public void Load_reads_config_json_from_the_directory()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "celer-config-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var missing = Assert.Throws<ModelConfigException>(() => ModelConfig.Load(dir));
+            Assert.Contains("config.json not found", missing.Message);
+
+            File.WriteAllText(Path.Combine(dir, "config.json"), ConfigSamples.Mistral);
+            Assert.Equal("MistralForCausalLM", ModelConfig.Load(dir).Architecture);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
