@@ -1,0 +1,367 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Celer.Backends.Cpu.Kernels;
+
+/// <summary>
+/// Variable-length causal attention over a flat batch whose keys and values live in the paged KV cache
+/// (the new tokens' K/V already written). Sequence s owns query rows queryStartLoc[s]..queryStartLoc[s+1]−1
+/// and has seqLens[s] tokens in all, so its query row j sits at position seqLens[s] − queryLen + j and
+/// attends to positions 0..that position; with a sliding window W > 0 only to positions &gt; position − W
+/// (transformers' <c>sliding_window_overlay</c>: the last W positions, itself included). Head h reads kv
+/// head h / (numHeads / numKvHeads) (GQA). Softmax is fp32 with the streaming (online) max, one KV block
+/// at a time, so no score row of full context length is ever stored.
+/// <para>
+/// Work items are (sequence, kv head, tile of up to <see cref="QueryTile"/> query rows): every query head of
+/// the kv head's group and every row of the tile is processed against one KV block while it is in L1, so a
+/// decode step reads each block once per kv head, and a prefill reuses it for QueryTile × group rows.
+/// </para>
+/// </summary>
+public static unsafe class PagedAttention
+{
+    /// <summary>Query rows per work item: 16 rows × a group of up to 8 heads × 128 dims of running output is 64 KiB.</summary>
+    private const int QueryTile = 16;
+
+    /// <summary>Score-times-dimension work per task (about 50 µs on one core).</summary>
+    private const long MinWorkPerTask = 256 * 1024;
+
+    public static void Run(
+        float* q, int numTokens, int numHeads, int numKvHeads, int headDim,
+        float* kCache, float* vCache, int blockSize,
+        int* blockTables, int blockTableStride,
+        int* queryStartLoc, int* seqLens, int numSeqs,
+        float scale, int slidingWindow, float* output)
+    {
+        Validate(numTokens, numHeads, numKvHeads, headDim, blockSize, queryStartLoc, seqLens, numSeqs);
+        if (numTokens == 0 || numHeads == 0)
+        {
+            return;
+        }
+
+        // Work items are numbered sequence by sequence; tileStart[s] is the first tile of sequence s.
+        // A batch holds at most max_num_seqs sequences (hundreds), so the table normally lives on the stack.
+        Span<int> tileStart = numSeqs < 1024 ? stackalloc int[numSeqs + 1] : new int[numSeqs + 1];
+        long work = 0;
+        tileStart[0] = 0;
+        for (int s = 0; s < numSeqs; s++)
+        {
+            int queryLen = queryStartLoc[s + 1] - queryStartLoc[s];
+            tileStart[s + 1] = tileStart[s] + ((queryLen + QueryTile - 1) / QueryTile);
+            work += (long)queryLen * seqLens[s] * numHeads * headDim;
+        }
+
+        int items = tileStart[numSeqs] * numKvHeads;
+        int chunks = KernelScheduling.ChunkCount(work, MinWorkPerTask, items);
+        var shape = new Shape(numHeads, numKvHeads, headDim, blockSize, blockTableStride, scale, slidingWindow);
+        fixed (int* pinnedTileStart = tileStart)
+        {
+            int* tiles = pinnedTileStart;
+            KernelScheduling.For(chunks, chunk =>
+            {
+                var (first, last) = KernelScheduling.Range(chunk, chunks, items);
+                int s = 0;
+                for (int item = first; item < last; item++)
+                {
+                    int tile = item / numKvHeads;
+                    while (tiles[s + 1] <= tile)
+                    {
+                        s++;
+                    }
+
+                    int queryStart = queryStartLoc[s];
+                    int queryLen = queryStartLoc[s + 1] - queryStart;
+                    int row0 = (tile - tiles[s]) * QueryTile;
+                    AttendTile(
+                        shape, q, kCache, vCache, blockTables + ((long)s * blockTableStride), output,
+                        queryStart + row0, Math.Min(QueryTile, queryLen - row0),
+                        firstPosition: seqLens[s] - queryLen + row0, kvHead: item % numKvHeads);
+                }
+            });
+        }
+    }
+
+    /// <summary>
+    /// The plain definition: for each (token, head), all scores, a two-pass softmax in fp32 and the weighted
+    /// sum of values, reading K/V through the block table one position at a time.
+    /// </summary>
+    public static void RunReference(
+        float* q, int numTokens, int numHeads, int numKvHeads, int headDim,
+        float* kCache, float* vCache, int blockSize,
+        int* blockTables, int blockTableStride,
+        int* queryStartLoc, int* seqLens, int numSeqs,
+        float scale, int slidingWindow, float* output)
+    {
+        Validate(numTokens, numHeads, numKvHeads, headDim, blockSize, queryStartLoc, seqLens, numSeqs);
+        int group = numHeads / Math.Max(1, numKvHeads);
+        for (int s = 0; s < numSeqs; s++)
+        {
+            int queryLen = queryStartLoc[s + 1] - queryStartLoc[s];
+            var scores = new float[seqLens[s]];
+            for (int j = 0; j < queryLen; j++)
+            {
+                int token = queryStartLoc[s] + j;
+                int position = seqLens[s] - queryLen + j;
+                int lowest = slidingWindow > 0 ? Math.Max(0, position - slidingWindow + 1) : 0;
+                for (int h = 0; h < numHeads; h++)
+                {
+                    float* query = q + ((((long)token * numHeads) + h) * headDim);
+                    float* result = output + ((((long)token * numHeads) + h) * headDim);
+                    float max = float.NegativeInfinity;
+                    for (int p = lowest; p <= position; p++)
+                    {
+                        float* key = CacheRow(kCache, blockTables + ((long)s * blockTableStride), blockSize, numKvHeads, headDim, p, h / group);
+                        float dot = 0;
+                        for (int i = 0; i < headDim; i++)
+                        {
+                            dot += query[i] * key[i];
+                        }
+
+                        scores[p] = dot * scale;
+                        max = MathF.Max(max, scores[p]);
+                    }
+
+                    float sum = 0;
+                    for (int p = lowest; p <= position; p++)
+                    {
+                        scores[p] = MathF.Exp(scores[p] - max);
+                        sum += scores[p];
+                    }
+
+                    for (int i = 0; i < headDim; i++)
+                    {
+                        float acc = 0;
+                        for (int p = lowest; p <= position; p++)
+                        {
+                            acc += scores[p] * CacheRow(vCache, blockTables + ((long)s * blockTableStride), blockSize, numKvHeads, headDim, p, h / group)[i];
+                        }
+
+                        result[i] = acc / sum;
+                    }
+                }
+            }
+        }
+    }
+
+    private static float* CacheRow(float* cache, int* blockTable, int blockSize, int numKvHeads, int headDim, int position, int kvHead)
+    {
+        long slot = ((long)blockTable[position / blockSize] * blockSize) + (position % blockSize);
+        return cache + ((((slot * numKvHeads) + kvHead)) * headDim);
+    }
+
+    private readonly record struct Shape(int NumHeads, int NumKvHeads, int HeadDim, int BlockSize, int BlockTableStride, float Scale, int SlidingWindow);
+
+    /// <summary>
+    /// Attention of <paramref name="rows"/> consecutive query rows (positions firstPosition…) of one sequence for
+    /// every query head of <paramref name="kvHead"/>'s group, streaming over the KV blocks they can see.
+    /// </summary>
+    private static void AttendTile(
+        in Shape shape, float* q, float* kCache, float* vCache, int* blockTable, float* output,
+        int token0, int rows, int firstPosition, int kvHead)
+    {
+        int headDim = shape.HeadDim;
+        int blockSize = shape.BlockSize;
+        int group = shape.NumHeads / shape.NumKvHeads;
+        int states = rows * group;
+        int kvStride = shape.NumKvHeads * headDim;
+        int window = shape.SlidingWindow;
+
+        // Per (row, head) state: running max, running denominator and the unnormalized output row.
+        float* scratch = ThreadScratch.Floats((states * (headDim + 2)) + blockSize);
+        float* runningMax = scratch;
+        float* denominator = runningMax + states;
+        float* accumulator = denominator + states;
+        float* scores = accumulator + (states * headDim);
+        for (int i = 0; i < states; i++)
+        {
+            runningMax[i] = float.NegativeInfinity;
+            denominator[i] = 0;
+        }
+
+        new Span<float>(accumulator, states * headDim).Clear();
+
+        int lastPosition = firstPosition + rows - 1;
+        int lowest = window > 0 ? Math.Max(0, firstPosition - window + 1) : 0;
+        for (int block = lowest / blockSize; block <= lastPosition / blockSize; block++)
+        {
+            long blockBase = (long)blockTable[block] * blockSize * kvStride + ((long)kvHead * headDim);
+            float* keys = kCache + blockBase;
+            float* values = vCache + blockBase;
+            int blockFirst = block * blockSize;
+            for (int r = 0; r < rows; r++)
+            {
+                int position = firstPosition + r;
+                int from = Math.Max(blockFirst, window > 0 ? position - window + 1 : 0);
+                int to = Math.Min(blockFirst + blockSize - 1, position);
+                if (from > to)
+                {
+                    continue;
+                }
+
+                int count = to - from + 1;
+                float* blockKeys = keys + ((long)(from - blockFirst) * kvStride);
+                float* blockValues = values + ((long)(from - blockFirst) * kvStride);
+                for (int g = 0; g < group; g++)
+                {
+                    int state = (r * group) + g;
+                    float* query = q + ((((long)(token0 + r) * shape.NumHeads) + (kvHead * group) + g) * headDim);
+                    float max = runningMax[state];
+                    for (int t = 0; t < count; t++)
+                    {
+                        scores[t] = Dot(query, blockKeys + ((long)t * kvStride), headDim) * shape.Scale;
+                        max = MathF.Max(max, scores[t]);
+                    }
+
+                    float* acc = accumulator + ((long)state * headDim);
+                    // Rescale what was summed under the old max; exp(-inf) = 0 on the first block.
+                    float correction = MathF.Exp(runningMax[state] - max);
+                    if (correction != 1f)
+                    {
+                        Scale(acc, correction, headDim);
+                        denominator[state] *= correction;
+                    }
+
+                    runningMax[state] = max;
+                    var probabilities = new Span<float>(scores, count);
+                    TensorPrimitives.Subtract(probabilities, max, probabilities);
+                    TensorPrimitives.Exp(probabilities, probabilities);
+                    denominator[state] += TensorPrimitives.Sum(probabilities);
+                    for (int t = 0; t < count; t++)
+                    {
+                        MultiplyAdd(blockValues + ((long)t * kvStride), scores[t], acc, headDim);
+                    }
+                }
+            }
+        }
+
+        for (int r = 0; r < rows; r++)
+        {
+            for (int g = 0; g < group; g++)
+            {
+                int state = (r * group) + g;
+                float* result = output + ((((long)(token0 + r) * shape.NumHeads) + (kvHead * group) + g) * headDim);
+                TensorPrimitives.Divide(
+                    new ReadOnlySpan<float>(accumulator + ((long)state * headDim), headDim),
+                    denominator[state],
+                    new Span<float>(result, headDim));
+            }
+        }
+    }
+
+    /// <summary>q·k over one head; inlined because it runs once per (query, key) pair with short rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot(float* a, float* b, int length)
+    {
+        int i = 0;
+        float sum = 0;
+        if (Vector512.IsHardwareAccelerated && length >= Vector512<float>.Count)
+        {
+            var acc = Vector512<float>.Zero;
+            for (; i <= length - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc);
+            }
+
+            sum = Vector512.Sum(acc);
+        }
+        else if (Vector256.IsHardwareAccelerated && length >= Vector256<float>.Count)
+        {
+            var acc = Vector256<float>.Zero;
+            for (; i <= length - Vector256<float>.Count; i += Vector256<float>.Count)
+            {
+                acc = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc);
+            }
+
+            sum = Vector256.Sum(acc);
+        }
+        else if (Vector128.IsHardwareAccelerated && length >= Vector128<float>.Count)
+        {
+            var acc = Vector128<float>.Zero;
+            for (; i <= length - Vector128<float>.Count; i += Vector128<float>.Count)
+            {
+                acc = Vector128.MultiplyAddEstimate(Vector128.Load(a + i), Vector128.Load(b + i), acc);
+            }
+
+            sum = Vector128.Sum(acc);
+        }
+
+        for (; i < length; i++)
+        {
+            sum += a[i] * b[i];
+        }
+
+        return sum;
+    }
+
+    /// <summary>acc += p · v over one head.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MultiplyAdd(float* v, float p, float* acc, int length)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var pv = Vector512.Create(p);
+            for (; i <= length - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                Vector512.FusedMultiplyAdd(Vector512.Load(v + i), pv, Vector512.Load(acc + i)).Store(acc + i);
+            }
+        }
+
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var pv = Vector256.Create(p);
+            for (; i <= length - Vector256<float>.Count; i += Vector256<float>.Count)
+            {
+                Vector256.FusedMultiplyAdd(Vector256.Load(v + i), pv, Vector256.Load(acc + i)).Store(acc + i);
+            }
+        }
+
+        if (Vector128.IsHardwareAccelerated)
+        {
+            var pv = Vector128.Create(p);
+            for (; i <= length - Vector128<float>.Count; i += Vector128<float>.Count)
+            {
+                Vector128.MultiplyAddEstimate(Vector128.Load(v + i), pv, Vector128.Load(acc + i)).Store(acc + i);
+            }
+        }
+
+        for (; i < length; i++)
+        {
+            acc[i] += v[i] * p;
+        }
+    }
+
+    private static void Scale(float* acc, float factor, int length)
+    {
+        var span = new Span<float>(acc, length);
+        TensorPrimitives.Multiply(span, factor, span);
+    }
+
+    private static void Validate(int numTokens, int numHeads, int numKvHeads, int headDim, int blockSize, int* queryStartLoc, int* seqLens, int numSeqs)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(numTokens);
+        ArgumentOutOfRangeException.ThrowIfNegative(numSeqs);
+        ArgumentOutOfRangeException.ThrowIfNegative(numHeads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(headDim);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockSize);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numKvHeads);
+        if (numHeads % numKvHeads != 0)
+        {
+            throw new ArgumentException($"numHeads ({numHeads}) must be a multiple of numKvHeads ({numKvHeads}).", nameof(numHeads));
+        }
+
+        if (numSeqs > 0 && (queryStartLoc[0] != 0 || queryStartLoc[numSeqs] != numTokens))
+        {
+            throw new ArgumentException("queryStartLoc must start at 0 and end at numTokens.", nameof(queryStartLoc));
+        }
+
+        for (int s = 0; s < numSeqs; s++)
+        {
+            int queryLen = queryStartLoc[s + 1] - queryStartLoc[s];
+            if (queryLen < 0 || seqLens[s] < queryLen)
+            {
+                throw new ArgumentException($"Sequence {s}: query length {queryLen} must be in [0, seqLen {seqLens[s]}].", nameof(seqLens));
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+using System.Numerics.Tensors;
+using Celer.Models.Weights;
+
+namespace Celer.Backends.Cpu.Kernels;
+
+/// <summary>
+/// RMS normalization over rows of length d, as transformers' <c>LlamaRMSNorm</c> computes it:
+/// y = x · rsqrt(mean(x²) + eps) · w, the variance in fp32 and the weight applied last. The weight is
+/// read in its checkpoint dtype; a null weight means w = 1 (used for weightless norms).
+/// </summary>
+public static unsafe class RmsNorm
+{
+    /// <summary>Elements per task: below ~64K floats a row loop finishes in microseconds.</summary>
+    private const long MinElementsPerTask = 64 * 1024;
+
+    /// <summary>output[r] = norm(x[r]) · w for each of <paramref name="rows"/> rows; output may be x.</summary>
+    public static void Run(float* x, float* output, void* weight, DType weightType, float eps, int rows, int d)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfNegative(d);
+        if (rows == 0 || d == 0)
+        {
+            return;
+        }
+
+        int chunks = KernelScheduling.ChunkCount((long)rows * d, MinElementsPerTask, rows);
+        KernelScheduling.For(chunks, chunk =>
+        {
+            var (start, end) = KernelScheduling.Range(chunk, chunks, rows);
+            float* w = WidenWeight(weight, weightType, d);
+            for (int r = start; r < end; r++)
+            {
+                NormalizeRow(x + ((long)r * d), output + ((long)r * d), w, eps, d);
+            }
+        });
+    }
+
+    /// <summary>
+    /// The fused residual step of every decoder layer (vLLM's <c>fused_add_rms_norm</c>):
+    /// residual += x, then x = norm(residual) · w, both in place.
+    /// </summary>
+    public static void AddAndNorm(float* x, float* residual, void* weight, DType weightType, float eps, int rows, int d)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfNegative(d);
+        if (rows == 0 || d == 0)
+        {
+            return;
+        }
+
+        int chunks = KernelScheduling.ChunkCount((long)rows * d, MinElementsPerTask, rows);
+        KernelScheduling.For(chunks, chunk =>
+        {
+            var (start, end) = KernelScheduling.Range(chunk, chunks, rows);
+            float* w = WidenWeight(weight, weightType, d);
+            for (int r = start; r < end; r++)
+            {
+                var xRow = new Span<float>(x + ((long)r * d), d);
+                var residualRow = new Span<float>(residual + ((long)r * d), d);
+                TensorPrimitives.Add(residualRow, xRow, residualRow);
+                NormalizeRow(residual + ((long)r * d), x + ((long)r * d), w, eps, d);
+            }
+        });
+    }
+
+    /// <summary>Scalar definition of <see cref="Run"/>.</summary>
+    public static void RunReference(float* x, float* output, void* weight, DType weightType, float eps, int rows, int d)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* row = x + ((long)r * d);
+            float sumOfSquares = 0;
+            for (int i = 0; i < d; i++)
+            {
+                sumOfSquares += row[i] * row[i];
+            }
+
+            float inverseRms = 1f / MathF.Sqrt((sumOfSquares / d) + eps);
+            for (int i = 0; i < d; i++)
+            {
+                float normalized = row[i] * inverseRms;
+                output[((long)r * d) + i] = weight == null ? normalized : normalized * WeightAt(weight, weightType, i);
+            }
+        }
+    }
+
+    /// <summary>Scalar definition of <see cref="AddAndNorm"/>.</summary>
+    public static void AddAndNormReference(float* x, float* residual, void* weight, DType weightType, float eps, int rows, int d)
+    {
+        for (long i = 0; i < (long)rows * d; i++)
+        {
+            residual[i] += x[i];
+        }
+
+        RunReference(residual, x, weight, weightType, eps, rows, d);
+    }
+
+    private static void NormalizeRow(float* x, float* output, float* w, float eps, int d)
+    {
+        var row = new ReadOnlySpan<float>(x, d);
+        var dst = new Span<float>(output, d);
+        float inverseRms = 1f / MathF.Sqrt((TensorPrimitives.SumOfSquares(row) / d) + eps);
+        TensorPrimitives.Multiply(row, inverseRms, dst);
+        if (w != null)
+        {
+            TensorPrimitives.Multiply(dst, new ReadOnlySpan<float>(w, d), dst);
+        }
+    }
+
+    /// <summary>The weight as fp32: the pointer itself for F32, else widened into this thread's scratch.</summary>
+    private static float* WidenWeight(void* weight, DType weightType, int d)
+    {
+        if (weight == null || weightType == DType.F32)
+        {
+            return (float*)weight;
+        }
+
+        float* widened = ThreadScratch.Floats(d);
+        Conversions.ToF32(weight, weightType, widened, d);
+        return widened;
+    }
+
+    private static float WeightAt(void* weight, DType weightType, int i) => weightType switch
+    {
+        DType.F32 => ((float*)weight)[i],
+        DType.F16 => (float)((Half*)weight)[i],
+        DType.BF16 => Conversions.BF16ToF32(((ushort*)weight)[i]),
+        _ => throw new ArgumentOutOfRangeException(nameof(weightType), weightType, null),
+    };
+}

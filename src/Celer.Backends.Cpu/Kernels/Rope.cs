@@ -1,0 +1,173 @@
+using System.Runtime.Intrinsics;
+
+namespace Celer.Backends.Cpu.Kernels;
+
+/// <summary>
+/// Rotary position embedding, neox style (HF <c>rotate_half</c>): dimension i pairs with i + rotaryDim/2,
+/// out[i] = x[i]·cos − x[i+half]·sin and out[i+half] = x[i+half]·cos + x[i]·sin, where
+/// cos/sin are of the fp32 product <c>(float)position · invFreq[i]</c> and scaled by attention_scaling,
+/// as transformers' rotary embedding builds them. Dimensions from rotaryDim to headDim pass through
+/// (partial rotary). Products and sums are separate roundings, like torch's <c>q * cos + rotate_half(q) * sin</c>.
+/// </summary>
+public static unsafe class Rope
+{
+    /// <summary>Rotated elements per task.</summary>
+    private const long MinElementsPerTask = 32 * 1024;
+
+    /// <summary>Rotates qOrK [numTokens, numHeads, headDim] in place, computing cos/sin per token.</summary>
+    public static void Apply(float* qOrK, int numTokens, int numHeads, int headDim, int rotaryDim, int* positions, float* invFreq, float attentionScaling)
+    {
+        Validate(numTokens, numHeads, headDim, rotaryDim);
+        if (numTokens == 0 || numHeads == 0 || rotaryDim == 0)
+        {
+            return;
+        }
+
+        int half = rotaryDim / 2;
+        int chunks = KernelScheduling.ChunkCount((long)numTokens * numHeads * rotaryDim, MinElementsPerTask, numTokens);
+        KernelScheduling.For(chunks, chunk =>
+        {
+            var (start, end) = KernelScheduling.Range(chunk, chunks, numTokens);
+            float* cos = ThreadScratch.Floats(2 * half);
+            float* sin = cos + half;
+            for (int t = start; t < end; t++)
+            {
+                ComputeCosSin((float)positions[t], invFreq, attentionScaling, half, cos, sin);
+                RotateHeads(qOrK + ((long)t * numHeads * headDim), numHeads, headDim, half, cos, sin);
+            }
+        });
+    }
+
+    /// <summary>Rotates qOrK in place with cos/sin looked up in a cache built by <see cref="RopeCache"/>.</summary>
+    public static void Apply(float* qOrK, int numTokens, int numHeads, int headDim, int* positions, RopeCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        int rotaryDim = cache.RotaryDim;
+        Validate(numTokens, numHeads, headDim, rotaryDim);
+        for (int t = 0; t < numTokens; t++)
+        {
+            if ((uint)positions[t] >= (uint)cache.MaxPositions)
+            {
+                throw new ArgumentOutOfRangeException(nameof(positions), positions[t], $"Position must be in [0, {cache.MaxPositions}).");
+            }
+        }
+
+        if (numTokens == 0 || numHeads == 0 || rotaryDim == 0)
+        {
+            return;
+        }
+
+        int half = rotaryDim / 2;
+        int chunks = KernelScheduling.ChunkCount((long)numTokens * numHeads * rotaryDim, MinElementsPerTask, numTokens);
+        KernelScheduling.For(chunks, chunk =>
+        {
+            var (start, end) = KernelScheduling.Range(chunk, chunks, numTokens);
+            for (int t = start; t < end; t++)
+            {
+                RotateHeads(qOrK + ((long)t * numHeads * headDim), numHeads, headDim, half, cache.Cos(positions[t]), cache.Sin(positions[t]));
+            }
+        });
+    }
+
+    /// <summary>Scalar definition of <see cref="Apply(float*, int, int, int, int, int*, float*, float)"/>.</summary>
+    public static void ApplyReference(float* qOrK, int numTokens, int numHeads, int headDim, int rotaryDim, int* positions, float* invFreq, float attentionScaling)
+    {
+        int half = rotaryDim / 2;
+        for (int t = 0; t < numTokens; t++)
+        {
+            for (int h = 0; h < numHeads; h++)
+            {
+                float* head = qOrK + ((((long)t * numHeads) + h) * headDim);
+                for (int i = 0; i < half; i++)
+                {
+                    float angle = (float)positions[t] * invFreq[i];
+                    float cos = MathF.Cos(angle) * attentionScaling;
+                    float sin = MathF.Sin(angle) * attentionScaling;
+                    float x1 = head[i];
+                    float x2 = head[i + half];
+                    head[i] = (x1 * cos) - (x2 * sin);
+                    head[i + half] = (x2 * cos) + (x1 * sin);
+                }
+            }
+        }
+    }
+
+    /// <summary>cos/sin of (float)position · invFreq[i] in fp32, times the scaling; shared with <see cref="RopeCache"/>.</summary>
+    internal static void ComputeCosSin(float position, float* invFreq, float attentionScaling, int half, float* cos, float* sin)
+    {
+        for (int i = 0; i < half; i++)
+        {
+            float angle = position * invFreq[i];
+            cos[i] = MathF.Cos(angle) * attentionScaling;
+            sin[i] = MathF.Sin(angle) * attentionScaling;
+        }
+    }
+
+    private static void RotateHeads(float* token, int numHeads, int headDim, int half, float* cos, float* sin)
+    {
+        for (int h = 0; h < numHeads; h++)
+        {
+            float* x1 = token + ((long)h * headDim);
+            float* x2 = x1 + half;
+            int i = 0;
+            if (Vector512.IsHardwareAccelerated)
+            {
+                for (; i <= half - Vector512<float>.Count; i += Vector512<float>.Count)
+                {
+                    var a = Vector512.Load(x1 + i);
+                    var b = Vector512.Load(x2 + i);
+                    var c = Vector512.Load(cos + i);
+                    var s = Vector512.Load(sin + i);
+                    ((a * c) - (b * s)).Store(x1 + i);
+                    ((b * c) + (a * s)).Store(x2 + i);
+                }
+            }
+
+            if (Vector256.IsHardwareAccelerated)
+            {
+                for (; i <= half - Vector256<float>.Count; i += Vector256<float>.Count)
+                {
+                    var a = Vector256.Load(x1 + i);
+                    var b = Vector256.Load(x2 + i);
+                    var c = Vector256.Load(cos + i);
+                    var s = Vector256.Load(sin + i);
+                    ((a * c) - (b * s)).Store(x1 + i);
+                    ((b * c) + (a * s)).Store(x2 + i);
+                }
+            }
+
+            if (Vector128.IsHardwareAccelerated)
+            {
+                for (; i <= half - Vector128<float>.Count; i += Vector128<float>.Count)
+                {
+                    var a = Vector128.Load(x1 + i);
+                    var b = Vector128.Load(x2 + i);
+                    var c = Vector128.Load(cos + i);
+                    var s = Vector128.Load(sin + i);
+                    ((a * c) - (b * s)).Store(x1 + i);
+                    ((b * c) + (a * s)).Store(x2 + i);
+                }
+            }
+
+            for (; i < half; i++)
+            {
+                float a = x1[i];
+                float b = x2[i];
+                x1[i] = (a * cos[i]) - (b * sin[i]);
+                x2[i] = (b * cos[i]) + (a * sin[i]);
+            }
+        }
+    }
+
+    private static void Validate(int numTokens, int numHeads, int headDim, int rotaryDim)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(numTokens);
+        ArgumentOutOfRangeException.ThrowIfNegative(numHeads);
+        ArgumentOutOfRangeException.ThrowIfNegative(rotaryDim);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(rotaryDim, headDim);
+        if (rotaryDim % 2 != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(rotaryDim), rotaryDim, "The rotary dimension must be even.");
+        }
+    }
+}

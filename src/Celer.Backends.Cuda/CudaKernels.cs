@@ -1,0 +1,53 @@
+using Celer.Backends.Cuda.Interop;
+
+namespace Celer.Backends.Cuda;
+
+/// <summary>The compiled kernel module and its functions, with one launch path that checks every status.</summary>
+internal sealed unsafe class CudaKernels : IDisposable
+{
+    private readonly CudaDevice _device;
+    private readonly SafeCudaModuleHandle _module;
+    private readonly Dictionary<string, nint> _functions = new(StringComparer.Ordinal);
+
+    // CELER_CUDA_SYNC=1 synchronizes after every launch so an asynchronous fault names the kernel that caused it.
+    private static readonly bool SyncAfterLaunch = Environment.GetEnvironmentVariable("CELER_CUDA_SYNC") == "1";
+
+    public CudaKernels(CudaDevice device)
+    {
+        _device = device;
+        byte[] cubin = KernelCompiler.Compile(KernelCompiler.LoadSource(), device.ComputeCapability, out bool fromCache);
+        FromCache = fromCache;
+        nint module;
+        fixed (byte* image = cubin)
+        {
+            CudaDriver.Check(CudaDriver.cuModuleLoadData(out module, image), "cuModuleLoadData");
+        }
+
+        _module = new SafeCudaModuleHandle(module, device.Context);
+    }
+
+    public bool FromCache { get; }
+
+    public void Launch(string kernel, uint gridX, uint gridY, uint blockX, void** args)
+    {
+        nint function = Function(kernel);
+        CudaDriver.Check(CudaDriver.cuLaunchKernel(function, gridX, gridY, 1, blockX, 1, 1, 0, _device.Stream, args, null), $"launch {kernel}");
+        if (SyncAfterLaunch)
+        {
+            CudaDriver.Check(CudaDriver.cuStreamSynchronize(_device.Stream), $"after {kernel}");
+        }
+    }
+
+    private nint Function(string name)
+    {
+        if (!_functions.TryGetValue(name, out nint function))
+        {
+            CudaDriver.Check(CudaDriver.cuModuleGetFunction(out function, _module.DangerousGetHandle(), name), $"cuModuleGetFunction({name})");
+            _functions[name] = function;
+        }
+
+        return function;
+    }
+
+    public void Dispose() => _module.Dispose();
+}

@@ -1,0 +1,27 @@
+using Celer.Backends.Cuda.Interop;
+
+namespace Celer.Backends.Cuda;
+
+/// <summary>A device array of int32 metadata (token ids, positions, slot mapping…) that grows to the largest step seen.</summary>
+internal sealed class DeviceInts(CudaBackend backend)
+{
+    private SafeDeviceMemoryHandle? _memory;
+    private int _capacity;
+
+    public ulong Pointer => _memory?.Pointer ?? 0;
+
+    public void Upload(int[] values)
+    {
+        if (values.Length > _capacity)
+        {
+            _memory?.Dispose();
+            _capacity = Math.Max(values.Length, _capacity * 2);
+            _memory = backend.Track(backend.DeviceForBuffers.Allocate((long)_capacity * sizeof(int)));
+        }
+
+        if (values.Length > 0)
+        {
+            backend.UploadAsync(Pointer, values);
+        }
+    }
+}

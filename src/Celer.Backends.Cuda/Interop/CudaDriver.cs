@@ -1,0 +1,76 @@
+using System.Runtime.InteropServices;
+
+namespace Celer.Backends.Cuda.Interop;
+
+/// <summary>
+/// The CUDA driver API (libcuda), C names kept. Reference: https://docs.nvidia.com/cuda/cuda-driver-api/
+/// Every call returns a CUresult, checked in one place (<see cref="Check"/>).
+/// </summary>
+internal static unsafe partial class CudaDriver
+{
+    public const int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
+    public const int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+    public const int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+    public const uint CU_STREAM_NON_BLOCKING = 1;
+    public const uint CU_EVENT_DEFAULT = 0;
+
+    static CudaDriver() => CudaLibraryResolver.Register();
+
+    public static void Check(int result, string call)
+    {
+        if (result == 0)
+        {
+            return;
+        }
+
+        string name = "?", text = "?";
+        if (cuGetErrorName(result, out nint namePtr) == 0 && namePtr != 0)
+        {
+            name = Marshal.PtrToStringUTF8(namePtr) ?? "?";
+        }
+
+        if (cuGetErrorString(result, out nint textPtr) == 0 && textPtr != 0)
+        {
+            text = Marshal.PtrToStringUTF8(textPtr) ?? "?";
+        }
+
+        throw new CudaException($"{call} failed: {name} ({result}): {text}");
+    }
+
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuInit(uint flags);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuDriverGetVersion(out int version);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuDeviceGetCount(out int count);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuDeviceGet(out int device, int ordinal);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuDeviceGetName(byte* name, int length, int device);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuDeviceGetAttribute(out int value, int attribute, int device);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuDeviceTotalMem_v2(out nuint bytes, int device);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuDevicePrimaryCtxRetain(out nint context, int device);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuDevicePrimaryCtxRelease_v2(int device);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuCtxSetCurrent(nint context);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuCtxSynchronize();
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemGetInfo_v2(out nuint free, out nuint total);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemAlloc_v2(out ulong devicePtr, nuint bytes);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemFree_v2(ulong devicePtr);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemAllocHost_v2(out nint hostPtr, nuint bytes);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemFreeHost(nint hostPtr);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemcpyHtoDAsync_v2(ulong dst, void* src, nuint bytes, nint stream);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemcpyDtoHAsync_v2(void* dst, ulong src, nuint bytes, nint stream);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemcpyDtoDAsync_v2(ulong dst, ulong src, nuint bytes, nint stream);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemsetD32Async(ulong dst, uint value, nuint count, nint stream);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuStreamCreate(out nint stream, uint flags);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuStreamDestroy_v2(nint stream);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuStreamSynchronize(nint stream);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventCreate(out nint evt, uint flags);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventDestroy_v2(nint evt);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventRecord(nint evt, nint stream);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventSynchronize(nint evt);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventElapsedTime(out float milliseconds, nint start, nint end);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuModuleLoadData(out nint module, void* image);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuModuleUnload(nint module);
+    [LibraryImport(CudaLibraryResolver.Driver, StringMarshalling = StringMarshalling.Utf8)] public static partial int cuModuleGetFunction(out nint function, nint module, string name);
+    [LibraryImport(CudaLibraryResolver.Driver)]
+    public static partial int cuLaunchKernel(nint function, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY, uint blockZ,
+        uint sharedMemBytes, nint stream, void** kernelParams, void** extra);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGetErrorName(int result, out nint name);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGetErrorString(int result, out nint text);
+}

@@ -1,0 +1,15 @@
+namespace Celer.Backends.Cuda.Interop;
+
+/// <summary>A CUDA, NVRTC or cuBLAS call failed, or no GPU is usable.</summary>
+public sealed class CudaException : Exception
+{
+    public CudaException(string message)
+        : base(message)
+    {
+    }
+
+    public CudaException(string message, Exception inner)
+        : base(message, inner)
+    {
+    }
+}

@@ -1,0 +1,153 @@
+using Celer.Backends.Cpu;
+using Celer.Models.Architectures;
+using Celer.Models.Config;
+using Celer.Models.Weights;
+using Celer.TestSupport;
+using Xunit;
+
+namespace Celer.Models.Tests.Architectures;
+
+/// <summary>
+/// The CPU forward pass against Hugging Face transformers (fp32, tools/reference/make_model_fixtures.py) on every
+/// fixture model: greedy tokens and logprobs compared as vLLM compares them, prompt logprobs too, and a batched
+/// forward equal to one sequence at a time.
+/// </summary>
+public sealed class ReferenceParityTests
+{
+    // Both sides compute in fp32 from the same stored weights; only summation order differs (SIMD, blocking), which
+    // moves logprobs by ~1e-5. 2e-3 leaves room for long reductions while a real bug (a missing bias, a wrong RoPE
+    // frequency, an off-by-one window) moves them by 1e-1 or more.
+    private const float Tolerance = 2e-3f;
+    private const int BlockSize = 16;
+
+    public static TheoryData<string> Models() => new(RepoPaths.FixtureModelNames().Append("celer-tiny-py"));
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void Greedy_tokens_and_logprobs_match_transformers(string name)
+    {
+        (string dir, ReferenceFixture fixture) = Load(name);
+        using var backend = new CpuBackend();
+        using var weights = SafetensorsWeightSource.Open(dir);
+        (DecoderModel model, PagedSequenceRunner runner) = Build(dir, weights, backend, fixture.Cases.Count);
+
+        foreach ((ReferenceCase c, int index) in fixture.Cases.Select((c, i) => (c, i)))
+        {
+            var tokens = new List<int>(c.PromptTokenIds);
+            var generated = new List<GeneratedPosition>();
+            int computed = 0;
+            while (generated.Count < c.OutputTokenIds.Count)
+            {
+                float[][] logits = runner.Step([(0, tokens, computed)]);
+                if (computed == 0)
+                {
+                    AssertPromptLogprobs($"{name} case {index}", c, logits);
+                }
+
+                computed = tokens.Count;
+                float[] last = logits[^1];
+                int next = PagedSequenceRunner.ArgMax(last);
+                generated.Add(PagedSequenceRunner.Position(last, next, 5));
+                tokens.Add(next);
+            }
+
+            int matched = LogprobsComparison.AssertClose($"{name} case {index}", c.OutputLogprobs, generated, Tolerance);
+
+            // The fixtures were made with a top-1/top-2 margin of at least 3e-3 at every step, far above fp32
+            // reordering noise, so with both sides in fp32 nothing may diverge at all.
+            Assert.Equal(c.OutputTokenIds.Count, matched);
+        }
+
+        GC.KeepAlive(model);
+    }
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void Batched_forward_equals_one_sequence_at_a_time(string name)
+    {
+        (string dir, ReferenceFixture fixture) = Load(name);
+        using var backend = new CpuBackend();
+        using var weights = SafetensorsWeightSource.Open(dir);
+        (_, PagedSequenceRunner runner) = Build(dir, weights, backend, fixture.Cases.Count);
+
+        // Prompt plus the reference continuation, fed as: a prefill of all prompts together, then 8 decode steps together.
+        var sequences = fixture.Cases.Select(c => c.PromptTokenIds.Concat(c.OutputTokenIds.Take(8)).ToList()).ToList();
+        var solo = new List<float[][]>();
+        for (int s = 0; s < sequences.Count; s++)
+        {
+            var rows = new List<float[]>();
+            int promptLen = fixture.Cases[s].PromptTokenIds.Count;
+            rows.AddRange(runner.Step([(s, sequences[s].Take(promptLen).ToList(), 0)]));
+            for (int len = promptLen + 1; len <= sequences[s].Count; len++)
+            {
+                rows.AddRange(runner.Step([(s, sequences[s].Take(len).ToList(), len - 1)]));
+            }
+
+            solo.Add([.. rows]);
+        }
+
+        var batched = sequences.Select(_ => new List<float[]>()).ToList();
+        float[][] prefill = runner.Step(sequences.Select((seq, s) => (s, (IReadOnlyList<int>)seq.Take(fixture.Cases[s].PromptTokenIds.Count).ToList(), 0)).ToList());
+        int row = 0;
+        for (int s = 0; s < sequences.Count; s++)
+        {
+            for (int i = 0; i < fixture.Cases[s].PromptTokenIds.Count; i++)
+            {
+                batched[s].Add(prefill[row++]);
+            }
+        }
+
+        for (int step = 1; step <= 8; step++)
+        {
+            float[][] decode = runner.Step(sequences.Select((seq, s) =>
+            {
+                int len = fixture.Cases[s].PromptTokenIds.Count + step;
+                return (s, (IReadOnlyList<int>)seq.Take(len).ToList(), len - 1);
+            }).ToList());
+            for (int s = 0; s < sequences.Count; s++)
+            {
+                batched[s].Add(decode[s]);
+            }
+        }
+
+        for (int s = 0; s < sequences.Count; s++)
+        {
+            Assert.Equal(solo[s].Length, batched[s].Count);
+            for (int r = 0; r < solo[s].Length; r++)
+            {
+                // The same kernels on the same rows: only the matmul's row blocking can differ with the batch size.
+                float maxDiff = solo[s][r].Zip(batched[s][r], (a, b) => Math.Abs(a - b)).Max();
+                Assert.True(maxDiff < 1e-3f, $"{name}: sequence {s} row {r}: batched logits differ by {maxDiff}");
+            }
+        }
+    }
+
+    private static void AssertPromptLogprobs(string label, ReferenceCase c, float[][] promptLogits)
+    {
+        for (int p = 1; p < c.PromptTokenIds.Count; p++)
+        {
+            ReferenceLogprobs expected = c.PromptLogprobs[p]!;
+            GeneratedPosition actual = PagedSequenceRunner.Position(promptLogits[p - 1], c.PromptTokenIds[p], 5);
+            Assert.Equal(expected.TokenId, actual.TokenId);
+            Assert.True(
+                Math.Abs(expected.Logprob - actual.Logprob) <= Tolerance,
+                $"{label}: prompt position {p}: logprob {actual.Logprob} vs transformers {expected.Logprob}");
+        }
+    }
+
+    private static (string Dir, ReferenceFixture Fixture) Load(string name)
+    {
+        return name == "celer-tiny-py"
+            ? (RepoPaths.DefaultModel, ReferenceFixture.Load(Path.Combine(RepoPaths.Fixtures, "celer-tiny-py", "reference.json")))
+            : (Path.Combine(RepoPaths.FixtureModels, name), ReferenceFixture.Load(Path.Combine(RepoPaths.FixtureModels, name, "reference.json")));
+    }
+
+    private static (DecoderModel, PagedSequenceRunner) Build(string dir, IWeightSource weights, CpuBackend backend, int numSequences)
+    {
+        ModelConfig config = ModelConfig.Load(dir);
+        const int maxBlocksPerSeq = 8;   // 128 tokens: the longest fixture sequence is 40 + 24
+        var model = new DecoderModel(config, weights, backend, maxNumTokens: 256, maxLogitsRows: 64);
+        backend.AllocateKvCache(config.NumHiddenLayers, 1 + numSequences * maxBlocksPerSeq, BlockSize, config.NumKeyValueHeads, config.HeadDim);
+        return (model, new PagedSequenceRunner(model, BlockSize, maxBlocksPerSeq));
+    }
+}
