@@ -5,8 +5,11 @@ using Celer.Models.Weights;
 
 namespace Celer.Models.Architectures;
 
-/// <summary>Receives logits rows <c>first .. first + rows − 1</c> of a step (row-major [rows, vocab]).</summary>
-public delegate void LogitsHandler(int first, ReadOnlySpan<float> logits);
+/// <summary>
+/// Receives logits rows <c>first .. first + count − 1</c> of a step: row-major [count, vocab] at the start of
+/// <paramref name="logits"/>, a scratch buffer the handler may overwrite (samplers mask in place) and must not keep.
+/// </summary>
+public delegate void LogitsHandler(int first, int count, float[] logits);
 
 /// <summary>
 /// The forward pass of the Llama family (Llama, Mistral, Qwen2, Qwen3) over one flat batch: pre-norm decoder
@@ -74,7 +77,7 @@ public sealed class DecoderModel
 
     /// <summary>
     /// Runs one step. The logits of <see cref="ForwardBatch.LogitsRows"/> are handed to <paramref name="onLogits"/>
-    /// in chunks of at most <see cref="MaxLogitsRows"/> rows ([rows, vocab], valid only during the call), so a
+    /// in chunks of at most <see cref="MaxLogitsRows"/> rows, so a
     /// step that wants many rows (prompt logprobs of a long prompt) needs no vocabulary-sized buffer per token.
     /// </summary>
     public void Forward(ForwardBatch batch, LogitsHandler onLogits)
@@ -109,9 +112,8 @@ public sealed class DecoderModel
             int count = Math.Min(MaxLogitsRows, batch.LogitsRows.Length - first);
             b.GatherLogitsRows(_act.Hidden, first, count, _act.LogitsHidden);
             b.Linear(_act.LogitsHidden, count, _lmHead, null, _act.Logits);
-            Span<float> logits = _logitsHost.AsSpan(0, count * vocab);
-            b.CopyToHost(_act.Logits, count, logits);
-            onLogits(first, logits);
+            b.CopyToHost(_act.Logits, count, _logitsHost.AsSpan(0, count * vocab));
+            onLogits(first, count, _logitsHost);
         }
     }
 

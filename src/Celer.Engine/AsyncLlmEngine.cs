@@ -1,0 +1,221 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using Celer.Engine.Scheduling;
+using Celer.Tokenization;
+
+namespace Celer.Engine;
+
+/// <summary>
+/// The serving engine (vLLM's <c>AsyncLLM</c>): a dedicated loop thread steps the engine while
+/// there is work and sleeps on a signal otherwise. Callers never touch the scheduler: they hand
+/// over commands (add, abort) that the loop applies between steps, and read their request's own
+/// unbounded channel, so a slow consumer never stalls the loop.
+/// </summary>
+public sealed class AsyncLlmEngine : IAsyncDisposable
+{
+    private readonly EngineDriver _driver;
+    private readonly ConcurrentQueue<Action> _commands = new();
+    private readonly ConcurrentDictionary<string, Channel<RequestOutput>> _streams = new();
+    private readonly SemaphoreSlim _wakeup = new(0);
+    private readonly TaskCompletionSource _loopDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile bool _stopping;
+    private volatile bool _dead;
+
+    /// <param name="executor">Owned by the engine: disposed with it.</param>
+    public AsyncLlmEngine(EngineArgs args, IModelExecutor executor, Tokenizer? tokenizer, EngineModelInfo model, IEngineStatsListener? listener = null)
+    {
+        _driver = new EngineDriver(args, executor, tokenizer, model, listener);
+        var thread = new Thread(RunLoop) { IsBackground = true, Name = "celer-engine-loop" };
+        thread.Start();
+    }
+
+    /// <summary>The loop threw: in-flight requests ended with <see cref="EngineDeadException"/>; /health answers 503.</summary>
+    public bool IsDead => _dead;
+    public EngineStats Stats => _driver.Stats;
+    public int MaxModelLen => _driver.InputProcessor.MaxModelLen;
+    public int VocabSize => _driver.InputProcessor.VocabSize;
+
+    /// <summary>
+    /// Admits a request (validation errors throw here, synchronously) and streams its deltas. The
+    /// request starts at once; cancelling the token, or leaving the enumeration early, aborts it
+    /// and frees its blocks within one step.
+    /// </summary>
+    public IAsyncEnumerable<RequestOutput> GenerateAsync(GenerateRequest request, CancellationToken cancellationToken = default)
+    {
+        ThrowIfUnavailable();
+        double arrivalTime = EngineClock.Now;
+        IReadOnlyList<Request> sequences = _driver.InputProcessor.Process(request, arrivalTime);
+        var channel = Channel.CreateUnbounded<RequestOutput>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        if (!_streams.TryAdd(request.RequestId, channel))
+        {
+            throw new EngineRequestException($"Request id {request.RequestId} is already in use.", "request_id");
+        }
+        if (_dead || _stopping)
+        {
+            // The loop ended between the first check and the registration: nobody would complete the stream.
+            _streams.TryRemove(request.RequestId, out _);
+            ThrowIfUnavailable();
+        }
+        Enqueue(() => _driver.Add(request, sequences, arrivalTime));
+        return ReadStream(request.RequestId, channel.Reader, cancellationToken);
+    }
+
+    /// <summary>Aborts a request; completes once the loop has freed its blocks (or at once if it is gone).</summary>
+    public Task AbortAsync(string requestId)
+    {
+        if (_dead || _stopping)
+        {
+            return Task.CompletedTask;
+        }
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Enqueue(() =>
+        {
+            AbortOnLoop(requestId);
+            done.TrySetResult();
+        }, done);
+        return done.Task;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stopping = true;
+        _wakeup.Release();
+        await _loopDone.Task;
+        _driver.Dispose();
+        _wakeup.Dispose();
+    }
+
+    private async IAsyncEnumerable<RequestOutput> ReadStream(string requestId, ChannelReader<RequestOutput> reader, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        bool finished = false;
+        try
+        {
+            while (await reader.WaitToReadAsync(cancellationToken))
+            {
+                while (reader.TryRead(out RequestOutput? output))
+                {
+                    finished = output.Finished;
+                    yield return output;
+                }
+            }
+        }
+        finally
+        {
+            if (!finished)
+            {
+                // The caller went away (cancelled or stopped reading): free the request's blocks.
+                _ = AbortAsync(requestId);
+            }
+        }
+    }
+
+    private void Enqueue(Action command, TaskCompletionSource? completion = null)
+    {
+        _commands.Enqueue(command);
+        _wakeup.Release();
+        if ((_dead || _stopping) && completion is not null)
+        {
+            // The loop may have exited before seeing the command.
+            completion.TrySetResult();
+        }
+    }
+
+    private void RunLoop()
+    {
+        try
+        {
+            while (!_stopping)
+            {
+                RunCommands();
+                if (!_driver.HasWork)
+                {
+                    // Idle: sleep until a command arrives (every enqueue releases the semaphore).
+                    _wakeup.Wait();
+                    continue;
+                }
+                foreach (RequestOutput output in _driver.Step())
+                {
+                    Deliver(output);
+                }
+            }
+            // Requests admitted before the stop get a final abort output rather than a dangling stream.
+            RunCommands();
+            AbortAllOnLoop();
+        }
+        catch (Exception e)
+        {
+            Die(e);
+        }
+        finally
+        {
+            _loopDone.TrySetResult();
+        }
+    }
+
+    private void RunCommands()
+    {
+        while (_commands.TryDequeue(out Action? command))
+        {
+            command();
+        }
+    }
+
+    private void AbortOnLoop(string requestId)
+    {
+        if (_driver.Abort(requestId) is { } output)
+        {
+            Deliver(output);
+        }
+    }
+
+    private void AbortAllOnLoop()
+    {
+        foreach (string requestId in _streams.Keys)
+        {
+            AbortOnLoop(requestId);
+            if (_streams.TryRemove(requestId, out Channel<RequestOutput>? stale))
+            {
+                // Registered but never added (the loop stopped first).
+                stale.Writer.TryComplete(new ObjectDisposedException(nameof(AsyncLlmEngine)));
+            }
+        }
+    }
+
+    private void Deliver(RequestOutput output)
+    {
+        if (!_streams.TryGetValue(output.RequestId, out Channel<RequestOutput>? channel))
+        {
+            return;
+        }
+        channel.Writer.TryWrite(output);
+        if (output.Finished)
+        {
+            channel.Writer.TryComplete();
+            _streams.TryRemove(output.RequestId, out _);
+        }
+    }
+
+    private void Die(Exception e)
+    {
+        _dead = true;
+        _driver.Clear();
+        var error = new EngineDeadException("The engine loop failed; the request was not completed.", e);
+        foreach (string requestId in _streams.Keys)
+        {
+            if (_streams.TryRemove(requestId, out Channel<RequestOutput>? channel))
+            {
+                channel.Writer.TryComplete(error);
+            }
+        }
+    }
+
+    private void ThrowIfUnavailable()
+    {
+        if (_dead)
+        {
+            throw new EngineDeadException("The engine loop failed earlier; no new requests are accepted.");
+        }
+        ObjectDisposedException.ThrowIf(_stopping, this);
+    }
+}

@@ -1,0 +1,92 @@
+using Celer.Engine.Scheduling;
+
+namespace Celer.Engine;
+
+/// <summary>
+/// vLLM's engine arguments, as <c>celer serve</c> flags map onto them (<c>--max-model-len</c>,
+/// <c>--max-num-seqs</c>, <c>--max-num-batched-tokens</c>, <c>--block-size</c>, …).
+/// </summary>
+public sealed class EngineArgs
+{
+    /// <summary>vLLM's serving default for the per-step token budget with chunked prefill.</summary>
+    public const int DefaultMaxNumBatchedTokens = 8192;
+
+    public required string Model { get; init; }
+    public string? ServedModelName { get; init; }
+    public string Device { get; init; } = "cpu";
+    public string LoadFormat { get; init; } = "auto";
+    public string Dtype { get; init; } = "auto";
+    public int? MaxModelLen { get; init; }
+    public int MaxNumSeqs { get; init; } = 256;
+    public int? MaxNumBatchedTokens { get; init; }
+    public int BlockSize { get; init; } = 16;
+    public long? KvCacheMemoryBytes { get; init; }
+    public float GpuMemoryUtilization { get; init; } = 0.9f;
+    public bool EnablePrefixCaching { get; init; } = true;
+    public bool EnableChunkedPrefill { get; init; } = true;
+    public string SchedulingPolicy { get; init; } = "fcfs";
+    public int Seed { get; init; }
+    public int MaxLogprobs { get; init; } = 20;
+
+    /// <summary>Checks every value on its own; throws <see cref="ArgumentException"/> naming the flag.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Model))
+        {
+            throw new ArgumentException("--model must be set.", nameof(Model));
+        }
+        Require(MaxModelLen is null or > 0, "--max-model-len must be positive", nameof(MaxModelLen));
+        Require(MaxNumSeqs > 0, "--max-num-seqs must be positive", nameof(MaxNumSeqs));
+        Require(MaxNumBatchedTokens is null or > 0, "--max-num-batched-tokens must be positive", nameof(MaxNumBatchedTokens));
+        Require(BlockSize is > 0 and <= 256 && (BlockSize & (BlockSize - 1)) == 0, "--block-size must be a power of two up to 256", nameof(BlockSize));
+        Require(KvCacheMemoryBytes is null or > 0, "--kv-cache-memory must be positive", nameof(KvCacheMemoryBytes));
+        Require(GpuMemoryUtilization is > 0f and <= 1f, "--gpu-memory-utilization must be in (0, 1]", nameof(GpuMemoryUtilization));
+        Require(MaxLogprobs >= 0, "--max-logprobs must be non-negative", nameof(MaxLogprobs));
+        ParsePolicy();
+    }
+
+    public SchedulingPolicy ParsePolicy() => SchedulingPolicy.ToLowerInvariant() switch
+    {
+        "fcfs" => Scheduling.SchedulingPolicy.Fcfs,
+        "priority" => Scheduling.SchedulingPolicy.Priority,
+        _ => throw new ArgumentException($"--scheduling-policy must be 'fcfs' or 'priority', got '{SchedulingPolicy}'.", nameof(SchedulingPolicy)),
+    };
+
+    /// <summary>
+    /// Resolves the scheduler's limits once the model's context length and the backend's KV pool
+    /// are known, with vLLM's cross-checks: the budget holds at least one sequence per slot, a whole
+    /// prompt when chunked prefill is off, and the pool holds at least one full-length sequence.
+    /// </summary>
+    public SchedulerConfig CreateSchedulerConfig(int modelMaxModelLen, int numKvBlocks)
+    {
+        Validate();
+        int maxModelLen = MaxModelLen ?? modelMaxModelLen;
+        if (maxModelLen > modelMaxModelLen)
+        {
+            throw new ArgumentException($"--max-model-len {maxModelLen} is larger than the model's maximum context length {modelMaxModelLen}.", nameof(MaxModelLen));
+        }
+        int budget = MaxNumBatchedTokens ?? (EnableChunkedPrefill ? DefaultMaxNumBatchedTokens : Math.Max(maxModelLen, DefaultMaxNumBatchedTokens));
+        if (budget < MaxNumSeqs)
+        {
+            throw new ArgumentException($"--max-num-batched-tokens ({budget}) must be greater than or equal to --max-num-seqs ({MaxNumSeqs}).", nameof(MaxNumBatchedTokens));
+        }
+        if (!EnableChunkedPrefill && budget < maxModelLen)
+        {
+            throw new ArgumentException($"--max-num-batched-tokens ({budget}) is smaller than --max-model-len ({maxModelLen}): without chunked prefill the longest prompt could never be scheduled.", nameof(MaxNumBatchedTokens));
+        }
+        int blocksNeeded = ((maxModelLen + BlockSize - 1) / BlockSize) + 1;
+        if (numKvBlocks < blocksNeeded)
+        {
+            throw new ArgumentException($"The KV cache has {numKvBlocks - 1} blocks of {BlockSize} tokens ({(numKvBlocks - 1) * BlockSize} tokens) but one sequence of --max-model-len {maxModelLen} needs {blocksNeeded - 1}. Increase the KV cache memory or decrease --max-model-len.", nameof(MaxModelLen));
+        }
+        return new SchedulerConfig(MaxNumSeqs, budget, maxModelLen, BlockSize, numKvBlocks, EnablePrefixCaching, EnableChunkedPrefill, ParsePolicy());
+    }
+
+    private static void Require(bool condition, string message, string param)
+    {
+        if (!condition)
+        {
+            throw new ArgumentException(message + ".", param);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+using Celer.Backends.Cpu;
+using Celer.Backends.Cuda;
+using Celer.Models.Architectures;
+using Celer.Models.Backend;
+using Celer.Models.Config;
+using Celer.Models.Weights;
+using Celer.Tokenization;
+
+namespace Celer.Engine.Execution;
+
+/// <summary>
+/// Turns <see cref="EngineArgs"/> into a running engine: reads the model directory (config, generation config,
+/// tokenizer), picks the backend, loads the weights (or dummy ones), sizes the KV cache and builds the runner.
+/// </summary>
+public static class ModelLoader
+{
+    /// <summary>vLLM's default CPU KV cache space (VLLM_CPU_KVCACHE_SPACE = 4 GiB).</summary>
+    public const long DefaultCpuKvCacheBytes = 4L << 30;
+
+    public static LoadedModel Load(EngineArgs args, IProgress<ModelLoadProgress>? progress = null, IEngineStatsListener? listener = null)
+    {
+        Parts parts = LoadParts(args, progress);
+        var engine = new AsyncLlmEngine(args, parts.Runner, parts.Tokenizer, parts.Info, listener);
+        return parts.ToLoaded(engine);
+    }
+
+    /// <summary>The offline engine over the same parts (benchmarks, batch generation).</summary>
+    public static (LlmEngine Engine, Tokenizer? Tokenizer, EngineModelInfo Info) LoadOffline(EngineArgs args, IProgress<ModelLoadProgress>? progress = null)
+    {
+        Parts parts = LoadParts(args, progress);
+        return (new LlmEngine(args, parts.Runner, parts.Tokenizer, parts.Info), parts.Tokenizer, parts.Info);
+    }
+
+    private sealed record Parts(
+        EngineArgs Args, ModelConfig Config, GenerationConfig Generation, TokenizerConfig TokenizerConfig, Tokenizer? Tokenizer,
+        EngineModelInfo Info, ModelRunner Runner, string DeviceName)
+    {
+        public LoadedModel ToLoaded(AsyncLlmEngine engine) => new()
+        {
+            Engine = engine,
+            Tokenizer = Tokenizer,
+            TokenizerConfig = TokenizerConfig,
+            ModelName = Args.ServedModelName ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(Args.Model))),
+            ModelPath = Path.GetFullPath(Args.Model),
+            MaxModelLen = engine.MaxModelLen,
+            ModelConfig = Config,
+            GenerationConfig = Generation,
+            DeviceName = DeviceName,
+            NumKvBlocks = Runner.NumKvBlocks,
+        };
+    }
+
+    private static Parts LoadParts(EngineArgs args, IProgress<ModelLoadProgress>? progress)
+    {
+        args.Validate();
+        string dir = args.Model;
+        if (!Directory.Exists(dir))
+        {
+            throw new ModelLoadException($"Model directory '{dir}' does not exist.");
+        }
+
+        ModelConfig config = ModelConfig.Load(dir);
+        ModelRegistry.Resolve(config);
+        GenerationConfig generation = GenerationConfig.Load(dir);
+        TokenizerConfig tokenizerConfig = TokenizerConfig.Load(dir);
+        string tokenizerPath = Path.Combine(dir, "tokenizer.json");
+        Tokenizer? tokenizer = File.Exists(tokenizerPath) ? Tokenizer.FromFile(tokenizerPath) : null;
+
+        int modelMaxLen = config.MaxPositionEmbeddings;
+        int maxModelLen = Math.Min(args.MaxModelLen ?? modelMaxLen, modelMaxLen);
+        // The token budget sizes the activation buffers; the pool size is not known yet, so it is checked later.
+        int maxNumTokens = args.CreateSchedulerConfig(modelMaxLen, int.MaxValue).MaxNumBatchedTokens;
+        int maxLogitsRows = Math.Min(args.MaxNumSeqs, maxNumTokens);
+
+        IModelBackend backend = CreateBackend(args.Device);
+        IWeightSource weights = OpenWeights(args, dir, config, progress);
+        try
+        {
+            var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows);
+            int numBlocks = KvBlocks(args, backend, config, maxModelLen);
+            IReadOnlyList<int> eos = EosTokenIds(config, generation, tokenizerConfig, tokenizer);
+            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, weights);
+            var info = new EngineModelInfo(config.VocabSize, maxModelLen, eos.Count > 0 ? eos[0] : null, eos);
+            return new Parts(args, config, generation, tokenizerConfig, tokenizer, info, runner, backend.Name);
+        }
+        catch
+        {
+            weights.Dispose();
+            backend.Dispose();
+            throw;
+        }
+    }
+
+    private static IModelBackend CreateBackend(string device) => device.ToLowerInvariant() switch
+    {
+        "cpu" => new CpuBackend(),
+        "cuda" or "gpu" => new CudaBackend(CudaDevice.Open()),
+        _ => throw new ArgumentException($"Unknown device '{device}'; expected cpu or cuda.", nameof(device)),
+    };
+
+    private static IWeightSource OpenWeights(EngineArgs args, string dir, ModelConfig config, IProgress<ModelLoadProgress>? progress)
+    {
+        switch (args.LoadFormat.ToLowerInvariant())
+        {
+            case "dummy":
+                DType dtype = ParseDtype(args.Dtype) ?? config.TorchDtype ?? DType.BF16;
+                return new ProgressWeightSource(new DummyWeightSource(dtype, (ulong)args.Seed), null, null, progress);
+            case "auto" or "safetensors":
+                var source = SafetensorsWeightSource.Open(dir);
+                return new ProgressWeightSource(source, source.Names.Count(), source.Files.Sum(f => new FileInfo(f.Path).Length), progress);
+            default:
+                throw new ArgumentException($"Unknown load format '{args.LoadFormat}'; expected auto, safetensors or dummy.", nameof(args));
+        }
+    }
+
+    private static DType? ParseDtype(string dtype) => dtype.ToLowerInvariant() switch
+    {
+        "auto" => null,
+        "bfloat16" or "bf16" => DType.BF16,
+        "float16" or "half" or "fp16" => DType.F16,
+        "float32" or "float" or "fp32" => DType.F32,
+        _ => throw new ArgumentException($"Unknown dtype '{dtype}'; expected auto, bfloat16, float16 or float32.", nameof(dtype)),
+    };
+
+    /// <summary>
+    /// How many KV blocks to allocate. An explicit --kv-cache-memory wins. On the GPU the cache takes what is left of
+    /// --gpu-memory-utilization of the card once weights and activation buffers are in place (they are preallocated
+    /// for the largest step, so their peak is already counted); on the CPU it takes 4 GiB as vLLM does. Never more
+    /// than every sequence at full length could use, which keeps small models small.
+    /// </summary>
+    private static int KvBlocks(EngineArgs args, IModelBackend backend, ModelConfig config, int maxModelLen)
+    {
+        long blockBytes = backend.KvBlockBytes(config.NumHiddenLayers, args.BlockSize, config.NumKeyValueHeads, config.HeadDim);
+        long bytes = args.KvCacheMemoryBytes ?? backend switch
+        {
+            CudaBackend cuda => CudaKvBudget(cuda, args.GpuMemoryUtilization),
+            _ => DefaultCpuKvCacheBytes,
+        };
+        long blocksPerSeq = (maxModelLen + args.BlockSize - 1) / args.BlockSize;
+        long useful = (long)args.MaxNumSeqs * blocksPerSeq + 1;
+        long blocks = Math.Min(bytes / blockBytes, useful);
+        if (blocks < blocksPerSeq + 1)
+        {
+            throw new ModelLoadException(
+                $"The KV cache budget ({bytes / (1 << 20)} MiB) holds {blocks} blocks, fewer than one sequence of {maxModelLen} tokens needs ({blocksPerSeq + 1}). Lower --max-model-len or give the cache more memory.");
+        }
+
+        return (int)Math.Min(blocks, int.MaxValue);
+    }
+
+    private static long CudaKvBudget(CudaBackend cuda, float utilization)
+    {
+        // cuBLAS keeps a workspace per handle and grows it on first use; leave it room.
+        const long CublasReserve = 256L << 20;
+        (long free, long total) = cuda.Device.MemoryInfo();
+        long used = total - free;
+        return Math.Max(0, (long)(total * (double)utilization) - used - CublasReserve);
+    }
+
+    /// <summary>EOS ids: generation_config.json's list first (what transformers stops on), then config.json's, then the tokenizer's eos_token.</summary>
+    private static IReadOnlyList<int> EosTokenIds(ModelConfig config, GenerationConfig generation, TokenizerConfig tokenizerConfig, Tokenizer? tokenizer)
+    {
+        var ids = new List<int>();
+        if (tokenizerConfig.EosToken is { } eosText && tokenizer?.TokenToId(eosText) is int fromTokenizer)
+        {
+            ids.Add(fromTokenizer);
+        }
+
+        foreach (int id in (generation.EosTokenIds ?? []).Concat(config.EosTokenIds))
+        {
+            if (!ids.Contains(id))
+            {
+                ids.Add(id);
+            }
+        }
+
+        return ids;
+    }
+}

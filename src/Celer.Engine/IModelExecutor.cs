@@ -1,0 +1,12 @@
+using Celer.Engine.Scheduling;
+
+namespace Celer.Engine;
+
+/// <summary>The model runner as the engine core sees it: one call per step.</summary>
+public interface IModelExecutor : IDisposable
+{
+    /// <summary>How many KV blocks the backend allocated (block size from <see cref="EngineArgs"/>), the null block included.</summary>
+    int NumKvBlocks { get; }
+
+    ModelRunnerOutput Execute(SchedulerOutput schedulerOutput);
+}

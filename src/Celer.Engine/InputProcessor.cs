@@ -1,0 +1,120 @@
+using Celer.Engine.Scheduling;
+using Celer.Tokenization;
+
+namespace Celer.Engine;
+
+/// <summary>
+/// Admission (vLLM's <c>Processor</c> + the serving layer's length checks): validates a request
+/// before it reaches the engine loop, resolves max_tokens, and fans n &gt; 1 out into child
+/// sequences. Every refusal is an <see cref="EngineRequestException"/> or a
+/// <see cref="SamplingParamsException"/>, which the server answers with HTTP 400.
+/// </summary>
+public sealed class InputProcessor(
+    Tokenizer? tokenizer, int vocabSize, int maxModelLen, int? eosTokenId,
+    IReadOnlyList<int>? generationEosTokenIds = null, int maxLogprobs = 20)
+{
+    public int VocabSize { get; } = vocabSize;
+    public int MaxModelLen { get; } = maxModelLen;
+
+    /// <summary>The engine sequences of a request: one, or n children named <c>{index}_{id}</c> as vLLM names them.</summary>
+    public IReadOnlyList<Request> Process(GenerateRequest request, double arrivalTime)
+    {
+        IReadOnlyList<int> prompt = request.PromptTokenIds;
+        if (prompt.Count == 0)
+        {
+            throw new EngineRequestException("The prompt cannot be empty.", "prompt");
+        }
+        foreach (int id in prompt)
+        {
+            if ((uint)id >= (uint)VocabSize)
+            {
+                throw new EngineRequestException($"Token id {id} is out of vocabulary (vocabulary size {VocabSize}).", "prompt");
+            }
+        }
+
+        SamplingParams p = FillBadWordsTokenIds(request.Params);
+        p.Validate(VocabSize, maxLogprobs);
+        if (p.BestOf is { } bestOf && bestOf != p.N)
+        {
+            throw new EngineRequestException("best_of is not supported; leave it unset or equal to n.", "best_of");
+        }
+        if (tokenizer is null && p.Stop.Count > 0)
+        {
+            throw new EngineRequestException("stop strings need a tokenizer, and this engine runs without one.", "stop");
+        }
+        int maxTokens = ResolveMaxTokens(prompt.Count, p.MaxTokens);
+
+        if (!p.IgnoreEos && generationEosTokenIds is { Count: > 0 })
+        {
+            // vLLM's update_from_generation_config: extra EOS ids of generation_config.json stop like stop_token_ids.
+            p = p with { StopTokenIds = [.. p.StopTokenIds.Union(generationEosTokenIds.Where(id => id != eosTokenId))] };
+        }
+        if (p.N == 1)
+        {
+            return [new Request(request.RequestId, prompt, p, maxTokens, eosTokenId, request.Priority, arrivalTime, request.CacheSalt)];
+        }
+        var children = new Request[p.N];
+        for (int i = 0; i < p.N; i++)
+        {
+            // vLLM's ParentRequest.get_child_info: each child is n=1 with seed + index (seed -1 means none).
+            long? seed = p.Seed is { } s && s != -1 ? unchecked(s + i) : p.Seed;
+            SamplingParams child = p with { N = 1, BestOf = null, Seed = seed };
+            children[i] = new Request($"{i}_{request.RequestId}", prompt, child, maxTokens, eosTokenId, request.Priority, arrivalTime, request.CacheSalt);
+        }
+        return children;
+    }
+
+    /// <summary>vLLM's context-length checks, with its messages and OpenAI's error code.</summary>
+    private int ResolveMaxTokens(int numPromptTokens, int? maxTokens)
+    {
+        if (maxTokens is null)
+        {
+            if (numPromptTokens >= MaxModelLen)
+            {
+                throw new EngineRequestException(
+                    $"This model's maximum context length is {MaxModelLen} tokens. However, your request has {numPromptTokens} input tokens. Please reduce the length of the input messages.",
+                    "prompt", "context_length_exceeded");
+            }
+            return MaxModelLen - numPromptTokens;
+        }
+        if ((long)numPromptTokens + maxTokens.Value > MaxModelLen)
+        {
+            throw new EngineRequestException(
+                $"This model's maximum context length is {MaxModelLen} tokens. However, you requested {(long)numPromptTokens + maxTokens.Value} tokens ({numPromptTokens} in the messages, {maxTokens.Value} in the completion). Please reduce the length of the messages or completion.",
+                "max_tokens", "context_length_exceeded");
+        }
+        return maxTokens.Value;
+    }
+
+    /// <summary>vLLM's bad-words tokenization: each word alone, and with a leading space when that
+    /// makes a different first token of the same length (so mid-text occurrences are banned too).</summary>
+    private SamplingParams FillBadWordsTokenIds(SamplingParams p)
+    {
+        if (p.BadWords is not { Count: > 0 } words || p.BadWordsTokenIds is not null)
+        {
+            return p;
+        }
+        if (tokenizer is null)
+        {
+            throw new EngineRequestException("bad_words need a tokenizer, and this engine runs without one.", "bad_words");
+        }
+        var sequences = new List<int[]>();
+        foreach (string word in words)
+        {
+            int[] plain = tokenizer.Encode(word.TrimStart(), addSpecialTokens: false);
+            if (plain.Length == 0)
+            {
+                // Validate() rejects the empty sequence with the right message.
+                sequences.Add(plain);
+                continue;
+            }
+            sequences.Add(plain);
+            int[] spaced = tokenizer.Encode(" " + word.TrimStart(), addSpecialTokens: false);
+            if (spaced.Length == plain.Length && spaced[0] != plain[0])
+            {
+                sequences.Add(spaced);
+            }
+        }
+        return p with { BadWordsTokenIds = sequences };
+    }
+}

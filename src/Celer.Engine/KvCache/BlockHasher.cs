@@ -1,0 +1,66 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using Celer.Engine.Scheduling;
+
+namespace Celer.Engine.KvCache;
+
+/// <summary>
+/// Chained hashing of full blocks for automatic prefix caching (vLLM's <c>hash_block_tokens</c>).
+/// SHA-256 truncated to 128 bits: vLLM moved to SHA-256 because a weak hash lets one tenant's
+/// crafted prompt collide with another's cached prefix; 2^-64 birthday odds over 128 bits make
+/// accidental collisions negligible too.
+/// </summary>
+public sealed class BlockHasher(int blockSize)
+{
+    /// <summary>The hash seed of the first block's "parent": fixed so hashes are stable across runs.</summary>
+    private static readonly BlockHash RootParent = new(UInt128.Zero);
+
+    public int BlockSize { get; } = blockSize > 0 ? blockSize : throw new ArgumentOutOfRangeException(nameof(blockSize));
+
+    /// <summary>Hash of one full block given its parent's hash (null for the first block).</summary>
+    public static BlockHash HashBlockTokens(BlockHash? parent, ReadOnlySpan<int> tokenIds, string? cacheSalt)
+    {
+        // Layout: parent(16) | token count(4) | tokens(4 each) | salt UTF-8. The count keeps a
+        // salted block from ever serializing like an unsalted one with more tokens.
+        int saltBytes = cacheSalt is null ? 0 : Encoding.UTF8.GetByteCount(cacheSalt);
+        int length = 16 + 4 + (tokenIds.Length * 4) + saltBytes;
+        // A block of up to ~250 tokens hashes from the stack; bigger block sizes are rare.
+        Span<byte> buffer = length <= 1024 ? stackalloc byte[length] : new byte[length];
+        UInt128 parentValue = (parent ?? RootParent).Value;
+        BinaryPrimitives.WriteUInt64LittleEndian(buffer, (ulong)parentValue);
+        BinaryPrimitives.WriteUInt64LittleEndian(buffer[8..], (ulong)(parentValue >> 64));
+        BinaryPrimitives.WriteInt32LittleEndian(buffer[16..], tokenIds.Length);
+        for (int i = 0; i < tokenIds.Length; i++)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(buffer[(20 + (i * 4))..], tokenIds[i]);
+        }
+        if (cacheSalt is not null)
+        {
+            Encoding.UTF8.GetBytes(cacheSalt, buffer[(20 + (tokenIds.Length * 4))..]);
+        }
+        Span<byte> digest = stackalloc byte[32];
+        SHA256.HashData(buffer[..length], digest);
+        ulong lo = BinaryPrimitives.ReadUInt64LittleEndian(digest);
+        ulong hi = BinaryPrimitives.ReadUInt64LittleEndian(digest[8..]);
+        return new BlockHash(new UInt128(hi, lo));
+    }
+
+    /// <summary>
+    /// Appends the hashes of the request's full blocks that are not hashed yet (prompt blocks at
+    /// admission, then each block that generated tokens complete). Only the first block carries
+    /// the cache salt: it is chained into every later hash through the parent.
+    /// </summary>
+    public void ExtendBlockHashes(Request request)
+    {
+        List<BlockHash> hashes = request.BlockHashes;
+        int numFullBlocks = request.NumTokens / BlockSize;
+        while (hashes.Count < numFullBlocks)
+        {
+            int index = hashes.Count;
+            BlockHash? parent = index == 0 ? null : hashes[index - 1];
+            ReadOnlySpan<int> tokens = request.TokenSpan(index * BlockSize, BlockSize);
+            hashes.Add(HashBlockTokens(parent, tokens, index == 0 ? request.CacheSalt : null));
+        }
+    }
+}

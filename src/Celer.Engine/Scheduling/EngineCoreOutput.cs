@@ -1,0 +1,26 @@
+namespace Celer.Engine.Scheduling;
+
+/// <summary>
+/// What one step did for one request (vLLM's <c>EngineCoreOutput</c>): the tokens appended, their
+/// logprobs, prompt logprobs computed, and the finish reason when the core finished it
+/// (EOS, stop token id, max_tokens, max_model_len). Stop strings are found later, on text.
+/// </summary>
+public sealed record EngineCoreOutput(
+    string RequestId,
+    IReadOnlyList<int> NewTokenIds,
+    IReadOnlyList<PositionLogprobs>? NewLogprobs,
+    PromptLogprobsChunk? PromptLogprobs,
+    FinishReason? FinishReason,
+    object? StopReason,
+    int NumCachedTokens,
+    double QueuedTime,
+    double FirstScheduledTime);
+
+/// <summary>The scheduler's gauges and counters for one step (vLLM's <c>SchedulerStats</c>).</summary>
+public sealed record SchedulerStats(
+    int NumRunning,
+    int NumWaiting,
+    float KvCacheUsage,
+    KvCache.PrefixCacheStats PrefixCache,
+    int NumPreemptions,
+    int NumScheduledTokens);

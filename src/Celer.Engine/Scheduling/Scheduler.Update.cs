@@ -1,0 +1,136 @@
+namespace Celer.Engine.Scheduling;
+
+public sealed partial class Scheduler
+{
+    /// <summary>
+    /// Applies a step's samples: appends each request's new tokens, checks the token-level stop
+    /// conditions, and finishes requests that met one. Returns one output per request that
+    /// produced tokens, prompt logprobs or a finish.
+    /// </summary>
+    public List<EngineCoreOutput> UpdateFromOutput(SchedulerOutput schedulerOutput, ModelRunnerOutput runnerOutput)
+    {
+        var outputs = new List<EngineCoreOutput>(schedulerOutput.NumScheduledTokens.Count);
+        foreach (string requestId in schedulerOutput.NumScheduledTokens.Keys)
+        {
+            if (!_requests.TryGetValue(requestId, out Request? request) || request.IsFinished)
+            {
+                // Aborted while the step ran: its samples are dropped.
+                continue;
+            }
+            IReadOnlyList<int> sampled = runnerOutput.SampledTokenIds.GetValueOrDefault(requestId) ?? [];
+            if (sampled.Count > 0 && !schedulerOutput.SampledRequestIds.Contains(requestId))
+            {
+                throw new InvalidOperationException($"The runner sampled for {requestId}, whose prefill chunk does not reach the end of its tokens.");
+            }
+            var newTokenIds = new List<int>(sampled.Count);
+            bool stopped = false;
+            foreach (int tokenId in sampled)
+            {
+                request.AppendOutputTokenId(tokenId);
+                newTokenIds.Add(tokenId);
+                if (CheckStop(request))
+                {
+                    // Tokens after a stop (speculative decoding's extra accepted ones) are dropped.
+                    stopped = true;
+                    break;
+                }
+            }
+
+            IReadOnlyList<PositionLogprobs>? logprobs = runnerOutput.Logprobs?.GetValueOrDefault(requestId);
+            if (logprobs is not null && logprobs.Count > newTokenIds.Count)
+            {
+                logprobs = logprobs.Take(newTokenIds.Count).ToArray();
+            }
+            PromptLogprobsChunk? promptLogprobs = runnerOutput.PromptLogprobs?.GetValueOrDefault(requestId);
+            if (stopped)
+            {
+                _running.Remove(request);
+                FreeFinished(request);
+            }
+            if (newTokenIds.Count > 0 || promptLogprobs is not null || stopped)
+            {
+                outputs.Add(new EngineCoreOutput(
+                    requestId, newTokenIds, logprobs, promptLogprobs,
+                    request.Status.ToFinishReason(), request.StopReason, Math.Max(0, request.NumCachedTokens),
+                    request.QueuedTime, request.FirstScheduledTime));
+            }
+        }
+        return outputs;
+    }
+
+    /// <summary>
+    /// Finishes requests from outside the step (client abort, stop string found in text). Blocks
+    /// are freed at once; the runner is told in the next <see cref="SchedulerOutput"/>. Unknown or
+    /// already finished ids are ignored: an abort may race with the request's own finish.
+    /// </summary>
+    public void FinishRequests(IEnumerable<string> requestIds, RequestStatus finishedStatus)
+    {
+        if (!finishedStatus.IsFinished())
+        {
+            throw new ArgumentOutOfRangeException(nameof(finishedStatus), finishedStatus, "Not a finished status.");
+        }
+        foreach (string requestId in requestIds)
+        {
+            if (!_requests.TryGetValue(requestId, out Request? request))
+            {
+                // Already finished and removed (or never added).
+                continue;
+            }
+            if (request.Status == RequestStatus.Running)
+            {
+                _running.Remove(request);
+            }
+            else
+            {
+                _waiting.Remove(request);
+            }
+            request.Status = finishedStatus;
+            FreeFinished(request);
+        }
+    }
+
+    /// <summary>Gauges for this step and counters since the previous call.</summary>
+    public SchedulerStats TakeStats(int numScheduledTokens)
+    {
+        var stats = new SchedulerStats(
+            _running.Count, _waiting.Count, KvCacheManager.Usage, KvCacheManager.TakePrefixCacheStats(),
+            _numPreemptionsSinceStats, numScheduledTokens);
+        _numPreemptionsSinceStats = 0;
+        return stats;
+    }
+
+    /// <summary>vLLM's <c>check_stop</c> on token ids: length first (a hard limit), then, once
+    /// min_tokens is reached, EOS (unless ignore_eos) and the stop token ids.</summary>
+    private bool CheckStop(Request request)
+    {
+        if (request.NumTokens >= Config.MaxModelLen || request.NumOutputTokens >= request.MaxTokens)
+        {
+            request.Status = RequestStatus.FinishedLengthCapped;
+            return true;
+        }
+        if (request.NumOutputTokens < request.SamplingParams.MinTokens)
+        {
+            return false;
+        }
+        int last = request.OutputTokenIds[^1];
+        if (!request.SamplingParams.IgnoreEos && last == request.EosTokenId)
+        {
+            request.Status = RequestStatus.FinishedStopped;
+            return true;
+        }
+        if (request.IsStopTokenId(last))
+        {
+            request.Status = RequestStatus.FinishedStopped;
+            request.StopReason = last;
+            return true;
+        }
+        return false;
+    }
+
+    private void FreeFinished(Request request)
+    {
+        KvCacheManager.Free(request);
+        _requests.Remove(request.RequestId);
+        _finishedRequestIds.Add(request.RequestId);
+    }
+}

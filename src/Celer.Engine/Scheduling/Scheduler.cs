@@ -1,0 +1,248 @@
+using Celer.Engine.KvCache;
+
+namespace Celer.Engine.Scheduling;
+
+/// <summary>
+/// Continuous batching as in vLLM v1: no prefill or decode phases, each request's
+/// <see cref="Request.NumComputedTokens"/> catches up with its <see cref="Request.NumTokens"/>
+/// under a per-step token budget. Running requests go first, then waiting ones; a long prompt
+/// is spread over several steps (chunked prefill); when blocks run out, the lowest-priority /
+/// newest running request is preempted and later recomputed. Not thread-safe: one engine loop owns it.
+/// </summary>
+public sealed partial class Scheduler
+{
+    private readonly Dictionary<string, Request> _requests = [];
+    private readonly List<Request> _running = [];
+    private readonly IRequestQueue _waiting;
+    // Finished since the last schedule: the runner drops their cached state.
+    private HashSet<string> _finishedRequestIds = [];
+    private long _arrivalCounter;
+    private int _numPreemptionsSinceStats;
+
+    public Scheduler(SchedulerConfig config)
+    {
+        Config = config;
+        _waiting = IRequestQueue.Create(config.Policy);
+        KvCacheManager = new KvCacheManager(config.NumKvBlocks, config.BlockSize, config.MaxModelLen, config.EnablePrefixCaching);
+    }
+
+    public SchedulerConfig Config { get; }
+    public KvCacheManager KvCacheManager { get; }
+    public int NumRunning => _running.Count;
+    public int NumWaiting => _waiting.Count;
+    public bool HasUnfinishedRequests => _requests.Count > 0;
+
+    /// <summary>Whether a step would have anything to do, including telling the runner about finished requests.</summary>
+    public bool HasWork => _requests.Count > 0 || _finishedRequestIds.Count > 0;
+    public IReadOnlyList<Request> Running => _running;
+    public IEnumerable<Request> Waiting => _waiting;
+
+    public Request? GetRequest(string requestId) => _requests.GetValueOrDefault(requestId);
+
+    public void AddRequest(Request request)
+    {
+        if (!_requests.TryAdd(request.RequestId, request))
+        {
+            throw new InvalidOperationException($"Request id {request.RequestId} is already in the engine.");
+        }
+        request.ArrivalOrder = _arrivalCounter++;
+        request.QueuedTime = EngineClock.Now;
+        _waiting.Add(request);
+    }
+
+    public SchedulerOutput Schedule()
+    {
+        int tokenBudget = Config.MaxNumBatchedTokens;
+        var numScheduledTokens = new Dictionary<string, int>();
+        var newBlocksByRequest = new Dictionary<string, IReadOnlyList<KvCacheBlock>>();
+        var scheduledRunning = new List<Request>();
+        var scheduledNew = new List<Request>();
+        var scheduledResumed = new List<Request>();
+        var preempted = new HashSet<string>();
+        double now = EngineClock.Now;
+
+        // 1. Running requests: each gets as many of its remaining tokens as the budget allows.
+        int index = 0;
+        while (index < _running.Count && tokenBudget > 0)
+        {
+            Request request = _running[index];
+            int numNewTokens = Math.Min(request.NumTokens - request.NumComputedTokens, tokenBudget);
+            if (numNewTokens <= 0)
+            {
+                // Nothing left to compute (can only happen transiently); keep scanning the others.
+                index++;
+                continue;
+            }
+
+            IReadOnlyList<KvCacheBlock>? newBlocks;
+            while (true)
+            {
+                newBlocks = KvCacheManager.AllocateSlots(request, numNewTokens);
+                if (newBlocks is not null)
+                {
+                    // Room found (possibly after preempting others).
+                    break;
+                }
+                Request victim = PickPreemptionVictim();
+                int victimIndex = _running.IndexOf(victim);
+                _running.RemoveAt(victimIndex);
+                if (victimIndex < index)
+                {
+                    // The victim was scheduled earlier in this step: undo that.
+                    index--;
+                    scheduledRunning.Remove(victim);
+                    tokenBudget += numScheduledTokens[victim.RequestId];
+                    numScheduledTokens.Remove(victim.RequestId);
+                    newBlocksByRequest.Remove(victim.RequestId);
+                }
+                Preempt(victim);
+                preempted.Add(victim.RequestId);
+                if (victim == request)
+                {
+                    // The request itself was the lowest priority: nothing to schedule for it.
+                    break;
+                }
+            }
+            if (newBlocks is null)
+            {
+                // The current request preempted itself, so every later one is lower priority too.
+                break;
+            }
+
+            scheduledRunning.Add(request);
+            newBlocksByRequest[request.RequestId] = newBlocks;
+            numScheduledTokens[request.RequestId] = numNewTokens;
+            tokenBudget -= numNewTokens;
+            index++;
+        }
+
+        // 2. Waiting requests, unless this step had to preempt (then the pool is too tight to admit more).
+        if (preempted.Count == 0)
+        {
+            while (_waiting.Count > 0 && tokenBudget > 0)
+            {
+                if (_running.Count >= Config.MaxNumSeqs)
+                {
+                    // The batch holds as many sequences as allowed.
+                    break;
+                }
+                Request request = _waiting.Peek();
+                (IReadOnlyList<KvCacheBlock> computedBlocks, int numComputedTokens) = KvCacheManager.GetComputedBlocks(request);
+                int numNewTokens = request.NumTokens - numComputedTokens;
+                if (!Config.EnableChunkedPrefill && numNewTokens > tokenBudget)
+                {
+                    // Without chunked prefill a prompt runs whole; stop here to keep the queue's order.
+                    break;
+                }
+                numNewTokens = Math.Min(numNewTokens, tokenBudget);
+                IReadOnlyList<KvCacheBlock>? newBlocks = KvCacheManager.AllocateSlots(request, numNewTokens, numComputedTokens, computedBlocks);
+                if (newBlocks is null)
+                {
+                    // No room: waiting requests never preempt running ones, and later ones must not jump the queue.
+                    break;
+                }
+
+                _waiting.Pop();
+                _running.Add(request);
+                (request.Status == RequestStatus.Preempted ? scheduledResumed : scheduledNew).Add(request);
+                request.Status = RequestStatus.Running;
+                request.NumComputedTokens = numComputedTokens;
+                if (request.NumCachedTokens < 0)
+                {
+                    request.NumCachedTokens = numComputedTokens;
+                }
+                if (request.FirstScheduledTime == 0)
+                {
+                    request.FirstScheduledTime = now;
+                }
+                newBlocksByRequest[request.RequestId] = newBlocks;
+                numScheduledTokens[request.RequestId] = numNewTokens;
+                tokenBudget -= numNewTokens;
+            }
+        }
+
+        SchedulerOutput output = BuildOutput(scheduledNew, scheduledResumed, scheduledRunning, numScheduledTokens, newBlocksByRequest, preempted);
+        _finishedRequestIds = [];
+        return output;
+    }
+
+    /// <summary>The running request to give up: the last admitted (FCFS), or the lowest priority
+    /// with the latest arrival (priority policy), as vLLM picks.</summary>
+    private Request PickPreemptionVictim()
+    {
+        if (Config.Policy == SchedulingPolicy.Fcfs)
+        {
+            return _running[^1];
+        }
+        Request victim = _running[0];
+        foreach (Request candidate in _running)
+        {
+            if (PriorityRequestQueue.PriorityComparer.Instance.Compare(candidate, victim) > 0)
+            {
+                victim = candidate;
+            }
+        }
+        return victim;
+    }
+
+    /// <summary>Preemption by recompute: the blocks are freed (still cached, so the resume is mostly hits).</summary>
+    private void Preempt(Request request)
+    {
+        KvCacheManager.Free(request);
+        request.Status = RequestStatus.Preempted;
+        request.NumComputedTokens = 0;
+        request.NumPreemptions++;
+        _numPreemptionsSinceStats++;
+        _waiting.Prepend(request);
+    }
+
+    private SchedulerOutput BuildOutput(
+        List<Request> scheduledNew,
+        List<Request> scheduledResumed,
+        List<Request> scheduledRunning,
+        Dictionary<string, int> numScheduledTokens,
+        Dictionary<string, IReadOnlyList<KvCacheBlock>> newBlocksByRequest,
+        HashSet<string> preempted)
+    {
+        var newRequests = new List<NewRequestData>(scheduledNew.Count);
+        foreach (Request request in scheduledNew)
+        {
+            newRequests.Add(new NewRequestData(
+                request.RequestId, request.PromptTokenIds, request.SamplingParams,
+                KvCacheManager.GetBlockIds(request.RequestId), request.NumComputedTokens));
+            request.NumOutputTokensSentToRunner = request.NumOutputTokens;
+        }
+        var cachedRequests = new List<CachedRequestData>(scheduledResumed.Count + scheduledRunning.Count);
+        foreach (Request request in scheduledResumed)
+        {
+            cachedRequests.Add(new CachedRequestData(
+                request.RequestId, ResumedFromPreemption: true, request.OutputTokenIds.ToArray(),
+                KvCacheManager.GetBlockIds(request.RequestId), request.NumComputedTokens));
+            request.NumOutputTokensSentToRunner = request.NumOutputTokens;
+        }
+        foreach (Request request in scheduledRunning)
+        {
+            int[] unsent = request.OutputTokenIds.Skip(request.NumOutputTokensSentToRunner).ToArray();
+            cachedRequests.Add(new CachedRequestData(
+                request.RequestId, ResumedFromPreemption: false, unsent,
+                newBlocksByRequest[request.RequestId].Select(b => b.BlockId).ToArray(), request.NumComputedTokens));
+            request.NumOutputTokensSentToRunner = request.NumOutputTokens;
+        }
+
+        // The tokens are counted as computed now (vLLM's _update_after_schedule), so the next
+        // schedule never hands out the same positions twice.
+        var sampled = new HashSet<string>();
+        int total = 0;
+        foreach ((string requestId, int numTokens) in numScheduledTokens)
+        {
+            Request request = _requests[requestId];
+            request.NumComputedTokens += numTokens;
+            total += numTokens;
+            if (request.NumComputedTokens == request.NumTokens)
+            {
+                sampled.Add(requestId);
+            }
+        }
+        return new SchedulerOutput(newRequests, cachedRequests, numScheduledTokens, total, sampled, preempted, _finishedRequestIds);
+    }
+}

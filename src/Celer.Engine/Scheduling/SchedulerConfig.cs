@@ -1,0 +1,13 @@
+namespace Celer.Engine.Scheduling;
+
+/// <summary>The scheduler's resolved limits (vLLM's <c>SchedulerConfig</c> + <c>CacheConfig</c>),
+/// built from <see cref="EngineArgs"/> once the model's context length and the KV pool size are known.</summary>
+public sealed record SchedulerConfig(
+    int MaxNumSeqs,
+    int MaxNumBatchedTokens,
+    int MaxModelLen,
+    int BlockSize,
+    int NumKvBlocks,
+    bool EnablePrefixCaching = true,
+    bool EnableChunkedPrefill = true,
+    SchedulingPolicy Policy = SchedulingPolicy.Fcfs);

@@ -1,0 +1,45 @@
+namespace Celer.Engine.Scheduling;
+
+/// <summary>A request the runner sees for the first time: everything it needs to cache its state.</summary>
+public sealed record NewRequestData(
+    string RequestId,
+    IReadOnlyList<int> PromptTokenIds,
+    SamplingParams SamplingParams,
+    IReadOnlyList<int> BlockIds,
+    int NumComputedTokens);
+
+/// <summary>
+/// A request the runner already knows, as a diff. When <see cref="ResumedFromPreemption"/> is set,
+/// the runner's old state is stale: <see cref="NewBlockIds"/> replace the block table and
+/// <see cref="NewTokenIds"/> holds every output token so far. Otherwise the block ids are appended
+/// and <see cref="NewTokenIds"/> holds the output tokens the runner has not been sent yet (the
+/// tokens it sampled last step, as the scheduler kept them): the runner takes its input tokens
+/// from here rather than from its own samples.
+/// </summary>
+public sealed record CachedRequestData(
+    string RequestId,
+    bool ResumedFromPreemption,
+    IReadOnlyList<int> NewTokenIds,
+    IReadOnlyList<int> NewBlockIds,
+    int NumComputedTokens);
+
+/// <summary>
+/// One step's whole contract between scheduler and runner (vLLM's <c>SchedulerOutput</c>).
+/// <c>NumComputedTokens</c> in the request data is the count before this step; the step computes
+/// <c>NumScheduledTokens[id]</c> more. <see cref="SampledRequestIds"/> lists the requests whose
+/// scheduled tokens reach the end of their sequence, so this step samples a token for them; a
+/// prefill chunk that stops short of the prompt's end samples nothing. A preempted request's
+/// blocks are gone but the runner keeps its prompt and parameters: it comes back as a resumed
+/// <see cref="CachedRequestData"/>. Finished ids are dropped for good.
+/// </summary>
+public sealed record SchedulerOutput(
+    IReadOnlyList<NewRequestData> ScheduledNewRequests,
+    IReadOnlyList<CachedRequestData> ScheduledCachedRequests,
+    IReadOnlyDictionary<string, int> NumScheduledTokens,
+    int TotalNumScheduledTokens,
+    IReadOnlySet<string> SampledRequestIds,
+    IReadOnlySet<string> PreemptedRequestIds,
+    IReadOnlySet<string> FinishedRequestIds)
+{
+    public bool IsEmpty => TotalNumScheduledTokens == 0;
+}

@@ -1,0 +1,81 @@
+using Celer.Backends.Cpu.Kernels;
+using Xunit;
+
+namespace Celer.Backends.Cpu.Tests.Kernels;
+
+public unsafe class KvCacheTests
+{
+    private const float Untouched = -12345f;
+
+    [Fact]
+    public void Write_PutsEachTokenAtItsSlot_AndSkipsPadding()
+    {
+        const int numKvHeads = 2, headDim = 3, numBlocks = 4, blockSize = 5, tokenSize = numKvHeads * headDim;
+        var random = new Random(31);
+        long[] slots = [7, -1, 0, 19, 12];
+        float[] k = TestData.Floats(random, slots.Length * tokenSize);
+        float[] v = TestData.Floats(random, slots.Length * tokenSize);
+        float[] kCache = Enumerable.Repeat(Untouched, numBlocks * blockSize * tokenSize).ToArray();
+        float[] vCache = (float[])kCache.Clone();
+        fixed (float* pk = k, pv = v, pkc = kCache, pvc = vCache)
+        fixed (long* ps = slots)
+        {
+            KvCache.Write(pk, pv, slots.Length, numKvHeads, headDim, ps, pkc, pvc);
+        }
+
+        AssertCache(k, v, kCache, vCache, slots, tokenSize, tokenSize);
+    }
+
+    [Fact]
+    public void Write_WithIntSlotsAndStride_ReadsKAndVOutOfFusedQkv()
+    {
+        // One fused qkv row per token: q (4 heads), k (2 heads), v (2 heads) of head dim 8.
+        const int numHeads = 4, numKvHeads = 2, headDim = 8, tokenSize = numKvHeads * headDim;
+        const int stride = (numHeads + (2 * numKvHeads)) * headDim;
+        var random = new Random(32);
+        int[] slots = [3, 1, -1, 30, 16];
+        float[] qkv = TestData.Floats(random, slots.Length * stride);
+        float[] kCache = Enumerable.Repeat(Untouched, 2 * 16 * tokenSize).ToArray();
+        float[] vCache = (float[])kCache.Clone();
+        fixed (float* pqkv = qkv, pkc = kCache, pvc = vCache)
+        fixed (int* ps = slots)
+        {
+            KvCache.Write(pqkv + (numHeads * headDim), pqkv + ((numHeads + numKvHeads) * headDim), slots.Length, numKvHeads, headDim, ps, pkc, pvc, stride);
+        }
+
+        float[] k = new float[slots.Length * stride];
+        float[] v = new float[slots.Length * stride];
+        for (int t = 0; t < slots.Length; t++)
+        {
+            Array.Copy(qkv, (t * stride) + (numHeads * headDim), k, t * stride, tokenSize);
+            Array.Copy(qkv, (t * stride) + ((numHeads + numKvHeads) * headDim), v, t * stride, tokenSize);
+        }
+
+        AssertCache(k, v, kCache, vCache, slots.Select(s => (long)s).ToArray(), tokenSize, stride);
+    }
+
+    private static void AssertCache(float[] k, float[] v, float[] kCache, float[] vCache, long[] slots, int tokenSize, int stride)
+    {
+        var written = new HashSet<long>();
+        for (int t = 0; t < slots.Length; t++)
+        {
+            if (slots[t] < 0)
+            {
+                continue;
+            }
+
+            written.Add(slots[t]);
+            Assert.Equal(k.AsSpan(t * stride, tokenSize).ToArray(), kCache.AsSpan((int)slots[t] * tokenSize, tokenSize).ToArray());
+            Assert.Equal(v.AsSpan(t * stride, tokenSize).ToArray(), vCache.AsSpan((int)slots[t] * tokenSize, tokenSize).ToArray());
+        }
+
+        for (int slot = 0; slot < kCache.Length / tokenSize; slot++)
+        {
+            if (!written.Contains(slot))
+            {
+                Assert.All(kCache.AsSpan(slot * tokenSize, tokenSize).ToArray(), value => Assert.Equal(Untouched, value));
+                Assert.All(vCache.AsSpan(slot * tokenSize, tokenSize).ToArray(), value => Assert.Equal(Untouched, value));
+            }
+        }
+    }
+}

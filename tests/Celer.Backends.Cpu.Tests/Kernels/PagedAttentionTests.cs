@@ -1,0 +1,204 @@
+using Celer.Backends.Cpu.Kernels;
+using Xunit;
+
+namespace Celer.Backends.Cpu.Tests.Kernels;
+
+public unsafe class PagedAttentionTests
+{
+    // Outputs are convex combinations of values with |v| < 1. fp32 scores (headDim ≤ 128 terms), exp and the
+    // streaming rescale each add a few ε (1.2e-7); 1e-5 absolute is ~50x that margin and far below the
+    // change a wrong mask, block or head would make (order 1e-2).
+    private const double AbsoluteTolerance = 1e-5;
+
+    /// <summary>A sequence of the flat batch: its new query rows and its total length (cached + new).</summary>
+    public readonly record struct Sequence(int QueryLen, int SeqLen);
+
+    /// <summary>Decode, full prefill, chunked prefill, an idle sequence, and lengths on and across block edges.</summary>
+    private static readonly Sequence[] MixedBatch =
+    [
+        new(1, 37), new(40, 40), new(21, 70), new(0, 9), new(1, 16), new(1, 17), new(17, 33), new(3, 48),
+    ];
+
+    public static TheoryData<int, int> GroupsAndHeadDims()
+    {
+        var data = new TheoryData<int, int>();
+        foreach (int group in new[] { 1, 2, 4, 8 })
+        {
+            foreach (int headDim in new[] { 64, 80, 128 })
+            {
+                data.Add(group, headDim);
+            }
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(GroupsAndHeadDims))]
+    public void Run_MixedBatch_MatchesDoubleReference(int group, int headDim)
+        => AssertMatchesReference(numKvHeads: 2, group, headDim, blockSize: 16, slidingWindow: 0, MixedBatch, seed: (group * 1000) + headDim);
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(5)]
+    [InlineData(7)]
+    [InlineData(32)]
+    public void Run_OddBlockSizes_MatchesDoubleReference(int blockSize)
+        => AssertMatchesReference(numKvHeads: 2, group: 4, headDim: 64, blockSize, slidingWindow: 0, MixedBatch, seed: blockSize);
+
+    [Theory]
+    [InlineData(1, 16)]
+    [InlineData(5, 16)]
+    [InlineData(16, 16)]
+    [InlineData(17, 5)]
+    [InlineData(33, 16)]
+    [InlineData(100, 7)]
+    public void Run_SlidingWindow_AttendsToTheLastWindowPositions(int slidingWindow, int blockSize)
+        => AssertMatchesReference(numKvHeads: 2, group: 2, headDim: 80, blockSize, slidingWindow, MixedBatch, seed: slidingWindow + blockSize);
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(256)]
+    public void Run_LongDecode_MatchesDoubleReference(int slidingWindow)
+        => AssertMatchesReference(numKvHeads: 4, group: 4, headDim: 128, blockSize: 16, slidingWindow, [new(1, 1000), new(1, 513), new(2, 300)], seed: 7 + slidingWindow);
+
+    [Fact]
+    public void Run_SingleKey_ReturnsItsValue()
+    {
+        // One token attending to itself: softmax of one score is 1, so the output is exactly v.
+        float[] q = [0.5f, -1f];
+        float[] k = [0.25f, 0.75f];
+        float[] v = [0.125f, -0.5f];
+        int[] blockTable = [0];
+        int[] queryStartLoc = [0, 1];
+        int[] seqLens = [1];
+        var output = new float[2];
+        fixed (float* pq = q, pk = k, pv = v, po = output)
+        fixed (int* pb = blockTable, pqs = queryStartLoc, ps = seqLens)
+        {
+            PagedAttention.Run(pq, 1, 1, 1, 2, pk, pv, 1, pb, 1, pqs, ps, 1, 0.7f, 0, po);
+        }
+
+        Assert.Equal(v, output);
+    }
+
+    [Fact]
+    public void Run_RejectsHeadsNotAMultipleOfKvHeads()
+    {
+        int[] queryStartLoc = [0, 1];
+        int[] seqLens = [1];
+        Assert.Throws<ArgumentException>(() =>
+        {
+            fixed (int* pqs = queryStartLoc, ps = seqLens)
+            {
+                PagedAttention.Run(null, 1, 6, 4, 64, null, null, 16, null, 1, pqs, ps, 1, 1f, 0, null);
+            }
+        });
+    }
+
+    private static void AssertMatchesReference(int numKvHeads, int group, int headDim, int blockSize, int slidingWindow, Sequence[] sequences, int seed)
+    {
+        var random = new Random(seed);
+        int numHeads = numKvHeads * group;
+        int numSeqs = sequences.Length;
+        int numTokens = sequences.Sum(s => s.QueryLen);
+        int blockTableStride = sequences.Max(s => (s.SeqLen + blockSize - 1) / blockSize) + 2;
+        int usedBlocks = sequences.Sum(s => (s.SeqLen + blockSize - 1) / blockSize);
+        int numBlocks = usedBlocks + 1;
+        int poisonBlock = numBlocks - 1;
+        int tokenSize = numKvHeads * headDim;
+
+        // Blocks handed out in shuffled order, as a block pool does after some churn; unused table entries point
+        // at a poison block whose huge keys and values would show up in any output that read them.
+        int[] order = Enumerable.Range(0, usedBlocks).OrderBy(_ => random.Next()).ToArray();
+        int[] blockTables = Enumerable.Repeat(poisonBlock, numSeqs * blockTableStride).ToArray();
+        int next = 0;
+        for (int s = 0; s < numSeqs; s++)
+        {
+            for (int b = 0; b < (sequences[s].SeqLen + blockSize - 1) / blockSize; b++)
+            {
+                blockTables[(s * blockTableStride) + b] = order[next++];
+            }
+        }
+
+        float[] kCache = TestData.Floats(random, (long)numBlocks * blockSize * tokenSize);
+        float[] vCache = TestData.Floats(random, (long)numBlocks * blockSize * tokenSize);
+        Array.Fill(kCache, 50f, poisonBlock * blockSize * tokenSize, blockSize * tokenSize);
+        Array.Fill(vCache, 1e6f, poisonBlock * blockSize * tokenSize, blockSize * tokenSize);
+
+        // Queries scaled up so the softmax is far from uniform and masking mistakes are visible.
+        float[] q = TestData.Floats(random, (long)numTokens * numHeads * headDim).Select(x => x * 4).ToArray();
+        int[] queryStartLoc = new int[numSeqs + 1];
+        for (int s = 0; s < numSeqs; s++)
+        {
+            queryStartLoc[s + 1] = queryStartLoc[s] + sequences[s].QueryLen;
+        }
+
+        int[] seqLens = sequences.Select(s => s.SeqLen).ToArray();
+        float scale = 1 / MathF.Sqrt(headDim);
+        var output = new float[numTokens * numHeads * headDim];
+        var reference = new float[output.Length];
+        fixed (float* pq = q, pk = kCache, pv = vCache, po = output, pr = reference)
+        fixed (int* pb = blockTables, pqs = queryStartLoc, ps = seqLens)
+        {
+            PagedAttention.Run(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, po);
+            PagedAttention.RunReference(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, pr);
+        }
+
+        double[] exact = DoubleReference(q, kCache, vCache, numHeads, numKvHeads, headDim, blockSize, blockTables, blockTableStride, sequences, scale, slidingWindow);
+        TestData.AssertClose(exact, output, 0, AbsoluteTolerance, default, "output");
+        TestData.AssertClose(exact, reference, 0, AbsoluteTolerance, default, "reference");
+    }
+
+    /// <summary>
+    /// Attention from its definition in double: row j of sequence s is at position seqLen − queryLen + j and sees
+    /// positions p ≤ position with p &gt; position − window (transformers' sliding_window_overlay) when window &gt; 0.
+    /// </summary>
+    private static double[] DoubleReference(
+        float[] q, float[] kCache, float[] vCache, int numHeads, int numKvHeads, int headDim, int blockSize,
+        int[] blockTables, int blockTableStride, Sequence[] sequences, float scale, int slidingWindow)
+    {
+        int numTokens = sequences.Sum(s => s.QueryLen);
+        var output = new double[numTokens * numHeads * headDim];
+        int group = numHeads / numKvHeads;
+        int token = 0;
+        for (int s = 0; s < sequences.Length; s++)
+        {
+            for (int j = 0; j < sequences[s].QueryLen; j++, token++)
+            {
+                int position = sequences[s].SeqLen - sequences[s].QueryLen + j;
+                var visible = Enumerable.Range(0, position + 1).Where(p => slidingWindow <= 0 || p > position - slidingWindow).ToArray();
+                for (int h = 0; h < numHeads; h++)
+                {
+                    int kvHead = h / group;
+                    long Row(int p) => ((((long)blockTables[(s * blockTableStride) + (p / blockSize)] * blockSize) + (p % blockSize)) * numKvHeads + kvHead) * headDim;
+                    var scores = visible.Select(p =>
+                    {
+                        double dot = 0;
+                        for (int i = 0; i < headDim; i++)
+                        {
+                            dot += (double)q[(((token * numHeads) + h) * headDim) + i] * kCache[Row(p) + i];
+                        }
+
+                        return dot * scale;
+                    }).ToArray();
+                    double max = scores.Max();
+                    double[] weights = scores.Select(x => Math.Exp(x - max)).ToArray();
+                    double sum = weights.Sum();
+                    for (int i = 0; i < headDim; i++)
+                    {
+                        double acc = 0;
+                        for (int t = 0; t < visible.Length; t++)
+                        {
+                            acc += weights[t] * vCache[Row(visible[t]) + i];
+                        }
+
+                        output[(((token * numHeads) + h) * headDim) + i] = acc / sum;
+                    }
+                }
+            }
+        }
+
+        return output;
+    }
+}

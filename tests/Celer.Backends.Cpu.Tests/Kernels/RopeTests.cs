@@ -1,0 +1,102 @@
+using Celer.Backends.Cpu.Kernels;
+using Xunit;
+
+namespace Celer.Backends.Cpu.Tests.Kernels;
+
+public unsafe class RopeTests
+{
+    public static TheoryData<int, int, int> Shapes => new()
+    {
+        // (numHeads, headDim, rotaryDim): Llama/Qwen head dims, an odd-width 80, partial rotary, a tiny head.
+        { 4, 64, 64 }, { 3, 80, 80 }, { 2, 128, 128 }, { 5, 128, 64 }, { 1, 2, 2 }, { 2, 48, 24 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Apply_IsBitwiseTheScalarReference_AndTheCacheGivesTheSameBits(int numHeads, int headDim, int rotaryDim)
+    {
+        var random = new Random((numHeads * 1000) + headDim + rotaryDim);
+        // Enough tokens to take the parallel path; positions up to 32K exercise large angles.
+        const int numTokens = 67;
+        int[] positions = Enumerable.Range(0, numTokens).Select(_ => random.Next(32768)).ToArray();
+        positions[0] = 0;
+        float[] invFreq = InvFreq(rotaryDim, 1_000_000f);
+        const float scaling = 0.9f;
+        float[] input = TestData.Floats(random, (long)numTokens * numHeads * headDim);
+        float[] vectorized = (float[])input.Clone();
+        float[] scalar = (float[])input.Clone();
+        float[] cached = (float[])input.Clone();
+        var cache = new RopeCache(invFreq, 32768, scaling);
+        fixed (float* pv = vectorized, ps = scalar, pc = cached, pf = invFreq)
+        fixed (int* pp = positions)
+        {
+            Rope.Apply(pv, numTokens, numHeads, headDim, rotaryDim, pp, pf, scaling);
+            Rope.ApplyReference(ps, numTokens, numHeads, headDim, rotaryDim, pp, pf, scaling);
+            Rope.Apply(pc, numTokens, numHeads, headDim, pp, cache);
+        }
+
+        Assert.Equal(scalar, vectorized);
+        Assert.Equal(scalar, cached);
+
+        // Against the formula in double, from the same fp32 angles: only the final fp32 roundings differ.
+        var exact = new double[input.Length];
+        int half = rotaryDim / 2;
+        for (int t = 0; t < numTokens; t++)
+        {
+            for (int h = 0; h < numHeads; h++)
+            {
+                int head = ((t * numHeads) + h) * headDim;
+                for (int i = 0; i < headDim; i++)
+                {
+                    exact[head + i] = input[head + i];
+                }
+
+                for (int i = 0; i < half; i++)
+                {
+                    double angle = (float)positions[t] * invFreq[i];
+                    double cos = Math.Cos(angle) * scaling, sin = Math.Sin(angle) * scaling;
+                    exact[head + i] = (input[head + i] * cos) - (input[head + i + half] * sin);
+                    exact[head + i + half] = (input[head + i + half] * cos) + (input[head + i] * sin);
+                }
+            }
+        }
+
+        // |x| < 1 so outputs are < √2; fp32 cos/sin and three roundings stay below 1e-6 absolute.
+        TestData.AssertClose(exact, vectorized, 0, 1e-6);
+    }
+
+    [Fact]
+    public void Apply_AtPositionZero_ScalesOnly()
+    {
+        float[] x = [0.5f, -0.25f, 0.75f, 1f];
+        int[] positions = [0];
+        float[] invFreq = InvFreq(4, 10000f);
+        fixed (float* px = x, pf = invFreq)
+        fixed (int* pp = positions)
+        {
+            Rope.Apply(px, 1, 1, 4, 4, pp, pf, 2f);
+        }
+
+        Assert.Equal([1f, -0.5f, 1.5f, 2f], x);
+    }
+
+    [Fact]
+    public void Apply_WithCache_RejectsPositionBeyondCache()
+    {
+        var cache = new RopeCache(InvFreq(4, 10000f), 8, 1f);
+        var x = new float[4];
+        int[] positions = [8];
+        Assert.Throws<ArgumentOutOfRangeException>(() =>
+        {
+            fixed (float* px = x)
+            fixed (int* pp = positions)
+            {
+                Rope.Apply(px, 1, 1, 4, pp, cache);
+            }
+        });
+    }
+
+    /// <summary>HF's default inv_freq: 1 / base^(2i/d), computed in fp32 as transformers does.</summary>
+    private static float[] InvFreq(int rotaryDim, float theta)
+        => Enumerable.Range(0, rotaryDim / 2).Select(i => 1f / MathF.Pow(theta, (2 * i) / (float)rotaryDim)).ToArray();
+}

@@ -1,0 +1,148 @@
+using Celer.Engine.Execution;
+using Celer.Models.Config;
+using Celer.TestSupport;
+using Xunit;
+
+namespace Celer.Engine.Tests.Execution;
+
+/// <summary>
+/// The whole engine (scheduler, KV cache manager, CPU model runner, sampler, output processing) on real
+/// transformers-made checkpoints: greedy output equals transformers', and the batching invariant — any request's
+/// output is the same whether it runs alone or among others, through chunked prefill, prefix-cache hits and
+/// preemption.
+/// </summary>
+public sealed class CpuModelEngineTests
+{
+    private static string FixtureModel(string name) => Path.Combine(RepoPaths.FixtureModels, name);
+
+    private static LlmEngine Engine(string model, int? maxNumBatchedTokens = null, int maxNumSeqs = 16, int? kvBlocks = null, int maxModelLen = 128)
+    {
+        ModelConfig config = ModelConfig.Load(model);
+        // KV bytes of one 16-token block on the CPU backend: keys and values, fp32, every layer.
+        long blockBytes = 2L * config.NumHiddenLayers * 16 * config.NumKeyValueHeads * config.HeadDim * sizeof(float);
+        var args = new EngineArgs
+        {
+            Model = model,
+            MaxModelLen = maxModelLen,
+            MaxNumSeqs = maxNumSeqs,
+            MaxNumBatchedTokens = maxNumBatchedTokens,
+            KvCacheMemoryBytes = kvBlocks is int blocks ? blocks * blockBytes : null,
+            Seed = 1,
+        };
+        return ModelLoader.LoadOffline(args).Engine;
+    }
+
+    private static SamplingParams Greedy(int maxTokens, int? logprobs = null) =>
+        new() { Temperature = 0, MaxTokens = maxTokens, IgnoreEos = true, Logprobs = logprobs };
+
+    private static List<int> Tokens(RequestOutput output) => output.Outputs.SelectMany(o => o.TokenIdsDelta).ToList();
+
+    [Theory]
+    [InlineData("llama-gqa-bf16-v4config")]
+    [InlineData("qwen2-bias-yarn-bf16")]
+    [InlineData("mistral-sliding-window-f16")]
+    public void Greedy_output_through_the_engine_matches_transformers(string name)
+    {
+        ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(FixtureModel(name), "reference.json"));
+        using LlmEngine engine = Engine(FixtureModel(name), maxNumBatchedTokens: 32);
+        var requests = fixture.Cases.Select((c, i) => new GenerateRequest($"r{i}", c.PromptTokenIds, Greedy(c.OutputTokenIds.Count, logprobs: 5))).ToList();
+
+        IReadOnlyList<RequestOutput> outputs = engine.Generate(requests);
+
+        for (int i = 0; i < fixture.Cases.Count; i++)
+        {
+            var positions = outputs[i].Outputs.SelectMany(o => o.LogprobsDelta!)
+                .Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, p.Top.Select(t => (t.TokenId, t.Logprob)).ToList()))
+                .ToList();
+            int matched = LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, 2e-3f);
+            Assert.Equal(fixture.Cases[i].OutputTokenIds.Count, matched);
+            Assert.Equal(fixture.Cases[i].OutputTokenIds, Tokens(outputs[i]));
+        }
+    }
+
+    [Theory]
+    [InlineData("qwen3-headdim-qknorm-bf16", 11)]
+    [InlineData("llama3-rope-tied-f32", 12)]
+    public void Batched_greedy_output_equals_solo_output_under_chunking_prefix_hits_and_preemption(string name, int seed)
+    {
+        string model = FixtureModel(name);
+        int vocab = ModelConfig.Load(model).VocabSize;
+        var random = new Random(seed);
+        int[] sharedPrefix = Enumerable.Range(0, 40).Select(_ => random.Next(vocab)).ToArray();
+        var requests = new List<GenerateRequest>();
+        for (int i = 0; i < 20; i++)
+        {
+            IEnumerable<int> prompt = Enumerable.Range(0, random.Next(1, 50)).Select(_ => random.Next(vocab));
+            if (i % 3 == 0)
+            {
+                // A third of the prompts share a 40-token prefix: 2 full blocks to hit in the prefix cache.
+                prompt = sharedPrefix.Concat(prompt);
+            }
+
+            requests.Add(new GenerateRequest($"r{i}", prompt.ToList(), Greedy(random.Next(1, 24))));
+        }
+
+        var solo = new List<List<int>>();
+        using (LlmEngine alone = Engine(model))
+        {
+            foreach (GenerateRequest r in requests)
+            {
+                solo.Add(Tokens(alone.Generate([r])[0]));
+            }
+        }
+
+        // A 16-token budget forces chunked prefill; 14 blocks of 16 tokens for up to 6 sequences of up to 113 tokens
+        // force preemption; the shared prefixes hit the cache.
+        using LlmEngine batched = Engine(model, maxNumBatchedTokens: 16, maxNumSeqs: 6, kvBlocks: 14);
+        IReadOnlyList<RequestOutput> outputs = batched.Generate(requests);
+
+        for (int i = 0; i < requests.Count; i++)
+        {
+            Assert.True(solo[i].SequenceEqual(Tokens(outputs[i])), $"request {i}: batched output differs from its solo output");
+        }
+
+        EngineStats stats = batched.Stats;
+        Assert.True(stats.NumPreemptions > 0, "the workload was meant to force preemption");
+        Assert.True(stats.PrefixCacheHits > 0, "the workload was meant to hit the prefix cache");
+        Assert.Equal(0, stats.NumRunning + stats.NumWaiting);
+        Assert.Equal(0f, stats.KvCacheUsage);
+    }
+
+    [Fact]
+    public void Seeded_sampling_gives_the_same_tokens_alone_and_batched()
+    {
+        string model = FixtureModel("llama-mha-dynamic-bf16");
+        var sampling = new SamplingParams { Temperature = 0.8f, TopP = 0.95f, Seed = 1234, MaxTokens = 16, IgnoreEos = true };
+        var target = new GenerateRequest("target", [5, 17, 42, 99, 3], sampling);
+        var others = Enumerable.Range(0, 5).Select(i => new GenerateRequest($"o{i}", [7 + i, 8, 9], new SamplingParams { Temperature = 1f, MaxTokens = 10 + i, IgnoreEos = true })).ToList();
+
+        List<int> alone;
+        using (LlmEngine engine = Engine(model))
+        {
+            alone = Tokens(engine.Generate([target])[0]);
+        }
+
+        using LlmEngine batchedEngine = Engine(model, maxNumBatchedTokens: 8, maxNumSeqs: 8);
+        List<int> batched = Tokens(batchedEngine.Generate([.. others.Take(2), target, .. others.Skip(2)])[2]);
+        Assert.Equal(16, alone.Count);
+        Assert.Equal(alone, batched);
+    }
+
+    [Fact]
+    public void A_shared_prefix_is_computed_once()
+    {
+        string model = FixtureModel("llama-gqa-bf16-v4config");
+        using LlmEngine engine = Engine(model);
+        int[] prefix = Enumerable.Range(0, 48).Select(i => (i * 37 + 11) % 500).ToArray();
+
+        engine.Generate([new GenerateRequest("first", [.. prefix, 1, 2, 3], Greedy(4))]);
+        long hitsBefore = engine.Stats.PrefixCacheHits;
+        long promptTokensBefore = engine.Stats.PromptTokens;
+        RequestOutput second = engine.Generate([new GenerateRequest("second", [.. prefix, 9, 8, 7, 6], Greedy(4))])[0];
+
+        // 48 shared tokens = 3 full blocks of 16; the differing suffix is computed.
+        Assert.Equal(48, second.NumCachedTokens);
+        Assert.Equal(48, engine.Stats.PrefixCacheHits - hitsBefore);
+        Assert.Equal(52, engine.Stats.PromptTokens - promptTokensBefore);
+    }
+}

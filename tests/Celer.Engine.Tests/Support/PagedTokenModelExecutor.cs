@@ -1,0 +1,138 @@
+using Celer.Engine.Scheduling;
+
+namespace Celer.Engine.Tests.Support;
+
+/// <summary>
+/// A real <see cref="IModelExecutor"/> over a toy model whose KV entry for a position is the
+/// token id at that position, kept in a paged slot array addressed through the block table the
+/// scheduler hands out, exactly as a GPU runner addresses its KV cache. Each step writes the
+/// scheduled tokens into their slots, then "attends" by reading the whole sequence back from the
+/// cache, and samples <see cref="NextToken"/> of what it read. A wrong block table, a bad prefix
+/// hit or an early eviction therefore changes the generated tokens; a test compares them with
+/// <see cref="NextToken"/> applied to the true sequence.
+/// </summary>
+/// <param name="model">The next token as a function of the sequence read back; <see cref="NextToken"/> by default.</param>
+public sealed class PagedTokenModelExecutor(int numKvBlocks, int blockSize, int vocabSize, Func<IReadOnlyList<int>, int>? model = null) : IModelExecutor
+{
+    private readonly Func<IReadOnlyList<int>, int> _model = model ?? (sequence => NextToken(sequence, vocabSize));
+    private readonly int[] _slots = Enumerable.Repeat(-1, numKvBlocks * blockSize).ToArray();
+    private readonly Dictionary<string, RunnerRequestState> _states = [];
+
+    public int NumKvBlocks { get; } = numKvBlocks;
+    public int BlockSize { get; } = blockSize;
+    public int VocabSize { get; } = vocabSize;
+    public int NumSteps { get; private set; }
+
+    /// <summary>Runs after each sample with the step number: a test can slow a step down or make it fail like a crashing backend.</summary>
+    public Action<int>? AfterSample { get; set; }
+    public bool Disposed { get; private set; }
+    public List<SchedulerOutput> History { get; } = [];
+
+    /// <summary>Requests whose state the runner holds (dropped when the scheduler reports them finished).</summary>
+    public IReadOnlyCollection<string> CachedRequestIds => _states.Keys;
+
+    /// <summary>The toy model: an FNV-1a hash of the sequence, folded into the vocabulary.</summary>
+    public static int NextToken(IEnumerable<int> sequence, int vocabSize)
+    {
+        ulong h = 14695981039346656037UL;
+        foreach (int t in sequence)
+        {
+            h = (h ^ (uint)t) * 1099511628211UL;
+        }
+        return (int)(h % (ulong)vocabSize);
+    }
+
+    /// <summary>The plain reference: what the model generates from a prompt when nothing goes wrong.</summary>
+    public static List<int> ReferenceGeneration(IReadOnlyList<int> prompt, int numTokens, int vocabSize)
+    {
+        var sequence = new List<int>(prompt);
+        for (int i = 0; i < numTokens; i++)
+        {
+            sequence.Add(NextToken(sequence, vocabSize));
+        }
+        return sequence.GetRange(prompt.Count, numTokens);
+    }
+
+    public ModelRunnerOutput Execute(SchedulerOutput schedulerOutput)
+    {
+        NumSteps++;
+        History.Add(schedulerOutput);
+        foreach (string id in schedulerOutput.FinishedRequestIds)
+        {
+            _states.Remove(id);
+        }
+        foreach (string id in schedulerOutput.PreemptedRequestIds)
+        {
+            // The prompt stays known; the blocks are gone until the request resumes.
+            _states[id].BlockIds.Clear();
+        }
+        foreach (NewRequestData r in schedulerOutput.ScheduledNewRequests)
+        {
+            _states.Add(r.RequestId, new RunnerRequestState([.. r.PromptTokenIds], [.. r.BlockIds], r.NumComputedTokens, r.PromptTokenIds.Count));
+        }
+        foreach (CachedRequestData r in schedulerOutput.ScheduledCachedRequests)
+        {
+            if (r.ResumedFromPreemption)
+            {
+                RunnerRequestState old = _states[r.RequestId];
+                _states[r.RequestId] = new RunnerRequestState([.. old.Tokens.Take(old.NumPromptTokens), .. r.NewTokenIds], [.. r.NewBlockIds], r.NumComputedTokens, old.NumPromptTokens);
+                continue;
+            }
+            RunnerRequestState state = _states[r.RequestId];
+            state.Tokens.AddRange(r.NewTokenIds);
+            state.BlockIds.AddRange(r.NewBlockIds);
+            if (state.NumComputedTokens != r.NumComputedTokens)
+            {
+                throw new InvalidOperationException($"{r.RequestId}: runner computed {state.NumComputedTokens}, scheduler says {r.NumComputedTokens}.");
+            }
+        }
+
+        var sampled = new Dictionary<string, IReadOnlyList<int>>();
+        foreach ((string id, int numTokens) in schedulerOutput.NumScheduledTokens)
+        {
+            RunnerRequestState state = _states[id];
+            int end = state.NumComputedTokens + numTokens;
+            if (end > state.Tokens.Count)
+            {
+                throw new InvalidOperationException($"{id}: scheduled up to position {end} but only {state.Tokens.Count} tokens are known.");
+            }
+            for (int pos = state.NumComputedTokens; pos < end; pos++)
+            {
+                _slots[Slot(state, pos)] = state.Tokens[pos];
+            }
+            state.NumComputedTokens = end;
+            if (schedulerOutput.SampledRequestIds.Contains(id))
+            {
+                // Attention over the cache: read every position back through the block table.
+                var seen = new int[end];
+                for (int pos = 0; pos < end; pos++)
+                {
+                    seen[pos] = _slots[Slot(state, pos)];
+                }
+                sampled[id] = [_model(seen)];
+                AfterSample?.Invoke(NumSteps);
+            }
+        }
+        return new ModelRunnerOutput(sampled);
+    }
+
+    public void Dispose() => Disposed = true;
+
+    private int Slot(RunnerRequestState state, int position)
+    {
+        int blockId = state.BlockIds[position / BlockSize];
+        if (blockId == 0)
+        {
+            throw new InvalidOperationException("The null block was used for real tokens.");
+        }
+        return (blockId * BlockSize) + (position % BlockSize);
+    }
+
+    private sealed class RunnerRequestState(List<int> tokens, List<int> blockIds, int numComputedTokens, int numPromptTokens)
+    {
+        public int NumPromptTokens { get; } = numPromptTokens;
+        public List<int> Tokens { get; } = tokens;
+        public List<int> BlockIds { get; } = blockIds;
+        public int NumComputedTokens { get; set; } = numComputedTokens;
+    }
+}
