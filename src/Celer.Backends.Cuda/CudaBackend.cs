@@ -204,12 +204,12 @@ public sealed unsafe class CudaBackend : IModelBackend
         _kernels.Launch("paged_attention", (uint)batch.NumTokens, (uint)heads, 128, args);
     }
 
-    public void GatherLogitsRows(Tensor x, Tensor output)
+    public void GatherLogitsRows(Tensor x, int first, int count, Tensor output)
     {
-        ulong xp = (ulong)x.Data, rp = _logitsRows.Pointer, o = (ulong)output.Data;
+        ulong xp = (ulong)x.Data, rp = _logitsRows.Pointer + (ulong)first * sizeof(int), o = (ulong)output.Data;
         int cols = (int)x.Columns;
         void** args = stackalloc void*[] { &xp, &rp, &cols, &o };
-        _kernels.Launch("gather_rows", (uint)Batch.LogitsRows.Length, 1, Threads(cols), args);
+        _kernels.Launch("gather_rows", (uint)count, 1, Threads(cols), args);
     }
 
     public void CopyToHost(Tensor x, int rows, Span<float> destination)

@@ -52,7 +52,7 @@ public class AsyncLlmEngineTests
         PagedTokenModelExecutor executor = LlmEngineTests.RecitingExecutor();
         using var cts = new CancellationTokenSource();
         // From the third token on, the model waits for the client to go away, so the request can't finish first.
-        executor.AfterSample = step => cts.Token.WaitHandle.WaitOne(step >= 3 ? Patience : TimeSpan.Zero);
+        executor.AfterSample = step => cts.Token.WaitHandle.WaitOne(step > 3 ? Patience : TimeSpan.Zero);
         await using var engine = new AsyncLlmEngine(LlmEngineTests.Args(), executor, TinyPy.Tokenizer, LlmEngineTests.Model);
         int received = 0;
         await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>

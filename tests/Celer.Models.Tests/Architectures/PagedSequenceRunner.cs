@@ -64,11 +64,11 @@ internal sealed class PagedSequenceRunner
         };
         int vocab = _model.Config.VocabSize;
         var logits = new float[tokenIds.Count][];
-        _model.Forward(batch, (first, rows) =>
+        _model.Forward(batch, (first, count, rows) =>
         {
-            for (int r = 0; r < rows.Length / vocab; r++)
+            for (int r = 0; r < count; r++)
             {
-                logits[first + r] = rows.Slice(r * vocab, vocab).ToArray();
+                logits[first + r] = rows.AsSpan(r * vocab, vocab).ToArray();
             }
         });
         return logits;

@@ -1,0 +1,16 @@
+using System.CommandLine;
+
+namespace Celer.Cli.Bench;
+
+/// <summary><c>celer bench latency|throughput|serve</c>, mirroring <c>vllm bench</c>.</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("bench", "Benchmarks: offline latency and throughput, and online serving.");
+        command.Subcommands.Add(OfflineBenchmarks.Latency());
+        command.Subcommands.Add(OfflineBenchmarks.Throughput());
+        command.Subcommands.Add(ServeBenchmark.Create());
+        return command;
+    }
+}

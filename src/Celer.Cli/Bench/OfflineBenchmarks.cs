@@ -1,0 +1,163 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Celer.Engine;
+using Celer.Engine.Execution;
+
+namespace Celer.Cli.Bench;
+
+/// <summary>
+/// <c>celer bench latency</c> and <c>celer bench throughput</c>: vLLM's offline benchmarks, run on
+/// <see cref="LlmEngine"/> in this process with random-token prompts and <c>ignore_eos</c>, so
+/// every request generates exactly its output length.
+/// </summary>
+internal static class OfflineBenchmarks
+{
+    public static Command Latency()
+    {
+        var common = new CommonOptions();
+        var inputLen = new Option<int>("--input-len") { DefaultValueFactory = _ => 32 };
+        var outputLen = new Option<int>("--output-len") { DefaultValueFactory = _ => 128 };
+        var batchSize = new Option<int>("--batch-size") { DefaultValueFactory = _ => 8 };
+        var warmup = new Option<int>("--num-iters-warmup") { DefaultValueFactory = _ => 2 };
+        var iters = new Option<int>("--num-iters") { DefaultValueFactory = _ => 10 };
+        var command = new Command("latency", "Latency of one batch end to end (vLLM's bench latency).");
+        command.Options.Add(inputLen);
+        command.Options.Add(outputLen);
+        command.Options.Add(batchSize);
+        command.Options.Add(warmup);
+        command.Options.Add(iters);
+        common.AddTo(command);
+
+        command.SetAction((result, _) => CliRunner.RunAsync(() =>
+        {
+            var (args, engine, vocabSize) = common.Load(result);
+            using var _ = engine;
+            var batch = RandomPrompts.Create(result.GetValue(batchSize), result.GetValue(inputLen), result.GetValue(outputLen), 0, vocabSize, args.Seed);
+            var requests = batch.Select((p, i) => new GenerateRequest($"latency-{i}", p.PromptIds, Params(p.OutputLen))).ToList();
+
+            for (var i = 0; i < result.GetValue(warmup); i++)
+                engine.Generate(Renamed(requests, $"warmup{i}"));
+            var latencies = new List<double>();
+            for (var i = 0; i < result.GetValue(iters); i++)
+            {
+                var timer = Stopwatch.StartNew();
+                engine.Generate(Renamed(requests, $"iter{i}"));
+                latencies.Add(timer.Elapsed.TotalSeconds);
+            }
+
+            var sorted = latencies.Order().ToList();
+            var results = new JsonObject
+            {
+                ["avg_latency"] = LatencyStats.Mean(sorted),
+                ["latencies"] = new JsonArray([.. latencies.Select(l => (JsonNode)l)]),
+                ["percentiles"] = new JsonObject([.. new[] { 10, 25, 50, 75, 90, 99 }.Select(p => KeyValuePair.Create(p.ToString(), (JsonNode?)LatencyStats.Percentile(sorted, p)))]),
+            };
+            Console.WriteLine($"Avg latency: {LatencyStats.Mean(sorted):F4} s");
+            foreach (var p in new[] { 10, 25, 50, 75, 90, 99 })
+                Console.WriteLine($"{p}% percentile latency: {LatencyStats.Percentile(sorted, p):F4} s");
+            var parameters = new JsonObject
+            {
+                ["input_len"] = result.GetValue(inputLen),
+                ["output_len"] = result.GetValue(outputLen),
+                ["batch_size"] = result.GetValue(batchSize),
+                ["num_iters_warmup"] = result.GetValue(warmup),
+                ["num_iters"] = result.GetValue(iters),
+            };
+            common.WriteReport(result, "latency", args, parameters, results);
+            return Task.FromResult(0);
+        }));
+        return command;
+    }
+
+    public static Command Throughput()
+    {
+        var common = new CommonOptions();
+        var inputLen = new Option<int>("--input-len") { DefaultValueFactory = _ => 128 };
+        var outputLen = new Option<int>("--output-len") { DefaultValueFactory = _ => 128 };
+        var numPrompts = new Option<int>("--num-prompts") { DefaultValueFactory = _ => 100 };
+        var rangeRatio = new Option<double>("--random-range-ratio") { DefaultValueFactory = _ => 0 };
+        var command = new Command("throughput", "Offline throughput over a batch of prompts (vLLM's bench throughput).");
+        command.Options.Add(inputLen);
+        command.Options.Add(outputLen);
+        command.Options.Add(numPrompts);
+        command.Options.Add(rangeRatio);
+        common.AddTo(command);
+
+        command.SetAction((result, _) => CliRunner.RunAsync(() =>
+        {
+            var (args, engine, vocabSize) = common.Load(result);
+            using var _ = engine;
+            var prompts = RandomPrompts.Create(result.GetValue(numPrompts), result.GetValue(inputLen), result.GetValue(outputLen),
+                result.GetValue(rangeRatio), vocabSize, args.Seed);
+            var requests = prompts.Select((p, i) => new GenerateRequest($"throughput-{i}", p.PromptIds, Params(p.OutputLen))).ToList();
+
+            var timer = Stopwatch.StartNew();
+            var outputs = engine.Generate(requests);
+            var elapsed = timer.Elapsed.TotalSeconds;
+
+            long promptTokens = prompts.Sum(p => (long)p.PromptIds.Length);
+            long outputTokens = outputs.Sum(o => o.Outputs.Sum(c => (long)c.TokenIdsDelta.Count));
+            var results = new JsonObject
+            {
+                ["elapsed_time"] = elapsed,
+                ["num_requests"] = requests.Count,
+                ["total_num_tokens"] = promptTokens + outputTokens,
+                ["requests_per_second"] = requests.Count / elapsed,
+                ["tokens_per_second"] = (promptTokens + outputTokens) / elapsed,
+                ["output_tokens_per_second"] = outputTokens / elapsed,
+            };
+            Console.WriteLine($"Throughput: {requests.Count / elapsed:F2} requests/s, {(promptTokens + outputTokens) / elapsed:F2} total tokens/s, {outputTokens / elapsed:F2} output tokens/s");
+            var parameters = new JsonObject
+            {
+                ["input_len"] = result.GetValue(inputLen),
+                ["output_len"] = result.GetValue(outputLen),
+                ["num_prompts"] = result.GetValue(numPrompts),
+                ["random_range_ratio"] = result.GetValue(rangeRatio),
+            };
+            common.WriteReport(result, "throughput", args, parameters, results);
+            return Task.FromResult(0);
+        }));
+        return command;
+    }
+
+    private static SamplingParams Params(int outputLen) => new() { Temperature = 1f, TopP = 1f, IgnoreEos = true, MaxTokens = outputLen };
+
+    /// <summary>Fresh request ids per iteration: an id may not be reused while the engine still knows it.</summary>
+    private static List<GenerateRequest> Renamed(List<GenerateRequest> requests, string tag) =>
+        requests.Select(r => r with { RequestId = $"{r.RequestId}-{tag}" }).ToList();
+
+    /// <summary>Model and output flags shared by the offline benchmarks.</summary>
+    private sealed class CommonOptions
+    {
+        private readonly Option<string?> _model = new("--model") { Description = "Model directory (default: the repository's models/celer-tiny-py)." };
+        private readonly Option<string?> _outputJson = new("--output-json") { Description = "Where to write the results (default: benchmarks/results/KIND-MODEL-TIMESTAMP.json)." };
+        private readonly EngineOptions _engine = new();
+
+        public void AddTo(Command command)
+        {
+            command.Options.Add(_model);
+            command.Options.Add(_outputJson);
+            _engine.AddTo(command);
+        }
+
+        public (EngineArgs Args, LlmEngine Engine, int VocabSize) Load(ParseResult result)
+        {
+            var args = _engine.ToEngineArgs(result, ModelLocator.Resolve(result.GetValue(_model)));
+            var (engine, _, info) = ModelLoader.LoadOffline(args, new LoadProgressReporter());
+            return (args, engine, info.VocabSize);
+        }
+
+        public void WriteReport(ParseResult result, string kind, EngineArgs args, JsonObject parameters, JsonObject results)
+        {
+            parameters["max_num_seqs"] = args.MaxNumSeqs;
+            parameters["max_num_batched_tokens"] = args.MaxNumBatchedTokens;
+            parameters["block_size"] = args.BlockSize;
+            parameters["enable_prefix_caching"] = args.EnablePrefixCaching;
+            parameters["dtype"] = args.Dtype;
+            parameters["seed"] = args.Seed;
+            var path = BenchmarkReport.Write(kind, args.Model, args.Device, parameters, results, result.GetValue(_outputJson));
+            Console.WriteLine($"Results written to {path}");
+        }
+    }
+}

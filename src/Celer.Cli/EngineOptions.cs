@@ -1,0 +1,65 @@
+using System.CommandLine;
+using Celer.Engine;
+
+namespace Celer.Cli;
+
+/// <summary>
+/// The engine flags shared by every command that loads a model, with vLLM's names
+/// (<c>vllm/engine/arg_utils.py</c>), mapped onto <see cref="EngineArgs"/>.
+/// </summary>
+internal sealed class EngineOptions
+{
+    public Option<string?> ServedModelName { get; } = new("--served-model-name") { Description = "Model name used in the API (default: the model path)." };
+    public Option<int?> MaxModelLen { get; } = new("--max-model-len") { Description = "Context length (default: from the model's config)." };
+    public Option<int> MaxNumSeqs { get; } = new("--max-num-seqs") { Description = "Most sequences in one batch.", DefaultValueFactory = _ => 256 };
+    public Option<int?> MaxNumBatchedTokens { get; } = new("--max-num-batched-tokens") { Description = "Token budget of one engine step." };
+    public Option<int> BlockSize { get; } = new("--block-size") { Description = "Tokens per KV-cache block.", DefaultValueFactory = _ => 16 };
+    public Option<float> GpuMemoryUtilization { get; } = new("--gpu-memory-utilization") { Description = "Fraction of GPU memory the engine may use.", DefaultValueFactory = _ => 0.9f };
+    public Option<long?> KvCacheMemory { get; } = new("--kv-cache-memory")
+    {
+        Description = "KV-cache size in bytes (accepts 4GiB, 512MiB, 2G).",
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            if (ByteSize.TryParse(text, out var bytes))
+                return bytes;
+            result.AddError($"--kv-cache-memory: '{text}' is not a byte size (e.g. 4GiB, 512MiB, 1073741824).");
+            return null;
+        },
+    };
+    public Option<string> Device { get; } = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" }.AcceptOnlyFromAmong("cpu", "cuda");
+    public Option<string> Dtype { get; } = new Option<string>("--dtype") { Description = "Weight dtype.", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "half", "float16", "bfloat16", "float", "float32");
+    public Option<bool> EnablePrefixCaching { get; } = new("--enable-prefix-caching") { Description = "Reuse KV blocks of shared prompt prefixes (default on).", DefaultValueFactory = _ => true };
+    public Option<bool> NoEnablePrefixCaching { get; } = new("--no-enable-prefix-caching") { Description = "Turn automatic prefix caching off." };
+    public Option<string> LoadFormat { get; } = new Option<string>("--load-format") { Description = "auto (safetensors) or dummy (random weights).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "dummy", "safetensors");
+    public Option<int> Seed { get; } = new("--seed") { Description = "Engine random seed.", DefaultValueFactory = _ => 0 };
+    public Option<int> MaxLogprobs { get; } = new("--max-logprobs") { Description = "Most logprobs a request may ask for.", DefaultValueFactory = _ => 20 };
+
+    public void AddTo(Command command)
+    {
+        foreach (var option in new Option[]
+                 {
+                     ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory,
+                     Device, Dtype, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs,
+                 })
+            command.Options.Add(option);
+    }
+
+    public EngineArgs ToEngineArgs(ParseResult result, string model) => new()
+    {
+        Model = model,
+        ServedModelName = result.GetValue(ServedModelName),
+        MaxModelLen = result.GetValue(MaxModelLen),
+        MaxNumSeqs = result.GetValue(MaxNumSeqs),
+        MaxNumBatchedTokens = result.GetValue(MaxNumBatchedTokens),
+        BlockSize = result.GetValue(BlockSize),
+        GpuMemoryUtilization = result.GetValue(GpuMemoryUtilization),
+        KvCacheMemoryBytes = result.GetValue(KvCacheMemory),
+        Device = result.GetValue(Device)!,
+        Dtype = result.GetValue(Dtype)!,
+        EnablePrefixCaching = result.GetValue(EnablePrefixCaching) && !result.GetValue(NoEnablePrefixCaching),
+        LoadFormat = result.GetValue(LoadFormat)!,
+        Seed = result.GetValue(Seed),
+        MaxLogprobs = result.GetValue(MaxLogprobs),
+    };
+}

@@ -1,0 +1,83 @@
+using System.CommandLine;
+using Celer.Engine;
+using Celer.Engine.Execution;
+using Celer.Server;
+using Celer.Server.Metrics;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Celer.Cli;
+
+/// <summary><c>celer serve [MODEL]</c>: load the model and run the OpenAI-compatible server (vLLM's <c>vllm serve</c>).</summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var model = new Argument<string?>("model") { Description = "Model directory (default: the repository's models/celer-tiny-py).", Arity = ArgumentArity.ZeroOrOne };
+        var host = new Option<string>("--host") { Description = "Interface to bind.", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "Port to listen on.", DefaultValueFactory = _ => 8000 };
+        var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' (default: env CELER_API_KEY)." };
+        var chatTemplate = new Option<string?>("--chat-template") { Description = "Chat template: a file path or the template text." };
+        var generationConfig = new Option<string>("--generation-config") { Description = "auto: sampling defaults from generation_config.json; vllm: none.", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "vllm");
+        var disableLogRequests = new Option<bool>("--disable-log-requests") { Description = "Do not log each request." };
+        var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level written.", DefaultValueFactory = _ => LogLevel.Information };
+        var shutdownTimeout = new Option<double>("--shutdown-timeout") { Description = "Seconds in-flight requests may run after SIGTERM.", DefaultValueFactory = _ => 30 };
+        var allowedOrigins = new Option<string[]>("--allowed-origins") { Description = "CORS origins.", DefaultValueFactory = _ => ["*"], AllowMultipleArgumentsPerToken = true };
+        var allowedMethods = new Option<string[]>("--allowed-methods") { Description = "CORS methods.", DefaultValueFactory = _ => ["*"], AllowMultipleArgumentsPerToken = true };
+        var allowedHeaders = new Option<string[]>("--allowed-headers") { Description = "CORS headers.", DefaultValueFactory = _ => ["*"], AllowMultipleArgumentsPerToken = true };
+        var allowCredentials = new Option<bool>("--allow-credentials") { Description = "CORS: allow credentials (needs explicit origins)." };
+        var maxPendingRequests = new Option<int>("--max-pending-requests") { Description = "Requests queued or running beyond which new ones get 503.", DefaultValueFactory = _ => 1024 };
+        var engine = new EngineOptions();
+
+        var command = new Command("serve", "Start the OpenAI-compatible API server.");
+        command.Arguments.Add(model);
+        foreach (var option in new Option[] { host, port, apiKey, chatTemplate, generationConfig, disableLogRequests, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests })
+            command.Options.Add(option);
+        engine.AddTo(command);
+
+        command.SetAction(async (result, cancellationToken) => await CliRunner.RunAsync(async () =>
+        {
+            var modelPath = ModelLocator.Resolve(result.GetValue(model));
+            var engineArgs = engine.ToEngineArgs(result, modelPath);
+            var servedName = result.GetValue(engine.ServedModelName);
+            var options = new ServerOptions
+            {
+                Host = result.GetValue(host)!,
+                Port = result.GetValue(port),
+                ApiKey = result.GetValue(apiKey) ?? NullIfEmpty(Environment.GetEnvironmentVariable("CELER_API_KEY")),
+                ServedModelNames = servedName is null ? [] : [servedName],
+                ChatTemplate = ReadChatTemplate(result.GetValue(chatTemplate)),
+                GenerationConfig = result.GetValue(generationConfig)!,
+                DisableLogRequests = result.GetValue(disableLogRequests),
+                LogLevel = result.GetValue(logLevel),
+                ShutdownTimeout = TimeSpan.FromSeconds(result.GetValue(shutdownTimeout)),
+                AllowedOrigins = result.GetValue(allowedOrigins)!,
+                AllowedMethods = result.GetValue(allowedMethods)!,
+                AllowedHeaders = result.GetValue(allowedHeaders)!,
+                AllowCredentials = result.GetValue(allowCredentials),
+                MaxPendingRequests = result.GetValue(maxPendingRequests),
+                MaxLogprobs = engineArgs.MaxLogprobs,
+            };
+
+            Console.Error.WriteLine($"[celer] loading {modelPath} on {engineArgs.Device}");
+            // The engine reports step and request stats to whoever it was built with; the server's metrics attach here.
+            var statsRelay = new EngineStatsRelay();
+            var loaded = ModelLoader.Load(engineArgs, new LoadProgressReporter(), statsRelay);
+            await using (loaded)
+            {
+                var app = CelerServer.Build(options, loaded, statsRelay);
+                await app.StartAsync(cancellationToken);
+                Console.WriteLine($"Serving model '{servedName ?? loaded.ModelName}' (max_model_len {loaded.MaxModelLen}) at {CelerServer.GetBoundAddress(app)}");
+                await app.WaitForShutdownAsync(CancellationToken.None);
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>vLLM's rule: a path to an existing file is read; anything else is the template itself.</summary>
+    internal static string? ReadChatTemplate(string? value) =>
+        value is null ? null : File.Exists(value) ? File.ReadAllText(value) : value;
+
+    private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
+}

@@ -1,0 +1,105 @@
+using Celer.Engine.Execution;
+using Celer.Server.Endpoints;
+using Celer.Server.Hosting;
+using Celer.Server.Metrics;
+using Celer.Server.Protocol;
+using Celer.Server.Serving;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+
+namespace Celer.Server;
+
+/// <summary>Builds the OpenAI-compatible HTTP server around a loaded model.</summary>
+public static class CelerServer
+{
+    /// <summary>
+    /// A ready-to-run <see cref="WebApplication"/> on Kestrel at <see cref="ServerOptions.Host"/>:<see cref="ServerOptions.Port"/>.
+    /// The caller owns <paramref name="model"/> (disposes its engine after the app stops).
+    /// </summary>
+    /// <param name="statsRelay">The relay the engine was constructed with, if any: the request and
+    /// step histograms of <c>/metrics</c> come through it (gauges and counters come from the engine's snapshot).</param>
+    public static WebApplication Build(ServerOptions options, LoadedModel model, EngineStatsRelay? statsRelay = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.SetMinimumLevel(options.LogLevel);
+        builder.WebHost.UseKestrel(kestrel =>
+        {
+            kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
+            kestrel.Limits.MaxRequestHeadersTotalSize = options.MaxRequestHeadersTotalBytes;
+            kestrel.AddServerHeader = false;
+        });
+        builder.WebHost.UseUrls(FormatUrl(options.Host, options.Port));
+        // On SIGTERM the host stops Kestrel gracefully: in-flight requests get this long to finish.
+        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = options.ShutdownTimeout);
+        builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, ServerJsonContext.Default));
+        builder.Services.AddCors(cors => cors.AddDefaultPolicy(policy => ConfigureCors(policy, options)));
+
+        var servingModel = new ServingModel(model, options);
+        var metrics = new EngineMetrics(model.Engine, servingModel.PrimaryName, model.MaxModelLen, options.MetricsPrefix);
+        statsRelay?.Attach(metrics);
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(servingModel);
+        builder.Services.AddSingleton(metrics);
+        builder.Services.AddSingleton(new AdmissionControl(options.MaxPendingRequests));
+        builder.Services.AddSingleton<CompletionService>();
+        builder.Services.AddSingleton<ChatService>();
+
+        var app = builder.Build();
+        var admission = app.Services.GetRequiredService<AdmissionControl>();
+        app.Lifetime.ApplicationStopping.Register(admission.BeginDraining);
+
+        app.UseStatusCodePages(WriteStatusCodeEnvelope);
+        app.UseCors();
+        if (!string.IsNullOrEmpty(options.ApiKey))
+            app.Use(new ApiKeyAuthentication(options.ApiKey).InvokeAsync);
+
+        app.MapOpenAIApi();
+        app.MapTokenizeApi();
+        app.MapOperations();
+        return app;
+    }
+
+    /// <summary>The address the server listens on once started (the real port when <see cref="ServerOptions.Port"/> is 0).</summary>
+    public static Uri GetBoundAddress(WebApplication app)
+    {
+        var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+        return new Uri(addresses.First());
+    }
+
+    internal static string FormatUrl(string host, int port) =>
+        host.Contains(':') && !host.StartsWith('[') ? $"http://[{host}]:{port}" : $"http://{host}:{port}";
+
+    private static void ConfigureCors(Microsoft.AspNetCore.Cors.Infrastructure.CorsPolicyBuilder policy, ServerOptions options)
+    {
+        if (options.AllowedOrigins.Contains("*"))
+            policy.AllowAnyOrigin();
+        else
+            policy.WithOrigins([.. options.AllowedOrigins]);
+        if (options.AllowedMethods.Contains("*"))
+            policy.AllowAnyMethod();
+        else
+            policy.WithMethods([.. options.AllowedMethods]);
+        if (options.AllowedHeaders.Contains("*"))
+            policy.AllowAnyHeader();
+        else
+            policy.WithHeaders([.. options.AllowedHeaders]);
+        // The CORS spec forbids credentials with a wildcard origin; ASP.NET throws on the combination.
+        if (options.AllowCredentials && !options.AllowedOrigins.Contains("*"))
+            policy.AllowCredentials();
+    }
+
+    /// <summary>Bodiless error statuses from routing (404 unknown route, 405 wrong method) get OpenAI's envelope too.</summary>
+    private static Task WriteStatusCodeEnvelope(StatusCodeContext context)
+    {
+        var status = context.HttpContext.Response.StatusCode;
+        var (type, message) = status switch
+        {
+            StatusCodes.Status404NotFound => ("NotFoundError", "Not Found: no such route."),
+            StatusCodes.Status405MethodNotAllowed => ("BadRequestError", "Method Not Allowed for this route."),
+            _ => ("BadRequestError", $"The request failed with HTTP status {status}."),
+        };
+        var error = new ErrorResponse(new ErrorInfo(message, type, null, null));
+        return new OpenAIErrorResult(status, error).ExecuteAsync(context.HttpContext);
+    }
+}

@@ -1,0 +1,152 @@
+using Celer.Engine;
+using Celer.Server.Protocol;
+using Prometheus;
+
+namespace Celer.Server.Metrics;
+
+/// <summary>
+/// vLLM's Prometheus metrics (<c>vllm/v1/metrics/loggers.py</c>), with its names, labels
+/// (<c>model_name</c>, <c>engine</c>) and buckets. Gauges and counters are read from the engine's
+/// <see cref="EngineStats"/> snapshot at scrape time; histograms are fed by the engine's
+/// <see cref="IEngineStatsListener"/> callbacks as steps run and requests finish.
+/// </summary>
+internal sealed class EngineMetrics : IEngineStatsListener
+{
+    /// <summary>vLLM v1 runs one engine core per server here, labelled "0".</summary>
+    private const string EngineIndex = "0";
+
+    private static readonly double[] TimeToFirstTokenBuckets =
+        [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0];
+
+    private static readonly double[] InterTokenLatencyBuckets =
+        [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
+
+    private static readonly double[] RequestLatencyBuckets =
+        [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0];
+
+    /// <summary>vLLM's <c>[1, 8] + cudagraph_capture_sizes</c>; these are its default capture sizes' powers of two.</summary>
+    private static readonly double[] IterationTokensBuckets =
+        [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
+
+    private readonly AsyncLlmEngine _engine;
+    private readonly string[] _labels;
+
+    private readonly Gauge.Child _numRequestsRunning;
+    private readonly Gauge.Child _numRequestsWaiting;
+    private readonly Gauge.Child _kvCacheUsage;
+    private readonly Counter.Child _prefixCacheQueries;
+    private readonly Counter.Child _prefixCacheHits;
+    private readonly Counter.Child _numPreemptions;
+    private readonly Counter.Child _promptTokens;
+    private readonly Counter.Child _generationTokens;
+    private readonly Counter _requestSuccess;
+    private readonly Histogram.Child _timeToFirstToken;
+    private readonly Histogram.Child _interTokenLatency;
+    private readonly Histogram.Child _e2eLatency;
+    private readonly Histogram.Child _queueTime;
+    private readonly Histogram.Child _prefillTime;
+    private readonly Histogram.Child _decodeTime;
+    private readonly Histogram.Child _inferenceTime;
+    private readonly Histogram.Child _requestPromptTokens;
+    private readonly Histogram.Child _requestGenerationTokens;
+    private readonly Histogram.Child _iterationTokens;
+
+    public EngineMetrics(AsyncLlmEngine engine, string modelName, int maxModelLen, string prefix)
+    {
+        _engine = engine;
+        Exposition = new PrometheusExposition(prefix);
+        Registry = Exposition.Registry;
+        var factory = Prometheus.Metrics.WithCustomRegistry(Registry);
+        var p = Exposition.InternalPrefix;
+        string[] labelNames = ["model_name", "engine"];
+        _labels = [modelName, EngineIndex];
+
+        Gauge GaugeOf(string name, string help) => factory.CreateGauge(p + name, help, labelNames);
+        // Python's prometheus_client exposes a Counter "x" as "x_total"; prometheus-net writes names
+        // as given, so the suffix is part of the name here to match vLLM on the wire.
+        Counter.Child CounterOf(string name, string help) => factory.CreateCounter(p + name + "_total", help, labelNames).WithLabels(_labels);
+        Histogram.Child HistogramOf(string name, string help, double[] buckets) =>
+            factory.CreateHistogram(p + name, help, new HistogramConfiguration { LabelNames = labelNames, Buckets = buckets }).WithLabels(_labels);
+
+        _numRequestsRunning = GaugeOf("num_requests_running", "Number of requests in model execution batches.").WithLabels(_labels);
+        _numRequestsWaiting = GaugeOf("num_requests_waiting", "Number of requests waiting to be processed.").WithLabels(_labels);
+        _kvCacheUsage = GaugeOf("kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.").WithLabels(_labels);
+        _prefixCacheQueries = CounterOf("prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.");
+        _prefixCacheHits = CounterOf("prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.");
+        _numPreemptions = CounterOf("num_preemptions", "Cumulative number of preemption from the engine.");
+        _promptTokens = CounterOf("prompt_tokens", "Number of prefill tokens processed.");
+        _generationTokens = CounterOf("generation_tokens", "Number of generation tokens processed.");
+        _requestSuccess = factory.CreateCounter(p + "request_success_total", "Count of successfully processed requests.",
+            ["model_name", "engine", "finished_reason"]);
+        _timeToFirstToken = HistogramOf("time_to_first_token_seconds", "Histogram of time to first token in seconds.", TimeToFirstTokenBuckets);
+        _interTokenLatency = HistogramOf("inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", InterTokenLatencyBuckets);
+        _e2eLatency = HistogramOf("e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", RequestLatencyBuckets);
+        _queueTime = HistogramOf("request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", RequestLatencyBuckets);
+        _prefillTime = HistogramOf("request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", RequestLatencyBuckets);
+        _decodeTime = HistogramOf("request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", RequestLatencyBuckets);
+        _inferenceTime = HistogramOf("request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", RequestLatencyBuckets);
+        var tokenBuckets = Build125Buckets(maxModelLen);
+        _requestPromptTokens = HistogramOf("request_prompt_tokens", "Number of prefill tokens processed.", tokenBuckets);
+        _requestGenerationTokens = HistogramOf("request_generation_tokens", "Number of generation tokens processed.", tokenBuckets);
+        _iterationTokens = HistogramOf("iteration_tokens_total", "Histogram of number of tokens per engine_step.", IterationTokensBuckets);
+
+        Registry.AddBeforeCollectCallback(UpdateFromSnapshot);
+    }
+
+    public CollectorRegistry Registry { get; }
+
+    public PrometheusExposition Exposition { get; }
+
+    public void OnIteration(IterationStats stats)
+    {
+        foreach (var ttft in stats.TimesToFirstToken)
+            _timeToFirstToken.Observe(ttft);
+        foreach (var itl in stats.InterTokenLatencies)
+            _interTokenLatency.Observe(itl);
+        if (stats.NumScheduledTokens > 0)
+            _iterationTokens.Observe(stats.NumScheduledTokens);
+    }
+
+    public void OnRequestFinished(string requestId, RequestMetrics metrics)
+    {
+        _e2eLatency.Observe(metrics.E2eLatency);
+        _queueTime.Observe(metrics.QueueTime);
+        _prefillTime.Observe(metrics.PrefillTime);
+        _decodeTime.Observe(metrics.DecodeTime);
+        _inferenceTime.Observe(metrics.InferenceTime);
+        _requestPromptTokens.Observe(metrics.NumPromptTokens);
+        _requestGenerationTokens.Observe(metrics.NumGenerationTokens);
+    }
+
+    /// <summary>Gauges and counters from the engine's own totals, so they are exact at every scrape.</summary>
+    private void UpdateFromSnapshot()
+    {
+        var stats = _engine.Stats;
+        _numRequestsRunning.Set(stats.NumRunning);
+        _numRequestsWaiting.Set(stats.NumWaiting);
+        _kvCacheUsage.Set(stats.KvCacheUsage);
+        _prefixCacheQueries.IncTo(stats.PrefixCacheQueries);
+        _prefixCacheHits.IncTo(stats.PrefixCacheHits);
+        _numPreemptions.IncTo(stats.NumPreemptions);
+        _promptTokens.IncTo(stats.PromptTokens);
+        _generationTokens.IncTo(stats.GenerationTokens);
+        foreach (var (reason, count) in stats.RequestSuccess)
+            _requestSuccess.WithLabels(_labels[0], _labels[1], FinishReasons.ToWire(reason)).IncTo(count);
+    }
+
+    /// <summary>vLLM's <c>build_1_2_5_buckets</c>: 1, 2, 5, 10, 20, 50, … up to <paramref name="max"/>.</summary>
+    internal static double[] Build125Buckets(int max)
+    {
+        var buckets = new List<double>();
+        for (long scale = 1; ; scale *= 10)
+        {
+            foreach (var mantissa in (ReadOnlySpan<int>)[1, 2, 5])
+            {
+                var value = mantissa * scale;
+                if (value > max)
+                    return [.. buckets];
+                buckets.Add(value);
+            }
+        }
+    }
+}

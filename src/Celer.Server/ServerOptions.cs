@@ -1,0 +1,58 @@
+namespace Celer.Server;
+
+/// <summary>
+/// Server settings, named after vLLM's <c>vllm serve</c> frontend flags where one exists.
+/// </summary>
+public sealed class ServerOptions
+{
+    /// <summary>Interface to bind; loopback by default so a fresh server is not exposed by accident.</summary>
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>TCP port; 0 binds an ephemeral port (read it back from <c>CelerServer.GetBoundAddress</c>).</summary>
+    public int Port { get; init; } = 8000;
+
+    /// <summary>When set, every request outside the public probes must carry <c>Authorization: Bearer KEY</c>.</summary>
+    public string? ApiKey { get; init; }
+
+    /// <summary>Names the model answers to; empty means the loaded model's name.</summary>
+    public IReadOnlyList<string> ServedModelNames { get; init; } = [];
+
+    /// <summary>CORS (vLLM's <c>--allowed-origins</c>, <c>--allowed-methods</c>, <c>--allowed-headers</c>, <c>--allow-credentials</c>).</summary>
+    public IReadOnlyList<string> AllowedOrigins { get; init; } = ["*"];
+    public IReadOnlyList<string> AllowedMethods { get; init; } = ["*"];
+    public IReadOnlyList<string> AllowedHeaders { get; init; } = ["*"];
+    public bool AllowCredentials { get; init; }
+
+    /// <summary>
+    /// Generation requests admitted and not yet finished, beyond which new ones get 503 with
+    /// <c>Retry-After</c> (BAD_INPUT.md #26). Below it, requests queue inside the engine.
+    /// </summary>
+    public int MaxPendingRequests { get; init; } = 1024;
+
+    /// <summary>On SIGTERM, how long in-flight requests may run before the server exits.</summary>
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Cap on <c>logprobs</c> / <c>top_logprobs</c> / <c>prompt_logprobs</c> (vLLM's <c>--max-logprobs</c>).</summary>
+    public int MaxLogprobs { get; init; } = 20;
+
+    /// <summary>Least severe log level written (vLLM's <c>--log-level</c> is the CLI's spelling).</summary>
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>vLLM's <c>--disable-log-requests</c>: no per-request log line.</summary>
+    public bool DisableLogRequests { get; init; }
+
+    /// <summary>Metric name prefix; vLLM's dashboards expect <c>vllm:</c>.</summary>
+    public string MetricsPrefix { get; init; } = "vllm:";
+
+    /// <summary>vLLM's <c>--generation-config</c>: <c>auto</c> takes sampling defaults from the model, <c>vllm</c> ignores them.</summary>
+    public string GenerationConfig { get; init; } = "auto";
+
+    /// <summary>A chat template source overriding the tokenizer's (already read from a file by the CLI).</summary>
+    public string? ChatTemplate { get; init; }
+
+    /// <summary>Largest request body; larger ones get 413 before being read whole.</summary>
+    public long MaxRequestBodyBytes { get; init; } = 32L * 1024 * 1024;
+
+    /// <summary>Largest total request header size; larger ones get 431.</summary>
+    public int MaxRequestHeadersTotalBytes { get; init; } = 32 * 1024;
+}

@@ -1,0 +1,176 @@
+using Celer.Engine;
+using Celer.Server.Protocol;
+
+namespace Celer.Server.Serving;
+
+/// <summary>
+/// <c>POST /v1/chat/completions</c> (vLLM's <c>OpenAIServingChat</c>): the messages are rendered
+/// through the chat template, tokenized without adding special tokens again (the template writes
+/// them), checked, and sent to the engine as one request with n samples.
+/// </summary>
+internal sealed class ChatService(ServingModel model, AdmissionControl admission, ILogger<ChatService> logger, ServerOptions options)
+{
+    private const string AssistantRole = "assistant";
+
+    private sealed record Prepared(string Id, string ModelName, ChatCompletionRequest Request, ChatPrompt Prompt, GenerateRequest EngineRequest, string Role);
+
+    private sealed record Started(Prepared Prepared, IAsyncEnumerable<RequestOutput> Stream);
+
+    public async Task<IResult> HandleAsync(HttpContext context)
+    {
+        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Default.ChatCompletionRequest);
+        var prepared = Prepare(request);
+        var lease = admission.Enter(1);
+        IAsyncEnumerable<RequestOutput> stream;
+        try
+        {
+            // The engine's admission errors throw here, before any response is started.
+            stream = model.Engine.GenerateAsync(prepared.EngineRequest, context.RequestAborted);
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
+        var started = new Started(prepared, stream);
+        if (!options.DisableLogRequests && logger.IsEnabled(LogLevel.Information))
+            logger.LogInformation("Received request {RequestId}: {PromptTokens} prompt tokens, n={N}, stream={Stream}",
+                prepared.Id, prepared.EngineRequest.PromptTokenIds.Count, prepared.EngineRequest.Params.N, request.Stream == true);
+
+        if (request.Stream == true)
+            return new StreamingResult(ctx => StreamAsync(ctx, started), lease);
+        using (lease)
+            return TypedResults.Json(await CompleteAsync(started), ServerJsonContext.Default.ChatCompletionResponse);
+    }
+
+    private Prepared Prepare(ChatCompletionRequest request)
+    {
+        var modelName = model.ResolveModelName(request.Model);
+        ValidateResponseFormat(request.ResponseFormat);
+
+        var prompt = ChatPromptBuilder.Render(new ChatRenderRequest(
+            request.Messages, request.Tools, request.ToolChoice,
+            request.AddGenerationPrompt ?? true, request.ContinueFinalMessage ?? false,
+            request.ChatTemplate, request.ChatTemplateKwargs), model);
+        var promptIds = model.Tokenizer.Encode(prompt.Text, request.AddSpecialTokens ?? false);
+        if (promptIds.Length == 0)
+            throw OpenAIException.BadRequest("The rendered chat prompt is empty.", "messages");
+
+        var sampling = SamplingParamsFactory.ForChat(request, model.Defaults, promptIds.Length, model.MaxModelLen);
+        sampling.Validate(model.VocabSize, model.MaxLogprobs);
+        ContextLength.Check(promptIds.Length, sampling.MaxTokens, model.MaxModelLen, "messages");
+
+        var id = "chatcmpl-" + Guid.NewGuid().ToString("N");
+        // vLLM: the reply's role is the assistant's, unless the client continues the last message.
+        var role = request.AddGenerationPrompt ?? true
+            ? AssistantRole
+            : prompt.Conversation[^1]?["role"]?.GetValue<string>() ?? AssistantRole;
+        var engineRequest = new GenerateRequest(id, promptIds, sampling, request.Priority ?? 0, request.CacheSalt);
+        return new Prepared(id, modelName, request, prompt, engineRequest, role);
+    }
+
+    /// <summary>
+    /// <c>text</c> and <c>json_object</c> are accepted (the latter is a hint; nothing constrains the
+    /// output). Schemas cannot be enforced without guided decoding, so they are refused with a 400
+    /// rather than silently ignored (BAD_INPUT.md #15).
+    /// </summary>
+    private static void ValidateResponseFormat(ResponseFormat? format)
+    {
+        if (format is null)
+            return;
+        switch (format.Type)
+        {
+            case "text" or "json_object":
+                return;
+            case "json_schema":
+                if (format.JsonSchema is null)
+                    throw OpenAIException.BadRequest("response_format of type json_schema requires a `json_schema` field.", "response_format");
+                throw OpenAIException.BadRequest("response_format of type json_schema is not supported by this server (no guided decoding).", "response_format");
+            default:
+                throw OpenAIException.BadRequest($"response_format type must be 'text', 'json_object' or 'json_schema', got '{format.Type}'.", "response_format");
+        }
+    }
+
+    private async Task<ChatCompletionResponse> CompleteAsync(Started started)
+    {
+        var prepared = started.Prepared;
+        var request = prepared.Request;
+        var acc = new RequestAccumulator(prepared.EngineRequest.Params.N);
+        await foreach (var output in started.Stream)
+            acc.Add(output);
+
+        var formatter = new LogprobsFormatter(model.Tokenizer, request.ReturnTokensAsTokenIds == true);
+        var echo = request.Echo == true ? ChatPromptBuilder.LastContentIfRole(prepared.Prompt.Conversation, prepared.Role) ?? "" : "";
+        var choices = new List<ChatChoice>(acc.Sequences.Length);
+        for (var i = 0; i < acc.Sequences.Length; i++)
+        {
+            var sequence = acc.Sequences[i];
+            var logprobs = request.Logprobs == true
+                ? new ChatLogprobs(formatter.ChatLogprobs(sequence.TokenIds, sequence.Logprobs, request.TopLogprobs ?? 0))
+                : null;
+            choices.Add(new ChatChoice(i, new ChatMessage(prepared.Role, echo + sequence.Text), logprobs,
+                FinishReasons.ToWire(sequence.FinishReason), StopReasonJson.From(sequence.StopReason)));
+        }
+        var promptTokens = prepared.EngineRequest.PromptTokenIds.Count;
+        var completionTokens = acc.CompletionTokens;
+        var promptLogprobs = acc.PromptLogprobs is { } pl && request.PromptLogprobs is not null ? formatter.PromptLogprobs(pl) : null;
+        return new ChatCompletionResponse(prepared.Id, Now(), prepared.ModelName, choices,
+            new UsageInfo(promptTokens, promptTokens + completionTokens, completionTokens), promptLogprobs);
+    }
+
+    private async Task StreamAsync(HttpContext context, Started started)
+    {
+        var prepared = started.Prepared;
+        var request = prepared.Request;
+        var n = prepared.EngineRequest.Params.N;
+        var formatter = new LogprobsFormatter(model.Tokenizer, request.ReturnTokensAsTokenIds == true);
+        var created = Now();
+        var sse = await ServerSentEvents.StartAsync(context);
+        var acc = new RequestAccumulator(n);
+        try
+        {
+            // vLLM's first chunk per choice carries only the role (and the echoed content, if asked).
+            var echo = request.Echo == true ? ChatPromptBuilder.LastContentIfRole(prepared.Prompt.Conversation, prepared.Role) : null;
+            for (var i = 0; i < n; i++)
+                await WriteChunkAsync(new ChatStreamChoice(i, new ChatDelta(prepared.Role, echo ?? ""), null, null));
+
+            await foreach (var output in started.Stream)
+            {
+                acc.Add(output);
+                foreach (var delta in output.Outputs)
+                {
+                    var logprobs = request.Logprobs == true && delta.LogprobsDelta is { Count: > 0 } lp
+                        ? new ChatLogprobs(formatter.ChatLogprobs(delta.TokenIdsDelta, lp, request.TopLogprobs ?? 0))
+                        : null;
+                    // Nothing new to say (a token held back as a partial character, a prefill step).
+                    if (delta.TextDelta.Length == 0 && delta.FinishReason is null && logprobs is null)
+                        continue;
+                    await WriteChunkAsync(new ChatStreamChoice(delta.Index, new ChatDelta(null, delta.TextDelta), logprobs,
+                        FinishReasons.ToWire(delta.FinishReason), StopReasonJson.From(delta.StopReason)));
+                }
+            }
+
+            if (request.StreamOptions?.IncludeUsage == true)
+            {
+                var promptTokens = prepared.EngineRequest.PromptTokenIds.Count;
+                var completionTokens = acc.CompletionTokens;
+                await sse.WriteAsync(new ChatCompletionChunk(prepared.Id, created, prepared.ModelName, [],
+                    new UsageInfo(promptTokens, promptTokens + completionTokens, completionTokens)), ServerJsonContext.Default.ChatCompletionChunk);
+            }
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (Exception e)
+        {
+            await sse.WriteErrorAsync(ErrorMapping.ToOpenAIException(e, logger));
+        }
+        await sse.WriteDoneAsync();
+
+        Task WriteChunkAsync(ChatStreamChoice choice) =>
+            sse.WriteAsync(new ChatCompletionChunk(prepared.Id, created, prepared.ModelName, [choice]), ServerJsonContext.Default.ChatCompletionChunk);
+    }
+
+    private static long Now() => DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+}

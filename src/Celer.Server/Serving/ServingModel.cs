@@ -1,0 +1,78 @@
+using Celer.ChatTemplates;
+using Celer.Engine;
+using Celer.Engine.Execution;
+using Celer.Tokenization;
+
+namespace Celer.Server.Serving;
+
+/// <summary>
+/// The served model as the endpoints see it: its names, tokenizer, default chat template (parsed
+/// once), sampling defaults and limits. One per server.
+/// </summary>
+internal sealed class ServingModel
+{
+    private readonly ChatTemplate? _defaultChatTemplate;
+
+    public ServingModel(LoadedModel model, ServerOptions options)
+    {
+        Engine = model.Engine;
+        // Token-id-only checkpoints can run offline, but the OpenAI API speaks text.
+        Tokenizer = model.Tokenizer ?? throw new ArgumentException($"The model at {model.ModelPath} has no tokenizer.json; the server needs one.", nameof(model));
+        TokenizerConfig = model.TokenizerConfig;
+        MaxModelLen = model.MaxModelLen;
+        VocabSize = model.Engine.VocabSize;
+        MaxLogprobs = options.MaxLogprobs;
+        ServedModelNames = options.ServedModelNames is { Count: > 0 } names ? names : [model.ModelName];
+        Root = model.ModelName;
+        Defaults = options.GenerationConfig == "vllm" ? GenerationDefaults.None : GenerationDefaults.From(model.GenerationConfig);
+        Created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+        // --chat-template overrides the tokenizer's; a broken template fails at startup, not per request.
+        var source = options.ChatTemplate ?? model.ChatTemplate;
+        _defaultChatTemplate = source is null ? null : ChatTemplate.Parse(source);
+    }
+
+    public AsyncLlmEngine Engine { get; }
+    public Tokenizer Tokenizer { get; }
+    public TokenizerConfig TokenizerConfig { get; }
+    public int MaxModelLen { get; }
+    public int VocabSize { get; }
+    public int MaxLogprobs { get; }
+    public GenerationDefaults Defaults { get; }
+
+    /// <summary>Names clients may use in <c>model</c>; the first is reported in responses (vLLM's rule).</summary>
+    public IReadOnlyList<string> ServedModelNames { get; }
+
+    /// <summary>The model path or id it was loaded from (<c>root</c> in <c>/v1/models</c>).</summary>
+    public string Root { get; }
+
+    public long Created { get; }
+
+    public string PrimaryName => ServedModelNames[0];
+
+    /// <summary>
+    /// The name to report for a request; a missing <c>model</c> means the served model, as in vLLM.
+    /// </summary>
+    /// <exception cref="OpenAIException">404 with <c>param: "model"</c> for a name not served here.</exception>
+    public string ResolveModelName(string? requested)
+    {
+        if (string.IsNullOrEmpty(requested))
+            return PrimaryName;
+        foreach (var name in ServedModelNames)
+        {
+            if (string.Equals(name, requested, StringComparison.Ordinal))
+                return PrimaryName;
+        }
+        throw OpenAIException.ModelNotFound(requested);
+    }
+
+    /// <summary>The template for a request: the client's own (parsed under the sandbox limits) or the model's.</summary>
+    public ChatTemplate GetChatTemplate(string? requestTemplate)
+    {
+        if (requestTemplate is not null)
+            return ChatTemplate.Parse(requestTemplate);
+        return _defaultChatTemplate ?? throw OpenAIException.BadRequest(
+            "The model has no chat template and the request gives none: as of transformers v4.44 a default chat template is no longer allowed, so pass `chat_template` or start the server with --chat-template.",
+            "chat_template");
+    }
+}

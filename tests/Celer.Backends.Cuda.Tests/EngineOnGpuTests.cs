@@ -1,0 +1,84 @@
+using Celer.Engine;
+using Celer.Engine.Execution;
+using Celer.TestSupport;
+
+namespace Celer.Backends.Cuda.Tests;
+
+/// <summary>
+/// The whole engine with --device cuda on the transformers fixture models: greedy output against transformers
+/// (fp32 reference, bf16 GEMM inputs here), the batching invariant, and a prefix-cache hit.
+/// </summary>
+public sealed class EngineOnGpuTests
+{
+    // vLLM's criterion for a lower-precision run: equal until the first divergence, then each token in the
+    // other's top-5. The logprob bound only catches gross errors: bf16 GEMM inputs move logprobs by ~1e-2.
+    private const float Bf16LogprobTolerance = 0.15f;
+
+    private static LlmEngine Engine(string model, int? maxNumBatchedTokens = null, int maxNumSeqs = 16) =>
+        ModelLoader.LoadOffline(new EngineArgs
+        {
+            Model = model,
+            Device = "cuda",
+            MaxModelLen = 128,
+            MaxNumSeqs = maxNumSeqs,
+            MaxNumBatchedTokens = maxNumBatchedTokens,
+            KvCacheMemoryBytes = 64L << 20,
+        }).Engine;
+
+    private static List<int> Tokens(RequestOutput output) => output.Outputs.SelectMany(o => o.TokenIdsDelta).ToList();
+
+    public static TheoryData<string> Models() => new(RepoPaths.FixtureModelNames());
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void Greedy_output_matches_transformers(string name)
+    {
+        Gpu.Require();
+        string dir = Path.Combine(RepoPaths.FixtureModels, name);
+        ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(dir, "reference.json"));
+        using LlmEngine engine = Engine(dir, maxNumBatchedTokens: 32);
+        var requests = fixture.Cases.Select((c, i) => new GenerateRequest(
+            $"r{i}", c.PromptTokenIds, new SamplingParams { Temperature = 0, MaxTokens = c.OutputTokenIds.Count, IgnoreEos = true, Logprobs = 5 })).ToList();
+
+        IReadOnlyList<RequestOutput> outputs = engine.Generate(requests);
+        int matched = 0, total = 0;
+        for (int i = 0; i < requests.Count; i++)
+        {
+            var positions = outputs[i].Outputs.SelectMany(o => o.LogprobsDelta!)
+                .Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, p.Top.Select(t => (t.TokenId, t.Logprob)).ToList()))
+                .ToList();
+            matched += LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, Bf16LogprobTolerance);
+            total += fixture.Cases[i].OutputTokenIds.Count;
+        }
+
+        TestContext.Current.SendDiagnosticMessage($"{name}: {matched}/{total} greedy tokens identical to transformers before any divergence");
+    }
+
+    [Fact]
+    public void Batched_output_equals_solo_output_and_a_shared_prefix_is_cached()
+    {
+        Gpu.Require();
+        string dir = Path.Combine(RepoPaths.FixtureModels, "qwen3-headdim-qknorm-bf16");
+        var random = new Random(5);
+        int[] prefix = Enumerable.Range(0, 32).Select(_ => random.Next(512)).ToArray();
+        var requests = Enumerable.Range(0, 12).Select(i => new GenerateRequest(
+            $"r{i}",
+            (i % 2 == 0 ? prefix : []).Concat(Enumerable.Range(0, random.Next(1, 40)).Select(_ => random.Next(512))).ToList(),
+            new SamplingParams { Temperature = 0, MaxTokens = random.Next(1, 20), IgnoreEos = true })).ToList();
+
+        var solo = new List<List<int>>();
+        using (LlmEngine alone = Engine(dir))
+        {
+            solo.AddRange(requests.Select(r => Tokens(alone.Generate([r])[0])));
+        }
+
+        using LlmEngine batched = Engine(dir, maxNumBatchedTokens: 16, maxNumSeqs: 8);
+        IReadOnlyList<RequestOutput> outputs = batched.Generate(requests);
+        for (int i = 0; i < requests.Count; i++)
+        {
+            Assert.True(solo[i].SequenceEqual(Tokens(outputs[i])), $"request {i}: batched output differs from solo");
+        }
+
+        Assert.True(batched.Stats.PrefixCacheHits >= 32 * 5, $"prefix cache hits {batched.Stats.PrefixCacheHits}");
+    }
+}

@@ -1,0 +1,67 @@
+using System.Runtime.InteropServices;
+using Celer.Models.Backend;
+using Celer.Models.Weights;
+
+namespace Celer.Backends.Cuda.Tests;
+
+/// <summary>
+/// Random inputs in native memory, handed to both backends through <see cref="IModelBackend.LoadWeight"/> (the one
+/// way to put given values into a backend's tensor), and read back with <see cref="IModelBackend.CopyToHost"/>.
+/// </summary>
+internal sealed unsafe class HostTensors : IDisposable
+{
+    private readonly List<nint> _memory = [];
+    private readonly Random _random;
+
+    public HostTensors(int seed) => _random = new Random(seed);
+
+    /// <summary>Values uniform in [-scale, scale] (never zeros), stored as <paramref name="dtype"/>.</summary>
+    public WeightTensor Random(string name, DType dtype, float scale, params int[] shape)
+    {
+        long count = shape.Aggregate(1L, (a, b) => a * b);
+        void* p = NativeMemory.AlignedAlloc((nuint)(Math.Max(1, count) * dtype.ByteSize()), 64);
+        _memory.Add((nint)p);
+        for (long i = 0; i < count; i++)
+        {
+            float v = (float)((_random.NextDouble() * 2 - 1) * scale);
+            switch (dtype)
+            {
+                case DType.F32: ((float*)p)[i] = v; break;
+                case DType.F16: ((Half*)p)[i] = (Half)v; break;
+                case DType.BF16: ((ushort*)p)[i] = HalfConversions.FloatToBf16(v); break;
+            }
+        }
+
+        return new WeightTensor(name, dtype, shape, (nint)p, count * dtype.ByteSize());
+    }
+
+    public static float[] Read(IModelBackend backend, Tensor t, int rows)
+    {
+        var values = new float[rows * t.Columns];
+        backend.CopyToHost(t, rows, values);
+        return values;
+    }
+
+    /// <summary>‖a − b‖ / ‖b‖, the norm-relative error of <paramref name="a"/> against reference <paramref name="b"/>.</summary>
+    public static double RelativeError(float[] a, float[] b)
+    {
+        Assert.Equal(b.Length, a.Length);
+        double diff = 0, norm = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            Assert.False(float.IsNaN(a[i]), $"NaN at {i}");
+            diff += (a[i] - (double)b[i]) * (a[i] - (double)b[i]);
+            norm += (double)b[i] * b[i];
+        }
+
+        return Math.Sqrt(diff / Math.Max(norm, 1e-30));
+    }
+
+    public void Dispose()
+    {
+        foreach (nint p in _memory)
+        {
+            NativeMemory.AlignedFree((void*)p);
+        }
+    }
+}

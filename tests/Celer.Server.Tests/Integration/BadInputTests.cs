@@ -1,0 +1,194 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace Celer.Server.Tests.Integration;
+
+/// <summary>
+/// Every applicable row of BAD_INPUT.md against the real server: the status, OpenAI's envelope, no
+/// leaked internals, and a normal request that still succeeds afterwards.
+/// </summary>
+[Collection(ServerCollection.Name)]
+public sealed class BadInputTests(ServerFixture server)
+{
+    private const string Completions = "/v1/completions";
+    private const string Chat = "/v1/chat/completions";
+
+    public static TheoryData<string, string, int, string?> JsonCases() => new()
+    {
+        // #1 not an object
+        { Completions, "[1, 2, 3]", 400, null },
+        { Completions, "\"just a string\"", 400, null },
+        { Completions, "{\"prompt\": \"unterminated", 400, null },
+        // #2 unknown model
+        { Completions, """{"model": "gpt-unknown", "prompt": "x"}""", 404, "model" },
+        // #5 empty prompts and messages
+        { Completions, """{"prompt": ""}""", 400, "prompt" },
+        { Completions, """{"prompt": []}""", 400, "prompt" },
+        { Completions, """{"prompt": [[]]}""", 400, "prompt" },
+        { Chat, """{"messages": []}""", 400, "messages" },
+        // #6 out-of-vocabulary prompt id
+        { Completions, """{"prompt": [1, 2, 99999999]}""", 400, "prompt" },
+        { Completions, """{"prompt": [1, -5]}""", 400, "prompt" },
+        // #8 token counts
+        { Completions, """{"prompt": "x", "max_tokens": 0}""", 400, "max_tokens" },
+        { Completions, """{"prompt": "x", "min_tokens": -1}""", 400, "min_tokens" },
+        { Completions, """{"prompt": "x", "max_tokens": 4, "min_tokens": 5}""", 400, "min_tokens" },
+        // #9 fan-out
+        { Completions, """{"prompt": "x", "n": 100000}""", 400, "n" },
+        { Completions, """{"prompt": "x", "n": 3, "best_of": 2}""", 400, "best_of" },
+        // #10 temperature
+        { Completions, """{"prompt": "x", "temperature": -0.5}""", 400, "temperature" },
+        { Completions, """{"prompt": "x", "temperature": 2.5}""", 400, "temperature" },
+        { Completions, """{"prompt": "x", "temperature": NaN}""", 400, null },
+        { Completions, """{"prompt": "x", "temperature": 1e999}""", 400, null },
+        // #11 other sampling ranges
+        { Completions, """{"prompt": "x", "top_p": 0}""", 400, "top_p" },
+        { Completions, """{"prompt": "x", "top_k": -2}""", 400, "top_k" },
+        { Completions, """{"prompt": "x", "top_k": 1.5}""", 400, "top_k" },
+        { Completions, """{"prompt": "x", "min_p": 1.5}""", 400, "min_p" },
+        { Completions, """{"prompt": "x", "presence_penalty": 2.5}""", 400, "presence_penalty" },
+        { Completions, """{"prompt": "x", "frequency_penalty": -3}""", 400, "frequency_penalty" },
+        { Completions, """{"prompt": "x", "repetition_penalty": 0}""", 400, "repetition_penalty" },
+        // #12 logit_bias
+        { Completions, """{"prompt": "x", "logit_bias": {"not-a-token": 1}}""", 400, "logit_bias" },
+        { Completions, """{"prompt": "x", "logit_bias": {"99999999": 1}}""", 400, "logit_bias" },
+        { Completions, """{"prompt": "x", "logit_bias": {"5": "strong"}}""", 400, "logit_bias" },
+        // #13 logprob depths
+        { Completions, """{"prompt": "x", "logprobs": 21}""", 400, "logprobs" },
+        { Completions, """{"prompt": "x", "prompt_logprobs": 21}""", 400, "prompt_logprobs" },
+        { Chat, """{"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}""", 400, "logprobs" },
+        // #14 stop
+        { Completions, """{"prompt": "x", "stop": [""]}""", 400, "stop" },
+        { Completions, """{"prompt": "x", "stop": 7}""", 400, "stop" },
+        { Completions, """{"prompt": "x", "stop_token_ids": ["a"]}""", 400, "stop_token_ids" },
+        // #15 response_format
+        { Chat, """{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}""", 400, "response_format" },
+        { Chat, """{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}""", 400, "response_format" },
+        // #17 malformed tools
+        { Chat, """{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}""", 400, "tools[0]" },
+        // #18 client templates are parsed and rendered in the sandbox
+        { Chat, """{"messages": [{"role": "user", "content": "x"}], "chat_template": "{% for %}"}""", 400, "chat_template" },
+        { Chat, """{"messages": [{"role": "user", "content": "x"}], "chat_template": "{{ raise_exception('no') }}"}""", 400, "messages" },
+        // vLLM's own rules
+        { Completions, """{"prompt": "x", "suffix": "tail"}""", 400, "suffix" },
+        { Chat, """{"messages": [{"role": "assistant", "content": "x"}], "add_generation_prompt": true, "continue_final_message": true}""", 400, "continue_final_message" },
+    };
+
+    [SkippableTheory]
+    [MemberData(nameof(JsonCases))]
+    public async Task Bad_json_requests_get_the_documented_status_and_envelope(string path, string body, int status, string? param)
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        using var client = server.CreateClient();
+        using var response = await client.PostAsync(path, HttpApiTests.Json(body));
+        await AssertErrorAsync(response, status, param);
+        await AssertStillServingAsync(client);
+    }
+
+    [SkippableFact]
+    public async Task Context_length_errors_say_both_numbers()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        using var client = server.CreateClient();
+        var longPrompt = "[" + string.Join(",", Enumerable.Repeat(5, server.MaxModelLen + 10)) + "]";
+        using var tooLong = await client.PostAsync(Completions, HttpApiTests.Json($$"""{"prompt": {{longPrompt}}}"""));
+        var error = await AssertErrorAsync(tooLong, 400, "prompt");
+        Assert.True(error["code"]?.GetValue<string>() == "context_length_exceeded", error.ToJsonString());
+        Assert.Contains(server.MaxModelLen.ToString(), error["message"]!.GetValue<string>());
+        Assert.Contains((server.MaxModelLen + 10).ToString(), error["message"]!.GetValue<string>());
+
+        using var tooMany = await client.PostAsync(Completions, HttpApiTests.Json($$"""{"prompt": [5, 6, 7], "max_tokens": {{server.MaxModelLen}}}"""));
+        Assert.Equal("context_length_exceeded", (await AssertErrorAsync(tooMany, 400, "max_tokens"))["code"]!.GetValue<string>());
+        await AssertStillServingAsync(client);
+    }
+
+    [SkippableFact]
+    public async Task Wrong_content_type_and_invalid_utf8_are_400()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        using var client = server.CreateClient();
+        using var plain = await client.PostAsync(Completions, new StringContent("""{"prompt": "x"}""", Encoding.UTF8, "text/plain"));
+        await AssertErrorAsync(plain, 400, null);
+
+        var bytes = new ByteArrayContent([.. "{\"prompt\": \"ab"u8, 0xFF, 0xFE, .. "\"}"u8]);
+        bytes.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+        using var invalid = await client.PostAsync(Completions, bytes);
+        await AssertErrorAsync(invalid, 400, null);
+        await AssertStillServingAsync(client);
+    }
+
+    [SkippableFact]
+    public async Task Missing_or_wrong_keys_are_401_on_every_spelling_of_the_path()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        using var anonymous = server.CreateClient(authorized: false);
+        foreach (var path in new[] { "/v1/models", "/V1/MODELS", "//v1//models", "/v1%2Fmodels", "/health/../v1/models", "/tokenize" })
+        {
+            // An absolute URI: a relative "//v1" would be read as a host name.
+            using var response = await anonymous.GetAsync(new Uri(server.BaseAddress.GetLeftPart(UriPartial.Authority) + path));
+            await AssertErrorAsync(response, 401, null);
+        }
+        using var wrong = server.CreateClient(authorized: false);
+        wrong.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", ServerFixture.ApiKey + "x");
+        await AssertErrorAsync(await wrong.PostAsync(Completions, HttpApiTests.Json("""{"prompt": "x"}""")), 401, null);
+        using var client = server.CreateClient();
+        await AssertStillServingAsync(client);
+    }
+
+    [SkippableFact]
+    public async Task Huge_headers_are_431_and_huge_bodies_413()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        using var client = server.CreateClient();
+        using (var request = new HttpRequestMessage(HttpMethod.Get, "/v1/models"))
+        {
+            request.Headers.Add("X-Padding", new string('a', 64 * 1024));
+            using var response = await client.SendAsync(request);
+            Assert.Equal(HttpStatusCode.RequestHeaderFieldsTooLarge, response.StatusCode);
+        }
+        var huge = "{\"prompt\": \"" + new string('a', 1024 * 1024) + "\"}";
+        using var body = await client.PostAsync(Completions, HttpApiTests.Json(huge));
+        await AssertErrorAsync(body, 413, null);
+        await AssertStillServingAsync(client);
+    }
+
+    [SkippableFact]
+    public async Task Unknown_fields_and_special_token_text_are_served()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        using var client = server.CreateClient();
+        await HttpApiTests.PostOkAsync(client, Completions, """{"prompt": "x", "max_tokens": 2, "a_field_from_the_future": {"nested": [1]}}""");
+        await HttpApiTests.PostOkAsync(client, Chat, """{"messages": [{"role": "user", "content": "<|im_start|>system<|im_end|></s><s>"}], "max_tokens": 2}""");
+    }
+
+    [SkippableFact]
+    public async Task Unknown_routes_are_404_in_the_envelope()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        using var client = server.CreateClient();
+        await AssertErrorAsync(await client.GetAsync("/v1/no-such-route"), 404, null);
+    }
+
+    /// <summary>Status, envelope shape, param; and nothing of the server's internals in the message (#27).</summary>
+    private static async Task<JsonNode> AssertErrorAsync(HttpResponseMessage response, int status, string? param)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode == status, $"expected {status}, got {(int)response.StatusCode}: {text}");
+        var error = JsonNode.Parse(text)!["error"]!;
+        Assert.False(string.IsNullOrEmpty(error["message"]!.GetValue<string>()));
+        Assert.NotNull(error["type"]);
+        if (param is not null)
+            Assert.Equal(param, error["param"]!.GetValue<string>());
+        Assert.DoesNotContain("   at ", text);
+        Assert.DoesNotContain(".cs:line", text);
+        Assert.DoesNotContain("/work/", text);
+        return error;
+    }
+
+    private static async Task AssertStillServingAsync(HttpClient client)
+    {
+        var ok = await HttpApiTests.PostOkAsync(client, Completions, """{"prompt": "Still here", "max_tokens": 2, "temperature": 0}""");
+        Assert.Single(ok["choices"]!.AsArray());
+    }
+}

@@ -1,0 +1,107 @@
+using System.ClientModel;
+using OpenAI;
+using OpenAI.Chat;
+
+namespace Celer.Server.Tests.Integration;
+
+/// <summary>The official OpenAI .NET client against the real server: what users actually run.</summary>
+[Collection(ServerCollection.Name)]
+public sealed class OpenAIClientTests(ServerFixture server)
+{
+    private ChatClient Chat(string model = ServerFixture.ModelName, string key = ServerFixture.ApiKey) =>
+        new OpenAIClient(new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = new Uri(server.BaseAddress, "/v1") }).GetChatClient(model);
+
+    private static readonly ChatMessage[] Conversation = [new SystemChatMessage("You are terse."), new UserChatMessage("Count: one, two,")];
+
+    [SkippableFact]
+    public async Task Chat_completion_returns_text_usage_and_a_finish_reason()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        var completion = (await Chat().CompleteChatAsync(Conversation, new ChatCompletionOptions { MaxOutputTokenCount = 8, Temperature = 0 })).Value;
+
+        Assert.Equal(ChatMessageRole.Assistant, completion.Role);
+        Assert.StartsWith("chatcmpl-", completion.Id, StringComparison.Ordinal);
+        Assert.Equal(ServerFixture.ModelName, completion.Model);
+        Assert.InRange(completion.Usage.OutputTokenCount, 1, 8);
+        Assert.True(completion.Usage.InputTokenCount > 0);
+        Assert.Equal(completion.Usage.InputTokenCount + completion.Usage.OutputTokenCount, completion.Usage.TotalTokenCount);
+        Assert.Contains(completion.FinishReason, new[] { ChatFinishReason.Stop, ChatFinishReason.Length });
+    }
+
+    [SkippableFact]
+    public async Task Streaming_concatenates_to_the_non_streamed_greedy_text()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 12, Temperature = 0 };
+        var whole = (await Chat().CompleteChatAsync(Conversation, options)).Value.Content[0].Text;
+
+        var streamed = new System.Text.StringBuilder();
+        ChatFinishReason? finish = null;
+        await foreach (var update in Chat().CompleteChatStreamingAsync(Conversation, options))
+        {
+            foreach (var part in update.ContentUpdate)
+                streamed.Append(part.Text);
+            finish ??= update.FinishReason;
+        }
+        Assert.Equal(whole, streamed.ToString());
+        Assert.NotNull(finish);
+    }
+
+    [SkippableFact]
+    public async Task Same_seed_gives_the_same_sample()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        // The client marks Seed experimental (OPENAI001); the API field itself is stable.
+#pragma warning disable OPENAI001
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 10, Temperature = 1.0f, Seed = 1234 };
+#pragma warning restore OPENAI001
+        var first = (await Chat().CompleteChatAsync(Conversation, options)).Value.Content[0].Text;
+        var second = (await Chat().CompleteChatAsync(Conversation, options)).Value.Content[0].Text;
+        Assert.Equal(first, second);
+    }
+
+    [SkippableFact]
+    public async Task Logprobs_come_back_per_token_with_top_alternatives_in_rank_order()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 4, Temperature = 0, IncludeLogProbabilities = true, TopLogProbabilityCount = 3 };
+        var completion = (await Chat().CompleteChatAsync(Conversation, options)).Value;
+
+        Assert.Equal(completion.Usage.OutputTokenCount, completion.ContentTokenLogProbabilities.Count);
+        foreach (var token in completion.ContentTokenLogProbabilities)
+        {
+            Assert.Equal(3, token.TopLogProbabilities.Count);
+            Assert.True(token.LogProbability <= 0);
+            // Greedy: the chosen token is the most likely one.
+            Assert.Equal(token.TopLogProbabilities[0].LogProbability, token.LogProbability, 1e-4f);
+            for (var k = 1; k < 3; k++)
+                Assert.True(token.TopLogProbabilities[k - 1].LogProbability >= token.TopLogProbabilities[k].LogProbability);
+        }
+    }
+
+    [SkippableFact]
+    public async Task Stop_strings_never_appear_in_the_output()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        var free = (await Chat().CompleteChatAsync(Conversation, new ChatCompletionOptions { MaxOutputTokenCount = 16, Temperature = 0 })).Value.Content[0].Text;
+        Skip.If(free.Length < 4, "the greedy reply is too short to pick a stop string from");
+        var stop = free.Substring(2, 2);
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 16, Temperature = 0 };
+        options.StopSequences.Add(stop);
+        var stopped = (await Chat().CompleteChatAsync(Conversation, options)).Value;
+        Assert.Equal(ChatFinishReason.Stop, stopped.FinishReason);
+        Assert.Equal(free[..free.IndexOf(stop, StringComparison.Ordinal)], stopped.Content[0].Text);
+    }
+
+    [SkippableFact]
+    public async Task Errors_surface_as_ClientResultException_with_the_status()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        var unknown = await Assert.ThrowsAsync<ClientResultException>(() => Chat(model: "no-such-model").CompleteChatAsync(Conversation));
+        Assert.Equal(404, unknown.Status);
+        var badKey = await Assert.ThrowsAsync<ClientResultException>(() => Chat(key: "wrong").CompleteChatAsync(Conversation));
+        Assert.Equal(401, badKey.Status);
+        var badTemperature = await Assert.ThrowsAsync<ClientResultException>(() => Chat().CompleteChatAsync(Conversation, new ChatCompletionOptions { Temperature = 3f }));
+        Assert.Equal(400, badTemperature.Status);
+    }
+}

@@ -1,0 +1,60 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Celer.Server.Serving;
+
+namespace Celer.Server.Tests.Serving;
+
+public class ChatPromptBuilderTests
+{
+    private static JsonArray Parse(string json) => ChatPromptBuilder.ParseMessages(JsonDocument.Parse(json).RootElement.Clone());
+
+    [Fact]
+    public void Text_parts_are_joined_by_newlines_and_other_fields_are_kept()
+    {
+        var conversation = Parse("""
+            [{"role": "system", "content": "Be brief."},
+             {"role": "user", "name": "ann", "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": "world"}]}]
+            """);
+        Assert.Equal("Be brief.", conversation[0]!["content"]!.GetValue<string>());
+        Assert.Equal("Hello\nworld", conversation[1]!["content"]!.GetValue<string>());
+        Assert.Equal("ann", conversation[1]!["name"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void Tool_call_arguments_become_objects_for_the_template()
+    {
+        var conversation = Parse("""
+            [{"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"city\": \"Oslo\"}"}}]},
+             {"role": "tool", "tool_call_id": "c1", "content": "rain"}]
+            """);
+        var arguments = conversation[0]!["tool_calls"]![0]!["function"]!["arguments"];
+        Assert.Equal("Oslo", arguments!["city"]!.GetValue<string>());
+        // A message without content still has the key, as null, for templates that test it.
+        Assert.True(conversation[0]!.AsObject().ContainsKey("content"));
+        Assert.Null(conversation[0]!["content"]);
+    }
+
+    [Theory]
+    [InlineData("[]")]
+    [InlineData("{}")]
+    [InlineData("[\"hi\"]")]
+    [InlineData("[{\"content\": \"no role\"}]")]
+    [InlineData("[{\"role\": \"wizard\", \"content\": \"x\"}]")]
+    [InlineData("[{\"role\": \"user\", \"content\": 42}]")]
+    [InlineData("[{\"role\": \"user\", \"content\": [{\"type\": \"image_url\", \"image_url\": {\"url\": \"x\"}}]}]")]
+    [InlineData("[{\"role\": \"assistant\", \"tool_calls\": [{\"function\": {\"name\": \"f\", \"arguments\": \"{not json\"}}]}]")]
+    public void Malformed_messages_are_400(string json)
+    {
+        var e = Assert.Throws<OpenAIException>(() => Parse(json));
+        Assert.Equal(400, e.StatusCode);
+        Assert.StartsWith("messages", e.Param, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Echo_takes_the_last_message_only_when_its_role_matches()
+    {
+        var conversation = Parse("""[{"role": "user", "content": "q"}, {"role": "assistant", "content": "The answer is"}]""");
+        Assert.Equal("The answer is", ChatPromptBuilder.LastContentIfRole(conversation, "assistant"));
+        Assert.Null(ChatPromptBuilder.LastContentIfRole(conversation, "user"));
+    }
+}
