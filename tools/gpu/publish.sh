@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds what the GPU machine runs (it has no .NET): the celer CLI and the CUDA test executable, self-contained
-# for linux-x64 in ONE folder so they share the runtime files, packed as publish/gpu-bundle.tar.gz for the
+# for linux-x64 in ONE folder so they share the runtime files, packed as publish/gpu-bundle.tar.xz for the
 # device tool's `carry`. Then, on the GPU machine: bash tools/gpu/run-all.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-rm -rf publish/gpu publish/gpu-bundle.tar.gz
+rm -rf publish/gpu publish/gpu-bundle.tar.xz
 common=(-c Release -r linux-x64 --self-contained true -o publish/gpu -p:DebugType=none -p:GenerateDocumentationFile=false -nologo -v quiet)
 dotnet publish src/Celer.Cli/Celer.Cli.csproj "${common[@]}"
 dotnet publish tests/Celer.Backends.Cuda.Tests/Celer.Backends.Cuda.Tests.csproj "${common[@]}"
-tar -czf publish/gpu-bundle.tar.gz -C publish gpu
-ls -la publish/gpu-bundle.tar.gz
+# Test-platform extras the runner never loads: code coverage collectors and their per-OS folders.
+rm -rf publish/gpu/CodeCoverage publish/gpu/alpine publish/gpu/macos publish/gpu/ubuntu
+tar -cJf publish/gpu-bundle.tar.xz -C publish gpu
+ls -la publish/gpu-bundle.tar.xz
