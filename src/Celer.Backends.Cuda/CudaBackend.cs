@@ -9,9 +9,13 @@ namespace Celer.Backends.Cuda;
 /// cuBLAS for the GEMMs (weights in their stored dtype, activations rounded to it, fp32 accumulation and
 /// output), an fp32 paged KV cache. Logits come back to the host, where the engine's sampler runs.
 /// </summary>
-public sealed unsafe class CudaBackend : IModelBackend
+public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
 {
     private const int StagingBytes = 64 << 20;   // pinned chunk for weight uploads: large enough to stream at PCIe speed
+
+    // cuBLAS allocates its workspace lazily, which a graph being recorded cannot do: give it one up front
+    // (32 MiB is what cuBLAS itself asks for on Hopper).
+    private const int CublasWorkspaceBytes = 32 << 20;
 
     private readonly CudaDevice _device;
     private readonly CudaKernels _kernels;
@@ -23,6 +27,11 @@ public sealed unsafe class CudaBackend : IModelBackend
     private ulong[] _kCache = [], _vCache = [];
     private int _blockSize;
     private ForwardBatch? _batch;
+    private readonly Dictionary<int, (SafeCudaGraphHandle Graph, int Version)> _graphs = [];
+    private bool _capturing;
+
+    // The fp32 activation last rounded for a GEMM, so q/k/v (and gate/up), which share their input, convert it once.
+    private (nint Source, long Count, DType DType) _converted;
 
     public CudaBackend(CudaDevice device)
     {
@@ -36,7 +45,14 @@ public sealed unsafe class CudaBackend : IModelBackend
         _tokenSeq = new DeviceInts(this);
         _blockTables = new DeviceInts(this);
         _logitsRows = new DeviceInts(this);
+        ulong workspace = Track(device.Allocate(CublasWorkspaceBytes)).Pointer;
+        Cublas.Check(Cublas.cublasSetWorkspace_v2(device.CublasHandle, workspace, CublasWorkspaceBytes), "cublasSetWorkspace");
     }
+
+    /// <summary>
+    /// Bumped whenever a buffer that recorded graphs point into moves (grows): those graphs are stale from then on.
+    /// </summary>
+    internal int BufferVersion { get; set; }
 
     public string Name => $"cuda:{_device.Ordinal} ({_device.Name})";
 
@@ -88,6 +104,7 @@ public sealed unsafe class CudaBackend : IModelBackend
     {
         _device.MakeCurrent();
         _batch = batch;
+        _converted = default;
         int[] tokenSeq = new int[batch.NumTokens];
         for (int s = 0; s < batch.NumSequences; s++)
         {
@@ -104,6 +121,7 @@ public sealed unsafe class CudaBackend : IModelBackend
 
     public void Embedding(Tensor table, Tensor output)
     {
+        _converted = default;
         ulong ids = _tokenIds.Pointer, tab = (ulong)table.Data, o = (ulong)output.Data;
         int dtype = Code(table.DType), hidden = (int)table.Columns;
         void** args = stackalloc void*[] { &ids, &tab, &dtype, &hidden, &o };
@@ -118,12 +136,17 @@ public sealed unsafe class CudaBackend : IModelBackend
         if (weight.DType != DType.F32)
         {
             // cuBLAS multiplies like with like: round the fp32 activations to the weight's 16-bit type.
-            input = GemmInput((long)rows * k * 2);
             long count = (long)rows * k;
-            ulong xs = (ulong)x.Data;
-            int dtype = Code(weight.DType);
-            void** cargs = stackalloc void*[] { &xs, &count, &dtype, &input };
-            _kernels.Launch("convert_f32", Blocks(count), 1, 256, cargs);
+            input = GemmInput(count * 2);
+            if (_converted != (x.Data, count, weight.DType))
+            {
+                ulong xs = (ulong)x.Data;
+                int dtype = Code(weight.DType);
+                void** cargs = stackalloc void*[] { &xs, &count, &dtype, &input };
+                _kernels.Launch("convert_f32", Blocks(count), 1, 256, cargs);
+                _converted = (x.Data, count, weight.DType);
+            }
+
             type = weight.DType == DType.BF16 ? Cublas.CUDA_R_16BF : Cublas.CUDA_R_16F;
         }
 
@@ -134,6 +157,11 @@ public sealed unsafe class CudaBackend : IModelBackend
                 (ulong)weight.Data, type, k, input, type, k, &beta, (ulong)y.Data, Cublas.CUDA_R_32F, n,
                 Cublas.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT),
             "cublasGemmEx");
+        if (y.Data == _converted.Source)
+        {
+            _converted = default;
+        }
+
         if (bias is not null)
         {
             ulong yp = (ulong)y.Data, bp = (ulong)bias.Data;
@@ -146,6 +174,7 @@ public sealed unsafe class CudaBackend : IModelBackend
 
     public void RmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y)
     {
+        _converted = default;
         int size = (int)weight.ElementCount;
         long normRows = rows * (x.Columns / size);
         ulong xp = (ulong)x.Data, wp = (ulong)weight.Data, yp = (ulong)y.Data;
@@ -156,6 +185,7 @@ public sealed unsafe class CudaBackend : IModelBackend
 
     public void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps)
     {
+        _converted = default;
         int size = (int)weight.ElementCount;
         ulong xp = (ulong)x.Data, rp = (ulong)residual.Data, wp = (ulong)weight.Data;
         int dtype = Code(weight.DType);
@@ -165,6 +195,7 @@ public sealed unsafe class CudaBackend : IModelBackend
 
     public void Rope(Tensor qOrK, int rows, int numHeads, int headDim, RopeSpec rope)
     {
+        _converted = default;
         ulong xp = (ulong)qOrK.Data, pp = _positions.Pointer, fp = RopeFrequencies(rope);
         int heads = numHeads, hd = headDim, rotary = rope.RotaryDim;
         float scaling = rope.AttentionScaling;
@@ -174,6 +205,7 @@ public sealed unsafe class CudaBackend : IModelBackend
 
     public void SiluMul(Tensor gate, Tensor up, int rows, Tensor output)
     {
+        _converted = default;
         long n = rows * gate.Columns;
         ulong g = (ulong)gate.Data, u = (ulong)up.Data, o = (ulong)output.Data;
         void** args = stackalloc void*[] { &g, &u, &n, &o };
@@ -190,6 +222,7 @@ public sealed unsafe class CudaBackend : IModelBackend
 
     public void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec)
     {
+        _converted = default;
         if (spec.HeadDim > 256)
         {
             throw new NotSupportedException($"head_dim {spec.HeadDim} > 256 is not supported by the CUDA attention kernel.");
@@ -206,6 +239,7 @@ public sealed unsafe class CudaBackend : IModelBackend
 
     public void GatherLogitsRows(Tensor x, int first, int count, Tensor output)
     {
+        _converted = default;
         ulong xp = (ulong)x.Data, rp = _logitsRows.Pointer + (ulong)first * sizeof(int), o = (ulong)output.Data;
         int cols = (int)x.Columns;
         void** args = stackalloc void*[] { &xp, &rp, &cols, &o };
@@ -222,8 +256,48 @@ public sealed unsafe class CudaBackend : IModelBackend
         }
     }
 
+    public bool TryReplay(int bucket)
+    {
+        if (!_graphs.TryGetValue(bucket, out var entry) || entry.Version != BufferVersion)
+        {
+            return false;
+        }
+
+        CudaDriver.Check(CudaDriver.cuGraphLaunch(entry.Graph.DangerousGetHandle(), _device.Stream), "cuGraphLaunch");
+        return true;
+    }
+
+    public void BeginCapture()
+    {
+        CudaDriver.Check(CudaDriver.cuStreamBeginCapture_v2(_device.Stream, CudaDriver.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture");
+        _capturing = true;
+        _kernels.Capturing = true;
+    }
+
+    public void EndCapture(int bucket)
+    {
+        _capturing = false;
+        _kernels.Capturing = false;
+        CudaDriver.Check(CudaDriver.cuStreamEndCapture(_device.Stream, out nint graph), "cuStreamEndCapture");
+        CudaDriver.Check(CudaDriver.cuGraphInstantiateWithFlags(out nint exec, graph, 0), "cuGraphInstantiate");
+        var handle = new SafeCudaGraphHandle(exec, graph, _device.Context);
+        if (_graphs.Remove(bucket, out var stale))
+        {
+            stale.Graph.Dispose();
+        }
+
+        _graphs[bucket] = (handle, BufferVersion);
+        CudaDriver.Check(CudaDriver.cuGraphLaunch(exec, _device.Stream), "cuGraphLaunch");
+    }
+
     public void Dispose()
     {
+        foreach (var entry in _graphs.Values)
+        {
+            entry.Graph.Dispose();
+        }
+
+        _graphs.Clear();
         foreach (SafeDeviceMemoryHandle memory in _allocations)
         {
             memory.Dispose();
@@ -277,10 +351,16 @@ public sealed unsafe class CudaBackend : IModelBackend
     {
         if (_gemmInput is null || _gemmInputBytes < bytes)
         {
+            if (_capturing)
+            {
+                throw new InvalidOperationException("The GEMM scratch buffer would move while a graph is being recorded.");
+            }
+
             _gemmInput?.Dispose();
             _allocations.Remove(_gemmInput!);
             _gemmInput = Track(_device.Allocate(bytes));
             _gemmInputBytes = bytes;
+            BufferVersion++;
         }
 
         return _gemmInput.Pointer;

@@ -28,11 +28,14 @@ internal sealed unsafe class CudaKernels : IDisposable
 
     public bool FromCache { get; }
 
+    /// <summary>While a graph is being recorded nothing may synchronize the stream.</summary>
+    public bool Capturing { get; set; }
+
     public void Launch(string kernel, uint gridX, uint gridY, uint blockX, void** args)
     {
         nint function = Function(kernel);
         CudaDriver.Check(CudaDriver.cuLaunchKernel(function, gridX, gridY, 1, blockX, 1, 1, 0, _device.Stream, args, null), $"launch {kernel}");
-        if (SyncAfterLaunch)
+        if (SyncAfterLaunch && !Capturing)
         {
             CudaDriver.Check(CudaDriver.cuStreamSynchronize(_device.Stream), $"after {kernel}");
         }

@@ -17,6 +17,7 @@ internal sealed class DeviceInts(CudaBackend backend)
             _memory?.Dispose();
             _capacity = Math.Max(values.Length, _capacity * 2);
             _memory = backend.Track(backend.DeviceForBuffers.Allocate((long)_capacity * sizeof(int)));
+            backend.BufferVersion++;
         }
 
         if (values.Length > 0)

@@ -34,13 +34,14 @@ internal sealed class EngineOptions
     public Option<string> LoadFormat { get; } = new Option<string>("--load-format") { Description = "auto (safetensors) or dummy (random weights).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "dummy", "safetensors");
     public Option<int> Seed { get; } = new("--seed") { Description = "Engine random seed.", DefaultValueFactory = _ => 0 };
     public Option<int> MaxLogprobs { get; } = new("--max-logprobs") { Description = "Most logprobs a request may ask for.", DefaultValueFactory = _ => 20 };
+    public Option<bool> EnforceEager { get; } = new("--enforce-eager") { Description = "Never record decode steps as CUDA graphs." };
 
     public void AddTo(Command command)
     {
         foreach (var option in new Option[]
                  {
                      ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory,
-                     Device, Dtype, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs,
+                     Device, Dtype, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager,
                  })
             command.Options.Add(option);
     }
@@ -61,5 +62,6 @@ internal sealed class EngineOptions
         LoadFormat = result.GetValue(LoadFormat)!,
         Seed = result.GetValue(Seed),
         MaxLogprobs = result.GetValue(MaxLogprobs),
+        EnforceEager = result.GetValue(EnforceEager),
     };
 }

@@ -28,6 +28,9 @@ public sealed class EngineArgs
     public int Seed { get; init; }
     public int MaxLogprobs { get; init; } = 20;
 
+    /// <summary>vLLM's --enforce-eager: never record decode steps as CUDA graphs.</summary>
+    public bool EnforceEager { get; init; }
+
     /// <summary>Checks every value on its own; throws <see cref="ArgumentException"/> naming the flag.</summary>
     public void Validate()
     {

@@ -38,6 +38,7 @@ bench() { # name, then celer bench arguments
 }
 if has latency; then
   bench latency-bs1 latency --batch-size 1 --input-len 128 --output-len 256 --num-iters-warmup 1 --num-iters 3
+  bench latency-bs1-eager latency --batch-size 1 --input-len 128 --output-len 256 --num-iters-warmup 1 --num-iters 3 --enforce-eager
   bench latency-bs32 latency --batch-size 32 --input-len 128 --output-len 256 --num-iters-warmup 1 --num-iters 3
 fi
 if has throughput; then

@@ -26,6 +26,7 @@ internal static unsafe partial class Cublas
     [LibraryImport(CudaLibraryResolver.Cublas)] public static partial int cublasCreate_v2(out nint handle);
     [LibraryImport(CudaLibraryResolver.Cublas)] public static partial int cublasDestroy_v2(nint handle);
     [LibraryImport(CudaLibraryResolver.Cublas)] public static partial int cublasSetStream_v2(nint handle, nint stream);
+    [LibraryImport(CudaLibraryResolver.Cublas)] public static partial int cublasSetWorkspace_v2(nint handle, ulong workspace, nuint bytes);
     [LibraryImport(CudaLibraryResolver.Cublas)]
     public static partial int cublasGemmEx(nint handle, int transa, int transb, int m, int n, int k, void* alpha,
         ulong a, int aType, int lda, ulong b, int bType, int ldb, void* beta, ulong c, int cType, int ldc, int computeType, int algo);

@@ -14,6 +14,9 @@ internal static unsafe partial class CudaDriver
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const uint CU_EVENT_DEFAULT = 0;
 
+    /// <summary>Capture only this thread's work on the stream; other threads may keep using CUDA meanwhile.</summary>
+    public const int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
+
     static CudaDriver() => CudaLibraryResolver.Register();
 
     public static void Check(int result, string call)
@@ -71,6 +74,12 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(CudaLibraryResolver.Driver)]
     public static partial int cuLaunchKernel(nint function, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY, uint blockZ,
         uint sharedMemBytes, nint stream, void** kernelParams, void** extra);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuStreamBeginCapture_v2(nint stream, int mode);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuStreamEndCapture(nint stream, out nint graph);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGraphInstantiateWithFlags(out nint graphExec, nint graph, ulong flags);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGraphLaunch(nint graphExec, nint stream);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGraphExecDestroy(nint graphExec);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGraphDestroy(nint graph);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGetErrorName(int result, out nint name);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGetErrorString(int result, out nint text);
 }

@@ -115,3 +115,26 @@ internal sealed class SafePrimaryContextHandle : SafeHandle
 
     protected override bool ReleaseHandle() => CudaDriver.cuDevicePrimaryCtxRelease_v2(_device) == 0;
 }
+
+/// <summary>An instantiated CUDA graph (a captured decode step) and the graph it came from.</summary>
+internal sealed class SafeCudaGraphHandle : SafeHandle
+{
+    private readonly nint _graph;
+    private readonly nint _context;
+
+    public SafeCudaGraphHandle(nint graphExec, nint graph, nint context)
+        : base(0, ownsHandle: true)
+    {
+        SetHandle(graphExec);
+        _graph = graph;
+        _context = context;
+    }
+
+    public override bool IsInvalid => handle == 0;
+
+    protected override bool ReleaseHandle()
+    {
+        CudaDriver.cuCtxSetCurrent(_context);
+        return CudaDriver.cuGraphExecDestroy(handle) == 0 & CudaDriver.cuGraphDestroy(_graph) == 0;
+    }
+}

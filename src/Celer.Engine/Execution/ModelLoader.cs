@@ -76,7 +76,9 @@ public static class ModelLoader
         IWeightSource weights = OpenWeights(args, dir, config, progress);
         try
         {
-            var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows);
+            // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs.
+            StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(256, (maxModelLen + args.BlockSize - 1) / args.BlockSize);
+            var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
             int numBlocks = KvBlocks(args, backend, config, maxModelLen);
             IReadOnlyList<int> eos = EosTokenIds(config, generation, tokenizerConfig, tokenizer);
             var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, weights);

@@ -31,8 +31,12 @@ public sealed class DecoderModel
     private int _ropeSeqLen;
     private readonly Activations _act;
     private readonly float[] _logitsHost;
+    private readonly IStepGraphs? _graphs;
+    private readonly StepGraphOptions? _graphOptions;
+    private bool _ranEagerStep;
 
-    public DecoderModel(ModelConfig config, IWeightSource weights, IModelBackend backend, int maxNumTokens, int maxLogitsRows)
+    /// <param name="graphs">Record decode steps as graphs when the backend can (null: always run eagerly, --enforce-eager).</param>
+    public DecoderModel(ModelConfig config, IWeightSource weights, IModelBackend backend, int maxNumTokens, int maxLogitsRows, StepGraphOptions? graphs = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxNumTokens, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxLogitsRows, 1);
@@ -67,6 +71,13 @@ public sealed class DecoderModel
         _ropeSeqLen = config.MaxPositionEmbeddings;
         _act = new Activations(config, backend, maxNumTokens, maxLogitsRows);
         _logitsHost = new float[(long)maxLogitsRows * config.VocabSize];
+
+        // Dynamic NTK RoPE swaps its frequency table as sequences grow, which a recorded graph cannot follow.
+        if (graphs is not null && backend is IStepGraphs stepGraphs && config.Rope.RopeType != RopeType.Dynamic)
+        {
+            _graphs = stepGraphs;
+            _graphOptions = graphs with { MaxBatchSize = Math.Min(graphs.MaxBatchSize, Math.Min(maxLogitsRows, maxNumTokens)) };
+        }
     }
 
     public ModelConfig Config => _config;
@@ -89,9 +100,98 @@ public sealed class DecoderModel
         }
 
         UpdateDynamicRope(batch);
+        if (_graphs is not null && _ranEagerStep && IsPlainDecode(batch)
+            && _graphOptions!.Bucket(rows) <= _graphOptions.MaxBatchSize && batch.MaxBlocksPerSeq <= _graphOptions.BlockTableStride)
+        {
+            ForwardWithGraph(batch, onLogits);
+            return;
+        }
+
+        _backend.BeginStep(batch);
+        RunLayers(rows);
+        int vocab = _config.VocabSize;
+        for (int first = 0; first < batch.LogitsRows.Length; first += MaxLogitsRows)
+        {
+            int count = Math.Min(MaxLogitsRows, batch.LogitsRows.Length - first);
+            ComputeLogits(first, count);
+            _backend.CopyToHost(_act.Logits, count, _logitsHost.AsSpan(0, count * vocab));
+            onLogits(first, count, _logitsHost);
+        }
+
+        // Recording needs lazily made state (RoPE tables, GEMM scratch) to exist already: one eager step first.
+        _ranEagerStep = true;
+    }
+
+    /// <summary>A step where every sequence feeds one token and samples from it: the shape decode graphs are recorded for.</summary>
+    private static bool IsPlainDecode(ForwardBatch batch)
+    {
+        if (batch.NumTokens != batch.NumSequences || batch.LogitsRows.Length != batch.NumTokens)
+        {
+            return false;
+        }
+
+        for (int i = 0; i < batch.LogitsRows.Length; i++)
+        {
+            if (batch.LogitsRows[i] != i)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Pads the decode batch to its bucket (padding rows write no KV: slot −1; they attend to the null block and
+    /// their logits are dropped), replays the bucket's graph or records it, and hands back the real rows' logits.
+    /// </summary>
+    private void ForwardWithGraph(ForwardBatch batch, LogitsHandler onLogits)
+    {
+        StepGraphOptions options = _graphOptions!;
+        int n = batch.NumTokens, bucket = options.Bucket(n), stride = options.BlockTableStride;
+        var blockTables = new int[bucket * stride];
+        for (int s = 0; s < n; s++)
+        {
+            batch.BlockTables.AsSpan(s * batch.MaxBlocksPerSeq, batch.MaxBlocksPerSeq).CopyTo(blockTables.AsSpan(s * stride));
+        }
+
+        var padded = new ForwardBatch
+        {
+            TokenIds = Pad(batch.TokenIds, bucket, 0),
+            Positions = Pad(batch.Positions, bucket, 0),
+            SlotMapping = Pad(batch.SlotMapping, bucket, -1),
+            QueryStartLoc = Enumerable.Range(0, bucket + 1).ToArray(),
+            SeqLens = Pad(batch.SeqLens, bucket, 1),
+            BlockTables = blockTables,
+            MaxBlocksPerSeq = stride,
+            LogitsRows = Enumerable.Range(0, bucket).ToArray(),
+        };
+        _backend.BeginStep(padded);
+        if (!_graphs!.TryReplay(bucket))
+        {
+            _graphs.BeginCapture();
+            RunLayers(bucket);
+            ComputeLogits(0, bucket);
+            _graphs.EndCapture(bucket);
+        }
+
+        int vocab = _config.VocabSize;
+        _backend.CopyToHost(_act.Logits, n, _logitsHost.AsSpan(0, n * vocab));
+        onLogits(0, n, _logitsHost);
+    }
+
+    private static int[] Pad(int[] values, int length, int fill)
+    {
+        var padded = new int[length];
+        values.CopyTo(padded, 0);
+        padded.AsSpan(values.Length).Fill(fill);
+        return padded;
+    }
+
+    private void RunLayers(int rows)
+    {
         float eps = (float)_config.RmsNormEps;
         IModelBackend b = _backend;
-        b.BeginStep(batch);
         b.Embedding(_embedTokens, _act.Residual);
         for (int i = 0; i < _layers.Length; i++)
         {
@@ -105,16 +205,13 @@ public sealed class DecoderModel
             Tensor nextNorm = i + 1 < _layers.Length ? _layers[i + 1].InputNorm : _finalNorm;
             b.AddRmsNorm(_act.Hidden, _act.Residual, rows, nextNorm, eps);
         }
+    }
 
-        int vocab = _config.VocabSize;
-        for (int first = 0; first < batch.LogitsRows.Length; first += MaxLogitsRows)
-        {
-            int count = Math.Min(MaxLogitsRows, batch.LogitsRows.Length - first);
-            b.GatherLogitsRows(_act.Hidden, first, count, _act.LogitsHidden);
-            b.Linear(_act.LogitsHidden, count, _lmHead, null, _act.Logits);
-            b.CopyToHost(_act.Logits, count, _logitsHost.AsSpan(0, count * vocab));
-            onLogits(first, count, _logitsHost);
-        }
+    /// <summary>Logits of LogitsRows[first .. first + count − 1] into the logits buffer (still on the backend).</summary>
+    private void ComputeLogits(int first, int count)
+    {
+        _backend.GatherLogitsRows(_act.Hidden, first, count, _act.LogitsHidden);
+        _backend.Linear(_act.LogitsHidden, count, _lmHead, null, _act.Logits);
     }
 
     /// <summary>

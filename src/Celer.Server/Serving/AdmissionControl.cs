@@ -11,29 +11,70 @@ internal sealed class AdmissionControl(int maxPendingRequests)
     /// <summary>Seconds a refused client is told to wait: a few decode steps' worth of queue drain.</summary>
     public const int RetryAfterSeconds = 1;
 
+    // One lock orders "start draining" against "admit": once BeginDraining has run, no request can slip
+    // in, so the drained signal never fires while a late request is still being admitted.
+    private readonly Lock _lock = new();
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _inFlight;
-    private volatile bool _draining;
+    private bool _draining;
 
-    public int InFlight => Volatile.Read(ref _inFlight);
+    public int InFlight
+    {
+        get
+        {
+            lock (_lock)
+                return _inFlight;
+        }
+    }
 
-    public bool IsDraining => _draining;
+    public bool IsDraining
+    {
+        get
+        {
+            lock (_lock)
+                return _draining;
+        }
+    }
 
     /// <summary>Stops admitting; requests already admitted run to completion.</summary>
-    public void BeginDraining() => _draining = true;
+    public void BeginDraining()
+    {
+        lock (_lock)
+        {
+            _draining = true;
+            if (_inFlight == 0)
+                _drained.TrySetResult();
+        }
+    }
+
+    /// <summary>Completes once draining has begun and every admitted request has finished.</summary>
+    public Task WaitForDrainedAsync(CancellationToken cancellationToken) => _drained.Task.WaitAsync(cancellationToken);
 
     /// <summary>Admits <paramref name="count"/> engine requests (a batch of prompts counts each), or throws 503.</summary>
     public Lease Enter(int count)
     {
-        if (_draining)
-            throw OpenAIException.Unavailable("The server is shutting down and no longer accepts requests.", RetryAfterSeconds);
-        var after = Interlocked.Add(ref _inFlight, count);
-        if (after > maxPendingRequests)
+        lock (_lock)
         {
-            Interlocked.Add(ref _inFlight, -count);
-            throw OpenAIException.Unavailable(
-                $"The server is overloaded: {maxPendingRequests} requests are already queued or running. Retry later.", RetryAfterSeconds);
+            if (_draining)
+                throw OpenAIException.Unavailable("The server is shutting down and no longer accepts requests.", RetryAfterSeconds);
+            if (_inFlight + count > maxPendingRequests)
+            {
+                throw OpenAIException.Unavailable(
+                    $"The server is overloaded: {maxPendingRequests} requests are already queued or running. Retry later.", RetryAfterSeconds);
+            }
+            _inFlight += count;
         }
         return new Lease(this, count);
+    }
+
+    private void Release(int count)
+    {
+        lock (_lock)
+        {
+            _inFlight -= count;
+            if (_draining && _inFlight == 0)
+                _drained.TrySetResult();
+        }
     }
 
     /// <summary>Releases the admitted slots when the response is done (or the client went away).</summary>
@@ -44,7 +85,7 @@ internal sealed class AdmissionControl(int maxPendingRequests)
         public void Dispose()
         {
             if (Interlocked.Exchange(ref _released, 1) == 0)
-                Interlocked.Add(ref owner._inFlight, -count);
+                owner.Release(count);
         }
     }
 }
