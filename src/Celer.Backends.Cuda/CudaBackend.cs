@@ -29,6 +29,7 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
     private ForwardBatch? _batch;
     private readonly Dictionary<int, (SafeCudaGraphHandle Graph, int Version)> _graphs = [];
     private bool _capturing;
+    private SafeDeviceMemoryHandle? _splitAcc, _splitMl;
 
     // The fp32 activation last rounded for a GEMM, so q/k/v (and gate/up), which share their input, convert it once.
     private (nint Source, long Count, DType DType) _converted;
@@ -229,12 +230,55 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
         }
 
         ForwardBatch batch = Batch;
+        int rows = batch.NumTokens;
+        EnsureSplitBuffers(spec);
+        int groupChunks = (spec.NumHeads / spec.NumKvHeads + MaxGroup - 1) / MaxGroup;
+        int splits = SplitsFor(rows, spec.NumKvHeads * groupChunks);
         ulong qp = (ulong)q.Data, kc = _kCache[layer], vc = _vCache[layer], pp = _positions.Pointer, ts = _tokenSeq.Pointer, bt = _blockTables.Pointer, o = (ulong)output.Data;
+        ulong pa = _splitAcc!.Pointer, pm = _splitMl!.Pointer;
         int maxBlocks = batch.MaxBlocksPerSeq, blockSize = _blockSize, heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, window = spec.SlidingWindow;
         float scale = spec.Scale;
-        void** args = stackalloc void*[] { &qp, &kc, &vc, &pp, &ts, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &hd, &scale, &window, &o };
+        void** args = stackalloc void*[] { &qp, &kc, &vc, &pp, &ts, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &hd, &scale, &window, &o, &pa, &pm };
         // 128 threads = the kernel's four warps (WARPS in attention.cu).
-        _kernels.Launch("paged_attention", (uint)batch.NumTokens, (uint)heads, 128, args);
+        _kernels.Launch("paged_attention", (uint)rows, (uint)(kvHeads * groupChunks), (uint)splits, 128, args);
+        if (splits > 1)
+        {
+            void** margs = stackalloc void*[] { &pa, &pm, &heads, &hd, &splits, &o };
+            _kernels.Launch("merge_splits", (uint)rows, (uint)heads, 1, Threads(hd), margs);
+        }
+    }
+
+    // Matches MAX_GROUP and the split cap of attention.cu / the partial buffers.
+    private const int MaxGroup = 8;
+    private const int MaxSplits = 16;
+    private const int MaxSplitRows = 256;
+
+    /// <summary>
+    /// Splits the context of small batches across more thread blocks (flash-decoding) so the card fills: about
+    /// two blocks per multiprocessor. Depends only on the row count, so a recorded decode graph stays valid.
+    /// </summary>
+    private int SplitsFor(int rows, int blocksPerRow)
+    {
+        if (rows > MaxSplitRows)
+        {
+            return 1;
+        }
+
+        int wanted = (2 * _device.MultiprocessorCount + rows * blocksPerRow - 1) / (rows * blocksPerRow);
+        return Math.Clamp(wanted, 1, MaxSplits);
+    }
+
+    /// <summary>Partial results of split attention, sized once for the largest split batch (before any graph is recorded).</summary>
+    private void EnsureSplitBuffers(AttentionSpec spec)
+    {
+        if (_splitAcc is not null)
+        {
+            return;
+        }
+
+        long partials = (long)MaxSplitRows * spec.NumHeads * MaxSplits;
+        _splitAcc = Track(_device.Allocate(partials * spec.HeadDim * sizeof(float)));
+        _splitMl = Track(_device.Allocate(partials * 2 * sizeof(float)));
     }
 
     public void GatherLogitsRows(Tensor x, int first, int count, Tensor output)

@@ -31,10 +31,12 @@ internal sealed unsafe class CudaKernels : IDisposable
     /// <summary>While a graph is being recorded nothing may synchronize the stream.</summary>
     public bool Capturing { get; set; }
 
-    public void Launch(string kernel, uint gridX, uint gridY, uint blockX, void** args)
+    public void Launch(string kernel, uint gridX, uint gridY, uint blockX, void** args) => Launch(kernel, gridX, gridY, 1, blockX, args);
+
+    public void Launch(string kernel, uint gridX, uint gridY, uint gridZ, uint blockX, void** args)
     {
         nint function = Function(kernel);
-        CudaDriver.Check(CudaDriver.cuLaunchKernel(function, gridX, gridY, 1, blockX, 1, 1, 0, _device.Stream, args, null), $"launch {kernel}");
+        CudaDriver.Check(CudaDriver.cuLaunchKernel(function, gridX, gridY, gridZ, blockX, 1, 1, 0, _device.Stream, args, null), $"launch {kernel}");
         if (SyncAfterLaunch && !Capturing)
         {
             CudaDriver.Check(CudaDriver.cuStreamSynchronize(_device.Stream), $"after {kernel}");

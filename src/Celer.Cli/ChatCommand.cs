@@ -28,7 +28,7 @@ internal static class ChatCommand
         sampling.AddTo(command);
         engine.AddTo(command);
 
-        command.SetAction(async (result, cancellationToken) => await CliRunner.RunAsync(async () =>
+        command.SetAction(async (result, cancellationToken) => await CliRunner.RunAsync(result, async () =>
         {
             var args = engine.ToEngineArgs(result, ModelLocator.Resolve(result.GetValue(model)));
             var loaded = ModelLoader.Load(args, new LoadProgressReporter());

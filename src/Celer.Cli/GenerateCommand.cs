@@ -19,7 +19,7 @@ internal static class GenerateCommand
         sampling.AddTo(command);
         engine.AddTo(command);
 
-        command.SetAction(async (result, cancellationToken) => await CliRunner.RunAsync(async () =>
+        command.SetAction(async (result, cancellationToken) => await CliRunner.RunAsync(result, async () =>
         {
             var args = engine.ToEngineArgs(result, ModelLocator.Resolve(result.GetValue(model)));
             var loaded = ModelLoader.Load(args, new LoadProgressReporter());
@@ -37,12 +37,14 @@ internal static class GenerateCommand
                     throw new CliException(e.Message);
                 }
                 var request = new GenerateRequest("generate-0", promptIds, samplingParams);
-                await foreach (var output in loaded.Engine.GenerateAsync(request, cancellationToken))
+                var output = result.InvocationConfiguration.Output;
+                await foreach (var delta in loaded.Engine.GenerateAsync(request, cancellationToken))
                 {
-                    foreach (var completion in output.Outputs)
-                        Console.Write(completion.TextDelta);
+                    foreach (var completion in delta.Outputs)
+                        output.Write(completion.TextDelta);
+                    await output.FlushAsync(cancellationToken);
                 }
-                Console.WriteLine();
+                output.WriteLine();
             }
             return 0;
         }));

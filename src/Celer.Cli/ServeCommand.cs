@@ -35,7 +35,7 @@ internal static class ServeCommand
             command.Options.Add(option);
         engine.AddTo(command);
 
-        command.SetAction(async (result, cancellationToken) => await CliRunner.RunAsync(async () =>
+        command.SetAction(async (result, cancellationToken) => await CliRunner.RunAsync(result, async () =>
         {
             var modelPath = ModelLocator.Resolve(result.GetValue(model));
             var engineArgs = engine.ToEngineArgs(result, modelPath);

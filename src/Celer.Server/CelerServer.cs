@@ -30,7 +30,7 @@ public static class CelerServer
             kestrel.AddServerHeader = false;
         });
         builder.WebHost.UseUrls(FormatUrl(options.Host, options.Port));
-        // On SIGTERM the host stops Kestrel gracefully: in-flight requests get this long to finish.
+        // On SIGTERM the server drains (RequestDrain), then stops Kestrel: in-flight requests get this long in all.
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = options.ShutdownTimeout);
         builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, ServerJsonContext.Default));
         builder.Services.AddCors(cors => cors.AddDefaultPolicy(policy => ConfigureCors(policy, options)));
@@ -41,7 +41,8 @@ public static class CelerServer
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(servingModel);
         builder.Services.AddSingleton(metrics);
-        builder.Services.AddSingleton(new AdmissionControl(options.MaxPendingRequests));
+        builder.Services.AddSingleton(new AdmissionControl(options.MaxPendingRequests, () => model.Engine.IsDead));
+        builder.Services.AddHostedService<RequestDrain>();
         builder.Services.AddSingleton<CompletionService>();
         builder.Services.AddSingleton<ChatService>();
 

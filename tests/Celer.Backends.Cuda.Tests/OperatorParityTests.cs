@@ -114,16 +114,21 @@ public sealed class OperatorParityTests
     }
 
     [Theory]
-    [InlineData(32, 8, 128, 0)]      // GQA 4, Llama-3-8B
-    [InlineData(12, 12, 80, 0)]      // MHA, head size not a multiple of 32
-    [InlineData(8, 2, 64, 24)]       // sliding window crossing block boundaries
-    [InlineData(4, 1, 256, 0)]       // MQA, the largest head size the kernel takes
-    public void Paged_attention_over_mixed_prefill_and_decode_matches_the_cpu(int heads, int kvHeads, int headDim, int window)
+    [InlineData(32, 8, 128, 0, false)]      // GQA 4, Llama-3-8B
+    [InlineData(12, 12, 80, 0, false)]      // MHA, head size not a multiple of 32
+    [InlineData(8, 2, 64, 24, false)]       // sliding window crossing block boundaries
+    [InlineData(4, 1, 256, 0, false)]       // MQA, the largest head size the kernel takes
+    [InlineData(32, 8, 128, 0, true)]       // few decode rows: the context is split across blocks and merged
+    [InlineData(32, 2, 64, 0, true)]        // a GQA group of 16 spans two blocks, split as well
+    [InlineData(8, 2, 64, 100, true)]       // split context under a sliding window
+    public void Paged_attention_over_mixed_prefill_and_decode_matches_the_cpu(int heads, int kvHeads, int headDim, int window, bool decodeOnly)
     {
         Gpu.Require();
         // (tokens already in the cache, new tokens this step): a fresh prefill, decodes over short and long contexts,
-        // a chunk that starts mid-block and ends past a block boundary.
-        (int Context, int Query)[] sequences = [(0, 37), (50, 1), (15, 17), (300, 1), (1, 1)];
+        // a chunk that starts mid-block and ends past a block boundary. Decode-only: three rows over long contexts.
+        (int Context, int Query)[] sequences = decodeOnly
+            ? [(1000, 1), (300, 1), (15, 1)]
+            : [(0, 37), (50, 1), (15, 17), (300, 1), (1, 1)];
         const int blockSize = 16;
         int maxBlocks = sequences.Max(s => (s.Context + s.Query + blockSize - 1) / blockSize);
         float scale = 1f / MathF.Sqrt(headDim);

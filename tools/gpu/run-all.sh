@@ -16,7 +16,8 @@ has() { [[ " $STAGES " == *" $1 "* ]]; }
 status=0
 
 stage "unpack"
-[ -d publish/gpu ] || tar -xJf publish/gpu-bundle.tar.xz -C publish || exit 1
+# Always the bundle that came with this call: a warm machine keeps the previous call's ignored files.
+rm -rf publish/gpu && tar -xJf publish/gpu-bundle.tar.xz -C publish || exit 1
 nvidia-smi -L
 git rev-parse HEAD 2>/dev/null || true
 

@@ -14,79 +14,133 @@ extern "C" __global__ void write_kv(const float* k, const float* v, const int* s
     }
 }
 
-#define MAX_PER_LANE 8   // head_dim <= 256: each lane holds head_dim / 32 accumulators
+#define MAX_PER_LANE 8   // head_dim <= 256: each lane holds head_dim / 32 values of a vector
+#define MAX_GROUP 8      // query heads of one GQA group handled by one block (larger groups take several blocks)
 #define WARPS 4
 
-// One block per (query row, head). Each warp walks a strided subset of the row's visible kv positions with an
-// online softmax (running max m, sum l, accumulator acc); lanes split head_dim so loads are coalesced. The
-// warps' partial states are merged in shared memory at the end.
+// Causal paged attention, grouped by KV head and split along the context (flash-decoding):
+//   grid = (query rows, kv heads x group chunks, splits), block = WARPS warps.
+// A block takes the (up to MAX_GROUP) query heads that share one KV head, so each K and V row is loaded once for
+// the whole group, and one slice of the row's visible positions. Each warp walks a strided subset of that slice
+// with an online softmax per head (running max m, sum l, accumulator acc); lanes split head_dim so loads are
+// coalesced. Warps merge in shared memory. With one split the block writes the normalized output; with several it
+// writes its partial (m, l, acc) and merge_splits combines them.
 extern "C" __global__ void __launch_bounds__(WARPS * 32) paged_attention(
     const float* q, const float* k_cache, const float* v_cache, const int* positions, const int* token_seq,
     const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,
-    int head_dim, float scale, int sliding_window, float* out) {
-    int row = blockIdx.x, head = blockIdx.y;
+    int head_dim, float scale, int sliding_window, float* out, float* partial_acc, float* partial_ml) {
+    int row = blockIdx.x, split = blockIdx.z, splits = gridDim.z;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int kv_head = head / (num_heads / num_kv_heads);
+    int group = num_heads / num_kv_heads, chunks = (group + MAX_GROUP - 1) / MAX_GROUP;
+    int kv_head = blockIdx.y / chunks, chunk = blockIdx.y % chunks;
+    int head0 = kv_head * group + chunk * MAX_GROUP;
+    int heads = min(MAX_GROUP, group - chunk * MAX_GROUP);
     int pos = positions[row];
     const int* table = block_tables + (long long)token_seq[row] * max_blocks_per_seq;
     int first = sliding_window > 0 ? max(0, pos - sliding_window + 1) : 0;
-    const float* qh = q + ((long long)row * num_heads + head) * head_dim;
+    int span = (pos - first + splits) / splits;             // ceil((pos - first + 1) / splits)
+    int begin = first + split * span, end = min(pos + 1, begin + span);
 
-    float qv[MAX_PER_LANE], acc[MAX_PER_LANE];
+    float qv[MAX_GROUP][MAX_PER_LANE], acc[MAX_GROUP][MAX_PER_LANE], m[MAX_GROUP], l[MAX_GROUP];
 #pragma unroll
-    for (int i = 0; i < MAX_PER_LANE; i++) {
-        int d = lane + 32 * i;
-        qv[i] = d < head_dim ? qh[d] * scale : 0.f;
-        acc[i] = 0.f;
+    for (int g = 0; g < MAX_GROUP; g++) {
+        m[g] = NEG_INF; l[g] = 0.f;
+        const float* qh = q + ((long long)row * num_heads + head0 + g) * head_dim;
+#pragma unroll
+        for (int i = 0; i < MAX_PER_LANE; i++) {
+            int d = lane + 32 * i;
+            qv[g][i] = g < heads && d < head_dim ? qh[d] * scale : 0.f;
+            acc[g][i] = 0.f;
+        }
     }
-    float m = NEG_INF, l = 0.f;
     long long kv_stride = (long long)num_kv_heads * head_dim;
-    for (int p = first + warp; p <= pos; p += WARPS) {
+    for (int p = begin + warp; p < end; p += WARPS) {
         long long slot = (long long)table[p / block_size] * block_size + p % block_size;
         const float* kp = k_cache + slot * kv_stride + (long long)kv_head * head_dim;
         const float* vp = v_cache + slot * kv_stride + (long long)kv_head * head_dim;
-        float s = 0.f;
+        float kr[MAX_PER_LANE], vr[MAX_PER_LANE];
 #pragma unroll
         for (int i = 0; i < MAX_PER_LANE; i++) {
             int d = lane + 32 * i;
-            if (d < head_dim) s += qv[i] * kp[d];
+            kr[i] = d < head_dim ? kp[d] : 0.f;
+            vr[i] = d < head_dim ? vp[d] : 0.f;
         }
-        s = warp_sum(s);
-        float m_new = fmaxf(m, s);
-        float correction = expf(m - m_new), w = expf(s - m_new);
-        l = l * correction + w;
 #pragma unroll
-        for (int i = 0; i < MAX_PER_LANE; i++) {
-            int d = lane + 32 * i;
-            if (d < head_dim) acc[i] = acc[i] * correction + w * vp[d];
+        for (int g = 0; g < MAX_GROUP; g++) {
+            if (g >= heads) break;
+            float s = 0.f;
+#pragma unroll
+            for (int i = 0; i < MAX_PER_LANE; i++) s += qv[g][i] * kr[i];
+            s = warp_sum(s);
+            float m_new = fmaxf(m[g], s);
+            float correction = expf(m[g] - m_new), w = expf(s - m_new);
+            l[g] = l[g] * correction + w;
+#pragma unroll
+            for (int i = 0; i < MAX_PER_LANE; i++) acc[g][i] = acc[g][i] * correction + w * vr[i];
+            m[g] = m_new;
         }
-        m = m_new;
     }
 
+    // Merge the warps, one head at a time through shared memory.
     __shared__ float sm[WARPS], sl[WARPS];
     __shared__ float sacc[WARPS][MAX_PER_LANE * 32];
-    if (lane == 0) { sm[warp] = m; sl[warp] = l; }
+    for (int g = 0; g < heads; g++) {
+        if (lane == 0) { sm[warp] = m[g]; sl[warp] = l[g]; }
 #pragma unroll
-    for (int i = 0; i < MAX_PER_LANE; i++) sacc[warp][lane + 32 * i] = acc[i];
-    __syncthreads();
-    if (warp != 0) return;
-    float gm = NEG_INF;
-    for (int w = 0; w < WARPS; w++) gm = fmaxf(gm, sm[w]);
-    float gl = 0.f;
-    float res[MAX_PER_LANE];
+        for (int i = 0; i < MAX_PER_LANE; i++) sacc[warp][lane + 32 * i] = acc[g][i];
+        __syncthreads();
+        if (warp == 0) {
+            float gm = NEG_INF;
+            for (int w = 0; w < WARPS; w++) gm = fmaxf(gm, sm[w]);
+            float gl = 0.f, res[MAX_PER_LANE];
 #pragma unroll
-    for (int i = 0; i < MAX_PER_LANE; i++) res[i] = 0.f;
-    for (int w = 0; w < WARPS; w++) {
-        if (sl[w] == 0.f) continue;   // this warp saw no position
-        float f = expf(sm[w] - gm);
-        gl += sl[w] * f;
+            for (int i = 0; i < MAX_PER_LANE; i++) res[i] = 0.f;
+            for (int w = 0; w < WARPS; w++) {
+                if (sl[w] == 0.f) continue;   // this warp saw no position
+                float f = expf(sm[w] - gm);
+                gl += sl[w] * f;
 #pragma unroll
-        for (int i = 0; i < MAX_PER_LANE; i++) res[i] += sacc[w][lane + 32 * i] * f;
+                for (int i = 0; i < MAX_PER_LANE; i++) res[i] += sacc[w][lane + 32 * i] * f;
+            }
+            long long oh = ((long long)row * num_heads + head0 + g);
+            if (splits == 1) {
+#pragma unroll
+                for (int i = 0; i < MAX_PER_LANE; i++) {
+                    int d = lane + 32 * i;
+                    if (d < head_dim) out[oh * head_dim + d] = res[i] / gl;
+                }
+            } else {
+                long long ps = oh * splits + split;
+#pragma unroll
+                for (int i = 0; i < MAX_PER_LANE; i++) {
+                    int d = lane + 32 * i;
+                    if (d < head_dim) partial_acc[ps * head_dim + d] = res[i];
+                }
+                if (lane == 0) { partial_ml[ps * 2] = gm; partial_ml[ps * 2 + 1] = gl; }
+            }
+        }
+        __syncthreads();
     }
-    float* oh = out + ((long long)row * num_heads + head) * head_dim;
-#pragma unroll
-    for (int i = 0; i < MAX_PER_LANE; i++) {
-        int d = lane + 32 * i;
-        if (d < head_dim) oh[d] = res[i] / gl;
+}
+
+// Combines the splits of paged_attention: out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M).
+// Grid: (query rows, heads); block: threads over head_dim.
+extern "C" __global__ void merge_splits(const float* partial_acc, const float* partial_ml, int num_heads, int head_dim,
+                                        int splits, float* out) {
+    long long oh = (long long)blockIdx.x * num_heads + blockIdx.y;
+    float gm = NEG_INF;
+    for (int s = 0; s < splits; s++) if (partial_ml[(oh * splits + s) * 2 + 1] > 0.f) gm = fmaxf(gm, partial_ml[(oh * splits + s) * 2]);
+    float gl = 0.f;
+    for (int s = 0; s < splits; s++) {
+        float l = partial_ml[(oh * splits + s) * 2 + 1];
+        if (l > 0.f) gl += l * expf(partial_ml[(oh * splits + s) * 2] - gm);
+    }
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float r = 0.f;
+        for (int s = 0; s < splits; s++) {
+            float l = partial_ml[(oh * splits + s) * 2 + 1];
+            if (l > 0.f) r += partial_acc[(oh * splits + s) * head_dim + d] * expf(partial_ml[(oh * splits + s) * 2] - gm);
+        }
+        out[oh * head_dim + d] = r / gl;
     }
 }

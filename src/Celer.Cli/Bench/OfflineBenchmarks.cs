@@ -29,7 +29,7 @@ internal static class OfflineBenchmarks
         command.Options.Add(iters);
         common.AddTo(command);
 
-        command.SetAction((result, _) => CliRunner.RunAsync(() =>
+        command.SetAction((result, _) => CliRunner.RunAsync(result, () =>
         {
             var (args, engine, vocabSize) = common.Load(result);
             using var _ = engine;
@@ -53,9 +53,10 @@ internal static class OfflineBenchmarks
                 ["latencies"] = new JsonArray([.. latencies.Select(l => (JsonNode)l)]),
                 ["percentiles"] = new JsonObject([.. new[] { 10, 25, 50, 75, 90, 99 }.Select(p => KeyValuePair.Create(p.ToString(), (JsonNode?)LatencyStats.Percentile(sorted, p)))]),
             };
-            Console.WriteLine($"Avg latency: {LatencyStats.Mean(sorted):F4} s");
+            var output = result.InvocationConfiguration.Output;
+            output.WriteLine($"Avg latency: {LatencyStats.Mean(sorted):F4} s");
             foreach (var p in new[] { 10, 25, 50, 75, 90, 99 })
-                Console.WriteLine($"{p}% percentile latency: {LatencyStats.Percentile(sorted, p):F4} s");
+                output.WriteLine($"{p}% percentile latency: {LatencyStats.Percentile(sorted, p):F4} s");
             var parameters = new JsonObject
             {
                 ["input_len"] = result.GetValue(inputLen),
@@ -84,7 +85,7 @@ internal static class OfflineBenchmarks
         command.Options.Add(rangeRatio);
         common.AddTo(command);
 
-        command.SetAction((result, _) => CliRunner.RunAsync(() =>
+        command.SetAction((result, _) => CliRunner.RunAsync(result, () =>
         {
             var (args, engine, vocabSize) = common.Load(result);
             using var _ = engine;
@@ -107,7 +108,7 @@ internal static class OfflineBenchmarks
                 ["tokens_per_second"] = (promptTokens + outputTokens) / elapsed,
                 ["output_tokens_per_second"] = outputTokens / elapsed,
             };
-            Console.WriteLine($"Throughput: {requests.Count / elapsed:F2} requests/s, {(promptTokens + outputTokens) / elapsed:F2} total tokens/s, {outputTokens / elapsed:F2} output tokens/s");
+            result.InvocationConfiguration.Output.WriteLine($"Throughput: {requests.Count / elapsed:F2} requests/s, {(promptTokens + outputTokens) / elapsed:F2} total tokens/s, {outputTokens / elapsed:F2} output tokens/s");
             var parameters = new JsonObject
             {
                 ["input_len"] = result.GetValue(inputLen),
@@ -157,7 +158,7 @@ internal static class OfflineBenchmarks
             parameters["dtype"] = args.Dtype;
             parameters["seed"] = args.Seed;
             var path = BenchmarkReport.Write(kind, args.Model, args.Device, parameters, results, result.GetValue(_outputJson));
-            Console.WriteLine($"Results written to {path}");
+            result.InvocationConfiguration.Output.WriteLine($"Results written to {path}");
         }
     }
 }

@@ -37,7 +37,7 @@ internal static class ServeBenchmark
         foreach (var option in new Option[] { baseUrl, model, servedModel, apiKey, requestRate, maxConcurrency, numPrompts, inputLen, outputLen, rangeRatio, seed, outputJson })
             command.Options.Add(option);
 
-        command.SetAction((result, cancellationToken) => CliRunner.RunAsync(async () =>
+        command.SetAction((result, cancellationToken) => CliRunner.RunAsync(result, async () =>
         {
             var rateText = result.GetValue(requestRate)!;
             var rate = rateText.Equals("inf", StringComparison.OrdinalIgnoreCase) ? double.PositiveInfinity
@@ -90,8 +90,9 @@ internal static class ServeBenchmark
             if (outcomes.FirstOrDefault(o => !o.Success)?.Error is { } firstError)
                 results["first_error"] = firstError;
 
+            var output = result.InvocationConfiguration.Output;
             foreach (var (name, value) in results)
-                Console.WriteLine($"{name,-28} {value}");
+                output.WriteLine($"{name,-28} {value}");
             var parameters = new JsonObject
             {
                 ["base_url"] = result.GetValue(baseUrl),
@@ -105,7 +106,7 @@ internal static class ServeBenchmark
                 ["seed"] = result.GetValue(seed),
             };
             var path = BenchmarkReport.Write("serve", modelName, "server", parameters, results, result.GetValue(outputJson));
-            Console.WriteLine($"Results written to {path}");
+            output.WriteLine($"Results written to {path}");
             return 0;
         }));
         return command;
@@ -159,7 +160,8 @@ internal static class ServeBenchmark
                     return new RequestResult(false, 0, 0, 0, [], error.ToJsonString());
                 if (chunk?["usage"]?["completion_tokens"] is { } tokens)
                     outputTokens = tokens.GetValue<int>();
-                var text = chunk?["choices"]?[0]?["text"]?.GetValue<string>();
+                // The closing usage chunk has an empty choices list.
+                var text = chunk?["choices"] is JsonArray { Count: > 0 } choices ? choices[0]?["text"]?.GetValue<string>() : null;
                 if (string.IsNullOrEmpty(text))
                     continue;
                 if (ttft == 0)

@@ -9,23 +9,29 @@ namespace Celer.Server.Hosting;
 /// balancer moves on) while admitted ones finish. The host's shutdown timeout cancels the wait; Kestrel
 /// then aborts whatever is left.
 /// </summary>
-internal sealed class RequestDrain(AdmissionControl admission, ILogger<RequestDrain> logger) : IHostedLifecycleService
+internal sealed partial class RequestDrain(AdmissionControl admission, ILogger<RequestDrain> logger) : IHostedLifecycleService
 {
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
         admission.BeginDraining();
         var inFlight = admission.InFlight;
         if (inFlight > 0)
-            logger.LogInformation("Shutting down: waiting for {InFlight} in-flight request(s) to finish", inFlight);
+            LogWaiting(inFlight);
         try
         {
             await admission.WaitForDrainedAsync(cancellationToken);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            logger.LogWarning("Shutdown timeout reached with {InFlight} request(s) still running; they are aborted", admission.InFlight);
+            LogTimedOut(admission.InFlight);
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Shutting down: waiting for {InFlight} in-flight request(s) to finish")]
+    private partial void LogWaiting(int inFlight);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Shutdown timeout reached with {InFlight} request(s) still running; they are aborted")]
+    private partial void LogTimedOut(int inFlight);
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 

@@ -21,6 +21,8 @@ public abstract class SamplingRequest
 {
     [JsonPropertyName("model")] public string? Model { get; set; }
     [JsonPropertyName("n")] public int? N { get; set; }
+    /// <summary>A completions field that vLLM's chat API accepts too; checked against <c>n</c> on both routes.</summary>
+    [JsonPropertyName("best_of")] public int? BestOf { get; set; }
     [JsonPropertyName("max_tokens")] public int? MaxTokens { get; set; }
     [JsonPropertyName("temperature")] public float? Temperature { get; set; }
     [JsonPropertyName("top_p")] public float? TopP { get; set; }

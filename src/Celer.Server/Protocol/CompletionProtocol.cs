@@ -9,7 +9,6 @@ public sealed class CompletionRequest : SamplingRequest
 {
     /// <summary>string | string[] | int[] | int[][]: parsed by <c>CompletionPrompts</c>.</summary>
     [JsonPropertyName("prompt")] public JsonElement? Prompt { get; set; }
-    [JsonPropertyName("best_of")] public int? BestOf { get; set; }
     [JsonPropertyName("logprobs")] public int? Logprobs { get; set; }
     [JsonPropertyName("suffix")] public string? Suffix { get; set; }
     [JsonPropertyName("add_special_tokens")] public bool? AddSpecialTokens { get; set; }

@@ -4,9 +4,11 @@ namespace Celer.Server.Serving;
 /// The server's gate in front of the engine. The engine queues whatever it cannot run yet, so the
 /// gate only bounds that queue (<see cref="ServerOptions.MaxPendingRequests"/>) and closes when the
 /// server drains for shutdown; both answer 503 with <c>Retry-After</c>, which OpenAI clients retry
-/// (BAD_INPUT.md #25, #26).
+/// (BAD_INPUT.md #25, #26). Once the engine loop has died it refuses everything the same way (#24):
+/// the replica is out of service until restarted, and a retry may reach a healthy one.
 /// </summary>
-internal sealed class AdmissionControl(int maxPendingRequests)
+/// <param name="isEngineDead">Asked on every admission; null for a gate without an engine behind it.</param>
+internal sealed class AdmissionControl(int maxPendingRequests, Func<bool>? isEngineDead = null)
 {
     /// <summary>Seconds a refused client is told to wait: a few decode steps' worth of queue drain.</summary>
     public const int RetryAfterSeconds = 1;
@@ -57,6 +59,8 @@ internal sealed class AdmissionControl(int maxPendingRequests)
         {
             if (_draining)
                 throw OpenAIException.Unavailable("The server is shutting down and no longer accepts requests.", RetryAfterSeconds);
+            if (isEngineDead?.Invoke() == true)
+                throw OpenAIException.Unavailable("The engine is not running; no new requests are accepted.", RetryAfterSeconds);
             if (_inFlight + count > maxPendingRequests)
             {
                 throw OpenAIException.Unavailable(

@@ -22,7 +22,6 @@ internal static class SamplingParamsFactory
         var echo = request.Echo == true;
         return Common(request, defaults) with
         {
-            BestOf = request.BestOf,
             MaxTokens = ResolveMaxTokens(request.MaxTokens ?? CompletionsDefaultMaxTokens, defaults, promptLength, maxModelLen),
             Logprobs = request.Logprobs,
             // vLLM: echo with logprobs reports the prompt's logprobs too, at the same depth.
@@ -55,6 +54,7 @@ internal static class SamplingParamsFactory
     private static SamplingParams Common(SamplingRequest request, GenerationDefaults defaults) => new()
     {
         N = request.N ?? 1,
+        BestOf = request.BestOf,
         Temperature = request.Temperature ?? defaults.Temperature ?? 1f,
         TopP = request.TopP ?? defaults.TopP ?? 1f,
         TopK = request.TopK ?? defaults.TopK ?? 0,

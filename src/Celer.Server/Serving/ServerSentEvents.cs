@@ -36,6 +36,10 @@ internal sealed class ServerSentEvents
         response.Headers["X-Accel-Buffering"] = "no";
         context.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
         await response.StartAsync(context.RequestAborted);
+        // StartAsync only makes the headers final; flushing sends them now, so a client whose request is
+        // still queued behind others sees it accepted (and a proxy's header timeout does not fire) before
+        // the first token exists.
+        await response.Body.FlushAsync(context.RequestAborted);
         return new ServerSentEvents(response, context.RequestAborted);
     }
 

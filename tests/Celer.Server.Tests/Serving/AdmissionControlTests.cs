@@ -33,4 +33,37 @@ public class AdmissionControlTests
         Assert.Equal(503, Assert.Throws<OpenAIException>(() => admission.Enter(1)).StatusCode);
         Assert.Equal(1, admission.InFlight);
     }
+
+    [Fact]
+    public async Task Drained_completes_only_once_draining_and_the_last_lease_is_released()
+    {
+        var admission = new AdmissionControl(10);
+        var first = admission.Enter(2);
+        var second = admission.Enter(1);
+        var drained = admission.WaitForDrainedAsync(CancellationToken.None);
+        first.Dispose();
+        second.Dispose();
+        Assert.False(drained.IsCompleted, "an idle server that is not draining is not drained");
+
+        using var third = admission.Enter(1);
+        admission.BeginDraining();
+        Assert.False(drained.IsCompleted);
+        third.Dispose();
+        await drained.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public void A_dead_engine_refuses_every_request_with_503()
+    {
+        var dead = false;
+        var admission = new AdmissionControl(10, () => dead);
+        using (admission.Enter(1))
+        {
+            dead = true;
+            var e = Assert.Throws<OpenAIException>(() => admission.Enter(1));
+            Assert.Equal(503, e.StatusCode);
+            Assert.NotNull(e.RetryAfterSeconds);
+        }
+        Assert.Equal(0, admission.InFlight);
+    }
 }

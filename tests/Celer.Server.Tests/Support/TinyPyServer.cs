@@ -5,10 +5,11 @@ using Celer.Models.Architectures;
 using Celer.Models.Config;
 using Celer.Models.Weights;
 using Celer.Server.Metrics;
+using Celer.Server.Serving;
 using Celer.Server.Tests.Integration;
 using Celer.Tokenization;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Celer.Server.Tests.Support;
 
@@ -37,6 +38,9 @@ internal sealed class TinyPyServer : IAsyncDisposable
     public AsyncLlmEngine Engine => Model.Engine;
     public InterceptingExecutor Executor { get; }
     public Uri BaseAddress { get; }
+
+    /// <summary>The server's gate: how many requests it has admitted and not yet answered in full.</summary>
+    public AdmissionControl Admission => App.Services.GetRequiredService<AdmissionControl>();
 
     /// <summary>Null when the checkout lacks the model (the caller skips).</summary>
     public static async Task<TinyPyServer?> StartAsync(int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null)

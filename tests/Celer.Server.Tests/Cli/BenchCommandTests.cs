@@ -1,0 +1,89 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Celer.Cli;
+using Celer.Server.Tests.Integration;
+
+namespace Celer.Server.Tests.Cli;
+
+/// <summary>
+/// Smoke tests of <c>celer bench throughput</c> and <c>celer bench serve</c> on the CPU with the default
+/// model at tiny sizes: each run writes its JSON report with the fields vLLM's benchmarks report, and the
+/// token counts are exact (random prompts of fixed length, <c>ignore_eos</c>).
+/// </summary>
+[Collection(ServerCollection.Name)]
+public sealed class BenchCommandTests(ServerFixture server) : IDisposable
+{
+    private const int NumPrompts = 4;
+    private const int InputLen = 8;
+    private const int OutputLen = 4;
+
+    private readonly string _outputJson = Path.Combine(Path.GetTempPath(), $"celer-bench-{Guid.NewGuid():N}.json");
+
+    public void Dispose() => File.Delete(_outputJson);
+
+    private async Task<JsonNode> RunAsync(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var exitCode = await CelerCommandLine.CreateRoot().Parse([.. args, "--output-json", _outputJson])
+            .InvokeAsync(new InvocationConfiguration { Output = output, Error = error, ProcessTerminationTimeout = null });
+        Assert.True(exitCode == 0, $"celer {string.Join(' ', args)} exited with {exitCode}: {error}");
+        Assert.Contains($"Results written to {_outputJson}", output.ToString(), StringComparison.Ordinal);
+        var report = JsonNode.Parse(await File.ReadAllTextAsync(_outputJson))!;
+        foreach (var field in new[] { "kind", "model", "date", "machine", "os", "processor_count", "runtime", "device", "parameters", "results" })
+            Assert.True(report.AsObject().ContainsKey(field), $"the report lacks '{field}'");
+        return report;
+    }
+
+    private static double Positive(JsonNode results, string name)
+    {
+        var value = results[name]!.GetValue<double>();
+        Assert.True(value > 0 && double.IsFinite(value), $"{name} = {value}");
+        return value;
+    }
+
+    [SkippableFact]
+    public async Task Bench_throughput_writes_its_report()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        var report = await RunAsync("bench", "throughput", "--model", ServerFixture.FindDefaultModel()!,
+            "--num-prompts", $"{NumPrompts}", "--input-len", $"{InputLen}", "--output-len", $"{OutputLen}", "--max-num-seqs", "4", "--max-model-len", "64");
+
+        Assert.Equal("throughput", report["kind"]!.GetValue<string>());
+        var results = report["results"]!;
+        Assert.Equal(NumPrompts, results["num_requests"]!.GetValue<int>());
+        Assert.Equal(NumPrompts * (InputLen + OutputLen), results["total_num_tokens"]!.GetValue<long>());
+        var elapsed = Positive(results, "elapsed_time");
+        Assert.Equal(NumPrompts / elapsed, Positive(results, "requests_per_second"), 1e-6);
+        Assert.Equal(NumPrompts * (InputLen + OutputLen) / elapsed, Positive(results, "tokens_per_second"), 1e-6);
+        Assert.Equal(NumPrompts * OutputLen / elapsed, Positive(results, "output_tokens_per_second"), 1e-6);
+        Assert.Equal(NumPrompts, report["parameters"]!["num_prompts"]!.GetValue<int>());
+    }
+
+    [SkippableFact]
+    public async Task Bench_serve_against_a_live_server_writes_its_report()
+    {
+        Skip.If(server.SkipReason is not null, server.SkipReason);
+        var report = await RunAsync("bench", "serve", "--base-url", server.BaseAddress.ToString(), "--api-key", ServerFixture.ApiKey,
+            "--model", ServerFixture.FindDefaultModel()!, "--num-prompts", $"{NumPrompts}", "--random-input-len", $"{InputLen}", "--random-output-len", $"{OutputLen}",
+            "--max-concurrency", "2");
+
+        Assert.Equal("serve", report["kind"]!.GetValue<string>());
+        var results = report["results"]!;
+        Assert.True(results["failed"]!.GetValue<int>() == 0, $"failed requests: {results["first_error"]}");
+        Assert.Equal(NumPrompts, results["completed"]!.GetValue<int>());
+        Assert.Equal(NumPrompts * InputLen, results["total_input_tokens"]!.GetValue<long>());
+        Assert.Equal(NumPrompts * OutputLen, results["total_output_tokens"]!.GetValue<long>());
+        Assert.Equal(ServerFixture.ModelName, report["parameters"]!["served_model_name"]!.GetValue<string>());
+        Positive(results, "duration");
+        Positive(results, "request_throughput");
+        Positive(results, "output_throughput");
+        foreach (var metric in new[] { "ttft", "tpot", "itl", "e2el" })
+        {
+            foreach (var stat in new[] { "mean", "median", "p99" })
+                Positive(results, $"{stat}_{metric}_ms");
+        }
+        // Every request's first token comes before its last.
+        Assert.True(results["mean_ttft_ms"]!.GetValue<double>() < results["mean_e2el_ms"]!.GetValue<double>());
+    }
+}

@@ -1,0 +1,69 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Celer.Server.Tests.Support;
+
+namespace Celer.Server.Tests.Integration;
+
+/// <summary>
+/// BAD_INPUT.md #26: beyond <see cref="ServerOptions.MaxPendingRequests"/> admitted-and-unfinished
+/// requests, new ones are refused with 503 and <c>Retry-After</c> (what OpenAI clients retry); once the
+/// queue drains, requests are admitted again.
+/// </summary>
+public sealed class QueueLimitTests
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(15);
+    private const string Stream = """{"prompt": "import os", "max_tokens": 6, "temperature": 0, "stream": true}""";
+
+    [SkippableFact]
+    public async Task Requests_beyond_the_queue_limit_get_503_with_retry_after_until_the_queue_drains()
+    {
+        await using var server = await TinyPyServer.StartAsync(maxPendingRequests: 2);
+        Skip.If(server is null, "models/celer-tiny-py is not in this checkout.");
+        using var client = server.CreateClient();
+
+        // The loop is held, so both admitted streams stay unfinished while the limit is probed.
+        server.Executor.Close();
+        var admitted = new List<HttpResponseMessage>();
+        for (var i = 0; i < 2; i++)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = HttpApiTests.Json(Stream) };
+            var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).WaitAsync(Bound);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            admitted.Add(response);
+        }
+
+        // Both routes, streamed or not: the third request is over the limit. A batch of two prompts is two requests.
+        var excess = new[]
+        {
+            ("/v1/completions", """{"prompt": "x", "max_tokens": 2}"""),
+            ("/v1/completions", Stream),
+            ("/v1/chat/completions", """{"messages": [{"role": "user", "content": "x"}], "max_tokens": 2}"""),
+        };
+        foreach (var (path, body) in excess)
+        {
+            using var refused = await client.PostAsync(path, HttpApiTests.Json(body)).WaitAsync(Bound);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            Assert.NotNull(refused.Headers.RetryAfter?.Delta);
+            Assert.True(refused.Headers.RetryAfter!.Delta!.Value > TimeSpan.Zero);
+            var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+            Assert.Contains("overloaded", error["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        }
+
+        server.Executor.Open();
+        foreach (var response in admitted)
+        {
+            using (response)
+            {
+                var events = await SseReader.ReadAllAsync(response).WaitAsync(Bound);
+                Assert.Equal(SseReader.Done, events[^1]);
+                Assert.DoesNotContain(events, e => e.Contains("\"error\"", StringComparison.Ordinal));
+            }
+        }
+
+        // A slot is freed after the response's last byte, a moment after the client has read it.
+        await Poll.UntilAsync(() => server.Admission.InFlight == 0, Bound, "both streams release their slots");
+        // The slots are free again: a batch that fills the queue exactly is admitted.
+        var batch = await HttpApiTests.PostOkAsync(client, "/v1/completions", """{"prompt": ["import os", "import sys"], "max_tokens": 3, "temperature": 0}""").WaitAsync(Bound);
+        Assert.Equal(2, batch["choices"]!.AsArray().Count);
+    }
+}
