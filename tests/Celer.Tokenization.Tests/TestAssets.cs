@@ -9,24 +9,9 @@ internal static class TestAssets
 {
     public static readonly string[] TokenizerNames = ["llama3", "qwen3", "llama2", "gemma3"];
 
-    private static readonly Lazy<string> RepoRoot = new(() =>
-        // Test binaries may live outside the repo (--artifacts-path), so the source file's
-        // own location is the fallback.
-        FindRoot(AppContext.BaseDirectory) ?? FindRoot(Environment.CurrentDirectory) ?? FindRoot(SourceDirectory())
-        ?? throw new InvalidOperationException("Cannot find the repository root (no Celer.slnx above the tests)."));
-
-    private static string? FindRoot(string? start)
-    {
-        for (var dir = start is null ? null : new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Celer.slnx"))) return dir.FullName;
-        return null;
-    }
-
-    private static string? SourceDirectory([System.Runtime.CompilerServices.CallerFilePath] string path = "") => Path.GetDirectoryName(path);
-
     public static string TokenizerDirectory(string name)
     {
-        var dir = Path.Combine(RepoRoot.Value, ".cache", "test-assets", "tokenizers", name);
+        var dir = Path.Combine(Celer.TestSupport.RepoPaths.Root, ".cache", "test-assets", "tokenizers", name);
         if (!File.Exists(Path.Combine(dir, "tokenizer.json")))
             throw new InvalidOperationException(
                 $"Test asset tokenizer '{name}' is missing from .cache/test-assets/tokenizers/. Run tools/fetch-test-assets.sh first.");

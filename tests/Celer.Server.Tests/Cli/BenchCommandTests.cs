@@ -45,8 +45,7 @@ public sealed class BenchCommandTests(ServerFixture server) : IDisposable
     [SkippableFact]
     public async Task Bench_throughput_writes_its_report()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
-        var report = await RunAsync("bench", "throughput", "--model", ServerFixture.FindDefaultModel()!,
+        var report = await RunAsync("bench", "throughput", "--model", ServerFixture.DefaultModel,
             "--num-prompts", $"{NumPrompts}", "--input-len", $"{InputLen}", "--output-len", $"{OutputLen}", "--max-num-seqs", "4", "--max-model-len", "64");
 
         Assert.Equal("throughput", report["kind"]!.GetValue<string>());
@@ -63,9 +62,8 @@ public sealed class BenchCommandTests(ServerFixture server) : IDisposable
     [SkippableFact]
     public async Task Bench_serve_against_a_live_server_writes_its_report()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         var report = await RunAsync("bench", "serve", "--base-url", server.BaseAddress.ToString(), "--api-key", ServerFixture.ApiKey,
-            "--model", ServerFixture.FindDefaultModel()!, "--num-prompts", $"{NumPrompts}", "--random-input-len", $"{InputLen}", "--random-output-len", $"{OutputLen}",
+            "--model", ServerFixture.DefaultModel, "--num-prompts", $"{NumPrompts}", "--random-input-len", $"{InputLen}", "--random-output-len", $"{OutputLen}",
             "--max-concurrency", "2");
 
         Assert.Equal("serve", report["kind"]!.GetValue<string>());

@@ -22,7 +22,6 @@ public sealed class HttpApiTests(ServerFixture server)
     [SkippableFact]
     public async Task Completions_accept_all_four_prompt_forms_and_number_choices_prompt_major()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         using var client = server.CreateClient();
         var ids = (await PostOkAsync(client, "/tokenize", """{"prompt": "Hello world"}"""))["tokens"]!.AsArray().Select(t => t!.GetValue<int>()).ToArray();
 
@@ -43,7 +42,6 @@ public sealed class HttpApiTests(ServerFixture server)
     [SkippableFact]
     public async Task Echo_with_logprobs_covers_prompt_and_completion_in_the_legacy_format()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         using var client = server.CreateClient();
         var response = await PostOkAsync(client, "/v1/completions", """{"prompt": "The sky is", "max_tokens": 3, "temperature": 0, "echo": true, "logprobs": 2}""");
         var choice = response["choices"]![0]!;
@@ -70,7 +68,6 @@ public sealed class HttpApiTests(ServerFixture server)
     [SkippableFact]
     public async Task Streamed_completion_is_sse_chunks_then_usage_then_done()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         using var client = server.CreateClient();
         var whole = await PostOkAsync(client, "/v1/completions", """{"prompt": "Once upon", "max_tokens": 6, "temperature": 0}""");
 
@@ -95,7 +92,6 @@ public sealed class HttpApiTests(ServerFixture server)
     [SkippableFact]
     public async Task Streamed_chat_sends_the_role_first_and_finish_reason_last()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         using var client = server.CreateClient();
         using var response = await client.PostAsync("/v1/chat/completions", Json("""{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "temperature": 0, "stream": true}"""));
         var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
@@ -110,7 +106,6 @@ public sealed class HttpApiTests(ServerFixture server)
     [SkippableFact]
     public async Task Tokenize_and_detokenize_round_trip()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         using var client = server.CreateClient();
         var tokenized = await PostOkAsync(client, "/tokenize", """{"prompt": "round trip text", "add_special_tokens": false}""");
         Assert.Equal(server.MaxModelLen, tokenized["max_model_len"]!.GetValue<int>());
@@ -125,7 +120,6 @@ public sealed class HttpApiTests(ServerFixture server)
     [SkippableFact]
     public async Task Models_health_ping_and_version_answer()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         using var client = server.CreateClient();
         var models = JsonNode.Parse(await client.GetStringAsync("/v1/models"))!;
         Assert.Equal(ServerFixture.ModelName, models["data"]![0]!["id"]!.GetValue<string>());
@@ -140,7 +134,6 @@ public sealed class HttpApiTests(ServerFixture server)
     [SkippableFact]
     public async Task Metrics_use_vllm_names_and_counters_move()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         using var client = server.CreateClient(authorized: false);
         var before = ParseMetrics(await client.GetStringAsync("/metrics"));
         using var authorized = server.CreateClient();

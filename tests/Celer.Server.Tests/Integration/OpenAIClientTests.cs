@@ -16,7 +16,6 @@ public sealed class OpenAIClientTests(ServerFixture server)
     [SkippableFact]
     public async Task Chat_completion_returns_text_usage_and_a_finish_reason()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         var completion = (await Chat().CompleteChatAsync(Conversation, new ChatCompletionOptions { MaxOutputTokenCount = 8, Temperature = 0 })).Value;
 
         Assert.Equal(ChatMessageRole.Assistant, completion.Role);
@@ -31,7 +30,6 @@ public sealed class OpenAIClientTests(ServerFixture server)
     [SkippableFact]
     public async Task Streaming_concatenates_to_the_non_streamed_greedy_text()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         var options = new ChatCompletionOptions { MaxOutputTokenCount = 12, Temperature = 0 };
         var whole = (await Chat().CompleteChatAsync(Conversation, options)).Value.Content[0].Text;
 
@@ -50,7 +48,6 @@ public sealed class OpenAIClientTests(ServerFixture server)
     [SkippableFact]
     public async Task Same_seed_gives_the_same_sample()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         // The client marks Seed experimental (OPENAI001); the API field itself is stable.
 #pragma warning disable OPENAI001
         var options = new ChatCompletionOptions { MaxOutputTokenCount = 10, Temperature = 1.0f, Seed = 1234 };
@@ -63,7 +60,6 @@ public sealed class OpenAIClientTests(ServerFixture server)
     [SkippableFact]
     public async Task Logprobs_come_back_per_token_with_top_alternatives_in_rank_order()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         var options = new ChatCompletionOptions { MaxOutputTokenCount = 4, Temperature = 0, IncludeLogProbabilities = true, TopLogProbabilityCount = 3 };
         var completion = (await Chat().CompleteChatAsync(Conversation, options)).Value;
 
@@ -82,7 +78,6 @@ public sealed class OpenAIClientTests(ServerFixture server)
     [SkippableFact]
     public async Task Stop_strings_never_appear_in_the_output()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         var free = (await Chat().CompleteChatAsync(Conversation, new ChatCompletionOptions { MaxOutputTokenCount = 16, Temperature = 0 })).Value.Content[0].Text;
         Skip.If(free.Length < 4, "the greedy reply is too short to pick a stop string from");
         var stop = free.Substring(2, 2);
@@ -96,7 +91,6 @@ public sealed class OpenAIClientTests(ServerFixture server)
     [SkippableFact]
     public async Task Errors_surface_as_ClientResultException_with_the_status()
     {
-        Skip.If(server.SkipReason is not null, server.SkipReason);
         var unknown = await Assert.ThrowsAsync<ClientResultException>(() => Chat(model: "no-such-model").CompleteChatAsync(Conversation));
         Assert.Equal(404, unknown.Status);
         var badKey = await Assert.ThrowsAsync<ClientResultException>(() => Chat(key: "wrong").CompleteChatAsync(Conversation));

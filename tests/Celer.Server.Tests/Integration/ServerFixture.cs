@@ -1,3 +1,4 @@
+using Celer.TestSupport;
 using System.Reflection;
 using Celer.Engine;
 using Celer.Engine.Execution;
@@ -23,33 +24,14 @@ public sealed class ServerFixture : IAsyncLifetime
     public int MaxModelLen => _model!.MaxModelLen;
     public int VocabSize => _model!.Engine.VocabSize;
 
-    /// <summary>Why the tests cannot run here, or null when the server is up.</summary>
-    public string? SkipReason { get; private set; }
-
-    public static string? FindDefaultModel()
-    {
-        var repositoryRoot = typeof(ServerFixture).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
-            .FirstOrDefault(a => a.Key == "RepositoryRoot")?.Value;
-        foreach (var start in new[] { repositoryRoot, AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
-        {
-            for (var dir = start is null ? null : new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                var candidate = Path.Combine(dir.FullName, "models", "celer-tiny-py");
-                if (File.Exists(Path.Combine(candidate, "tokenizer.json")))
-                    return candidate;
-            }
-        }
-        return null;
-    }
+    /// <summary>The model that ships with the repository; the server tests need it, so its absence fails them.</summary>
+    public static string DefaultModel => File.Exists(Path.Combine(RepoPaths.DefaultModel, "tokenizer.json"))
+        ? RepoPaths.DefaultModel
+        : throw new InvalidOperationException($"The default model is missing from this checkout ({RepoPaths.DefaultModel}).");
 
     public async Task InitializeAsync()
     {
-        var modelPath = FindDefaultModel();
-        if (modelPath is null)
-        {
-            SkipReason = "models/celer-tiny-py is not in this checkout.";
-            return;
-        }
+        var modelPath = DefaultModel;
         var relay = new EngineStatsRelay();
         // Small limits keep the CPU model fast and make the context-length cases cheap to reach.
         _model = ModelLoader.Load(new EngineArgs { Model = modelPath, MaxModelLen = 256, MaxNumSeqs = 16, Seed = 0 }, listener: relay);

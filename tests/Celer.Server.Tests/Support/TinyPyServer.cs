@@ -42,11 +42,10 @@ internal sealed class TinyPyServer : IAsyncDisposable
     /// <summary>The server's gate: how many requests it has admitted and not yet answered in full.</summary>
     public AdmissionControl Admission => App.Services.GetRequiredService<AdmissionControl>();
 
-    /// <summary>Null when the checkout lacks the model (the caller skips).</summary>
-    public static async Task<TinyPyServer?> StartAsync(int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null)
+    /// <summary>Starts models/celer-tiny-py on the CPU behind a real server on a loopback port.</summary>
+    public static async Task<TinyPyServer> StartAsync(int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null)
     {
-        if (ServerFixture.FindDefaultModel() is not { } dir)
-            return null;
+        string dir = ServerFixture.DefaultModel;
         var args = new EngineArgs { Model = dir, MaxModelLen = MaxModelLen, MaxNumSeqs = MaxNumSeqs, MaxNumBatchedTokens = 512, BlockSize = BlockSize, Seed = 0 };
         var config = ModelConfig.Load(dir);
         var tokenizer = Tokenizer.FromFile(Path.Combine(dir, "tokenizer.json"));
