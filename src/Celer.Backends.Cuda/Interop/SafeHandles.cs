@@ -2,90 +2,63 @@ using System.Runtime.InteropServices;
 
 namespace Celer.Backends.Cuda.Interop;
 
-/// <summary>Device memory from cuMemAlloc. Frees with the owning context made current (finalizers run on another thread).</summary>
-internal sealed class SafeDeviceMemoryHandle : SafeHandle
+/// <summary>
+/// A CUDA object that lives in a context. It is released with that context made current, because disposal or the
+/// finalizer may run on a thread where it is not.
+/// </summary>
+internal abstract class ContextBoundHandle : SafeHandle
 {
     private readonly nint _context;
 
-    public SafeDeviceMemoryHandle(ulong pointer, nint context)
+    protected ContextBoundHandle(nint handle, nint context)
         : base(0, ownsHandle: true)
     {
-        SetHandle((nint)pointer);
+        SetHandle(handle);
         _context = context;
     }
 
-    public ulong Pointer => (ulong)handle;
-
     public override bool IsInvalid => handle == 0;
 
-    protected override bool ReleaseHandle()
+    protected sealed override bool ReleaseHandle()
     {
         CudaDriver.cuCtxSetCurrent(_context);
-        return CudaDriver.cuMemFree_v2((ulong)handle) == 0;
+        return Release(handle);
     }
+
+    /// <summary>The CUDA call that frees the object; true on success.</summary>
+    protected abstract bool Release(nint handle);
+}
+
+/// <summary>Device memory from cuMemAlloc.</summary>
+internal sealed class SafeDeviceMemoryHandle(ulong pointer, nint context) : ContextBoundHandle((nint)pointer, context)
+{
+    public ulong Pointer => (ulong)handle;
+
+    protected override bool Release(nint handle) => CudaDriver.cuMemFree_v2((ulong)handle) == 0;
 }
 
 /// <summary>Page-locked host memory from cuMemAllocHost, the staging area for fast host↔device copies.</summary>
-internal sealed class SafePinnedHostHandle : SafeHandle
+internal sealed class SafePinnedHostHandle(nint pointer, nint context) : ContextBoundHandle(pointer, context)
 {
-    private readonly nint _context;
-
-    public SafePinnedHostHandle(nint pointer, nint context)
-        : base(0, ownsHandle: true)
-    {
-        SetHandle(pointer);
-        _context = context;
-    }
-
-    public override bool IsInvalid => handle == 0;
-
-    protected override bool ReleaseHandle()
-    {
-        CudaDriver.cuCtxSetCurrent(_context);
-        return CudaDriver.cuMemFreeHost(handle) == 0;
-    }
+    protected override bool Release(nint handle) => CudaDriver.cuMemFreeHost(handle) == 0;
 }
 
 /// <summary>A loaded CUDA module (the compiled kernels).</summary>
-internal sealed class SafeCudaModuleHandle : SafeHandle
+internal sealed class SafeCudaModuleHandle(nint module, nint context) : ContextBoundHandle(module, context)
 {
-    private readonly nint _context;
-
-    public SafeCudaModuleHandle(nint module, nint context)
-        : base(0, ownsHandle: true)
-    {
-        SetHandle(module);
-        _context = context;
-    }
-
-    public override bool IsInvalid => handle == 0;
-
-    protected override bool ReleaseHandle()
-    {
-        CudaDriver.cuCtxSetCurrent(_context);
-        return CudaDriver.cuModuleUnload(handle) == 0;
-    }
+    protected override bool Release(nint handle) => CudaDriver.cuModuleUnload(handle) == 0;
 }
 
 /// <summary>A CUDA stream.</summary>
-internal sealed class SafeCudaStreamHandle : SafeHandle
+internal sealed class SafeCudaStreamHandle(nint stream, nint context) : ContextBoundHandle(stream, context)
 {
-    private readonly nint _context;
+    protected override bool Release(nint handle) => CudaDriver.cuStreamDestroy_v2(handle) == 0;
+}
 
-    public SafeCudaStreamHandle(nint stream, nint context)
-        : base(0, ownsHandle: true)
-    {
-        SetHandle(stream);
-        _context = context;
-    }
-
-    public override bool IsInvalid => handle == 0;
-
-    protected override bool ReleaseHandle()
-    {
-        CudaDriver.cuCtxSetCurrent(_context);
-        return CudaDriver.cuStreamDestroy_v2(handle) == 0;
-    }
+/// <summary>An instantiated CUDA graph (a recorded decode step) and the graph it came from.</summary>
+internal sealed class SafeCudaGraphHandle(nint graphExec, nint graph, nint context) : ContextBoundHandle(graphExec, context)
+{
+    protected override bool Release(nint handle) => CudaDriver.cuGraphExecDestroy(handle) == 0 & CudaDriver.cuGraphDestroy(graph) == 0;
 }
 
 /// <summary>A cuBLAS handle.</summary>
@@ -114,27 +87,4 @@ internal sealed class SafePrimaryContextHandle : SafeHandle
     public override bool IsInvalid => handle == 0;
 
     protected override bool ReleaseHandle() => CudaDriver.cuDevicePrimaryCtxRelease_v2(_device) == 0;
-}
-
-/// <summary>An instantiated CUDA graph (a captured decode step) and the graph it came from.</summary>
-internal sealed class SafeCudaGraphHandle : SafeHandle
-{
-    private readonly nint _graph;
-    private readonly nint _context;
-
-    public SafeCudaGraphHandle(nint graphExec, nint graph, nint context)
-        : base(0, ownsHandle: true)
-    {
-        SetHandle(graphExec);
-        _graph = graph;
-        _context = context;
-    }
-
-    public override bool IsInvalid => handle == 0;
-
-    protected override bool ReleaseHandle()
-    {
-        CudaDriver.cuCtxSetCurrent(_context);
-        return CudaDriver.cuGraphExecDestroy(handle) == 0 & CudaDriver.cuGraphDestroy(_graph) == 0;
-    }
 }
