@@ -81,7 +81,15 @@ public static class ModelLoader
             var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
             int numBlocks = KvBlocks(args, backend, config, maxModelLen);
             IReadOnlyList<int> eos = EosTokenIds(config, generation, tokenizerConfig, tokenizer);
-            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, weights);
+            // The CPU computes straight from the memory-mapped checkpoint, so the runner keeps it open; a GPU has its
+            // own copy by now, and the host memory (all of it, for dummy weights) can go.
+            IDisposable? keepOpen = backend is CpuBackend ? weights : null;
+            if (keepOpen is null)
+            {
+                weights.Dispose();
+            }
+
+            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen);
             var info = new EngineModelInfo(config.VocabSize, maxModelLen, eos.Count > 0 ? eos[0] : null, eos);
             return new Parts(args, config, generation, tokenizerConfig, tokenizer, info, runner, backend.Name);
         }
