@@ -32,7 +32,7 @@ public static class CelerServer
         builder.WebHost.UseUrls(FormatUrl(options.Host, options.Port));
         // On SIGTERM the server drains (RequestDrain), then stops Kestrel: in-flight requests get this long in all.
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = options.ShutdownTimeout);
-        builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, ServerJsonContext.Default));
+        builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, ServerJsonContext.Wire));
         builder.Services.AddCors(cors => cors.AddDefaultPolicy(policy => ConfigureCors(policy, options)));
 
         var servingModel = new ServingModel(model, options);

@@ -21,7 +21,7 @@ public static class OpenAIEndpoints
         var cards = model.ServedModelNames
             .Select(name => new ModelCard(name, model.Created, "celer", model.Root, null, model.MaxModelLen))
             .ToList();
-        return TypedResults.Json(new ModelList(cards), ServerJsonContext.Default.ModelList);
+        return TypedResults.Json(new ModelList(cards), ServerJsonContext.Wire.ModelList);
     }
 
     private static Task<IResult> CreateCompletion(HttpContext context, CompletionService service) => service.HandleAsync(context);

@@ -29,7 +29,7 @@ public static class OperationsEndpoints
     }
 
     private static IResult Version() =>
-        TypedResults.Json(new VersionResponse(ServerVersion), ServerJsonContext.Default.VersionResponse);
+        TypedResults.Json(new VersionResponse(ServerVersion), ServerJsonContext.Wire.VersionResponse);
 
     private static async Task<IResult> MetricsAsync(EngineMetrics metrics, CancellationToken cancellationToken) =>
         TypedResults.Text(await metrics.Exposition.ExportAsync(cancellationToken), "text/plain; version=0.0.4; charset=utf-8");

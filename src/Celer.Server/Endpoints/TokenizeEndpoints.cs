@@ -21,7 +21,7 @@ public static class TokenizeEndpoints
     /// </summary>
     private static async Task<IResult> Tokenize(HttpContext context, ServingModel model)
     {
-        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Default.TokenizeRequest);
+        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.TokenizeRequest);
         model.ResolveModelName(request.Model);
         int[] tokens;
         if (request.Messages is not null)
@@ -44,12 +44,12 @@ public static class TokenizeEndpoints
         var tokenStrs = request.ReturnTokenStrs == true
             ? tokens.Select(id => model.Tokenizer.IdToToken(id) ?? "").ToList()
             : null;
-        return TypedResults.Json(new TokenizeResponse(tokens.Length, model.MaxModelLen, tokens, tokenStrs), ServerJsonContext.Default.TokenizeResponse);
+        return TypedResults.Json(new TokenizeResponse(tokens.Length, model.MaxModelLen, tokens, tokenStrs), ServerJsonContext.Wire.TokenizeResponse);
     }
 
     private static async Task<IResult> Detokenize(HttpContext context, ServingModel model)
     {
-        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Default.DetokenizeRequest);
+        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.DetokenizeRequest);
         model.ResolveModelName(request.Model);
         if (request.Tokens is not { } tokens)
             throw OpenAIException.BadRequest("`tokens` is required.", "tokens");
@@ -58,6 +58,6 @@ public static class TokenizeEndpoints
             if (id < 0 || id >= model.VocabSize)
                 throw OpenAIException.BadRequest($"Token id {id} is out of vocabulary (vocabulary size {model.VocabSize}).", "tokens");
         }
-        return TypedResults.Json(new DetokenizeResponse(model.Tokenizer.Decode(tokens.ToArray(), skipSpecialTokens: false)), ServerJsonContext.Default.DetokenizeResponse);
+        return TypedResults.Json(new DetokenizeResponse(model.Tokenizer.Decode(tokens.ToArray(), skipSpecialTokens: false)), ServerJsonContext.Wire.DetokenizeResponse);
     }
 }

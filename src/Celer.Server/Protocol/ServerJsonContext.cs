@@ -1,3 +1,5 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace Celer.Server.Protocol;
@@ -25,4 +27,15 @@ namespace Celer.Server.Protocol;
 [JsonSerializable(typeof(VersionResponse))]
 [JsonSerializable(typeof(ErrorResponse))]
 [JsonSerializable(typeof(UsageInfo))]
-public sealed partial class ServerJsonContext : JsonSerializerContext;
+public sealed partial class ServerJsonContext : JsonSerializerContext
+{
+    /// <summary>
+    /// The context every endpoint writes with: text as clients expect to read it (quotes, &lt; and &gt;, and non-ASCII
+    /// characters as they are, not as \u escapes — bodies are JSON, never embedded in HTML).
+    /// </summary>
+    public static ServerJsonContext Wire => LazyWire.Value;
+
+    // Lazy: the generated Default must exist first, and static initializers of partial files run in no fixed order.
+    private static readonly Lazy<ServerJsonContext> LazyWire = new(() => new ServerJsonContext(
+        new JsonSerializerOptions(Default!.Options) { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+}

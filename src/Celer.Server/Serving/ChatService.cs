@@ -18,7 +18,7 @@ internal sealed class ChatService(ServingModel model, AdmissionControl admission
 
     public async Task<IResult> HandleAsync(HttpContext context)
     {
-        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Default.ChatCompletionRequest);
+        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.ChatCompletionRequest);
         var prepared = Prepare(request);
         var lease = admission.Enter(1);
         IAsyncEnumerable<RequestOutput> stream;
@@ -40,7 +40,7 @@ internal sealed class ChatService(ServingModel model, AdmissionControl admission
         if (request.Stream == true)
             return new StreamingResult(ctx => StreamAsync(ctx, started), lease);
         using (lease)
-            return TypedResults.Json(await CompleteAsync(started), ServerJsonContext.Default.ChatCompletionResponse);
+            return TypedResults.Json(await CompleteAsync(started), ServerJsonContext.Wire.ChatCompletionResponse);
     }
 
     private Prepared Prepare(ChatCompletionRequest request)
@@ -155,7 +155,7 @@ internal sealed class ChatService(ServingModel model, AdmissionControl admission
                 var promptTokens = prepared.EngineRequest.PromptTokenIds.Count;
                 var completionTokens = acc.CompletionTokens;
                 await sse.WriteAsync(new ChatCompletionChunk(prepared.Id, created, prepared.ModelName, [],
-                    new UsageInfo(promptTokens, promptTokens + completionTokens, completionTokens)), ServerJsonContext.Default.ChatCompletionChunk);
+                    new UsageInfo(promptTokens, promptTokens + completionTokens, completionTokens)), ServerJsonContext.Wire.ChatCompletionChunk);
             }
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
@@ -169,7 +169,7 @@ internal sealed class ChatService(ServingModel model, AdmissionControl admission
         await sse.WriteDoneAsync();
 
         Task WriteChunkAsync(ChatStreamChoice choice) =>
-            sse.WriteAsync(new ChatCompletionChunk(prepared.Id, created, prepared.ModelName, [choice]), ServerJsonContext.Default.ChatCompletionChunk);
+            sse.WriteAsync(new ChatCompletionChunk(prepared.Id, created, prepared.ModelName, [choice]), ServerJsonContext.Wire.ChatCompletionChunk);
     }
 
     private static long Now() => DateTimeOffset.UtcNow.ToUnixTimeSeconds();

@@ -18,7 +18,7 @@ internal sealed class CompletionService(ServingModel model, AdmissionControl adm
 
     public async Task<IResult> HandleAsync(HttpContext context)
     {
-        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Default.CompletionRequest);
+        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.CompletionRequest);
         var prepared = Prepare(request);
         var lease = admission.Enter(prepared.EngineRequests.Count);
         var started = new Started(prepared, await StartAsync(prepared.EngineRequests, lease, context.RequestAborted));
@@ -28,7 +28,7 @@ internal sealed class CompletionService(ServingModel model, AdmissionControl adm
         if (request.Stream == true)
             return new StreamingResult(ctx => StreamAsync(ctx, started), lease);
         using (lease)
-            return TypedResults.Json(await CompleteAsync(started, context.RequestAborted), ServerJsonContext.Default.CompletionResponse);
+            return TypedResults.Json(await CompleteAsync(started, context.RequestAborted), ServerJsonContext.Wire.CompletionResponse);
     }
 
     private Prepared Prepare(CompletionRequest request)
@@ -160,7 +160,7 @@ internal sealed class CompletionService(ServingModel model, AdmissionControl adm
                         continue;
                     sentChars[index] += LogprobsFormatter.CodePoints(text);
                     var choice = new CompletionChoice(index, text, logprobs, FinishReasons.ToWire(delta.FinishReason), StopReasonJson.From(delta.StopReason));
-                    await sse.WriteAsync(new CompletionStreamResponse(prepared.Id, created, prepared.ModelName, [choice]), ServerJsonContext.Default.CompletionStreamResponse);
+                    await sse.WriteAsync(new CompletionStreamResponse(prepared.Id, created, prepared.ModelName, [choice]), ServerJsonContext.Wire.CompletionStreamResponse);
                 }
             }
 
@@ -173,7 +173,7 @@ internal sealed class CompletionService(ServingModel model, AdmissionControl adm
                     completionTokens += accumulators[p].CompletionTokens;
                 }
                 var usage = new UsageInfo(promptTokens, promptTokens + completionTokens, completionTokens);
-                await sse.WriteAsync(new CompletionStreamResponse(prepared.Id, created, prepared.ModelName, [], usage), ServerJsonContext.Default.CompletionStreamResponse);
+                await sse.WriteAsync(new CompletionStreamResponse(prepared.Id, created, prepared.ModelName, [], usage), ServerJsonContext.Wire.CompletionStreamResponse);
             }
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)

@@ -34,6 +34,6 @@ public sealed class OpenAIErrorResult : IResult, IStatusCodeHttpResult, IValueHt
         if (RetryAfterSeconds is { } seconds)
             response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
         response.ContentType = "application/json";
-        await JsonSerializer.SerializeAsync(response.Body, Value, ServerJsonContext.Default.ErrorResponse, httpContext.RequestAborted);
+        await JsonSerializer.SerializeAsync(response.Body, Value, ServerJsonContext.Wire.ErrorResponse, httpContext.RequestAborted);
     }
 }

@@ -46,7 +46,7 @@ internal sealed class ServerSentEvents
     public Task WriteAsync<T>(T chunk, JsonTypeInfo<T> typeInfo) => WriteEventAsync(Frame(chunk, typeInfo));
 
     public Task WriteErrorAsync(OpenAIException error) =>
-        WriteEventAsync(Frame(new ErrorResponse(new ErrorInfo(error.Message, error.Type, error.Param, error.Code)), ServerJsonContext.Default.ErrorResponse));
+        WriteEventAsync(Frame(new ErrorResponse(new ErrorInfo(error.Message, error.Type, error.Param, error.Code)), ServerJsonContext.Wire.ErrorResponse));
 
     public async Task WriteDoneAsync()
     {

@@ -7,7 +7,7 @@ namespace Celer.Server.Tests.Serving;
 public class RequestBodyTests
 {
     private static OpenAIException Fails(byte[] body) =>
-        Assert.Throws<OpenAIException>(() => RequestBody.Parse(body, ServerJsonContext.Default.CompletionRequest));
+        Assert.Throws<OpenAIException>(() => RequestBody.Parse(body, ServerJsonContext.Wire.CompletionRequest));
 
     [Theory]
     [InlineData("[1, 2]")]
@@ -43,7 +43,7 @@ public class RequestBodyTests
     [Fact]
     public void Unknown_fields_are_ignored()
     {
-        var request = RequestBody.Parse("""{"prompt": "x", "brand_new_openai_field": [1, {"a": null}], "max_tokens": 3}"""u8, ServerJsonContext.Default.CompletionRequest);
+        var request = RequestBody.Parse("""{"prompt": "x", "brand_new_openai_field": [1, {"a": null}], "max_tokens": 3}"""u8, ServerJsonContext.Wire.CompletionRequest);
         Assert.Equal(3, request.MaxTokens);
     }
 }

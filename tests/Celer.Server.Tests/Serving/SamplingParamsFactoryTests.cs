@@ -6,9 +6,9 @@ namespace Celer.Server.Tests.Serving;
 
 public class SamplingParamsFactoryTests
 {
-    private static CompletionRequest Completion(string json) => RequestBody.Parse(System.Text.Encoding.UTF8.GetBytes(json), ServerJsonContext.Default.CompletionRequest);
+    private static CompletionRequest Completion(string json) => RequestBody.Parse(System.Text.Encoding.UTF8.GetBytes(json), ServerJsonContext.Wire.CompletionRequest);
 
-    private static ChatCompletionRequest Chat(string json) => RequestBody.Parse(System.Text.Encoding.UTF8.GetBytes(json), ServerJsonContext.Default.ChatCompletionRequest);
+    private static ChatCompletionRequest Chat(string json) => RequestBody.Parse(System.Text.Encoding.UTF8.GetBytes(json), ServerJsonContext.Wire.ChatCompletionRequest);
 
     [Fact]
     public void Completion_maps_every_openai_and_vllm_field()
