@@ -12,13 +12,6 @@ public static unsafe class Activation
     /// <summary>Elements per task: exp makes this ~10x costlier per element than a copy.</summary>
     private const long MinElementsPerTask = 16 * 1024;
 
-    /// <summary>
-    /// Rows of the merged gate_up projection, [rows, 2d] with the gate in the first d columns and up in the
-    /// last d (vLLM's <c>SiluAndMul</c> layout), into output [rows, d].
-    /// </summary>
-    public static void SiluMul(float* gateUp, float* output, int rows, int d)
-        => SiluMul(gateUp, gateUp + d, 2 * d, output, rows, d);
-
     /// <summary>Separate gate and up tensors, both [rows, d], into output [rows, d].</summary>
     public static void SiluMul(float* gate, float* up, float* output, int rows, int d)
         => SiluMul(gate, up, d, output, rows, d);

@@ -13,16 +13,6 @@ public static unsafe class KvCache
     /// <paramref name="sourceStride"/> floats apart (0 means packed, numKvHeads · headDim), so k and v can be read
     /// straight out of a fused qkv projection.
     /// </summary>
-    public static void Write(float* k, float* v, int numTokens, int numKvHeads, int headDim, long* slotMapping, float* kCache, float* vCache, int sourceStride = 0)
-    {
-        int tokenSize = TokenSize(numTokens, numKvHeads, headDim, ref sourceStride);
-        for (int t = 0; t < numTokens; t++)
-        {
-            CopyToken(k, v, t, slotMapping[t], tokenSize, sourceStride, kCache, vCache);
-        }
-    }
-
-    /// <inheritdoc cref="Write(float*, float*, int, int, int, long*, float*, float*, int)"/>
     public static void Write(float* k, float* v, int numTokens, int numKvHeads, int headDim, int* slotMapping, float* kCache, float* vCache, int sourceStride = 0)
     {
         int tokenSize = TokenSize(numTokens, numKvHeads, headDim, ref sourceStride);

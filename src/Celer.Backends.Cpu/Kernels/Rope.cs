@@ -38,37 +38,6 @@ public static unsafe class Rope
         });
     }
 
-    /// <summary>Rotates qOrK in place with cos/sin looked up in a cache built by <see cref="RopeCache"/>.</summary>
-    public static void Apply(float* qOrK, int numTokens, int numHeads, int headDim, int* positions, RopeCache cache)
-    {
-        ArgumentNullException.ThrowIfNull(cache);
-        int rotaryDim = cache.RotaryDim;
-        Validate(numTokens, numHeads, headDim, rotaryDim);
-        for (int t = 0; t < numTokens; t++)
-        {
-            if ((uint)positions[t] >= (uint)cache.MaxPositions)
-            {
-                throw new ArgumentOutOfRangeException(nameof(positions), positions[t], $"Position must be in [0, {cache.MaxPositions}).");
-            }
-        }
-
-        if (numTokens == 0 || numHeads == 0 || rotaryDim == 0)
-        {
-            return;
-        }
-
-        int half = rotaryDim / 2;
-        int chunks = KernelScheduling.ChunkCount((long)numTokens * numHeads * rotaryDim, MinElementsPerTask, numTokens);
-        KernelScheduling.For(chunks, chunk =>
-        {
-            var (start, end) = KernelScheduling.Range(chunk, chunks, numTokens);
-            for (int t = start; t < end; t++)
-            {
-                RotateHeads(qOrK + ((long)t * numHeads * headDim), numHeads, headDim, half, cache.Cos(positions[t]), cache.Sin(positions[t]));
-            }
-        });
-    }
-
     /// <summary>Scalar definition of <see cref="Apply(float*, int, int, int, int, int*, float*, float)"/>.</summary>
     public static void ApplyReference(float* qOrK, int numTokens, int numHeads, int headDim, int rotaryDim, int* positions, float* invFreq, float attentionScaling)
     {
@@ -92,8 +61,8 @@ public static unsafe class Rope
         }
     }
 
-    /// <summary>cos/sin of (float)position · invFreq[i] in fp32, times the scaling; shared with <see cref="RopeCache"/>.</summary>
-    internal static void ComputeCosSin(float position, float* invFreq, float attentionScaling, int half, float* cos, float* sin)
+    /// <summary>cos/sin of (float)position · invFreq[i] in fp32, times the scaling.</summary>
+    private static void ComputeCosSin(float position, float* invFreq, float attentionScaling, int half, float* cos, float* sin)
     {
         for (int i = 0; i < half; i++)
         {

@@ -31,32 +31,6 @@ public unsafe class ActivationTests
         }
     }
 
-    [Theory]
-    [InlineData(1, 1)]
-    [InlineData(3, 33)]
-    [InlineData(7, 257)]
-    [InlineData(40, 1000)]
-    public void SiluMul_MergedGateUp_ReadsGateThenUp(int rows, int d)
-    {
-        var random = new Random(rows + d);
-        float[] gateUp = Scaled(TestData.Floats(random, 2L * rows * d));
-        var output = new float[rows * d];
-        fixed (float* pgu = gateUp, po = output)
-        {
-            Activation.SiluMul(pgu, po, rows, d);
-        }
-
-        float[] gate = new float[rows * d];
-        float[] up = new float[rows * d];
-        for (int r = 0; r < rows; r++)
-        {
-            Array.Copy(gateUp, r * 2 * d, gate, r * d, d);
-            Array.Copy(gateUp, (r * 2 * d) + d, up, r * d, d);
-        }
-
-        TestData.AssertClose(DoubleReference(gate, up, rows, d, d), output, RelativeTolerance, 1e-30);
-    }
-
     [Fact]
     public void SiluMul_SaturatesWithoutNaN()
     {

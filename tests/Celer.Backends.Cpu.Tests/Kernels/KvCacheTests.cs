@@ -12,22 +12,22 @@ public unsafe class KvCacheTests
     {
         const int numKvHeads = 2, headDim = 3, numBlocks = 4, blockSize = 5, tokenSize = numKvHeads * headDim;
         var random = new Random(31);
-        long[] slots = [7, -1, 0, 19, 12];
+        int[] slots = [7, -1, 0, 19, 12];
         float[] k = TestData.Floats(random, slots.Length * tokenSize);
         float[] v = TestData.Floats(random, slots.Length * tokenSize);
         float[] kCache = Enumerable.Repeat(Untouched, numBlocks * blockSize * tokenSize).ToArray();
         float[] vCache = (float[])kCache.Clone();
         fixed (float* pk = k, pv = v, pkc = kCache, pvc = vCache)
-        fixed (long* ps = slots)
+        fixed (int* ps = slots)
         {
             KvCache.Write(pk, pv, slots.Length, numKvHeads, headDim, ps, pkc, pvc);
         }
 
-        AssertCache(k, v, kCache, vCache, slots, tokenSize, tokenSize);
+        AssertCache(k, v, kCache, vCache, slots.Select(s => (long)s).ToArray(), tokenSize, tokenSize);
     }
 
     [Fact]
-    public void Write_WithIntSlotsAndStride_ReadsKAndVOutOfFusedQkv()
+    public void Write_WithStride_ReadsKAndVOutOfFusedQkv()
     {
         // One fused qkv row per token: q (4 heads), k (2 heads), v (2 heads) of head dim 8.
         const int numHeads = 4, numKvHeads = 2, headDim = 8, tokenSize = numKvHeads * headDim;
