@@ -15,8 +15,7 @@ internal sealed unsafe class CudaKernels : IDisposable
     public CudaKernels(CudaDevice device)
     {
         _device = device;
-        byte[] cubin = KernelCompiler.Compile(KernelCompiler.LoadSource(), device.ComputeCapability, out bool fromCache);
-        FromCache = fromCache;
+        byte[] cubin = KernelCompiler.Compile(KernelCompiler.LoadSource(), device.ComputeCapability);
         nint module;
         fixed (byte* image = cubin)
         {
@@ -25,8 +24,6 @@ internal sealed unsafe class CudaKernels : IDisposable
 
         _module = new SafeCudaModuleHandle(module, device.Context);
     }
-
-    public bool FromCache { get; }
 
     /// <summary>While a graph is being recorded nothing may synchronize the stream.</summary>
     public bool Capturing { get; set; }

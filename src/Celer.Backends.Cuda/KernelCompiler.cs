@@ -28,7 +28,7 @@ internal static unsafe class KernelCompiler
         return sb.ToString();
     }
 
-    public static byte[] Compile(string source, (int Major, int Minor) capability, out bool fromCache)
+    public static byte[] Compile(string source, (int Major, int Minor) capability)
     {
         // sm_90a unlocks Hopper-only instructions; plain sm_XY elsewhere.
         string arch = capability.Major == 9 && capability.Minor == 0 ? "sm_90a" : $"sm_{capability.Major}{capability.Minor}";
@@ -43,7 +43,6 @@ internal static unsafe class KernelCompiler
         string cachePath = Path.Combine(CacheFolder(), $"kernels-{arch}-{key}.cubin");
         if (File.Exists(cachePath))
         {
-            fromCache = true;
             return File.ReadAllBytes(cachePath);
         }
 
@@ -63,7 +62,6 @@ internal static unsafe class KernelCompiler
         {
         }
 
-        fromCache = false;
         return cubin;
     }
 

@@ -235,7 +235,7 @@ public sealed class DecoderModel
 
     private RopeSpec ComputeRope(int seqLen)
     {
-        RopeTable table = RotaryEmbedding.Compute(_ropeParameters, _config.HeadDim, _config.MaxPositionEmbeddings, seqLen);
+        RopeTable table = RotaryEmbedding.Compute(_config, seqLen);
         return new RopeSpec(table.InverseFrequencies, table.RotaryDim, table.AttentionScaling);
     }
 

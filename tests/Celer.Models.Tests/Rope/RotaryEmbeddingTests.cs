@@ -178,24 +178,6 @@ public class RotaryEmbeddingTests
     }
 
     [Fact]
-    public void Cos_sin_cache_has_vllm_layout_and_scaling()
-    {
-        var p = new RopeParameters { RopeType = RopeType.Yarn, Theta = 10000, Factor = 4, OriginalMaxPositionEmbeddings = 1000 };
-        var t = RotaryEmbedding.Compute(p, 8, 4000, 1);
-        var cache = t.CosSinCache(5);
-        Assert.Equal(5 * 8, cache.Length);
-        for (int pos = 0; pos < 5; pos++)
-        {
-            for (int i = 0; i < 4; i++)
-            {
-                double angle = pos * (double)t.InverseFrequencies[i];
-                Assert.Equal(Math.Cos(angle) * t.AttentionScaling, cache[pos * 8 + i], 1e-6);
-                Assert.Equal(Math.Sin(angle) * t.AttentionScaling, cache[pos * 8 + 4 + i], 1e-6);
-            }
-        }
-    }
-
-    [Fact]
     public void Config_overload_uses_head_dim_and_max_positions_of_the_config()
     {
         // Qwen3-0.6B: head_dim 128 (not hidden/heads = 64), theta 1e6.
