@@ -34,6 +34,7 @@ internal static class ChatPromptBuilder
             throw OpenAIException.BadRequest("Cannot set both `continue_final_message` and `add_generation_prompt` to True.", "continue_final_message");
 
         var conversation = ParseMessages(request.Messages);
+        RejectSpecialTokenText(conversation, model.SpecialTokenTexts);
         var template = model.GetChatTemplate(request.ChatTemplate);
 
         var context = new JsonObject
@@ -66,6 +67,27 @@ internal static class ChatPromptBuilder
         if (request.ContinueFinalMessage)
             text = TrimAfterFinalMessage(text, conversation);
         return new ChatPrompt(text, conversation);
+    }
+
+    /// <summary>
+    /// Message text that spells a special token (<c>&lt;|im_start|&gt;</c>, <c>&lt;/s&gt;</c>, …) would be tokenized as that
+    /// control token once rendered into the prompt, letting a client forge turns or end the prompt early; it is
+    /// refused with a 400 rather than silently reinterpreted (BAD_INPUT.md row 19).
+    /// </summary>
+    private static void RejectSpecialTokenText(JsonArray conversation, IReadOnlyList<string> specialTokens)
+    {
+        for (var i = 0; i < conversation.Count; i++)
+        {
+            if (conversation[i]?["content"] is not JsonValue value || !value.TryGetValue(out string? text))
+                continue;
+            foreach (var special in specialTokens)
+            {
+                if (text.Contains(special, StringComparison.Ordinal))
+                    throw OpenAIException.BadRequest(
+                        $"messages[{i}].content contains the text of the special token '{special}', which cannot be sent inside a message.",
+                        $"messages[{i}].content");
+            }
+        }
     }
 
     /// <summary>Validates and flattens the messages array into template-ready objects.</summary>

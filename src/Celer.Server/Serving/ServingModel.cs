@@ -26,6 +26,12 @@ internal sealed class ServingModel
         Root = model.ModelName;
         Defaults = options.GenerationConfig == "vllm" ? GenerationDefaults.None : GenerationDefaults.From(model.GenerationConfig);
         Created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        SpecialTokenTexts = Enumerable.Range(0, Tokenizer.VocabSize)
+            .Where(Tokenizer.IsSpecialToken)
+            .Select(id => Tokenizer.IdToToken(id))
+            .OfType<string>()
+            .Where(text => text.Length > 0)
+            .ToArray();
 
         // --chat-template overrides the tokenizer's; a broken template fails at startup, not per request.
         var source = options.ChatTemplate ?? model.ChatTemplate;
@@ -33,6 +39,9 @@ internal sealed class ServingModel
     }
 
     public AsyncLlmEngine Engine { get; }
+
+    /// <summary>The text of every special token of the tokenizer, which chat messages may not contain.</summary>
+    public IReadOnlyList<string> SpecialTokenTexts { get; }
     public Tokenizer Tokenizer { get; }
     public TokenizerConfig TokenizerConfig { get; }
     public int MaxModelLen { get; }
