@@ -5,9 +5,9 @@ using Celer.Models.Weights;
 namespace Celer.Benchmarks;
 
 /// <summary>
-/// The linear layer at decode (m = 1) and prefill (m = 64, 256) batch sizes. The weights cycle through
-/// enough copies to exceed the last-level cache, as they do in a real model where every layer's weights
-/// are different, so decode reads them from DRAM.
+/// The linear layer at decode batch sizes (m = 1 to 32 rows, one per sequence) and prefill sizes (m = 64, 256).
+/// The weights cycle through enough copies to exceed the last-level cache, as they do in a real model where
+/// every layer's weights are different, so decode reads them from DRAM.
 /// </summary>
 public unsafe class MatMulBenchmarks : IHasWorkload
 {
@@ -19,7 +19,7 @@ public unsafe class MatMulBenchmarks : IHasWorkload
     private NativeBuffer? _y;
     private int _next;
 
-    [Params(1, 64, 256)]
+    [Params(1, 4, 8, 16, 32, 64, 256)]
     public int M { get; set; }
 
     /// <summary>out_features × in_features (n × k), as HF stores the weight.</summary>

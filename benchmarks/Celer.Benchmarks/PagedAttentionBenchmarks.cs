@@ -6,7 +6,8 @@ namespace Celer.Benchmarks;
 /// <summary>
 /// Paged attention with Llama-3-8B's attention shape (32 query heads, 8 kv heads, head dim 128, block 16):
 /// a decode step of 4 sequences with 1K or 4K tokens of context (the KV cache, 4 × 32 or 128 MiB, streams from
-/// DRAM), and the prefill of one 512-token prompt.
+/// DRAM), a decode step of one sequence with 16K tokens (fewer kv heads than a many-core machine has cores, so the
+/// context itself must be split), and the prefill of one 512-token prompt.
 /// </summary>
 public unsafe class PagedAttentionBenchmarks : IHasWorkload
 {
@@ -23,15 +24,16 @@ public unsafe class PagedAttentionBenchmarks : IHasWorkload
     private int[] _queryStartLoc = [];
     private int[] _seqLens = [];
 
-    [Params("decode-1k", "decode-4k", "prefill-512")]
+    [Params("decode-1k", "decode-4k", "decode-1x16k", "prefill-512")]
     public string Scenario { get; set; } = "decode-1k";
 
-    private int NumSeqs => Scenario.StartsWith("decode", StringComparison.Ordinal) ? 4 : 1;
+    private int NumSeqs => Scenario is "decode-1k" or "decode-4k" ? 4 : 1;
 
     private int SeqLen => Scenario switch
     {
         "decode-1k" => 1024,
         "decode-4k" => 4096,
+        "decode-1x16k" => 16384,
         _ => 512,
     };
 

@@ -6,7 +6,7 @@ using BenchmarkDotNet.Reports;
 namespace Celer.Benchmarks;
 
 /// <summary>
-/// Writes benchmarks/results/cpu-kernels-&lt;date&gt;.json: the machine, the commit, the bandwidth baseline and,
+/// Writes benchmarks/results/cpu-kernels-&lt;date&gt;-&lt;time&gt;.json (a new file per run): the machine, the commit, the bandwidth baseline and,
 /// per case, the mean time, GFLOP/s, GB/s and the fraction of the baseline.
 /// </summary>
 internal static class ResultsWriter
@@ -15,7 +15,7 @@ internal static class ResultsWriter
     {
         Summary[] all = summaries.ToArray();
         double bandwidth = all.Select(Throughput.Bandwidth).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max();
-        string path = Path.Combine(RepositoryRoot(), "benchmarks", "results", $"cpu-kernels-{DateTime.UtcNow:yyyy-MM-dd}.json");
+        string path = Path.Combine(RepositoryRoot(), "benchmarks", "results", $"cpu-kernels-{DateTime.UtcNow:yyyy-MM-dd-HHmmss}.json");
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
 
         using var stream = File.Create(path);

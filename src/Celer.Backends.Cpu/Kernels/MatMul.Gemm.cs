@@ -26,8 +26,6 @@ public static unsafe partial class MatMul
     /// <summary>Flops worth a task of their own: about 0.1 ms of one core.</summary>
     private const long MinFlopsPerTask = 8_000_000;
 
-    private static bool GemmIsAccelerated => Vector512.IsHardwareAccelerated || Vector256.IsHardwareAccelerated;
-
     private static void Gemm(float* x, int m, int k, void* w, DType wType, int n, float* y, float* bias)
     {
         // 8 × 32 with 512-bit vectors: 16 accumulators + 2 panel vectors + 1 broadcast of 32 zmm registers.

@@ -16,9 +16,11 @@ namespace Celer.Backends.Cpu.Kernels;
 /// Work items are (sequence, kv head, tile of up to <see cref="QueryTile"/> query rows): every query head of
 /// the kv head's group and every row of the tile is processed against one KV block while it is in L1, so a
 /// decode step reads each block once per kv head, and a prefill reuses it for QueryTile × group rows.
+/// Decode rows (query length 1) take the streaming path of PagedAttention.Decode.cs instead, which also splits
+/// a long context over cores when the batch has fewer (sequence, kv head) items than there are cores.
 /// </para>
 /// </summary>
-public static unsafe class PagedAttention
+public static unsafe partial class PagedAttention
 {
     /// <summary>Query rows per work item: 16 rows × a group of up to 8 heads × 128 dims of running output is 64 KiB.</summary>
     private const int QueryTile = 16;
@@ -39,45 +41,105 @@ public static unsafe class PagedAttention
             return;
         }
 
-        // Work items are numbered sequence by sequence; tileStart[s] is the first tile of sequence s.
+        // Work items are numbered sequence by sequence; tileStart[s] is the first tile of sequence s. A prefill
+        // tile is up to QueryTile query rows; a decode row's tiles are partitions of its context (split-K).
         // A batch holds at most max_num_seqs sequences (hundreds), so the table normally lives on the stack.
         Span<int> tileStart = numSeqs < 1024 ? stackalloc int[numSeqs + 1] : new int[numSeqs + 1];
+        int decodeItems = 0;
+        for (int s = 0; s < numSeqs; s++)
+        {
+            decodeItems += queryStartLoc[s + 1] - queryStartLoc[s] == 1 ? numKvHeads : 0;
+        }
+
         long work = 0;
+        bool split = false;
         tileStart[0] = 0;
         for (int s = 0; s < numSeqs; s++)
         {
             int queryLen = queryStartLoc[s + 1] - queryStartLoc[s];
-            tileStart[s + 1] = tileStart[s] + ((queryLen + QueryTile - 1) / QueryTile);
+            int tiles = queryLen == 1
+                ? DecodePartitions(seqLens[s] - 1, slidingWindow, blockSize, decodeItems)
+                : (queryLen + QueryTile - 1) / QueryTile;
+            split |= queryLen == 1 && tiles > 1;
+            tileStart[s + 1] = tileStart[s] + tiles;
             work += (long)queryLen * seqLens[s] * numHeads * headDim;
         }
 
         int items = tileStart[numSeqs] * numKvHeads;
         int chunks = KernelScheduling.ChunkCount(work, MinWorkPerTask, items);
-        var shape = new Shape(numHeads, numKvHeads, headDim, blockSize, blockTableStride, scale, slidingWindow);
-        fixed (int* pinnedTileStart = tileStart)
+        if (split)
         {
-            int* tiles = pinnedTileStart;
-            KernelScheduling.For(chunks, chunk =>
-            {
-                var (first, last) = KernelScheduling.Range(chunk, chunks, items);
-                int s = 0;
-                for (int item = first; item < last; item++)
-                {
-                    int tile = item / numKvHeads;
-                    while (tiles[s + 1] <= tile)
-                    {
-                        s++;
-                    }
+            // Partitions must run side by side, whatever the work estimate says.
+            chunks = Math.Max(chunks, Math.Min(items, Environment.ProcessorCount * 2));
+        }
 
-                    int queryStart = queryStartLoc[s];
-                    int queryLen = queryStartLoc[s + 1] - queryStart;
-                    int row0 = (tile - tiles[s]) * QueryTile;
-                    AttendTile(
-                        shape, q, kCache, vCache, blockTables + ((long)s * blockTableStride), output,
-                        queryStart + row0, Math.Min(QueryTile, queryLen - row0),
-                        firstPosition: seqLens[s] - queryLen + row0, kvHead: item % numKvHeads);
+        // Partition states of split decode rows, tile-major: numHeads × (max, sum, output) per tile.
+        int stateStride = numHeads * (headDim + 2);
+        float[]? partitionStates = split ? System.Buffers.ArrayPool<float>.Shared.Rent(tileStart[numSeqs] * stateStride) : null;
+        var shape = new Shape(numHeads, numKvHeads, headDim, blockSize, blockTableStride, scale, slidingWindow);
+        int group = numHeads / numKvHeads;
+        try
+        {
+            fixed (int* pinnedTileStart = tileStart)
+            fixed (float* pinnedStates = partitionStates)
+            {
+                int* tiles = pinnedTileStart;
+                float* states = pinnedStates;
+                KernelScheduling.For(chunks, chunk =>
+                {
+                    var (first, last) = KernelScheduling.Range(chunk, chunks, items);
+                    int s = 0;
+                    for (int item = first; item < last; item++)
+                    {
+                        int tile = item / numKvHeads;
+                        int kvHead = item % numKvHeads;
+                        while (tiles[s + 1] <= tile)
+                        {
+                            s++;
+                        }
+
+                        int queryStart = queryStartLoc[s];
+                        int queryLen = queryStartLoc[s + 1] - queryStart;
+                        int* blockTable = blockTables + ((long)s * blockTableStride);
+                        long heads = ((long)queryStart * numHeads) + (kvHead * group);
+                        if (queryLen == 1 && tiles[s + 1] - tiles[s] == 1)
+                        {
+                            AttendDecodeRow(shape, q + (heads * headDim), kCache, vCache, blockTable, seqLens[s] - 1, kvHead, output + (heads * headDim));
+                        }
+                        else if (queryLen == 1)
+                        {
+                            float* state = states + ((long)tile * stateStride) + ((long)kvHead * group * (headDim + 2));
+                            AttendDecode(
+                                shape, q + (heads * headDim), kCache, vCache, blockTable, seqLens[s] - 1, kvHead,
+                                tile - tiles[s], tiles[s + 1] - tiles[s], state, ThreadScratch.Floats(group * blockSize));
+                        }
+                        else
+                        {
+                            int row0 = (tile - tiles[s]) * QueryTile;
+                            AttendTile(
+                                shape, q, kCache, vCache, blockTable, output,
+                                queryStart + row0, Math.Min(QueryTile, queryLen - row0),
+                                firstPosition: seqLens[s] - queryLen + row0, kvHead);
+                        }
+                    }
+                });
+
+                for (int s = 0; split && s < numSeqs; s++)
+                {
+                    int partitions = tileStart[s + 1] - tileStart[s];
+                    if (queryStartLoc[s + 1] - queryStartLoc[s] == 1 && partitions > 1)
+                    {
+                        MergePartitions(states + ((long)tileStart[s] * stateStride), partitions, numHeads, headDim, output + ((long)queryStartLoc[s] * numHeads * headDim));
+                    }
                 }
-            });
+            }
+        }
+        finally
+        {
+            if (partitionStates is not null)
+            {
+                System.Buffers.ArrayPool<float>.Shared.Return(partitionStates);
+            }
         }
     }
 

@@ -19,7 +19,25 @@ public unsafe class MatMulTests
         { 4, 31, 5 }, { 5, 256, 32 }, { 7, 257, 65 }, { 9, 513, 33 }, { 17, 100, 100 }, { 33, 1, 47 },
         // Parallel GEMM (more than 8 Mflop) with m tails and a k tail.
         { 67, 300, 257 },
+        // Skinny GEMM: k across its 2048 block with a vector tail, a column tail, row tails of 1..3.
+        { 8, 2100, 9 }, { 5, 4099, 6 }, { 7, 2048, 130 }, { 64, 33, 70 }, { 65, 40, 33 },
     };
+
+    /// <summary>Every decode batch size from the skinny GEMM's first (4) to past its row groups (33), odd k and n.</summary>
+    public static TheoryData<int, int, int> DecodeBatchShapes()
+    {
+        var data = new TheoryData<int, int, int>();
+        for (int m = 4; m <= 33; m++)
+        {
+            data.Add(m, 67 + m, 37 + (m % 5));
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(DecodeBatchShapes))]
+    public void Run_DecodeBatch_MatchesDoublePrecisionReference(int m, int k, int n) => Run_MatchesDoublePrecisionReference(m, k, n);
 
     [Theory]
     [MemberData(nameof(Shapes))]

@@ -62,6 +62,32 @@ public unsafe class PagedAttentionTests
     public void Run_LongDecode_MatchesDoubleReference(int slidingWindow)
         => AssertMatchesReference(numKvHeads: 4, group: 4, headDim: 128, blockSize: 16, slidingWindow, [new(1, 1000), new(1, 513), new(2, 300)], seed: 7 + slidingWindow);
 
+    /// <summary>
+    /// Decode rows of one kv head are fewer work items than any machine has cores, so long contexts are split
+    /// over cores and the partitions merged (split-K); the lengths put partition and block edges in odd places.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 64, 0)]
+    [InlineData(2, 80, 0)]
+    [InlineData(4, 128, 0)]
+    [InlineData(8, 64, 0)]
+    [InlineData(8, 128, 700)]
+    [InlineData(3, 80, 1500)]
+    public void Run_SplitContextDecode_MatchesDoubleReference(int group, int headDim, int slidingWindow)
+        => AssertMatchesReference(numKvHeads: 1, group, headDim, blockSize: 16, slidingWindow, [new(1, 4099), new(1, 1025), new(1, 511)], seed: (group * 100) + headDim + slidingWindow);
+
+    /// <summary>Decode at lengths on and next to block edges (block 16), where the last block holds one key or is full.</summary>
+    [Theory]
+    [InlineData(1, 64)]
+    [InlineData(2, 128)]
+    [InlineData(4, 80)]
+    [InlineData(8, 32)]
+    public void Run_DecodeAtBlockEdges_MatchesDoubleReference(int group, int headDim)
+        => AssertMatchesReference(
+            numKvHeads: 2, group, headDim, blockSize: 16, slidingWindow: 0,
+            [new(1, 1), new(1, 2), new(1, 3), new(1, 4), new(1, 5), new(1, 15), new(1, 16), new(1, 17), new(1, 31), new(1, 32), new(1, 33), new(1, 256), new(1, 257), new(1, 513)],
+            seed: (group * 10) + headDim);
+
     [Fact]
     public void Run_SingleKey_ReturnsItsValue()
     {

@@ -1,0 +1,404 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Celer.Models.Weights;
+
+namespace Celer.Backends.Cpu.Kernels;
+
+/// <summary>
+/// Skinny GEMM for decode batches (a handful of rows, one per sequence): W is streamed from memory once,
+/// as in the GEMV, but a register-blocked micro-kernel dots <see cref="SkinnyRows"/> x rows with
+/// <see cref="SkinnyCols"/> weight rows at a time, so every weight vector loaded feeds several FMAs and
+/// every x vector is loaded once per column tile. Compared with the GEMM this packs nothing but a widened
+/// copy of the current weight rows (bf16/f16 only), which is contiguous and vectorized, and it needs no
+/// m tile large enough to amortize a transpose.
+/// </summary>
+public static unsafe partial class MatMul
+{
+    /// <summary>x rows per micro-kernel call; a batch's leftover rows (m mod 4) run one at a time.</summary>
+    private const int SkinnyRows = 4;
+
+    /// <summary>Weight rows (output columns) per micro-kernel call.</summary>
+    private const int SkinnyCols = 4;
+
+    /// <summary>
+    /// k block. A block of the 4 widened weight rows is 32 KiB of fp32 and the matching x rows of a
+    /// 32-row batch 256 KiB, so the weights stay in L1 while the row groups pass over them and x in L2.
+    /// </summary>
+    private const int SkinnyKC = 2048;
+
+    private static bool SkinnyIsAccelerated => Vector512.IsHardwareAccelerated || Vector256.IsHardwareAccelerated;
+
+    private static void SkinnyGemm(float* x, int m, int k, void* w, DType wType, int n, float* y, float* bias)
+    {
+        long bytes = (long)n * k * wType.ByteSize();
+        // 256 KiB of weights per chunk (as the GEMV): hides the task start, small enough to balance cores.
+        int chunks = KernelScheduling.ChunkCount(bytes, 256 * 1024, (n + SkinnyCols - 1) / SkinnyCols);
+        KernelScheduling.For(chunks, chunk =>
+        {
+            var (j0, j1) = KernelScheduling.Range(chunk, chunks, n, SkinnyCols);
+            if (j0 < j1)
+            {
+                SkinnyColumns(x, m, k, w, wType, n, y, bias, j0, j1);
+            }
+        });
+    }
+
+    /// <summary>y[:, j0..j1) for all m rows, k block by k block; each weight element is read from memory once.</summary>
+    private static void SkinnyColumns(float* x, int m, int k, void* w, DType wType, int n, float* y, float* bias, int j0, int j1)
+    {
+        int elementSize = wType.ByteSize();
+        float* panel = wType == DType.F32 ? null : ThreadScratch.Floats(SkinnyCols * Math.Min(k, SkinnyKC));
+        float** rows = stackalloc float*[SkinnyCols];
+        byte** sources = stackalloc byte*[SkinnyCols];
+        float* sums = stackalloc float[SkinnyRows * SkinnyCols];
+
+        InitializeOutput(y + j0, n, m, j1 - j0, bias == null ? null : bias + j0);
+        for (int k0 = 0; k0 < k; k0 += SkinnyKC)
+        {
+            int kc = Math.Min(SkinnyKC, k - k0);
+            for (int j = j0; j < j1; j += SkinnyCols)
+            {
+                int cols = Math.Min(SkinnyCols, j1 - j);
+                for (int c = 0; c < SkinnyCols; c++)
+                {
+                    // A short last tile repeats its last column; those sums are computed and dropped.
+                    int column = j + Math.Min(c, cols - 1);
+                    byte* src = (byte*)w + ((((long)column * k) + k0) * elementSize);
+                    sources[c] = src;
+                    rows[c] = panel == null ? (float*)src : panel + ((long)c * kc);
+                    if (wType == DType.F16)
+                    {
+                        if (c < cols)
+                        {
+                            Conversions.ToF32(src, wType, rows[c], kc);
+                        }
+                        else
+                        {
+                            rows[c] = rows[cols - 1];
+                        }
+                    }
+                }
+
+                // The first row group widens bf16 as it goes and leaves the fp32 rows in the panel for the
+                // others, so the weight stream from memory overlaps with arithmetic instead of preceding it.
+                int i = 0;
+                for (; i + SkinnyRows <= m; i += SkinnyRows)
+                {
+                    float* xGroup = x + ((long)i * k) + k0;
+                    if (i == 0 && wType == DType.BF16)
+                    {
+                        Dot4x4WideningBF16(xGroup, k, (ushort**)sources, rows, kc, sums);
+                    }
+                    else
+                    {
+                        // The second group runs from cache while memory would idle: it prefetches the next
+                        // tile's weight rows, so that tile's first group finds them in L2.
+                        byte* prefetch = i == SkinnyRows && j + SkinnyCols < j1
+                            ? (byte*)w + ((((long)(j + SkinnyCols) * k) + k0) * elementSize)
+                            : null;
+                        Dot4x4(xGroup, k, rows, kc, sums, prefetch, (long)k * elementSize, elementSize);
+                    }
+
+                    AddTile(sums, SkinnyRows, cols, y + ((long)i * n) + j, n);
+                }
+
+                for (; i < m; i++)
+                {
+                    Dot1x4(x + ((long)i * k) + k0, rows, kc, sums);
+                    AddTile(sums, 1, cols, y + ((long)i * n) + j, n);
+                }
+            }
+        }
+    }
+
+    private static void AddTile(float* sums, int rowCount, int cols, float* y, int ldy)
+    {
+        for (int r = 0; r < rowCount; r++)
+        {
+            for (int c = 0; c < cols; c++)
+            {
+                y[((long)r * ldy) + c] += sums[(r * SkinnyCols) + c];
+            }
+        }
+    }
+
+    /// <summary>sums[r·4 + c] = x_r · w_c over <paramref name="length"/> for 4 x rows (stride <paramref name="ldx"/>) and 4 weight rows.</summary>
+    private static void Dot4x4(float* x, int ldx, float** w, int length, float* sums, byte* prefetch = null, long prefetchStride = 0, int elementSize = 0)
+    {
+        int p = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            p = Dot4x4Vector512(x, ldx, w, length, sums, prefetch, prefetchStride, elementSize);
+        }
+        else
+        {
+            // 16 ymm registers hold 4 × 2 accumulators, not 4 × 4: two passes over the x rows.
+            p = Dot4x2Vector256(x, ldx, w[0], w[1], length, sums);
+            Dot4x2Vector256(x, ldx, w[2], w[3], length, sums + 2);
+        }
+
+        for (; p < length; p++)
+        {
+            for (int r = 0; r < SkinnyRows; r++)
+            {
+                for (int c = 0; c < SkinnyCols; c++)
+                {
+                    sums[(r * SkinnyCols) + c] += x[((long)r * ldx) + p] * w[c][p];
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The vector part of <see cref="Dot4x4"/>: 16 accumulators, 4 weight vectors and one x vector of 32 zmm
+    /// registers. With <paramref name="prefetch"/>, also asks for the same span of 4 rows there (row stride
+    /// <paramref name="prefetchStride"/> bytes, <paramref name="elementSize"/> bytes per element) to be brought into L2.
+    /// </summary>
+    private static int Dot4x4Vector512(float* x, int ldx, float** w, int length, float* sums, byte* prefetch, long prefetchStride, int elementSize)
+    {
+        float* w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+        float* x0 = x, x1 = x + ldx, x2 = x + (2L * ldx), x3 = x + (3L * ldx);
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
+        Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
+        Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
+        int p = 0;
+        for (; p <= length - 16; p += 16)
+        {
+            if (prefetch != null && Sse.IsSupported)
+            {
+                byte* line = prefetch + ((long)p * elementSize);
+                Sse.Prefetch1(line);
+                Sse.Prefetch1(line + prefetchStride);
+                Sse.Prefetch1(line + (2 * prefetchStride));
+                Sse.Prefetch1(line + (3 * prefetchStride));
+            }
+
+            var b0 = Vector512.Load(w0 + p);
+            var b1 = Vector512.Load(w1 + p);
+            var b2 = Vector512.Load(w2 + p);
+            var b3 = Vector512.Load(w3 + p);
+            var a = Vector512.Load(x0 + p);
+            a00 = Vector512.FusedMultiplyAdd(a, b0, a00);
+            a01 = Vector512.FusedMultiplyAdd(a, b1, a01);
+            a02 = Vector512.FusedMultiplyAdd(a, b2, a02);
+            a03 = Vector512.FusedMultiplyAdd(a, b3, a03);
+            a = Vector512.Load(x1 + p);
+            a10 = Vector512.FusedMultiplyAdd(a, b0, a10);
+            a11 = Vector512.FusedMultiplyAdd(a, b1, a11);
+            a12 = Vector512.FusedMultiplyAdd(a, b2, a12);
+            a13 = Vector512.FusedMultiplyAdd(a, b3, a13);
+            a = Vector512.Load(x2 + p);
+            a20 = Vector512.FusedMultiplyAdd(a, b0, a20);
+            a21 = Vector512.FusedMultiplyAdd(a, b1, a21);
+            a22 = Vector512.FusedMultiplyAdd(a, b2, a22);
+            a23 = Vector512.FusedMultiplyAdd(a, b3, a23);
+            a = Vector512.Load(x3 + p);
+            a30 = Vector512.FusedMultiplyAdd(a, b0, a30);
+            a31 = Vector512.FusedMultiplyAdd(a, b1, a31);
+            a32 = Vector512.FusedMultiplyAdd(a, b2, a32);
+            a33 = Vector512.FusedMultiplyAdd(a, b3, a33);
+        }
+
+        sums[0] = Vector512.Sum(a00);
+        sums[1] = Vector512.Sum(a01);
+        sums[2] = Vector512.Sum(a02);
+        sums[3] = Vector512.Sum(a03);
+        sums[4] = Vector512.Sum(a10);
+        sums[5] = Vector512.Sum(a11);
+        sums[6] = Vector512.Sum(a12);
+        sums[7] = Vector512.Sum(a13);
+        sums[8] = Vector512.Sum(a20);
+        sums[9] = Vector512.Sum(a21);
+        sums[10] = Vector512.Sum(a22);
+        sums[11] = Vector512.Sum(a23);
+        sums[12] = Vector512.Sum(a30);
+        sums[13] = Vector512.Sum(a31);
+        sums[14] = Vector512.Sum(a32);
+        sums[15] = Vector512.Sum(a33);
+        return p;
+    }
+
+    /// <summary>4 x rows · 2 weight rows with 256-bit vectors; writes columns 0 and 1 of a 4-wide sums tile.</summary>
+    private static int Dot4x2Vector256(float* x, int ldx, float* w0, float* w1, int length, float* sums)
+    {
+        float* x0 = x, x1 = x + ldx, x2 = x + (2L * ldx), x3 = x + (3L * ldx);
+        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default;
+        Vector256<float> a20 = default, a21 = default, a30 = default, a31 = default;
+        int p = 0;
+        for (; p <= length - 8; p += 8)
+        {
+            var b0 = Vector256.Load(w0 + p);
+            var b1 = Vector256.Load(w1 + p);
+            var a = Vector256.Load(x0 + p);
+            a00 = Vector256.FusedMultiplyAdd(a, b0, a00);
+            a01 = Vector256.FusedMultiplyAdd(a, b1, a01);
+            a = Vector256.Load(x1 + p);
+            a10 = Vector256.FusedMultiplyAdd(a, b0, a10);
+            a11 = Vector256.FusedMultiplyAdd(a, b1, a11);
+            a = Vector256.Load(x2 + p);
+            a20 = Vector256.FusedMultiplyAdd(a, b0, a20);
+            a21 = Vector256.FusedMultiplyAdd(a, b1, a21);
+            a = Vector256.Load(x3 + p);
+            a30 = Vector256.FusedMultiplyAdd(a, b0, a30);
+            a31 = Vector256.FusedMultiplyAdd(a, b1, a31);
+        }
+
+        sums[0] = Vector256.Sum(a00);
+        sums[1] = Vector256.Sum(a01);
+        sums[SkinnyCols] = Vector256.Sum(a10);
+        sums[SkinnyCols + 1] = Vector256.Sum(a11);
+        sums[2 * SkinnyCols] = Vector256.Sum(a20);
+        sums[(2 * SkinnyCols) + 1] = Vector256.Sum(a21);
+        sums[3 * SkinnyCols] = Vector256.Sum(a30);
+        sums[(3 * SkinnyCols) + 1] = Vector256.Sum(a31);
+        return p;
+    }
+
+    /// <summary>sums[c] = x · w_c over <paramref name="length"/> for one x row and 4 weight rows.</summary>
+    private static void Dot1x4(float* x, float** w, int length, float* sums)
+    {
+        float* w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+        int p = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; p <= length - 16; p += 16)
+            {
+                var a = Vector512.Load(x + p);
+                a0 = Vector512.FusedMultiplyAdd(a, Vector512.Load(w0 + p), a0);
+                a1 = Vector512.FusedMultiplyAdd(a, Vector512.Load(w1 + p), a1);
+                a2 = Vector512.FusedMultiplyAdd(a, Vector512.Load(w2 + p), a2);
+                a3 = Vector512.FusedMultiplyAdd(a, Vector512.Load(w3 + p), a3);
+            }
+
+            sums[0] = Vector512.Sum(a0);
+            sums[1] = Vector512.Sum(a1);
+            sums[2] = Vector512.Sum(a2);
+            sums[3] = Vector512.Sum(a3);
+        }
+        else
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; p <= length - 8; p += 8)
+            {
+                var a = Vector256.Load(x + p);
+                a0 = Vector256.FusedMultiplyAdd(a, Vector256.Load(w0 + p), a0);
+                a1 = Vector256.FusedMultiplyAdd(a, Vector256.Load(w1 + p), a1);
+                a2 = Vector256.FusedMultiplyAdd(a, Vector256.Load(w2 + p), a2);
+                a3 = Vector256.FusedMultiplyAdd(a, Vector256.Load(w3 + p), a3);
+            }
+
+            sums[0] = Vector256.Sum(a0);
+            sums[1] = Vector256.Sum(a1);
+            sums[2] = Vector256.Sum(a2);
+            sums[3] = Vector256.Sum(a3);
+        }
+
+        for (; p < length; p++)
+        {
+            sums[0] += x[p] * w0[p];
+            sums[1] += x[p] * w1[p];
+            sums[2] += x[p] * w2[p];
+            sums[3] += x[p] * w3[p];
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Dot4x4"/> over bf16 weight rows, widening each weight vector once and storing it to
+    /// <paramref name="panel"/> (4 fp32 rows of <paramref name="length"/>) for the next row groups.
+    /// </summary>
+    private static void Dot4x4WideningBF16(float* x, int ldx, ushort** w, float** panel, int length, float* sums)
+    {
+        int p = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            float* x0 = x, x1 = x + ldx, x2 = x + (2L * ldx), x3 = x + (3L * ldx);
+            ushort* w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+            float* d0 = panel[0], d1 = panel[1], d2 = panel[2], d3 = panel[3];
+            Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
+            Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
+            Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
+            Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
+            for (; p <= length - 16; p += 16)
+            {
+                var b0 = WidenBF16x16(w0 + p, d0 + p);
+                var b1 = WidenBF16x16(w1 + p, d1 + p);
+                var b2 = WidenBF16x16(w2 + p, d2 + p);
+                var b3 = WidenBF16x16(w3 + p, d3 + p);
+                var a = Vector512.Load(x0 + p);
+                a00 = Vector512.FusedMultiplyAdd(a, b0, a00);
+                a01 = Vector512.FusedMultiplyAdd(a, b1, a01);
+                a02 = Vector512.FusedMultiplyAdd(a, b2, a02);
+                a03 = Vector512.FusedMultiplyAdd(a, b3, a03);
+                a = Vector512.Load(x1 + p);
+                a10 = Vector512.FusedMultiplyAdd(a, b0, a10);
+                a11 = Vector512.FusedMultiplyAdd(a, b1, a11);
+                a12 = Vector512.FusedMultiplyAdd(a, b2, a12);
+                a13 = Vector512.FusedMultiplyAdd(a, b3, a13);
+                a = Vector512.Load(x2 + p);
+                a20 = Vector512.FusedMultiplyAdd(a, b0, a20);
+                a21 = Vector512.FusedMultiplyAdd(a, b1, a21);
+                a22 = Vector512.FusedMultiplyAdd(a, b2, a22);
+                a23 = Vector512.FusedMultiplyAdd(a, b3, a23);
+                a = Vector512.Load(x3 + p);
+                a30 = Vector512.FusedMultiplyAdd(a, b0, a30);
+                a31 = Vector512.FusedMultiplyAdd(a, b1, a31);
+                a32 = Vector512.FusedMultiplyAdd(a, b2, a32);
+                a33 = Vector512.FusedMultiplyAdd(a, b3, a33);
+            }
+
+            sums[0] = Vector512.Sum(a00);
+            sums[1] = Vector512.Sum(a01);
+            sums[2] = Vector512.Sum(a02);
+            sums[3] = Vector512.Sum(a03);
+            sums[4] = Vector512.Sum(a10);
+            sums[5] = Vector512.Sum(a11);
+            sums[6] = Vector512.Sum(a12);
+            sums[7] = Vector512.Sum(a13);
+            sums[8] = Vector512.Sum(a20);
+            sums[9] = Vector512.Sum(a21);
+            sums[10] = Vector512.Sum(a22);
+            sums[11] = Vector512.Sum(a23);
+            sums[12] = Vector512.Sum(a30);
+            sums[13] = Vector512.Sum(a31);
+            sums[14] = Vector512.Sum(a32);
+            sums[15] = Vector512.Sum(a33);
+        }
+        else
+        {
+            // Without 512-bit registers the widening is its own vectorized pass.
+            for (int c = 0; c < SkinnyCols; c++)
+            {
+                Conversions.BF16ToF32(w[c], panel[c], length);
+            }
+
+            Dot4x4(x, ldx, panel, length, sums);
+            return;
+        }
+
+        for (; p < length; p++)
+        {
+            for (int c = 0; c < SkinnyCols; c++)
+            {
+                float weight = Conversions.BF16ToF32(w[c][p]);
+                panel[c][p] = weight;
+                for (int r = 0; r < SkinnyRows; r++)
+                {
+                    sums[(r * SkinnyCols) + c] += x[((long)r * ldx) + p] * weight;
+                }
+            }
+        }
+    }
+
+    /// <summary>16 bf16 values widened to fp32, also stored at <paramref name="dst"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> WidenBF16x16(ushort* src, float* dst)
+    {
+        var bits = Vector512.WidenLower(Vector256.Load(src).ToVector512Unsafe());
+        var value = Vector512.ShiftLeft(bits, 16).AsSingle();
+        value.Store(dst);
+        return value;
+    }
+}
