@@ -18,6 +18,7 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
     private const int CublasWorkspaceBytes = 32 << 20;
 
     private readonly CudaDevice _device;
+    private readonly bool _ownsDevice;
     private readonly CudaKernels _kernels;
     private readonly List<SafeDeviceMemoryHandle> _allocations = [];
     private readonly SafePinnedHostHandle _staging;
@@ -34,9 +35,11 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
     // The fp32 activation last rounded for a GEMM, so q/k/v (and gate/up), which share their input, convert it once.
     private (nint Source, long Count, DType DType) _converted;
 
-    public CudaBackend(CudaDevice device)
+    /// <param name="ownsDevice">Dispose the device with the backend (the loader's case; tests share one device).</param>
+    public CudaBackend(CudaDevice device, bool ownsDevice = false)
     {
         _device = device;
+        _ownsDevice = ownsDevice;
         _device.MakeCurrent();
         _kernels = new CudaKernels(device);
         _staging = device.AllocatePinned(StagingBytes);
@@ -81,6 +84,9 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
         _device.MakeCurrent();
         var tensor = new Tensor(name, 0, DType.F32, shape);
         SafeDeviceMemoryHandle memory = Track(_device.Allocate(tensor.ByteLength));
+        // Any activation buffer may feed a GEMM with 16-bit weights: size its rounded copy now, at load, so the
+        // memory is counted before the KV cache takes the rest of the card.
+        GemmInput(tensor.ElementCount * 2);
         return new Tensor(name, (nint)memory.Pointer, DType.F32, shape);
     }
 
@@ -89,6 +95,12 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
 
     public void AllocateKvCache(int numLayers, int numBlocks, int blockSize, int numKvHeads, int headDim)
     {
+        // Checked here, at load, rather than in the first step's attention, where it would fail every request.
+        if (headDim > MaxHeadDim)
+        {
+            throw new NotSupportedException($"head_dim {headDim} > {MaxHeadDim} is not supported by the CUDA attention kernel.");
+        }
+
         _device.MakeCurrent();
         _blockSize = blockSize;
         long bytes = (long)numBlocks * blockSize * numKvHeads * headDim * sizeof(float);
@@ -136,9 +148,11 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
         int type = Cublas.CUDA_R_32F;
         if (weight.DType != DType.F32)
         {
-            // cuBLAS multiplies like with like: round the fp32 activations to the weight's 16-bit type.
+            // cuBLAS multiplies like with like: round the fp32 activations to the weight's 16-bit type. The scratch is
+            // sized for the whole input buffer, not this step's rows, so it reaches its final size on the first step:
+            // a decode graph recorded later for a padded bucket larger than any eager step must not need it to grow.
             long count = (long)rows * k;
-            input = GemmInput(count * 2);
+            input = GemmInput(x.ElementCount * 2);
             if (_converted != (x.Data, count, weight.DType))
             {
                 ulong xs = (ulong)x.Data;
@@ -224,11 +238,6 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
     public void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec)
     {
         _converted = default;
-        if (spec.HeadDim > 256)
-        {
-            throw new NotSupportedException($"head_dim {spec.HeadDim} > 256 is not supported by the CUDA attention kernel.");
-        }
-
         ForwardBatch batch = Batch;
         int rows = batch.NumTokens;
         EnsureSplitBuffers(spec);
@@ -248,8 +257,9 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
         }
     }
 
-    // Matches MAX_GROUP and the split cap of attention.cu / the partial buffers.
+    // Matches MAX_GROUP, MAX_PER_LANE × 32 and the split cap of attention.cu / the partial buffers.
     private const int MaxGroup = 8;
+    private const int MaxHeadDim = 256;
     private const int MaxSplits = 16;
     private const int MaxSplitRows = 256;
 
@@ -267,6 +277,9 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
         int wanted = (2 * _device.MultiprocessorCount + rows * blocksPerRow - 1) / (rows * blocksPerRow);
         return Math.Clamp(wanted, 1, MaxSplits);
     }
+
+    /// <summary>Device memory the split attention's partial results take, for the loader's KV-cache budget.</summary>
+    public static long SplitAttentionBytes(int numHeads, int headDim) => (long)MaxSplitRows * numHeads * MaxSplits * (headDim + 2) * sizeof(float);
 
     /// <summary>Partial results of split attention, sized once for the largest split batch (before any graph is recorded).</summary>
     private void EnsureSplitBuffers(AttentionSpec spec)
@@ -318,6 +331,17 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
         _kernels.Capturing = true;
     }
 
+    public void AbortCapture()
+    {
+        _capturing = false;
+        _kernels.Capturing = false;
+        // Ends the stream's capture mode whatever state the failed recording left; the partial graph is dropped.
+        if (CudaDriver.cuStreamEndCapture(_device.Stream, out nint graph) == 0 && graph != 0)
+        {
+            CudaDriver.cuGraphDestroy(graph);
+        }
+    }
+
     public void EndCapture(int bucket)
     {
         _capturing = false;
@@ -350,6 +374,10 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
         _allocations.Clear();
         _staging.Dispose();
         _kernels.Dispose();
+        if (_ownsDevice)
+        {
+            _device.Dispose();
+        }
     }
 
     internal SafeDeviceMemoryHandle Track(SafeDeviceMemoryHandle memory)

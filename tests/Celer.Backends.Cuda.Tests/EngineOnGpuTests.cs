@@ -84,6 +84,30 @@ public sealed class EngineOnGpuTests
     }
 
     [Fact]
+    public void A_decode_bucket_larger_than_any_eager_step_is_recorded()
+    {
+        Gpu.Require();
+        // bf16 weights, so every GEMM goes through the fp32→bf16 scratch. The only eager step has 2 rows; nine
+        // one-token prompts then form a plain decode step padded to the 16 bucket, recorded with no larger step before it.
+        string dir = Path.Combine(RepoPaths.FixtureModels, "qwen3-headdim-qknorm-bf16");
+        var first = new GenerateRequest("first", [11, 12], new SamplingParams { Temperature = 0, MaxTokens = 2, IgnoreEos = true });
+        var burst = Enumerable.Range(0, 9).Select(i => new GenerateRequest(
+            $"b{i}", [100 + i], new SamplingParams { Temperature = 0, MaxTokens = 3, IgnoreEos = true })).ToList();
+
+        List<List<int>> eager;
+        using (LlmEngine engine = Engine(dir, enforceEager: true))
+        {
+            engine.Generate([first]);
+            eager = engine.Generate(burst).Select(Tokens).ToList();
+        }
+
+        using LlmEngine graphed = Engine(dir);
+        graphed.Generate([first]);
+        List<List<int>> replayed = graphed.Generate(burst).Select(Tokens).ToList();
+        Assert.Equal(eager, replayed);
+    }
+
+    [Fact]
     public void Decode_replayed_from_cuda_graphs_equals_eager_decode()
     {
         Gpu.Require();

@@ -47,6 +47,8 @@ public static class ModelLoader
             GenerationConfig = Generation,
             DeviceName = DeviceName,
             NumKvBlocks = Runner.NumKvBlocks,
+            BlockSize = Args.BlockSize,
+            EnablePrefixCaching = Args.EnablePrefixCaching,
         };
     }
 
@@ -73,9 +75,10 @@ public static class ModelLoader
         int maxLogitsRows = Math.Min(args.MaxNumSeqs, maxNumTokens);
 
         IModelBackend backend = CreateBackend(args.Device);
-        IWeightSource weights = OpenWeights(args, dir, config, progress);
+        IWeightSource? weights = null;
         try
         {
+            weights = OpenWeights(args, dir, config, progress);
             // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs.
             StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(256, (maxModelLen + args.BlockSize - 1) / args.BlockSize);
             var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
@@ -95,7 +98,7 @@ public static class ModelLoader
         }
         catch
         {
-            weights.Dispose();
+            weights?.Dispose();
             backend.Dispose();
             throw;
         }
@@ -104,7 +107,7 @@ public static class ModelLoader
     private static IModelBackend CreateBackend(string device) => device.ToLowerInvariant() switch
     {
         "cpu" => new CpuBackend(),
-        "cuda" or "gpu" => new CudaBackend(CudaDevice.Open()),
+        "cuda" or "gpu" => new CudaBackend(CudaDevice.Open(), ownsDevice: true),
         _ => throw new ArgumentException($"Unknown device '{device}'; expected cpu or cuda.", nameof(device)),
     };
 
@@ -143,7 +146,7 @@ public static class ModelLoader
         long blockBytes = backend.KvBlockBytes(config.NumHiddenLayers, args.BlockSize, config.NumKeyValueHeads, config.HeadDim);
         long bytes = args.KvCacheMemoryBytes ?? backend switch
         {
-            CudaBackend cuda => CudaKvBudget(cuda, args.GpuMemoryUtilization),
+            CudaBackend cuda => CudaKvBudget(cuda, args.GpuMemoryUtilization) - CudaBackend.SplitAttentionBytes(config.NumAttentionHeads, config.HeadDim),
             _ => DefaultCpuKvCacheBytes,
         };
         long blocksPerSeq = (maxModelLen + args.BlockSize - 1) / args.BlockSize;
@@ -167,7 +170,10 @@ public static class ModelLoader
         return Math.Max(0, (long)(total * (double)utilization) - used - CublasReserve);
     }
 
-    /// <summary>EOS ids: generation_config.json's list first (what transformers stops on), then config.json's, then the tokenizer's eos_token.</summary>
+    /// <summary>
+    /// EOS ids: the tokenizer's eos_token first (vLLM's primary EOS, the one ignore_eos and min_tokens act on), then
+    /// generation_config.json's list (what transformers stops on), then config.json's.
+    /// </summary>
     private static IReadOnlyList<int> EosTokenIds(ModelConfig config, GenerationConfig generation, TokenizerConfig tokenizerConfig, Tokenizer? tokenizer)
     {
         var ids = new List<int>();

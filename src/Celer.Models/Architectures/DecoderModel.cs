@@ -170,8 +170,17 @@ public sealed class DecoderModel
         if (!_graphs!.TryReplay(bucket))
         {
             _graphs.BeginCapture();
-            RunLayers(bucket);
-            ComputeLogits(0, bucket);
+            try
+            {
+                RunLayers(bucket);
+                ComputeLogits(0, bucket);
+            }
+            catch
+            {
+                _graphs.AbortCapture();
+                throw;
+            }
+
             _graphs.EndCapture(bucket);
         }
 

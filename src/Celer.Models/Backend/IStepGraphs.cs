@@ -15,6 +15,9 @@ public interface IStepGraphs
 
     /// <summary>Stops recording, keeps the graph for <paramref name="bucket"/> and launches it once.</summary>
     void EndCapture(int bucket);
+
+    /// <summary>Stops a recording that failed part-way, so the backend can run steps again.</summary>
+    void AbortCapture();
 }
 
 /// <summary>How the model may use step graphs: the largest decode batch recorded and the fixed block-table stride.</summary>

@@ -108,6 +108,44 @@ public sealed class CpuModelEngineTests
         Assert.Equal(0f, stats.KvCacheUsage);
     }
 
+    [Theory]
+    [InlineData("llama-gqa-bf16-v4config")]
+    [InlineData("qwen3-headdim-qknorm-bf16")]
+    public void Prompt_logprobs_through_chunked_prefill_and_preemption_match_transformers(string name)
+    {
+        ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(FixtureModel(name), "reference.json"));
+        // A 7-token budget splits every prompt into chunks that start at odd positions; 4 blocks for 3 sequences force
+        // preemption, so some prompts are recomputed (and their prompt logprobs sent again) after a resume.
+        using LlmEngine engine = Engine(FixtureModel(name), maxNumBatchedTokens: 7, maxNumSeqs: 3, kvBlocks: 6, maxModelLen: 64);
+        var requests = fixture.Cases
+            .Select((c, i) => new GenerateRequest($"r{i}", c.PromptTokenIds, Greedy(c.OutputTokenIds.Count) with { PromptLogprobs = 5 }))
+            .ToList();
+
+        IReadOnlyList<RequestOutput> outputs = engine.Generate(requests);
+
+        for (int i = 0; i < fixture.Cases.Count; i++)
+        {
+            ReferenceCase c = fixture.Cases[i];
+            IReadOnlyList<PositionLogprobs?> actual = outputs[i].PromptLogprobs!;
+            Assert.Equal(c.PromptTokenIds.Count, actual.Count);
+            Assert.Null(actual[0]);
+            for (int p = 1; p < c.PromptTokenIds.Count; p++)
+            {
+                ReferenceLogprobs expected = c.PromptLogprobs[p]!;
+                PositionLogprobs position = actual[p]!;
+                Assert.Equal(c.PromptTokenIds[p], position.Chosen.TokenId);
+                Assert.True(
+                    Math.Abs(expected.Logprob - position.Chosen.Logprob) <= 2e-3f,
+                    $"{name} case {i} prompt position {p}: logprob {position.Chosen.Logprob} vs transformers {expected.Logprob}");
+                Assert.Equal(expected.Top[0].TokenId, position.Top[0].TokenId);
+            }
+
+            Assert.Equal(c.OutputTokenIds, Tokens(outputs[i]));
+        }
+
+        Assert.True(engine.Stats.NumPreemptions > 0, "the workload was meant to force preemption");
+    }
+
     [Fact]
     public void Seeded_sampling_gives_the_same_tokens_alone_and_batched()
     {
