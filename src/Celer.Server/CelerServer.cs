@@ -37,6 +37,7 @@ public static class CelerServer
 
         var servingModel = new ServingModel(model, options);
         var metrics = new EngineMetrics(model.Engine, servingModel.PrimaryName, model.MaxModelLen, options.MetricsPrefix);
+        metrics.PublishCacheConfig(model.BlockSize, model.NumKvBlocks, model.EnablePrefixCaching);
         statsRelay?.Attach(metrics);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(servingModel);

@@ -31,5 +31,10 @@ public sealed class LoadedModel : IAsyncDisposable
 
     public required int NumKvBlocks { get; init; }
 
+    /// <summary>Tokens per KV block (--block-size).</summary>
+    public required int BlockSize { get; init; }
+
+    public required bool EnablePrefixCaching { get; init; }
+
     public ValueTask DisposeAsync() => Engine.DisposeAsync();
 }

@@ -10,6 +10,15 @@ namespace Celer.Server.Metrics;
 /// <see cref="EngineStats"/> snapshot at scrape time; histograms are fed by the engine's
 /// <see cref="IEngineStatsListener"/> callbacks as steps run and requests finish.
 /// </summary>
+/// <remarks>
+/// Of vLLM's set, these are left out because the engine has no such feature or data:
+/// <c>lora_requests_info</c> (vLLM emits it only with --enable-lora), <c>engine_sleep_state</c> (no
+/// sleep mode), <c>external_prefix_cache_*</c> (no KV connector), <c>mm_cache_*</c> (no multimodal
+/// inputs), speculative-decoding and opt-in <c>kv_block_*</c> metrics. <c>cache_config_info</c> carries the labels
+/// its consumers read (block_size, num_gpu_blocks, enable_prefix_caching, engine). Names vLLM has removed
+/// (<c>gpu_cache_usage_perc</c>, <c>time_per_output_token_seconds</c>, <c>num_requests_swapped</c>)
+/// are not revived.
+/// </remarks>
 internal sealed class EngineMetrics : IEngineStatsListener
 {
     /// <summary>vLLM v1 runs one engine core per server here, labelled "0".</summary>
@@ -27,6 +36,8 @@ internal sealed class EngineMetrics : IEngineStatsListener
     /// <summary>vLLM's <c>[1, 8] + cudagraph_capture_sizes</c>; these are its default capture sizes' powers of two.</summary>
     private static readonly double[] IterationTokensBuckets =
         [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
+
+    private static readonly double[] RequestParamsNBuckets = [1, 2, 5, 10, 20];
 
     private readonly AsyncLlmEngine _engine;
     private readonly string[] _labels;
@@ -47,13 +58,33 @@ internal sealed class EngineMetrics : IEngineStatsListener
     private readonly Histogram.Child _prefillTime;
     private readonly Histogram.Child _decodeTime;
     private readonly Histogram.Child _inferenceTime;
+    private readonly Histogram.Child _timePerOutputToken;
     private readonly Histogram.Child _requestPromptTokens;
     private readonly Histogram.Child _requestGenerationTokens;
     private readonly Histogram.Child _iterationTokens;
+    private readonly Histogram.Child _maxNumGenerationTokens;
+    private readonly Histogram.Child _paramsN;
+    private readonly Histogram.Child _paramsMaxTokens;
+    private readonly int _maxModelLen;
+
+    /// <summary>
+    /// vLLM's <c>cache_config_info</c>: an info gauge (always 1) whose labels carry the KV cache configuration; the
+    /// Gateway API Inference Extension reads <c>block_size</c> and <c>num_gpu_blocks</c> from it.
+    /// </summary>
+    public void PublishCacheConfig(int blockSize, int numBlocks, bool enablePrefixCaching)
+    {
+        var factory = Prometheus.Metrics.WithCustomRegistry(Registry);
+        factory.CreateGauge(Exposition.InternalPrefix + "cache_config_info", "Information of the LLMEngine CacheConfig",
+                ["block_size", "enable_prefix_caching", "num_gpu_blocks", "engine"])
+            .WithLabels(blockSize.ToString(System.Globalization.CultureInfo.InvariantCulture), enablePrefixCaching ? "True" : "False",
+                numBlocks.ToString(System.Globalization.CultureInfo.InvariantCulture), EngineIndex)
+            .Set(1);
+    }
 
     public EngineMetrics(AsyncLlmEngine engine, string modelName, int maxModelLen, string prefix)
     {
         _engine = engine;
+        _maxModelLen = maxModelLen;
         Exposition = new PrometheusExposition(prefix);
         Registry = Exposition.Registry;
         var factory = Prometheus.Metrics.WithCustomRegistry(Registry);
@@ -78,6 +109,10 @@ internal sealed class EngineMetrics : IEngineStatsListener
         _generationTokens = CounterOf("generation_tokens", "Number of generation tokens processed.");
         _requestSuccess = factory.CreateCounter(p + "request_success_total", "Count of successfully processed requests.",
             ["model_name", "engine", "finished_reason"]);
+        // vLLM creates one series per finish reason up front: a series that first appears at 1 loses
+        // that request to increase()/rate(), which the dashboard's "Finish Reason" panel is built on.
+        foreach (var reason in Enum.GetValues<FinishReason>())
+            _requestSuccess.WithLabels(_labels[0], _labels[1], FinishReasons.ToWire(reason));
         _timeToFirstToken = HistogramOf("time_to_first_token_seconds", "Histogram of time to first token in seconds.", TimeToFirstTokenBuckets);
         _interTokenLatency = HistogramOf("inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", InterTokenLatencyBuckets);
         _e2eLatency = HistogramOf("e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", RequestLatencyBuckets);
@@ -85,10 +120,14 @@ internal sealed class EngineMetrics : IEngineStatsListener
         _prefillTime = HistogramOf("request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", RequestLatencyBuckets);
         _decodeTime = HistogramOf("request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", RequestLatencyBuckets);
         _inferenceTime = HistogramOf("request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", RequestLatencyBuckets);
+        _timePerOutputToken = HistogramOf("request_time_per_output_token_seconds", "Histogram of time_per_output_token_seconds per request.", InterTokenLatencyBuckets);
         var tokenBuckets = Build125Buckets(maxModelLen);
         _requestPromptTokens = HistogramOf("request_prompt_tokens", "Number of prefill tokens processed.", tokenBuckets);
         _requestGenerationTokens = HistogramOf("request_generation_tokens", "Number of generation tokens processed.", tokenBuckets);
         _iterationTokens = HistogramOf("iteration_tokens_total", "Histogram of number of tokens per engine_step.", IterationTokensBuckets);
+        _maxNumGenerationTokens = HistogramOf("request_max_num_generation_tokens", "Histogram of maximum number of requested generation tokens.", tokenBuckets);
+        _paramsN = HistogramOf("request_params_n", "Histogram of the n request parameter.", RequestParamsNBuckets);
+        _paramsMaxTokens = HistogramOf("request_params_max_tokens", "Histogram of the max_tokens request parameter.", tokenBuckets);
 
         Registry.AddBeforeCollectCallback(UpdateFromSnapshot);
     }
@@ -103,8 +142,11 @@ internal sealed class EngineMetrics : IEngineStatsListener
             _timeToFirstToken.Observe(ttft);
         foreach (var itl in stats.InterTokenLatencies)
             _interTokenLatency.Observe(itl);
-        if (stats.NumScheduledTokens > 0)
-            _iterationTokens.Observe(stats.NumScheduledTokens);
+        // vLLM observes the step's prompt tokens (whole prompts of requests that got their first token)
+        // plus its generated tokens, on steps that produced output; a partial prefill chunk counts nothing.
+        var outputTokens = stats.NumPromptTokens + stats.NumGenerationTokens;
+        if (outputTokens > 0)
+            _iterationTokens.Observe(outputTokens);
     }
 
     public void OnRequestFinished(string requestId, RequestMetrics metrics)
@@ -116,6 +158,15 @@ internal sealed class EngineMetrics : IEngineStatsListener
         _inferenceTime.Observe(metrics.InferenceTime);
         _requestPromptTokens.Observe(metrics.NumPromptTokens);
         _requestGenerationTokens.Observe(metrics.NumGenerationTokens);
+        // The first token is the prefill's; the decode phase made the rest.
+        _timePerOutputToken.Observe(metrics.NumGenerationTokens > 1 ? metrics.DecodeTime / (metrics.NumGenerationTokens - 1) : 0);
+        _paramsN.Observe(metrics.N);
+        // An unset max_tokens is "the rest of the context", which vLLM's server writes into the request.
+        _paramsMaxTokens.Observe(metrics.MaxTokens ?? _maxModelLen - metrics.NumPromptTokens);
+        // vLLM observes the longest of the n samples. RequestMetrics carries their sum only, which is
+        // that length when n is 1; for n > 1 the longest is not known here, so nothing is observed.
+        if (metrics.N == 1)
+            _maxNumGenerationTokens.Observe(metrics.NumGenerationTokens);
     }
 
     /// <summary>Gauges and counters from the engine's own totals, so they are exact at every scrape.</summary>

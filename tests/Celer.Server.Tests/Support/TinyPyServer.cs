@@ -69,6 +69,8 @@ internal sealed class TinyPyServer : IAsyncDisposable
             GenerationConfig = GenerationConfig.Load(dir),
             DeviceName = backend.Name,
             NumKvBlocks = numKvBlocks,
+            BlockSize = BlockSize,
+            EnablePrefixCaching = args.EnablePrefixCaching,
         };
         var options = new ServerOptions
         {
