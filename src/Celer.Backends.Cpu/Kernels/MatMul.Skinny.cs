@@ -129,7 +129,7 @@ public static unsafe partial class MatMul
         int p = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            p = Dot4x4Vector512(x, ldx, w, length, sums, prefetch, prefetchStride, elementSize);
+            p = Dot4x4Vector512<F32WeightRows>(x, ldx, (void**)w, w, length, sums, prefetch, prefetchStride, elementSize);
         }
         else
         {
@@ -151,13 +151,18 @@ public static unsafe partial class MatMul
     }
 
     /// <summary>
-    /// The vector part of <see cref="Dot4x4"/>: 16 accumulators, 4 weight vectors and one x vector of 32 zmm
-    /// registers. With <paramref name="prefetch"/>, also asks for the same span of 4 rows there (row stride
+    /// The vector part of <see cref="Dot4x4"/> and <see cref="Dot4x4WideningBF16"/>: 16 accumulators, 4 weight
+    /// vectors and one x vector of 32 zmm registers. <typeparamref name="TRows"/> says how a weight vector is
+    /// read from <paramref name="w"/> (and, widening, stored to <paramref name="panel"/>); as a struct type
+    /// argument it gets its own compiled copy of this loop, with the load inlined. With
+    /// <paramref name="prefetch"/>, also asks for the same span of 4 rows there (row stride
     /// <paramref name="prefetchStride"/> bytes, <paramref name="elementSize"/> bytes per element) to be brought into L2.
     /// </summary>
-    private static int Dot4x4Vector512(float* x, int ldx, float** w, int length, float* sums, byte* prefetch, long prefetchStride, int elementSize)
+    private static int Dot4x4Vector512<TRows>(float* x, int ldx, void** w, float** panel, int length, float* sums, byte* prefetch, long prefetchStride, int elementSize)
+        where TRows : struct, ISkinnyWeightRows
     {
-        float* w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+        void* w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+        float* d0 = panel[0], d1 = panel[1], d2 = panel[2], d3 = panel[3];
         float* x0 = x, x1 = x + ldx, x2 = x + (2L * ldx), x3 = x + (3L * ldx);
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
         Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
@@ -175,10 +180,10 @@ public static unsafe partial class MatMul
                 Sse.Prefetch1(line + (3 * prefetchStride));
             }
 
-            var b0 = Vector512.Load(w0 + p);
-            var b1 = Vector512.Load(w1 + p);
-            var b2 = Vector512.Load(w2 + p);
-            var b3 = Vector512.Load(w3 + p);
+            var b0 = TRows.Load16(w0, d0, p);
+            var b1 = TRows.Load16(w1, d1, p);
+            var b2 = TRows.Load16(w2, d2, p);
+            var b3 = TRows.Load16(w3, d3, p);
             var a = Vector512.Load(x0 + p);
             a00 = Vector512.FusedMultiplyAdd(a, b0, a00);
             a01 = Vector512.FusedMultiplyAdd(a, b1, a01);
@@ -260,41 +265,11 @@ public static unsafe partial class MatMul
     private static void Dot1x4(float* x, float** w, int length, float* sums)
     {
         float* w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-        int p = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (; p <= length - 16; p += 16)
-            {
-                var a = Vector512.Load(x + p);
-                a0 = Vector512.FusedMultiplyAdd(a, Vector512.Load(w0 + p), a0);
-                a1 = Vector512.FusedMultiplyAdd(a, Vector512.Load(w1 + p), a1);
-                a2 = Vector512.FusedMultiplyAdd(a, Vector512.Load(w2 + p), a2);
-                a3 = Vector512.FusedMultiplyAdd(a, Vector512.Load(w3 + p), a3);
-            }
 
-            sums[0] = Vector512.Sum(a0);
-            sums[1] = Vector512.Sum(a1);
-            sums[2] = Vector512.Sum(a2);
-            sums[3] = Vector512.Sum(a3);
-        }
-        else
-        {
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (; p <= length - 8; p += 8)
-            {
-                var a = Vector256.Load(x + p);
-                a0 = Vector256.FusedMultiplyAdd(a, Vector256.Load(w0 + p), a0);
-                a1 = Vector256.FusedMultiplyAdd(a, Vector256.Load(w1 + p), a1);
-                a2 = Vector256.FusedMultiplyAdd(a, Vector256.Load(w2 + p), a2);
-                a3 = Vector256.FusedMultiplyAdd(a, Vector256.Load(w3 + p), a3);
-            }
-
-            sums[0] = Vector256.Sum(a0);
-            sums[1] = Vector256.Sum(a1);
-            sums[2] = Vector256.Sum(a2);
-            sums[3] = Vector256.Sum(a3);
-        }
+        // The skinny path runs only where 256-bit vectors are accelerated (SkinnyIsAccelerated).
+        int p = Vector512.IsHardwareAccelerated
+            ? VectorLoops.Dot4<Vector512Ops, Vector512<float>>(x, w0, w1, w2, w3, length, out sums[0], out sums[1], out sums[2], out sums[3])
+            : VectorLoops.Dot4<Vector256Ops, Vector256<float>>(x, w0, w1, w2, w3, length, out sums[0], out sums[1], out sums[2], out sums[3]);
 
         for (; p < length; p++)
         {
@@ -314,57 +289,7 @@ public static unsafe partial class MatMul
         int p = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            float* x0 = x, x1 = x + ldx, x2 = x + (2L * ldx), x3 = x + (3L * ldx);
-            ushort* w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-            float* d0 = panel[0], d1 = panel[1], d2 = panel[2], d3 = panel[3];
-            Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
-            Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
-            Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
-            Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
-            for (; p <= length - 16; p += 16)
-            {
-                var b0 = WidenBF16x16(w0 + p, d0 + p);
-                var b1 = WidenBF16x16(w1 + p, d1 + p);
-                var b2 = WidenBF16x16(w2 + p, d2 + p);
-                var b3 = WidenBF16x16(w3 + p, d3 + p);
-                var a = Vector512.Load(x0 + p);
-                a00 = Vector512.FusedMultiplyAdd(a, b0, a00);
-                a01 = Vector512.FusedMultiplyAdd(a, b1, a01);
-                a02 = Vector512.FusedMultiplyAdd(a, b2, a02);
-                a03 = Vector512.FusedMultiplyAdd(a, b3, a03);
-                a = Vector512.Load(x1 + p);
-                a10 = Vector512.FusedMultiplyAdd(a, b0, a10);
-                a11 = Vector512.FusedMultiplyAdd(a, b1, a11);
-                a12 = Vector512.FusedMultiplyAdd(a, b2, a12);
-                a13 = Vector512.FusedMultiplyAdd(a, b3, a13);
-                a = Vector512.Load(x2 + p);
-                a20 = Vector512.FusedMultiplyAdd(a, b0, a20);
-                a21 = Vector512.FusedMultiplyAdd(a, b1, a21);
-                a22 = Vector512.FusedMultiplyAdd(a, b2, a22);
-                a23 = Vector512.FusedMultiplyAdd(a, b3, a23);
-                a = Vector512.Load(x3 + p);
-                a30 = Vector512.FusedMultiplyAdd(a, b0, a30);
-                a31 = Vector512.FusedMultiplyAdd(a, b1, a31);
-                a32 = Vector512.FusedMultiplyAdd(a, b2, a32);
-                a33 = Vector512.FusedMultiplyAdd(a, b3, a33);
-            }
-
-            sums[0] = Vector512.Sum(a00);
-            sums[1] = Vector512.Sum(a01);
-            sums[2] = Vector512.Sum(a02);
-            sums[3] = Vector512.Sum(a03);
-            sums[4] = Vector512.Sum(a10);
-            sums[5] = Vector512.Sum(a11);
-            sums[6] = Vector512.Sum(a12);
-            sums[7] = Vector512.Sum(a13);
-            sums[8] = Vector512.Sum(a20);
-            sums[9] = Vector512.Sum(a21);
-            sums[10] = Vector512.Sum(a22);
-            sums[11] = Vector512.Sum(a23);
-            sums[12] = Vector512.Sum(a30);
-            sums[13] = Vector512.Sum(a31);
-            sums[14] = Vector512.Sum(a32);
-            sums[15] = Vector512.Sum(a33);
+            p = Dot4x4Vector512<WideningBF16Rows>(x, ldx, (void**)w, panel, length, sums, null, 0, 0);
         }
         else
         {
@@ -392,13 +317,30 @@ public static unsafe partial class MatMul
         }
     }
 
-    /// <summary>16 bf16 values widened to fp32, also stored at <paramref name="dst"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> WidenBF16x16(ushort* src, float* dst)
+    /// <summary>How <see cref="Dot4x4Vector512{TRows}"/> reads 16 weights of one row.</summary>
+    private interface ISkinnyWeightRows
     {
-        var bits = Vector512.WidenLower(Vector256.Load(src).ToVector512Unsafe());
-        var value = Vector512.ShiftLeft(bits, 16).AsSingle();
-        value.Store(dst);
-        return value;
+        /// <summary>row[p..p+16) as fp32; <paramref name="panelRow"/> is the row's fp32 copy, where one is kept.</summary>
+        static abstract Vector512<float> Load16(void* row, float* panelRow, int p);
+    }
+
+    /// <summary>fp32 weight rows (or rows already widened into the panel), loaded as they are.</summary>
+    private readonly struct F32WeightRows : ISkinnyWeightRows
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load16(void* row, float* panelRow, int p) => Vector512.Load((float*)row + p);
+    }
+
+    /// <summary>bf16 weight rows widened to fp32 as they are loaded, the result also stored to the panel row.</summary>
+    private readonly struct WideningBF16Rows : ISkinnyWeightRows
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load16(void* row, float* panelRow, int p)
+        {
+            var bits = Vector512.WidenLower(Vector256.Load((ushort*)row + p).ToVector512Unsafe());
+            var value = Vector512.ShiftLeft(bits, 16).AsSingle();
+            value.Store(panelRow + p);
+            return value;
+        }
     }
 }

@@ -213,37 +213,11 @@ public static unsafe partial class PagedAttention
         float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
         if (Vector512.IsHardwareAccelerated && length >= 16)
         {
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (; i <= length - 16; i += 16)
-            {
-                var qv = Vector512.Load(q + i);
-                a0 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k0 + i), a0);
-                a1 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k1 + i), a1);
-                a2 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k2 + i), a2);
-                a3 = Vector512.FusedMultiplyAdd(qv, Vector512.Load(k3 + i), a3);
-            }
-
-            s0 = Vector512.Sum(a0);
-            s1 = Vector512.Sum(a1);
-            s2 = Vector512.Sum(a2);
-            s3 = Vector512.Sum(a3);
+            i = VectorLoops.Dot4<Vector512Ops, Vector512<float>>(q, k0, k1, k2, k3, length, out s0, out s1, out s2, out s3);
         }
         else if (Vector256.IsHardwareAccelerated && length >= 8)
         {
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (; i <= length - 8; i += 8)
-            {
-                var qv = Vector256.Load(q + i);
-                a0 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k0 + i), a0);
-                a1 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k1 + i), a1);
-                a2 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k2 + i), a2);
-                a3 = Vector256.FusedMultiplyAdd(qv, Vector256.Load(k3 + i), a3);
-            }
-
-            s0 = Vector256.Sum(a0);
-            s1 = Vector256.Sum(a1);
-            s2 = Vector256.Sum(a2);
-            s3 = Vector256.Sum(a3);
+            i = VectorLoops.Dot4<Vector256Ops, Vector256<float>>(q, k0, k1, k2, k3, length, out s0, out s1, out s2, out s3);
         }
 
         for (; i < length; i++)
@@ -267,30 +241,13 @@ public static unsafe partial class PagedAttention
         float sum = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            var m = Vector512.Create(max);
-            var total = Vector512<float>.Zero;
-            for (; t <= count - 16; t += 16)
-            {
-                var e = Vector512.Exp(Vector512.Load(scores + t) - m);
-                e.Store(scores + t);
-                total += e;
-            }
-
-            sum = Vector512.Sum(total);
+            sum = ExpShiftedVectors<Vector512Ops, Vector512<float>>(scores, count, max, ref t);
         }
 
+        // 256-bit vectors also take what is left of 512-bit ones (8 to 15 scores).
         if (Vector256.IsHardwareAccelerated)
         {
-            var m = Vector256.Create(max);
-            var total = Vector256<float>.Zero;
-            for (; t <= count - 8; t += 8)
-            {
-                var e = Vector256.Exp(Vector256.Load(scores + t) - m);
-                e.Store(scores + t);
-                total += e;
-            }
-
-            sum += Vector256.Sum(total);
+            sum += ExpShiftedVectors<Vector256Ops, Vector256<float>>(scores, count, max, ref t);
         }
 
         for (; t < count; t++)
@@ -302,59 +259,36 @@ public static unsafe partial class PagedAttention
         return sum;
     }
 
+    /// <summary><see cref="ExpShifted"/> over the whole vectors from <paramref name="t"/> on at one width, advancing it; returns their sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float ExpShiftedVectors<TOps, TVec>(float* scores, int count, float max, ref int t)
+        where TOps : struct, IVectorOps<TVec>
+        where TVec : struct
+    {
+        var m = TOps.Create(max);
+        TVec total = default;
+        for (; t <= count - TOps.Count; t += TOps.Count)
+        {
+            var e = TOps.Exp(TOps.Subtract(TOps.Load(scores + t), m));
+            TOps.Store(e, scores + t);
+            total = TOps.Add(total, e);
+        }
+
+        return TOps.Sum(total);
+    }
+
     /// <summary>acc += Σ_t p[t] · v_t over <paramref name="count"/> value rows, four output vectors (64 or 32 floats) per pass.</summary>
     private static void AccumulateValues(float* values, int kvStride, float* p, int count, int headDim, float* acc)
     {
         int d = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            for (; d <= headDim - 64; d += 64)
-            {
-                var a0 = Vector512.Load(acc + d);
-                var a1 = Vector512.Load(acc + d + 16);
-                var a2 = Vector512.Load(acc + d + 32);
-                var a3 = Vector512.Load(acc + d + 48);
-                float* v = values + d;
-                for (int t = 0; t < count; t++, v += kvStride)
-                {
-                    var pt = Vector512.Create(p[t]);
-                    a0 = Vector512.FusedMultiplyAdd(Vector512.Load(v), pt, a0);
-                    a1 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 16), pt, a1);
-                    a2 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 32), pt, a2);
-                    a3 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 48), pt, a3);
-                }
-
-                a0.Store(acc + d);
-                a1.Store(acc + d + 16);
-                a2.Store(acc + d + 32);
-                a3.Store(acc + d + 48);
-            }
+            d = AccumulateValues4<Vector512Ops, Vector512<float>>(values, kvStride, p, count, headDim, acc, d);
         }
 
         if (Vector256.IsHardwareAccelerated)
         {
-            for (; d <= headDim - 32; d += 32)
-            {
-                var a0 = Vector256.Load(acc + d);
-                var a1 = Vector256.Load(acc + d + 8);
-                var a2 = Vector256.Load(acc + d + 16);
-                var a3 = Vector256.Load(acc + d + 24);
-                float* v = values + d;
-                for (int t = 0; t < count; t++, v += kvStride)
-                {
-                    var pt = Vector256.Create(p[t]);
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.Load(v), pt, a0);
-                    a1 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 8), pt, a1);
-                    a2 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 16), pt, a2);
-                    a3 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 24), pt, a3);
-                }
-
-                a0.Store(acc + d);
-                a1.Store(acc + d + 8);
-                a2.Store(acc + d + 16);
-                a3.Store(acc + d + 24);
-            }
-
+            d = AccumulateValues4<Vector256Ops, Vector256<float>>(values, kvStride, p, count, headDim, acc, d);
             for (; d <= headDim - 8; d += 8)
             {
                 var a0 = Vector256.Load(acc + d);
@@ -378,6 +312,41 @@ public static unsafe partial class PagedAttention
 
             acc[d] = a;
         }
+    }
+
+    /// <summary>
+    /// <see cref="AccumulateValues"/> four vectors at a time at one width, from dimension <paramref name="d"/>;
+    /// returns where it stopped.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int AccumulateValues4<TOps, TVec>(float* values, int kvStride, float* p, int count, int headDim, float* acc, int d)
+        where TOps : struct, IVectorOps<TVec>
+        where TVec : struct
+    {
+        int n = TOps.Count;
+        for (; d <= headDim - (4 * n); d += 4 * n)
+        {
+            var a0 = TOps.Load(acc + d);
+            var a1 = TOps.Load(acc + d + n);
+            var a2 = TOps.Load(acc + d + (2 * n));
+            var a3 = TOps.Load(acc + d + (3 * n));
+            float* v = values + d;
+            for (int t = 0; t < count; t++, v += kvStride)
+            {
+                var pt = TOps.Create(p[t]);
+                a0 = TOps.FusedMultiplyAdd(TOps.Load(v), pt, a0);
+                a1 = TOps.FusedMultiplyAdd(TOps.Load(v + n), pt, a1);
+                a2 = TOps.FusedMultiplyAdd(TOps.Load(v + (2 * n)), pt, a2);
+                a3 = TOps.FusedMultiplyAdd(TOps.Load(v + (3 * n)), pt, a3);
+            }
+
+            TOps.Store(a0, acc + d);
+            TOps.Store(a1, acc + d + n);
+            TOps.Store(a2, acc + d + (2 * n));
+            TOps.Store(a3, acc + d + (3 * n));
+        }
+
+        return d;
     }
 
 }

@@ -15,31 +15,20 @@ public static unsafe class RmsNorm
 
     /// <summary>output[r] = norm(x[r]) · w for each of <paramref name="rows"/> rows; output may be x.</summary>
     public static void Run(float* x, float* output, void* weight, DType weightType, float eps, int rows, int d)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(rows);
-        ArgumentOutOfRangeException.ThrowIfNegative(d);
-        if (rows == 0 || d == 0)
-        {
-            return;
-        }
-
-        int chunks = KernelScheduling.ChunkCount((long)rows * d, MinElementsPerTask, rows);
-        KernelScheduling.For(chunks, chunk =>
-        {
-            var (start, end) = KernelScheduling.Range(chunk, chunks, rows);
-            float* w = WidenWeight(weight, weightType, d);
-            for (int r = start; r < end; r++)
-            {
-                NormalizeRow(x + ((long)r * d), output + ((long)r * d), w, eps, d);
-            }
-        });
-    }
+        => NormalizeRows(x, null, output, weight, weightType, eps, rows, d);
 
     /// <summary>
     /// The fused residual step of every decoder layer (vLLM's <c>fused_add_rms_norm</c>):
     /// residual += x, then x = norm(residual) · w, both in place.
     /// </summary>
     public static void AddAndNorm(float* x, float* residual, void* weight, DType weightType, float eps, int rows, int d)
+        => NormalizeRows(x, residual, x, weight, weightType, eps, rows, d);
+
+    /// <summary>
+    /// The row loop of <see cref="Run"/> and <see cref="AddAndNorm"/>: with a <paramref name="residual"/>, each row
+    /// first adds x into it and normalizes the sum; without one, it normalizes x.
+    /// </summary>
+    private static void NormalizeRows(float* x, float* residual, float* output, void* weight, DType weightType, float eps, int rows, int d)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(d);
@@ -55,10 +44,15 @@ public static unsafe class RmsNorm
             float* w = WidenWeight(weight, weightType, d);
             for (int r = start; r < end; r++)
             {
-                var xRow = new Span<float>(x + ((long)r * d), d);
-                var residualRow = new Span<float>(residual + ((long)r * d), d);
-                TensorPrimitives.Add(residualRow, xRow, residualRow);
-                NormalizeRow(residual + ((long)r * d), x + ((long)r * d), w, eps, d);
+                float* source = x + ((long)r * d);
+                if (residual != null)
+                {
+                    var residualRow = new Span<float>(residual + ((long)r * d), d);
+                    TensorPrimitives.Add(residualRow, new ReadOnlySpan<float>(source, d), residualRow);
+                    source = residual + ((long)r * d);
+                }
+
+                NormalizeRow(source, output + ((long)r * d), w, eps, d);
             }
         });
     }
