@@ -26,6 +26,7 @@ public sealed record EngineStats(
 /// vLLM's histograms are made: TTFT = FirstTokenTime − ArrivalTime; e2e = FinishedTime − ArrivalTime;
 /// queue time = FirstScheduledTime − QueuedTime; prefill = FirstTokenTime − FirstScheduledTime;
 /// decode = LastTokenTime − FirstTokenTime. Times not reached (an abort before scheduling) are 0.
+/// <see cref="NumGenerationTokens"/> sums the n samples; <see cref="MaxNumGenerationTokens"/> is the longest one.
 /// </summary>
 public sealed record RequestMetrics(
     double ArrivalTime,
@@ -39,7 +40,8 @@ public sealed record RequestMetrics(
     int NumCachedTokens,
     int N,
     int? MaxTokens,
-    FinishReason FinishReason)
+    FinishReason FinishReason,
+    int MaxNumGenerationTokens)
 {
     public double TimeToFirstToken => FirstTokenTime > 0 ? FirstTokenTime - ArrivalTime : 0;
     public double E2eLatency => FinishedTime - ArrivalTime;

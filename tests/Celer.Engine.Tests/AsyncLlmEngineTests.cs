@@ -51,8 +51,17 @@ public class AsyncLlmEngineTests
     {
         PagedTokenModelExecutor executor = LlmEngineTests.RecitingExecutor();
         using var cts = new CancellationTokenSource();
-        // From the third token on, the model waits for the client to go away, so the request can't finish first.
-        executor.AfterSample = step => cts.Token.WaitHandle.WaitOne(step > 3 ? Patience : TimeSpan.Zero);
+        // From the third token on, the model waits for the client to go away, so the request can't finish first;
+        // once it has gone, each step takes 5 ms, so the ~200 steps left outlast the abort's trip to the loop
+        // (on a loaded machine the consumer's thread can lag the loop by tens of milliseconds).
+        executor.AfterSample = step =>
+        {
+            cts.Token.WaitHandle.WaitOne(step > 3 ? Patience : TimeSpan.Zero);
+            if (cts.IsCancellationRequested)
+            {
+                Thread.Sleep(5);
+            }
+        };
         await using var engine = new AsyncLlmEngine(LlmEngineTests.Args(), executor, TinyPy.Tokenizer, LlmEngineTests.Model);
         int received = 0;
         await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>

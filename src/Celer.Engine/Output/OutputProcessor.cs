@@ -186,6 +186,6 @@ public sealed class OutputProcessor(Tokenizer? tokenizer)
         return new RequestMetrics(
             parent.ArrivalTime, parent.QueuedTime, parent.FirstScheduledTime, firstToken, lastToken, now,
             parent.Request.PromptTokenIds.Count, children.Sum(c => c.NumGeneratedTokens), parent.NumCachedTokens,
-            children.Length, parent.Request.Params.MaxTokens, reason);
+            children.Length, parent.Request.Params.MaxTokens, reason, children.Max(c => c.NumGeneratedTokens));
     }
 }

@@ -163,10 +163,8 @@ internal sealed class EngineMetrics : IEngineStatsListener
         _paramsN.Observe(metrics.N);
         // An unset max_tokens is "the rest of the context", which vLLM's server writes into the request.
         _paramsMaxTokens.Observe(metrics.MaxTokens ?? _maxModelLen - metrics.NumPromptTokens);
-        // vLLM observes the longest of the n samples. RequestMetrics carries their sum only, which is
-        // that length when n is 1; for n > 1 the longest is not known here, so nothing is observed.
-        if (metrics.N == 1)
-            _maxNumGenerationTokens.Observe(metrics.NumGenerationTokens);
+        // vLLM observes the longest of the n samples.
+        _maxNumGenerationTokens.Observe(metrics.MaxNumGenerationTokens);
     }
 
     /// <summary>Gauges and counters from the engine's own totals, so they are exact at every scrape.</summary>

@@ -188,9 +188,11 @@ public sealed class VllmConsumersTests(ServerFixture server)
         // The chat request leaves max_tokens unset: vLLM records the rest of the context.
         Assert.Equal(5 + 3 + (server.MaxModelLen - served[2].PromptTokens), Delta("vllm:request_params_max_tokens_sum"));
         Assert.Equal(3, Delta("vllm:request_params_max_tokens_count"));
-        // The longest sample of each request; the engine reports it for n = 1 requests only.
-        Assert.Equal(2, Delta("vllm:request_max_num_generation_tokens_count"));
-        Assert.Equal(served[0].CompletionTokens + served[2].CompletionTokens, Delta("vllm:request_max_num_generation_tokens_sum"));
+        // The longest sample of each request: the n = 2 request's samples have 3 tokens each (ignore_eos,
+        // max_tokens 3), so it adds 3, not their sum of 6.
+        Assert.Equal(3, Delta("vllm:request_max_num_generation_tokens_count"));
+        Assert.Equal(6, served[1].CompletionTokens);
+        Assert.Equal(served[0].CompletionTokens + 3 + served[2].CompletionTokens, Delta("vllm:request_max_num_generation_tokens_sum"));
         Assert.Equal(served.Sum(r => r.CompletionTokens), Delta("vllm:request_generation_tokens_sum"));
         Assert.Equal(3, Delta("vllm:request_time_per_output_token_seconds_count"));
         Assert.True(Delta("vllm:request_time_per_output_token_seconds_sum") > 0);
