@@ -17,10 +17,14 @@ public static class ModelLoader
     /// <summary>vLLM's default CPU KV cache space (VLLM_CPU_KVCACHE_SPACE = 4 GiB).</summary>
     public const long DefaultCpuKvCacheBytes = 4L << 30;
 
-    public static LoadedModel Load(EngineArgs args, IProgress<ModelLoadProgress>? progress = null, IEngineStatsListener? listener = null)
+    /// <param name="wrapExecutor">Wraps the model runner before the engine gets it (instrumentation, fault injection in tests).</param>
+    public static LoadedModel Load(
+        EngineArgs args, IProgress<ModelLoadProgress>? progress = null, IEngineStatsListener? listener = null,
+        Func<IModelExecutor, IModelExecutor>? wrapExecutor = null)
     {
         Parts parts = LoadParts(args, progress);
-        var engine = new AsyncLlmEngine(args, parts.Runner, parts.Tokenizer, parts.Info, listener);
+        IModelExecutor executor = wrapExecutor is null ? parts.Runner : wrapExecutor(parts.Runner);
+        var engine = new AsyncLlmEngine(args, executor, parts.Tokenizer, parts.Info, listener);
         return parts.ToLoaded(engine);
     }
 

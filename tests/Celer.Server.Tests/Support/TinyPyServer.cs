@@ -1,13 +1,8 @@
-using Celer.Backends.Cpu;
 using Celer.Engine;
 using Celer.Engine.Execution;
-using Celer.Models.Architectures;
-using Celer.Models.Config;
-using Celer.Models.Weights;
 using Celer.Server.Metrics;
 using Celer.Server.Serving;
 using Celer.Server.Tests.Integration;
-using Celer.Tokenization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -15,9 +10,8 @@ namespace Celer.Server.Tests.Support;
 
 /// <summary>
 /// A server of its own for one test that stops, kills or throttles it: models/celer-tiny-py on the CPU
-/// behind an <see cref="InterceptingExecutor"/>, on an ephemeral loopback port. The engine is built
-/// from the public parts (config, weights, <see cref="ModelRunner"/>, <see cref="AsyncLlmEngine"/>)
-/// because <see cref="ModelLoader"/> has no place to slip the executor in.
+/// behind an <see cref="InterceptingExecutor"/> that <see cref="ModelLoader"/> wraps around the model
+/// runner, on an ephemeral loopback port.
 /// </summary>
 internal sealed class TinyPyServer : IAsyncDisposable
 {
@@ -45,33 +39,16 @@ internal sealed class TinyPyServer : IAsyncDisposable
     /// <summary>Starts models/celer-tiny-py on the CPU behind a real server on a loopback port.</summary>
     public static async Task<TinyPyServer> StartAsync(int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null)
     {
-        string dir = ServerFixture.DefaultModel;
-        var args = new EngineArgs { Model = dir, MaxModelLen = MaxModelLen, MaxNumSeqs = MaxNumSeqs, MaxNumBatchedTokens = 512, BlockSize = BlockSize, Seed = 0 };
-        var config = ModelConfig.Load(dir);
-        var tokenizer = Tokenizer.FromFile(Path.Combine(dir, "tokenizer.json"));
-        var backend = new CpuBackend();
-        var weights = SafetensorsWeightSource.Open(dir);
-        var decoder = new DecoderModel(config, weights, backend, maxNumTokens: 512, maxLogitsRows: MaxNumSeqs);
-        // Every sequence at full length, plus the null block.
-        var numKvBlocks = MaxNumSeqs * (MaxModelLen / BlockSize) + 1;
-        var executor = new InterceptingExecutor(new ModelRunner(decoder, backend, numKvBlocks, BlockSize, config.EosTokenIds, args.Seed, weights));
         var relay = new EngineStatsRelay();
-        var engine = new AsyncLlmEngine(args, executor, tokenizer, new EngineModelInfo(config.VocabSize, MaxModelLen, config.EosTokenIds.Count > 0 ? config.EosTokenIds[0] : null, config.EosTokenIds), relay);
-        var model = new LoadedModel
-        {
-            Engine = engine,
-            Tokenizer = tokenizer,
-            TokenizerConfig = TokenizerConfig.Load(dir),
-            ModelName = ServerFixture.ModelName,
-            ModelPath = dir,
-            MaxModelLen = MaxModelLen,
-            ModelConfig = config,
-            GenerationConfig = GenerationConfig.Load(dir),
-            DeviceName = backend.Name,
-            NumKvBlocks = numKvBlocks,
-            BlockSize = BlockSize,
-            EnablePrefixCaching = args.EnablePrefixCaching,
-        };
+        InterceptingExecutor? executor = null;
+        var model = ModelLoader.Load(
+            new EngineArgs
+            {
+                Model = ServerFixture.DefaultModel, ServedModelName = ServerFixture.ModelName, MaxModelLen = MaxModelLen,
+                MaxNumSeqs = MaxNumSeqs, MaxNumBatchedTokens = 512, BlockSize = BlockSize, Seed = 0,
+            },
+            listener: relay,
+            wrapExecutor: runner => executor = new InterceptingExecutor(runner));
         var options = new ServerOptions
         {
             Port = 0,
@@ -84,7 +61,7 @@ internal sealed class TinyPyServer : IAsyncDisposable
         };
         var app = CelerServer.Build(options, model, relay);
         await app.StartAsync();
-        return new TinyPyServer(app, model, executor);
+        return new TinyPyServer(app, model, executor!);
     }
 
     public HttpClient CreateClient() => new() { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
