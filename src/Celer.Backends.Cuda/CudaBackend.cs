@@ -56,7 +56,7 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
     /// <summary>
     /// Bumped whenever a buffer that recorded graphs point into moves (grows): those graphs are stale from then on.
     /// </summary>
-    internal int BufferVersion { get; set; }
+    private int BufferVersion { get; set; }
 
     public string Name => $"cuda:{_device.Ordinal} ({_device.Name})";
 
@@ -386,6 +386,27 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
         return memory;
     }
 
+    /// <summary>
+    /// Replaces a growable buffer by a larger one. Recorded graphs point into the old one, so they go stale, and it
+    /// may not happen while a graph is being recorded.
+    /// </summary>
+    internal SafeDeviceMemoryHandle Grow(SafeDeviceMemoryHandle? old, long bytes, string what)
+    {
+        if (_capturing)
+        {
+            throw new InvalidOperationException($"The {what} would move while a graph is being recorded.");
+        }
+
+        if (old is not null)
+        {
+            old.Dispose();
+            _allocations.Remove(old);
+        }
+
+        BufferVersion++;
+        return Track(_device.Allocate(bytes));
+    }
+
     internal void UploadAsync(ulong destination, ReadOnlySpan<int> values)
     {
         fixed (int* v = values)
@@ -395,7 +416,6 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
         }
     }
 
-    internal CudaDevice DeviceForBuffers => _device;
 
     private ForwardBatch Batch => _batch ?? throw new InvalidOperationException("BeginStep was not called.");
 
@@ -423,16 +443,8 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
     {
         if (_gemmInput is null || _gemmInputBytes < bytes)
         {
-            if (_capturing)
-            {
-                throw new InvalidOperationException("The GEMM scratch buffer would move while a graph is being recorded.");
-            }
-
-            _gemmInput?.Dispose();
-            _allocations.Remove(_gemmInput!);
-            _gemmInput = Track(_device.Allocate(bytes));
+            _gemmInput = Grow(_gemmInput, bytes, "GEMM scratch buffer");
             _gemmInputBytes = bytes;
-            BufferVersion++;
         }
 
         return _gemmInput.Pointer;

@@ -14,10 +14,8 @@ internal sealed class DeviceInts(CudaBackend backend)
     {
         if (values.Length > _capacity)
         {
-            _memory?.Dispose();
             _capacity = Math.Max(values.Length, _capacity * 2);
-            _memory = backend.Track(backend.DeviceForBuffers.Allocate((long)_capacity * sizeof(int)));
-            backend.BufferVersion++;
+            _memory = backend.Grow(_memory, (long)_capacity * sizeof(int), "step metadata");
         }
 
         if (values.Length > 0)
