@@ -90,11 +90,6 @@ public sealed class ModelRunner : IModelExecutor
             }
         });
 
-        foreach ((string id, int numTokens) in schedulerOutput.NumScheduledTokens)
-        {
-            _requests[id].NumComputedTokens += numTokens;
-        }
-
         return new ModelRunnerOutput(
             sampled,
             logprobs.IsEmpty ? null : logprobs,

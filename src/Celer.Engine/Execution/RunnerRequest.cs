@@ -14,6 +14,7 @@ internal sealed class RunnerRequest(string id, IReadOnlyList<int> promptTokenIds
 
     public List<int> BlockIds { get; } = [];
 
+    /// <summary>Tokens already in the KV cache before this step, as the scheduler sends it each time it schedules the request.</summary>
     public int NumComputedTokens { get; set; }
 
     public SamplingState Sampling { get; } = sampling;
