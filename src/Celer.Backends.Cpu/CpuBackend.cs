@@ -9,8 +9,11 @@ namespace Celer.Backends.Cpu;
 /// The model operators on the CPU: matrix weights stay in the memory-mapped checkpoint in their stored dtype (the
 /// matmul widens bf16/f16 on the fly); activations and the paged KV cache are fp32 in native, cache-line-aligned
 /// memory. Vector weights (biases, norms) are widened to fp32 once at load, since they are tiny and read often.
+/// Stacked weights (q/k/v, gate/up), and matrices stored in another dtype than the one the model is served in
+/// (<c>--dtype</c>), are copied once into native memory in that dtype.
 /// </summary>
-public sealed unsafe class CpuBackend : IModelBackend
+/// <param name="weightDType">The dtype matrix weights are kept in (the model dtype).</param>
+public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
 {
     private const nuint Alignment = 64;
 
@@ -20,10 +23,22 @@ public sealed unsafe class CpuBackend : IModelBackend
     private int _blockSize;
     private ForwardBatch? _batch;
 
+    // Contiguous keys and values of a step, split out of the fused qkv rows for the norm/RoPE/cache-write kernels.
+    private float* _kScratch, _vScratch;
+    private long _scratchElements;
+
     public string Name => $"cpu ({Environment.ProcessorCount} threads)";
+
+    /// <summary>The CPU computes in fp32 whatever the checkpoint's dtype (the matmul widens 16-bit weights as it reads them).</summary>
+    public DType ActivationDType => DType.F32;
 
     public Tensor LoadWeight(WeightTensor weight)
     {
+        if (weight.Shape.Length != 1 && weight.DType != weightDType)
+        {
+            return LoadStacked(weight.Name, weight);
+        }
+
         if (weight.Shape.Length != 1 || weight.DType == DType.F32)
         {
             return new Tensor(weight.Name, weight.Data, weight.DType, weight.Shape);
@@ -34,8 +49,57 @@ public sealed unsafe class CpuBackend : IModelBackend
         return new Tensor(weight.Name, (nint)widened, DType.F32, weight.Shape);
     }
 
-    public Tensor Allocate(string name, params int[] shape)
+    public Tensor LoadStacked(string name, params WeightTensor[] parts)
     {
+        int[] trailing = parts[0].Shape[1..];
+        if (parts.Any(p => !p.Shape.AsSpan(1).SequenceEqual(trailing)))
+        {
+            throw new ModelLoadException($"the parts of '{name}' ({string.Join(", ", parts.Select(p => p.ToString()))}) differ in their trailing shape");
+        }
+
+        int[] shape = [parts.Sum(p => p.Shape[0]), .. trailing];
+        if (shape.Length == 1)
+        {
+            // Biases: widened to fp32 like every vector weight.
+            float* widened = AllocateFloats(shape[0]);
+            long offset = 0;
+            foreach (WeightTensor part in parts)
+            {
+                Conversions.ToF32((void*)part.Data, part.DType, widened + offset, checked((int)part.ElementCount));
+                offset += part.ElementCount;
+            }
+
+            return new Tensor(name, (nint)widened, DType.F32, shape);
+        }
+
+        long bytes = parts.Sum(p => p.ElementCount) * weightDType.ByteSize();
+        byte* stacked = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, Alignment);
+        _owned.Add((nint)stacked);
+        long at = 0;
+        foreach (WeightTensor part in parts)
+        {
+            if (part.DType == weightDType)
+            {
+                Buffer.MemoryCopy((void*)part.Data, stacked + at, bytes - at, part.ByteLength);
+            }
+            else
+            {
+                Conversions.Convert((void*)part.Data, part.DType, stacked + at, weightDType, part.ElementCount);
+            }
+
+            at += part.ElementCount * weightDType.ByteSize();
+        }
+
+        return new Tensor(name, (nint)stacked, weightDType, shape);
+    }
+
+    public Tensor Allocate(string name, DType dtype, params int[] shape)
+    {
+        if (dtype != DType.F32)
+        {
+            throw new NotSupportedException($"The CPU backend keeps activations in fp32, not {dtype}.");
+        }
+
         var tensor = new Tensor(name, 0, DType.F32, shape);
         return new Tensor(name, (nint)AllocateFloats(tensor.ElementCount), DType.F32, shape);
     }
@@ -43,10 +107,10 @@ public sealed unsafe class CpuBackend : IModelBackend
     public long KvBlockBytes(int numLayers, int blockSize, int numKvHeads, int headDim) =>
         2L * numLayers * blockSize * numKvHeads * headDim * sizeof(float);
 
-    public void AllocateKvCache(int numLayers, int numBlocks, int blockSize, int numKvHeads, int headDim)
+    public void AllocateKvCache(int numLayers, int numBlocks, int blockSize, AttentionSpec spec)
     {
         _blockSize = blockSize;
-        long perLayer = (long)numBlocks * blockSize * numKvHeads * headDim;
+        long perLayer = (long)numBlocks * blockSize * spec.NumKvHeads * spec.HeadDim;
         _kCache = new float*[numLayers];
         _vCache = new float*[numLayers];
         for (int layer = 0; layer < numLayers; layer++)
@@ -79,27 +143,38 @@ public sealed unsafe class CpuBackend : IModelBackend
     public void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps) =>
         Kernels.RmsNorm.AddAndNorm(F(x), F(residual), (void*)weight.Data, weight.DType, eps, rows, (int)weight.ElementCount);
 
-    public void Rope(Tensor qOrK, int rows, int numHeads, int headDim, RopeSpec rope)
+    public void PrepareAttention(int layer, Tensor qkv, int rows, AttentionSpec spec, RopeSpec rope, Tensor? qNorm, Tensor? kNorm, float eps, Tensor q)
     {
+        int qDim = spec.NumHeads * spec.HeadDim, kvDim = spec.NumKvHeads * spec.HeadDim, width = qDim + 2 * kvDim;
+        EnsureScratch((long)rows * kvDim);
+        float* src = F(qkv), qOut = F(q);
+        for (int r = 0; r < rows; r++)
+        {
+            float* row = src + (long)r * width;
+            new ReadOnlySpan<float>(row, qDim).CopyTo(new Span<float>(qOut + (long)r * qDim, qDim));
+            new ReadOnlySpan<float>(row + qDim, kvDim).CopyTo(new Span<float>(_kScratch + (long)r * kvDim, kvDim));
+            new ReadOnlySpan<float>(row + qDim + kvDim, kvDim).CopyTo(new Span<float>(_vScratch + (long)r * kvDim, kvDim));
+        }
+
+        if (qNorm is not null && kNorm is not null)
+        {
+            Kernels.RmsNorm.Run(qOut, qOut, (void*)qNorm.Data, qNorm.DType, eps, rows * spec.NumHeads, spec.HeadDim);
+            Kernels.RmsNorm.Run(_kScratch, _kScratch, (void*)kNorm.Data, kNorm.DType, eps, rows * spec.NumKvHeads, spec.HeadDim);
+        }
+
         fixed (int* positions = Batch.Positions)
         fixed (float* invFreq = rope.InverseFrequencies)
-        {
-            Kernels.Rope.Apply(F(qOrK), rows, numHeads, headDim, rope.RotaryDim, positions, invFreq, rope.AttentionScaling);
-        }
-    }
-
-    public void SiluMul(Tensor gate, Tensor up, int rows, Tensor output) =>
-        Activation.SiluMul(F(gate), F(up), F(output), rows, (int)gate.Columns);
-
-    public void WriteKv(int layer, Tensor k, Tensor v, int rows)
-    {
-        int kvHeadsTimesDim = (int)k.Columns;
         fixed (int* slots = Batch.SlotMapping)
         {
+            Kernels.Rope.Apply(qOut, rows, spec.NumHeads, spec.HeadDim, rope.RotaryDim, positions, invFreq, rope.AttentionScaling);
+            Kernels.Rope.Apply(_kScratch, rows, spec.NumKvHeads, spec.HeadDim, rope.RotaryDim, positions, invFreq, rope.AttentionScaling);
             // The cache row is [numKvHeads, headDim] contiguous, so one "head" of the full width writes the same bytes.
-            KvCache.Write(F(k), F(v), rows, 1, kvHeadsTimesDim, slots, _kCache[layer], _vCache[layer]);
+            KvCache.Write(_kScratch, _vScratch, rows, 1, kvDim, slots, _kCache[layer], _vCache[layer]);
         }
     }
+
+    public void SiluMul(Tensor gateUp, int rows, Tensor output) =>
+        Activation.SiluMulFused(F(gateUp), F(output), rows, (int)output.Columns);
 
     public void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec)
     {
@@ -143,6 +218,24 @@ public sealed unsafe class CpuBackend : IModelBackend
     }
 
     private ForwardBatch Batch => _batch ?? throw new InvalidOperationException("BeginStep was not called.");
+
+    private void EnsureScratch(long elements)
+    {
+        if (elements > _scratchElements)
+        {
+            foreach (nint old in new[] { (nint)_kScratch, (nint)_vScratch })
+            {
+                if (_owned.Remove(old))
+                {
+                    NativeMemory.AlignedFree((void*)old);
+                }
+            }
+
+            _kScratch = AllocateFloats(elements);
+            _vScratch = AllocateFloats(elements);
+            _scratchElements = elements;
+        }
+    }
 
     private static float* F(Tensor t) => (float*)t.Data;
 

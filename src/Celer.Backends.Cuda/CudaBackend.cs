@@ -5,11 +5,13 @@ using Celer.Models.Weights;
 namespace Celer.Backends.Cuda;
 
 /// <summary>
-/// The model operators on one NVIDIA GPU: NVRTC-compiled kernels for the element-wise work and attention,
-/// cuBLAS for the GEMMs (weights in their stored dtype, activations rounded to it, fp32 accumulation and
-/// output), an fp32 paged KV cache. Logits come back to the host, where the engine's sampler runs.
+/// The model operators on one NVIDIA GPU, in the model dtype end to end as vLLM runs a model: weights,
+/// activations and the paged KV cache in <see cref="ActivationDType"/> (bf16, fp16 or fp32), NVRTC-compiled
+/// kernels that compute in fp32 and round once, cuBLAS GEMMs with fp32 accumulation, tensor-core attention for
+/// 16-bit models (<c>flash_attention.cu</c>). Only the logits are fp32; they come back to the host, where the
+/// engine's sampler runs. The operators live in CudaBackend.Operators.cs and CudaBackend.Attention.cs.
 /// </summary>
-public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
+public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 {
     private const int StagingBytes = 64 << 20;   // pinned chunk for weight uploads: large enough to stream at PCIe speed
 
@@ -22,24 +24,29 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
     private readonly CudaKernels _kernels;
     private readonly List<SafeDeviceMemoryHandle> _allocations = [];
     private readonly SafePinnedHostHandle _staging;
-    private readonly DeviceInts _tokenIds, _positions, _slotMapping, _tokenSeq, _blockTables, _logitsRows;
-    private SafeDeviceMemoryHandle? _gemmInput;
-    private long _gemmInputBytes;
+    private readonly DeviceInts _tokenIds, _positions, _slotMapping, _tokenSeq, _blockTables, _logitsRows, _attentionTiles;
+    private readonly string _suffix;
     private ulong[] _kCache = [], _vCache = [];
     private int _blockSize;
+    private AttentionSpec? _attention;
     private ForwardBatch? _batch;
     private readonly Dictionary<int, (SafeCudaGraphHandle Graph, int Version)> _graphs = [];
     private bool _capturing;
-    private SafeDeviceMemoryHandle? _splitAcc, _splitMl;
 
-    // The fp32 activation last rounded for a GEMM, so q/k/v (and gate/up), which share their input, convert it once.
-    private (nint Source, long Count, DType DType) _converted;
-
+    /// <param name="activationDType">The model dtype the backend computes in; weights are converted to it at load.</param>
     /// <param name="ownsDevice">Dispose the device with the backend (the loader's case; tests share one device).</param>
-    public CudaBackend(CudaDevice device, bool ownsDevice = false)
+    public CudaBackend(CudaDevice device, DType activationDType, bool ownsDevice = false)
     {
         _device = device;
         _ownsDevice = ownsDevice;
+        ActivationDType = activationDType;
+        _suffix = activationDType switch
+        {
+            DType.F32 => "f32",
+            DType.F16 => "f16",
+            DType.BF16 => "bf16",
+            _ => throw new NotSupportedException($"The CUDA backend computes in fp32, fp16 or bf16, not {activationDType}."),
+        };
         _device.MakeCurrent();
         _kernels = new CudaKernels(device);
         _staging = device.AllocatePinned(StagingBytes);
@@ -49,6 +56,7 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
         _tokenSeq = new DeviceInts(this);
         _blockTables = new DeviceInts(this);
         _logitsRows = new DeviceInts(this);
+        _attentionTiles = new DeviceInts(this);
         ulong workspace = Track(device.Allocate(CublasWorkspaceBytes)).Pointer;
         Cublas.Check(Cublas.cublasSetWorkspace_v2(device.CublasHandle, workspace, CublasWorkspaceBytes), "cublasSetWorkspace");
     }
@@ -62,48 +70,97 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
 
     public CudaDevice Device => _device;
 
+    public DType ActivationDType { get; }
+
     public Tensor LoadWeight(WeightTensor weight)
     {
         _device.MakeCurrent();
-        SafeDeviceMemoryHandle memory = Track(_device.Allocate(weight.ByteLength));
+        var tensor = new Tensor(weight.Name, 0, ActivationDType, weight.Shape);
+        SafeDeviceMemoryHandle memory = Track(_device.Allocate(tensor.ByteLength));
+        Upload(weight, memory.Pointer);
+        return new Tensor(weight.Name, (nint)memory.Pointer, ActivationDType, weight.Shape);
+    }
+
+    public Tensor LoadStacked(string name, params WeightTensor[] parts)
+    {
+        int[] trailing = parts[0].Shape[1..];
+        if (parts.Any(p => !p.Shape.AsSpan(1).SequenceEqual(trailing)))
+        {
+            throw new ModelLoadException($"the parts of '{name}' ({string.Join(", ", parts.Select(p => p.ToString()))}) differ in their trailing shape");
+        }
+
+        _device.MakeCurrent();
+        int[] shape = [parts.Sum(p => p.Shape[0]), .. trailing];
+        var tensor = new Tensor(name, 0, ActivationDType, shape);
+        SafeDeviceMemoryHandle memory = Track(_device.Allocate(tensor.ByteLength));
+        long offset = 0;
+        foreach (WeightTensor part in parts)
+        {
+            Upload(part, memory.Pointer + (ulong)offset);
+            offset += part.ElementCount * ActivationDType.ByteSize();
+        }
+
+        return new Tensor(name, (nint)memory.Pointer, ActivationDType, shape);
+    }
+
+    /// <summary>
+    /// Copies a weight to <paramref name="destination"/> through the pinned staging buffer, converting it to the
+    /// model dtype on the GPU when it is stored in another (a bf16 checkpoint served in fp16, an fp32 norm).
+    /// </summary>
+    private void Upload(WeightTensor weight, ulong destination)
+    {
         byte* src = (byte*)weight.Data;
         nint staging = _staging.DangerousGetHandle();
+        bool convert = weight.DType != ActivationDType;
+        using SafeDeviceMemoryHandle? raw = convert ? _device.Allocate(Math.Min(StagingBytes, weight.ByteLength)) : null;
+        int inSize = weight.DType.ByteSize(), outSize = ActivationDType.ByteSize();
+        int xType = Code(weight.DType), oType = Code(ActivationDType);
+        ulong x = raw?.Pointer ?? 0, o = 0;
+        long n = 0;
+        void** args = stackalloc void*[] { &x, &xType, &n, &o, &oType };
         for (long offset = 0; offset < weight.ByteLength; offset += StagingBytes)
         {
             long chunk = Math.Min(StagingBytes, weight.ByteLength - offset);
             Buffer.MemoryCopy(src + offset, (void*)staging, StagingBytes, chunk);
-            CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(memory.Pointer + (ulong)offset, (void*)staging, (nuint)chunk, _device.Stream), "cuMemcpyHtoD");
+            if (!convert)
+            {
+                CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(destination + (ulong)offset, (void*)staging, (nuint)chunk, _device.Stream), "cuMemcpyHtoD");
+            }
+            else
+            {
+                CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(x, (void*)staging, (nuint)chunk, _device.Stream), "cuMemcpyHtoD");
+                o = destination + (ulong)(offset / inSize * outSize);
+                n = chunk / inSize;
+                _kernels.Launch("convert", Blocks(n), 1, 256, args);
+            }
+
             _device.Synchronize();   // the staging buffer is reused by the next chunk
         }
-
-        return new Tensor(weight.Name, (nint)memory.Pointer, weight.DType, weight.Shape);
     }
 
-    public Tensor Allocate(string name, params int[] shape)
+    public Tensor Allocate(string name, DType dtype, params int[] shape)
     {
         _device.MakeCurrent();
-        var tensor = new Tensor(name, 0, DType.F32, shape);
+        var tensor = new Tensor(name, 0, dtype, shape);
         SafeDeviceMemoryHandle memory = Track(_device.Allocate(tensor.ByteLength));
-        // Any activation buffer may feed a GEMM with 16-bit weights: size its rounded copy now, at load, so the
-        // memory is counted before the KV cache takes the rest of the card.
-        GemmInput(tensor.ElementCount * 2);
-        return new Tensor(name, (nint)memory.Pointer, DType.F32, shape);
+        return new Tensor(name, (nint)memory.Pointer, dtype, shape);
     }
 
     public long KvBlockBytes(int numLayers, int blockSize, int numKvHeads, int headDim) =>
-        2L * numLayers * blockSize * numKvHeads * headDim * sizeof(float);
+        2L * numLayers * blockSize * numKvHeads * headDim * ActivationDType.ByteSize();
 
-    public void AllocateKvCache(int numLayers, int numBlocks, int blockSize, int numKvHeads, int headDim)
+    public void AllocateKvCache(int numLayers, int numBlocks, int blockSize, AttentionSpec spec)
     {
         // Checked here, at load, rather than in the first step's attention, where it would fail every request.
-        if (headDim > MaxHeadDim)
+        if (spec.HeadDim > MaxHeadDim)
         {
-            throw new NotSupportedException($"head_dim {headDim} > {MaxHeadDim} is not supported by the CUDA attention kernel.");
+            throw new NotSupportedException($"head_dim {spec.HeadDim} > {MaxHeadDim} is not supported by the CUDA attention kernels.");
         }
 
         _device.MakeCurrent();
         _blockSize = blockSize;
-        long bytes = (long)numBlocks * blockSize * numKvHeads * headDim * sizeof(float);
+        _attention = spec;
+        long bytes = (long)numBlocks * blockSize * spec.NumKvHeads * spec.HeadDim * ActivationDType.ByteSize();
         _kCache = new ulong[numLayers];
         _vCache = new ulong[numLayers];
         for (int layer = 0; layer < numLayers; layer++)
@@ -117,7 +174,6 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
     {
         _device.MakeCurrent();
         _batch = batch;
-        _converted = default;
         int[] tokenSeq = new int[batch.NumTokens];
         for (int s = 0; s < batch.NumSequences; s++)
         {
@@ -130,186 +186,37 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
         _tokenSeq.Upload(tokenSeq);
         _blockTables.Upload(batch.BlockTables);
         _logitsRows.Upload(batch.LogitsRows);
-    }
-
-    public void Embedding(Tensor table, Tensor output)
-    {
-        _converted = default;
-        ulong ids = _tokenIds.Pointer, tab = (ulong)table.Data, o = (ulong)output.Data;
-        int dtype = Code(table.DType), hidden = (int)table.Columns;
-        void** args = stackalloc void*[] { &ids, &tab, &dtype, &hidden, &o };
-        _kernels.Launch("embedding", (uint)Batch.NumTokens, 1, Threads(hidden), args);
-    }
-
-    public void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
-    {
-        int n = weight.Rows, k = (int)weight.Columns;
-        ulong input = (ulong)x.Data;
-        int type = Cublas.CUDA_R_32F;
-        if (weight.DType != DType.F32)
+        if (_attention is not null && UsesFlashAttention(_attention))
         {
-            // cuBLAS multiplies like with like: round the fp32 activations to the weight's 16-bit type. The scratch is
-            // sized for the whole input buffer, not this step's rows, so it reaches its final size on the first step:
-            // a decode graph recorded later for a padded bucket larger than any eager step must not need it to grow.
-            long count = (long)rows * k;
-            input = GemmInput(x.ElementCount * 2);
-            if (_converted != (x.Data, count, weight.DType))
-            {
-                ulong xs = (ulong)x.Data;
-                int dtype = Code(weight.DType);
-                void** cargs = stackalloc void*[] { &xs, &count, &dtype, &input };
-                _kernels.Launch("convert_f32", Blocks(count), 1, 256, cargs);
-                _converted = (x.Data, count, weight.DType);
-            }
-
-            type = weight.DType == DType.BF16 ? Cublas.CUDA_R_16BF : Cublas.CUDA_R_16F;
+            _attentionTiles.Upload(FlashTiles(batch, _attention));
         }
-
-        // Row-major y[rows, n] = x[rows, k]·W[n, k]ᵀ is column-major yᵀ = W·xᵀ: A = W read transposed, B = x.
-        float alpha = 1f, beta = 0f;
-        Cublas.Check(
-            Cublas.cublasGemmEx(_device.CublasHandle, Cublas.CUBLAS_OP_T, Cublas.CUBLAS_OP_N, n, rows, k, &alpha,
-                (ulong)weight.Data, type, k, input, type, k, &beta, (ulong)y.Data, Cublas.CUDA_R_32F, n,
-                Cublas.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT),
-            "cublasGemmEx");
-        if (y.Data == _converted.Source)
-        {
-            _converted = default;
-        }
-
-        if (bias is not null)
-        {
-            ulong yp = (ulong)y.Data, bp = (ulong)bias.Data;
-            long r = rows;
-            int cols = n, dtype = Code(bias.DType);
-            void** bargs = stackalloc void*[] { &yp, &r, &cols, &bp, &dtype };
-            _kernels.Launch("add_bias", Blocks(r * n), 1, 256, bargs);
-        }
-    }
-
-    public void RmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y)
-    {
-        _converted = default;
-        int size = (int)weight.ElementCount;
-        long normRows = rows * (x.Columns / size);
-        ulong xp = (ulong)x.Data, wp = (ulong)weight.Data, yp = (ulong)y.Data;
-        int dtype = Code(weight.DType);
-        void** args = stackalloc void*[] { &xp, &wp, &dtype, &size, &eps, &yp };
-        _kernels.Launch("rms_norm", (uint)normRows, 1, Threads(size), args);
-    }
-
-    public void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps)
-    {
-        _converted = default;
-        int size = (int)weight.ElementCount;
-        ulong xp = (ulong)x.Data, rp = (ulong)residual.Data, wp = (ulong)weight.Data;
-        int dtype = Code(weight.DType);
-        void** args = stackalloc void*[] { &xp, &rp, &wp, &dtype, &size, &eps };
-        _kernels.Launch("add_rms_norm", (uint)rows, 1, Threads(size), args);
-    }
-
-    public void Rope(Tensor qOrK, int rows, int numHeads, int headDim, RopeSpec rope)
-    {
-        _converted = default;
-        ulong xp = (ulong)qOrK.Data, pp = _positions.Pointer, fp = RopeFrequencies(rope);
-        int heads = numHeads, hd = headDim, rotary = rope.RotaryDim;
-        float scaling = rope.AttentionScaling;
-        void** args = stackalloc void*[] { &xp, &pp, &fp, &heads, &hd, &rotary, &scaling };
-        _kernels.Launch("rope", (uint)rows, (uint)numHeads, Threads(rotary / 2), args);
-    }
-
-    public void SiluMul(Tensor gate, Tensor up, int rows, Tensor output)
-    {
-        _converted = default;
-        long n = rows * gate.Columns;
-        ulong g = (ulong)gate.Data, u = (ulong)up.Data, o = (ulong)output.Data;
-        void** args = stackalloc void*[] { &g, &u, &n, &o };
-        _kernels.Launch("silu_mul", Blocks(n), 1, 256, args);
-    }
-
-    public void WriteKv(int layer, Tensor k, Tensor v, int rows)
-    {
-        ulong kp = (ulong)k.Data, vp = (ulong)v.Data, sp = _slotMapping.Pointer, kc = _kCache[layer], vc = _vCache[layer];
-        int width = (int)k.Columns;
-        void** args = stackalloc void*[] { &kp, &vp, &sp, &width, &kc, &vc };
-        _kernels.Launch("write_kv", (uint)rows, 1, Threads(width), args);
-    }
-
-    public void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec)
-    {
-        _converted = default;
-        ForwardBatch batch = Batch;
-        int rows = batch.NumTokens;
-        EnsureSplitBuffers(spec);
-        int groupChunks = (spec.NumHeads / spec.NumKvHeads + MaxGroup - 1) / MaxGroup;
-        int splits = SplitsFor(rows, spec.NumKvHeads * groupChunks);
-        ulong qp = (ulong)q.Data, kc = _kCache[layer], vc = _vCache[layer], pp = _positions.Pointer, ts = _tokenSeq.Pointer, bt = _blockTables.Pointer, o = (ulong)output.Data;
-        ulong pa = _splitAcc!.Pointer, pm = _splitMl!.Pointer;
-        int maxBlocks = batch.MaxBlocksPerSeq, blockSize = _blockSize, heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, window = spec.SlidingWindow;
-        float scale = spec.Scale;
-        void** args = stackalloc void*[] { &qp, &kc, &vc, &pp, &ts, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &hd, &scale, &window, &o, &pa, &pm };
-        // 128 threads = the kernel's four warps (WARPS in attention.cu).
-        _kernels.Launch("paged_attention", (uint)rows, (uint)(kvHeads * groupChunks), (uint)splits, 128, args);
-        if (splits > 1)
-        {
-            void** margs = stackalloc void*[] { &pa, &pm, &heads, &hd, &splits, &o };
-            _kernels.Launch("merge_splits", (uint)rows, (uint)heads, 1, Threads(hd), margs);
-        }
-    }
-
-    // Matches MAX_GROUP, MAX_PER_LANE × 32 and the split cap of attention.cu / the partial buffers.
-    private const int MaxGroup = 8;
-    private const int MaxHeadDim = 256;
-    private const int MaxSplits = 16;
-    private const int MaxSplitRows = 256;
-
-    /// <summary>
-    /// Splits the context of small batches across more thread blocks (flash-decoding) so the card fills: about
-    /// two blocks per multiprocessor. Depends only on the row count, so a recorded decode graph stays valid.
-    /// </summary>
-    private int SplitsFor(int rows, int blocksPerRow)
-    {
-        if (rows > MaxSplitRows)
-        {
-            return 1;
-        }
-
-        int wanted = (2 * _device.MultiprocessorCount + rows * blocksPerRow - 1) / (rows * blocksPerRow);
-        return Math.Clamp(wanted, 1, MaxSplits);
-    }
-
-    /// <summary>Device memory the split attention's partial results take, for the loader's KV-cache budget.</summary>
-    public static long SplitAttentionBytes(int numHeads, int headDim) => (long)MaxSplitRows * numHeads * MaxSplits * (headDim + 2) * sizeof(float);
-
-    /// <summary>Partial results of split attention, sized once for the largest split batch (before any graph is recorded).</summary>
-    private void EnsureSplitBuffers(AttentionSpec spec)
-    {
-        if (_splitAcc is not null)
-        {
-            return;
-        }
-
-        long partials = (long)MaxSplitRows * spec.NumHeads * MaxSplits;
-        _splitAcc = Track(_device.Allocate(partials * spec.HeadDim * sizeof(float)));
-        _splitMl = Track(_device.Allocate(partials * 2 * sizeof(float)));
-    }
-
-    public void GatherLogitsRows(Tensor x, int first, int count, Tensor output)
-    {
-        _converted = default;
-        ulong xp = (ulong)x.Data, rp = _logitsRows.Pointer + (ulong)first * sizeof(int), o = (ulong)output.Data;
-        int cols = (int)x.Columns;
-        void** args = stackalloc void*[] { &xp, &rp, &cols, &o };
-        _kernels.Launch("gather_rows", (uint)count, 1, Threads(cols), args);
     }
 
     public void CopyToHost(Tensor x, int rows, Span<float> destination)
     {
-        long count = rows * x.Columns;
-        fixed (float* d = destination)
+        int count = checked((int)(rows * x.Columns));
+        if (x.DType == DType.F32)
         {
-            CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync_v2(d, (ulong)x.Data, (nuint)(count * sizeof(float)), _device.Stream), "cuMemcpyDtoH");
+            fixed (float* d = destination)
+            {
+                CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync_v2(d, (ulong)x.Data, (nuint)(count * sizeof(float)), _device.Stream), "cuMemcpyDtoH");
+                _device.Synchronize();
+            }
+
+            return;
+        }
+
+        // A 16-bit activation (tests read them): copy the raw values, widen on the host.
+        var raw = new ushort[count];
+        fixed (ushort* r = raw)
+        {
+            CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync_v2(r, (ulong)x.Data, (nuint)(count * sizeof(ushort)), _device.Stream), "cuMemcpyDtoH");
             _device.Synchronize();
+        }
+
+        for (int i = 0; i < count; i++)
+        {
+            destination[i] = x.DType == DType.BF16 ? HalfConversions.Bf16ToFloat(raw[i]) : HalfConversions.HalfToFloat(raw[i]);
         }
     }
 
@@ -407,48 +314,16 @@ public sealed unsafe class CudaBackend : IModelBackend, IStepGraphs
         return Track(_device.Allocate(bytes));
     }
 
-    internal void UploadAsync(ulong destination, ReadOnlySpan<int> values)
+    internal void UploadAsync<T>(ulong destination, ReadOnlySpan<T> values) where T : unmanaged
     {
-        fixed (int* v = values)
+        fixed (T* v = values)
         {
             // Pageable source: the driver stages it before returning, so the span may be reused right away.
-            CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(destination, v, (nuint)(values.Length * sizeof(int)), _device.Stream), "cuMemcpyHtoD");
+            CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(destination, v, (nuint)(values.Length * sizeof(T)), _device.Stream), "cuMemcpyHtoD");
         }
     }
-
 
     private ForwardBatch Batch => _batch ?? throw new InvalidOperationException("BeginStep was not called.");
-
-    private readonly Dictionary<float[], ulong> _ropeTables = new(ReferenceEqualityComparer.Instance);
-
-    private ulong RopeFrequencies(RopeSpec rope)
-    {
-        if (!_ropeTables.TryGetValue(rope.InverseFrequencies, out ulong pointer))
-        {
-            SafeDeviceMemoryHandle memory = Track(_device.Allocate(rope.InverseFrequencies.Length * sizeof(float)));
-            fixed (float* f = rope.InverseFrequencies)
-            {
-                CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(memory.Pointer, f, (nuint)(rope.InverseFrequencies.Length * sizeof(float)), _device.Stream), "cuMemcpyHtoD");
-            }
-
-            _device.Synchronize();
-            pointer = memory.Pointer;
-            _ropeTables[rope.InverseFrequencies] = pointer;
-        }
-
-        return pointer;
-    }
-
-    private ulong GemmInput(long bytes)
-    {
-        if (_gemmInput is null || _gemmInputBytes < bytes)
-        {
-            _gemmInput = Grow(_gemmInput, bytes, "GEMM scratch buffer");
-            _gemmInputBytes = bytes;
-        }
-
-        return _gemmInput.Pointer;
-    }
 
     private static int Code(DType dtype) => dtype switch
     {

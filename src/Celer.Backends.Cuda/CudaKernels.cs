@@ -30,17 +30,20 @@ internal sealed unsafe class CudaKernels : IDisposable
 
     public void Launch(string kernel, uint gridX, uint gridY, uint blockX, void** args) => Launch(kernel, gridX, gridY, 1, blockX, args);
 
-    public void Launch(string kernel, uint gridX, uint gridY, uint gridZ, uint blockX, void** args)
+    public void Launch(string kernel, uint gridX, uint gridY, uint gridZ, uint blockX, void** args) =>
+        Launch(Function(kernel), kernel, gridX, gridY, gridZ, blockX, args);
+
+    /// <param name="name">For error messages only.</param>
+    public void Launch(nint function, string name, uint gridX, uint gridY, uint gridZ, uint blockX, void** args)
     {
-        nint function = Function(kernel);
-        CudaDriver.Check(CudaDriver.cuLaunchKernel(function, gridX, gridY, gridZ, blockX, 1, 1, 0, _device.Stream, args, null), $"launch {kernel}");
+        CudaDriver.Check(CudaDriver.cuLaunchKernel(function, gridX, gridY, gridZ, blockX, 1, 1, 0, _device.Stream, args, null), $"launch {name}");
         if (SyncAfterLaunch && !Capturing)
         {
-            CudaDriver.Check(CudaDriver.cuStreamSynchronize(_device.Stream), $"after {kernel}");
+            CudaDriver.Check(CudaDriver.cuStreamSynchronize(_device.Stream), $"after {name}");
         }
     }
 
-    private nint Function(string name)
+    public nint Function(string name)
     {
         if (!_functions.TryGetValue(name, out nint function))
         {

@@ -6,14 +6,20 @@ namespace Celer.Backends.Cuda.Tests;
 
 /// <summary>
 /// Each CUDA operator against the CPU backend's kernel (itself tested against scalar references) on random
-/// inputs, with odd sizes and block-boundary cases. Tolerances are norm-relative (‖gpu − cpu‖ / ‖cpu‖):
-/// fp32 work lands near 1e-6; a GEMM over 16-bit weights rounds its fp32 activations to bf16 (8 bits of
-/// mantissa, so ~2e-3 per element) before multiplying, as a bf16 model does.
+/// inputs, with odd sizes and block-boundary cases, in each model dtype. Tolerances are norm-relative
+/// (‖gpu − cpu‖ / ‖cpu‖) against the CPU in fp32 (weights widened exactly, activations loaded as they are): fp32 work lands near 1e-6; a bf16 model rounds its inputs,
+/// weights and every output to bf16 (8 bits of mantissa: ~4e-3 per rounding, a few roundings deep), fp16 to 11 bits.
 /// </summary>
 public sealed class OperatorParityTests
 {
     private const double Fp32Tolerance = 1e-5;
-    private const double Bf16Tolerance = 1e-2;
+
+    private static double Tolerance(DType dtype) => dtype switch
+    {
+        DType.F32 => Fp32Tolerance,
+        DType.F16 => 3e-3,
+        _ => 2e-2,
+    };
 
     [Theory]
     [InlineData(DType.BF16, 1, 4096, 1024)]
@@ -30,20 +36,45 @@ public sealed class OperatorParityTests
 
         float[] Run(IModelBackend b)
         {
-            Tensor y = b.Allocate("y", rows, n);
+            Tensor y = b.Allocate("y", b.ActivationDType, rows, n);
             b.Linear(b.LoadWeight(x), rows, b.LoadWeight(w), b.LoadWeight(bias), y);
             return HostTensors.Read(b, y, rows);
         }
 
-        using var cpu = new CpuBackend();
-        using var gpu = new CudaBackend(Gpu.Device);
+        using var cpu = new CpuBackend(DType.F32);
+        using var gpu = new CudaBackend(Gpu.Device, dtype);
         double error = HostTensors.RelativeError(Run(gpu), Run(cpu));
-        Assert.True(error < (dtype == DType.F32 ? Fp32Tolerance * 10 : Bf16Tolerance), $"relative error {error}");
+        Assert.True(error < (dtype == DType.F32 ? Fp32Tolerance * 10 : Tolerance(dtype)), $"relative error {error}");
+    }
+
+    [Theory]
+    [InlineData(DType.BF16, 3, 4096, 1024)]
+    [InlineData(DType.F16, 2, 64, 40)]
+    public void Stacked_weights_equal_their_parts_one_after_another(DType stored, int rows, int k, int n)
+    {
+        Gpu.Require();
+        using var host = new HostTensors(n);
+        WeightTensor x = host.Random("x", DType.F32, 1f, rows, k);
+        WeightTensor a = host.Random("a", stored, 0.05f, n, k), c = host.Random("c", stored, 0.05f, n / 2, k);
+        // Served in the other 16-bit dtype: the weights are converted on the GPU as they load.
+        using var gpu = new CudaBackend(Gpu.Device, stored == DType.BF16 ? DType.F16 : DType.BF16);
+        Tensor xs = gpu.LoadWeight(x), stacked = gpu.LoadStacked("ac", a, c);
+        Tensor y = gpu.Allocate("y", DType.F32, rows, n + n / 2), ya = gpu.Allocate("ya", DType.F32, rows, n), yc = gpu.Allocate("yc", DType.F32, rows, n / 2);
+        gpu.Linear(xs, rows, stacked, null, y);
+        gpu.Linear(xs, rows, gpu.LoadWeight(a), null, ya);
+        gpu.Linear(xs, rows, gpu.LoadWeight(c), null, yc);
+        float[] whole = HostTensors.Read(gpu, y, rows), partA = HostTensors.Read(gpu, ya, rows), partC = HostTensors.Read(gpu, yc, rows);
+        for (int r = 0; r < rows; r++)
+        {
+            Assert.Equal(partA.AsSpan(r * n, n), whole.AsSpan(r * (n + n / 2), n));
+            Assert.Equal(partC.AsSpan(r * (n / 2), n / 2), whole.AsSpan(r * (n + n / 2) + n, n / 2));
+        }
     }
 
     [Theory]
     [InlineData(1, 64, DType.BF16)]
     [InlineData(33, 4096, DType.BF16)]
+    [InlineData(9, 1000, DType.F16)]
     [InlineData(7, 257, DType.F32)]
     public void Norms_silu_and_embedding_match_the_cpu(int rows, int hidden, DType dtype)
     {
@@ -52,117 +83,148 @@ public sealed class OperatorParityTests
         WeightTensor x = host.Random("x", DType.F32, 2f, rows, hidden);
         WeightTensor residual = host.Random("r", DType.F32, 2f, rows, hidden);
         WeightTensor weight = host.Random("w", dtype, 1.5f, hidden);
-        WeightTensor up = host.Random("up", DType.F32, 3f, rows, hidden);
+        WeightTensor gateUp = host.Random("gate_up", DType.F32, 3f, rows, 2 * hidden);
         WeightTensor table = host.Random("embed", dtype, 1f, 300, hidden);
         int[] ids = Enumerable.Range(0, rows).Select(i => (i * 97 + 13) % 300).ToArray();
 
         (float[] Norm, float[] Added, float[] Residual, float[] Silu, float[] Embedded) Run(IModelBackend b)
         {
             b.BeginStep(Batch(ids));
-            Tensor xs = b.LoadWeight(x), rs = b.LoadWeight(residual), ws = b.LoadWeight(weight), ups = b.LoadWeight(up);
-            Tensor norm = b.Allocate("norm", rows, hidden);
+            Tensor xs = b.LoadWeight(x), rs = b.LoadWeight(residual), ws = b.LoadWeight(weight), gu = b.LoadWeight(gateUp);
+            Tensor norm = b.Allocate("norm", b.ActivationDType, rows, hidden);
             b.RmsNorm(xs, rows, ws, 1e-5f, norm);
-            Tensor silu = b.Allocate("silu", rows, hidden);
-            b.SiluMul(xs, ups, rows, silu);
+            Tensor silu = b.Allocate("silu", b.ActivationDType, rows, hidden);
+            b.SiluMul(gu, rows, silu);
             b.AddRmsNorm(xs, rs, rows, ws, 1e-6f);   // in place: xs and rs change
-            Tensor embedded = b.Allocate("e", rows, hidden);
+            Tensor embedded = b.Allocate("e", b.ActivationDType, rows, hidden);
             b.Embedding(b.LoadWeight(table), embedded);
             return (HostTensors.Read(b, norm, rows), HostTensors.Read(b, xs, rows), HostTensors.Read(b, rs, rows),
                 HostTensors.Read(b, silu, rows), HostTensors.Read(b, embedded, rows));
         }
 
-        using var cpu = new CpuBackend();
-        using var gpu = new CudaBackend(Gpu.Device);
+        using var cpu = new CpuBackend(DType.F32);
+        using var gpu = new CudaBackend(Gpu.Device, dtype);
         // The GPU runs first: the CPU backend works on fp32 inputs in place (no copy), so the in-place
         // AddRmsNorm changes the host arrays that a later LoadWeight would read.
         var g = Run(gpu);
         var c = Run(cpu);
-        Assert.True(HostTensors.RelativeError(g.Norm, c.Norm) < Fp32Tolerance, "rms_norm");
-        Assert.True(HostTensors.RelativeError(g.Added, c.Added) < Fp32Tolerance, "add_rms_norm output");
-        Assert.True(HostTensors.RelativeError(g.Residual, c.Residual) < Fp32Tolerance, "add_rms_norm residual");
-        Assert.True(HostTensors.RelativeError(g.Silu, c.Silu) < Fp32Tolerance, "silu_mul");
+        double tolerance = Tolerance(dtype);
+        Assert.True(HostTensors.RelativeError(g.Norm, c.Norm) < tolerance, "rms_norm");
+        Assert.True(HostTensors.RelativeError(g.Added, c.Added) < tolerance, "add_rms_norm output");
+        Assert.True(HostTensors.RelativeError(g.Residual, c.Residual) < tolerance, "add_rms_norm residual");
+        Assert.True(HostTensors.RelativeError(g.Silu, c.Silu) < tolerance, "silu_mul");
+        // The table holds values of the model dtype, which both sides copy exactly.
         Assert.Equal(c.Embedded, g.Embedded);
     }
 
     [Theory]
-    [InlineData(32, 128, 1f)]        // Llama-3-8B shape
-    [InlineData(16, 80, 0.1f)]       // odd head size, yarn-like scaling
-    [InlineData(4, 64, 1f)]
-    public void Rope_matches_the_cpu(int heads, int headDim, float scaling)
+    [InlineData(32, 8, 128, 128, 1f, false, DType.F32)]     // Llama-3-8B shape
+    [InlineData(16, 16, 80, 80, 0.1f, false, DType.F32)]    // odd head size, yarn-like scaling
+    [InlineData(16, 8, 128, 64, 1f, true, DType.F32)]       // partial rotary, Qwen3's q/k norm
+    [InlineData(32, 8, 128, 128, 1f, true, DType.BF16)]
+    [InlineData(8, 2, 64, 64, 1f, false, DType.F16)]
+    public void Prepare_attention_matches_the_cpu(int heads, int kvHeads, int headDim, int rotaryDim, float scaling, bool qkNorm, DType dtype)
     {
         Gpu.Require();
-        using var host = new HostTensors(heads * headDim);
+        using var host = new HostTensors(heads * headDim + rotaryDim);
         int rows = 45;
-        WeightTensor q = host.Random("q", DType.F32, 1f, rows, heads * headDim);
+        WeightTensor qkv = host.Random("qkv", DType.F32, 1f, rows, (heads + 2 * kvHeads) * headDim);
+        WeightTensor qNorm = host.Random("q_norm", dtype, 1.5f, headDim), kNorm = host.Random("k_norm", dtype, 1.5f, headDim);
         int[] positions = Enumerable.Range(0, rows).Select(i => i * 211 % 8000).ToArray();
-        float[] invFreq = Enumerable.Range(0, headDim / 2).Select(i => (float)(1.0 / Math.Pow(500000, 2.0 * i / headDim))).ToArray();
-        var rope = new RopeSpec(invFreq, headDim, scaling);
+        float[] invFreq = Enumerable.Range(0, rotaryDim / 2).Select(i => (float)(1.0 / Math.Pow(500000, 2.0 * i / rotaryDim))).ToArray();
+        var rope = new RopeSpec(invFreq, rotaryDim, scaling, 8192);
+        var spec = new AttentionSpec(heads, kvHeads, headDim, 1f / MathF.Sqrt(headDim), 0);
 
         float[] Run(IModelBackend b)
         {
-            b.BeginStep(Batch(new int[rows]) with { Positions = positions });
-            Tensor t = b.LoadWeight(q);
-            b.Rope(t, rows, heads, headDim, rope);
-            return HostTensors.Read(b, t, rows);
+            b.AllocateKvCache(1, 4, 16, spec);
+            b.BeginStep(Batch(new int[rows]) with { Positions = positions, SlotMapping = Enumerable.Repeat(-1, rows).ToArray() });
+            Tensor q = b.Allocate("q", b.ActivationDType, rows, heads * headDim);
+            b.PrepareAttention(0, b.LoadWeight(qkv), rows, spec, rope, qkNorm ? b.LoadWeight(qNorm) : null, qkNorm ? b.LoadWeight(kNorm) : null, 1e-6f, q);
+            return HostTensors.Read(b, q, rows);
         }
 
-        using var cpu = new CpuBackend();
-        using var gpu = new CudaBackend(Gpu.Device);
+        using var cpu = new CpuBackend(DType.F32);
+        using var gpu = new CudaBackend(Gpu.Device, dtype);
         double error = HostTensors.RelativeError(Run(gpu), Run(cpu));
         // Angles reach 8000 rad: cosf/sinf on the two sides agree to a few ulps of the reduced argument.
-        Assert.True(error < 1e-5, $"relative error {error}");
+        Assert.True(error < Tolerance(dtype), $"relative error {error}");
     }
 
     [Theory]
-    [InlineData(32, 8, 128, 0, false)]      // GQA 4, Llama-3-8B
-    [InlineData(12, 12, 80, 0, false)]      // MHA, head size not a multiple of 32
-    [InlineData(8, 2, 64, 24, false)]       // sliding window crossing block boundaries
-    [InlineData(4, 1, 256, 0, false)]       // MQA, the largest head size the kernel takes
-    [InlineData(32, 8, 128, 0, true)]       // few decode rows: the context is split across blocks and merged
-    [InlineData(32, 2, 64, 0, true)]        // a GQA group of 16 spans two blocks, split as well
-    [InlineData(8, 2, 64, 100, true)]       // split context under a sliding window
-    public void Paged_attention_over_mixed_prefill_and_decode_matches_the_cpu(int heads, int kvHeads, int headDim, int window, bool decodeOnly)
+    [InlineData(32, 8, 128, 0, false, DType.F32)]     // GQA 4, Llama-3-8B, CUDA-core kernel
+    [InlineData(12, 12, 80, 0, false, DType.F32)]     // MHA, head size not a multiple of 32
+    [InlineData(8, 2, 64, 24, false, DType.F32)]      // sliding window crossing block boundaries
+    [InlineData(4, 1, 256, 0, false, DType.F32)]      // MQA, the largest head size the kernel takes
+    [InlineData(32, 8, 128, 0, true, DType.F32)]      // few decode rows: the context is split across blocks and merged
+    [InlineData(32, 2, 64, 0, true, DType.F32)]       // a GQA group of 16 spans two blocks, split as well
+    [InlineData(8, 2, 64, 100, true, DType.F32)]      // split context under a sliding window
+    [InlineData(32, 8, 128, 0, false, DType.BF16)]    // the tensor-core kernel from here on
+    [InlineData(32, 8, 128, 0, true, DType.BF16)]
+    [InlineData(12, 12, 80, 0, false, DType.BF16)]
+    [InlineData(12, 4, 96, 0, true, DType.F16)]
+    [InlineData(8, 2, 64, 24, false, DType.BF16)]
+    [InlineData(8, 2, 64, 100, true, DType.BF16)]
+    [InlineData(4, 1, 256, 0, false, DType.BF16)]
+    [InlineData(4, 1, 256, 0, true, DType.F16)]
+    [InlineData(32, 2, 64, 0, false, DType.BF16)]     // GQA 16
+    [InlineData(14, 2, 64, 0, false, DType.BF16)]     // GQA 7: a group that does not divide the tile
+    [InlineData(4, 2, 16, 0, false, DType.BF16)]      // the fixture models' head sizes
+    [InlineData(4, 2, 32, 0, true, DType.F16)]
+    [InlineData(40, 8, 128, 0, false, DType.BF16)]    // GQA 5
+    [InlineData(64, 2, 128, 0, false, DType.BF16)]    // GQA 32: wider than a tile, the CUDA-core kernel
+    public void Paged_attention_over_mixed_prefill_and_decode_matches_the_cpu(int heads, int kvHeads, int headDim, int window, bool decodeOnly, DType dtype)
     {
         Gpu.Require();
-        // (tokens already in the cache, new tokens this step): a fresh prefill, decodes over short and long contexts,
-        // a chunk that starts mid-block and ends past a block boundary. Decode-only: three rows over long contexts.
+        // (tokens already in the cache, new tokens this step): a long fresh prefill, decodes over short and long
+        // contexts, chunks that start mid-block and end past a block boundary. Decode-only: rows over long contexts.
         (int Context, int Query)[] sequences = decodeOnly
             ? [(1000, 1), (300, 1), (15, 1)]
-            : [(0, 37), (50, 1), (15, 17), (300, 1), (1, 1)];
+            : [(0, 37), (50, 1), (15, 17), (300, 1), (1, 1), (0, 150), (70, 90)];
         const int blockSize = 16;
         int maxBlocks = sequences.Max(s => (s.Context + s.Query + blockSize - 1) / blockSize);
-        float scale = 1f / MathF.Sqrt(headDim);
+        var spec = new AttentionSpec(heads, kvHeads, headDim, 1f / MathF.Sqrt(headDim), window);
+        float[] invFreq = Enumerable.Range(0, headDim / 2).Select(i => (float)(1.0 / Math.Pow(10000, 2.0 * i / headDim))).ToArray();
+        var rope = new RopeSpec(invFreq, headDim, 1f, 2048);
 
-        // The same seed on both sides: each run draws the same random K, V and Q in the same order.
+        // The same seed on both sides: each run draws the same random q, k and v in the same order.
         float[] cpuOut, gpuOut;
         using (var host = new HostTensors(heads * 1000 + headDim))
-        using (var cpu = new CpuBackend())
+        using (var cpu = new CpuBackend(DType.F32))
         {
             cpuOut = RunWith(cpu, host);
         }
 
         using (var host = new HostTensors(heads * 1000 + headDim))
-        using (var gpu = new CudaBackend(Gpu.Device))
+        using (var gpu = new CudaBackend(Gpu.Device, dtype))
         {
             gpuOut = RunWith(gpu, host);
         }
 
         double error = HostTensors.RelativeError(gpuOut, cpuOut);
-        Assert.True(error < Fp32Tolerance, $"relative error {error}");
+        Assert.True(error < Tolerance(dtype), $"relative error {error}");
 
         // Step 1 fills each context into the cache; step 2 writes the new tokens and attends with them.
         float[] RunWith(IModelBackend b, HostTensors h)
         {
-            b.AllocateKvCache(1, 1 + sequences.Length * maxBlocks, blockSize, kvHeads, headDim);
-            b.BeginStep(AttentionBatch(sequences.Select(s => (0, s.Context)).ToArray(), maxBlocks, blockSize));
-            int contextRows = sequences.Sum(s => s.Context);
-            b.WriteKv(0, b.LoadWeight(h.Random("kc", DType.F32, 1f, contextRows, kvHeads * headDim)), b.LoadWeight(h.Random("vc", DType.F32, 1f, contextRows, kvHeads * headDim)), contextRows);
+            int width = (heads + 2 * kvHeads) * headDim;
+            b.AllocateKvCache(1, 1 + sequences.Length * maxBlocks, blockSize, spec);
+            ForwardBatch fill = AttentionBatch(sequences.Select(s => (0, s.Context)).ToArray(), maxBlocks, blockSize);
+            b.BeginStep(fill);
+            int contextRows = fill.NumTokens;
+            Tensor q = b.Allocate("q", b.ActivationDType, Math.Max(contextRows, 1), heads * headDim);
+            if (contextRows > 0)
+            {
+                b.PrepareAttention(0, b.LoadWeight(h.Random("qkv_context", DType.F32, 1f, contextRows, width)), contextRows, spec, rope, null, null, 1e-6f, q);
+            }
+
             ForwardBatch step = AttentionBatch(sequences, maxBlocks, blockSize);
             b.BeginStep(step);
             int rows = step.NumTokens;
-            b.WriteKv(0, b.LoadWeight(h.Random("k", DType.F32, 1f, rows, kvHeads * headDim)), b.LoadWeight(h.Random("v", DType.F32, 1f, rows, kvHeads * headDim)), rows);
-            Tensor output = b.Allocate("o", rows, heads * headDim);
-            b.Attention(0, b.LoadWeight(h.Random("q", DType.F32, 2f, rows, heads * headDim)), output, new AttentionSpec(heads, kvHeads, headDim, scale, window));
+            Tensor qs = b.Allocate("qs", b.ActivationDType, rows, heads * headDim);
+            b.PrepareAttention(0, b.LoadWeight(h.Random("qkv", DType.F32, 2f, rows, width)), rows, spec, rope, null, null, 1e-6f, qs);
+            Tensor output = b.Allocate("o", b.ActivationDType, rows, heads * headDim);
+            b.Attention(0, qs, output, spec);
             return HostTensors.Read(b, output, rows);
         }
     }

@@ -16,6 +16,10 @@ public static unsafe class Activation
     public static void SiluMul(float* gate, float* up, float* output, int rows, int d)
         => SiluMul(gate, up, d, output, rows, d);
 
+    /// <summary>A fused gate/up projection [rows, 2·d] (gate then up in each row) into output [rows, d].</summary>
+    public static void SiluMulFused(float* gateUp, float* output, int rows, int d)
+        => SiluMul(gateUp, gateUp + d, 2 * d, output, rows, d);
+
     /// <summary>Scalar definition; gate and up rows are <paramref name="inputStride"/> apart.</summary>
     public static void SiluMulReference(float* gate, float* up, int inputStride, float* output, int rows, int d)
     {

@@ -31,6 +31,32 @@ public static unsafe class Conversions
         }
     }
 
+    /// <summary>
+    /// Converts <paramref name="count"/> values between any two of fp32, fp16 and bf16 (rounding to nearest even, as
+    /// torch's <c>.to(dtype)</c>): a checkpoint served in another dtype than it is stored in.
+    /// </summary>
+    public static void Convert(void* src, DType from, void* dst, DType to, long count)
+    {
+        const int Chunk = 4096;
+        float* wide = stackalloc float[Chunk];
+        for (long start = 0; start < count; start += Chunk)
+        {
+            int n = (int)Math.Min(Chunk, count - start);
+            ToF32((byte*)src + (start * from.ByteSize()), from, wide, n);
+            for (int i = 0; i < n; i++)
+            {
+                long at = start + i;
+                switch (to)
+                {
+                    case DType.F32: ((float*)dst)[at] = wide[i]; break;
+                    case DType.F16: ((Half*)dst)[at] = (Half)wide[i]; break;
+                    case DType.BF16: ((ushort*)dst)[at] = F32ToBF16(wide[i]); break;
+                    default: throw new NotSupportedException($"dtype {to}");
+                }
+            }
+        }
+    }
+
     /// <summary>Widens bf16 (raw 16-bit patterns) to fp32.</summary>
     public static void BF16ToF32(ushort* src, float* dst, int count)
     {

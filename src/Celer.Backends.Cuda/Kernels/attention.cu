@@ -1,18 +1,7 @@
-// Paged KV cache write and causal paged attention over a flat batch (prefill chunks and decodes mixed).
-// Cache layout: [num_blocks, block_size, num_kv_heads, head_dim] fp32, one for keys and one for values.
+// Causal paged attention over a flat batch (prefill chunks and decodes mixed) on the CUDA cores: the path for fp32
+// models, head sizes the tensor-core kernel (flash_attention.cu) does not take, and GQA groups larger than its tile.
+// Cache layout: [num_blocks, block_size, num_kv_heads, head_dim] in the model dtype T, one for keys and one for values.
 #include "common.cuh"
-
-// Grid: rows; block: threads over num_kv_heads * head_dim. Slot -1 marks a padding row.
-extern "C" __global__ void write_kv(const float* k, const float* v, const int* slot_mapping, int width,
-                                   float* k_cache, float* v_cache) {
-    int slot = slot_mapping[blockIdx.x];
-    if (slot < 0) return;
-    long long src = (long long)blockIdx.x * width, dst = (long long)slot * width;
-    for (int c = threadIdx.x; c < width; c += blockDim.x) {
-        k_cache[dst + c] = k[src + c];
-        v_cache[dst + c] = v[src + c];
-    }
-}
 
 #define MAX_PER_LANE 8   // head_dim <= 256: each lane holds head_dim / 32 values of a vector
 #define MAX_GROUP 8      // query heads of one GQA group handled by one block (larger groups take several blocks)
@@ -25,10 +14,11 @@ extern "C" __global__ void write_kv(const float* k, const float* v, const int* s
 // with an online softmax per head (running max m, sum l, accumulator acc); lanes split head_dim so loads are
 // coalesced. Warps merge in shared memory. With one split the block writes the normalized output; with several it
 // writes its partial (m, l, acc) and merge_splits combines them.
-extern "C" __global__ void __launch_bounds__(WARPS * 32) paged_attention(
-    const float* q, const float* k_cache, const float* v_cache, const int* positions, const int* token_seq,
+template <typename T>
+__device__ void paged_attention(
+    const T* q, const T* k_cache, const T* v_cache, const int* positions, const int* token_seq,
     const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,
-    int head_dim, float scale, int sliding_window, float* out, float* partial_acc, float* partial_ml) {
+    int head_dim, float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml) {
     int row = blockIdx.x, split = blockIdx.z, splits = gridDim.z;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int group = num_heads / num_kv_heads, chunks = (group + MAX_GROUP - 1) / MAX_GROUP;
@@ -45,25 +35,25 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) paged_attention(
 #pragma unroll
     for (int g = 0; g < MAX_GROUP; g++) {
         m[g] = NEG_INF; l[g] = 0.f;
-        const float* qh = q + ((long long)row * num_heads + head0 + g) * head_dim;
+        const T* qh = q + ((long long)row * num_heads + head0 + g) * head_dim;
 #pragma unroll
         for (int i = 0; i < MAX_PER_LANE; i++) {
             int d = lane + 32 * i;
-            qv[g][i] = g < heads && d < head_dim ? qh[d] * scale : 0.f;
+            qv[g][i] = g < heads && d < head_dim ? to_float(qh[d]) * scale : 0.f;
             acc[g][i] = 0.f;
         }
     }
     long long kv_stride = (long long)num_kv_heads * head_dim;
     for (int p = begin + warp; p < end; p += WARPS) {
         long long slot = (long long)table[p / block_size] * block_size + p % block_size;
-        const float* kp = k_cache + slot * kv_stride + (long long)kv_head * head_dim;
-        const float* vp = v_cache + slot * kv_stride + (long long)kv_head * head_dim;
+        const T* kp = k_cache + slot * kv_stride + (long long)kv_head * head_dim;
+        const T* vp = v_cache + slot * kv_stride + (long long)kv_head * head_dim;
         float kr[MAX_PER_LANE], vr[MAX_PER_LANE];
 #pragma unroll
         for (int i = 0; i < MAX_PER_LANE; i++) {
             int d = lane + 32 * i;
-            kr[i] = d < head_dim ? kp[d] : 0.f;
-            vr[i] = d < head_dim ? vp[d] : 0.f;
+            kr[i] = d < head_dim ? to_float(kp[d]) : 0.f;
+            vr[i] = d < head_dim ? to_float(vp[d]) : 0.f;
         }
 #pragma unroll
         for (int g = 0; g < MAX_GROUP; g++) {
@@ -107,7 +97,7 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) paged_attention(
 #pragma unroll
                 for (int i = 0; i < MAX_PER_LANE; i++) {
                     int d = lane + 32 * i;
-                    if (d < head_dim) out[oh * head_dim + d] = res[i] / gl;
+                    if (d < head_dim) out[oh * head_dim + d] = from_float<T>(res[i] / gl);
                 }
             } else {
                 long long ps = oh * splits + split;
@@ -123,10 +113,11 @@ extern "C" __global__ void __launch_bounds__(WARPS * 32) paged_attention(
     }
 }
 
-// Combines the splits of paged_attention: out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M).
+// Combines the splits of paged_attention and flash_attention: out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M).
 // Grid: (query rows, heads); block: threads over head_dim.
-extern "C" __global__ void merge_splits(const float* partial_acc, const float* partial_ml, int num_heads, int head_dim,
-                                        int splits, float* out) {
+template <typename T>
+__device__ void merge_splits(const float* partial_acc, const float* partial_ml, int num_heads, int head_dim,
+                             int splits, T* out) {
     long long oh = (long long)blockIdx.x * num_heads + blockIdx.y;
     float gm = NEG_INF;
     for (int s = 0; s < splits; s++) if (partial_ml[(oh * splits + s) * 2 + 1] > 0.f) gm = fmaxf(gm, partial_ml[(oh * splits + s) * 2]);
@@ -141,6 +132,20 @@ extern "C" __global__ void merge_splits(const float* partial_acc, const float* p
             float l = partial_ml[(oh * splits + s) * 2 + 1];
             if (l > 0.f) r += partial_acc[(oh * splits + s) * head_dim + d] * expf(partial_ml[(oh * splits + s) * 2] - gm);
         }
-        out[oh * head_dim + d] = r / gl;
+        out[oh * head_dim + d] = from_float<T>(r / gl);
     }
 }
+
+#define ATTENTION_ENTRY_POINTS(S, T)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(WARPS * 32) paged_attention_##S(                                    \
+        const T* q, const T* k_cache, const T* v_cache, const int* positions, const int* token_seq,                  \
+        const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,            \
+        int head_dim, float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml) {              \
+        paged_attention<T>(q, k_cache, v_cache, positions, token_seq, block_tables, max_blocks_per_seq, block_size, \
+                           num_heads, num_kv_heads, head_dim, scale, sliding_window, out, partial_acc, partial_ml); \
+    }                                                                                                                \
+    extern "C" __global__ void merge_splits_##S(const float* partial_acc, const float* partial_ml, int num_heads,     \
+                                                int head_dim, int splits, T* out) {                                 \
+        merge_splits<T>(partial_acc, partial_ml, num_heads, head_dim, splits, out);                                 \
+    }
+CELER_FOR_DTYPES(ATTENTION_ENTRY_POINTS)

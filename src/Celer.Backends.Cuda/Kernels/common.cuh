@@ -1,4 +1,7 @@
-// Shared helpers of Celer's kernels. Weights arrive in their stored dtype; every kernel computes in fp32.
+// Shared helpers of Celer's kernels. Activations, weights and the KV cache are in the model's dtype T (fp32, fp16
+// or bf16); every kernel computes in fp32 and rounds once to T (round to nearest even) when it stores.
+// Kernels are templates over T; CELER_FOR_DTYPES emits one extern "C" entry point per dtype, named
+// <kernel>_f32 / _f16 / _bf16, which the host picks by the model's dtype.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -14,6 +17,27 @@ __device__ __forceinline__ float load_as_float(const void* p, long long i, int d
     if (dtype == DTYPE_F16) return __half2float(((const __half*)p)[i]);
     return ((const float*)p)[i];
 }
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_float(float v);
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// Rounds an fp32 value to T and back: where transformers rounds an intermediate to the model dtype.
+template <typename T> __device__ __forceinline__ float round_to(float v) { return to_float(from_float<T>(v)); }
+
+__device__ __forceinline__ void store_from_float(void* p, long long i, int dtype, float v) {
+    if (dtype == DTYPE_BF16) ((__nv_bfloat16*)p)[i] = __float2bfloat16_rn(v);
+    else if (dtype == DTYPE_F16) ((__half*)p)[i] = __float2half_rn(v);
+    else ((float*)p)[i] = v;
+}
+
+// CELER_FOR_DTYPES(M) expands M(suffix, type) for the three activation dtypes.
+#define CELER_FOR_DTYPES(M) M(f32, float) M(f16, __half) M(bf16, __nv_bfloat16)
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -1,40 +1,59 @@
-// Embedding gather, dtype conversion for GEMM inputs, bias add, SiLU·mul and row gather.
+// Embedding gather, dtype conversion of weights at load, bias add, SiLU·mul and row gather.
 #include "common.cuh"
 
-// out[r, :] = table[ids[r], :] widened to fp32. Grid: rows; block: threads over the hidden size.
-extern "C" __global__ void embedding(const int* ids, const void* table, int dtype, int hidden, float* out) {
+// out[r, :] = table[ids[r], :]. Grid: rows; block: threads over the hidden size.
+template <typename T>
+__device__ void embedding(const int* ids, const T* table, int hidden, T* out) {
     long long row = blockIdx.x;
     long long src = (long long)ids[row] * hidden;
-    for (int c = threadIdx.x; c < hidden; c += blockDim.x)
-        out[row * hidden + c] = load_as_float(table, src + c, dtype);
+    for (int c = threadIdx.x; c < hidden; c += blockDim.x) out[row * hidden + c] = table[src + c];
 }
 
-// fp32 activations rounded to the weight dtype so cuBLAS multiplies like with like (round to nearest even).
-extern "C" __global__ void convert_f32(const float* x, long long n, int dtype, void* out) {
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-        if (dtype == DTYPE_BF16) ((__nv_bfloat16*)out)[i] = __float2bfloat16_rn(x[i]);
-        else if (dtype == DTYPE_F16) ((__half*)out)[i] = __float2half_rn(x[i]);
-        else ((float*)out)[i] = x[i];
-    }
-}
-
-// y[r, c] += bias[c].
-extern "C" __global__ void add_bias(float* y, long long rows, int cols, const void* bias, int dtype) {
+// y[r, c] += bias[c], rounded once (a bias-less GEMM's output plus the bias, as torch's addmm epilogue adds it).
+template <typename T>
+__device__ void add_bias(T* y, long long rows, int cols, const T* bias) {
     long long n = rows * cols;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-        y[i] += load_as_float(bias, i % cols, dtype);
+        y[i] = from_float<T>(to_float(y[i]) + to_float(bias[i % cols]));
 }
 
-// out = silu(gate) * up, silu(x) = x / (1 + exp(-x)) as torch computes it in fp32.
-extern "C" __global__ void silu_mul(const float* gate, const float* up, long long n, float* out) {
+// out[r, :] = silu(gate) * up over the fused projection gate_up[r, :] = [gate | up], silu(x) = x / (1 + exp(-x))
+// as torch evaluates it in fp32; transformers rounds silu(gate) to the model dtype before the product.
+template <typename T>
+__device__ void silu_mul(const T* gate_up, long long rows, int d, T* out) {
+    long long n = rows * d;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-        float g = gate[i];
-        out[i] = g / (1.f + expf(-g)) * up[i];
+        long long r = i / d, c = i - r * d;
+        float g = to_float(gate_up[r * 2 * d + c]);
+        out[i] = from_float<T>(round_to<T>(g / (1.f + expf(-g))) * to_float(gate_up[r * 2 * d + d + c]));
     }
 }
 
 // out[i, :] = x[rows[i], :]. Grid: selected rows.
-extern "C" __global__ void gather_rows(const float* x, const int* rows, int cols, float* out) {
+template <typename T>
+__device__ void gather_rows(const T* x, const int* rows, int cols, T* out) {
     long long src = (long long)rows[blockIdx.x] * cols, dst = (long long)blockIdx.x * cols;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) out[dst + c] = x[src + c];
+}
+
+#define ELEMENTWISE_ENTRY_POINTS(S, T)                                                                               \
+    extern "C" __global__ void embedding_##S(const int* ids, const T* table, int hidden, T* out) {                  \
+        embedding<T>(ids, table, hidden, out);                                                                      \
+    }                                                                                                                \
+    extern "C" __global__ void add_bias_##S(T* y, long long rows, int cols, const T* bias) {                         \
+        add_bias<T>(y, rows, cols, bias);                                                                           \
+    }                                                                                                                \
+    extern "C" __global__ void silu_mul_##S(const T* gate_up, long long rows, int d, T* out) {                       \
+        silu_mul<T>(gate_up, rows, d, out);                                                                         \
+    }                                                                                                                \
+    extern "C" __global__ void gather_rows_##S(const T* x, const int* rows, int cols, T* out) {                      \
+        gather_rows<T>(x, rows, cols, out);                                                                         \
+    }
+CELER_FOR_DTYPES(ELEMENTWISE_ENTRY_POINTS)
+
+// A weight stored in one dtype made into another (a bf16 checkpoint served with --dtype float16, say), rounding
+// to nearest even as torch's .to(dtype) does.
+extern "C" __global__ void convert(const void* x, int x_dtype, long long n, void* out, int out_dtype) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        store_from_float(out, i, out_dtype, load_as_float(x, i, x_dtype));
 }

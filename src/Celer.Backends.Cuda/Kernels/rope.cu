@@ -1,18 +1,75 @@
-// Rotary embedding, rotate-half layout (HF's rotate_half: pairs (i, i + rotary_dim/2)). The angle is the
-// fp32 product position * inv_freq[i], as transformers forms it, and cos/sin are scaled by yarn's attention factor.
+// Rotary embedding (rotate-half layout: HF's rotate_half pairs (i, i + rotary_dim/2)) and the step's split of the
+// fused q/k/v projection: q out, k and v into the paged KV cache.
 #include "common.cuh"
 
-// Grid: (rows, heads); block: threads over rotary_dim/2.
-extern "C" __global__ void rope(float* x, const int* positions, const float* inv_freq, int num_heads, int head_dim,
-                                int rotary_dim, float attention_scaling) {
-    int half = rotary_dim / 2;
-    float* h = x + ((long long)blockIdx.x * num_heads + blockIdx.y) * head_dim;
-    float pos = (float)positions[blockIdx.x];
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        float angle = pos * inv_freq[i];
-        float c = cosf(angle) * attention_scaling, s = sinf(angle) * attention_scaling;
-        float a = h[i], b = h[i + half];
-        h[i] = a * c - b * s;
-        h[i + half] = b * c + a * s;
+#define MAX_HEAD_DIM 512
+
+// cos_sin[p * half + i] = (cos, sin)(p * inv_freq[i]) * attention_scaling for every position the model serves,
+// computed once at load (vLLM's cos_sin_cache). The angle is the fp32 product position * inv_freq[i], as
+// transformers forms it, and yarn's attention factor scales cos and sin.
+extern "C" __global__ void rope_table(const float* inv_freq, int half, int max_positions, float attention_scaling,
+                                      float2* cos_sin) {
+    long long n = (long long)max_positions * half;
+    for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < n; j += (long long)gridDim.x * blockDim.x) {
+        float angle = (float)(j / half) * inv_freq[j % half];
+        cos_sin[j] = make_float2(cosf(angle) * attention_scaling, sinf(angle) * attention_scaling);
     }
 }
+
+// Grid: (rows, heads + 2 * kv_heads); block: threads over head_dim. Block h < heads takes query head h: the
+// optional per-head RMSNorm (Qwen3's q_norm), RoPE, out to q_out. The next kv_heads blocks do the same for the
+// keys (k_norm) and store into k_cache at the row's slot; the last kv_heads blocks copy the values into v_cache.
+// Slot -1 marks a padding row whose keys and values are not stored. Cache layout:
+// [num_blocks, block_size, num_kv_heads, head_dim], one for keys and one for values.
+template <typename T>
+__device__ void prepare_attention(const T* qkv, const int* positions, const int* slot_mapping, const float2* cos_sin,
+                                  const T* q_norm, const T* k_norm, float eps, int num_heads, int num_kv_heads,
+                                  int head_dim, int rotary_dim, T* q_out, T* k_cache, T* v_cache) {
+    int row = blockIdx.x, h = blockIdx.y;
+    bool is_q = h < num_heads, is_v = h >= num_heads + num_kv_heads;
+    const T* src = qkv + (long long)row * (num_heads + 2 * num_kv_heads) * head_dim + (long long)h * head_dim;
+    T* dst;
+    if (is_q) {
+        dst = q_out + ((long long)row * num_heads + h) * head_dim;
+    } else {
+        int slot = slot_mapping[row];
+        if (slot < 0) return;   // the whole block leaves together
+        int kv_head = is_v ? h - num_heads - num_kv_heads : h - num_heads;
+        dst = (is_v ? v_cache : k_cache) + ((long long)slot * num_kv_heads + kv_head) * head_dim;
+    }
+    if (is_v) {
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) dst[d] = src[d];
+        return;
+    }
+
+    __shared__ float x[MAX_HEAD_DIM];
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) x[d] = to_float(src[d]);
+    const T* norm = is_q ? q_norm : k_norm;
+    if (norm != nullptr) {
+        float ss = 0.f;
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) ss += x[d] * x[d];
+        float inv = rsqrtf(block_sum(ss) / head_dim + eps);
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) x[d] = round_to<T>(round_to<T>(x[d] * inv) * to_float(norm[d]));
+    }
+    __syncthreads();
+    int half = rotary_dim / 2;
+    const float2* cs = cos_sin + (long long)positions[row] * half;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float a = x[i], b = x[i + half];
+        float2 t = cs[i];
+        x[i] = a * t.x - b * t.y;
+        x[i + half] = b * t.x + a * t.y;
+    }
+    __syncthreads();
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) dst[d] = from_float<T>(x[d]);
+}
+
+#define ROPE_ENTRY_POINTS(S, T)                                                                                      \
+    extern "C" __global__ void prepare_attention_##S(                                                                \
+        const T* qkv, const int* positions, const int* slot_mapping, const float2* cos_sin, const T* q_norm,         \
+        const T* k_norm, float eps, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, T* q_out,         \
+        T* k_cache, T* v_cache) {                                                                                    \
+        prepare_attention<T>(qkv, positions, slot_mapping, cos_sin, q_norm, k_norm, eps, num_heads, num_kv_heads,    \
+                             head_dim, rotary_dim, q_out, k_cache, v_cache);                                         \
+    }
+CELER_FOR_DTYPES(ROPE_ENTRY_POINTS)

@@ -78,11 +78,13 @@ public static class ModelLoader
         int maxNumTokens = args.CreateSchedulerConfig(modelMaxLen, int.MaxValue).MaxNumBatchedTokens;
         int maxLogitsRows = Math.Min(args.MaxNumSeqs, maxNumTokens);
 
-        IModelBackend backend = CreateBackend(args.Device);
+        bool gpu = args.Device.ToLowerInvariant() is "cuda" or "gpu";
+        DType dtype = ModelDType(args, config, gpu);
+        IModelBackend backend = CreateBackend(args.Device, dtype);
         IWeightSource? weights = null;
         try
         {
-            weights = OpenWeights(args, dir, config, progress);
+            weights = OpenWeights(args, dir, dtype, progress);
             // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs.
             StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(256, (maxModelLen + args.BlockSize - 1) / args.BlockSize);
             var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
@@ -108,19 +110,30 @@ public static class ModelLoader
         }
     }
 
-    private static IModelBackend CreateBackend(string device) => device.ToLowerInvariant() switch
+    private static IModelBackend CreateBackend(string device, DType dtype) => device.ToLowerInvariant() switch
     {
-        "cpu" => new CpuBackend(),
-        "cuda" or "gpu" => new CudaBackend(CudaDevice.Open(), ownsDevice: true),
+        "cpu" => new CpuBackend(dtype),
+        "cuda" or "gpu" => new CudaBackend(CudaDevice.Open(), dtype, ownsDevice: true),
         _ => throw new ArgumentException($"Unknown device '{device}'; expected cpu or cuda.", nameof(device)),
     };
 
-    private static IWeightSource OpenWeights(EngineArgs args, string dir, ModelConfig config, IProgress<ModelLoadProgress>? progress)
+    /// <summary>
+    /// The dtype the model is served in, vLLM's <c>--dtype</c>: as given, else the checkpoint's torch_dtype (bf16 when
+    /// the config names none). On a GPU an fp32 checkpoint runs in bf16, as vLLM's auto does on GPUs that have it;
+    /// the CPU keeps fp32 weights as they are (it computes in fp32 whatever the weights' dtype).
+    /// </summary>
+    public static DType ModelDType(EngineArgs args, ModelConfig config, bool gpu) =>
+        ParseDtype(args.Dtype) ?? (config.TorchDtype ?? DType.BF16) switch
+        {
+            DType.F32 when gpu => DType.BF16,
+            DType stored => stored,
+        };
+
+    private static IWeightSource OpenWeights(EngineArgs args, string dir, DType dtype, IProgress<ModelLoadProgress>? progress)
     {
         switch (args.LoadFormat.ToLowerInvariant())
         {
             case "dummy":
-                DType dtype = ParseDtype(args.Dtype) ?? config.TorchDtype ?? DType.BF16;
                 return new ProgressWeightSource(new DummyWeightSource(dtype, (ulong)args.Seed), null, null, progress);
             case "auto" or "safetensors":
                 var source = SafetensorsWeightSource.Open(dir);

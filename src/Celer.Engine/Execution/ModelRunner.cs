@@ -31,7 +31,7 @@ public sealed class ModelRunner : IModelExecutor
         _blockSize = blockSize;
         _eosTokenIds = eosTokenIds;
         _seeds = new SeedSource(seed);
-        backend.AllocateKvCache(model.Config.NumHiddenLayers, numKvBlocks, blockSize, model.Config.NumKeyValueHeads, model.Config.HeadDim);
+        backend.AllocateKvCache(model.Config.NumHiddenLayers, numKvBlocks, blockSize, model.Attention);
     }
 
     public int NumKvBlocks { get; }

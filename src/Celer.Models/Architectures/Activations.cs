@@ -1,34 +1,45 @@
 using Celer.Models.Backend;
 using Celer.Models.Config;
+using Celer.Models.Weights;
 
 namespace Celer.Models.Architectures;
 
-/// <summary>The step's activation buffers, sized once for the largest step (rows = tokens in the step).</summary>
+/// <summary>
+/// The step's activation buffers, sized once for the largest step (rows = tokens in the step), in the backend's
+/// activation dtype; the logits are fp32, what the sampler reads.
+/// </summary>
 internal sealed class Activations
 {
     public Activations(ModelConfig c, IModelBackend b, int maxTokens, int maxLogitsRows)
     {
         int qDim = c.NumAttentionHeads * c.HeadDim, kvDim = c.NumKeyValueHeads * c.HeadDim;
-        Residual = b.Allocate("residual", maxTokens, c.HiddenSize);
-        Hidden = b.Allocate("hidden", maxTokens, c.HiddenSize);
-        Q = b.Allocate("q", maxTokens, qDim);
-        K = b.Allocate("k", maxTokens, kvDim);
-        V = b.Allocate("v", maxTokens, kvDim);
-        AttentionOutput = b.Allocate("attn_out", maxTokens, qDim);
-        Gate = b.Allocate("gate", maxTokens, c.IntermediateSize);
-        Up = b.Allocate("up", maxTokens, c.IntermediateSize);
-        LogitsHidden = b.Allocate("logits_hidden", maxLogitsRows, c.HiddenSize);
-        Logits = b.Allocate("logits", maxLogitsRows, c.VocabSize);
+        DType t = b.ActivationDType;
+        Residual = b.Allocate("residual", t, maxTokens, c.HiddenSize);
+        Hidden = b.Allocate("hidden", t, maxTokens, c.HiddenSize);
+        Qkv = b.Allocate("qkv", t, maxTokens, qDim + 2 * kvDim);
+        Q = b.Allocate("q", t, maxTokens, qDim);
+        AttentionOutput = b.Allocate("attn_out", t, maxTokens, qDim);
+        GateUp = b.Allocate("gate_up", t, maxTokens, 2 * c.IntermediateSize);
+        MlpHidden = b.Allocate("mlp_hidden", t, maxTokens, c.IntermediateSize);
+        LogitsHidden = b.Allocate("logits_hidden", t, maxLogitsRows, c.HiddenSize);
+        Logits = b.Allocate("logits", DType.F32, maxLogitsRows, c.VocabSize);
     }
 
     public Tensor Residual { get; }
     public Tensor Hidden { get; }
+
+    /// <summary>The fused q/k/v projection: [rows, (heads + 2·kvHeads)·headDim].</summary>
+    public Tensor Qkv { get; }
+
+    /// <summary>Queries after the optional q norm and RoPE (keys and values go straight into the KV cache).</summary>
     public Tensor Q { get; }
-    public Tensor K { get; }
-    public Tensor V { get; }
     public Tensor AttentionOutput { get; }
-    public Tensor Gate { get; }
-    public Tensor Up { get; }
+
+    /// <summary>The fused gate/up projection: [rows, 2·intermediate].</summary>
+    public Tensor GateUp { get; }
+
+    /// <summary>silu(gate)·up, the down projection's input.</summary>
+    public Tensor MlpHidden { get; }
     public Tensor LogitsHidden { get; }
     public Tensor Logits { get; }
 }

@@ -82,6 +82,9 @@ public sealed class DecoderModel
 
     public ModelConfig Config => _config;
 
+    /// <summary>The attention shape, which the backend's KV cache and attention kernels are set up for.</summary>
+    public AttentionSpec Attention => _attention;
+
     public int MaxNumTokens { get; }
 
     public int MaxLogitsRows { get; }
@@ -245,7 +248,7 @@ public sealed class DecoderModel
     private RopeSpec ComputeRope(int seqLen)
     {
         RopeTable table = RotaryEmbedding.Compute(_config, seqLen);
-        return new RopeSpec(table.InverseFrequencies, table.RotaryDim, table.AttentionScaling);
+        return new RopeSpec(table.InverseFrequencies, table.RotaryDim, table.AttentionScaling, seqLen);
     }
 
 }

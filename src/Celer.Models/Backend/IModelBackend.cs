@@ -4,22 +4,32 @@ namespace Celer.Models.Backend;
 
 /// <summary>
 /// The small set of operators a decoder-only transformer needs. Models are written once against it; the CPU
-/// and CUDA backends implement it. Activations are fp32 row-major [rows, columns]; weights keep their stored
-/// dtype and are converted inside the operators. Every operator works on the first <c>rows</c> rows of its
-/// buffers so that one set of activation buffers, sized for the largest step, serves every step.
+/// and CUDA backends implement it. Activations are row-major [rows, columns] in the backend's
+/// <see cref="ActivationDType"/> (fp32 on the CPU, the model dtype on a GPU, as vLLM runs a bf16 model in bf16);
+/// the logits are fp32. Every operator works on the first <c>rows</c> rows of its buffers so that one set of
+/// activation buffers, sized for the largest step, serves every step.
 /// </summary>
 public interface IModelBackend : IDisposable
 {
     string Name { get; }
 
+    /// <summary>The dtype of activations and of the KV cache; the operators compute in fp32 and round to it.</summary>
+    DType ActivationDType { get; }
+
     /// <summary>Makes a weight usable by the operators (the CPU keeps the memory-mapped bytes; a GPU copies them).</summary>
     Tensor LoadWeight(WeightTensor weight);
 
-    /// <summary>An fp32 buffer of the given shape, owned by the backend until it is disposed.</summary>
-    Tensor Allocate(string name, params int[] shape);
+    /// <summary>
+    /// One weight made of <paramref name="parts"/> stacked along their first dimension (q/k/v, gate/up), so a single
+    /// GEMM computes all of them; the parts must share their dtype and trailing dimensions.
+    /// </summary>
+    Tensor LoadStacked(string name, params WeightTensor[] parts);
+
+    /// <summary>A buffer of the given dtype and shape, owned by the backend until it is disposed.</summary>
+    Tensor Allocate(string name, DType dtype, params int[] shape);
 
     /// <summary>Allocates the paged KV cache: per layer, keys and values of [numBlocks, blockSize, numKvHeads, headDim].</summary>
-    void AllocateKvCache(int numLayers, int numBlocks, int blockSize, int numKvHeads, int headDim);
+    void AllocateKvCache(int numLayers, int numBlocks, int blockSize, AttentionSpec spec);
 
     /// <summary>Bytes one KV block takes across all layers (keys and values), for sizing the cache.</summary>
     long KvBlockBytes(int numLayers, int blockSize, int numKvHeads, int headDim);
@@ -39,14 +49,16 @@ public interface IModelBackend : IDisposable
     /// <summary>Fused residual: residual += x; x = rmsnorm(residual)·weight.</summary>
     void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps);
 
-    /// <summary>Rotates the first rotaryDim dims of every head of q or k ([rows, heads·headDim]) by each row's position (rotate-half layout).</summary>
-    void Rope(Tensor qOrK, int rows, int numHeads, int headDim, RopeSpec rope);
+    /// <summary>
+    /// Splits the fused projection <paramref name="qkv"/> ([rows, (heads + 2·kvHeads)·headDim], q then k then v):
+    /// q and k get the optional per-head RMSNorm (Qwen3's q_norm/k_norm) and RoPE (the first rotaryDim dims of each
+    /// head, rotate-half layout, by each row's position); q goes to <paramref name="q"/> ([rows, heads·headDim]),
+    /// k and v into the layer's paged cache through the slot mapping (slot −1: not written).
+    /// </summary>
+    void PrepareAttention(int layer, Tensor qkv, int rows, AttentionSpec spec, RopeSpec rope, Tensor? qNorm, Tensor? kNorm, float eps, Tensor q);
 
-    /// <summary>out = silu(gate)·up, element-wise over [rows, intermediate].</summary>
-    void SiluMul(Tensor gate, Tensor up, int rows, Tensor output);
-
-    /// <summary>Writes this step's keys and values of one layer into the paged cache through the slot mapping.</summary>
-    void WriteKv(int layer, Tensor k, Tensor v, int rows);
+    /// <summary>out = silu(gate)·up over the fused projection <paramref name="gateUp"/> ([rows, 2·intermediate], gate then up).</summary>
+    void SiluMul(Tensor gateUp, int rows, Tensor output);
 
     /// <summary>Causal paged attention of this step's queries over the layer's cache (GQA; optional sliding window).</summary>
     void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec);
@@ -54,12 +66,15 @@ public interface IModelBackend : IDisposable
     /// <summary>output[i] = x[batch.LogitsRows[first + i]] for i in 0..count-1.</summary>
     void GatherLogitsRows(Tensor x, int first, int count, Tensor output);
 
-    /// <summary>Copies the first rows of an fp32 buffer to the host.</summary>
+    /// <summary>Copies the first rows of an fp32 buffer (the logits) to the host.</summary>
     void CopyToHost(Tensor x, int rows, Span<float> destination);
 }
 
-/// <summary>Rotary embedding of one model: inverse frequencies, the rotated width and yarn's attention scaling.</summary>
-public sealed record RopeSpec(float[] InverseFrequencies, int RotaryDim, float AttentionScaling);
+/// <summary>
+/// Rotary embedding of one model: inverse frequencies, the rotated width, yarn's attention scaling, and the number
+/// of positions it serves (a GPU precomputes cos/sin for positions 0..MaxPositions−1).
+/// </summary>
+public sealed record RopeSpec(float[] InverseFrequencies, int RotaryDim, float AttentionScaling, int MaxPositions);
 
 /// <summary>Attention shape of one model.</summary>
 public sealed record AttentionSpec(int NumHeads, int NumKvHeads, int HeadDim, float Scale, int SlidingWindow);

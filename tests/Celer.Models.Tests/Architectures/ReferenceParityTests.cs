@@ -27,7 +27,7 @@ public sealed class ReferenceParityTests
     public void Greedy_tokens_and_logprobs_match_transformers(string name)
     {
         (string dir, ReferenceFixture fixture) = Load(name);
-        using var backend = new CpuBackend();
+        using var backend = new CpuBackend(ModelConfig.Load(dir).TorchDtype ?? DType.BF16);
         using var weights = SafetensorsWeightSource.Open(dir);
         (DecoderModel model, PagedSequenceRunner runner) = Build(dir, weights, backend, fixture.Cases.Count);
 
@@ -66,7 +66,7 @@ public sealed class ReferenceParityTests
     public void Batched_forward_equals_one_sequence_at_a_time(string name)
     {
         (string dir, ReferenceFixture fixture) = Load(name);
-        using var backend = new CpuBackend();
+        using var backend = new CpuBackend(ModelConfig.Load(dir).TorchDtype ?? DType.BF16);
         using var weights = SafetensorsWeightSource.Open(dir);
         (_, PagedSequenceRunner runner) = Build(dir, weights, backend, fixture.Cases.Count);
 
@@ -147,7 +147,7 @@ public sealed class ReferenceParityTests
         ModelConfig config = ModelConfig.Load(dir);
         const int maxBlocksPerSeq = 8;   // 128 tokens: the longest fixture sequence is 40 + 24
         var model = new DecoderModel(config, weights, backend, maxNumTokens: 256, maxLogitsRows: 64);
-        backend.AllocateKvCache(config.NumHiddenLayers, 1 + numSequences * maxBlocksPerSeq, BlockSize, config.NumKeyValueHeads, config.HeadDim);
+        backend.AllocateKvCache(config.NumHiddenLayers, 1 + numSequences * maxBlocksPerSeq, BlockSize, model.Attention);
         return (model, new PagedSequenceRunner(model, BlockSize, maxBlocksPerSeq));
     }
 }

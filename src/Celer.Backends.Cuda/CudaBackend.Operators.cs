@@ -1,0 +1,130 @@
+using Celer.Backends.Cuda.Interop;
+using Celer.Models.Backend;
+using Celer.Models.Weights;
+
+namespace Celer.Backends.Cuda;
+
+/// <summary>The element-wise operators and the GEMMs; every kernel is picked by the model dtype (suffix _bf16, _f16, _f32).</summary>
+public sealed unsafe partial class CudaBackend
+{
+    private SafeDeviceMemoryHandle? _ropeTable, _inverseFrequencies;
+    private float[]? _ropeTableFor;
+    private readonly Dictionary<string, nint> _typedKernels = new(StringComparer.Ordinal);
+
+    public void Embedding(Tensor table, Tensor output)
+    {
+        ulong ids = _tokenIds.Pointer, tab = (ulong)table.Data, o = (ulong)output.Data;
+        int hidden = (int)table.Columns;
+        void** args = stackalloc void*[] { &ids, &tab, &hidden, &o };
+        Launch("embedding", (uint)Batch.NumTokens, 1, Threads(hidden), args);
+    }
+
+    public void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
+    {
+        // Row-major y[rows, n] = x[rows, k]·W[n, k]ᵀ is column-major yᵀ = W·xᵀ: A = W read transposed, B = x. Inputs are
+        // in the model dtype, the output in y's (the model dtype, or fp32 for the logits), accumulation in fp32.
+        int n = weight.Rows, k = (int)weight.Columns, inType = CudaType(weight.DType);
+        float alpha = 1f, beta = 0f;
+        Cublas.Check(
+            Cublas.cublasGemmEx(_device.CublasHandle, Cublas.CUBLAS_OP_T, Cublas.CUBLAS_OP_N, n, rows, k, &alpha,
+                (ulong)weight.Data, inType, k, (ulong)x.Data, inType, k, &beta, (ulong)y.Data, CudaType(y.DType), n,
+                Cublas.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx");
+        if (bias is not null)
+        {
+            ulong yp = (ulong)y.Data, bp = (ulong)bias.Data;
+            long r = rows;
+            int cols = n;
+            void** bargs = stackalloc void*[] { &yp, &r, &cols, &bp };
+            Launch("add_bias", Blocks(r * n), 1, 256, bargs);
+        }
+    }
+
+    public void RmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y)
+    {
+        int size = (int)weight.ElementCount;
+        long normRows = rows * (x.Columns / size);
+        ulong xp = (ulong)x.Data, wp = (ulong)weight.Data, yp = (ulong)y.Data;
+        void** args = stackalloc void*[] { &xp, &wp, &size, &eps, &yp };
+        Launch("rms_norm", (uint)normRows, 1, Threads(size), args);
+    }
+
+    public void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps)
+    {
+        int size = (int)weight.ElementCount;
+        ulong xp = (ulong)x.Data, rp = (ulong)residual.Data, wp = (ulong)weight.Data;
+        void** args = stackalloc void*[] { &xp, &rp, &wp, &size, &eps };
+        Launch("add_rms_norm", (uint)rows, 1, Threads(size), args);
+    }
+
+    public void PrepareAttention(int layer, Tensor qkv, int rows, AttentionSpec spec, RopeSpec rope, Tensor? qNorm, Tensor? kNorm, float eps, Tensor q)
+    {
+        ulong src = (ulong)qkv.Data, pp = _positions.Pointer, sp = _slotMapping.Pointer, table = RopeTable(rope);
+        ulong qn = (ulong)(qNorm?.Data ?? 0), kn = (ulong)(kNorm?.Data ?? 0), qo = (ulong)q.Data, kc = _kCache[layer], vc = _vCache[layer];
+        int heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, rotary = rope.RotaryDim;
+        void** args = stackalloc void*[] { &src, &pp, &sp, &table, &qn, &kn, &eps, &heads, &kvHeads, &hd, &rotary, &qo, &kc, &vc };
+        Launch("prepare_attention", (uint)rows, (uint)(heads + 2 * kvHeads), Threads(hd / 2), args);
+    }
+
+    /// <summary>
+    /// The cos/sin table of <paramref name="rope"/> for every position it serves, computed on the GPU the first time.
+    /// Dynamic NTK RoPE hands a new frequency array as sequences outgrow the trained length; the table is then
+    /// recomputed in the same buffers (such models run eagerly, so no recorded graph points into them).
+    /// </summary>
+    private ulong RopeTable(RopeSpec rope)
+    {
+        if (!ReferenceEquals(_ropeTableFor, rope.InverseFrequencies))
+        {
+            int half = rope.RotaryDim / 2, positions = rope.MaxPositions;
+            _inverseFrequencies = Grow(_inverseFrequencies, half * sizeof(float), "RoPE frequencies");
+            _ropeTable = Grow(_ropeTable, (long)positions * half * 2 * sizeof(float), "RoPE cos/sin table");
+            UploadAsync<float>(_inverseFrequencies.Pointer, rope.InverseFrequencies.AsSpan(0, half));
+            ulong f = _inverseFrequencies.Pointer, t = _ropeTable.Pointer;
+            float scaling = rope.AttentionScaling;
+            void** args = stackalloc void*[] { &f, &half, &positions, &scaling, &t };
+            _kernels.Launch("rope_table", Blocks((long)positions * half), 1, 256, args);
+            _ropeTableFor = rope.InverseFrequencies;
+        }
+
+        return _ropeTable!.Pointer;
+    }
+
+    public void SiluMul(Tensor gateUp, int rows, Tensor output)
+    {
+        long r = rows;
+        int d = (int)output.Columns;
+        ulong g = (ulong)gateUp.Data, o = (ulong)output.Data;
+        void** args = stackalloc void*[] { &g, &r, &d, &o };
+        Launch("silu_mul", Blocks(r * d), 1, 256, args);
+    }
+
+    public void GatherLogitsRows(Tensor x, int first, int count, Tensor output)
+    {
+        ulong xp = (ulong)x.Data, rp = _logitsRows.Pointer + (ulong)first * sizeof(int), o = (ulong)output.Data;
+        int cols = (int)x.Columns;
+        void** args = stackalloc void*[] { &xp, &rp, &cols, &o };
+        Launch("gather_rows", (uint)count, 1, Threads(cols), args);
+    }
+
+    /// <summary>Launches the model-dtype instance of a kernel (its handle looked up once, without building its name again).</summary>
+    private void Launch(string kernel, uint gridX, uint gridY, uint gridZ, uint blockX, void** args)
+    {
+        if (!_typedKernels.TryGetValue(kernel, out nint function))
+        {
+            function = _kernels.Function($"{kernel}_{_suffix}");
+            _typedKernels[kernel] = function;
+        }
+
+        _kernels.Launch(function, kernel, gridX, gridY, gridZ, blockX, args);
+    }
+
+    private void Launch(string kernel, uint gridX, uint gridY, uint blockX, void** args) => Launch(kernel, gridX, gridY, 1, blockX, args);
+
+    private static int CudaType(DType dtype) => dtype switch
+    {
+        DType.F32 => Cublas.CUDA_R_32F,
+        DType.F16 => Cublas.CUDA_R_16F,
+        DType.BF16 => Cublas.CUDA_R_16BF,
+        _ => throw new NotSupportedException($"dtype {dtype}"),
+    };
+}

@@ -1,0 +1,351 @@
+// Tensor-core causal paged attention (FlashAttention-2 style) over a flat batch that mixes prefill chunks and
+// decode rows of many sequences, for 16-bit (bf16 / f16) KV caches. Requires sm_80+ (mma.sync, ldmatrix, cp.async).
+//
+// Layouts (row-major, contiguous; T = __nv_bfloat16 or __half):
+//   q                [rows, num_heads, head_dim]                      RoPE applied, not pre-scaled
+//   k_cache, v_cache [num_blocks, block_size, num_kv_heads, head_dim] one layer; position p of sequence s lives in slot
+//                    block_tables[s * max_blocks_per_seq + p / block_size] * block_size + p % block_size
+//   tiles            [num_tiles, 3] = (sequence s, first query row r0, query rows n): rows r0..r0+n-1 belong to s and
+//                    have consecutive increasing positions
+//   positions        [rows] absolute position of each query row; it sees keys [lo, p], lo = sliding_window > 0 ?
+//                    max(0, p - sliding_window + 1) : 0
+//   out              [rows, num_heads, head_dim] normalized output (written when splits == 1)
+//   partial_acc      [rows, num_heads, splits, head_dim] fp32 unnormalized accumulator (written when splits > 1)
+//   partial_ml       [rows, num_heads, splits, 2] fp32 (running max m of scale*q.k in natural-log units, sum l);
+//                    m = -inf, l = 0 when the split saw no visible key; merge_splits combines the splits.
+//
+// Host contract:
+//   * grid = (num_tiles, num_kv_heads, splits), block = FLASH_THREADS (128) threads, no dynamic shared memory
+//     (static shared memory <= 48 KB for every instantiation; see FLASH_INSTANTIATE below).
+//   * A tile holds n * group <= FLASH_BLOCK_M MMA rows (group = num_heads / num_kv_heads, 1..16): cut every
+//     sequence's rows of the batch into tiles of n = min(remaining rows, FLASH_BLOCK_M / group) consecutive rows.
+//     MMA row m of a tile is (query row r0 + m / group, head kv_head * group + m % group).
+//   * The tile's key range [lo(first row), position(last row)] is cut into BLOCK_N-aligned tiles of keys; split z
+//     of grid.z takes a contiguous run of ceil(key tiles / splits) of them (possibly none).
+//
+// Scheme: 4 warps x 16 MMA rows. Q (64 x head_dim) is staged in shared memory (and, for head_dim <= 128, kept in
+// registers as mma A fragments). K and V tiles of BLOCK_N keys are gathered through the block table with cp.async
+// (zero-filled outside the tile's key range, so no garbage can reach the P.V product). S = Q.K^T and O += P.V use
+// mma.sync m16n8k16 with fp32 accumulation; softmax is online in registers in log2 units (exp2f on scores
+// pre-scaled by scale * log2(e)); P goes from the S accumulator fragment straight into the A fragment of P.V.
+// Pipeline per key tile: V(j) loads while S(j) is computed, K(j+1) loads while P.V(j) is computed.
+#include "common.cuh"
+
+#define FLASH_BLOCK_M 64                  // MMA rows (query rows x heads of one GQA group) per thread block
+#define FLASH_WARPS 4                     // each warp owns 16 MMA rows
+#define FLASH_THREADS (FLASH_WARPS * 32)
+#define FLASH_LOG2E 1.4426950408889634f
+#define FLASH_LN2 0.6931471805599453f
+
+// ---- PTX wrappers (a host emulation defines FLASH_EMULATE and supplies its own versions) ----
+#ifndef FLASH_EMULATE
+template <typename T> __device__ __forceinline__ unsigned flash_pack2(float lo, float hi);
+template <> __device__ __forceinline__ unsigned flash_pack2<__nv_bfloat16>(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);   // .x (lo) is the low half, as mma expects
+    return *reinterpret_cast<unsigned*>(&v);
+}
+template <> __device__ __forceinline__ unsigned flash_pack2<__half>(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&v);
+}
+
+// c += a (16x16, row) * b (16x8, col), fp32 accumulate.
+template <typename T> __device__ __forceinline__ void flash_mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1);
+template <> __device__ __forceinline__ void flash_mma<__nv_bfloat16>(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void flash_mma<__half>(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i, r[i] holds its (lane/4, 2*(lane%4)+{0,1})
+// element pair, or with .trans its (2*(lane%4)+{0,1}, lane/4) pair. The "memory" clobber keeps them after the
+// barriers that publish the cp.async data.
+__device__ __forceinline__ void flash_ldsm_x4(unsigned (&r)[4], const void* smem) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
+}
+__device__ __forceinline__ void flash_ldsm_x4_trans(unsigned (&r)[4], const void* smem) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
+}
+
+// 16-byte global -> shared copy; src_bytes = 0 writes zeros without reading the source.
+__device__ __forceinline__ void flash_cp_async16(void* smem, const void* gmem, int src_bytes) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(a), "l"(gmem), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void flash_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void flash_cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+#endif
+
+// Elements per shared-memory row of a [rows, HD] tile, and the element offset of 16-byte chunk c of row r. ldmatrix
+// and the cp.async stores touch 8 consecutive rows at one chunk column: when a row is a multiple of 128 bytes the
+// chunk index is XOR-swizzled with r % 8 (no extra bytes); otherwise rows are padded by 16 bytes, which makes the
+// row stride an odd multiple of 16 bytes modulo 128 for every head_dim used here. Both are conflict-free.
+template <int HD> __host__ __device__ constexpr int flash_row_elems() { return (HD / 8) % 8 == 0 ? HD : HD + 8; }
+template <int HD> __device__ __forceinline__ int flash_off(int r, int c) {
+    if constexpr ((HD / 8) % 8 == 0) return r * HD + ((c ^ (r & 7)) << 3);
+    else return r * (HD + 8) + (c << 3);
+}
+
+// BN = keys per tile. Q_REGS: Q fragments live in registers (Q is staged through the K/V buffers, so 2 * BN >= 64);
+// otherwise Q stays in its own shared buffer and fragments are reloaded per k-step (saves HD/4 registers).
+template <typename T, int HD, int BN, bool Q_REGS>
+__device__ __forceinline__ void flash_attention_impl(
+    const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache, const int* __restrict__ tiles,
+    const int* __restrict__ positions, const int* __restrict__ block_tables, int max_blocks_per_seq, int block_size,
+    int num_heads, int num_kv_heads, float scale, int sliding_window, T* __restrict__ out,
+    float* __restrict__ partial_acc, float* __restrict__ partial_ml) {
+    constexpr int CH = HD / 8;          // 16-byte chunks per row
+    constexpr int RS = flash_row_elems<HD>();
+    constexpr int KSTEPS = HD / 16;     // k-steps of Q.K^T
+    constexpr int NT = BN / 8;          // n-tiles of S (keys)
+    constexpr int DT = HD / 8;          // n-tiles of O (head dim)
+    constexpr int KV_ELEMS = BN * RS;
+    static_assert(HD % 16 == 0 && BN % 16 == 0, "head_dim and BLOCK_N must be multiples of 16");
+    static_assert((BN * CH) % FLASH_THREADS == 0 && (FLASH_BLOCK_M * CH) % FLASH_THREADS == 0, "whole load rounds");
+    static_assert(!Q_REGS || 2 * BN >= FLASH_BLOCK_M, "Q is staged through the K and V buffers");
+
+    alignas(128) __shared__ T smem[2 * KV_ELEMS + (Q_REGS ? 0 : FLASH_BLOCK_M * RS)];
+    T* sK = smem;
+    T* sV = smem + KV_ELEMS;
+    T* sQ = Q_REGS ? smem : smem + 2 * KV_ELEMS;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, t = lane & 3;   // fragment row group and thread-in-quad
+    const int seq = tiles[blockIdx.x * 3], r0 = tiles[blockIdx.x * 3 + 1], n = tiles[blockIdx.x * 3 + 2];
+    const int kv_head = blockIdx.y, split = blockIdx.z, splits = gridDim.z;
+    const int group = num_heads / num_kv_heads, mrows = n * group;
+    const int* table = block_tables + (long long)seq * max_blocks_per_seq;
+
+    // Keys of the whole tile: positions rise along the tile, so [lo of the first row, position of the last row].
+    const int p_first = positions[r0], kmax = positions[r0 + n - 1];
+    const int kmin = sliding_window > 0 ? max(0, p_first - sliding_window + 1) : 0;
+    const int tile_first = kmin / BN, tile_count = kmax / BN - tile_first + 1;
+    const int per_split = (tile_count + splits - 1) / splits;
+    const int jt_begin = tile_first + split * per_split, jt_end = min(tile_first + tile_count, jt_begin + per_split);
+
+    // This thread's two fragment rows (g and g + 8 of the warp's 16). Padding rows see nothing (lo > pos).
+    int rpos[2], rlo[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        int m = warp * 16 + g + 8 * i;
+        if (m < mrows) {
+            rpos[i] = positions[r0 + m / group];
+            rlo[i] = sliding_window > 0 ? max(0, rpos[i] - sliding_window + 1) : 0;
+        } else {
+            rpos[i] = -1;
+            rlo[i] = 0x7fffffff;
+        }
+    }
+    // Warp-wide bounds over real rows: which key tiles the warp can skip, and which need no per-element mask.
+    int w_max_pos = max(rpos[0], rpos[1]), w_min_lo = min(rlo[0], rlo[1]);
+    int w_min_pos = min(rpos[0] < 0 ? 0x7fffffff : rpos[0], rpos[1] < 0 ? 0x7fffffff : rpos[1]);
+    int w_max_lo = max(rlo[0] == 0x7fffffff ? -1 : rlo[0], rlo[1] == 0x7fffffff ? -1 : rlo[1]);
+#pragma unroll
+    for (int o = 4; o < 32; o <<= 1) {
+        w_max_pos = max(w_max_pos, __shfl_xor_sync(0xffffffffu, w_max_pos, o));
+        w_min_lo = min(w_min_lo, __shfl_xor_sync(0xffffffffu, w_min_lo, o));
+        w_min_pos = min(w_min_pos, __shfl_xor_sync(0xffffffffu, w_min_pos, o));
+        w_max_lo = max(w_max_lo, __shfl_xor_sync(0xffffffffu, w_max_lo, o));
+    }
+    const bool warp_active = warp * 16 < mrows;
+
+    // Q tile: row m = (token m / group, head m % group); padding rows are zero.
+#pragma unroll
+    for (int it = 0; it < FLASH_BLOCK_M * CH / FLASH_THREADS; it++) {
+        int i = tid + it * FLASH_THREADS, m = i / CH, c = i % CH;
+        const T* src = q;
+        if (m < mrows)
+            src = q + ((long long)(r0 + m / group) * num_heads + kv_head * group + m % group) * HD + c * 8;
+        flash_cp_async16(sQ + flash_off<HD>(m, c), src, m < mrows ? 16 : 0);
+    }
+    flash_cp_async_commit();
+
+    unsigned qf[Q_REGS ? KSTEPS : 1][4];
+    if constexpr (Q_REGS) {
+        flash_cp_async_wait_all();
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; kk++) flash_ldsm_x4(qf[kk], sQ + flash_off<HD>(warp * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+        __syncthreads();   // the K/V buffers are reused
+    }
+
+    // Gathers keys k0..k0+BN-1 (one cache row per tile row; the slot is computed per row, so a tile may span
+    // several cache blocks). Rows outside [kmin, kmax] are zero-filled and never read from global memory.
+    const long long head_off = (long long)kv_head * HD;
+    auto load_tile = [&](T* dst, const T* cache, int k0) {
+#pragma unroll
+        for (int it = 0; it < BN * CH / FLASH_THREADS; it++) {
+            int i = tid + it * FLASH_THREADS, r = i / CH, c = i % CH, p = k0 + r;
+            bool ok = p >= kmin && p <= kmax;
+            const T* src = cache;
+            if (ok) {
+                long long slot = (long long)table[p / block_size] * block_size + p % block_size;
+                src = cache + slot * num_kv_heads * HD + head_off + c * 8;
+            }
+            flash_cp_async16(dst + flash_off<HD>(r, c), src, ok ? 16 : 0);
+        }
+        flash_cp_async_commit();
+    };
+
+    float o[DT][4];
+#pragma unroll
+    for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
+    float m_run[2] = {NEG_INF, NEG_INF}, l_run[2] = {0.f, 0.f};   // l_run: this thread's share of the row sum
+    const float scale_log2 = scale * FLASH_LOG2E;
+
+    if (jt_begin < jt_end) load_tile(sK, k_cache, jt_begin * BN);
+    for (int jt = jt_begin; jt < jt_end; jt++) {
+        const int k0 = jt * BN;
+        flash_cp_async_wait_all();
+        __syncthreads();                     // K(jt) (and Q) visible; every warp is done with V(jt-1)
+        load_tile(sV, v_cache, k0);
+
+        const bool compute = warp_active && k0 <= w_max_pos && k0 + BN - 1 >= w_min_lo;
+        float s[NT][4];
+        if (compute) {
+#pragma unroll
+            for (int j = 0; j < NT; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < KSTEPS; kk++) {
+                unsigned a[4];
+                if constexpr (Q_REGS) {
+                    a[0] = qf[kk][0]; a[1] = qf[kk][1]; a[2] = qf[kk][2]; a[3] = qf[kk][3];
+                } else {
+                    flash_ldsm_x4(a, sQ + flash_off<HD>(warp * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+                }
+#pragma unroll
+                for (int jj = 0; jj < NT / 2; jj++) {
+                    // matrices: keys 0-7 | d 0-7, keys 0-7 | d 8-15, keys 8-15 | d 0-7, keys 8-15 | d 8-15
+                    unsigned b[4];
+                    flash_ldsm_x4(b, sK + flash_off<HD>(16 * jj + (lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1)));
+                    flash_mma<T>(s[2 * jj], a, b[0], b[1]);
+                    flash_mma<T>(s[2 * jj + 1], a, b[2], b[3]);
+                }
+            }
+
+            // s[j][e]: row g + 8 * (e >> 1), key k0 + 8 j + 2 t + (e & 1).
+            const bool need_mask = k0 < w_max_lo || k0 + BN - 1 > w_min_pos;
+#pragma unroll
+            for (int j = 0; j < NT; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    float v = s[j][e] * scale_log2;
+                    if (need_mask) {
+                        int key = k0 + 8 * j + 2 * t + (e & 1);
+                        if (key < rlo[e >> 1] || key > rpos[e >> 1]) v = NEG_INF;
+                    }
+                    s[j][e] = v;
+                }
+
+            // Online softmax; a row's 8-key slice of each n-tile is spread over the 4 threads of a quad.
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                float mx = m_run[i];
+#pragma unroll
+                for (int j = 0; j < NT; j++) mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float base = mx == NEG_INF ? 0.f : mx;   // all masked so far: avoid -inf - -inf
+                const float corr = exp2f(m_run[i] - base);
+                m_run[i] = mx;
+                float sum = 0.f;
+#pragma unroll
+                for (int j = 0; j < NT; j++) {
+                    s[j][2 * i] = exp2f(s[j][2 * i] - base);
+                    s[j][2 * i + 1] = exp2f(s[j][2 * i + 1] - base);
+                    sum += s[j][2 * i] + s[j][2 * i + 1];
+                }
+                l_run[i] = l_run[i] * corr + sum;
+#pragma unroll
+                for (int d = 0; d < DT; d++) {
+                    o[d][2 * i] *= corr;
+                    o[d][2 * i + 1] *= corr;
+                }
+            }
+        }
+
+        flash_cp_async_wait_all();
+        __syncthreads();                     // V(jt) visible; every warp is done with K(jt)
+        if (jt + 1 < jt_end) load_tile(sK, k_cache, k0 + BN);
+
+        if (compute) {
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++) {
+                // The S accumulators of n-tiles 2kk, 2kk+1 are exactly the A fragment of P for keys 16kk..16kk+15.
+                unsigned a[4];
+                a[0] = flash_pack2<T>(s[2 * kk][0], s[2 * kk][1]);
+                a[1] = flash_pack2<T>(s[2 * kk][2], s[2 * kk][3]);
+                a[2] = flash_pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                a[3] = flash_pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+                for (int dd = 0; dd < HD / 16; dd++) {
+                    // transposed matrices: keys 0-7 | d 0-7, keys 8-15 | d 0-7, keys 0-7 | d 8-15, keys 8-15 | d 8-15
+                    unsigned b[4];
+                    flash_ldsm_x4_trans(b, sV + flash_off<HD>(16 * kk + (lane & 15), 2 * dd + (lane >> 4)));
+                    flash_mma<T>(o[2 * dd], a, b[0], b[1]);
+                    flash_mma<T>(o[2 * dd + 1], a, b[2], b[3]);
+                }
+            }
+        }
+    }
+
+    flash_cp_async_wait_all();   // an empty split never waited for its Q copy
+
+    // o[d][e]: row g + 8 * (e >> 1), dim 8 d + 2 t + (e & 1).
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        float l = l_run[i];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const int m = warp * 16 + g + 8 * i;
+        if (m >= mrows) continue;
+        const long long oh = (long long)(r0 + m / group) * num_heads + kv_head * group + m % group;
+        if (splits == 1) {
+            const float inv = l > 0.f ? 1.f / l : 0.f;
+            T* dst = out + oh * HD + 2 * t;
+#pragma unroll
+            for (int d = 0; d < DT; d++)
+                *reinterpret_cast<unsigned*>(dst + 8 * d) = flash_pack2<T>(o[d][2 * i] * inv, o[d][2 * i + 1] * inv);
+        } else {
+            const long long ps = oh * splits + split;
+            float* dst = partial_acc + ps * HD + 2 * t;
+#pragma unroll
+            for (int d = 0; d < DT; d++) *reinterpret_cast<float2*>(dst + 8 * d) = make_float2(o[d][2 * i], o[d][2 * i + 1]);
+            if (t == 0) {
+                partial_ml[ps * 2] = l > 0.f ? m_run[i] * FLASH_LN2 : NEG_INF;
+                partial_ml[ps * 2 + 1] = l;
+            }
+        }
+    }
+}
+
+#define FLASH_INSTANTIATE(TN, T, HD, BN, Q_REGS)                                                                      \
+    extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_attention_##TN##_hd##HD(                        \
+        const T* q, const T* k_cache, const T* v_cache, const int* tiles, const int* positions,                       \
+        const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,             \
+        float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml) {                             \
+        flash_attention_impl<T, HD, BN, Q_REGS>(q, k_cache, v_cache, tiles, positions, block_tables,                  \
+                                                max_blocks_per_seq, block_size, num_heads, num_kv_heads, scale,        \
+                                                sliding_window, out, partial_acc, partial_ml);                         \
+    }
+// Static shared memory: 2 * BN * row bytes (+ 64 rows of Q when Q is not kept in registers).
+//   hd16 6 KB, hd32 10 KB, hd64 16 KB, hd80 22 KB, hd96 26 KB, hd128 32 KB, hd256 48 KB (Q in shared, BN 16).
+#define FLASH_INSTANTIATE_ALL(TN, T)         \
+    FLASH_INSTANTIATE(TN, T, 16, 64, true)   \
+    FLASH_INSTANTIATE(TN, T, 32, 64, true)   \
+    FLASH_INSTANTIATE(TN, T, 64, 64, true)   \
+    FLASH_INSTANTIATE(TN, T, 80, 64, true)   \
+    FLASH_INSTANTIATE(TN, T, 96, 64, true)   \
+    FLASH_INSTANTIATE(TN, T, 128, 64, true)  \
+    FLASH_INSTANTIATE(TN, T, 256, 16, false)
+FLASH_INSTANTIATE_ALL(bf16, __nv_bfloat16)
+FLASH_INSTANTIATE_ALL(f16, __half)
