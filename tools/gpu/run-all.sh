@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tests latency throughput hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tests latency prefill context attention throughput hf" bash tools/gpu/run-all.sh
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
-STAGES="${STAGES:-templates tests latency throughput hf}"
+STAGES="${STAGES:-templates tests latency prefill context attention throughput hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -31,19 +31,39 @@ if has tests; then
   timeout 300 publish/gpu/Celer.Backends.Cuda.Tests -noColor -diagnostics -parallel none || status=1
 fi
 
-bench() { # name, then celer bench arguments
+bench() { # name, then celer bench arguments (a later --max-model-len overrides the default)
   local name=$1; shift
   stage "celer bench $name"
-  timeout 300 publish/gpu/celer bench "$@" --model "$MODEL8B" --load-format dummy --device cuda --max-model-len 4096 \
+  timeout 300 publish/gpu/celer bench "$@" --model "$MODEL8B" --load-format dummy --device cuda --max-model-len "${MAX_LEN:-4096}" \
     --no-enable-prefix-caching --output-json "$OUT/celer-$name.json" || status=1
 }
+latency() { # name, batch size, input length, output length, then extra flags
+  local name=$1 b=$2 i=$3 o=$4; shift 4
+  bench "$name" latency --batch-size "$b" --input-len "$i" --output-len "$o" --num-iters-warmup 1 --num-iters 3 "$@"
+}
 if has latency; then
-  bench latency-bs1 latency --batch-size 1 --input-len 128 --output-len 256 --num-iters-warmup 1 --num-iters 3
-  bench latency-bs1-eager latency --batch-size 1 --input-len 128 --output-len 256 --num-iters-warmup 1 --num-iters 3 --enforce-eager
-  bench latency-bs32 latency --batch-size 32 --input-len 128 --output-len 256 --num-iters-warmup 1 --num-iters 3
+  for b in 1 32 64 128 256; do latency "latency-bs$b" "$b" 128 256; done
+  latency latency-bs1-eager 1 128 256 --enforce-eager
+fi
+if has prefill; then
+  # Output 1: the time is the prefill of 8 × 2048 tokens (summarize.py turns it into model TFLOP/s).
+  latency prefill-8x2048 8 2048 1 --max-num-batched-tokens 16384
+fi
+if has context; then
+  # Decode over long contexts: the same batch with 129 and with 1 output token; the difference is 128 decode steps.
+  for b in 1 64; do
+    MAX_LEN=4352 latency "context4k-bs$b-out1" "$b" 4096 1
+    MAX_LEN=4352 latency "context4k-bs$b-out129" "$b" 4096 129
+  done
+  MAX_LEN=16640 latency context16k-bs1-out1 1 16384 1
+  MAX_LEN=16640 latency context16k-bs1-out129 1 16384 129
+fi
+if has attention; then
+  stage "celer bench attention (the attention operator alone)"
+  timeout 300 publish/gpu/celer bench attention --prefill 8x2048 --decode 64x4096 --output-json "$OUT/attention-kernel.json" || status=1
 fi
 if has throughput; then
-  bench throughput throughput --num-prompts "${THROUGHPUT_PROMPTS:-256}" --input-len 1000 --output-len 1000
+  bench throughput throughput --num-prompts "${THROUGHPUT_PROMPTS:-500}" --input-len 1000 --output-len 1000
 fi
 if has hf; then
   stage "Hugging Face transformers baseline and the card's ceilings"

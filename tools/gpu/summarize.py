@@ -14,18 +14,61 @@ weight_bytes = hf["weight_bytes"] if hf else 16.06e9
 copy_tbs = hf["ceilings"]["copy_tb_per_s"] if hf else 3.0
 # Decode reads every weight once per step: that time is the floor of one step at any batch size up to ~100.
 floor_step_s = weight_bytes / (copy_tbs * 1e12)
+cfg = json.load(open(os.path.join(os.path.dirname(__file__), "../../benchmarks/models/llama-3.1-8b-shape/config.json")))
+layers, hidden, inter = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["intermediate_size"]
+heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+head_dim = cfg.get("head_dim", hidden // heads)
+q_dim, kv_dim = heads * head_dim, kv_heads * head_dim
+
+
+def prefill_flops(batch, length):
+    """Model FLOPs of a prefill: the GEMMs of every token (lm_head for the last one) plus causal attention."""
+    linear = 2 * layers * (hidden * (q_dim + 2 * kv_dim) + q_dim * hidden + 3 * hidden * inter)
+    attention = 4 * layers * q_dim * length * (length + 1) / 2
+    return batch * (linear * length + attention + 2 * hidden * cfg["vocab_size"])
+
+
+latency_of = {}
 for path in sorted(glob.glob(os.path.join(out, "celer-*.json"))):
     data = json.load(open(path))
     name = os.path.basename(path)[len("celer-"):-len(".json")]
     summary["celer"][name] = data
     res, par = data.get("results", {}), data.get("parameters", {})
     if "avg_latency" in res:
+        latency_of[name] = (par, res["avg_latency"])
+    if name.startswith("prefill"):
+        flops = prefill_flops(par["batch_size"], par["input_len"])
+        gemm = hf["ceilings"]["bf16_gemm_tflops"] if hf else 760
+        rows.append((f"celer {name}", f"{res['avg_latency']:.3f} s", f"{flops / res['avg_latency'] / 1e12:.0f} TFLOP/s",
+                     f"{flops / res['avg_latency'] / 1e12 / gemm:.0%} of the {gemm:.0f} TFLOP/s GEMM ceiling"))
+        summary.setdefault("derived", {})[name] = {"model_tflops": flops / 1e12, "tflop_per_s": flops / res["avg_latency"] / 1e12}
+    elif name.startswith("context") and name.endswith("-out129"):
+        continue
+    elif name.startswith("context") and name.endswith("-out1") and name[:-1] + "129" in [os.path.basename(p)[6:-5] for p in glob.glob(os.path.join(out, "celer-*.json"))]:
+        par129 = json.load(open(os.path.join(out, f"celer-{name[:-1]}129.json")))
+        t129 = par129["results"]["avg_latency"]
+        b, length = par["batch_size"], par["input_len"]
+        tps = b * 128 / (t129 - res["avg_latency"])
+        # A decode step reads the weights once and every sequence's keys and values (bf16) once.
+        step_bytes = weight_bytes + b * (length + 64) * layers * 2 * kv_dim * 2
+        ceiling = b / (step_bytes / (copy_tbs * 1e12))
+        rows.append((f"celer {name[:-5]} decode", f"{(t129 - res['avg_latency']) / 128 * 1e3:.2f} ms/step", f"{tps:.1f} out tok/s",
+                     f"{tps / ceiling:.0%} of the {ceiling:.0f} tok/s bound (weights + KV)"))
+        summary.setdefault("derived", {})[name[:-5]] = {"decode_tok_per_s": tps, "bound_tok_per_s": ceiling, "prefill_s": res["avg_latency"]}
+    elif "avg_latency" in res:
         b, o = par["batch_size"], par["output_len"]
         tps = b * o / res["avg_latency"]
         ceiling = b / floor_step_s
         rows.append((f"celer {name}", f"{res['avg_latency']:.2f} s", f"{tps:.1f} out tok/s", f"{tps / ceiling:.0%} of the {ceiling:.0f} tok/s bandwidth bound"))
     elif "tokens_per_second" in res:
         rows.append((f"celer {name}", f"{res.get('requests_per_second', 0):.2f} req/s", f"{res.get('output_tokens_per_second', 0):.0f} out tok/s", f"{res.get('tokens_per_second', 0):.0f} total tok/s"))
+attention = load(os.path.join(out, "attention-kernel.json"))
+if attention:
+    summary["attention_kernel"] = attention
+    r, p = attention["results"], attention["parameters"]
+    gemm = hf["ceilings"]["bf16_gemm_tflops"] if hf else 760
+    rows.append((f"attention alone, prefill {p['prefill']}", f"{r['prefill_seconds'] * 1e3:.2f} ms", f"{r['prefill_tflop_per_s']:.0f} TFLOP/s", f"{r['prefill_tflop_per_s'] / gemm:.0%} of GEMM"))
+    rows.append((f"attention alone, decode {p['decode']}", f"{r['decode_seconds'] * 1e6:.0f} us", f"{r['decode_gb_per_s']:.0f} GB/s", f"{r['decode_gb_per_s'] / (copy_tbs * 1e3):.0%} of copy"))
 if hf:
     c = hf["ceilings"]
     rows.append(("card: d2d copy", f"{c['copy_tb_per_s']:.2f} TB/s", "", ""))

@@ -181,6 +181,7 @@ __device__ __forceinline__ void flash_attention_impl(
     // Gathers keys k0..k0+BN-1 (one cache row per tile row; the slot is computed per row, so a tile may span
     // several cache blocks). Rows outside [kmin, kmax] are zero-filled and never read from global memory.
     const long long head_off = (long long)kv_head * HD;
+    const int bs_shift = (block_size & (block_size - 1)) == 0 ? __ffs(block_size) - 1 : -1;   // usual case: 2^k
     auto load_tile = [&](T* dst, const T* cache, int k0) {
 #pragma unroll
         for (int it = 0; it < BN * CH / FLASH_THREADS; it++) {
@@ -188,7 +189,8 @@ __device__ __forceinline__ void flash_attention_impl(
             bool ok = p >= kmin && p <= kmax;
             const T* src = cache;
             if (ok) {
-                long long slot = (long long)table[p / block_size] * block_size + p % block_size;
+                int blk = bs_shift >= 0 ? p >> bs_shift : p / block_size;
+                long long slot = (long long)table[blk] * block_size + (p - blk * block_size);
                 src = cache + slot * num_kv_heads * HD + head_off + c * 8;
             }
             flash_cp_async16(dst + flash_off<HD>(r, c), src, ok ? 16 : 0);

@@ -10,6 +10,7 @@ internal static class BenchCommand
         var command = new Command("bench", "Benchmarks: offline latency and throughput, and online serving.");
         command.Subcommands.Add(OfflineBenchmarks.Latency());
         command.Subcommands.Add(OfflineBenchmarks.Throughput());
+        command.Subcommands.Add(AttentionBenchmark.Create());
         command.Subcommands.Add(ServeBenchmark.Create());
         return command;
     }
