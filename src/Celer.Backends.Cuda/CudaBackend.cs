@@ -109,6 +109,17 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     /// </summary>
     private void Upload(WeightTensor weight, ulong destination)
     {
+        if (weight.Synthetic is { } rule)
+        {
+            ulong state = rule.State, target = destination;
+            float low = rule.Low, high = rule.High;
+            int ones = rule.Ones ? 1 : 0, targetType = Code(ActivationDType);
+            long count = weight.ElementCount;
+            void** fargs = stackalloc void*[] { &state, &low, &high, &ones, &count, &target, &targetType };
+            _kernels.Launch("fill_dummy", Blocks(count), 1, 256, fargs);
+            return;
+        }
+
         byte* src = (byte*)weight.Data;
         nint staging = _staging.DangerousGetHandle();
         bool convert = weight.DType != ActivationDType;

@@ -72,6 +72,25 @@ public sealed class OperatorParityTests
     }
 
     [Theory]
+    [InlineData(DType.BF16)]
+    [InlineData(DType.F16)]
+    [InlineData(DType.F32)]
+    public void Dummy_weights_made_on_the_gpu_equal_the_host_ones(DType dtype)
+    {
+        Gpu.Require();
+        using var host = new DummyWeightSource(dtype, seed: 11);
+        using var device = new DummyWeightSource(dtype, seed: 11, materialize: false);
+        using var gpu = new CudaBackend(Gpu.Device, dtype);
+        foreach (string name in new[] { "model.layers.3.mlp.up_proj.weight", "model.norm.weight" })
+        {
+            Tensor made = gpu.LoadWeight(device.Get(name, 300, 77)), copied = gpu.LoadWeight(host.Get(name, 300, 77));
+            float[] expected = HostTensors.Read(gpu, copied, 300);
+            Assert.True(name.EndsWith("norm.weight", StringComparison.Ordinal) ? expected.All(v => v == 1f) : expected.Distinct().Count() > 1000);
+            Assert.Equal(expected, HostTensors.Read(gpu, made, 300));
+        }
+    }
+
+    [Theory]
     [InlineData(1, 64, DType.BF16)]
     [InlineData(33, 4096, DType.BF16)]
     [InlineData(9, 1000, DType.F16)]

@@ -57,3 +57,22 @@ extern "C" __global__ void convert(const void* x, int x_dtype, long long n, void
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         store_from_float(out, i, out_dtype, load_as_float(x, i, x_dtype));
 }
+
+// Dummy weights (--load-format dummy) made on the GPU, value for value what DummyWeightSource makes on the host:
+// all ones, or low + (high - low) * u with u the top 24 bits of SplitMix64 at state + (i + 1) * golden ratio. The
+// _rn intrinsics keep the arithmetic from contracting into an FMA, which would round differently from the host.
+extern "C" __global__ void fill_dummy(unsigned long long state, float low, float high, int ones, long long n, void* out,
+                                      int dtype) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        float v = 1.f;
+        if (!ones) {
+            unsigned long long z = state + (unsigned long long)(i + 1) * 0x9E3779B97F4A7C15ull;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            z ^= z >> 31;
+            float unit = __fmul_rn((float)(z >> 40), 1.f / 16777216.f);
+            v = __fadd_rn(low, __fmul_rn(__fsub_rn(high, low), unit));
+        }
+        store_from_float(out, i, dtype, v);
+    }
+}

@@ -84,7 +84,7 @@ public static class ModelLoader
         IWeightSource? weights = null;
         try
         {
-            weights = OpenWeights(args, dir, dtype, progress);
+            weights = OpenWeights(args, dir, dtype, materializeDummy: !gpu, progress);
             // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs.
             StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(256, (maxModelLen + args.BlockSize - 1) / args.BlockSize);
             var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
@@ -129,12 +129,13 @@ public static class ModelLoader
             DType stored => stored,
         };
 
-    private static IWeightSource OpenWeights(EngineArgs args, string dir, DType dtype, IProgress<ModelLoadProgress>? progress)
+    /// <param name="materializeDummy">False on a GPU, which generates dummy weights itself.</param>
+    private static IWeightSource OpenWeights(EngineArgs args, string dir, DType dtype, bool materializeDummy, IProgress<ModelLoadProgress>? progress)
     {
         switch (args.LoadFormat.ToLowerInvariant())
         {
             case "dummy":
-                return new ProgressWeightSource(new DummyWeightSource(dtype, (ulong)args.Seed), null, null, progress);
+                return new ProgressWeightSource(new DummyWeightSource(dtype, (ulong)args.Seed, materializeDummy), null, null, progress);
             case "auto" or "safetensors":
                 var source = SafetensorsWeightSource.Open(dir);
                 return new ProgressWeightSource(source, source.Names.Count(), source.Files.Sum(f => new FileInfo(f.Path).Length), progress);

@@ -18,14 +18,20 @@ public sealed unsafe class DummyWeightSource : IWeightSource
 
     private const nuint Alignment = 64; // a cache line, and enough for any SIMD load width
     private readonly ulong _seed;
+    private readonly bool _materialize;
     private readonly Dictionary<string, WeightTensor> _tensors = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
     private bool _disposed;
 
-    public DummyWeightSource(DType dtype = DType.BF16, ulong seed = 0)
+    /// <param name="materialize">
+    /// False when the consumer generates the values itself from <see cref="WeightTensor.Synthetic"/> (a GPU makes
+    /// 16 GB of them in a second, where one host thread takes half a minute); the tensors then hold no bytes.
+    /// </param>
+    public DummyWeightSource(DType dtype = DType.BF16, ulong seed = 0, bool materialize = true)
     {
         DType = dtype;
         _seed = seed;
+        _materialize = materialize;
     }
 
     public DType DType { get; }
@@ -64,7 +70,10 @@ public sealed unsafe class DummyWeightSource : IWeightSource
             _disposed = true;
             foreach (var tensor in _tensors.Values)
             {
-                NativeMemory.AlignedFree((void*)tensor.Data);
+                if (tensor.Data != 0)
+                {
+                    NativeMemory.AlignedFree((void*)tensor.Data);
+                }
             }
             _tensors.Clear();
         }
@@ -79,15 +88,21 @@ public sealed unsafe class DummyWeightSource : IWeightSource
             elements = checked(elements * dim);
         }
         long bytes = checked(elements * DType.ByteSize());
+        var rule = new SyntheticValues(_seed ^ Fnv1a(name), -Range, Range, name.EndsWith("norm.weight", StringComparison.Ordinal));
+        if (!_materialize)
+        {
+            return new WeightTensor(name, DType, shape, 0, bytes) { Synthetic = rule };
+        }
+
         byte* data = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), Alignment);
-        Fill(data, elements, name);
+        Fill(data, elements, rule);
         return new WeightTensor(name, DType, shape, (nint)data, bytes);
     }
 
-    private void Fill(byte* data, long elements, string name)
+    private void Fill(byte* data, long elements, SyntheticValues rule)
     {
-        bool ones = name.EndsWith("norm.weight", StringComparison.Ordinal);
-        var random = new SplitMix64(_seed ^ Fnv1a(name));
+        bool ones = rule.Ones;
+        var random = new SplitMix64(rule.State);
         Span<float> chunk = stackalloc float[1024];
         int size = DType.ByteSize();
         for (long done = 0; done < elements; done += chunk.Length)
@@ -101,7 +116,7 @@ public sealed unsafe class DummyWeightSource : IWeightSource
             {
                 for (int i = 0; i < values.Length; i++)
                 {
-                    values[i] = random.NextUniform(-Range, Range);
+                    values[i] = random.NextUniform(rule.Low, rule.High);
                 }
             }
             byte* destination = data + done * size;

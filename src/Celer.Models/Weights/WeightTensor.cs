@@ -27,6 +27,12 @@ public readonly unsafe struct WeightTensor
 
     public long ByteLength { get; }
 
+    /// <summary>
+    /// Set for a dummy weight whose values a device generates itself (<see cref="Data"/> is then 0): the rule that
+    /// gives element i, the same one <see cref="DummyWeightSource"/> uses on the host.
+    /// </summary>
+    public SyntheticValues? Synthetic { get; init; }
+
     public long ElementCount
     {
         get
@@ -58,7 +64,16 @@ public readonly unsafe struct WeightTensor
 
     public override string ToString() => $"{Name} {DType}{FormatShape(Shape)}";
 
-    private int SpanLength(long length) => length <= int.MaxValue
+    private int SpanLength(long length) => Synthetic is not null
+        ? throw new InvalidOperationException($"tensor '{Name}' is generated on the device; it has no host bytes")
+        : length <= int.MaxValue
         ? (int)length
         : throw new InvalidOperationException($"tensor '{Name}' is {length} long, beyond what a span can hold; use Data");
 }
+
+/// <summary>
+/// Dummy weight values as a rule rather than bytes: all ones, or element i = low + (high − low)·u_i, with u_i the top
+/// 24 bits of SplitMix64's output for state <see cref="State"/> + (i + 1)·0x9E3779B97F4A7C15, all in fp32 without
+/// fused multiply-adds, then rounded to the tensor's dtype (nearest even).
+/// </summary>
+public sealed record SyntheticValues(ulong State, float Low, float High, bool Ones);
