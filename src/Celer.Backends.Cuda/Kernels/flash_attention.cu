@@ -20,8 +20,10 @@
 //   * A tile holds n * group <= FLASH_BLOCK_M MMA rows (group = num_heads / num_kv_heads, 1..16): cut every
 //     sequence's rows of the batch into tiles of n = min(remaining rows, FLASH_BLOCK_M / group) consecutive rows.
 //     MMA row m of a tile is (query row r0 + m / group, head kv_head * group + m % group).
-//   * The tile's key range [lo(first row), position(last row)] is cut into BLOCK_N-aligned tiles of keys; split z
-//     of grid.z takes a contiguous run of ceil(key tiles / splits) of them (possibly none).
+//   * The tile's key range [lo(first row), position(last row)] is cut into BLOCK_N-aligned tiles of keys (BLOCK_N =
+//     64 for head_dim <= 128, 16 for 256); split z takes a contiguous run of ceil(key tiles / splits) of them
+//     (possibly none: then it writes m = -inf, l = 0, acc = 0).
+//   * q, k_cache and v_cache must be 16-byte aligned (cp.async moves 16-byte chunks).
 //
 // Scheme: 4 warps x 16 MMA rows. Q (64 x head_dim) is staged in shared memory (and, for head_dim <= 128, kept in
 // registers as mma A fragments). K and V tiles of BLOCK_N keys are gathered through the block table with cp.async
@@ -339,8 +341,11 @@ __device__ __forceinline__ void flash_attention_impl(
                                                 max_blocks_per_seq, block_size, num_heads, num_kv_heads, scale,        \
                                                 sliding_window, out, partial_acc, partial_ml);                         \
     }
-// Static shared memory: 2 * BN * row bytes (+ 64 rows of Q when Q is not kept in registers).
-//   hd16 6 KB, hd32 10 KB, hd64 16 KB, hd80 22 KB, hd96 26 KB, hd128 32 KB, hd256 48 KB (Q in shared, BN 16).
+// Static shared memory: 2 * BN * row bytes (+ 64 rows of Q when Q is not kept in registers):
+//   hd16 6 KB, hd32 10 KB, hd64 16 KB, hd80 22 KB, hd96 26 KB, hd128 32 KB, hd256 48 KB.
+// hd256 keeps Q in shared memory with BN = 16: Q in registers (64 more) with BN = 32 spills next to the 128 O
+// registers. ptxas (NVRTC 11.8) registers, no spills: sm_80 95/137/166/168/213/243/241, sm_90 92/159/168/168/182/
+// 217/203 for hd 16/32/64/80/96/128/256.
 #define FLASH_INSTANTIATE_ALL(TN, T)         \
     FLASH_INSTANTIATE(TN, T, 16, 64, true)   \
     FLASH_INSTANTIATE(TN, T, 32, 64, true)   \
