@@ -72,4 +72,7 @@ fi
 
 stage "summary"
 python3 tools/gpu/summarize.py "$OUT" || status=1
+# The device tool brings back at most 8 files: keep the log and the summary, pack the rest into one archive.
+(cd "$OUT" && find . -maxdepth 1 -type f ! -name run-all.log ! -name benchmarks-summary.json ! -name results.tgz -printf '%P\n' \
+  | tar -czf results.tgz -T - && find . -maxdepth 1 -type f ! -name run-all.log ! -name benchmarks-summary.json ! -name results.tgz -delete)
 exit $status

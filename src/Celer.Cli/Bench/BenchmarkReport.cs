@@ -41,9 +41,15 @@ internal static class BenchmarkReport
         return path;
     }
 
-    /// <summary><c>git rev-parse HEAD</c>, or null outside a checkout or without git.</summary>
+    /// <summary>
+    /// <c>CELER_COMMIT</c> when set (a copy of the tree on another machine may carry a stale .git), else
+    /// <c>git rev-parse HEAD</c>, or null outside a checkout or without git.
+    /// </summary>
     private static string? GitCommit()
     {
+        if (Environment.GetEnvironmentVariable("CELER_COMMIT") is { Length: > 0 } pinned)
+            return pinned;
+
         try
         {
             using var git = Process.Start(new ProcessStartInfo("git", "rev-parse HEAD")
