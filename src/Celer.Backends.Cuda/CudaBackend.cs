@@ -305,10 +305,11 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     }
 
     /// <summary>
-    /// Replaces a growable buffer by a larger one. Recorded graphs point into the old one, so they go stale, and it
-    /// may not happen while a graph is being recorded.
+    /// Replaces a growable buffer by a larger one. Recorded graphs may point into the old one, so they go stale
+    /// (unless <paramref name="inGraphs"/> is false: buffers only the host-launched sampling reads), and it may not
+    /// happen while a graph is being recorded.
     /// </summary>
-    internal SafeDeviceMemoryHandle Grow(SafeDeviceMemoryHandle? old, long bytes, string what)
+    internal SafeDeviceMemoryHandle Grow(SafeDeviceMemoryHandle? old, long bytes, string what, bool inGraphs = true)
     {
         if (_capturing)
         {
@@ -321,7 +322,11 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
             _allocations.Remove(old);
         }
 
-        BufferVersion++;
+        if (inGraphs)
+        {
+            BufferVersion++;
+        }
+
         return Track(_device.Allocate(bytes));
     }
 

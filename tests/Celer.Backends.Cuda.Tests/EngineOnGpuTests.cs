@@ -98,6 +98,33 @@ public sealed class EngineOnGpuTests
     }
 
     [Fact]
+    public void Seeded_sampling_on_the_gpu_is_the_same_alone_and_batched()
+    {
+        Gpu.Require();
+        // Sampling runs on the GPU (every row samples, none asks prompt logprobs); each sequence keeps its own
+        // generator, so its draws may not depend on what else is in the batch.
+        string dir = Path.Combine(RepoPaths.FixtureModels, "qwen3-headdim-qknorm-bf16");
+        var random = new Random(11);
+        var requests = Enumerable.Range(0, 10).Select(i => new GenerateRequest(
+            $"s{i}",
+            Enumerable.Range(0, random.Next(1, 30)).Select(_ => random.Next(512)).ToList(),
+            new SamplingParams { Temperature = 0.9f, TopP = 0.9f, TopK = 40, Seed = 100 + i, MaxTokens = 12, IgnoreEos = true, Logprobs = i % 3 })).ToList();
+
+        var solo = new List<List<int>>();
+        using (LlmEngine alone = Engine(dir))
+        {
+            solo.AddRange(requests.Select(r => Tokens(alone.Generate([r])[0])));
+        }
+
+        using LlmEngine batched = Engine(dir, maxNumBatchedTokens: 16, maxNumSeqs: 8);
+        IReadOnlyList<RequestOutput> outputs = batched.Generate(requests);
+        for (int i = 0; i < requests.Count; i++)
+        {
+            Assert.True(solo[i].SequenceEqual(Tokens(outputs[i])), $"request {i}: batched draws differ from solo");
+        }
+    }
+
+    [Fact]
     public void A_decode_bucket_larger_than_any_eager_step_is_recorded()
     {
         Gpu.Require();

@@ -88,6 +88,9 @@ public static class ModelLoader
             // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs.
             StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(256, (maxModelLen + args.BlockSize - 1) / args.BlockSize);
             var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
+            // Sampling on the GPU: its scratch is counted before the KV cache takes the rest of the card.
+            IDeviceSampler? deviceSampler = backend as IDeviceSampler;
+            deviceSampler?.ReserveSampling(maxLogitsRows, config.VocabSize);
             int numBlocks = KvBlocks(args, backend, config, maxModelLen);
             IReadOnlyList<int> eos = EosTokenIds(config, generation, tokenizerConfig, tokenizer);
             // The CPU computes straight from the memory-mapped checkpoint, so the runner keeps it open; a GPU has its
@@ -98,7 +101,7 @@ public static class ModelLoader
                 weights.Dispose();
             }
 
-            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen);
+            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler);
             var info = new EngineModelInfo(config.VocabSize, maxModelLen, eos.Count > 0 ? eos[0] : null, eos);
             return new Parts(args, config, generation, tokenizerConfig, tokenizer, info, runner, backend.Name);
         }

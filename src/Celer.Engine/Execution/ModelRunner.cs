@@ -18,12 +18,21 @@ public sealed class ModelRunner : IModelExecutor
     private readonly int _blockSize;
     private readonly IReadOnlyCollection<int> _eosTokenIds;
     private readonly SeedSource _seeds;
+    private readonly IDeviceSampler? _deviceSampler;
+    private readonly DeviceSamplingBatch _deviceBatch = new();
     private readonly IDisposable? _weights;
     private readonly Dictionary<string, RunnerRequest> _requests = new(StringComparer.Ordinal);
 
     /// <param name="weights">Owned: the memory-mapped checkpoint the CPU backend reads weights from in place.</param>
-    public ModelRunner(DecoderModel model, IModelBackend backend, int numKvBlocks, int blockSize, IReadOnlyCollection<int> eosTokenIds, long seed, IDisposable? weights = null)
+    /// <param name="deviceSampler">
+    /// Samples on the device (reserved for the model's logits rows): steps that only sample never copy logits to the
+    /// host. Null: every row is sampled on the host.
+    /// </param>
+    public ModelRunner(
+        DecoderModel model, IModelBackend backend, int numKvBlocks, int blockSize, IReadOnlyCollection<int> eosTokenIds, long seed,
+        IDisposable? weights = null, IDeviceSampler? deviceSampler = null)
     {
+        _deviceSampler = deviceSampler;
         _weights = weights;
         _model = model;
         _backend = backend;
@@ -45,6 +54,11 @@ public sealed class ModelRunner : IModelExecutor
         }
 
         var plan = StepPlan.Build(schedulerOutput, _requests, _blockSize);
+        if (_deviceSampler is not null && plan.Uses.All(u => u.Kind == LogitsRowKind.Sample) && plan.Batch.LogitsRows.Length <= _model.MaxLogitsRows)
+        {
+            return SampleOnDevice(plan, _deviceSampler);
+        }
+
         var sampled = new ConcurrentDictionary<string, IReadOnlyList<int>>(StringComparer.Ordinal);
         var logprobs = new ConcurrentDictionary<string, IReadOnlyList<PositionLogprobs>>(StringComparer.Ordinal);
         var promptLogprobs = new Dictionary<string, List<PositionLogprobs>>(StringComparer.Ordinal);
@@ -96,6 +110,36 @@ public sealed class ModelRunner : IModelExecutor
             promptLogprobs.Count == 0
                 ? null
                 : promptLogprobs.ToDictionary(p => p.Key, p => new PromptLogprobsChunk(plan.PromptLogprobsStart[p.Key], p.Value), StringComparer.Ordinal));
+    }
+
+    /// <summary>A step whose logits rows all sample (no prompt logprobs): the logits stay on the device.</summary>
+    private ModelRunnerOutput SampleOnDevice(StepPlan plan, IDeviceSampler sampler)
+    {
+        Tensor logits = _model.ForwardToDevice(plan.Batch);
+        int vocab = _model.Config.VocabSize;
+        _deviceBatch.Clear();
+        var states = new SamplingState[plan.Uses.Length];
+        for (int r = 0; r < states.Length; r++)
+        {
+            states[r] = _requests[plan.Uses[r].RequestId].Sampling;
+            _deviceBatch.Add(states[r], _eosTokenIds, vocab);
+        }
+
+        SampleResult[] results = _deviceBatch.Sample(sampler, logits, states);
+        var sampled = new Dictionary<string, IReadOnlyList<int>>(results.Length, StringComparer.Ordinal);
+        Dictionary<string, IReadOnlyList<PositionLogprobs>>? logprobs = null;
+        for (int r = 0; r < results.Length; r++)
+        {
+            string id = plan.Uses[r].RequestId;
+            states[r].Append(results[r].TokenId);
+            sampled[id] = [results[r].TokenId];
+            if (results[r].Logprobs is { } lp)
+            {
+                (logprobs ??= new Dictionary<string, IReadOnlyList<PositionLogprobs>>(StringComparer.Ordinal))[id] = [lp];
+            }
+        }
+
+        return new ModelRunnerOutput(sampled, logprobs, null);
     }
 
     /// <summary>Applies the scheduler's diffs: finished requests dropped, new ones cached, running ones extended.</summary>

@@ -53,16 +53,10 @@ public static class Sampler
 
     private static void ApplyLogitsProcessors(Span<float> logits, SamplingState state, IReadOnlyCollection<int> eosTokenIds)
     {
-        var p = state.Params;
         if (state.SortedAllowedTokenIds is { } allowed)
             LogitsProcessors.ApplyAllowedTokenIds(logits, allowed);
-        if (p.BadWordsTokenIds is { Count: > 0 } badWords)
-            LogitsProcessors.ApplyBadWords(logits, badWords, state.OutputTokenIds);
-        if (state.OutputTokenIds.Count < p.MinTokens)
-            LogitsProcessors.ApplyMinTokens(logits, p.StopTokenIds, eosTokenIds);
-        if (state.LogitBiasTokenIds is { } biasIds)
-            LogitsProcessors.ApplyLogitBias(logits, biasIds, state.LogitBiasValues!);
-        LogitsProcessors.ApplyPenalties(logits, state);
+        var editor = new RowLogitsEditor(logits);
+        LogitsProcessors.ApplyEdits(ref editor, state, eosTokenIds);
     }
 
     private static int SampleGreedy(ReadOnlySpan<float> logits, SamplingState state)

@@ -96,23 +96,19 @@ public sealed class DecoderModel
     /// </summary>
     public void Forward(ForwardBatch batch, LogitsHandler onLogits)
     {
-        int rows = batch.NumTokens;
-        if (rows == 0 || rows > MaxNumTokens)
-        {
-            throw new ArgumentException($"A step has {rows} tokens; this model was set up for 1..{MaxNumTokens}.", nameof(batch));
-        }
-
+        int rows = CheckRows(batch);
         UpdateDynamicRope(batch);
-        if (_graphs is not null && _ranEagerStep && IsPlainDecode(batch)
-            && _graphOptions!.Bucket(rows) <= _graphOptions.MaxBatchSize && batch.MaxBlocksPerSeq <= _graphOptions.BlockTableStride)
+        int vocab = _config.VocabSize;
+        if (UsesGraph(batch))
         {
-            ForwardWithGraph(batch, onLogits);
+            ForwardWithGraph(batch);
+            _backend.CopyToHost(_act.Logits, rows, _logitsHost.AsSpan(0, rows * vocab));
+            onLogits(0, rows, _logitsHost);
             return;
         }
 
         _backend.BeginStep(batch);
         RunLayers(rows);
-        int vocab = _config.VocabSize;
         for (int first = 0; first < batch.LogitsRows.Length; first += MaxLogitsRows)
         {
             int count = Math.Min(MaxLogitsRows, batch.LogitsRows.Length - first);
@@ -121,9 +117,51 @@ public sealed class DecoderModel
             onLogits(first, count, _logitsHost);
         }
 
-        // Recording needs lazily made state (RoPE tables, GEMM scratch) to exist already: one eager step first.
+        // Recording needs lazily made state (RoPE tables) to exist already: one eager step first.
         _ranEagerStep = true;
     }
+
+    /// <summary>
+    /// Runs one step and leaves the logits of <see cref="ForwardBatch.LogitsRows"/> (at most
+    /// <see cref="MaxLogitsRows"/>) in the returned fp32 device buffer, row i for LogitsRows[i], for a sampler
+    /// that runs on the device; valid until the next step.
+    /// </summary>
+    public Tensor ForwardToDevice(ForwardBatch batch)
+    {
+        int rows = CheckRows(batch);
+        if (batch.LogitsRows.Length > MaxLogitsRows)
+        {
+            throw new ArgumentException($"A step wants {batch.LogitsRows.Length} logits rows; at most {MaxLogitsRows} stay on the device.", nameof(batch));
+        }
+
+        UpdateDynamicRope(batch);
+        if (UsesGraph(batch))
+        {
+            ForwardWithGraph(batch);
+            return _act.Logits;
+        }
+
+        _backend.BeginStep(batch);
+        RunLayers(rows);
+        ComputeLogits(0, batch.LogitsRows.Length);
+        _ranEagerStep = true;
+        return _act.Logits;
+    }
+
+    private int CheckRows(ForwardBatch batch)
+    {
+        int rows = batch.NumTokens;
+        if (rows == 0 || rows > MaxNumTokens)
+        {
+            throw new ArgumentException($"A step has {rows} tokens; this model was set up for 1..{MaxNumTokens}.", nameof(batch));
+        }
+
+        return rows;
+    }
+
+    private bool UsesGraph(ForwardBatch batch) =>
+        _graphs is not null && _ranEagerStep && IsPlainDecode(batch)
+        && _graphOptions!.Bucket(batch.NumTokens) <= _graphOptions.MaxBatchSize && batch.MaxBlocksPerSeq <= _graphOptions.BlockTableStride;
 
     /// <summary>A step where every sequence feeds one token and samples from it: the shape decode graphs are recorded for.</summary>
     private static bool IsPlainDecode(ForwardBatch batch)
@@ -146,9 +184,10 @@ public sealed class DecoderModel
 
     /// <summary>
     /// Pads the decode batch to its bucket (padding rows write no KV: slot −1; they attend to the null block and
-    /// their logits are dropped), replays the bucket's graph or records it, and hands back the real rows' logits.
+    /// their logits are dropped) and replays the bucket's graph or records it; the real rows' logits come first
+    /// in the logits buffer.
     /// </summary>
-    private void ForwardWithGraph(ForwardBatch batch, LogitsHandler onLogits)
+    private void ForwardWithGraph(ForwardBatch batch)
     {
         StepGraphOptions options = _graphOptions!;
         int n = batch.NumTokens, bucket = options.Bucket(n), stride = options.BlockTableStride;
@@ -186,10 +225,6 @@ public sealed class DecoderModel
 
             _graphs.EndCapture(bucket);
         }
-
-        int vocab = _config.VocabSize;
-        _backend.CopyToHost(_act.Logits, n, _logitsHost.AsSpan(0, n * vocab));
-        onLogits(0, n, _logitsHost);
     }
 
     private static int[] Pad(int[] values, int length, int fill)

@@ -1,0 +1,120 @@
+using Celer.Backends.Cuda.Interop;
+using Celer.Models.Backend;
+
+namespace Celer.Backends.Cuda;
+
+/// <summary>
+/// Sampling on the GPU (sampling.cu): the step's rows, edits and allowed ids go up, token ids and requested logprobs
+/// come down; the logits never leave the card.
+/// </summary>
+public sealed unsafe partial class CudaBackend : IDeviceSampler
+{
+    // Matches SAMPLE_THREADS of sampling.cu.
+    private const int SampleThreads = 1024;
+
+    private SafeDeviceMemoryHandle? _sampleWork, _sampleRows, _sampleTokens;
+    private readonly GrowableDeviceBuffer _edits = new(), _allowed = new(), _logprobInts = new(), _logprobFloats = new();
+    private int _sampleMaxRows, _sampleVocab;
+
+    public void ReserveSampling(int maxRows, int vocabSize)
+    {
+        _device.MakeCurrent();
+        _sampleMaxRows = maxRows;
+        _sampleVocab = vocabSize;
+        _sampleWork = Track(_device.Allocate((long)maxRows * vocabSize * sizeof(float)));
+        _sampleRows = Track(_device.Allocate((long)maxRows * sizeof(DeviceSamplingRow)));
+        _sampleTokens = Track(_device.Allocate((long)maxRows * sizeof(int)));
+    }
+
+    public void Sample(Tensor logits, ReadOnlySpan<DeviceSamplingRow> rows, ReadOnlySpan<LogitEdit> edits, ReadOnlySpan<int> allowedTokenIds, Span<int> tokens)
+    {
+        int count = rows.Length;
+        if (_sampleWork is null || count > _sampleMaxRows || logits.Columns != _sampleVocab)
+        {
+            throw new InvalidOperationException($"Sampling was reserved for {_sampleMaxRows} rows of {_sampleVocab} logits, not {count} of {logits.Columns}.");
+        }
+
+        if (count == 0)
+        {
+            return;
+        }
+
+        UploadAsync(_sampleRows!.Pointer, rows);
+        ulong e = _edits.Upload(this, edits, "logits edits"), a = _allowed.Upload(this, allowedTokenIds, "allowed token ids");
+        ulong l = (ulong)logits.Data, r = _sampleRows.Pointer, w = _sampleWork.Pointer, t = _sampleTokens!.Pointer;
+        int vocab = _sampleVocab;
+        void** args = stackalloc void*[] { &l, &vocab, &r, &e, &a, &w, &t };
+        _kernels.Launch("sample_rows", (uint)count, 1, 1, SampleThreads, args);
+        Download(t, tokens[..count]);
+    }
+
+    public void Logprobs(
+        Tensor logits, ReadOnlySpan<int> rowIndices, ReadOnlySpan<int> chosenTokens, int numTop,
+        Span<float> chosenLogprobs, Span<int> chosenRanks, Span<int> topTokenIds, Span<float> topLogprobs)
+    {
+        int count = rowIndices.Length;
+        if (count == 0)
+        {
+            return;
+        }
+
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(numTop, _sampleVocab);
+        // Ints: row indices, chosen tokens, chosen ranks, top ids. Floats: chosen logprobs, top logprobs.
+        ulong ints = _logprobInts.Ensure(this, (long)count * (3 + numTop) * sizeof(int), "logprob indices");
+        ulong floats = _logprobFloats.Ensure(this, (long)count * (1 + numTop) * sizeof(float), "logprob values");
+        ulong rowsPtr = ints, chosenPtr = ints + (ulong)count * 4, ranksPtr = ints + (ulong)count * 8, topIdsPtr = ints + (ulong)count * 12;
+        ulong chosenLp = floats, topLp = floats + (ulong)count * 4;
+        UploadAsync(rowsPtr, rowIndices);
+        UploadAsync(chosenPtr, chosenTokens);
+        ulong l = (ulong)logits.Data;
+        int vocab = _sampleVocab;
+        void** args = stackalloc void*[] { &l, &vocab, &rowsPtr, &chosenPtr, &numTop, &chosenLp, &ranksPtr, &topIdsPtr, &topLp };
+        _kernels.Launch("logprobs_rows", (uint)count, 1, 1, SampleThreads, args);
+        Download(chosenLp, chosenLogprobs[..count]);
+        Download(ranksPtr, chosenRanks[..count]);
+        if (numTop > 0)
+        {
+            Download(topIdsPtr, topTokenIds[..(count * numTop)]);
+            Download(topLp, topLogprobs[..(count * numTop)]);
+        }
+    }
+
+    private void Download<T>(ulong source, Span<T> destination) where T : unmanaged
+    {
+        fixed (T* d = destination)
+        {
+            CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync_v2(d, source, (nuint)(destination.Length * sizeof(T)), _device.Stream), "cuMemcpyDtoH");
+        }
+
+        _device.Synchronize();
+    }
+
+    /// <summary>A device buffer of the sampling inputs that grows to the largest step; no recorded graph reads it.</summary>
+    private sealed class GrowableDeviceBuffer
+    {
+        private SafeDeviceMemoryHandle? _memory;
+        private long _bytes;
+
+        public ulong Ensure(CudaBackend backend, long bytes, string what)
+        {
+            if (bytes > _bytes)
+            {
+                _bytes = Math.Max(bytes, _bytes * 2);
+                _memory = backend.Grow(_memory, _bytes, what, inGraphs: false);
+            }
+
+            return _memory!.Pointer;
+        }
+
+        public ulong Upload<T>(CudaBackend backend, ReadOnlySpan<T> values, string what) where T : unmanaged
+        {
+            ulong pointer = Ensure(backend, Math.Max(1, values.Length) * (long)sizeof(T), what);
+            if (values.Length > 0)
+            {
+                backend.UploadAsync(pointer, values);
+            }
+
+            return pointer;
+        }
+    }
+}

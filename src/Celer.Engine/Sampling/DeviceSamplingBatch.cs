@@ -1,0 +1,108 @@
+using System.Runtime.InteropServices;
+using Celer.Models.Backend;
+
+namespace Celer.Engine;
+
+/// <summary>
+/// The sampling of one step's rows on an <see cref="IDeviceSampler"/>: each row's state becomes a
+/// <see cref="DeviceSamplingRow"/> (its random draw taken from the sequence's own generator, as the host sampler
+/// takes it) plus the edits of its logits processors, recorded by the same code the host sampler runs; the
+/// results come back as the host sampler's <see cref="SampleResult"/>s. Reused from step to step.
+/// </summary>
+internal sealed class DeviceSamplingBatch
+{
+    private readonly List<DeviceSamplingRow> _rows = [];
+    private readonly List<LogitEdit> _edits = [];
+    private readonly List<int> _allowed = [];
+    private readonly List<int> _logprobRows = [];
+    private int[] _tokens = [];
+
+    public int Count => _rows.Count;
+
+    public void Clear()
+    {
+        _rows.Clear();
+        _edits.Clear();
+        _allowed.Clear();
+        _logprobRows.Clear();
+    }
+
+    /// <summary>Adds the next logits row, to be sampled for <paramref name="state"/>'s sequence.</summary>
+    public void Add(SamplingState state, IReadOnlyCollection<int> eosTokenIds, int vocabSize)
+    {
+        var p = state.Params;
+        var row = new DeviceSamplingRow
+        {
+            Temperature = state.Temperature,
+            TopP = p.TopP,
+            MinP = p.MinP,
+            TopK = p.TopK,
+            // The host sampler draws once per random sample too, so a seeded sequence follows the same stream.
+            Uniform = state.Temperature == 0f ? 0 : state.Generator.NextDouble(),
+            EditsStart = _edits.Count,
+            AllowedStart = _allowed.Count,
+            Fallback = state.SortedAllowedTokenIds is { Length: > 0 } first ? first[0] : 0,
+        };
+        var editor = new RecordingLogitsEditor(_edits, vocabSize);
+        LogitsProcessors.ApplyEdits(ref editor, state, eosTokenIds);
+        row.EditsCount = _edits.Count - row.EditsStart;
+        if (state.SortedAllowedTokenIds is { } allowed)
+        {
+            _allowed.AddRange(allowed);
+            row.AllowedCount = allowed.Length;
+        }
+
+        if (p.Logprobs is not null)
+        {
+            _logprobRows.Add(_rows.Count);
+        }
+
+        _rows.Add(row);
+    }
+
+    /// <summary>Samples every row added; <paramref name="states"/>[i] is row i's state (for the logprobs asked).</summary>
+    public SampleResult[] Sample(IDeviceSampler sampler, Tensor logits, IReadOnlyList<SamplingState> states)
+    {
+        if (_tokens.Length < _rows.Count)
+        {
+            _tokens = new int[_rows.Count];
+        }
+
+        sampler.Sample(logits, CollectionsMarshal.AsSpan(_rows), CollectionsMarshal.AsSpan(_edits), CollectionsMarshal.AsSpan(_allowed), _tokens);
+        var results = new SampleResult[_rows.Count];
+        for (int i = 0; i < results.Length; i++)
+        {
+            results[i] = new SampleResult(_tokens[i], null);
+        }
+
+        if (_logprobRows.Count > 0)
+        {
+            AddLogprobs(sampler, logits, states, results);
+        }
+
+        return results;
+    }
+
+    private void AddLogprobs(IDeviceSampler sampler, Tensor logits, IReadOnlyList<SamplingState> states, SampleResult[] results)
+    {
+        int n = _logprobRows.Count, numTop = Math.Min(_logprobRows.Max(r => states[r].Params.Logprobs!.Value), (int)logits.Columns);
+        int[] chosen = _logprobRows.Select(r => results[r].TokenId).ToArray();
+        var chosenLogprobs = new float[n];
+        var ranks = new int[n];
+        var topIds = new int[n * numTop];
+        var topLogprobs = new float[n * numTop];
+        sampler.Logprobs(logits, CollectionsMarshal.AsSpan(_logprobRows), chosen, numTop, chosenLogprobs, ranks, topIds, topLogprobs);
+        for (int j = 0; j < n; j++)
+        {
+            int row = _logprobRows[j], wanted = Math.Min(states[row].Params.Logprobs!.Value, numTop);
+            var top = new TokenLogprob[wanted];
+            // vLLM ranks the top list by position (1..k), even across ties.
+            for (int t = 0; t < wanted; t++)
+            {
+                top[t] = new TokenLogprob(topIds[j * numTop + t], topLogprobs[j * numTop + t], t + 1);
+            }
+
+            results[row] = results[row] with { Logprobs = new PositionLogprobs(new TokenLogprob(chosen[j], chosenLogprobs[j], ranks[j]), top) };
+        }
+    }
+}
