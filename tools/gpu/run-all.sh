@@ -39,7 +39,7 @@ bench() { # name, then celer bench arguments (a later --max-model-len overrides 
 }
 latency() { # name, batch size, input length, output length, then extra flags
   local name=$1 b=$2 i=$3 o=$4; shift 4
-  bench "$name" latency --batch-size "$b" --input-len "$i" --output-len "$o" --num-iters-warmup 1 --num-iters 3 "$@"
+  bench "$name" latency --batch-size "$b" --input-len "$i" --output-len "$o" --num-iters-warmup 1 --num-iters "${ITERS:-3}" "$@"
 }
 if has latency; then
   for b in 1 32 64 128 256; do latency "latency-bs$b" "$b" 128 256; done
@@ -52,8 +52,8 @@ fi
 if has context; then
   # Decode over long contexts: the same batch with 129 and with 1 output token; the difference is 128 decode steps.
   for b in 1 64; do
-    MAX_LEN=4352 latency "context4k-bs$b-out1" "$b" 4096 1
-    MAX_LEN=4352 latency "context4k-bs$b-out129" "$b" 4096 129
+    ITERS=2 MAX_LEN=4352 latency "context4k-bs$b-out1" "$b" 4096 1
+    ITERS=2 MAX_LEN=4352 latency "context4k-bs$b-out129" "$b" 4096 129
   done
   MAX_LEN=16640 latency context16k-bs1-out1 1 16384 1
   MAX_LEN=16640 latency context16k-bs1-out129 1 16384 129
