@@ -13,8 +13,10 @@ namespace Celer.Backends.Cuda.Tests;
 public sealed class EngineOnGpuTests
 {
     // vLLM's criterion for a lower-precision run: equal until the first divergence, then each token in the
-    // other's top-5. The logprob bound only catches gross errors: bf16 GEMM inputs move logprobs by ~1e-2.
-    private const float Bf16LogprobTolerance = 0.15f;
+    // other's top-5. The logprob bound only catches gross errors: with bf16 activations (8-bit mantissas through every
+    // layer) a chosen token's logprob drifts from the fp32 reference by up to ~0.2 on these random tiny models
+    // (llama-gqa-bf16-v4config: −0.748 vs −0.575 at step 11, tokens still identical), and the same models pass in fp32.
+    private const float Bf16LogprobTolerance = 0.35f;
 
     // In fp32 the GPU must agree with transformers as closely as the CPU backend does (ReferenceParityTests): the
     // fixtures keep a top-1/top-2 margin of at least 3e-3 at every step, so no token may diverge.

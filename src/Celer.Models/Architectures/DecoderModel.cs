@@ -143,7 +143,11 @@ public sealed class DecoderModel
 
         _backend.BeginStep(batch);
         RunLayers(rows);
-        ComputeLogits(0, batch.LogitsRows.Length);
+        if (batch.LogitsRows.Length > 0)   // a step of prompt chunks that all stop short of their end samples nothing
+        {
+            ComputeLogits(0, batch.LogitsRows.Length);
+        }
+
         _ranEagerStep = true;
         return _act.Logits;
     }
