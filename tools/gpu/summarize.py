@@ -74,7 +74,8 @@ if hf:
     rows.append(("card: d2d copy", f"{c['copy_tb_per_s']:.2f} TB/s", "", ""))
     rows.append(("card: bf16 GEMM 8192^3", f"{c['bf16_gemm_tflops']:.0f} TFLOP/s", "", ""))
     for g in hf["hf_generate"]:
-        rows.append((f"transformers bs{g['batch_size']}", f"{g['latency_s']:.2f} s", f"{g['output_tokens_per_s']:.1f} out tok/s", ""))
+        rows.append((f"transformers bs{g['batch_size']} {g.get('cache', 'dynamic')}", f"{g['latency_s']:.2f} s", f"{g['output_tokens_per_s']:.1f} out tok/s",
+                     f"warm-up {g['warmup_s']:.0f} s" if "warmup_s" in g else ""))
 json.dump(summary, open(os.path.join(out, "benchmarks-summary.json"), "w"), indent=1)
 width = [max(len(r[i]) for r in rows) for i in range(4)] if rows else []
 for r in rows:

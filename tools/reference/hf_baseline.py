@@ -3,8 +3,8 @@
 
 - the card's ceilings: device-to-device copy bandwidth (bytes read + written) and a bf16 8192^3 GEMM;
 - Hugging Face transformers on a model of the given config with random bf16 weights: `generate` latency
-  at batch 1 and batch 32 (greedy, fixed input and output lengths, eager attention cache as transformers
-  defaults).
+  at batch 1 and batch 32 (greedy, fixed input and output lengths, the default dynamic cache), and its best
+  path, the static cache (which transformers compiles with torch.compile itself), at batch 1 and batch 8.
 
 Timing: CUDA events after a warm-up, medians; inputs are random, never zeros. Writes one JSON file.
 """
@@ -46,11 +46,15 @@ def ceilings():
     return {"copy_tb_per_s": 2 * n / (copy_ms / 1e3) / 1e12, "bf16_gemm_tflops": 2 * 8192**3 / (gemm_ms / 1e3) / 1e12}
 
 
-def hf_generate(model, vocab, batch, input_len, output_len, iters):
+def hf_generate(model, vocab, batch, input_len, output_len, iters, static=False):
     torch.manual_seed(batch)
     ids = torch.randint(10, vocab - 10, (batch, input_len), device="cuda")
     kwargs = dict(max_new_tokens=output_len, min_new_tokens=output_len, do_sample=False, pad_token_id=0)
-    model.generate(ids, max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0)  # warm-up
+    if static:
+        kwargs["cache_implementation"] = "static"
+    t = time.perf_counter()
+    model.generate(ids, **{**kwargs, "max_new_tokens": 8, "min_new_tokens": 8})  # warm-up (and compilation)
+    warmup_s = time.perf_counter() - t
     seconds = []
     for _ in range(iters):
         torch.cuda.synchronize()
@@ -61,7 +65,8 @@ def hf_generate(model, vocab, batch, input_len, output_len, iters):
         assert out.shape[1] == input_len + output_len, out.shape
     s = statistics.median(seconds)
     return {"batch_size": batch, "input_len": input_len, "output_len": output_len, "latency_s": s,
-            "output_tokens_per_s": batch * output_len / s}
+            "output_tokens_per_s": batch * output_len / s, "cache": "static (compiled)" if static else "dynamic",
+            "warmup_s": warmup_s}
 
 
 def main():
@@ -70,6 +75,7 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--input-len", type=int, default=128)
     p.add_argument("--output-len", type=int, default=256)
+    p.add_argument("--ceilings-only", action="store_true", help="measure the card's ceilings and the weight bytes, no generate")
     args = p.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "transformers": transformers.__version__}
@@ -84,11 +90,16 @@ def main():
     model.eval()
     print(f"model built in {time.perf_counter() - t:.1f}s", flush=True)
     result["weight_bytes"] = sum(p.numel() * p.element_size() for p in model.parameters())
+    result["hf_generate"] = []
+    runs = [] if args.ceilings_only else [(1, False), (32, False), (1, True), (8, True)]
     with torch.inference_mode():
-        result["hf_generate"] = [
-            hf_generate(model, config.vocab_size, 1, args.input_len, args.output_len, iters=1),
-            hf_generate(model, config.vocab_size, 32, args.input_len, args.output_len, iters=1),
-        ]
+        for batch, static in runs:
+            try:
+                result["hf_generate"].append(hf_generate(model, config.vocab_size, batch, args.input_len, args.output_len, iters=1, static=static))
+                print(result["hf_generate"][-1], flush=True)
+            except Exception as e:  # the compiled path may fail on a new stack; keep what did run
+                result.setdefault("errors", []).append(f"batch {batch} static={static}: {e!r}"[:2000])
+                print("failed:", result["errors"][-1], flush=True)
     print(json.dumps(result, indent=1), flush=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
