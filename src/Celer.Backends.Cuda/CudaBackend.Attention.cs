@@ -32,14 +32,14 @@ public sealed unsafe partial class CudaBackend
         ulong qp = (ulong)q.Data, kc = _kCache[layer], vc = _vCache[layer], pp = _positions.Pointer, bt = _blockTables.Pointer, o = (ulong)output.Data;
         ulong pa = _splitAcc!.Pointer, pm = _splitMl!.Pointer;
         int maxBlocks = batch.MaxBlocksPerSeq, blockSize = _blockSize, heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, window = spec.SlidingWindow;
-        float scale = spec.Scale;
+        float scale = spec.Scale, kScale = _kScales[layer], vScale = _vScales[layer];
         int splits;
         if (UsesFlashAttention(spec))
         {
             int tiles = FlashTileCount(batch, spec);
             splits = SplitsFor(rows, tiles * kvHeads);
             ulong tp = _attentionTiles.Pointer;
-            void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm };
+            void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale };
             Launch($"flash_attention", (uint)tiles, (uint)kvHeads, (uint)splits, FlashThreads, FlashKernel(hd), args);
         }
         else
@@ -47,9 +47,9 @@ public sealed unsafe partial class CudaBackend
             int groupChunks = (heads / kvHeads + MaxGroup - 1) / MaxGroup;
             splits = SplitsFor(rows, kvHeads * groupChunks);
             ulong ts = _tokenSeq.Pointer;
-            void** args = stackalloc void*[] { &qp, &kc, &vc, &pp, &ts, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &hd, &scale, &window, &o, &pa, &pm };
+            void** args = stackalloc void*[] { &qp, &kc, &vc, &pp, &ts, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &hd, &scale, &window, &o, &pa, &pm, &kScale, &vScale };
             // 128 threads = the kernel's four warps (WARPS in attention.cu).
-            Launch("paged_attention", (uint)rows, (uint)(kvHeads * groupChunks), (uint)splits, 128, args);
+            LaunchKv("paged_attention", (uint)rows, (uint)(kvHeads * groupChunks), (uint)splits, 128, args);
         }
 
         if (splits > 1)
@@ -65,7 +65,7 @@ public sealed unsafe partial class CudaBackend
     {
         if (!_flashKernels.TryGetValue(headDim, out nint function))
         {
-            function = _kernels.Function($"flash_attention_{_suffix}_hd{headDim}");
+            function = _kernels.Function($"flash_attention_{_kvSuffix}_hd{headDim}");
             _flashKernels[headDim] = function;
         }
 

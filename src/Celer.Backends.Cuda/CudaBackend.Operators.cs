@@ -9,7 +9,7 @@ public sealed unsafe partial class CudaBackend
 {
     private SafeDeviceMemoryHandle? _ropeTable, _inverseFrequencies;
     private float[]? _ropeTableFor;
-    private readonly Dictionary<string, nint> _typedKernels = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, nint> _typedKernels = new(StringComparer.Ordinal), _kvTypedKernels = new(StringComparer.Ordinal);
 
     public void Embedding(Tensor table, Tensor output)
     {
@@ -62,8 +62,9 @@ public sealed unsafe partial class CudaBackend
         ulong src = (ulong)qkv.Data, pp = _positions.Pointer, sp = _slotMapping.Pointer, table = RopeTable(rope);
         ulong qn = (ulong)(qNorm?.Data ?? 0), kn = (ulong)(kNorm?.Data ?? 0), qo = (ulong)q.Data, kc = _kCache[layer], vc = _vCache[layer];
         int heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, rotary = rope.RotaryDim;
-        void** args = stackalloc void*[] { &src, &pp, &sp, &table, &qn, &kn, &eps, &heads, &kvHeads, &hd, &rotary, &qo, &kc, &vc };
-        Launch("prepare_attention", (uint)rows, (uint)(heads + 2 * kvHeads), Threads(hd / 2), args);
+        float kScale = _kScales[layer], vScale = _vScales[layer];
+        void** args = stackalloc void*[] { &src, &pp, &sp, &table, &qn, &kn, &eps, &heads, &kvHeads, &hd, &rotary, &qo, &kc, &vc, &kScale, &vScale };
+        LaunchKv("prepare_attention", (uint)rows, (uint)(heads + 2 * kvHeads), 1, Threads(hd / 2), args);
     }
 
     /// <summary>
@@ -119,6 +120,18 @@ public sealed unsafe partial class CudaBackend
     }
 
     private void Launch(string kernel, uint gridX, uint gridY, uint blockX, void** args) => Launch(kernel, gridX, gridY, 1, blockX, args);
+
+    /// <summary>Launches the instance of a kernel for the model dtype and the KV cache's (suffix _bf16_e4m3, say).</summary>
+    private void LaunchKv(string kernel, uint gridX, uint gridY, uint gridZ, uint blockX, void** args)
+    {
+        if (!_kvTypedKernels.TryGetValue(kernel, out nint function))
+        {
+            function = _kernels.Function($"{kernel}_{_kvSuffix}");
+            _kvTypedKernels[kernel] = function;
+        }
+
+        _kernels.Launch(function, kernel, gridX, gridY, gridZ, blockX, args);
+    }
 
     private static int CudaType(DType dtype) => dtype switch
     {

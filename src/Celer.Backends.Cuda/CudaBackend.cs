@@ -25,7 +25,8 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     private readonly List<SafeDeviceMemoryHandle> _allocations = [];
     private readonly SafePinnedHostHandle _staging;
     private readonly DeviceInts _tokenIds, _positions, _slotMapping, _tokenSeq, _blockTables, _logitsRows, _attentionTiles;
-    private readonly string _suffix;
+    private readonly string _suffix, _kvSuffix;
+    private float[] _kScales = [], _vScales = [];
     private ulong[] _kCache = [], _vCache = [];
     private int _blockSize;
     private AttentionSpec? _attention;
@@ -34,8 +35,11 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     private bool _capturing;
 
     /// <param name="activationDType">The model dtype the backend computes in; weights are converted to it at load.</param>
+    /// <param name="kvCacheDType">
+    /// The KV cache's element type (<c>--kv-cache-dtype</c>): the model dtype (null), or FP8 (E4M3/E5M2) for a 16-bit model.
+    /// </param>
     /// <param name="ownsDevice">Dispose the device with the backend (the loader's case; tests share one device).</param>
-    public CudaBackend(CudaDevice device, DType activationDType, bool ownsDevice = false)
+    public CudaBackend(CudaDevice device, DType activationDType, bool ownsDevice = false, DType? kvCacheDType = null)
     {
         _device = device;
         _ownsDevice = ownsDevice;
@@ -46,6 +50,14 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
             DType.F16 => "f16",
             DType.BF16 => "bf16",
             _ => throw new NotSupportedException($"The CUDA backend computes in fp32, fp16 or bf16, not {activationDType}."),
+        };
+        KvCacheDType = kvCacheDType ?? activationDType;
+        _kvSuffix = KvCacheDType switch
+        {
+            _ when KvCacheDType == activationDType => _suffix,
+            DType.F8E4M3 when activationDType != DType.F32 => _suffix + "_e4m3",
+            DType.F8E5M2 when activationDType != DType.F32 => _suffix + "_e5m2",
+            _ => throw new NotSupportedException($"A {activationDType} model cannot keep its KV cache in {KvCacheDType}; FP8 caches go with bf16 and fp16 models."),
         };
         _device.MakeCurrent();
         _kernels = new CudaKernels(device);
@@ -71,6 +83,24 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     public CudaDevice Device => _device;
 
     public DType ActivationDType { get; }
+
+    /// <summary>The element type of the KV cache.</summary>
+    public DType KvCacheDType { get; }
+
+    /// <summary>
+    /// Per-layer scales of an FP8 KV cache (a cached value is value / scale), from the checkpoint's k_scale/v_scale;
+    /// 1.0 for every layer until set. Ignored by a cache in the model dtype.
+    /// </summary>
+    public void SetKvCacheScales(float[] kScales, float[] vScales)
+    {
+        if (kScales.Length != _kCache.Length || vScales.Length != _kCache.Length || kScales.Concat(vScales).Any(s => !(s > 0f) || float.IsInfinity(s)))
+        {
+            throw new ArgumentException($"KV cache scales must be {_kCache.Length} positive finite values per kind.");
+        }
+
+        _kScales = kScales;
+        _vScales = vScales;
+    }
 
     public Tensor LoadWeight(WeightTensor weight)
     {
@@ -158,7 +188,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     }
 
     public long KvBlockBytes(int numLayers, int blockSize, int numKvHeads, int headDim) =>
-        2L * numLayers * blockSize * numKvHeads * headDim * ActivationDType.ByteSize();
+        2L * numLayers * blockSize * numKvHeads * headDim * KvCacheDType.ByteSize();
 
     public void AllocateKvCache(int numLayers, int numBlocks, int blockSize, AttentionSpec spec)
     {
@@ -171,9 +201,11 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         _device.MakeCurrent();
         _blockSize = blockSize;
         _attention = spec;
-        long bytes = (long)numBlocks * blockSize * spec.NumKvHeads * spec.HeadDim * ActivationDType.ByteSize();
+        long bytes = (long)numBlocks * blockSize * spec.NumKvHeads * spec.HeadDim * KvCacheDType.ByteSize();
         _kCache = new ulong[numLayers];
         _vCache = new ulong[numLayers];
+        _kScales = Enumerable.Repeat(1f, numLayers).ToArray();
+        _vScales = Enumerable.Repeat(1f, numLayers).ToArray();
         for (int layer = 0; layer < numLayers; layer++)
         {
             _kCache[layer] = Track(_device.Allocate(bytes)).Pointer;

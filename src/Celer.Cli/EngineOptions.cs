@@ -29,6 +29,7 @@ internal sealed class EngineOptions
     };
     public Option<string> Device { get; } = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" }.AcceptOnlyFromAmong("cpu", "cuda");
     public Option<string> Dtype { get; } = new Option<string>("--dtype") { Description = "Weight dtype.", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "half", "float16", "bfloat16", "float", "float32");
+    public Option<string> KvCacheDtype { get; } = new Option<string>("--kv-cache-dtype") { Description = "KV cache dtype: auto (the model's), fp8 (= fp8_e4m3) or fp8_e5m2 (CUDA).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "fp8", "fp8_e4m3", "fp8_e5m2");
     public Option<bool> EnablePrefixCaching { get; } = new("--enable-prefix-caching") { Description = "Reuse KV blocks of shared prompt prefixes (default on).", DefaultValueFactory = _ => true };
     public Option<bool> NoEnablePrefixCaching { get; } = new("--no-enable-prefix-caching") { Description = "Turn automatic prefix caching off." };
     public Option<string> LoadFormat { get; } = new Option<string>("--load-format") { Description = "auto (safetensors) or dummy (random weights).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "dummy", "safetensors");
@@ -41,7 +42,7 @@ internal sealed class EngineOptions
         foreach (var option in new Option[]
                  {
                      ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory,
-                     Device, Dtype, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager,
+                     Device, Dtype, KvCacheDtype, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager,
                  })
             command.Options.Add(option);
     }
@@ -58,6 +59,7 @@ internal sealed class EngineOptions
         KvCacheMemoryBytes = result.GetValue(KvCacheMemory),
         Device = result.GetValue(Device)!,
         Dtype = result.GetValue(Dtype)!,
+        KvCacheDtype = result.GetValue(KvCacheDtype)!,
         EnablePrefixCaching = result.GetValue(EnablePrefixCaching) && !result.GetValue(NoEnablePrefixCaching),
         LoadFormat = result.GetValue(LoadFormat)!,
         Seed = result.GetValue(Seed),

@@ -16,6 +16,9 @@ public sealed class EngineArgs
     public string Device { get; init; } = "cpu";
     public string LoadFormat { get; init; } = "auto";
     public string Dtype { get; init; } = "auto";
+
+    /// <summary>vLLM's <c>--kv-cache-dtype</c>: auto (the model dtype), fp8 (= fp8_e4m3) or fp8_e5m2; FP8 on CUDA only.</summary>
+    public string KvCacheDtype { get; init; } = "auto";
     public int? MaxModelLen { get; init; }
     public int MaxNumSeqs { get; init; } = 256;
     public int? MaxNumBatchedTokens { get; init; }
@@ -45,6 +48,7 @@ public sealed class EngineArgs
         Require(KvCacheMemoryBytes is null or > 0, "--kv-cache-memory must be positive", nameof(KvCacheMemoryBytes));
         Require(GpuMemoryUtilization is > 0f and <= 1f, "--gpu-memory-utilization must be in (0, 1]", nameof(GpuMemoryUtilization));
         Require(MaxLogprobs >= 0, "--max-logprobs must be non-negative", nameof(MaxLogprobs));
+        Require(KvCacheDtype is "auto" or "fp8" or "fp8_e4m3" or "fp8_e5m2", "--kv-cache-dtype must be auto, fp8, fp8_e4m3 or fp8_e5m2", nameof(KvCacheDtype));
         ParsePolicy();
     }
 

@@ -22,12 +22,14 @@ public sealed class EngineOnGpuTests
     // fixtures keep a top-1/top-2 margin of at least 3e-3 at every step, so no token may diverge.
     private const float Fp32LogprobTolerance = 2e-3f;
 
-    private static LlmEngine Engine(string model, int? maxNumBatchedTokens = null, int maxNumSeqs = 16, bool enforceEager = false, string dtype = "float32") =>
+    private static LlmEngine Engine(
+        string model, int? maxNumBatchedTokens = null, int maxNumSeqs = 16, bool enforceEager = false, string dtype = "float32", string kvCacheDtype = "auto") =>
         ModelLoader.LoadOffline(new EngineArgs
         {
             Model = model,
             Device = "cuda",
             Dtype = dtype,
+            KvCacheDtype = kvCacheDtype,
             MaxModelLen = 128,
             MaxNumSeqs = maxNumSeqs,
             MaxNumBatchedTokens = maxNumBatchedTokens,
@@ -69,6 +71,33 @@ public sealed class EngineOnGpuTests
         }
 
         TestContext.Current.SendDiagnosticMessage($"{name} ({dtype}): {matched}/{total} greedy tokens identical to transformers before any divergence");
+    }
+
+    [Theory]
+    [InlineData("qwen3-headdim-qknorm-bf16", "fp8")]
+    [InlineData("llama-gqa-bf16-v4config", "fp8_e5m2")]
+    [InlineData("mistral-sliding-window-f16", "fp8_e4m3")]
+    public void Greedy_output_over_an_fp8_kv_cache_follows_transformers(string name, string kvCacheDtype)
+    {
+        Gpu.Require();
+        // vLLM's criterion again; FP8 keys and values (3 or 2 mantissa bits) move logprobs more than bf16 does, so the
+        // bound on them is looser still. These checkpoints carry no k_scale/v_scale: the scales are 1.0.
+        string dir = Path.Combine(RepoPaths.FixtureModels, name);
+        ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(dir, "reference.json"));
+        using LlmEngine engine = Engine(dir, maxNumBatchedTokens: 32, dtype: "auto", kvCacheDtype: kvCacheDtype);
+        var requests = fixture.Cases.Select((c, i) => new GenerateRequest(
+            $"r{i}", c.PromptTokenIds, new SamplingParams { Temperature = 0, MaxTokens = c.OutputTokenIds.Count, IgnoreEos = true, Logprobs = 5 })).ToList();
+        IReadOnlyList<RequestOutput> outputs = engine.Generate(requests);
+        int matched = 0;
+        for (int i = 0; i < requests.Count; i++)
+        {
+            var positions = outputs[i].Outputs.SelectMany(o => o.LogprobsDelta!)
+                .Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, p.Top.Select(t => (t.TokenId, t.Logprob)).ToList()))
+                .ToList();
+            matched += LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, 0.6f);
+        }
+
+        TestContext.Current.SendDiagnosticMessage($"{name} ({kvCacheDtype} KV): {matched} greedy tokens identical to transformers before any divergence");
     }
 
     [Fact]

@@ -35,6 +35,15 @@ internal sealed unsafe class HostTensors : IDisposable
         return new WeightTensor(name, dtype, shape, (nint)p, count * dtype.ByteSize());
     }
 
+    /// <summary>The given fp32 values as a tensor.</summary>
+    public WeightTensor FromValues(string name, float[] values, params int[] shape)
+    {
+        void* p = NativeMemory.AlignedAlloc((nuint)(Math.Max(1, values.Length) * sizeof(float)), 64);
+        _memory.Add((nint)p);
+        values.CopyTo(new Span<float>(p, values.Length));
+        return new WeightTensor(name, DType.F32, shape, (nint)p, values.Length * (long)sizeof(float));
+    }
+
     public static float[] Read(IModelBackend backend, Tensor t, int rows)
     {
         var values = new float[rows * t.Columns];

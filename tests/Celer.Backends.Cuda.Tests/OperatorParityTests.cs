@@ -248,6 +248,81 @@ public sealed class OperatorParityTests
         }
     }
 
+    [Theory]
+    [InlineData(32, 8, 128, false, DType.F8E4M3, true)]
+    [InlineData(32, 8, 128, true, DType.F8E4M3, true)]
+    [InlineData(8, 2, 64, false, DType.F8E5M2, true)]
+    [InlineData(12, 4, 96, true, DType.F8E5M2, true)]
+    [InlineData(4, 1, 256, false, DType.F8E4M3, true)]
+    [InlineData(32, 8, 128, false, DType.F8E4M3, false)]
+    [InlineData(8, 2, 64, true, DType.F8E5M2, false)]
+    [InlineData(64, 2, 128, false, DType.F8E4M3, true)]     // GQA 32: the CUDA-core kernel reads FP8 too
+    public void Paged_attention_over_an_fp8_cache_matches_the_cpu(int heads, int kvHeads, int headDim, bool decodeOnly, DType kv, bool exact)
+    {
+        Gpu.Require();
+        // exact: keys and values are drawn from numbers FP8 (and bf16) hold exactly, stored with a power-of-two scale
+        // and RoPE the identity, so only bf16 rounding of q and of the output remains. Otherwise arbitrary values
+        // under a scale of 0.37, which FP8's 3 (E4M3) or 2 (E5M2) mantissa bits round: a few percent per element.
+        (int Context, int Query)[] sequences = decodeOnly ? [(700, 1), (33, 1)] : [(0, 37), (50, 1), (15, 17), (0, 150)];
+        const int blockSize = 16;
+        float cacheScale = exact ? 0.5f : 0.37f;
+        int maxBlocks = sequences.Max(s => (s.Context + s.Query + blockSize - 1) / blockSize);
+        var spec = new AttentionSpec(heads, kvHeads, headDim, 1f / MathF.Sqrt(headDim), 0);
+        float[] invFreq = exact ? new float[headDim / 2] : Enumerable.Range(0, headDim / 2).Select(i => (float)(1.0 / Math.Pow(10000, 2.0 * i / headDim))).ToArray();
+        var rope = new RopeSpec(invFreq, headDim, 1f, 2048);
+        int width = (heads + 2 * kvHeads) * headDim, qDim = heads * headDim;
+        int mantissaBits = kv == DType.F8E4M3 ? 3 : 2;
+
+        float[] Qkv(Random random, int rows) => Enumerable.Range(0, rows * width).Select(i =>
+        {
+            if (!exact || i % width < qDim)
+            {
+                return (float)(random.NextDouble() * 4 - 2);
+            }
+
+            float mantissa = 1f + random.Next(1 << mantissaBits) / (float)(1 << mantissaBits);
+            return (random.Next(2) == 0 ? -1 : 1) * mantissa * MathF.Pow(2, random.Next(-3, 2));
+        }).ToArray();
+
+        float[] RunWith(IModelBackend b)
+        {
+            var random = new Random(heads * 7 + headDim);
+            using var h = new HostTensors(1);
+            b.AllocateKvCache(1, 1 + sequences.Length * maxBlocks, blockSize, spec);
+            (b as CudaBackend)?.SetKvCacheScales([cacheScale], [cacheScale]);
+            ForwardBatch fill = AttentionBatch(sequences.Select(s => (0, s.Context)).ToArray(), maxBlocks, blockSize);
+            b.BeginStep(fill);
+            Tensor q = b.Allocate("q", b.ActivationDType, Math.Max(fill.NumTokens, 1), qDim);
+            if (fill.NumTokens > 0)
+            {
+                b.PrepareAttention(0, b.LoadWeight(h.FromValues("ctx", Qkv(random, fill.NumTokens), fill.NumTokens, width)), fill.NumTokens, spec, rope, null, null, 1e-6f, q);
+            }
+
+            ForwardBatch step = AttentionBatch(sequences, maxBlocks, blockSize);
+            b.BeginStep(step);
+            Tensor qs = b.Allocate("qs", b.ActivationDType, step.NumTokens, qDim);
+            b.PrepareAttention(0, b.LoadWeight(h.FromValues("new", Qkv(random, step.NumTokens), step.NumTokens, width)), step.NumTokens, spec, rope, null, null, 1e-6f, qs);
+            Tensor output = b.Allocate("o", b.ActivationDType, step.NumTokens, qDim);
+            b.Attention(0, qs, output, spec);
+            return HostTensors.Read(b, output, step.NumTokens);
+        }
+
+        float[] cpuOut, gpuOut;
+        using (var cpu = new CpuBackend(DType.F32))
+        {
+            cpuOut = RunWith(cpu);
+        }
+
+        using (var gpu = new CudaBackend(Gpu.Device, DType.BF16, kvCacheDType: kv))
+        {
+            gpuOut = RunWith(gpu);
+        }
+
+        double error = HostTensors.RelativeError(gpuOut, cpuOut);
+        double tolerance = exact ? Tolerance(DType.BF16) : kv == DType.F8E4M3 ? 0.06 : 0.12;
+        Assert.True(error < tolerance, $"relative error {error} (tolerance {tolerance})");
+    }
+
     /// <summary>A batch of the given tokens at positions 0..n−1 of one sequence (for the position-only operators).</summary>
     private static ForwardBatch Batch(int[] tokenIds) => new()
     {

@@ -14,11 +14,12 @@
 // with an online softmax per head (running max m, sum l, accumulator acc); lanes split head_dim so loads are
 // coalesced. Warps merge in shared memory. With one split the block writes the normalized output; with several it
 // writes its partial (m, l, acc) and merge_splits combines them.
-template <typename T>
+template <typename T, typename C>
 __device__ void paged_attention(
-    const T* q, const T* k_cache, const T* v_cache, const int* positions, const int* token_seq,
+    const T* q, const C* k_cache, const C* v_cache, const int* positions, const int* token_seq,
     const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,
-    int head_dim, float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml) {
+    int head_dim, float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,
+    float v_scale) {
     int row = blockIdx.x, split = blockIdx.z, splits = gridDim.z;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int group = num_heads / num_kv_heads, chunks = (group + MAX_GROUP - 1) / MAX_GROUP;
@@ -39,21 +40,21 @@ __device__ void paged_attention(
 #pragma unroll
         for (int i = 0; i < MAX_PER_LANE; i++) {
             int d = lane + 32 * i;
-            qv[g][i] = g < heads && d < head_dim ? to_float(qh[d]) * scale : 0.f;
+            qv[g][i] = g < heads && d < head_dim ? to_float(qh[d]) * scale * k_scale : 0.f;
             acc[g][i] = 0.f;
         }
     }
     long long kv_stride = (long long)num_kv_heads * head_dim;
     for (int p = begin + warp; p < end; p += WARPS) {
         long long slot = (long long)table[p / block_size] * block_size + p % block_size;
-        const T* kp = k_cache + slot * kv_stride + (long long)kv_head * head_dim;
-        const T* vp = v_cache + slot * kv_stride + (long long)kv_head * head_dim;
+        const C* kp = k_cache + slot * kv_stride + (long long)kv_head * head_dim;
+        const C* vp = v_cache + slot * kv_stride + (long long)kv_head * head_dim;
         float kr[MAX_PER_LANE], vr[MAX_PER_LANE];
 #pragma unroll
         for (int i = 0; i < MAX_PER_LANE; i++) {
             int d = lane + 32 * i;
             kr[i] = d < head_dim ? to_float(kp[d]) : 0.f;
-            vr[i] = d < head_dim ? to_float(vp[d]) : 0.f;
+            vr[i] = d < head_dim ? to_float(vp[d]) * v_scale : 0.f;
         }
 #pragma unroll
         for (int g = 0; g < MAX_GROUP; g++) {
@@ -136,16 +137,21 @@ __device__ void merge_splits(const float* partial_acc, const float* partial_ml, 
     }
 }
 
-#define ATTENTION_ENTRY_POINTS(S, T)                                                                                 \
+#define ATTENTION_ENTRY_POINTS(S, T, C)                                                                              \
     extern "C" __global__ void __launch_bounds__(WARPS * 32) paged_attention_##S(                                    \
-        const T* q, const T* k_cache, const T* v_cache, const int* positions, const int* token_seq,                  \
+        const T* q, const C* k_cache, const C* v_cache, const int* positions, const int* token_seq,                  \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,            \
-        int head_dim, float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml) {              \
-        paged_attention<T>(q, k_cache, v_cache, positions, token_seq, block_tables, max_blocks_per_seq, block_size, \
-                           num_heads, num_kv_heads, head_dim, scale, sliding_window, out, partial_acc, partial_ml); \
-    }                                                                                                                \
+        int head_dim, float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale, \
+        float v_scale) {                                                                                             \
+        paged_attention<T, C>(q, k_cache, v_cache, positions, token_seq, block_tables, max_blocks_per_seq,          \
+                              block_size, num_heads, num_kv_heads, head_dim, scale, sliding_window, out,            \
+                              partial_acc, partial_ml, k_scale, v_scale);                                           \
+    }
+CELER_FOR_KV_DTYPES(ATTENTION_ENTRY_POINTS)
+
+#define MERGE_ENTRY_POINTS(S, T)                                                                                     \
     extern "C" __global__ void merge_splits_##S(const float* partial_acc, const float* partial_ml, int num_heads,     \
                                                 int head_dim, int splits, T* out) {                                 \
         merge_splits<T>(partial_acc, partial_ml, num_heads, head_dim, splits, out);                                 \
     }
-CELER_FOR_DTYPES(ATTENTION_ENTRY_POINTS)
+CELER_FOR_DTYPES(MERGE_ENTRY_POINTS)

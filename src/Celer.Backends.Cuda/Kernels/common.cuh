@@ -5,6 +5,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 // Matches Celer.Models.Weights.DType.
 #define NEG_INF __int_as_float(0xff800000)
@@ -21,11 +22,16 @@ __device__ __forceinline__ float load_as_float(const void* p, long long i, int d
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(__nv_fp8_e4m3 v) { return float(v); }
+__device__ __forceinline__ float to_float(__nv_fp8_e5m2 v) { return float(v); }
 
 template <typename T> __device__ __forceinline__ T from_float(float v);
 template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
 template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+// FP8 KV cache (--kv-cache-dtype fp8): round to nearest even, saturating to the largest finite value as vLLM does.
+template <> __device__ __forceinline__ __nv_fp8_e4m3 from_float<__nv_fp8_e4m3>(float v) { return __nv_fp8_e4m3(v); }
+template <> __device__ __forceinline__ __nv_fp8_e5m2 from_float<__nv_fp8_e5m2>(float v) { return __nv_fp8_e5m2(v); }
 
 // Rounds an fp32 value to T and back: where transformers rounds an intermediate to the model dtype.
 template <typename T> __device__ __forceinline__ float round_to(float v) { return to_float(from_float<T>(v)); }
@@ -38,6 +44,13 @@ __device__ __forceinline__ void store_from_float(void* p, long long i, int dtype
 
 // CELER_FOR_DTYPES(M) expands M(suffix, type) for the three activation dtypes.
 #define CELER_FOR_DTYPES(M) M(f32, float) M(f16, __half) M(bf16, __nv_bfloat16)
+
+// CELER_FOR_KV_DTYPES(M) expands M(suffix, model type, cache type) for every KV cache a model dtype can have: its
+// own dtype (suffix as above) and, for 16-bit models, the two FP8 formats (suffix <model>_e4m3 / <model>_e5m2).
+#define CELER_FOR_KV_DTYPES(M)                                                                                       \
+    M(f32, float, float) M(f16, __half, __half) M(bf16, __nv_bfloat16, __nv_bfloat16)                              \
+    M(f16_e4m3, __half, __nv_fp8_e4m3) M(f16_e5m2, __half, __nv_fp8_e5m2)                                          \
+    M(bf16_e4m3, __nv_bfloat16, __nv_fp8_e4m3) M(bf16_e5m2, __nv_bfloat16, __nv_fp8_e5m2)
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

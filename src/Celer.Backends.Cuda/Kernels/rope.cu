@@ -20,25 +20,29 @@ extern "C" __global__ void rope_table(const float* inv_freq, int half, int max_p
 // optional per-head RMSNorm (Qwen3's q_norm), RoPE, out to q_out. The next kv_heads blocks do the same for the
 // keys (k_norm) and store into k_cache at the row's slot; the last kv_heads blocks copy the values into v_cache.
 // Slot -1 marks a padding row whose keys and values are not stored. Cache layout:
-// [num_blocks, block_size, num_kv_heads, head_dim], one for keys and one for values.
-template <typename T>
+// [num_blocks, block_size, num_kv_heads, head_dim] of C, one for keys and one for values. An FP8 cache C stores
+// value / scale (k_scale for keys, v_scale for values; 1 for a cache in the model dtype).
+template <typename T, typename C>
 __device__ void prepare_attention(const T* qkv, const int* positions, const int* slot_mapping, const float2* cos_sin,
                                   const T* q_norm, const T* k_norm, float eps, int num_heads, int num_kv_heads,
-                                  int head_dim, int rotary_dim, T* q_out, T* k_cache, T* v_cache) {
+                                  int head_dim, int rotary_dim, T* q_out, C* k_cache, C* v_cache, float k_scale,
+                                  float v_scale) {
     int row = blockIdx.x, h = blockIdx.y;
     bool is_q = h < num_heads, is_v = h >= num_heads + num_kv_heads;
     const T* src = qkv + (long long)row * (num_heads + 2 * num_kv_heads) * head_dim + (long long)h * head_dim;
-    T* dst;
+    T* q_dst = nullptr;
+    C* cache_dst = nullptr;
     if (is_q) {
-        dst = q_out + ((long long)row * num_heads + h) * head_dim;
+        q_dst = q_out + ((long long)row * num_heads + h) * head_dim;
     } else {
         int slot = slot_mapping[row];
         if (slot < 0) return;   // the whole block leaves together
         int kv_head = is_v ? h - num_heads - num_kv_heads : h - num_heads;
-        dst = (is_v ? v_cache : k_cache) + ((long long)slot * num_kv_heads + kv_head) * head_dim;
+        cache_dst = (is_v ? v_cache : k_cache) + ((long long)slot * num_kv_heads + kv_head) * head_dim;
     }
     if (is_v) {
-        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) dst[d] = src[d];
+        float inv = 1.f / v_scale;
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) cache_dst[d] = from_float<C>(to_float(src[d]) * inv);
         return;
     }
 
@@ -61,15 +65,21 @@ __device__ void prepare_attention(const T* qkv, const int* positions, const int*
         x[i + half] = b * t.x + a * t.y;
     }
     __syncthreads();
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) dst[d] = from_float<T>(x[d]);
+    if (is_q) {
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) q_dst[d] = from_float<T>(x[d]);
+    } else {
+        // Keys are rounded to the model dtype first, as a 16-bit cache would hold them, then scaled into C.
+        float inv = 1.f / k_scale;
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) cache_dst[d] = from_float<C>(round_to<T>(x[d]) * inv);
+    }
 }
 
-#define ROPE_ENTRY_POINTS(S, T)                                                                                      \
+#define ROPE_ENTRY_POINTS(S, T, C)                                                                                   \
     extern "C" __global__ void prepare_attention_##S(                                                                \
         const T* qkv, const int* positions, const int* slot_mapping, const float2* cos_sin, const T* q_norm,         \
         const T* k_norm, float eps, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, T* q_out,         \
-        T* k_cache, T* v_cache) {                                                                                    \
-        prepare_attention<T>(qkv, positions, slot_mapping, cos_sin, q_norm, k_norm, eps, num_heads, num_kv_heads,    \
-                             head_dim, rotary_dim, q_out, k_cache, v_cache);                                         \
+        C* k_cache, C* v_cache, float k_scale, float v_scale) {                                                      \
+        prepare_attention<T, C>(qkv, positions, slot_mapping, cos_sin, q_norm, k_norm, eps, num_heads, num_kv_heads, \
+                                head_dim, rotary_dim, q_out, k_cache, v_cache, k_scale, v_scale);                    \
     }
-CELER_FOR_DTYPES(ROPE_ENTRY_POINTS)
+CELER_FOR_KV_DTYPES(ROPE_ENTRY_POINTS)

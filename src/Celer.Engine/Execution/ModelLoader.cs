@@ -80,7 +80,8 @@ public static class ModelLoader
 
         bool gpu = args.Device.ToLowerInvariant() is "cuda" or "gpu";
         DType dtype = ModelDType(args, config, gpu);
-        IModelBackend backend = CreateBackend(args.Device, dtype);
+        DType? kvDType = KvCacheDType(args, dtype, gpu);
+        IModelBackend backend = CreateBackend(args.Device, dtype, kvDType);
         IWeightSource? weights = null;
         try
         {
@@ -95,6 +96,10 @@ public static class ModelLoader
             IReadOnlyList<int> eos = EosTokenIds(config, generation, tokenizerConfig, tokenizer);
             // The CPU computes straight from the memory-mapped checkpoint, so the runner keeps it open; a GPU has its
             // own copy by now, and the host memory (all of it, for dummy weights) can go.
+            // An FP8 cache takes the checkpoint's per-layer scales (dummy weights have none: 1.0, as vLLM).
+            (float[] K, float[] V)? kvScales = kvDType == DType.F8E4M3 && !args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase)
+                ? KvCacheScales.Read(weights, config.NumHiddenLayers)
+                : null;
             IDisposable? keepOpen = backend is CpuBackend ? weights : null;
             if (keepOpen is null)
             {
@@ -102,6 +107,11 @@ public static class ModelLoader
             }
 
             var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler);
+            if (kvScales is { } scales && backend is CudaBackend cuda)
+            {
+                cuda.SetKvCacheScales(scales.K, scales.V);
+            }
+
             var info = new EngineModelInfo(config.VocabSize, maxModelLen, eos.Count > 0 ? eos[0] : null, eos);
             return new Parts(args, config, generation, tokenizerConfig, tokenizer, info, runner, backend.Name);
         }
@@ -113,12 +123,37 @@ public static class ModelLoader
         }
     }
 
-    private static IModelBackend CreateBackend(string device, DType dtype) => device.ToLowerInvariant() switch
+    private static IModelBackend CreateBackend(string device, DType dtype, DType? kvDType) => device.ToLowerInvariant() switch
     {
         "cpu" => new CpuBackend(dtype),
-        "cuda" or "gpu" => new CudaBackend(CudaDevice.Open(), dtype, ownsDevice: true),
+        "cuda" or "gpu" => new CudaBackend(CudaDevice.Open(), dtype, ownsDevice: true, kvDType),
         _ => throw new ArgumentException($"Unknown device '{device}'; expected cpu or cuda.", nameof(device)),
     };
+
+    /// <summary>
+    /// The FP8 format <c>--kv-cache-dtype</c> asks for (null: the model dtype). FP8 caches need a GPU and a 16-bit
+    /// model; anything else is refused here rather than accepted and ignored.
+    /// </summary>
+    private static DType? KvCacheDType(EngineArgs args, DType modelDType, bool gpu)
+    {
+        DType? kv = args.KvCacheDtype switch
+        {
+            "fp8" or "fp8_e4m3" => DType.F8E4M3,
+            "fp8_e5m2" => DType.F8E5M2,
+            _ => null,
+        };
+        if (kv is not null && !gpu)
+        {
+            throw new ModelLoadException($"--kv-cache-dtype {args.KvCacheDtype} needs --device cuda: the CPU backend keeps its KV cache in fp32.");
+        }
+
+        if (kv is not null && modelDType == DType.F32)
+        {
+            throw new ModelLoadException($"--kv-cache-dtype {args.KvCacheDtype} goes with a bf16 or fp16 model, not --dtype float32.");
+        }
+
+        return kv;
+    }
 
     /// <summary>
     /// The dtype the model is served in, vLLM's <c>--dtype</c>: as given, else the checkpoint's torch_dtype (bf16 when

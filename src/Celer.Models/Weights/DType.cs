@@ -1,11 +1,17 @@
 namespace Celer.Models.Weights;
 
-/// <summary>Element types of stored weights, named as safetensors names them.</summary>
+/// <summary>Element types of stored weights and of the KV cache, named as safetensors names them.</summary>
 public enum DType
 {
     F32,
     F16,
     BF16,
+
+    /// <summary>FP8 with 4 exponent and 3 mantissa bits (OCP E4M3, max 448): <c>--kv-cache-dtype fp8</c>.</summary>
+    F8E4M3,
+
+    /// <summary>FP8 with 5 exponent and 2 mantissa bits (OCP E5M2): <c>--kv-cache-dtype fp8_e5m2</c>.</summary>
+    F8E5M2,
 }
 
 public static class DTypeExtensions
@@ -14,6 +20,7 @@ public static class DTypeExtensions
     {
         DType.F32 => 4,
         DType.F16 or DType.BF16 => 2,
+        DType.F8E4M3 or DType.F8E5M2 => 1,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null),
     };
 
