@@ -81,6 +81,7 @@ public sealed unsafe partial class CudaBackend : IDeviceSampler
 
     private void Download<T>(ulong source, Span<T> destination) where T : unmanaged
     {
+        MarkStepEnd();
         fixed (T* d = destination)
         {
             CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync_v2(d, source, (nuint)(destination.Length * sizeof(T)), _device.Stream), "cuMemcpyDtoH");

@@ -216,6 +216,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     public void BeginStep(ForwardBatch batch)
     {
         _device.MakeCurrent();
+        MarkStepBegin();
         _batch = batch;
         int[] tokenSeq = new int[batch.NumTokens];
         for (int s = 0; s < batch.NumSequences; s++)
@@ -238,6 +239,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     public void CopyToHost(Tensor x, int rows, Span<float> destination)
     {
         int count = checked((int)(rows * x.Columns));
+        MarkStepEnd();
         if (x.DType == DType.F32)
         {
             fixed (float* d = destination)
@@ -323,6 +325,11 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 
         _allocations.Clear();
         _staging.Dispose();
+        foreach (SafeCudaEventHandle evt in (_stepStart ?? []).Concat(_stepEnd ?? []))
+        {
+            evt.Dispose();
+        }
+
         _kernels.Dispose();
         if (_ownsDevice)
         {

@@ -1,3 +1,4 @@
+using Celer.Models.Backend;
 using Celer.Engine.Scheduling;
 
 namespace Celer.Engine;
@@ -9,4 +10,7 @@ public interface IModelExecutor : IDisposable
     int NumKvBlocks { get; }
 
     ModelRunnerOutput Execute(SchedulerOutput schedulerOutput);
+
+    /// <summary>The device's busy and idle time per step, where the backend measures it (CUDA); else null.</summary>
+    StepTimeline? Timeline => null;
 }

@@ -1,3 +1,4 @@
+using Celer.Models.Backend;
 using Celer.Tokenization;
 
 namespace Celer.Engine;
@@ -9,14 +10,19 @@ namespace Celer.Engine;
 public sealed class LlmEngine : IDisposable
 {
     private readonly EngineDriver _driver;
+    private readonly IModelExecutor _executor;
 
     /// <param name="executor">Owned by the engine: disposed with it.</param>
     public LlmEngine(EngineArgs args, IModelExecutor executor, Tokenizer? tokenizer, EngineModelInfo model, IEngineStatsListener? listener = null)
     {
         _driver = new EngineDriver(args, executor, tokenizer, model, listener);
+        _executor = executor;
     }
 
     public EngineStats Stats => _driver.Stats;
+
+    /// <summary>The GPU's busy and idle time per step (CUDA backend); null on the CPU.</summary>
+    public StepTimeline? GpuTimeline => _executor.Timeline;
     public int MaxModelLen => _driver.InputProcessor.MaxModelLen;
     public int VocabSize => _driver.InputProcessor.VocabSize;
 

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tests latency prefill context attention throughput hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tests latency prefill context hostgap attention throughput hf" bash tools/gpu/run-all.sh
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tests latency prefill context attention throughput hf}"
+STAGES="${STAGES:-templates tests latency prefill context hostgap attention throughput hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
-MODEL8B=benchmarks/models/llama-3.1-8b-shape
+MODEL=benchmarks/models/llama-3.1-8b-shape
 started=$(date +%s)
 stage() { echo; echo "== [$(( $(date +%s) - started ))s] $*"; }
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -35,7 +35,7 @@ fi
 bench() { # name, then celer bench arguments (a later --max-model-len overrides the default)
   local name=$1; shift
   stage "celer bench $name"
-  timeout 300 publish/gpu/celer bench "$@" --model "$MODEL8B" --load-format dummy --device cuda --max-model-len "${MAX_LEN:-4096}" \
+  timeout 300 publish/gpu/celer bench "$@" --model "$MODEL" --load-format dummy --device cuda --max-model-len "${MAX_LEN:-4096}" \
     --no-enable-prefix-caching --output-json "$OUT/celer-$name.json" || status=1
 }
 latency() { # name, batch size, input length, output length, then extra flags
@@ -59,6 +59,11 @@ if has context; then
   MAX_LEN=16640 latency context16k-bs1-out1 1 16384 1
   MAX_LEN=16640 latency context16k-bs1-out129 1 16384 129
 fi
+if has hostgap; then
+  # Where the host matters most: a small model at batch 256 (Qwen3-0.6B's shape); the report has the GPU's idle share.
+  MODEL=benchmarks/models/qwen3-0.6b-shape latency hostgap-qwen3-0.6b-bs256 256 128 256
+  MODEL=benchmarks/models/qwen3-0.6b-shape latency hostgap-qwen3-0.6b-bs1 1 128 256
+fi
 if has attention; then
   stage "celer bench attention (the attention operator alone)"
   timeout 300 publish/gpu/celer bench attention --prefill 8x2048 --decode 64x4096 --output-json "$OUT/attention-kernel.json" || status=1
@@ -68,10 +73,10 @@ if has throughput; then
 fi
 if has hf; then
   stage "Hugging Face transformers baseline (dynamic cache; static cache compiled) and the card's ceilings"
-  timeout 420 python3 tools/reference/hf_baseline.py --config "$MODEL8B" --out "$OUT/hf-baseline.json" || status=1
+  timeout 420 python3 tools/reference/hf_baseline.py --config "$MODEL" --out "$OUT/hf-baseline.json" || status=1
 elif has ceilings; then
   stage "the card's ceilings (copy bandwidth, bf16 GEMM)"
-  timeout 120 python3 tools/reference/hf_baseline.py --config "$MODEL8B" --out "$OUT/hf-baseline.json" --ceilings-only || status=1
+  timeout 120 python3 tools/reference/hf_baseline.py --config "$MODEL" --out "$OUT/hf-baseline.json" --ceilings-only || status=1
 fi
 
 stage "summary"

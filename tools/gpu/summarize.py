@@ -55,13 +55,19 @@ for path in sorted(glob.glob(os.path.join(out, "celer-*.json"))):
         rows.append((f"celer {name[:-5]} decode", f"{(t129 - res['avg_latency']) / 128 * 1e3:.2f} ms/step", f"{tps:.1f} out tok/s",
                      f"{tps / ceiling:.0%} of the {ceiling:.0f} tok/s bound (weights + KV)"))
         summary.setdefault("derived", {})[name[:-5]] = {"decode_tok_per_s": tps, "bound_tok_per_s": ceiling, "prefill_s": res["avg_latency"]}
+    elif name.startswith("hostgap"):
+        b, o = par["batch_size"], par["output_len"]
+        rows.append((f"celer {name}", f"{res['avg_latency']:.2f} s", f"{b * o / res['avg_latency']:.1f} out tok/s",
+                     f"GPU idle between steps {res.get('gpu_idle_share', float('nan')):.1%}"))
     elif "avg_latency" in res:
         b, o = par["batch_size"], par["output_len"]
         tps = b * o / res["avg_latency"]
         ceiling = b / floor_step_s
-        rows.append((f"celer {name}", f"{res['avg_latency']:.2f} s", f"{tps:.1f} out tok/s", f"{tps / ceiling:.0%} of the {ceiling:.0f} tok/s bandwidth bound"))
+        idle = f", GPU idle {res['gpu_idle_share']:.0%}" if "gpu_idle_share" in res else ""
+        rows.append((f"celer {name}", f"{res['avg_latency']:.2f} s", f"{tps:.1f} out tok/s", f"{tps / ceiling:.0%} of the {ceiling:.0f} tok/s bandwidth bound{idle}"))
     elif "tokens_per_second" in res:
-        rows.append((f"celer {name}", f"{res.get('requests_per_second', 0):.2f} req/s", f"{res.get('output_tokens_per_second', 0):.0f} out tok/s", f"{res.get('tokens_per_second', 0):.0f} total tok/s"))
+        idle = f", GPU idle {res['gpu_idle_share']:.0%}" if "gpu_idle_share" in res else ""
+        rows.append((f"celer {name}", f"{res.get('requests_per_second', 0):.2f} req/s", f"{res.get('output_tokens_per_second', 0):.0f} out tok/s", f"{res.get('tokens_per_second', 0):.0f} total tok/s{idle}"))
 attention = load(os.path.join(out, "attention-kernel.json"))
 if attention:
     summary["attention_kernel"] = attention

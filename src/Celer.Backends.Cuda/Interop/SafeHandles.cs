@@ -56,6 +56,11 @@ internal sealed class SafeCudaStreamHandle(nint stream, nint context) : ContextB
 }
 
 /// <summary>An instantiated CUDA graph (a recorded decode step) and the graph it came from.</summary>
+internal sealed class SafeCudaEventHandle(nint evt, nint context) : ContextBoundHandle(evt, context)
+{
+    protected override bool Release(nint handle) => CudaDriver.cuEventDestroy_v2(handle) == 0;
+}
+
 internal sealed class SafeCudaGraphHandle(nint graphExec, nint graph, nint context) : ContextBoundHandle(graphExec, context)
 {
     protected override bool Release(nint handle) => CudaDriver.cuGraphExecDestroy(handle) == 0 & CudaDriver.cuGraphDestroy(graph) == 0;

@@ -1,10 +1,18 @@
 // Tensor-core causal paged attention (FlashAttention-2 style) over a flat batch that mixes prefill chunks and
-// decode rows of many sequences, for 16-bit (bf16 / f16) KV caches. Requires sm_80+ (mma.sync, ldmatrix, cp.async).
+// decode rows of many sequences, for 16-bit (bf16 / f16) or fp8 (e4m3 / e5m2) KV caches. Requires sm_80+ (mma.sync,
+// ldmatrix, cp.async).
 //
-// Layouts (row-major, contiguous; T = __nv_bfloat16 or __half):
+// Entry points: flash_attention_<T>_hd<HD> (the cache holds T) and flash_attention_<T>_<C>_hd<HD> (fp8 cache), for
+// T in {bf16, f16}, C in {e4m3, e5m2} (__nv_fp8_e4m3 / __nv_fp8_e5m2) and HD in {16, 32, 64, 80, 96, 128, 256}. All take
+//   (q, k_cache, v_cache, tiles, positions, block_tables, max_blocks_per_seq, block_size, num_heads, num_kv_heads,
+//    scale, sliding_window, out, partial_acc, partial_ml, k_scale, v_scale)
+// k_scale / v_scale (float) are vLLM's per-tensor fp8 scales: a cached key byte b means float(b) * k_scale, a value
+// byte float(b) * v_scale. The 16-bit-cache entry points ignore them (pass 1.0f).
+//
+// Layouts (row-major, contiguous; T = __nv_bfloat16 or __half; C = the cache element: T, or a 1-byte fp8 type):
 //   q                [rows, num_heads, head_dim]                      RoPE applied, not pre-scaled
-//   k_cache, v_cache [num_blocks, block_size, num_kv_heads, head_dim] one layer; position p of sequence s lives in slot
-//                    block_tables[s * max_blocks_per_seq + p / block_size] * block_size + p % block_size
+//   k_cache, v_cache [num_blocks, block_size, num_kv_heads, head_dim] of C; one layer; position p of sequence s lives
+//                    in slot block_tables[s * max_blocks_per_seq + p / block_size] * block_size + p % block_size
 //   tiles            [num_tiles, 3] = (sequence s, first query row r0, query rows n): rows r0..r0+n-1 belong to s and
 //                    have consecutive increasing positions
 //   positions        [rows] absolute position of each query row; it sees keys [lo, p], lo = sliding_window > 0 ?
@@ -13,6 +21,8 @@
 //   partial_acc      [rows, num_heads, splits, head_dim] fp32 unnormalized accumulator (written when splits > 1)
 //   partial_ml       [rows, num_heads, splits, 2] fp32 (running max m of scale*q.k in natural-log units, sum l);
 //                    m = -inf, l = 0 when the split saw no visible key; merge_splits combines the splits.
+//                    With an fp8 cache k is the dequantized key (k_scale included) and partial_acc already includes
+//                    v_scale, so merge_splits needs no change.
 //
 // Host contract:
 //   * grid = (num_tiles, num_kv_heads, splits), block = FLASH_THREADS (128) threads, no dynamic shared memory
@@ -21,9 +31,10 @@
 //     sequence's rows of the batch into tiles of n = min(remaining rows, FLASH_BLOCK_M / group) consecutive rows.
 //     MMA row m of a tile is (query row r0 + m / group, head kv_head * group + m % group).
 //   * The tile's key range [lo(first row), position(last row)] is cut into BLOCK_N-aligned tiles of keys (BLOCK_N =
-//     64 for head_dim <= 128, 16 for 256); split z takes a contiguous run of ceil(key tiles / splits) of them
-//     (possibly none: then it writes m = -inf, l = 0, acc = 0).
-//   * q, k_cache and v_cache must be 16-byte aligned (cp.async moves 16-byte chunks).
+//     64 for head_dim <= 128, 16 for 256, for 16-bit and fp8 caches alike); split z takes a contiguous run of
+//     ceil(key tiles / splits) of them (possibly none: then it writes m = -inf, l = 0, acc = 0).
+//   * q, k_cache and v_cache must be 16-byte aligned (cp.async moves 16-byte chunks; an fp8 row of head_dim bytes is
+//     a whole number of chunks for every head_dim above).
 //
 // Scheme: 4 warps x 16 MMA rows. Q (64 x head_dim) is staged in shared memory (and, for head_dim <= 128, kept in
 // registers as mma A fragments). K and V tiles of BLOCK_N keys are gathered through the block table with cp.async
@@ -31,7 +42,15 @@
 // mma.sync m16n8k16 with fp32 accumulation; softmax is online in registers in log2 units (exp2f on scores
 // pre-scaled by scale * log2(e)); P goes from the S accumulator fragment straight into the A fragment of P.V.
 // Pipeline per key tile: V(j) loads while S(j) is computed, K(j+1) loads while P.V(j) is computed.
+// fp8 caches: the MMAs still run on T. A tile's fp8 bytes are cp.async'd into the upper half of each row's own
+// 16-bit shared storage, and after the barrier that publishes them each warp converts its rows in place to T (exact:
+// every e4m3 / e5m2 value is representable in f16 and in bf16); k_scale is folded into the score scale and v_scale
+// into the output, so the result is that of the dequantized cache float(fp8) * scale. Same shared memory and BLOCK_N
+// as the 16-bit cache; two more barriers per key tile.
 #include "common.cuh"
+#ifndef FLASH_EMULATE
+#include <cuda_fp8.h>
+#endif
 
 #define FLASH_BLOCK_M 64                  // MMA rows (query rows x heads of one GQA group) per thread block
 #define FLASH_WARPS 4                     // each warp owns 16 MMA rows
@@ -85,7 +104,72 @@ __device__ __forceinline__ void flash_cp_async16(void* smem, const void* gmem, i
 }
 __device__ __forceinline__ void flash_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void flash_cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+// fp8 -> f16 helpers. FLASH_FP8_CVT: the hardware e4m3x2 -> f16x2 conversion exists (sm_90; sm_89 from CUDA 12.6 on,
+// where cuda_fp8.h uses it too; NVRTC 11.8 rejects it for sm_89). Otherwise a bit-exact integer path is used.
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900 || (__CUDA_ARCH__ >= 890 && defined(__CUDACC_VER_MAJOR__) && \
+    (__CUDACC_VER_MAJOR__ > 12 || (__CUDACC_VER_MAJOR__ == 12 && __CUDACC_VER_MINOR__ >= 6))))
+#define FLASH_FP8_CVT 1
+// Two e4m3 values (the low byte is the first) -> f16x2 (the first in the low half).
+__device__ __forceinline__ unsigned flash_cvt_e4m3x2(unsigned short x) {
+    unsigned r;
+    asm("cvt.rn.f16x2.e4m3x2 %0, %1;\n" : "=r"(r) : "h"(x));
+    return r;
+}
+#else
+#define FLASH_FP8_CVT 0
 #endif
+__device__ __forceinline__ unsigned flash_mul_f16x2(unsigned a, unsigned b) {   // subnormals are kept (no ftz)
+    unsigned r;
+    asm("mul.rn.f16x2 %0, %1, %2;\n" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+__device__ __forceinline__ void flash_f16x2_to_f32(unsigned h, float& lo, float& hi) {
+    asm("{\n.reg .b16 l, h;\nmov.b32 {l, h}, %2;\ncvt.f32.f16 %0, l;\ncvt.f32.f16 %1, h;\n}\n" : "=f"(lo), "=f"(hi) : "r"(h));
+}
+#endif
+
+// Cache element kinds: 0 = the cache holds T; FLASH_E4M3 / FLASH_E5M2 = fp8.
+#define FLASH_E4M3 1
+#define FLASH_E5M2 2
+template <typename C> struct FlashCacheKind { static constexpr int value = 0; };
+template <> struct FlashCacheKind<__nv_fp8_e4m3> { static constexpr int value = FLASH_E4M3; };
+template <> struct FlashCacheKind<__nv_fp8_e5m2> { static constexpr int value = FLASH_E5M2; };
+template <typename T> struct FlashIsHalf { static constexpr bool value = false; };
+template <> struct FlashIsHalf<__half> { static constexpr bool value = true; };
+
+// Four fp8 values (the bytes of w, lowest first) -> four T values (x = first two, .x holding the first in its low
+// half), exactly float(fp8): NaN stays NaN and e5m2 +-inf stays +-inf.
+template <typename T, int KIND> __device__ __forceinline__ uint2 flash_fp8x4_to(unsigned w) {
+    unsigned h[2];   // f16x2 of bytes 0,1 and 2,3
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        if constexpr (KIND == FLASH_E5M2) {
+            h[i] = __byte_perm(w, 0u, i ? 0x3424 : 0x1404);   // e5m2 is the high byte of the f16 of the same value
+        } else {
+#if FLASH_FP8_CVT
+            h[i] = flash_cvt_e4m3x2((unsigned short)(i ? w >> 16 : w & 0xffffu));
+#else
+            const unsigned t = __byte_perm(w, 0u, i ? 0x3424 : 0x1404);   // each 16-bit lane: byte << 8
+            // s.eeee.mmm -> f16 s.0eeee.mmm0000000 = value * 2^-8 (e4m3 subnormals land on f16 subnormals), then an
+            // exact * 256. The NaN code S.1111.111 (it would give 480) becomes 0x7fff.
+            const unsigned x = (t & 0x80008000u) | ((t >> 1) & 0x3f803f80u);
+            const unsigned nan = ((t & 0x7f007f00u) + 0x01000100u) & 0x80008000u;
+            h[i] = flash_mul_f16x2(x, 0x5c005c00u) | (nan - (nan >> 15));
+#endif
+        }
+    }
+    if constexpr (FlashIsHalf<T>::value) {
+        return make_uint2(h[0], h[1]);
+    } else {
+        // f16 -> f32 is exact and leaves the low 16 bits zero (<= 3 mantissa bits), so bf16 is the high half.
+        float a, b, c, d;
+        flash_f16x2_to_f32(h[0], a, b);
+        flash_f16x2_to_f32(h[1], c, d);
+        return make_uint2(__byte_perm(__float_as_uint(a), __float_as_uint(b), 0x7632),
+                          __byte_perm(__float_as_uint(c), __float_as_uint(d), 0x7632));
+    }
+}
 
 // Elements per shared-memory row of a [rows, HD] tile, and the element offset of 16-byte chunk c of row r. ldmatrix
 // and the cp.async stores touch 8 consecutive rows at one chunk column: when a row is a multiple of 128 bytes the
@@ -99,13 +183,17 @@ template <int HD> __device__ __forceinline__ int flash_off(int r, int c) {
 
 // BN = keys per tile. Q_REGS: Q fragments live in registers (Q is staged through the K/V buffers, so 2 * BN >= 64);
 // otherwise Q stays in its own shared buffer and fragments are reloaded per k-step (saves HD/4 registers).
-template <typename T, int HD, int BN, bool Q_REGS>
+// C = cache element type: T, or __nv_fp8_e4m3 / __nv_fp8_e5m2 (then k_scale / v_scale apply).
+template <typename T, typename C, int HD, int BN, bool Q_REGS>
 __device__ __forceinline__ void flash_attention_impl(
-    const T* __restrict__ q, const T* __restrict__ k_cache, const T* __restrict__ v_cache, const int* __restrict__ tiles,
+    const T* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache, const int* __restrict__ tiles,
     const int* __restrict__ positions, const int* __restrict__ block_tables, int max_blocks_per_seq, int block_size,
     int num_heads, int num_kv_heads, float scale, int sliding_window, T* __restrict__ out,
-    float* __restrict__ partial_acc, float* __restrict__ partial_ml) {
-    constexpr int CH = HD / 8;          // 16-byte chunks per row
+    float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale) {
+    constexpr int KIND = FlashCacheKind<C>::value;
+    constexpr bool FP8 = KIND != 0;
+    static_assert(FP8 ? sizeof(C) == 1 : sizeof(C) == sizeof(T), "cache element: T or a 1-byte fp8 type");
+    constexpr int CH = HD / 8;          // 16-byte chunks per row of T
     constexpr int RS = flash_row_elems<HD>();
     constexpr int KSTEPS = HD / 16;     // k-steps of Q.K^T
     constexpr int NT = BN / 8;          // n-tiles of S (keys)
@@ -182,29 +270,61 @@ __device__ __forceinline__ void flash_attention_impl(
 
     // Gathers keys k0..k0+BN-1 (one cache row per tile row; the slot is computed per row, so a tile may span
     // several cache blocks). Rows outside [kmin, kmax] are zero-filled and never read from global memory.
+    // fp8: the HD bytes of tile row r go to bytes [HD, 2 HD) of row r's own storage (r * RS * 2 bytes on; the
+    // swizzle / padding only moves chunks within a row), to be converted in place by convert_tile.
+    constexpr int EPC = 16 / (int)sizeof(C);   // cache elements per 16-byte chunk
+    constexpr int CHC = HD / EPC;              // chunks per cache row
+    constexpr int LOADS = BN * CHC;
     const long long head_off = (long long)kv_head * HD;
     const int bs_shift = (block_size & (block_size - 1)) == 0 ? __ffs(block_size) - 1 : -1;   // usual case: 2^k
-    auto load_tile = [&](T* dst, const T* cache, int k0) {
+    auto load_tile = [&](T* dst, const C* cache, int k0) {
 #pragma unroll
-        for (int it = 0; it < BN * CH / FLASH_THREADS; it++) {
-            int i = tid + it * FLASH_THREADS, r = i / CH, c = i % CH, p = k0 + r;
+        for (int it = 0; it < (LOADS + FLASH_THREADS - 1) / FLASH_THREADS; it++) {
+            int i = tid + it * FLASH_THREADS, r = i / CHC, c = i % CHC, p = k0 + r;
+            if (LOADS % FLASH_THREADS != 0 && i >= LOADS) break;
             bool ok = p >= kmin && p <= kmax;
-            const T* src = cache;
+            const C* src = cache;
             if (ok) {
                 int blk = bs_shift >= 0 ? p >> bs_shift : p / block_size;
                 long long slot = (long long)table[blk] * block_size + (p - blk * block_size);
-                src = cache + slot * num_kv_heads * HD + head_off + c * 8;
+                src = cache + slot * num_kv_heads * HD + head_off + c * EPC;
             }
-            flash_cp_async16(dst + flash_off<HD>(r, c), src, ok ? 16 : 0);
+            if constexpr (FP8)
+                flash_cp_async16(reinterpret_cast<char*>(dst) + (r * RS * 2 + HD + c * 16), src, ok ? 16 : 0);
+            else
+                flash_cp_async16(dst + flash_off<HD>(r, c), src, ok ? 16 : 0);
         }
         flash_cp_async_commit();
+    };
+
+    // fp8 only: converts the staged bytes of a loaded tile to T in place (zero-filled rows give zeros). Warp w owns
+    // rows [w * BN / 4, (w + 1) * BN / 4); a row's bytes and its T elements share the row's storage and nothing
+    // else, so the warp reads all its bytes, then __syncwarp, then writes. Callers publish the result with a barrier.
+    auto convert_tile = [&](T* tile) {
+        constexpr int IT = BN * CH / FLASH_THREADS;   // 16-byte T chunks (8 elements) per lane
+        static_assert(BN % FLASH_WARPS == 0 && (BN / FLASH_WARPS) * CH == 32 * IT, "whole rows per warp");
+        const char* bytes = reinterpret_cast<const char*>(tile);
+        uint2 raw[IT];
+#pragma unroll
+        for (int k = 0; k < IT; k++) {
+            const int j = lane + 32 * k, r = warp * (BN / FLASH_WARPS) + j / CH, c = j % CH;
+            raw[k] = *reinterpret_cast<const uint2*>(bytes + (r * RS * 2 + HD + c * 8));
+        }
+        __syncwarp();
+#pragma unroll
+        for (int k = 0; k < IT; k++) {
+            const int j = lane + 32 * k, r = warp * (BN / FLASH_WARPS) + j / CH, c = j % CH;
+            const uint2 lo = flash_fp8x4_to<T, KIND>(raw[k].x), hi = flash_fp8x4_to<T, KIND>(raw[k].y);
+            *reinterpret_cast<uint4*>(tile + flash_off<HD>(r, c)) = make_uint4(lo.x, lo.y, hi.x, hi.y);
+        }
     };
 
     float o[DT][4];
 #pragma unroll
     for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
     float m_run[2] = {NEG_INF, NEG_INF}, l_run[2] = {0.f, 0.f};   // l_run: this thread's share of the row sum
-    const float scale_log2 = scale * FLASH_LOG2E;
+    float scale_log2 = scale * FLASH_LOG2E;
+    if constexpr (FP8) scale_log2 = scale * k_scale * FLASH_LOG2E;   // S is computed on the unscaled fp8 values
 
     if (jt_begin < jt_end) load_tile(sK, k_cache, jt_begin * BN);
     for (int jt = jt_begin; jt < jt_end; jt++) {
@@ -212,6 +332,10 @@ __device__ __forceinline__ void flash_attention_impl(
         flash_cp_async_wait_all();
         __syncthreads();                     // K(jt) (and Q) visible; every warp is done with V(jt-1)
         load_tile(sV, v_cache, k0);
+        if constexpr (FP8) {
+            convert_tile(sK);
+            __syncthreads();                 // K(jt) in T for every warp
+        }
 
         const bool compute = warp_active && k0 <= w_max_pos && k0 + BN - 1 >= w_min_lo;
         float s[NT][4];
@@ -280,6 +404,10 @@ __device__ __forceinline__ void flash_attention_impl(
         flash_cp_async_wait_all();
         __syncthreads();                     // V(jt) visible; every warp is done with K(jt)
         if (jt + 1 < jt_end) load_tile(sK, k_cache, k0 + BN);
+        if constexpr (FP8) {
+            convert_tile(sV);
+            __syncthreads();                 // V(jt) in T for every warp
+        }
 
         if (compute) {
 #pragma unroll
@@ -314,7 +442,8 @@ __device__ __forceinline__ void flash_attention_impl(
         if (m >= mrows) continue;
         const long long oh = (long long)(r0 + m / group) * num_heads + kv_head * group + m % group;
         if (splits == 1) {
-            const float inv = l > 0.f ? 1.f / l : 0.f;
+            float inv = l > 0.f ? 1.f / l : 0.f;
+            if constexpr (FP8) inv *= v_scale;   // P.V was computed on the unscaled fp8 values
             T* dst = out + oh * HD + 2 * t;
 #pragma unroll
             for (int d = 0; d < DT; d++)
@@ -323,7 +452,12 @@ __device__ __forceinline__ void flash_attention_impl(
             const long long ps = oh * splits + split;
             float* dst = partial_acc + ps * HD + 2 * t;
 #pragma unroll
-            for (int d = 0; d < DT; d++) *reinterpret_cast<float2*>(dst + 8 * d) = make_float2(o[d][2 * i], o[d][2 * i + 1]);
+            for (int d = 0; d < DT; d++) {
+                if constexpr (FP8)
+                    *reinterpret_cast<float2*>(dst + 8 * d) = make_float2(o[d][2 * i] * v_scale, o[d][2 * i + 1] * v_scale);
+                else
+                    *reinterpret_cast<float2*>(dst + 8 * d) = make_float2(o[d][2 * i], o[d][2 * i + 1]);
+            }
             if (t == 0) {
                 partial_ml[ps * 2] = l > 0.f ? m_run[i] * FLASH_LN2 : NEG_INF;
                 partial_ml[ps * 2 + 1] = l;
@@ -332,27 +466,32 @@ __device__ __forceinline__ void flash_attention_impl(
     }
 }
 
-#define FLASH_INSTANTIATE(TN, T, HD, BN, Q_REGS)                                                                      \
+#define FLASH_INSTANTIATE(TN, T, C, HD, BN, Q_REGS)                                                                   \
     extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_attention_##TN##_hd##HD(                        \
-        const T* q, const T* k_cache, const T* v_cache, const int* tiles, const int* positions,                       \
+        const T* q, const C* k_cache, const C* v_cache, const int* tiles, const int* positions,                       \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,             \
-        float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml) {                             \
-        flash_attention_impl<T, HD, BN, Q_REGS>(q, k_cache, v_cache, tiles, positions, block_tables,                  \
-                                                max_blocks_per_seq, block_size, num_heads, num_kv_heads, scale,        \
-                                                sliding_window, out, partial_acc, partial_ml);                         \
+        float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale, float v_scale) { \
+        flash_attention_impl<T, C, HD, BN, Q_REGS>(q, k_cache, v_cache, tiles, positions, block_tables,               \
+                                                   max_blocks_per_seq, block_size, num_heads, num_kv_heads, scale,     \
+                                                   sliding_window, out, partial_acc, partial_ml, k_scale, v_scale);    \
     }
-// Static shared memory: 2 * BN * row bytes (+ 64 rows of Q when Q is not kept in registers):
-//   hd16 6 KB, hd32 10 KB, hd64 16 KB, hd80 22 KB, hd96 26 KB, hd128 32 KB, hd256 48 KB.
+// Static shared memory (16-bit and fp8 caches alike): 2 * BN * row bytes (+ 64 rows of Q when Q is not kept in
+// registers): hd16 6 KB, hd32 10 KB, hd64 16 KB, hd80 22 KB, hd96 26 KB, hd128 32 KB, hd256 48 KB.
 // hd256 keeps Q in shared memory with BN = 16: Q in registers (64 more) with BN = 32 spills next to the 128 O
-// registers. ptxas (NVRTC 11.8) registers, no spills: sm_80 95/137/166/168/213/243/241, sm_90 92/159/168/168/182/
-// 217/203 for hd 16/32/64/80/96/128/256.
-#define FLASH_INSTANTIATE_ALL(TN, T)         \
-    FLASH_INSTANTIATE(TN, T, 16, 64, true)   \
-    FLASH_INSTANTIATE(TN, T, 32, 64, true)   \
-    FLASH_INSTANTIATE(TN, T, 64, 64, true)   \
-    FLASH_INSTANTIATE(TN, T, 80, 64, true)   \
-    FLASH_INSTANTIATE(TN, T, 96, 64, true)   \
-    FLASH_INSTANTIATE(TN, T, 128, 64, true)  \
-    FLASH_INSTANTIATE(TN, T, 256, 16, false)
-FLASH_INSTANTIATE_ALL(bf16, __nv_bfloat16)
-FLASH_INSTANTIATE_ALL(f16, __half)
+// registers. ptxas (NVRTC 11.8) registers, no spills, for hd 16/32/64/80/96/128/256:
+//   16-bit cache: sm_80 95/137/166/168/213/243/241, sm_90 92/159/168/168/182/217/203.
+//   fp8 cache:    REGS_FP8
+#define FLASH_INSTANTIATE_ALL(TN, T, C)         \
+    FLASH_INSTANTIATE(TN, T, C, 16, 64, true)   \
+    FLASH_INSTANTIATE(TN, T, C, 32, 64, true)   \
+    FLASH_INSTANTIATE(TN, T, C, 64, 64, true)   \
+    FLASH_INSTANTIATE(TN, T, C, 80, 64, true)   \
+    FLASH_INSTANTIATE(TN, T, C, 96, 64, true)   \
+    FLASH_INSTANTIATE(TN, T, C, 128, 64, true)  \
+    FLASH_INSTANTIATE(TN, T, C, 256, 16, false)
+FLASH_INSTANTIATE_ALL(bf16, __nv_bfloat16, __nv_bfloat16)
+FLASH_INSTANTIATE_ALL(f16, __half, __half)
+FLASH_INSTANTIATE_ALL(bf16_e4m3, __nv_bfloat16, __nv_fp8_e4m3)
+FLASH_INSTANTIATE_ALL(bf16_e5m2, __nv_bfloat16, __nv_fp8_e5m2)
+FLASH_INSTANTIATE_ALL(f16_e4m3, __half, __nv_fp8_e4m3)
+FLASH_INSTANTIATE_ALL(f16_e5m2, __half, __nv_fp8_e5m2)

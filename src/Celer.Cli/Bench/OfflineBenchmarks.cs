@@ -38,6 +38,7 @@ internal static class OfflineBenchmarks
 
             for (var i = 0; i < result.GetValue(warmup); i++)
                 engine.Generate(Renamed(requests, $"warmup{i}"));
+            engine.GpuTimeline?.Reset();
             var latencies = new List<double>();
             for (var i = 0; i < result.GetValue(iters); i++)
             {
@@ -54,6 +55,7 @@ internal static class OfflineBenchmarks
                 ["percentiles"] = new JsonObject([.. new[] { 10, 25, 50, 75, 90, 99 }.Select(p => KeyValuePair.Create(p.ToString(), (JsonNode?)LatencyStats.Percentile(sorted, p)))]),
             };
             var output = result.InvocationConfiguration.Output;
+            AddGpuTimeline(engine, results, output);
             output.WriteLine($"Avg latency: {LatencyStats.Mean(sorted):F4} s");
             foreach (var p in new[] { 10, 25, 50, 75, 90, 99 })
                 output.WriteLine($"{p}% percentile latency: {LatencyStats.Percentile(sorted, p):F4} s");
@@ -93,6 +95,7 @@ internal static class OfflineBenchmarks
                 result.GetValue(rangeRatio), vocabSize, args.Seed);
             var requests = prompts.Select((p, i) => new GenerateRequest($"throughput-{i}", p.PromptIds, Params(p.OutputLen))).ToList();
 
+            engine.GpuTimeline?.Reset();
             var timer = Stopwatch.StartNew();
             var outputs = engine.Generate(requests);
             var elapsed = timer.Elapsed.TotalSeconds;
@@ -108,6 +111,7 @@ internal static class OfflineBenchmarks
                 ["tokens_per_second"] = (promptTokens + outputTokens) / elapsed,
                 ["output_tokens_per_second"] = outputTokens / elapsed,
             };
+            AddGpuTimeline(engine, results, result.InvocationConfiguration.Output);
             result.InvocationConfiguration.Output.WriteLine($"Throughput: {requests.Count / elapsed:F2} requests/s, {(promptTokens + outputTokens) / elapsed:F2} total tokens/s, {outputTokens / elapsed:F2} output tokens/s");
             var parameters = new JsonObject
             {
@@ -120,6 +124,18 @@ internal static class OfflineBenchmarks
             return Task.FromResult(0);
         }));
         return command;
+    }
+
+    /// <summary>On a GPU: how long it sat idle between steps, measured with CUDA events (vLLM v0.5.3 spent 62 % of its time outside the GPU).</summary>
+    private static void AddGpuTimeline(LlmEngine engine, JsonObject results, TextWriter output)
+    {
+        if (engine.GpuTimeline is not { Steps: > 0 } timeline)
+            return;
+        results["gpu_steps"] = timeline.Steps;
+        results["gpu_busy_ms"] = timeline.BusyMilliseconds;
+        results["gpu_idle_ms"] = timeline.IdleMilliseconds;
+        results["gpu_idle_share"] = timeline.IdleShare;
+        output.WriteLine($"GPU idle between steps: {timeline.IdleShare:P1} ({timeline.IdleMilliseconds:F0} ms of {timeline.BusyMilliseconds + timeline.IdleMilliseconds:F0} ms over {timeline.Steps} steps)");
     }
 
     private static SamplingParams Params(int outputLen) => new() { Temperature = 1f, TopP = 1f, IgnoreEos = true, MaxTokens = outputLen };

@@ -1,3 +1,4 @@
+using Celer.Backends.Cuda;
 using System.Collections.Concurrent;
 using Celer.Engine.Scheduling;
 using Celer.Models.Architectures;
@@ -44,6 +45,8 @@ public sealed class ModelRunner : IModelExecutor
     }
 
     public int NumKvBlocks { get; }
+
+    public StepTimeline? Timeline => (_backend as CudaBackend)?.Timeline;
 
     public ModelRunnerOutput Execute(SchedulerOutput schedulerOutput)
     {
