@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tests latency prefill context hostgap attention throughput hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tests latency prefill context fp8 hostgap attention throughput hf" bash tools/gpu/run-all.sh
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tests latency prefill context hostgap attention throughput hf}"
+STAGES="${STAGES:-templates tests latency prefill context fp8 hostgap attention throughput hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -58,6 +58,12 @@ if has context; then
   done
   MAX_LEN=16640 latency context16k-bs1-out1 1 16384 1
   MAX_LEN=16640 latency context16k-bs1-out129 1 16384 129
+fi
+if has fp8; then
+  # The FP8 KV cache (E4M3, scales 1.0 with dummy weights): half the K/V bytes where long contexts make them count.
+  ITERS=2 MAX_LEN=4352 latency context4k-bs64-fp8-out1 64 4096 1 --kv-cache-dtype fp8
+  ITERS=2 MAX_LEN=4352 latency context4k-bs64-fp8-out129 64 4096 129 --kv-cache-dtype fp8
+  bench throughput-fp8 throughput --num-prompts "${THROUGHPUT_PROMPTS:-500}" --input-len 1000 --output-len 1000 --kv-cache-dtype fp8
 fi
 if has hostgap; then
   # Where the host matters most: a small model at batch 256 (Qwen3-0.6B's shape); the report has the GPU's idle share.

@@ -49,8 +49,9 @@ for path in sorted(glob.glob(os.path.join(out, "celer-*.json"))):
         t129 = par129["results"]["avg_latency"]
         b, length = par["batch_size"], par["input_len"]
         tps = b * 128 / (t129 - res["avg_latency"])
-        # A decode step reads the weights once and every sequence's keys and values (bf16) once.
-        step_bytes = weight_bytes + b * (length + 64) * layers * 2 * kv_dim * 2
+        # A decode step reads the weights once and every sequence's keys and values (bf16, or FP8) once.
+        kv_element_bytes = 1 if "fp8" in name else 2
+        step_bytes = weight_bytes + b * (length + 64) * layers * 2 * kv_dim * kv_element_bytes
         ceiling = b / (step_bytes / (copy_tbs * 1e12))
         rows.append((f"celer {name[:-5]} decode", f"{(t129 - res['avg_latency']) / 128 * 1e3:.2f} ms/step", f"{tps:.1f} out tok/s",
                      f"{tps / ceiling:.0%} of the {ceiling:.0f} tok/s bound (weights + KV)"))
