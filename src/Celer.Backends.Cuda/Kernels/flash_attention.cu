@@ -3,7 +3,7 @@
 // ldmatrix, cp.async).
 //
 // Entry points: flash_attention_<T>_hd<HD> (the cache holds T) and flash_attention_<T>_<C>_hd<HD> (fp8 cache), for
-// T in {bf16, f16}, C in {e4m3, e5m2} (__nv_fp8_e4m3 / __nv_fp8_e5m2) and HD in {16, 32, 64, 80, 96, 128, 256}. All take
+// T in {bf16, f16}, C in {e4m3, e5m2} (__nv_fp8_e4m3 / __nv_fp8_e5m2), HD in {16, 32, 64, 80, 96, 128, 256}. All take
 //   (q, k_cache, v_cache, tiles, positions, block_tables, max_blocks_per_seq, block_size, num_heads, num_kv_heads,
 //    scale, sliding_window, out, partial_acc, partial_ml, k_scale, v_scale)
 // k_scale / v_scale (float) are vLLM's per-tensor fp8 scales: a cached key byte b means float(b) * k_scale, a value
@@ -125,7 +125,8 @@ __device__ __forceinline__ unsigned flash_mul_f16x2(unsigned a, unsigned b) {   
     return r;
 }
 __device__ __forceinline__ void flash_f16x2_to_f32(unsigned h, float& lo, float& hi) {
-    asm("{\n.reg .b16 l, h;\nmov.b32 {l, h}, %2;\ncvt.f32.f16 %0, l;\ncvt.f32.f16 %1, h;\n}\n" : "=f"(lo), "=f"(hi) : "r"(h));
+    asm("{\n.reg .b16 l, h;\nmov.b32 {l, h}, %2;\ncvt.f32.f16 %0, l;\ncvt.f32.f16 %1, h;\n}\n"
+        : "=f"(lo), "=f"(hi) : "r"(h));
 }
 #endif
 
@@ -186,10 +187,10 @@ template <int HD> __device__ __forceinline__ int flash_off(int r, int c) {
 // C = cache element type: T, or __nv_fp8_e4m3 / __nv_fp8_e5m2 (then k_scale / v_scale apply).
 template <typename T, typename C, int HD, int BN, bool Q_REGS>
 __device__ __forceinline__ void flash_attention_impl(
-    const T* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache, const int* __restrict__ tiles,
-    const int* __restrict__ positions, const int* __restrict__ block_tables, int max_blocks_per_seq, int block_size,
-    int num_heads, int num_kv_heads, float scale, int sliding_window, T* __restrict__ out,
-    float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale) {
+    const T* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
+    const int* __restrict__ tiles, const int* __restrict__ positions, const int* __restrict__ block_tables,
+    int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads, float scale, int sliding_window,
+    T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale) {
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
     static_assert(FP8 ? sizeof(C) == 1 : sizeof(C) == sizeof(T), "cache element: T or a 1-byte fp8 type");
@@ -299,23 +300,29 @@ __device__ __forceinline__ void flash_attention_impl(
 
     // fp8 only: converts the staged bytes of a loaded tile to T in place (zero-filled rows give zeros). Warp w owns
     // rows [w * BN / 4, (w + 1) * BN / 4); a row's bytes and its T elements share the row's storage and nothing
-    // else, so the warp reads all its bytes, then __syncwarp, then writes. Callers publish the result with a barrier.
+    // else, so per round of whole rows the warp reads all their bytes, then __syncwarp, then writes (two rounds where
+    // the rows split evenly over the lanes: fewer live registers). Callers publish the result with a barrier.
     auto convert_tile = [&](T* tile) {
-        constexpr int IT = BN * CH / FLASH_THREADS;   // 16-byte T chunks (8 elements) per lane
-        static_assert(BN % FLASH_WARPS == 0 && (BN / FLASH_WARPS) * CH == 32 * IT, "whole rows per warp");
+        constexpr int RW = BN / FLASH_WARPS;                     // rows per warp
+        constexpr int PARTS = (RW / 2 * CH) % 32 == 0 ? 2 : 1;    // rows converted per __syncwarp round: RW / PARTS
+        constexpr int IT = RW / PARTS * CH / 32;                 // 16-byte T chunks (8 elements) per lane and round
+        static_assert(BN % FLASH_WARPS == 0 && RW / PARTS * CH == 32 * IT, "whole rows per round");
         const char* bytes = reinterpret_cast<const char*>(tile);
-        uint2 raw[IT];
 #pragma unroll
-        for (int k = 0; k < IT; k++) {
-            const int j = lane + 32 * k, r = warp * (BN / FLASH_WARPS) + j / CH, c = j % CH;
-            raw[k] = *reinterpret_cast<const uint2*>(bytes + (r * RS * 2 + HD + c * 8));
-        }
-        __syncwarp();
+        for (int part = 0; part < PARTS; part++) {
+            uint2 raw[IT];
 #pragma unroll
-        for (int k = 0; k < IT; k++) {
-            const int j = lane + 32 * k, r = warp * (BN / FLASH_WARPS) + j / CH, c = j % CH;
-            const uint2 lo = flash_fp8x4_to<T, KIND>(raw[k].x), hi = flash_fp8x4_to<T, KIND>(raw[k].y);
-            *reinterpret_cast<uint4*>(tile + flash_off<HD>(r, c)) = make_uint4(lo.x, lo.y, hi.x, hi.y);
+            for (int k = 0; k < IT; k++) {
+                const int j = lane + 32 * k, r = warp * RW + part * (RW / PARTS) + j / CH, c = j % CH;
+                raw[k] = *reinterpret_cast<const uint2*>(bytes + (r * RS * 2 + HD + c * 8));
+            }
+            __syncwarp();
+#pragma unroll
+            for (int k = 0; k < IT; k++) {
+                const int j = lane + 32 * k, r = warp * RW + part * (RW / PARTS) + j / CH, c = j % CH;
+                const uint2 lo = flash_fp8x4_to<T, KIND>(raw[k].x), hi = flash_fp8x4_to<T, KIND>(raw[k].y);
+                *reinterpret_cast<uint4*>(tile + flash_off<HD>(r, c)) = make_uint4(lo.x, lo.y, hi.x, hi.y);
+            }
         }
     };
 
@@ -339,6 +346,7 @@ __device__ __forceinline__ void flash_attention_impl(
 
         const bool compute = warp_active && k0 <= w_max_pos && k0 + BN - 1 >= w_min_lo;
         float s[NT][4];
+        unsigned pa[FP8 ? BN / 16 : 1][4];   // fp8: P already packed to T (half the registers across convert_tile)
         if (compute) {
 #pragma unroll
             for (int j = 0; j < NT; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
@@ -399,6 +407,15 @@ __device__ __forceinline__ void flash_attention_impl(
                     o[d][2 * i + 1] *= corr;
                 }
             }
+            if constexpr (FP8) {
+#pragma unroll
+                for (int kk = 0; kk < BN / 16; kk++) {
+                    pa[kk][0] = flash_pack2<T>(s[2 * kk][0], s[2 * kk][1]);
+                    pa[kk][1] = flash_pack2<T>(s[2 * kk][2], s[2 * kk][3]);
+                    pa[kk][2] = flash_pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                    pa[kk][3] = flash_pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                }
+            }
         }
 
         flash_cp_async_wait_all();
@@ -414,10 +431,14 @@ __device__ __forceinline__ void flash_attention_impl(
             for (int kk = 0; kk < BN / 16; kk++) {
                 // The S accumulators of n-tiles 2kk, 2kk+1 are exactly the A fragment of P for keys 16kk..16kk+15.
                 unsigned a[4];
-                a[0] = flash_pack2<T>(s[2 * kk][0], s[2 * kk][1]);
-                a[1] = flash_pack2<T>(s[2 * kk][2], s[2 * kk][3]);
-                a[2] = flash_pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-                a[3] = flash_pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                if constexpr (FP8) {
+                    a[0] = pa[kk][0]; a[1] = pa[kk][1]; a[2] = pa[kk][2]; a[3] = pa[kk][3];
+                } else {
+                    a[0] = flash_pack2<T>(s[2 * kk][0], s[2 * kk][1]);
+                    a[1] = flash_pack2<T>(s[2 * kk][2], s[2 * kk][3]);
+                    a[2] = flash_pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                    a[3] = flash_pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                }
 #pragma unroll
                 for (int dd = 0; dd < HD / 16; dd++) {
                     // transposed matrices: keys 0-7 | d 0-7, keys 8-15 | d 0-7, keys 0-7 | d 8-15, keys 8-15 | d 8-15
@@ -454,7 +475,8 @@ __device__ __forceinline__ void flash_attention_impl(
 #pragma unroll
             for (int d = 0; d < DT; d++) {
                 if constexpr (FP8)
-                    *reinterpret_cast<float2*>(dst + 8 * d) = make_float2(o[d][2 * i] * v_scale, o[d][2 * i + 1] * v_scale);
+                    *reinterpret_cast<float2*>(dst + 8 * d) =
+                        make_float2(o[d][2 * i] * v_scale, o[d][2 * i + 1] * v_scale);
                 else
                     *reinterpret_cast<float2*>(dst + 8 * d) = make_float2(o[d][2 * i], o[d][2 * i + 1]);
             }
@@ -470,7 +492,8 @@ __device__ __forceinline__ void flash_attention_impl(
     extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_attention_##TN##_hd##HD(                        \
         const T* q, const C* k_cache, const C* v_cache, const int* tiles, const int* positions,                       \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,             \
-        float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale, float v_scale) { \
+        float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,                \
+        float v_scale) {                                                                                              \
         flash_attention_impl<T, C, HD, BN, Q_REGS>(q, k_cache, v_cache, tiles, positions, block_tables,               \
                                                    max_blocks_per_seq, block_size, num_heads, num_kv_heads, scale,     \
                                                    sliding_window, out, partial_acc, partial_ml, k_scale, v_scale);    \
@@ -480,7 +503,7 @@ __device__ __forceinline__ void flash_attention_impl(
 // hd256 keeps Q in shared memory with BN = 16: Q in registers (64 more) with BN = 32 spills next to the 128 O
 // registers. ptxas (NVRTC 11.8) registers, no spills, for hd 16/32/64/80/96/128/256:
 //   16-bit cache: sm_80 95/137/166/168/213/243/241, sm_90 92/159/168/168/182/217/203.
-//   fp8 cache:    REGS_FP8
+//   fp8 cache (most over bf16/f16 x e4m3/e5m2): sm_80 94/119/168/168/168/223/231, sm_90 95/139/180/167/167/216/197.
 #define FLASH_INSTANTIATE_ALL(TN, T, C)         \
     FLASH_INSTANTIATE(TN, T, C, 16, 64, true)   \
     FLASH_INSTANTIATE(TN, T, C, 32, 64, true)   \
