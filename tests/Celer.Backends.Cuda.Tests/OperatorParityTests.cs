@@ -257,6 +257,10 @@ public sealed class OperatorParityTests
     [InlineData(32, 8, 128, false, DType.F8E4M3, false)]
     [InlineData(8, 2, 64, true, DType.F8E5M2, false)]
     [InlineData(64, 2, 128, false, DType.F8E4M3, true)]     // GQA 32: the CUDA-core kernel reads FP8 too
+    [InlineData(4, 2, 32, false, DType.F8E4M3, true)]       // the fixture models' head sizes
+    [InlineData(4, 2, 32, true, DType.F8E4M3, false)]
+    [InlineData(4, 2, 16, false, DType.F8E5M2, true)]
+    [InlineData(4, 2, 16, true, DType.F8E4M3, true)]
     public void Paged_attention_over_an_fp8_cache_matches_the_cpu(int heads, int kvHeads, int headDim, bool decodeOnly, DType kv, bool exact)
     {
         Gpu.Require();
