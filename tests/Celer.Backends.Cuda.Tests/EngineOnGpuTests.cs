@@ -115,6 +115,16 @@ public sealed class EngineOnGpuTests
             (i % 2 == 0 ? prefix : []).Concat(Enumerable.Range(0, random.Next(1, 40)).Select(_ => random.Next(512))).ToList(),
             new SamplingParams { Temperature = 0, MaxTokens = random.Next(1, 20), IgnoreEos = true })).ToList();
 
+        long prefixHits = AssertBatchedEqualsSolo(dir, requests);
+        Assert.True(prefixHits >= 32 * 5, $"prefix cache hits {prefixHits}");
+    }
+
+    /// <summary>
+    /// Runs each request alone, then all together under a 16-token budget and 8 sequences (chunked prefill, mixed
+    /// steps), and requires the same tokens; returns the batched engine's prefix-cache hits.
+    /// </summary>
+    private static long AssertBatchedEqualsSolo(string dir, List<GenerateRequest> requests)
+    {
         var solo = new List<List<int>>();
         using (LlmEngine alone = Engine(dir))
         {
@@ -128,7 +138,7 @@ public sealed class EngineOnGpuTests
             Assert.True(solo[i].SequenceEqual(Tokens(outputs[i])), $"request {i}: batched output differs from solo");
         }
 
-        Assert.True(batched.Stats.PrefixCacheHits >= 32 * 5, $"prefix cache hits {batched.Stats.PrefixCacheHits}");
+        return batched.Stats.PrefixCacheHits;
     }
 
     [Fact]
@@ -144,18 +154,7 @@ public sealed class EngineOnGpuTests
             Enumerable.Range(0, random.Next(1, 30)).Select(_ => random.Next(512)).ToList(),
             new SamplingParams { Temperature = 0.9f, TopP = 0.9f, TopK = 40, Seed = 100 + i, MaxTokens = 12, IgnoreEos = true, Logprobs = i % 3 })).ToList();
 
-        var solo = new List<List<int>>();
-        using (LlmEngine alone = Engine(dir))
-        {
-            solo.AddRange(requests.Select(r => Tokens(alone.Generate([r])[0])));
-        }
-
-        using LlmEngine batched = Engine(dir, maxNumBatchedTokens: 16, maxNumSeqs: 8);
-        IReadOnlyList<RequestOutput> outputs = batched.Generate(requests);
-        for (int i = 0; i < requests.Count; i++)
-        {
-            Assert.True(solo[i].SequenceEqual(Tokens(outputs[i])), $"request {i}: batched draws differ from solo");
-        }
+        AssertBatchedEqualsSolo(dir, requests);
     }
 
     [Fact]

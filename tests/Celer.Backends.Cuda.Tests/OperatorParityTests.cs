@@ -228,7 +228,7 @@ public sealed class OperatorParityTests
         {
             int width = (heads + 2 * kvHeads) * headDim;
             b.AllocateKvCache(1, 1 + sequences.Length * maxBlocks, blockSize, spec);
-            ForwardBatch fill = AttentionBatch(sequences.Select(s => (0, s.Context)).ToArray(), maxBlocks, blockSize);
+            ForwardBatch fill = ForwardBatch.ForSequences(sequences.Select(s => (0, s.Context)).ToArray(), maxBlocks, blockSize);
             b.BeginStep(fill);
             int contextRows = fill.NumTokens;
             Tensor q = b.Allocate("q", b.ActivationDType, Math.Max(contextRows, 1), heads * headDim);
@@ -237,7 +237,7 @@ public sealed class OperatorParityTests
                 b.PrepareAttention(0, b.LoadWeight(h.Random("qkv_context", DType.F32, 1f, contextRows, width)), contextRows, spec, rope, null, null, 1e-6f, q);
             }
 
-            ForwardBatch step = AttentionBatch(sequences, maxBlocks, blockSize);
+            ForwardBatch step = ForwardBatch.ForSequences(sequences, maxBlocks, blockSize);
             b.BeginStep(step);
             int rows = step.NumTokens;
             Tensor qs = b.Allocate("qs", b.ActivationDType, rows, heads * headDim);
@@ -294,7 +294,7 @@ public sealed class OperatorParityTests
             using var h = new HostTensors(1);
             b.AllocateKvCache(1, 1 + sequences.Length * maxBlocks, blockSize, spec);
             (b as CudaBackend)?.SetKvCacheScales([cacheScale], [cacheScale]);
-            ForwardBatch fill = AttentionBatch(sequences.Select(s => (0, s.Context)).ToArray(), maxBlocks, blockSize);
+            ForwardBatch fill = ForwardBatch.ForSequences(sequences.Select(s => (0, s.Context)).ToArray(), maxBlocks, blockSize);
             b.BeginStep(fill);
             Tensor q = b.Allocate("q", b.ActivationDType, Math.Max(fill.NumTokens, 1), qDim);
             if (fill.NumTokens > 0)
@@ -302,7 +302,7 @@ public sealed class OperatorParityTests
                 b.PrepareAttention(0, b.LoadWeight(h.FromValues("ctx", Qkv(random, fill.NumTokens), fill.NumTokens, width)), fill.NumTokens, spec, rope, null, null, 1e-6f, q);
             }
 
-            ForwardBatch step = AttentionBatch(sequences, maxBlocks, blockSize);
+            ForwardBatch step = ForwardBatch.ForSequences(sequences, maxBlocks, blockSize);
             b.BeginStep(step);
             Tensor qs = b.Allocate("qs", b.ActivationDType, step.NumTokens, qDim);
             b.PrepareAttention(0, b.LoadWeight(h.FromValues("new", Qkv(random, step.NumTokens), step.NumTokens, width)), step.NumTokens, spec, rope, null, null, 1e-6f, qs);
@@ -339,40 +339,4 @@ public sealed class OperatorParityTests
         MaxBlocksPerSeq = 1,
         LogitsRows = [],
     };
-
-    /// <summary>Sequence s owns blocks 1 + s·maxBlocks…; its rows are positions Context..Context+Query−1.</summary>
-    private static ForwardBatch AttentionBatch((int Context, int Query)[] sequences, int maxBlocks, int blockSize)
-    {
-        var positions = new List<int>();
-        var slots = new List<int>();
-        var queryStart = new List<int> { 0 };
-        var blockTables = new int[sequences.Length * maxBlocks];
-        for (int s = 0; s < sequences.Length; s++)
-        {
-            for (int j = 0; j < maxBlocks; j++)
-            {
-                blockTables[s * maxBlocks + j] = 1 + s * maxBlocks + j;
-            }
-
-            for (int p = sequences[s].Context; p < sequences[s].Context + sequences[s].Query; p++)
-            {
-                positions.Add(p);
-                slots.Add(blockTables[s * maxBlocks + p / blockSize] * blockSize + p % blockSize);
-            }
-
-            queryStart.Add(positions.Count);
-        }
-
-        return new ForwardBatch
-        {
-            TokenIds = new int[positions.Count],
-            Positions = [.. positions],
-            SlotMapping = [.. slots],
-            QueryStartLoc = [.. queryStart],
-            SeqLens = sequences.Select(s => s.Context + s.Query).ToArray(),
-            BlockTables = blockTables,
-            MaxBlocksPerSeq = maxBlocks,
-            LogitsRows = [],
-        };
-    }
 }

@@ -103,7 +103,7 @@ internal static class AttentionBenchmark
         const int ChunkRows = 4096;
         Tensor qkv = LoadRandom(backend, "qkv", ChunkRows, width);
         Tensor scratch = backend.Allocate("q_scratch", backend.ActivationDType, ChunkRows, spec.NumHeads * spec.HeadDim);
-        ForwardBatch all = Batch(sequences.Select(s => (0, s.Context + s.Query)).ToArray(), maxBlocks);
+        ForwardBatch all = ForwardBatch.ForSequences(sequences.Select(s => (0, s.Context + s.Query)).ToArray(), maxBlocks, BlockSize);
         for (int first = 0; first < all.NumTokens; first += ChunkRows)
         {
             int rows = Math.Min(ChunkRows, all.NumTokens - first);
@@ -120,7 +120,7 @@ internal static class AttentionBenchmark
             backend.PrepareAttention(0, qkv, rows, spec, rope, null, null, 1e-6f, scratch);
         }
 
-        ForwardBatch step = Batch(sequences, maxBlocks);
+        ForwardBatch step = ForwardBatch.ForSequences(sequences, maxBlocks, BlockSize);
         Tensor q = LoadRandom(backend, "q", step.NumTokens, spec.NumHeads * spec.HeadDim);
         backend.BeginStep(step);
         Tensor output = backend.Allocate("o", backend.ActivationDType, step.NumTokens, spec.NumHeads * spec.HeadDim);
@@ -136,42 +136,6 @@ internal static class AttentionBenchmark
         }
 
         return LatencyStats.Percentile(times.Order().ToList(), 50);
-    }
-
-    /// <summary>Sequence s owns blocks 1 + s·maxBlocks…; its rows are positions Context..Context+Query−1.</summary>
-    private static ForwardBatch Batch((int Context, int Query)[] sequences, int maxBlocks)
-    {
-        var positions = new List<int>();
-        var slots = new List<int>();
-        var queryStart = new List<int> { 0 };
-        var blockTables = new int[sequences.Length * maxBlocks];
-        for (int s = 0; s < sequences.Length; s++)
-        {
-            for (int j = 0; j < maxBlocks; j++)
-            {
-                blockTables[s * maxBlocks + j] = 1 + s * maxBlocks + j;
-            }
-
-            for (int p = sequences[s].Context; p < sequences[s].Context + sequences[s].Query; p++)
-            {
-                positions.Add(p);
-                slots.Add(blockTables[s * maxBlocks + p / BlockSize] * BlockSize + p % BlockSize);
-            }
-
-            queryStart.Add(positions.Count);
-        }
-
-        return new ForwardBatch
-        {
-            TokenIds = new int[positions.Count],
-            Positions = [.. positions],
-            SlotMapping = [.. slots],
-            QueryStartLoc = [.. queryStart],
-            SeqLens = sequences.Select(s => s.Context + s.Query).ToArray(),
-            BlockTables = blockTables,
-            MaxBlocksPerSeq = maxBlocks,
-            LogitsRows = [],
-        };
     }
 
     private static unsafe Tensor LoadRandom(CudaBackend backend, string name, int rows, int columns)

@@ -32,5 +32,45 @@ public sealed record ForwardBatch
 
     public int NumTokens => TokenIds.Length;
 
+    /// <summary>
+    /// A batch of sequences whose KV blocks are numbered consecutively (sequence s owns blocks 1 + s·maxBlocks …,
+    /// block 0 is the null block): each feeds Query new tokens after Context cached ones. For the attention
+    /// operator's benchmark and tests; token ids are 0 and no logits are wanted.
+    /// </summary>
+    public static ForwardBatch ForSequences((int Context, int Query)[] sequences, int maxBlocks, int blockSize)
+    {
+        var positions = new List<int>();
+        var slots = new List<int>();
+        var queryStart = new List<int> { 0 };
+        var blockTables = new int[sequences.Length * maxBlocks];
+        for (int s = 0; s < sequences.Length; s++)
+        {
+            for (int j = 0; j < maxBlocks; j++)
+            {
+                blockTables[s * maxBlocks + j] = 1 + s * maxBlocks + j;
+            }
+
+            for (int p = sequences[s].Context; p < sequences[s].Context + sequences[s].Query; p++)
+            {
+                positions.Add(p);
+                slots.Add(blockTables[s * maxBlocks + p / blockSize] * blockSize + p % blockSize);
+            }
+
+            queryStart.Add(positions.Count);
+        }
+
+        return new ForwardBatch
+        {
+            TokenIds = new int[positions.Count],
+            Positions = [.. positions],
+            SlotMapping = [.. slots],
+            QueryStartLoc = [.. queryStart],
+            SeqLens = sequences.Select(s => s.Context + s.Query).ToArray(),
+            BlockTables = blockTables,
+            MaxBlocksPerSeq = maxBlocks,
+            LogitsRows = [],
+        };
+    }
+
     public int NumSequences => QueryStartLoc.Length - 1;
 }
