@@ -11,6 +11,7 @@ public static class OpenAIEndpoints
     {
         var v1 = endpoints.MapGroup("/v1").AddEndpointFilter<ApiErrorFilter>();
         v1.MapGet("/models", ListModels);
+        v1.MapGet("/models/{id}", RetrieveModel);
         v1.MapPost("/completions", CreateCompletion);
         v1.MapPost("/chat/completions", CreateChatCompletion);
         return v1;
@@ -22,6 +23,20 @@ public static class OpenAIEndpoints
             .Select(name => new ModelCard(name, model.Created, "celer", model.Root, null, model.MaxModelLen))
             .ToList();
         return TypedResults.Json(new ModelList(cards), ServerJsonContext.Wire.ModelList);
+    }
+
+    /// <summary>
+    /// <c>GET /v1/models/{id}</c>, what the OpenAI SDKs' <c>models.retrieve</c> calls: the card of a served name, else
+    /// OpenAI's 404 <c>model_not_found</c>.
+    /// </summary>
+    private static IResult RetrieveModel(string id, ServingModel model)
+    {
+        if (!model.ServedModelNames.Contains(id, StringComparer.Ordinal))
+        {
+            throw OpenAIException.ModelNotFound(id);
+        }
+
+        return TypedResults.Json(new ModelCard(id, model.Created, "celer", model.Root, null, model.MaxModelLen), ServerJsonContext.Wire.ModelCard);
     }
 
     private static Task<IResult> CreateCompletion(HttpContext context, CompletionService service) => service.HandleAsync(context);

@@ -24,6 +24,7 @@ namespace Celer.Server.Protocol;
 [JsonSerializable(typeof(DetokenizeRequest))]
 [JsonSerializable(typeof(DetokenizeResponse))]
 [JsonSerializable(typeof(ModelList))]
+[JsonSerializable(typeof(ModelCard))]
 [JsonSerializable(typeof(VersionResponse))]
 [JsonSerializable(typeof(ErrorResponse))]
 [JsonSerializable(typeof(UsageInfo))]

@@ -1,6 +1,7 @@
 using System.ClientModel;
 using OpenAI;
 using OpenAI.Chat;
+using OpenAI.Models;
 
 namespace Celer.Server.Tests.Integration;
 
@@ -86,6 +87,21 @@ public sealed class OpenAIClientTests(ServerFixture server)
         var stopped = (await Chat().CompleteChatAsync(Conversation, options)).Value;
         Assert.Equal(ChatFinishReason.Stop, stopped.FinishReason);
         Assert.Equal(free[..free.IndexOf(stop, StringComparison.Ordinal)], stopped.Content[0].Text);
+    }
+
+    [SkippableFact]
+    public async Task Models_can_be_listed_and_retrieved_by_id()
+    {
+        var client = new OpenAIClient(new ApiKeyCredential(ServerFixture.ApiKey), new OpenAIClientOptions { Endpoint = new Uri(server.BaseAddress, "/v1") }).GetOpenAIModelClient();
+
+        var listed = (await client.GetModelsAsync()).Value;
+        Assert.Contains(listed, m => m.Id == ServerFixture.ModelName);
+        var retrieved = (await client.GetModelAsync(ServerFixture.ModelName)).Value;
+        Assert.Equal(ServerFixture.ModelName, retrieved.Id);
+        Assert.Equal("celer", retrieved.OwnedBy);
+        var missing = await Assert.ThrowsAsync<ClientResultException>(() => client.GetModelAsync("no-such-model"));
+        Assert.Equal(404, missing.Status);
+        Assert.Contains("model_not_found", missing.GetRawResponse()!.Content.ToString(), StringComparison.Ordinal);
     }
 
     [SkippableFact]
