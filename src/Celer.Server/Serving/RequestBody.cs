@@ -36,6 +36,7 @@ internal static class RequestBody
         var trimmed = body.TrimStart(" \t\r\n"u8);
         if (trimmed.IsEmpty || trimmed[0] != (byte)'{')
             throw OpenAIException.BadRequest("The request body must be a JSON object.");
+        RejectUnpairedSurrogates(body);
 
         try
         {
@@ -45,6 +46,36 @@ internal static class RequestBody
         catch (JsonException e)
         {
             throw ErrorMapping.InvalidJson(e);
+        }
+    }
+
+    /// <summary>
+    /// Valid UTF-8 can still spell an unpaired UTF-16 surrogate as a JSON escape (<c>"a\ud800b"</c>), which no text
+    /// encoding can carry. Values deserialized as strings reject it, but fields kept as JSON (prompt, stop, message
+    /// content) would only fail deep inside tokenization: check every escaped string once, up front, and name the
+    /// top-level field. Malformed JSON is left to the deserializer's own error.
+    /// </summary>
+    private static void RejectUnpairedSurrogates(ReadOnlySpan<byte> body)
+    {
+        var reader = new Utf8JsonReader(body);
+        string? field = null;
+        try
+        {
+            while (reader.Read())
+            {
+                if (reader.TokenType == JsonTokenType.PropertyName && reader.CurrentDepth == 1)
+                    field = reader.GetString();
+                else if (reader.TokenType is JsonTokenType.String or JsonTokenType.PropertyName && reader.ValueIsEscaped)
+                    reader.GetString();   // throws InvalidOperationException on an unpaired surrogate
+            }
+        }
+        catch (JsonException)
+        {
+        }
+        catch (InvalidOperationException)
+        {
+            throw OpenAIException.BadRequest(
+                $"{(field is null ? "The request body has" : $"Invalid value for '{field}':")} text with an unpaired UTF-16 surrogate escape (\\ud800-\\udfff), which is not valid Unicode.", field);
         }
     }
 

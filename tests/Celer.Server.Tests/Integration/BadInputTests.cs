@@ -161,6 +161,20 @@ public sealed class BadInputTests(ServerFixture server)
     }
 
     [SkippableFact]
+    public async Task An_unpaired_surrogate_escape_is_400_wherever_it_is()
+    {
+        using var client = server.CreateClient();
+        // Valid UTF-8 and valid JSON, but "\ud800" alone is no Unicode character: 400 naming the field, not a 500.
+        await AssertErrorAsync(await client.PostAsync(Completions, HttpApiTests.Json("""{"prompt": "a\ud800b", "max_tokens": 2}""")), 400, "prompt");
+        await AssertErrorAsync(await client.PostAsync(Completions, HttpApiTests.Json("""{"prompt": "ab", "stop": ["\udc00"], "max_tokens": 2}""")), 400, "stop");
+        await AssertErrorAsync(await client.PostAsync(Chat, HttpApiTests.Json("""{"messages": [{"role": "user", "content": "x\ud83dy"}], "max_tokens": 2}""")), 400, "messages");
+        await AssertErrorAsync(await client.PostAsync(Chat, HttpApiTests.Json("""{"messages": [{"role": "user", "content": [{"type": "text", "text": "\udfff"}]}], "max_tokens": 2}""")), 400, "messages");
+        // A proper pair (an emoji) is ordinary text.
+        await HttpApiTests.PostOkAsync(client, Completions, """{"prompt": "a\ud83d\ude00b", "max_tokens": 2}""");
+        await AssertStillServingAsync(client);
+    }
+
+    [SkippableFact]
     public async Task Unknown_routes_are_404_in_the_envelope()
     {
         using var client = server.CreateClient();
