@@ -38,7 +38,11 @@ internal static class ChatCommand
                 var source = ServeCommand.ReadChatTemplate(result.GetValue(chatTemplate)) ?? loaded.ChatTemplate
                     ?? throw new CliException("The model has no chat template; pass --chat-template.");
                 var template = ChatTemplate.Parse(source);
-                var samplingParams = sampling.ToSamplingParams(result) with { MaxTokens = null };
+                // A reply runs to the end of the context unless --max-tokens is given (its default serves generate).
+                var samplingParams = sampling.ToSamplingParams(result) with
+                {
+                    MaxTokens = result.GetResult(sampling.MaxTokens) is { Implicit: false } ? result.GetValue(sampling.MaxTokens) : null,
+                };
                 var history = new List<(string Role, string Content)>();
                 if (result.GetValue(system) is { } systemPrompt)
                     history.Add(("system", systemPrompt));
