@@ -30,13 +30,15 @@ public sealed class SequenceDetokenizer
 
     /// <summary>
     /// Adds a step's tokens. <paramref name="stopTerminated"/>: the core finished the sequence on
-    /// its last token (EOS or a stop token id), whose text is not part of the output (as in vLLM).
+    /// its last token (EOS or a stop token id), whose text is not part of the output unless
+    /// include_stop_str_in_output is set (as in vLLM's detokenizer, which then decodes it too).
     /// Returns the stop string found, if any; the text is then already cut.
     /// </summary>
     public string? Update(IReadOnlyList<int> newTokenIds, bool stopTerminated)
     {
         int checkFrom = _text.Length;
-        int count = stopTerminated ? newTokenIds.Count - 1 : newTokenIds.Count;
+        bool skipLast = stopTerminated && !_includeStopStr;
+        int count = skipLast ? newTokenIds.Count - 1 : newTokenIds.Count;
         for (int i = 0; i < count; i++)
         {
             _text.Append(_detokenizer.Append(newTokenIds[i]));
@@ -47,7 +49,7 @@ public sealed class SequenceDetokenizer
                 checkFrom = _text.Length;
             }
         }
-        if (stopTerminated)
+        if (skipLast)
         {
             _numOutputTokens++;
         }

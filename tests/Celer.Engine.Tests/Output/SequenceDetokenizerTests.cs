@@ -48,6 +48,20 @@ public class SequenceDetokenizerTests
         Assert.Equal("    return self._value\n\ndef close", text);
     }
 
+    [Theory]
+    [InlineData(false, "    return self")]
+    [InlineData(true, "    return self.")]
+    public void StopTokenId_TextIsIncludedOnlyWhenAsked(bool include, string expected)
+    {
+        // The core stopped on a stop_token_ids token ("."); vLLM decodes it into the text with include_stop_str_in_output.
+        int[] prompt = TinyPy.Tokenizer.Encode("class A:\n    def get(self):\n", addSpecialTokens: false);
+        int[] completion = TinyPy.Tokenizer.Encode("    return self.", addSpecialTokens: false);
+        Assert.Equal(".", TinyPy.Tokenizer.Decode([completion[^1]]));
+        var detokenizer = new SequenceDetokenizer(TinyPy.Tokenizer, prompt, new SamplingParams { StopTokenIds = [completion[^1]], IncludeStopStrInOutput = include });
+        Assert.Null(detokenizer.Update(completion, stopTerminated: true));
+        Assert.Equal(expected, detokenizer.NextTextDelta(finished: true));
+    }
+
     [Fact]
     public void StopString_SpanningSeveralTokens_IsFound()
     {
