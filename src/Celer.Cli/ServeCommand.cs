@@ -19,7 +19,10 @@ internal static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' (default: env CELER_API_KEY)." };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Chat template: a file path or the template text." };
         var generationConfig = new Option<string>("--generation-config") { Description = "auto: sampling defaults from generation_config.json; vllm: none.", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "vllm");
-        var disableLogRequests = new Option<bool>("--disable-log-requests") { Description = "Do not log each request." };
+        var enableLogRequests = new Option<bool>("--enable-log-requests") { Description = "Log a line for each request received." };
+        // vLLM still accepts its older flag; requests are not logged unless --enable-log-requests is given.
+        var disableLogRequests = new Option<bool>("--disable-log-requests") { Description = "Deprecated: requests are not logged by default." };
+        var disableLogStats = new Option<bool>("--disable-log-stats") { Description = "Do not log throughput, queue and KV-cache stats every 10 s." };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level written.", DefaultValueFactory = _ => LogLevel.Information };
         var shutdownTimeout = new Option<double>("--shutdown-timeout") { Description = "Seconds in-flight requests may run after SIGTERM.", DefaultValueFactory = _ => 30 };
         var allowedOrigins = new Option<string[]>("--allowed-origins") { Description = "CORS origins.", DefaultValueFactory = _ => ["*"], AllowMultipleArgumentsPerToken = true };
@@ -31,7 +34,7 @@ internal static class ServeCommand
 
         var command = new Command("serve", "Start the OpenAI-compatible API server.");
         command.Arguments.Add(model);
-        foreach (var option in new Option[] { host, port, apiKey, chatTemplate, generationConfig, disableLogRequests, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests })
+        foreach (var option in new Option[] { host, port, apiKey, chatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests })
             command.Options.Add(option);
         engine.AddTo(command);
 
@@ -48,7 +51,8 @@ internal static class ServeCommand
                 ServedModelNames = servedName is null ? [] : [servedName],
                 ChatTemplate = ReadChatTemplate(result.GetValue(chatTemplate)),
                 GenerationConfig = result.GetValue(generationConfig)!,
-                DisableLogRequests = result.GetValue(disableLogRequests),
+                EnableLogRequests = result.GetValue(enableLogRequests) && !result.GetValue(disableLogRequests),
+                DisableLogStats = result.GetValue(disableLogStats),
                 LogLevel = result.GetValue(logLevel),
                 ShutdownTimeout = TimeSpan.FromSeconds(result.GetValue(shutdownTimeout)),
                 AllowedOrigins = result.GetValue(allowedOrigins)!,

@@ -22,7 +22,7 @@ public static class CelerServer
     public static WebApplication Build(ServerOptions options, LoadedModel model, EngineStatsRelay? statsRelay = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.SetMinimumLevel(options.LogLevel);
+        ConfigureLogging(builder.Logging, options);
         builder.WebHost.UseKestrel(kestrel =>
         {
             kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
@@ -44,6 +44,8 @@ public static class CelerServer
         builder.Services.AddSingleton(metrics);
         builder.Services.AddSingleton(new AdmissionControl(options.MaxPendingRequests, () => model.Engine.IsDead));
         builder.Services.AddHostedService<RequestDrain>();
+        if (!options.DisableLogStats)
+            builder.Services.AddHostedService(services => new StatsLogger(model.Engine, options.StatsLogInterval, services.GetRequiredService<ILogger<StatsLogger>>()));
         builder.Services.AddSingleton<CompletionService>();
         builder.Services.AddSingleton<ChatService>();
 
@@ -60,6 +62,17 @@ public static class CelerServer
         app.MapTokenizeApi();
         app.MapOperations();
         return app;
+    }
+
+    /// <summary>
+    /// The least level written is <see cref="ServerOptions.LogLevel"/>, except ASP.NET's own categories, which write
+    /// about ten lines per request at Information (request start and end, routing, results): those stay at Warning
+    /// unless the operator asks for Debug or more. Celer's per-request line is <c>--enable-log-requests</c>.
+    /// </summary>
+    internal static void ConfigureLogging(ILoggingBuilder logging, ServerOptions options)
+    {
+        logging.SetMinimumLevel(options.LogLevel);
+        logging.AddFilter("Microsoft.AspNetCore", options.LogLevel <= LogLevel.Debug ? options.LogLevel : LogLevel.Warning);
     }
 
     /// <summary>The address the server listens on once started (the real port when <see cref="ServerOptions.Port"/> is 0).</summary>

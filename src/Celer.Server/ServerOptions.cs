@@ -38,8 +38,14 @@ public sealed class ServerOptions
     /// <summary>Least severe log level written (vLLM's <c>--log-level</c> is the CLI's spelling).</summary>
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
 
-    /// <summary>vLLM's <c>--disable-log-requests</c>: no per-request log line.</summary>
-    public bool DisableLogRequests { get; init; }
+    /// <summary>vLLM's <c>--enable-log-requests</c>: one log line per request received (off by default, as in vLLM).</summary>
+    public bool EnableLogRequests { get; init; }
+
+    /// <summary>vLLM's <c>--disable-log-stats</c>: no periodic throughput/queue/KV-cache line.</summary>
+    public bool DisableLogStats { get; init; }
+
+    /// <summary>How often the stats line is written while the engine has work (vLLM: 10 s).</summary>
+    public TimeSpan StatsLogInterval { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Metric name prefix; vLLM's dashboards expect <c>vllm:</c>.</summary>
     public string MetricsPrefix { get; init; } = "vllm:";

@@ -33,7 +33,7 @@ internal sealed class ChatService(ServingModel model, AdmissionControl admission
             throw;
         }
         var started = new Started(prepared, stream);
-        if (!options.DisableLogRequests && logger.IsEnabled(LogLevel.Information))
+        if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))
             logger.LogInformation("Received request {RequestId}: {PromptTokens} prompt tokens, n={N}, stream={Stream}",
                 prepared.Id, prepared.EngineRequest.PromptTokenIds.Count, prepared.EngineRequest.Params.N, request.Stream == true);
 

@@ -22,7 +22,7 @@ internal sealed class CompletionService(ServingModel model, AdmissionControl adm
         var prepared = Prepare(request);
         var lease = admission.Enter(prepared.EngineRequests.Count);
         var started = new Started(prepared, await StartAsync(prepared.EngineRequests, lease, context.RequestAborted));
-        if (!options.DisableLogRequests && logger.IsEnabled(LogLevel.Information))
+        if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))
             logger.LogInformation("Received request {RequestId}: {Prompts} prompt(s), n={N}, stream={Stream}", prepared.Id, prepared.Prompts.Count, prepared.N, request.Stream == true);
 
         if (request.Stream == true)

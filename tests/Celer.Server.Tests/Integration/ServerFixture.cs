@@ -22,6 +22,7 @@ public sealed class ServerFixture : IAsyncLifetime
 
     public Uri BaseAddress { get; private set; } = null!;
     public int MaxModelLen => _model!.MaxModelLen;
+
     public int VocabSize => _model!.Engine.VocabSize;
 
     /// <summary>The model that ships with the repository; the server tests need it, so its absence fails them.</summary>
@@ -43,7 +44,6 @@ public sealed class ServerFixture : IAsyncLifetime
             MaxPendingRequests = 64,
             MaxRequestBodyBytes = 256 * 1024,
             MaxRequestHeadersTotalBytes = 16 * 1024,
-            DisableLogRequests = true,
             LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning,
         };
         _app = CelerServer.Build(options, _model, relay);

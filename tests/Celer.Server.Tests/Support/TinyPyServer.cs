@@ -55,7 +55,6 @@ internal sealed class TinyPyServer : IAsyncDisposable
             ServedModelNames = [ServerFixture.ModelName],
             MaxPendingRequests = maxPendingRequests,
             ShutdownTimeout = shutdownTimeout ?? TimeSpan.FromSeconds(10),
-            DisableLogRequests = true,
             // The dead-engine test logs an error on purpose; keep the test output readable.
             LogLevel = Microsoft.Extensions.Logging.LogLevel.None,
         };
