@@ -82,13 +82,14 @@ public static class ModelLoader
         DType dtype = ModelDType(args, config, gpu);
         DType? kvDType = KvCacheDType(args, dtype, gpu);
         IModelBackend backend = CreateBackend(args.Device, dtype, kvDType);
-        IWeightSource? weights = null;
+        ProgressWeightSource? weights = null;
         try
         {
             weights = OpenWeights(args, dir, dtype, materializeDummy: !gpu, progress);
             // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs.
             StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(256, (maxModelLen + args.BlockSize - 1) / args.BlockSize);
             var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
+            weights.Complete();
             // Sampling on the GPU: its scratch is counted before the KV cache takes the rest of the card.
             IDeviceSampler? deviceSampler = backend as IDeviceSampler;
             deviceSampler?.ReserveSampling(maxLogitsRows, config.VocabSize);
@@ -168,7 +169,7 @@ public static class ModelLoader
         };
 
     /// <param name="materializeDummy">False on a GPU, which generates dummy weights itself.</param>
-    private static IWeightSource OpenWeights(EngineArgs args, string dir, DType dtype, bool materializeDummy, IProgress<ModelLoadProgress>? progress)
+    private static ProgressWeightSource OpenWeights(EngineArgs args, string dir, DType dtype, bool materializeDummy, IProgress<ModelLoadProgress>? progress)
     {
         switch (args.LoadFormat.ToLowerInvariant())
         {

@@ -19,5 +19,12 @@ internal sealed class ProgressWeightSource(IWeightSource inner, int? totalTensor
         return tensor;
     }
 
+    /// <summary>
+    /// Reports the load as finished once the model has taken every tensor it needs: a checkpoint may hold tensors it
+    /// never asks for (a tied lm_head copy, rotary buffers), and dummy weights have no total, so the count alone
+    /// would never reach 100 %.
+    /// </summary>
+    public void Complete() => progress?.Report(new ModelLoadProgress(_tensors, _tensors, _bytes, _bytes));
+
     public void Dispose() => inner.Dispose();
 }
