@@ -25,7 +25,7 @@ public sealed class ChatCompletionRequest : SamplingRequest
     [JsonPropertyName("chat_template_kwargs")] public JsonObject? ChatTemplateKwargs { get; set; }
 }
 
-/// <summary><c>response_format</c>: <c>text</c> and <c>json_object</c> are accepted; structured output is not implemented.</summary>
+/// <summary><c>response_format</c>: only <c>text</c> is served; the others need structured output, which is not built yet.</summary>
 public sealed class ResponseFormat
 {
     [JsonPropertyName("type")] public string? Type { get; set; }

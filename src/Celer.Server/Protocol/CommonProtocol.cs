@@ -53,6 +53,13 @@ public abstract class SamplingRequest
     [JsonPropertyName("allowed_token_ids")] public List<int>? AllowedTokenIds { get; set; }
     [JsonPropertyName("bad_words")] public List<string>? BadWords { get; set; }
     [JsonPropertyName("request_id")] public string? RequestId { get; set; }
+
+    // vLLM's structured-output fields: read only so a request that sets one is refused, not served unconstrained.
+    [JsonPropertyName("guided_json")] public JsonElement? GuidedJson { get; set; }
+    [JsonPropertyName("guided_regex")] public JsonElement? GuidedRegex { get; set; }
+    [JsonPropertyName("guided_choice")] public JsonElement? GuidedChoice { get; set; }
+    [JsonPropertyName("guided_grammar")] public JsonElement? GuidedGrammar { get; set; }
+    [JsonPropertyName("structured_outputs")] public JsonElement? StructuredOutputs { get; set; }
 }
 
 /// <summary>Token accounting, as OpenAI reports it.</summary>

@@ -46,7 +46,7 @@ internal sealed class ChatService(ServingModel model, AdmissionControl admission
     private Prepared Prepare(ChatCompletionRequest request)
     {
         var modelName = model.ResolveModelName(request.Model);
-        ValidateResponseFormat(request.ResponseFormat);
+        UnsupportedFields.Check(request);
 
         var prompt = ChatPromptBuilder.Render(new ChatRenderRequest(
             request.Messages, request.Tools, request.ToolChoice,
@@ -67,28 +67,6 @@ internal sealed class ChatService(ServingModel model, AdmissionControl admission
             : prompt.Conversation[^1]?["role"]?.GetValue<string>() ?? AssistantRole;
         var engineRequest = new GenerateRequest(id, promptIds, sampling, request.Priority ?? 0, request.CacheSalt);
         return new Prepared(id, modelName, request, prompt, engineRequest, role);
-    }
-
-    /// <summary>
-    /// <c>text</c> and <c>json_object</c> are accepted (the latter is a hint; nothing constrains the
-    /// output). Schemas cannot be enforced without guided decoding, so they are refused with a 400
-    /// rather than silently ignored (BAD_INPUT.md #15).
-    /// </summary>
-    private static void ValidateResponseFormat(ResponseFormat? format)
-    {
-        if (format is null)
-            return;
-        switch (format.Type)
-        {
-            case "text" or "json_object":
-                return;
-            case "json_schema":
-                if (format.JsonSchema is null)
-                    throw OpenAIException.BadRequest("response_format of type json_schema requires a `json_schema` field.", "response_format");
-                throw OpenAIException.BadRequest("response_format of type json_schema is not supported by this server (no guided decoding).", "response_format");
-            default:
-                throw OpenAIException.BadRequest($"response_format type must be 'text', 'json_object' or 'json_schema', got '{format.Type}'.", "response_format");
-        }
     }
 
     private async Task<ChatCompletionResponse> CompleteAsync(Started started)

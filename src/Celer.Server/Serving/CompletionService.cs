@@ -36,6 +36,7 @@ internal sealed class CompletionService(ServingModel model, AdmissionControl adm
         var modelName = model.ResolveModelName(request.Model);
         if (request.Suffix is not null)
             throw OpenAIException.BadRequest("suffix is not currently supported.", "suffix");
+        UnsupportedFields.Check(request);
 
         var prompts = CompletionPrompts.Parse(request.Prompt, model.Tokenizer, request.AddSpecialTokens ?? true, model.VocabSize);
         var id = "cmpl-" + Guid.NewGuid().ToString("N");

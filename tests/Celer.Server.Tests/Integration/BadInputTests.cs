@@ -175,6 +175,37 @@ public sealed class BadInputTests(ServerFixture server)
     }
 
     [SkippableFact]
+    public async Task Constraints_the_server_cannot_honour_are_400_not_ignored()
+    {
+        using var client = server.CreateClient();
+        const string user = "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_tokens\": 2";
+        (string Path, string Body, string Param)[] refused =
+        [
+            (Completions, """{"prompt": "x", "max_tokens": 2, "guided_json": {"type": "object"}}""", "guided_json"),
+            (Completions, """{"prompt": "x", "max_tokens": 2, "guided_regex": "[a-z]+"}""", "guided_regex"),
+            (Chat, "{" + user + """, "guided_choice": ["yes", "no"]}""", "guided_choice"),
+            (Chat, "{" + user + """, "guided_grammar": "root ::= [a-z]+"}""", "guided_grammar"),
+            (Chat, "{" + user + """, "structured_outputs": {"json": {"type": "object"}}}""", "structured_outputs"),
+            (Chat, "{" + user + """, "response_format": {"type": "json_object"}}""", "response_format"),
+            (Chat, "{" + user + """, "tool_choice": "required", "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}""", "tool_choice"),
+            (Chat, "{" + user + """, "tool_choice": {"type": "function", "function": {"name": "f"}}, "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}""", "tool_choice"),
+            (Completions, """{"prompt": "x", "max_tokens": 2, "stream_options": {"include_usage": true}}""", "stream_options"),
+            (Chat, "{" + user + """, "stream": true, "stream_options": {"continuous_usage_stats": true}}""", "stream_options"),
+        ];
+        foreach ((string path, string body, string param) in refused)
+        {
+            using var response = await client.PostAsync(path, HttpApiTests.Json(body));
+            var error = await AssertErrorAsync(response, 400, null);
+            Assert.True(error["param"]?.GetValue<string>() == param, $"{body}: {error.ToJsonString()}");
+        }
+
+        // What the server does honour is served: plain text, tool_choice auto/none, an explicit null constraint.
+        await HttpApiTests.PostOkAsync(client, Chat, "{" + user + """, "response_format": {"type": "text"}, "tool_choice": "none"}""");
+        await HttpApiTests.PostOkAsync(client, Chat, "{" + user + """, "tool_choice": "auto"}""");
+        await HttpApiTests.PostOkAsync(client, Completions, """{"prompt": "x", "max_tokens": 2, "guided_json": null}""");
+    }
+
+    [SkippableFact]
     public async Task Unknown_routes_are_404_in_the_envelope()
     {
         using var client = server.CreateClient();
