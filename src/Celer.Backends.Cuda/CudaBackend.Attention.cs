@@ -23,6 +23,10 @@ public sealed unsafe partial class CudaBackend
     private const int FlashThreads = 128;
 
     private SafeDeviceMemoryHandle? _splitAcc, _splitMl;
+    private int _flashTileCount;
+
+    // The tensor-core kernel for this model's head size and cache type, resolved with the KV cache.
+    private nint _flashKernel;
 
     public void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec)
     {
@@ -36,11 +40,11 @@ public sealed unsafe partial class CudaBackend
         int splits;
         if (UsesFlashAttention(spec))
         {
-            int tiles = FlashTileCount(batch, spec);
+            int tiles = _flashTileCount;
             splits = SplitsFor(rows, tiles * kvHeads);
             ulong tp = _attentionTiles.Pointer;
             void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale };
-            Launch($"flash_attention", (uint)tiles, (uint)kvHeads, (uint)splits, FlashThreads, FlashKernel(hd), args);
+            _kernels.Launch(_flashKernel, "flash_attention", (uint)tiles, (uint)kvHeads, (uint)splits, FlashThreads, args);
         }
         else
         {
@@ -59,57 +63,29 @@ public sealed unsafe partial class CudaBackend
         }
     }
 
-    private readonly Dictionary<int, nint> _flashKernels = [];
-
-    private nint FlashKernel(int headDim)
-    {
-        if (!_flashKernels.TryGetValue(headDim, out nint function))
-        {
-            function = _kernels.Function($"flash_attention_{_kvSuffix}_hd{headDim}");
-            _flashKernels[headDim] = function;
-        }
-
-        return function;
-    }
-
-    private void Launch(string name, uint gridX, uint gridY, uint gridZ, uint blockX, nint function, void** args) =>
-        _kernels.Launch(function, name, gridX, gridY, gridZ, blockX, args);
-
     /// <summary>The tensor-core kernel takes 16-bit models whose head size it was built for and GQA groups that fit a tile.</summary>
     private bool UsesFlashAttention(AttentionSpec spec) =>
         ActivationDType != DType.F32 && Array.IndexOf(FlashHeadDims, spec.HeadDim) >= 0 && spec.NumHeads / spec.NumKvHeads <= FlashBlockM / 4;
 
     /// <summary>
-    /// The flash kernel's work list: each tile is (sequence, first row, rows) of consecutive query rows of one
-    /// sequence, as many tokens as fit FlashBlockM rows once each brings its GQA group of query heads.
+    /// The flash kernel's work list for this step, uploaded once for every layer: each tile is (sequence, first row,
+    /// rows) of consecutive query rows of one sequence, as many tokens as fit FlashBlockM rows once each brings its
+    /// GQA group of query heads.
     /// </summary>
-    private static int[] FlashTiles(ForwardBatch batch, AttentionSpec spec)
+    private void UploadFlashTiles(ForwardBatch batch, AttentionSpec spec)
     {
         int perTile = FlashBlockM / (spec.NumHeads / spec.NumKvHeads);
-        var tiles = new int[FlashTileCount(batch, spec) * 3];
-        int t = 0;
+        var tiles = new List<int>();
         for (int s = 0; s < batch.NumSequences; s++)
         {
             for (int r = batch.QueryStartLoc[s]; r < batch.QueryStartLoc[s + 1]; r += perTile)
             {
-                tiles[t++] = s;
-                tiles[t++] = r;
-                tiles[t++] = Math.Min(perTile, batch.QueryStartLoc[s + 1] - r);
+                tiles.AddRange([s, r, Math.Min(perTile, batch.QueryStartLoc[s + 1] - r)]);
             }
         }
 
-        return tiles;
-    }
-
-    private static int FlashTileCount(ForwardBatch batch, AttentionSpec spec)
-    {
-        int perTile = FlashBlockM / (spec.NumHeads / spec.NumKvHeads), count = 0;
-        for (int s = 0; s < batch.NumSequences; s++)
-        {
-            count += (batch.QueryStartLoc[s + 1] - batch.QueryStartLoc[s] + perTile - 1) / perTile;
-        }
-
-        return count;
+        _flashTileCount = tiles.Count / 3;
+        _attentionTiles.Upload([.. tiles]);
     }
 
     /// <summary>

@@ -107,30 +107,26 @@ public sealed unsafe partial class CudaBackend
         Launch("gather_rows", (uint)count, 1, Threads(cols), args);
     }
 
-    /// <summary>Launches the model-dtype instance of a kernel (its handle looked up once, without building its name again).</summary>
-    private void Launch(string kernel, uint gridX, uint gridY, uint gridZ, uint blockX, void** args)
-    {
-        if (!_typedKernels.TryGetValue(kernel, out nint function))
-        {
-            function = _kernels.Function($"{kernel}_{_suffix}");
-            _typedKernels[kernel] = function;
-        }
-
-        _kernels.Launch(function, kernel, gridX, gridY, gridZ, blockX, args);
-    }
+    /// <summary>Launches the model-dtype instance of a kernel (suffix _bf16, say).</summary>
+    private void Launch(string kernel, uint gridX, uint gridY, uint gridZ, uint blockX, void** args) =>
+        _kernels.Launch(KernelFunction(_typedKernels, kernel, _suffix), kernel, gridX, gridY, gridZ, blockX, args);
 
     private void Launch(string kernel, uint gridX, uint gridY, uint blockX, void** args) => Launch(kernel, gridX, gridY, 1, blockX, args);
 
     /// <summary>Launches the instance of a kernel for the model dtype and the KV cache's (suffix _bf16_e4m3, say).</summary>
-    private void LaunchKv(string kernel, uint gridX, uint gridY, uint gridZ, uint blockX, void** args)
+    private void LaunchKv(string kernel, uint gridX, uint gridY, uint gridZ, uint blockX, void** args) =>
+        _kernels.Launch(KernelFunction(_kvTypedKernels, kernel, _kvSuffix), kernel, gridX, gridY, gridZ, blockX, args);
+
+    /// <summary>The handle of <c>{kernel}_{suffix}</c>, looked up once: a launch builds no name string.</summary>
+    private nint KernelFunction(Dictionary<string, nint> cache, string kernel, string suffix)
     {
-        if (!_kvTypedKernels.TryGetValue(kernel, out nint function))
+        if (!cache.TryGetValue(kernel, out nint function))
         {
-            function = _kernels.Function($"{kernel}_{_kvSuffix}");
-            _kvTypedKernels[kernel] = function;
+            function = _kernels.Function($"{kernel}_{suffix}");
+            cache[kernel] = function;
         }
 
-        _kernels.Launch(function, kernel, gridX, gridY, gridZ, blockX, args);
+        return function;
     }
 
     private static int CudaType(DType dtype) => dtype switch

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Celer.Backends.Cuda.Interop;
 using Celer.Models.Backend;
 using Celer.Models.Weights;
@@ -201,6 +202,11 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         _device.MakeCurrent();
         _blockSize = blockSize;
         _attention = spec;
+        if (UsesFlashAttention(spec))
+        {
+            _flashKernel = _kernels.Function($"flash_attention_{_kvSuffix}_hd{spec.HeadDim}");
+        }
+
         long bytes = (long)numBlocks * blockSize * spec.NumKvHeads * spec.HeadDim * KvCacheDType.ByteSize();
         _kCache = new ulong[numLayers];
         _vCache = new ulong[numLayers];
@@ -232,7 +238,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         _logitsRows.Upload(batch.LogitsRows);
         if (_attention is not null && UsesFlashAttention(_attention))
         {
-            _attentionTiles.Upload(FlashTiles(batch, _attention));
+            UploadFlashTiles(batch, _attention);
         }
     }
 
@@ -259,9 +265,13 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
             _device.Synchronize();
         }
 
-        for (int i = 0; i < count; i++)
+        if (x.DType == DType.BF16)
         {
-            destination[i] = x.DType == DType.BF16 ? HalfConversions.Bf16ToFloat(raw[i]) : HalfConversions.HalfToFloat(raw[i]);
+            HalfConversions.Bf16ToFloat(raw, destination[..count]);
+        }
+        else
+        {
+            HalfConversions.HalfToFloat(MemoryMarshal.Cast<ushort, Half>(raw), destination[..count]);
         }
     }
 
