@@ -67,7 +67,7 @@ public sealed class DeviceSamplingTests
             batch.Add(deviceStates[r], Eos, Vocab);
         }
 
-        SampleResult[] device = batch.Sample(gpu, logits, deviceStates);
+        SampleResult[] device = batch.Sample(gpu, logits);
         int randomRows = 0, randomDiffer = 0;
         for (int r = 0; r < rows; r++)
         {
@@ -146,7 +146,7 @@ public sealed class DeviceSamplingTests
                 }
 
                 int[] counts = new int[vocab];
-                foreach (SampleResult result in batch.Sample(gpu, logits, states))
+                foreach (SampleResult result in batch.Sample(gpu, logits))
                 {
                     counts[result.TokenId]++;
                 }

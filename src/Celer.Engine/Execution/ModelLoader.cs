@@ -95,12 +95,12 @@ public static class ModelLoader
             deviceSampler?.ReserveSampling(maxLogitsRows, config.VocabSize);
             int numBlocks = KvBlocks(args, backend, config, maxModelLen);
             IReadOnlyList<int> eos = EosTokenIds(config, generation, tokenizerConfig, tokenizer);
-            // The CPU computes straight from the memory-mapped checkpoint, so the runner keeps it open; a GPU has its
-            // own copy by now, and the host memory (all of it, for dummy weights) can go.
             // An FP8 cache takes the checkpoint's per-layer scales (dummy weights have none: 1.0, as vLLM).
             (float[] K, float[] V)? kvScales = kvDType == DType.F8E4M3 && !args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase)
                 ? KvCacheScales.Read(weights, config.NumHiddenLayers)
                 : null;
+            // The CPU computes straight from the memory-mapped checkpoint, so the runner keeps it open; a GPU has its
+            // own copy by now, and the host memory (all of it, for dummy weights) can go.
             IDisposable? keepOpen = backend is CpuBackend ? weights : null;
             if (keepOpen is null)
             {

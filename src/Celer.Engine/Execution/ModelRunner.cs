@@ -1,5 +1,5 @@
-using Celer.Backends.Cuda;
 using System.Collections.Concurrent;
+using Celer.Backends.Cuda;
 using Celer.Engine.Scheduling;
 using Celer.Models.Architectures;
 using Celer.Models.Backend;
@@ -128,7 +128,7 @@ public sealed class ModelRunner : IModelExecutor
             _deviceBatch.Add(states[r], _eosTokenIds, vocab);
         }
 
-        SampleResult[] results = _deviceBatch.Sample(sampler, logits, states);
+        SampleResult[] results = _deviceBatch.Sample(sampler, logits);
         var sampled = new Dictionary<string, IReadOnlyList<int>>(results.Length, StringComparer.Ordinal);
         Dictionary<string, IReadOnlyList<PositionLogprobs>>? logprobs = null;
         for (int r = 0; r < results.Length; r++)

@@ -15,6 +15,7 @@ internal sealed class DeviceSamplingBatch
     private readonly List<LogitEdit> _edits = [];
     private readonly List<int> _allowed = [];
     private readonly List<int> _logprobRows = [];
+    private readonly List<int> _logprobCounts = [];
     private int[] _tokens = [];
 
     public int Count => _rows.Count;
@@ -25,6 +26,7 @@ internal sealed class DeviceSamplingBatch
         _edits.Clear();
         _allowed.Clear();
         _logprobRows.Clear();
+        _logprobCounts.Clear();
     }
 
     /// <summary>Adds the next logits row, to be sampled for <paramref name="state"/>'s sequence.</summary>
@@ -52,16 +54,17 @@ internal sealed class DeviceSamplingBatch
             row.AllowedCount = allowed.Length;
         }
 
-        if (p.Logprobs is not null)
+        if (p.Logprobs is { } count)
         {
             _logprobRows.Add(_rows.Count);
+            _logprobCounts.Add(count);
         }
 
         _rows.Add(row);
     }
 
-    /// <summary>Samples every row added; <paramref name="states"/>[i] is row i's state (for the logprobs asked).</summary>
-    public SampleResult[] Sample(IDeviceSampler sampler, Tensor logits, IReadOnlyList<SamplingState> states)
+    /// <summary>Samples every row added, with the logprobs each asked for.</summary>
+    public SampleResult[] Sample(IDeviceSampler sampler, Tensor logits)
     {
         if (_tokens.Length < _rows.Count)
         {
@@ -77,15 +80,15 @@ internal sealed class DeviceSamplingBatch
 
         if (_logprobRows.Count > 0)
         {
-            AddLogprobs(sampler, logits, states, results);
+            AddLogprobs(sampler, logits, results);
         }
 
         return results;
     }
 
-    private void AddLogprobs(IDeviceSampler sampler, Tensor logits, IReadOnlyList<SamplingState> states, SampleResult[] results)
+    private void AddLogprobs(IDeviceSampler sampler, Tensor logits, SampleResult[] results)
     {
-        int n = _logprobRows.Count, numTop = Math.Min(_logprobRows.Max(r => states[r].Params.Logprobs!.Value), (int)logits.Columns);
+        int n = _logprobRows.Count, numTop = Math.Min(_logprobCounts.Max(), (int)logits.Columns);
         int[] chosen = _logprobRows.Select(r => results[r].TokenId).ToArray();
         var chosenLogprobs = new float[n];
         var ranks = new int[n];
@@ -94,7 +97,7 @@ internal sealed class DeviceSamplingBatch
         sampler.Logprobs(logits, CollectionsMarshal.AsSpan(_logprobRows), chosen, numTop, chosenLogprobs, ranks, topIds, topLogprobs);
         for (int j = 0; j < n; j++)
         {
-            int row = _logprobRows[j], wanted = Math.Min(states[row].Params.Logprobs!.Value, numTop);
+            int row = _logprobRows[j], wanted = Math.Min(_logprobCounts[j], numTop);
             var top = new TokenLogprob[wanted];
             // vLLM ranks the top list by position (1..k), even across ties.
             for (int t = 0; t < wanted; t++)
