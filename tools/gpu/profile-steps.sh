@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Kernel time of one decode step by kernel, under ncu, for a few batch sizes (eager, so ncu sees every kernel).
+# On the GPU machine after tools/gpu/run-all.sh has unpacked the bundle:  BATCHES="1 32" bash tools/gpu/profile-steps.sh
+set -uo pipefail
+OUT="${OUT:-/tmp/celer-gpu-out}"
+MODEL="${MODEL:-benchmarks/models/llama-3.1-8b-shape}"
+mkdir -p "$OUT"
+export CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
+for b in ${BATCHES:-1 32}; do
+  # 8 decode steps after the prefill; skip the load and the prefill's launches, profile ~6 whole steps.
+  cmd=(publish/gpu/celer bench latency --model "$MODEL" --load-format dummy --device cuda --max-model-len 1024
+       --no-enable-prefix-caching --batch-size "$b" --input-len 128 --output-len 12 --num-iters-warmup 0 --num-iters 1 --enforce-eager)
+  timeout 300 ncu --metrics gpu__time_duration.sum --launch-skip "${SKIP:-1200}" --launch-count "${COUNT:-2600}" --csv "${cmd[@]}" \
+    > "$OUT/ncu-bs$b.csv" 2> "$OUT/ncu-bs$b.err" || { echo "ncu bs$b failed"; tail -5 "$OUT/ncu-bs$b.err"; continue; }
+  python3 tools/gpu/ncu_steps.py "$OUT/ncu-bs$b.csv" "$OUT/ncu-steps-bs$b.json" \
+    "one decode step of batch $b (128-token prompts), $(basename "$MODEL"), eager, kernel durations from ncu" "ncu ${cmd[*]}"
+  rm -f "$OUT/ncu-bs$b.csv"
+done
