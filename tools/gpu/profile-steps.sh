@@ -14,5 +14,5 @@ for b in ${BATCHES:-1 32}; do
     > "$OUT/ncu-bs$b.csv" 2> "$OUT/ncu-bs$b.err" || { echo "ncu bs$b failed"; tail -5 "$OUT/ncu-bs$b.err"; continue; }
   python3 tools/gpu/ncu_steps.py "$OUT/ncu-bs$b.csv" "$OUT/ncu-steps-bs$b.json" \
     "one decode step of batch $b (128-token prompts), $(basename "$MODEL"), eager, kernel durations from ncu" "ncu ${cmd[*]}"
-  rm -f "$OUT/ncu-bs$b.csv"
+  rm -f "$OUT/ncu-bs$b.csv" "$OUT/ncu-bs$b.err"
 done
