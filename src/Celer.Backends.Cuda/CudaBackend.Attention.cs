@@ -5,8 +5,9 @@ using Celer.Models.Weights;
 namespace Celer.Backends.Cuda;
 
 /// <summary>
-/// Paged attention: the tensor-core kernel (flash_attention.cu) for 16-bit models, the CUDA-core kernel
-/// (attention.cu) for fp32 models, other head sizes and GQA groups wider than a tile. Both split the context
+/// Paged attention: for 16-bit models the tensor-core kernels, flash_decode.cu for sequences whose query rows with
+/// their GQA group fit 16 MMA rows (decodes) and flash_attention.cu for the others (prefill chunks); the CUDA-core
+/// kernel (attention.cu) for fp32 models, other head sizes and GQA groups wider than a tile. All split the context
 /// of small batches across thread blocks (flash-decoding) and merge the partial results.
 /// </summary>
 public sealed unsafe partial class CudaBackend
@@ -22,11 +23,16 @@ public sealed unsafe partial class CudaBackend
     private static readonly int[] FlashHeadDims = [16, 32, 64, 80, 96, 128, 256];
     private const int FlashThreads = 128;
 
-    private SafeDeviceMemoryHandle? _splitAcc, _splitMl;
-    private int _flashTileCount;
+    // Matches DECODE_ROWS of flash_decode.cu: MMA rows of a decode tile.
+    private const int DecodeRows = 16;
 
-    // The tensor-core kernel for this model's head size and cache type, resolved with the KV cache.
-    private nint _flashKernel;
+    private SafeDeviceMemoryHandle? _splitAcc, _splitMl;
+    private int _flashTileCount, _decodeTileCount;
+    private int[] _tiles = [];
+
+    // The tensor-core kernels for this model's head size and cache type, resolved with the KV cache.
+    private nint _flashKernel, _decodeKernel;
+    private int _decodeSharedBytes;
 
     public void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec)
     {
@@ -40,11 +46,20 @@ public sealed unsafe partial class CudaBackend
         int splits;
         if (UsesFlashAttention(spec))
         {
-            int tiles = _flashTileCount;
-            splits = SplitsFor(rows, tiles * kvHeads);
+            // Both kernels write the same partial layout, so one merge serves them: they share the split count.
+            splits = SplitsFor(rows, (_flashTileCount + _decodeTileCount) * kvHeads);
             ulong tp = _attentionTiles.Pointer;
             void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale };
-            _kernels.Launch(_flashKernel, "flash_attention", (uint)tiles, (uint)kvHeads, (uint)splits, FlashThreads, args);
+            if (_flashTileCount > 0)
+            {
+                _kernels.Launch(_flashKernel, "flash_attention", (uint)_flashTileCount, (uint)kvHeads, (uint)splits, FlashThreads, args);
+            }
+
+            if (_decodeTileCount > 0)
+            {
+                tp += (ulong)(_flashTileCount * 3 * sizeof(int));   // the decode tiles follow the prefill tiles
+                _kernels.Launch(_decodeKernel, "flash_decode", (uint)_decodeTileCount, (uint)kvHeads, (uint)splits, FlashThreads, args, (uint)_decodeSharedBytes);
+            }
         }
         else
         {
@@ -68,24 +83,50 @@ public sealed unsafe partial class CudaBackend
         ActivationDType != DType.F32 && Array.IndexOf(FlashHeadDims, spec.HeadDim) >= 0 && spec.NumHeads / spec.NumKvHeads <= FlashBlockM / 4;
 
     /// <summary>
-    /// The flash kernel's work list for this step, uploaded once for every layer: each tile is (sequence, first row,
-    /// rows) of consecutive query rows of one sequence, as many tokens as fit FlashBlockM rows once each brings its
-    /// GQA group of query heads.
+    /// The tensor-core kernels' work list for this step, uploaded once for every layer: tiles (sequence, first row,
+    /// rows) of consecutive query rows of one sequence. A sequence whose rows with their GQA group of query heads fit
+    /// DecodeRows is one flash_decode tile; the others are cut into flash_attention tiles of as many rows as fit
+    /// FlashBlockM. The prefill tiles come first, then the decode tiles.
     /// </summary>
     private void UploadFlashTiles(ForwardBatch batch, AttentionSpec spec)
     {
-        int perTile = FlashBlockM / (spec.NumHeads / spec.NumKvHeads);
-        var tiles = new List<int>();
-        for (int s = 0; s < batch.NumSequences; s++)
+        int group = spec.NumHeads / spec.NumKvHeads, perTile = FlashBlockM / group;
+        int capacity = 3 * (batch.NumSequences + batch.NumTokens / perTile + 1);
+        if (_tiles.Length < capacity)
         {
-            for (int r = batch.QueryStartLoc[s]; r < batch.QueryStartLoc[s + 1]; r += perTile)
+            _tiles = new int[Math.Max(capacity, 2 * _tiles.Length)];
+        }
+
+        int count = 0;
+        _flashTileCount = _decodeTileCount = 0;
+        foreach (bool decode in (ReadOnlySpan<bool>)[false, true])
+        {
+            for (int s = 0; s < batch.NumSequences; s++)
             {
-                tiles.AddRange([s, r, Math.Min(perTile, batch.QueryStartLoc[s + 1] - r)]);
+                int start = batch.QueryStartLoc[s], end = batch.QueryStartLoc[s + 1];
+                if ((end - start) * group <= DecodeRows != decode)
+                {
+                    continue;
+                }
+
+                for (int r = start; r < end; r += decode ? end - start : perTile)
+                {
+                    _tiles[count++] = s;
+                    _tiles[count++] = r;
+                    _tiles[count++] = Math.Min(decode ? end - start : perTile, end - r);
+                    if (decode)
+                    {
+                        _decodeTileCount++;
+                    }
+                    else
+                    {
+                        _flashTileCount++;
+                    }
+                }
             }
         }
 
-        _flashTileCount = tiles.Count / 3;
-        _attentionTiles.Upload([.. tiles]);
+        _attentionTiles.Upload(_tiles.AsSpan(0, count));
     }
 
     /// <summary>

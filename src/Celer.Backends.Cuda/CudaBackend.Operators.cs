@@ -46,7 +46,7 @@ public sealed unsafe partial class CudaBackend
         long normRows = rows * (x.Columns / size);
         ulong xp = (ulong)x.Data, wp = (ulong)weight.Data, yp = (ulong)y.Data;
         void** args = stackalloc void*[] { &xp, &wp, &size, &eps, &yp };
-        Launch("rms_norm", (uint)normRows, 1, Threads(size), args);
+        Launch("rms_norm", (uint)normRows, 1, Threads(Vectors(size)), args);
     }
 
     public void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps)
@@ -54,7 +54,7 @@ public sealed unsafe partial class CudaBackend
         int size = (int)weight.ElementCount;
         ulong xp = (ulong)x.Data, rp = (ulong)residual.Data, wp = (ulong)weight.Data;
         void** args = stackalloc void*[] { &xp, &rp, &wp, &size, &eps };
-        Launch("add_rms_norm", (uint)rows, 1, Threads(size), args);
+        Launch("add_rms_norm", (uint)rows, 1, Threads(Vectors(size)), args);
     }
 
     public void PrepareAttention(int layer, Tensor qkv, int rows, AttentionSpec spec, RopeSpec rope, Tensor? qNorm, Tensor? kNorm, float eps, Tensor q)
@@ -92,11 +92,18 @@ public sealed unsafe partial class CudaBackend
 
     public void SiluMul(Tensor gateUp, int rows, Tensor output)
     {
-        long r = rows;
+        const int threads = 128;
         int d = (int)output.Columns;
         ulong g = (ulong)gateUp.Data, o = (ulong)output.Data;
-        void** args = stackalloc void*[] { &g, &r, &d, &o };
-        Launch("silu_mul", Blocks(r * d), 1, 256, args);
+        void** args = stackalloc void*[] { &g, &d, &o };
+        Launch("silu_mul", (uint)rows, (uint)((Vectors(d) + threads - 1) / threads), threads, args);
+    }
+
+    /// <summary>The 16-byte vectors (Vec16 of common.cuh) a row of <paramref name="elements"/> model-dtype values takes.</summary>
+    private long Vectors(long elements)
+    {
+        int perVector = 16 / ActivationDType.ByteSize();
+        return (elements + perVector - 1) / perVector;
     }
 
     public void GatherLogitsRows(Tensor x, int first, int count, Tensor output)

@@ -205,6 +205,9 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         if (UsesFlashAttention(spec))
         {
             _flashKernel = _kernels.Function($"flash_attention_{_kvSuffix}_hd{spec.HeadDim}");
+            _decodeKernel = _kernels.Function($"flash_decode_{_kvSuffix}_hd{spec.HeadDim}");
+            _decodeSharedBytes = _kernels.ReadInt("flash_decode_shared_bytes", Array.IndexOf(FlashHeadDims, spec.HeadDim));
+            _kernels.AllowSharedMemory(_decodeKernel, _decodeSharedBytes);
         }
 
         long bytes = (long)numBlocks * blockSize * spec.NumKvHeads * spec.HeadDim * KvCacheDType.ByteSize();

@@ -34,14 +34,39 @@ internal sealed unsafe class CudaKernels : IDisposable
         Launch(Function(kernel), kernel, gridX, gridY, gridZ, blockX, args);
 
     /// <param name="name">For error messages only.</param>
-    public void Launch(nint function, string name, uint gridX, uint gridY, uint gridZ, uint blockX, void** args)
+    /// <param name="sharedBytes">Dynamic shared memory of the block (above 48 KB only after <see cref="AllowSharedMemory"/>).</param>
+    public void Launch(nint function, string name, uint gridX, uint gridY, uint gridZ, uint blockX, void** args, uint sharedBytes = 0)
     {
-        CudaDriver.Check(CudaDriver.cuLaunchKernel(function, gridX, gridY, gridZ, blockX, 1, 1, 0, _device.Stream, args, null), $"launch {name}");
+        int status = CudaDriver.cuLaunchKernel(function, gridX, gridY, gridZ, blockX, 1, 1, sharedBytes, _device.Stream, args, null);
+        if (status != 0)
+        {
+            CudaDriver.Check(status, $"launch {name}");   // the message is built only for a failure: launches allocate nothing
+        }
+
         if (SyncAfterLaunch && !Capturing)
         {
             CudaDriver.Check(CudaDriver.cuStreamSynchronize(_device.Stream), $"after {name}");
         }
     }
+
+    /// <summary>Element <paramref name="index"/> of an int array the kernel sources define (<c>extern "C" __device__ const int</c>).</summary>
+    public int ReadInt(string global, int index)
+    {
+        CudaDriver.Check(CudaDriver.cuModuleGetGlobal_v2(out ulong pointer, out nuint bytes, _module.DangerousGetHandle(), global), $"cuModuleGetGlobal({global})");
+        if ((ulong)(index + 1) * sizeof(int) > bytes)
+        {
+            throw new ArgumentOutOfRangeException(nameof(index), $"{global} holds {bytes / sizeof(int)} values");
+        }
+
+        int value;
+        CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync_v2(&value, pointer + (ulong)index * sizeof(int), sizeof(int), _device.Stream), "cuMemcpyDtoH");
+        CudaDriver.Check(CudaDriver.cuStreamSynchronize(_device.Stream), "cuStreamSynchronize");
+        return value;
+    }
+
+    /// <summary>Lets a kernel take <paramref name="bytes"/> of dynamic shared memory (the default cap is 48 KB).</summary>
+    public void AllowSharedMemory(nint function, int bytes) =>
+        CudaDriver.Check(CudaDriver.cuFuncSetAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes), "cuFuncSetAttribute");
 
     public nint Function(string name)
     {

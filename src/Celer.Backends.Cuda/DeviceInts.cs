@@ -10,7 +10,7 @@ internal sealed class DeviceInts(CudaBackend backend)
 
     public ulong Pointer => _memory?.Pointer ?? 0;
 
-    public void Upload(int[] values)
+    public void Upload(ReadOnlySpan<int> values)
     {
         if (values.Length > _capacity)
         {

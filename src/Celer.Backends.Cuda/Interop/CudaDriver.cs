@@ -71,9 +71,14 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuModuleLoadData(out nint module, void* image);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuModuleUnload(nint module);
     [LibraryImport(CudaLibraryResolver.Driver, StringMarshalling = StringMarshalling.Utf8)] public static partial int cuModuleGetFunction(out nint function, nint module, string name);
+    [LibraryImport(CudaLibraryResolver.Driver, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int cuModuleGetGlobal_v2(out ulong pointer, out nuint bytes, nint module, string name);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuFuncSetAttribute(nint function, int attribute, int value);
     [LibraryImport(CudaLibraryResolver.Driver)]
     public static partial int cuLaunchKernel(nint function, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY, uint blockZ,
         uint sharedMemBytes, nint stream, void** kernelParams, void** extra);
+    public const int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuStreamBeginCapture_v2(nint stream, int mode);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuStreamEndCapture(nint stream, out nint graph);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGraphInstantiateWithFlags(out nint graphExec, nint graph, ulong flags);

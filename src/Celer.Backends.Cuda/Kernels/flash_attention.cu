@@ -104,6 +104,8 @@ __device__ __forceinline__ void flash_cp_async16(void* smem, const void* gmem, i
 }
 __device__ __forceinline__ void flash_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void flash_cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+// Waits until at most N of this thread's most recent commit groups are still in flight.
+template <int N> __device__ __forceinline__ void flash_cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" :: "n"(N) : "memory"); }
 
 // fp8 -> f16 helpers. FLASH_FP8_CVT: the hardware e4m3x2 -> f16x2 conversion exists (sm_90; sm_89 from CUDA 12.6 on,
 // where cuda_fp8.h uses it too; NVRTC 11.8 rejects it for sm_89). Otherwise a bit-exact integer path is used.

@@ -1,14 +1,50 @@
 // RMSNorm as transformers computes it: the statistics in fp32, x * rsqrt(mean(x^2) + eps) rounded to the model
 // dtype, then times the weight (LlamaRMSNorm: weight * hidden_states.to(input_dtype)).
+//
+// Grid: rows; block: threads over the row. When the row is a whole number of 16-byte vectors and at most
+// RMS_VECS_PER_THREAD of them per thread, each thread loads its vectors once and keeps them in registers between the
+// statistics and the output (one pass over memory); otherwise the element-wise path reads the row twice.
 #include "common.cuh"
 
-// Grid: rows; block: threads over the row. y may alias x.
+#define RMS_VECS_PER_THREAD 4
+
+template <typename T> __device__ __forceinline__ bool rms_vectorized(int size) {
+    return size % Vec16<T>::N == 0 && size / Vec16<T>::N <= RMS_VECS_PER_THREAD * (int)blockDim.x;
+}
+
+// y may alias x.
 template <typename T>
 __device__ void rms_norm(const T* x, const T* weight, int size, float eps, T* y) {
-    long long base = (long long)blockIdx.x * size;
+    constexpr int V = Vec16<T>::N;
+    const long long base = (long long)blockIdx.x * size;
     float ss = 0.f;
+    if (rms_vectorized<T>(size)) {
+        float v[RMS_VECS_PER_THREAD][V];
+#pragma unroll
+        for (int k = 0; k < RMS_VECS_PER_THREAD; k++) {
+            const int c = (threadIdx.x + k * blockDim.x) * V;
+            if (c < size) {
+                load16(x + base + c, v[k]);
+#pragma unroll
+                for (int i = 0; i < V; i++) ss += v[k][i] * v[k][i];
+            }
+        }
+        const float inv = rsqrtf(block_sum(ss) / size + eps);
+#pragma unroll
+        for (int k = 0; k < RMS_VECS_PER_THREAD; k++) {
+            const int c = (threadIdx.x + k * blockDim.x) * V;
+            if (c < size) {
+                float w[V];
+                load16(weight + c, w);
+#pragma unroll
+                for (int i = 0; i < V; i++) v[k][i] = round_to<T>(v[k][i] * inv) * w[i];
+                store16(y + base + c, v[k]);
+            }
+        }
+        return;
+    }
     for (int c = threadIdx.x; c < size; c += blockDim.x) { float v = to_float(x[base + c]); ss += v * v; }
-    float inv = rsqrtf(block_sum(ss) / size + eps);
+    const float inv = rsqrtf(block_sum(ss) / size + eps);
     for (int c = threadIdx.x; c < size; c += blockDim.x)
         y[base + c] = from_float<T>(round_to<T>(to_float(x[base + c]) * inv) * to_float(weight[c]));
 }
@@ -16,15 +52,47 @@ __device__ void rms_norm(const T* x, const T* weight, int size, float eps, T* y)
 // Fused residual: residual += x (rounded to T, as the model adds them in its dtype); x = rmsnorm(residual) * weight.
 template <typename T>
 __device__ void add_rms_norm(T* x, T* residual, const T* weight, int size, float eps) {
-    long long base = (long long)blockIdx.x * size;
+    constexpr int V = Vec16<T>::N;
+    const long long base = (long long)blockIdx.x * size;
     float ss = 0.f;
+    if (rms_vectorized<T>(size)) {
+        float v[RMS_VECS_PER_THREAD][V];
+#pragma unroll
+        for (int k = 0; k < RMS_VECS_PER_THREAD; k++) {
+            const int c = (threadIdx.x + k * blockDim.x) * V;
+            if (c < size) {
+                float a[V];
+                load16(residual + base + c, v[k]);
+                load16(x + base + c, a);
+#pragma unroll
+                for (int i = 0; i < V; i++) {
+                    v[k][i] = round_to<T>(v[k][i] + a[i]);
+                    ss += v[k][i] * v[k][i];
+                }
+                store16(residual + base + c, v[k]);
+            }
+        }
+        const float inv = rsqrtf(block_sum(ss) / size + eps);
+#pragma unroll
+        for (int k = 0; k < RMS_VECS_PER_THREAD; k++) {
+            const int c = (threadIdx.x + k * blockDim.x) * V;
+            if (c < size) {
+                float w[V];
+                load16(weight + c, w);
+#pragma unroll
+                for (int i = 0; i < V; i++) v[k][i] = round_to<T>(v[k][i] * inv) * w[i];
+                store16(x + base + c, v[k]);
+            }
+        }
+        return;
+    }
     for (int c = threadIdx.x; c < size; c += blockDim.x) {
         T v = from_float<T>(to_float(residual[base + c]) + to_float(x[base + c]));
         residual[base + c] = v;
         float f = to_float(v);
         ss += f * f;
     }
-    float inv = rsqrtf(block_sum(ss) / size + eps);
+    const float inv = rsqrtf(block_sum(ss) / size + eps);
     for (int c = threadIdx.x; c < size; c += blockDim.x)
         x[base + c] = from_float<T>(round_to<T>(to_float(residual[base + c]) * inv) * to_float(weight[c]));
 }
