@@ -323,6 +323,17 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         CudaDriver.Check(CudaDriver.cuGraphLaunch(exec, _device.Stream), "cuGraphLaunch");
     }
 
+    public void ReserveStepMetadata(int maxTokens, int maxSequences, int maxBlocksPerSequence)
+    {
+        foreach (DeviceInts perToken in (ReadOnlySpan<DeviceInts>)[_tokenIds, _positions, _slotMapping, _tokenSeq, _logitsRows])
+        {
+            perToken.Reserve(maxTokens);
+        }
+
+        _blockTables.Reserve(checked(maxSequences * maxBlocksPerSequence));
+        _attentionTiles.Reserve(3 * (maxSequences + maxTokens + 1));   // UploadFlashTiles' bound on the tile count
+    }
+
     public void Dispose()
     {
         foreach (var entry in _graphs.Values)

@@ -14,13 +14,22 @@ internal sealed class DeviceInts(CudaBackend backend)
     {
         if (values.Length > _capacity)
         {
-            _capacity = Math.Max(values.Length, _capacity * 2);
-            _memory = backend.Grow(_memory, (long)_capacity * sizeof(int), "step metadata");
+            Reserve(Math.Max(values.Length, _capacity * 2));
         }
 
         if (values.Length > 0)
         {
             backend.UploadAsync(Pointer, values);
+        }
+    }
+
+    /// <summary>Makes room for <paramref name="count"/> values now (the largest step), so no later step moves the buffer.</summary>
+    public void Reserve(int count)
+    {
+        if (count > _capacity)
+        {
+            _capacity = count;
+            _memory = backend.Grow(_memory, (long)_capacity * sizeof(int), "step metadata");
         }
     }
 }

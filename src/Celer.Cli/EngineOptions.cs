@@ -36,6 +36,12 @@ internal sealed class EngineOptions
     public Option<int> Seed { get; } = new("--seed") { Description = "Engine random seed.", DefaultValueFactory = _ => 0 };
     public Option<int> MaxLogprobs { get; } = new("--max-logprobs") { Description = "Most logprobs a request may ask for.", DefaultValueFactory = _ => 20 };
     public Option<bool> EnforceEager { get; } = new("--enforce-eager") { Description = "Never record decode steps as CUDA graphs." };
+    public Option<int[]> CudaGraphSizes { get; } = new("--cuda-graph-sizes")
+    {
+        Description = "Decode batch sizes recorded as CUDA graphs at startup: one value is the largest (1, 2, 4 and multiples of 8 up to it), several are the exact list.",
+        AllowMultipleArgumentsPerToken = true,
+    };
+    public Option<int?> MaxCudaGraphCaptureSize { get; } = new("--max-cudagraph-capture-size") { Description = "Largest decode batch recorded as a CUDA graph (default: min(max-num-seqs, 512))." };
 
     public void AddTo(Command command)
     {
@@ -43,6 +49,7 @@ internal sealed class EngineOptions
                  {
                      ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory,
                      Device, Dtype, KvCacheDtype, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager,
+                     CudaGraphSizes, MaxCudaGraphCaptureSize,
                  })
             command.Options.Add(option);
     }
@@ -65,5 +72,7 @@ internal sealed class EngineOptions
         Seed = result.GetValue(Seed),
         MaxLogprobs = result.GetValue(MaxLogprobs),
         EnforceEager = result.GetValue(EnforceEager),
+        CudaGraphSizes = result.GetValue(CudaGraphSizes) is { Length: > 0 } sizes ? sizes : null,
+        MaxCudaGraphCaptureSize = result.GetValue(MaxCudaGraphCaptureSize),
     };
 }

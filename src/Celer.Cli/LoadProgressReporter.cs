@@ -17,6 +17,9 @@ internal sealed class LoadProgressReporter : IProgress<ModelLoadProgress>
     private readonly Lock _gate = new();
     private int _lastLoggedStep = -1;
 
+    /// <summary>One startup line of the loader (phase times, KV cache size, graphs recorded), on stderr.</summary>
+    public static void Log(string line) => Console.Error.WriteLine($"[celer] {line}");
+
     public void Report(ModelLoadProgress value)
     {
         lock (_gate)

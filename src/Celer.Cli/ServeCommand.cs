@@ -66,7 +66,7 @@ internal static class ServeCommand
             Console.Error.WriteLine($"[celer] loading {modelPath} on {engineArgs.Device}");
             // The engine reports step and request stats to whoever it was built with; the server's metrics attach here.
             var statsRelay = new EngineStatsRelay();
-            var loaded = ModelLoader.Load(engineArgs, new LoadProgressReporter(), statsRelay);
+            var loaded = ModelLoader.Load(engineArgs, new LoadProgressReporter(), statsRelay, log: LoadProgressReporter.Log);
             await using (loaded)
             {
                 var app = CelerServer.Build(options, loaded, statsRelay);

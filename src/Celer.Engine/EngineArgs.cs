@@ -34,6 +34,31 @@ public sealed class EngineArgs
     /// <summary>vLLM's --enforce-eager: never record decode steps as CUDA graphs.</summary>
     public bool EnforceEager { get; init; }
 
+    /// <summary>
+    /// vLLM's --cuda-graph-sizes: one value is the largest decode batch recorded (1, 2, 4 and the multiples of 8 up to
+    /// it); several are exactly the sizes recorded. Null: vLLM's default sizes up to <see cref="MaxCudaGraphCaptureSize"/>.
+    /// </summary>
+    public IReadOnlyList<int>? CudaGraphSizes { get; init; }
+
+    /// <summary>vLLM's --max-cudagraph-capture-size: the largest decode batch recorded (null: min(max-num-seqs, 512)).</summary>
+    public int? MaxCudaGraphCaptureSize { get; init; }
+
+    /// <summary>The decode batch sizes recorded as graphs at startup, ascending.</summary>
+    public IReadOnlyList<int> GraphCaptureSizes()
+    {
+        if (CudaGraphSizes is { Count: > 1 } sizes)
+        {
+            return [.. sizes.Distinct().Order()];
+        }
+
+        if (CudaGraphSizes is [int largest])
+        {
+            return [.. new[] { 1, 2, 4 }.Concat(Enumerable.Range(1, largest / 8).Select(i => 8 * i)).Where(s => s <= largest)];
+        }
+
+        return Models.Backend.StepGraphOptions.DefaultSizes(MaxCudaGraphCaptureSize ?? Math.Min(MaxNumSeqs, 512));
+    }
+
     /// <summary>Checks every value on its own; throws <see cref="ArgumentException"/> naming the flag.</summary>
     public void Validate()
     {
@@ -49,6 +74,10 @@ public sealed class EngineArgs
         Require(GpuMemoryUtilization is > 0f and <= 1f, "--gpu-memory-utilization must be in (0, 1]", nameof(GpuMemoryUtilization));
         Require(MaxLogprobs >= 0, "--max-logprobs must be non-negative", nameof(MaxLogprobs));
         Require(KvCacheDtype is "auto" or "fp8" or "fp8_e4m3" or "fp8_e5m2", "--kv-cache-dtype must be auto, fp8, fp8_e4m3 or fp8_e5m2", nameof(KvCacheDtype));
+        Require(CudaGraphSizes is null || CudaGraphSizes.All(size => size > 0), "--cuda-graph-sizes must be positive", nameof(CudaGraphSizes));
+        Require(MaxCudaGraphCaptureSize is null or > 0, "--max-cudagraph-capture-size must be positive", nameof(MaxCudaGraphCaptureSize));
+        Require(CudaGraphSizes is null || MaxCudaGraphCaptureSize is null || CudaGraphSizes.Max() <= MaxCudaGraphCaptureSize,
+            "--cuda-graph-sizes must not exceed --max-cudagraph-capture-size", nameof(CudaGraphSizes));
         ParsePolicy();
     }
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tests latency prefill context fp8 hostgap attention throughput hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tests latency prefill context fp8 hostgap attention throughput serve hf" bash tools/gpu/run-all.sh
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tests latency prefill context fp8 hostgap attention throughput hf}"
+STAGES="${STAGES:-templates tests latency prefill context fp8 hostgap attention throughput serve hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -76,6 +76,24 @@ if has attention; then
 fi
 if has throughput; then
   bench throughput throughput --num-prompts "${THROUGHPUT_PROMPTS:-500}" --input-len 1000 --output-len 1000
+fi
+if has serve; then
+  # vLLM's serving benchmark against a live server: the 8B shape with dummy weights and Llama 3's tokenizer.
+  stage "celer serve: time to healthy, then bench serve (random 1024 in / 128 out at 16 req/s)"
+  serve_model=/tmp/celer-serve-8b && mkdir -p "$serve_model"
+  cp "$MODEL/config.json" publish/gpu/assets/llama3/tokenizer*.json "$serve_model/"
+  t0=$(date +%s.%N)
+  publish/gpu/celer serve "$serve_model" --load-format dummy --device cuda --max-model-len 4096 --port 8123 > "$OUT/serve.log" 2>&1 &
+  serve_pid=$!
+  until curl -sf localhost:8123/health > /dev/null; do
+    sleep 0.05
+    if ! kill -0 $serve_pid 2> /dev/null || (( $(date +%s) - ${t0%.*} > 120 )); then break; fi
+  done
+  python3 -c "import json,sys; json.dump({'kind': 'serve-startup', 'time_to_healthy_s': float(sys.argv[2]) - float(sys.argv[1])}, open(sys.argv[3], 'w'))" \
+    "$t0" "$(date +%s.%N)" "$OUT/celer-serve-startup.json"
+  timeout 240 publish/gpu/celer bench serve --base-url http://localhost:8123 --model "$serve_model" --num-prompts "${SERVE_PROMPTS:-300}" \
+    --random-input-len 1024 --random-output-len 128 --request-rate 16 --output-json "$OUT/celer-serve-16rps.json" || status=1
+  kill -INT $serve_pid; wait $serve_pid
 fi
 if has hf; then
   stage "Hugging Face transformers baseline (dynamic cache; static cache compiled) and the card's ceilings"

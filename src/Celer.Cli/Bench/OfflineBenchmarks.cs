@@ -161,7 +161,7 @@ internal static class OfflineBenchmarks
         public (EngineArgs Args, LlmEngine Engine, int VocabSize) Load(ParseResult result)
         {
             var args = _engine.ToEngineArgs(result, ModelLocator.Resolve(result.GetValue(_model)));
-            var (engine, _, info) = ModelLoader.LoadOffline(args, new LoadProgressReporter());
+            var (engine, _, info) = ModelLoader.LoadOffline(args, new LoadProgressReporter(), LoadProgressReporter.Log);
             return (args, engine, info.VocabSize);
         }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Celer.Backends.Cpu;
 using Celer.Backends.Cuda;
 using Celer.Models.Architectures;
@@ -18,20 +19,22 @@ public static class ModelLoader
     public const long DefaultCpuKvCacheBytes = 4L << 30;
 
     /// <param name="wrapExecutor">Wraps the model runner before the engine gets it (instrumentation, fault injection in tests).</param>
+    /// <param name="log">Startup lines, as vLLM logs them: the time of each phase, the KV cache size, the graphs recorded.</param>
     public static LoadedModel Load(
         EngineArgs args, IProgress<ModelLoadProgress>? progress = null, IEngineStatsListener? listener = null,
-        Func<IModelExecutor, IModelExecutor>? wrapExecutor = null)
+        Func<IModelExecutor, IModelExecutor>? wrapExecutor = null, Action<string>? log = null)
     {
-        Parts parts = LoadParts(args, progress);
+        Parts parts = LoadParts(args, progress, log);
         IModelExecutor executor = wrapExecutor is null ? parts.Runner : wrapExecutor(parts.Runner);
         var engine = new AsyncLlmEngine(args, executor, parts.Tokenizer, parts.Info, listener);
         return parts.ToLoaded(engine);
     }
 
     /// <summary>The offline engine over the same parts (benchmarks, batch generation).</summary>
-    public static (LlmEngine Engine, Tokenizer? Tokenizer, EngineModelInfo Info) LoadOffline(EngineArgs args, IProgress<ModelLoadProgress>? progress = null)
+    public static (LlmEngine Engine, Tokenizer? Tokenizer, EngineModelInfo Info) LoadOffline(
+        EngineArgs args, IProgress<ModelLoadProgress>? progress = null, Action<string>? log = null)
     {
-        Parts parts = LoadParts(args, progress);
+        Parts parts = LoadParts(args, progress, log);
         return (new LlmEngine(args, parts.Runner, parts.Tokenizer, parts.Info), parts.Tokenizer, parts.Info);
     }
 
@@ -56,8 +59,16 @@ public static class ModelLoader
         };
     }
 
-    private static Parts LoadParts(EngineArgs args, IProgress<ModelLoadProgress>? progress)
+    private static Parts LoadParts(EngineArgs args, IProgress<ModelLoadProgress>? progress, Action<string>? log)
     {
+        var total = Stopwatch.StartNew();
+        var phase = Stopwatch.StartNew();
+        void Phase(string what)
+        {
+            log?.Invoke($"{what} ({phase.Elapsed.TotalSeconds:F2} s)");
+            phase.Restart();
+        }
+
         args.Validate();
         string dir = args.Model;
         if (!Directory.Exists(dir))
@@ -78,18 +89,21 @@ public static class ModelLoader
         int maxNumTokens = args.CreateSchedulerConfig(modelMaxLen, int.MaxValue).MaxNumBatchedTokens;
         int maxLogitsRows = Math.Min(args.MaxNumSeqs, maxNumTokens);
 
+        Phase($"read the model config ({config.Architecture}) and tokenizer");
         bool gpu = args.Device.ToLowerInvariant() is "cuda" or "gpu";
         DType dtype = ModelDType(args, config, gpu);
         DType? kvDType = KvCacheDType(args, dtype, gpu);
         IModelBackend backend = CreateBackend(args.Device, dtype, kvDType);
+        Phase($"backend {backend.Name} ready, computing in {dtype}");
         ProgressWeightSource? weights = null;
         try
         {
             weights = OpenWeights(args, dir, dtype, materializeDummy: !gpu, progress);
             // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs.
-            StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(256, (maxModelLen + args.BlockSize - 1) / args.BlockSize);
+            StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(args.GraphCaptureSizes(), (maxModelLen + args.BlockSize - 1) / args.BlockSize);
             var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
             weights.Complete();
+            Phase($"weights loaded: {weights.BytesLoaded / (double)(1L << 30):F2} GiB ({args.LoadFormat})");
             // Sampling on the GPU: its scratch is counted before the KV cache takes the rest of the card.
             IDeviceSampler? deviceSampler = backend as IDeviceSampler;
             deviceSampler?.ReserveSampling(maxLogitsRows, config.VocabSize);
@@ -112,6 +126,18 @@ public static class ModelLoader
             {
                 cuda.SetKvCacheScales(scales.K, scales.V);
             }
+
+            long cacheTokens = (long)(numBlocks - 1) * args.BlockSize;   // block 0 is the null block
+            double cacheGiB = (double)numBlocks * backend.KvBlockBytes(config.NumHiddenLayers, args.BlockSize, config.NumKeyValueHeads, config.HeadDim) / (1L << 30);
+            Phase($"KV cache: {numBlocks - 1} blocks of {args.BlockSize} tokens = {cacheTokens} tokens, {cacheGiB:F2} GiB ({kvDType?.ToString() ?? dtype.ToString()}); " +
+                $"maximum concurrency for {maxModelLen} tokens per request: {cacheTokens / (double)maxModelLen:F2}x");
+            IReadOnlyList<int> captured = model.CaptureGraphs();
+            if (captured.Count > 0)
+            {
+                Phase($"CUDA graphs recorded for {captured.Count} decode batch sizes ({captured[0]}..{captured[^1]})");
+            }
+
+            log?.Invoke($"engine ready in {total.Elapsed.TotalSeconds:F2} s");
 
             var info = new EngineModelInfo(config.VocabSize, maxModelLen, eos.Count > 0 ? eos[0] : null, eos);
             return new Parts(args, config, generation, tokenizerConfig, tokenizer, info, runner, backend.Name);

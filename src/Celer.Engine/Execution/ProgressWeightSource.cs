@@ -8,6 +8,9 @@ internal sealed class ProgressWeightSource(IWeightSource inner, int? totalTensor
     private int _tensors;
     private long _bytes;
 
+    /// <summary>Bytes of the tensors the model has taken, as stored in the checkpoint.</summary>
+    public long BytesLoaded => _bytes;
+
     public bool Contains(string name) => inner.Contains(name);
 
     public WeightTensor Get(string name, params int[] expectedShape)

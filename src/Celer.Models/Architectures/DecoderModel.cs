@@ -73,10 +73,12 @@ public sealed class DecoderModel
         _logitsHost = new float[(long)maxLogitsRows * config.VocabSize];
 
         // Dynamic NTK RoPE swaps its frequency table as sequences grow, which a recorded graph cannot follow.
-        if (graphs is not null && backend is IStepGraphs stepGraphs && config.Rope.RopeType != RopeType.Dynamic)
+        if (graphs is { CaptureSizes.Count: > 0 } && graphs.CaptureSizes[0] <= Math.Min(maxLogitsRows, maxNumTokens)
+            && backend is IStepGraphs stepGraphs && config.Rope.RopeType != RopeType.Dynamic)
         {
             _graphs = stepGraphs;
-            _graphOptions = graphs with { MaxBatchSize = Math.Min(graphs.MaxBatchSize, Math.Min(maxLogitsRows, maxNumTokens)) };
+            int largest = Math.Min(maxLogitsRows, maxNumTokens);   // no step holds more sequences
+            _graphOptions = graphs with { CaptureSizes = [.. graphs.CaptureSizes.Where(size => size <= largest)] };
         }
     }
 
@@ -165,7 +167,44 @@ public sealed class DecoderModel
 
     private bool UsesGraph(ForwardBatch batch) =>
         _graphs is not null && _ranEagerStep && IsPlainDecode(batch)
-        && _graphOptions!.Bucket(batch.NumTokens) <= _graphOptions.MaxBatchSize && batch.MaxBlocksPerSeq <= _graphOptions.BlockTableStride;
+        && batch.NumTokens <= _graphOptions!.MaxBatchSize && batch.MaxBlocksPerSeq <= _graphOptions.BlockTableStride;
+
+    /// <summary>
+    /// Records the decode graph of every capture size now, largest first, as vLLM does at startup, so that no request
+    /// waits for a recording and no buffer moves under a recorded graph later: the step metadata buffers are sized for
+    /// the largest step first, one eager padding step makes lazily built state (the RoPE table), then one batch of
+    /// padding rows per size is recorded. Returns the sizes recorded (none when graphs are off).
+    /// </summary>
+    public IReadOnlyList<int> CaptureGraphs()
+    {
+        if (_graphs is null)
+        {
+            return [];
+        }
+
+        StepGraphOptions options = _graphOptions!;
+        _graphs.ReserveStepMetadata(MaxNumTokens, MaxLogitsRows, options.BlockTableStride);
+        ForwardToDevice(PaddingBatch(1));
+        for (int i = options.CaptureSizes.Count - 1; i >= 0; i--)
+        {
+            ForwardWithGraph(PaddingBatch(options.CaptureSizes[i]));
+        }
+
+        return options.CaptureSizes;
+    }
+
+    /// <summary>A decode batch of rows that write no KV (slot −1) and attend to the null block: for warm-up and recording.</summary>
+    private static ForwardBatch PaddingBatch(int rows) => new()
+    {
+        TokenIds = new int[rows],
+        Positions = new int[rows],
+        SlotMapping = Enumerable.Repeat(-1, rows).ToArray(),
+        QueryStartLoc = Enumerable.Range(0, rows + 1).ToArray(),
+        SeqLens = Enumerable.Repeat(1, rows).ToArray(),
+        BlockTables = new int[rows],
+        MaxBlocksPerSeq = 1,
+        LogitsRows = Enumerable.Range(0, rows).ToArray(),
+    };
 
     /// <summary>A step where every sequence feeds one token and samples from it: the shape decode graphs are recorded for.</summary>
     private static bool IsPlainDecode(ForwardBatch batch)

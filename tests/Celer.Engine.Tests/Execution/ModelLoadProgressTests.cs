@@ -3,7 +3,10 @@ using Celer.TestSupport;
 
 namespace Celer.Engine.Tests.Execution;
 
-/// <summary>The loading progress the CLI draws ends at 100 %, from a checkpoint and from dummy weights alike.</summary>
+/// <summary>
+/// The loading progress the CLI draws ends at 100 %, from a checkpoint and from dummy weights alike; the startup log
+/// names each phase with its time and the KV cache's size.
+/// </summary>
 public sealed class ModelLoadProgressTests
 {
     private sealed class Recorder : IProgress<ModelLoadProgress>
@@ -29,5 +32,32 @@ public sealed class ModelLoadProgressTests
         Assert.Equal(last.TensorsLoaded, last.TotalTensors);
         Assert.Equal(last.BytesLoaded, last.TotalBytes);
         Assert.Equal(recorder.Reports[^2].TensorsLoaded, last.TensorsLoaded);
+    }
+
+    [Fact]
+    public void The_startup_log_times_each_phase_and_sizes_the_kv_cache()
+    {
+        var lines = new List<string>();
+        var args = new EngineArgs { Model = RepoPaths.DefaultModel, MaxModelLen = 512, KvCacheMemoryBytes = 64L << 20 };
+        using (ModelLoader.LoadOffline(args, log: lines.Add).Engine)
+        {
+        }
+
+        Assert.Collection(
+            lines,
+            l => Assert.Matches(@"^read the model config \(\w+ForCausalLM\) and tokenizer \(\d+\.\d\d s\)$", l),
+            l => Assert.Matches(@"^backend cpu.* ready, computing in \w+ \(\d+\.\d\d s\)$", l),
+            l => Assert.Matches(@"^weights loaded: \d+\.\d\d GiB \(auto\) \(\d+\.\d\d s\)$", l),
+            l => Assert.StartsWith("KV cache: ", l),
+            l => Assert.Matches(@"^engine ready in \d+\.\d\d s$", l));
+        // The numbers agree with each other: blocks x 16 tokens, 64 MiB in all, tokens / 512 concurrent requests.
+        var kv = System.Text.RegularExpressions.Regex.Match(lines[3],
+            @"^KV cache: (\d+) blocks of 16 tokens = (\d+) tokens, (\d+\.\d\d) GiB \(\w+\); maximum concurrency for 512 tokens per request: (\d+\.\d\d)x \(\d+\.\d\d s\)$");
+        Assert.True(kv.Success, lines[3]);
+        long blocks = long.Parse(kv.Groups[1].Value), tokens = long.Parse(kv.Groups[2].Value);
+        Assert.True(blocks > 1);
+        Assert.Equal(blocks * 16, tokens);
+        Assert.Equal("0.06", kv.Groups[3].Value);   // 64 MiB
+        Assert.Equal((tokens / 512.0).ToString("F2"), kv.Groups[4].Value);
     }
 }

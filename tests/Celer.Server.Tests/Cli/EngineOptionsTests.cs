@@ -1,0 +1,29 @@
+using System.CommandLine;
+using Celer.Cli;
+
+namespace Celer.Server.Tests.Cli;
+
+/// <summary>vLLM's CUDA-graph flags reach the engine arguments as vLLM spells them.</summary>
+public sealed class EngineOptionsTests
+{
+    private static Celer.Engine.EngineArgs Parse(params string[] args)
+    {
+        var options = new EngineOptions();
+        var command = new RootCommand();
+        options.AddTo(command);
+        ParseResult result = command.Parse(args);
+        Assert.Empty(result.Errors);
+        return options.ToEngineArgs(result, "model");
+    }
+
+    [Fact]
+    public void Cuda_graph_sizes_take_a_list_or_one_largest_size()
+    {
+        Assert.Equal([1, 2, 8], Parse("--cuda-graph-sizes", "8", "1", "2").GraphCaptureSizes());
+        Assert.Equal([1, 2, 4, 8, 16], Parse("--cuda-graph-sizes", "16").GraphCaptureSizes());
+        Assert.Equal([1, 2, 4, 8], Parse("--max-cudagraph-capture-size", "8").GraphCaptureSizes());
+        Celer.Engine.EngineArgs defaults = Parse();
+        Assert.Null(defaults.CudaGraphSizes);
+        Assert.Equal(256, defaults.GraphCaptureSizes()[^1]);
+    }
+}
