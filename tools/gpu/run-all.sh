@@ -93,7 +93,11 @@ if has serve; then
     "$t0" "$(date +%s.%N)" "$OUT/celer-serve-startup.json"
   timeout 240 publish/gpu/celer bench serve --base-url http://localhost:8123 --model "$serve_model" --num-prompts "${SERVE_PROMPTS:-300}" \
     --random-input-len 1024 --random-output-len 128 --request-rate 16 --output-json "$OUT/celer-serve-16rps.json" || status=1
-  kill -INT $serve_pid; wait $serve_pid
+  # Ctrl-C as an operator would; a server that has not exited 20 s later is killed, and the log says so.
+  kill -INT $serve_pid
+  for _ in $(seq 200); do kill -0 $serve_pid 2> /dev/null || break; sleep 0.1; done
+  if kill -0 $serve_pid 2> /dev/null; then echo "celer serve did not exit 20 s after SIGINT; killed"; kill -KILL $serve_pid; status=1; fi
+  wait $serve_pid
 fi
 if has hf; then
   stage "Hugging Face transformers baseline (dynamic cache; static cache compiled) and the card's ceilings"
