@@ -1,0 +1,97 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Celer.Server.Tests.Integration;
+
+namespace Celer.Server.Tests.Cli;
+
+/// <summary>
+/// <c>celer serve</c> as an operator runs it, in its own process: SIGTERM (what Kubernetes sends a pod) lets the
+/// in-flight request finish, then the process exits 0. It used to die at once with exit code 143, cutting streams.
+/// </summary>
+public sealed class ServeShutdownTests
+{
+    private const int MaxTokens = 200;
+
+    [SkippableFact]
+    public async Task Sigterm_drains_the_in_flight_stream_and_exits_cleanly()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "POSIX signals");
+        var start = new ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { Path.Combine(AppContext.BaseDirectory, "celer.dll"), "serve", ServerFixture.DefaultModel, "--port", "0", "--max-num-seqs", "4" },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var server = Process.Start(start)!;
+        var log = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        server.ErrorDataReceived += (_, e) => { if (e.Data is not null) log.Enqueue(e.Data); };
+        server.BeginErrorReadLine();
+        try
+        {
+            // "Serving model 'celer-tiny-py' (max_model_len …) at http://127.0.0.1:PORT/"
+            string? line;
+            while ((line = await server.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(120))) is not null && !line.StartsWith("Serving model", StringComparison.Ordinal))
+            {
+                log.Enqueue(line);
+            }
+
+            Assert.True(line is not null, $"the server never came up: {string.Join('\n', log)}");
+            var baseAddress = new Uri(line[(line.LastIndexOf(" at ", StringComparison.Ordinal) + 4)..]);
+            var drainOutput = Task.Run(async () =>
+            {
+                while (await server.StandardOutput.ReadLineAsync() is { } more)
+                {
+                    log.Enqueue(more);
+                }
+            });
+
+            using var client = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(60) };
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+            {
+                Content = HttpApiTests.Json($$"""{"prompt": "def fibonacci(n):", "max_tokens": {{MaxTokens}}, "stream": true, "ignore_eos": true}"""),
+            };
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            response.EnsureSuccessStatusCode();
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            var chunks = new List<JsonNode>();
+            bool signalled = false, done = false;
+            while (await reader.ReadLineAsync() is { } sse)
+            {
+                if (!sse.StartsWith("data: ", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                if (sse == "data: [DONE]")
+                {
+                    done = true;
+                    break;
+                }
+
+                chunks.Add(JsonNode.Parse(sse["data: ".Length..])!);
+                if (!signalled)
+                {
+                    // The first token is out: the request is in flight when the signal lands.
+                    using var kill = Process.Start("kill", ["-TERM", $"{server.Id}"]);
+                    await kill.WaitForExitAsync();
+                    signalled = true;
+                }
+            }
+
+            Assert.True(done, "the stream ended without [DONE]");
+            // "length": all max_tokens were generated after the signal, not cut short.
+            Assert.Equal("length", chunks[^1]["choices"]![0]!["finish_reason"]!.GetValue<string>());
+            await server.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            await drainOutput;
+            Assert.True(server.ExitCode == 0, $"exit code {server.ExitCode}: {string.Join('\n', log)}");
+            Assert.Contains(log, l => l.Contains("waiting for 1 in-flight request(s) to finish", StringComparison.Ordinal));
+        }
+        finally
+        {
+            if (!server.HasExited)
+            {
+                server.Kill(entireProcessTree: true);
+            }
+        }
+    }
+}
