@@ -1,4 +1,6 @@
 using System.CommandLine;
+using System.Net;
+using System.Net.Sockets;
 using Celer.Engine;
 using Celer.Engine.Execution;
 using Celer.Server;
@@ -63,6 +65,7 @@ internal static class ServeCommand
                 MaxLogprobs = engineArgs.MaxLogprobs,
             };
 
+            EnsurePortFree(options.Host, options.Port);
             Console.Error.WriteLine($"[celer] loading {modelPath} on {engineArgs.Device}");
             // The engine reports step and request stats to whoever it was built with; the server's metrics attach here.
             var statsRelay = new EngineStatsRelay();
@@ -82,6 +85,33 @@ internal static class ServeCommand
     /// <summary>vLLM's rule: a path to an existing file is read; anything else is the template itself.</summary>
     internal static string? ReadChatTemplate(string? value) =>
         value is null ? null : File.Exists(value) ? File.ReadAllText(value) : value;
+
+    /// <summary>
+    /// A busy port is found before the model loads (as vLLM checks it), with one line instead of Kestrel's stack trace
+    /// after a load that may take minutes. The probe binds as Kestrel does (SO_REUSEADDR), so only a listener fails it.
+    /// </summary>
+    private static void EnsurePortFree(string host, int port)
+    {
+        if (port == 0)
+        {
+            return;
+        }
+
+        IPAddress address = host is "localhost" ? IPAddress.Loopback : IPAddress.TryParse(host, out IPAddress? parsed) ? parsed : IPAddress.Any;
+        using var probe = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        probe.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        try
+        {
+            probe.Bind(new IPEndPoint(address, port));
+            probe.Listen();
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.AddressAlreadyInUse or SocketError.AccessDenied)
+        {
+            throw new CliException(e.SocketErrorCode == SocketError.AccessDenied
+                ? $"--port {port}: binding {host}:{port} is not permitted for this user; pick a port above 1023."
+                : $"--port {port}: {host}:{port} is already in use (another server?); stop it or pick another port.");
+        }
+    }
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
 }
