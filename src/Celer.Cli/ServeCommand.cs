@@ -31,7 +31,7 @@ internal static class ServeCommand
         var allowedMethods = new Option<string[]>("--allowed-methods") { Description = "CORS methods.", DefaultValueFactory = _ => ["*"], AllowMultipleArgumentsPerToken = true };
         var allowedHeaders = new Option<string[]>("--allowed-headers") { Description = "CORS headers.", DefaultValueFactory = _ => ["*"], AllowMultipleArgumentsPerToken = true };
         var allowCredentials = new Option<bool>("--allow-credentials") { Description = "CORS: allow credentials (needs explicit origins)." };
-        var maxPendingRequests = new Option<int>("--max-pending-requests") { Description = "Requests queued or running beyond which new ones get 503.", DefaultValueFactory = _ => 1024 };
+        var maxPendingRequests = new Option<int>("--max-pending-requests") { Description = "Sequences (prompts x n) queued or running beyond which new requests get 503; also the most one request may ask for.", DefaultValueFactory = _ => 1024 };
         var engine = new EngineOptions();
 
         var command = new Command("serve", "Start the OpenAI-compatible API server.");

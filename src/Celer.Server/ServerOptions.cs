@@ -24,8 +24,9 @@ public sealed class ServerOptions
     public bool AllowCredentials { get; init; }
 
     /// <summary>
-    /// Generation requests admitted and not yet finished, beyond which new ones get 503 with
-    /// <c>Retry-After</c> (BAD_INPUT.md #26). Below it, requests queue inside the engine.
+    /// Sequences (each prompt of a request times its n) admitted and not yet finished, beyond which new requests get
+    /// 503 with <c>Retry-After</c> (BAD_INPUT.md #26); below it they queue inside the engine. A request that alone
+    /// asks for more gets a 400.
     /// </summary>
     public int MaxPendingRequests { get; init; } = 1024;
 

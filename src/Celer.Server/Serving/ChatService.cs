@@ -20,7 +20,7 @@ internal sealed class ChatService(ServingModel model, AdmissionControl admission
     {
         var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.ChatCompletionRequest);
         var prepared = Prepare(request);
-        var lease = admission.Enter(1);
+        var lease = admission.Enter(1, prepared.EngineRequest.Params.N);
         IAsyncEnumerable<RequestOutput> stream;
         try
         {

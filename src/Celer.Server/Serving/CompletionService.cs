@@ -20,7 +20,7 @@ internal sealed class CompletionService(ServingModel model, AdmissionControl adm
     {
         var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.CompletionRequest);
         var prepared = Prepare(request);
-        var lease = admission.Enter(prepared.EngineRequests.Count);
+        var lease = admission.Enter(prepared.EngineRequests.Count, prepared.N);
         var started = new Started(prepared, await StartAsync(prepared.EngineRequests, lease, context.RequestAborted));
         if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))
             logger.LogInformation("Received request {RequestId}: {Prompts} prompt(s), n={N}, stream={Stream}", prepared.Id, prepared.Prompts.Count, prepared.N, request.Stream == true);

@@ -65,4 +65,28 @@ public sealed class QueueLimitTests
         var batch = await HttpApiTests.PostOkAsync(client, "/v1/completions", """{"prompt": ["import os", "import sys"], "max_tokens": 3, "temperature": 0}""").WaitAsync(Bound);
         Assert.Equal(2, batch["choices"]!.AsArray().Count);
     }
+
+    [SkippableFact]
+    public async Task A_request_that_can_never_fit_the_queue_is_a_400_not_a_503()
+    {
+        await using var server = await TinyPyServer.StartAsync(maxPendingRequests: 8);
+        using var client = server.CreateClient();
+
+        // Nine prompts into an idle server that holds eight sequences: no retry could ever pass, so it is a 400.
+        string nine = $$"""{"prompt": [{{string.Join(", ", Enumerable.Repeat("\"x\"", 9))}}], "max_tokens": 2}""";
+        using var refused = await client.PostAsync("/v1/completions", HttpApiTests.Json(nine)).WaitAsync(Bound);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+        Assert.Contains("9 sequences (9 prompt(s) x n=1)", error["message"]!.GetValue<string>(), StringComparison.Ordinal);
+
+        // n counts too: one chat request with n = 9.
+        using var chat = await client.PostAsync("/v1/chat/completions",
+            HttpApiTests.Json("""{"messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "n": 9}""")).WaitAsync(Bound);
+        Assert.Equal(HttpStatusCode.BadRequest, chat.StatusCode);
+        Assert.Contains("(1 prompt(s) x n=9)", await chat.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        // Two prompts x n = 4 fill the queue exactly and are served.
+        var full = await HttpApiTests.PostOkAsync(client, "/v1/completions", """{"prompt": ["import os", "import sys"], "n": 4, "max_tokens": 2}""").WaitAsync(Bound);
+        Assert.Equal(8, full["choices"]!.AsArray().Count);
+    }
 }
