@@ -9,6 +9,12 @@ public sealed record TemplateLimits
     /// <summary>Largest rendered prompt, in UTF-16 chars. 1 MiB is far above any real context window's text.</summary>
     public int MaxOutputChars { get; init; } = 1 << 20;
 
+    /// <summary>Longest string any expression may build, in UTF-16 chars (checked before it is allocated).</summary>
+    public int MaxValueChars { get; init; } = 4 << 20;
+
+    /// <summary>Most items any list an expression builds may hold (checked before it is allocated).</summary>
+    public int MaxListItems { get; init; } = 1 << 20;
+
     /// <summary>Evaluation steps (statements, loop iterations, expression nodes) per render.</summary>
     public long MaxSteps { get; init; } = 5_000_000;
 

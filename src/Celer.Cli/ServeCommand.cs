@@ -20,6 +20,7 @@ internal static class ServeCommand
         var port = new Option<int>("--port") { Description = "Port to listen on.", DefaultValueFactory = _ => 8000 };
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' (default: env CELER_API_KEY)." };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Chat template: a file path or the template text." };
+        var trustRequestChatTemplate = new Option<bool>("--trust-request-chat-template") { Description = "Accept a chat_template sent with a request (refused by default: a template is code the server runs)." };
         var generationConfig = new Option<string>("--generation-config") { Description = "auto: sampling defaults from generation_config.json; vllm: none.", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "vllm");
         var enableLogRequests = new Option<bool>("--enable-log-requests") { Description = "Log a line for each request received." };
         // vLLM still accepts its older flag; requests are not logged unless --enable-log-requests is given.
@@ -36,7 +37,7 @@ internal static class ServeCommand
 
         var command = new Command("serve", "Start the OpenAI-compatible API server.");
         command.Arguments.Add(model);
-        foreach (var option in new Option[] { host, port, apiKey, chatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests })
+        foreach (var option in new Option[] { host, port, apiKey, chatTemplate, trustRequestChatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests })
             command.Options.Add(option);
         engine.AddTo(command);
 
@@ -52,6 +53,7 @@ internal static class ServeCommand
                 ApiKey = result.GetValue(apiKey) ?? NullIfEmpty(Environment.GetEnvironmentVariable("CELER_API_KEY")),
                 ServedModelNames = servedName is null ? [] : [servedName],
                 ChatTemplate = ReadChatTemplate(result.GetValue(chatTemplate)),
+                TrustRequestChatTemplate = result.GetValue(trustRequestChatTemplate),
                 GenerationConfig = result.GetValue(generationConfig)!,
                 EnableLogRequests = result.GetValue(enableLogRequests) && !result.GetValue(disableLogRequests),
                 DisableLogStats = result.GetValue(disableLogStats),

@@ -30,6 +30,12 @@ public sealed class ServerOptions
     /// </summary>
     public int MaxPendingRequests { get; init; } = 1024;
 
+    /// <summary>
+    /// vLLM's <c>--trust-request-chat-template</c>: accept a <c>chat_template</c> sent with a request. Off by
+    /// default, as in vLLM: a template is code the server runs, so only a server that trusts its clients takes theirs.
+    /// </summary>
+    public bool TrustRequestChatTemplate { get; init; }
+
     /// <summary>On SIGTERM, how long in-flight requests may run before the server exits.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
 

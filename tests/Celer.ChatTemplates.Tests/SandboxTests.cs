@@ -41,6 +41,47 @@ public class SandboxTests
         Assert.Contains("exceeds the limit of 1000", e.Message);
     }
 
+    /// <summary>
+    /// Values are bounded before they are built (issue 18 #1): each of these used to allocate gigabytes, or fail with
+    /// OutOfMemoryException, on the server's heap. Each must fail fast with a render error and allocate little.
+    /// </summary>
+    [Theory]
+    [InlineData("{{ 'x' * 1000000000 }}", "characters exceeds the limit")]
+    [InlineData("{{ 'x' * 10000000000 }}", "characters exceeds the limit")]
+    [InlineData("{{ 1000000000 * 'x' }}", "characters exceeds the limit")]
+    [InlineData("{% set s = 'x' * 1000000 %}{{ s|replace('x', s) }}", "characters exceeds the limit")]
+    [InlineData("{% set s = 'x' * 1000000 %}{{ s.replace('x', s) }}", "characters exceeds the limit")]
+    [InlineData("{{ 'ab'.replace('', 'x' * 3000000) }}", "characters exceeds the limit")]
+    [InlineData("{{ ([0] * 100000000)|length }}", "items exceeds the limit")]
+    [InlineData("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}", "characters exceeds the limit")]
+    [InlineData("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|length }}", "characters exceeds the limit")]
+    [InlineData("{% set ns = namespace(l=[0]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|length }}", "items exceeds the limit")]
+    [InlineData("{{ 'a'|center(1000000000) }}", "characters exceeds the limit")]
+    [InlineData("{{ 'a'.ljust(2000000000) }}", "characters exceeds the limit")]
+    [InlineData("{{ '7'.zfill(2000000000) }}", "characters exceeds the limit")]
+    [InlineData("{{ ('a\n' * 100)|indent(100000000) }}", "characters exceeds the limit")]
+    [InlineData("{{ [[1, [2, [3]]]]|tojson(indent=100000000) }}", "characters exceeds the limit")]
+    [InlineData("{{ [1]|batch(1000000000, 0)|list }}", "items exceeds the limit")]
+    [InlineData("{{ ','.join(['x' * 3000000, 'y' * 3000000]) }}", "characters exceeds the limit")]
+    [InlineData("{{ ['x' * 3000000, 'y' * 3000000]|join(',') }}", "characters exceeds the limit")]
+    public void Values_are_bounded_before_they_are_built(string template, string message)
+    {
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<TemplateRenderException>(() => Render(template));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Contains(message, e.Message, StringComparison.Ordinal);
+        Assert.True(allocated < 64L << 20, $"the render allocated {allocated >> 20} MiB before failing");
+    }
+
+    [Fact]
+    public void Values_within_the_bounds_still_render()
+    {
+        Assert.Equal("1000000", Render("{{ ('x' * 1000000)|length }}"));
+        Assert.Equal("4096", Render("{% set ns = namespace(s='x') %}{% for i in range(12) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}"));
+        Assert.Equal("axbxa", Render("{{ 'a b a'.replace(' ', 'x') }}"));
+        Assert.Equal("xaxbx", Render("{{ 'ab'.replace('', 'x') }}"));
+    }
+
     [Fact]
     public void Steps_are_bounded() =>
         Assert.Contains("evaluation steps", Assert.Throws<TemplateRenderException>(() =>

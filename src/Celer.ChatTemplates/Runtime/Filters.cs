@@ -61,7 +61,7 @@ internal static partial class Filters
             case "join":
                 var attribute = a.Get(1, "attribute");
                 var items = PyOps.Iterate(v).Select(x => attribute is null ? x : GetPath(x, attribute));
-                return string.Join(PyOps.Str(a.Get(0, "d") ?? ""), items.Select(PyOps.Str));
+                return PyMethods.Join(PyOps.Str(a.Get(0, "d") ?? ""), items.Select(PyOps.Str).ToList());
             case "first":
                 var firstItems = PyOps.Iterate(v);
                 return firstItems.Count > 0 ? firstItems[0] : new Undefined("No first item, sequence was empty.");
@@ -151,11 +151,12 @@ internal static partial class Filters
         var indentation = width switch
         {
             string w => w,
-            long n => new string(' ', (int)Math.Max(0, n)),
+            long n => Spaces(n),
             _ => throw new TemplateRenderException("indent width must be an int or a string"),
         };
         // Jinja appends a newline before splitlines() so a trailing newline survives.
         var lines = PyMethods.SplitLines(s + "\n", keepEnds: false);
+        ValueBudget.Chars(s.Length + (long)lines.Count * indentation.Length);
         string rv;
         if (blank)
         {
@@ -216,9 +217,17 @@ internal static partial class Filters
         };
     }
 
+    /// <summary>n spaces (an indent), within the value budget.</summary>
+    internal static string Spaces(long n)
+    {
+        ValueBudget.Chars(n);
+        return new string(' ', (int)Math.Max(0, n));
+    }
+
     private static List<object?> Batch(object? v, long size, object? fill, bool hasFill)
     {
         if (size <= 0) throw new TemplateRenderException("batch size must be positive");
+        if (hasFill) ValueBudget.Items(size);   // the last batch is padded to the full size
         var result = new List<object?>();
         List<object?>? current = null;
         foreach (var x in PyOps.Iterate(v))

@@ -87,7 +87,7 @@ internal sealed partial class Interpreter
         var right = Eval(b.Right, scope);
         return b.Op switch
         {
-            "~" => PyOps.Str(left) + PyOps.Str(right),
+            "~" => PyOps.Concat(PyOps.Str(left), PyOps.Str(right)),
             "+" => PyOps.Add(left, right),
             "*" => PyOps.Multiply(left, right),
             _ => PyOps.Arith(left, right, b.Op),

@@ -31,6 +31,7 @@ internal sealed partial class Interpreter
 
     public string Render(List<Stmt> body, Scope globals)
     {
+        using var budget = ValueBudget.Enter(limits);
         outputs.Push(new StringBuilder());
         var flow = Exec(body, new Scope(globals));
         Debug.Assert(flow == Flow.Normal, "the parser only accepts break/continue inside loops");

@@ -33,7 +33,7 @@ internal sealed class JsonDumps
         var indentText = indent switch
         {
             null => null,
-            long n => new string(' ', (int)Math.Max(0, n)),
+            long n => Filters.Spaces(n),
             string s => s,
             _ => throw new TemplateRenderException($"indent must be an int or a string, not {PyOps.TypeName(indent)}"),
         };
@@ -123,6 +123,7 @@ internal sealed class JsonDumps
     private void NewLine(int level)
     {
         if (indent is null) return;
+        ValueBudget.Chars(sb.Length + 1 + (long)level * indent.Length);
         sb.Append('\n');
         for (var i = 0; i < level; i++) sb.Append(indent);
     }

@@ -106,18 +106,19 @@ internal static class PyMethods
                 var at = Find(s, a, last: name == "rindex");
                 return at >= 0 ? (long)at : throw new TemplateRenderException("substring not found");
             case "count": return (long)Count(s, a.Str(0, "sub"));
-            case "join": return string.Join(s, PyOps.Iterate(a.Required(0, "iterable")).Select(x =>
-                x as string ?? throw new TemplateRenderException($"sequence item: expected str instance, {PyOps.TypeName(x)} found")));
+            case "join": return Join(s, PyOps.Iterate(a.Required(0, "iterable")).Select(x =>
+                x as string ?? throw new TemplateRenderException($"sequence item: expected str instance, {PyOps.TypeName(x)} found")).ToList());
             case "format": return Format(s, a);
             case "zfill":
-                var width = (int)a.Int(0, "width", 0);
+                var width = (int)Math.Min(a.Int(0, "width", 0), int.MaxValue);
                 if (s.Length >= width) return s;
+                ValueBudget.Chars(width);
                 var signed = s.Length > 0 && s[0] is '+' or '-';
                 return signed ? s[0] + new string('0', width - s.Length) + s[1..] : new string('0', width - s.Length) + s;
             case "center":
             case "ljust":
             case "rjust":
-                return Pad(s, name, (int)a.Int(0, "width", 0), a.Get(1, "fillchar") as string ?? " ");
+                return Pad(s, name, (int)Math.Min(a.Int(0, "width", 0), int.MaxValue), a.Get(1, "fillchar") as string ?? " ");
             case "partition":
             case "rpartition":
                 var sep = a.Str(0, "sep");
@@ -241,6 +242,9 @@ internal static class PyMethods
 
     public static string Replace(string s, string old, string replacement, long count)
     {
+        // The result's length, before building it: each replaced occurrence changes it by new - old.
+        long occurrences = Math.Min(Count(s, old), count < 0 ? long.MaxValue : count);
+        ValueBudget.Chars(s.Length + occurrences * (replacement.Length - old.Length));
         if (count < 0) return old.Length == 0 ? InsertEverywhere(s, replacement, int.MaxValue) : s.Replace(old, replacement, StringComparison.Ordinal);
         if (old.Length == 0) return InsertEverywhere(s, replacement, (int)count);
         var sb = new StringBuilder();
@@ -292,6 +296,13 @@ internal static class PyMethods
         return at < 0 ? -1 : at + start;
     }
 
+    /// <summary>str.join within the value budget.</summary>
+    public static string Join(string separator, IReadOnlyList<string> parts)
+    {
+        ValueBudget.Chars(parts.Sum(p => (long)p.Length) + (long)separator.Length * Math.Max(0, parts.Count - 1));
+        return string.Join(separator, parts);
+    }
+
     private static int Count(string s, string sub)
     {
         if (sub.Length == 0) return s.Length + 1;
@@ -305,6 +316,7 @@ internal static class PyMethods
         if (fill.Length != 1) throw new TemplateRenderException("The fill character must be exactly one character long");
         var total = width - s.Length;
         if (total <= 0) return s;
+        ValueBudget.Chars(width);
         var f = fill[0];
         return how switch
         {

@@ -159,9 +159,9 @@ internal static class PyOps
         if (IsNumber(a) && IsNumber(b)) return Arith(a, b, "+");
         return (a, b) switch
         {
-            (string x, string y) => x + y,
-            (List<object?> x, List<object?> y) => (object)new List<object?>([.. x, .. y]),
-            (PyTuple x, PyTuple y) => new PyTuple([.. x.Items, .. y.Items]),
+            (string x, string y) => Concat(x, y),
+            (List<object?> x, List<object?> y) => (object)ConcatLists(x, y),
+            (PyTuple x, PyTuple y) => new PyTuple([.. ConcatLists(x.Items, y.Items)]),
             (string, _) => throw new TemplateRenderException($"can only concatenate str (not \"{TypeName(b)}\") to str"),
             (List<object?>, _) => throw new TemplateRenderException($"can only concatenate list (not \"{TypeName(b)}\") to list"),
             _ => throw Unsupported("+", a, b),
@@ -181,11 +181,31 @@ internal static class PyOps
         };
     }
 
-    private static string Repeat(string s, long n) => n <= 0 ? "" : new StringBuilder(s.Length * (int)n).Insert(0, s, (int)n).ToString();
+    /// <summary>a + b for strings, within the value budget.</summary>
+    public static string Concat(string a, string b)
+    {
+        ValueBudget.Chars((long)a.Length + b.Length);
+        return a + b;
+    }
+
+    private static List<object?> ConcatLists(IReadOnlyList<object?> a, IReadOnlyList<object?> b)
+    {
+        ValueBudget.Items((long)a.Count + b.Count);
+        return [.. a, .. b];
+    }
+
+    private static string Repeat(string s, long n)
+    {
+        if (n <= 0 || s.Length == 0) return "";
+        ValueBudget.Chars(s.Length * n);   // both at most 2^31: no overflow
+        return new StringBuilder(s.Length * (int)n).Insert(0, s, (int)n).ToString();
+    }
 
     private static List<object?> RepeatList(List<object?> l, long n)
     {
-        var result = new List<object?>();
+        if (n <= 0 || l.Count == 0) return [];
+        ValueBudget.Items(l.Count * n);
+        var result = new List<object?>(l.Count * (int)n);
         for (var i = 0; i < n; i++) result.AddRange(l);
         return result;
     }

@@ -12,6 +12,7 @@ namespace Celer.Server.Serving;
 internal sealed class ServingModel
 {
     private readonly ChatTemplate? _defaultChatTemplate;
+    private readonly bool _trustRequestChatTemplate;
 
     public ServingModel(LoadedModel model, ServerOptions options)
     {
@@ -36,6 +37,7 @@ internal sealed class ServingModel
         // --chat-template overrides the tokenizer's; a broken template fails at startup, not per request.
         var source = options.ChatTemplate ?? model.ChatTemplate;
         _defaultChatTemplate = source is null ? null : ChatTemplate.Parse(source);
+        _trustRequestChatTemplate = options.TrustRequestChatTemplate;
     }
 
     public AsyncLlmEngine Engine { get; }
@@ -75,11 +77,24 @@ internal sealed class ServingModel
         throw OpenAIException.ModelNotFound(requested);
     }
 
-    /// <summary>The template for a request: the client's own (parsed under the sandbox limits) or the model's.</summary>
+    /// <summary>
+    /// The template for a request: the client's own (parsed under the sandbox limits) when the server trusts request
+    /// templates (--trust-request-chat-template), else the model's; a refused template is a 400, as in vLLM.
+    /// </summary>
     public ChatTemplate GetChatTemplate(string? requestTemplate)
     {
         if (requestTemplate is not null)
+        {
+            if (!_trustRequestChatTemplate)
+            {
+                throw OpenAIException.BadRequest(
+                    "Chat template is passed with request, but --trust-request-chat-template is not set. Refused request with untrusted chat template.",
+                    "chat_template");
+            }
+
             return ChatTemplate.Parse(requestTemplate);
+        }
+
         return _defaultChatTemplate ?? throw OpenAIException.BadRequest(
             "The model has no chat template and the request gives none: as of transformers v4.44 a default chat template is no longer allowed, so pass `chat_template` or start the server with --chat-template.",
             "chat_template");

@@ -70,6 +70,10 @@ public sealed class BadInputTests(ServerFixture server)
         // #18 client templates are parsed and rendered in the sandbox
         { Chat, """{"messages": [{"role": "user", "content": "x"}], "chat_template": "{% for %}"}""", 400, "chat_template" },
         { Chat, """{"messages": [{"role": "user", "content": "x"}], "chat_template": "{{ raise_exception('no') }}"}""", 400, "messages" },
+        // ... with every value bounded before it is built (issue 18 #1: these took gigabytes each)
+        { Chat, """{"messages": [{"role": "user", "content": "x"}], "chat_template": "{{ 'x' * 1000000000 }}"}""", 400, "messages" },
+        { Chat, """{"messages": [{"role": "user", "content": "x"}], "chat_template": "{% set s = 'x' * 1000000 %}{{ s|replace('x', s) }}"}""", 400, "messages" },
+        { Chat, """{"messages": [{"role": "user", "content": "x"}], "chat_template": "{{ ([0] * 100000000)|length }}"}""", 400, "messages" },
         // vLLM's own rules
         { Completions, """{"prompt": "x", "suffix": "tail"}""", 400, "suffix" },
         { Chat, """{"messages": [{"role": "assistant", "content": "x"}], "add_generation_prompt": true, "continue_final_message": true}""", 400, "continue_final_message" },

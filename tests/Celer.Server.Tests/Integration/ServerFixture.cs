@@ -42,6 +42,8 @@ public sealed class ServerFixture : IAsyncLifetime
             ApiKey = ApiKey,
             ServedModelNames = [ModelName],
             MaxPendingRequests = 64,
+            // The sandbox cases send their own templates (BadInputTests #18).
+            TrustRequestChatTemplate = true,
             MaxRequestBodyBytes = 256 * 1024,
             MaxRequestHeadersTotalBytes = 16 * 1024,
             LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning,
