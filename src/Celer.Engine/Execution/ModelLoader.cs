@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Celer.Backends.Cpu;
 using Celer.Backends.Cuda;
+using Celer.Backends.Cuda.Interop;
 using Celer.Models.Architectures;
 using Celer.Models.Backend;
 using Celer.Models.Config;
@@ -153,9 +154,22 @@ public static class ModelLoader
     private static IModelBackend CreateBackend(string device, DType dtype, DType? kvDType) => device.ToLowerInvariant() switch
     {
         "cpu" => new CpuBackend(dtype),
-        "cuda" or "gpu" => new CudaBackend(CudaDevice.Open(), dtype, ownsDevice: true, kvDType),
+        "cuda" or "gpu" => new CudaBackend(OpenGpu(), dtype, ownsDevice: true, kvDType),
         _ => throw new ArgumentException($"Unknown device '{device}'; expected cpu or cuda.", nameof(device)),
     };
+
+    /// <summary>The first GPU; a machine without a driver or a GPU is the user's to fix: one line, no stack trace.</summary>
+    private static CudaDevice OpenGpu()
+    {
+        try
+        {
+            return CudaDevice.Open();
+        }
+        catch (CudaException e)
+        {
+            throw new ModelLoadException($"--device cuda: no usable NVIDIA GPU. {e.Message} Use --device cpu to run on the CPU.");
+        }
+    }
 
     /// <summary>
     /// The FP8 format <c>--kv-cache-dtype</c> asks for (null: the model dtype). FP8 caches need a GPU and a 16-bit
