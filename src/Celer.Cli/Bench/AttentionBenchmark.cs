@@ -25,7 +25,7 @@ internal static class AttentionBenchmark
         var prefill = new Option<string>("--prefill") { DefaultValueFactory = _ => "8x2048", Description = "Prompts × length of the prefill case." };
         var decode = new Option<string>("--decode") { DefaultValueFactory = _ => "64x4096", Description = "Sequences × context of the decode case." };
         var iters = new Option<int>("--num-iters") { DefaultValueFactory = _ => 20 };
-        var outputJson = new Option<string?>("--output-json");
+        var outputJson = new Option<string?>("--output-json") { Description = "Write the results as JSON to this file (none are written without it)." };
         var command = new Command("attention", "The CUDA attention operator alone: prefill TFLOP/s and decode GB/s.");
         foreach (Option option in new Option[] { heads, kvHeads, headDim, dtype, prefill, decode, iters, outputJson })
         {
@@ -73,8 +73,8 @@ internal static class AttentionBenchmark
                 ["decode_seconds"] = decodeSeconds,
                 ["decode_gb_per_s"] = bytes / decodeSeconds / 1e9,
             };
-            string path = BenchmarkReport.Write("attention", $"attention-h{spec.NumHeads}-kv{spec.NumKvHeads}-d{spec.HeadDim}", "cuda", parameters, results, result.GetValue(outputJson));
-            output.WriteLine($"Results written to {path}");
+            if (BenchmarkReport.Write("attention", $"attention-h{spec.NumHeads}-kv{spec.NumKvHeads}-d{spec.HeadDim}", "cuda", parameters, results, result.GetValue(outputJson)) is { } path)
+                output.WriteLine($"Results written to {path}");
             return Task.FromResult(0);
         }));
         return command;

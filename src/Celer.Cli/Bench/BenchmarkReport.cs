@@ -6,16 +6,21 @@ using System.Text.Json.Nodes;
 namespace Celer.Cli.Bench;
 
 /// <summary>
-/// Writes a benchmark's results as JSON (default <c>benchmarks/results/KIND-MODEL-TIMESTAMP.json</c>)
-/// with what is needed to compare runs: machine, OS, processor count, device, commit, parameters.
+/// Writes a benchmark's results as JSON, with what is needed to compare runs: machine, OS, processor count,
+/// device, commit, parameters. Only when asked (<c>--output-json</c>), as vLLM's benchmarks save results only
+/// with <c>--save-result</c>: a run from a checkout leaves no files in it.
 /// </summary>
 internal static class BenchmarkReport
 {
     // Relaxed escaping keeps "+" and non-ASCII readable in a file meant for people and scripts, not HTML.
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    public static string Write(string kind, string model, string device, JsonObject parameters, JsonObject results, string? outputPath)
+    /// <returns>The path written, or null when no <paramref name="outputPath"/> was given.</returns>
+    public static string? Write(string kind, string model, string device, JsonObject parameters, JsonObject results, string? outputPath)
     {
+        if (outputPath is null)
+            return null;
+
         var timestamp = DateTimeOffset.UtcNow;
         var report = new JsonObject
         {
@@ -32,8 +37,7 @@ internal static class BenchmarkReport
             ["parameters"] = parameters,
             ["results"] = results,
         };
-        var path = outputPath ?? Path.Combine("benchmarks", "results",
-            $"{kind}-{SafeName(Path.GetFileName(model.TrimEnd('/', '\\')))}-{timestamp:yyyyMMdd-HHmmss}.json");
+        var path = outputPath;
         var directory = Path.GetDirectoryName(Path.GetFullPath(path));
         if (directory is not null)
             Directory.CreateDirectory(directory);
@@ -68,16 +72,5 @@ internal static class BenchmarkReport
         {
             return null;
         }
-    }
-
-    private static string SafeName(string name)
-    {
-        var chars = name.ToCharArray();
-        for (var i = 0; i < chars.Length; i++)
-        {
-            if (!char.IsLetterOrDigit(chars[i]) && chars[i] is not ('-' or '_' or '.'))
-                chars[i] = '_';
-        }
-        return chars.Length == 0 ? "model" : new string(chars);
     }
 }

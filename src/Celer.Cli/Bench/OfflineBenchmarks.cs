@@ -148,7 +148,7 @@ internal static class OfflineBenchmarks
     private sealed class CommonOptions
     {
         private readonly Option<string?> _model = new("--model") { Description = "Model directory (default: the repository's models/celer-tiny-py)." };
-        private readonly Option<string?> _outputJson = new("--output-json") { Description = "Where to write the results (default: benchmarks/results/KIND-MODEL-TIMESTAMP.json)." };
+        private readonly Option<string?> _outputJson = new("--output-json") { Description = "Write the results as JSON to this file (none are written without it)." };
         private readonly EngineOptions _engine = new();
 
         public void AddTo(Command command)
@@ -173,8 +173,8 @@ internal static class OfflineBenchmarks
             parameters["enable_prefix_caching"] = args.EnablePrefixCaching;
             parameters["dtype"] = args.Dtype;
             parameters["seed"] = args.Seed;
-            var path = BenchmarkReport.Write(kind, args.Model, args.Device, parameters, results, result.GetValue(_outputJson));
-            result.InvocationConfiguration.Output.WriteLine($"Results written to {path}");
+            if (BenchmarkReport.Write(kind, args.Model, args.Device, parameters, results, result.GetValue(_outputJson)) is { } path)
+                result.InvocationConfiguration.Output.WriteLine($"Results written to {path}");
         }
     }
 }

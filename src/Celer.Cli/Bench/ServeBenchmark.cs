@@ -32,7 +32,7 @@ internal static class ServeBenchmark
         var outputLen = new Option<int>("--random-output-len") { DefaultValueFactory = _ => 128 };
         var rangeRatio = new Option<double>("--random-range-ratio") { DefaultValueFactory = _ => 0 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
-        var outputJson = new Option<string?>("--output-json") { Description = "Where to write the results (default: benchmarks/results/serve-MODEL-TIMESTAMP.json)." };
+        var outputJson = new Option<string?>("--output-json") { Description = "Write the results as JSON to this file (none are written without it)." };
         var command = new Command("serve", "Benchmark a running server (vLLM's bench serve).");
         foreach (var option in new Option[] { baseUrl, model, servedModel, apiKey, requestRate, maxConcurrency, numPrompts, inputLen, outputLen, rangeRatio, seed, outputJson })
             command.Options.Add(option);
@@ -105,8 +105,8 @@ internal static class ServeBenchmark
                 ["random_range_ratio"] = result.GetValue(rangeRatio),
                 ["seed"] = result.GetValue(seed),
             };
-            var path = BenchmarkReport.Write("serve", modelName, "server", parameters, results, result.GetValue(outputJson));
-            output.WriteLine($"Results written to {path}");
+            if (BenchmarkReport.Write("serve", modelName, "server", parameters, results, result.GetValue(outputJson)) is { } path)
+                output.WriteLine($"Results written to {path}");
             return 0;
         }));
         return command;

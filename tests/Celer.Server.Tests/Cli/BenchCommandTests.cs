@@ -43,6 +43,22 @@ public sealed class BenchCommandTests(ServerFixture server) : IDisposable
     }
 
     [SkippableFact]
+    public async Task Without_output_json_a_bench_writes_no_file()
+    {
+        string defaultFolder = Path.Combine(Environment.CurrentDirectory, "benchmarks");
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var exitCode = await CelerCommandLine.CreateRoot().Parse(["bench", "throughput", "--model", ServerFixture.DefaultModel,
+                "--num-prompts", "2", "--input-len", $"{InputLen}", "--output-len", $"{OutputLen}", "--max-num-seqs", "4", "--max-model-len", "64"])
+            .InvokeAsync(new InvocationConfiguration { Output = output, Error = error, ProcessTerminationTimeout = null });
+
+        Assert.True(exitCode == 0, error.ToString());
+        Assert.Contains("Throughput:", output.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("Results written", output.ToString(), StringComparison.Ordinal);
+        Assert.False(Directory.Exists(defaultFolder), $"{defaultFolder} was created");
+    }
+
+    [SkippableFact]
     public async Task Bench_throughput_writes_its_report()
     {
         var report = await RunAsync("bench", "throughput", "--model", ServerFixture.DefaultModel,
