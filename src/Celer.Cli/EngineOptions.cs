@@ -9,15 +9,15 @@ namespace Celer.Cli;
 /// </summary>
 internal sealed class EngineOptions
 {
-    public Option<string?> ServedModelName { get; } = new("--served-model-name") { Description = "Model name used in the API (default: the model path)." };
+    public Option<string?> ServedModelName { get; } = new("--served-model-name") { Description = "Model name used in the API (default: the model directory's name)." };
     public Option<int?> MaxModelLen { get; } = new("--max-model-len") { Description = "Context length (default: from the model's config)." };
     public Option<int> MaxNumSeqs { get; } = new("--max-num-seqs") { Description = "Most sequences in one batch.", DefaultValueFactory = _ => 256 };
-    public Option<int?> MaxNumBatchedTokens { get; } = new("--max-num-batched-tokens") { Description = "Token budget of one engine step." };
+    public Option<int?> MaxNumBatchedTokens { get; } = new("--max-num-batched-tokens") { Description = "Token budget of one engine step (default: 8192; without chunked prefill at least --max-model-len)." };
     public Option<int> BlockSize { get; } = new("--block-size") { Description = "Tokens per KV-cache block.", DefaultValueFactory = _ => 16 };
     public Option<float> GpuMemoryUtilization { get; } = new("--gpu-memory-utilization") { Description = "Fraction of GPU memory the engine may use.", DefaultValueFactory = _ => 0.9f };
     public Option<long?> KvCacheMemory { get; } = new("--kv-cache-memory")
     {
-        Description = "KV-cache size in bytes (accepts 4GiB, 512MiB, 2G).",
+        Description = "KV-cache size in bytes, e.g. 4GiB, 512MiB, 2G (default: what --gpu-memory-utilization leaves on a GPU; 4 GiB on the CPU).",
         CustomParser = result =>
         {
             var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
@@ -28,7 +28,7 @@ internal sealed class EngineOptions
         },
     };
     public Option<string> Device { get; } = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" }.AcceptOnlyFromAmong("cpu", "cuda");
-    public Option<string> Dtype { get; } = new Option<string>("--dtype") { Description = "Weight dtype.", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "half", "float16", "bfloat16", "float", "float32");
+    public Option<string> Dtype { get; } = new Option<string>("--dtype") { Description = "The dtype the model runs in; auto: the checkpoint's torch_dtype (fp32 checkpoints run in bf16 on a GPU).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "half", "float16", "bfloat16", "float", "float32");
     public Option<string> KvCacheDtype { get; } = new Option<string>("--kv-cache-dtype") { Description = "KV cache dtype: auto (the model's), fp8 (= fp8_e4m3) or fp8_e5m2 (CUDA).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "fp8", "fp8_e4m3", "fp8_e5m2");
     public Option<bool> EnablePrefixCaching { get; } = new("--enable-prefix-caching") { Description = "Reuse KV blocks of shared prompt prefixes (default on).", DefaultValueFactory = _ => true };
     public Option<bool> NoEnablePrefixCaching { get; } = new("--no-enable-prefix-caching") { Description = "Turn automatic prefix caching off." };

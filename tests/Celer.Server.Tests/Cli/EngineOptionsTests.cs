@@ -3,7 +3,7 @@ using Celer.Cli;
 
 namespace Celer.Server.Tests.Cli;
 
-/// <summary>vLLM's CUDA-graph flags reach the engine arguments as vLLM spells them.</summary>
+/// <summary>The engine flags: vLLM's CUDA-graph flags as vLLM spells them, and help texts that state the real defaults.</summary>
 public sealed class EngineOptionsTests
 {
     private static Celer.Engine.EngineArgs Parse(params string[] args)
@@ -25,5 +25,17 @@ public sealed class EngineOptionsTests
         Celer.Engine.EngineArgs defaults = Parse();
         Assert.Null(defaults.CudaGraphSizes);
         Assert.Equal(256, defaults.GraphCaptureSizes()[^1]);
+    }
+
+    [Fact]
+    public void Help_texts_state_the_real_defaults()
+    {
+        var options = new EngineOptions();
+        Assert.Contains($"default: {Celer.Engine.EngineArgs.DefaultMaxNumBatchedTokens}", options.MaxNumBatchedTokens.Description, StringComparison.Ordinal);
+        Assert.Contains($"{Celer.Engine.Execution.ModelLoader.DefaultCpuKvCacheBytes >> 30} GiB on the CPU", options.KvCacheMemory.Description, StringComparison.Ordinal);
+        Assert.Contains("model directory's name", options.ServedModelName.Description, StringComparison.Ordinal);
+        Assert.Equal(new Celer.Engine.EngineArgs { Model = "m" }.MaxNumSeqs, Parse().MaxNumSeqs);
+        Assert.Equal(new Celer.Engine.EngineArgs { Model = "m" }.GpuMemoryUtilization, Parse().GpuMemoryUtilization);
+        Assert.Equal(new Celer.Engine.EngineArgs { Model = "m" }.BlockSize, Parse().BlockSize);
     }
 }
