@@ -9,6 +9,9 @@ public sealed class StreamOptions
 {
     [JsonPropertyName("include_usage")] public bool? IncludeUsage { get; set; }
     [JsonPropertyName("continuous_usage_stats")] public bool? ContinuousUsageStats { get; set; }
+
+    /// <summary>vLLM's rule: every chunk carries the usage so far when both include_usage and continuous_usage_stats are set.</summary>
+    [JsonIgnore] public bool Continuous => IncludeUsage == true && ContinuousUsageStats == true;
 }
 
 /// <summary>

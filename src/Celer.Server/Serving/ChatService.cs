@@ -105,18 +105,23 @@ internal sealed class ChatService(ServingModel model, AdmissionControl admission
         var created = Now();
         var sse = await ServerSentEvents.StartAsync(context);
         var acc = new RequestAccumulator(n);
+        // stream_options.continuous_usage_stats: each chunk carries its choice's token count so far, as vLLM sends it.
+        var continuousUsage = request.StreamOptions?.Continuous == true;
+        var promptTokenCount = prepared.EngineRequest.PromptTokenIds.Count;
+        var choiceTokens = new int[n];
         try
         {
             // vLLM's first chunk per choice carries only the role (and the echoed content, if asked).
             var echo = request.Echo == true ? ChatPromptBuilder.LastContentIfRole(prepared.Prompt.Conversation, prepared.Role) : null;
             for (var i = 0; i < n; i++)
-                await WriteChunkAsync(new ChatStreamChoice(i, new ChatDelta(prepared.Role, echo ?? ""), null, null));
+                await WriteChunkAsync(new ChatStreamChoice(i, new ChatDelta(prepared.Role, echo ?? ""), null, null), i);
 
             await foreach (var output in started.Stream)
             {
                 acc.Add(output);
                 foreach (var delta in output.Outputs)
                 {
+                    choiceTokens[delta.Index] += delta.TokenIdsDelta.Count;
                     var logprobs = request.Logprobs == true && delta.LogprobsDelta is { Count: > 0 } lp
                         ? new ChatLogprobs(formatter.ChatLogprobs(delta.TokenIdsDelta, lp, request.TopLogprobs ?? 0))
                         : null;
@@ -124,7 +129,7 @@ internal sealed class ChatService(ServingModel model, AdmissionControl admission
                     if (delta.TextDelta.Length == 0 && delta.FinishReason is null && logprobs is null)
                         continue;
                     await WriteChunkAsync(new ChatStreamChoice(delta.Index, new ChatDelta(null, delta.TextDelta), logprobs,
-                        FinishReasons.ToWire(delta.FinishReason), StopReasonJson.From(delta.StopReason)));
+                        FinishReasons.ToWire(delta.FinishReason), StopReasonJson.From(delta.StopReason)), delta.Index);
                 }
             }
 
@@ -146,8 +151,9 @@ internal sealed class ChatService(ServingModel model, AdmissionControl admission
         }
         await sse.WriteDoneAsync();
 
-        Task WriteChunkAsync(ChatStreamChoice choice) =>
-            sse.WriteAsync(new ChatCompletionChunk(prepared.Id, created, prepared.ModelName, [choice]), ServerJsonContext.Wire.ChatCompletionChunk);
+        Task WriteChunkAsync(ChatStreamChoice choice, int index) =>
+            sse.WriteAsync(new ChatCompletionChunk(prepared.Id, created, prepared.ModelName, [choice],
+                continuousUsage ? new UsageInfo(promptTokenCount, promptTokenCount + choiceTokens[index], choiceTokens[index]) : null), ServerJsonContext.Wire.ChatCompletionChunk);
     }
 
     private static long Now() => DateTimeOffset.UtcNow.ToUnixTimeSeconds();

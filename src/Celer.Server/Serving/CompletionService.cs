@@ -127,6 +127,8 @@ internal sealed class CompletionService(ServingModel model, AdmissionControl adm
         var request = prepared.Request;
         var echo = request.Echo == true;
         var includeUsage = request.StreamOptions?.IncludeUsage == true;
+        // stream_options.continuous_usage_stats: each chunk carries its choice's token count so far, as vLLM sends it.
+        var continuousUsage = request.StreamOptions?.Continuous == true;
         var formatter = new LogprobsFormatter(model.Tokenizer, request.ReturnTokensAsTokenIds == true);
         var created = Now();
         var sse = await ServerSentEvents.StartAsync(context);
@@ -134,6 +136,7 @@ internal sealed class CompletionService(ServingModel model, AdmissionControl adm
         // Characters already sent per choice: the text offset at which a chunk's logprobs start.
         var sentChars = new int[accumulators.Length * prepared.N];
         var echoed = new bool[sentChars.Length];
+        var choiceTokens = new int[sentChars.Length];
         try
         {
             await foreach (var (p, output) in OutputStreams.MergeAsync(started.Streams, context.RequestAborted))
@@ -143,6 +146,7 @@ internal sealed class CompletionService(ServingModel model, AdmissionControl adm
                 foreach (var delta in output.Outputs)
                 {
                     var index = p * prepared.N + delta.Index;
+                    choiceTokens[index] += delta.TokenIdsDelta.Count;
                     var text = delta.TextDelta;
                     CompletionLogprobs? logprobs = request.Logprobs is not null ? new CompletionLogprobs() : null;
                     if (echo && !echoed[index])
@@ -161,7 +165,9 @@ internal sealed class CompletionService(ServingModel model, AdmissionControl adm
                         continue;
                     sentChars[index] += LogprobsFormatter.CodePoints(text);
                     var choice = new CompletionChoice(index, text, logprobs, FinishReasons.ToWire(delta.FinishReason), StopReasonJson.From(delta.StopReason));
-                    await sse.WriteAsync(new CompletionStreamResponse(prepared.Id, created, prepared.ModelName, [choice]), ServerJsonContext.Wire.CompletionStreamResponse);
+                    var promptTokens = prepared.Prompts[p].TokenIds.Length;
+                    var usageSoFar = continuousUsage ? new UsageInfo(promptTokens, promptTokens + choiceTokens[index], choiceTokens[index]) : null;
+                    await sse.WriteAsync(new CompletionStreamResponse(prepared.Id, created, prepared.ModelName, [choice], usageSoFar), ServerJsonContext.Wire.CompletionStreamResponse);
                 }
             }
 

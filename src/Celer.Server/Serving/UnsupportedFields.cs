@@ -29,8 +29,6 @@ internal static class UnsupportedFields
         {
             if (request.Stream != true)
                 throw OpenAIException.BadRequest("Stream options can only be defined when `stream=True`.", "stream_options");
-            if (streamOptions.ContinuousUsageStats == true)
-                throw OpenAIException.BadRequest("`stream_options.continuous_usage_stats` is not supported by this server yet.", "stream_options");
         }
     }
 

@@ -89,6 +89,60 @@ public sealed class HttpApiTests(ServerFixture server)
         Assert.All(chunks, c => Assert.StartsWith("cmpl-", c["id"]!.GetValue<string>(), StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// vLLM's <c>stream_options.continuous_usage_stats</c> (issue 18 #5): with <c>include_usage</c>, every chunk
+    /// carries its choice's usage so far: the prompt's tokens, and the tokens that choice has generated up to and
+    /// including the chunk; the final usage chunk sums every choice.
+    /// </summary>
+    [SkippableFact]
+    public async Task Continuous_usage_stats_put_each_choices_running_usage_in_every_chunk()
+    {
+        using var client = server.CreateClient();
+        using var response = await client.PostAsync("/v1/completions", Json(
+            """{"prompt": ["Once upon", "def f(x):"], "n": 2, "max_tokens": 5, "ignore_eos": true, "stream": true, "stream_options": {"include_usage": true, "continuous_usage_stats": true}}"""));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("data: [DONE]", events[^1]);
+        var chunks = events[..^1].Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
+        var prompts = new[] { "Once upon", "def f(x):" }
+            .Select(p => Tokenize(client, p)).ToArray();
+        var last = new int[4];
+        foreach (var chunk in chunks[..^1])
+        {
+            var choice = chunk["choices"]![0]!;
+            int index = choice["index"]!.GetValue<int>();
+            var usage = chunk["usage"]!;
+            int completion = usage["completion_tokens"]!.GetValue<int>();
+            Assert.Equal(await prompts[index / 2], usage["prompt_tokens"]!.GetValue<int>());
+            Assert.Equal(usage["prompt_tokens"]!.GetValue<int>() + completion, usage["total_tokens"]!.GetValue<int>());
+            Assert.True(completion >= last[index] && completion <= 5, $"choice {index}: {completion} after {last[index]}");
+            last[index] = completion;
+        }
+
+        Assert.All(last, tokens => Assert.Equal(5, tokens));
+        var total = chunks[^1]["usage"]!;
+        Assert.Empty(chunks[^1]["choices"]!.AsArray());
+        Assert.Equal(20, total["completion_tokens"]!.GetValue<int>());
+
+        // Chat: the role chunk has 0 completion tokens, the last delta all of them.
+        using var chat = await client.PostAsync("/v1/chat/completions", Json(
+            """{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "ignore_eos": true, "stream": true, "stream_options": {"include_usage": true, "continuous_usage_stats": true}}"""));
+        var chatChunks = (await chat.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)[..^1]
+            .Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
+        Assert.Equal(0, chatChunks[0]["usage"]!["completion_tokens"]!.GetValue<int>());
+        Assert.Equal(4, chatChunks[^2]["usage"]!["completion_tokens"]!.GetValue<int>());
+        Assert.All(chatChunks, c => Assert.NotNull(c["usage"]));
+
+        // Without continuous_usage_stats only the final chunk has usage.
+        using var plain = await client.PostAsync("/v1/completions", Json("""{"prompt": "x", "max_tokens": 3, "stream": true, "stream_options": {"include_usage": true}}"""));
+        var plainChunks = (await plain.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)[..^1]
+            .Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
+        Assert.All(plainChunks[..^1], c => Assert.Null(c["usage"]));
+
+        static async Task<int> Tokenize(HttpClient client, string prompt) =>
+            (await PostOkAsync(client, "/tokenize", new JsonObject { ["prompt"] = prompt }.ToJsonString()))["count"]!.GetValue<int>();
+    }
+
     [SkippableFact]
     public async Task Streamed_chat_sends_the_role_first_and_finish_reason_last()
     {
