@@ -42,7 +42,11 @@ public class ReferenceParityTests
             foreach (var (k, v) in kwargs) context[k] = v?.DeepClone();
         }
 
-        var chatTemplate = ChatTemplate.Parse(TemplateTestHelpers.ReadFixture(template["file"]!.GetValue<string>()));
+        // A model directory of the repository (its tokenizer_config.json's template), or a template file.
+        string source = template["model"] is { } model
+            ? JsonNode.Parse(File.ReadAllText(Path.Combine(Celer.TestSupport.RepoPaths.Root, model.GetValue<string>(), "tokenizer_config.json")))!["chat_template"]!.GetValue<string>()
+            : TemplateTestHelpers.ReadFixture(template["file"]!.GetValue<string>());
+        var chatTemplate = ChatTemplate.Parse(source);
         if (expected["output"] is { } output)
         {
             Assert.Equal(output.GetValue<string>(), chatTemplate.Render(context));

@@ -95,7 +95,11 @@ def main():
     results = {}
     for case in spec["cases"]:
         template = spec["templates"][case["template"]]
-        source = (fixtures / template["file"]).read_text(encoding="utf-8")
+        if "model" in template:  # a model directory of the repository: its tokenizer_config.json's template
+            config = FIXTURES.parents[2] / template["model"] / "tokenizer_config.json"
+            source = json.loads(config.read_text(encoding="utf-8"))["chat_template"]
+        else:
+            source = (fixtures / template["file"]).read_text(encoding="utf-8")
         kwargs = {"bos_token": template["bos_token"], "eos_token": template["eos_token"], **case.get("kwargs", {})}
         try:
             output = render(source, case["messages"], case.get("tools"), case["add_generation_prompt"], kwargs)
