@@ -77,6 +77,28 @@ public sealed class AsyncLlmEngine : IAsyncDisposable
         return done.Task;
     }
 
+    /// <summary>
+    /// Aborts every request in flight (a shutdown out of time): each stream gets its final output, finish reason
+    /// abort, so clients see a finished response rather than a cut connection. Completes once the loop has done it.
+    /// </summary>
+    public Task AbortAllAsync()
+    {
+        if (_dead || _stopping)
+        {
+            return Task.CompletedTask;
+        }
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Enqueue(() =>
+        {
+            foreach (string requestId in _streams.Keys)
+            {
+                AbortOnLoop(requestId);
+            }
+            done.TrySetResult();
+        }, done);
+        return done.Task;
+    }
+
     public async ValueTask DisposeAsync()
     {
         _stopping = true;

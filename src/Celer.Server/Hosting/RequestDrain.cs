@@ -6,10 +6,11 @@ namespace Celer.Server.Hosting;
 /// Graceful shutdown (BAD_INPUT.md #25). The host runs every <see cref="IHostedLifecycleService.StoppingAsync"/>
 /// before it stops any service, Kestrel included, so waiting here keeps the listener open while the
 /// server drains: new requests get 503 with <c>Retry-After</c> (and <c>/health</c> 503, so a load
-/// balancer moves on) while admitted ones finish. The host's shutdown timeout cancels the wait; Kestrel
-/// then aborts whatever is left.
+/// balancer moves on) while admitted ones finish. Requests still running near the end of the shutdown timeout
+/// are aborted in the engine, so each response still ends properly (finish reason <c>abort</c>, then
+/// <c>[DONE]</c> for a stream) in the grace period left before Kestrel closes the connections.
 /// </summary>
-internal sealed partial class RequestDrain(AdmissionControl admission, ILogger<RequestDrain> logger) : IHostedLifecycleService
+internal sealed partial class RequestDrain(AdmissionControl admission, ServingModel model, ServerOptions options, ILogger<RequestDrain> logger) : IHostedLifecycleService
 {
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
@@ -17,13 +18,28 @@ internal sealed partial class RequestDrain(AdmissionControl admission, ILogger<R
         var inFlight = admission.InFlight;
         if (inFlight > 0)
             LogWaiting(inFlight);
+        // The last quarter of the timeout (at most 2 s) is kept to end what is still running.
+        var grace = TimeSpan.FromTicks(Math.Min(TimeSpan.FromSeconds(2).Ticks, options.ShutdownTimeout.Ticks / 4));
+        using var drainTime = new CancellationTokenSource(options.ShutdownTimeout - grace);
+        using var drainOrStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, drainTime.Token);
         try
         {
-            await admission.WaitForDrainedAsync(cancellationToken);
+            await admission.WaitForDrainedAsync(drainOrStop.Token);
+            return;
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (drainOrStop.IsCancellationRequested)
         {
-            LogTimedOut(admission.InFlight);
+        }
+
+        LogTimedOut(admission.InFlight);
+        await model.Engine.AbortAllAsync();
+        try
+        {
+            await admission.WaitForDrainedAsync(CancellationToken.None).WaitAsync(grace);
+        }
+        catch (TimeoutException)
+        {
+            LogCut(admission.InFlight);
         }
     }
 
@@ -32,6 +48,9 @@ internal sealed partial class RequestDrain(AdmissionControl admission, ILogger<R
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Shutdown timeout reached with {InFlight} request(s) still running; they are aborted")]
     private partial void LogTimedOut(int inFlight);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{InFlight} response(s) did not finish sending before the server stopped")]
+    private partial void LogCut(int inFlight);
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 

@@ -60,4 +60,53 @@ public sealed class GracefulShutdownTests
         using var fresh = new HttpClient { BaseAddress = server.BaseAddress, Timeout = Bound };
         await Assert.ThrowsAsync<HttpRequestException>(() => fresh.GetAsync("/health"));
     }
+
+    /// <summary>
+    /// Issue 18 #2: SIGTERM with 50 streams and 5 plain requests in flight that cannot finish within the shutdown
+    /// timeout. None may be cut silently: every stream ends with a finish reason and [DONE], every plain request gets
+    /// its response, and the host still stops within the timeout.
+    /// </summary>
+    [SkippableFact]
+    public async Task Requests_still_running_at_the_timeout_end_with_a_final_event()
+    {
+        var timeout = TimeSpan.FromSeconds(3);
+        await using var server = await TinyPyServer.StartAsync(shutdownTimeout: timeout);
+        server.Executor.StepPace = TimeSpan.FromMilliseconds(30);   // 200 tokens: far longer than the timeout
+        using var client = server.CreateClient();
+        const string body = """{"prompt": "import os", "max_tokens": 200, "ignore_eos": true, "temperature": 0""";
+        var streams = new List<HttpResponseMessage>();
+        for (int i = 0; i < 50; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = HttpApiTests.Json(body + ", \"stream\": true}") };
+            streams.Add(await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).WaitAsync(Bound));
+        }
+
+        var plain = Enumerable.Range(0, 5).Select(_ => client.PostAsync("/v1/completions", HttpApiTests.Json(body + "}"))).ToList();
+        await Poll.UntilAsync(() => server.Admission.InFlight == 55, Bound, "every request admitted");
+        var shutdown = server.App.WaitForShutdownAsync();
+        var clock = Stopwatch.StartNew();
+        server.App.Lifetime.StopApplication();
+
+        foreach (var response in streams)
+        {
+            using (response)
+            {
+                var events = await SseReader.ReadAllAsync(response).WaitAsync(Bound);
+                Assert.Equal(SseReader.Done, events[^1]);
+                var final = JsonNode.Parse(events[^2])!["choices"]![0]!["finish_reason"];
+                Assert.True(final?.GetValue<string>() is "abort" or "length", $"last event: {events[^2]}");
+            }
+        }
+
+        foreach (var task in plain)
+        {
+            using var response = await task.WaitAsync(Bound);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var reason = JsonNode.Parse(await response.Content.ReadAsStringAsync())!["choices"]![0]!["finish_reason"]!.GetValue<string>();
+            Assert.True(reason is "abort" or "length", reason);
+        }
+
+        await shutdown.WaitAsync(Bound);
+        Assert.True(clock.Elapsed < timeout + TimeSpan.FromSeconds(1), $"the host took {clock.Elapsed.TotalSeconds:F1} s to stop");
+    }
 }
