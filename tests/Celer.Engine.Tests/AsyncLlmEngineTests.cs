@@ -46,6 +46,37 @@ public class AsyncLlmEngineTests
         Assert.DoesNotContain(deltas.SelectMany(d => d.Outputs), c => c.TextDelta.Contains("pri", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// A consumer that stops reading (a client stalled on a full socket) holds back neither the loop nor other
+    /// requests: its outputs wait in its own stream, and it gets them all when it reads again.
+    /// </summary>
+    [Fact]
+    public async Task A_stream_nobody_reads_does_not_hold_back_the_loop_or_other_requests()
+    {
+        var p = new SamplingParams { MaxTokens = 40, IgnoreEos = true };
+        await using var engine = new AsyncLlmEngine(LlmEngineTests.Args(), LlmEngineTests.RecitingExecutor(), TinyPy.Tokenizer, LlmEngineTests.Model);
+        IAsyncEnumerable<RequestOutput> stalled = engine.GenerateAsync(LlmEngineTests.Prompt("stalled", 5, p));
+        await using IAsyncEnumerator<RequestOutput> reader = stalled.GetAsyncEnumerator();
+        Assert.True(await reader.MoveNextAsync());   // started, then left unread
+
+        for (int i = 0; i < 3; i++)
+        {
+            List<RequestOutput> other = await Collect(engine.GenerateAsync(LlmEngineTests.Prompt($"other{i}", 7, p))).WaitAsync(Patience);
+            Assert.True(other[^1].Finished);
+        }
+
+        var accumulator = new RequestOutputAccumulator(1);
+        accumulator.Add(reader.Current);
+        while (await reader.MoveNextAsync().AsTask().WaitAsync(Patience))
+        {
+            accumulator.Add(reader.Current);
+        }
+
+        RequestOutput whole = accumulator.Build();
+        Assert.Equal(40, whole.Outputs[0].TokenIdsDelta.Count);
+        Assert.Equal(FinishReason.Length, whole.Outputs[0].FinishReason);
+    }
+
     [Fact]
     public async Task Cancellation_AbortsTheRequestAndFreesItsBlocks()
     {
