@@ -184,6 +184,108 @@ template <int HD> __device__ __forceinline__ int flash_off(int r, int c) {
     else return r * (HD + 8) + (c << 3);
 }
 
+// ---- pieces shared with flash_decode.cu ----
+
+// Position and window start of MMA row m of a tile whose query rows start at r0 (row m is query row r0 + m / group);
+// rows from mrows on are padding and see no key (lo > pos).
+__device__ __forceinline__ void flash_row_range(const int* positions, int r0, int group, int mrows, int m, int sliding_window,
+                                                int& pos, int& lo) {
+    if (m < mrows) {
+        pos = positions[r0 + m / group];
+        lo = sliding_window > 0 ? max(0, pos - sliding_window + 1) : 0;
+    } else {
+        pos = -1;
+        lo = 0x7fffffff;
+    }
+}
+
+// The keys a tile of n query rows from r0 sees: positions rise along the tile, so [lo of the first row, position of
+// the last row].
+__device__ __forceinline__ void flash_key_range(const int* positions, int r0, int n, int sliding_window, int& kmin, int& kmax) {
+    const int p_first = positions[r0];
+    kmax = positions[r0 + n - 1];
+    kmin = sliding_window > 0 ? max(0, p_first - sliding_window + 1) : 0;
+}
+
+// Stages ROWS MMA rows of Q in shared memory with cp.async by THREADS threads: row m = (query row r0 + m / group,
+// head kv_head * group + m % group); padding rows (m >= mrows) are zero. The caller commits the group.
+template <typename T, int HD, int ROWS, int THREADS>
+__device__ __forceinline__ void flash_stage_q(T* sQ, const T* q, int r0, int group, int mrows, int num_heads, int kv_head, int tid) {
+    constexpr int CH = HD / 8;
+#pragma unroll
+    for (int it = 0; it < (ROWS * CH + THREADS - 1) / THREADS; it++) {
+        const int i = tid + it * THREADS, m = i / CH, c = i % CH;
+        if ((ROWS * CH) % THREADS != 0 && i >= ROWS * CH) break;
+        const T* src = q;
+        if (m < mrows) src = q + ((long long)(r0 + m / group) * num_heads + kv_head * group + m % group) * HD + c * 8;
+        flash_cp_async16(sQ + flash_off<HD>(m, c), src, m < mrows ? 16 : 0);
+    }
+}
+
+// Online softmax over NT n-tiles of 8 keys for this thread's two fragment rows (a row's 8 keys of an n-tile are
+// spread over the 4 threads of a quad). s holds scaled, masked scores in log2 units and becomes exp2(s - running
+// max); the running max m_run, this thread's share of the row sum l_run and the DT accumulator tiles o are rescaled.
+template <int NT, int DT>
+__device__ __forceinline__ void flash_online_softmax(float (&s)[NT][4], float (&m_run)[2], float (&l_run)[2], float (&o)[DT][4]) {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        float mx = m_run[i];
+#pragma unroll
+        for (int j = 0; j < NT; j++) mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float base = mx == NEG_INF ? 0.f : mx;   // all masked so far: avoid -inf - -inf
+        const float corr = exp2f(m_run[i] - base);
+        m_run[i] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            s[j][2 * i] = exp2f(s[j][2 * i] - base);
+            s[j][2 * i + 1] = exp2f(s[j][2 * i + 1] - base);
+            sum += s[j][2 * i] + s[j][2 * i + 1];
+        }
+        l_run[i] = l_run[i] * corr + sum;
+#pragma unroll
+        for (int d = 0; d < DT; d++) {
+            o[d][2 * i] *= corr;
+            o[d][2 * i + 1] *= corr;
+        }
+    }
+}
+
+// The A fragment of P for keys 16 kk .. 16 kk + 15: exactly the S accumulators of n-tiles 2 kk and 2 kk + 1, packed.
+template <typename T, int NT>
+__device__ __forceinline__ void flash_p_fragment(const float (&s)[NT][4], int kk, unsigned (&a)[4]) {
+    a[0] = flash_pack2<T>(s[2 * kk][0], s[2 * kk][1]);
+    a[1] = flash_pack2<T>(s[2 * kk][2], s[2 * kk][3]);
+    a[2] = flash_pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+    a[3] = flash_pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+}
+
+// fp8 caches: one warp converts ROWS rows of a staged tile, from row0 on, to T in place. Row r's HD fp8 bytes were
+// staged in bytes [HD, 2 HD) of its own 16-bit storage (r * RS * 2 bytes on; the swizzle / padding only moves chunks
+// within a row), so the warp reads every byte of its rows, __syncwarp, then writes. Callers publish the result.
+template <typename T, int KIND, int HD, int ROWS>
+__device__ __forceinline__ void flash_convert_rows(T* tile, int row0, int lane) {
+    constexpr int CH = HD / 8, RS = flash_row_elems<HD>();
+    constexpr int IT = ROWS * CH / 32;   // 8-value pieces per lane
+    static_assert(ROWS * CH == 32 * IT, "whole pieces per lane");
+    const char* bytes = reinterpret_cast<const char*>(tile);
+    uint2 raw[IT];
+#pragma unroll
+    for (int k = 0; k < IT; k++) {
+        const int j = lane + 32 * k, r = row0 + j / CH, c = j % CH;
+        raw[k] = *reinterpret_cast<const uint2*>(bytes + (r * RS * 2 + HD + c * 8));
+    }
+    __syncwarp();
+#pragma unroll
+    for (int k = 0; k < IT; k++) {
+        const int j = lane + 32 * k, r = row0 + j / CH, c = j % CH;
+        const uint2 lo = flash_fp8x4_to<T, KIND>(raw[k].x), hi = flash_fp8x4_to<T, KIND>(raw[k].y);
+        *reinterpret_cast<uint4*>(tile + flash_off<HD>(r, c)) = make_uint4(lo.x, lo.y, hi.x, hi.y);
+    }
+}
+
 // BN = keys per tile. Q_REGS: Q fragments live in registers (Q is staged through the K/V buffers, so 2 * BN >= 64);
 // otherwise Q stays in its own shared buffer and fragments are reloaded per k-step (saves HD/4 registers).
 // C = cache element type: T, or __nv_fp8_e4m3 / __nv_fp8_e5m2 (then k_scale / v_scale apply).
@@ -218,9 +320,8 @@ __device__ __forceinline__ void flash_attention_impl(
     const int group = num_heads / num_kv_heads, mrows = n * group;
     const int* table = block_tables + (long long)seq * max_blocks_per_seq;
 
-    // Keys of the whole tile: positions rise along the tile, so [lo of the first row, position of the last row].
-    const int p_first = positions[r0], kmax = positions[r0 + n - 1];
-    const int kmin = sliding_window > 0 ? max(0, p_first - sliding_window + 1) : 0;
+    int kmin, kmax;
+    flash_key_range(positions, r0, n, sliding_window, kmin, kmax);
     const int tile_first = kmin / BN, tile_count = kmax / BN - tile_first + 1;
     const int per_split = (tile_count + splits - 1) / splits;
     const int jt_begin = tile_first + split * per_split, jt_end = min(tile_first + tile_count, jt_begin + per_split);
@@ -228,16 +329,7 @@ __device__ __forceinline__ void flash_attention_impl(
     // This thread's two fragment rows (g and g + 8 of the warp's 16). Padding rows see nothing (lo > pos).
     int rpos[2], rlo[2];
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        int m = warp * 16 + g + 8 * i;
-        if (m < mrows) {
-            rpos[i] = positions[r0 + m / group];
-            rlo[i] = sliding_window > 0 ? max(0, rpos[i] - sliding_window + 1) : 0;
-        } else {
-            rpos[i] = -1;
-            rlo[i] = 0x7fffffff;
-        }
-    }
+    for (int i = 0; i < 2; i++) flash_row_range(positions, r0, group, mrows, warp * 16 + g + 8 * i, sliding_window, rpos[i], rlo[i]);
     // Warp-wide bounds over real rows: which key tiles the warp can skip, and which need no per-element mask.
     int w_max_pos = max(rpos[0], rpos[1]), w_min_lo = min(rlo[0], rlo[1]);
     int w_min_pos = min(rpos[0] < 0 ? 0x7fffffff : rpos[0], rpos[1] < 0 ? 0x7fffffff : rpos[1]);
@@ -251,15 +343,7 @@ __device__ __forceinline__ void flash_attention_impl(
     }
     const bool warp_active = warp * 16 < mrows;
 
-    // Q tile: row m = (token m / group, head m % group); padding rows are zero.
-#pragma unroll
-    for (int it = 0; it < FLASH_BLOCK_M * CH / FLASH_THREADS; it++) {
-        int i = tid + it * FLASH_THREADS, m = i / CH, c = i % CH;
-        const T* src = q;
-        if (m < mrows)
-            src = q + ((long long)(r0 + m / group) * num_heads + kv_head * group + m % group) * HD + c * 8;
-        flash_cp_async16(sQ + flash_off<HD>(m, c), src, m < mrows ? 16 : 0);
-    }
+    flash_stage_q<T, HD, FLASH_BLOCK_M, FLASH_THREADS>(sQ, q, r0, group, mrows, num_heads, kv_head, tid);
     flash_cp_async_commit();
 
     unsigned qf[Q_REGS ? KSTEPS : 1][4];
@@ -300,32 +384,14 @@ __device__ __forceinline__ void flash_attention_impl(
         flash_cp_async_commit();
     };
 
-    // fp8 only: converts the staged bytes of a loaded tile to T in place (zero-filled rows give zeros). Warp w owns
-    // rows [w * BN / 4, (w + 1) * BN / 4); a row's bytes and its T elements share the row's storage and nothing
-    // else, so per round of whole rows the warp reads all their bytes, then __syncwarp, then writes (two rounds where
-    // the rows split evenly over the lanes: fewer live registers). Callers publish the result with a barrier.
+    // fp8 only: converts a loaded tile to T in place. Warp w owns rows [w * BN / 4, (w + 1) * BN / 4), converted in two
+    // rounds where the rows split evenly over the lanes (fewer live registers). Callers publish the result with a barrier.
     auto convert_tile = [&](T* tile) {
         constexpr int RW = BN / FLASH_WARPS;                     // rows per warp
-        constexpr int PARTS = (RW / 2 * CH) % 32 == 0 ? 2 : 1;    // rows converted per __syncwarp round: RW / PARTS
-        constexpr int IT = RW / PARTS * CH / 32;                 // 16-byte T chunks (8 elements) per lane and round
-        static_assert(BN % FLASH_WARPS == 0 && RW / PARTS * CH == 32 * IT, "whole rows per round");
-        const char* bytes = reinterpret_cast<const char*>(tile);
+        constexpr int PARTS = (RW / 2 * CH) % 32 == 0 ? 2 : 1;    // rounds
+        static_assert(BN % FLASH_WARPS == 0, "whole rows per warp");
 #pragma unroll
-        for (int part = 0; part < PARTS; part++) {
-            uint2 raw[IT];
-#pragma unroll
-            for (int k = 0; k < IT; k++) {
-                const int j = lane + 32 * k, r = warp * RW + part * (RW / PARTS) + j / CH, c = j % CH;
-                raw[k] = *reinterpret_cast<const uint2*>(bytes + (r * RS * 2 + HD + c * 8));
-            }
-            __syncwarp();
-#pragma unroll
-            for (int k = 0; k < IT; k++) {
-                const int j = lane + 32 * k, r = warp * RW + part * (RW / PARTS) + j / CH, c = j % CH;
-                const uint2 lo = flash_fp8x4_to<T, KIND>(raw[k].x), hi = flash_fp8x4_to<T, KIND>(raw[k].y);
-                *reinterpret_cast<uint4*>(tile + flash_off<HD>(r, c)) = make_uint4(lo.x, lo.y, hi.x, hi.y);
-            }
-        }
+        for (int part = 0; part < PARTS; part++) flash_convert_rows<T, KIND, HD, RW / PARTS>(tile, warp * RW + part * (RW / PARTS), lane);
     };
 
     float o[DT][4];
@@ -384,39 +450,10 @@ __device__ __forceinline__ void flash_attention_impl(
                     s[j][e] = v;
                 }
 
-            // Online softmax; a row's 8-key slice of each n-tile is spread over the 4 threads of a quad.
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                float mx = m_run[i];
-#pragma unroll
-                for (int j = 0; j < NT; j++) mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float base = mx == NEG_INF ? 0.f : mx;   // all masked so far: avoid -inf - -inf
-                const float corr = exp2f(m_run[i] - base);
-                m_run[i] = mx;
-                float sum = 0.f;
-#pragma unroll
-                for (int j = 0; j < NT; j++) {
-                    s[j][2 * i] = exp2f(s[j][2 * i] - base);
-                    s[j][2 * i + 1] = exp2f(s[j][2 * i + 1] - base);
-                    sum += s[j][2 * i] + s[j][2 * i + 1];
-                }
-                l_run[i] = l_run[i] * corr + sum;
-#pragma unroll
-                for (int d = 0; d < DT; d++) {
-                    o[d][2 * i] *= corr;
-                    o[d][2 * i + 1] *= corr;
-                }
-            }
+            flash_online_softmax(s, m_run, l_run, o);
             if constexpr (FP8) {
 #pragma unroll
-                for (int kk = 0; kk < BN / 16; kk++) {
-                    pa[kk][0] = flash_pack2<T>(s[2 * kk][0], s[2 * kk][1]);
-                    pa[kk][1] = flash_pack2<T>(s[2 * kk][2], s[2 * kk][3]);
-                    pa[kk][2] = flash_pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-                    pa[kk][3] = flash_pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-                }
+                for (int kk = 0; kk < BN / 16; kk++) flash_p_fragment<T>(s, kk, pa[kk]);
             }
         }
 
@@ -436,10 +473,7 @@ __device__ __forceinline__ void flash_attention_impl(
                 if constexpr (FP8) {
                     a[0] = pa[kk][0]; a[1] = pa[kk][1]; a[2] = pa[kk][2]; a[3] = pa[kk][3];
                 } else {
-                    a[0] = flash_pack2<T>(s[2 * kk][0], s[2 * kk][1]);
-                    a[1] = flash_pack2<T>(s[2 * kk][2], s[2 * kk][3]);
-                    a[2] = flash_pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-                    a[3] = flash_pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                    flash_p_fragment<T>(s, kk, a);
                 }
 #pragma unroll
                 for (int dd = 0; dd < HD / 16; dd++) {

@@ -48,7 +48,7 @@ __device__ __forceinline__ void flash_decode_impl(
     unsigned char* smem_raw) {
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
-    constexpr int CH = HD / 8, RS = flash_row_elems<HD>(), KSTEPS = HD / 16, DT = HD / 8;
+    constexpr int RS = flash_row_elems<HD>(), KSTEPS = HD / 16, DT = HD / 8;
     constexpr int STAGES = decode_stages<HD>();
     constexpr int TILE = DECODE_ROWS * RS;   // elements of one 16-row tile
     static_assert(HD % 16 == 0, "head_dim must be a multiple of 16");
@@ -63,33 +63,19 @@ __device__ __forceinline__ void flash_decode_impl(
     const int group = num_heads / num_kv_heads, mrows = n * group;
     const int* table = block_tables + (long long)seq * max_blocks_per_seq;
 
-    const int p_first = positions[r0], kmax = positions[r0 + n - 1];
-    const int kmin = sliding_window > 0 ? max(0, p_first - sliding_window + 1) : 0;
+    int kmin, kmax;
+    flash_key_range(positions, r0, n, sliding_window, kmin, kmax);
     const int u_first = kmin / DECODE_KEYS, u_count = kmax / DECODE_KEYS - u_first + 1;
     const int per_split = (u_count + splits - 1) / splits;
     const int u_begin = u_first + split * per_split, u_end = min(u_first + u_count, u_begin + per_split);
     const int mine = u_end - u_begin > warp ? (u_end - u_begin - warp + DECODE_WARPS - 1) / DECODE_WARPS : 0;
 
-    int rpos[2], rlo[2];   // this thread's fragment rows g and g + 8; padding rows see nothing (lo > pos)
+    int rpos[2], rlo[2];   // this thread's fragment rows g and g + 8
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        const int m = g + 8 * i;
-        if (m < mrows) {
-            rpos[i] = positions[r0 + m / group];
-            rlo[i] = sliding_window > 0 ? max(0, rpos[i] - sliding_window + 1) : 0;
-        } else {
-            rpos[i] = -1;
-            rlo[i] = 0x7fffffff;
-        }
-    }
+    for (int i = 0; i < 2; i++) flash_row_range(positions, r0, group, mrows, g + 8 * i, sliding_window, rpos[i], rlo[i]);
 
-    // Q tile, one cp.async group of its own: row m = (token m / group, head m % group); padding rows are zero.
-    for (int i = tid; i < DECODE_ROWS * CH; i += DECODE_THREADS) {
-        const int m = i / CH, c = i % CH;
-        const T* src = q;
-        if (m < mrows) src = q + ((long long)(r0 + m / group) * num_heads + kv_head * group + m % group) * HD + c * 8;
-        flash_cp_async16(sQ + flash_off<HD>(m, c), src, m < mrows ? 16 : 0);
-    }
+    // Q tile, one cp.async group of its own.
+    flash_stage_q<T, HD, DECODE_ROWS, DECODE_THREADS>(sQ, q, r0, group, mrows, num_heads, kv_head, tid);
     flash_cp_async_commit();
 
     // Gathers the warp's key tile u (keys 16u..16u+15) into stage buffer `stage`; rows outside [kmin, kmax] are
@@ -121,26 +107,6 @@ __device__ __forceinline__ void flash_decode_impl(
         }
     };
 
-    // fp8 only: the warp converts one of its 16-row tiles to T in place (all bytes read, __syncwarp, then written).
-    auto convert_tile = [&](T* tile) {
-        constexpr int IT = DECODE_ROWS * CH / 32;   // 8-value pieces per lane
-        static_assert(DECODE_ROWS * CH % 32 == 0, "whole pieces per lane");
-        const char* bytes = reinterpret_cast<const char*>(tile);
-        uint2 raw[IT];
-#pragma unroll
-        for (int k = 0; k < IT; k++) {
-            const int j = lane + 32 * k, r = j / CH, c = j % CH;
-            raw[k] = *reinterpret_cast<const uint2*>(bytes + (r * RS * 2 + HD + c * 8));
-        }
-        __syncwarp();
-#pragma unroll
-        for (int k = 0; k < IT; k++) {
-            const int j = lane + 32 * k, r = j / CH, c = j % CH;
-            const uint2 lo = flash_fp8x4_to<T, KIND>(raw[k].x), hi = flash_fp8x4_to<T, KIND>(raw[k].y);
-            *reinterpret_cast<uint4*>(tile + flash_off<HD>(r, c)) = make_uint4(lo.x, lo.y, hi.x, hi.y);
-        }
-    };
-
     // The pipeline starts before Q has landed; every stage commits a group, empty or not, so the counts below hold.
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
@@ -169,8 +135,8 @@ __device__ __forceinline__ void flash_decode_impl(
         T* sK = sKV + (i % STAGES) * 2 * TILE;
         T* sV = sK + TILE;
         if constexpr (FP8) {
-            convert_tile(sK);
-            convert_tile(sV);
+            flash_convert_rows<T, KIND, HD, DECODE_ROWS>(sK, 0, lane);
+            flash_convert_rows<T, KIND, HD, DECODE_ROWS>(sV, 0, lane);
             __syncwarp();
         }
         if (i + STAGES - 1 < mine) load_tile((i + STAGES - 1) % STAGES, u_begin + warp + DECODE_WARPS * (i + STAGES - 1));
@@ -200,35 +166,11 @@ __device__ __forceinline__ void flash_decode_impl(
                 const int key = k0 + 8 * j + 2 * t + (e & 1);
                 s[j][e] = key < rlo[e >> 1] || key > rpos[e >> 1] ? NEG_INF : s[j][e] * scale_log2;
             }
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float mx = fmaxf(m_run[r], fmaxf(fmaxf(s[0][2 * r], s[0][2 * r + 1]), fmaxf(s[1][2 * r], s[1][2 * r + 1])));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float base = mx == NEG_INF ? 0.f : mx;   // all masked so far: avoid -inf - -inf
-            const float corr = exp2f(m_run[r] - base);
-            m_run[r] = mx;
-            float sum = 0.f;
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                s[j][2 * r] = exp2f(s[j][2 * r] - base);
-                s[j][2 * r + 1] = exp2f(s[j][2 * r + 1] - base);
-                sum += s[j][2 * r] + s[j][2 * r + 1];
-            }
-            l_run[r] = l_run[r] * corr + sum;
-#pragma unroll
-            for (int d = 0; d < DT; d++) {
-                o[d][2 * r] *= corr;
-                o[d][2 * r + 1] *= corr;
-            }
-        }
+        flash_online_softmax(s, m_run, l_run, o);
 
         // P (16 rows x 16 keys) is the A fragment built from the two S accumulators; O += P.V.
         unsigned a[4];
-        a[0] = flash_pack2<T>(s[0][0], s[0][1]);
-        a[1] = flash_pack2<T>(s[0][2], s[0][3]);
-        a[2] = flash_pack2<T>(s[1][0], s[1][1]);
-        a[3] = flash_pack2<T>(s[1][2], s[1][3]);
+        flash_p_fragment<T>(s, 0, a);
 #pragma unroll
         for (int dd = 0; dd < HD / 16; dd++) {
             unsigned b[4];   // transposed: keys 0-7 | d 0-7, keys 8-15 | d 0-7, keys 0-7 | d 8-15, keys 8-15 | d 8-15

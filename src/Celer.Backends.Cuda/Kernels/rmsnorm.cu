@@ -12,6 +12,24 @@ template <typename T> __device__ __forceinline__ bool rms_vectorized(int size) {
     return size % Vec16<T>::N == 0 && size / Vec16<T>::N <= RMS_VECS_PER_THREAD * (int)blockDim.x;
 }
 
+// The vectorized paths' second half: the row's vectors v (this thread's, as loaded) times the inverse RMS, rounded to
+// T, times the weight, stored to the row at out.
+template <typename T>
+__device__ __forceinline__ void rms_scale_store(float (&v)[RMS_VECS_PER_THREAD][Vec16<T>::N], float inv, const T* weight, int size, T* out) {
+    constexpr int V = Vec16<T>::N;
+#pragma unroll
+    for (int k = 0; k < RMS_VECS_PER_THREAD; k++) {
+        const int c = (threadIdx.x + k * blockDim.x) * V;
+        if (c < size) {
+            float w[V];
+            load16(weight + c, w);
+#pragma unroll
+            for (int i = 0; i < V; i++) v[k][i] = round_to<T>(v[k][i] * inv) * w[i];
+            store16(out + c, v[k]);
+        }
+    }
+}
+
 // y may alias x.
 template <typename T>
 __device__ void rms_norm(const T* x, const T* weight, int size, float eps, T* y) {
@@ -29,18 +47,7 @@ __device__ void rms_norm(const T* x, const T* weight, int size, float eps, T* y)
                 for (int i = 0; i < V; i++) ss += v[k][i] * v[k][i];
             }
         }
-        const float inv = rsqrtf(block_sum(ss) / size + eps);
-#pragma unroll
-        for (int k = 0; k < RMS_VECS_PER_THREAD; k++) {
-            const int c = (threadIdx.x + k * blockDim.x) * V;
-            if (c < size) {
-                float w[V];
-                load16(weight + c, w);
-#pragma unroll
-                for (int i = 0; i < V; i++) v[k][i] = round_to<T>(v[k][i] * inv) * w[i];
-                store16(y + base + c, v[k]);
-            }
-        }
+        rms_scale_store(v, rsqrtf(block_sum(ss) / size + eps), weight, size, y + base);
         return;
     }
     for (int c = threadIdx.x; c < size; c += blockDim.x) { float v = to_float(x[base + c]); ss += v * v; }
@@ -72,18 +79,7 @@ __device__ void add_rms_norm(T* x, T* residual, const T* weight, int size, float
                 store16(residual + base + c, v[k]);
             }
         }
-        const float inv = rsqrtf(block_sum(ss) / size + eps);
-#pragma unroll
-        for (int k = 0; k < RMS_VECS_PER_THREAD; k++) {
-            const int c = (threadIdx.x + k * blockDim.x) * V;
-            if (c < size) {
-                float w[V];
-                load16(weight + c, w);
-#pragma unroll
-                for (int i = 0; i < V; i++) v[k][i] = round_to<T>(v[k][i] * inv) * w[i];
-                store16(x + base + c, v[k]);
-            }
-        }
+        rms_scale_store(v, rsqrtf(block_sum(ss) / size + eps), weight, size, x + base);
         return;
     }
     for (int c = threadIdx.x; c < size; c += blockDim.x) {
