@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using Celer.TestSupport;
+
+namespace Celer.Backends.Cuda.Tests;
+
+/// <summary>
+/// The tensor-core attention kernels where no GPU is (CI): flash_attention.cu and flash_decode.cu as they are, built by
+/// the host's C++ compiler against a CUDA emulation (Emulation/cuda_emulation.cuh: fibers for threads, mma.sync,
+/// ldmatrix and cp.async from their PTX definitions) and compared with a double-precision reference over every head
+/// size, 16-bit and fp8 cache, GQA groups 1–16, block sizes, sliding windows and splits
+/// (Emulation/flash_emulation_test.cpp), with both e4m3 conversion paths. On a GPU machine the kernels run for real
+/// in <see cref="OperatorParityTests"/>, so this test skips there.
+/// </summary>
+public sealed class KernelEmulationTests
+{
+    [Fact]
+    public async Task Flash_kernels_match_the_reference_under_emulation()
+    {
+        Assert.SkipWhen(CudaDevice.IsAvailable(), "A GPU is present: the kernels run for real in OperatorParityTests.");
+        string? compiler = FindOnPath("g++");
+        Assert.SkipWhen(compiler is null, "No g++ on this machine to build the emulation.");
+        DirectoryInfo build = Directory.CreateTempSubdirectory("celer-kernel-emulation");
+        try
+        {
+            string kernels = Path.Combine(RepoPaths.Root, "src", "Celer.Backends.Cuda", "Kernels");
+            string emulation = Path.Combine(RepoPaths.Root, "tests", "Celer.Backends.Cuda.Tests", "Emulation");
+            File.Copy(Path.Combine(emulation, "cuda_emulation.cuh"), Path.Combine(build.FullName, "common.cuh"));
+            File.Copy(Path.Combine(emulation, "flash_emulation_test.cpp"), Path.Combine(build.FullName, "flash_emulation_test.cpp"));
+            foreach (string kernel in (string[])["flash_attention.cu", "flash_decode.cu"])
+            {
+                File.Copy(Path.Combine(kernels, kernel), Path.Combine(build.FullName, kernel));
+            }
+
+            // FLASH_FP8_CVT=0: the bit-exact integer e4m3 path of sm_80/sm_89; 1: sm_90's cvt instruction, emulated.
+            await Task.WhenAll(Compile(0), Compile(1));
+            var runs = new (string Binary, string[] Args)[]
+            {
+                ("test_int", ["attention", "7"]), ("test_cvt", ["attention", "8", "8"]),
+                ("test_int", ["decode", "9"]), ("test_cvt", ["decode", "10", "8"]),
+            };
+            (int Code, string Output)[] results = await Task.WhenAll(runs.Select(r => Run(Path.Combine(build.FullName, r.Binary), r.Args)));
+            for (int i = 0; i < runs.Length; i++)
+            {
+                string lastLine = results[i].Output.TrimEnd().Split('\n')[^1];
+                Assert.True(results[i].Code == 0 && lastLine.EndsWith("-> PASS", StringComparison.Ordinal),
+                    $"{runs[i].Binary} {string.Join(' ', runs[i].Args)} exited {results[i].Code}:\n{Tail(results[i].Output)}");
+            }
+        }
+        finally
+        {
+            build.Delete(recursive: true);
+        }
+
+        async Task Compile(int hardwareConversion)
+        {
+            string output = Path.Combine(build.FullName, hardwareConversion == 1 ? "test_cvt" : "test_int");
+            (int code, string log) = await Run(compiler!, ["-std=c++17", "-O2", "-fno-strict-aliasing", "-w", $"-DFLASH_FP8_CVT={hardwareConversion}",
+                "-o", output, Path.Combine(build.FullName, "flash_emulation_test.cpp")]);
+            Assert.True(code == 0, $"g++ failed:\n{Tail(log)}");
+        }
+    }
+
+    private static async Task<(int Code, string Output)> Run(string file, string[] args)
+    {
+        var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using Process process = Process.Start(start)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync(), stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(10));
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    private static string Tail(string text) => string.Join('\n', text.Split('\n').TakeLast(30));
+
+    private static string? FindOnPath(string name) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+            .Select(dir => Path.Combine(dir, name)).FirstOrDefault(File.Exists);
+}
