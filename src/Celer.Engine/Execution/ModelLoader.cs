@@ -95,7 +95,7 @@ public static class ModelLoader
         DType dtype = ModelDType(args, config, gpu);
         DType? kvDType = KvCacheDType(args, dtype, gpu);
         IModelBackend backend = CreateBackend(args.Device, dtype, kvDType);
-        Phase($"backend {backend.Name} ready, computing in {dtype}");
+        Phase($"backend {backend.Name} ready, computing in {backend.ActivationDType}");
         ProgressWeightSource? weights = null;
         try
         {
@@ -104,7 +104,7 @@ public static class ModelLoader
             StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(args.GraphCaptureSizes(), (maxModelLen + args.BlockSize - 1) / args.BlockSize);
             var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
             weights.Complete();
-            Phase($"weights loaded: {weights.BytesLoaded / (double)(1L << 30):F2} GiB ({args.LoadFormat})");
+            Phase($"weights loaded: {weights.BytesLoaded / (double)(1L << 30):F2} GiB, served in {dtype} ({args.LoadFormat})");
             // Sampling on the GPU: its scratch is counted before the KV cache takes the rest of the card.
             IDeviceSampler? deviceSampler = backend as IDeviceSampler;
             deviceSampler?.ReserveSampling(maxLogitsRows, config.VocabSize);

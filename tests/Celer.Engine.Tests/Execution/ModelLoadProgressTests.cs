@@ -46,8 +46,8 @@ public sealed class ModelLoadProgressTests
         Assert.Collection(
             lines,
             l => Assert.Matches(@"^read the model config \(\w+ForCausalLM\) and tokenizer \(\d+\.\d\d s\)$", l),
-            l => Assert.Matches(@"^backend cpu.* ready, computing in \w+ \(\d+\.\d\d s\)$", l),
-            l => Assert.Matches(@"^weights loaded: \d+\.\d\d GiB \(auto\) \(\d+\.\d\d s\)$", l),
+            l => Assert.Matches(@"^backend cpu.* ready, computing in F32 \(\d+\.\d\d s\)$", l),
+            l => Assert.Matches(@"^weights loaded: \d+\.\d\d GiB, served in \w+ \(auto\) \(\d+\.\d\d s\)$", l),
             l => Assert.StartsWith("KV cache: ", l),
             l => Assert.Matches(@"^engine ready in \d+\.\d\d s$", l));
         // The numbers agree with each other: blocks x 16 tokens, 64 MiB in all, tokens / 512 concurrent requests.
