@@ -27,6 +27,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     private readonly SafePinnedHostHandle _staging;
     private readonly DeviceInts _tokenIds, _positions, _slotMapping, _tokenSeq, _blockTables, _logitsRows, _attentionTiles;
     private readonly string _suffix, _kvSuffix;
+    private int[] _tokenSeqHost = [];   // the sequence of each row, reused from step to step
     private float[] _kScales = [], _vScales = [];
     private ulong[] _kCache = [], _vCache = [];
     private int _blockSize;
@@ -227,10 +228,15 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         _device.MakeCurrent();
         MarkStepBegin();
         _batch = batch;
-        int[] tokenSeq = new int[batch.NumTokens];
+        if (_tokenSeqHost.Length < batch.NumTokens)
+        {
+            _tokenSeqHost = new int[Math.Max(batch.NumTokens, 2 * _tokenSeqHost.Length)];
+        }
+
+        Span<int> tokenSeq = _tokenSeqHost.AsSpan(0, batch.NumTokens);
         for (int s = 0; s < batch.NumSequences; s++)
         {
-            tokenSeq.AsSpan(batch.QueryStartLoc[s], batch.QueryStartLoc[s + 1] - batch.QueryStartLoc[s]).Fill(s);
+            tokenSeq.Slice(batch.QueryStartLoc[s], batch.QueryStartLoc[s + 1] - batch.QueryStartLoc[s]).Fill(s);
         }
 
         _tokenIds.Upload(batch.TokenIds);

@@ -33,6 +33,7 @@ public sealed class DecoderModel
     private readonly float[] _logitsHost;
     private readonly IStepGraphs? _graphs;
     private readonly StepGraphOptions? _graphOptions;
+    private readonly Dictionary<int, ForwardBatch> _paddedBatches = [];
     private bool _ranEagerStep;
 
     /// <param name="graphs">Record decode steps as graphs when the backend can (null: always run eagerly, --enforce-eager).</param>
@@ -228,29 +229,44 @@ public sealed class DecoderModel
     /// <summary>
     /// Pads the decode batch to its bucket (padding rows write no KV: slot −1; they attend to the null block and
     /// their logits are dropped) and replays the bucket's graph or records it; the real rows' logits come first
-    /// in the logits buffer.
+    /// in the logits buffer. The padded batch of each bucket is kept and refilled in place: its block tables alone
+    /// are bucket × stride ints (256 KB at batch 256 and a 4k context), which a decode step should not allocate.
     /// </summary>
     private void ForwardWithGraph(ForwardBatch batch)
     {
         StepGraphOptions options = _graphOptions!;
         int n = batch.NumTokens, bucket = options.Bucket(n), stride = options.BlockTableStride;
-        var blockTables = new int[bucket * stride];
-        for (int s = 0; s < n; s++)
+        if (!_paddedBatches.TryGetValue(bucket, out ForwardBatch? padded))
         {
-            batch.BlockTables.AsSpan(s * batch.MaxBlocksPerSeq, batch.MaxBlocksPerSeq).CopyTo(blockTables.AsSpan(s * stride));
+            padded = new ForwardBatch
+            {
+                TokenIds = new int[bucket],
+                Positions = new int[bucket],
+                SlotMapping = new int[bucket],
+                QueryStartLoc = Enumerable.Range(0, bucket + 1).ToArray(),
+                SeqLens = new int[bucket],
+                BlockTables = new int[bucket * stride],
+                MaxBlocksPerSeq = stride,
+                LogitsRows = Enumerable.Range(0, bucket).ToArray(),
+            };
+            _paddedBatches[bucket] = padded;
         }
 
-        var padded = new ForwardBatch
+        Fill(batch.TokenIds, padded.TokenIds, 0);
+        Fill(batch.Positions, padded.Positions, 0);
+        Fill(batch.SlotMapping, padded.SlotMapping, -1);
+        Fill(batch.SeqLens, padded.SeqLens, 1);
+        for (int s = 0; s < n; s++)
         {
-            TokenIds = Pad(batch.TokenIds, bucket, 0),
-            Positions = Pad(batch.Positions, bucket, 0),
-            SlotMapping = Pad(batch.SlotMapping, bucket, -1),
-            QueryStartLoc = Enumerable.Range(0, bucket + 1).ToArray(),
-            SeqLens = Pad(batch.SeqLens, bucket, 1),
-            BlockTables = blockTables,
-            MaxBlocksPerSeq = stride,
-            LogitsRows = Enumerable.Range(0, bucket).ToArray(),
-        };
+            // Entries past a row's own blocks may hold an earlier step's ids: attention never reads past a position's block.
+            batch.BlockTables.AsSpan(s * batch.MaxBlocksPerSeq, batch.MaxBlocksPerSeq).CopyTo(padded.BlockTables.AsSpan(s * stride));
+        }
+
+        for (int s = n; s < bucket; s++)
+        {
+            padded.BlockTables[s * stride] = 0;   // a padding row at position 0 reads the null block
+        }
+
         _backend.BeginStep(padded);
         if (!_graphs!.TryReplay(bucket))
         {
@@ -270,12 +286,11 @@ public sealed class DecoderModel
         }
     }
 
-    private static int[] Pad(int[] values, int length, int fill)
+    /// <summary>The real rows' values, then <paramref name="fill"/> for the padding rows.</summary>
+    private static void Fill(int[] values, int[] padded, int fill)
     {
-        var padded = new int[length];
         values.CopyTo(padded, 0);
         padded.AsSpan(values.Length).Fill(fill);
-        return padded;
     }
 
     private void RunLayers(int rows)
