@@ -4,8 +4,8 @@ namespace Celer.Backends.Cpu.Kernels;
 
 /// <summary>
 /// How kernels split work over cores: a kernel states its total work and the smallest chunk worth a
-/// task of its own; small problems stay on the calling thread, because a Parallel.For round trip
-/// (a few microseconds) costs more than a few hundred thousand flops.
+/// task of its own; small problems stay on the calling thread, because handing chunks to other cores
+/// (microseconds) costs more than a few hundred thousand flops. Chunks run on <see cref="WorkerTeam"/>.
 /// </summary>
 internal static class KernelScheduling
 {
@@ -28,7 +28,7 @@ internal static class KernelScheduling
             return;
         }
 
-        Parallel.For(0, chunks, body);
+        WorkerTeam.For(chunks, body);
     }
 
     /// <summary>The half-open range [start, end) of chunk <paramref name="chunk"/> of <paramref name="count"/> items.</summary>
@@ -46,7 +46,7 @@ internal static class KernelScheduling
 /// Per-thread scratch memory for packing and attention state, so hot paths allocate nothing after
 /// warm-up. The array is pinned (never moves) and the pointer is aligned to a cache line.
 /// A kernel takes one region per thread and carves it itself; nothing may hold it across a
-/// Parallel.For, since the calling thread also runs chunks.
+/// parallel loop, since the calling thread also runs chunks.
 /// </summary>
 internal static unsafe class ThreadScratch
 {
