@@ -104,7 +104,8 @@ public sealed unsafe partial class CudaBackend
             for (int s = 0; s < batch.NumSequences; s++)
             {
                 int start = batch.QueryStartLoc[s], end = batch.QueryStartLoc[s + 1];
-                if ((end - start) * group <= DecodeRows != decode)
+                bool fitsDecode = _decodeKernel != 0 && (end - start) * group <= DecodeRows;
+                if (fitsDecode != decode)
                 {
                     continue;
                 }

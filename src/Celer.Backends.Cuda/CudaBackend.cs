@@ -206,9 +206,14 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         if (UsesFlashAttention(spec))
         {
             _flashKernel = _kernels.Function($"flash_attention_{_kvSuffix}_hd{spec.HeadDim}");
-            _decodeKernel = _kernels.Function($"flash_decode_{_kvSuffix}_hd{spec.HeadDim}");
             _decodeSharedBytes = _kernels.ReadInt("flash_decode_shared_bytes", Array.IndexOf(FlashHeadDims, spec.HeadDim));
-            _kernels.AllowSharedMemory(_decodeKernel, _decodeSharedBytes);
+            // A card whose blocks cannot hold the decode kernel's pipeline (head_dim 256 on an sm_86/89 card) sends
+            // decode rows to flash_attention, which takes 48 KB at most.
+            _decodeKernel = _decodeSharedBytes <= _device.MaxSharedMemoryPerBlock ? _kernels.Function($"flash_decode_{_kvSuffix}_hd{spec.HeadDim}") : 0;
+            if (_decodeKernel != 0)
+            {
+                _kernels.AllowSharedMemory(_decodeKernel, _decodeSharedBytes);
+            }
         }
 
         long bytes = (long)numBlocks * blockSize * spec.NumKvHeads * spec.HeadDim * KvCacheDType.ByteSize();

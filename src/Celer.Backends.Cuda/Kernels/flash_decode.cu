@@ -28,7 +28,14 @@ extern __shared__ __align__(128) unsigned char flash_dynamic_smem[];
 #endif
 
 // Tiles in flight per warp (a tile = 16 keys of K and of V): 3 keep ~2 x 8 KB per warp loading at head_dim 128.
-template <int HD> __host__ __device__ constexpr int decode_stages() { return HD <= 128 ? 3 : 2; }
+// sm_86/87/89 blocks hold at most 99 KB of shared memory, one KB short of 3 stages at head_dim 128: 2 stages there
+// (head_dim 256 does not fit at all; the host sends its decode rows to flash_attention).
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890)
+#define DECODE_SMALL_SHARED_MEMORY 1
+#else
+#define DECODE_SMALL_SHARED_MEMORY 0
+#endif
+template <int HD> __host__ __device__ constexpr int decode_stages() { return HD < 128 || (HD == 128 && !DECODE_SMALL_SHARED_MEMORY) ? 3 : 2; }
 
 // Dynamic shared memory: the Q tile plus each warp's STAGES (K, V) tile pairs, 16-bit rows as flash_row_elems;
 // after the loop the same bytes hold the fp32 merge area (per warp: 16 rows x HD accumulators, 16 x (m, l)).
