@@ -78,9 +78,13 @@ public sealed unsafe partial class CudaBackend
         }
     }
 
-    /// <summary>The tensor-core kernel takes 16-bit models whose head size it was built for and GQA groups that fit a tile.</summary>
+    /// <summary>
+    /// The tensor-core kernels take 16-bit models whose head size they were built for and GQA groups that fit a tile,
+    /// on sm_80 and later (they are not compiled for older cards).
+    /// </summary>
     private bool UsesFlashAttention(AttentionSpec spec) =>
-        ActivationDType != DType.F32 && Array.IndexOf(FlashHeadDims, spec.HeadDim) >= 0 && spec.NumHeads / spec.NumKvHeads <= FlashBlockM / 4;
+        ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8
+        && Array.IndexOf(FlashHeadDims, spec.HeadDim) >= 0 && spec.NumHeads / spec.NumKvHeads <= FlashBlockM / 4;
 
     /// <summary>
     /// The tensor-core kernels' work list for this step, uploaded once for every layer: tiles (sequence, first row,

@@ -53,6 +53,12 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
             DType.BF16 => "bf16",
             _ => throw new NotSupportedException($"The CUDA backend computes in fp32, fp16 or bf16, not {activationDType}."),
         };
+        if (activationDType == DType.BF16 && device.ComputeCapability.Major < 8)
+        {
+            throw new NotSupportedException(
+                $"Bfloat16 needs compute capability 8.0 or higher; {device.Name} has {device.ComputeCapability.Major}.{device.ComputeCapability.Minor}. Serve the model in float16 with --dtype half.");
+        }
+
         KvCacheDType = kvCacheDType ?? activationDType;
         _kvSuffix = KvCacheDType switch
         {

@@ -52,6 +52,9 @@
 #include <cuda_fp8.h>
 #endif
 
+// mma.sync on bf16, ldmatrix and cp.async need sm_80: on older cards (sm_75) none of this file is compiled and the
+// host uses the CUDA-core kernel of attention.cu.
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 #define FLASH_BLOCK_M 64                  // MMA rows (query rows x heads of one GQA group) per thread block
 #define FLASH_WARPS 4                     // each warp owns 16 MMA rows
 #define FLASH_THREADS (FLASH_WARPS * 32)
@@ -554,3 +557,4 @@ FLASH_INSTANTIATE_ALL(bf16_e4m3, __nv_bfloat16, __nv_fp8_e4m3)
 FLASH_INSTANTIATE_ALL(bf16_e5m2, __nv_bfloat16, __nv_fp8_e5m2)
 FLASH_INSTANTIATE_ALL(f16_e4m3, __half, __nv_fp8_e4m3)
 FLASH_INSTANTIATE_ALL(f16_e5m2, __half, __nv_fp8_e5m2)
+#endif

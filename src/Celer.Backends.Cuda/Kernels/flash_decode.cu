@@ -18,6 +18,7 @@
 //     a contiguous run of ceil(key tiles / splits) of them, and warp w of the block every fourth of those from w on.
 #include "common.cuh"
 
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800   // as flash_attention.cu: sm_80 and later
 #define DECODE_WARPS 4
 #define DECODE_THREADS (DECODE_WARPS * 32)
 #define DECODE_ROWS 16   // MMA rows of a tile
@@ -267,3 +268,4 @@ DECODE_INSTANTIATE_ALL(bf16_e4m3, __nv_bfloat16, __nv_fp8_e4m3)
 DECODE_INSTANTIATE_ALL(bf16_e5m2, __nv_bfloat16, __nv_fp8_e5m2)
 DECODE_INSTANTIATE_ALL(f16_e4m3, __half, __nv_fp8_e4m3)
 DECODE_INSTANTIATE_ALL(f16_e5m2, __half, __nv_fp8_e5m2)
+#endif

@@ -154,9 +154,24 @@ public static class ModelLoader
     private static IModelBackend CreateBackend(string device, DType dtype, DType? kvDType) => device.ToLowerInvariant() switch
     {
         "cpu" => new CpuBackend(dtype),
-        "cuda" or "gpu" => new CudaBackend(OpenGpu(), dtype, ownsDevice: true, kvDType),
+        "cuda" or "gpu" => CreateCudaBackend(dtype, kvDType),
         _ => throw new ArgumentException($"Unknown device '{device}'; expected cpu or cuda.", nameof(device)),
     };
+
+    /// <summary>A dtype or KV-cache type the card cannot run (bf16 before sm_80) is the user's to fix, in one line.</summary>
+    private static CudaBackend CreateCudaBackend(DType dtype, DType? kvDType)
+    {
+        CudaDevice device = OpenGpu();
+        try
+        {
+            return new CudaBackend(device, dtype, ownsDevice: true, kvDType);
+        }
+        catch (NotSupportedException e)
+        {
+            device.Dispose();
+            throw new ModelLoadException(e.Message);
+        }
+    }
 
     /// <summary>The first GPU; a machine without a driver or a GPU is the user's to fix: one line, no stack trace.</summary>
     private static CudaDevice OpenGpu()
