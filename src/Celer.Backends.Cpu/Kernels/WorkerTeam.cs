@@ -7,8 +7,9 @@ namespace Celer.Backends.Cpu.Kernels;
 /// The threads that run kernels' parallel loops: one per core beside the caller, started once. A loop hands out its
 /// chunks through a counter; the caller takes chunks too, then waits for the last one. Workers spin for a short while
 /// after a loop before they sleep, so the next kernel of the same step starts in microseconds. The thread pool's
-/// <see cref="Parallel.For(int, int, Action{int})"/> woke its workers for every kernel: on a 2-core VM a decode step of
-/// the default model took 3.9 ms with it against 1.6 ms run serially. One loop runs at a time; a loop started while
+/// <see cref="Parallel.For(int, int, Action{int})"/> woke its workers and allocated its replicas for every kernel: on a
+/// 2-core VM, 128 decode steps of the default model at batch 8 took 0.41–0.47 s with it and 0.34–0.39 s with this
+/// team (three runs each). One loop runs at a time; a loop started while
 /// another runs (another engine in the process, or a kernel inside a loop body) runs on its caller's thread alone.
 /// </summary>
 internal static class WorkerTeam

@@ -42,20 +42,15 @@ template <typename T, typename C> struct Cache {   // 16-bit cache: C == T
     static double dec(S b) { return from_bits<T>(b); }
     static S poison() { return to_bits<T>(NAN); }
 };
-template <typename T> struct Cache<T, __nv_fp8_e4m3> {
+template <int KIND> struct Fp8Cache {   // KIND 1: e4m3, 2: e5m2
     using S = uint8_t;
-    static constexpr int kind = 1;
-    static S enc(double x) { return fp8_encode(x, 1); }
-    static double dec(S b) { return fp8_decode(b, 1); }
+    static constexpr int kind = KIND;
+    static S enc(double x) { return fp8_encode(x, KIND); }
+    static double dec(S b) { return fp8_decode(b, KIND); }
     static S poison() { return 0x7f; }
 };
-template <typename T> struct Cache<T, __nv_fp8_e5m2> {
-    using S = uint8_t;
-    static constexpr int kind = 2;
-    static S enc(double x) { return fp8_encode(x, 2); }
-    static double dec(S b) { return fp8_decode(b, 2); }
-    static S poison() { return 0x7f; }
-};
+template <typename T> struct Cache<T, __nv_fp8_e4m3> : Fp8Cache<1> {};
+template <typename T> struct Cache<T, __nv_fp8_e5m2> : Fp8Cache<2> {};
 
 struct SeqSpec { int ctx, nq; };
 

@@ -1,6 +1,5 @@
-using System.CommandLine;
 using System.Text.Json.Nodes;
-using Celer.Cli;
+using Celer.Server.Tests.Support;
 using Celer.Server.Tests.Integration;
 
 namespace Celer.Server.Tests.Cli;
@@ -23,12 +22,9 @@ public sealed class BenchCommandTests(ServerFixture server) : IDisposable
 
     private async Task<JsonNode> RunAsync(params string[] args)
     {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var exitCode = await CelerCommandLine.CreateRoot().Parse([.. args, "--output-json", _outputJson])
-            .InvokeAsync(new InvocationConfiguration { Output = output, Error = error, ProcessTerminationTimeout = null });
+        var (exitCode, output, error) = await CelerCli.RunAsync([.. args, "--output-json", _outputJson]);
         Assert.True(exitCode == 0, $"celer {string.Join(' ', args)} exited with {exitCode}: {error}");
-        Assert.Contains($"Results written to {_outputJson}", output.ToString(), StringComparison.Ordinal);
+        Assert.Contains($"Results written to {_outputJson}", output, StringComparison.Ordinal);
         var report = JsonNode.Parse(await File.ReadAllTextAsync(_outputJson))!;
         foreach (var field in new[] { "kind", "model", "date", "machine", "os", "processor_count", "runtime", "device", "parameters", "results" })
             Assert.True(report.AsObject().ContainsKey(field), $"the report lacks '{field}'");
@@ -46,15 +42,12 @@ public sealed class BenchCommandTests(ServerFixture server) : IDisposable
     public async Task Without_output_json_a_bench_writes_no_file()
     {
         string defaultFolder = Path.Combine(Environment.CurrentDirectory, "benchmarks");
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var exitCode = await CelerCommandLine.CreateRoot().Parse(["bench", "throughput", "--model", ServerFixture.DefaultModel,
-                "--num-prompts", "2", "--input-len", $"{InputLen}", "--output-len", $"{OutputLen}", "--max-num-seqs", "4", "--max-model-len", "64"])
-            .InvokeAsync(new InvocationConfiguration { Output = output, Error = error, ProcessTerminationTimeout = null });
+        var (exitCode, output, error) = await CelerCli.RunAsync("bench", "throughput", "--model", ServerFixture.DefaultModel,
+            "--num-prompts", "2", "--input-len", $"{InputLen}", "--output-len", $"{OutputLen}", "--max-num-seqs", "4", "--max-model-len", "64");
 
-        Assert.True(exitCode == 0, error.ToString());
-        Assert.Contains("Throughput:", output.ToString(), StringComparison.Ordinal);
-        Assert.DoesNotContain("Results written", output.ToString(), StringComparison.Ordinal);
+        Assert.True(exitCode == 0, error);
+        Assert.Contains("Throughput:", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Results written", output, StringComparison.Ordinal);
         Assert.False(Directory.Exists(defaultFolder), $"{defaultFolder} was created");
     }
 

@@ -1,7 +1,6 @@
-using System.CommandLine;
 using Celer.Backends.Cuda;
 using Celer.Backends.Cuda.Interop;
-using Celer.Cli;
+using Celer.Server.Tests.Support;
 using Celer.Server.Tests.Integration;
 
 namespace Celer.Server.Tests.Cli;
@@ -13,13 +12,9 @@ public sealed class NoGpuTests
     public async Task Device_cuda_without_a_gpu_is_one_line_and_exit_code_1()
     {
         Skip.If(HasGpu(), "this machine has a usable GPU");
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int exitCode = await CelerCommandLine.CreateRoot().Parse(["generate", "--model", ServerFixture.DefaultModel, "--prompt", "hi", "--device", "cuda"])
-            .InvokeAsync(new InvocationConfiguration { Output = output, Error = error, ProcessTerminationTimeout = null });
+        (int exitCode, _, string message) = await CelerCli.RunAsync("generate", "--model", ServerFixture.DefaultModel, "--prompt", "hi", "--device", "cuda");
 
         Assert.Equal(1, exitCode);
-        string message = error.ToString();
         Assert.StartsWith("error: --device cuda: no usable NVIDIA GPU.", message, StringComparison.Ordinal);
         Assert.EndsWith($"Use --device cpu to run on the CPU.{Environment.NewLine}", message, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", message, StringComparison.Ordinal);

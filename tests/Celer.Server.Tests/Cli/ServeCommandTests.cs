@@ -1,7 +1,6 @@
-using System.CommandLine;
 using System.Net;
 using System.Net.Sockets;
-using Celer.Cli;
+using Celer.Server.Tests.Support;
 using Celer.Server.Tests.Integration;
 
 namespace Celer.Server.Tests.Cli;
@@ -15,13 +14,10 @@ public sealed class ServeCommandTests
         using var other = new TcpListener(IPAddress.Loopback, 0);
         other.Start();
         int port = ((IPEndPoint)other.LocalEndpoint).Port;
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int exitCode = await CelerCommandLine.CreateRoot().Parse(["serve", ServerFixture.DefaultModel, "--port", $"{port}"])
-            .InvokeAsync(new InvocationConfiguration { Output = output, Error = error, ProcessTerminationTimeout = null });
+        (int exitCode, string output, string error) = await CelerCli.RunAsync("serve", ServerFixture.DefaultModel, "--port", $"{port}");
 
         Assert.Equal(1, exitCode);
-        Assert.Equal($"error: --port {port}: 127.0.0.1:{port} is already in use (another server?); stop it or pick another port.{Environment.NewLine}", error.ToString());
-        Assert.Empty(output.ToString());
+        Assert.Equal($"error: --port {port}: 127.0.0.1:{port} is already in use (another server?); stop it or pick another port.{Environment.NewLine}", error);
+        Assert.Empty(output);
     }
 }

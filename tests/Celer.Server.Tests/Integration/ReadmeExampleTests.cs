@@ -1,7 +1,6 @@
-using System.CommandLine;
 using System.Text;
 using System.Text.Json.Nodes;
-using Celer.Cli;
+using Celer.Server.Tests.Support;
 
 namespace Celer.Server.Tests.Integration;
 
@@ -51,12 +50,10 @@ public sealed class ReadmeExampleTests(ServerFixture server)
 
         // The README's command. --max-num-seqs only sizes the KV cache (the default, 256 sequences,
         // would allocate ~800 MB here); it cannot change a greedy single-request output.
-        var output = new StringWriter();
-        var error = new StringWriter();
-        string[] args = ["generate", "--model", ServerFixture.DefaultModel, "--prompt", Prompt, "--max-tokens", $"{ReadmeGenerateMaxTokens}", "--max-num-seqs", "4"];
-        var exitCode = await CelerCommandLine.CreateRoot().Parse(args).InvokeAsync(new InvocationConfiguration { Output = output, Error = error, ProcessTerminationTimeout = null });
+        var (exitCode, output, error) = await CelerCli.RunAsync(
+            "generate", "--model", ServerFixture.DefaultModel, "--prompt", Prompt, "--max-tokens", $"{ReadmeGenerateMaxTokens}", "--max-num-seqs", "4");
 
         Assert.True(exitCode == 0, $"celer generate exited with {exitCode}: {error}");
-        Assert.Equal(served + Environment.NewLine, output.ToString());
+        Assert.Equal(served + Environment.NewLine, output);
     }
 }
