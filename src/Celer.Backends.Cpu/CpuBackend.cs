@@ -120,7 +120,16 @@ public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
         }
     }
 
-    public void BeginStep(ForwardBatch batch) => _batch = batch;
+    public void BeginStep(ForwardBatch batch)
+    {
+        // The runner fills in every token on the host for a backend that samples on the host.
+        if (batch.PendingTokens.Length > 0)
+        {
+            throw new ArgumentException("The CPU backend takes no pending tokens: it does not sample on a device.", nameof(batch));
+        }
+
+        _batch = batch;
+    }
 
     public void Embedding(Tensor table, Tensor output)
     {

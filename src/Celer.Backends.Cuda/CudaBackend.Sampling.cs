@@ -13,6 +13,9 @@ public sealed unsafe partial class CudaBackend : IDeviceSampler
     private const int SampleThreads = 1024;
 
     private SafeDeviceMemoryHandle? _sampleWork, _sampleRows, _sampleTokens;
+    private SafePinnedHostHandle? _sampledOnHost;   // the ids' async copy lands here
+    private SafeCudaEventHandle? _sampledCopied;
+    private int _sampledCount = -1;                 // rows of the last launch not yet read; −1: none
     private readonly GrowableDeviceBuffer _edits = new(), _allowed = new(), _logprobInts = new(), _logprobFloats = new();
     private int _sampleMaxRows, _sampleVocab;
 
@@ -24,9 +27,11 @@ public sealed unsafe partial class CudaBackend : IDeviceSampler
         _sampleWork = Track(_device.Allocate((long)maxRows * vocabSize * sizeof(float)));
         _sampleRows = Track(_device.Allocate((long)maxRows * sizeof(DeviceSamplingRow)));
         _sampleTokens = Track(_device.Allocate((long)maxRows * sizeof(int)));
+        _sampledOnHost = _device.AllocatePinned((long)maxRows * sizeof(int));
+        _sampledCopied = NewEvent();
     }
 
-    public void Sample(Tensor logits, ReadOnlySpan<DeviceSamplingRow> rows, ReadOnlySpan<LogitEdit> edits, ReadOnlySpan<int> allowedTokenIds, Span<int> tokens)
+    public void LaunchSample(Tensor logits, ReadOnlySpan<DeviceSamplingRow> rows, ReadOnlySpan<LogitEdit> edits, ReadOnlySpan<int> allowedTokenIds)
     {
         int count = rows.Length;
         if (_sampleWork is null || count > _sampleMaxRows || logits.Columns != _sampleVocab)
@@ -34,6 +39,7 @@ public sealed unsafe partial class CudaBackend : IDeviceSampler
             throw new InvalidOperationException($"Sampling was reserved for {_sampleMaxRows} rows of {_sampleVocab} logits, not {count} of {logits.Columns}.");
         }
 
+        _sampledCount = count;
         if (count == 0)
         {
             return;
@@ -45,7 +51,42 @@ public sealed unsafe partial class CudaBackend : IDeviceSampler
         int vocab = _sampleVocab;
         void** args = stackalloc void*[] { &l, &vocab, &r, &e, &a, &w, &t };
         _kernels.Launch("sample_rows", (uint)count, 1, 1, SampleThreads, args);
-        Download(t, tokens[..count]);
+        // The step ends with its ids on their way to pinned memory; the event says when they are there, so the host
+        // can wait for them while the next step, already queued behind them, runs.
+        CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync_v2((void*)_sampledOnHost!.DangerousGetHandle(), t, (nuint)(count * sizeof(int)), _device.Stream), "cuMemcpyDtoH");
+        MarkStepEnd();
+        CudaDriver.Check(CudaDriver.cuEventRecord(_sampledCopied!.DangerousGetHandle(), _device.Stream), "cuEventRecord");
+    }
+
+    public void ReadSampled(Span<int> tokens)
+    {
+        if (_sampledCount < 0)
+        {
+            throw new InvalidOperationException("No sampling was launched since the ids were last read.");
+        }
+
+        int count = _sampledCount;
+        _sampledCount = -1;
+        if (count > 0)
+        {
+            CudaDriver.Check(CudaDriver.cuEventSynchronize(_sampledCopied!.DangerousGetHandle()), "cuEventSynchronize");
+            new ReadOnlySpan<int>((void*)_sampledOnHost!.DangerousGetHandle(), count).CopyTo(tokens);
+        }
+    }
+
+    /// <summary>Fills the pending rows of the step's token ids from the last sampling launch (still on the device).</summary>
+    private void GatherPendingTokens(ReadOnlySpan<int> pending)
+    {
+        if (_sampleTokens is null)
+        {
+            throw new InvalidOperationException("A step has pending tokens but sampling was never reserved.");
+        }
+
+        _pendingTokens.Upload(pending);
+        ulong ids = _tokenIds.Pointer, pairs = _pendingTokens.Pointer, sampled = _sampleTokens.Pointer;
+        int count = pending.Length / 2;
+        void** args = stackalloc void*[] { &ids, &pairs, &count, &sampled };
+        _kernels.Launch("gather_sampled_tokens", Blocks(count), 1, 256, args);
     }
 
     public void Logprobs(

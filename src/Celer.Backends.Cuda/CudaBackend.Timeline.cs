@@ -5,16 +5,20 @@ namespace Celer.Backends.Cuda;
 
 /// <summary>
 /// CUDA events around every step for <see cref="Timeline"/>: one recorded when a step begins (before its metadata
-/// uploads and its first kernel), one each time the host is about to wait for the step's results. A step's times
-/// are read at the next step's start, when its events have surely completed; two of each are kept, since the idle
-/// time before step n needs step n−1's end. A step the host never waited on (a prompt chunk that samples nothing)
-/// has no end: it and the gap after it are left out.
+/// uploads and its first kernel), one each time the host is about to wait for the step's results or, with async
+/// scheduling, when its sampled ids are queued for the host. A step's times are taken once its end event has
+/// completed on the device, which with async scheduling is after the next step was launched: the events live in a
+/// ring and are read in order, as they complete. A step the host never waited on (a prompt chunk that samples
+/// nothing) has no end: it and the gap after it are left out.
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
+    private const int TimelineSlots = 8;    // twice the most steps left unread, so step i − 1's end is still there
+    private const int MaxUnreadSteps = 4;
+
     private SafeCudaEventHandle[]? _stepStart, _stepEnd;
-    private int _stepsBegun;
-    private readonly bool[] _stepEnded = new bool[2];
+    private readonly bool[] _stepEnded = new bool[TimelineSlots];
+    private int _stepsBegun, _stepsRead;
 
     /// <summary>Busy and idle time of the GPU over the steps run so far.</summary>
     public StepTimeline Timeline { get; } = new();
@@ -23,24 +27,51 @@ public sealed unsafe partial class CudaBackend
     {
         if (_stepStart is null)
         {
-            _stepStart = [NewEvent(), NewEvent()];
-            _stepEnd = [NewEvent(), NewEvent()];
+            _stepStart = [.. Enumerable.Range(0, TimelineSlots).Select(_ => NewEvent())];
+            _stepEnd = [.. Enumerable.Range(0, TimelineSlots).Select(_ => NewEvent())];
         }
 
-        int n = _stepsBegun;
-        if (n > 0 && _stepEnded[(n - 1) % 2])
-        {
-            float busy = Elapsed(_stepStart[(n - 1) % 2], _stepEnd![(n - 1) % 2]);
-            float idle = n > 1 && _stepEnded[(n - 2) % 2] ? Elapsed(_stepEnd[(n - 2) % 2], _stepStart[(n - 1) % 2]) : 0f;
-            Timeline.Add(busy, Math.Max(0f, idle));
-        }
-
-        CudaDriver.Check(CudaDriver.cuEventRecord(_stepStart[n % 2].DangerousGetHandle(), _device.Stream), "cuEventRecord");
+        ReadFinishedSteps();
+        int slot = _stepsBegun % TimelineSlots;
+        CudaDriver.Check(CudaDriver.cuEventRecord(_stepStart[slot].DangerousGetHandle(), _device.Stream), "cuEventRecord");
+        _stepEnded[slot] = false;
         _stepsBegun++;
-        _stepEnded[n % 2] = false;
     }
 
-    /// <summary>Called just before the host synchronizes on a step's results (the last call of a step wins).</summary>
+    /// <summary>
+    /// Adds the steps before the current one whose events have completed, oldest first; waits for the oldest when too
+    /// many are unread (a ring slot is about to be reused).
+    /// </summary>
+    private void ReadFinishedSteps()
+    {
+        while (_stepsRead < _stepsBegun)
+        {
+            int i = _stepsRead, slot = i % TimelineSlots;
+            if (_stepEnded[slot])
+            {
+                nint end = _stepEnd![slot].DangerousGetHandle();
+                int status = CudaDriver.cuEventQuery(end);
+                if (status == CudaDriver.CUDA_ERROR_NOT_READY && _stepsBegun - i < MaxUnreadSteps)
+                {
+                    return;
+                }
+
+                if (status != 0)
+                {
+                    CudaDriver.Check(CudaDriver.cuEventSynchronize(end), "cuEventSynchronize");
+                }
+
+                int previous = (i - 1 + TimelineSlots) % TimelineSlots;
+                float busy = Elapsed(_stepStart![slot], _stepEnd[slot]);
+                float idle = i > 0 && _stepEnded[previous] ? Elapsed(_stepEnd[previous], _stepStart[slot]) : 0f;
+                Timeline.Add(busy, Math.Max(0f, idle));
+            }
+
+            _stepsRead++;
+        }
+    }
+
+    /// <summary>Called when a step's results are queued for the host (the last call of a step wins).</summary>
     private void MarkStepEnd()
     {
         if (_stepEnd is null || _stepsBegun == 0 || _capturing)
@@ -48,8 +79,9 @@ public sealed unsafe partial class CudaBackend
             return;
         }
 
-        CudaDriver.Check(CudaDriver.cuEventRecord(_stepEnd[(_stepsBegun - 1) % 2].DangerousGetHandle(), _device.Stream), "cuEventRecord");
-        _stepEnded[(_stepsBegun - 1) % 2] = true;
+        int slot = (_stepsBegun - 1) % TimelineSlots;
+        CudaDriver.Check(CudaDriver.cuEventRecord(_stepEnd[slot].DangerousGetHandle(), _device.Stream), "cuEventRecord");
+        _stepEnded[slot] = true;
     }
 
     private SafeCudaEventHandle NewEvent()

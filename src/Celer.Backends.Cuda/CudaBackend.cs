@@ -25,7 +25,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     private readonly CudaKernels _kernels;
     private readonly List<SafeDeviceMemoryHandle> _allocations = [];
     private readonly SafePinnedHostHandle _staging;
-    private readonly DeviceInts _tokenIds, _positions, _slotMapping, _tokenSeq, _blockTables, _logitsRows, _attentionTiles;
+    private readonly DeviceInts _tokenIds, _positions, _slotMapping, _tokenSeq, _blockTables, _logitsRows, _attentionTiles, _pendingTokens;
     private readonly string _suffix, _kvSuffix;
     private int[] _tokenSeqHost = [];   // the sequence of each row, reused from step to step
     private float[] _kScales = [], _vScales = [];
@@ -77,6 +77,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         _blockTables = new DeviceInts(this);
         _logitsRows = new DeviceInts(this);
         _attentionTiles = new DeviceInts(this);
+        _pendingTokens = new DeviceInts(this, inGraphs: false);   // read by a kernel launched before the graph
         ulong workspace = Track(device.Allocate(CublasWorkspaceBytes)).Pointer;
         Cublas.Check(Cublas.cublasSetWorkspace_v2(device.CublasHandle, workspace, CublasWorkspaceBytes), "cublasSetWorkspace");
     }
@@ -251,6 +252,11 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         }
 
         _tokenIds.Upload(batch.TokenIds);
+        if (batch.PendingTokens.Length > 0)
+        {
+            GatherPendingTokens(batch.PendingTokens);
+        }
+
         _positions.Upload(batch.Positions);
         _slotMapping.Upload(batch.SlotMapping);
         _tokenSeq.Upload(tokenSeq);
@@ -366,6 +372,8 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 
         _allocations.Clear();
         _staging.Dispose();
+        _sampledOnHost?.Dispose();
+        _sampledCopied?.Dispose();
         foreach (SafeCudaEventHandle evt in (_stepStart ?? []).Concat(_stepEnd ?? []))
         {
             evt.Dispose();

@@ -3,7 +3,8 @@ using Celer.Backends.Cuda.Interop;
 namespace Celer.Backends.Cuda;
 
 /// <summary>A device array of int32 metadata (token ids, positions, slot mapping…) that grows to the largest step seen.</summary>
-internal sealed class DeviceInts(CudaBackend backend)
+/// <param name="inGraphs">Whether recorded graphs read it (then growing it makes them stale).</param>
+internal sealed class DeviceInts(CudaBackend backend, bool inGraphs = true)
 {
     private SafeDeviceMemoryHandle? _memory;
     private int _capacity;
@@ -29,7 +30,7 @@ internal sealed class DeviceInts(CudaBackend backend)
         if (count > _capacity)
         {
             _capacity = count;
-            _memory = backend.Grow(_memory, (long)_capacity * sizeof(int), "step metadata");
+            _memory = backend.Grow(_memory, (long)_capacity * sizeof(int), "step metadata", inGraphs);
         }
     }
 }

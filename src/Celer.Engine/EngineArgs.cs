@@ -31,6 +31,12 @@ public sealed class EngineArgs
     public int Seed { get; init; }
     public int MaxLogprobs { get; init; } = 20;
 
+    /// <summary>
+    /// vLLM's --async-scheduling: schedule and launch each step while the previous one runs on the device. Null: on
+    /// where the steps really overlap (CUDA, which samples on the GPU), off elsewhere.
+    /// </summary>
+    public bool? AsyncScheduling { get; init; }
+
     /// <summary>vLLM's --enforce-eager: never record decode steps as CUDA graphs.</summary>
     public bool EnforceEager { get; init; }
 
@@ -93,9 +99,15 @@ public sealed class EngineArgs
     /// are known, with vLLM's cross-checks: the budget holds at least one sequence per slot, a whole
     /// prompt when chunked prefill is off, and the pool holds at least one full-length sequence.
     /// </summary>
-    public SchedulerConfig CreateSchedulerConfig(int modelMaxModelLen, int numKvBlocks)
+    /// <param name="executor">The executor the scheduler will drive: whether it can, and by default does, run steps asynchronously.</param>
+    public SchedulerConfig CreateSchedulerConfig(int modelMaxModelLen, int numKvBlocks, IModelExecutor? executor = null)
     {
         Validate();
+        bool asyncScheduling = AsyncScheduling ?? executor?.OverlapsSteps ?? false;
+        if (asyncScheduling && executor is { SupportsAsyncScheduling: false })
+        {
+            throw new ArgumentException("--async-scheduling is not supported by this model executor.", nameof(AsyncScheduling));
+        }
         int maxModelLen = MaxModelLen ?? modelMaxModelLen;
         if (maxModelLen > modelMaxModelLen)
         {
@@ -115,7 +127,7 @@ public sealed class EngineArgs
         {
             throw new ArgumentException($"The KV cache has {numKvBlocks - 1} blocks of {BlockSize} tokens ({(numKvBlocks - 1) * BlockSize} tokens) but one sequence of --max-model-len {maxModelLen} needs {blocksNeeded - 1}. Increase the KV cache memory or decrease --max-model-len.", nameof(MaxModelLen));
         }
-        return new SchedulerConfig(MaxNumSeqs, budget, maxModelLen, BlockSize, numKvBlocks, EnablePrefixCaching, EnableChunkedPrefill, ParsePolicy());
+        return new SchedulerConfig(MaxNumSeqs, budget, maxModelLen, BlockSize, numKvBlocks, EnablePrefixCaching, EnableChunkedPrefill, ParsePolicy(), asyncScheduling);
     }
 
     private static void Require(bool condition, string message, string param)

@@ -18,7 +18,7 @@ internal sealed class EngineDriver : IDisposable
 
     public EngineDriver(EngineArgs args, IModelExecutor executor, Tokenizer? tokenizer, EngineModelInfo model, IEngineStatsListener? listener)
     {
-        SchedulerConfig config = args.CreateSchedulerConfig(model.MaxModelLen, executor.NumKvBlocks);
+        SchedulerConfig config = args.CreateSchedulerConfig(model.MaxModelLen, executor.NumKvBlocks, executor);
         InputProcessor = new InputProcessor(tokenizer, model.VocabSize, config.MaxModelLen, model.EosTokenId, model.GenerationEosTokenIds, args.MaxLogprobs);
         _core = new EngineCore(config, executor);
         _outputProcessor = new OutputProcessor(tokenizer);

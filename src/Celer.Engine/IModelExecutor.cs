@@ -3,13 +3,34 @@ using Celer.Engine.Scheduling;
 
 namespace Celer.Engine;
 
+/// <summary>A step the executor finished: what the scheduler asked for and what the runner produced.</summary>
+public readonly record struct CompletedStep(SchedulerOutput SchedulerOutput, ModelRunnerOutput RunnerOutput);
+
 /// <summary>The model runner as the engine core sees it: one call per step.</summary>
 public interface IModelExecutor : IDisposable
 {
     /// <summary>How many KV blocks the backend allocated (block size from <see cref="EngineArgs"/>), the null block included.</summary>
     int NumKvBlocks { get; }
 
+    /// <summary>Whether <see cref="Submit"/> can leave a step running while the engine schedules the next one.</summary>
+    bool SupportsAsyncScheduling => false;
+
+    /// <summary>
+    /// Whether a step left running really runs while the host works (a device computes and samples it), which makes
+    /// async scheduling the default; on a backend that computes on the calling thread it only delays each output.
+    /// </summary>
+    bool OverlapsSteps => false;
+
     ModelRunnerOutput Execute(SchedulerOutput schedulerOutput);
+
+    /// <summary>
+    /// Async scheduling: starts the step and may leave it running, so that the host prepares the next step while the
+    /// device computes this one. Adds to <paramref name="completed"/>, oldest first, every step this call finished:
+    /// the step still running from the previous call, and this one unless it is left running. A step may feed the
+    /// tokens sampled by the step still running (the scheduler's placeholders). Every step submitted is completed
+    /// exactly once, at the latest by the next call. By default a step runs to its end at once.
+    /// </summary>
+    void Submit(SchedulerOutput schedulerOutput, List<CompletedStep> completed) => completed.Add(new CompletedStep(schedulerOutput, Execute(schedulerOutput)));
 
     /// <summary>The device's busy and idle time per step, where the backend measures it (CUDA); else null.</summary>
     StepTimeline? Timeline => null;

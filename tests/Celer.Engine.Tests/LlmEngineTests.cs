@@ -7,13 +7,14 @@ public class LlmEngineTests
     private const string Document = "import os\n\ndef main():\n    path = os.getcwd()\n    print(path)\n    return 0\n";
     private static readonly int[] DocumentTokens = TinyPy.Tokenizer.Encode(Document, addSpecialTokens: false);
 
-    internal static EngineArgs Args(int maxNumBatchedTokens = 32, int maxModelLen = 256) => new()
+    internal static EngineArgs Args(int maxNumBatchedTokens = 32, int maxModelLen = 256, bool asyncScheduling = false) => new()
     {
         Model = "celer-tiny-py",
         BlockSize = 4,
         MaxModelLen = maxModelLen,
         MaxNumBatchedTokens = maxNumBatchedTokens,
         MaxNumSeqs = 8,
+        AsyncScheduling = asyncScheduling,
     };
 
     internal static PagedTokenModelExecutor RecitingExecutor(int numBlocks = 129) =>
@@ -23,10 +24,12 @@ public class LlmEngineTests
 
     internal static GenerateRequest Prompt(string id, int promptTokens, SamplingParams p) => new(id, DocumentTokens[..promptTokens], p);
 
-    [Fact]
-    public void Generate_ReturnsTheContinuationText_InInputOrder_WithAllBlocksBack()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Generate_ReturnsTheContinuationText_InInputOrder_WithAllBlocksBack(bool asyncScheduling)
     {
-        using var engine = new LlmEngine(Args(), RecitingExecutor(), TinyPy.Tokenizer, Model);
+        using var engine = new LlmEngine(Args(asyncScheduling: asyncScheduling), RecitingExecutor(), TinyPy.Tokenizer, Model);
         int[] head = TinyPy.Tokenizer.Encode("import os\n\n", addSpecialTokens: false);
         IReadOnlyList<RequestOutput> outputs = engine.Generate([
             Prompt("b", head.Length, new SamplingParams { MaxTokens = 200, Stop = ["print"] }),
@@ -49,10 +52,12 @@ public class LlmEngineTests
         Assert.Equal(1, engine.Stats.RequestSuccess[FinishReason.Length]);
     }
 
-    [Fact]
-    public void NGreaterThanOne_FansOutChildren_SharingThePromptBlocks()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void NGreaterThanOne_FansOutChildren_SharingThePromptBlocks(bool asyncScheduling)
     {
-        using var engine = new LlmEngine(Args(), RecitingExecutor(), TinyPy.Tokenizer, Model);
+        using var engine = new LlmEngine(Args(asyncScheduling: asyncScheduling), RecitingExecutor(), TinyPy.Tokenizer, Model);
         RequestOutput output = engine.Generate([Prompt("r", 12, new SamplingParams { N = 3, MaxTokens = 5, Seed = 7 })]).Single();
         Assert.Equal([0, 1, 2], output.Outputs.Select(o => o.Index));
         Assert.All(output.Outputs, o => Assert.Equal(DocumentTokens[12..17], o.TokenIdsDelta));
@@ -61,11 +66,14 @@ public class LlmEngineTests
         Assert.Equal(128, engine.Scheduler.KvCacheManager.BlockPool.NumFreeBlocks);
     }
 
-    [Fact]
-    public void EosFinishesWithoutText_AndMaxTokensNullMeansTheRestOfTheContext()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void EosFinishesWithoutText_AndMaxTokensNullMeansTheRestOfTheContext(bool asyncScheduling)
     {
         int[] withEos = [.. DocumentTokens[..10], TinyPy.EosTokenId];
-        using var engine = new LlmEngine(Args(maxModelLen: 40), new PagedTokenModelExecutor(129, 4, TinyPy.VocabSize, TinyPy.Reciting(withEos)), TinyPy.Tokenizer, Model);
+        var executor = new PagedTokenModelExecutor(129, 4, TinyPy.VocabSize, TinyPy.Reciting(withEos));
+        using var engine = new LlmEngine(Args(maxModelLen: 40, asyncScheduling: asyncScheduling), executor, TinyPy.Tokenizer, Model);
         RequestOutput[] outputs = [.. engine.Generate([
             new GenerateRequest("eos", DocumentTokens[..6], new SamplingParams { MaxTokens = null }),
             new GenerateRequest("ignore", DocumentTokens[..6], new SamplingParams { MaxTokens = null, IgnoreEos = true }),
@@ -76,6 +84,10 @@ public class LlmEngineTests
         Assert.Equal([.. DocumentTokens[6..10], TinyPy.EosTokenId], eos.TokenIdsDelta);
         CompletionOutput ignore = outputs[1].Outputs.Single();
         Assert.Equal((FinishReason.Length, 40 - 6), (ignore.FinishReason!.Value, ignore.TokenIdsDelta.Count));
+        // The prompt step and four decodes sample the five tokens; with async scheduling one more step was scheduled
+        // before the EOS came back, and its token dropped. The length-capped request never gets such a step.
+        Assert.Equal(asyncScheduling ? 6 : 5, executor.History.Count(h => h.NumScheduledTokens.ContainsKey("eos")));
+        Assert.Equal(40 - 6, executor.History.Count(h => h.NumScheduledTokens.ContainsKey("ignore")));
     }
 
     [Fact]

@@ -14,6 +14,7 @@ internal static unsafe partial class CudaDriver
     public const int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const uint CU_EVENT_DEFAULT = 0;
+    public const int CUDA_ERROR_NOT_READY = 600;
 
     /// <summary>Capture only this thread's work on the stream; other threads may keep using CUDA meanwhile.</summary>
     public const int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
@@ -68,6 +69,7 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventDestroy_v2(nint evt);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventRecord(nint evt, nint stream);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventSynchronize(nint evt);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventQuery(nint evt);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventElapsedTime(out float milliseconds, nint start, nint end);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuModuleLoadData(out nint module, void* image);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuModuleUnload(nint module);

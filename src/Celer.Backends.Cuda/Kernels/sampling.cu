@@ -317,3 +317,10 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) logprobs_rows(
         prev_id = id;
     }
 }
+
+// Async scheduling: a step launched before the previous step's ids reached the host feeds them from the device.
+// pending holds pairs (row, r): token_ids[row] = sampled[r].
+extern "C" __global__ void gather_sampled_tokens(int* token_ids, const int* pending, int count, const int* sampled) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < count) token_ids[pending[2 * i]] = sampled[pending[2 * i + 1]];
+}

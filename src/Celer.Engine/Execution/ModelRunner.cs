@@ -24,6 +24,12 @@ public sealed class ModelRunner : IModelExecutor
     private readonly IDisposable? _weights;
     private readonly Dictionary<string, RunnerRequest> _requests = new(StringComparer.Ordinal);
 
+    // Async scheduling: the step left running (its forward pass and sampling queued on the device), and, when the
+    // host samples, the ids it drew for it.
+    private (SchedulerOutput Output, StepPlan Plan)? _inFlight;
+    private int[] _hostTokens = [];
+    private float[] _hostLogits = [];
+
     /// <param name="weights">Owned: the memory-mapped checkpoint the CPU backend reads weights from in place.</param>
     /// <param name="deviceSampler">
     /// Samples on the device (reserved for the model's logits rows): steps that only sample never copy logits to the
@@ -48,15 +54,158 @@ public sealed class ModelRunner : IModelExecutor
 
     public StepTimeline? Timeline => (_backend as CudaBackend)?.Timeline;
 
+    public bool SupportsAsyncScheduling => true;
+
+    /// <summary>Steps overlap the host's work when the device samples them; the host sampler needs the logits first.</summary>
+    public bool OverlapsSteps => _deviceSampler is not null;
+
     public ModelRunnerOutput Execute(SchedulerOutput schedulerOutput)
+    {
+        if (_inFlight is not null)
+        {
+            throw new InvalidOperationException("A step is still running: with async scheduling every step goes through Submit.");
+        }
+
+        UpdateStates(schedulerOutput);
+        return schedulerOutput.IsEmpty ? ModelRunnerOutput.Empty : Run(StepPlan.Build(schedulerOutput, _requests, _blockSize));
+    }
+
+    /// <summary>
+    /// Async scheduling. A step that only samples (no logprobs, which read logits the next step overwrites) is left
+    /// running: its forward pass is queued first, with tokens the running step has not returned yet gathered on the
+    /// device; then the running step's ids are read (it finished while the new forward pass was queued) and its
+    /// tokens recorded, which the new step's sampling needs (penalties, min_tokens, the seeded draw order); then the
+    /// new step's sampling is queued. Other steps complete the running step first and run to their end.
+    /// </summary>
+    public void Submit(SchedulerOutput schedulerOutput, List<CompletedStep> completed)
     {
         UpdateStates(schedulerOutput);
         if (schedulerOutput.IsEmpty)
         {
-            return ModelRunnerOutput.Empty;
+            CompleteInFlight(completed);
+            completed.Add(new CompletedStep(schedulerOutput, ModelRunnerOutput.Empty));
+            return;
         }
 
         var plan = StepPlan.Build(schedulerOutput, _requests, _blockSize);
+        if (!CanLeaveRunning(plan))
+        {
+            CompleteInFlight(completed);
+            plan.ResolvePendingRows();
+            completed.Add(new CompletedStep(schedulerOutput, Run(plan)));
+            return;
+        }
+
+        ForwardBatch batch = plan.Batch;
+        if (plan.PendingRows.Count > 0 && _deviceSampler is not null && _inFlight is not null)
+        {
+            var pending = new int[2 * plan.PendingRows.Count];
+            for (int i = 0; i < plan.PendingRows.Count; i++)
+            {
+                (int row, RunnerRequest request) = plan.PendingRows[i];
+                pending[2 * i] = row;
+                pending[2 * i + 1] = request.InFlightSampleRow;
+            }
+
+            batch = batch with { PendingTokens = pending };
+        }
+        else if (plan.PendingRows.Count > 0)
+        {
+            // The host sampler has the ids already: record them, then the tokens are known.
+            CompleteInFlight(completed);
+            plan.ResolvePendingRows();
+        }
+
+        Tensor logits = _model.ForwardToDevice(batch);
+        CompleteInFlight(completed);
+        LaunchSampling(plan, logits);
+        _inFlight = (schedulerOutput, plan);
+    }
+
+    private bool CanLeaveRunning(StepPlan plan)
+    {
+        if (plan.Batch.LogitsRows.Length > _model.MaxLogitsRows)
+        {
+            return false;
+        }
+
+        foreach (LogitsRowUse use in plan.Uses)
+        {
+            if (use.Kind != LogitsRowKind.Sample || _requests[use.RequestId].Sampling.Params.Logprobs is not null)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Queues the sampling of the step's rows (the device's), or samples them now (the host's).</summary>
+    private void LaunchSampling(StepPlan plan, Tensor logits)
+    {
+        int rows = plan.Uses.Length, vocab = _model.Config.VocabSize;
+        if (_deviceSampler is not null)
+        {
+            _deviceBatch.Clear();
+            for (int r = 0; r < rows; r++)
+            {
+                RunnerRequest request = _requests[plan.Uses[r].RequestId];
+                request.InFlightSampleRow = r;
+                _deviceBatch.Add(request.Sampling, _eosTokenIds, vocab);
+            }
+
+            _deviceBatch.Launch(_deviceSampler, logits);
+            return;
+        }
+
+        if (_hostTokens.Length < rows)
+        {
+            _hostTokens = new int[_model.MaxLogitsRows];
+            _hostLogits = new float[(long)_model.MaxLogitsRows * vocab];
+        }
+
+        if (rows > 0)
+        {
+            _backend.CopyToHost(logits, rows, _hostLogits.AsSpan(0, rows * vocab));
+        }
+
+        for (int r = 0; r < rows; r++)
+        {
+            RunnerRequest request = _requests[plan.Uses[r].RequestId];
+            request.InFlightSampleRow = r;
+            _hostTokens[r] = Sampler.Sample(_hostLogits.AsSpan(r * vocab, vocab), request.Sampling, _eosTokenIds).TokenId;
+        }
+    }
+
+    /// <summary>Waits for the running step's ids, records them on the requests still here and completes the step.</summary>
+    private void CompleteInFlight(List<CompletedStep> completed)
+    {
+        if (_inFlight is not (SchedulerOutput output, StepPlan plan))
+        {
+            return;
+        }
+
+        _inFlight = null;
+        ReadOnlySpan<int> tokens = _deviceSampler is not null ? _deviceBatch.ReadTokens(_deviceSampler) : _hostTokens.AsSpan(0, plan.Uses.Length);
+        var sampled = new Dictionary<string, IReadOnlyList<int>>(tokens.Length, StringComparer.Ordinal);
+        for (int r = 0; r < tokens.Length; r++)
+        {
+            string id = plan.Uses[r].RequestId;
+            sampled[id] = [tokens[r]];
+            // A request finished or aborted meanwhile is gone; the scheduler drops its token too.
+            if (_requests.TryGetValue(id, out RunnerRequest? request))
+            {
+                request.Append(tokens[r]);
+                request.InFlightSampleRow = -1;
+            }
+        }
+
+        completed.Add(new CompletedStep(output, new ModelRunnerOutput(sampled)));
+    }
+
+    /// <summary>Runs a step to its end: on the device sampler when every logits row samples, else on the host.</summary>
+    private ModelRunnerOutput Run(StepPlan plan)
+    {
         if (_deviceSampler is not null && plan.Uses.All(u => u.Kind == LogitsRowKind.Sample) && plan.Batch.LogitsRows.Length <= _model.MaxLogitsRows)
         {
             return SampleOnDevice(plan, _deviceSampler);
@@ -80,7 +229,7 @@ public sealed class ModelRunner : IModelExecutor
 
                 RunnerRequest request = _requests[use.RequestId];
                 SampleResult result = Sampler.Sample(rows.AsSpan(r * vocab, vocab), request.Sampling, _eosTokenIds);
-                request.Sampling.Append(result.TokenId);
+                request.Append(result.TokenId);
                 sampled[use.RequestId] = [result.TokenId];
                 if (result.Logprobs is { } lp)
                 {
@@ -121,11 +270,11 @@ public sealed class ModelRunner : IModelExecutor
         Tensor logits = _model.ForwardToDevice(plan.Batch);
         int vocab = _model.Config.VocabSize;
         _deviceBatch.Clear();
-        var states = new SamplingState[plan.Uses.Length];
-        for (int r = 0; r < states.Length; r++)
+        var requests = new RunnerRequest[plan.Uses.Length];
+        for (int r = 0; r < requests.Length; r++)
         {
-            states[r] = _requests[plan.Uses[r].RequestId].Sampling;
-            _deviceBatch.Add(states[r], _eosTokenIds, vocab);
+            requests[r] = _requests[plan.Uses[r].RequestId];
+            _deviceBatch.Add(requests[r].Sampling, _eosTokenIds, vocab);
         }
 
         SampleResult[] results = _deviceBatch.Sample(sampler, logits);
@@ -134,7 +283,7 @@ public sealed class ModelRunner : IModelExecutor
         for (int r = 0; r < results.Length; r++)
         {
             string id = plan.Uses[r].RequestId;
-            states[r].Append(results[r].TokenId);
+            requests[r].Append(results[r].TokenId);
             sampled[id] = [results[r].TokenId];
             if (results[r].Logprobs is { } lp)
             {
@@ -174,7 +323,7 @@ public sealed class ModelRunner : IModelExecutor
                 request.TokenIds.RemoveRange(request.PromptLength, request.TokenIds.Count - request.PromptLength);
             }
 
-            request.TokenIds.AddRange(data.NewTokenIds);
+            request.TokenIds.AddRange(data.NewTokenIds);   // empty unless resumed: the runner appends its own samples
             request.BlockIds.AddRange(data.NewBlockIds);
             request.NumComputedTokens = data.NumComputedTokens;
         }

@@ -18,4 +18,14 @@ internal sealed class RunnerRequest(string id, IReadOnlyList<int> promptTokenIds
     public int NumComputedTokens { get; set; }
 
     public SamplingState Sampling { get; } = sampling;
+
+    /// <summary>The request's row in the sampling of the step still running (async scheduling); −1 when it has none.</summary>
+    public int InFlightSampleRow { get; set; } = -1;
+
+    /// <summary>Records a sampled token: the next input token and the sampler's history.</summary>
+    public void Append(int tokenId)
+    {
+        TokenIds.Add(tokenId);
+        Sampling.Append(tokenId);
+    }
 }

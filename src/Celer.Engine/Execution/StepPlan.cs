@@ -18,14 +18,21 @@ internal readonly record struct LogitsRowUse(string RequestId, LogitsRowKind Kin
 /// <summary>One step's flat batch plus what each logits row is for.</summary>
 internal sealed class StepPlan
 {
-    private StepPlan(ForwardBatch batch, LogitsRowUse[] uses, Dictionary<string, int> promptLogprobsStart)
+    private StepPlan(ForwardBatch batch, LogitsRowUse[] uses, Dictionary<string, int> promptLogprobsStart, List<(int Row, RunnerRequest Request)> pendingRows)
     {
         Batch = batch;
         Uses = uses;
         PromptLogprobsStart = promptLogprobsStart;
+        PendingRows = pendingRows;
     }
 
     public ForwardBatch Batch { get; }
+
+    /// <summary>
+    /// Rows whose token the step still running samples (async scheduling): past the request's known tokens, with a
+    /// placeholder in the batch until <see cref="ResolvePendingRows"/> or the device fills it in.
+    /// </summary>
+    public List<(int Row, RunnerRequest Request)> PendingRows { get; }
 
     public LogitsRowUse[] Uses { get; }
 
@@ -47,6 +54,7 @@ internal sealed class StepPlan
         var logitsRows = new List<int>();
         var uses = new List<LogitsRowUse>();
         var promptStart = new Dictionary<string, int>(StringComparer.Ordinal);
+        var pendingRows = new List<(int, RunnerRequest)>();
 
         int row = 0;
         for (int s = 0; s < ids.Count; s++)
@@ -58,7 +66,15 @@ internal sealed class StepPlan
             int? promptLogprobs = r.Sampling.Params.PromptLogprobs;
             for (int p = start; p < start + n; p++, row++)
             {
-                tokenIds[row] = r.TokenIds[p];
+                if (p < r.TokenIds.Count)
+                {
+                    tokenIds[row] = r.TokenIds[p];
+                }
+                else
+                {
+                    pendingRows.Add((row, r));
+                }
+
                 positions[row] = p;
                 slots[row] = r.BlockIds[p / blockSize] * blockSize + p % blockSize;
 
@@ -92,6 +108,17 @@ internal sealed class StepPlan
             MaxBlocksPerSeq = maxBlocks,
             LogitsRows = [.. logitsRows],
         };
-        return new StepPlan(batch, [.. uses], promptStart);
+        return new StepPlan(batch, [.. uses], promptStart, pendingRows);
+    }
+
+    /// <summary>Fills the pending rows from the requests' tokens, once the step that sampled them has completed.</summary>
+    public void ResolvePendingRows()
+    {
+        foreach ((int row, RunnerRequest request) in PendingRows)
+        {
+            Batch.TokenIds[row] = request.TokenIds[Batch.Positions[row]];
+        }
+
+        PendingRows.Clear();
     }
 }

@@ -66,19 +66,40 @@ internal sealed class DeviceSamplingBatch
     /// <summary>Samples every row added, with the logprobs each asked for.</summary>
     public SampleResult[] Sample(IDeviceSampler sampler, Tensor logits)
     {
+        Launch(sampler, logits);
+        return Finish(sampler, logits);
+    }
+
+    /// <summary>Whether a row asked for logprobs, which <see cref="Finish"/> reads from the logits still in place.</summary>
+    public bool WantsLogprobs => _logprobRows.Count > 0;
+
+    /// <summary>Starts the sampling of every row added; <see cref="Finish"/> or <see cref="ReadTokens"/> waits for it.</summary>
+    public void Launch(IDeviceSampler sampler, Tensor logits) =>
+        sampler.LaunchSample(logits, CollectionsMarshal.AsSpan(_rows), CollectionsMarshal.AsSpan(_edits), CollectionsMarshal.AsSpan(_allowed));
+
+    /// <summary>Waits for the launched sampling: the ids, row i's in element i, valid until the next launch.</summary>
+    public ReadOnlySpan<int> ReadTokens(IDeviceSampler sampler)
+    {
         if (_tokens.Length < _rows.Count)
         {
             _tokens = new int[_rows.Count];
         }
 
-        sampler.Sample(logits, CollectionsMarshal.AsSpan(_rows), CollectionsMarshal.AsSpan(_edits), CollectionsMarshal.AsSpan(_allowed), _tokens);
-        var results = new SampleResult[_rows.Count];
+        sampler.ReadSampled(_tokens);
+        return _tokens.AsSpan(0, _rows.Count);
+    }
+
+    /// <summary>Waits for the launched sampling and adds the logprobs asked for, from <paramref name="logits"/> (unchanged since the launch).</summary>
+    public SampleResult[] Finish(IDeviceSampler sampler, Tensor logits)
+    {
+        ReadOnlySpan<int> tokens = ReadTokens(sampler);
+        var results = new SampleResult[tokens.Length];
         for (int i = 0; i < results.Length; i++)
         {
-            results[i] = new SampleResult(_tokens[i], null);
+            results[i] = new SampleResult(tokens[i], null);
         }
 
-        if (_logprobRows.Count > 0)
+        if (WantsLogprobs)
         {
             AddLogprobs(sampler, logits, results);
         }

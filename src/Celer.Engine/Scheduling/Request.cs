@@ -73,8 +73,11 @@ public sealed class Request
     /// <summary>Hashes of the full blocks of <see cref="AllTokenIds"/>, filled lazily by <see cref="BlockHasher"/>.</summary>
     public List<BlockHash> BlockHashes { get; } = [];
 
-    /// <summary>Output tokens the model runner has already been told about (or sampled itself).</summary>
-    internal int NumOutputTokensSentToRunner { get; set; }
+    /// <summary>
+    /// Tokens sampled by steps still in flight (async scheduling): the scheduler already fed them to the next step,
+    /// whose runner takes them from its own samples, but their ids are not known here yet.
+    /// </summary>
+    internal int NumOutputPlaceholders { get; set; }
 
     // Core-side timings on the engine's monotonic clock (seconds); 0 = not yet.
     public double QueuedTime { get; internal set; }

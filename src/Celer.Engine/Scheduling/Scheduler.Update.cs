@@ -18,10 +18,17 @@ public sealed partial class Scheduler
                 continue;
             }
             IReadOnlyList<int> sampled = runnerOutput.SampledTokenIds.GetValueOrDefault(requestId) ?? [];
-            if (sampled.Count > 0 && !schedulerOutput.SampledRequestIds.Contains(requestId))
+            bool sampledStep = schedulerOutput.SampledRequestIds.Contains(requestId);
+            if (sampled.Count > 0 && !sampledStep)
             {
                 throw new InvalidOperationException($"The runner sampled for {requestId}, whose prefill chunk does not reach the end of its tokens.");
             }
+            if (sampledStep && Config.AsyncScheduling)
+            {
+                request.NumOutputPlaceholders--;
+            }
+            // A request preempted while this step ran waits in the queue; its token still counts.
+            bool waiting = request.Status == RequestStatus.Preempted;
             var newTokenIds = new List<int>(sampled.Count);
             bool stopped = false;
             foreach (int tokenId in sampled)
@@ -44,7 +51,14 @@ public sealed partial class Scheduler
             PromptLogprobsChunk? promptLogprobs = runnerOutput.PromptLogprobs?.GetValueOrDefault(requestId);
             if (stopped)
             {
-                _running.Remove(request);
+                if (waiting)
+                {
+                    _waiting.Remove(request);
+                }
+                else
+                {
+                    _running.Remove(request);
+                }
                 FreeFinished(request);
             }
             if (newTokenIds.Count > 0 || promptLogprobs is not null || stopped)

@@ -66,10 +66,10 @@ public sealed partial class Scheduler
         while (index < _running.Count && tokenBudget > 0)
         {
             Request request = _running[index];
-            int numNewTokens = Math.Min(request.NumTokens - request.NumComputedTokens, tokenBudget);
-            if (numNewTokens <= 0)
+            int numNewTokens = Math.Min(request.NumTokens + request.NumOutputPlaceholders - request.NumComputedTokens, tokenBudget);
+            if (numNewTokens <= 0 || ReachesLengthCap(request))
             {
-                // Nothing left to compute (can only happen transiently); keep scanning the others.
+                // Nothing left to compute, or its token in flight ends it; keep scanning the others.
                 index++;
                 continue;
             }
@@ -127,6 +127,11 @@ public sealed partial class Scheduler
                     break;
                 }
                 Request request = _waiting.Peek();
+                if (request.NumOutputPlaceholders > 0)
+                {
+                    // Preempted while its last step was in flight: it resumes once that token arrives.
+                    break;
+                }
                 (IReadOnlyList<KvCacheBlock> computedBlocks, int numComputedTokens) = KvCacheManager.GetComputedBlocks(request);
                 int numNewTokens = request.NumTokens - numComputedTokens;
                 if (!Config.EnableChunkedPrefill && numNewTokens > tokenBudget)
@@ -165,6 +170,15 @@ public sealed partial class Scheduler
         _finishedRequestIds = [];
         return output;
     }
+
+    /// <summary>
+    /// Whether the tokens still in flight take the request to max_tokens or the context length: a step for it now
+    /// would only compute a token that is dropped (async scheduling; without it there are no tokens in flight).
+    /// </summary>
+    private bool ReachesLengthCap(Request request) =>
+        request.NumOutputPlaceholders > 0
+        && (request.NumOutputTokens + request.NumOutputPlaceholders >= request.MaxTokens
+            || request.NumTokens + request.NumOutputPlaceholders >= Config.MaxModelLen);
 
     /// <summary>The running request to give up: the last admitted (FCFS), or the lowest priority
     /// with the latest arrival (priority policy), as vLLM picks.</summary>
@@ -210,7 +224,6 @@ public sealed partial class Scheduler
             newRequests.Add(new NewRequestData(
                 request.RequestId, request.PromptTokenIds, request.SamplingParams,
                 KvCacheManager.GetBlockIds(request.RequestId), request.NumComputedTokens));
-            request.NumOutputTokensSentToRunner = request.NumOutputTokens;
         }
         var cachedRequests = new List<CachedRequestData>(scheduledResumed.Count + scheduledRunning.Count);
         foreach (Request request in scheduledResumed)
@@ -218,19 +231,18 @@ public sealed partial class Scheduler
             cachedRequests.Add(new CachedRequestData(
                 request.RequestId, ResumedFromPreemption: true, request.OutputTokenIds.ToArray(),
                 KvCacheManager.GetBlockIds(request.RequestId), request.NumComputedTokens));
-            request.NumOutputTokensSentToRunner = request.NumOutputTokens;
         }
         foreach (Request request in scheduledRunning)
         {
-            int[] unsent = request.OutputTokenIds.Skip(request.NumOutputTokensSentToRunner).ToArray();
+            // The runner has the tokens it sampled; only the new blocks are news.
             cachedRequests.Add(new CachedRequestData(
-                request.RequestId, ResumedFromPreemption: false, unsent,
+                request.RequestId, ResumedFromPreemption: false, [],
                 newBlocksByRequest[request.RequestId].Select(b => b.BlockId).ToArray(), request.NumComputedTokens));
-            request.NumOutputTokensSentToRunner = request.NumOutputTokens;
         }
 
         // The tokens are counted as computed now (vLLM's _update_after_schedule), so the next
-        // schedule never hands out the same positions twice.
+        // schedule never hands out the same positions twice. With async scheduling the token a step samples is
+        // a placeholder until its output comes back, and the next step may already feed it.
         var sampled = new HashSet<string>();
         int total = 0;
         foreach ((string requestId, int numTokens) in numScheduledTokens)
@@ -238,9 +250,13 @@ public sealed partial class Scheduler
             Request request = _requests[requestId];
             request.NumComputedTokens += numTokens;
             total += numTokens;
-            if (request.NumComputedTokens == request.NumTokens)
+            if (request.NumComputedTokens == request.NumTokens + request.NumOutputPlaceholders)
             {
                 sampled.Add(requestId);
+                if (Config.AsyncScheduling)
+                {
+                    request.NumOutputPlaceholders++;
+                }
             }
         }
         return new SchedulerOutput(newRequests, cachedRequests, numScheduledTokens, total, sampled, preempted, _finishedRequestIds);

@@ -1,7 +1,9 @@
 namespace Celer.Engine.Scheduling;
 
 /// <summary>The scheduler's resolved limits (vLLM's <c>SchedulerConfig</c> + <c>CacheConfig</c>),
-/// built from <see cref="EngineArgs"/> once the model's context length and the KV pool size are known.</summary>
+/// built from <see cref="EngineArgs"/> once the model's context length and the KV pool size are known.
+/// <see cref="AsyncScheduling"/>: each step is scheduled while the previous one still runs, its sampled tokens
+/// counted as placeholders (<see cref="Request.NumOutputPlaceholders"/>) until they arrive.</summary>
 public sealed record SchedulerConfig(
     int MaxNumSeqs,
     int MaxNumBatchedTokens,
@@ -10,4 +12,5 @@ public sealed record SchedulerConfig(
     int NumKvBlocks,
     bool EnablePrefixCaching = true,
     bool EnableChunkedPrefill = true,
-    SchedulingPolicy Policy = SchedulingPolicy.Fcfs);
+    SchedulingPolicy Policy = SchedulingPolicy.Fcfs,
+    bool AsyncScheduling = false);

@@ -11,10 +11,9 @@ public sealed record NewRequestData(
 /// <summary>
 /// A request the runner already knows, as a diff. When <see cref="ResumedFromPreemption"/> is set,
 /// the runner's old state is stale: <see cref="NewBlockIds"/> replace the block table and
-/// <see cref="NewTokenIds"/> holds every output token so far. Otherwise the block ids are appended
-/// and <see cref="NewTokenIds"/> holds the output tokens the runner has not been sent yet (the
-/// tokens it sampled last step, as the scheduler kept them): the runner takes its input tokens
-/// from here rather than from its own samples.
+/// <see cref="NewTokenIds"/> holds every output token so far. Otherwise the block ids are appended and
+/// <see cref="NewTokenIds"/> is empty: the runner appends the tokens it sampled itself (vLLM v1), which is what
+/// lets a step be scheduled before the previous step's tokens reach the scheduler.
 /// </summary>
 public sealed record CachedRequestData(
     string RequestId,

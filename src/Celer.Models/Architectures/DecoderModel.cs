@@ -267,7 +267,8 @@ public sealed class DecoderModel
             padded.BlockTables[s * stride] = 0;   // a padding row at position 0 reads the null block
         }
 
-        _backend.BeginStep(padded);
+        // Pending tokens are gathered before the graph runs, into the same token-id rows.
+        _backend.BeginStep(batch.PendingTokens.Length == 0 ? padded : padded with { PendingTokens = batch.PendingTokens });
         if (!_graphs!.TryReplay(bucket))
         {
             _graphs.BeginCapture();

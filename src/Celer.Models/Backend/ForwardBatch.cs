@@ -30,6 +30,14 @@ public sealed record ForwardBatch
     /// <summary>Rows whose logits are wanted (the last row of a sequence that samples, prompt rows for prompt logprobs).</summary>
     public required int[] LogitsRows { get; init; }
 
+    /// <summary>
+    /// Rows whose token is not known on the host yet (async scheduling: the previous step sampled it and is still
+    /// running), as pairs (row, r): row's token id is the one the device sampler drew for its row r in its last
+    /// launch (<see cref="IDeviceSampler.LaunchSample"/>); <see cref="TokenIds"/> holds a placeholder there. Only a
+    /// backend that samples on its device takes them.
+    /// </summary>
+    public int[] PendingTokens { get; init; } = [];
+
     public int NumTokens => TokenIds.Length;
 
     /// <summary>

@@ -14,11 +14,16 @@ public interface IDeviceSampler
     void ReserveSampling(int maxRows, int vocabSize);
 
     /// <summary>
-    /// Samples one token from each of the first <c>rows.Length</c> rows of the fp32 logits buffer (left as it is).
-    /// Row r's edits are <c>edits[EditsStart .. EditsStart + EditsCount]</c>, its allowed ids (sorted)
-    /// <c>allowedTokenIds[AllowedStart .. AllowedStart + AllowedCount]</c>.
+    /// Enqueues the sampling of one token from each of the first <c>rows.Length</c> rows of the fp32 logits buffer
+    /// (left as it is) and the copy of the ids to the host, and returns without waiting: <see cref="ReadSampled"/>
+    /// waits for them. Row r's edits are <c>edits[EditsStart .. EditsStart + EditsCount]</c>, its allowed ids (sorted)
+    /// <c>allowedTokenIds[AllowedStart .. AllowedStart + AllowedCount]</c>. The ids stay on the device too, where the
+    /// next step's <see cref="ForwardBatch.PendingTokens"/> read them.
     /// </summary>
-    void Sample(Tensor logits, ReadOnlySpan<DeviceSamplingRow> rows, ReadOnlySpan<LogitEdit> edits, ReadOnlySpan<int> allowedTokenIds, Span<int> tokens);
+    void LaunchSample(Tensor logits, ReadOnlySpan<DeviceSamplingRow> rows, ReadOnlySpan<LogitEdit> edits, ReadOnlySpan<int> allowedTokenIds);
+
+    /// <summary>Waits for the ids of the last <see cref="LaunchSample"/> (row i's into <c>tokens[i]</c>).</summary>
+    void ReadSampled(Span<int> tokens);
 
     /// <summary>
     /// Raw logprobs (log-softmax of the untouched logits) of rows <paramref name="rowIndices"/>: the chosen token's

@@ -15,7 +15,9 @@ public sealed class CpuModelEngineTests
 {
     private static string FixtureModel(string name) => Path.Combine(RepoPaths.FixtureModels, name);
 
-    private static LlmEngine Engine(string model, int? maxNumBatchedTokens = null, int maxNumSeqs = 16, int? kvBlocks = null, int maxModelLen = 128)
+    /// <param name="asyncScheduling">Each step scheduled before the previous one's tokens are back (on the CPU it only delays outputs).</param>
+    private static LlmEngine Engine(
+        string model, int? maxNumBatchedTokens = null, int maxNumSeqs = 16, int? kvBlocks = null, int maxModelLen = 128, bool asyncScheduling = false)
     {
         ModelConfig config = ModelConfig.Load(model);
         // KV bytes of one 16-token block on the CPU backend: keys and values, fp32, every layer.
@@ -28,6 +30,7 @@ public sealed class CpuModelEngineTests
             MaxNumBatchedTokens = maxNumBatchedTokens,
             KvCacheMemoryBytes = kvBlocks is int blocks ? blocks * blockBytes : null,
             Seed = 1,
+            AsyncScheduling = asyncScheduling,
         };
         return ModelLoader.LoadOffline(args).Engine;
     }
@@ -61,9 +64,10 @@ public sealed class CpuModelEngineTests
     }
 
     [Theory]
-    [InlineData("qwen3-headdim-qknorm-bf16", 11)]
-    [InlineData("llama3-rope-tied-f32", 12)]
-    public void Batched_greedy_output_equals_solo_output_under_chunking_prefix_hits_and_preemption(string name, int seed)
+    [InlineData("qwen3-headdim-qknorm-bf16", 11, false)]
+    [InlineData("llama3-rope-tied-f32", 12, false)]
+    [InlineData("qwen3-headdim-qknorm-bf16", 13, true)]
+    public void Batched_greedy_output_equals_solo_output_under_chunking_prefix_hits_and_preemption(string name, int seed, bool asyncScheduling)
     {
         string model = FixtureModel(name);
         int vocab = ModelConfig.Load(model).VocabSize;
@@ -93,7 +97,8 @@ public sealed class CpuModelEngineTests
 
         // A 16-token budget forces chunked prefill; 14 blocks of 16 tokens for up to 6 sequences of up to 113 tokens
         // force preemption; the shared prefixes hit the cache.
-        using LlmEngine batched = Engine(model, maxNumBatchedTokens: 16, maxNumSeqs: 6, kvBlocks: 14);
+        using LlmEngine batched = Engine(model, maxNumBatchedTokens: 16, maxNumSeqs: 6, kvBlocks: 14, asyncScheduling: asyncScheduling);
+        Assert.Equal(asyncScheduling, batched.Scheduler.Config.AsyncScheduling);
         IReadOnlyList<RequestOutput> outputs = batched.Generate(requests);
 
         for (int i = 0; i < requests.Count; i++)
@@ -146,8 +151,10 @@ public sealed class CpuModelEngineTests
         Assert.True(engine.Stats.NumPreemptions > 0, "the workload was meant to force preemption");
     }
 
-    [Fact]
-    public void Seeded_sampling_gives_the_same_tokens_alone_and_batched()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Seeded_sampling_gives_the_same_tokens_alone_and_batched(bool asyncScheduling)
     {
         string model = FixtureModel("llama-mha-dynamic-bf16");
         var sampling = new SamplingParams { Temperature = 0.8f, TopP = 0.95f, Seed = 1234, MaxTokens = 16, IgnoreEos = true };
@@ -160,7 +167,8 @@ public sealed class CpuModelEngineTests
             alone = Tokens(engine.Generate([target])[0]);
         }
 
-        using LlmEngine batchedEngine = Engine(model, maxNumBatchedTokens: 8, maxNumSeqs: 8);
+        // Alone without async scheduling, batched with it when asked: the seeded stream must not depend on either.
+        using LlmEngine batchedEngine = Engine(model, maxNumBatchedTokens: 8, maxNumSeqs: 8, asyncScheduling: asyncScheduling);
         List<int> batched = Tokens(batchedEngine.Generate([.. others.Take(2), target, .. others.Skip(2)])[2]);
         Assert.Equal(16, alone.Count);
         Assert.Equal(alone, batched);

@@ -13,22 +13,30 @@ public class SchedulerSoakTests
 {
     private const int Vocab = 500;
 
+    /// <summary>
+    /// With async scheduling each step is scheduled before the previous step's tokens arrive (the executor holds
+    /// each output back one call), and some requests stop at a stop token, so steps are scheduled for requests that
+    /// already stopped, preempted requests get their last token after the preemption, and aborts land between.
+    /// </summary>
     [Theory]
-    [InlineData(SchedulingPolicy.Fcfs, 101)]
-    [InlineData(SchedulingPolicy.Priority, 202)]
-    public void RandomTraffic_EndsWithThePoolFull_AndEachRequestFinishedOnce(SchedulingPolicy policy, int seed)
+    [InlineData(SchedulingPolicy.Fcfs, 101, false)]
+    [InlineData(SchedulingPolicy.Priority, 202, false)]
+    [InlineData(SchedulingPolicy.Fcfs, 303, true)]
+    [InlineData(SchedulingPolicy.Priority, 404, true)]
+    public void RandomTraffic_EndsWithThePoolFull_AndEachRequestFinishedOnce(SchedulingPolicy policy, int seed, bool asyncScheduling)
     {
         var random = new Random(seed);
         // 40 usable blocks of 4 tokens (160 slots) for up to 8 sequences of up to 64 tokens.
-        var loop = new SchedulerLoop(SchedulerLoop.Config(numBlocks: 41, blockSize: 4, maxNumBatchedTokens: 24, maxNumSeqs: 8, maxModelLen: 64, policy: policy), Vocab);
+        var loop = new SchedulerLoop(SchedulerLoop.Config(
+            numBlocks: 41, blockSize: 4, maxNumBatchedTokens: 24, maxNumSeqs: 8, maxModelLen: 64, policy: policy, asyncScheduling: asyncScheduling), Vocab);
         int[][] sharedPrefixes = [.. Enumerable.Range(0, 5).Select(_ => TestRequests.RandomTokens(random, 12, Vocab))];
-        var requests = new Dictionary<string, (int[] Prompt, int MaxTokens)>();
+        var requests = new Dictionary<string, (int[] Prompt, int MaxTokens, int[] Stops)>();
         var aborted = new HashSet<string>();
         var live = new List<string>();
         const int total = 1500;
         int added = 0;
 
-        while (added < total || loop.Scheduler.HasUnfinishedRequests)
+        while (added < total || loop.HasWork)
         {
             for (int k = random.Next(0, 4); k > 0 && added < total; k--)
             {
@@ -36,8 +44,12 @@ public class SchedulerSoakTests
                 int[] suffix = TestRequests.RandomTokens(random, random.Next(1, 30), Vocab);
                 int[] prompt = random.Next(2) == 0 ? [.. sharedPrefixes[random.Next(sharedPrefixes.Length)], .. suffix] : suffix;
                 int maxTokens = random.Next(1, 64 - prompt.Length + 1);
-                requests[id] = (prompt, maxTokens);
-                loop.Add(TestRequests.Make(id, prompt, maxTokens: maxTokens, priority: random.Next(3), arrivalTime: added, cacheSalt: random.Next(10) == 0 ? "salt" : null));
+                // The toy model draws about uniformly from the vocabulary: ten stop ids end about one token in fifty.
+                int[] stops = asyncScheduling && random.Next(2) == 0 ? TestRequests.RandomTokens(random, 10, Vocab) : [];
+                requests[id] = (prompt, maxTokens, stops);
+                loop.Add(TestRequests.Make(
+                    id, prompt, maxTokens: maxTokens, priority: random.Next(3), arrivalTime: added, cacheSalt: random.Next(10) == 0 ? "salt" : null,
+                    samplingParams: new SamplingParams { MaxTokens = maxTokens, StopTokenIds = stops }));
                 live.Add(id);
             }
             if (live.Count > 0 && random.Next(8) == 0)
@@ -57,12 +69,22 @@ public class SchedulerSoakTests
 
         Assert.Equal(total, loop.Finished.Count + aborted.Count);
         Assert.Empty(loop.Finished.Keys.Intersect(aborted));
+        int stoppedEarly = 0;
         foreach ((string id, EngineCoreOutput output) in loop.Finished)
         {
-            (int[] prompt, int maxTokens) = requests[id];
-            Assert.Equal(FinishReason.Length, output.FinishReason);
-            Assert.Equal(PagedTokenModelExecutor.ReferenceGeneration(prompt, maxTokens, Vocab), loop.Generated[id]);
+            (int[] prompt, int maxTokens, int[] stops) = requests[id];
+            List<int> expected = PagedTokenModelExecutor.ReferenceGeneration(prompt, maxTokens, Vocab);
+            int stop = expected.FindIndex(stops.Contains);
+            if (stop >= 0)
+            {
+                expected = expected[..(stop + 1)];
+                stoppedEarly++;
+            }
+            // The length cap is checked first (vLLM's check_stop): an EOS as the last allowed token is a length finish.
+            Assert.Equal(stop >= 0 && stop < maxTokens - 1 ? FinishReason.Stop : FinishReason.Length, output.FinishReason);
+            Assert.Equal(expected, loop.Generated[id]);
         }
+        Assert.True(!asyncScheduling || stoppedEarly > 20, $"only {stoppedEarly} requests stopped at a stop token");
         BlockPoolFull(loop.Scheduler);
         Assert.Empty(loop.Executor.CachedRequestIds);
         Assert.True(loop.Executor.History.Sum(h => h.PreemptedRequestIds.Count) > 0, "the pool was meant to be small enough to preempt");

@@ -17,6 +17,7 @@ public sealed class PagedTokenModelExecutor(int numKvBlocks, int blockSize, int 
     private readonly Func<IReadOnlyList<int>, int> _model = model ?? (sequence => NextToken(sequence, vocabSize));
     private readonly int[] _slots = Enumerable.Repeat(-1, numKvBlocks * blockSize).ToArray();
     private readonly Dictionary<string, RunnerRequestState> _states = [];
+    private CompletedStep? _inFlight;
 
     public int NumKvBlocks { get; } = numKvBlocks;
     public int BlockSize { get; } = blockSize;
@@ -51,6 +52,35 @@ public sealed class PagedTokenModelExecutor(int numKvBlocks, int blockSize, int 
             sequence.Add(NextToken(sequence, vocabSize));
         }
         return sequence.GetRange(prompt.Count, numTokens);
+    }
+
+    public bool SupportsAsyncScheduling => true;
+
+    /// <summary>Whether a submitted step is held back, its output returned by the next call (async scheduling).</summary>
+    public bool HasStepInFlight => _inFlight is not null;
+
+    /// <summary>
+    /// Async scheduling as a device runner does it: the step is computed now (its sampled tokens are the runner's own
+    /// from then on, which the next step may feed), but its output is held back until the next call, so the
+    /// scheduler schedules that call's step with this step's tokens still as placeholders.
+    /// </summary>
+    public void Submit(SchedulerOutput schedulerOutput, List<CompletedStep> completed)
+    {
+        var step = new CompletedStep(schedulerOutput, Execute(schedulerOutput));
+        if (_inFlight is { } previous)
+        {
+            completed.Add(previous);
+        }
+
+        _inFlight = null;
+        if (schedulerOutput.IsEmpty)
+        {
+            completed.Add(step);
+        }
+        else
+        {
+            _inFlight = step;
+        }
     }
 
     public ModelRunnerOutput Execute(SchedulerOutput schedulerOutput)
@@ -109,7 +139,9 @@ public sealed class PagedTokenModelExecutor(int numKvBlocks, int blockSize, int 
                 {
                     seen[pos] = _slots[Slot(state, pos)];
                 }
-                sampled[id] = [_model(seen)];
+                int token = _model(seen);
+                sampled[id] = [token];
+                state.Tokens.Add(token);   // the runner keeps its own samples; the scheduler sends none back
                 AfterSample?.Invoke(NumSteps);
             }
         }

@@ -19,8 +19,9 @@ internal sealed class SchedulerLoop
 
     public static SchedulerConfig Config(
         int numBlocks = 101, int blockSize = 4, int maxNumBatchedTokens = 64, int maxNumSeqs = 16,
-        int maxModelLen = 256, SchedulingPolicy policy = SchedulingPolicy.Fcfs, bool chunkedPrefill = true, bool prefixCaching = true) =>
-        new(maxNumSeqs, maxNumBatchedTokens, maxModelLen, blockSize, numBlocks, prefixCaching, chunkedPrefill, policy);
+        int maxModelLen = 256, SchedulingPolicy policy = SchedulingPolicy.Fcfs, bool chunkedPrefill = true, bool prefixCaching = true,
+        bool asyncScheduling = false) =>
+        new(maxNumSeqs, maxNumBatchedTokens, maxModelLen, blockSize, numBlocks, prefixCaching, chunkedPrefill, policy, asyncScheduling);
 
     public void Add(Request request)
     {
@@ -31,23 +32,38 @@ internal sealed class SchedulerLoop
     public SchedulerOutput Step()
     {
         SchedulerOutput output = Scheduler.Schedule();
-        ModelRunnerOutput runnerOutput = Executor.Execute(output);
-        foreach (EngineCoreOutput o in Scheduler.UpdateFromOutput(output, runnerOutput))
+        var completed = new List<CompletedStep>();
+        if (Scheduler.Config.AsyncScheduling)
         {
-            Generated[o.RequestId].AddRange(o.NewTokenIds);
-            if (o.FinishReason is not null)
+            Executor.Submit(output, completed);
+        }
+        else
+        {
+            completed.Add(new CompletedStep(output, Executor.Execute(output)));
+        }
+
+        foreach ((SchedulerOutput done, ModelRunnerOutput runnerOutput) in completed)
+        {
+            foreach (EngineCoreOutput o in Scheduler.UpdateFromOutput(done, runnerOutput))
             {
-                Assert.True(Finished.TryAdd(o.RequestId, o), $"{o.RequestId} finished twice");
-                FinishCount++;
+                Generated[o.RequestId].AddRange(o.NewTokenIds);
+                if (o.FinishReason is not null)
+                {
+                    Assert.True(Finished.TryAdd(o.RequestId, o), $"{o.RequestId} finished twice");
+                    FinishCount++;
+                }
             }
         }
         return output;
     }
 
+    /// <summary>Whether requests are unfinished or a step's output is still to come.</summary>
+    public bool HasWork => Scheduler.HasUnfinishedRequests || Executor.HasStepInFlight;
+
     public int RunToCompletion(int maxSteps = 10_000)
     {
         int steps = 0;
-        while (Scheduler.HasUnfinishedRequests)
+        while (HasWork)
         {
             Step();
             Assert.True(++steps < maxSteps, "the scheduler made no progress");
