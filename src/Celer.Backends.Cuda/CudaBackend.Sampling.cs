@@ -40,6 +40,7 @@ public sealed unsafe partial class CudaBackend : IDeviceSampler
         }
 
         _sampledCount = count;
+        MarkSamplingQueued();
         if (count == 0)
         {
             return;
@@ -67,6 +68,7 @@ public sealed unsafe partial class CudaBackend : IDeviceSampler
 
         int count = _sampledCount;
         _sampledCount = -1;
+        MarkHostGapBegin();
         if (count > 0)
         {
             CudaDriver.Check(CudaDriver.cuEventSynchronize(_sampledCopied!.DangerousGetHandle()), "cuEventSynchronize");

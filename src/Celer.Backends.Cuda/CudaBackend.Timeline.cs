@@ -6,19 +6,22 @@ namespace Celer.Backends.Cuda;
 /// <summary>
 /// CUDA events around every step for <see cref="Timeline"/>: one recorded when a step begins (before its metadata
 /// uploads and its first kernel), one each time the host is about to wait for the step's results or, with async
-/// scheduling, when its sampled ids are queued for the host. A step's times are taken once its end event has
-/// completed on the device, which with async scheduling is after the next step was launched: the events live in a
-/// ring and are read in order, as they complete. A step the host never waited on (a prompt chunk that samples
-/// nothing) has no end: it and the gap after it are left out.
+/// scheduling, when its sampled ids are queued for the host. With async scheduling the host also works between a
+/// step's forward pass and its sampling (it reads the previous step's ids first): an event pair around that gap
+/// (recorded when the host starts waiting, and when it queues the sampling) counts it as idle, not busy. A step's
+/// times are taken once its end event has completed on the device, which with async scheduling is after the next
+/// step was launched: the events live in a ring and are read in order, as they complete. A step the host never
+/// waited on (a prompt chunk that samples nothing) has no end: it and the gap after it are left out.
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
     private const int TimelineSlots = 8;    // twice the most steps left unread, so step i − 1's end is still there
     private const int MaxUnreadSteps = 4;
 
-    private SafeCudaEventHandle[]? _stepStart, _stepEnd;
+    private SafeCudaEventHandle[]? _stepStart, _stepEnd, _gapStart, _gapEnd;
     private readonly bool[] _stepEnded = new bool[TimelineSlots];
-    private int _stepsBegun, _stepsRead;
+    private readonly int[] _gapState = new int[TimelineSlots];   // 0: none, 1: the host began waiting, 2: and then sampled
+    private int _stepsBegun, _stepsRead, _stepSampled;
 
     /// <summary>Busy and idle time of the GPU over the steps run so far.</summary>
     public StepTimeline Timeline { get; } = new();
@@ -29,13 +32,42 @@ public sealed unsafe partial class CudaBackend
         {
             _stepStart = [.. Enumerable.Range(0, TimelineSlots).Select(_ => NewEvent())];
             _stepEnd = [.. Enumerable.Range(0, TimelineSlots).Select(_ => NewEvent())];
+            _gapStart = [.. Enumerable.Range(0, TimelineSlots).Select(_ => NewEvent())];
+            _gapEnd = [.. Enumerable.Range(0, TimelineSlots).Select(_ => NewEvent())];
         }
 
         ReadFinishedSteps();
         int slot = _stepsBegun % TimelineSlots;
         CudaDriver.Check(CudaDriver.cuEventRecord(_stepStart[slot].DangerousGetHandle(), _device.Stream), "cuEventRecord");
         _stepEnded[slot] = false;
+        _gapState[slot] = 0;
         _stepsBegun++;
+    }
+
+    /// <summary>The host starts waiting for earlier results while the current step's forward pass is queued, unsampled.</summary>
+    private void MarkHostGapBegin()
+    {
+        int slot = (_stepsBegun - 1) % TimelineSlots;
+        if (_gapStart is null || _stepsBegun == 0 || _stepSampled == _stepsBegun || _gapState[slot] != 0)
+        {
+            return;
+        }
+
+        CudaDriver.Check(CudaDriver.cuEventRecord(_gapStart[slot].DangerousGetHandle(), _device.Stream), "cuEventRecord");
+        _gapState[slot] = 1;
+    }
+
+    /// <summary>The current step's sampling is queued: the end of a host gap, if one began.</summary>
+    private void MarkSamplingQueued()
+    {
+        int slot = (_stepsBegun - 1) % TimelineSlots;
+        if (_gapEnd is not null && _stepsBegun > 0 && _gapState[slot] == 1)
+        {
+            CudaDriver.Check(CudaDriver.cuEventRecord(_gapEnd[slot].DangerousGetHandle(), _device.Stream), "cuEventRecord");
+            _gapState[slot] = 2;
+        }
+
+        _stepSampled = _stepsBegun;
     }
 
     /// <summary>
@@ -63,8 +95,15 @@ public sealed unsafe partial class CudaBackend
 
                 int previous = (i - 1 + TimelineSlots) % TimelineSlots;
                 float busy = Elapsed(_stepStart![slot], _stepEnd[slot]);
-                float idle = i > 0 && _stepEnded[previous] ? Elapsed(_stepEnd[previous], _stepStart[slot]) : 0f;
-                Timeline.Add(busy, Math.Max(0f, idle));
+                float idle = i > 0 && _stepEnded[previous] ? Math.Max(0f, Elapsed(_stepEnd[previous], _stepStart[slot])) : 0f;
+                if (_gapState[slot] == 2)
+                {
+                    float gap = Math.Clamp(Elapsed(_gapStart![slot], _gapEnd![slot]), 0f, busy);
+                    busy -= gap;
+                    idle += gap;
+                }
+
+                Timeline.Add(busy, idle);
             }
 
             _stepsRead++;

@@ -16,6 +16,10 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 {
     private const int StagingBytes = 64 << 20;   // pinned chunk for weight uploads: large enough to stream at PCIe speed
 
+    // Pinned staging of one step's metadata uploads (token ids, positions, slots, block tables, attention tiles,
+    // sampling rows): 8 MiB holds a step of 8192 tokens and 256 sequences with 7,000 blocks each (112k tokens).
+    private const int MetadataStagingBytes = 8 << 20;
+
     // cuBLAS allocates its workspace lazily, which a graph being recorded cannot do: give it one up front
     // (32 MiB is what cuBLAS itself asks for on Hopper).
     private const int CublasWorkspaceBytes = 32 << 20;
@@ -25,6 +29,10 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     private readonly CudaKernels _kernels;
     private readonly List<SafeDeviceMemoryHandle> _allocations = [];
     private readonly SafePinnedHostHandle _staging;
+    private readonly SafePinnedHostHandle[] _metadataStaging;
+    private readonly SafeCudaEventHandle[] _metadataReleased;
+    private int _metadataHalf;
+    private long _metadataOffset;
     private readonly DeviceInts _tokenIds, _positions, _slotMapping, _tokenSeq, _blockTables, _logitsRows, _attentionTiles, _pendingTokens;
     private readonly string _suffix, _kvSuffix;
     private int[] _tokenSeqHost = [];   // the sequence of each row, reused from step to step
@@ -70,6 +78,8 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         _device.MakeCurrent();
         _kernels = new CudaKernels(device);
         _staging = device.AllocatePinned(StagingBytes);
+        _metadataStaging = [device.AllocatePinned(MetadataStagingBytes), device.AllocatePinned(MetadataStagingBytes)];
+        _metadataReleased = [NewEvent(), NewEvent()];
         _tokenIds = new DeviceInts(this);
         _positions = new DeviceInts(this);
         _slotMapping = new DeviceInts(this);
@@ -239,6 +249,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     {
         _device.MakeCurrent();
         MarkStepBegin();
+        SwitchMetadataStaging();
         _batch = batch;
         if (_tokenSeqHost.Length < batch.NumTokens)
         {
@@ -372,9 +383,14 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 
         _allocations.Clear();
         _staging.Dispose();
+        foreach (IDisposable handle in _metadataStaging.Concat<IDisposable>(_metadataReleased))
+        {
+            handle.Dispose();
+        }
+
         _sampledOnHost?.Dispose();
         _sampledCopied?.Dispose();
-        foreach (SafeCudaEventHandle evt in (_stepStart ?? []).Concat(_stepEnd ?? []))
+        foreach (SafeCudaEventHandle evt in new[] { _stepStart, _stepEnd, _gapStart, _gapEnd }.SelectMany(events => events ?? []))
         {
             evt.Dispose();
         }
@@ -418,13 +434,40 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         return Track(_device.Allocate(bytes));
     }
 
+    /// <summary>
+    /// Queues a copy of step metadata to the device through the pinned staging half of the current step, so the host
+    /// returns at once even while the stream is still busy with the previous step (async scheduling); from pageable
+    /// memory the driver may wait for the stream first. The span may be reused right away.
+    /// </summary>
     internal void UploadAsync<T>(ulong destination, ReadOnlySpan<T> values) where T : unmanaged
     {
+        long bytes = (long)values.Length * sizeof(T);
+        if (_metadataOffset + bytes <= MetadataStagingBytes)
+        {
+            byte* staged = (byte*)_metadataStaging[_metadataHalf].DangerousGetHandle() + _metadataOffset;
+            values.CopyTo(new Span<T>(staged, values.Length));
+            _metadataOffset += (bytes + 15) & ~15L;
+            CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(destination, staged, (nuint)bytes, _device.Stream), "cuMemcpyHtoD");
+            return;
+        }
+
         fixed (T* v = values)
         {
-            // Pageable source: the driver stages it before returning, so the span may be reused right away.
-            CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(destination, v, (nuint)(values.Length * sizeof(T)), _device.Stream), "cuMemcpyHtoD");
+            // Larger than the staging half (a block table of thousands of blocks per sequence): the driver stages it.
+            CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(destination, v, (nuint)bytes, _device.Stream), "cuMemcpyHtoD");
         }
+    }
+
+    /// <summary>
+    /// A new step stages its metadata in the other pinned half, once the copies out of that half (two steps ago)
+    /// have run: an event recorded after them says so, and has long completed unless the host runs ahead.
+    /// </summary>
+    private void SwitchMetadataStaging()
+    {
+        CudaDriver.Check(CudaDriver.cuEventRecord(_metadataReleased[_metadataHalf].DangerousGetHandle(), _device.Stream), "cuEventRecord");
+        _metadataHalf ^= 1;
+        CudaDriver.Check(CudaDriver.cuEventSynchronize(_metadataReleased[_metadataHalf].DangerousGetHandle()), "cuEventSynchronize");
+        _metadataOffset = 0;
     }
 
     private ForwardBatch Batch => _batch ?? throw new InvalidOperationException("BeginStep was not called.");

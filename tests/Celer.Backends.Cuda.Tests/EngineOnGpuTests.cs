@@ -22,8 +22,10 @@ public sealed class EngineOnGpuTests
     // fixtures keep a top-1/top-2 margin of at least 3e-3 at every step, so no token may diverge.
     private const float Fp32LogprobTolerance = 2e-3f;
 
+    /// <param name="asyncScheduling">Null: the default, which on CUDA is async scheduling.</param>
     private static LlmEngine Engine(
-        string model, int? maxNumBatchedTokens = null, int maxNumSeqs = 16, bool enforceEager = false, string dtype = "float32", string kvCacheDtype = "auto") =>
+        string model, int? maxNumBatchedTokens = null, int maxNumSeqs = 16, bool enforceEager = false, string dtype = "float32", string kvCacheDtype = "auto",
+        bool? asyncScheduling = null) =>
         ModelLoader.LoadOffline(new EngineArgs
         {
             Model = model,
@@ -35,6 +37,7 @@ public sealed class EngineOnGpuTests
             MaxNumBatchedTokens = maxNumBatchedTokens,
             KvCacheMemoryBytes = 64L << 20,
             EnforceEager = enforceEager,
+            AsyncScheduling = asyncScheduling,
         }).Engine;
 
     private static List<int> Tokens(RequestOutput output) => output.Outputs.SelectMany(o => o.TokenIdsDelta).ToList();
@@ -155,6 +158,54 @@ public sealed class EngineOnGpuTests
             new SamplingParams { Temperature = 0.9f, TopP = 0.9f, TopK = 40, Seed = 100 + i, MaxTokens = 12, IgnoreEos = true, Logprobs = i % 3 })).ToList();
 
         AssertBatchedEqualsSolo(dir, requests);
+    }
+
+    /// <summary>
+    /// Async scheduling feeds each decode its previous token from the GPU and samples with the history recorded one
+    /// step late; every request must still get the tokens of synchronous steps, run alone: greedy and seeded, with
+    /// penalties and min_tokens (they read the previous token), stop tokens (a step scheduled after the stop is
+    /// dropped), in graphs and eagerly, through chunked prefill and mixed steps. No request asks for logprobs, which
+    /// would make its steps synchronous.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Async_scheduling_gives_every_request_the_tokens_of_synchronous_steps(bool enforceEager)
+    {
+        Gpu.Require();
+        string dir = Path.Combine(RepoPaths.FixtureModels, "qwen3-headdim-qknorm-bf16");
+        var random = new Random(enforceEager ? 21 : 22);
+        var requests = Enumerable.Range(0, 14).Select(i => new GenerateRequest(
+            $"a{i}",
+            Enumerable.Range(0, random.Next(1, 40)).Select(_ => random.Next(512)).ToList(),
+            new SamplingParams
+            {
+                Temperature = i % 2 == 0 ? 0 : 0.9f,
+                TopP = 0.95f,
+                Seed = 300 + i,
+                MaxTokens = random.Next(4, 24),
+                MinTokens = i % 3 == 0 ? 3 : 0,
+                FrequencyPenalty = i % 4 == 1 ? 0.8f : 0,
+                PresencePenalty = i % 4 == 2 ? 0.5f : 0,
+                RepetitionPenalty = i % 4 == 3 ? 1.3f : 1,
+                StopTokenIds = i % 5 == 0 ? [.. Enumerable.Range(0, 40).Select(_ => random.Next(512))] : [],
+                IgnoreEos = true,
+            })).ToList();
+
+        var solo = new List<List<int>>();
+        using (LlmEngine alone = Engine(dir, enforceEager: enforceEager, asyncScheduling: false))
+        {
+            solo.AddRange(requests.Select(r => Tokens(alone.Generate([r])[0])));
+        }
+
+        using LlmEngine overlapped = Engine(dir, maxNumBatchedTokens: 16, maxNumSeqs: 8, enforceEager: enforceEager, asyncScheduling: true);
+        IReadOnlyList<RequestOutput> outputs = overlapped.Generate(requests);
+        for (int i = 0; i < requests.Count; i++)
+        {
+            Assert.True(solo[i].SequenceEqual(Tokens(outputs[i])), $"request {i}: [{string.Join(' ', Tokens(outputs[i]))}] with async scheduling, [{string.Join(' ', solo[i])}] alone");
+        }
+
+        Assert.True(outputs.Any(o => o.Outputs[0].FinishReason == FinishReason.Stop), "a stop token was meant to end some request");
     }
 
     [Fact]

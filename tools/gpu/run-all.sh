@@ -45,6 +45,8 @@ latency() { # name, batch size, input length, output length, then extra flags
 if has latency; then
   for b in 1 32 64 128 256; do latency "latency-bs$b" "$b" 128 256; done
   latency latency-bs1-eager 1 128 256 --enforce-eager
+  # Async scheduling (the default on CUDA) against synchronous steps.
+  for b in 1 256; do latency "latency-bs$b-sync" "$b" 128 256 --no-async-scheduling; done
 fi
 if has prefill; then
   # Output 1: the time is the prefill of 8 × 2048 tokens (summarize.py turns it into model TFLOP/s).
@@ -69,6 +71,7 @@ if has hostgap; then
   # Where the host matters most: a small model at batch 256 (Qwen3-0.6B's shape); the report has the GPU's idle share.
   MODEL=benchmarks/models/qwen3-0.6b-shape latency hostgap-qwen3-0.6b-bs256 256 128 256
   MODEL=benchmarks/models/qwen3-0.6b-shape latency hostgap-qwen3-0.6b-bs1 1 128 256
+  MODEL=benchmarks/models/qwen3-0.6b-shape latency hostgap-qwen3-0.6b-bs256-sync 256 128 256 --no-async-scheduling
 fi
 if has attention; then
   stage "celer bench attention (the attention operator alone)"
@@ -93,10 +96,11 @@ if has serve; then
     "$t0" "$(date +%s.%N)" "$OUT/celer-serve-startup.json"
   timeout 240 publish/gpu/celer bench serve --base-url http://localhost:8123 --model "$serve_model" --num-prompts "${SERVE_PROMPTS:-300}" \
     --random-input-len 1024 --random-output-len 128 --request-rate 16 --output-json "$OUT/celer-serve-16rps.json" || status=1
-  # Ctrl-C as an operator would; a server that has not exited 20 s later is killed, and the log says so.
-  kill -INT $serve_pid
+  # SIGTERM as an orchestrator would (a background job of a script ignores SIGINT); a server that has not drained and
+  # exited 20 s later is killed, and the log says so.
+  kill -TERM $serve_pid
   for _ in $(seq 200); do kill -0 $serve_pid 2> /dev/null || break; sleep 0.1; done
-  if kill -0 $serve_pid 2> /dev/null; then echo "celer serve did not exit 20 s after SIGINT; killed"; kill -KILL $serve_pid; status=1; fi
+  if kill -0 $serve_pid 2> /dev/null; then echo "celer serve did not exit 20 s after SIGTERM; killed"; kill -KILL $serve_pid; status=1; fi
   wait $serve_pid
 fi
 if has hf; then
