@@ -23,6 +23,8 @@ public sealed class LlmEngine : IDisposable
 
     /// <summary>The GPU's busy and idle time per step (CUDA backend); null on the CPU.</summary>
     public StepTimeline? GpuTimeline => _executor.Timeline;
+    /// <summary>Whether steps are scheduled while the previous one runs (--async-scheduling, resolved for the backend).</summary>
+    public bool AsyncScheduling => _driver.Scheduler.Config.AsyncScheduling;
     public int MaxModelLen => _driver.InputProcessor.MaxModelLen;
     public int VocabSize => _driver.InputProcessor.VocabSize;
 

@@ -67,7 +67,7 @@ internal static class OfflineBenchmarks
                 ["num_iters_warmup"] = result.GetValue(warmup),
                 ["num_iters"] = result.GetValue(iters),
             };
-            common.WriteReport(result, "latency", args, parameters, results);
+            common.WriteReport(result, "latency", args, engine, parameters, results);
             return Task.FromResult(0);
         }));
         return command;
@@ -120,7 +120,7 @@ internal static class OfflineBenchmarks
                 ["num_prompts"] = result.GetValue(numPrompts),
                 ["random_range_ratio"] = result.GetValue(rangeRatio),
             };
-            common.WriteReport(result, "throughput", args, parameters, results);
+            common.WriteReport(result, "throughput", args, engine, parameters, results);
             return Task.FromResult(0);
         }));
         return command;
@@ -165,8 +165,9 @@ internal static class OfflineBenchmarks
             return (args, engine, info.VocabSize);
         }
 
-        public void WriteReport(ParseResult result, string kind, EngineArgs args, JsonObject parameters, JsonObject results)
+        public void WriteReport(ParseResult result, string kind, EngineArgs args, LlmEngine engine, JsonObject parameters, JsonObject results)
         {
+            parameters["async_scheduling"] = engine.AsyncScheduling;
             parameters["max_num_seqs"] = args.MaxNumSeqs;
             parameters["max_num_batched_tokens"] = args.MaxNumBatchedTokens;
             parameters["block_size"] = args.BlockSize;
