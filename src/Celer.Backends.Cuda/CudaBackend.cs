@@ -14,7 +14,10 @@ namespace Celer.Backends.Cuda;
 /// </summary>
 public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 {
-    private const int StagingBytes = 64 << 20;   // pinned chunk for weight uploads: large enough to stream at PCIe speed
+    // Pinned chunks for weight uploads, two so that one fills while the other is copied: large enough to stream at
+    // PCIe speed, filled by several threads (one thread's memcpy out of the page cache is slower than the link).
+    private const int StagingBytes = 64 << 20;
+    private const int StagingPieceBytes = 4 << 20;
 
     // Pinned staging of one step's metadata uploads (token ids, positions, slots, block tables, attention tiles,
     // sampling rows): 8 MiB holds a step of 8192 tokens and 256 sequences with 7,000 blocks each (112k tokens).
@@ -28,7 +31,9 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     private readonly bool _ownsDevice;
     private readonly CudaKernels _kernels;
     private readonly List<SafeDeviceMemoryHandle> _allocations = [];
-    private readonly SafePinnedHostHandle _staging;
+    private readonly SafePinnedHostHandle[] _staging;
+    private readonly SafeCudaEventHandle[] _stagingFree;   // recorded after the copy out of each staging chunk
+    private int _stagingNext;
     private readonly SafePinnedHostHandle[] _metadataStaging;
     private readonly SafeCudaEventHandle[] _metadataReleased;
     private int _metadataHalf;
@@ -77,7 +82,8 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         };
         _device.MakeCurrent();
         _kernels = new CudaKernels(device);
-        _staging = device.AllocatePinned(StagingBytes);
+        _staging = [device.AllocatePinned(StagingBytes), device.AllocatePinned(StagingBytes)];
+        _stagingFree = [NewEvent(), NewEvent()];
         _metadataStaging = [device.AllocatePinned(MetadataStagingBytes), device.AllocatePinned(MetadataStagingBytes)];
         _metadataReleased = [NewEvent(), NewEvent()];
         _tokenIds = new DeviceInts(this);
@@ -153,8 +159,10 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     }
 
     /// <summary>
-    /// Copies a weight to <paramref name="destination"/> through the pinned staging buffer, converting it to the
-    /// model dtype on the GPU when it is stored in another (a bf16 checkpoint served in fp16, an fp32 norm).
+    /// Copies a weight to <paramref name="destination"/> through the two pinned staging chunks in turn (the next chunk
+    /// is filled while the previous one is copied), converting it to the model dtype on the GPU when it is stored in
+    /// another (a bf16 checkpoint served in fp16, an fp32 norm). Returns with the copies queued: the stream orders
+    /// every later use after them.
     /// </summary>
     private void Upload(WeightTensor weight, ulong destination)
     {
@@ -169,33 +177,56 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
             return;
         }
 
-        byte* src = (byte*)weight.Data;
-        nint staging = _staging.DangerousGetHandle();
         bool convert = weight.DType != ActivationDType;
-        using SafeDeviceMemoryHandle? raw = convert ? _device.Allocate(Math.Min(StagingBytes, weight.ByteLength)) : null;
+        // Each staging chunk has its own device buffer for the raw values of a weight that is converted.
+        SafeDeviceMemoryHandle?[] raw = new SafeDeviceMemoryHandle?[2];
         int inSize = weight.DType.ByteSize(), outSize = ActivationDType.ByteSize();
         int xType = Code(weight.DType), oType = Code(ActivationDType);
-        ulong x = raw?.Pointer ?? 0, o = 0;
+        ulong x = 0, o = 0;
         long n = 0;
         void** args = stackalloc void*[] { &x, &xType, &n, &o, &oType };
         for (long offset = 0; offset < weight.ByteLength; offset += StagingBytes)
         {
-            long chunk = Math.Min(StagingBytes, weight.ByteLength - offset);
-            Buffer.MemoryCopy(src + offset, (void*)staging, StagingBytes, chunk);
+            int chunk = (int)Math.Min(StagingBytes, weight.ByteLength - offset), buffer = _stagingNext;
+            _stagingNext ^= 1;
+            nint staging = _staging[buffer].DangerousGetHandle();
+            CudaDriver.Check(CudaDriver.cuEventSynchronize(_stagingFree[buffer].DangerousGetHandle()), "cuEventSynchronize");
+            FillStaging(weight.Data + (nint)offset, staging, chunk);
             if (!convert)
             {
                 CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(destination + (ulong)offset, (void*)staging, (nuint)chunk, _device.Stream), "cuMemcpyHtoD");
             }
             else
             {
+                x = (raw[buffer] ??= _device.Allocate(Math.Min(StagingBytes, weight.ByteLength))).Pointer;
                 CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(x, (void*)staging, (nuint)chunk, _device.Stream), "cuMemcpyHtoD");
                 o = destination + (ulong)(offset / inSize * outSize);
                 n = chunk / inSize;
                 _kernels.Launch("convert", Blocks(n), 1, 256, args);
             }
 
-            _device.Synchronize();   // the staging buffer is reused by the next chunk
+            CudaDriver.Check(CudaDriver.cuEventRecord(_stagingFree[buffer].DangerousGetHandle(), _device.Stream), "cuEventRecord");
         }
+
+        if (convert)
+        {
+            _device.Synchronize();   // the raw buffers are freed now; weights stored as served (most) never wait here
+            foreach (SafeDeviceMemoryHandle? buffer in raw)
+            {
+                buffer?.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Copies a chunk of a (memory-mapped) weight into pinned memory, a few MiB per thread.</summary>
+    private static void FillStaging(nint source, nint staging, int bytes)
+    {
+        int pieces = (bytes + StagingPieceBytes - 1) / StagingPieceBytes;
+        Parallel.For(0, pieces, piece =>
+        {
+            long start = (long)piece * StagingPieceBytes, length = Math.Min(StagingPieceBytes, bytes - start);
+            Buffer.MemoryCopy((void*)(source + (nint)start), (void*)(staging + (nint)start), length, length);
+        });
     }
 
     public Tensor Allocate(string name, DType dtype, params int[] shape)
@@ -382,7 +413,11 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         }
 
         _allocations.Clear();
-        _staging.Dispose();
+        foreach (IDisposable handle in _staging.Concat<IDisposable>(_stagingFree))
+        {
+            handle.Dispose();
+        }
+
         foreach (IDisposable handle in _metadataStaging.Concat<IDisposable>(_metadataReleased))
         {
             handle.Dispose();

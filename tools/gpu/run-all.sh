@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tests latency prefill context fp8 hostgap attention throughput serve hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tests latency prefill context fp8 hostgap attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tests latency prefill context fp8 hostgap attention throughput serve hf}"
+STAGES="${STAGES:-templates tests latency prefill context fp8 hostgap attention throughput serve coldstart hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -80,28 +80,44 @@ fi
 if has throughput; then
   bench throughput throughput --num-prompts "${THROUGHPUT_PROMPTS:-500}" --input-len 1000 --output-len 1000
 fi
+start_server() { # name (for logs and the startup JSON), model dir, then celer serve flags; sets serve_pid
+  local name=$1 dir=$2; shift 2
+  local t0; t0=$(date +%s.%N)
+  publish/gpu/celer serve "$dir" --device cuda --max-model-len 4096 --port 8123 "$@" > "$OUT/$name.log" 2>&1 &
+  serve_pid=$!
+  until curl -sf localhost:8123/health > /dev/null; do
+    sleep 0.05
+    if ! kill -0 $serve_pid 2> /dev/null || (( $(date +%s) - ${t0%.*} > 120 )); then status=1; break; fi
+  done
+  python3 -c "import json,sys; json.dump({'kind': 'serve-startup', 'name': sys.argv[4], 'time_to_healthy_s': float(sys.argv[2]) - float(sys.argv[1])}, open(sys.argv[3], 'w'))" \
+    "$t0" "$(date +%s.%N)" "$OUT/celer-$name-startup.json" "$name"
+}
+stop_server() { # SIGTERM as an orchestrator would (a background job of a script ignores SIGINT); killed after 20 s
+  kill -TERM $serve_pid
+  for _ in $(seq 200); do kill -0 $serve_pid 2> /dev/null || break; sleep 0.1; done
+  if kill -0 $serve_pid 2> /dev/null; then echo "celer serve did not exit 20 s after SIGTERM; killed"; kill -KILL $serve_pid; status=1; fi
+  wait $serve_pid
+}
 if has serve; then
   # vLLM's serving benchmark against a live server: the 8B shape with dummy weights and Llama 3's tokenizer.
   stage "celer serve: time to healthy, then bench serve (random 1024 in / 128 out at 16 req/s)"
   serve_model=/tmp/celer-serve-8b && mkdir -p "$serve_model"
   cp "$MODEL/config.json" publish/gpu/assets/llama3/tokenizer*.json "$serve_model/"
-  t0=$(date +%s.%N)
-  publish/gpu/celer serve "$serve_model" --load-format dummy --device cuda --max-model-len 4096 --port 8123 > "$OUT/serve.log" 2>&1 &
-  serve_pid=$!
-  until curl -sf localhost:8123/health > /dev/null; do
-    sleep 0.05
-    if ! kill -0 $serve_pid 2> /dev/null || (( $(date +%s) - ${t0%.*} > 120 )); then break; fi
-  done
-  python3 -c "import json,sys; json.dump({'kind': 'serve-startup', 'time_to_healthy_s': float(sys.argv[2]) - float(sys.argv[1])}, open(sys.argv[3], 'w'))" \
-    "$t0" "$(date +%s.%N)" "$OUT/celer-serve-startup.json"
+  start_server serve "$serve_model" --load-format dummy
   timeout 240 publish/gpu/celer bench serve --base-url http://localhost:8123 --model "$serve_model" --num-prompts "${SERVE_PROMPTS:-300}" \
     --random-input-len 1024 --random-output-len 128 --request-rate 16 --output-json "$OUT/celer-serve-16rps.json" || status=1
-  # SIGTERM as an orchestrator would (a background job of a script ignores SIGINT); a server that has not drained and
-  # exited 20 s later is killed, and the log says so.
-  kill -TERM $serve_pid
-  for _ in $(seq 200); do kill -0 $serve_pid 2> /dev/null || break; sleep 0.1; done
-  if kill -0 $serve_pid 2> /dev/null; then echo "celer serve did not exit 20 s after SIGTERM; killed"; kill -KILL $serve_pid; status=1; fi
-  wait $serve_pid
+  stop_server
+fi
+if has coldstart; then
+  # Cold start from safetensors: an 8B-shaped checkpoint of random bf16 weights (16 GB, in the page cache once written).
+  stage "celer serve from an 8B safetensors checkpoint: time to healthy"
+  timeout 180 python3 tools/gpu/write_checkpoint.py "$MODEL" /tmp/ckpt-8b || status=1
+  cp publish/gpu/assets/llama3/tokenizer*.json /tmp/ckpt-8b/
+  start_server coldstart-safetensors /tmp/ckpt-8b
+  curl -sf localhost:8123/v1/completions -H 'Content-Type: application/json' \
+    -d '{"model": "ckpt-8b", "prompt": "The capital of France is", "max_tokens": 8}' > "$OUT/coldstart-completion.json" || status=1
+  stop_server
+  rm -rf /tmp/ckpt-8b
 fi
 if has hf; then
   stage "Hugging Face transformers baseline (dynamic cache; static cache compiled) and the card's ceilings"

@@ -70,7 +70,8 @@ for path in sorted(glob.glob(os.path.join(out, "celer-*.json"))):
         rows.append((f"celer bench {name}", f"TTFT {res['median_ttft_ms']:.0f} ms", f"ITL {res['median_itl_ms']:.1f} ms",
                      f"median; TPOT mean {res['mean_tpot_ms']:.1f} ms, {res.get('request_throughput', 0):.1f} req/s served"))
     elif data.get("kind") == "serve-startup":
-        rows.append(("celer serve, start to healthy", f"{data['time_to_healthy_s']:.1f} s", "", "dummy weights, 8B shape"))
+        what = "safetensors in the page cache, 8B shape" if "safetensors" in data.get("name", "") else "dummy weights, 8B shape"
+        rows.append((f"celer serve, start to healthy ({data.get('name', 'serve')})", f"{data['time_to_healthy_s']:.1f} s", "", what))
     elif "tokens_per_second" in res:
         idle = f", GPU idle {res['gpu_idle_share']:.0%}" if "gpu_idle_share" in res else ""
         rows.append((f"celer {name}", f"{res.get('requests_per_second', 0):.2f} req/s", f"{res.get('output_tokens_per_second', 0):.0f} out tok/s", f"{res.get('tokens_per_second', 0):.0f} total tok/s{idle}"))
