@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Celer.Backends.Cuda;
 using Celer.Engine.Scheduling;
 using Celer.Models.Architectures;
@@ -23,6 +22,9 @@ public sealed class ModelRunner : IModelExecutor
     private readonly DeviceSamplingBatch _deviceBatch = new();
     private readonly IDisposable? _weights;
     private readonly Dictionary<string, RunnerRequest> _requests = new(StringComparer.Ordinal);
+
+    // Host sampling of fewer logits than this stays on the engine thread: handing rows to the thread pool costs more.
+    private const long ParallelSamplingElements = 1 << 20;
 
     // Async scheduling: the step left running (its forward pass and sampling queued on the device), and, when the
     // host samples, the ids it drew for it.
@@ -211,31 +213,24 @@ public sealed class ModelRunner : IModelExecutor
             return SampleOnDevice(plan, _deviceSampler);
         }
 
-        var sampled = new ConcurrentDictionary<string, IReadOnlyList<int>>(StringComparer.Ordinal);
-        var logprobs = new ConcurrentDictionary<string, IReadOnlyList<PositionLogprobs>>(StringComparer.Ordinal);
+        var results = new SampleResult?[plan.Uses.Length];
         var promptLogprobs = new Dictionary<string, List<PositionLogprobs>>(StringComparer.Ordinal);
         int vocab = _model.Config.VocabSize;
 
         _model.Forward(plan.Batch, (first, count, rows) =>
         {
-            // Sampling is per row and independent (each sequence has its own generator), so rows run in parallel.
-            Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = count >= 4 ? -1 : 1 }, r =>
+            // Sampling is per row and independent (each sequence has its own generator), so many rows run in parallel.
+            if ((long)count * vocab >= ParallelSamplingElements)
             {
-                LogitsRowUse use = plan.Uses[first + r];
-                if (use.Kind != LogitsRowKind.Sample)
+                Parallel.For(0, count, r => results[first + r] = SampleRow(plan.Uses[first + r], rows.AsSpan(r * vocab, vocab)));
+            }
+            else
+            {
+                for (int r = 0; r < count; r++)
                 {
-                    return;
+                    results[first + r] = SampleRow(plan.Uses[first + r], rows.AsSpan(r * vocab, vocab));
                 }
-
-                RunnerRequest request = _requests[use.RequestId];
-                SampleResult result = Sampler.Sample(rows.AsSpan(r * vocab, vocab), request.Sampling, _eosTokenIds);
-                request.Append(result.TokenId);
-                sampled[use.RequestId] = [result.TokenId];
-                if (result.Logprobs is { } lp)
-                {
-                    logprobs[use.RequestId] = [lp];
-                }
-            });
+            }
 
             // Prompt rows read the untouched logits; they are never the rows a sampler overwrote.
             for (int r = 0; r < count; r++)
@@ -256,13 +251,35 @@ public sealed class ModelRunner : IModelExecutor
             }
         });
 
+        var sampled = new Dictionary<string, IReadOnlyList<int>>(results.Length, StringComparer.Ordinal);
+        Dictionary<string, IReadOnlyList<PositionLogprobs>>? logprobs = null;
+        for (int r = 0; r < results.Length; r++)
+        {
+            if (results[r] is not { } result)
+            {
+                continue;
+            }
+
+            string id = plan.Uses[r].RequestId;
+            _requests[id].Append(result.TokenId);
+            sampled[id] = [result.TokenId];
+            if (result.Logprobs is { } lp)
+            {
+                (logprobs ??= new Dictionary<string, IReadOnlyList<PositionLogprobs>>(StringComparer.Ordinal))[id] = [lp];
+            }
+        }
+
         return new ModelRunnerOutput(
             sampled,
-            logprobs.IsEmpty ? null : logprobs,
+            logprobs,
             promptLogprobs.Count == 0
                 ? null
                 : promptLogprobs.ToDictionary(p => p.Key, p => new PromptLogprobsChunk(plan.PromptLogprobsStart[p.Key], p.Value), StringComparer.Ordinal));
     }
+
+    /// <summary>The host sampler's draw for a sampling row (the caller records it); null for a prompt-logprob row.</summary>
+    private SampleResult? SampleRow(LogitsRowUse use, Span<float> logits) =>
+        use.Kind == LogitsRowKind.Sample ? Sampler.Sample(logits, _requests[use.RequestId].Sampling, _eosTokenIds) : null;
 
     /// <summary>A step whose logits rows all sample (no prompt logprobs): the logits stay on the device.</summary>
     private ModelRunnerOutput SampleOnDevice(StepPlan plan, IDeviceSampler sampler)
