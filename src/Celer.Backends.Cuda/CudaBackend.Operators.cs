@@ -21,6 +21,27 @@ public sealed unsafe partial class CudaBackend
 
     public void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
     {
+        if (UsesSkinnyGemm(x, rows, weight, y))
+        {
+            SkinnyGemm(x, rows, weight, y);
+        }
+        else
+        {
+            CublasGemm(x, rows, weight, y);
+        }
+
+        if (bias is not null)
+        {
+            ulong yp = (ulong)y.Data, bp = (ulong)bias.Data;
+            long r = rows;
+            int cols = weight.Rows;
+            void** bargs = stackalloc void*[] { &yp, &r, &cols, &bp };
+            Launch("add_bias", Blocks(r * cols), 1, 256, bargs);
+        }
+    }
+
+    private void CublasGemm(Tensor x, int rows, Tensor weight, Tensor y)
+    {
         // Row-major y[rows, n] = x[rows, k]·W[n, k]ᵀ is column-major yᵀ = W·xᵀ: A = W read transposed, B = x. Inputs are
         // in the model dtype, the output in y's (the model dtype, or fp32 for the logits), accumulation in fp32.
         int n = weight.Rows, k = (int)weight.Columns, inType = CudaType(weight.DType);
@@ -30,14 +51,6 @@ public sealed unsafe partial class CudaBackend
                 (ulong)weight.Data, inType, k, (ulong)x.Data, inType, k, &beta, (ulong)y.Data, CudaType(y.DType), n,
                 Cublas.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT),
             "cublasGemmEx");
-        if (bias is not null)
-        {
-            ulong yp = (ulong)y.Data, bp = (ulong)bias.Data;
-            long r = rows;
-            int cols = n;
-            void** bargs = stackalloc void*[] { &yp, &r, &cols, &bp };
-            Launch("add_bias", Blocks(r * n), 1, 256, bargs);
-        }
     }
 
     public void RmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y)

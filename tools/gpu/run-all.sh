@@ -79,6 +79,7 @@ if has attention; then
 fi
 if has throughput; then
   bench throughput throughput --num-prompts "${THROUGHPUT_PROMPTS:-500}" --input-len 1000 --output-len 1000
+  bench throughput-sync throughput --num-prompts "${THROUGHPUT_PROMPTS:-500}" --input-len 1000 --output-len 1000 --no-async-scheduling
 fi
 start_server() { # name (for logs and the startup JSON), model dir, then celer serve flags; sets serve_pid
   local name=$1 dir=$2; shift 2

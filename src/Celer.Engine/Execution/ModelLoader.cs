@@ -138,6 +138,11 @@ public static class ModelLoader
                 Phase($"CUDA graphs recorded for {captured.Count} decode batch sizes ({captured[0]}..{captured[^1]})");
             }
 
+            if (backend is CudaBackend { SkinnyGemmChoices: { Count: > 0 } choices })
+            {
+                log?.Invoke($"GEMMs of 1-4 rows: the skinny kernel was faster for {choices.Count(c => c.Value)} of {choices.Count} weight shapes and row counts, cuBLAS for the rest");
+            }
+
             log?.Invoke($"engine ready in {total.Elapsed.TotalSeconds:F2} s");
 
             var info = new EngineModelInfo(config.VocabSize, maxModelLen, eos.Count > 0 ? eos[0] : null, eos);

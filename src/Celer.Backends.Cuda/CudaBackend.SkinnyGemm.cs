@@ -1,0 +1,121 @@
+using Celer.Backends.Cuda.Interop;
+using Celer.Models.Backend;
+using Celer.Models.Weights;
+
+namespace Celer.Backends.Cuda;
+
+/// <summary>When <see cref="CudaBackend.Linear"/> runs <c>skinny_gemm.cu</c> instead of cuBLAS for the few rows of a decode step.</summary>
+internal enum SkinnyGemmPolicy
+{
+    /// <summary>Whichever of the two the device ran faster on the weight's shape, timed the first time it is seen.</summary>
+    Tune,
+
+    /// <summary>Always where the kernel applies (tests).</summary>
+    Always,
+
+    /// <summary>Never: cuBLAS only.</summary>
+    Never,
+}
+
+/// <summary>
+/// The GEMMs of decode steps with at most four rows: a kernel that streams the weight at the copy rate
+/// (<c>skinny_gemm.cu</c>) where it beats cuBLAS, which reads the weights of a batch-1 step at ~85 % of copy. The choice
+/// is measured per weight shape and row bucket (1, 2, 4) on this device, on the first eager step that meets the shape
+/// (CUDA-graph recording replays the choice; a shape first met while recording uses cuBLAS), so a card or library
+/// where cuBLAS is faster keeps cuBLAS.
+/// </summary>
+public sealed unsafe partial class CudaBackend
+{
+    private const int SkinnyMaxRows = 4;
+    private const int SkinnyThreads = 256;                 // 8 warps = 8 output columns per block
+    private const int TuneRepeats = 5;
+
+    private readonly Dictionary<(int N, int K, int Bucket, DType Output), bool> _skinnyChoice = [];
+    private readonly nint[] _skinnyKernels = new nint[2 * 3];
+
+    internal SkinnyGemmPolicy SkinnyGemmPolicy { get; set; } = SkinnyGemmPolicy.Tune;
+
+    private static int SkinnyBucket(int rows) => rows <= 1 ? 1 : rows <= 2 ? 2 : 4;
+
+    private bool UsesSkinnyGemm(Tensor x, int rows, Tensor weight, Tensor y)
+    {
+        if (rows > SkinnyMaxRows || SkinnyGemmPolicy == SkinnyGemmPolicy.Never || !SkinnyGemmFits(x, weight, y))
+        {
+            return false;
+        }
+
+        if (SkinnyGemmPolicy == SkinnyGemmPolicy.Always)
+        {
+            return true;
+        }
+
+        var key = (weight.Rows, (int)weight.Columns, SkinnyBucket(rows), y.DType);
+        if (!_skinnyChoice.TryGetValue(key, out bool skinny) && !_capturing)
+        {
+            TuneSkinnyGemm(x, weight, y);
+            skinny = _skinnyChoice.GetValueOrDefault(key);
+        }
+
+        return skinny;
+    }
+
+    /// <summary>16-byte rows of the model dtype in, the model dtype or fp32 out.</summary>
+    private bool SkinnyGemmFits(Tensor x, Tensor weight, Tensor y) =>
+        x.DType == ActivationDType && weight.DType == ActivationDType && (y.DType == ActivationDType || y.DType == DType.F32)
+        && weight.Columns % (16 / ActivationDType.ByteSize()) == 0 && x.Data % 16 == 0 && weight.Data % 16 == 0;
+
+    private void SkinnyGemm(Tensor x, int rows, Tensor weight, Tensor y)
+    {
+        int bucket = SkinnyBucket(rows), outF32 = y.DType == DType.F32 && ActivationDType != DType.F32 ? 1 : 0;
+        ref nint function = ref _skinnyKernels[outF32 * 3 + (bucket >> 1)];
+        if (function == 0)
+        {
+            function = _kernels.Function($"skinny_gemm_{_suffix}_m{bucket}{(outF32 == 1 ? "_f32" : "")}");
+        }
+
+        ulong xp = (ulong)x.Data, wp = (ulong)weight.Data, yp = (ulong)y.Data;
+        int n = weight.Rows, k = (int)weight.Columns;
+        void** args = stackalloc void*[] { &xp, &rows, &wp, &n, &k, &yp };
+        const int columnsPerBlock = SkinnyThreads / 32;
+        _kernels.Launch(function, "skinny_gemm", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, SkinnyThreads, args);
+    }
+
+    /// <summary>
+    /// Times both GEMMs on this weight for each row bucket the buffers hold (x and y are scratch here: the caller's GEMM
+    /// runs after) and records the faster per bucket.
+    /// </summary>
+    private void TuneSkinnyGemm(Tensor x, Tensor weight, Tensor y)
+    {
+        using SafeCudaEventHandle start = NewEvent(), middle = NewEvent(), end = NewEvent();
+        for (int bucket = 1; bucket <= SkinnyMaxRows; bucket *= 2)
+        {
+            var key = (weight.Rows, (int)weight.Columns, bucket, y.DType);
+            if (bucket > x.Rows || bucket > y.Rows)
+            {
+                _skinnyChoice[key] = false;
+                continue;
+            }
+
+            SkinnyGemm(x, bucket, weight, y);   // warm: the first launch loads the module's code
+            CublasGemm(x, bucket, weight, y);
+            CudaDriver.Check(CudaDriver.cuEventRecord(start.DangerousGetHandle(), _device.Stream), "cuEventRecord");
+            for (int i = 0; i < TuneRepeats; i++)
+            {
+                SkinnyGemm(x, bucket, weight, y);
+            }
+
+            CudaDriver.Check(CudaDriver.cuEventRecord(middle.DangerousGetHandle(), _device.Stream), "cuEventRecord");
+            for (int i = 0; i < TuneRepeats; i++)
+            {
+                CublasGemm(x, bucket, weight, y);
+            }
+
+            CudaDriver.Check(CudaDriver.cuEventRecord(end.DangerousGetHandle(), _device.Stream), "cuEventRecord");
+            CudaDriver.Check(CudaDriver.cuEventSynchronize(end.DangerousGetHandle()), "cuEventSynchronize");
+            _skinnyChoice[key] = Elapsed(start, middle) < Elapsed(middle, end);
+        }
+    }
+
+    /// <summary>The choices made so far, for the startup log and benchmarks: (n, k, rows bucket) → skinny kernel or cuBLAS.</summary>
+    public IReadOnlyDictionary<(int N, int K, int Bucket, DType Output), bool> SkinnyGemmChoices => _skinnyChoice;
+}
