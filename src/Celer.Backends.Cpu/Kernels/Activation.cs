@@ -42,15 +42,27 @@ public static unsafe class Activation
             return;
         }
 
-        int chunks = KernelScheduling.ChunkCount((long)rows * d, MinElementsPerTask, rows);
-        KernelScheduling.For(chunks, chunk =>
+        var loop = new SiluMulLoop
         {
-            var (start, end) = KernelScheduling.Range(chunk, chunks, rows);
+            Gate = gate, Up = up, InputStride = inputStride, Output = output, Rows = rows, D = d,
+            Chunks = KernelScheduling.ChunkCount((long)rows * d, MinElementsPerTask, rows),
+        };
+        KernelScheduling.For(loop.Chunks, ref loop);
+    }
+
+    private struct SiluMulLoop : IChunkLoop
+    {
+        public float* Gate, Up, Output;
+        public int InputStride, Rows, D, Chunks;
+
+        public readonly void Run(int chunk)
+        {
+            var (start, end) = KernelScheduling.Range(chunk, Chunks, Rows);
             for (int r = start; r < end; r++)
             {
-                SiluMulRow(gate + ((long)r * inputStride), up + ((long)r * inputStride), output + ((long)r * d), d);
+                SiluMulRow(Gate + ((long)r * InputStride), Up + ((long)r * InputStride), Output + ((long)r * D), D);
             }
-        });
+        }
     }
 
     private static void SiluMulRow(float* gate, float* up, float* output, int d)

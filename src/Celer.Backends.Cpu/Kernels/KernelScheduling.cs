@@ -7,7 +7,7 @@ namespace Celer.Backends.Cpu.Kernels;
 /// task of its own; small problems stay on the calling thread, because handing chunks to other cores
 /// (microseconds) costs more than a few hundred thousand flops. Chunks run on <see cref="WorkerTeam"/>.
 /// </summary>
-internal static class KernelScheduling
+internal static unsafe class KernelScheduling
 {
     /// <summary>Chunks per core; more than one lets a core that finishes early take another chunk.</summary>
     private const int ChunksPerCore = 4;
@@ -19,16 +19,16 @@ internal static class KernelScheduling
         return (int)Math.Max(1, Math.Min(byWork, cap));
     }
 
-    /// <summary>Runs <paramref name="body"/> for 0..chunks-1, in parallel when there is more than one chunk.</summary>
-    public static void For(int chunks, Action<int> body)
+    /// <summary>Runs <paramref name="loop"/> for chunks 0..chunks-1, in parallel when there is more than one chunk.</summary>
+    public static void For<TLoop>(int chunks, ref TLoop loop) where TLoop : struct, IChunkLoop
     {
         if (chunks <= 1)
         {
-            body(0);
+            loop.Run(0);
             return;
         }
 
-        WorkerTeam.For(chunks, body);
+        WorkerTeam.For(chunks, ref loop);
     }
 
     /// <summary>The half-open range [start, end) of chunk <paramref name="chunk"/> of <paramref name="count"/> items.</summary>
@@ -40,6 +40,15 @@ internal static class KernelScheduling
         int end = (int)((long)units * (chunk + 1) / chunks) * granule;
         return (Math.Min(start, count), Math.Min(end, count));
     }
+}
+
+/// <summary>
+/// A parallel loop's body, <see cref="Run"/> once per chunk: a struct holding the kernel's arguments, so that starting a
+/// loop allocates nothing (a lambda's closure and delegate would be two objects per kernel, every step).
+/// </summary>
+internal interface IChunkLoop
+{
+    void Run(int chunk);
 }
 
 /// <summary>

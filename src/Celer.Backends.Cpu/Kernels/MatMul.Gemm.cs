@@ -38,15 +38,24 @@ public static unsafe partial class MatMul
         int tasks = KernelScheduling.ChunkCount(2L * m * n * k, MinFlopsPerTask, long.MaxValue);
         int nTiles = Math.Clamp((tasks + mTiles - 1) / mTiles, 1, (n + nr - 1) / nr);
 
-        KernelScheduling.For(mTiles * nTiles, item =>
+        var loop = new GemmLoop { Args = new MatMulArgs(x, m, k, w, wType, n, y, bias), MTiles = mTiles, NTiles = nTiles, Mr = mr, Nr = nr };
+        KernelScheduling.For(mTiles * nTiles, ref loop);
+    }
+
+    private struct GemmLoop : IChunkLoop
+    {
+        public MatMulArgs Args;
+        public int MTiles, NTiles, Mr, Nr;
+
+        public readonly void Run(int item)
         {
-            var (i0, i1) = KernelScheduling.Range(item / nTiles, mTiles, m, mr);
-            var (j0, j1) = KernelScheduling.Range(item % nTiles, nTiles, n, nr);
+            var (i0, i1) = KernelScheduling.Range(item / NTiles, MTiles, Args.M, Mr);
+            var (j0, j1) = KernelScheduling.Range(item % NTiles, NTiles, Args.N, Nr);
             if (i0 < i1 && j0 < j1)
             {
-                GemmTile(x, k, w, wType, n, y, bias, i0, i1, j0, j1, mr, nr);
+                GemmTile(Args.X, Args.K, Args.W, Args.WType, Args.N, Args.Y, Args.Bias, i0, i1, j0, j1, Mr, Nr);
             }
-        });
+        }
     }
 
     private static void GemmTile(

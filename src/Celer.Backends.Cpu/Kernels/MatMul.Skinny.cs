@@ -33,15 +33,27 @@ public static unsafe partial class MatMul
     {
         long bytes = (long)n * k * wType.ByteSize();
         // 256 KiB of weights per chunk (as the GEMV): hides the task start, small enough to balance cores.
-        int chunks = KernelScheduling.ChunkCount(bytes, 256 * 1024, (n + SkinnyCols - 1) / SkinnyCols);
-        KernelScheduling.For(chunks, chunk =>
+        var loop = new SkinnyLoop
         {
-            var (j0, j1) = KernelScheduling.Range(chunk, chunks, n, SkinnyCols);
+            Args = new MatMulArgs(x, m, k, w, wType, n, y, bias),
+            Chunks = KernelScheduling.ChunkCount(bytes, 256 * 1024, (n + SkinnyCols - 1) / SkinnyCols),
+        };
+        KernelScheduling.For(loop.Chunks, ref loop);
+    }
+
+    private struct SkinnyLoop : IChunkLoop
+    {
+        public MatMulArgs Args;
+        public int Chunks;
+
+        public readonly void Run(int chunk)
+        {
+            var (j0, j1) = KernelScheduling.Range(chunk, Chunks, Args.N, SkinnyCols);
             if (j0 < j1)
             {
-                SkinnyColumns(x, m, k, w, wType, n, y, bias, j0, j1);
+                SkinnyColumns(Args.X, Args.M, Args.K, Args.W, Args.WType, Args.N, Args.Y, Args.Bias, j0, j1);
             }
-        });
+        }
     }
 
     /// <summary>y[:, j0..j1) for all m rows, k block by k block; each weight element is read from memory once.</summary>

@@ -94,11 +94,36 @@ public static unsafe partial class MatMul
     {
         long bytes = (long)n * k * wType.ByteSize();
         // 256 KiB of weights per chunk: enough to hide the task start, small enough to balance cores.
-        int chunks = KernelScheduling.ChunkCount(bytes, 256 * 1024, n);
-        int elementSize = wType.ByteSize();
-        KernelScheduling.For(chunks, chunk =>
+        var loop = new GemvLoop
         {
-            var (start, end) = KernelScheduling.Range(chunk, chunks, n);
+            Args = new MatMulArgs(x, m, k, w, wType, n, y, bias),
+            Chunks = KernelScheduling.ChunkCount(bytes, 256 * 1024, n),
+        };
+        KernelScheduling.For(loop.Chunks, ref loop);
+    }
+
+    /// <summary>The operands of one matrix product y[m, n] = x[m, k]·W[n, k]ᵀ (+ bias), as a parallel loop carries them.</summary>
+    private readonly struct MatMulArgs(float* x, int m, int k, void* w, DType wType, int n, float* y, float* bias)
+    {
+        public readonly float* X = x, Y = y, Bias = bias;
+        public readonly void* W = w;
+        public readonly int M = m, K = k, N = n;
+        public readonly DType WType = wType;
+    }
+
+    private struct GemvLoop : IChunkLoop
+    {
+        public MatMulArgs Args;
+        public int Chunks;
+
+        public readonly void Run(int chunk)
+        {
+            float* x = Args.X, y = Args.Y, bias = Args.Bias;
+            void* w = Args.W;
+            int m = Args.M, k = Args.K, n = Args.N;
+            DType wType = Args.WType;
+            var (start, end) = KernelScheduling.Range(chunk, Chunks, n);
+            int elementSize = wType.ByteSize();
             // F16 (and BF16 without 256-bit SIMD) is widened into a row buffer first, then dotted.
             bool fused = wType == DType.F32 || (wType == DType.BF16 && (Vector512.IsHardwareAccelerated || Vector256.IsHardwareAccelerated));
             float* row = fused ? null : ThreadScratch.Floats(k);
@@ -119,7 +144,7 @@ public static unsafe partial class MatMul
                     y[(long)i * n + j] = bias == null ? dot : dot + bias[j];
                 }
             }
-        });
+        }
     }
 
     /// <summary>fp32 · bf16 dot product with the widening fused into the loop (two 32-lane halves per step).</summary>

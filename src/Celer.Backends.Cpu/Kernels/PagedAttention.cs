@@ -83,53 +83,20 @@ public static unsafe partial class PagedAttention
             fixed (int* pinnedTileStart = tileStart)
             fixed (float* pinnedStates = partitionStates)
             {
-                int* tiles = pinnedTileStart;
-                float* states = pinnedStates;
-                KernelScheduling.For(chunks, chunk =>
+                var loop = new AttendLoop
                 {
-                    var (first, last) = KernelScheduling.Range(chunk, chunks, items);
-                    int s = 0;
-                    for (int item = first; item < last; item++)
-                    {
-                        int tile = item / numKvHeads;
-                        int kvHead = item % numKvHeads;
-                        while (tiles[s + 1] <= tile)
-                        {
-                            s++;
-                        }
-
-                        int queryStart = queryStartLoc[s];
-                        int queryLen = queryStartLoc[s + 1] - queryStart;
-                        int* blockTable = blockTables + ((long)s * blockTableStride);
-                        long heads = ((long)queryStart * numHeads) + (kvHead * group);
-                        if (queryLen == 1 && tiles[s + 1] - tiles[s] == 1)
-                        {
-                            AttendDecodeRow(shape, q + (heads * headDim), kCache, vCache, blockTable, seqLens[s] - 1, kvHead, output + (heads * headDim));
-                        }
-                        else if (queryLen == 1)
-                        {
-                            float* state = states + ((long)tile * stateStride) + ((long)kvHead * group * (headDim + 2));
-                            AttendDecode(
-                                shape, q + (heads * headDim), kCache, vCache, blockTable, seqLens[s] - 1, kvHead,
-                                tile - tiles[s], tiles[s + 1] - tiles[s], state, ThreadScratch.Floats(group * blockSize));
-                        }
-                        else
-                        {
-                            int row0 = (tile - tiles[s]) * QueryTile;
-                            AttendTile(
-                                shape, q, kCache, vCache, blockTable, output,
-                                queryStart + row0, Math.Min(QueryTile, queryLen - row0),
-                                firstPosition: seqLens[s] - queryLen + row0, kvHead);
-                        }
-                    }
-                });
+                    Shape = shape, Q = q, KCache = kCache, VCache = vCache, BlockTables = blockTables, QueryStartLoc = queryStartLoc,
+                    SeqLens = seqLens, Output = output, Tiles = pinnedTileStart, States = pinnedStates, StateStride = stateStride,
+                    Items = items, Chunks = chunks,
+                };
+                KernelScheduling.For(chunks, ref loop);
 
                 for (int s = 0; split && s < numSeqs; s++)
                 {
                     int partitions = tileStart[s + 1] - tileStart[s];
                     if (queryStartLoc[s + 1] - queryStartLoc[s] == 1 && partitions > 1)
                     {
-                        MergePartitions(states + ((long)tileStart[s] * stateStride), partitions, numHeads, headDim, output + ((long)queryStartLoc[s] * numHeads * headDim));
+                        MergePartitions(pinnedStates + ((long)tileStart[s] * stateStride), partitions, numHeads, headDim, output + ((long)queryStartLoc[s] * numHeads * headDim));
                     }
                 }
             }
@@ -209,6 +176,56 @@ public static unsafe partial class PagedAttention
     {
         long slot = ((long)blockTable[position / blockSize] * blockSize) + (position % blockSize);
         return cache + ((((slot * numKvHeads) + kvHead)) * headDim);
+    }
+
+    /// <summary>The attention work items of one call, a chunk of them per <see cref="Run(int)"/>.</summary>
+    private struct AttendLoop : IChunkLoop
+    {
+        public Shape Shape;
+        public float* Q, KCache, VCache, Output, States;
+        public int* BlockTables, QueryStartLoc, SeqLens, Tiles;
+        public int StateStride, Items, Chunks;
+
+        public readonly void Run(int chunk)
+        {
+            var (first, last) = KernelScheduling.Range(chunk, Chunks, Items);
+            int numKvHeads = Shape.NumKvHeads, numHeads = Shape.NumHeads, headDim = Shape.HeadDim;
+            int group = numHeads / numKvHeads;
+            int s = 0;
+            for (int item = first; item < last; item++)
+            {
+                int tile = item / numKvHeads;
+                int kvHead = item % numKvHeads;
+                while (Tiles[s + 1] <= tile)
+                {
+                    s++;
+                }
+
+                int queryStart = QueryStartLoc[s];
+                int queryLen = QueryStartLoc[s + 1] - queryStart;
+                int* blockTable = BlockTables + ((long)s * Shape.BlockTableStride);
+                long heads = ((long)queryStart * numHeads) + (kvHead * group);
+                if (queryLen == 1 && Tiles[s + 1] - Tiles[s] == 1)
+                {
+                    AttendDecodeRow(Shape, Q + (heads * headDim), KCache, VCache, blockTable, SeqLens[s] - 1, kvHead, Output + (heads * headDim));
+                }
+                else if (queryLen == 1)
+                {
+                    float* state = States + ((long)tile * StateStride) + ((long)kvHead * group * (headDim + 2));
+                    AttendDecode(
+                        Shape, Q + (heads * headDim), KCache, VCache, blockTable, SeqLens[s] - 1, kvHead,
+                        tile - Tiles[s], Tiles[s + 1] - Tiles[s], state, ThreadScratch.Floats(group * Shape.BlockSize));
+                }
+                else
+                {
+                    int row0 = (tile - Tiles[s]) * QueryTile;
+                    AttendTile(
+                        Shape, Q, KCache, VCache, blockTable, Output,
+                        queryStart + row0, Math.Min(QueryTile, queryLen - row0),
+                        firstPosition: SeqLens[s] - queryLen + row0, kvHead);
+                }
+            }
+        }
     }
 
     private readonly record struct Shape(int NumHeads, int NumKvHeads, int HeadDim, int BlockSize, int BlockTableStride, float Scale, int SlidingWindow);

@@ -37,24 +37,39 @@ public static unsafe class RmsNorm
             return;
         }
 
-        int chunks = KernelScheduling.ChunkCount((long)rows * d, MinElementsPerTask, rows);
-        KernelScheduling.For(chunks, chunk =>
+        var loop = new NormalizeLoop
         {
-            var (start, end) = KernelScheduling.Range(chunk, chunks, rows);
-            float* w = WidenWeight(weight, weightType, d);
+            X = x, Residual = residual, Output = output, Weight = weight, WeightType = weightType, Eps = eps, Rows = rows, D = d,
+            Chunks = KernelScheduling.ChunkCount((long)rows * d, MinElementsPerTask, rows),
+        };
+        KernelScheduling.For(loop.Chunks, ref loop);
+    }
+
+    private struct NormalizeLoop : IChunkLoop
+    {
+        public float* X, Residual, Output;
+        public void* Weight;
+        public DType WeightType;
+        public float Eps;
+        public int Rows, D, Chunks;
+
+        public readonly void Run(int chunk)
+        {
+            var (start, end) = KernelScheduling.Range(chunk, Chunks, Rows);
+            float* w = WidenWeight(Weight, WeightType, D);
             for (int r = start; r < end; r++)
             {
-                float* source = x + ((long)r * d);
-                if (residual != null)
+                float* source = X + ((long)r * D);
+                if (Residual != null)
                 {
-                    var residualRow = new Span<float>(residual + ((long)r * d), d);
-                    TensorPrimitives.Add(residualRow, new ReadOnlySpan<float>(source, d), residualRow);
-                    source = residual + ((long)r * d);
+                    var residualRow = new Span<float>(Residual + ((long)r * D), D);
+                    TensorPrimitives.Add(residualRow, new ReadOnlySpan<float>(source, D), residualRow);
+                    source = Residual + ((long)r * D);
                 }
 
-                NormalizeRow(source, output + ((long)r * d), w, eps, d);
+                NormalizeRow(source, Output + ((long)r * D), w, Eps, D);
             }
-        });
+        }
     }
 
     /// <summary>Scalar definition of <see cref="Run"/>.</summary>

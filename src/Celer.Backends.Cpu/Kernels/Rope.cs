@@ -23,19 +23,33 @@ public static unsafe class Rope
             return;
         }
 
-        int half = rotaryDim / 2;
-        int chunks = KernelScheduling.ChunkCount((long)numTokens * numHeads * rotaryDim, MinElementsPerTask, numTokens);
-        KernelScheduling.For(chunks, chunk =>
+        var loop = new RopeLoop
         {
-            var (start, end) = KernelScheduling.Range(chunk, chunks, numTokens);
-            float* cos = ThreadScratch.Floats(2 * half);
-            float* sin = cos + half;
+            QOrK = qOrK, NumTokens = numTokens, NumHeads = numHeads, HeadDim = headDim, Half = rotaryDim / 2,
+            Positions = positions, InvFreq = invFreq, AttentionScaling = attentionScaling,
+            Chunks = KernelScheduling.ChunkCount((long)numTokens * numHeads * rotaryDim, MinElementsPerTask, numTokens),
+        };
+        KernelScheduling.For(loop.Chunks, ref loop);
+    }
+
+    private struct RopeLoop : IChunkLoop
+    {
+        public float* QOrK, InvFreq;
+        public int* Positions;
+        public int NumTokens, NumHeads, HeadDim, Half, Chunks;
+        public float AttentionScaling;
+
+        public readonly void Run(int chunk)
+        {
+            var (start, end) = KernelScheduling.Range(chunk, Chunks, NumTokens);
+            float* cos = ThreadScratch.Floats(2 * Half);
+            float* sin = cos + Half;
             for (int t = start; t < end; t++)
             {
-                ComputeCosSin((float)positions[t], invFreq, attentionScaling, half, cos, sin);
-                RotateHeads(qOrK + ((long)t * numHeads * headDim), numHeads, headDim, half, cos, sin);
+                ComputeCosSin((float)Positions[t], InvFreq, AttentionScaling, Half, cos, sin);
+                RotateHeads(QOrK + ((long)t * NumHeads * HeadDim), NumHeads, HeadDim, Half, cos, sin);
             }
-        });
+        }
     }
 
     /// <summary>Scalar definition of <see cref="Apply(float*, int, int, int, int, int*, float*, float)"/>.</summary>

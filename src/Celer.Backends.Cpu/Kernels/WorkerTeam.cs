@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 
 namespace Celer.Backends.Cpu.Kernels;
@@ -12,7 +13,7 @@ namespace Celer.Backends.Cpu.Kernels;
 /// team (three runs each). One loop runs at a time; a loop started while
 /// another runs (another engine in the process, or a kernel inside a loop body) runs on its caller's thread alone.
 /// </summary>
-internal static class WorkerTeam
+internal static unsafe class WorkerTeam
 {
     /// <summary>How long an idle worker spins before it sleeps: longer than the gap between two kernels of a step.</summary>
     private static readonly long SpinTicks = Stopwatch.Frequency / 10_000;   // 100 µs
@@ -22,49 +23,102 @@ internal static class WorkerTeam
     private static readonly Lazy<bool> Started = new(StartWorkers);
 
     private static int s_busy;        // 1 while a loop owns the team
-    private static Job? s_job;        // the current loop (a stale worker may still hold an earlier one: it finds no chunk left)
     private static int s_generation;  // bumped per loop; workers wait for a new one
     private static int s_sleepers;    // workers blocked on Wakeup
 
-    /// <summary>One loop: its body, and the counters the caller and the workers share.</summary>
-    private sealed class Job(Action<int> body, int chunks)
+    /// <summary>
+    /// The loop running now: one object reused for every loop (one runs at a time), so starting one allocates nothing.
+    /// A worker may still be taking its last, empty, turn at a loop when the caller starts the next one, or wake for a
+    /// loop that already ended: the job says which loop its fields belong to (−1 while they change), a worker runs it
+    /// only for the loop it woke for, and the fields change only when no worker is inside.
+    /// </summary>
+    private sealed class Job
     {
-        public readonly Action<int> Body = body;
-        public readonly int Chunks = chunks;
-        public int Next;                         // the next chunk to hand out
-        public int Completed;                    // chunks finished
-        public ExceptionDispatchInfo? Failure;   // the first exception a chunk threw
+        private void* _loop;                                    // the caller's loop struct, on its stack until the loop ends
+        private delegate*<void*, int, void> _run;               // RunChunk for the struct's type
+        private int _chunks;
+        private int _next;                                      // the next chunk to hand out
+        private int _completed;                                 // chunks finished
+        private ExceptionDispatchInfo? _failure;                // the first exception a chunk threw
+        private int _generation = -1;
+        private int _inside;                                    // workers inside RunFor
+
+        public static readonly Job Current = new();
+
+        public void Start<TLoop>(ref TLoop loop, int chunks, int generation) where TLoop : struct, IChunkLoop
+        {
+            Volatile.Write(ref _generation, -1);
+            var wait = new SpinWait();
+            while (Volatile.Read(ref _inside) > 0)
+            {
+                wait.SpinOnce(sleep1Threshold: -1);
+            }
+
+            _loop = Unsafe.AsPointer(ref loop);
+            _run = &RunChunk<TLoop>;
+            _chunks = chunks;
+            _next = 0;
+            _completed = 0;
+            _failure = null;
+            Volatile.Write(ref _generation, generation);
+        }
+
+        /// <summary>A worker's turn: the loop's chunks, if the job still holds the loop it woke for.</summary>
+        public void RunFor(int generation)
+        {
+            Interlocked.Increment(ref _inside);
+            if (Volatile.Read(ref _generation) == generation)
+            {
+                Run();
+            }
+
+            Interlocked.Decrement(ref _inside);
+        }
 
         /// <summary>Takes chunks until none are left.</summary>
         public void Run()
         {
             int chunk;
-            while ((chunk = Interlocked.Increment(ref Next) - 1) < Chunks)
+            while ((chunk = Interlocked.Increment(ref _next) - 1) < _chunks)
             {
                 try
                 {
-                    Body(chunk);
+                    _run(_loop, chunk);
                 }
                 catch (Exception e)
                 {
-                    Interlocked.CompareExchange(ref Failure, ExceptionDispatchInfo.Capture(e), null);
+                    Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null);
                 }
                 finally
                 {
-                    Interlocked.Increment(ref Completed);
+                    Interlocked.Increment(ref _completed);
                 }
             }
         }
+
+        /// <summary>Waits until every chunk has run, then rethrows the first exception one threw.</summary>
+        public void Wait()
+        {
+            var wait = new SpinWait();
+            while (Volatile.Read(ref _completed) < _chunks)
+            {
+                wait.SpinOnce(sleep1Threshold: -1);
+            }
+
+            _failure?.Throw();
+        }
+
+        private static void RunChunk<TLoop>(void* loop, int chunk) where TLoop : struct, IChunkLoop => Unsafe.AsRef<TLoop>(loop).Run(chunk);
     }
 
-    /// <summary>Runs <paramref name="body"/> for 0..chunks-1 on the team, or on this thread when the team is taken.</summary>
-    public static void For(int chunks, Action<int> body)
+    /// <summary>Runs <paramref name="loop"/> for 0..chunks-1 on the team, or on this thread when the team is taken.</summary>
+    public static void For<TLoop>(int chunks, ref TLoop loop) where TLoop : struct, IChunkLoop
     {
         if (WorkerCount == 0 || !Started.Value || Interlocked.CompareExchange(ref s_busy, 1, 0) != 0)
         {
             for (int c = 0; c < chunks; c++)
             {
-                body(c);
+                loop.Run(c);
             }
 
             return;
@@ -72,23 +126,17 @@ internal static class WorkerTeam
 
         try
         {
-            var job = new Job(body, chunks);
-            Volatile.Write(ref s_job, job);
-            Interlocked.Increment(ref s_generation);   // a full fence: the job is visible before the new generation
+            int generation = (s_generation + 1) & int.MaxValue;   // only the team's owner changes it
+            Job.Current.Start(ref loop, chunks, generation);
+            Interlocked.Exchange(ref s_generation, generation);   // a full fence: the job is visible before the new generation
             int sleeping = Volatile.Read(ref s_sleepers);
             if (sleeping > 0 && chunks > 1)
             {
                 Wakeup.Release(Math.Min(sleeping, chunks - 1));
             }
 
-            job.Run();
-            var wait = new SpinWait();
-            while (Volatile.Read(ref job.Completed) < chunks)
-            {
-                wait.SpinOnce(sleep1Threshold: -1);
-            }
-
-            job.Failure?.Throw();
+            Job.Current.Run();
+            Job.Current.Wait();
         }
         finally
         {
@@ -134,7 +182,7 @@ internal static class WorkerTeam
             }
 
             seen = Volatile.Read(ref s_generation);
-            Volatile.Read(ref s_job)?.Run();
+            Job.Current.RunFor(seen);
         }
     }
 }

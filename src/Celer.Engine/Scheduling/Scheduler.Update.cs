@@ -29,12 +29,12 @@ public sealed partial class Scheduler
             }
             // A request preempted while this step ran waits in the queue; its token still counts.
             bool waiting = request.Status == RequestStatus.Preempted;
-            var newTokenIds = new List<int>(sampled.Count);
+            int accepted = 0;
             bool stopped = false;
             foreach (int tokenId in sampled)
             {
                 request.AppendOutputTokenId(tokenId);
-                newTokenIds.Add(tokenId);
+                accepted++;
                 if (CheckStop(request))
                 {
                     // Tokens after a stop (speculative decoding's extra accepted ones) are dropped.
@@ -42,6 +42,7 @@ public sealed partial class Scheduler
                     break;
                 }
             }
+            IReadOnlyList<int> newTokenIds = accepted == sampled.Count ? sampled : sampled.Take(accepted).ToArray();
 
             IReadOnlyList<PositionLogprobs>? logprobs = runnerOutput.Logprobs?.GetValueOrDefault(requestId);
             if (logprobs is not null && logprobs.Count > newTokenIds.Count)

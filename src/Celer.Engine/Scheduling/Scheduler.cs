@@ -235,9 +235,13 @@ public sealed partial class Scheduler
         foreach (Request request in scheduledRunning)
         {
             // The runner has the tokens it sampled; only the new blocks are news.
-            cachedRequests.Add(new CachedRequestData(
-                request.RequestId, ResumedFromPreemption: false, [],
-                newBlocksByRequest[request.RequestId].Select(b => b.BlockId).ToArray(), request.NumComputedTokens));
+            IReadOnlyList<KvCacheBlock> newBlocks = newBlocksByRequest[request.RequestId];
+            int[] newBlockIds = newBlocks.Count == 0 ? [] : new int[newBlocks.Count];   // most decode steps need no block
+            for (int i = 0; i < newBlockIds.Length; i++)
+            {
+                newBlockIds[i] = newBlocks[i].BlockId;
+            }
+            cachedRequests.Add(new CachedRequestData(request.RequestId, ResumedFromPreemption: false, [], newBlockIds, request.NumComputedTokens));
         }
 
         // The tokens are counted as computed now (vLLM's _update_after_schedule), so the next

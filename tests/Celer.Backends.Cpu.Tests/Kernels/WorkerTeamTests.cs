@@ -9,6 +9,18 @@ namespace Celer.Backends.Cpu.Tests.Kernels;
 /// </summary>
 public class WorkerTeamTests
 {
+    /// <summary>A test's loop body as a chunk loop (kernels pass structs; a test may allocate its closure).</summary>
+    private struct ActionLoop(Action<int> body) : IChunkLoop
+    {
+        public readonly void Run(int chunk) => body(chunk);
+    }
+
+    private static void For(int chunks, Action<int> body)
+    {
+        var loop = new ActionLoop(body);
+        KernelScheduling.For(chunks, ref loop);
+    }
+
     [Fact]
     public void Every_chunk_runs_once_under_concurrent_and_nested_loops()
     {
@@ -22,13 +34,13 @@ public class WorkerTeamTests
                 int chunks = random.Next(2, 40);
                 var counts = new int[chunks];
                 var inner = new int[chunks * 3];
-                KernelScheduling.For(chunks, c =>
+                For(chunks, c =>
                 {
                     Interlocked.Increment(ref counts[c]);
                     if (c % 7 == 0)
                     {
                         // A kernel inside a loop body: the team is taken, so it runs on this thread.
-                        KernelScheduling.For(3, k => Interlocked.Increment(ref inner[c * 3 + k]));
+                        For(3, k => Interlocked.Increment(ref inner[c * 3 + k]));
                     }
                 });
                 for (int c = 0; c < chunks; c++)
@@ -53,7 +65,7 @@ public class WorkerTeamTests
     public void A_chunks_exception_reaches_the_caller_after_every_chunk_ran()
     {
         int ran = 0;
-        var e = Assert.Throws<InvalidOperationException>(() => KernelScheduling.For(16, c =>
+        var e = Assert.Throws<InvalidOperationException>(() => For(16, c =>
         {
             Interlocked.Increment(ref ran);
             if (c == 5)
@@ -66,7 +78,7 @@ public class WorkerTeamTests
 
         // The team is free again.
         int after = 0;
-        KernelScheduling.For(8, _ => Interlocked.Increment(ref after));
+        For(8, _ => Interlocked.Increment(ref after));
         Assert.Equal(8, after);
     }
 }
