@@ -18,28 +18,42 @@ internal enum SkinnyGemmPolicy
 }
 
 /// <summary>
-/// The GEMMs of decode steps with at most four rows: a kernel that streams the weight at the copy rate
-/// (<c>skinny_gemm.cu</c>) where it beats cuBLAS, which reads the weights of a batch-1 step at ~85 % of copy. The choice
-/// is measured per weight shape and row bucket (1, 2, 4) on this device, on the first eager step that meets the shape
-/// (CUDA-graph recording replays the choice; a shape first met while recording uses cuBLAS), so a card or library
-/// where cuBLAS is faster keeps cuBLAS.
+/// The GEMMs of decode steps of up to 64 rows, where the weights are read once per step and cuBLAS reads them at
+/// ~85 % of copy: <c>skinny_gemm.cu</c>'s kernels stream them faster where they can, on CUDA cores for 1, 2 or 4 rows
+/// and on tensor cores for 8 to 64 (sm_80+, 16-bit models). The choice is measured per weight shape and row bucket
+/// on this device, on the first eager step that meets the shape (CUDA-graph recording replays the choice; a shape
+/// first met while recording uses cuBLAS), so a card or library where cuBLAS is faster keeps cuBLAS.
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
-    private const int SkinnyMaxRows = 4;
-    private const int SkinnyThreads = 256;                 // 8 warps = 8 output columns per block
+    private const int SkinnyCudaCoreRows = 4;
+    private const int SkinnyThreads = 256;                 // CUDA-core kernel: 8 warps = 8 output columns per block
+    private const int SkinnyTensorCoreThreads = 128;       // tensor-core kernel: SKINNY_TC_WARPS warps on 16 columns
     private const int TuneRepeats = 5;
+    private static readonly int[] SkinnyBuckets = [1, 2, 4, 8, 16, 32, 64];
 
     private readonly Dictionary<(int N, int K, int Bucket, DType Output), bool> _skinnyChoice = [];
-    private readonly nint[] _skinnyKernels = new nint[2 * 3];
+    private readonly nint[] _skinnyKernels = new nint[2 * 7];
 
     internal SkinnyGemmPolicy SkinnyGemmPolicy { get; set; } = SkinnyGemmPolicy.Tune;
 
-    private static int SkinnyBucket(int rows) => rows <= 1 ? 1 : rows <= 2 ? 2 : 4;
+    /// <summary>The smallest bucket that holds the rows (the kernels are compiled per bucket); 0 beyond the largest.</summary>
+    private static int SkinnyBucket(int rows)
+    {
+        foreach (int bucket in SkinnyBuckets)
+        {
+            if (rows <= bucket)
+            {
+                return bucket;
+            }
+        }
+
+        return 0;
+    }
 
     private bool UsesSkinnyGemm(Tensor x, int rows, Tensor weight, Tensor y)
     {
-        if (rows > SkinnyMaxRows || SkinnyGemmPolicy == SkinnyGemmPolicy.Never || !SkinnyGemmFits(x, weight, y))
+        if (SkinnyGemmPolicy == SkinnyGemmPolicy.Never || !SkinnyGemmFits(x, rows, weight, y))
         {
             return false;
         }
@@ -59,25 +73,36 @@ public sealed unsafe partial class CudaBackend
         return skinny;
     }
 
-    /// <summary>16-byte rows of the model dtype in, the model dtype or fp32 out.</summary>
-    private bool SkinnyGemmFits(Tensor x, Tensor weight, Tensor y) =>
-        x.DType == ActivationDType && weight.DType == ActivationDType && (y.DType == ActivationDType || y.DType == DType.F32)
-        && weight.Columns % (16 / ActivationDType.ByteSize()) == 0 && x.Data % 16 == 0 && weight.Data % 16 == 0;
+    /// <summary>
+    /// 16-byte rows of the model dtype in, the model dtype or fp32 out; beyond four rows the tensor-core kernel, which
+    /// needs a 16-bit model on sm_80+ and k in 32s.
+    /// </summary>
+    private bool SkinnyGemmFits(Tensor x, int rows, Tensor weight, Tensor y)
+    {
+        int bucket = SkinnyBucket(rows);
+        bool fits = bucket > 0 && x.DType == ActivationDType && weight.DType == ActivationDType
+            && (y.DType == ActivationDType || y.DType == DType.F32)
+            && weight.Columns % (16 / ActivationDType.ByteSize()) == 0 && x.Data % 16 == 0 && weight.Data % 16 == 0;
+        return fits && (bucket <= SkinnyCudaCoreRows
+            || (ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8 && weight.Columns % 32 == 0));
+    }
 
     private void SkinnyGemm(Tensor x, int rows, Tensor weight, Tensor y)
     {
         int bucket = SkinnyBucket(rows), outF32 = y.DType == DType.F32 && ActivationDType != DType.F32 ? 1 : 0;
-        ref nint function = ref _skinnyKernels[outF32 * 3 + (bucket >> 1)];
+        bool tensorCores = bucket > SkinnyCudaCoreRows;
+        ref nint function = ref _skinnyKernels[outF32 * SkinnyBuckets.Length + Array.IndexOf(SkinnyBuckets, bucket)];
         if (function == 0)
         {
-            function = _kernels.Function($"skinny_gemm_{_suffix}_m{bucket}{(outF32 == 1 ? "_f32" : "")}");
+            function = _kernels.Function($"skinny_gemm{(tensorCores ? "_tc" : "")}_{_suffix}_m{bucket}{(outF32 == 1 ? "_f32" : "")}");
         }
 
         ulong xp = (ulong)x.Data, wp = (ulong)weight.Data, yp = (ulong)y.Data;
         int n = weight.Rows, k = (int)weight.Columns;
         void** args = stackalloc void*[] { &xp, &rows, &wp, &n, &k, &yp };
-        const int columnsPerBlock = SkinnyThreads / 32;
-        _kernels.Launch(function, "skinny_gemm", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, SkinnyThreads, args);
+        int threads = tensorCores ? SkinnyTensorCoreThreads : SkinnyThreads;
+        int columnsPerBlock = tensorCores ? 16 : SkinnyThreads / 32;
+        _kernels.Launch(function, "skinny_gemm", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, (uint)threads, args);
     }
 
     /// <summary>
@@ -87,10 +112,10 @@ public sealed unsafe partial class CudaBackend
     private void TuneSkinnyGemm(Tensor x, Tensor weight, Tensor y)
     {
         using SafeCudaEventHandle start = NewEvent(), middle = NewEvent(), end = NewEvent();
-        for (int bucket = 1; bucket <= SkinnyMaxRows; bucket *= 2)
+        foreach (int bucket in SkinnyBuckets)
         {
             var key = (weight.Rows, (int)weight.Columns, bucket, y.DType);
-            if (bucket > x.Rows || bucket > y.Rows)
+            if (bucket > x.Rows || bucket > y.Rows || !SkinnyGemmFits(x, bucket, weight, y))
             {
                 _skinnyChoice[key] = false;
                 continue;
@@ -116,6 +141,6 @@ public sealed unsafe partial class CudaBackend
         }
     }
 
-    /// <summary>The choices made so far, for the startup log and benchmarks: (n, k, rows bucket) → skinny kernel or cuBLAS.</summary>
+    /// <summary>The choices made so far, for the startup log: (n, k, rows bucket, output dtype) → skinny kernel or cuBLAS.</summary>
     public IReadOnlyDictionary<(int N, int K, int Bucket, DType Output), bool> SkinnyGemmChoices => _skinnyChoice;
 }

@@ -48,9 +48,10 @@ public sealed class OperatorParityTests
     }
 
     /// <summary>
-    /// The kernel for decode steps of at most four rows (<c>skinny_gemm.cu</c>), forced on: every row bucket, the
-    /// model dtype and fp32 (logits) out, column counts that leave a block partly empty, k with and without a tail
-    /// shorter than the kernel's unrolled stride.
+    /// The kernels for decode steps of up to 64 rows (<c>skinny_gemm.cu</c>), forced on: every row bucket of the
+    /// CUDA-core kernel (1, 2, 4) and of the tensor-core one (8 to 64, rows short of a bucket too), the model dtype and
+    /// fp32 (logits) out, column counts that leave a block partly empty, k with and without a tail shorter than the
+    /// kernels' unrolled strides, and a k that the four warps of a tensor-core block split unevenly.
     /// </summary>
     [Theory]
     [InlineData(DType.BF16, 1, 4096, 1024, false)]
@@ -59,6 +60,13 @@ public sealed class OperatorParityTests
     [InlineData(DType.BF16, 4, 14336, 96, true)]
     [InlineData(DType.F16, 3, 1032, 257, false)]
     [InlineData(DType.F32, 4, 516, 130, false)]
+    [InlineData(DType.BF16, 5, 4096, 1000, false)]
+    [InlineData(DType.BF16, 8, 4128, 64, true)]
+    [InlineData(DType.F16, 16, 1024, 333, false)]
+    [InlineData(DType.BF16, 29, 14336, 200, false)]
+    [InlineData(DType.BF16, 32, 96, 48, true)]
+    [InlineData(DType.BF16, 64, 2080, 517, false)]
+    [InlineData(DType.F16, 47, 4096, 160, true)]
     public void Skinny_gemm_for_a_few_rows_matches_the_cpu(DType dtype, int rows, int k, int n, bool logitsOut)
     {
         Gpu.Require();

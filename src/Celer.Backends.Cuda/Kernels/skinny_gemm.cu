@@ -57,6 +57,99 @@ __device__ void skinny_gemm(const T* __restrict__ x, int rows, const T* __restri
     }
 }
 
+// The tensor-core variant for 5-64 rows (sm_80+, 16-bit models): a block of SKINNY_TC_WARPS warps computes 16 output
+// columns for all M rows with mma.sync m16n8k16 (W's 16 rows as A, x's rows as B, 8 per tile), each warp over its own
+// share of k, summed through shared memory at the end. The fragments come straight from 16-byte global loads: each
+// lane loads 8 consecutive k of W rows g and g + 8 and of x row g (g = lane / 4, t = lane % 4, at k offset 8t of a
+// 32-k chunk), and the chunk's k order is permuted so that these are exactly the lane's fragment elements: MMA step
+// s (of two per chunk) takes logical k 2t, 2t + 1 from 32-bit word 2s of the lane's vectors and 2t + 8, 2t + 9 from
+// word 2s + 1. A and B are permuted alike, so the dot products are unchanged, and no shared-memory staging or
+// ldmatrix is needed. Weights are loaded with the streaming hint (read once), x stays in L1/L2. k must be a
+// multiple of 32.
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define SKINNY_TC_WARPS 4
+
+__device__ __forceinline__ unsigned word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+
+template <typename T, typename O, int M>
+__device__ void skinny_gemm_tc(const T* __restrict__ x, int rows, const T* __restrict__ w, int n, int k, O* __restrict__ y) {
+    constexpr int TILES = M / 8, U = 4;   // row tiles of 8; 32-k chunks in flight per lane
+    __shared__ float partial[SKINNY_TC_WARPS][TILES][4][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const long long n0 = (long long)blockIdx.x * 16;
+    const int chunks = k / 32, per = (chunks + SKINNY_TC_WARPS - 1) / SKINNY_TC_WARPS;
+    const int c0 = min(chunks, warp * per), c1 = min(chunks, c0 + per);
+    // Columns past n (the last block) are computed from row n - 1 and dropped.
+    const T* wa = w + min(n0 + g, (long long)n - 1) * k + 8 * t;
+    const T* wb = w + min(n0 + g + 8, (long long)n - 1) * k + 8 * t;
+    float acc[TILES][4];
+#pragma unroll
+    for (int j = 0; j < TILES; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+
+    for (int c = c0; c < c1; c += U) {
+        uint4 va[U], vb[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (c + u < c1) {
+                va[u] = __ldcs(reinterpret_cast<const uint4*>(wa + (long long)(c + u) * 32));
+                vb[u] = __ldcs(reinterpret_cast<const uint4*>(wb + (long long)(c + u) * 32));
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (c + u < c1) {
+#pragma unroll
+                for (int j = 0; j < TILES; j++) {
+                    const int m = j * 8 + g;
+                    const uint4 vx = m < rows ? *reinterpret_cast<const uint4*>(x + (long long)m * k + (c + u) * 32 + 8 * t)
+                                              : make_uint4(0, 0, 0, 0);
+#pragma unroll
+                    for (int s = 0; s < 2; s++) {
+                        const unsigned a[4] = {word(va[u], 2 * s), word(vb[u], 2 * s), word(va[u], 2 * s + 1), word(vb[u], 2 * s + 1)};
+                        flash_mma<T>(acc[j], a, word(vx, 2 * s), word(vx, 2 * s + 1));
+                    }
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int j = 0; j < TILES; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) partial[warp][j][i][lane] = acc[j][i];
+    __syncthreads();
+    if (warp == 0) {
+#pragma unroll
+        for (int j = 0; j < TILES; j++) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float sum = 0.f;
+#pragma unroll
+                for (int v = 0; v < SKINNY_TC_WARPS; v++) sum += partial[v][j][i][lane];
+                // C fragment: element i of lane (g, t) is row (n) g + 8 * (i / 2), column (m) 2t + i % 2.
+                const int m = j * 8 + 2 * t + (i & 1);
+                const long long col = n0 + g + 8 * (i >> 1);
+                if (m < rows && col < n) y[(long long)m * n + col] = from_float<O>(sum);
+            }
+        }
+    }
+}
+
+#define SKINNY_GEMM_TC_ENTRY(S, T, M)                                                                               \
+    extern "C" __global__ void __launch_bounds__(SKINNY_TC_WARPS * 32) skinny_gemm_tc_##S##_m##M(                    \
+        const T* x, int rows, const T* w, int n, int k, T* y) {                                                      \
+        skinny_gemm_tc<T, T, M>(x, rows, w, n, k, y);                                                                \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(SKINNY_TC_WARPS * 32) skinny_gemm_tc_##S##_m##M##_f32(              \
+        const T* x, int rows, const T* w, int n, int k, float* y) {                                                  \
+        skinny_gemm_tc<T, float, M>(x, rows, w, n, k, y);                                                            \
+    }
+#define SKINNY_GEMM_TC_ENTRY_POINTS(S, T)                                                                           \
+    SKINNY_GEMM_TC_ENTRY(S, T, 8) SKINNY_GEMM_TC_ENTRY(S, T, 16) SKINNY_GEMM_TC_ENTRY(S, T, 32) SKINNY_GEMM_TC_ENTRY(S, T, 64)
+SKINNY_GEMM_TC_ENTRY_POINTS(f16, __half)
+SKINNY_GEMM_TC_ENTRY_POINTS(bf16, __nv_bfloat16)
+#endif
+
 // skinny_gemm_<dtype>_m<M> writes the model dtype; skinny_gemm_<dtype>_m<M>_f32 writes fp32 (the logits).
 #define SKINNY_GEMM_ENTRY(S, T, M)                                                                                  \
     extern "C" __global__ void __launch_bounds__(256) skinny_gemm_##S##_m##M(const T* x, int rows, const T* w, int n,  \

@@ -140,7 +140,7 @@ public static class ModelLoader
 
             if (backend is CudaBackend { SkinnyGemmChoices: { Count: > 0 } choices })
             {
-                log?.Invoke($"GEMMs of 1-4 rows: the skinny kernel was faster for {choices.Count(c => c.Value)} of {choices.Count} weight shapes and row counts, cuBLAS for the rest");
+                log?.Invoke($"GEMMs of 1-64 rows: the skinny kernels were faster for {choices.Count(c => c.Value)} of {choices.Count} weight shapes and row counts, cuBLAS for the rest");
             }
 
             log?.Invoke($"engine ready in {total.Elapsed.TotalSeconds:F2} s");
