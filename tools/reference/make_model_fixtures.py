@@ -133,6 +133,115 @@ def model_specs():
            "rope_theta": 10000.0, "rope_scaling": {"rope_type": "dynamic", "factor": 2.0},
            "torch_dtype": "bfloat16", "transformers_version": LEGACY_TRANSFORMERS_VERSION}
     specs.append(("llama-mha-dynamic-bf16", "bfloat16", cfg, 1))
+    specs.extend(model_zoo_specs())
+    return specs
+
+
+def model_zoo_specs():
+    """The architectures of the model-zoo issue, each written the way its published checkpoints' config.json is
+    (4.x-style keys where the Hub's files still have them), sized down. Prompts of 19 and 40 tokens plus 24 decode
+    steps cross the sliding windows (12 tokens)."""
+    specs = []
+
+    # Mixtral-8x7B: block_sparse_moe with experts.N.w1/w2/w3 and a router gate, top-2 of the softmax.
+    cfg = {"architectures": ["MixtralForCausalLM"], "model_type": "mixtral",
+           **_common(2, 96, 4, 2, 256, False),
+           "num_local_experts": 4, "num_experts_per_tok": 2, "output_router_logits": False,
+           "router_aux_loss_coef": 0.02, "router_jitter_noise": 0.0, "sliding_window": None,
+           "rope_theta": 1000000.0, "torch_dtype": "bfloat16", "transformers_version": LEGACY_TRANSFORMERS_VERSION}
+    specs.append(("mixtral-moe-bf16", "bfloat16", cfg, 1))
+
+    # Qwen3-30B-A3B: head_dim != hidden/heads, q/k norm, top-k with norm_topk_prob, one dense layer (mlp_only_layers).
+    cfg = {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
+           **_common(3, 128, 4, 2, 256, False),
+           "head_dim": 32, "attention_bias": False, "num_experts": 8, "num_experts_per_tok": 2,
+           "moe_intermediate_size": 32, "norm_topk_prob": True, "decoder_sparse_step": 1, "mlp_only_layers": [1],
+           "output_router_logits": False, "router_aux_loss_coef": 0.001,
+           "use_sliding_window": False, "sliding_window": None, "max_window_layers": 3,
+           "rope_theta": 1000000.0, "rope_scaling": None,
+           "torch_dtype": "bfloat16", "transformers_version": LEGACY_TRANSFORMERS_VERSION}
+    specs.append(("qwen3-moe-bf16", "bfloat16", cfg, 1))
+
+    # Qwen1.5-MoE: q/k/v biases, a shared expert with its sigmoid gate, top-k without renormalising.
+    cfg = {"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe",
+           **_common(2, 128, 4, 4, 256, False),
+           "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+           "shared_expert_intermediate_size": 64, "norm_topk_prob": False, "decoder_sparse_step": 1,
+           "mlp_only_layers": [], "output_router_logits": False, "router_aux_loss_coef": 0.001,
+           "use_sliding_window": False, "sliding_window": None, "max_window_layers": 2, "qkv_bias": True,
+           "rope_theta": 1000000.0, "torch_dtype": "bfloat16", "transformers_version": LEGACY_TRANSFORMERS_VERSION}
+    specs.append(("qwen2-moe-shared-expert-bf16", "bfloat16", cfg, 1))
+
+    # gemma-2: (1 + w) norms, four per layer, embedding x sqrt(hidden), gelu-tanh GeGLU, attention and final logit
+    # soft-capping, query_pre_attn_scalar, sliding and global layers alternating.
+    cfg = {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2",
+           **_common(3, 128, 4, 2, 256, True),
+           "head_dim": 16, "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh",
+           "query_pre_attn_scalar": 24, "sliding_window": 12, "attn_logit_softcapping": 50.0,
+           "final_logit_softcapping": 30.0, "attention_bias": False, "rope_theta": 10000.0,
+           "cache_implementation": "hybrid", "rms_norm_eps": 1e-6,
+           "torch_dtype": "bfloat16", "transformers_version": LEGACY_TRANSFORMERS_VERSION}
+    specs.append(("gemma2-softcap-window-bf16", "bfloat16", cfg, 1))
+
+    # gemma-3 text (Gemma3ForCausalLM, as gemma-3-1b): q/k norm, local RoPE base for the sliding layers, global
+    # layers every sliding_window_pattern, linear rope scaling on the global ones.
+    cfg = {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+           **_common(4, 128, 4, 1, 512, True),
+           "head_dim": 32, "hidden_activation": "gelu_pytorch_tanh", "query_pre_attn_scalar": 32,
+           "sliding_window": 12, "sliding_window_pattern": 2, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+           "rope_scaling": {"rope_type": "linear", "factor": 2.0}, "attn_logit_softcapping": None,
+           "final_logit_softcapping": None, "attention_bias": False, "rms_norm_eps": 1e-6,
+           "cache_implementation": "hybrid", "torch_dtype": "bfloat16", "transformers_version": LEGACY_TRANSFORMERS_VERSION}
+    specs.append(("gemma3-text-local-rope-bf16", "bfloat16", cfg, 1))
+
+    # Phi-4-mini / Phi-3.5: fused qkv_proj and gate_up_proj, partial rotary (3/4 of head_dim), LongRoPE with short and
+    # long factors (rotary_dim / 2 of each) and an original context shorter than the prompts' longest.
+    rotary_half = int(16 * 0.75) // 2
+    cfg = {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3",
+           **_common(2, 128, 4, 2, 256, True),
+           "partial_rotary_factor": 0.75, "original_max_position_embeddings": 32, "resid_pdrop": 0.0,
+           "embd_pdrop": 0.0, "pad_token_id": None, "sliding_window": None, "rope_theta": 10000.0,
+           "rope_scaling": {"type": "longrope",
+                            "short_factor": [1.0 + 0.05 * i for i in range(rotary_half)],
+                            "long_factor": [1.5 + 0.5 * i for i in range(rotary_half)]},
+           "torch_dtype": "bfloat16", "transformers_version": LEGACY_TRANSFORMERS_VERSION}
+    specs.append(("phi3-longrope-partial-bf16", "bfloat16", cfg, 1))
+
+    # gpt-oss (bf16, not the published MXFP4): attention sinks, q/k/v/o biases, sliding and full layers alternating,
+    # YaRN, MoE with a router bias, experts stored fused (gate_up_proj interleaved) and the clamped SwiGLU.
+    cfg = {"architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss",
+           **_common(2, 64, 4, 2, 512, False),
+           "head_dim": 16, "num_local_experts": 4, "num_experts_per_tok": 2, "experts_per_token": 2,
+           "sliding_window": 12, "layer_types": ["sliding_attention", "full_attention"], "attention_bias": True,
+           "swiglu_limit": 7.0, "output_router_logits": False, "router_aux_loss_coef": 0.9,
+           "rope_theta": 150000.0,
+           "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                            "truncate": False, "original_max_position_embeddings": 128},
+           "torch_dtype": "bfloat16", "transformers_version": transformers.__version__}
+    specs.append(("gpt-oss-sinks-moe-bf16", "bfloat16", cfg, 1))
+
+    # OLMo-2: q/k RMSNorm over the whole projection, norms after attention and MLP instead of before.
+    cfg = {"architectures": ["Olmo2ForCausalLM"], "model_type": "olmo2",
+           **_common(2, 128, 4, 4, 256, False),
+           "attention_bias": False, "rope_theta": 500000.0, "rope_scaling": None, "rms_norm_eps": 1e-6,
+           "torch_dtype": "bfloat16", "transformers_version": LEGACY_TRANSFORMERS_VERSION}
+    specs.append(("olmo2-postnorm-bf16", "bfloat16", cfg, 1))
+
+    # Granite 3: Llama with embedding, residual, attention and logits multipliers.
+    cfg = {"architectures": ["GraniteForCausalLM"], "model_type": "granite",
+           **_common(2, 128, 4, 2, 256, True),
+           "embedding_multiplier": 12.0, "residual_multiplier": 0.22, "attention_multiplier": 0.0625,
+           "logits_scaling": 8.0, "attention_bias": False, "mlp_bias": False, "rope_theta": 10000.0,
+           "torch_dtype": "bfloat16", "transformers_version": LEGACY_TRANSFORMERS_VERSION}
+    specs.append(("granite-multipliers-bf16", "bfloat16", cfg, 1))
+
+    # SmolLM3: Llama with RoPE left out of every fourth layer (no_rope_layers: 1 = rotate, 0 = not).
+    cfg = {"architectures": ["SmolLM3ForCausalLM"], "model_type": "smollm3",
+           **_common(4, 128, 4, 2, 256, True),
+           "no_rope_layers": [1, 1, 1, 0], "no_rope_layer_interval": 4, "attention_bias": False, "mlp_bias": False,
+           "use_sliding_window": False, "sliding_window": None, "rope_theta": 2000000.0, "rope_scaling": None,
+           "torch_dtype": "bfloat16", "transformers_version": transformers.__version__}
+    specs.append(("smollm3-norope-layers-bf16", "bfloat16", cfg, 1))
     return specs
 
 
@@ -317,17 +426,31 @@ def set_reference_numerics():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
+    parser.add_argument("--only", nargs="*", help="build only these fixtures (the others keep their seeds)")
+    parser.add_argument("--keep-going", action="store_true", help="report a fixture that fails and build the rest")
     args = parser.parse_args()
     set_reference_numerics()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"make_model_fixtures: torch {torch.__version__}, transformers {transformers.__version__}, "
           f"device {device}", flush=True)
     os.makedirs(args.out, exist_ok=True)
+    failed = []
     for index, (name, storage_dtype, config_dict, eos_count) in enumerate(model_specs()):
+        if args.only and name not in args.only:
+            continue
         start = time.time()
-        build_one(index, name, storage_dtype, config_dict, eos_count, args.out, device)
+        try:
+            build_one(index, name, storage_dtype, config_dict, eos_count, args.out, device)
+        except Exception as e:  # noqa: BLE001 - reported, and fatal unless --keep-going
+            if not args.keep_going:
+                raise
+            print(f"  {name}: FAILED: {type(e).__name__}: {e}", flush=True)
+            failed.append(name)
+            continue
         print(f"  {name}: done in {time.time() - start:.1f}s", flush=True)
-    return 0
+    if failed:
+        print(f"failed: {' '.join(failed)}", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
