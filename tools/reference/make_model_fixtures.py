@@ -195,11 +195,14 @@ def model_zoo_specs():
     specs.append(("gemma3-text-local-rope-bf16", "bfloat16", cfg, 1))
 
     # Phi-4-mini / Phi-3.5: fused qkv_proj and gate_up_proj, partial rotary (3/4 of head_dim), LongRoPE with short and
-    # long factors (rotary_dim / 2 of each) and an original context shorter than the prompts' longest.
+    # long factors (rotary_dim / 2 of each) and its attention factor from max / original context. transformers picks
+    # the short or long factors per forward call from the sequence length so far, so a cached generation that
+    # crosses the original context (32 was tried) differs from an uncached forward over the same tokens; with 64 no
+    # sequence here (at most 40 + 24 tokens) crosses it and the short factors are the ones exercised.
     rotary_half = int(16 * 0.75) // 2
     cfg = {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3",
            **_common(2, 128, 4, 2, 256, True),
-           "partial_rotary_factor": 0.75, "original_max_position_embeddings": 32, "resid_pdrop": 0.0,
+           "partial_rotary_factor": 0.75, "original_max_position_embeddings": 64, "resid_pdrop": 0.0,
            "embd_pdrop": 0.0, "pad_token_id": None, "sliding_window": None, "rope_theta": 10000.0,
            "rope_scaling": {"type": "longrope",
                             "short_factor": [1.0 + 0.05 * i for i in range(rotary_half)],
@@ -239,6 +242,7 @@ def model_zoo_specs():
     cfg = {"architectures": ["SmolLM3ForCausalLM"], "model_type": "smollm3",
            **_common(4, 128, 4, 2, 256, True),
            "no_rope_layers": [1, 1, 1, 0], "no_rope_layer_interval": 4, "attention_bias": False, "mlp_bias": False,
+           "pad_token_id": None,
            "use_sliding_window": False, "sliding_window": None, "rope_theta": 2000000.0, "rope_scaling": None,
            "torch_dtype": "bfloat16", "transformers_version": transformers.__version__}
     specs.append(("smollm3-norope-layers-bf16", "bfloat16", cfg, 1))
