@@ -185,6 +185,12 @@ public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
     public void SiluMul(Tensor gateUp, int rows, Tensor output) =>
         Activation.SiluMulFused(F(gateUp), F(output), rows, (int)output.Columns);
 
+    public void Scale(Tensor x, int rows, float factor)
+    {
+        var values = new Span<float>(F(x), checked((int)(rows * x.Columns)));
+        System.Numerics.Tensors.TensorPrimitives.Multiply(values, factor, values);
+    }
+
     public void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec)
     {
         ForwardBatch b = Batch;

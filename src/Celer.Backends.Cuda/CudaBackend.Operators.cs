@@ -10,6 +10,7 @@ public sealed unsafe partial class CudaBackend
     private SafeDeviceMemoryHandle? _ropeTable, _inverseFrequencies;
     private float[]? _ropeTableFor;
     private readonly Dictionary<string, nint> _typedKernels = new(StringComparer.Ordinal), _kvTypedKernels = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, nint> _fp32Kernels = new(StringComparer.Ordinal);   // fp32 instances in a 16-bit model
 
     public void Embedding(Tensor table, Tensor output)
     {
@@ -87,6 +88,11 @@ public sealed unsafe partial class CudaBackend
     /// </summary>
     private ulong RopeTable(RopeSpec rope)
     {
+        if (rope.RotaryDim == 0)
+        {
+            return _ropeTable?.Pointer ?? 0;   // a layer without RoPE (SmolLM3's NoPE layers) reads no table
+        }
+
         if (!ReferenceEquals(_ropeTableFor, rope.InverseFrequencies))
         {
             int half = rope.RotaryDim / 2, positions = rope.MaxPositions;
@@ -101,6 +107,18 @@ public sealed unsafe partial class CudaBackend
         }
 
         return _ropeTable!.Pointer;
+    }
+
+    public void Scale(Tensor x, int rows, float factor)
+    {
+        ulong xp = (ulong)x.Data;
+        long n = rows * x.Columns;
+        void** args = stackalloc void*[] { &xp, &n, &factor };
+        // The logits are fp32 whatever the model dtype: they take the fp32 instance.
+        nint function = x.DType == ActivationDType ? KernelFunction(_typedKernels, "scale", _suffix)
+            : x.DType == DType.F32 ? KernelFunction(_fp32Kernels, "scale", "f32")
+            : throw new NotSupportedException($"Scale of a {x.DType} tensor in a {ActivationDType} model.");
+        _kernels.Launch(function, "scale", Blocks(n), 1, 1, 256, args);
     }
 
     public void SiluMul(Tensor gateUp, int rows, Tensor output)

@@ -44,6 +44,13 @@ __device__ void silu_mul(const T* gate_up, int d, T* out) {
     }
 }
 
+// x[i] *= factor, rounded once to T (Granite's embedding, residual and logits scalings, as torch's x * m).
+template <typename T>
+__device__ void scale(T* x, long long n, float factor) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        x[i] = from_float<T>(to_float(x[i]) * factor);
+}
+
 // out[i, :] = x[rows[i], :]. Grid: selected rows.
 template <typename T>
 __device__ void gather_rows(const T* x, const int* rows, int cols, T* out) {
@@ -63,7 +70,8 @@ __device__ void gather_rows(const T* x, const int* rows, int cols, T* out) {
     }                                                                                                                \
     extern "C" __global__ void gather_rows_##S(const T* x, const int* rows, int cols, T* out) {                      \
         gather_rows<T>(x, rows, cols, out);                                                                         \
-    }
+    }                                                                                                                \
+    extern "C" __global__ void scale_##S(T* x, long long n, float factor) { scale<T>(x, n, factor); }
 CELER_FOR_DTYPES(ELEMENTWISE_ENTRY_POINTS)
 
 // A weight stored in one dtype made into another (a bf16 checkpoint served with --dtype float16, say), rounding

@@ -11,4 +11,13 @@ public sealed record ArchitectureSpec
 
     /// <summary>Per-head RMSNorm of queries and keys before RoPE (Qwen3).</summary>
     public bool QkNorm { get; init; }
+
+    /// <summary>
+    /// Granite's scalings: embeddings × <c>embedding_multiplier</c>, each sublayer's output × <c>residual_multiplier</c>
+    /// before its residual add, attention scale <c>attention_multiplier</c>, logits ÷ <c>logits_scaling</c>.
+    /// </summary>
+    public bool Multipliers { get; init; }
+
+    /// <summary>SmolLM3's <c>no_rope_layers</c>: layers flagged 0 leave queries and keys unrotated.</summary>
+    public bool NoRopeLayers { get; init; }
 }

@@ -51,14 +51,20 @@ internal sealed class DecoderLayer
 
     /// <summary>
     /// Input: <c>a.Hidden</c> = input_layernorm(residual). Output: <c>a.Hidden</c> = this layer's MLP output, to be
-    /// added to the residual by the caller's fused add-and-norm (with the next layer's input norm).
+    /// scaled and added to the residual by the caller's fused add-and-norm (with the next layer's input norm).
     /// </summary>
-    public void Forward(IModelBackend b, Activations a, int rows, RopeSpec rope, AttentionSpec attn, float eps)
+    /// <param name="residualMultiplier">Granite's scaling of the attention output before its residual add (1: none).</param>
+    public void Forward(IModelBackend b, Activations a, int rows, RopeSpec rope, AttentionSpec attn, float eps, float residualMultiplier)
     {
         b.Linear(a.Hidden, rows, _qkvProj, _qkvBias, a.Qkv);
         b.PrepareAttention(_index, a.Qkv, rows, attn, rope, _qNorm, _kNorm, eps, a.Q);
         b.Attention(_index, a.Q, a.AttentionOutput, attn);
         b.Linear(a.AttentionOutput, rows, _oProj, _oBias, a.Hidden);
+
+        if (residualMultiplier != 1f)
+        {
+            b.Scale(a.Hidden, rows, residualMultiplier);
+        }
 
         b.AddRmsNorm(a.Hidden, a.Residual, rows, _postAttentionNorm, eps);
         b.Linear(a.Hidden, rows, _gateUpProj, _gateUpBias, a.GateUp);

@@ -26,8 +26,10 @@ public sealed class DecoderModel
     private readonly Tensor _lmHead;
     private readonly DecoderLayer[] _layers;
     private readonly AttentionSpec _attention;
+    private readonly ArchitectureSpec _spec;
     private readonly RopeParameters _ropeParameters;
     private RopeSpec _rope;
+    private RopeSpec? _noRope;
     private int _ropeSeqLen;
     private readonly Activations _act;
     private readonly float[] _logitsHost;
@@ -61,11 +63,12 @@ public sealed class DecoderModel
             _layers[i] = new DecoderLayer(i, config, spec, weights, backend);
         }
 
+        _spec = spec;
         _attention = new AttentionSpec(
             config.NumAttentionHeads,
             config.NumKeyValueHeads,
             config.HeadDim,
-            1f / MathF.Sqrt(config.HeadDim),
+            spec.Multipliers && config.AttentionMultiplier is { } scale ? scale : 1f / MathF.Sqrt(config.HeadDim),
             config.SlidingWindow ?? 0);
         _ropeParameters = config.Rope;
         _rope = ComputeRope(config.MaxPositionEmbeddings);
@@ -299,6 +302,12 @@ public sealed class DecoderModel
         float eps = (float)_config.RmsNormEps;
         IModelBackend b = _backend;
         b.Embedding(_embedTokens, _act.Residual);
+        if (_spec.Multipliers && _config.EmbeddingMultiplier != 1f)
+        {
+            b.Scale(_act.Residual, rows, _config.EmbeddingMultiplier);
+        }
+
+        float residualMultiplier = _spec.Multipliers ? _config.ResidualMultiplier : 1f;
         for (int i = 0; i < _layers.Length; i++)
         {
             DecoderLayer layer = _layers[i];
@@ -307,17 +316,35 @@ public sealed class DecoderModel
                 b.RmsNorm(_act.Residual, rows, layer.InputNorm, eps, _act.Hidden);
             }
 
-            layer.Forward(b, _act, rows, _rope, _attention, eps);
+            bool rotates = !_spec.NoRopeLayers || _config.RopeLayers is not { } ropeLayers || ropeLayers[i];
+            layer.Forward(b, _act, rows, rotates ? _rope : NoRope, _attention, eps, residualMultiplier);
+            if (residualMultiplier != 1f)
+            {
+                b.Scale(_act.Hidden, rows, residualMultiplier);
+            }
+
             Tensor nextNorm = i + 1 < _layers.Length ? _layers[i + 1].InputNorm : _finalNorm;
             b.AddRmsNorm(_act.Hidden, _act.Residual, rows, nextNorm, eps);
         }
     }
+
+    /// <summary>
+    /// The RoPE of a layer that rotates nothing (SmolLM3's NoPE layers): the model's frequencies with no rotary
+    /// dimensions, so the backend keeps the one table it built for them. Follows the dynamic NTK table.
+    /// </summary>
+    private RopeSpec NoRope =>
+        _noRope is { } noRope && ReferenceEquals(noRope.InverseFrequencies, _rope.InverseFrequencies) ? noRope : _noRope = _rope with { RotaryDim = 0 };
 
     /// <summary>Logits of LogitsRows[first .. first + count − 1] into the logits buffer (still on the backend).</summary>
     private void ComputeLogits(int first, int count)
     {
         _backend.GatherLogitsRows(_act.Hidden, first, count, _act.LogitsHidden);
         _backend.Linear(_act.LogitsHidden, count, _lmHead, null, _act.Logits);
+        if (_spec.Multipliers && _config.LogitsScaling != 1f)
+        {
+            // transformers divides; a reciprocal that is not exact (a scaling that is no power of two) is 1 ulp off.
+            _backend.Scale(_act.Logits, count, 1f / _config.LogitsScaling);
+        }
     }
 
     /// <summary>

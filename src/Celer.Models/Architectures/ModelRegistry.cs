@@ -11,6 +11,8 @@ public static class ModelRegistry
         MistralForCausalLM.Spec,
         Qwen2ForCausalLM.Spec,
         Qwen3ForCausalLM.Spec,
+        GraniteForCausalLM.Spec,
+        SmolLM3ForCausalLM.Spec,
     }.ToDictionary(s => s.Name, StringComparer.Ordinal);
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Specs.Keys;

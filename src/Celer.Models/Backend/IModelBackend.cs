@@ -60,6 +60,9 @@ public interface IModelBackend : IDisposable
     /// <summary>out = silu(gate)·up over the fused projection <paramref name="gateUp"/> ([rows, 2·intermediate], gate then up).</summary>
     void SiluMul(Tensor gateUp, int rows, Tensor output);
 
+    /// <summary>x[r, :] ×= factor for the first <paramref name="rows"/> rows, rounded once to x's dtype (Granite's multipliers).</summary>
+    void Scale(Tensor x, int rows, float factor);
+
     /// <summary>Causal paged attention of this step's queries over the layer's cache (GQA; optional sliding window).</summary>
     void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec);
 

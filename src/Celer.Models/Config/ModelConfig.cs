@@ -85,9 +85,27 @@ public sealed record ModelConfig
 
     public RopeParameters Rope { get; init; } = new();
 
+    /// <summary>Granite's <c>embedding_multiplier</c> (default 1): the embeddings are scaled by it.</summary>
+    public float EmbeddingMultiplier { get; init; } = 1f;
+
+    /// <summary>Granite's <c>residual_multiplier</c> (default 1): each sublayer's output is scaled by it before the residual add.</summary>
+    public float ResidualMultiplier { get; init; } = 1f;
+
+    /// <summary>Granite's <c>attention_multiplier</c>: the attention scale in place of 1/√head_dim; null when absent.</summary>
+    public float? AttentionMultiplier { get; init; }
+
+    /// <summary>Granite's <c>logits_scaling</c> (default 1): the logits are divided by it.</summary>
+    public float LogitsScaling { get; init; } = 1f;
+
+    /// <summary>
+    /// SmolLM3's <c>no_rope_layers</c>, one flag per layer: whether the layer applies RoPE (1 in the file; 0 leaves
+    /// queries and keys unrotated). Null when absent: every layer rotates.
+    /// </summary>
+    public IReadOnlyList<bool>? RopeLayers { get; init; }
+
     /// <summary>Architectures whose MLP is SwiGLU; any other <c>hidden_act</c> is a broken config.</summary>
     private static readonly HashSet<string> SiluArchitectures =
-        ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"];
+        ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM", "SmolLM3ForCausalLM"];
 
     /// <summary>Reads <c>config.json</c> from a model directory.</summary>
     public static ModelConfig Load(string modelDirectory)
@@ -153,13 +171,14 @@ public sealed record ModelConfig
         }
 
         int maxPositions = Positive(root, "max_position_embeddings");
+        int layers = Positive(root, "num_hidden_layers");
         return new ModelConfig
         {
             Architecture = architecture,
             ModelType = JsonFields.OptionalString(root, "model_type", F) ?? "",
             HiddenSize = hidden,
             IntermediateSize = Positive(root, "intermediate_size"),
-            NumHiddenLayers = Positive(root, "num_hidden_layers"),
+            NumHiddenLayers = layers,
             NumAttentionHeads = heads,
             NumKeyValueHeads = kvHeads,
             HeadDim = explicitHeadDim ?? hidden / heads,
@@ -175,7 +194,36 @@ public sealed record ModelConfig
             BosTokenId = JsonFields.OptionalInt(root, "bos_token_id", F),
             EosTokenIds = JsonFields.OptionalIntOrIntList(root, "eos_token_id", F) ?? [],
             Rope = RopeParameters.Parse(root, maxPositions, F),
+            EmbeddingMultiplier = PositiveFloat(root, "embedding_multiplier") ?? 1f,
+            ResidualMultiplier = PositiveFloat(root, "residual_multiplier") ?? 1f,
+            AttentionMultiplier = PositiveFloat(root, "attention_multiplier"),
+            LogitsScaling = PositiveFloat(root, "logits_scaling") ?? 1f,
+            RopeLayers = RopeLayersOf(root, layers),
         };
+    }
+
+    private static float? PositiveFloat(JsonElement root, string name)
+    {
+        double? value = JsonFields.OptionalDouble(root, name, FileName);
+        return value is null or (> 0 and < double.PositiveInfinity)
+            ? (float?)value
+            : throw new ModelConfigException($"{FileName}: field '{name}' must be positive, got {value}");
+    }
+
+    private static bool[]? RopeLayersOf(JsonElement root, int layers)
+    {
+        if (!JsonFields.TryGet(root, "no_rope_layers", out JsonElement list) || list.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        if (list.ValueKind != JsonValueKind.Array || list.GetArrayLength() != layers
+            || list.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int v) || v is not (0 or 1)))
+        {
+            throw new ModelConfigException($"{FileName}: field 'no_rope_layers' must list 0 or 1 for each of the {layers} layers");
+        }
+
+        return [.. list.EnumerateArray().Select(e => e.GetInt32() == 1)];
     }
 
     private static string FirstArchitecture(JsonElement root)

@@ -67,6 +67,24 @@ public class ModelConfigTests
     }
 
     [Fact]
+    public void Granite_multipliers_and_smollm3_rope_layers_are_read_and_checked()
+    {
+        var granite = ModelConfig.Parse(ConfigSamples.Minimal("GraniteForCausalLM",
+            "\"embedding_multiplier\": 12.0, \"residual_multiplier\": 0.22, \"attention_multiplier\": 0.0078125, \"logits_scaling\": 8.0"));
+        Assert.Equal((12f, 0.22f, 0.0078125f, 8f), (granite.EmbeddingMultiplier, granite.ResidualMultiplier, granite.AttentionMultiplier!.Value, granite.LogitsScaling));
+        var llama = ModelConfig.Parse(ConfigSamples.Minimal());
+        Assert.Equal((1f, 1f, null, 1f), (llama.EmbeddingMultiplier, llama.ResidualMultiplier, llama.AttentionMultiplier, llama.LogitsScaling));
+        Assert.Contains("logits_scaling", Assert.Throws<ModelConfigException>(() => ModelConfig.Parse(ConfigSamples.Minimal("GraniteForCausalLM", "\"logits_scaling\": 0"))).Message, StringComparison.Ordinal);
+
+        int layers = ModelConfig.Parse(ConfigSamples.Minimal()).NumHiddenLayers;
+        string flags = string.Join(", ", Enumerable.Range(0, layers).Select(i => i % 4 == 3 ? 0 : 1));
+        var smol = ModelConfig.Parse(ConfigSamples.Minimal("SmolLM3ForCausalLM", $"\"no_rope_layers\": [{flags}]"));
+        Assert.Equal(Enumerable.Range(0, layers).Select(i => i % 4 != 3), smol.RopeLayers!);
+        Assert.Null(llama.RopeLayers);
+        Assert.Contains("no_rope_layers", Assert.Throws<ModelConfigException>(() => ModelConfig.Parse(ConfigSamples.Minimal("SmolLM3ForCausalLM", "\"no_rope_layers\": [1, 2, 1]"))).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Qwen2_has_qkv_bias_and_slides_only_when_switched_on()
     {
         var c = ModelConfig.Parse(ConfigSamples.Qwen25Yarn);
