@@ -36,6 +36,10 @@ internal sealed class EngineOptions
     public Option<int> Seed { get; } = new("--seed") { Description = "Engine random seed.", DefaultValueFactory = _ => 0 };
     public Option<int> MaxLogprobs { get; } = new("--max-logprobs") { Description = "Most logprobs a request may ask for.", DefaultValueFactory = _ => 20 };
     public Option<bool> EnforceEager { get; } = new("--enforce-eager") { Description = "Never record decode steps as CUDA graphs." };
+    public Option<string?> HfOverrides { get; } = new("--hf-overrides")
+    {
+        Description = "JSON object of config.json fields to replace, e.g. '{\"architectures\": [\"LlamaForCausalLM\"]}' for a Llama clone under another name.",
+    };
     public Option<bool> AsyncScheduling { get; } = new("--async-scheduling") { Description = "Schedule and launch each step while the previous one runs (default: on with --device cuda, off on the CPU)." };
     public Option<bool> NoAsyncScheduling { get; } = new("--no-async-scheduling") { Description = "Turn async scheduling off." };
     public Option<int[]> CudaGraphSizes { get; } = new("--cuda-graph-sizes")
@@ -51,7 +55,7 @@ internal sealed class EngineOptions
                  {
                      ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory,
                      Device, Dtype, KvCacheDtype, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager,
-                     CudaGraphSizes, MaxCudaGraphCaptureSize, AsyncScheduling, NoAsyncScheduling,
+                     CudaGraphSizes, MaxCudaGraphCaptureSize, AsyncScheduling, NoAsyncScheduling, HfOverrides,
                  })
             command.Options.Add(option);
     }
@@ -77,5 +81,6 @@ internal sealed class EngineOptions
         CudaGraphSizes = result.GetValue(CudaGraphSizes) is { Length: > 0 } sizes ? sizes : null,
         MaxCudaGraphCaptureSize = result.GetValue(MaxCudaGraphCaptureSize),
         AsyncScheduling = result.GetValue(NoAsyncScheduling) ? false : result.GetValue(AsyncScheduling) ? true : null,
+        HfOverrides = result.GetValue(HfOverrides),
     };
 }

@@ -37,6 +37,12 @@ public sealed class EngineArgs
     /// </summary>
     public bool? AsyncScheduling { get; init; }
 
+    /// <summary>
+    /// vLLM's --hf-overrides: a JSON object whose fields replace config.json's before the model is read, e.g.
+    /// <c>{"architectures": ["LlamaForCausalLM"]}</c> for a Llama clone published under another architecture name.
+    /// </summary>
+    public string? HfOverrides { get; init; }
+
     /// <summary>vLLM's --enforce-eager: never record decode steps as CUDA graphs.</summary>
     public bool EnforceEager { get; init; }
 
@@ -85,6 +91,26 @@ public sealed class EngineArgs
         Require(CudaGraphSizes is null || MaxCudaGraphCaptureSize is null || CudaGraphSizes.Max() <= MaxCudaGraphCaptureSize,
             "--cuda-graph-sizes must not exceed --max-cudagraph-capture-size", nameof(CudaGraphSizes));
         ParsePolicy();
+        ParseHfOverrides();
+    }
+
+    /// <summary>--hf-overrides as a JSON object; null when not given.</summary>
+    public System.Text.Json.Nodes.JsonObject? ParseHfOverrides()
+    {
+        if (string.IsNullOrWhiteSpace(HfOverrides))
+        {
+            return null;
+        }
+
+        try
+        {
+            return System.Text.Json.Nodes.JsonNode.Parse(HfOverrides) as System.Text.Json.Nodes.JsonObject
+                ?? throw new ArgumentException("--hf-overrides must be a JSON object, e.g. '{\"architectures\": [\"LlamaForCausalLM\"]}'.", nameof(HfOverrides));
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new ArgumentException($"--hf-overrides is not valid JSON: {e.Message}", nameof(HfOverrides), e);
+        }
     }
 
     public SchedulingPolicy ParsePolicy() => SchedulingPolicy.ToLowerInvariant() switch

@@ -77,7 +77,7 @@ public static class ModelLoader
             throw new ModelLoadException($"Model directory '{dir}' does not exist.");
         }
 
-        ModelConfig config = ModelConfig.Load(dir);
+        ModelConfig config = ModelConfig.Load(dir, args.ParseHfOverrides());
         ModelRegistry.Resolve(config);
         GenerationConfig generation = GenerationConfig.Load(dir);
         TokenizerConfig tokenizerConfig = TokenizerConfig.Load(dir);

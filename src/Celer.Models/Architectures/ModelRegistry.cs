@@ -25,6 +25,8 @@ public static class ModelRegistry
         }
 
         throw new ModelConfigException(
-            $"Model architecture '{config.Architecture}' is not supported. Supported: {string.Join(", ", Specs.Keys.Order(StringComparer.Ordinal))}.");
+            $"Model architecture '{config.Architecture}' is not supported. Supported: {string.Join(", ", Specs.Keys.Order(StringComparer.Ordinal))}. " +
+            "A checkpoint whose config and weights are those of a supported family under another name can run as it with " +
+            "--hf-overrides '{\"architectures\": [\"<supported name>\"]}'.");
     }
 }

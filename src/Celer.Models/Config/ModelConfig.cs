@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Celer.Models.Rope;
 using Celer.Models.Weights;
 
@@ -107,37 +108,45 @@ public sealed record ModelConfig
     private static readonly HashSet<string> SiluArchitectures =
         ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM", "SmolLM3ForCausalLM"];
 
-    /// <summary>Reads <c>config.json</c> from a model directory.</summary>
-    public static ModelConfig Load(string modelDirectory)
+    /// <summary>Reads <c>config.json</c> from a model directory, with <paramref name="overrides"/> applied (see <see cref="Parse"/>).</summary>
+    public static ModelConfig Load(string modelDirectory, JsonObject? overrides = null)
     {
         string path = Path.Combine(modelDirectory, FileName);
         if (!File.Exists(path))
         {
             throw new ModelConfigException($"{FileName} not found in model directory '{modelDirectory}'");
         }
-        return Parse(File.ReadAllText(path));
+        return Parse(File.ReadAllText(path), overrides);
     }
 
-    /// <summary>Parses the text of a config.json.</summary>
-    public static ModelConfig Parse(string json)
+    /// <summary>
+    /// Parses the text of a config.json. <paramref name="overrides"/> (vLLM's <c>--hf-overrides</c>) replace the file's
+    /// top-level fields of the same name before anything is read, as transformers' <c>config.update</c> does: e.g.
+    /// <c>{"architectures": ["LlamaForCausalLM"]}</c> runs a Llama clone published under another name.
+    /// </summary>
+    public static ModelConfig Parse(string json, JsonObject? overrides = null)
     {
-        JsonDocument doc;
+        JsonObject obj;
         try
         {
-            doc = JsonDocument.Parse(json);
+            obj = JsonNode.Parse(json) as JsonObject ?? throw new ModelConfigException($"{FileName} must hold a JSON object");
+            foreach ((string name, JsonNode? value) in overrides ?? [])
+            {
+                obj[name] = value?.DeepClone();
+            }
         }
         catch (JsonException e)
         {
             throw new ModelConfigException($"{FileName} is not valid JSON: {e.Message}", e);
         }
-        using (doc)
+        catch (ArgumentException e)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                throw new ModelConfigException($"{FileName} must hold a JSON object");
-            }
-            return FromRoot(doc.RootElement);
+            // Overriding a field the file writes twice: which one it meant is not defined by the format.
+            throw new ModelConfigException($"{FileName} is not a valid config: {e.Message}", e);
         }
+
+        using JsonDocument doc = JsonDocument.Parse(obj.ToJsonString());
+        return FromRoot(doc.RootElement);
     }
 
     private static ModelConfig FromRoot(JsonElement root)

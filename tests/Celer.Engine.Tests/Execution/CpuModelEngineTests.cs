@@ -175,6 +175,41 @@ public sealed class CpuModelEngineTests
     }
 
     [Fact]
+    public void A_llama_clone_under_another_name_is_refused_clearly_and_runs_with_hf_overrides()
+    {
+        string source = FixtureModel("llama-gqa-bf16-v4config");
+        DirectoryInfo clone = Directory.CreateTempSubdirectory("celer-clone-");
+        try
+        {
+            foreach (string file in Directory.EnumerateFiles(source))
+            {
+                File.Copy(file, Path.Combine(clone.FullName, Path.GetFileName(file)));
+            }
+
+            string configPath = Path.Combine(clone.FullName, "config.json");
+            File.WriteAllText(configPath, File.ReadAllText(configPath).Replace("\"LlamaForCausalLM\"", "\"AcmeForCausalLM\"", StringComparison.Ordinal));
+            var refused = Assert.Throws<Models.Config.ModelConfigException>(() => ModelLoader.LoadOffline(new EngineArgs { Model = clone.FullName }));
+            Assert.Contains("'AcmeForCausalLM' is not supported", refused.Message, StringComparison.Ordinal);
+            Assert.Contains("LlamaForCausalLM", refused.Message, StringComparison.Ordinal);
+            Assert.Contains("--hf-overrides", refused.Message, StringComparison.Ordinal);
+
+            ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(source, "reference.json"));
+            ReferenceCase c = fixture.Cases[^1];
+            using LlmEngine engine = ModelLoader.LoadOffline(new EngineArgs
+            {
+                Model = clone.FullName,
+                MaxModelLen = 128,
+                HfOverrides = "{\"architectures\": [\"LlamaForCausalLM\"]}",
+            }).Engine;
+            Assert.Equal(c.OutputTokenIds, Tokens(engine.Generate([new GenerateRequest("clone", c.PromptTokenIds, Greedy(c.OutputTokenIds.Count))])[0]));
+        }
+        finally
+        {
+            clone.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
     public void A_shared_prefix_is_computed_once()
     {
         string model = FixtureModel("llama-gqa-bf16-v4config");

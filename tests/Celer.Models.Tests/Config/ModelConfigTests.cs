@@ -85,6 +85,20 @@ public class ModelConfigTests
     }
 
     [Fact]
+    public void Hf_overrides_replace_top_level_fields_before_anything_is_read()
+    {
+        var overrides = (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse(
+            "{\"architectures\": [\"LlamaForCausalLM\"], \"max_position_embeddings\": 512, \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 2.0}}")!;
+        var c = ModelConfig.Parse(ConfigSamples.Minimal("MyCompanyLlamaClone"), overrides);
+        Assert.Equal(("LlamaForCausalLM", 512), (c.Architecture, c.MaxPositionEmbeddings));
+        Assert.Equal(2.0, c.Rope.Factor);
+        Assert.Equal("MyCompanyLlamaClone", ModelConfig.Parse(ConfigSamples.Minimal("MyCompanyLlamaClone")).Architecture);
+
+        // Overriding a config that writes a field twice: refused with the config error, not an unhandled exception.
+        Assert.Throws<ModelConfigException>(() => ModelConfig.Parse(ConfigSamples.Minimal(extra: "\"vocab_size\": 7"), overrides));
+    }
+
+    [Fact]
     public void Qwen2_has_qkv_bias_and_slides_only_when_switched_on()
     {
         var c = ModelConfig.Parse(ConfigSamples.Qwen25Yarn);
