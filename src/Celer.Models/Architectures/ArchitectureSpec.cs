@@ -20,4 +20,10 @@ public sealed record ArchitectureSpec
 
     /// <summary>SmolLM3's <c>no_rope_layers</c>: layers flagged 0 leave queries and keys unrotated.</summary>
     public bool NoRopeLayers { get; init; }
+
+    /// <summary>
+    /// Phi-3's checkpoints store q/k/v as one <c>self_attn.qkv_proj</c> and gate/up as one <c>mlp.gate_up_proj</c>, in
+    /// the order Celer stacks them itself: loaded as they are.
+    /// </summary>
+    public bool FusedProjections { get; init; }
 }

@@ -27,9 +27,11 @@ internal sealed class DecoderLayer
         Tensor? LoadIf(bool present, string name, params int[] shape) => present ? Load(name, shape) : null;
 
         InputNorm = Load("input_layernorm.weight", hidden);
-        _qkvProj = b.LoadStacked(
-            p + "self_attn.qkv_proj.weight",
-            Get("self_attn.q_proj.weight", qDim, hidden), Get("self_attn.k_proj.weight", kvDim, hidden), Get("self_attn.v_proj.weight", kvDim, hidden));
+        _qkvProj = spec.FusedProjections
+            ? Load("self_attn.qkv_proj.weight", qDim + 2 * kvDim, hidden)
+            : b.LoadStacked(
+                p + "self_attn.qkv_proj.weight",
+                Get("self_attn.q_proj.weight", qDim, hidden), Get("self_attn.k_proj.weight", kvDim, hidden), Get("self_attn.v_proj.weight", kvDim, hidden));
         _qkvBias = c.HasQkvBias
             ? b.LoadStacked(p + "self_attn.qkv_proj.bias", Get("self_attn.q_proj.bias", qDim), Get("self_attn.k_proj.bias", kvDim), Get("self_attn.v_proj.bias", kvDim))
             : null;
@@ -38,8 +40,10 @@ internal sealed class DecoderLayer
         _qNorm = LoadIf(spec.QkNorm, "self_attn.q_norm.weight", c.HeadDim);
         _kNorm = LoadIf(spec.QkNorm, "self_attn.k_norm.weight", c.HeadDim);
         _postAttentionNorm = Load("post_attention_layernorm.weight", hidden);
-        _gateUpProj = b.LoadStacked(
-            p + "mlp.gate_up_proj.weight", Get("mlp.gate_proj.weight", c.IntermediateSize, hidden), Get("mlp.up_proj.weight", c.IntermediateSize, hidden));
+        _gateUpProj = spec.FusedProjections
+            ? Load("mlp.gate_up_proj.weight", 2 * c.IntermediateSize, hidden)
+            : b.LoadStacked(
+                p + "mlp.gate_up_proj.weight", Get("mlp.gate_proj.weight", c.IntermediateSize, hidden), Get("mlp.up_proj.weight", c.IntermediateSize, hidden));
         _gateUpBias = c.MlpBias
             ? b.LoadStacked(p + "mlp.gate_up_proj.bias", Get("mlp.gate_proj.bias", c.IntermediateSize), Get("mlp.up_proj.bias", c.IntermediateSize))
             : null;

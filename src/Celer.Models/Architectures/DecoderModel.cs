@@ -71,14 +71,15 @@ public sealed class DecoderModel
             spec.Multipliers && config.AttentionMultiplier is { } scale ? scale : 1f / MathF.Sqrt(config.HeadDim),
             config.SlidingWindow ?? 0);
         _ropeParameters = config.Rope;
-        _rope = ComputeRope(config.MaxPositionEmbeddings);
-        _ropeSeqLen = config.MaxPositionEmbeddings;
+        // LongRoPE starts on its short factors (transformers builds the table without a sequence length).
+        _ropeSeqLen = config.Rope.RopeType == RopeType.LongRope ? 0 : config.MaxPositionEmbeddings;
+        _rope = ComputeRope(_ropeSeqLen);
         _act = new Activations(config, backend, maxNumTokens, maxLogitsRows);
         _logitsHost = new float[(long)maxLogitsRows * config.VocabSize];
 
-        // Dynamic NTK RoPE swaps its frequency table as sequences grow, which a recorded graph cannot follow.
+        // Dynamic NTK and LongRoPE swap their frequency table as sequences grow, which a recorded graph cannot follow.
         if (graphs is { CaptureSizes.Count: > 0 } && graphs.CaptureSizes[0] <= Math.Min(maxLogitsRows, maxNumTokens)
-            && backend is IStepGraphs stepGraphs && config.Rope.RopeType != RopeType.Dynamic)
+            && backend is IStepGraphs stepGraphs && !RopeFollowsLength(config.Rope.RopeType))
         {
             _graphs = stepGraphs;
             int largest = Math.Min(maxLogitsRows, maxNumTokens);   // no step holds more sequences
@@ -347,29 +348,37 @@ public sealed class DecoderModel
         }
     }
 
+    /// <summary>RoPE whose frequencies depend on the sequence length so far: dynamic NTK and LongRoPE.</summary>
+    private static bool RopeFollowsLength(RopeType type) => type is RopeType.Dynamic or RopeType.LongRope;
+
     /// <summary>
-    /// Dynamic NTK RoPE is recomputed from the sequence length the way transformers does it per forward call:
-    /// from the largest position in the step, once it passes max_position_embeddings.
+    /// Dynamic NTK RoPE and LongRoPE are recomputed from the sequence length the way transformers does it per forward
+    /// call: from the largest position in the step, dynamic NTK once it passes max_position_embeddings, LongRoPE when
+    /// it crosses the original context (short factors below, long above).
     /// </summary>
     private void UpdateDynamicRope(ForwardBatch batch)
     {
-        if (_ropeParameters.RopeType != RopeType.Dynamic)
+        if (!RopeFollowsLength(_ropeParameters.RopeType))
         {
             return;
         }
 
-        int seqLen = Math.Max(_config.MaxPositionEmbeddings, batch.Positions.Max() + 1);
-        if (seqLen != _ropeSeqLen)
+        int longest = batch.Positions.Max() + 1;
+        int seqLen = _ropeParameters.RopeType == RopeType.Dynamic ? Math.Max(_config.MaxPositionEmbeddings, longest) : longest;
+        int original = _ropeParameters.OriginalMaxPositionEmbeddings ?? _config.MaxPositionEmbeddings;
+        bool changed = _ropeParameters.RopeType == RopeType.Dynamic ? seqLen != _ropeSeqLen : seqLen > original != _ropeSeqLen > original;
+        if (changed)
         {
             _rope = ComputeRope(seqLen);
             _ropeSeqLen = seqLen;
         }
     }
 
+    /// <summary>The RoPE for a sequence length; its table covers max_position_embeddings positions at least.</summary>
     private RopeSpec ComputeRope(int seqLen)
     {
         RopeTable table = RotaryEmbedding.Compute(_config, seqLen);
-        return new RopeSpec(table.InverseFrequencies, table.RotaryDim, table.AttentionScaling, seqLen);
+        return new RopeSpec(table.InverseFrequencies, table.RotaryDim, table.AttentionScaling, Math.Max(seqLen, _config.MaxPositionEmbeddings));
     }
 
 }

@@ -13,6 +13,7 @@ public static class ModelRegistry
         Qwen3ForCausalLM.Spec,
         GraniteForCausalLM.Spec,
         SmolLM3ForCausalLM.Spec,
+        Phi3ForCausalLM.Spec,
     }.ToDictionary(s => s.Name, StringComparer.Ordinal);
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Specs.Keys;

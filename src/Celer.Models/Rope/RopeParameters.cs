@@ -16,6 +16,11 @@ public enum RopeType
     Llama3,
     /// <summary>YaRN: NTK-by-parts interpolation plus an attention (cos/sin) scaling.</summary>
     Yarn,
+    /// <summary>
+    /// LongRoPE (Phi-3, Phi-4-mini): each frequency divided by its own factor, the short list up to the original
+    /// context and the long list beyond it (picked from the sequence length, as dynamic NTK), plus an attention scaling.
+    /// </summary>
+    LongRope,
 }
 
 /// <summary>
@@ -49,6 +54,12 @@ public sealed record RopeParameters
     /// <summary>Pre-extension context length (llama3, yarn); defaults to <c>max_position_embeddings</c>.</summary>
     public int? OriginalMaxPositionEmbeddings { get; init; }
 
+    /// <summary>LongRoPE: the per-frequency divisors up to the original context (<c>short_factor</c>, rotary_dim / 2 of them).</summary>
+    public IReadOnlyList<double>? ShortFactor { get; init; }
+
+    /// <summary>LongRoPE: the per-frequency divisors beyond the original context (<c>long_factor</c>).</summary>
+    public IReadOnlyList<double>? LongFactor { get; init; }
+
     /// <summary>YaRN: rotations that bound the extrapolated (fast) band; <c>beta_fast</c>, default 32.</summary>
     public double BetaFast { get; init; } = 32.0;
 
@@ -61,13 +72,13 @@ public sealed record RopeParameters
     /// <summary>YaRN (DeepSeek style): <c>mscale_all_dim</c>.</summary>
     public double? MscaleAllDim { get; init; }
 
-    /// <summary>YaRN: explicit cos/sin scaling (<c>attention_factor</c>); derived from the factor when absent.</summary>
+    /// <summary>YaRN, LongRoPE: explicit cos/sin scaling (<c>attention_factor</c>); derived from the factor when absent.</summary>
     public double? AttentionFactor { get; init; }
 
     /// <summary>YaRN: round the correction range to whole dimensions (<c>truncate</c>, default true; gpt-oss sets false).</summary>
     public bool Truncate { get; init; } = true;
 
-    private static readonly string[] SupportedTypes = ["default", "linear", "dynamic", "llama3", "yarn"];
+    private static readonly string[] SupportedTypes = ["default", "linear", "dynamic", "llama3", "yarn", "longrope"];
 
     /// <summary>Reads the RoPE settings of a parsed config.json root object.</summary>
     internal static RopeParameters Parse(JsonElement root, int maxPositionEmbeddings, string file)
@@ -149,10 +160,37 @@ public sealed record RopeParameters
                     Truncate = JsonFields.OptionalBool(dict, "truncate", file) ?? true,
                 };
             }
+            case "longrope" or "su":   // "su" is the name early Phi-3 configs used; transformers reads it as longrope
+            {
+                // transformers: with a top-level original_max_position_embeddings (Phi-3) the factor is the ratio of
+                // the two lengths, whatever the dict says; otherwise the dict's factor.
+                bool topLevelOriginal = JsonFields.OptionalInt(root, "original_max_position_embeddings", file) is not null;
+                int original = OriginalMax(root, dict, maxPositionEmbeddings, file);
+                return p with
+                {
+                    RopeType = RopeType.LongRope,
+                    Factor = topLevelOriginal ? (double)maxPositionEmbeddings / original : OptionalFactor(dict, file) ?? 1.0,
+                    OriginalMaxPositionEmbeddings = original,
+                    AttentionFactor = JsonFields.OptionalDouble(dict, "attention_factor", file),
+                    ShortFactor = Factors(dict, "short_factor", file),
+                    LongFactor = Factors(dict, "long_factor", file),
+                };
+            }
             default:
                 throw new ModelConfigException(
                     $"{file}: rope_type '{typeName}' is not supported (supported: {string.Join(", ", SupportedTypes)})");
         }
+    }
+
+    private static double[] Factors(JsonElement dict, string name, string file)
+    {
+        if (!JsonFields.TryGet(dict, name, out JsonElement list) || list.ValueKind != JsonValueKind.Array
+            || list.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.Number || !(e.GetDouble() > 0)))
+        {
+            throw new ModelConfigException($"{file}: LongRoPE field '{name}' must be a list of positive numbers");
+        }
+
+        return [.. list.EnumerateArray().Select(e => e.GetDouble())];
     }
 
     private static double RequiredFactor(JsonElement dict, string file) =>

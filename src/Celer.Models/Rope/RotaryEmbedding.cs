@@ -43,6 +43,7 @@ public static class RotaryEmbedding
             RopeType.Dynamic => new RopeTable(DynamicNtk(p, dim, maxPositionEmbeddings, seqLen), 1f),
             RopeType.Llama3 => new RopeTable(Llama3(p, dim, maxPositionEmbeddings), 1f),
             RopeType.Yarn => Yarn(p, dim, maxPositionEmbeddings),
+            RopeType.LongRope => LongRope(p, dim, maxPositionEmbeddings, seqLen),
             _ => throw new ArgumentOutOfRangeException(nameof(p), p.RopeType, "unknown RoPE type"),
         };
     }
@@ -159,6 +160,32 @@ public static class RotaryEmbedding
             float extrapolationFactor = 1f - ramp;
             inv[i] = interpolation * (1f - extrapolationFactor) + extrapolation * extrapolationFactor;
         }
+        return new RopeTable(inv, (float)attentionFactor);
+    }
+
+    /// <summary>
+    /// <c>_compute_longrope_parameters</c>: <c>1.0 / (ext_factors * base ** (arange(0, dim, 2).float() / dim))</c> with
+    /// the long factors once the sequence passes the original context, and an attention factor
+    /// <c>sqrt(1 + ln(factor) / ln(original))</c> (1 when not extending) unless the config gives one.
+    /// </summary>
+    private static RopeTable LongRope(RopeParameters p, int dim, int maxPositionEmbeddings, int seqLen)
+    {
+        int original = p.OriginalMaxPositionEmbeddings ?? maxPositionEmbeddings;
+        IReadOnlyList<double> factors = (seqLen > original ? p.LongFactor : p.ShortFactor)
+            ?? throw new ModelConfigException("LongRoPE needs short_factor and long_factor");
+        if (factors.Count != dim / 2)
+        {
+            throw new ModelConfigException($"LongRoPE factors: {factors.Count} given, the rotary dimension {dim} needs {dim / 2}");
+        }
+
+        var inv = new float[dim / 2];
+        for (int i = 0; i < inv.Length; i++)
+        {
+            inv[i] = 1f / ((float)factors[i] * PositionFrequency(p.Theta, i, dim));
+        }
+
+        double attentionFactor = p.AttentionFactor
+            ?? (p.Factor <= 1.0 ? 1.0 : Math.Sqrt(1 + Math.Log(p.Factor) / Math.Log(original)));
         return new RopeTable(inv, (float)attentionFactor);
     }
 

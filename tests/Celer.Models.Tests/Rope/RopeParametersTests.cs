@@ -116,7 +116,9 @@ public class RopeParametersTests
     }
 
     [Theory]
-    [InlineData("\"rope_scaling\": {\"rope_type\": \"longrope\", \"short_factor\": [1], \"long_factor\": [1]}", "rope_type 'longrope' is not supported")]
+    [InlineData("\"rope_scaling\": {\"rope_type\": \"ntk-by-parts\", \"factor\": 2.0}", "rope_type 'ntk-by-parts' is not supported")]
+    [InlineData("\"rope_scaling\": {\"rope_type\": \"longrope\", \"short_factor\": [1, -2], \"long_factor\": [1, 1]}", "'short_factor' must be a list of positive numbers")]
+    [InlineData("\"rope_scaling\": {\"type\": \"su\", \"short_factor\": [1, 1]}", "'long_factor' must be a list of positive numbers")]
     [InlineData("\"rope_scaling\": {\"type\": \"linear\"}", "'factor' is missing")]
     [InlineData("\"rope_scaling\": {\"type\": \"linear\", \"factor\": -2}", "'factor' must be positive")]
     [InlineData("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8, \"high_freq_factor\": 4}", "'low_freq_factor' is missing")]

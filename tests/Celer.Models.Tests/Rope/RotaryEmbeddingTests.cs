@@ -67,6 +67,28 @@ public class RotaryEmbeddingTests
     }
 
     [Fact]
+    public void LongRope_divides_by_the_short_factors_up_to_the_original_context_and_by_the_long_ones_beyond()
+    {
+        // Phi-3 style: max 400 over an original 100 gives factor 4 and attention scaling sqrt(1 + ln 4 / ln 100).
+        var p = Default10k with
+        {
+            RopeType = RopeType.LongRope, Factor = 4, OriginalMaxPositionEmbeddings = 100,
+            ShortFactor = [1.0, 2.0, 4.0, 8.0], LongFactor = [3.0, 5.0, 7.0, 9.0],
+        };
+        var within = RotaryEmbedding.Compute(p, 8, maxPositionEmbeddings: 400, seqLen: 100);
+        Assert.Equal([1f, 0.1f / 2, 0.01f / 4, 0.001f / 8], within.InverseFrequencies);
+        Assert.Equal((float)Math.Sqrt(1 + Math.Log(4) / Math.Log(100)), within.AttentionScaling);
+
+        var beyond = RotaryEmbedding.Compute(p, 8, maxPositionEmbeddings: 400, seqLen: 101);
+        Assert.Equal([1f / 3, 1f / (5 * 10f), 1f / (7 * 100f), 1f / (9 * 1000f)], beyond.InverseFrequencies);
+        Assert.Equal(within.AttentionScaling, beyond.AttentionScaling);
+
+        // An explicit attention_factor wins; factors that do not cover the rotary dimension are refused.
+        Assert.Equal(1.5f, RotaryEmbedding.Compute(p with { AttentionFactor = 1.5 }, 8, 400, 1).AttentionScaling);
+        Assert.Throws<ModelConfigException>(() => RotaryEmbedding.Compute(p, 16, 400, 1));
+    }
+
+    [Fact]
     public void Llama3_dim8_keeps_high_divides_low_and_blends_the_middle()
     {
         // Default inv_freq 1, 0.1, 0.01, 0.001 -> wavelengths 2π·(1, 10, 100, 1000) = 6.28, 62.8, 628, 6283.
