@@ -26,6 +26,11 @@ public sealed class Tokenizer
     private readonly bool[] _isAdded;
     private readonly bool _byteLevelDecoding;
 
+    // When the decoder is ByteLevel alone (GPT-2, Llama 3, Qwen): every token's bytes, concatenated, and where each
+    // token's start, built on the first decode. Decoding is then one copy per token and one UTF-8 decode, with no
+    // string per token; streaming decodes two windows per generated token.
+    private readonly Lazy<(byte[] Bytes, int[] Offsets)>? _tokenBytes;
+
     private Tokenizer(BpeModel model, List<AddedToken> addedTokens, Normalizer? normalizer, PreTokenizer? preTokenizer, PostProcessor? postProcessor, Decoder? decoder)
     {
         _model = model;
@@ -35,6 +40,7 @@ public sealed class Tokenizer
         _decoder = decoder;
         _added = new AddedVocabulary(addedTokens, normalizer);
         _byteLevelDecoding = decoder is ByteLevelDecoder || (decoder is SequenceDecoder seq && seq.Decoders.Any(d => d is ByteLevelDecoder));
+        _tokenBytes = decoder is ByteLevelDecoder ? new Lazy<(byte[], int[])>(BuildTokenBytes) : null;
 
         int maxId = -1;
         foreach (var id in model.Vocab.Values) maxId = Math.Max(maxId, id);
@@ -125,6 +131,11 @@ public sealed class Tokenizer
 
     public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = true)
     {
+        if (_tokenBytes is not null)
+        {
+            return DecodeByteLevel(ids, skipSpecialTokens);
+        }
+
         var tokens = new List<string>(ids.Length);
         foreach (var id in ids)
         {
@@ -135,6 +146,62 @@ public sealed class Tokenizer
         }
         if (_decoder is null) return string.Join(' ', tokens);
         return string.Concat(_decoder.DecodeChain(tokens));
+    }
+
+    /// <summary>
+    /// <see cref="Decode"/> for a lone ByteLevel decoder: the tokens' bytes (<see cref="ByteLevel.AppendBytes"/> of
+    /// each, computed once) joined, then one lossy UTF-8 decode, which is what the decoder does with the strings.
+    /// </summary>
+    private string DecodeByteLevel(ReadOnlySpan<int> ids, bool skipSpecialTokens)
+    {
+        (byte[] bytes, int[] offsets) = _tokenBytes!.Value;
+        int length = 0;
+        foreach (int id in ids)
+        {
+            if ((uint)id < (uint)VocabSize && _idToToken[id] is not null && !(skipSpecialTokens && _isSpecial[id]))
+            {
+                length += offsets[id + 1] - offsets[id];
+            }
+        }
+
+        byte[]? rented = length > 1024 ? System.Buffers.ArrayPool<byte>.Shared.Rent(length) : null;
+        Span<byte> joined = rented ?? stackalloc byte[length];
+        int at = 0;
+        foreach (int id in ids)
+        {
+            // Unknown ids are dropped, as HF does.
+            if ((uint)id < (uint)VocabSize && _idToToken[id] is not null && !(skipSpecialTokens && _isSpecial[id]))
+            {
+                ReadOnlySpan<byte> token = bytes.AsSpan(offsets[id], offsets[id + 1] - offsets[id]);
+                token.CopyTo(joined[at..]);
+                at += token.Length;
+            }
+        }
+
+        string text = System.Text.Encoding.UTF8.GetString(joined[..length]);
+        if (rented is not null)
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(rented);
+        }
+
+        return text;
+    }
+
+    private (byte[] Bytes, int[] Offsets) BuildTokenBytes()
+    {
+        var bytes = new List<byte>();
+        var offsets = new int[VocabSize + 1];
+        for (int id = 0; id < VocabSize; id++)
+        {
+            offsets[id] = bytes.Count;
+            if (_idToToken[id] is { } token)
+            {
+                ByteLevel.AppendBytes(token, bytes);
+            }
+        }
+
+        offsets[VocabSize] = bytes.Count;
+        return ([.. bytes], offsets);
     }
 
     public string? IdToToken(int id) => (uint)id < (uint)VocabSize ? _idToToken[id] : null;
