@@ -1,3 +1,5 @@
+using Celer.Models.Config;
+
 namespace Celer.Models.Architectures;
 
 /// <summary>
@@ -21,9 +23,20 @@ public sealed record ArchitectureSpec
     /// <summary>SmolLM3's <c>no_rope_layers</c>: layers flagged 0 leave queries and keys unrotated.</summary>
     public bool NoRopeLayers { get; init; }
 
+    /// <summary>What layer <paramref name="index"/> of a model of this architecture is, from its config.</summary>
+    public LayerSpec Layer(ModelConfig config, int index) => new(
+        Rope: !NoRopeLayers || config.RopeLayers is not { } rope || rope[index],
+        SlidingWindow: config.SlidingWindow is { } window && (config.SlidingLayers is not { } sliding || sliding[index]) ? window : 0);
+
     /// <summary>
     /// Phi-3's checkpoints store q/k/v as one <c>self_attn.qkv_proj</c> and gate/up as one <c>mlp.gate_up_proj</c>, in
     /// the order Celer stacks them itself: loaded as they are.
     /// </summary>
     public bool FusedProjections { get; init; }
 }
+
+/// <summary>
+/// The per-layer choices of a model (per-layer specs instead of per-model switches): whether the layer applies RoPE,
+/// and its attention window in tokens (0: full attention).
+/// </summary>
+public readonly record struct LayerSpec(bool Rope, int SlidingWindow);

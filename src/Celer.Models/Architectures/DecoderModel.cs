@@ -27,6 +27,8 @@ public sealed class DecoderModel
     private readonly DecoderLayer[] _layers;
     private readonly AttentionSpec _attention;
     private readonly ArchitectureSpec _spec;
+    private readonly LayerSpec[] _layerSpecs;
+    private readonly AttentionSpec[] _layerAttention;   // the model's, with each layer's window
     private readonly RopeParameters _ropeParameters;
     private RopeSpec _rope;
     private RopeSpec? _noRope;
@@ -70,6 +72,8 @@ public sealed class DecoderModel
             config.HeadDim,
             spec.Multipliers && config.AttentionMultiplier is { } scale ? scale : 1f / MathF.Sqrt(config.HeadDim),
             config.SlidingWindow ?? 0);
+        _layerSpecs = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(i => spec.Layer(config, i))];
+        _layerAttention = [.. _layerSpecs.Select(l => l.SlidingWindow == _attention.SlidingWindow ? _attention : _attention with { SlidingWindow = l.SlidingWindow })];
         _ropeParameters = config.Rope;
         // LongRoPE starts on its short factors (transformers builds the table without a sequence length).
         _ropeSeqLen = config.Rope.RopeType == RopeType.LongRope ? 0 : config.MaxPositionEmbeddings;
@@ -317,8 +321,7 @@ public sealed class DecoderModel
                 b.RmsNorm(_act.Residual, rows, layer.InputNorm, eps, _act.Hidden);
             }
 
-            bool rotates = !_spec.NoRopeLayers || _config.RopeLayers is not { } ropeLayers || ropeLayers[i];
-            layer.Forward(b, _act, rows, rotates ? _rope : NoRope, _attention, eps, residualMultiplier);
+            layer.Forward(b, _act, rows, _layerSpecs[i].Rope ? _rope : NoRope, _layerAttention[i], eps, residualMultiplier);
             if (residualMultiplier != 1f)
             {
                 b.Scale(_act.Hidden, rows, residualMultiplier);

@@ -70,11 +70,18 @@ public sealed record ModelConfig
 
     /// <summary>
     /// Attention window in tokens, or null for full attention: Mistral's <c>sliding_window</c>; for
-    /// configs with a <c>use_sliding_window</c> switch (Qwen2, Qwen3) only when it is true. Qwen2's
-    /// <c>max_window_layers</c> (which layers slide) is not modelled; no released Qwen2/Qwen3
-    /// checkpoint turns sliding on.
+    /// configs with a <c>use_sliding_window</c> switch (Qwen2, Qwen3) only when it is true. Which layers use it is
+    /// <see cref="SlidingLayers"/>.
     /// </summary>
     public int? SlidingWindow { get; init; }
+
+    /// <summary>
+    /// Per layer, whether it attends through <see cref="SlidingWindow"/>: transformers 5's <c>layer_types</c>
+    /// (<c>sliding_attention</c> or <c>full_attention</c>), or for a Qwen2/Qwen3 config that turns sliding on without
+    /// it, the layers from <c>max_window_layers</c> on (as transformers derives them). Null: every layer slides when
+    /// there is a window.
+    /// </summary>
+    public IReadOnlyList<bool>? SlidingLayers { get; init; }
 
     /// <summary><c>torch_dtype</c> (transformers 4.x) or <c>dtype</c> (5.x): the checkpoint's compute dtype; null when absent.</summary>
     public DType? TorchDtype { get; init; }
@@ -199,6 +206,7 @@ public sealed record ModelConfig
             MlpBias = JsonFields.OptionalBool(root, "mlp_bias", F) ?? false,
             HiddenAct = Activation(root, architecture),
             SlidingWindow = SlidingWindowOf(root, architecture),
+            SlidingLayers = SlidingLayersOf(root, architecture, layers),
             TorchDtype = TorchDtypeOf(root),
             BosTokenId = JsonFields.OptionalInt(root, "bos_token_id", F),
             EosTokenIds = JsonFields.OptionalIntOrIntList(root, "eos_token_id", F) ?? [],
@@ -278,6 +286,34 @@ public sealed record ModelConfig
             return null;
         }
         return window > 0 ? window : throw new ModelConfigException($"{FileName}: field 'sliding_window' must be positive, got {window}");
+    }
+
+    private static bool[]? SlidingLayersOf(JsonElement root, string architecture, int layers)
+    {
+        if (JsonFields.TryGet(root, "layer_types", out JsonElement types) && types.ValueKind != JsonValueKind.Null)
+        {
+            if (types.ValueKind != JsonValueKind.Array || types.GetArrayLength() != layers)
+            {
+                throw new ModelConfigException($"{FileName}: field 'layer_types' must list the type of each of the {layers} layers");
+            }
+
+            return [.. types.EnumerateArray().Select(t => t.ValueKind == JsonValueKind.String ? t.GetString() : null).Select(t => t switch
+            {
+                "sliding_attention" => true,
+                "full_attention" => false,
+                _ => throw new ModelConfigException(
+                    $"{FileName}: layer type '{t}' in 'layer_types' is not supported (full_attention, sliding_attention)"),
+            })];
+        }
+
+        if (architecture is "Qwen2ForCausalLM" or "Qwen3ForCausalLM" && SlidingWindowOf(root, architecture) is not null)
+        {
+            // transformers (4.x and 5.x alike): layer i slides when i >= max_window_layers (default 28).
+            int first = JsonFields.OptionalInt(root, "max_window_layers", FileName) ?? 28;
+            return [.. Enumerable.Range(0, layers).Select(i => i >= first)];
+        }
+
+        return null;
     }
 
     private static DType? TorchDtypeOf(JsonElement root)

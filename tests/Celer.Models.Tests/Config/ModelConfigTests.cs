@@ -1,3 +1,4 @@
+using Celer.Models.Architectures;
 using Xunit;
 using Celer.Models.Config;
 using Celer.Models.Rope;
@@ -82,6 +83,31 @@ public class ModelConfigTests
         Assert.Equal(Enumerable.Range(0, layers).Select(i => i % 4 != 3), smol.RopeLayers!);
         Assert.Null(llama.RopeLayers);
         Assert.Contains("no_rope_layers", Assert.Throws<ModelConfigException>(() => ModelConfig.Parse(ConfigSamples.Minimal("SmolLM3ForCausalLM", "\"no_rope_layers\": [1, 2, 1]"))).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Layer_specs_follow_layer_types_max_window_layers_and_no_rope_layers()
+    {
+        // transformers 5's layer_types: only the sliding layers get the window.
+        var typed = ModelConfig.Parse(ConfigSamples.Minimal("MistralForCausalLM",
+            "\"sliding_window\": 12, \"layer_types\": [\"sliding_attention\", \"full_attention\"]"));
+        ArchitectureSpec mistral = ModelRegistry.Resolve(typed);
+        Assert.Equal([new LayerSpec(true, 12), new LayerSpec(true, 0)], [mistral.Layer(typed, 0), mistral.Layer(typed, 1)]);
+        Assert.Contains("'chunked_attention'", Assert.Throws<ModelConfigException>(() => ModelConfig.Parse(ConfigSamples.Minimal("MistralForCausalLM",
+            "\"sliding_window\": 12, \"layer_types\": [\"chunked_attention\", \"full_attention\"]"))).Message, StringComparison.Ordinal);
+
+        // A Qwen2 config that turns sliding on without layer_types: the layers from max_window_layers on slide.
+        var qwen = ModelConfig.Parse(ConfigSamples.Minimal("Qwen2ForCausalLM",
+            "\"use_sliding_window\": true, \"sliding_window\": 32, \"max_window_layers\": 1"));
+        ArchitectureSpec qwen2 = ModelRegistry.Resolve(qwen);
+        Assert.Equal([0, 32], new[] { qwen2.Layer(qwen, 0).SlidingWindow, qwen2.Layer(qwen, 1).SlidingWindow });
+
+        // Mistral without layer_types: every layer slides; SmolLM3's flag 0 turns RoPE off for that layer only.
+        var plain = ModelConfig.Parse(ConfigSamples.Minimal("MistralForCausalLM", "\"sliding_window\": 12"));
+        Assert.Equal(12, ModelRegistry.Resolve(plain).Layer(plain, 1).SlidingWindow);
+        var smol = ModelConfig.Parse(ConfigSamples.Minimal("SmolLM3ForCausalLM", "\"no_rope_layers\": [1, 0]"));
+        ArchitectureSpec smolSpec = ModelRegistry.Resolve(smol);
+        Assert.Equal([true, false], new[] { smolSpec.Layer(smol, 0).Rope, smolSpec.Layer(smol, 1).Rope });
     }
 
     [Fact]
