@@ -17,7 +17,7 @@ namespace Celer.Engine.Execution;
 public static class ModelLoader
 {
     /// <summary>vLLM's default CPU KV cache space (VLLM_CPU_KVCACHE_SPACE = 4 GiB).</summary>
-    public const long DefaultCpuKvCacheBytes = 4L << 30;
+    public const long DefaultCpuKvCacheBytes = CpuPlatform.DefaultKvCacheSpace;
 
     /// <param name="wrapExecutor">Wraps the model runner before the engine gets it (instrumentation, fault injection in tests).</param>
     /// <param name="log">Startup lines, as vLLM logs them: the time of each phase, the KV cache size, the graphs recorded.</param>
@@ -91,15 +91,15 @@ public static class ModelLoader
         int maxLogitsRows = Math.Min(args.MaxNumSeqs, maxNumTokens);
 
         Phase($"read the model config ({config.Architecture}) and tokenizer");
-        bool gpu = args.Device.ToLowerInvariant() is "cuda" or "gpu";
-        DType dtype = ModelDType(args, config, gpu);
-        DType? kvDType = KvCacheDType(args, dtype, gpu);
-        IModelBackend backend = CreateBackend(args.Device, dtype, kvDType);
+        DevicePlatform platform = DevicePlatform.For(args.Device);
+        DType dtype = ModelDType(args, config, platform);
+        DType? kvDType = KvCacheDType(args, dtype, platform);
+        IModelBackend backend = platform.CreateBackend(dtype, kvDType);
         Phase($"backend {backend.Name} ready, computing in {backend.ActivationDType}");
         ProgressWeightSource? weights = null;
         try
         {
-            weights = OpenWeights(args, dir, dtype, materializeDummy: !gpu, progress);
+            weights = OpenWeights(args, dir, dtype, materializeDummy: !platform.MakesDummyWeights, progress);
             // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs.
             StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(args.GraphCaptureSizes(), (maxModelLen + args.BlockSize - 1) / args.BlockSize);
             var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
@@ -108,7 +108,7 @@ public static class ModelLoader
             // Sampling on the GPU: its scratch is counted before the KV cache takes the rest of the card.
             IDeviceSampler? deviceSampler = backend as IDeviceSampler;
             deviceSampler?.ReserveSampling(maxLogitsRows, config.VocabSize);
-            int numBlocks = KvBlocks(args, backend, config, maxModelLen);
+            int numBlocks = KvBlocks(args, platform, backend, config, maxModelLen);
             IReadOnlyList<int> eos = EosTokenIds(config, generation, tokenizerConfig, tokenizer);
             // An FP8 cache takes the checkpoint's per-layer scales (dummy weights have none: 1.0, as vLLM).
             (float[] K, float[] V)? kvScales = kvDType == DType.F8E4M3 && !args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase)
@@ -116,16 +116,16 @@ public static class ModelLoader
                 : null;
             // The CPU computes straight from the memory-mapped checkpoint, so the runner keeps it open; a GPU has its
             // own copy by now, and the host memory (all of it, for dummy weights) can go.
-            IDisposable? keepOpen = backend is CpuBackend ? weights : null;
+            IDisposable? keepOpen = platform.ReadsWeightsInPlace ? weights : null;
             if (keepOpen is null)
             {
                 weights.Dispose();
             }
 
             var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler);
-            if (kvScales is { } scales && backend is CudaBackend cuda)
+            if (kvScales is { } scales)
             {
-                cuda.SetKvCacheScales(scales.K, scales.V);
+                backend.SetKvCacheScales(scales.K, scales.V);
             }
 
             long cacheTokens = (long)(numBlocks - 1) * args.BlockSize;   // block 0 is the null block
@@ -138,9 +138,9 @@ public static class ModelLoader
                 Phase($"CUDA graphs recorded for {captured.Count} decode batch sizes ({captured[0]}..{captured[^1]})");
             }
 
-            if (backend is CudaBackend { SkinnyGemmChoices: { Count: > 0 } choices })
+            foreach (string note in platform.LoadNotes(backend))
             {
-                log?.Invoke($"GEMMs of 1-64 rows: the skinny kernels were faster for {choices.Count(c => c.Value)} of {choices.Count} weight shapes and row counts, cuBLAS for the rest");
+                log?.Invoke(note);
             }
 
             log?.Invoke($"engine ready in {total.Elapsed.TotalSeconds:F2} s");
@@ -156,46 +156,11 @@ public static class ModelLoader
         }
     }
 
-    private static IModelBackend CreateBackend(string device, DType dtype, DType? kvDType) => device.ToLowerInvariant() switch
-    {
-        "cpu" => new CpuBackend(dtype),
-        "cuda" or "gpu" => CreateCudaBackend(dtype, kvDType),
-        _ => throw new ArgumentException($"Unknown device '{device}'; expected cpu or cuda.", nameof(device)),
-    };
-
-    /// <summary>A dtype or KV-cache type the card cannot run (bf16 before sm_80) is the user's to fix, in one line.</summary>
-    private static CudaBackend CreateCudaBackend(DType dtype, DType? kvDType)
-    {
-        CudaDevice device = OpenGpu();
-        try
-        {
-            return new CudaBackend(device, dtype, ownsDevice: true, kvDType);
-        }
-        catch (NotSupportedException e)
-        {
-            device.Dispose();
-            throw new ModelLoadException(e.Message);
-        }
-    }
-
-    /// <summary>The first GPU; a machine without a driver or a GPU is the user's to fix: one line, no stack trace.</summary>
-    private static CudaDevice OpenGpu()
-    {
-        try
-        {
-            return CudaDevice.Open();
-        }
-        catch (CudaException e)
-        {
-            throw new ModelLoadException($"--device cuda: no usable NVIDIA GPU. {e.Message} Use --device cpu to run on the CPU.");
-        }
-    }
-
     /// <summary>
     /// The FP8 format <c>--kv-cache-dtype</c> asks for (null: the model dtype). FP8 caches need a GPU and a 16-bit
     /// model; anything else is refused here rather than accepted and ignored.
     /// </summary>
-    private static DType? KvCacheDType(EngineArgs args, DType modelDType, bool gpu)
+    private static DType? KvCacheDType(EngineArgs args, DType modelDType, DevicePlatform platform)
     {
         DType? kv = args.KvCacheDtype switch
         {
@@ -203,7 +168,7 @@ public static class ModelLoader
             "fp8_e5m2" => DType.F8E5M2,
             _ => null,
         };
-        if (kv is not null && !gpu)
+        if (kv is not null && !platform.SupportsFp8KvCache)
         {
             throw new ModelLoadException($"--kv-cache-dtype {args.KvCacheDtype} needs --device cuda: the CPU backend keeps its KV cache in fp32.");
         }
@@ -221,12 +186,8 @@ public static class ModelLoader
     /// the config names none). On a GPU an fp32 checkpoint runs in bf16, as vLLM's auto does on GPUs that have it;
     /// the CPU keeps fp32 weights as they are (it computes in fp32 whatever the weights' dtype).
     /// </summary>
-    public static DType ModelDType(EngineArgs args, ModelConfig config, bool gpu) =>
-        ParseDtype(args.Dtype) ?? (config.TorchDtype ?? DType.BF16) switch
-        {
-            DType.F32 when gpu => DType.BF16,
-            DType stored => stored,
-        };
+    internal static DType ModelDType(EngineArgs args, ModelConfig config, DevicePlatform platform) =>
+        ParseDtype(args.Dtype) ?? platform.AutoDType(config.TorchDtype ?? DType.BF16);
 
     /// <param name="materializeDummy">False on a GPU, which generates dummy weights itself.</param>
     private static ProgressWeightSource OpenWeights(EngineArgs args, string dir, DType dtype, bool materializeDummy, IProgress<ModelLoadProgress>? progress)
@@ -258,14 +219,10 @@ public static class ModelLoader
     /// for the largest step, so their peak is already counted); on the CPU it takes 4 GiB as vLLM does. Never more
     /// than every sequence at full length could use, which keeps small models small.
     /// </summary>
-    private static int KvBlocks(EngineArgs args, IModelBackend backend, ModelConfig config, int maxModelLen)
+    private static int KvBlocks(EngineArgs args, DevicePlatform platform, IModelBackend backend, ModelConfig config, int maxModelLen)
     {
         long blockBytes = backend.KvBlockBytes(config.NumHiddenLayers, args.BlockSize, config.NumKeyValueHeads, config.HeadDim);
-        long bytes = args.KvCacheMemoryBytes ?? backend switch
-        {
-            CudaBackend cuda => CudaKvBudget(cuda, args.GpuMemoryUtilization) - CudaBackend.SplitAttentionBytes(config.NumAttentionHeads, config.HeadDim),
-            _ => DefaultCpuKvCacheBytes,
-        };
+        long bytes = args.KvCacheMemoryBytes ?? platform.DefaultKvCacheBytes(backend, config, args.GpuMemoryUtilization);
         long blocksPerSeq = (maxModelLen + args.BlockSize - 1) / args.BlockSize;
         long useful = (long)args.MaxNumSeqs * blocksPerSeq + 1;
         long blocks = Math.Min(bytes / blockBytes, useful);
@@ -276,15 +233,6 @@ public static class ModelLoader
         }
 
         return (int)Math.Min(blocks, int.MaxValue);
-    }
-
-    private static long CudaKvBudget(CudaBackend cuda, float utilization)
-    {
-        // cuBLAS keeps a workspace per handle and grows it on first use; leave it room.
-        const long CublasReserve = 256L << 20;
-        (long free, long total) = cuda.Device.MemoryInfo();
-        long used = total - free;
-        return Math.Max(0, (long)(total * (double)utilization) - used - CublasReserve);
     }
 
     /// <summary>

@@ -1,4 +1,3 @@
-using Celer.Backends.Cuda;
 using Celer.Engine.Scheduling;
 using Celer.Models.Architectures;
 using Celer.Models.Backend;
@@ -54,7 +53,7 @@ public sealed class ModelRunner : IModelExecutor
 
     public int NumKvBlocks { get; }
 
-    public StepTimeline? Timeline => (_backend as CudaBackend)?.Timeline;
+    public StepTimeline? Timeline => _backend.Timeline;
 
     public bool SupportsAsyncScheduling => true;
 

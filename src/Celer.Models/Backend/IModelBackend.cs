@@ -16,6 +16,16 @@ public interface IModelBackend : IDisposable
     /// <summary>The dtype of activations and of the KV cache; the operators compute in fp32 and round to it.</summary>
     DType ActivationDType { get; }
 
+    /// <summary>The device's busy and idle time per step, where the backend measures it (CUDA); else null.</summary>
+    StepTimeline? Timeline => null;
+
+    /// <summary>
+    /// Per-layer scales of an FP8 KV cache (a cached value is value / scale), from the checkpoint's k_scale/v_scale. Only
+    /// a backend that keeps FP8 caches takes them.
+    /// </summary>
+    void SetKvCacheScales(float[] kScales, float[] vScales) =>
+        throw new NotSupportedException($"The {Name} backend keeps no FP8 KV cache, so it takes no KV cache scales.");
+
     /// <summary>Makes a weight usable by the operators (the CPU keeps the memory-mapped bytes; a GPU copies them).</summary>
     Tensor LoadWeight(WeightTensor weight);
 

@@ -1,0 +1,125 @@
+using Celer.Backends.Cpu;
+using Celer.Backends.Cuda;
+using Celer.Backends.Cuda.Interop;
+using Celer.Models.Backend;
+using Celer.Models.Config;
+using Celer.Models.Weights;
+
+namespace Celer.Engine.Execution;
+
+/// <summary>
+/// What loading a model needs from a device beyond its operators (vLLM's <c>Platform</c>): making the backend, the
+/// dtype an "auto" checkpoint runs in, where dummy weights are made, whether the runner must keep the checkpoint
+/// mapped, FP8 caches, and the KV cache's default budget. <see cref="ModelLoader"/> asks the platform instead of
+/// testing backend types.
+/// </summary>
+internal abstract class DevicePlatform
+{
+    /// <summary>The platform of <c>--device</c>.</summary>
+    public static DevicePlatform For(string device) => device.ToLowerInvariant() switch
+    {
+        "cpu" => new CpuPlatform(),
+        "cuda" or "gpu" => new CudaPlatform(),
+        _ => throw new ArgumentException($"Unknown device '{device}'; expected cpu or cuda.", nameof(device)),
+    };
+
+    /// <summary>The dtype a checkpoint stored in <paramref name="stored"/> runs in under <c>--dtype auto</c>.</summary>
+    public abstract DType AutoDType(DType stored);
+
+    /// <summary>Whether the backend makes dummy weights itself (the host then only describes them).</summary>
+    public abstract bool MakesDummyWeights { get; }
+
+    /// <summary>Whether the backend computes straight from the memory-mapped checkpoint, which must then stay open.</summary>
+    public abstract bool ReadsWeightsInPlace { get; }
+
+    /// <summary>Whether the KV cache may be FP8 (<c>--kv-cache-dtype fp8</c>).</summary>
+    public abstract bool SupportsFp8KvCache { get; }
+
+    public abstract IModelBackend CreateBackend(DType dtype, DType? kvCacheDType);
+
+    /// <summary>The KV cache's bytes when <c>--kv-cache-memory</c> does not say, once weights and buffers are in place.</summary>
+    public abstract long DefaultKvCacheBytes(IModelBackend backend, ModelConfig config, float gpuMemoryUtilization);
+
+    /// <summary>Startup log lines about choices the backend made while loading (e.g. GEMM kernels measured per shape).</summary>
+    public virtual IEnumerable<string> LoadNotes(IModelBackend backend) => [];
+}
+
+/// <summary>The CPU: fp32 compute from the mapped checkpoint, a 4 GiB KV cache by default (vLLM's VLLM_CPU_KVCACHE_SPACE).</summary>
+internal sealed class CpuPlatform : DevicePlatform
+{
+    public const long DefaultKvCacheSpace = 4L << 30;
+
+    /// <summary>The CPU computes in fp32 whatever the weights' dtype, so the stored dtype stays.</summary>
+    public override DType AutoDType(DType stored) => stored;
+
+    public override bool MakesDummyWeights => false;
+
+    public override bool ReadsWeightsInPlace => true;
+
+    public override bool SupportsFp8KvCache => false;
+
+    public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType) => new CpuBackend(dtype);
+
+    public override long DefaultKvCacheBytes(IModelBackend backend, ModelConfig config, float gpuMemoryUtilization) => DefaultKvCacheSpace;
+}
+
+/// <summary>One NVIDIA GPU: bf16 for fp32 checkpoints (as vLLM's auto on cards that have it), dummy weights made on the card.</summary>
+internal sealed class CudaPlatform : DevicePlatform
+{
+    // cuBLAS keeps a workspace per handle and grows it on first use; leave it room.
+    private const long CublasReserve = 256L << 20;
+
+    public override DType AutoDType(DType stored) => stored == DType.F32 ? DType.BF16 : stored;
+
+    public override bool MakesDummyWeights => true;
+
+    public override bool ReadsWeightsInPlace => false;
+
+    public override bool SupportsFp8KvCache => true;
+
+    /// <summary>A dtype or KV-cache type the card cannot run (bf16 before sm_80) is the user's to fix, in one line.</summary>
+    public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType)
+    {
+        CudaDevice device = OpenGpu();
+        try
+        {
+            return new CudaBackend(device, dtype, ownsDevice: true, kvCacheDType);
+        }
+        catch (NotSupportedException e)
+        {
+            device.Dispose();
+            throw new ModelLoadException(e.Message);
+        }
+    }
+
+    /// <summary>What <c>--gpu-memory-utilization</c> of the card leaves, less split attention's scratch and a cuBLAS reserve.</summary>
+    public override long DefaultKvCacheBytes(IModelBackend backend, ModelConfig config, float gpuMemoryUtilization)
+    {
+        var cuda = (CudaBackend)backend;
+        (long free, long total) = cuda.Device.MemoryInfo();
+        long used = total - free;
+        return Math.Max(0, (long)(total * (double)gpuMemoryUtilization) - used - CublasReserve)
+            - CudaBackend.SplitAttentionBytes(config.NumAttentionHeads, config.HeadDim);
+    }
+
+    public override IEnumerable<string> LoadNotes(IModelBackend backend)
+    {
+        if (backend is CudaBackend { SkinnyGemmChoices: { Count: > 0 } choices })
+        {
+            yield return $"GEMMs of 1-64 rows: the skinny kernels were faster for {choices.Count(c => c.Value)} of {choices.Count} weight shapes and row counts, cuBLAS for the rest";
+        }
+    }
+
+    /// <summary>The first GPU; a machine without a driver or a GPU is the user's to fix: one line, no stack trace.</summary>
+    private static CudaDevice OpenGpu()
+    {
+        try
+        {
+            return CudaDevice.Open();
+        }
+        catch (CudaException e)
+        {
+            throw new ModelLoadException($"--device cuda: no usable NVIDIA GPU. {e.Message} Use --device cpu to run on the CPU.");
+        }
+    }
+}
