@@ -152,6 +152,15 @@ public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
     public void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps) =>
         Kernels.RmsNorm.AddAndNorm(F(x), F(residual), (void*)weight.Data, weight.DType, eps, rows, (int)weight.ElementCount);
 
+    public void RmsNormSlice(Tensor x, int rows, int offset, Tensor weight, float eps) =>
+        Kernels.RmsNorm.NormalizeSlice(F(x), rows, (int)x.Columns, offset, (void*)weight.Data, weight.DType, eps, (int)weight.ElementCount);
+
+    public void Add(Tensor x, int rows, Tensor residual)
+    {
+        int n = checked((int)(rows * x.Columns));
+        System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(F(residual), n), new ReadOnlySpan<float>(F(x), n), new Span<float>(F(residual), n));
+    }
+
     public void PrepareAttention(int layer, Tensor qkv, int rows, AttentionSpec spec, RopeSpec rope, Tensor? qNorm, Tensor? kNorm, float eps, Tensor q)
     {
         int qDim = spec.NumHeads * spec.HeadDim, kvDim = spec.NumKvHeads * spec.HeadDim, width = qDim + 2 * kvDim;

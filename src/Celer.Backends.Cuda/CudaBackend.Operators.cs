@@ -71,6 +71,22 @@ public sealed unsafe partial class CudaBackend
         Launch("add_rms_norm", (uint)rows, 1, Threads(Vectors(size)), args);
     }
 
+    public void RmsNormSlice(Tensor x, int rows, int offset, Tensor weight, float eps)
+    {
+        int size = (int)weight.ElementCount, stride = (int)x.Columns;
+        ulong xp = (ulong)x.Data, wp = (ulong)weight.Data;
+        void** args = stackalloc void*[] { &xp, &stride, &offset, &wp, &size, &eps };
+        Launch("rms_norm_slice", (uint)rows, 1, Threads(size), args);
+    }
+
+    public void Add(Tensor x, int rows, Tensor residual)
+    {
+        ulong xp = (ulong)x.Data, rp = (ulong)residual.Data;
+        long n = rows * x.Columns;
+        void** args = stackalloc void*[] { &xp, &n, &rp };
+        Launch("add_into", Blocks(n), 1, 256, args);
+    }
+
     public void PrepareAttention(int layer, Tensor qkv, int rows, AttentionSpec spec, RopeSpec rope, Tensor? qNorm, Tensor? kNorm, float eps, Tensor q)
     {
         ulong src = (ulong)qkv.Data, pp = _positions.Pointer, sp = _slotMapping.Pointer, table = RopeTable(rope);

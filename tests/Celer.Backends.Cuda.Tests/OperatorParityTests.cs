@@ -132,6 +132,40 @@ public sealed class OperatorParityTests
         }
     }
 
+    /// <summary>
+    /// OLMo-2's operators: the norm of a column slice of each row in place (its q/k norms inside the fused q/k/v row,
+    /// with the rest of the row untouched) and the residual add; scaling (Granite) with them.
+    /// </summary>
+    [Theory]
+    [InlineData(6, 96, 40, DType.BF16)]
+    [InlineData(3, 200, 0, DType.F16)]
+    [InlineData(5, 130, 65, DType.F32)]
+    public void Slice_norm_add_and_scale_match_the_cpu(int rows, int width, int offset, DType dtype)
+    {
+        Gpu.Require();
+        int size = width - offset - 7;
+        using var host = new HostTensors(rows + width + offset);
+        WeightTensor x = host.Random("x", DType.F32, 2f, rows, width);
+        WeightTensor other = host.Random("o", DType.F32, 2f, rows, width);
+        WeightTensor weight = host.Random("w", dtype, 1.5f, size);
+
+        (float[] Normed, float[] Sum) Run(IModelBackend b)
+        {
+            Tensor xs = b.LoadWeight(x), os = b.LoadWeight(other), ws = b.LoadWeight(weight);
+            b.RmsNormSlice(xs, rows, offset, ws, 1e-6f);
+            b.Scale(os, rows, 0.37f);
+            b.Add(xs, rows, os);
+            return (HostTensors.Read(b, xs, rows), HostTensors.Read(b, os, rows));
+        }
+
+        using var cpu = new CpuBackend(DType.F32);
+        using var gpu = new CudaBackend(Gpu.Device, dtype);
+        var g = Run(gpu);   // first: the CPU works in place on the host arrays
+        var c = Run(cpu);
+        Assert.True(HostTensors.RelativeError(g.Normed, c.Normed) < Tolerance(dtype), "rms_norm_slice");
+        Assert.True(HostTensors.RelativeError(g.Sum, c.Sum) < Tolerance(dtype), "scale and add_into");
+    }
+
     [Theory]
     [InlineData(1, 64, DType.BF16)]
     [InlineData(33, 4096, DType.BF16)]

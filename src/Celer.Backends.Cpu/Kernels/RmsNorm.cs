@@ -25,6 +25,41 @@ public static unsafe class RmsNorm
         => NormalizeRows(x, residual, x, weight, weightType, eps, rows, d);
 
     /// <summary>
+    /// OLMo-2's norm in place over columns [offset, offset + d) of each row (rows <paramref name="stride"/> apart):
+    /// w · (x · rsqrt(mean(x²) + eps)). In fp32 the order of the two products does not round differently.
+    /// </summary>
+    public static void NormalizeSlice(float* x, int rows, int stride, int offset, void* weight, DType weightType, float eps, int d)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(offset + d, stride);
+        var loop = new SliceLoop
+        {
+            X = x + offset, Stride = stride, Weight = weight, WeightType = weightType, Eps = eps, Rows = rows, D = d,
+            Chunks = KernelScheduling.ChunkCount((long)rows * d, MinElementsPerTask, rows),
+        };
+        KernelScheduling.For(loop.Chunks, ref loop);
+    }
+
+    private struct SliceLoop : IChunkLoop
+    {
+        public float* X;
+        public void* Weight;
+        public DType WeightType;
+        public float Eps;
+        public int Stride, Rows, D, Chunks;
+
+        public readonly void Run(int chunk)
+        {
+            var (start, end) = KernelScheduling.Range(chunk, Chunks, Rows);
+            float* w = WidenWeight(Weight, WeightType, D);
+            for (int r = start; r < end; r++)
+            {
+                NormalizeRow(X + ((long)r * Stride), X + ((long)r * Stride), w, Eps, D);
+            }
+        }
+    }
+
+    /// <summary>
     /// The row loop of <see cref="Run"/> and <see cref="AddAndNorm"/>: with a <paramref name="residual"/>, each row
     /// first adds x into it and normalizes the sum; without one, it normalizes x.
     /// </summary>

@@ -51,6 +51,13 @@ __device__ void scale(T* x, long long n, float factor) {
         x[i] = from_float<T>(to_float(x[i]) * factor);
 }
 
+// residual[i] += x[i], rounded once to T (a post-norm model's residual add, as torch's residual + x).
+template <typename T>
+__device__ void add_into(const T* x, long long n, T* residual) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        residual[i] = from_float<T>(to_float(residual[i]) + to_float(x[i]));
+}
+
 // out[i, :] = x[rows[i], :]. Grid: selected rows.
 template <typename T>
 __device__ void gather_rows(const T* x, const int* rows, int cols, T* out) {
@@ -71,7 +78,8 @@ __device__ void gather_rows(const T* x, const int* rows, int cols, T* out) {
     extern "C" __global__ void gather_rows_##S(const T* x, const int* rows, int cols, T* out) {                      \
         gather_rows<T>(x, rows, cols, out);                                                                         \
     }                                                                                                                \
-    extern "C" __global__ void scale_##S(T* x, long long n, float factor) { scale<T>(x, n, factor); }
+    extern "C" __global__ void scale_##S(T* x, long long n, float factor) { scale<T>(x, n, factor); }              \
+    extern "C" __global__ void add_into_##S(const T* x, long long n, T* residual) { add_into<T>(x, n, residual); }
 CELER_FOR_DTYPES(ELEMENTWISE_ENTRY_POINTS)
 
 // A weight stored in one dtype made into another (a bf16 checkpoint served with --dtype float16, say), rounding

@@ -93,7 +93,26 @@ __device__ void add_rms_norm(T* x, T* residual, const T* weight, int size, float
         x[base + c] = from_float<T>(round_to<T>(to_float(residual[base + c]) * inv) * to_float(weight[c]));
 }
 
+// OLMo-2's RMSNorm (Olmo2RMSNorm: (weight * (x * rsqrt(mean(x^2) + eps))).to(dtype), one rounding, after the weight)
+// in place over columns [offset, offset + size) of each row of x, rows `stride` apart: its q and k norms span the whole
+// projection inside the fused q/k/v row, its post-norms whole rows. Grid: rows. Each thread writes only the elements it
+// read, after the block's sum.
+template <typename T>
+__device__ void rms_norm_slice(T* x, int stride, int offset, const T* weight, int size, float eps) {
+    T* row = x + (long long)blockIdx.x * stride + offset;
+    float ss = 0.f;
+    for (int c = threadIdx.x; c < size; c += blockDim.x) {
+        const float v = to_float(row[c]);
+        ss += v * v;
+    }
+    const float inv = rsqrtf(block_sum(ss) / size + eps);
+    for (int c = threadIdx.x; c < size; c += blockDim.x) row[c] = from_float<T>(to_float(weight[c]) * (to_float(row[c]) * inv));
+}
+
 #define RMSNORM_ENTRY_POINTS(S, T)                                                                                   \
+    extern "C" __global__ void rms_norm_slice_##S(T* x, int stride, int offset, const T* weight, int size, float eps) { \
+        rms_norm_slice<T>(x, stride, offset, weight, size, eps);                                                    \
+    }                                                                                                                \
     extern "C" __global__ void rms_norm_##S(const T* x, const T* weight, int size, float eps, T* y) {                \
         rms_norm<T>(x, weight, size, eps, y);                                                                       \
     }                                                                                                                \

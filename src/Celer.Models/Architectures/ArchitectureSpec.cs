@@ -23,6 +23,14 @@ public sealed record ArchitectureSpec
     /// <summary>SmolLM3's <c>no_rope_layers</c>: layers flagged 0 leave queries and keys unrotated.</summary>
     public bool NoRopeLayers { get; init; }
 
+    /// <summary>
+    /// OLMo-2's layer: no norm before attention or the MLP; RMSNorm of the attention output
+    /// (<c>post_attention_layernorm</c>) and of the MLP output (<c>post_feedforward_layernorm</c>) before each residual
+    /// add; q and k normalized over the whole projection (<c>q_norm</c>/<c>k_norm</c> of heads × head_dim); every norm
+    /// OLMo-2's (the weight applied before rounding).
+    /// </summary>
+    public bool PostNorms { get; init; }
+
     /// <summary>What layer <paramref name="index"/> of a model of this architecture is, from its config.</summary>
     public LayerSpec Layer(ModelConfig config, int index) => new(
         Rope: !NoRopeLayers || config.RopeLayers is not { } rope || rope[index],

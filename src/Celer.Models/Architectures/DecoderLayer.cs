@@ -15,6 +15,8 @@ internal sealed class DecoderLayer
     private readonly Tensor? _qkvBias, _oBias, _gateUpBias, _downBias;
     private readonly Tensor? _qNorm, _kNorm;
     private readonly Tensor _postAttentionNorm;
+    private readonly Tensor? _postFeedforwardNorm;   // OLMo-2's norm of the MLP output
+    private readonly int _qDim, _kvDim;
 
     public DecoderLayer(int index, ModelConfig c, ArchitectureSpec spec, IWeightSource w, IModelBackend b)
     {
@@ -26,7 +28,10 @@ internal sealed class DecoderLayer
         Tensor Load(string name, params int[] shape) => b.LoadWeight(Get(name, shape));
         Tensor? LoadIf(bool present, string name, params int[] shape) => present ? Load(name, shape) : null;
 
-        InputNorm = Load("input_layernorm.weight", hidden);
+        _qDim = qDim;
+        _kvDim = kvDim;
+        // A post-norm layer (OLMo-2) has no input norm; the model feeds it the residual stream itself.
+        InputNorm = spec.PostNorms ? null : Load("input_layernorm.weight", hidden);
         _qkvProj = spec.FusedProjections
             ? Load("self_attn.qkv_proj.weight", qDim + 2 * kvDim, hidden)
             : b.LoadStacked(
@@ -37,9 +42,10 @@ internal sealed class DecoderLayer
             : null;
         _oProj = Load("self_attn.o_proj.weight", hidden, qDim);
         _oBias = LoadIf(c.HasOutputProjectionBias, "self_attn.o_proj.bias", hidden);
-        _qNorm = LoadIf(spec.QkNorm, "self_attn.q_norm.weight", c.HeadDim);
-        _kNorm = LoadIf(spec.QkNorm, "self_attn.k_norm.weight", c.HeadDim);
+        _qNorm = spec.PostNorms ? Load("self_attn.q_norm.weight", qDim) : LoadIf(spec.QkNorm, "self_attn.q_norm.weight", c.HeadDim);
+        _kNorm = spec.PostNorms ? Load("self_attn.k_norm.weight", kvDim) : LoadIf(spec.QkNorm, "self_attn.k_norm.weight", c.HeadDim);
         _postAttentionNorm = Load("post_attention_layernorm.weight", hidden);
+        _postFeedforwardNorm = LoadIf(spec.PostNorms, "post_feedforward_layernorm.weight", hidden);
         _gateUpProj = spec.FusedProjections
             ? Load("mlp.gate_up_proj.weight", 2 * c.IntermediateSize, hidden)
             : b.LoadStacked(
@@ -51,7 +57,8 @@ internal sealed class DecoderLayer
         _downBias = LoadIf(c.MlpBias, "mlp.down_proj.bias", hidden);
     }
 
-    public Tensor InputNorm { get; }
+    /// <summary>The norm before attention, which the previous layer's fused add-and-norm applies; null in a post-norm layer.</summary>
+    public Tensor? InputNorm { get; }
 
     /// <summary>
     /// Input: <c>a.Hidden</c> = input_layernorm(residual). Output: <c>a.Hidden</c> = this layer's MLP output, to be
@@ -74,5 +81,27 @@ internal sealed class DecoderLayer
         b.Linear(a.Hidden, rows, _gateUpProj, _gateUpBias, a.GateUp);
         b.SiluMul(a.GateUp, rows, a.MlpHidden);
         b.Linear(a.MlpHidden, rows, _downProj, _downBias, a.Hidden);
+    }
+
+    /// <summary>
+    /// A post-norm layer (OLMo-2) on the residual stream: attention of the residual, its output normalized and added
+    /// back, then the MLP of the residual, its output normalized and added back; <c>a.Residual</c> holds the result.
+    /// </summary>
+    public void ForwardPostNorm(IModelBackend b, Activations a, int rows, RopeSpec rope, AttentionSpec attn, float eps)
+    {
+        b.Linear(a.Residual, rows, _qkvProj, _qkvBias, a.Qkv);
+        b.RmsNormSlice(a.Qkv, rows, 0, _qNorm!, eps);
+        b.RmsNormSlice(a.Qkv, rows, _qDim, _kNorm!, eps);
+        b.PrepareAttention(_index, a.Qkv, rows, attn, rope, null, null, eps, a.Q);
+        b.Attention(_index, a.Q, a.AttentionOutput, attn);
+        b.Linear(a.AttentionOutput, rows, _oProj, _oBias, a.Hidden);
+        b.RmsNormSlice(a.Hidden, rows, 0, _postAttentionNorm, eps);
+        b.Add(a.Hidden, rows, a.Residual);
+
+        b.Linear(a.Residual, rows, _gateUpProj, _gateUpBias, a.GateUp);
+        b.SiluMul(a.GateUp, rows, a.MlpHidden);
+        b.Linear(a.MlpHidden, rows, _downProj, _downBias, a.Hidden);
+        b.RmsNormSlice(a.Hidden, rows, 0, _postFeedforwardNorm!, eps);
+        b.Add(a.Hidden, rows, a.Residual);
     }
 }

@@ -307,6 +307,18 @@ public sealed class DecoderModel
         float eps = (float)_config.RmsNormEps;
         IModelBackend b = _backend;
         b.Embedding(_embedTokens, _act.Residual);
+        if (_spec.PostNorms)
+        {
+            for (int i = 0; i < _layers.Length; i++)
+            {
+                _layers[i].ForwardPostNorm(b, _act, rows, _layerSpecs[i].Rope ? _rope : NoRope, _layerAttention[i], eps);
+            }
+
+            // The final norm is OLMo-2's too, in place: the logits read their rows from the residual stream.
+            b.RmsNormSlice(_act.Residual, rows, 0, _finalNorm, eps);
+            return;
+        }
+
         if (_spec.Multipliers && _config.EmbeddingMultiplier != 1f)
         {
             b.Scale(_act.Residual, rows, _config.EmbeddingMultiplier);
@@ -318,7 +330,7 @@ public sealed class DecoderModel
             DecoderLayer layer = _layers[i];
             if (i == 0)
             {
-                b.RmsNorm(_act.Residual, rows, layer.InputNorm, eps, _act.Hidden);
+                b.RmsNorm(_act.Residual, rows, layer.InputNorm!, eps, _act.Hidden);
             }
 
             layer.Forward(b, _act, rows, _layerSpecs[i].Rope ? _rope : NoRope, _layerAttention[i], eps, residualMultiplier);
@@ -327,7 +339,7 @@ public sealed class DecoderModel
                 b.Scale(_act.Hidden, rows, residualMultiplier);
             }
 
-            Tensor nextNorm = i + 1 < _layers.Length ? _layers[i + 1].InputNorm : _finalNorm;
+            Tensor nextNorm = i + 1 < _layers.Length ? _layers[i + 1].InputNorm! : _finalNorm;
             b.AddRmsNorm(_act.Hidden, _act.Residual, rows, nextNorm, eps);
         }
     }
@@ -342,7 +354,7 @@ public sealed class DecoderModel
     /// <summary>Logits of LogitsRows[first .. first + count − 1] into the logits buffer (still on the backend).</summary>
     private void ComputeLogits(int first, int count)
     {
-        _backend.GatherLogitsRows(_act.Hidden, first, count, _act.LogitsHidden);
+        _backend.GatherLogitsRows(_spec.PostNorms ? _act.Residual : _act.Hidden, first, count, _act.LogitsHidden);
         _backend.Linear(_act.LogitsHidden, count, _lmHead, null, _act.Logits);
         if (_spec.Multipliers && _config.LogitsScaling != 1f)
         {

@@ -14,6 +14,7 @@ public static class ModelRegistry
         GraniteForCausalLM.Spec,
         SmolLM3ForCausalLM.Spec,
         Phi3ForCausalLM.Spec,
+        Olmo2ForCausalLM.Spec,
     }.ToDictionary(s => s.Name, StringComparer.Ordinal);
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Specs.Keys;

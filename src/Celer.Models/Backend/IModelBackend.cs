@@ -60,6 +60,16 @@ public interface IModelBackend : IDisposable
     void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps);
 
     /// <summary>
+    /// OLMo-2's RMSNorm in place over columns [<paramref name="offset"/>, offset + weight's size) of each of the first
+    /// <paramref name="rows"/> rows of <paramref name="x"/>: weight · (v · rsqrt(mean(v²) + eps)) in fp32, rounded once
+    /// (Olmo2RMSNorm applies the weight before rounding, LlamaRMSNorm after).
+    /// </summary>
+    void RmsNormSlice(Tensor x, int rows, int offset, Tensor weight, float eps);
+
+    /// <summary>residual += x over the first <paramref name="rows"/> rows, rounded once (a post-norm model's residual add).</summary>
+    void Add(Tensor x, int rows, Tensor residual);
+
+    /// <summary>
     /// Splits the fused projection <paramref name="qkv"/> ([rows, (heads + 2·kvHeads)·headDim], q then k then v):
     /// q and k get the optional per-head RMSNorm (Qwen3's q_norm/k_norm) and RoPE (the first rotaryDim dims of each
     /// head, rotate-half layout, by each row's position); q goes to <paramref name="q"/> ([rows, heads·headDim]),

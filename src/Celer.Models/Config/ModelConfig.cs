@@ -113,7 +113,7 @@ public sealed record ModelConfig
 
     /// <summary>Architectures whose MLP is SwiGLU; any other <c>hidden_act</c> is a broken config.</summary>
     private static readonly HashSet<string> SiluArchitectures =
-        ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM", "SmolLM3ForCausalLM", "Phi3ForCausalLM"];
+        ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM", "SmolLM3ForCausalLM", "Phi3ForCausalLM", "Olmo2ForCausalLM"];
 
     /// <summary>Reads <c>config.json</c> from a model directory, with <paramref name="overrides"/> applied (see <see cref="Parse"/>).</summary>
     public static ModelConfig Load(string modelDirectory, JsonObject? overrides = null)
