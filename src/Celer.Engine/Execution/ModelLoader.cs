@@ -1,7 +1,4 @@
 using System.Diagnostics;
-using Celer.Backends.Cpu;
-using Celer.Backends.Cuda;
-using Celer.Backends.Cuda.Interop;
 using Celer.Models.Architectures;
 using Celer.Models.Backend;
 using Celer.Models.Config;
