@@ -47,7 +47,11 @@ internal static unsafe class WorkerTeam
 
         public void Start<TLoop>(ref TLoop loop, int chunks, int generation) where TLoop : struct, IChunkLoop
         {
-            Volatile.Write(ref _generation, -1);
+            // A full fence, not a release store: the look at _inside below must not move before it (x86 lets a load pass
+            // an earlier store). Otherwise a worker could count itself in and still see the old loop's generation after
+            // this thread saw no worker inside, and take a chunk of the loop being set up: the same Dekker pair as the
+            // worker's own increment of _inside before its look at _generation.
+            Interlocked.Exchange(ref _generation, -1);
             var wait = new SpinWait();
             while (Volatile.Read(ref _inside) > 0)
             {
