@@ -120,11 +120,21 @@ internal static unsafe class WorkerTeam
     {
         if (WorkerCount == 0 || !Started.Value || Interlocked.CompareExchange(ref s_busy, 1, 0) != 0)
         {
+            // On this thread alone, with the team's semantics: every chunk runs, then the first exception is rethrown.
+            ExceptionDispatchInfo? failure = null;
             for (int c = 0; c < chunks; c++)
             {
-                loop.Run(c);
+                try
+                {
+                    loop.Run(c);
+                }
+                catch (Exception e)
+                {
+                    failure ??= ExceptionDispatchInfo.Capture(e);
+                }
             }
 
+            failure?.Throw();
             return;
         }
 
