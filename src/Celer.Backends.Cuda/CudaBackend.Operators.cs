@@ -4,7 +4,7 @@ using Celer.Models.Weights;
 
 namespace Celer.Backends.Cuda;
 
-/// <summary>The element-wise operators and the GEMMs; every kernel is picked by the model dtype (suffix _bf16, _f16, _f32).</summary>
+/// <summary>The element-wise operators; every kernel is picked by the model dtype (suffix _bf16, _f16, _f32). The GEMMs are in CudaBackend.Gemm.cs.</summary>
 public sealed unsafe partial class CudaBackend
 {
     private SafeDeviceMemoryHandle? _ropeTable, _inverseFrequencies;
@@ -18,40 +18,6 @@ public sealed unsafe partial class CudaBackend
         int hidden = (int)table.Columns;
         void** args = stackalloc void*[] { &ids, &tab, &hidden, &o };
         Launch("embedding", (uint)Batch.NumTokens, 1, Threads(hidden), args);
-    }
-
-    public void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
-    {
-        if (UsesSkinnyGemm(x, rows, weight, y))
-        {
-            SkinnyGemm(x, rows, weight, y);
-        }
-        else
-        {
-            CublasGemm(x, rows, weight, y);
-        }
-
-        if (bias is not null)
-        {
-            ulong yp = (ulong)y.Data, bp = (ulong)bias.Data;
-            long r = rows;
-            int cols = weight.Rows;
-            void** bargs = stackalloc void*[] { &yp, &r, &cols, &bp };
-            Launch("add_bias", Blocks(r * cols), 1, 256, bargs);
-        }
-    }
-
-    private void CublasGemm(Tensor x, int rows, Tensor weight, Tensor y)
-    {
-        // Row-major y[rows, n] = x[rows, k]·W[n, k]ᵀ is column-major yᵀ = W·xᵀ: A = W read transposed, B = x. Inputs are
-        // in the model dtype, the output in y's (the model dtype, or fp32 for the logits), accumulation in fp32.
-        int n = weight.Rows, k = (int)weight.Columns, inType = CudaType(weight.DType);
-        float alpha = 1f, beta = 0f;
-        Cublas.Check(
-            Cublas.cublasGemmEx(_device.CublasHandle, Cublas.CUBLAS_OP_T, Cublas.CUBLAS_OP_N, n, rows, k, &alpha,
-                (ulong)weight.Data, inType, k, (ulong)x.Data, inType, k, &beta, (ulong)y.Data, CudaType(y.DType), n,
-                Cublas.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT),
-            "cublasGemmEx");
     }
 
     public void RmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y)

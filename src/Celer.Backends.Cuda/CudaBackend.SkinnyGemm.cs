@@ -4,38 +4,20 @@ using Celer.Models.Weights;
 
 namespace Celer.Backends.Cuda;
 
-/// <summary>When <see cref="CudaBackend.Linear"/> runs <c>skinny_gemm.cu</c> instead of cuBLAS for the few rows of a decode step.</summary>
-internal enum SkinnyGemmPolicy
-{
-    /// <summary>Whichever of the two the device ran faster on the weight's shape, timed the first time it is seen.</summary>
-    Tune,
-
-    /// <summary>Always where the kernel applies (tests).</summary>
-    Always,
-
-    /// <summary>Never: cuBLAS only.</summary>
-    Never,
-}
-
 /// <summary>
 /// The GEMMs of decode steps of up to 64 rows, where the weights are read once per step and cuBLAS reads them at
 /// ~85 % of copy: <c>skinny_gemm.cu</c>'s kernels stream them faster where they can, on CUDA cores for 1, 2 or 4 rows
-/// and on tensor cores for 8 to 64 (sm_80+, 16-bit models). The choice is measured per weight shape and row bucket
-/// on this device, on the first eager step that meets the shape (CUDA-graph recording replays the choice; a shape
-/// first met while recording uses cuBLAS), so a card or library where cuBLAS is faster keeps cuBLAS.
+/// and on tensor cores for 8 to 64 (sm_80+, 16-bit models). They are among the candidates CudaBackend.Gemm.cs times per
+/// weight shape and row bucket, so a card or library where cuBLAS is faster keeps cuBLAS.
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
     private const int SkinnyCudaCoreRows = 4;
     private const int SkinnyThreads = 256;                 // CUDA-core kernel: 8 warps = 8 output columns per block
     private const int SkinnyTensorCoreThreads = 128;       // tensor-core kernel: SKINNY_TC_WARPS warps on 16 columns
-    private const int TuneRepeats = 5;
     private static readonly int[] SkinnyBuckets = [1, 2, 4, 8, 16, 32, 64];
 
-    private readonly Dictionary<(int N, int K, int Bucket, DType Output), bool> _skinnyChoice = [];
     private readonly nint[] _skinnyKernels = new nint[2 * 7];
-
-    internal SkinnyGemmPolicy SkinnyGemmPolicy { get; set; } = SkinnyGemmPolicy.Tune;
 
     /// <summary>The smallest bucket that holds the rows (the kernels are compiled per bucket); 0 beyond the largest.</summary>
     private static int SkinnyBucket(int rows)
@@ -49,28 +31,6 @@ public sealed unsafe partial class CudaBackend
         }
 
         return 0;
-    }
-
-    private bool UsesSkinnyGemm(Tensor x, int rows, Tensor weight, Tensor y)
-    {
-        if (SkinnyGemmPolicy == SkinnyGemmPolicy.Never || !SkinnyGemmFits(x, rows, weight, y))
-        {
-            return false;
-        }
-
-        if (SkinnyGemmPolicy == SkinnyGemmPolicy.Always)
-        {
-            return true;
-        }
-
-        var key = (weight.Rows, (int)weight.Columns, SkinnyBucket(rows), y.DType);
-        if (!_skinnyChoice.TryGetValue(key, out bool skinny) && !_capturing)
-        {
-            TuneSkinnyGemm(x, weight, y);
-            skinny = _skinnyChoice.GetValueOrDefault(key);
-        }
-
-        return skinny;
     }
 
     /// <summary>
@@ -104,43 +64,4 @@ public sealed unsafe partial class CudaBackend
         int columnsPerBlock = tensorCores ? 16 : SkinnyThreads / 32;
         _kernels.Launch(function, "skinny_gemm", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, (uint)threads, args);
     }
-
-    /// <summary>
-    /// Times both GEMMs on this weight for each row bucket the buffers hold (x and y are scratch here: the caller's GEMM
-    /// runs after) and records the faster per bucket.
-    /// </summary>
-    private void TuneSkinnyGemm(Tensor x, Tensor weight, Tensor y)
-    {
-        using SafeCudaEventHandle start = NewEvent(), middle = NewEvent(), end = NewEvent();
-        foreach (int bucket in SkinnyBuckets)
-        {
-            var key = (weight.Rows, (int)weight.Columns, bucket, y.DType);
-            if (bucket > x.Rows || bucket > y.Rows || !SkinnyGemmFits(x, bucket, weight, y))
-            {
-                _skinnyChoice[key] = false;
-                continue;
-            }
-
-            SkinnyGemm(x, bucket, weight, y);   // warm: the first launch loads the module's code
-            CublasGemm(x, bucket, weight, y);
-            CudaDriver.Check(CudaDriver.cuEventRecord(start.DangerousGetHandle(), _device.Stream), "cuEventRecord");
-            for (int i = 0; i < TuneRepeats; i++)
-            {
-                SkinnyGemm(x, bucket, weight, y);
-            }
-
-            CudaDriver.Check(CudaDriver.cuEventRecord(middle.DangerousGetHandle(), _device.Stream), "cuEventRecord");
-            for (int i = 0; i < TuneRepeats; i++)
-            {
-                CublasGemm(x, bucket, weight, y);
-            }
-
-            CudaDriver.Check(CudaDriver.cuEventRecord(end.DangerousGetHandle(), _device.Stream), "cuEventRecord");
-            CudaDriver.Check(CudaDriver.cuEventSynchronize(end.DangerousGetHandle()), "cuEventSynchronize");
-            _skinnyChoice[key] = Elapsed(start, middle) < Elapsed(middle, end);
-        }
-    }
-
-    /// <summary>The choices made so far, for the startup log: (n, k, rows bucket, output dtype) → skinny kernel or cuBLAS.</summary>
-    public IReadOnlyDictionary<(int N, int K, int Bucket, DType Output), bool> SkinnyGemmChoices => _skinnyChoice;
 }

@@ -24,7 +24,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     private const int MetadataStagingBytes = 8 << 20;
 
     // cuBLAS allocates its workspace lazily, which a graph being recorded cannot do: give it one up front
-    // (32 MiB is what cuBLAS itself asks for on Hopper).
+    // (32 MiB is what cuBLAS itself asks for on Hopper). cuBLASLt's matmuls take the same one (one stream: never both at once).
     private const int CublasWorkspaceBytes = 32 << 20;
 
     private readonly CudaDevice _device;
@@ -94,8 +94,8 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         _logitsRows = new DeviceInts(this);
         _attentionTiles = new DeviceInts(this);
         _pendingTokens = new DeviceInts(this, inGraphs: false);   // read by a kernel launched before the graph
-        ulong workspace = Track(device.Allocate(CublasWorkspaceBytes)).Pointer;
-        Cublas.Check(Cublas.cublasSetWorkspace_v2(device.CublasHandle, workspace, CublasWorkspaceBytes), "cublasSetWorkspace");
+        _gemmWorkspace = Track(device.Allocate(CublasWorkspaceBytes)).Pointer;
+        Cublas.Check(Cublas.cublasSetWorkspace_v2(device.CublasHandle, _gemmWorkspace, CublasWorkspaceBytes), "cublasSetWorkspace");
     }
 
     /// <summary>
@@ -407,6 +407,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         }
 
         _graphs.Clear();
+        DisposeGemmPlans();
         foreach (SafeDeviceMemoryHandle memory in _allocations)
         {
             memory.Dispose();

@@ -4,7 +4,7 @@ using Celer.Backends.Cuda.Interop;
 namespace Celer.Backends.Cuda;
 
 /// <summary>
-/// One GPU: its primary context, the stream Celer's work runs on, and a cuBLAS handle bound to that stream.
+/// One GPU: its primary context, the stream Celer's work runs on, a cuBLAS handle bound to that stream and a cuBLASLt handle.
 /// CUDA binds the current context per thread, so every entry point from a new thread calls <see cref="MakeCurrent"/>.
 /// </summary>
 public sealed unsafe class CudaDevice : IDisposable
@@ -12,6 +12,7 @@ public sealed unsafe class CudaDevice : IDisposable
     private readonly SafePrimaryContextHandle _context;
     private readonly SafeCudaStreamHandle _stream;
     private readonly SafeCublasHandle _cublas;
+    private readonly SafeCublasLtHandle _cublasLt;
 
     private CudaDevice(int ordinal, int device, nint context)
     {
@@ -37,6 +38,8 @@ public sealed unsafe class CudaDevice : IDisposable
         Cublas.Check(Cublas.cublasCreate_v2(out nint cublas), "cublasCreate");
         _cublas = new SafeCublasHandle(cublas);
         Cublas.Check(Cublas.cublasSetStream_v2(cublas, stream), "cublasSetStream");
+        Cublas.Check(CublasLt.cublasLtCreate(out nint cublasLt), "cublasLtCreate");
+        _cublasLt = new SafeCublasLtHandle(cublasLt);
     }
 
     public int Ordinal { get; }
@@ -57,6 +60,8 @@ public sealed unsafe class CudaDevice : IDisposable
     internal nint Stream => _stream.DangerousGetHandle();
 
     internal nint CublasHandle => _cublas.DangerousGetHandle();
+
+    internal nint CublasLtHandle => _cublasLt.DangerousGetHandle();
 
     /// <summary>Opens a GPU, or throws a <see cref="CudaException"/> that says why none is usable.</summary>
     public static CudaDevice Open(int ordinal = 0)
@@ -118,6 +123,7 @@ public sealed unsafe class CudaDevice : IDisposable
 
     public void Dispose()
     {
+        _cublasLt.Dispose();
         _cublas.Dispose();
         _stream.Dispose();
         _context.Dispose();

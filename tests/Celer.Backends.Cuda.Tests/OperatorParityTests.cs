@@ -48,6 +48,83 @@ public sealed class OperatorParityTests
     }
 
     /// <summary>
+    /// Every algorithm cuBLASLt's heuristic offers for a shape (the tuner may pick any of them), each run alone: row counts
+    /// at and between buckets (24 rows run bucket 32's algorithm, 700 rows bucket 1024's), the bias in the epilogue (a bias
+    /// in the output's dtype) and in its own kernel (fp32 logits out), k and n that are not multiples of 8.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.BF16, 1, 4096, 1024, true, false)]
+    [InlineData(DType.BF16, 24, 4096, 6144, true, false)]
+    [InlineData(DType.BF16, 256, 1024, 2048, false, false)]
+    [InlineData(DType.F16, 700, 520, 333, true, false)]
+    [InlineData(DType.BF16, 7, 2048, 1000, true, true)]
+    [InlineData(DType.F32, 40, 200, 129, true, false)]
+    public void Every_cublaslt_candidate_matches_the_cpu(DType dtype, int rows, int k, int n, bool withBias, bool logitsOut)
+    {
+        Gpu.Require();
+        using var host = new HostTensors(rows * 13 + k + n);
+        WeightTensor x = host.Random("x", DType.F32, 1f, rows, k);
+        WeightTensor w = host.Random("w", dtype, 0.05f, n, k);
+        WeightTensor bias = host.Random("b", dtype, 0.5f, n);
+
+        float[] Run(IModelBackend b)
+        {
+            Tensor y = b.Allocate("y", logitsOut ? DType.F32 : b.ActivationDType, rows, n);
+            b.Linear(b.LoadWeight(x), rows, b.LoadWeight(w), withBias ? b.LoadWeight(bias) : null, y);
+            return HostTensors.Read(b, y, rows);
+        }
+
+        using var cpu = new CpuBackend(DType.F32);
+        float[] expected = Run(cpu);
+        int candidates;
+        using (var probe = new CudaBackend(Gpu.Device, dtype))
+        {
+            Tensor y = probe.Allocate("y", logitsOut ? DType.F32 : probe.ActivationDType, rows, n);
+            candidates = probe.LtCandidateCount(probe.LoadWeight(x), rows, probe.LoadWeight(w), withBias ? probe.LoadWeight(bias) : null, y);
+        }
+
+        Assert.True(candidates > 0, "cuBLASLt offered no algorithm");
+        for (int candidate = 0; candidate < candidates; candidate++)
+        {
+            using var gpu = new CudaBackend(Gpu.Device, dtype) { GemmPolicy = GemmPolicy.CublasLt, LtCandidate = candidate };
+            double error = HostTensors.RelativeError(Run(gpu), expected);
+            Assert.True(error < (dtype == DType.F32 ? Fp32Tolerance * 10 : Tolerance(dtype)), $"candidate {candidate} of {candidates}: relative error {error}");
+        }
+    }
+
+    /// <summary>
+    /// The tuned GEMM (what serving runs): the first call times every candidate for each bucket the buffers hold, later
+    /// calls of every row count run the winner of their bucket, which must still compute the product; the choices are
+    /// reported per bucket.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.BF16, 4096, 1536)]
+    [InlineData(DType.F16, 1000, 96)]
+    public void Tuned_gemm_matches_the_cpu_at_every_row_count(DType dtype, int k, int n)
+    {
+        Gpu.Require();
+        const int capacity = 600;
+        using var host = new HostTensors(k + n);
+        WeightTensor x = host.Random("x", DType.F32, 1f, capacity, k);
+        WeightTensor w = host.Random("w", dtype, 0.05f, n, k);
+        WeightTensor bias = host.Random("b", dtype, 0.5f, n);
+        using var cpu = new CpuBackend(DType.F32);
+        using var gpu = new CudaBackend(Gpu.Device, dtype);
+        Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadWeight(w), cb = cpu.LoadWeight(bias), cy = cpu.Allocate("y", DType.F32, capacity, n);
+        Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadWeight(w), gb = gpu.LoadWeight(bias), gy = gpu.Allocate("y", gpu.ActivationDType, capacity, n);
+        foreach (int rows in new[] { 1, 3, 8, 17, 64, 100, 256, 333, 512, 600 })
+        {
+            cpu.Linear(cx, rows, cw, cb, cy);
+            gpu.Linear(gx, rows, gw, gb, gy);
+            double error = HostTensors.RelativeError(HostTensors.Read(gpu, gy, rows), HostTensors.Read(cpu, cy, rows));
+            Assert.True(error < Tolerance(dtype), $"{rows} rows: relative error {error}");
+        }
+
+        int[] tuned = [.. gpu.TunedGemmChoices.Keys.Where(key => key.N == n && key.K == k).Select(key => key.Bucket).Order()];
+        Assert.Equal([1, 2, 4, 8, 16, 32, 64, 128, 256, 512], tuned);
+    }
+
+    /// <summary>
     /// The kernels for decode steps of up to 64 rows (<c>skinny_gemm.cu</c>), forced on: every row bucket of the
     /// CUDA-core kernel (1, 2, 4) and of the tensor-core one (8 to 64, rows short of a bucket too), the model dtype and
     /// fp32 (logits) out, column counts that leave a block partly empty, k with and without a tail shorter than the
@@ -82,7 +159,7 @@ public sealed class OperatorParityTests
         }
 
         using var cpu = new CpuBackend(DType.F32);
-        using var gpu = new CudaBackend(Gpu.Device, dtype) { SkinnyGemmPolicy = SkinnyGemmPolicy.Always };
+        using var gpu = new CudaBackend(Gpu.Device, dtype) { GemmPolicy = GemmPolicy.Skinny };
         double error = HostTensors.RelativeError(Run(gpu), Run(cpu));
         Assert.True(error < (dtype == DType.F32 ? Fp32Tolerance * 10 : Tolerance(dtype)), $"relative error {error}");
     }
@@ -99,7 +176,7 @@ public sealed class OperatorParityTests
         WeightTensor a = host.Random("a", stored, 0.05f, n, k), c = host.Random("c", stored, 0.05f, n / 2, k);
         // Served in the other 16-bit dtype: the weights are converted on the GPU as they load. One GEMM path for all
         // three shapes: the tuned choice may differ between them, and the two paths sum in different orders.
-        using var gpu = new CudaBackend(Gpu.Device, stored == DType.BF16 ? DType.F16 : DType.BF16) { SkinnyGemmPolicy = skinnyGemm ? SkinnyGemmPolicy.Always : SkinnyGemmPolicy.Never };
+        using var gpu = new CudaBackend(Gpu.Device, stored == DType.BF16 ? DType.F16 : DType.BF16) { GemmPolicy = skinnyGemm ? GemmPolicy.Skinny : GemmPolicy.CublasGemmEx };
         Tensor xs = gpu.LoadWeight(x), stacked = gpu.LoadStacked("ac", a, c);
         Tensor y = gpu.Allocate("y", DType.F32, rows, n + n / 2), ya = gpu.Allocate("ya", DType.F32, rows, n), yc = gpu.Allocate("yc", DType.F32, rows, n / 2);
         gpu.Linear(xs, rows, stacked, null, y);

@@ -13,12 +13,14 @@ internal static class CudaLibraryResolver
     internal const string Driver = "cuda";
     internal const string Nvrtc = "nvrtc";
     internal const string Cublas = "cublas";
+    internal const string CublasLt = "cublasLt";
 
     private static readonly Dictionary<string, string[]> Candidates = new(StringComparer.Ordinal)
     {
         [Driver] = ["libcuda.so.1", "libcuda.so", "nvcuda.dll"],
         [Nvrtc] = ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"],
         [Cublas] = ["libcublas.so.13", "libcublas.so.12", "libcublas.so"],
+        [CublasLt] = ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"],
     };
 
     private static int _registered;

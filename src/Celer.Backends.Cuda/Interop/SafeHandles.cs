@@ -77,6 +77,17 @@ internal sealed class SafeCublasHandle : SafeHandle
     protected override bool ReleaseHandle() => Cublas.cublasDestroy_v2(handle) == 0;
 }
 
+/// <summary>A cuBLASLt handle (not bound to a stream: each matmul names its own).</summary>
+internal sealed class SafeCublasLtHandle : SafeHandle
+{
+    public SafeCublasLtHandle(nint handle)
+        : base(0, ownsHandle: true) => SetHandle(handle);
+
+    public override bool IsInvalid => handle == 0;
+
+    protected override bool ReleaseHandle() => CublasLt.cublasLtDestroy(handle) == 0;
+}
+
 /// <summary>The device's primary context, retained while Celer uses the GPU.</summary>
 internal sealed class SafePrimaryContextHandle : SafeHandle
 {

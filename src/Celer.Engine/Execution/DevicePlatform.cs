@@ -104,9 +104,10 @@ internal sealed class CudaPlatform : DevicePlatform
 
     public override IEnumerable<string> LoadNotes(IModelBackend backend)
     {
-        if (backend is CudaBackend { SkinnyGemmChoices: { Count: > 0 } choices })
+        if (backend is CudaBackend { TunedGemmChoices: { Count: > 0 } choices })
         {
-            yield return $"GEMMs of 1-64 rows: the skinny kernels were faster for {choices.Count(c => c.Value)} of {choices.Count} weight shapes and row counts, cuBLAS for the rest";
+            string tally = string.Join(", ", choices.Values.GroupBy(kernel => kernel).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} {g.Count()}"));
+            yield return $"GEMMs of 1-{CudaBackend.TunedRowsLimit} rows, fastest of {choices.Count} weight shapes × row buckets: {tally}";
         }
     }
 

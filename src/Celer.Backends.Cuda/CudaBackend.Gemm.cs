@@ -1,0 +1,385 @@
+using Celer.Backends.Cuda.Interop;
+using Celer.Models.Backend;
+using Celer.Models.Weights;
+
+namespace Celer.Backends.Cuda;
+
+/// <summary>How <see cref="CudaBackend.Linear"/> picks the kernel of a GEMM.</summary>
+internal enum GemmPolicy
+{
+    /// <summary>
+    /// Up to <see cref="CudaBackend.TunedRowsLimit"/> rows, the fastest on this device of cuBLASLt's heuristic
+    /// candidates, <c>cublasGemmEx</c> and the skinny kernels, timed per weight shape and row bucket; beyond, cuBLASLt's
+    /// first candidate.
+    /// </summary>
+    Tune,
+
+    /// <summary>The skinny kernels wherever they apply, else cuBLASLt's first candidate (tests).</summary>
+    Skinny,
+
+    /// <summary>cuBLASLt's candidate <see cref="CudaBackend.LtCandidate"/> (tests).</summary>
+    CublasLt,
+
+    /// <summary><c>cublasGemmEx</c> with the library's default algorithm and a separate bias kernel (tests).</summary>
+    CublasGemmEx,
+}
+
+/// <summary>
+/// The GEMMs. cuBLASLt runs them with the algorithm chosen per weight shape (n, k, dtypes, pointer alignment) and row
+/// bucket (the next power of two), and adds a bias of the output's dtype in its epilogue instead of a second kernel.
+/// For the buckets of decode steps (up to <see cref="TunedRowsLimit"/> rows), which CUDA graphs replay thousands of
+/// times, the first eager step that meets a shape times cuBLASLt's top heuristic candidates, <c>cublasGemmEx</c> and,
+/// up to 64 rows, the skinny kernels, and keeps the fastest: the heuristic's first pick is often not the fastest at a
+/// few rows (where split-k and small tiles trade against each other), and what wins differs by card and library
+/// version. Larger buckets (prefill) take the heuristic's first candidate without timing.
+/// </summary>
+public sealed unsafe partial class CudaBackend
+{
+    public const int TunedRowsLimit = 512;
+    private const int HeuristicCandidates = 8;
+    private const int TuneRepeats = 5;
+
+    private readonly Dictionary<GemmShape, GemmPlan> _gemmPlans = [];
+    private readonly ulong _gemmWorkspace;
+
+    internal GemmPolicy GemmPolicy { get; set; } = GemmPolicy.Tune;
+
+    /// <summary>Which of cuBLASLt's heuristic candidates <see cref="GemmPolicy.CublasLt"/> runs (0: its first pick).</summary>
+    internal int LtCandidate { get; set; }
+
+    private enum GemmKernel : byte { CublasLt, CublasGemmEx, Skinny }
+
+    /// <summary>What runs one GEMM; <see cref="Candidate"/> is the algorithm's rank in cuBLASLt's heuristic (for the log).</summary>
+    private readonly record struct GemmChoice(GemmKernel Kernel, CublasLt.MatmulAlgo Algo = default, int Candidate = 0);
+
+    /// <summary>What a cuBLASLt plan depends on besides the rows: pointers aligned to fewer bytes take other algorithms.</summary>
+    private readonly record struct GemmShape(int N, int K, DType Input, DType Output, bool FusedBias, int Alignment);
+
+    public void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
+    {
+        GemmPlan plan = Plan(x, weight, bias, y);
+        int bucket = RowBucket(rows);
+        if (!plan.Choices.TryGetValue(bucket, out GemmChoice choice))
+        {
+            choice = Choose(plan, x, rows, weight, bias, y);
+        }
+
+        RunGemm(plan, choice, x, rows, weight, bias, y);
+    }
+
+    /// <summary>The next power of two: row counts between two buckets run the larger bucket's algorithm.</summary>
+    private static int RowBucket(int rows) => (int)Math.Min(1u << 30, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)rows));
+
+    private GemmPlan Plan(Tensor x, Tensor weight, Tensor? bias, Tensor y)
+    {
+        // The bias joins the epilogue when it is in the output's dtype (cuBLASLt's default bias type); else its own kernel.
+        bool fuseBias = bias is not null && bias.DType == y.DType;
+        int alignment = Alignment((ulong)x.Data) & Alignment((ulong)weight.Data) & Alignment((ulong)y.Data)
+            & (fuseBias ? Alignment((ulong)bias!.Data) : 256);
+        var shape = new GemmShape(weight.Rows, (int)weight.Columns, weight.DType, y.DType, fuseBias, alignment);
+        if (!_gemmPlans.TryGetValue(shape, out GemmPlan? plan))
+        {
+            plan = new GemmPlan(shape, CudaType(shape.Input), CudaType(shape.Output), CublasWorkspaceBytes);
+            _gemmPlans[shape] = plan;
+        }
+
+        return plan;
+    }
+
+    /// <summary>The largest power of two up to 256 that divides the address (cuBLASLt's alignment preference).</summary>
+    private static int Alignment(ulong address) =>
+        address == 0 ? 256 : Math.Min(256, 1 << System.Numerics.BitOperations.TrailingZeroCount(address));
+
+    private GemmChoice Choose(GemmPlan plan, Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
+    {
+        int bucket = RowBucket(rows);
+        switch (GemmPolicy)
+        {
+            case GemmPolicy.Skinny when SkinnyGemmFits(x, rows, weight, y):
+                return new GemmChoice(GemmKernel.Skinny);
+            case GemmPolicy.CublasGemmEx:
+                return new GemmChoice(GemmKernel.CublasGemmEx);
+            case GemmPolicy.CublasLt:
+                Span<CublasLt.HeuristicResult> results = stackalloc CublasLt.HeuristicResult[HeuristicCandidates];
+                int count = Heuristics(plan, bucket, results);
+                int pick = Math.Min(LtCandidate, count - 1);
+                return count == 0 ? new GemmChoice(GemmKernel.CublasGemmEx) : new GemmChoice(GemmKernel.CublasLt, results[pick].Algo, pick);
+            case GemmPolicy.Tune when bucket <= TunedRowsLimit && !_capturing:
+                Tune(plan, x, weight, bias, y);
+                if (plan.Choices.TryGetValue(bucket, out GemmChoice tuned))
+                {
+                    return tuned;
+                }
+
+                break;
+        }
+
+        // Not timed: a large bucket, or a shape first met while a graph records (no timing inside a capture; the choice
+        // is not kept, so a later eager step still tunes it).
+        GemmChoice first = FirstCandidate(plan, bucket);
+        if (!_capturing || bucket > TunedRowsLimit)
+        {
+            plan.Choices[bucket] = first;
+        }
+
+        return first;
+    }
+
+    private GemmChoice FirstCandidate(GemmPlan plan, int bucket)
+    {
+        Span<CublasLt.HeuristicResult> results = stackalloc CublasLt.HeuristicResult[1];
+        return Heuristics(plan, bucket, results) == 0 ? new GemmChoice(GemmKernel.CublasGemmEx) : new GemmChoice(GemmKernel.CublasLt, results[0].Algo);
+    }
+
+    /// <summary>cuBLASLt's candidates for <paramref name="rows"/> rows that fit the workspace, best first; 0 when none applies.</summary>
+    private int Heuristics(GemmPlan plan, int rows, Span<CublasLt.HeuristicResult> results)
+    {
+        plan.SetRows(rows);
+        int returned;
+        fixed (CublasLt.HeuristicResult* r = results)
+        {
+            int status = CublasLt.cublasLtMatmulAlgoGetHeuristic(_device.CublasLtHandle, plan.Desc, plan.WeightLayout, plan.InputLayout,
+                plan.OutputLayout, plan.OutputLayout, plan.Preference, results.Length, r, out returned);
+            if (status == CublasLt.CUBLAS_STATUS_NOT_SUPPORTED)
+            {
+                return 0;
+            }
+
+            Cublas.Check(status, "cublasLtMatmulAlgoGetHeuristic");
+        }
+
+        int kept = 0;
+        for (int i = 0; i < returned; i++)
+        {
+            if (results[i].State == 0 && results[i].WorkspaceSize <= CublasWorkspaceBytes)
+            {
+                results[kept++] = results[i];
+            }
+        }
+
+        return kept;
+    }
+
+    private void RunGemm(GemmPlan plan, in GemmChoice choice, Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
+    {
+        bool biasDone = false;
+        switch (choice.Kernel)
+        {
+            case GemmKernel.Skinny:
+                SkinnyGemm(x, rows, weight, y);
+                break;
+            case GemmKernel.CublasGemmEx:
+                CublasGemmEx(x, rows, weight, y);
+                break;
+            default:
+                LtMatmul(plan, choice.Algo, x, rows, weight, bias, y);
+                biasDone = plan.Shape.FusedBias;
+                break;
+        }
+
+        if (bias is not null && !biasDone)
+        {
+            ulong yp = (ulong)y.Data, bp = (ulong)bias.Data;
+            long r = rows;
+            int cols = weight.Rows;
+            void** args = stackalloc void*[] { &yp, &r, &cols, &bp };
+            Launch("add_bias", Blocks(r * cols), 1, 256, args);
+        }
+    }
+
+    // Row-major y[rows, n] = x[rows, k]·W[n, k]ᵀ is column-major yᵀ = W·xᵀ: A = W read transposed, B = x. Inputs are in
+    // the model dtype, the output in y's (the model dtype, or fp32 for the logits), accumulation in fp32.
+    private void LtMatmul(GemmPlan plan, CublasLt.MatmulAlgo algo, Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
+    {
+        plan.SetRows(rows);
+        if (plan.Shape.FusedBias)
+        {
+            plan.SetBias((ulong)bias!.Data);
+        }
+
+        float alpha = 1f, beta = 0f;
+        Cublas.Check(
+            CublasLt.cublasLtMatmul(_device.CublasLtHandle, plan.Desc, &alpha, (ulong)weight.Data, plan.WeightLayout, (ulong)x.Data, plan.InputLayout,
+                &beta, (ulong)y.Data, plan.OutputLayout, (ulong)y.Data, plan.OutputLayout, &algo, _gemmWorkspace, CublasWorkspaceBytes, _device.Stream),
+            "cublasLtMatmul");
+    }
+
+    private void CublasGemmEx(Tensor x, int rows, Tensor weight, Tensor y)
+    {
+        int n = weight.Rows, k = (int)weight.Columns, inType = CudaType(weight.DType);
+        float alpha = 1f, beta = 0f;
+        Cublas.Check(
+            Cublas.cublasGemmEx(_device.CublasHandle, Cublas.CUBLAS_OP_T, Cublas.CUBLAS_OP_N, n, rows, k, &alpha,
+                (ulong)weight.Data, inType, k, (ulong)x.Data, inType, k, &beta, (ulong)y.Data, CudaType(y.DType), n,
+                Cublas.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx");
+    }
+
+    /// <summary>
+    /// Times every candidate on this weight for each bucket up to <see cref="TunedRowsLimit"/> that the buffers hold
+    /// (x and y are scratch here: the caller's GEMM runs after) and keeps the fastest per bucket.
+    /// </summary>
+    private void Tune(GemmPlan plan, Tensor x, Tensor weight, Tensor? bias, Tensor y)
+    {
+        using SafeCudaEventHandle start = NewEvent(), end = NewEvent();
+        Span<CublasLt.HeuristicResult> results = stackalloc CublasLt.HeuristicResult[HeuristicCandidates];
+        var candidates = new List<GemmChoice>(HeuristicCandidates + 2);
+        for (int bucket = 1; bucket <= Math.Min(TunedRowsLimit, Math.Min(x.Rows, y.Rows)); bucket *= 2)
+        {
+            candidates.Clear();
+            int count = Heuristics(plan, bucket, results);
+            for (int i = 0; i < count; i++)
+            {
+                candidates.Add(new GemmChoice(GemmKernel.CublasLt, results[i].Algo, i));
+            }
+
+            candidates.Add(new GemmChoice(GemmKernel.CublasGemmEx));
+            if (SkinnyGemmFits(x, bucket, weight, y))
+            {
+                candidates.Add(new GemmChoice(GemmKernel.Skinny));
+            }
+
+            GemmChoice best = candidates[0];
+            float bestMs = float.MaxValue;
+            foreach (GemmChoice candidate in candidates)
+            {
+                RunGemm(plan, candidate, x, bucket, weight, bias, y);   // warm: a first launch loads code
+                CudaDriver.Check(CudaDriver.cuEventRecord(start.DangerousGetHandle(), _device.Stream), "cuEventRecord");
+                for (int i = 0; i < TuneRepeats; i++)
+                {
+                    RunGemm(plan, candidate, x, bucket, weight, bias, y);
+                }
+
+                CudaDriver.Check(CudaDriver.cuEventRecord(end.DangerousGetHandle(), _device.Stream), "cuEventRecord");
+                CudaDriver.Check(CudaDriver.cuEventSynchronize(end.DangerousGetHandle()), "cuEventSynchronize");
+                float ms = Elapsed(start, end);
+                if (ms < bestMs)
+                {
+                    (best, bestMs) = (candidate, ms);
+                }
+            }
+
+            plan.Choices[bucket] = best;
+        }
+    }
+
+    /// <summary>
+    /// The timed choices, for the startup log: per weight shape and row bucket up to <see cref="TunedRowsLimit"/>, the
+    /// kernel that won ("skinny", "cublasLt #rank", "cublasGemmEx").
+    /// </summary>
+    public IReadOnlyDictionary<(int N, int K, int Bucket, DType Output), string> TunedGemmChoices =>
+        _gemmPlans.SelectMany(p => p.Value.Choices.Where(c => c.Key <= TunedRowsLimit)
+                .Select(c => (Key: (p.Key.N, p.Key.K, c.Key, p.Key.Output), Value: c.Value)))
+            .GroupBy(e => e.Key)
+            .ToDictionary(g => g.Key, g => g.First().Value switch
+            {
+                { Kernel: GemmKernel.Skinny } => "skinny",
+                { Kernel: GemmKernel.CublasGemmEx } => "cublasGemmEx",
+                var lt => $"cublasLt #{lt.Candidate + 1}",
+            });
+
+    /// <summary>How many cuBLASLt candidates a GEMM of this shape has at <paramref name="rows"/> rows (tests).</summary>
+    internal int LtCandidateCount(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
+    {
+        Span<CublasLt.HeuristicResult> results = stackalloc CublasLt.HeuristicResult[HeuristicCandidates];
+        return Heuristics(Plan(x, weight, bias, y), RowBucket(rows), results);
+    }
+
+    private void DisposeGemmPlans()
+    {
+        foreach (GemmPlan plan in _gemmPlans.Values)
+        {
+            plan.Dispose();
+        }
+
+        _gemmPlans.Clear();
+    }
+
+    /// <summary>
+    /// cuBLASLt's descriptors of one weight shape: the operation (transposes, epilogue), the three matrix layouts and the
+    /// heuristic's preferences. The rows change from step to step; they are set on the input and output layouts per call
+    /// (a host-side write, no allocation).
+    /// </summary>
+    private sealed class GemmPlan : IDisposable
+    {
+        private ulong _rows;
+
+        public GemmPlan(GemmShape shape, int inType, int outType, long workspaceBytes)
+        {
+            Shape = shape;
+            Cublas.Check(CublasLt.cublasLtMatmulDescCreate(out nint desc, Cublas.CUBLAS_COMPUTE_32F, Cublas.CUDA_R_32F), "cublasLtMatmulDescCreate");
+            Desc = desc;
+            int transpose = Cublas.CUBLAS_OP_T, none = Cublas.CUBLAS_OP_N;
+            SetDesc(CublasLt.CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(int));
+            SetDesc(CublasLt.CUBLASLT_MATMUL_DESC_TRANSB, &none, sizeof(int));
+            if (shape.FusedBias)
+            {
+                int epilogue = CublasLt.CUBLASLT_EPILOGUE_BIAS;
+                SetDesc(CublasLt.CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(int));
+            }
+
+            _rows = 1;
+            Cublas.Check(CublasLt.cublasLtMatrixLayoutCreate(out nint w, inType, (ulong)shape.K, (ulong)shape.N, shape.K), "cublasLtMatrixLayoutCreate");
+            WeightLayout = w;
+            Cublas.Check(CublasLt.cublasLtMatrixLayoutCreate(out nint x, inType, (ulong)shape.K, _rows, shape.K), "cublasLtMatrixLayoutCreate");
+            InputLayout = x;
+            Cublas.Check(CublasLt.cublasLtMatrixLayoutCreate(out nint y, outType, (ulong)shape.N, _rows, shape.N), "cublasLtMatrixLayoutCreate");
+            OutputLayout = y;
+
+            Cublas.Check(CublasLt.cublasLtMatmulPreferenceCreate(out nint preference), "cublasLtMatmulPreferenceCreate");
+            Preference = preference;
+            ulong workspace = (ulong)workspaceBytes;
+            Cublas.Check(CublasLt.cublasLtMatmulPreferenceSetAttribute(preference, CublasLt.CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(ulong)),
+                "cublasLtMatmulPreferenceSetAttribute");
+            uint alignment = (uint)shape.Alignment;
+            for (int matrix = 0; matrix < 4; matrix++)   // A, B, C, D
+            {
+                Cublas.Check(
+                    CublasLt.cublasLtMatmulPreferenceSetAttribute(preference, CublasLt.CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + matrix, &alignment, sizeof(uint)),
+                    "cublasLtMatmulPreferenceSetAttribute");
+            }
+        }
+
+        public GemmShape Shape { get; }
+
+        public nint Desc { get; }
+
+        public nint WeightLayout { get; }
+
+        public nint InputLayout { get; }
+
+        public nint OutputLayout { get; }
+
+        public nint Preference { get; }
+
+        /// <summary>The chosen kernel per row bucket.</summary>
+        public Dictionary<int, GemmChoice> Choices { get; } = [];
+
+        public void SetRows(int rows)
+        {
+            ulong columns = (ulong)rows;
+            if (columns == _rows)
+            {
+                return;
+            }
+
+            Cublas.Check(CublasLt.cublasLtMatrixLayoutSetAttribute(InputLayout, CublasLt.CUBLASLT_MATRIX_LAYOUT_COLS, &columns, sizeof(ulong)), "cublasLtMatrixLayoutSetAttribute");
+            Cublas.Check(CublasLt.cublasLtMatrixLayoutSetAttribute(OutputLayout, CublasLt.CUBLASLT_MATRIX_LAYOUT_COLS, &columns, sizeof(ulong)), "cublasLtMatrixLayoutSetAttribute");
+            _rows = columns;
+        }
+
+        public void SetBias(ulong bias) => SetDesc(CublasLt.CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(ulong));
+
+        private void SetDesc(int attribute, void* value, int bytes) =>
+            Cublas.Check(CublasLt.cublasLtMatmulDescSetAttribute(Desc, attribute, value, (nuint)bytes), "cublasLtMatmulDescSetAttribute");
+
+        public void Dispose()
+        {
+            CublasLt.cublasLtMatmulPreferenceDestroy(Preference);
+            CublasLt.cublasLtMatrixLayoutDestroy(OutputLayout);
+            CublasLt.cublasLtMatrixLayoutDestroy(InputLayout);
+            CublasLt.cublasLtMatrixLayoutDestroy(WeightLayout);
+            CublasLt.cublasLtMatmulDescDestroy(Desc);
+        }
+    }
+}
