@@ -155,6 +155,17 @@ public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
     public void RmsNormSlice(Tensor x, int rows, int offset, Tensor weight, float eps) =>
         Kernels.RmsNorm.NormalizeSlice(F(x), rows, (int)x.Columns, offset, (void*)weight.Data, weight.DType, eps, (int)weight.ElementCount);
 
+    public void GemmaRmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y)
+    {
+        int size = (int)weight.ElementCount;
+        int normRows = checked((int)(rows * (x.Columns / size)));
+        Kernels.RmsNorm.RunGemma(F(x), F(y), (void*)weight.Data, weight.DType, eps, normRows, size);
+    }
+
+    public void GemmaAddRmsNorm(Tensor x, Tensor residual, int rows, Tensor postNorm, Tensor nextNorm, float eps) =>
+        Kernels.RmsNorm.GemmaAddAndNorm(
+            F(x), F(residual), (void*)postNorm.Data, postNorm.DType, (void*)nextNorm.Data, nextNorm.DType, eps, rows, (int)nextNorm.ElementCount);
+
     public void Add(Tensor x, int rows, Tensor residual)
     {
         int n = checked((int)(rows * x.Columns));
@@ -174,7 +185,12 @@ public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
             new ReadOnlySpan<float>(row + qDim + kvDim, kvDim).CopyTo(new Span<float>(_vScratch + (long)r * kvDim, kvDim));
         }
 
-        if (qNorm is not null && kNorm is not null)
+        if (qNorm is not null && kNorm is not null && spec.GemmaQkNorm)
+        {
+            Kernels.RmsNorm.RunGemma(qOut, qOut, (void*)qNorm.Data, qNorm.DType, eps, rows * spec.NumHeads, spec.HeadDim);
+            Kernels.RmsNorm.RunGemma(_kScratch, _kScratch, (void*)kNorm.Data, kNorm.DType, eps, rows * spec.NumKvHeads, spec.HeadDim);
+        }
+        else if (qNorm is not null && kNorm is not null)
         {
             Kernels.RmsNorm.Run(qOut, qOut, (void*)qNorm.Data, qNorm.DType, eps, rows * spec.NumHeads, spec.HeadDim);
             Kernels.RmsNorm.Run(_kScratch, _kScratch, (void*)kNorm.Data, kNorm.DType, eps, rows * spec.NumKvHeads, spec.HeadDim);
@@ -194,6 +210,18 @@ public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
     public void SiluMul(Tensor gateUp, int rows, Tensor output) =>
         Activation.SiluMulFused(F(gateUp), F(output), rows, (int)output.Columns);
 
+    public void GeluTanhMul(Tensor gateUp, int rows, Tensor output) =>
+        Activation.GeluTanhMulFused(F(gateUp), F(output), rows, (int)output.Columns);
+
+    public void SoftCap(Tensor x, int rows, float cap)
+    {
+        // transformers: logits / cap, tanh, * cap (a division, not a multiplication by 1/cap, which rounds differently).
+        var values = new Span<float>(F(x), checked((int)(rows * x.Columns)));
+        System.Numerics.Tensors.TensorPrimitives.Divide(values, cap, values);
+        System.Numerics.Tensors.TensorPrimitives.Tanh(values, values);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(values, cap, values);
+    }
+
     public void Scale(Tensor x, int rows, float factor)
     {
         var values = new Span<float>(F(x), checked((int)(rows * x.Columns)));
@@ -212,7 +240,7 @@ public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
                 _kCache[layer], _vCache[layer], _blockSize,
                 blockTables, b.MaxBlocksPerSeq,
                 queryStartLoc, seqLens, b.NumSequences,
-                spec.Scale, spec.SlidingWindow, F(output));
+                spec.Scale, spec.SlidingWindow, F(output), spec.LogitSoftCap);
         }
     }
 

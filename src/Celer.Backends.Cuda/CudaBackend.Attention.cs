@@ -42,14 +42,14 @@ public sealed unsafe partial class CudaBackend
         ulong qp = (ulong)q.Data, kc = _kCache[layer], vc = _vCache[layer], pp = _positions.Pointer, bt = _blockTables.Pointer, o = (ulong)output.Data;
         ulong pa = _splitAcc!.Pointer, pm = _splitMl!.Pointer;
         int maxBlocks = batch.MaxBlocksPerSeq, blockSize = _blockSize, heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, window = spec.SlidingWindow;
-        float scale = spec.Scale, kScale = _kScales[layer], vScale = _vScales[layer];
+        float scale = spec.Scale, kScale = _kScales[layer], vScale = _vScales[layer], softCap = spec.LogitSoftCap;
         int splits;
         if (UsesFlashAttention(spec))
         {
             // Both kernels write the same partial layout, so one merge serves them: they share the split count.
             splits = SplitsFor(rows, (_flashTileCount + _decodeTileCount) * kvHeads);
             ulong tp = _attentionTiles.Pointer;
-            void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale };
+            void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap };
             if (_flashTileCount > 0)
             {
                 _kernels.Launch(_flashKernel, "flash_attention", (uint)_flashTileCount, (uint)kvHeads, (uint)splits, FlashThreads, args);
@@ -66,7 +66,7 @@ public sealed unsafe partial class CudaBackend
             int groupChunks = (heads / kvHeads + MaxGroup - 1) / MaxGroup;
             splits = SplitsFor(rows, kvHeads * groupChunks);
             ulong ts = _tokenSeq.Pointer;
-            void** args = stackalloc void*[] { &qp, &kc, &vc, &pp, &ts, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &hd, &scale, &window, &o, &pa, &pm, &kScale, &vScale };
+            void** args = stackalloc void*[] { &qp, &kc, &vc, &pp, &ts, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &hd, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap };
             // 128 threads = the kernel's four warps (WARPS in attention.cu).
             LaunchKv("paged_attention", (uint)rows, (uint)(kvHeads * groupChunks), (uint)splits, 128, args);
         }

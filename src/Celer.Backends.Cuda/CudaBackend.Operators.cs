@@ -7,8 +7,7 @@ namespace Celer.Backends.Cuda;
 /// <summary>The element-wise operators; every kernel is picked by the model dtype (suffix _bf16, _f16, _f32). The GEMMs are in CudaBackend.Gemm.cs.</summary>
 public sealed unsafe partial class CudaBackend
 {
-    private SafeDeviceMemoryHandle? _ropeTable, _inverseFrequencies;
-    private float[]? _ropeTableFor;
+    private readonly List<RopeTableSlot> _ropeTables = [];   // one per RopeSpec.Slot
     private readonly Dictionary<string, nint> _typedKernels = new(StringComparer.Ordinal), _kvTypedKernels = new(StringComparer.Ordinal);
     private readonly Dictionary<string, nint> _fp32Kernels = new(StringComparer.Ordinal);   // fp32 instances in a 16-bit model
 
@@ -59,36 +58,52 @@ public sealed unsafe partial class CudaBackend
         ulong qn = (ulong)(qNorm?.Data ?? 0), kn = (ulong)(kNorm?.Data ?? 0), qo = (ulong)q.Data, kc = _kCache[layer], vc = _vCache[layer];
         int heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, rotary = rope.RotaryDim;
         float kScale = _kScales[layer], vScale = _vScales[layer];
-        void** args = stackalloc void*[] { &src, &pp, &sp, &table, &qn, &kn, &eps, &heads, &kvHeads, &hd, &rotary, &qo, &kc, &vc, &kScale, &vScale };
+        int gemmaNorm = spec.GemmaQkNorm ? 1 : 0;
+        void** args = stackalloc void*[] { &src, &pp, &sp, &table, &qn, &kn, &eps, &gemmaNorm, &heads, &kvHeads, &hd, &rotary, &qo, &kc, &vc, &kScale, &vScale };
         LaunchKv("prepare_attention", (uint)rows, (uint)(heads + 2 * kvHeads), 1, Threads(hd / 2), args);
     }
 
     /// <summary>
-    /// The cos/sin table of <paramref name="rope"/> for every position it serves, computed on the GPU the first time.
-    /// Dynamic NTK RoPE hands a new frequency array as sequences outgrow the trained length; the table is then
-    /// recomputed in the same buffers (such models run eagerly, so no recorded graph points into them).
+    /// The cos/sin table of <paramref name="rope"/> for every position it serves, computed on the GPU the first time,
+    /// one per <see cref="RopeSpec.Slot"/> (Gemma 3's local and global layers alternate between two, which stay put, so
+    /// a recorded graph keeps pointing at both). Dynamic NTK RoPE hands a new frequency array as sequences outgrow the
+    /// trained length; its slot's table is then recomputed in the same buffers (such models run eagerly, so no recorded
+    /// graph points into them).
     /// </summary>
     private ulong RopeTable(RopeSpec rope)
     {
-        if (rope.RotaryDim == 0)
+        while (_ropeTables.Count <= rope.Slot)
         {
-            return _ropeTable?.Pointer ?? 0;   // a layer without RoPE (SmolLM3's NoPE layers) reads no table
+            _ropeTables.Add(new RopeTableSlot());
         }
 
-        if (!ReferenceEquals(_ropeTableFor, rope.InverseFrequencies))
+        RopeTableSlot slot = _ropeTables[rope.Slot];
+        if (rope.RotaryDim == 0)
+        {
+            return slot.Table?.Pointer ?? 0;   // a layer without RoPE (SmolLM3's NoPE layers) reads no table
+        }
+
+        if (!ReferenceEquals(slot.For, rope.InverseFrequencies))
         {
             int half = rope.RotaryDim / 2, positions = rope.MaxPositions;
-            _inverseFrequencies = Grow(_inverseFrequencies, half * sizeof(float), "RoPE frequencies");
-            _ropeTable = Grow(_ropeTable, (long)positions * half * 2 * sizeof(float), "RoPE cos/sin table");
-            UploadAsync<float>(_inverseFrequencies.Pointer, rope.InverseFrequencies.AsSpan(0, half));
-            ulong f = _inverseFrequencies.Pointer, t = _ropeTable.Pointer;
+            slot.Frequencies = Grow(slot.Frequencies, half * sizeof(float), "RoPE frequencies");
+            slot.Table = Grow(slot.Table, (long)positions * half * 2 * sizeof(float), "RoPE cos/sin table");
+            UploadAsync<float>(slot.Frequencies.Pointer, rope.InverseFrequencies.AsSpan(0, half));
+            ulong f = slot.Frequencies.Pointer, t = slot.Table.Pointer;
             float scaling = rope.AttentionScaling;
             void** args = stackalloc void*[] { &f, &half, &positions, &scaling, &t };
             _kernels.Launch("rope_table", Blocks((long)positions * half), 1, 256, args);
-            _ropeTableFor = rope.InverseFrequencies;
+            slot.For = rope.InverseFrequencies;
         }
 
-        return _ropeTable!.Pointer;
+        return slot.Table!.Pointer;
+    }
+
+    /// <summary>The device buffers of one RoPE slot and the frequencies its table was computed from.</summary>
+    private sealed class RopeTableSlot
+    {
+        public SafeDeviceMemoryHandle? Table, Frequencies;
+        public float[]? For;
     }
 
     public void Scale(Tensor x, int rows, float factor)

@@ -1,11 +1,12 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Celer.Backends.Cpu.Kernels;
 
 /// <summary>
-/// The gated MLP activation: out = silu(gate) · up with silu(x) = x / (1 + exp(-x)), the form torch's
-/// SiLU kernel evaluates.
+/// The gated MLP activations: out = silu(gate) · up with silu(x) = x / (1 + exp(-x)), the form torch's
+/// SiLU kernel evaluates; and Gemma's GeGLU, out = gelu_tanh(gate) · up.
 /// </summary>
 public static unsafe class Activation
 {
@@ -101,4 +102,76 @@ public static unsafe class Activation
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Silu(float x) => x / (1f + MathF.Exp(-x));
+
+    /// <summary>√(2/π) as torch's GELU kernel forms it (<c>M_SQRT2 * M_2_SQRTPI * 0.5</c>), and the cubic's coefficient.</summary>
+    private static readonly float GeluBeta = (float)(Math.Sqrt(2) * (2 / Math.Sqrt(Math.PI)) * 0.5);
+    private const float GeluKappa = 0.044715f;
+
+    /// <summary>
+    /// A fused gate/up projection [rows, 2·d] into output [rows, d]: gelu_tanh(gate) · up, with torch's tanh
+    /// approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    /// </summary>
+    public static void GeluTanhMulFused(float* gateUp, float* output, int rows, int d)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfNegative(d);
+        if (rows == 0 || d == 0)
+        {
+            return;
+        }
+
+        var loop = new GeluTanhMulLoop
+        {
+            GateUp = gateUp, Output = output, Rows = rows, D = d,
+            Chunks = KernelScheduling.ChunkCount((long)rows * d, MinElementsPerTask, rows),
+        };
+        KernelScheduling.For(loop.Chunks, ref loop);
+    }
+
+    /// <summary>Scalar definition of <see cref="GeluTanhMulFused"/>.</summary>
+    public static void GeluTanhMulReference(float* gateUp, float* output, int rows, int d)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            for (int i = 0; i < d; i++)
+            {
+                float g = gateUp[((long)r * 2 * d) + i];
+                float gelu = 0.5f * g * (1f + MathF.Tanh(GeluBeta * (g + (GeluKappa * (g * g * g)))));
+                output[((long)r * d) + i] = gelu * gateUp[((long)r * 2 * d) + d + i];
+            }
+        }
+    }
+
+    private struct GeluTanhMulLoop : IChunkLoop
+    {
+        public float* GateUp, Output;
+        public int Rows, D, Chunks;
+
+        public readonly void Run(int chunk)
+        {
+            var (start, end) = KernelScheduling.Range(chunk, Chunks, Rows);
+            for (int r = start; r < end; r++)
+            {
+                float* gate = GateUp + ((long)r * 2 * D);
+                GeluTanhMulRow(gate, gate + D, Output + ((long)r * D), D);
+            }
+        }
+    }
+
+    /// <summary>One row, built up in the output row with TensorPrimitives (vectorized tanh); ×0.5 is exact, so its place does not round.</summary>
+    private static void GeluTanhMulRow(float* gate, float* up, float* output, int d)
+    {
+        var g = new ReadOnlySpan<float>(gate, d);
+        var o = new Span<float>(output, d);
+        TensorPrimitives.Multiply(g, g, o);
+        TensorPrimitives.Multiply(o, g, o);               // x³
+        TensorPrimitives.Multiply(o, GeluKappa, o);
+        TensorPrimitives.Add(o, g, o);                    // x + κx³
+        TensorPrimitives.Multiply(o, GeluBeta, o);
+        TensorPrimitives.Tanh(o, o);
+        TensorPrimitives.Add(o, 1f, o);
+        TensorPrimitives.Multiply(o, g, o);
+        TensorPrimitives.Multiply(o, 0.5f, o);            // gelu(x)
+        TensorPrimitives.Multiply(o, new ReadOnlySpan<float>(up, d), o);
+    }
 }

@@ -89,6 +89,11 @@ public static unsafe partial class PagedAttention
             {
                 float* headScores = scores + (g * blockSize);
                 ScoreKeys(query + ((long)g * headDim), keys, kvStride, count, headDim, shape.Scale, headScores);
+                if (shape.LogitSoftCap > 0)
+                {
+                    SoftCap(headScores, count, shape.LogitSoftCap);
+                }
+
                 HeadState head = StateOf(state, g, headDim);
                 float max = *head.Max;
                 for (int t = 0; t < count; t++)

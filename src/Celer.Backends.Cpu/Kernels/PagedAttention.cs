@@ -33,7 +33,7 @@ public static unsafe partial class PagedAttention
         float* kCache, float* vCache, int blockSize,
         int* blockTables, int blockTableStride,
         int* queryStartLoc, int* seqLens, int numSeqs,
-        float scale, int slidingWindow, float* output)
+        float scale, int slidingWindow, float* output, float logitSoftCap = 0f)
     {
         Validate(numTokens, numHeads, numKvHeads, headDim, blockSize, queryStartLoc, seqLens, numSeqs);
         if (numTokens == 0 || numHeads == 0)
@@ -76,7 +76,7 @@ public static unsafe partial class PagedAttention
         // Partition states of split decode rows, tile-major: numHeads × (max, sum, output) per tile.
         int stateStride = numHeads * (headDim + 2);
         float[]? partitionStates = split ? System.Buffers.ArrayPool<float>.Shared.Rent(tileStart[numSeqs] * stateStride) : null;
-        var shape = new Shape(numHeads, numKvHeads, headDim, blockSize, blockTableStride, scale, slidingWindow);
+        var shape = new Shape(numHeads, numKvHeads, headDim, blockSize, blockTableStride, scale, slidingWindow, logitSoftCap);
         int group = numHeads / numKvHeads;
         try
         {
@@ -119,7 +119,7 @@ public static unsafe partial class PagedAttention
         float* kCache, float* vCache, int blockSize,
         int* blockTables, int blockTableStride,
         int* queryStartLoc, int* seqLens, int numSeqs,
-        float scale, int slidingWindow, float* output)
+        float scale, int slidingWindow, float* output, float logitSoftCap = 0f)
     {
         Validate(numTokens, numHeads, numKvHeads, headDim, blockSize, queryStartLoc, seqLens, numSeqs);
         int group = numHeads / Math.Max(1, numKvHeads);
@@ -147,6 +147,11 @@ public static unsafe partial class PagedAttention
                         }
 
                         scores[p] = dot * scale;
+                        if (logitSoftCap > 0)
+                        {
+                            scores[p] = logitSoftCap * MathF.Tanh(scores[p] / logitSoftCap);
+                        }
+
                         max = MathF.Max(max, scores[p]);
                     }
 
@@ -228,7 +233,19 @@ public static unsafe partial class PagedAttention
         }
     }
 
-    private readonly record struct Shape(int NumHeads, int NumKvHeads, int HeadDim, int BlockSize, int BlockTableStride, float Scale, int SlidingWindow);
+    private readonly record struct Shape(int NumHeads, int NumKvHeads, int HeadDim, int BlockSize, int BlockTableStride, float Scale, int SlidingWindow, float LogitSoftCap);
+
+    /// <summary>
+    /// Gemma 2's soft-capping of <paramref name="count"/> scaled scores in place: cap · tanh(score / cap), as
+    /// transformers' eager attention computes it (divide, tanh, multiply) before the mask and softmax.
+    /// </summary>
+    private static void SoftCap(float* scores, int count, float cap)
+    {
+        var span = new Span<float>(scores, count);
+        TensorPrimitives.Divide(span, cap, span);
+        TensorPrimitives.Tanh(span, span);
+        TensorPrimitives.Multiply(span, cap, span);
+    }
 
     /// <summary>
     /// Attention of <paramref name="rows"/> consecutive query rows (positions firstPosition…) of one sequence for
@@ -284,10 +301,19 @@ public static unsafe partial class PagedAttention
                 {
                     int state = (r * group) + g;
                     float* query = q + ((((long)(token0 + r) * shape.NumHeads) + (kvHead * group) + g) * headDim);
-                    float max = runningMax[state];
                     for (int t = 0; t < count; t++)
                     {
                         scores[t] = Dot(query, blockKeys + ((long)t * kvStride), headDim) * shape.Scale;
+                    }
+
+                    if (shape.LogitSoftCap > 0)
+                    {
+                        SoftCap(scores, count, shape.LogitSoftCap);
+                    }
+
+                    float max = runningMax[state];
+                    for (int t = 0; t < count; t++)
+                    {
                         max = MathF.Max(max, scores[t]);
                     }
 

@@ -60,6 +60,122 @@ public static unsafe class RmsNorm
     }
 
     /// <summary>
+    /// Gemma's norm (Gemma2RMSNorm, Gemma3RMSNorm): output[r] = x[r] · rsqrt(mean(x²) + eps) · (1 + w), with 1 + w formed
+    /// in fp32 from the widened weight as transformers does (<c>1.0 + weight.float()</c>); output may be x.
+    /// </summary>
+    public static void RunGemma(float* x, float* output, void* weight, DType weightType, float eps, int rows, int d)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfNegative(d);
+        if (rows == 0 || d == 0)
+        {
+            return;
+        }
+
+        var loop = new GemmaLoop
+        {
+            X = x, Output = output, NextWeight = weight, NextType = weightType, Eps = eps, Rows = rows, D = d,
+            Chunks = KernelScheduling.ChunkCount((long)rows * d, MinElementsPerTask, rows),
+        };
+        KernelScheduling.For(loop.Chunks, ref loop);
+    }
+
+    /// <summary>
+    /// Gemma's residual step, in place: x = gemmaNorm(x)·(1 + postWeight) (a sublayer output's own norm);
+    /// residual += x; x = gemmaNorm(residual)·(1 + nextWeight) (the next sublayer's input norm).
+    /// </summary>
+    public static void GemmaAddAndNorm(
+        float* x, float* residual, void* postWeight, DType postType, void* nextWeight, DType nextType, float eps, int rows, int d)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfNegative(d);
+        if (rows == 0 || d == 0)
+        {
+            return;
+        }
+
+        var loop = new GemmaLoop
+        {
+            X = x, Residual = residual, Output = x, PostWeight = postWeight, PostType = postType, NextWeight = nextWeight, NextType = nextType,
+            Eps = eps, Rows = rows, D = d,
+            Chunks = KernelScheduling.ChunkCount((long)rows * d, MinElementsPerTask, rows),
+        };
+        KernelScheduling.For(loop.Chunks, ref loop);
+    }
+
+    private struct GemmaLoop : IChunkLoop
+    {
+        public float* X, Residual, Output;
+        public void* PostWeight, NextWeight;
+        public DType PostType, NextType;
+        public float Eps;
+        public int Rows, D, Chunks;
+
+        public readonly void Run(int chunk)
+        {
+            var (start, end) = KernelScheduling.Range(chunk, Chunks, Rows);
+            float* weights = ThreadScratch.Floats(2 * D);
+            float* next = GemmaWeight(NextWeight, NextType, weights, D);
+            float* post = Residual != null ? GemmaWeight(PostWeight, PostType, weights + D, D) : null;
+            for (int r = start; r < end; r++)
+            {
+                float* source = X + ((long)r * D);
+                if (Residual != null)
+                {
+                    NormalizeRow(source, source, post, Eps, D);
+                    var residualRow = new Span<float>(Residual + ((long)r * D), D);
+                    TensorPrimitives.Add(residualRow, new ReadOnlySpan<float>(source, D), residualRow);
+                    source = Residual + ((long)r * D);
+                }
+
+                NormalizeRow(source, Output + ((long)r * D), next, Eps, D);
+            }
+        }
+    }
+
+    /// <summary>1 + w in fp32 into <paramref name="destination"/> (Gemma's weight is stored as an offset from 1).</summary>
+    private static float* GemmaWeight(void* weight, DType weightType, float* destination, int d)
+    {
+        Conversions.ToF32(weight, weightType, destination, d);
+        var span = new Span<float>(destination, d);
+        TensorPrimitives.Add(span, 1f, span);
+        return destination;
+    }
+
+    /// <summary>Scalar definition of <see cref="RunGemma"/>.</summary>
+    public static void RunGemmaReference(float* x, float* output, void* weight, DType weightType, float eps, int rows, int d)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* row = x + ((long)r * d);
+            float sumOfSquares = 0;
+            for (int i = 0; i < d; i++)
+            {
+                sumOfSquares += row[i] * row[i];
+            }
+
+            float inverseRms = 1f / MathF.Sqrt((sumOfSquares / d) + eps);
+            for (int i = 0; i < d; i++)
+            {
+                output[((long)r * d) + i] = row[i] * inverseRms * (1f + WeightAt(weight, weightType, i));
+            }
+        }
+    }
+
+    /// <summary>Scalar definition of <see cref="GemmaAddAndNorm"/>.</summary>
+    public static void GemmaAddAndNormReference(
+        float* x, float* residual, void* postWeight, DType postType, void* nextWeight, DType nextType, float eps, int rows, int d)
+    {
+        RunGemmaReference(x, x, postWeight, postType, eps, rows, d);
+        for (long i = 0; i < (long)rows * d; i++)
+        {
+            residual[i] += x[i];
+        }
+
+        RunGemmaReference(residual, x, nextWeight, nextType, eps, rows, d);
+    }
+
+    /// <summary>
     /// The row loop of <see cref="Run"/> and <see cref="AddAndNorm"/>: with a <paramref name="residual"/>, each row
     /// first adds x into it and normalizes the sum; without one, it normalizes x.
     /// </summary>

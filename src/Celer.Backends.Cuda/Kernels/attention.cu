@@ -13,13 +13,14 @@
 // the whole group, and one slice of the row's visible positions. Each warp walks a strided subset of that slice
 // with an online softmax per head (running max m, sum l, accumulator acc); lanes split head_dim so loads are
 // coalesced. Warps merge in shared memory. With one split the block writes the normalized output; with several it
-// writes its partial (m, l, acc) and merge_splits combines them.
+// writes its partial (m, l, acc) and merge_splits combines them. softcap > 0 soft-caps each score (scale * q.k) to
+// softcap * tanh(score / softcap) first (Gemma 2); 0 leaves it alone.
 template <typename T, typename C>
 __device__ void paged_attention(
     const T* q, const C* k_cache, const C* v_cache, const int* positions, const int* token_seq,
     const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,
     int head_dim, float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,
-    float v_scale) {
+    float v_scale, float softcap) {
     int row = blockIdx.x, split = blockIdx.z, splits = gridDim.z;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int group = num_heads / num_kv_heads, chunks = (group + MAX_GROUP - 1) / MAX_GROUP;
@@ -63,6 +64,7 @@ __device__ void paged_attention(
 #pragma unroll
             for (int i = 0; i < MAX_PER_LANE; i++) s += qv[g][i] * kr[i];
             s = warp_sum(s);
+            if (softcap > 0.f) s = softcap * tanhf(s / softcap);   // Gemma 2's attn_logit_softcapping (0: off)
             float m_new = fmaxf(m[g], s);
             float correction = expf(m[g] - m_new), w = expf(s - m_new);
             l[g] = l[g] * correction + w;
@@ -142,10 +144,10 @@ __device__ void merge_splits(const float* partial_acc, const float* partial_ml, 
         const T* q, const C* k_cache, const C* v_cache, const int* positions, const int* token_seq,                  \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,            \
         int head_dim, float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale, \
-        float v_scale) {                                                                                             \
+        float v_scale, float softcap) {                                                                              \
         paged_attention<T, C>(q, k_cache, v_cache, positions, token_seq, block_tables, max_blocks_per_seq,          \
                               block_size, num_heads, num_kv_heads, head_dim, scale, sliding_window, out,            \
-                              partial_acc, partial_ml, k_scale, v_scale);                                           \
+                              partial_acc, partial_ml, k_scale, v_scale, softcap);                                  \
     }
 CELER_FOR_KV_DTYPES(ATTENTION_ENTRY_POINTS)
 

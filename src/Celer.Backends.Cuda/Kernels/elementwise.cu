@@ -1,4 +1,5 @@
-// Embedding gather, dtype conversion of weights at load, bias add, SiLU·mul and row gather.
+// Embedding gather, dtype conversion of weights at load, bias add, SiLU·mul, GELU(tanh)·mul, logit soft-capping and row
+// gather.
 #include "common.cuh"
 
 // out[r, :] = table[ids[r], :]. Grid: rows; block: threads over the hidden size.
@@ -44,6 +45,43 @@ __device__ void silu_mul(const T* gate_up, int d, T* out) {
     }
 }
 
+// gelu(x) with torch's tanh approximation, as its CUDA kernel evaluates it in fp32:
+// 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))).
+__device__ __forceinline__ float gelu_tanh(float x) {
+    const float beta = 0.7978845608028654f;   // M_SQRT2 * M_2_SQRTPI * 0.5
+    const float kappa = 0.044715f;
+    const float x_cube = x * x * x;
+    return 0.5f * x * (1.f + tanhf(beta * (x + kappa * x_cube)));
+}
+
+// Gemma's GeGLU: out[r, :] = gelu_tanh(gate) * up over gate_up[r, :] = [gate | up], gelu rounded to the model dtype
+// before the product (transformers: act_fn(gate_proj(x)) * up_proj(x)). Same grid and vector layout as silu_mul.
+template <typename T>
+__device__ void gelu_tanh_mul(const T* gate_up, int d, T* out) {
+    constexpr int V = Vec16<T>::N;
+    const long long r = blockIdx.x;
+    const int c = (blockIdx.y * blockDim.x + threadIdx.x) * V;
+    if (c >= d) return;
+    const T* gate = gate_up + r * 2 * d;
+    T* o = out + r * d;
+    if (d % V == 0) {
+        float g[V], u[V];
+        load16(gate + c, g);
+        load16(gate + d + c, u);
+#pragma unroll
+        for (int i = 0; i < V; i++) g[i] = round_to<T>(gelu_tanh(g[i])) * u[i];
+        store16(o + c, g);
+    } else {
+        for (int i = c; i < min(c + V, d); i++) o[i] = from_float<T>(round_to<T>(gelu_tanh(to_float(gate[i]))) * to_float(gate[d + i]));
+    }
+}
+
+// Gemma 2's final logit soft-capping on the fp32 logits: x = cap * tanh(x / cap) (transformers divides, then multiplies).
+extern "C" __global__ void logit_softcap(float* x, long long n, float cap) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        x[i] = cap * tanhf(x[i] / cap);
+}
+
 // x[i] *= factor, rounded once to T (Granite's embedding, residual and logits scalings, as torch's x * m).
 template <typename T>
 __device__ void scale(T* x, long long n, float factor) {
@@ -74,6 +112,9 @@ __device__ void gather_rows(const T* x, const int* rows, int cols, T* out) {
     }                                                                                                                \
     extern "C" __global__ void silu_mul_##S(const T* gate_up, int d, T* out) {                                       \
         silu_mul<T>(gate_up, d, out);                                                                               \
+    }                                                                                                                \
+    extern "C" __global__ void gelu_tanh_mul_##S(const T* gate_up, int d, T* out) {                                  \
+        gelu_tanh_mul<T>(gate_up, d, out);                                                                          \
     }                                                                                                                \
     extern "C" __global__ void gather_rows_##S(const T* x, const int* rows, int cols, T* out) {                      \
         gather_rows<T>(x, rows, cols, out);                                                                         \

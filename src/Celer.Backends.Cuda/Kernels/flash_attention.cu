@@ -5,9 +5,11 @@
 // Entry points: flash_attention_<T>_hd<HD> (the cache holds T) and flash_attention_<T>_<C>_hd<HD> (fp8 cache), for
 // T in {bf16, f16}, C in {e4m3, e5m2} (__nv_fp8_e4m3 / __nv_fp8_e5m2), HD in {16, 32, 64, 80, 96, 128, 256}. All take
 //   (q, k_cache, v_cache, tiles, positions, block_tables, max_blocks_per_seq, block_size, num_heads, num_kv_heads,
-//    scale, sliding_window, out, partial_acc, partial_ml, k_scale, v_scale)
+//    scale, sliding_window, out, partial_acc, partial_ml, k_scale, v_scale, softcap)
 // k_scale / v_scale (float) are vLLM's per-tensor fp8 scales: a cached key byte b means float(b) * k_scale, a value
-// byte float(b) * v_scale. The 16-bit-cache entry points ignore them (pass 1.0f).
+// byte float(b) * v_scale. The 16-bit-cache entry points ignore them (pass 1.0f). softcap > 0 (Gemma 2's
+// attn_logit_softcapping) replaces each score scale * q.k by softcap * tanh(scale * q.k / softcap) before the mask; 0
+// leaves the scores alone (one uniform branch per score).
 //
 // Layouts (row-major, contiguous; T = __nv_bfloat16 or __half; C = the cache element: T, or a 1-byte fp8 type):
 //   q                [rows, num_heads, head_dim]                      RoPE applied, not pre-scaled
@@ -292,12 +294,19 @@ __device__ __forceinline__ void flash_convert_rows(T* tile, int row0, int lane) 
 // BN = keys per tile. Q_REGS: Q fragments live in registers (Q is staged through the K/V buffers, so 2 * BN >= 64);
 // otherwise Q stays in its own shared buffer and fragments are reloaded per k-step (saves HD/4 registers).
 // C = cache element type: T, or __nv_fp8_e4m3 / __nv_fp8_e5m2 (then k_scale / v_scale apply).
+// A raw score s = q.k (fp8: of the unscaled cache values) in log2 units: s * scale_log2, or soft-capped (softcap > 0)
+// cap_out * tanh(s * cap_in) with cap_in = scale / softcap (k_scale included for fp8) and cap_out = softcap * log2(e).
+__device__ __forceinline__ float flash_score(float s, float scale_log2, float softcap, float cap_in, float cap_out) {
+    return softcap > 0.f ? cap_out * tanhf(s * cap_in) : s * scale_log2;
+}
+
 template <typename T, typename C, int HD, int BN, bool Q_REGS>
 __device__ __forceinline__ void flash_attention_impl(
     const T* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
     const int* __restrict__ tiles, const int* __restrict__ positions, const int* __restrict__ block_tables,
     int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads, float scale, int sliding_window,
-    T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale) {
+    T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale,
+    float softcap) {
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
     static_assert(FP8 ? sizeof(C) == 1 : sizeof(C) == sizeof(T), "cache element: T or a 1-byte fp8 type");
@@ -403,6 +412,7 @@ __device__ __forceinline__ void flash_attention_impl(
     float m_run[2] = {NEG_INF, NEG_INF}, l_run[2] = {0.f, 0.f};   // l_run: this thread's share of the row sum
     float scale_log2 = scale * FLASH_LOG2E;
     if constexpr (FP8) scale_log2 = scale * k_scale * FLASH_LOG2E;   // S is computed on the unscaled fp8 values
+    const float cap_in = softcap > 0.f ? (FP8 ? scale * k_scale : scale) / softcap : 0.f, cap_out = softcap * FLASH_LOG2E;
 
     if (jt_begin < jt_end) load_tile(sK, k_cache, jt_begin * BN);
     for (int jt = jt_begin; jt < jt_end; jt++) {
@@ -445,7 +455,7 @@ __device__ __forceinline__ void flash_attention_impl(
             for (int j = 0; j < NT; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    float v = s[j][e] * scale_log2;
+                    float v = flash_score(s[j][e], scale_log2, softcap, cap_in, cap_out);
                     if (need_mask) {
                         int key = k0 + 8 * j + 2 * t + (e & 1);
                         if (key < rlo[e >> 1] || key > rpos[e >> 1]) v = NEG_INF;
@@ -532,10 +542,11 @@ __device__ __forceinline__ void flash_attention_impl(
         const T* q, const C* k_cache, const C* v_cache, const int* tiles, const int* positions,                       \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,             \
         float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,                \
-        float v_scale) {                                                                                              \
+        float v_scale, float softcap) {                                                                               \
         flash_attention_impl<T, C, HD, BN, Q_REGS>(q, k_cache, v_cache, tiles, positions, block_tables,               \
                                                    max_blocks_per_seq, block_size, num_heads, num_kv_heads, scale,     \
-                                                   sliding_window, out, partial_acc, partial_ml, k_scale, v_scale);    \
+                                                   sliding_window, out, partial_acc, partial_ml, k_scale, v_scale,     \
+                                                   softcap);                                                          \
     }
 // Static shared memory (16-bit and fp8 caches alike): 2 * BN * row bytes (+ 64 rows of Q when Q is not kept in
 // registers): hd16 6 KB, hd32 10 KB, hd64 16 KB, hd80 22 KB, hd96 26 KB, hd128 32 KB, hd256 48 KB.

@@ -53,7 +53,7 @@ __device__ __forceinline__ void flash_decode_impl(
     const int* __restrict__ tiles, const int* __restrict__ positions, const int* __restrict__ block_tables,
     int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads, float scale, int sliding_window,
     T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale,
-    unsigned char* smem_raw) {
+    float softcap, unsigned char* smem_raw) {
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
     constexpr int RS = flash_row_elems<HD>(), KSTEPS = HD / 16, DT = HD / 8;
@@ -136,6 +136,7 @@ __device__ __forceinline__ void flash_decode_impl(
     float m_run[2] = {NEG_INF, NEG_INF}, l_run[2] = {0.f, 0.f};
     float scale_log2 = scale * FLASH_LOG2E;
     if constexpr (FP8) scale_log2 = scale * k_scale * FLASH_LOG2E;
+    const float cap_in = softcap > 0.f ? (FP8 ? scale * k_scale : scale) / softcap : 0.f, cap_out = softcap * FLASH_LOG2E;
 
     for (int i = 0; i < mine; i++) {
         flash_cp_async_wait<STAGES - 2>();   // tile i has landed (the STAGES - 2 newer groups may still fly)
@@ -172,7 +173,7 @@ __device__ __forceinline__ void flash_decode_impl(
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int key = k0 + 8 * j + 2 * t + (e & 1);
-                s[j][e] = key < rlo[e >> 1] || key > rpos[e >> 1] ? NEG_INF : s[j][e] * scale_log2;
+                s[j][e] = key < rlo[e >> 1] || key > rpos[e >> 1] ? NEG_INF : flash_score(s[j][e], scale_log2, softcap, cap_in, cap_out);
             }
         flash_online_softmax(s, m_run, l_run, o);
 
@@ -248,11 +249,11 @@ __device__ __forceinline__ void flash_decode_impl(
         const T* q, const C* k_cache, const C* v_cache, const int* tiles, const int* positions,                       \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,             \
         float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,                \
-        float v_scale) {                                                                                              \
+        float v_scale, float softcap) {                                                                               \
         flash_decode_impl<T, C, HD, (HD <= 128)>(q, k_cache, v_cache, tiles, positions, block_tables,                 \
                                                  max_blocks_per_seq, block_size, num_heads, num_kv_heads, scale,      \
                                                  sliding_window, out, partial_acc, partial_ml, k_scale, v_scale,      \
-                                                 flash_dynamic_smem);                                                 \
+                                                 softcap, flash_dynamic_smem);                                        \
     }
 // The dynamic shared memory each head_dim's instances take, for the host, in the order of DECODE_INSTANTIATE_ALL.
 extern "C" __device__ const int flash_decode_shared_bytes[7] = {

@@ -17,15 +17,16 @@ extern "C" __global__ void rope_table(const float* inv_freq, int half, int max_p
 }
 
 // Grid: (rows, heads + 2 * kv_heads); block: threads over head_dim. Block h < heads takes query head h: the
-// optional per-head RMSNorm (Qwen3's q_norm), RoPE, out to q_out. The next kv_heads blocks do the same for the
+// optional per-head RMSNorm (Qwen3's q_norm, LlamaRMSNorm-style; or with gemma_norm Gemma 3's: x * inv * (1 + w),
+// rounded once), RoPE, out to q_out. The next kv_heads blocks do the same for the
 // keys (k_norm) and store into k_cache at the row's slot; the last kv_heads blocks copy the values into v_cache.
 // Slot -1 marks a padding row whose keys and values are not stored. Cache layout:
 // [num_blocks, block_size, num_kv_heads, head_dim] of C, one for keys and one for values. An FP8 cache C stores
 // value / scale (k_scale for keys, v_scale for values; 1 for a cache in the model dtype).
 template <typename T, typename C>
 __device__ void prepare_attention(const T* qkv, const int* positions, const int* slot_mapping, const float2* cos_sin,
-                                  const T* q_norm, const T* k_norm, float eps, int num_heads, int num_kv_heads,
-                                  int head_dim, int rotary_dim, T* q_out, C* k_cache, C* v_cache, float k_scale,
+                                  const T* q_norm, const T* k_norm, float eps, int gemma_norm, int num_heads,
+                                  int num_kv_heads, int head_dim, int rotary_dim, T* q_out, C* k_cache, C* v_cache, float k_scale,
                                   float v_scale) {
     int row = blockIdx.x, h = blockIdx.y;
     bool is_q = h < num_heads, is_v = h >= num_heads + num_kv_heads;
@@ -53,7 +54,11 @@ __device__ void prepare_attention(const T* qkv, const int* positions, const int*
         float ss = 0.f;
         for (int d = threadIdx.x; d < head_dim; d += blockDim.x) ss += x[d] * x[d];
         float inv = rsqrtf(block_sum(ss) / head_dim + eps);
-        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) x[d] = round_to<T>(round_to<T>(x[d] * inv) * to_float(norm[d]));
+        if (gemma_norm) {
+            for (int d = threadIdx.x; d < head_dim; d += blockDim.x) x[d] = round_to<T>(x[d] * inv * (1.f + to_float(norm[d])));
+        } else {
+            for (int d = threadIdx.x; d < head_dim; d += blockDim.x) x[d] = round_to<T>(round_to<T>(x[d] * inv) * to_float(norm[d]));
+        }
     }
     __syncthreads();
     int half = rotary_dim / 2;
@@ -77,9 +82,9 @@ __device__ void prepare_attention(const T* qkv, const int* positions, const int*
 #define ROPE_ENTRY_POINTS(S, T, C)                                                                                   \
     extern "C" __global__ void prepare_attention_##S(                                                                \
         const T* qkv, const int* positions, const int* slot_mapping, const float2* cos_sin, const T* q_norm,         \
-        const T* k_norm, float eps, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, T* q_out,         \
-        C* k_cache, C* v_cache, float k_scale, float v_scale) {                                                      \
-        prepare_attention<T, C>(qkv, positions, slot_mapping, cos_sin, q_norm, k_norm, eps, num_heads, num_kv_heads, \
-                                head_dim, rotary_dim, q_out, k_cache, v_cache, k_scale, v_scale);                    \
+        const T* k_norm, float eps, int gemma_norm, int num_heads, int num_kv_heads, int head_dim, int rotary_dim,    \
+        T* q_out, C* k_cache, C* v_cache, float k_scale, float v_scale) {                                            \
+        prepare_attention<T, C>(qkv, positions, slot_mapping, cos_sin, q_norm, k_norm, eps, gemma_norm, num_heads,   \
+                                num_kv_heads, head_dim, rotary_dim, q_out, k_cache, v_cache, k_scale, v_scale);      \
     }
 CELER_FOR_KV_DTYPES(ROPE_ENTRY_POINTS)

@@ -70,6 +70,19 @@ public interface IModelBackend : IDisposable
     void Add(Tensor x, int rows, Tensor residual);
 
     /// <summary>
+    /// Gemma's RMSNorm (Gemma2RMSNorm / Gemma3RMSNorm): y = x · rsqrt(mean(x²) + eps) · (1 + weight) in fp32 with the
+    /// weight widened before the 1 is added, rounded once to y's dtype (LlamaRMSNorm rounds before the weight). x is
+    /// seen as [rows·(columns/size), size], as in <see cref="RmsNorm"/>.
+    /// </summary>
+    void GemmaRmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y);
+
+    /// <summary>
+    /// Gemma's residual step, fused: x = gemmaNorm(x)·(1 + postNorm) (the sublayer output's own norm, rounded once);
+    /// residual += x (rounded once); x = gemmaNorm(residual)·(1 + nextNorm) (the next sublayer's input norm).
+    /// </summary>
+    void GemmaAddRmsNorm(Tensor x, Tensor residual, int rows, Tensor postNorm, Tensor nextNorm, float eps);
+
+    /// <summary>
     /// Splits the fused projection <paramref name="qkv"/> ([rows, (heads + 2·kvHeads)·headDim], q then k then v):
     /// q and k get the optional per-head RMSNorm (Qwen3's q_norm/k_norm) and RoPE (the first rotaryDim dims of each
     /// head, rotate-half layout, by each row's position); q goes to <paramref name="q"/> ([rows, heads·headDim]),
@@ -80,8 +93,20 @@ public interface IModelBackend : IDisposable
     /// <summary>out = silu(gate)·up over the fused projection <paramref name="gateUp"/> ([rows, 2·intermediate], gate then up).</summary>
     void SiluMul(Tensor gateUp, int rows, Tensor output);
 
+    /// <summary>
+    /// out = gelu_tanh(gate)·up over the fused projection <paramref name="gateUp"/> (Gemma's GeGLU, torch's
+    /// <c>gelu(approximate="tanh")</c>), gelu rounded to the model dtype before the product, as <see cref="SiluMul"/>.
+    /// </summary>
+    void GeluTanhMul(Tensor gateUp, int rows, Tensor output);
+
     /// <summary>x[r, :] ×= factor for the first <paramref name="rows"/> rows, rounded once to x's dtype (Granite's multipliers).</summary>
     void Scale(Tensor x, int rows, float factor);
+
+    /// <summary>
+    /// Soft-capping of fp32 logits, x = cap · tanh(x / cap) over the first <paramref name="rows"/> rows (Gemma 2's
+    /// <c>final_logit_softcapping</c>).
+    /// </summary>
+    void SoftCap(Tensor x, int rows, float cap);
 
     /// <summary>Causal paged attention of this step's queries over the layer's cache (GQA; optional sliding window).</summary>
     void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec);
@@ -97,7 +122,28 @@ public interface IModelBackend : IDisposable
 /// Rotary embedding of one model: inverse frequencies, the rotated width, yarn's attention scaling, and the number
 /// of positions it serves (a GPU precomputes cos/sin for positions 0..MaxPositions−1).
 /// </summary>
-public sealed record RopeSpec(float[] InverseFrequencies, int RotaryDim, float AttentionScaling, int MaxPositions);
+public sealed record RopeSpec(float[] InverseFrequencies, int RotaryDim, float AttentionScaling, int MaxPositions)
+{
+    /// <summary>
+    /// Which of the model's RoPE tables this is (0, 1, …): a model whose layers rotate differently (Gemma 3's local and
+    /// global layers) has one per kind, and a backend that precomputes cos/sin keeps one table per slot, so layers that
+    /// alternate between them never rebuild it (and a recorded graph keeps pointing at both).
+    /// </summary>
+    public int Slot { get; init; }
+}
 
-/// <summary>Attention shape of one model.</summary>
-public sealed record AttentionSpec(int NumHeads, int NumKvHeads, int HeadDim, float Scale, int SlidingWindow);
+/// <summary>Attention of one layer: its shape, scale, window and options.</summary>
+public sealed record AttentionSpec(int NumHeads, int NumKvHeads, int HeadDim, float Scale, int SlidingWindow)
+{
+    /// <summary>
+    /// Gemma 2's <c>attn_logit_softcapping</c>: each score (scale · q·k) becomes cap · tanh(score / cap) before the
+    /// mask and softmax; 0 leaves the scores alone.
+    /// </summary>
+    public float LogitSoftCap { get; init; }
+
+    /// <summary>
+    /// Whether the q/k norms of <see cref="IModelBackend.PrepareAttention"/> are Gemma's (weight 1 + w, one rounding:
+    /// <see cref="IModelBackend.GemmaRmsNorm"/>) rather than Qwen3's Llama-style RMSNorm.
+    /// </summary>
+    public bool GemmaQkNorm { get; init; }
+}

@@ -48,6 +48,49 @@ public unsafe class ActivationTests
         Assert.Equal(0f, output[2]);
     }
 
+    [Fact]
+    public void GeluTanhMul_MatchesReferences_ForAllLengths()
+    {
+        var random = new Random(23);
+        const int rows = 2;
+        foreach (int d in ElementwiseTestSizes.Lengths)
+        {
+            float[] gateUp = TestData.Floats(random, rows * 2 * d);
+            for (int r = 0; r < rows; r++)
+            {
+                for (int i = 0; i < d; i++)
+                {
+                    gateUp[(r * 2 * d) + i] *= 8;   // gates over ±8: gelu's dip below zero, its tails and its linear part
+                }
+            }
+
+            var output = new float[rows * d];
+            var reference = new float[rows * d];
+            fixed (float* pg = gateUp, po = output, pr = reference)
+            {
+                Activation.GeluTanhMulFused(pg, po, rows, d);
+                Activation.GeluTanhMulReference(pg, pr, rows, d);
+            }
+
+            var exact = new double[rows * d];
+            var scale = new double[rows * d];
+            for (int r = 0; r < rows; r++)
+            {
+                for (int i = 0; i < d; i++)
+                {
+                    double g = gateUp[(r * 2 * d) + i], up = gateUp[(r * 2 * d) + d + i];
+                    double inner = Math.Sqrt(2 / Math.PI) * (g + (0.044715 * g * g * g));
+                    exact[(r * d) + i] = 0.5 * g * (1 + Math.Tanh(inner)) * up;
+                    // 1 + tanh cancels for very negative gates, so its rounding is relative to g·up, not to the result.
+                    scale[(r * d) + i] = Math.Abs(g * up);
+                }
+            }
+
+            TestData.AssertClose(exact, output, RelativeTolerance, 0, scale, $"d={d}");
+            TestData.AssertClose(exact, reference, RelativeTolerance, 0, scale, $"d={d} reference");
+        }
+    }
+
     /// <summary>Gates spread over ±8, where silu goes from almost 0 through its minimum to almost linear.</summary>
     private static float[] Scaled(float[] values)
     {

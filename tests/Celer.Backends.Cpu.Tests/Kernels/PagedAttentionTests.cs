@@ -88,6 +88,21 @@ public unsafe class PagedAttentionTests
             [new(1, 1), new(1, 2), new(1, 3), new(1, 4), new(1, 5), new(1, 15), new(1, 16), new(1, 17), new(1, 31), new(1, 32), new(1, 33), new(1, 256), new(1, 257), new(1, 513)],
             seed: (group * 10) + headDim);
 
+    /// <summary>
+    /// Gemma 2's soft-capping of the scores (cap · tanh(score / cap)) on prefill tiles, decode rows and split decodes, with
+    /// and without a window; the queries are scaled so that scores reach the cap's range, where capping changes the softmax.
+    /// </summary>
+    [Theory]
+    [InlineData(1f, 0, 16)]
+    [InlineData(5f, 0, 16)]
+    [InlineData(5f, 33, 7)]
+    [InlineData(50f, 0, 16)]
+    public void Run_LogitSoftCap_MatchesDoubleReference(float softCap, int slidingWindow, int blockSize)
+    {
+        AssertMatchesReference(numKvHeads: 2, group: 2, headDim: 64, blockSize, slidingWindow, MixedBatch, seed: 300 + (int)softCap, softCap, queryScale: 16);
+        AssertMatchesReference(numKvHeads: 1, group: 4, headDim: 64, blockSize, slidingWindow, [new(1, 2049), new(1, 300)], seed: 400 + (int)softCap, softCap, queryScale: 16);
+    }
+
     [Fact]
     public void Run_SingleKey_ReturnsItsValue()
     {
@@ -122,7 +137,8 @@ public unsafe class PagedAttentionTests
         });
     }
 
-    private static void AssertMatchesReference(int numKvHeads, int group, int headDim, int blockSize, int slidingWindow, Sequence[] sequences, int seed)
+    private static void AssertMatchesReference(
+        int numKvHeads, int group, int headDim, int blockSize, int slidingWindow, Sequence[] sequences, int seed, float softCap = 0f, float queryScale = 4)
     {
         var random = new Random(seed);
         int numHeads = numKvHeads * group;
@@ -153,7 +169,7 @@ public unsafe class PagedAttentionTests
         Array.Fill(vCache, 1e6f, poisonBlock * blockSize * tokenSize, blockSize * tokenSize);
 
         // Queries scaled up so the softmax is far from uniform and masking mistakes are visible.
-        float[] q = TestData.Floats(random, (long)numTokens * numHeads * headDim).Select(x => x * 4).ToArray();
+        float[] q = TestData.Floats(random, (long)numTokens * numHeads * headDim).Select(x => x * queryScale).ToArray();
         int[] queryStartLoc = new int[numSeqs + 1];
         for (int s = 0; s < numSeqs; s++)
         {
@@ -167,11 +183,11 @@ public unsafe class PagedAttentionTests
         fixed (float* pq = q, pk = kCache, pv = vCache, po = output, pr = reference)
         fixed (int* pb = blockTables, pqs = queryStartLoc, ps = seqLens)
         {
-            PagedAttention.Run(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, po);
-            PagedAttention.RunReference(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, pr);
+            PagedAttention.Run(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, po, softCap);
+            PagedAttention.RunReference(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, pr, softCap);
         }
 
-        double[] exact = DoubleReference(q, kCache, vCache, numHeads, numKvHeads, headDim, blockSize, blockTables, blockTableStride, sequences, scale, slidingWindow);
+        double[] exact = DoubleReference(q, kCache, vCache, numHeads, numKvHeads, headDim, blockSize, blockTables, blockTableStride, sequences, scale, slidingWindow, softCap);
         TestData.AssertClose(exact, output, 0, AbsoluteTolerance, default, "output");
         TestData.AssertClose(exact, reference, 0, AbsoluteTolerance, default, "reference");
     }
@@ -182,7 +198,7 @@ public unsafe class PagedAttentionTests
     /// </summary>
     private static double[] DoubleReference(
         float[] q, float[] kCache, float[] vCache, int numHeads, int numKvHeads, int headDim, int blockSize,
-        int[] blockTables, int blockTableStride, Sequence[] sequences, float scale, int slidingWindow)
+        int[] blockTables, int blockTableStride, Sequence[] sequences, float scale, int slidingWindow, float softCap)
     {
         int numTokens = sequences.Sum(s => s.QueryLen);
         var output = new double[numTokens * numHeads * headDim];
@@ -206,7 +222,7 @@ public unsafe class PagedAttentionTests
                             dot += (double)q[(((token * numHeads) + h) * headDim) + i] * kCache[Row(p) + i];
                         }
 
-                        return dot * scale;
+                        return softCap > 0 ? softCap * Math.Tanh(dot * scale / softCap) : dot * scale;
                     }).ToArray();
                     double max = scores.Max();
                     double[] weights = scores.Select(x => Math.Exp(x - max)).ToArray();

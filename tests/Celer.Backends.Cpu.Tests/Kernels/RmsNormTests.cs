@@ -113,6 +113,68 @@ public unsafe class RmsNormTests
         TestData.AssertClose(exact, xRef, RelativeTolerance, 0, default, "xRef");
     }
 
+    [Theory]
+    [InlineData(DType.F32)]
+    [InlineData(DType.F16)]
+    [InlineData(DType.BF16)]
+    public void RunGemma_MatchesReferences_ForAllLengths(DType type)
+    {
+        var random = new Random(31 + (int)type);
+        const int rows = 3;
+        foreach (int d in ElementwiseTestSizes.Lengths)
+        {
+            float[] x = TestData.Floats(random, rows * d);
+            var (stored, w) = TestData.Weights(random, d, type);
+            var y = new float[rows * d];
+            var reference = new float[rows * d];
+            fixed (float* px = x, py = y, pr = reference)
+            fixed (byte* pw = stored)
+            {
+                RmsNorm.RunGemma(px, py, pw, type, Eps, rows, d);
+                RmsNorm.RunGemmaReference(px, pr, pw, type, Eps, rows, d);
+            }
+
+            double[] exact = DoubleReference(x, GemmaWeight(w), rows, d);
+            TestData.AssertClose(exact, y, RelativeTolerance, 0, default, $"d={d} y");
+            TestData.AssertClose(exact, reference, RelativeTolerance, 0, default, $"d={d} reference");
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(3, 17)]
+    [InlineData(5, 257)]
+    [InlineData(70, 1024)]
+    public void GemmaAddAndNorm_NormalizesTheSublayerOutputAddsItAndNormalizesTheSum(int rows, int d)
+    {
+        var random = new Random(rows * 1000 + d + 7);
+        float[] x = TestData.Floats(random, (long)rows * d);
+        float[] residual = TestData.Floats(random, (long)rows * d);
+        var (postStored, post) = TestData.Weights(random, d, DType.BF16);
+        var (nextStored, next) = TestData.Weights(random, d, DType.F32);
+        float[] xRef = (float[])x.Clone(), residualRef = (float[])residual.Clone();
+        double[] normalizedOutput = DoubleReference(x, GemmaWeight(post), rows, d);
+        double[] sum = normalizedOutput.Select((v, i) => v + residual[i]).ToArray();
+
+        fixed (float* px = x, pres = residual, pxr = xRef, presr = residualRef)
+        fixed (byte* pp = postStored, pn = nextStored)
+        {
+            RmsNorm.GemmaAddAndNorm(px, pres, pp, DType.BF16, pn, DType.F32, Eps, rows, d);
+            RmsNorm.GemmaAddAndNormReference(pxr, presr, pp, DType.BF16, pn, DType.F32, Eps, rows, d);
+        }
+
+        // The sum's error is the normalized output's (a few ε of it), measured against the larger of the two terms.
+        double[] sumScale = sum.Select((v, i) => Math.Abs(normalizedOutput[i]) + Math.Abs(residualRef[i])).ToArray();
+        TestData.AssertClose(sum, residual, RelativeTolerance, 0, sumScale, "residual");
+        TestData.AssertClose(sum, residualRef, RelativeTolerance, 0, sumScale, "residualRef");
+        // Each x is the norm of its own fp32 residual (a residual element that nearly cancels differs relatively more).
+        TestData.AssertClose(DoubleReference(residual, GemmaWeight(next), rows, d), x, RelativeTolerance, 0, default, "x");
+        TestData.AssertClose(DoubleReference(residualRef, GemmaWeight(next), rows, d), xRef, RelativeTolerance, 0, default, "xRef");
+    }
+
+    /// <summary>Gemma's weight 1 + w, formed in fp32 as transformers forms it (<c>1.0 + weight.float()</c>).</summary>
+    private static float[] GemmaWeight(float[] w) => w.Select(v => 1f + v).ToArray();
+
     private static double[] DoubleReference(float[] x, float[] w, int rows, int d)
     {
         var y = new double[rows * d];

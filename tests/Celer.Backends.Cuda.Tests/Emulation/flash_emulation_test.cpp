@@ -9,7 +9,7 @@
 
 template <typename T, typename C>
 using KernelFn = void (*)(const T*, const C*, const C*, const int*, const int*, const int*, int, int, int, int, float,
-                          int, T*, float*, float*, float, float);
+                          int, T*, float*, float*, float, float, float);
 
 static bool g_decode;   // which kernel runs: flash_decode (its tiles: a whole sequence of <= 16 MMA rows) or flash_attention
 
@@ -56,7 +56,7 @@ struct SeqSpec { int ctx, nq; };
 
 template <typename T, typename C>
 double run_case(const char* tname, int hd, int nkv, int group, int bs, int window, int splits, std::vector<SeqSpec> seqs,
-                std::mt19937& rng, bool verbose) {
+                std::mt19937& rng, bool verbose, float softcap = 0.f) {
     int nh = nkv * group;
     std::normal_distribution<float> nd(0.f, 1.f);
     int S = seqs.size();
@@ -149,7 +149,7 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
     T* op = (T*)out.data();
     launch({(unsigned)ntiles, (unsigned)nkv, (unsigned)splits}, [&] {
         fn(qp, kp, vp, tiles.data(), positions.data(), table.data(), max_blocks, bs, nh, nkv, scale, window, op,
-           pacc.data(), pml.data(), k_arg, v_arg);
+           pacc.data(), pml.data(), k_arg, v_arg, softcap);
     });
 
     // Result per (row, head): normalized output directly or merged partials (same formula as merge_splits).
@@ -199,7 +199,7 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
                 double dot = 0;
                 for (int d = 0; d < hd; d++)
                     dot += (double)from_bits<T>(qv[((size_t)r * nh + h) * hd + d]) * (CT::dec(kc[(slot * nkv + kvh) * hd + d]) * ks);
-                w[k - lo] = dot * scale;
+                w[k - lo] = softcap > 0 ? softcap * std::tanh(dot * scale / softcap) : dot * scale;   // Gemma 2's soft-capping
                 mx = std::max(mx, w[k - lo]);
             }
             double sum = 0;
@@ -217,8 +217,8 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
         }
     }
     if (verbose)
-        printf("%-9s hd=%3d kv=%d group=%2d bs=%2d window=%3d splits=%d rows=%3d tiles=%2d: max abs err %.2e\n", tname, hd,
-               nkv, group, bs, window, splits, rows, ntiles, max_err);
+        printf("%-9s hd=%3d kv=%d group=%2d bs=%2d window=%3d splits=%d softcap=%.1f rows=%3d tiles=%2d: max abs err %.2e\n",
+               tname, hd, nkv, group, bs, window, splits, softcap, rows, ntiles, max_err);
     return max_err;
 }
 
@@ -278,7 +278,7 @@ int main(int argc, char** argv) {
                    check_convert<__nv_bfloat16, FLASH_E5M2>("bf16<-e5m2") + check_convert<__half, FLASH_E4M3>("f16<-e4m3") +
                    check_convert<__half, FLASH_E5M2>("f16<-e5m2");
     int hds[] = {16, 32, 64, 80, 96, 128, 256};
-    struct Cfg { int nkv, group, bs, window, splits; std::vector<SeqSpec> seqs; };
+    struct Cfg { int nkv, group, bs, window, splits; std::vector<SeqSpec> seqs; float softcap = 0.f; };
     // Mixed prefill chunks (fresh and continued) and decode rows; group sizes incl. non powers of two; block sizes
     // that do not divide BLOCK_N; sliding windows; flash-decoding splits (incl. more splits than key tiles).
     std::vector<Cfg> cfgs = {
@@ -291,6 +291,9 @@ int main(int argc, char** argv) {
         {1, 5, 7, 40, 4, {{130, 1}, {80, 30}}},
         {1, 2, 32, 0, 6, {{0, 50}, {200, 1}, {0, 1}}},
         {1, 1, 16, 17, 2, {{0, 100}, {300, 2}}},
+        // Soft-capped scores (Gemma 2's attn_logit_softcapping), small caps so that tanh bends the softmax.
+        {2, 2, 16, 0, 1, {{0, 40}, {60, 1}, {9, 12}}, 1.5f},
+        {1, 4, 7, 24, 3, {{100, 1}, {30, 20}}, 5.f},
     };
     // flash_decode: decode rows and short chunks (rows x group <= 16), long contexts that cross many warp tiles.
     std::vector<Cfg> decode_cfgs = {
@@ -304,6 +307,8 @@ int main(int argc, char** argv) {
         {1, 2, 32, 0, 6, {{200, 1}, {0, 1}, {45, 8}}},
         {1, 1, 16, 17, 2, {{300, 2}, {64, 16}}},
         {2, 4, 16, 0, 2, {{511, 1}, {1000, 1}}},
+        {2, 2, 16, 0, 1, {{60, 1}, {9, 4}}, 1.5f},
+        {1, 4, 7, 24, 3, {{100, 1}, {300, 2}}, 5.f},
     };
     if (g_decode) cfgs = decode_cfgs;
     // worst[i]: bf16, f16 (16-bit caches), then bf16/f16 x e4m3/e5m2
@@ -314,16 +319,16 @@ int main(int argc, char** argv) {
     if (!only8)   // the 16-bit cases first, in the previous order (same random data as before)
         for (int hd : hds)
             for (auto& c : cfgs) {
-                worst[0] = std::max(worst[0], run_case<__nv_bfloat16, __nv_bfloat16>("bf16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true));
-                worst[1] = std::max(worst[1], run_case<__half, __half>("f16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true));
+                worst[0] = std::max(worst[0], run_case<__nv_bfloat16, __nv_bfloat16>("bf16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap));
+                worst[1] = std::max(worst[1], run_case<__half, __half>("f16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap));
             }
     if (!only16)
         for (int hd : hds)
             for (auto& c : cfgs) {
-                worst[2] = std::max(worst[2], run_case<__nv_bfloat16, __nv_fp8_e4m3>("bf16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true));
-                worst[3] = std::max(worst[3], run_case<__nv_bfloat16, __nv_fp8_e5m2>("bf16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true));
-                worst[4] = std::max(worst[4], run_case<__half, __nv_fp8_e4m3>("f16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true));
-                worst[5] = std::max(worst[5], run_case<__half, __nv_fp8_e5m2>("f16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true));
+                worst[2] = std::max(worst[2], run_case<__nv_bfloat16, __nv_fp8_e4m3>("bf16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap));
+                worst[3] = std::max(worst[3], run_case<__nv_bfloat16, __nv_fp8_e5m2>("bf16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap));
+                worst[4] = std::max(worst[4], run_case<__half, __nv_fp8_e4m3>("f16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap));
+                worst[5] = std::max(worst[5], run_case<__half, __nv_fp8_e5m2>("f16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap));
             }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     bool ok = conv_bad == 0;
