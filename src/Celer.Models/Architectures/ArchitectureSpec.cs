@@ -1,4 +1,5 @@
 using Celer.Models.Config;
+using Celer.Models.Rope;
 
 namespace Celer.Models.Architectures;
 
@@ -31,10 +32,33 @@ public sealed record ArchitectureSpec
     /// </summary>
     public bool PostNorms { get; init; }
 
+    /// <summary>
+    /// Gemma 2 and 3's layer: Gemma RMSNorms (weight 1 + w, one rounding) before and after attention and before and
+    /// after the MLP, each sublayer's output normalized before its residual add; embeddings × √hidden_size rounded to
+    /// the model dtype; a GeGLU MLP (gelu tanh); the attention scale <c>query_pre_attn_scalar</c>^−½; the final norm
+    /// Gemma's. Soft-capping of scores and logits comes from config.json (<see cref="ModelConfig.AttnLogitSoftcapping"/>,
+    /// <see cref="ModelConfig.FinalLogitSoftcapping"/>).
+    /// </summary>
+    public bool GemmaLayers { get; init; }
+
+    /// <summary>
+    /// Gemma 3: sliding-window layers rotate with their own RoPE (<see cref="ModelConfig.LocalRope"/>:
+    /// <c>rope_local_base_freq</c>, no scaling), full-attention layers with the model's.
+    /// </summary>
+    public bool LocalRopeOnSlidingLayers { get; init; }
+
     /// <summary>What layer <paramref name="index"/> of a model of this architecture is, from its config.</summary>
-    public LayerSpec Layer(ModelConfig config, int index) => new(
-        Rope: !NoRopeLayers || config.RopeLayers is not { } rope || rope[index],
-        SlidingWindow: config.SlidingWindow is { } window && (config.SlidingLayers is not { } sliding || sliding[index]) ? window : 0);
+    public LayerSpec Layer(ModelConfig config, int index)
+    {
+        bool sliding = config.SlidingWindow is not null && (config.SlidingLayers is not { } layers || layers[index]);
+        return new(
+            Rope: !NoRopeLayers || config.RopeLayers is not { } rope || rope[index],
+            SlidingWindow: sliding ? config.SlidingWindow!.Value : 0,
+            RopeParameters: LocalRopeOnSlidingLayers && config.LocalRope is { } local && IsSlidingLayer(config, index) ? local : config.Rope);
+    }
+
+    /// <summary>Whether the config marks layer <paramref name="index"/> as a sliding-window layer (whether or not a window is set).</summary>
+    private static bool IsSlidingLayer(ModelConfig config, int index) => config.SlidingLayers is { } layers && layers[index];
 
     /// <summary>
     /// Phi-3's checkpoints store q/k/v as one <c>self_attn.qkv_proj</c> and gate/up as one <c>mlp.gate_up_proj</c>, in
@@ -45,6 +69,7 @@ public sealed record ArchitectureSpec
 
 /// <summary>
 /// The per-layer choices of a model (per-layer specs instead of per-model switches): whether the layer applies RoPE,
-/// and its attention window in tokens (0: full attention).
+/// its attention window in tokens (0: full attention), and the RoPE settings it rotates with (the model's, or Gemma 3's
+/// local ones on its sliding layers).
 /// </summary>
-public readonly record struct LayerSpec(bool Rope, int SlidingWindow);
+public readonly record struct LayerSpec(bool Rope, int SlidingWindow, RopeParameters RopeParameters);

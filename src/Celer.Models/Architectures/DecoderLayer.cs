@@ -4,7 +4,10 @@ using Celer.Models.Weights;
 
 namespace Celer.Models.Architectures;
 
-/// <summary>One pre-norm decoder layer: attention (q/k/v, optional q/k norm, RoPE, paged attention, o) and the gated MLP.</summary>
+/// <summary>
+/// One decoder layer: attention (q/k/v, optional q/k norm, RoPE, paged attention, o) and the gated MLP, with its norms
+/// where the architecture puts them (before each sublayer; after, OLMo-2; both, Gemma).
+/// </summary>
 internal sealed class DecoderLayer
 {
     private readonly int _index;
@@ -15,7 +18,8 @@ internal sealed class DecoderLayer
     private readonly Tensor? _qkvBias, _oBias, _gateUpBias, _downBias;
     private readonly Tensor? _qNorm, _kNorm;
     private readonly Tensor _postAttentionNorm;
-    private readonly Tensor? _postFeedforwardNorm;   // OLMo-2's norm of the MLP output
+    private readonly Tensor? _postFeedforwardNorm;   // OLMo-2's and Gemma's norm of the MLP output
+    private readonly Tensor? _preFeedforwardNorm;    // Gemma's norm of the MLP input
     private readonly int _qDim, _kvDim;
 
     public DecoderLayer(int index, ModelConfig c, ArchitectureSpec spec, IWeightSource w, IModelBackend b)
@@ -45,7 +49,8 @@ internal sealed class DecoderLayer
         _qNorm = spec.PostNorms ? Load("self_attn.q_norm.weight", qDim) : LoadIf(spec.QkNorm, "self_attn.q_norm.weight", c.HeadDim);
         _kNorm = spec.PostNorms ? Load("self_attn.k_norm.weight", kvDim) : LoadIf(spec.QkNorm, "self_attn.k_norm.weight", c.HeadDim);
         _postAttentionNorm = Load("post_attention_layernorm.weight", hidden);
-        _postFeedforwardNorm = LoadIf(spec.PostNorms, "post_feedforward_layernorm.weight", hidden);
+        _preFeedforwardNorm = LoadIf(spec.GemmaLayers, "pre_feedforward_layernorm.weight", hidden);
+        _postFeedforwardNorm = LoadIf(spec.PostNorms || spec.GemmaLayers, "post_feedforward_layernorm.weight", hidden);
         _gateUpProj = spec.FusedProjections
             ? Load("mlp.gate_up_proj.weight", 2 * c.IntermediateSize, hidden)
             : b.LoadStacked(
@@ -81,6 +86,26 @@ internal sealed class DecoderLayer
         b.Linear(a.Hidden, rows, _gateUpProj, _gateUpBias, a.GateUp);
         b.SiluMul(a.GateUp, rows, a.MlpHidden);
         b.Linear(a.MlpHidden, rows, _downProj, _downBias, a.Hidden);
+    }
+
+    /// <summary>
+    /// A Gemma 2/3 layer. Input: <c>a.Hidden</c> = input_layernorm(residual). Each sublayer's output is Gemma-normalized
+    /// (post_attention_layernorm, post_feedforward_layernorm) and added to the residual, and the sum normalized for what
+    /// comes next (pre_feedforward_layernorm, then <paramref name="nextNorm"/>: the next layer's input_layernorm or the
+    /// final norm), one fused kernel each. Output: <c>a.Hidden</c> = nextNorm(residual).
+    /// </summary>
+    public void ForwardGemma(IModelBackend b, Activations a, int rows, RopeSpec rope, AttentionSpec attn, float eps, Tensor nextNorm)
+    {
+        b.Linear(a.Hidden, rows, _qkvProj, _qkvBias, a.Qkv);
+        b.PrepareAttention(_index, a.Qkv, rows, attn, rope, _qNorm, _kNorm, eps, a.Q);
+        b.Attention(_index, a.Q, a.AttentionOutput, attn);
+        b.Linear(a.AttentionOutput, rows, _oProj, _oBias, a.Hidden);
+        b.GemmaAddRmsNorm(a.Hidden, a.Residual, rows, _postAttentionNorm, _preFeedforwardNorm!, eps);
+
+        b.Linear(a.Hidden, rows, _gateUpProj, _gateUpBias, a.GateUp);
+        b.GeluTanhMul(a.GateUp, rows, a.MlpHidden);
+        b.Linear(a.MlpHidden, rows, _downProj, _downBias, a.Hidden);
+        b.GemmaAddRmsNorm(a.Hidden, a.Residual, rows, _postFeedforwardNorm!, nextNorm, eps);
     }
 
     /// <summary>

@@ -12,7 +12,7 @@ namespace Celer.Models.Architectures;
 public delegate void LogitsHandler(int first, int count, float[] logits);
 
 /// <summary>
-/// The forward pass of the Llama family (Llama, Mistral, Qwen2, Qwen3) over one flat batch: pre-norm decoder
+/// The forward pass of the Llama family (Llama, Mistral, Qwen2, Qwen3, and the members below) over one flat batch: decoder
 /// layers with grouped-query attention over the paged KV cache, RoPE, and a SiLU-gated MLP. The differences
 /// between members come from the <see cref="ArchitectureSpec"/>. Activation buffers are allocated once for
 /// the largest step and reused.
@@ -29,10 +29,13 @@ public sealed class DecoderModel
     private readonly ArchitectureSpec _spec;
     private readonly LayerSpec[] _layerSpecs;
     private readonly AttentionSpec[] _layerAttention;   // the model's, with each layer's window
-    private readonly RopeParameters _ropeParameters;
-    private RopeSpec _rope;
-    private RopeSpec? _noRope;
-    private int _ropeSeqLen;
+    // The distinct RoPE settings of the layers (one for most models; Gemma 3's local and global ones), indexed by slot.
+    private readonly RopeParameters[] _ropeParameters;
+    private readonly int[] _layerRopeSlot;
+    private readonly RopeSpec[] _ropes;
+    private readonly RopeSpec?[] _noRopes;
+    private readonly int[] _ropeSeqLens;
+    private readonly float _embeddingNormalizer;   // Gemma's √hidden_size in the activation dtype
     private readonly Activations _act;
     private readonly float[] _logitsHost;
     private readonly IStepGraphs? _graphs;
@@ -70,20 +73,40 @@ public sealed class DecoderModel
             config.NumAttentionHeads,
             config.NumKeyValueHeads,
             config.HeadDim,
-            spec.Multipliers && config.AttentionMultiplier is { } scale ? scale : 1f / MathF.Sqrt(config.HeadDim),
-            config.SlidingWindow ?? 0);
+            AttentionScale(config, spec),
+            config.SlidingWindow ?? 0)
+        {
+            LogitSoftCap = config.AttnLogitSoftcapping ?? 0f,
+            GemmaQkNorm = spec.GemmaLayers && spec.QkNorm,
+        };
         _layerSpecs = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(i => spec.Layer(config, i))];
         _layerAttention = [.. _layerSpecs.Select(l => l.SlidingWindow == _attention.SlidingWindow ? _attention : _attention with { SlidingWindow = l.SlidingWindow })];
-        _ropeParameters = config.Rope;
-        // LongRoPE starts on its short factors (transformers builds the table without a sequence length).
-        _ropeSeqLen = config.Rope.RopeType == RopeType.LongRope ? 0 : config.MaxPositionEmbeddings;
-        _rope = ComputeRope(_ropeSeqLen);
+        _ropeParameters = [.. _layerSpecs.Select(l => l.RopeParameters).Distinct()];
+        if (_ropeParameters.Length == 0)
+        {
+            _ropeParameters = [config.Rope];
+        }
+
+        _layerRopeSlot = [.. _layerSpecs.Select(l => Array.IndexOf(_ropeParameters, l.RopeParameters))];
+        _ropes = new RopeSpec[_ropeParameters.Length];
+        _noRopes = new RopeSpec?[_ropeParameters.Length];
+        _ropeSeqLens = new int[_ropeParameters.Length];
+        for (int slot = 0; slot < _ropes.Length; slot++)
+        {
+            // LongRoPE starts on its short factors (transformers builds the table without a sequence length).
+            _ropeSeqLens[slot] = _ropeParameters[slot].RopeType == RopeType.LongRope ? 0 : config.MaxPositionEmbeddings;
+            _ropes[slot] = ComputeRope(slot, _ropeSeqLens[slot]);
+        }
+
+        // transformers makes √hidden_size a tensor of the activations' dtype (Gemma 2) or rounds it to the weights'
+        // (Gemma 3), so in bf16 √3072 = 55.43 is 55.5.
+        _embeddingNormalizer = RoundTo(MathF.Sqrt(hidden), backend.ActivationDType);
         _act = new Activations(config, backend, maxNumTokens, maxLogitsRows);
         _logitsHost = new float[(long)maxLogitsRows * config.VocabSize];
 
         // Dynamic NTK and LongRoPE swap their frequency table as sequences grow, which a recorded graph cannot follow.
         if (graphs is { CaptureSizes.Count: > 0 } && graphs.CaptureSizes[0] <= Math.Min(maxLogitsRows, maxNumTokens)
-            && backend is IStepGraphs stepGraphs && !RopeFollowsLength(config.Rope.RopeType))
+            && backend is IStepGraphs stepGraphs && !_ropeParameters.Any(p => RopeFollowsLength(p.RopeType)))
         {
             _graphs = stepGraphs;
             int largest = Math.Min(maxLogitsRows, maxNumTokens);   // no step holds more sequences
@@ -311,11 +334,24 @@ public sealed class DecoderModel
         {
             for (int i = 0; i < _layers.Length; i++)
             {
-                _layers[i].ForwardPostNorm(b, _act, rows, _layerSpecs[i].Rope ? _rope : NoRope, _layerAttention[i], eps);
+                _layers[i].ForwardPostNorm(b, _act, rows, LayerRope(i), _layerAttention[i], eps);
             }
 
             // The final norm is OLMo-2's too, in place: the logits read their rows from the residual stream.
             b.RmsNormSlice(_act.Residual, rows, 0, _finalNorm, eps);
+            return;
+        }
+
+        if (_spec.GemmaLayers)
+        {
+            b.Scale(_act.Residual, rows, _embeddingNormalizer);
+            b.GemmaRmsNorm(_act.Residual, rows, _layers[0].InputNorm!, eps, _act.Hidden);
+            for (int i = 0; i < _layers.Length; i++)
+            {
+                Tensor nextNorm = i + 1 < _layers.Length ? _layers[i + 1].InputNorm! : _finalNorm;
+                _layers[i].ForwardGemma(b, _act, rows, LayerRope(i), _layerAttention[i], eps, nextNorm);
+            }
+
             return;
         }
 
@@ -333,7 +369,7 @@ public sealed class DecoderModel
                 b.RmsNorm(_act.Residual, rows, layer.InputNorm!, eps, _act.Hidden);
             }
 
-            layer.Forward(b, _act, rows, _layerSpecs[i].Rope ? _rope : NoRope, _layerAttention[i], eps, residualMultiplier);
+            layer.Forward(b, _act, rows, LayerRope(i), _layerAttention[i], eps, residualMultiplier);
             if (residualMultiplier != 1f)
             {
                 b.Scale(_act.Hidden, rows, residualMultiplier);
@@ -345,11 +381,37 @@ public sealed class DecoderModel
     }
 
     /// <summary>
-    /// The RoPE of a layer that rotates nothing (SmolLM3's NoPE layers): the model's frequencies with no rotary
-    /// dimensions, so the backend keeps the one table it built for them. Follows the dynamic NTK table.
+    /// The RoPE layer <paramref name="i"/> rotates with: its slot's, or for a layer that rotates nothing (SmolLM3's NoPE
+    /// layers) the slot's frequencies with no rotary dimensions, so the backend keeps the one table it built for them
+    /// (following the dynamic NTK table).
     /// </summary>
-    private RopeSpec NoRope =>
-        _noRope is { } noRope && ReferenceEquals(noRope.InverseFrequencies, _rope.InverseFrequencies) ? noRope : _noRope = _rope with { RotaryDim = 0 };
+    private RopeSpec LayerRope(int i)
+    {
+        int slot = _layerRopeSlot[i];
+        RopeSpec rope = _ropes[slot];
+        if (_layerSpecs[i].Rope)
+        {
+            return rope;
+        }
+
+        return _noRopes[slot] is { } noRope && ReferenceEquals(noRope.InverseFrequencies, rope.InverseFrequencies)
+            ? noRope
+            : _noRopes[slot] = rope with { RotaryDim = 0 };
+    }
+
+    /// <summary>The attention scale: Granite's multiplier, Gemma's query_pre_attn_scalar^−½, else 1/√head_dim.</summary>
+    private static float AttentionScale(ModelConfig config, ArchitectureSpec spec) =>
+        spec.Multipliers && config.AttentionMultiplier is { } scale ? scale
+        : spec.GemmaLayers ? (float)Math.Pow(config.QueryPreAttnScalar ?? 256f, -0.5)
+        : 1f / MathF.Sqrt(config.HeadDim);
+
+    /// <summary><paramref name="value"/> rounded to nearest even in <paramref name="dtype"/>, as a torch tensor of that dtype holds it.</summary>
+    private static float RoundTo(float value, DType dtype) => dtype switch
+    {
+        DType.BF16 => HalfConversions.Bf16ToFloat(HalfConversions.FloatToBf16(value)),
+        DType.F16 => HalfConversions.HalfToFloat(HalfConversions.FloatToHalf(value)),
+        _ => value,
+    };
 
     /// <summary>Logits of LogitsRows[first .. first + count − 1] into the logits buffer (still on the backend).</summary>
     private void ComputeLogits(int first, int count)
@@ -360,6 +422,11 @@ public sealed class DecoderModel
         {
             // transformers divides; a reciprocal that is not exact (a scaling that is no power of two) is 1 ulp off.
             _backend.Scale(_act.Logits, count, 1f / _config.LogitsScaling);
+        }
+
+        if (_config.FinalLogitSoftcapping is { } cap)
+        {
+            _backend.SoftCap(_act.Logits, count, cap);
         }
     }
 
@@ -373,27 +440,35 @@ public sealed class DecoderModel
     /// </summary>
     private void UpdateDynamicRope(ForwardBatch batch)
     {
-        if (!RopeFollowsLength(_ropeParameters.RopeType))
+        for (int slot = 0; slot < _ropes.Length; slot++)
         {
-            return;
-        }
+            RopeParameters p = _ropeParameters[slot];
+            if (!RopeFollowsLength(p.RopeType))
+            {
+                continue;
+            }
 
-        int longest = batch.Positions.Max() + 1;
-        int seqLen = _ropeParameters.RopeType == RopeType.Dynamic ? Math.Max(_config.MaxPositionEmbeddings, longest) : longest;
-        int original = _ropeParameters.OriginalMaxPositionEmbeddings ?? _config.MaxPositionEmbeddings;
-        bool changed = _ropeParameters.RopeType == RopeType.Dynamic ? seqLen != _ropeSeqLen : seqLen > original != _ropeSeqLen > original;
-        if (changed)
-        {
-            _rope = ComputeRope(seqLen);
-            _ropeSeqLen = seqLen;
+            int longest = batch.Positions.Max() + 1;
+            int seqLen = p.RopeType == RopeType.Dynamic ? Math.Max(_config.MaxPositionEmbeddings, longest) : longest;
+            int original = p.OriginalMaxPositionEmbeddings ?? _config.MaxPositionEmbeddings;
+            int current = _ropeSeqLens[slot];
+            bool changed = p.RopeType == RopeType.Dynamic ? seqLen != current : seqLen > original != current > original;
+            if (changed)
+            {
+                _ropes[slot] = ComputeRope(slot, seqLen);
+                _ropeSeqLens[slot] = seqLen;
+            }
         }
     }
 
-    /// <summary>The RoPE for a sequence length; its table covers max_position_embeddings positions at least.</summary>
-    private RopeSpec ComputeRope(int seqLen)
+    /// <summary>The RoPE of a slot for a sequence length; its table covers max_position_embeddings positions at least.</summary>
+    private RopeSpec ComputeRope(int slot, int seqLen)
     {
-        RopeTable table = RotaryEmbedding.Compute(_config, seqLen);
-        return new RopeSpec(table.InverseFrequencies, table.RotaryDim, table.AttentionScaling, Math.Max(seqLen, _config.MaxPositionEmbeddings));
+        RopeTable table = RotaryEmbedding.Compute(_ropeParameters[slot], _config.HeadDim, _config.MaxPositionEmbeddings, seqLen);
+        return new RopeSpec(table.InverseFrequencies, table.RotaryDim, table.AttentionScaling, Math.Max(seqLen, _config.MaxPositionEmbeddings))
+        {
+            Slot = slot,
+        };
     }
 
 }

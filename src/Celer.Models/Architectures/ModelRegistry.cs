@@ -15,6 +15,8 @@ public static class ModelRegistry
         SmolLM3ForCausalLM.Spec,
         Phi3ForCausalLM.Spec,
         Olmo2ForCausalLM.Spec,
+        Gemma2ForCausalLM.Spec,
+        Gemma3ForCausalLM.Spec,
     }.ToDictionary(s => s.Name, StringComparer.Ordinal);
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Specs.Keys;

@@ -111,6 +111,33 @@ public sealed record ModelConfig
     /// </summary>
     public IReadOnlyList<bool>? RopeLayers { get; init; }
 
+    /// <summary>
+    /// Gemma 2/3's <c>query_pre_attn_scalar</c>: the attention scale is its inverse square root (default 256 for Gemma, as
+    /// transformers'); null for other architectures.
+    /// </summary>
+    public float? QueryPreAttnScalar { get; init; }
+
+    /// <summary>
+    /// <c>attn_logit_softcapping</c>: attention scores become cap · tanh(score / cap). Gemma 2 defaults to 50 when the field
+    /// is absent (null turns it off). Gemma 3 configs carry the field but transformers' Gemma 3 attention never applies
+    /// it, so it is read as null there.
+    /// </summary>
+    public float? AttnLogitSoftcapping { get; init; }
+
+    /// <summary><c>final_logit_softcapping</c>: logits become cap · tanh(logit / cap); Gemma 2 defaults to 30 when absent, Gemma 3 to none.</summary>
+    public float? FinalLogitSoftcapping { get; init; }
+
+    /// <summary>
+    /// Gemma 3's RoPE of its sliding-window layers: default RoPE with base <c>rope_local_base_freq</c> (default 10000),
+    /// or transformers 5's <c>rope_parameters.sliding_attention</c>; <see cref="Rope"/> is then that of its full-attention
+    /// layers (<c>rope_theta</c> with <c>rope_scaling</c>, or <c>rope_parameters.full_attention</c>). Null for the others.
+    /// </summary>
+    public RopeParameters? LocalRope { get; init; }
+
+    private const string Gemma2 = "Gemma2ForCausalLM", Gemma3 = "Gemma3ForCausalLM";
+
+    private static bool IsGemma(string architecture) => architecture is Gemma2 or Gemma3;
+
     /// <summary>Architectures whose MLP is SwiGLU; any other <c>hidden_act</c> is a broken config.</summary>
     private static readonly HashSet<string> SiluArchitectures =
         ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM", "SmolLM3ForCausalLM", "Phi3ForCausalLM", "Olmo2ForCausalLM"];
@@ -188,6 +215,16 @@ public sealed record ModelConfig
 
         int maxPositions = Positive(root, "max_position_embeddings");
         int layers = Positive(root, "num_hidden_layers");
+        bool gemma = IsGemma(architecture);
+        if (gemma && JsonFields.OptionalBool(root, "use_bidirectional_attention", F) == true)
+        {
+            throw new ModelConfigException(
+                $"{F}: field 'use_bidirectional_attention' is true: bidirectional Gemma models (EmbeddingGemma) are encoders, which Celer does not run");
+        }
+
+        (RopeParameters rope, RopeParameters? localRope) = architecture == Gemma3
+            ? Gemma3Ropes(root, maxPositions)
+            : (RopeParameters.Parse(root, maxPositions, F), null);
         return new ModelConfig
         {
             Architecture = architecture,
@@ -210,13 +247,101 @@ public sealed record ModelConfig
             TorchDtype = TorchDtypeOf(root),
             BosTokenId = JsonFields.OptionalInt(root, "bos_token_id", F),
             EosTokenIds = JsonFields.OptionalIntOrIntList(root, "eos_token_id", F) ?? [],
-            Rope = RopeParameters.Parse(root, maxPositions, F),
+            Rope = rope,
+            LocalRope = localRope,
             EmbeddingMultiplier = PositiveFloat(root, "embedding_multiplier") ?? 1f,
             ResidualMultiplier = PositiveFloat(root, "residual_multiplier") ?? 1f,
             AttentionMultiplier = PositiveFloat(root, "attention_multiplier"),
             LogitsScaling = PositiveFloat(root, "logits_scaling") ?? 1f,
             RopeLayers = RopeLayersOf(root, layers),
+            QueryPreAttnScalar = gemma ? PositiveFloat(root, "query_pre_attn_scalar") ?? 256f : null,
+            AttnLogitSoftcapping = architecture == Gemma2 ? Softcap(root, "attn_logit_softcapping", 50f) : null,
+            FinalLogitSoftcapping = gemma ? Softcap(root, "final_logit_softcapping", architecture == Gemma2 ? 30f : null) : null,
         };
+    }
+
+    /// <summary>A soft-capping field: absent gives the architecture's default, null turns it off, else it must be positive.</summary>
+    private static float? Softcap(JsonElement root, string name, float? absent)
+    {
+        // JsonFields reads an explicit null as absent; here the two differ.
+        if (!root.TryGetProperty(name, out JsonElement value))
+        {
+            return absent;
+        }
+
+        return value.ValueKind == JsonValueKind.Null ? null : PositiveFloat(root, name);
+    }
+
+    /// <summary>
+    /// Gemma 3's two RoPEs, as transformers 5's <c>Gemma3TextConfig.convert_rope_params_to_dict</c> builds them: one dict per
+    /// layer type in <c>rope_parameters</c>, or from the 4.x fields (<c>rope_scaling</c> and <c>rope_theta</c>, default 1e6,
+    /// for the full-attention layers; <c>rope_local_base_freq</c>, default 1e4, for the sliding ones). A
+    /// <c>rope_scaling</c> next to per-type <c>rope_parameters</c> updates the full-attention dict.
+    /// </summary>
+    private static (RopeParameters Full, RopeParameters Local) Gemma3Ropes(JsonElement root, int maxPositions)
+    {
+        const string F = FileName;
+        JsonObject full = [], local = [];
+        if (JsonFields.TryGet(root, "rope_parameters", out JsonElement parameters) && parameters.ValueKind != JsonValueKind.Null)
+        {
+            if (parameters.ValueKind != JsonValueKind.Object
+                || parameters.EnumerateObject().Any(p => p.Name is not ("full_attention" or "sliding_attention")
+                    || p.Value.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null)))
+            {
+                throw new ModelConfigException(
+                    $"{F}: field 'rope_parameters' of a Gemma 3 config must hold one dict per layer type ('full_attention', 'sliding_attention')");
+            }
+
+            if (JsonFields.TryGet(parameters, "full_attention", out JsonElement f) && f.ValueKind == JsonValueKind.Object)
+            {
+                full = (JsonObject)JsonNode.Parse(f.GetRawText())!;
+            }
+
+            if (JsonFields.TryGet(parameters, "sliding_attention", out JsonElement l) && l.ValueKind == JsonValueKind.Object)
+            {
+                local = (JsonObject)JsonNode.Parse(l.GetRawText())!;
+            }
+        }
+
+        if (JsonFields.TryGet(root, "rope_scaling", out JsonElement scaling) && scaling.ValueKind != JsonValueKind.Null)
+        {
+            if (scaling.ValueKind != JsonValueKind.Object)
+            {
+                throw new ModelConfigException($"{F}: field 'rope_scaling' must be an object");
+            }
+
+            foreach (JsonProperty p in scaling.EnumerateObject())
+            {
+                full[p.Name] = JsonNode.Parse(p.Value.GetRawText());
+            }
+        }
+
+        if (!full.ContainsKey("rope_theta"))
+        {
+            full["rope_theta"] = JsonFields.OptionalDouble(root, "rope_theta", F) ?? 1_000_000.0;
+        }
+
+        if (!local.ContainsKey("rope_theta"))
+        {
+            local["rope_theta"] = JsonFields.OptionalDouble(root, "rope_local_base_freq", F) ?? 10_000.0;
+        }
+
+        return (ParseRopeDict(full, "full_attention"), ParseRopeDict(local, "sliding_attention"));
+
+        RopeParameters ParseRopeDict(JsonObject dict, string layerType)
+        {
+            // The dict alone, as the one rope_parameters of a config: nothing at the top level leaks in.
+            var alone = new JsonObject { ["rope_parameters"] = dict };
+            using JsonDocument doc = JsonDocument.Parse(alone.ToJsonString());
+            try
+            {
+                return RopeParameters.Parse(doc.RootElement, maxPositions, F);
+            }
+            catch (ModelConfigException e)
+            {
+                throw new ModelConfigException($"{e.Message} (the RoPE of the {layerType} layers)", e);
+            }
+        }
     }
 
     private static float? PositiveFloat(JsonElement root, string name)
@@ -262,6 +387,17 @@ public sealed record ModelConfig
 
     private static HiddenActivation Activation(JsonElement root, string architecture)
     {
+        if (IsGemma(architecture))
+        {
+            // Gemma 2/3 read hidden_activation (default gelu_pytorch_tanh) and ignore hidden_act, which their configs
+            // also carry (sometimes as a different name).
+            string gemmaName = JsonFields.OptionalString(root, "hidden_activation", FileName) ?? "gelu_pytorch_tanh";
+            return HiddenActivationNames.TryParse(gemmaName, out var gemmaActivation) && gemmaActivation == HiddenActivation.GeluTanh
+                ? gemmaActivation
+                : throw new ModelConfigException(
+                    $"{FileName}: field 'hidden_activation' must be 'gelu_pytorch_tanh' (or 'gelu_new') for {architecture}, got '{gemmaName}'");
+        }
+
         string name = JsonFields.OptionalString(root, "hidden_act", FileName) ?? "silu";
         if (!HiddenActivationNames.TryParse(name, out var activation))
         {
@@ -280,7 +416,10 @@ public sealed record ModelConfig
         // defaults to off in transformers. Mistral has no switch: a window present is a window used.
         bool defaultOn = architecture is not ("Qwen2ForCausalLM" or "Qwen3ForCausalLM");
         bool useSlidingWindow = JsonFields.OptionalBool(root, "use_sliding_window", FileName) ?? defaultOn;
-        int? window = JsonFields.OptionalInt(root, "sliding_window", FileName);
+        // Gemma 2/3 default to a 4096-token window when the field is absent (an explicit null is full attention).
+        int? window = IsGemma(architecture) && !root.TryGetProperty("sliding_window", out _)
+            ? 4096
+            : JsonFields.OptionalInt(root, "sliding_window", FileName);
         if (!useSlidingWindow || window is null)
         {
             return null;
@@ -304,6 +443,24 @@ public sealed record ModelConfig
                 _ => throw new ModelConfigException(
                     $"{FileName}: layer type '{t}' in 'layer_types' is not supported (full_attention, sliding_attention)"),
             })];
+        }
+
+        if (architecture == Gemma2)
+        {
+            // transformers 5's Gemma2Config: layers 0, 2, 4, … slide, the others attend to everything.
+            return [.. Enumerable.Range(0, layers).Select(i => (i + 1) % 2 != 0)];
+        }
+
+        if (architecture == Gemma3)
+        {
+            // Gemma3TextConfig: the 4.x sliding_window_pattern (default 6): every pattern-th layer is global.
+            int pattern = JsonFields.OptionalInt(root, "sliding_window_pattern", FileName) ?? 6;
+            if (pattern <= 0)
+            {
+                throw new ModelConfigException($"{FileName}: field 'sliding_window_pattern' must be positive, got {pattern}");
+            }
+
+            return [.. Enumerable.Range(0, layers).Select(i => (i + 1) % pattern != 0)];
         }
 
         if (architecture is "Qwen2ForCausalLM" or "Qwen3ForCausalLM" && SlidingWindowOf(root, architecture) is not null)

@@ -92,7 +92,7 @@ public class ModelConfigTests
         var typed = ModelConfig.Parse(ConfigSamples.Minimal("MistralForCausalLM",
             "\"sliding_window\": 12, \"layer_types\": [\"sliding_attention\", \"full_attention\"]"));
         ArchitectureSpec mistral = ModelRegistry.Resolve(typed);
-        Assert.Equal([new LayerSpec(true, 12), new LayerSpec(true, 0)], [mistral.Layer(typed, 0), mistral.Layer(typed, 1)]);
+        Assert.Equal([new LayerSpec(true, 12, typed.Rope), new LayerSpec(true, 0, typed.Rope)], [mistral.Layer(typed, 0), mistral.Layer(typed, 1)]);
         Assert.Contains("'chunked_attention'", Assert.Throws<ModelConfigException>(() => ModelConfig.Parse(ConfigSamples.Minimal("MistralForCausalLM",
             "\"sliding_window\": 12, \"layer_types\": [\"chunked_attention\", \"full_attention\"]"))).Message, StringComparison.Ordinal);
 
@@ -108,6 +108,73 @@ public class ModelConfigTests
         var smol = ModelConfig.Parse(ConfigSamples.Minimal("SmolLM3ForCausalLM", "\"no_rope_layers\": [1, 0]"));
         ArchitectureSpec smolSpec = ModelRegistry.Resolve(smol);
         Assert.Equal([true, false], new[] { smolSpec.Layer(smol, 0).Rope, smolSpec.Layer(smol, 1).Rope });
+    }
+
+    [Fact]
+    public void Gemma2_defaults_are_transformers_when_fields_are_absent_and_null_turns_capping_off()
+    {
+        var c = ModelConfig.Parse(ConfigSamples.Minimal("Gemma2ForCausalLM", "\"num_hidden_layers\": 3, \"hidden_act\": \"silu\""));
+        // hidden_act is not Gemma's field: hidden_activation (default gelu_pytorch_tanh) is.
+        Assert.Equal(HiddenActivation.GeluTanh, c.HiddenAct);
+        Assert.Equal((50f, 30f, 256f), (c.AttnLogitSoftcapping, c.FinalLogitSoftcapping, c.QueryPreAttnScalar));
+        Assert.Equal(4096, c.SlidingWindow);
+        Assert.Equal([true, false, true], c.SlidingLayers!);
+        Assert.Null(c.LocalRope);
+
+        var off = ModelConfig.Parse(ConfigSamples.Minimal("Gemma2ForCausalLM",
+            "\"attn_logit_softcapping\": null, \"final_logit_softcapping\": null, \"sliding_window\": null, \"query_pre_attn_scalar\": 24"));
+        Assert.Equal((null, null, 24f, null), (off.AttnLogitSoftcapping, off.FinalLogitSoftcapping, off.QueryPreAttnScalar, off.SlidingWindow));
+
+        // Other architectures never read Gemma's fields.
+        var llama = ModelConfig.Parse(ConfigSamples.Minimal(extra: "\"query_pre_attn_scalar\": 24, \"final_logit_softcapping\": 30.0"));
+        Assert.Equal((null, null, null), (llama.QueryPreAttnScalar, llama.AttnLogitSoftcapping, llama.FinalLogitSoftcapping));
+    }
+
+    [Fact]
+    public void Gemma3_layers_follow_the_pattern_and_sliding_layers_rotate_with_the_local_base()
+    {
+        const string legacy = "\"num_hidden_layers\": 4, \"sliding_window\": 12, \"sliding_window_pattern\": 2, \"rope_theta\": 1000000.0, " +
+            "\"rope_local_base_freq\": 10000.0, \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 8.0}, " +
+            "\"attn_logit_softcapping\": 50.0, \"final_logit_softcapping\": null";
+        const string v5 = "\"num_hidden_layers\": 4, \"sliding_window\": 12, " +
+            "\"layer_types\": [\"sliding_attention\", \"full_attention\", \"sliding_attention\", \"full_attention\"], " +
+            "\"rope_parameters\": {\"full_attention\": {\"rope_type\": \"linear\", \"factor\": 8.0, \"rope_theta\": 1000000.0}, " +
+            "\"sliding_attention\": {\"rope_type\": \"default\", \"rope_theta\": 10000.0}}";
+        foreach (string extra in new[] { legacy, v5 })
+        {
+            var c = ModelConfig.Parse(ConfigSamples.Minimal("Gemma3ForCausalLM", extra));
+            Assert.Equal(new RopeParameters { RopeType = RopeType.Linear, Theta = 1_000_000, Factor = 8 }, c.Rope);
+            Assert.Equal(new RopeParameters { Theta = 10_000 }, c.LocalRope);
+            Assert.Equal([true, false, true, false], c.SlidingLayers!);
+            // transformers' Gemma 3 attention never applies attn_logit_softcapping; no final capping by default.
+            Assert.Equal((null, null), (c.AttnLogitSoftcapping, c.FinalLogitSoftcapping));
+
+            ArchitectureSpec spec = ModelRegistry.Resolve(c);
+            Assert.Equal(new LayerSpec(true, 12, c.LocalRope!), spec.Layer(c, 0));
+            Assert.Equal(new LayerSpec(true, 0, c.Rope), spec.Layer(c, 1));
+        }
+
+        // Absent fields: the default pattern of 6, transformers' default bases 1e6 and 1e4, a 4096-token window.
+        var defaults = ModelConfig.Parse(ConfigSamples.Minimal("Gemma3ForCausalLM", "\"num_hidden_layers\": 7"));
+        Assert.Equal([true, true, true, true, true, false, true], defaults.SlidingLayers!);
+        Assert.Equal((1_000_000.0, 10_000.0, 4096), (defaults.Rope.Theta, defaults.LocalRope!.Theta, defaults.SlidingWindow!.Value));
+        Assert.Equal((256f, HiddenActivation.GeluTanh), (defaults.QueryPreAttnScalar, defaults.HiddenAct));
+    }
+
+    [Theory]
+    [InlineData("Gemma2ForCausalLM", "\"hidden_activation\": \"silu\"", "'hidden_activation' must be 'gelu_pytorch_tanh'")]
+    [InlineData("Gemma2ForCausalLM", "\"attn_logit_softcapping\": 0", "'attn_logit_softcapping' must be positive")]
+    [InlineData("Gemma2ForCausalLM", "\"final_logit_softcapping\": -30.0", "'final_logit_softcapping' must be positive")]
+    [InlineData("Gemma2ForCausalLM", "\"query_pre_attn_scalar\": 0", "'query_pre_attn_scalar' must be positive")]
+    [InlineData("Gemma2ForCausalLM", "\"use_bidirectional_attention\": true", "'use_bidirectional_attention'")]
+    [InlineData("Gemma3ForCausalLM", "\"sliding_window_pattern\": 0", "'sliding_window_pattern' must be positive")]
+    [InlineData("Gemma3ForCausalLM", "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 10000.0}", "one dict per layer type")]
+    [InlineData("Gemma3ForCausalLM", "\"rope_parameters\": {\"full_attention\": {\"rope_type\": \"linear\"}}", "the full_attention layers")]
+    [InlineData("Gemma3ForCausalLM", "\"rope_local_base_freq\": -1", "'rope_theta' must be positive")]
+    public void Gemma_bad_values_name_the_field(string architecture, string extra, string expected)
+    {
+        var e = Assert.Throws<ModelConfigException>(() => ModelConfig.Parse(ConfigSamples.Minimal(architecture, extra)));
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
