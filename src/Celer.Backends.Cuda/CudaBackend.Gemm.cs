@@ -183,7 +183,7 @@ public sealed unsafe partial class CudaBackend
             long r = rows;
             int cols = weight.Rows;
             void** args = stackalloc void*[] { &yp, &r, &cols, &bp };
-            Launch("add_bias", Blocks(r * cols), 1, 256, args);
+            Launch(y.DType == ActivationDType ? "add_bias" : "add_bias_f32out", Blocks(r * cols), 1, 256, args);
         }
     }
 

@@ -10,12 +10,13 @@ __device__ void embedding(const int* ids, const T* table, int hidden, T* out) {
     for (int c = threadIdx.x; c < hidden; c += blockDim.x) out[row * hidden + c] = table[src + c];
 }
 
-// y[r, c] += bias[c], rounded once (a bias-less GEMM's output plus the bias, as torch's addmm epilogue adds it).
-template <typename T>
-__device__ void add_bias(T* y, long long rows, int cols, const T* bias) {
+// y[r, c] += bias[c], rounded once (a bias-less GEMM's output plus the bias, as torch's addmm epilogue adds it). y is
+// in the model dtype, or fp32 (a biased lm_head's logits); cuBLASLt adds a bias of y's own dtype in its epilogue.
+template <typename Y, typename T>
+__device__ void add_bias(Y* y, long long rows, int cols, const T* bias) {
     long long n = rows * cols;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-        y[i] = from_float<T>(to_float(y[i]) + to_float(bias[i % cols]));
+        y[i] = from_float<Y>(to_float(y[i]) + to_float(bias[i % cols]));
 }
 
 // out[r, :] = silu(gate) * up over the fused projection gate_up[r, :] = [gate | up], silu(x) = x / (1 + exp(-x))
@@ -108,7 +109,10 @@ __device__ void gather_rows(const T* x, const int* rows, int cols, T* out) {
         embedding<T>(ids, table, hidden, out);                                                                      \
     }                                                                                                                \
     extern "C" __global__ void add_bias_##S(T* y, long long rows, int cols, const T* bias) {                         \
-        add_bias<T>(y, rows, cols, bias);                                                                           \
+        add_bias<T, T>(y, rows, cols, bias);                                                                        \
+    }                                                                                                                \
+    extern "C" __global__ void add_bias_f32out_##S(float* y, long long rows, int cols, const T* bias) {               \
+        add_bias<float, T>(y, rows, cols, bias);                                                                    \
     }                                                                                                                \
     extern "C" __global__ void silu_mul_##S(const T* gate_up, int d, T* out) {                                       \
         silu_mul<T>(gate_up, d, out);                                                                               \
