@@ -22,6 +22,7 @@ public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
     private float*[] _vCache = [];
     private int _blockSize;
     private ForwardBatch? _batch;
+    private readonly MixtureOfExperts _moe = new();
 
     // Contiguous keys and values of a step, split out of the fused qkv rows for the norm/RoPE/cache-write kernels.
     private float* _kScratch, _vScratch;
@@ -213,6 +214,16 @@ public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
     public void GeluTanhMul(Tensor gateUp, int rows, Tensor output) =>
         Activation.GeluTanhMulFused(F(gateUp), F(output), rows, (int)output.Columns);
 
+    public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output)
+    {
+        int experts = (int)routerLogits.Columns, hidden = (int)x.Columns;
+        _moe.Run(F(x), rows, hidden, F(routerLogits), experts, topK, normalize, (void*)gateUp.Data, (void*)down.Data, gateUp.DType,
+            gateUp.Rows / (2 * experts), F(output));
+    }
+
+    public void AddSigmoidGated(Tensor x, Tensor gate, int rows, Tensor output) =>
+        MixtureOfExperts.AddSigmoidGated(F(x), F(gate), rows, (int)x.Columns, F(output));
+
     public void SoftCap(Tensor x, int rows, float cap)
     {
         // transformers: logits / cap, tanh, * cap (a division, not a multiplication by 1/cap, which rounds differently).
@@ -267,6 +278,7 @@ public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
         _owned.Clear();
         _kCache = [];
         _vCache = [];
+        _moe.Dispose();
     }
 
     private ForwardBatch Batch => _batch ?? throw new InvalidOperationException("BeginStep was not called.");

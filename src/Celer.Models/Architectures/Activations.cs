@@ -19,8 +19,19 @@ internal sealed class Activations
         Qkv = b.Allocate("qkv", t, maxTokens, qDim + 2 * kvDim);
         Q = b.Allocate("q", t, maxTokens, qDim);
         AttentionOutput = b.Allocate("attn_out", t, maxTokens, qDim);
-        GateUp = b.Allocate("gate_up", t, maxTokens, 2 * c.IntermediateSize);
-        MlpHidden = b.Allocate("mlp_hidden", t, maxTokens, c.IntermediateSize);
+        // Dense layers and Qwen2-MoE's shared expert go through the same gated-MLP buffers.
+        int intermediate = Math.Max(c.IntermediateSize, c.Moe?.SharedExpertIntermediateSize ?? 0);
+        GateUp = b.Allocate("gate_up", t, maxTokens, 2 * intermediate);
+        MlpHidden = b.Allocate("mlp_hidden", t, maxTokens, intermediate);
+        if (c.Moe is { } moe)
+        {
+            RouterLogits = b.Allocate("router_logits", t, maxTokens, moe.NumExperts);
+            if (moe.SharedExpertIntermediateSize > 0)
+            {
+                SharedExpertGate = b.Allocate("shared_expert_gate", t, maxTokens, 1);
+                SharedExpertOutput = b.Allocate("shared_expert_out", t, maxTokens, c.HiddenSize);
+            }
+        }
         LogitsHidden = b.Allocate("logits_hidden", t, maxLogitsRows, c.HiddenSize);
         Logits = b.Allocate("logits", DType.F32, maxLogitsRows, c.VocabSize);
     }
@@ -40,6 +51,13 @@ internal sealed class Activations
 
     /// <summary>silu(gate)·up, the down projection's input.</summary>
     public Tensor MlpHidden { get; }
+
+    /// <summary>A MoE model's router logits, [rows, experts]; null for dense models.</summary>
+    public Tensor? RouterLogits { get; }
+
+    /// <summary>Qwen2-MoE's shared expert: its gate's logit per row ([rows, 1]) and its output; null elsewhere.</summary>
+    public Tensor? SharedExpertGate { get; }
+    public Tensor? SharedExpertOutput { get; }
     public Tensor LogitsHidden { get; }
     public Tensor Logits { get; }
 }

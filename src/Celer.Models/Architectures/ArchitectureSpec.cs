@@ -65,7 +65,19 @@ public sealed record ArchitectureSpec
     /// the order Celer stacks them itself: loaded as they are.
     /// </summary>
     public bool FusedProjections { get; init; }
+
+    /// <summary>
+    /// Where a mixture-of-experts model keeps its MoE layers' weights (null: a dense model); the expert counts come
+    /// from config.json (<see cref="ModelConfig.Moe"/>).
+    /// </summary>
+    public MoeWeightNames? MoeWeights { get; init; }
 }
+
+/// <summary>
+/// The names of a MoE layer's weights under <c>model.layers.N.</c>: the block (<c>block_sparse_moe</c>, <c>mlp</c>) with its
+/// router <c>gate</c>, and each expert's gate, up and down projections (Mixtral's <c>w1</c>, <c>w3</c>, <c>w2</c>).
+/// </summary>
+public sealed record MoeWeightNames(string Block, string Gate, string Up, string Down);
 
 /// <summary>
 /// The per-layer choices of a model (per-layer specs instead of per-model switches): whether the layer applies RoPE,

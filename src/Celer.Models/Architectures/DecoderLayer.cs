@@ -5,17 +5,18 @@ using Celer.Models.Weights;
 namespace Celer.Models.Architectures;
 
 /// <summary>
-/// One decoder layer: attention (q/k/v, optional q/k norm, RoPE, paged attention, o) and the gated MLP, with its norms
-/// where the architecture puts them (before each sublayer; after, OLMo-2; both, Gemma).
+/// One decoder layer: attention (q/k/v, optional q/k norm, RoPE, paged attention, o) and the MLP (gated, or a sparse
+/// mixture of experts), with its norms where the architecture puts them (before each sublayer; after, OLMo-2; both, Gemma).
 /// </summary>
 internal sealed class DecoderLayer
 {
     private readonly int _index;
 
-    // q/k/v and gate/up are stacked at load into one weight each (as vLLM's QKVParallelLinear and
-    // MergedColumnParallelLinear): one GEMM instead of three and two, reading the shared input once.
-    private readonly Tensor _qkvProj, _oProj, _gateUpProj, _downProj;
-    private readonly Tensor? _qkvBias, _oBias, _gateUpBias, _downBias;
+    // q/k/v are stacked at load into one weight (as vLLM's QKVParallelLinear): one GEMM instead of three, reading the
+    // shared input once.
+    private readonly Tensor _qkvProj, _oProj;
+    private readonly Tensor? _qkvBias, _oBias;
+    private readonly IFeedForward _mlp;
     private readonly Tensor? _qNorm, _kNorm;
     private readonly Tensor _postAttentionNorm;
     private readonly Tensor? _postFeedforwardNorm;   // OLMo-2's and Gemma's norm of the MLP output
@@ -51,15 +52,9 @@ internal sealed class DecoderLayer
         _postAttentionNorm = Load("post_attention_layernorm.weight", hidden);
         _preFeedforwardNorm = LoadIf(spec.GemmaLayers, "pre_feedforward_layernorm.weight", hidden);
         _postFeedforwardNorm = LoadIf(spec.PostNorms || spec.GemmaLayers, "post_feedforward_layernorm.weight", hidden);
-        _gateUpProj = spec.FusedProjections
-            ? Load("mlp.gate_up_proj.weight", 2 * c.IntermediateSize, hidden)
-            : b.LoadStacked(
-                p + "mlp.gate_up_proj.weight", Get("mlp.gate_proj.weight", c.IntermediateSize, hidden), Get("mlp.up_proj.weight", c.IntermediateSize, hidden));
-        _gateUpBias = c.MlpBias
-            ? b.LoadStacked(p + "mlp.gate_up_proj.bias", Get("mlp.gate_proj.bias", c.IntermediateSize), Get("mlp.up_proj.bias", c.IntermediateSize))
-            : null;
-        _downProj = Load("mlp.down_proj.weight", hidden, c.IntermediateSize);
-        _downBias = LoadIf(c.MlpBias, "mlp.down_proj.bias", hidden);
+        _mlp = spec.MoeWeights is { } moe && c.Moe is { } moeConfig && moeConfig.SparseLayers[index]
+            ? new SparseMoeBlock(p + moe.Block + ".", c, moe, w, b)
+            : new GatedMlp(p + "mlp.", hidden, c.IntermediateSize, c.MlpBias, spec.FusedProjections, geluTanh: spec.GemmaLayers, w, b);
     }
 
     /// <summary>The norm before attention, which the previous layer's fused add-and-norm applies; null in a post-norm layer.</summary>
@@ -83,9 +78,7 @@ internal sealed class DecoderLayer
         }
 
         b.AddRmsNorm(a.Hidden, a.Residual, rows, _postAttentionNorm, eps);
-        b.Linear(a.Hidden, rows, _gateUpProj, _gateUpBias, a.GateUp);
-        b.SiluMul(a.GateUp, rows, a.MlpHidden);
-        b.Linear(a.MlpHidden, rows, _downProj, _downBias, a.Hidden);
+        _mlp.Forward(b, a, rows, a.Hidden, a.Hidden);
     }
 
     /// <summary>
@@ -102,9 +95,7 @@ internal sealed class DecoderLayer
         b.Linear(a.AttentionOutput, rows, _oProj, _oBias, a.Hidden);
         b.GemmaAddRmsNorm(a.Hidden, a.Residual, rows, _postAttentionNorm, _preFeedforwardNorm!, eps);
 
-        b.Linear(a.Hidden, rows, _gateUpProj, _gateUpBias, a.GateUp);
-        b.GeluTanhMul(a.GateUp, rows, a.MlpHidden);
-        b.Linear(a.MlpHidden, rows, _downProj, _downBias, a.Hidden);
+        _mlp.Forward(b, a, rows, a.Hidden, a.Hidden);
         b.GemmaAddRmsNorm(a.Hidden, a.Residual, rows, _postFeedforwardNorm!, nextNorm, eps);
     }
 
@@ -123,9 +114,7 @@ internal sealed class DecoderLayer
         b.RmsNormSlice(a.Hidden, rows, 0, _postAttentionNorm, eps);
         b.Add(a.Hidden, rows, a.Residual);
 
-        b.Linear(a.Residual, rows, _gateUpProj, _gateUpBias, a.GateUp);
-        b.SiluMul(a.GateUp, rows, a.MlpHidden);
-        b.Linear(a.MlpHidden, rows, _downProj, _downBias, a.Hidden);
+        _mlp.Forward(b, a, rows, a.Residual, a.Hidden);
         b.RmsNormSlice(a.Hidden, rows, 0, _postFeedforwardNorm!, eps);
         b.Add(a.Hidden, rows, a.Residual);
     }

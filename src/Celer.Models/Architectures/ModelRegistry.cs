@@ -17,6 +17,9 @@ public static class ModelRegistry
         Olmo2ForCausalLM.Spec,
         Gemma2ForCausalLM.Spec,
         Gemma3ForCausalLM.Spec,
+        MixtralForCausalLM.Spec,
+        Qwen2MoeForCausalLM.Spec,
+        Qwen3MoeForCausalLM.Spec,
     }.ToDictionary(s => s.Name, StringComparer.Ordinal);
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Specs.Keys;

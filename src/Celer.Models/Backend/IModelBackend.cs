@@ -99,6 +99,25 @@ public interface IModelBackend : IDisposable
     /// </summary>
     void GeluTanhMul(Tensor gateUp, int rows, Tensor output);
 
+    /// <summary>
+    /// A sparse mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE) over the first <paramref name="rows"/> rows. Per row:
+    /// softmax in fp32 of the router logits (<paramref name="routerLogits"/>: [rows, experts] in the activation dtype, as the
+    /// router GEMM writes them), the <paramref name="topK"/> most probable experts (ties: the lower id), their
+    /// probabilities renormalized to sum 1 when <paramref name="normalize"/> (Mixtral; Qwen's <c>norm_topk_prob</c>) and
+    /// rounded to the activation dtype; then output[r] = Σ weight·down_e(silu(gate_e(x[r]))·up_e(x[r])) summed in fp32 and
+    /// rounded once, each expert's silu rounded before its product as in <see cref="SiluMul"/>. <paramref name="gateUp"/>
+    /// stacks every expert's gate then up projection ([experts·2·intermediate, hidden], expert 0 first), and
+    /// <paramref name="down"/> every expert's down projection ([experts·hidden, intermediate]). <paramref name="output"/> may
+    /// be <paramref name="x"/> itself.
+    /// </summary>
+    void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output);
+
+    /// <summary>
+    /// output[r, :] += sigmoid(gate[r]) · x[r, :] over the first <paramref name="rows"/> rows, in fp32 and rounded once
+    /// (Qwen2-MoE's shared expert, scaled by its one-column gate <paramref name="gate"/> = [rows, 1]).
+    /// </summary>
+    void AddSigmoidGated(Tensor x, Tensor gate, int rows, Tensor output);
+
     /// <summary>x[r, :] ×= factor for the first <paramref name="rows"/> rows, rounded once to x's dtype (Granite's multipliers).</summary>
     void Scale(Tensor x, int rows, float factor);
 

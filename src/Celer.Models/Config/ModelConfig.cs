@@ -52,6 +52,7 @@ public sealed record ModelConfig
     public bool HasQkvBias => Architecture switch
     {
         "Qwen2ForCausalLM" => true,
+        "Qwen2MoeForCausalLM" => QkvBias ?? true,
         "MistralForCausalLM" => false,
         _ => AttentionBias,
     };
@@ -59,9 +60,15 @@ public sealed record ModelConfig
     /// <summary>Whether o_proj has a bias: never for Qwen2 and Mistral, else <see cref="AttentionBias"/> (Llama, Qwen3 apply it to all four).</summary>
     public bool HasOutputProjectionBias => Architecture switch
     {
-        "Qwen2ForCausalLM" or "MistralForCausalLM" => false,
+        "Qwen2ForCausalLM" or "Qwen2MoeForCausalLM" or "MistralForCausalLM" => false,
         _ => AttentionBias,
     };
+
+    /// <summary>Qwen2-MoE's <c>qkv_bias</c> (transformers 5; default true, which 4.x hard-coded); null where absent.</summary>
+    public bool? QkvBias { get; init; }
+
+    /// <summary>The sparse mixture-of-experts MLP of Mixtral and Qwen-MoE models; null for dense models.</summary>
+    public MoeConfig? Moe { get; init; }
 
     /// <summary><c>mlp_bias</c> (Llama), default false: gate/up/down projections carry a bias.</summary>
     public bool MlpBias { get; init; }
@@ -140,7 +147,12 @@ public sealed record ModelConfig
 
     /// <summary>Architectures whose MLP is SwiGLU; any other <c>hidden_act</c> is a broken config.</summary>
     private static readonly HashSet<string> SiluArchitectures =
-        ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM", "SmolLM3ForCausalLM", "Phi3ForCausalLM", "Olmo2ForCausalLM"];
+        ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GraniteForCausalLM", "SmolLM3ForCausalLM", "Phi3ForCausalLM", "Olmo2ForCausalLM",
+         "MixtralForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"];
+
+    /// <summary>Qwen's families, whose <c>use_sliding_window</c> defaults to off and whose windows start at <c>max_window_layers</c>.</summary>
+    private static bool IsQwen(string architecture) =>
+        architecture is "Qwen2ForCausalLM" or "Qwen3ForCausalLM" or "Qwen2MoeForCausalLM" or "Qwen3MoeForCausalLM";
 
     /// <summary>Reads <c>config.json</c> from a model directory, with <paramref name="overrides"/> applied (see <see cref="Parse"/>).</summary>
     public static ModelConfig Load(string modelDirectory, JsonObject? overrides = null)
@@ -222,6 +234,7 @@ public sealed record ModelConfig
                 $"{F}: field 'use_bidirectional_attention' is true: bidirectional Gemma models (EmbeddingGemma) are encoders, which Celer does not run");
         }
 
+        int intermediate = Positive(root, "intermediate_size");
         (RopeParameters rope, RopeParameters? localRope) = architecture == Gemma3
             ? Gemma3Ropes(root, maxPositions)
             : (RopeParameters.Parse(root, maxPositions, F), null);
@@ -230,7 +243,9 @@ public sealed record ModelConfig
             Architecture = architecture,
             ModelType = JsonFields.OptionalString(root, "model_type", F) ?? "",
             HiddenSize = hidden,
-            IntermediateSize = Positive(root, "intermediate_size"),
+            IntermediateSize = intermediate,
+            Moe = MoeConfig.Parse(root, architecture, layers, intermediate),
+            QkvBias = JsonFields.OptionalBool(root, "qkv_bias", F),
             NumHiddenLayers = layers,
             NumAttentionHeads = heads,
             NumKeyValueHeads = kvHeads,
@@ -412,9 +427,9 @@ public sealed record ModelConfig
 
     private static int? SlidingWindowOf(JsonElement root, string architecture)
     {
-        // Qwen2/Qwen3 configs carry a sliding_window value even when sliding is off; their switch
+        // Qwen configs carry a sliding_window value even when sliding is off; their switch
         // defaults to off in transformers. Mistral has no switch: a window present is a window used.
-        bool defaultOn = architecture is not ("Qwen2ForCausalLM" or "Qwen3ForCausalLM");
+        bool defaultOn = !IsQwen(architecture);
         bool useSlidingWindow = JsonFields.OptionalBool(root, "use_sliding_window", FileName) ?? defaultOn;
         // Gemma 2/3 default to a 4096-token window when the field is absent (an explicit null is full attention).
         int? window = IsGemma(architecture) && !root.TryGetProperty("sliding_window", out _)
@@ -463,7 +478,7 @@ public sealed record ModelConfig
             return [.. Enumerable.Range(0, layers).Select(i => (i + 1) % pattern != 0)];
         }
 
-        if (architecture is "Qwen2ForCausalLM" or "Qwen3ForCausalLM" && SlidingWindowOf(root, architecture) is not null)
+        if (IsQwen(architecture) && SlidingWindowOf(root, architecture) is not null)
         {
             // transformers (4.x and 5.x alike): layer i slides when i >= max_window_layers (default 28).
             int first = JsonFields.OptionalInt(root, "max_window_layers", FileName) ?? 28;

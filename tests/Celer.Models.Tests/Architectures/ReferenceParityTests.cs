@@ -122,6 +122,63 @@ public sealed class ReferenceParityTests
         }
     }
 
+    /// <summary>
+    /// transformers 5 saves a MoE model's experts fused (<c>experts.gate_up_proj</c> [experts, 2·intermediate, hidden],
+    /// <c>experts.down_proj</c> [experts, hidden, intermediate]); the Mixtral fixture rewritten that way gives the same logits.
+    /// </summary>
+    [Fact]
+    public void Fused_experts_as_transformers_5_saves_them_give_the_same_logits()
+    {
+        (string dir, ReferenceFixture fixture) = Load("mixtral-moe-bf16");
+        ModelConfig config = ModelConfig.Load(dir);
+        int experts = config.Moe!.NumExperts;
+        string fusedDir = Directory.CreateTempSubdirectory("celer-fused-moe").FullName;
+        try
+        {
+            File.Copy(Path.Combine(dir, "config.json"), Path.Combine(fusedDir, "config.json"));
+            using (var original = SafetensorsWeightSource.Open(dir))
+            {
+                var tensors = new List<(string, DType, int[], byte[])>();
+                foreach (string name in original.Names.Where(n => !n.Contains(".experts.", StringComparison.Ordinal)).ToList())
+                {
+                    WeightTensor t = original.Get(name);
+                    tensors.Add((name, t.DType, t.Shape, t.Bytes.ToArray()));
+                }
+
+                for (int layer = 0; layer < config.NumHiddenLayers; layer++)
+                {
+                    string p = $"model.layers.{layer}.block_sparse_moe.experts.";
+                    byte[] Concat(Func<int, IEnumerable<string>> names) =>
+                        [.. Enumerable.Range(0, experts).SelectMany(names).SelectMany(n => original.Get(p + n).Bytes.ToArray())];
+                    WeightTensor w1 = original.Get(p + "0.w1.weight");
+                    tensors.Add((p + "gate_up_proj", w1.DType, [experts, 2 * w1.Shape[0], w1.Shape[1]], Concat(e => [$"{e}.w1.weight", $"{e}.w3.weight"])));
+                    tensors.Add((p + "down_proj", w1.DType, [experts, w1.Shape[1], w1.Shape[0]], Concat(e => [$"{e}.w2.weight"])));
+                }
+
+                SafetensorsWriter.Write(Path.Combine(fusedDir, "model.safetensors"), tensors);
+            }
+
+            float[][] Logits(string modelDir)
+            {
+                using var backend = new CpuBackend(DType.BF16);
+                using var weights = SafetensorsWeightSource.Open(modelDir);
+                (_, PagedSequenceRunner runner) = Build(modelDir, weights, backend, 1);
+                return runner.Step([(0, fixture.Cases[0].PromptTokenIds, 0)]);
+            }
+
+            float[][] expected = Logits(dir), fused = Logits(fusedDir);
+            Assert.Equal(expected.Length, fused.Length);
+            for (int r = 0; r < expected.Length; r++)
+            {
+                Assert.Equal(expected[r], fused[r]);
+            }
+        }
+        finally
+        {
+            Directory.Delete(fusedDir, recursive: true);
+        }
+    }
+
     private static void AssertPromptLogprobs(string label, ReferenceCase c, float[][] promptLogits)
     {
         for (int p = 1; p < c.PromptTokenIds.Count; p++)

@@ -178,6 +178,47 @@ public class ModelConfigTests
     }
 
     [Fact]
+    public void Moe_fields_and_transformers_defaults_per_architecture()
+    {
+        // Mixtral-8x7B's config: 8 experts of intermediate_size, top 2, always renormalized, every layer sparse.
+        var mixtral = ModelConfig.Parse(ConfigSamples.Minimal("MixtralForCausalLM", "\"num_local_experts\": 8, \"num_experts_per_tok\": 2")).Moe!;
+        Assert.Equal((8, 2, 128, true, 0), (mixtral.NumExperts, mixtral.TopK, mixtral.IntermediateSize, mixtral.NormalizeTopK, mixtral.SharedExpertIntermediateSize));
+        Assert.Equal([true, true], mixtral.SparseLayers);
+
+        // Qwen1.5-MoE-A2.7B's defaults: 60 experts, top 4, 1408 wide, a 5632-wide shared expert, no renormalization.
+        var qwen2 = ModelConfig.Parse(ConfigSamples.Minimal("Qwen2MoeForCausalLM", "\"num_hidden_layers\": 4"));
+        Assert.Equal((60, 4, 1408, false, 5632), (qwen2.Moe!.NumExperts, qwen2.Moe.TopK, qwen2.Moe.IntermediateSize, qwen2.Moe.NormalizeTopK, qwen2.Moe.SharedExpertIntermediateSize));
+        Assert.True(qwen2.HasQkvBias);
+        Assert.False(qwen2.HasOutputProjectionBias);
+        Assert.False(ModelConfig.Parse(ConfigSamples.Minimal("Qwen2MoeForCausalLM", "\"qkv_bias\": false")).HasQkvBias);
+
+        // Qwen3-30B-A3B-like: dense layers from mlp_only_layers and decoder_sparse_step.
+        var qwen3 = ModelConfig.Parse(ConfigSamples.Minimal("Qwen3MoeForCausalLM",
+            "\"num_hidden_layers\": 6, \"num_experts\": 128, \"num_experts_per_tok\": 8, \"moe_intermediate_size\": 768, \"norm_topk_prob\": true, \"decoder_sparse_step\": 2, \"mlp_only_layers\": [3]")).Moe!;
+        Assert.Equal((128, 8, 768, true, 0), (qwen3.NumExperts, qwen3.TopK, qwen3.IntermediateSize, qwen3.NormalizeTopK, qwen3.SharedExpertIntermediateSize));
+        Assert.Equal([false, true, false, false, false, true], qwen3.SparseLayers);
+
+        // Dense architectures never read MoE fields.
+        Assert.Null(ModelConfig.Parse(ConfigSamples.Minimal("LlamaForCausalLM", "\"num_experts\": 8")).Moe);
+    }
+
+    [Theory]
+    [InlineData("MixtralForCausalLM", "\"num_local_experts\": 0", "'num_local_experts' must be positive")]
+    [InlineData("MixtralForCausalLM", "\"num_experts_per_tok\": 9", "'num_experts_per_tok' must be between 1 and 'num_local_experts' (8)")]
+    [InlineData("Qwen3MoeForCausalLM", "\"num_experts_per_tok\": 0", "'num_experts_per_tok' must be between 1")]
+    [InlineData("Qwen3MoeForCausalLM", "\"moe_intermediate_size\": -1", "intermediate size must be positive")]
+    [InlineData("Qwen2MoeForCausalLM", "\"shared_expert_intermediate_size\": -5", "'shared_expert_intermediate_size' must not be negative")]
+    [InlineData("Qwen2MoeForCausalLM", "\"decoder_sparse_step\": 0", "'decoder_sparse_step' must be positive")]
+    [InlineData("Qwen2MoeForCausalLM", "\"mlp_only_layers\": [2]", "'mlp_only_layers' must list layer indices between 0 and 1")]
+    [InlineData("Qwen2MoeForCausalLM", "\"mlp_only_layers\": \"0\"", "'mlp_only_layers' must list")]
+    [InlineData("MixtralForCausalLM", "\"hidden_act\": \"gelu\"", "'hidden_act' must be 'silu' for MixtralForCausalLM")]
+    public void Moe_bad_values_name_the_field(string architecture, string extra, string expected)
+    {
+        var e = Assert.Throws<ModelConfigException>(() => ModelConfig.Parse(ConfigSamples.Minimal(architecture, extra)));
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Hf_overrides_replace_top_level_fields_before_anything_is_read()
     {
         var overrides = (System.Text.Json.Nodes.JsonObject)System.Text.Json.Nodes.JsonNode.Parse(

@@ -1,0 +1,125 @@
+using Celer.Models.Backend;
+using Celer.Models.Config;
+using Celer.Models.Weights;
+
+namespace Celer.Models.Architectures;
+
+/// <summary>The MLP half of a decoder layer: reads its input rows, writes its output rows (hidden size both).</summary>
+internal interface IFeedForward
+{
+    void Forward(IModelBackend b, Activations a, int rows, Tensor input, Tensor output);
+}
+
+/// <summary>
+/// The dense gated MLP: down(act(gate(x))·up(x)) with SiLU (SwiGLU) or gelu-tanh (Gemma's GeGLU), gate and up stacked at
+/// load into one weight (as vLLM's MergedColumnParallelLinear): one GEMM reading x once.
+/// </summary>
+internal sealed class GatedMlp : IFeedForward
+{
+    private readonly Tensor _gateUp, _down;
+    private readonly Tensor? _gateUpBias, _downBias;
+    private readonly bool _geluTanh;
+    private Tensor? _gateUpBuffer, _hiddenBuffer;
+
+    /// <param name="prefix">The MLP's weight prefix (<c>model.layers.N.mlp.</c>, Qwen2-MoE's <c>….mlp.shared_expert.</c>).</param>
+    /// <param name="fused">Phi-3's checkpoints store gate and up as one <c>gate_up_proj</c>.</param>
+    public GatedMlp(string prefix, int hidden, int intermediate, bool bias, bool fused, bool geluTanh, IWeightSource w, IModelBackend b)
+    {
+        WeightTensor Get(string name, params int[] shape) => w.Get(prefix + name, shape);
+
+        _geluTanh = geluTanh;
+        _gateUp = fused
+            ? b.LoadWeight(Get("gate_up_proj.weight", 2 * intermediate, hidden))
+            : b.LoadStacked(prefix + "gate_up_proj.weight", Get("gate_proj.weight", intermediate, hidden), Get("up_proj.weight", intermediate, hidden));
+        _gateUpBias = bias ? b.LoadStacked(prefix + "gate_up_proj.bias", Get("gate_proj.bias", intermediate), Get("up_proj.bias", intermediate)) : null;
+        _down = b.LoadWeight(Get("down_proj.weight", hidden, intermediate));
+        _downBias = bias ? b.LoadWeight(Get("down_proj.bias", hidden)) : null;
+    }
+
+    public void Forward(IModelBackend b, Activations a, int rows, Tensor input, Tensor output)
+    {
+        // The buffers are sized for the widest MLP of the model (a dense layer, or Qwen2-MoE's shared expert): a
+        // narrower one sees them as rows of its own width.
+        _gateUpBuffer ??= View(a.GateUp, _gateUp.Rows);
+        _hiddenBuffer ??= View(a.MlpHidden, _gateUp.Rows / 2);
+        b.Linear(input, rows, _gateUp, _gateUpBias, _gateUpBuffer);
+        if (_geluTanh)
+        {
+            b.GeluTanhMul(_gateUpBuffer, rows, _hiddenBuffer);
+        }
+        else
+        {
+            b.SiluMul(_gateUpBuffer, rows, _hiddenBuffer);
+        }
+
+        b.Linear(_hiddenBuffer, rows, _down, _downBias, output);
+    }
+
+    private static Tensor View(Tensor buffer, int columns) =>
+        buffer.Columns == columns ? buffer : new Tensor(buffer.Name, buffer.Data, buffer.DType, [buffer.Rows, columns]);
+}
+
+/// <summary>
+/// A sparse mixture-of-experts MLP (Mixtral's <c>block_sparse_moe</c>, Qwen-MoE's <c>mlp</c>): the router's logits, then
+/// each token through its top-k SwiGLU experts (<see cref="IModelBackend.MoeExperts"/>); Qwen2-MoE adds a shared
+/// expert scaled by sigmoid(shared_expert_gate(x)). The experts' gate/up and down projections are stacked at load into
+/// one weight each, expert 0 first, so the backend's grouped kernels index an expert by offset. Checkpoints store them
+/// per expert (<c>experts.N.w1</c> …), or fused as transformers 5 saves them (<c>experts.gate_up_proj</c> [experts,
+/// 2·intermediate, hidden], <c>experts.down_proj</c> [experts, hidden, intermediate]).
+/// </summary>
+internal sealed class SparseMoeBlock : IFeedForward
+{
+    private readonly MoeConfig _moe;
+    private readonly Tensor _router, _experts, _expertsDown;
+    private readonly GatedMlp? _sharedExpert;
+    private readonly Tensor? _sharedExpertGate;
+
+    public SparseMoeBlock(string prefix, ModelConfig c, MoeWeightNames names, IWeightSource w, IModelBackend b)
+    {
+        MoeConfig moe = c.Moe!;
+        int hidden = c.HiddenSize, inter = moe.IntermediateSize, experts = moe.NumExperts;
+        _moe = moe;
+        _router = b.LoadWeight(w.Get(prefix + "gate.weight", experts, hidden));
+        if (w.Contains(prefix + "experts.gate_up_proj"))
+        {
+            _experts = b.LoadStacked(prefix + "experts.gate_up_proj", Reshaped(w.Get(prefix + "experts.gate_up_proj", experts, 2 * inter, hidden), experts * 2 * inter, hidden));
+            _expertsDown = b.LoadStacked(prefix + "experts.down_proj", Reshaped(w.Get(prefix + "experts.down_proj", experts, hidden, inter), experts * hidden, inter));
+        }
+        else
+        {
+            string E(int e, string name) => $"{prefix}experts.{e}.{name}.weight";
+            _experts = b.LoadStacked(prefix + "experts.gate_up_proj", [.. Enumerable.Range(0, experts).SelectMany(e => new[]
+            {
+                w.Get(E(e, names.Gate), inter, hidden), w.Get(E(e, names.Up), inter, hidden),
+            })]);
+            _expertsDown = b.LoadStacked(prefix + "experts.down_proj", [.. Enumerable.Range(0, experts).Select(e => w.Get(E(e, names.Down), hidden, inter))]);
+        }
+
+        if (moe.SharedExpertIntermediateSize > 0)
+        {
+            _sharedExpert = new GatedMlp(prefix + "shared_expert.", hidden, moe.SharedExpertIntermediateSize, bias: false, fused: false, geluTanh: false, w, b);
+            _sharedExpertGate = b.LoadWeight(w.Get(prefix + "shared_expert_gate.weight", 1, hidden));
+        }
+    }
+
+    /// <summary>The same bytes seen as a 2-D matrix (the experts stacked along the rows).</summary>
+    private static WeightTensor Reshaped(WeightTensor t, params int[] shape) =>
+        new(t.Name, t.DType, shape, t.Data, t.ByteLength) { Synthetic = t.Synthetic };
+
+    public void Forward(IModelBackend b, Activations a, int rows, Tensor input, Tensor output)
+    {
+        b.Linear(input, rows, _router, null, a.RouterLogits!);
+        if (_sharedExpert is not null)
+        {
+            // Everything that reads the input runs before the routed experts, whose output may overwrite it.
+            b.Linear(input, rows, _sharedExpertGate!, null, a.SharedExpertGate!);
+            _sharedExpert.Forward(b, a, rows, input, a.SharedExpertOutput!);
+        }
+
+        b.MoeExperts(input, rows, a.RouterLogits!, _moe.TopK, _moe.NormalizeTopK, _experts, _expertsDown, output);
+        if (_sharedExpert is not null)
+        {
+            b.AddSigmoidGated(a.SharedExpertOutput!, a.SharedExpertGate!, rows, output);
+        }
+    }
+}
