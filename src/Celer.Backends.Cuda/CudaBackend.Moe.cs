@@ -1,0 +1,163 @@
+using Celer.Backends.Cuda.Interop;
+using Celer.Models.Backend;
+using Celer.Models.Weights;
+
+namespace Celer.Backends.Cuda;
+
+/// <summary>
+/// The sparse mixture-of-experts MLP (<c>moe.cu</c>, vLLM's fused_moe written for Celer) and Qwen2-MoE's sigmoid-gated
+/// shared expert. Five launches per call, none waiting for the host: routing, the per-expert grouping of the (row, slot)
+/// pairs padded to the GEMM's row tile, the gate/up GEMM with SiLU·mul in its epilogue, the down GEMM scaled by the
+/// routing weights, and the per-row sum. Grids depend only on the rows, top-k and expert count (the most tiles any
+/// routing can make; blocks past the real count exit), so a recorded graph replays any routing.
+/// </summary>
+public sealed unsafe partial class CudaBackend
+{
+    // Rows per pass: the scratch (an fp32 result per pair and hidden column, the intermediate per pair) is sized for
+    // at most this many rows, ~320 MB for Qwen3-235B's shape; 2048 rows still give every expert of a 128-expert top-8
+    // model 128 rows (two 64-row tiles) on average.
+    private const int MoeChunkRows = 2048;
+    private const int MoeMaxExperts = 512;   // MOE_MAX_EXPERTS: a row's logits in one warp's registers
+    private const int MoeThreads = 128;      // MOE_THREADS
+    private const int MoeBlockN = 64;        // columns per block of the tensor-core GEMM
+    private const int MoeSimtRows = 16, MoeSimtBlockN = 32;   // MOE_SIMT_BM and the CUDA-core GEMM's columns
+    private const int MoeAlignThreads = 1024;
+
+    private SafeDeviceMemoryHandle? _moeScratch;
+    private long _moeScratchBytes;
+
+    public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output)
+    {
+        int experts = (int)routerLogits.Columns, hidden = (int)x.Columns;
+        int intermediate = gateUp.Rows / (2 * experts);
+        if (experts > MoeMaxExperts || topK < 1 || topK > Math.Min(32, experts))
+        {
+            throw new NotSupportedException($"MoeExperts takes up to {MoeMaxExperts} experts and top-k 1..32 (≤ experts), not {experts} experts with top-k {topK}.");
+        }
+
+        if (gateUp.Rows != 2 * experts * intermediate || gateUp.Columns != hidden || down.Rows != experts * hidden
+            || down.Columns != intermediate || output.Columns != hidden)
+        {
+            throw new ArgumentException($"MoeExperts: gate_up {gateUp}, down {down}, x {x} and output {output} do not fit {experts} experts.");
+        }
+
+        if (rows == 0)
+        {
+            return;
+        }
+
+        int capacity = Math.Min(x.Rows, MoeChunkRows);
+        MoeLayout layout = new(capacity, topK, experts, hidden, intermediate, ActivationDType.ByteSize());
+        if (layout.Bytes > _moeScratchBytes)
+        {
+            // The first eager step (the startup warm-up) sizes it; Grow refuses while a graph is being recorded.
+            _moeScratch = Grow(_moeScratch, layout.Bytes, "MoE scratch");
+            _moeScratchBytes = layout.Bytes;
+        }
+
+        bool tensorCores = ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8 && hidden % 8 == 0 && intermediate % 8 == 0
+            && x.Data % 16 == 0 && gateUp.Data % 16 == 0 && down.Data % 16 == 0;
+        ulong scratch = _moeScratch!.Pointer;
+        for (int first = 0; first < rows; first += capacity)
+        {
+            MoePass(x, first, Math.Min(capacity, rows - first), routerLogits, topK, normalize, gateUp, down, output, layout, scratch, tensorCores);
+        }
+    }
+
+    private void MoePass(Tensor x, int first, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down,
+        Tensor output, MoeLayout layout, ulong scratch, bool tensorCores)
+    {
+        int experts = layout.Experts, hidden = layout.Hidden, intermediate = layout.Intermediate, pairs = rows * topK;
+        int elementBytes = ActivationDType.ByteSize();
+        // 64-row tiles once the experts average more than 16 rows; decode steps take 16-row tiles, each reading its
+        // expert's weights once for at most 16 rows.
+        int bm = !tensorCores ? MoeSimtRows : (long)pairs > 16L * experts ? 64 : 16;
+        int maxTiles = MoeLayout.MaxTiles(pairs, experts, bm);
+
+        ulong logits = (ulong)routerLogits.Data + (ulong)((long)first * experts * elementBytes);
+        ulong ids = scratch + layout.TopkIds, weights = scratch + layout.TopkWeights, rank = scratch + layout.Rank;
+        ulong sorted = scratch + layout.Sorted, tileExpert = scratch + layout.TileExpert, numTiles = scratch + layout.NumTiles;
+        ulong inter = scratch + layout.Inter, pairOut = scratch + layout.PairOut;
+        int norm = normalize ? 1 : 0;
+
+        void** routeArgs = stackalloc void*[] { &logits, &rows, &experts, &topK, &norm, &ids, &weights };
+        Launch("moe_route", (uint)((rows + MoeThreads / 32 - 1) / (MoeThreads / 32)), 1, MoeThreads, routeArgs);
+
+        void** alignArgs = stackalloc void*[] { &ids, &pairs, &experts, &bm, &rank, &sorted, &tileExpert, &numTiles };
+        _kernels.Launch("moe_align", 1, 1, MoeAlignThreads, alignArgs);
+
+        ulong xp = (ulong)x.Data + (ulong)((long)first * hidden * elementBytes), w1 = (ulong)gateUp.Data, w2 = (ulong)down.Data;
+        int topKDiv = topK, one = 1;
+        string gateUpKernel = tensorCores ? bm == 64 ? "moe_gemm_gate_up_m64" : "moe_gemm_gate_up_m16" : "moe_gemm_gate_up_simt";
+        string downKernel = tensorCores ? bm == 64 ? "moe_gemm_down_m64" : "moe_gemm_down_m16" : "moe_gemm_down_simt";
+        int blockN = tensorCores ? MoeBlockN : MoeSimtBlockN;
+
+        void** gateUpArgs = stackalloc void*[] { &xp, &topKDiv, &sorted, &tileExpert, &numTiles, &pairs, &w1, &intermediate, &hidden, &weights, &inter };
+        Launch(gateUpKernel, (uint)maxTiles, (uint)((intermediate + blockN - 1) / blockN), MoeThreads, gateUpArgs);
+
+        void** downArgs = stackalloc void*[] { &inter, &one, &sorted, &tileExpert, &numTiles, &pairs, &w2, &hidden, &intermediate, &weights, &pairOut };
+        Launch(downKernel, (uint)maxTiles, (uint)((hidden + blockN - 1) / blockN), MoeThreads, downArgs);
+
+        ulong o = (ulong)output.Data + (ulong)((long)first * hidden * elementBytes);
+        void** sumArgs = stackalloc void*[] { &pairOut, &topK, &hidden, &o };
+        Launch("moe_sum", (uint)rows, 1, Threads(Math.Min(hidden, 256)), sumArgs);
+    }
+
+    public void AddSigmoidGated(Tensor x, Tensor gate, int rows, Tensor output)
+    {
+        if (gate.Columns != 1 || x.Columns != output.Columns)
+        {
+            throw new ArgumentException($"AddSigmoidGated: gate {gate} must be [rows, 1] and x {x} as wide as output {output}.");
+        }
+
+        if (rows == 0)
+        {
+            return;
+        }
+
+        ulong xp = (ulong)x.Data, gp = (ulong)gate.Data, o = (ulong)output.Data;
+        int cols = (int)x.Columns;
+        void** args = stackalloc void*[] { &xp, &gp, &cols, &o };
+        Launch("add_sigmoid_gated", (uint)rows, 1, Threads(Math.Min(cols, 256)), args);
+    }
+
+    /// <summary>
+    /// Byte offsets of the MoE scratch for a pass of up to <c>capacity</c> rows, every piece 256-byte aligned: top-k ids
+    /// and weights, the align kernel's ranks, the sorted pair list and tile experts (room for 16- and 64-row tiles), the
+    /// tile count, the intermediate [pairs, I] in the model dtype and the fp32 per-pair down results [pairs, hidden].
+    /// </summary>
+    private readonly struct MoeLayout
+    {
+        public readonly int Experts, Hidden, Intermediate;
+        public readonly ulong TopkIds, TopkWeights, Rank, Sorted, TileExpert, NumTiles, Inter, PairOut;
+        public readonly long Bytes;
+
+        public MoeLayout(int capacity, int topK, int experts, int hidden, int intermediate, int elementBytes)
+        {
+            Experts = experts;
+            Hidden = hidden;
+            Intermediate = intermediate;
+            long pairs = (long)capacity * topK, offset = 0;
+            long slots = Math.Max(MaxTiles(pairs, experts, 16) * 16L, MaxTiles(pairs, experts, 64) * 64L);
+            TopkIds = Take(ref offset, pairs * sizeof(int));
+            TopkWeights = Take(ref offset, pairs * sizeof(float));
+            Rank = Take(ref offset, pairs * sizeof(int));
+            Sorted = Take(ref offset, slots * sizeof(int));
+            TileExpert = Take(ref offset, MaxTiles(pairs, experts, 16) * sizeof(int));
+            NumTiles = Take(ref offset, sizeof(int));
+            Inter = Take(ref offset, pairs * intermediate * elementBytes);
+            PairOut = Take(ref offset, pairs * hidden * sizeof(float));
+            Bytes = offset;
+        }
+
+        /// <summary>The most row tiles <paramref name="pairs"/> pairs can make: one partial tile per expert they reach at most.</summary>
+        public static int MaxTiles(long pairs, int experts, int bm) => checked((int)((pairs + bm - 1) / bm + Math.Min(experts, pairs)));
+
+        private static ulong Take(ref long offset, long bytes)
+        {
+            ulong at = (ulong)offset;
+            offset += (bytes + 255) & ~255L;
+            return at;
+        }
+    }
+}

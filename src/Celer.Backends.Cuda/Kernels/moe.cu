@@ -1,0 +1,404 @@
+// Sparse mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE) the way vLLM's fused_moe computes it, in five launches
+// whose grids depend only on the row count, top-k and the expert count, so that a CUDA graph can record them (no host
+// sync; blocks past the real tile count exit):
+//   moe_route        per row: fp32 softmax of the router logits, top-k (ties: the lower id), optionally renormalized,
+//                    weights rounded to T -> topk_ids / topk_weights [rows, top_k] (pair p = row * top_k + slot)
+//   moe_align        one block: the pairs grouped by expert into a list padded per expert to the GEMM's row tile BM
+//                    (sorted[slot] = pair, or `pairs` in padding), the expert of each tile and the tile count
+//   moe_gemm_gate_up per tile: its BM gathered x rows x the expert's gate and up rows, silu(gate) * up in the epilogue
+//                    -> inter [pairs, I] in T (gate, up and silu rounded to T as silu_mul rounds them)
+//   moe_gemm_down    per tile: its inter rows x the expert's down rows, times the pair's routing weight -> fp32 [pairs, hidden]
+//   moe_sum          output[r] = the row's top_k fp32 results summed in slot order, rounded once to T
+// Weights: gate_up [experts * 2I, hidden] (expert e's gate rows at e * 2I, its up rows at e * 2I + I), down
+// [experts * hidden, I]. The tensor-core GEMM (sm_80+, 16-bit models) needs hidden and I to be multiples of 8 and
+// 16-byte aligned tensors (cp.async moves 16-byte chunks); the host takes the CUDA-core GEMM otherwise (fp32 models).
+#include "common.cuh"
+
+#define MOE_MAX_EXPERTS 512   // the router's logits of a row live in registers, 16 per lane
+#define MOE_THREADS 128       // GEMM blocks: four warps
+
+// ---- routing ----
+
+// One warp per row. Experts are ranked by their logits (softmax is monotonic, and the logits have no rounding of their
+// own), ties by the lower id as torch.topk; the weights are the fp32 softmax probabilities.
+template <typename T>
+__device__ void moe_route(const T* __restrict__ logits, int rows, int experts, int top_k, int normalize,
+                          int* __restrict__ topk_ids, float* __restrict__ topk_weights) {
+    constexpr int PER = MOE_MAX_EXPERTS / 32;
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return;   // the whole warp
+    const T* l = logits + (long long)row * experts;
+    float v[PER];
+    float mx = NEG_INF;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        const int e = lane + 32 * i;
+        v[i] = e < experts ? to_float(l[e]) : NEG_INF;
+        mx = fmaxf(mx, v[i]);
+    }
+    mx = warp_max(mx);
+    float sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < PER; i++)
+        if (lane + 32 * i < experts) sum += expf(v[i] - mx);
+    sum = warp_sum(sum);
+
+    unsigned taken = 0;   // bit i: expert lane + 32 i is chosen
+    float my_weight = 0.f;
+    int my_id = 0;
+    for (int s = 0; s < top_k; s++) {
+        float best = NEG_INF;
+        int best_id = 0x7fffffff;
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            const int e = lane + 32 * i;
+            if (e < experts && !(taken >> i & 1u) && (v[i] > best || (v[i] == best && e < best_id))) {
+                best = v[i];
+                best_id = e;
+            }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+            const int oid = __shfl_xor_sync(0xffffffffu, best_id, o);
+            if (ov > best || (ov == best && oid < best_id)) {
+                best = ov;
+                best_id = oid;
+            }
+        }
+        if ((best_id & 31) == lane) taken |= 1u << (best_id >> 5);
+        if (lane == s) {
+            my_weight = expf(best - mx) / sum;
+            my_id = best_id;
+        }
+    }
+    if (normalize) my_weight /= warp_sum(lane < top_k ? my_weight : 0.f);
+    if (lane < top_k) {
+        topk_ids[(long long)row * top_k + lane] = my_id;
+        topk_weights[(long long)row * top_k + lane] = round_to<T>(my_weight);
+    }
+}
+
+// ---- align ----
+
+// One block (any multiple of 32 threads). A pair's rank within its expert comes from a shared-memory atomic, so the
+// order inside an expert's run varies from run to run; the results do not (a row's products do not depend on its place
+// in the tile). Expert e's run starts at offset[e] (a multiple of bm) and takes ceil(count[e] / bm) tiles.
+extern "C" __global__ void moe_align(const int* __restrict__ topk_ids, int pairs, int experts, int bm, int* __restrict__ rank,
+                                     int* __restrict__ sorted, int* __restrict__ tile_expert, int* __restrict__ num_tiles) {
+    __shared__ int count[MOE_MAX_EXPERTS];
+    __shared__ int offset[MOE_MAX_EXPERTS + 1];
+    const int tid = threadIdx.x, lane = tid & 31;
+    for (int e = tid; e < experts; e += blockDim.x) count[e] = 0;
+    __syncthreads();
+    for (int p = tid; p < pairs; p += blockDim.x) rank[p] = atomicAdd(&count[topk_ids[p]], 1);
+    __syncthreads();
+    if (tid < 32) {
+        // Exclusive scan of the padded counts: each lane sums a run of experts, the warp scans the 32 sums.
+        const int per = (experts + 31) / 32, e0 = min(experts, lane * per), e1 = min(experts, e0 + per);
+        int local = 0;
+        for (int e = e0; e < e1; e++) local += (count[e] + bm - 1) / bm * bm;
+        int inclusive = local;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const int n = __shfl_up_sync(0xffffffffu, inclusive, o);
+            if (lane >= o) inclusive += n;
+        }
+        int run = inclusive - local;
+        for (int e = e0; e < e1; e++) {
+            offset[e] = run;
+            run += (count[e] + bm - 1) / bm * bm;
+        }
+        if (lane == 31) {
+            offset[experts] = inclusive;
+            *num_tiles = inclusive / bm;
+        }
+    }
+    __syncthreads();
+    for (int p = tid; p < pairs; p += blockDim.x) sorted[offset[topk_ids[p]] + rank[p]] = p;
+    for (int e = tid; e < experts; e += blockDim.x) {
+        for (int s = offset[e] + count[e]; s < offset[e + 1]; s++) sorted[s] = pairs;
+        for (int t = offset[e] / bm; t < offset[e + 1] / bm; t++) tile_expert[t] = e;
+    }
+}
+
+// ---- grouped GEMM ----
+// out[pair, n] for the BM pairs of tile blockIdx.x and columns [blockIdx.y * BN, +BN): the A row of pair p is
+// a[(p / a_div) * k] (x: a_div = top_k; inter: 1), the B rows are the expert's weight rows (nn.Linear layout [n, k]).
+// GATED (gate_up): B holds BN gate rows and the BN matching up rows, out = inter (T) [pairs, n] with n = I.
+// Otherwise (down): out = fp32 [pairs, n] with n = hidden, scaled by pair_weights[p].
+
+__device__ __forceinline__ float moe_silu(float g) { return g / (1.f + expf(-g)); }
+
+// The epilogue of one output pair (columns col, col + 1 of a row). v0/v1 (and u0/u1 when gated) are fp32 sums.
+template <typename T, bool GATED>
+__device__ __forceinline__ void moe_store(void* out, long long row_off, int col, int n, float weight, float v0, float v1,
+                                          float u0, float u1) {
+    if constexpr (GATED) {
+        T* o = reinterpret_cast<T*>(out) + row_off;
+        const float h0 = round_to<T>(moe_silu(round_to<T>(v0))) * round_to<T>(u0);
+        const float h1 = round_to<T>(moe_silu(round_to<T>(v1))) * round_to<T>(u1);
+        if (sizeof(T) == 2 && (n & 1) == 0 && col + 1 < n) {
+            T pair[2] = {from_float<T>(h0), from_float<T>(h1)};
+            *reinterpret_cast<unsigned*>(o + col) = *reinterpret_cast<const unsigned*>(pair);
+        } else {
+            if (col < n) o[col] = from_float<T>(h0);
+            if (col + 1 < n) o[col + 1] = from_float<T>(h1);
+        }
+    } else {
+        float* o = reinterpret_cast<float*>(out) + row_off;
+        if ((n & 1) == 0 && col + 1 < n) {
+            *reinterpret_cast<float2*>(o + col) = make_float2(weight * v0, weight * v1);
+        } else {
+            if (col < n) o[col] = weight * v0;
+            if (col + 1 < n) o[col + 1] = weight * v1;
+        }
+    }
+}
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define MOE_BK 32                  // k per pipeline stage
+#define MOE_STAGES 3
+#define MOE_ROW (MOE_BK + 8)       // shared row of 80 bytes: an odd multiple of 16, so ldmatrix's 8 rows hit distinct banks
+
+// Tensor cores: mma.sync m16n8k16 with fp32 accumulation, A and B fragments by ldmatrix from shared tiles filled by a
+// MOE_STAGES-deep cp.async pipeline. Warps WARPS_M x (4 / WARPS_M), each over (BM / WARPS_M) rows x (BN / WARPS_N)
+// columns (x2 when gated). BM = 64: 2 x 2 warps of 32 x 32; BM = 16 (decode): 1 x 4 warps of 16 x 16.
+template <typename T, int BM, int BN, int WARPS_M, bool GATED>
+__device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __restrict__ sorted, const int* __restrict__ tile_expert,
+                            const int* __restrict__ num_tiles, int pairs, const T* __restrict__ w, int n, int k,
+                            const float* __restrict__ pair_weights, void* __restrict__ out) {
+    constexpr int WARPS_N = 4 / WARPS_M, WM = BM / WARPS_M, WN = BN / WARPS_N, MT = WM / 16, NT = WN / 8;
+    constexpr int H = GATED ? 2 : 1, NB = H * BN;                       // B rows per stage
+    constexpr int CPR = MOE_BK / 8;                                     // 16-byte chunks per row per stage
+    constexpr int A_IT = (BM * CPR + MOE_THREADS - 1) / MOE_THREADS, B_IT = NB * CPR / MOE_THREADS;
+    static_assert(WM % 16 == 0 && NT % 2 == 0 && (NB * CPR) % MOE_THREADS == 0, "tile shape");
+    alignas(16) __shared__ T sA[MOE_STAGES][BM * MOE_ROW];
+    alignas(16) __shared__ T sB[MOE_STAGES][NB * MOE_ROW];
+    __shared__ int sPair[BM];
+
+    const int tile = blockIdx.x;
+    if (tile >= *num_tiles) return;   // the grid covers the most tiles any routing can make
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+    const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
+    const int expert = tile_expert[tile], n0 = blockIdx.y * BN;
+    for (int i = tid; i < BM; i += MOE_THREADS) sPair[i] = sorted[(long long)tile * BM + i];
+    __syncthreads();
+
+    // Each thread's rows of A and B (nullptr: padding, zero-filled) and chunk column, fixed over the k loop.
+    const T* a_src[A_IT];
+    int a_dst[A_IT];
+#pragma unroll
+    for (int it = 0; it < A_IT; it++) {
+        const int i = tid + it * MOE_THREADS, r = i / CPR, c = i % CPR;
+        const int p = i < BM * CPR ? sPair[r] : pairs;
+        a_src[it] = p < pairs ? a + (long long)(p / a_div) * k + c * 8 : nullptr;
+        a_dst[it] = i < BM * CPR ? r * MOE_ROW + c * 8 : -1;
+    }
+    const T* b_src[B_IT];
+#pragma unroll
+    for (int it = 0; it < B_IT; it++) {
+        const int i = tid + it * MOE_THREADS, r = i / CPR, c = i % CPR;
+        const int col = n0 + r % BN, half = r / BN;
+        b_src[it] = col < n ? w + ((long long)expert * H * n + (long long)half * n + col) * k + c * 8 : nullptr;
+    }
+
+    const int k_tiles = (k + MOE_BK - 1) / MOE_BK;
+    auto load = [&](int stage, int kt) {
+        const int k0 = kt * MOE_BK;
+#pragma unroll
+        for (int it = 0; it < A_IT; it++) {
+            if (a_dst[it] < 0) continue;
+            const int kc = k0 + (tid + it * MOE_THREADS) % CPR * 8;
+            const bool ok = a_src[it] != nullptr && kc < k;
+            flash_cp_async16(&sA[stage][a_dst[it]], ok ? a_src[it] + k0 : a, ok ? 16 : 0);
+        }
+#pragma unroll
+        for (int it = 0; it < B_IT; it++) {
+            const int i = tid + it * MOE_THREADS, kc = k0 + i % CPR * 8;
+            const bool ok = b_src[it] != nullptr && kc < k;
+            flash_cp_async16(&sB[stage][(i / CPR) * MOE_ROW + i % CPR * 8], ok ? b_src[it] + k0 : w, ok ? 16 : 0);
+        }
+    };
+
+    float acc[H][MT][NT][4];
+#pragma unroll
+    for (int h = 0; h < H; h++)
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int j = 0; j < NT; j++) acc[h][i][j][0] = acc[h][i][j][1] = acc[h][i][j][2] = acc[h][i][j][3] = 0.f;
+
+#pragma unroll
+    for (int s = 0; s < MOE_STAGES - 1; s++) {
+        if (s < k_tiles) load(s, s);
+        flash_cp_async_commit();   // empty groups too: the wait below counts groups
+    }
+    for (int kt = 0; kt < k_tiles; kt++) {
+        flash_cp_async_wait<MOE_STAGES - 2>();
+        __syncthreads();   // tile kt is in; every warp is done with the stage the next load overwrites
+        if (kt + MOE_STAGES - 1 < k_tiles) load((kt + MOE_STAGES - 1) % MOE_STAGES, kt + MOE_STAGES - 1);
+        flash_cp_async_commit();
+        const T* tA = sA[kt % MOE_STAGES];
+        const T* tB = sB[kt % MOE_STAGES];
+#pragma unroll
+        for (int kk = 0; kk < MOE_BK / 16; kk++) {
+            unsigned af[MT][4];
+#pragma unroll
+            for (int i = 0; i < MT; i++)
+                flash_ldsm_x4(af[i], tA + (warp_m * WM + i * 16 + (lane & 15)) * MOE_ROW + (2 * kk + (lane >> 4)) * 8);
+#pragma unroll
+            for (int h = 0; h < H; h++) {
+#pragma unroll
+                for (int j = 0; j < NT / 2; j++) {
+                    unsigned b[4];
+                    flash_ldsm_x4(b, tB + (h * BN + warp_n * WN + 16 * j + (lane & 7) + ((lane >> 4) << 3)) * MOE_ROW
+                                         + (2 * kk + ((lane >> 3) & 1)) * 8);
+#pragma unroll
+                    for (int i = 0; i < MT; i++) {
+                        flash_mma<T>(acc[h][i][2 * j], af[i], b[0], b[1]);
+                        flash_mma<T>(acc[h][i][2 * j + 1], af[i], b[2], b[3]);
+                    }
+                }
+            }
+        }
+    }
+    flash_cp_async_wait_all();
+
+    // C fragment: element e of lane (g, t) is row g + 8 (e / 2), column 2t + e % 2.
+#pragma unroll
+    for (int i = 0; i < MT; i++) {
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            const int p = sPair[warp_m * WM + i * 16 + g + 8 * hr];
+            if (p >= pairs) continue;
+            const float weight = GATED ? 1.f : pair_weights[p];
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                const int col = n0 + warp_n * WN + j * 8 + 2 * t;
+                moe_store<T, GATED>(out, (long long)p * n, col, n, weight, acc[0][i][j][2 * hr], acc[0][i][j][2 * hr + 1],
+                                    acc[H - 1][i][j][2 * hr], acc[H - 1][i][j][2 * hr + 1]);
+            }
+        }
+    }
+}
+
+#define MOE_GEMM_TC_ENTRY(S, T, BM, WARPS_M)                                                                          \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m##BM##_##S(                          \
+        const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
+        int n, int k, const float* pair_weights, void* out) {                                                        \
+        moe_gemm_tc<T, BM, 64, WARPS_M, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out); \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m##BM##_##S(                             \
+        const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
+        int n, int k, const float* pair_weights, void* out) {                                                        \
+        moe_gemm_tc<T, BM, 64, WARPS_M, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out); \
+    }
+#define MOE_GEMM_TC_ENTRY_POINTS(S, T) MOE_GEMM_TC_ENTRY(S, T, 16, 1) MOE_GEMM_TC_ENTRY(S, T, 64, 2)
+MOE_GEMM_TC_ENTRY_POINTS(f16, __half)
+MOE_GEMM_TC_ENTRY_POINTS(bf16, __nv_bfloat16)
+#endif
+
+// CUDA cores (fp32 models, cards before sm_80, unaligned shapes): tiles of MOE_SIMT_BM pairs x 32 columns (x2 gated)
+// through shared memory in fp32, k in steps of 32; thread (row group, column) computes 4 rows of one column.
+#define MOE_SIMT_BM 16
+template <typename T, bool GATED>
+__device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __restrict__ sorted, const int* __restrict__ tile_expert,
+                              const int* __restrict__ num_tiles, int pairs, const T* __restrict__ w, int n, int k,
+                              const float* __restrict__ pair_weights, void* __restrict__ out) {
+    constexpr int BM = MOE_SIMT_BM, BN = 32, BK = 32, H = GATED ? 2 : 1, RPT = BM * BN / MOE_THREADS;
+    __shared__ float sA[BM][BK + 1];
+    __shared__ float sB[H * BN][BK + 1];
+    __shared__ int sPair[BM];
+    const int tile = blockIdx.x;
+    if (tile >= *num_tiles) return;
+    const int tid = threadIdx.x, expert = tile_expert[tile], n0 = blockIdx.y * BN;
+    if (tid < BM) sPair[tid] = sorted[(long long)tile * BM + tid];
+    const int col = tid % BN, row0 = tid / BN;   // rows row0, row0 + 4, ...
+    float acc[H][RPT];
+#pragma unroll
+    for (int h = 0; h < H; h++)
+#pragma unroll
+        for (int i = 0; i < RPT; i++) acc[h][i] = 0.f;
+    for (int k0 = 0; k0 < k; k0 += BK) {
+        __syncthreads();   // sPair is written / the previous step's tiles are read
+        for (int i = tid; i < BM * BK; i += MOE_THREADS) {
+            const int r = i / BK, c = i % BK, p = sPair[r];
+            sA[r][c] = p < pairs && k0 + c < k ? to_float(a[(long long)(p / a_div) * k + k0 + c]) : 0.f;
+        }
+        for (int i = tid; i < H * BN * BK; i += MOE_THREADS) {
+            const int r = i / BK, c = i % BK, nc = n0 + r % BN;
+            sB[r][c] = nc < n && k0 + c < k ? to_float(w[((long long)expert * H * n + (long long)(r / BN) * n + nc) * k + k0 + c]) : 0.f;
+        }
+        __syncthreads();
+#pragma unroll 8
+        for (int c = 0; c < BK; c++) {
+#pragma unroll
+            for (int h = 0; h < H; h++) {
+                const float b = sB[h * BN + col][c];
+#pragma unroll
+                for (int i = 0; i < RPT; i++) acc[h][i] = fmaf(sA[row0 + i * (MOE_THREADS / BN)][c], b, acc[h][i]);
+            }
+        }
+    }
+    const int nc = n0 + col;
+    if (nc >= n) return;
+#pragma unroll
+    for (int i = 0; i < RPT; i++) {
+        const int p = sPair[row0 + i * (MOE_THREADS / BN)];
+        if (p >= pairs) continue;
+        if constexpr (GATED) {
+            reinterpret_cast<T*>(out)[(long long)p * n + nc] =
+                from_float<T>(round_to<T>(moe_silu(round_to<T>(acc[0][i]))) * round_to<T>(acc[H - 1][i]));
+        } else {
+            reinterpret_cast<float*>(out)[(long long)p * n + nc] = pair_weights[p] * acc[0][i];
+        }
+    }
+}
+
+// output[r, c] = sum over the row's top_k slots (in slot order) of pair_out, in fp32, rounded once. Grid: rows.
+template <typename T>
+__device__ void moe_sum(const float* __restrict__ pair_out, int top_k, int hidden, T* __restrict__ out) {
+    const long long row = blockIdx.x;
+    const float* src = pair_out + row * top_k * hidden;
+    for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
+        float s = 0.f;
+        for (int j = 0; j < top_k; j++) s += src[(long long)j * hidden + c];
+        out[row * hidden + c] = from_float<T>(s);
+    }
+}
+
+// Qwen2-MoE's shared expert: out[r, :] += sigmoid(gate[r]) * x[r, :], in fp32, rounded once. Grid: rows.
+template <typename T>
+__device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__ gate, int cols, T* __restrict__ out) {
+    const long long row = blockIdx.x;
+    const float s = 1.f / (1.f + expf(-to_float(gate[row])));
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        const long long i = row * cols + c;
+        out[i] = from_float<T>(to_float(out[i]) + s * to_float(x[i]));
+    }
+}
+
+#define MOE_ENTRY_POINTS(S, T)                                                                                       \
+    extern "C" __global__ void moe_route_##S(const T* logits, int rows, int experts, int top_k, int normalize,       \
+                                             int* topk_ids, float* topk_weights) {                                   \
+        moe_route<T>(logits, rows, experts, top_k, normalize, topk_ids, topk_weights);                               \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_simt_##S(                             \
+        const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
+        int n, int k, const float* pair_weights, void* out) {                                                        \
+        moe_gemm_simt<T, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out);          \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_simt_##S(                                \
+        const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
+        int n, int k, const float* pair_weights, void* out) {                                                        \
+        moe_gemm_simt<T, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out);         \
+    }                                                                                                                \
+    extern "C" __global__ void moe_sum_##S(const float* pair_out, int top_k, int hidden, T* out) {                    \
+        moe_sum<T>(pair_out, top_k, hidden, out);                                                                   \
+    }                                                                                                                \
+    extern "C" __global__ void add_sigmoid_gated_##S(const T* x, const T* gate, int cols, T* out) {                  \
+        add_sigmoid_gated<T>(x, gate, cols, out);                                                                   \
+    }
+CELER_FOR_DTYPES(MOE_ENTRY_POINTS)
