@@ -37,6 +37,7 @@ public sealed unsafe partial class CudaBackend
         }
 
         ReadFinishedSteps();
+        MarkProfiledStep(_stepsBegun);
         int slot = _stepsBegun % TimelineSlots;
         CudaDriver.Check(CudaDriver.cuEventRecord(_stepStart[slot].DangerousGetHandle(), _device.Stream), "cuEventRecord");
         _stepEnded[slot] = false;

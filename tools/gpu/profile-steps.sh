@@ -7,10 +7,11 @@ MODEL="${MODEL:-benchmarks/models/llama-3.1-8b-shape}"
 mkdir -p "$OUT"
 export CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
 for b in ${BATCHES:-1 32}; do
-  # 8 decode steps after the prefill; skip the load and the prefill's launches, profile ~6 whole steps.
+  # Six whole decode steps (4..9 after the prefill, step 0): CELER_CUDA_PROFILE_STEPS brackets them with
+  # cuProfilerStart/Stop, so loading, GEMM tuning and the prefill stay out of the profile whatever their launch counts.
   cmd=(publish/gpu/celer bench latency --model "$MODEL" --load-format dummy --device cuda --max-model-len 1024
        --no-enable-prefix-caching --batch-size "$b" --input-len 128 --output-len 12 --num-iters-warmup 0 --num-iters 1 --enforce-eager)
-  timeout 300 ncu --metrics gpu__time_duration.sum --launch-skip "${SKIP:-1200}" --launch-count "${COUNT:-2600}" --csv "${cmd[@]}" \
+  CELER_CUDA_PROFILE_STEPS="${STEPS:-4:10}" timeout 300 ncu --metrics gpu__time_duration.sum --profile-from-start off --csv "${cmd[@]}" \
     > "$OUT/ncu-bs$b.csv" 2> "$OUT/ncu-bs$b.err" || { echo "ncu bs$b failed"; tail -5 "$OUT/ncu-bs$b.err"; continue; }
   python3 tools/gpu/ncu_steps.py "$OUT/ncu-bs$b.csv" "$OUT/ncu-steps-bs$b.json" \
     "one decode step of batch $b (128-token prompts), $(basename "$MODEL"), eager, kernel durations from ncu" "ncu ${cmd[*]}"

@@ -90,4 +90,6 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGraphDestroy(nint graph);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGetErrorName(int result, out nint name);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGetErrorString(int result, out nint text);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuProfilerStart();
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuProfilerStop();
 }
