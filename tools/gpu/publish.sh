@@ -10,9 +10,13 @@ dotnet publish src/Celer.Cli/Celer.Cli.csproj "${common[@]}"
 dotnet publish tests/Celer.Backends.Cuda.Tests/Celer.Backends.Cuda.Tests.csproj "${common[@]}"
 # Test-platform extras the runner never loads: code coverage collectors and their per-OS folders.
 rm -rf publish/gpu/CodeCoverage publish/gpu/alpine publish/gpu/macos publish/gpu/ubuntu
-# The serve stage needs a tokenizer of the 8B shape's vocabulary (Llama 3's, 128,256 ids) next to its config.
+# Every test-asset tokenizer (about 5 MB of the packed bundle): the serve stage needs one of the 8B shape's
+# vocabulary (Llama 3's, 128,256 ids) next to its config; the tokenizers stage records transformers' output for all.
 bash tools/fetch-test-assets.sh > /dev/null
-mkdir -p publish/gpu/assets/llama3
-cp .cache/test-assets/tokenizers/llama3/tokenizer.json .cache/test-assets/tokenizers/llama3/tokenizer_config.json publish/gpu/assets/llama3/
+for dir in .cache/test-assets/tokenizers/*/; do
+  name=$(basename "$dir")
+  mkdir -p "publish/gpu/assets/$name"
+  cp "$dir/tokenizer.json" "$dir/tokenizer_config.json" "publish/gpu/assets/$name/"
+done
 tar -cJf publish/gpu-bundle.tar.xz -C publish gpu
 ls -la publish/gpu-bundle.tar.xz

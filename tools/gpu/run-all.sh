@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tests latency prefill context fp8 hostgap moe attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tokenizers tests latency prefill context fp8 hostgap moe attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tests latency prefill context fp8 hostgap moe attention throughput serve coldstart hf}"
+STAGES="${STAGES:-templates tokenizers tests latency prefill context fp8 hostgap moe attention throughput serve coldstart hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -25,6 +25,21 @@ git rev-parse HEAD 2>/dev/null || true
 if has templates; then
   stage "chat template references (transformers)"
   timeout 120 python3 tools/reference/chat_templates.py --out "$OUT/chat_templates_expected.json" || status=1
+fi
+
+if has tokenizers; then
+  # What transformers 5 (AutoTokenizer, per model_type) and tokenizer.json alone give for tricky texts, one JSON per
+  # tokenizer in tokenizer-reference/ (packed into results.tgz). A tokenizer that fails records its error and the rest go on.
+  stage "tokenizer references (transformers vs tokenizer.json)"
+  mkdir -p "$OUT/tokenizer-reference"
+  for dir in publish/gpu/assets/*/; do
+    name=$(basename "$dir")
+    timeout 180 python3 tools/reference/tokenizer_reference.py --out "$OUT/tokenizer-reference" "$dir"
+    rc=$?
+    (( rc == 0 )) || status=1
+    [[ -s "$OUT/tokenizer-reference/$name.json" ]] || printf '{"kind": "tokenizer-reference", "name": "%s", "ok": false, "error": "tokenizer_reference.py exited %d without writing its JSON"}\n' \
+      "$name" "$rc" > "$OUT/tokenizer-reference/$name.json"
+  done
 fi
 
 if has tests; then
@@ -135,7 +150,9 @@ fi
 
 stage "summary"
 python3 tools/gpu/summarize.py "$OUT" || status=1
-# The device tool brings back at most 8 files: keep the log and the summary, pack the rest into one archive.
-(cd "$OUT" && find . -maxdepth 1 -type f ! -name run-all.log ! -name benchmarks-summary.json ! -name results.tgz -printf '%P\n' \
-  | tar -czf results.tgz -T - && find . -maxdepth 1 -type f ! -name run-all.log ! -name benchmarks-summary.json ! -name results.tgz -delete)
+# The device tool brings back at most 8 files: keep the log and the summary, pack the rest (folders too) into one archive.
+pack_list=$(mktemp)
+(cd "$OUT" && find . -mindepth 1 -maxdepth 1 ! -name run-all.log ! -name benchmarks-summary.json ! -name results.tgz -printf '%P\n' > "$pack_list" \
+  && tar -czf results.tgz -T "$pack_list" && xargs -d '\n' -r rm -rf -- < "$pack_list")
+rm -f "$pack_list"
 exit $status
