@@ -4,7 +4,7 @@ using Celer.TestSupport;
 namespace Celer.Backends.Cuda.Tests;
 
 /// <summary>
-/// The tensor-core attention kernels where no GPU is (CI): flash_attention.cu and flash_decode.cu as they are, built by
+/// The tensor-core attention kernels (and moe.cu's, below) where no GPU is (CI): flash_attention.cu and flash_decode.cu as they are, built by
 /// the host's C++ compiler against a CUDA emulation (Emulation/cuda_emulation.cuh: fibers for threads, mma.sync,
 /// ldmatrix and cp.async from their PTX definitions) and compared with a double-precision reference over every head
 /// size, 16-bit and fp8 cache, GQA groups 1–16, block sizes, sliding windows and splits
@@ -57,6 +57,45 @@ public sealed class KernelEmulationTests
             (int code, string log) = await Run(compiler!, ["-std=c++17", "-O2", "-fno-strict-aliasing", "-w", $"-DFLASH_FP8_CVT={hardwareConversion}",
                 "-o", output, Path.Combine(build.FullName, "flash_emulation_test.cpp")]);
             Assert.True(code == 0, $"g++ failed:\n{Tail(log)}");
+        }
+    }
+
+    /// <summary>
+    /// moe.cu's kernels as they are (routing with ties, the align kernel's padded per-expert list, the tensor-core
+    /// grouped GEMMs with 16- and 64-row tiles, the CUDA-core GEMM, the sum, add_sigmoid_gated) in bf16, fp16 and fp32,
+    /// on shapes off the tile sizes, against a double-precision reference (Emulation/moe_emulation_test.cpp).
+    /// </summary>
+    [Fact]
+    public async Task Moe_kernels_match_the_reference_under_emulation()
+    {
+        Assert.SkipWhen(CudaDevice.IsAvailable(), "A GPU is present: the kernels run for real in MoeParityTests.");
+        string? compiler = FindOnPath("g++");
+        Assert.SkipWhen(compiler is null, "No g++ on this machine to build the emulation.");
+        DirectoryInfo build = Directory.CreateTempSubdirectory("celer-moe-emulation");
+        try
+        {
+            string kernels = Path.Combine(RepoPaths.Root, "src", "Celer.Backends.Cuda", "Kernels");
+            string emulation = Path.Combine(RepoPaths.Root, "tests", "Celer.Backends.Cuda.Tests", "Emulation");
+            File.Copy(Path.Combine(emulation, "cuda_emulation.cuh"), Path.Combine(build.FullName, "common.cuh"));
+            File.Copy(Path.Combine(emulation, "moe_emulation_test.cpp"), Path.Combine(build.FullName, "moe_emulation_test.cpp"));
+            foreach (string kernel in (string[])["flash_attention.cu", "moe.cu"])
+            {
+                File.Copy(Path.Combine(kernels, kernel), Path.Combine(build.FullName, kernel));
+            }
+
+            string binary = Path.Combine(build.FullName, "moe_test");
+            (int code, string log) = await Run(compiler!, ["-std=c++17", "-O2", "-fno-strict-aliasing", "-w", "-o", binary,
+                Path.Combine(build.FullName, "moe_emulation_test.cpp")]);
+            Assert.True(code == 0, $"g++ failed:\n{Tail(log)}");
+            foreach (string seed in (string[])["7", "8"])
+            {
+                (int exit, string output) = await Run(binary, [seed]);
+                Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"moe_test {seed} exited {exit}:\n{Tail(output)}");
+            }
+        }
+        finally
+        {
+            build.Delete(recursive: true);
         }
     }
 

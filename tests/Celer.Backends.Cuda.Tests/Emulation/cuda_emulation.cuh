@@ -1,4 +1,4 @@
-// Host emulation of the CUDA features flash_attention.cu and flash_decode.cu use, so their literal source runs on a CPU
+// Host emulation of the CUDA features flash_attention.cu, flash_decode.cu and moe.cu use, so their literal source runs on a CPU
 // (KernelEmulationTests copies this file next to them as common.cuh). Every CUDA thread is a ucontext fiber;
 // __syncthreads, __syncwarp, warp shuffles, ldmatrix, mma.sync and cp.async (landing at a random moment before its
 // wait, commit groups included) are emulated from their documented PTX semantics, not from the kernels' formulas.
@@ -110,6 +110,40 @@ template <typename V> inline V __shfl_xor_sync(unsigned mask, V v, int o) {
     V out; memcpy(&out, &r, sizeof(V));
     return out;
 }
+
+// __shfl_up_sync: lanes below the offset keep their own value.
+template <typename V> inline V __shfl_up_sync(unsigned mask, V v, int o) {
+    CHECK(mask == 0xffffffffu);
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    uint64_t bits = 0; memcpy(&bits, &v, sizeof(V));
+    g_xa[w][lane][0] = bits;
+    bar_wait(g_warp_bar[w]);
+    uint64_t r = g_xa[w][lane >= o ? lane - o : lane][0];
+    bar_wait(g_warp_bar[w]);
+    V out; memcpy(&out, &r, sizeof(V));
+    return out;
+}
+// Fibers switch only at barriers, so a read-modify-write is atomic as it stands.
+inline int atomicAdd(int* p, int v) { int old = *p; *p += v; return old; }
+
+// common.cuh's conversions and warp reductions (moe.cu uses them), with the same rounding (nearest even).
+inline float to_float(float v) { return v; }
+inline float to_float(__half v) { return h2f(v.x); }
+inline float to_float(__nv_bfloat16 v) { return bf2f(v.x); }
+template <typename T> inline T from_float(float v);
+template <> inline float from_float<float>(float v) { return v; }
+template <> inline __half from_float<__half>(float v) { return {f2h(v)}; }
+template <> inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return {f2bf(v)}; }
+template <typename T> inline float round_to(float v) { return to_float(from_float<T>(v)); }
+inline float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+inline float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+#define CELER_FOR_DTYPES(M) M(f32, float) M(f16, __half) M(bf16, __nv_bfloat16)
 
 // ---------------- fp8 (reference decoder / encoder from the format definitions) ----------------
 // e4m3: 1 sign, 4 exponent (bias 7), 3 mantissa, no infinities, NaN = S.1111.111, max 448.

@@ -1,0 +1,201 @@
+// Runs the literal moe.cu kernels (routing, align, the tensor-core and CUDA-core grouped GEMMs, the sum) and
+// add_sigmoid_gated on emulated threads (common.cuh = cuda_emulation.cuh; flash_attention.cu brings the mma.sync, ldmatrix
+// and cp.async wrappers moe.cu shares) and compares them with a double-precision reference that rounds where the
+// kernels round (weights to T, gate and up to T, silu to T, the product to T, the output once). Routing is checked
+// exactly (ids; logits with ties among them), the align kernel's list by its invariants.
+// Usage: moe_emulation_test [seed]
+#include "common.cuh"
+#include "flash_attention.cu"
+#include "moe.cu"
+#include <algorithm>
+#include <string>
+
+using GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, int, int, const float*, void*);
+
+template <typename T> struct Kernels;
+#define KERNELS(S, T)                                                                                                 \
+    template <> struct Kernels<T> {                                                                                   \
+        static constexpr const char* name = #S;                                                                       \
+        static void route(const T* l, int r, int e, int k, int n, int* ids, float* w) { moe_route_##S(l, r, e, k, n, ids, w); } \
+        static void sum(const float* p, int k, int h, T* o) { moe_sum_##S(p, k, h, o); }                             \
+        static void gated(const T* x, const T* g, int c, T* o) { add_sigmoid_gated_##S(x, g, c, o); }                \
+        static GemmFn gemm(bool gated, int bm);                                                                       \
+    };
+CELER_FOR_DTYPES(KERNELS)
+// bm 0: the CUDA-core kernel.
+GemmFn Kernels<float>::gemm(bool gated, int bm) {
+    CHECK(bm == 0);
+    return (GemmFn)(gated ? moe_gemm_gate_up_simt_f32 : moe_gemm_down_simt_f32);
+}
+#define TC_GEMM(S, T)                                                                                                 \
+    GemmFn Kernels<T>::gemm(bool gated, int bm) {                                                                     \
+        if (bm == 0) return (GemmFn)(gated ? moe_gemm_gate_up_simt_##S : moe_gemm_down_simt_##S);                    \
+        if (bm == 16) return (GemmFn)(gated ? moe_gemm_gate_up_m16_##S : moe_gemm_down_m16_##S);                      \
+        return (GemmFn)(gated ? moe_gemm_gate_up_m64_##S : moe_gemm_down_m64_##S);                                    \
+    }
+TC_GEMM(f16, __half)
+TC_GEMM(bf16, __nv_bfloat16)
+
+template <typename T> static std::vector<T> random_t(size_t n, float scale, std::mt19937& rng) {
+    std::uniform_real_distribution<float> u(-scale, scale);
+    std::vector<T> v(n);
+    for (auto& e : v) {
+        float f = u(rng);
+        if (f == 0.f) f = scale / 3;
+        e = from_float<T>(f);
+    }
+    return v;
+}
+template <typename T> static double val(T v) { return to_float(v); }
+template <typename T> static double rnd(double v) { return to_float(from_float<T>((float)v)); }
+static void readable(const void* p, size_t bytes) { g_readable.push_back({(const char*)p, bytes}); }
+
+// bm: 16 or 64 (tensor cores) or 0 (CUDA cores, 16-row tiles).
+template <typename T>
+static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bool normalize, int bm, std::mt19937& rng) {
+    const int pairs = rows * top_k, tile = bm == 0 ? 16 : bm, bn = bm == 0 ? 32 : 64;
+    std::vector<T> logits = random_t<T>((size_t)rows * experts, 2.f, rng);
+    // Ties: some rows repeat a logit (the lower id must win), one row is all equal.
+    for (int r = 0; r < rows; r += 3) logits[(size_t)r * experts + experts - 1] = logits[(size_t)r * experts + rng() % experts];
+    if (rows > 1) for (int e = 0; e < experts; e++) logits[(size_t)(rows - 1) * experts + e] = logits[(size_t)(rows - 1) * experts];
+    std::vector<T> x = random_t<T>((size_t)rows * hidden, 1.f, rng);
+    std::vector<T> w1 = random_t<T>((size_t)experts * 2 * inter * hidden, 0.15f, rng);
+    std::vector<T> w2 = random_t<T>((size_t)experts * hidden * inter, 0.15f, rng);
+
+    // Scratch as the host lays it out: slots for the most tiles the routing can make.
+    const int max_tiles = (pairs + tile - 1) / tile + std::min(experts, pairs);
+    std::vector<int> ids(pairs, -1), rank(pairs), sorted((size_t)max_tiles * tile, -7), tile_expert(max_tiles, -7), num_tiles(1, -7);
+    std::vector<float> weights(pairs), pair_out((size_t)pairs * hidden, NAN);
+    std::vector<T> hmid((size_t)pairs * inter, from_float<T>(NAN));
+    g_readable.clear();
+    readable(x.data(), x.size() * sizeof(T));
+    readable(w1.data(), w1.size() * sizeof(T));
+    readable(w2.data(), w2.size() * sizeof(T));
+    readable(hmid.data(), hmid.size() * sizeof(T));
+
+    launch({(unsigned)((rows + 3) / 4), 1, 1}, [&] { Kernels<T>::route(logits.data(), rows, experts, top_k, normalize, ids.data(), weights.data()); });
+    launch({1, 1, 1}, [&] { moe_align(ids.data(), pairs, experts, tile, rank.data(), sorted.data(), tile_expert.data(), num_tiles.data()); });
+    GemmFn gate_up = Kernels<T>::gemm(true, bm), down = Kernels<T>::gemm(false, bm);
+    launch({(unsigned)max_tiles, (unsigned)((inter + bn - 1) / bn), 1}, [&] {
+        gate_up(x.data(), top_k, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, w1.data(), inter, hidden, weights.data(), hmid.data());
+    });
+    launch({(unsigned)max_tiles, (unsigned)((hidden + bn - 1) / bn), 1}, [&] {
+        down(hmid.data(), 1, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, w2.data(), hidden, inter, weights.data(), pair_out.data());
+    });
+    std::vector<T> out((size_t)rows * hidden);
+    launch({(unsigned)rows, 1, 1}, [&] { Kernels<T>::sum(pair_out.data(), top_k, hidden, out.data()); });
+
+    bool ok = true;
+    auto fail = [&](const std::string& what) { if (ok) fprintf(stderr, "  %s\n", what.c_str()); ok = false; };
+    // Routing: ids exactly, weights to the dtype's rounding.
+    std::vector<double> ref_w(pairs);
+    for (int r = 0; r < rows; r++) {
+        std::vector<int> order(experts);
+        for (int e = 0; e < experts; e++) order[e] = e;
+        const T* l = &logits[(size_t)r * experts];
+        std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return val(l[a]) > val(l[b]); });
+        double mx = -INFINITY, sum = 0, sel = 0;
+        for (int e = 0; e < experts; e++) mx = std::max(mx, val(l[e]));
+        for (int e = 0; e < experts; e++) sum += std::exp(val(l[e]) - mx);
+        for (int s = 0; s < top_k; s++) sel += std::exp(val(l[order[s]]) - mx) / sum;
+        for (int s = 0; s < top_k; s++) {
+            int p = r * top_k + s;
+            double w = std::exp(val(l[order[s]]) - mx) / sum;
+            ref_w[p] = rnd<T>(normalize ? w / sel : w);
+            if (ids[p] != order[s]) fail("row " + std::to_string(r) + " slot " + std::to_string(s) + ": expert " + std::to_string(ids[p]) + ", expected " + std::to_string(order[s]));
+            if (std::fabs(weights[p] - ref_w[p]) > 1e-6 + 1e-2 * std::fabs(ref_w[p])) fail("weight of pair " + std::to_string(p));
+        }
+    }
+    // Align: every pair once, in a tile of its expert; padding slots hold `pairs`; tiles past the count untouched.
+    std::vector<int> seen(pairs, 0);
+    int tiles = num_tiles[0];
+    if (tiles < 1 || tiles > max_tiles) fail("tile count " + std::to_string(tiles));
+    for (int t = 0; t < tiles && ok; t++) {
+        if (t > 0 && tile_expert[t] < tile_expert[t - 1]) fail("tile experts out of order");
+        int real = 0;
+        for (int i = 0; i < tile; i++) {
+            int p = sorted[(size_t)t * tile + i];
+            if (p == pairs) continue;
+            if (p < 0 || p > pairs || ids[p] != tile_expert[t]) { fail("slot " + std::to_string(t * tile + i)); break; }
+            seen[p]++;
+            real++;
+        }
+        if (real == 0) fail("empty tile " + std::to_string(t));
+    }
+    for (int p = 0; p < pairs; p++) if (seen[p] != 1) { fail("pair " + std::to_string(p) + " seen " + std::to_string(seen[p])); break; }
+    if (ok) for (size_t s = (size_t)tiles * tile; s < sorted.size(); s++) if (sorted[s] != -7) { fail("slot past the tiles written"); break; }
+
+    // The MLP.
+    double diff = 0, norm = 0;
+    std::vector<double> h(inter);
+    for (int r = 0; r < rows && ok; r++) {
+        std::vector<double> acc(hidden, 0.0);
+        for (int s = 0; s < top_k; s++) {
+            int e = ids[r * top_k + s];
+            for (int n = 0; n < inter; n++) {
+                double g = 0, u = 0;
+                for (int c = 0; c < hidden; c++) {
+                    g += val(x[(size_t)r * hidden + c]) * val(w1[((size_t)e * 2 * inter + n) * hidden + c]);
+                    u += val(x[(size_t)r * hidden + c]) * val(w1[((size_t)e * 2 * inter + inter + n) * hidden + c]);
+                }
+                g = rnd<T>(g);
+                h[n] = rnd<T>(rnd<T>(g / (1 + std::exp(-g))) * rnd<T>(u));
+            }
+            for (int c = 0; c < hidden; c++) {
+                double d = 0;
+                for (int n = 0; n < inter; n++) d += h[n] * val(w2[((size_t)e * hidden + c) * inter + n]);
+                acc[c] += ref_w[r * top_k + s] * d;
+            }
+        }
+        for (int c = 0; c < hidden; c++) {
+            double ref = rnd<T>(acc[c]), got = val(out[(size_t)r * hidden + c]);
+            if (std::isnan(got)) { fail("NaN at row " + std::to_string(r) + " column " + std::to_string(c)); break; }
+            diff += (got - ref) * (got - ref);
+            norm += ref * ref;
+        }
+    }
+    double err = std::sqrt(diff / std::max(norm, 1e-30));
+    double tol = sizeof(T) == 4 ? 1e-5 : std::is_same<T, __half>::value ? 3e-3 : 2e-2;
+    if (ok && !(err < tol)) fail("relative error " + std::to_string(err));
+    printf("%-5s rows %3d experts %2d top-%d hidden %3d inter %3d %-6s %-4s tiles %3d/%3d  error %.2e %s\n", Kernels<T>::name, rows,
+           experts, top_k, hidden, inter, normalize ? "norm" : "", bm == 0 ? "simt" : bm == 16 ? "m16" : "m64", tiles, max_tiles, err,
+           ok ? "ok" : "FAIL");
+    return ok;
+}
+
+template <typename T> static bool run_gated(int rows, int cols, std::mt19937& rng) {
+    std::vector<T> x = random_t<T>((size_t)rows * cols, 1.f, rng), gate = random_t<T>(rows, 3.f, rng), out = random_t<T>((size_t)rows * cols, 1.f, rng);
+    std::vector<T> before = out;
+    launch({(unsigned)rows, 1, 1}, [&] { Kernels<T>::gated(x.data(), gate.data(), cols, out.data()); });
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            size_t i = (size_t)r * cols + c;
+            double s = 1 / (1 + std::exp(-val(gate[r]))), ref = rnd<T>(val(before[i]) + s * val(x[i]));
+            if (std::fabs(val(out[i]) - ref) > 1e-6 + (sizeof(T) == 4 ? 1e-6 : 8e-3) * std::fabs(ref)) {
+                printf("add_sigmoid_gated %s row %d column %d: %g, expected %g -> FAIL\n", Kernels<T>::name, r, c, val(out[i]), ref);
+                return false;
+            }
+        }
+    printf("add_sigmoid_gated %s rows %d cols %d ok\n", Kernels<T>::name, rows, cols);
+    return true;
+}
+
+int main(int argc, char** argv) {
+    std::mt19937 rng(argc > 1 ? atoi(argv[1]) : 7);
+    bool ok = true;
+    // rows, experts, top-k, hidden, intermediate, normalize, tile (hidden and I off the 32-k and 64-column tiles).
+    ok &= run_case<__nv_bfloat16>(5, 8, 2, 96, 80, true, 16, rng);
+    ok &= run_case<__nv_bfloat16>(37, 8, 2, 200, 80, false, 64, rng);
+    ok &= run_case<__half>(20, 60, 4, 96, 32, true, 16, rng);
+    ok &= run_case<__half>(70, 4, 1, 200, 80, false, 64, rng);
+    ok &= run_case<__nv_bfloat16>(3, 60, 8, 96, 144, false, 16, rng);
+    ok &= run_case<__nv_bfloat16>(1, 8, 2, 104, 48, true, 16, rng);
+    ok &= run_case<float>(9, 8, 2, 100, 40, true, 0, rng);
+    ok &= run_case<float>(4, 60, 4, 33, 70, false, 0, rng);
+    ok &= run_case<__nv_bfloat16>(6, 4, 2, 96, 80, true, 0, rng);
+    ok &= run_gated<__nv_bfloat16>(3, 100, rng);
+    ok &= run_gated<__half>(2, 77, rng);
+    ok &= run_gated<float>(2, 130, rng);
+    printf("%s\n", ok ? "-> PASS" : "-> FAIL");
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,157 @@
+using Celer.Backends.Cpu;
+using Celer.Models.Backend;
+using Celer.Models.Weights;
+
+namespace Celer.Backends.Cuda.Tests;
+
+/// <summary>
+/// <c>moe.cu</c> against the CPU backend: <see cref="IModelBackend.MoeExperts"/> over decode-sized and prefill-sized steps
+/// (16- and 64-row tiles, several passes of <see cref="CudaBackend"/>'s row chunk), expert counts and top-k of Mixtral,
+/// Qwen2-MoE and Qwen3-MoE shapes, hidden and intermediate sizes off the GEMM's 32-k and 64-column tiles, each model
+/// dtype (fp32: the CUDA-core GEMM), with and without renormalization; <see cref="IModelBackend.AddSigmoidGated"/>; and
+/// the MoE inside a recorded CUDA graph, replayed with different routing. Router logits are made in the model dtype so
+/// that both backends rank the same values (ties included); tolerances as <see cref="OperatorParityTests"/>.
+/// </summary>
+public sealed class MoeParityTests
+{
+    private static double Tolerance(DType dtype) => dtype switch
+    {
+        DType.F32 => 1e-4,   // fp32 sums of different order, through two GEMMs and the weighted sum
+        DType.F16 => 3e-3,
+        _ => 2e-2,
+    };
+
+    [Theory]
+    [InlineData(DType.BF16, 1, 8, 2, 96, 80, true)]          // Mixtral-like decode: 16-row tiles
+    [InlineData(DType.BF16, 5, 60, 4, 200, 32, false)]       // Qwen2-MoE-like routing, no renormalization
+    [InlineData(DType.BF16, 64, 8, 2, 200, 1408, true)]      // 16 rows per expert on average: 16-row tiles
+    [InlineData(DType.BF16, 300, 60, 8, 96, 80, false)]      // prefill: 64-row tiles
+    [InlineData(DType.BF16, 300, 128, 8, 128, 96, true)]     // Qwen3-MoE-like expert count
+    [InlineData(DType.F16, 300, 4, 1, 200, 80, true)]        // top-1
+    [InlineData(DType.F16, 5, 8, 8, 96, 1408, true)]         // top-k = every expert
+    [InlineData(DType.BF16, 2100, 8, 2, 96, 80, true)]       // two passes of the 2048-row chunk
+    [InlineData(DType.F32, 5, 8, 2, 200, 80, true)]
+    [InlineData(DType.F32, 64, 60, 4, 96, 32, false)]
+    [InlineData(DType.F32, 300, 8, 2, 100, 70, true)]        // hidden and I not multiples of 8
+    public void Moe_experts_match_the_cpu(DType dtype, int rows, int experts, int topK, int hidden, int intermediate, bool normalize)
+    {
+        Gpu.Require();
+        using var host = new HostTensors(rows * 7 + experts * 3 + topK + hidden + intermediate);
+        WeightTensor x = host.Random("x", DType.F32, 1f, rows, hidden);
+        WeightTensor logits = host.Random("router_logits", dtype, 3f, rows, experts);
+        WeightTensor gateUp = host.Random("gate_up", dtype, 0.1f, experts * 2 * intermediate, hidden);
+        WeightTensor down = host.Random("down", dtype, 0.1f, experts * hidden, intermediate);
+
+        float[] Run(IModelBackend b)
+        {
+            Tensor output = b.Allocate("out", b.ActivationDType, rows, hidden);
+            b.MoeExperts(b.LoadWeight(x), rows, b.LoadWeight(logits), topK, normalize, b.LoadWeight(gateUp), b.LoadWeight(down), output);
+            return HostTensors.Read(b, output, rows);
+        }
+
+        using var cpu = new CpuBackend(DType.F32);
+        using var gpu = new CudaBackend(Gpu.Device, dtype);
+        double error = HostTensors.RelativeError(Run(gpu), Run(cpu));
+        Assert.True(error < Tolerance(dtype), $"relative error {error}");
+    }
+
+    /// <summary>Fewer rows than the buffers hold (a step smaller than the capacity the scratch was sized for), then more.</summary>
+    [Theory]
+    [InlineData(DType.BF16)]
+    [InlineData(DType.F32)]
+    public void Moe_experts_over_part_of_the_buffers_match_the_cpu(DType dtype)
+    {
+        Gpu.Require();
+        const int capacity = 200, experts = 16, topK = 4, hidden = 96, intermediate = 80;
+        using var host = new HostTensors(capacity + experts);
+        WeightTensor x = host.Random("x", DType.F32, 1f, capacity, hidden);
+        WeightTensor logits = host.Random("router_logits", dtype, 3f, capacity, experts);
+        WeightTensor gateUp = host.Random("gate_up", dtype, 0.1f, experts * 2 * intermediate, hidden);
+        WeightTensor down = host.Random("down", dtype, 0.1f, experts * hidden, intermediate);
+        using var cpu = new CpuBackend(DType.F32);
+        using var gpu = new CudaBackend(Gpu.Device, dtype);
+        Tensor cx = cpu.LoadWeight(x), cl = cpu.LoadWeight(logits), cg = cpu.LoadWeight(gateUp), cd = cpu.LoadWeight(down);
+        Tensor gx = gpu.LoadWeight(x), gl = gpu.LoadWeight(logits), gg = gpu.LoadWeight(gateUp), gd = gpu.LoadWeight(down);
+        Tensor co = cpu.Allocate("out", DType.F32, capacity, hidden), go = gpu.Allocate("out", dtype, capacity, hidden);
+        foreach (int rows in new[] { 3, 1, 17, 200, 64 })
+        {
+            cpu.MoeExperts(cx, rows, cl, topK, true, cg, cd, co);
+            gpu.MoeExperts(gx, rows, gl, topK, true, gg, gd, go);
+            double error = HostTensors.RelativeError(HostTensors.Read(gpu, go, rows), HostTensors.Read(cpu, co, rows));
+            Assert.True(error < Tolerance(dtype), $"{rows} rows: relative error {error}");
+        }
+    }
+
+    [Theory]
+    [InlineData(DType.BF16, 7, 2048)]
+    [InlineData(DType.F16, 1, 96)]
+    [InlineData(DType.F32, 3, 1001)]
+    public void Add_sigmoid_gated_matches_the_cpu(DType dtype, int rows, int hidden)
+    {
+        Gpu.Require();
+        using var host = new HostTensors(rows + hidden);
+        WeightTensor x = host.Random("x", dtype, 2f, rows, hidden);
+        WeightTensor gate = host.Random("gate", dtype, 4f, rows, 1);
+        WeightTensor output = host.Random("out", dtype, 2f, rows, hidden);
+
+        float[] Run(IModelBackend b)
+        {
+            Tensor o = b.LoadWeight(output);   // in place (the CPU's fp32 backend may alias the host values: the GPU runs first)
+            b.AddSigmoidGated(b.LoadWeight(x), b.LoadWeight(gate), rows, o);
+            return HostTensors.Read(b, o, rows);
+        }
+
+        using var gpu = new CudaBackend(Gpu.Device, dtype);
+        float[] g = Run(gpu);
+        using var cpu = new CpuBackend(DType.F32);
+        double error = HostTensors.RelativeError(g, Run(cpu));
+        Assert.True(error < Tolerance(dtype), $"relative error {error}");
+    }
+
+    /// <summary>
+    /// The router GEMM and the MoE recorded in a CUDA graph after one eager call (which sizes the scratch): replayed after x
+    /// changes (so the routing changes), the graph gives what the same operators give eagerly on the new x.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.BF16, 4, 60, 4)]     // decode: 16-row tiles
+    [InlineData(DType.BF16, 256, 8, 2)]    // 64-row tiles
+    [InlineData(DType.F32, 8, 16, 2)]
+    public void Moe_experts_in_a_cuda_graph_follow_the_routing_of_each_replay(DType dtype, int rows, int experts, int topK)
+    {
+        Gpu.Require();
+        const int hidden = 128, intermediate = 96;
+        using var host = new HostTensors(rows + experts);
+        using var gpu = new CudaBackend(Gpu.Device, dtype);
+        Tensor x = gpu.LoadWeight(host.Random("x", DType.F32, 1f, rows, hidden));
+        Tensor router = gpu.LoadWeight(host.Random("router", dtype, 0.3f, experts, hidden));
+        Tensor gateUp = gpu.LoadWeight(host.Random("gate_up", dtype, 0.1f, experts * 2 * intermediate, hidden));
+        Tensor down = gpu.LoadWeight(host.Random("down", dtype, 0.1f, experts * hidden, intermediate));
+        Tensor logits = gpu.Allocate("logits", dtype, rows, experts);
+        Tensor graphOut = gpu.Allocate("graph_out", dtype, rows, hidden), eagerOut = gpu.Allocate("eager_out", dtype, rows, hidden);
+
+        void Forward(Tensor output)
+        {
+            gpu.Linear(x, rows, router, null, logits);
+            gpu.MoeExperts(x, rows, logits, topK, true, gateUp, down, output);
+        }
+
+        Forward(eagerOut);   // the first eager call sizes the scratch and times the router GEMM's algorithms
+        Forward(eagerOut);   // the chosen algorithm, which the graph records
+        gpu.BeginCapture();
+        Forward(graphOut);
+        gpu.EndCapture(rows);   // launches the graph once
+        Assert.True(HostTensors.RelativeError(HostTensors.Read(gpu, graphOut, rows), HostTensors.Read(gpu, eagerOut, rows)) < 1e-6, "the recorded graph differs from eager");
+
+        float[] before = HostTensors.Read(gpu, graphOut, rows);
+        foreach (float factor in new[] { -1.5f, 0.7f })
+        {
+            gpu.Scale(x, rows, factor);   // new logits: a different ranking of the experts (a sign flip reverses it)
+            Assert.True(gpu.TryReplay(rows));
+            Forward(eagerOut);
+            float[] replayed = HostTensors.Read(gpu, graphOut, rows), eager = HostTensors.Read(gpu, eagerOut, rows);
+            Assert.True(HostTensors.RelativeError(replayed, eager) < 1e-6, $"factor {factor}: the replay differs from eager");
+            Assert.True(HostTensors.RelativeError(replayed, before) > 0.1, $"factor {factor}: the replay did not follow the new x");
+            before = replayed;
+        }
+    }
+}
