@@ -10,6 +10,9 @@ dotnet publish src/Celer.Cli/Celer.Cli.csproj "${common[@]}"
 dotnet publish tests/Celer.Backends.Cuda.Tests/Celer.Backends.Cuda.Tests.csproj "${common[@]}"
 # Test-platform extras the runner never loads: code coverage collectors and their per-OS folders.
 rm -rf publish/gpu/CodeCoverage publish/gpu/alpine publish/gpu/macos publish/gpu/ubuntu
+# The coverage instrumentation engine's Windows DLLs and the runtime's debugger support (DAC/DBI, createdump): nothing
+# the GPU run loads, and the bundle must fit the device tool's 64 MiB carry limit with the working tree.
+rm -rf publish/gpu/x86 publish/gpu/x64 publish/gpu/arm64 publish/gpu/libmscordbi.so publish/gpu/libmscordaccore.so publish/gpu/createdump
 # Every test-asset tokenizer (about 5 MB of the packed bundle): the serve stage needs one of the 8B shape's
 # vocabulary (Llama 3's, 128,256 ids) next to its config; the tokenizers stage records transformers' output for all.
 bash tools/fetch-test-assets.sh > /dev/null
