@@ -67,7 +67,13 @@ public sealed class Tokenizer
     /// <summary>Largest token id + 1, added tokens included.</summary>
     public int VocabSize { get; }
 
-    public static Tokenizer FromFile(string tokenizerJsonPath)
+    public static Tokenizer FromFile(string tokenizerJsonPath) => FromFile(tokenizerJsonPath, null, null);
+
+    /// <summary>
+    /// tokenizer.json as transformers 5 runs it for a model with this tokenizer_config.json and config.json
+    /// <c>model_type</c> (<see cref="TransformersPipeline"/>: some classes' pipelines are rebuilt, not read).
+    /// </summary>
+    public static Tokenizer FromFile(string tokenizerJsonPath, TokenizerConfig? config, string? modelType)
     {
         string json;
         try
@@ -78,16 +84,17 @@ public sealed class Tokenizer
         {
             throw new TokenizerLoadException($"Cannot read tokenizer file '{Path.GetFileName(tokenizerJsonPath)}': {e.Message}", e);
         }
-        return FromJson(json);
+        return FromJson(json, config, modelType);
     }
 
-    public static Tokenizer FromJson(string json)
+    public static Tokenizer FromJson(string json, TokenizerConfig? config = null, string? modelType = null)
     {
         using var doc = TokenizerJson.Parse(json, "tokenizer.json");
         var root = TokenizerJson.Object(doc.RootElement, "$");
         var model = BpeModel.Parse(TokenizerJson.Required(root, "model", "$"), "$.model");
-        var normalizer = Normalizer.Parse(TokenizerJson.Optional(root, "normalizer"), "$.normalizer");
-        var preTokenizer = PreTokenizer.Parse(TokenizerJson.Optional(root, "pre_tokenizer"), "$.pre_tokenizer");
+        JsonElement? normalizerJson = TokenizerJson.Optional(root, "normalizer"), preTokenizerJson = TokenizerJson.Optional(root, "pre_tokenizer");
+        var (normalizer, preTokenizer) = TransformersPipeline.For(normalizerJson, preTokenizerJson,
+            Normalizer.Parse(normalizerJson, "$.normalizer"), PreTokenizer.Parse(preTokenizerJson, "$.pre_tokenizer"), config, modelType);
         var postProcessor = PostProcessor.Parse(TokenizerJson.Optional(root, "post_processor"), "$.post_processor");
         var decoder = Decoder.Parse(TokenizerJson.Optional(root, "decoder"), "$.decoder");
         var added = AddedVocabulary.Parse(TokenizerJson.Optional(root, "added_tokens"), "$.added_tokens");

@@ -21,6 +21,15 @@ public sealed record TokenizerConfig(
     string? ChatTemplate,
     IReadOnlyDictionary<string, string> ChatTemplates)
 {
+    /// <summary><c>tokenizer_class</c>: transformers 5 builds some classes' pipelines itself (<see cref="TransformersPipeline"/>).</summary>
+    public string? TokenizerClass { get; init; }
+
+    /// <summary>SentencePiece-era <c>legacy</c> (default true in transformers): with false, only the text's start gets "▁".</summary>
+    public bool? Legacy { get; init; }
+
+    /// <summary><c>add_prefix_space</c> (default true for Llama's class): false prepends no "▁" at all.</summary>
+    public bool? AddPrefixSpace { get; init; }
+
     public const string FileName = "tokenizer_config.json";
     public const string ChatTemplateFileName = "chat_template.jinja";
 
@@ -51,7 +60,12 @@ public sealed record TokenizerConfig(
             OptionalBool(root, "add_eos_token"),
             MaxLength(root),
             template,
-            templates);
+            templates)
+        {
+            TokenizerClass = TokenizerJson.OptionalString(root, "tokenizer_class", "$"),
+            Legacy = OptionalBool(root, "legacy"),
+            AddPrefixSpace = OptionalBool(root, "add_prefix_space"),
+        };
     }
 
     private static string ReadText(string path)

@@ -79,7 +79,7 @@ public static class ModelLoader
         GenerationConfig generation = GenerationConfig.Load(dir);
         TokenizerConfig tokenizerConfig = TokenizerConfig.Load(dir);
         string tokenizerPath = Path.Combine(dir, "tokenizer.json");
-        Tokenizer? tokenizer = File.Exists(tokenizerPath) ? Tokenizer.FromFile(tokenizerPath) : null;
+        Tokenizer? tokenizer = File.Exists(tokenizerPath) ? Tokenizer.FromFile(tokenizerPath, tokenizerConfig, config.ModelType) : null;
 
         int modelMaxLen = config.MaxPositionEmbeddings;
         int maxModelLen = Math.Min(args.MaxModelLen ?? modelMaxLen, modelMaxLen);
