@@ -5,6 +5,7 @@ Steps are cut at the embedding kernel, which opens every forward; only whole ste
 count, and of those only decode-length ones. Usage: ncu_steps.py CSV OUT_JSON "what was profiled" "the command" """
 import csv
 import json
+import os
 import subprocess
 import sys
 from collections import defaultdict
@@ -35,14 +36,17 @@ by_kernel, counts = defaultdict(float), defaultdict(int)
 for _, name, us in (launch for span in spans for launch in span):
     # cuBLAS kernel names carry tile shapes; group them.
     key = "cuBLAS GEMM (nvjet / cutlass / gemv / splitK reduce)" if any(
-        s in name for s in ("nvjet", "gemm", "gemv", "splitK", "cutlass", "Kernel2")) else name
+        s in name for s in ("nvjet", "gemm", "gemv", "splitK", "cutlass", "Kernel2")) and not name.startswith("moe_") else name
     by_kernel[key] += us / steps
     counts[key] += 1
 total = sum(by_kernel.values())
-try:
-    commit = subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
-except Exception:
-    commit = None
+# The bundle's commit (run-all.sh's CELER_COMMIT): the GPU machine's copy of the tree may carry a stale git HEAD.
+commit = os.environ.get("CELER_COMMIT")
+if not commit:
+    try:
+        commit = subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
+    except Exception:
+        commit = None
 result = {
     "what": what, "command": command, "commit": commit, "steps": steps, "step_total_us": round(total, 1),
     "launches_per_step": round(sum(counts.values()) / steps, 1),
