@@ -103,6 +103,13 @@ public sealed unsafe partial class CudaBackend
         Launch("moe_sum", (uint)rows, 1, Threads(Math.Min(hidden, 256)), sumArgs);
     }
 
+    /// <summary>
+    /// The most device memory <see cref="MoeExperts"/>' scratch takes for a model (a pass of <see cref="MoeChunkRows"/> rows),
+    /// for the loader's KV-cache budget: the scratch is allocated at the first eager step, after the cache.
+    /// </summary>
+    public static long MoeScratchBytes(int topK, int experts, int hidden, int intermediate, DType activation) =>
+        new MoeLayout(MoeChunkRows, topK, experts, hidden, intermediate, activation.ByteSize()).Bytes;
+
     public void AddSigmoidGated(Tensor x, Tensor gate, int rows, Tensor output)
     {
         if (gate.Columns != 1 || x.Columns != output.Columns)

@@ -92,14 +92,20 @@ internal sealed class CudaPlatform : DevicePlatform
         }
     }
 
-    /// <summary>What <c>--gpu-memory-utilization</c> of the card leaves, less split attention's scratch and a cuBLAS reserve.</summary>
+    /// <summary>
+    /// What <c>--gpu-memory-utilization</c> of the card leaves, less the scratch allocated after the cache (split
+    /// attention's partial results, a MoE model's routing and per-pair results) and a cuBLAS reserve.
+    /// </summary>
     public override long DefaultKvCacheBytes(IModelBackend backend, ModelConfig config, float gpuMemoryUtilization)
     {
         var cuda = (CudaBackend)backend;
         (long free, long total) = cuda.Device.MemoryInfo();
         long used = total - free;
+        long moeScratch = config.Moe is { } moe
+            ? CudaBackend.MoeScratchBytes(moe.TopK, moe.NumExperts, config.HiddenSize, moe.IntermediateSize, cuda.ActivationDType)
+            : 0;
         return Math.Max(0, (long)(total * (double)gpuMemoryUtilization) - used - CublasReserve)
-            - CudaBackend.SplitAttentionBytes(config.NumAttentionHeads, config.HeadDim);
+            - CudaBackend.SplitAttentionBytes(config.NumAttentionHeads, config.HeadDim) - moeScratch;
     }
 
     public override IEnumerable<string> LoadNotes(IModelBackend backend)
