@@ -30,6 +30,7 @@ fi
 if has tokenizers; then
   # What transformers 5 (AutoTokenizer, per model_type) and tokenizer.json alone give for tricky texts, one JSON per
   # tokenizer in tokenizer-reference/ (packed into results.tgz). A tokenizer that fails records its error and the rest go on.
+  # It covers the tokenizers the bundle carries: build it with TOKENIZERS=all bash tools/gpu/publish.sh for all four.
   stage "tokenizer references (transformers vs tokenizer.json)"
   mkdir -p "$OUT/tokenizer-reference"
   for dir in publish/gpu/assets/*/; do
