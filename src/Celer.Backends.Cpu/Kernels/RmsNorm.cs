@@ -142,25 +142,9 @@ public static unsafe class RmsNorm
         return destination;
     }
 
-    /// <summary>Scalar definition of <see cref="RunGemma"/>.</summary>
-    public static void RunGemmaReference(float* x, float* output, void* weight, DType weightType, float eps, int rows, int d)
-    {
-        for (int r = 0; r < rows; r++)
-        {
-            float* row = x + ((long)r * d);
-            float sumOfSquares = 0;
-            for (int i = 0; i < d; i++)
-            {
-                sumOfSquares += row[i] * row[i];
-            }
-
-            float inverseRms = 1f / MathF.Sqrt((sumOfSquares / d) + eps);
-            for (int i = 0; i < d; i++)
-            {
-                output[((long)r * d) + i] = row[i] * inverseRms * (1f + WeightAt(weight, weightType, i));
-            }
-        }
-    }
+    /// <summary>Scalar definition of <see cref="RunGemma"/>: <see cref="RunReference"/> with the weight taken as 1 + w.</summary>
+    public static void RunGemmaReference(float* x, float* output, void* weight, DType weightType, float eps, int rows, int d) =>
+        RunReference(x, output, weight, weightType, eps, rows, d, weightOffset: 1f);
 
     /// <summary>Scalar definition of <see cref="GemmaAddAndNorm"/>.</summary>
     public static void GemmaAddAndNormReference(
@@ -223,8 +207,8 @@ public static unsafe class RmsNorm
         }
     }
 
-    /// <summary>Scalar definition of <see cref="Run"/>.</summary>
-    public static void RunReference(float* x, float* output, void* weight, DType weightType, float eps, int rows, int d)
+    /// <summary>Scalar definition of <see cref="Run"/>; Gemma's norm multiplies by <paramref name="weightOffset"/> + w (1 + w).</summary>
+    public static void RunReference(float* x, float* output, void* weight, DType weightType, float eps, int rows, int d, float weightOffset = 0f)
     {
         for (int r = 0; r < rows; r++)
         {
@@ -239,7 +223,7 @@ public static unsafe class RmsNorm
             for (int i = 0; i < d; i++)
             {
                 float normalized = row[i] * inverseRms;
-                output[((long)r * d) + i] = weight == null ? normalized : normalized * WeightAt(weight, weightType, i);
+                output[((long)r * d) + i] = weight == null ? normalized : normalized * (weightOffset + WeightAt(weight, weightType, i));
             }
         }
     }
