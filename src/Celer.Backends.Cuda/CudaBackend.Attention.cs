@@ -26,7 +26,9 @@ public sealed unsafe partial class CudaBackend
     // Matches DECODE_ROWS of flash_decode.cu: MMA rows of a decode tile.
     private const int DecodeRows = 16;
 
+#pragma warning disable CA2213 // Track/Grow put it in _allocations, which Dispose disposes
     private SafeDeviceMemoryHandle? _splitAcc, _splitMl;
+#pragma warning restore CA2213
     private int _flashTileCount, _decodeTileCount;
     private int[] _tiles = [];
 

@@ -23,7 +23,9 @@ public sealed unsafe partial class CudaBackend
     private const int MoeSimtRows = 16, MoeSimtBlockN = 32;   // MOE_SIMT_BM and the CUDA-core GEMM's columns
     private const int MoeAlignThreads = 1024;
 
+#pragma warning disable CA2213 // Track/Grow put it in _allocations, which Dispose disposes
     private SafeDeviceMemoryHandle? _moeScratch;
+#pragma warning restore CA2213
     private long _moeScratchBytes;
 
     public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output)

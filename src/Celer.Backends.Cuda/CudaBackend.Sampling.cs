@@ -12,7 +12,9 @@ public sealed unsafe partial class CudaBackend : IDeviceSampler
     // Matches SAMPLE_THREADS of sampling.cu.
     private const int SampleThreads = 1024;
 
+#pragma warning disable CA2213 // Track/Grow put it in _allocations, which Dispose disposes
     private SafeDeviceMemoryHandle? _sampleWork, _sampleRows, _sampleTokens;
+#pragma warning restore CA2213
     private SafePinnedHostHandle? _sampledOnHost;   // the ids' async copy lands here
     private SafeCudaEventHandle? _sampledCopied;
     private int _sampledCount = -1;                 // rows of the last launch not yet read; −1: none

@@ -82,10 +82,12 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         };
         _device.MakeCurrent();
         _kernels = new CudaKernels(device);
+#pragma warning disable CA2000 // owned by these array fields, disposed element by element in Dispose
         _staging = [device.AllocatePinned(StagingBytes), device.AllocatePinned(StagingBytes)];
         _stagingFree = [NewEvent(), NewEvent()];
         _metadataStaging = [device.AllocatePinned(MetadataStagingBytes), device.AllocatePinned(MetadataStagingBytes)];
         _metadataReleased = [NewEvent(), NewEvent()];
+#pragma warning restore CA2000
         _tokenIds = new DeviceInts(this);
         _positions = new DeviceInts(this);
         _slotMapping = new DeviceInts(this);

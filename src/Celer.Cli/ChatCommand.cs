@@ -48,7 +48,7 @@ internal static class ChatCommand
                     history.Add(("system", systemPrompt));
                 var turn = 0;
 
-                Console.Error.WriteLine("Type a message; an empty line quits, /reset clears the conversation.");
+                await Console.Error.WriteLineAsync("Type a message; an empty line quits, /reset clears the conversation.");
                 while (!cancellationToken.IsCancellationRequested)
                 {
                     Console.Write("> ");

@@ -16,14 +16,14 @@ internal static class CliRunner
         }
         catch (CliException e)
         {
-            error.WriteLine($"error: {e.Message}");
+            await error.WriteLineAsync($"error: {e.Message}");
             return 1;
         }
         catch (Exception e) when (e is ModelLoadException or TokenizerLoadException or ArgumentException or IOException or UnauthorizedAccessException)
         {
             // Loading failures and bad flag values (EngineArgs.Validate throws ArgumentException naming the flag)
             // are the user's to fix: say what, not where in our code.
-            error.WriteLine($"error: {e.Message}");
+            await error.WriteLineAsync($"error: {e.Message}");
             return 1;
         }
         catch (OperationCanceledException)

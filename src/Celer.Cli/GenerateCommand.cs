@@ -41,10 +41,10 @@ internal static class GenerateCommand
                 await foreach (var delta in loaded.Engine.GenerateAsync(request, cancellationToken))
                 {
                     foreach (var completion in delta.Outputs)
-                        output.Write(completion.TextDelta);
+                        await output.WriteAsync(completion.TextDelta);
                     await output.FlushAsync(cancellationToken);
                 }
-                output.WriteLine();
+                await output.WriteLineAsync();
             }
             return 0;
         }));

@@ -68,7 +68,7 @@ internal static class ServeCommand
             };
 
             EnsurePortFree(options.Host, options.Port);
-            Console.Error.WriteLine($"[celer] loading {modelPath} on {engineArgs.Device}");
+            await Console.Error.WriteLineAsync($"[celer] loading {modelPath} on {engineArgs.Device}");
             // The engine reports step and request stats to whoever it was built with; the server's metrics attach here.
             var statsRelay = new EngineStatsRelay();
             var loaded = ModelLoader.Load(engineArgs, new LoadProgressReporter(), statsRelay, log: LoadProgressReporter.Log);

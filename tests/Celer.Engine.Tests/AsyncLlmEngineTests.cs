@@ -30,10 +30,14 @@ public class AsyncLlmEngineTests
     public async Task Streams_DeltasThatAddUpToTheOfflineResult()
     {
         var p = new SamplingParams { MaxTokens = 30, Stop = ["print"], N = 2, Seed = 3 };
+#pragma warning disable CA2000 // the engine owns the executor and disposes it
         using var offline = new LlmEngine(LlmEngineTests.Args(), LlmEngineTests.RecitingExecutor(), TinyPy.Tokenizer, LlmEngineTests.Model);
+#pragma warning restore CA2000
         RequestOutput expected = offline.Generate([LlmEngineTests.Prompt("r", 5, p)]).Single();
 
+#pragma warning disable CA2000 // the engine owns the executor and disposes it
         await using var engine = new AsyncLlmEngine(LlmEngineTests.Args(), LlmEngineTests.RecitingExecutor(), TinyPy.Tokenizer, LlmEngineTests.Model);
+#pragma warning restore CA2000
         List<RequestOutput> deltas = await Collect(engine.GenerateAsync(LlmEngineTests.Prompt("r", 5, p)));
         Assert.True(deltas.Count > 2);
         Assert.True(deltas[^1].Finished);
@@ -54,7 +58,9 @@ public class AsyncLlmEngineTests
     public async Task A_stream_nobody_reads_does_not_hold_back_the_loop_or_other_requests()
     {
         var p = new SamplingParams { MaxTokens = 40, IgnoreEos = true };
+#pragma warning disable CA2000 // the engine owns the executor and disposes it
         await using var engine = new AsyncLlmEngine(LlmEngineTests.Args(), LlmEngineTests.RecitingExecutor(), TinyPy.Tokenizer, LlmEngineTests.Model);
+#pragma warning restore CA2000
         IAsyncEnumerable<RequestOutput> stalled = engine.GenerateAsync(LlmEngineTests.Prompt("stalled", 5, p));
         await using IAsyncEnumerator<RequestOutput> reader = stalled.GetAsyncEnumerator();
         Assert.True(await reader.MoveNextAsync());   // started, then left unread
@@ -80,7 +86,9 @@ public class AsyncLlmEngineTests
     [Fact]
     public async Task Cancellation_AbortsTheRequestAndFreesItsBlocks()
     {
+#pragma warning disable CA2000 // the engine owns the executor and disposes it
         PagedTokenModelExecutor executor = LlmEngineTests.RecitingExecutor();
+#pragma warning restore CA2000
         using var cts = new CancellationTokenSource();
         // From the third token on, the model waits for the client to go away, so the request can't finish first;
         // once it has gone, each step takes 5 ms, so the ~200 steps left outlast the abort's trip to the loop
@@ -101,7 +109,7 @@ public class AsyncLlmEngineTests
             {
                 if (++received == 3)
                 {
-                    cts.Cancel();
+                    await cts.CancelAsync();
                 }
             }
         });
@@ -112,7 +120,9 @@ public class AsyncLlmEngineTests
     [Fact]
     public async Task AbortAsync_EndsTheStreamWithFinishReasonAbort()
     {
+#pragma warning disable CA2000 // the engine owns the executor and disposes it
         PagedTokenModelExecutor executor = LlmEngineTests.RecitingExecutor();
+#pragma warning restore CA2000
         using var abortSent = new ManualResetEventSlim();
         executor.AfterSample = _ => abortSent.Wait(Patience);
         await using var engine = new AsyncLlmEngine(LlmEngineTests.Args(), executor, TinyPy.Tokenizer, LlmEngineTests.Model);
@@ -130,7 +140,9 @@ public class AsyncLlmEngineTests
     [Fact]
     public async Task AStepThatThrows_FailsEveryInFlightRequest_AndMarksTheEngineDead()
     {
+#pragma warning disable CA2000 // the engine owns the executor and disposes it
         PagedTokenModelExecutor executor = LlmEngineTests.RecitingExecutor();
+#pragma warning restore CA2000
         using var bothAdmitted = new ManualResetEventSlim();
         executor.AfterSample = step =>
         {
@@ -155,7 +167,9 @@ public class AsyncLlmEngineTests
     [Fact]
     public async Task AdmissionErrors_AreThrownByTheCall_AndDuplicateIdsRejected()
     {
+#pragma warning disable CA2000 // the engine owns the executor and disposes it
         PagedTokenModelExecutor executor = LlmEngineTests.RecitingExecutor();
+#pragma warning restore CA2000
         using var disposing = new ManualResetEventSlim();
         executor.AfterSample = _ => disposing.Wait(Patience);
         var engine = new AsyncLlmEngine(LlmEngineTests.Args(), executor, TinyPy.Tokenizer, LlmEngineTests.Model);

@@ -29,7 +29,9 @@ public class LlmEngineTests
     [InlineData(true)]
     public void Generate_ReturnsTheContinuationText_InInputOrder_WithAllBlocksBack(bool asyncScheduling)
     {
+#pragma warning disable CA2000 // the engine owns the executor and disposes it
         using var engine = new LlmEngine(Args(asyncScheduling: asyncScheduling), RecitingExecutor(), TinyPy.Tokenizer, Model);
+#pragma warning restore CA2000
         int[] head = TinyPy.Tokenizer.Encode("import os\n\n", addSpecialTokens: false);
         IReadOnlyList<RequestOutput> outputs = engine.Generate([
             Prompt("b", head.Length, new SamplingParams { MaxTokens = 200, Stop = ["print"] }),
@@ -57,7 +59,9 @@ public class LlmEngineTests
     [InlineData(true)]
     public void NGreaterThanOne_FansOutChildren_SharingThePromptBlocks(bool asyncScheduling)
     {
+#pragma warning disable CA2000 // the engine owns the executor and disposes it
         using var engine = new LlmEngine(Args(asyncScheduling: asyncScheduling), RecitingExecutor(), TinyPy.Tokenizer, Model);
+#pragma warning restore CA2000
         RequestOutput output = engine.Generate([Prompt("r", 12, new SamplingParams { N = 3, MaxTokens = 5, Seed = 7 })]).Single();
         Assert.Equal([0, 1, 2], output.Outputs.Select(o => o.Index));
         Assert.All(output.Outputs, o => Assert.Equal(DocumentTokens[12..17], o.TokenIdsDelta));
@@ -72,7 +76,9 @@ public class LlmEngineTests
     public void EosFinishesWithoutText_AndMaxTokensNullMeansTheRestOfTheContext(bool asyncScheduling)
     {
         int[] withEos = [.. DocumentTokens[..10], TinyPy.EosTokenId];
+#pragma warning disable CA2000 // the engine owns the executor and disposes it
         var executor = new PagedTokenModelExecutor(129, 4, TinyPy.VocabSize, TinyPy.Reciting(withEos));
+#pragma warning restore CA2000
         using var engine = new LlmEngine(Args(maxModelLen: 40, asyncScheduling: asyncScheduling), executor, TinyPy.Tokenizer, Model);
         RequestOutput[] outputs = [.. engine.Generate([
             new GenerateRequest("eos", DocumentTokens[..6], new SamplingParams { MaxTokens = null }),
@@ -93,7 +99,9 @@ public class LlmEngineTests
     [Fact]
     public void Admission_RejectsBadRequestsWithTheServerFacingCodes()
     {
+#pragma warning disable CA2000 // the engine owns the executor and disposes it
         using var engine = new LlmEngine(Args(maxModelLen: 100), RecitingExecutor(), TinyPy.Tokenizer, Model);
+#pragma warning restore CA2000
         var empty = Assert.Throws<EngineRequestException>(() => engine.Generate([new GenerateRequest("e", [], new SamplingParams())]));
         Assert.Equal("prompt", empty.Param);
         var oov = Assert.Throws<EngineRequestException>(() => engine.Generate([new GenerateRequest("o", [5, 8192], new SamplingParams())]));

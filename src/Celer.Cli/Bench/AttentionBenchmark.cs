@@ -32,7 +32,7 @@ internal static class AttentionBenchmark
             command.Options.Add(option);
         }
 
-        command.SetAction((result, _) => CliRunner.RunAsync(result, () =>
+        command.SetAction((result, _) => CliRunner.RunAsync(result, async () =>
         {
             DType type = result.GetValue(dtype)!.ToLowerInvariant() switch
             {
@@ -50,11 +50,11 @@ internal static class AttentionBenchmark
             using var backend = new CudaBackend(CudaDevice.Open(), type, ownsDevice: true);
             double prefillSeconds = Time(backend, spec, Enumerable.Repeat((0, prefillLen), prefillSeqs).ToArray(), n);
             double flops = 4.0 * spec.NumHeads * spec.HeadDim * prefillSeqs * (prefillLen * (prefillLen + 1.0) / 2);
-            output.WriteLine($"prefill {prefillSeqs} x {prefillLen}: {prefillSeconds * 1e3:F3} ms, {flops / prefillSeconds / 1e12:F1} TFLOP/s");
+            await output.WriteLineAsync($"prefill {prefillSeqs} x {prefillLen}: {prefillSeconds * 1e3:F3} ms, {flops / prefillSeconds / 1e12:F1} TFLOP/s");
 
             double decodeSeconds = Time(backend, spec, Enumerable.Repeat((decodeLen - 1, 1), decodeSeqs).ToArray(), n);
             double bytes = 2.0 * decodeSeqs * decodeLen * spec.NumKvHeads * spec.HeadDim * type.ByteSize();
-            output.WriteLine($"decode {decodeSeqs} x {decodeLen}: {decodeSeconds * 1e6:F1} us, {bytes / decodeSeconds / 1e9:F0} GB/s of K and V");
+            await output.WriteLineAsync($"decode {decodeSeqs} x {decodeLen}: {decodeSeconds * 1e6:F1} us, {bytes / decodeSeconds / 1e9:F0} GB/s of K and V");
 
             var parameters = new JsonObject
             {
@@ -74,8 +74,8 @@ internal static class AttentionBenchmark
                 ["decode_gb_per_s"] = bytes / decodeSeconds / 1e9,
             };
             if (BenchmarkReport.Write("attention", $"attention-h{spec.NumHeads}-kv{spec.NumKvHeads}-d{spec.HeadDim}", "cuda", parameters, results, result.GetValue(outputJson)) is { } path)
-                output.WriteLine($"Results written to {path}");
-            return Task.FromResult(0);
+                await output.WriteLineAsync($"Results written to {path}");
+            return 0;
         }));
         return command;
     }

@@ -29,7 +29,7 @@ internal static class OfflineBenchmarks
         command.Options.Add(iters);
         common.AddTo(command);
 
-        command.SetAction((result, _) => CliRunner.RunAsync(result, () =>
+        command.SetAction((result, _) => CliRunner.RunAsync(result, async () =>
         {
             var (args, engine, vocabSize) = common.Load(result);
             using var _ = engine;
@@ -56,9 +56,9 @@ internal static class OfflineBenchmarks
             };
             var output = result.InvocationConfiguration.Output;
             AddGpuTimeline(engine, results, output);
-            output.WriteLine($"Avg latency: {LatencyStats.Mean(sorted):F4} s");
+            await output.WriteLineAsync($"Avg latency: {LatencyStats.Mean(sorted):F4} s");
             foreach (var p in new[] { 10, 25, 50, 75, 90, 99 })
-                output.WriteLine($"{p}% percentile latency: {LatencyStats.Percentile(sorted, p):F4} s");
+                await output.WriteLineAsync($"{p}% percentile latency: {LatencyStats.Percentile(sorted, p):F4} s");
             var parameters = new JsonObject
             {
                 ["input_len"] = result.GetValue(inputLen),
@@ -68,7 +68,7 @@ internal static class OfflineBenchmarks
                 ["num_iters"] = result.GetValue(iters),
             };
             common.WriteReport(result, "latency", args, engine, parameters, results);
-            return Task.FromResult(0);
+            return 0;
         }));
         return command;
     }
@@ -87,7 +87,7 @@ internal static class OfflineBenchmarks
         command.Options.Add(rangeRatio);
         common.AddTo(command);
 
-        command.SetAction((result, _) => CliRunner.RunAsync(result, () =>
+        command.SetAction((result, _) => CliRunner.RunAsync(result, async () =>
         {
             var (args, engine, vocabSize) = common.Load(result);
             using var _ = engine;
@@ -112,7 +112,7 @@ internal static class OfflineBenchmarks
                 ["output_tokens_per_second"] = outputTokens / elapsed,
             };
             AddGpuTimeline(engine, results, result.InvocationConfiguration.Output);
-            result.InvocationConfiguration.Output.WriteLine($"Throughput: {requests.Count / elapsed:F2} requests/s, {(promptTokens + outputTokens) / elapsed:F2} total tokens/s, {outputTokens / elapsed:F2} output tokens/s");
+            await result.InvocationConfiguration.Output.WriteLineAsync($"Throughput: {requests.Count / elapsed:F2} requests/s, {(promptTokens + outputTokens) / elapsed:F2} total tokens/s, {outputTokens / elapsed:F2} output tokens/s");
             var parameters = new JsonObject
             {
                 ["input_len"] = result.GetValue(inputLen),
@@ -121,7 +121,7 @@ internal static class OfflineBenchmarks
                 ["random_range_ratio"] = result.GetValue(rangeRatio),
             };
             common.WriteReport(result, "throughput", args, engine, parameters, results);
-            return Task.FromResult(0);
+            return 0;
         }));
         return command;
     }

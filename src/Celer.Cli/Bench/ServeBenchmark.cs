@@ -92,7 +92,7 @@ internal static class ServeBenchmark
 
             var output = result.InvocationConfiguration.Output;
             foreach (var (name, value) in results)
-                output.WriteLine($"{name,-28} {value}");
+                await output.WriteLineAsync($"{name,-28} {value}");
             var parameters = new JsonObject
             {
                 ["base_url"] = result.GetValue(baseUrl),
@@ -106,7 +106,7 @@ internal static class ServeBenchmark
                 ["seed"] = result.GetValue(seed),
             };
             if (BenchmarkReport.Write("serve", modelName, "server", parameters, results, result.GetValue(outputJson)) is { } path)
-                output.WriteLine($"Results written to {path}");
+                await output.WriteLineAsync($"Results written to {path}");
             return 0;
         }));
         return command;

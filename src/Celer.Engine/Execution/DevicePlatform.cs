@@ -80,7 +80,9 @@ internal sealed class CudaPlatform : DevicePlatform
     /// <summary>A dtype or KV-cache type the card cannot run (bf16 before sm_80) is the user's to fix, in one line.</summary>
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType)
     {
+#pragma warning disable CA2000 // the backend owns the device (ownsDevice: true); a refused dtype disposes it below
         CudaDevice device = OpenGpu();
+#pragma warning restore CA2000
         try
         {
             return new CudaBackend(device, dtype, ownsDevice: true, kvCacheDType);

@@ -24,7 +24,9 @@ public static class ModelLoader
     {
         Parts parts = LoadParts(args, progress, log);
         IModelExecutor executor = wrapExecutor is null ? parts.Runner : wrapExecutor(parts.Runner);
+#pragma warning disable CA2000 // the returned LoadedModel owns the engine
         var engine = new AsyncLlmEngine(args, executor, parts.Tokenizer, parts.Info, listener);
+#pragma warning restore CA2000
         return parts.ToLoaded(engine);
     }
 
@@ -119,7 +121,9 @@ public static class ModelLoader
                 weights.Dispose();
             }
 
+#pragma warning disable CA2000 // the returned Parts own the runner (and the runner the backend and keepOpen)
             var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler);
+#pragma warning restore CA2000
             if (kvScales is { } scales)
             {
                 backend.SetKvCacheScales(scales.K, scales.V);
@@ -191,10 +195,12 @@ public static class ModelLoader
     {
         switch (args.LoadFormat.ToLowerInvariant())
         {
+#pragma warning disable CA2000 // the returned ProgressWeightSource owns the source it wraps and disposes it
             case "dummy":
                 return new ProgressWeightSource(new DummyWeightSource(dtype, (ulong)args.Seed, materializeDummy), null, null, progress);
             case "auto" or "safetensors":
                 var source = SafetensorsWeightSource.Open(dir);
+#pragma warning restore CA2000
                 return new ProgressWeightSource(source, source.Names.Count(), source.Files.Sum(f => new FileInfo(f.Path).Length), progress);
             default:
                 throw new ArgumentException($"Unknown load format '{args.LoadFormat}'; expected auto, safetensors or dummy.", nameof(args));

@@ -35,7 +35,8 @@ internal sealed partial class RequestDrain(AdmissionControl admission, ServingMo
         await model.Engine.AbortAllAsync();
         try
         {
-            await admission.WaitForDrainedAsync(CancellationToken.None).WaitAsync(grace);
+            // Not the host's token: the grace period runs to its end, whatever the host does meanwhile.
+            await admission.WaitForDrainedAsync(CancellationToken.None).WaitAsync(grace, CancellationToken.None);
         }
         catch (TimeoutException)
         {

@@ -20,7 +20,10 @@ internal sealed class ChatService(ServingModel model, AdmissionControl admission
     {
         var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.ChatCompletionRequest);
         var prepared = Prepare(request);
+        // The lease goes to the streaming result, or is disposed by the using below or when the engine refuses.
+#pragma warning disable CA2000
         var lease = admission.Enter(1, prepared.EngineRequest.Params.N);
+#pragma warning restore CA2000
         IAsyncEnumerable<RequestOutput> stream;
         try
         {

@@ -20,7 +20,10 @@ internal sealed class CompletionService(ServingModel model, AdmissionControl adm
     {
         var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.CompletionRequest);
         var prepared = Prepare(request);
+        // The lease goes to the streaming result, or is disposed by the using below or by StartAsync when the engine refuses.
+#pragma warning disable CA2000
         var lease = admission.Enter(prepared.EngineRequests.Count, prepared.N);
+#pragma warning restore CA2000
         var started = new Started(prepared, await StartAsync(prepared.EngineRequests, lease, context.RequestAborted));
         if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))
             logger.LogInformation("Received request {RequestId}: {Prompts} prompt(s), n={N}, stream={Stream}", prepared.Id, prepared.Prompts.Count, prepared.N, request.Stream == true);

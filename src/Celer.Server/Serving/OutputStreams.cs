@@ -49,7 +49,7 @@ internal static class OutputStreams
         }
         finally
         {
-            stop.Cancel();
+            await stop.CancelAsync();
             await Task.WhenAll(pumps);
         }
     }

@@ -21,7 +21,8 @@ public sealed class ChoicesTests(ServerFixture server)
     {
         body["model"] = ServerFixture.ModelName;
         body["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Write a function that adds two numbers." });
-        ClientResult result = await Chat().CompleteChatAsync(BinaryContent.Create(BinaryData.FromString(body.ToJsonString())));
+        using var content = BinaryContent.Create(BinaryData.FromString(body.ToJsonString()));
+        ClientResult result = await Chat().CompleteChatAsync(content);
         return JsonNode.Parse(result.GetRawResponse().Content.ToString())!;
     }
 

@@ -26,7 +26,9 @@ public sealed class ClientDisconnectTests
         long abortsBefore = engine.Stats.RequestSuccess.GetValueOrDefault(FinishReason.Abort);
 
         // No draining on dispose: dropping the response closes the connection, as a killed process would.
+#pragma warning disable CA2000 // the client disposes its handler
         using (var client = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = server.BaseAddress, Timeout = Bound })
+#pragma warning restore CA2000
         using (var cancel = new CancellationTokenSource(Bound))
         {
             using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = HttpApiTests.Json(body) };
@@ -37,7 +39,7 @@ public sealed class ClientDisconnectTests
                 Assert.NotNull(await reader.NextAsync(cancel.Token));
             Assert.True(engine.Stats.NumRunning == 1 && engine.Stats.KvCacheUsage > 0, "the request holds KV blocks while it runs");
 
-            cancel.Cancel();
+            await cancel.CancelAsync();
             response.Dispose();
         }
         int stepsAtDisconnect = server.Executor.StepsExecuted;

@@ -26,7 +26,7 @@ public sealed class EngineFailureTests
         using var streamRequest = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = HttpApiTests.Json(LongGeneration + ", \"stream\": true}") };
         using var streamed = await client.SendAsync(streamRequest, HttpCompletionOption.ResponseHeadersRead).WaitAsync(Bound);
         Assert.Equal(HttpStatusCode.OK, streamed.StatusCode);
-        var plain = client.PostAsync("/v1/completions", HttpApiTests.Json(LongGeneration + "}"));
+        var plain = client.PostJsonAsync("/v1/completions", LongGeneration + "}");
         // The held loop publishes no stats; the server's gate shows both admitted.
         await Poll.UntilAsync(() => server.Admission.InFlight == 2, Bound, "both requests are admitted");
 
@@ -52,7 +52,7 @@ public sealed class EngineFailureTests
         using var health = await client.GetAsync("/health").WaitAsync(Bound);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
         // A request after the death is refused at once: this replica is out of service, another may not be.
-        using var late = await client.PostAsync("/v1/completions", HttpApiTests.Json("""{"prompt": "x", "max_tokens": 2}""")).WaitAsync(Bound);
+        using var late = await client.PostJsonAsync("/v1/completions", """{"prompt": "x", "max_tokens": 2}""").WaitAsync(Bound);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, late.StatusCode);
         Assert.True(late.Headers.RetryAfter is not null, "503 without Retry-After");
         AssertGenericError(JsonNode.Parse(await late.Content.ReadAsStringAsync())!);

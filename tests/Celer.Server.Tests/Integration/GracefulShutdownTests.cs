@@ -37,7 +37,7 @@ public sealed class GracefulShutdownTests
         server.App.Lifetime.StopApplication();
         var clock = Stopwatch.StartNew();
 
-        using (var refused = await client.PostAsync("/v1/completions", HttpApiTests.Json("""{"prompt": "x", "max_tokens": 2}""")).WaitAsync(Bound))
+        using (var refused = await client.PostJsonAsync("/v1/completions", """{"prompt": "x", "max_tokens": 2}""").WaitAsync(Bound))
         {
             Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
             Assert.NotNull(refused.Headers.RetryAfter);
@@ -81,7 +81,7 @@ public sealed class GracefulShutdownTests
             streams.Add(await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).WaitAsync(Bound));
         }
 
-        var plain = Enumerable.Range(0, 5).Select(_ => client.PostAsync("/v1/completions", HttpApiTests.Json(body + "}"))).ToList();
+        var plain = Enumerable.Range(0, 5).Select(_ => client.PostJsonAsync("/v1/completions", body + "}")).ToList();
         await Poll.UntilAsync(() => server.Admission.InFlight == 55, Bound, "every request admitted");
         var shutdown = server.App.WaitForShutdownAsync();
         var clock = Stopwatch.StartNew();

@@ -13,7 +13,7 @@ public sealed class HttpApiTests(ServerFixture server)
 
     internal static async Task<JsonNode> PostOkAsync(HttpClient client, string path, string json)
     {
-        using var response = await client.PostAsync(path, Json(json));
+        using var response = await client.PostJsonAsync(path, json);
         var body = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {body}");
         return JsonNode.Parse(body)!;
@@ -71,7 +71,7 @@ public sealed class HttpApiTests(ServerFixture server)
         using var client = server.CreateClient();
         var whole = await PostOkAsync(client, "/v1/completions", """{"prompt": "Once upon", "max_tokens": 6, "temperature": 0}""");
 
-        using var response = await client.PostAsync("/v1/completions", Json("""{"prompt": "Once upon", "max_tokens": 6, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}}"""));
+        using var response = await client.PostJsonAsync("/v1/completions", """{"prompt": "Once upon", "max_tokens": 6, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}}""");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
         var body = await response.Content.ReadAsStringAsync();
@@ -98,8 +98,8 @@ public sealed class HttpApiTests(ServerFixture server)
     public async Task Continuous_usage_stats_put_each_choices_running_usage_in_every_chunk()
     {
         using var client = server.CreateClient();
-        using var response = await client.PostAsync("/v1/completions", Json(
-            """{"prompt": ["Once upon", "def f(x):"], "n": 2, "max_tokens": 5, "ignore_eos": true, "stream": true, "stream_options": {"include_usage": true, "continuous_usage_stats": true}}"""));
+        using var response = await client.PostJsonAsync("/v1/completions",
+            """{"prompt": ["Once upon", "def f(x):"], "n": 2, "max_tokens": 5, "ignore_eos": true, "stream": true, "stream_options": {"include_usage": true, "continuous_usage_stats": true}}""");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal("data: [DONE]", events[^1]);
@@ -125,8 +125,8 @@ public sealed class HttpApiTests(ServerFixture server)
         Assert.Equal(20, total["completion_tokens"]!.GetValue<int>());
 
         // Chat: the role chunk has 0 completion tokens, the last delta all of them.
-        using var chat = await client.PostAsync("/v1/chat/completions", Json(
-            """{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "ignore_eos": true, "stream": true, "stream_options": {"include_usage": true, "continuous_usage_stats": true}}"""));
+        using var chat = await client.PostJsonAsync("/v1/chat/completions",
+            """{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "ignore_eos": true, "stream": true, "stream_options": {"include_usage": true, "continuous_usage_stats": true}}""");
         var chatChunks = (await chat.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)[..^1]
             .Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
         Assert.Equal(0, chatChunks[0]["usage"]!["completion_tokens"]!.GetValue<int>());
@@ -134,7 +134,7 @@ public sealed class HttpApiTests(ServerFixture server)
         Assert.All(chatChunks, c => Assert.NotNull(c["usage"]));
 
         // Without continuous_usage_stats only the final chunk has usage.
-        using var plain = await client.PostAsync("/v1/completions", Json("""{"prompt": "x", "max_tokens": 3, "stream": true, "stream_options": {"include_usage": true}}"""));
+        using var plain = await client.PostJsonAsync("/v1/completions", """{"prompt": "x", "max_tokens": 3, "stream": true, "stream_options": {"include_usage": true}}""");
         var plainChunks = (await plain.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)[..^1]
             .Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
         Assert.All(plainChunks[..^1], c => Assert.Null(c["usage"]));
@@ -147,7 +147,7 @@ public sealed class HttpApiTests(ServerFixture server)
     public async Task Streamed_chat_sends_the_role_first_and_finish_reason_last()
     {
         using var client = server.CreateClient();
-        using var response = await client.PostAsync("/v1/chat/completions", Json("""{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "temperature": 0, "stream": true}"""));
+        using var response = await client.PostJsonAsync("/v1/chat/completions", """{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "temperature": 0, "stream": true}""");
         var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal("data: [DONE]", events[^1]);
         var chunks = events[..^1].Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();

@@ -21,7 +21,7 @@ public sealed class ReadmeExampleTests(ServerFixture server)
 
     private static async Task<string> ServedGreedyTextAsync(HttpClient client, int maxTokens)
     {
-        using var response = await client.PostAsync("/v1/completions", HttpApiTests.Json($$"""{"prompt": "{{Prompt}}", "max_tokens": {{maxTokens}}, "temperature": 0}"""));
+        using var response = await client.PostJsonAsync("/v1/completions", $$"""{"prompt": "{{Prompt}}", "max_tokens": {{maxTokens}}, "temperature": 0}""");
         response.EnsureSuccessStatusCode();
         // Decoding the raw bytes strictly: invalid UTF-8 anywhere in the body throws here.
         var body = StrictUtf8.GetString(await response.Content.ReadAsByteArrayAsync());

@@ -15,8 +15,8 @@ public sealed class RequestChatTemplateTests
     {
         await using var server = await TinyPyServer.StartAsync();
         using var client = server.CreateClient();
-        using var refused = await client.PostAsync("/v1/chat/completions", HttpApiTests.Json(
-            """{"messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "chat_template": "{{ messages[0].content }}"}"""));
+        using var refused = await client.PostJsonAsync("/v1/chat/completions",
+            """{"messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "chat_template": "{{ messages[0].content }}"}""");
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
         JsonNode error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
         Assert.Equal("chat_template", error["param"]!.GetValue<string>());

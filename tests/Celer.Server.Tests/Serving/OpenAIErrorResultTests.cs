@@ -12,7 +12,8 @@ public class OpenAIErrorResultTests
         context.Response.Body = new MemoryStream();
         await OpenAIErrorResult.From(error).ExecuteAsync(context);
         context.Response.Body.Position = 0;
-        return (context, JsonDocument.Parse(context.Response.Body).RootElement.Clone());
+        using var body = await JsonDocument.ParseAsync(context.Response.Body);
+        return (context, body.RootElement.Clone());
     }
 
     [Fact]
