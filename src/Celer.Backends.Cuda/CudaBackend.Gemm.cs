@@ -373,13 +373,14 @@ public sealed unsafe partial class CudaBackend
         private void SetDesc(int attribute, void* value, int bytes) =>
             Cublas.Check(CublasLt.cublasLtMatmulDescSetAttribute(Desc, attribute, value, (nuint)bytes), "cublasLtMatmulDescSetAttribute");
 
+        // A failed destroy leaves nothing to do: the statuses are dropped on purpose.
         public void Dispose()
         {
-            CublasLt.cublasLtMatmulPreferenceDestroy(Preference);
-            CublasLt.cublasLtMatrixLayoutDestroy(OutputLayout);
-            CublasLt.cublasLtMatrixLayoutDestroy(InputLayout);
-            CublasLt.cublasLtMatrixLayoutDestroy(WeightLayout);
-            CublasLt.cublasLtMatmulDescDestroy(Desc);
+            _ = CublasLt.cublasLtMatmulPreferenceDestroy(Preference);
+            _ = CublasLt.cublasLtMatrixLayoutDestroy(OutputLayout);
+            _ = CublasLt.cublasLtMatrixLayoutDestroy(InputLayout);
+            _ = CublasLt.cublasLtMatrixLayoutDestroy(WeightLayout);
+            _ = CublasLt.cublasLtMatmulDescDestroy(Desc);
         }
     }
 }

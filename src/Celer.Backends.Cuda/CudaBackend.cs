@@ -370,7 +370,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         // Ends the stream's capture mode whatever state the failed recording left; the partial graph is dropped.
         if (CudaDriver.cuStreamEndCapture(_device.Stream, out nint graph) == 0 && graph != 0)
         {
-            CudaDriver.cuGraphDestroy(graph);
+            _ = CudaDriver.cuGraphDestroy(graph);   // already failing: the first error is the one reported
         }
     }
 

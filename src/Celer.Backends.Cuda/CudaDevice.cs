@@ -101,7 +101,9 @@ public sealed unsafe class CudaDevice : IDisposable
 
     public void MakeCurrent() => CudaDriver.Check(CudaDriver.cuCtxSetCurrent(Context), "cuCtxSetCurrent");
 
+#pragma warning disable CA1822 // asks the driver about the current context, which is this device's
     public (long Free, long Total) MemoryInfo()
+#pragma warning restore CA1822
     {
         CudaDriver.Check(CudaDriver.cuMemGetInfo_v2(out nuint free, out nuint total), "cuMemGetInfo");
         return ((long)free, (long)total);

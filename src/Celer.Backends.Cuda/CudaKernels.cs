@@ -65,7 +65,9 @@ internal sealed unsafe class CudaKernels : IDisposable
     }
 
     /// <summary>Lets a kernel take <paramref name="bytes"/> of dynamic shared memory (the default cap is 48 KB).</summary>
+#pragma warning disable CA1822 // sets an attribute of one of this module's functions (see Function), in its context
     public void AllowSharedMemory(nint function, int bytes) =>
+#pragma warning restore CA1822
         CudaDriver.Check(CudaDriver.cuFuncSetAttribute(function, CudaDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes), "cuFuncSetAttribute");
 
     public nint Function(string name)

@@ -128,7 +128,7 @@ internal static unsafe class KernelCompiler
         byte[] log = new byte[(int)size];
         fixed (byte* l = log)
         {
-            Nvrtc.nvrtcGetProgramLog(program, l);
+            _ = Nvrtc.nvrtcGetProgramLog(program, l);   // the log is best effort, on a compile that already failed
         }
 
         return Encoding.UTF8.GetString(log, 0, log.Length - 1);

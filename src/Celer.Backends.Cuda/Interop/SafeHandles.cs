@@ -21,7 +21,7 @@ internal abstract class ContextBoundHandle : SafeHandle
 
     protected sealed override bool ReleaseHandle()
     {
-        CudaDriver.cuCtxSetCurrent(_context);
+        _ = CudaDriver.cuCtxSetCurrent(_context);   // Release's own status says whether the release worked
         return Release(handle);
     }
 

@@ -179,7 +179,7 @@ internal sealed partial class Interpreter
         return Flow.Normal;
     }
 
-    private void Assign(Expr target, object? value, Scope scope)
+    private static void Assign(Expr target, object? value, Scope scope)
     {
         switch (target)
         {

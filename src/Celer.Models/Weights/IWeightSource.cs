@@ -11,7 +11,9 @@ public interface IWeightSource : IDisposable
     /// <see cref="ModelLoadException"/> names the tensor and both shapes. A missing tensor is a
     /// <see cref="ModelLoadException"/> too.
     /// </summary>
+#pragma warning disable CA1716 // safetensors' own word (safe_open.get_tensor); no caller is VB
     WeightTensor Get(string name, params int[] expectedShape);
+#pragma warning restore CA1716
 }
 
 internal static class WeightShapes
