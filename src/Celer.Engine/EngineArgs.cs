@@ -8,6 +8,9 @@ namespace Celer.Engine;
 /// </summary>
 public sealed class EngineArgs
 {
+    /// <summary>vLLM's capture sizes below 8; every multiple of 8 follows.</summary>
+    private static readonly int[] SmallCaptureSizes = [1, 2, 4];
+
     /// <summary>vLLM's serving default for the per-step token budget with chunked prefill.</summary>
     public const int DefaultMaxNumBatchedTokens = 8192;
 
@@ -65,7 +68,7 @@ public sealed class EngineArgs
 
         if (CudaGraphSizes is [int largest])
         {
-            return [.. new[] { 1, 2, 4 }.Concat(Enumerable.Range(1, largest / 8).Select(i => 8 * i)).Where(s => s <= largest)];
+            return [.. SmallCaptureSizes.Concat(Enumerable.Range(1, largest / 8).Select(i => 8 * i)).Where(s => s <= largest)];
         }
 
         return Models.Backend.StepGraphOptions.DefaultSizes(MaxCudaGraphCaptureSize ?? Math.Min(MaxNumSeqs, 512));

@@ -13,6 +13,9 @@ namespace Celer.Cli.Bench;
 /// </summary>
 internal static class OfflineBenchmarks
 {
+    /// <summary>The latency percentiles vLLM's benchmark_latency reports.</summary>
+    private static readonly int[] Percentiles = [10, 25, 50, 75, 90, 99];
+
     public static Command Latency()
     {
         var common = new CommonOptions();
@@ -52,12 +55,12 @@ internal static class OfflineBenchmarks
             {
                 ["avg_latency"] = LatencyStats.Mean(sorted),
                 ["latencies"] = new JsonArray([.. latencies.Select(l => (JsonNode)l)]),
-                ["percentiles"] = new JsonObject([.. new[] { 10, 25, 50, 75, 90, 99 }.Select(p => KeyValuePair.Create(p.ToString(), (JsonNode?)LatencyStats.Percentile(sorted, p)))]),
+                ["percentiles"] = new JsonObject([.. Percentiles.Select(p => KeyValuePair.Create(p.ToString(), (JsonNode?)LatencyStats.Percentile(sorted, p)))]),
             };
             var output = result.InvocationConfiguration.Output;
             AddGpuTimeline(engine, results, output);
             await output.WriteLineAsync($"Avg latency: {LatencyStats.Mean(sorted):F4} s");
-            foreach (var p in new[] { 10, 25, 50, 75, 90, 99 })
+            foreach (var p in Percentiles)
                 await output.WriteLineAsync($"{p}% percentile latency: {LatencyStats.Percentile(sorted, p):F4} s");
             var parameters = new JsonObject
             {

@@ -33,6 +33,9 @@ public interface IStepGraphs
 /// </summary>
 public sealed record StepGraphOptions(IReadOnlyList<int> CaptureSizes, int BlockTableStride)
 {
+    /// <summary>vLLM's capture sizes below 8.</summary>
+    private static readonly int[] SmallSizes = [1, 2, 4];
+
     /// <summary>The largest decode batch that runs as a graph.</summary>
     public int MaxBatchSize => CaptureSizes[^1];
 
@@ -55,5 +58,5 @@ public sealed record StepGraphOptions(IReadOnlyList<int> CaptureSizes, int Block
     /// multiple of 16.
     /// </summary>
     public static int[] DefaultSizes(int max) =>
-        [.. new[] { 1, 2, 4 }.Concat(Enumerable.Range(1, 31).Select(i => 8 * i)).Concat(Enumerable.Range(16, 1 << 12).Select(i => 16 * i).TakeWhile(s => s <= max)).Where(s => s <= max)];
+        [.. SmallSizes.Concat(Enumerable.Range(1, 31).Select(i => 8 * i)).Concat(Enumerable.Range(16, 1 << 12).Select(i => 16 * i).TakeWhile(s => s <= max)).Where(s => s <= max)];
 }

@@ -7,7 +7,7 @@ namespace Celer.Server.Hosting;
 /// prompt and generation throughput since the last line, running and waiting requests, KV-cache usage and the
 /// prefix-cache hit rate. Silent while idle; <c>--disable-log-stats</c> turns it off.
 /// </summary>
-internal sealed class StatsLogger(AsyncLlmEngine engine, TimeSpan interval, ILogger<StatsLogger> logger) : BackgroundService
+internal sealed partial class StatsLogger(AsyncLlmEngine engine, TimeSpan interval, ILogger<StatsLogger> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -22,7 +22,7 @@ internal sealed class StatsLogger(AsyncLlmEngine engine, TimeSpan interval, ILog
                 long ticks = TimeProvider.System.GetTimestamp();
                 if (logger.IsEnabled(LogLevel.Information) && Describe(last, now, TimeProvider.System.GetElapsedTime(lastTicks, ticks)) is { } line)
                 {
-                    logger.LogInformation("{Stats}", line);
+                    LogStats(line);
                 }
 
                 (last, lastTicks) = (now, ticks);
@@ -32,6 +32,9 @@ internal sealed class StatsLogger(AsyncLlmEngine engine, TimeSpan interval, ILog
         {
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Stats}")]
+    private partial void LogStats(string stats);
 
     /// <summary>The line for the interval from <paramref name="before"/> to <paramref name="after"/>; null when nothing happened.</summary>
     internal static string? Describe(EngineStats before, EngineStats after, TimeSpan elapsed)

@@ -8,7 +8,7 @@ namespace Celer.Server.Serving;
 /// through the chat template, tokenized without adding special tokens again (the template writes
 /// them), checked, and sent to the engine as one request with n samples.
 /// </summary>
-internal sealed class ChatService(ServingModel model, AdmissionControl admission, ILogger<ChatService> logger, ServerOptions options)
+internal sealed partial class ChatService(ServingModel model, AdmissionControl admission, ILogger<ChatService> logger, ServerOptions options)
 {
     private const string AssistantRole = "assistant";
 
@@ -37,14 +37,16 @@ internal sealed class ChatService(ServingModel model, AdmissionControl admission
         }
         var started = new Started(prepared, stream);
         if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))
-            logger.LogInformation("Received request {RequestId}: {PromptTokens} prompt tokens, n={N}, stream={Stream}",
-                prepared.Id, prepared.EngineRequest.PromptTokenIds.Count, prepared.EngineRequest.Params.N, request.Stream == true);
+            LogReceived(prepared.Id, prepared.EngineRequest.PromptTokenIds.Count, prepared.EngineRequest.Params.N, request.Stream == true);
 
         if (request.Stream == true)
             return new StreamingResult(ctx => StreamAsync(ctx, started), lease);
         using (lease)
             return TypedResults.Json(await CompleteAsync(started), ServerJsonContext.Wire.ChatCompletionResponse);
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Received request {RequestId}: {PromptTokens} prompt tokens, n={N}, stream={Stream}")]
+    private partial void LogReceived(string requestId, int promptTokens, int n, bool stream);
 
     private Prepared Prepare(ChatCompletionRequest request)
     {

@@ -9,7 +9,7 @@ namespace Celer.Server.Serving;
 /// tokenized, checked and turned into an engine request before any is admitted; choice
 /// <c>prompt_index × n + sample_index</c> holds each result.
 /// </summary>
-internal sealed class CompletionService(ServingModel model, AdmissionControl admission, ILogger<CompletionService> logger, ServerOptions options)
+internal sealed partial class CompletionService(ServingModel model, AdmissionControl admission, ILogger<CompletionService> logger, ServerOptions options)
 {
     private sealed record Prepared(string Id, string ModelName, CompletionRequest Request, IReadOnlyList<PromptInput> Prompts, IReadOnlyList<GenerateRequest> EngineRequests, int N);
 
@@ -26,13 +26,16 @@ internal sealed class CompletionService(ServingModel model, AdmissionControl adm
 #pragma warning restore CA2000
         var started = new Started(prepared, await StartAsync(prepared.EngineRequests, lease, context.RequestAborted));
         if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))
-            logger.LogInformation("Received request {RequestId}: {Prompts} prompt(s), n={N}, stream={Stream}", prepared.Id, prepared.Prompts.Count, prepared.N, request.Stream == true);
+            LogReceived(prepared.Id, prepared.Prompts.Count, prepared.N, request.Stream == true);
 
         if (request.Stream == true)
             return new StreamingResult(ctx => StreamAsync(ctx, started), lease);
         using (lease)
             return TypedResults.Json(await CompleteAsync(started, context.RequestAborted), ServerJsonContext.Wire.CompletionResponse);
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Received request {RequestId}: {Prompts} prompt(s), n={N}, stream={Stream}")]
+    private partial void LogReceived(string requestId, int prompts, int n, bool stream);
 
     private Prepared Prepare(CompletionRequest request)
     {

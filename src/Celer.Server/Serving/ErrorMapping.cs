@@ -9,7 +9,7 @@ namespace Celer.Server.Serving;
 /// the field named; anything unexpected becomes a 500 with a generic message, its details logged
 /// only, so no stack trace, path or address reaches the client (BAD_INPUT.md #27).
 /// </summary>
-internal static class ErrorMapping
+internal static partial class ErrorMapping
 {
     public const string InternalErrorMessage = "The server had an error while processing your request. Check the server log for details.";
 
@@ -50,9 +50,12 @@ internal static class ErrorMapping
         _ => "The request is malformed.",
     };
 
+    [LoggerMessage(Level = LogLevel.Error, Message = "Request failed with an internal error")]
+    private static partial void LogInternalError(ILogger logger, Exception exception);
+
     private static OpenAIException LogInternal(Exception exception, ILogger logger, string message)
     {
-        logger.LogError(exception, "Request failed with an internal error");
+        LogInternalError(logger, exception);
         return new OpenAIException(StatusCodes.Status500InternalServerError, "InternalServerError", message);
     }
 }

@@ -37,7 +37,8 @@ public sealed class GraphCaptureSizesTests
     public void A_batch_runs_padded_to_the_smallest_recorded_size_that_holds_it()
     {
         var options = new StepGraphOptions([1, 2, 4, 8, 16], 4);
-        Assert.Equal([1, 2, 4, 4, 8, 8, 16, 16], new[] { 1, 2, 3, 4, 5, 8, 9, 16 }.Select(options.Bucket));
+        int[] batches = [1, 2, 3, 4, 5, 8, 9, 16];
+        Assert.Equal([1, 2, 4, 4, 8, 8, 16, 16], batches.Select(options.Bucket));
         Assert.Equal(int.MaxValue, options.Bucket(17));
         Assert.Equal(16, options.MaxBatchSize);
     }

@@ -185,7 +185,7 @@ public class SamplerTests
     public void Bad_words_ban_the_last_token_when_the_prefix_ends_the_output()
     {
         var logits = LogprobsTests.RandomLogits(32, seed: 6);
-        var badWords = new List<int[]> { new[] { 11, 12 }, new[] { 10, 11, 13 }, new[] { 7 }, new[] { 11, 14, 15 }, new[] { 9, 16 }, new[] { 1, 2, 3, 4 } };
+        List<int[]> badWords = [[11, 12], [10, 11, 13], [7], [11, 14, 15], [9, 16], [1, 2, 3, 4]];
         var state = State(new() { Temperature = 0f, BadWords = ["w"], BadWordsTokenIds = badWords }, prompt: [9, 1, 2, 3]);
         state.Append(10);
         state.Append(11);
@@ -296,7 +296,7 @@ public class SamplerTests
     [Fact]
     public void No_logprobs_unless_asked()
     {
-        var result = Sampler.Sample(new float[] { 1f, 2f }, State(new()), NoEos);
+        var result = Sampler.Sample([1f, 2f], State(new()), NoEos);
         Assert.Null(result.Logprobs);
     }
 

@@ -104,8 +104,8 @@ public sealed class HttpApiTests(ServerFixture server)
         var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal("data: [DONE]", events[^1]);
         var chunks = events[..^1].Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
-        var prompts = new[] { "Once upon", "def f(x):" }
-            .Select(p => Tokenize(client, p)).ToArray();
+        string[] texts = ["Once upon", "def f(x):"];
+        var prompts = texts.Select(p => Tokenize(client, p)).ToArray();
         var last = new int[4];
         foreach (var chunk in chunks[..^1])
         {
