@@ -12,15 +12,15 @@ namespace Celer.ChatTemplates;
 /// </summary>
 public sealed class ChatTemplate
 {
-    private readonly List<Stmt> body;
-    private readonly TemplateLimits limits;
-    private readonly Func<DateTimeOffset> clock;
+    private readonly List<Stmt> _body;
+    private readonly TemplateLimits _limits;
+    private readonly Func<DateTimeOffset> _clock;
 
     private ChatTemplate(List<Stmt> body, TemplateLimits limits, Func<DateTimeOffset> clock)
     {
-        this.body = body;
-        this.limits = limits;
-        this.clock = clock;
+        _body = body;
+        _limits = limits;
+        _clock = clock;
     }
 
     /// <exception cref="TemplateSyntaxException">The source is not valid Jinja, or uses a tag chat templates cannot (include, import, extends).</exception>
@@ -45,7 +45,7 @@ public sealed class ChatTemplate
     public string Render(JsonObject context)
     {
         var globals = new Scope(null);
-        Globals.AddTo(globals, clock);
+        Globals.AddTo(globals, _clock);
         var vars = new Scope(globals);
         vars.Set("tools", null);
         vars.Set("documents", null);
@@ -53,7 +53,7 @@ public sealed class ChatTemplate
         foreach (var (name, value) in context) vars.Set(name, JsonConversion.ToValue(value));
         try
         {
-            return new Interpreter(limits).Render(body, vars);
+            return new Interpreter(_limits).Render(_body, vars);
         }
         catch (OverflowException)
         {

@@ -16,7 +16,7 @@ internal sealed partial class Interpreter
         }
         finally
         {
-            depth--;
+            _depth--;
         }
     }
 

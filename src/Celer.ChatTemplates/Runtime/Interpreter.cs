@@ -17,66 +17,66 @@ internal sealed partial class Interpreter
     // Checking the clock on every step would dominate small renders; every 1024 steps is still sub-millisecond.
     private const int ClockCheckInterval = 1024;
 
-    private readonly TemplateLimits limits;
-    private readonly Stopwatch clock = Stopwatch.StartNew();
-    private readonly Stack<StringBuilder> outputs = new();
-    private long steps;
-    private int depth;
-    private int loopDepth;
+    private readonly TemplateLimits _limits;
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private readonly Stack<StringBuilder> _outputs = new();
+    private long _steps;
+    private int _depth;
+    private int _loopDepth;
 
     public Interpreter(TemplateLimits limits)
     {
-        this.limits = limits;
+        _limits = limits;
     }
 
     public string Render(List<Stmt> body, Scope globals)
     {
-        using var budget = ValueBudget.Enter(limits);
-        outputs.Push(new StringBuilder());
+        using var budget = ValueBudget.Enter(_limits);
+        _outputs.Push(new StringBuilder());
         var flow = Exec(body, new Scope(globals));
         Debug.Assert(flow == Flow.Normal, "the parser only accepts break/continue inside loops");
-        return outputs.Pop().ToString();
+        return _outputs.Pop().ToString();
     }
 
     /// <summary>Renders a body into a string of its own: macro calls, block set and filter blocks.</summary>
     public string Capture(List<Stmt> body, Scope scope, int line)
     {
         EnterDepth(line);
-        outputs.Push(new StringBuilder());
+        _outputs.Push(new StringBuilder());
         try
         {
             Exec(body, scope);
-            return outputs.Peek().ToString();
+            return _outputs.Peek().ToString();
         }
         finally
         {
-            outputs.Pop();
-            depth--;
+            _outputs.Pop();
+            _depth--;
         }
     }
 
     private void Write(string text)
     {
-        var sb = outputs.Peek();
-        if (sb.Length + text.Length > limits.MaxOutputChars)
-            throw new TemplateRenderException($"rendered output exceeds the limit of {limits.MaxOutputChars} characters");
+        var sb = _outputs.Peek();
+        if (sb.Length + text.Length > _limits.MaxOutputChars)
+            throw new TemplateRenderException($"rendered output exceeds the limit of {_limits.MaxOutputChars} characters");
         sb.Append(text);
     }
 
     public void Step()
     {
-        if (++steps > limits.MaxSteps)
-            throw new TemplateRenderException($"template exceeded the limit of {limits.MaxSteps} evaluation steps");
-        if (steps % ClockCheckInterval == 0 && clock.Elapsed > limits.Timeout)
-            throw new TemplateRenderException($"template rendering exceeded the time limit of {limits.Timeout.TotalMilliseconds:0} ms");
+        if (++_steps > _limits.MaxSteps)
+            throw new TemplateRenderException($"template exceeded the limit of {_limits.MaxSteps} evaluation steps");
+        if (_steps % ClockCheckInterval == 0 && _clock.Elapsed > _limits.Timeout)
+            throw new TemplateRenderException($"template rendering exceeded the time limit of {_limits.Timeout.TotalMilliseconds:0} ms");
     }
 
     private void EnterDepth(int line)
     {
-        if (++depth > limits.MaxDepth)
+        if (++_depth > _limits.MaxDepth)
         {
-            depth--;
-            throw new TemplateRenderException($"maximum recursion depth of {limits.MaxDepth} exceeded (line {line})");
+            _depth--;
+            throw new TemplateRenderException($"maximum recursion depth of {_limits.MaxDepth} exceeded (line {line})");
         }
     }
 
@@ -129,10 +129,10 @@ internal sealed partial class Interpreter
                 Write(Capture(sc.Body, new Scope(scope), sc.Line));
                 return Flow.Normal;
             case BreakStmt b:
-                if (loopDepth == 0) throw new TemplateRenderException($"'break' outside of a loop (line {b.Line})");
+                if (_loopDepth == 0) throw new TemplateRenderException($"'break' outside of a loop (line {b.Line})");
                 return Flow.Break;
             case ContinueStmt c:
-                if (loopDepth == 0) throw new TemplateRenderException($"'continue' outside of a loop (line {c.Line})");
+                if (_loopDepth == 0) throw new TemplateRenderException($"'continue' outside of a loop (line {c.Line})");
                 return Flow.Continue;
             default:
                 throw new UnreachableException(stmt.GetType().Name);
@@ -160,7 +160,7 @@ internal sealed partial class Interpreter
 
         scope.TryGet("loop", out var outer);
         var loop = new LoopContext(items, outer is LoopContext o ? o.Depth0 + 1 : 0);
-        loopDepth++;
+        _loopDepth++;
         try
         {
             for (var i = 0; i < items.Count; i++)
@@ -174,7 +174,7 @@ internal sealed partial class Interpreter
         }
         finally
         {
-            loopDepth--;
+            _loopDepth--;
         }
         return Flow.Normal;
     }

@@ -10,20 +10,20 @@ namespace Celer.ChatTemplates.Runtime;
 /// </summary>
 internal sealed class JsonDumps
 {
-    private readonly string? indent;
-    private readonly string itemSeparator;
-    private readonly string keySeparator;
-    private readonly bool sortKeys;
-    private readonly bool ensureAscii;
-    private readonly StringBuilder sb = new();
+    private readonly string? _indent;
+    private readonly string _itemSeparator;
+    private readonly string _keySeparator;
+    private readonly bool _sortKeys;
+    private readonly bool _ensureAscii;
+    private readonly StringBuilder _sb = new();
 
     private JsonDumps(string? indent, string itemSeparator, string keySeparator, bool sortKeys, bool ensureAscii)
     {
-        this.indent = indent;
-        this.itemSeparator = itemSeparator;
-        this.keySeparator = keySeparator;
-        this.sortKeys = sortKeys;
-        this.ensureAscii = ensureAscii;
+        _indent = indent;
+        _itemSeparator = itemSeparator;
+        _keySeparator = keySeparator;
+        _sortKeys = sortKeys;
+        _ensureAscii = ensureAscii;
     }
 
     /// <param name="indent">null, an int (spaces) or a string, as Python accepts.</param>
@@ -47,17 +47,17 @@ internal sealed class JsonDumps
         }
         var dumper = new JsonDumps(indentText, item, key, sortKeys, ensureAscii);
         dumper.Write(value, 0);
-        return dumper.sb.ToString();
+        return dumper._sb.ToString();
     }
 
     private void Write(object? value, int level)
     {
         switch (value)
         {
-            case null: sb.Append("null"); break;
-            case bool b: sb.Append(b ? "true" : "false"); break;
-            case long l: sb.Append(l.ToString(CultureInfo.InvariantCulture)); break;
-            case double d: sb.Append(FloatText(d)); break;
+            case null: _sb.Append("null"); break;
+            case bool b: _sb.Append(b ? "true" : "false"); break;
+            case long l: _sb.Append(l.ToString(CultureInfo.InvariantCulture)); break;
+            case double d: _sb.Append(FloatText(d)); break;
             case string s: WriteString(s); break;
             case IReadOnlyList<object?> list: WriteList(list, level); break;
             case PyDict dict: WriteDict(dict, level); break;
@@ -73,42 +73,42 @@ internal sealed class JsonDumps
     {
         if (list.Count == 0)
         {
-            sb.Append("[]");
+            _sb.Append("[]");
             return;
         }
-        sb.Append('[');
+        _sb.Append('[');
         for (var i = 0; i < list.Count; i++)
         {
-            if (i > 0) sb.Append(itemSeparator);
+            if (i > 0) _sb.Append(_itemSeparator);
             NewLine(level + 1);
             Write(list[i], level + 1);
         }
         NewLine(level);
-        sb.Append(']');
+        _sb.Append(']');
     }
 
     private void WriteDict(PyDict dict, int level)
     {
         if (dict.Count == 0)
         {
-            sb.Append("{}");
+            _sb.Append("{}");
             return;
         }
         IEnumerable<KeyValuePair<object, object?>> entries = dict;
-        if (sortKeys) entries = dict.OrderBy(kv => kv.Key, Comparer<object>.Create((a, b) => PyOps.Compare(a, b, "<")));
-        sb.Append('{');
+        if (_sortKeys) entries = dict.OrderBy(kv => kv.Key, Comparer<object>.Create((a, b) => PyOps.Compare(a, b, "<")));
+        _sb.Append('{');
         var first = true;
         foreach (var (k, v) in entries)
         {
-            if (!first) sb.Append(itemSeparator);
+            if (!first) _sb.Append(_itemSeparator);
             first = false;
             NewLine(level + 1);
             WriteString(KeyText(k));
-            sb.Append(keySeparator);
+            _sb.Append(_keySeparator);
             Write(v, level + 1);
         }
         NewLine(level);
-        sb.Append('}');
+        _sb.Append('}');
     }
 
     private static string KeyText(object key) => key switch
@@ -122,34 +122,34 @@ internal sealed class JsonDumps
 
     private void NewLine(int level)
     {
-        if (indent is null) return;
-        ValueBudget.Chars(sb.Length + 1 + (long)level * indent.Length);
-        sb.Append('\n');
-        for (var i = 0; i < level; i++) sb.Append(indent);
+        if (_indent is null) return;
+        ValueBudget.Chars(_sb.Length + 1 + (long)level * _indent.Length);
+        _sb.Append('\n');
+        for (var i = 0; i < level; i++) _sb.Append(_indent);
     }
 
     private void WriteString(string s)
     {
-        sb.Append('"');
+        _sb.Append('"');
         foreach (var c in s)
         {
             switch (c)
             {
-                case '"': sb.Append("\\\""); break;
-                case '\\': sb.Append("\\\\"); break;
-                case '\n': sb.Append("\\n"); break;
-                case '\r': sb.Append("\\r"); break;
-                case '\t': sb.Append("\\t"); break;
-                case '\b': sb.Append("\\b"); break;
-                case '\f': sb.Append("\\f"); break;
+                case '"': _sb.Append("\\\""); break;
+                case '\\': _sb.Append("\\\\"); break;
+                case '\n': _sb.Append("\\n"); break;
+                case '\r': _sb.Append("\\r"); break;
+                case '\t': _sb.Append("\\t"); break;
+                case '\b': _sb.Append("\\b"); break;
+                case '\f': _sb.Append("\\f"); break;
                 default:
-                    if (c < 0x20 || (ensureAscii && c > 0x7e))
-                        sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
+                    if (c < 0x20 || (_ensureAscii && c > 0x7e))
+                        _sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
                     else
-                        sb.Append(c);
+                        _sb.Append(c);
                     break;
             }
         }
-        sb.Append('"');
+        _sb.Append('"');
     }
 }

@@ -7,7 +7,7 @@ namespace Celer.ChatTemplates.Runtime;
 /// </summary>
 internal sealed class Scope(Scope? parent)
 {
-    private readonly Dictionary<string, object?> vars = [];
+    private readonly Dictionary<string, object?> _vars = [];
 
     public Scope? Parent { get; } = parent;
 
@@ -15,11 +15,11 @@ internal sealed class Scope(Scope? parent)
     {
         for (var s = this; s is not null; s = s.Parent)
         {
-            if (s.vars.TryGetValue(name, out value)) return true;
+            if (s._vars.TryGetValue(name, out value)) return true;
         }
         value = null;
         return false;
     }
 
-    public void Set(string name, object? value) => vars[name] = value;
+    public void Set(string name, object? value) => _vars[name] = value;
 }

@@ -14,42 +14,42 @@ internal sealed class Lexer
     private static readonly string[] Operators =
         ["**", "//", "==", "!=", ">=", "<=", "+", "-", "/", "*", "%", "~", "[", "]", "(", ")", "{", "}", ">", "<", "=", ".", ":", "|", ",", ";"];
 
-    private readonly string src;
-    private readonly List<Token> tokens = [];
-    private int pos;
-    private int line = 1;
+    private readonly string _src;
+    private readonly List<Token> _tokens = [];
+    private int _pos;
+    private int _line = 1;
 
     // Whether the text consumed so far ends a line: lstrip_blocks also applies to a tag with no newline
     // before it in its data when the previous tag's own match ended with one.
-    private bool lineStarting = true;
+    private bool _lineStarting = true;
 
     private Lexer(string source)
     {
-        src = source.Replace("\r\n", "\n").Replace('\r', '\n');
-        if (src.EndsWith('\n')) src = src[..^1];
+        _src = source.Replace("\r\n", "\n").Replace('\r', '\n');
+        if (_src.EndsWith('\n')) _src = _src[..^1];
     }
 
     public static List<Token> Tokenize(string source)
     {
         var lexer = new Lexer(source);
         lexer.Run();
-        return lexer.tokens;
+        return lexer._tokens;
     }
 
     private void Run()
     {
-        while (pos < src.Length)
+        while (_pos < _src.Length)
         {
-            var start = FindTagStart(pos);
+            var start = FindTagStart(_pos);
             if (start < 0)
             {
-                EmitData(src[pos..]);
+                EmitData(_src[_pos..]);
                 break;
             }
-            var kind = src[start + 1];
+            var kind = _src[start + 1];
             var signPos = start + 2;
-            var sign = signPos < src.Length && src[signPos] is '-' or '+' ? src[signPos] : '\0';
-            var text = src[pos..start];
+            var sign = signPos < _src.Length && _src[signPos] is '-' or '+' ? _src[signPos] : '\0';
+            var text = _src[_pos..start];
 
             if (sign == '-')
             {
@@ -58,7 +58,7 @@ internal sealed class Lexer
             else if (sign != '+' && kind != '{')
             {
                 var lineStart = text.LastIndexOf('\n') + 1;
-                if ((lineStart > 0 || lineStarting) && lineStart < text.Length && IsBlank(text, lineStart))
+                if ((lineStart > 0 || _lineStarting) && lineStart < text.Length && IsBlank(text, lineStart))
                     text = text[..lineStart];
             }
 
@@ -66,8 +66,8 @@ internal sealed class Lexer
             if (kind == '%' && TryRaw(text, afterOpen)) continue;
 
             EmitData(text);
-            line += CountNewlines(src, pos, afterOpen);
-            pos = afterOpen;
+            _line += CountNewlines(_src, _pos, afterOpen);
+            _pos = afterOpen;
             switch (kind)
             {
                 case '#': LexComment(); break;
@@ -75,14 +75,14 @@ internal sealed class Lexer
                 default: LexTag(TokenKind.VariableBegin, TokenKind.VariableEnd, "}}"); break;
             }
         }
-        tokens.Add(new Token(TokenKind.Eof, null, line));
+        _tokens.Add(new Token(TokenKind.Eof, null, _line));
     }
 
     private int FindTagStart(int from)
     {
-        for (var i = from; i < src.Length - 1; i++)
+        for (var i = from; i < _src.Length - 1; i++)
         {
-            if (src[i] == '{' && src[i + 1] is '{' or '%' or '#') return i;
+            if (_src[i] == '{' && _src[i + 1] is '{' or '%' or '#') return i;
         }
         return -1;
     }
@@ -108,34 +108,34 @@ internal sealed class Lexer
 
     private void EmitData(string text)
     {
-        if (text.Length > 0) tokens.Add(new Token(TokenKind.Data, text, line));
+        if (text.Length > 0) _tokens.Add(new Token(TokenKind.Data, text, _line));
     }
 
     /// <summary>Consumes the end of a tag: "-" strips following whitespace, plain block/comment ends eat one newline.</summary>
     private void ConsumeTagEnd(char sign, int endLength, bool isBlockOrComment)
     {
-        var end = pos + endLength;
+        var end = _pos + endLength;
         if (sign == '-')
         {
-            while (end < src.Length && char.IsWhiteSpace(src[end])) end++;
+            while (end < _src.Length && char.IsWhiteSpace(_src[end])) end++;
         }
-        else if (sign == '\0' && isBlockOrComment && end < src.Length && src[end] == '\n')
+        else if (sign == '\0' && isBlockOrComment && end < _src.Length && _src[end] == '\n')
         {
             end++;
         }
-        line += CountNewlines(src, pos, end);
-        lineStarting = src[end - 1] == '\n';
-        pos = end;
+        _line += CountNewlines(_src, _pos, end);
+        _lineStarting = _src[end - 1] == '\n';
+        _pos = end;
     }
 
     private void LexComment()
     {
-        var close = src.IndexOf("#}", pos, StringComparison.Ordinal);
-        if (close < 0) throw new TemplateSyntaxException("Missing end of comment tag", line);
-        var sign = close > pos && src[close - 1] is '-' or '+' ? src[close - 1] : '\0';
+        var close = _src.IndexOf("#}", _pos, StringComparison.Ordinal);
+        if (close < 0) throw new TemplateSyntaxException("Missing end of comment tag", _line);
+        var sign = close > _pos && _src[close - 1] is '-' or '+' ? _src[close - 1] : '\0';
         var tagEnd = sign == '\0' ? close : close - 1;
-        line += CountNewlines(src, pos, tagEnd);
-        pos = tagEnd;
+        _line += CountNewlines(_src, _pos, tagEnd);
+        _pos = tagEnd;
         ConsumeTagEnd(sign, close + 2 - tagEnd, isBlockOrComment: true);
     }
 
@@ -143,29 +143,29 @@ internal sealed class Lexer
     private bool TryRaw(string textBefore, int afterOpen)
     {
         var i = SkipSpaces(afterOpen);
-        if (string.CompareOrdinal(src, i, "raw", 0, 3) != 0) return false;
+        if (string.CompareOrdinal(_src, i, "raw", 0, 3) != 0) return false;
         i = SkipSpaces(i + 3);
-        var minus = i < src.Length && src[i] == '-';
-        if (string.CompareOrdinal(src, minus ? i + 1 : i, "%}", 0, 2) != 0) return false;
+        var minus = i < _src.Length && _src[i] == '-';
+        if (string.CompareOrdinal(_src, minus ? i + 1 : i, "%}", 0, 2) != 0) return false;
         EmitData(textBefore);
-        line += CountNewlines(src, pos, i);
-        pos = i;
+        _line += CountNewlines(_src, _pos, i);
+        _pos = i;
         ConsumeTagEnd(minus ? '-' : '+', minus ? 3 : 2, isBlockOrComment: true);
-        for (var search = pos; ; search++)
+        for (var search = _pos; ; search++)
         {
-            var open = src.IndexOf("{%", search, StringComparison.Ordinal);
-            if (open < 0) throw new TemplateSyntaxException("Missing end of raw directive", line);
-            var sign = open + 2 < src.Length && src[open + 2] is '-' or '+' ? src[open + 2] : '\0';
+            var open = _src.IndexOf("{%", search, StringComparison.Ordinal);
+            if (open < 0) throw new TemplateSyntaxException("Missing end of raw directive", _line);
+            var sign = open + 2 < _src.Length && _src[open + 2] is '-' or '+' ? _src[open + 2] : '\0';
             var j = SkipSpaces(open + 2 + (sign == '\0' ? 0 : 1));
-            if (string.CompareOrdinal(src, j, "endraw", 0, 6) != 0) continue;
+            if (string.CompareOrdinal(_src, j, "endraw", 0, 6) != 0) continue;
             j = SkipSpaces(j + 6);
-            var endSign = j < src.Length && src[j] is '-' or '+' ? src[j] : '\0';
-            if (string.CompareOrdinal(src, endSign == '\0' ? j : j + 1, "%}", 0, 2) != 0) continue;
-            var body = src[pos..open];
+            var endSign = j < _src.Length && _src[j] is '-' or '+' ? _src[j] : '\0';
+            if (string.CompareOrdinal(_src, endSign == '\0' ? j : j + 1, "%}", 0, 2) != 0) continue;
+            var body = _src[_pos..open];
             if (sign == '-') body = body.TrimEnd();
             EmitData(body);
-            line += CountNewlines(src, pos, j);
-            pos = j;
+            _line += CountNewlines(_src, _pos, j);
+            _pos = j;
             ConsumeTagEnd(endSign, endSign == '\0' ? 2 : 3, isBlockOrComment: true);
             return true;
         }
@@ -173,33 +173,33 @@ internal sealed class Lexer
 
     private int SkipSpaces(int i)
     {
-        while (i < src.Length && char.IsWhiteSpace(src[i])) i++;
+        while (i < _src.Length && char.IsWhiteSpace(_src[i])) i++;
         return i;
     }
 
     private void LexTag(TokenKind begin, TokenKind endKind, string end)
     {
-        tokens.Add(new Token(begin, null, line));
+        _tokens.Add(new Token(begin, null, _line));
         var depth = 0; // open brackets: "}}" inside a dict literal does not close the tag
         while (true)
         {
-            if (pos >= src.Length) throw new TemplateSyntaxException($"unexpected end of template, expected '{end}'", line);
-            var c = src[pos];
+            if (_pos >= _src.Length) throw new TemplateSyntaxException($"unexpected end of template, expected '{end}'", _line);
+            var c = _src[_pos];
             if (char.IsWhiteSpace(c))
             {
-                if (c == '\n') line++;
-                pos++;
+                if (c == '\n') _line++;
+                _pos++;
                 continue;
             }
             if (depth == 0)
             {
                 var sign = c is '-' or '+' ? c : '\0';
-                var at = sign == '\0' ? pos : pos + 1;
+                var at = sign == '\0' ? _pos : _pos + 1;
                 // "+}}" is not an end in Jinja (only "-}}" and "}}" close a print tag).
-                if (string.CompareOrdinal(src, at, end, 0, 2) == 0 && !(sign == '+' && endKind == TokenKind.VariableEnd))
+                if (string.CompareOrdinal(_src, at, end, 0, 2) == 0 && !(sign == '+' && endKind == TokenKind.VariableEnd))
                 {
-                    tokens.Add(new Token(endKind, null, line));
-                    ConsumeTagEnd(sign, at + 2 - pos, isBlockOrComment: endKind == TokenKind.BlockEnd);
+                    _tokens.Add(new Token(endKind, null, _line));
+                    ConsumeTagEnd(sign, at + 2 - _pos, isBlockOrComment: endKind == TokenKind.BlockEnd);
                     return;
                 }
             }
@@ -208,12 +208,12 @@ internal sealed class Lexer
             else if (char.IsLetter(c) || c == '_') LexName();
             else
             {
-                var op = Operators.FirstOrDefault(o => string.CompareOrdinal(src, pos, o, 0, o.Length) == 0)
-                    ?? throw new TemplateSyntaxException($"unexpected char {PyRepr(c)} at {pos}", line);
+                var op = Operators.FirstOrDefault(o => string.CompareOrdinal(_src, _pos, o, 0, o.Length) == 0)
+                    ?? throw new TemplateSyntaxException($"unexpected char {PyRepr(c)} at {_pos}", _line);
                 if (op is "(" or "[" or "{") depth++;
                 else if (op is ")" or "]" or "}") depth = Math.Max(0, depth - 1);
-                tokens.Add(new Token(TokenKind.Operator, op, line));
-                pos += op.Length;
+                _tokens.Add(new Token(TokenKind.Operator, op, _line));
+                _pos += op.Length;
             }
         }
     }
@@ -222,76 +222,76 @@ internal sealed class Lexer
 
     private void LexName()
     {
-        var start = pos;
-        while (pos < src.Length && (char.IsLetterOrDigit(src[pos]) || src[pos] == '_')) pos++;
-        tokens.Add(new Token(TokenKind.Name, src[start..pos], line));
+        var start = _pos;
+        while (_pos < _src.Length && (char.IsLetterOrDigit(_src[_pos]) || _src[_pos] == '_')) _pos++;
+        _tokens.Add(new Token(TokenKind.Name, _src[start.._pos], _line));
     }
 
     private void LexNumber()
     {
-        var start = pos;
-        if (src[pos] == '0' && pos + 1 < src.Length && src[pos + 1] is 'x' or 'X' or 'o' or 'O' or 'b' or 'B')
+        var start = _pos;
+        if (_src[_pos] == '0' && _pos + 1 < _src.Length && _src[_pos + 1] is 'x' or 'X' or 'o' or 'O' or 'b' or 'B')
         {
-            var radix = char.ToLowerInvariant(src[pos + 1]) switch { 'x' => 16, 'o' => 8, _ => 2 };
-            pos += 2;
-            var digitsStart = pos;
-            while (pos < src.Length && (Uri.IsHexDigit(src[pos]) || src[pos] == '_')) pos++;
-            var digits = src[digitsStart..pos].Replace("_", "");
-            tokens.Add(new Token(TokenKind.Integer, Convert.ToInt64(digits, radix), line));
+            var radix = char.ToLowerInvariant(_src[_pos + 1]) switch { 'x' => 16, 'o' => 8, _ => 2 };
+            _pos += 2;
+            var digitsStart = _pos;
+            while (_pos < _src.Length && (Uri.IsHexDigit(_src[_pos]) || _src[_pos] == '_')) _pos++;
+            var digits = _src[digitsStart.._pos].Replace("_", "");
+            _tokens.Add(new Token(TokenKind.Integer, Convert.ToInt64(digits, radix), _line));
             return;
         }
         SkipDigits();
         var isFloat = false;
-        if (pos + 1 < src.Length && src[pos] == '.' && char.IsAsciiDigit(src[pos + 1]))
+        if (_pos + 1 < _src.Length && _src[_pos] == '.' && char.IsAsciiDigit(_src[_pos + 1]))
         {
             isFloat = true;
-            pos++;
+            _pos++;
             SkipDigits();
         }
-        if (pos < src.Length && src[pos] is 'e' or 'E')
+        if (_pos < _src.Length && _src[_pos] is 'e' or 'E')
         {
-            var e = pos + 1;
-            if (e < src.Length && src[e] is '+' or '-') e++;
-            if (e < src.Length && char.IsAsciiDigit(src[e]))
+            var e = _pos + 1;
+            if (e < _src.Length && _src[e] is '+' or '-') e++;
+            if (e < _src.Length && char.IsAsciiDigit(_src[e]))
             {
                 isFloat = true;
-                pos = e;
+                _pos = e;
                 SkipDigits();
             }
         }
-        var text = src[start..pos].Replace("_", "");
-        tokens.Add(isFloat
-            ? new Token(TokenKind.Float, double.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture), line)
-            : new Token(TokenKind.Integer, long.Parse(text, CultureInfo.InvariantCulture), line));
+        var text = _src[start.._pos].Replace("_", "");
+        _tokens.Add(isFloat
+            ? new Token(TokenKind.Float, double.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture), _line)
+            : new Token(TokenKind.Integer, long.Parse(text, CultureInfo.InvariantCulture), _line));
     }
 
     private void SkipDigits()
     {
-        while (pos < src.Length && (char.IsAsciiDigit(src[pos]) || (src[pos] == '_' && pos + 1 < src.Length && char.IsAsciiDigit(src[pos + 1])))) pos++;
+        while (_pos < _src.Length && (char.IsAsciiDigit(_src[_pos]) || (_src[_pos] == '_' && _pos + 1 < _src.Length && char.IsAsciiDigit(_src[_pos + 1])))) _pos++;
     }
 
     /// <summary>A quoted string, unescaped the way Python's "unicode-escape" codec does it (Jinja uses that codec).</summary>
     private void LexString(char quote)
     {
-        var startLine = line;
+        var startLine = _line;
         var sb = new StringBuilder();
-        pos++;
+        _pos++;
         while (true)
         {
-            if (pos >= src.Length) throw new TemplateSyntaxException("unexpected end of string", startLine);
-            var c = src[pos++];
+            if (_pos >= _src.Length) throw new TemplateSyntaxException("unexpected end of string", startLine);
+            var c = _src[_pos++];
             if (c == quote) break;
-            if (c == '\n') line++;
+            if (c == '\n') _line++;
             if (c != '\\')
             {
                 sb.Append(c);
                 continue;
             }
-            if (pos >= src.Length) throw new TemplateSyntaxException("unexpected end of string", startLine);
-            var e = src[pos++];
+            if (_pos >= _src.Length) throw new TemplateSyntaxException("unexpected end of string", startLine);
+            var e = _src[_pos++];
             switch (e)
             {
-                case '\n': line++; break; // line continuation
+                case '\n': _line++; break; // line continuation
                 case '\\': sb.Append('\\'); break;
                 case '\'': sb.Append('\''); break;
                 case '"': sb.Append('"'); break;
@@ -307,21 +307,21 @@ internal sealed class Lexer
                 case 'U': sb.Append(HexEscape(8)); break;
                 case >= '0' and <= '7':
                     var octal = e - '0';
-                    for (var k = 0; k < 2 && pos < src.Length && src[pos] is >= '0' and <= '7'; k++) octal = octal * 8 + (src[pos++] - '0');
+                    for (var k = 0; k < 2 && _pos < _src.Length && _src[_pos] is >= '0' and <= '7'; k++) octal = octal * 8 + (_src[_pos++] - '0');
                     sb.Append((char)octal);
                     break;
                 default: sb.Append('\\').Append(e); break; // unknown escapes stay as written
             }
         }
-        tokens.Add(new Token(TokenKind.String, sb.ToString(), startLine));
+        _tokens.Add(new Token(TokenKind.String, sb.ToString(), startLine));
     }
 
     private string HexEscape(int digits)
     {
-        if (pos + digits > src.Length || !src.AsSpan(pos, digits).ContainsOnlyHex())
-            throw new TemplateSyntaxException($"truncated \\{(digits == 2 ? 'x' : digits == 4 ? 'u' : 'U')} escape in string", line);
-        var code = int.Parse(src.AsSpan(pos, digits), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-        pos += digits;
+        if (_pos + digits > _src.Length || !_src.AsSpan(_pos, digits).ContainsOnlyHex())
+            throw new TemplateSyntaxException($"truncated \\{(digits == 2 ? 'x' : digits == 4 ? 'u' : 'U')} escape in string", _line);
+        var code = int.Parse(_src.AsSpan(_pos, digits), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+        _pos += digits;
         return char.ConvertFromUtf32(code);
     }
 }

@@ -12,15 +12,15 @@ internal sealed class Parser
     // Tags that need a template loader or another environment feature transformers does not give chat templates.
     private static readonly HashSet<string> UnsupportedTags = ["include", "import", "from", "extends", "block", "call", "do", "with", "autoescape"];
 
-    private readonly List<Token> tokens;
-    private readonly int maxDepth;
-    private int index;
-    private int depth;
+    private readonly List<Token> _tokens;
+    private readonly int _maxDepth;
+    private int _index;
+    private int _depth;
 
     private Parser(List<Token> tokens, int maxDepth)
     {
-        this.tokens = tokens;
-        this.maxDepth = maxDepth;
+        _tokens = tokens;
+        _maxDepth = maxDepth;
     }
 
     public static List<Stmt> Parse(string source, int maxDepth)
@@ -32,11 +32,11 @@ internal sealed class Parser
         return body;
     }
 
-    private Token Current => tokens[index];
+    private Token Current => _tokens[_index];
 
-    private Token Peek(int offset = 1) => tokens[Math.Min(index + offset, tokens.Count - 1)];
+    private Token Peek(int offset = 1) => _tokens[Math.Min(_index + offset, _tokens.Count - 1)];
 
-    private Token Next() => tokens[index++];
+    private Token Next() => _tokens[_index++];
 
     private TemplateSyntaxException Error(string message, Token? at = null) => new(message, (at ?? Current).Line);
 
@@ -54,27 +54,27 @@ internal sealed class Parser
             };
             throw Error($"expected token {wanted}, got {t}");
         }
-        index++;
+        _index++;
         return t;
     }
 
     private bool SkipOperator(string op)
     {
         if (!Current.IsOperator(op)) return false;
-        index++;
+        _index++;
         return true;
     }
 
     private bool SkipName(string name)
     {
         if (!Current.IsName(name)) return false;
-        index++;
+        _index++;
         return true;
     }
 
     private void Enter()
     {
-        if (++depth > maxDepth) throw Error($"template nesting is deeper than the limit of {maxDepth}");
+        if (++_depth > _maxDepth) throw Error($"template nesting is deeper than the limit of {_maxDepth}");
     }
 
     // ------------------------------------------------------------------ statements
@@ -94,10 +94,10 @@ internal sealed class Parser
                     return body;
                 case TokenKind.Data:
                     body.Add(new TextStmt(t.Text, t.Line));
-                    index++;
+                    _index++;
                     break;
                 case TokenKind.VariableBegin:
-                    index++;
+                    _index++;
                     var expr = ParseTuple();
                     Expect(TokenKind.VariableEnd);
                     body.Add(new OutputStmt(expr, t.Line));
@@ -106,10 +106,10 @@ internal sealed class Parser
                     var tag = Peek();
                     if (tag.Kind == TokenKind.Name && endTags.Contains(tag.Text))
                     {
-                        index++;
+                        _index++;
                         return body;
                     }
-                    index++;
+                    _index++;
                     body.Add(ParseStatement());
                     break;
                 default:
@@ -127,20 +127,20 @@ internal sealed class Parser
         {
             switch (tag.Text)
             {
-                case "if": index++; return ParseIf(tag.Line);
-                case "for": index++; return ParseFor(tag.Line);
-                case "set": index++; return ParseSet(tag.Line);
-                case "macro": index++; return ParseMacro(tag.Line);
-                case "filter": index++; return ParseFilterBlock(tag.Line);
+                case "if": _index++; return ParseIf(tag.Line);
+                case "for": _index++; return ParseFor(tag.Line);
+                case "set": _index++; return ParseSet(tag.Line);
+                case "macro": _index++; return ParseMacro(tag.Line);
+                case "filter": _index++; return ParseFilterBlock(tag.Line);
                 case "generation":
-                    index++;
+                    _index++;
                     Expect(TokenKind.BlockEnd);
                     var body = ParseBody(["endgeneration"]);
                     EndTag();
                     return new ScopeStmt(body, tag.Line);
                 case "break":
                 case "continue":
-                    index++;
+                    _index++;
                     Expect(TokenKind.BlockEnd);
                     return tag.Text == "break" ? new BreakStmt(tag.Line) : new ContinueStmt(tag.Line);
                 default:
@@ -151,14 +151,14 @@ internal sealed class Parser
         }
         finally
         {
-            depth--;
+            _depth--;
         }
     }
 
     /// <summary>Consumes the name of an end tag (already current) and its closing %}.</summary>
     private void EndTag()
     {
-        index++;
+        _index++;
         Expect(TokenKind.BlockEnd);
     }
 
@@ -205,7 +205,7 @@ internal sealed class Parser
         {
             Expect(TokenKind.BlockEnd);
             elseBody = ParseBody(["endfor"]);
-            index++;
+            _index++;
         }
         Expect(TokenKind.BlockEnd);
         return new ForStmt(target, iter, filter, body, elseBody, line);
@@ -254,7 +254,7 @@ internal sealed class Parser
             throw Error($"Can't assign to '{name.Text}'", name);
         if (allowNamespace && Current.IsOperator(".") && Peek().Kind == TokenKind.Name)
         {
-            index++;
+            _index++;
             var attr = Next();
             return new GetAttrExpr(new NameExpr(name.Text, name.Line), attr.Text, name.Line);
         }
@@ -338,7 +338,7 @@ internal sealed class Parser
         }
         finally
         {
-            depth--;
+            _depth--;
         }
     }
 
@@ -376,7 +376,7 @@ internal sealed class Parser
             }
             finally
             {
-                depth--;
+                _depth--;
             }
         }
         return ParseCompare();
@@ -400,7 +400,7 @@ internal sealed class Parser
             }
             else if (Current.IsName("not") && Peek().IsName("in"))
             {
-                index += 2;
+                _index += 2;
                 rest.Add(("notin", ParseMath1()));
             }
             else
@@ -475,7 +475,7 @@ internal sealed class Parser
         }
         finally
         {
-            depth--;
+            _depth--;
         }
     }
 
@@ -536,7 +536,7 @@ internal sealed class Parser
             var t = Current;
             if (t.IsOperator("."))
             {
-                index++;
+                _index++;
                 var attr = Next();
                 node = attr.Kind switch
                 {
@@ -547,7 +547,7 @@ internal sealed class Parser
             }
             else if (t.IsOperator("["))
             {
-                index++;
+                _index++;
                 var keys = new List<Expr>();
                 while (!SkipOperator("]"))
                 {
@@ -559,7 +559,7 @@ internal sealed class Parser
             }
             else if (t.IsOperator("("))
             {
-                index++;
+                _index++;
                 node = new CallExpr(node, ParseCallArgs(), t.Line);
             }
             else
@@ -578,7 +578,7 @@ internal sealed class Parser
             start = ParseExpression();
             if (!Current.IsOperator(":")) return start;
         }
-        index++; // ':'
+        _index++; // ':'
         Expr? stop = null, step = null;
         if (!Current.IsOperator("]") && !Current.IsOperator(",") && !Current.IsOperator(":")) stop = ParseExpression();
         if (SkipOperator(":") && !Current.IsOperator("]") && !Current.IsOperator(",")) step = ParseExpression();
@@ -601,7 +601,7 @@ internal sealed class Parser
             if (Current.Kind == TokenKind.Name && Peek().IsOperator("="))
             {
                 var name = Next().Text;
-                index++;
+                _index++;
                 keyword.Add((name, ParseExpression()));
             }
             else
@@ -623,13 +623,13 @@ internal sealed class Parser
             var bareFirstFilter = !leadingPipe && first;
             if (bareFirstFilter || Current.IsOperator("|"))
             {
-                if (!bareFirstFilter) index++;
+                if (!bareFirstFilter) _index++;
                 first = false;
                 var nameToken = Expect(TokenKind.Name);
                 var name = nameToken.Text;
                 while (Current.IsOperator(".") && Peek().Kind == TokenKind.Name)
                 {
-                    index++;
+                    _index++;
                     name += "." + Next().Text;
                 }
                 var args = SkipOperator("(") ? ParseCallArgs() : CallArgs.None;
@@ -642,7 +642,7 @@ internal sealed class Parser
                 var name = Expect(TokenKind.Name).Text;
                 while (Current.IsOperator(".") && Peek().Kind == TokenKind.Name)
                 {
-                    index++;
+                    _index++;
                     name += "." + Next().Text;
                 }
                 CallArgs args;
