@@ -19,13 +19,19 @@ public sealed unsafe partial class CudaBackend
         Launch("embedding", (uint)Batch.NumTokens, 1, Threads(hidden), args);
     }
 
-    public void RmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y)
+    public void RmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y) => LaunchRmsNorm("rms_norm", x, rows, weight, eps, y);
+
+    /// <summary>
+    /// A row-wise norm kernel (<c>rms_norm</c>, Gemma's <c>gemma_rms_norm</c>) over x seen as rows of the weight's size,
+    /// so it also normalizes per head.
+    /// </summary>
+    private void LaunchRmsNorm(string kernel, Tensor x, int rows, Tensor weight, float eps, Tensor y)
     {
         int size = (int)weight.ElementCount;
         long normRows = rows * (x.Columns / size);
         ulong xp = (ulong)x.Data, wp = (ulong)weight.Data, yp = (ulong)y.Data;
         void** args = stackalloc void*[] { &xp, &wp, &size, &eps, &yp };
-        Launch("rms_norm", (uint)normRows, 1, Threads(Vectors(size)), args);
+        Launch(kernel, (uint)normRows, 1, Threads(Vectors(size)), args);
     }
 
     public void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps)
@@ -118,13 +124,16 @@ public sealed unsafe partial class CudaBackend
         _kernels.Launch(function, "scale", Blocks(n), 1, 1, 256, args);
     }
 
-    public void SiluMul(Tensor gateUp, int rows, Tensor output)
+    public void SiluMul(Tensor gateUp, int rows, Tensor output) => LaunchGatedActivation("silu_mul", gateUp, rows, output);
+
+    /// <summary>A gated activation over the fused gate/up projection (<c>silu_mul</c>, Gemma's <c>gelu_tanh_mul</c>).</summary>
+    private void LaunchGatedActivation(string kernel, Tensor gateUp, int rows, Tensor output)
     {
         const int threads = 128;
         int d = (int)output.Columns;
         ulong g = (ulong)gateUp.Data, o = (ulong)output.Data;
         void** args = stackalloc void*[] { &g, &d, &o };
-        Launch("silu_mul", (uint)rows, (uint)((Vectors(d) + threads - 1) / threads), threads, args);
+        Launch(kernel, (uint)rows, (uint)((Vectors(d) + threads - 1) / threads), threads, args);
     }
 
     /// <summary>The 16-byte vectors (Vec16 of common.cuh) a row of <paramref name="elements"/> model-dtype values takes.</summary>

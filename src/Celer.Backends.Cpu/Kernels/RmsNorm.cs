@@ -63,43 +63,32 @@ public static unsafe class RmsNorm
     /// Gemma's norm (Gemma2RMSNorm, Gemma3RMSNorm): output[r] = x[r] · rsqrt(mean(x²) + eps) · (1 + w), with 1 + w formed
     /// in fp32 from the widened weight as transformers does (<c>1.0 + weight.float()</c>); output may be x.
     /// </summary>
-    public static void RunGemma(float* x, float* output, void* weight, DType weightType, float eps, int rows, int d)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(rows);
-        ArgumentOutOfRangeException.ThrowIfNegative(d);
-        if (rows == 0 || d == 0)
-        {
-            return;
-        }
-
-        var loop = new GemmaLoop
-        {
-            X = x, Output = output, NextWeight = weight, NextType = weightType, Eps = eps, Rows = rows, D = d,
-            Chunks = KernelScheduling.ChunkCount((long)rows * d, MinElementsPerTask, rows),
-        };
-        KernelScheduling.For(loop.Chunks, ref loop);
-    }
+    public static void RunGemma(float* x, float* output, void* weight, DType weightType, float eps, int rows, int d) =>
+        RunGemmaRows(new GemmaLoop { X = x, Output = output, NextWeight = weight, NextType = weightType, Eps = eps, Rows = rows, D = d });
 
     /// <summary>
     /// Gemma's residual step, in place: x = gemmaNorm(x)·(1 + postWeight) (a sublayer output's own norm);
     /// residual += x; x = gemmaNorm(residual)·(1 + nextWeight) (the next sublayer's input norm).
     /// </summary>
     public static void GemmaAddAndNorm(
-        float* x, float* residual, void* postWeight, DType postType, void* nextWeight, DType nextType, float eps, int rows, int d)
+        float* x, float* residual, void* postWeight, DType postType, void* nextWeight, DType nextType, float eps, int rows, int d) =>
+        RunGemmaRows(new GemmaLoop
+        {
+            X = x, Residual = residual, Output = x, PostWeight = postWeight, PostType = postType, NextWeight = nextWeight, NextType = nextType,
+            Eps = eps, Rows = rows, D = d,
+        });
+
+    /// <summary>Checks the shape and runs <paramref name="loop"/>'s rows in chunks on the worker team.</summary>
+    private static void RunGemmaRows(GemmaLoop loop)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(rows);
-        ArgumentOutOfRangeException.ThrowIfNegative(d);
-        if (rows == 0 || d == 0)
+        ArgumentOutOfRangeException.ThrowIfNegative(loop.Rows);
+        ArgumentOutOfRangeException.ThrowIfNegative(loop.D);
+        if (loop.Rows == 0 || loop.D == 0)
         {
             return;
         }
 
-        var loop = new GemmaLoop
-        {
-            X = x, Residual = residual, Output = x, PostWeight = postWeight, PostType = postType, NextWeight = nextWeight, NextType = nextType,
-            Eps = eps, Rows = rows, D = d,
-            Chunks = KernelScheduling.ChunkCount((long)rows * d, MinElementsPerTask, rows),
-        };
+        loop.Chunks = KernelScheduling.ChunkCount((long)loop.Rows * loop.D, MinElementsPerTask, loop.Rows);
         KernelScheduling.For(loop.Chunks, ref loop);
     }
 
