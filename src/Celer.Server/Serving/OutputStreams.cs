@@ -49,7 +49,11 @@ internal static class OutputStreams
         }
         finally
         {
-            await stop.CancelAsync();
+            // Cancel, not CancelAsync: the streams' callbacks (which abort the engine requests and free their KV blocks)
+            // run here, inline, instead of waiting for a thread-pool thread, which a busy pool may not give for seconds.
+#pragma warning disable CA1849
+            stop.Cancel();
+#pragma warning restore CA1849
             await Task.WhenAll(pumps);
         }
     }
