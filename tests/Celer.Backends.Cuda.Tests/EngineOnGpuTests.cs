@@ -1,5 +1,6 @@
 using Celer.Engine;
 using Celer.Engine.Execution;
+using Celer.Models.Config;
 using Celer.TestSupport;
 
 namespace Celer.Backends.Cuda.Tests;
@@ -17,6 +18,13 @@ public sealed class EngineOnGpuTests
     // layer) a chosen token's logprob drifts from the fp32 reference by up to ~0.2 on these random tiny models
     // (llama-gqa-bf16-v4config: −0.748 vs −0.575 at step 11, tokens still identical), and the same models pass in fp32.
     private const float Bf16LogprobTolerance = 0.35f;
+
+    // A MoE model's routing is discontinuous: in bf16 a router logit rounded differently from the fp32 reference (or by
+    // another GEMM algorithm the tuner times faster on the day) can swap one token's expert in one layer, moving a
+    // chosen token's logprob by more than the dense bound while the tokens stay identical (qwen2-moe-shared-expert:
+    // −0.137 vs −0.523 at step 5, qwen3-moe: −0.908 vs −0.556 at step 11, on the H200 2026-11-30; both 96/96 in fp32).
+    // The token criterion still holds them, as vLLM's check for MoE models does.
+    private const float Bf16MoeLogprobTolerance = 1.0f;
 
     // In fp32 the GPU must agree with transformers as closely as the CPU backend does (ReferenceParityTests): the
     // fixtures keep a top-1/top-2 margin of at least 3e-3 at every step, so no token may diverge.
@@ -57,6 +65,8 @@ public sealed class EngineOnGpuTests
             $"r{i}", c.PromptTokenIds, new SamplingParams { Temperature = 0, MaxTokens = c.OutputTokenIds.Count, IgnoreEos = true, Logprobs = 5 })).ToList();
 
         IReadOnlyList<RequestOutput> outputs = engine.Generate(requests);
+        float tolerance = dtype == "float32" ? Fp32LogprobTolerance
+            : ModelConfig.Load(dir).Moe is null ? Bf16LogprobTolerance : Bf16MoeLogprobTolerance;
         int matched = 0, total = 0;
         for (int i = 0; i < requests.Count; i++)
         {
@@ -64,7 +74,7 @@ public sealed class EngineOnGpuTests
                 .Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, p.Top.Select(t => (t.TokenId, t.Logprob)).ToList()))
                 .ToList();
             matched += LogprobsComparison.AssertClose(
-                $"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, dtype == "float32" ? Fp32LogprobTolerance : Bf16LogprobTolerance);
+                $"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, tolerance);
             total += fixture.Cases[i].OutputTokenIds.Count;
         }
 

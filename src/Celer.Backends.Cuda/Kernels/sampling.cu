@@ -154,6 +154,27 @@ __device__ unsigned radix_select(const float* w, int vocab, bool mass, int k, do
     return prefix;
 }
 
+// Calls f(i, row[i]) for every i of the row, spread over the block. One block streams a whole vocabulary (128k
+// fp32 logits = 512 KB) alone, so its loads must be wide and many: the aligned body goes in 16-byte loads, several
+// in flight per thread (a scalar loop keeps ~4 KB in flight per block and reads a row in ~130 us on an H200).
+template <typename F>
+__device__ __forceinline__ void for_each_logit(const float* row, int vocab, F f) {
+    const int head = min(vocab, (int)((16 - ((unsigned long long)row & 15)) & 15) / 4);
+    for (int i = threadIdx.x; i < head; i += blockDim.x) f(i, row[i]);
+    const int quads = (vocab - head) / 4;
+    const float4* q = reinterpret_cast<const float4*>(row + head);
+#pragma unroll 4
+    for (int j = threadIdx.x; j < quads; j += blockDim.x) {
+        const float4 v = q[j];
+        const int i = head + 4 * j;
+        f(i, v.x);
+        f(i + 1, v.y);
+        f(i + 2, v.z);
+        f(i + 3, v.w);
+    }
+    for (int i = head + 4 * quads + threadIdx.x; i < vocab; i += blockDim.x) f(i, row[i]);
+}
+
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(
     const float* logits, int vocab, const SampleRow* rows, const LogitEdit* edits, const int* allowed, float* work,
     int* tokens) {
@@ -166,11 +187,20 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(
     const float* x = logits + (long long)blockIdx.x * vocab;
     float* w = work + (long long)blockIdx.x * vocab;
 
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-        float v = x[i];
+    if (row.temperature == 0.f && row.allowed_count == 0 && row.edits_count == 0) {
+        // Plain greedy (most decode rows): the argmax straight from the logits, no copy.
+        float best = NEG_INF;
+        int id = 0x7fffffff;
+        for_each_logit(x, vocab, [&](int i, float v) { better(best, id, v, i); });
+        block_argmax(best, id, sv, si);
+        if (threadIdx.x == 0) tokens[blockIdx.x] = best == NEG_INF ? row.fallback : id;
+        return;
+    }
+
+    for_each_logit(x, vocab, [&](int i, float v) {
         if (row.allowed_count > 0 && !contains_sorted(allowed + row.allowed_start, row.allowed_count, i)) v = NEG_INF;
         w[i] = v;
-    }
+    });
     __syncthreads();
     // The edits run one after another, as the host applies them: the same token may be edited twice.
     if (threadIdx.x == 0) {
@@ -189,33 +219,33 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(
     if (row.temperature == 0.f) {
         float best = NEG_INF;
         int id = 0x7fffffff;
-        for (int i = threadIdx.x; i < vocab; i += blockDim.x) better(best, id, w[i], i);
+        for_each_logit(w, vocab, [&](int i, float v) { better(best, id, v, i); });
         block_argmax(best, id, sv, si);
         if (threadIdx.x == 0) tokens[blockIdx.x] = best == NEG_INF ? row.fallback : id;
         return;
     }
 
     float local = NEG_INF;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-        float v = w[i] / row.temperature;
+    for_each_logit(w, vocab, [&](int i, float v) {
+        v /= row.temperature;
         w[i] = v;
         local = fmaxf(local, v);
-    }
+    });
     float m = block_max_f(local, sv);
     if (m == NEG_INF) {
         if (threadIdx.x == 0) tokens[blockIdx.x] = row.fallback;
         return;
     }
     // From here w holds exp(x - max): unnormalized probabilities with the largest exactly 1.
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-        float v = expf(w[i] - m);
+    for_each_logit(w, vocab, [&](int i, float v) {
+        v = expf(v - m);
         w[i] = row.min_p > 0.f && v < row.min_p ? 0.f : v;
-    }
+    });
     __syncthreads();
     double dummy;
     if (row.top_k > 0 && row.top_k < vocab) {
         float kth = __uint_as_float(radix_select(w, vocab, false, row.top_k, 0.0, &dummy, counts, masses));
-        for (int i = threadIdx.x; i < vocab; i += blockDim.x) if (w[i] < kth) w[i] = 0.f;
+        for_each_logit(w, vocab, [&](int i, float v) { if (v < kth) w[i] = 0.f; });
         __syncthreads();
     }
 
@@ -224,7 +254,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(
     int begin = min(vocab, (int)threadIdx.x * chunk), end = min(vocab, begin + chunk);
     if (row.top_p < 1.f) {
         double local_total = 0.0;
-        for (int i = threadIdx.x; i < vocab; i += blockDim.x) local_total += w[i];
+        for_each_logit(w, vocab, [&](int, float v) { local_total += v; });
         double target = (double)row.top_p * block_sum_d(local_total, sd);
         double above;
         float cut = __uint_as_float(radix_select(w, vocab, true, 0, target, &above, counts, masses));
@@ -283,17 +313,17 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) logprobs_rows(
     __shared__ double sd[32];
     const float* x = logits + (long long)row_index[blockIdx.x] * vocab;
     float local = NEG_INF;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) local = fmaxf(local, x[i]);
+    for_each_logit(x, vocab, [&](int, float v) { local = fmaxf(local, v); });
     float m = block_max_f(local, sv);
     double sum = 0.0;
-    if (m != NEG_INF) for (int i = threadIdx.x; i < vocab; i += blockDim.x) sum += (double)expf(x[i] - m);
+    if (m != NEG_INF) for_each_logit(x, vocab, [&](int, float v) { sum += (double)expf(v - m); });
     sum = block_sum_d(sum, sd);
     float lse = m == NEG_INF ? 0.f : (float)log(sum);
 
     int c = chosen[blockIdx.x];
     float mine = (x[c] - m) - lse;
     double greater = 0.0;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) if ((x[i] - m) - lse > mine) greater += 1.0;
+    for_each_logit(x, vocab, [&](int, float v) { if ((v - m) - lse > mine) greater += 1.0; });
     greater = block_sum_d(greater, sd);
     if (threadIdx.x == 0) { chosen_logprob[blockIdx.x] = mine; chosen_rank[blockIdx.x] = 1 + (int)greater; }
 
@@ -303,10 +333,10 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) logprobs_rows(
     for (int t = 0; t < num_top; t++) {
         float best = NEG_INF;
         int id = 0x7fffffff;
-        for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-            float v = (x[i] - m) - lse;
+        for_each_logit(x, vocab, [&](int i, float v) {
+            v = (v - m) - lse;
             if (v < prev_v || (v == prev_v && i > prev_id)) better(best, id, v, i);
-        }
+        });
         block_argmax(best, id, sv, si);
         if (id == 0x7fffffff) id = min(prev_id + 1, vocab - 1);   // the host asks for at most vocab tokens
         if (threadIdx.x == 0) {
