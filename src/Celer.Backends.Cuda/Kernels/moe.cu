@@ -20,7 +20,9 @@
 // ---- routing ----
 
 // One warp per row. Experts are ranked by their logits (softmax is monotonic, and the logits have no rounding of their
-// own), ties by the lower id as torch.topk; the weights are the fp32 softmax probabilities.
+// own), ties by the lower id as torch.topk; the weights are the fp32 softmax probabilities. A NaN logit (a diverged
+// row, or a padded row of a recorded graph whose activations were never written) ranks as -inf: the ids stay valid
+// experts whatever the row holds, since the align kernel and the GEMMs index buffers by them.
 template <typename T>
 __device__ void moe_route(const T* __restrict__ logits, int rows, int experts, int top_k, int normalize,
                           int* __restrict__ topk_ids, float* __restrict__ topk_weights) {
@@ -35,6 +37,7 @@ __device__ void moe_route(const T* __restrict__ logits, int rows, int experts, i
     for (int i = 0; i < PER; i++) {
         const int e = lane + 32 * i;
         v[i] = e < experts ? to_float(l[e]) : NEG_INF;
+        if (v[i] != v[i]) v[i] = NEG_INF;
         mx = fmaxf(mx, v[i]);
     }
     mx = warp_max(mx);
