@@ -12,6 +12,13 @@ internal sealed unsafe class CudaKernels : IDisposable
     // CELER_CUDA_SYNC=1 synchronizes after every launch so an asynchronous fault names the kernel that caused it.
     private static readonly bool SyncAfterLaunch = Environment.GetEnvironmentVariable("CELER_CUDA_SYNC") == "1";
 
+    // CELER_CUDA_PDL=0 launches every kernel plainly (to measure what programmatic dependent launch gives, or rule it out).
+    private static readonly bool PdlDisabled = Environment.GetEnvironmentVariable("CELER_CUDA_PDL") == "0";
+
+    // Programmatic dependent launch (sm_90+, and a driver of CUDA 12.3+, which records it in graphs): each kernel may be
+    // scheduled while the previous one finishes; the kernels wait for it themselves (celer_pdl_begin in common.cuh).
+    private readonly bool _programmaticLaunch;
+
     public CudaKernels(CudaDevice device)
     {
         _device = device;
@@ -23,6 +30,8 @@ internal sealed unsafe class CudaKernels : IDisposable
         }
 
         _module = new SafeCudaModuleHandle(module, device.Context);
+        _programmaticLaunch = !PdlDisabled && device.ComputeCapability.Major >= 9
+            && CudaDriver.cuDriverGetVersion(out int driver) == 0 && driver >= 12030;
     }
 
     /// <summary>While a graph is being recorded nothing may synchronize the stream.</summary>
@@ -37,7 +46,22 @@ internal sealed unsafe class CudaKernels : IDisposable
     /// <param name="sharedBytes">Dynamic shared memory of the block (above 48 KB only after <see cref="AllowSharedMemory"/>).</param>
     public void Launch(nint function, string name, uint gridX, uint gridY, uint gridZ, uint blockX, void** args, uint sharedBytes = 0)
     {
-        int status = CudaDriver.cuLaunchKernel(function, gridX, gridY, gridZ, blockX, 1, 1, sharedBytes, _device.Stream, args, null);
+        int status;
+        if (_programmaticLaunch)
+        {
+            CudaDriver.LaunchAttribute attribute = new() { Id = CudaDriver.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, Value = 1 };
+            CudaDriver.LaunchConfig config = new()
+            {
+                GridDimX = gridX, GridDimY = gridY, GridDimZ = gridZ, BlockDimX = blockX, BlockDimY = 1, BlockDimZ = 1,
+                SharedMemBytes = sharedBytes, Stream = _device.Stream, Attributes = &attribute, NumAttributes = 1,
+            };
+            status = CudaDriver.cuLaunchKernelEx(&config, function, args, null);
+        }
+        else
+        {
+            status = CudaDriver.cuLaunchKernel(function, gridX, gridY, gridZ, blockX, 1, 1, sharedBytes, _device.Stream, args, null);
+        }
+
         if (status != 0)
         {
             CudaDriver.Check(status, $"launch {name}");   // the message is built only for a failure: launches allocate nothing

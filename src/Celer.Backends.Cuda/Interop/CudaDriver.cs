@@ -82,6 +82,28 @@ internal static unsafe partial class CudaDriver
         uint sharedMemBytes, nint stream, void** kernelParams, void** extra);
     public const int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 
+    /// <summary>CUDA 12's launch with attributes (here: programmatic stream serialization).</summary>
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuLaunchKernelEx(LaunchConfig* config, nint function, void** kernelParams, void** extra);
+    public const int CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+
+    /// <summary>CUlaunchConfig.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct LaunchConfig
+    {
+        public uint GridDimX, GridDimY, GridDimZ, BlockDimX, BlockDimY, BlockDimZ, SharedMemBytes;
+        public nint Stream;
+        public LaunchAttribute* Attributes;
+        public uint NumAttributes;
+    }
+
+    /// <summary>CUlaunchAttribute: the id, padding to 8 bytes, and a 64-byte value union whose first int is what the ids used here take.</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 72)]
+    public struct LaunchAttribute
+    {
+        [FieldOffset(0)] public int Id;
+        [FieldOffset(8)] public int Value;
+    }
+
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuStreamBeginCapture_v2(nint stream, int mode);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuStreamEndCapture(nint stream, out nint graph);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGraphInstantiateWithFlags(out nint graphExec, nint graph, ulong flags);

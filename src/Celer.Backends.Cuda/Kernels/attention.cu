@@ -21,6 +21,7 @@ __device__ void paged_attention(
     const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,
     int head_dim, float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,
     float v_scale, float softcap) {
+    celer_pdl_begin();
     int row = blockIdx.x, split = blockIdx.z, splits = gridDim.z;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int group = num_heads / num_kv_heads, chunks = (group + MAX_GROUP - 1) / MAX_GROUP;
@@ -121,6 +122,7 @@ __device__ void paged_attention(
 template <typename T>
 __device__ void merge_splits(const float* partial_acc, const float* partial_ml, int num_heads, int head_dim,
                              int splits, T* out) {
+    celer_pdl_begin();
     long long oh = (long long)blockIdx.x * num_heads + blockIdx.y;
     float gm = NEG_INF;
     for (int s = 0; s < splits; s++) if (partial_ml[(oh * splits + s) * 2 + 1] > 0.f) gm = fmaxf(gm, partial_ml[(oh * splits + s) * 2]);

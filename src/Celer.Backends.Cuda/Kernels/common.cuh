@@ -42,6 +42,19 @@ __device__ __forceinline__ void store_from_float(void* p, long long i, int dtype
     else ((float*)p)[i] = v;
 }
 
+// Programmatic dependent launch (sm_90+): the host launches kernels with programmatic stream serialization, so a
+// kernel's blocks may be scheduled while the kernel before it is still finishing, instead of after it has drained
+// and the launch has gone through (a few microseconds per kernel boundary, ~300 of them per decode step). Every
+// kernel calls this first, before it touches global memory: griddepcontrol.wait returns once the previous kernel
+// has completed and its writes are visible (at once for a kernel launched without the attribute), and only then
+// does the kernel let the next one start launching, so at most one grid waits behind a running one.
+__device__ __forceinline__ void celer_pdl_begin() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 // CELER_FOR_DTYPES(M) expands M(suffix, type) for the three activation dtypes.
 #define CELER_FOR_DTYPES(M) M(f32, float) M(f16, __half) M(bf16, __nv_bfloat16)
 

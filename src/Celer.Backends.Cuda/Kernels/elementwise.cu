@@ -5,6 +5,7 @@
 // out[r, :] = table[ids[r], :]. Grid: rows; block: threads over the hidden size.
 template <typename T>
 __device__ void embedding(const int* ids, const T* table, int hidden, T* out) {
+    celer_pdl_begin();
     long long row = blockIdx.x;
     long long src = (long long)ids[row] * hidden;
     for (int c = threadIdx.x; c < hidden; c += blockDim.x) out[row * hidden + c] = table[src + c];
@@ -14,6 +15,7 @@ __device__ void embedding(const int* ids, const T* table, int hidden, T* out) {
 // in the model dtype, or fp32 (a biased lm_head's logits); cuBLASLt adds a bias of y's own dtype in its epilogue.
 template <typename Y, typename T>
 __device__ void add_bias(Y* y, long long rows, int cols, const T* bias) {
+    celer_pdl_begin();
     long long n = rows * cols;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         y[i] = from_float<Y>(to_float(y[i]) + to_float(bias[i % cols]));
@@ -25,6 +27,7 @@ __device__ void add_bias(Y* y, long long rows, int cols, const T* bias) {
 // multiple of that (then the rows are not 16-byte aligned).
 template <typename T>
 __device__ void silu_mul(const T* gate_up, int d, T* out) {
+    celer_pdl_begin();
     constexpr int V = Vec16<T>::N;
     const long long r = blockIdx.x;
     const int c = (blockIdx.y * blockDim.x + threadIdx.x) * V;
@@ -59,6 +62,7 @@ __device__ __forceinline__ float gelu_tanh(float x) {
 // before the product (transformers: act_fn(gate_proj(x)) * up_proj(x)). Same grid and vector layout as silu_mul.
 template <typename T>
 __device__ void gelu_tanh_mul(const T* gate_up, int d, T* out) {
+    celer_pdl_begin();
     constexpr int V = Vec16<T>::N;
     const long long r = blockIdx.x;
     const int c = (blockIdx.y * blockDim.x + threadIdx.x) * V;
@@ -79,6 +83,7 @@ __device__ void gelu_tanh_mul(const T* gate_up, int d, T* out) {
 
 // Gemma 2's final logit soft-capping on the fp32 logits: x = cap * tanh(x / cap) (transformers divides, then multiplies).
 extern "C" __global__ void logit_softcap(float* x, long long n, float cap) {
+    celer_pdl_begin();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         x[i] = cap * tanhf(x[i] / cap);
 }
@@ -86,6 +91,7 @@ extern "C" __global__ void logit_softcap(float* x, long long n, float cap) {
 // x[i] *= factor, rounded once to T (Granite's embedding, residual and logits scalings, as torch's x * m).
 template <typename T>
 __device__ void scale(T* x, long long n, float factor) {
+    celer_pdl_begin();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         x[i] = from_float<T>(to_float(x[i]) * factor);
 }
@@ -93,6 +99,7 @@ __device__ void scale(T* x, long long n, float factor) {
 // residual[i] += x[i], rounded once to T (a post-norm model's residual add, as torch's residual + x).
 template <typename T>
 __device__ void add_into(const T* x, long long n, T* residual) {
+    celer_pdl_begin();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         residual[i] = from_float<T>(to_float(residual[i]) + to_float(x[i]));
 }
@@ -100,6 +107,7 @@ __device__ void add_into(const T* x, long long n, T* residual) {
 // out[i, :] = x[rows[i], :]. Grid: selected rows.
 template <typename T>
 __device__ void gather_rows(const T* x, const int* rows, int cols, T* out) {
+    celer_pdl_begin();
     long long src = (long long)rows[blockIdx.x] * cols, dst = (long long)blockIdx.x * cols;
     for (int c = threadIdx.x; c < cols; c += blockDim.x) out[dst + c] = x[src + c];
 }
@@ -130,6 +138,7 @@ CELER_FOR_DTYPES(ELEMENTWISE_ENTRY_POINTS)
 // A weight stored in one dtype made into another (a bf16 checkpoint served with --dtype float16, say), rounding
 // to nearest even as torch's .to(dtype) does.
 extern "C" __global__ void convert(const void* x, int x_dtype, long long n, void* out, int out_dtype) {
+    celer_pdl_begin();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         store_from_float(out, i, out_dtype, load_as_float(x, i, x_dtype));
 }
@@ -139,6 +148,7 @@ extern "C" __global__ void convert(const void* x, int x_dtype, long long n, void
 // _rn intrinsics keep the arithmetic from contracting into an FMA, which would round differently from the host.
 extern "C" __global__ void fill_dummy(unsigned long long state, float low, float high, int ones, long long n, void* out,
                                       int dtype) {
+    celer_pdl_begin();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
         float v = 1.f;
         if (!ones) {

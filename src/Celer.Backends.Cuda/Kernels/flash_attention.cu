@@ -307,6 +307,7 @@ __device__ __forceinline__ void flash_attention_impl(
     int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads, float scale, int sliding_window,
     T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale,
     float softcap) {
+    celer_pdl_begin();
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
     static_assert(FP8 ? sizeof(C) == 1 : sizeof(C) == sizeof(T), "cache element: T or a 1-byte fp8 type");

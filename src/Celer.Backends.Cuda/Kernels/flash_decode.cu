@@ -54,6 +54,7 @@ __device__ __forceinline__ void flash_decode_impl(
     int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads, float scale, int sliding_window,
     T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale,
     float softcap, unsigned char* smem_raw) {
+    celer_pdl_begin();
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
     constexpr int RS = flash_row_elems<HD>(), KSTEPS = HD / 16, DT = HD / 8;

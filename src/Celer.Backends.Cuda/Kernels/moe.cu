@@ -26,6 +26,7 @@
 template <typename T>
 __device__ void moe_route(const T* __restrict__ logits, int rows, int experts, int top_k, int normalize,
                           int* __restrict__ topk_ids, float* __restrict__ topk_weights) {
+    celer_pdl_begin();
     constexpr int PER = MOE_MAX_EXPERTS / 32;
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
@@ -90,6 +91,7 @@ __device__ void moe_route(const T* __restrict__ logits, int rows, int experts, i
 // in the tile). Expert e's run starts at offset[e] (a multiple of bm) and takes ceil(count[e] / bm) tiles.
 extern "C" __global__ void moe_align(const int* __restrict__ topk_ids, int pairs, int experts, int bm, int* __restrict__ rank,
                                      int* __restrict__ sorted, int* __restrict__ tile_expert, int* __restrict__ num_tiles) {
+    celer_pdl_begin();
     __shared__ int count[MOE_MAX_EXPERTS];
     __shared__ int offset[MOE_MAX_EXPERTS + 1];
     const int tid = threadIdx.x, lane = tid & 31;
@@ -172,6 +174,7 @@ template <typename T, int BM, int BN, int WARPS_M, bool GATED>
 __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __restrict__ sorted, const int* __restrict__ tile_expert,
                             const int* __restrict__ num_tiles, int pairs, const T* __restrict__ w, int n, int k,
                             const float* __restrict__ pair_weights, void* __restrict__ out) {
+    celer_pdl_begin();
     constexpr int WARPS_N = 4 / WARPS_M, WM = BM / WARPS_M, WN = BN / WARPS_N, MT = WM / 16, NT = WN / 8;
     constexpr int H = GATED ? 2 : 1, NB = H * BN;                       // B rows per stage
     constexpr int CPR = MOE_BK / 8;                                     // 16-byte chunks per row per stage
@@ -310,6 +313,7 @@ template <typename T, bool GATED>
 __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __restrict__ sorted, const int* __restrict__ tile_expert,
                               const int* __restrict__ num_tiles, int pairs, const T* __restrict__ w, int n, int k,
                               const float* __restrict__ pair_weights, void* __restrict__ out) {
+    celer_pdl_begin();
     constexpr int BM = MOE_SIMT_BM, BN = 32, BK = 32, H = GATED ? 2 : 1, RPT = BM * BN / MOE_THREADS;
     __shared__ float sA[BM][BK + 1];
     __shared__ float sB[H * BN][BK + 1];
@@ -363,6 +367,7 @@ __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __r
 // output[r, c] = sum over the row's top_k slots (in slot order) of pair_out, in fp32, rounded once. Grid: rows.
 template <typename T>
 __device__ void moe_sum(const float* __restrict__ pair_out, int top_k, int hidden, T* __restrict__ out) {
+    celer_pdl_begin();
     const long long row = blockIdx.x;
     const float* src = pair_out + row * top_k * hidden;
     for (int c = threadIdx.x; c < hidden; c += blockDim.x) {
@@ -375,6 +380,7 @@ __device__ void moe_sum(const float* __restrict__ pair_out, int top_k, int hidde
 // Qwen2-MoE's shared expert: out[r, :] += sigmoid(gate[r]) * x[r, :], in fp32, rounded once. Grid: rows.
 template <typename T>
 __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__ gate, int cols, T* __restrict__ out) {
+    celer_pdl_begin();
     const long long row = blockIdx.x;
     const float s = 1.f / (1.f + expf(-to_float(gate[row])));
     for (int c = threadIdx.x; c < cols; c += blockDim.x) {

@@ -33,6 +33,7 @@ __device__ __forceinline__ void rms_scale_store(float (&v)[RMS_VECS_PER_THREAD][
 // y may alias x.
 template <typename T>
 __device__ void rms_norm(const T* x, const T* weight, int size, float eps, T* y) {
+    celer_pdl_begin();
     constexpr int V = Vec16<T>::N;
     const long long base = (long long)blockIdx.x * size;
     float ss = 0.f;
@@ -59,6 +60,7 @@ __device__ void rms_norm(const T* x, const T* weight, int size, float eps, T* y)
 // Fused residual: residual += x (rounded to T, as the model adds them in its dtype); x = rmsnorm(residual) * weight.
 template <typename T>
 __device__ void add_rms_norm(T* x, T* residual, const T* weight, int size, float eps) {
+    celer_pdl_begin();
     constexpr int V = Vec16<T>::N;
     const long long base = (long long)blockIdx.x * size;
     float ss = 0.f;
@@ -99,6 +101,7 @@ __device__ void add_rms_norm(T* x, T* residual, const T* weight, int size, float
 // read, after the block's sum.
 template <typename T>
 __device__ void rms_norm_slice(T* x, int stride, int offset, const T* weight, int size, float eps) {
+    celer_pdl_begin();
     T* row = x + (long long)blockIdx.x * stride + offset;
     float ss = 0.f;
     for (int c = threadIdx.x; c < size; c += blockDim.x) {
@@ -130,6 +133,7 @@ __device__ __forceinline__ void gemma_scale_store(float (&v)[RMS_VECS_PER_THREAD
 // y = gemma_norm(x) over rows of `size`; y may alias x. Grid: rows.
 template <typename T>
 __device__ void gemma_rms_norm(const T* x, const T* weight, int size, float eps, T* y) {
+    celer_pdl_begin();
     constexpr int V = Vec16<T>::N;
     const long long base = (long long)blockIdx.x * size;
     float ss = 0.f;
@@ -158,6 +162,7 @@ __device__ void gemma_rms_norm(const T* x, const T* weight, int size, float eps,
 // input norm). Grid: rows. Each thread reads back only the elements it wrote, so the two block sums are the only sync.
 template <typename T>
 __device__ void gemma_add_rms_norm(T* x, T* residual, const T* post_weight, const T* next_weight, int size, float eps) {
+    celer_pdl_begin();
     constexpr int V = Vec16<T>::N;
     const long long base = (long long)blockIdx.x * size;
     float ss = 0.f;

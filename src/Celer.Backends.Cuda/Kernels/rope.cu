@@ -9,6 +9,7 @@
 // transformers forms it, and yarn's attention factor scales cos and sin.
 extern "C" __global__ void rope_table(const float* inv_freq, int half, int max_positions, float attention_scaling,
                                       float2* cos_sin) {
+    celer_pdl_begin();
     long long n = (long long)max_positions * half;
     for (long long j = blockIdx.x * (long long)blockDim.x + threadIdx.x; j < n; j += (long long)gridDim.x * blockDim.x) {
         float angle = (float)(j / half) * inv_freq[j % half];
@@ -28,6 +29,7 @@ __device__ void prepare_attention(const T* qkv, const int* positions, const int*
                                   const T* q_norm, const T* k_norm, float eps, int gemma_norm, int num_heads,
                                   int num_kv_heads, int head_dim, int rotary_dim, T* q_out, C* k_cache, C* v_cache, float k_scale,
                                   float v_scale) {
+    celer_pdl_begin();
     int row = blockIdx.x, h = blockIdx.y;
     bool is_q = h < num_heads, is_v = h >= num_heads + num_kv_heads;
     const T* src = qkv + (long long)row * (num_heads + 2 * num_kv_heads) * head_dim + (long long)h * head_dim;

@@ -178,6 +178,7 @@ __device__ __forceinline__ void for_each_logit(const float* row, int vocab, F f)
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(
     const float* logits, int vocab, const SampleRow* rows, const LogitEdit* edits, const int* allowed, float* work,
     int* tokens) {
+    celer_pdl_begin();
     __shared__ float sv[32];
     __shared__ int si[32];
     __shared__ double sd[32];
@@ -308,6 +309,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) logprobs_rows(
     const float* logits, int vocab, const int* row_index, const int* chosen, int num_top, float* chosen_logprob,
     int* chosen_rank, int* top_ids, float* top_logprobs) {
+    celer_pdl_begin();
     __shared__ float sv[32];
     __shared__ int si[32];
     __shared__ double sd[32];
@@ -351,6 +353,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) logprobs_rows(
 // Async scheduling: a step launched before the previous step's ids reached the host feeds them from the device.
 // pending holds pairs (row, r): token_ids[row] = sampled[r].
 extern "C" __global__ void gather_sampled_tokens(int* token_ids, const int* pending, int count, const int* sampled) {
+    celer_pdl_begin();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < count) token_ids[pending[2 * i]] = sampled[pending[2 * i + 1]];
 }

@@ -8,6 +8,7 @@
 
 template <typename T, typename O, int M>
 __device__ void skinny_gemm(const T* __restrict__ x, int rows, const T* __restrict__ w, int n, int k, O* __restrict__ y) {
+    celer_pdl_begin();
     constexpr int V = Vec16<T>::N, U = 4, STRIDE = 32 * V;
     const int lane = threadIdx.x & 31;
     const long long col = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
@@ -73,6 +74,7 @@ __device__ __forceinline__ unsigned word(const uint4& v, int i) { return i == 0 
 
 template <typename T, typename O, int M>
 __device__ void skinny_gemm_tc(const T* __restrict__ x, int rows, const T* __restrict__ w, int n, int k, O* __restrict__ y) {
+    celer_pdl_begin();
     constexpr int TILES = M / 8, U = 4;   // row tiles of 8; 32-k chunks in flight per lane
     __shared__ float partial[SKINNY_TC_WARPS][TILES][4][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;

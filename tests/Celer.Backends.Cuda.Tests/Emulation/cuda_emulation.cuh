@@ -144,6 +144,8 @@ inline float warp_max(float v) {
     return v;
 }
 #define CELER_FOR_DTYPES(M) M(f32, float) M(f16, __half) M(bf16, __nv_bfloat16)
+// Programmatic dependent launch: kernels run one after another here, so waiting on the previous one is a no-op.
+inline void celer_pdl_begin() {}
 
 // ---------------- fp8 (reference decoder / encoder from the format definitions) ----------------
 // e4m3: 1 sign, 4 exponent (bias 7), 3 mantissa, no infinities, NaN = S.1111.111, max 448.
