@@ -22,6 +22,8 @@ public sealed unsafe partial class CudaBackend
     private const int MoeBlockN = 64;        // columns per block of the tensor-core GEMM
     private const int MoeSimtRows = 16, MoeSimtBlockN = 32;   // MOE_SIMT_BM and the CUDA-core GEMM's columns
     private const int MoeAlignThreads = 1024;
+    private const int MoeGemvWarps = 4;       // MOE_GEMV_WARPS
+    private const int MoeGemvMaxPairs = 64;
 
 #pragma warning disable CA2213 // Track/Grow put it in _allocations, which Dispose disposes
     private SafeDeviceMemoryHandle? _moeScratch;
@@ -84,11 +86,23 @@ public sealed unsafe partial class CudaBackend
 
         void** routeArgs = stackalloc void*[] { &logits, &rows, &experts, &topK, &norm, &ids, &weights };
         Launch("moe_route", (uint)((rows + MoeThreads / 32 - 1) / (MoeThreads / 32)), 1, MoeThreads, routeArgs);
+        ulong xp = (ulong)x.Data + (ulong)((long)first * hidden * elementBytes), w1 = (ulong)gateUp.Data, w2 = (ulong)down.Data;
+        ulong o = (ulong)output.Data + (ulong)((long)first * hidden * elementBytes);
+        if (UsesMoeGemv(pairs, experts, hidden, intermediate, xp, w1, w2))
+        {
+            // A decode of few rows: a warp per (pair, column), no align pass (moe.cu's moe_gemv).
+            int xDiv = topK, interDiv = 1;
+            void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &intermediate, &hidden, &weights, &inter };
+            Launch("moe_gemv_gate_up", (uint)((intermediate + MoeGemvWarps - 1) / MoeGemvWarps), (uint)pairs, 32 * MoeGemvWarps, gateUpGemv);
+            void** downGemv = stackalloc void*[] { &inter, &interDiv, &ids, &w2, &hidden, &intermediate, &weights, &pairOut };
+            Launch("moe_gemv_down", (uint)((hidden + MoeGemvWarps - 1) / MoeGemvWarps), (uint)pairs, 32 * MoeGemvWarps, downGemv);
+            MoeSum(pairOut, rows, topK, hidden, o);
+            return;
+        }
 
         void** alignArgs = stackalloc void*[] { &ids, &pairs, &experts, &bm, &rank, &sorted, &tileExpert, &numTiles };
         _kernels.Launch("moe_align", 1, 1, MoeAlignThreads, alignArgs);
 
-        ulong xp = (ulong)x.Data + (ulong)((long)first * hidden * elementBytes), w1 = (ulong)gateUp.Data, w2 = (ulong)down.Data;
         int topKDiv = topK, one = 1;
         string gateUpKernel = tensorCores ? bm == 64 ? "moe_gemm_gate_up_m64" : "moe_gemm_gate_up_m16" : "moe_gemm_gate_up_simt";
         string downKernel = tensorCores ? bm == 64 ? "moe_gemm_down_m64" : "moe_gemm_down_m16" : "moe_gemm_down_simt";
@@ -100,8 +114,12 @@ public sealed unsafe partial class CudaBackend
         void** downArgs = stackalloc void*[] { &inter, &one, &sorted, &tileExpert, &numTiles, &pairs, &w2, &hidden, &intermediate, &weights, &pairOut };
         Launch(downKernel, (uint)maxTiles, (uint)((hidden + blockN - 1) / blockN), MoeThreads, downArgs);
 
-        ulong o = (ulong)output.Data + (ulong)((long)first * hidden * elementBytes);
-        void** sumArgs = stackalloc void*[] { &pairOut, &topK, &hidden, &o };
+        MoeSum(pairOut, rows, topK, hidden, o);
+    }
+
+    private void MoeSum(ulong pairOut, int rows, int topK, int hidden, ulong output)
+    {
+        void** sumArgs = stackalloc void*[] { &pairOut, &topK, &hidden, &output };
         Launch("moe_sum", (uint)rows, 1, Threads(Math.Min(hidden, 256)), sumArgs);
     }
 
@@ -111,6 +129,17 @@ public sealed unsafe partial class CudaBackend
     /// </summary>
     public static long MoeScratchBytes(int topK, int experts, int hidden, int intermediate, DType activation) =>
         new MoeLayout(MoeChunkRows, topK, experts, hidden, intermediate, activation.ByteSize()).Bytes;
+
+    /// <summary>
+    /// moe_gemv for steps of at most <see cref="MoeGemvMaxPairs"/> pairs and no more pairs than experts (each expert's
+    /// weights are then read about once per step either way), where its rows are whole 16-byte vectors.
+    /// </summary>
+    private bool UsesMoeGemv(int pairs, int experts, int hidden, int intermediate, ulong x, ulong gateUp, ulong down)
+    {
+        int perVector = 16 / ActivationDType.ByteSize();
+        return pairs <= Math.Min(MoeGemvMaxPairs, experts) && hidden % perVector == 0 && intermediate % perVector == 0
+            && x % 16 == 0 && gateUp % 16 == 0 && down % 16 == 0;
+    }
 
     public void AddSigmoidGated(Tensor x, Tensor gate, int rows, Tensor output)
     {

@@ -1,4 +1,5 @@
 // Sparse mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE) the way vLLM's fused_moe computes it, in five launches
+// (four for a step of few pairs: moe_gemv below takes both GEMMs without the align pass)
 // whose grids depend only on the row count, top-k and the expert count, so that a CUDA graph can record them (no host
 // sync; blocks past the real tile count exit):
 //   moe_route        per row: fp32 softmax of the router logits, top-k (ties: the lower id), optionally renormalized,
@@ -364,6 +365,46 @@ __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __r
     }
 }
 
+// ---- decode: one warp per (pair, output column) ----
+// For steps of a few pairs (decode of a few rows, no more pairs than experts): a tile would be mostly padding, and its
+// block streams one expert's 64 columns over the whole k alone, so a step of few tiles keeps few loads in flight (at
+// batch 1 on Qwen3-30B's shape the tiles read the experts at ~1.2 TB/s). Here each (pair, column) is one warp streaming
+// its weight row(s) in 16-byte loads, MOE_GEMV_WARPS per block, pairs x n / 4 blocks: every SM is loading. No align
+// pass: a pair finds its expert in topk_ids. Same roundings and outputs as the tile kernels. The host takes this path
+// only when k is a multiple of 16 bytes' elements and the tensors are 16-byte aligned.
+#define MOE_GEMV_WARPS 4
+template <typename T, bool GATED>
+__device__ void moe_gemv(const T* __restrict__ a, int a_div, const int* __restrict__ topk_ids, const T* __restrict__ w,
+                         int n, int k, const float* __restrict__ pair_weights, void* __restrict__ out) {
+    celer_pdl_begin();
+    constexpr int V = Vec16<T>::N;
+    const int lane = threadIdx.x & 31, col = blockIdx.x * MOE_GEMV_WARPS + (threadIdx.x >> 5), p = blockIdx.y;
+    if (col >= n) return;   // the whole warp
+    const T* x = a + (long long)(p / a_div) * k;
+    const T* w0 = w + ((long long)topk_ids[p] * (GATED ? 2 : 1) * n + col) * k;
+    float s0 = 0.f, s1 = 0.f;
+#pragma unroll 4
+    for (int i = lane * V; i < k; i += 32 * V) {
+        float xv[V], wv[V];
+        load16(x + i, xv);
+        load16(w0 + i, wv);
+#pragma unroll
+        for (int j = 0; j < V; j++) s0 = fmaf(xv[j], wv[j], s0);
+        if constexpr (GATED) {
+            load16(w0 + (long long)n * k + i, wv);   // the expert's up row of the same column
+#pragma unroll
+            for (int j = 0; j < V; j++) s1 = fmaf(xv[j], wv[j], s1);
+        }
+    }
+    s0 = warp_sum(s0);
+    if constexpr (GATED) s1 = warp_sum(s1);
+    if (lane != 0) return;
+    if constexpr (GATED)
+        reinterpret_cast<T*>(out)[(long long)p * n + col] = from_float<T>(round_to<T>(moe_silu(round_to<T>(s0))) * round_to<T>(s1));
+    else
+        reinterpret_cast<float*>(out)[(long long)p * n + col] = pair_weights[p] * s0;
+}
+
 // output[r, c] = sum over the row's top_k slots (in slot order) of pair_out, in fp32, rounded once. Grid: rows.
 template <typename T>
 __device__ void moe_sum(const float* __restrict__ pair_out, int top_k, int hidden, T* __restrict__ out) {
@@ -403,6 +444,14 @@ __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__
         const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
         int n, int k, const float* pair_weights, void* out) {                                                        \
         moe_gemm_simt<T, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out);         \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_##S(                         \
+        const T* a, int a_div, const int* topk_ids, const T* w, int n, int k, const float* pair_weights, void* out) {   \
+        moe_gemv<T, true>(a, a_div, topk_ids, w, n, k, pair_weights, out);                                          \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_down_##S(                            \
+        const T* a, int a_div, const int* topk_ids, const T* w, int n, int k, const float* pair_weights, void* out) {   \
+        moe_gemv<T, false>(a, a_div, topk_ids, w, n, k, pair_weights, out);                                         \
     }                                                                                                                \
     extern "C" __global__ void moe_sum_##S(const float* pair_out, int top_k, int hidden, T* out) {                    \
         moe_sum<T>(pair_out, top_k, hidden, out);                                                                   \

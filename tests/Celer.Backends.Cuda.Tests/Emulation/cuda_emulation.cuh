@@ -135,6 +135,12 @@ template <> inline float from_float<float>(float v) { return v; }
 template <> inline __half from_float<__half>(float v) { return {f2h(v)}; }
 template <> inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return {f2bf(v)}; }
 template <typename T> inline float round_to(float v) { return to_float(from_float<T>(v)); }
+// common.cuh's 16-byte vector load, element by element, checking the alignment the GPU's vector load needs.
+template <typename T> struct Vec16 { static constexpr int N = 16 / (int)sizeof(T); };
+template <typename T> inline void load16(const T* p, float (&v)[Vec16<T>::N]) {
+    CHECK(((uintptr_t)p & 15) == 0);
+    for (int i = 0; i < Vec16<T>::N; i++) v[i] = to_float(p[i]);
+}
 inline float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -11,6 +11,7 @@
 #include <string>
 
 using GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, int, int, const float*, void*);
+using GemvFn = void (*)(const void*, int, const int*, const void*, int, int, const float*, void*);
 
 template <typename T> struct Kernels;
 #define KERNELS(S, T)                                                                                                 \
@@ -20,6 +21,7 @@ template <typename T> struct Kernels;
         static void sum(const float* p, int k, int h, T* o) { moe_sum_##S(p, k, h, o); }                             \
         static void gated(const T* x, const T* g, int c, T* o) { add_sigmoid_gated_##S(x, g, c, o); }                \
         static GemmFn gemm(bool gated, int bm);                                                                       \
+        static GemvFn gemv(bool gated) { return (GemvFn)(gated ? moe_gemv_gate_up_##S : moe_gemv_down_##S); }       \
     };
 CELER_FOR_DTYPES(KERNELS)
 // bm 0: the CUDA-core kernel.
@@ -50,10 +52,10 @@ template <typename T> static double val(T v) { return to_float(v); }
 template <typename T> static double rnd(double v) { return to_float(from_float<T>((float)v)); }
 static void readable(const void* p, size_t bytes) { g_readable.push_back({(const char*)p, bytes}); }
 
-// bm: 16 or 64 (tensor cores) or 0 (CUDA cores, 16-row tiles).
+// bm: 16 or 64 (tensor cores), 0 (CUDA cores, 16-row tiles) or -1 (moe_gemv: a warp per pair and column, no align).
 template <typename T>
 static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bool normalize, int bm, std::mt19937& rng) {
-    const int pairs = rows * top_k, tile = bm == 0 ? 16 : bm, bn = bm == 0 ? 32 : 64;
+    const int pairs = rows * top_k, tile = bm <= 0 ? 16 : bm, bn = bm == 0 ? 32 : 64;
     std::vector<T> logits = random_t<T>((size_t)rows * experts, 2.f, rng);
     // Ties: some rows repeat a logit (the lower id must win), one row is all equal.
     for (int r = 0; r < rows; r += 3) logits[(size_t)r * experts + experts - 1] = logits[(size_t)r * experts + rng() % experts];
@@ -74,14 +76,24 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     readable(hmid.data(), hmid.size() * sizeof(T));
 
     launch({(unsigned)((rows + 3) / 4), 1, 1}, [&] { Kernels<T>::route(logits.data(), rows, experts, top_k, normalize, ids.data(), weights.data()); });
-    launch({1, 1, 1}, [&] { moe_align(ids.data(), pairs, experts, tile, rank.data(), sorted.data(), tile_expert.data(), num_tiles.data()); });
-    GemmFn gate_up = Kernels<T>::gemm(true, bm), down = Kernels<T>::gemm(false, bm);
-    launch({(unsigned)max_tiles, (unsigned)((inter + bn - 1) / bn), 1}, [&] {
-        gate_up(x.data(), top_k, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, w1.data(), inter, hidden, weights.data(), hmid.data());
-    });
-    launch({(unsigned)max_tiles, (unsigned)((hidden + bn - 1) / bn), 1}, [&] {
-        down(hmid.data(), 1, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, w2.data(), hidden, inter, weights.data(), pair_out.data());
-    });
+    if (bm < 0) {
+        const int warps = 4;   // MOE_GEMV_WARPS: 128 threads, the emulated block
+        launch({(unsigned)((inter + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
+            Kernels<T>::gemv(true)(x.data(), top_k, ids.data(), w1.data(), inter, hidden, weights.data(), hmid.data());
+        });
+        launch({(unsigned)((hidden + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
+            Kernels<T>::gemv(false)(hmid.data(), 1, ids.data(), w2.data(), hidden, inter, weights.data(), pair_out.data());
+        });
+    } else {
+        launch({1, 1, 1}, [&] { moe_align(ids.data(), pairs, experts, tile, rank.data(), sorted.data(), tile_expert.data(), num_tiles.data()); });
+        GemmFn gate_up = Kernels<T>::gemm(true, bm), down = Kernels<T>::gemm(false, bm);
+        launch({(unsigned)max_tiles, (unsigned)((inter + bn - 1) / bn), 1}, [&] {
+            gate_up(x.data(), top_k, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, w1.data(), inter, hidden, weights.data(), hmid.data());
+        });
+        launch({(unsigned)max_tiles, (unsigned)((hidden + bn - 1) / bn), 1}, [&] {
+            down(hmid.data(), 1, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, w2.data(), hidden, inter, weights.data(), pair_out.data());
+        });
+    }
     std::vector<T> out((size_t)rows * hidden);
     launch({(unsigned)rows, 1, 1}, [&] { Kernels<T>::sum(pair_out.data(), top_k, hidden, out.data()); });
 
@@ -108,8 +120,8 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     }
     // Align: every pair once, in a tile of its expert; padding slots hold `pairs`; tiles past the count untouched.
     std::vector<int> seen(pairs, 0);
-    int tiles = num_tiles[0];
-    if (tiles < 1 || tiles > max_tiles) fail("tile count " + std::to_string(tiles));
+    int tiles = bm < 0 ? 0 : num_tiles[0];
+    if (bm >= 0 && (tiles < 1 || tiles > max_tiles)) fail("tile count " + std::to_string(tiles));
     for (int t = 0; t < tiles && ok; t++) {
         if (t > 0 && tile_expert[t] < tile_expert[t - 1]) fail("tile experts out of order");
         int real = 0;
@@ -122,8 +134,8 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
         }
         if (real == 0) fail("empty tile " + std::to_string(t));
     }
-    for (int p = 0; p < pairs; p++) if (seen[p] != 1) { fail("pair " + std::to_string(p) + " seen " + std::to_string(seen[p])); break; }
-    if (ok) for (size_t s = (size_t)tiles * tile; s < sorted.size(); s++) if (sorted[s] != -7) { fail("slot past the tiles written"); break; }
+    if (bm >= 0) for (int p = 0; p < pairs; p++) if (seen[p] != 1) { fail("pair " + std::to_string(p) + " seen " + std::to_string(seen[p])); break; }
+    if (ok && bm >= 0) for (size_t s = (size_t)tiles * tile; s < sorted.size(); s++) if (sorted[s] != -7) { fail("slot past the tiles written"); break; }
 
     // The MLP.
     double diff = 0, norm = 0;
@@ -158,7 +170,7 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     double tol = sizeof(T) == 4 ? 1e-5 : std::is_same<T, __half>::value ? 3e-3 : 2e-2;
     if (ok && !(err < tol)) fail("relative error " + std::to_string(err));
     printf("%-5s rows %3d experts %2d top-%d hidden %3d inter %3d %-6s %-4s tiles %3d/%3d  error %.2e %s\n", Kernels<T>::name, rows,
-           experts, top_k, hidden, inter, normalize ? "norm" : "", bm == 0 ? "simt" : bm == 16 ? "m16" : "m64", tiles, max_tiles, err,
+           experts, top_k, hidden, inter, normalize ? "norm" : "", bm < 0 ? "gemv" : bm == 0 ? "simt" : bm == 16 ? "m16" : "m64", tiles, max_tiles, err,
            ok ? "ok" : "FAIL");
     return ok;
 }
@@ -220,6 +232,10 @@ int main(int argc, char** argv) {
     ok &= run_case<float>(9, 8, 2, 100, 40, true, 0, rng);
     ok &= run_case<float>(4, 60, 4, 33, 70, false, 0, rng);
     ok &= run_case<__nv_bfloat16>(6, 4, 2, 96, 80, true, 0, rng);
+    // moe_gemv (few pairs): k in whole 16-byte vectors, n off the 8-warp blocks.
+    ok &= run_case<__nv_bfloat16>(1, 8, 2, 104, 48, true, -1, rng);
+    ok &= run_case<__half>(3, 60, 8, 96, 144, false, -1, rng);
+    ok &= run_case<float>(2, 16, 4, 100, 44, true, -1, rng);
     ok &= run_gated<__nv_bfloat16>(3, 100, rng);
     ok &= run_gated<__half>(2, 77, rng);
     ok &= run_gated<float>(2, 130, rng);
