@@ -20,6 +20,7 @@ stage "unpack"
 # Always the bundle that came with this call: a warm machine keeps the previous call's ignored files.
 rm -rf publish/gpu && tar -xJf publish/gpu-bundle.tar.xz -C publish || exit 1
 nvidia-smi -L
+export CELER_CARD="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 git rev-parse HEAD 2>/dev/null || true
 
 if has templates; then
