@@ -7,19 +7,24 @@ namespace Celer.Backends.Cpu;
 
 /// <summary>
 /// The model operators on the CPU: matrix weights stay in the memory-mapped checkpoint in their stored dtype (the
-/// matmul widens bf16/f16 on the fly); activations and the paged KV cache are fp32 in native, cache-line-aligned
-/// memory. Vector weights (biases, norms) are widened to fp32 once at load, since they are tiny and read often.
+/// matmul widens bf16/f16 on the fly); activations are fp32 in native, cache-line-aligned memory, and so is the paged
+/// KV cache unless <c>--kv-cache-dtype</c> asks for FP8 (value / scale per layer, decoded block by block in attention). Vector weights (biases, norms) are widened to fp32 once at load, since they are tiny and read often.
 /// Stacked weights (q/k/v, gate/up), and matrices stored in another dtype than the one the model is served in
 /// (<c>--dtype</c>), are copied once into native memory in that dtype.
 /// </summary>
 /// <param name="weightDType">The dtype matrix weights are kept in (the model dtype).</param>
-public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
+/// <param name="kvCacheDType">FP8 E4M3 or E5M2 for an FP8 KV cache; null for fp32.</param>
+public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = null) : IModelBackend
 {
     private const nuint Alignment = 64;
 
     private readonly List<nint> _owned = [];
-    private float*[] _kCache = [];
-    private float*[] _vCache = [];
+    private readonly DType _kvType = kvCacheDType is null or DType.F32 ? DType.F32
+        : kvCacheDType is DType.F8E4M3 or DType.F8E5M2 ? kvCacheDType.Value
+        : throw new NotSupportedException($"The CPU backend keeps its KV cache in fp32 or FP8, not {kvCacheDType}.");
+    private byte*[] _kCache = [];
+    private byte*[] _vCache = [];
+    private float[] _kScales = [], _vScales = [];
     private int _blockSize;
     private ForwardBatch? _batch;
     private readonly MixtureOfExperts _moe = new();
@@ -106,20 +111,44 @@ public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
     }
 
     public long KvBlockBytes(int numLayers, int blockSize, int numKvHeads, int headDim) =>
-        2L * numLayers * blockSize * numKvHeads * headDim * sizeof(float);
+        2L * numLayers * blockSize * numKvHeads * headDim * _kvType.ByteSize();
 
     public void AllocateKvCache(int numLayers, int numBlocks, int blockSize, AttentionSpec spec)
     {
         _blockSize = blockSize;
-        long perLayer = (long)numBlocks * blockSize * spec.NumKvHeads * spec.HeadDim;
-        _kCache = new float*[numLayers];
-        _vCache = new float*[numLayers];
+        long perLayerBytes = (long)numBlocks * blockSize * spec.NumKvHeads * spec.HeadDim * _kvType.ByteSize();
+        _kCache = new byte*[numLayers];
+        _vCache = new byte*[numLayers];
         for (int layer = 0; layer < numLayers; layer++)
         {
-            _kCache[layer] = AllocateFloats(perLayer);
-            _vCache[layer] = AllocateFloats(perLayer);
+            _kCache[layer] = (byte*)AllocateFloats((perLayerBytes + sizeof(float) - 1) / sizeof(float));
+            _vCache[layer] = (byte*)AllocateFloats((perLayerBytes + sizeof(float) - 1) / sizeof(float));
+        }
+
+        if (_kScales.Length != numLayers)
+        {
+            _kScales = Enumerable.Repeat(1f, numLayers).ToArray();
+            _vScales = Enumerable.Repeat(1f, numLayers).ToArray();
         }
     }
+
+    /// <summary>
+    /// Per-layer scales of an FP8 KV cache (a cached value is value / scale), from the checkpoint's k_scale/v_scale;
+    /// 1.0 for every layer until set. Ignored by an fp32 cache.
+    /// </summary>
+    public void SetKvCacheScales(float[] kScales, float[] vScales)
+    {
+        if (kScales.Length != _kCache.Length || vScales.Length != _kCache.Length || kScales.Concat(vScales).Any(s => !(s > 0f) || float.IsInfinity(s)))
+        {
+            throw new ArgumentException($"KV cache scales must be {_kCache.Length} positive finite values per kind.");
+        }
+
+        _kScales = [.. kScales];
+        _vScales = [.. vScales];
+    }
+
+    /// <summary>The KV cache format of one layer (its scales apply to FP8 caches only).</summary>
+    private KvCacheFormat KvFormat(int layer) => new(_kvType, _kScales[layer], _vScales[layer]);
 
     public void BeginStep(ForwardBatch batch)
     {
@@ -204,7 +233,7 @@ public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
             Kernels.Rope.Apply(qOut, rows, spec.NumHeads, spec.HeadDim, rope.RotaryDim, positions, invFreq, rope.AttentionScaling);
             Kernels.Rope.Apply(_kScratch, rows, spec.NumKvHeads, spec.HeadDim, rope.RotaryDim, positions, invFreq, rope.AttentionScaling);
             // The cache row is [numKvHeads, headDim] contiguous, so one "head" of the full width writes the same bytes.
-            KvCache.Write(_kScratch, _vScratch, rows, 1, kvDim, slots, _kCache[layer], _vCache[layer]);
+            KvCache.Write(_kScratch, _vScratch, rows, 1, kvDim, slots, _kCache[layer], _vCache[layer], KvFormat(layer));
         }
     }
 
@@ -248,7 +277,7 @@ public sealed unsafe class CpuBackend(DType weightDType) : IModelBackend
         {
             PagedAttention.Run(
                 F(q), b.NumTokens, spec.NumHeads, spec.NumKvHeads, spec.HeadDim,
-                _kCache[layer], _vCache[layer], _blockSize,
+                _kCache[layer], _vCache[layer], KvFormat(layer), _blockSize,
                 blockTables, b.MaxBlocksPerSeq,
                 queryStartLoc, seqLens, b.NumSequences,
                 spec.Scale, spec.SlidingWindow, F(output), spec.LogitSoftCap);

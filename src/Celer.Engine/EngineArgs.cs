@@ -20,7 +20,7 @@ public sealed class EngineArgs
     public string LoadFormat { get; init; } = "auto";
     public string Dtype { get; init; } = "auto";
 
-    /// <summary>vLLM's <c>--kv-cache-dtype</c>: auto (the model dtype), fp8 (= fp8_e4m3) or fp8_e5m2; FP8 on CUDA only.</summary>
+    /// <summary>vLLM's <c>--kv-cache-dtype</c>: auto (the model dtype), fp8 (= fp8_e4m3) or fp8_e5m2.</summary>
     public string KvCacheDtype { get; init; } = "auto";
     public int? MaxModelLen { get; init; }
     public int MaxNumSeqs { get; init; } = 256;

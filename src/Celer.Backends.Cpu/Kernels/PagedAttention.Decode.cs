@@ -49,10 +49,10 @@ public static unsafe partial class PagedAttention
     /// Attention of one query row (all heads of <paramref name="kvHead"/>'s group) over partition
     /// <paramref name="partition"/> of <paramref name="partitions"/> of the blocks it can see; the state of
     /// query head g of the group is written at <paramref name="state"/> + g·(headDim + 2): max, sum, output.
-    /// <paramref name="scores"/> holds group · blockSize floats.
+    /// <paramref name="scores"/> holds group · blockSize floats, then <see cref="DecodedBlockFloats"/> of scratch.
     /// </summary>
     private static void AttendDecode(
-        in Shape shape, float* query, float* kCache, float* vCache, int* blockTable, int position, int kvHead,
+        in Shape shape, float* query, void* kCache, void* vCache, int* blockTable, int position, int kvHead,
         int partition, int partitions, float* state, float* scores)
     {
         int headDim = shape.HeadDim;
@@ -74,21 +74,20 @@ public static unsafe partial class PagedAttention
         for (int block = firstBlock + from; block < firstBlock + to; block++)
         {
             long blockBase = ((long)blockTable[block] * blockSize * kvStride) + ((long)kvHead * headDim);
-            if (block + 1 < firstBlock + to)
+            if (block + 1 < firstBlock + to && !shape.Cache.IsFp8)
             {
                 long nextBase = ((long)blockTable[block + 1] * blockSize * kvStride) + ((long)kvHead * headDim);
-                Prefetch(kCache + nextBase, vCache + nextBase, blockSize, kvStride, headDim);
+                Prefetch((float*)kCache + nextBase, (float*)vCache + nextBase, blockSize, kvStride, headDim);
             }
 
             int blockFirst = block * blockSize;
             int start = Math.Max(blockFirst, lowest) - blockFirst;
             int count = Math.Min(blockFirst + blockSize - 1, position) - blockFirst - start + 1;
-            float* keys = kCache + blockBase + ((long)start * kvStride);
-            float* values = vCache + blockBase + ((long)start * kvStride);
+            int stride = BlockRows(shape, kCache, vCache, blockBase, start, count, scores + (group * blockSize), out float* keys, out float* values);
             for (int g = 0; g < group; g++)
             {
                 float* headScores = scores + (g * blockSize);
-                ScoreKeys(query + ((long)g * headDim), keys, kvStride, count, headDim, shape.Scale, headScores);
+                ScoreKeys(query + ((long)g * headDim), keys, stride, count, headDim, shape.Scale, headScores);
                 if (shape.LogitSoftCap > 0)
                 {
                     SoftCap(headScores, count, shape.LogitSoftCap);
@@ -111,7 +110,7 @@ public static unsafe partial class PagedAttention
 
                 *head.Max = max;
                 *head.Sum += ExpShifted(headScores, count, max);
-                AccumulateValues(values, kvStride, headScores, count, headDim, head.Acc);
+                AccumulateValues(values, stride, headScores, count, headDim, head.Acc);
             }
         }
     }
@@ -150,11 +149,11 @@ public static unsafe partial class PagedAttention
     }
 
     /// <summary>Decode row of one sequence in one work item: the whole context on this core, normalized straight into the output.</summary>
-    private static void AttendDecodeRow(in Shape shape, float* query, float* kCache, float* vCache, int* blockTable, int position, int kvHead, float* output)
+    private static void AttendDecodeRow(in Shape shape, float* query, void* kCache, void* vCache, int* blockTable, int position, int kvHead, float* output)
     {
         int group = shape.NumHeads / shape.NumKvHeads;
         int headDim = shape.HeadDim;
-        float* state = ThreadScratch.Floats((group * (headDim + 2)) + (group * shape.BlockSize));
+        float* state = ThreadScratch.Floats((group * (headDim + 2)) + (group * shape.BlockSize) + DecodedBlockFloats(shape));
         AttendDecode(shape, query, kCache, vCache, blockTable, position, kvHead, 0, 1, state, state + (group * (headDim + 2)));
         for (int g = 0; g < group; g++)
         {

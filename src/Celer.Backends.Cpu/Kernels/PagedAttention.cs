@@ -33,6 +33,20 @@ public static unsafe partial class PagedAttention
         float* kCache, float* vCache, int blockSize,
         int* blockTables, int blockTableStride,
         int* queryStartLoc, int* seqLens, int numSeqs,
+        float scale, int slidingWindow, float* output, float logitSoftCap = 0f) =>
+        Run(q, numTokens, numHeads, numKvHeads, headDim, kCache, vCache, KvCacheFormat.F32, blockSize, blockTables, blockTableStride,
+            queryStartLoc, seqLens, numSeqs, scale, slidingWindow, output, logitSoftCap);
+
+    /// <summary>
+    /// <see cref="Run(float*, int, int, int, int, float*, float*, int, int*, int, int*, int*, int, float, int, float*, float)"/>
+    /// over a cache in <paramref name="cache"/>'s format: an FP8 cache's rows are decoded block by block, one kv head
+    /// at a time, into fp32 scratch (times the layer's scale) and attended as the fp32 cache's rows are.
+    /// </summary>
+    public static void Run(
+        float* q, int numTokens, int numHeads, int numKvHeads, int headDim,
+        void* kCache, void* vCache, KvCacheFormat cache, int blockSize,
+        int* blockTables, int blockTableStride,
+        int* queryStartLoc, int* seqLens, int numSeqs,
         float scale, int slidingWindow, float* output, float logitSoftCap = 0f)
     {
         Validate(numTokens, numHeads, numKvHeads, headDim, blockSize, queryStartLoc, seqLens, numSeqs);
@@ -76,7 +90,7 @@ public static unsafe partial class PagedAttention
         // Partition states of split decode rows, tile-major: numHeads × (max, sum, output) per tile.
         int stateStride = numHeads * (headDim + 2);
         float[]? partitionStates = split ? System.Buffers.ArrayPool<float>.Shared.Rent(tileStart[numSeqs] * stateStride) : null;
-        var shape = new Shape(numHeads, numKvHeads, headDim, blockSize, blockTableStride, scale, slidingWindow, logitSoftCap);
+        var shape = new Shape(numHeads, numKvHeads, headDim, blockSize, blockTableStride, scale, slidingWindow, logitSoftCap, cache);
         int group = numHeads / numKvHeads;
         try
         {
@@ -187,7 +201,8 @@ public static unsafe partial class PagedAttention
     private struct AttendLoop : IChunkLoop
     {
         public Shape Shape;
-        public float* Q, KCache, VCache, Output, States;
+        public float* Q, Output, States;
+        public void* KCache, VCache;
         public int* BlockTables, QueryStartLoc, SeqLens, Tiles;
         public int StateStride, Items, Chunks;
 
@@ -219,7 +234,7 @@ public static unsafe partial class PagedAttention
                     float* state = States + ((long)tile * StateStride) + ((long)kvHead * group * (headDim + 2));
                     AttendDecode(
                         Shape, Q + (heads * headDim), KCache, VCache, blockTable, SeqLens[s] - 1, kvHead,
-                        tile - Tiles[s], Tiles[s + 1] - Tiles[s], state, ThreadScratch.Floats(group * Shape.BlockSize));
+                        tile - Tiles[s], Tiles[s + 1] - Tiles[s], state, ThreadScratch.Floats((group * Shape.BlockSize) + DecodedBlockFloats(Shape)));
                 }
                 else
                 {
@@ -233,7 +248,39 @@ public static unsafe partial class PagedAttention
         }
     }
 
-    private readonly record struct Shape(int NumHeads, int NumKvHeads, int HeadDim, int BlockSize, int BlockTableStride, float Scale, int SlidingWindow, float LogitSoftCap);
+    private readonly record struct Shape(
+        int NumHeads, int NumKvHeads, int HeadDim, int BlockSize, int BlockTableStride, float Scale, int SlidingWindow, float LogitSoftCap, KvCacheFormat Cache);
+
+    /// <summary>Scratch for one block's decoded key and value rows of one kv head (none for an fp32 cache).</summary>
+    private static int DecodedBlockFloats(in Shape shape) => shape.Cache.IsFp8 ? 2 * shape.BlockSize * shape.HeadDim : 0;
+
+    /// <summary>
+    /// Rows <paramref name="start"/>… (<paramref name="count"/> of them) of one block's keys and values for the kv head
+    /// at <paramref name="blockBase"/> (in elements), as fp32 rows the returned stride apart: the cache itself when it is
+    /// fp32, else decoded and scaled into <paramref name="scratch"/> (<see cref="DecodedBlockFloats"/>). Returns the stride.
+    /// </summary>
+    private static int BlockRows(in Shape shape, void* kCache, void* vCache, long blockBase, int start, int count, float* scratch, out float* keys, out float* values)
+    {
+        int headDim = shape.HeadDim, kvStride = shape.NumKvHeads * headDim;
+        long first = blockBase + ((long)start * kvStride);
+        if (!shape.Cache.IsFp8)
+        {
+            keys = (float*)kCache + first;
+            values = (float*)vCache + first;
+            return kvStride;
+        }
+
+        keys = scratch;
+        values = scratch + ((long)shape.BlockSize * headDim);
+        for (int t = 0; t < count; t++)
+        {
+            long at = first + ((long)t * kvStride);
+            Fp8.Decode((byte*)kCache + at, shape.Cache.Type, shape.Cache.KScale, keys + ((long)t * headDim), headDim);
+            Fp8.Decode((byte*)vCache + at, shape.Cache.Type, shape.Cache.VScale, values + ((long)t * headDim), headDim);
+        }
+
+        return headDim;
+    }
 
     /// <summary>
     /// Gemma 2's soft-capping of <paramref name="count"/> scaled scores in place: cap · tanh(score / cap), as
@@ -252,7 +299,7 @@ public static unsafe partial class PagedAttention
     /// every query head of <paramref name="kvHead"/>'s group, streaming over the KV blocks they can see.
     /// </summary>
     private static void AttendTile(
-        in Shape shape, float* q, float* kCache, float* vCache, int* blockTable, float* output,
+        in Shape shape, float* q, void* kCache, void* vCache, int* blockTable, float* output,
         int token0, int rows, int firstPosition, int kvHead)
     {
         int headDim = shape.HeadDim;
@@ -263,11 +310,12 @@ public static unsafe partial class PagedAttention
         int window = shape.SlidingWindow;
 
         // Per (row, head) state: running max, running denominator and the unnormalized output row.
-        float* scratch = ThreadScratch.Floats((states * (headDim + 2)) + blockSize);
+        float* scratch = ThreadScratch.Floats((states * (headDim + 2)) + blockSize + DecodedBlockFloats(shape));
         float* runningMax = scratch;
         float* denominator = runningMax + states;
         float* accumulator = denominator + states;
         float* scores = accumulator + (states * headDim);
+        float* decoded = scores + blockSize;
         for (int i = 0; i < states; i++)
         {
             runningMax[i] = float.NegativeInfinity;
@@ -281,9 +329,8 @@ public static unsafe partial class PagedAttention
         for (int block = lowest / blockSize; block <= lastPosition / blockSize; block++)
         {
             long blockBase = (long)blockTable[block] * blockSize * kvStride + ((long)kvHead * headDim);
-            float* keys = kCache + blockBase;
-            float* values = vCache + blockBase;
             int blockFirst = block * blockSize;
+            int stride = BlockRows(shape, kCache, vCache, blockBase, 0, Math.Min(blockSize, lastPosition - blockFirst + 1), decoded, out float* keys, out float* values);
             for (int r = 0; r < rows; r++)
             {
                 int position = firstPosition + r;
@@ -295,15 +342,15 @@ public static unsafe partial class PagedAttention
                 }
 
                 int count = to - from + 1;
-                float* blockKeys = keys + ((long)(from - blockFirst) * kvStride);
-                float* blockValues = values + ((long)(from - blockFirst) * kvStride);
+                float* blockKeys = keys + ((long)(from - blockFirst) * stride);
+                float* blockValues = values + ((long)(from - blockFirst) * stride);
                 for (int g = 0; g < group; g++)
                 {
                     int state = (r * group) + g;
                     float* query = q + ((((long)(token0 + r) * shape.NumHeads) + (kvHead * group) + g) * headDim);
                     for (int t = 0; t < count; t++)
                     {
-                        scores[t] = Dot(query, blockKeys + ((long)t * kvStride), headDim) * shape.Scale;
+                        scores[t] = Dot(query, blockKeys + ((long)t * stride), headDim) * shape.Scale;
                     }
 
                     if (shape.LogitSoftCap > 0)
@@ -333,7 +380,7 @@ public static unsafe partial class PagedAttention
                     denominator[state] += TensorPrimitives.Sum(probabilities);
                     for (int t = 0; t < count; t++)
                     {
-                        MultiplyAdd(blockValues + ((long)t * kvStride), scores[t], acc, headDim);
+                        MultiplyAdd(blockValues + ((long)t * stride), scores[t], acc, headDim);
                     }
                 }
             }

@@ -32,8 +32,11 @@ internal abstract class DevicePlatform
     /// <summary>Whether the backend computes straight from the memory-mapped checkpoint, which must then stay open.</summary>
     public abstract bool ReadsWeightsInPlace { get; }
 
-    /// <summary>Whether the KV cache may be FP8 (<c>--kv-cache-dtype fp8</c>).</summary>
-    public abstract bool SupportsFp8KvCache { get; }
+    /// <summary>
+    /// Why an FP8 KV cache (<c>--kv-cache-dtype fp8</c>) cannot go with a model served in <paramref name="modelDType"/>
+    /// here, to follow the flag in the error; null when it can.
+    /// </summary>
+    public abstract string? Fp8KvCacheRefusal(DType modelDType);
 
     public abstract IModelBackend CreateBackend(DType dtype, DType? kvCacheDType);
 
@@ -56,9 +59,10 @@ internal sealed class CpuPlatform : DevicePlatform
 
     public override bool ReadsWeightsInPlace => true;
 
-    public override bool SupportsFp8KvCache => false;
+    /// <summary>The CPU computes in fp32 whatever the model dtype and decodes FP8 caches block by block.</summary>
+    public override string? Fp8KvCacheRefusal(DType modelDType) => null;
 
-    public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType) => new CpuBackend(dtype);
+    public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType) => new CpuBackend(dtype, kvCacheDType);
 
     public override long DefaultKvCacheBytes(IModelBackend backend, ModelConfig config, float gpuMemoryUtilization) => DefaultKvCacheSpace;
 }
@@ -75,7 +79,9 @@ internal sealed class CudaPlatform : DevicePlatform
 
     public override bool ReadsWeightsInPlace => false;
 
-    public override bool SupportsFp8KvCache => true;
+    /// <summary>The attention kernels dequantize FP8 into the 16-bit model dtype's MMA fragments.</summary>
+    public override string? Fp8KvCacheRefusal(DType modelDType) =>
+        modelDType == DType.F32 ? "goes with a bf16 or fp16 model on a GPU, not --dtype float32" : null;
 
     /// <summary>A dtype or KV-cache type the card cannot run (bf16 before sm_80) is the user's to fix, in one line.</summary>
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType)

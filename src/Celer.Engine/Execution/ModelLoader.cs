@@ -158,8 +158,8 @@ public static class ModelLoader
     }
 
     /// <summary>
-    /// The FP8 format <c>--kv-cache-dtype</c> asks for (null: the model dtype). FP8 caches need a GPU and a 16-bit
-    /// model; anything else is refused here rather than accepted and ignored.
+    /// The FP8 format <c>--kv-cache-dtype</c> asks for (null: the model dtype). What the platform cannot keep is refused
+    /// here rather than accepted and ignored.
     /// </summary>
     private static DType? KvCacheDType(EngineArgs args, DType modelDType, DevicePlatform platform)
     {
@@ -169,14 +169,9 @@ public static class ModelLoader
             "fp8_e5m2" => DType.F8E5M2,
             _ => null,
         };
-        if (kv is not null && !platform.SupportsFp8KvCache)
+        if (kv is not null && platform.Fp8KvCacheRefusal(modelDType) is { } refusal)
         {
-            throw new ModelLoadException($"--kv-cache-dtype {args.KvCacheDtype} needs --device cuda: the CPU backend keeps its KV cache in fp32.");
-        }
-
-        if (kv is not null && modelDType == DType.F32)
-        {
-            throw new ModelLoadException($"--kv-cache-dtype {args.KvCacheDtype} goes with a bf16 or fp16 model, not --dtype float32.");
+            throw new ModelLoadException($"--kv-cache-dtype {args.KvCacheDtype} {refusal}.");
         }
 
         return kv;

@@ -1,4 +1,5 @@
 using Celer.Backends.Cpu.Kernels;
+using Celer.Models.Weights;
 using Xunit;
 
 namespace Celer.Backends.Cpu.Tests.Kernels;
@@ -52,6 +53,38 @@ public unsafe class KvCacheTests
         }
 
         AssertCache(k, v, kCache, vCache, slots.Select(s => (long)s).ToArray(), tokenSize, stride);
+    }
+
+    [Theory]
+    [InlineData(DType.F8E4M3, 0.25f, 3f)]
+    [InlineData(DType.F8E5M2, 1f, 0.5f)]
+    public void Write_Fp8_StoresEachValueOverItsScale_AndSkipsPadding(DType type, float kScale, float vScale)
+    {
+        const int numKvHeads = 2, headDim = 3, tokenSize = numKvHeads * headDim;
+        var random = new Random(33);
+        int[] slots = [7, -1, 0, 19];
+        float[] k = TestData.Floats(random, slots.Length * tokenSize).Select(x => x * 40).ToArray();
+        float[] v = TestData.Floats(random, slots.Length * tokenSize);
+        byte[] kCache = Enumerable.Repeat((byte)0xAA, 20 * tokenSize).ToArray();
+        byte[] vCache = (byte[])kCache.Clone();
+        fixed (float* pk = k, pv = v)
+        fixed (byte* pkc = kCache, pvc = vCache)
+        fixed (int* ps = slots)
+        {
+            KvCache.Write(pk, pv, slots.Length, numKvHeads, headDim, ps, pkc, pvc, new KvCacheFormat(type, kScale, vScale));
+        }
+
+        for (int slot = 0; slot < 20; slot++)
+        {
+            int t = Array.IndexOf(slots, slot);
+            for (int i = 0; i < tokenSize; i++)
+            {
+                byte expectedK = t < 0 ? (byte)0xAA : Fp8.Encode(k[(t * tokenSize) + i] / kScale, type);
+                byte expectedV = t < 0 ? (byte)0xAA : Fp8.Encode(v[(t * tokenSize) + i] / vScale, type);
+                Assert.Equal(expectedK, kCache[(slot * tokenSize) + i]);
+                Assert.Equal(expectedV, vCache[(slot * tokenSize) + i]);
+            }
+        }
     }
 
     private static void AssertCache(float[] k, float[] v, float[] kCache, float[] vCache, long[] slots, int tokenSize, int stride)

@@ -1,4 +1,5 @@
 using Celer.Backends.Cpu.Kernels;
+using Celer.Models.Weights;
 using Xunit;
 
 namespace Celer.Backends.Cpu.Tests.Kernels;
@@ -137,8 +138,23 @@ public unsafe class PagedAttentionTests
         });
     }
 
+    // An FP8 cache against the reference over its decoded values (code · scale): mixed prefill/decode rows, a sliding
+    // window across blocks, and a long decode split over cores. The poison block saturates to the format's largest
+    // value, still far outside |v| < 1.
+    [Theory]
+    [InlineData(DType.F8E4M3, 0.5f, 0.25f)]
+    [InlineData(DType.F8E5M2, 1f, 2f)]
+    public void Run_Fp8Cache_MatchesDoubleReferenceOnTheDecodedCache(DType type, float kScale, float vScale)
+    {
+        var format = new KvCacheFormat(type, kScale, vScale);
+        AssertMatchesReference(numKvHeads: 2, group: 4, headDim: 128, blockSize: 16, slidingWindow: 0, MixedBatch, seed: 11, fp8: format);
+        AssertMatchesReference(numKvHeads: 2, group: 2, headDim: 64, blockSize: 7, slidingWindow: 33, MixedBatch, seed: 12, fp8: format);
+        AssertMatchesReference(numKvHeads: 1, group: 8, headDim: 128, blockSize: 16, slidingWindow: 0, [new(1, 3000)], seed: 13, fp8: format);
+    }
+
     private static void AssertMatchesReference(
-        int numKvHeads, int group, int headDim, int blockSize, int slidingWindow, Sequence[] sequences, int seed, float softCap = 0f, float queryScale = 4)
+        int numKvHeads, int group, int headDim, int blockSize, int slidingWindow, Sequence[] sequences, int seed, float softCap = 0f, float queryScale = 4,
+        KvCacheFormat? fp8 = null)
     {
         var random = new Random(seed);
         int numHeads = numKvHeads * group;
@@ -167,6 +183,15 @@ public unsafe class PagedAttentionTests
         float[] vCache = TestData.Floats(random, (long)numBlocks * blockSize * tokenSize);
         Array.Fill(kCache, 50f, poisonBlock * blockSize * tokenSize, blockSize * tokenSize);
         Array.Fill(vCache, 1e6f, poisonBlock * blockSize * tokenSize, blockSize * tokenSize);
+        byte[] kCodes = [], vCodes = [];
+        if (fp8 is { } f)
+        {
+            // What the cache holds, and the values it stands for: the references attend over those.
+            kCodes = kCache.Select(x => Fp8.Encode(x / f.KScale, f.Type)).ToArray();
+            vCodes = vCache.Select(x => Fp8.Encode(x / f.VScale, f.Type)).ToArray();
+            kCache = kCodes.Select(c => Fp8.Decode(c, f.Type) * f.KScale).ToArray();
+            vCache = vCodes.Select(c => Fp8.Decode(c, f.Type) * f.VScale).ToArray();
+        }
 
         // Queries scaled up so the softmax is far from uniform and masking mistakes are visible.
         float[] q = TestData.Floats(random, (long)numTokens * numHeads * headDim).Select(x => x * queryScale).ToArray();
@@ -181,9 +206,18 @@ public unsafe class PagedAttentionTests
         var output = new float[numTokens * numHeads * headDim];
         var reference = new float[output.Length];
         fixed (float* pq = q, pk = kCache, pv = vCache, po = output, pr = reference)
+        fixed (byte* kc = kCodes, vc = vCodes)
         fixed (int* pb = blockTables, pqs = queryStartLoc, ps = seqLens)
         {
-            PagedAttention.Run(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, po, softCap);
+            if (fp8 is { } format)
+            {
+                PagedAttention.Run(pq, numTokens, numHeads, numKvHeads, headDim, kc, vc, format, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, po, softCap);
+            }
+            else
+            {
+                PagedAttention.Run(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, po, softCap);
+            }
+
             PagedAttention.RunReference(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, pr, softCap);
         }
 

@@ -51,15 +51,6 @@ public sealed class KvCacheScalesTests : IDisposable
         Assert.Contains("model.layers.0.self_attn.k_scale", error.Message);
     }
 
-    [Theory]
-    [InlineData("fp8")]
-    [InlineData("fp8_e5m2")]
-    public void An_fp8_cache_on_the_cpu_is_refused_not_ignored(string kvCacheDtype)
-    {
-        var error = Assert.Throws<ModelLoadException>(() => ModelLoader.LoadOffline(new EngineArgs { Model = RepoPaths.DefaultModel, KvCacheDtype = kvCacheDtype }));
-        Assert.Contains("--device cuda", error.Message);
-    }
-
     [Fact]
     public void An_unknown_kv_cache_dtype_is_refused()
     {
