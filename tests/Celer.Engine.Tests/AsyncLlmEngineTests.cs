@@ -38,7 +38,7 @@ public class AsyncLlmEngineTests
 #pragma warning disable CA2000 // the engine owns the executor and disposes it
         await using var engine = new AsyncLlmEngine(LlmEngineTests.Args(), LlmEngineTests.RecitingExecutor(), TinyPy.Tokenizer, LlmEngineTests.Model);
 #pragma warning restore CA2000
-        List<RequestOutput> deltas = await Collect(engine.GenerateAsync(LlmEngineTests.Prompt("r", 5, p)));
+        List<RequestOutput> deltas = await Collect(engine.GenerateAsync(LlmEngineTests.Prompt("r", 5, p), TestContext.Current.CancellationToken));
         Assert.True(deltas.Count > 2);
         Assert.True(deltas[^1].Finished);
         Assert.All(deltas[..^1], d => Assert.False(d.Finished));
@@ -61,19 +61,19 @@ public class AsyncLlmEngineTests
 #pragma warning disable CA2000 // the engine owns the executor and disposes it
         await using var engine = new AsyncLlmEngine(LlmEngineTests.Args(), LlmEngineTests.RecitingExecutor(), TinyPy.Tokenizer, LlmEngineTests.Model);
 #pragma warning restore CA2000
-        IAsyncEnumerable<RequestOutput> stalled = engine.GenerateAsync(LlmEngineTests.Prompt("stalled", 5, p));
-        await using IAsyncEnumerator<RequestOutput> reader = stalled.GetAsyncEnumerator();
+        IAsyncEnumerable<RequestOutput> stalled = engine.GenerateAsync(LlmEngineTests.Prompt("stalled", 5, p), TestContext.Current.CancellationToken);
+        await using IAsyncEnumerator<RequestOutput> reader = stalled.GetAsyncEnumerator(TestContext.Current.CancellationToken);
         Assert.True(await reader.MoveNextAsync());   // started, then left unread
 
         for (int i = 0; i < 3; i++)
         {
-            List<RequestOutput> other = await Collect(engine.GenerateAsync(LlmEngineTests.Prompt($"other{i}", 7, p))).WaitAsync(Patience);
+            List<RequestOutput> other = await Collect(engine.GenerateAsync(LlmEngineTests.Prompt($"other{i}", 7, p), TestContext.Current.CancellationToken)).WaitAsync(Patience, TestContext.Current.CancellationToken);
             Assert.True(other[^1].Finished);
         }
 
         var accumulator = new RequestOutputAccumulator(1);
         accumulator.Add(reader.Current);
-        while (await reader.MoveNextAsync().AsTask().WaitAsync(Patience))
+        while (await reader.MoveNextAsync().AsTask().WaitAsync(Patience, TestContext.Current.CancellationToken))
         {
             accumulator.Add(reader.Current);
         }
@@ -126,7 +126,7 @@ public class AsyncLlmEngineTests
         using var abortSent = new ManualResetEventSlim();
         executor.AfterSample = _ => abortSent.Wait(Patience);
         await using var engine = new AsyncLlmEngine(LlmEngineTests.Args(), executor, TinyPy.Tokenizer, LlmEngineTests.Model);
-        IAsyncEnumerable<RequestOutput> stream = engine.GenerateAsync(LlmEngineTests.Prompt("r", 5, new SamplingParams { MaxTokens = 200, IgnoreEos = true }));
+        IAsyncEnumerable<RequestOutput> stream = engine.GenerateAsync(LlmEngineTests.Prompt("r", 5, new SamplingParams { MaxTokens = 200, IgnoreEos = true }), TestContext.Current.CancellationToken);
         Task abort = engine.AbortAsync("r");
         abortSent.Set();
         await abort;
@@ -154,14 +154,14 @@ public class AsyncLlmEngineTests
         };
         await using var engine = new AsyncLlmEngine(LlmEngineTests.Args(), executor, TinyPy.Tokenizer, LlmEngineTests.Model);
         var p = new SamplingParams { MaxTokens = 100, IgnoreEos = true };
-        Task<List<RequestOutput>> a = Collect(engine.GenerateAsync(LlmEngineTests.Prompt("a", 5, p)));
-        Task<List<RequestOutput>> b = Collect(engine.GenerateAsync(LlmEngineTests.Prompt("b", 7, p)));
+        Task<List<RequestOutput>> a = Collect(engine.GenerateAsync(LlmEngineTests.Prompt("a", 5, p), TestContext.Current.CancellationToken));
+        Task<List<RequestOutput>> b = Collect(engine.GenerateAsync(LlmEngineTests.Prompt("b", 7, p), TestContext.Current.CancellationToken));
         bothAdmitted.Set();
         EngineDeadException dead = await Assert.ThrowsAsync<EngineDeadException>(() => a);
         Assert.IsType<InvalidOperationException>(dead.InnerException);
         await Assert.ThrowsAsync<EngineDeadException>(() => b);
         Assert.True(engine.IsDead);
-        Assert.Throws<EngineDeadException>(() => engine.GenerateAsync(LlmEngineTests.Prompt("c", 5, p)));
+        Assert.Throws<EngineDeadException>(() => engine.GenerateAsync(LlmEngineTests.Prompt("c", 5, p), TestContext.Current.CancellationToken));
     }
 
     [Fact]
@@ -173,10 +173,10 @@ public class AsyncLlmEngineTests
         using var disposing = new ManualResetEventSlim();
         executor.AfterSample = _ => disposing.Wait(Patience);
         var engine = new AsyncLlmEngine(LlmEngineTests.Args(), executor, TinyPy.Tokenizer, LlmEngineTests.Model);
-        Assert.Throws<EngineRequestException>(() => engine.GenerateAsync(new GenerateRequest("x", [], new SamplingParams())));
+        Assert.Throws<EngineRequestException>(() => engine.GenerateAsync(new GenerateRequest("x", [], new SamplingParams()), TestContext.Current.CancellationToken));
         var p = new SamplingParams { MaxTokens = 200, IgnoreEos = true };
-        IAsyncEnumerable<RequestOutput> first = engine.GenerateAsync(LlmEngineTests.Prompt("dup", 5, p));
-        Assert.Equal("request_id", Assert.Throws<EngineRequestException>(() => engine.GenerateAsync(LlmEngineTests.Prompt("dup", 5, p))).Param);
+        IAsyncEnumerable<RequestOutput> first = engine.GenerateAsync(LlmEngineTests.Prompt("dup", 5, p), TestContext.Current.CancellationToken);
+        Assert.Equal("request_id", Assert.Throws<EngineRequestException>(() => engine.GenerateAsync(LlmEngineTests.Prompt("dup", 5, p), TestContext.Current.CancellationToken)).Param);
 
         // Disposing stops the loop: the in-flight request ends with abort and the executor is released.
         ValueTask disposed = engine.DisposeAsync();
@@ -185,6 +185,6 @@ public class AsyncLlmEngineTests
         List<RequestOutput> outputs = await Collect(first);
         Assert.Equal(FinishReason.Abort, outputs[^1].Outputs.Single().FinishReason);
         Assert.True(executor.Disposed);
-        Assert.Throws<ObjectDisposedException>(() => engine.GenerateAsync(LlmEngineTests.Prompt("late", 5, p)));
+        Assert.Throws<ObjectDisposedException>(() => engine.GenerateAsync(LlmEngineTests.Prompt("late", 5, p), TestContext.Current.CancellationToken));
     }
 }

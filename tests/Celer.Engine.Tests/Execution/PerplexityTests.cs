@@ -3,7 +3,6 @@ using Celer.Engine.Execution;
 using Celer.Models.Config;
 using Celer.TestSupport;
 using Xunit;
-using Xunit.Abstractions;
 
 namespace Celer.Engine.Tests.Execution;
 

@@ -61,23 +61,23 @@ public class SamplingParamsTests
         Assert.False(string.IsNullOrWhiteSpace(ex.Message));
     }
 
-    public static TheoryData<SamplingParams> ValidParams() => new()
+    public static TheoryData<SamplingParams> ValidParams() => new(new SamplingParams[]
     {
-        new(),
-        new() { Temperature = 0f },
-        new() { Temperature = 2f, TopP = 1f, TopK = -1, MinP = 1f },
-        new() { N = SamplingParams.MaxN, BestOf = SamplingParams.MaxN, Temperature = 0.7f },
-        new() { TopK = 0 },
-        new() { TopK = Vocab * 10 },   // larger than the vocabulary just means "all"
-        new() { PresencePenalty = -2f, FrequencyPenalty = 2f, RepetitionPenalty = 0.01f },
-        new() { MaxTokens = null, MinTokens = 1000 },
-        new() { MaxTokens = 5, MinTokens = 5 },
-        new() { Logprobs = 0, PromptLogprobs = 20 },
-        new() { Stop = [new string('x', SamplingParams.MaxStopStringLength)], StopTokenIds = [0, Vocab - 1] },
+        new SamplingParams(),
+        new SamplingParams() { Temperature = 0f },
+        new SamplingParams() { Temperature = 2f, TopP = 1f, TopK = -1, MinP = 1f },
+        new SamplingParams() { N = SamplingParams.MaxN, BestOf = SamplingParams.MaxN, Temperature = 0.7f },
+        new SamplingParams() { TopK = 0 },
+        new SamplingParams() { TopK = Vocab * 10 },   // larger than the vocabulary just means "all"
+        new SamplingParams() { PresencePenalty = -2f, FrequencyPenalty = 2f, RepetitionPenalty = 0.01f },
+        new SamplingParams() { MaxTokens = null, MinTokens = 1000 },
+        new SamplingParams() { MaxTokens = 5, MinTokens = 5 },
+        new SamplingParams() { Logprobs = 0, PromptLogprobs = 20 },
+        new SamplingParams() { Stop = [new string('x', SamplingParams.MaxStopStringLength)], StopTokenIds = [0, Vocab - 1] },
         // Out-of-range bias values are clamped, not rejected (OpenAI, vLLM).
-        new() { LogitBias = new Dictionary<int, float> { [0] = 1e9f, [Vocab - 1] = float.NegativeInfinity } },
-        new() { AllowedTokenIds = [0, Vocab - 1], BadWords = ["x"], BadWordsTokenIds = [[Vocab - 1]] },
-    };
+        new SamplingParams() { LogitBias = new Dictionary<int, float> { [0] = 1e9f, [Vocab - 1] = float.NegativeInfinity } },
+        new SamplingParams() { AllowedTokenIds = [0, Vocab - 1], BadWords = ["x"], BadWordsTokenIds = [[Vocab - 1]] },
+    });
 
     [Theory]
     [MemberData(nameof(ValidParams))]

@@ -38,7 +38,7 @@ public sealed class BenchCommandTests(ServerFixture server) : IDisposable
         return value;
     }
 
-    [SkippableFact]
+    [Fact]
     public async Task Without_output_json_a_bench_writes_no_file()
     {
         string defaultFolder = Path.Combine(Environment.CurrentDirectory, "benchmarks");
@@ -51,7 +51,7 @@ public sealed class BenchCommandTests(ServerFixture server) : IDisposable
         Assert.False(Directory.Exists(defaultFolder), $"{defaultFolder} was created");
     }
 
-    [SkippableFact]
+    [Fact]
     public async Task Bench_throughput_writes_its_report()
     {
         var report = await RunAsync("bench", "throughput", "--model", ServerFixture.DefaultModel,
@@ -68,7 +68,7 @@ public sealed class BenchCommandTests(ServerFixture server) : IDisposable
         Assert.Equal(NumPrompts, report["parameters"]!["num_prompts"]!.GetValue<int>());
     }
 
-    [SkippableFact]
+    [Fact]
     public async Task Bench_serve_against_a_live_server_writes_its_report()
     {
         var report = await RunAsync("bench", "serve", "--base-url", server.BaseAddress.ToString(), "--api-key", ServerFixture.ApiKey,

@@ -18,7 +18,7 @@ public sealed class ChatCommandTests
             Console.SetIn(new StringReader("Write a long story about a list.\n\n"));
             Console.SetOut(output);
             int exitCode = await CelerCommandLine.CreateRoot().Parse(["chat", "--max-tokens", "3", "--temperature", "0"])
-                .InvokeAsync(new() { Output = output, Error = new StringWriter(), ProcessTerminationTimeout = null });
+                .InvokeAsync(new() { Output = output, Error = new StringWriter(), ProcessTerminationTimeout = null }, TestContext.Current.CancellationToken);
             Assert.Equal(0, exitCode);
         }
         finally

@@ -12,10 +12,10 @@ public sealed class ServeShutdownTests
 {
     private const int MaxTokens = 200;
 
-    [SkippableFact]
+    [Fact]
     public async Task Sigterm_drains_the_in_flight_stream_and_exits_cleanly()
     {
-        Skip.IfNot(OperatingSystem.IsLinux(), "POSIX signals");
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "POSIX signals");
         var start = new ProcessStartInfo("dotnet")
         {
             ArgumentList = { Path.Combine(AppContext.BaseDirectory, "celer.dll"), "serve", ServerFixture.DefaultModel, "--port", "0", "--max-num-seqs", "4" },
@@ -30,7 +30,7 @@ public sealed class ServeShutdownTests
         {
             // "Serving model 'celer-tiny-py' (max_model_len …) at http://127.0.0.1:PORT/"
             string? line;
-            while ((line = await server.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(120))) is not null && !line.StartsWith("Serving model", StringComparison.Ordinal))
+            while ((line = await server.StandardOutput.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(120), TestContext.Current.CancellationToken)) is not null && !line.StartsWith("Serving model", StringComparison.Ordinal))
             {
                 log.Enqueue(line);
             }
@@ -43,19 +43,19 @@ public sealed class ServeShutdownTests
                 {
                     log.Enqueue(more);
                 }
-            });
+            }, TestContext.Current.CancellationToken);
 
             using var client = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(60) };
             using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
             {
                 Content = HttpApiTests.Json($$"""{"prompt": "def fibonacci(n):", "max_tokens": {{MaxTokens}}, "stream": true, "ignore_eos": true}"""),
             };
-            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, TestContext.Current.CancellationToken);
             response.EnsureSuccessStatusCode();
-            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(TestContext.Current.CancellationToken));
             var chunks = new List<JsonNode>();
             bool signalled = false, done = false;
-            while (await reader.ReadLineAsync() is { } sse)
+            while (await reader.ReadLineAsync(TestContext.Current.CancellationToken) is { } sse)
             {
                 if (!sse.StartsWith("data: ", StringComparison.Ordinal))
                 {
@@ -73,7 +73,7 @@ public sealed class ServeShutdownTests
                 {
                     // The first token is out: the request is in flight when the signal lands.
                     using var kill = Process.Start("kill", ["-TERM", $"{server.Id}"]);
-                    await kill.WaitForExitAsync();
+                    await kill.WaitForExitAsync(TestContext.Current.CancellationToken);
                     signalled = true;
                 }
             }
@@ -81,7 +81,7 @@ public sealed class ServeShutdownTests
             Assert.True(done, "the stream ended without [DONE]");
             // "length": all max_tokens were generated after the signal, not cut short.
             Assert.Equal("length", chunks[^1]["choices"]![0]!["finish_reason"]!.GetValue<string>());
-            await server.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            await server.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
             await drainOutput;
             Assert.True(server.ExitCode == 0, $"exit code {server.ExitCode}: {string.Join('\n', log)}");
             Assert.Contains(log, l => l.Contains("waiting for 1 in-flight request(s) to finish", StringComparison.Ordinal));

@@ -19,7 +19,7 @@ public sealed class HttpApiTests(ServerFixture server)
         return JsonNode.Parse(body)!;
     }
 
-    [SkippableFact]
+    [Fact]
     public async Task Completions_accept_all_four_prompt_forms_and_number_choices_prompt_major()
     {
         using var client = server.CreateClient();
@@ -39,7 +39,7 @@ public sealed class HttpApiTests(ServerFixture server)
         Assert.Equal(twoTexts["choices"]![0]!["text"]!.GetValue<string>(), twoTexts["choices"]![1]!["text"]!.GetValue<string>());
     }
 
-    [SkippableFact]
+    [Fact]
     public async Task Echo_with_logprobs_covers_prompt_and_completion_in_the_legacy_format()
     {
         using var client = server.CreateClient();
@@ -65,7 +65,7 @@ public sealed class HttpApiTests(ServerFixture server)
         Assert.Equal(offsets.Order(), offsets);
     }
 
-    [SkippableFact]
+    [Fact]
     public async Task Streamed_completion_is_sse_chunks_then_usage_then_done()
     {
         using var client = server.CreateClient();
@@ -74,7 +74,7 @@ public sealed class HttpApiTests(ServerFixture server)
         using var response = await client.PostJsonAsync("/v1/completions", """{"prompt": "Once upon", "max_tokens": 6, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}}""");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
-        var body = await response.Content.ReadAsStringAsync();
+        var body = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
         var events = body.Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
         Assert.All(events, e => Assert.StartsWith("data: ", e, StringComparison.Ordinal));
         Assert.Equal("data: [DONE]", events[^1]);
@@ -94,14 +94,14 @@ public sealed class HttpApiTests(ServerFixture server)
     /// carries its choice's usage so far: the prompt's tokens, and the tokens that choice has generated up to and
     /// including the chunk; the final usage chunk sums every choice.
     /// </summary>
-    [SkippableFact]
+    [Fact]
     public async Task Continuous_usage_stats_put_each_choices_running_usage_in_every_chunk()
     {
         using var client = server.CreateClient();
         using var response = await client.PostJsonAsync("/v1/completions",
             """{"prompt": ["Once upon", "def f(x):"], "n": 2, "max_tokens": 5, "ignore_eos": true, "stream": true, "stream_options": {"include_usage": true, "continuous_usage_stats": true}}""");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        var events = (await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken)).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal("data: [DONE]", events[^1]);
         var chunks = events[..^1].Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
         string[] texts = ["Once upon", "def f(x):"];
@@ -127,7 +127,7 @@ public sealed class HttpApiTests(ServerFixture server)
         // Chat: the role chunk has 0 completion tokens, the last delta all of them.
         using var chat = await client.PostJsonAsync("/v1/chat/completions",
             """{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "ignore_eos": true, "stream": true, "stream_options": {"include_usage": true, "continuous_usage_stats": true}}""");
-        var chatChunks = (await chat.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)[..^1]
+        var chatChunks = (await chat.Content.ReadAsStringAsync(TestContext.Current.CancellationToken)).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)[..^1]
             .Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
         Assert.Equal(0, chatChunks[0]["usage"]!["completion_tokens"]!.GetValue<int>());
         Assert.Equal(4, chatChunks[^2]["usage"]!["completion_tokens"]!.GetValue<int>());
@@ -135,7 +135,7 @@ public sealed class HttpApiTests(ServerFixture server)
 
         // Without continuous_usage_stats only the final chunk has usage.
         using var plain = await client.PostJsonAsync("/v1/completions", """{"prompt": "x", "max_tokens": 3, "stream": true, "stream_options": {"include_usage": true}}""");
-        var plainChunks = (await plain.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)[..^1]
+        var plainChunks = (await plain.Content.ReadAsStringAsync(TestContext.Current.CancellationToken)).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)[..^1]
             .Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
         Assert.All(plainChunks[..^1], c => Assert.Null(c["usage"]));
 
@@ -143,12 +143,12 @@ public sealed class HttpApiTests(ServerFixture server)
             (await PostOkAsync(client, "/tokenize", new JsonObject { ["prompt"] = prompt }.ToJsonString()))["count"]!.GetValue<int>();
     }
 
-    [SkippableFact]
+    [Fact]
     public async Task Streamed_chat_sends_the_role_first_and_finish_reason_last()
     {
         using var client = server.CreateClient();
         using var response = await client.PostJsonAsync("/v1/chat/completions", """{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "temperature": 0, "stream": true}""");
-        var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        var events = (await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken)).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal("data: [DONE]", events[^1]);
         var chunks = events[..^1].Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
         Assert.Equal("assistant", chunks[0]["choices"]![0]!["delta"]!["role"]!.GetValue<string>());
@@ -157,7 +157,7 @@ public sealed class HttpApiTests(ServerFixture server)
         Assert.All(chunks[..^1], c => Assert.Null(c["choices"]![0]!["finish_reason"]));
     }
 
-    [SkippableFact]
+    [Fact]
     public async Task Tokenize_and_detokenize_round_trip()
     {
         using var client = server.CreateClient();
@@ -171,28 +171,28 @@ public sealed class HttpApiTests(ServerFixture server)
         Assert.True(chat["count"]!.GetValue<int>() > tokenized["count"]!.GetValue<int>() - 3);
     }
 
-    [SkippableFact]
+    [Fact]
     public async Task Models_health_ping_and_version_answer()
     {
         using var client = server.CreateClient();
-        var models = JsonNode.Parse(await client.GetStringAsync("/v1/models"))!;
+        var models = JsonNode.Parse(await client.GetStringAsync("/v1/models", TestContext.Current.CancellationToken))!;
         Assert.Equal(ServerFixture.ModelName, models["data"]![0]!["id"]!.GetValue<string>());
         Assert.Equal(server.MaxModelLen, models["data"]![0]!["max_model_len"]!.GetValue<int>());
 
         using var anonymous = server.CreateClient(authorized: false);
-        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/health")).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/ping")).StatusCode);
-        Assert.NotNull(JsonNode.Parse(await anonymous.GetStringAsync("/version"))!["version"]);
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/health", TestContext.Current.CancellationToken)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/ping", TestContext.Current.CancellationToken)).StatusCode);
+        Assert.NotNull(JsonNode.Parse(await anonymous.GetStringAsync("/version", TestContext.Current.CancellationToken))!["version"]);
     }
 
-    [SkippableFact]
+    [Fact]
     public async Task Metrics_use_vllm_names_and_counters_move()
     {
         using var client = server.CreateClient(authorized: false);
-        var before = ParseMetrics(await client.GetStringAsync("/metrics"));
+        var before = ParseMetrics(await client.GetStringAsync("/metrics", TestContext.Current.CancellationToken));
         using var authorized = server.CreateClient();
         await PostOkAsync(authorized, "/v1/completions", """{"prompt": "Metrics move", "max_tokens": 4, "temperature": 0, "ignore_eos": true}""");
-        var after = ParseMetrics(await client.GetStringAsync("/metrics"));
+        var after = ParseMetrics(await client.GetStringAsync("/metrics", TestContext.Current.CancellationToken));
 
         const string labels = "{model_name=\"" + ServerFixture.ModelName + "\",engine=\"0\"}";
         Assert.True(after["vllm:generation_tokens_total" + labels] >= before.GetValueOrDefault("vllm:generation_tokens_total" + labels) + 4);

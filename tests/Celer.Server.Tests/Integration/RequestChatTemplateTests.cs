@@ -10,7 +10,7 @@ namespace Celer.Server.Tests.Integration;
 /// </summary>
 public sealed class RequestChatTemplateTests
 {
-    [SkippableFact]
+    [Fact]
     public async Task A_request_template_is_refused_unless_the_server_trusts_them()
     {
         await using var server = await TinyPyServer.StartAsync();
@@ -18,7 +18,7 @@ public sealed class RequestChatTemplateTests
         using var refused = await client.PostJsonAsync("/v1/chat/completions",
             """{"messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "chat_template": "{{ messages[0].content }}"}""");
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
-        JsonNode error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+        JsonNode error = JsonNode.Parse(await refused.Content.ReadAsStringAsync(TestContext.Current.CancellationToken))!["error"]!;
         Assert.Equal("chat_template", error["param"]!.GetValue<string>());
         Assert.Contains("--trust-request-chat-template is not set", error["message"]!.GetValue<string>(), StringComparison.Ordinal);
 

@@ -30,7 +30,7 @@ public sealed class ServerFixture : IAsyncLifetime
         ? RepoPaths.DefaultModel
         : throw new InvalidOperationException($"The default model is missing from this checkout ({RepoPaths.DefaultModel}).");
 
-    public async Task InitializeAsync()
+    public async ValueTask InitializeAsync()
     {
         var modelPath = DefaultModel;
         var relay = new EngineStatsRelay();
@@ -61,7 +61,7 @@ public sealed class ServerFixture : IAsyncLifetime
         return client;
     }
 
-    public async Task DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
         if (_app is not null)
         {

@@ -23,7 +23,7 @@ public sealed class ToolCallTemplateTests(ServerFixture server)
          {"role": "tool", "tool_call_id": "call_2", "content": "9 C"}]
         """;
 
-    [SkippableFact]
+    [Fact]
     public async Task Tool_calls_and_tool_results_render_and_serve()
     {
         using var client = server.CreateClient();
@@ -51,7 +51,7 @@ public sealed class ToolCallTemplateTests(ServerFixture server)
         Assert.Equal(3, reply["usage"]!["completion_tokens"]!.GetValue<int>());
     }
 
-    [SkippableFact]
+    [Fact]
     public async Task A_plain_conversation_renders_as_before()
     {
         using var client = server.CreateClient();

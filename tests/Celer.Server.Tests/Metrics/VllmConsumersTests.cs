@@ -136,12 +136,12 @@ public sealed class VllmConsumersTests(ServerFixture server)
         {
             Content = new StringContent("""{"prompt": "A long stream to watch", "max_tokens": 200, "temperature": 0, "ignore_eos": true, "stream": true}""", Encoding.UTF8, "application/json"),
         };
-        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, TestContext.Current.CancellationToken))
         {
             response.EnsureSuccessStatusCode();
-            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(TestContext.Current.CancellationToken));
             string? line;
-            while ((line = await reader.ReadLineAsync()) is not null && !line.StartsWith("data: {", StringComparison.Ordinal))
+            while ((line = await reader.ReadLineAsync(TestContext.Current.CancellationToken)) is not null && !line.StartsWith("data: {", StringComparison.Ordinal))
             {
             }
             Assert.NotNull(line);

@@ -49,7 +49,7 @@ public class AdmissionControlTests
         admission.BeginDraining();
         Assert.False(drained.IsCompleted);
         third.Dispose();
-        await drained.WaitAsync(TimeSpan.FromSeconds(5));
+        await drained.WaitAsync(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken);
     }
 
     [Fact]

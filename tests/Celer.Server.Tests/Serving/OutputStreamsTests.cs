@@ -53,14 +53,14 @@ public class OutputStreamsTests
             yield break;
         }
 
-        IAsyncEnumerable<RequestOutput>[] streams = [Failing(), Slow()];
+        IAsyncEnumerable<RequestOutput>[] streams = [Failing(TestContext.Current.CancellationToken), Slow(TestContext.Current.CancellationToken)];
         await Assert.ThrowsAsync<EngineDeadException>(async () =>
         {
             await foreach (var _ in OutputStreams.MergeAsync(streams, CancellationToken.None))
             {
             }
         });
-        await slowCancelled.Task.WaitAsync(TimeSpan.FromSeconds(5));
+        await slowCancelled.Task.WaitAsync(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken);
     }
 
     [Fact]
@@ -77,8 +77,8 @@ public class OutputStreamsTests
             }
         }
 
-        await foreach (var _ in OutputStreams.MergeAsync([Endless()], CancellationToken.None))
+        await foreach (var _ in OutputStreams.MergeAsync([Endless(TestContext.Current.CancellationToken)], CancellationToken.None))
             break;
-        await cancelled.Task.WaitAsync(TimeSpan.FromSeconds(5));
+        await cancelled.Task.WaitAsync(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken);
     }
 }
