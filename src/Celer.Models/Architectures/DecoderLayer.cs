@@ -5,50 +5,28 @@ using Celer.Models.Weights;
 namespace Celer.Models.Architectures;
 
 /// <summary>
-/// One decoder layer: attention (q/k/v, optional q/k norm, RoPE, paged attention, o) and the MLP (gated, or a sparse
-/// mixture of experts), with its norms where the architecture puts them (before each sublayer; after, OLMo-2; both, Gemma).
+/// One decoder layer: the attention sublayer (<see cref="SelfAttention"/>) and the MLP (gated, or a sparse mixture of
+/// experts), with the norms where the architecture puts them (before each sublayer; after, OLMo-2; both, Gemma).
 /// </summary>
 internal sealed class DecoderLayer
 {
-    private readonly int _index;
-
-    // q/k/v are stacked at load into one weight (as vLLM's QKVParallelLinear): one GEMM instead of three, reading the
-    // shared input once.
-    private readonly Tensor _qkvProj, _oProj;
-    private readonly Tensor? _qkvBias, _oBias;
+    private readonly SelfAttention _attention;
     private readonly IFeedForward _mlp;
-    private readonly Tensor? _qNorm, _kNorm;
     private readonly Tensor _postAttentionNorm;
     private readonly Tensor? _postFeedforwardNorm;   // OLMo-2's and Gemma's norm of the MLP output
     private readonly Tensor? _preFeedforwardNorm;    // Gemma's norm of the MLP input
-    private readonly int _qDim, _kvDim;
 
     public DecoderLayer(int index, ModelConfig c, ArchitectureSpec spec, IWeightSource w, IModelBackend b)
     {
-        _index = index;
         string p = $"model.layers.{index}.";
-        int hidden = c.HiddenSize, qDim = c.NumAttentionHeads * c.HeadDim, kvDim = c.NumKeyValueHeads * c.HeadDim;
+        int hidden = c.HiddenSize;
 
-        WeightTensor Get(string name, params int[] shape) => w.Get(p + name, shape);
-        Tensor Load(string name, params int[] shape) => b.LoadWeight(Get(name, shape));
+        Tensor Load(string name, params int[] shape) => b.LoadWeight(w.Get(p + name, shape));
         Tensor? LoadIf(bool present, string name, params int[] shape) => present ? Load(name, shape) : null;
 
-        _qDim = qDim;
-        _kvDim = kvDim;
         // A post-norm layer (OLMo-2) has no input norm; the model feeds it the residual stream itself.
         InputNorm = spec.PostNorms ? null : Load("input_layernorm.weight", hidden);
-        _qkvProj = spec.FusedProjections
-            ? Load("self_attn.qkv_proj.weight", qDim + 2 * kvDim, hidden)
-            : b.LoadStacked(
-                p + "self_attn.qkv_proj.weight",
-                Get("self_attn.q_proj.weight", qDim, hidden), Get("self_attn.k_proj.weight", kvDim, hidden), Get("self_attn.v_proj.weight", kvDim, hidden));
-        _qkvBias = c.HasQkvBias
-            ? b.LoadStacked(p + "self_attn.qkv_proj.bias", Get("self_attn.q_proj.bias", qDim), Get("self_attn.k_proj.bias", kvDim), Get("self_attn.v_proj.bias", kvDim))
-            : null;
-        _oProj = Load("self_attn.o_proj.weight", hidden, qDim);
-        _oBias = LoadIf(c.HasOutputProjectionBias, "self_attn.o_proj.bias", hidden);
-        _qNorm = spec.PostNorms ? Load("self_attn.q_norm.weight", qDim) : LoadIf(spec.QkNorm, "self_attn.q_norm.weight", c.HeadDim);
-        _kNorm = spec.PostNorms ? Load("self_attn.k_norm.weight", kvDim) : LoadIf(spec.QkNorm, "self_attn.k_norm.weight", c.HeadDim);
+        _attention = new SelfAttention(index, p + "self_attn.", c, spec, w, b);
         _postAttentionNorm = Load("post_attention_layernorm.weight", hidden);
         _preFeedforwardNorm = LoadIf(spec.GemmaLayers, "pre_feedforward_layernorm.weight", hidden);
         _postFeedforwardNorm = LoadIf(spec.PostNorms || spec.GemmaLayers, "post_feedforward_layernorm.weight", hidden);
@@ -67,10 +45,7 @@ internal sealed class DecoderLayer
     /// <param name="residualMultiplier">Granite's scaling of the attention output before its residual add (1: none).</param>
     public void Forward(IModelBackend b, Activations a, int rows, RopeSpec rope, AttentionSpec attn, float eps, float residualMultiplier)
     {
-        b.Linear(a.Hidden, rows, _qkvProj, _qkvBias, a.Qkv);
-        b.PrepareAttention(_index, a.Qkv, rows, attn, rope, _qNorm, _kNorm, eps, a.Q);
-        b.Attention(_index, a.Q, a.AttentionOutput, attn);
-        b.Linear(a.AttentionOutput, rows, _oProj, _oBias, a.Hidden);
+        _attention.Forward(b, a, rows, a.Hidden, rope, attn, eps, a.Hidden);
 
         if (residualMultiplier != 1f)
         {
@@ -89,10 +64,7 @@ internal sealed class DecoderLayer
     /// </summary>
     public void ForwardGemma(IModelBackend b, Activations a, int rows, RopeSpec rope, AttentionSpec attn, float eps, Tensor nextNorm)
     {
-        b.Linear(a.Hidden, rows, _qkvProj, _qkvBias, a.Qkv);
-        b.PrepareAttention(_index, a.Qkv, rows, attn, rope, _qNorm, _kNorm, eps, a.Q);
-        b.Attention(_index, a.Q, a.AttentionOutput, attn);
-        b.Linear(a.AttentionOutput, rows, _oProj, _oBias, a.Hidden);
+        _attention.Forward(b, a, rows, a.Hidden, rope, attn, eps, a.Hidden);
         b.GemmaAddRmsNorm(a.Hidden, a.Residual, rows, _postAttentionNorm, _preFeedforwardNorm!, eps);
 
         _mlp.Forward(b, a, rows, a.Hidden, a.Hidden);
@@ -105,12 +77,7 @@ internal sealed class DecoderLayer
     /// </summary>
     public void ForwardPostNorm(IModelBackend b, Activations a, int rows, RopeSpec rope, AttentionSpec attn, float eps)
     {
-        b.Linear(a.Residual, rows, _qkvProj, _qkvBias, a.Qkv);
-        b.RmsNormSlice(a.Qkv, rows, 0, _qNorm!, eps);
-        b.RmsNormSlice(a.Qkv, rows, _qDim, _kNorm!, eps);
-        b.PrepareAttention(_index, a.Qkv, rows, attn, rope, null, null, eps, a.Q);
-        b.Attention(_index, a.Q, a.AttentionOutput, attn);
-        b.Linear(a.AttentionOutput, rows, _oProj, _oBias, a.Hidden);
+        _attention.Forward(b, a, rows, a.Residual, rope, attn, eps, a.Hidden);
         b.RmsNormSlice(a.Hidden, rows, 0, _postAttentionNorm, eps);
         b.Add(a.Hidden, rows, a.Residual);
 

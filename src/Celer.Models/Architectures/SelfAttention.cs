@@ -1,0 +1,70 @@
+using Celer.Models.Backend;
+using Celer.Models.Config;
+using Celer.Models.Weights;
+
+namespace Celer.Models.Architectures;
+
+/// <summary>
+/// The attention sublayer (the checkpoints' <c>self_attn.</c>): q/k/v stacked at load into one weight (as vLLM's
+/// QKVParallelLinear: one GEMM reading the input once) or read fused (Phi-3's <c>qkv_proj</c>), optional q/k norms,
+/// RoPE and the KV-cache write in one backend call, paged attention, and o_proj.
+/// </summary>
+internal sealed class SelfAttention
+{
+    private readonly int _layer, _qDim;
+    private readonly Tensor _qkvProj, _oProj;
+    private readonly Tensor? _qkvBias, _oBias, _qNorm, _kNorm;
+
+    // OLMo-2 normalizes q and k over the whole projection (heads × head_dim) before RoPE, a norm of its own; the
+    // others (Qwen3, Gemma 3) per head inside the backend's prepare step.
+    private readonly bool _projectionNorms;
+
+    /// <param name="prefix">The sublayer's weight prefix, <c>model.layers.N.self_attn.</c>.</param>
+    public SelfAttention(int layer, string prefix, ModelConfig c, ArchitectureSpec spec, IWeightSource w, IModelBackend b)
+    {
+        int hidden = c.HiddenSize, qDim = c.NumAttentionHeads * c.HeadDim, kvDim = c.NumKeyValueHeads * c.HeadDim;
+        WeightTensor Get(string name, params int[] shape) => w.Get(prefix + name, shape);
+        Tensor Load(string name, params int[] shape) => b.LoadWeight(Get(name, shape));
+
+        _layer = layer;
+        _qDim = qDim;
+        _projectionNorms = spec.PostNorms;
+        _qkvProj = spec.FusedProjections
+            ? Load("qkv_proj.weight", qDim + 2 * kvDim, hidden)
+            : b.LoadStacked(prefix + "qkv_proj.weight", Get("q_proj.weight", qDim, hidden), Get("k_proj.weight", kvDim, hidden), Get("v_proj.weight", kvDim, hidden));
+        _qkvBias = c.HasQkvBias
+            ? b.LoadStacked(prefix + "qkv_proj.bias", Get("q_proj.bias", qDim), Get("k_proj.bias", kvDim), Get("v_proj.bias", kvDim))
+            : null;
+        _oProj = Load("o_proj.weight", hidden, qDim);
+        _oBias = c.HasOutputProjectionBias ? Load("o_proj.bias", hidden) : null;
+        if (_projectionNorms)
+        {
+            _qNorm = Load("q_norm.weight", qDim);
+            _kNorm = Load("k_norm.weight", kvDim);
+        }
+        else if (spec.QkNorm)
+        {
+            _qNorm = Load("q_norm.weight", c.HeadDim);
+            _kNorm = Load("k_norm.weight", c.HeadDim);
+        }
+    }
+
+    /// <summary><paramref name="output"/> = o_proj(attention(<paramref name="input"/>)); the two may be one buffer.</summary>
+    public void Forward(IModelBackend b, Activations a, int rows, Tensor input, RopeSpec rope, AttentionSpec attn, float eps, Tensor output)
+    {
+        b.Linear(input, rows, _qkvProj, _qkvBias, a.Qkv);
+        if (_projectionNorms)
+        {
+            b.RmsNormSlice(a.Qkv, rows, 0, _qNorm!, eps);
+            b.RmsNormSlice(a.Qkv, rows, _qDim, _kNorm!, eps);
+            b.PrepareAttention(_layer, a.Qkv, rows, attn, rope, null, null, eps, a.Q);
+        }
+        else
+        {
+            b.PrepareAttention(_layer, a.Qkv, rows, attn, rope, _qNorm, _kNorm, eps, a.Q);
+        }
+
+        b.Attention(_layer, a.Q, a.AttentionOutput, attn);
+        b.Linear(a.AttentionOutput, rows, _oProj, _oBias, output);
+    }
+}
