@@ -195,10 +195,31 @@ public sealed record ModelConfig
         return FromRoot(doc.RootElement);
     }
 
+    /// <summary>
+    /// A quantized checkpoint (config.json's <c>quantization_config</c>: GPTQ, AWQ, FP8, compressed-tensors, MXFP4, ...)
+    /// holds packed weights and scales under other names and dtypes than the dense layers read, so it is refused here,
+    /// naming the method, rather than failing later on a missing or mistyped tensor.
+    /// </summary>
+    private static void RefuseQuantized(JsonElement root)
+    {
+        if (!root.TryGetProperty("quantization_config", out JsonElement quantization) || quantization.ValueKind == JsonValueKind.Null)
+        {
+            return;
+        }
+
+        string method = quantization.ValueKind == JsonValueKind.Object && quantization.TryGetProperty("quant_method", out JsonElement m)
+            && m.ValueKind == JsonValueKind.String ? m.GetString()! : "(no quant_method)";
+        string format = quantization.ValueKind == JsonValueKind.Object && quantization.TryGetProperty("format", out JsonElement f)
+            && f.ValueKind == JsonValueKind.String ? $" (format '{f.GetString()}')" : "";
+        throw new ModelConfigException(
+            $"{FileName}: 'quantization_config' names quant_method '{method}'{format}: Celer does not run quantized checkpoints yet; serve the unquantized (bf16, fp16 or fp32) checkpoint of the model");
+    }
+
     private static ModelConfig FromRoot(JsonElement root)
     {
         const string F = FileName;
         string architecture = FirstArchitecture(root);
+        RefuseQuantized(root);
         int hidden = Positive(root, "hidden_size");
         int heads = Positive(root, "num_attention_heads");
         int kvHeads = JsonFields.OptionalInt(root, "num_key_value_heads", F) ?? heads;
