@@ -8,20 +8,20 @@ namespace Celer.Backends.Cpu;
 /// <summary>
 /// The model operators on the CPU: matrix weights stay in the memory-mapped checkpoint in their stored dtype (the
 /// matmul widens bf16/f16 on the fly); activations are fp32 in native, cache-line-aligned memory, and so is the paged
-/// KV cache unless <c>--kv-cache-dtype</c> asks for FP8 (value / scale per layer, decoded block by block in attention). Vector weights (biases, norms) are widened to fp32 once at load, since they are tiny and read often.
+/// KV cache unless <c>--kv-cache-dtype</c> asks for bf16 or FP8 (value / scale per layer), decoded block by block in attention. Vector weights (biases, norms) are widened to fp32 once at load, since they are tiny and read often.
 /// Stacked weights (q/k/v, gate/up), and matrices stored in another dtype than the one the model is served in
 /// (<c>--dtype</c>), are copied once into native memory in that dtype.
 /// </summary>
 /// <param name="weightDType">The dtype matrix weights are kept in (the model dtype).</param>
-/// <param name="kvCacheDType">FP8 E4M3 or E5M2 for an FP8 KV cache; null for fp32.</param>
+/// <param name="kvCacheDType">BF16, or FP8 E4M3 or E5M2, for a KV cache of that type; null for fp32.</param>
 public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = null) : IModelBackend
 {
     private const nuint Alignment = 64;
 
     private readonly List<nint> _owned = [];
     private readonly DType _kvType = kvCacheDType is null or DType.F32 ? DType.F32
-        : kvCacheDType is DType.F8E4M3 or DType.F8E5M2 ? kvCacheDType.Value
-        : throw new NotSupportedException($"The CPU backend keeps its KV cache in fp32 or FP8, not {kvCacheDType}.");
+        : kvCacheDType is DType.BF16 or DType.F8E4M3 or DType.F8E5M2 ? kvCacheDType.Value
+        : throw new NotSupportedException($"The CPU backend keeps its KV cache in fp32, bf16 or FP8, not {kvCacheDType}.");
     private byte*[] _kCache = [];
     private byte*[] _vCache = [];
     private float[] _kScales = [], _vScales = [];
@@ -134,7 +134,7 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
 
     /// <summary>
     /// Per-layer scales of an FP8 KV cache (a cached value is value / scale), from the checkpoint's k_scale/v_scale;
-    /// 1.0 for every layer until set. Ignored by an fp32 cache.
+    /// 1.0 for every layer until set. Ignored by fp32 and bf16 caches.
     /// </summary>
     public void SetKvCacheScales(float[] kScales, float[] vScales)
     {

@@ -20,7 +20,7 @@ public sealed class EngineArgs
     public string LoadFormat { get; init; } = "auto";
     public string Dtype { get; init; } = "auto";
 
-    /// <summary>vLLM's <c>--kv-cache-dtype</c>: auto (the model dtype), fp8 (= fp8_e4m3) or fp8_e5m2.</summary>
+    /// <summary>vLLM's <c>--kv-cache-dtype</c>: auto (the model dtype), bfloat16, fp8 (= fp8_e4m3) or fp8_e5m2.</summary>
     public string KvCacheDtype { get; init; } = "auto";
     public int? MaxModelLen { get; init; }
     public int MaxNumSeqs { get; init; } = 256;
@@ -88,7 +88,7 @@ public sealed class EngineArgs
         Require(KvCacheMemoryBytes is null or > 0, "--kv-cache-memory must be positive", nameof(KvCacheMemoryBytes));
         Require(GpuMemoryUtilization is > 0f and <= 1f, "--gpu-memory-utilization must be in (0, 1]", nameof(GpuMemoryUtilization));
         Require(MaxLogprobs >= 0, "--max-logprobs must be non-negative", nameof(MaxLogprobs));
-        Require(KvCacheDtype is "auto" or "fp8" or "fp8_e4m3" or "fp8_e5m2", "--kv-cache-dtype must be auto, fp8, fp8_e4m3 or fp8_e5m2", nameof(KvCacheDtype));
+        Require(KvCacheDtype is "auto" or "bfloat16" or "fp8" or "fp8_e4m3" or "fp8_e5m2", "--kv-cache-dtype must be auto, bfloat16, fp8, fp8_e4m3 or fp8_e5m2", nameof(KvCacheDtype));
         Require(CudaGraphSizes is null || CudaGraphSizes.All(size => size > 0), "--cuda-graph-sizes must be positive", nameof(CudaGraphSizes));
         Require(MaxCudaGraphCaptureSize is null or > 0, "--max-cudagraph-capture-size must be positive", nameof(MaxCudaGraphCaptureSize));
         Require(CudaGraphSizes is null || MaxCudaGraphCaptureSize is null || CudaGraphSizes.Max() <= MaxCudaGraphCaptureSize,

@@ -3,17 +3,15 @@ using Celer.Models.Weights;
 namespace Celer.Backends.Cpu.Kernels;
 
 /// <summary>
-/// How a KV cache stores its values: fp32, or FP8 (<c>--kv-cache-dtype fp8|fp8_e5m2</c>) holding value / scale with
-/// one scale per layer for keys and one for values (the checkpoint's k_scale/v_scale, 1.0 where absent).
+/// How a KV cache stores its values: fp32; bf16 (<c>--kv-cache-dtype bfloat16</c>), rounded to nearest even; or FP8
+/// (<c>--kv-cache-dtype fp8|fp8_e5m2</c>) holding value / scale with one scale per layer for keys and one for values
+/// (the checkpoint's k_scale/v_scale, 1.0 where absent).
 /// </summary>
 public readonly record struct KvCacheFormat(DType Type, float KScale = 1f, float VScale = 1f)
 {
     public static KvCacheFormat F32 => new(DType.F32);
 
     public bool IsFp8 => Type is DType.F8E4M3 or DType.F8E5M2;
-
-    /// <summary>Bytes of one cached element.</summary>
-    public int ElementBytes => IsFp8 ? 1 : sizeof(float);
 }
 
 /// <summary>
@@ -40,11 +38,12 @@ public static unsafe class KvCache
 
     /// <summary>
     /// <see cref="Write(float*, float*, int, int, int, int*, float*, float*, int)"/> into a cache of any
-    /// <see cref="KvCacheFormat"/>: FP8 caches store each value divided by its scale, rounded to nearest even.
+    /// <see cref="KvCacheFormat"/>: bf16 caches store each value rounded to nearest even, FP8 caches each value divided
+    /// by its scale, rounded to nearest even.
     /// </summary>
     public static void Write(float* k, float* v, int numTokens, int numKvHeads, int headDim, int* slotMapping, void* kCache, void* vCache, KvCacheFormat format, int sourceStride = 0)
     {
-        if (!format.IsFp8)
+        if (format.Type == DType.F32)
         {
             Write(k, v, numTokens, numKvHeads, headDim, slotMapping, (float*)kCache, (float*)vCache, sourceStride);
             return;
@@ -57,8 +56,19 @@ public static unsafe class KvCache
             if (slot >= 0)
             {
                 long source = (long)t * sourceStride, destination = slot * tokenSize;
-                Fp8.Encode(k + source, format.KScale, format.Type, (byte*)kCache + destination, tokenSize);
-                Fp8.Encode(v + source, format.VScale, format.Type, (byte*)vCache + destination, tokenSize);
+                if (format.IsFp8)
+                {
+                    Fp8.Encode(k + source, format.KScale, format.Type, (byte*)kCache + destination, tokenSize);
+                    Fp8.Encode(v + source, format.VScale, format.Type, (byte*)vCache + destination, tokenSize);
+                }
+                else
+                {
+                    for (int i = 0; i < tokenSize; i++)
+                    {
+                        ((ushort*)kCache)[destination + i] = Conversions.F32ToBF16(k[source + i]);
+                        ((ushort*)vCache)[destination + i] = Conversions.F32ToBF16(v[source + i]);
+                    }
+                }
             }
         }
     }

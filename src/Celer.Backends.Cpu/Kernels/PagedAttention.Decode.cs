@@ -74,7 +74,7 @@ public static unsafe partial class PagedAttention
         for (int block = firstBlock + from; block < firstBlock + to; block++)
         {
             long blockBase = ((long)blockTable[block] * blockSize * kvStride) + ((long)kvHead * headDim);
-            if (block + 1 < firstBlock + to && !shape.Cache.IsFp8)
+            if (block + 1 < firstBlock + to && shape.Cache.Type == Celer.Models.Weights.DType.F32)
             {
                 long nextBase = ((long)blockTable[block + 1] * blockSize * kvStride) + ((long)kvHead * headDim);
                 Prefetch((float*)kCache + nextBase, (float*)vCache + nextBase, blockSize, kvStride, headDim);

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using Celer.Models.Weights;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
@@ -252,18 +253,18 @@ public static unsafe partial class PagedAttention
         int NumHeads, int NumKvHeads, int HeadDim, int BlockSize, int BlockTableStride, float Scale, int SlidingWindow, float LogitSoftCap, KvCacheFormat Cache);
 
     /// <summary>Scratch for one block's decoded key and value rows of one kv head (none for an fp32 cache).</summary>
-    private static int DecodedBlockFloats(in Shape shape) => shape.Cache.IsFp8 ? 2 * shape.BlockSize * shape.HeadDim : 0;
+    private static int DecodedBlockFloats(in Shape shape) => shape.Cache.Type != DType.F32 ? 2 * shape.BlockSize * shape.HeadDim : 0;
 
     /// <summary>
     /// Rows <paramref name="start"/>… (<paramref name="count"/> of them) of one block's keys and values for the kv head
     /// at <paramref name="blockBase"/> (in elements), as fp32 rows the returned stride apart: the cache itself when it is
-    /// fp32, else decoded and scaled into <paramref name="scratch"/> (<see cref="DecodedBlockFloats"/>). Returns the stride.
+    /// fp32, else decoded (and scaled, FP8) into <paramref name="scratch"/> (<see cref="DecodedBlockFloats"/>). Returns the stride.
     /// </summary>
     private static int BlockRows(in Shape shape, void* kCache, void* vCache, long blockBase, int start, int count, float* scratch, out float* keys, out float* values)
     {
         int headDim = shape.HeadDim, kvStride = shape.NumKvHeads * headDim;
         long first = blockBase + ((long)start * kvStride);
-        if (!shape.Cache.IsFp8)
+        if (shape.Cache.Type == DType.F32)
         {
             keys = (float*)kCache + first;
             values = (float*)vCache + first;
@@ -275,8 +276,16 @@ public static unsafe partial class PagedAttention
         for (int t = 0; t < count; t++)
         {
             long at = first + ((long)t * kvStride);
-            Fp8.Decode((byte*)kCache + at, shape.Cache.Type, shape.Cache.KScale, keys + ((long)t * headDim), headDim);
-            Fp8.Decode((byte*)vCache + at, shape.Cache.Type, shape.Cache.VScale, values + ((long)t * headDim), headDim);
+            if (shape.Cache.IsFp8)
+            {
+                Fp8.Decode((byte*)kCache + at, shape.Cache.Type, shape.Cache.KScale, keys + ((long)t * headDim), headDim);
+                Fp8.Decode((byte*)vCache + at, shape.Cache.Type, shape.Cache.VScale, values + ((long)t * headDim), headDim);
+            }
+            else
+            {
+                Conversions.BF16ToF32((ushort*)kCache + at, keys + ((long)t * headDim), headDim);
+                Conversions.BF16ToF32((ushort*)vCache + at, values + ((long)t * headDim), headDim);
+            }
         }
 
         return headDim;

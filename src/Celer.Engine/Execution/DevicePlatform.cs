@@ -33,10 +33,10 @@ internal abstract class DevicePlatform
     public abstract bool ReadsWeightsInPlace { get; }
 
     /// <summary>
-    /// Why an FP8 KV cache (<c>--kv-cache-dtype fp8</c>) cannot go with a model served in <paramref name="modelDType"/>
-    /// here, to follow the flag in the error; null when it can.
+    /// Why a KV cache of <paramref name="cache"/> (<c>--kv-cache-dtype bfloat16|fp8…</c>) cannot go with a model served
+    /// in <paramref name="modelDType"/> here, to follow the flag in the error; null when it can.
     /// </summary>
-    public abstract string? Fp8KvCacheRefusal(DType modelDType);
+    public abstract string? KvCacheRefusal(DType cache, DType modelDType);
 
     public abstract IModelBackend CreateBackend(DType dtype, DType? kvCacheDType);
 
@@ -59,8 +59,8 @@ internal sealed class CpuPlatform : DevicePlatform
 
     public override bool ReadsWeightsInPlace => true;
 
-    /// <summary>The CPU computes in fp32 whatever the model dtype and decodes FP8 caches block by block.</summary>
-    public override string? Fp8KvCacheRefusal(DType modelDType) => null;
+    /// <summary>The CPU computes in fp32 whatever the model dtype and decodes bf16 and FP8 caches block by block.</summary>
+    public override string? KvCacheRefusal(DType cache, DType modelDType) => null;
 
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType) => new CpuBackend(dtype, kvCacheDType);
 
@@ -79,9 +79,16 @@ internal sealed class CudaPlatform : DevicePlatform
 
     public override bool ReadsWeightsInPlace => false;
 
-    /// <summary>The attention kernels dequantize FP8 into the 16-bit model dtype's MMA fragments.</summary>
-    public override string? Fp8KvCacheRefusal(DType modelDType) =>
-        modelDType == DType.F32 ? "goes with a bf16 or fp16 model on a GPU, not --dtype float32" : null;
+    /// <summary>
+    /// The GPU keeps its cache in the model dtype, or in FP8, which the attention kernels dequantize into the 16-bit
+    /// model dtype's MMA fragments.
+    /// </summary>
+    public override string? KvCacheRefusal(DType cache, DType modelDType) => cache switch
+    {
+        DType.F8E4M3 or DType.F8E5M2 when modelDType == DType.F32 => "goes with a bf16 or fp16 model on a GPU, not --dtype float32",
+        DType.BF16 when modelDType != DType.BF16 => $"is the model dtype's cache on a GPU, and this model is served in {modelDType}: use --dtype bfloat16 or --kv-cache-dtype auto",
+        _ => null,
+    };
 
     /// <summary>A dtype or KV-cache type the card cannot run (bf16 before sm_80) is the user's to fix, in one line.</summary>
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType)

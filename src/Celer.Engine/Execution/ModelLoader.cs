@@ -158,7 +158,7 @@ public static class ModelLoader
     }
 
     /// <summary>
-    /// The FP8 format <c>--kv-cache-dtype</c> asks for (null: the model dtype). What the platform cannot keep is refused
+    /// The cache type <c>--kv-cache-dtype</c> asks for (null: the platform's default, the model dtype on a GPU and fp32 on the CPU). What the platform cannot keep is refused
     /// here rather than accepted and ignored.
     /// </summary>
     private static DType? KvCacheDType(EngineArgs args, DType modelDType, DevicePlatform platform)
@@ -167,9 +167,10 @@ public static class ModelLoader
         {
             "fp8" or "fp8_e4m3" => DType.F8E4M3,
             "fp8_e5m2" => DType.F8E5M2,
+            "bfloat16" => DType.BF16,
             _ => null,
         };
-        if (kv is not null && platform.Fp8KvCacheRefusal(modelDType) is { } refusal)
+        if (kv is { } cache && platform.KvCacheRefusal(cache, modelDType) is { } refusal)
         {
             throw new ModelLoadException($"--kv-cache-dtype {args.KvCacheDtype} {refusal}.");
         }

@@ -87,6 +87,36 @@ public unsafe class KvCacheTests
         }
     }
 
+    [Fact]
+    public void Write_Bf16_RoundsEachValueToNearestEven_AndSkipsPadding()
+    {
+        const int numKvHeads = 2, headDim = 3, tokenSize = numKvHeads * headDim;
+        var random = new Random(34);
+        int[] slots = [4, -1, 9];
+        float[] k = TestData.Floats(random, slots.Length * tokenSize);
+        float[] v = TestData.Floats(random, slots.Length * tokenSize);
+        k[0] = BitConverter.UInt32BitsToSingle(0x3F808000);   // halfway between two bf16 values: to the even one, 0x3F80
+        ushort[] kCache = Enumerable.Repeat((ushort)0xAAAA, 12 * tokenSize).ToArray();
+        ushort[] vCache = (ushort[])kCache.Clone();
+        fixed (float* pk = k, pv = v)
+        fixed (ushort* pkc = kCache, pvc = vCache)
+        fixed (int* ps = slots)
+        {
+            KvCache.Write(pk, pv, slots.Length, numKvHeads, headDim, ps, pkc, pvc, new KvCacheFormat(DType.BF16));
+        }
+
+        Assert.Equal(0x3F80, kCache[4 * tokenSize]);
+        for (int slot = 0; slot < 12; slot++)
+        {
+            int t = Array.IndexOf(slots, slot);
+            for (int i = 0; i < tokenSize; i++)
+            {
+                Assert.Equal(t < 0 ? (ushort)0xAAAA : Conversions.F32ToBF16(k[(t * tokenSize) + i]), kCache[(slot * tokenSize) + i]);
+                Assert.Equal(t < 0 ? (ushort)0xAAAA : Conversions.F32ToBF16(v[(t * tokenSize) + i]), vCache[(slot * tokenSize) + i]);
+            }
+        }
+    }
+
     private static void AssertCache(float[] k, float[] v, float[] kCache, float[] vCache, long[] slots, int tokenSize, int stride)
     {
         var written = new HashSet<long>();

@@ -138,23 +138,24 @@ public unsafe class PagedAttentionTests
         });
     }
 
-    // An FP8 cache against the reference over its decoded values (code · scale): mixed prefill/decode rows, a sliding
-    // window across blocks, and a long decode split over cores. The poison block saturates to the format's largest
-    // value, still far outside |v| < 1.
+    // A bf16 or FP8 cache against the reference over its decoded values (bf16 widened; FP8 code · scale): mixed
+    // prefill/decode rows, a sliding window across blocks, and a long decode split over cores. The poison block rounds
+    // (FP8: saturates) to values still far outside |v| < 1.
     [Theory]
+    [InlineData(DType.BF16, 1f, 1f)]
     [InlineData(DType.F8E4M3, 0.5f, 0.25f)]
     [InlineData(DType.F8E5M2, 1f, 2f)]
-    public void Run_Fp8Cache_MatchesDoubleReferenceOnTheDecodedCache(DType type, float kScale, float vScale)
+    public void Run_NarrowCache_MatchesDoubleReferenceOnTheDecodedCache(DType type, float kScale, float vScale)
     {
         var format = new KvCacheFormat(type, kScale, vScale);
-        AssertMatchesReference(numKvHeads: 2, group: 4, headDim: 128, blockSize: 16, slidingWindow: 0, MixedBatch, seed: 11, fp8: format);
-        AssertMatchesReference(numKvHeads: 2, group: 2, headDim: 64, blockSize: 7, slidingWindow: 33, MixedBatch, seed: 12, fp8: format);
-        AssertMatchesReference(numKvHeads: 1, group: 8, headDim: 128, blockSize: 16, slidingWindow: 0, [new(1, 3000)], seed: 13, fp8: format);
+        AssertMatchesReference(numKvHeads: 2, group: 4, headDim: 128, blockSize: 16, slidingWindow: 0, MixedBatch, seed: 11, cache: format);
+        AssertMatchesReference(numKvHeads: 2, group: 2, headDim: 64, blockSize: 7, slidingWindow: 33, MixedBatch, seed: 12, cache: format);
+        AssertMatchesReference(numKvHeads: 1, group: 8, headDim: 128, blockSize: 16, slidingWindow: 0, [new(1, 3000)], seed: 13, cache: format);
     }
 
     private static void AssertMatchesReference(
         int numKvHeads, int group, int headDim, int blockSize, int slidingWindow, Sequence[] sequences, int seed, float softCap = 0f, float queryScale = 4,
-        KvCacheFormat? fp8 = null)
+        KvCacheFormat? cache = null)
     {
         var random = new Random(seed);
         int numHeads = numKvHeads * group;
@@ -184,13 +185,13 @@ public unsafe class PagedAttentionTests
         Array.Fill(kCache, 50f, poisonBlock * blockSize * tokenSize, blockSize * tokenSize);
         Array.Fill(vCache, 1e6f, poisonBlock * blockSize * tokenSize, blockSize * tokenSize);
         byte[] kCodes = [], vCodes = [];
-        if (fp8 is { } f)
+        if (cache is { } f)
         {
             // What the cache holds, and the values it stands for: the references attend over those.
-            kCodes = kCache.Select(x => Fp8.Encode(x / f.KScale, f.Type)).ToArray();
-            vCodes = vCache.Select(x => Fp8.Encode(x / f.VScale, f.Type)).ToArray();
-            kCache = kCodes.Select(c => Fp8.Decode(c, f.Type) * f.KScale).ToArray();
-            vCache = vCodes.Select(c => Fp8.Decode(c, f.Type) * f.VScale).ToArray();
+            kCodes = Encode(kCache, f.KScale, f.Type);
+            vCodes = Encode(vCache, f.VScale, f.Type);
+            kCache = Decode(kCodes, f.KScale, f.Type);
+            vCache = Decode(vCodes, f.VScale, f.Type);
         }
 
         // Queries scaled up so the softmax is far from uniform and masking mistakes are visible.
@@ -209,7 +210,7 @@ public unsafe class PagedAttentionTests
         fixed (byte* kc = kCodes, vc = vCodes)
         fixed (int* pb = blockTables, pqs = queryStartLoc, ps = seqLens)
         {
-            if (fp8 is { } format)
+            if (cache is { } format)
             {
                 PagedAttention.Run(pq, numTokens, numHeads, numKvHeads, headDim, kc, vc, format, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, po, softCap);
             }
@@ -225,6 +226,15 @@ public unsafe class PagedAttentionTests
         TestData.AssertClose(exact, output, 0, AbsoluteTolerance, default, "output");
         TestData.AssertClose(exact, reference, 0, AbsoluteTolerance, default, "reference");
     }
+
+    /// <summary>A narrow cache's bytes: bf16 rounded to nearest even (two bytes each), or FP8 codes of value / scale.</summary>
+    private static byte[] Encode(float[] values, float scale, DType type) => type == DType.BF16
+        ? values.SelectMany(x => BitConverter.GetBytes(Conversions.F32ToBF16(x))).ToArray()
+        : values.Select(x => Fp8.Encode(x / scale, type)).ToArray();
+
+    private static float[] Decode(byte[] bytes, float scale, DType type) => type == DType.BF16
+        ? Enumerable.Range(0, bytes.Length / 2).Select(i => Conversions.BF16ToF32(BitConverter.ToUInt16(bytes, 2 * i))).ToArray()
+        : bytes.Select(c => Fp8.Decode(c, type) * scale).ToArray();
 
     /// <summary>
     /// Attention from its definition in double: row j of sequence s is at position seqLen − queryLen + j and sees

@@ -16,9 +16,11 @@ public sealed class DevicePlatformTests
         Assert.Equal((DType.F32, DType.BF16), (cpu.AutoDType(DType.F32), cuda.AutoDType(DType.F32)));
         Assert.Equal((DType.F16, DType.F16), (cpu.AutoDType(DType.F16), cuda.AutoDType(DType.F16)));
 
-        // FP8 caches: the CPU takes them with any model; the GPU's attention kernels need a 16-bit model.
-        Assert.Equal((null, null), (cpu.Fp8KvCacheRefusal(DType.F32), cuda.Fp8KvCacheRefusal(DType.BF16)));
-        Assert.Contains("bf16 or fp16", cuda.Fp8KvCacheRefusal(DType.F32), StringComparison.Ordinal);
+        // FP8 and bf16 caches: the CPU takes them with any model; the GPU's FP8 needs a 16-bit model, its bf16 a bf16 one.
+        Assert.Equal((null, null, null), (cpu.KvCacheRefusal(DType.F8E4M3, DType.F32), cpu.KvCacheRefusal(DType.BF16, DType.F32), cuda.KvCacheRefusal(DType.F8E5M2, DType.BF16)));
+        Assert.Contains("bf16 or fp16", cuda.KvCacheRefusal(DType.F8E4M3, DType.F32), StringComparison.Ordinal);
+        Assert.Null(cuda.KvCacheRefusal(DType.BF16, DType.BF16));
+        Assert.Contains("--dtype bfloat16", cuda.KvCacheRefusal(DType.BF16, DType.F16), StringComparison.Ordinal);
         Assert.Equal((true, false), (cpu.ReadsWeightsInPlace, cuda.ReadsWeightsInPlace));
         Assert.Equal((false, true), (cpu.MakesDummyWeights, cuda.MakesDummyWeights));
         Assert.Equal(4L << 30, cpu.DefaultKvCacheBytes(null!, null!, 0.9f));
