@@ -38,6 +38,8 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
     /// <summary>The CPU computes in fp32 whatever the checkpoint's dtype (the matmul widens 16-bit weights as it reads them).</summary>
     public DType ActivationDType => DType.F32;
 
+    public DType KvCacheDType => _kvType;
+
     public Tensor LoadWeight(WeightTensor weight)
     {
         if (weight.Shape.Length != 1 && weight.DType != weightDType)

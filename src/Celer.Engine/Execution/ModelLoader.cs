@@ -131,7 +131,7 @@ public static class ModelLoader
 
             long cacheTokens = (long)(numBlocks - 1) * args.BlockSize;   // block 0 is the null block
             double cacheGiB = (double)numBlocks * backend.KvBlockBytes(config.NumHiddenLayers, args.BlockSize, config.NumKeyValueHeads, config.HeadDim) / (1L << 30);
-            Phase($"KV cache: {numBlocks - 1} blocks of {args.BlockSize} tokens = {cacheTokens} tokens, {cacheGiB:F2} GiB ({kvDType?.ToString() ?? dtype.ToString()}); " +
+            Phase($"KV cache: {numBlocks - 1} blocks of {args.BlockSize} tokens = {cacheTokens} tokens, {cacheGiB:F2} GiB ({backend.KvCacheDType}); " +
                 $"maximum concurrency for {maxModelLen} tokens per request: {cacheTokens / (double)maxModelLen:F2}x");
             IReadOnlyList<int> captured = model.CaptureGraphs();
             if (captured.Count > 0)

@@ -13,8 +13,11 @@ public interface IModelBackend : IDisposable
 {
     string Name { get; }
 
-    /// <summary>The dtype of activations and of the KV cache; the operators compute in fp32 and round to it.</summary>
+    /// <summary>The dtype of activations; the operators compute in fp32 and round to it.</summary>
     DType ActivationDType { get; }
+
+    /// <summary>What the KV cache stores (<c>--kv-cache-dtype</c>, else the backend's default: fp32 on the CPU, the model dtype on a GPU).</summary>
+    DType KvCacheDType { get; }
 
     /// <summary>The device's busy and idle time per step, where the backend measures it (CUDA); else null.</summary>
     StepTimeline? Timeline => null;
