@@ -43,6 +43,9 @@ internal abstract class DevicePlatform
     /// <summary>The KV cache's bytes when <c>--kv-cache-memory</c> does not say, once weights and buffers are in place.</summary>
     public abstract long DefaultKvCacheBytes(IModelBackend backend, ModelConfig config, float gpuMemoryUtilization);
 
+    /// <summary>How long padding steps run at startup so the first request meets JIT-optimized kernels (zero: none).</summary>
+    public abstract TimeSpan JitWarmUp { get; }
+
     /// <summary>Startup log lines about choices the backend made while loading (e.g. GEMM kernels measured per shape).</summary>
     public virtual IEnumerable<string> LoadNotes(IModelBackend backend) => [];
 }
@@ -65,6 +68,12 @@ internal sealed class CpuPlatform : DevicePlatform
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType) => new CpuBackend(dtype, kvCacheDType);
 
     public override long DefaultKvCacheBytes(IModelBackend backend, ModelConfig config, float gpuMemoryUtilization) => DefaultKvCacheSpace;
+
+    /// <summary>
+    /// The CPU kernels are C#: until the JIT has recompiled them with profile data (after ~30 calls, in the background)
+    /// a step runs several times slower; ~2 s of padding steps get celer-tiny-py's first timed step to steady state.
+    /// </summary>
+    public override TimeSpan JitWarmUp => TimeSpan.FromSeconds(2);
 }
 
 /// <summary>One NVIDIA GPU: bf16 for fp32 checkpoints (as vLLM's auto on cards that have it), dummy weights made on the card.</summary>
@@ -111,6 +120,9 @@ internal sealed class CudaPlatform : DevicePlatform
     /// What <c>--gpu-memory-utilization</c> of the card leaves, less the scratch allocated after the cache (split
     /// attention's partial results, a MoE model's routing and per-pair results) and a cuBLAS reserve.
     /// </summary>
+    /// <summary>The GPU's work is in kernels compiled once (NVRTC); the startup step and graph recording warm the host side.</summary>
+    public override TimeSpan JitWarmUp => TimeSpan.Zero;
+
     public override long DefaultKvCacheBytes(IModelBackend backend, ModelConfig config, float gpuMemoryUtilization)
     {
         var cuda = (CudaBackend)backend;

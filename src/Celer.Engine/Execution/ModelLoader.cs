@@ -133,6 +133,11 @@ public static class ModelLoader
             double cacheGiB = (double)numBlocks * backend.KvBlockBytes(config.NumHiddenLayers, args.BlockSize, config.NumKeyValueHeads, config.HeadDim) / (1L << 30);
             Phase($"KV cache: {numBlocks - 1} blocks of {args.BlockSize} tokens = {cacheTokens} tokens, {cacheGiB:F2} GiB ({backend.KvCacheDType}); " +
                 $"maximum concurrency for {maxModelLen} tokens per request: {cacheTokens / (double)maxModelLen:F2}x");
+            if (platform.JitWarmUp > TimeSpan.Zero)
+            {
+                Phase($"warmed up the kernels' JIT: {model.WarmUp(platform.JitWarmUp)} padding steps");
+            }
+
             IReadOnlyList<int> captured = model.CaptureGraphs();
             if (captured.Count > 0)
             {

@@ -225,6 +225,46 @@ public sealed class DecoderModel
         return options.CaptureSizes;
     }
 
+    /// <summary>
+    /// Runs padding steps (no KV written) of prefill and decode shapes for at least <paramref name="budget"/> and one
+    /// step of each shape, so the JIT has compiled the hot kernels at their optimized tier before the first request: .NET starts a
+    /// method unoptimized and recompiles it, with profile data, in the background after about 30 calls (on the CPU
+    /// backend the first steps of a fresh process ran 2-18x slower than steady state). Returns the steps run.
+    /// </summary>
+    public int WarmUp(TimeSpan budget)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        // A prompt long enough for the tiled GEMM, and decodes of one row (GEMV) and of a few (the skinny GEMM): the
+        // CPU matmul's three paths. Each shape runs at least once.
+        ForwardBatch[] shapes =
+        [
+            PaddingPrefill(Math.Min(80, MaxNumTokens)),
+            PaddingBatch(1),
+            PaddingBatch(Math.Min(8, Math.Min(MaxNumTokens, MaxLogitsRows))),
+        ];
+        int steps = 0;
+        while (steps < shapes.Length || clock.Elapsed < budget)
+        {
+            ForwardToDevice(shapes[steps % shapes.Length]);
+            steps++;
+        }
+
+        return steps;
+    }
+
+    /// <summary>One sequence's prompt of <paramref name="rows"/> tokens that writes no KV and attends to the null block.</summary>
+    private static ForwardBatch PaddingPrefill(int rows) => new()
+    {
+        TokenIds = new int[rows],
+        Positions = Enumerable.Range(0, rows).ToArray(),
+        SlotMapping = Enumerable.Repeat(-1, rows).ToArray(),
+        QueryStartLoc = [0, rows],
+        SeqLens = [rows],
+        BlockTables = new int[rows],   // every position's block is the null block, whatever the block size
+        MaxBlocksPerSeq = rows,
+        LogitsRows = [rows - 1],
+    };
+
     /// <summary>A decode batch of rows that write no KV (slot −1) and attend to the null block: for warm-up and recording.</summary>
     private static ForwardBatch PaddingBatch(int rows) => new()
     {

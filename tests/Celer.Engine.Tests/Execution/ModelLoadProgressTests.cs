@@ -49,10 +49,11 @@ public sealed class ModelLoadProgressTests
             l => Assert.Matches(@"^backend cpu.* ready, computing in F32 \(\d+\.\d\d s\)$", l),
             l => Assert.Matches(@"^weights loaded: \d+\.\d\d GiB, served in \w+ \(auto\) \(\d+\.\d\d s\)$", l),
             l => Assert.StartsWith("KV cache: ", l),
+            l => Assert.Matches(@"^warmed up the kernels' JIT: \d+ padding steps \(\d+\.\d\d s\)$", l),
             l => Assert.Matches(@"^engine ready in \d+\.\d\d s$", l));
         // The numbers agree with each other: blocks x 16 tokens, 64 MiB in all, tokens / 512 concurrent requests.
         var kv = System.Text.RegularExpressions.Regex.Match(lines[3],
-            @"^KV cache: (\d+) blocks of 16 tokens = (\d+) tokens, (\d+\.\d\d) GiB \(\w+\); maximum concurrency for 512 tokens per request: (\d+\.\d\d)x \(\d+\.\d\d s\)$");
+            @"^KV cache: (\d+) blocks of 16 tokens = (\d+) tokens, (\d+\.\d\d) GiB \(F32\); maximum concurrency for 512 tokens per request: (\d+\.\d\d)x \(\d+\.\d\d s\)$");
         Assert.True(kv.Success, lines[3]);
         long blocks = long.Parse(kv.Groups[1].Value), tokens = long.Parse(kv.Groups[2].Value);
         Assert.True(blocks > 1);
