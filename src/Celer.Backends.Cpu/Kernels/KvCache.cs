@@ -23,18 +23,12 @@ public readonly record struct KvCacheFormat(DType Type, float KScale = 1f, float
 public static unsafe class KvCache
 {
     /// <summary>
-    /// Copies k and v of <paramref name="numTokens"/> tokens into their slots. Consecutive tokens of k and v are
-    /// <paramref name="sourceStride"/> floats apart (0 means packed, numKvHeads · headDim), so k and v can be read
-    /// straight out of a fused qkv projection.
+    /// Copies k and v of <paramref name="numTokens"/> tokens into their slots of an fp32 cache. Consecutive tokens of k
+    /// and v are <paramref name="sourceStride"/> floats apart (0 means packed, numKvHeads · headDim), so k and v can be
+    /// read straight out of a fused qkv projection.
     /// </summary>
-    public static void Write(float* k, float* v, int numTokens, int numKvHeads, int headDim, int* slotMapping, float* kCache, float* vCache, int sourceStride = 0)
-    {
-        int tokenSize = TokenSize(numTokens, numKvHeads, headDim, ref sourceStride);
-        for (int t = 0; t < numTokens; t++)
-        {
-            CopyToken(k, v, t, slotMapping[t], tokenSize, sourceStride, kCache, vCache);
-        }
-    }
+    public static void Write(float* k, float* v, int numTokens, int numKvHeads, int headDim, int* slotMapping, float* kCache, float* vCache, int sourceStride = 0) =>
+        Write(k, v, numTokens, numKvHeads, headDim, slotMapping, kCache, vCache, KvCacheFormat.F32, sourceStride);
 
     /// <summary>
     /// <see cref="Write(float*, float*, int, int, int, int*, float*, float*, int)"/> into a cache of any
@@ -43,12 +37,6 @@ public static unsafe class KvCache
     /// </summary>
     public static void Write(float* k, float* v, int numTokens, int numKvHeads, int headDim, int* slotMapping, void* kCache, void* vCache, KvCacheFormat format, int sourceStride = 0)
     {
-        if (format.Type == DType.F32)
-        {
-            Write(k, v, numTokens, numKvHeads, headDim, slotMapping, (float*)kCache, (float*)vCache, sourceStride);
-            return;
-        }
-
         int tokenSize = TokenSize(numTokens, numKvHeads, headDim, ref sourceStride);
         for (int t = 0; t < numTokens; t++)
         {
@@ -56,19 +44,8 @@ public static unsafe class KvCache
             if (slot >= 0)
             {
                 long source = (long)t * sourceStride, destination = slot * tokenSize;
-                if (format.IsFp8)
-                {
-                    Fp8.Encode(k + source, format.KScale, format.Type, (byte*)kCache + destination, tokenSize);
-                    Fp8.Encode(v + source, format.VScale, format.Type, (byte*)vCache + destination, tokenSize);
-                }
-                else
-                {
-                    for (int i = 0; i < tokenSize; i++)
-                    {
-                        ((ushort*)kCache)[destination + i] = Conversions.F32ToBF16(k[source + i]);
-                        ((ushort*)vCache)[destination + i] = Conversions.F32ToBF16(v[source + i]);
-                    }
-                }
+                Store(k + source, kCache, destination, tokenSize, format.Type, format.KScale);
+                Store(v + source, vCache, destination, tokenSize, format.Type, format.VScale);
             }
         }
     }
@@ -88,16 +65,24 @@ public static unsafe class KvCache
         return tokenSize;
     }
 
-    private static void CopyToken(float* k, float* v, int token, long slot, int tokenSize, int sourceStride, float* kCache, float* vCache)
+    /// <summary>One token's <paramref name="count"/> values into the cache at element <paramref name="destination"/>, in its format.</summary>
+    private static void Store(float* values, void* cache, long destination, int count, DType type, float scale)
     {
-        if (slot < 0)
+        switch (type)
         {
-            return;
-        }
+            case DType.F32:
+                new ReadOnlySpan<float>(values, count).CopyTo(new Span<float>((float*)cache + destination, count));
+                break;
+            case DType.BF16:
+                for (int i = 0; i < count; i++)
+                {
+                    ((ushort*)cache)[destination + i] = Conversions.F32ToBF16(values[i]);
+                }
 
-        long source = (long)token * sourceStride;
-        long destination = slot * tokenSize;
-        new ReadOnlySpan<float>(k + source, tokenSize).CopyTo(new Span<float>(kCache + destination, tokenSize));
-        new ReadOnlySpan<float>(v + source, tokenSize).CopyTo(new Span<float>(vCache + destination, tokenSize));
+                break;
+            default:
+                Fp8.Encode(values, scale, type, (byte*)cache + destination, count);
+                break;
+        }
     }
 }

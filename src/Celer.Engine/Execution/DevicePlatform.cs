@@ -116,13 +116,13 @@ internal sealed class CudaPlatform : DevicePlatform
         }
     }
 
+    /// <summary>The GPU's work is in kernels compiled once (NVRTC); the startup step and graph recording warm the host side.</summary>
+    public override TimeSpan JitWarmUp => TimeSpan.Zero;
+
     /// <summary>
     /// What <c>--gpu-memory-utilization</c> of the card leaves, less the scratch allocated after the cache (split
     /// attention's partial results, a MoE model's routing and per-pair results) and a cuBLAS reserve.
     /// </summary>
-    /// <summary>The GPU's work is in kernels compiled once (NVRTC); the startup step and graph recording warm the host side.</summary>
-    public override TimeSpan JitWarmUp => TimeSpan.Zero;
-
     public override long DefaultKvCacheBytes(IModelBackend backend, ModelConfig config, float gpuMemoryUtilization)
     {
         var cuda = (CudaBackend)backend;
