@@ -134,17 +134,9 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
         }
     }
 
-    /// <summary>
-    /// Per-layer scales of an FP8 KV cache (a cached value is value / scale), from the checkpoint's k_scale/v_scale;
-    /// 1.0 for every layer until set. Ignored by fp32 and bf16 caches.
-    /// </summary>
     public void SetKvCacheScales(float[] kScales, float[] vScales)
     {
-        if (kScales.Length != _kCache.Length || vScales.Length != _kCache.Length || kScales.Concat(vScales).Any(s => !(s > 0f) || float.IsInfinity(s)))
-        {
-            throw new ArgumentException($"KV cache scales must be {_kCache.Length} positive finite values per kind.");
-        }
-
+        IModelBackend.CheckKvCacheScales(kScales, vScales, _kCache.Length);
         _kScales = [.. kScales];
         _vScales = [.. vScales];
     }

@@ -120,11 +120,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     /// </summary>
     public void SetKvCacheScales(float[] kScales, float[] vScales)
     {
-        if (kScales.Length != _kCache.Length || vScales.Length != _kCache.Length || kScales.Concat(vScales).Any(s => !(s > 0f) || float.IsInfinity(s)))
-        {
-            throw new ArgumentException($"KV cache scales must be {_kCache.Length} positive finite values per kind.");
-        }
-
+        IModelBackend.CheckKvCacheScales(kScales, vScales, _kCache.Length);
         _kScales = kScales;
         _vScales = vScales;
     }

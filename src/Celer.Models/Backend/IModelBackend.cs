@@ -23,11 +23,19 @@ public interface IModelBackend : IDisposable
     StepTimeline? Timeline => null;
 
     /// <summary>
-    /// Per-layer scales of an FP8 KV cache (a cached value is value / scale), from the checkpoint's k_scale/v_scale. Only
-    /// a backend that keeps FP8 caches takes them.
+    /// Per-layer scales of an FP8 KV cache (a cached value is value / scale), from the checkpoint's k_scale/v_scale;
+    /// 1.0 for every layer until set. A cache of another type ignores them.
     /// </summary>
-    void SetKvCacheScales(float[] kScales, float[] vScales) =>
-        throw new NotSupportedException($"The {Name} backend keeps no FP8 KV cache, so it takes no KV cache scales.");
+    void SetKvCacheScales(float[] kScales, float[] vScales);
+
+    /// <summary>What every backend checks of <see cref="SetKvCacheScales"/>' arguments: one positive finite scale per layer and kind.</summary>
+    static void CheckKvCacheScales(float[] kScales, float[] vScales, int layers)
+    {
+        if (kScales.Length != layers || vScales.Length != layers || kScales.Concat(vScales).Any(s => !(s > 0f) || float.IsInfinity(s)))
+        {
+            throw new ArgumentException($"KV cache scales must be {layers} positive finite values per kind.");
+        }
+    }
 
     /// <summary>Makes a weight usable by the operators (the CPU keeps the memory-mapped bytes; a GPU copies them).</summary>
     Tensor LoadWeight(WeightTensor weight);
