@@ -16,21 +16,10 @@ public sealed class KernelEmulationTests
     [Fact]
     public async Task Flash_kernels_match_the_reference_under_emulation()
     {
-        Assert.SkipWhen(CudaDevice.IsAvailable(), "A GPU is present: the kernels run for real in OperatorParityTests.");
-        string? compiler = FindOnPath("g++");
-        Assert.SkipWhen(compiler is null, "No g++ on this machine to build the emulation.");
-        DirectoryInfo build = Directory.CreateTempSubdirectory("celer-kernel-emulation");
+        string compiler = EmulationCompiler("OperatorParityTests");
+        DirectoryInfo build = EmulationBuild("flash_emulation_test.cpp", "flash_attention.cu", "flash_decode.cu");
         try
         {
-            string kernels = Path.Combine(RepoPaths.Root, "src", "Celer.Backends.Cuda", "Kernels");
-            string emulation = Path.Combine(RepoPaths.Root, "tests", "Celer.Backends.Cuda.Tests", "Emulation");
-            File.Copy(Path.Combine(emulation, "cuda_emulation.cuh"), Path.Combine(build.FullName, "common.cuh"));
-            File.Copy(Path.Combine(emulation, "flash_emulation_test.cpp"), Path.Combine(build.FullName, "flash_emulation_test.cpp"));
-            foreach (string kernel in (string[])["flash_attention.cu", "flash_decode.cu"])
-            {
-                File.Copy(Path.Combine(kernels, kernel), Path.Combine(build.FullName, kernel));
-            }
-
             // FLASH_FP8_CVT=0: the bit-exact integer e4m3 path of sm_80/sm_89; 1: sm_90's cvt instruction, emulated.
             await Task.WhenAll(Compile(0), Compile(1));
             var runs = new (string Binary, string[] Args)[]
@@ -51,13 +40,8 @@ public sealed class KernelEmulationTests
             build.Delete(recursive: true);
         }
 
-        async Task Compile(int hardwareConversion)
-        {
-            string output = Path.Combine(build.FullName, hardwareConversion == 1 ? "test_cvt" : "test_int");
-            (int code, string log) = await Run(compiler!, ["-std=c++17", "-O2", "-fno-strict-aliasing", "-w", $"-DFLASH_FP8_CVT={hardwareConversion}",
-                "-o", output, Path.Combine(build.FullName, "flash_emulation_test.cpp")]);
-            Assert.True(code == 0, $"g++ failed:\n{Tail(log)}");
-        }
+        Task Compile(int hardwareConversion) => CompileEmulation(
+            compiler, build, "flash_emulation_test.cpp", hardwareConversion == 1 ? "test_cvt" : "test_int", $"-DFLASH_FP8_CVT={hardwareConversion}");
     }
 
     /// <summary>
@@ -68,25 +52,12 @@ public sealed class KernelEmulationTests
     [Fact]
     public async Task Moe_kernels_match_the_reference_under_emulation()
     {
-        Assert.SkipWhen(CudaDevice.IsAvailable(), "A GPU is present: the kernels run for real in MoeParityTests.");
-        string? compiler = FindOnPath("g++");
-        Assert.SkipWhen(compiler is null, "No g++ on this machine to build the emulation.");
-        DirectoryInfo build = Directory.CreateTempSubdirectory("celer-moe-emulation");
+        string compiler = EmulationCompiler("MoeParityTests");
+        DirectoryInfo build = EmulationBuild("moe_emulation_test.cpp", "flash_attention.cu", "moe.cu");
         try
         {
-            string kernels = Path.Combine(RepoPaths.Root, "src", "Celer.Backends.Cuda", "Kernels");
-            string emulation = Path.Combine(RepoPaths.Root, "tests", "Celer.Backends.Cuda.Tests", "Emulation");
-            File.Copy(Path.Combine(emulation, "cuda_emulation.cuh"), Path.Combine(build.FullName, "common.cuh"));
-            File.Copy(Path.Combine(emulation, "moe_emulation_test.cpp"), Path.Combine(build.FullName, "moe_emulation_test.cpp"));
-            foreach (string kernel in (string[])["flash_attention.cu", "moe.cu"])
-            {
-                File.Copy(Path.Combine(kernels, kernel), Path.Combine(build.FullName, kernel));
-            }
-
+            await CompileEmulation(compiler, build, "moe_emulation_test.cpp", "moe_test");
             string binary = Path.Combine(build.FullName, "moe_test");
-            (int code, string log) = await Run(compiler!, ["-std=c++17", "-O2", "-fno-strict-aliasing", "-w", "-o", binary,
-                Path.Combine(build.FullName, "moe_emulation_test.cpp")]);
-            Assert.True(code == 0, $"g++ failed:\n{Tail(log)}");
             foreach (string seed in (string[])["7", "8"])
             {
                 (int exit, string output) = await Run(binary, [seed]);
@@ -97,6 +68,41 @@ public sealed class KernelEmulationTests
         {
             build.Delete(recursive: true);
         }
+    }
+
+    /// <summary>The host's g++; skips the test where a GPU runs the kernels for real (in <paramref name="realTests"/>) or no g++ is found.</summary>
+    private static string EmulationCompiler(string realTests)
+    {
+        Assert.SkipWhen(CudaDevice.IsAvailable(), $"A GPU is present: the kernels run for real in {realTests}.");
+        string? compiler = FindOnPath("g++");
+        Assert.SkipWhen(compiler is null, "No g++ on this machine to build the emulation.");
+        return compiler!;
+    }
+
+    /// <summary>
+    /// A temporary folder with the emulation as common.cuh, the test program and the kernel sources as they are in the
+    /// repo (the program includes them by name); the caller deletes it.
+    /// </summary>
+    private static DirectoryInfo EmulationBuild(string test, params string[] kernels)
+    {
+        DirectoryInfo build = Directory.CreateTempSubdirectory("celer-kernel-emulation");
+        string kernelDir = Path.Combine(RepoPaths.Root, "src", "Celer.Backends.Cuda", "Kernels");
+        string emulation = Path.Combine(RepoPaths.Root, "tests", "Celer.Backends.Cuda.Tests", "Emulation");
+        File.Copy(Path.Combine(emulation, "cuda_emulation.cuh"), Path.Combine(build.FullName, "common.cuh"));
+        File.Copy(Path.Combine(emulation, test), Path.Combine(build.FullName, test));
+        foreach (string kernel in kernels)
+        {
+            File.Copy(Path.Combine(kernelDir, kernel), Path.Combine(build.FullName, kernel));
+        }
+
+        return build;
+    }
+
+    private static async Task CompileEmulation(string compiler, DirectoryInfo build, string test, string binary, params string[] defines)
+    {
+        (int code, string log) = await Run(compiler, ["-std=c++17", "-O2", "-fno-strict-aliasing", "-w", .. defines,
+            "-o", Path.Combine(build.FullName, binary), Path.Combine(build.FullName, test)]);
+        Assert.True(code == 0, $"g++ failed:\n{Tail(log)}");
     }
 
     private static async Task<(int Code, string Output)> Run(string file, string[] args)

@@ -99,29 +99,26 @@ inline void __syncwarp() { bar_wait(g_warp_bar[threadIdx.x >> 5]); }
 static uint64_t g_xa[4][32][8];
 static const void* g_xp[4][32];
 
-template <typename V> inline V __shfl_xor_sync(unsigned mask, V v, int o) {
+// Every lane of the (full) warp publishes v and reads the value of the lane source(lane) names.
+template <typename V, typename Source> inline V warp_exchange(unsigned mask, V v, Source source) {
     CHECK(mask == 0xffffffffu);
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     uint64_t bits = 0; memcpy(&bits, &v, sizeof(V));
     g_xa[w][lane][0] = bits;
     bar_wait(g_warp_bar[w]);
-    uint64_t r = g_xa[w][lane ^ o][0];
+    uint64_t r = g_xa[w][source(lane)][0];
     bar_wait(g_warp_bar[w]);
     V out; memcpy(&out, &r, sizeof(V));
     return out;
 }
 
+template <typename V> inline V __shfl_xor_sync(unsigned mask, V v, int o) {
+    return warp_exchange(mask, v, [o](int lane) { return lane ^ o; });
+}
+
 // __shfl_up_sync: lanes below the offset keep their own value.
 template <typename V> inline V __shfl_up_sync(unsigned mask, V v, int o) {
-    CHECK(mask == 0xffffffffu);
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    uint64_t bits = 0; memcpy(&bits, &v, sizeof(V));
-    g_xa[w][lane][0] = bits;
-    bar_wait(g_warp_bar[w]);
-    uint64_t r = g_xa[w][lane >= o ? lane - o : lane][0];
-    bar_wait(g_warp_bar[w]);
-    V out; memcpy(&out, &r, sizeof(V));
-    return out;
+    return warp_exchange(mask, v, [o](int lane) { return lane >= o ? lane - o : lane; });
 }
 // Fibers switch only at barriers, so a read-modify-write is atomic as it stands.
 inline int atomicAdd(int* p, int v) { int old = *p; *p += v; return old; }
