@@ -9,13 +9,19 @@ internal enum GemmPolicy
 {
     /// <summary>
     /// Up to <see cref="CudaBackend.TunedRowsLimit"/> rows, the fastest on this device of cuBLASLt's heuristic
-    /// candidates, <c>cublasGemmEx</c> and the skinny kernels, timed per weight shape and row bucket; beyond, cuBLASLt's
-    /// first candidate.
+    /// candidates, <c>cublasGemmEx</c>, the skinny kernels and the streaming kernel per split count, timed per weight
+    /// shape and row bucket; beyond, cuBLASLt's first candidate.
     /// </summary>
     Tune,
 
     /// <summary>The skinny kernels wherever they apply, else cuBLASLt's first candidate (tests).</summary>
     Skinny,
+
+    /// <summary>
+    /// The streaming kernel with <see cref="CudaBackend.StreamSplits"/> splits wherever it applies, else cuBLASLt's first
+    /// candidate (tests).
+    /// </summary>
+    Stream,
 
     /// <summary>cuBLASLt's candidate <see cref="CudaBackend.LtCandidate"/> (tests).</summary>
     CublasLt,
@@ -29,7 +35,7 @@ internal enum GemmPolicy
 /// bucket (the next power of two), and adds a bias of the output's dtype in its epilogue instead of a second kernel.
 /// For the buckets of decode steps (up to <see cref="TunedRowsLimit"/> rows), which CUDA graphs replay thousands of
 /// times, the first eager step that meets a shape times cuBLASLt's top heuristic candidates, <c>cublasGemmEx</c> and,
-/// up to 64 rows, the skinny kernels, and keeps the fastest: the heuristic's first pick is often not the fastest at a
+/// up to 64 rows, the skinny kernels and the streaming kernel at each split count, and keeps the fastest: the heuristic's first pick is often not the fastest at a
 /// few rows (where split-k and small tiles trade against each other), and what wins differs by card and library
 /// version. Larger buckets (prefill) take the heuristic's first candidate without timing.
 /// </summary>
@@ -47,9 +53,12 @@ public sealed unsafe partial class CudaBackend
     /// <summary>Which of cuBLASLt's heuristic candidates <see cref="GemmPolicy.CublasLt"/> runs (0: its first pick).</summary>
     internal int LtCandidate { get; set; }
 
-    private enum GemmKernel : byte { CublasLt, CublasGemmEx, Skinny }
+    private enum GemmKernel : byte { CublasLt, CublasGemmEx, Skinny, Stream }
 
-    /// <summary>What runs one GEMM; <see cref="Candidate"/> is the algorithm's rank in cuBLASLt's heuristic (for the log).</summary>
+    /// <summary>
+    /// What runs one GEMM; <see cref="Candidate"/> is the algorithm's rank in cuBLASLt's heuristic (for the log), or the
+    /// streaming kernel's split count.
+    /// </summary>
     private readonly record struct GemmChoice(GemmKernel Kernel, CublasLt.MatmulAlgo Algo = default, int Candidate = 0);
 
     /// <summary>What a cuBLASLt plan depends on besides the rows: pointers aligned to fewer bytes take other algorithms.</summary>
@@ -97,6 +106,8 @@ public sealed unsafe partial class CudaBackend
         {
             case GemmPolicy.Skinny when SkinnyGemmFits(x, rows, weight, y):
                 return new GemmChoice(GemmKernel.Skinny);
+            case GemmPolicy.Stream when StreamGemmFits(x, rows, weight, y, StreamSplits):
+                return new GemmChoice(GemmKernel.Stream, Candidate: StreamSplits);
             case GemmPolicy.CublasGemmEx:
                 return new GemmChoice(GemmKernel.CublasGemmEx);
             case GemmPolicy.CublasLt:
@@ -171,6 +182,10 @@ public sealed unsafe partial class CudaBackend
             case GemmKernel.CublasGemmEx:
                 CublasGemmEx(x, rows, weight, y);
                 break;
+            case GemmKernel.Stream:
+                StreamGemm(x, rows, weight, plan.Shape.FusedBias ? bias : null, y, choice.Candidate);
+                biasDone = plan.Shape.FusedBias;
+                break;
             default:
                 LtMatmul(plan, choice.Algo, x, rows, weight, bias, y);
                 biasDone = plan.Shape.FusedBias;
@@ -239,6 +254,14 @@ public sealed unsafe partial class CudaBackend
                 candidates.Add(new GemmChoice(GemmKernel.Skinny));
             }
 
+            foreach (int splits in StreamSplitCounts)
+            {
+                if (StreamGemmFits(x, bucket, weight, y, splits))
+                {
+                    candidates.Add(new GemmChoice(GemmKernel.Stream, Candidate: splits));
+                }
+            }
+
             GemmChoice best = candidates[0];
             float bestMs = float.MaxValue;
             foreach (GemmChoice candidate in candidates)
@@ -265,18 +288,29 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// The timed choices, for the startup log: per weight shape and row bucket up to <see cref="TunedRowsLimit"/>, the
-    /// kernel that won ("skinny", "cublasLt #rank", "cublasGemmEx").
+    /// kernel that won (<see cref="Label"/>).
     /// </summary>
     public IReadOnlyDictionary<(int N, int K, int Bucket, DType Output), string> TunedGemmChoices =>
         _gemmPlans.SelectMany(p => p.Value.Choices.Where(c => c.Key <= TunedRowsLimit)
                 .Select(c => (Key: (p.Key.N, p.Key.K, c.Key, p.Key.Output), Value: c.Value)))
             .GroupBy(e => e.Key)
-            .ToDictionary(g => g.Key, g => g.First().Value switch
-            {
-                { Kernel: GemmKernel.Skinny } => "skinny",
-                { Kernel: GemmKernel.CublasGemmEx } => "cublasGemmEx",
-                var lt => $"cublasLt #{lt.Candidate + 1}",
-            });
+            .ToDictionary(g => g.Key, g => Label(g.First().Value));
+
+    /// <summary>The kernel <see cref="Linear"/> runs for these operands under the current policy (tests).</summary>
+    internal string GemmKernelFor(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
+    {
+        GemmPlan plan = Plan(x, weight, bias, y);
+        return Label(plan.Choices.TryGetValue(RowBucket(rows), out GemmChoice choice) ? choice : Choose(plan, x, rows, weight, bias, y));
+    }
+
+    /// <summary>"skinny", "stream/splits", "cublasLt #rank" or "cublasGemmEx".</summary>
+    private static string Label(GemmChoice choice) => choice switch
+    {
+        { Kernel: GemmKernel.Skinny } => "skinny",
+        { Kernel: GemmKernel.Stream } => $"stream/{choice.Candidate}",
+        { Kernel: GemmKernel.CublasGemmEx } => "cublasGemmEx",
+        _ => $"cublasLt #{choice.Candidate + 1}",
+    };
 
     /// <summary>How many cuBLASLt candidates a GEMM of this shape has at <paramref name="rows"/> rows (tests).</summary>
     internal int LtCandidateCount(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)

@@ -1,0 +1,167 @@
+// y[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n]) for decode steps of up to 64 rows, built to stream W at the copy rate.
+// A decode step reads every weight once and does little arithmetic per byte, so what matters is how many bytes each SM
+// keeps in flight. cuBLAS reads the 8B shape's weights at ~85 % of copy at 32 rows; skinny_gemm.cu's tensor-core kernel
+// loads fragments straight from global memory, so a warp waits on every load it uses. Here W moves through shared
+// memory in a STREAM_STAGES-deep cp.async pipeline (three 9 KB tiles in flight per block while the fourth is used,
+// several blocks per SM), as Marlin and the split-k GEMMs of decode-oriented libraries do.
+//
+// Roles are swapped against a prefill GEMM: W's rows (output columns) are the MMA's 16-row A operand and the step's
+// rows are its 8-wide B operand, so a 1-row step wastes MMA lanes (free: the tensor cores are idle anyway) instead of
+// tile rows of W. A block computes STREAM_BN = 64 output columns (4 warps x 16) for all MR rows of the bucket over its
+// share of k. Where n / 64 blocks are too few to fill the card (the 8B shape's o_proj: 64), the grid's y dimension
+// splits k: each block writes its fp32 partial tile, and the block that arrives last at the tile's counter sums the
+// partials in split order (the result does not depend on which block is last), adds the bias, rounds once and
+// resets the counter for the next launch (CUDA graphs replay these launches).
+//
+// Entry points stream_gemm_<T>_m<MR>[_f32] (T = f16 / bf16, MR = 16 / 32 / 64 rows; _f32: fp32 output and bias, the
+// logits), block = STREAM_THREADS, dynamic shared memory = stream_gemm_shared_bytes[MR / 32] (above 48 KB for MR 32
+// and 64), grid = (ceil(n / stream_gemm_tile[0]), splits):
+//   (x [rows, k], rows <= MR, w [n, k], n, k, bias [n] or null, y [rows, n], partial, counters)
+//   partial:  fp32 [splits, ceil(n / 64), MR, 64] scratch (splits > 1 only)
+//   counters: int [ceil(n / 64)], zero before the first launch; every launch leaves them zero (splits > 1 only)
+// k must be a multiple of STREAM_BK (stream_gemm_tile[1]) and x, w 16-byte aligned (the host checks).
+#include "common.cuh"
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define STREAM_BN 64                 // output columns per block
+#define STREAM_BK 64                 // k per pipeline stage
+#define STREAM_STAGES 4
+#define STREAM_ROW (STREAM_BK + 8)   // shared row of 144 bytes: an odd multiple of 16, so ldmatrix's 8 rows hit distinct banks
+#define STREAM_THREADS 128
+
+#define stream_gemm_smem(MR) (STREAM_STAGES * (STREAM_BN + (MR)) * STREAM_ROW * 2)
+
+#ifndef FLASH_EMULATE
+extern __shared__ __align__(128) unsigned char flash_dynamic_smem[];   // the same declaration as flash_decode.cu's
+#endif
+
+// What the host reads before launching (CudaKernels.ReadInt).
+extern "C" __device__ const int stream_gemm_tile[2] = {STREAM_BN, STREAM_BK};
+extern "C" __device__ const int stream_gemm_shared_bytes[3] = {stream_gemm_smem(16), stream_gemm_smem(32), stream_gemm_smem(64)};
+
+template <typename T, typename O, int MR>
+__device__ void stream_gemm(const T* __restrict__ x, int rows, const T* __restrict__ w, int n, int k, const O* __restrict__ bias,
+                            O* __restrict__ y, float* __restrict__ partial, int* __restrict__ counters, unsigned char* smem) {
+    celer_pdl_begin();
+    constexpr int NT = MR / 8, CPR = STREAM_BK / 8;                       // 8-row B tiles; 16-byte chunks per row
+    constexpr int W_IT = STREAM_BN * CPR / STREAM_THREADS, X_IT = MR * CPR / STREAM_THREADS;
+    static_assert(MR % 16 == 0 && X_IT >= 1, "rows per bucket");
+    T* sW = reinterpret_cast<T*>(smem);                                   // [STAGES][BN][ROW]
+    T* sX = sW + STREAM_STAGES * STREAM_BN * STREAM_ROW;                  // [STAGES][MR][ROW]
+    __shared__ int last;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+    const int tile = blockIdx.x, n0 = tile * STREAM_BN, splits = gridDim.y, z = blockIdx.y;
+    const int chunks = k / STREAM_BK, per = (chunks + splits - 1) / splits;
+    const int c0 = min(chunks, z * per), steps = min(chunks, c0 + per) - c0;
+
+    // Each thread's rows and chunk column, fixed over the k loop; rows past n (W) or past the step's rows (x) are
+    // zero-filled without a read.
+    const T* w_src[W_IT];
+    int w_dst[W_IT], w_bytes[W_IT];
+#pragma unroll
+    for (int it = 0; it < W_IT; it++) {
+        const int i = tid + it * STREAM_THREADS, r = i / CPR, c = i % CPR;
+        w_bytes[it] = n0 + r < n ? 16 : 0;
+        w_src[it] = w + (long long)(n0 + r < n ? n0 + r : 0) * k + (long long)c0 * STREAM_BK + c * 8;
+        w_dst[it] = r * STREAM_ROW + c * 8;
+    }
+    const T* x_src[X_IT];
+    int x_dst[X_IT], x_bytes[X_IT];
+#pragma unroll
+    for (int it = 0; it < X_IT; it++) {
+        const int i = tid + it * STREAM_THREADS, r = i / CPR, c = i % CPR;
+        x_bytes[it] = r < rows ? 16 : 0;
+        x_src[it] = x + (long long)(r < rows ? r : 0) * k + (long long)c0 * STREAM_BK + c * 8;
+        x_dst[it] = r * STREAM_ROW + c * 8;
+    }
+    auto load = [&](int stage, int step) {
+        const int k0 = step * STREAM_BK;
+#pragma unroll
+        for (int it = 0; it < W_IT; it++)
+            flash_cp_async16(sW + stage * STREAM_BN * STREAM_ROW + w_dst[it], w_src[it] + k0, w_bytes[it]);
+#pragma unroll
+        for (int it = 0; it < X_IT; it++)
+            flash_cp_async16(sX + stage * MR * STREAM_ROW + x_dst[it], x_src[it] + k0, x_bytes[it]);
+    };
+
+    float acc[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+
+#pragma unroll
+    for (int s = 0; s < STREAM_STAGES - 1; s++) {
+        if (s < steps) load(s, s);
+        flash_cp_async_commit();   // empty groups too: the wait below counts groups
+    }
+    for (int step = 0; step < steps; step++) {
+        flash_cp_async_wait<STREAM_STAGES - 2>();
+        __syncthreads();   // stage `step` is in; every warp is done with the stage the next load overwrites
+        if (step + STREAM_STAGES - 1 < steps) load((step + STREAM_STAGES - 1) % STREAM_STAGES, step + STREAM_STAGES - 1);
+        flash_cp_async_commit();
+        const T* tW = sW + (step % STREAM_STAGES) * STREAM_BN * STREAM_ROW;
+        const T* tX = sX + (step % STREAM_STAGES) * MR * STREAM_ROW;
+#pragma unroll
+        for (int kk = 0; kk < STREAM_BK / 16; kk++) {
+            unsigned a[4];
+            flash_ldsm_x4(a, tW + (warp * 16 + (lane & 15)) * STREAM_ROW + (2 * kk + (lane >> 4)) * 8);
+#pragma unroll
+            for (int j = 0; j < NT / 2; j++) {
+                unsigned b[4];
+                flash_ldsm_x4(b, tX + (16 * j + (lane & 7) + ((lane >> 4) << 3)) * STREAM_ROW + (2 * kk + ((lane >> 3) & 1)) * 8);
+                flash_mma<T>(acc[2 * j], a, b[0], b[1]);
+                flash_mma<T>(acc[2 * j + 1], a, b[2], b[3]);
+            }
+        }
+    }
+    flash_cp_async_wait_all();
+
+    // C fragment: element e of lane (g, t) in B tile j is output column n0 + 16 warp + g + 8 (e / 2) (A's row) and
+    // step row 8j + 2t + e % 2 (B's column).
+    if (splits == 1) {
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int m = 8 * j + 2 * t + (e & 1), col = n0 + warp * 16 + g + 8 * (e >> 1);
+                if (m < rows && col < n) y[(long long)m * n + col] = from_float<O>(acc[j][e] + (bias ? to_float(bias[col]) : 0.f));
+            }
+        return;
+    }
+
+    float* mine = partial + ((long long)z * gridDim.x + tile) * MR * STREAM_BN;
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) mine[(8 * j + 2 * t + (e & 1)) * STREAM_BN + warp * 16 + g + 8 * (e >> 1)] = acc[j][e];
+    __threadfence();   // the partial is visible device-wide before this block is counted
+    __syncthreads();
+    if (tid == 0) last = atomicAdd(counters + tile, 1) == splits - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const float* all = partial + (long long)tile * MR * STREAM_BN;
+    const long long split_stride = (long long)gridDim.x * MR * STREAM_BN;
+    for (int i = tid; i < rows * STREAM_BN; i += STREAM_THREADS) {
+        const int m = i / STREAM_BN, c = i % STREAM_BN, col = n0 + c;
+        if (col >= n) continue;
+        float sum = 0.f;
+        for (int s = 0; s < splits; s++) sum += __ldcg(all + s * split_stride + m * STREAM_BN + c);   // L2: other SMs wrote it
+        y[(long long)m * n + col] = from_float<O>(sum + (bias ? to_float(bias[col]) : 0.f));
+    }
+    if (tid == 0) counters[tile] = 0;
+}
+
+#define STREAM_GEMM_ENTRY(S, T, MR)                                                                                   \
+    extern "C" __global__ void __launch_bounds__(STREAM_THREADS) stream_gemm_##S##_m##MR(                             \
+        const T* x, int rows, const T* w, int n, int k, const T* bias, T* y, float* partial, int* counters) {         \
+        stream_gemm<T, T, MR>(x, rows, w, n, k, bias, y, partial, counters, flash_dynamic_smem);                      \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(STREAM_THREADS) stream_gemm_##S##_m##MR##_f32(                       \
+        const T* x, int rows, const T* w, int n, int k, const float* bias, float* y, float* partial, int* counters) { \
+        stream_gemm<T, float, MR>(x, rows, w, n, k, bias, y, partial, counters, flash_dynamic_smem);                  \
+    }
+#define STREAM_GEMM_ENTRY_POINTS(S, T) STREAM_GEMM_ENTRY(S, T, 16) STREAM_GEMM_ENTRY(S, T, 32) STREAM_GEMM_ENTRY(S, T, 64)
+STREAM_GEMM_ENTRY_POINTS(f16, __half)
+STREAM_GEMM_ENTRY_POINTS(bf16, __nv_bfloat16)
+#endif
