@@ -18,8 +18,8 @@ internal enum GemmPolicy
     Skinny,
 
     /// <summary>
-    /// The streaming kernel with <see cref="CudaBackend.StreamSplits"/> splits wherever it applies, else cuBLASLt's first
-    /// candidate (tests).
+    /// The streaming kernel in <see cref="CudaBackend.StreamConfig"/> wherever it applies, else cuBLASLt's first candidate
+    /// (tests).
     /// </summary>
     Stream,
 
@@ -56,10 +56,10 @@ public sealed unsafe partial class CudaBackend
     private enum GemmKernel : byte { CublasLt, CublasGemmEx, Skinny, Stream }
 
     /// <summary>
-    /// What runs one GEMM; <see cref="Candidate"/> is the algorithm's rank in cuBLASLt's heuristic (for the log), or the
-    /// streaming kernel's split count.
+    /// What runs one GEMM; <see cref="Candidate"/> is the algorithm's rank in cuBLASLt's heuristic (for the log),
+    /// <see cref="Stream"/> the streaming kernel's tile and split.
     /// </summary>
-    private readonly record struct GemmChoice(GemmKernel Kernel, CublasLt.MatmulAlgo Algo = default, int Candidate = 0);
+    private readonly record struct GemmChoice(GemmKernel Kernel, CublasLt.MatmulAlgo Algo = default, int Candidate = 0, StreamGemmConfig Stream = default);
 
     /// <summary>What a cuBLASLt plan depends on besides the rows: pointers aligned to fewer bytes take other algorithms.</summary>
     private readonly record struct GemmShape(int N, int K, DType Input, DType Output, bool FusedBias, int Alignment);
@@ -106,8 +106,8 @@ public sealed unsafe partial class CudaBackend
         {
             case GemmPolicy.Skinny when SkinnyGemmFits(x, rows, weight, y):
                 return new GemmChoice(GemmKernel.Skinny);
-            case GemmPolicy.Stream when StreamGemmFits(x, rows, weight, y, StreamSplits):
-                return new GemmChoice(GemmKernel.Stream, Candidate: StreamSplits);
+            case GemmPolicy.Stream when StreamGemmFits(x, rows, weight, y, StreamConfig):
+                return new GemmChoice(GemmKernel.Stream, Stream: StreamConfig);
             case GemmPolicy.CublasGemmEx:
                 return new GemmChoice(GemmKernel.CublasGemmEx);
             case GemmPolicy.CublasLt:
@@ -183,7 +183,7 @@ public sealed unsafe partial class CudaBackend
                 CublasGemmEx(x, rows, weight, y);
                 break;
             case GemmKernel.Stream:
-                StreamGemm(x, rows, weight, plan.Shape.FusedBias ? bias : null, y, choice.Candidate);
+                StreamGemm(x, rows, weight, plan.Shape.FusedBias ? bias : null, y, choice.Stream);
                 biasDone = plan.Shape.FusedBias;
                 break;
             default:
@@ -237,45 +237,13 @@ public sealed unsafe partial class CudaBackend
     private void Tune(GemmPlan plan, Tensor x, Tensor weight, Tensor? bias, Tensor y)
     {
         using SafeCudaEventHandle start = NewEvent(), end = NewEvent();
-        Span<CublasLt.HeuristicResult> results = stackalloc CublasLt.HeuristicResult[HeuristicCandidates];
-        var candidates = new List<GemmChoice>(HeuristicCandidates + 2);
         for (int bucket = 1; bucket <= Math.Min(TunedRowsLimit, Math.Min(x.Rows, y.Rows)); bucket *= 2)
         {
-            candidates.Clear();
-            int count = Heuristics(plan, bucket, results);
-            for (int i = 0; i < count; i++)
-            {
-                candidates.Add(new GemmChoice(GemmKernel.CublasLt, results[i].Algo, i));
-            }
-
-            candidates.Add(new GemmChoice(GemmKernel.CublasGemmEx));
-            if (SkinnyGemmFits(x, bucket, weight, y))
-            {
-                candidates.Add(new GemmChoice(GemmKernel.Skinny));
-            }
-
-            foreach (int splits in StreamSplitCounts)
-            {
-                if (StreamGemmFits(x, bucket, weight, y, splits))
-                {
-                    candidates.Add(new GemmChoice(GemmKernel.Stream, Candidate: splits));
-                }
-            }
-
-            GemmChoice best = candidates[0];
+            GemmChoice best = default;
             float bestMs = float.MaxValue;
-            foreach (GemmChoice candidate in candidates)
+            foreach (GemmChoice candidate in Candidates(plan, x, bucket, weight, y))
             {
-                RunGemm(plan, candidate, x, bucket, weight, bias, y);   // warm: a first launch loads code
-                CudaDriver.Check(CudaDriver.cuEventRecord(start.DangerousGetHandle(), _device.Stream), "cuEventRecord");
-                for (int i = 0; i < TuneRepeats; i++)
-                {
-                    RunGemm(plan, candidate, x, bucket, weight, bias, y);
-                }
-
-                CudaDriver.Check(CudaDriver.cuEventRecord(end.DangerousGetHandle(), _device.Stream), "cuEventRecord");
-                CudaDriver.Check(CudaDriver.cuEventSynchronize(end.DangerousGetHandle()), "cuEventSynchronize");
-                float ms = Elapsed(start, end);
+                float ms = TimeGemm(plan, candidate, x, bucket, weight, bias, y, TuneRepeats, start, end);
                 if (ms < bestMs)
                 {
                     (best, bestMs) = (candidate, ms);
@@ -284,6 +252,54 @@ public sealed unsafe partial class CudaBackend
 
             plan.Choices[bucket] = best;
         }
+    }
+
+    /// <summary>What the tuner times at <paramref name="rows"/> rows: cuBLASLt's candidates first, then the others that fit.</summary>
+    private List<GemmChoice> Candidates(GemmPlan plan, Tensor x, int rows, Tensor weight, Tensor y)
+    {
+        Span<CublasLt.HeuristicResult> results = stackalloc CublasLt.HeuristicResult[HeuristicCandidates];
+        int count = Heuristics(plan, RowBucket(rows), results);
+        var candidates = new List<GemmChoice>(HeuristicCandidates + 12);
+        for (int i = 0; i < count; i++)
+        {
+            candidates.Add(new GemmChoice(GemmKernel.CublasLt, results[i].Algo, i));
+        }
+
+        candidates.Add(new GemmChoice(GemmKernel.CublasGemmEx));
+        if (SkinnyGemmFits(x, rows, weight, y))
+        {
+            candidates.Add(new GemmChoice(GemmKernel.Skinny));
+        }
+
+        candidates.AddRange(StreamConfigs.Where(config => StreamGemmFits(x, rows, weight, y, config)).Select(config => new GemmChoice(GemmKernel.Stream, Stream: config)));
+        return candidates;
+    }
+
+    /// <summary>Milliseconds per GEMM over <paramref name="repeats"/> back-to-back launches, after one untimed launch.</summary>
+    private float TimeGemm(GemmPlan plan, GemmChoice candidate, Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, int repeats,
+        SafeCudaEventHandle start, SafeCudaEventHandle end)
+    {
+        RunGemm(plan, candidate, x, rows, weight, bias, y);   // warm: a first launch loads code
+        CudaDriver.Check(CudaDriver.cuEventRecord(start.DangerousGetHandle(), _device.Stream), "cuEventRecord");
+        for (int i = 0; i < repeats; i++)
+        {
+            RunGemm(plan, candidate, x, rows, weight, bias, y);
+        }
+
+        CudaDriver.Check(CudaDriver.cuEventRecord(end.DangerousGetHandle(), _device.Stream), "cuEventRecord");
+        CudaDriver.Check(CudaDriver.cuEventSynchronize(end.DangerousGetHandle()), "cuEventSynchronize");
+        return Elapsed(start, end) / repeats;
+    }
+
+    /// <summary>
+    /// Every kernel the tuner would time for this GEMM at <paramref name="rows"/> rows, each timed over
+    /// <paramref name="repeats"/> back-to-back launches (<c>celer bench gemm</c>), with the label of <see cref="Label"/>.
+    /// </summary>
+    public IReadOnlyList<(string Kernel, double Seconds)> TimeGemmKernels(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, int repeats)
+    {
+        GemmPlan plan = Plan(x, weight, bias, y);
+        using SafeCudaEventHandle start = NewEvent(), end = NewEvent();
+        return [.. Candidates(plan, x, rows, weight, y).Select(c => (Label(c), TimeGemm(plan, c, x, rows, weight, bias, y, repeats, start, end) / 1e3))];
     }
 
     /// <summary>
@@ -303,11 +319,11 @@ public sealed unsafe partial class CudaBackend
         return Label(plan.Choices.TryGetValue(RowBucket(rows), out GemmChoice choice) ? choice : Choose(plan, x, rows, weight, bias, y));
     }
 
-    /// <summary>"skinny", "stream/splits", "cublasLt #rank" or "cublasGemmEx".</summary>
+    /// <summary>"skinny", "stream/n(columns)/s(splits)", "cublasLt #rank" or "cublasGemmEx".</summary>
     private static string Label(GemmChoice choice) => choice switch
     {
         { Kernel: GemmKernel.Skinny } => "skinny",
-        { Kernel: GemmKernel.Stream } => $"stream/{choice.Candidate}",
+        { Kernel: GemmKernel.Stream } => choice.Stream.ToString(),
         { Kernel: GemmKernel.CublasGemmEx } => "cublasGemmEx",
         _ => $"cublasLt #{choice.Candidate + 1}",
     };

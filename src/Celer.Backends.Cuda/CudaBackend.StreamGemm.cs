@@ -6,10 +6,11 @@ namespace Celer.Backends.Cuda;
 
 /// <summary>
 /// <c>stream_gemm.cu</c>: the weight-streaming tensor-core GEMM of decode steps of up to 64 rows (16-bit models, sm_80+),
-/// W through a four-stage cp.async pipeline, k optionally split over several blocks per column tile with the sum done by
-/// the last block of each tile. The split count is what makes it fit a shape (enough blocks in flight for a 4096-column
-/// weight, no partial sums for a 128k-column lm_head), so CudaBackend.Gemm.cs times it per split count beside cuBLASLt
-/// and the skinny kernels and keeps what is fastest per weight shape and row bucket.
+/// W through a four-stage cp.async pipeline whose first stages are requested before the wait for the previous kernel,
+/// k optionally split over several blocks per column tile with the sum done by the last block of each tile. The column
+/// tile (64 or 128) and the split count are what make it fit a shape (enough blocks in flight for a 4096-column
+/// weight, no partial sums for a 128k-column lm_head), so CudaBackend.Gemm.cs times it per tile and split count beside
+/// cuBLASLt and the skinny kernels and keeps what is fastest per weight shape and row bucket.
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
@@ -18,20 +19,31 @@ public sealed unsafe partial class CudaBackend
     private const int StreamPartialBytes = 16 << 20;   // fp32 partial tiles of one split GEMM
     private const int StreamMaxSplitTiles = 4096;      // column tiles a split GEMM may have (one counter each)
     private static readonly int[] StreamSplitCounts = [1, 2, 4, 8, 16];
+    private static readonly int[] StreamTileColumns = [64, 128];
 
     // CELER_CUDA_STREAM_GEMM=0 leaves the kernel out of the tuner's candidates (to measure what it gives).
     private static readonly bool StreamGemmDisabled = Environment.GetEnvironmentVariable("CELER_CUDA_STREAM_GEMM") == "0";
 
-    private readonly nint[] _streamKernels = new nint[2 * 3];
-    private (int Columns, int K) _streamTile;
+    private readonly nint[] _streamKernels = new nint[2 * 2 * 3];
+    private int _streamKStep;
     private int[] _streamSharedBytes = [];
     private ulong _streamPartial, _streamCounters;
 
-    /// <summary>How many blocks split k in <see cref="GemmPolicy.Stream"/> (tests).</summary>
-    internal int StreamSplits { get; set; } = 1;
+    /// <summary>The streaming kernel's configuration in <see cref="GemmPolicy.Stream"/> (tests).</summary>
+    internal StreamGemmConfig StreamConfig { get; set; } = new(64, 1);
+
+    /// <summary>Output columns per block (64 or 128) and the blocks k is split over.</summary>
+    internal readonly record struct StreamGemmConfig(int Columns, int Splits)
+    {
+        public override string ToString() => $"stream/n{Columns}/s{Splits}";
+    }
+
+    /// <summary>Every configuration the tuner times.</summary>
+    private static IEnumerable<StreamGemmConfig> StreamConfigs =>
+        StreamTileColumns.SelectMany(columns => StreamSplitCounts.Select(splits => new StreamGemmConfig(columns, splits)));
 
     /// <summary>
-    /// The kernel's tile and shared memory, its partial-sum scratch and zeroed tile counters, where it can run (at
+    /// The kernel's k step and shared memory, its partial-sum scratch and zeroed tile counters, where it can run (at
     /// construction, so that the KV cache's sizing counts the scratch).
     /// </summary>
     private void InitStreamGemm()
@@ -41,8 +53,14 @@ public sealed unsafe partial class CudaBackend
             return;
         }
 
-        _streamTile = (_kernels.ReadInt("stream_gemm_tile", 0), _kernels.ReadInt("stream_gemm_tile", 1));
-        _streamSharedBytes = [.. Enumerable.Range(0, 3).Select(i => _kernels.ReadInt("stream_gemm_shared_bytes", i))];
+        _streamKStep = _kernels.ReadInt("stream_gemm_k_step", 0);
+        _streamSharedBytes = [.. Enumerable.Range(0, 6).Select(i => _kernels.ReadInt("stream_gemm_shared_bytes", i))];
+        if (_streamSharedBytes.Max() > _device.MaxSharedMemoryPerBlock)
+        {
+            _streamSharedBytes = [];
+            return;
+        }
+
         _streamPartial = Track(_device.Allocate(StreamPartialBytes)).Pointer;
         _streamCounters = Track(_device.Allocate(StreamMaxSplitTiles * sizeof(int))).Pointer;
         CudaDriver.Check(CudaDriver.cuMemsetD32Async(_streamCounters, 0, StreamMaxSplitTiles, _device.Stream), "cuMemsetD32Async");
@@ -52,39 +70,40 @@ public sealed unsafe partial class CudaBackend
     private static int StreamRows(int rows) => rows <= 16 ? 16 : rows <= 32 ? 32 : 64;
 
     /// <summary>
-    /// 16-byte aligned rows of the model dtype in, the model dtype or fp32 out, k in whole pipeline stages, and for
-    /// <paramref name="splits"/> &gt; 1 the partial tiles within the scratch, each split with at least one stage of k.
+    /// 16-byte aligned rows of the model dtype in, the model dtype or fp32 out, k in whole pipeline stages, and for a
+    /// split k the partial tiles within the scratch, each split with at least one stage of k.
     /// </summary>
-    private bool StreamGemmFits(Tensor x, int rows, Tensor weight, Tensor y, int splits)
+    private bool StreamGemmFits(Tensor x, int rows, Tensor weight, Tensor y, StreamGemmConfig config)
     {
-        if (rows > StreamMaxRows || x.DType != ActivationDType || weight.DType != ActivationDType
+        if (_streamSharedBytes.Length == 0 || rows > StreamMaxRows || x.DType != ActivationDType || weight.DType != ActivationDType
             || (y.DType != ActivationDType && y.DType != DType.F32) || x.Data % 16 != 0 || weight.Data % 16 != 0
-            || _streamSharedBytes.Length == 0 || weight.Columns % _streamTile.K != 0)
+            || weight.Columns % _streamKStep != 0)
         {
             return false;
         }
 
-        long tiles = (weight.Rows + _streamTile.Columns - 1) / _streamTile.Columns;
-        return splits == 1 || (tiles <= StreamMaxSplitTiles && weight.Columns / _streamTile.K >= splits
-            && splits * tiles * StreamRows(rows) * _streamTile.Columns * sizeof(float) <= StreamPartialBytes);
+        long tiles = (weight.Rows + config.Columns - 1) / config.Columns;
+        return config.Splits == 1 || (tiles <= StreamMaxSplitTiles && weight.Columns / _streamKStep >= config.Splits
+            && config.Splits * tiles * StreamRows(rows) * config.Columns * sizeof(float) <= StreamPartialBytes);
     }
 
-    /// <summary>y = x·Wᵀ (+ bias, of y's dtype, or null) with k split over <paramref name="splits"/> blocks per tile.</summary>
-    private void StreamGemm(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, int splits)
+    /// <summary>y = x·Wᵀ (+ bias, of y's dtype, or null).</summary>
+    private void StreamGemm(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, StreamGemmConfig config)
     {
-        int mr = StreamRows(rows), bucket = mr / 32, outF32 = y.DType == DType.F32 ? 1 : 0;
-        ref nint function = ref _streamKernels[outF32 * 3 + bucket];
+        int mr = StreamRows(rows), outF32 = y.DType == DType.F32 ? 1 : 0;
+        int variant = (config.Columns / 64 - 1) * 3 + mr / 32;   // stream_gemm_shared_bytes[BN / 64 - 1][MR / 32]
+        ref nint function = ref _streamKernels[outF32 * 6 + variant];
         if (function == 0)
         {
-            function = _kernels.Function($"stream_gemm_{_suffix}_m{mr}{(outF32 == 1 ? "_f32" : "")}");
-            _kernels.AllowSharedMemory(function, _streamSharedBytes[bucket]);
+            function = _kernels.Function($"stream_gemm_{_suffix}_m{mr}_n{config.Columns}{(outF32 == 1 ? "_f32" : "")}");
+            _kernels.AllowSharedMemory(function, _streamSharedBytes[variant]);
         }
 
         ulong xp = (ulong)x.Data, wp = (ulong)weight.Data, bp = bias is null ? 0 : (ulong)bias.Data, yp = (ulong)y.Data;
         ulong partial = _streamPartial, counters = _streamCounters;
         int n = weight.Rows, k = (int)weight.Columns;
         void** args = stackalloc void*[] { &xp, &rows, &wp, &n, &k, &bp, &yp, &partial, &counters };
-        uint tiles = (uint)((n + _streamTile.Columns - 1) / _streamTile.Columns);
-        _kernels.Launch(function, "stream_gemm", tiles, (uint)splits, 1, StreamThreads, args, (uint)_streamSharedBytes[bucket]);
+        uint tiles = (uint)((n + config.Columns - 1) / config.Columns);
+        _kernels.Launch(function, "stream_gemm", tiles, (uint)config.Splits, 1, StreamThreads, args, (uint)_streamSharedBytes[variant]);
     }
 }

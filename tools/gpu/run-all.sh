@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tokenizers tests latency pdl stream prefill context fp8 hostgap moe attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tokenizers tests gemm latency pdl stream prefill context fp8 hostgap moe attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tokenizers tests latency pdl stream prefill context fp8 hostgap moe attention throughput serve coldstart hf}"
+STAGES="${STAGES:-templates tokenizers tests gemm latency pdl stream prefill context fp8 hostgap moe attention throughput serve coldstart hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -106,6 +106,10 @@ if has moe; then
   # A mixture of experts (Qwen3-30B-A3B's shape: 128 experts, top 8, 61 GB of bf16 weights, 3.3B active per token).
   for b in 1 32 128; do MODEL=benchmarks/models/qwen3-30b-a3b-shape latency "moe-qwen3-30b-a3b-bs$b" "$b" 128 256; done
   MODEL=benchmarks/models/qwen3-30b-a3b-shape latency moe-qwen3-30b-a3b-prefill-8x2048 8 2048 1 --max-num-batched-tokens 16384
+fi
+if has gemm; then
+  stage "celer bench gemm (the decode and prefill GEMMs alone, every candidate kernel)"
+  timeout 300 publish/gpu/celer bench gemm --model "$MODEL" --rows 1,8,16,32,64,128,256,4096 --output-json "$OUT/gemm-kernels.json" || status=1
 fi
 if has attention; then
   stage "celer bench attention (the attention operator alone)"

@@ -11,6 +11,7 @@ internal static class BenchCommand
         command.Subcommands.Add(OfflineBenchmarks.Latency());
         command.Subcommands.Add(OfflineBenchmarks.Throughput());
         command.Subcommands.Add(AttentionBenchmark.Create());
+        command.Subcommands.Add(GemmBenchmark.Create());
         command.Subcommands.Add(ServeBenchmark.Create());
         return command;
     }

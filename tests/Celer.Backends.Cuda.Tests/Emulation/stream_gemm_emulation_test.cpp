@@ -1,6 +1,6 @@
 // Runs the literal stream_gemm.cu kernels on emulated threads (common.cuh = cuda_emulation.cuh) and compares them with
 // a double-precision product of the same 16-bit inputs, rounded once to the output type: every row bucket (16, 32, 64)
-// with rows short of it, column counts that leave a block partly empty, the model dtype and fp32 (logits) out, with
+// and column tile (64, 128) with rows short of it, column counts that leave a block partly empty, the model dtype and fp32 (logits) out, with
 // and without a bias, and k split over 1 to 5 blocks, including splits that get no k at all. Each case runs twice:
 // the split-k counters must be left at zero for the next launch, as CUDA graphs replay it.
 // Usage: stream_gemm_emulation_test [seed]
@@ -11,13 +11,13 @@
 using Fn = void (*)(const void*, int, const void*, int, int, const void*, void*, float*, int*);
 
 template <typename T> struct Kernels;
+#define PICK(S, MR, BN, F32) (F32 ? (Fn)stream_gemm_##S##_m##MR##_n##BN##_f32 : (Fn)stream_gemm_##S##_m##MR##_n##BN)
 #define KERNELS(S, T)                                                                                                 \
     template <> struct Kernels<T> {                                                                                   \
         static constexpr const char* name = #S;                                                                       \
-        static Fn get(int mr, bool f32) {                                                                             \
-            if (mr == 16) return f32 ? (Fn)stream_gemm_##S##_m16_f32 : (Fn)stream_gemm_##S##_m16;                     \
-            if (mr == 32) return f32 ? (Fn)stream_gemm_##S##_m32_f32 : (Fn)stream_gemm_##S##_m32;                     \
-            return f32 ? (Fn)stream_gemm_##S##_m64_f32 : (Fn)stream_gemm_##S##_m64;                                   \
+        static Fn get(int mr, int bn, bool f32) {                                                                     \
+            if (bn == 64) return mr == 16 ? PICK(S, 16, 64, f32) : mr == 32 ? PICK(S, 32, 64, f32) : PICK(S, 64, 64, f32); \
+            return mr == 16 ? PICK(S, 16, 128, f32) : mr == 32 ? PICK(S, 32, 128, f32) : PICK(S, 64, 128, f32);        \
         }                                                                                                             \
     };
 KERNELS(f16, __half)
@@ -36,12 +36,12 @@ template <typename T> static std::vector<T> random_t(size_t n, float scale, std:
 static void readable(const void* p, size_t bytes) { g_readable.push_back({(const char*)p, bytes}); }
 
 template <typename T, typename O>
-static bool run_case(int mr, int rows, int n, int k, int splits, bool with_bias, std::mt19937& rng) {
-    const int tiles = (n + STREAM_BN - 1) / STREAM_BN;
+static bool run_case(int mr, int bn, int rows, int n, int k, int splits, bool with_bias, std::mt19937& rng) {
+    const int tiles = (n + bn - 1) / bn;
     std::vector<T> x = random_t<T>((size_t)rows * k, 1.f, rng), w = random_t<T>((size_t)n * k, 0.1f, rng);
     std::vector<O> bias(n);
     for (auto& b : bias) b = from_float<O>(std::uniform_real_distribution<float>(-0.5f, 0.5f)(rng));
-    std::vector<float> partial((size_t)splits * tiles * mr * STREAM_BN, NAN);
+    std::vector<float> partial((size_t)splits * tiles * mr * bn, NAN);
     std::vector<int> counters(tiles, 0);
     g_readable.clear();
     readable(x.data(), x.size() * sizeof(T));
@@ -52,7 +52,7 @@ static bool run_case(int mr, int rows, int n, int k, int splits, bool with_bias,
     for (int run = 0; run < 2; run++) {
         std::vector<O> y((size_t)rows * n, from_float<O>(NAN));
         launch({(unsigned)tiles, (unsigned)splits, 1}, [&] {
-            Kernels<T>::get(mr, f32)(x.data(), rows, w.data(), n, k, with_bias ? bias.data() : nullptr, y.data(), partial.data(), counters.data());
+            Kernels<T>::get(mr, bn, f32)(x.data(), rows, w.data(), n, k, with_bias ? bias.data() : nullptr, y.data(), partial.data(), counters.data());
         });
         double worst = 0;
         for (int m = 0; m < rows; m++)
@@ -67,8 +67,8 @@ static bool run_case(int mr, int rows, int n, int k, int splits, bool with_bias,
                 // One rounding of the output plus fp32 accumulation over k terms.
                 const double err = std::fabs(got - ref), bound = tol * std::fabs(ref) + 1e-6 * mag + 1e-30;
                 if (!(err <= bound)) {
-                    printf("%s mr %d rows %d n %d k %d splits %d bias %d f32 %d run %d: y[%d, %d] = %g, reference %g\n", Kernels<T>::name, mr,
-                           rows, n, k, splits, with_bias, f32, run, m, c, got, ref);
+                    printf("%s mr %d bn %d rows %d n %d k %d splits %d bias %d f32 %d run %d: y[%d, %d] = %g, reference %g\n", Kernels<T>::name,
+                           mr, bn, rows, n, k, splits, with_bias, f32, run, m, c, got, ref);
                     return false;
                 }
                 worst = std::max(worst, err / (bound + 1e-30));
@@ -79,8 +79,8 @@ static bool run_case(int mr, int rows, int n, int k, int splits, bool with_bias,
                 return false;
             }
         if (run == 0)
-            printf("%s mr %d rows %d n %d k %d splits %d bias %d f32 %d: worst error %.2f of the bound\n", Kernels<T>::name, mr, rows, n, k,
-                   splits, with_bias, f32, worst);
+            printf("%s mr %d bn %d rows %d n %d k %d splits %d bias %d f32 %d: worst error %.2f of the bound\n", Kernels<T>::name, mr, bn,
+                   rows, n, k, splits, with_bias, f32, worst);
     }
     return true;
 }
@@ -95,11 +95,12 @@ int main(int argc, char** argv) {
     };
     bool ok = true;
     for (const Case& c : cases) {
-        ok &= run_case<__nv_bfloat16, __nv_bfloat16>(c.mr, c.rows, c.n, c.k, c.splits, c.bias, rng);
-        ok &= run_case<__half, float>(c.mr, c.rows, c.n, c.k, c.splits, c.bias, rng);
+        ok &= run_case<__nv_bfloat16, __nv_bfloat16>(c.mr, 64, c.rows, c.n, c.k, c.splits, c.bias, rng);
+        ok &= run_case<__half, float>(c.mr, 128, c.rows, c.n, c.k, c.splits, c.bias, rng);
     }
-    ok &= run_case<__half, __half>(16, 2, 70, 64 * 7, 4, true, rng);
-    ok &= run_case<__nv_bfloat16, float>(64, 64, 64, 64 * 6, 5, false, rng);
+    ok &= run_case<__half, __half>(16, 64, 2, 70, 64 * 7, 4, true, rng);
+    ok &= run_case<__nv_bfloat16, float>(64, 128, 64, 64, 64 * 6, 5, false, rng);
+    ok &= run_case<__nv_bfloat16, __nv_bfloat16>(32, 128, 30, 300, 64 * 9, 3, true, rng);
     printf("mma.sync issued: %lld -> %s\n", g_mma_count, ok ? "PASS" : "FAIL");
     return ok ? 0 : 1;
 }

@@ -1,0 +1,112 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Celer.Backends.Cuda;
+using Celer.Models.Backend;
+using Celer.Models.Config;
+using Celer.Models.Weights;
+
+namespace Celer.Cli.Bench;
+
+/// <summary>
+/// <c>celer bench gemm</c>: the CUDA GEMMs of one decoder layer and the lm_head of a model's config alone, at several
+/// row counts, with every kernel the GEMM tuner chooses from (cuBLASLt's heuristic candidates, <c>cublasGemmEx</c>, the
+/// skinny and streaming kernels per configuration), each timed over back-to-back launches as the tuner does. Reports
+/// the weight bytes read per second (decode steps are bound by them) and TFLOP/s, to set against the card's copy and
+/// GEMM ceilings.
+/// </summary>
+internal static class GemmBenchmark
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Required = true, Description = "A model folder; only its config.json is read." };
+        var dtype = new Option<string>("--dtype") { DefaultValueFactory = _ => "bfloat16", Description = "bfloat16 or float16." };
+        var rowsOption = new Option<string>("--rows") { DefaultValueFactory = _ => "1,8,16,32,64,128,256,4096", Description = "Row counts, comma-separated." };
+        var iters = new Option<int>("--num-iters") { DefaultValueFactory = _ => 20, Description = "Back-to-back launches timed per kernel." };
+        var outputJson = new Option<string?>("--output-json") { Description = "Write the results as JSON to this file (none are written without it)." };
+        var command = new Command("gemm", "The CUDA GEMMs of a model's layer alone, every candidate kernel at each row count.");
+        foreach (Option option in new Option[] { model, dtype, rowsOption, iters, outputJson })
+        {
+            command.Options.Add(option);
+        }
+
+        command.SetAction((result, _) => CliRunner.RunAsync(result, async () =>
+        {
+            DType type = result.GetValue(dtype)!.ToLowerInvariant() switch
+            {
+                "bfloat16" or "bf16" => DType.BF16,
+                "float16" or "half" or "fp16" => DType.F16,
+                string other => throw new ArgumentException($"--dtype: '{other}' is not bfloat16 or float16."),
+            };
+            int[] rowCounts = [.. result.GetValue(rowsOption)!.Split(',').Select(r => int.TryParse(r, out int v) && v > 0 ? v : throw new ArgumentException($"--rows: '{r}' is not a positive count."))];
+            int repeats = result.GetValue(iters);
+            ModelConfig config = ModelConfig.Load(result.GetValue(model)!);
+            var output = result.InvocationConfiguration.Output;
+
+            int q = config.NumAttentionHeads * config.HeadDim, kv = config.NumKeyValueHeads * config.HeadDim;
+            (string Name, int N, int K, bool Logits)[] shapes =
+            [
+                ("qkv_proj", q + 2 * kv, config.HiddenSize, false),
+                ("o_proj", config.HiddenSize, q, false),
+                ("gate_up_proj", 2 * config.IntermediateSize, config.HiddenSize, false),
+                ("down_proj", config.HiddenSize, config.IntermediateSize, false),
+                ("lm_head", config.VocabSize, config.HiddenSize, true),
+            ];
+
+            using var backend = new CudaBackend(CudaDevice.Open(), type, ownsDevice: true);
+            using var source = new DummyWeightSource(type, seed: 3, materialize: false);
+            var measured = new JsonArray();
+            int maxRows = rowCounts.Max();
+            foreach ((string name, int n, int k, bool logits) in shapes)
+            {
+                Tensor weight = backend.LoadWeight(source.Get(name, n, k));
+                Tensor x = backend.LoadWeight(source.Get($"{name}.x", maxRows, k));
+                Tensor y = backend.Allocate($"{name}.y", logits ? DType.F32 : type, maxRows, n);
+                double bytes = (double)n * k * type.ByteSize();
+                foreach (int rows in rowCounts)
+                {
+                    var kernels = backend.TimeGemmKernels(x, rows, weight, null, y, repeats);
+                    (string bestKernel, double best) = kernels.MinBy(c => c.Seconds);
+                    double cublas = kernels.Where(c => c.Kernel.StartsWith("cublas", StringComparison.Ordinal)).Min(c => c.Seconds);
+                    await output.WriteLineAsync(
+                        $"{name} {n}x{k} rows {rows}: best {bestKernel} {best * 1e6:F1} us = {bytes / best / 1e12:F2} TB/s of weights, " +
+                        $"{2.0 * rows * n * k / best / 1e12:F1} TFLOP/s; best cuBLAS {cublas * 1e6:F1} us");
+                    var times = new JsonObject();
+                    foreach ((string kernel, double seconds) in kernels)
+                    {
+                        times[kernel] = seconds;
+                    }
+
+                    measured.Add(new JsonObject
+                    {
+                        ["weight"] = name,
+                        ["n"] = n,
+                        ["k"] = k,
+                        ["rows"] = rows,
+                        ["best_kernel"] = bestKernel,
+                        ["best_seconds"] = best,
+                        ["best_cublas_seconds"] = cublas,
+                        ["weight_tb_per_s"] = bytes / best / 1e12,
+                        ["tflop_per_s"] = 2.0 * rows * n * k / best / 1e12,
+                        ["seconds_by_kernel"] = times,
+                    });
+                }
+            }
+
+            var parameters = new JsonObject
+            {
+                ["model"] = result.GetValue(model),
+                ["dtype"] = type.ToString(),
+                ["rows"] = new JsonArray([.. rowCounts.Select(r => (JsonNode)r)]),
+                ["num_iters"] = repeats,
+            };
+            if (BenchmarkReport.Write("gemm", Path.GetFileName(Path.GetFullPath(result.GetValue(model)!)), "cuda", parameters,
+                    new JsonObject { ["gemms"] = measured }, result.GetValue(outputJson)) is { } path)
+            {
+                await output.WriteLineAsync($"Results written to {path}");
+            }
+
+            return 0;
+        }));
+        return command;
+    }
+}
