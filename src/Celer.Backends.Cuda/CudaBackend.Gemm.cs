@@ -271,7 +271,13 @@ public sealed unsafe partial class CudaBackend
             candidates.Add(new GemmChoice(GemmKernel.Skinny));
         }
 
-        candidates.AddRange(StreamConfigs.Where(config => StreamGemmFits(x, rows, weight, y, config)).Select(config => new GemmChoice(GemmKernel.Stream, Stream: config)));
+        var streamed = StreamConfigs.Where(config => StreamGemmFits(x, rows, weight, y, config)).Select(config => new GemmChoice(GemmKernel.Stream, Stream: config)).ToList();
+        if (StreamGemmOnly && streamed.Count > 0)
+        {
+            return streamed;
+        }
+
+        candidates.AddRange(streamed);
         return candidates;
     }
 

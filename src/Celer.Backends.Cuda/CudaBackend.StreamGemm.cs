@@ -20,8 +20,12 @@ public sealed unsafe partial class CudaBackend
     private const int StreamMaxSplitTiles = 4096;      // column tiles a split GEMM may have (one counter each)
     private static readonly int[] StreamSplitCounts = [1, 2, 4, 8, 16];
 
-    // CELER_CUDA_STREAM_GEMM=0 leaves the kernel out of the tuner's candidates (to measure what it gives).
-    private static readonly bool StreamGemmDisabled = Environment.GetEnvironmentVariable("CELER_CUDA_STREAM_GEMM") == "0";
+    // CELER_CUDA_STREAM_GEMM=0 leaves the kernel out of the tuner's candidates, =only makes its configurations the only
+    // candidates where one fits (to measure what it gives in a whole step, where its early weight loads overlap the
+    // kernel before it, which the tuner's back-to-back timing of one GEMM cannot see).
+    private static readonly string? StreamGemmMode = Environment.GetEnvironmentVariable("CELER_CUDA_STREAM_GEMM");
+    private static readonly bool StreamGemmDisabled = StreamGemmMode == "0";
+    private static readonly bool StreamGemmOnly = StreamGemmMode == "only";
 
     private readonly Dictionary<(int Columns, int KStep, int Rows, bool F32), nint> _streamKernels = [];
     private (int Columns, int KStep)[] _streamTiles = [];      // the compiled tiles that fit this card's shared memory

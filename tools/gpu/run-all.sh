@@ -72,9 +72,12 @@ if has pdl; then
   unset CELER_CUDA_PDL
 fi
 if has stream; then
-  # The weight-streaming decode GEMM left out of the tuner's candidates (CELER_CUDA_STREAM_GEMM=0), against the latency stage.
+  # The weight-streaming decode GEMM left out of the tuner's candidates (CELER_CUDA_STREAM_GEMM=0), against the latency stage ...
   export CELER_CUDA_STREAM_GEMM=0
   for b in 1 32 64; do latency "latency-bs$b-nostream" "$b" 128 256; done
+  # ... and as the only candidate where it fits (its weight loads start before the previous kernel ends).
+  export CELER_CUDA_STREAM_GEMM=only
+  for b in 1 32; do latency "latency-bs$b-streamonly" "$b" 128 256; done
   unset CELER_CUDA_STREAM_GEMM
 fi
 if has prefill; then
