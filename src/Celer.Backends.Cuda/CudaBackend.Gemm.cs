@@ -9,19 +9,13 @@ internal enum GemmPolicy
 {
     /// <summary>
     /// Up to <see cref="CudaBackend.TunedRowsLimit"/> rows, the fastest on this device of cuBLASLt's heuristic
-    /// candidates, <c>cublasGemmEx</c>, the skinny kernels and the streaming kernel per split count, timed per weight
-    /// shape and row bucket; beyond, cuBLASLt's first candidate.
+    /// candidates, <c>cublasGemmEx</c> and the skinny kernels, timed per weight shape and row bucket; beyond, cuBLASLt's
+    /// first candidate.
     /// </summary>
     Tune,
 
     /// <summary>The skinny kernels wherever they apply, else cuBLASLt's first candidate (tests).</summary>
     Skinny,
-
-    /// <summary>
-    /// The streaming kernel in <see cref="CudaBackend.StreamConfig"/> wherever it applies, else cuBLASLt's first candidate
-    /// (tests).
-    /// </summary>
-    Stream,
 
     /// <summary>cuBLASLt's candidate <see cref="CudaBackend.LtCandidate"/> (tests).</summary>
     CublasLt,
@@ -35,7 +29,7 @@ internal enum GemmPolicy
 /// bucket (the next power of two), and adds a bias of the output's dtype in its epilogue instead of a second kernel.
 /// For the buckets of decode steps (up to <see cref="TunedRowsLimit"/> rows), which CUDA graphs replay thousands of
 /// times, the first eager step that meets a shape times cuBLASLt's top heuristic candidates, <c>cublasGemmEx</c> and,
-/// up to 64 rows, the skinny kernels and the streaming kernel at each split count, and keeps the fastest: the heuristic's first pick is often not the fastest at a
+/// up to 64 rows, the skinny kernels, and keeps the fastest: the heuristic's first pick is often not the fastest at a
 /// few rows (where split-k and small tiles trade against each other), and what wins differs by card and library
 /// version. Larger buckets (prefill) take the heuristic's first candidate without timing.
 /// </summary>
@@ -53,13 +47,10 @@ public sealed unsafe partial class CudaBackend
     /// <summary>Which of cuBLASLt's heuristic candidates <see cref="GemmPolicy.CublasLt"/> runs (0: its first pick).</summary>
     internal int LtCandidate { get; set; }
 
-    private enum GemmKernel : byte { CublasLt, CublasGemmEx, Skinny, Stream }
+    private enum GemmKernel : byte { CublasLt, CublasGemmEx, Skinny }
 
-    /// <summary>
-    /// What runs one GEMM; <see cref="Candidate"/> is the algorithm's rank in cuBLASLt's heuristic (for the log),
-    /// <see cref="Stream"/> the streaming kernel's tile and split.
-    /// </summary>
-    private readonly record struct GemmChoice(GemmKernel Kernel, CublasLt.MatmulAlgo Algo = default, int Candidate = 0, StreamGemmConfig Stream = default);
+    /// <summary>What runs one GEMM; <see cref="Candidate"/> is the algorithm's rank in cuBLASLt's heuristic (for the log).</summary>
+    private readonly record struct GemmChoice(GemmKernel Kernel, CublasLt.MatmulAlgo Algo = default, int Candidate = 0);
 
     /// <summary>What a cuBLASLt plan depends on besides the rows: pointers aligned to fewer bytes take other algorithms.</summary>
     private readonly record struct GemmShape(int N, int K, DType Input, DType Output, bool FusedBias, int Alignment);
@@ -106,8 +97,6 @@ public sealed unsafe partial class CudaBackend
         {
             case GemmPolicy.Skinny when SkinnyGemmFits(x, rows, weight, y):
                 return new GemmChoice(GemmKernel.Skinny);
-            case GemmPolicy.Stream when StreamGemmFits(x, rows, weight, y, StreamConfig):
-                return new GemmChoice(GemmKernel.Stream, Stream: StreamConfig);
             case GemmPolicy.CublasGemmEx:
                 return new GemmChoice(GemmKernel.CublasGemmEx);
             case GemmPolicy.CublasLt:
@@ -182,10 +171,6 @@ public sealed unsafe partial class CudaBackend
             case GemmKernel.CublasGemmEx:
                 CublasGemmEx(x, rows, weight, y);
                 break;
-            case GemmKernel.Stream:
-                StreamGemm(x, rows, weight, plan.Shape.FusedBias ? bias : null, y, choice.Stream);
-                biasDone = plan.Shape.FusedBias;
-                break;
             default:
                 LtMatmul(plan, choice.Algo, x, rows, weight, bias, y);
                 biasDone = plan.Shape.FusedBias;
@@ -259,7 +244,7 @@ public sealed unsafe partial class CudaBackend
     {
         Span<CublasLt.HeuristicResult> results = stackalloc CublasLt.HeuristicResult[HeuristicCandidates];
         int count = Heuristics(plan, RowBucket(rows), results);
-        var candidates = new List<GemmChoice>(HeuristicCandidates + 12);
+        var candidates = new List<GemmChoice>(HeuristicCandidates + 2);
         for (int i = 0; i < count; i++)
         {
             candidates.Add(new GemmChoice(GemmKernel.CublasLt, results[i].Algo, i));
@@ -271,13 +256,6 @@ public sealed unsafe partial class CudaBackend
             candidates.Add(new GemmChoice(GemmKernel.Skinny));
         }
 
-        var streamed = StreamConfigs.Where(config => StreamGemmFits(x, rows, weight, y, config)).Select(config => new GemmChoice(GemmKernel.Stream, Stream: config)).ToList();
-        if (StreamGemmOnly && streamed.Count > 0)
-        {
-            return streamed;
-        }
-
-        candidates.AddRange(streamed);
         return candidates;
     }
 
@@ -318,18 +296,10 @@ public sealed unsafe partial class CudaBackend
             .GroupBy(e => e.Key)
             .ToDictionary(g => g.Key, g => Label(g.First().Value));
 
-    /// <summary>The kernel <see cref="Linear"/> runs for these operands under the current policy (tests).</summary>
-    internal string GemmKernelFor(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
-    {
-        GemmPlan plan = Plan(x, weight, bias, y);
-        return Label(plan.Choices.TryGetValue(RowBucket(rows), out GemmChoice choice) ? choice : Choose(plan, x, rows, weight, bias, y));
-    }
-
-    /// <summary>"skinny", "stream/n(columns)/s(splits)", "cublasLt #rank" or "cublasGemmEx".</summary>
+    /// <summary>"skinny", "cublasLt #rank" or "cublasGemmEx".</summary>
     private static string Label(GemmChoice choice) => choice switch
     {
         { Kernel: GemmKernel.Skinny } => "skinny",
-        { Kernel: GemmKernel.Stream } => choice.Stream.ToString(),
         { Kernel: GemmKernel.CublasGemmEx } => "cublasGemmEx",
         _ => $"cublasLt #{choice.Candidate + 1}",
     };

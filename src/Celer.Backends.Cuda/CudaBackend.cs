@@ -98,7 +98,6 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         _pendingTokens = new DeviceInts(this, inGraphs: false);   // read by a kernel launched before the graph
         _gemmWorkspace = Track(device.Allocate(CublasWorkspaceBytes)).Pointer;
         Cublas.Check(Cublas.cublasSetWorkspace_v2(device.CublasHandle, _gemmWorkspace, CublasWorkspaceBytes), "cublasSetWorkspace");
-        InitStreamGemm();
     }
 
     /// <summary>

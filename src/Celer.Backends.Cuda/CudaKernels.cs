@@ -76,22 +76,16 @@ internal sealed unsafe class CudaKernels : IDisposable
     /// <summary>Element <paramref name="index"/> of an int array the kernel sources define (<c>extern "C" __device__ const int</c>).</summary>
     public int ReadInt(string global, int index)
     {
-        int[] values = ReadInts(global);
-        return index < values.Length ? values[index] : throw new ArgumentOutOfRangeException(nameof(index), $"{global} holds {values.Length} values");
-    }
-
-    /// <summary>An int array the kernel sources define (<c>extern "C" __device__ const int</c>), whole.</summary>
-    public int[] ReadInts(string global)
-    {
         CudaDriver.Check(CudaDriver.cuModuleGetGlobal_v2(out ulong pointer, out nuint bytes, _module.DangerousGetHandle(), global), $"cuModuleGetGlobal({global})");
-        int[] values = new int[(int)bytes / sizeof(int)];
-        fixed (int* destination = values)
+        if ((ulong)(index + 1) * sizeof(int) > bytes)
         {
-            CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync_v2(destination, pointer, bytes, _device.Stream), "cuMemcpyDtoH");
+            throw new ArgumentOutOfRangeException(nameof(index), $"{global} holds {bytes / sizeof(int)} values");
         }
 
+        int value;
+        CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync_v2(&value, pointer + (ulong)index * sizeof(int), sizeof(int), _device.Stream), "cuMemcpyDtoH");
         CudaDriver.Check(CudaDriver.cuStreamSynchronize(_device.Stream), "cuStreamSynchronize");
-        return values;
+        return value;
     }
 
     /// <summary>Lets a kernel take <paramref name="bytes"/> of dynamic shared memory (the default cap is 48 KB).</summary>

@@ -4,7 +4,7 @@ using Celer.TestSupport;
 namespace Celer.Backends.Cuda.Tests;
 
 /// <summary>
-/// The tensor-core attention kernels (and moe.cu's and stream_gemm.cu's, below) where no GPU is (CI): flash_attention.cu and flash_decode.cu as they are, built by
+/// The tensor-core attention kernels (and moe.cu's, below) where no GPU is (CI): flash_attention.cu and flash_decode.cu as they are, built by
 /// the host's C++ compiler against a CUDA emulation (Emulation/cuda_emulation.cuh: fibers for threads, mma.sync,
 /// ldmatrix and cp.async from their PTX definitions) and compared with a double-precision reference over every head
 /// size, 16-bit and fp8 cache, GQA groups 1–16, block sizes, sliding windows and splits
@@ -63,27 +63,6 @@ public sealed class KernelEmulationTests
                 (int exit, string output) = await Run(binary, [seed]);
                 Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"moe_test {seed} exited {exit}:\n{Tail(output)}");
             }
-        }
-        finally
-        {
-            build.Delete(recursive: true);
-        }
-    }
-
-    /// <summary>
-    /// stream_gemm.cu's kernels as they are (each row bucket, split k with its last-block sum and counter reset, bias,
-    /// fp32 out) in bf16 and fp16 against a double-precision reference (Emulation/stream_gemm_emulation_test.cpp).
-    /// </summary>
-    [Fact]
-    public async Task Stream_gemm_matches_the_reference_under_emulation()
-    {
-        string compiler = EmulationCompiler("OperatorParityTests");
-        DirectoryInfo build = EmulationBuild("stream_gemm_emulation_test.cpp", "stream_gemm.cu");
-        try
-        {
-            await CompileEmulation(compiler, build, "stream_gemm_emulation_test.cpp", "stream_gemm_test");
-            (int exit, string output) = await Run(Path.Combine(build.FullName, "stream_gemm_test"), ["7"]);
-            Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"stream_gemm_test exited {exit}:\n{Tail(output)}");
         }
         finally
         {

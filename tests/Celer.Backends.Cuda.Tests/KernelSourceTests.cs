@@ -10,13 +10,6 @@ namespace Celer.Backends.Cuda.Tests;
 /// </summary>
 public sealed partial class KernelSourceTests
 {
-    /// <summary>
-    /// Device functions that only read model weights, which no kernel writes once they are loaded: a kernel may call one
-    /// of them right before the wait (stream_gemm.cu starts loading W while the previous kernel finishes). A function
-    /// joins this list only after its body has been read for exactly that.
-    /// </summary>
-    private static readonly string[] WeightOnlyPrologues = ["stream_prefetch_weights"];
-
     [Fact]
     public void Every_kernel_waits_for_the_previous_one_before_anything_else()
     {
@@ -24,14 +17,11 @@ public sealed partial class KernelSourceTests
         string source = string.Join('\n', Directory.GetFiles(kernels, "*.cu").Order().Select(File.ReadAllText));
         source = Comments().Replace(source, " ").Replace("\\\n", " ");
 
-        // Device functions whose body starts with the wait (after a weight-only prologue at most): a kernel may begin by
-        // calling one of them.
+        // Device functions whose body starts with the wait: a kernel may begin by calling one of them.
         var waiting = new HashSet<string>(StringComparer.Ordinal);
         foreach (Match definition in Definitions().Matches(source))
         {
-            string[] statements = [.. Statements(source, definition).Take(2)];
-            bool prologue = statements.Length == 2 && WeightOnlyPrologues.Contains(CalleeOf(statements[0]));
-            if (statements.Length > 0 && statements[prologue ? 1 : 0].StartsWith("celer_pdl_begin()", StringComparison.Ordinal))
+            if (FirstStatement(source, definition) is { } first && first.StartsWith("celer_pdl_begin()", StringComparison.Ordinal))
             {
                 waiting.Add(definition.Groups["name"].Value);
             }
@@ -48,8 +38,9 @@ public sealed partial class KernelSourceTests
 
             string name = definition.Groups["name"].Value;
             kernelsChecked.Add(name);
-            string first = Statements(source, definition).FirstOrDefault() ?? "";
-            if (!first.StartsWith("celer_pdl_begin()", StringComparison.Ordinal) && !waiting.Contains(CalleeOf(first)))
+            string first = FirstStatement(source, definition) ?? "";
+            string callee = Callee().Match(first) is { Success: true } call ? call.Groups[1].Value : "";
+            if (!first.StartsWith("celer_pdl_begin()", StringComparison.Ordinal) && !waiting.Contains(callee))
             {
                 offenders.Add($"{name}: begins with '{first}'");
             }
@@ -59,23 +50,28 @@ public sealed partial class KernelSourceTests
         Assert.True(offenders.Count == 0, "Kernels that do not call celer_pdl_begin() first:\n" + string.Join('\n', offenders));
     }
 
-    /// <summary>The body's statements from the first on, past shared-memory declarations (they touch no global memory).</summary>
-    private static IEnumerable<string> Statements(string source, Match definition)
+    /// <summary>The body's first statement, past shared-memory declarations (they touch no global memory).</summary>
+    private static string? FirstStatement(string source, Match definition)
     {
-        int at = definition.Index + definition.Length;   // the pattern ends at the body's brace
-        while (source.IndexOf(';', at) is var end and >= 0)
+        int open = definition.Index + definition.Length - 1;   // the pattern ends at the body's brace
+        int at = open + 1;
+        while (true)
         {
+            int end = source.IndexOf(';', at);
+            if (end < 0)
+            {
+                return null;
+            }
+
             string statement = source[at..end].Trim();
             if (!statement.Contains("__shared__", StringComparison.Ordinal))
             {
-                yield return statement;
+                return statement;
             }
 
             at = end + 1;
         }
     }
-
-    private static string CalleeOf(string statement) => Callee().Match(statement) is { Success: true } call ? call.Groups[1].Value : "";
 
     [GeneratedRegex(@"//[^\n]*|/\*.*?\*/", RegexOptions.Singleline)]
     private static partial Regex Comments();

@@ -164,50 +164,6 @@ public sealed class OperatorParityTests
         Assert.True(error < (dtype == DType.F32 ? Fp32Tolerance * 10 : Tolerance(dtype)), $"relative error {error}");
     }
 
-    /// <summary>
-    /// The streaming kernel (<c>stream_gemm.cu</c>), forced on at a given tile (columns × k step) and split count: each
-    /// row bucket (16, 32, 64) with rows short of it, column counts that leave a tile partly empty, the model dtype and
-    /// fp32 (logits) out, with and without a bias (in the kernel's epilogue where it has the output's dtype), k split
-    /// over up to 16 blocks, in runs that leave the last split short or empty (5 steps of k over 4 splits: 2, 2, 1, 0).
-    /// The GEMM runs twice: the split-k tile counters must be back at zero for the second launch.
-    /// </summary>
-    [Theory]
-    [InlineData(DType.BF16, 1, 4096, 1024, 64, 64, 1, false, false)]
-    [InlineData(DType.BF16, 1, 4096, 4096, 128, 64, 8, true, false)]
-    [InlineData(DType.BF16, 3, 14336, 200, 64, 256, 16, false, true)]
-    [InlineData(DType.F16, 16, 1024, 333, 128, 64, 4, true, false)]
-    [InlineData(DType.BF16, 17, 4096, 6144, 64, 128, 2, false, false)]
-    [InlineData(DType.BF16, 32, 256, 130, 128, 64, 2, true, true)]
-    [InlineData(DType.F16, 47, 4096, 160, 64, 256, 1, false, true)]
-    [InlineData(DType.BF16, 64, 320, 517, 128, 64, 4, true, false)]
-    [InlineData(DType.BF16, 64, 640, 517, 64, 128, 4, false, false)]
-    public void Stream_gemm_matches_the_cpu(DType dtype, int rows, int k, int n, int columns, int kStep, int splits, bool withBias, bool logitsOut)
-    {
-        Gpu.Require();
-        using var host = new HostTensors(rows * 11 + k + n + splits);
-        WeightTensor x = host.Random("x", DType.F32, 1f, rows, k);
-        WeightTensor w = host.Random("w", dtype, 0.05f, n, k);
-        WeightTensor bias = host.Random("b", dtype, 0.5f, n);
-
-        using var cpu = new CpuBackend(DType.F32);
-        Tensor cy = cpu.Allocate("y", DType.F32, rows, n);
-        cpu.Linear(cpu.LoadWeight(x), rows, cpu.LoadWeight(w), withBias ? cpu.LoadWeight(bias) : null, cy);
-        float[] expected = HostTensors.Read(cpu, cy, rows);
-
-        var config = new CudaBackend.StreamGemmConfig(columns, kStep, splits);
-        using var gpu = new CudaBackend(Gpu.Device, dtype) { GemmPolicy = GemmPolicy.Stream, StreamConfig = config };
-        Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadWeight(w), gb = gpu.LoadWeight(bias);
-        Tensor y = gpu.Allocate("y", logitsOut ? DType.F32 : gpu.ActivationDType, rows, n);
-        for (int run = 0; run < 2; run++)
-        {
-            gpu.Linear(gx, rows, gw, withBias ? gb : null, y);
-            double error = HostTensors.RelativeError(HostTensors.Read(gpu, y, rows), expected);
-            Assert.True(error < Tolerance(dtype), $"run {run}: relative error {error}");
-        }
-
-        Assert.Equal(config.ToString(), gpu.GemmKernelFor(gx, rows, gw, withBias ? gb : null, y));
-    }
-
     [Theory]
     [InlineData(DType.BF16, 3, 4096, 1024, false)]
     [InlineData(DType.F16, 2, 64, 40, false)]

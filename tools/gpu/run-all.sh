@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tokenizers tests gemm latency pdl stream prefill context fp8 hostgap moe attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 hostgap moe attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tokenizers tests gemm latency pdl stream prefill context fp8 hostgap moe attention throughput serve coldstart hf}"
+STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 hostgap moe attention throughput serve coldstart hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -70,15 +70,6 @@ if has pdl; then
   export CELER_CUDA_PDL=0
   for b in 1 32; do latency "latency-bs$b-nopdl" "$b" 128 256; done
   unset CELER_CUDA_PDL
-fi
-if has stream; then
-  # The weight-streaming decode GEMM left out of the tuner's candidates (CELER_CUDA_STREAM_GEMM=0), against the latency stage ...
-  export CELER_CUDA_STREAM_GEMM=0
-  for b in 1 32 64; do latency "latency-bs$b-nostream" "$b" 128 256; done
-  # ... and as the only candidate where it fits (its weight loads start before the previous kernel ends).
-  export CELER_CUDA_STREAM_GEMM=only
-  for b in 1 32; do latency "latency-bs$b-streamonly" "$b" 128 256; done
-  unset CELER_CUDA_STREAM_GEMM
 fi
 if has prefill; then
   # Output 1: the time is the prefill of 8 × 2048 tokens (summarize.py turns it into model TFLOP/s).

@@ -1,8 +1,7 @@
-// Host emulation of the CUDA features flash_attention.cu, flash_decode.cu, moe.cu and stream_gemm.cu use, so their
-// literal source runs on a CPU (KernelEmulationTests copies this file next to them as common.cuh). Every CUDA thread
-// is a ucontext fiber; __syncthreads, __syncwarp, warp shuffles, ldmatrix, mma.sync and cp.async (landing at a random
-// moment before its wait, commit groups included) are emulated from their documented PTX semantics, not from the
-// kernels' formulas.
+// Host emulation of the CUDA features flash_attention.cu, flash_decode.cu and moe.cu use, so their literal source runs on a CPU
+// (KernelEmulationTests copies this file next to them as common.cuh). Every CUDA thread is a ucontext fiber;
+// __syncthreads, __syncwarp, warp shuffles, ldmatrix, mma.sync and cp.async (landing at a random moment before its
+// wait, commit groups included) are emulated from their documented PTX semantics, not from the kernels' formulas.
 #pragma once
 #include <ucontext.h>
 #include <cstdint>
@@ -123,9 +122,6 @@ template <typename V> inline V __shfl_up_sync(unsigned mask, V v, int o) {
 }
 // Fibers switch only at barriers, so a read-modify-write is atomic as it stands.
 inline int atomicAdd(int* p, int v) { int old = *p; *p += v; return old; }
-// Blocks run one after another, each to its end: every write is visible to later blocks without a fence.
-inline void __threadfence() {}
-template <typename V> inline V __ldcg(const V* p) { return *p; }
 
 // common.cuh's conversions and warp reductions (moe.cu uses them), with the same rounding (nearest even).
 inline float to_float(float v) { return v; }
