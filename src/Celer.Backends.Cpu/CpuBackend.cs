@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Celer.Backends.Cpu.Kernels;
 using Celer.Models.Backend;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Backends.Cpu;
@@ -33,6 +34,10 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
     private float* _kScratch, _vScratch;
     private long _scratchElements;
 
+    // An FP8 W8A8 layer's input as quantized for its matmul (the activation buffer itself stays as it was).
+    private float* _quantizedInput;
+    private long _quantizedInputElements;
+
     public string Name => $"cpu ({Environment.ProcessorCount} threads)";
 
     /// <summary>The CPU computes in fp32 whatever the checkpoint's dtype (the matmul widens 16-bit weights as it reads them).</summary>
@@ -42,6 +47,7 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
 
     public Tensor LoadWeight(WeightTensor weight)
     {
+        weight.RequireUnquantized();
         if (weight.Shape.Length != 1 && weight.DType != weightDType)
         {
             return LoadStacked(weight.Name, weight);
@@ -59,6 +65,7 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
 
     public Tensor LoadStacked(string name, params WeightTensor[] parts)
     {
+        Array.ForEach(parts, part => part.RequireUnquantized());
         int[] trailing = parts[0].Shape[1..];
         if (parts.Any(p => !p.Shape.AsSpan(1).SequenceEqual(trailing)))
         {
@@ -163,8 +170,18 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
         }
     }
 
-    public void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y) =>
-        MatMul.Run(F(x), rows, (int)weight.Columns, (void*)weight.Data, weight.DType, weight.Rows, F(y), bias is null ? null : F(bias));
+    public void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, ActivationQuantization? activations = null)
+    {
+        float* input = F(x);
+        if (activations is not null)
+        {
+            EnsureQuantizedInput((long)rows * x.Columns);
+            Fp8Activations.Quantize(input, rows, (int)x.Columns, activations, _quantizedInput);
+            input = _quantizedInput;
+        }
+
+        MatMul.Run(input, rows, (int)weight.Columns, (void*)weight.Data, weight.DType, weight.Rows, F(y), bias is null ? null : F(bias));
+    }
 
     public void RmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y)
     {
@@ -325,6 +342,20 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
     }
 
     private static float* F(Tensor t) => (float*)t.Data;
+
+    private void EnsureQuantizedInput(long elements)
+    {
+        if (elements > _quantizedInputElements)
+        {
+            if (_owned.Remove((nint)_quantizedInput))
+            {
+                NativeMemory.AlignedFree(_quantizedInput);
+            }
+
+            _quantizedInput = AllocateFloats(elements);
+            _quantizedInputElements = elements;
+        }
+    }
 
     private float* AllocateFloats(long count)
     {

@@ -1,5 +1,6 @@
 using Celer.Backends.Cuda.Interop;
 using Celer.Models.Backend;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Backends.Cuda;
@@ -55,8 +56,13 @@ public sealed unsafe partial class CudaBackend
     /// <summary>What a cuBLASLt plan depends on besides the rows: pointers aligned to fewer bytes take other algorithms.</summary>
     private readonly record struct GemmShape(int N, int K, DType Input, DType Output, bool FusedBias, int Alignment);
 
-    public void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
+    public void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, ActivationQuantization? activations = null)
     {
+        if (activations is not null)
+        {
+            throw new NotSupportedException("FP8 W8A8 layers run on the CPU backend so far (the loader refuses FP8 checkpoints on CUDA).");
+        }
+
         GemmPlan plan = Plan(x, weight, bias, y);
         int bucket = RowBucket(rows);
         if (!plan.Choices.TryGetValue(bucket, out GemmChoice choice))

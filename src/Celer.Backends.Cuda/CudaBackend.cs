@@ -127,6 +127,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 
     public Tensor LoadWeight(WeightTensor weight)
     {
+        weight.RequireUnquantized();
         _device.MakeCurrent();
         var tensor = new Tensor(weight.Name, 0, ActivationDType, weight.Shape);
         SafeDeviceMemoryHandle memory = Track(_device.Allocate(tensor.ByteLength));
@@ -136,6 +137,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 
     public Tensor LoadStacked(string name, params WeightTensor[] parts)
     {
+        Array.ForEach(parts, part => part.RequireUnquantized());
         int[] trailing = parts[0].Shape[1..];
         if (parts.Any(p => !p.Shape.AsSpan(1).SequenceEqual(trailing)))
         {

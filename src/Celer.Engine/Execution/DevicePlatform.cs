@@ -3,6 +3,7 @@ using Celer.Backends.Cuda;
 using Celer.Backends.Cuda.Interop;
 using Celer.Models.Backend;
 using Celer.Models.Config;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Engine.Execution;
@@ -38,6 +39,9 @@ internal abstract class DevicePlatform
     /// </summary>
     public abstract string? KvCacheRefusal(DType cache, DType modelDType);
 
+    /// <summary>Why a checkpoint quantized as <paramref name="quantization"/> cannot run here; null when it can.</summary>
+    public abstract string? QuantizationRefusal(QuantizationConfig quantization);
+
     public abstract IModelBackend CreateBackend(DType dtype, DType? kvCacheDType);
 
     /// <summary>The KV cache's bytes when <c>--kv-cache-memory</c> does not say, once weights and buffers are in place.</summary>
@@ -64,6 +68,9 @@ internal sealed class CpuPlatform : DevicePlatform
 
     /// <summary>The CPU computes in fp32 whatever the model dtype and decodes bf16 and FP8 caches block by block.</summary>
     public override string? KvCacheRefusal(DType cache, DType modelDType) => null;
+
+    /// <summary>FP8 checkpoints run with their weights dequantized at load and W8A8 inputs quantized as their kernels do.</summary>
+    public override string? QuantizationRefusal(QuantizationConfig quantization) => null;
 
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType) => new CpuBackend(dtype, kvCacheDType);
 
@@ -98,6 +105,9 @@ internal sealed class CudaPlatform : DevicePlatform
         DType.BF16 when modelDType != DType.BF16 => $"is the model dtype's cache on a GPU, and this model is served in {modelDType}: use --dtype bfloat16 or --kv-cache-dtype auto",
         _ => null,
     };
+
+    public override string? QuantizationRefusal(QuantizationConfig quantization) =>
+        $"is an FP8 checkpoint ({quantization.Method}); the CUDA backend has no FP8 GEMMs yet: run it with --device cpu, or serve the model's bf16 checkpoint on the GPU";
 
     /// <summary>A dtype or KV-cache type the card cannot run (bf16 before sm_80) is the user's to fix, in one line.</summary>
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType)

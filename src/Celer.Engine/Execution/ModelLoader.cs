@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Celer.Models.Architectures;
 using Celer.Models.Backend;
 using Celer.Models.Config;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 using Celer.Tokenization;
 
@@ -91,6 +92,19 @@ public static class ModelLoader
 
         Phase($"read the model config ({config.Architecture}) and tokenizer");
         DevicePlatform platform = DevicePlatform.For(args.Device);
+        if (config.Quantization is { } quantization)
+        {
+            if (platform.QuantizationRefusal(quantization) is { } refusal)
+            {
+                throw new ModelLoadException($"'{dir}' {refusal}.");
+            }
+
+            if (args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new ModelLoadException($"'{dir}' is an FP8 checkpoint ({quantization.Method}): --load-format dummy makes unquantized weights only.");
+            }
+        }
+
         DType dtype = ModelDType(args, config, platform);
         DType? kvDType = KvCacheDType(args, dtype, platform);
         IModelBackend backend = platform.CreateBackend(dtype, kvDType);
@@ -98,7 +112,7 @@ public static class ModelLoader
         ProgressWeightSource? weights = null;
         try
         {
-            weights = OpenWeights(args, dir, dtype, materializeDummy: !platform.MakesDummyWeights, progress);
+            weights = OpenWeights(args, dir, config, dtype, materializeDummy: !platform.MakesDummyWeights, progress);
             // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs.
             StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(args.GraphCaptureSizes(), (maxModelLen + args.BlockSize - 1) / args.BlockSize);
             var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
@@ -189,10 +203,10 @@ public static class ModelLoader
     /// the CPU keeps fp32 weights as they are (it computes in fp32 whatever the weights' dtype).
     /// </summary>
     internal static DType ModelDType(EngineArgs args, ModelConfig config, DevicePlatform platform) =>
-        ParseDtype(args.Dtype) ?? platform.AutoDType(config.TorchDtype ?? DType.BF16);
+        ParseDtype(args.Dtype) ?? platform.AutoDType(config.Quantization is null ? config.TorchDtype ?? DType.BF16 : Fp8WeightSource.DequantizedDType);
 
     /// <param name="materializeDummy">False on a GPU, which generates dummy weights itself.</param>
-    private static ProgressWeightSource OpenWeights(EngineArgs args, string dir, DType dtype, bool materializeDummy, IProgress<ModelLoadProgress>? progress)
+    private static ProgressWeightSource OpenWeights(EngineArgs args, string dir, ModelConfig config, DType dtype, bool materializeDummy, IProgress<ModelLoadProgress>? progress)
     {
         switch (args.LoadFormat.ToLowerInvariant())
         {
@@ -201,8 +215,8 @@ public static class ModelLoader
                 return new ProgressWeightSource(new DummyWeightSource(dtype, (ulong)args.Seed, materializeDummy), null, null, progress);
             case "auto" or "safetensors":
                 var source = SafetensorsWeightSource.Open(dir);
+                return new ProgressWeightSource(Fp8WeightSource.Wrap(source, config.Quantization), source.Names.Count(), source.Files.Sum(f => new FileInfo(f.Path).Length), progress);
 #pragma warning restore CA2000
-                return new ProgressWeightSource(source, source.Names.Count(), source.Files.Sum(f => new FileInfo(f.Path).Length), progress);
             default:
                 throw new ArgumentException($"Unknown load format '{args.LoadFormat}'; expected auto, safetensors or dummy.", nameof(args));
         }

@@ -29,5 +29,7 @@ internal sealed class ProgressWeightSource(IWeightSource inner, int? totalTensor
     /// </summary>
     public void Complete() => progress?.Report(new ModelLoadProgress(_tensors, _tensors, _bytes, _bytes));
 
+    public Models.Quantization.ActivationQuantization? InputQuantization(params string[] modules) => inner.InputQuantization(modules);
+
     public void Dispose() => inner.Dispose();
 }

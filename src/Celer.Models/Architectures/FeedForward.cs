@@ -1,5 +1,6 @@
 using Celer.Models.Backend;
 using Celer.Models.Config;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Models.Architectures;
@@ -18,6 +19,7 @@ internal sealed class GatedMlp : IFeedForward
 {
     private readonly Tensor _gateUp, _down;
     private readonly Tensor? _gateUpBias, _downBias;
+    private readonly ActivationQuantization? _gateUpInput, _downInput;   // FP8 W8A8 checkpoints: how each matmul's input is quantized
     private readonly bool _geluTanh;
     private Tensor? _gateUpBuffer, _hiddenBuffer;
 
@@ -33,6 +35,8 @@ internal sealed class GatedMlp : IFeedForward
             : b.LoadStacked(prefix + "gate_up_proj.weight", Get("gate_proj.weight", intermediate, hidden), Get("up_proj.weight", intermediate, hidden));
         _gateUpBias = bias ? b.LoadStacked(prefix + "gate_up_proj.bias", Get("gate_proj.bias", intermediate), Get("up_proj.bias", intermediate)) : null;
         _down = b.LoadWeight(Get("down_proj.weight", hidden, intermediate));
+        _gateUpInput = fused ? w.InputQuantization(prefix + "gate_up_proj") : w.InputQuantization(prefix + "gate_proj", prefix + "up_proj");
+        _downInput = w.InputQuantization(prefix + "down_proj");
         _downBias = bias ? b.LoadWeight(Get("down_proj.bias", hidden)) : null;
     }
 
@@ -42,7 +46,7 @@ internal sealed class GatedMlp : IFeedForward
         // narrower one sees them as rows of its own width.
         _gateUpBuffer ??= View(a.GateUp, _gateUp.Rows);
         _hiddenBuffer ??= View(a.MlpHidden, _gateUp.Rows / 2);
-        b.Linear(input, rows, _gateUp, _gateUpBias, _gateUpBuffer);
+        b.Linear(input, rows, _gateUp, _gateUpBias, _gateUpBuffer, _gateUpInput);
         if (_geluTanh)
         {
             b.GeluTanhMul(_gateUpBuffer, rows, _hiddenBuffer);
@@ -52,7 +56,7 @@ internal sealed class GatedMlp : IFeedForward
             b.SiluMul(_gateUpBuffer, rows, _hiddenBuffer);
         }
 
-        b.Linear(_hiddenBuffer, rows, _down, _downBias, output);
+        b.Linear(_hiddenBuffer, rows, _down, _downBias, output, _downInput);
     }
 
     private static Tensor View(Tensor buffer, int columns) =>
@@ -79,6 +83,13 @@ internal sealed class SparseMoeBlock : IFeedForward
         MoeConfig moe = c.Moe!;
         int hidden = c.HiddenSize, inter = moe.IntermediateSize, experts = moe.NumExperts;
         _moe = moe;
+        // A W8A8 router or expert needs its input quantized inside the MoE kernels, which they do not do yet.
+        if (w.InputQuantization(prefix + "gate") is not null
+            || (!w.Contains(prefix + "experts.gate_up_proj") && w.InputQuantization($"{prefix}experts.0.{names.Gate}") is not null))
+        {
+            throw new ModelLoadException($"'{prefix}': FP8 W8A8 mixture-of-experts layers are not supported yet");
+        }
+
         _router = b.LoadWeight(w.Get(prefix + "gate.weight", experts, hidden));
         if (w.Contains(prefix + "experts.gate_up_proj"))
         {

@@ -1,5 +1,6 @@
 using Celer.Models.Backend;
 using Celer.Models.Config;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Models.Architectures;
@@ -14,6 +15,7 @@ internal sealed class SelfAttention
     private readonly int _layer, _qDim;
     private readonly Tensor _qkvProj, _oProj;
     private readonly Tensor? _qkvBias, _oBias, _qNorm, _kNorm;
+    private readonly ActivationQuantization? _qkvInput, _oInput;   // FP8 W8A8 checkpoints: how each matmul's input is quantized
 
     // OLMo-2 normalizes q and k over the whole projection (heads × head_dim) before RoPE, a norm of its own; the
     // others (Qwen3, Gemma 3) per head inside the backend's prepare step.
@@ -36,6 +38,8 @@ internal sealed class SelfAttention
             ? b.LoadStacked(prefix + "qkv_proj.bias", Get("q_proj.bias", qDim), Get("k_proj.bias", kvDim), Get("v_proj.bias", kvDim))
             : null;
         _oProj = Load("o_proj.weight", hidden, qDim);
+        _qkvInput = spec.FusedProjections ? w.InputQuantization(prefix + "qkv_proj") : w.InputQuantization(prefix + "q_proj", prefix + "k_proj", prefix + "v_proj");
+        _oInput = w.InputQuantization(prefix + "o_proj");
         _oBias = c.HasOutputProjectionBias ? Load("o_proj.bias", hidden) : null;
         if (_projectionNorms)
         {
@@ -52,7 +56,7 @@ internal sealed class SelfAttention
     /// <summary><paramref name="output"/> = o_proj(attention(<paramref name="input"/>)); the two may be one buffer.</summary>
     public void Forward(IModelBackend b, Activations a, int rows, Tensor input, RopeSpec rope, AttentionSpec attn, float eps, Tensor output)
     {
-        b.Linear(input, rows, _qkvProj, _qkvBias, a.Qkv);
+        b.Linear(input, rows, _qkvProj, _qkvBias, a.Qkv, _qkvInput);
         if (_projectionNorms)
         {
             b.RmsNormSlice(a.Qkv, rows, 0, _qNorm!, eps);
@@ -65,6 +69,6 @@ internal sealed class SelfAttention
         }
 
         b.Attention(_layer, a.Q, a.AttentionOutput, attn);
-        b.Linear(a.AttentionOutput, rows, _oProj, _oBias, output);
+        b.Linear(a.AttentionOutput, rows, _oProj, _oBias, output, _oInput);
     }
 }

@@ -1,3 +1,4 @@
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Models.Backend;
@@ -61,8 +62,12 @@ public interface IModelBackend : IDisposable
     /// <summary>output[r] = table[tokenIds[r]].</summary>
     void Embedding(Tensor table, Tensor output);
 
-    /// <summary>y = x·Wᵀ (+ bias) for the first rows of x; W is [outFeatures, inFeatures] as nn.Linear stores it.</summary>
-    void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y);
+    /// <summary>
+    /// y = x·Wᵀ (+ bias) for the first rows of x; W is [outFeatures, inFeatures] as nn.Linear stores it. With
+    /// <paramref name="activations"/> (an FP8 W8A8 checkpoint's layer) x is quantized to E4M3 by that scheme first, as the
+    /// checkpoint's kernels do; x itself is left as it is.
+    /// </summary>
+    void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, ActivationQuantization? activations = null);
 
     /// <summary>y = rmsnorm(x)·weight over rows of length weight's size; x is seen as [rows·(columns/size), size], so it also normalizes per head.</summary>
     void RmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y);

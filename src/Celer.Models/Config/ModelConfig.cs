@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Celer.Models.Quantization;
 using Celer.Models.Rope;
 using Celer.Models.Weights;
 
@@ -69,6 +70,9 @@ public sealed record ModelConfig
 
     /// <summary>The sparse mixture-of-experts MLP of Mixtral and Qwen-MoE models; null for dense models.</summary>
     public MoeConfig? Moe { get; init; }
+
+    /// <summary>The checkpoint's FP8 quantization (<c>quantization_config</c>); null for an unquantized checkpoint.</summary>
+    public QuantizationConfig? Quantization { get; init; }
 
     /// <summary><c>mlp_bias</c> (Llama), default false: gate/up/down projections carry a bias.</summary>
     public bool MlpBias { get; init; }
@@ -195,31 +199,12 @@ public sealed record ModelConfig
         return FromRoot(doc.RootElement);
     }
 
-    /// <summary>
-    /// A quantized checkpoint (config.json's <c>quantization_config</c>: GPTQ, AWQ, FP8, compressed-tensors, MXFP4, ...)
-    /// holds packed weights and scales under other names and dtypes than the dense layers read, so it is refused here,
-    /// naming the method, rather than failing later on a missing or mistyped tensor.
-    /// </summary>
-    private static void RefuseQuantized(JsonElement root)
-    {
-        if (!root.TryGetProperty("quantization_config", out JsonElement quantization) || quantization.ValueKind == JsonValueKind.Null)
-        {
-            return;
-        }
-
-        string method = quantization.ValueKind == JsonValueKind.Object && quantization.TryGetProperty("quant_method", out JsonElement m)
-            && m.ValueKind == JsonValueKind.String ? m.GetString()! : "(no quant_method)";
-        string format = quantization.ValueKind == JsonValueKind.Object && quantization.TryGetProperty("format", out JsonElement f)
-            && f.ValueKind == JsonValueKind.String ? $" (format '{f.GetString()}')" : "";
-        throw new ModelConfigException(
-            $"{FileName}: 'quantization_config' names quant_method '{method}'{format}: Celer does not run quantized checkpoints yet; serve the unquantized (bf16, fp16 or fp32) checkpoint of the model");
-    }
-
     private static ModelConfig FromRoot(JsonElement root)
     {
         const string F = FileName;
         string architecture = FirstArchitecture(root);
-        RefuseQuantized(root);
+        // Read first: a format Celer cannot run is refused naming its method before any other field matters.
+        QuantizationConfig? quantization = QuantizationConfig.Parse(root);
         int hidden = Positive(root, "hidden_size");
         int heads = Positive(root, "num_attention_heads");
         int kvHeads = JsonFields.OptionalInt(root, "num_key_value_heads", F) ?? heads;
@@ -262,6 +247,7 @@ public sealed record ModelConfig
         return new ModelConfig
         {
             Architecture = architecture,
+            Quantization = quantization,
             ModelType = JsonFields.OptionalString(root, "model_type", F) ?? "",
             HiddenSize = hidden,
             IntermediateSize = intermediate,

@@ -24,7 +24,15 @@ public static class DTypeExtensions
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null),
     };
 
-    /// <summary>Parses the dtype string of a safetensors header ("BF16", "F16", "F32").</summary>
+    /// <summary>The dtype string a safetensors header writes for <paramref name="dtype"/>.</summary>
+    public static string SafetensorsName(this DType dtype) => dtype switch
+    {
+        DType.F8E4M3 => "F8_E4M3",
+        DType.F8E5M2 => "F8_E5M2",
+        _ => dtype.ToString(),
+    };
+
+    /// <summary>Parses the dtype string of a safetensors header ("BF16", "F16", "F32"; "F8_E4M3", "F8_E5M2" of FP8 checkpoints).</summary>
     public static bool TryParseSafetensors(string name, out DType dtype)
     {
         switch (name)
@@ -32,6 +40,8 @@ public static class DTypeExtensions
             case "F32": dtype = DType.F32; return true;
             case "F16": dtype = DType.F16; return true;
             case "BF16": dtype = DType.BF16; return true;
+            case "F8_E4M3": dtype = DType.F8E4M3; return true;
+            case "F8_E5M2": dtype = DType.F8E5M2; return true;
             default: dtype = default; return false;
         }
     }

@@ -14,6 +14,12 @@ public interface IWeightSource : IDisposable
 #pragma warning disable CA1716 // safetensors' own word (safe_open.get_tensor); no caller is VB
     WeightTensor Get(string name, params int[] expectedShape);
 #pragma warning restore CA1716
+
+    /// <summary>
+    /// How the linear layer of <paramref name="modules"/> (stacked into one matmul when several) quantizes its input
+    /// before the matmul: null for unquantized weights (every source but a quantized checkpoint's).
+    /// </summary>
+    Quantization.ActivationQuantization? InputQuantization(params string[] modules) => null;
 }
 
 internal static class WeightShapes

@@ -94,7 +94,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     public string? DTypeNameOf(string name) => _tensors.TryGetValue(name, out var e) ? e.DTypeName : null;
 
     /// <summary>
-    /// The tensor as a view into the mapping. Tensors of dtypes other than BF16/F16/F32 are listed
+    /// The tensor as a view into the mapping. Tensors of dtypes other than BF16/F16/F32 and the FP8 ones are listed
     /// in the header (quantized checkpoints carry I32/U8 tensors) but fail here, naming the dtype.
     /// </summary>
     public WeightTensor Get(string name)
@@ -107,7 +107,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
         if (!DTypeExtensions.TryParseSafetensors(entry.DTypeName, out var dtype))
         {
             throw new SafetensorsException(
-                $"'{System.IO.Path.GetFileName(Path)}': tensor '{name}' has dtype {entry.DTypeName}, which is not supported (BF16, F16, F32)");
+                $"'{System.IO.Path.GetFileName(Path)}': tensor '{name}' has dtype {entry.DTypeName}, which is not supported (BF16, F16, F32, F8_E4M3, F8_E5M2)");
         }
         return new WeightTensor(name, dtype, (int[])entry.Shape.Clone(), (nint)(_data + entry.Begin), entry.ByteLength);
     }

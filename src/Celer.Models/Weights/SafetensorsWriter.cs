@@ -55,7 +55,7 @@ public static class SafetensorsWriter
                         nameof(tensors));
                 }
                 json.WriteStartObject(name);
-                json.WriteString("dtype", dtype.ToString());
+                json.WriteString("dtype", dtype.SafetensorsName());
                 json.WriteStartArray("shape");
                 foreach (int dim in shape)
                 {

@@ -60,6 +60,18 @@ public readonly unsafe struct WeightTensor
     }
 
     /// <summary>Shape as <c>[a,b]</c>, the form used in load errors.</summary>
+    /// <summary>
+    /// Refuses an FP8 tensor where a backend loads weights as they are stored: FP8 weights reach a backend dequantized,
+    /// through a quantized checkpoint's <see cref="Quantization.Fp8WeightSource"/>, which knows their scales.
+    /// </summary>
+    public void RequireUnquantized()
+    {
+        if (DType is DType.F8E4M3 or DType.F8E5M2)
+        {
+            throw new ModelLoadException($"tensor '{Name}' is stored as {DType}: an FP8 weight needs the checkpoint's quantization_config, which says where its scales are");
+        }
+    }
+
     public static string FormatShape(ReadOnlySpan<int> shape) => "[" + string.Join(",", shape.ToArray()) + "]";
 
     public override string ToString() => $"{Name} {DType}{FormatShape(Shape)}";

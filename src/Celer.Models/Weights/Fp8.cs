@@ -1,12 +1,10 @@
-using Celer.Models.Weights;
-
-namespace Celer.Backends.Cpu.Kernels;
+namespace Celer.Models.Weights;
 
 /// <summary>
-/// The two OCP FP8 formats of <c>--kv-cache-dtype fp8|fp8_e4m3|fp8_e5m2</c>, as the CUDA kernels store them
-/// (cuda_fp8.h's conversion with __NV_SATFINITE): round to nearest even, saturate to the largest finite value, NaN to
-/// 0x7f. E4M3: bias 7, three mantissa bits, no infinities, largest 448. E5M2: bias 15, two mantissa bits, largest
-/// finite 57344. Decoding goes through a 256-entry table per format.
+/// The two OCP FP8 formats (FP8 checkpoints' E4M3 weights, the KV caches of <c>--kv-cache-dtype fp8|fp8_e4m3|fp8_e5m2</c>),
+/// converted as the CUDA kernels do (cuda_fp8.h's conversion with __NV_SATFINITE): round to nearest even, saturate to
+/// the largest finite value, NaN to 0x7f. E4M3: bias 7, three mantissa bits, no infinities, largest 448. E5M2: bias 15,
+/// two mantissa bits, largest finite 57344. Decoding goes through a 256-entry table per format.
 /// </summary>
 public static unsafe class Fp8
 {

@@ -1,0 +1,166 @@
+using System.Runtime.InteropServices;
+using Celer.Models.Weights;
+
+namespace Celer.Models.Quantization;
+
+/// <summary>
+/// The weights of an FP8 checkpoint as the CPU backend computes with them: each E4M3 <c>*.weight</c> of a linear layer
+/// comes back dequantized into fp32 (code × its scale, one fp32 product as <c>q.float() * scale</c> in PyTorch: exact for
+/// bf16 scales), every other tensor as stored. The scales are read by the scheme's names: compressed-tensors'
+/// <c>weight_scale</c> (per tensor, per output row, or per block), fp8's <c>weight_scale_inv</c> (per block) or
+/// <c>weight_scale</c> (per tensor). A layer's input quantization comes from <see cref="InputQuantization"/>. The
+/// dequantized buffers live as long as this source (the CPU backend computes from them in place).
+/// </summary>
+public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConfig config) : IWeightSource
+{
+    /// <summary>The dtype of the dequantized weights: code × scale is exact in fp32 for the bf16 scales most checkpoints store.</summary>
+    public const DType DequantizedDType = DType.F32;
+
+    private readonly Dictionary<string, WeightTensor> _dequantized = new(StringComparer.Ordinal);
+    private readonly List<nint> _buffers = [];
+
+    /// <summary>The checkpoint's weights as a model reads them: dequantized when <paramref name="quantization"/> says FP8.</summary>
+    public static IWeightSource Wrap(IWeightSource source, QuantizationConfig? quantization) =>
+        quantization is null ? source : new Fp8WeightSource(source, quantization);
+
+    public bool Contains(string name) => inner.Contains(name);
+
+    public WeightTensor Get(string name, params int[] expectedShape)
+    {
+        if (!name.EndsWith(".weight", StringComparison.Ordinal) || !IsFp8(inner.Get(name, expectedShape)))
+        {
+            return inner.Get(name, expectedShape);
+        }
+
+        if (!_dequantized.TryGetValue(name, out WeightTensor weight))
+        {
+            weight = Dequantize(name[..^".weight".Length], inner.Get(name, expectedShape));
+            _dequantized[name] = weight;
+        }
+
+        return weight;
+    }
+
+    /// <summary>
+    /// Null when the layer's weights are not FP8 or the checkpoint is weight-only. A static scale is the largest of the
+    /// modules' <c>input_scale</c>s (q/k/v or gate/up share their input), as vLLM fuses them.
+    /// </summary>
+    public ActivationQuantization? InputQuantization(params string[] modules)
+    {
+        if (config.Activations is not { } scaling || !modules.All(m => IsFp8(inner.Get(m + ".weight"))))
+        {
+            return null;
+        }
+
+        return scaling switch
+        {
+            ActivationScaling.StaticPerTensor => new ActivationQuantization(scaling, StaticScale: modules.Max(m => Scalar(m + ".input_scale"))),
+            ActivationScaling.DynamicPerTokenGroup => new ActivationQuantization(scaling, GroupSize: config.ActivationGroupSize),
+            _ => new ActivationQuantization(scaling),
+        };
+    }
+
+    private static bool IsFp8(WeightTensor t) => t.DType is DType.F8E4M3 or DType.F8E5M2;
+
+    private WeightTensor Dequantize(string module, WeightTensor q)
+    {
+        if (config.IsIgnored(module))
+        {
+            throw new ModelLoadException($"'{q.Name}' is stored as {q.DType} but quantization_config's ignore list names '{module}'");
+        }
+
+        if (q.DType != DType.F8E4M3)
+        {
+            throw new ModelLoadException($"'{q.Name}' is {q.DType}; FP8 checkpoints store weights as F8_E4M3");
+        }
+
+        if (q.Shape.Length != 2)
+        {
+            throw new ModelLoadException($"'{q.Name}' has shape {WeightTensor.FormatShape(q.Shape)}: Celer dequantizes FP8 linear weights [out, in]; quantized MoE experts are not supported yet");
+        }
+
+        int rows = q.Shape[0], columns = q.Shape[1];
+        Func<int, int, float> scale = ScaleOf(module, rows, columns);
+        float* values = (float*)NativeMemory.AlignedAlloc((nuint)((long)rows * columns * sizeof(float)), 64);
+        _buffers.Add((nint)values);
+        byte* codes = (byte*)q.Data;
+        for (int r = 0; r < rows; r++)
+        {
+            for (int c = 0; c < columns; c++)
+            {
+                long i = (long)r * columns + c;
+                values[i] = Fp8.Decode(codes[i], DType.F8E4M3) * scale(r, c);
+            }
+        }
+
+        return new WeightTensor(q.Name, DequantizedDType, [rows, columns], (nint)values, (long)rows * columns * sizeof(float));
+    }
+
+    /// <summary>The scale of element (row, column) of the module's weight, by the checkpoint's scheme.</summary>
+    private Func<int, int, float> ScaleOf(string module, int rows, int columns)
+    {
+        switch (config.WeightScales)
+        {
+            case Fp8WeightScales.PerTensor:
+            {
+                float s = Scalar(module + ".weight_scale");
+                return (_, _) => s;
+            }
+
+            case Fp8WeightScales.PerChannel:
+            {
+                WeightTensor t = inner.Get(module + ".weight_scale");
+                if (t.ElementCount != rows || (t.Shape.Length == 2 && t.Shape[1] != 1) || t.Shape.Length > 2)
+                {
+                    throw new ModelLoadException($"'{t.Name}' has shape {WeightTensor.FormatShape(t.Shape)}; per-channel scales of a [{rows}, {columns}] weight are [{rows}, 1] or [{rows}]");
+                }
+
+                float[] s = Floats(t);
+                return (r, _) => s[r];
+            }
+
+            default:
+            {
+                // compressed-tensors names block scales weight_scale, the fp8 method weight_scale_inv (a multiplier all the same).
+                string name = module + (config.Method == "fp8" ? ".weight_scale_inv" : ".weight_scale");
+                int blockRows = config.BlockRows, blockColumns = config.BlockColumns;
+                int gridRows = (rows + blockRows - 1) / blockRows, gridColumns = (columns + blockColumns - 1) / blockColumns;
+                float[] s = Floats(inner.Get(name, gridRows, gridColumns));
+                return (r, c) => s[(r / blockRows) * gridColumns + c / blockColumns];
+            }
+        }
+    }
+
+    /// <summary>A per-tensor scale, stored with shape [] or [1].</summary>
+    private float Scalar(string name)
+    {
+        WeightTensor t = inner.Get(name);
+        return t.ElementCount == 1 && t.Shape.Length <= 1
+            ? Floats(t)[0]
+            : throw new ModelLoadException($"'{name}' has shape {WeightTensor.FormatShape(t.Shape)}; a per-tensor scale is [] or [1]");
+    }
+
+    private static float[] Floats(WeightTensor t)
+    {
+        if (t.DType is not (DType.F32 or DType.BF16 or DType.F16))
+        {
+            throw new ModelLoadException($"'{t.Name}' is {t.DType}; scales are F32, BF16 or F16");
+        }
+
+        var values = new float[t.ElementCount];
+        HalfConversions.ToFloat(t.DType, t.Bytes, values);
+        return values;
+    }
+
+    public void Dispose()
+    {
+        foreach (nint buffer in _buffers)
+        {
+            NativeMemory.AlignedFree((void*)buffer);
+        }
+
+        _buffers.Clear();
+        _dequantized.Clear();
+        inner.Dispose();
+    }
+}

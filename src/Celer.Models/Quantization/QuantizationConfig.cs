@@ -1,0 +1,226 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Celer.Models.Config;
+
+namespace Celer.Models.Quantization;
+
+/// <summary>How the weights of an FP8 checkpoint carry their scales.</summary>
+public enum Fp8WeightScales
+{
+    /// <summary>One scale for the whole matrix (<c>weight_scale</c>, shape [] or [1]).</summary>
+    PerTensor,
+
+    /// <summary>One scale per output row (<c>weight_scale</c>, shape [out, 1] or [out]).</summary>
+    PerChannel,
+
+    /// <summary>One scale per block of <see cref="QuantizationConfig.BlockRows"/> × <see cref="QuantizationConfig.BlockColumns"/>.</summary>
+    PerBlock,
+}
+
+/// <summary>
+/// A checkpoint's FP8 quantization (config.json's <c>quantization_config</c>), as vLLM reads the two formats most FP8
+/// checkpoints come in: <c>compressed-tensors</c> (what llm-compressor writes: <c>format</c> float-quantized, weights per
+/// tensor, channel or block, activations dynamic per token, static per tensor, or none) and <c>fp8</c> (DeepSeek-V3,
+/// Qwen3-FP8: <c>weight_block_size</c> blocks with <c>weight_scale_inv</c>, or a per-tensor <c>weight_scale</c>; activations
+/// dynamic per token group or static per tensor). Weights are E4M3 (<c>F8_E4M3</c> tensors). Anything else a format
+/// allows is refused naming the field, not approximated.
+/// </summary>
+public sealed record QuantizationConfig
+{
+    private const string F = "config.json's quantization_config";
+
+    /// <summary><c>quant_method</c>: "compressed-tensors" or "fp8".</summary>
+    public required string Method { get; init; }
+
+    public required Fp8WeightScales WeightScales { get; init; }
+
+    /// <summary>The scale blocks of <see cref="Fp8WeightScales.PerBlock"/> (output rows × input columns); 0 otherwise.</summary>
+    public int BlockRows { get; init; }
+
+    public int BlockColumns { get; init; }
+
+    /// <summary>How each layer's input is quantized before the matmul; null for weight-only (W8A16) checkpoints.</summary>
+    public ActivationScaling? Activations { get; init; }
+
+    /// <summary>The group of <see cref="ActivationScaling.DynamicPerTokenGroup"/> along the input features.</summary>
+    public int ActivationGroupSize { get; init; }
+
+    /// <summary>
+    /// Modules left in the model dtype (compressed-tensors' <c>ignore</c>, fp8's <c>ignored_layers</c> /
+    /// <c>modules_to_not_convert</c>): exact module names, names' suffixes, or <c>re:</c> regular expressions.
+    /// </summary>
+    public IReadOnlyList<string> Ignore { get; init; } = [];
+
+    /// <summary>The parsed config, or null when config.json has no <c>quantization_config</c>.</summary>
+    public static QuantizationConfig? Parse(JsonElement root)
+    {
+        if (!JsonFields.TryGet(root, "quantization_config", out JsonElement q))
+        {
+            return null;
+        }
+
+        if (q.ValueKind != JsonValueKind.Object)
+        {
+            throw new ModelConfigException($"{F} must be an object");
+        }
+
+        string method = JsonFields.OptionalString(q, "quant_method", F) ?? throw new ModelConfigException($"{F} has no quant_method");
+        return method switch
+        {
+            "compressed-tensors" => CompressedTensors(q),
+            "fp8" => Fp8(q),
+            _ => throw new ModelConfigException(
+                $"{F} names quant_method '{method}': Celer runs FP8 checkpoints (compressed-tensors float-quantized, fp8) so far, not {method}; serve the unquantized checkpoint of the model"),
+        };
+    }
+
+    /// <summary>Whether <paramref name="module"/> (e.g. <c>model.layers.0.self_attn.q_proj</c>) stays unquantized.</summary>
+    public bool IsIgnored(string module) => Ignore.Any(entry => entry.StartsWith("re:", StringComparison.Ordinal)
+        ? Regex.IsMatch(module, entry[3..], RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1))
+        : module == entry || module.EndsWith("." + entry, StringComparison.Ordinal));
+
+    private static QuantizationConfig CompressedTensors(JsonElement q)
+    {
+        string format = JsonFields.OptionalString(q, "format", F) ?? "float-quantized";
+        if (format is not ("float-quantized" or "naive-quantized"))
+        {
+            throw new ModelConfigException($"{F}: compressed-tensors format '{format}' is not supported yet (FP8 'float-quantized' is)");
+        }
+
+        if (!JsonFields.TryGet(q, "config_groups", out JsonElement groups) || groups.ValueKind != JsonValueKind.Object)
+        {
+            throw new ModelConfigException($"{F}: compressed-tensors needs config_groups");
+        }
+
+        JsonElement[] all = [.. groups.EnumerateObject().Select(g => g.Value)];
+        if (all.Length != 1)
+        {
+            throw new ModelConfigException($"{F}: {all.Length} config_groups; Celer runs checkpoints with one scheme for every layer");
+        }
+
+        JsonElement group = all[0];
+        string[] targets = JsonFields.TryGet(group, "targets", out JsonElement t) && t.ValueKind == JsonValueKind.Array
+            ? [.. t.EnumerateArray().Select(e => e.GetString() ?? "")]
+            : [];
+        if (!targets.Contains("Linear"))
+        {
+            throw new ModelConfigException($"{F}: config_groups targets [{string.Join(", ", targets)}]; Celer runs schemes that target 'Linear'");
+        }
+
+        if (JsonFields.TryGet(group, "output_activations", out _))
+        {
+            throw new ModelConfigException($"{F}: output_activations quantization is not supported");
+        }
+
+        JsonElement weights = JsonFields.TryGet(group, "weights", out JsonElement w) ? w : throw new ModelConfigException($"{F}: the config group has no weights scheme");
+        CheckFp8(weights, "weights");
+        if (JsonFields.OptionalBool(weights, "dynamic", F) == true)
+        {
+            throw new ModelConfigException($"{F}: dynamic weight quantization is not supported");
+        }
+
+        string strategy = JsonFields.OptionalString(weights, "strategy", F) ?? "tensor";
+        (Fp8WeightScales scales, int rows, int columns) = strategy switch
+        {
+            "tensor" => (Fp8WeightScales.PerTensor, 0, 0),
+            "channel" => (Fp8WeightScales.PerChannel, 0, 0),
+            "block" => BlockStructure(weights),
+            _ => throw new ModelConfigException($"{F}: weights strategy '{strategy}' is not supported (tensor, channel, block are)"),
+        };
+
+        ActivationScaling? activations = null;
+        int groupSize = 0;
+        if (JsonFields.TryGet(group, "input_activations", out JsonElement input))
+        {
+            CheckFp8(input, "input_activations");
+            string inputStrategy = JsonFields.OptionalString(input, "strategy", F) ?? "tensor";
+            bool dynamic = JsonFields.OptionalBool(input, "dynamic", F) ?? false;
+            (activations, groupSize) = (inputStrategy, dynamic) switch
+            {
+                ("token", true) => (ActivationScaling.DynamicPerToken, 0),
+                ("tensor", false) => (ActivationScaling.StaticPerTensor, 0),
+                ("group", true) => (ActivationScaling.DynamicPerTokenGroup, JsonFields.OptionalInt(input, "group_size", F)
+                    ?? throw new ModelConfigException($"{F}: input_activations strategy 'group' needs group_size")),
+                _ => throw new ModelConfigException(
+                    $"{F}: input_activations strategy '{inputStrategy}' with dynamic {dynamic.ToString().ToLowerInvariant()} is not supported (token dynamic, tensor static, group dynamic are)"),
+            };
+        }
+
+        return new QuantizationConfig
+        {
+            Method = "compressed-tensors",
+            WeightScales = scales,
+            BlockRows = rows,
+            BlockColumns = columns,
+            Activations = activations,
+            ActivationGroupSize = groupSize,
+            Ignore = Strings(q, "ignore"),
+        };
+    }
+
+    private static QuantizationConfig Fp8(JsonElement q)
+    {
+        string fmt = JsonFields.OptionalString(q, "fmt", F) ?? "e4m3";
+        if (fmt != "e4m3")
+        {
+            throw new ModelConfigException($"{F}: fp8 fmt '{fmt}' is not supported (e4m3 is)");
+        }
+
+        int[]? block = JsonFields.OptionalIntOrIntList(q, "weight_block_size", F);
+        if (block is not null && (block.Length != 2 || block[0] <= 0 || block[1] <= 0))
+        {
+            throw new ModelConfigException($"{F}: weight_block_size must be two positive sizes, not [{string.Join(", ", block)}]");
+        }
+
+        string scheme = JsonFields.OptionalString(q, "activation_scheme", F) ?? "dynamic";
+        ActivationScaling activations = (scheme, block is null) switch
+        {
+            ("dynamic", true) => ActivationScaling.DynamicPerToken,
+            ("dynamic", false) => ActivationScaling.DynamicPerTokenGroup,
+            ("static", true) => ActivationScaling.StaticPerTensor,
+            ("static", false) => throw new ModelConfigException($"{F}: activation_scheme 'static' with weight_block_size is not supported (vLLM requires dynamic)"),
+            _ => throw new ModelConfigException($"{F}: activation_scheme '{scheme}' is not supported (dynamic, static are)"),
+        };
+
+        return new QuantizationConfig
+        {
+            Method = "fp8",
+            WeightScales = block is null ? Fp8WeightScales.PerTensor : Fp8WeightScales.PerBlock,
+            BlockRows = block?[0] ?? 0,
+            BlockColumns = block?[1] ?? 0,
+            Activations = activations,
+            // Block-wise checkpoints quantize each token's activations per group of one weight block's columns.
+            ActivationGroupSize = block?[1] ?? 0,
+            Ignore = [.. Strings(q, "ignored_layers"), .. Strings(q, "modules_to_not_convert")],
+        };
+    }
+
+    /// <summary>Only 8-bit floats (E4M3) are FP8; other num_bits / types are the integer and 4-bit formats.</summary>
+    private static void CheckFp8(JsonElement scheme, string what)
+    {
+        int bits = JsonFields.OptionalInt(scheme, "num_bits", F) ?? 8;
+        string type = JsonFields.OptionalString(scheme, "type", F) ?? "float";
+        if (bits != 8 || type != "float")
+        {
+            throw new ModelConfigException($"{F}: {what} of {bits}-bit {type} are not supported yet (8-bit float, FP8, is)");
+        }
+
+        if (JsonFields.OptionalBool(scheme, "symmetric", F) == false)
+        {
+            throw new ModelConfigException($"{F}: asymmetric FP8 {what} are not supported");
+        }
+    }
+
+    private static (Fp8WeightScales, int, int) BlockStructure(JsonElement weights)
+    {
+        int[] block = JsonFields.OptionalIntOrIntList(weights, "block_structure", F) ?? [];
+        return block.Length == 2 && block[0] > 0 && block[1] > 0
+            ? (Fp8WeightScales.PerBlock, block[0], block[1])
+            : throw new ModelConfigException($"{F}: weights strategy 'block' needs block_structure [rows, columns]");
+    }
+
+    private static string[] Strings(JsonElement obj, string name) =>
+        JsonFields.TryGet(obj, name, out JsonElement list) && list.ValueKind == JsonValueKind.Array
+            ? [.. list.EnumerateArray().Select(e => e.GetString() ?? throw new ModelConfigException($"{F}: '{name}' must list strings"))]
+            : [];
+}
