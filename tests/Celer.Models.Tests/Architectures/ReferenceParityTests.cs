@@ -1,6 +1,7 @@
 using Celer.Backends.Cpu;
 using Celer.Models.Architectures;
 using Celer.Models.Config;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 using Celer.TestSupport;
 using Xunit;
@@ -18,6 +19,16 @@ public sealed class ReferenceParityTests
     // moves logprobs by ~1e-5. 2e-3 leaves room for long reductions while a real bug (a missing bias, a wrong RoPE
     // frequency, an off-by-one window) moves them by 1e-1 or more.
     private const float Tolerance = 2e-3f;
+
+    // FP8 W8A8 fixtures quantize every linear layer's input: where fp32 summation order leaves a value on the other side
+    // of an E4M3 rounding boundary than transformers did, it moves by a whole FP8 step (1/8 relative). With dynamic
+    // scales that happens a few times per long sequence and moves these tiny random models' logprobs by up to ~0.8 from
+    // there on (measured on the 40-token case; the static-scale fixture stays within 2e-3). So, as vLLM compares
+    // quantized models (and as CpuModelEngineTests compares FP8 KV caches): tokens only, a divergence allowed where each
+    // side's token is in the other's top 5, and most tokens identical before it. A wrong scale or layout diverges at once;
+    // the dequantization and the input quantization are checked exactly in Fp8CheckpointTests and Fp8ActivationsTests.
+    private const float QuantizedTolerance = float.PositiveInfinity;
+
     private const int BlockSize = 16;
 
     public static TheoryData<string> Models() => new(RepoPaths.FixtureModelNames().Append("celer-tiny-py"));
@@ -27,8 +38,10 @@ public sealed class ReferenceParityTests
     public void Greedy_tokens_and_logprobs_match_transformers(string name)
     {
         (string dir, ReferenceFixture fixture) = Load(name);
-        using var backend = new CpuBackend(ModelConfig.Load(dir).TorchDtype ?? DType.BF16);
-        using var weights = SafetensorsWeightSource.Open(dir);
+        bool quantized = ModelConfig.Load(dir).Quantization is not null;
+        (CpuBackend backend, IWeightSource weights) = Open(dir);
+        using var ownedBackend = backend;
+        using var ownedWeights = weights;
         (DecoderModel model, PagedSequenceRunner runner) = Build(dir, weights, backend, fixture.Cases.Count);
 
         foreach ((ReferenceCase c, int index) in fixture.Cases.Select((c, i) => (c, i)))
@@ -41,7 +54,7 @@ public sealed class ReferenceParityTests
                 float[][] logits = runner.Step([(0, tokens, computed)]);
                 if (computed == 0)
                 {
-                    AssertPromptLogprobs($"{name} case {index}", c, logits);
+                    AssertPromptLogprobs($"{name} case {index}", c, logits, quantized ? QuantizedTolerance : Tolerance);
                 }
 
                 computed = tokens.Count;
@@ -51,11 +64,11 @@ public sealed class ReferenceParityTests
                 tokens.Add(next);
             }
 
-            int matched = LogprobsComparison.AssertClose($"{name} case {index}", c.OutputLogprobs, generated, Tolerance);
+            int matched = LogprobsComparison.AssertClose($"{name} case {index}", c.OutputLogprobs, generated, quantized ? QuantizedTolerance : Tolerance);
 
             // The fixtures were made with a top-1/top-2 margin of at least 3e-3 at every step, far above fp32
-            // reordering noise, so with both sides in fp32 nothing may diverge at all.
-            Assert.Equal(c.OutputTokenIds.Count, matched);
+            // reordering noise, so with both sides in fp32 nothing may diverge at all (FP8 inputs aside, above).
+            Assert.True(matched >= (quantized ? c.OutputTokenIds.Count / 2 : c.OutputTokenIds.Count), $"{name} case {index}: {matched} tokens identical before the first divergence");
         }
 
         GC.KeepAlive(model);
@@ -66,8 +79,12 @@ public sealed class ReferenceParityTests
     public void Batched_forward_equals_one_sequence_at_a_time(string name)
     {
         (string dir, ReferenceFixture fixture) = Load(name);
-        using var backend = new CpuBackend(ModelConfig.Load(dir).TorchDtype ?? DType.BF16);
-        using var weights = SafetensorsWeightSource.Open(dir);
+        // Batched and solo matmuls sum in different orders; with FP8 inputs that can move a value across a rounding
+        // boundary (see QuantizedTolerance), so these fixtures are compared with transformers only.
+        Assert.SkipWhen(ModelConfig.Load(dir).Quantization is not null, $"{name} quantizes its layers' inputs to FP8: batched and solo rows may round differently");
+        (CpuBackend backend, IWeightSource weights) = Open(dir);
+        using var ownedBackend = backend;
+        using var ownedWeights = weights;
         (_, PagedSequenceRunner runner) = Build(dir, weights, backend, fixture.Cases.Count);
 
         // Prompt plus the reference continuation, fed as: a prefill of all prompts together, then 8 decode steps together.
@@ -179,7 +196,7 @@ public sealed class ReferenceParityTests
         }
     }
 
-    private static void AssertPromptLogprobs(string label, ReferenceCase c, float[][] promptLogits)
+    private static void AssertPromptLogprobs(string label, ReferenceCase c, float[][] promptLogits, float tolerance)
     {
         for (int p = 1; p < c.PromptTokenIds.Count; p++)
         {
@@ -187,7 +204,7 @@ public sealed class ReferenceParityTests
             GeneratedPosition actual = PagedSequenceRunner.Position(promptLogits[p - 1], c.PromptTokenIds[p], 5);
             Assert.Equal(expected.TokenId, actual.TokenId);
             Assert.True(
-                Math.Abs(expected.Logprob - actual.Logprob) <= Tolerance,
+                Math.Abs(expected.Logprob - actual.Logprob) <= tolerance,
                 $"{label}: prompt position {p}: logprob {actual.Logprob} vs transformers {expected.Logprob}");
         }
     }
@@ -198,6 +215,19 @@ public sealed class ReferenceParityTests
             ? (RepoPaths.DefaultModel, ReferenceFixture.Load(Path.Combine(RepoPaths.Fixtures, "celer-tiny-py", "reference.json")))
             : (Path.Combine(RepoPaths.FixtureModels, name), ReferenceFixture.Load(Path.Combine(RepoPaths.FixtureModels, name, "reference.json")));
     }
+
+    /// <summary>
+    /// The backend and weights a user's load gets: an FP8 checkpoint's weights dequantized into fp32 (the CPU keeps them
+    /// so), any other checkpoint's as stored.
+    /// </summary>
+#pragma warning disable CA2000 // returned to the caller, which disposes both
+    private static (CpuBackend, IWeightSource) Open(string dir)
+    {
+        ModelConfig config = ModelConfig.Load(dir);
+        var backend = new CpuBackend(config.Quantization is null ? config.TorchDtype ?? DType.BF16 : Fp8WeightSource.DequantizedDType);
+        return (backend, Fp8WeightSource.Wrap(SafetensorsWeightSource.Open(dir), config.Quantization));
+    }
+#pragma warning restore CA2000
 
     private static (DecoderModel, PagedSequenceRunner) Build(string dir, IWeightSource weights, CpuBackend backend, int numSequences)
     {

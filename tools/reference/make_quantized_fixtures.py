@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+"""Tiny random-weight Llama checkpoints quantized to FP8 (E4M3), with transformers' greedy outputs as references.
+
+Usage: python3 tools/reference/make_quantized_fixtures.py --out DIR [--only NAME ...] [--keep-going]
+
+Writes DIR/<name>/{config.json, model.safetensors, generation_config.json, reference.json} for each entry of
+FIXTURES, in the on-disk layouts real tools write: compressed-tensors (llm-compressor) with per-channel weights and
+dynamic per-token activations, compressed-tensors with per-tensor weights and static (calibrated) per-tensor
+activations, and the "fp8" block layout of DeepSeek-V3 / Qwen3-FP8 with per-token-group dynamic activations.
+
+What the references mean (Celer must match this, not "the model"):
+  * the Linear weights of every attention and MLP projection are the DEQUANTIZED stored values (fp8 * scale, in
+    fp32); embeddings, norms and lm_head are the stored BF16 values;
+  * each quantized Linear's input is replaced, by a forward pre-hook, with its fp8 round trip under the format's
+    activation scheme (clamp(x / s, +-448) -> e4m3 -> * s), s computed as vLLM computes it;
+  * everything else is make_model_fixtures.py's reference: fp32 eager forward with TF32 off, a manual greedy loop
+    through the KV cache, logprobs from the raw logits, cross-checked against an uncached forward.
+This is the arithmetic of a W8A8 engine (fp8 x fp8 products are exact in fp32; the scales multiply the sum) up to
+fp32 summation order. transformers is not asked to load these checkpoints (it cannot load compressed-tensors
+without that package); the model is built from the same config.json minus quantization_config.
+
+Rounding activations to fp8 is discontinuous, so summation order matters more than in a dense model: one code that
+lands on the other side of a rounding boundary shifts every later activation of that token (and, through the KV
+cache, of later tokens) enough to flip more codes. Besides the greedy margin, a seed must therefore give cached and
+uncached logprobs equal to fp32 noise (ROUNDING_EDGE_TOLERANCE); see RoundingEdge.
+"""
+
+import argparse
+import os
+import random
+import sys
+import time
+
+import torch
+import transformers
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_model_fixtures as base  # noqa: E402  (after the path is set)
+
+FP8 = torch.float8_e4m3fn
+FP8_MAX = 448.0
+# vLLM's floor for a dynamic per-token scale (a zero row must not divide by zero).
+MIN_TOKEN_SCALE = 1.0 / (FP8_MAX * 512.0)
+# The fp8 format's floor for a per-token-group amax (DeepSeek's act_quant, vLLM's per_token_group_quant_fp8).
+MIN_GROUP_AMAX = 1e-10
+# DeepSeek-V3 uses 128; HIDDEN is 64, so 32 gives several blocks per matrix, and partial ones along 176.
+BLOCK = 32
+# Most seeds are rejected (see RoundingEdge); each attempt takes a second or two on a GPU.
+MAX_SEED_ATTEMPTS = 100
+# Cached vs uncached logprobs with no fp8 code flipped differ by ~1e-5 (fp32 noise); one flip late in the network
+# moves them by a few 1e-4, which make_model_fixtures' 1e-3 would let through.
+ROUNDING_EDGE_TOLERANCE = 1e-4
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Projections that read the same input: vLLM fuses each group into one GEMM, which needs one input_scale.
+SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+SAFETENSORS_DTYPES = {FP8: "F8_E4M3", torch.bfloat16: "BF16", torch.float32: "F32"}
+
+
+def compressed_tensors_config(weight_strategy, activation_strategy, dynamic):
+    """quantization_config as llm-compressor 0.10 writes it for one FP8 scheme applied to every Linear but lm_head."""
+    def args(strategy, is_dynamic, observer):
+        return {"num_bits": 8, "type": "float", "strategy": strategy, "symmetric": True, "dynamic": is_dynamic,
+                "group_size": None, "block_structure": None, "actorder": None, "observer": observer,
+                "observer_kwargs": {}}
+    return {"quant_method": "compressed-tensors", "format": "float-quantized", "quantization_status": "compressed",
+            "config_groups": {"group_0": {
+                "targets": ["Linear"],
+                "weights": args(weight_strategy, False, "minmax"),
+                "input_activations": args(activation_strategy, dynamic, None if dynamic else "minmax"),
+                "output_activations": None, "format": "float-quantized"}},
+            "ignore": ["lm_head"], "kv_cache_scheme": None, "global_compression_ratio": None,
+            "sparsity_config": {}, "version": "0.10.2"}
+
+
+# (index, name, weight scheme, activation scheme, quantization_config, description). The indices keep prompts and
+# seeds apart from make_model_fixtures.py's (which uses 0..len(model_specs()) - 1).
+FIXTURES = (
+    (50, "llama-fp8-channel-dynamic", "channel", "token",
+     compressed_tensors_config("channel", "token", True),
+     "compressed-tensors fp8 weights per channel (bf16 scales), activations dynamic per token"),
+    (51, "llama-fp8-tensor-static", "tensor", "static",
+     compressed_tensors_config("tensor", "tensor", False),
+     "compressed-tensors fp8 weights per tensor, activations static per tensor (calibrated input_scale)"),
+    (52, "llama-fp8-block-dynamic", "block", "group",
+     {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [BLOCK, BLOCK]},
+     f"fp8 weights in {BLOCK}x{BLOCK} blocks (weight_scale_inv), activations dynamic per token per group of {BLOCK}"),
+)
+
+
+def llama_config():
+    """make_model_fixtures' first Llama (GQA, 4.x-style keys), stored as bf16 like the models these tools quantize."""
+    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+            **base._common(3, 176, 4, 2, 256, False),
+            "head_dim": 16, "attention_bias": False, "mlp_bias": False, "pretraining_tp": 1,
+            "rope_theta": 10000.0, "rope_scaling": None,
+            "torch_dtype": "bfloat16", "dtype": "bfloat16",
+            "transformers_version": base.LEGACY_TRANSFORMERS_VERSION}
+
+
+def fp8_round_trip(values, scale):
+    """(e4m3 codes, their fp32 values) for values / scale. torch's cast does not saturate, hence the clamp."""
+    codes = (values / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+    return codes, codes.float() * scale
+
+
+def scale_for(amax):
+    # An all-zero row or block keeps scale 1 (its codes are 0 either way); random weights never have one.
+    return torch.where(amax > 0, amax / FP8_MAX, torch.ones_like(amax))
+
+
+def quantize_weight(weight, scheme, projection):
+    """(fp8 codes, dequantized fp32 weight, {tensor name suffix: scale as stored}) for one [out, in] weight."""
+    if scheme == "channel":
+        # llm-compressor keeps a bf16 model's scales in bf16, and quantizes with the rounded scale.
+        scale = scale_for(weight.abs().amax(dim=1, keepdim=True)).to(torch.bfloat16)
+        codes, dequantized = fp8_round_trip(weight, scale.float())
+        return codes, dequantized, {"weight_scale": scale}
+    if scheme == "tensor":
+        scale = scale_for(weight.abs().amax())
+        codes, dequantized = fp8_round_trip(weight, scale)
+        # Published checkpoints store a per-tensor scale both as a 0-d scalar and as shape [1]; have both.
+        return codes, dequantized, {"weight_scale": scale.reshape(() if projection == "q_proj" else (1,))}
+    if scheme == "block":
+        rows, cols = weight.shape
+        row_blocks, col_blocks = -(-rows // BLOCK), -(-cols // BLOCK)
+        # Zero padding leaves each partial edge block's amax that of its real elements.
+        padded = torch.zeros(row_blocks * BLOCK, col_blocks * BLOCK)
+        padded[:rows, :cols] = weight.abs()
+        scale = scale_for(padded.view(row_blocks, BLOCK, col_blocks, BLOCK).amax(dim=(1, 3)))
+        expanded = scale.repeat_interleave(BLOCK, dim=0).repeat_interleave(BLOCK, dim=1)[:rows, :cols]
+        codes, dequantized = fp8_round_trip(weight, expanded)
+        # DeepSeek's name, but a multiplier: weight ~= codes * weight_scale_inv.
+        return codes, dequantized, {"weight_scale_inv": scale}
+    raise ValueError(scheme)
+
+
+def per_token(x):
+    scale = (x.abs().amax(dim=-1, keepdim=True) / FP8_MAX).clamp_min(MIN_TOKEN_SCALE)
+    return fp8_round_trip(x, scale)[1]
+
+
+def per_token_group(x):
+    # k = 176 ends in a group of 16; split keeps it as one.
+    groups = [fp8_round_trip(g, g.abs().amax(dim=-1, keepdim=True).clamp_min(MIN_GROUP_AMAX) / FP8_MAX)[1]
+              for g in x.split(BLOCK, dim=-1)]
+    return torch.cat(groups, dim=-1)
+
+
+def quantized_linears(model):
+    linears = [(name, module) for name, module in model.named_modules() if name.rsplit(".", 1)[-1] in PROJECTIONS]
+    if len(linears) != len(PROJECTIONS) * model.config.num_hidden_layers:
+        raise RuntimeError(f"expected {len(PROJECTIONS)} projections per layer, found {len(linears)} in all")
+    return linears
+
+
+def replace_input(transform):
+    def hook(module, args):
+        return (transform(args[0]),) + args[1:]
+    return hook
+
+
+@torch.inference_mode()
+def calibrate_input_scales(model, prompts, device):
+    """input_scale per quantized module: amax of its input over the fixture's prompts / 448, as llm-compressor's
+    minmax observer sets it, taken from the model with fp8 weights but unquantized activations."""
+    amax = {}
+
+    def observe(name):
+        def hook(module, args):
+            seen = args[0].abs().amax()
+            amax[name] = torch.maximum(amax[name], seen) if name in amax else seen
+        return hook
+
+    handles = [module.register_forward_pre_hook(observe(name)) for name, module in quantized_linears(model)]
+    try:
+        for prompt in prompts:
+            model(input_ids=torch.tensor([prompt], device=device), use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    scales = {}
+    for name, value in amax.items():
+        parent, projection = name.rsplit(".", 1)
+        for group in SHARED_INPUTS:
+            if projection in group:
+                value = torch.stack([amax[f"{parent}.{p}"] for p in group]).amax()
+        scales[name] = value / FP8_MAX
+    return scales
+
+
+class RoundingEdge(Exception):
+    """The cached and uncached forwards disagree: fp32 summation order (decode GEMV vs prefill GEMM) moved some
+    activation across an fp8 rounding boundary, and the flipped code flipped more downstream (in trials logprobs
+    moved by 3e-4 .. 7e-1, against ~1e-5 otherwise). Another implementation's summation order would risk the same
+    there, so such a seed is rejected like one with an indecisive greedy margin (about two in three are)."""
+
+
+def record_cases(model, prompts, device):
+    cases, margin = [], float("inf")
+    for prompt in prompts:
+        try:
+            case, case_margin = base.record_case(model, prompt, base.DECODE_STEPS, device)
+        except RuntimeError as e:
+            # base.check_against_uncached's failure; anything else is a real error.
+            if not str(e).startswith("cached vs uncached"):
+                raise
+            raise RoundingEdge(str(e)) from e
+        cases.append(case)
+        margin = min(margin, case_margin)
+    return cases, margin
+
+
+def quantized_reference(config, scheme, activation, prompts, seed, device):
+    """Quantize a seeded model; returns (tensors to store, reference cases, min greedy margin)."""
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="eager")
+    base.fill_weights(model, seed)
+
+    tensors = {}
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            module_name, _, leaf = name.rpartition(".")
+            projection = module_name.rsplit(".", 1)[-1]
+            if projection in PROJECTIONS:
+                if leaf != "weight":
+                    raise RuntimeError(f"{name}: the quantized projections have no biases in these fixtures")
+                codes, dequantized, scales = quantize_weight(param.detach().float().cpu(), scheme, projection)
+                tensors[name] = codes
+                tensors.update({f"{module_name}.{suffix}": scale for suffix, scale in scales.items()})
+                param.copy_(dequantized)
+            else:
+                stored = param.detach().to(torch.bfloat16)
+                tensors[name] = stored
+                param.copy_(stored.float())
+    model = model.to(device).eval()
+
+    if activation == "token":
+        transforms = {name: per_token for name, _ in quantized_linears(model)}
+    elif activation == "group":
+        transforms = {name: per_token_group for name, _ in quantized_linears(model)}
+    elif activation == "static":
+        input_scales = calibrate_input_scales(model, prompts, device)
+        transforms = {name: (lambda x, s=scale: fp8_round_trip(x, s)[1]) for name, scale in input_scales.items()}
+        tensors.update({f"{name}.input_scale": scale.reshape(1).cpu() for name, scale in input_scales.items()})
+    else:
+        raise ValueError(activation)
+    for name, module in quantized_linears(model):
+        # Left registered for the whole reference: record_case's cached loop and its uncached check both go through.
+        module.register_forward_pre_hook(replace_input(transforms[name]))
+
+    cases, margin = record_cases(model, prompts, device)
+    return {name: t.contiguous() for name, t in tensors.items()}, cases, margin
+
+
+def intended_dtype(tensor_name, scheme):
+    leaf = tensor_name.rsplit(".", 1)[-1]
+    if leaf == "weight" and tensor_name.rsplit(".", 2)[-2] in PROJECTIONS:
+        return "F8_E4M3"
+    if leaf == "weight_scale":
+        return "BF16" if scheme == "channel" else "F32"
+    if leaf in ("weight_scale_inv", "input_scale"):
+        return "F32"
+    return "BF16"
+
+
+def write_and_verify(path, tensors, scheme):
+    save_file(tensors, path, metadata={"format": "pt"})
+    with safe_open(path, framework="pt") as f:
+        if set(f.keys()) != set(tensors):
+            raise RuntimeError(f"{path}: stored names differ from those written")
+        for name in f.keys():
+            stored = f.get_slice(name)
+            expected = intended_dtype(name, scheme)
+            if stored.get_dtype() != expected or SAFETENSORS_DTYPES[tensors[name].dtype] != expected:
+                raise RuntimeError(f"{path}: {name} stored as {stored.get_dtype()}, expected {expected}")
+            if list(stored.get_shape()) != list(tensors[name].shape):
+                raise RuntimeError(f"{path}: {name} stored with shape {stored.get_shape()}")
+
+
+def build_one(index, name, scheme, activation, quantization_config, description, out_dir, device):
+    model_dir = os.path.join(out_dir, name)
+    os.makedirs(model_dir, exist_ok=True)
+    prompt_rng = random.Random(7000 + index)
+    prompts = [[prompt_rng.randrange(base.VOCAB) for _ in range(n)] for n in base.PROMPT_LENGTHS]
+
+    # The architecture comes from the config.json under test, without quantization_config (see module docstring).
+    config_dict = llama_config()
+    base.write_json(os.path.join(model_dir, "config.json"), config_dict)
+    config = transformers.AutoConfig.from_pretrained(model_dir)
+
+    for attempt in range(MAX_SEED_ATTEMPTS):
+        seed = 1000 + 100 * index + attempt
+        try:
+            tensors, cases, margin = quantized_reference(config, scheme, activation, prompts, seed, device)
+        except RoundingEdge as e:
+            print(f"  {name}: seed {seed}: {e}; on an fp8 rounding edge, trying next seed", flush=True)
+            continue
+        print(f"  {name}: seed {seed}, {len(tensors)} tensors, min top1-top2 margin {margin:.4f}", flush=True)
+        if margin >= base.MIN_MARGIN:
+            break
+        print(f"  {name}: margin below {base.MIN_MARGIN}, trying next seed", flush=True)
+    else:
+        raise RuntimeError(f"{name}: no seed gave decisive greedy choices off fp8 rounding edges")
+
+    write_and_verify(os.path.join(model_dir, "model.safetensors"), tensors, scheme)
+    bos, eos = base.pick_unused_ids(cases, 2)
+    base.write_json(os.path.join(model_dir, "config.json"), dict(
+        config_dict, quantization_config=quantization_config, bos_token_id=bos, eos_token_id=eos))
+    base.write_json(os.path.join(model_dir, "generation_config.json"), {
+        "bos_token_id": bos, "eos_token_id": eos, "do_sample": False,
+        "transformers_version": transformers.__version__})
+    base.write_json(os.path.join(model_dir, "reference.json"), {
+        "model": name, "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__, "dtype": "float32", "storage_dtype": "float8_e4m3",
+        "quantization": description, "weight_seed": seed, "min_greedy_margin": margin, "cases": cases})
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--only", nargs="*", help="build only these fixtures (the others keep their seeds)")
+    parser.add_argument("--keep-going", action="store_true", help="report a fixture that fails and build the rest")
+    args = parser.parse_args()
+    base.set_reference_numerics()
+    base.CACHE_CHECK_TOLERANCE = ROUNDING_EDGE_TOLERANCE  # read by base.check_against_uncached at each call
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"make_quantized_fixtures: torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"device {device}", flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    failed = []
+    for index, name, scheme, activation, quantization_config, description in FIXTURES:
+        if args.only and name not in args.only:
+            continue
+        start = time.time()
+        try:
+            build_one(index, name, scheme, activation, quantization_config, description, args.out, device)
+        except Exception as e:  # noqa: BLE001 - reported, and fatal unless --keep-going
+            if not args.keep_going:
+                raise
+            print(f"  {name}: FAILED: {type(e).__name__}: {e}", flush=True)
+            failed.append(name)
+            continue
+        print(f"  {name}: done in {time.time() - start:.1f}s", flush=True)
+    if failed:
+        print(f"failed: {' '.join(failed)}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
