@@ -40,6 +40,10 @@ public sealed class CpuModelEngineTests
 
     private static List<int> Tokens(RequestOutput output) => output.Outputs.SelectMany(o => o.TokenIdsDelta).ToList();
 
+    /// <summary>Each generated position's chosen token and top-5 logprobs, as the fixtures record them.</summary>
+    private static List<GeneratedPosition> Positions(RequestOutput output) =>
+        [.. output.Outputs.SelectMany(o => o.LogprobsDelta!).Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, [.. p.Top.Select(t => (t.TokenId, t.Logprob))]))];
+
     // A bf16 or FP8 KV cache on the CPU. FP8: vLLM's criterion on tokens alone, as for the GPU's (FP8 keys and values
     // move these random tiny models' logprobs by up to ~1, so no bound on them; a broken cache diverges at once outside
     // the top-5). bf16: the bound of the bf16 models (EngineOnGpuTests). The budget is two max-length sequences at the
@@ -75,9 +79,7 @@ public sealed class CpuModelEngineTests
         int matched = 0;
         for (int i = 0; i < fixture.Cases.Count; i++)
         {
-            var positions = outputs[i].Outputs.SelectMany(o => o.LogprobsDelta!)
-                .Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, p.Top.Select(t => (t.TokenId, t.Logprob)).ToList()))
-                .ToList();
+            List<GeneratedPosition> positions = Positions(outputs[i]);
             Assert.Equal(fixture.Cases[i].OutputTokenIds.Count, positions.Count);
             matched += LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, tolerance);
         }
@@ -105,9 +107,7 @@ public sealed class CpuModelEngineTests
         int matched = 0;
         for (int i = 0; i < fixture.Cases.Count; i++)
         {
-            var positions = outputs[i].Outputs.SelectMany(o => o.LogprobsDelta!)
-                .Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, p.Top.Select(t => (t.TokenId, t.Logprob)).ToList()))
-                .ToList();
+            List<GeneratedPosition> positions = Positions(outputs[i]);
             matched += LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, float.PositiveInfinity);
         }
 
@@ -130,9 +130,7 @@ public sealed class CpuModelEngineTests
 
         for (int i = 0; i < fixture.Cases.Count; i++)
         {
-            var positions = outputs[i].Outputs.SelectMany(o => o.LogprobsDelta!)
-                .Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, p.Top.Select(t => (t.TokenId, t.Logprob)).ToList()))
-                .ToList();
+            List<GeneratedPosition> positions = Positions(outputs[i]);
             int matched = LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, 2e-3f);
             Assert.Equal(fixture.Cases[i].OutputTokenIds.Count, matched);
             Assert.Equal(fixture.Cases[i].OutputTokenIds, Tokens(outputs[i]));
