@@ -27,18 +27,21 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
 
     public WeightTensor Get(string name, params int[] expectedShape)
     {
-        if (!name.EndsWith(".weight", StringComparison.Ordinal) || !IsFp8(inner.Get(name, expectedShape)))
+        if (_dequantized.TryGetValue(name, out WeightTensor dequantized))
         {
-            return inner.Get(name, expectedShape);
+            WeightShapes.Check(name, dequantized.Shape, expectedShape);
+            return dequantized;
         }
 
-        if (!_dequantized.TryGetValue(name, out WeightTensor weight))
+        WeightTensor stored = inner.Get(name, expectedShape);
+        if (!name.EndsWith(".weight", StringComparison.Ordinal) || !IsFp8(stored))
         {
-            weight = Dequantize(name[..^".weight".Length], inner.Get(name, expectedShape));
-            _dequantized[name] = weight;
+            return stored;
         }
 
-        return weight;
+        dequantized = Dequantize(name[..^".weight".Length], stored);
+        _dequantized[name] = dequantized;
+        return dequantized;
     }
 
     /// <summary>
@@ -80,32 +83,34 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
         }
 
         int rows = q.Shape[0], columns = q.Shape[1];
-        Func<int, int, float> scale = ScaleOf(module, rows, columns);
+        (float[] scales, int blockRows, int blockColumns) = Scales(module, rows, columns);
+        int gridColumns = (columns + blockColumns - 1) / blockColumns;
         float* values = (float*)NativeMemory.AlignedAlloc((nuint)((long)rows * columns * sizeof(float)), 64);
         _buffers.Add((nint)values);
         byte* codes = (byte*)q.Data;
         for (int r = 0; r < rows; r++)
         {
+            int scaleRow = r / blockRows * gridColumns;
             for (int c = 0; c < columns; c++)
             {
                 long i = (long)r * columns + c;
-                values[i] = Fp8.Decode(codes[i], DType.F8E4M3) * scale(r, c);
+                values[i] = Fp8.Decode(codes[i], DType.F8E4M3) * scales[scaleRow + (c / blockColumns)];
             }
         }
 
         return new WeightTensor(q.Name, DequantizedDType, [rows, columns], (nint)values, (long)rows * columns * sizeof(float));
     }
 
-    /// <summary>The scale of element (row, column) of the module's weight, by the checkpoint's scheme.</summary>
-    private Func<int, int, float> ScaleOf(string module, int rows, int columns)
+    /// <summary>
+    /// The module's weight scales as a grid of blocks over the weight, by the checkpoint's scheme: per tensor one block of
+    /// the whole matrix, per channel one block per row, per block the checkpoint's blocks (the last ones partial).
+    /// </summary>
+    private (float[] Scales, int BlockRows, int BlockColumns) Scales(string module, int rows, int columns)
     {
         switch (config.WeightScales)
         {
             case Fp8WeightScales.PerTensor:
-            {
-                float s = Scalar(module + ".weight_scale");
-                return (_, _) => s;
-            }
+                return ([Scalar(module + ".weight_scale")], rows, columns);
 
             case Fp8WeightScales.PerChannel:
             {
@@ -115,8 +120,7 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
                     throw new ModelLoadException($"'{t.Name}' has shape {WeightTensor.FormatShape(t.Shape)}; per-channel scales of a [{rows}, {columns}] weight are [{rows}, 1] or [{rows}]");
                 }
 
-                float[] s = Floats(t);
-                return (r, _) => s[r];
+                return (Floats(t), 1, columns);
             }
 
             default:
@@ -125,8 +129,7 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
                 string name = module + (config.Method == "fp8" ? ".weight_scale_inv" : ".weight_scale");
                 int blockRows = config.BlockRows, blockColumns = config.BlockColumns;
                 int gridRows = (rows + blockRows - 1) / blockRows, gridColumns = (columns + blockColumns - 1) / blockColumns;
-                float[] s = Floats(inner.Get(name, gridRows, gridColumns));
-                return (r, c) => s[(r / blockRows) * gridColumns + c / blockColumns];
+                return (Floats(inner.Get(name, gridRows, gridColumns)), blockRows, blockColumns);
             }
         }
     }
