@@ -1,13 +1,13 @@
 namespace Celer.Models.Weights;
 
-/// <summary>Element types of stored weights and of the KV cache, named as safetensors names them.</summary>
+/// <summary>Element types of stored weights and of the KV cache, named as safetensors names them (FP8 with an underscore: <see cref="DTypeExtensions.SafetensorsName"/>).</summary>
 public enum DType
 {
     F32,
     F16,
     BF16,
 
-    /// <summary>FP8 with 4 exponent and 3 mantissa bits (OCP E4M3, max 448): <c>--kv-cache-dtype fp8</c>.</summary>
+    /// <summary>FP8 with 4 exponent and 3 mantissa bits (OCP E4M3, max 448): <c>--kv-cache-dtype fp8</c>, FP8 checkpoints' weights.</summary>
     F8E4M3,
 
     /// <summary>FP8 with 5 exponent and 2 mantissa bits (OCP E5M2): <c>--kv-cache-dtype fp8_e5m2</c>.</summary>
@@ -32,18 +32,20 @@ public static class DTypeExtensions
         _ => dtype.ToString(),
     };
 
-    /// <summary>Parses the dtype string of a safetensors header ("BF16", "F16", "F32"; "F8_E4M3", "F8_E5M2" of FP8 checkpoints).</summary>
+    /// <summary>Parses the dtype string of a safetensors header (<see cref="SafetensorsName"/> of a <see cref="DType"/>).</summary>
     public static bool TryParseSafetensors(string name, out DType dtype)
     {
-        switch (name)
+        foreach (DType candidate in Enum.GetValues<DType>())
         {
-            case "F32": dtype = DType.F32; return true;
-            case "F16": dtype = DType.F16; return true;
-            case "BF16": dtype = DType.BF16; return true;
-            case "F8_E4M3": dtype = DType.F8E4M3; return true;
-            case "F8_E5M2": dtype = DType.F8E5M2; return true;
-            default: dtype = default; return false;
+            if (candidate.SafetensorsName() == name)
+            {
+                dtype = candidate;
+                return true;
+            }
         }
+
+        dtype = default;
+        return false;
     }
 
     /// <summary>
