@@ -327,16 +327,8 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
     {
         if (elements > _scratchElements)
         {
-            foreach (nint old in new[] { (nint)_kScratch, (nint)_vScratch })
-            {
-                if (_owned.Remove(old))
-                {
-                    NativeMemory.AlignedFree((void*)old);
-                }
-            }
-
-            _kScratch = AllocateFloats(elements);
-            _vScratch = AllocateFloats(elements);
+            _kScratch = Reallocate(_kScratch, elements);
+            _vScratch = Reallocate(_vScratch, elements);
             _scratchElements = elements;
         }
     }
@@ -347,14 +339,20 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
     {
         if (elements > _quantizedInputElements)
         {
-            if (_owned.Remove((nint)_quantizedInput))
-            {
-                NativeMemory.AlignedFree(_quantizedInput);
-            }
-
-            _quantizedInput = AllocateFloats(elements);
+            _quantizedInput = Reallocate(_quantizedInput, elements);
             _quantizedInputElements = elements;
         }
+    }
+
+    /// <summary>A scratch buffer of <paramref name="count"/> floats in place of <paramref name="old"/> (freed; null: none yet).</summary>
+    private float* Reallocate(float* old, long count)
+    {
+        if (_owned.Remove((nint)old))
+        {
+            NativeMemory.AlignedFree(old);
+        }
+
+        return AllocateFloats(count);
     }
 
     private float* AllocateFloats(long count)
