@@ -40,6 +40,28 @@ public sealed class CpuModelEngineTests
 
     private static List<int> Tokens(RequestOutput output) => output.Outputs.SelectMany(o => o.TokenIdsDelta).ToList();
 
+    /// <summary>The fixture's prompts through the engine: greedy, top-5 logprobs, as many tokens as transformers made.</summary>
+    private static IReadOnlyList<RequestOutput> Generate(LlmEngine engine, ReferenceFixture fixture) =>
+        engine.Generate([.. fixture.Cases.Select((c, i) => new GenerateRequest($"r{i}", c.PromptTokenIds, Greedy(c.OutputTokenIds.Count, logprobs: 5)))]);
+
+    /// <summary>
+    /// <see cref="Generate"/>, every case compared with transformers by vLLM's criterion within <paramref name="tolerance"/>;
+    /// the tokens identical before the first divergences, over all cases.
+    /// </summary>
+    private static int MatchedTokens(LlmEngine engine, string name, ReferenceFixture fixture, float tolerance)
+    {
+        IReadOnlyList<RequestOutput> outputs = Generate(engine, fixture);
+        int matched = 0;
+        for (int i = 0; i < fixture.Cases.Count; i++)
+        {
+            List<GeneratedPosition> positions = Positions(outputs[i]);
+            Assert.Equal(fixture.Cases[i].OutputTokenIds.Count, positions.Count);
+            matched += LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, tolerance);
+        }
+
+        return matched;
+    }
+
     /// <summary>Each generated position's chosen token and top-5 logprobs, as the fixtures record them.</summary>
     private static List<GeneratedPosition> Positions(RequestOutput output) =>
         [.. output.Outputs.SelectMany(o => o.LogprobsDelta!).Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, [.. p.Top.Select(t => (t.TokenId, t.Logprob))]))];
@@ -72,17 +94,8 @@ public sealed class CpuModelEngineTests
             KvCacheDtype = kvCacheDtype,
             KvCacheMemoryBytes = 2 * 9 * blockBytes,
         }).Engine;
-        var requests = fixture.Cases.Select((c, i) => new GenerateRequest($"r{i}", c.PromptTokenIds, Greedy(c.OutputTokenIds.Count, logprobs: 5))).ToList();
 
-        IReadOnlyList<RequestOutput> outputs = engine.Generate(requests);
-
-        int matched = 0;
-        for (int i = 0; i < fixture.Cases.Count; i++)
-        {
-            List<GeneratedPosition> positions = Positions(outputs[i]);
-            Assert.Equal(fixture.Cases[i].OutputTokenIds.Count, positions.Count);
-            matched += LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, tolerance);
-        }
+        int matched = MatchedTokens(engine, name, fixture, tolerance);
 
         Assert.True(matched >= fixture.Cases.Count, $"{name}: only {matched} tokens identical before the first divergences");
     }
@@ -100,16 +113,8 @@ public sealed class CpuModelEngineTests
     {
         ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(FixtureModel(name), "reference.json"));
         using LlmEngine engine = Engine(FixtureModel(name), maxNumBatchedTokens: 32);
-        var requests = fixture.Cases.Select((c, i) => new GenerateRequest($"r{i}", c.PromptTokenIds, Greedy(c.OutputTokenIds.Count, logprobs: 5))).ToList();
 
-        IReadOnlyList<RequestOutput> outputs = engine.Generate(requests);
-
-        int matched = 0;
-        for (int i = 0; i < fixture.Cases.Count; i++)
-        {
-            List<GeneratedPosition> positions = Positions(outputs[i]);
-            matched += LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, float.PositiveInfinity);
-        }
+        int matched = MatchedTokens(engine, name, fixture, float.PositiveInfinity);
 
         Assert.True(matched >= fixture.Cases.Sum(c => c.OutputTokenIds.Count) / 2, $"{name}: only {matched} tokens identical before the first divergences");
         var refused = Assert.Throws<Models.Weights.ModelLoadException>(() => ModelLoader.LoadOffline(new EngineArgs { Model = FixtureModel(name), Device = "cuda" }));
@@ -124,9 +129,8 @@ public sealed class CpuModelEngineTests
     {
         ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(FixtureModel(name), "reference.json"));
         using LlmEngine engine = Engine(FixtureModel(name), maxNumBatchedTokens: 32);
-        var requests = fixture.Cases.Select((c, i) => new GenerateRequest($"r{i}", c.PromptTokenIds, Greedy(c.OutputTokenIds.Count, logprobs: 5))).ToList();
 
-        IReadOnlyList<RequestOutput> outputs = engine.Generate(requests);
+        IReadOnlyList<RequestOutput> outputs = Generate(engine, fixture);
 
         for (int i = 0; i < fixture.Cases.Count; i++)
         {
