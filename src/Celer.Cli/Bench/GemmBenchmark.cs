@@ -10,7 +10,7 @@ namespace Celer.Cli.Bench;
 /// <summary>
 /// <c>celer bench gemm</c>: the CUDA GEMMs of one decoder layer and the lm_head of a model's config alone, at several
 /// row counts, with every kernel the GEMM tuner chooses from (cuBLASLt's heuristic candidates, <c>cublasGemmEx</c>, the
-/// skinny and streaming kernels per configuration), each timed over back-to-back launches as the tuner does. Reports
+/// skinny kernels), each timed over back-to-back launches as the tuner does. Reports
 /// the weight bytes read per second (decode steps are bound by them) and TFLOP/s, to set against the card's copy and
 /// GEMM ceilings.
 /// </summary>

@@ -200,7 +200,8 @@ public static class ModelLoader
     /// <summary>
     /// The dtype the model is served in, vLLM's <c>--dtype</c>: as given, else the checkpoint's torch_dtype (bf16 when
     /// the config names none). On a GPU an fp32 checkpoint runs in bf16, as vLLM's auto does on GPUs that have it;
-    /// the CPU keeps fp32 weights as they are (it computes in fp32 whatever the weights' dtype).
+    /// the CPU keeps fp32 weights as they are (it computes in fp32 whatever the weights' dtype). An FP8 checkpoint's
+    /// weights arrive dequantized in <see cref="Fp8WeightSource.DequantizedDType"/>, so that is its stored dtype.
     /// </summary>
     internal static DType ModelDType(EngineArgs args, ModelConfig config, DevicePlatform platform) =>
         ParseDtype(args.Dtype) ?? platform.AutoDType(config.Quantization is null ? config.TorchDtype ?? DType.BF16 : Fp8WeightSource.DequantizedDType);
