@@ -24,6 +24,7 @@ top-1/top-2 logprob margin over all greedy steps is below MIN_MARGIN.
 """
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -427,24 +428,26 @@ def set_reference_numerics():
     torch.set_float32_matmul_precision("highest")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def run_fixtures(script, description, builds):
+    """The command line of the fixture scripts: --out DIR, --only NAME..., --keep-going. builds lists
+    (name, build(out_dir, device)); returns the exit status."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", required=True)
     parser.add_argument("--only", nargs="*", help="build only these fixtures (the others keep their seeds)")
     parser.add_argument("--keep-going", action="store_true", help="report a fixture that fails and build the rest")
     args = parser.parse_args()
     set_reference_numerics()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(f"make_model_fixtures: torch {torch.__version__}, transformers {transformers.__version__}, "
+    print(f"{script}: torch {torch.__version__}, transformers {transformers.__version__}, "
           f"device {device}", flush=True)
     os.makedirs(args.out, exist_ok=True)
     failed = []
-    for index, (name, storage_dtype, config_dict, eos_count) in enumerate(model_specs()):
+    for name, build in builds:
         if args.only and name not in args.only:
             continue
         start = time.time()
         try:
-            build_one(index, name, storage_dtype, config_dict, eos_count, args.out, device)
+            build(args.out, device)
         except Exception as e:  # noqa: BLE001 - reported, and fatal unless --keep-going
             if not args.keep_going:
                 raise
@@ -455,6 +458,12 @@ def main():
     if failed:
         print(f"failed: {' '.join(failed)}", flush=True)
     return 1 if failed else 0
+
+
+def main():
+    return run_fixtures("make_model_fixtures", __doc__.split("\n")[0], [
+        (name, functools.partial(build_one, index, name, storage_dtype, config_dict, eos_count))
+        for index, (name, storage_dtype, config_dict, eos_count) in enumerate(model_specs())])
 
 
 if __name__ == "__main__":

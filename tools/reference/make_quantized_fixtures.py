@@ -25,11 +25,10 @@ cache, of later tokens) enough to flip more codes. Besides the greedy margin, a 
 uncached logprobs equal to fp32 noise (ROUNDING_EDGE_TOLERANCE); see RoundingEdge.
 """
 
-import argparse
+import functools
 import os
 import random
 import sys
-import time
 
 import torch
 import transformers
@@ -321,34 +320,10 @@ def build_one(index, name, scheme, activation, quantization_config, description,
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--only", nargs="*", help="build only these fixtures (the others keep their seeds)")
-    parser.add_argument("--keep-going", action="store_true", help="report a fixture that fails and build the rest")
-    args = parser.parse_args()
-    base.set_reference_numerics()
     base.CACHE_CHECK_TOLERANCE = ROUNDING_EDGE_TOLERANCE  # read by base.check_against_uncached at each call
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    print(f"make_quantized_fixtures: torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"device {device}", flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    failed = []
-    for index, name, scheme, activation, quantization_config, description in FIXTURES:
-        if args.only and name not in args.only:
-            continue
-        start = time.time()
-        try:
-            build_one(index, name, scheme, activation, quantization_config, description, args.out, device)
-        except Exception as e:  # noqa: BLE001 - reported, and fatal unless --keep-going
-            if not args.keep_going:
-                raise
-            print(f"  {name}: FAILED: {type(e).__name__}: {e}", flush=True)
-            failed.append(name)
-            continue
-        print(f"  {name}: done in {time.time() - start:.1f}s", flush=True)
-    if failed:
-        print(f"failed: {' '.join(failed)}", flush=True)
-    return 1 if failed else 0
+    return base.run_fixtures("make_quantized_fixtures", __doc__.split("\n")[0], [
+        (name, functools.partial(build_one, index, name, scheme, activation, quantization_config, description))
+        for index, name, scheme, activation, quantization_config, description in FIXTURES])
 
 
 if __name__ == "__main__":
