@@ -188,13 +188,16 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(
     const float* x = logits + (long long)blockIdx.x * vocab;
     float* w = work + (long long)blockIdx.x * vocab;
 
-    if (row.temperature == 0.f && row.allowed_count == 0 && row.edits_count == 0) {
-        // Plain greedy (most decode rows): the argmax straight from the logits, no copy.
+    // Greedy: the argmax of src, ties to the lower id; a row with no finite logit left takes its fallback token.
+    auto greedy = [&](const float* src) {
         float best = NEG_INF;
         int id = 0x7fffffff;
-        for_each_logit(x, vocab, [&](int i, float v) { better(best, id, v, i); });
+        for_each_logit(src, vocab, [&](int i, float v) { better(best, id, v, i); });
         block_argmax(best, id, sv, si);
         if (threadIdx.x == 0) tokens[blockIdx.x] = best == NEG_INF ? row.fallback : id;
+    };
+    if (row.temperature == 0.f && row.allowed_count == 0 && row.edits_count == 0) {
+        greedy(x);   // plain greedy (most decode rows): straight from the logits, no copy
         return;
     }
 
@@ -218,11 +221,7 @@ extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(
     __syncthreads();
 
     if (row.temperature == 0.f) {
-        float best = NEG_INF;
-        int id = 0x7fffffff;
-        for_each_logit(w, vocab, [&](int i, float v) { better(best, id, v, i); });
-        block_argmax(best, id, sv, si);
-        if (threadIdx.x == 0) tokens[blockIdx.x] = best == NEG_INF ? row.fallback : id;
+        greedy(w);
         return;
     }
 
