@@ -54,15 +54,27 @@ public sealed unsafe partial class CudaBackend
     private readonly record struct GemmChoice(GemmKernel Kernel, CublasLt.MatmulAlgo Algo = default, int Candidate = 0);
 
     /// <summary>What a cuBLASLt plan depends on besides the rows: pointers aligned to fewer bytes take other algorithms.</summary>
-    private readonly record struct GemmShape(int N, int K, DType Input, DType Output, bool FusedBias, int Alignment);
+    private readonly record struct GemmShape(int N, int K, DType Input, DType Output, bool FusedBias, int Alignment, Fp8Scaling Scaling);
 
     public void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, ActivationQuantization? activations = null)
     {
-        if (activations is not null)
+        if (weight.DType == DType.F8E4M3)
         {
-            throw new NotSupportedException("FP8 W8A8 layers run on the CPU backend so far (the loader refuses FP8 checkpoints on CUDA).");
+            Fp8Linear(x, rows, weight, bias, y, activations);
         }
+        else if (activations is not null)
+        {
+            throw new ArgumentException($"'{weight.Name}' is {weight.DType}: only an FP8 weight's layer quantizes its input.");
+        }
+        else
+        {
+            RunLinear(x, rows, weight, bias, y);
+        }
+    }
 
+    /// <summary>The GEMM of <see cref="Linear"/> with the kernel chosen for its shape and row bucket.</summary>
+    private void RunLinear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
+    {
         GemmPlan plan = Plan(x, weight, bias, y);
         int bucket = RowBucket(rows);
         if (!plan.Choices.TryGetValue(bucket, out GemmChoice choice))
@@ -78,11 +90,13 @@ public sealed unsafe partial class CudaBackend
 
     private GemmPlan Plan(Tensor x, Tensor weight, Tensor? bias, Tensor y)
     {
-        // The bias joins the epilogue when it is in the output's dtype (cuBLASLt's default bias type); else its own kernel.
-        bool fuseBias = bias is not null && bias.DType == y.DType;
+        Fp8Scaling scaling = weight.DType != DType.F8E4M3 ? Fp8Scaling.None : weight.Scales!.Shape.Length == 2 ? Fp8Scaling.Blocks : Fp8Scaling.Rows;
+        // The bias joins the epilogue when it is in the output's dtype (cuBLASLt's default bias type); else its own kernel
+        // (always for FP8 GEMMs, whose block-scaled kinds take no epilogue).
+        bool fuseBias = bias is not null && bias.DType == y.DType && scaling == Fp8Scaling.None;
         int alignment = Alignment((ulong)x.Data) & Alignment((ulong)weight.Data) & Alignment((ulong)y.Data)
             & (fuseBias ? Alignment((ulong)bias!.Data) : 256);
-        var shape = new GemmShape(weight.Rows, (int)weight.Columns, weight.DType, y.DType, fuseBias, alignment);
+        var shape = new GemmShape(weight.Rows, (int)weight.Columns, weight.DType, y.DType, fuseBias, alignment, scaling);
         if (!_gemmPlans.TryGetValue(shape, out GemmPlan? plan))
         {
             plan = new GemmPlan(shape, CudaType(shape.Input), CudaType(shape.Output), CublasWorkspaceBytes);
@@ -99,7 +113,8 @@ public sealed unsafe partial class CudaBackend
     private GemmChoice Choose(GemmPlan plan, Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
     {
         int bucket = RowBucket(rows);
-        switch (GemmPolicy)
+        // FP8 GEMMs have cuBLASLt's kernels only.
+        switch (plan.Shape.Scaling == Fp8Scaling.None ? GemmPolicy : GemmPolicy.Tune)
         {
             case GemmPolicy.Skinny when SkinnyGemmFits(x, rows, weight, y):
                 return new GemmChoice(GemmKernel.Skinny);
@@ -134,8 +149,16 @@ public sealed unsafe partial class CudaBackend
     private GemmChoice FirstCandidate(GemmPlan plan, int bucket)
     {
         Span<CublasLt.HeuristicResult> results = stackalloc CublasLt.HeuristicResult[1];
-        return Heuristics(plan, bucket, results) == 0 ? new GemmChoice(GemmKernel.CublasGemmEx) : new GemmChoice(GemmKernel.CublasLt, results[0].Algo);
+        if (Heuristics(plan, bucket, results) > 0)
+        {
+            return new GemmChoice(GemmKernel.CublasLt, results[0].Algo);
+        }
+
+        return plan.Shape.Scaling == Fp8Scaling.None ? new GemmChoice(GemmKernel.CublasGemmEx) : throw NoFp8Gemm(plan, bucket);
     }
+
+    private NotSupportedException NoFp8Gemm(GemmPlan plan, int rows) => new(
+        $"cuBLASLt ({_device.Name}) has no FP8 GEMM of {rows} rows by a [{plan.Shape.N}, {plan.Shape.K}] weight with {plan.Shape.Scaling} scales writing {plan.Shape.Output}; FP8 GEMMs need cuBLAS 12.9 or later.");
 
     /// <summary>cuBLASLt's candidates for <paramref name="rows"/> rows that fit the workspace, best first; 0 when none applies.</summary>
     private int Heuristics(GemmPlan plan, int rows, Span<CublasLt.HeuristicResult> results)
@@ -203,6 +226,11 @@ public sealed unsafe partial class CudaBackend
             plan.SetBias((ulong)bias!.Data);
         }
 
+        if (plan.Shape.Scaling != Fp8Scaling.None)
+        {
+            plan.SetScales((ulong)weight.Scales!.Data, (ulong)x.Scales!.Data);
+        }
+
         float alpha = 1f, beta = 0f;
         Cublas.Check(
             CublasLt.cublasLtMatmul(_device.CublasLtHandle, plan.Desc, &alpha, (ulong)weight.Data, plan.WeightLayout, (ulong)x.Data, plan.InputLayout,
@@ -254,6 +282,11 @@ public sealed unsafe partial class CudaBackend
         for (int i = 0; i < count; i++)
         {
             candidates.Add(new GemmChoice(GemmKernel.CublasLt, results[i].Algo, i));
+        }
+
+        if (plan.Shape.Scaling != Fp8Scaling.None)
+        {
+            return count > 0 ? candidates : throw NoFp8Gemm(plan, rows);
         }
 
         candidates.Add(new GemmChoice(GemmKernel.CublasGemmEx));
@@ -350,6 +383,16 @@ public sealed unsafe partial class CudaBackend
                 SetDesc(CublasLt.CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(int));
             }
 
+            if (shape.Scaling != Fp8Scaling.None)
+            {
+                // The weight (A) is scaled per output row or per 128 x 128 block, the input (B) per row or per row's group
+                // of 128 (its scales [group, row], the rows contiguous), both in fp32 (cublasLtMatmulMatrixScale_t).
+                int a = shape.Scaling == Fp8Scaling.Rows ? CublasLt.CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F : CublasLt.CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+                int b = shape.Scaling == Fp8Scaling.Rows ? CublasLt.CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F : CublasLt.CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+                SetDesc(CublasLt.CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &a, sizeof(int));
+                SetDesc(CublasLt.CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &b, sizeof(int));
+            }
+
             _rows = 1;
             Cublas.Check(CublasLt.cublasLtMatrixLayoutCreate(out nint w, inType, (ulong)shape.K, (ulong)shape.N, shape.K), "cublasLtMatrixLayoutCreate");
             WeightLayout = w;
@@ -401,6 +444,13 @@ public sealed unsafe partial class CudaBackend
         }
 
         public void SetBias(ulong bias) => SetDesc(CublasLt.CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(ulong));
+
+        /// <summary>The device pointers of an FP8 GEMM's scales: the weight's (A) and its quantized input's (B).</summary>
+        public void SetScales(ulong weight, ulong input)
+        {
+            SetDesc(CublasLt.CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &weight, sizeof(ulong));
+            SetDesc(CublasLt.CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &input, sizeof(ulong));
+        }
 
         private void SetDesc(int attribute, void* value, int bytes) =>
             Cublas.Check(CublasLt.cublasLtMatmulDescSetAttribute(Desc, attribute, value, (nuint)bytes), "cublasLtMatmulDescSetAttribute");

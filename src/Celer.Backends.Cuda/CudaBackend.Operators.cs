@@ -178,6 +178,7 @@ public sealed unsafe partial class CudaBackend
         DType.F32 => Cublas.CUDA_R_32F,
         DType.F16 => Cublas.CUDA_R_16F,
         DType.BF16 => Cublas.CUDA_R_16BF,
+        DType.F8E4M3 => Cublas.CUDA_R_8F_E4M3,
         _ => throw new NotSupportedException($"dtype {dtype}"),
     };
 }

@@ -127,6 +127,11 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 
     public Tensor LoadWeight(WeightTensor weight)
     {
+        if (weight.Scales is not null)
+        {
+            return LoadFp8(weight.Name, [weight]);
+        }
+
         weight.RequireUnquantized();
         _device.MakeCurrent();
         var tensor = new Tensor(weight.Name, 0, ActivationDType, weight.Shape);
@@ -137,6 +142,11 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 
     public Tensor LoadStacked(string name, params WeightTensor[] parts)
     {
+        if (parts.Any(p => p.Scales is not null))
+        {
+            return LoadFp8(name, parts);
+        }
+
         Array.ForEach(parts, part => part.RequireUnquantized());
         int[] trailing = parts[0].Shape[1..];
         if (parts.Any(p => !p.Shape.AsSpan(1).SequenceEqual(trailing)))
@@ -162,9 +172,10 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     /// Copies a weight to <paramref name="destination"/> through the two pinned staging chunks in turn (the next chunk
     /// is filled while the previous one is copied), converting it to the model dtype on the GPU when it is stored in
     /// another (a bf16 checkpoint served in fp16, an fp32 norm). Returns with the copies queued: the stream orders
-    /// every later use after them.
+    /// every later use after them. <paramref name="storeAs"/> keeps another dtype than the model's (FP8 weights and their
+    /// fp32 scales, copied as they are).
     /// </summary>
-    private void Upload(WeightTensor weight, ulong destination)
+    private void Upload(WeightTensor weight, ulong destination, DType? storeAs = null)
     {
         if (weight.Synthetic is { } rule)
         {
@@ -177,7 +188,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
             return;
         }
 
-        bool convert = weight.DType != ActivationDType;
+        bool convert = weight.DType != (storeAs ?? ActivationDType);
         // Each staging chunk has its own device buffer for the raw values of a weight that is converted.
         SafeDeviceMemoryHandle?[] raw = new SafeDeviceMemoryHandle?[2];
         int inSize = weight.DType.ByteSize(), outSize = ActivationDType.ByteSize();

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 hostgap moe attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w hostgap moe attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 hostgap moe attention throughput serve coldstart hf}"
+STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w hostgap moe attention throughput serve coldstart hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -52,7 +52,7 @@ fi
 bench() { # name, then celer bench arguments (a later --max-model-len overrides the default)
   local name=$1; shift
   stage "celer bench $name"
-  timeout 300 publish/gpu/celer bench "$@" --model "$MODEL" --load-format dummy --device cuda --max-model-len "${MAX_LEN:-4096}" \
+  timeout 300 publish/gpu/celer bench "$@" --model "$MODEL" --load-format "${LOAD_FORMAT:-dummy}" --device cuda --max-model-len "${MAX_LEN:-4096}" \
     --no-enable-prefix-caching --output-json "$OUT/celer-$name.json" || status=1
 }
 latency() { # name, batch size, input length, output length, then extra flags
@@ -89,6 +89,26 @@ if has fp8; then
   ITERS=2 MAX_LEN=4352 latency context4k-bs64-fp8-out1 64 4096 1 --kv-cache-dtype fp8
   ITERS=2 MAX_LEN=4352 latency context4k-bs64-fp8-out129 64 4096 129 --kv-cache-dtype fp8
   bench throughput-fp8 throughput --num-prompts "${THROUGHPUT_PROMPTS:-500}" --input-len 1000 --output-len 1000 --kv-cache-dtype fp8
+fi
+if has fp8w; then
+  # FP8 W8A8 weights (cuBLASLt's scaled FP8 GEMMs): checkpoints of the 8B shape with random weights quantized as the
+  # public FP8 checkpoints are (8 GB each, written by the GPU), per-channel with per-token inputs, and 128 x 128 blocks.
+  for scheme in channel block; do
+    stage "FP8 checkpoint of the 8B shape ($scheme)"
+    timeout 240 python3 tools/gpu/write_checkpoint.py "$MODEL" /tmp/ckpt-8b-fp8 --fp8 "$scheme" || { status=1; continue; }
+    for b in 1 32 128; do MODEL=/tmp/ckpt-8b-fp8 LOAD_FORMAT=auto latency "latency-fp8-$scheme-bs$b" "$b" 128 256; done
+    if [[ $scheme == channel ]]; then
+      MODEL=/tmp/ckpt-8b-fp8 LOAD_FORMAT=auto latency prefill-fp8-channel-8x2048 8 2048 1 --max-num-batched-tokens 16384
+      MODEL=/tmp/ckpt-8b-fp8 LOAD_FORMAT=auto bench throughput-fp8-channel throughput --num-prompts "${THROUGHPUT_PROMPTS:-500}" --input-len 1000 --output-len 1000
+    fi
+    rm -rf /tmp/ckpt-8b-fp8
+  done
+fi
+if has fixtures; then
+  # Reference fixtures made on this machine's transformers (FIXTURES="name ..." of make_quantized_fixtures.py), brought
+  # back under fixtures/ to be committed.
+  stage "quantized reference fixtures: ${FIXTURES:-all}"
+  timeout 300 python3 tools/reference/make_quantized_fixtures.py --out "$OUT/fixtures" ${FIXTURES:+--only $FIXTURES} || status=1
 fi
 if has hostgap; then
   # Where the host matters most: a small model at batch 256 (Qwen3-0.6B's shape); the report has the GPU's idle share.

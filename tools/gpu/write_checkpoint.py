@@ -3,18 +3,57 @@
 (model-0000i-of-0000n.safetensors shards of at most 5 GB and model.safetensors.index.json), to time Celer's cold
 start from safetensors. The values come from the GPU's generator: a host generator would take minutes for 16 GB.
 
-    python3 tools/gpu/write_checkpoint.py benchmarks/models/llama-3.1-8b-shape /tmp/ckpt-8b
+    python3 tools/gpu/write_checkpoint.py benchmarks/models/llama-3.1-8b-shape /tmp/ckpt-8b [--fp8 channel|block]
+
+--fp8 quantizes the attention and MLP projections to E4M3 as the public FP8 checkpoints store them, for benchmarks of
+the FP8 GEMMs: "channel" as llm-compressor's FP8_DYNAMIC scheme (compressed-tensors, a bf16 weight_scale per output
+row, inputs dynamic per token; RedHatAI's Llama-3.1-8B-Instruct-FP8-dynamic), "block" as DeepSeek-V3 / Qwen3-FP8
+(quant_method fp8, weight_scale_inv per 128 x 128 block, inputs dynamic per token group of 128).
 """
+import argparse
 import json
 import os
 import shutil
-import sys
 
 import torch
 from safetensors.torch import save_file
 
-src, out = sys.argv[1], sys.argv[2]
+parser = argparse.ArgumentParser()
+parser.add_argument("src")
+parser.add_argument("out")
+parser.add_argument("--fp8", choices=["channel", "block"])
+args = parser.parse_args()
+src, out = args.src, args.out
 cfg = json.load(open(os.path.join(src, "config.json")))
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+BLOCK = 128
+
+
+def fp8(name, w):
+    """{name: E4M3 codes, scale name: scales} for a [out, in] fp32 weight on the GPU."""
+    module = name[: -len(".weight")]
+    if args.fp8 == "channel":
+        scale = (w.abs().amax(dim=1, keepdim=True) / 448).to(torch.bfloat16)
+        return {name: (w / scale.float()).clamp(-448, 448).to(torch.float8_e4m3fn), module + ".weight_scale": scale}
+    rows, cols = w.shape
+    padded = torch.zeros(-(-rows // BLOCK) * BLOCK, -(-cols // BLOCK) * BLOCK, device=w.device)
+    padded[:rows, :cols] = w.abs()
+    scale = padded.view(padded.shape[0] // BLOCK, BLOCK, padded.shape[1] // BLOCK, BLOCK).amax(dim=(1, 3)) / 448
+    expanded = scale.repeat_interleave(BLOCK, dim=0).repeat_interleave(BLOCK, dim=1)[:rows, :cols]
+    return {name: (w / expanded).clamp(-448, 448).to(torch.float8_e4m3fn), module + ".weight_scale_inv": scale}
+
+
+def quantization_config():
+    if args.fp8 == "block":
+        return {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [BLOCK, BLOCK]}
+    scheme = {"num_bits": 8, "type": "float", "symmetric": True, "group_size": None, "block_structure": None, "actorder": None}
+    return {"quant_method": "compressed-tensors", "format": "float-quantized", "quantization_status": "compressed",
+            "config_groups": {"group_0": {"targets": ["Linear"], "format": "float-quantized", "output_activations": None,
+                                          "weights": scheme | {"strategy": "channel", "dynamic": False, "observer": "minmax"},
+                                          "input_activations": scheme | {"strategy": "token", "dynamic": True, "observer": None}}},
+            "ignore": ["lm_head"]}
+
+
 hidden, inter, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
 heads, kv_heads, vocab = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["vocab_size"]
 head_dim = cfg.get("head_dim") or hidden // heads
@@ -50,8 +89,13 @@ for name, shape in shapes.items():
     # Norm weights near 1 and matrices at 0.02 scale, as a trained model roughly has them.
     t = torch.randn(shape, generator=generator, device="cuda", dtype=torch.float32)
     t = (1 + 0.1 * t) if len(shape) == 1 else 0.02 * t
-    current[name] = t.to(torch.bfloat16).cpu()
-    size += 2 * numel
+    if args.fp8 and name.rsplit(".", 2)[-2] in PROJECTIONS:
+        tensors = fp8(name, t)
+    else:
+        tensors = {name: t.to(torch.bfloat16)}
+    for tensor_name, tensor in tensors.items():
+        current[tensor_name] = tensor.contiguous().cpu()
+        size += tensor.numel() * tensor.element_size()
 shards.append(current)
 
 weight_map, total = {}, 0
@@ -60,7 +104,10 @@ for i, shard in enumerate(shards, 1):
     save_file(shard, os.path.join(out, file), metadata={"format": "pt"})
     for name, t in shard.items():
         weight_map[name] = file
-        total += t.numel() * 2
+        total += t.numel() * t.element_size()
 json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, open(os.path.join(out, "model.safetensors.index.json"), "w"), indent=2)
-shutil.copy(os.path.join(src, "config.json"), out)
+if args.fp8:
+    json.dump(cfg | {"quantization_config": quantization_config()}, open(os.path.join(out, "config.json"), "w"), indent=2)
+else:
+    shutil.copy(os.path.join(src, "config.json"), out)
 print(f"wrote {len(shapes)} tensors, {total / 2**30:.2f} GiB in {len(shards)} shards to {out}")

@@ -6,7 +6,8 @@ Usage: python3 tools/reference/make_quantized_fixtures.py --out DIR [--only NAME
 Writes DIR/<name>/{config.json, model.safetensors, generation_config.json, reference.json} for each entry of
 FIXTURES, in the on-disk layouts real tools write: compressed-tensors (llm-compressor) with per-channel weights and
 dynamic per-token activations, compressed-tensors with per-tensor weights and static (calibrated) per-tensor
-activations, and the "fp8" block layout of DeepSeek-V3 / Qwen3-FP8 with per-token-group dynamic activations.
+activations, and the "fp8" block layout of DeepSeek-V3 / Qwen3-FP8 with per-token-group dynamic activations, in
+blocks of 32 and in their own 128 (the block the CUDA backend's FP8 GEMMs take).
 
 What the references mean (Celer must match this, not "the model"):
   * the Linear weights of every attention and MLP projection are the DEQUANTIZED stored values (fp8 * scale, in
@@ -46,6 +47,12 @@ MIN_TOKEN_SCALE = 1.0 / (FP8_MAX * 512.0)
 MIN_GROUP_AMAX = 1e-10
 # DeepSeek-V3 uses 128; HIDDEN is 64, so 32 gives several blocks per matrix, and partial ones along 176.
 BLOCK = 32
+# The block of DeepSeek-V3 and Qwen3-FP8, the only one cuBLASLt's block-scaled FP8 GEMMs (the CUDA backend) take. q/k/v
+# and gate/up share a GEMM there, so each part but the last must fill whole 128-row blocks, as vLLM requires: that
+# fixture has 8 heads and 4 KV heads of 32 (q 256 rows, k and v 128) and an intermediate size of 256; HIDDEN (64) leaves
+# k and o_proj's rows a partial block.
+BLOCK_128 = 128
+BLOCK_128_SHAPE = {"num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 32, "intermediate_size": 256}
 # Most seeds are rejected (see RoundingEdge); each attempt takes a second or two on a GPU.
 MAX_SEED_ATTEMPTS = 100
 # Cached vs uncached logprobs with no fp8 code flipped differ by ~1e-5 (fp32 noise); one flip late in the network
@@ -75,29 +82,36 @@ def compressed_tensors_config(weight_strategy, activation_strategy, dynamic):
             "sparsity_config": {}, "version": "0.10.2"}
 
 
-# (index, name, weight scheme, activation scheme, quantization_config, description). The indices keep prompts and
-# seeds apart from make_model_fixtures.py's (which uses 0..len(model_specs()) - 1).
+def fp8_block_config(block):
+    return {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [block, block]}
+
+
+# (index, name, weight scheme, activation scheme, block, shape overrides, quantization_config, description). The
+# indices keep prompts and seeds apart from make_model_fixtures.py's (which uses 0..len(model_specs()) - 1).
 FIXTURES = (
-    (50, "llama-fp8-channel-dynamic", "channel", "token",
+    (50, "llama-fp8-channel-dynamic", "channel", "token", None, {},
      compressed_tensors_config("channel", "token", True),
      "compressed-tensors fp8 weights per channel (bf16 scales), activations dynamic per token"),
-    (51, "llama-fp8-tensor-static", "tensor", "static",
+    (51, "llama-fp8-tensor-static", "tensor", "static", None, {},
      compressed_tensors_config("tensor", "tensor", False),
      "compressed-tensors fp8 weights per tensor, activations static per tensor (calibrated input_scale)"),
-    (52, "llama-fp8-block-dynamic", "block", "group",
-     {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [BLOCK, BLOCK]},
+    (52, "llama-fp8-block-dynamic", "block", "group", BLOCK, {}, fp8_block_config(BLOCK),
      f"fp8 weights in {BLOCK}x{BLOCK} blocks (weight_scale_inv), activations dynamic per token per group of {BLOCK}"),
+    (53, "llama-fp8-block128-dynamic", "block", "group", BLOCK_128, BLOCK_128_SHAPE, fp8_block_config(BLOCK_128),
+     f"fp8 weights in {BLOCK_128}x{BLOCK_128} blocks (weight_scale_inv), activations dynamic per token per group of "
+     f"{BLOCK_128}; q/k/v and gate/up in whole 128-row blocks"),
 )
 
 
-def llama_config():
-    """make_model_fixtures' first Llama (GQA, 4.x-style keys), stored as bf16 like the models these tools quantize."""
+def llama_config(shape):
+    """make_model_fixtures' first Llama (GQA, 4.x-style keys), stored as bf16 like the models these tools quantize,
+    with the head and MLP sizes in shape overriding its own."""
     return {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
             **base._common(3, 176, 4, 2, 256, False),
             "head_dim": 16, "attention_bias": False, "mlp_bias": False, "pretraining_tp": 1,
             "rope_theta": 10000.0, "rope_scaling": None,
             "torch_dtype": "bfloat16", "dtype": "bfloat16",
-            "transformers_version": base.LEGACY_TRANSFORMERS_VERSION}
+            "transformers_version": base.LEGACY_TRANSFORMERS_VERSION, **shape}
 
 
 def fp8_round_trip(values, scale):
@@ -111,7 +125,7 @@ def scale_for(amax):
     return torch.where(amax > 0, amax / FP8_MAX, torch.ones_like(amax))
 
 
-def quantize_weight(weight, scheme, projection):
+def quantize_weight(weight, scheme, projection, block):
     """(fp8 codes, dequantized fp32 weight, {tensor name suffix: scale as stored}) for one [out, in] weight."""
     if scheme == "channel":
         # llm-compressor keeps a bf16 model's scales in bf16, and quantizes with the rounded scale.
@@ -125,12 +139,12 @@ def quantize_weight(weight, scheme, projection):
         return codes, dequantized, {"weight_scale": scale.reshape(() if projection == "q_proj" else (1,))}
     if scheme == "block":
         rows, cols = weight.shape
-        row_blocks, col_blocks = -(-rows // BLOCK), -(-cols // BLOCK)
+        row_blocks, col_blocks = -(-rows // block), -(-cols // block)
         # Zero padding leaves each partial edge block's amax that of its real elements.
-        padded = torch.zeros(row_blocks * BLOCK, col_blocks * BLOCK)
+        padded = torch.zeros(row_blocks * block, col_blocks * block)
         padded[:rows, :cols] = weight.abs()
-        scale = scale_for(padded.view(row_blocks, BLOCK, col_blocks, BLOCK).amax(dim=(1, 3)))
-        expanded = scale.repeat_interleave(BLOCK, dim=0).repeat_interleave(BLOCK, dim=1)[:rows, :cols]
+        scale = scale_for(padded.view(row_blocks, block, col_blocks, block).amax(dim=(1, 3)))
+        expanded = scale.repeat_interleave(block, dim=0).repeat_interleave(block, dim=1)[:rows, :cols]
         codes, dequantized = fp8_round_trip(weight, expanded)
         # DeepSeek's name, but a multiplier: weight ~= codes * weight_scale_inv.
         return codes, dequantized, {"weight_scale_inv": scale}
@@ -142,10 +156,10 @@ def per_token(x):
     return fp8_round_trip(x, scale)[1]
 
 
-def per_token_group(x):
-    # k = 176 ends in a group of 16; split keeps it as one.
+def per_token_group(x, block):
+    # k = 176 ends in a group of 16 (of 32), k = 64 is one partial group of 128; split keeps each as one.
     groups = [fp8_round_trip(g, g.abs().amax(dim=-1, keepdim=True).clamp_min(MIN_GROUP_AMAX) / FP8_MAX)[1]
-              for g in x.split(BLOCK, dim=-1)]
+              for g in x.split(block, dim=-1)]
     return torch.cat(groups, dim=-1)
 
 
@@ -214,7 +228,7 @@ def record_cases(model, prompts, device):
     return cases, margin
 
 
-def quantized_reference(config, scheme, activation, prompts, seed, device):
+def quantized_reference(config, scheme, activation, block, prompts, seed, device):
     """Quantize a seeded model; returns (tensors to store, reference cases, min greedy margin)."""
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="eager")
@@ -228,7 +242,7 @@ def quantized_reference(config, scheme, activation, prompts, seed, device):
             if projection in PROJECTIONS:
                 if leaf != "weight":
                     raise RuntimeError(f"{name}: the quantized projections have no biases in these fixtures")
-                codes, dequantized, scales = quantize_weight(param.detach().float().cpu(), scheme, projection)
+                codes, dequantized, scales = quantize_weight(param.detach().float().cpu(), scheme, projection, block)
                 tensors[name] = codes
                 tensors.update({f"{module_name}.{suffix}": scale for suffix, scale in scales.items()})
                 param.copy_(dequantized)
@@ -241,7 +255,7 @@ def quantized_reference(config, scheme, activation, prompts, seed, device):
     if activation == "token":
         transforms = {name: per_token for name, _ in quantized_linears(model)}
     elif activation == "group":
-        transforms = {name: per_token_group for name, _ in quantized_linears(model)}
+        transforms = {name: functools.partial(per_token_group, block=block) for name, _ in quantized_linears(model)}
     elif activation == "static":
         input_scales = calibrate_input_scales(model, prompts, device)
         transforms = {name: (lambda x, s=scale: fp8_round_trip(x, s)[1]) for name, scale in input_scales.items()}
@@ -281,21 +295,21 @@ def write_and_verify(path, tensors, scheme):
                 raise RuntimeError(f"{path}: {name} stored with shape {stored.get_shape()}")
 
 
-def build_one(index, name, scheme, activation, quantization_config, description, out_dir, device):
+def build_one(index, name, scheme, activation, block, shape, quantization_config, description, out_dir, device):
     model_dir = os.path.join(out_dir, name)
     os.makedirs(model_dir, exist_ok=True)
     prompt_rng = random.Random(7000 + index)
     prompts = [[prompt_rng.randrange(base.VOCAB) for _ in range(n)] for n in base.PROMPT_LENGTHS]
 
     # The architecture comes from the config.json under test, without quantization_config (see module docstring).
-    config_dict = llama_config()
+    config_dict = llama_config(shape)
     base.write_json(os.path.join(model_dir, "config.json"), config_dict)
     config = transformers.AutoConfig.from_pretrained(model_dir)
 
     for attempt in range(MAX_SEED_ATTEMPTS):
         seed = 1000 + 100 * index + attempt
         try:
-            tensors, cases, margin = quantized_reference(config, scheme, activation, prompts, seed, device)
+            tensors, cases, margin = quantized_reference(config, scheme, activation, block, prompts, seed, device)
         except RoundingEdge as e:
             print(f"  {name}: seed {seed}: {e}; on an fp8 rounding edge, trying next seed", flush=True)
             continue
@@ -322,8 +336,8 @@ def build_one(index, name, scheme, activation, quantization_config, description,
 def main():
     base.CACHE_CHECK_TOLERANCE = ROUNDING_EDGE_TOLERANCE  # read by base.check_against_uncached at each call
     return base.run_fixtures("make_quantized_fixtures", __doc__.split("\n")[0], [
-        (name, functools.partial(build_one, index, name, scheme, activation, quantization_config, description))
-        for index, name, scheme, activation, quantization_config, description in FIXTURES])
+        (name, functools.partial(build_one, index, name, scheme, activation, block, shape, quantization_config, description))
+        for index, name, scheme, activation, block, shape, quantization_config, description in FIXTURES])
 
 
 if __name__ == "__main__":

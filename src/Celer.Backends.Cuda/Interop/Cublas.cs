@@ -10,6 +10,7 @@ internal static unsafe partial class Cublas
     public const int CUDA_R_32F = 0;
     public const int CUDA_R_16F = 2;
     public const int CUDA_R_16BF = 14;
+    public const int CUDA_R_8F_E4M3 = 28;
     public const int CUBLAS_COMPUTE_32F = 68;
     public const int CUBLAS_GEMM_DEFAULT = -1;
 

@@ -13,7 +13,16 @@ internal static unsafe partial class CublasLt
     public const int CUBLASLT_MATMUL_DESC_TRANSB = 4;
     public const int CUBLASLT_MATMUL_DESC_EPILOGUE = 7;
     public const int CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8;
+    public const int CUBLASLT_MATMUL_DESC_A_SCALE_POINTER = 17;
+    public const int CUBLASLT_MATMUL_DESC_B_SCALE_POINTER = 18;
+    public const int CUBLASLT_MATMUL_DESC_A_SCALE_MODE = 31;
+    public const int CUBLASLT_MATMUL_DESC_B_SCALE_MODE = 32;
     public const int CUBLASLT_EPILOGUE_BIAS = 4;
+
+    // cublasLtMatmulMatrixScale_t (cuBLAS 12.9+ for the vector and block kinds on sm_90).
+    public const int CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F = 3;
+    public const int CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F = 4;
+    public const int CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F = 5;
     public const int CUBLASLT_MATRIX_LAYOUT_COLS = 3;
     public const int CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1;
     public const int CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5;   // B, C and D follow as 6, 7, 8

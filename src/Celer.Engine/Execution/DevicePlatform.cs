@@ -42,6 +42,12 @@ internal abstract class DevicePlatform
     /// <summary>Why a checkpoint quantized as <paramref name="quantization"/> cannot run here; null when it can.</summary>
     public abstract string? QuantizationRefusal(QuantizationConfig quantization);
 
+    /// <summary>
+    /// Whether a W8A8 checkpoint's FP8 weights reach the backend as stored, with their scales, for FP8 GEMMs (else
+    /// dequantized at load, see <see cref="Fp8WeightSource"/>).
+    /// </summary>
+    public abstract bool MultipliesFp8 { get; }
+
     public abstract IModelBackend CreateBackend(DType dtype, DType? kvCacheDType);
 
     /// <summary>The KV cache's bytes when <c>--kv-cache-memory</c> does not say, once weights and buffers are in place.</summary>
@@ -71,6 +77,8 @@ internal sealed class CpuPlatform : DevicePlatform
 
     /// <summary>FP8 checkpoints run with their weights dequantized at load and W8A8 inputs quantized as their kernels do.</summary>
     public override string? QuantizationRefusal(QuantizationConfig quantization) => null;
+
+    public override bool MultipliesFp8 => false;
 
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType) => new CpuBackend(dtype, kvCacheDType);
 
@@ -106,8 +114,26 @@ internal sealed class CudaPlatform : DevicePlatform
         _ => null,
     };
 
-    public override string? QuantizationRefusal(QuantizationConfig quantization) =>
-        $"is an FP8 checkpoint ({quantization.Method}); the CUDA backend has no FP8 GEMMs yet: run it with --device cpu, or serve the model's bf16 checkpoint on the GPU";
+    /// <summary>
+    /// W8A8 layers run on cuBLASLt's scaled FP8 GEMMs, which take per-row scales of either operand or DeepSeek's blocks
+    /// (128 × 128 weight blocks with per-token groups of 128); weight-only checkpoints are dequantized at load.
+    /// </summary>
+    public override string? QuantizationRefusal(QuantizationConfig q) => q switch
+    {
+        { Activations: null } => null,
+        { WeightScales: not Fp8WeightScales.PerBlock, Activations: ActivationScaling.DynamicPerToken or ActivationScaling.StaticPerTensor } => null,
+        { WeightScales: Fp8WeightScales.PerBlock, BlockRows: CudaBackend.Fp8ScaleBlock, BlockColumns: CudaBackend.Fp8ScaleBlock,
+            Activations: ActivationScaling.DynamicPerTokenGroup, ActivationGroupSize: CudaBackend.Fp8ScaleBlock } => null,
+        _ => $"is an FP8 checkpoint ({q.Method}) with {Describe(q)}; the CUDA backend's FP8 GEMMs take per-tensor or per-channel weight scales "
+            + $"with per-token or static input scales, or {CudaBackend.Fp8ScaleBlock}x{CudaBackend.Fp8ScaleBlock} weight blocks with per-token input groups of "
+            + $"{CudaBackend.Fp8ScaleBlock}: run it with --device cpu",
+    };
+
+    private static string Describe(QuantizationConfig q) =>
+        (q.WeightScales == Fp8WeightScales.PerBlock ? $"{q.BlockRows}x{q.BlockColumns} weight blocks" : $"{q.WeightScales} weight scales")
+        + $" and {q.Activations} inputs" + (q.Activations == ActivationScaling.DynamicPerTokenGroup ? $" in groups of {q.ActivationGroupSize}" : "");
+
+    public override bool MultipliesFp8 => true;
 
     /// <summary>A dtype or KV-cache type the card cannot run (bf16 before sm_80) is the user's to fix, in one line.</summary>
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType)

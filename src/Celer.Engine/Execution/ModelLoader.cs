@@ -112,7 +112,7 @@ public static class ModelLoader
         ProgressWeightSource? weights = null;
         try
         {
-            weights = OpenWeights(args, dir, config, dtype, materializeDummy: !platform.MakesDummyWeights, progress);
+            weights = OpenWeights(args, dir, config, dtype, platform, progress);
             // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs.
             StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(args.GraphCaptureSizes(), (maxModelLen + args.BlockSize - 1) / args.BlockSize);
             var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
@@ -201,22 +201,22 @@ public static class ModelLoader
     /// The dtype the model is served in, vLLM's <c>--dtype</c>: as given, else the checkpoint's torch_dtype (bf16 when
     /// the config names none). On a GPU an fp32 checkpoint runs in bf16, as vLLM's auto does on GPUs that have it;
     /// the CPU keeps fp32 weights as they are (it computes in fp32 whatever the weights' dtype). An FP8 checkpoint's
-    /// weights arrive dequantized in <see cref="Fp8WeightSource.DequantizedDType"/>, so that is its stored dtype.
+    /// weights arrive on the CPU dequantized in <see cref="Fp8WeightSource.DequantizedDType"/>, so that is its stored
+    /// dtype there; a GPU multiplies them in FP8 and computes the rest in the torch_dtype, as vLLM does.
     /// </summary>
     internal static DType ModelDType(EngineArgs args, ModelConfig config, DevicePlatform platform) =>
-        ParseDtype(args.Dtype) ?? platform.AutoDType(config.Quantization is null ? config.TorchDtype ?? DType.BF16 : Fp8WeightSource.DequantizedDType);
+        ParseDtype(args.Dtype) ?? platform.AutoDType(config.Quantization is null || platform.MultipliesFp8 ? config.TorchDtype ?? DType.BF16 : Fp8WeightSource.DequantizedDType);
 
-    /// <param name="materializeDummy">False on a GPU, which generates dummy weights itself.</param>
-    private static ProgressWeightSource OpenWeights(EngineArgs args, string dir, ModelConfig config, DType dtype, bool materializeDummy, IProgress<ModelLoadProgress>? progress)
+    private static ProgressWeightSource OpenWeights(EngineArgs args, string dir, ModelConfig config, DType dtype, DevicePlatform platform, IProgress<ModelLoadProgress>? progress)
     {
         switch (args.LoadFormat.ToLowerInvariant())
         {
 #pragma warning disable CA2000 // the returned ProgressWeightSource owns the source it wraps and disposes it
             case "dummy":
-                return new ProgressWeightSource(new DummyWeightSource(dtype, (ulong)args.Seed, materializeDummy), null, null, progress);
+                return new ProgressWeightSource(new DummyWeightSource(dtype, (ulong)args.Seed, materialize: !platform.MakesDummyWeights), null, null, progress);
             case "auto" or "safetensors":
                 var source = SafetensorsWeightSource.Open(dir);
-                return new ProgressWeightSource(Fp8WeightSource.Wrap(source, config.Quantization), source.Names.Count(), source.Files.Sum(f => new FileInfo(f.Path).Length), progress);
+                return new ProgressWeightSource(Fp8WeightSource.Wrap(source, config.Quantization, platform.MultipliesFp8), source.Names.Count(), source.Files.Sum(f => new FileInfo(f.Path).Length), progress);
 #pragma warning restore CA2000
             default:
                 throw new ArgumentException($"Unknown load format '{args.LoadFormat}'; expected auto, safetensors or dummy.", nameof(args));

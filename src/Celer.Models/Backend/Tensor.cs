@@ -3,7 +3,7 @@ using Celer.Models.Weights;
 namespace Celer.Models.Backend;
 
 /// <summary>
-/// A contiguous buffer owned by a backend: weights in their stored dtype, activations and KV cache in fp32.
+/// A contiguous buffer owned by a backend: weights, activations and the KV cache in the dtypes the backend keeps them in.
 /// <see cref="Data"/> is a host pointer on the CPU backend and a device pointer on the CUDA backend; only the
 /// backend that made the tensor dereferences it. Rows are the leading dimension; <see cref="Columns"/> is the
 /// product of the rest.
@@ -34,6 +34,12 @@ public sealed class Tensor
     public int[] Shape { get; }
 
     public long ElementCount { get; }
+
+    /// <summary>
+    /// The fp32 scales of an FP8 tensor (an E4M3 weight or quantized input on a backend with FP8 GEMMs), in the layout
+    /// that backend's GEMM reads; null for every other tensor.
+    /// </summary>
+    public Tensor? Scales { get; init; }
 
     public int Rows => Shape.Length == 0 ? 1 : Shape[0];
 

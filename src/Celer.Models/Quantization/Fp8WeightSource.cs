@@ -4,14 +4,16 @@ using Celer.Models.Weights;
 namespace Celer.Models.Quantization;
 
 /// <summary>
-/// The weights of an FP8 checkpoint as the CPU backend computes with them: each E4M3 <c>*.weight</c> of a linear layer
-/// comes back dequantized into fp32 (code × its scale, one fp32 product as <c>q.float() * scale</c> in PyTorch: exact for
-/// bf16 scales), every other tensor as stored. The scales are read by the scheme's names: compressed-tensors'
+/// The weights of an FP8 checkpoint as a backend computes with them: each E4M3 <c>*.weight</c> of a linear layer comes
+/// back dequantized into fp32 (code × its scale, one fp32 product as <c>q.float() * scale</c> in PyTorch: exact for bf16
+/// scales), or, with <paramref name="keepFp8"/> for a W8A8 checkpoint (a backend with FP8 GEMMs), as stored with its
+/// <see cref="WeightTensor.Scales"/>; every other tensor as stored. Weight-only checkpoints are always dequantized (their
+/// matmuls run in the model dtype). The scales are read by the scheme's names: compressed-tensors'
 /// <c>weight_scale</c> (per tensor, per output row, or per block), fp8's <c>weight_scale_inv</c> (per block) or
 /// <c>weight_scale</c> (per tensor). A layer's input quantization comes from <see cref="InputQuantization"/>. The
 /// dequantized buffers live as long as this source (the CPU backend computes from them in place).
 /// </summary>
-public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConfig config) : IWeightSource
+public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConfig config, bool keepFp8 = false) : IWeightSource
 {
     /// <summary>The dtype of the dequantized weights: code × scale is exact in fp32 for the bf16 scales most checkpoints store.</summary>
     public const DType DequantizedDType = DType.F32;
@@ -19,9 +21,12 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
     private readonly Dictionary<string, WeightTensor> _dequantized = new(StringComparer.Ordinal);
     private readonly List<nint> _buffers = [];
 
-    /// <summary>The checkpoint's weights as a model reads them: dequantized when <paramref name="quantization"/> says FP8.</summary>
-    public static IWeightSource Wrap(IWeightSource source, QuantizationConfig? quantization) =>
-        quantization is null ? source : new Fp8WeightSource(source, quantization);
+    /// <summary>
+    /// The checkpoint's weights as a model reads them: when <paramref name="quantization"/> says FP8, dequantized, or
+    /// kept in FP8 with their scales (<paramref name="keepFp8"/>, W8A8 only).
+    /// </summary>
+    public static IWeightSource Wrap(IWeightSource source, QuantizationConfig? quantization, bool keepFp8 = false) =>
+        quantization is null ? source : new Fp8WeightSource(source, quantization, keepFp8);
 
     public bool Contains(string name) => inner.Contains(name);
 
@@ -39,7 +44,14 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
             return stored;
         }
 
-        dequantized = Dequantize(name[..^".weight".Length], stored);
+        string module = name[..^".weight".Length];
+        Check(module, stored);
+        if (keepFp8 && config.Activations is not null)
+        {
+            return stored with { Scales = Scales(module, stored.Shape[0], stored.Shape[1]) };
+        }
+
+        dequantized = Dequantize(module, stored);
         _dequantized[name] = dequantized;
         return dequantized;
     }
@@ -65,7 +77,8 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
 
     private static bool IsFp8(WeightTensor t) => t.DType is DType.F8E4M3 or DType.F8E5M2;
 
-    private WeightTensor Dequantize(string module, WeightTensor q)
+    /// <summary>What both ways of serving an FP8 weight need: a linear layer's [out, in] E4M3 matrix the config quantizes.</summary>
+    private void Check(string module, WeightTensor q)
     {
         if (config.IsIgnored(module))
         {
@@ -79,22 +92,23 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
 
         if (q.Shape.Length != 2)
         {
-            throw new ModelLoadException($"'{q.Name}' has shape {WeightTensor.FormatShape(q.Shape)}: Celer dequantizes FP8 linear weights [out, in]; quantized MoE experts are not supported yet");
+            throw new ModelLoadException($"'{q.Name}' has shape {WeightTensor.FormatShape(q.Shape)}: Celer reads FP8 linear weights [out, in]; quantized MoE experts are not supported yet");
         }
+    }
 
+    private WeightTensor Dequantize(string module, WeightTensor q)
+    {
         int rows = q.Shape[0], columns = q.Shape[1];
-        (float[] scales, int blockRows, int blockColumns) = Scales(module, rows, columns);
-        int gridColumns = (columns + blockColumns - 1) / blockColumns;
+        WeightScales scales = Scales(module, rows, columns);
         float* values = (float*)NativeMemory.AlignedAlloc((nuint)((long)rows * columns * sizeof(float)), 64);
         _buffers.Add((nint)values);
         byte* codes = (byte*)q.Data;
         for (int r = 0; r < rows; r++)
         {
-            int scaleRow = r / blockRows * gridColumns;
             for (int c = 0; c < columns; c++)
             {
                 long i = (long)r * columns + c;
-                values[i] = Fp8.Decode(codes[i], DType.F8E4M3) * scales[scaleRow + (c / blockColumns)];
+                values[i] = Fp8.Decode(codes[i], DType.F8E4M3) * scales.At(r, c);
             }
         }
 
@@ -105,12 +119,12 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
     /// The module's weight scales as a grid of blocks over the weight, by the checkpoint's scheme: per tensor one block of
     /// the whole matrix, per channel one block per row, per block the checkpoint's blocks (the last ones partial).
     /// </summary>
-    private (float[] Scales, int BlockRows, int BlockColumns) Scales(string module, int rows, int columns)
+    private WeightScales Scales(string module, int rows, int columns)
     {
         switch (config.WeightScales)
         {
             case Fp8WeightScales.PerTensor:
-                return ([Scalar(module + ".weight_scale")], rows, columns);
+                return new WeightScales(Fp8WeightScales.PerTensor, [Scalar(module + ".weight_scale")], rows, columns, rows, columns);
 
             case Fp8WeightScales.PerChannel:
             {
@@ -120,7 +134,7 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
                     throw new ModelLoadException($"'{t.Name}' has shape {WeightTensor.FormatShape(t.Shape)}; per-channel scales of a [{rows}, {columns}] weight are [{rows}, 1] or [{rows}]");
                 }
 
-                return (Floats(t), 1, columns);
+                return new WeightScales(Fp8WeightScales.PerChannel, Floats(t), 1, columns, rows, columns);
             }
 
             default:
@@ -129,7 +143,7 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
                 string name = module + (config.Method == "fp8" ? ".weight_scale_inv" : ".weight_scale");
                 int blockRows = config.BlockRows, blockColumns = config.BlockColumns;
                 int gridRows = (rows + blockRows - 1) / blockRows, gridColumns = (columns + blockColumns - 1) / blockColumns;
-                return (Floats(inner.Get(name, gridRows, gridColumns)), blockRows, blockColumns);
+                return new WeightScales(Fp8WeightScales.PerBlock, Floats(inner.Get(name, gridRows, gridColumns)), blockRows, blockColumns, rows, columns);
             }
         }
     }

@@ -33,6 +33,12 @@ public readonly unsafe struct WeightTensor
     /// </summary>
     public SyntheticValues? Synthetic { get; init; }
 
+    /// <summary>
+    /// Set on an FP8 weight that reaches a backend as stored, for GEMMs that multiply in FP8 (the CUDA backend's W8A8
+    /// layers): its scales, read from the checkpoint by <see cref="Quantization.Fp8WeightSource"/>.
+    /// </summary>
+    public Quantization.WeightScales? Scales { get; init; }
+
     public long ElementCount
     {
         get
@@ -59,10 +65,9 @@ public readonly unsafe struct WeightTensor
         return new ReadOnlySpan<T>((void*)Data, SpanLength(ElementCount));
     }
 
-    /// <summary>Shape as <c>[a,b]</c>, the form used in load errors.</summary>
     /// <summary>
     /// Refuses an FP8 tensor where a backend loads weights as they are stored: FP8 weights reach a backend dequantized,
-    /// through a quantized checkpoint's <see cref="Quantization.Fp8WeightSource"/>, which knows their scales.
+    /// or with their <see cref="Scales"/>, through a quantized checkpoint's <see cref="Quantization.Fp8WeightSource"/>.
     /// </summary>
     public void RequireUnquantized()
     {
@@ -72,6 +77,7 @@ public readonly unsafe struct WeightTensor
         }
     }
 
+    /// <summary>Shape as <c>[a,b]</c>, the form used in load errors.</summary>
     public static string FormatShape(ReadOnlySpan<int> shape) => "[" + string.Join(",", shape.ToArray()) + "]";
 
     public override string ToString() => $"{Name} {DType}{FormatShape(Shape)}";

@@ -1,0 +1,218 @@
+using Celer.Backends.Cuda.Interop;
+using Celer.Models.Backend;
+using Celer.Models.Quantization;
+using Celer.Models.Weights;
+
+namespace Celer.Backends.Cuda;
+
+/// <summary>How a GEMM's two operands carry FP8 scales (cuBLASLt's scale modes of A, the weight, and B, the input).</summary>
+internal enum Fp8Scaling : byte
+{
+    /// <summary>A 16- or 32-bit GEMM.</summary>
+    None,
+
+    /// <summary>One scale per output row of the weight and one per input row (OUTER_VEC_32F on both).</summary>
+    Rows,
+
+    /// <summary>The weight in 128 × 128 blocks (BLK128x128_32F), the input in per-row groups of 128 columns (VEC128_32F).</summary>
+    Blocks,
+}
+
+/// <summary>
+/// FP8 W8A8 linear layers (compressed-tensors float-quantized and fp8 checkpoints) on Hopper. The weights stay E4M3 on
+/// the card with fp32 scales beside them (<see cref="Tensor.Scales"/>); each layer's input is quantized to E4M3 by its
+/// scheme (<c>fp8_quant.cu</c>), and cuBLASLt's scaled FP8 matmul (cuBLAS 12.9+, sm_90) applies both operands' scales
+/// inside its fp32 accumulation and writes the model dtype: per output row of the weight times per input row, or
+/// DeepSeek's 128 × 128 weight blocks times the input's per-token groups of 128, as vLLM's CUTLASS kernels compute them.
+/// A per-tensor weight scale is kept as one scale per row, so q/k/v (or gate/up) with scales of their own stack into one
+/// GEMM exactly, where vLLM requantizes them to their largest scale.
+/// </summary>
+public sealed unsafe partial class CudaBackend
+{
+    /// <summary>The block edge of cuBLASLt's block scaling modes, and so of the FP8 block checkpoints this backend serves.</summary>
+    public const int Fp8ScaleBlock = 128;
+
+    // The scales of a block-scaled weight are a [row blocks, column blocks] grid whose rows cuBLASLt reads 16-byte
+    // aligned: each row is padded to a multiple of 4 floats.
+    private const int BlockScaleRowAlignment = 4;
+
+    // The quantized input of the layer being computed, sized for the largest layer input at the first eager step.
+#pragma warning disable CA2213 // Grow puts them in _allocations, which Dispose disposes
+    private SafeDeviceMemoryHandle? _fp8Input, _fp8InputScales;
+#pragma warning restore CA2213
+    private long _fp8InputBytes, _fp8InputScaleBytes;
+    private readonly Dictionary<(int Rows, int K), Tensor> _fp8Inputs = [];
+
+    /// <summary>
+    /// One FP8 weight of <paramref name="parts"/> stacked along their rows, each with its scales (<see cref="WeightTensor.Scales"/>),
+    /// copied as stored; the scales go to the card as one per row or, for blocks, as the padded grid.
+    /// </summary>
+    private Tensor LoadFp8(string name, WeightTensor[] parts)
+    {
+        (int major, int minor) = _device.ComputeCapability;
+        if (major != 9)
+        {
+            throw new ModelLoadException($"'{name}' is an FP8 weight: the CUDA backend's FP8 GEMMs (cuBLASLt's scaled matmul) run on Hopper (sm_90), and {_device.Name} is sm_{major}{minor}. Run the checkpoint with --device cpu.");
+        }
+
+        if (ActivationDType == DType.F32)
+        {
+            throw new ModelLoadException($"'{name}' is an FP8 weight, whose GEMMs write bf16 or fp16: serve the model in its torch_dtype, not --dtype float32.");
+        }
+
+        WeightScales first = parts[0].Scales ?? throw new ModelLoadException($"'{parts[0].Name}' is FP8 without scales");
+        int columns = parts[0].Shape[1];
+        foreach (WeightTensor part in parts)
+        {
+            if (part.DType != DType.F8E4M3 || part.Scales is not { } s || s.Kind != first.Kind || part.Shape.Length != 2 || part.Shape[1] != columns)
+            {
+                throw new ModelLoadException($"the parts of '{name}' ({string.Join(", ", parts.Select(p => p.ToString()))}) are not E4M3 matrices of one width and one scale scheme");
+            }
+        }
+
+        int rows = parts.Sum(p => p.Shape[0]);
+        Tensor scales = first.Kind == Fp8WeightScales.PerBlock ? LoadBlockScales(name, parts, columns) : LoadRowScales(name, parts, rows);
+        _device.MakeCurrent();
+        SafeDeviceMemoryHandle memory = Track(_device.Allocate((long)rows * columns));
+        ulong offset = 0;
+        foreach (WeightTensor part in parts)
+        {
+            Upload(part, memory.Pointer + offset, DType.F8E4M3);
+            offset += (ulong)part.ByteLength;
+        }
+
+        return new Tensor(name, (nint)memory.Pointer, DType.F8E4M3, [rows, columns]) { Scales = scales };
+    }
+
+    /// <summary>One scale per output row: a per-channel scale as stored, a per-tensor one repeated.</summary>
+    private Tensor LoadRowScales(string name, WeightTensor[] parts, int rows)
+    {
+        var values = new float[rows];
+        int row = 0;
+        foreach (WeightTensor part in parts)
+        {
+            for (int r = 0; r < part.Shape[0]; r++)
+            {
+                values[row++] = part.Scales!.At(r, 0);
+            }
+        }
+
+        return UploadScales(name + ".weight_scale", values, [rows]);
+    }
+
+    /// <summary>
+    /// The parts' block grids one under the other, each grid row padded to <see cref="BlockScaleRowAlignment"/>. Only the
+    /// last part may end in a partial block: a block of the stacked matrix cannot straddle two parts' scales (vLLM
+    /// refuses such a checkpoint too).
+    /// </summary>
+    private Tensor LoadBlockScales(string name, WeightTensor[] parts, int columns)
+    {
+        int gridColumns = (columns + Fp8ScaleBlock - 1) / Fp8ScaleBlock;
+        int ld = (gridColumns + BlockScaleRowAlignment - 1) / BlockScaleRowAlignment * BlockScaleRowAlignment;
+        for (int i = 0; i < parts.Length; i++)
+        {
+            WeightScales s = parts[i].Scales!;
+            if (s.BlockRows != Fp8ScaleBlock || s.BlockColumns != Fp8ScaleBlock)
+            {
+                throw new ModelLoadException($"'{parts[i].Name}' is scaled in {s.BlockRows}x{s.BlockColumns} blocks; the CUDA backend's FP8 GEMMs take {Fp8ScaleBlock}x{Fp8ScaleBlock}");
+            }
+
+            if (i < parts.Length - 1 && parts[i].Shape[0] % Fp8ScaleBlock != 0)
+            {
+                throw new ModelLoadException($"'{parts[i].Name}' has {parts[i].Shape[0]} rows, not a multiple of its {Fp8ScaleBlock}-row scale blocks, so it cannot share one GEMM with the rest of '{name}'");
+            }
+        }
+
+        int gridRows = parts.Sum(p => p.Scales!.GridRows);
+        var values = new float[gridRows * ld];
+        int row = 0;
+        foreach (WeightTensor part in parts)
+        {
+            WeightScales s = part.Scales!;
+            for (int r = 0; r < s.GridRows; r++, row++)
+            {
+                Array.Copy(s.Grid, r * gridColumns, values, row * ld, gridColumns);
+            }
+        }
+
+        return UploadScales(name + ".weight_scale", values, [gridRows, ld]);
+    }
+
+    private Tensor UploadScales(string name, float[] values, int[] shape)
+    {
+        _device.MakeCurrent();
+        SafeDeviceMemoryHandle memory = Track(_device.Allocate((long)values.Length * sizeof(float)));
+        fixed (float* p = values)
+        {
+            Upload(new WeightTensor(name, DType.F32, shape, (nint)p, (long)values.Length * sizeof(float)), memory.Pointer, DType.F32);
+        }
+
+        return new Tensor(name, (nint)memory.Pointer, DType.F32, shape);
+    }
+
+    /// <summary>
+    /// y = x·Wᵀ (+ bias) for an E4M3 <paramref name="weight"/>: x quantized by <paramref name="activations"/> into the
+    /// FP8 input buffer, then the scaled FP8 GEMM.
+    /// </summary>
+    private void Fp8Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, ActivationQuantization? activations)
+    {
+        bool blocks = weight.Scales?.Shape.Length == 2;
+        if (activations is null || weight.Scales is null || blocks != (activations.Scaling == ActivationScaling.DynamicPerTokenGroup))
+        {
+            throw new ArgumentException($"'{weight.Name}' is an FP8 weight with {(blocks ? "block" : "per-row")} scales; its input quantization is {activations?.Scaling.ToString() ?? "missing"}.");
+        }
+
+        int k = (int)weight.Columns;
+        Tensor input = Fp8Input(x.Rows, k);
+        if (rows == 0)
+        {
+            return;
+        }
+
+        ulong xp = (ulong)x.Data, qp = (ulong)input.Data, sp = (ulong)input.Scales!.Data;
+        long r = rows;
+        int mode = activations.Scaling switch
+        {
+            ActivationScaling.DynamicPerToken => 0,
+            ActivationScaling.StaticPerTensor => 1,
+            _ => 2,
+        };
+        float staticScale = activations.StaticScale;
+        float minScale = mode == 2 ? ActivationQuantization.MinGroupAbsMax : ActivationQuantization.MinTokenScale;
+        void** args = stackalloc void*[] { &xp, &k, &r, &mode, &staticScale, &minScale, &qp, &sp };
+        Launch("quantize_fp8", (uint)rows, 1, 256, args);
+        RunLinear(input, rows, weight, bias, y);
+    }
+
+    /// <summary>
+    /// The FP8 input buffer seen as a [<paramref name="capacity"/>, <paramref name="k"/>] E4M3 tensor with room for its
+    /// scales (one per row and group of 128 at most). It grows at the first eager step that needs more (the startup
+    /// warm-up runs the largest), never while a graph records.
+    /// </summary>
+    private Tensor Fp8Input(int capacity, int k)
+    {
+        long bytes = (long)capacity * k, scaleBytes = (long)capacity * ((k + Fp8ScaleBlock - 1) / Fp8ScaleBlock) * sizeof(float);
+        if (bytes > _fp8InputBytes)
+        {
+            _fp8Input = Grow(_fp8Input, bytes, "FP8 GEMM input");
+            _fp8InputBytes = bytes;
+            _fp8Inputs.Clear();
+        }
+
+        if (scaleBytes > _fp8InputScaleBytes)
+        {
+            _fp8InputScales = Grow(_fp8InputScales, scaleBytes, "FP8 GEMM input scales");
+            _fp8InputScaleBytes = scaleBytes;
+            _fp8Inputs.Clear();
+        }
+
+        if (!_fp8Inputs.TryGetValue((capacity, k), out Tensor? input))
+        {
+            Tensor scales = new("fp8 input scales", (nint)_fp8InputScales!.Pointer, DType.F32, [(int)(scaleBytes / sizeof(float))]);
+            input = new Tensor("fp8 input", (nint)_fp8Input!.Pointer, DType.F8E4M3, [capacity, k]) { Scales = scales };
+            _fp8Inputs[(capacity, k)] = input;
+        }
+
+        return input;
+    }
+}

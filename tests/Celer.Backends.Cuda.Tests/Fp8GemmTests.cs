@@ -1,0 +1,132 @@
+using System.Runtime.InteropServices;
+using Celer.Backends.Cpu;
+using Celer.Models.Backend;
+using Celer.Models.Quantization;
+using Celer.Models.Weights;
+
+namespace Celer.Backends.Cuda.Tests;
+
+/// <summary>
+/// The FP8 W8A8 linear layers (input quantization in <c>fp8_quant.cu</c>, cuBLASLt's scaled FP8 GEMM) against the CPU
+/// backend's W8A8 (its inputs quantized by <c>Fp8Activations</c>, itself checked code for code, times the dequantized
+/// weights) on random E4M3 weights and scales: per-channel and per-tensor weights stacked from parts with scales of their
+/// own, dynamic per-token and static inputs, 128 x 128 blocks with per-token groups of 128 where k and the last part end in
+/// partial blocks (a grid row padded to 4 columns), a bias, and row counts across the tuner's buckets on one backend.
+/// Both sides quantize the same bf16 inputs to the same codes, so what differs is fp32 summation order and the GPU's
+/// bf16 output: a norm-relative error near 2e-3; a scale read from the wrong place is off by tens of percent.
+/// </summary>
+public sealed unsafe class Fp8GemmTests : IDisposable
+{
+    private const double Tolerance = 1e-2;
+
+    private readonly List<nint> _memory = [];
+
+    [Theory]
+    [InlineData(Fp8WeightScales.PerChannel, ActivationScaling.DynamicPerToken, 4096, "1536", false)]
+    [InlineData(Fp8WeightScales.PerChannel, ActivationScaling.DynamicPerToken, 176, "352,48", true)]
+    [InlineData(Fp8WeightScales.PerTensor, ActivationScaling.StaticPerTensor, 4096, "512,128,128", false)]
+    [InlineData(Fp8WeightScales.PerTensor, ActivationScaling.DynamicPerToken, 1024, "2048,2048", true)]
+    [InlineData(Fp8WeightScales.PerBlock, ActivationScaling.DynamicPerTokenGroup, 320, "256,128,96", false)]
+    [InlineData(Fp8WeightScales.PerBlock, ActivationScaling.DynamicPerTokenGroup, 4096, "1024,1024", true)]
+    public void Fp8_linear_matches_the_cpu_w8a8_at_every_row_count(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias)
+    {
+        Gpu.Require();
+        int[] partRows = [.. parts.Split(',').Select(int.Parse)];
+        int n = partRows.Sum(), capacity = 600;
+        var random = new Random(k * 7 + n);
+        using var host = new HostTensors(k + n);
+        WeightTensor x = host.Random("x", DType.BF16, 2f, capacity, k);
+        WeightTensor bias = host.Random("b", DType.BF16, 0.5f, n);
+        WeightTensor[] weights = [.. partRows.Select((rows, i) => RandomFp8($"w{i}", kind, rows, k, random))];
+        var activations = new ActivationQuantization(scaling,
+            StaticScale: scaling == ActivationScaling.StaticPerTensor ? 2f / 448 * 0.75f : 0,   // saturates the largest inputs, as calibration may
+            GroupSize: scaling == ActivationScaling.DynamicPerTokenGroup ? CudaBackend.Fp8ScaleBlock : 0);
+
+        using var cpu = new CpuBackend(DType.F32);
+        using var gpu = new CudaBackend(Gpu.Device, DType.BF16);
+        Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadStacked("w", [.. weights.Select(Dequantized)]), cy = cpu.Allocate("y", DType.F32, capacity, n);
+        Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadStacked("w", weights), gy = gpu.Allocate("y", DType.BF16, capacity, n);
+        Tensor? cb = withBias ? cpu.LoadWeight(bias) : null, gb = withBias ? gpu.LoadWeight(bias) : null;
+        foreach (int rows in new[] { 1, 3, 17, 64, 300, 600 })
+        {
+            cpu.Linear(cx, rows, cw, cb, cy, activations);
+            gpu.Linear(gx, rows, gw, gb, gy, activations);
+            double error = HostTensors.RelativeError(HostTensors.Read(gpu, gy, rows), HostTensors.Read(cpu, cy, rows));
+            Assert.True(error < Tolerance, $"{rows} rows: relative error {error}");
+        }
+
+        Assert.Contains(gpu.TunedGemmChoices, c => c.Key.N == n && c.Key.K == k && c.Value.StartsWith("cublasLt", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// A layer's input quantization must fit its weight's scales: block scales take per-token groups, per-row scales the
+    /// other schemes, and an FP8 weight needs one at all.
+    /// </summary>
+    [Fact]
+    public void An_fp8_weight_refuses_an_input_quantization_that_does_not_fit_its_scales()
+    {
+        Gpu.Require();
+        var random = new Random(3);
+        using var host = new HostTensors(3);
+        using var gpu = new CudaBackend(Gpu.Device, DType.BF16);
+        Tensor x = gpu.LoadWeight(host.Random("x", DType.BF16, 1f, 4, 256)), y = gpu.Allocate("y", DType.BF16, 4, 128);
+        Tensor rowScaled = gpu.LoadWeight(RandomFp8("w", Fp8WeightScales.PerChannel, 128, 256, random));
+        Tensor blockScaled = gpu.LoadWeight(RandomFp8("v", Fp8WeightScales.PerBlock, 128, 256, random));
+
+        Assert.Throws<ArgumentException>(() => gpu.Linear(x, 4, rowScaled, null, y));
+        Assert.Throws<ArgumentException>(() => gpu.Linear(x, 4, rowScaled, null, y, new ActivationQuantization(ActivationScaling.DynamicPerTokenGroup, GroupSize: 128)));
+        Assert.Throws<ArgumentException>(() => gpu.Linear(x, 4, blockScaled, null, y, new ActivationQuantization(ActivationScaling.DynamicPerToken)));
+    }
+
+    /// <summary>Random E4M3 codes (never NaN, never zero) with random positive scales of the scheme.</summary>
+    private WeightTensor RandomFp8(string name, Fp8WeightScales kind, int rows, int columns, Random random)
+    {
+        byte* codes = (byte*)NativeMemory.AlignedAlloc((nuint)(rows * columns), 64);
+        _memory.Add((nint)codes);
+        for (long i = 0; i < (long)rows * columns; i++)
+        {
+            // Exponent fields 1..14 of either sign, any mantissa: normal values in [2^-6, 240], no NaN (0x7f/0xff).
+            codes[i] = (byte)((random.Next(2) << 7) | (random.Next(1, 15) << 3) | random.Next(8));
+        }
+
+        (int blockRows, int blockColumns) = kind switch
+        {
+            Fp8WeightScales.PerTensor => (rows, columns),
+            Fp8WeightScales.PerChannel => (1, columns),
+            _ => (CudaBackend.Fp8ScaleBlock, CudaBackend.Fp8ScaleBlock),
+        };
+        int grid = ((rows + blockRows - 1) / blockRows) * ((columns + blockColumns - 1) / blockColumns);
+        float[] scales = [.. Enumerable.Range(0, grid).Select(_ => (float)(0.5 + random.NextDouble()) / 2000)];
+        return new WeightTensor(name, DType.F8E4M3, [rows, columns], (nint)codes, (long)rows * columns)
+        {
+            Scales = new WeightScales(kind, scales, blockRows, blockColumns, rows, columns),
+        };
+    }
+
+    /// <summary>What the CPU computes with: code × scale in fp32, as <see cref="Fp8WeightSource"/> dequantizes.</summary>
+    private WeightTensor Dequantized(WeightTensor q)
+    {
+        int rows = q.Shape[0], columns = q.Shape[1];
+        float* values = (float*)NativeMemory.AlignedAlloc((nuint)((long)rows * columns * sizeof(float)), 64);
+        _memory.Add((nint)values);
+        byte* codes = (byte*)q.Data;
+        for (int r = 0; r < rows; r++)
+        {
+            for (int c = 0; c < columns; c++)
+            {
+                long i = (long)r * columns + c;
+                values[i] = Fp8.Decode(codes[i], DType.F8E4M3) * q.Scales!.At(r, c);
+            }
+        }
+
+        return new WeightTensor(q.Name, DType.F32, [rows, columns], (nint)values, (long)rows * columns * sizeof(float));
+    }
+
+    public void Dispose()
+    {
+        foreach (nint p in _memory)
+        {
+            NativeMemory.AlignedFree((void*)p);
+        }
+    }
+}
