@@ -192,7 +192,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         // Each staging chunk has its own device buffer for the raw values of a weight that is converted.
         SafeDeviceMemoryHandle?[] raw = new SafeDeviceMemoryHandle?[2];
         int inSize = weight.DType.ByteSize(), outSize = ActivationDType.ByteSize();
-        int xType = Code(weight.DType), oType = Code(ActivationDType);
+        int xType = convert ? Code(weight.DType) : 0, oType = convert ? Code(ActivationDType) : 0;
         ulong x = 0, o = 0;
         long n = 0;
         void** args = stackalloc void*[] { &x, &xType, &n, &o, &oType };

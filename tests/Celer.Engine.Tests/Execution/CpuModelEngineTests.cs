@@ -109,6 +109,7 @@ public sealed class CpuModelEngineTests
     [InlineData("llama-fp8-channel-dynamic")]
     [InlineData("llama-fp8-tensor-static")]
     [InlineData("llama-fp8-block-dynamic")]
+    [InlineData("llama-fp8-block128-dynamic")]
     public void Fp8_checkpoints_run_on_the_cpu(string name)
     {
         ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(FixtureModel(name), "reference.json"));
