@@ -103,6 +103,12 @@ public sealed unsafe partial class CudaBackend
             _gemmPlans[shape] = plan;
         }
 
+        // This GEMM's scales; the heuristic already wants them (it refuses a vector or block scale mode without a pointer).
+        if (scaling != Fp8Scaling.None)
+        {
+            plan.SetScales((ulong)weight.Scales!.Data, (ulong)x.Scales!.Data);
+        }
+
         return plan;
     }
 
@@ -224,11 +230,6 @@ public sealed unsafe partial class CudaBackend
         if (plan.Shape.FusedBias)
         {
             plan.SetBias((ulong)bias!.Data);
-        }
-
-        if (plan.Shape.Scaling != Fp8Scaling.None)
-        {
-            plan.SetScales((ulong)weight.Scales!.Data, (ulong)x.Scales!.Data);
         }
 
         float alpha = 1f, beta = 0f;

@@ -60,10 +60,13 @@ latency() { # name, batch size, input length, output length, then extra flags
   bench "$name" latency --batch-size "$b" --input-len "$i" --output-len "$o" --num-iters-warmup 1 --num-iters "${ITERS:-3}" "$@"
 }
 if has latency; then
-  for b in 1 32 64 128 256; do latency "latency-bs$b" "$b" 128 256; done
-  latency latency-bs1-eager 1 128 256 --enforce-eager
-  # Async scheduling (the default on CUDA) against synchronous steps.
-  for b in 1 256; do latency "latency-bs$b-sync" "$b" 128 256 --no-async-scheduling; done
+  # LATENCY_BATCHES="1 32" runs those batch sizes alone (a baseline for another stage in the same call).
+  for b in ${LATENCY_BATCHES:-1 32 64 128 256}; do latency "latency-bs$b" "$b" 128 256; done
+  if [[ -z "${LATENCY_BATCHES:-}" ]]; then
+    latency latency-bs1-eager 1 128 256 --enforce-eager
+    # Async scheduling (the default on CUDA) against synchronous steps.
+    for b in 1 256; do latency "latency-bs$b-sync" "$b" 128 256 --no-async-scheduling; done
+  fi
 fi
 if has pdl; then
   # Programmatic dependent launch off (CELER_CUDA_PDL=0) against the default (the latency stage's rows).
