@@ -22,7 +22,7 @@ internal enum Fp8Scaling : byte
 /// FP8 W8A8 linear layers (compressed-tensors float-quantized and fp8 checkpoints) on Hopper. The weights stay E4M3 on
 /// the card with fp32 scales beside them (<see cref="Tensor.Scales"/>); each layer's input is quantized to E4M3 by its
 /// scheme (<c>fp8_quant.cu</c>), and cuBLASLt's scaled FP8 matmul (cuBLAS 12.9+, sm_90) applies both operands' scales
-/// inside its fp32 accumulation and writes the model dtype: per output row of the weight times per input row, or
+/// inside its fp32 accumulation and writes the model dtype (fp32 too, which the GPU tests compare with transformers): per output row of the weight times per input row, or
 /// DeepSeek's 128 × 128 weight blocks times the input's per-token groups of 128, as vLLM's CUTLASS kernels compute them.
 /// A per-tensor weight scale is kept as one scale per row, so q/k/v (or gate/up) with scales of their own stack into one
 /// GEMM exactly, where vLLM requantizes them to their largest scale.
@@ -58,11 +58,6 @@ public sealed unsafe partial class CudaBackend
         if (major != 9)
         {
             throw new ModelLoadException($"'{name}' is an FP8 weight: the CUDA backend's FP8 GEMMs (cuBLASLt's scaled matmul) run on Hopper (sm_90), and {_device.Name} is sm_{major}{minor}. Run the checkpoint with --device cpu.");
-        }
-
-        if (ActivationDType == DType.F32)
-        {
-            throw new ModelLoadException($"'{name}' is an FP8 weight, whose GEMMs write bf16 or fp16: serve the model in its torch_dtype, not --dtype float32.");
         }
 
         WeightScales first = parts[0].Scales ?? throw new ModelLoadException($"'{parts[0].Name}' is FP8 without scales");

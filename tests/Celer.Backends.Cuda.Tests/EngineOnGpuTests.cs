@@ -31,14 +31,14 @@ public sealed class EngineOnGpuTests
     // fixtures keep a top-1/top-2 margin of at least 3e-3 at every step, so no token may diverge.
     private const float Fp32LogprobTolerance = 2e-3f;
 
-    // An FP8 W8A8 fixture quantizes every layer's input, from 16-bit activations here where transformers' reference has
-    // fp32 ones: every value moves by up to a rounding step, enough to put inputs on the other side of an E4M3 rounding
-    // boundary, and each such flip moves every later logprob of these random tiny models. In bf16 (the checkpoints'
-    // torch_dtype) the first divergence came after 1 to 9 tokens on the H200 (2026-11-30), once with neither token in
-    // the other's top-5; they run in fp16 here, whose three more mantissa bits keep most inputs on the reference's side.
-    // vLLM compares its quantized models on tokens alone: a divergence is allowed where each side's token is in the
-    // other's top-5. The layers themselves are held to the CPU's W8A8 within bf16 rounding by Fp8GemmTests, and the fp32
-    // CPU path to at least half of each case by ReferenceParityTests.
+    // An FP8 W8A8 fixture quantizes every layer's input. In fp32 the GPU quantizes what transformers' reference does, up
+    // to summation order, and is held as the CPU is (ReferenceParityTests): vLLM's token criterion, a divergence allowed
+    // where each side's token is in the other's top-5 (an input on the other side of an E4M3 boundary moves every later
+    // logprob), with at least half of each case identical before it. In 16 bits every input moves by up to a rounding
+    // step, and on these random tiny models the first divergence came after 1 to 16 tokens on the H200 (2026-11-30),
+    // sometimes with neither token in the other's top-5 (bf16: llama-fp8-tensor-static; fp16: llama-fp8-block128): there
+    // the run is checked for complete, finite output only, and the layers themselves are held to the CPU's W8A8 within
+    // bf16 rounding by Fp8GemmTests.
     private const float Fp8LogprobTolerance = float.PositiveInfinity;
 
     /// <param name="asyncScheduling">Null: the default, which on CUDA is async scheduling.</param>
@@ -71,16 +71,16 @@ public sealed class EngineOnGpuTests
         Gpu.Require();
         string dir = Path.Combine(RepoPaths.FixtureModels, name);
         ModelConfig config = ModelConfig.Load(dir);
-        if (config.Quantization is { } quantization && (dtype == "float32" || quantization.BlockRows is not (0 or CudaBackend.Fp8ScaleBlock)))
+        if (config.Quantization is { BlockRows: not (0 or CudaBackend.Fp8ScaleBlock) })
         {
-            // cuBLASLt scales blocks of 128 only, and FP8 GEMMs write 16-bit outputs: the loader says so.
+            // cuBLASLt scales blocks of 128 only: the loader says so.
             var refused = Assert.Throws<ModelLoadException>(() => Engine(dir, dtype: dtype));
-            Assert.Contains(quantization.BlockRows is 0 or CudaBackend.Fp8ScaleBlock ? "float32" : "weight blocks", refused.Message, StringComparison.Ordinal);
+            Assert.Contains("weight blocks", refused.Message, StringComparison.Ordinal);
             return;
         }
 
         ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(dir, "reference.json"));
-        using LlmEngine engine = Engine(dir, maxNumBatchedTokens: 32, dtype: config.Quantization is null ? dtype : "float16");
+        using LlmEngine engine = Engine(dir, maxNumBatchedTokens: 32, dtype: dtype);
         var requests = fixture.Cases.Select((c, i) => new GenerateRequest(
             $"r{i}", c.PromptTokenIds, new SamplingParams { Temperature = 0, MaxTokens = c.OutputTokenIds.Count, IgnoreEos = true, Logprobs = 5 })).ToList();
 
@@ -94,13 +94,22 @@ public sealed class EngineOnGpuTests
             var positions = outputs[i].Outputs.SelectMany(o => o.LogprobsDelta!)
                 .Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, p.Top.Select(t => (t.TokenId, t.Logprob)).ToList()))
                 .ToList();
-            matched += LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, tolerance);
-            total += fixture.Cases[i].OutputTokenIds.Count;
-        }
+            int count = fixture.Cases[i].OutputTokenIds.Count;
+            if (config.Quantization is not null && dtype != "float32")
+            {
+                Assert.Equal(count, positions.Count);
+                Assert.All(positions, p => Assert.True(float.IsFinite(p.Logprob), $"{name} case {i}: logprob {p.Logprob}"));
+                matched += positions.Zip(fixture.Cases[i].OutputTokenIds).TakeWhile(pair => pair.First.TokenId == pair.Second).Count();
+            }
+            else
+            {
+                int caseMatched = LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, tolerance);
+                int required = dtype != "float32" ? 0 : config.Quantization is null ? count : count / 2;
+                Assert.True(caseMatched >= required, $"{name} case {i}: {caseMatched} of {count} tokens identical before the first divergence");
+                matched += caseMatched;
+            }
 
-        if (dtype == "float32")
-        {
-            Assert.Equal(total, matched);
+            total += count;
         }
 
         TestContext.Current.SendDiagnosticMessage($"{name} ({dtype}): {matched}/{total} greedy tokens identical to transformers before any divergence");

@@ -11,9 +11,10 @@ namespace Celer.Backends.Cuda.Tests;
 /// backend's W8A8 (its inputs quantized by <c>Fp8Activations</c>, itself checked code for code, times the dequantized
 /// weights) on random E4M3 weights and scales: per-channel and per-tensor weights stacked from parts with scales of their
 /// own, dynamic per-token and static inputs, 128 x 128 blocks with per-token groups of 128 where k and the last part end in
-/// partial blocks (a grid row padded to 4 columns), a bias, and row counts across the tuner's buckets on one backend.
-/// Both sides quantize the same bf16 inputs to the same codes, so what differs is fp32 summation order and the GPU's
-/// bf16 output: a norm-relative error near 2e-3; a scale read from the wrong place is off by tens of percent.
+/// partial blocks (a grid row padded to 4 columns), a bias, models in bf16, fp16 and fp32, and row counts across the
+/// tuner's buckets on one backend. Both sides quantize the same inputs to the same codes, so what differs is fp32
+/// summation order and the GPU's 16-bit output: a norm-relative error near 2e-3; a scale read from the wrong place is off
+/// by tens of percent.
 /// </summary>
 public sealed unsafe class Fp8GemmTests : IDisposable
 {
@@ -22,17 +23,20 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     private readonly List<nint> _memory = [];
 
     [Theory]
-    [InlineData(Fp8WeightScales.PerChannel, ActivationScaling.DynamicPerToken, 4096, "1536", false)]
-    [InlineData(Fp8WeightScales.PerChannel, ActivationScaling.DynamicPerToken, 176, "352,48", true)]
-    [InlineData(Fp8WeightScales.PerTensor, ActivationScaling.StaticPerTensor, 4096, "512,128,128", false)]
-    [InlineData(Fp8WeightScales.PerTensor, ActivationScaling.DynamicPerToken, 1024, "2048,2048", true)]
-    [InlineData(Fp8WeightScales.PerBlock, ActivationScaling.DynamicPerTokenGroup, 320, "256,128,96", false)]
-    [InlineData(Fp8WeightScales.PerBlock, ActivationScaling.DynamicPerTokenGroup, 4096, "1024,1024", true)]
-    public void Fp8_linear_matches_the_cpu_w8a8_at_every_row_count(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias)
+    [InlineData(Fp8WeightScales.PerChannel, ActivationScaling.DynamicPerToken, 4096, "1536", false, DType.BF16)]
+    [InlineData(Fp8WeightScales.PerChannel, ActivationScaling.DynamicPerToken, 176, "352,48", true, DType.BF16)]
+    [InlineData(Fp8WeightScales.PerTensor, ActivationScaling.StaticPerTensor, 4096, "512,128,128", false, DType.BF16)]
+    [InlineData(Fp8WeightScales.PerTensor, ActivationScaling.DynamicPerToken, 1024, "2048,2048", true, DType.BF16)]
+    [InlineData(Fp8WeightScales.PerBlock, ActivationScaling.DynamicPerTokenGroup, 320, "256,128,96", false, DType.BF16)]
+    [InlineData(Fp8WeightScales.PerBlock, ActivationScaling.DynamicPerTokenGroup, 4096, "1024,1024", true, DType.BF16)]
+    [InlineData(Fp8WeightScales.PerChannel, ActivationScaling.DynamicPerToken, 4096, "1024,256,256", false, DType.F32)]
+    [InlineData(Fp8WeightScales.PerBlock, ActivationScaling.DynamicPerTokenGroup, 320, "256,128,96", true, DType.F32)]
+    [InlineData(Fp8WeightScales.PerTensor, ActivationScaling.StaticPerTensor, 1024, "512", false, DType.F16)]
+    public void Fp8_linear_matches_the_cpu_w8a8_at_every_row_count(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias, DType dtype)
     {
         foreach (GemmPolicy policy in new[] { GemmPolicy.Tune, GemmPolicy.Skinny, GemmPolicy.CublasLt })
         {
-            Compare(kind, scaling, k, parts, withBias, policy);
+            Compare(kind, scaling, k, parts, withBias, dtype, policy);
         }
     }
 
@@ -40,24 +44,24 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     /// One backend per kernel choice: the tuner's (what serving runs), the skinny FP8 kernel forced where it applies (1 to
     /// 4 rows; cuBLASLt beyond), cuBLASLt's first candidate forced (block scales at 1 to 3 rows run 4).
     /// </summary>
-    private void Compare(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias, GemmPolicy policy)
+    private void Compare(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias, DType dtype, GemmPolicy policy)
     {
         Gpu.Require();
         int[] partRows = [.. parts.Split(',').Select(int.Parse)];
         int n = partRows.Sum(), capacity = 600;
         var random = new Random(k * 7 + n);
         using var host = new HostTensors(k + n);
-        WeightTensor x = host.Random("x", DType.BF16, 2f, capacity, k);
-        WeightTensor bias = host.Random("b", DType.BF16, 0.5f, n);
+        WeightTensor x = host.Random("x", dtype, 2f, capacity, k);
+        WeightTensor bias = host.Random("b", dtype, 0.5f, n);
         WeightTensor[] weights = [.. partRows.Select((rows, i) => RandomFp8($"w{i}", kind, rows, k, random))];
         var activations = new ActivationQuantization(scaling,
             StaticScale: scaling == ActivationScaling.StaticPerTensor ? 2f / 448 * 0.75f : 0,   // saturates the largest inputs, as calibration may
             GroupSize: scaling == ActivationScaling.DynamicPerTokenGroup ? CudaBackend.Fp8ScaleBlock : 0);
 
         using var cpu = new CpuBackend(DType.F32);
-        using var gpu = new CudaBackend(Gpu.Device, DType.BF16) { GemmPolicy = policy };
+        using var gpu = new CudaBackend(Gpu.Device, dtype) { GemmPolicy = policy };
         Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadStacked("w", [.. weights.Select(Dequantized)]), cy = cpu.Allocate("y", DType.F32, capacity, n);
-        Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadStacked("w", weights), gy = gpu.Allocate("y", DType.BF16, capacity, n);
+        Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadStacked("w", weights), gy = gpu.Allocate("y", dtype, capacity, n);
         Tensor? cb = withBias ? cpu.LoadWeight(bias) : null, gb = withBias ? gpu.LoadWeight(bias) : null;
         foreach (int rows in new[] { 1, 2, 3, 4, 17, 64, 300, 598 })
         {

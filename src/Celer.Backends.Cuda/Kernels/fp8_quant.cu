@@ -74,5 +74,6 @@ __device__ void quantize_fp8(const T* x, int k, long long rows, int mode, float 
                          __nv_fp8_e4m3* q, float* scales) {                                                          \
         quantize_fp8<T>(x, k, rows, mode, static_scale, min_scale, q, scales);                                      \
     }
+FP8_QUANT_ENTRY_POINTS(f32, float)
 FP8_QUANT_ENTRY_POINTS(f16, __half)
 FP8_QUANT_ENTRY_POINTS(bf16, __nv_bfloat16)

@@ -86,5 +86,6 @@ __device__ void fp8_skinny_gemm(const unsigned char* __restrict__ xq, const floa
     FP8_SKINNY_ENTRY(S, O, 1, true, fp8_skinny_gemm_blocks_##S##_m1)                                                  \
     FP8_SKINNY_ENTRY(S, O, 2, true, fp8_skinny_gemm_blocks_##S##_m2)                                                  \
     FP8_SKINNY_ENTRY(S, O, 4, true, fp8_skinny_gemm_blocks_##S##_m4)
+FP8_SKINNY_ENTRY_POINTS(f32, float)
 FP8_SKINNY_ENTRY_POINTS(f16, __half)
 FP8_SKINNY_ENTRY_POINTS(bf16, __nv_bfloat16)
