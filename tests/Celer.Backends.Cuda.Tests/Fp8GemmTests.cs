@@ -80,6 +80,48 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     }
 
     /// <summary>
+    /// The input quantization bit for bit: through an identity weight (E4M3 1.0, scale 1) in an fp32 model each output is
+    /// one exact product, code(x / s) · s, so the GPU's codes and scales must equal the CPU's (<c>Fp8Activations</c>)
+    /// exactly, in every scheme, on the skinny kernel (1 and 3 rows) and cuBLASLt (37 rows).
+    /// </summary>
+    [Theory]
+    [InlineData(Fp8WeightScales.PerChannel, ActivationScaling.DynamicPerToken)]
+    [InlineData(Fp8WeightScales.PerTensor, ActivationScaling.StaticPerTensor)]
+    [InlineData(Fp8WeightScales.PerBlock, ActivationScaling.DynamicPerTokenGroup)]
+    public void Quantized_inputs_equal_the_cpu_codes_exactly(Fp8WeightScales kind, ActivationScaling scaling)
+    {
+        Gpu.Require();
+        const int k = 320, capacity = 40;
+        using var host = new HostTensors(k + (int)kind);
+        WeightTensor x = host.Random("x", DType.F32, 3f, capacity, k);
+        byte* codes = (byte*)NativeMemory.AlignedAlloc(k * k, 64);
+        _memory.Add((nint)codes);
+        for (int i = 0; i < k * k; i++)
+        {
+            codes[i] = i / k == i % k ? (byte)0x38 : (byte)0;   // E4M3 0x38 = 1.0
+        }
+
+        (int blockRows, int blockColumns) = kind == Fp8WeightScales.PerBlock ? (CudaBackend.Fp8ScaleBlock, CudaBackend.Fp8ScaleBlock) : kind == Fp8WeightScales.PerTensor ? (k, k) : (1, k);
+        int grid = ((k + blockRows - 1) / blockRows) * ((k + blockColumns - 1) / blockColumns);
+        var identity = new WeightTensor("w", DType.F8E4M3, [k, k], (nint)codes, k * k)
+        {
+            Scales = new WeightScales(kind, [.. Enumerable.Repeat(1f, grid)], blockRows, blockColumns, k, k),
+        };
+        var activations = new ActivationQuantization(scaling, StaticScale: 3f / 448 * 0.8f, GroupSize: scaling == ActivationScaling.DynamicPerTokenGroup ? CudaBackend.Fp8ScaleBlock : 0);
+
+        using var cpu = new CpuBackend(DType.F32);
+        using var gpu = new CudaBackend(Gpu.Device, DType.F32);
+        Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadWeight(Dequantized(identity)), cy = cpu.Allocate("y", DType.F32, capacity, k);
+        Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadWeight(identity), gy = gpu.Allocate("y", DType.F32, capacity, k);
+        foreach (int rows in new[] { 1, 3, 37 })
+        {
+            cpu.Linear(cx, rows, cw, null, cy, activations);
+            gpu.Linear(gx, rows, gw, null, gy, activations);
+            Assert.Equal(HostTensors.Read(cpu, cy, rows), HostTensors.Read(gpu, gy, rows));
+        }
+    }
+
+    /// <summary>
     /// A layer's input quantization must fit its weight's scales: block scales take per-token groups, per-row scales the
     /// other schemes, and an FP8 weight needs one at all.
     /// </summary>
