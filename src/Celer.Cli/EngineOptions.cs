@@ -30,6 +30,10 @@ internal sealed class EngineOptions
     public Option<string> Device { get; } = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" }.AcceptOnlyFromAmong("cpu", "cuda");
     public Option<string> Dtype { get; } = new Option<string>("--dtype") { Description = "The dtype the model runs in; auto: the checkpoint's torch_dtype (fp32 checkpoints run in bf16 on a GPU).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "half", "float16", "bfloat16", "float", "float32");
     public Option<string> KvCacheDtype { get; } = new Option<string>("--kv-cache-dtype") { Description = "KV cache dtype: auto (the model's; fp32 on the CPU), bfloat16, fp8 (= fp8_e4m3) or fp8_e5m2.", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2");
+    public Option<string?> Quantization { get; } = new("--quantization", "-q")
+    {
+        Description = "The method the checkpoint is quantized with (vLLM's names: fp8, compressed-tensors); default: its config.json's quantization_config.",
+    };
     public Option<bool> EnablePrefixCaching { get; } = new("--enable-prefix-caching") { Description = "Reuse KV blocks of shared prompt prefixes (default on).", DefaultValueFactory = _ => true };
     public Option<bool> NoEnablePrefixCaching { get; } = new("--no-enable-prefix-caching") { Description = "Turn automatic prefix caching off." };
     public Option<string> LoadFormat { get; } = new Option<string>("--load-format") { Description = "auto (safetensors) or dummy (random weights).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "dummy", "safetensors");
@@ -54,7 +58,7 @@ internal sealed class EngineOptions
         foreach (var option in new Option[]
                  {
                      ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory,
-                     Device, Dtype, KvCacheDtype, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager,
+                     Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager,
                      CudaGraphSizes, MaxCudaGraphCaptureSize, AsyncScheduling, NoAsyncScheduling, HfOverrides,
                  })
             command.Options.Add(option);
@@ -73,6 +77,7 @@ internal sealed class EngineOptions
         Device = result.GetValue(Device)!,
         Dtype = result.GetValue(Dtype)!,
         KvCacheDtype = result.GetValue(KvCacheDtype)!,
+        Quantization = result.GetValue(Quantization),
         EnablePrefixCaching = result.GetValue(EnablePrefixCaching) && !result.GetValue(NoEnablePrefixCaching),
         LoadFormat = result.GetValue(LoadFormat)!,
         Seed = result.GetValue(Seed),

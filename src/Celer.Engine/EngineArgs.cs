@@ -22,6 +22,13 @@ public sealed class EngineArgs
 
     /// <summary>vLLM's <c>--kv-cache-dtype</c>: auto (the model dtype), bfloat16, fp8 (= fp8_e4m3) or fp8_e5m2.</summary>
     public string KvCacheDtype { get; init; } = "auto";
+
+    /// <summary>
+    /// vLLM's <c>--quantization</c> (<c>-q</c>): the method the checkpoint is quantized with, by vLLM's names
+    /// (<c>fp8</c>, <c>compressed-tensors</c>, …); null reads it from config.json's <c>quantization_config</c>. The loader
+    /// refuses a method that differs from the checkpoint's.
+    /// </summary>
+    public string? Quantization { get; init; }
     public int? MaxModelLen { get; init; }
     public int MaxNumSeqs { get; init; } = 256;
     public int? MaxNumBatchedTokens { get; init; }

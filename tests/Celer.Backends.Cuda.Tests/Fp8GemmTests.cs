@@ -172,16 +172,7 @@ public sealed unsafe class Fp8GemmTests : IDisposable
         int rows = q.Shape[0], columns = q.Shape[1];
         float* values = (float*)NativeMemory.AlignedAlloc((nuint)((long)rows * columns * sizeof(float)), 64);
         _memory.Add((nint)values);
-        byte* codes = (byte*)q.Data;
-        for (int r = 0; r < rows; r++)
-        {
-            for (int c = 0; c < columns; c++)
-            {
-                long i = (long)r * columns + c;
-                values[i] = Fp8.Decode(codes[i], DType.F8E4M3) * q.Scales!.At(r, c);
-            }
-        }
-
+        q.Scales!.Dequantize((byte*)q.Data, values);
         return new WeightTensor(q.Name, DType.F32, [rows, columns], (nint)values, (long)rows * columns * sizeof(float));
     }
 

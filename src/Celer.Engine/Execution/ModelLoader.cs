@@ -92,6 +92,11 @@ public static class ModelLoader
 
         Phase($"read the model config ({config.Architecture}) and tokenizer");
         DevicePlatform platform = DevicePlatform.For(args.Device);
+        if (QuantizationConfig.RequestRefusal(args.Quantization, config.Quantization) is { } mismatch)
+        {
+            throw new ModelLoadException($"'{dir}': {mismatch}.");
+        }
+
         if (config.Quantization is { } quantization)
         {
             if (platform.QuantizationRefusal(quantization) is { } refusal)

@@ -5,8 +5,7 @@ namespace Celer.Models.Quantization;
 
 /// <summary>
 /// The weights of an FP8 checkpoint as a backend computes with them: each E4M3 <c>*.weight</c> of a linear layer comes
-/// back dequantized into fp32 (code × its scale, one fp32 product as <c>q.float() * scale</c> in PyTorch: exact for bf16
-/// scales), or, with <paramref name="keepFp8"/> for a W8A8 checkpoint (a backend with FP8 GEMMs), as stored with its
+/// back dequantized into fp32 (<see cref="WeightScales.Dequantize"/>), or, with <paramref name="keepFp8"/> for a W8A8 checkpoint (a backend with FP8 GEMMs), as stored with its
 /// <see cref="WeightTensor.Scales"/>; every other tensor as stored. Weight-only checkpoints are always dequantized (their
 /// matmuls run in the model dtype). The scales are read by the scheme's names: compressed-tensors'
 /// <c>weight_scale</c> (per tensor, per output row, or per block), fp8's <c>weight_scale_inv</c> (per block) or
@@ -102,16 +101,7 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
         WeightScales scales = Scales(module, rows, columns);
         float* values = (float*)NativeMemory.AlignedAlloc((nuint)((long)rows * columns * sizeof(float)), 64);
         _buffers.Add((nint)values);
-        byte* codes = (byte*)q.Data;
-        for (int r = 0; r < rows; r++)
-        {
-            for (int c = 0; c < columns; c++)
-            {
-                long i = (long)r * columns + c;
-                values[i] = Fp8.Decode(codes[i], DType.F8E4M3) * scales.At(r, c);
-            }
-        }
-
+        scales.Dequantize((byte*)q.Data, values);
         return new WeightTensor(q.Name, DequantizedDType, [rows, columns], (nint)values, (long)rows * columns * sizeof(float));
     }
 

@@ -74,6 +74,21 @@ public sealed record QuantizationConfig
         };
     }
 
+    /// <summary>
+    /// Why <c>--quantization <paramref name="requested"/></c> cannot serve a checkpoint quantized as
+    /// <paramref name="checkpoint"/> (null: none), as vLLM checks the flag against <c>quant_method</c>; null when it can.
+    /// </summary>
+    public static string? RequestRefusal(string? requested, QuantizationConfig? checkpoint) => (requested, checkpoint) switch
+    {
+        (null, _) => null,
+        (_, { Method: var method }) when string.Equals(requested, method, StringComparison.OrdinalIgnoreCase) => null,
+        (_, { Method: var method }) =>
+            $"--quantization {requested} does not match the method of {F} (quant_method '{method}'): leave the flag out or pass {method}",
+        ("fp8", null) =>
+            "--quantization fp8 on a checkpoint without quantization_config asks for its weights to be quantized to FP8 at load, which Celer does not do yet: serve an FP8 checkpoint (compressed-tensors or fp8)",
+        _ => $"--quantization {requested}: Celer runs FP8 checkpoints (compressed-tensors, fp8) so far, and this checkpoint has no quantization_config",
+    };
+
     /// <summary>Whether <paramref name="module"/> (e.g. <c>model.layers.0.self_attn.q_proj</c>) stays unquantized.</summary>
     public bool IsIgnored(string module) => Ignore.Any(entry => entry.StartsWith("re:", StringComparison.Ordinal)
         ? Regex.IsMatch(module, entry[3..], RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1))

@@ -1,3 +1,5 @@
+using Celer.Models.Weights;
+
 namespace Celer.Models.Quantization;
 
 /// <summary>
@@ -14,4 +16,20 @@ public sealed record WeightScales(Fp8WeightScales Kind, float[] Grid, int BlockR
 
     /// <summary>The scale of element [row, column].</summary>
     public float At(int row, int column) => Grid[(row / BlockRows * GridColumns) + (column / BlockColumns)];
+
+    /// <summary>
+    /// values[r, c] = E4M3 code[r, c] × its scale, one fp32 product as <c>q.float() * scale</c> in PyTorch (exact for the
+    /// bf16 scales most checkpoints store): the weight as W8A8 kernels multiply it.
+    /// </summary>
+    public unsafe void Dequantize(byte* codes, float* values)
+    {
+        for (int r = 0; r < Rows; r++)
+        {
+            for (int c = 0; c < Columns; c++)
+            {
+                long i = ((long)r * Columns) + c;
+                values[i] = Fp8.Decode(codes[i], DType.F8E4M3) * At(r, c);
+            }
+        }
+    }
 }

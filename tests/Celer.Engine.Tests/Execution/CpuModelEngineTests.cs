@@ -31,6 +31,8 @@ public sealed class CpuModelEngineTests
             KvCacheMemoryBytes = kvBlocks is int blocks ? blocks * blockBytes : null,
             Seed = 1,
             AsyncScheduling = asyncScheduling,
+            // --quantization naming the checkpoint's own method serves it as leaving the flag out does (FP8 fixtures).
+            Quantization = config.Quantization?.Method,
         };
         return ModelLoader.LoadOffline(args).Engine;
     }
@@ -124,6 +126,17 @@ public sealed class CpuModelEngineTests
     /// cuBLASLt scales FP8 weights per row or in 128 x 128 blocks: a checkpoint in 32 x 32 blocks is refused for CUDA from
     /// its config, before a GPU is opened, naming its scheme and what the GPU takes.
     /// </summary>
+    /// <summary>The loader checks <c>--quantization</c> against the checkpoint before anything else is read.</summary>
+    [Fact]
+    public void A_quantization_flag_that_contradicts_the_checkpoint_is_refused()
+    {
+        var refused = Assert.Throws<Models.Weights.ModelLoadException>(() =>
+            ModelLoader.LoadOffline(new EngineArgs { Model = FixtureModel("llama-fp8-channel-dynamic"), Quantization = "fp8" }));
+
+        Assert.Contains("does not match", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("compressed-tensors", refused.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void An_fp8_checkpoint_cublaslt_cannot_scale_is_refused_on_cuda()
     {

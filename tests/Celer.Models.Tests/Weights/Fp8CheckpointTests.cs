@@ -62,6 +62,25 @@ public sealed class Fp8CheckpointTests
         Assert.Contains(expected, e.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// <c>--quantization</c> as vLLM checks it: absent or naming the checkpoint's quant_method (any case) it serves the
+    /// checkpoint; another method is refused naming both; on an unquantized checkpoint fp8 would mean quantizing at load.
+    /// </summary>
+    [Fact]
+    public void The_quantization_flag_must_name_the_checkpoints_method()
+    {
+        QuantizationConfig channel = Parse(ChannelDynamic);
+
+        Assert.Null(QuantizationConfig.RequestRefusal(null, channel));
+        Assert.Null(QuantizationConfig.RequestRefusal(null, null));
+        Assert.Null(QuantizationConfig.RequestRefusal("compressed-tensors", channel));
+        Assert.Null(QuantizationConfig.RequestRefusal("Compressed-Tensors", channel));
+        Assert.Contains("--quantization fp8 does not match", QuantizationConfig.RequestRefusal("fp8", channel), StringComparison.Ordinal);
+        Assert.Contains("quant_method 'compressed-tensors'", QuantizationConfig.RequestRefusal("awq", channel), StringComparison.Ordinal);
+        Assert.Contains("quantized to FP8 at load", QuantizationConfig.RequestRefusal("fp8", null), StringComparison.Ordinal);
+        Assert.Contains("--quantization gptq", QuantizationConfig.RequestRefusal("gptq", null), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Scales_per_tensor_channel_and_block_dequantize_each_element()
     {

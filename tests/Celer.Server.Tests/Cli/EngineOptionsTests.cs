@@ -28,6 +28,14 @@ public sealed class EngineOptionsTests
     }
 
     [Fact]
+    public void Quantization_is_spelled_as_vllm_spells_it()
+    {
+        Assert.Equal("fp8", Parse("--quantization", "fp8").Quantization);
+        Assert.Equal("compressed-tensors", Parse("-q", "compressed-tensors").Quantization);
+        Assert.Null(Parse().Quantization);
+    }
+
+    [Fact]
     public void Help_texts_state_the_real_defaults()
     {
         var options = new EngineOptions();
