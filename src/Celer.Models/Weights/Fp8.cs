@@ -36,6 +36,11 @@ public static unsafe class Fp8
 
     public static byte Encode(float value, DType type)
     {
+        if (type == DType.F8E4M3)
+        {
+            return EncodeE4M3(value);
+        }
+
         if (float.IsNaN(value))
         {
             return 0x7f;
@@ -76,6 +81,37 @@ public static unsafe class Fp8
         }
 
         return (byte)(sign | (field << f.MantissaBits) | mantissa);
+    }
+
+    /// <summary>
+    /// E4M3 from the float's bits (the hot path: every W8A8 input on the CPU, every weight of an online-quantized model):
+    /// a normal value keeps 3 of its 23 mantissa bits, rounded to nearest even, and is re-biased from 127 to 7; below
+    /// 2^-6 the value is a multiple of 2^-9 (the subnormal quantum), rounded to nearest even.
+    /// </summary>
+    private static byte EncodeE4M3(float value)
+    {
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        byte sign = (byte)((bits >> 24) & 0x80);
+        uint magnitude = bits & 0x7FFF_FFFF;
+        if (magnitude > 0x7F80_0000)
+        {
+            return 0x7f;   // NaN
+        }
+
+        if (magnitude >= 0x43E0_0000)
+        {
+            return (byte)(sign | 0x7e);   // 448 and beyond (infinity too) saturate; below 448 nothing rounds past it
+        }
+
+        if (magnitude >= 0x3C80_0000)
+        {
+            // 2^-6 and up: drop 20 mantissa bits rounding to nearest even (a carry may step the exponent, as it should).
+            uint rounded = (magnitude + 0x7FFFF + ((magnitude >> 20) & 1)) >> 20;
+            return (byte)(sign | (rounded - (120u << 3)));
+        }
+
+        // Subnormal (or zero): the count of 2^-9 quanta, exact in fp32 before rounding; 8 quanta is the smallest normal.
+        return (byte)(sign | (int)MathF.Round(BitConverter.UInt32BitsToSingle(magnitude) * 512f, MidpointRounding.ToEven));
     }
 
     private static float[] TableOf(DType type) => type switch
