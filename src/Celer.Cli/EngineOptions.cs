@@ -32,7 +32,7 @@ internal sealed class EngineOptions
     public Option<string> KvCacheDtype { get; } = new Option<string>("--kv-cache-dtype") { Description = "KV cache dtype: auto (the model's; fp32 on the CPU), bfloat16, fp8 (= fp8_e4m3) or fp8_e5m2.", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2");
     public Option<string?> Quantization { get; } = new("--quantization", "-q")
     {
-        Description = "The method the checkpoint is quantized with (vLLM's names: fp8, compressed-tensors); default: its config.json's quantization_config.",
+        Description = "The method the checkpoint is quantized with (vLLM's names: fp8, compressed-tensors; default: its config.json's quantization_config), or for an unquantized checkpoint the FP8 quantization to apply at load: fp8 (a scale per weight matrix) or ptpc_fp8 (per output row), inputs per token.",
     };
     public Option<bool> EnablePrefixCaching { get; } = new("--enable-prefix-caching") { Description = "Reuse KV blocks of shared prompt prefixes (default on).", DefaultValueFactory = _ => true };
     public Option<bool> NoEnablePrefixCaching { get; } = new("--no-enable-prefix-caching") { Description = "Turn automatic prefix caching off." };

@@ -97,27 +97,29 @@ public static class ModelLoader
             throw new ModelLoadException($"'{dir}': {mismatch}.");
         }
 
-        if (config.Quantization is { } quantization)
+        // The checkpoint's own quantization, or the one --quantization asks for at load.
+        QuantizationConfig? quantization = config.Quantization ?? QuantizationConfig.Online(args.Quantization);
+        if (quantization is not null)
         {
             if (platform.QuantizationRefusal(quantization) is { } refusal)
             {
                 throw new ModelLoadException($"'{dir}' {refusal}.");
             }
 
-            if (args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase))
+            if (!quantization.IsOnline && args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase))
             {
-                throw new ModelLoadException($"'{dir}' is an FP8 checkpoint ({quantization.Method}): --load-format dummy makes unquantized weights only.");
+                throw new ModelLoadException($"'{dir}' is an FP8 checkpoint ({quantization.Method}): --load-format dummy makes unquantized weights only (--quantization fp8 on an unquantized config quantizes them).");
             }
         }
 
-        DType dtype = ModelDType(args, config, platform);
+        DType dtype = ModelDType(args, config, quantization, platform);
         DType? kvDType = KvCacheDType(args, dtype, platform);
         IModelBackend backend = platform.CreateBackend(dtype, kvDType);
         Phase($"backend {backend.Name} ready, computing in {backend.ActivationDType}");
         ProgressWeightSource? weights = null;
         try
         {
-            weights = OpenWeights(args, dir, config, dtype, platform, progress);
+            weights = OpenWeights(args, dir, quantization, dtype, platform, progress);
             // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs.
             StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(args.GraphCaptureSizes(), (maxModelLen + args.BlockSize - 1) / args.BlockSize);
             var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
@@ -209,23 +211,33 @@ public static class ModelLoader
     /// weights arrive on the CPU dequantized in <see cref="Fp8WeightSource.DequantizedDType"/>, so that is its stored
     /// dtype there; a GPU multiplies them in FP8 and computes the rest in the torch_dtype, as vLLM does.
     /// </summary>
-    internal static DType ModelDType(EngineArgs args, ModelConfig config, DevicePlatform platform) =>
-        ParseDtype(args.Dtype) ?? platform.AutoDType(config.Quantization is null || platform.MultipliesFp8 ? config.TorchDtype ?? DType.BF16 : Fp8WeightSource.DequantizedDType);
+    internal static DType ModelDType(EngineArgs args, ModelConfig config, QuantizationConfig? quantization, DevicePlatform platform) =>
+        ParseDtype(args.Dtype) ?? platform.AutoDType(quantization is null || platform.MultipliesFp8 ? config.TorchDtype ?? DType.BF16 : Fp8WeightSource.DequantizedDType);
 
-    private static ProgressWeightSource OpenWeights(EngineArgs args, string dir, ModelConfig config, DType dtype, DevicePlatform platform, IProgress<ModelLoadProgress>? progress)
+    /// <summary>
+    /// The weights as the model reads them: from the checkpoint (or random, <c>--load-format dummy</c>), quantized at load
+    /// when <paramref name="quantization"/> is online (dummy values then made on the host, where the quantizer reads them),
+    /// and an FP8 checkpoint's dequantized or kept in FP8 (<see cref="Fp8WeightSource"/>).
+    /// </summary>
+    private static ProgressWeightSource OpenWeights(EngineArgs args, string dir, QuantizationConfig? quantization, DType dtype, DevicePlatform platform, IProgress<ModelLoadProgress>? progress)
     {
+#pragma warning disable CA2000 // the returned ProgressWeightSource owns the source it wraps and disposes it (each wrapper its inner one)
+        bool online = quantization is { IsOnline: true };
+        IWeightSource Quantized(IWeightSource source) => Fp8WeightSource.Wrap(
+            online ? new OnlineFp8Source(source, quantization!.WeightScales) : source, quantization, platform.MultipliesFp8);
+
         switch (args.LoadFormat.ToLowerInvariant())
         {
-#pragma warning disable CA2000 // the returned ProgressWeightSource owns the source it wraps and disposes it
             case "dummy":
-                return new ProgressWeightSource(new DummyWeightSource(dtype, (ulong)args.Seed, materialize: !platform.MakesDummyWeights), null, null, progress);
+                var dummy = new DummyWeightSource(dtype, (ulong)args.Seed, materialize: online || !platform.MakesDummyWeights);
+                return new ProgressWeightSource(Quantized(dummy), null, null, progress);
             case "auto" or "safetensors":
                 var source = SafetensorsWeightSource.Open(dir);
-                return new ProgressWeightSource(Fp8WeightSource.Wrap(source, config.Quantization, platform.MultipliesFp8), source.Names.Count(), source.Files.Sum(f => new FileInfo(f.Path).Length), progress);
-#pragma warning restore CA2000
+                return new ProgressWeightSource(Quantized(source), source.Names.Count(), source.Files.Sum(f => new FileInfo(f.Path).Length), progress);
             default:
                 throw new ArgumentException($"Unknown load format '{args.LoadFormat}'; expected auto, safetensors or dummy.", nameof(args));
         }
+#pragma warning restore CA2000
     }
 
     private static DType? ParseDtype(string dtype) => dtype.ToLowerInvariant() switch

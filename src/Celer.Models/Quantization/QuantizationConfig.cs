@@ -75,6 +75,22 @@ public sealed record QuantizationConfig
     }
 
     /// <summary>
+    /// The config of an unquantized checkpoint quantized at load (<see cref="OnlineFp8Source"/>) by
+    /// <c>--quantization</c>: <c>fp8</c> one weight scale per matrix, as vLLM's online fp8 method; <c>ptpc_fp8</c> one per
+    /// output row, as vLLM's per-token-per-channel method; the inputs dynamic per token in both (vLLM's fp8 scales them
+    /// per tensor on most GPUs: a per-token scale is never coarser). Null for any other flag or none.
+    /// </summary>
+    public static QuantizationConfig? Online(string? requested) => requested?.ToLowerInvariant() switch
+    {
+        "fp8" => new QuantizationConfig { Method = "fp8", WeightScales = Fp8WeightScales.PerTensor, Activations = ActivationScaling.DynamicPerToken, IsOnline = true },
+        "ptpc_fp8" => new QuantizationConfig { Method = "ptpc_fp8", WeightScales = Fp8WeightScales.PerChannel, Activations = ActivationScaling.DynamicPerToken, IsOnline = true },
+        _ => null,
+    };
+
+    /// <summary>Whether the weights are quantized at load (<see cref="Online"/>) rather than stored quantized.</summary>
+    public bool IsOnline { get; init; }
+
+    /// <summary>
     /// Why <c>--quantization <paramref name="requested"/></c> cannot serve a checkpoint quantized as
     /// <paramref name="checkpoint"/> (null: none), as vLLM checks the flag against <c>quant_method</c>; null when it can.
     /// </summary>
@@ -84,9 +100,8 @@ public sealed record QuantizationConfig
         (_, { Method: var method }) when string.Equals(requested, method, StringComparison.OrdinalIgnoreCase) => null,
         (_, { Method: var method }) =>
             $"--quantization {requested} does not match the method of {F} (quant_method '{method}'): leave the flag out or pass {method}",
-        ("fp8", null) =>
-            "--quantization fp8 on a checkpoint without quantization_config asks for its weights to be quantized to FP8 at load, which Celer does not do yet: serve an FP8 checkpoint (compressed-tensors or fp8)",
-        _ => $"--quantization {requested}: Celer runs FP8 checkpoints (compressed-tensors, fp8) so far, and this checkpoint has no quantization_config",
+        (_, null) when Online(requested) is not null => null,
+        _ => $"--quantization {requested}: Celer runs FP8 checkpoints (compressed-tensors, fp8) and quantizes unquantized ones at load (fp8, ptpc_fp8), not {requested}",
     };
 
     /// <summary>Whether <paramref name="module"/> (e.g. <c>model.layers.0.self_attn.q_proj</c>) stays unquantized.</summary>

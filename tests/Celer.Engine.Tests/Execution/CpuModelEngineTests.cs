@@ -126,6 +126,75 @@ public sealed class CpuModelEngineTests
     /// cuBLASLt scales FP8 weights per row or in 128 x 128 blocks: a checkpoint in 32 x 32 blocks is refused for CUDA from
     /// its config, before a GPU is opened, naming its scheme and what the GPU takes.
     /// </summary>
+    /// <summary>
+    /// <c>--quantization fp8|ptpc_fp8</c> on a bf16 checkpoint serves exactly the model that checkpoint would be stored as
+    /// compressed-tensors FP8 (per-tensor or per-channel <c>weight_scale</c>, inputs dynamic per token), written here from
+    /// the quantized weights: the same tokens and logprobs, bit for bit.
+    /// </summary>
+    [Theory]
+    [InlineData("fp8", "tensor")]
+    [InlineData("ptpc_fp8", "channel")]
+    public void Online_fp8_quantization_serves_what_the_quantized_checkpoint_would(string method, string strategy)
+    {
+        const string name = "llama-gqa-bf16-v4config";
+        string stored = Path.Combine(Path.GetTempPath(), $"celer-online-{method}-{Environment.ProcessId}");
+        Directory.CreateDirectory(stored);
+        try
+        {
+            WriteQuantizedCheckpoint(FixtureModel(name), stored, method, strategy);
+            ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(FixtureModel(name), "reference.json"));
+            using LlmEngine online = ModelLoader.LoadOffline(new EngineArgs { Model = FixtureModel(name), Quantization = method, MaxModelLen = 128, Seed = 1 }).Engine;
+            using LlmEngine checkpoint = Engine(stored);
+
+            IReadOnlyList<RequestOutput> expected = Generate(checkpoint, fixture), actual = Generate(online, fixture);
+
+            for (int i = 0; i < fixture.Cases.Count; i++)
+            {
+                Assert.Equal(Tokens(expected[i]), Tokens(actual[i]));
+                Assert.Equal(Positions(expected[i]).Select(p => p.Logprob), Positions(actual[i]).Select(p => p.Logprob));
+            }
+        }
+        finally
+        {
+            Directory.Delete(stored, recursive: true);
+        }
+    }
+
+    /// <summary>The checkpoint with its projections as <see cref="Models.Quantization.OnlineFp8Source"/> quantizes them.</summary>
+    private static void WriteQuantizedCheckpoint(string source, string destination, string method, string strategy)
+    {
+        var scales = strategy == "tensor" ? Models.Quantization.Fp8WeightScales.PerTensor : Models.Quantization.Fp8WeightScales.PerChannel;
+        using var original = Models.Weights.SafetensorsWeightSource.Open(source);
+        string[] names = [.. original.Names];
+#pragma warning disable CA2000 // the online source disposes the one it wraps
+        using var online = new Models.Quantization.OnlineFp8Source(Models.Weights.SafetensorsWeightSource.Open(source), scales);
+#pragma warning restore CA2000
+        var tensors = new List<(string, Models.Weights.DType, int[], byte[])>();
+        foreach (string tensor in names)
+        {
+            Models.Weights.WeightTensor t = online.Get(tensor);
+            tensors.Add((tensor, t.DType, t.Shape, t.Bytes.ToArray()));
+            string scale = tensor[..^".weight".Length] + ".weight_scale";
+            if (t.DType == Models.Weights.DType.F8E4M3)
+            {
+                Models.Weights.WeightTensor s = online.Get(scale);
+                tensors.Add((scale, s.DType, s.Shape, s.Bytes.ToArray()));
+            }
+        }
+
+        Models.Weights.SafetensorsWriter.Write(Path.Combine(destination, "model.safetensors"), tensors);
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(source, "config.json")))!.AsObject();
+        config["quantization_config"] = System.Text.Json.Nodes.JsonNode.Parse("""
+            {"quant_method": "compressed-tensors", "format": "float-quantized",
+             "config_groups": {"group_0": {"targets": ["Linear"],
+               "weights": {"num_bits": 8, "type": "float", "strategy": "STRATEGY", "symmetric": true, "dynamic": false},
+               "input_activations": {"num_bits": 8, "type": "float", "strategy": "token", "symmetric": true, "dynamic": true}}},
+             "ignore": ["lm_head"]}
+            """.Replace("STRATEGY", strategy, StringComparison.Ordinal));
+        File.WriteAllText(Path.Combine(destination, "config.json"), config.ToJsonString());
+        File.Copy(Path.Combine(source, "generation_config.json"), Path.Combine(destination, "generation_config.json"));
+    }
+
     /// <summary>The loader checks <c>--quantization</c> against the checkpoint before anything else is read.</summary>
     [Fact]
     public void A_quantization_flag_that_contradicts_the_checkpoint_is_refused()

@@ -64,7 +64,7 @@ public sealed class Fp8CheckpointTests
 
     /// <summary>
     /// <c>--quantization</c> as vLLM checks it: absent or naming the checkpoint's quant_method (any case) it serves the
-    /// checkpoint; another method is refused naming both; on an unquantized checkpoint fp8 would mean quantizing at load.
+    /// checkpoint; another method is refused naming both; on an unquantized checkpoint fp8 and ptpc_fp8 quantize at load.
     /// </summary>
     [Fact]
     public void The_quantization_flag_must_name_the_checkpoints_method()
@@ -77,8 +77,13 @@ public sealed class Fp8CheckpointTests
         Assert.Null(QuantizationConfig.RequestRefusal("Compressed-Tensors", channel));
         Assert.Contains("--quantization fp8 does not match", QuantizationConfig.RequestRefusal("fp8", channel), StringComparison.Ordinal);
         Assert.Contains("quant_method 'compressed-tensors'", QuantizationConfig.RequestRefusal("awq", channel), StringComparison.Ordinal);
-        Assert.Contains("quantized to FP8 at load", QuantizationConfig.RequestRefusal("fp8", null), StringComparison.Ordinal);
+        Assert.Null(QuantizationConfig.RequestRefusal("fp8", null));
+        Assert.Null(QuantizationConfig.RequestRefusal("ptpc_fp8", null));
         Assert.Contains("--quantization gptq", QuantizationConfig.RequestRefusal("gptq", null), StringComparison.Ordinal);
+        Assert.Equal((Fp8WeightScales.PerTensor, ActivationScaling.DynamicPerToken, true),
+            (QuantizationConfig.Online("fp8")!.WeightScales, QuantizationConfig.Online("fp8")!.Activations!.Value, QuantizationConfig.Online("fp8")!.IsOnline));
+        Assert.Equal(Fp8WeightScales.PerChannel, QuantizationConfig.Online("ptpc_fp8")!.WeightScales);
+        Assert.Null(QuantizationConfig.Online("compressed-tensors"));
     }
 
     [Fact]
