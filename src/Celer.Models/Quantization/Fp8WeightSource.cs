@@ -61,7 +61,9 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
     /// </summary>
     public ActivationQuantization? InputQuantization(params string[] modules)
     {
-        if (config.Activations is not { } scaling || !modules.All(m => IsFp8(inner.Get(m + ".weight"))))
+        // Online quantization decides by name (the weights may not exist yet: dummy weights are made at their first read).
+        bool fp8 = config.IsOnline ? modules.All(OnlineFp8Source.IsProjection) : modules.All(m => IsFp8(inner.Get(m + ".weight")));
+        if (config.Activations is not { } scaling || !fp8)
         {
             return null;
         }

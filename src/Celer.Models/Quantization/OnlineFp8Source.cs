@@ -32,14 +32,14 @@ public sealed unsafe class OnlineFp8Source(IWeightSource inner, Fp8WeightScales 
     {
         if (name.EndsWith(".weight", StringComparison.Ordinal) && IsProjection(name[..^".weight".Length]))
         {
-            WeightTensor codes = Quantized(name[..^".weight".Length]).Codes;
+            WeightTensor codes = Quantized(name[..^".weight".Length], expectedShape).Codes;
             WeightShapes.Check(name, codes.Shape, expectedShape);
             return codes;
         }
 
         if (name.EndsWith(ScaleSuffix, StringComparison.Ordinal) && IsProjection(name[..^ScaleSuffix.Length]))
         {
-            WeightTensor scale = Quantized(name[..^ScaleSuffix.Length]).Scale;
+            WeightTensor scale = Quantized(name[..^ScaleSuffix.Length], []).Scale;
             WeightShapes.Check(name, scale.Shape, expectedShape);
             return scale;
         }
@@ -47,18 +47,22 @@ public sealed unsafe class OnlineFp8Source(IWeightSource inner, Fp8WeightScales 
         return inner.Get(name, expectedShape);
     }
 
-    /// <summary>A dense layer's projection: routed experts keep their own weights (MoE layers take no FP8 yet).</summary>
-    private static bool IsProjection(string module) =>
+    /// <summary>
+    /// Whether this source quantizes <paramref name="module"/>: a dense layer's projection (routed experts keep their own
+    /// weights: MoE layers take no FP8 yet). Known from the name alone, before the weight is read.
+    /// </summary>
+    public static bool IsProjection(string module) =>
         Projections.Contains(module[(module.LastIndexOf('.') + 1)..]) && !module.Contains(".experts.", StringComparison.Ordinal);
 
-    private (WeightTensor Codes, WeightTensor Scale) Quantized(string module)
+    /// <param name="shape">The weight's shape, for a source that needs it to make the weight (dummy weights).</param>
+    private (WeightTensor Codes, WeightTensor Scale) Quantized(string module, int[] shape)
     {
         if (_quantized.TryGetValue(module, out var done))
         {
             return done;
         }
 
-        WeightTensor w = inner.Get(module + ".weight");
+        WeightTensor w = inner.Get(module + ".weight", shape);
         if (w.DType is not (DType.F32 or DType.BF16 or DType.F16) || w.Shape.Length != 2)
         {
             throw new ModelLoadException($"'{w.Name}' is {w.DType}{WeightTensor.FormatShape(w.Shape)}: online FP8 quantization takes 16- or 32-bit float matrices");

@@ -99,15 +99,29 @@ public sealed unsafe class DummyWeightSource : IWeightSource
         return new WeightTensor(name, DType, shape, (nint)data, bytes);
     }
 
+    // Elements per parallel piece of a fill: each piece starts its generator at its own offset, so any split gives the
+    // same values (element i is always SplitMix64 at state + (i + 1)·γ).
+    private const int FillPiece = 1 << 20;
+
     private void Fill(byte* data, long elements, SyntheticValues rule)
     {
+        long pieces = (elements + FillPiece - 1) / FillPiece;
+        Parallel.For(0L, pieces, piece =>
+        {
+            long start = piece * FillPiece;
+            FillRange(data, start, Math.Min(FillPiece, elements - start), rule);
+        });
+    }
+
+    private void FillRange(byte* data, long start, long count, SyntheticValues rule)
+    {
         bool ones = rule.Ones;
-        var random = new SplitMix64(rule.State);
+        var random = new SplitMix64(unchecked(rule.State + ((ulong)start * SplitMix64.Gamma)));
         Span<float> chunk = stackalloc float[1024];
         int size = DType.ByteSize();
-        for (long done = 0; done < elements; done += chunk.Length)
+        for (long done = 0; done < count; done += chunk.Length)
         {
-            var values = chunk[..(int)Math.Min(chunk.Length, elements - done)];
+            var values = chunk[..(int)Math.Min(chunk.Length, count - done)];
             if (ones)
             {
                 values.Fill(1f);
@@ -119,7 +133,7 @@ public sealed unsafe class DummyWeightSource : IWeightSource
                     values[i] = random.NextUniform(rule.Low, rule.High);
                 }
             }
-            byte* destination = data + done * size;
+            byte* destination = data + ((start + done) * size);
             switch (DType)
             {
                 case DType.F32:
@@ -149,11 +163,14 @@ public sealed unsafe class DummyWeightSource : IWeightSource
     /// <summary>Steele, Lea and Flood's SplitMix64: tiny, fast, and good enough for filler weights.</summary>
     private struct SplitMix64(ulong state)
     {
+        /// <summary>The golden-ratio increment between two outputs.</summary>
+        public const ulong Gamma = 0x9E3779B97F4A7C15;
+
         private ulong _state = state;
 
         public float NextUniform(float low, float high)
         {
-            _state += 0x9E3779B97F4A7C15;
+            _state += Gamma;
             ulong z = _state;
             z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
             z = (z ^ (z >> 27)) * 0x94D049BB133111EB;

@@ -160,6 +160,24 @@ public sealed class CpuModelEngineTests
         }
     }
 
+    /// <summary>
+    /// Dummy weights quantized at load (<c>--load-format dummy -q fp8</c>, the way to benchmark FP8 without a checkpoint)
+    /// on a MoE model, whose router and routed experts stay bf16 while its attention and shared expert run W8A8.
+    /// </summary>
+    [Fact]
+    public void Dummy_weights_can_be_quantized_at_load()
+    {
+        using LlmEngine engine = ModelLoader.LoadOffline(new EngineArgs
+        {
+            Model = FixtureModel("qwen2-moe-shared-expert-bf16"), LoadFormat = "dummy", Quantization = "fp8", MaxModelLen = 64,
+        }).Engine;
+
+        RequestOutput output = engine.Generate([new GenerateRequest("r", [1, 2, 3, 4, 5], Greedy(8, logprobs: 1))]).Single();
+
+        Assert.Equal(8, Tokens(output).Count);
+        Assert.All(Positions(output), p => Assert.True(float.IsFinite(p.Logprob)));
+    }
+
     /// <summary>The checkpoint with its projections as <see cref="Models.Quantization.OnlineFp8Source"/> quantizes them.</summary>
     private static void WriteQuantizedCheckpoint(string source, string destination, string method, string strategy)
     {

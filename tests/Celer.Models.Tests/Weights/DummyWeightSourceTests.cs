@@ -22,6 +22,30 @@ public class DummyWeightSourceTests
         Assert.True(values.Distinct().Count() > values.Length * 0.9);
     }
 
+    /// <summary>
+    /// Host values are the documented rule (what a GPU computes from <see cref="WeightTensor.Synthetic"/>) element for
+    /// element, across the pieces the host fills in parallel (a million elements each).
+    /// </summary>
+    [Fact]
+    public void Host_values_follow_the_synthetic_rule_across_parallel_pieces()
+    {
+        const string name = "model.layers.1.mlp.up_proj.weight";
+        using var described = new DummyWeightSource(DType.F32, seed: 3, materialize: false);
+        using var source = new DummyWeightSource(DType.F32, seed: 3);
+        SyntheticValues rule = described.Get(name, 1100, 1000).Synthetic!;
+        float[] values = source.Get(name, 1100, 1000).AsSpan<float>().ToArray();
+
+        for (int i = 0; i < values.Length; i++)
+        {
+            ulong z = unchecked(rule.State + ((ulong)(i + 1) * 0x9E3779B97F4A7C15));
+            z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9);
+            z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EB);
+            z ^= z >> 31;
+            float expected = rule.Low + ((rule.High - rule.Low) * ((z >> 40) * (1f / (1 << 24))));
+            Assert.Equal(expected, values[i]);
+        }
+    }
+
     [Theory]
     [InlineData("model.norm.weight")]
     [InlineData("model.layers.3.input_layernorm.weight")]
