@@ -108,7 +108,7 @@ public sealed unsafe partial class CudaBackend
     private Tensor LoadBlockScales(string name, WeightTensor[] parts, int columns)
     {
         int gridColumns = (columns + Fp8ScaleBlock - 1) / Fp8ScaleBlock;
-        int ld = (gridColumns + BlockScaleRowAlignment - 1) / BlockScaleRowAlignment * BlockScaleRowAlignment;
+        int ld = RoundUp(gridColumns, BlockScaleRowAlignment);
         for (int i = 0; i < parts.Length; i++)
         {
             WeightScales s = parts[i].Scales!;
@@ -201,7 +201,9 @@ public sealed unsafe partial class CudaBackend
     /// weight's padded grid rows; it offers no algorithm for 1 or 2 rows).
     /// </summary>
     private static int LtRows(GemmPlan plan, int rows) =>
-        plan.Shape.Scaling == Fp8Scaling.Blocks ? (rows + BlockScaledRows - 1) / BlockScaledRows * BlockScaledRows : rows;
+        plan.Shape.Scaling == Fp8Scaling.Blocks ? RoundUp(rows, BlockScaledRows) : rows;
+
+    private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
     /// <summary>The FP8 GEMM of 1, 2 or 4 rows on CUDA cores (<c>fp8_skinny_gemm.cu</c>), a candidate the tuner times.</summary>
     private void Fp8SkinnyGemm(Tensor x, int rows, Tensor weight, Tensor y)
@@ -228,7 +230,7 @@ public sealed unsafe partial class CudaBackend
     /// </summary>
     private Tensor Fp8Input(int capacity, int k)
     {
-        capacity = (capacity + BlockScaledRows - 1) / BlockScaledRows * BlockScaledRows;
+        capacity = RoundUp(capacity, BlockScaledRows);
         long bytes = (long)capacity * k, scaleBytes = (long)capacity * ((k + Fp8ScaleBlock - 1) / Fp8ScaleBlock) * sizeof(float);
         if (bytes > _fp8InputBytes)
         {

@@ -1,14 +1,13 @@
-using System.Runtime.InteropServices;
 using Celer.Models.Weights;
 
 namespace Celer.Models.Quantization;
 
 /// <summary>
 /// The weights of an FP8 checkpoint as a backend computes with them: each E4M3 <c>*.weight</c> of a linear layer comes
-/// back dequantized into fp32 (<see cref="WeightScales.Dequantize"/>), or, with <paramref name="keepFp8"/> for a W8A8 checkpoint (a backend with FP8 GEMMs), as stored with its
-/// <see cref="WeightTensor.Scales"/>; every other tensor as stored. Weight-only checkpoints are always dequantized (their
-/// matmuls run in the model dtype). The scales are read by the scheme's names: compressed-tensors'
-/// <c>weight_scale</c> (per tensor, per output row, or per block), fp8's <c>weight_scale_inv</c> (per block) or
+/// back dequantized into fp32 (<see cref="WeightScales.Dequantize"/>), or, with <paramref name="keepFp8"/> for a W8A8
+/// checkpoint (a backend with FP8 GEMMs), as stored with its <see cref="WeightTensor.Scales"/>; every other tensor as
+/// stored. Weight-only checkpoints are always dequantized (their matmuls run in the model dtype). The scales are read by
+/// the scheme's names: compressed-tensors' <c>weight_scale</c> (per tensor, per output row, or per block), fp8's <c>weight_scale_inv</c> (per block) or
 /// <c>weight_scale</c> (per tensor). A layer's input quantization comes from <see cref="InputQuantization"/>. The
 /// dequantized buffers live as long as this source (the CPU backend computes from them in place).
 /// </summary>
@@ -18,7 +17,7 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
     public const DType DequantizedDType = DType.F32;
 
     private readonly Dictionary<string, WeightTensor> _dequantized = new(StringComparer.Ordinal);
-    private readonly List<nint> _buffers = [];
+    private readonly NativeBuffers _buffers = new();
 
     /// <summary>
     /// The checkpoint's weights as a model reads them: when <paramref name="quantization"/> says FP8, dequantized, or
@@ -101,8 +100,7 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
     {
         int rows = q.Shape[0], columns = q.Shape[1];
         WeightScales scales = Scales(module, rows, columns);
-        float* values = (float*)NativeMemory.AlignedAlloc((nuint)((long)rows * columns * sizeof(float)), 64);
-        _buffers.Add((nint)values);
+        float* values = (float*)_buffers.Allocate((long)rows * columns * sizeof(float));
         scales.Dequantize((byte*)q.Data, values);
         return new WeightTensor(q.Name, DequantizedDType, [rows, columns], (nint)values, (long)rows * columns * sizeof(float));
     }
@@ -163,12 +161,7 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
 
     public void Dispose()
     {
-        foreach (nint buffer in _buffers)
-        {
-            NativeMemory.AlignedFree((void*)buffer);
-        }
-
-        _buffers.Clear();
+        _buffers.Dispose();
         _dequantized.Clear();
         inner.Dispose();
     }

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Celer.Models.Weights;
 
 namespace Celer.Models.Quantization;
@@ -21,7 +20,7 @@ public sealed unsafe class OnlineFp8Source(IWeightSource inner, Fp8WeightScales 
     };
 
     private readonly Dictionary<string, (WeightTensor Codes, WeightTensor Scale)> _quantized = new(StringComparer.Ordinal);
-    private readonly List<nint> _buffers = [];
+    private readonly NativeBuffers _buffers = new();
 
     public bool Contains(string name) =>
         name.EndsWith(ScaleSuffix, StringComparison.Ordinal) && IsProjection(name[..^ScaleSuffix.Length])
@@ -69,13 +68,16 @@ public sealed unsafe class OnlineFp8Source(IWeightSource inner, Fp8WeightScales 
         }
 
         int rows = w.Shape[0], columns = w.Shape[1];
-        nint codes = Allocate((long)rows * columns);
+        nint codes = _buffers.Allocate((long)rows * columns);
         float[] rowMax = new float[rows];
-        int elementBytes = w.DType.ByteSize();
+        int rowBytes = columns * w.DType.ByteSize();
+        void ReadRow(int r, float[] values) =>
+            HalfConversions.ToFloat(w.DType, new ReadOnlySpan<byte>((byte*)w.Data + ((long)r * rowBytes), rowBytes), values);
+
         // Two passes over each row (its absmax, then its codes) in parallel over rows; a row is at most a few 10 KB.
         Parallel.For(0, rows, () => new float[columns], (r, _, values) =>
         {
-            HalfConversions.ToFloat(w.DType, new ReadOnlySpan<byte>((byte*)w.Data + ((long)r * columns * elementBytes), columns * elementBytes), values);
+            ReadRow(r, values);
             rowMax[r] = AbsMax(values);
             return values;
         }, _ => { });
@@ -83,18 +85,16 @@ public sealed unsafe class OnlineFp8Source(IWeightSource inner, Fp8WeightScales 
         float[] scale = scales == Fp8WeightScales.PerChannel ? [.. rowMax.Select(ScaleFor)] : [ScaleFor(rowMax.Max())];
         Parallel.For(0, rows, () => new float[columns], (r, _, values) =>
         {
-            HalfConversions.ToFloat(w.DType, new ReadOnlySpan<byte>((byte*)w.Data + ((long)r * columns * elementBytes), columns * elementBytes), values);
-            float s = scale[scale.Length == 1 ? 0 : r];
-            byte* output = (byte*)codes + ((long)r * columns);
-            for (int c = 0; c < columns; c++)
+            ReadRow(r, values);
+            fixed (float* v = values)
             {
-                output[c] = Fp8.Encode(values[c] / s, DType.F8E4M3);
+                Fp8.Encode(v, scale[scale.Length == 1 ? 0 : r], DType.F8E4M3, (byte*)codes + ((long)r * columns), columns);
             }
 
             return values;
         }, _ => { });
 
-        float* stored = (float*)Allocate((long)scale.Length * sizeof(float));
+        float* stored = (float*)_buffers.Allocate((long)scale.Length * sizeof(float));
         scale.CopyTo(new Span<float>(stored, scale.Length));
         var result = (
             new WeightTensor(w.Name, DType.F8E4M3, [rows, columns], codes, (long)rows * columns),
@@ -117,21 +117,9 @@ public sealed unsafe class OnlineFp8Source(IWeightSource inner, Fp8WeightScales 
     /// <summary>absmax / 448, so the largest value maps to E4M3's largest; an all-zero matrix or row keeps scale 1.</summary>
     private static float ScaleFor(float absMax) => absMax > 0 ? absMax / ActivationQuantization.Fp8Max : 1f;
 
-    private nint Allocate(long bytes)
-    {
-        nint p = (nint)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), 64);
-        _buffers.Add(p);
-        return p;
-    }
-
     public void Dispose()
     {
-        foreach (nint buffer in _buffers)
-        {
-            NativeMemory.AlignedFree((void*)buffer);
-        }
-
-        _buffers.Clear();
+        _buffers.Dispose();
         _quantized.Clear();
         inner.Dispose();
     }
