@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Tiny random-weight Llama checkpoints quantized to FP8 (E4M3), with transformers' greedy outputs as references.
+"""Tiny random-weight Llama checkpoints quantized to FP8 (E4M3) or to integer weights (GPTQ, AWQ, compressed-tensors
+W4A16 / W8A16), with transformers' greedy outputs as references.
 
 Usage: python3 tools/reference/make_quantized_fixtures.py --out DIR [--only NAME ...] [--keep-going]
 
@@ -7,7 +8,9 @@ Writes DIR/<name>/{config.json, model.safetensors, generation_config.json, refer
 FIXTURES, in the on-disk layouts real tools write: compressed-tensors (llm-compressor) with per-channel weights and
 dynamic per-token activations, compressed-tensors with per-tensor weights and static (calibrated) per-tensor
 activations, and the "fp8" block layout of DeepSeek-V3 / Qwen3-FP8 with per-token-group dynamic activations, in
-blocks of 32 and in their own 128 (the block the CUDA backend's FP8 GEMMs take).
+blocks of 32 and in their own 128 (the block the CUDA backend's FP8 GEMMs take); and the integer weight-only formats
+of int_packing.py (round to nearest, as their tools' RTN modes do), whose references are the dequantized weights with
+unquantized activations.
 
 What the references mean (Celer must match this, not "the model"):
   * the Linear weights of every attention and MLP projection are the DEQUANTIZED stored values (fp8 * scale, in
@@ -37,7 +40,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import make_model_fixtures as base  # noqa: E402  (after the path is set)
+import int_packing  # noqa: E402
+import make_model_fixtures as base  # noqa: E402
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0
@@ -63,7 +67,11 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 # Projections that read the same input: vLLM fuses each group into one GEMM, which needs one input_scale.
 SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
-SAFETENSORS_DTYPES = {FP8: "F8_E4M3", torch.bfloat16: "BF16", torch.float32: "F32"}
+SAFETENSORS_DTYPES = {FP8: "F8_E4M3", torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32",
+                      torch.int32: "I32", torch.int64: "I64"}
+# The stored dtype of each tensor an integer format adds, by its suffix.
+INT_DTYPES = {"qweight": "I32", "qzeros": "I32", "g_idx": "I32", "scales": "F16", "weight_packed": "I32",
+              "weight_zero_point": "I32", "weight_g_idx": "I32", "weight_shape": "I64", "weight_scale": "BF16"}
 
 
 def compressed_tensors_config(weight_strategy, activation_strategy, dynamic):
@@ -78,6 +86,32 @@ def compressed_tensors_config(weight_strategy, activation_strategy, dynamic):
                 "weights": args(weight_strategy, False, "minmax"),
                 "input_activations": args(activation_strategy, dynamic, None if dynamic else "minmax"),
                 "output_activations": None, "format": "float-quantized"}},
+            "ignore": ["lm_head"], "kv_cache_scheme": None, "global_compression_ratio": None,
+            "sparsity_config": {}, "version": "0.10.2"}
+
+
+def gptq_config(bits, group_size, desc_act, sym, checkpoint_format, lm_head=False):
+    """quantization_config as GPTQModel / Optimum write it into config.json."""
+    return {"quant_method": "gptq", "bits": bits, "group_size": group_size, "desc_act": desc_act, "sym": sym,
+            "checkpoint_format": checkpoint_format, "damp_percent": 0.01, "static_groups": False,
+            "true_sequential": True, "lm_head": lm_head, "meta": {"quantizer": ["celer int_packing (RTN)"]}}
+
+
+def awq_config(group_size):
+    """quantization_config as AutoAWQ writes it into config.json."""
+    return {"quant_method": "awq", "bits": 4, "group_size": group_size, "zero_point": True, "version": "gemm",
+            "modules_to_not_convert": None}
+
+
+def compressed_tensors_int_config(bits, strategy, group_size, symmetric, actorder):
+    """quantization_config as llm-compressor 0.10 writes a W4A16 / W8A16 scheme (pack-quantized)."""
+    return {"quant_method": "compressed-tensors", "format": "pack-quantized", "quantization_status": "compressed",
+            "config_groups": {"group_0": {
+                "targets": ["Linear"],
+                "weights": {"num_bits": bits, "type": "int", "strategy": strategy, "symmetric": symmetric,
+                            "dynamic": False, "group_size": group_size, "block_structure": None, "actorder": actorder,
+                            "observer": "minmax", "observer_kwargs": {}},
+                "input_activations": None, "output_activations": None, "format": "pack-quantized"}},
             "ignore": ["lm_head"], "kv_cache_scheme": None, "global_compression_ratio": None,
             "sparsity_config": {}, "version": "0.10.2"}
 
@@ -100,6 +134,22 @@ FIXTURES = (
     (53, "llama-fp8-block128-dynamic", "block", "group", BLOCK_128, BLOCK_128_SHAPE, fp8_block_config(BLOCK_128),
      f"fp8 weights in {BLOCK_128}x{BLOCK_128} blocks (weight_scale_inv), activations dynamic per token per group of "
      f"{BLOCK_128}; q/k/v and gate/up in whole 128-row blocks"),
+    # Integer weight-only: the scheme is (format, its int_packing arguments), no activation quantization. Groups of 16
+    # divide HIDDEN (64) and the intermediate size (176) into several groups each.
+    (60, "llama-gptq-int4-g16-actorder", ("gptq", dict(bits=4, group_size=16, act_order=True, symmetric=False, minus_one=True)),
+     None, None, {}, gptq_config(4, 16, True, False, "gptq"),
+     "gptq 4-bit, groups of 16, desc_act (permuted g_idx), asymmetric, zero points stored minus one (checkpoint_format gptq)"),
+    (61, "llama-gptq-int8-channel-lmhead", ("gptq", dict(bits=8, group_size=None, act_order=False, symmetric=True, minus_one=False, lm_head=True)),
+     None, None, {}, gptq_config(8, -1, False, True, "gptq_v2", lm_head=True),
+     "gptq 8-bit per channel (group_size -1), symmetric, checkpoint_format gptq_v2, lm_head quantized too"),
+    (62, "llama-awq-int4-g16", ("awq", dict(group_size=16)), None, None, {}, awq_config(16),
+     "awq 4-bit GEMM layout (interleaved nibbles), groups of 16, zero points"),
+    (63, "llama-w4a16-g16-asym-actorder", ("compressed-tensors", dict(bits=4, group_size=16, act_order=True, symmetric=False)),
+     None, None, {}, compressed_tensors_int_config(4, "group", 16, False, "group"),
+     "compressed-tensors pack-quantized 4-bit, groups of 16, asymmetric (packed zero points), actorder group (weight_g_idx)"),
+    (64, "llama-w8a16-channel", ("compressed-tensors", dict(bits=8, group_size=None, act_order=False, symmetric=True)),
+     None, None, {}, compressed_tensors_int_config(8, "channel", None, True, None),
+     "compressed-tensors pack-quantized 8-bit per channel, symmetric"),
 )
 
 
@@ -149,6 +199,20 @@ def quantize_weight(weight, scheme, projection, block):
         # DeepSeek's name, but a multiplier: weight ~= codes * weight_scale_inv.
         return codes, dequantized, {"weight_scale_inv": scale}
     raise ValueError(scheme)
+
+
+def quantize_projection(weight, scheme, projection, block, generator):
+    """({tensor suffix: stored tensor}, dequantized fp32 weight) for one [out, in] weight in the fixture's format."""
+    if isinstance(scheme, tuple):
+        kind, params = scheme
+        params = {k: v for k, v in params.items() if k != "lm_head"}
+        if kind == "gptq":
+            return int_packing.gptq(weight, generator=generator, **params)
+        if kind == "awq":
+            return int_packing.awq(weight, **params)
+        return int_packing.compressed_tensors_packed(weight, generator=generator, **params)
+    codes, dequantized, scales = quantize_weight(weight, scheme, projection, block)
+    return {"weight": codes, **scales}, dequantized
 
 
 def per_token(x):
@@ -235,16 +299,17 @@ def quantized_reference(config, scheme, activation, block, prompts, seed, device
     base.fill_weights(model, seed)
 
     tensors = {}
+    generator = torch.Generator().manual_seed(seed)
+    quantized_modules = PROJECTIONS + (("lm_head",) if isinstance(scheme, tuple) and scheme[1].get("lm_head") else ())
     with torch.no_grad():
         for name, param in model.named_parameters():
             module_name, _, leaf = name.rpartition(".")
             projection = module_name.rsplit(".", 1)[-1]
-            if projection in PROJECTIONS:
+            if projection in quantized_modules:
                 if leaf != "weight":
                     raise RuntimeError(f"{name}: the quantized projections have no biases in these fixtures")
-                codes, dequantized, scales = quantize_weight(param.detach().float().cpu(), scheme, projection, block)
-                tensors[name] = codes
-                tensors.update({f"{module_name}.{suffix}": scale for suffix, scale in scales.items()})
+                stored, dequantized = quantize_projection(param.detach().float().cpu(), scheme, projection, block, generator)
+                tensors.update({f"{module_name}.{suffix}": t for suffix, t in stored.items()})
                 param.copy_(dequantized)
             else:
                 stored = param.detach().to(torch.bfloat16)
@@ -252,7 +317,9 @@ def quantized_reference(config, scheme, activation, block, prompts, seed, device
                 param.copy_(stored.float())
     model = model.to(device).eval()
 
-    if activation == "token":
+    if activation is None:
+        transforms = {}
+    elif activation == "token":
         transforms = {name: per_token for name, _ in quantized_linears(model)}
     elif activation == "group":
         transforms = {name: functools.partial(per_token_group, block=block) for name, _ in quantized_linears(model)}
@@ -262,7 +329,7 @@ def quantized_reference(config, scheme, activation, block, prompts, seed, device
         tensors.update({f"{name}.input_scale": scale.reshape(1).cpu() for name, scale in input_scales.items()})
     else:
         raise ValueError(activation)
-    for name, module in quantized_linears(model):
+    for name, module in quantized_linears(model) if transforms else ():
         # Left registered for the whole reference: record_case's cached loop and its uncached check both go through.
         module.register_forward_pre_hook(replace_input(transforms[name]))
 
@@ -272,6 +339,8 @@ def quantized_reference(config, scheme, activation, block, prompts, seed, device
 
 def intended_dtype(tensor_name, scheme):
     leaf = tensor_name.rsplit(".", 1)[-1]
+    if isinstance(scheme, tuple):
+        return INT_DTYPES.get(leaf, "BF16")
     if leaf == "weight" and tensor_name.rsplit(".", 2)[-2] in PROJECTIONS:
         return "F8_E4M3"
     if leaf == "weight_scale":
@@ -329,7 +398,8 @@ def build_one(index, name, scheme, activation, block, shape, quantization_config
         "transformers_version": transformers.__version__})
     base.write_json(os.path.join(model_dir, "reference.json"), {
         "model": name, "transformers_version": transformers.__version__,
-        "torch_version": torch.__version__, "dtype": "float32", "storage_dtype": "float8_e4m3",
+        "torch_version": torch.__version__, "dtype": "float32",
+        "storage_dtype": f"{scheme[0]} integer codes" if isinstance(scheme, tuple) else "float8_e4m3",
         "quantization": description, "weight_seed": seed, "min_greedy_margin": margin, "cases": cases})
 
 

@@ -176,6 +176,8 @@ internal static class OfflineBenchmarks
             parameters["block_size"] = args.BlockSize;
             parameters["enable_prefix_caching"] = args.EnablePrefixCaching;
             parameters["dtype"] = args.Dtype;
+            parameters["kv_cache_dtype"] = args.KvCacheDtype;
+            parameters["quantization"] = args.Quantization;
             parameters["seed"] = args.Seed;
             if (BenchmarkReport.Write(kind, args.Model, args.Device, parameters, results, result.GetValue(_outputJson)) is { } path)
                 result.InvocationConfiguration.Output.WriteLine($"Results written to {path}");

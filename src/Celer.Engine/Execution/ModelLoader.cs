@@ -108,7 +108,7 @@ public static class ModelLoader
 
             if (!quantization.IsOnline && args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase))
             {
-                throw new ModelLoadException($"'{dir}' is an FP8 checkpoint ({quantization.Method}): --load-format dummy makes unquantized weights only (--quantization fp8 on an unquantized config quantizes them).");
+                throw new ModelLoadException($"'{dir}' is a quantized checkpoint ({quantization.Method}): --load-format dummy makes unquantized weights only (--quantization fp8 on an unquantized config quantizes them).");
             }
         }
 
@@ -207,23 +207,23 @@ public static class ModelLoader
     /// <summary>
     /// The dtype the model is served in, vLLM's <c>--dtype</c>: as given, else the checkpoint's torch_dtype (bf16 when
     /// the config names none). On a GPU an fp32 checkpoint runs in bf16, as vLLM's auto does on GPUs that have it;
-    /// the CPU keeps fp32 weights as they are (it computes in fp32 whatever the weights' dtype). An FP8 checkpoint's
-    /// weights arrive on the CPU dequantized in <see cref="Fp8WeightSource.DequantizedDType"/>, so that is its stored
+    /// the CPU keeps fp32 weights as they are (it computes in fp32 whatever the weights' dtype). A quantized checkpoint's
+    /// weights arrive on the CPU dequantized in <see cref="QuantizedWeights.DequantizedDType"/>, so that is its stored
     /// dtype there; a GPU multiplies them in FP8 and computes the rest in the torch_dtype, as vLLM does.
     /// </summary>
     internal static DType ModelDType(EngineArgs args, ModelConfig config, QuantizationConfig? quantization, DevicePlatform platform) =>
-        ParseDtype(args.Dtype) ?? platform.AutoDType(quantization is null || platform.MultipliesFp8 ? config.TorchDtype ?? DType.BF16 : Fp8WeightSource.DequantizedDType);
+        ParseDtype(args.Dtype) ?? platform.AutoDType(quantization is null || platform.MultipliesFp8 ? config.TorchDtype ?? DType.BF16 : QuantizedWeights.DequantizedDType);
 
     /// <summary>
     /// The weights as the model reads them: from the checkpoint (or random, <c>--load-format dummy</c>), quantized at load
     /// when <paramref name="quantization"/> is online (dummy values then made on the host, where the quantizer reads them),
-    /// and an FP8 checkpoint's dequantized or kept in FP8 (<see cref="Fp8WeightSource"/>).
+    /// and a quantized checkpoint's dequantized, or kept in FP8 (<see cref="QuantizedWeights"/>).
     /// </summary>
     private static ProgressWeightSource OpenWeights(EngineArgs args, string dir, QuantizationConfig? quantization, DType dtype, DevicePlatform platform, IProgress<ModelLoadProgress>? progress)
     {
 #pragma warning disable CA2000 // the returned ProgressWeightSource owns the source it wraps and disposes it (each wrapper its inner one)
         bool online = quantization is { IsOnline: true };
-        IWeightSource Quantized(IWeightSource source) => Fp8WeightSource.Wrap(
+        IWeightSource Quantized(IWeightSource source) => QuantizedWeights.Wrap(
             online ? new OnlineFp8Source(source, quantization!.WeightScales) : source, quantization, platform.MultipliesFp8);
 
         switch (args.LoadFormat.ToLowerInvariant())

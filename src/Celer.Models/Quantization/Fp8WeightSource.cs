@@ -13,18 +13,8 @@ namespace Celer.Models.Quantization;
 /// </summary>
 public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConfig config, bool keepFp8 = false) : IWeightSource
 {
-    /// <summary>The dtype of the dequantized weights: code × scale is exact in fp32 for the bf16 scales most checkpoints store.</summary>
-    public const DType DequantizedDType = DType.F32;
-
     private readonly Dictionary<string, WeightTensor> _dequantized = new(StringComparer.Ordinal);
     private readonly NativeBuffers _buffers = new();
-
-    /// <summary>
-    /// The checkpoint's weights as a model reads them: when <paramref name="quantization"/> says FP8, dequantized, or
-    /// kept in FP8 with their scales (<paramref name="keepFp8"/>, W8A8 only).
-    /// </summary>
-    public static IWeightSource Wrap(IWeightSource source, QuantizationConfig? quantization, bool keepFp8 = false) =>
-        quantization is null ? source : new Fp8WeightSource(source, quantization, keepFp8);
 
     public bool Contains(string name) => inner.Contains(name);
 
@@ -102,7 +92,7 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
         WeightScales scales = Scales(module, rows, columns);
         float* values = (float*)_buffers.Allocate((long)rows * columns * sizeof(float));
         scales.Dequantize((byte*)q.Data, values);
-        return new WeightTensor(q.Name, DequantizedDType, [rows, columns], (nint)values, (long)rows * columns * sizeof(float));
+        return new WeightTensor(q.Name, QuantizedWeights.DequantizedDType, [rows, columns], (nint)values, (long)rows * columns * sizeof(float));
     }
 
     /// <summary>

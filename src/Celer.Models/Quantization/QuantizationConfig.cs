@@ -18,8 +18,9 @@ public enum Fp8WeightScales
 }
 
 /// <summary>
-/// A checkpoint's FP8 quantization (config.json's <c>quantization_config</c>), as vLLM reads the two formats most FP8
-/// checkpoints come in: <c>compressed-tensors</c> (what llm-compressor writes: <c>format</c> float-quantized, weights per
+/// A checkpoint's quantization (config.json's <c>quantization_config</c>). Integer weight-only formats (<c>gptq</c> 4- and
+/// 8-bit, <c>awq</c> 4-bit GEMM, compressed-tensors <c>pack-quantized</c> and 8-bit int weights) are described by
+/// <see cref="IntWeights"/>; FP8 as vLLM reads the two formats most FP8 checkpoints come in: <c>compressed-tensors</c> (what llm-compressor writes: <c>format</c> float-quantized, weights per
 /// tensor, channel or block, activations dynamic per token, static per tensor, or none) and <c>fp8</c> (DeepSeek-V3,
 /// Qwen3-FP8: <c>weight_block_size</c> blocks with <c>weight_scale_inv</c>, or a per-tensor <c>weight_scale</c>; activations
 /// dynamic per token group or static per tensor). Weights are E4M3 (<c>F8_E4M3</c> tensors). Anything else a format
@@ -29,10 +30,14 @@ public sealed record QuantizationConfig
 {
     private const string F = "config.json's quantization_config";
 
-    /// <summary><c>quant_method</c>: "compressed-tensors" or "fp8".</summary>
+    /// <summary><c>quant_method</c>: "compressed-tensors", "fp8", "gptq" or "awq".</summary>
     public required string Method { get; init; }
 
-    public required Fp8WeightScales WeightScales { get; init; }
+    /// <summary>The integer weight-only scheme; null for FP8 checkpoints, which the other properties describe.</summary>
+    public IntWeightScheme? IntWeights { get; init; }
+
+    /// <summary>How FP8 weights carry their scales (FP8 checkpoints only).</summary>
+    public Fp8WeightScales WeightScales { get; init; }
 
     /// <summary>The scale blocks of <see cref="Fp8WeightScales.PerBlock"/> (output rows × input columns); 0 otherwise.</summary>
     public int BlockRows { get; init; }
@@ -69,8 +74,10 @@ public sealed record QuantizationConfig
         {
             "compressed-tensors" => CompressedTensors(q),
             "fp8" => Fp8(q),
+            "gptq" => Gptq(q),
+            "awq" => Awq(q),
             _ => throw new ModelConfigException(
-                $"{F} names quant_method '{method}': Celer runs FP8 checkpoints (compressed-tensors float-quantized, fp8) so far, not {method}; serve the unquantized checkpoint of the model"),
+                $"{F} names quant_method '{method}': Celer runs {Supported} checkpoints, not {method}; serve the unquantized checkpoint of the model"),
         };
     }
 
@@ -98,11 +105,15 @@ public sealed record QuantizationConfig
     {
         (null, _) => null,
         (_, { Method: var method }) when string.Equals(requested, method, StringComparison.OrdinalIgnoreCase) => null,
+        // vLLM's names for its Marlin kernels of the same formats.
+        (_, { Method: var method }) when method is "gptq" or "awq" && string.Equals(requested, method + "_marlin", StringComparison.OrdinalIgnoreCase) => null,
         (_, { Method: var method }) =>
             $"--quantization {requested} does not match the method of {F} (quant_method '{method}'): leave the flag out or pass {method}",
         (_, null) when Online(requested) is not null => null,
-        _ => $"--quantization {requested}: Celer runs FP8 checkpoints (compressed-tensors, fp8) and quantizes unquantized ones at load (fp8, ptpc_fp8), not {requested}",
+        _ => $"--quantization {requested}: Celer runs {Supported} checkpoints and quantizes unquantized ones at load (fp8, ptpc_fp8), not {requested}",
     };
+
+    private const string Supported = "compressed-tensors (FP8, W4A16, W8A16), fp8, gptq (4- and 8-bit) and awq (4-bit)";
 
     /// <summary>Whether <paramref name="module"/> (e.g. <c>model.layers.0.self_attn.q_proj</c>) stays unquantized.</summary>
     public bool IsIgnored(string module) => Ignore.Any(entry => entry.StartsWith("re:", StringComparison.Ordinal)
@@ -111,12 +122,6 @@ public sealed record QuantizationConfig
 
     private static QuantizationConfig CompressedTensors(JsonElement q)
     {
-        string format = JsonFields.OptionalString(q, "format", F) ?? "float-quantized";
-        if (format is not ("float-quantized" or "naive-quantized"))
-        {
-            throw new ModelConfigException($"{F}: compressed-tensors format '{format}' is not supported yet (FP8 'float-quantized' is)");
-        }
-
         if (!JsonFields.TryGet(q, "config_groups", out JsonElement groups) || groups.ValueKind != JsonValueKind.Object)
         {
             throw new ModelConfigException($"{F}: compressed-tensors needs config_groups");
@@ -143,6 +148,18 @@ public sealed record QuantizationConfig
         }
 
         JsonElement weights = JsonFields.TryGet(group, "weights", out JsonElement w) ? w : throw new ModelConfigException($"{F}: the config group has no weights scheme");
+        // A group may name its own format (the top level then says "mixed-precision").
+        string format = JsonFields.OptionalString(group, "format", F) ?? JsonFields.OptionalString(q, "format", F) ?? "float-quantized";
+        if (JsonFields.OptionalString(weights, "type", F) == "int")
+        {
+            return CompressedTensorsInt(q, group, weights, format);
+        }
+
+        if (format is not ("float-quantized" or "naive-quantized"))
+        {
+            throw new ModelConfigException($"{F}: compressed-tensors format '{format}' with float weights is not supported (FP8 'float-quantized' is)");
+        }
+
         CheckFp8(weights, "weights");
         if (JsonFields.OptionalBool(weights, "dynamic", F) == true)
         {
@@ -222,6 +239,140 @@ public sealed record QuantizationConfig
             // Block-wise checkpoints quantize each token's activations per group of one weight block's columns.
             ActivationGroupSize = block?[1] ?? 0,
             Ignore = [.. Strings(q, "ignored_layers"), .. Strings(q, "modules_to_not_convert")],
+        };
+    }
+
+    /// <summary>
+    /// compressed-tensors integer weights without input quantization (W4A16, W8A16): <c>pack-quantized</c> 4 or 8 bits, or
+    /// 8-bit codes stored as int8 (<c>naive-quantized</c>, <c>int-quantized</c>); strategy channel or group, symmetric or
+    /// not, activation order "group" (a stored g_idx) or "weight" / none (groups in column order).
+    /// </summary>
+    private static QuantizationConfig CompressedTensorsInt(JsonElement q, JsonElement group, JsonElement weights, string format)
+    {
+        int bits = JsonFields.OptionalInt(weights, "num_bits", F) ?? 8;
+        if (JsonFields.TryGet(group, "input_activations", out _))
+        {
+            throw new ModelConfigException($"{F}: {bits}-bit int weights with quantized input_activations (W{bits}A8) are not supported yet; weight-only int schemes (W4A16, W8A16) are");
+        }
+
+        IntWeightLayout layout = (format, bits) switch
+        {
+            ("pack-quantized", 4 or 8) => IntWeightLayout.CompressedTensorsPacked,
+            ("naive-quantized" or "int-quantized", 8) => IntWeightLayout.CompressedTensorsInt8,
+            _ => throw new ModelConfigException($"{F}: compressed-tensors format '{format}' with {bits}-bit int weights is not supported (pack-quantized 4 or 8 bits, naive-quantized / int-quantized 8 bits are)"),
+        };
+
+        if (JsonFields.OptionalBool(weights, "dynamic", F) == true)
+        {
+            throw new ModelConfigException($"{F}: dynamic weight quantization is not supported");
+        }
+
+        string strategy = JsonFields.OptionalString(weights, "strategy", F) ?? "tensor";
+        int groupSize = strategy switch
+        {
+            "channel" => 0,
+            "group" => JsonFields.OptionalInt(weights, "group_size", F) is > 0 and var size ? size
+                : throw new ModelConfigException($"{F}: weights strategy 'group' needs a positive group_size"),
+            _ => throw new ModelConfigException($"{F}: int weights strategy '{strategy}' is not supported (channel, group are)"),
+        };
+
+        // llm-compressor writes actorder as "group", "weight", "dynamic" or null; older releases as a bool.
+        JsonFields.TryGet(weights, "actorder", out JsonElement actorder);
+        bool actOrder = actorder.ValueKind switch
+        {
+            JsonValueKind.Undefined or JsonValueKind.False => false,
+            JsonValueKind.True => true,
+            JsonValueKind.String when actorder.GetString() is "group" or "dynamic" => true,
+            JsonValueKind.String when actorder.GetString() == "weight" => false,
+            _ => throw new ModelConfigException($"{F}: weights actorder {actorder.GetRawText()} is not one of \"group\", \"weight\", \"dynamic\" or null"),
+        };
+
+        if (actOrder && strategy != "group")
+        {
+            throw new ModelConfigException($"{F}: weights actorder {actorder.GetRawText()} needs strategy 'group'");
+        }
+
+        bool symmetric = JsonFields.OptionalBool(weights, "symmetric", F) ?? true;
+        return new QuantizationConfig
+        {
+            Method = "compressed-tensors",
+            IntWeights = new IntWeightScheme(layout, bits, groupSize, actOrder, symmetric, ZerosMinusOne: false),
+            Ignore = Strings(q, "ignore"),
+        };
+    }
+
+    /// <summary>
+    /// GPTQ as AutoGPTQ, GPTQModel and Optimum write it: <c>bits</c> 4 or 8, <c>group_size</c> (−1: per channel),
+    /// <c>desc_act</c> (act-order: each column's group is stored in g_idx), <c>sym</c>, <c>checkpoint_format</c> "gptq"
+    /// (zero points stored minus one) or "gptq_v2". Which modules are quantized (<c>lm_head</c>,
+    /// <c>modules_in_block_to_quantize</c>) is read from the files; per-module overrides (<c>dynamic</c>) are refused.
+    /// </summary>
+    private static QuantizationConfig Gptq(JsonElement q)
+    {
+        int bits = JsonFields.RequiredInt(q, "bits", F);
+        if (bits is not (4 or 8))
+        {
+            throw new ModelConfigException($"{F}: gptq bits {bits} is not supported (4 and 8 are)");
+        }
+
+        int groupSize = JsonFields.OptionalInt(q, "group_size", F) ?? -1;
+        if (groupSize is 0 or < -1)
+        {
+            throw new ModelConfigException($"{F}: gptq group_size {groupSize} must be positive or -1 (per channel)");
+        }
+
+        string checkpointFormat = JsonFields.OptionalString(q, "checkpoint_format", F) ?? "gptq";
+        if (checkpointFormat is not ("gptq" or "gptq_v2"))
+        {
+            throw new ModelConfigException($"{F}: gptq checkpoint_format '{checkpointFormat}' is not supported (gptq, gptq_v2 are)");
+        }
+
+        if (JsonFields.TryGet(q, "dynamic", out JsonElement dynamic) && dynamic.ValueKind == JsonValueKind.Object && dynamic.EnumerateObject().Any())
+        {
+            throw new ModelConfigException($"{F}: gptq 'dynamic' per-module overrides are not supported");
+        }
+
+        return new QuantizationConfig
+        {
+            Method = "gptq",
+            IntWeights = new IntWeightScheme(IntWeightLayout.Gptq, bits, groupSize == -1 ? 0 : groupSize,
+                ActOrder: JsonFields.OptionalBool(q, "desc_act", F) ?? false, Symmetric: JsonFields.OptionalBool(q, "sym", F) ?? true,
+                ZerosMinusOne: checkpointFormat == "gptq"),
+            Ignore = Strings(q, "modules_to_not_convert"),
+        };
+    }
+
+    /// <summary>
+    /// AWQ as AutoAWQ writes it (<c>bits</c> or <c>w_bit</c> 4, <c>group_size</c> or <c>q_group_size</c>, <c>zero_point</c>,
+    /// <c>version</c> "gemm", <c>modules_to_not_convert</c>); the GEMV layouts pack differently and are refused.
+    /// </summary>
+    private static QuantizationConfig Awq(JsonElement q)
+    {
+        int bits = JsonFields.OptionalInt(q, "bits", F) ?? JsonFields.OptionalInt(q, "w_bit", F) ?? 4;
+        if (bits != 4)
+        {
+            throw new ModelConfigException($"{F}: awq bits {bits} is not supported (4 is)");
+        }
+
+        int groupSize = JsonFields.OptionalInt(q, "group_size", F) ?? JsonFields.OptionalInt(q, "q_group_size", F) ?? 128;
+        if (groupSize is 0 or < -1)
+        {
+            throw new ModelConfigException($"{F}: awq group_size {groupSize} must be positive or -1 (per channel)");
+        }
+
+        string version = JsonFields.OptionalString(q, "version", F) ?? "gemm";
+        if (!version.Equals("gemm", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ModelConfigException($"{F}: awq version '{version}' is not supported (the GEMM layout, version 'gemm', is)");
+        }
+
+        // zero_point false still stores qzeros (AutoAWQ's GEMM module always has them), and vLLM reads them either way.
+        return new QuantizationConfig
+        {
+            Method = "awq",
+            IntWeights = new IntWeightScheme(IntWeightLayout.Awq, bits, groupSize == -1 ? 0 : groupSize, ActOrder: false,
+                Symmetric: !(JsonFields.OptionalBool(q, "zero_point", F) ?? true), ZerosMinusOne: false),
+            Ignore = Strings(q, "modules_to_not_convert"),
         };
     }
 

@@ -12,15 +12,25 @@ public enum DType
 
     /// <summary>FP8 with 5 exponent and 2 mantissa bits (OCP E5M2): <c>--kv-cache-dtype fp8_e5m2</c>.</summary>
     F8E5M2,
+
+    /// <summary>Signed bytes: compressed-tensors' unpacked INT8 weights and zero points.</summary>
+    I8,
+
+    /// <summary>32-bit integers: the words GPTQ, AWQ and compressed-tensors pack 4- and 8-bit codes into, and GPTQ's g_idx.</summary>
+    I32,
+
+    /// <summary>64-bit integers: compressed-tensors' <c>weight_shape</c> (torch's default integer tensor).</summary>
+    I64,
 }
 
 public static class DTypeExtensions
 {
     public static int ByteSize(this DType dtype) => dtype switch
     {
-        DType.F32 => 4,
+        DType.I64 => 8,
+        DType.F32 or DType.I32 => 4,
         DType.F16 or DType.BF16 => 2,
-        DType.F8E4M3 or DType.F8E5M2 => 1,
+        DType.F8E4M3 or DType.F8E5M2 or DType.I8 => 1,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null),
     };
 

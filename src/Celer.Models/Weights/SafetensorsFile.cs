@@ -107,7 +107,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
         if (!DTypeExtensions.TryParseSafetensors(entry.DTypeName, out var dtype))
         {
             throw new SafetensorsException(
-                $"'{System.IO.Path.GetFileName(Path)}': tensor '{name}' has dtype {entry.DTypeName}, which is not supported (BF16, F16, F32, F8_E4M3, F8_E5M2)");
+                $"'{System.IO.Path.GetFileName(Path)}': tensor '{name}' has dtype {entry.DTypeName}, which is not supported (BF16, F16, F32, F8_E4M3, F8_E5M2, I8, I32, I64)");
         }
         return new WeightTensor(name, dtype, (int[])entry.Shape.Clone(), (nint)(_data + entry.Begin), entry.ByteLength);
     }

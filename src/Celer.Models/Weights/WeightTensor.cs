@@ -66,14 +66,20 @@ public readonly unsafe struct WeightTensor
     }
 
     /// <summary>
-    /// Refuses an FP8 tensor where a backend loads weights as they are stored: FP8 weights reach a backend dequantized,
-    /// or with their <see cref="Scales"/>, through a quantized checkpoint's <see cref="Quantization.Fp8WeightSource"/>.
+    /// Refuses a quantized tensor where a backend loads weights as they are stored: FP8 and integer weights reach a backend
+    /// dequantized, or with their <see cref="Scales"/>, through a quantized checkpoint's weight source
+    /// (<see cref="Quantization.QuantizedWeights"/>).
     /// </summary>
     public void RequireUnquantized()
     {
         if (DType is DType.F8E4M3 or DType.F8E5M2)
         {
             throw new ModelLoadException($"tensor '{Name}' is stored as {DType}: an FP8 weight needs the checkpoint's quantization_config, which says where its scales are");
+        }
+
+        if (DType is DType.I8 or DType.I32 or DType.I64)
+        {
+            throw new ModelLoadException($"tensor '{Name}' is stored as {DType}: integer weights need the checkpoint's quantization_config, which says how they are packed and scaled");
         }
     }
 

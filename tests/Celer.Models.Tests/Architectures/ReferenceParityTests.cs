@@ -38,7 +38,8 @@ public sealed class ReferenceParityTests
     public void Greedy_tokens_and_logprobs_match_transformers(string name)
     {
         (string dir, ReferenceFixture fixture) = Load(name);
-        bool quantized = ModelConfig.Load(dir).Quantization is not null;
+        // Weight-only formats (integer codes) compute with exactly the dequantized weights transformers has: held to Tolerance.
+        bool quantized = ModelConfig.Load(dir).Quantization is { Activations: not null };
         (CpuBackend backend, IWeightSource weights) = Open(dir);
         using var ownedBackend = backend;
         using var ownedWeights = weights;
@@ -81,7 +82,7 @@ public sealed class ReferenceParityTests
         (string dir, ReferenceFixture fixture) = Load(name);
         // Batched and solo matmuls sum in different orders; with FP8 inputs that can move a value across a rounding
         // boundary (see QuantizedTolerance), so these fixtures are compared with transformers only.
-        Assert.SkipWhen(ModelConfig.Load(dir).Quantization is not null, $"{name} quantizes its layers' inputs to FP8: batched and solo rows may round differently");
+        Assert.SkipWhen(ModelConfig.Load(dir).Quantization is { Activations: not null }, $"{name} quantizes its layers' inputs to FP8: batched and solo rows may round differently");
         (CpuBackend backend, IWeightSource weights) = Open(dir);
         using var ownedBackend = backend;
         using var ownedWeights = weights;
@@ -217,15 +218,15 @@ public sealed class ReferenceParityTests
     }
 
     /// <summary>
-    /// The backend and weights a user's load gets: an FP8 checkpoint's weights dequantized into fp32 (the CPU keeps them
-    /// so), any other checkpoint's as stored.
+    /// The backend and weights a user's load gets: a quantized checkpoint's weights dequantized into fp32 (the CPU keeps
+    /// them so), any other checkpoint's as stored.
     /// </summary>
 #pragma warning disable CA2000 // returned to the caller, which disposes both
     private static (CpuBackend, IWeightSource) Open(string dir)
     {
         ModelConfig config = ModelConfig.Load(dir);
-        var backend = new CpuBackend(config.Quantization is null ? config.TorchDtype ?? DType.BF16 : Fp8WeightSource.DequantizedDType);
-        return (backend, Fp8WeightSource.Wrap(SafetensorsWeightSource.Open(dir), config.Quantization));
+        var backend = new CpuBackend(config.Quantization is null ? config.TorchDtype ?? DType.BF16 : QuantizedWeights.DequantizedDType);
+        return (backend, QuantizedWeights.Wrap(SafetensorsWeightSource.Open(dir), config.Quantization));
     }
 #pragma warning restore CA2000
 
