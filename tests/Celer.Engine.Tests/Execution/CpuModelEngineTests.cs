@@ -123,9 +123,26 @@ public sealed class CpuModelEngineTests
     }
 
     /// <summary>
-    /// cuBLASLt scales FP8 weights per row or in 128 x 128 blocks: a checkpoint in 32 x 32 blocks is refused for CUDA from
-    /// its config, before a GPU is opened, naming its scheme and what the GPU takes.
+    /// Integer weight-only checkpoints (GPTQ, AWQ, compressed-tensors W4A16 / W8A16) through the whole loader and the
+    /// engine: the weights are the reference's dequantized ones exactly and the inputs are not quantized, so every token
+    /// matches and logprobs stay within fp32 noise (ReferenceParityTests' bound), including GPTQ's quantized lm_head.
     /// </summary>
+    [Theory]
+    [InlineData("llama-gptq-int4-g16-actorder")]
+    [InlineData("llama-gptq-int8-channel-lmhead")]
+    [InlineData("llama-awq-int4-g16")]
+    [InlineData("llama-w4a16-g16-asym-actorder")]
+    [InlineData("llama-w8a16-channel")]
+    public void Integer_weight_only_checkpoints_run_on_the_cpu(string name)
+    {
+        ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(FixtureModel(name), "reference.json"));
+        using LlmEngine engine = Engine(FixtureModel(name), maxNumBatchedTokens: 32);
+
+        int matched = MatchedTokens(engine, name, fixture, 2e-3f);
+
+        Assert.Equal(fixture.Cases.Sum(c => c.OutputTokenIds.Count), matched);
+    }
+
     /// <summary>
     /// <c>--quantization fp8|ptpc_fp8</c> on a bf16 checkpoint serves exactly the model that checkpoint would be stored as
     /// compressed-tensors FP8 (per-tensor or per-channel <c>weight_scale</c>, inputs dynamic per token), written here from
