@@ -58,7 +58,11 @@ public sealed unsafe partial class CudaBackend
 
     public void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, ActivationQuantization? activations = null)
     {
-        if (weight.DType == DType.F8E4M3)
+        if (weight.Int4 is not null && activations is null)
+        {
+            Int4Linear(x, rows, weight, bias, y);
+        }
+        else if (weight.DType == DType.F8E4M3)
         {
             Fp8Linear(x, rows, weight, bias, y, activations);
         }
@@ -219,12 +223,17 @@ public sealed unsafe partial class CudaBackend
 
         if (bias is not null && !biasDone)
         {
-            ulong yp = (ulong)y.Data, bp = (ulong)bias.Data;
-            long r = rows;
-            int cols = weight.Rows;
-            void** args = stackalloc void*[] { &yp, &r, &cols, &bp };
-            Launch(y.DType == ActivationDType ? "add_bias" : "add_bias_f32out", Blocks(r * cols), 1, 256, args);
+            AddBias(y, rows, weight.Rows, bias);
         }
+    }
+
+    /// <summary>y[rows, columns] += bias, for a GEMM that did not add it in its epilogue.</summary>
+    private void AddBias(Tensor y, int rows, int columns, Tensor bias)
+    {
+        ulong yp = (ulong)y.Data, bp = (ulong)bias.Data;
+        long r = rows;
+        void** args = stackalloc void*[] { &yp, &r, &columns, &bp };
+        Launch(y.DType == ActivationDType ? "add_bias" : "add_bias_f32out", Blocks(r * columns), 1, 256, args);
     }
 
     // Row-major y[rows, n] = x[rows, k]·W[n, k]ᵀ is column-major yᵀ = W·xᵀ: A = W read transposed, B = x. Inputs are in

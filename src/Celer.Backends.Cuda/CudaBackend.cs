@@ -132,6 +132,11 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
             return LoadFp8(weight.Name, [weight]);
         }
 
+        if (weight.Packed is not null)
+        {
+            return LoadInt(weight.Name, [weight]);
+        }
+
         weight.RequireUnquantized();
         _device.MakeCurrent();
         var tensor = new Tensor(weight.Name, 0, ActivationDType, weight.Shape);
@@ -145,6 +150,11 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         if (parts.Any(p => p.Scales is not null))
         {
             return LoadFp8(name, parts);
+        }
+
+        if (parts.Any(p => p.Packed is not null))
+        {
+            return LoadInt(name, parts);
         }
 
         Array.ForEach(parts, part => part.RequireUnquantized());

@@ -43,10 +43,11 @@ internal abstract class DevicePlatform
     public abstract string? QuantizationRefusal(QuantizationConfig quantization);
 
     /// <summary>
-    /// Whether a W8A8 checkpoint's FP8 weights reach the backend as stored, with their scales, for FP8 GEMMs (else
-    /// dequantized at load, see <see cref="Fp8WeightSource"/>).
+    /// Whether quantized weights reach the backend as stored for its own kernels: a W8A8 checkpoint's FP8 weights with
+    /// their scales for FP8 GEMMs, integer weights unpacked (<see cref="WeightTensor.Packed"/>) for it to repack; else
+    /// they are dequantized at load (see <see cref="QuantizedWeights"/>).
     /// </summary>
-    public abstract bool MultipliesFp8 { get; }
+    public abstract bool MultipliesQuantized { get; }
 
     public abstract IModelBackend CreateBackend(DType dtype, DType? kvCacheDType);
 
@@ -78,7 +79,7 @@ internal sealed class CpuPlatform : DevicePlatform
     /// <summary>FP8 checkpoints run with their weights dequantized at load and W8A8 inputs quantized as their kernels do.</summary>
     public override string? QuantizationRefusal(QuantizationConfig quantization) => null;
 
-    public override bool MultipliesFp8 => false;
+    public override bool MultipliesQuantized => false;
 
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType) => new CpuBackend(dtype, kvCacheDType);
 
@@ -133,7 +134,7 @@ internal sealed class CudaPlatform : DevicePlatform
         (q.WeightScales == Fp8WeightScales.PerBlock ? $"{q.BlockRows}x{q.BlockColumns} weight blocks" : $"{q.WeightScales} weight scales")
         + $" and {q.Activations} inputs" + (q.Activations == ActivationScaling.DynamicPerTokenGroup ? $" in groups of {q.ActivationGroupSize}" : "");
 
-    public override bool MultipliesFp8 => true;
+    public override bool MultipliesQuantized => true;
 
     /// <summary>A dtype or KV-cache type the card cannot run (bf16 before sm_80) is the user's to fix, in one line.</summary>
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType)

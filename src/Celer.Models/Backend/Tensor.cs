@@ -41,6 +41,12 @@ public sealed class Tensor
     /// </summary>
     public Tensor? Scales { get; init; }
 
+    /// <summary>
+    /// Set on a 4-bit weight kept packed on a backend with W4A16 kernels (then <see cref="Shape"/> is [out, in / 8]
+    /// words); null for every other tensor.
+    /// </summary>
+    public PackedInt4? Int4 { get; init; }
+
     public int Rows => Shape.Length == 0 ? 1 : Shape[0];
 
     public long Columns => Shape.Length <= 1 ? 1 : ElementCount / Shape[0];
@@ -49,3 +55,10 @@ public sealed class Tensor
 
     public override string ToString() => $"{Name} {DType} [{string.Join(", ", Shape)}]";
 }
+
+/// <summary>
+/// The side data of a packed 4-bit weight: its logical input width, the scales and zero points per (output row, group of
+/// <see cref="GroupSize"/> columns), and, for act-order checkpoints, the order its columns were sorted into (the layer's
+/// input is gathered into the same order).
+/// </summary>
+public sealed record PackedInt4(int Columns, int GroupSize, Tensor ScalesAndZeros, Tensor? ColumnOrder);

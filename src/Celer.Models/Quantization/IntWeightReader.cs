@@ -7,7 +7,7 @@ namespace Celer.Models.Quantization;
 /// <see cref="IntWeights"/>, checking every tensor's dtype and shape against the others and the scheme, so a checkpoint
 /// packed differently from what its config says fails at load naming the tensor, not with wrong outputs.
 /// </summary>
-internal static class IntWeightReader
+internal static unsafe class IntWeightReader
 {
     /// <summary>The tensor of <paramref name="module"/> whose presence marks it quantized in <paramref name="layout"/>.</summary>
     public static string MarkerTensor(string module, IntWeightLayout layout) => layout switch
@@ -33,21 +33,25 @@ internal static class IntWeightReader
         (float[] stored, int groups) = GroupScales(source, module + ".scales", rows, transposed: true);
         int[]? groupIndex = scheme.ActOrder ? GroupIndex(source, module + ".g_idx", columns, groups) : null;
         CheckGroups(module, scheme, columns, groups, groupIndex is not null);
-        ReadOnlySpan<int> words = qweight.AsSpan<int>();
         ReadOnlySpan<int> zeroWords = Ints(source.Get(module + ".qzeros", groups, Ceiling(rows, pack)));
 
+        // Output rows in parallel (an 8B model has seven billion codes); each row gathers one code from every word row.
         var codes = new byte[(long)rows * columns];
-        for (int w = 0; w < qweight.Shape[0]; w++)
+        nint data = qweight.Data;
+        int wordRows = qweight.Shape[0];
+        Parallel.For(0, rows, o =>
         {
-            for (int o = 0; o < rows; o++)
+            int* words = (int*)data;
+            long target = (long)o * columns;
+            for (int w = 0; w < wordRows; w++)
             {
-                int word = words[(w * rows) + o];
+                int word = words[((long)w * rows) + o];
                 for (int k = 0; k < pack; k++)
                 {
-                    codes[((long)o * columns) + (w * pack) + k] = (byte)((word >> (k * bits)) & mask);
+                    codes[target + (w * pack) + k] = (byte)((word >> (k * bits)) & mask);
                 }
             }
-        }
+        });
 
         int zeroColumns = Ceiling(rows, pack), offset = scheme.ZerosMinusOne ? 1 : 0;
         var zeros = new int[rows * groups];
@@ -73,17 +77,20 @@ internal static class IntWeightReader
         int columns = qweight.Shape[0], rows = qweight.Shape[1] * 8;
         (float[] stored, int groups) = GroupScales(source, module + ".scales", rows, transposed: true);
         CheckGroups(module, scheme, columns, groups, actOrder: false);
-        ReadOnlySpan<int> words = qweight.AsSpan<int>();
         ReadOnlySpan<int> zeroWords = Ints(source.Get(module + ".qzeros", groups, rows / 8));
 
         var codes = new byte[(long)rows * columns];
-        for (int i = 0; i < columns; i++)
+        nint data = qweight.Data;
+        Parallel.For(0, rows, o =>
         {
-            for (int o = 0; o < rows; o++)
+            int* words = (int*)data;
+            int shift = 4 * AwqNibble(o % 8);
+            long target = (long)o * columns;
+            for (int i = 0; i < columns; i++)
             {
-                codes[((long)o * columns) + i] = (byte)((words[(i * (rows / 8)) + (o / 8)] >> (4 * AwqNibble(o % 8))) & 0xF);
+                codes[target + i] = (byte)((words[((long)i * (rows / 8)) + (o / 8)] >> shift) & 0xF);
             }
-        }
+        });
 
         var zeros = new int[rows * groups];
         var scales = new float[rows * groups];
@@ -109,20 +116,24 @@ internal static class IntWeightReader
             throw new ModelLoadException($"'{module}.weight_shape' is [{rows}, {columns}]; a weight's shape is positive");
         }
 
-        ReadOnlySpan<int> words = Ints(source.Get(module + ".weight_packed", rows, Ceiling(columns, pack)));
+        WeightTensor packed = source.Get(module + ".weight_packed", rows, Ceiling(columns, pack));
+        RequireDType(packed, DType.I32);
         (float[] scales, int groups) = GroupScales(source, module + ".weight_scale", rows, transposed: false);
         int[]? groupIndex = scheme.ActOrder ? GroupIndex(source, module + ".weight_g_idx", columns, groups) : null;
         CheckGroups(module, scheme, columns, groups, groupIndex is not null);
 
         int wordsPerRow = Ceiling(columns, pack);
         var codes = new byte[(long)rows * columns];
-        for (int o = 0; o < rows; o++)
+        nint data = packed.Data;
+        Parallel.For(0, rows, o =>
         {
+            int* words = (int*)data + ((long)o * wordsPerRow);
+            long target = (long)o * columns;
             for (int i = 0; i < columns; i++)
             {
-                codes[((long)o * columns) + i] = (byte)((words[(o * wordsPerRow) + (i / pack)] >> (i % pack * bits)) & mask);
+                codes[target + i] = (byte)((words[i / pack] >> (i % pack * bits)) & mask);
             }
-        }
+        });
 
         // Codes are stored offset by 2^(bits-1) to unsigned, and so are the asymmetric zero points: the middle is zero.
         var zeros = new int[rows * groups];

@@ -7,9 +7,11 @@ namespace Celer.Models.Quantization;
 /// with them: each quantized module's <c>*.weight</c>, which the checkpoint stores as packed codes, zero points and
 /// scales (<see cref="IntWeightReader"/>), comes back dequantized into fp32; every other tensor as stored. Which modules
 /// are quantized is read from the files (a module with its format's packed tensor), so GPTQ's quantized <c>lm_head</c>
-/// and per-block module lists need no rules of their own. The dequantized buffers live as long as this source.
+/// and per-block module lists need no rules of their own. The dequantized buffers live as long as this source. With
+/// <paramref name="keepPacked"/> (a backend with integer kernels) a quantized weight comes back unpacked instead
+/// (<see cref="WeightTensor.Packed"/>, no host data), for the backend to repack into its own layout.
 /// </summary>
-public sealed unsafe class IntWeightSource(IWeightSource inner, QuantizationConfig config) : IWeightSource
+public sealed unsafe class IntWeightSource(IWeightSource inner, QuantizationConfig config, bool keepPacked = false) : IWeightSource
 {
     private readonly IntWeightScheme _scheme = config.IntWeights ?? throw new ArgumentException("not an integer weight-only config", nameof(config));
     private readonly Dictionary<string, WeightTensor> _dequantized = new(StringComparer.Ordinal);
@@ -32,6 +34,15 @@ public sealed unsafe class IntWeightSource(IWeightSource inner, QuantizationConf
             }
 
             IntWeights weights = IntWeightReader.Read(inner, module, _scheme);
+            // The MoE kernels read their experts' weights dense: those are dequantized for every backend.
+            if (keepPacked && !module.Contains(".experts.", StringComparison.Ordinal))
+            {
+                // Not cached: the backend repacks it once, and the unpacked codes can go with the rest of the host copy.
+                var packed = new WeightTensor(name, DType.I32, [weights.Rows, weights.Columns], 0, (long)weights.Rows * weights.Columns * weights.Bits / 8) { Packed = weights };
+                WeightShapes.Check(name, packed.Shape, expectedShape);
+                return packed;
+            }
+
             float* values = (float*)_buffers.Allocate((long)weights.Rows * weights.Columns * sizeof(float));
             weights.Dequantize(values);
             dequantized = new WeightTensor(name, QuantizedWeights.DequantizedDType, [weights.Rows, weights.Columns], (nint)values, (long)weights.Rows * weights.Columns * sizeof(float));

@@ -12,14 +12,14 @@ public static class QuantizedWeights
     public const DType DequantizedDType = DType.F32;
 
     /// <summary>
-    /// The checkpoint's weights as a model reads them: as stored when <paramref name="quantization"/> is null; integer
-    /// weight-only formats dequantized (<see cref="IntWeightSource"/>); FP8 dequantized, or kept in FP8 with their scales
-    /// (<paramref name="keepFp8"/>, W8A8 on a backend with FP8 GEMMs: <see cref="Fp8WeightSource"/>).
+    /// The checkpoint's weights as a model reads them: as stored when <paramref name="quantization"/> is null; else
+    /// dequantized, or, for a backend with kernels of its own (<paramref name="keepQuantized"/>), integer weights unpacked
+    /// for it to repack (<see cref="IntWeightSource"/>) and W8A8 FP8 weights with their scales (<see cref="Fp8WeightSource"/>).
     /// </summary>
-    public static IWeightSource Wrap(IWeightSource source, QuantizationConfig? quantization, bool keepFp8 = false) => quantization switch
+    public static IWeightSource Wrap(IWeightSource source, QuantizationConfig? quantization, bool keepQuantized = false) => quantization switch
     {
         null => source,
-        { IntWeights: not null } => new IntWeightSource(source, quantization),
-        _ => new Fp8WeightSource(source, quantization, keepFp8),
+        { IntWeights: not null } => new IntWeightSource(source, quantization, keepQuantized),
+        _ => new Fp8WeightSource(source, quantization, keepQuantized),
     };
 }

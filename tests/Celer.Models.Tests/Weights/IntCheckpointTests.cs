@@ -202,6 +202,36 @@ public sealed class IntCheckpointTests
         w.AssertDequantized(naive.Get("n.weight", Rows, Columns), _ => 0, zeroOf: _ => 128);
     }
 
+    /// <summary>
+    /// A backend with integer kernels gets each quantized weight unpacked (codes, zero points, scales) to repack, with
+    /// its logical shape and no host data; MoE experts, which its expert kernels read dense, come dequantized.
+    /// </summary>
+    [Fact]
+    public void A_backend_with_integer_kernels_gets_the_codes_unpacked_except_for_moe_experts()
+    {
+        const int Word = 0x76543210;
+        using var dir = new TempDirectory();
+        SafetensorsWriter.Write(dir.File("model.safetensors"),
+        [
+            ("m.qweight", DType.I32, [1, 1], I32(Word)), ("m.qzeros", DType.I32, [1, 1], I32(0)), ("m.scales", DType.F16, [1, 8], F16(1, 1, 1, 1, 1, 1, 1, 1)),
+            ("mlp.experts.0.up_proj.qweight", DType.I32, [1, 1], I32(Word)), ("mlp.experts.0.up_proj.qzeros", DType.I32, [1, 1], I32(0)),
+            ("mlp.experts.0.up_proj.scales", DType.F16, [1, 8], F16(1, 1, 1, 1, 1, 1, 1, 1)),
+        ]);
+        QuantizationConfig config = Parse("""{"quant_method": "awq", "bits": 4, "group_size": -1}""");
+#pragma warning disable CA2000 // the IntWeightSource owns the file source and disposes it
+        using var source = new IntWeightSource(SafetensorsWeightSource.Open(dir.Path), config, keepPacked: true);
+#pragma warning restore CA2000
+
+        WeightTensor packed = source.Get("m.weight", 8, 1);
+        Assert.Equal((DType.I32, (nint)0), (packed.DType, packed.Data));
+        Assert.Equal([0, 4, 1, 5, 2, 6, 3, 7], packed.Packed!.Codes);
+        Assert.Contains("integer weights need", Assert.Throws<ModelLoadException>(packed.RequireUnquantized).Message, StringComparison.Ordinal);
+
+        WeightTensor expert = source.Get("mlp.experts.0.up_proj.weight", 8, 1);
+        Assert.Equal(DType.F32, expert.DType);
+        Assert.Null(expert.Packed);
+    }
+
     [Fact]
     public void A_checkpoint_that_contradicts_its_config_is_refused_naming_the_tensor()
     {

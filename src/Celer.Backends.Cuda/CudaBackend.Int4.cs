@@ -1,0 +1,246 @@
+using System.Runtime.InteropServices;
+using Celer.Backends.Cuda.Interop;
+using Celer.Models.Backend;
+using Celer.Models.Quantization;
+using Celer.Models.Weights;
+
+namespace Celer.Backends.Cuda;
+
+/// <summary>
+/// Integer weight-only layers (GPTQ, AWQ, compressed-tensors W4A16 / W8A16). A 4-bit weight whose groups are runs of a
+/// multiple of 8 columns stays packed on the card, a quarter of its 16-bit bytes (<c>int4_gemm.cu</c>'s layout: codes
+/// along the input, a float2 of scale and zero point per row and group, act-order columns sorted by group at load and the
+/// input gathered alike); a step of up to <see cref="Int4GemvRows"/> rows streams it through <c>int4_gemv</c>, a larger
+/// one dequantizes it into the model dtype and runs cuBLASLt's GEMM. Other integer weights (8-bit, other group sizes,
+/// stacked parts with different act orders) are dequantized into the model dtype at load.
+/// </summary>
+public sealed unsafe partial class CudaBackend
+{
+    /// <summary>Rows up to which a step runs the W4A16 GEMV; above, the weight is dequantized for cuBLASLt.</summary>
+    internal const int Int4GemvRows = 8;
+
+    private const int Int4GemvThreads = 256;   // 8 warps = 8 output columns per block
+
+    private readonly nint[] _int4Gemv = new nint[8];   // output in the model dtype or fp32 × 1, 2, 4, 8 rows
+
+    // The dequantized weight of the layer being computed (sized at load for the largest packed weight) and the
+    // act-order input gathered into its column order (sized at the first eager step that needs more).
+#pragma warning disable CA2213 // Grow puts them in _allocations, which Dispose disposes
+    private SafeDeviceMemoryHandle? _int4Weight, _int4Input;
+#pragma warning restore CA2213
+    private long _int4WeightBytes, _int4InputBytes;
+
+    /// <summary>
+    /// <paramref name="parts"/> (unpacked by <see cref="IntWeightSource"/>) stacked along their rows: packed when every
+    /// part is 4-bit with groups of whole words and one column order, else dequantized into the model dtype.
+    /// </summary>
+    private Tensor LoadInt(string name, WeightTensor[] parts)
+    {
+        if (parts.Any(p => p.Packed is null) || parts.Any(p => p.Packed!.Columns != parts[0].Packed!.Columns))
+        {
+            throw new ModelLoadException($"the parts of '{name}' ({string.Join(", ", parts.Select(p => p.ToString()))}) are not integer-quantized matrices of one width");
+        }
+
+        IntWeights[] weights = [.. parts.Select(p => p.Packed!)];
+        int columns = weights[0].Columns;
+        int[]? order = ColumnOrder(weights[0]);
+        bool packable = weights.All(w => w.Bits == 4 && w.Columns % 8 == 0 && w.GroupSize % 8 == 0 && w.GroupSize == weights[0].GroupSize
+            && w.Groups == weights[0].Groups && SameOrder(ColumnOrder(w), order) && (w.GroupIndex is null || GroupsAreRuns(w, order)));
+        if (!packable)
+        {
+            return LoadDequantized(name, parts);
+        }
+
+        int rows = weights.Sum(w => w.Rows), words = columns / 8, groups = weights[0].Groups;
+        var codes = new uint[(long)rows * words];
+        var scalesAndZeros = new float[(long)rows * groups * 2];
+        int first = 0;
+        foreach (IntWeights w in weights)
+        {
+            int start = first;
+            Parallel.For(0, w.Rows, o =>
+            {
+                long source = (long)o * columns, target = (long)(start + o) * words;
+                for (int q = 0; q < words; q++)
+                {
+                    uint word = 0;
+                    for (int i = 0; i < 8; i++)
+                    {
+                        int c = (q * 8) + i;
+                        word |= (uint)w.Codes[source + (order?[c] ?? c)] << (4 * i);
+                    }
+
+                    codes[target + q] = word;
+                }
+
+                for (int g = 0; g < groups; g++)
+                {
+                    long at = ((long)(start + o) * groups) + g;
+                    scalesAndZeros[2 * at] = w.Scales[(o * groups) + g];
+                    scalesAndZeros[(2 * at) + 1] = w.Zeros[(o * groups) + g];
+                }
+            });
+            first += w.Rows;
+        }
+
+        _device.MakeCurrent();
+        SafeDeviceMemoryHandle memory = Track(_device.Allocate((long)codes.Length * sizeof(uint)));
+        fixed (uint* p = codes)
+        {
+            Upload(new WeightTensor(name, DType.I32, [rows, words], (nint)p, (long)codes.Length * sizeof(uint)), memory.Pointer, DType.I32);
+        }
+
+        Tensor? columnOrder = null;
+        if (order is not null)
+        {
+            SafeDeviceMemoryHandle orderMemory = Track(_device.Allocate((long)columns * sizeof(int)));
+            fixed (int* p = order)
+            {
+                Upload(new WeightTensor(name + ".column_order", DType.I32, [columns], (nint)p, (long)columns * sizeof(int)), orderMemory.Pointer, DType.I32);
+            }
+
+            columnOrder = new Tensor(name + ".column_order", (nint)orderMemory.Pointer, DType.I32, [columns]);
+        }
+
+        // Steps above the GEMV's rows dequantize into one buffer sized for the largest packed weight.
+        long dequantizedBytes = (long)rows * columns * ActivationDType.ByteSize();
+        if (dequantizedBytes > _int4WeightBytes)
+        {
+            _int4Weight = Grow(_int4Weight, dequantizedBytes, "dequantized 4-bit weight");
+            _int4WeightBytes = dequantizedBytes;
+        }
+
+        // GPTQ's per-channel group (-1) is one group as wide as the input.
+        int groupSize = weights[0].GroupSize == 0 ? columns : weights[0].GroupSize;
+        Tensor sz = UploadScales(name + ".scales_and_zeros", scalesAndZeros, [rows, groups * 2]);
+        _device.Synchronize();   // the host arrays are released on return
+        return new Tensor(name, (nint)memory.Pointer, DType.I32, [rows, words]) { Int4 = new PackedInt4(columns, groupSize, sz, columnOrder) };
+    }
+
+    /// <summary>
+    /// The columns sorted by their stored group (a stable sort: act-order checkpoints), or null when they already are
+    /// in group order (no group index, or one that runs in column order).
+    /// </summary>
+    private static int[]? ColumnOrder(IntWeights w)
+    {
+        if (w.GroupIndex is not { } index)
+        {
+            return null;
+        }
+
+        int[] order = [.. Enumerable.Range(0, w.Columns).OrderBy(c => index[c])];
+        return order.Select((c, j) => c == j).All(same => same) ? null : order;
+    }
+
+    private static bool SameOrder(int[]? a, int[]? b) => a is null ? b is null : b is not null && a.AsSpan().SequenceEqual(b);
+
+    /// <summary>Whether, in <paramref name="order"/>, position j holds a column of group j / group size (GPTQ's act-order does).</summary>
+    private static bool GroupsAreRuns(IntWeights w, int[]? order)
+    {
+        for (int j = 0; j < w.Columns; j++)
+        {
+            if (w.GroupIndex![order?[j] ?? j] != (w.GroupSize == 0 ? 0 : j / w.GroupSize))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>The parts dequantized on the host (exact in fp32) and converted into the model dtype as they upload.</summary>
+    private Tensor LoadDequantized(string name, WeightTensor[] parts)
+    {
+        int rows = parts.Sum(p => p.Packed!.Rows), columns = parts[0].Packed!.Columns;
+        _device.MakeCurrent();
+        SafeDeviceMemoryHandle memory = Track(_device.Allocate((long)rows * columns * ActivationDType.ByteSize()));
+        ulong offset = 0;
+        foreach (WeightTensor part in parts)
+        {
+            IntWeights w = part.Packed!;
+            long bytes = (long)w.Rows * w.Columns * sizeof(float);
+            float* values = (float*)NativeMemory.Alloc((nuint)bytes);
+            try
+            {
+                w.Dequantize(values);
+                Upload(new WeightTensor(part.Name, QuantizedWeights.DequantizedDType, [w.Rows, w.Columns], (nint)values, bytes), memory.Pointer + offset);
+                _device.Synchronize();   // the staging copies have read the values before they are freed
+            }
+            finally
+            {
+                NativeMemory.Free(values);
+            }
+
+            offset += (ulong)((long)w.Rows * w.Columns * ActivationDType.ByteSize());
+        }
+
+        return new Tensor(name, (nint)memory.Pointer, ActivationDType, [rows, columns]);
+    }
+
+    /// <summary>y = x·Wᵀ (+ bias) for a packed 4-bit <paramref name="weight"/>.</summary>
+    private void Int4Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
+    {
+        PackedInt4 q = weight.Int4!;
+        int n = weight.Rows, k = q.Columns, groups = q.ScalesAndZeros.Shape[1] / 2, groupSize = q.GroupSize;
+        Tensor input = x;
+        if (q.ColumnOrder is { } order)
+        {
+            input = Int4Input(x.Rows, k);
+            if (rows > 0)
+            {
+                ulong xp = (ulong)x.Data, op = (ulong)order.Data, ip = (ulong)input.Data;
+                void** gather = stackalloc void*[] { &xp, &op, &k, &ip };
+                Launch("gather_columns", (uint)((k + 255) / 256), (uint)rows, 256, gather);
+            }
+        }
+
+        if (rows == 0)
+        {
+            return;
+        }
+
+        ulong wp = (ulong)weight.Data, szp = (ulong)q.ScalesAndZeros.Data;
+        if (rows > Int4GemvRows)
+        {
+            var dequantized = new Tensor(weight.Name + " dequantized", (nint)_int4Weight!.Pointer, ActivationDType, [n, k]);
+            ulong dp = (ulong)dequantized.Data;
+            void** dargs = stackalloc void*[] { &wp, &szp, &groups, &groupSize, &n, &k, &dp };
+            Launch("int4_dequantize", Blocks((long)n * k / 8), 1, 256, dargs);
+            RunLinear(input, rows, dequantized, bias, y);
+            return;
+        }
+
+        int bucket = RowBucket(rows);
+        bool fp32Out = y.DType != ActivationDType;
+        ref nint function = ref _int4Gemv[(fp32Out ? 4 : 0) + System.Numerics.BitOperations.Log2((uint)bucket)];
+        if (function == 0)
+        {
+            function = _kernels.Function($"int4_gemv_{_suffix}_{(fp32Out ? "f32" : "same")}_m{bucket}");
+        }
+
+        ulong inp = (ulong)input.Data, yp = (ulong)y.Data;
+        void** args = stackalloc void*[] { &inp, &rows, &wp, &szp, &groups, &groupSize, &n, &k, &yp };
+        const int columnsPerBlock = Int4GemvThreads / 32;
+        _kernels.Launch(function, "int4_gemv", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, Int4GemvThreads, args);
+        if (bias is not null)
+        {
+            AddBias(y, rows, n, bias);
+        }
+    }
+
+    /// <summary>
+    /// The gathered act-order input seen as [<paramref name="capacity"/>, <paramref name="k"/>]; grows at the first eager
+    /// step that needs more (the startup warm-up runs the largest), never while a graph records.
+    /// </summary>
+    private Tensor Int4Input(int capacity, int k)
+    {
+        long bytes = (long)capacity * k * ActivationDType.ByteSize();
+        if (bytes > _int4InputBytes)
+        {
+            _int4Input = Grow(_int4Input, bytes, "act-order input");
+            _int4InputBytes = bytes;
+        }
+
+        return new Tensor("act-order input", (nint)_int4Input!.Pointer, ActivationDType, [capacity, k]);
+    }
+}

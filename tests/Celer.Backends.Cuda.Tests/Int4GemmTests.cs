@@ -1,0 +1,125 @@
+using Celer.Backends.Cpu;
+using Celer.Models.Backend;
+using Celer.Models.Quantization;
+using Celer.Models.Weights;
+
+namespace Celer.Backends.Cuda.Tests;
+
+/// <summary>
+/// The W4A16 linear layers (<c>int4_gemm.cu</c>: the GEMV up to <see cref="CudaBackend.Int4GemvRows"/> rows, the
+/// dequantized weight under cuBLASLt above) against the CPU backend's GEMM over the exactly dequantized weights, on random
+/// codes, zero points and scales: parts stacked into one weight, groups of 16 to 128 columns and per channel, act-order
+/// columns (a random group per column, shared by the parts), widths whose rows take 16-byte loads and widths that do not
+/// (176), a bias, fp32 outputs from a 16-bit model (a quantized lm_head), and weights the packed layout does not take
+/// (8-bit, groups of 4, parts with different column orders), which load dequantized. The GEMV computes in fp32 from exact
+/// weights, so in fp32 models only summation order differs; in 16-bit ones the output's rounding and, above the GEMV,
+/// the weight's rounding to the model dtype: a norm-relative error of a few 1e-3. A code or scale read from the wrong
+/// place is off by tens of percent.
+/// </summary>
+public sealed class Int4GemmTests
+{
+    [Theory]
+    [InlineData(4096, "1536", 128, false, false, DType.BF16, DType.BF16)]
+    [InlineData(176, "64,32,32", 16, true, true, DType.BF16, DType.BF16)]
+    [InlineData(512, "256,256", 0, false, true, DType.F16, DType.F16)]
+    [InlineData(320, "96", 32, true, false, DType.F32, DType.F32)]
+    [InlineData(256, "200", 64, false, false, DType.BF16, DType.F32)]
+    public void Packed_4_bit_linear_matches_the_dequantized_gemm_at_every_row_count(int k, string parts, int groupSize, bool actOrder, bool withBias, DType dtype, DType output)
+    {
+        Gpu.Require();
+        int[] partRows = [.. parts.Split(',').Select(int.Parse)];
+        var random = new Random(k + partRows.Sum());
+        int[]? groupIndex = actOrder ? ActOrder(random, k, groupSize) : null;
+        IntWeights[] weights = [.. partRows.Select(rows => RandomWeights(random, rows, k, 4, groupSize, groupIndex))];
+        Tensor packed = Compare(weights, k, withBias, dtype, output);
+        Assert.NotNull(packed.Int4);
+    }
+
+    [Theory]
+    [InlineData(8, 64, false)]    // 8-bit codes
+    [InlineData(4, 4, false)]     // groups of 4: a word would span two
+    [InlineData(4, 32, true)]     // the parts sort their columns differently
+    public void Integer_weights_the_packed_layout_does_not_take_load_dequantized(int bits, int groupSize, bool ordersDiffer)
+    {
+        Gpu.Require();
+        const int k = 128;
+        var random = new Random(bits * 100 + groupSize);
+        IntWeights[] weights =
+        [
+            RandomWeights(random, 48, k, bits, groupSize, ordersDiffer ? ActOrder(random, k, groupSize) : null),
+            RandomWeights(random, 16, k, bits, groupSize, ordersDiffer ? ActOrder(random, k, groupSize) : null),
+        ];
+        Tensor loaded = Compare(weights, k, withBias: false, DType.BF16, DType.BF16);
+        Assert.Null(loaded.Int4);
+    }
+
+    /// <summary>GPU and CPU outputs for rows across the GEMV's buckets and past them; returns the GPU's weight.</summary>
+    private static Tensor Compare(IntWeights[] weights, int k, bool withBias, DType dtype, DType output)
+    {
+        const int capacity = 320;
+        int n = weights.Sum(w => w.Rows);
+        using var host = new HostTensors(k * 3 + n);
+        WeightTensor x = host.Random("x", dtype, 2f, capacity, k);
+        WeightTensor bias = host.Random("b", dtype, 0.5f, n);
+        WeightTensor[] packed = [.. weights.Select((w, i) => new WeightTensor($"w{i}", DType.I32, [w.Rows, k], 0, 0) { Packed = w })];
+        WeightTensor[] dequantized = [.. weights.Select((w, i) => host.FromValues($"d{i}", Dequantize(w), w.Rows, k))];
+
+        using var cpu = new CpuBackend(DType.F32);
+        using var gpu = new CudaBackend(Gpu.Device, dtype);
+        Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadStacked("w", dequantized), cy = cpu.Allocate("y", DType.F32, capacity, n);
+        Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadStacked("w", packed), gy = gpu.Allocate("y", output, capacity, n);
+        Tensor? cb = withBias ? cpu.LoadWeight(bias) : null, gb = withBias ? gpu.LoadWeight(bias) : null;
+        double tolerance = dtype == DType.F32 ? 1e-5 : 1e-2;
+        foreach (int rows in new[] { 1, 2, 3, 5, 8, 9, 37, 300 })
+        {
+            cpu.Linear(cx, rows, cw, cb, cy);
+            gpu.Linear(gx, rows, gw, gb, gy);
+            double error = HostTensors.RelativeError(HostTensors.Read(gpu, gy, rows), HostTensors.Read(cpu, cy, rows));
+            Assert.True(error < tolerance, $"{rows} rows: relative error {error}");
+        }
+
+        return gw;
+    }
+
+    /// <summary>Groups of <paramref name="groupSize"/> over a random permutation of the columns, as GPTQ's desc_act stores them.</summary>
+    private static int[] ActOrder(Random random, int k, int groupSize)
+    {
+        int[] permutation = [.. Enumerable.Range(0, k).OrderBy(_ => random.Next())];
+        var index = new int[k];
+        for (int j = 0; j < k; j++)
+        {
+            index[permutation[j]] = j / groupSize;
+        }
+
+        return index;
+    }
+
+    private static IntWeights RandomWeights(Random random, int rows, int columns, int bits, int groupSize, int[]? groupIndex)
+    {
+        int groups = groupSize == 0 ? 1 : (columns + groupSize - 1) / groupSize;
+        return new IntWeights
+        {
+            Rows = rows,
+            Columns = columns,
+            Bits = bits,
+            Codes = [.. Enumerable.Range(0, rows * columns).Select(_ => (byte)random.Next(1 << bits))],
+            Groups = groups,
+            Zeros = [.. Enumerable.Range(0, rows * groups).Select(_ => random.Next((1 << bits) + 1))],
+            // Multiples of 1/4096 up to 1/16: exact in 16 bits, outputs of order one.
+            Scales = [.. Enumerable.Range(0, rows * groups).Select(_ => (1 + random.Next(256)) / 4096f)],
+            GroupSize = groupSize,
+            GroupIndex = groupIndex,
+        };
+    }
+
+    private static unsafe float[] Dequantize(IntWeights w)
+    {
+        var values = new float[w.Rows * w.Columns];
+        fixed (float* p = values)
+        {
+            w.Dequantize(p);
+        }
+
+        return values;
+    }
+}
