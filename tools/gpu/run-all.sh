@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w hostgap moe attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w hostgap moe attention throughput serve coldstart hf}"
+STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe attention throughput serve coldstart hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -92,6 +92,15 @@ if has fp8; then
   ITERS=2 MAX_LEN=4352 latency context4k-bs64-fp8-out1 64 4096 1 --kv-cache-dtype fp8
   ITERS=2 MAX_LEN=4352 latency context4k-bs64-fp8-out129 64 4096 129 --kv-cache-dtype fp8
   bench throughput-fp8 throughput --num-prompts "${THROUGHPUT_PROMPTS:-500}" --input-len 1000 --output-len 1000 --kv-cache-dtype fp8
+fi
+if has int4w; then
+  # 4-bit weight-only checkpoints of the 8B shape (GPTQ symmetric, AWQ with zero points; groups of 128; 5.7 GB each,
+  # written by the GPU): W4A16 decode (int4_gemv up to 8 rows, dequantized weights under cuBLASLt above).
+  for scheme in ${INT4_SCHEMES:-gptq awq}; do
+    stage "INT4 checkpoint of the 8B shape ($scheme)"
+    timeout 300 python3 tools/gpu/write_checkpoint.py "$MODEL" /tmp/ckpt-8b-int4 --int4 "$scheme" || { status=1; continue; }
+    for b in ${INT4_BATCHES:-1 8 16 32}; do MODEL=/tmp/ckpt-8b-int4 LOAD_FORMAT=auto latency "latency-int4-$scheme-bs$b" "$b" 128 256; done
+  done
 fi
 if has fp8w; then
   # FP8 W8A8 weights (cuBLASLt's scaled FP8 GEMMs): checkpoints of the 8B shape with random weights quantized as the

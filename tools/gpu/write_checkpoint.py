@@ -3,25 +3,35 @@
 (model-0000i-of-0000n.safetensors shards of at most 5 GB and model.safetensors.index.json), to time Celer's cold
 start from safetensors. The values come from the GPU's generator: a host generator would take minutes for 16 GB.
 
-    python3 tools/gpu/write_checkpoint.py benchmarks/models/llama-3.1-8b-shape /tmp/ckpt-8b [--fp8 channel|block]
+    python3 tools/gpu/write_checkpoint.py benchmarks/models/llama-3.1-8b-shape /tmp/ckpt-8b [--fp8 channel|block] [--int4 gptq|awq]
 
 --fp8 quantizes the attention and MLP projections to E4M3 as the public FP8 checkpoints store them, for benchmarks of
 the FP8 GEMMs: "channel" as llm-compressor's FP8_DYNAMIC scheme (compressed-tensors, a bf16 weight_scale per output
 row, inputs dynamic per token; RedHatAI's Llama-3.1-8B-Instruct-FP8-dynamic), "block" as DeepSeek-V3 / Qwen3-FP8
 (quant_method fp8, weight_scale_inv per 128 x 128 block, inputs dynamic per token group of 128).
+
+--int4 packs them as 4-bit weight-only checkpoints in groups of 128 (tools/reference/int_packing.py, round to nearest):
+"gptq" symmetric with desc_act false (the layout of most published GPTQ models), "awq" with zero points (AutoAWQ GEMM).
 """
 import argparse
 import json
 import os
 import shutil
 
+import sys
+
 import torch
 from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
+import int_packing  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("src")
 parser.add_argument("out")
-parser.add_argument("--fp8", choices=["channel", "block"])
+quantization = parser.add_mutually_exclusive_group()
+quantization.add_argument("--fp8", choices=["channel", "block"])
+quantization.add_argument("--int4", choices=["gptq", "awq"])
 args = parser.parse_args()
 src, out = args.src, args.out
 cfg = json.load(open(os.path.join(src, "config.json")))
@@ -43,7 +53,22 @@ def fp8(name, w):
     return {name: (w / expanded).clamp(-448, 448).to(torch.float8_e4m3fn), module + ".weight_scale_inv": scale}
 
 
+def int4(name, w):
+    """The stored tensors of a [out, in] fp32 weight on the GPU in the --int4 format, groups of 128."""
+    module = name[: -len(".weight")]
+    if args.int4 == "gptq":
+        stored, _ = int_packing.gptq(w, 4, BLOCK, act_order=False, symmetric=True, minus_one=True, generator=None)
+    else:
+        stored, _ = int_packing.awq(w, BLOCK)
+    return {f"{module}.{suffix}": t for suffix, t in stored.items()}
+
+
 def quantization_config():
+    if args.int4 == "gptq":
+        return {"quant_method": "gptq", "bits": 4, "group_size": BLOCK, "desc_act": False, "sym": True,
+                "checkpoint_format": "gptq", "lm_head": False}
+    if args.int4 == "awq":
+        return {"quant_method": "awq", "bits": 4, "group_size": BLOCK, "zero_point": True, "version": "gemm"}
     if args.fp8 == "block":
         return {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [BLOCK, BLOCK]}
     scheme = {"num_bits": 8, "type": "float", "symmetric": True, "group_size": None, "block_structure": None, "actorder": None}
@@ -91,6 +116,8 @@ for name, shape in shapes.items():
     t = (1 + 0.1 * t) if len(shape) == 1 else 0.02 * t
     if args.fp8 and name.rsplit(".", 2)[-2] in PROJECTIONS:
         tensors = fp8(name, t)
+    elif args.int4 and name.rsplit(".", 2)[-2] in PROJECTIONS:
+        tensors = int4(name, t)
     else:
         tensors = {name: t.to(torch.bfloat16)}
     for tensor_name, tensor in tensors.items():
@@ -106,7 +133,7 @@ for i, shard in enumerate(shards, 1):
         weight_map[name] = file
         total += t.numel() * t.element_size()
 json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, open(os.path.join(out, "model.safetensors.index.json"), "w"), indent=2)
-if args.fp8:
+if args.fp8 or args.int4:
     json.dump(cfg | {"quantization_config": quantization_config()}, open(os.path.join(out, "config.json"), "w"), indent=2)
 else:
     shutil.copy(os.path.join(src, "config.json"), out)

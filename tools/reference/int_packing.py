@@ -12,7 +12,7 @@ Written from the formats' definitions, not from their tools' code:
     packed along the output (asymmetric only); weight_scale [out, groups]; weight_g_idx int32 [in] (actorder "group");
     weight_shape int64 [2].
 
-Each function takes an fp32 [out, in] weight and returns ({tensor suffix: stored tensor}, dequantized fp32 weight):
+Each function takes an fp32 [out, in] weight (on any device; the stored tensors come back on it) and returns ({tensor suffix: stored tensor}, dequantized fp32 weight):
 (code - zero) * scale with the scale as stored, which is exact in fp32.
 """
 
@@ -55,8 +55,8 @@ def min_max_params(weight, g_idx, groups, maxq, symmetric, scale_dtype):
     """Per (row, group) scale (rounded to scale_dtype) and integer zero point from the group's min and max, both
     widened to include 0 as GPTQ's quantizer does; symmetric: zero in the middle of the code range."""
     rows = weight.shape[0]
-    scales = torch.empty(rows, groups)
-    zeros = torch.empty(rows, groups, dtype=torch.int64)
+    scales = torch.empty(rows, groups, device=weight.device)
+    zeros = torch.empty(rows, groups, dtype=torch.int64, device=weight.device)
     for g in range(groups):
         part = weight[:, g_idx == g]
         low = part.min(dim=1).values.clamp(max=0)
@@ -64,7 +64,7 @@ def min_max_params(weight, g_idx, groups, maxq, symmetric, scale_dtype):
         if symmetric:
             high = torch.maximum(high, -low)
             scale = 2 * high / maxq
-            zero = torch.full((rows,), (maxq + 1) // 2, dtype=torch.int64)
+            zero = torch.full((rows,), (maxq + 1) // 2, dtype=torch.int64, device=weight.device)
         else:
             scale = (high - low) / maxq
             zero = None
@@ -87,7 +87,7 @@ def gptq(weight, bits, group_size, act_order, symmetric, minus_one, generator):
     rows, columns = weight.shape
     maxq = 2 ** bits - 1
     permutation = torch.randperm(columns, generator=generator) if act_order else None
-    g_idx = group_index(columns, group_size, permutation)
+    g_idx = group_index(columns, group_size, permutation).to(weight.device)
     groups = int(g_idx.max()) + 1
     scales, zeros = min_max_params(weight, g_idx, groups, maxq, symmetric, torch.float16)
     codes, dequantized = quantize(weight, g_idx, scales, zeros, maxq)
@@ -102,7 +102,7 @@ def gptq(weight, bits, group_size, act_order, symmetric, minus_one, generator):
 
 def awq(weight, group_size):
     rows, columns = weight.shape
-    g_idx = group_index(columns, group_size, None)
+    g_idx = group_index(columns, group_size, None).to(weight.device)
     scales, zeros = min_max_params(weight, g_idx, int(g_idx.max()) + 1, 15, False, torch.float16)
     codes, dequantized = quantize(weight, g_idx, scales, zeros, 15)
     return {
@@ -116,7 +116,7 @@ def compressed_tensors_packed(weight, bits, group_size, act_order, symmetric, ge
     rows, columns = weight.shape
     maxq = 2 ** bits - 1
     permutation = torch.randperm(columns, generator=generator) if act_order else None
-    g_idx = group_index(columns, group_size, permutation)
+    g_idx = group_index(columns, group_size, permutation).to(weight.device)
     groups = int(g_idx.max()) + 1
     scales, zeros = min_max_params(weight, g_idx, groups, maxq, symmetric, torch.bfloat16)
     codes, dequantized = quantize(weight, g_idx, scales, zeros, maxq)
@@ -124,7 +124,7 @@ def compressed_tensors_packed(weight, bits, group_size, act_order, symmetric, ge
     tensors = {
         "weight_packed": pack(codes, bits, dim=1),
         "weight_scale": scales.to(torch.bfloat16).contiguous(),
-        "weight_shape": torch.tensor([rows, columns], dtype=torch.int64),
+        "weight_shape": torch.tensor([rows, columns], dtype=torch.int64, device=weight.device),
     }
     if not symmetric:
         tensors["weight_zero_point"] = pack(zeros, bits, dim=0)
