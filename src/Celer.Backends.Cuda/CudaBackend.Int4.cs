@@ -8,20 +8,29 @@ namespace Celer.Backends.Cuda;
 
 /// <summary>
 /// Integer weight-only layers (GPTQ, AWQ, compressed-tensors W4A16 / W8A16). A 4-bit weight whose groups are runs of a
-/// multiple of 8 columns stays packed on the card, a quarter of its 16-bit bytes (<c>int4_gemm.cu</c>'s layout: codes
-/// along the input, a float2 of scale and zero point per row and group, act-order columns sorted by group at load and the
-/// input gathered alike); a step of up to <see cref="Int4GemvRows"/> rows streams it through <c>int4_gemv</c>, a larger
-/// one dequantizes it into the model dtype and runs cuBLASLt's GEMM. Other integer weights (8-bit, other group sizes,
-/// stacked parts with different act orders) are dequantized into the model dtype at load.
+/// multiple of 8 columns stays packed on the card, a quarter of its 16-bit bytes (<c>int4_gemm.cu</c>: codes along the
+/// input, a float2 of scale and zero point per row and group, act-order columns sorted by group at load and the input
+/// gathered alike). In a 16-bit model, with k a multiple of 128 and groups of a power of two from 32 (or per channel),
+/// the codes take the tensor-core layout and steps of up to <see cref="Int4TensorCoreRows"/> rows run <c>int4_gemm_tc</c>
+/// (the weight dequantized in registers into mma.sync fragments); otherwise steps of up to <see cref="Int4GemvRows"/>
+/// rows run the CUDA-core <c>int4_gemv</c>. Larger steps dequantize the weight into the model dtype and run cuBLASLt's
+/// GEMM. Other integer weights (8-bit, other group sizes, stacked parts with different act orders) are dequantized into
+/// the model dtype at load.
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
-    /// <summary>Rows up to which a step runs the W4A16 GEMV; above, the weight is dequantized for cuBLASLt.</summary>
+    /// <summary>Rows up to which a step runs the CUDA-core W4A16 GEMV; above, the weight is dequantized for cuBLASLt.</summary>
     internal const int Int4GemvRows = 8;
 
+    /// <summary>Rows up to which a step on a tensor-core-layout weight runs <c>int4_gemm_tc</c>.</summary>
+    internal const int Int4TensorCoreRows = 64;
+
     private const int Int4GemvThreads = 256;   // 8 warps = 8 output columns per block
+    private const int Int4TensorCoreThreads = 128;   // INT4_TC_WARPS: 4 warps = 16 output columns per block
+    private const int Int4TensorCoreBlockK = 128;
 
     private readonly nint[] _int4Gemv = new nint[8];   // output in the model dtype or fp32 × 1, 2, 4, 8 rows
+    private readonly nint[] _int4Tc = new nint[8];     // output in the model dtype or fp32 × 8, 16, 32, 64 rows
 
     // The dequantized weight of the layer being computed (sized at load for the largest packed weight) and the
     // act-order input gathered into its column order (sized at the first eager step that needs more).
@@ -52,6 +61,10 @@ public sealed unsafe partial class CudaBackend
         }
 
         int rows = weights.Sum(w => w.Rows), words = columns / 8, groups = weights[0].Groups;
+        // GPTQ's per-channel group (-1) is one group as wide as the input.
+        int groupSize = weights[0].GroupSize == 0 ? columns : weights[0].GroupSize;
+        bool tensorCores = ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8 && columns % Int4TensorCoreBlockK == 0
+            && (weights[0].GroupSize == 0 || (groupSize >= 32 && System.Numerics.BitOperations.IsPow2(groupSize)));
         var codes = new uint[(long)rows * words];
         var scalesAndZeros = new float[(long)rows * groups * 2];
         int first = 0;
@@ -66,7 +79,7 @@ public sealed unsafe partial class CudaBackend
                     uint word = 0;
                     for (int i = 0; i < 8; i++)
                     {
-                        int c = (q * 8) + i;
+                        int c = tensorCores ? TensorCoreColumn(q, i) : (q * 8) + i;
                         word |= (uint)w.Codes[source + (order?[c] ?? c)] << (4 * i);
                     }
 
@@ -110,11 +123,20 @@ public sealed unsafe partial class CudaBackend
             _int4WeightBytes = dequantizedBytes;
         }
 
-        // GPTQ's per-channel group (-1) is one group as wide as the input.
-        int groupSize = weights[0].GroupSize == 0 ? columns : weights[0].GroupSize;
         Tensor sz = UploadScales(name + ".scales_and_zeros", scalesAndZeros, [rows, groups * 2]);
         _device.Synchronize();   // the host arrays are released on return
-        return new Tensor(name, (nint)memory.Pointer, DType.I32, [rows, words]) { Int4 = new PackedInt4(columns, groupSize, sz, columnOrder) };
+        return new Tensor(name, (nint)memory.Pointer, DType.I32, [rows, words]) { Int4 = new PackedInt4(columns, groupSize, sz, columnOrder, tensorCores) };
+    }
+
+    /// <summary>
+    /// The column whose code nibble <paramref name="nibble"/> of word <paramref name="word"/> holds in the tensor-core
+    /// layout: word 4t + u of each 128-column block covers columns 32u + 8t … + 7, nibble j the (j % 4) · 2 + j / 4-th
+    /// of them (int4_gemm.cu).
+    /// </summary>
+    private static int TensorCoreColumn(int word, int nibble)
+    {
+        int block = word / 16, position = word % 16;
+        return (block * Int4TensorCoreBlockK) + (position % 4 * 32) + (position / 4 * 8) + (nibble % 4 * 2) + (nibble / 4);
     }
 
     /// <summary>
@@ -199,29 +221,45 @@ public sealed unsafe partial class CudaBackend
             return;
         }
 
-        ulong wp = (ulong)weight.Data, szp = (ulong)q.ScalesAndZeros.Data;
-        if (rows > Int4GemvRows)
+        ulong wp = (ulong)weight.Data, szp = (ulong)q.ScalesAndZeros.Data, inp = (ulong)input.Data, yp = (ulong)y.Data;
+        bool fp32Out = y.DType != ActivationDType;
+        if (q.TensorCoreLayout && rows <= Int4TensorCoreRows)
+        {
+            int bucket = Math.Max(8, RowBucket(rows));
+            ref nint function = ref _int4Tc[(fp32Out ? 4 : 0) + System.Numerics.BitOperations.Log2((uint)bucket) - 3];
+            if (function == 0)
+            {
+                function = _kernels.Function($"int4_gemm_tc_{_suffix}_{(fp32Out ? "f32" : "same")}_m{bucket}");
+            }
+
+            int groupShift = groupSize == k ? 31 : System.Numerics.BitOperations.Log2((uint)groupSize);
+            void** args = stackalloc void*[] { &inp, &rows, &wp, &szp, &groups, &groupShift, &n, &k, &yp };
+            _kernels.Launch(function, "int4_gemm_tc", (uint)((n + 15) / 16), 1, 1, Int4TensorCoreThreads, args);
+        }
+        else if (!q.TensorCoreLayout && rows <= Int4GemvRows)
+        {
+            int bucket = RowBucket(rows);
+            ref nint function = ref _int4Gemv[(fp32Out ? 4 : 0) + System.Numerics.BitOperations.Log2((uint)bucket)];
+            if (function == 0)
+            {
+                function = _kernels.Function($"int4_gemv_{_suffix}_{(fp32Out ? "f32" : "same")}_m{bucket}");
+            }
+
+            void** args = stackalloc void*[] { &inp, &rows, &wp, &szp, &groups, &groupSize, &n, &k, &yp };
+            const int columnsPerBlock = Int4GemvThreads / 32;
+            _kernels.Launch(function, "int4_gemv", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, Int4GemvThreads, args);
+        }
+        else
         {
             var dequantized = new Tensor(weight.Name + " dequantized", (nint)_int4Weight!.Pointer, ActivationDType, [n, k]);
             ulong dp = (ulong)dequantized.Data;
-            void** dargs = stackalloc void*[] { &wp, &szp, &groups, &groupSize, &n, &k, &dp };
+            int tc = q.TensorCoreLayout ? 1 : 0;
+            void** dargs = stackalloc void*[] { &wp, &szp, &groups, &groupSize, &tc, &n, &k, &dp };
             Launch("int4_dequantize", Blocks((long)n * k / 8), 1, 256, dargs);
             RunLinear(input, rows, dequantized, bias, y);
             return;
         }
 
-        int bucket = RowBucket(rows);
-        bool fp32Out = y.DType != ActivationDType;
-        ref nint function = ref _int4Gemv[(fp32Out ? 4 : 0) + System.Numerics.BitOperations.Log2((uint)bucket)];
-        if (function == 0)
-        {
-            function = _kernels.Function($"int4_gemv_{_suffix}_{(fp32Out ? "f32" : "same")}_m{bucket}");
-        }
-
-        ulong inp = (ulong)input.Data, yp = (ulong)y.Data;
-        void** args = stackalloc void*[] { &inp, &rows, &wp, &szp, &groups, &groupSize, &n, &k, &yp };
-        const int columnsPerBlock = Int4GemvThreads / 32;
-        _kernels.Launch(function, "int4_gemv", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, Int4GemvThreads, args);
         if (bias is not null)
         {
             AddBias(y, rows, n, bias);

@@ -6,8 +6,9 @@ using Celer.Models.Weights;
 namespace Celer.Backends.Cuda.Tests;
 
 /// <summary>
-/// The W4A16 linear layers (<c>int4_gemm.cu</c>: the GEMV up to <see cref="CudaBackend.Int4GemvRows"/> rows, the
-/// dequantized weight under cuBLASLt above) against the CPU backend's GEMM over the exactly dequantized weights, on random
+/// The W4A16 linear layers (<c>int4_gemm.cu</c>: the tensor-core kernel up to <see cref="CudaBackend.Int4TensorCoreRows"/>
+/// rows where a 16-bit model's widths and groups allow its layout, else the CUDA-core GEMV up to
+/// <see cref="CudaBackend.Int4GemvRows"/>, the dequantized weight under cuBLASLt above) against the CPU backend's GEMM over the exactly dequantized weights, on random
 /// codes, zero points and scales: parts stacked into one weight, groups of 16 to 128 columns and per channel, act-order
 /// columns (a random group per column, shared by the parts), widths whose rows take 16-byte loads and widths that do not
 /// (176), a bias, fp32 outputs from a 16-bit model (a quantized lm_head), and weights the packed layout does not take
@@ -24,6 +25,7 @@ public sealed class Int4GemmTests
     [InlineData(512, "256,256", 0, false, true, DType.F16, DType.F16)]
     [InlineData(320, "96", 32, true, false, DType.F32, DType.F32)]
     [InlineData(256, "200", 64, false, false, DType.BF16, DType.F32)]
+    [InlineData(512, "128,64", 32, true, true, DType.BF16, DType.BF16)]
     public void Packed_4_bit_linear_matches_the_dequantized_gemm_at_every_row_count(int k, string parts, int groupSize, bool actOrder, bool withBias, DType dtype, DType output)
     {
         Gpu.Require();
@@ -70,7 +72,7 @@ public sealed class Int4GemmTests
         Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadStacked("w", packed), gy = gpu.Allocate("y", output, capacity, n);
         Tensor? cb = withBias ? cpu.LoadWeight(bias) : null, gb = withBias ? gpu.LoadWeight(bias) : null;
         double tolerance = dtype == DType.F32 ? 1e-5 : 1e-2;
-        foreach (int rows in new[] { 1, 2, 3, 5, 8, 9, 37, 300 })
+        foreach (int rows in new[] { 1, 2, 3, 5, 8, 9, 37, 64, 65, 300 })
         {
             cpu.Linear(cx, rows, cw, cb, cy);
             gpu.Linear(gx, rows, gw, gb, gy);

@@ -7,6 +7,14 @@
 // load) and every row of x beside it: a word's 8 codes share one group (group sizes are multiples of 8), so a lane sums
 // (code − zero) · x over the word and scales the sum once. Larger steps dequantize the weight into the model dtype
 // (int4_dequantize) for cuBLASLt's GEMM.
+//
+// The tensor-core layout (16-bit models, k a multiple of 128, groups of a power of two ≥ 32 or per channel) serves
+// steps of up to 64 rows with int4_gemm_tc, skinny_gemm.cu's mma.sync scheme with the weight dequantized in registers:
+// within each 128-k block of a row, word 4t + u holds the 8 codes of k 32u + 8t … 32u + 8t + 7 (what lane t of a quad
+// needs for 32-k chunk u, so its one 16-byte load covers four chunks), their nibbles in the order k 0, 2, 4, 6, 1, 3,
+// 5, 7, so that (word >> 4j) & 0x000F000F holds the pair k 2j, 2j + 1 in the two 16-bit halves: OR-ed with the
+// exponent of 128 (bf16) or 1024 (fp16) it is the pair 128 + code exactly, and one subtraction and one multiplication
+// of 16-bit pairs make (code − zero) · scale, rounded to the model dtype as a dequantized weight would be.
 #include "common.cuh"
 
 // The 8 values of x's row starting at column c (a multiple of 8, rows 16-byte aligned: k is a multiple of 8).
@@ -76,21 +84,23 @@ __device__ void int4_gemv(const T* __restrict__ x, int rows, const unsigned* __r
     }
 }
 
-// out[n, k] in T: one thread per packed word (8 values).
+// out[n, k] in T: one thread per packed word (8 values), in either layout (tc: the tensor-core one).
 template <typename T>
 __device__ void int4_dequantize(const unsigned* __restrict__ w, const float2* __restrict__ sz, int groups, int group_size,
-                                int n, int k, T* __restrict__ out) {
+                                int tc, int n, int k, T* __restrict__ out) {
     celer_pdl_begin();
     const int words = k >> 3;
     const long long total = (long long)n * words;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
         const long long row = i / words;
-        const int c = (int)(i - row * words) * 8;
+        const int p = (int)(i - row * words);
+        // tc: word 4t + u of each 16-word block holds k 32u + 8t …, nibble j the k (j % 4) * 2 + j / 4 of those 8.
+        const int c = tc ? (p & ~15) * 8 + (p & 3) * 32 + ((p >> 2) & 3) * 8 : p * 8;
         const float2 s = sz[row * groups + c / group_size];
         const unsigned word = w[i];
         float v[8];
 #pragma unroll
-        for (int j = 0; j < 8; j++) v[j] = ((float)((word >> (4 * j)) & 15u) - s.y) * s.x;
+        for (int j = 0; j < 8; j++) v[tc ? (j & 3) * 2 + (j >> 2) : j] = ((float)((word >> (4 * j)) & 15u) - s.y) * s.x;
         T* o = out + row * k + c;
         if constexpr (sizeof(T) == 4) {
 #pragma unroll
@@ -119,10 +129,126 @@ __device__ void gather_columns(const T* __restrict__ x, const int* __restrict__ 
     INT4_GEMV_ENTRY(S, T, T, same, 8) INT4_GEMV_ENTRY(S, T, float, f32, 1) INT4_GEMV_ENTRY(S, T, float, f32, 2)         \
     INT4_GEMV_ENTRY(S, T, float, f32, 4) INT4_GEMV_ENTRY(S, T, float, f32, 8)                                          \
     extern "C" __global__ void int4_dequantize_##S(const unsigned* w, const float2* sz, int groups, int group_size,     \
-                                                   int n, int k, T* out) {                                            \
-        int4_dequantize<T>(w, sz, groups, group_size, n, k, out);                                                      \
+                                                   int tc, int n, int k, T* out) {                                    \
+        int4_dequantize<T>(w, sz, groups, group_size, tc, n, k, out);                                                  \
     }                                                                                                                 \
     extern "C" __global__ void gather_columns_##S(const T* x, const int* order, int k, T* out) {                      \
         gather_columns<T>(x, order, k, out);                                                                           \
     }
 CELER_FOR_DTYPES(INT4_ENTRY_POINTS)
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define INT4_TC_WARPS 4
+
+__device__ __forceinline__ unsigned int4_word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+
+// The 8 codes of one tensor-core-layout word as four 16-bit pairs (k 2j, 2j + 1) of (code − zero) · scale.
+template <typename T> __device__ __forceinline__ void int4_dequant8(unsigned word, float2 sz, unsigned (&out)[4]);
+template <> __device__ __forceinline__ void int4_dequant8<__nv_bfloat16>(unsigned word, float2 sz, unsigned (&out)[4]) {
+    const __nv_bfloat162 bias = __float2bfloat162_rn(128.f + sz.y), scale = __float2bfloat162_rn(sz.x);   // 128 + zero: exact
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        unsigned v = ((word >> (4 * j)) & 0x000F000Fu) | 0x43004300u;
+        __nv_bfloat162 h = __hmul2(__hsub2(*reinterpret_cast<__nv_bfloat162*>(&v), bias), scale);
+        out[j] = *reinterpret_cast<unsigned*>(&h);
+    }
+}
+template <> __device__ __forceinline__ void int4_dequant8<__half>(unsigned word, float2 sz, unsigned (&out)[4]) {
+    const __half2 bias = __float2half2_rn(1024.f + sz.y), scale = __float2half2_rn(sz.x);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        unsigned v = ((word >> (4 * j)) & 0x000F000Fu) | 0x64006400u;
+        __half2 h = __hmul2(__hsub2(*reinterpret_cast<__half2*>(&v), bias), scale);
+        out[j] = *reinterpret_cast<unsigned*>(&h);
+    }
+}
+
+// A block of INT4_TC_WARPS warps computes 16 output columns (A: the weight's rows g and g + 8 of the quad's lane) for
+// up to M rows (B: x's rows, 8 per tile), each warp over its share of the 128-k blocks, summed in shared memory.
+template <typename T, typename O, int M>
+__device__ void int4_gemm_tc(const T* __restrict__ x, int rows, const unsigned* __restrict__ w, const float2* __restrict__ sz,
+                             int groups, int group_shift, int n, int k, O* __restrict__ y) {
+    celer_pdl_begin();
+    constexpr int TILES = M / 8, U = 2;   // row tiles of 8; 128-k blocks in flight per lane
+    __shared__ float partial[INT4_TC_WARPS][TILES][4][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const long long n0 = (long long)blockIdx.x * 16;
+    const int blocks = k / 128, per = (blocks + INT4_TC_WARPS - 1) / INT4_TC_WARPS;
+    const int b0 = min(blocks, warp * per), b1 = min(blocks, b0 + per);
+    // Columns past n (the last block) are computed from row n - 1 and dropped.
+    const long long ra = min(n0 + g, (long long)n - 1), rb = min(n0 + g + 8, (long long)n - 1);
+    const unsigned* wa = w + ra * (k >> 3) + 4 * t;
+    const unsigned* wb = w + rb * (k >> 3) + 4 * t;
+    const float2* sa = sz + ra * groups;
+    const float2* sb = sz + rb * groups;
+    float acc[TILES][4];
+#pragma unroll
+    for (int j = 0; j < TILES; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+
+    for (int b = b0; b < b1; b += U) {
+        uint4 va[U], vb[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (b + u < b1) {
+                va[u] = __ldcs(reinterpret_cast<const uint4*>(wa + (long long)(b + u) * 16));
+                vb[u] = __ldcs(reinterpret_cast<const uint4*>(wb + (long long)(b + u) * 16));
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (b + u < b1) {
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    const int kc = (b + u) * 128 + q * 32;   // this 32-k chunk
+                    unsigned da[4], db[4];
+                    int4_dequant8<T>(int4_word(va[u], q), sa[kc >> group_shift], da);
+                    int4_dequant8<T>(int4_word(vb[u], q), sb[kc >> group_shift], db);
+#pragma unroll
+                    for (int j = 0; j < TILES; j++) {
+                        const int m = j * 8 + g;
+                        const uint4 vx = m < rows ? *reinterpret_cast<const uint4*>(x + (long long)m * k + kc + 8 * t) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+                        for (int s = 0; s < 2; s++) {
+                            const unsigned a[4] = {da[2 * s], db[2 * s], da[2 * s + 1], db[2 * s + 1]};
+                            flash_mma<T>(acc[j], a, int4_word(vx, 2 * s), int4_word(vx, 2 * s + 1));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int j = 0; j < TILES; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) partial[warp][j][i][lane] = acc[j][i];
+    __syncthreads();
+    if (warp == 0) {
+#pragma unroll
+        for (int j = 0; j < TILES; j++) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float sum = 0.f;
+#pragma unroll
+                for (int v = 0; v < INT4_TC_WARPS; v++) sum += partial[v][j][i][lane];
+                // C fragment: element i of lane (g, t) is row (n) g + 8 * (i / 2), column (m) 2t + i % 2.
+                const int m = j * 8 + 2 * t + (i & 1);
+                const long long col = n0 + g + 8 * (i >> 1);
+                if (m < rows && col < n) y[(long long)m * n + col] = from_float<O>(sum);
+            }
+        }
+    }
+}
+
+#define INT4_TC_ENTRY(S, T, O, OS, M)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(INT4_TC_WARPS * 32) int4_gemm_tc_##S##_##OS##_m##M(                   \
+        const T* x, int rows, const unsigned* w, const float2* sz, int groups, int group_shift, int n, int k, O* y) {  \
+        int4_gemm_tc<T, O, M>(x, rows, w, sz, groups, group_shift, n, k, y);                                           \
+    }
+#define INT4_TC_ENTRY_POINTS(S, T)                                                                                    \
+    INT4_TC_ENTRY(S, T, T, same, 8) INT4_TC_ENTRY(S, T, T, same, 16) INT4_TC_ENTRY(S, T, T, same, 32)                 \
+    INT4_TC_ENTRY(S, T, T, same, 64) INT4_TC_ENTRY(S, T, float, f32, 8) INT4_TC_ENTRY(S, T, float, f32, 16)            \
+    INT4_TC_ENTRY(S, T, float, f32, 32) INT4_TC_ENTRY(S, T, float, f32, 64)
+INT4_TC_ENTRY_POINTS(f16, __half)
+INT4_TC_ENTRY_POINTS(bf16, __nv_bfloat16)
+#endif

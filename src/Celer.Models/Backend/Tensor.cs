@@ -58,7 +58,7 @@ public sealed class Tensor
 
 /// <summary>
 /// The side data of a packed 4-bit weight: its logical input width, the scales and zero points per (output row, group of
-/// <see cref="GroupSize"/> columns), and, for act-order checkpoints, the order its columns were sorted into (the layer's
-/// input is gathered into the same order).
+/// <see cref="GroupSize"/> columns), for act-order checkpoints the order its columns were sorted into (the layer's input
+/// is gathered into the same order), and which of the backend's two code layouts it is in (<see cref="TensorCoreLayout"/>).
 /// </summary>
-public sealed record PackedInt4(int Columns, int GroupSize, Tensor ScalesAndZeros, Tensor? ColumnOrder);
+public sealed record PackedInt4(int Columns, int GroupSize, Tensor ScalesAndZeros, Tensor? ColumnOrder, bool TensorCoreLayout);
