@@ -9,8 +9,8 @@ namespace Celer.Backends.Cuda;
 /// <summary>
 /// Integer weight-only layers (GPTQ, AWQ, compressed-tensors W4A16 / W8A16). A 4-bit weight whose groups are runs of a
 /// multiple of 8 columns stays packed on the card, a quarter of its 16-bit bytes (<c>int4_gemm.cu</c>: codes along the
-/// input, a float2 of scale and zero point per row and group, act-order columns sorted by group at load and the input
-/// gathered alike). In a 16-bit model, with k a multiple of 128 and groups of a power of two from 32 (or per channel),
+/// input, a scale and zero point per row and group, act-order columns sorted by group at load and the input gathered
+/// alike). In a 16-bit model, with k a multiple of 128 and groups of a power of two from 32 (or per channel),
 /// the codes take the tensor-core layout and steps of up to <see cref="Int4TensorCoreRows"/> rows run <c>int4_gemm_tc</c>
 /// (the weight dequantized in registers into mma.sync fragments); otherwise steps of up to <see cref="Int4GemvRows"/>
 /// rows run the CUDA-core <c>int4_gemv</c>. Larger steps dequantize the weight into the model dtype and run cuBLASLt's
@@ -66,7 +66,9 @@ public sealed unsafe partial class CudaBackend
         bool tensorCores = ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8 && columns % Int4TensorCoreBlockK == 0
             && (weights[0].GroupSize == 0 || (groupSize >= 32 && System.Numerics.BitOperations.IsPow2(groupSize)));
         var codes = new uint[(long)rows * words];
-        var scalesAndZeros = new float[(long)rows * groups * 2];
+        // The linear layout's (scale, zero) float pairs, or the tensor-core layout's 16-bit (scale, magic + zero) words.
+        var scalesAndZeros = new float[tensorCores ? 0 : (long)rows * groups * 2];
+        var packedScales = new uint[tensorCores ? (long)rows * groups : 0];
         int first = 0;
         foreach (IntWeights w in weights)
         {
@@ -89,8 +91,17 @@ public sealed unsafe partial class CudaBackend
                 for (int g = 0; g < groups; g++)
                 {
                     long at = ((long)(start + o) * groups) + g;
-                    scalesAndZeros[2 * at] = w.Scales[(o * groups) + g];
-                    scalesAndZeros[(2 * at) + 1] = w.Zeros[(o * groups) + g];
+                    float scale = w.Scales[(o * groups) + g];
+                    int zero = w.Zeros[(o * groups) + g];
+                    if (tensorCores)
+                    {
+                        packedScales[at] = Bits16(scale) | (Bits16(TensorCoreMagic + zero) << 16);
+                    }
+                    else
+                    {
+                        scalesAndZeros[2 * at] = scale;
+                        scalesAndZeros[(2 * at) + 1] = zero;
+                    }
                 }
             });
             first += w.Rows;
@@ -123,10 +134,32 @@ public sealed unsafe partial class CudaBackend
             _int4WeightBytes = dequantizedBytes;
         }
 
-        Tensor sz = UploadScales(name + ".scales_and_zeros", scalesAndZeros, [rows, groups * 2]);
+        Tensor sz;
+        if (tensorCores)
+        {
+            SafeDeviceMemoryHandle scaleMemory = Track(_device.Allocate((long)packedScales.Length * sizeof(uint)));
+            fixed (uint* p = packedScales)
+            {
+                Upload(new WeightTensor(name + ".scales_and_zeros", DType.I32, [rows, groups], (nint)p, (long)packedScales.Length * sizeof(uint)), scaleMemory.Pointer, DType.I32);
+            }
+
+            sz = new Tensor(name + ".scales_and_zeros", (nint)scaleMemory.Pointer, DType.I32, [rows, groups]);
+        }
+        else
+        {
+            sz = UploadScales(name + ".scales_and_zeros", scalesAndZeros, [rows, groups * 2]);
+        }
+
         _device.Synchronize();   // the host arrays are released on return
-        return new Tensor(name, (nint)memory.Pointer, DType.I32, [rows, words]) { Int4 = new PackedInt4(columns, groupSize, sz, columnOrder, tensorCores) };
+        return new Tensor(name, (nint)memory.Pointer, DType.I32, [rows, words]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, tensorCores) };
     }
+
+    /// <summary>The tensor-core layout's code bias: 128 + code is exact in bf16's 8 significant bits, 1024 + code in fp16's 11.</summary>
+    private float TensorCoreMagic => ActivationDType == DType.BF16 ? 128f : 1024f;
+
+    /// <summary>The bits of a value rounded to the 16-bit model dtype.</summary>
+    private uint Bits16(float value) =>
+        ActivationDType == DType.BF16 ? HalfConversions.FloatToBf16(value) : BitConverter.HalfToUInt16Bits((Half)value);
 
     /// <summary>
     /// The column whose code nibble <paramref name="nibble"/> of word <paramref name="word"/> holds in the tensor-core
@@ -203,7 +236,7 @@ public sealed unsafe partial class CudaBackend
     private void Int4Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
     {
         PackedInt4 q = weight.Int4!;
-        int n = weight.Rows, k = q.Columns, groups = q.ScalesAndZeros.Shape[1] / 2, groupSize = q.GroupSize;
+        int n = weight.Rows, k = q.Columns, groups = q.Groups, groupSize = q.GroupSize;
         Tensor input = x;
         if (q.ColumnOrder is { } order)
         {

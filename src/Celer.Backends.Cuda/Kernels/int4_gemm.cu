@@ -14,8 +14,14 @@
 // needs for 32-k chunk u, so its one 16-byte load covers four chunks), their nibbles in the order k 0, 2, 4, 6, 1, 3,
 // 5, 7, so that (word >> 4j) & 0x000F000F holds the pair k 2j, 2j + 1 in the two 16-bit halves: OR-ed with the
 // exponent of 128 (bf16) or 1024 (fp16) it is the pair 128 + code exactly, and one subtraction and one multiplication
-// of 16-bit pairs make (code − zero) · scale, rounded to the model dtype as a dequantized weight would be.
+// of 16-bit pairs make (code − zero) · scale, rounded to the model dtype as a dequantized weight would be. Its scales
+// and zero points are one 32-bit word per row and group: the scale in the model dtype in the low half, 128 + zero
+// (1024 + zero) in the high half (sb below), half the bytes of the float2 and no conversion per word.
 #include "common.cuh"
+
+// The magic of the tensor-core layout: 2^7 for bf16 (7 mantissa bits), 2^10 for fp16 (10).
+template <typename T> struct Int4Magic { static constexpr float value = 1024.f; };
+template <> struct Int4Magic<__nv_bfloat16> { static constexpr float value = 128.f; };
 
 // The 8 values of x's row starting at column c (a multiple of 8, rows 16-byte aligned: k is a multiple of 8).
 template <typename T> __device__ __forceinline__ void load8(const T* p, float (&v)[8]) {
@@ -84,9 +90,20 @@ __device__ void int4_gemv(const T* __restrict__ x, int rows, const unsigned* __r
     }
 }
 
-// out[n, k] in T: one thread per packed word (8 values), in either layout (tc: the tensor-core one).
+// (scale, zero) of a tensor-core-layout weight's word: scale bits | (magic + zero) bits << 16, in T.
+template <typename T> __device__ __forceinline__ float2 int4_unpack_sb(unsigned sb) {
+    if constexpr (sizeof(T) == 2) {
+        unsigned short lo = (unsigned short)(sb & 0xFFFFu), hi = (unsigned short)(sb >> 16);
+        return make_float2(to_float(*reinterpret_cast<const T*>(&lo)), to_float(*reinterpret_cast<const T*>(&hi)) - Int4Magic<T>::value);
+    } else {
+        return make_float2(0.f, 0.f);   // fp32 models never take the tensor-core layout
+    }
+}
+
+// out[n, k] in T: one thread per packed word (8 values), in either layout (tc: the tensor-core one, whose sz are the
+// 32-bit words of int4_unpack_sb).
 template <typename T>
-__device__ void int4_dequantize(const unsigned* __restrict__ w, const float2* __restrict__ sz, int groups, int group_size,
+__device__ void int4_dequantize(const unsigned* __restrict__ w, const void* __restrict__ sz, int groups, int group_size,
                                 int tc, int n, int k, T* __restrict__ out) {
     celer_pdl_begin();
     const int words = k >> 3;
@@ -96,7 +113,8 @@ __device__ void int4_dequantize(const unsigned* __restrict__ w, const float2* __
         const int p = (int)(i - row * words);
         // tc: word 4t + u of each 16-word block holds k 32u + 8t …, nibble j the k (j % 4) * 2 + j / 4 of those 8.
         const int c = tc ? (p & ~15) * 8 + (p & 3) * 32 + ((p >> 2) & 3) * 8 : p * 8;
-        const float2 s = sz[row * groups + c / group_size];
+        const long long at = row * groups + c / group_size;
+        const float2 s = tc ? int4_unpack_sb<T>(reinterpret_cast<const unsigned*>(sz)[at]) : reinterpret_cast<const float2*>(sz)[at];
         const unsigned word = w[i];
         float v[8];
 #pragma unroll
@@ -128,7 +146,7 @@ __device__ void gather_columns(const T* __restrict__ x, const int* __restrict__ 
     INT4_GEMV_ENTRY(S, T, T, same, 1) INT4_GEMV_ENTRY(S, T, T, same, 2) INT4_GEMV_ENTRY(S, T, T, same, 4)              \
     INT4_GEMV_ENTRY(S, T, T, same, 8) INT4_GEMV_ENTRY(S, T, float, f32, 1) INT4_GEMV_ENTRY(S, T, float, f32, 2)         \
     INT4_GEMV_ENTRY(S, T, float, f32, 4) INT4_GEMV_ENTRY(S, T, float, f32, 8)                                          \
-    extern "C" __global__ void int4_dequantize_##S(const unsigned* w, const float2* sz, int groups, int group_size,     \
+    extern "C" __global__ void int4_dequantize_##S(const unsigned* w, const void* sz, int groups, int group_size,       \
                                                    int tc, int n, int k, T* out) {                                    \
         int4_dequantize<T>(w, sz, groups, group_size, tc, n, k, out);                                                  \
     }                                                                                                                 \
@@ -142,34 +160,34 @@ CELER_FOR_DTYPES(INT4_ENTRY_POINTS)
 
 __device__ __forceinline__ unsigned int4_word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
-// The 8 codes of one tensor-core-layout word as four 16-bit pairs (k 2j, 2j + 1) of (code − zero) · scale.
-template <typename T> __device__ __forceinline__ void int4_dequant8(unsigned word, float2 sz, unsigned (&out)[4]);
-template <> __device__ __forceinline__ void int4_dequant8<__nv_bfloat16>(unsigned word, float2 sz, unsigned (&out)[4]) {
-    const __nv_bfloat162 bias = __float2bfloat162_rn(128.f + sz.y), scale = __float2bfloat162_rn(sz.x);   // 128 + zero: exact
+// The 8 codes of one tensor-core-layout word as four 16-bit pairs (k 2j, 2j + 1) of (code − zero) · scale; sb is the
+// word's (scale, magic + zero) pair.
+template <typename T, typename T2, unsigned MAGIC>
+__device__ __forceinline__ void int4_dequant8(unsigned word, unsigned sb, unsigned (&out)[4]) {
+    unsigned s = __byte_perm(sb, 0, 0x1010), b = __byte_perm(sb, 0, 0x3232);   // each half twice
+    const T2 scale = *reinterpret_cast<T2*>(&s), bias = *reinterpret_cast<T2*>(&b);
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-        unsigned v = ((word >> (4 * j)) & 0x000F000Fu) | 0x43004300u;
-        __nv_bfloat162 h = __hmul2(__hsub2(*reinterpret_cast<__nv_bfloat162*>(&v), bias), scale);
+        unsigned v = ((word >> (4 * j)) & 0x000F000Fu) | MAGIC;
+        T2 h = __hmul2(__hsub2(*reinterpret_cast<T2*>(&v), bias), scale);
         out[j] = *reinterpret_cast<unsigned*>(&h);
     }
 }
-template <> __device__ __forceinline__ void int4_dequant8<__half>(unsigned word, float2 sz, unsigned (&out)[4]) {
-    const __half2 bias = __float2half2_rn(1024.f + sz.y), scale = __float2half2_rn(sz.x);
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        unsigned v = ((word >> (4 * j)) & 0x000F000Fu) | 0x64006400u;
-        __half2 h = __hmul2(__hsub2(*reinterpret_cast<__half2*>(&v), bias), scale);
-        out[j] = *reinterpret_cast<unsigned*>(&h);
-    }
+template <typename T> __device__ __forceinline__ void int4_dequant8(unsigned word, unsigned sb, unsigned (&out)[4]);
+template <> __device__ __forceinline__ void int4_dequant8<__nv_bfloat16>(unsigned word, unsigned sb, unsigned (&out)[4]) {
+    int4_dequant8<__nv_bfloat16, __nv_bfloat162, 0x43004300u>(word, sb, out);
+}
+template <> __device__ __forceinline__ void int4_dequant8<__half>(unsigned word, unsigned sb, unsigned (&out)[4]) {
+    int4_dequant8<__half, __half2, 0x64006400u>(word, sb, out);
 }
 
 // A block of INT4_TC_WARPS warps computes 16 output columns (A: the weight's rows g and g + 8 of the quad's lane) for
 // up to M rows (B: x's rows, 8 per tile), each warp over its share of the 128-k blocks, summed in shared memory.
 template <typename T, typename O, int M>
-__device__ void int4_gemm_tc(const T* __restrict__ x, int rows, const unsigned* __restrict__ w, const float2* __restrict__ sz,
+__device__ void int4_gemm_tc(const T* __restrict__ x, int rows, const unsigned* __restrict__ w, const unsigned* __restrict__ sz,
                              int groups, int group_shift, int n, int k, O* __restrict__ y) {
     celer_pdl_begin();
-    constexpr int TILES = M / 8, U = 2;   // row tiles of 8; 128-k blocks in flight per lane
+    constexpr int TILES = M / 8, U = 4;   // row tiles of 8; 128-k blocks in flight per lane
     __shared__ float partial[INT4_TC_WARPS][TILES][4][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const long long n0 = (long long)blockIdx.x * 16;
@@ -179,8 +197,8 @@ __device__ void int4_gemm_tc(const T* __restrict__ x, int rows, const unsigned* 
     const long long ra = min(n0 + g, (long long)n - 1), rb = min(n0 + g + 8, (long long)n - 1);
     const unsigned* wa = w + ra * (k >> 3) + 4 * t;
     const unsigned* wb = w + rb * (k >> 3) + 4 * t;
-    const float2* sa = sz + ra * groups;
-    const float2* sb = sz + rb * groups;
+    const unsigned* sa = sz + ra * groups;
+    const unsigned* sb = sz + rb * groups;
     float acc[TILES][4];
 #pragma unroll
     for (int j = 0; j < TILES; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
@@ -242,7 +260,7 @@ __device__ void int4_gemm_tc(const T* __restrict__ x, int rows, const unsigned* 
 
 #define INT4_TC_ENTRY(S, T, O, OS, M)                                                                                 \
     extern "C" __global__ void __launch_bounds__(INT4_TC_WARPS * 32) int4_gemm_tc_##S##_##OS##_m##M(                   \
-        const T* x, int rows, const unsigned* w, const float2* sz, int groups, int group_shift, int n, int k, O* y) {  \
+        const T* x, int rows, const unsigned* w, const unsigned* sz, int groups, int group_shift, int n, int k, O* y) { \
         int4_gemm_tc<T, O, M>(x, rows, w, sz, groups, group_shift, n, k, y);                                           \
     }
 #define INT4_TC_ENTRY_POINTS(S, T)                                                                                    \

@@ -61,4 +61,4 @@ public sealed class Tensor
 /// <see cref="GroupSize"/> columns), for act-order checkpoints the order its columns were sorted into (the layer's input
 /// is gathered into the same order), and which of the backend's two code layouts it is in (<see cref="TensorCoreLayout"/>).
 /// </summary>
-public sealed record PackedInt4(int Columns, int GroupSize, Tensor ScalesAndZeros, Tensor? ColumnOrder, bool TensorCoreLayout);
+public sealed record PackedInt4(int Columns, int GroupSize, int Groups, Tensor ScalesAndZeros, Tensor? ColumnOrder, bool TensorCoreLayout);
