@@ -26,7 +26,7 @@ public sealed unsafe partial class CudaBackend
     internal const int Int4TensorCoreRows = 64;
 
     private const int Int4GemvThreads = 256;   // 8 warps = 8 output columns per block
-    private const int Int4TensorCoreThreads = 128;   // INT4_TC_WARPS: 4 warps = 16 output columns per block
+    private const int Int4TensorCoreThreads = 256;   // INT4_TC_WARPS: 8 warps over k, 16 output columns per block
     private const int Int4TensorCoreBlockK = 128;
 
     private readonly nint[] _int4Gemv = new nint[8];   // output in the model dtype or fp32 × 1, 2, 4, 8 rows

@@ -156,7 +156,7 @@ __device__ void gather_columns(const T* __restrict__ x, const int* __restrict__ 
 CELER_FOR_DTYPES(INT4_ENTRY_POINTS)
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-#define INT4_TC_WARPS 4
+#define INT4_TC_WARPS 8
 
 __device__ __forceinline__ unsigned int4_word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
