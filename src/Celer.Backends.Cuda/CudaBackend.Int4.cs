@@ -26,7 +26,8 @@ public sealed unsafe partial class CudaBackend
     internal const int Int4TensorCoreRows = 64;
 
     private const int Int4GemvThreads = 256;   // 8 warps = 8 output columns per block
-    private const int Int4TensorCoreThreads = 256;   // INT4_TC_WARPS: 8 warps over k, 16 output columns per block
+    // int4_gemm_tc's blocks: 16 output columns, 8 warps over k for up to 8 rows, 4 above.
+    private static int Int4TensorCoreThreads(int bucket) => bucket == 8 ? 256 : 128;
     private const int Int4TensorCoreBlockK = 128;
 
     private readonly nint[] _int4Gemv = new nint[8];   // output in the model dtype or fp32 × 1, 2, 4, 8 rows
@@ -267,7 +268,7 @@ public sealed unsafe partial class CudaBackend
 
             int groupShift = groupSize == k ? 31 : System.Numerics.BitOperations.Log2((uint)groupSize);
             void** args = stackalloc void*[] { &inp, &rows, &wp, &szp, &groups, &groupShift, &n, &k, &yp };
-            _kernels.Launch(function, "int4_gemm_tc", (uint)((n + 15) / 16), 1, 1, Int4TensorCoreThreads, args);
+            _kernels.Launch(function, "int4_gemm_tc", (uint)((n + 15) / 16), 1, 1, (uint)Int4TensorCoreThreads(bucket), args);
         }
         else if (!q.TensorCoreLayout && rows <= Int4GemvRows)
         {
