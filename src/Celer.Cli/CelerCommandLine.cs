@@ -17,6 +17,7 @@ internal static class CelerCommandLine
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(ChatCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(QuantizeCommand.Create());
         return root;
     }
 }

@@ -1,3 +1,4 @@
+using Celer.Models.Quantization;
 using Celer.Engine.Execution;
 using Celer.Models.Config;
 using Celer.TestSupport;
@@ -141,6 +142,51 @@ public sealed class CpuModelEngineTests
         int matched = MatchedTokens(engine, name, fixture, 2e-3f);
 
         Assert.Equal(fixture.Cases.Sum(c => c.OutputTokenIds.Count), matched);
+    }
+
+    /// <summary>
+    /// <c>celer quantize</c>'s checkpoints of a bf16 fixture served through the whole loader. Its FP8 copy is exactly
+    /// what <c>--quantization ptpc_fp8</c> serves from the original (the same per-row absmax / 448 scales, inputs dynamic
+    /// per token): the same tokens and logprobs, bit for bit. The integer copies load and generate every requested
+    /// token; their weights are checked element by element in CheckpointQuantizerTests (these random tiny models move
+    /// past their reference's top-5 under 4- and even 8-bit rounding, so the reference says nothing about them).
+    /// </summary>
+    [Theory]
+    [InlineData("fp8")]
+    [InlineData("int8")]
+    [InlineData("gptq-rtn")]
+    [InlineData("awq-rtn")]
+    public void Quantized_copies_are_served(string method)
+    {
+        const string name = "llama-gqa-bf16-v4config";
+        string output = Path.Combine(Path.GetTempPath(), $"celer-quantize-{method}-{Environment.ProcessId}");
+        try
+        {
+            CheckpointQuantizer.Run(FixtureModel(name), output, CheckpointQuantizer.ParseMethod(method), groupSize: 16);
+            ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(FixtureModel(name), "reference.json"));
+            using LlmEngine copy = Engine(output);
+            IReadOnlyList<RequestOutput> actual = Generate(copy, fixture);
+            if (method == "fp8")
+            {
+                using LlmEngine online = ModelLoader.LoadOffline(new EngineArgs { Model = FixtureModel(name), Quantization = "ptpc_fp8", MaxModelLen = 128, Seed = 1 }).Engine;
+                IReadOnlyList<RequestOutput> expected = Generate(online, fixture);
+                for (int i = 0; i < fixture.Cases.Count; i++)
+                {
+                    Assert.Equal(Tokens(expected[i]), Tokens(actual[i]));
+                    Assert.Equal(Positions(expected[i]).Select(p => p.Logprob), Positions(actual[i]).Select(p => p.Logprob));
+                }
+            }
+
+            for (int i = 0; i < fixture.Cases.Count; i++)
+            {
+                Assert.Equal(fixture.Cases[i].OutputTokenIds.Count, Tokens(actual[i]).Count);
+                Assert.All(Positions(actual[i]), p => Assert.True(float.IsFinite(p.Logprob)));
+            }
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
     }
 
     /// <summary>

@@ -114,12 +114,12 @@ public class SafetensorsCorruptFileTests
     public void Unsupported_dtype_is_listed_but_fails_when_requested()
     {
         using var dir = new TempDirectory();
-        Build(dir, """{"q.qweight":{"dtype":"I32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F16","shape":[2],"data_offsets":[8,12]}}""", 12);
+        Build(dir, """{"q.x":{"dtype":"F64","shape":[1],"data_offsets":[0,8]},"b":{"dtype":"F16","shape":[2],"data_offsets":[8,12]}}""", 12);
         using var source = SafetensorsWeightSource.Open(dir.Path);
-        Assert.True(source.Contains("q.qweight"));
-        Assert.Equal("I32", source.Files[0].DTypeNameOf("q.qweight"));
-        var e = Assert.Throws<SafetensorsException>(() => source.Get("q.qweight"));
-        Assert.Contains("tensor 'q.qweight' has dtype I32", e.Message);
+        Assert.True(source.Contains("q.x"));
+        Assert.Equal("F64", source.Files[0].DTypeNameOf("q.x"));
+        var e = Assert.Throws<SafetensorsException>(() => source.Get("q.x"));
+        Assert.Contains("tensor 'q.x' has dtype F64", e.Message);
         Assert.Equal(DType.F16, source.Get("b", 2).DType);
     }
 
