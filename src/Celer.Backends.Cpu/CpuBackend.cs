@@ -38,6 +38,11 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
     private float* _quantizedInput;
     private long _quantizedInputElements;
 
+    // Packed 4-bit layers: the input gathered into an act-order weight's column order, and the weight dequantized for
+    // steps above the GEMV's rows (sized at load for the largest packed weight).
+    private float* _gatheredInput, _int4Scratch;
+    private long _gatheredInputElements, _int4ScratchElements;
+
     public string Name => $"cpu ({Environment.ProcessorCount} threads)";
 
     /// <summary>The CPU computes in fp32 whatever the checkpoint's dtype (the matmul widens 16-bit weights as it reads them).</summary>
@@ -47,6 +52,11 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
 
     public Tensor LoadWeight(WeightTensor weight)
     {
+        if (weight.Packed is not null)
+        {
+            return LoadInt(weight.Name, [weight]);
+        }
+
         weight.RequireUnquantized();
         if (weight.Shape.Length != 1 && weight.DType != weightDType)
         {
@@ -65,6 +75,11 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
 
     public Tensor LoadStacked(string name, params WeightTensor[] parts)
     {
+        if (parts.Any(p => p.Packed is not null))
+        {
+            return LoadInt(name, parts);
+        }
+
         Array.ForEach(parts, part => part.RequireUnquantized());
         int[] trailing = parts[0].Shape[1..];
         if (parts.Any(p => !p.Shape.AsSpan(1).SequenceEqual(trailing)))
@@ -180,7 +195,79 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
             input = _quantizedInput;
         }
 
+        if (weight.Int4 is { } q)
+        {
+            Int4Linear(input, rows, weight, q, bias, y);
+            return;
+        }
+
         MatMul.Run(input, rows, (int)weight.Columns, (void*)weight.Data, weight.DType, weight.Rows, F(y), bias is null ? null : F(bias));
+    }
+
+    /// <summary>
+    /// Integer weight-only <paramref name="parts"/> stacked along their rows: 4-bit codes kept packed when they share one
+    /// layout (<see cref="IntWeights.PackableInt4"/>; act-order columns sorted by group, the input gathered alike at each
+    /// product), else (8-bit, other group sizes) dequantized into fp32 as any quantized checkpoint is on the CPU.
+    /// </summary>
+    private Tensor LoadInt(string name, WeightTensor[] parts)
+    {
+        if (parts.Any(p => p.Packed is null) || parts.Any(p => p.Packed!.Columns != parts[0].Packed!.Columns))
+        {
+            throw new ModelLoadException($"the parts of '{name}' ({string.Join(", ", parts.Select(p => p.ToString()))}) are not integer-quantized matrices of one width");
+        }
+
+        IntWeights[] weights = [.. parts.Select(p => p.Packed!)];
+        int rows = weights.Sum(w => w.Rows), columns = weights[0].Columns;
+        if (!IntWeights.PackableInt4(weights, out int[]? order))
+        {
+            float* values = AllocateFloats((long)rows * columns);
+            long offset = 0;
+            foreach (IntWeights w in weights)
+            {
+                w.Dequantize(values + offset);
+                offset += (long)w.Rows * w.Columns;
+            }
+
+            return new Tensor(name, (nint)values, DType.F32, [rows, columns]);
+        }
+
+        uint[] codes = IntWeights.PackCodes(weights, order, static (q, i) => (q * 8) + i);
+        float[] pairs = IntWeights.ScalesAndZeros(weights);
+        int groups = weights[0].Groups, groupSize = weights[0].GroupSize == 0 ? columns : weights[0].GroupSize;
+        nint codeMemory = Own(codes.AsSpan()), pairMemory = Own(pairs.AsSpan());
+        Tensor? columnOrder = order is null ? null : new Tensor(name + ".column_order", Own(order.AsSpan()), DType.I32, [columns]);
+        // Steps above the GEMV's rows dequantize into one fp32 matrix sized for the largest packed weight.
+        if ((long)rows * columns > _int4ScratchElements)
+        {
+            _int4Scratch = Reallocate(_int4Scratch, (long)rows * columns);
+            _int4ScratchElements = (long)rows * columns;
+        }
+
+        var sz = new Tensor(name + ".scales_and_zeros", pairMemory, DType.F32, [rows, groups * 2]);
+        return new Tensor(name, codeMemory, DType.I32, [rows, columns / 8]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, TensorCoreLayout: false) };
+    }
+
+    /// <summary>y = x·Wᵀ (+ bias) for a packed 4-bit weight: x gathered into the weight's column order (act-order) first.</summary>
+    private void Int4Linear(float* x, int rows, Tensor weight, PackedInt4 q, Tensor? bias, Tensor y)
+    {
+        int k = q.Columns;
+        if (q.ColumnOrder is { } order)
+        {
+            EnsureGatheredInput((long)rows * k);
+            int* columns = (int*)order.Data;
+            for (int r = 0; r < rows; r++)
+            {
+                float* source = x + ((long)r * k), target = _gatheredInput + ((long)r * k);
+                for (int j = 0; j < k; j++)
+                {
+                    target[j] = source[columns[j]];
+                }
+            }
+
+            x = _gatheredInput;
+        }
+
+        MatMul.RunInt4(x, rows, k, (uint*)weight.Data, F(q.ScalesAndZeros), q.Groups, q.GroupSize, weight.Rows, F(y), bias is null ? null : F(bias), _int4Scratch);
     }
 
     public void RmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y)
@@ -334,6 +421,24 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
     }
 
     private static float* F(Tensor t) => (float*)t.Data;
+
+    private void EnsureGatheredInput(long elements)
+    {
+        if (elements > _gatheredInputElements)
+        {
+            _gatheredInput = Reallocate(_gatheredInput, elements);
+            _gatheredInputElements = elements;
+        }
+    }
+
+    /// <summary>A native copy of <paramref name="values"/> the backend frees on dispose.</summary>
+    private nint Own<T>(ReadOnlySpan<T> values) where T : unmanaged
+    {
+        void* p = NativeMemory.AlignedAlloc((nuint)(Math.Max(values.Length, 1) * sizeof(T)), Alignment);
+        _owned.Add((nint)p);
+        values.CopyTo(new Span<T>(p, values.Length));
+        return (nint)p;
+    }
 
     private void EnsureQuantizedInput(long elements)
     {

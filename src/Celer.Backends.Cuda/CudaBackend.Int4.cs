@@ -52,61 +52,22 @@ public sealed unsafe partial class CudaBackend
         }
 
         IntWeights[] weights = [.. parts.Select(p => p.Packed!)];
-        int columns = weights[0].Columns;
-        int[]? order = ColumnOrder(weights[0]);
-        bool packable = weights.All(w => w.Bits == 4 && w.Columns % 8 == 0 && w.GroupSize % 8 == 0 && w.GroupSize == weights[0].GroupSize
-            && w.Groups == weights[0].Groups && SameOrder(ColumnOrder(w), order) && (w.GroupIndex is null || GroupsAreRuns(w, order)));
-        if (!packable)
+        if (!IntWeights.PackableInt4(weights, out int[]? order))
         {
             return LoadDequantized(name, parts);
         }
 
-        int rows = weights.Sum(w => w.Rows), words = columns / 8, groups = weights[0].Groups;
+        int columns = weights[0].Columns, rows = weights.Sum(w => w.Rows), words = columns / 8, groups = weights[0].Groups;
         // GPTQ's per-channel group (-1) is one group as wide as the input.
         int groupSize = weights[0].GroupSize == 0 ? columns : weights[0].GroupSize;
         bool tensorCores = ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8 && columns % Int4TensorCoreBlockK == 0
             && (weights[0].GroupSize == 0 || (groupSize >= 32 && System.Numerics.BitOperations.IsPow2(groupSize)));
-        var codes = new uint[(long)rows * words];
+        uint[] codes = IntWeights.PackCodes(weights, order, tensorCores ? TensorCoreColumn : (q, i) => (q * 8) + i);
         // The linear layout's (scale, zero) float pairs, or the tensor-core layout's 16-bit (scale, magic + zero) words.
-        var scalesAndZeros = new float[tensorCores ? 0 : (long)rows * groups * 2];
-        var packedScales = new uint[tensorCores ? (long)rows * groups : 0];
-        int first = 0;
-        foreach (IntWeights w in weights)
-        {
-            int start = first;
-            Parallel.For(0, w.Rows, o =>
-            {
-                long source = (long)o * columns, target = (long)(start + o) * words;
-                for (int q = 0; q < words; q++)
-                {
-                    uint word = 0;
-                    for (int i = 0; i < 8; i++)
-                    {
-                        int c = tensorCores ? TensorCoreColumn(q, i) : (q * 8) + i;
-                        word |= (uint)w.Codes[source + (order?[c] ?? c)] << (4 * i);
-                    }
-
-                    codes[target + q] = word;
-                }
-
-                for (int g = 0; g < groups; g++)
-                {
-                    long at = ((long)(start + o) * groups) + g;
-                    float scale = w.Scales[(o * groups) + g];
-                    int zero = w.Zeros[(o * groups) + g];
-                    if (tensorCores)
-                    {
-                        packedScales[at] = Bits16(scale) | (Bits16(TensorCoreMagic + zero) << 16);
-                    }
-                    else
-                    {
-                        scalesAndZeros[2 * at] = scale;
-                        scalesAndZeros[(2 * at) + 1] = zero;
-                    }
-                }
-            });
-            first += w.Rows;
-        }
+        float[] scalesAndZeros = IntWeights.ScalesAndZeros(weights);
+        uint[] packedScales = tensorCores
+            ? [.. Enumerable.Range(0, scalesAndZeros.Length / 2).Select(j => Bits16(scalesAndZeros[2 * j]) | (Bits16(TensorCoreMagic + scalesAndZeros[(2 * j) + 1]) << 16))]
+            : [];
 
         _device.MakeCurrent();
         SafeDeviceMemoryHandle memory = Track(_device.Allocate((long)codes.Length * sizeof(uint)));
@@ -171,37 +132,6 @@ public sealed unsafe partial class CudaBackend
     {
         int block = word / 16, position = word % 16;
         return (block * Int4TensorCoreBlockK) + (position % 4 * 32) + (position / 4 * 8) + (nibble % 4 * 2) + (nibble / 4);
-    }
-
-    /// <summary>
-    /// The columns sorted by their stored group (a stable sort: act-order checkpoints), or null when they already are
-    /// in group order (no group index, or one that runs in column order).
-    /// </summary>
-    private static int[]? ColumnOrder(IntWeights w)
-    {
-        if (w.GroupIndex is not { } index)
-        {
-            return null;
-        }
-
-        int[] order = [.. Enumerable.Range(0, w.Columns).OrderBy(c => index[c])];
-        return order.Select((c, j) => c == j).All(same => same) ? null : order;
-    }
-
-    private static bool SameOrder(int[]? a, int[]? b) => a is null ? b is null : b is not null && a.AsSpan().SequenceEqual(b);
-
-    /// <summary>Whether, in <paramref name="order"/>, position j holds a column of group j / group size (GPTQ's act-order does).</summary>
-    private static bool GroupsAreRuns(IntWeights w, int[]? order)
-    {
-        for (int j = 0; j < w.Columns; j++)
-        {
-            if (w.GroupIndex![order?[j] ?? j] != (w.GroupSize == 0 ? 0 : j / w.GroupSize))
-            {
-                return false;
-            }
-        }
-
-        return true;
     }
 
     /// <summary>The parts dequantized on the host (exact in fp32) and converted into the model dtype as they upload.</summary>

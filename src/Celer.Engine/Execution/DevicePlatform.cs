@@ -43,11 +43,16 @@ internal abstract class DevicePlatform
     public abstract string? QuantizationRefusal(QuantizationConfig quantization);
 
     /// <summary>
-    /// Whether quantized weights reach the backend as stored for its own kernels: a W8A8 checkpoint's FP8 weights with
-    /// their scales for FP8 GEMMs, integer weights unpacked (<see cref="WeightTensor.Packed"/>) for it to repack; else
-    /// they are dequantized at load (see <see cref="QuantizedWeights"/>).
+    /// Whether a W8A8 checkpoint's FP8 weights reach the backend as stored, with their scales, for FP8 GEMMs (else
+    /// dequantized at load, see <see cref="Fp8WeightSource"/>).
     /// </summary>
-    public abstract bool MultipliesQuantized { get; }
+    public abstract bool MultipliesFp8 { get; }
+
+    /// <summary>
+    /// Whether integer weight-only checkpoints' weights reach the backend unpacked (<see cref="WeightTensor.Packed"/>) for
+    /// its 4-bit kernels to repack (else dequantized at load, see <see cref="IntWeightSource"/>).
+    /// </summary>
+    public abstract bool MultipliesInt4 { get; }
 
     public abstract IModelBackend CreateBackend(DType dtype, DType? kvCacheDType);
 
@@ -79,7 +84,10 @@ internal sealed class CpuPlatform : DevicePlatform
     /// <summary>FP8 checkpoints run with their weights dequantized at load and W8A8 inputs quantized as their kernels do.</summary>
     public override string? QuantizationRefusal(QuantizationConfig quantization) => null;
 
-    public override bool MultipliesQuantized => false;
+    public override bool MultipliesFp8 => false;
+
+    /// <summary>4-bit weights stay packed (a quarter of bf16's bytes, an eighth of fp32's) and dequantize inside the matmul.</summary>
+    public override bool MultipliesInt4 => true;
 
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType) => new CpuBackend(dtype, kvCacheDType);
 
@@ -134,7 +142,9 @@ internal sealed class CudaPlatform : DevicePlatform
         (q.WeightScales == Fp8WeightScales.PerBlock ? $"{q.BlockRows}x{q.BlockColumns} weight blocks" : $"{q.WeightScales} weight scales")
         + $" and {q.Activations} inputs" + (q.Activations == ActivationScaling.DynamicPerTokenGroup ? $" in groups of {q.ActivationGroupSize}" : "");
 
-    public override bool MultipliesQuantized => true;
+    public override bool MultipliesFp8 => true;
+
+    public override bool MultipliesInt4 => true;
 
     /// <summary>A dtype or KV-cache type the card cannot run (bf16 before sm_80) is the user's to fix, in one line.</summary>
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType)

@@ -212,7 +212,7 @@ public static class ModelLoader
     /// dtype there; a GPU multiplies them in FP8 and computes the rest in the torch_dtype, as vLLM does.
     /// </summary>
     internal static DType ModelDType(EngineArgs args, ModelConfig config, QuantizationConfig? quantization, DevicePlatform platform) =>
-        ParseDtype(args.Dtype) ?? platform.AutoDType(quantization is null || platform.MultipliesQuantized ? config.TorchDtype ?? DType.BF16 : QuantizedWeights.DequantizedDType);
+        ParseDtype(args.Dtype) ?? platform.AutoDType(quantization is null || platform.MultipliesFp8 ? config.TorchDtype ?? DType.BF16 : QuantizedWeights.DequantizedDType);
 
     /// <summary>
     /// The weights as the model reads them: from the checkpoint (or random, <c>--load-format dummy</c>), quantized at load
@@ -224,7 +224,7 @@ public static class ModelLoader
 #pragma warning disable CA2000 // the returned ProgressWeightSource owns the source it wraps and disposes it (each wrapper its inner one)
         bool online = quantization is { IsOnline: true };
         IWeightSource Quantized(IWeightSource source) => QuantizedWeights.Wrap(
-            online ? new OnlineFp8Source(source, quantization!.WeightScales) : source, quantization, platform.MultipliesQuantized);
+            online ? new OnlineFp8Source(source, quantization!.WeightScales) : source, quantization, platform.MultipliesFp8, platform.MultipliesInt4);
 
         switch (args.LoadFormat.ToLowerInvariant())
         {

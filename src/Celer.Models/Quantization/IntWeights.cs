@@ -54,4 +54,106 @@ public sealed class IntWeights
             }
         });
     }
+
+    /// <summary>
+    /// The columns sorted by their stored group (a stable sort: act-order checkpoints), or null when they already are in
+    /// group order (no group index, or one that runs in column order).
+    /// </summary>
+    public int[]? ColumnOrder()
+    {
+        if (GroupIndex is not { } index)
+        {
+            return null;
+        }
+
+        int[] order = [.. Enumerable.Range(0, Columns).OrderBy(c => index[c])];
+        return order.Select((c, j) => c == j).All(same => same) ? null : order;
+    }
+
+    /// <summary>
+    /// Whether parts stacked along their rows share one packed 4-bit layout of whole 8-code words: every part 4-bit, its
+    /// width and group size multiples of 8, one group count, one column order (<paramref name="order"/>, the parts'
+    /// <see cref="ColumnOrder"/>) in which each position j holds a column of group j / group size, as GPTQ's act-order
+    /// makes them. A backend's 4-bit kernels then read groups as runs of columns of the reordered input.
+    /// </summary>
+    public static bool PackableInt4(IntWeights[] parts, out int[]? order)
+    {
+        IntWeights first = parts[0];
+        int[]? common = order = first.ColumnOrder();
+        return parts.All(w => w.Bits == 4 && w.Columns == first.Columns && w.Columns % 8 == 0 && w.GroupSize % 8 == 0
+            && w.GroupSize == first.GroupSize && w.Groups == first.Groups && SameOrder(w.ColumnOrder(), common) && w.GroupsAreRuns(common));
+    }
+
+    /// <summary>
+    /// The parts' 4-bit codes stacked along their rows, 8 per 32-bit word, columns / 8 words per row:
+    /// nibble i of a row's word q holds the code of column <paramref name="columnOf"/>(q, i) of the reordered input
+    /// (<paramref name="order"/>, null: as stored). Rows in parallel.
+    /// </summary>
+    public static uint[] PackCodes(IntWeights[] parts, int[]? order, Func<int, int, int> columnOf)
+    {
+        int columns = parts[0].Columns, words = columns / 8;
+        var codes = new uint[(long)parts.Sum(w => w.Rows) * words];
+        int first = 0;
+        foreach (IntWeights w in parts)
+        {
+            int start = first;
+            Parallel.For(0, w.Rows, o =>
+            {
+                long source = (long)o * columns, target = (long)(start + o) * words;
+                for (int q = 0; q < words; q++)
+                {
+                    uint word = 0;
+                    for (int i = 0; i < 8; i++)
+                    {
+                        int c = columnOf(q, i);
+                        word |= (uint)w.Codes[source + (order?[c] ?? c)] << (4 * i);
+                    }
+
+                    codes[target + q] = word;
+                }
+            });
+            first += w.Rows;
+        }
+
+        return codes;
+    }
+
+    /// <summary>The parts' (scale, zero point) pairs stacked along their rows: [rows, groups × 2] floats.</summary>
+    public static float[] ScalesAndZeros(IntWeights[] parts)
+    {
+        int groups = parts[0].Groups;
+        var pairs = new float[(long)parts.Sum(w => w.Rows) * groups * 2];
+        long at = 0;
+        foreach (IntWeights w in parts)
+        {
+            for (int j = 0; j < w.Rows * groups; j++, at += 2)
+            {
+                pairs[at] = w.Scales[j];
+                pairs[at + 1] = w.Zeros[j];
+            }
+        }
+
+        return pairs;
+    }
+
+    private static bool SameOrder(int[]? a, int[]? b) => a is null ? b is null : b is not null && a.AsSpan().SequenceEqual(b);
+
+    /// <summary>Whether, in <paramref name="order"/>, position j holds a column of group j / group size.</summary>
+    private bool GroupsAreRuns(int[]? order)
+    {
+        if (GroupIndex is not { } index)
+        {
+            return true;
+        }
+
+        for (int j = 0; j < Columns; j++)
+        {
+            if (index[order?[j] ?? j] != (GroupSize == 0 ? 0 : j / GroupSize))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
 }

@@ -13,13 +13,14 @@ public static class QuantizedWeights
 
     /// <summary>
     /// The checkpoint's weights as a model reads them: as stored when <paramref name="quantization"/> is null; else
-    /// dequantized, or, for a backend with kernels of its own (<paramref name="keepQuantized"/>), integer weights unpacked
-    /// for it to repack (<see cref="IntWeightSource"/>) and W8A8 FP8 weights with their scales (<see cref="Fp8WeightSource"/>).
+    /// dequantized, or, for a backend with kernels of its own, W8A8 FP8 weights with their scales (<paramref name="keepFp8"/>,
+    /// <see cref="Fp8WeightSource"/>) and integer weights unpacked for it to repack (<paramref name="keepIntUnpacked"/>,
+    /// <see cref="IntWeightSource"/>).
     /// </summary>
-    public static IWeightSource Wrap(IWeightSource source, QuantizationConfig? quantization, bool keepQuantized = false) => quantization switch
+    public static IWeightSource Wrap(IWeightSource source, QuantizationConfig? quantization, bool keepFp8 = false, bool keepIntUnpacked = false) => quantization switch
     {
         null => source,
-        { IntWeights: not null } => new IntWeightSource(source, quantization, keepQuantized),
-        _ => new Fp8WeightSource(source, quantization, keepQuantized),
+        { IntWeights: not null } => new IntWeightSource(source, quantization, keepIntUnpacked),
+        _ => new Fp8WeightSource(source, quantization, keepFp8),
     };
 }

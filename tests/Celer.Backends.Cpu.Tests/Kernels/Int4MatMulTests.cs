@@ -1,0 +1,128 @@
+using Celer.Backends.Cpu.Kernels;
+using Celer.Models.Backend;
+using Celer.Models.Quantization;
+using Celer.Models.Weights;
+using Xunit;
+
+namespace Celer.Backends.Cpu.Tests.Kernels;
+
+/// <summary>
+/// The packed 4-bit linear layer (<see cref="MatMul.RunInt4"/>, and <see cref="CpuBackend"/>'s loading and act-order
+/// gather around it) against a double-precision product with the exactly dequantized weight, on random codes, zero
+/// points and scales: the GEMV rows (1–3) and the dequantize-then-GEMM rows past them, groups of 8 to 128 columns and per
+/// channel, widths whose words end in a partial 32-byte vector, act-order columns, stacked parts and a bias. The
+/// dequantized weights are exact in fp32, so only summation order differs (1e-5 of Σ|x·w|, as <see cref="MatMulTests"/>);
+/// a code or a group read from the wrong place is off by the weight's whole range. The AVX2 and scalar dequantizations
+/// are compared value for value.
+/// </summary>
+public sealed unsafe class Int4MatMulTests
+{
+    private const double Tolerance = 1e-5;
+
+    [Theory]
+    [InlineData(64, "48", 16, false, false)]
+    [InlineData(176, "64,32,32", 16, true, true)]
+    [InlineData(512, "96", 0, false, true)]
+    [InlineData(264, "40", 8, true, false)]
+    [InlineData(1024, "24,8", 128, false, false)]
+    public void Packed_linear_matches_the_dequantized_product(int k, string parts, int groupSize, bool actOrder, bool withBias)
+    {
+        var random = new Random(k + parts.Length);
+        int[]? groupIndex = actOrder ? ActOrder(random, k, groupSize) : null;
+        IntWeights[] weights = [.. parts.Split(',').Select(int.Parse).Select(rows => RandomWeights(random, rows, k, groupSize, groupIndex))];
+        int n = weights.Sum(w => w.Rows);
+        const int capacity = 70;
+        float[] x = [.. Enumerable.Range(0, capacity * k).Select(_ => (float)(random.NextDouble() * 2 - 1))];
+        float[] bias = [.. Enumerable.Range(0, n).Select(_ => (float)random.NextDouble())];
+        float[] w = [.. weights.SelectMany(Dequantize)];
+
+        using var backend = new CpuBackend(DType.F32);
+        Tensor weight = backend.LoadStacked("w", [.. weights.Select((q, i) => new WeightTensor($"w{i}", DType.I32, [q.Rows, k], 0, 0) { Packed = q })]);
+        Assert.NotNull(weight.Int4);
+        fixed (float* xp = x, bp = bias)
+        {
+            var input = new Tensor("x", (nint)xp, DType.F32, [capacity, k]);
+            Tensor? b = withBias ? new Tensor("b", (nint)bp, DType.F32, [n]) : null;
+            Tensor y = backend.Allocate("y", DType.F32, capacity, n);
+            foreach (int m in new[] { 1, 2, 3, 4, 37, 70 })
+            {
+                backend.Linear(input, m, weight, b, y);
+                float[] actual = new float[m * n];
+                backend.CopyToHost(y, m, actual);
+                for (int i = 0; i < m; i++)
+                {
+                    for (int j = 0; j < n; j++)
+                    {
+                        double exact = withBias ? bias[j] : 0, magnitude = Math.Abs(exact);
+                        for (int p = 0; p < k; p++)
+                        {
+                            exact += (double)x[(i * k) + p] * w[(j * k) + p];
+                            magnitude += Math.Abs((double)x[(i * k) + p] * w[(j * k) + p]);
+                        }
+
+                        Assert.True(Math.Abs(actual[(i * n) + j] - exact) <= Tolerance * magnitude, $"{m} rows: y[{i}, {j}] = {actual[(i * n) + j]}, exact {exact}");
+                    }
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Vector_and_scalar_dequantization_agree_value_for_value()
+    {
+        var random = new Random(3);
+        const int k = 200, groupSize = 40;
+        uint[] codes = [.. Enumerable.Range(0, k / 8).Select(_ => (uint)random.NextInt64(1L << 32))];
+        float[] pairs = [.. Enumerable.Range(0, k / groupSize).SelectMany(_ => new[] { (1 + random.Next(255)) / 4096f, random.Next(17) })];
+        float[] vector = new float[k], scalar = new float[k];
+        fixed (uint* c = codes)
+        fixed (float* sz = pairs, v = vector, s = scalar)
+        {
+            MatMul.DequantizeInt4Row(c, sz, groupSize, k, v);
+            MatMul.DequantizeInt4Words(c, sz, groupSize, 0, k / 8, s);
+        }
+
+        Assert.Equal(scalar, vector);
+        Assert.Equal(((codes[0] >> 4) & 15) - pairs[1], vector[1] / pairs[0]);
+    }
+
+    private static int[] ActOrder(Random random, int k, int groupSize)
+    {
+        int[] permutation = [.. Enumerable.Range(0, k).OrderBy(_ => random.Next())];
+        var index = new int[k];
+        for (int j = 0; j < k; j++)
+        {
+            index[permutation[j]] = j / groupSize;
+        }
+
+        return index;
+    }
+
+    private static IntWeights RandomWeights(Random random, int rows, int columns, int groupSize, int[]? groupIndex)
+    {
+        int groups = groupSize == 0 ? 1 : (columns + groupSize - 1) / groupSize;
+        return new IntWeights
+        {
+            Rows = rows,
+            Columns = columns,
+            Bits = 4,
+            Codes = [.. Enumerable.Range(0, rows * columns).Select(_ => (byte)random.Next(16))],
+            Groups = groups,
+            Zeros = [.. Enumerable.Range(0, rows * groups).Select(_ => random.Next(17))],
+            Scales = [.. Enumerable.Range(0, rows * groups).Select(_ => (1 + random.Next(256)) / 4096f)],
+            GroupSize = groupSize,
+            GroupIndex = groupIndex,
+        };
+    }
+
+    private static float[] Dequantize(IntWeights w)
+    {
+        var values = new float[w.Rows * w.Columns];
+        fixed (float* p = values)
+        {
+            w.Dequantize(p);
+        }
+
+        return values;
+    }
+}
