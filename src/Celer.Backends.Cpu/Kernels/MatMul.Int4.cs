@@ -8,10 +8,11 @@ namespace Celer.Backends.Cpu.Kernels;
 /// <summary>
 /// The linear layer of a 4-bit weight-only checkpoint with the weight kept packed (an eighth of fp32's bytes): codes 8
 /// per 32-bit word along k (nibble i of word q is column 8q + i, <c>IntWeights.PackCodes</c>), a (scale, zero point) pair
-/// per row and group of <c>groupSize</c> columns, the input already in the weight's column order. Each weight row is
-/// dequantized, (code − zero) · scale exactly in fp32, into a row buffer and dotted with the x rows while it is in L1
-/// (decode, up to <see cref="GemvMaxRows"/> rows); more rows dequantize the whole weight into a scratch matrix once and
-/// run the fp32 GEMM paths on it.
+/// per row and group of <c>groupSize</c> columns, the input already in the weight's column order. Decode steps (up to
+/// <see cref="GemvMaxRows"/> rows) never dequantize: with AVX2 a group's contribution is scale · (Σ code · x − zero ·
+/// Σ x), the codes widened eight at a time and multiplied into the x rows, the group sums of x taken once per step;
+/// without it each weight row is dequantized into a row buffer and dotted. More rows dequantize the whole weight,
+/// (code − zero) · scale exactly in fp32, into a scratch matrix once and run the fp32 GEMM paths on it.
 /// </summary>
 public static unsafe partial class MatMul
 {
@@ -20,6 +21,19 @@ public static unsafe partial class MatMul
         if (m == 0 || n == 0)
         {
             return;
+        }
+
+        // The GEMV's group sums of x (m × groups floats) go at the start of the scratch, which it does not otherwise use.
+        if (m <= GemvMaxRows && Avx2.IsSupported)
+        {
+            for (int i = 0; i < m; i++)
+            {
+                for (int g = 0; g < groups; g++)
+                {
+                    int start = g * groupSize, end = Math.Min(k, start + groupSize);
+                    scratch[(i * groups) + g] = TensorPrimitives.Sum(new ReadOnlySpan<float>(x + ((long)i * k) + start, end - start));
+                }
+            }
         }
 
         var args = new Int4Args(x, m, k, codes, scalesAndZeros, groups, groupSize, n, y, bias, scratch);
@@ -71,7 +85,61 @@ public static unsafe partial class MatMul
         public readonly int M = m, K = k, Groups = groups, GroupSize = groupSize, N = n;
     }
 
-    /// <summary>Output rows in chunks: each row dequantized, then dotted with every x row (GEMV) or kept in the scratch (GEMM).</summary>
+    /// <summary>
+    /// y[i, j] for up to three x rows from row <paramref name="j"/>'s codes, group by group: scale · (Σ code · x − zero · Σ x),
+    /// <paramref name="groupSums"/> holding each x row's Σ x per group.
+    /// </summary>
+    private static void Int4DotRows(in Int4Args a, int j, float* groupSums)
+    {
+        int m = a.M, k = a.K, words = k / 8, wordsPerGroup = a.GroupSize / 8;
+        uint* codes = a.Codes + ((long)j * words);
+        float* sz = a.ScalesAndZeros + ((long)j * a.Groups * 2);
+        float* x0 = a.X, x1 = a.X + k, x2 = a.X + (2L * k);
+        Vector256<uint> shifts = Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28);
+        Vector256<int> mask = Vector256.Create(15);
+        float y0 = 0, y1 = 0, y2 = 0;
+        for (int g = 0; g < a.Groups; g++)
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default;
+            int end = Math.Min(words, (g + 1) * wordsPerGroup);
+            for (int q = g * wordsPerGroup; q < end; q++)
+            {
+                Vector256<float> w = Vector256.ConvertToSingle(Avx2.ShiftRightLogicalVariable(Vector256.Create(codes[q]), shifts).AsInt32() & mask);
+                a0 = Vector256.FusedMultiplyAdd(w, Vector256.Load(x0 + (q * 8)), a0);
+                if (m > 1)
+                {
+                    a1 = Vector256.FusedMultiplyAdd(w, Vector256.Load(x1 + (q * 8)), a1);
+                }
+
+                if (m > 2)
+                {
+                    a2 = Vector256.FusedMultiplyAdd(w, Vector256.Load(x2 + (q * 8)), a2);
+                }
+            }
+
+            float scale = sz[2 * g], zero = sz[(2 * g) + 1];
+            y0 += scale * (Vector256.Sum(a0) - (zero * groupSums[g]));
+            y1 += m > 1 ? scale * (Vector256.Sum(a1) - (zero * groupSums[a.Groups + g])) : 0;
+            y2 += m > 2 ? scale * (Vector256.Sum(a2) - (zero * groupSums[(2 * a.Groups) + g])) : 0;
+        }
+
+        float b = a.Bias == null ? 0 : a.Bias[j];
+        a.Y[j] = y0 + b;
+        if (m > 1)
+        {
+            a.Y[a.N + j] = y1 + b;
+        }
+
+        if (m > 2)
+        {
+            a.Y[(2L * a.N) + j] = y2 + b;
+        }
+    }
+
+    /// <summary>
+    /// Output rows in chunks: each row dotted with every x row straight from its codes (GEMV with AVX2), dequantized into
+    /// a row buffer and dotted (GEMV without it), or dequantized into the scratch (GEMM).
+    /// </summary>
     private struct Int4Loop : IChunkLoop
     {
         public Int4Args Args;
@@ -82,6 +150,16 @@ public static unsafe partial class MatMul
             int m = Args.M, k = Args.K, n = Args.N;
             bool gemv = m <= GemvMaxRows;
             var (start, end) = KernelScheduling.Range(chunk, Chunks, n);
+            if (gemv && Avx2.IsSupported)
+            {
+                for (int j = start; j < end; j++)
+                {
+                    Int4DotRows(Args, j, Args.Scratch);
+                }
+
+                return;
+            }
+
             float* buffer = gemv ? ThreadScratch.Floats(k) : null;
             for (int j = start; j < end; j++)
             {
