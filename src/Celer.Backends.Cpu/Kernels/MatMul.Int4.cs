@@ -16,15 +16,18 @@ namespace Celer.Backends.Cpu.Kernels;
 /// </summary>
 public static unsafe partial class MatMul
 {
-    public static void RunInt4(float* x, int m, int k, uint* codes, float* scalesAndZeros, int groups, int groupSize, int n, float* y, float* bias, float* scratch)
+    /// <param name="scratch">n · k floats (the GEMV uses its first m × groups for x's group sums).</param>
+    /// <param name="vectorized">False runs the paths of a CPU without AVX2 (tests compare both).</param>
+    public static void RunInt4(float* x, int m, int k, uint* codes, float* scalesAndZeros, int groups, int groupSize, int n, float* y, float* bias, float* scratch, bool vectorized = true)
     {
+        vectorized &= Avx2.IsSupported;
         if (m == 0 || n == 0)
         {
             return;
         }
 
         // The GEMV's group sums of x (m × groups floats) go at the start of the scratch, which it does not otherwise use.
-        if (m <= GemvMaxRows && Avx2.IsSupported)
+        if (m <= GemvMaxRows && vectorized)
         {
             for (int i = 0; i < m; i++)
             {
@@ -36,7 +39,7 @@ public static unsafe partial class MatMul
             }
         }
 
-        var args = new Int4Args(x, m, k, codes, scalesAndZeros, groups, groupSize, n, y, bias, scratch);
+        var args = new Int4Args(x, m, k, codes, scalesAndZeros, groups, groupSize, n, y, bias, scratch, vectorized);
         var loop = new Int4Loop { Args = args, Chunks = KernelScheduling.ChunkCount((long)n * k / 2, 64 * 1024, n) };
         KernelScheduling.For(loop.Chunks, ref loop);
         if (m > GemvMaxRows)
@@ -46,10 +49,10 @@ public static unsafe partial class MatMul
     }
 
     /// <summary>Row <paramref name="row"/>[0, k) of the weight: (code − zero) · scale, eight codes per word, AVX2 where present.</summary>
-    internal static void DequantizeInt4Row(uint* codes, float* scalesAndZeros, int groupSize, int k, float* row)
+    internal static void DequantizeInt4Row(uint* codes, float* scalesAndZeros, int groupSize, int k, float* row, bool vectorized = true)
     {
         int words = k / 8, q = 0;
-        if (Avx2.IsSupported)
+        if (vectorized && Avx2.IsSupported)
         {
             Vector256<uint> shifts = Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28), mask = Vector256.Create(15u);
             for (; q < words; q++)
@@ -78,11 +81,12 @@ public static unsafe partial class MatMul
         }
     }
 
-    private readonly struct Int4Args(float* x, int m, int k, uint* codes, float* scalesAndZeros, int groups, int groupSize, int n, float* y, float* bias, float* scratch)
+    private readonly struct Int4Args(float* x, int m, int k, uint* codes, float* scalesAndZeros, int groups, int groupSize, int n, float* y, float* bias, float* scratch, bool vectorized)
     {
         public readonly float* X = x, ScalesAndZeros = scalesAndZeros, Y = y, Bias = bias, Scratch = scratch;
         public readonly uint* Codes = codes;
         public readonly int M = m, K = k, Groups = groups, GroupSize = groupSize, N = n;
+        public readonly bool Vectorized = vectorized;
     }
 
     /// <summary>
@@ -150,7 +154,7 @@ public static unsafe partial class MatMul
             int m = Args.M, k = Args.K, n = Args.N;
             bool gemv = m <= GemvMaxRows;
             var (start, end) = KernelScheduling.Range(chunk, Chunks, n);
-            if (gemv && Avx2.IsSupported)
+            if (gemv && Args.Vectorized)
             {
                 for (int j = start; j < end; j++)
                 {
@@ -164,7 +168,7 @@ public static unsafe partial class MatMul
             for (int j = start; j < end; j++)
             {
                 float* row = gemv ? buffer : Args.Scratch + ((long)j * k);
-                DequantizeInt4Row(Args.Codes + ((long)j * (k / 8)), Args.ScalesAndZeros + ((long)j * Args.Groups * 2), Args.GroupSize, k, row);
+                DequantizeInt4Row(Args.Codes + ((long)j * (k / 8)), Args.ScalesAndZeros + ((long)j * Args.Groups * 2), Args.GroupSize, k, row, Args.Vectorized);
                 if (!gemv)
                 {
                     continue;

@@ -67,6 +67,43 @@ public sealed unsafe class Int4MatMulTests
         }
     }
 
+    /// <summary>The kernel itself in both tiers (AVX2, and the paths of a CPU without it) on one packed weight.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Both_instruction_tiers_match_the_dequantized_product(bool vectorized)
+    {
+        var random = new Random(vectorized ? 11 : 12);
+        const int k = 192, groupSize = 32, capacity = 9;
+        IntWeights w = RandomWeights(random, 40, k, groupSize, null);
+        uint[] codes = IntWeights.PackCodes([w], null, (q, i) => (q * 8) + i);
+        float[] pairs = IntWeights.ScalesAndZeros([w]);
+        float[] x = [.. Enumerable.Range(0, capacity * k).Select(_ => (float)(random.NextDouble() * 2 - 1))];
+        float[] weight = Dequantize(w), y = new float[capacity * w.Rows], scratch = new float[w.Rows * k];
+        fixed (uint* c = codes)
+        fixed (float* sz = pairs, xp = x, yp = y, s = scratch)
+        {
+            foreach (int m in new[] { 1, 2, 3, 9 })
+            {
+                MatMul.RunInt4(xp, m, k, c, sz, w.Groups, groupSize, w.Rows, yp, null, s, vectorized);
+                for (int i = 0; i < m; i++)
+                {
+                    for (int j = 0; j < w.Rows; j++)
+                    {
+                        double exact = 0, magnitude = 0;
+                        for (int p = 0; p < k; p++)
+                        {
+                            exact += (double)x[(i * k) + p] * weight[(j * k) + p];
+                            magnitude += Math.Abs((double)x[(i * k) + p] * weight[(j * k) + p]);
+                        }
+
+                        Assert.True(Math.Abs(y[(i * w.Rows) + j] - exact) <= Tolerance * magnitude, $"vectorized {vectorized}, {m} rows: y[{i}, {j}] = {y[(i * w.Rows) + j]}, exact {exact}");
+                    }
+                }
+            }
+        }
+    }
+
     [Fact]
     public void Vector_and_scalar_dequantization_agree_value_for_value()
     {
