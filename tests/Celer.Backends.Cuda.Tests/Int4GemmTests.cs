@@ -2,6 +2,7 @@ using Celer.Backends.Cpu;
 using Celer.Models.Backend;
 using Celer.Models.Quantization;
 using Celer.Models.Weights;
+using Celer.TestSupport;
 
 namespace Celer.Backends.Cuda.Tests;
 
@@ -31,8 +32,8 @@ public sealed class Int4GemmTests
         Gpu.Require();
         int[] partRows = [.. parts.Split(',').Select(int.Parse)];
         var random = new Random(k + partRows.Sum());
-        int[]? groupIndex = actOrder ? ActOrder(random, k, groupSize) : null;
-        IntWeights[] weights = [.. partRows.Select(rows => RandomWeights(random, rows, k, 4, groupSize, groupIndex))];
+        int[]? groupIndex = actOrder ? RandomIntWeights.ActOrder(random, k, groupSize) : null;
+        IntWeights[] weights = [.. partRows.Select(rows => RandomIntWeights.Create(random, rows, k, 4, groupSize, groupIndex))];
         Tensor packed = Compare(weights, k, withBias, dtype, output);
         Assert.NotNull(packed.Int4);
     }
@@ -48,8 +49,8 @@ public sealed class Int4GemmTests
         var random = new Random(bits * 100 + groupSize);
         IntWeights[] weights =
         [
-            RandomWeights(random, 48, k, bits, groupSize, ordersDiffer ? ActOrder(random, k, groupSize) : null),
-            RandomWeights(random, 16, k, bits, groupSize, ordersDiffer ? ActOrder(random, k, groupSize) : null),
+            RandomIntWeights.Create(random, 48, k, bits, groupSize, ordersDiffer ? RandomIntWeights.ActOrder(random, k, groupSize) : null),
+            RandomIntWeights.Create(random, 16, k, bits, groupSize, ordersDiffer ? RandomIntWeights.ActOrder(random, k, groupSize) : null),
         ];
         Tensor loaded = Compare(weights, k, withBias: false, DType.BF16, DType.BF16);
         Assert.Null(loaded.Int4);
@@ -64,7 +65,7 @@ public sealed class Int4GemmTests
         WeightTensor x = host.Random("x", dtype, 2f, capacity, k);
         WeightTensor bias = host.Random("b", dtype, 0.5f, n);
         WeightTensor[] packed = [.. weights.Select((w, i) => new WeightTensor($"w{i}", DType.I32, [w.Rows, k], 0, 0) { Packed = w })];
-        WeightTensor[] dequantized = [.. weights.Select((w, i) => host.FromValues($"d{i}", Dequantize(w), w.Rows, k))];
+        WeightTensor[] dequantized = [.. weights.Select((w, i) => host.FromValues($"d{i}", RandomIntWeights.Dequantize(w), w.Rows, k))];
 
         using var cpu = new CpuBackend(DType.F32);
         using var gpu = new CudaBackend(Gpu.Device, dtype);
@@ -81,47 +82,5 @@ public sealed class Int4GemmTests
         }
 
         return gw;
-    }
-
-    /// <summary>Groups of <paramref name="groupSize"/> over a random permutation of the columns, as GPTQ's desc_act stores them.</summary>
-    private static int[] ActOrder(Random random, int k, int groupSize)
-    {
-        int[] permutation = [.. Enumerable.Range(0, k).OrderBy(_ => random.Next())];
-        var index = new int[k];
-        for (int j = 0; j < k; j++)
-        {
-            index[permutation[j]] = j / groupSize;
-        }
-
-        return index;
-    }
-
-    private static IntWeights RandomWeights(Random random, int rows, int columns, int bits, int groupSize, int[]? groupIndex)
-    {
-        int groups = groupSize == 0 ? 1 : (columns + groupSize - 1) / groupSize;
-        return new IntWeights
-        {
-            Rows = rows,
-            Columns = columns,
-            Bits = bits,
-            Codes = [.. Enumerable.Range(0, rows * columns).Select(_ => (byte)random.Next(1 << bits))],
-            Groups = groups,
-            Zeros = [.. Enumerable.Range(0, rows * groups).Select(_ => random.Next((1 << bits) + 1))],
-            // Multiples of 1/4096 up to 1/16: exact in 16 bits, outputs of order one.
-            Scales = [.. Enumerable.Range(0, rows * groups).Select(_ => (1 + random.Next(256)) / 4096f)],
-            GroupSize = groupSize,
-            GroupIndex = groupIndex,
-        };
-    }
-
-    private static unsafe float[] Dequantize(IntWeights w)
-    {
-        var values = new float[w.Rows * w.Columns];
-        fixed (float* p = values)
-        {
-            w.Dequantize(p);
-        }
-
-        return values;
     }
 }

@@ -2,6 +2,7 @@ using Celer.Backends.Cpu.Kernels;
 using Celer.Models.Backend;
 using Celer.Models.Quantization;
 using Celer.Models.Weights;
+using Celer.TestSupport;
 using Xunit;
 
 namespace Celer.Backends.Cpu.Tests.Kernels;
@@ -28,13 +29,13 @@ public sealed unsafe class Int4MatMulTests
     public void Packed_linear_matches_the_dequantized_product(int k, string parts, int groupSize, bool actOrder, bool withBias)
     {
         var random = new Random(k + parts.Length);
-        int[]? groupIndex = actOrder ? ActOrder(random, k, groupSize) : null;
-        IntWeights[] weights = [.. parts.Split(',').Select(int.Parse).Select(rows => RandomWeights(random, rows, k, groupSize, groupIndex))];
+        int[]? groupIndex = actOrder ? RandomIntWeights.ActOrder(random, k, groupSize) : null;
+        IntWeights[] weights = [.. parts.Split(',').Select(int.Parse).Select(rows => RandomIntWeights.Create(random, rows, k, 4, groupSize, groupIndex))];
         int n = weights.Sum(w => w.Rows);
         const int capacity = 70;
         float[] x = [.. Enumerable.Range(0, capacity * k).Select(_ => (float)(random.NextDouble() * 2 - 1))];
         float[] bias = [.. Enumerable.Range(0, n).Select(_ => (float)random.NextDouble())];
-        float[] w = [.. weights.SelectMany(Dequantize)];
+        float[] w = [.. weights.SelectMany(RandomIntWeights.Dequantize)];
 
         using var backend = new CpuBackend(DType.F32);
         Tensor weight = backend.LoadStacked("w", [.. weights.Select((q, i) => new WeightTensor($"w{i}", DType.I32, [q.Rows, k], 0, 0) { Packed = q })]);
@@ -75,11 +76,11 @@ public sealed unsafe class Int4MatMulTests
     {
         var random = new Random(vectorized ? 11 : 12);
         const int k = 192, groupSize = 32, capacity = 9;
-        IntWeights w = RandomWeights(random, 40, k, groupSize, null);
+        IntWeights w = RandomIntWeights.Create(random, 40, k, 4, groupSize, null);
         uint[] codes = IntWeights.PackCodes([w], null, (q, i) => (q * 8) + i);
         float[] pairs = IntWeights.ScalesAndZeros([w]);
         float[] x = [.. Enumerable.Range(0, capacity * k).Select(_ => (float)(random.NextDouble() * 2 - 1))];
-        float[] weight = Dequantize(w), y = new float[capacity * w.Rows], scratch = new float[w.Rows * k];
+        float[] weight = RandomIntWeights.Dequantize(w), y = new float[capacity * w.Rows], scratch = new float[w.Rows * k];
         fixed (uint* c = codes)
         fixed (float* sz = pairs, xp = x, yp = y, s = scratch)
         {
@@ -121,45 +122,5 @@ public sealed unsafe class Int4MatMulTests
 
         Assert.Equal(scalar, vector);
         Assert.Equal(((codes[0] >> 4) & 15) - pairs[1], vector[1] / pairs[0]);
-    }
-
-    private static int[] ActOrder(Random random, int k, int groupSize)
-    {
-        int[] permutation = [.. Enumerable.Range(0, k).OrderBy(_ => random.Next())];
-        var index = new int[k];
-        for (int j = 0; j < k; j++)
-        {
-            index[permutation[j]] = j / groupSize;
-        }
-
-        return index;
-    }
-
-    private static IntWeights RandomWeights(Random random, int rows, int columns, int groupSize, int[]? groupIndex)
-    {
-        int groups = groupSize == 0 ? 1 : (columns + groupSize - 1) / groupSize;
-        return new IntWeights
-        {
-            Rows = rows,
-            Columns = columns,
-            Bits = 4,
-            Codes = [.. Enumerable.Range(0, rows * columns).Select(_ => (byte)random.Next(16))],
-            Groups = groups,
-            Zeros = [.. Enumerable.Range(0, rows * groups).Select(_ => random.Next(17))],
-            Scales = [.. Enumerable.Range(0, rows * groups).Select(_ => (1 + random.Next(256)) / 4096f)],
-            GroupSize = groupSize,
-            GroupIndex = groupIndex,
-        };
-    }
-
-    private static float[] Dequantize(IntWeights w)
-    {
-        var values = new float[w.Rows * w.Columns];
-        fixed (float* p = values)
-        {
-            w.Dequantize(p);
-        }
-
-        return values;
     }
 }
