@@ -114,7 +114,7 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
                     throw new ModelLoadException($"'{t.Name}' has shape {WeightTensor.FormatShape(t.Shape)}; per-channel scales of a [{rows}, {columns}] weight are [{rows}, 1] or [{rows}]");
                 }
 
-                return new WeightScales(Fp8WeightScales.PerChannel, Floats(t), 1, columns, rows, columns);
+                return new WeightScales(Fp8WeightScales.PerChannel, ScaleTensor.Read(t), 1, columns, rows, columns);
             }
 
             default:
@@ -123,7 +123,7 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
                 string name = module + (config.Method == "fp8" ? ".weight_scale_inv" : ".weight_scale");
                 int blockRows = config.BlockRows, blockColumns = config.BlockColumns;
                 int gridRows = (rows + blockRows - 1) / blockRows, gridColumns = (columns + blockColumns - 1) / blockColumns;
-                return new WeightScales(Fp8WeightScales.PerBlock, Floats(inner.Get(name, gridRows, gridColumns)), blockRows, blockColumns, rows, columns);
+                return new WeightScales(Fp8WeightScales.PerBlock, ScaleTensor.Read(inner.Get(name, gridRows, gridColumns)), blockRows, blockColumns, rows, columns);
             }
         }
     }
@@ -133,20 +133,8 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
     {
         WeightTensor t = inner.Get(name);
         return t.ElementCount == 1 && t.Shape.Length <= 1
-            ? Floats(t)[0]
+            ? ScaleTensor.Read(t)[0]
             : throw new ModelLoadException($"'{name}' has shape {WeightTensor.FormatShape(t.Shape)}; a per-tensor scale is [] or [1]");
-    }
-
-    private static float[] Floats(WeightTensor t)
-    {
-        if (t.DType is not (DType.F32 or DType.BF16 or DType.F16))
-        {
-            throw new ModelLoadException($"'{t.Name}' is {t.DType}; scales are F32, BF16 or F16");
-        }
-
-        var values = new float[t.ElementCount];
-        HalfConversions.ToFloat(t.DType, t.Bytes, values);
-        return values;
     }
 
     public void Dispose()

@@ -198,19 +198,13 @@ internal static unsafe class IntWeightReader
     private static (float[] Values, int Groups) GroupScales(IWeightSource source, string name, int rows, bool transposed)
     {
         WeightTensor t = source.Get(name);
-        if (t.DType is not (DType.F16 or DType.BF16 or DType.F32))
-        {
-            throw new ModelLoadException($"'{name}' is {t.DType}; scales are F16, BF16 or F32");
-        }
-
+        float[] values = ScaleTensor.Read(t);
         if (t.Shape.Length != 2 || t.Shape[transposed ? 1 : 0] != rows)
         {
             string expected = transposed ? $"[groups, {rows}]" : $"[{rows}, groups]";
             throw new ModelLoadException($"'{name}' has shape {WeightTensor.FormatShape(t.Shape)}; expected {expected}");
         }
 
-        var values = new float[t.ElementCount];
-        HalfConversions.ToFloat(t.DType, t.Bytes, values);
         return (values, t.Shape[transposed ? 0 : 1]);
     }
 
