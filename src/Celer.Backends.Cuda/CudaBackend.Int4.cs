@@ -46,12 +46,7 @@ public sealed unsafe partial class CudaBackend
     /// </summary>
     private Tensor LoadInt(string name, WeightTensor[] parts)
     {
-        if (parts.Any(p => p.Packed is null) || parts.Any(p => p.Packed!.Columns != parts[0].Packed!.Columns))
-        {
-            throw new ModelLoadException($"the parts of '{name}' ({string.Join(", ", parts.Select(p => p.ToString()))}) are not integer-quantized matrices of one width");
-        }
-
-        IntWeights[] weights = [.. parts.Select(p => p.Packed!)];
+        IntWeights[] weights = IntWeights.Stacked(name, parts);
         if (!IntWeights.PackableInt4(weights, out int[]? order))
         {
             return LoadDequantized(name, parts);

@@ -56,6 +56,20 @@ public sealed class IntWeights
     }
 
     /// <summary>
+    /// The unpacked weights of <paramref name="parts"/> (<see cref="WeightTensor.Packed"/>), which a backend stacks along
+    /// their rows into <paramref name="name"/>: every part integer-quantized, all of one width.
+    /// </summary>
+    public static IntWeights[] Stacked(string name, WeightTensor[] parts)
+    {
+        if (parts.Any(p => p.Packed is null) || parts.Any(p => p.Packed!.Columns != parts[0].Packed!.Columns))
+        {
+            throw new ModelLoadException($"the parts of '{name}' ({string.Join(", ", parts.Select(p => p.ToString()))}) are not integer-quantized matrices of one width");
+        }
+
+        return [.. parts.Select(p => p.Packed!)];
+    }
+
+    /// <summary>
     /// The columns sorted by their stored group (a stable sort: act-order checkpoints), or null when they already are in
     /// group order (no group index, or one that runs in column order).
     /// </summary>

@@ -40,7 +40,7 @@ public readonly unsafe struct WeightTensor
     public Quantization.WeightScales? Scales { get; init; }
 
     /// <summary>
-    /// Set on an integer weight-only layer's weight that reaches a backend with integer kernels (the CUDA backend):
+    /// Set on an integer weight-only layer's weight that reaches a backend with integer kernels (both backends' 4-bit paths):
     /// its codes, zero points and scales unpacked from the checkpoint's layout by <see cref="Quantization.IntWeightSource"/>,
     /// for the backend to repack. <see cref="Shape"/> is then the logical [out, in], <see cref="DType"/> I32 and
     /// <see cref="Data"/> 0: a backend that does not look here refuses it (<see cref="RequireUnquantized"/>).
