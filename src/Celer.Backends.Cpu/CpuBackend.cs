@@ -103,8 +103,7 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
         }
 
         long bytes = parts.Sum(p => p.ElementCount) * weightDType.ByteSize();
-        byte* stacked = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, Alignment);
-        _owned.Add((nint)stacked);
+        byte* stacked = AllocateOwned<byte>(bytes);
         long at = 0;
         foreach (WeightTensor part in parts)
         {
@@ -190,7 +189,7 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
         float* input = F(x);
         if (activations is not null)
         {
-            EnsureQuantizedInput((long)rows * x.Columns);
+            Reserve(ref _quantizedInput, ref _quantizedInputElements, (long)rows * x.Columns);
             Fp8Activations.Quantize(input, rows, (int)x.Columns, activations, _quantizedInput);
             input = _quantizedInput;
         }
@@ -211,12 +210,7 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
     /// </summary>
     private Tensor LoadInt(string name, WeightTensor[] parts)
     {
-        if (parts.Any(p => p.Packed is null) || parts.Any(p => p.Packed!.Columns != parts[0].Packed!.Columns))
-        {
-            throw new ModelLoadException($"the parts of '{name}' ({string.Join(", ", parts.Select(p => p.ToString()))}) are not integer-quantized matrices of one width");
-        }
-
-        IntWeights[] weights = [.. parts.Select(p => p.Packed!)];
+        IntWeights[] weights = IntWeights.Stacked(name, parts);
         int rows = weights.Sum(w => w.Rows), columns = weights[0].Columns;
         if (!IntWeights.PackableInt4(weights, out int[]? order))
         {
@@ -237,11 +231,7 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
         nint codeMemory = Own(codes.AsSpan()), pairMemory = Own(pairs.AsSpan());
         Tensor? columnOrder = order is null ? null : new Tensor(name + ".column_order", Own(order.AsSpan()), DType.I32, [columns]);
         // Steps above the GEMV's rows dequantize into one fp32 matrix sized for the largest packed weight.
-        if ((long)rows * columns > _int4ScratchElements)
-        {
-            _int4Scratch = Reallocate(_int4Scratch, (long)rows * columns);
-            _int4ScratchElements = (long)rows * columns;
-        }
+        Reserve(ref _int4Scratch, ref _int4ScratchElements, (long)rows * columns);
 
         var sz = new Tensor(name + ".scales_and_zeros", pairMemory, DType.F32, [rows, groups * 2]);
         return new Tensor(name, codeMemory, DType.I32, [rows, columns / 8]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, TensorCoreLayout: false) };
@@ -253,7 +243,7 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
         int k = q.Columns;
         if (q.ColumnOrder is { } order)
         {
-            EnsureGatheredInput((long)rows * k);
+            Reserve(ref _gatheredInput, ref _gatheredInputElements, (long)rows * k);
             int* columns = (int*)order.Data;
             for (int r = 0; r < rows; r++)
             {
@@ -422,30 +412,21 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
 
     private static float* F(Tensor t) => (float*)t.Data;
 
-    private void EnsureGatheredInput(long elements)
-    {
-        if (elements > _gatheredInputElements)
-        {
-            _gatheredInput = Reallocate(_gatheredInput, elements);
-            _gatheredInputElements = elements;
-        }
-    }
-
     /// <summary>A native copy of <paramref name="values"/> the backend frees on dispose.</summary>
     private nint Own<T>(ReadOnlySpan<T> values) where T : unmanaged
     {
-        void* p = NativeMemory.AlignedAlloc((nuint)(Math.Max(values.Length, 1) * sizeof(T)), Alignment);
-        _owned.Add((nint)p);
+        T* p = AllocateOwned<T>(values.Length);
         values.CopyTo(new Span<T>(p, values.Length));
         return (nint)p;
     }
 
-    private void EnsureQuantizedInput(long elements)
+    /// <summary>Grows a scratch buffer of <paramref name="capacity"/> floats to hold <paramref name="elements"/> (its contents are not kept).</summary>
+    private void Reserve(ref float* buffer, ref long capacity, long elements)
     {
-        if (elements > _quantizedInputElements)
+        if (elements > capacity)
         {
-            _quantizedInput = Reallocate(_quantizedInput, elements);
-            _quantizedInputElements = elements;
+            buffer = Reallocate(buffer, elements);
+            capacity = elements;
         }
     }
 
@@ -460,10 +441,13 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
         return AllocateFloats(count);
     }
 
-    private float* AllocateFloats(long count)
+    private float* AllocateFloats(long count) => AllocateOwned<float>(count);
+
+    /// <summary>An aligned native buffer of <paramref name="count"/> elements the backend frees on dispose.</summary>
+    private T* AllocateOwned<T>(long count) where T : unmanaged
     {
-        void* p = NativeMemory.AlignedAlloc((nuint)(Math.Max(count, 1) * sizeof(float)), Alignment);
+        void* p = NativeMemory.AlignedAlloc((nuint)(Math.Max(count, 1) * sizeof(T)), Alignment);
         _owned.Add((nint)p);
-        return (float*)p;
+        return (T*)p;
     }
 }
