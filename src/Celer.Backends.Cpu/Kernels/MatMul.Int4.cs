@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Celer.Models.Weights;
@@ -54,18 +55,22 @@ public static unsafe partial class MatMul
         int words = k / 8, q = 0;
         if (vectorized && Avx2.IsSupported)
         {
-            Vector256<uint> shifts = Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28), mask = Vector256.Create(15u);
             for (; q < words; q++)
             {
                 float* sz = scalesAndZeros + (2 * (q * 8 / groupSize));
-                Vector256<int> nibbles = Avx2.ShiftRightLogicalVariable(Vector256.Create(codes[q]), shifts).AsInt32() & mask.AsInt32();
-                Vector256<float> w = (Vector256.ConvertToSingle(nibbles) - Vector256.Create(sz[1])) * Vector256.Create(sz[0]);
-                w.Store(row + (q * 8));
+                ((Int4Codes(codes[q]) - Vector256.Create(sz[1])) * Vector256.Create(sz[0])).Store(row + (q * 8));
             }
         }
 
         DequantizeInt4Words(codes, scalesAndZeros, groupSize, q, words, row);
     }
+
+    /// <summary>The eight codes of a packed word, nibble i in lane i, as floats (AVX2's per-lane shifts).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Int4Codes(uint word) =>
+        Vector256.ConvertToSingle(Avx2.ShiftRightLogicalVariable(Vector256.Create(word), NibbleShifts).AsInt32() & Vector256.Create(15));
+
+    private static readonly Vector256<uint> NibbleShifts = Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28);
 
     /// <summary>The scalar form of <see cref="DequantizeInt4Row"/> over words [<paramref name="from"/>, <paramref name="to"/>).</summary>
     internal static void DequantizeInt4Words(uint* codes, float* scalesAndZeros, int groupSize, int from, int to, float* row)
@@ -99,8 +104,6 @@ public static unsafe partial class MatMul
         uint* codes = a.Codes + ((long)j * words);
         float* sz = a.ScalesAndZeros + ((long)j * a.Groups * 2);
         float* x0 = a.X, x1 = a.X + k, x2 = a.X + (2L * k);
-        Vector256<uint> shifts = Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28);
-        Vector256<int> mask = Vector256.Create(15);
         float y0 = 0, y1 = 0, y2 = 0;
         for (int g = 0; g < a.Groups; g++)
         {
@@ -108,7 +111,7 @@ public static unsafe partial class MatMul
             int end = Math.Min(words, (g + 1) * wordsPerGroup);
             for (int q = g * wordsPerGroup; q < end; q++)
             {
-                Vector256<float> w = Vector256.ConvertToSingle(Avx2.ShiftRightLogicalVariable(Vector256.Create(codes[q]), shifts).AsInt32() & mask);
+                Vector256<float> w = Int4Codes(codes[q]);
                 a0 = Vector256.FusedMultiplyAdd(w, Vector256.Load(x0 + (q * 8)), a0);
                 if (m > 1)
                 {
