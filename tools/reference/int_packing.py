@@ -12,8 +12,9 @@ Written from the formats' definitions, not from their tools' code:
     packed along the output (asymmetric only); weight_scale [out, groups]; weight_g_idx int32 [in] (actorder "group");
     weight_shape int64 [2].
 
-Each function takes an fp32 [out, in] weight (on any device; the stored tensors come back on it) and returns ({tensor suffix: stored tensor}, dequantized fp32 weight):
-(code - zero) * scale with the scale as stored, which is exact in fp32.
+Each function takes an fp32 [out, in] weight (on any device; the stored tensors come back on it) and returns
+({tensor suffix: stored tensor}, dequantized fp32 weight): (code - zero) * scale with the scale as stored, which is
+exact in fp32.
 """
 
 import torch
@@ -83,15 +84,23 @@ def quantize(weight, g_idx, scales, zeros, maxq):
     return codes, (codes - z).float() * s
 
 
-def gptq(weight, bits, group_size, act_order, symmetric, minus_one, generator):
-    rows, columns = weight.shape
+def round_to_nearest(weight, bits, group_size, act_order, symmetric, scale_dtype, generator):
+    """(g_idx, scales, zeros, codes, dequantized fp32 weight) of one [out, in] weight: groups of group_size
+    columns in column order or, with act_order, over a random permutation of them."""
+    columns = weight.shape[1]
     maxq = 2 ** bits - 1
     permutation = torch.randperm(columns, generator=generator) if act_order else None
     g_idx = group_index(columns, group_size, permutation).to(weight.device)
     groups = int(g_idx.max()) + 1
-    scales, zeros = min_max_params(weight, g_idx, groups, maxq, symmetric, torch.float16)
+    scales, zeros = min_max_params(weight, g_idx, groups, maxq, symmetric, scale_dtype)
     codes, dequantized = quantize(weight, g_idx, scales, zeros, maxq)
-    stored_zeros = (zeros.t() - (1 if minus_one else 0)) & maxq
+    return g_idx, scales, zeros, codes, dequantized
+
+
+def gptq(weight, bits, group_size, act_order, symmetric, minus_one, generator):
+    g_idx, scales, zeros, codes, dequantized = round_to_nearest(
+        weight, bits, group_size, act_order, symmetric, torch.float16, generator)
+    stored_zeros = (zeros.t() - (1 if minus_one else 0)) & (2 ** bits - 1)
     return {
         "qweight": pack(codes.t(), bits, dim=0),
         "qzeros": pack(stored_zeros, bits, dim=1),
@@ -101,10 +110,7 @@ def gptq(weight, bits, group_size, act_order, symmetric, minus_one, generator):
 
 
 def awq(weight, group_size):
-    rows, columns = weight.shape
-    g_idx = group_index(columns, group_size, None).to(weight.device)
-    scales, zeros = min_max_params(weight, g_idx, int(g_idx.max()) + 1, 15, False, torch.float16)
-    codes, dequantized = quantize(weight, g_idx, scales, zeros, 15)
+    _, scales, zeros, codes, dequantized = round_to_nearest(weight, 4, group_size, False, False, torch.float16, None)
     return {
         "qweight": pack(codes.t(), 4, dim=1, order=AWQ_ORDER),
         "qzeros": pack(zeros.t(), 4, dim=1, order=AWQ_ORDER),
@@ -113,18 +119,13 @@ def awq(weight, group_size):
 
 
 def compressed_tensors_packed(weight, bits, group_size, act_order, symmetric, generator):
-    rows, columns = weight.shape
-    maxq = 2 ** bits - 1
-    permutation = torch.randperm(columns, generator=generator) if act_order else None
-    g_idx = group_index(columns, group_size, permutation).to(weight.device)
-    groups = int(g_idx.max()) + 1
-    scales, zeros = min_max_params(weight, g_idx, groups, maxq, symmetric, torch.bfloat16)
-    codes, dequantized = quantize(weight, g_idx, scales, zeros, maxq)
+    g_idx, scales, zeros, codes, dequantized = round_to_nearest(
+        weight, bits, group_size, act_order, symmetric, torch.bfloat16, generator)
     # Unsigned codes here are the signed ones plus 2^(bits-1): exactly what pack-quantized stores.
     tensors = {
         "weight_packed": pack(codes, bits, dim=1),
         "weight_scale": scales.to(torch.bfloat16).contiguous(),
-        "weight_shape": torch.tensor([rows, columns], dtype=torch.int64, device=weight.device),
+        "weight_shape": torch.tensor(list(weight.shape), dtype=torch.int64, device=weight.device),
     }
     if not symmetric:
         tensors["weight_zero_point"] = pack(zeros, bits, dim=0)
