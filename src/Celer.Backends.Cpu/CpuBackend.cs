@@ -331,11 +331,12 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
     public void GeluTanhMul(Tensor gateUp, int rows, Tensor output) =>
         Activation.GeluTanhMulFused(F(gateUp), F(output), rows, (int)output.Columns);
 
-    public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output)
+    public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output, ExpertOptions? experts = null)
     {
-        int experts = (int)routerLogits.Columns, hidden = (int)x.Columns;
-        _moe.Run(F(x), rows, hidden, F(routerLogits), experts, topK, normalize, (void*)gateUp.Data, (void*)down.Data, gateUp.DType,
-            gateUp.Rows / (2 * experts), F(output));
+        int count = (int)routerLogits.Columns, hidden = (int)x.Columns;
+        _moe.Run(F(x), rows, hidden, F(routerLogits), count, topK, normalize, (void*)gateUp.Data, (void*)down.Data, gateUp.DType,
+            gateUp.Rows / (2 * count), F(output),
+            experts is null ? null : new MixtureOfExperts.Biased(F(experts.GateUpBias), F(experts.DownBias), experts.SwigluLimit));
     }
 
     public void AddSigmoidGated(Tensor x, Tensor gate, int rows, Tensor output) =>
@@ -356,7 +357,7 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
         System.Numerics.Tensors.TensorPrimitives.Multiply(values, factor, values);
     }
 
-    public void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec)
+    public void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec, Tensor? sinks = null)
     {
         ForwardBatch b = Batch;
         fixed (int* queryStartLoc = b.QueryStartLoc)
@@ -368,7 +369,7 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
                 _kCache[layer], _vCache[layer], KvFormat(layer), _blockSize,
                 blockTables, b.MaxBlocksPerSeq,
                 queryStartLoc, seqLens, b.NumSequences,
-                spec.Scale, spec.SlidingWindow, F(output), spec.LogitSoftCap);
+                spec.Scale, spec.SlidingWindow, F(output), spec.LogitSoftCap, sinks is null ? null : F(sinks));
         }
     }
 

@@ -36,8 +36,13 @@ public sealed unsafe partial class CudaBackend
     private nint _flashKernel, _decodeKernel;
     private int _decodeSharedBytes;
 
-    public void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec)
+    public void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec, Tensor? sinks = null)
     {
+        if (sinks is not null && (sinks.ElementCount != spec.NumHeads || sinks.DType != ActivationDType))
+        {
+            throw new ArgumentException($"Attention sinks {sinks} must be one value per head ({spec.NumHeads}) in {ActivationDType}.", nameof(sinks));
+        }
+
         ForwardBatch batch = Batch;
         int rows = batch.NumTokens;
         EnsureSplitBuffers(spec);
@@ -45,13 +50,14 @@ public sealed unsafe partial class CudaBackend
         ulong pa = _splitAcc!.Pointer, pm = _splitMl!.Pointer;
         int maxBlocks = batch.MaxBlocksPerSeq, blockSize = _blockSize, heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, window = spec.SlidingWindow;
         float scale = spec.Scale, kScale = _kScales[layer], vScale = _vScales[layer], softCap = spec.LogitSoftCap;
+        ulong sp = sinks is null ? 0 : (ulong)sinks.Data;   // the kernels take nullptr for a layer without sinks
         int splits;
         if (UsesFlashAttention(spec))
         {
             // Both kernels write the same partial layout, so one merge serves them: they share the split count.
             splits = SplitsFor(rows, (_flashTileCount + _decodeTileCount) * kvHeads);
             ulong tp = _attentionTiles.Pointer;
-            void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap };
+            void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap, &sp };
             if (_flashTileCount > 0)
             {
                 _kernels.Launch(_flashKernel, "flash_attention", (uint)_flashTileCount, (uint)kvHeads, (uint)splits, FlashThreads, args);
@@ -68,14 +74,14 @@ public sealed unsafe partial class CudaBackend
             int groupChunks = (heads / kvHeads + MaxGroup - 1) / MaxGroup;
             splits = SplitsFor(rows, kvHeads * groupChunks);
             ulong ts = _tokenSeq.Pointer;
-            void** args = stackalloc void*[] { &qp, &kc, &vc, &pp, &ts, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &hd, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap };
+            void** args = stackalloc void*[] { &qp, &kc, &vc, &pp, &ts, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &hd, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap, &sp };
             // 128 threads = the kernel's four warps (WARPS in attention.cu).
             LaunchKv("paged_attention", (uint)rows, (uint)(kvHeads * groupChunks), (uint)splits, 128, args);
         }
 
         if (splits > 1)
         {
-            void** margs = stackalloc void*[] { &pa, &pm, &heads, &hd, &splits, &o };
+            void** margs = stackalloc void*[] { &pa, &pm, &heads, &hd, &splits, &o, &sp };
             Launch("merge_splits", (uint)rows, (uint)heads, Threads(hd), margs);
         }
     }

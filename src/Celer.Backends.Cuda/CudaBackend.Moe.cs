@@ -30,19 +30,26 @@ public sealed unsafe partial class CudaBackend
 #pragma warning restore CA2213
     private long _moeScratchBytes;
 
-    public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output)
+    public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output, ExpertOptions? experts = null)
     {
-        int experts = (int)routerLogits.Columns, hidden = (int)x.Columns;
-        int intermediate = gateUp.Rows / (2 * experts);
-        if (experts > MoeMaxExperts || topK < 1 || topK > Math.Min(32, experts))
+        int count = (int)routerLogits.Columns, hidden = (int)x.Columns;
+        int intermediate = gateUp.Rows / (2 * count);
+        if (experts is not null && (experts.GateUpBias.ElementCount != gateUp.Rows || experts.DownBias.ElementCount != down.Rows
+            || experts.GateUpBias.DType != ActivationDType || experts.DownBias.DType != ActivationDType || !(experts.SwigluLimit > 0)))
         {
-            throw new NotSupportedException($"MoeExperts takes up to {MoeMaxExperts} experts and top-k 1..32 (≤ experts), not {experts} experts with top-k {topK}.");
+            throw new ArgumentException($"MoeExperts: biases {experts.GateUpBias} and {experts.DownBias} must match gate_up {gateUp} and down {down} in {ActivationDType}, with a positive SwiGLU limit.");
         }
 
-        if (gateUp.Rows != 2 * experts * intermediate || gateUp.Columns != hidden || down.Rows != experts * hidden
+        MoeBiases biases = experts is null ? default : new((ulong)experts.GateUpBias.Data, (ulong)experts.DownBias.Data, experts.SwigluLimit);
+        if (count > MoeMaxExperts || topK < 1 || topK > Math.Min(32, count))
+        {
+            throw new NotSupportedException($"MoeExperts takes up to {MoeMaxExperts} experts and top-k 1..32 (≤ experts), not {count} experts with top-k {topK}.");
+        }
+
+        if (gateUp.Rows != 2 * count * intermediate || gateUp.Columns != hidden || down.Rows != count * hidden
             || down.Columns != intermediate || output.Columns != hidden)
         {
-            throw new ArgumentException($"MoeExperts: gate_up {gateUp}, down {down}, x {x} and output {output} do not fit {experts} experts.");
+            throw new ArgumentException($"MoeExperts: gate_up {gateUp}, down {down}, x {x} and output {output} do not fit {count} experts.");
         }
 
         if (rows == 0)
@@ -51,7 +58,7 @@ public sealed unsafe partial class CudaBackend
         }
 
         int capacity = Math.Min(x.Rows, MoeChunkRows);
-        MoeLayout layout = new(capacity, topK, experts, hidden, intermediate, ActivationDType.ByteSize());
+        MoeLayout layout = new(capacity, topK, count, hidden, intermediate, ActivationDType.ByteSize());
         if (layout.Bytes > _moeScratchBytes)
         {
             // The first eager step (the startup warm-up) sizes it; Grow refuses while a graph is being recorded.
@@ -64,13 +71,18 @@ public sealed unsafe partial class CudaBackend
         ulong scratch = _moeScratch!.Pointer;
         for (int first = 0; first < rows; first += capacity)
         {
-            MoePass(x, first, Math.Min(capacity, rows - first), routerLogits, topK, normalize, gateUp, down, output, layout, scratch, tensorCores);
+            MoePass(x, first, Math.Min(capacity, rows - first), routerLogits, topK, normalize, gateUp, down, output, layout, scratch, tensorCores, biases);
         }
     }
 
+    /// <summary>gpt-oss's expert biases (device pointers, 0: none) and SwiGLU limit (0: SiLU·mul), as the GEMM kernels take them.</summary>
+    private readonly record struct MoeBiases(ulong GateUp, ulong Down, float SwigluLimit);
+
     private void MoePass(Tensor x, int first, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down,
-        Tensor output, MoeLayout layout, ulong scratch, bool tensorCores)
+        Tensor output, MoeLayout layout, ulong scratch, bool tensorCores, MoeBiases biases)
     {
+        ulong gateUpBias = biases.GateUp, downBias = biases.Down;
+        float limit = biases.SwigluLimit;
         int experts = layout.Experts, hidden = layout.Hidden, intermediate = layout.Intermediate, pairs = rows * topK;
         int elementBytes = ActivationDType.ByteSize();
         // 64-row tiles once the experts average more than 16 rows; decode steps take 16-row tiles, each reading its
@@ -92,9 +104,9 @@ public sealed unsafe partial class CudaBackend
         {
             // A decode of few rows: a warp per (pair, column), no align pass (moe.cu's moe_gemv).
             int xDiv = topK, interDiv = 1;
-            void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &intermediate, &hidden, &weights, &inter };
+            void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
             Launch("moe_gemv_gate_up", (uint)((intermediate + MoeGemvWarps - 1) / MoeGemvWarps), (uint)pairs, 32 * MoeGemvWarps, gateUpGemv);
-            void** downGemv = stackalloc void*[] { &inter, &interDiv, &ids, &w2, &hidden, &intermediate, &weights, &pairOut };
+            void** downGemv = stackalloc void*[] { &inter, &interDiv, &ids, &w2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
             Launch("moe_gemv_down", (uint)((hidden + MoeGemvWarps - 1) / MoeGemvWarps), (uint)pairs, 32 * MoeGemvWarps, downGemv);
             MoeSum(pairOut, rows, topK, hidden, o);
             return;
@@ -108,10 +120,10 @@ public sealed unsafe partial class CudaBackend
         string downKernel = tensorCores ? bm == 64 ? "moe_gemm_down_m64" : "moe_gemm_down_m16" : "moe_gemm_down_simt";
         int blockN = tensorCores ? MoeBlockN : MoeSimtBlockN;
 
-        void** gateUpArgs = stackalloc void*[] { &xp, &topKDiv, &sorted, &tileExpert, &numTiles, &pairs, &w1, &intermediate, &hidden, &weights, &inter };
+        void** gateUpArgs = stackalloc void*[] { &xp, &topKDiv, &sorted, &tileExpert, &numTiles, &pairs, &w1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
         Launch(gateUpKernel, (uint)maxTiles, (uint)((intermediate + blockN - 1) / blockN), MoeThreads, gateUpArgs);
 
-        void** downArgs = stackalloc void*[] { &inter, &one, &sorted, &tileExpert, &numTiles, &pairs, &w2, &hidden, &intermediate, &weights, &pairOut };
+        void** downArgs = stackalloc void*[] { &inter, &one, &sorted, &tileExpert, &numTiles, &pairs, &w2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
         Launch(downKernel, (uint)maxTiles, (uint)((hidden + blockN - 1) / blockN), MoeThreads, downArgs);
 
         MoeSum(pairOut, rows, topK, hidden, o);

@@ -21,6 +21,23 @@ public static unsafe class Activation
     public static void SiluMulFused(float* gateUp, float* output, int rows, int d)
         => SiluMul(gateUp, gateUp + d, 2 * d, output, rows, d);
 
+    /// <summary>
+    /// gpt-oss's clamped SwiGLU over fused [rows, 2·d] gate-then-up rows: g = min(gate, limit), u = clamp(up, ±limit),
+    /// out = (u + 1) · g · sigmoid(α · g), as its modeling code computes it (after de-interleaving its fused projection).
+    /// </summary>
+    public static void ClampedSwiGlu(float* gateUp, float* output, int rows, int d, float limit, float alpha)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* gate = gateUp + ((long)r * 2 * d), up = gate + d, o = output + ((long)r * d);
+            for (int i = 0; i < d; i++)
+            {
+                float g = MathF.Min(gate[i], limit), u = Math.Clamp(up[i], -limit, limit);
+                o[i] = (u + 1f) * (g / (1f + MathF.Exp(-alpha * g)));
+            }
+        }
+    }
+
     /// <summary>Scalar definition; gate and up rows are <paramref name="inputStride"/> apart.</summary>
     public static void SiluMulReference(float* gate, float* up, int inputStride, float* output, int rows, int d)
     {

@@ -57,9 +57,23 @@ internal sealed unsafe class MixtureOfExperts : IDisposable
         }
     }
 
-    /// <summary>output[r] = Σ_j weight[r, j] · down_e(silu(gate_e(x[r])) · up_e(x[r])); output may be x.</summary>
+    /// <summary>
+    /// gpt-oss's experts (<see cref="Models.Backend.ExpertOptions"/>): fp32 biases of the gate/up projections
+    /// ([experts·2·intermediate]) and the down projections ([experts·hidden]), and the clamped SwiGLU's limit.
+    /// </summary>
+    public readonly record struct Biased(nint GateUpBias, nint DownBias, float SwigluLimit)
+    {
+        public Biased(float* gateUpBias, float* downBias, float swigluLimit) : this((nint)gateUpBias, (nint)downBias, swigluLimit)
+        {
+        }
+    }
+
+    /// <summary>
+    /// output[r] = Σ_j weight[r, j] · down_e(silu(gate_e(x[r])) · up_e(x[r])); output may be x. With <paramref name="biased"/>
+    /// (gpt-oss) each projection adds its expert's bias and the activation is the clamped SwiGLU.
+    /// </summary>
     public void Run(float* x, int rows, int hidden, float* routerLogits, int experts, int topK, bool normalize,
-        void* gateUp, void* down, DType weightType, int intermediate, float* output)
+        void* gateUp, void* down, DType weightType, int intermediate, float* output, Biased? biased = null)
     {
         int pairs = rows * topK;
         Reserve(pairs, hidden, intermediate);
@@ -103,7 +117,16 @@ internal sealed unsafe class MixtureOfExperts : IDisposable
             }
         }
 
-        Activation.SiluMulFused(_gateUp, _activated, pairs, intermediate);
+        if (biased is { } b)
+        {
+            AddExpertBias(_gateUp, start, experts, 2 * intermediate, (float*)b.GateUpBias);
+            Activation.ClampedSwiGlu(_gateUp, _activated, pairs, intermediate, b.SwigluLimit, Models.Backend.ExpertOptions.SwigluAlpha);
+        }
+        else
+        {
+            Activation.SiluMulFused(_gateUp, _activated, pairs, intermediate);
+        }
+
         for (int e = 0; e < experts; e++)
         {
             int first = start[e], count = start[e + 1] - first;
@@ -112,6 +135,11 @@ internal sealed unsafe class MixtureOfExperts : IDisposable
                 MatMul.Run(_activated + (long)first * intermediate, count, intermediate, (byte*)down + (long)e * hidden * intermediate * bytes, weightType,
                     hidden, _down + (long)first * hidden);
             }
+        }
+
+        if (biased is { } d)
+        {
+            AddExpertBias(_down, start, experts, hidden, (float*)d.DownBias);
         }
 
         for (int r = 0; r < rows; r++)
@@ -129,6 +157,20 @@ internal sealed unsafe class MixtureOfExperts : IDisposable
                 {
                     System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(result, _weights[p], sum, sum);
                 }
+            }
+        }
+    }
+
+    /// <summary>Adds expert e's bias row (<paramref name="width"/> floats at e·width) to the rows of its run of sorted pairs.</summary>
+    private static void AddExpertBias(float* rows, ReadOnlySpan<int> start, int experts, int width, float* bias)
+    {
+        for (int e = 0; e < experts; e++)
+        {
+            var expertBias = new ReadOnlySpan<float>(bias + (long)e * width, width);
+            for (int at = start[e]; at < start[e + 1]; at++)
+            {
+                var row = new Span<float>(rows + (long)at * width, width);
+                System.Numerics.Tensors.TensorPrimitives.Add(row, expertBias, row);
             }
         }
     }

@@ -65,9 +65,9 @@ public static unsafe partial class PagedAttention
 
         for (int g = 0; g < group; g++)
         {
+            // A sink's term goes into the first partition only, so the merge counts it once.
             HeadState head = StateOf(state, g, headDim);
-            *head.Max = float.NegativeInfinity;
-            *head.Sum = 0;
+            (*head.Max, *head.Sum) = partition == 0 ? shape.InitialState((kvHead * group) + g) : (float.NegativeInfinity, 0f);
             new Span<float>(head.Acc, headDim).Clear();
         }
 

@@ -34,21 +34,23 @@ public static unsafe partial class PagedAttention
         float* kCache, float* vCache, int blockSize,
         int* blockTables, int blockTableStride,
         int* queryStartLoc, int* seqLens, int numSeqs,
-        float scale, int slidingWindow, float* output, float logitSoftCap = 0f) =>
+        float scale, int slidingWindow, float* output, float logitSoftCap = 0f, float* sinks = null) =>
         Run(q, numTokens, numHeads, numKvHeads, headDim, kCache, vCache, KvCacheFormat.F32, blockSize, blockTables, blockTableStride,
-            queryStartLoc, seqLens, numSeqs, scale, slidingWindow, output, logitSoftCap);
+            queryStartLoc, seqLens, numSeqs, scale, slidingWindow, output, logitSoftCap, sinks);
 
     /// <summary>
-    /// <see cref="Run(float*, int, int, int, int, float*, float*, int, int*, int, int*, int*, int, float, int, float*, float)"/>
+    /// <see cref="Run(float*, int, int, int, int, float*, float*, int, int*, int, int*, int*, int, float, int, float*, float, float*)"/>
     /// over a cache in <paramref name="cache"/>'s format: an FP8 cache's rows are decoded block by block, one kv head
     /// at a time, into fp32 scratch (times the layer's scale) and attended as the fp32 cache's rows are.
     /// </summary>
+    /// <param name="sinks">gpt-oss's attention sinks, one logit per head (null: none): each head's softmax starts
+    /// from the sink's term e^sink in its denominator (max = sink, sum = 1), so it is counted once and no value goes with it.</param>
     public static void Run(
         float* q, int numTokens, int numHeads, int numKvHeads, int headDim,
         void* kCache, void* vCache, KvCacheFormat cache, int blockSize,
         int* blockTables, int blockTableStride,
         int* queryStartLoc, int* seqLens, int numSeqs,
-        float scale, int slidingWindow, float* output, float logitSoftCap = 0f)
+        float scale, int slidingWindow, float* output, float logitSoftCap = 0f, float* sinks = null)
     {
         Validate(numTokens, numHeads, numKvHeads, headDim, blockSize, queryStartLoc, seqLens, numSeqs);
         if (numTokens == 0 || numHeads == 0)
@@ -91,7 +93,7 @@ public static unsafe partial class PagedAttention
         // Partition states of split decode rows, tile-major: numHeads × (max, sum, output) per tile.
         int stateStride = numHeads * (headDim + 2);
         float[]? partitionStates = split ? System.Buffers.ArrayPool<float>.Shared.Rent(tileStart[numSeqs] * stateStride) : null;
-        var shape = new Shape(numHeads, numKvHeads, headDim, blockSize, blockTableStride, scale, slidingWindow, logitSoftCap, cache);
+        var shape = new Shape(numHeads, numKvHeads, headDim, blockSize, blockTableStride, scale, slidingWindow, logitSoftCap, cache, (nint)sinks);
         int group = numHeads / numKvHeads;
         try
         {
@@ -134,7 +136,7 @@ public static unsafe partial class PagedAttention
         float* kCache, float* vCache, int blockSize,
         int* blockTables, int blockTableStride,
         int* queryStartLoc, int* seqLens, int numSeqs,
-        float scale, int slidingWindow, float* output, float logitSoftCap = 0f)
+        float scale, int slidingWindow, float* output, float logitSoftCap = 0f, float* sinks = null)
     {
         Validate(numTokens, numHeads, numKvHeads, headDim, blockSize, queryStartLoc, seqLens, numSeqs);
         int group = numHeads / Math.Max(1, numKvHeads);
@@ -170,7 +172,9 @@ public static unsafe partial class PagedAttention
                         max = MathF.Max(max, scores[p]);
                     }
 
-                    float sum = 0;
+                    // A sink is one more logit in the softmax, with no value row.
+                    max = sinks is null ? max : MathF.Max(max, sinks[h]);
+                    float sum = sinks is null ? 0 : MathF.Exp(sinks[h] - max);
                     for (int p = lowest; p <= position; p++)
                     {
                         scores[p] = MathF.Exp(scores[p] - max);
@@ -250,7 +254,16 @@ public static unsafe partial class PagedAttention
     }
 
     private readonly record struct Shape(
-        int NumHeads, int NumKvHeads, int HeadDim, int BlockSize, int BlockTableStride, float Scale, int SlidingWindow, float LogitSoftCap, KvCacheFormat Cache);
+        int NumHeads, int NumKvHeads, int HeadDim, int BlockSize, int BlockTableStride, float Scale, int SlidingWindow, float LogitSoftCap, KvCacheFormat Cache,
+        nint Sinks)
+    {
+        /// <summary>
+        /// The softmax state of query head <paramref name="head"/> before any key: max = its sink and sum = e^0 = 1 when
+        /// the layer has sinks (the sink's term, counted once per row), else max = −∞ and sum = 0.
+        /// </summary>
+        public (float Max, float Sum) InitialState(int head) =>
+            Sinks == 0 ? (float.NegativeInfinity, 0f) : (((float*)Sinks)[head], 1f);
+    }
 
     /// <summary>Scratch for one block's decoded key and value rows of one kv head (none for an fp32 cache).</summary>
     private static int DecodedBlockFloats(in Shape shape) => shape.Cache.Type != DType.F32 ? 2 * shape.BlockSize * shape.HeadDim : 0;
@@ -327,8 +340,7 @@ public static unsafe partial class PagedAttention
         float* decoded = scores + blockSize;
         for (int i = 0; i < states; i++)
         {
-            runningMax[i] = float.NegativeInfinity;
-            denominator[i] = 0;
+            (runningMax[i], denominator[i]) = shape.InitialState((kvHead * group) + (i % group));
         }
 
         new Span<float>(accumulator, states * headDim).Clear();

@@ -14,13 +14,14 @@
 // with an online softmax per head (running max m, sum l, accumulator acc); lanes split head_dim so loads are
 // coalesced. Warps merge in shared memory. With one split the block writes the normalized output; with several it
 // writes its partial (m, l, acc) and merge_splits combines them. softcap > 0 soft-caps each score (scale * q.k) to
-// softcap * tanh(score / softcap) first (Gemma 2); 0 leaves it alone.
+// softcap * tanh(score / softcap) first (Gemma 2); 0 leaves it alone. sinks (gpt-oss, [num_heads] of T, or nullptr) add
+// each head's e^sink to its softmax denominator where the row is normalized (here, or in merge_splits).
 template <typename T, typename C>
 __device__ void paged_attention(
     const T* q, const C* k_cache, const C* v_cache, const int* positions, const int* token_seq,
     const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,
     int head_dim, float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,
-    float v_scale, float softcap) {
+    float v_scale, float softcap, const T* sinks) {
     celer_pdl_begin();
     int row = blockIdx.x, split = blockIdx.z, splits = gridDim.z;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -98,10 +99,11 @@ __device__ void paged_attention(
             }
             long long oh = ((long long)row * num_heads + head0 + g);
             if (splits == 1) {
+                const float inv = attention_normalizer(gm, gl, sinks, head0 + g);
 #pragma unroll
                 for (int i = 0; i < MAX_PER_LANE; i++) {
                     int d = lane + 32 * i;
-                    if (d < head_dim) out[oh * head_dim + d] = from_float<T>(res[i] / gl);
+                    if (d < head_dim) out[oh * head_dim + d] = from_float<T>(res[i] * inv);
                 }
             } else {
                 long long ps = oh * splits + split;
@@ -117,11 +119,12 @@ __device__ void paged_attention(
     }
 }
 
-// Combines the splits of paged_attention and flash_attention: out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M).
+// Combines the splits of paged_attention and flash_attention: out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M),
+// the denominator with the head's sink term when sinks != nullptr (attention_normalizer).
 // Grid: (query rows, heads); block: threads over head_dim.
 template <typename T>
 __device__ void merge_splits(const float* partial_acc, const float* partial_ml, int num_heads, int head_dim,
-                             int splits, T* out) {
+                             int splits, T* out, const T* sinks) {
     celer_pdl_begin();
     long long oh = (long long)blockIdx.x * num_heads + blockIdx.y;
     float gm = NEG_INF;
@@ -131,13 +134,14 @@ __device__ void merge_splits(const float* partial_acc, const float* partial_ml, 
         float l = partial_ml[(oh * splits + s) * 2 + 1];
         if (l > 0.f) gl += l * expf(partial_ml[(oh * splits + s) * 2] - gm);
     }
+    const float inv = attention_normalizer(gm, gl, sinks, blockIdx.y);
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float r = 0.f;
         for (int s = 0; s < splits; s++) {
             float l = partial_ml[(oh * splits + s) * 2 + 1];
             if (l > 0.f) r += partial_acc[(oh * splits + s) * head_dim + d] * expf(partial_ml[(oh * splits + s) * 2] - gm);
         }
-        out[oh * head_dim + d] = from_float<T>(r / gl);
+        out[oh * head_dim + d] = from_float<T>(r * inv);
     }
 }
 
@@ -146,16 +150,16 @@ __device__ void merge_splits(const float* partial_acc, const float* partial_ml, 
         const T* q, const C* k_cache, const C* v_cache, const int* positions, const int* token_seq,                  \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,            \
         int head_dim, float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale, \
-        float v_scale, float softcap) {                                                                              \
+        float v_scale, float softcap, const T* sinks) {                                                             \
         paged_attention<T, C>(q, k_cache, v_cache, positions, token_seq, block_tables, max_blocks_per_seq,          \
                               block_size, num_heads, num_kv_heads, head_dim, scale, sliding_window, out,            \
-                              partial_acc, partial_ml, k_scale, v_scale, softcap);                                  \
+                              partial_acc, partial_ml, k_scale, v_scale, softcap, sinks);                           \
     }
 CELER_FOR_KV_DTYPES(ATTENTION_ENTRY_POINTS)
 
 #define MERGE_ENTRY_POINTS(S, T)                                                                                     \
     extern "C" __global__ void merge_splits_##S(const float* partial_acc, const float* partial_ml, int num_heads,     \
-                                                int head_dim, int splits, T* out) {                                 \
-        merge_splits<T>(partial_acc, partial_ml, num_heads, head_dim, splits, out);                                 \
+                                                int head_dim, int splits, T* out, const T* sinks) {                 \
+        merge_splits<T>(partial_acc, partial_ml, num_heads, head_dim, splits, out, sinks);                          \
     }
 CELER_FOR_DTYPES(MERGE_ENTRY_POINTS)

@@ -91,6 +91,19 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// The factor that normalizes an attention row whose keys gave running max m (natural-log units) and sum l: 1 / l, or, with
+// gpt-oss's learned sinks (sinks != nullptr), one more term e^sink in the denominator for the row's head, a logit with no
+// value: e^(m - M) / (l e^(m - M) + e^(sink - M)) with M = max(m, sink), so that neither exponential overflows. 0 for a
+// row that saw no key (l = 0) and has no sink.
+template <typename T>
+__device__ __forceinline__ float attention_normalizer(float m, float l, const T* sinks, int head) {
+    if (sinks == nullptr) return l > 0.f ? 1.f / l : 0.f;
+    const float sink = to_float(sinks[head]);
+    const float mx = l > 0.f ? fmaxf(m, sink) : sink;
+    const float f = l > 0.f ? expf(m - mx) : 0.f;
+    return f / (l * f + expf(sink - mx));
+}
+
 // Sum over a block of up to 1024 threads; every thread gets the result.
 __device__ __forceinline__ float block_sum(float v) {
     __shared__ float partial[32];

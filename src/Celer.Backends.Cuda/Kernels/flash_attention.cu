@@ -5,11 +5,12 @@
 // Entry points: flash_attention_<T>_hd<HD> (the cache holds T) and flash_attention_<T>_<C>_hd<HD> (fp8 cache), for
 // T in {bf16, f16}, C in {e4m3, e5m2} (__nv_fp8_e4m3 / __nv_fp8_e5m2), HD in {16, 32, 64, 80, 96, 128, 256}. All take
 //   (q, k_cache, v_cache, tiles, positions, block_tables, max_blocks_per_seq, block_size, num_heads, num_kv_heads,
-//    scale, sliding_window, out, partial_acc, partial_ml, k_scale, v_scale, softcap)
+//    scale, sliding_window, out, partial_acc, partial_ml, k_scale, v_scale, softcap, sinks)
 // k_scale / v_scale (float) are vLLM's per-tensor fp8 scales: a cached key byte b means float(b) * k_scale, a value
 // byte float(b) * v_scale. The 16-bit-cache entry points ignore them (pass 1.0f). softcap > 0 (Gemma 2's
 // attn_logit_softcapping) replaces each score scale * q.k by softcap * tanh(scale * q.k / softcap) before the mask; 0
-// leaves the scores alone (one uniform branch per score).
+// leaves the scores alone (one uniform branch per score). sinks (gpt-oss: [num_heads] of T, or nullptr) put each head's
+// e^sink into its softmax denominator where a row is normalized (attention_normalizer; merge_splits for split rows).
 //
 // Layouts (row-major, contiguous; T = __nv_bfloat16 or __half; C = the cache element: T, or a 1-byte fp8 type):
 //   q                [rows, num_heads, head_dim]                      RoPE applied, not pre-scaled
@@ -306,7 +307,7 @@ __device__ __forceinline__ void flash_attention_impl(
     const int* __restrict__ tiles, const int* __restrict__ positions, const int* __restrict__ block_tables,
     int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads, float scale, int sliding_window,
     T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale,
-    float softcap) {
+    float softcap, const T* __restrict__ sinks) {
     celer_pdl_begin();
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
@@ -513,7 +514,7 @@ __device__ __forceinline__ void flash_attention_impl(
         if (m >= mrows) continue;
         const long long oh = (long long)(r0 + m / group) * num_heads + kv_head * group + m % group;
         if (splits == 1) {
-            float inv = l > 0.f ? 1.f / l : 0.f;
+            float inv = attention_normalizer(m_run[i] * FLASH_LN2, l, sinks, kv_head * group + m % group);
             if constexpr (FP8) inv *= v_scale;   // P.V was computed on the unscaled fp8 values
             T* dst = out + oh * HD + 2 * t;
 #pragma unroll
@@ -543,11 +544,11 @@ __device__ __forceinline__ void flash_attention_impl(
         const T* q, const C* k_cache, const C* v_cache, const int* tiles, const int* positions,                       \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,             \
         float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,                \
-        float v_scale, float softcap) {                                                                               \
+        float v_scale, float softcap, const T* sinks) {                                                               \
         flash_attention_impl<T, C, HD, BN, Q_REGS>(q, k_cache, v_cache, tiles, positions, block_tables,               \
                                                    max_blocks_per_seq, block_size, num_heads, num_kv_heads, scale,     \
                                                    sliding_window, out, partial_acc, partial_ml, k_scale, v_scale,     \
-                                                   softcap);                                                          \
+                                                   softcap, sinks);                                                   \
     }
 // Static shared memory (16-bit and fp8 caches alike): 2 * BN * row bytes (+ 64 rows of Q when Q is not kept in
 // registers): hd16 6 KB, hd32 10 KB, hd64 16 KB, hd80 22 KB, hd96 26 KB, hd128 32 KB, hd256 48 KB.

@@ -53,7 +53,7 @@ __device__ __forceinline__ void flash_decode_impl(
     const int* __restrict__ tiles, const int* __restrict__ positions, const int* __restrict__ block_tables,
     int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads, float scale, int sliding_window,
     T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale,
-    float softcap, unsigned char* smem_raw) {
+    float softcap, const T* __restrict__ sinks, unsigned char* smem_raw) {
     celer_pdl_begin();
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
@@ -232,7 +232,7 @@ __device__ __forceinline__ void flash_decode_impl(
         }
         const long long oh = (long long)(r0 + row / group) * num_heads + kv_head * group + row % group;
         if (splits == 1) {
-            const float inv = l > 0.f ? out_scale / l : 0.f;
+            const float inv = out_scale * attention_normalizer(mx * FLASH_LN2, l, sinks, kv_head * group + row % group);
             *reinterpret_cast<unsigned*>(out + oh * HD + d) = flash_pack2<T>(acc0 * inv, acc1 * inv);
         } else {
             const long long ps = oh * splits + split;
@@ -250,11 +250,11 @@ __device__ __forceinline__ void flash_decode_impl(
         const T* q, const C* k_cache, const C* v_cache, const int* tiles, const int* positions,                       \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,             \
         float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,                \
-        float v_scale, float softcap) {                                                                               \
+        float v_scale, float softcap, const T* sinks) {                                                               \
         flash_decode_impl<T, C, HD, (HD <= 128)>(q, k_cache, v_cache, tiles, positions, block_tables,                 \
                                                  max_blocks_per_seq, block_size, num_heads, num_kv_heads, scale,      \
                                                  sliding_window, out, partial_acc, partial_ml, k_scale, v_scale,      \
-                                                 softcap, flash_dynamic_smem);                                        \
+                                                 softcap, sinks, flash_dynamic_smem);                                 \
     }
 // The dynamic shared memory each head_dim's instances take, for the host, in the order of DECODE_INSTANTIATE_ALL.
 extern "C" __device__ const int flash_decode_shared_bytes[7] = {

@@ -1,4 +1,4 @@
-// Sparse mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE) the way vLLM's fused_moe computes it, in five launches
+// Sparse mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE, gpt-oss) the way vLLM's fused_moe computes it, in five launches
 // (four for a step of few pairs: moe_gemv below takes both GEMMs without the align pass)
 // whose grids depend only on the row count, top-k and the expert count, so that a CUDA graph can record them (no host
 // sync; blocks past the real tile count exit):
@@ -11,7 +11,8 @@
 //   moe_gemm_down    per tile: its inter rows x the expert's down rows, times the pair's routing weight -> fp32 [pairs, hidden]
 //   moe_sum          output[r] = the row's top_k fp32 results summed in slot order, rounded once to T
 // Weights: gate_up [experts * 2I, hidden] (expert e's gate rows at e * 2I, its up rows at e * 2I + I), down
-// [experts * hidden, I]. The tensor-core GEMM (sm_80+, 16-bit models) needs hidden and I to be multiples of 8 and
+// [experts * hidden, I]. gpt-oss adds biases in the same layouts (gate_up_bias [experts * 2I], down_bias
+// [experts * hidden]; nullptr: none) and its clamped SwiGLU (swiglu_limit > 0; 0: SiLU * up). The tensor-core GEMM (sm_80+, 16-bit models) needs hidden and I to be multiples of 8 and
 // 16-byte aligned tensors (cp.async moves 16-byte chunks); the host takes the CUDA-core GEMM otherwise (fp32 models).
 #include "common.cuh"
 
@@ -137,14 +138,42 @@ extern "C" __global__ void moe_align(const int* __restrict__ topk_ids, int pairs
 
 __device__ __forceinline__ float moe_silu(float g) { return g / (1.f + expf(-g)); }
 
-// The epilogue of one output pair (columns col, col + 1 of a row). v0/v1 (and u0/u1 when gated) are fp32 sums.
+#define MOE_SWIGLU_ALPHA 1.702f   // gpt-oss's alpha, a constant of its modeling code (ExpertOptions.SwigluAlpha)
+
+// The activation of one column from its gate and up sums (biases added): silu(gate) * up with silu rounded before the
+// product, as silu_mul; or gpt-oss's clamped SwiGLU (limit > 0): gate <= limit, -limit <= up <= limit,
+// (up + 1) * gate * sigmoid(alpha * gate), its two factors rounded to T.
+template <typename T>
+__device__ __forceinline__ float moe_activate(float g, float u, float limit) {
+    g = round_to<T>(g);
+    u = round_to<T>(u);
+    if (limit > 0.f) {
+        g = fminf(g, limit);
+        u = fminf(fmaxf(u, -limit), limit);
+        return round_to<T>(u + 1.f) * round_to<T>(g / (1.f + expf(-MOE_SWIGLU_ALPHA * g)));
+    }
+    return round_to<T>(moe_silu(g)) * u;
+}
+
+// The epilogue of one output pair (columns col, col + 1 of a row). v0/v1 (and u0/u1 when gated) are fp32 sums; bias is
+// the expert's bias row (gated: n gate values, then n up values) or nullptr.
 template <typename T, bool GATED>
 __device__ __forceinline__ void moe_store(void* out, long long row_off, int col, int n, float weight, float v0, float v1,
-                                          float u0, float u1) {
+                                          float u0, float u1, const T* bias, float limit) {
+    if (bias != nullptr) {
+        if (col < n) {
+            v0 += to_float(bias[col]);
+            if constexpr (GATED) u0 += to_float(bias[n + col]);
+        }
+        if (col + 1 < n) {
+            v1 += to_float(bias[col + 1]);
+            if constexpr (GATED) u1 += to_float(bias[n + col + 1]);
+        }
+    }
     if constexpr (GATED) {
         T* o = reinterpret_cast<T*>(out) + row_off;
-        const float h0 = round_to<T>(moe_silu(round_to<T>(v0))) * round_to<T>(u0);
-        const float h1 = round_to<T>(moe_silu(round_to<T>(v1))) * round_to<T>(u1);
+        const float h0 = moe_activate<T>(v0, u0, limit);
+        const float h1 = moe_activate<T>(v1, u1, limit);
         if (sizeof(T) == 2 && (n & 1) == 0 && col + 1 < n) {
             T pair[2] = {from_float<T>(h0), from_float<T>(h1)};
             *reinterpret_cast<unsigned*>(o + col) = *reinterpret_cast<const unsigned*>(pair);
@@ -174,7 +203,8 @@ __device__ __forceinline__ void moe_store(void* out, long long row_off, int col,
 template <typename T, int BM, int BN, int WARPS_M, bool GATED>
 __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __restrict__ sorted, const int* __restrict__ tile_expert,
                             const int* __restrict__ num_tiles, int pairs, const T* __restrict__ w, int n, int k,
-                            const float* __restrict__ pair_weights, void* __restrict__ out) {
+                            const float* __restrict__ pair_weights, void* __restrict__ out, const T* __restrict__ bias,
+                            float limit) {
     celer_pdl_begin();
     constexpr int WARPS_N = 4 / WARPS_M, WM = BM / WARPS_M, WN = BN / WARPS_N, MT = WM / 16, NT = WN / 8;
     constexpr int H = GATED ? 2 : 1, NB = H * BN;                       // B rows per stage
@@ -274,6 +304,7 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
     flash_cp_async_wait_all();
 
     // C fragment: element e of lane (g, t) is row g + 8 (e / 2), column 2t + e % 2.
+    const T* expert_bias = bias != nullptr ? bias + (long long)expert * H * n : nullptr;
 #pragma unroll
     for (int i = 0; i < MT; i++) {
 #pragma unroll
@@ -285,7 +316,7 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
             for (int j = 0; j < NT; j++) {
                 const int col = n0 + warp_n * WN + j * 8 + 2 * t;
                 moe_store<T, GATED>(out, (long long)p * n, col, n, weight, acc[0][i][j][2 * hr], acc[0][i][j][2 * hr + 1],
-                                    acc[H - 1][i][j][2 * hr], acc[H - 1][i][j][2 * hr + 1]);
+                                    acc[H - 1][i][j][2 * hr], acc[H - 1][i][j][2 * hr + 1], expert_bias, limit);
             }
         }
     }
@@ -294,13 +325,15 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
 #define MOE_GEMM_TC_ENTRY(S, T, BM, WARPS_M)                                                                          \
     extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m##BM##_##S(                          \
         const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
-        int n, int k, const float* pair_weights, void* out) {                                                        \
-        moe_gemm_tc<T, BM, 64, WARPS_M, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out); \
+        int n, int k, const float* pair_weights, void* out, const T* bias, float limit) {                            \
+        moe_gemm_tc<T, BM, 64, WARPS_M, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out, \
+                                              bias, limit);                                                          \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m##BM##_##S(                             \
         const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
-        int n, int k, const float* pair_weights, void* out) {                                                        \
-        moe_gemm_tc<T, BM, 64, WARPS_M, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out); \
+        int n, int k, const float* pair_weights, void* out, const T* bias, float limit) {                            \
+        moe_gemm_tc<T, BM, 64, WARPS_M, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out, \
+                                               bias, limit);                                                         \
     }
 #define MOE_GEMM_TC_ENTRY_POINTS(S, T) MOE_GEMM_TC_ENTRY(S, T, 16, 1) MOE_GEMM_TC_ENTRY(S, T, 64, 2)
 MOE_GEMM_TC_ENTRY_POINTS(f16, __half)
@@ -313,7 +346,8 @@ MOE_GEMM_TC_ENTRY_POINTS(bf16, __nv_bfloat16)
 template <typename T, bool GATED>
 __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __restrict__ sorted, const int* __restrict__ tile_expert,
                               const int* __restrict__ num_tiles, int pairs, const T* __restrict__ w, int n, int k,
-                              const float* __restrict__ pair_weights, void* __restrict__ out) {
+                              const float* __restrict__ pair_weights, void* __restrict__ out, const T* __restrict__ bias,
+                              float limit) {
     celer_pdl_begin();
     constexpr int BM = MOE_SIMT_BM, BN = 32, BK = 32, H = GATED ? 2 : 1, RPT = BM * BN / MOE_THREADS;
     __shared__ float sA[BM][BK + 1];
@@ -352,15 +386,17 @@ __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __r
     }
     const int nc = n0 + col;
     if (nc >= n) return;
+    const T* expert_bias = bias != nullptr ? bias + (long long)expert * H * n : nullptr;
+    const float bg = expert_bias != nullptr ? to_float(expert_bias[nc]) : 0.f;
+    const float bu = GATED && expert_bias != nullptr ? to_float(expert_bias[n + nc]) : 0.f;
 #pragma unroll
     for (int i = 0; i < RPT; i++) {
         const int p = sPair[row0 + i * (MOE_THREADS / BN)];
         if (p >= pairs) continue;
         if constexpr (GATED) {
-            reinterpret_cast<T*>(out)[(long long)p * n + nc] =
-                from_float<T>(round_to<T>(moe_silu(round_to<T>(acc[0][i]))) * round_to<T>(acc[H - 1][i]));
+            reinterpret_cast<T*>(out)[(long long)p * n + nc] = from_float<T>(moe_activate<T>(acc[0][i] + bg, acc[H - 1][i] + bu, limit));
         } else {
-            reinterpret_cast<float*>(out)[(long long)p * n + nc] = pair_weights[p] * acc[0][i];
+            reinterpret_cast<float*>(out)[(long long)p * n + nc] = pair_weights[p] * (acc[0][i] + bg);
         }
     }
 }
@@ -375,7 +411,8 @@ __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __r
 #define MOE_GEMV_WARPS 4
 template <typename T, bool GATED>
 __device__ void moe_gemv(const T* __restrict__ a, int a_div, const int* __restrict__ topk_ids, const T* __restrict__ w,
-                         int n, int k, const float* __restrict__ pair_weights, void* __restrict__ out) {
+                         int n, int k, const float* __restrict__ pair_weights, void* __restrict__ out,
+                         const T* __restrict__ bias, float limit) {
     celer_pdl_begin();
     constexpr int V = Vec16<T>::N;
     const int lane = threadIdx.x & 31, col = blockIdx.x * MOE_GEMV_WARPS + (threadIdx.x >> 5), p = blockIdx.y;
@@ -399,8 +436,13 @@ __device__ void moe_gemv(const T* __restrict__ a, int a_div, const int* __restri
     s0 = warp_sum(s0);
     if constexpr (GATED) s1 = warp_sum(s1);
     if (lane != 0) return;
+    if (bias != nullptr) {
+        const T* expert_bias = bias + (long long)topk_ids[p] * (GATED ? 2 : 1) * n;
+        s0 += to_float(expert_bias[col]);
+        if constexpr (GATED) s1 += to_float(expert_bias[n + col]);
+    }
     if constexpr (GATED)
-        reinterpret_cast<T*>(out)[(long long)p * n + col] = from_float<T>(round_to<T>(moe_silu(round_to<T>(s0))) * round_to<T>(s1));
+        reinterpret_cast<T*>(out)[(long long)p * n + col] = from_float<T>(moe_activate<T>(s0, s1, limit));
     else
         reinterpret_cast<float*>(out)[(long long)p * n + col] = pair_weights[p] * s0;
 }
@@ -437,21 +479,23 @@ __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_simt_##S(                             \
         const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
-        int n, int k, const float* pair_weights, void* out) {                                                        \
-        moe_gemm_simt<T, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out);          \
+        int n, int k, const float* pair_weights, void* out, const T* bias, float limit) {                            \
+        moe_gemm_simt<T, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out, bias, limit); \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_simt_##S(                                \
         const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
-        int n, int k, const float* pair_weights, void* out) {                                                        \
-        moe_gemm_simt<T, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out);         \
+        int n, int k, const float* pair_weights, void* out, const T* bias, float limit) {                            \
+        moe_gemm_simt<T, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out, bias, limit); \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_##S(                         \
-        const T* a, int a_div, const int* topk_ids, const T* w, int n, int k, const float* pair_weights, void* out) {   \
-        moe_gemv<T, true>(a, a_div, topk_ids, w, n, k, pair_weights, out);                                          \
+        const T* a, int a_div, const int* topk_ids, const T* w, int n, int k, const float* pair_weights, void* out,     \
+        const T* bias, float limit) {                                                                                \
+        moe_gemv<T, true>(a, a_div, topk_ids, w, n, k, pair_weights, out, bias, limit);                              \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_down_##S(                            \
-        const T* a, int a_div, const int* topk_ids, const T* w, int n, int k, const float* pair_weights, void* out) {   \
-        moe_gemv<T, false>(a, a_div, topk_ids, w, n, k, pair_weights, out);                                         \
+        const T* a, int a_div, const int* topk_ids, const T* w, int n, int k, const float* pair_weights, void* out,     \
+        const T* bias, float limit) {                                                                                \
+        moe_gemv<T, false>(a, a_div, topk_ids, w, n, k, pair_weights, out, bias, limit);                             \
     }                                                                                                                \
     extern "C" __global__ void moe_sum_##S(const float* pair_out, int top_k, int hidden, T* out) {                    \
         moe_sum<T>(pair_out, top_k, hidden, out);                                                                   \

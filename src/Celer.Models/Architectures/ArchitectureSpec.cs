@@ -67,6 +67,12 @@ public sealed record ArchitectureSpec
     public bool FusedProjections { get; init; }
 
     /// <summary>
+    /// gpt-oss's learned attention sinks: each layer's <c>self_attn.sinks</c> ([heads]) is one more logit in every head's
+    /// softmax, with no value (<see cref="Backend.IModelBackend.Attention"/>).
+    /// </summary>
+    public bool AttentionSinks { get; init; }
+
+    /// <summary>
     /// Where a mixture-of-experts model keeps its MoE layers' weights (null: a dense model); the expert counts come
     /// from config.json (<see cref="ModelConfig.Moe"/>).
     /// </summary>
@@ -75,9 +81,22 @@ public sealed record ArchitectureSpec
 
 /// <summary>
 /// The names of a MoE layer's weights under <c>model.layers.N.</c>: the block (<c>block_sparse_moe</c>, <c>mlp</c>) with its
-/// router <c>gate</c>, and each expert's gate, up and down projections (Mixtral's <c>w1</c>, <c>w3</c>, <c>w2</c>).
+/// router (<see cref="Router"/>), and each expert's gate, up and down projections (Mixtral's <c>w1</c>, <c>w3</c>, <c>w2</c>).
 /// </summary>
-public sealed record MoeWeightNames(string Block, string Gate, string Up, string Down);
+public sealed record MoeWeightNames(string Block, string Gate, string Up, string Down)
+{
+    /// <summary>The router's module under the block: <c>gate</c>, or gpt-oss's <c>router</c>.</summary>
+    public string Router { get; init; } = "gate";
+
+    /// <summary>gpt-oss: the router has a bias.</summary>
+    public bool RouterBias { get; init; }
+
+    /// <summary>
+    /// gpt-oss's experts (<see cref="GptOssExperts"/>): fused tensors stored input-major with gate and up columns
+    /// interleaved, a bias per projection, and the clamped SwiGLU.
+    /// </summary>
+    public bool GptOssExperts { get; init; }
+}
 
 /// <summary>
 /// The per-layer choices of a model (per-layer specs instead of per-model switches): whether the layer applies RoPE,

@@ -64,9 +64,10 @@ internal sealed class GatedMlp : IFeedForward
 }
 
 /// <summary>
-/// A sparse mixture-of-experts MLP (Mixtral's <c>block_sparse_moe</c>, Qwen-MoE's <c>mlp</c>): the router's logits, then
-/// each token through its top-k SwiGLU experts (<see cref="IModelBackend.MoeExperts"/>); Qwen2-MoE adds a shared
-/// expert scaled by sigmoid(shared_expert_gate(x)). The experts' gate/up and down projections are stacked at load into
+/// A sparse mixture-of-experts MLP (Mixtral's <c>block_sparse_moe</c>, Qwen-MoE's and gpt-oss's <c>mlp</c>): the router's
+/// logits, then each token through its top-k SwiGLU experts (<see cref="IModelBackend.MoeExperts"/>); Qwen2-MoE adds a
+/// shared expert scaled by sigmoid(shared_expert_gate(x)); gpt-oss's router and experts have biases and its experts a
+/// clamped SwiGLU (<see cref="GptOssExperts"/>). The experts' gate/up and down projections are stacked at load into
 /// one weight each, expert 0 first, so the backend's grouped kernels index an expert by offset. Checkpoints store them
 /// per expert (<c>experts.N.w1</c> …), or fused as transformers 5 saves them (<c>experts.gate_up_proj</c> [experts,
 /// 2·intermediate, hidden], <c>experts.down_proj</c> [experts, hidden, intermediate]).
@@ -75,6 +76,8 @@ internal sealed class SparseMoeBlock : IFeedForward
 {
     private readonly MoeConfig _moe;
     private readonly Tensor _router, _experts, _expertsDown;
+    private readonly Tensor? _routerBias;
+    private readonly ExpertOptions? _expertOptions;   // gpt-oss: expert biases and the clamped SwiGLU
     private readonly GatedMlp? _sharedExpert;
     private readonly Tensor? _sharedExpertGate;
 
@@ -84,14 +87,19 @@ internal sealed class SparseMoeBlock : IFeedForward
         int hidden = c.HiddenSize, inter = moe.IntermediateSize, experts = moe.NumExperts;
         _moe = moe;
         // A W8A8 router or expert needs its input quantized inside the MoE kernels, which they do not do yet.
-        if (w.InputQuantization(prefix + "gate") is not null
+        if (w.InputQuantization(prefix + names.Router) is not null
             || (!w.Contains(prefix + "experts.gate_up_proj") && w.InputQuantization($"{prefix}experts.0.{names.Gate}") is not null))
         {
             throw new ModelLoadException($"'{prefix}': FP8 W8A8 mixture-of-experts layers are not supported yet");
         }
 
-        _router = b.LoadWeight(w.Get(prefix + "gate.weight", experts, hidden));
-        if (w.Contains(prefix + "experts.gate_up_proj"))
+        _router = b.LoadWeight(w.Get(prefix + names.Router + ".weight", experts, hidden));
+        _routerBias = names.RouterBias ? b.LoadWeight(w.Get(prefix + names.Router + ".bias", experts)) : null;
+        if (names.GptOssExperts)
+        {
+            (_experts, _expertsDown, _expertOptions) = GptOssExperts.Load(prefix + "experts.", hidden, moe, w, b);
+        }
+        else if (w.Contains(prefix + "experts.gate_up_proj"))
         {
             _experts = b.LoadStacked(prefix + "experts.gate_up_proj", Reshaped(w.Get(prefix + "experts.gate_up_proj", experts, 2 * inter, hidden), experts * 2 * inter, hidden));
             _expertsDown = b.LoadStacked(prefix + "experts.down_proj", Reshaped(w.Get(prefix + "experts.down_proj", experts, hidden, inter), experts * hidden, inter));
@@ -119,7 +127,7 @@ internal sealed class SparseMoeBlock : IFeedForward
 
     public void Forward(IModelBackend b, Activations a, int rows, Tensor input, Tensor output)
     {
-        b.Linear(input, rows, _router, null, a.RouterLogits!);
+        b.Linear(input, rows, _router, _routerBias, a.RouterLogits!);
         if (_sharedExpert is not null)
         {
             // Everything that reads the input runs before the routed experts, whose output may overwrite it.
@@ -127,7 +135,7 @@ internal sealed class SparseMoeBlock : IFeedForward
             _sharedExpert.Forward(b, a, rows, input, a.SharedExpertOutput!);
         }
 
-        b.MoeExperts(input, rows, a.RouterLogits!, _moe.TopK, _moe.NormalizeTopK, _experts, _expertsDown, output);
+        b.MoeExperts(input, rows, a.RouterLogits!, _moe.TopK, _moe.NormalizeTopK, _experts, _expertsDown, output, _expertOptions);
         if (_sharedExpert is not null)
         {
             b.AddSigmoidGated(a.SharedExpertOutput!, a.SharedExpertGate!, rows, output);

@@ -20,6 +20,7 @@ public static class ModelRegistry
         MixtralForCausalLM.Spec,
         Qwen2MoeForCausalLM.Spec,
         Qwen3MoeForCausalLM.Spec,
+        GptOssForCausalLM.Spec,
     }.ToDictionary(s => s.Name, StringComparer.Ordinal);
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Specs.Keys;

@@ -8,13 +8,13 @@ namespace Celer.Models.Architectures;
 /// <summary>
 /// The attention sublayer (the checkpoints' <c>self_attn.</c>): q/k/v stacked at load into one weight (as vLLM's
 /// QKVParallelLinear: one GEMM reading the input once) or read fused (Phi-3's <c>qkv_proj</c>), optional q/k norms,
-/// RoPE and the KV-cache write in one backend call, paged attention, and o_proj.
+/// RoPE and the KV-cache write in one backend call, paged attention (with gpt-oss's sinks), and o_proj.
 /// </summary>
 internal sealed class SelfAttention
 {
     private readonly int _layer, _qDim;
     private readonly Tensor _qkvProj, _oProj;
-    private readonly Tensor? _qkvBias, _oBias, _qNorm, _kNorm;
+    private readonly Tensor? _qkvBias, _oBias, _qNorm, _kNorm, _sinks;
     private readonly ActivationQuantization? _qkvInput, _oInput;   // FP8 W8A8 checkpoints: how each matmul's input is quantized
 
     // OLMo-2 normalizes q and k over the whole projection (heads × head_dim) before RoPE, a norm of its own; the
@@ -41,6 +41,7 @@ internal sealed class SelfAttention
         _qkvInput = spec.FusedProjections ? w.InputQuantization(prefix + "qkv_proj") : w.InputQuantization(prefix + "q_proj", prefix + "k_proj", prefix + "v_proj");
         _oInput = w.InputQuantization(prefix + "o_proj");
         _oBias = c.HasOutputProjectionBias ? Load("o_proj.bias", hidden) : null;
+        _sinks = spec.AttentionSinks ? Load("sinks", c.NumAttentionHeads) : null;
         if (_projectionNorms)
         {
             _qNorm = Load("q_norm.weight", qDim);
@@ -68,7 +69,7 @@ internal sealed class SelfAttention
             b.PrepareAttention(_layer, a.Qkv, rows, attn, rope, _qNorm, _kNorm, eps, a.Q);
         }
 
-        b.Attention(_layer, a.Q, a.AttentionOutput, attn);
+        b.Attention(_layer, a.Q, a.AttentionOutput, attn, _sinks);
         b.Linear(a.AttentionOutput, rows, _oProj, _oBias, output, _oInput);
     }
 }

@@ -124,9 +124,10 @@ public interface IModelBackend : IDisposable
     /// rounded once, each expert's silu rounded before its product as in <see cref="SiluMul"/>. <paramref name="gateUp"/>
     /// stacks every expert's gate then up projection ([experts·2·intermediate, hidden], expert 0 first), and
     /// <paramref name="down"/> every expert's down projection ([experts·hidden, intermediate]). <paramref name="output"/> may
-    /// be <paramref name="x"/> itself.
+    /// be <paramref name="x"/> itself. <paramref name="experts"/> (gpt-oss) adds each expert's biases and swaps SiLU·mul for
+    /// the clamped SwiGLU (<see cref="ExpertOptions"/>).
     /// </summary>
-    void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output);
+    void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output, ExpertOptions? experts = null);
 
     /// <summary>
     /// output[r, :] += sigmoid(gate[r]) · x[r, :] over the first <paramref name="rows"/> rows, in fp32 and rounded once
@@ -143,8 +144,12 @@ public interface IModelBackend : IDisposable
     /// </summary>
     void SoftCap(Tensor x, int rows, float cap);
 
-    /// <summary>Causal paged attention of this step's queries over the layer's cache (GQA; optional sliding window).</summary>
-    void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec);
+    /// <summary>
+    /// Causal paged attention of this step's queries over the layer's cache (GQA; optional sliding window). With
+    /// <paramref name="sinks"/> ([heads], gpt-oss's learned attention sinks) each head's softmax denominator also holds
+    /// e^sink, a logit no value row goes with: softmax([scores, sink]) with the sink's column dropped.
+    /// </summary>
+    void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec, Tensor? sinks = null);
 
     /// <summary>output[i] = x[batch.LogitsRows[first + i]] for i in 0..count-1.</summary>
     void GatherLogitsRows(Tensor x, int first, int count, Tensor output);
@@ -165,6 +170,18 @@ public sealed record RopeSpec(float[] InverseFrequencies, int RotaryDim, float A
     /// alternate between them never rebuild it (and a recorded graph keeps pointing at both).
     /// </summary>
     public int Slot { get; init; }
+}
+
+/// <summary>
+/// How gpt-oss's experts differ from the SwiGLU experts of <see cref="IModelBackend.MoeExperts"/>: a bias after each
+/// projection, <see cref="GateUpBias"/> ([experts·2·intermediate], each expert's gate then up part, as the weights) and
+/// <see cref="DownBias"/> ([experts·hidden]), added before the routing weight scales the expert's output; and the clamped
+/// SwiGLU: gate ≤ limit, −limit ≤ up ≤ limit, out = (up + 1) · gate · sigmoid(α · gate) with α = <see cref="SwigluAlpha"/>.
+/// </summary>
+public sealed record ExpertOptions(Tensor GateUpBias, Tensor DownBias, float SwigluLimit)
+{
+    /// <summary>gpt-oss's α, a constant of its modeling code (not in config.json).</summary>
+    public const float SwigluAlpha = 1.702f;
 }
 
 /// <summary>Attention of one layer: its shape, scale, window and options.</summary>

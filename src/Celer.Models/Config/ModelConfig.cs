@@ -145,7 +145,7 @@ public sealed record ModelConfig
     /// </summary>
     public RopeParameters? LocalRope { get; init; }
 
-    private const string Gemma2 = "Gemma2ForCausalLM", Gemma3 = "Gemma3ForCausalLM";
+    private const string Gemma2 = "Gemma2ForCausalLM", Gemma3 = "Gemma3ForCausalLM", GptOss = "GptOssForCausalLM";
 
     private static bool IsGemma(string architecture) => architecture is Gemma2 or Gemma3;
 
@@ -219,13 +219,15 @@ public sealed record ModelConfig
         {
             throw new ModelConfigException($"{F}: field 'head_dim' must be positive, got {explicitHeadDim}");
         }
-        if (explicitHeadDim is null && hidden % heads != 0)
+        // GptOssConfig defaults head_dim to 64 (gpt-oss's 2880 / 64 heads would give 45).
+        int? defaultHeadDim = architecture == GptOss ? 64 : null;
+        if (explicitHeadDim is null && defaultHeadDim is null && hidden % heads != 0)
         {
             throw new ModelConfigException(
                 $"{F}: field 'hidden_size' ({hidden}) is not divisible by 'num_attention_heads' ({heads}) and no 'head_dim' is given");
         }
 
-        double eps = JsonFields.OptionalDouble(root, "rms_norm_eps", F) ?? 1e-6;
+        double eps = JsonFields.OptionalDouble(root, "rms_norm_eps", F) ?? (architecture == GptOss ? 1e-5 : 1e-6);
         if (eps <= 0)
         {
             throw new ModelConfigException($"{F}: field 'rms_norm_eps' must be positive, got {eps}");
@@ -256,12 +258,12 @@ public sealed record ModelConfig
             NumHiddenLayers = layers,
             NumAttentionHeads = heads,
             NumKeyValueHeads = kvHeads,
-            HeadDim = explicitHeadDim ?? hidden / heads,
+            HeadDim = explicitHeadDim ?? defaultHeadDim ?? hidden / heads,
             VocabSize = Positive(root, "vocab_size"),
             RmsNormEps = eps,
             MaxPositionEmbeddings = maxPositions,
             TieWordEmbeddings = JsonFields.OptionalBool(root, "tie_word_embeddings", F) ?? false,
-            AttentionBias = JsonFields.OptionalBool(root, "attention_bias", F) ?? false,
+            AttentionBias = JsonFields.OptionalBool(root, "attention_bias", F) ?? architecture == GptOss,
             MlpBias = JsonFields.OptionalBool(root, "mlp_bias", F) ?? false,
             HiddenAct = Activation(root, architecture),
             SlidingWindow = SlidingWindowOf(root, architecture),
@@ -438,9 +440,10 @@ public sealed record ModelConfig
         // defaults to off in transformers. Mistral has no switch: a window present is a window used.
         bool defaultOn = !IsQwen(architecture);
         bool useSlidingWindow = JsonFields.OptionalBool(root, "use_sliding_window", FileName) ?? defaultOn;
-        // Gemma 2/3 default to a 4096-token window when the field is absent (an explicit null is full attention).
-        int? window = IsGemma(architecture) && !root.TryGetProperty("sliding_window", out _)
-            ? 4096
+        // Gemma 2/3 default to a 4096-token window when the field is absent, gpt-oss to 128 (an explicit null is full attention).
+        bool absent = !root.TryGetProperty("sliding_window", out _);
+        int? window = absent && IsGemma(architecture) ? 4096
+            : absent && architecture == GptOss ? 128
             : JsonFields.OptionalInt(root, "sliding_window", FileName);
         if (!useSlidingWindow || window is null)
         {
@@ -467,9 +470,9 @@ public sealed record ModelConfig
             })];
         }
 
-        if (architecture == Gemma2)
+        if (architecture is Gemma2 or GptOss)
         {
-            // transformers 5's Gemma2Config: layers 0, 2, 4, … slide, the others attend to everything.
+            // transformers 5's Gemma2Config and GptOssConfig: layers 0, 2, 4, … slide, the others attend to everything.
             return [.. Enumerable.Range(0, layers).Select(i => (i + 1) % 2 != 0)];
         }
 

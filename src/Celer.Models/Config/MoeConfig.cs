@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace Celer.Models.Config;
 
 /// <summary>
-/// The sparse mixture-of-experts MLP of Mixtral and Qwen-MoE models, from config.json. Each token's router picks
+/// The sparse mixture-of-experts MLP of Mixtral, Qwen-MoE and gpt-oss models, from config.json. Each token's router picks
 /// <see cref="TopK"/> of <see cref="NumExperts"/> SwiGLU experts of width <see cref="IntermediateSize"/>; Qwen2-MoE adds
 /// a shared expert of width <see cref="SharedExpertIntermediateSize"/> that every token goes through, scaled by a sigmoid
 /// gate. Qwen's layers may also be dense (<c>mlp_only_layers</c>, <c>decoder_sparse_step</c>): <see cref="SparseLayers"/>.
@@ -12,6 +12,9 @@ public sealed record MoeConfig(
     int NumExperts, int TopK, int IntermediateSize, bool NormalizeTopK, int SharedExpertIntermediateSize, IReadOnlyList<bool> SparseLayers)
 {
     private const string F = ModelConfig.FileName;
+
+    /// <summary>gpt-oss's <c>swiglu_limit</c> (default 7): the clamp of its experts' SwiGLU; null for the SiLU·mul experts.</summary>
+    public float? SwigluLimit { get; init; }
 
     /// <summary>The MoE settings of a MoE architecture (null for the dense ones), with transformers' defaults.</summary>
     internal static MoeConfig? Parse(JsonElement root, string architecture, int layers, int intermediateSize)
@@ -39,6 +42,21 @@ public sealed record MoeConfig(
                     JsonFields.OptionalInt(root, "moe_intermediate_size", F) ?? 768,
                     JsonFields.OptionalBool(root, "norm_topk_prob", F) ?? false,
                     shared: 0, QwenSparseLayers(root, layers));
+            case "GptOssForCausalLM":
+            {
+                // GptOssConfig: every layer is sparse; the router takes the top-k logits and softmaxes them, which is the
+                // softmax over all experts renormalized over the top k. Older configs name top-k experts_per_token.
+                int experts = JsonFields.OptionalInt(root, "num_local_experts", F) ?? 128;
+                int topK = JsonFields.OptionalInt(root, "num_experts_per_tok", F) ?? JsonFields.OptionalInt(root, "experts_per_token", F) ?? 4;
+                double limit = JsonFields.OptionalDouble(root, "swiglu_limit", F) ?? 7.0;
+                if (!(limit > 0) || double.IsInfinity(limit))
+                {
+                    throw new ModelConfigException($"{F}: field 'swiglu_limit' must be positive and finite, got {limit}");
+                }
+
+                return Validated(experts, "num_local_experts", topK, intermediateSize, normalize: true, shared: 0, [.. Enumerable.Repeat(true, layers)])
+                    with { SwigluLimit = (float)limit };
+            }
             default:
                 return null;
         }

@@ -37,6 +37,33 @@ public unsafe class MixtureOfExpertsTests
         TestData.AssertClose(expected, output, RelativeTolerance, 1e-6, default, $"{rows} rows, {experts} experts, top {topK}");
     }
 
+    /// <summary>
+    /// gpt-oss's experts: each projection's bias added per expert, and the clamped SwiGLU, with a limit small enough that
+    /// both clamps bite (the gate's from above, the up projection's on both sides).
+    /// </summary>
+    [Theory]
+    [InlineData(1, 8, 2, 24, 16, 0.5f)]
+    [InlineData(70, 8, 4, 64, 33, 0.8f)]
+    [InlineData(5, 32, 4, 40, 24, 7f)]
+    public void Biased_experts_with_the_clamped_swiglu_match_a_per_row_reference(int rows, int experts, int topK, int hidden, int intermediate, float limit)
+    {
+        var random = new Random(rows * 7 + experts);
+        float[] x = TestData.Floats(random, rows * hidden);
+        float[] logits = [.. TestData.Floats(random, rows * experts).Select(v => 4 * v)];
+        float[] gateUp = [.. TestData.Floats(random, (long)experts * 2 * intermediate * hidden).Select(v => 0.5f * v)];
+        float[] down = [.. TestData.Floats(random, (long)experts * hidden * intermediate).Select(v => 0.3f * v)];
+        float[] gateUpBias = TestData.Floats(random, experts * 2 * intermediate), downBias = TestData.Floats(random, experts * hidden);
+        var output = new float[rows * hidden];
+        using var moe = new MixtureOfExperts();
+        fixed (float* px = x, pl = logits, pg = gateUp, pd = down, po = output, pgb = gateUpBias, pdb = downBias)
+        {
+            moe.Run(px, rows, hidden, pl, experts, topK, true, pg, pd, DType.F32, intermediate, po, new MixtureOfExperts.Biased(pgb, pdb, limit));
+        }
+
+        double[] expected = Reference(x, rows, hidden, logits, experts, topK, true, gateUp, down, intermediate, (gateUpBias, downBias, limit));
+        TestData.AssertClose(expected, output, RelativeTolerance, 1e-6, default, $"{rows} rows, {experts} experts, top {topK}, limit {limit}");
+    }
+
     [Fact]
     public void Output_may_be_the_input_and_a_second_larger_step_reuses_nothing_stale()
     {
@@ -89,8 +116,9 @@ public unsafe class MixtureOfExpertsTests
         TestData.AssertClose(expected, output, 1e-6, 1e-7);
     }
 
+    /// <param name="gptOss">gpt-oss's expert biases and SwiGLU limit (its modeling code's <c>_apply_gate</c>, α = 1.702).</param>
     private static double[] Reference(float[] x, int rows, int hidden, float[] logits, int experts, int topK, bool normalize,
-        float[] gateUp, float[] down, int intermediate)
+        float[] gateUp, float[] down, int intermediate, (float[] GateUpBias, float[] DownBias, float Limit)? gptOss = null)
     {
         var result = new double[rows * hidden];
         for (int r = 0; r < rows; r++)
@@ -113,12 +141,21 @@ public unsafe class MixtureOfExpertsTests
                         u += gateUp[((long)e * 2 * intermediate + intermediate + i) * hidden + k] * (double)x[r * hidden + k];
                     }
 
-                    act[i] = g / (1 + Math.Exp(-g)) * u;
+                    if (gptOss is { } o)
+                    {
+                        g = Math.Min(g + o.GateUpBias[e * 2 * intermediate + i], o.Limit);
+                        u = Math.Clamp(u + o.GateUpBias[e * 2 * intermediate + intermediate + i], -o.Limit, o.Limit);
+                        act[i] = (u + 1) * g / (1 + Math.Exp(-1.702 * g));
+                    }
+                    else
+                    {
+                        act[i] = g / (1 + Math.Exp(-g)) * u;
+                    }
                 }
 
                 for (int h = 0; h < hidden; h++)
                 {
-                    double d = 0;
+                    double d = gptOss is { } o ? o.DownBias[e * hidden + h] : 0;
                     for (int i = 0; i < intermediate; i++)
                     {
                         d += down[((long)e * hidden + h) * intermediate + i] * act[i];

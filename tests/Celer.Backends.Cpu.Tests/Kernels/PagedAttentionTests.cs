@@ -104,6 +104,20 @@ public unsafe class PagedAttentionTests
         AssertMatchesReference(numKvHeads: 1, group: 4, headDim: 64, blockSize, slidingWindow, [new(1, 2049), new(1, 300)], seed: 400 + (int)softCap, softCap, queryScale: 16);
     }
 
+    /// <summary>
+    /// gpt-oss's attention sinks (one logit per head in every softmax denominator, no value with it) on prefill tiles,
+    /// decode rows and a decode split over cores (where the sink must be counted once), sliding and full; some heads' sinks
+    /// sit far above the scores, so the sink takes most of their softmax.
+    /// </summary>
+    [Theory]
+    [InlineData(0, 16)]
+    [InlineData(33, 7)]
+    public void Run_AttentionSinks_MatchDoubleReference(int slidingWindow, int blockSize)
+    {
+        AssertMatchesReference(numKvHeads: 2, group: 4, headDim: 64, blockSize, slidingWindow, MixedBatch, seed: 500 + slidingWindow, sinks: true);
+        AssertMatchesReference(numKvHeads: 1, group: 8, headDim: 64, blockSize, slidingWindow, [new(1, 3000), new(1, 300)], seed: 600 + slidingWindow, sinks: true);
+    }
+
     [Fact]
     public void Run_SingleKey_ReturnsItsValue()
     {
@@ -155,7 +169,7 @@ public unsafe class PagedAttentionTests
 
     private static void AssertMatchesReference(
         int numKvHeads, int group, int headDim, int blockSize, int slidingWindow, Sequence[] sequences, int seed, float softCap = 0f, float queryScale = 4,
-        KvCacheFormat? cache = null)
+        KvCacheFormat? cache = null, bool sinks = false)
     {
         var random = new Random(seed);
         int numHeads = numKvHeads * group;
@@ -204,25 +218,27 @@ public unsafe class PagedAttentionTests
 
         int[] seqLens = sequences.Select(s => s.SeqLen).ToArray();
         float scale = 1 / MathF.Sqrt(headDim);
+        // Every third head's sink far above its scores.
+        float[]? sinkLogits = sinks ? [.. Enumerable.Range(0, numHeads).Select(h => h % 3 == 2 ? 8f + random.NextSingle() : 4 * (random.NextSingle() - 0.5f))] : null;
         var output = new float[numTokens * numHeads * headDim];
         var reference = new float[output.Length];
-        fixed (float* pq = q, pk = kCache, pv = vCache, po = output, pr = reference)
+        fixed (float* pq = q, pk = kCache, pv = vCache, po = output, pr = reference, psink = sinkLogits)
         fixed (byte* kc = kCodes, vc = vCodes)
         fixed (int* pb = blockTables, pqs = queryStartLoc, ps = seqLens)
         {
             if (cache is { } format)
             {
-                PagedAttention.Run(pq, numTokens, numHeads, numKvHeads, headDim, kc, vc, format, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, po, softCap);
+                PagedAttention.Run(pq, numTokens, numHeads, numKvHeads, headDim, kc, vc, format, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, po, softCap, psink);
             }
             else
             {
-                PagedAttention.Run(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, po, softCap);
+                PagedAttention.Run(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, po, softCap, psink);
             }
 
-            PagedAttention.RunReference(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, pr, softCap);
+            PagedAttention.RunReference(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, pr, softCap, psink);
         }
 
-        double[] exact = DoubleReference(q, kCache, vCache, numHeads, numKvHeads, headDim, blockSize, blockTables, blockTableStride, sequences, scale, slidingWindow, softCap);
+        double[] exact = DoubleReference(q, kCache, vCache, numHeads, numKvHeads, headDim, blockSize, blockTables, blockTableStride, sequences, scale, slidingWindow, softCap, sinkLogits);
         TestData.AssertClose(exact, output, 0, AbsoluteTolerance, default, "output");
         TestData.AssertClose(exact, reference, 0, AbsoluteTolerance, default, "reference");
     }
@@ -238,11 +254,12 @@ public unsafe class PagedAttentionTests
 
     /// <summary>
     /// Attention from its definition in double: row j of sequence s is at position seqLen − queryLen + j and sees
-    /// positions p ≤ position with p &gt; position − window (transformers' sliding_window_overlay) when window &gt; 0.
+    /// positions p ≤ position with p &gt; position − window (transformers' sliding_window_overlay) when window &gt; 0;
+    /// with <paramref name="sinks"/>, gpt-oss's eager attention: softmax over [scores, sink] with the sink's column dropped.
     /// </summary>
     private static double[] DoubleReference(
         float[] q, float[] kCache, float[] vCache, int numHeads, int numKvHeads, int headDim, int blockSize,
-        int[] blockTables, int blockTableStride, Sequence[] sequences, float scale, int slidingWindow, float softCap)
+        int[] blockTables, int blockTableStride, Sequence[] sequences, float scale, int slidingWindow, float softCap, float[]? sinks)
     {
         int numTokens = sequences.Sum(s => s.QueryLen);
         var output = new double[numTokens * numHeads * headDim];
@@ -268,9 +285,10 @@ public unsafe class PagedAttentionTests
 
                         return softCap > 0 ? softCap * Math.Tanh(dot * scale / softCap) : dot * scale;
                     }).ToArray();
-                    double max = scores.Max();
+                    // A sink is one more logit of the softmax, with no value row.
+                    double max = sinks is null ? scores.Max() : Math.Max(scores.Max(), sinks[h]);
                     double[] weights = scores.Select(x => Math.Exp(x - max)).ToArray();
-                    double sum = weights.Sum();
+                    double sum = weights.Sum() + (sinks is null ? 0 : Math.Exp(sinks[h] - max));
                     for (int i = 0; i < headDim; i++)
                     {
                         double acc = 0;

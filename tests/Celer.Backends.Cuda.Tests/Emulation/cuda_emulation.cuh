@@ -146,6 +146,14 @@ inline float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
+// common.cuh's attention_normalizer, the same formula (flash_attention.cu and flash_decode.cu call it).
+template <typename T> inline float attention_normalizer(float m, float l, const T* sinks, int head) {
+    if (sinks == nullptr) return l > 0.f ? 1.f / l : 0.f;
+    const float sink = to_float(sinks[head]);
+    const float mx = l > 0.f ? fmaxf(m, sink) : sink;
+    const float f = l > 0.f ? expf(m - mx) : 0.f;
+    return f / (l * f + expf(sink - mx));
+}
 #define CELER_FOR_DTYPES(M) M(f32, float) M(f16, __half) M(bf16, __nv_bfloat16)
 // Programmatic dependent launch: kernels run one after another here, so waiting on the previous one is a no-op.
 inline void celer_pdl_begin() {}

@@ -1,6 +1,6 @@
 // Runs the literal flash_attention.cu and flash_decode.cu kernels on emulated threads (common.cuh = cuda_emulation.cuh)
 // and compares them with a naive double-precision reference over paged caches, GQA groups, sliding windows, splits
-// and fp8 caches. Usage: flash_emulation_test attention|decode [seed] [16|8]   (16: 16-bit caches only, 8: fp8 only)
+// fp8 caches and attention sinks. Usage: flash_emulation_test attention|decode [seed] [16|8]   (16: 16-bit caches only, 8: fp8 only)
 #include "common.cuh"
 #include "flash_attention.cu"   // the repository's sources, copied next to this file by KernelEmulationTests
 #include "flash_decode.cu"
@@ -9,7 +9,7 @@
 
 template <typename T, typename C>
 using KernelFn = void (*)(const T*, const C*, const C*, const int*, const int*, const int*, int, int, int, int, float,
-                          int, T*, float*, float*, float, float, float);
+                          int, T*, float*, float*, float, float, float, const T*);
 
 static bool g_decode;   // which kernel runs: flash_decode (its tiles: a whole sequence of <= 16 MMA rows) or flash_attention
 
@@ -56,7 +56,7 @@ struct SeqSpec { int ctx, nq; };
 
 template <typename T, typename C>
 double run_case(const char* tname, int hd, int nkv, int group, int bs, int window, int splits, std::vector<SeqSpec> seqs,
-                std::mt19937& rng, bool verbose, float softcap = 0.f) {
+                std::mt19937& rng, bool verbose, float softcap = 0.f, bool with_sinks = false) {
     int nh = nkv * group;
     std::normal_distribution<float> nd(0.f, 1.f);
     int S = seqs.size();
@@ -139,9 +139,14 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
     std::vector<uint16_t> out((size_t)rows * nh * hd, to_bits<T>(NAN));
     std::vector<float> pacc((size_t)rows * nh * splits * hd, NAN), pml((size_t)rows * nh * splits * 2, NAN);
     float scale = 1.f / std::sqrt((float)hd);
+    // gpt-oss's sinks: one logit per head, some far above the scores (the sink then takes most of the softmax).
+    std::vector<uint16_t> sinks(with_sinks ? nh : 0);
+    for (int h = 0; h < (int)sinks.size(); h++) sinks[h] = to_bits<T>(h % 3 == 2 ? 6.f + nd(rng) : 1.5f * nd(rng));
+    auto sink_of = [&](int h) { return (double)from_bits<T>(sinks[h]); };
+    const T* sp = with_sinks ? (const T*)sinks.data() : nullptr;
 
     g_readable = {{(const char*)kc.data(), kc.size() * sizeof(CS)}, {(const char*)vc.data(), vc.size() * sizeof(CS)},
-                  {(const char*)qv.data(), qv.size() * 2}};
+                  {(const char*)qv.data(), qv.size() * 2}, {(const char*)sinks.data(), sinks.size() * 2}};
     g_smem_lo = UINTPTR_MAX; g_smem_hi = 0;
     memset(flash_dynamic_smem, 0xff, sizeof(flash_dynamic_smem));   // stale shared memory must never leak in
     KernelFn<T, C> fn = kernel_for<T, C>(hd);
@@ -149,7 +154,7 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
     T* op = (T*)out.data();
     launch({(unsigned)ntiles, (unsigned)nkv, (unsigned)splits}, [&] {
         fn(qp, kp, vp, tiles.data(), positions.data(), table.data(), max_blocks, bs, nh, nkv, scale, window, op,
-           pacc.data(), pml.data(), k_arg, v_arg, softcap);
+           pacc.data(), pml.data(), k_arg, v_arg, softcap, sp);
     });
 
     // Result per (row, head): normalized output directly or merged partials (same formula as merge_splits).
@@ -174,6 +179,15 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
             for (int z = 0; z < splits; z++) {
                 float l = pml[(oh * splits + z) * 2 + 1];
                 if (l > 0.f) gl += l * expf(pml[(oh * splits + z) * 2] - gm);
+            }
+            if (with_sinks) {   // merge_splits' sink term: one more logit in the denominator
+                float sk = (float)sink_of(oh % nh);
+                gm = std::max(gm, sk);
+                gl = expf(sk - gm);
+                for (int z = 0; z < splits; z++) {
+                    float l = pml[(oh * splits + z) * 2 + 1];
+                    if (l > 0.f) gl += l * expf(pml[(oh * splits + z) * 2] - gm);
+                }
             }
             for (int d = 0; d < hd; d++) {
                 float r = 0.f;
@@ -202,7 +216,8 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
                 w[k - lo] = softcap > 0 ? softcap * std::tanh(dot * scale / softcap) : dot * scale;   // Gemma 2's soft-capping
                 mx = std::max(mx, w[k - lo]);
             }
-            double sum = 0;
+            if (with_sinks) mx = std::max(mx, sink_of(h));
+            double sum = with_sinks ? std::exp(sink_of(h) - mx) : 0;   // the sink: a logit with no value
             for (auto& x : w) { x = std::exp(x - mx); sum += x; }
             for (int d = 0; d < hd; d++) {
                 double acc = 0;
@@ -217,8 +232,8 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
         }
     }
     if (verbose)
-        printf("%-9s hd=%3d kv=%d group=%2d bs=%2d window=%3d splits=%d softcap=%.1f rows=%3d tiles=%2d: max abs err %.2e\n",
-               tname, hd, nkv, group, bs, window, splits, softcap, rows, ntiles, max_err);
+        printf("%-9s hd=%3d kv=%d group=%2d bs=%2d window=%3d splits=%d softcap=%.1f sinks=%d rows=%3d tiles=%2d: max abs err %.2e\n",
+               tname, hd, nkv, group, bs, window, splits, softcap, with_sinks, rows, ntiles, max_err);
     return max_err;
 }
 
@@ -278,7 +293,7 @@ int main(int argc, char** argv) {
                    check_convert<__nv_bfloat16, FLASH_E5M2>("bf16<-e5m2") + check_convert<__half, FLASH_E4M3>("f16<-e4m3") +
                    check_convert<__half, FLASH_E5M2>("f16<-e5m2");
     int hds[] = {16, 32, 64, 80, 96, 128, 256};
-    struct Cfg { int nkv, group, bs, window, splits; std::vector<SeqSpec> seqs; float softcap = 0.f; };
+    struct Cfg { int nkv, group, bs, window, splits; std::vector<SeqSpec> seqs; float softcap = 0.f; bool sinks = false; };
     // Mixed prefill chunks (fresh and continued) and decode rows; group sizes incl. non powers of two; block sizes
     // that do not divide BLOCK_N; sliding windows; flash-decoding splits (incl. more splits than key tiles).
     std::vector<Cfg> cfgs = {
@@ -294,6 +309,9 @@ int main(int argc, char** argv) {
         // Soft-capped scores (Gemma 2's attn_logit_softcapping), small caps so that tanh bends the softmax.
         {2, 2, 16, 0, 1, {{0, 40}, {60, 1}, {9, 12}}, 1.5f},
         {1, 4, 7, 24, 3, {{100, 1}, {30, 20}}, 5.f},
+        // gpt-oss's attention sinks, normalized in the kernel (one split) and in the merge (several), sliding and full.
+        {2, 4, 16, 12, 1, {{0, 40}, {60, 1}, {9, 12}}, 0.f, true},
+        {1, 8, 16, 0, 3, {{100, 1}, {30, 20}}, 0.f, true},
     };
     // flash_decode: decode rows and short chunks (rows x group <= 16), long contexts that cross many warp tiles.
     std::vector<Cfg> decode_cfgs = {
@@ -309,6 +327,8 @@ int main(int argc, char** argv) {
         {2, 4, 16, 0, 2, {{511, 1}, {1000, 1}}},
         {2, 2, 16, 0, 1, {{60, 1}, {9, 4}}, 1.5f},
         {1, 4, 7, 24, 3, {{100, 1}, {300, 2}}, 5.f},
+        {2, 4, 16, 12, 1, {{60, 1}, {9, 4}}, 0.f, true},
+        {1, 8, 16, 0, 3, {{100, 1}, {300, 2}}, 0.f, true},
     };
     if (g_decode) cfgs = decode_cfgs;
     // worst[i]: bf16, f16 (16-bit caches), then bf16/f16 x e4m3/e5m2
@@ -319,16 +339,16 @@ int main(int argc, char** argv) {
     if (!only8)   // the 16-bit cases first, in the previous order (same random data as before)
         for (int hd : hds)
             for (auto& c : cfgs) {
-                worst[0] = std::max(worst[0], run_case<__nv_bfloat16, __nv_bfloat16>("bf16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap));
-                worst[1] = std::max(worst[1], run_case<__half, __half>("f16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap));
+                worst[0] = std::max(worst[0], run_case<__nv_bfloat16, __nv_bfloat16>("bf16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+                worst[1] = std::max(worst[1], run_case<__half, __half>("f16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
             }
     if (!only16)
         for (int hd : hds)
             for (auto& c : cfgs) {
-                worst[2] = std::max(worst[2], run_case<__nv_bfloat16, __nv_fp8_e4m3>("bf16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap));
-                worst[3] = std::max(worst[3], run_case<__nv_bfloat16, __nv_fp8_e5m2>("bf16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap));
-                worst[4] = std::max(worst[4], run_case<__half, __nv_fp8_e4m3>("f16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap));
-                worst[5] = std::max(worst[5], run_case<__half, __nv_fp8_e5m2>("f16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap));
+                worst[2] = std::max(worst[2], run_case<__nv_bfloat16, __nv_fp8_e4m3>("bf16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+                worst[3] = std::max(worst[3], run_case<__nv_bfloat16, __nv_fp8_e5m2>("bf16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+                worst[4] = std::max(worst[4], run_case<__half, __nv_fp8_e4m3>("f16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+                worst[5] = std::max(worst[5], run_case<__half, __nv_fp8_e5m2>("f16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
             }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     bool ok = conv_bad == 0;

@@ -1,8 +1,9 @@
 // Runs the literal moe.cu kernels (routing, align, the tensor-core and CUDA-core grouped GEMMs, the sum) and
 // add_sigmoid_gated on emulated threads (common.cuh = cuda_emulation.cuh; flash_attention.cu brings the mma.sync, ldmatrix
 // and cp.async wrappers moe.cu shares) and compares them with a double-precision reference that rounds where the
-// kernels round (weights to T, gate and up to T, silu to T, the product to T, the output once). Routing is checked
-// exactly (ids; logits with ties among them), the align kernel's list by its invariants.
+// kernels round (weights to T, gate and up to T, silu to T, the product to T, the output once), also with gpt-oss's
+// expert biases and clamped SwiGLU. Routing is checked exactly (ids; logits with ties among them), the align kernel's
+// list by its invariants.
 // Usage: moe_emulation_test [seed]
 #include "common.cuh"
 #include "flash_attention.cu"
@@ -10,8 +11,9 @@
 #include <algorithm>
 #include <string>
 
-using GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, int, int, const float*, void*);
-using GemvFn = void (*)(const void*, int, const int*, const void*, int, int, const float*, void*);
+using GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, int, int, const float*, void*,
+                        const void*, float);
+using GemvFn = void (*)(const void*, int, const int*, const void*, int, int, const float*, void*, const void*, float);
 
 template <typename T> struct Kernels;
 #define KERNELS(S, T)                                                                                                 \
@@ -53,8 +55,10 @@ template <typename T> static double rnd(double v) { return to_float(from_float<T
 static void readable(const void* p, size_t bytes) { g_readable.push_back({(const char*)p, bytes}); }
 
 // bm: 16 or 64 (tensor cores), 0 (CUDA cores, 16-row tiles) or -1 (moe_gemv: a warp per pair and column, no align).
+// limit > 0: gpt-oss's experts (a bias after each projection, the SwiGLU clamped at limit).
 template <typename T>
-static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bool normalize, int bm, std::mt19937& rng) {
+static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bool normalize, int bm, std::mt19937& rng,
+                     float limit = 0.f) {
     const int pairs = rows * top_k, tile = bm <= 0 ? 16 : bm, bn = bm == 0 ? 32 : 64;
     std::vector<T> logits = random_t<T>((size_t)rows * experts, 2.f, rng);
     // Ties: some rows repeat a logit (the lower id must win), one row is all equal.
@@ -63,6 +67,11 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     std::vector<T> x = random_t<T>((size_t)rows * hidden, 1.f, rng);
     std::vector<T> w1 = random_t<T>((size_t)experts * 2 * inter * hidden, 0.15f, rng);
     std::vector<T> w2 = random_t<T>((size_t)experts * hidden * inter, 0.15f, rng);
+    const bool biased = limit > 0.f;
+    std::vector<T> b1 = random_t<T>(biased ? (size_t)experts * 2 * inter : 0, 0.5f, rng);
+    std::vector<T> b2 = random_t<T>(biased ? (size_t)experts * hidden : 0, 0.5f, rng);
+    const void* b1p = biased ? b1.data() : nullptr;
+    const void* b2p = biased ? b2.data() : nullptr;
 
     // Scratch as the host lays it out: slots for the most tiles the routing can make.
     const int max_tiles = (pairs + tile - 1) / tile + std::min(experts, pairs);
@@ -79,19 +88,21 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     if (bm < 0) {
         const int warps = 4;   // MOE_GEMV_WARPS: 128 threads, the emulated block
         launch({(unsigned)((inter + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
-            Kernels<T>::gemv(true)(x.data(), top_k, ids.data(), w1.data(), inter, hidden, weights.data(), hmid.data());
+            Kernels<T>::gemv(true)(x.data(), top_k, ids.data(), w1.data(), inter, hidden, weights.data(), hmid.data(), b1p, limit);
         });
         launch({(unsigned)((hidden + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
-            Kernels<T>::gemv(false)(hmid.data(), 1, ids.data(), w2.data(), hidden, inter, weights.data(), pair_out.data());
+            Kernels<T>::gemv(false)(hmid.data(), 1, ids.data(), w2.data(), hidden, inter, weights.data(), pair_out.data(), b2p, limit);
         });
     } else {
         launch({1, 1, 1}, [&] { moe_align(ids.data(), pairs, experts, tile, rank.data(), sorted.data(), tile_expert.data(), num_tiles.data()); });
         GemmFn gate_up = Kernels<T>::gemm(true, bm), down = Kernels<T>::gemm(false, bm);
         launch({(unsigned)max_tiles, (unsigned)((inter + bn - 1) / bn), 1}, [&] {
-            gate_up(x.data(), top_k, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, w1.data(), inter, hidden, weights.data(), hmid.data());
+            gate_up(x.data(), top_k, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, w1.data(), inter, hidden, weights.data(), hmid.data(),
+                    b1p, limit);
         });
         launch({(unsigned)max_tiles, (unsigned)((hidden + bn - 1) / bn), 1}, [&] {
-            down(hmid.data(), 1, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, w2.data(), hidden, inter, weights.data(), pair_out.data());
+            down(hmid.data(), 1, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, w2.data(), hidden, inter, weights.data(), pair_out.data(),
+                 b2p, limit);
         });
     }
     std::vector<T> out((size_t)rows * hidden);
@@ -150,11 +161,22 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
                     g += val(x[(size_t)r * hidden + c]) * val(w1[((size_t)e * 2 * inter + n) * hidden + c]);
                     u += val(x[(size_t)r * hidden + c]) * val(w1[((size_t)e * 2 * inter + inter + n) * hidden + c]);
                 }
+                if (biased) {
+                    g += val(b1[(size_t)e * 2 * inter + n]);
+                    u += val(b1[(size_t)e * 2 * inter + inter + n]);
+                }
                 g = rnd<T>(g);
-                h[n] = rnd<T>(rnd<T>(g / (1 + std::exp(-g))) * rnd<T>(u));
+                u = rnd<T>(u);
+                if (biased) {   // gpt-oss: (clamp(up) + 1) * min(gate, limit) * sigmoid(1.702 min(gate, limit))
+                    g = std::min(g, (double)limit);
+                    u = std::min(std::max(u, -(double)limit), (double)limit);
+                    h[n] = rnd<T>(rnd<T>(u + 1) * rnd<T>(g / (1 + std::exp(-1.702 * g))));
+                } else {
+                    h[n] = rnd<T>(rnd<T>(g / (1 + std::exp(-g))) * u);
+                }
             }
             for (int c = 0; c < hidden; c++) {
-                double d = 0;
+                double d = biased ? val(b2[(size_t)e * hidden + c]) : 0;
                 for (int n = 0; n < inter; n++) d += h[n] * val(w2[((size_t)e * hidden + c) * inter + n]);
                 acc[c] += ref_w[r * top_k + s] * d;
             }
@@ -169,9 +191,9 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     double err = std::sqrt(diff / std::max(norm, 1e-30));
     double tol = sizeof(T) == 4 ? 1e-5 : std::is_same<T, __half>::value ? 3e-3 : 2e-2;
     if (ok && !(err < tol)) fail("relative error " + std::to_string(err));
-    printf("%-5s rows %3d experts %2d top-%d hidden %3d inter %3d %-6s %-4s tiles %3d/%3d  error %.2e %s\n", Kernels<T>::name, rows,
-           experts, top_k, hidden, inter, normalize ? "norm" : "", bm < 0 ? "gemv" : bm == 0 ? "simt" : bm == 16 ? "m16" : "m64", tiles, max_tiles, err,
-           ok ? "ok" : "FAIL");
+    printf("%-5s rows %3d experts %2d top-%d hidden %3d inter %3d %-6s %-4s %-8s tiles %3d/%3d  error %.2e %s\n", Kernels<T>::name, rows,
+           experts, top_k, hidden, inter, normalize ? "norm" : "", bm < 0 ? "gemv" : bm == 0 ? "simt" : bm == 16 ? "m16" : "m64",
+           biased ? "gpt-oss" : "", tiles, max_tiles, err, ok ? "ok" : "FAIL");
     return ok;
 }
 
@@ -236,6 +258,12 @@ int main(int argc, char** argv) {
     ok &= run_case<__nv_bfloat16>(1, 8, 2, 104, 48, true, -1, rng);
     ok &= run_case<__half>(3, 60, 8, 96, 144, false, -1, rng);
     ok &= run_case<float>(2, 16, 4, 100, 44, true, -1, rng);
+    // gpt-oss's experts (biases, a limit small enough that the clamps bite) through every GEMM path.
+    ok &= run_case<__nv_bfloat16>(5, 8, 2, 96, 80, true, 16, rng, 0.3f);
+    ok &= run_case<__half>(70, 4, 2, 200, 80, true, 64, rng, 0.3f);
+    ok &= run_case<float>(9, 8, 2, 100, 40, true, 0, rng, 0.3f);
+    ok &= run_case<__nv_bfloat16>(1, 8, 2, 104, 48, true, -1, rng, 0.3f);
+    ok &= run_case<float>(2, 16, 4, 100, 44, true, -1, rng, 0.3f);
     ok &= run_gated<__nv_bfloat16>(3, 100, rng);
     ok &= run_gated<__half>(2, 77, rng);
     ok &= run_gated<float>(2, 130, rng);

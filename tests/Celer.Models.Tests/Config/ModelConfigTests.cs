@@ -215,6 +215,30 @@ public class ModelConfigTests
         Assert.Null(ModelConfig.Parse(ConfigSamples.Minimal("LlamaForCausalLM", "\"num_experts\": 8")).Moe);
     }
 
+    [Fact]
+    public void Gpt_oss_defaults_are_transformers_when_fields_are_absent()
+    {
+        // GptOssConfig: head_dim 64 (not hidden / heads), a 128-token window on layers 0, 2, 4, …, biases on all four
+        // attention projections, eps 1e-5, 128 experts of intermediate_size, top 4 softmaxed (= renormalized), limit 7.
+        var c = ModelConfig.Parse(ConfigSamples.Minimal("GptOssForCausalLM", "\"num_hidden_layers\": 3, \"hidden_size\": 90"));
+        Assert.Equal((64, 128, 1e-5), (c.HeadDim, c.SlidingWindow, c.RmsNormEps));
+        Assert.Equal([true, false, true], c.SlidingLayers);
+        Assert.True(c.HasQkvBias && c.HasOutputProjectionBias);
+        Assert.Equal((128, 4, 128, true, 7f), (c.Moe!.NumExperts, c.Moe.TopK, c.Moe.IntermediateSize, c.Moe.NormalizeTopK, c.Moe.SwigluLimit));
+        Assert.Equal([true, true, true], c.Moe.SparseLayers);
+
+        // gpt-oss-20b's fields as published (experts_per_token is the older name of num_experts_per_tok).
+        var oss = ModelConfig.Parse(ConfigSamples.Minimal("GptOssForCausalLM",
+            "\"head_dim\": 16, \"sliding_window\": 12, \"num_local_experts\": 32, \"experts_per_token\": 2, \"swiglu_limit\": 3.5, \"attention_bias\": false, " +
+            "\"layer_types\": [\"full_attention\", \"sliding_attention\"]"));
+        Assert.Equal((16, 12, 32, 2, 3.5f), (oss.HeadDim, oss.SlidingWindow, oss.Moe!.NumExperts, oss.Moe.TopK, oss.Moe.SwigluLimit));
+        Assert.Equal([false, true], oss.SlidingLayers);
+        Assert.False(oss.HasQkvBias || oss.HasOutputProjectionBias);
+        Assert.Equal(4, ModelConfig.Parse(ConfigSamples.Minimal("GptOssForCausalLM", "\"num_experts_per_tok\": 4, \"experts_per_token\": 2")).Moe!.TopK);
+
+        Assert.Null(ModelConfig.Parse(ConfigSamples.Minimal("MixtralForCausalLM")).Moe!.SwigluLimit);
+    }
+
     [Theory]
     [InlineData("MixtralForCausalLM", "\"num_local_experts\": 0", "'num_local_experts' must be positive")]
     [InlineData("MixtralForCausalLM", "\"num_experts_per_tok\": 9", "'num_experts_per_tok' must be between 1 and 'num_local_experts' (8)")]
@@ -225,6 +249,8 @@ public class ModelConfigTests
     [InlineData("Qwen2MoeForCausalLM", "\"mlp_only_layers\": [2]", "'mlp_only_layers' must list layer indices between 0 and 1")]
     [InlineData("Qwen2MoeForCausalLM", "\"mlp_only_layers\": \"0\"", "'mlp_only_layers' must list")]
     [InlineData("MixtralForCausalLM", "\"hidden_act\": \"gelu\"", "'hidden_act' must be 'silu' for MixtralForCausalLM")]
+    [InlineData("GptOssForCausalLM", "\"swiglu_limit\": 0", "'swiglu_limit' must be positive and finite")]
+    [InlineData("GptOssForCausalLM", "\"num_local_experts\": 2", "'num_experts_per_tok' must be between 1 and 'num_local_experts' (2)")]
     public void Moe_bad_values_name_the_field(string architecture, string extra, string expected)
     {
         var e = Assert.Throws<ModelConfigException>(() => ModelConfig.Parse(ConfigSamples.Minimal(architecture, extra)));
