@@ -346,7 +346,12 @@ public sealed class OperatorParityTests
     [InlineData(4, 2, 32, 0, true, DType.F16)]
     [InlineData(40, 8, 128, 0, false, DType.BF16)]    // GQA 5
     [InlineData(64, 2, 128, 0, false, DType.BF16)]    // GQA 32: wider than a tile, the CUDA-core kernel
-    public void Paged_attention_over_mixed_prefill_and_decode_matches_the_cpu(int heads, int kvHeads, int headDim, int window, bool decodeOnly, DType dtype)
+    [InlineData(64, 8, 64, 128, false, DType.BF16, true)]   // gpt-oss's attention: sinks, a 128-token window
+    [InlineData(64, 8, 64, 0, true, DType.BF16, true)]      // sinks with a split context: added once, in the merge
+    [InlineData(8, 2, 64, 24, false, DType.F32, true)]      // sinks in the CUDA-core kernel
+    [InlineData(8, 2, 64, 0, true, DType.F32, true)]
+    [InlineData(64, 2, 128, 0, false, DType.BF16, true)]
+    public void Paged_attention_over_mixed_prefill_and_decode_matches_the_cpu(int heads, int kvHeads, int headDim, int window, bool decodeOnly, DType dtype, bool sinks = false)
     {
         Gpu.Require();
         // (tokens already in the cache, new tokens this step): a long fresh prefill, decodes over short and long
@@ -398,7 +403,11 @@ public sealed class OperatorParityTests
             Tensor qs = b.Allocate("qs", b.ActivationDType, rows, heads * headDim);
             b.PrepareAttention(0, b.LoadWeight(h.Random("qkv", DType.F32, 2f, rows, width)), rows, spec, rope, null, null, 1e-6f, qs);
             Tensor output = b.Allocate("o", b.ActivationDType, rows, heads * headDim);
-            b.Attention(0, qs, output, spec);
+            // gpt-oss's sinks, every third head's far above its scores (that head's softmax is then mostly the sink).
+            Tensor? sinkLogits = sinks
+                ? b.LoadWeight(h.FromValues("sinks", [.. Enumerable.Range(0, heads).Select(i => i % 3 == 2 ? 6f + i % 5 : 0.5f * (i % 7) - 1.5f)], heads))
+                : null;
+            b.Attention(0, qs, output, spec, sinkLogits);
             return HostTensors.Read(b, output, rows);
         }
     }

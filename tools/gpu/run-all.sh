@@ -129,9 +129,12 @@ if has hostgap; then
   MODEL=benchmarks/models/qwen3-0.6b-shape latency hostgap-qwen3-0.6b-bs256-sync 256 128 256 --no-async-scheduling
 fi
 if has moe; then
-  # A mixture of experts (Qwen3-30B-A3B's shape: 128 experts, top 8, 61 GB of bf16 weights, 3.3B active per token).
-  for b in 1 32 128; do MODEL=benchmarks/models/qwen3-30b-a3b-shape latency "moe-qwen3-30b-a3b-bs$b" "$b" 128 256; done
-  MODEL=benchmarks/models/qwen3-30b-a3b-shape latency moe-qwen3-30b-a3b-prefill-8x2048 8 2048 1 --max-num-batched-tokens 16384
+  # Mixtures of experts: Qwen3-30B-A3B's shape (128 experts, top 8, 61 GB of bf16 weights, 3.3B active per token) and
+  # gpt-oss-20b's in bf16 (32 biased experts, top 4, sinks, 42 GB, 3.6B active). MOE_SHAPES picks among them.
+  for shape in ${MOE_SHAPES:-qwen3-30b-a3b gpt-oss-20b}; do
+    for b in 1 32 128; do MODEL=benchmarks/models/$shape-shape latency "moe-$shape-bs$b" "$b" 128 256; done
+    MODEL=benchmarks/models/$shape-shape latency "moe-$shape-prefill-8x2048" 8 2048 1 --max-num-batched-tokens 16384
+  done
 fi
 if has gemm; then
   stage "celer bench gemm (the decode and prefill GEMMs alone, every candidate kernel)"
