@@ -42,6 +42,15 @@ public sealed class EngineOnGpuTests
     // 16-bit rounding.
     private const float Fp8LogprobTolerance = float.PositiveInfinity;
 
+    // Cases where transformers itself, run in bf16, leaves the fp32 reference's top-5 (tools/reference/dtype_drift.py on
+    // the H200, 2026-11-30), with the steps it keeps: no bf16 engine can be held to the criterion past them. gpt-oss case 2:
+    // at step 14 a routing flip makes transformers in bf16 choose 291 where fp32 chose 73, neither in the other's top-5,
+    // and Celer in bf16 chooses 291 too. Such a case must match the reference token for token up to that step.
+    private static readonly Dictionary<(string Fixture, int Case), int> Bf16ReferenceDrift = new()
+    {
+        [("gpt-oss-sinks-moe-bf16", 2)] = 14,
+    };
+
     /// <param name="asyncScheduling">Null: the default, which on CUDA is async scheduling.</param>
     private static LlmEngine Engine(
         string model, int? maxNumBatchedTokens = null, int maxNumSeqs = 16, bool enforceEager = false, string dtype = "float32", string kvCacheDtype = "auto",
@@ -99,7 +108,13 @@ public sealed class EngineOnGpuTests
                 .Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, p.Top.Select(t => (t.TokenId, t.Logprob)).ToList()))
                 .ToList();
             int count = fixture.Cases[i].OutputTokenIds.Count;
-            if (inputsQuantized && dtype != "float32")
+            if (dtype != "float32" && Bf16ReferenceDrift.TryGetValue((name, i), out int kept))
+            {
+                int equal = positions.Zip(fixture.Cases[i].OutputTokenIds).TakeWhile(pair => pair.First.TokenId == pair.Second).Count();
+                Assert.True(equal >= kept, $"{name} case {i}: {equal} tokens identical, where transformers in bf16 keeps {kept}");
+                matched += equal;
+            }
+            else if (inputsQuantized && dtype != "float32")
             {
                 Assert.Equal(count, positions.Count);
                 Assert.All(positions, p => Assert.True(float.IsFinite(p.Logprob), $"{name} case {i}: logprob {p.Logprob}"));
