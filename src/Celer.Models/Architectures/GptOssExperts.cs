@@ -1,5 +1,6 @@
 using Celer.Models.Backend;
 using Celer.Models.Config;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Models.Architectures;
@@ -9,16 +10,18 @@ namespace Celer.Models.Architectures;
 /// fused and input-major: <c>experts.gate_up_proj</c> [experts, hidden, 2·intermediate] with gate and up columns
 /// interleaved (column 2j is gate j, 2j + 1 up j; the model computes x @ W + b), <c>experts.down_proj</c> [experts,
 /// intermediate, hidden], and the biases <c>gate_up_proj_bias</c> [experts, 2·intermediate] (interleaved too) and
-/// <c>down_proj_bias</c> [experts, hidden]. The backends take each expert's gate rows then up rows, output-major
-/// ([experts·2·intermediate, hidden]), and down as [experts·hidden, intermediate].
+/// <c>down_proj_bias</c> [experts, hidden]. The published checkpoints store the two weights in MXFP4 instead
+/// (<see cref="Mxfp4"/>), output-major: <c>gate_up_proj_blocks</c> [experts, 2·intermediate, hidden / 32, 16] with
+/// <c>gate_up_proj_scales</c> [experts, 2·intermediate, hidden / 32] (rows interleaved as the columns above), and
+/// <c>down_proj_blocks</c> [experts, hidden, intermediate / 32, 16] with its scales; they are decoded into bf16 at load.
+/// The backends take each expert's gate rows then up rows, output-major ([experts·2·intermediate, hidden]), and down as
+/// [experts·hidden, intermediate].
 /// </summary>
 internal static unsafe class GptOssExperts
 {
     public static (Tensor GateUp, Tensor Down, ExpertOptions Options) Load(string prefix, int hidden, MoeConfig moe, IWeightSource w, IModelBackend b)
     {
         int experts = moe.NumExperts, inter = moe.IntermediateSize;
-        WeightTensor gateUp = w.Get(prefix + "gate_up_proj", experts, hidden, 2 * inter);
-        WeightTensor down = w.Get(prefix + "down_proj", experts, inter, hidden);
         WeightTensor gateUpBias = w.Get(prefix + "gate_up_proj_bias", experts, 2 * inter);
         WeightTensor downBias = w.Get(prefix + "down_proj_bias", experts, hidden);
 
@@ -26,10 +29,15 @@ internal static unsafe class GptOssExperts
         // Gate j of the output-major layout is stored column 2j, up j column 2j + 1.
         int[] deinterleave = [.. Enumerable.Range(0, 2 * inter).Select(r => r < inter ? 2 * r : 2 * (r - inter) + 1)];
         int[] identity = [.. Enumerable.Range(0, hidden)];
-        Tensor gateUpTensor = b.LoadStacked(prefix + "gate_up_proj",
-            Gather(gateUp, buffers, experts, deinterleave, hidden, outStride: 1, inStride: 2 * inter));
-        Tensor downTensor = b.LoadStacked(prefix + "down_proj",
-            Gather(down, buffers, experts, identity, inter, outStride: 1, inStride: hidden));
+        bool mxfp4 = w.Contains(prefix + "gate_up_proj_blocks");
+        WeightTensor gateUp = mxfp4
+            ? DecodeMxfp4(prefix + "gate_up_proj", w, buffers, experts, deinterleave, hidden)
+            : Gather(w.Get(prefix + "gate_up_proj", experts, hidden, 2 * inter), buffers, experts, deinterleave, hidden, outStride: 1, inStride: 2 * inter);
+        WeightTensor down = mxfp4
+            ? DecodeMxfp4(prefix + "down_proj", w, buffers, experts, identity, inter)
+            : Gather(w.Get(prefix + "down_proj", experts, inter, hidden), buffers, experts, identity, inter, outStride: 1, inStride: hidden);
+        Tensor gateUpTensor = b.LoadStacked(prefix + "gate_up_proj", gateUp);
+        Tensor downTensor = b.LoadStacked(prefix + "down_proj", down);
         Tensor gateUpBiasTensor = b.LoadStacked(prefix + "gate_up_proj_bias",
             Gather(gateUpBias, buffers, experts, deinterleave, 1, outStride: 1, inStride: 0));
         Tensor downBiasTensor = b.LoadStacked(prefix + "down_proj_bias",
@@ -70,6 +78,43 @@ internal static unsafe class GptOssExperts
             }
         });
         return new WeightTensor(src.Name, src.DType, shape, dst, src.ByteLength);
+    }
+
+    /// <summary>
+    /// The MXFP4 weight <paramref name="name"/> (<c>_blocks</c> and <c>_scales</c>) decoded into bf16 as [experts·rows,
+    /// columns], row r of expert e from its stored row <paramref name="rowOf"/>[r].
+    /// </summary>
+    private static WeightTensor DecodeMxfp4(string name, IWeightSource w, NativeBuffers buffers, int experts, int[] rowOf, int columns)
+    {
+        if (columns % Mxfp4.BlockSize != 0)
+        {
+            throw new ModelLoadException($"'{name}_blocks': MXFP4 rows come in blocks of {Mxfp4.BlockSize} values; {columns} is not a multiple");
+        }
+
+        int rows = rowOf.Length, groups = columns / Mxfp4.BlockSize;
+        WeightTensor blocks = w.Get(name + "_blocks", experts, rows, groups, Mxfp4.BlockBytes);
+        WeightTensor scales = w.Get(name + "_scales", experts, rows, groups);
+        foreach (WeightTensor t in (ReadOnlySpan<WeightTensor>)[blocks, scales])
+        {
+            if (t.DType != DType.U8)
+            {
+                throw new ModelLoadException($"tensor '{t.Name}' is {t.DType}; MXFP4 blocks and scales are U8");
+            }
+        }
+
+        long bytes = (long)experts * rows * columns * sizeof(ushort);
+        nint dst = buffers.Allocate(bytes);
+        byte* codes = (byte*)blocks.Data, exponents = (byte*)scales.Data;
+        Parallel.For(0, experts, e =>
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                long stored = ((long)e * rows) + rowOf[r];
+                Mxfp4.DecodeRowToBf16(codes + (stored * groups * Mxfp4.BlockBytes), exponents + (stored * groups), columns,
+                    (ushort*)dst + ((((long)e * rows) + r) * columns));
+            }
+        });
+        return new WeightTensor(name, DType.BF16, [experts * rows, columns], dst, bytes);
     }
 
     /// <summary>One expert's strided gather, 64 columns at a time so that the source rows a tile reads stay in cache.</summary>

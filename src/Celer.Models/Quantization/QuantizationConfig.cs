@@ -30,7 +30,7 @@ public sealed record QuantizationConfig
 {
     private const string F = "config.json's quantization_config";
 
-    /// <summary><c>quant_method</c>: "compressed-tensors", "fp8", "gptq" or "awq".</summary>
+    /// <summary><c>quant_method</c>: "compressed-tensors", "fp8", "gptq", "awq" or "mxfp4".</summary>
     public required string Method { get; init; }
 
     /// <summary>The integer weight-only scheme; null for FP8 checkpoints, which the other properties describe.</summary>
@@ -76,6 +76,7 @@ public sealed record QuantizationConfig
             "fp8" => Fp8(q),
             "gptq" => Gptq(q),
             "awq" => Awq(q),
+            "mxfp4" => Mxfp4(q),
             _ => throw new ModelConfigException(
                 $"{F} names quant_method '{method}': Celer runs {Supported} checkpoints, not {method}; serve the unquantized checkpoint of the model"),
         };
@@ -113,7 +114,7 @@ public sealed record QuantizationConfig
         _ => $"--quantization {requested}: Celer runs {Supported} checkpoints and quantizes unquantized ones at load (fp8, ptpc_fp8), not {requested}",
     };
 
-    private const string Supported = "compressed-tensors (FP8, W4A16, W8A16), fp8, gptq (4- and 8-bit) and awq (4-bit)";
+    private const string Supported = "compressed-tensors (FP8, W4A16, W8A16), fp8, gptq (4- and 8-bit), awq (4-bit) and mxfp4 (gpt-oss's experts)";
 
     /// <summary>Whether <paramref name="module"/> (e.g. <c>model.layers.0.self_attn.q_proj</c>) stays unquantized.</summary>
     public bool IsIgnored(string module) => Ignore.Any(entry => entry.StartsWith("re:", StringComparison.Ordinal)
@@ -341,6 +342,19 @@ public sealed record QuantizationConfig
             Ignore = Strings(q, "modules_to_not_convert"),
         };
     }
+
+    /// <summary>
+    /// <c>mxfp4</c> (gpt-oss's published checkpoints): the MoE experts are stored in OCP MXFP4, E2M1 codes two to a byte
+    /// (<c>experts.gate_up_proj_blocks</c>, <c>experts.down_proj_blocks</c>) with one E8M0 scale per 32 inputs
+    /// (<c>*_scales</c>), read by <see cref="Architectures.GptOssExperts"/>; the rest, <c>modules_to_not_convert</c>, is
+    /// stored unquantized. Celer dequantizes the experts into the model dtype at load, as transformers does on GPUs
+    /// without its MXFP4 kernels.
+    /// </summary>
+    private static QuantizationConfig Mxfp4(JsonElement q) => new()
+    {
+        Method = "mxfp4",
+        Ignore = Strings(q, "modules_to_not_convert"),
+    };
 
     /// <summary>
     /// AWQ as AutoAWQ writes it (<c>bits</c> or <c>w_bit</c> 4, <c>group_size</c> or <c>q_group_size</c>, <c>zero_point</c>,

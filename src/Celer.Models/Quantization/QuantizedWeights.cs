@@ -19,7 +19,8 @@ public static class QuantizedWeights
     /// </summary>
     public static IWeightSource Wrap(IWeightSource source, QuantizationConfig? quantization, bool keepFp8 = false, bool keepIntUnpacked = false) => quantization switch
     {
-        null => source,
+        // MXFP4 checkpoints store only gpt-oss's experts quantized, which GptOssExperts decodes from their blocks.
+        null or { Method: "mxfp4" } => source,
         { IntWeights: not null } => new IntWeightSource(source, quantization, keepIntUnpacked),
         _ => new Fp8WeightSource(source, quantization, keepFp8),
     };

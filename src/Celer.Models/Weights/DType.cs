@@ -21,6 +21,9 @@ public enum DType
 
     /// <summary>64-bit integers: compressed-tensors' <c>weight_shape</c> (torch's default integer tensor).</summary>
     I64,
+
+    /// <summary>Unsigned bytes: MXFP4's packed E2M1 pairs (<c>*_blocks</c>) and E8M0 scales (<c>*_scales</c>).</summary>
+    U8,
 }
 
 public static class DTypeExtensions
@@ -30,7 +33,7 @@ public static class DTypeExtensions
         DType.I64 => 8,
         DType.F32 or DType.I32 => 4,
         DType.F16 or DType.BF16 => 2,
-        DType.F8E4M3 or DType.F8E5M2 or DType.I8 => 1,
+        DType.F8E4M3 or DType.F8E5M2 or DType.I8 or DType.U8 => 1,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null),
     };
 

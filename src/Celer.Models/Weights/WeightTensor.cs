@@ -85,7 +85,7 @@ public readonly unsafe struct WeightTensor
             throw new ModelLoadException($"tensor '{Name}' is stored as {DType}: an FP8 weight needs the checkpoint's quantization_config, which says where its scales are");
         }
 
-        if (DType is DType.I8 or DType.I32 or DType.I64)
+        if (DType is DType.I8 or DType.I32 or DType.I64 or DType.U8)
         {
             throw new ModelLoadException($"tensor '{Name}' is stored as {DType}: integer weights need the checkpoint's quantization_config, which says how they are packed and scaled");
         }
