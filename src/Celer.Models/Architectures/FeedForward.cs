@@ -97,7 +97,7 @@ internal sealed class SparseMoeBlock : IFeedForward
         _routerBias = names.RouterBias ? b.LoadWeight(w.Get(prefix + names.Router + ".bias", experts)) : null;
         if (names.GptOssExperts)
         {
-            (_experts, _expertsDown, _expertOptions) = GptOssExperts.Load(prefix + "experts.", hidden, moe, w, b);
+            (_experts, _expertsDown, _expertOptions) = GptOssExperts.Load(prefix + "experts.", c, w, b);
         }
         else if (w.Contains(prefix + "experts.gate_up_proj"))
         {

@@ -19,9 +19,11 @@ namespace Celer.Models.Architectures;
 /// </summary>
 internal static unsafe class GptOssExperts
 {
-    public static (Tensor GateUp, Tensor Down, ExpertOptions Options) Load(string prefix, int hidden, MoeConfig moe, IWeightSource w, IModelBackend b)
+    /// <summary>The experts under <paramref name="prefix"/> (<c>model.layers.N.mlp.experts.</c>), in MXFP4 when the config says so.</summary>
+    public static (Tensor GateUp, Tensor Down, ExpertOptions Options) Load(string prefix, ModelConfig c, IWeightSource w, IModelBackend b)
     {
-        int experts = moe.NumExperts, inter = moe.IntermediateSize;
+        MoeConfig moe = c.Moe!;
+        int hidden = c.HiddenSize, experts = moe.NumExperts, inter = moe.IntermediateSize;
         WeightTensor gateUpBias = w.Get(prefix + "gate_up_proj_bias", experts, 2 * inter);
         WeightTensor downBias = w.Get(prefix + "down_proj_bias", experts, hidden);
 
@@ -29,7 +31,8 @@ internal static unsafe class GptOssExperts
         // Gate j of the output-major layout is stored column 2j, up j column 2j + 1.
         int[] deinterleave = [.. Enumerable.Range(0, 2 * inter).Select(r => r < inter ? 2 * r : 2 * (r - inter) + 1)];
         int[] identity = [.. Enumerable.Range(0, hidden)];
-        bool mxfp4 = w.Contains(prefix + "gate_up_proj_blocks");
+        // From the config, not the files: a dummy source (--load-format dummy) has every name.
+        bool mxfp4 = c.Quantization is { Method: "mxfp4" };
         WeightTensor gateUp = mxfp4
             ? DecodeMxfp4(prefix + "gate_up_proj", w, buffers, experts, deinterleave, hidden)
             : Gather(w.Get(prefix + "gate_up_proj", experts, hidden, 2 * inter), buffers, experts, deinterleave, hidden, outStride: 1, inStride: 2 * inter);

@@ -241,6 +241,24 @@ public sealed class CpuModelEngineTests
         Assert.All(Positions(output), p => Assert.True(float.IsFinite(p.Logprob)));
     }
 
+    /// <summary>
+    /// gpt-oss with dummy weights (how its shape is benchmarked): a dummy source holds every name, MXFP4 blocks included,
+    /// so the experts' format must come from the config, which has no quantization_config here.
+    /// </summary>
+    [Fact]
+    public void Dummy_weights_load_gpt_oss()
+    {
+        using LlmEngine engine = ModelLoader.LoadOffline(new EngineArgs
+        {
+            Model = FixtureModel("gpt-oss-sinks-moe-bf16"), LoadFormat = "dummy", MaxModelLen = 64,
+        }).Engine;
+
+        RequestOutput output = engine.Generate([new GenerateRequest("r", [1, 2, 3, 4, 5], Greedy(8, logprobs: 1))]).Single();
+
+        Assert.Equal(8, Tokens(output).Count);
+        Assert.All(Positions(output), p => Assert.True(float.IsFinite(p.Logprob)));
+    }
+
     /// <summary>The checkpoint with its projections as <see cref="Models.Quantization.OnlineFp8Source"/> quantizes them.</summary>
     private static void WriteQuantizedCheckpoint(string source, string destination, string method, string strategy)
     {

@@ -197,6 +197,102 @@ public sealed class ReferenceParityTests
         }
     }
 
+    /// <summary>
+    /// gpt-oss's published checkpoints store the experts in MXFP4 ([experts, out, in / 32, 16] code blocks with E8M0
+    /// scales, output-major), its bf16 ones input-major with gate and up interleaved. The fixture's experts packed into
+    /// MXFP4 here (from the OCP definition: per 32 inputs the power of two that puts the largest at most at E2M1's 6, each
+    /// value to the nearest code) give exactly the logits of a bf16 checkpoint of the values those codes stand for.
+    /// </summary>
+    [Fact]
+    public void Gpt_oss_mxfp4_experts_give_the_logits_of_the_bf16_values_they_encode()
+    {
+        (string dir, ReferenceFixture fixture) = Load("gpt-oss-sinks-moe-bf16");
+        ModelConfig config = ModelConfig.Load(dir);
+        string mxfp4Dir = Directory.CreateTempSubdirectory("celer-mxfp4").FullName, bf16Dir = Directory.CreateTempSubdirectory("celer-mxfp4-values").FullName;
+        try
+        {
+            var config4 = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!.AsObject();
+            config4["quantization_config"] = System.Text.Json.Nodes.JsonNode.Parse(
+                """{"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}""");
+            File.WriteAllText(Path.Combine(mxfp4Dir, "config.json"), config4.ToJsonString());
+            File.Copy(Path.Combine(dir, "config.json"), Path.Combine(bf16Dir, "config.json"));
+            using (var original = SafetensorsWeightSource.Open(dir))
+            {
+                var packed = new List<(string, DType, int[], byte[])>();
+                var values = new List<(string, DType, int[], byte[])>();
+                foreach (string name in original.Names)
+                {
+                    WeightTensor t = original.Get(name);
+                    if (!name.EndsWith("_proj", StringComparison.Ordinal) || !name.Contains(".experts.", StringComparison.Ordinal))
+                    {
+                        packed.Add((name, t.DType, t.Shape, t.Bytes.ToArray()));
+                        values.Add((name, t.DType, t.Shape, t.Bytes.ToArray()));
+                        continue;
+                    }
+
+                    // Stored [experts, in, out]; MXFP4 blocks run along the inputs of each output row.
+                    int experts = t.Shape[0], inputs = t.Shape[1], outputs = t.Shape[2];
+                    ushort[] stored = t.AsSpan<ushort>().ToArray();
+                    var blocks = new byte[experts * outputs * inputs / 2];
+                    var scales = new byte[experts * outputs * inputs / 32];
+                    var decoded = new ushort[stored.Length];
+                    for (int e = 0; e < experts; e++)
+                    {
+                        for (int o = 0; o < outputs; o++)
+                        {
+                            for (int g = 0; g < inputs / 32; g++)
+                            {
+                                int block = ((e * outputs) + o) * (inputs / 32) + g;
+                                int Index(int i) => ((e * inputs) + (32 * g) + i) * outputs + o;
+                                float[] x = [.. Enumerable.Range(0, 32).Select(i => HalfConversions.Bf16ToFloat(stored[Index(i)]))];
+                                scales[block] = Mxfp4Packing.Scale(x);
+                                for (int i = 0; i < 32; i++)
+                                {
+                                    int code = Mxfp4Packing.NearestCode(x[i], scales[block]);
+                                    blocks[(block * 16) + (i / 2)] |= (byte)(i % 2 == 0 ? code : code << 4);
+                                    decoded[Index(i)] = HalfConversions.FloatToBf16(Mxfp4Packing.Value(code, scales[block]));
+                                }
+                            }
+                        }
+                    }
+
+                    packed.Add((name + "_blocks", DType.U8, [experts, outputs, inputs / 32, 16], blocks));
+                    packed.Add((name + "_scales", DType.U8, [experts, outputs, inputs / 32], scales));
+                    values.Add((name, DType.BF16, t.Shape, [.. decoded.SelectMany(BitConverter.GetBytes)]));
+                }
+
+                SafetensorsWriter.Write(Path.Combine(mxfp4Dir, "model.safetensors"), packed);
+                SafetensorsWriter.Write(Path.Combine(bf16Dir, "model.safetensors"), values);
+            }
+
+            float[][] Logits(string modelDir)
+            {
+                using var backend = new CpuBackend(DType.BF16);
+                using var weights = SafetensorsWeightSource.Open(modelDir);
+                // An MXFP4 checkpoint is read as stored: only gpt-oss's experts are quantized, and GptOssExperts decodes them.
+                Assert.Same(weights, QuantizedWeights.Wrap(weights, ModelConfig.Load(modelDir).Quantization));
+                (_, PagedSequenceRunner runner) = Build(modelDir, weights, backend, 1);
+                return runner.Step([(0, fixture.Cases[3].PromptTokenIds, 0)]);
+            }
+
+            Assert.Equal("mxfp4", ModelConfig.Load(mxfp4Dir).Quantization!.Method);
+            float[][] expected = Logits(bf16Dir), actual = Logits(mxfp4Dir);
+            Assert.Equal(expected.Length, actual.Length);
+            for (int r = 0; r < expected.Length; r++)
+            {
+                Assert.Equal(expected[r], actual[r]);
+            }
+
+            // The codes stand for other values than the fixture's weights: the logits moved, so the experts were read.
+            Assert.NotEqual(Logits(dir)[^1], actual[^1]);
+        }
+        finally
+        {
+            Directory.Delete(mxfp4Dir, recursive: true);
+            Directory.Delete(bf16Dir, recursive: true);
+        }
+    }
+
     private static void AssertPromptLogprobs(string label, ReferenceCase c, float[][] promptLogits, float tolerance)
     {
         for (int p = 1; p < c.PromptTokenIds.Count; p++)
