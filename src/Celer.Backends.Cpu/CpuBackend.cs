@@ -142,10 +142,15 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
         long perLayerBytes = (long)numBlocks * blockSize * spec.NumKvHeads * spec.HeadDim * _kvType.ByteSize();
         _kCache = new byte*[numLayers];
         _vCache = new byte*[numLayers];
+        long nullBlockBytes = perLayerBytes / numBlocks;
         for (int layer = 0; layer < numLayers; layer++)
         {
             _kCache[layer] = (byte*)AllocateFloats((perLayerBytes + sizeof(float) - 1) / sizeof(float));
             _vCache[layer] = (byte*)AllocateFloats((perLayerBytes + sizeof(float) - 1) / sizeof(float));
+            // Block 0 is the null block that padding rows (warm-up, graph padding) attend to: zeros, not whatever the
+            // allocator left there (NaN bit patterns would flow into their logits and a MoE router).
+            NativeMemory.Clear(_kCache[layer], (nuint)nullBlockBytes);
+            NativeMemory.Clear(_vCache[layer], (nuint)nullBlockBytes);
         }
 
         if (_kScales.Length != numLayers)

@@ -44,6 +44,10 @@ internal sealed class EngineOptions
     {
         Description = "JSON object of config.json fields to replace, e.g. '{\"architectures\": [\"LlamaForCausalLM\"]}' for a Llama clone under another name.",
     };
+    public Option<string?> SpeculativeConfig { get; } = new("--speculative-config")
+    {
+        Description = "Speculative decoding as JSON, e.g. '{\"method\": \"ngram\", \"num_speculative_tokens\": 4, \"prompt_lookup_max\": 4}' (prompt lookup; turns async scheduling off).",
+    };
     public Option<bool> AsyncScheduling { get; } = new("--async-scheduling") { Description = "Schedule and launch each step while the previous one runs (default: on with --device cuda, off on the CPU)." };
     public Option<bool> NoAsyncScheduling { get; } = new("--no-async-scheduling") { Description = "Turn async scheduling off." };
     public Option<int[]> CudaGraphSizes { get; } = new("--cuda-graph-sizes")
@@ -59,7 +63,7 @@ internal sealed class EngineOptions
                  {
                      ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory,
                      Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager,
-                     CudaGraphSizes, MaxCudaGraphCaptureSize, AsyncScheduling, NoAsyncScheduling, HfOverrides,
+                     CudaGraphSizes, MaxCudaGraphCaptureSize, AsyncScheduling, NoAsyncScheduling, HfOverrides, SpeculativeConfig,
                  })
             command.Options.Add(option);
     }
@@ -87,5 +91,6 @@ internal sealed class EngineOptions
         MaxCudaGraphCaptureSize = result.GetValue(MaxCudaGraphCaptureSize),
         AsyncScheduling = result.GetValue(NoAsyncScheduling) ? false : result.GetValue(AsyncScheduling) ? true : null,
         HfOverrides = result.GetValue(HfOverrides),
+        SpeculativeConfig = result.GetValue(SpeculativeConfig),
     };
 }

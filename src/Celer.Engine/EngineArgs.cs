@@ -53,6 +53,15 @@ public sealed class EngineArgs
     /// </summary>
     public string? HfOverrides { get; init; }
 
+    /// <summary>
+    /// vLLM's --speculative-config: a JSON object, e.g. <c>{"method": "ngram", "num_speculative_tokens": 4}</c>
+    /// (<see cref="Speculative.SpeculativeConfig"/>). Speculative steps are scheduled synchronously.
+    /// </summary>
+    public string? SpeculativeConfig { get; init; }
+
+    /// <summary>--speculative-config parsed; null when not given.</summary>
+    public Speculative.SpeculativeConfig? ParseSpeculativeConfig() => Speculative.SpeculativeConfig.Parse(SpeculativeConfig);
+
     /// <summary>vLLM's --enforce-eager: never record decode steps as CUDA graphs.</summary>
     public bool EnforceEager { get; init; }
 
@@ -102,6 +111,7 @@ public sealed class EngineArgs
             "--cuda-graph-sizes must not exceed --max-cudagraph-capture-size", nameof(CudaGraphSizes));
         ParsePolicy();
         ParseHfOverrides();
+        ParseSpeculativeConfig();
     }
 
     /// <summary>--hf-overrides as a JSON object; null when not given.</summary>
@@ -142,7 +152,9 @@ public sealed class EngineArgs
         bool asyncScheduling = AsyncScheduling ?? executor?.OverlapsSteps ?? false;
         if (asyncScheduling && executor is { SupportsAsyncScheduling: false })
         {
-            throw new ArgumentException("--async-scheduling is not supported by this model executor.", nameof(AsyncScheduling));
+            throw new ArgumentException(
+                ParseSpeculativeConfig() is null ? "--async-scheduling is not supported by this model executor." : "--async-scheduling does not work with --speculative-config yet.",
+                nameof(AsyncScheduling));
         }
         int maxModelLen = MaxModelLen ?? modelMaxModelLen;
         if (maxModelLen > modelMaxModelLen)

@@ -15,6 +15,7 @@ internal sealed class EngineDriver : IDisposable
     private readonly IEngineStatsListener? _listener;
     private readonly Dictionary<FinishReason, long> _requestSuccess = [];
     private long _prefixQueries, _prefixHits, _preemptions, _promptTokens, _generationTokens, _steps;
+    private readonly Scheduling.SpecDecodingStats _specDecoding = new();
 
     public EngineDriver(EngineArgs args, IModelExecutor executor, Tokenizer? tokenizer, EngineModelInfo model, IEngineStatsListener? listener)
     {
@@ -68,6 +69,7 @@ internal sealed class EngineDriver : IDisposable
         _prefixQueries += schedulerStats.PrefixCache.Queries;
         _prefixHits += schedulerStats.PrefixCache.Hits;
         _preemptions += schedulerStats.NumPreemptions;
+        _specDecoding.Add(schedulerStats.SpecDecoding);
         _promptTokens += processed.NumPromptTokens;
         _generationTokens += processed.NumGenerationTokens;
         foreach ((string requestId, RequestMetrics metrics) in processed.FinishedRequests)
@@ -95,8 +97,16 @@ internal sealed class EngineDriver : IDisposable
     }
 
     // An immutable snapshot swapped in whole, so other threads read a consistent Stats without locks.
-    private void PublishStats() => Stats = new EngineStats(
-        _core.Scheduler.NumRunning, _core.Scheduler.NumWaiting, _core.Scheduler.KvCacheManager.Usage,
-        _prefixQueries, _prefixHits, _preemptions, _promptTokens, _generationTokens, _steps,
-        new Dictionary<FinishReason, long>(_requestSuccess));
+    private void PublishStats()
+    {
+        var specDecoding = new Scheduling.SpecDecodingStats();
+        specDecoding.Add(_specDecoding);
+        Stats = new EngineStats(
+            _core.Scheduler.NumRunning, _core.Scheduler.NumWaiting, _core.Scheduler.KvCacheManager.Usage,
+            _prefixQueries, _prefixHits, _preemptions, _promptTokens, _generationTokens, _steps,
+            new Dictionary<FinishReason, long>(_requestSuccess))
+        {
+            SpecDecoding = specDecoding,
+        };
+    }
 }

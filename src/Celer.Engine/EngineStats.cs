@@ -4,7 +4,8 @@ namespace Celer.Engine;
 /// A snapshot of the engine for <c>/metrics</c>: vLLM's gauges (<c>vllm:num_requests_running</c>,
 /// <c>vllm:num_requests_waiting</c>, <c>vllm:kv_cache_usage_perc</c>) and counters since start
 /// (<c>vllm:prefix_cache_queries</c>/<c>hits</c> in tokens, <c>vllm:num_preemptions</c>,
-/// <c>vllm:prompt_tokens</c>, <c>vllm:generation_tokens</c>, <c>vllm:request_success</c> by reason).
+/// <c>vllm:prompt_tokens</c>, <c>vllm:generation_tokens</c>, <c>vllm:request_success</c> by reason, and speculative
+/// decoding's <c>vllm:spec_decode_*</c>).
 /// </summary>
 public sealed record EngineStats(
     int NumRunning,
@@ -19,6 +20,9 @@ public sealed record EngineStats(
     IReadOnlyDictionary<FinishReason, long> RequestSuccess)
 {
     public static EngineStats Empty { get; } = new(0, 0, 0, 0, 0, 0, 0, 0, 0, new Dictionary<FinishReason, long>());
+
+    /// <summary>Speculative decoding's counters since start (all zero without <c>--speculative-config</c>).</summary>
+    public Scheduling.SpecDecodingStats SpecDecoding { get; init; } = new();
 }
 
 /// <summary>

@@ -19,23 +19,26 @@ internal sealed unsafe class MixtureOfExperts : IDisposable
     /// <summary>
     /// Per row: softmax in fp32 of <paramref name="logits"/> ([rows, experts]), the <paramref name="topK"/> most probable
     /// experts (ties: the lower id) into <paramref name="ids"/> and their probabilities, renormalized to sum 1 when
-    /// <paramref name="normalize"/>, into <paramref name="weights"/> (both [rows, topK]).
+    /// <paramref name="normalize"/>, into <paramref name="weights"/> (both [rows, topK]). A NaN logit ranks below every
+    /// number (as on CUDA), so the ids are always distinct valid experts, whatever a diverged row holds.
     /// </summary>
     public static void Route(float* logits, int rows, int experts, int topK, bool normalize, int* ids, float* weights)
     {
         Span<float> probabilities = experts <= 512 ? stackalloc float[experts] : new float[experts];
+        Span<bool> taken = experts <= 512 ? stackalloc bool[experts] : new bool[experts];
         for (int r = 0; r < rows; r++)
         {
             var row = new ReadOnlySpan<float>(logits + (long)r * experts, experts);
             System.Numerics.Tensors.TensorPrimitives.SoftMax(row, probabilities);
+            taken.Clear();
             float sum = 0;
             for (int j = 0; j < topK; j++)
             {
                 int best = -1;
                 for (int e = 0; e < experts; e++)
                 {
-                    // Strictly greater: among equal probabilities the lowest id wins; taken experts are marked −1.
-                    if (probabilities[e] >= 0 && (best < 0 || probabilities[e] > probabilities[best]))
+                    // Strictly greater: among equal probabilities the lowest id wins; a NaN never beats a number.
+                    if (!taken[e] && (best < 0 || probabilities[e] > probabilities[best] || (float.IsNaN(probabilities[best]) && !float.IsNaN(probabilities[e]))))
                     {
                         best = e;
                     }
@@ -44,7 +47,7 @@ internal sealed unsafe class MixtureOfExperts : IDisposable
                 ids[r * topK + j] = best;
                 weights[r * topK + j] = probabilities[best];
                 sum += probabilities[best];
-                probabilities[best] = -1;
+                taken[best] = true;
             }
 
             if (normalize)

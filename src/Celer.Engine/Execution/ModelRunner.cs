@@ -1,4 +1,5 @@
 using Celer.Engine.Scheduling;
+using Celer.Engine.Speculative;
 using Celer.Models.Architectures;
 using Celer.Models.Backend;
 
@@ -8,7 +9,8 @@ namespace Celer.Engine.Execution;
 /// The executor of one model on one backend (vLLM's <c>GPUModelRunner</c>): keeps each request's tokens, block
 /// table and sampler state across steps, turns a <see cref="SchedulerOutput"/> into one flat <see cref="ForwardBatch"/>
 /// (prefill chunks and decodes mixed), asks the model for logits only on the rows that need them (the last row of a
-/// sequence that samples this step; prompt rows when prompt logprobs are wanted), and samples.
+/// sequence that samples this step; prompt rows when prompt logprobs are wanted; with speculative decoding the rows
+/// that verify a request's drafts), samples, and proposes the next drafts.
 /// </summary>
 public sealed class ModelRunner : IModelExecutor
 {
@@ -20,6 +22,7 @@ public sealed class ModelRunner : IModelExecutor
     private readonly IDeviceSampler? _deviceSampler;
     private readonly DeviceSamplingBatch _deviceBatch = new();
     private readonly IDisposable? _weights;
+    private readonly NgramProposer? _proposer;
     private readonly Dictionary<string, RunnerRequest> _requests = new(StringComparer.Ordinal);
 
     // Host sampling of fewer logits than this stays on the engine thread: handing rows to the thread pool costs more.
@@ -36,11 +39,13 @@ public sealed class ModelRunner : IModelExecutor
     /// Samples on the device (reserved for the model's logits rows): steps that only sample never copy logits to the
     /// host. Null: every row is sampled on the host.
     /// </param>
+    /// <param name="proposer">Speculative decoding (<c>--speculative-config</c>): drafts each sampled request's next tokens.</param>
     public ModelRunner(
         DecoderModel model, IModelBackend backend, int numKvBlocks, int blockSize, IReadOnlyCollection<int> eosTokenIds, long seed,
-        IDisposable? weights = null, IDeviceSampler? deviceSampler = null)
+        IDisposable? weights = null, IDeviceSampler? deviceSampler = null, NgramProposer? proposer = null)
     {
         _deviceSampler = deviceSampler;
+        _proposer = proposer;
         _weights = weights;
         _model = model;
         _backend = backend;
@@ -55,10 +60,11 @@ public sealed class ModelRunner : IModelExecutor
 
     public StepTimeline? Timeline => _backend.Timeline;
 
-    public bool SupportsAsyncScheduling => true;
+    /// <summary>Not with speculative decoding: a step's drafts come from the tokens the step before it sampled.</summary>
+    public bool SupportsAsyncScheduling => _proposer is null;
 
     /// <summary>Steps overlap the host's work when the device samples them; the host sampler needs the logits first.</summary>
-    public bool OverlapsSteps => _deviceSampler is not null;
+    public bool OverlapsSteps => _deviceSampler is not null && SupportsAsyncScheduling;
 
     public ModelRunnerOutput Execute(SchedulerOutput schedulerOutput)
     {
@@ -68,7 +74,27 @@ public sealed class ModelRunner : IModelExecutor
         }
 
         UpdateStates(schedulerOutput);
-        return schedulerOutput.IsEmpty ? ModelRunnerOutput.Empty : Run(StepPlan.Build(schedulerOutput, _requests, _blockSize));
+        return schedulerOutput.IsEmpty ? ModelRunnerOutput.Empty : WithDrafts(Run(StepPlan.Build(schedulerOutput, _requests, _blockSize)));
+    }
+
+    /// <summary>Speculative decoding: each request that sampled gets the drafts that may follow its new tokens.</summary>
+    private ModelRunnerOutput WithDrafts(ModelRunnerOutput output)
+    {
+        if (_proposer is null)
+        {
+            return output;
+        }
+
+        var drafts = new Dictionary<string, int[]>(output.SampledTokenIds.Count, StringComparer.Ordinal);
+        foreach (string id in output.SampledTokenIds.Keys)
+        {
+            if (_proposer.Propose(_requests[id].TokenIds, _proposer.MaxDraftTokens) is { Length: > 0 } next)
+            {
+                drafts[id] = next;
+            }
+        }
+
+        return output with { DraftTokenIds = drafts };
     }
 
     /// <summary>
@@ -215,19 +241,47 @@ public sealed class ModelRunner : IModelExecutor
         var results = new SampleResult?[plan.Uses.Length];
         var promptLogprobs = new Dictionary<string, List<PositionLogprobs>>(StringComparer.Ordinal);
         int vocab = _model.Config.VocabSize;
+        // Speculative decoding: the tokens each request with drafts has so far this step; a rejected draft ends its list.
+        var verified = new Dictionary<string, Verification>(StringComparer.Ordinal);
+        foreach (LogitsRowUse use in plan.Uses)
+        {
+            if (use.Kind == LogitsRowKind.Verify && !verified.ContainsKey(use.RequestId))
+            {
+                verified[use.RequestId] = new Verification();
+            }
+        }
 
         _model.Forward(plan.Batch, (first, count, rows) =>
         {
-            // Sampling is per row and independent (each sequence has its own generator), so many rows run in parallel.
+            // Sampling is per request and independent (each sequence has its own generator), so many requests run in
+            // parallel; a request's verify rows and its sample row run in order, each seeing the tokens before it.
+            List<(int Start, int End)> groups = RequestRuns(plan.Uses, first, count);
             if ((long)count * vocab >= ParallelSamplingElements)
             {
-                Parallel.For(0, count, r => results[first + r] = SampleRow(plan.Uses[first + r], rows.AsSpan(r * vocab, vocab)));
+                Parallel.ForEach(groups, g => SampleRun(g.Start, g.End));
             }
             else
             {
-                for (int r = 0; r < count; r++)
+                foreach ((int start, int end) in groups)
                 {
-                    results[first + r] = SampleRow(plan.Uses[first + r], rows.AsSpan(r * vocab, vocab));
+                    SampleRun(start, end);
+                }
+            }
+
+            void SampleRun(int start, int end)
+            {
+                for (int r = start; r < end; r++)
+                {
+                    LogitsRowUse use = plan.Uses[r];
+                    Span<float> row = rows.AsSpan((r - first) * vocab, vocab);
+                    if (verified.TryGetValue(use.RequestId, out Verification? v))
+                    {
+                        v.Step(use, row, _requests[use.RequestId], _eosTokenIds);
+                    }
+                    else
+                    {
+                        results[r] = SampleRow(use, row);
+                    }
                 }
             }
 
@@ -268,12 +322,80 @@ public sealed class ModelRunner : IModelExecutor
             }
         }
 
+        foreach ((string id, Verification v) in verified)
+        {
+            // Appended to the request as they were verified.
+            sampled[id] = v.Tokens;
+            if (v.Logprobs is { } lp)
+            {
+                (logprobs ??= new Dictionary<string, IReadOnlyList<PositionLogprobs>>(StringComparer.Ordinal))[id] = lp;
+            }
+        }
+
         return new ModelRunnerOutput(
             sampled,
             logprobs,
             promptLogprobs.Count == 0
                 ? null
                 : promptLogprobs.ToDictionary(p => p.Key, p => new PromptLogprobsChunk(plan.PromptLogprobsStart[p.Key], p.Value), StringComparer.Ordinal));
+    }
+
+    /// <summary>The runs of consecutive rows of one request among rows [first, first + count) (a request's rows are adjacent).</summary>
+    private static List<(int Start, int End)> RequestRuns(LogitsRowUse[] uses, int first, int count)
+    {
+        var runs = new List<(int, int)>(count);
+        int start = first;
+        for (int r = first + 1; r <= first + count; r++)
+        {
+            if (r == first + count || uses[r].RequestId != uses[start].RequestId)
+            {
+                runs.Add((start, r));
+                start = r;
+            }
+        }
+
+        return runs;
+    }
+
+    /// <summary>
+    /// One request's speculative step: each verify row either accepts its draft or ends the step with the token drawn in
+    /// its place (<see cref="Sampler.Verify"/>); when every draft is accepted the sample row adds one token more. Each
+    /// token is recorded on the request at once, so the next row's processors see it (penalties, min_tokens).
+    /// </summary>
+    private sealed class Verification
+    {
+        private bool _done;
+
+        public List<int> Tokens { get; } = [];
+
+        public List<PositionLogprobs>? Logprobs { get; private set; }
+
+        public void Step(LogitsRowUse use, Span<float> row, RunnerRequest request, IReadOnlyCollection<int> eosTokenIds)
+        {
+            if (_done || use.Kind == LogitsRowKind.PromptLogprob)
+            {
+                return;
+            }
+
+            SampleResult result;
+            if (use.Kind == LogitsRowKind.Verify)
+            {
+                (result, bool accepted) = Sampler.Verify(row, request.Sampling, eosTokenIds, use.DraftTokenId);
+                _done = !accepted;
+            }
+            else
+            {
+                result = Sampler.Sample(row, request.Sampling, eosTokenIds);
+                _done = true;
+            }
+
+            request.Append(result.TokenId);
+            Tokens.Add(result.TokenId);
+            if (result.Logprobs is { } lp)
+            {
+                (Logprobs ??= []).Add(lp);
+            }
+        }
     }
 
     /// <summary>The host sampler's draw for a sampling row (the caller records it); null for a prompt-logprob row.</summary>

@@ -10,10 +10,16 @@ internal enum LogitsRowKind
 
     /// <summary>A prompt row whose logits give the logprob of the next prompt token.</summary>
     PromptLogprob,
+
+    /// <summary>
+    /// Speculative decoding: a row whose logits verify the draft token at the next position (the request's last known
+    /// token, or one of its drafts but the last); the request's <see cref="Sample"/> row follows its verify rows.
+    /// </summary>
+    Verify,
 }
 
-/// <summary>What one logits row is for: which request, and which position of it.</summary>
-internal readonly record struct LogitsRowUse(string RequestId, LogitsRowKind Kind, int Position);
+/// <summary>What one logits row is for: which request, and which position of it; a verify row's draft token.</summary>
+internal readonly record struct LogitsRowUse(string RequestId, LogitsRowKind Kind, int Position, int DraftTokenId = -1);
 
 /// <summary>One step's flat batch plus what each logits row is for.</summary>
 internal sealed class StepPlan
@@ -62,13 +68,19 @@ internal sealed class StepPlan
             RunnerRequest r = requests[ids[s]];
             int n = so.NumScheduledTokens[r.Id];
             int start = r.NumComputedTokens;
+            int[] drafts = so.ScheduledSpecTokens.GetValueOrDefault(r.Id) ?? [];
+            int known = r.TokenIds.Count;   // drafts stand at positions known, known + 1, …
             r.BlockIds.CopyTo(blockTables.AsSpan(s * maxBlocks));
             int? promptLogprobs = r.Sampling.Params.PromptLogprobs;
             for (int p = start; p < start + n; p++, row++)
             {
-                if (p < r.TokenIds.Count)
+                if (p < known)
                 {
                     tokenIds[row] = r.TokenIds[p];
+                }
+                else if (p - known < drafts.Length)
+                {
+                    tokenIds[row] = drafts[p - known];
                 }
                 else
                 {
@@ -89,6 +101,13 @@ internal sealed class StepPlan
 
             if (so.SampledRequestIds.Contains(r.Id))
             {
+                // Row p predicts token p + 1: the rows before the drafts' positions verify them, the last one samples.
+                for (int i = 0; i < drafts.Length; i++)
+                {
+                    logitsRows.Add(row - 1 - drafts.Length + i);
+                    uses.Add(new LogitsRowUse(r.Id, LogitsRowKind.Verify, known - 1 + i, drafts[i]));
+                }
+
                 logitsRows.Add(row - 1);
                 uses.Add(new LogitsRowUse(r.Id, LogitsRowKind.Sample, start + n - 1));
             }

@@ -45,10 +45,57 @@ public static class Sampler
 
         ApplyLogitsProcessors(logits, state, eosTokenIds);
 
-        int tokenId = state.Temperature == 0f ? SampleGreedy(logits, state) : SampleRandom(logits, state);
+        int tokenId = state.Temperature == 0f ? SampleGreedy(logits, state)
+            : Filter(logits, state) ? Draw(logits, state.Generator.NextDouble())
+            : FullyMaskedFallback(state);
 
         var logprobs = p.Logprobs is { } numTop ? Logprobs.Compute(raw, tokenId, numTop) : null;
         return new SampleResult(tokenId, logprobs);
+    }
+
+    /// <summary>
+    /// Speculative decoding's verification of one draft token against this row, which keeps the target distribution
+    /// exactly (Leviathan et al. 2023, Chen et al. 2023) for a draft that proposes one token with certainty, as n-gram
+    /// lookup does: greedy accepts the draft iff it is the argmax (so the output equals decoding without drafts);
+    /// sampling accepts it with probability p(draft) under the row's final distribution (after every processor and
+    /// filter) and otherwise draws from that distribution with the draft removed, max(0, p − q) renormalized. Returns
+    /// the token that stands at this position and whether it is the draft; the row is overwritten as by <see cref="Sample"/>.
+    /// </summary>
+    public static (SampleResult Result, bool Accepted) Verify(Span<float> logits, SamplingState state, IReadOnlyCollection<int> eosTokenIds, int draftTokenId)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentOutOfRangeException.ThrowIfNegative(draftTokenId);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(draftTokenId, logits.Length);
+        var p = state.Params;
+        Span<float> raw = default;
+        if (p.Logprobs is not null)
+        {
+            raw = Rent(ref t_rawLogits, logits.Length);
+            logits.CopyTo(raw);
+        }
+
+        ApplyLogitsProcessors(logits, state, eosTokenIds);
+        int tokenId;
+        if (state.Temperature == 0f)
+        {
+            tokenId = SampleGreedy(logits, state);
+        }
+        else if (!Filter(logits, state))
+        {
+            tokenId = FullyMaskedFallback(state);
+        }
+        else if (state.Generator.NextDouble() * LogitsMath.Sum(logits) < logits[draftTokenId])
+        {
+            tokenId = draftTokenId;
+        }
+        else
+        {
+            logits[draftTokenId] = 0f;
+            tokenId = Draw(logits, state.Generator.NextDouble());
+        }
+
+        var logprobs = p.Logprobs is { } numTop ? Logprobs.Compute(raw, tokenId, numTop) : null;
+        return (new SampleResult(tokenId, logprobs), tokenId == draftTokenId);
     }
 
     private static void ApplyLogitsProcessors(Span<float> logits, SamplingState state, IReadOnlyCollection<int> eosTokenIds)
@@ -65,13 +112,17 @@ public static class Sampler
         return float.IsNegativeInfinity(logits[argMax]) ? FullyMaskedFallback(state) : argMax;
     }
 
-    private static int SampleRandom(Span<float> logits, SamplingState state)
+    /// <summary>
+    /// Turns the processed row into the sampling distribution's unnormalized weights (temperature, min_p, top_k,
+    /// top_p; the tokens kept are the nonzero ones); false when every token is masked.
+    /// </summary>
+    private static bool Filter(Span<float> logits, SamplingState state)
     {
         var p = state.Params;
         LogitsMath.DivideInPlace(logits, state.Temperature);
         float max = LogitsMath.Max(logits);
         if (float.IsNegativeInfinity(max))
-            return FullyMaskedFallback(state);
+            return false;
 
         // From here the row holds exp(x - max): unnormalized probabilities with the largest exactly 1,
         // so every filter below works without the softmax denominator.
@@ -89,7 +140,7 @@ public static class Sampler
         if (p.TopP < 1f)
             ApplyTopP(weights, p.TopP);
 
-        return Draw(weights, state.Generator.NextDouble());
+        return true;
     }
 
     /// <summary>

@@ -23,4 +23,8 @@ public sealed record SchedulerStats(
     float KvCacheUsage,
     KvCache.PrefixCacheStats PrefixCache,
     int NumPreemptions,
-    int NumScheduledTokens);
+    int NumScheduledTokens)
+{
+    /// <summary>Speculative decoding's counters since the previous stats (all zero without drafts).</summary>
+    public SpecDecodingStats SpecDecoding { get; init; } = new();
+}

@@ -10,12 +10,14 @@ public sealed record PromptLogprobsChunk(int StartPosition, IReadOnlyList<Positi
 /// <summary>
 /// What the runner returns for a step (vLLM's <c>ModelRunnerOutput</c>). Keyed by request id:
 /// the sampled token ids (a list, so speculative decoding can accept several), the logprobs of
-/// each when the request asked for them, and prompt logprobs for the prompt positions computed.
+/// each when the request asked for them, and prompt logprobs for the prompt positions computed; with speculative
+/// decoding, the drafts proposed to follow each request's new tokens.
 /// </summary>
 public sealed record ModelRunnerOutput(
     IReadOnlyDictionary<string, IReadOnlyList<int>> SampledTokenIds,
     IReadOnlyDictionary<string, IReadOnlyList<PositionLogprobs>>? Logprobs = null,
-    IReadOnlyDictionary<string, PromptLogprobsChunk>? PromptLogprobs = null)
+    IReadOnlyDictionary<string, PromptLogprobsChunk>? PromptLogprobs = null,
+    IReadOnlyDictionary<string, int[]>? DraftTokenIds = null)
 {
     public static ModelRunnerOutput Empty { get; } = new(new Dictionary<string, IReadOnlyList<int>>());
 }

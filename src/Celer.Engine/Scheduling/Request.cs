@@ -79,6 +79,12 @@ public sealed class Request
     /// </summary>
     internal int NumOutputPlaceholders { get; set; }
 
+    /// <summary>
+    /// Speculative decoding: draft tokens the runner proposed to follow this request's tokens, which its next step
+    /// verifies (they take KV slots and budget then, and are not the request's tokens until accepted).
+    /// </summary>
+    internal int[] SpecTokenIds { get; set; } = [];
+
     // Core-side timings on the engine's monotonic clock (seconds); 0 = not yet.
     public double QueuedTime { get; internal set; }
     public double FirstScheduledTime { get; internal set; }

@@ -27,6 +27,15 @@ public sealed partial class Scheduler
             {
                 request.NumOutputPlaceholders--;
             }
+
+            if (schedulerOutput.ScheduledSpecTokens.TryGetValue(requestId, out int[]? drafts) && sampled.Count > 0)
+            {
+                // The runner returns the accepted drafts and one token of its own: the rejected drafts' positions were
+                // counted as computed when scheduled, and are computed again (their KV overwritten) from here.
+                int acceptedDrafts = sampled.Count - 1;
+                request.NumComputedTokens -= drafts.Length - acceptedDrafts;
+                _specDecoding.Record(drafts.Length, acceptedDrafts);
+            }
             // A request preempted while this step ran waits in the queue; its token still counts.
             bool waiting = request.Status == RequestStatus.Preempted;
             int accepted = 0;
@@ -50,6 +59,13 @@ public sealed partial class Scheduler
                 logprobs = logprobs.Take(newTokenIds.Count).ToArray();
             }
             PromptLogprobsChunk? promptLogprobs = runnerOutput.PromptLogprobs?.GetValueOrDefault(requestId);
+            if (!stopped && !waiting && runnerOutput.DraftTokenIds?.GetValueOrDefault(requestId) is { Length: > 0 } next)
+            {
+                // No draft may take the request past max_tokens or the context: its next step adds drafts + 1 tokens.
+                int room = Math.Min(request.MaxTokens - request.NumOutputTokens, Config.MaxModelLen - request.NumTokens) - 1;
+                request.SpecTokenIds = room <= 0 ? [] : next.Length <= room ? next : next[..room];
+            }
+
             if (stopped)
             {
                 if (waiting)
@@ -109,7 +125,10 @@ public sealed partial class Scheduler
     {
         var stats = new SchedulerStats(
             _running.Count, _waiting.Count, KvCacheManager.Usage, KvCacheManager.TakePrefixCacheStats(),
-            _numPreemptionsSinceStats, numScheduledTokens);
+            _numPreemptionsSinceStats, numScheduledTokens)
+        {
+            SpecDecoding = _specDecoding.Take(),
+        };
         _numPreemptionsSinceStats = 0;
         return stats;
     }

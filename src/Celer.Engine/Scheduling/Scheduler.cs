@@ -18,6 +18,7 @@ public sealed partial class Scheduler
     private HashSet<string> _finishedRequestIds = [];
     private long _arrivalCounter;
     private int _numPreemptionsSinceStats;
+    private readonly SpecDecodingStats _specDecoding = new();
 
     public Scheduler(SchedulerConfig config)
     {
@@ -59,6 +60,7 @@ public sealed partial class Scheduler
         var scheduledNew = new List<Request>();
         var scheduledResumed = new List<Request>();
         var preempted = new HashSet<string>();
+        var specTokens = new Dictionary<string, int[]>();
         double now = EngineClock.Now;
 
         // 1. Running requests: each gets as many of its remaining tokens as the budget allows.
@@ -66,7 +68,7 @@ public sealed partial class Scheduler
         while (index < _running.Count && tokenBudget > 0)
         {
             Request request = _running[index];
-            int numNewTokens = Math.Min(request.NumTokens + request.NumOutputPlaceholders - request.NumComputedTokens, tokenBudget);
+            int numNewTokens = Math.Min(request.NumTokens + request.NumOutputPlaceholders + request.SpecTokenIds.Length - request.NumComputedTokens, tokenBudget);
             if (numNewTokens <= 0 || ReachesLengthCap(request))
             {
                 // Nothing left to compute, or its token in flight ends it; keep scanning the others.
@@ -113,6 +115,13 @@ public sealed partial class Scheduler
             newBlocksByRequest[request.RequestId] = newBlocks;
             numScheduledTokens[request.RequestId] = numNewTokens;
             tokenBudget -= numNewTokens;
+            // The drafts the budget let in (vLLM: num_new_tokens + num_computed_tokens − num_tokens of them).
+            int numSpec = request.NumComputedTokens + numNewTokens - request.NumTokens - request.NumOutputPlaceholders;
+            if (numSpec > 0)
+            {
+                specTokens[request.RequestId] = request.SpecTokenIds.Length == numSpec ? request.SpecTokenIds : request.SpecTokenIds[..numSpec];
+            }
+
             index++;
         }
 
@@ -166,7 +175,7 @@ public sealed partial class Scheduler
             }
         }
 
-        SchedulerOutput output = BuildOutput(scheduledNew, scheduledResumed, scheduledRunning, numScheduledTokens, newBlocksByRequest, preempted);
+        SchedulerOutput output = BuildOutput(scheduledNew, scheduledResumed, scheduledRunning, numScheduledTokens, newBlocksByRequest, preempted, specTokens);
         _finishedRequestIds = [];
         return output;
     }
@@ -205,6 +214,7 @@ public sealed partial class Scheduler
         KvCacheManager.Free(request);
         request.Status = RequestStatus.Preempted;
         request.NumComputedTokens = 0;
+        request.SpecTokenIds = [];
         request.NumPreemptions++;
         _numPreemptionsSinceStats++;
         _waiting.Prepend(request);
@@ -216,7 +226,8 @@ public sealed partial class Scheduler
         List<Request> scheduledRunning,
         Dictionary<string, int> numScheduledTokens,
         Dictionary<string, IReadOnlyList<KvCacheBlock>> newBlocksByRequest,
-        HashSet<string> preempted)
+        HashSet<string> preempted,
+        Dictionary<string, int[]> specTokens)
     {
         var newRequests = new List<NewRequestData>(scheduledNew.Count);
         foreach (Request request in scheduledNew)
@@ -254,7 +265,10 @@ public sealed partial class Scheduler
             Request request = _requests[requestId];
             request.NumComputedTokens += numTokens;
             total += numTokens;
-            if (request.NumComputedTokens == request.NumTokens + request.NumOutputPlaceholders)
+            // Drafts are verified by this step, which proposes the next ones: a request has none until it returns.
+            int numSpec = specTokens.TryGetValue(requestId, out int[]? drafts) ? drafts.Length : 0;
+            request.SpecTokenIds = [];
+            if (request.NumComputedTokens == request.NumTokens + request.NumOutputPlaceholders + numSpec)
             {
                 sampled.Add(requestId);
                 if (Config.AsyncScheduling)
@@ -263,6 +277,9 @@ public sealed partial class Scheduler
                 }
             }
         }
-        return new SchedulerOutput(newRequests, cachedRequests, numScheduledTokens, total, sampled, preempted, _finishedRequestIds);
+        return new SchedulerOutput(newRequests, cachedRequests, numScheduledTokens, total, sampled, preempted, _finishedRequestIds)
+        {
+            ScheduledSpecTokens = specTokens,
+        };
     }
 }

@@ -41,4 +41,10 @@ public sealed record SchedulerOutput(
     IReadOnlySet<string> FinishedRequestIds)
 {
     public bool IsEmpty => TotalNumScheduledTokens == 0;
+
+    /// <summary>
+    /// Speculative decoding: per request, the draft tokens this step computes after its last known token (all or the
+    /// first of its drafts, as the budget allowed), whose logits verify them; absent for requests without drafts.
+    /// </summary>
+    public IReadOnlyDictionary<string, int[]> ScheduledSpecTokens { get; init; } = new Dictionary<string, int[]>();
 }

@@ -205,6 +205,11 @@ public sealed record ModelConfig
         string architecture = FirstArchitecture(root);
         // Read first: a format Celer cannot run is refused naming its method before any other field matters.
         QuantizationConfig? quantization = QuantizationConfig.Parse(root);
+        if (quantization is { Method: "mxfp4" } && architecture != GptOss)
+        {
+            throw new ModelConfigException($"{F}'s quantization_config names quant_method 'mxfp4', which Celer reads for gpt-oss's experts (GptOssForCausalLM) only, not {architecture}");
+        }
+
         int hidden = Positive(root, "hidden_size");
         int heads = Positive(root, "num_attention_heads");
         int kvHeads = JsonFields.OptionalInt(root, "num_key_value_heads", F) ?? heads;

@@ -50,6 +50,10 @@ internal sealed class EngineMetrics : IEngineStatsListener
     private readonly Counter.Child _numPreemptions;
     private readonly Counter.Child _promptTokens;
     private readonly Counter.Child _generationTokens;
+    private readonly Counter.Child _specDecodeNumDrafts;
+    private readonly Counter.Child _specDecodeNumDraftTokens;
+    private readonly Counter.Child _specDecodeNumAcceptedTokens;
+    private readonly Counter _specDecodeAcceptedPerPosition;
     private readonly Counter _requestSuccess;
     private readonly Histogram.Child _timeToFirstToken;
     private readonly Histogram.Child _interTokenLatency;
@@ -107,6 +111,11 @@ internal sealed class EngineMetrics : IEngineStatsListener
         _numPreemptions = CounterOf("num_preemptions", "Cumulative number of preemption from the engine.");
         _promptTokens = CounterOf("prompt_tokens", "Number of prefill tokens processed.");
         _generationTokens = CounterOf("generation_tokens", "Number of generation tokens processed.");
+        _specDecodeNumDrafts = CounterOf("spec_decode_num_drafts", "Number of spec decoding drafts.");
+        _specDecodeNumDraftTokens = CounterOf("spec_decode_num_draft_tokens", "Number of draft tokens.");
+        _specDecodeNumAcceptedTokens = CounterOf("spec_decode_num_accepted_tokens", "Number of accepted tokens.");
+        _specDecodeAcceptedPerPosition = factory.CreateCounter(p + "spec_decode_num_accepted_tokens_per_pos_total",
+            "Accepted tokens per draft position.", ["model_name", "engine", "position"]);
         _requestSuccess = factory.CreateCounter(p + "request_success_total", "Count of successfully processed requests.",
             ["model_name", "engine", "finished_reason"]);
         // vLLM creates one series per finish reason up front: a series that first appears at 1 loses
@@ -179,6 +188,15 @@ internal sealed class EngineMetrics : IEngineStatsListener
         _numPreemptions.IncTo(stats.NumPreemptions);
         _promptTokens.IncTo(stats.PromptTokens);
         _generationTokens.IncTo(stats.GenerationTokens);
+        _specDecodeNumDrafts.IncTo(stats.SpecDecoding.NumDrafts);
+        _specDecodeNumDraftTokens.IncTo(stats.SpecDecoding.NumDraftTokens);
+        _specDecodeNumAcceptedTokens.IncTo(stats.SpecDecoding.NumAcceptedTokens);
+        for (int position = 0; position < stats.SpecDecoding.NumAcceptedTokensPerPosition.Count; position++)
+        {
+            _specDecodeAcceptedPerPosition.WithLabels(_labels[0], _labels[1], position.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                .IncTo(stats.SpecDecoding.NumAcceptedTokensPerPosition[position]);
+        }
+
         foreach (var (reason, count) in stats.RequestSuccess)
             _requestSuccess.WithLabels(_labels[0], _labels[1], FinishReasons.ToWire(reason)).IncTo(count);
     }

@@ -101,6 +101,25 @@ public unsafe class MixtureOfExpertsTests
         Assert.Equal(0.5f, weights[2], 6);
     }
 
+    /// <summary>
+    /// A row of NaN logits (a diverged row, or padding attending to never-written memory) still routes to distinct valid
+    /// experts, NaN ranking below every number, as the CUDA routing does: ids index the experts' weights.
+    /// </summary>
+    [Fact]
+    public void Rows_with_nan_logits_route_to_distinct_valid_experts()
+    {
+        float[] logits = [float.NaN, float.NaN, float.NaN, float.NaN, /* row 2 */ float.NaN, 1f, float.NaN, 2f];
+        int* ids = stackalloc int[4];
+        float* weights = stackalloc float[4];
+        fixed (float* pl = logits)
+        {
+            MixtureOfExperts.Route(pl, 2, 4, 2, normalize: false, ids, weights);
+        }
+
+        Assert.Equal([0, 1], new[] { ids[0], ids[1] });
+        Assert.True(ids[2] != ids[3] && ids[2] is >= 0 and < 4 && ids[3] is >= 0 and < 4);
+    }
+
     [Fact]
     public void Sigmoid_gated_add_matches_the_formula()
     {

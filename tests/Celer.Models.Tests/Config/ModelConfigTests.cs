@@ -177,11 +177,11 @@ public class ModelConfigTests
         Assert.Contains(expected, e.Message, StringComparison.Ordinal);
     }
 
-    // quantization_config of formats Celer does not run yet, as 3-bit GPTQ, llm-compressor's NVFP4 and gpt-oss's MXFP4 checkpoints write it.
+    // quantization_config of formats Celer does not run yet, as 3-bit GPTQ and llm-compressor's NVFP4 write it; MXFP4 outside gpt-oss.
     [Theory]
     [InlineData("{\"quant_method\": \"gptq\", \"bits\": 3, \"group_size\": 128, \"desc_act\": false}", "gptq bits 3")]
     [InlineData("{\"quant_method\": \"compressed-tensors\", \"format\": \"nvfp4-pack-quantized\", \"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], \"weights\": {\"num_bits\": 4, \"type\": \"float\", \"strategy\": \"tensor_group\", \"group_size\": 16}}}}", "format 'nvfp4-pack-quantized'")]
-    [InlineData("{\"quant_method\": \"mxfp4\", \"modules_to_not_convert\": [\"lm_head\"]}", "quant_method 'mxfp4'")]
+    [InlineData("{\"quant_method\": \"mxfp4\", \"modules_to_not_convert\": [\"lm_head\"]}", "'mxfp4', which Celer reads for gpt-oss's experts (GptOssForCausalLM) only, not LlamaForCausalLM")]
     [InlineData("{\"bits\": 4}", "no quant_method")]
     public void An_unsupported_quantization_is_refused_naming_it(string quantization, string expected)
     {
