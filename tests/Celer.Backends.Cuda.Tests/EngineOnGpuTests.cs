@@ -54,9 +54,10 @@ public sealed class EngineOnGpuTests
     /// <param name="asyncScheduling">Null: the default, which on CUDA is async scheduling.</param>
     private static LlmEngine Engine(
         string model, int? maxNumBatchedTokens = null, int maxNumSeqs = 16, bool enforceEager = false, string dtype = "float32", string kvCacheDtype = "auto",
-        bool? asyncScheduling = null) =>
+        bool? asyncScheduling = null, string? speculativeConfig = null) =>
         ModelLoader.LoadOffline(new EngineArgs
         {
+            SpeculativeConfig = speculativeConfig,
             Model = model,
             Device = "cuda",
             Dtype = dtype,
@@ -264,6 +265,42 @@ public sealed class EngineOnGpuTests
         }
 
         Assert.True(outputs.Any(o => o.Outputs[0].FinishReason == FinishReason.Stop), "a stop token was meant to end some request");
+    }
+
+    /// <summary>
+    /// n-gram speculative decoding on the GPU: verification steps (eager, logits of every draft's row sampled on the host)
+    /// give the greedy tokens of plain decoding (recorded graphs, device sampling). In fp32 over the fixtures' lengths,
+    /// where their top-1/top-2 margins keep another GEMM order from flipping a token; in 16 bits a verification step's
+    /// GEMMs (more rows, other algorithms) round differently, as in any engine, so equality is not the criterion there.
+    /// </summary>
+    [Theory]
+    [InlineData("qwen3-moe-bf16")]
+    [InlineData("gemma2-softcap-window-bf16")]
+    [InlineData("llama-gqa-bf16-v4config")]
+    [InlineData("gpt-oss-sinks-moe-bf16")]
+    public void Greedy_output_with_ngram_drafts_equals_decoding_without_them(string name)
+    {
+        const string dtype = "float32";
+        Gpu.Require();
+        string dir = Path.Combine(RepoPaths.FixtureModels, name);
+        ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(dir, "reference.json"));
+        var requests = fixture.Cases.Select((c, i) => new GenerateRequest(
+            $"r{i}", c.PromptTokenIds, new SamplingParams { Temperature = 0, MaxTokens = c.OutputTokenIds.Count, IgnoreEos = true })).ToList();
+        List<List<int>> plain, speculative;
+        using (LlmEngine engine = Engine(dir, maxNumBatchedTokens: 64, dtype: dtype))
+        {
+            plain = engine.Generate(requests).Select(Tokens).ToList();
+        }
+
+        using (LlmEngine engine = Engine(dir, maxNumBatchedTokens: 64, dtype: dtype,
+            speculativeConfig: """{"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_min": 1, "prompt_lookup_max": 2}"""))
+        {
+            speculative = engine.Generate(requests).Select(Tokens).ToList();
+            Assert.True(engine.Stats.SpecDecoding.NumDraftTokens > 0, "no drafts were proposed");
+            TestContext.Current.SendDiagnosticMessage($"{name}: {engine.Stats.SpecDecoding.NumAcceptedTokens} of {engine.Stats.SpecDecoding.NumDraftTokens} drafts accepted");
+        }
+
+        Assert.Equal(plain, speculative);
     }
 
     [Fact]

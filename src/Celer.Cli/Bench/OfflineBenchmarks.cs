@@ -179,6 +179,24 @@ internal static class OfflineBenchmarks
             parameters["kv_cache_dtype"] = args.KvCacheDtype;
             parameters["quantization"] = args.Quantization;
             parameters["seed"] = args.Seed;
+            parameters["speculative_config"] = args.SpeculativeConfig;
+            if (engine.Stats.SpecDecoding is { NumDrafts: > 0 } spec)
+            {
+                // vLLM's mean acceptance length: tokens per verification step, the accepted drafts and the step's own token
+                // (over every step the engine ran, warm-up included).
+                double acceptanceLength = 1 + ((double)spec.NumAcceptedTokens / spec.NumDrafts);
+                results["spec_decode"] = new JsonObject
+                {
+                    ["num_drafts"] = spec.NumDrafts,
+                    ["num_draft_tokens"] = spec.NumDraftTokens,
+                    ["num_accepted_tokens"] = spec.NumAcceptedTokens,
+                    ["num_accepted_tokens_per_pos"] = new JsonArray([.. spec.NumAcceptedTokensPerPosition.Select(n => (JsonNode)n)]),
+                    ["mean_acceptance_length"] = acceptanceLength,
+                };
+                result.InvocationConfiguration.Output.WriteLine(
+                    $"Speculative decoding: {spec.NumAcceptedTokens} of {spec.NumDraftTokens} draft tokens accepted, mean acceptance length {acceptanceLength:F2}");
+            }
+
             if (BenchmarkReport.Write(kind, args.Model, args.Device, parameters, results, result.GetValue(_outputJson)) is { } path)
                 result.InvocationConfiguration.Output.WriteLine($"Results written to {path}");
         }
