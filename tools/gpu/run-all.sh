@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe spec attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe attention throughput serve coldstart hf}"
+STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe spec attention throughput serve coldstart hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -135,6 +135,14 @@ if has moe; then
     for b in 1 32 128; do MODEL=benchmarks/models/$shape-shape latency "moe-$shape-bs$b" "$b" 128 256; done
     MODEL=benchmarks/models/$shape-shape latency "moe-$shape-prefill-8x2048" 8 2048 1 --max-num-batched-tokens 16384
   done
+fi
+if has spec; then
+  # n-gram speculative decoding (prompt lookup, k = 4) beside plain decoding at batch 1: the default model (real weights)
+  # and the 8B shape (random weights: few drafts, so mostly the cost of proposing and of the eager verify steps).
+  SPEC='{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 2, "prompt_lookup_max": 4}'
+  MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 latency spec-off-celer-tiny-py-bs1 1 128 256
+  MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 latency spec-ngram-celer-tiny-py-bs1 1 128 256 --speculative-config "$SPEC"
+  latency spec-ngram-8b-bs1 1 128 256 --speculative-config "$SPEC"
 fi
 if has gemm; then
   stage "celer bench gemm (the decode and prefill GEMMs alone, every candidate kernel)"
