@@ -144,7 +144,7 @@ public static class ModelLoader
 
 #pragma warning disable CA2000 // the returned Parts own the runner (and the runner the backend and keepOpen)
             var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler,
-                args.ParseSpeculativeConfig() is { } spec ? new Speculative.NgramProposer(spec.PromptLookupMin, spec.PromptLookupMax, spec.NumSpeculativeTokens) : null);
+                args.ParseSpeculativeConfig() is { } spec ? new Speculative.NgramProposer(spec.PromptLookupMin, spec.PromptLookupMax, spec.NumSpeculativeTokens, spec.DisableByBatchSize) : null);
 #pragma warning restore CA2000
             if (kvScales is { } scales)
             {

@@ -80,7 +80,7 @@ public sealed class ModelRunner : IModelExecutor
     /// <summary>Speculative decoding: each request that sampled gets the drafts that may follow its new tokens.</summary>
     private ModelRunnerOutput WithDrafts(ModelRunnerOutput output)
     {
-        if (_proposer is null)
+        if (_proposer is null || !_proposer.ProposesFor(output.SampledTokenIds.Count))
         {
             return output;
         }

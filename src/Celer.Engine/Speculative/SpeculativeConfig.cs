@@ -6,9 +6,11 @@ namespace Celer.Engine.Speculative;
 /// vLLM's <c>--speculative-config</c>: a JSON object naming the <c>method</c> that proposes draft tokens and
 /// <c>num_speculative_tokens</c>, how many it proposes per step. Celer runs <c>ngram</c> (prompt lookup: the tokens
 /// that followed the latest earlier occurrence of the sequence's last n tokens, n from <c>prompt_lookup_max</c> down to
-/// <c>prompt_lookup_min</c>); the model-based methods are refused by name.
+/// <c>prompt_lookup_min</c>); the model-based methods are refused by name. <c>disable_by_batch_size</c>: no drafts for a
+/// step that samples at least that many requests (large batches are compute-bound, where verifying drafts costs more
+/// than it saves).
 /// </summary>
-public sealed record SpeculativeConfig(string Method, int NumSpeculativeTokens, int PromptLookupMin, int PromptLookupMax)
+public sealed record SpeculativeConfig(string Method, int NumSpeculativeTokens, int PromptLookupMin, int PromptLookupMax, int? DisableByBatchSize = null)
 {
     private const string Flag = "--speculative-config";
 
@@ -47,7 +49,7 @@ public sealed record SpeculativeConfig(string Method, int NumSpeculativeTokens, 
         {
             if (!Known.Contains(field.Name))
             {
-                throw new ArgumentException($"{Flag}: field '{field.Name}' is not supported (ngram takes method, num_speculative_tokens, prompt_lookup_min, prompt_lookup_max).", nameof(json));
+                throw new ArgumentException($"{Flag}: field '{field.Name}' is not supported (ngram takes method, num_speculative_tokens, prompt_lookup_min, prompt_lookup_max, disable_by_batch_size).", nameof(json));
             }
         }
 
@@ -68,11 +70,6 @@ public sealed record SpeculativeConfig(string Method, int NumSpeculativeTokens, 
         {
             string why = ModelMethods.Contains(method) ? "needs a draft model or head, which Celer does not run yet" : "is not a speculative decoding method vLLM knows";
             throw new ArgumentException($"{Flag}: method '{method}' {why}; use \"ngram\".", nameof(json));
-        }
-
-        if (root.TryGetProperty("disable_by_batch_size", out JsonElement disable) && disable.ValueKind != JsonValueKind.Null)
-        {
-            throw new ArgumentException($"{Flag}: 'disable_by_batch_size' is not supported yet.", nameof(json));
         }
 
         int k = Int(root, "num_speculative_tokens") ?? throw new ArgumentException($"{Flag}: 'num_speculative_tokens' is required.", nameof(json));
@@ -100,7 +97,13 @@ public sealed record SpeculativeConfig(string Method, int NumSpeculativeTokens, 
             throw new ArgumentException($"{Flag}: 'prompt_lookup_min' ({lo}) must not exceed 'prompt_lookup_max' ({hi}).", nameof(json));
         }
 
-        return new SpeculativeConfig("ngram", k, lo, hi);
+        int? disableBySize = Int(root, "disable_by_batch_size");
+        if (disableBySize is < 2)
+        {
+            throw new ArgumentException($"{Flag}: 'disable_by_batch_size' must be at least 2, got {disableBySize}.", nameof(json));
+        }
+
+        return new SpeculativeConfig("ngram", k, lo, hi, disableBySize);
     }
 
     private static string? String(JsonElement root, string name) =>

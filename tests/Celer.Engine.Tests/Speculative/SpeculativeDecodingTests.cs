@@ -49,28 +49,38 @@ public sealed class SpeculativeDecodingTests
     private static List<List<int>> Tokens(IReadOnlyList<RequestOutput> outputs) =>
         [.. outputs.OrderBy(o => o.RequestId, StringComparer.Ordinal).Select(o => o.Outputs.SelectMany(c => c.TokenIdsDelta).ToList())];
 
+    /// <summary>The chosen tokens' logprobs, request by request.</summary>
+    private static List<List<float>> ChosenLogprobs(IReadOnlyList<RequestOutput> outputs) =>
+        [.. outputs.OrderBy(o => o.RequestId, StringComparer.Ordinal).Select(o => o.Outputs.SelectMany(c => c.LogprobsDelta!).Select(p => p.Chosen.Logprob).ToList())];
+
     [Theory]
     [MemberData(nameof(Models))]
     public void Greedy_output_with_ngram_drafts_equals_decoding_without_them(string name)
     {
         var greedy = new SamplingParams { Temperature = 0, MaxTokens = 60, IgnoreEos = true, Logprobs = 1 };
-        List<List<int>> plain, speculative;
+        IReadOnlyList<RequestOutput> plain, speculative;
         SpecDecodingStats stats;
         using (LlmEngine engine = Engine(name, null))
         {
-            plain = Tokens(engine.Generate(Requests(name, greedy)));
+            plain = engine.Generate(Requests(name, greedy));
         }
 
         using (LlmEngine engine = Engine(name, Ngram))
         {
             Assert.False(engine.AsyncScheduling);
-            speculative = Tokens(engine.Generate(Requests(name, greedy)));
+            speculative = engine.Generate(Requests(name, greedy));
             stats = engine.Stats.SpecDecoding;
         }
 
-        for (int i = 0; i < plain.Count; i++)
+        Assert.Equal(Tokens(plain), Tokens(speculative));
+        // A verified token's logprob comes from its verify row, computed beside the drafts: the same logits up to the
+        // matmul's summation order for a step of more rows.
+        List<List<float>> plainLogprobs = ChosenLogprobs(plain), speculativeLogprobs = ChosenLogprobs(speculative);
+        for (int i = 0; i < plainLogprobs.Count; i++)
         {
-            Assert.Equal(plain[i], speculative[i]);
+            Assert.Equal(plainLogprobs[i].Count, speculativeLogprobs[i].Count);
+            float worst = plainLogprobs[i].Zip(speculativeLogprobs[i], (a, b) => Math.Abs(a - b)).Max();
+            Assert.True(worst < 1e-3f, $"{name} request {i}: logprobs differ by {worst}");
         }
 
         Assert.True(stats.NumDraftTokens > 0, $"{name}: no drafts were proposed");
@@ -117,6 +127,18 @@ public sealed class SpeculativeDecodingTests
         {
             Assert.Equal(plain[i], speculative[i]);
         }
+    }
+
+    /// <summary>disable_by_batch_size: the fixture's four requests decode together, so a limit of 4 leaves them without drafts.</summary>
+    [Theory]
+    [InlineData(4, false)]
+    [InlineData(5, true)]
+    public void Drafts_stop_at_the_batch_size_limit(int limit, bool drafts)
+    {
+        using LlmEngine engine = Engine("qwen3-moe-bf16",
+            $$"""{"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_min": 1, "disable_by_batch_size": {{limit}}}""");
+        engine.Generate(Requests("qwen3-moe-bf16", new SamplingParams { Temperature = 0, MaxTokens = 30, IgnoreEos = true }));
+        Assert.Equal(drafts, engine.Stats.SpecDecoding.NumDraftTokens > 0);
     }
 
     [Fact]

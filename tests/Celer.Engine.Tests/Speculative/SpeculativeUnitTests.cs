@@ -17,6 +17,7 @@ public sealed class SpeculativeUnitTests
         Assert.Equal(new SpeculativeConfig("ngram", 2, 3, 3), SpeculativeConfig.Parse("""{"method": "ngram", "num_speculative_tokens": 2, "prompt_lookup_max": 3}"""));
         Assert.Equal(new SpeculativeConfig("ngram", 2, 2, 2), SpeculativeConfig.Parse("""{"method": "ngram", "num_speculative_tokens": 2, "prompt_lookup_min": 2}"""));
         Assert.Equal(new SpeculativeConfig("ngram", 3, 1, 4), SpeculativeConfig.Parse("""{"model": "[ngram]", "num_speculative_tokens": 3, "prompt_lookup_min": 1, "prompt_lookup_max": 4}"""));
+        Assert.Equal(8, SpeculativeConfig.Parse("""{"method": "ngram", "num_speculative_tokens": 4, "disable_by_batch_size": 8}""")!.DisableByBatchSize);
         Assert.Null(SpeculativeConfig.Parse(null));
         Assert.Null(SpeculativeConfig.Parse("  "));
     }
@@ -31,7 +32,7 @@ public sealed class SpeculativeUnitTests
     [InlineData("""{"method": "ngram", "num_speculative_tokens": 2, "prompt_lookup_min": 0}""", "at least 1")]
     [InlineData("""{"method": "ngram", "num_speculative_tokens": "4"}""", "must be an integer")]
     [InlineData("""{"method": "ngram", "num_speculative_tokens": 4, "acceptance_method": "typical"}""", "'acceptance_method' is not supported")]
-    [InlineData("""{"method": "ngram", "num_speculative_tokens": 4, "disable_by_batch_size": 8}""", "'disable_by_batch_size' is not supported yet")]
+    [InlineData("""{"method": "ngram", "num_speculative_tokens": 4, "disable_by_batch_size": 1}""", "'disable_by_batch_size' must be at least 2")]
     [InlineData("""[1, 2]""", "must be a JSON object")]
     [InlineData("""{"method": """, "not valid JSON")]
     public void A_bad_config_is_refused_naming_the_field(string json, string expected)
@@ -55,6 +56,8 @@ public sealed class SpeculativeUnitTests
         // A repeated token continues itself (the occurrence may overlap the suffix).
         Assert.Equal([7], proposer.Propose([7, 7, 7], 3));   // only one token follows the occurrence
         Assert.Empty(new NgramProposer(minN: 2, maxN: 2, k: 3).Propose([1, 2, 3, 2], 3));   // only 1-grams match
+        Assert.True(new NgramProposer(1, 2, 3, disableByBatchSize: 4).ProposesFor(3));
+        Assert.False(new NgramProposer(1, 2, 3, disableByBatchSize: 4).ProposesFor(4));
     }
 
     [Theory]
