@@ -37,7 +37,8 @@ internal sealed class TinyPyServer : IAsyncDisposable
     public AdmissionControl Admission => App.Services.GetRequiredService<AdmissionControl>();
 
     /// <summary>Starts models/celer-tiny-py on the CPU behind a real server on a loopback port.</summary>
-    public static async Task<TinyPyServer> StartAsync(int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null)
+    /// <param name="speculativeConfig">--speculative-config (null: none).</param>
+    public static async Task<TinyPyServer> StartAsync(int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null, string? speculativeConfig = null)
     {
         var relay = new EngineStatsRelay();
         InterceptingExecutor? executor = null;
@@ -45,7 +46,7 @@ internal sealed class TinyPyServer : IAsyncDisposable
             new EngineArgs
             {
                 Model = ServerFixture.DefaultModel, ServedModelName = ServerFixture.ModelName, MaxModelLen = MaxModelLen,
-                MaxNumSeqs = MaxNumSeqs, MaxNumBatchedTokens = 512, BlockSize = BlockSize, Seed = 0,
+                MaxNumSeqs = MaxNumSeqs, MaxNumBatchedTokens = 512, BlockSize = BlockSize, Seed = 0, SpeculativeConfig = speculativeConfig,
             },
             listener: relay,
             wrapExecutor: runner => executor = new InterceptingExecutor(runner));
