@@ -268,24 +268,25 @@ public sealed class EngineOnGpuTests
     }
 
     /// <summary>
-    /// n-gram speculative decoding on the GPU: verification steps (eager, logits of every draft's row sampled on the host)
-    /// give the greedy tokens of plain decoding (recorded graphs, device sampling). In fp32 over the fixtures' lengths,
+    /// n-gram speculative decoding on the GPU: verification steps (eager; each draft's row sampled on the device, or with
+    /// logprobs asked for, on the host) give the greedy tokens of plain decoding (recorded graphs, device sampling). In fp32 over the fixtures' lengths,
     /// where their top-1/top-2 margins keep another GEMM order from flipping a token; in 16 bits a verification step's
     /// GEMMs (more rows, other algorithms) round differently, as in any engine, so equality is not the criterion there.
     /// </summary>
     [Theory]
-    [InlineData("qwen3-moe-bf16")]
-    [InlineData("gemma2-softcap-window-bf16")]
-    [InlineData("llama-gqa-bf16-v4config")]
-    [InlineData("gpt-oss-sinks-moe-bf16")]
-    public void Greedy_output_with_ngram_drafts_equals_decoding_without_them(string name)
+    [InlineData("qwen3-moe-bf16", false)]
+    [InlineData("qwen3-moe-bf16", true)]
+    [InlineData("gemma2-softcap-window-bf16", false)]
+    [InlineData("llama-gqa-bf16-v4config", true)]
+    [InlineData("gpt-oss-sinks-moe-bf16", false)]
+    public void Greedy_output_with_ngram_drafts_equals_decoding_without_them(string name, bool logprobs)
     {
         const string dtype = "float32";
         Gpu.Require();
         string dir = Path.Combine(RepoPaths.FixtureModels, name);
         ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(dir, "reference.json"));
         var requests = fixture.Cases.Select((c, i) => new GenerateRequest(
-            $"r{i}", c.PromptTokenIds, new SamplingParams { Temperature = 0, MaxTokens = c.OutputTokenIds.Count, IgnoreEos = true })).ToList();
+            $"r{i}", c.PromptTokenIds, new SamplingParams { Temperature = 0, MaxTokens = c.OutputTokenIds.Count, IgnoreEos = true, Logprobs = logprobs ? 1 : null })).ToList();
         List<List<int>> plain, speculative;
         using (LlmEngine engine = Engine(dir, maxNumBatchedTokens: 64, dtype: dtype))
         {

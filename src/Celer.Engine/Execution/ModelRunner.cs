@@ -233,7 +233,8 @@ public sealed class ModelRunner : IModelExecutor
     /// <summary>Runs a step to its end: on the device sampler when every logits row samples, else on the host.</summary>
     private ModelRunnerOutput Run(StepPlan plan)
     {
-        if (_deviceSampler is not null && plan.Uses.All(u => u.Kind == LogitsRowKind.Sample) && plan.Batch.LogitsRows.Length <= _model.MaxLogitsRows)
+        if (_deviceSampler is not null && plan.Batch.LogitsRows.Length <= _model.MaxLogitsRows
+            && plan.Uses.All(u => u.Kind == LogitsRowKind.Sample || (u.Kind == LogitsRowKind.Verify && VerifiesOnDevice(_requests[u.RequestId].Sampling))))
         {
             return SampleOnDevice(plan, _deviceSampler);
         }
@@ -402,7 +403,23 @@ public sealed class ModelRunner : IModelExecutor
     private SampleResult? SampleRow(LogitsRowUse use, Span<float> logits) =>
         use.Kind == LogitsRowKind.Sample ? Sampler.Sample(logits, _requests[use.RequestId].Sampling, _eosTokenIds) : null;
 
-    /// <summary>A step whose logits rows all sample (no prompt logprobs): the logits stay on the device.</summary>
+    /// <summary>
+    /// Whether a request's drafts can be verified from the device sampler's argmax of each row: greedy, no logprobs, and
+    /// processors that come out the same whatever drafts precede a row (no bad words or penalties, min_tokens reached;
+    /// logit_bias and allowed_token_ids do not look at the output). Greedy verification is then exactly: accept while the
+    /// row's argmax is the draft.
+    /// </summary>
+    private static bool VerifiesOnDevice(SamplingState s)
+    {
+        SamplingParams p = s.Params;
+        return s.Temperature == 0f && p.Logprobs is null && p.BadWordsTokenIds is not { Count: > 0 } && s.OutputTokenIds.Count >= p.MinTokens
+            && p.RepetitionPenalty == 1f && p.FrequencyPenalty == 0f && p.PresencePenalty == 0f;
+    }
+
+    /// <summary>
+    /// A step whose logits rows all sample (no prompt logprobs), or verify drafts greedily (<see cref="VerifiesOnDevice"/>):
+    /// the logits stay on the device.
+    /// </summary>
     private ModelRunnerOutput SampleOnDevice(StepPlan plan, IDeviceSampler sampler)
     {
         Tensor logits = _model.ForwardToDevice(plan.Batch);
@@ -418,9 +435,36 @@ public sealed class ModelRunner : IModelExecutor
         SampleResult[] results = _deviceBatch.Sample(sampler, logits);
         var sampled = new Dictionary<string, IReadOnlyList<int>>(results.Length, StringComparer.Ordinal);
         Dictionary<string, IReadOnlyList<PositionLogprobs>>? logprobs = null;
+        var verifying = new Dictionary<string, List<int>>(StringComparer.Ordinal);
+        var verified = new HashSet<string>(StringComparer.Ordinal);
         for (int r = 0; r < results.Length; r++)
         {
-            string id = plan.Uses[r].RequestId;
+            LogitsRowUse use = plan.Uses[r];
+            string id = use.RequestId;
+            if (use.Kind == LogitsRowKind.Verify || verifying.ContainsKey(id))
+            {
+                // A request's rows come in order: its drafts' rows, then its sample row. The accepted drafts and the
+                // first row whose argmax is not its draft (or the sample row) make its tokens.
+                if (!verifying.TryGetValue(id, out List<int>? tokens))
+                {
+                    verifying[id] = tokens = [];
+                }
+
+                if (!verified.Contains(id))
+                {
+                    int token = results[r].TokenId;
+                    requests[r].Append(token);
+                    tokens.Add(token);
+                    sampled[id] = tokens;
+                    if (use.Kind != LogitsRowKind.Verify || token != use.DraftTokenId)
+                    {
+                        verified.Add(id);
+                    }
+                }
+
+                continue;
+            }
+
             requests[r].Append(results[r].TokenId);
             sampled[id] = [results[r].TokenId];
             if (results[r].Logprobs is { } lp)
