@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe spec attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe spec attention throughput serve coldstart hf}"
+STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec attention throughput serve coldstart hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -135,6 +135,14 @@ if has moe; then
     for b in 1 32 128; do MODEL=benchmarks/models/$shape-shape latency "moe-$shape-bs$b" "$b" 128 256; done
     MODEL=benchmarks/models/$shape-shape latency "moe-$shape-prefill-8x2048" 8 2048 1 --max-num-batched-tokens 16384
   done
+fi
+if has mixtral; then
+  # Mixtral-8x7B's shape (93 GB of bf16 weights, 8 experts, top 2) beside transformers in the same call: batch 1 and 32
+  # decode (128 in / 256 out) on both, and Celer's throughput; transformers' compiled static cache is left out for MoE.
+  for b in 1 32; do MODEL=benchmarks/models/mixtral-8x7b-shape latency "mixtral-8x7b-bs$b" "$b" 128 256; done
+  MODEL=benchmarks/models/mixtral-8x7b-shape bench mixtral-8x7b-throughput throughput --num-prompts 200 --input-len 128 --output-len 256
+  stage "transformers on Mixtral-8x7B's shape (dynamic cache, batch 1 and 32)"
+  timeout 400 python3 tools/reference/hf_baseline.py --config benchmarks/models/mixtral-8x7b-shape --out "$OUT/hf-mixtral-8x7b.json" --runs 1,32 || status=1
 fi
 if has spec; then
   # n-gram speculative decoding (prompt lookup, k = 4) beside plain decoding at batch 1: the default model (real weights)

@@ -79,6 +79,8 @@ def main():
     p.add_argument("--input-len", type=int, default=128)
     p.add_argument("--output-len", type=int, default=256)
     p.add_argument("--ceilings-only", action="store_true", help="measure the card's ceilings and the weight bytes, no generate")
+    p.add_argument("--runs", default="1,32,s1,s8",
+                   help="generate runs: batch sizes with the dynamic cache, s<batch> with the compiled static cache")
     args = p.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "transformers": transformers.__version__}
@@ -94,7 +96,7 @@ def main():
     print(f"model built in {time.perf_counter() - t:.1f}s", flush=True)
     result["weight_bytes"] = sum(p.numel() * p.element_size() for p in model.parameters())
     result["hf_generate"] = []
-    runs = [] if args.ceilings_only else [(1, False), (32, False), (1, True), (8, True)]
+    runs = [] if args.ceilings_only else [(int(r.lstrip("s")), r.startswith("s")) for r in args.runs.split(",")]
     with torch.inference_mode():
         for batch, static in runs:
             try:
