@@ -34,24 +34,32 @@ public static class Sampler
         ArgumentNullException.ThrowIfNull(eosTokenIds);
         if (logits.IsEmpty)
             throw new ArgumentException("The logits row is empty.", nameof(logits));
-        var p = state.Params;
+        Span<float> raw = Process(logits, state, eosTokenIds);
 
+        int tokenId = state.Temperature == 0f ? SampleGreedy(logits, state)
+            : Filter(logits, state) ? Draw(logits, state.Generator.NextDouble())
+            : FullyMaskedFallback(state);
+
+        return Result(raw, tokenId, state);
+    }
+
+    /// <summary>Keeps a copy of the raw row when logprobs are asked for (returned; empty otherwise), then applies the processors.</summary>
+    private static Span<float> Process(Span<float> logits, SamplingState state, IReadOnlyCollection<int> eosTokenIds)
+    {
         Span<float> raw = default;
-        if (p.Logprobs is not null)
+        if (state.Params.Logprobs is not null)
         {
             raw = Rent(ref t_rawLogits, logits.Length);
             logits.CopyTo(raw);
         }
 
         ApplyLogitsProcessors(logits, state, eosTokenIds);
-
-        int tokenId = state.Temperature == 0f ? SampleGreedy(logits, state)
-            : Filter(logits, state) ? Draw(logits, state.Generator.NextDouble())
-            : FullyMaskedFallback(state);
-
-        var logprobs = p.Logprobs is { } numTop ? Logprobs.Compute(raw, tokenId, numTop) : null;
-        return new SampleResult(tokenId, logprobs);
+        return raw;
     }
+
+    /// <summary>The drawn token with the logprobs of the raw row (<see cref="Process"/>) when they were asked for.</summary>
+    private static SampleResult Result(ReadOnlySpan<float> raw, int tokenId, SamplingState state) =>
+        new(tokenId, state.Params.Logprobs is { } numTop ? Logprobs.Compute(raw, tokenId, numTop) : null);
 
     /// <summary>
     /// Speculative decoding's verification of one draft token against this row, which keeps the target distribution
@@ -66,15 +74,7 @@ public static class Sampler
         ArgumentNullException.ThrowIfNull(state);
         ArgumentOutOfRangeException.ThrowIfNegative(draftTokenId);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(draftTokenId, logits.Length);
-        var p = state.Params;
-        Span<float> raw = default;
-        if (p.Logprobs is not null)
-        {
-            raw = Rent(ref t_rawLogits, logits.Length);
-            logits.CopyTo(raw);
-        }
-
-        ApplyLogitsProcessors(logits, state, eosTokenIds);
+        Span<float> raw = Process(logits, state, eosTokenIds);
         int tokenId;
         if (state.Temperature == 0f)
         {
@@ -94,8 +94,7 @@ public static class Sampler
             tokenId = Draw(logits, state.Generator.NextDouble());
         }
 
-        var logprobs = p.Logprobs is { } numTop ? Logprobs.Compute(raw, tokenId, numTop) : null;
-        return (new SampleResult(tokenId, logprobs), tokenId == draftTokenId);
+        return (Result(raw, tokenId, state), tokenId == draftTokenId);
     }
 
     private static void ApplyLogitsProcessors(Span<float> logits, SamplingState state, IReadOnlyCollection<int> eosTokenIds)
