@@ -96,6 +96,7 @@ public sealed partial class Scheduler
                     tokenBudget += numScheduledTokens[victim.RequestId];
                     numScheduledTokens.Remove(victim.RequestId);
                     newBlocksByRequest.Remove(victim.RequestId);
+                    specTokens.Remove(victim.RequestId);
                 }
                 Preempt(victim);
                 preempted.Add(victim.RequestId);
