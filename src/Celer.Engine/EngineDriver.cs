@@ -97,16 +97,11 @@ internal sealed class EngineDriver : IDisposable
     }
 
     // An immutable snapshot swapped in whole, so other threads read a consistent Stats without locks.
-    private void PublishStats()
+    private void PublishStats() => Stats = new EngineStats(
+        _core.Scheduler.NumRunning, _core.Scheduler.NumWaiting, _core.Scheduler.KvCacheManager.Usage,
+        _prefixQueries, _prefixHits, _preemptions, _promptTokens, _generationTokens, _steps,
+        new Dictionary<FinishReason, long>(_requestSuccess))
     {
-        var specDecoding = new Scheduling.SpecDecodingStats();
-        specDecoding.Add(_specDecoding);
-        Stats = new EngineStats(
-            _core.Scheduler.NumRunning, _core.Scheduler.NumWaiting, _core.Scheduler.KvCacheManager.Usage,
-            _prefixQueries, _prefixHits, _preemptions, _promptTokens, _generationTokens, _steps,
-            new Dictionary<FinishReason, long>(_requestSuccess))
-        {
-            SpecDecoding = specDecoding,
-        };
-    }
+        SpecDecoding = _specDecoding.Snapshot(),
+    };
 }

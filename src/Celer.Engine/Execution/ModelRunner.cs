@@ -242,15 +242,7 @@ public sealed class ModelRunner : IModelExecutor
         var results = new SampleResult?[plan.Uses.Length];
         var promptLogprobs = new Dictionary<string, List<PositionLogprobs>>(StringComparer.Ordinal);
         int vocab = _model.Config.VocabSize;
-        // Speculative decoding: the tokens each request with drafts has so far this step; a rejected draft ends its list.
-        var verified = new Dictionary<string, Verification>(StringComparer.Ordinal);
-        foreach (LogitsRowUse use in plan.Uses)
-        {
-            if (use.Kind == LogitsRowKind.Verify && !verified.ContainsKey(use.RequestId))
-            {
-                verified[use.RequestId] = new Verification();
-            }
-        }
+        Dictionary<string, Verification> verified = Verifications(plan.Uses);
 
         _model.Forward(plan.Batch, (first, count, rows) =>
         {
@@ -323,16 +315,7 @@ public sealed class ModelRunner : IModelExecutor
             }
         }
 
-        foreach ((string id, Verification v) in verified)
-        {
-            // Appended to the request as they were verified.
-            sampled[id] = v.Tokens;
-            if (v.Logprobs is { } lp)
-            {
-                (logprobs ??= new Dictionary<string, IReadOnlyList<PositionLogprobs>>(StringComparer.Ordinal))[id] = lp;
-            }
-        }
-
+        AddVerified(verified, sampled, ref logprobs);
         return new ModelRunnerOutput(
             sampled,
             logprobs,
@@ -358,6 +341,35 @@ public sealed class ModelRunner : IModelExecutor
         return runs;
     }
 
+    /// <summary>Speculative decoding: a <see cref="Verification"/> for each request whose drafts this step verifies.</summary>
+    private static Dictionary<string, Verification> Verifications(LogitsRowUse[] uses)
+    {
+        var verifications = new Dictionary<string, Verification>(StringComparer.Ordinal);
+        foreach (LogitsRowUse use in uses)
+        {
+            if (use.Kind == LogitsRowKind.Verify)
+            {
+                verifications.TryAdd(use.RequestId, new Verification());
+            }
+        }
+
+        return verifications;
+    }
+
+    /// <summary>The verified requests' tokens (already appended to them) and logprobs, into the step's output.</summary>
+    private static void AddVerified(
+        Dictionary<string, Verification> verified, Dictionary<string, IReadOnlyList<int>> sampled, ref Dictionary<string, IReadOnlyList<PositionLogprobs>>? logprobs)
+    {
+        foreach ((string id, Verification v) in verified)
+        {
+            sampled[id] = v.Tokens;
+            if (v.Logprobs is { } lp)
+            {
+                (logprobs ??= new Dictionary<string, IReadOnlyList<PositionLogprobs>>(StringComparer.Ordinal))[id] = lp;
+            }
+        }
+    }
+
     /// <summary>
     /// One request's speculative step: each verify row either accepts its draft or ends the step with the token drawn in
     /// its place (<see cref="Sampler.Verify"/>); when every draft is accepted the sample row adds one token more. Each
@@ -371,6 +383,7 @@ public sealed class ModelRunner : IModelExecutor
 
         public List<PositionLogprobs>? Logprobs { get; private set; }
 
+        /// <summary>Samples the row on the host (a row after the request's step ended is not sampled: its generator is left as it is).</summary>
         public void Step(LogitsRowUse use, Span<float> row, RunnerRequest request, IReadOnlyCollection<int> eosTokenIds)
         {
             if (_done || use.Kind == LogitsRowKind.PromptLogprob)
@@ -378,18 +391,23 @@ public sealed class ModelRunner : IModelExecutor
                 return;
             }
 
-            SampleResult result;
-            if (use.Kind == LogitsRowKind.Verify)
+            Record(use, use.Kind == LogitsRowKind.Verify
+                ? Sampler.Verify(row, request.Sampling, eosTokenIds, use.DraftTokenId).Result
+                : Sampler.Sample(row, request.Sampling, eosTokenIds), request);
+        }
+
+        /// <summary>
+        /// The token that stands at the row's position (sampled on the host, or the device's argmax): a verify row's ends
+        /// the request's step unless it is the draft; the sample row's always does.
+        /// </summary>
+        public void Record(LogitsRowUse use, SampleResult result, RunnerRequest request)
+        {
+            if (_done)
             {
-                (result, bool accepted) = Sampler.Verify(row, request.Sampling, eosTokenIds, use.DraftTokenId);
-                _done = !accepted;
-            }
-            else
-            {
-                result = Sampler.Sample(row, request.Sampling, eosTokenIds);
-                _done = true;
+                return;
             }
 
+            _done = use.Kind != LogitsRowKind.Verify || result.TokenId != use.DraftTokenId;
             request.Append(result.TokenId);
             Tokens.Add(result.TokenId);
             if (result.Logprobs is { } lp)
@@ -435,33 +453,15 @@ public sealed class ModelRunner : IModelExecutor
         SampleResult[] results = _deviceBatch.Sample(sampler, logits);
         var sampled = new Dictionary<string, IReadOnlyList<int>>(results.Length, StringComparer.Ordinal);
         Dictionary<string, IReadOnlyList<PositionLogprobs>>? logprobs = null;
-        var verifying = new Dictionary<string, List<int>>(StringComparer.Ordinal);
-        var verified = new HashSet<string>(StringComparer.Ordinal);
+        Dictionary<string, Verification> verified = Verifications(plan.Uses);
         for (int r = 0; r < results.Length; r++)
         {
             LogitsRowUse use = plan.Uses[r];
             string id = use.RequestId;
-            if (use.Kind == LogitsRowKind.Verify || verifying.ContainsKey(id))
+            if (verified.TryGetValue(id, out Verification? v))
             {
-                // A request's rows come in order: its drafts' rows, then its sample row. The accepted drafts and the
-                // first row whose argmax is not its draft (or the sample row) make its tokens.
-                if (!verifying.TryGetValue(id, out List<int>? tokens))
-                {
-                    verifying[id] = tokens = [];
-                }
-
-                if (!verified.Contains(id))
-                {
-                    int token = results[r].TokenId;
-                    requests[r].Append(token);
-                    tokens.Add(token);
-                    sampled[id] = tokens;
-                    if (use.Kind != LogitsRowKind.Verify || token != use.DraftTokenId)
-                    {
-                        verified.Add(id);
-                    }
-                }
-
+                // Its drafts' rows, then its sample row, in order.
+                v.Record(use, results[r], requests[r]);
                 continue;
             }
 
@@ -473,6 +473,7 @@ public sealed class ModelRunner : IModelExecutor
             }
         }
 
+        AddVerified(verified, sampled, ref logprobs);
         return new ModelRunnerOutput(sampled, logprobs, null);
     }
 

@@ -34,16 +34,19 @@ public sealed class SpecDecodingStats
         }
     }
 
+    /// <summary>A copy of the counters so far, which later records leave as it is.</summary>
+    public SpecDecodingStats Snapshot() => new()
+    {
+        NumDrafts = NumDrafts,
+        NumDraftTokens = NumDraftTokens,
+        NumAcceptedTokens = NumAcceptedTokens,
+        _acceptedPerPosition = [.. _acceptedPerPosition],
+    };
+
     /// <summary>The counters so far, handed over; this one starts again from zero.</summary>
     public SpecDecodingStats Take()
     {
-        var taken = new SpecDecodingStats
-        {
-            NumDrafts = NumDrafts,
-            NumDraftTokens = NumDraftTokens,
-            NumAcceptedTokens = NumAcceptedTokens,
-            _acceptedPerPosition = _acceptedPerPosition,
-        };
+        SpecDecodingStats taken = Snapshot();
         NumDrafts = NumDraftTokens = NumAcceptedTokens = 0;
         _acceptedPerPosition = [];
         return taken;
