@@ -101,8 +101,8 @@ internal sealed class SparseMoeBlock : IFeedForward
         }
         else if (w.Contains(prefix + "experts.gate_up_proj"))
         {
-            _experts = b.LoadStacked(prefix + "experts.gate_up_proj", Reshaped(w.Get(prefix + "experts.gate_up_proj", experts, 2 * inter, hidden), experts * 2 * inter, hidden));
-            _expertsDown = b.LoadStacked(prefix + "experts.down_proj", Reshaped(w.Get(prefix + "experts.down_proj", experts, hidden, inter), experts * hidden, inter));
+            _experts = b.LoadStacked(prefix + "experts.gate_up_proj", w.Get(prefix + "experts.gate_up_proj", experts, 2 * inter, hidden).Reshaped(experts * 2 * inter, hidden));
+            _expertsDown = b.LoadStacked(prefix + "experts.down_proj", w.Get(prefix + "experts.down_proj", experts, hidden, inter).Reshaped(experts * hidden, inter));
         }
         else
         {
@@ -120,10 +120,6 @@ internal sealed class SparseMoeBlock : IFeedForward
             _sharedExpertGate = b.LoadWeight(w.Get(prefix + "shared_expert_gate.weight", 1, hidden));
         }
     }
-
-    /// <summary>The same bytes seen as a 2-D matrix (the experts stacked along the rows).</summary>
-    private static WeightTensor Reshaped(WeightTensor t, params int[] shape) =>
-        new(t.Name, t.DType, shape, t.Data, t.ByteLength) { Synthetic = t.Synthetic };
 
     public void Forward(IModelBackend b, Activations a, int rows, Tensor input, Tensor output)
     {

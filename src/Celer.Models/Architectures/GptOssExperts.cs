@@ -43,8 +43,8 @@ internal static unsafe class GptOssExperts
         Tensor downTensor = b.LoadStacked(prefix + "down_proj", down);
         Tensor gateUpBiasTensor = b.LoadStacked(prefix + "gate_up_proj_bias",
             Gather(gateUpBias, buffers, experts, deinterleave, 1, outStride: 1, inStride: 0));
-        Tensor downBiasTensor = b.LoadStacked(prefix + "down_proj_bias",
-            Gather(downBias, buffers, experts, identity, 1, outStride: 1, inStride: 0));
+        // [experts, hidden] is already each expert's bias after the one before it.
+        Tensor downBiasTensor = b.LoadStacked(prefix + "down_proj_bias", downBias.Reshaped(experts * hidden));
         return (gateUpTensor, downTensor, new ExpertOptions(gateUpBiasTensor, downBiasTensor, moe.SwigluLimit!.Value));
     }
 
@@ -59,7 +59,7 @@ internal static unsafe class GptOssExperts
         int[] shape = columns == 1 ? [experts * rows] : [experts * rows, columns];
         if (src.Synthetic is not null)
         {
-            return new WeightTensor(src.Name, src.DType, shape, src.Data, src.ByteLength) { Synthetic = src.Synthetic };
+            return src.Reshaped(shape);
         }
 
         int size = src.DType.ByteSize();

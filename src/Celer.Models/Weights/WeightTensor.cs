@@ -47,6 +47,15 @@ public readonly unsafe struct WeightTensor
     /// </summary>
     public Quantization.IntWeights? Packed { get; init; }
 
+    /// <summary>The same bytes (or the same synthetic rule) seen with another shape of as many elements.</summary>
+    public WeightTensor Reshaped(params int[] shape)
+    {
+        var reshaped = new WeightTensor(Name, DType, shape, Data, ByteLength) { Synthetic = Synthetic };
+        return reshaped.ElementCount == ElementCount
+            ? reshaped
+            : throw new ArgumentException($"tensor '{Name}' {FormatShape(Shape)} cannot be seen as {FormatShape(shape)}", nameof(shape));
+    }
+
     public long ElementCount
     {
         get
