@@ -211,6 +211,50 @@ public sealed class Tokenizer
         return ([.. bytes], offsets);
     }
 
+    /// <summary>
+    /// Each token's bytes as they appear inside decoded text (structured outputs match grammars over these bytes): the
+    /// raw bytes for ByteLevel decoding and for byte-fallback tokens (<c>&lt;0x0A&gt;</c> is the one byte 0x0A, not the
+    /// replacement character a lone byte decodes to), else the token decoded after another token, so SentencePiece's
+    /// ▁ is the space it is mid-text and the leading-space strip of the first token does not apply. Null for special
+    /// tokens and unused ids: a grammar never produces them.
+    /// </summary>
+    public byte[]?[] TokenBytesInText()
+    {
+        const string Before = "a";
+        bool byteFallback = _decoder is ByteFallbackDecoder || (_decoder is SequenceDecoder seq && seq.Decoders.Any(d => d is ByteFallbackDecoder));
+        var result = new byte[]?[VocabSize];
+        var bytes = new List<byte>();
+        for (int id = 0; id < VocabSize; id++)
+        {
+            if (_idToToken[id] is not { } token || _isSpecial[id])
+            {
+                continue;
+            }
+
+            if (_byteLevelDecoding)
+            {
+                bytes.Clear();
+                ByteLevel.AppendBytes(token, bytes);
+                result[id] = [.. bytes];
+            }
+            else if (byteFallback && ByteFallbackDecoder.TryParseByteToken(token, out byte value))
+            {
+                result[id] = [value];
+            }
+            else if (_decoder is null)
+            {
+                result[id] = System.Text.Encoding.UTF8.GetBytes(token);
+            }
+            else
+            {
+                string text = string.Concat(_decoder.DecodeChain([Before, token]));
+                result[id] = System.Text.Encoding.UTF8.GetBytes(text.StartsWith(Before, StringComparison.Ordinal) ? text[Before.Length..] : text);
+            }
+        }
+
+        return result;
+    }
+
     public string? IdToToken(int id) => (uint)id < (uint)VocabSize ? _idToToken[id] : null;
 
     public int? TokenToId(string token) =>

@@ -15,6 +15,23 @@ public static class RepoPaths
     /// <summary>The model that ships with Celer.</summary>
     public static string DefaultModel => Path.Combine(Root, "models", "celer-tiny-py");
 
+    /// <summary>
+    /// A real tokenizer's folder (tokenizer.json, tokenizer_config.json) fetched by tools/fetch-test-assets.sh into
+    /// .cache/test-assets/tokenizers/&lt;name&gt;/: llama3, qwen3, llama2, gemma3. A missing one fails the test (CI always
+    /// fetches them), so no suite passes by silently skipping.
+    /// </summary>
+    public static string TestTokenizer(string name)
+    {
+        var dir = Path.Combine(Root, ".cache", "test-assets", "tokenizers", name);
+        if (!File.Exists(Path.Combine(dir, "tokenizer.json")))
+        {
+            throw new InvalidOperationException(
+                $"Test asset tokenizer '{name}' is missing from .cache/test-assets/tokenizers/. Run tools/fetch-test-assets.sh first.");
+        }
+
+        return dir;
+    }
+
     public static IEnumerable<string> FixtureModelNames() =>
         Directory.EnumerateDirectories(FixtureModels).Select(Path.GetFileName).Order(StringComparer.Ordinal)!;
 

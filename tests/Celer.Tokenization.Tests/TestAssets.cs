@@ -9,14 +9,7 @@ internal static class TestAssets
 {
     public static readonly string[] TokenizerNames = ["llama3", "qwen3", "llama2", "gemma3"];
 
-    public static string TokenizerDirectory(string name)
-    {
-        var dir = Path.Combine(Celer.TestSupport.RepoPaths.Root, ".cache", "test-assets", "tokenizers", name);
-        if (!File.Exists(Path.Combine(dir, "tokenizer.json")))
-            throw new InvalidOperationException(
-                $"Test asset tokenizer '{name}' is missing from .cache/test-assets/tokenizers/. Run tools/fetch-test-assets.sh first.");
-        return dir;
-    }
+    public static string TokenizerDirectory(string name) => Celer.TestSupport.RepoPaths.TestTokenizer(name);
 
     public static string TokenizerJsonPath(string name) => Path.Combine(TokenizerDirectory(name), "tokenizer.json");
 
