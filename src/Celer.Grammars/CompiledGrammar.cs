@@ -13,14 +13,22 @@ namespace Celer.Grammars;
 /// <item>Per whole stack set: the finished mask, since generation revisits the same stacks (every character of a
 /// JSON string leaves the same stacks), bounded in bytes.</item>
 /// </list>
+/// Steps go through a lazily built DFA: stack sets are interned and each remembers its successor by byte
+/// (<see cref="StackSet.Transitions"/>), so walking the vocabulary's trie costs about one array read per node once the
+/// sets it meets are known (a JSON string body's masks: milliseconds, not the second that stepping the pushdown
+/// automaton for each of ~500k trie nodes took).
 /// Thread-safe: rows of one step are masked in parallel.
 /// </summary>
 public sealed class CompiledGrammar
 {
     private const long MaskCacheBytes = 4L << 20;
 
+    // Interned stack sets (each may hold a 256-entry transition array): past this many, steps are computed afresh.
+    private const int MaxInternedSets = 16_384;
+
     private readonly ConcurrentDictionary<int, StateMasks> _stateMasks = new();
     private readonly ConcurrentDictionary<StackSet, uint[]> _masks = new();
+    private readonly ConcurrentDictionary<StackSet, StackSet> _interned = new();
     private readonly int _maxCachedMasks;
 
     public CompiledGrammar(GrammarAutomaton automaton, TokenVocabulary vocabulary)
@@ -28,7 +36,11 @@ public sealed class CompiledGrammar
         Automaton = automaton ?? throw new ArgumentNullException(nameof(automaton));
         Vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
         _maxCachedMasks = (int)Math.Max(16, MaskCacheBytes / (4L * vocabulary.BitmaskWords));
+        Initial = Intern(automaton.Initial);
     }
+
+    /// <summary>Where every matcher starts (interned).</summary>
+    internal StackSet Initial { get; }
 
     public GrammarAutomaton Automaton { get; }
 
@@ -37,7 +49,7 @@ public sealed class CompiledGrammar
     /// <summary>Computes the per-state masks of the states a matcher starts in, so the first step does not wait.</summary>
     public void Warm()
     {
-        foreach (var frame in Automaton.Initial.Stacks)
+        foreach (var frame in Initial.Stacks)
         {
             MasksOf(frame.State);
         }
@@ -63,7 +75,7 @@ public sealed class CompiledGrammar
                 continue;
             }
 
-            var single = new StackSet([frame], false);
+            var single = Intern(new StackSet([frame], false));
             foreach (int id in masks.Uncertain)
             {
                 if ((bitmask[id >> 5] & (1u << (id & 31))) == 0 && Survives(single, Vocabulary.BytesOf(id), scratch))
@@ -92,7 +104,7 @@ public sealed class CompiledGrammar
     {
         foreach (byte b in bytes)
         {
-            set = Automaton.Step(set, b, scratch);
+            set = Step(set, b, scratch);
             if (set.IsDead)
             {
                 break;
@@ -100,6 +112,38 @@ public sealed class CompiledGrammar
         }
 
         return set;
+    }
+
+    /// <summary>The stacks after one more byte, from the memo when this set took the byte before.</summary>
+    internal StackSet Step(StackSet set, byte value, StepScratch scratch)
+    {
+        var transitions = set.Transitions;
+        if (transitions?[value] is { } known)
+        {
+            return known;
+        }
+
+        var next = Intern(Automaton.Step(set, value, scratch));
+        if (ReferenceEquals(_interned.GetValueOrDefault(set), set))
+        {
+            transitions ??= Interlocked.CompareExchange(ref set.Transitions, new StackSet?[256], null) ?? set.Transitions!;
+            transitions[value] = next;
+        }
+
+        return next;
+    }
+
+    /// <summary>The one instance of sets equal to <paramref name="set"/>, while the table has room.</summary>
+    internal StackSet Intern(StackSet set)
+    {
+        if (set.IsDead)
+        {
+            return StackSet.Dead;
+        }
+
+        return _interned.TryGetValue(set, out var existing) ? existing
+            : _interned.Count < MaxInternedSets ? _interned.GetOrAdd(set, set)
+            : set;
     }
 
     private bool Survives(StackSet set, ReadOnlySpan<byte> bytes, StepScratch scratch) => !Advance(set, bytes, scratch).IsDead;
@@ -134,11 +178,10 @@ internal sealed class StateMasks
     public static StateMasks Compute(CompiledGrammar grammar, int state)
     {
         var vocabulary = grammar.Vocabulary;
-        var automaton = grammar.Automaton;
         var accepted = new uint[vocabulary.BitmaskWords];
         var uncertain = new List<int>();
         var scratch = new StepScratch();
-        Walk(TokenVocabulary.Root, new StackSet([new Frame(state, null)], false), false);
+        Walk(TokenVocabulary.Root, grammar.Intern(new StackSet([new Frame(state, null)], false)), false);
         return new StateMasks(accepted, [.. uncertain]);
 
         // `reached`: some path to this node ended the state's rule with bytes still to come.
@@ -148,7 +191,7 @@ internal sealed class StateMasks
             for (int i = 0; i < children; i++)
             {
                 var (b, child) = vocabulary.Child(node, i);
-                var next = automaton.Step(set, b, scratch);
+                var next = grammar.Step(set, b, scratch);
                 bool childReached = reached || next.Ended;
                 if (next.Stacks.Length == 0)
                 {

@@ -18,7 +18,7 @@ public sealed class GrammarMatcher
     public GrammarMatcher(CompiledGrammar grammar)
     {
         _grammar = grammar ?? throw new ArgumentNullException(nameof(grammar));
-        _history = [grammar.Automaton.Initial];
+        _history = [grammar.Initial];
     }
 
     public CompiledGrammar Grammar => _grammar;

@@ -3,7 +3,10 @@ namespace Celer.Grammars;
 /// <summary>
 /// Where a matcher stands: every stack the input so far can have left (its top frame at a state with byte edges, so
 /// the next byte can move it), and whether the bottom rule can have ended exactly here (<see cref="Ended"/>: for the
-/// root, the output is complete). Dead when both are empty. Immutable; equal sets hash alike (the mask cache key).
+/// root, the output is complete). Dead when both are empty. Immutable but for <see cref="Transitions"/>, the memo of
+/// its successors by byte, which a <see cref="CompiledGrammar"/> fills for the sets it interns: the sets and their
+/// transitions are then a DFA built lazily, and a step taken before is one array read. Equal sets hash alike (the
+/// mask cache key).
 /// </summary>
 internal sealed class StackSet : IEquatable<StackSet>
 {
@@ -34,6 +37,9 @@ internal sealed class StackSet : IEquatable<StackSet>
     public bool Ended { get; }
 
     public bool IsDead => Stacks.Length == 0 && !Ended;
+
+    /// <summary>The interned successor by each byte, once computed; null until the first is.</summary>
+    public StackSet?[]? Transitions;
 
     public bool Equals(StackSet? other)
     {
