@@ -74,7 +74,7 @@ internal static class ResultsWriter
     }
 
     /// <summary>The directory holding Celer.slnx above the working directory, or the working directory.</summary>
-    private static string RepositoryRoot()
+    internal static string RepositoryRoot()
     {
         for (var directory = new DirectoryInfo(Environment.CurrentDirectory); directory is not null; directory = directory.Parent)
         {
@@ -87,7 +87,7 @@ internal static class ResultsWriter
         return Environment.CurrentDirectory;
     }
 
-    private static string? GitCommit()
+    internal static string? GitCommit()
     {
         try
         {

@@ -129,10 +129,13 @@ public sealed unsafe partial class CudaBackend
         MoeSum(pairOut, rows, topK, hidden, o);
     }
 
+    // moe_sum's block: one column per thread, the row's columns over gridDim.y blocks.
+    private const int MoeSumThreads = 128;
+
     private void MoeSum(ulong pairOut, int rows, int topK, int hidden, ulong output)
     {
         void** sumArgs = stackalloc void*[] { &pairOut, &topK, &hidden, &output };
-        Launch("moe_sum", (uint)rows, 1, Threads(Math.Min(hidden, 256)), sumArgs);
+        Launch("moe_sum", (uint)rows, (uint)((hidden + MoeSumThreads - 1) / MoeSumThreads), MoeSumThreads, sumArgs);
     }
 
     /// <summary>

@@ -18,7 +18,7 @@ public sealed unsafe partial class CudaBackend : IDeviceSampler
     private SafePinnedHostHandle? _sampledOnHost;   // the ids' async copy lands here
     private SafeCudaEventHandle? _sampledCopied;
     private int _sampledCount = -1;                 // rows of the last launch not yet read; −1: none
-    private readonly GrowableDeviceBuffer _edits = new(), _allowed = new(), _logprobInts = new(), _logprobFloats = new();
+    private readonly GrowableDeviceBuffer _edits = new(), _allowed = new(), _bitmasks = new(), _logprobInts = new(), _logprobFloats = new();
     private int _sampleMaxRows, _sampleVocab;
 
     public void ReserveSampling(int maxRows, int vocabSize)
@@ -33,7 +33,7 @@ public sealed unsafe partial class CudaBackend : IDeviceSampler
         _sampledCopied = NewEvent();
     }
 
-    public void LaunchSample(Tensor logits, ReadOnlySpan<DeviceSamplingRow> rows, ReadOnlySpan<LogitEdit> edits, ReadOnlySpan<int> allowedTokenIds)
+    public void LaunchSample(Tensor logits, ReadOnlySpan<DeviceSamplingRow> rows, ReadOnlySpan<LogitEdit> edits, ReadOnlySpan<int> allowedTokenIds, ReadOnlySpan<uint> tokenBitmasks)
     {
         int count = rows.Length;
         if (_sampleWork is null || count > _sampleMaxRows || logits.Columns != _sampleVocab)
@@ -52,6 +52,13 @@ public sealed unsafe partial class CudaBackend : IDeviceSampler
         ulong e = _edits.Upload(this, edits, "logits edits"), a = _allowed.Upload(this, allowedTokenIds, "allowed token ids");
         ulong l = (ulong)logits.Data, r = _sampleRows.Pointer, w = _sampleWork.Pointer, t = _sampleTokens!.Pointer;
         int vocab = _sampleVocab;
+        if (!tokenBitmasks.IsEmpty)
+        {
+            ulong m = _bitmasks.Upload(this, tokenBitmasks, "grammar bitmasks");
+            void** maskArgs = stackalloc void*[] { &l, &vocab, &r, &m };
+            _kernels.Launch("apply_token_bitmask", (uint)count, 1, 1, SampleThreads, maskArgs);
+        }
+
         void** args = stackalloc void*[] { &l, &vocab, &r, &e, &a, &w, &t };
         _kernels.Launch("sample_rows", (uint)count, 1, 1, SampleThreads, args);
         // The step ends with its ids on their way to pinned memory; the event says when they are there, so the host

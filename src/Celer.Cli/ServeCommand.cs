@@ -5,6 +5,8 @@ using Celer.Engine;
 using Celer.Engine.Execution;
 using Celer.Server;
 using Celer.Server.Metrics;
+using Celer.Server.Reasoning;
+using Celer.Server.ToolCalling;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -32,12 +34,15 @@ internal static class ServeCommand
         var allowedMethods = new Option<string[]>("--allowed-methods") { Description = "CORS methods.", DefaultValueFactory = _ => ["*"], AllowMultipleArgumentsPerToken = true };
         var allowedHeaders = new Option<string[]>("--allowed-headers") { Description = "CORS headers.", DefaultValueFactory = _ => ["*"], AllowMultipleArgumentsPerToken = true };
         var allowCredentials = new Option<bool>("--allow-credentials") { Description = "CORS: allow credentials (needs explicit origins)." };
+        var reasoningParser = new Option<string?>("--reasoning-parser") { Description = $"Return the model's thinking as reasoning_content apart from the content: {string.Join(", ", ReasoningParserRegistry.Names)}." };
+        var enableAutoToolChoice = new Option<bool>("--enable-auto-tool-choice") { Description = "Read tool calls out of tool_choice \"auto\" replies (tools without a tool_choice mean auto); needs --tool-call-parser." };
+        var toolCallParser = new Option<string?>("--tool-call-parser") { Description = $"The model's tool-call format: {string.Join(", ", ToolParserRegistry.Names)}." };
         var maxPendingRequests = new Option<int>("--max-pending-requests") { Description = "Sequences (prompts x n) queued or running beyond which new requests get 503; also the most one request may ask for.", DefaultValueFactory = _ => 1024 };
         var engine = new EngineOptions();
 
         var command = new Command("serve", "Start the OpenAI-compatible API server.");
         command.Arguments.Add(model);
-        foreach (var option in new Option[] { host, port, apiKey, chatTemplate, trustRequestChatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests })
+        foreach (var option in new Option[] { host, port, apiKey, chatTemplate, trustRequestChatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests, reasoningParser, enableAutoToolChoice, toolCallParser })
             command.Options.Add(option);
         engine.AddTo(command);
 
@@ -65,8 +70,13 @@ internal static class ServeCommand
                 AllowCredentials = result.GetValue(allowCredentials),
                 MaxPendingRequests = result.GetValue(maxPendingRequests),
                 MaxLogprobs = engineArgs.MaxLogprobs,
+                ReasoningParser = result.GetValue(reasoningParser),
+                EnableAutoToolChoice = result.GetValue(enableAutoToolChoice),
+                ToolCallParser = result.GetValue(toolCallParser),
             };
 
+            // Parser names are checked before the model loads; whether its tokenizer has their markers, once it has.
+            options.CheckChatParsers();
             EnsurePortFree(options.Host, options.Port);
             await Console.Error.WriteLineAsync($"[celer] loading {modelPath} on {engineArgs.Device}");
             // The engine reports step and request stats to whoever it was built with; the server's metrics attach here.

@@ -20,7 +20,9 @@ internal sealed class EngineDriver : IDisposable
     public EngineDriver(EngineArgs args, IModelExecutor executor, Tokenizer? tokenizer, EngineModelInfo model, IEngineStatsListener? listener)
     {
         SchedulerConfig config = args.CreateSchedulerConfig(model.MaxModelLen, executor.NumKvBlocks, executor);
-        InputProcessor = new InputProcessor(tokenizer, model.VocabSize, config.MaxModelLen, model.EosTokenId, model.GenerationEosTokenIds, args.MaxLogprobs);
+        var structuredOutputs = tokenizer is null ? null : new StructuredOutputs.StructuredOutputCompiler(
+            tokenizer, model.VocabSize, [.. model.EosTokenId is { } eos ? [eos] : Array.Empty<int>(), .. model.GenerationEosTokenIds ?? []]);
+        InputProcessor = new InputProcessor(tokenizer, model.VocabSize, config.MaxModelLen, model.EosTokenId, model.GenerationEosTokenIds, args.MaxLogprobs, structuredOutputs);
         _core = new EngineCore(config, executor);
         _outputProcessor = new OutputProcessor(tokenizer);
         _listener = listener;

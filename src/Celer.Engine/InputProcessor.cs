@@ -6,12 +6,13 @@ namespace Celer.Engine;
 /// <summary>
 /// Admission (vLLM's <c>Processor</c> + the serving layer's length checks): validates a request
 /// before it reaches the engine loop, resolves max_tokens, and fans n &gt; 1 out into child
-/// sequences. Every refusal is an <see cref="EngineRequestException"/> or a
-/// <see cref="SamplingParamsException"/>, which the server answers with HTTP 400.
+/// sequences, and compiles structured-output constraints into grammars (cached). Every refusal is an
+/// <see cref="EngineRequestException"/> or a <see cref="SamplingParamsException"/>, which the server answers with
+/// HTTP 400.
 /// </summary>
 public sealed class InputProcessor(
     Tokenizer? tokenizer, int vocabSize, int maxModelLen, int? eosTokenId,
-    IReadOnlyList<int>? generationEosTokenIds = null, int maxLogprobs = 20)
+    IReadOnlyList<int>? generationEosTokenIds = null, int maxLogprobs = 20, StructuredOutputs.StructuredOutputCompiler? structuredOutputs = null)
 {
     public int VocabSize { get; } = vocabSize;
     public int MaxModelLen { get; } = maxModelLen;
@@ -43,6 +44,15 @@ public sealed class InputProcessor(
             throw new EngineRequestException("stop strings need a tokenizer, and this engine runs without one.", "stop");
         }
         int maxTokens = ResolveMaxTokens(prompt.Count, p.MaxTokens);
+        if (p.StructuredOutputs is { } constraint)
+        {
+            if (structuredOutputs is null)
+            {
+                throw new EngineRequestException("Structured outputs need a tokenizer, and this engine runs without one.", "structured_outputs");
+            }
+
+            p = p with { Grammar = structuredOutputs.Compile(constraint) };
+        }
 
         if (!p.IgnoreEos && generationEosTokenIds is { Count: > 0 })
         {

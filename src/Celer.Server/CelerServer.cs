@@ -4,6 +4,7 @@ using Celer.Server.Hosting;
 using Celer.Server.Metrics;
 using Celer.Server.Protocol;
 using Celer.Server.Serving;
+using Celer.Server.ToolCalling;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -36,6 +37,8 @@ public static class CelerServer
         builder.Services.AddCors(cors => cors.AddDefaultPolicy(policy => ConfigureCors(policy, options)));
 
         var servingModel = new ServingModel(model, options);
+        // --reasoning-parser and --tool-call-parser: a name the server does not know, or a model without the parser's markers, fails here.
+        builder.Services.AddSingleton(ChatParsers.Create(options, servingModel.Tokenizer));
         var metrics = new EngineMetrics(model.Engine, servingModel.PrimaryName, model.MaxModelLen, options.MetricsPrefix);
         metrics.PublishCacheConfig(model.BlockSize, model.NumKvBlocks, model.EnablePrefixCaching);
         statsRelay?.Attach(metrics);

@@ -60,6 +60,18 @@ public sealed class ServerOptions
     /// <summary>vLLM's <c>--generation-config</c>: <c>auto</c> takes sampling defaults from the model, <c>vllm</c> ignores them.</summary>
     public string GenerationConfig { get; init; } = "auto";
 
+    /// <summary>
+    /// vLLM's <c>--reasoning-parser</c> (<c>deepseek_r1</c>, <c>qwen3</c>): chat replies carry the model's thinking as
+    /// <c>reasoning_content</c> apart from the <c>content</c>. Null: the output is all content.
+    /// </summary>
+    public string? ReasoningParser { get; init; }
+
+    /// <summary>vLLM's <c>--enable-auto-tool-choice</c>: read tool calls out of <c>tool_choice: "auto"</c> replies (needs <see cref="ToolCallParser"/>).</summary>
+    public bool EnableAutoToolChoice { get; init; }
+
+    /// <summary>vLLM's <c>--tool-call-parser</c>: the model's tool-call format (<c>hermes</c>, <c>llama3_json</c>, <c>mistral</c>, <c>qwen3_xml</c>, <c>pythonic</c>).</summary>
+    public string? ToolCallParser { get; init; }
+
     /// <summary>A chat template source overriding the tokenizer's (already read from a file by the CLI).</summary>
     public string? ChatTemplate { get; init; }
 
@@ -68,4 +80,17 @@ public sealed class ServerOptions
 
     /// <summary>Largest total request header size; larger ones get 431.</summary>
     public int MaxRequestHeadersTotalBytes { get; init; } = 32 * 1024;
+
+    /// <summary>
+    /// vLLM's startup checks of the parser flags, which need no model: a known reasoning parser, a known tool-call parser,
+    /// and <c>--enable-auto-tool-choice</c> only with <c>--tool-call-parser</c>. Throws <see cref="ArgumentException"/>
+    /// naming the flag and the known names. (Whether the model's tokenizer has the parsers' markers is checked when the
+    /// server is built.)
+    /// </summary>
+    public void CheckChatParsers()
+    {
+        if (ReasoningParser is { } reasoning)
+            Reasoning.ReasoningParserRegistry.CheckName(reasoning);
+        ToolCalling.ToolParserRegistry.CheckOptions(EnableAutoToolChoice, ToolCallParser);
+    }
 }

@@ -31,7 +31,25 @@ public sealed class DeviceSamplingTests
         new() { Temperature = 1.3f, TopP = 0.9f },
         new() { Temperature = 0.8f, MinP = 0.05f, TopK = 200, TopP = 0.95f, FrequencyPenalty = 0.5f },
         new() { Temperature = 1f, TopP = 0.5f, AllowedTokenIds = Enumerable.Range(0, 300).ToArray(), LogitBias = new Dictionary<int, float> { [3] = 2f } },
+        new() { Temperature = 0, Logprobs = 4, Grammar = Grammar(vocab) },
+        new() { Temperature = 0.9f, TopK = 40, Logprobs = 2, Grammar = Grammar(vocab), MinTokens = 3 },
     ];
+
+    /// <summary>
+    /// Structured outputs over a made-up vocabulary (ids below 128 are one ASCII byte, the rest two): an output of
+    /// the pattern allows about a fifth of the tokens, and the end of sequence (EOS id 2) once it is complete.
+    /// </summary>
+    private static Celer.Grammars.CompiledGrammar Grammar(int vocab)
+    {
+        var bytes = new byte[]?[vocab];
+        for (int id = 0; id < vocab; id++)
+        {
+            bytes[id] = id is 2 or 7 ? null : id < 128 ? [(byte)id] : [(byte)(32 + id % 95), (byte)(32 + id / 95 % 95)];
+        }
+
+        var automaton = Celer.Grammars.GrammarAutomaton.Compile(Celer.Grammars.RegexGrammar.Compile("[a-p][0-9a-z ]{0,12}"));
+        return new Celer.Grammars.CompiledGrammar(automaton, new Celer.Grammars.TokenVocabulary(bytes, Eos));
+    }
 
     // 5003: odd, so rows start at every offset from a 16-byte boundary (the kernel's scalar head and tail around
     // its 16-byte loads); 4096: every row aligned, no head or tail.

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec structured attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec attention throughput serve coldstart hf}"
+STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec structured attention throughput serve coldstart hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -130,10 +130,11 @@ if has hostgap; then
 fi
 if has moe; then
   # Mixtures of experts: Qwen3-30B-A3B's shape (128 experts, top 8, 61 GB of bf16 weights, 3.3B active per token) and
-  # gpt-oss-20b's in bf16 (32 biased experts, top 4, sinks, 42 GB, 3.6B active). MOE_SHAPES picks among them.
+  # gpt-oss-20b's in bf16 (32 biased experts, top 4, sinks, 42 GB, 3.6B active). MOE_SHAPES picks among them;
+  # MOE_BATCHES="1" runs those decode batches alone (no prefill).
   for shape in ${MOE_SHAPES:-qwen3-30b-a3b gpt-oss-20b}; do
-    for b in 1 32 128; do MODEL=benchmarks/models/$shape-shape latency "moe-$shape-bs$b" "$b" 128 256; done
-    MODEL=benchmarks/models/$shape-shape latency "moe-$shape-prefill-8x2048" 8 2048 1 --max-num-batched-tokens 16384
+    for b in ${MOE_BATCHES:-1 32 128}; do MODEL=benchmarks/models/$shape-shape latency "moe-$shape-bs$b" "$b" 128 256; done
+    [[ -n "${MOE_BATCHES:-}" ]] || MODEL=benchmarks/models/$shape-shape latency "moe-$shape-prefill-8x2048" 8 2048 1 --max-num-batched-tokens 16384
   done
 fi
 if has mixtral; then
@@ -151,6 +152,15 @@ if has spec; then
   MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 latency spec-off-celer-tiny-py-bs1 1 128 256
   MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 latency spec-ngram-celer-tiny-py-bs1 1 128 256 --speculative-config "$SPEC"
   latency spec-ngram-8b-bs1 1 128 256 --speculative-config "$SPEC"
+fi
+if has structured; then
+  # Structured outputs (issue 14): batch 64 with every output under a JSON schema beside the same run unconstrained, the 8B
+  # shape with Llama 3's tokenizer. Random weights rarely close a string, so outputs run to their length in both runs.
+  so_model=/tmp/structured-8b
+  mkdir -p "$so_model" && cp "$MODEL/config.json" publish/gpu/assets/llama3/tokenizer*.json "$so_model/"
+  SCHEMA='{"json": {"type": "object", "properties": {"title": {"type": "string"}, "score": {"type": "integer"}}, "required": ["title", "score"]}}'
+  MODEL=$so_model bench structured-off-8b-bs64 throughput --num-prompts 256 --input-len 128 --output-len 256 --max-num-seqs 64
+  MODEL=$so_model bench structured-json-8b-bs64 throughput --num-prompts 256 --input-len 128 --output-len 256 --max-num-seqs 64 --structured-outputs "$SCHEMA"
 fi
 if has gemm; then
   stage "celer bench gemm (the decode and prefill GEMMs alone, every candidate kernel)"

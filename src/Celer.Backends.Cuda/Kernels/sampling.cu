@@ -23,7 +23,7 @@ struct SampleRow {
     int edits_start, edits_count;
     int allowed_start, allowed_count;   // allowed_count 0: every token allowed
     int fallback;        // the token when every logit is masked (the host's FullyMaskedFallback)
-    int unused;
+    int token_bitmask;   // 0: no grammar; k: the row's allowed tokens are bitmask k - 1 of apply_token_bitmask
 };
 
 // Matches Celer.Models.Backend.LogitEdit.
@@ -173,6 +173,20 @@ __device__ __forceinline__ void for_each_logit(const float* row, int vocab, F f)
         f(i + 3, v.w);
     }
     for (int i = head + 4 * quads + threadIdx.x; i < vocab; i += blockDim.x) f(i, row[i]);
+}
+
+// Structured outputs: -inf in the logits themselves for every token whose bit is 0 in the row's grammar bitmask
+// (ceil(vocab / 32) words per mask), before sampling and logprobs, as vLLM applies its grammar bitmask.
+extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) apply_token_bitmask(
+    float* logits, int vocab, const SampleRow* rows, const unsigned* bitmasks) {
+    celer_pdl_begin();
+    const int mask = rows[blockIdx.x].token_bitmask - 1;
+    if (mask < 0) return;
+    const unsigned* bits = bitmasks + (long long)mask * ((vocab + 31) >> 5);
+    float* x = logits + (long long)blockIdx.x * vocab;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+        if (((bits[i >> 5] >> (i & 31)) & 1u) == 0u) x[i] = NEG_INF;
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(SAMPLE_THREADS) sample_rows(

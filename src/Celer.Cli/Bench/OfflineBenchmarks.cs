@@ -37,7 +37,7 @@ internal static class OfflineBenchmarks
             var (args, engine, vocabSize) = common.Load(result);
             using var _ = engine;
             var batch = RandomPrompts.Create(result.GetValue(batchSize), result.GetValue(inputLen), result.GetValue(outputLen), 0, vocabSize, args.Seed);
-            var requests = batch.Select((p, i) => new GenerateRequest($"latency-{i}", p.PromptIds, Params(p.OutputLen))).ToList();
+            var requests = batch.Select((p, i) => new GenerateRequest($"latency-{i}", p.PromptIds, common.Params(result, p.OutputLen))).ToList();
 
             for (var i = 0; i < result.GetValue(warmup); i++)
                 engine.Generate(Renamed(requests, $"warmup{i}"));
@@ -96,7 +96,7 @@ internal static class OfflineBenchmarks
             using var _ = engine;
             var prompts = RandomPrompts.Create(result.GetValue(numPrompts), result.GetValue(inputLen), result.GetValue(outputLen),
                 result.GetValue(rangeRatio), vocabSize, args.Seed);
-            var requests = prompts.Select((p, i) => new GenerateRequest($"throughput-{i}", p.PromptIds, Params(p.OutputLen))).ToList();
+            var requests = prompts.Select((p, i) => new GenerateRequest($"throughput-{i}", p.PromptIds, common.Params(result, p.OutputLen))).ToList();
 
             engine.GpuTimeline?.Reset();
             var timer = Stopwatch.StartNew();
@@ -141,8 +141,6 @@ internal static class OfflineBenchmarks
         output.WriteLine($"GPU idle between steps: {timeline.IdleShare:P1} ({timeline.IdleMilliseconds:F0} ms of {timeline.BusyMilliseconds + timeline.IdleMilliseconds:F0} ms over {timeline.Steps} steps)");
     }
 
-    private static SamplingParams Params(int outputLen) => new() { Temperature = 1f, TopP = 1f, IgnoreEos = true, MaxTokens = outputLen };
-
     /// <summary>Fresh request ids per iteration: an id may not be reused while the engine still knows it.</summary>
     private static List<GenerateRequest> Renamed(List<GenerateRequest> requests, string tag) =>
         requests.Select(r => r with { RequestId = $"{r.RequestId}-{tag}" }).ToList();
@@ -152,13 +150,29 @@ internal static class OfflineBenchmarks
     {
         private readonly Option<string?> _model = new("--model") { Description = "Model directory (default: the repository's models/celer-tiny-py)." };
         private readonly Option<string?> _outputJson = new("--output-json") { Description = "Write the results as JSON to this file (none are written without it)." };
+        private readonly Option<string?> _structuredOutputs = new("--structured-outputs")
+        {
+            Description = "Constrain every request's output, as vLLM's structured_outputs object: '{\"json\": {schema}}', '{\"regex\": \"...\"}', '{\"choice\": [...]}', '{\"grammar\": \"...\"}'.",
+        };
         private readonly EngineOptions _engine = new();
 
         public void AddTo(Command command)
         {
             command.Options.Add(_model);
             command.Options.Add(_outputJson);
+            command.Options.Add(_structuredOutputs);
             _engine.AddTo(command);
+        }
+
+        /// <summary>The requests' sampling: random, to the output length, under the constraint when one is given.</summary>
+        public SamplingParams Params(ParseResult result, int outputLen)
+        {
+            var sampling = new SamplingParams { Temperature = 1f, TopP = 1f, IgnoreEos = true, MaxTokens = outputLen };
+            if (result.GetValue(_structuredOutputs) is not { } json)
+                return sampling;
+            using var document = System.Text.Json.JsonDocument.Parse(json);
+            // A constrained output must be able to end where its grammar does: the end of sequence is not ignored.
+            return sampling with { IgnoreEos = false, StructuredOutputs = Celer.Server.Serving.StructuredOutputsRequest.FromObject(document.RootElement.Clone()) };
         }
 
         public (EngineArgs Args, LlmEngine Engine, int VocabSize) Load(ParseResult result)
@@ -180,6 +194,7 @@ internal static class OfflineBenchmarks
             parameters["quantization"] = args.Quantization;
             parameters["seed"] = args.Seed;
             parameters["speculative_config"] = args.SpeculativeConfig;
+            parameters["structured_outputs"] = result.GetValue(_structuredOutputs);
             if (engine.Stats.SpecDecoding is { NumDrafts: > 0 } spec)
             {
                 // vLLM's mean acceptance length: tokens per verification step, the accepted drafts and the step's own token

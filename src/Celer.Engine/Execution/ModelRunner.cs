@@ -88,6 +88,13 @@ public sealed class ModelRunner : IModelExecutor
         var drafts = new Dictionary<string, int[]>(output.SampledTokenIds.Count, StringComparer.Ordinal);
         foreach (string id in output.SampledTokenIds.Keys)
         {
+            // A grammar's mask for a draft position depends on the drafts before it: structured outputs decode one
+            // token per step.
+            if (_requests[id].Sampling.Params.Grammar is not null)
+            {
+                continue;
+            }
+
             if (_proposer.Propose(_requests[id].TokenIds, _proposer.MaxDraftTokens) is { Length: > 0 } next)
             {
                 drafts[id] = next;

@@ -14,6 +14,7 @@ internal sealed class DeviceSamplingBatch
     private readonly List<DeviceSamplingRow> _rows = [];
     private readonly List<LogitEdit> _edits = [];
     private readonly List<int> _allowed = [];
+    private readonly List<uint> _bitmasks = [];
     private readonly List<int> _logprobRows = [];
     private readonly List<int> _logprobCounts = [];
     private int[] _tokens = [];
@@ -25,6 +26,7 @@ internal sealed class DeviceSamplingBatch
         _rows.Clear();
         _edits.Clear();
         _allowed.Clear();
+        _bitmasks.Clear();
         _logprobRows.Clear();
         _logprobCounts.Clear();
     }
@@ -54,6 +56,15 @@ internal sealed class DeviceSamplingBatch
             row.AllowedCount = allowed.Length;
         }
 
+        if (state.Grammar is { } grammar)
+        {
+            // The grammar's mask is computed here, on the host, while the step's forward pass runs on the device.
+            int words = grammar.Grammar.Vocabulary.BitmaskWords, at = _bitmasks.Count;
+            CollectionsMarshal.SetCount(_bitmasks, at + words);
+            grammar.FillNextTokenBitmask(CollectionsMarshal.AsSpan(_bitmasks).Slice(at, words));
+            row.TokenBitmask = at / words + 1;
+        }
+
         if (p.Logprobs is { } count)
         {
             _logprobRows.Add(_rows.Count);
@@ -75,7 +86,8 @@ internal sealed class DeviceSamplingBatch
 
     /// <summary>Starts the sampling of every row added; <see cref="Finish"/> or <see cref="ReadTokens"/> waits for it.</summary>
     public void Launch(IDeviceSampler sampler, Tensor logits) =>
-        sampler.LaunchSample(logits, CollectionsMarshal.AsSpan(_rows), CollectionsMarshal.AsSpan(_edits), CollectionsMarshal.AsSpan(_allowed));
+        sampler.LaunchSample(logits, CollectionsMarshal.AsSpan(_rows), CollectionsMarshal.AsSpan(_edits), CollectionsMarshal.AsSpan(_allowed),
+            CollectionsMarshal.AsSpan(_bitmasks));
 
     /// <summary>Waits for the launched sampling: the ids, row i's in element i, valid until the next launch.</summary>
     public ReadOnlySpan<int> ReadTokens(IDeviceSampler sampler)

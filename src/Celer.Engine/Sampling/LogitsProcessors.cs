@@ -24,6 +24,29 @@ internal static class LogitsProcessors
         logits[next..].Fill(float.NegativeInfinity);
     }
 
+    /// <summary>
+    /// −inf for every token whose bit is 0 (bit t % 32 of word t / 32): a grammar's allowed tokens. Ids past the
+    /// bitmask's vocabulary (a model's padded rows) are never allowed.
+    /// </summary>
+    public static void ApplyTokenBitmask(Span<float> logits, ReadOnlySpan<uint> bitmask)
+    {
+        int covered = Math.Min(logits.Length, bitmask.Length * 32);
+        for (int w = 0; w * 32 < covered; w++)
+        {
+            uint bits = bitmask[w];
+            if (bits == uint.MaxValue)
+                continue;
+            int end = Math.Min(covered, w * 32 + 32);
+            for (int id = w * 32; id < end; id++)
+            {
+                if ((bits >> (id & 31) & 1) == 0)
+                    logits[id] = float.NegativeInfinity;
+            }
+        }
+
+        logits[covered..].Fill(float.NegativeInfinity);
+    }
+
     /// <summary>bad_words, min_tokens, logit_bias and the penalties, in that order.</summary>
     public static void ApplyEdits<TEditor>(ref TEditor editor, SamplingState state, IReadOnlyCollection<int> eosTokenIds)
         where TEditor : ILogitsEditor, allows ref struct

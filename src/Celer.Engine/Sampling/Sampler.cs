@@ -19,6 +19,7 @@ public static class Sampler
     [ThreadStatic] private static float[]? t_rawLogits;
     [ThreadStatic] private static float[]? t_selection;
     [ThreadStatic] private static ulong[]? t_topPKeys;
+    [ThreadStatic] private static uint[]? t_bitmask;
 
     /// <summary>
     /// Samples the next token of <paramref name="state"/>'s sequence. The row is overwritten: greedy leaves
@@ -46,6 +47,11 @@ public static class Sampler
     /// <summary>Keeps a copy of the raw row when logprobs are asked for (returned; empty otherwise), then applies the processors.</summary>
     private static Span<float> Process(Span<float> logits, SamplingState state, IReadOnlyCollection<int> eosTokenIds)
     {
+        if (state.Grammar is { } grammar)
+        {
+            ApplyGrammar(logits, grammar);
+        }
+
         Span<float> raw = default;
         if (state.Params.Logprobs is not null)
         {
@@ -95,6 +101,14 @@ public static class Sampler
         }
 
         return (Result(raw, tokenId, state), tokenId == draftTokenId);
+    }
+
+    /// <summary>Structured outputs: −inf for every token the grammar does not allow next.</summary>
+    private static void ApplyGrammar(Span<float> logits, Celer.Grammars.GrammarMatcher grammar)
+    {
+        var bitmask = Rent(ref t_bitmask, grammar.Grammar.Vocabulary.BitmaskWords);
+        grammar.FillNextTokenBitmask(bitmask);
+        LogitsProcessors.ApplyTokenBitmask(logits, bitmask);
     }
 
     private static void ApplyLogitsProcessors(Span<float> logits, SamplingState state, IReadOnlyCollection<int> eosTokenIds)

@@ -55,6 +55,10 @@ public sealed record SamplingParams
     public int? PromptLogprobs { get; init; }
     public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
     public IReadOnlyList<int>? AllowedTokenIds { get; init; }
+    public StructuredOutputsParams? StructuredOutputs { get; init; }
+
+    /// <summary><see cref="StructuredOutputs"/> compiled for the model's vocabulary, attached at admission.</summary>
+    internal Celer.Grammars.CompiledGrammar? Grammar { get; init; }
     public IReadOnlyList<string>? BadWords { get; init; }
     public IReadOnlyList<int[]>? BadWordsTokenIds { get; init; }  // filled from BadWords by the tokenizer at admission
     public bool SkipSpecialTokens { get; init; } = true;
@@ -127,6 +131,16 @@ public sealed record SamplingParams
             if (allowed.Count == 0)
                 throw new SamplingParamsException("allowed_token_ids", "allowed_token_ids is not None and empty!");
             ThrowIfOutOfVocab(allowed, vocabSize, "allowed_token_ids");
+        }
+
+        if (StructuredOutputs is { } so)
+        {
+            if (so.KindCount != 1)
+                throw new SamplingParamsException("structured_outputs", so.KindCount == 0
+                    ? "You must use one kind of structured outputs constraint but none are specified."
+                    : "You can only use one kind of structured outputs constraint but multiple are specified.");
+            if (so.Choice is { } choices && (choices.Count == 0 || choices.Any(string.IsNullOrEmpty)))
+                throw new SamplingParamsException("structured_outputs", "choice must be a non-empty list of non-empty strings.");
         }
     }
 

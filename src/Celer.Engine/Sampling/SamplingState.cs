@@ -40,6 +40,12 @@ public sealed class SamplingState
             }
         }
 
+        if (parameters.Grammar is { } grammar)
+        {
+            _grammar = new Celer.Grammars.GrammarMatcher(grammar);
+            _reasoningEndTokenId = parameters.StructuredOutputs?.ReasoningEndTokenId;
+        }
+
         if (parameters.AllowedTokenIds is { Count: > 0 } allowed)
         {
             var sorted = allowed.Distinct().ToArray();
@@ -68,10 +74,29 @@ public sealed class SamplingState
     internal float[]? LogitBiasValues { get; }   // clamped to ±100
     internal int[]? SortedAllowedTokenIds { get; }
 
+    /// <summary>
+    /// Structured outputs: where the output stands in its grammar, which decides the tokens allowed next; null before a
+    /// reasoning model's end-of-thinking token (the thinking is free) and for unconstrained requests.
+    /// </summary>
+    internal Celer.Grammars.GrammarMatcher? Grammar => _reasoningEndTokenId is null ? _grammar : null;
+
+    private readonly Celer.Grammars.GrammarMatcher? _grammar;
+    private int? _reasoningEndTokenId;
+
     /// <summary>Records the token sampled (or forced) at this step.</summary>
     public void Append(int tokenId)
     {
         _outputTokenIds.Add(tokenId);
         OutputTokenCounts[tokenId] = OutputTokenCounts.GetValueOrDefault(tokenId) + 1;
+        if (_reasoningEndTokenId == tokenId)
+        {
+            // The thinking is over: the grammar starts with the next token.
+            _reasoningEndTokenId = null;
+            return;
+        }
+
+        // A token the grammar refuses can only be the fallback of a row whose every token was masked (the grammar
+        // and min_tokens or bad words contradicting each other); the grammar then stays where it was.
+        Grammar?.TryAccept(tokenId);
     }
 }

@@ -17,10 +17,12 @@ public interface IDeviceSampler
     /// Enqueues the sampling of one token from each of the first <c>rows.Length</c> rows of the fp32 logits buffer
     /// (left as it is) and the copy of the ids to the host, and returns without waiting: <see cref="ReadSampled"/>
     /// waits for them. Row r's edits are <c>edits[EditsStart .. EditsStart + EditsCount]</c>, its allowed ids (sorted)
-    /// <c>allowedTokenIds[AllowedStart .. AllowedStart + AllowedCount]</c>. The ids stay on the device too, where the
-    /// next step's <see cref="ForwardBatch.PendingTokens"/> read them.
+    /// <c>allowedTokenIds[AllowedStart .. AllowedStart + AllowedCount]</c>, its grammar's bitmask (structured outputs)
+    /// the <c>TokenBitmask</c>-th block of ⌈vocab / 32⌉ words of <paramref name="tokenBitmasks"/>: the logits of the
+    /// tokens whose bit is 0 become −inf in the logits buffer itself, so <see cref="Logprobs"/> sees them masked, as in
+    /// vLLM. The ids stay on the device too, where the next step's <see cref="ForwardBatch.PendingTokens"/> read them.
     /// </summary>
-    void LaunchSample(Tensor logits, ReadOnlySpan<DeviceSamplingRow> rows, ReadOnlySpan<LogitEdit> edits, ReadOnlySpan<int> allowedTokenIds);
+    void LaunchSample(Tensor logits, ReadOnlySpan<DeviceSamplingRow> rows, ReadOnlySpan<LogitEdit> edits, ReadOnlySpan<int> allowedTokenIds, ReadOnlySpan<uint> tokenBitmasks);
 
     /// <summary>Waits for the ids of the last <see cref="LaunchSample"/> (row i's into <c>tokens[i]</c>).</summary>
     void ReadSampled(Span<int> tokens);
@@ -64,7 +66,8 @@ public struct DeviceSamplingRow
     /// <summary>The token to return when every logit is masked.</summary>
     public int Fallback;
 
-    private readonly int _padding;
+    /// <summary>0: no grammar; k: the row's allowed tokens are the k-th bitmask (1-based) of the launch.</summary>
+    public int TokenBitmask;
 }
 
 /// <summary>What a logits processor does to one token's logit.</summary>

@@ -57,12 +57,14 @@ public abstract class SamplingRequest
     [JsonPropertyName("bad_words")] public List<string>? BadWords { get; set; }
     [JsonPropertyName("request_id")] public string? RequestId { get; set; }
 
-    // vLLM's structured-output fields: read only so a request that sets one is refused, not served unconstrained.
+    // Structured outputs: OpenAI's response_format, vLLM's structured_outputs and its older guided_* names.
+    [JsonPropertyName("response_format")] public ResponseFormat? ResponseFormat { get; set; }
+    [JsonPropertyName("structured_outputs")] public JsonElement? StructuredOutputs { get; set; }
     [JsonPropertyName("guided_json")] public JsonElement? GuidedJson { get; set; }
     [JsonPropertyName("guided_regex")] public JsonElement? GuidedRegex { get; set; }
     [JsonPropertyName("guided_choice")] public JsonElement? GuidedChoice { get; set; }
     [JsonPropertyName("guided_grammar")] public JsonElement? GuidedGrammar { get; set; }
-    [JsonPropertyName("structured_outputs")] public JsonElement? StructuredOutputs { get; set; }
+    [JsonPropertyName("guided_whitespace_pattern")] public string? GuidedWhitespacePattern { get; set; }
 }
 
 /// <summary>Token accounting, as OpenAI reports it.</summary>

@@ -1,18 +1,23 @@
 using Celer.Engine;
 using Celer.Server.Protocol;
+using Celer.Server.ToolCalling;
 
 namespace Celer.Server.Serving;
 
 /// <summary>
 /// <c>POST /v1/chat/completions</c> (vLLM's <c>OpenAIServingChat</c>): the messages are rendered
 /// through the chat template, tokenized without adding special tokens again (the template writes
-/// them), checked, and sent to the engine as one request with n samples.
+/// them), checked, and sent to the engine as one request with n samples. Each choice's output goes through the
+/// request's <see cref="ChatOutputPlan"/>: the reasoning parser and the tool choice's parser, when there are any.
 /// </summary>
-internal sealed partial class ChatService(ServingModel model, AdmissionControl admission, ILogger<ChatService> logger, ServerOptions options)
+internal sealed partial class ChatService(ServingModel model, AdmissionControl admission, ILogger<ChatService> logger, ServerOptions options, ChatParsers parsers)
 {
     private const string AssistantRole = "assistant";
 
-    private sealed record Prepared(string Id, string ModelName, ChatCompletionRequest Request, ChatPrompt Prompt, GenerateRequest EngineRequest, string Role);
+    /// <summary>OpenAI's finish reason for a reply that called tools.</summary>
+    private const string ToolCallsFinishReason = "tool_calls";
+
+    private sealed record Prepared(string Id, string ModelName, ChatCompletionRequest Request, ChatPrompt Prompt, GenerateRequest EngineRequest, string Role, ChatOutputPlan Plan);
 
     private sealed record Started(Prepared Prepared, IAsyncEnumerable<RequestOutput> Stream);
 
@@ -57,11 +62,20 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
             request.Messages, request.Tools, request.ToolChoice,
             request.AddGenerationPrompt ?? true, request.ContinueFinalMessage ?? false,
             request.ChatTemplate, request.ChatTemplateKwargs), model);
+        // After rendering, which checks the tools' shape: a malformed tool is reported as such, not as a tool choice problem.
+        var toolChoice = ToolChoice.Resolve(request, parsers.Tools is not null);
         var promptIds = model.Tokenizer.Encode(prompt.Text, request.AddSpecialTokens ?? false);
         if (promptIds.Length == 0)
             throw OpenAIException.BadRequest("The rendered chat prompt is empty.", "messages");
 
-        var sampling = SamplingParamsFactory.ForChat(request, model.Defaults, promptIds.Length, model.MaxModelLen);
+        var sampling = ApplyToolChoice(SamplingParamsFactory.ForChat(request, model.Defaults, promptIds.Length, model.MaxModelLen), request, toolChoice);
+        if (sampling.StructuredOutputs is { } constraint && parsers.Reasoning is { } reasoning && !reasoning.IsReasoningEnd(promptIds))
+        {
+            // vLLM: a reasoning model thinks freely; the constraint applies after its end-of-thinking token (unless the
+            // template already closed the thinking in the prompt, as Qwen3's enable_thinking: false does).
+            sampling = sampling with { StructuredOutputs = constraint with { ReasoningEndTokenId = reasoning.EndTokenId } };
+        }
+
         sampling.Validate(model.VocabSize, model.MaxLogprobs);
         ContextLength.Check(promptIds.Length, sampling.MaxTokens, model.MaxModelLen, "messages");
 
@@ -71,7 +85,29 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
             ? AssistantRole
             : prompt.Conversation[^1]?["role"]?.GetValue<string>() ?? AssistantRole;
         var engineRequest = new GenerateRequest(id, promptIds, sampling, request.Priority ?? 0, request.CacheSalt);
-        return new Prepared(id, modelName, request, prompt, engineRequest, role);
+        var plan = new ChatOutputPlan(parsers.Reasoning, request.IncludeReasoning ?? true, toolChoice, parsers.Tools,
+            new ToolCallContext(request.Tools), request.ParallelToolCalls ?? true);
+        return new Prepared(id, modelName, request, prompt, engineRequest, role, plan);
+    }
+
+    /// <summary>
+    /// vLLM's <c>adjust_request</c>: <c>required</c> and a named function constrain the output to the JSON schema of the
+    /// calls (overriding any <c>response_format</c>); a parser whose marker is a special token keeps special tokens in the
+    /// text whenever tools may be called.
+    /// </summary>
+    private SamplingParams ApplyToolChoice(SamplingParams sampling, ChatCompletionRequest request, ToolChoice toolChoice)
+    {
+        var schema = toolChoice.Mode switch
+        {
+            ToolChoiceMode.Required => ToolSchemas.ForRequired(request.Tools!),
+            ToolChoiceMode.Named => ToolSchemas.ForNamed(request.Tools!, toolChoice.FunctionName!),
+            _ => null,
+        };
+        if (schema is not null)
+            sampling = sampling with { StructuredOutputs = new StructuredOutputsParams { Json = schema.ToJsonString() } };
+        if (toolChoice.Mode != ToolChoiceMode.None && parsers.Tools is { KeepsSpecialTokens: true })
+            sampling = sampling with { SkipSpecialTokens = false };
+        return sampling;
     }
 
     private async Task<ChatCompletionResponse> CompleteAsync(Started started)
@@ -91,14 +127,51 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
             var logprobs = request.Logprobs == true
                 ? new ChatLogprobs(formatter.ChatLogprobs(sequence.TokenIds, sequence.Logprobs, request.TopLogprobs ?? 0))
                 : null;
-            choices.Add(new ChatChoice(i, new ChatMessage(prepared.Role, echo + sequence.Text), logprobs,
-                FinishReasons.ToWire(sequence.FinishReason), StopReasonJson.From(sequence.StopReason)));
+            var (message, calledTools) = AssembleMessage(prepared, echo, sequence.Text.ToString());
+            choices.Add(new ChatChoice(i, message, logprobs,
+                calledTools ? ToolCallsFinishReason : FinishReasons.ToWire(sequence.FinishReason), StopReasonJson.From(sequence.StopReason)));
         }
         var promptTokens = prepared.EngineRequest.PromptTokenIds.Count;
         var completionTokens = acc.CompletionTokens;
         var promptLogprobs = acc.PromptLogprobs is { } pl && request.PromptLogprobs is not null ? formatter.PromptLogprobs(pl) : null;
         return new ChatCompletionResponse(prepared.Id, Now(), prepared.ModelName, choices,
             new UsageInfo(promptTokens, promptTokens + completionTokens, completionTokens), promptLogprobs);
+    }
+
+    /// <summary>A finished choice's message: its text through the request's parsers; whether it called tools.</summary>
+    internal static (ChatMessage Message, bool CalledTools) AssembleMessage(ChatOutputPlan plan, string role, string echo, string text)
+    {
+        if (!plan.ParsesOutput)
+            return (new ChatMessage(role, echo + text), false);
+        var parser = new ChoiceOutputParser(plan);
+        parser.Push(text, final: true);
+        var result = parser.Result();
+        // vLLM puts the echoed text before whatever content there is.
+        var content = echo.Length > 0 ? echo + result.Content : result.Content;
+        var message = new ChatMessage(role, content)
+        {
+            ToolCalls = result.ToolCalls,
+            ReasoningContent = result.Reasoning,
+            Reasoning = result.Reasoning,
+        };
+        return (message, result.ToolCalls is not null);
+    }
+
+    private static (ChatMessage Message, bool CalledTools) AssembleMessage(Prepared prepared, string echo, string text) =>
+        AssembleMessage(prepared.Plan, prepared.Role, echo, text);
+
+    /// <summary>What a stream sends for one engine delta of a choice, through its parser when the request has one.</summary>
+    internal static ChatDelta StreamDelta(ChoiceOutputParser? parser, string text, bool final)
+    {
+        if (parser is null)
+            return new ChatDelta(null, text.Length > 0 || final ? text : null);
+        var delta = parser.Push(text, final);
+        return new ChatDelta(null, delta.Content)
+        {
+            ReasoningContent = delta.Reasoning,
+            Reasoning = delta.Reasoning,
+            ToolCalls = delta.ToolCalls,
+        };
     }
 
     private async Task StreamAsync(HttpContext context, Started started)
@@ -114,6 +187,12 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
         var continuousUsage = request.StreamOptions?.Continuous == true;
         var promptTokenCount = prepared.EngineRequest.PromptTokenIds.Count;
         var choiceTokens = new int[n];
+        var choiceParsers = new ChoiceOutputParser?[n];
+        if (prepared.Plan.ParsesOutput)
+        {
+            for (var i = 0; i < n; i++)
+                choiceParsers[i] = new ChoiceOutputParser(prepared.Plan);
+        }
         try
         {
             // vLLM's first chunk per choice carries only the role (and the echoed content, if asked).
@@ -130,11 +209,15 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
                     var logprobs = request.Logprobs == true && delta.LogprobsDelta is { Count: > 0 } lp
                         ? new ChatLogprobs(formatter.ChatLogprobs(delta.TokenIdsDelta, lp, request.TopLogprobs ?? 0))
                         : null;
-                    // Nothing new to say (a token held back as a partial character, a prefill step).
-                    if (delta.TextDelta.Length == 0 && delta.FinishReason is null && logprobs is null)
+                    var parser = choiceParsers[delta.Index];
+                    var chatDelta = StreamDelta(parser, delta.TextDelta, delta.FinishReason is not null);
+                    // Nothing new to say (a token held back as a partial character or a possible marker, a prefill step).
+                    if (chatDelta is { Content: null, ReasoningContent: null, ToolCalls: null } && delta.FinishReason is null && logprobs is null)
                         continue;
-                    await WriteChunkAsync(new ChatStreamChoice(delta.Index, new ChatDelta(null, delta.TextDelta), logprobs,
-                        FinishReasons.ToWire(delta.FinishReason), StopReasonJson.From(delta.StopReason)), delta.Index);
+                    var finishReason = delta.FinishReason is null ? null
+                        : parser is { SentToolCalls: true } ? ToolCallsFinishReason
+                        : FinishReasons.ToWire(delta.FinishReason);
+                    await WriteChunkAsync(new ChatStreamChoice(delta.Index, chatDelta, logprobs, finishReason, StopReasonJson.From(delta.StopReason)), delta.Index);
                 }
             }
 

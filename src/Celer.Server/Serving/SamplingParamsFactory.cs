@@ -73,6 +73,7 @@ internal static class SamplingParamsFactory
         BadWords = request.BadWords,
         SkipSpecialTokens = request.SkipSpecialTokens ?? true,
         SpacesBetweenSpecialTokens = request.SpacesBetweenSpecialTokens ?? true,
+        StructuredOutputs = StructuredOutputsRequest.From(request),
     };
 
     /// <summary>

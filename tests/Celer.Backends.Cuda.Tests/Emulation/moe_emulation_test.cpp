@@ -106,7 +106,7 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
         });
     }
     std::vector<T> out((size_t)rows * hidden);
-    launch({(unsigned)rows, 1, 1}, [&] { Kernels<T>::sum(pair_out.data(), top_k, hidden, out.data()); });
+    launch({(unsigned)rows, (unsigned)((hidden + 127) / 128), 1}, [&] { Kernels<T>::sum(pair_out.data(), top_k, hidden, out.data()); });
 
     bool ok = true;
     auto fail = [&](const std::string& what) { if (ok) fprintf(stderr, "  %s\n", what.c_str()); ok = false; };

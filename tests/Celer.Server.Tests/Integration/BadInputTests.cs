@@ -187,14 +187,14 @@ public sealed class BadInputTests(ServerFixture server)
         const string user = "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_tokens\": 2";
         (string Path, string Body, string Param)[] refused =
         [
-            (Completions, """{"prompt": "x", "max_tokens": 2, "guided_json": {"type": "object"}}""", "guided_json"),
-            (Completions, """{"prompt": "x", "max_tokens": 2, "guided_regex": "[a-z]+"}""", "guided_regex"),
-            (Chat, "{" + user + """, "guided_choice": ["yes", "no"]}""", "guided_choice"),
-            (Chat, "{" + user + """, "guided_grammar": "root ::= [a-z]+"}""", "guided_grammar"),
-            (Chat, "{" + user + """, "structured_outputs": {"json": {"type": "object"}}}""", "structured_outputs"),
-            (Chat, "{" + user + """, "response_format": {"type": "json_object"}}""", "response_format"),
-            (Chat, "{" + user + """, "tool_choice": "required", "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}""", "tool_choice"),
-            (Chat, "{" + user + """, "tool_choice": {"type": "function", "function": {"name": "f"}}, "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}""", "tool_choice"),
+            (Completions, """{"prompt": "x", "max_tokens": 2, "guided_json": {"type": "object", "not": {}}}""", "structured_outputs"),
+            (Completions, """{"prompt": "x", "max_tokens": 2, "guided_regex": "(?<=a)b"}""", "structured_outputs"),
+            (Chat, "{" + user + """, "guided_choice": "yes"}""", "guided_choice"),
+            (Chat, "{" + user + """, "guided_grammar": "root ::= root [a-z]"}""", "structured_outputs"),
+            (Chat, "{" + user + """, "structured_outputs": {"json": 5}}""", "structured_outputs.json"),
+            (Chat, "{" + user + """, "response_format": {"type": "json_schema"}}""", "response_format"),
+            (Chat, "{" + user + """, "tool_choice": "auto"}""", "tool_choice"),
+            (Chat, "{" + user + """, "tool_choice": {"type": "function", "function": {"name": "g"}}, "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}""", "tool_choice"),
             (Completions, """{"prompt": "x", "max_tokens": 2, "stream_options": {"include_usage": true}}""", "stream_options"),
         ];
         foreach ((string path, string body, string param) in refused)
@@ -204,10 +204,15 @@ public sealed class BadInputTests(ServerFixture server)
             Assert.True(error["param"]?.GetValue<string>() == param, $"{body}: {error.ToJsonString()}");
         }
 
-        // What the server does honour is served: plain text, tool_choice auto/none, an explicit null constraint.
+        // What the server does honour is served: plain text, tool_choice none, required and named (constrained by the
+        // tools' schemas), an explicit null constraint. (auto needs --enable-auto-tool-choice: ToolCallingServerTests.)
         await HttpApiTests.PostOkAsync(client, Chat, "{" + user + """, "response_format": {"type": "text"}, "tool_choice": "none"}""");
-        await HttpApiTests.PostOkAsync(client, Chat, "{" + user + """, "tool_choice": "auto"}""");
+        await HttpApiTests.PostOkAsync(client, Chat, "{" + user + """, "tool_choice": "required", "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}""");
+        await HttpApiTests.PostOkAsync(client, Chat, "{" + user + """, "tool_choice": {"type": "function", "function": {"name": "f"}}, "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}""");
         await HttpApiTests.PostOkAsync(client, Completions, """{"prompt": "x", "max_tokens": 2, "guided_json": null}""");
+        // Constraints that compile are served (StructuredOutputsServerTests checks what they produce).
+        await HttpApiTests.PostOkAsync(client, Completions, """{"prompt": "x", "max_tokens": 2, "guided_json": {"type": "object"}}""");
+        await HttpApiTests.PostOkAsync(client, Chat, "{" + user + """, "response_format": {"type": "json_object"}}""");
     }
 
     [Fact]

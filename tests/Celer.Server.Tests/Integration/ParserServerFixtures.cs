@@ -1,0 +1,126 @@
+using System.ClientModel;
+using System.Text.Json.Nodes;
+using Celer.Engine;
+using Celer.Engine.Execution;
+using Celer.TestSupport;
+using Microsoft.AspNetCore.Builder;
+using OpenAI;
+using OpenAI.Chat;
+
+namespace Celer.Server.Tests.Integration;
+
+/// <summary>A real server on a loopback port, serving the repository's tiny model with chat-output parsers turned on.</summary>
+public abstract class ParserServerFixture : IAsyncLifetime
+{
+    public const string ModelName = "celer-tiny";
+
+    private LoadedModel? _model;
+    private WebApplication? _app;
+
+    public Uri BaseAddress { get; private set; } = null!;
+
+    protected abstract string PrepareModel();
+
+    protected abstract ServerOptions Options();
+
+    public async ValueTask InitializeAsync()
+    {
+        // The tools preamble of the model's template alone is about 100 tokens; the model allows 1024.
+        _model = ModelLoader.Load(new EngineArgs { Model = PrepareModel(), MaxModelLen = 1024, MaxNumSeqs = 8, Seed = 0 });
+        _app = CelerServer.Build(Options(), _model);
+        await _app.StartAsync();
+        BaseAddress = CelerServer.GetBoundAddress(_app);
+    }
+
+    public HttpClient CreateClient() => new() { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(60) };
+
+    public ChatClient Chat() =>
+        new OpenAIClient(new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(BaseAddress, "/v1") }).GetChatClient(ModelName);
+
+    public virtual async ValueTask DisposeAsync()
+    {
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+        if (_model is not null)
+            await _model.DisposeAsync();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>The tiny model with its own (Qwen-style) chat template, <c>--enable-auto-tool-choice --tool-call-parser hermes</c>.</summary>
+public sealed class HermesServerFixture : ParserServerFixture
+{
+    protected override string PrepareModel() => ServerFixture.DefaultModel;
+
+    protected override ServerOptions Options() => new()
+    {
+        Port = 0,
+        ServedModelNames = [ModelName],
+        LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning,
+        DisableLogStats = true,
+        EnableAutoToolChoice = true,
+        ToolCallParser = "hermes",
+    };
+}
+
+/// <summary>
+/// The tiny model, unchanged, with three of the tokens it writes renamed in a copy of its tokenizer, so that its real
+/// greedy output carries reasoning and tool-call markers: it continues <c>def fibonacci(n):</c> with token 268
+/// (<c>"\n   "</c>, now <c>&lt;think&gt;</c>), 391 (<c>' """'</c>), 37 (<c>"C"</c>, now <c>&lt;/think&gt;</c>), 288
+/// (<c>"al"</c>), 69 (<c>"c"</c>) and 3719 (<c>"ulate"</c>, now a whole Hermes tool call), as
+/// tests/fixtures/celer-tiny-py/reference.json records (greedy margins of 0.5 nats or more). The chat template passes
+/// the last message through, so the prompt is exactly that reference prompt. Served with <c>--reasoning-parser qwen3</c>
+/// and <c>--enable-auto-tool-choice --tool-call-parser hermes</c>.
+/// </summary>
+public sealed class MarkerServerFixture : ParserServerFixture
+{
+    public const string Prompt = "def fibonacci(n):";
+    public const string ToolCallText = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+
+    /// <summary>The greedy output's first six tokens as the renamed tokenizer decodes them.</summary>
+    public const string RawOutput = "<think> \"\"\"</think>alc" + ToolCallText;
+
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "celer-marker-model-" + Guid.NewGuid().ToString("N"));
+
+    protected override string PrepareModel()
+    {
+        var source = ServerFixture.DefaultModel;
+        Directory.CreateDirectory(_directory);
+        foreach (var file in new[] { "config.json", "generation_config.json", "tokenizer_config.json", "model.safetensors" })
+            File.Copy(Path.Combine(source, file), Path.Combine(_directory, file));
+
+        var tokenizer = JsonNode.Parse(File.ReadAllText(Path.Combine(source, "tokenizer.json")))!;
+        var added = tokenizer["added_tokens"]!.AsArray();
+        foreach ((int id, string content) in new[] { (268, "<think>"), (37, "</think>"), (3719, ToolCallText) })
+        {
+            added.Add(new JsonObject
+            {
+                ["id"] = id, ["content"] = content, ["single_word"] = false, ["lstrip"] = false,
+                ["rstrip"] = false, ["normalized"] = false, ["special"] = false,
+            });
+        }
+        File.WriteAllText(Path.Combine(_directory, "tokenizer.json"), tokenizer.ToJsonString());
+        return _directory;
+    }
+
+    protected override ServerOptions Options() => new()
+    {
+        Port = 0,
+        ServedModelNames = [ModelName],
+        LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning,
+        DisableLogStats = true,
+        ChatTemplate = "{{ messages[-1]['content'] }}",
+        ReasoningParser = "qwen3",
+        EnableAutoToolChoice = true,
+        ToolCallParser = "hermes",
+    };
+
+    public override async ValueTask DisposeAsync()
+    {
+        await base.DisposeAsync();
+        Directory.Delete(_directory, recursive: true);
+    }
+}
