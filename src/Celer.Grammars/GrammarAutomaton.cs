@@ -44,24 +44,12 @@ public sealed class GrammarAutomaton
     /// <summary>Whether the whole text is a sentence of the grammar.</summary>
     public bool Matches(string text) => Matches(Encoding.UTF8.GetBytes(text));
 
-    public bool Matches(ReadOnlySpan<byte> text)
-    {
-        var scratch = new StepScratch();
-        var set = Initial;
-        foreach (byte b in text)
-        {
-            set = Step(set, b, scratch);
-            if (set.IsDead)
-            {
-                return false;
-            }
-        }
-
-        return set.Ended;
-    }
+    public bool Matches(ReadOnlySpan<byte> text) => Run(text).Ended;
 
     /// <summary>Whether some continuation of the text is a sentence (the text is a prefix of one).</summary>
-    public bool IsPrefix(ReadOnlySpan<byte> text)
+    public bool IsPrefix(ReadOnlySpan<byte> text) => !Run(text).IsDead;
+
+    private StackSet Run(ReadOnlySpan<byte> text)
     {
         var scratch = new StepScratch();
         var set = Initial;
@@ -70,11 +58,11 @@ public sealed class GrammarAutomaton
             set = Step(set, b, scratch);
             if (set.IsDead)
             {
-                return false;
+                break;
             }
         }
 
-        return true;
+        return set;
     }
 
     /// <summary>The stacks after one more byte; dead if no stack takes it.</summary>

@@ -1,38 +1,32 @@
 namespace Celer.Grammars;
 
 /// <summary>
-/// One sequence's place in a <see cref="CompiledGrammar"/>: which tokens may come next (<see cref="FillNextTokenBitmask"/>),
-/// advancing by the token sampled (<see cref="TryAccept"/>), and going back over rejected speculative tokens
-/// (<see cref="Rollback"/>). The end-of-sequence ids are allowed exactly where the output is complete. Not
-/// thread-safe: a sequence is sampled by one thread at a time.
+/// One sequence's place in a <see cref="CompiledGrammar"/>: which tokens may come next (<see cref="FillNextTokenBitmask"/>)
+/// and advancing by the token sampled (<see cref="TryAccept"/>). The end-of-sequence ids are allowed exactly where the
+/// output is complete. Speculative drafts need no rollback: the engine advances a matcher only by tokens verified, each
+/// before the next draft row is masked. Not thread-safe: a sequence is sampled by one thread at a time.
 /// </summary>
 public sealed class GrammarMatcher
 {
     private readonly CompiledGrammar _grammar;
     private readonly StepScratch _scratch = new();
 
-    // The stacks before any token and after each accepted one; an accepted end of sequence repeats the last.
-    private readonly List<StackSet> _history;
-    private int _terminatedAt = -1;
-
     public GrammarMatcher(CompiledGrammar grammar)
     {
         _grammar = grammar ?? throw new ArgumentNullException(nameof(grammar));
-        _history = [grammar.Initial];
+        Current = grammar.Initial;
     }
 
     public CompiledGrammar Grammar => _grammar;
 
     /// <summary>Whether an end-of-sequence token was accepted: nothing more may follow.</summary>
-    public bool IsTerminated => _terminatedAt >= 0;
+    public bool IsTerminated { get; private set; }
 
     /// <summary>Whether the output so far is a whole sentence (the end of sequence may come now).</summary>
     public bool IsComplete => Current.Ended;
 
-    /// <summary>How many tokens were accepted.</summary>
-    public int AcceptedCount => _history.Count - 1;
-
-    internal StackSet Current => _history[^1];
+    /// <summary>The stacks after the tokens accepted so far.</summary>
+    internal StackSet Current { get; private set; }
 
     /// <summary>Advances by <paramref name="tokenId"/>; false (and no change) when the grammar does not allow it.</summary>
     public bool TryAccept(int tokenId)
@@ -44,14 +38,8 @@ public sealed class GrammarMatcher
 
         if (Array.BinarySearch(_grammar.Vocabulary.EndOfSequenceIds, tokenId) >= 0)
         {
-            if (!Current.Ended)
-            {
-                return false;
-            }
-
-            _terminatedAt = _history.Count;
-            _history.Add(Current);
-            return true;
+            IsTerminated = Current.Ended;
+            return IsTerminated;
         }
 
         var bytes = _grammar.Vocabulary.BytesOf(tokenId);
@@ -66,20 +54,8 @@ public sealed class GrammarMatcher
             return false;
         }
 
-        _history.Add(next);
+        Current = next;
         return true;
-    }
-
-    /// <summary>Forgets the last <paramref name="tokens"/> accepted tokens (speculative drafts that were rejected).</summary>
-    public void Rollback(int tokens)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(tokens, AcceptedCount);
-        _history.RemoveRange(_history.Count - tokens, tokens);
-        if (_terminatedAt >= _history.Count)
-        {
-            _terminatedAt = -1;
-        }
     }
 
     /// <summary>

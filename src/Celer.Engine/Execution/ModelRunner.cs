@@ -88,13 +88,6 @@ public sealed class ModelRunner : IModelExecutor
         var drafts = new Dictionary<string, int[]>(output.SampledTokenIds.Count, StringComparer.Ordinal);
         foreach (string id in output.SampledTokenIds.Keys)
         {
-            // A grammar's mask for a draft position depends on the drafts before it: structured outputs decode one
-            // token per step.
-            if (_requests[id].Sampling.Params.Grammar is not null)
-            {
-                continue;
-            }
-
             if (_proposer.Propose(_requests[id].TokenIds, _proposer.MaxDraftTokens) is { Length: > 0 } next)
             {
                 drafts[id] = next;
@@ -432,13 +425,14 @@ public sealed class ModelRunner : IModelExecutor
     /// Whether a request's drafts can be verified from the device sampler's argmax of each row: greedy, no logprobs, and
     /// processors that come out the same whatever drafts precede a row (no bad words or penalties, min_tokens reached;
     /// logit_bias and allowed_token_ids do not look at the output). Greedy verification is then exactly: accept while the
-    /// row's argmax is the draft.
+    /// row's argmax is the draft. Not with a grammar: a draft row's mask is the grammar's state after the drafts before
+    /// it, which the host sampler reaches by appending each accepted token before the next row.
     /// </summary>
     private static bool VerifiesOnDevice(SamplingState s)
     {
         SamplingParams p = s.Params;
         return s.Temperature == 0f && p.Logprobs is null && p.BadWordsTokenIds is not { Count: > 0 } && s.OutputTokenIds.Count >= p.MinTokens
-            && p.RepetitionPenalty == 1f && p.FrequencyPenalty == 0f && p.PresencePenalty == 0f;
+            && p.RepetitionPenalty == 1f && p.FrequencyPenalty == 0f && p.PresencePenalty == 0f && p.Grammar is null;
     }
 
     /// <summary>

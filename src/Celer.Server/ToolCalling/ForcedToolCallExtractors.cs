@@ -9,11 +9,11 @@ internal sealed class NamedToolCallExtractor(ToolCallSink sink, string name) : T
 {
     private int _index = -1;
 
-    protected override void Consume(string text, bool final)
+    protected override void Consume(string input, bool final)
     {
         if (_index < 0)
             _index = Sink.StartCall(name);
-        Sink.AppendArguments(_index, text);
+        Sink.AppendArguments(_index, input);
     }
 }
 
@@ -29,30 +29,22 @@ internal sealed class RequiredToolCallExtractor(ToolCallSink sink) : ToolCallExt
     private readonly JsonCallArrayReader _array = new(sink, ArgumentKeys);
     private bool _done;
 
-    protected override void Consume(string text, bool final)
+    protected override void Consume(string input, bool final)
     {
         if (_done)
         {
-            Sink.AppendContent(text);
+            Sink.AppendContent(input);
             return;
         }
-        for (int i = 0; i < text.Length; i++)
+        int pos = 0;
+        if (!ReadToEnd(_array, input, ref pos, final))
+            return;
+        if (_array.Count == 0)
         {
-            AppendRegion(text[i]);
-            var status = _array.Feed(text[i]);
-            if (status == ScanStatus.Error || (status == ScanStatus.Complete && _array.Count == 0))
-            {
-                FailRegion(text.AsSpan(i + 1));
-                return;
-            }
-            if (status == ScanStatus.Complete)
-            {
-                _done = true;
-                Sink.AppendContent(text.AsSpan(i + 1));
-                return;
-            }
+            FailRegion(input.AsSpan(pos));
+            return;
         }
-        if (final)
-            FailRegion("");
+        _done = true;
+        Sink.AppendContent(input.AsSpan(pos));
     }
 }

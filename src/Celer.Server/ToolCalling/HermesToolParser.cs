@@ -19,6 +19,7 @@ internal sealed class HermesToolCallExtractor(ToolCallSink sink) : ToolCallExtra
 {
     private const string Open = "<tool_call>";
     private const string Close = "</tool_call>";
+    private static readonly string[] Markers = [Open];
     private static readonly string[] ArgumentKeys = ["arguments", "parameters"];
 
     private enum State
@@ -29,67 +30,32 @@ internal sealed class HermesToolCallExtractor(ToolCallSink sink) : ToolCallExtra
     }
 
     private State _state;
-    private string _held = "";
     private JsonCallReader? _reader;
 
-    protected override void Consume(string text, bool final)
+    protected override void Consume(string input, bool final)
     {
-        var input = _held + text;
-        _held = "";
         int pos = 0;
         while (true)
         {
-            var rest = input.AsSpan(pos);
             switch (_state)
             {
                 case State.Text:
-                {
-                    int at = rest.IndexOf(Open, StringComparison.Ordinal);
-                    if (at < 0)
-                    {
-                        int hold = final ? 0 : MarkerText.PartialSuffix(rest, Open);
-                        Sink.AppendContent(rest[..^hold]);
-                        _held = rest[^hold..].ToString();
+                    if (ContentUntil(input, ref pos, Markers, final) < 0)
                         return;
-                    }
-                    Sink.AppendContent(rest[..at]);
-                    pos += at + Open.Length;
-                    BeginRegion(Open);
                     _reader = new JsonCallReader(Sink, ArgumentKeys);
                     _state = State.Call;
                     continue;
-                }
 
                 case State.Call:
-                    while (pos < input.Length)
-                    {
-                        char c = input[pos++];
-                        AppendRegion(c);
-                        var status = _reader!.Feed(c);
-                        if (status == ScanStatus.Error)
-                        {
-                            FailRegion(input.AsSpan(pos));
-                            return;
-                        }
-                        if (status == ScanStatus.Complete)
-                        {
-                            _state = State.AfterCall;
-                            break;
-                        }
-                    }
-                    if (_state == State.Call)
-                    {
-                        if (final)
-                            FailRegion("");
+                    if (!ReadToEnd(_reader!, input, ref pos, final))
                         return;
-                    }
+                    _state = State.AfterCall;
                     continue;
 
                 case State.AfterCall:
                 {
                     // Whitespace between the JSON and the closing tag is neither call nor content.
-                    var after = rest.TrimStart();
-                    pos += rest.Length - after.Length;
+                    var after = SkipWhitespace(input, ref pos);
                     if (after.StartsWith(Close, StringComparison.Ordinal))
                     {
                         pos += Close.Length;
@@ -97,13 +63,13 @@ internal sealed class HermesToolCallExtractor(ToolCallSink sink) : ToolCallExtra
                         _state = State.Text;
                         continue;
                     }
-                    if (after.Length == 0 || Close.AsSpan().StartsWith(after))
+                    if (Close.AsSpan().StartsWith(after))
                     {
                         // The closing tag has not come (yet): the call is complete without it at the end of the output.
                         if (final)
                             Sink.EndCall();
                         else
-                            _held = after.ToString();
+                            Hold(after);
                         return;
                     }
                     FailRegion(after);

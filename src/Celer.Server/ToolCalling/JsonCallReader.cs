@@ -9,7 +9,7 @@ namespace Celer.Server.ToolCalling;
 /// call reaches the sink when its name is complete, its arguments as they come; other keys (<c>"type": "function"</c>)
 /// are read and ignored. A call without arguments gets <c>{}</c>; an object without a name is not a call.
 /// </summary>
-internal sealed class JsonCallReader(ToolCallSink sink, IReadOnlyList<string> argumentKeys)
+internal sealed class JsonCallReader(ToolCallSink sink, IReadOnlyList<string> argumentKeys) : ICharReader
 {
     private enum State
     {
@@ -164,7 +164,7 @@ internal sealed class JsonCallReader(ToolCallSink sink, IReadOnlyList<string> ar
 /// A JSON array of <see cref="JsonCallReader"/> objects: Mistral's <c>[TOOL_CALLS] [{...}, {...}]</c> and the output that
 /// <c>tool_choice: "required"</c> constrains to <c>[{"name": ..., "parameters": ...}]</c>.
 /// </summary>
-internal sealed class JsonCallArrayReader(ToolCallSink sink, IReadOnlyList<string> argumentKeys)
+internal sealed class JsonCallArrayReader(ToolCallSink sink, IReadOnlyList<string> argumentKeys) : ICharReader
 {
     private enum State
     {

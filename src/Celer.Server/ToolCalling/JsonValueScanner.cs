@@ -2,22 +2,6 @@ using System.Text;
 
 namespace Celer.Server.ToolCalling;
 
-/// <summary>What a scanner made of one more character.</summary>
-internal enum ScanStatus
-{
-    /// <summary>Consumed; the value goes on.</summary>
-    NeedMore,
-
-    /// <summary>Consumed, and it ended the value.</summary>
-    Complete,
-
-    /// <summary>Not consumed: the value (a number) had ended just before it; the caller reads it next.</summary>
-    CompleteBefore,
-
-    /// <summary>The text is not what was expected here.</summary>
-    Error,
-}
-
 /// <summary>
 /// Reads one JSON value a character at a time, for tool-call arguments that stream: it knows where the value ends without
 /// waiting for more text, and writes it out re-spaced the way Python's <c>json.dumps</c> separates items (<c>", "</c> and
@@ -25,7 +9,7 @@ internal enum ScanStatus
 /// literals are written as the model wrote them, so the output only ever grows: every prefix of it is a prefix of the
 /// final text. A raw control character inside a string (a newline models often write) is escaped rather than refused.
 /// </summary>
-internal sealed class JsonValueScanner(StringBuilder? output)
+internal sealed class JsonValueScanner(StringBuilder? output) : IValueScanner
 {
     private enum State
     {
@@ -55,9 +39,6 @@ internal sealed class JsonValueScanner(StringBuilder? output)
         ExponentSign,
         ExponentDigits,
     }
-
-    // Nesting deeper than this is refused: arguments are written by a model, not a fuzzer, and the stack stays bounded.
-    private const int MaxDepth = 128;
 
     private readonly Stack<bool> _containers = new(); // true: object, false: array
     private State _state = State.Value;
@@ -193,7 +174,7 @@ internal sealed class JsonValueScanner(StringBuilder? output)
         switch (c)
         {
             case '{' or '[':
-                if (_containers.Count == MaxDepth)
+                if (_containers.Count == ValueScanners.MaxDepth)
                     return ScanStatus.Error;
                 _containers.Push(c == '{');
                 output?.Append(c);
@@ -300,36 +281,23 @@ internal static class JsonText
     {
         if (sb is null)
             return;
-        switch (c)
+        string? escape = c switch
         {
-            case '"':
-                sb.Append("\\\"");
-                break;
-            case '\\':
-                sb.Append("\\\\");
-                break;
-            case '\n':
-                sb.Append("\\n");
-                break;
-            case '\r':
-                sb.Append("\\r");
-                break;
-            case '\t':
-                sb.Append("\\t");
-                break;
-            case '\b':
-                sb.Append("\\b");
-                break;
-            case '\f':
-                sb.Append("\\f");
-                break;
-            case < ' ':
-                sb.Append("\\u").Append(((int)c).ToString("x4", System.Globalization.CultureInfo.InvariantCulture));
-                break;
-            default:
-                sb.Append(c);
-                break;
-        }
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            '\b' => "\\b",
+            '\f' => "\\f",
+            _ => null,
+        };
+        if (escape is not null)
+            sb.Append(escape);
+        else if (c < ' ')
+            sb.Append("\\u").Append(((int)c).ToString("x4", System.Globalization.CultureInfo.InvariantCulture));
+        else
+            sb.Append(c);
     }
 
     /// <summary>
@@ -338,23 +306,6 @@ internal static class JsonText
     public static string? Normalize(ReadOnlySpan<char> json)
     {
         var sb = new StringBuilder(json.Length);
-        var scanner = new JsonValueScanner(sb);
-        int i = 0;
-        for (; i < json.Length; i++)
-        {
-            var status = scanner.Feed(json[i]);
-            if (status == ScanStatus.Error)
-                return null;
-            if (status == ScanStatus.CompleteBefore)
-                break;
-            if (status == ScanStatus.Complete)
-            {
-                i++;
-                break;
-            }
-        }
-        if (!scanner.Finish() || !json[i..].IsWhiteSpace())
-            return null;
-        return sb.ToString();
+        return ValueScanners.ReadWhole(new JsonValueScanner(sb), sb, json);
     }
 }

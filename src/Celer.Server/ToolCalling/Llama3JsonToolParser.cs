@@ -19,8 +19,6 @@ internal sealed class Llama3JsonToolParser : IToolParser
 internal sealed class Llama3JsonToolCallExtractor(ToolCallSink sink) : ToolCallExtractor(sink)
 {
     private const string PythonTag = "<|python_tag|>";
-    // Whitespace held before deciding whether the output is a call; an answer that opens with more is plain text.
-    private const int MaxLeadingText = 4096;
     private static readonly string[] ArgumentKeys = ["parameters", "arguments"];
 
     private enum State
@@ -32,77 +30,38 @@ internal sealed class Llama3JsonToolCallExtractor(ToolCallSink sink) : ToolCallE
     }
 
     private State _state;
-    private string _held = "";
     private JsonCallReader? _reader;
 
-    protected override void Consume(string text, bool final)
+    protected override void Consume(string input, bool final)
     {
-        var input = _held + text;
-        _held = "";
         int pos = 0;
         while (true)
         {
-            var rest = input.AsSpan(pos);
             switch (_state)
             {
                 case State.Start:
-                {
-                    // Leading whitespace, then the python tag or '{' makes calls; anything else is an ordinary answer.
-                    var start = rest.TrimStart();
-                    if (start.StartsWith(PythonTag, StringComparison.Ordinal))
-                        start = start[PythonTag.Length..].TrimStart();
-                    if ((start.Length == 0 || (!final && PythonTag.AsSpan().StartsWith(start))) && rest.Length <= MaxLeadingText)
-                    {
-                        if (final)
-                            Sink.AppendContent(rest);
-                        else
-                            _held = rest.ToString();
+                    if (OpensWithCalls(input, ref pos, PythonTag, '{', final) is not { } calls)
                         return;
-                    }
-                    if (start[0] != '{')
+                    if (!calls)
                     {
                         _state = State.Text;
                         continue;
                     }
-                    int skipped = rest.Length - start.Length;
-                    BeginRegion(rest[..skipped]);
-                    pos += skipped;
                     _reader = new JsonCallReader(Sink, ArgumentKeys);
                     _state = State.Call;
                     continue;
-                }
 
                 case State.Call:
-                    while (pos < input.Length)
-                    {
-                        char c = input[pos++];
-                        AppendRegion(c);
-                        var status = _reader!.Feed(c);
-                        if (status == ScanStatus.Error)
-                        {
-                            FailRegion(input.AsSpan(pos));
-                            return;
-                        }
-                        if (status == ScanStatus.Complete)
-                        {
-                            Sink.EndCall();
-                            _state = State.AfterCall;
-                            break;
-                        }
-                    }
-                    if (_state == State.Call)
-                    {
-                        if (final)
-                            FailRegion("");
+                    if (!ReadToEnd(_reader!, input, ref pos, final))
                         return;
-                    }
+                    Sink.EndCall();
+                    _state = State.AfterCall;
                     continue;
 
                 case State.AfterCall:
                 {
                     // Whitespace after a call is not content (the sink drops it), so it is read, not held.
-                    var after = rest.TrimStart();
-                    pos += rest.Length - after.Length;
+                    var after = SkipWhitespace(input, ref pos);
                     if (after.Length == 0)
                         return;
                     if (after[0] == ';')
@@ -118,7 +77,7 @@ internal sealed class Llama3JsonToolCallExtractor(ToolCallSink sink) : ToolCallE
                 }
 
                 case State.Text:
-                    Sink.AppendContent(rest);
+                    Sink.AppendContent(input.AsSpan(pos));
                     return;
             }
         }

@@ -38,4 +38,15 @@ internal static class MarkerText
         }
         return (at, which);
     }
+
+    /// <summary>Whether <paramref name="text"/> is the beginning of one of <paramref name="markers"/> (it may be one when more comes).</summary>
+    public static bool MayBegin(ReadOnlySpan<char> text, ReadOnlySpan<string> markers)
+    {
+        foreach (var marker in markers)
+        {
+            if (marker.AsSpan().StartsWith(text))
+                return true;
+        }
+        return false;
+    }
 }

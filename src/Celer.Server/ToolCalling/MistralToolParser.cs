@@ -22,8 +22,7 @@ internal sealed class MistralToolCallExtractor(ToolCallSink sink) : ToolCallExtr
 {
     private const string Marker = MistralToolParser.Marker;
     private const string ArgsMarker = "[ARGS]";
-    // A function name longer than this is not one.
-    private const int MaxNameLength = 256;
+    private static readonly string[] Markers = [Marker];
     private static readonly string[] ArgumentKeys = ["arguments"];
 
     private enum State
@@ -36,15 +35,12 @@ internal sealed class MistralToolCallExtractor(ToolCallSink sink) : ToolCallExtr
     }
 
     private State _state;
-    private string _held = "";
     private JsonCallArrayReader? _array;
     private JsonValueScanner? _arguments;
     private ArgumentsWriter? _writer;
 
-    protected override void Consume(string text, bool final)
+    protected override void Consume(string input, bool final)
     {
-        var input = _held + text;
-        _held = "";
         int pos = 0;
         while (true)
         {
@@ -52,27 +48,14 @@ internal sealed class MistralToolCallExtractor(ToolCallSink sink) : ToolCallExtr
             switch (_state)
             {
                 case State.Text:
-                {
-                    int at = rest.IndexOf(Marker, StringComparison.Ordinal);
-                    if (at < 0)
-                    {
-                        int hold = final ? 0 : MarkerText.PartialSuffix(rest, Marker);
-                        Sink.AppendContent(rest[..^hold]);
-                        _held = rest[^hold..].ToString();
+                    if (ContentUntil(input, ref pos, Markers, final) < 0)
                         return;
-                    }
-                    Sink.AppendContent(rest[..at]);
-                    pos += at + Marker.Length;
-                    BeginRegion(Marker);
                     _state = State.AfterMarker;
                     continue;
-                }
 
                 case State.AfterMarker:
                 {
-                    var after = rest.TrimStart();
-                    AppendRegion(rest[..(rest.Length - after.Length)]);
-                    pos += rest.Length - after.Length;
+                    var after = SkipWhitespace(input, ref pos);
                     if (after.Length == 0)
                     {
                         if (final)
@@ -92,28 +75,9 @@ internal sealed class MistralToolCallExtractor(ToolCallSink sink) : ToolCallExtr
                 }
 
                 case State.Array:
-                    while (pos < input.Length)
-                    {
-                        char c = input[pos++];
-                        AppendRegion(c);
-                        var status = _array!.Feed(c);
-                        if (status == ScanStatus.Error)
-                        {
-                            FailRegion(input.AsSpan(pos));
-                            return;
-                        }
-                        if (status == ScanStatus.Complete)
-                        {
-                            _state = State.Text;
-                            break;
-                        }
-                    }
-                    if (_state == State.Array)
-                    {
-                        if (final)
-                            FailRegion("");
+                    if (!ReadToEnd(_array!, input, ref pos, final))
                         return;
-                    }
+                    _state = State.Text;
                     continue;
 
                 case State.Name:
@@ -127,7 +91,7 @@ internal sealed class MistralToolCallExtractor(ToolCallSink sink) : ToolCallExtr
                         if (final || rest.Length > MaxNameLength || rest[..^partial].IndexOfAnyExcept(NameCharacters) >= 0)
                             FailRegion(rest);
                         else
-                            _held = rest.ToString();
+                            Hold(rest);
                         return;
                     }
                     var name = rest[..at];

@@ -11,7 +11,7 @@ namespace Celer.Server.ToolCalling;
 /// <see cref="JsonValueScanner"/> the output only grows: a string streams a character at a time, a number or a name is
 /// written once it has ended, and a comma waits for the next item (Python allows one before the closing bracket).
 /// </summary>
-internal sealed class PythonValueScanner(StringBuilder? output)
+internal sealed class PythonValueScanner(StringBuilder? output) : IValueScanner
 {
     private enum State
     {
@@ -28,9 +28,6 @@ internal sealed class PythonValueScanner(StringBuilder? output)
         Token,
         Done,
     }
-
-    // Nesting deeper than this is refused, as in JsonValueScanner.
-    private const int MaxDepth = 128;
 
     private readonly Stack<bool> _containers = new(); // true: dict, false: list
     private readonly StringBuilder _token = new();
@@ -183,7 +180,7 @@ internal sealed class PythonValueScanner(StringBuilder? output)
                 _state = State.StringOpen;
                 return ScanStatus.NeedMore;
             case '[' or '{' when !key:
-                if (_containers.Count == MaxDepth)
+                if (_containers.Count == ValueScanners.MaxDepth)
                     return ScanStatus.Error;
                 _containers.Push(c == '{');
                 output?.Append(c);
@@ -227,37 +224,28 @@ internal sealed class PythonValueScanner(StringBuilder? output)
     private ScanStatus FeedEscape(char c)
     {
         _state = State.String;
+        char? escaped = c switch
+        {
+            'n' => '\n',
+            't' => '\t',
+            'r' => '\r',
+            'b' => '\b',
+            'f' => '\f',
+            'v' => '\v',
+            'a' => '\a',
+            '0' => '\0',
+            '\\' or '\'' or '"' => c,
+            _ => null,
+        };
+        if (escaped is { } e)
+        {
+            JsonText.AppendEscaped(output, e);
+            return ScanStatus.NeedMore;
+        }
         switch (c)
         {
             case '\n':
                 return ScanStatus.NeedMore; // a line continuation
-            case 'n':
-                JsonText.AppendEscaped(output, '\n');
-                return ScanStatus.NeedMore;
-            case 't':
-                JsonText.AppendEscaped(output, '\t');
-                return ScanStatus.NeedMore;
-            case 'r':
-                JsonText.AppendEscaped(output, '\r');
-                return ScanStatus.NeedMore;
-            case 'b':
-                JsonText.AppendEscaped(output, '\b');
-                return ScanStatus.NeedMore;
-            case 'f':
-                JsonText.AppendEscaped(output, '\f');
-                return ScanStatus.NeedMore;
-            case 'v':
-                JsonText.AppendEscaped(output, '\v');
-                return ScanStatus.NeedMore;
-            case 'a':
-                JsonText.AppendEscaped(output, '\a');
-                return ScanStatus.NeedMore;
-            case '0':
-                JsonText.AppendEscaped(output, '\0');
-                return ScanStatus.NeedMore;
-            case '\\' or '\'' or '"':
-                JsonText.AppendEscaped(output, c);
-                return ScanStatus.NeedMore;
             case 'x' or 'u' or 'U':
                 _hexDigits = c == 'x' ? 2 : c == 'u' ? 4 : 8;
                 _hexValue = 0;
@@ -364,23 +352,6 @@ internal sealed class PythonValueScanner(StringBuilder? output)
     public static string? ToJson(ReadOnlySpan<char> text)
     {
         var sb = new StringBuilder(text.Length);
-        var scanner = new PythonValueScanner(sb);
-        int i = 0;
-        for (; i < text.Length; i++)
-        {
-            var status = scanner.Feed(text[i]);
-            if (status == ScanStatus.Error)
-                return null;
-            if (status == ScanStatus.CompleteBefore)
-                break;
-            if (status == ScanStatus.Complete)
-            {
-                i++;
-                break;
-            }
-        }
-        if (!scanner.Finish() || !text[i..].IsWhiteSpace())
-            return null;
-        return sb.ToString();
+        return ValueScanners.ReadWhole(new PythonValueScanner(sb), sb, text);
     }
 }

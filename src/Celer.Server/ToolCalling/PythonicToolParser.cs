@@ -20,8 +20,6 @@ internal sealed class PythonicToolCallExtractor(ToolCallSink sink) : ToolCallExt
 {
     private const string PythonStart = "<|python_start|>";
     private const string PythonEnd = "<|python_end|>";
-    // Whitespace held before deciding whether the output is a call list; an answer that opens with more is plain text.
-    private const int MaxLeadingText = 4096;
 
     private enum State
     {
@@ -32,84 +30,44 @@ internal sealed class PythonicToolCallExtractor(ToolCallSink sink) : ToolCallExt
     }
 
     private State _state;
-    private string _held = "";
     private PythonCallListReader? _list;
 
-    protected override void Consume(string text, bool final)
+    protected override void Consume(string input, bool final)
     {
-        var input = _held + text;
-        _held = "";
         int pos = 0;
         while (true)
         {
-            var rest = input.AsSpan(pos);
             switch (_state)
             {
                 case State.Start:
-                {
-                    var start = rest.TrimStart();
-                    if (start.StartsWith(PythonStart, StringComparison.Ordinal))
-                        start = start[PythonStart.Length..].TrimStart();
-                    if ((start.Length == 0 || (!final && PythonStart.AsSpan().StartsWith(start))) && rest.Length <= MaxLeadingText)
-                    {
-                        if (final)
-                            Sink.AppendContent(rest);
-                        else
-                            _held = rest.ToString();
+                    if (OpensWithCalls(input, ref pos, PythonStart, '[', final) is not { } calls)
                         return;
-                    }
-                    if (start[0] != '[')
+                    if (!calls)
                     {
                         _state = State.Text;
                         continue;
                     }
-                    int skipped = rest.Length - start.Length;
-                    BeginRegion(rest[..skipped]);
-                    pos += skipped;
                     _list = new PythonCallListReader(Sink);
                     _state = State.List;
                     continue;
-                }
 
                 case State.List:
-                    while (pos < input.Length)
-                    {
-                        char c = input[pos++];
-                        AppendRegion(c);
-                        var status = _list!.Feed(c);
-                        if (status == ScanStatus.Error)
-                        {
-                            FailRegion(input.AsSpan(pos));
-                            return;
-                        }
-                        if (status == ScanStatus.Complete)
-                        {
-                            _state = State.AfterList;
-                            break;
-                        }
-                    }
-                    if (_state == State.List)
-                    {
-                        if (final)
-                            FailRegion("");
+                    if (!ReadToEnd(_list!, input, ref pos, final))
                         return;
-                    }
+                    _state = State.AfterList;
                     continue;
 
                 case State.AfterList:
                 {
                     // Whitespace after the list is not content (the sink drops it), so it is read, not held.
-                    var after = rest.TrimStart();
-                    pos += rest.Length - after.Length;
+                    var after = SkipWhitespace(input, ref pos);
                     if (after.StartsWith(PythonEnd, StringComparison.Ordinal))
                     {
                         pos += PythonEnd.Length;
-                        _state = State.Text;
-                        continue;
                     }
-                    if (!final && (after.Length == 0 || PythonEnd.AsSpan().StartsWith(after)))
+                    else if (!final && PythonEnd.AsSpan().StartsWith(after))
                     {
-                        _held = after.ToString();
+                        Hold(after);
                         return;
                     }
                     _state = State.Text;
@@ -117,7 +75,7 @@ internal sealed class PythonicToolCallExtractor(ToolCallSink sink) : ToolCallExt
                 }
 
                 case State.Text:
-                    Sink.AppendContent(rest);
+                    Sink.AppendContent(input.AsSpan(pos));
                     return;
             }
         }
@@ -128,7 +86,7 @@ internal sealed class PythonicToolCallExtractor(ToolCallSink sink) : ToolCallExt
 /// <c>[f(a=1, b="x"), g()]</c> read a character at a time: each call reaches the sink when its name and <c>(</c> are read,
 /// its arguments as a JSON object that grows with each value.
 /// </summary>
-internal sealed class PythonCallListReader(ToolCallSink sink)
+internal sealed class PythonCallListReader(ToolCallSink sink) : ICharReader
 {
     private enum State
     {
@@ -145,14 +103,10 @@ internal sealed class PythonCallListReader(ToolCallSink sink)
         Done,
     }
 
-    // A name longer than this is not a function the request offered.
-    private const int MaxNameLength = 256;
-
     private readonly System.Text.StringBuilder _name = new();
     private State _state;
     private ArgumentsWriter? _arguments;
     private PythonValueScanner? _value;
-    private bool _firstArgument;
     private int _calls;
 
     public ScanStatus Feed(char c)
@@ -174,21 +128,18 @@ internal sealed class PythonCallListReader(ToolCallSink sink)
                     _state = State.Done;
                     return ScanStatus.Complete;
                 }
-                if (!IsNameStart(c))
-                    return ScanStatus.Error;
-                _name.Clear().Append(c);
-                _state = State.Name;
-                return ScanStatus.NeedMore;
+                return BeginName(c, State.Name);
 
             case State.Name:
+            case State.ArgumentName:
                 if (IsNamePart(c))
                 {
-                    if (_name.Length == MaxNameLength)
+                    if (_name.Length == ToolCallExtractor.MaxNameLength)
                         return ScanStatus.Error;
                     _name.Append(c);
                     return ScanStatus.NeedMore;
                 }
-                _state = State.BeforeParen;
+                _state = _state == State.Name ? State.BeforeParen : State.BeforeEquals;
                 return Feed(c);
 
             case State.BeforeParen:
@@ -197,10 +148,7 @@ internal sealed class PythonCallListReader(ToolCallSink sink)
                 if (c != '(')
                     return ScanStatus.Error;
                 _arguments = new ArgumentsWriter(sink);
-                _arguments.Start(_name.ToString());
-                _arguments.Buffer.Append('{');
-                _arguments.Flush();
-                _firstArgument = true;
+                _arguments.StartObject(_name.ToString());
                 _state = State.ArgumentOrEnd;
                 return ScanStatus.NeedMore;
 
@@ -209,31 +157,14 @@ internal sealed class PythonCallListReader(ToolCallSink sink)
                     return ScanStatus.NeedMore;
                 if (c == ')')
                     return EndCall();
-                if (!IsNameStart(c))
-                    return ScanStatus.Error;
-                _name.Clear().Append(c);
-                _state = State.ArgumentName;
-                return ScanStatus.NeedMore;
-
-            case State.ArgumentName:
-                if (IsNamePart(c))
-                {
-                    if (_name.Length == MaxNameLength)
-                        return ScanStatus.Error;
-                    _name.Append(c);
-                    return ScanStatus.NeedMore;
-                }
-                _state = State.BeforeEquals;
-                return Feed(c);
+                return BeginName(c, State.ArgumentName);
 
             case State.BeforeEquals:
                 if (char.IsWhiteSpace(c))
                     return ScanStatus.NeedMore;
                 if (c != '=')
                     return ScanStatus.Error;
-                _arguments!.Buffer.Append(_firstArgument ? "" : ", ").Append(JsonText.Quote(_name.ToString())).Append(": ");
-                _arguments.Flush();
-                _firstArgument = false;
+                _arguments!.Key(_name.ToString());
                 _value = new PythonValueScanner(_arguments.Buffer);
                 _state = State.Value;
                 return ScanStatus.NeedMore;
@@ -279,11 +210,18 @@ internal sealed class PythonCallListReader(ToolCallSink sink)
         }
     }
 
+    private ScanStatus BeginName(char c, State next)
+    {
+        if (!IsNameStart(c))
+            return ScanStatus.Error;
+        _name.Clear().Append(c);
+        _state = next;
+        return ScanStatus.NeedMore;
+    }
+
     private ScanStatus EndCall()
     {
-        _arguments!.Buffer.Append('}');
-        _arguments.Flush();
-        sink.EndCall();
+        _arguments!.EndObject();
         _calls++;
         _state = State.AfterCall;
         return ScanStatus.NeedMore;

@@ -40,8 +40,6 @@ internal sealed class Qwen3XmlToolCallExtractor(ToolCallSink sink, ToolCallConte
     private const string FunctionClose = "</function>";
     private const string ParameterOpen = "<parameter=";
     private const string ParameterClose = "</parameter>";
-    // A function or parameter name longer than this is not one.
-    private const int MaxNameLength = 256;
 
     private static readonly string[] TextMarkers = [ToolCallOpen, FunctionOpen];
     private static readonly string[] FunctionMarkers = [ParameterOpen, FunctionClose, ToolCallClose];
@@ -71,20 +69,16 @@ internal sealed class Qwen3XmlToolCallExtractor(ToolCallSink sink, ToolCallConte
 
     private readonly StringBuilder _raw = new();
     private State _state;
-    private string _held = "";
     private bool _wrapped;
     private int _functionsInBlock;
     private ArgumentsWriter? _arguments;
     private JsonObject? _properties;
-    private bool _firstParameter;
     private ValueType _type;
     private bool _quoteOpen;
     private int _emitted;
 
-    protected override void Consume(string text, bool final)
+    protected override void Consume(string input, bool final)
     {
-        var input = _held + text;
-        _held = "";
         int pos = 0;
         while (true)
         {
@@ -93,18 +87,9 @@ internal sealed class Qwen3XmlToolCallExtractor(ToolCallSink sink, ToolCallConte
             {
                 case State.Text:
                 {
-                    (int at, int which) = MarkerText.IndexOfAny(rest, TextMarkers);
-                    if (at < 0)
-                    {
-                        int hold = final ? 0 : MarkerText.PartialSuffix(rest, TextMarkers);
-                        Sink.AppendContent(rest[..^hold]);
-                        _held = rest[^hold..].ToString();
+                    int which = ContentUntil(input, ref pos, TextMarkers, final);
+                    if (which < 0)
                         return;
-                    }
-                    Sink.AppendContent(rest[..at]);
-                    var marker = TextMarkers[which];
-                    BeginRegion(marker);
-                    pos += at + marker.Length;
                     _wrapped = which == 0;
                     _functionsInBlock = 0;
                     _state = _wrapped ? State.Block : State.FunctionName;
@@ -114,9 +99,7 @@ internal sealed class Qwen3XmlToolCallExtractor(ToolCallSink sink, ToolCallConte
                 case State.Block:
                 {
                     // Whitespace between the tags is neither call nor content: read, not held.
-                    var after = rest.TrimStart();
-                    AppendRegion(rest[..(rest.Length - after.Length)]);
-                    pos += rest.Length - after.Length;
+                    var after = SkipWhitespace(input, ref pos);
                     if (after.StartsWith(FunctionOpen, StringComparison.Ordinal))
                     {
                         AppendRegion(FunctionOpen);
@@ -130,11 +113,11 @@ internal sealed class Qwen3XmlToolCallExtractor(ToolCallSink sink, ToolCallConte
                         _state = State.Text;
                         continue;
                     }
-                    if (!after.StartsWith(ToolCallClose, StringComparison.Ordinal) && (after.Length == 0 || StartsAMarker(after, BlockMarkers)))
+                    if (!after.StartsWith(ToolCallClose, StringComparison.Ordinal) && MarkerText.MayBegin(after, BlockMarkers))
                     {
                         // A block cut off after its last function is complete; one with none is not a call.
                         if (!final)
-                            _held = after.ToString();
+                            Hold(after);
                         else if (_functionsInBlock == 0)
                             FailRegion(after);
                         return;
@@ -151,7 +134,7 @@ internal sealed class Qwen3XmlToolCallExtractor(ToolCallSink sink, ToolCallConte
                     if (gt < 0 || nameText.Length == 0 || nameText.Length > MaxNameLength || nameText.IndexOfAny('<', '\n') >= 0)
                     {
                         if (gt < 0 && !final && rest.Length <= MaxNameLength && rest.IndexOfAny('<', '\n') < 0)
-                            _held = rest.ToString();
+                            Hold(rest);
                         else
                             FailRegion(rest);
                         return;
@@ -162,11 +145,8 @@ internal sealed class Qwen3XmlToolCallExtractor(ToolCallSink sink, ToolCallConte
                     {
                         AppendRegion(rest[..(gt + 1)]);
                         _arguments = new ArgumentsWriter(Sink);
-                        _arguments.Start(name);
-                        _arguments.Buffer.Append('{');
-                        _arguments.Flush();
+                        _arguments.StartObject(name);
                         _properties = context.ParameterProperties(name);
-                        _firstParameter = true;
                         _functionsInBlock++;
                         _state = State.Function;
                     }
@@ -180,8 +160,7 @@ internal sealed class Qwen3XmlToolCallExtractor(ToolCallSink sink, ToolCallConte
 
                 case State.Function:
                 {
-                    var after = rest.TrimStart();
-                    pos += rest.Length - after.Length;
+                    var after = SkipWhitespace(input, ref pos);
                     if (after.StartsWith(ParameterOpen, StringComparison.Ordinal))
                     {
                         pos += ParameterOpen.Length;
@@ -191,23 +170,23 @@ internal sealed class Qwen3XmlToolCallExtractor(ToolCallSink sink, ToolCallConte
                     if (after.StartsWith(FunctionClose, StringComparison.Ordinal))
                     {
                         pos += FunctionClose.Length;
-                        CloseFunction();
+                        _arguments!.EndObject();
                         _state = _wrapped ? State.Block : State.Text;
                         continue;
                     }
                     if (after.StartsWith(ToolCallClose, StringComparison.Ordinal) && _wrapped)
                     {
-                        CloseFunction();
+                        _arguments!.EndObject();
                         _state = State.Block;
                         continue;
                     }
-                    if (after.Length == 0 || StartsAMarker(after, FunctionMarkers))
+                    if (MarkerText.MayBegin(after, FunctionMarkers))
                     {
                         // A function cut off by the end of the output keeps the parameters it has.
                         if (final)
-                            CloseFunction();
+                            _arguments!.EndObject();
                         else
-                            _held = after.ToString();
+                            Hold(after);
                         return;
                     }
                     FailRegion(after);
@@ -230,33 +209,15 @@ internal sealed class Qwen3XmlToolCallExtractor(ToolCallSink sink, ToolCallConte
                     if (final)
                     {
                         EndValue();
-                        CloseFunction();
+                        _arguments!.EndObject();
                         return;
                     }
                     StreamValue();
-                    _held = rest[^hold..].ToString();
+                    Hold(rest[^hold..]);
                     return;
                 }
             }
         }
-    }
-
-    /// <summary>Whether <paramref name="text"/> is the beginning of one of the markers (it may be one when more comes).</summary>
-    private static bool StartsAMarker(ReadOnlySpan<char> text, ReadOnlySpan<string> markers)
-    {
-        foreach (var marker in markers)
-        {
-            if (marker.AsSpan().StartsWith(text))
-                return true;
-        }
-        return false;
-    }
-
-    private void CloseFunction()
-    {
-        _arguments!.Buffer.Append('}');
-        _arguments.Flush();
-        Sink.EndCall();
     }
 
     private void BeginValue(string name)
@@ -265,9 +226,7 @@ internal sealed class Qwen3XmlToolCallExtractor(ToolCallSink sink, ToolCallConte
         _raw.Clear();
         _quoteOpen = false;
         _emitted = 0;
-        _arguments!.Buffer.Append(_firstParameter ? "" : ", ").Append(JsonText.Quote(name)).Append(": ");
-        _arguments.Flush();
-        _firstParameter = false;
+        _arguments!.Key(name);
     }
 
     /// <summary>

@@ -10,10 +10,17 @@ namespace Celer.Server.ToolCalling;
 /// </summary>
 internal abstract class ToolCallExtractor(ToolCallSink sink)
 {
+    /// <summary>A function or argument name longer than this is not one.</summary>
+    internal const int MaxNameLength = 256;
+
+    // Whitespace held before deciding whether the output is a call (Llama 3, pythonic); an answer that opens with more is plain text.
+    private const int MaxLeadingText = 4096;
+
     // The raw text of the call being read, from its marker on, and how many calls the sink had when it began: when the
     // format breaks before any of its calls was sent, that text goes back to the content.
     private readonly StringBuilder _region = new();
     private int _callsAtRegionStart;
+    private string _held = "";
 
     protected ToolCallSink Sink { get; } = sink;
 
@@ -24,18 +31,31 @@ internal abstract class ToolCallExtractor(ToolCallSink sink)
         if (Sink.Failed)
             Sink.AppendContent(text);
         else
-            Consume(text, final: false);
+            Read(text, final: false);
     }
 
     public void Finish()
     {
         if (!Sink.Failed)
-            Consume("", final: true);
+            Read("", final: true);
         Sink.Finish();
     }
 
-    /// <summary>Reads <paramref name="text"/> after what is held; <paramref name="final"/>: nothing more will come.</summary>
-    protected abstract void Consume(string text, bool final);
+    private void Read(string text, bool final)
+    {
+        var input = _held + text;
+        _held = "";
+        Consume(input, final);
+    }
+
+    /// <summary>
+    /// Reads <paramref name="input"/>: what <see cref="Hold"/> kept of the last delta, then the new one;
+    /// <paramref name="final"/>: nothing more will come.
+    /// </summary>
+    protected abstract void Consume(string input, bool final);
+
+    /// <summary>Keeps <paramref name="text"/>, unread, for the next delta to settle.</summary>
+    protected void Hold(ReadOnlySpan<char> text) => _held = text.ToString();
 
     /// <summary>A call (or a block of calls) begins with <paramref name="raw"/>.</summary>
     protected void BeginRegion(ReadOnlySpan<char> raw)
@@ -44,8 +64,6 @@ internal abstract class ToolCallExtractor(ToolCallSink sink)
         _region.Append(raw);
         _callsAtRegionStart = Sink.Calls.Count;
     }
-
-    protected void AppendRegion(char c) => _region.Append(c);
 
     protected void AppendRegion(ReadOnlySpan<char> raw) => _region.Append(raw);
 
@@ -58,31 +76,87 @@ internal abstract class ToolCallExtractor(ToolCallSink sink)
         literal.Append(unread);
         Sink.Fail(literal.ToString());
     }
-}
 
-/// <summary>
-/// Copies what a <see cref="JsonValueScanner"/> writes for a call's arguments into the sink, once the call exists there
-/// (its name may come after its arguments in the model's JSON).
-/// </summary>
-internal sealed class ArgumentsWriter(ToolCallSink sink)
-{
-    public StringBuilder Buffer { get; } = new();
-
-    /// <summary>The call's index in the sink; -1 until its name is known.</summary>
-    public int Index { get; private set; } = -1;
-
-    public void Start(string name)
+    /// <summary>
+    /// Content up to the first of <paramref name="markers"/>, which begins a region: returns which one, with
+    /// <paramref name="pos"/> past it, or -1 when there is none, with a tail that may begin one held.
+    /// </summary>
+    protected int ContentUntil(string input, ref int pos, ReadOnlySpan<string> markers, bool final)
     {
-        Index = sink.StartCall(name);
-        Flush();
+        var rest = input.AsSpan(pos);
+        var (at, which) = MarkerText.IndexOfAny(rest, markers);
+        if (at < 0)
+        {
+            int hold = final ? 0 : MarkerText.PartialSuffix(rest, markers);
+            Sink.AppendContent(rest[..^hold]);
+            Hold(rest[^hold..]);
+            return -1;
+        }
+        Sink.AppendContent(rest[..at]);
+        BeginRegion(markers[which]);
+        pos += at + markers[which].Length;
+        return which;
     }
 
-    public void Flush()
+    /// <summary>
+    /// For formats read as calls only when the output begins with them (Llama 3's JSON, the pythonic list): after leading
+    /// whitespace and <paramref name="tag"/>, <paramref name="opener"/> makes calls and anything else an ordinary answer.
+    /// Returns null while that is undecided (the text is held, or at the end is content), false for an answer, and true
+    /// for calls, with the region begun and <paramref name="pos"/> on the opener.
+    /// </summary>
+    protected bool? OpensWithCalls(string input, ref int pos, string tag, char opener, bool final)
     {
-        if (Index < 0 || Buffer.Length == 0)
-            return;
-        foreach (var chunk in Buffer.GetChunks())
-            sink.AppendArguments(Index, chunk.Span);
-        Buffer.Clear();
+        var rest = input.AsSpan(pos);
+        var start = rest.TrimStart();
+        if (start.StartsWith(tag, StringComparison.Ordinal))
+            start = start[tag.Length..].TrimStart();
+        if ((start.Length == 0 || (!final && tag.AsSpan().StartsWith(start))) && rest.Length <= MaxLeadingText)
+        {
+            if (final)
+                Sink.AppendContent(rest);
+            else
+                Hold(rest);
+            return null;
+        }
+        if (start[0] != opener)
+            return false;
+        int skipped = rest.Length - start.Length;
+        BeginRegion(rest[..skipped]);
+        pos += skipped;
+        return true;
+    }
+
+    /// <summary>
+    /// Feeds <paramref name="reader"/> the region's text until it completes: false when the format broke, or the text ran
+    /// out first (which breaks it at the end of the output).
+    /// </summary>
+    protected bool ReadToEnd(ICharReader reader, string input, ref int pos, bool final)
+    {
+        while (pos < input.Length)
+        {
+            char c = input[pos++];
+            _region.Append(c);
+            var status = reader.Feed(c);
+            if (status == ScanStatus.Error)
+            {
+                FailRegion(input.AsSpan(pos));
+                return false;
+            }
+            if (status == ScanStatus.Complete)
+                return true;
+        }
+        if (final)
+            FailRegion("");
+        return false;
+    }
+
+    /// <summary>Skips whitespace between the parts of a call, which is neither call nor content; returns what follows it.</summary>
+    protected ReadOnlySpan<char> SkipWhitespace(string input, ref int pos)
+    {
+        var rest = input.AsSpan(pos);
+        var after = rest.TrimStart();
+        _region.Append(rest[..(rest.Length - after.Length)]);
+        pos += rest.Length - after.Length;
+        return after;
     }
 }

@@ -23,7 +23,8 @@ public sealed class StructuredOutputsEngineTests
         { """{"type":"array","prefixItems":[{"const":"point"},{"type":"number","minimum":-1,"maximum":1}],"items":false,"minItems":2}""", 1f },
     };
 
-    private static LlmEngine Engine() => ModelLoader.LoadOffline(new EngineArgs { Model = RepoPaths.DefaultModel, MaxNumSeqs = 8, MaxModelLen = 512, Seed = 7 }).Engine;
+    private static LlmEngine Engine(string? speculativeConfig = null) => ModelLoader.LoadOffline(
+        new EngineArgs { Model = RepoPaths.DefaultModel, MaxNumSeqs = 8, MaxModelLen = 512, Seed = 7, SpeculativeConfig = speculativeConfig }).Engine;
 
     private static List<GenerateRequest> Requests(SamplingParams sampling, int count = 6)
     {
@@ -134,6 +135,40 @@ public sealed class StructuredOutputsEngineTests
         var texts = Texts(outputs);   // by id: the constrained "cr0", "cr1" first
         Assert.Equal(alone, texts.Skip(2).ToList());
         Assert.All(texts.Take(2), t => Assert.Matches("^[0-9]{4}$", t.Text));
+    }
+
+    /// <summary>
+    /// n-gram drafts under a grammar: each draft row is verified against the grammar's state after the drafts before it
+    /// (the host sampler appends each accepted token before the next row), so greedy output is token for token the one
+    /// decoded without drafts, and a repetitive structure gets drafts accepted.
+    /// </summary>
+    [Fact]
+    public void Greedy_constrained_output_with_ngram_drafts_equals_decoding_without_them()
+    {
+        const string Schema = """{"type":"array","items":{"enum":["alpha beta","gamma"]},"minItems":8,"maxItems":8}""";
+        var sampling = new SamplingParams
+        {
+            Temperature = 0, MaxTokens = 120,
+            StructuredOutputs = new StructuredOutputsParams { Json = Schema, DisableAnyWhitespace = true },
+        };
+        List<(string Text, FinishReason? Reason)> plain, speculative;
+        using (var engine = Engine())
+        {
+            plain = Texts(engine.Generate(Requests(sampling, 4)));
+        }
+
+        Celer.Engine.Scheduling.SpecDecodingStats stats;
+        using (var engine = Engine("""{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 1, "prompt_lookup_max": 3}"""))
+        {
+            speculative = Texts(engine.Generate(Requests(sampling, 4)));
+            stats = engine.Stats.SpecDecoding;
+        }
+
+        Assert.Equal(plain, speculative);
+        Assert.All(speculative, t => Assert.Equal(FinishReason.Stop, t.Reason));
+        Assert.True(stats.NumAcceptedTokens > 0, $"{stats.NumDraftTokens} draft tokens, none accepted");
+        using var document = System.Text.Json.JsonDocument.Parse(speculative[0].Text);
+        Assert.True(JsonSchema.FromText(Schema).Evaluate(document.RootElement).IsValid, speculative[0].Text);
     }
 
     /// <summary>

@@ -109,6 +109,14 @@ internal static class ParserHarness
         return whole;
     }
 
+    /// <summary>Output that breaks the format or has no call: the non-streamed answer is the whole text as content.</summary>
+    public static void AssertContentAsWritten(ChatOutputPlan plan, string text)
+    {
+        var result = Whole(plan, text);
+        Assert.Null(result.ToolCalls);
+        Assert.Equal(text, result.Content);
+    }
+
     /// <summary>One call's name and arguments, parsed back to check the arguments are a JSON string of the right object.</summary>
     public static void AssertCall(ChatToolCall call, string name, string arguments)
     {
