@@ -26,7 +26,8 @@ public sealed class CompiledGrammar
     // Interned stack sets (each may hold a 256-entry transition array): past this many, steps are computed afresh.
     private const int MaxInternedSets = 16_384;
 
-    private readonly ConcurrentDictionary<int, StateMasks> _stateMasks = new();
+    // Lazy: rows masked in parallel that meet the same new state compute its verdicts once.
+    private readonly ConcurrentDictionary<int, Lazy<StateMasks>> _stateMasks = new();
     private readonly ConcurrentDictionary<StackSet, uint[]> _masks = new();
     private readonly ConcurrentDictionary<StackSet, StackSet> _interned = new();
     private readonly int _maxCachedMasks;
@@ -156,7 +157,7 @@ public sealed class CompiledGrammar
         }
     }
 
-    internal StateMasks MasksOf(int state) => _stateMasks.GetOrAdd(state, s => StateMasks.Compute(this, s));
+    internal StateMasks MasksOf(int state) => _stateMasks.GetOrAdd(state, s => new Lazy<StateMasks>(() => StateMasks.Compute(this, s))).Value;
 }
 
 /// <summary>The context-independent verdicts of every token from one automaton state (see <see cref="CompiledGrammar"/>).</summary>

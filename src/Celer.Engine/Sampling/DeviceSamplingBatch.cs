@@ -15,6 +15,11 @@ internal sealed class DeviceSamplingBatch
     private readonly List<LogitEdit> _edits = [];
     private readonly List<int> _allowed = [];
     private readonly List<uint> _bitmasks = [];
+    private readonly List<Celer.Grammars.GrammarMatcher> _grammars = [];
+
+    // Rows with a grammar from which the bitmasks are filled in parallel: a row's first visit of a grammar state walks
+    // the vocabulary's trie (milliseconds); a cached one is a 16 KB copy, not worth a thread.
+    private const int ParallelBitmaskRows = 4;
     private readonly List<int> _logprobRows = [];
     private readonly List<int> _logprobCounts = [];
     private int[] _tokens = [];
@@ -27,6 +32,7 @@ internal sealed class DeviceSamplingBatch
         _edits.Clear();
         _allowed.Clear();
         _bitmasks.Clear();
+        _grammars.Clear();
         _logprobRows.Clear();
         _logprobCounts.Clear();
     }
@@ -58,11 +64,9 @@ internal sealed class DeviceSamplingBatch
 
         if (state.Grammar is { } grammar)
         {
-            // The grammar's mask is computed here, on the host, while the step's forward pass runs on the device.
-            int words = grammar.Grammar.Vocabulary.BitmaskWords, at = _bitmasks.Count;
-            CollectionsMarshal.SetCount(_bitmasks, at + words);
-            grammar.FillNextTokenBitmask(CollectionsMarshal.AsSpan(_bitmasks).Slice(at, words));
-            row.TokenBitmask = at / words + 1;
+            // Filled at launch (FillBitmasks), on the host, while the step's forward pass runs on the device.
+            _grammars.Add(grammar);
+            row.TokenBitmask = _grammars.Count;
         }
 
         if (p.Logprobs is { } count)
@@ -85,9 +89,36 @@ internal sealed class DeviceSamplingBatch
     public bool WantsLogprobs => _logprobRows.Count > 0;
 
     /// <summary>Starts the sampling of every row added; <see cref="Finish"/> or <see cref="ReadTokens"/> waits for it.</summary>
-    public void Launch(IDeviceSampler sampler, Tensor logits) =>
+    public void Launch(IDeviceSampler sampler, Tensor logits)
+    {
+        FillBitmasks();
         sampler.LaunchSample(logits, CollectionsMarshal.AsSpan(_rows), CollectionsMarshal.AsSpan(_edits), CollectionsMarshal.AsSpan(_allowed),
             CollectionsMarshal.AsSpan(_bitmasks));
+    }
+
+    /// <summary>The grammar rows' bitmasks, k-th at words [(k − 1) · words, k · words), in parallel for many rows.</summary>
+    private void FillBitmasks()
+    {
+        if (_grammars.Count == 0)
+        {
+            return;
+        }
+
+        // Grammars of one model share its vocabulary, so every mask has the same width.
+        int words = _grammars[0].Grammar.Vocabulary.BitmaskWords;
+        CollectionsMarshal.SetCount(_bitmasks, _grammars.Count * words);
+        if (_grammars.Count < ParallelBitmaskRows)
+        {
+            for (int k = 0; k < _grammars.Count; k++)
+            {
+                _grammars[k].FillNextTokenBitmask(CollectionsMarshal.AsSpan(_bitmasks).Slice(k * words, words));
+            }
+
+            return;
+        }
+
+        Parallel.For(0, _grammars.Count, k => _grammars[k].FillNextTokenBitmask(CollectionsMarshal.AsSpan(_bitmasks).Slice(k * words, words)));
+    }
 
     /// <summary>Waits for the launched sampling: the ids, row i's in element i, valid until the next launch.</summary>
     public ReadOnlySpan<int> ReadTokens(IDeviceSampler sampler)
