@@ -23,8 +23,9 @@ public sealed class CompiledGrammar
 {
     private const long MaskCacheBytes = 4L << 20;
 
-    // Interned stack sets (each may hold a 256-entry transition array): past this many, steps are computed afresh.
-    private const int MaxInternedSets = 16_384;
+    // Interned stack sets, each of which may hold a 256-entry transition array (2 KB), so at most 8 MB per grammar: past
+    // this many, steps are computed afresh. A JSON string body needs a few sets; a bounded one a few per position.
+    private const int MaxInternedSets = 4096;
 
     // Lazy: rows masked in parallel that meet the same new state compute its verdicts once.
     private readonly ConcurrentDictionary<int, Lazy<StateMasks>> _stateMasks = new();

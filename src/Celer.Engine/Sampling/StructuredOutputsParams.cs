@@ -21,6 +21,12 @@ public sealed record StructuredOutputsParams
     /// <summary>A grammar in GBNF (llama.cpp's EBNF), root rule <c>root</c>.</summary>
     public string? Grammar { get; init; }
 
+    /// <summary>
+    /// A structural tag as JSON text (<c>{"structures": [{"begin", "schema", "end"}], "triggers": […]}</c>): free text in
+    /// which each trigger opens a structure whose JSON follows its schema.
+    /// </summary>
+    public string? StructuralTag { get; init; }
+
     /// <summary>JSON without whitespace between tokens but single spaces after ',' and ':' (vLLM's flag).</summary>
     public bool DisableAnyWhitespace { get; init; }
 
@@ -37,5 +43,6 @@ public sealed record StructuredOutputsParams
     public int? ReasoningEndTokenId { get; init; }
 
     /// <summary>How many constraint kinds are set; a valid request has exactly one.</summary>
-    internal int KindCount => (Json is null ? 0 : 1) + (JsonObject ? 1 : 0) + (Regex is null ? 0 : 1) + (Choice is null ? 0 : 1) + (Grammar is null ? 0 : 1);
+    internal int KindCount => (Json is null ? 0 : 1) + (JsonObject ? 1 : 0) + (Regex is null ? 0 : 1) + (Choice is null ? 0 : 1) + (Grammar is null ? 0 : 1)
+        + (StructuralTag is null ? 0 : 1);
 }

@@ -76,6 +76,7 @@ public sealed class StructuredOutputCompiler
                 { Regex: { } regex } => RegexGrammar.Compile(regex),
                 { Choice: { } choices } => new GrammarBuilder().Build(GrammarExpr.Choice(choices.Select(GrammarExpr.Literal))),
                 { Grammar: { } gbnf } => GbnfGrammar.Parse(gbnf),
+                { StructuralTag: { } tag } => StructuralTagGrammar.Compile(ParseSchema(tag), options),
                 _ => throw new EngineRequestException("No structured outputs constraint is set.", "structured_outputs"),
             };
             var compiled = new CompiledGrammar(GrammarAutomaton.Compile(grammar), _vocabulary.Value);
@@ -107,6 +108,7 @@ public sealed class StructuredOutputCompiler
         { Regex: { } regex } => $"regex\0{regex}",
         { Choice: { } choices } => "choice\0" + string.Join("\0", choices.Select(s => s.Length + ":" + s)),
         { Grammar: { } gbnf } => $"gbnf\0{gbnf}",
+        { StructuralTag: { } tag } => $"tag\0{c.DisableAnyWhitespace}\0{c.WhitespacePattern}\0{c.DisableAdditionalProperties}\0{tag}",
         _ => "",
     };
 }

@@ -28,12 +28,17 @@ public sealed class ChatCompletionRequest : SamplingRequest
 
 /// <summary>
 /// OpenAI's <c>response_format</c>: <c>text</c>, <c>json_object</c> (any JSON object) or <c>json_schema</c>
-/// (<c>{"name", "description", "schema", "strict"}</c>); the last two become structured outputs.
+/// (<c>{"name", "description", "schema", "strict"}</c>), and vLLM's <c>structural_tag</c>; all but text become structured
+/// outputs.
 /// </summary>
 public sealed class ResponseFormat
 {
     [JsonPropertyName("type")] public string? Type { get; set; }
     [JsonPropertyName("json_schema")] public JsonSchemaFormat? JsonSchema { get; set; }
+
+    /// <summary><c>structural_tag</c>'s structures (<c>begin</c>, <c>schema</c>, <c>end</c>) and triggers.</summary>
+    [JsonPropertyName("structures")] public JsonArray? Structures { get; set; }
+    [JsonPropertyName("triggers")] public JsonArray? Triggers { get; set; }
 }
 
 /// <summary>

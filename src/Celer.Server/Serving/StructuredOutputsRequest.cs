@@ -7,7 +7,7 @@ namespace Celer.Server.Serving;
 /// <summary>
 /// A request's output constraint from whichever field carries it, as vLLM reads them: OpenAI's <c>response_format</c>
 /// (<c>json_object</c>, <c>json_schema</c>), vLLM's <c>structured_outputs</c> object (<c>json</c>, <c>regex</c>,
-/// <c>choice</c>, <c>grammar</c>, <c>json_object</c> and its whitespace and additional-properties flags) and the older
+/// <c>choice</c>, <c>grammar</c>, <c>json_object</c>, <c>structural_tag</c> and its whitespace and additional-properties flags) and the older
 /// <c>guided_json</c>, <c>guided_regex</c>, <c>guided_choice</c>, <c>guided_grammar</c>, <c>guided_whitespace_pattern</c>.
 /// Shape errors are 400s naming the field; the constraint itself is compiled (and refused) at admission.
 /// </summary>
@@ -35,6 +35,11 @@ public static class StructuredOutputsRequest
                 return null;
             case "json_object":
                 return new StructuredOutputsParams { JsonObject = true };
+            case "structural_tag":
+                return new StructuredOutputsParams
+                {
+                    StructuralTag = new System.Text.Json.Nodes.JsonObject { ["structures"] = format.Structures?.DeepClone(), ["triggers"] = format.Triggers?.DeepClone() }.ToJsonString(),
+                };
             case "json_schema":
                 if (format.JsonSchema?.Schema is not { } schema)
                 {
@@ -43,7 +48,7 @@ public static class StructuredOutputsRequest
 
                 return new StructuredOutputsParams { Json = schema.ToJsonString() };
             default:
-                throw OpenAIException.BadRequest($"response_format type must be 'text', 'json_object' or 'json_schema', got '{format.Type}'.", "response_format");
+                throw OpenAIException.BadRequest($"response_format type must be 'text', 'json_object', 'json_schema' or 'structural_tag', got '{format.Type}'.", "response_format");
         }
     }
 
@@ -82,7 +87,7 @@ public static class StructuredOutputsRequest
                 "whitespace_pattern" => result with { WhitespacePattern = String(v, field) },
                 // One backend, which never falls back: there is no fallback to disable.
                 "disable_fallback" => Bool(v, field) is var _ ? result : result,
-                "structural_tag" => throw OpenAIException.BadRequest("`structured_outputs.structural_tag` is not supported by this server.", field),
+                "structural_tag" => result with { StructuralTag = JsonText(v, field) },
                 _ => throw OpenAIException.BadRequest($"Unknown field `{field}`.", field),
             };
         }

@@ -121,12 +121,33 @@ public sealed class StructuredOutputsServerTests(ServerFixture server)
         Assert.Matches(new Regex(pattern), text);
     }
 
+    /// <summary>A structural tag: free text in which the trigger '@' (pushed up by logit_bias, so it comes) only ever opens "@n=" + an integer + ";".</summary>
+    [Fact]
+    public async Task Structural_tag_keeps_the_trigger_for_its_structures()
+    {
+        using HttpClient http = server.CreateClient();
+        const string Body = """
+            {"model": "celer-tiny", "prompt": "x = ", "max_tokens": 48, "temperature": 1, "seed": 3,
+             "logit_bias": {"34": 8},
+             "structured_outputs": {"structural_tag": {"structures": [{"begin": "@n=", "schema": {"type": "integer"}, "end": ";"}], "triggers": ["@"]}}}
+            """;
+        using var response = await http.PostJsonAsync("/v1/completions", Body);
+        string json = await response.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, json);
+        var choice = JsonNode.Parse(json)!["choices"]![0]!;
+        string text = choice["text"]!.GetValue<string>();
+        // Whole structures, then (when cut by max_tokens) at most a structure's beginning.
+        string tail = choice["finish_reason"]!.GetValue<string>() == "stop" ? "" : "(@(n(=(-?[0-9]*)?)?)?)?";
+        Assert.Matches(new Regex("^([^@]|@n=-?(0|[1-9][0-9]*);)*" + tail + "$"), text);
+    }
+
     [Theory]
     [InlineData("""{"structured_outputs": {"json": {"type": "object", "if": {"required": ["a"]}}}}""", "'if'", "structured_outputs")]
     [InlineData("""{"structured_outputs": {"regex": "(a)\\1"}}""", "backreference", "structured_outputs")]
     [InlineData("""{"structured_outputs": {"grammar": "root ::= undefined-rule"}}""", "undefined-rule", "structured_outputs")]
     [InlineData("""{"structured_outputs": {"regex": "a", "choice": ["b"]}}""", "only use one kind", "structured_outputs")]
-    [InlineData("""{"structured_outputs": {"structural_tag": "{}"}}""", "structural_tag", "structured_outputs.structural_tag")]
+    [InlineData("""{"structured_outputs": {"structural_tag": "{}"}}""", "'triggers'", "structured_outputs")]
+    [InlineData("""{"response_format": {"type": "structural_tag", "structures": [{"begin": "<b>", "schema": {}, "end": "</b>"}], "triggers": ["<a"]}}""", "starts with no trigger", "structured_outputs")]
     [InlineData("""{"structured_outputs": {"regex": 5}}""", "must be a string", "structured_outputs.regex")]
     [InlineData("""{"guided_json": {"type": "string"}, "response_format": {"type": "json_object"}}""", "Only one of", "structured_outputs")]
     [InlineData("""{"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}""", "json_schema.schema", "response_format")]
