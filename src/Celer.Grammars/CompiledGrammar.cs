@@ -33,6 +33,9 @@ public sealed class CompiledGrammar
     private readonly ConcurrentDictionary<StackSet, StackSet> _interned = new();
     private readonly int _maxCachedMasks;
 
+    // The two caches' sizes, kept here: ConcurrentDictionary.Count takes every lock of the table, on the hot path.
+    private int _maskCount, _internedCount;
+
     public CompiledGrammar(GrammarAutomaton automaton, TokenVocabulary vocabulary)
     {
         Automaton = automaton ?? throw new ArgumentNullException(nameof(automaton));
@@ -95,9 +98,9 @@ public sealed class CompiledGrammar
             }
         }
 
-        if (_masks.Count < _maxCachedMasks)
+        if (Volatile.Read(ref _maskCount) < _maxCachedMasks && _masks.TryAdd(set, bitmask.ToArray()))
         {
-            _masks.TryAdd(set, bitmask.ToArray());
+            Interlocked.Increment(ref _maskCount);
         }
     }
 
@@ -143,9 +146,23 @@ public sealed class CompiledGrammar
             return StackSet.Dead;
         }
 
-        return _interned.TryGetValue(set, out var existing) ? existing
-            : _interned.Count < MaxInternedSets ? _interned.GetOrAdd(set, set)
-            : set;
+        if (_interned.TryGetValue(set, out var existing))
+        {
+            return existing;
+        }
+
+        if (Volatile.Read(ref _internedCount) >= MaxInternedSets)
+        {
+            return set;
+        }
+
+        if (_interned.TryAdd(set, set))
+        {
+            Interlocked.Increment(ref _internedCount);
+            return set;
+        }
+
+        return _interned[set];   // another thread interned an equal set meanwhile
     }
 
     private bool Survives(StackSet set, ReadOnlySpan<byte> bytes, StepScratch scratch) => !Advance(set, bytes, scratch).IsDead;
