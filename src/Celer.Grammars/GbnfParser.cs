@@ -300,31 +300,9 @@ internal sealed class GbnfParser
         return (int)cp;
     }
 
-    private long ReadHex(int start, int count)
-    {
-        long value = 0;
-        for (int i = 0; i < count; i++)
-        {
-            int digit = AtEnd ? -1 : HexValue(_text[_pos]);
-            if (digit < 0)
-            {
-                throw Fail(start, $"malformed '\\{_text[start + 1]}' escape (expected {count} hex digits)");
-            }
-
-            value = value * 16 + digit;
-            _pos++;
-        }
-
-        return value;
-    }
-
-    private static int HexValue(char c) => c switch
-    {
-        >= '0' and <= '9' => c - '0',
-        >= 'a' and <= 'f' => c - 'a' + 10,
-        >= 'A' and <= 'F' => c - 'A' + 10,
-        _ => -1,
-    };
+    private long ReadHex(int start, int count) => HexDigits.TryRead(_text, ref _pos, count, out long value)
+        ? value
+        : throw Fail(start, $"malformed '\\{_text[start + 1]}' escape (expected {count} hex digits)");
 
     private int ReadCodePoint()
     {

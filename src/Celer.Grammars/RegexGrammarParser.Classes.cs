@@ -157,23 +157,9 @@ internal sealed partial class RegexGrammarParser
     }
 
     // Exactly `count` hex digits after "\x" or "\u".
-    private int ReadHex(int start, int count)
-    {
-        int value = 0;
-        for (int i = 0; i < count; i++)
-        {
-            int digit = AtEnd ? -1 : HexValue(_pattern[_pos]);
-            if (digit < 0)
-            {
-                throw Fail(start, $"malformed '\\{_pattern[start + 1]}' escape (expected {count} hex digits)");
-            }
-
-            value = value * 16 + digit;
-            _pos++;
-        }
-
-        return value;
-    }
+    private int ReadHex(int start, int count) => HexDigits.TryRead(_pattern, ref _pos, count, out long value)
+        ? (int)value
+        : throw Fail(start, $"malformed '\\{_pattern[start + 1]}' escape (expected {count} hex digits)");
 
     // "\uHHHH", where a high surrogate followed by "\uHHHH" with a low one is one code point (as ECMAScript's u flag).
     private int ReadUtf16Escape(int start)
@@ -205,7 +191,7 @@ internal sealed partial class RegexGrammarParser
     {
         int value = 0;
         int digits = 0;
-        while (!AtEnd && HexValue(_pattern[_pos]) is >= 0 and var digit && digits < 6)
+        while (!AtEnd && HexDigits.Value(_pattern[_pos]) is >= 0 and var digit && digits < 6)
         {
             value = value * 16 + digit;
             digits++;
@@ -230,11 +216,4 @@ internal sealed partial class RegexGrammarParser
         return value;
     }
 
-    private static int HexValue(char c) => c switch
-    {
-        >= '0' and <= '9' => c - '0',
-        >= 'a' and <= 'f' => c - 'a' + 10,
-        >= 'A' and <= 'F' => c - 'A' + 10,
-        _ => -1,
-    };
 }

@@ -75,6 +75,13 @@ public static class StructuredOutputsRequest
             }
 
             string field = "structured_outputs." + property.Name;
+            if (property.Name == "disable_fallback")
+            {
+                // One backend, which never falls back: the flag holds whatever its value; it must still be a boolean.
+                Bool(v, field);
+                continue;
+            }
+
             result = property.Name switch
             {
                 "json" => result with { Json = JsonText(v, field) },
@@ -85,8 +92,6 @@ public static class StructuredOutputsRequest
                 "disable_any_whitespace" => result with { DisableAnyWhitespace = Bool(v, field) },
                 "disable_additional_properties" => result with { DisableAdditionalProperties = Bool(v, field) },
                 "whitespace_pattern" => result with { WhitespacePattern = String(v, field) },
-                // One backend, which never falls back: there is no fallback to disable.
-                "disable_fallback" => Bool(v, field) is var _ ? result : result,
                 "structural_tag" => result with { StructuralTag = JsonText(v, field) },
                 _ => throw OpenAIException.BadRequest($"Unknown field `{field}`.", field),
             };
