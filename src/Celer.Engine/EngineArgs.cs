@@ -175,7 +175,9 @@ public sealed class EngineArgs
         {
             throw new ArgumentException($"The KV cache has {numKvBlocks - 1} blocks of {BlockSize} tokens ({(numKvBlocks - 1) * BlockSize} tokens) but one sequence of --max-model-len {maxModelLen} needs {blocksNeeded - 1}. Increase the KV cache memory or decrease --max-model-len.", nameof(MaxModelLen));
         }
-        return new SchedulerConfig(MaxNumSeqs, budget, maxModelLen, BlockSize, numKvBlocks, EnablePrefixCaching, EnableChunkedPrefill, ParsePolicy(), asyncScheduling);
+        return new SchedulerConfig(
+            MaxNumSeqs, budget, maxModelLen, BlockSize, numKvBlocks, EnablePrefixCaching, EnableChunkedPrefill, ParsePolicy(), asyncScheduling,
+            ParseSpeculativeConfig()?.NumLookaheadTokens ?? 0);
     }
 
     private static void Require(bool condition, string message, string param)

@@ -56,8 +56,17 @@ internal abstract class DevicePlatform
 
     public abstract IModelBackend CreateBackend(DType dtype, DType? kvCacheDType);
 
+    /// <summary>
+    /// A second backend on <paramref name="target"/>'s device, for a draft model (speculative decoding): its own weights
+    /// and KV cache, and the target's stream, so the draft's work queues in order with the target's.
+    /// </summary>
+    public abstract IModelBackend CreateDraftBackend(IModelBackend target, DType dtype, DType? kvCacheDType);
+
     /// <summary>The KV cache's bytes when <c>--kv-cache-memory</c> does not say, once weights and buffers are in place.</summary>
     public abstract long DefaultKvCacheBytes(IModelBackend backend, ModelConfig config, float gpuMemoryUtilization);
+
+    /// <summary>Device memory a model of <paramref name="config"/> allocates after the KV cache (scratch the budget must leave).</summary>
+    public virtual long ScratchAfterCache(IModelBackend backend, ModelConfig config) => 0;
 
     /// <summary>How long padding steps run at startup so the first request meets JIT-optimized kernels (zero: none).</summary>
     public abstract TimeSpan JitWarmUp { get; }
@@ -90,6 +99,8 @@ internal sealed class CpuPlatform : DevicePlatform
     public override bool MultipliesInt4 => true;
 
     public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType) => new CpuBackend(dtype, kvCacheDType);
+
+    public override IModelBackend CreateDraftBackend(IModelBackend target, DType dtype, DType? kvCacheDType) => new CpuBackend(dtype, kvCacheDType);
 
     public override long DefaultKvCacheBytes(IModelBackend backend, ModelConfig config, float gpuMemoryUtilization) => DefaultKvCacheSpace;
 
@@ -163,6 +174,18 @@ internal sealed class CudaPlatform : DevicePlatform
         }
     }
 
+    public override IModelBackend CreateDraftBackend(IModelBackend target, DType dtype, DType? kvCacheDType)
+    {
+        try
+        {
+            return new CudaBackend(((CudaBackend)target).Device, dtype, ownsDevice: false, kvCacheDType);
+        }
+        catch (NotSupportedException e)
+        {
+            throw new ModelLoadException(e.Message);
+        }
+    }
+
     /// <summary>The GPU's work is in kernels compiled once (NVRTC); the startup step and graph recording warm the host side.</summary>
     public override TimeSpan JitWarmUp => TimeSpan.Zero;
 
@@ -172,15 +195,15 @@ internal sealed class CudaPlatform : DevicePlatform
     /// </summary>
     public override long DefaultKvCacheBytes(IModelBackend backend, ModelConfig config, float gpuMemoryUtilization)
     {
-        var cuda = (CudaBackend)backend;
-        (long free, long total) = cuda.Device.MemoryInfo();
+        (long free, long total) = ((CudaBackend)backend).Device.MemoryInfo();
         long used = total - free;
-        long moeScratch = config.Moe is { } moe
-            ? CudaBackend.MoeScratchBytes(moe.TopK, moe.NumExperts, config.HiddenSize, moe.IntermediateSize, cuda.ActivationDType)
-            : 0;
-        return Math.Max(0, (long)(total * (double)gpuMemoryUtilization) - used - CublasReserve)
-            - CudaBackend.SplitAttentionBytes(config.NumAttentionHeads, config.HeadDim) - moeScratch;
+        return Math.Max(0, (long)(total * (double)gpuMemoryUtilization) - used - CublasReserve) - ScratchAfterCache(backend, config);
     }
+
+    /// <summary>Split attention's partial results, and a MoE model's routing and per-pair results.</summary>
+    public override long ScratchAfterCache(IModelBackend backend, ModelConfig config) =>
+        CudaBackend.SplitAttentionBytes(config.NumAttentionHeads, config.HeadDim)
+        + (config.Moe is { } moe ? CudaBackend.MoeScratchBytes(moe.TopK, moe.NumExperts, config.HiddenSize, moe.IntermediateSize, backend.ActivationDType) : 0);
 
     public override IEnumerable<string> LoadNotes(IModelBackend backend)
     {

@@ -4,6 +4,7 @@ using Celer.Models.Backend;
 using Celer.Models.Config;
 using Celer.Models.Quantization;
 using Celer.Models.Weights;
+using Celer.Engine.Speculative;
 using Celer.Tokenization;
 
 namespace Celer.Engine.Execution;
@@ -117,6 +118,7 @@ public static class ModelLoader
         IModelBackend backend = platform.CreateBackend(dtype, kvDType);
         Phase($"backend {backend.Name} ready, computing in {backend.ActivationDType}");
         ProgressWeightSource? weights = null;
+        DraftParts? draft = null;
         try
         {
             weights = OpenWeights(args, dir, quantization, dtype, platform, progress);
@@ -128,7 +130,16 @@ public static class ModelLoader
             // Sampling on the GPU: its scratch is counted before the KV cache takes the rest of the card.
             IDeviceSampler? deviceSampler = backend as IDeviceSampler;
             deviceSampler?.ReserveSampling(maxLogitsRows, config.VocabSize);
-            int numBlocks = KvBlocks(args, platform, backend, config, maxModelLen);
+            SpeculativeConfig? spec = args.ParseSpeculativeConfig();
+            if (spec?.Method == SpeculativeConfig.DraftModel)
+            {
+#pragma warning disable CA2000 // draft is disposed in the catch below until the proposer owns it
+                draft = LoadDraft(args, spec, config, platform, backend, dtype, kvDType, maxNumTokens, maxLogitsRows, maxModelLen, graphs);
+#pragma warning restore CA2000
+                Phase($"draft model loaded from '{spec.Model}' ({draft.Model.Config.Architecture}, {draft.Model.Config.NumHiddenLayers} layers)");
+            }
+
+            int numBlocks = KvBlocks(args, platform, [(backend, config), .. draft is null ? [] : (IEnumerable<(IModelBackend, ModelConfig)>)[(draft.Backend, draft.Model.Config)]], maxModelLen);
             IReadOnlyList<int> eos = EosTokenIds(config, generation, tokenizerConfig, tokenizer);
             // An FP8 cache takes the checkpoint's per-layer scales (dummy weights have none: 1.0, as vLLM).
             (float[] K, float[] V)? kvScales = kvDType == DType.F8E4M3 && !args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase)
@@ -143,8 +154,15 @@ public static class ModelLoader
             }
 
 #pragma warning disable CA2000 // the returned Parts own the runner (and the runner the backend and keepOpen)
-            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler,
-                args.ParseSpeculativeConfig() is { } spec ? new Speculative.NgramProposer(spec.PromptLookupMin, spec.PromptLookupMax, spec.NumSpeculativeTokens, spec.DisableByBatchSize) : null);
+            IDraftProposer? proposer = spec switch
+            {
+                null => null,
+                { Method: SpeculativeConfig.Ngram } => new NgramProposer(spec.PromptLookupMin, spec.PromptLookupMax, spec.NumSpeculativeTokens, spec.DisableByBatchSize),
+                _ => new DraftModelProposer(
+                    draft!.Model, draft.Backend, draft.Backend as IDeviceSampler, numBlocks, args.BlockSize, spec.NumSpeculativeTokens, spec.DisableByBatchSize, draft.KeepOpen),
+            };
+            draft = null;   // the proposer owns it now
+            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler, proposer);
 #pragma warning restore CA2000
             if (kvScales is { } scales)
             {
@@ -152,7 +170,7 @@ public static class ModelLoader
             }
 
             long cacheTokens = (long)(numBlocks - 1) * args.BlockSize;   // block 0 is the null block
-            double cacheGiB = (double)numBlocks * backend.KvBlockBytes(config.NumHiddenLayers, args.BlockSize, config.NumKeyValueHeads, config.HeadDim) / (1L << 30);
+            double cacheGiB = (double)numBlocks * KvBlockBytes(backend, config, args.BlockSize) / (1L << 30);
             Phase($"KV cache: {numBlocks - 1} blocks of {args.BlockSize} tokens = {cacheTokens} tokens, {cacheGiB:F2} GiB ({backend.KvCacheDType}); " +
                 $"maximum concurrency for {maxModelLen} tokens per request: {cacheTokens / (double)maxModelLen:F2}x");
             if (platform.JitWarmUp > TimeSpan.Zero)
@@ -166,6 +184,11 @@ public static class ModelLoader
                 Phase($"CUDA graphs recorded for {captured.Count} decode batch sizes ({captured[0]}..{captured[^1]})");
             }
 
+            if (proposer is DraftModelProposer drafter && drafter.CaptureGraphs() is { Count: > 0 } draftGraphs)
+            {
+                Phase($"draft model: CUDA graphs recorded for {draftGraphs.Count} decode batch sizes");
+            }
+
             foreach (string note in platform.LoadNotes(backend))
             {
                 log?.Invoke(note);
@@ -175,6 +198,76 @@ public static class ModelLoader
 
             var info = new EngineModelInfo(config.VocabSize, maxModelLen, eos.Count > 0 ? eos[0] : null, eos);
             return new Parts(args, config, generation, tokenizerConfig, tokenizer, info, runner, backend.Name);
+        }
+        catch
+        {
+            draft?.Dispose();
+            weights?.Dispose();
+            backend.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A draft model loaded for speculative decoding, until its proposer owns it.</summary>
+    private sealed record DraftParts(DecoderModel Model, IModelBackend Backend, IDisposable? KeepOpen) : IDisposable
+    {
+        public void Dispose()
+        {
+            Backend.Dispose();
+            KeepOpen?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The draft model of <c>--speculative-config</c>'s draft_model method, on a backend sharing the target's device, in
+    /// the target's dtype and KV cache type, with the target's token budget and graph sizes. It must speak the target's
+    /// vocabulary (ids the target does not have could not be verified) and reach the served context length.
+    /// </summary>
+    private static DraftParts LoadDraft(
+        EngineArgs args, SpeculativeConfig spec, ModelConfig target, DevicePlatform platform, IModelBackend targetBackend, DType dtype, DType? kvDType,
+        int maxNumTokens, int maxLogitsRows, int maxModelLen, StepGraphOptions? graphs)
+    {
+        string dir = spec.Model!;
+        if (!Directory.Exists(dir))
+        {
+            throw new ModelLoadException($"--speculative-config: the draft model directory '{dir}' does not exist.");
+        }
+
+        ModelConfig config = ModelConfig.Load(dir);
+        ModelRegistry.Resolve(config);
+        if (config.VocabSize > target.VocabSize)
+        {
+            throw new ModelLoadException(
+                $"--speculative-config: the draft model '{dir}' has {config.VocabSize} tokens, more than the target's {target.VocabSize}: a draft must use the target's tokenizer.");
+        }
+
+        if (config.MaxPositionEmbeddings < maxModelLen)
+        {
+            throw new ModelLoadException(
+                $"--speculative-config: the draft model '{dir}' reaches {config.MaxPositionEmbeddings} positions, fewer than --max-model-len {maxModelLen}; lower --max-model-len.");
+        }
+
+        if (config.Quantization is { } q && platform.QuantizationRefusal(q) is { } refusal)
+        {
+            throw new ModelLoadException($"--speculative-config: the draft model '{dir}' {refusal}.");
+        }
+
+        IModelBackend backend = platform.CreateDraftBackend(targetBackend, dtype, kvDType);
+        ProgressWeightSource? weights = null;
+        try
+        {
+#pragma warning disable CA2000 // kept open by the returned parts (CPU) or disposed below
+            weights = OpenWeights(args, dir, config.Quantization, dtype, platform, progress: null);
+#pragma warning restore CA2000
+            var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
+            (backend as IDeviceSampler)?.ReserveSampling(maxLogitsRows, config.VocabSize);
+            IDisposable? keepOpen = platform.ReadsWeightsInPlace ? weights : null;
+            if (keepOpen is null)
+            {
+                weights.Dispose();
+            }
+
+            return new DraftParts(model, backend, keepOpen);
         }
         catch
         {
@@ -256,10 +349,12 @@ public static class ModelLoader
     /// for the largest step, so their peak is already counted); on the CPU it takes 4 GiB as vLLM does. Never more
     /// than every sequence at full length could use, which keeps small models small.
     /// </summary>
-    private static int KvBlocks(EngineArgs args, DevicePlatform platform, IModelBackend backend, ModelConfig config, int maxModelLen)
+    /// <param name="models">The target first, then its draft model, which keeps a cache of as many blocks.</param>
+    private static int KvBlocks(EngineArgs args, DevicePlatform platform, IReadOnlyList<(IModelBackend Backend, ModelConfig Config)> models, int maxModelLen)
     {
-        long blockBytes = backend.KvBlockBytes(config.NumHiddenLayers, args.BlockSize, config.NumKeyValueHeads, config.HeadDim);
-        long bytes = args.KvCacheMemoryBytes ?? platform.DefaultKvCacheBytes(backend, config, args.GpuMemoryUtilization);
+        long blockBytes = models.Sum(m => KvBlockBytes(m.Backend, m.Config, args.BlockSize));
+        long bytes = args.KvCacheMemoryBytes
+            ?? platform.DefaultKvCacheBytes(models[0].Backend, models[0].Config, args.GpuMemoryUtilization) - models.Skip(1).Sum(m => platform.ScratchAfterCache(m.Backend, m.Config));
         long blocksPerSeq = (maxModelLen + args.BlockSize - 1) / args.BlockSize;
         long useful = (long)args.MaxNumSeqs * blocksPerSeq + 1;
         long blocks = Math.Min(bytes / blockBytes, useful);
@@ -271,6 +366,9 @@ public static class ModelLoader
 
         return (int)Math.Min(blocks, int.MaxValue);
     }
+
+    private static long KvBlockBytes(IModelBackend backend, ModelConfig config, int blockSize) =>
+        backend.KvBlockBytes(config.NumHiddenLayers, blockSize, config.NumKeyValueHeads, config.HeadDim);
 
     /// <summary>
     /// EOS ids: the tokenizer's eos_token first (vLLM's primary EOS, the one ignore_eos and min_tokens act on), then

@@ -22,7 +22,7 @@ public sealed class ModelRunner : IModelExecutor
     private readonly IDeviceSampler? _deviceSampler;
     private readonly DeviceSamplingBatch _deviceBatch = new();
     private readonly IDisposable? _weights;
-    private readonly NgramProposer? _proposer;
+    private readonly IDraftProposer? _proposer;
     private readonly Dictionary<string, RunnerRequest> _requests = new(StringComparer.Ordinal);
 
     // Host sampling of fewer logits than this stays on the engine thread: handing rows to the thread pool costs more.
@@ -39,10 +39,10 @@ public sealed class ModelRunner : IModelExecutor
     /// Samples on the device (reserved for the model's logits rows): steps that only sample never copy logits to the
     /// host. Null: every row is sampled on the host.
     /// </param>
-    /// <param name="proposer">Speculative decoding (<c>--speculative-config</c>): drafts each sampled request's next tokens.</param>
-    public ModelRunner(
+    /// <param name="proposer">Speculative decoding (<c>--speculative-config</c>): drafts each sampled request's next tokens (owned).</param>
+    internal ModelRunner(
         DecoderModel model, IModelBackend backend, int numKvBlocks, int blockSize, IReadOnlyCollection<int> eosTokenIds, long seed,
-        IDisposable? weights = null, IDeviceSampler? deviceSampler = null, NgramProposer? proposer = null)
+        IDisposable? weights = null, IDeviceSampler? deviceSampler = null, IDraftProposer? proposer = null)
     {
         _deviceSampler = deviceSampler;
         _proposer = proposer;
@@ -85,16 +85,7 @@ public sealed class ModelRunner : IModelExecutor
             return output;
         }
 
-        var drafts = new Dictionary<string, int[]>(output.SampledTokenIds.Count, StringComparer.Ordinal);
-        foreach (string id in output.SampledTokenIds.Keys)
-        {
-            if (_proposer.Propose(_requests[id].TokenIds, _proposer.MaxDraftTokens) is { Length: > 0 } next)
-            {
-                drafts[id] = next;
-            }
-        }
-
-        return output with { DraftTokenIds = drafts };
+        return output with { DraftTokenIds = _proposer.Propose([.. output.SampledTokenIds.Keys.Select(id => _requests[id])]) };
     }
 
     /// <summary>
@@ -505,6 +496,8 @@ public sealed class ModelRunner : IModelExecutor
                 // The blocks are new and NewTokenIds holds every output token so far.
                 request.BlockIds.Clear();
                 request.TokenIds.RemoveRange(request.PromptLength, request.TokenIds.Count - request.PromptLength);
+                request.DraftComputed = 0;
+                request.DraftFed = [];
             }
 
             request.TokenIds.AddRange(data.NewTokenIds);   // empty unless resumed: the runner appends its own samples
@@ -515,6 +508,7 @@ public sealed class ModelRunner : IModelExecutor
 
     public void Dispose()
     {
+        (_proposer as IDisposable)?.Dispose();
         _backend.Dispose();
         _weights?.Dispose();
     }

@@ -22,6 +22,15 @@ internal sealed class RunnerRequest(string id, IReadOnlyList<int> promptTokenIds
     /// <summary>The request's row in the sampling of the step still running (async scheduling); −1 when it has none.</summary>
     public int InFlightSampleRow { get; set; } = -1;
 
+    /// <summary>
+    /// Draft model: positions [0, DraftComputed) of the draft's KV cache hold this request's tokens, and
+    /// <see cref="DraftFed"/> the draft tokens it was fed at the positions after them (valid as far as the target
+    /// accepts them). Zero after a preemption: the request's blocks are new.
+    /// </summary>
+    public int DraftComputed { get; set; }
+
+    public int[] DraftFed { get; set; } = [];
+
     /// <summary>Records a sampled token: the next input token and the sampler's history.</summary>
     public void Append(int tokenId)
     {

@@ -79,7 +79,7 @@ public sealed partial class Scheduler
             IReadOnlyList<KvCacheBlock>? newBlocks;
             while (true)
             {
-                newBlocks = KvCacheManager.AllocateSlots(request, numNewTokens);
+                newBlocks = KvCacheManager.AllocateSlots(request, numNewTokens, numLookaheadTokens: Config.NumLookaheadTokens);
                 if (newBlocks is not null)
                 {
                     // Room found (possibly after preempting others).
@@ -150,7 +150,7 @@ public sealed partial class Scheduler
                     break;
                 }
                 numNewTokens = Math.Min(numNewTokens, tokenBudget);
-                IReadOnlyList<KvCacheBlock>? newBlocks = KvCacheManager.AllocateSlots(request, numNewTokens, numComputedTokens, computedBlocks);
+                IReadOnlyList<KvCacheBlock>? newBlocks = KvCacheManager.AllocateSlots(request, numNewTokens, numComputedTokens, computedBlocks, Config.NumLookaheadTokens);
                 if (newBlocks is null)
                 {
                     // No room: waiting requests never preempt running ones, and later ones must not jump the queue.

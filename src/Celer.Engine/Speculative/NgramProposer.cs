@@ -1,3 +1,5 @@
+using Celer.Engine.Execution;
+
 namespace Celer.Engine.Speculative;
 
 /// <summary>
@@ -5,12 +7,26 @@ namespace Celer.Engine.Speculative;
 /// shortest, are looked up in its earlier tokens (prompt and output); at the latest earlier occurrence, the tokens that
 /// followed it are the draft, up to k of them. Nothing found: no draft, and the step is a plain decode.
 /// </summary>
-public sealed class NgramProposer(int minN, int maxN, int k, int? disableByBatchSize = null)
+public sealed class NgramProposer(int minN, int maxN, int k, int? disableByBatchSize = null) : IDraftProposer
 {
     public int MaxDraftTokens { get; } = k;
 
     /// <summary>Whether a step that sampled <paramref name="batchSize"/> requests proposes drafts (<c>disable_by_batch_size</c>).</summary>
     public bool ProposesFor(int batchSize) => disableByBatchSize is not { } limit || batchSize < limit;
+
+    Dictionary<string, int[]> IDraftProposer.Propose(IReadOnlyList<RunnerRequest> requests)
+    {
+        var drafts = new Dictionary<string, int[]>(requests.Count, StringComparer.Ordinal);
+        foreach (RunnerRequest request in requests)
+        {
+            if (Propose(request.TokenIds, MaxDraftTokens) is { Length: > 0 } next)
+            {
+                drafts[request.Id] = next;
+            }
+        }
+
+        return drafts;
+    }
 
     /// <summary>Up to <paramref name="limit"/> (≤ k) draft tokens to follow <paramref name="tokens"/>; empty when none match.</summary>
     public int[] Propose(IReadOnlyList<int> tokens, int limit)

@@ -6,20 +6,31 @@ namespace Celer.Engine.Speculative;
 /// vLLM's <c>--speculative-config</c>: a JSON object naming the <c>method</c> that proposes draft tokens and
 /// <c>num_speculative_tokens</c>, how many it proposes per step. Celer runs <c>ngram</c> (prompt lookup: the tokens
 /// that followed the latest earlier occurrence of the sequence's last n tokens, n from <c>prompt_lookup_max</c> down to
-/// <c>prompt_lookup_min</c>); the model-based methods are refused by name. <c>disable_by_batch_size</c>: no drafts for a
-/// step that samples at least that many requests (large batches are compute-bound, where verifying drafts costs more
-/// than it saves).
+/// <c>prompt_lookup_min</c>) and <c>draft_model</c> (<c>model</c>: the directory of a smaller model with the target's
+/// vocabulary, run greedily on the same device); the head-based methods (EAGLE, Medusa, MTP) are refused by name.
+/// <c>disable_by_batch_size</c>: no drafts for a step that samples at least that many requests (large batches are
+/// compute-bound, where verifying drafts costs more than it saves).
 /// </summary>
-public sealed record SpeculativeConfig(string Method, int NumSpeculativeTokens, int PromptLookupMin, int PromptLookupMax, int? DisableByBatchSize = null)
+public sealed record SpeculativeConfig(
+    string Method, int NumSpeculativeTokens, int PromptLookupMin, int PromptLookupMax, int? DisableByBatchSize = null, string? Model = null)
 {
     private const string Flag = "--speculative-config";
 
-    /// <summary>vLLM's methods that need a draft model or head: named in the refusal.</summary>
-    private static readonly string[] ModelMethods = ["draft_model", "eagle", "eagle3", "medusa", "mlp_speculator", "deepseek_mtp", "mtp"];
+    public const string Ngram = "ngram";
+    public const string DraftModel = "draft_model";
 
-    /// <summary>The fields read here (model: vLLM's older way to name the method, "[ngram]").</summary>
+    /// <summary>vLLM's methods that need a trained head on the target's hidden states: named in the refusal.</summary>
+    private static readonly string[] HeadMethods = ["eagle", "eagle3", "medusa", "mlp_speculator", "deepseek_mtp", "mtp"];
+
+    /// <summary>The fields read here (model: the draft model, or "[ngram]", vLLM's older way to name the method).</summary>
     private static readonly string[] Known =
-        ["method", "num_speculative_tokens", "prompt_lookup_min", "prompt_lookup_max", "model", "disable_by_batch_size"];
+        ["method", "num_speculative_tokens", "prompt_lookup_min", "prompt_lookup_max", "model", "disable_by_batch_size", "draft_tensor_parallel_size"];
+
+    /// <summary>
+    /// Slots the scheduler allocates past a request's scheduled tokens (vLLM's <c>num_lookahead_tokens</c>): a draft
+    /// model writes its own drafts' KV at the positions after the request's last token before the target sees them.
+    /// </summary>
+    public int NumLookaheadTokens => Method == DraftModel ? NumSpeculativeTokens : 0;
 
     /// <summary>Parses the flag's JSON; null for none. Throws <see cref="ArgumentException"/> naming the field.</summary>
     public static SpeculativeConfig? Parse(string? json)
@@ -49,30 +60,77 @@ public sealed record SpeculativeConfig(string Method, int NumSpeculativeTokens, 
         {
             if (!Known.Contains(field.Name))
             {
-                throw new ArgumentException($"{Flag}: field '{field.Name}' is not supported (ngram takes method, num_speculative_tokens, prompt_lookup_min, prompt_lookup_max, disable_by_batch_size).", nameof(json));
+                throw new ArgumentException(
+                    $"{Flag}: field '{field.Name}' is not supported (ngram takes method, num_speculative_tokens, prompt_lookup_min, prompt_lookup_max, disable_by_batch_size; " +
+                    "draft_model takes method, model, num_speculative_tokens, disable_by_batch_size, draft_tensor_parallel_size).", nameof(json));
             }
         }
 
-        string? method = String(root, "method");
-        if (method is null && String(root, "model") is { } model)
+        string? method = String(root, "method"), model = String(root, "model");
+        if (method is null && model is not null)
         {
             // vLLM infers the method from a model name ("[ngram]" or a draft model's path).
-            method = model == "[ngram]" ? "ngram" : "draft_model";
+            method = model == "[ngram]" ? Ngram : DraftModel;
         }
 
-        method = method == "[ngram]" ? "ngram" : method;
+        method = method == "[ngram]" ? Ngram : method;
         if (method is null)
         {
-            throw new ArgumentException($"{Flag}: 'method' is required (ngram).", nameof(json));
+            throw new ArgumentException($"{Flag}: 'method' is required (ngram or draft_model).", nameof(json));
         }
 
-        if (method != "ngram")
+        if (method is not (Ngram or DraftModel))
         {
-            string why = ModelMethods.Contains(method) ? "needs a draft model or head, which Celer does not run yet" : "is not a speculative decoding method vLLM knows";
-            throw new ArgumentException($"{Flag}: method '{method}' {why}; use \"ngram\".", nameof(json));
+            string why = HeadMethods.Contains(method) ? "needs a trained draft head, which Celer does not run yet" : "is not a speculative decoding method vLLM knows";
+            throw new ArgumentException($"{Flag}: method '{method}' {why}; use \"ngram\" or \"draft_model\".", nameof(json));
         }
 
         int k = Int(root, "num_speculative_tokens") ?? throw new ArgumentException($"{Flag}: 'num_speculative_tokens' is required.", nameof(json));
+        if (k < 1)
+        {
+            throw new ArgumentException($"{Flag}: 'num_speculative_tokens' must be at least 1, got {k}.", nameof(json));
+        }
+
+        int? disableBySize = Int(root, "disable_by_batch_size");
+        if (disableBySize is < 2)
+        {
+            throw new ArgumentException($"{Flag}: 'disable_by_batch_size' must be at least 2, got {disableBySize}.", nameof(json));
+        }
+
+        return method == Ngram ? ParseNgram(root, k, disableBySize) : ParseDraftModel(root, model, k, disableBySize);
+    }
+
+    private static SpeculativeConfig ParseDraftModel(JsonElement root, string? model, int k, int? disableBySize)
+    {
+        if (string.IsNullOrEmpty(model) || model == "[ngram]")
+        {
+            throw new ArgumentException($"{Flag}: draft_model needs 'model', the directory of the draft model.", nameof(root));
+        }
+
+        foreach (string ngramOnly in (string[])["prompt_lookup_min", "prompt_lookup_max"])
+        {
+            if (root.TryGetProperty(ngramOnly, out _))
+            {
+                throw new ArgumentException($"{Flag}: '{ngramOnly}' belongs to the ngram method, not draft_model.", nameof(root));
+            }
+        }
+
+        // The draft runs on the target's device; a draft split over several GPUs comes with tensor parallelism.
+        if (Int(root, "draft_tensor_parallel_size") is { } tp and not 1)
+        {
+            throw new ArgumentException($"{Flag}: 'draft_tensor_parallel_size' must be 1 (the draft runs on the target's one device), got {tp}.", nameof(root));
+        }
+
+        return new SpeculativeConfig(DraftModel, k, 0, 0, disableBySize, model);
+    }
+
+    private static SpeculativeConfig ParseNgram(JsonElement root, int k, int? disableBySize)
+    {
+        if (root.TryGetProperty("draft_tensor_parallel_size", out _))
+        {
+            throw new ArgumentException($"{Flag}: 'draft_tensor_parallel_size' belongs to a draft model, not the ngram method.", nameof(root));
+        }
+
         // vLLM: both absent gives 5 and 5; one given sets the other to it.
         int? min = Int(root, "prompt_lookup_min"), max = Int(root, "prompt_lookup_max");
         (int lo, int hi) = (min, max) switch
@@ -82,28 +140,17 @@ public sealed record SpeculativeConfig(string Method, int NumSpeculativeTokens, 
             ({ } m, null) => (m, m),
             ({ } a, { } b) => (a, b),
         };
-        if (k < 1)
-        {
-            throw new ArgumentException($"{Flag}: 'num_speculative_tokens' must be at least 1, got {k}.", nameof(json));
-        }
-
         if (lo < 1 || hi < 1)
         {
-            throw new ArgumentException($"{Flag}: 'prompt_lookup_min' and 'prompt_lookup_max' must be at least 1, got {lo} and {hi}.", nameof(json));
+            throw new ArgumentException($"{Flag}: 'prompt_lookup_min' and 'prompt_lookup_max' must be at least 1, got {lo} and {hi}.", nameof(root));
         }
 
         if (lo > hi)
         {
-            throw new ArgumentException($"{Flag}: 'prompt_lookup_min' ({lo}) must not exceed 'prompt_lookup_max' ({hi}).", nameof(json));
+            throw new ArgumentException($"{Flag}: 'prompt_lookup_min' ({lo}) must not exceed 'prompt_lookup_max' ({hi}).", nameof(root));
         }
 
-        int? disableBySize = Int(root, "disable_by_batch_size");
-        if (disableBySize is < 2)
-        {
-            throw new ArgumentException($"{Flag}: 'disable_by_batch_size' must be at least 2, got {disableBySize}.", nameof(json));
-        }
-
-        return new SpeculativeConfig("ngram", k, lo, hi, disableBySize);
+        return new SpeculativeConfig(Ngram, k, lo, hi, disableBySize);
     }
 
     private static string? String(JsonElement root, string name) =>

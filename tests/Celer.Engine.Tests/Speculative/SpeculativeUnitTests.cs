@@ -18,13 +18,20 @@ public sealed class SpeculativeUnitTests
         Assert.Equal(new SpeculativeConfig("ngram", 2, 2, 2), SpeculativeConfig.Parse("""{"method": "ngram", "num_speculative_tokens": 2, "prompt_lookup_min": 2}"""));
         Assert.Equal(new SpeculativeConfig("ngram", 3, 1, 4), SpeculativeConfig.Parse("""{"model": "[ngram]", "num_speculative_tokens": 3, "prompt_lookup_min": 1, "prompt_lookup_max": 4}"""));
         Assert.Equal(8, SpeculativeConfig.Parse("""{"method": "ngram", "num_speculative_tokens": 4, "disable_by_batch_size": 8}""")!.DisableByBatchSize);
+        Assert.Equal(new SpeculativeConfig("draft_model", 4, 0, 0, null, "/m/draft"), SpeculativeConfig.Parse("""{"method": "draft_model", "model": "/m/draft", "num_speculative_tokens": 4}"""));
+        // vLLM reads a model path without a method as a draft model.
+        SpeculativeConfig draft = SpeculativeConfig.Parse("""{"model": "/m/draft", "num_speculative_tokens": 2, "draft_tensor_parallel_size": 1}""")!;
+        Assert.Equal(("draft_model", "/m/draft", 2), (draft.Method, draft.Model, draft.NumLookaheadTokens));
+        Assert.Equal(0, SpeculativeConfig.Parse("""{"method": "ngram", "num_speculative_tokens": 4}""")!.NumLookaheadTokens);
         Assert.Null(SpeculativeConfig.Parse(null));
         Assert.Null(SpeculativeConfig.Parse("  "));
     }
 
     [Theory]
-    [InlineData("""{"method": "eagle3", "num_speculative_tokens": 3}""", "method 'eagle3' needs a draft model")]
-    [InlineData("""{"model": "meta-llama/Llama-3.2-1B", "num_speculative_tokens": 3}""", "method 'draft_model' needs a draft model")]
+    [InlineData("""{"method": "eagle3", "num_speculative_tokens": 3}""", "method 'eagle3' needs a trained draft head")]
+    [InlineData("""{"method": "draft_model", "num_speculative_tokens": 3}""", "draft_model needs 'model'")]
+    [InlineData("""{"method": "draft_model", "model": "d", "num_speculative_tokens": 3, "prompt_lookup_max": 3}""", "'prompt_lookup_max' belongs to the ngram method")]
+    [InlineData("""{"method": "draft_model", "model": "d", "num_speculative_tokens": 3, "draft_tensor_parallel_size": 2}""", "'draft_tensor_parallel_size' must be 1")]
     [InlineData("""{"method": "lookahead", "num_speculative_tokens": 3}""", "'lookahead' is not a speculative decoding method")]
     [InlineData("""{"method": "ngram"}""", "'num_speculative_tokens' is required")]
     [InlineData("""{"method": "ngram", "num_speculative_tokens": 0}""", "must be at least 1")]
