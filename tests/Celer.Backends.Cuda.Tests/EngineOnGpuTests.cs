@@ -1,5 +1,6 @@
 using Celer.Engine;
 using Celer.Engine.Execution;
+using Celer.Engine.Scheduling;
 using Celer.Models.Config;
 using Celer.Models.Weights;
 using Celer.TestSupport;
@@ -302,6 +303,47 @@ public sealed class EngineOnGpuTests
         }
 
         Assert.Equal(plain, speculative);
+    }
+
+    /// <summary>
+    /// A draft model on the GPU: the model drafting for itself on a second backend that shares the device and stream, its
+    /// own KV cache over the target's block tables, its one-token draft steps replayed from its own recorded graphs. In
+    /// fp32 the greedy output equals plain decoding and nearly every draft is accepted (a wrong slot or position in the
+    /// draft's cache would show as rejections); in bf16 the draft's other batch shapes round differently, so only
+    /// acceptance is held to.
+    /// </summary>
+    [Theory]
+    [InlineData("llama-gqa-bf16-v4config", "float32")]
+    [InlineData("qwen3-moe-bf16", "float32")]
+    [InlineData("gemma2-softcap-window-bf16", "float32")]
+    [InlineData("llama-gqa-bf16-v4config", "bfloat16")]
+    public void A_model_drafting_for_itself_on_the_gpu_has_its_drafts_accepted(string name, string dtype)
+    {
+        Gpu.Require();
+        string dir = Path.Combine(RepoPaths.FixtureModels, name);
+        ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(dir, "reference.json"));
+        var requests = fixture.Cases.Select((c, i) => new GenerateRequest(
+            $"r{i}", c.PromptTokenIds, new SamplingParams { Temperature = 0, MaxTokens = c.OutputTokenIds.Count, IgnoreEos = true })).ToList();
+        List<List<int>> plain, speculative;
+        using (LlmEngine engine = Engine(dir, maxNumBatchedTokens: 64, dtype: dtype))
+        {
+            plain = engine.Generate(requests).Select(Tokens).ToList();
+        }
+
+        string draft = $$"""{"method": "draft_model", "model": {{System.Text.Json.JsonSerializer.Serialize(dir)}}, "num_speculative_tokens": 3}""";
+        using (LlmEngine engine = Engine(dir, maxNumBatchedTokens: 64, dtype: dtype, speculativeConfig: draft))
+        {
+            speculative = engine.Generate(requests).Select(Tokens).ToList();
+            SpecDecodingStats stats = engine.Stats.SpecDecoding;
+            TestContext.Current.SendDiagnosticMessage($"{name} {dtype}: {stats.NumAcceptedTokens} of {stats.NumDraftTokens} drafts accepted");
+            Assert.True(stats.NumDraftTokens > 0, "no drafts were proposed");
+            Assert.True(stats.NumAcceptedTokens >= 0.9 * stats.NumDraftTokens, $"{stats.NumAcceptedTokens} of {stats.NumDraftTokens} drafts accepted");
+        }
+
+        if (dtype == "float32")
+        {
+            Assert.Equal(plain, speculative);
+        }
     }
 
     [Fact]

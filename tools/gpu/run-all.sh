@@ -2,6 +2,8 @@
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
 #   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec structured attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
+# (draft: trains celer-tiny-py's draft model into $OUT, which the spec stage then measures; minutes of training, so
+# it runs only when named.)
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
@@ -145,12 +147,27 @@ if has mixtral; then
   stage "transformers on Mixtral-8x7B's shape (dynamic cache, batch 1 and 32)"
   timeout 400 python3 tools/reference/hf_baseline.py --config benchmarks/models/mixtral-8x7b-shape --out "$OUT/hf-mixtral-8x7b.json" --runs 1,32 || status=1
 fi
+if has draft; then
+  # celer-tiny-py's draft model, distilled from it on the same corpus (tools/train/train_draft_model.py), into $OUT.
+  stage "train celer-tiny-py's draft model"
+  timeout 420 python3 tools/train/train_draft_model.py --target models/celer-tiny-py --out-model "$OUT/celer-tiny-py-draft" \
+    --minutes "${DRAFT_MINUTES:-4}" || status=1
+fi
 if has spec; then
-  # n-gram speculative decoding (prompt lookup, k = 4) beside plain decoding at batch 1: the default model (real weights)
-  # and the 8B shape (random weights: few drafts, so mostly the cost of proposing and of the eager verify steps).
+  # n-gram speculative decoding (prompt lookup, k = 4) and the draft model (k = 3; the one just trained when the draft
+  # stage ran) beside plain decoding at batch 1: the default model (real weights) and the 8B shape (random weights: few
+  # n-gram drafts, so mostly the cost of proposing and of the eager verify steps).
   SPEC='{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 2, "prompt_lookup_max": 4}'
+  draft=models/celer-tiny-py-draft
+  [[ -f "$OUT/celer-tiny-py-draft/model.safetensors" ]] && draft="$OUT/celer-tiny-py-draft"
+  DRAFT_SPEC="{\"method\": \"draft_model\", \"model\": \"$draft\", \"num_speculative_tokens\": 3}"
   MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 latency spec-off-celer-tiny-py-bs1 1 128 256
   MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 latency spec-ngram-celer-tiny-py-bs1 1 128 256 --speculative-config "$SPEC"
+  if [[ -f "$draft/model.safetensors" ]]; then
+    MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 latency spec-draft-celer-tiny-py-bs1 1 128 256 --speculative-config "$DRAFT_SPEC"
+    MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 latency spec-off-celer-tiny-py-bs64 64 128 256
+    MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 latency spec-draft-celer-tiny-py-bs64 64 128 256 --speculative-config "$DRAFT_SPEC"
+  fi
   latency spec-ngram-8b-bs1 1 128 256 --speculative-config "$SPEC"
 fi
 if has structured; then

@@ -1,5 +1,7 @@
 using System.ClientModel;
 using System.Globalization;
+using System.Text.Json;
+using Celer.TestSupport;
 using Celer.Server.Tests.Support;
 using OpenAI;
 using OpenAI.Chat;
@@ -7,7 +9,7 @@ using OpenAI.Chat;
 namespace Celer.Server.Tests.Integration;
 
 /// <summary>
-/// n-gram speculative decoding behind the real server, through the official OpenAI .NET client: a greedy chat completion
+/// Speculative decoding (n-gram and draft model) behind the real server, through the official OpenAI .NET client: a greedy chat completion
 /// is the one the same server gives without drafts, and /metrics counts the drafts as vLLM names them.
 /// </summary>
 public sealed class SpeculativeDecodingServerTests
@@ -24,8 +26,14 @@ public sealed class SpeculativeDecodingServerTests
         return completion.Content[0].Text;
     }
 
-    [Fact]
-    public async Task Greedy_completions_with_drafts_equal_those_without_and_the_drafts_are_counted()
+    public static TheoryData<string> Configs() => new(
+        """{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 1, "prompt_lookup_max": 3}""",
+        // The default model as its own draft: real weights on both sides.
+        $$"""{"method": "draft_model", "model": {{JsonSerializer.Serialize(RepoPaths.DefaultModel)}}, "num_speculative_tokens": 3}""");
+
+    [Theory]
+    [MemberData(nameof(Configs))]
+    public async Task Greedy_completions_with_drafts_equal_those_without_and_the_drafts_are_counted(string speculativeConfig)
     {
         string plain, speculative, metrics;
         await using (TinyPyServer server = await TinyPyServer.StartAsync())
@@ -33,8 +41,7 @@ public sealed class SpeculativeDecodingServerTests
             plain = await CompleteAsync(server);
         }
 
-        await using (TinyPyServer server = await TinyPyServer.StartAsync(
-            speculativeConfig: """{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 1, "prompt_lookup_max": 3}"""))
+        await using (TinyPyServer server = await TinyPyServer.StartAsync(speculativeConfig: speculativeConfig))
         {
             speculative = await CompleteAsync(server);
             using HttpClient http = server.CreateClient();
