@@ -9,8 +9,8 @@ distribution to the draft's, which is what raises the share of drafts the target
 needs the two argmaxes to agree). --minutes is the wall-clock budget of the whole script; the loop measures its
 step time and sets its step count to fit. Needs CUDA, torch, transformers 5.x and tokenizers.
 
-Outputs in --out-model: config.json, model.safetensors (bf16), generation_config.json, tokenizer.json and
-tokenizer_config.json (copied from the target), README.md (model card with the measured greedy agreement).
+Outputs in --out-model: config.json, model.safetensors (bf16), generation_config.json (the target's), README.md
+(model card with the measured greedy agreement).
 """
 
 import argparse
@@ -147,7 +147,8 @@ def write_model_card(path, facts):
         f"{DRAFT_SHAPE['num_hidden_layers']} layers, {DRAFT_SHAPE['num_attention_heads']} attention heads,",
         f"{DRAFT_SHAPE['num_key_value_heads']} KV heads (head_dim {DRAFT_SHAPE['head_dim']}), SwiGLU intermediate "
         f"{DRAFT_SHAPE['intermediate_size']}, tied embeddings, the target's tokenizer",
-        "and context length. Weights stored in bf16.",
+        "and context length. Weights stored in bf16. It has no tokenizer files of its own: a draft speaks its target's",
+        "ids, and the engine tokenizes with celer-tiny-py's.",
         "",
         "## Training",
         "",
@@ -184,8 +185,8 @@ def main():
     os.makedirs(args.out_model, exist_ok=True)
 
     tokenizer = Tokenizer.from_file(os.path.join(args.target, "tokenizer.json"))
-    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
-        shutil.copy(os.path.join(args.target, name), os.path.join(args.out_model, name))
+    # No tokenizer files: a draft speaks its target's ids, and the engine tokenizes with the target's tokenizer.
+    shutil.copy(os.path.join(args.target, "generation_config.json"), os.path.join(args.out_model, "generation_config.json"))
     stdlib_dir = stdlib_corpus.find_stdlib_dir()
     train_texts, heldout_texts, _ = stdlib_corpus.load_corpus(stdlib_dir)
     train_stream = encode_stream(tokenizer, train_texts, device)

@@ -130,6 +130,42 @@ public sealed class DraftModelSpeculativeTests
         Assert.Equal(drafts, stats.NumDraftTokens > 0);
     }
 
+    /// <summary>
+    /// The shipped draft of the default model (models/celer-tiny-py-draft, distilled from it): real weights on both sides,
+    /// greedy output unchanged, and about as many drafts accepted as its measured greedy agreement (62.9 %) predicts.
+    /// </summary>
+    [Fact]
+    public void The_default_models_shipped_draft_is_accepted_often_and_leaves_greedy_output_unchanged()
+    {
+        ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(RepoPaths.Fixtures, "celer-tiny-py", "reference.json"));
+        var sampling = new SamplingParams { Temperature = 0, MaxTokens = 64, IgnoreEos = true };
+        List<GenerateRequest> requests = [.. fixture.Cases.Select((c, i) => new GenerateRequest($"r{i}", c.PromptTokenIds, sampling))];
+        string draft = System.Text.Json.JsonSerializer.Serialize(Path.Combine(RepoPaths.Root, "models", "celer-tiny-py-draft"));
+        List<List<int>> plain, speculative;
+        SpecDecodingStats stats;
+        using (LlmEngine engine = ModelLoader.LoadOffline(new EngineArgs { Model = RepoPaths.DefaultModel, MaxModelLen = 256, Seed = 1 }).Engine)
+        {
+            plain = Tokens(engine.Generate(requests));
+        }
+
+        using (LlmEngine engine = ModelLoader.LoadOffline(new EngineArgs
+        {
+            Model = RepoPaths.DefaultModel,
+            MaxModelLen = 256,
+            Seed = 1,
+            SpeculativeConfig = $$"""{"method": "draft_model", "model": {{draft}}, "num_speculative_tokens": 3}""",
+        }).Engine)
+        {
+            speculative = Tokens(engine.Generate(requests));
+            stats = engine.Stats.SpecDecoding;
+        }
+
+        Assert.Equal(plain, speculative);
+        double rate = (double)stats.NumAcceptedTokens / stats.NumDraftTokens;
+        TestContext.Current.SendDiagnosticMessage($"{stats.NumAcceptedTokens} of {stats.NumDraftTokens} drafts accepted, mean acceptance length {1 + (double)stats.NumAcceptedTokens / stats.NumDrafts:F2}");
+        Assert.True(rate >= 0.3, $"{stats.NumAcceptedTokens} of {stats.NumDraftTokens} drafts accepted");
+    }
+
     [Fact]
     public void A_draft_that_cannot_serve_the_target_is_refused_at_load()
     {
