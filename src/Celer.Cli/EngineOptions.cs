@@ -48,6 +48,20 @@ internal sealed class EngineOptions
     {
         Description = "Speculative decoding as JSON, e.g. '{\"method\": \"ngram\", \"num_speculative_tokens\": 4, \"prompt_lookup_max\": 4}' (prompt lookup; turns async scheduling off).",
     };
+    public Option<string> Runner { get; } = new Option<string>("--runner")
+    {
+        Description = "generate (text), pooling (embeddings), or auto: pooling for an architecture without a language-model head (e.g. Qwen3Model) or with --convert embed.",
+        DefaultValueFactory = _ => "auto",
+    }.AcceptOnlyFromAmong("auto", "generate", "pooling");
+    public Option<string> Convert { get; } = new Option<string>("--convert")
+    {
+        Description = "embed: serve a generative architecture as an embedding model (pooling from its final hidden states).",
+        DefaultValueFactory = _ => "auto",
+    }.AcceptOnlyFromAmong("auto", "none", "embed");
+    public Option<string?> PoolerConfig { get; } = new("--pooler-config")
+    {
+        Description = "JSON over the pooler the checkpoint's sentence-transformers files give, e.g. '{\"pooling_type\": \"MEAN\", \"normalize\": false}' (LAST, MEAN or CLS).",
+    };
     public Option<bool> AsyncScheduling { get; } = new("--async-scheduling") { Description = "Schedule and launch each step while the previous one runs (default: on with --device cuda, off on the CPU)." };
     public Option<bool> NoAsyncScheduling { get; } = new("--no-async-scheduling") { Description = "Turn async scheduling off." };
     public Option<int[]> CudaGraphSizes { get; } = new("--cuda-graph-sizes")
@@ -64,6 +78,7 @@ internal sealed class EngineOptions
                      ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory,
                      Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager,
                      CudaGraphSizes, MaxCudaGraphCaptureSize, AsyncScheduling, NoAsyncScheduling, HfOverrides, SpeculativeConfig,
+                     Runner, Convert, PoolerConfig,
                  })
             command.Options.Add(option);
     }
@@ -92,5 +107,8 @@ internal sealed class EngineOptions
         AsyncScheduling = result.GetValue(NoAsyncScheduling) ? false : result.GetValue(AsyncScheduling) ? true : null,
         HfOverrides = result.GetValue(HfOverrides),
         SpeculativeConfig = result.GetValue(SpeculativeConfig),
+        Runner = result.GetValue(Runner)!,
+        Convert = result.GetValue(Convert)!,
+        PoolerConfig = result.GetValue(PoolerConfig),
     };
 }

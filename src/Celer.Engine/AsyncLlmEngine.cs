@@ -36,6 +36,9 @@ public sealed class AsyncLlmEngine : IAsyncDisposable
     public int MaxModelLen => _driver.InputProcessor.MaxModelLen;
     public int VocabSize => _driver.InputProcessor.VocabSize;
 
+    /// <summary>A pooling model's pooler (its requests carry <see cref="GenerateRequest.Pooling"/>); null for a generative model.</summary>
+    public PoolerConfig? Pooler => _driver.InputProcessor.Pooler;
+
     /// <summary>
     /// Admits a request (validation errors throw here, synchronously) and streams its deltas. The
     /// request starts at once; cancelling the token, or leaving the enumeration early, aborts it

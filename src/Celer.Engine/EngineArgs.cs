@@ -54,6 +54,22 @@ public sealed class EngineArgs
     public string? HfOverrides { get; init; }
 
     /// <summary>
+    /// vLLM's --runner: <c>generate</c> (text generation), <c>pooling</c> (embeddings from the final hidden states), or
+    /// <c>auto</c>: pooling for an architecture without a language-model head (<c>…Model</c>, e.g. Qwen3Model) or with
+    /// <see cref="Convert"/> <c>embed</c>, else generate.
+    /// </summary>
+    public string Runner { get; init; } = "auto";
+
+    /// <summary>vLLM's --convert: <c>embed</c> serves a generative architecture as an embedding model; <c>auto</c>/<c>none</c> leave it.</summary>
+    public string Convert { get; init; } = "auto";
+
+    /// <summary>
+    /// vLLM's --pooler-config: JSON over the pooler the checkpoint's sentence-transformers files give (<c>pooling_type</c>
+    /// LAST, MEAN or CLS; <c>normalize</c>).
+    /// </summary>
+    public string? PoolerConfig { get; init; }
+
+    /// <summary>
     /// vLLM's --speculative-config: a JSON object, e.g. <c>{"method": "ngram", "num_speculative_tokens": 4}</c>
     /// (<see cref="Speculative.SpeculativeConfig"/>). Speculative steps are scheduled synchronously.
     /// </summary>
@@ -109,6 +125,9 @@ public sealed class EngineArgs
         Require(MaxCudaGraphCaptureSize is null or > 0, "--max-cudagraph-capture-size must be positive", nameof(MaxCudaGraphCaptureSize));
         Require(CudaGraphSizes is null || MaxCudaGraphCaptureSize is null || CudaGraphSizes.Max() <= MaxCudaGraphCaptureSize,
             "--cuda-graph-sizes must not exceed --max-cudagraph-capture-size", nameof(CudaGraphSizes));
+        Require(Runner is "auto" or "generate" or "pooling", "--runner must be auto, generate or pooling", nameof(Runner));
+        Require(Convert is "auto" or "none" or "embed", "--convert must be auto, none or embed (classify is not supported yet)", nameof(Convert));
+        Require(!(Convert == "embed" && Runner == "generate"), "--convert embed makes a pooling model: it does not go with --runner generate", nameof(Convert));
         ParsePolicy();
         ParseHfOverrides();
         ParseSpeculativeConfig();

@@ -22,7 +22,7 @@ internal sealed class EngineDriver : IDisposable
         SchedulerConfig config = args.CreateSchedulerConfig(model.MaxModelLen, executor.NumKvBlocks, executor);
         var structuredOutputs = tokenizer is null ? null : new StructuredOutputs.StructuredOutputCompiler(
             tokenizer, model.VocabSize, [.. model.EosTokenId is { } eos ? [eos] : Array.Empty<int>(), .. model.GenerationEosTokenIds ?? []]);
-        InputProcessor = new InputProcessor(tokenizer, model.VocabSize, config.MaxModelLen, model.EosTokenId, model.GenerationEosTokenIds, args.MaxLogprobs, structuredOutputs);
+        InputProcessor = new InputProcessor(tokenizer, model.VocabSize, config.MaxModelLen, model.EosTokenId, model.GenerationEosTokenIds, args.MaxLogprobs, structuredOutputs, model.Pooler);
         _core = new EngineCore(config, executor);
         _outputProcessor = new OutputProcessor(tokenizer);
         _listener = listener;

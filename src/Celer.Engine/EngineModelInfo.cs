@@ -4,4 +4,8 @@ namespace Celer.Engine;
 /// <param name="MaxModelLen">The model's own context length (config.json); --max-model-len may lower it.</param>
 /// <param name="EosTokenId">The tokenizer's EOS id; finishes a sequence with no stop reason unless ignore_eos.</param>
 /// <param name="GenerationEosTokenIds">generation_config.json's eos_token_id list, treated as stop token ids.</param>
-public sealed record EngineModelInfo(int VocabSize, int MaxModelLen, int? EosTokenId, IReadOnlyList<int>? GenerationEosTokenIds = null);
+public sealed record EngineModelInfo(int VocabSize, int MaxModelLen, int? EosTokenId, IReadOnlyList<int>? GenerationEosTokenIds = null)
+{
+    /// <summary>A pooling model's pooler (<c>--runner pooling</c>); null for a generative model.</summary>
+    public PoolerConfig? Pooler { get; init; }
+}

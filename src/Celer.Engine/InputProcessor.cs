@@ -6,15 +6,20 @@ namespace Celer.Engine;
 /// <summary>
 /// Admission (vLLM's <c>Processor</c> + the serving layer's length checks): validates a request
 /// before it reaches the engine loop, resolves max_tokens, and fans n &gt; 1 out into child
-/// sequences, and compiles structured-output constraints into grammars (cached). Every refusal is an
+/// sequences, and compiles structured-output constraints into grammars (cached); a pooling model takes pooling
+/// requests only, and a generative model only generation requests. Every refusal is an
 /// <see cref="EngineRequestException"/> or a <see cref="SamplingParamsException"/>, which the server answers with
 /// HTTP 400.
 /// </summary>
 public sealed class InputProcessor(
     Tokenizer? tokenizer, int vocabSize, int maxModelLen, int? eosTokenId,
-    IReadOnlyList<int>? generationEosTokenIds = null, int maxLogprobs = 20, StructuredOutputs.StructuredOutputCompiler? structuredOutputs = null)
+    IReadOnlyList<int>? generationEosTokenIds = null, int maxLogprobs = 20, StructuredOutputs.StructuredOutputCompiler? structuredOutputs = null,
+    PoolerConfig? pooler = null)
 {
     public int VocabSize { get; } = vocabSize;
+
+    /// <summary>A pooling model's pooler; null for a generative model.</summary>
+    public PoolerConfig? Pooler { get; } = pooler;
     public int MaxModelLen { get; } = maxModelLen;
 
     /// <summary>The engine sequences of a request: one, or n children named <c>{index}_{id}</c> as vLLM names them.</summary>
@@ -31,6 +36,17 @@ public sealed class InputProcessor(
             {
                 throw new EngineRequestException($"Token id {id} is out of vocabulary (vocabulary size {VocabSize}).", "prompt");
             }
+        }
+
+        if (request.Pooling is { } pooling)
+        {
+            return [ProcessPooling(request, pooling, arrivalTime)];
+        }
+
+        if (pooler is not null)
+        {
+            throw new EngineRequestException(
+                "This model runs as a pooling model (--runner pooling): it computes embeddings and does not generate text.", "model", "model_not_supported");
         }
 
         SamplingParams p = FillBadWordsTokenIds(request.Params);
@@ -72,6 +88,52 @@ public sealed class InputProcessor(
             children[i] = new Request($"{i}_{request.RequestId}", prompt, child, maxTokens, eosTokenId, request.Priority, arrivalTime, request.CacheSalt);
         }
         return children;
+    }
+
+    /// <summary>
+    /// A pooling request: the whole input fits the context (nothing is generated after it), and <c>dimensions</c> only on a
+    /// Matryoshka model and at a length it was trained for, with vLLM's messages.
+    /// </summary>
+    private Request ProcessPooling(GenerateRequest request, PoolingParams pooling, double arrivalTime)
+    {
+        if (pooler is null)
+        {
+            throw new EngineRequestException(
+                "This model is a generative model: embeddings need a pooling model (serve an embedding model, or this one with --runner pooling).", "model", "model_not_supported");
+        }
+
+        int length = request.PromptTokenIds.Count;
+        if (length > MaxModelLen)
+        {
+            throw new EngineRequestException(
+                $"This model's maximum context length is {MaxModelLen} tokens. However, you requested {length} tokens in the input for embedding generation. Please reduce the length of the input.",
+                "input", "context_length_exceeded");
+        }
+
+        if (pooling.Dimensions is { } dimensions)
+        {
+            if (pooler.MatryoshkaDimensions is not { } supported)
+            {
+                throw new EngineRequestException("This model does not support matryoshka representation, changing output dimensions will lead to poor results.", "dimensions");
+            }
+
+            if (dimensions < 1 || dimensions > pooler.HiddenSize)
+            {
+                throw new EngineRequestException($"dimensions must be between 1 and the model's {pooler.HiddenSize}, got {dimensions}.", "dimensions");
+            }
+
+            if (supported.Count > 0 && !supported.Contains(dimensions))
+            {
+                throw new EngineRequestException(
+                    $"This model only supports {string.Join(", ", supported)} as matryoshka dimensions; other output dimensions will lead to poor results.", "dimensions");
+            }
+        }
+
+        return new Request(request.RequestId, request.PromptTokenIds, request.Params, maxTokens: 1, eosTokenId, request.Priority, arrivalTime, request.CacheSalt)
+        {
+            PoolingParams = pooling,
+            PoolsEveryToken = pooler.Type != PoolingType.Last,
+        };
     }
 
     /// <summary>vLLM's context-length checks, with its messages and OpenAI's error code.</summary>

@@ -28,6 +28,9 @@ public sealed class LlmEngine : IDisposable
     public int MaxModelLen => _driver.InputProcessor.MaxModelLen;
     public int VocabSize => _driver.InputProcessor.VocabSize;
 
+    /// <summary>A pooling model's pooler (its requests carry <see cref="GenerateRequest.Pooling"/>); null for a generative model.</summary>
+    public PoolerConfig? Pooler => _driver.InputProcessor.Pooler;
+
     /// <summary>For tests: the scheduler, to check blocks are all back in the pool.</summary>
     internal Scheduling.Scheduler Scheduler => _driver.Scheduler;
 

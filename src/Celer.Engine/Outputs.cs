@@ -38,9 +38,14 @@ public sealed record RequestOutput(
     IReadOnlyList<CompletionOutput> Outputs,
     bool Finished,
     int NumCachedTokens,
-    RequestMetrics? Metrics = null);
+    RequestMetrics? Metrics = null)
+{
+    /// <summary>A pooling request's vector (vLLM's <c>PoolingRequestOutput.outputs.data</c>), on its final output.</summary>
+    public float[]? PoolerOutput { get; init; }
+}
 
-/// <summary>A user request: n samples of a continuation of <paramref name="PromptTokenIds"/>.</summary>
+/// <summary>A user request: n samples of a continuation of <paramref name="PromptTokenIds"/>, or, with
+/// <paramref name="Pooling"/>, a pooling model's vector for them (then <paramref name="Params"/> is not read).</summary>
 /// <param name="Priority">Lower is served first under the priority scheduling policy.</param>
 /// <param name="CacheSalt">Separates this tenant's prefix-cache entries from everyone else's.</param>
 public sealed record GenerateRequest(
@@ -48,7 +53,16 @@ public sealed record GenerateRequest(
     IReadOnlyList<int> PromptTokenIds,
     SamplingParams Params,
     int Priority = 0,
-    string? CacheSalt = null);
+    string? CacheSalt = null,
+    PoolingParams? Pooling = null)
+{
+    /// <summary>A pooling request (an embedding) of a pooling model.</summary>
+    public static GenerateRequest ForPooling(string requestId, IReadOnlyList<int> promptTokenIds, PoolingParams pooling, int priority = 0) =>
+        new(requestId, promptTokenIds, PoolingSamplingParams, priority, Pooling: pooling);
+
+    // A pooling request samples nothing; the engine's bookkeeping still wants one sampling state per sequence.
+    private static readonly SamplingParams PoolingSamplingParams = new() { MaxTokens = 1, Temperature = 0 };
+}
 
 /// <summary>A request the engine refuses at admission; the server answers HTTP 400 with
 /// <see cref="Param"/> and <see cref="Code"/> in OpenAI's error envelope.</summary>

@@ -79,13 +79,15 @@ public static class ModelLoader
         }
 
         ModelConfig config = ModelConfig.Load(dir, args.ParseHfOverrides());
+        (config, PoolerConfig? pooler, int? maxSeqLength) = PoolingRunner.Resolve(args, dir, config);
         ModelRegistry.Resolve(config);
         GenerationConfig generation = GenerationConfig.Load(dir);
         TokenizerConfig tokenizerConfig = TokenizerConfig.Load(dir);
         string tokenizerPath = Path.Combine(dir, "tokenizer.json");
         Tokenizer? tokenizer = File.Exists(tokenizerPath) ? Tokenizer.FromFile(tokenizerPath, tokenizerConfig, config.ModelType) : null;
 
-        int modelMaxLen = config.MaxPositionEmbeddings;
+        // sentence-transformers' max_seq_length caps an embedding model's inputs, as vLLM takes it.
+        int modelMaxLen = Math.Min(config.MaxPositionEmbeddings, maxSeqLength ?? int.MaxValue);
         int maxModelLen = Math.Min(args.MaxModelLen ?? modelMaxLen, modelMaxLen);
         // The token budget sizes the activation buffers; the pool size is not known yet, so it is checked later.
         int maxNumTokens = args.CreateSchedulerConfig(modelMaxLen, int.MaxValue).MaxNumBatchedTokens;
@@ -113,6 +115,11 @@ public static class ModelLoader
             }
         }
 
+        if (pooler is not null && args.ParseSpeculativeConfig() is not null)
+        {
+            throw new ModelLoadException("--speculative-config goes with text generation, not a pooling model (--runner pooling).");
+        }
+
         DType dtype = ModelDType(args, config, quantization, platform);
         DType? kvDType = KvCacheDType(args, dtype, platform);
         IModelBackend backend = platform.CreateBackend(dtype, kvDType);
@@ -121,14 +128,16 @@ public static class ModelLoader
         DraftParts? draft = null;
         try
         {
-            weights = OpenWeights(args, dir, quantization, dtype, platform, progress);
-            // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs.
-            StepGraphOptions? graphs = args.EnforceEager ? null : new StepGraphOptions(args.GraphCaptureSizes(), (maxModelLen + args.BlockSize - 1) / args.BlockSize);
-            var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
+            weights = OpenWeights(args, dir, quantization, dtype, platform, progress, baseModelNames: pooler is not null);
+            // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs. A
+            // pooling model only ever runs prompts.
+            StepGraphOptions? graphs = args.EnforceEager || pooler is not null ? null : new StepGraphOptions(args.GraphCaptureSizes(), (maxModelLen + args.BlockSize - 1) / args.BlockSize);
+            var model = new DecoderModel(
+                config, weights, backend, maxNumTokens, maxLogitsRows, graphs, pooling: pooler is not null);
             weights.Complete();
             Phase($"weights loaded: {weights.BytesLoaded / (double)(1L << 30):F2} GiB, served in {dtype} ({args.LoadFormat})");
             // Sampling on the GPU: its scratch is counted before the KV cache takes the rest of the card.
-            IDeviceSampler? deviceSampler = backend as IDeviceSampler;
+            IDeviceSampler? deviceSampler = pooler is null ? backend as IDeviceSampler : null;
             deviceSampler?.ReserveSampling(maxLogitsRows, config.VocabSize);
             SpeculativeConfig? spec = args.ParseSpeculativeConfig();
             if (spec?.Method == SpeculativeConfig.DraftModel)
@@ -162,7 +171,7 @@ public static class ModelLoader
                     draft!.Model, draft.Backend, draft.Backend as IDeviceSampler, numBlocks, args.BlockSize, spec.NumSpeculativeTokens, spec.DisableByBatchSize, draft.KeepOpen),
             };
             draft = null;   // the proposer owns it now
-            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler, proposer);
+            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler, proposer, pooler);
 #pragma warning restore CA2000
             if (kvScales is { } scales)
             {
@@ -196,7 +205,7 @@ public static class ModelLoader
 
             log?.Invoke($"engine ready in {total.Elapsed.TotalSeconds:F2} s");
 
-            var info = new EngineModelInfo(config.VocabSize, maxModelLen, eos.Count > 0 ? eos[0] : null, eos);
+            var info = new EngineModelInfo(config.VocabSize, maxModelLen, eos.Count > 0 ? eos[0] : null, eos) { Pooler = pooler };
             return new Parts(args, config, generation, tokenizerConfig, tokenizer, info, runner, backend.Name);
         }
         catch
@@ -313,12 +322,19 @@ public static class ModelLoader
     /// when <paramref name="quantization"/> is online (dummy values then made on the host, where the quantizer reads them),
     /// and a quantized checkpoint's dequantized, or kept in FP8 (<see cref="QuantizedWeights"/>).
     /// </summary>
-    private static ProgressWeightSource OpenWeights(EngineArgs args, string dir, QuantizationConfig? quantization, DType dtype, DevicePlatform platform, IProgress<ModelLoadProgress>? progress)
+    /// <param name="baseModelNames">A pooling model: its checkpoint may be a bare base model (<see cref="BaseModelWeightSource"/>).</param>
+    private static ProgressWeightSource OpenWeights(
+        EngineArgs args, string dir, QuantizationConfig? quantization, DType dtype, DevicePlatform platform, IProgress<ModelLoadProgress>? progress,
+        bool baseModelNames = false)
     {
 #pragma warning disable CA2000 // the returned ProgressWeightSource owns the source it wraps and disposes it (each wrapper its inner one)
         bool online = quantization is { IsOnline: true };
-        IWeightSource Quantized(IWeightSource source) => QuantizedWeights.Wrap(
-            online ? new OnlineFp8Source(source, quantization!.WeightScales) : source, quantization, platform.MultipliesFp8, platform.MultipliesInt4);
+        IWeightSource Quantized(IWeightSource source)
+        {
+            source = baseModelNames ? new BaseModelWeightSource(source) : source;
+            return QuantizedWeights.Wrap(
+                online ? new OnlineFp8Source(source, quantization!.WeightScales) : source, quantization, platform.MultipliesFp8, platform.MultipliesInt4);
+        }
 
         switch (args.LoadFormat.ToLowerInvariant())
         {

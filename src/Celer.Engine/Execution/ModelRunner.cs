@@ -23,6 +23,7 @@ public sealed class ModelRunner : IModelExecutor
     private readonly DeviceSamplingBatch _deviceBatch = new();
     private readonly IDisposable? _weights;
     private readonly IDraftProposer? _proposer;
+    private readonly PoolerConfig? _pooler;
     private readonly Dictionary<string, RunnerRequest> _requests = new(StringComparer.Ordinal);
 
     // Host sampling of fewer logits than this stays on the engine thread: handing rows to the thread pool costs more.
@@ -40,10 +41,12 @@ public sealed class ModelRunner : IModelExecutor
     /// host. Null: every row is sampled on the host.
     /// </param>
     /// <param name="proposer">Speculative decoding (<c>--speculative-config</c>): drafts each sampled request's next tokens (owned).</param>
+    /// <param name="pooler">A pooling model's pooler: every request is pooled from its prompt's hidden states, none sampled.</param>
     internal ModelRunner(
         DecoderModel model, IModelBackend backend, int numKvBlocks, int blockSize, IReadOnlyCollection<int> eosTokenIds, long seed,
-        IDisposable? weights = null, IDeviceSampler? deviceSampler = null, IDraftProposer? proposer = null)
+        IDisposable? weights = null, IDeviceSampler? deviceSampler = null, IDraftProposer? proposer = null, PoolerConfig? pooler = null)
     {
+        _pooler = pooler;
         _deviceSampler = deviceSampler;
         _proposer = proposer;
         _weights = weights;
@@ -61,7 +64,7 @@ public sealed class ModelRunner : IModelExecutor
     public StepTimeline? Timeline => _backend.Timeline;
 
     /// <summary>Not with speculative decoding: a step's drafts come from the tokens the step before it sampled.</summary>
-    public bool SupportsAsyncScheduling => _proposer is null;
+    public bool SupportsAsyncScheduling => _proposer is null && _pooler is null;
 
     /// <summary>Steps overlap the host's work when the device samples them; the host sampler needs the logits first.</summary>
     public bool OverlapsSteps => _deviceSampler is not null && SupportsAsyncScheduling;
@@ -74,7 +77,41 @@ public sealed class ModelRunner : IModelExecutor
         }
 
         UpdateStates(schedulerOutput);
-        return schedulerOutput.IsEmpty ? ModelRunnerOutput.Empty : WithDrafts(Run(StepPlan.Build(schedulerOutput, _requests, _blockSize)));
+        return schedulerOutput.IsEmpty ? ModelRunnerOutput.Empty
+            : _pooler is not null ? Pool(schedulerOutput, StepPlan.Build(schedulerOutput, _requests, _blockSize, _pooler.Type))
+            : WithDrafts(Run(StepPlan.Build(schedulerOutput, _requests, _blockSize)));
+    }
+
+    /// <summary>
+    /// A pooling model's step: the hidden states of the rows each request's pooling reads are added to its state, and
+    /// the requests whose prompt this step completes get their vectors (and end).
+    /// </summary>
+    private ModelRunnerOutput Pool(SchedulerOutput so, StepPlan plan)
+    {
+        int hidden = _model.Config.HiddenSize;
+        if (plan.Uses.Length > 0)
+        {
+            _model.ForwardHidden(plan.Batch, (first, count, rows) =>
+            {
+                for (int r = 0; r < count; r++)
+                {
+                    _requests[plan.Uses[first + r].RequestId].Pooling!.Add(rows.AsSpan(r * hidden, hidden));
+                }
+            });
+        }
+        else
+        {
+            // Prompt chunks of CLS or last-token pooling that read no row yet still fill the KV cache.
+            _model.ForwardHidden(plan.Batch, (_, _, _) => { });
+        }
+
+        var pooled = new Dictionary<string, float[]>(so.SampledRequestIds.Count, StringComparer.Ordinal);
+        foreach (string id in so.SampledRequestIds)
+        {
+            pooled[id] = _requests[id].Pooling!.Finish();
+        }
+
+        return new ModelRunnerOutput(new Dictionary<string, IReadOnlyList<int>>(), PoolerOutputs: pooled);
     }
 
     /// <summary>Speculative decoding: each request that sampled gets the drafts that may follow its new tokens.</summary>
@@ -483,6 +520,7 @@ public sealed class ModelRunner : IModelExecutor
             var request = new RunnerRequest(data.RequestId, data.PromptTokenIds, new SamplingState(p, data.PromptTokenIds, _seeds.EffectiveSeed(p.Seed, 0)))
             {
                 NumComputedTokens = data.NumComputedTokens,
+                Pooling = data.PoolingParams is { } pooling ? new PoolingState(pooling, _pooler ?? throw new InvalidOperationException("A pooling request reached a generative model's runner.")) : null,
             };
             request.BlockIds.AddRange(data.BlockIds);
             _requests[data.RequestId] = request;
@@ -498,6 +536,7 @@ public sealed class ModelRunner : IModelExecutor
                 request.TokenIds.RemoveRange(request.PromptLength, request.TokenIds.Count - request.PromptLength);
                 request.DraftComputed = 0;
                 request.DraftFed = [];
+                request.Pooling?.Reset();
             }
 
             request.TokenIds.AddRange(data.NewTokenIds);   // empty unless resumed: the runner appends its own samples

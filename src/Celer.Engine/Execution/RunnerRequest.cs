@@ -19,6 +19,9 @@ internal sealed class RunnerRequest(string id, IReadOnlyList<int> promptTokenIds
 
     public SamplingState Sampling { get; } = sampling;
 
+    /// <summary>A pooling model's request: what its prompt's hidden states pooled to so far.</summary>
+    public PoolingState? Pooling { get; init; }
+
     /// <summary>The request's row in the sampling of the step still running (async scheduling); −1 when it has none.</summary>
     public int InFlightSampleRow { get; set; } = -1;
 

@@ -16,6 +16,9 @@ internal enum LogitsRowKind
     /// token, or one of its drafts but the last); the request's <see cref="Sample"/> row follows its verify rows.
     /// </summary>
     Verify,
+
+    /// <summary>A pooling model's row whose final hidden state its request's pooling reads (no logits).</summary>
+    Pool,
 }
 
 /// <summary>What one logits row is for: which request, and which position of it; a verify row's draft token.</summary>
@@ -45,7 +48,8 @@ internal sealed class StepPlan
     /// <summary>Per request with prompt logprobs this step: the prompt position of its first entry.</summary>
     public Dictionary<string, int> PromptLogprobsStart { get; }
 
-    public static StepPlan Build(SchedulerOutput so, IReadOnlyDictionary<string, RunnerRequest> requests, int blockSize)
+    /// <param name="pooling">A pooling model's pooling type: its requests get <see cref="LogitsRowKind.Pool"/> rows instead of samples.</param>
+    public static StepPlan Build(SchedulerOutput so, IReadOnlyDictionary<string, RunnerRequest> requests, int blockSize, PoolingType? pooling = null)
     {
         int numTokens = so.TotalNumScheduledTokens;
         var ids = so.ScheduledNewRequests.Select(r => r.RequestId).Concat(so.ScheduledCachedRequests.Select(r => r.RequestId)).ToList();
@@ -99,7 +103,19 @@ internal sealed class StepPlan
                 }
             }
 
-            if (so.SampledRequestIds.Contains(r.Id))
+            if (pooling is { } type)
+            {
+                // Mean pooling reads every row, CLS the first position's, last-token pooling the prompt's last.
+                for (int p = start; p < start + n; p++)
+                {
+                    if (type == PoolingType.Mean || (type == PoolingType.Cls && p == 0) || (type == PoolingType.Last && p == r.TokenIds.Count - 1))
+                    {
+                        logitsRows.Add(row - (start + n - p));
+                        uses.Add(new LogitsRowUse(r.Id, LogitsRowKind.Pool, p));
+                    }
+                }
+            }
+            else if (so.SampledRequestIds.Contains(r.Id))
             {
                 // Row p predicts token p + 1: the rows before the drafts' positions verify them, the last one samples.
                 for (int i = 0; i < drafts.Length; i++)

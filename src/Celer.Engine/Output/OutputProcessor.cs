@@ -65,6 +65,13 @@ public sealed class OutputProcessor(Tokenizer? tokenizer)
                 parent.AddPromptLogprobs(output.PromptLogprobs);
             }
 
+            if (output.PoolerOutput is not null)
+            {
+                // Pooled: its prompt is processed (counted here, as a generation's is at its first token).
+                parent.PoolerOutput = output.PoolerOutput;
+                promptTokens += parent.Request.PromptTokenIds.Count;
+            }
+
             if (output.NewTokenIds.Count > 0)
             {
                 generationTokens += output.NewTokenIds.Count;
@@ -173,7 +180,10 @@ public sealed class OutputProcessor(Tokenizer? tokenizer)
         }
         parent.SentFirstOutput |= promptLogprobs is not null || parent.Request.Params.PromptLogprobs is null;
         completions.Sort((a, b) => a.Index.CompareTo(b.Index));
-        return new RequestOutput(parent.Request.RequestId, parent.Request.PromptTokenIds, promptLogprobs, completions, metrics is not null, parent.NumCachedTokens, metrics);
+        return new RequestOutput(parent.Request.RequestId, parent.Request.PromptTokenIds, promptLogprobs, completions, metrics is not null, parent.NumCachedTokens, metrics)
+        {
+            PoolerOutput = parent.PoolerOutput,
+        };
     }
 
     private static RequestMetrics BuildMetrics(ParentRequestState parent, double now)

@@ -32,6 +32,9 @@ internal sealed class ParentRequestState
     public double FirstScheduledTime { get; set; }
     public int NumCachedTokens { get; set; }
     public bool SentFirstOutput { get; set; }
+
+    /// <summary>A pooling request's vector, once its prompt is computed.</summary>
+    public float[]? PoolerOutput { get; set; }
     public bool Finished => Children.All(c => c.FinishReason is not null);
 
     public bool PromptLogprobsComplete => _promptLogprobs is not null && _numPromptLogprobs == _promptLogprobs.Length - 1;

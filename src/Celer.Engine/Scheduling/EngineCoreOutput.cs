@@ -14,7 +14,11 @@ public sealed record EngineCoreOutput(
     object? StopReason,
     int NumCachedTokens,
     double QueuedTime,
-    double FirstScheduledTime);
+    double FirstScheduledTime)
+{
+    /// <summary>A pooling request's pooled vector, on its finishing output.</summary>
+    public float[]? PoolerOutput { get; init; }
+}
 
 /// <summary>The scheduler's gauges and counters for one step (vLLM's <c>SchedulerStats</c>).</summary>
 public sealed record SchedulerStats(

@@ -17,7 +17,8 @@ public sealed record ModelRunnerOutput(
     IReadOnlyDictionary<string, IReadOnlyList<int>> SampledTokenIds,
     IReadOnlyDictionary<string, IReadOnlyList<PositionLogprobs>>? Logprobs = null,
     IReadOnlyDictionary<string, PromptLogprobsChunk>? PromptLogprobs = null,
-    IReadOnlyDictionary<string, int[]>? DraftTokenIds = null)
+    IReadOnlyDictionary<string, int[]>? DraftTokenIds = null,
+    IReadOnlyDictionary<string, float[]>? PoolerOutputs = null)
 {
     public static ModelRunnerOutput Empty { get; } = new(new Dictionary<string, IReadOnlyList<int>>());
 }

@@ -96,7 +96,13 @@ public sealed class Request
 
     /// <summary>Whether finished prompt positions may be read from the prefix cache: prompt
     /// logprobs need the logits of every position, so those requests recompute all of it (as vLLM does).</summary>
-    public bool SkipPrefixCacheReads => SamplingParams.PromptLogprobs is not null;
+    public bool SkipPrefixCacheReads => SamplingParams.PromptLogprobs is not null || PoolsEveryToken;
+
+    /// <summary>A pooling model's request: finished once its prompt is computed, with the pooled vector as its output.</summary>
+    public PoolingParams? PoolingParams { get; init; }
+
+    /// <summary>Its pooling reads tokens other than the last (mean, CLS), which a prefix-cache hit would leave uncomputed.</summary>
+    public bool PoolsEveryToken { get; init; }
 
     public ReadOnlySpan<int> TokenSpan(int start, int length) => CollectionsMarshal.AsSpan(_allTokenIds).Slice(start, length);
 

@@ -52,6 +52,13 @@ public sealed partial class Scheduler
                 }
             }
             IReadOnlyList<int> newTokenIds = accepted == sampled.Count ? sampled : sampled.Take(accepted).ToArray();
+            float[]? pooled = runnerOutput.PoolerOutputs?.GetValueOrDefault(requestId);
+            if (pooled is not null)
+            {
+                // A pooling request ends with its prompt (vLLM: finished, stopped).
+                request.Status = RequestStatus.FinishedStopped;
+                stopped = true;
+            }
 
             IReadOnlyList<PositionLogprobs>? logprobs = runnerOutput.Logprobs?.GetValueOrDefault(requestId);
             if (logprobs is not null && logprobs.Count > newTokenIds.Count)
@@ -83,7 +90,7 @@ public sealed partial class Scheduler
                 outputs.Add(new EngineCoreOutput(
                     requestId, newTokenIds, logprobs, promptLogprobs,
                     request.Status.ToFinishReason(), request.StopReason, Math.Max(0, request.NumCachedTokens),
-                    request.QueuedTime, request.FirstScheduledTime));
+                    request.QueuedTime, request.FirstScheduledTime) { PoolerOutput = pooled });
             }
         }
         return outputs;

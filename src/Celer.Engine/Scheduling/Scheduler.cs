@@ -235,7 +235,7 @@ public sealed partial class Scheduler
         {
             newRequests.Add(new NewRequestData(
                 request.RequestId, request.PromptTokenIds, request.SamplingParams,
-                KvCacheManager.GetBlockIds(request.RequestId), request.NumComputedTokens));
+                KvCacheManager.GetBlockIds(request.RequestId), request.NumComputedTokens, request.PoolingParams));
         }
         var cachedRequests = new List<CachedRequestData>(scheduledResumed.Count + scheduledRunning.Count);
         foreach (Request request in scheduledResumed)

@@ -6,7 +6,8 @@ public sealed record NewRequestData(
     IReadOnlyList<int> PromptTokenIds,
     SamplingParams SamplingParams,
     IReadOnlyList<int> BlockIds,
-    int NumComputedTokens);
+    int NumComputedTokens,
+    PoolingParams? PoolingParams = null);
 
 /// <summary>
 /// A request the runner already knows, as a diff. When <see cref="ResumedFromPreemption"/> is set,

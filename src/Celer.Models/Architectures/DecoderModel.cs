@@ -23,7 +23,7 @@ public sealed class DecoderModel
     private readonly IModelBackend _backend;
     private readonly Tensor _embedTokens;
     private readonly Tensor _finalNorm;
-    private readonly Tensor _lmHead;
+    private readonly Tensor? _lmHead;   // null for a pooling model, which computes no logits
     private readonly DecoderLayer[] _layers;
     private readonly AttentionSpec _attention;
     private readonly ArchitectureSpec _spec;
@@ -44,7 +44,9 @@ public sealed class DecoderModel
     private bool _ranEagerStep;
 
     /// <param name="graphs">Record decode steps as graphs when the backend can (null: always run eagerly, --enforce-eager).</param>
-    public DecoderModel(ModelConfig config, IWeightSource weights, IModelBackend backend, int maxNumTokens, int maxLogitsRows, StepGraphOptions? graphs = null)
+    /// <param name="pooling">A pooling model (<see cref="ForwardHidden"/> only): no LM head is loaded.</param>
+    public DecoderModel(
+        ModelConfig config, IWeightSource weights, IModelBackend backend, int maxNumTokens, int maxLogitsRows, StepGraphOptions? graphs = null, bool pooling = false)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxNumTokens, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxLogitsRows, 1);
@@ -57,9 +59,10 @@ public sealed class DecoderModel
         int hidden = config.HiddenSize;
         _embedTokens = backend.LoadWeight(weights.Get("model.embed_tokens.weight", config.VocabSize, hidden));
         _finalNorm = backend.LoadWeight(weights.Get("model.norm.weight", hidden));
-        // Tied checkpoints usually omit lm_head.weight; some still store a copy, which must then be ignored.
-        _lmHead = config.TieWordEmbeddings
-            ? _embedTokens
+        // Tied checkpoints usually omit lm_head.weight; some still store a copy, which must then be ignored. A pooling
+        // model reads hidden states, and embedding checkpoints often have no head at all.
+        _lmHead = pooling ? null
+            : config.TieWordEmbeddings ? _embedTokens
             : backend.LoadWeight(weights.Get("lm_head.weight", config.VocabSize, hidden));
 
         _layers = new DecoderLayer[config.NumHiddenLayers];
@@ -102,7 +105,7 @@ public sealed class DecoderModel
         // (Gemma 3), so in bf16 √3072 = 55.43 is 55.5.
         _embeddingNormalizer = RoundTo(MathF.Sqrt(hidden), backend.ActivationDType);
         _act = new Activations(config, backend, maxNumTokens, maxLogitsRows);
-        _logitsHost = new float[(long)maxLogitsRows * config.VocabSize];
+        _logitsHost = new float[(long)maxLogitsRows * Math.Max(config.VocabSize, hidden)];   // logits, or a pooling model's hidden rows
 
         // Dynamic NTK and LongRoPE swap their frequency table as sequences grow, which a recorded graph cannot follow.
         if (graphs is { CaptureSizes.Count: > 0 } && graphs.CaptureSizes[0] <= Math.Min(maxLogitsRows, maxNumTokens)
@@ -152,6 +155,29 @@ public sealed class DecoderModel
         }
 
         // Recording needs lazily made state (RoPE tables) to exist already: one eager step first.
+        _ranEagerStep = true;
+    }
+
+    /// <summary>
+    /// Runs one step for a pooling model: the final hidden states (after the last norm, in fp32) of
+    /// <see cref="ForwardBatch.LogitsRows"/> go to <paramref name="onHidden"/> in chunks of at most
+    /// <see cref="MaxLogitsRows"/> rows of <c>hidden_size</c> values; no logits are computed.
+    /// </summary>
+    public void ForwardHidden(ForwardBatch batch, LogitsHandler onHidden)
+    {
+        int rows = CheckRows(batch);
+        UpdateDynamicRope(batch);
+        _backend.BeginStep(batch);
+        RunLayers(rows);
+        int hidden = _config.HiddenSize;
+        for (int first = 0; first < batch.LogitsRows.Length; first += MaxLogitsRows)
+        {
+            int count = Math.Min(MaxLogitsRows, batch.LogitsRows.Length - first);
+            _backend.GatherLogitsRows(_spec.PostNorms ? _act.Residual : _act.Hidden, first, count, _act.LogitsHidden);
+            _backend.CopyToHost(_act.LogitsHidden, count, _logitsHost.AsSpan(0, count * hidden));
+            onHidden(first, count, _logitsHost);
+        }
+
         _ranEagerStep = true;
     }
 
@@ -457,7 +483,7 @@ public sealed class DecoderModel
     private void ComputeLogits(int first, int count)
     {
         _backend.GatherLogitsRows(_spec.PostNorms ? _act.Residual : _act.Hidden, first, count, _act.LogitsHidden);
-        _backend.Linear(_act.LogitsHidden, count, _lmHead, null, _act.Logits);
+        _backend.Linear(_act.LogitsHidden, count, _lmHead ?? throw new InvalidOperationException("A pooling model computes no logits."), null, _act.Logits);
         if (_spec.Multipliers && _config.LogitsScaling != 1f)
         {
             // transformers divides; a reciprocal that is not exact (a scaling that is no power of two) is 1 ulp off.

@@ -1,0 +1,103 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Celer.Models.Weights;
+
+namespace Celer.Engine;
+
+/// <summary>What a sentence-transformers checkpoint says about its pooling, read from the files the Hub carries.</summary>
+/// <param name="MaxSeqLength"><c>sentence_bert_config.json</c>'s <c>max_seq_length</c>: the longest input the model was trained for.</param>
+public sealed record SentenceTransformersModel(PoolingType Pooling, bool Normalize, int? MaxSeqLength);
+
+/// <summary>
+/// Reads a sentence-transformers model directory as the Hub has them: <c>modules.json</c> lists the modules in order,
+/// each with a folder and a class path; the pooling module's <c>config.json</c> names its mode, a Normalize module
+/// L2-normalizes the result, and <c>sentence_bert_config.json</c> caps the input length. Modules are recognized by the
+/// last part of their class path (older and newer sentence-transformers spell the path differently) or, failing that,
+/// by their folder's config; a module Celer cannot run (Dense projections, concatenated pooling modes) is refused by name.
+/// </summary>
+public static class SentenceTransformersLayout
+{
+    /// <summary>The model's pooling, or null when the directory has no modules.json.</summary>
+    public static SentenceTransformersModel? Read(string dir)
+    {
+        string modulesPath = Path.Combine(dir, "modules.json");
+        if (!File.Exists(modulesPath))
+        {
+            return null;
+        }
+
+        JsonArray modules = Parse(modulesPath) as JsonArray ?? throw new ModelLoadException($"'{modulesPath}' must hold a JSON array of modules.");
+        PoolingType? pooling = null;
+        bool normalize = false;
+        foreach (JsonNode? module in modules)
+        {
+            string type = module?["type"]?.GetValue<string>() ?? "";
+            string folder = Path.Combine(dir, module?["path"]?.GetValue<string>() ?? "");
+            string kind = type[(type.LastIndexOf('.') + 1)..];
+            if (kind is not ("Transformer" or "Pooling" or "Normalize") && File.Exists(Path.Combine(folder, "config.json"))
+                && Parse(Path.Combine(folder, "config.json")) is JsonObject config && config.Any(p => p.Key.StartsWith("pooling_mode", StringComparison.Ordinal)))
+            {
+                kind = "Pooling";
+            }
+
+            switch (kind)
+            {
+                case "Transformer":
+                    break;
+                case "Pooling":
+                    pooling = ReadPooling(Path.Combine(folder, "config.json"));
+                    break;
+                case "Normalize":
+                    normalize = true;
+                    break;
+                default:
+                    throw new ModelLoadException($"'{modulesPath}': module '{module?["name"]}' of type '{type}' is not supported (Celer runs Transformer, Pooling and Normalize modules).");
+            }
+        }
+
+        int? maxSeqLength = null;
+        string bertConfig = Path.Combine(dir, "sentence_bert_config.json");
+        if (File.Exists(bertConfig) && Parse(bertConfig)?["max_seq_length"] is JsonValue length && length.TryGetValue(out int max))
+        {
+            maxSeqLength = max;
+        }
+
+        return new SentenceTransformersModel(
+            pooling ?? throw new ModelLoadException($"'{modulesPath}' lists no Pooling module."), normalize, maxSeqLength);
+    }
+
+    /// <summary>The one pooling mode the Pooling module's config turns on (the booleans, or a newer single <c>pooling_mode</c> name).</summary>
+    private static PoolingType ReadPooling(string path)
+    {
+        JsonObject config = (File.Exists(path) ? Parse(path) as JsonObject : null)
+            ?? throw new ModelLoadException($"The sentence-transformers Pooling module has no config at '{path}'.");
+        List<string> modes = config["pooling_mode"] is JsonValue single && single.TryGetValue(out string? name)
+            ? [name]
+            : [.. config.Where(p => p.Key.StartsWith("pooling_mode_", StringComparison.Ordinal) && p.Value is JsonValue v && v.TryGetValue(out bool on) && on)
+                .Select(p => p.Key["pooling_mode_".Length..])];
+        if (modes.Count != 1)
+        {
+            throw new ModelLoadException($"'{path}' turns on {(modes.Count == 0 ? "no pooling mode" : "the pooling modes " + string.Join(", ", modes) + " together")}; Celer pools with exactly one of cls_token, mean_tokens and lasttoken.");
+        }
+
+        return modes[0] switch
+        {
+            "cls_token" or "cls" => PoolingType.Cls,
+            "mean_tokens" or "mean" => PoolingType.Mean,
+            "lasttoken" => PoolingType.Last,
+            string other => throw new ModelLoadException($"'{path}': pooling mode '{other}' is not supported; Celer pools with cls_token, mean_tokens or lasttoken."),
+        };
+    }
+
+    private static JsonNode? Parse(string path)
+    {
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path));
+        }
+        catch (JsonException e)
+        {
+            throw new ModelLoadException($"'{path}' is not valid JSON: {e.Message}");
+        }
+    }
+}
