@@ -43,7 +43,7 @@ public sealed class InputProcessor(
             return [ProcessPooling(request, pooling, arrivalTime)];
         }
 
-        if (pooler is not null)
+        if (Pooler is not null)
         {
             throw new EngineRequestException(
                 "This model runs as a pooling model (--runner pooling): it computes embeddings and does not generate text.", "model", "model_not_supported");
@@ -96,7 +96,7 @@ public sealed class InputProcessor(
     /// </summary>
     private Request ProcessPooling(GenerateRequest request, PoolingParams pooling, double arrivalTime)
     {
-        if (pooler is null)
+        if (Pooler is not { } pooler)
         {
             throw new EngineRequestException(
                 "This model is a generative model: embeddings need a pooling model (serve an embedding model, or this one with --runner pooling).", "model", "model_not_supported");

@@ -271,7 +271,14 @@ public sealed class DecoderModel
         int steps = 0;
         while (steps < shapes.Length || clock.Elapsed < budget)
         {
-            ForwardToDevice(shapes[steps % shapes.Length]);
+            if (_lmHead is null)
+            {
+                ForwardHidden(shapes[steps % shapes.Length], (_, _, _) => { });
+            }
+            else
+            {
+                ForwardToDevice(shapes[steps % shapes.Length]);
+            }
             steps++;
         }
 
