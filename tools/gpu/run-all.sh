@@ -3,7 +3,8 @@
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
 #   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec structured attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
 # (draft: trains celer-tiny-py's draft model into $OUT, which the spec stage then measures; minutes of training, so
-# it runs only when named.)
+# it runs only when named. poolfix: writes the pooling fixtures into $OUT; pooling: embedding throughput beside
+# sentence-transformers.)
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
@@ -169,6 +170,20 @@ if has spec; then
     MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 latency spec-draft-celer-tiny-py-bs64 64 128 256 --speculative-config "$DRAFT_SPEC"
   fi
   latency spec-ngram-8b-bs1 1 128 256 --speculative-config "$SPEC"
+fi
+if has poolfix; then
+  # Pooling-model fixtures (issue 15): tiny random embedders in sentence-transformers' layouts and its outputs, into $OUT.
+  stage "pooling fixtures (sentence-transformers)"
+  timeout 300 python3 tools/reference/make_pooling_fixtures.py --out "$OUT/pooling-fixtures" || status=1
+fi
+if has pooling; then
+  # Embeddings (issue 15): the Qwen3-Embedding-0.6B shape (Qwen3-0.6B's config, random weights, last-token pooling),
+  # 10,000 inputs of 256 tokens, beside sentence-transformers on the same shape in the same call.
+  MODEL=benchmarks/models/qwen3-0.6b-shape MAX_LEN=512 bench pooling-qwen3-0.6b throughput --convert embed \
+    --num-prompts "${POOLING_PROMPTS:-10000}" --input-len 256
+  stage "sentence-transformers on the Qwen3-0.6B shape"
+  timeout 400 python3 tools/reference/st_embedding_baseline.py --config benchmarks/models/qwen3-0.6b-shape \
+    --num-prompts "${POOLING_PROMPTS:-10000}" --input-len 256 --out "$OUT/st-embedding-qwen3-0.6b.json" || status=1
 fi
 if has structured; then
   # Structured outputs (issue 14): batch 64 with every output under a JSON schema beside the same run unconstrained, the 8B

@@ -3,29 +3,25 @@
 
 Usage: python3 tools/reference/make_pooling_fixtures.py --out DIR [--only NAME ...] [--keep-going]
 
-Writes DIR/<name>/ as a complete sentence-transformers model directory (config.json, model.safetensors, tokenizer.json,
-tokenizer_config.json, modules.json, sentence_bert_config.json, config_sentence_transformers.json, 1_Pooling/config.json
-and, where the model normalizes, 2_Normalize/) plus reference.json, for each entry of FIXTURES:
-  * qwen3-embed-lasttoken: as Qwen3-Embedding ships: config says Qwen3ForCausalLM, the weights are the base Qwen3Model's
-    without the "model." prefix and without lm_head; last-token pooling, then Normalize; a query prompt in
-    config_sentence_transformers.json;
-  * llama-embed-mean: config says LlamaModel, unprefixed base weights; mean pooling, no Normalize;
-  * qwen2-embed-cls: a causal-LM checkpoint reused as an embedder: Qwen2ForCausalLM with "model."-prefixed keys (q/k/v
-    biases, tied lm_head not stored); CLS (first-token) pooling, then Normalize.
-modules.json holds the type strings sentence-transformers itself writes (SentenceTransformer.save); 1_Pooling/config.json
-is rewritten in the older pooling_mode_* form that the Hub's checkpoints carry (sentence-transformers reads both).
+Writes DIR/<name>/ as a complete sentence-transformers model directory plus reference.json, for each of fixtures():
+  * qwen3-embed-lasttoken: as Qwen3-Embedding ships: config.json says Qwen3ForCausalLM, the weights are the base
+    Qwen3Model's, without the "model." prefix or lm_head; last-token pooling, Normalize, a query prompt;
+  * llama-embed-mean: config.json says LlamaModel, unprefixed weights; mean pooling, no Normalize;
+  * qwen2-embed-cls: a causal-LM checkpoint reused as an embedder: Qwen2ForCausalLM, "model."-prefixed keys, q/k/v
+    biases, tied lm_head not stored; CLS (first-token) pooling, Normalize.
+modules.json and the module folders are what SentenceTransformer.save writes; config.json, the weights and the tokenizer
+files are then replaced by the fixture's own, and 1_Pooling/config.json by the pooling_mode_* form the Hub's carry.
 
 How the references are computed (Celer must match this, not "the model"):
-  * weights are stored in bf16 and loaded back with dtype float32, eager attention, TF32 off;
-  * each prompt is one sequence (batch of 1, attention mask all ones, no padding), fed as token ids straight to
-    SentenceTransformer.forward, so the tokenizer and max_seq_length never apply: the 150-token case is longer than
-    sentence_bert_config.json's max_seq_length (128) on purpose, to pool across chunked prefill;
-  * "embedding" is out["sentence_embedding"][0]; "embedding_first_32" is vLLM's Matryoshka rule for dimensions=32: the
-    first 32 values, L2-normalized again when the model normalizes;
-  * every output is cross-checked against AutoModel's last_hidden_state pooled by hand, and the loaded weights against
-    the file, so a checkpoint layout the loader silently ignored (random init) fails the run. Where sentence-transformers
-    cannot load a fixture that allows it (qwen2-embed-cls), the hand-pooled AutoModel output is the reference and
-    reference.json's "reference_path" says so.
+  * weights stored in bf16 are loaded back as float32, eager attention, TF32 off;
+  * each prompt is one sequence of token ids (batch of 1, attention mask all ones) through SentenceTransformer.forward:
+    no tokenizer, no truncation; the 150-token case spans chunks of the engine's prefill, within max_seq_length (200);
+  * "embedding" is out["sentence_embedding"][0]; "embedding_first_32" follows vLLM's Matryoshka rule for dimensions=32:
+    the first 32 values, L2-normalized again when the model normalizes;
+  * the loaded weights are compared with the file and every output with AutoModel's last_hidden_state pooled by hand,
+    so a layout the loader silently ignored (random init) fails the run. sentence-transformers loads all three,
+    qwen2-embed-cls's prefixed ForCausalLM keys included (its Transformer module uses AutoModel, which strips the
+    prefix; seen with 6.0.1 and transformers 5.17), so no reference comes from the hand path.
 """
 
 import functools
@@ -59,7 +55,7 @@ import make_model_fixtures as base  # noqa: E402
 HIDDEN = base.HIDDEN
 PROMPT_LENGTHS = (1, 5, 17, 40, 150)
 MATRYOSHKA_DIMS = 32
-MAX_SEQ_LENGTH = 128
+MAX_SEQ_LENGTH = 200  # above the longest case (150), below max_position_embeddings (256): the engine caps inputs at it
 MODEL_MAX_LENGTH = 256
 PAD, EOS = "<pad>", "<eos>"
 QUERY_PROMPTS = {"query": "Instruct: find code\nQuery:", "document": ""}
@@ -81,17 +77,17 @@ def _config(architecture, model_type, **extra):
 
 
 def fixtures():
-    """(index, name, config.json, keys with "model." prefix, pooling, normalize, prompts, may fall back to hand
-    pooling). The indices keep prompts and seeds apart from the other fixture scripts' (0..17, 50..64)."""
+    """(index, name, config.json, keys with "model." prefix, pooling, normalize, prompts). The indices keep prompts
+    and seeds apart from the other fixture scripts' (0..17, 50..64)."""
     qwen_window = {"use_sliding_window": False, "sliding_window": None, "max_window_layers": 2}
     return [
         (80, "qwen3-embed-lasttoken", _config("Qwen3ForCausalLM", "qwen3", attention_bias=False, **qwen_window),
-         False, "lasttoken", True, QUERY_PROMPTS, False),
+         False, "lasttoken", True, QUERY_PROMPTS),
         (81, "llama-embed-mean", _config("LlamaModel", "llama", attention_bias=False, mlp_bias=False, pretraining_tp=1),
-         False, "mean", False, None, False),
+         False, "mean", False, None),
         # Qwen2's q/k/v biases come with the architecture (no config key); fill_weights makes them random.
         (82, "qwen2-embed-cls", _config("Qwen2ForCausalLM", "qwen2", **qwen_window),
-         True, "cls", True, None, True),
+         True, "cls", True, None),
     ]
 
 
@@ -157,7 +153,7 @@ def save_sentence_transformer(staging, model_dir, pooling, normalize, prompts):
           f"architectures {architectures} (both replaced by the fixture's own)", flush=True)
 
 
-def finish_layout(model_dir, pooling, prompts):
+def finish_layout(model_dir, pooling):
     """The files sentence-transformers writes differently from the Hub's checkpoints, rewritten as the latter."""
     path = os.path.join(model_dir, "sentence_bert_config.json")
     with open(path, encoding="utf-8") as f:
@@ -166,12 +162,6 @@ def finish_layout(model_dir, pooling, prompts):
     base.write_json(os.path.join(model_dir, "1_Pooling", "config.json"), {
         "word_embedding_dimension": HIDDEN,
         **{key: mode == pooling for mode, key in LEGACY_POOLING_KEYS.items()}, "include_prompt": True})
-    path = os.path.join(model_dir, "config_sentence_transformers.json")
-    with open(path, encoding="utf-8") as f:
-        st_config = json.load(f)
-    expected = prompts or {"query": "", "document": ""}
-    if st_config.get("prompts") != expected or st_config.get("default_prompt_name") is not None:
-        base.write_json(path, {**st_config, "prompts": expected, "default_prompt_name": None})
 
 
 def check_layout(model_dir, prefixed):
@@ -181,16 +171,15 @@ def check_layout(model_dir, prefixed):
         wrong = [k for k in f.keys() if k.startswith("model.") != prefixed or k.startswith("lm_head.")]
     if wrong:
         raise RuntimeError(f"{model_dir}: unexpected tensor names {wrong[:4]}")
-    # The references never tokenize, so a tokenizer problem is reported, not fatal (sentence-transformers may still
-    # refuse the directory for it, below).
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-        found = (tokenizer("t2 t511 t7", add_special_tokens=False)["input_ids"], tokenizer.pad_token_id,
-                 tokenizer.eos_token_id)
-    except Exception as e:  # noqa: BLE001
-        found = f"{type(e).__name__}: {e}"
+    # The references never tokenize, so this only warns. transformers 5.17 ignores tokenizer.json's model when
+    # config.json says model_type "qwen2" (it builds a byte-level BPE Qwen2Tokenizer from the vocabulary, which turns
+    # "t2" into []), but not for "qwen3" or "llama": expect the warning for qwen2-embed-cls.
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    found = (tokenizer("t2 t511 t7", add_special_tokens=False)["input_ids"], tokenizer.pad_token_id,
+             tokenizer.eos_token_id)
     if found != ([2, 511, 7], 0, 1):
-        print(f"  WARNING: AutoTokenizer gives (ids, pad, eos) = {found}, expected ([2, 511, 7], 0, 1)", flush=True)
+        print(f"  WARNING: {type(tokenizer).__name__} gives (ids, pad, eos) {found}, not ([2, 511, 7], 0, 1)",
+              flush=True)
     return count
 
 
@@ -230,7 +219,7 @@ def hand_embed(model, ids, pooling, normalize, device):
     return hidden, F.normalize(pooled, dim=-1) if normalize else pooled
 
 
-def build_one(index, name, config_dict, prefixed, pooling, normalize, prompts, may_fall_back, out_dir, device):
+def build_one(index, name, config_dict, prefixed, pooling, normalize, prompts, out_dir, device):
     model_dir = os.path.join(out_dir, name)
     shutil.rmtree(model_dir, ignore_errors=True)  # no stale files from an earlier layout
     seed = 1000 + 100 * index
@@ -241,34 +230,24 @@ def build_one(index, name, config_dict, prefixed, pooling, normalize, prompts, m
         shutil.copy(shipped, os.path.join(model_dir, "model.safetensors"))
         for file in ("config.json", "tokenizer.json", "tokenizer_config.json"):
             shutil.copy(os.path.join(staging, file), os.path.join(model_dir, file))
-    finish_layout(model_dir, pooling, prompts)
+    finish_layout(model_dir, pooling)
     tensor_count = check_layout(model_dir, prefixed)
 
     hand_model = transformers.AutoModel.from_pretrained(
         model_dir, attn_implementation="eager", **{DTYPE_KWARG: torch.float32}).to(device).eval()
     check_loaded_weights(hand_model, model_dir)
-    reference_path = "sentence-transformers"
-    try:
-        st = load_sentence_transformer(model_dir, device)
-        check_loaded_weights(st[0].auto_model, model_dir)
-    except Exception as e:  # noqa: BLE001 - only where the fixture allows the fallback; reported
-        if not may_fall_back:
-            raise
-        print(f"  {name}: sentence-transformers cannot load it ({type(e).__name__}: {e}); "
-              "the reference is AutoModel's last_hidden_state pooled by hand", flush=True)
-        st, reference_path = None, "transformers-automodel+hand-pooling"
+    st = load_sentence_transformer(model_dir, device)
+    check_loaded_weights(st[0].auto_model, model_dir)
 
     prompt_rng = random.Random(7000 + index)
     cases, norms = [], []
     for length in PROMPT_LENGTHS:
         ids = [prompt_rng.randrange(2, base.VOCAB) for _ in range(length)]
-        hidden, embedding = hand_embed(hand_model, ids, pooling, normalize, device)
-        if st is not None:
-            tokens, st_embedding = st_embed(st, ids, device)
-            diff = max(float((tokens - hidden).abs().max()), float((st_embedding - embedding).abs().max()))
-            if diff > CROSS_CHECK_TOLERANCE:
-                raise RuntimeError(f"{name}: sentence-transformers and hand pooling differ by {diff} (length {length})")
-            embedding = st_embedding
+        tokens, embedding = st_embed(st, ids, device)
+        hidden, by_hand = hand_embed(hand_model, ids, pooling, normalize, device)
+        diff = max(float((tokens - hidden).abs().max()), float((embedding - by_hand).abs().max()))
+        if diff > CROSS_CHECK_TOLERANCE:
+            raise RuntimeError(f"{name}: sentence-transformers and hand pooling differ by {diff} (length {length})")
         if not torch.isfinite(embedding).all():
             raise RuntimeError(f"{name}: non-finite embedding (length {length})")
         # Normalising the normalised vector's prefix equals normalising the raw prefix (a scalar factor apart).
@@ -280,11 +259,14 @@ def build_one(index, name, config_dict, prefixed, pooling, normalize, prompts, m
         "model": name, "architecture": config_dict["architectures"][0], "pooling": pooling, "normalize": normalize,
         "hidden_size": HIDDEN, "transformers_version": transformers.__version__,
         "sentence_transformers_version": sentence_transformers.__version__, "torch_version": torch.__version__,
-        "dtype": "float32", "storage_dtype": "bfloat16", "weight_seed": seed, "reference_path": reference_path,
-        "cases": cases})
+        "dtype": "float32", "storage_dtype": "bfloat16", "weight_seed": seed, "cases": cases})
+    # The tokenizer was there for sentence-transformers' loader only: the references and Celer's tests are token ids,
+    # and Celer has no WordLevel tokenizer model, so the fixture ships without it (the engine then runs tokenizer-less).
+    for file in ("tokenizer.json", "tokenizer_config.json"):
+        os.remove(os.path.join(model_dir, file))
     files = sorted(os.path.relpath(os.path.join(root, f), model_dir) for root, _, fs in os.walk(model_dir) for f in fs)
-    print(f"  {name}: seed {seed}, {tensor_count} tensors, reference from {reference_path}, "
-          f"embedding norms (length:norm) {' '.join(norms)}", flush=True)
+    print(f"  {name}: seed {seed}, {tensor_count} tensors, embedding norms (length:norm) {' '.join(norms)}",
+          flush=True)
     print(f"  {name}: files {' '.join(files)}", flush=True)
 
 

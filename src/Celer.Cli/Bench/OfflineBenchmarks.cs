@@ -83,7 +83,7 @@ internal static class OfflineBenchmarks
         var outputLen = new Option<int>("--output-len") { DefaultValueFactory = _ => 128 };
         var numPrompts = new Option<int>("--num-prompts") { DefaultValueFactory = _ => 100 };
         var rangeRatio = new Option<double>("--random-range-ratio") { DefaultValueFactory = _ => 0 };
-        var command = new Command("throughput", "Offline throughput over a batch of prompts (vLLM's bench throughput).");
+        var command = new Command("throughput", "Offline throughput over a batch of prompts (vLLM's bench throughput); a pooling model (--convert embed, --runner pooling) embeds them.");
         command.Options.Add(inputLen);
         command.Options.Add(outputLen);
         command.Options.Add(numPrompts);
@@ -96,7 +96,11 @@ internal static class OfflineBenchmarks
             using var _ = engine;
             var prompts = RandomPrompts.Create(result.GetValue(numPrompts), result.GetValue(inputLen), result.GetValue(outputLen),
                 result.GetValue(rangeRatio), vocabSize, args.Seed);
-            var requests = prompts.Select((p, i) => new GenerateRequest($"throughput-{i}", p.PromptIds, common.Params(result, p.OutputLen))).ToList();
+            // A pooling model's requests end with their prompt: the benchmark is then embeddings per second.
+            bool pooling = engine.Pooler is not null;
+            var requests = prompts.Select((p, i) => pooling
+                ? GenerateRequest.ForPooling($"throughput-{i}", p.PromptIds, new PoolingParams())
+                : new GenerateRequest($"throughput-{i}", p.PromptIds, common.Params(result, p.OutputLen))).ToList();
 
             engine.GpuTimeline?.Reset();
             var timer = Stopwatch.StartNew();
@@ -119,7 +123,8 @@ internal static class OfflineBenchmarks
             var parameters = new JsonObject
             {
                 ["input_len"] = result.GetValue(inputLen),
-                ["output_len"] = result.GetValue(outputLen),
+                ["output_len"] = pooling ? 0 : result.GetValue(outputLen),
+                ["pooling"] = pooling,
                 ["num_prompts"] = result.GetValue(numPrompts),
                 ["random_range_ratio"] = result.GetValue(rangeRatio),
             };

@@ -39,7 +39,7 @@ internal static class PoolingRunner
         }
 
         SentenceTransformersModel? st = SentenceTransformersLayout.Read(dir);
-        var pooler = new PoolerConfig(st?.Pooling ?? PoolingType.Last, st?.Normalize ?? true, config.HiddenSize, MatryoshkaDimensions(dir));
+        var pooler = new PoolerConfig(st?.Pooling ?? PoolingType.Last, st?.Normalize ?? true, config.HiddenSize, MatryoshkaDimensions(dir, args.ParseHfOverrides()));
         try
         {
             pooler = pooler.WithOverrides(args.PoolerConfig);
@@ -54,16 +54,17 @@ internal static class PoolingRunner
 
     /// <summary>
     /// Whether config.json declares Matryoshka training, as vLLM reads it: <c>matryoshka_dimensions</c> (the lengths it
-    /// was trained for) or <c>is_matryoshka</c> (any length); null when neither.
+    /// was trained for) or <c>is_matryoshka</c> (any length); null when neither. <c>--hf-overrides</c> may set either.
     /// </summary>
-    private static IReadOnlyList<int>? MatryoshkaDimensions(string dir)
+    private static IReadOnlyList<int>? MatryoshkaDimensions(string dir, JsonObject? overrides)
     {
         JsonNode? root = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")));
-        if (root?["matryoshka_dimensions"] is JsonArray dims)
+        JsonNode? Field(string name) => overrides?[name] ?? root?[name];
+        if (Field("matryoshka_dimensions") is JsonArray dims)
         {
             return [.. dims.Select(d => d!.GetValue<int>())];
         }
 
-        return root?["is_matryoshka"] is JsonValue flag && flag.TryGetValue(out bool on) && on ? [] : null;
+        return Field("is_matryoshka") is JsonValue flag && flag.TryGetValue(out bool on) && on ? [] : null;
     }
 }
