@@ -51,6 +51,7 @@ public static class CelerServer
             builder.Services.AddHostedService(services => new StatsLogger(model.Engine, options.StatsLogInterval, services.GetRequiredService<ILogger<StatsLogger>>()));
         builder.Services.AddSingleton<CompletionService>();
         builder.Services.AddSingleton<ChatService>();
+        builder.Services.AddSingleton<EmbeddingService>();
 
         var app = builder.Build();
         var admission = app.Services.GetRequiredService<AdmissionControl>();
@@ -63,6 +64,7 @@ public static class CelerServer
 
         app.MapOpenAIApi();
         app.MapTokenizeApi();
+        app.MapPoolingApi();
         app.MapOperations();
         return app;
     }

@@ -14,6 +14,7 @@ public static class OpenAIEndpoints
         v1.MapGet("/models/{id}", RetrieveModel);
         v1.MapPost("/completions", CreateCompletion);
         v1.MapPost("/chat/completions", CreateChatCompletion);
+        v1.MapPost("/embeddings", CreateEmbedding);
         return v1;
     }
 
@@ -42,4 +43,6 @@ public static class OpenAIEndpoints
     private static Task<IResult> CreateCompletion(HttpContext context, CompletionService service) => service.HandleAsync(context);
 
     private static Task<IResult> CreateChatCompletion(HttpContext context, ChatService service) => service.HandleAsync(context);
+
+    private static Task<IResult> CreateEmbedding(HttpContext context, EmbeddingService service) => service.HandleEmbeddingsAsync(context);
 }

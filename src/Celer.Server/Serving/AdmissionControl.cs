@@ -60,14 +60,15 @@ internal sealed class AdmissionControl(int maxPendingSequences, Func<bool>? isEn
     /// Admits a request of <paramref name="prompts"/> prompts with <paramref name="n"/> samples each, or throws: 400
     /// when it alone exceeds the queue, 503 when the queue is full now.
     /// </summary>
-    public Lease Enter(int prompts, int n)
+    /// <param name="promptField">The request field of the prompts ("input" for embeddings), named by the 400 of a batch.</param>
+    public Lease Enter(int prompts, int n, string promptField = "prompt")
     {
         long count = (long)prompts * n;
         if (count > maxPendingSequences)
         {
             throw OpenAIException.BadRequest(
                 $"This request asks for {count} sequences ({prompts} prompt(s) x n={n}); the server runs at most {maxPendingSequences} at a time (--max-pending-requests). Split it into smaller requests.",
-                prompts > 1 ? "prompt" : "n");
+                prompts > 1 ? promptField : "n");
         }
 
         lock (_lock)

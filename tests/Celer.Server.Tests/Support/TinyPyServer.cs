@@ -38,7 +38,8 @@ internal sealed class TinyPyServer : IAsyncDisposable
 
     /// <summary>Starts models/celer-tiny-py on the CPU behind a real server on a loopback port.</summary>
     /// <param name="speculativeConfig">--speculative-config (null: none).</param>
-    public static async Task<TinyPyServer> StartAsync(int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null, string? speculativeConfig = null)
+    /// <param name="convert">--convert: <c>embed</c> serves the model as an embedding model (null: auto, text generation).</param>
+    public static async Task<TinyPyServer> StartAsync(int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null, string? speculativeConfig = null, string? convert = null)
     {
         var relay = new EngineStatsRelay();
         InterceptingExecutor? executor = null;
@@ -47,6 +48,7 @@ internal sealed class TinyPyServer : IAsyncDisposable
             {
                 Model = ServerFixture.DefaultModel, ServedModelName = ServerFixture.ModelName, MaxModelLen = MaxModelLen,
                 MaxNumSeqs = MaxNumSeqs, MaxNumBatchedTokens = 512, BlockSize = BlockSize, Seed = 0, SpeculativeConfig = speculativeConfig,
+                Convert = convert ?? "auto",
             },
             listener: relay,
             wrapExecutor: runner => executor = new InterceptingExecutor(runner));

@@ -1,0 +1,150 @@
+using Celer.Engine;
+using Celer.Server.Protocol;
+
+namespace Celer.Server.Serving;
+
+/// <summary>
+/// <c>POST /v1/embeddings</c> (vLLM's <c>OpenAIServingEmbedding</c>) and vLLM's <c>POST /pooling</c>: every input is
+/// tokenized, truncated and checked, then each becomes one pooling request of the engine (<c>{id}-{index}</c>), all
+/// submitted at once; the response lists the vectors in the order of the inputs. The engine refuses what only it can
+/// judge, with vLLM's messages: a generative model, an input longer than the context, <c>dimensions</c> on a model not
+/// trained for shorter vectors.
+/// </summary>
+internal sealed partial class EmbeddingService(ServingModel model, AdmissionControl admission, ILogger<EmbeddingService> logger, ServerOptions options)
+{
+    /// <summary>Most inputs in one request: OpenAI's limit for the embeddings API.</summary>
+    public const int MaxInputs = 2048;
+
+    private const string InputField = "input";
+
+    // An empty string is an input as long as the tokenizer makes a token of it (a BOS); only an input of no tokens is refused.
+    private static readonly CompletionPrompts.Rules InputRules = new(InputField, MaxInputs, AllowEmptyText: true);
+
+    /// <summary>The two routes: their id prefix and how they wrap the vectors.</summary>
+    private enum Route
+    {
+        Embeddings,
+        Pooling,
+    }
+
+    private sealed record Prepared(string Id, string ModelName, bool Base64, IReadOnlyList<GenerateRequest> EngineRequests)
+    {
+        public int PromptTokens { get; } = EngineRequests.Sum(r => r.PromptTokenIds.Count);
+    }
+
+    public Task<IResult> HandleEmbeddingsAsync(HttpContext context) => HandleAsync(context, Route.Embeddings);
+
+    public Task<IResult> HandlePoolingAsync(HttpContext context) => HandleAsync(context, Route.Pooling);
+
+    private async Task<IResult> HandleAsync(HttpContext context, Route route)
+    {
+        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.EmbeddingRequest);
+        var prepared = Prepare(request, route);
+        using var lease = admission.Enter(prepared.EngineRequests.Count, 1, InputField);
+        var streams = await StartAsync(prepared.EngineRequests, context.RequestAborted);
+        if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))
+            LogReceived(prepared.Id, prepared.EngineRequests.Count, prepared.PromptTokens);
+
+        var vectors = new float[prepared.EngineRequests.Count][];
+        var promptTokens = 0;
+        await foreach (var (index, output) in OutputStreams.MergeAsync(streams, context.RequestAborted))
+        {
+            if (!output.Finished)
+                continue;
+            // Only an abort (a shutdown out of time) ends a pooling request without its vector.
+            vectors[index] = output.PoolerOutput ?? throw OpenAIException.Unavailable(
+                "The request was aborted before its vector was computed: the server is shutting down.", AdmissionControl.RetryAfterSeconds);
+            promptTokens += output.PromptTokenIds.Count;
+        }
+
+        var usage = new EmbeddingUsage(promptTokens, promptTokens);
+        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        PooledVector Encode(float[] vector) => prepared.Base64 ? PooledVector.AsBase64(vector) : PooledVector.AsFloats(vector);
+        return route switch
+        {
+            Route.Embeddings => TypedResults.Json(
+                new EmbeddingResponse(prepared.Id, created, prepared.ModelName, [.. vectors.Select((v, i) => new EmbeddingData(i, Encode(v)))], usage),
+                ServerJsonContext.Wire.EmbeddingResponse),
+            _ => TypedResults.Json(
+                new PoolingResponse(prepared.Id, created, prepared.ModelName, [.. vectors.Select((v, i) => new PoolingData(i, Encode(v)))], usage),
+                ServerJsonContext.Wire.PoolingResponse),
+        };
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Received request {RequestId}: {Inputs} input(s), {PromptTokens} prompt tokens")]
+    private partial void LogReceived(string requestId, int inputs, int promptTokens);
+
+    /// <summary>Every check the server can make, in the order vLLM makes them, before anything reaches the engine.</summary>
+    private Prepared Prepare(EmbeddingRequest request, Route route)
+    {
+        var modelName = model.ResolveModelName(request.Model);
+        var base64 = request.EncodingFormat switch
+        {
+            null or "float" => false,
+            "base64" => true,
+            var other => throw OpenAIException.BadRequest($"`encoding_format` must be \"float\" or \"base64\", got \"{other}\".", "encoding_format"),
+        };
+        if (request.Dimensions is < 1)
+            throw OpenAIException.BadRequest($"`dimensions` must be at least 1, got {request.Dimensions}.", "dimensions");
+        var keepLast = TruncationLength(request.TruncatePromptTokens);
+
+        var inputs = CompletionPrompts.Parse(request.Input, model.Tokenizer, request.AddSpecialTokens ?? true, model.VocabSize, InputRules);
+        var id = (route == Route.Embeddings ? "embd-" : "pool-") + Guid.NewGuid().ToString("N");
+        var pooling = new PoolingParams { Dimensions = request.Dimensions, Normalize = request.Normalize };
+        var engineRequests = new List<GenerateRequest>(inputs.Count);
+        for (var i = 0; i < inputs.Count; i++)
+        {
+            var ids = inputs[i].TokenIds;
+            // vLLM truncates on the left: the last k tokens stay.
+            if (keepLast is { } k && ids.Length > k)
+                ids = ids[^k..];
+            engineRequests.Add(GenerateRequest.ForPooling($"{id}-{i}", ids, pooling, request.Priority ?? 0));
+        }
+        return new Prepared(id, modelName, base64, engineRequests);
+    }
+
+    /// <summary>
+    /// vLLM's <c>truncate_prompt_tokens</c>: null keeps every token (an input longer than the context is refused), -1 cuts
+    /// to the model's maximum length, k ≥ 1 to k tokens, which may not exceed that length.
+    /// </summary>
+    private int? TruncationLength(int? truncatePromptTokens)
+    {
+        switch (truncatePromptTokens)
+        {
+            case null:
+                return null;
+            case -1:
+                return model.MaxModelLen;
+            case < -1 or 0:
+                throw OpenAIException.BadRequest(
+                    $"`truncate_prompt_tokens` must be -1 (the model's maximum length) or at least 1, got {truncatePromptTokens}.", "truncate_prompt_tokens");
+            case { } k when k > model.MaxModelLen:
+                throw OpenAIException.BadRequest(
+                    $"truncate_prompt_tokens value ({k}) is greater than max_model_len ({model.MaxModelLen}). Please, select a smaller truncation size.",
+                    "truncate_prompt_tokens");
+            case { } k:
+                return k;
+        }
+    }
+
+    /// <summary>
+    /// Submits every request; the engine's admission errors throw here, before anything is answered. If one is refused,
+    /// the ones already submitted are aborted.
+    /// </summary>
+    private async Task<IReadOnlyList<IAsyncEnumerable<RequestOutput>>> StartAsync(IReadOnlyList<GenerateRequest> requests, CancellationToken cancellationToken)
+    {
+        var streams = new List<IAsyncEnumerable<RequestOutput>>(requests.Count);
+        try
+        {
+            foreach (var request in requests)
+                streams.Add(model.Engine.GenerateAsync(request, cancellationToken));
+            return streams;
+        }
+        catch
+        {
+            for (var i = 0; i < streams.Count; i++)
+                await model.Engine.AbortAsync(requests[i].RequestId);
+            throw;
+        }
+    }
+}
