@@ -14,6 +14,12 @@ public sealed class EngineArgs
     /// <summary>vLLM's serving default for the per-step token budget with chunked prefill.</summary>
     public const int DefaultMaxNumBatchedTokens = 8192;
 
+    /// <summary>
+    /// A pooling model's default token budget (vLLM's POOLING_MODEL_MAX_NUM_BATCHED_TOKENS): it only runs prompts, so no
+    /// decode waits behind a large step, and larger steps keep the GEMMs busier.
+    /// </summary>
+    public const int DefaultPoolingMaxNumBatchedTokens = 32768;
+
     public required string Model { get; init; }
     public string? ServedModelName { get; init; }
     public string Device { get; init; } = "cpu";
@@ -165,7 +171,8 @@ public sealed class EngineArgs
     /// prompt when chunked prefill is off, and the pool holds at least one full-length sequence.
     /// </summary>
     /// <param name="executor">The executor the scheduler will drive: whether it can, and by default does, run steps asynchronously.</param>
-    public SchedulerConfig CreateSchedulerConfig(int modelMaxModelLen, int numKvBlocks, IModelExecutor? executor = null)
+    /// <param name="pooling">A pooling model: a larger default token budget (<see cref="DefaultPoolingMaxNumBatchedTokens"/>).</param>
+    public SchedulerConfig CreateSchedulerConfig(int modelMaxModelLen, int numKvBlocks, IModelExecutor? executor = null, bool pooling = false)
     {
         Validate();
         bool asyncScheduling = AsyncScheduling ?? executor?.OverlapsSteps ?? false;
@@ -180,7 +187,8 @@ public sealed class EngineArgs
         {
             throw new ArgumentException($"--max-model-len {maxModelLen} is larger than the model's maximum context length {modelMaxModelLen}.", nameof(MaxModelLen));
         }
-        int budget = MaxNumBatchedTokens ?? (EnableChunkedPrefill ? DefaultMaxNumBatchedTokens : Math.Max(maxModelLen, DefaultMaxNumBatchedTokens));
+        int fallback = pooling ? DefaultPoolingMaxNumBatchedTokens : DefaultMaxNumBatchedTokens;
+        int budget = MaxNumBatchedTokens ?? (EnableChunkedPrefill ? fallback : Math.Max(maxModelLen, fallback));
         if (budget < MaxNumSeqs)
         {
             throw new ArgumentException($"--max-num-batched-tokens ({budget}) must be greater than or equal to --max-num-seqs ({MaxNumSeqs}).", nameof(MaxNumBatchedTokens));

@@ -90,7 +90,7 @@ public static class ModelLoader
         int modelMaxLen = Math.Min(config.MaxPositionEmbeddings, maxSeqLength ?? int.MaxValue);
         int maxModelLen = Math.Min(args.MaxModelLen ?? modelMaxLen, modelMaxLen);
         // The token budget sizes the activation buffers; the pool size is not known yet, so it is checked later.
-        int maxNumTokens = args.CreateSchedulerConfig(modelMaxLen, int.MaxValue).MaxNumBatchedTokens;
+        int maxNumTokens = args.CreateSchedulerConfig(modelMaxLen, int.MaxValue, pooling: pooler is not null).MaxNumBatchedTokens;
         int maxLogitsRows = Math.Min(args.MaxNumSeqs, maxNumTokens);
 
         Phase($"read the model config ({config.Architecture}) and tokenizer");
