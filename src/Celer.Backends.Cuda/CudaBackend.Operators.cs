@@ -58,6 +58,9 @@ public sealed unsafe partial class CudaBackend
         Launch("add_into", Blocks(n), 1, 256, args);
     }
 
+    // rope.cu's PREPARE_WARPS; and a grid of at most 16384 blocks: 16 items per warp for a 32k-token Qwen3-0.6B step.
+    private const int PrepareWarps = 4, MaxPrepareBlocks = 16384;
+
     public void PrepareAttention(int layer, Tensor qkv, int rows, AttentionSpec spec, RopeSpec rope, Tensor? qNorm, Tensor? kNorm, float eps, Tensor q)
     {
         ulong src = (ulong)qkv.Data, pp = _positions.Pointer, sp = _slotMapping.Pointer, table = RopeTable(rope);
@@ -65,8 +68,10 @@ public sealed unsafe partial class CudaBackend
         int heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, rotary = rope.RotaryDim;
         float kScale = _kScales[layer], vScale = _vScales[layer];
         int gemmaNorm = spec.GemmaQkNorm ? 1 : 0;
-        void** args = stackalloc void*[] { &src, &pp, &sp, &table, &qn, &kn, &eps, &gemmaNorm, &heads, &kvHeads, &hd, &rotary, &qo, &kc, &vc, &kScale, &vScale };
-        LaunchKv("prepare_attention", (uint)rows, (uint)(heads + 2 * kvHeads), 1, Threads(hd / 2), args);
+        void** args = stackalloc void*[] { &src, &pp, &sp, &table, &qn, &kn, &eps, &gemmaNorm, &rows, &heads, &kvHeads, &hd, &rotary, &qo, &kc, &vc, &kScale, &vScale };
+        // One warp per (row, head), PrepareWarps per block; a large prefill step's warps loop over several items.
+        long items = (long)rows * (heads + 2 * kvHeads);
+        LaunchKv("prepare_attention", (uint)Math.Min((items + PrepareWarps - 1) / PrepareWarps, MaxPrepareBlocks), 1, 1, 32 * PrepareWarps, args);
     }
 
     /// <summary>

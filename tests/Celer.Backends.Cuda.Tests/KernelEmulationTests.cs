@@ -70,6 +70,28 @@ public sealed class KernelEmulationTests
         }
     }
 
+    /// <summary>
+    /// rope.cu's prepare_attention as it is (a warp per row and head, several per warp when the grid is short): the q/k
+    /// split, Qwen3's and Gemma 3's q/k norms, full and partial RoPE, the stores at each row's slot and none for padding
+    /// rows, in bf16 and fp16, against a host reference (Emulation/rope_emulation_test.cpp).
+    /// </summary>
+    [Fact]
+    public async Task Prepare_attention_matches_the_reference_under_emulation()
+    {
+        string compiler = EmulationCompiler("OperatorParityTests");
+        DirectoryInfo build = EmulationBuild("rope_emulation_test.cpp", "rope.cu");
+        try
+        {
+            await CompileEmulation(compiler, build, "rope_emulation_test.cpp", "rope_test");
+            (int exit, string output) = await Run(Path.Combine(build.FullName, "rope_test"), ["7"]);
+            Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"rope_test exited {exit}:\n{Tail(output)}");
+        }
+        finally
+        {
+            build.Delete(recursive: true);
+        }
+    }
+
     /// <summary>The host's g++; skips the test where a GPU runs the kernels for real (in <paramref name="realTests"/>) or no g++ is found.</summary>
     private static string EmulationCompiler(string realTests)
     {

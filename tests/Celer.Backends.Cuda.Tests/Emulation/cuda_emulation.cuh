@@ -1,4 +1,4 @@
-// Host emulation of the CUDA features flash_attention.cu, flash_decode.cu and moe.cu use, so their literal source runs on a CPU
+// Host emulation of the CUDA features flash_attention.cu, flash_decode.cu, moe.cu and rope.cu use, so their literal source runs on a CPU
 // (KernelEmulationTests copies this file next to them as common.cuh). Every CUDA thread is a ucontext fiber;
 // __syncthreads, __syncwarp, warp shuffles, ldmatrix, mma.sync and cp.async (landing at a random moment before its
 // wait, commit groups included) are emulated from their documented PTX semantics, not from the kernels' formulas.
@@ -46,6 +46,7 @@ inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 inline int __ffs(int x) { return __builtin_ffs(x); }
+inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }   // CUDA's approximate reciprocal root, exact here
 
 inline uint16_t f2bf(float f) {
     uint32_t u; memcpy(&u, &f, 4);
