@@ -9,7 +9,7 @@ namespace Celer.Tokenization;
 /// <c>&lt;0xNN&gt;</c> tokens or the unk token), then the adjacent pair with the lowest merge
 /// rank is merged, leftmost first, until no pair has a merge. Results are cached per word.
 /// </summary>
-internal sealed class BpeModel
+internal sealed class BpeModel : TokenizerModel
 {
     // HF caches words this short; a long whitespace-free run (Gemma has no pre-tokenizer
     // splitting) is not worth keeping.
@@ -44,28 +44,17 @@ internal sealed class BpeModel
         }
     }
 
-    public IReadOnlyDictionary<string, int> Vocab => _vocab;
+    public override IReadOnlyDictionary<string, int> Vocab => _vocab;
 
     public static BpeModel Parse(JsonElement model, string path)
     {
-        TokenizerJson.Object(model, path);
-        var type = TokenizerJson.OptionalString(model, "type", path) ?? "BPE";
-        if (type != "BPE")
-            throw new TokenizerLoadException($"Tokenizer model type '{type}' is not supported; only BPE (byte-level and SentencePiece-style) is implemented.");
         if (TokenizerJson.Optional(model, "dropout") is { } dropout && (dropout.ValueKind != JsonValueKind.Number || dropout.GetDouble() != 0))
             throw new TokenizerLoadException($"'{path}.dropout' must be null or 0: BPE dropout is a training-time randomization.");
         foreach (var affix in new[] { "continuing_subword_prefix", "end_of_word_suffix" })
             if (!string.IsNullOrEmpty(TokenizerJson.OptionalString(model, affix, path)))
                 throw new TokenizerLoadException($"'{path}.{affix}' is not supported.");
 
-        var vocabJson = TokenizerJson.Object(TokenizerJson.Required(model, "vocab", path), $"{path}.vocab");
-        var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var entry in vocabJson.EnumerateObject())
-        {
-            int id = TokenizerJson.AsInt(entry.Value, $"{path}.vocab[\"{entry.Name}\"]");
-            if (id < 0) throw new TokenizerLoadException($"'{path}.vocab[\"{entry.Name}\"]' has a negative id {id}.");
-            vocab[entry.Name] = id;
-        }
+        var vocab = ParseVocab(model, path);
 
         var merges = new Dictionary<long, (int, int)>();
         int rank = 0;
@@ -107,7 +96,7 @@ internal sealed class BpeModel
     private static long Key(int a, int b) => ((long)a << 32) | (uint)b;
 
     /// <summary>Token ids for one pre-tokenized word.</summary>
-    public void Tokenize(string word, List<int> output)
+    public override void Tokenize(string word, List<int> output)
     {
         if (word.Length == 0) return;
         if (_ignoreMerges && _vocab.TryGetValue(word, out var whole))

@@ -9,12 +9,20 @@ namespace Celer.Tokenization;
 /// <summary>
 /// A Hugging Face <c>tokenizer.json</c> tokenizer, following the HF tokenizers pipeline:
 /// added tokens are cut out → each remaining piece is normalized → pre-tokenized into words →
-/// BPE → the post-processor adds BOS/EOS. Decoding maps ids to token strings (added tokens
-/// first), drops special tokens on request and runs the decoder chain. Thread-safe.
+/// the model (BPE, WordPiece or WordLevel) → the post-processor adds BOS/EOS or [CLS]/[SEP] and
+/// token type ids. Decoding maps ids to token strings (added tokens first), drops special tokens
+/// on request and runs the decoder chain. Thread-safe.
 /// </summary>
+/// <remarks>
+/// The file's <c>truncation</c> and <c>padding</c> (non-null in some BERT-family files, e.g. max_length 256 and
+/// pad-to-multiple-of-8 in all-MiniLM-L6-v2) are read past and never applied. That is what transformers does, and so
+/// vLLM through it: a fast tokenizer's call sets the backend's truncation and padding from its own arguments, off by
+/// default (<c>PreTrainedTokenizerFast.set_truncation_and_padding</c>). Only the tokenizers library's bare
+/// <c>encode</c> applies them. Length limits are the engine's to enforce (max_model_len, truncate_prompt_tokens).
+/// </remarks>
 public sealed class Tokenizer
 {
-    private readonly BpeModel _model;
+    private readonly TokenizerModel _model;
     private readonly AddedVocabulary _added;
     private readonly Normalizer? _normalizer;
     private readonly PreTokenizer? _preTokenizer;
@@ -31,7 +39,7 @@ public sealed class Tokenizer
     // string per token; streaming decodes two windows per generated token.
     private readonly Lazy<(byte[] Bytes, int[] Offsets)>? _tokenBytes;
 
-    private Tokenizer(BpeModel model, List<AddedToken> addedTokens, Normalizer? normalizer, PreTokenizer? preTokenizer, PostProcessor? postProcessor, Decoder? decoder)
+    private Tokenizer(TokenizerModel model, List<AddedToken> addedTokens, Normalizer? normalizer, PreTokenizer? preTokenizer, PostProcessor? postProcessor, Decoder? decoder)
     {
         _model = model;
         _normalizer = normalizer;
@@ -91,7 +99,7 @@ public sealed class Tokenizer
     {
         using var doc = TokenizerJson.Parse(json, "tokenizer.json");
         var root = TokenizerJson.Object(doc.RootElement, "$");
-        var model = BpeModel.Parse(TokenizerJson.Required(root, "model", "$"), "$.model");
+        var model = TokenizerModel.FromJson(TokenizerJson.Required(root, "model", "$"), "$.model");
         JsonElement? normalizerJson = TokenizerJson.Optional(root, "normalizer"), preTokenizerJson = TokenizerJson.Optional(root, "pre_tokenizer");
         var (normalizer, preTokenizer) = TransformersPipeline.For(normalizerJson, preTokenizerJson,
             Normalizer.Parse(normalizerJson, "$.normalizer"), PreTokenizer.Parse(preTokenizerJson, "$.pre_tokenizer"), config, modelType);
@@ -105,6 +113,36 @@ public sealed class Tokenizer
     {
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<int>(text.Length / 3 + 4);
+        EncodeSequence(text, ids);
+        if (addSpecialTokens) _postProcessor?.Apply(ids);
+        return ids.ToArray();
+    }
+
+    /// <summary>
+    /// Input ids and token type ids for a text or a pair of texts, as HF's <c>encode(text, pair)</c> gives them: each
+    /// text is encoded on its own, then the post-processor joins them (BERT: <c>[CLS] A [SEP] B [SEP]</c>, type ids 0
+    /// up to the first [SEP], 1 after). Without a post-processor A has type id 0 and B type id 1.
+    /// </summary>
+    public EncodedInput EncodeWithTypes(string text, string? pair = null, bool addSpecialTokens = true)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var a = new List<int>(text.Length / 3 + 4);
+        EncodeSequence(text, a);
+        List<int>? b = null;
+        if (pair is not null)
+        {
+            b = new List<int>(pair.Length / 3 + 4);
+            EncodeSequence(pair, b);
+        }
+        var ids = new List<int>(a.Count + (b?.Count ?? 0) + 8);
+        var typeIds = new List<int>(ids.Capacity);
+        (_postProcessor ?? PostProcessor.Default).Process(a, b, addSpecialTokens, ids, typeIds);
+        return new EncodedInput([.. ids], [.. typeIds]);
+    }
+
+    /// <summary>One text through added tokens, normalizer, pre-tokenizer and model; no special tokens added.</summary>
+    private void EncodeSequence(string text, List<int> ids)
+    {
         var raw = new List<AddedVocabulary.Segment>();
         var normalized = new List<AddedVocabulary.Segment>();
         var words = new List<PreToken>();
@@ -132,8 +170,6 @@ public sealed class Tokenizer
                 foreach (var w in words) _model.Tokenize(w.Text, ids);
             }
         }
-        if (addSpecialTokens) _postProcessor?.Apply(ids);
-        return ids.ToArray();
     }
 
     public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = true)

@@ -17,10 +17,35 @@ public class ErrorTests
     }
 
     [Theory]
+    [InlineData("""{"type": "WordPiece", "unk_token": "[UNK]", "vocab": {"[UNK]": 0, "a": 1, "##b": 2}}""")]
+    [InlineData("""{"unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": {"[UNK]": 0, "a": 1, "##b": 2}}""")]
+    public void Minimal_wordpiece_file_loads_with_or_without_its_type_tag(string model)
+    {
+        // No "type" is a file from before HF wrote one; HF then recognizes WordPiece by its settings.
+        var t = Tokenizer.FromJson(Json(model, extra: """, "pre_tokenizer": {"type": "WhitespaceSplit"}"""));
+        Assert.Equal([1, 2, 0], t.Encode("ab c"));
+        Assert.Equal("a ##b [UNK]", t.Decode([1, 2, 0]));
+    }
+
+    [Fact]
+    public void Missing_unk_token_fails_the_encode_that_needs_it_as_in_hf()
+    {
+        var wordPiece = Tokenizer.FromJson(Json("""{"type": "WordPiece", "vocab": {"a": 0, "##b": 1}}"""));
+        Assert.Equal([0, 1], wordPiece.Encode("ab"));
+        Assert.Contains("'[UNK]'", Assert.Throws<InvalidOperationException>(() => wordPiece.Encode("ac")).Message, StringComparison.Ordinal);
+
+        var wordLevel = Tokenizer.FromJson(Json("""{"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "<unk>"}"""));
+        Assert.Equal([0], wordLevel.Encode("a"));
+        Assert.Contains("'<unk>'", Assert.Throws<InvalidOperationException>(() => wordLevel.Encode("b")).Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("not json", "not valid JSON")]
     [InlineData("[1, 2]", "must be a JSON object")]
     [InlineData("{}", "'$.model' is missing")]
-    [InlineData("""{"model": {"type": "WordPiece", "vocab": {}}}""", "'WordPiece' is not supported")]
+    [InlineData("""{"model": {"type": "WordPiece", "vocab": {"a": -1}}}""", "negative id -1")]
+    [InlineData("""{"model": {"type": "WordPiece", "vocab": {}, "max_input_chars_per_word": -1}}""", "max_input_chars_per_word' must not be negative")]
+    [InlineData("""{"model": {"type": "WordLevel", "unk_token": "<unk>"}}""", "'$.model.vocab' is missing")]
     [InlineData("""{"model": {"type": "Unigram", "vocab": []}}""", "'Unigram' is not supported")]
     [InlineData("""{"model": {"type": "BPE", "merges": []}}""", "'$.model.vocab' is missing")]
     [InlineData("""{"model": {"type": "BPE", "vocab": {"a": "zero"}, "merges": []}}""", "must be a 32-bit integer")]
@@ -37,12 +62,15 @@ public class ErrorTests
 
     [Theory]
     [InlineData(""", "normalizer": {"type": "Precompiled"}""", "Normalizer type 'Precompiled'")]
-    [InlineData(""", "pre_tokenizer": {"type": "BertPreTokenizer"}""", "Pre-tokenizer type 'BertPreTokenizer'")]
+    [InlineData(""", "pre_tokenizer": {"type": "UnicodeScripts"}""", "Pre-tokenizer type 'UnicodeScripts'")]
+    [InlineData(""", "pre_tokenizer": {"type": "Punctuation", "behavior": "Sideways"}""", "unknown value 'Sideways'")]
     [InlineData(""", "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(a"}, "behavior": "Isolated"}""", "regex is not supported")]
     [InlineData(""", "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "a"}, "behavior": "Sideways"}""", "unknown value 'Sideways'")]
-    [InlineData(""", "decoder": {"type": "WordPiece"}""", "Decoder type 'WordPiece'")]
+    [InlineData(""", "decoder": {"type": "CTC"}""", "Decoder type 'CTC'")]
     [InlineData(""", "decoder": {"type": "Strip", "content": "ab", "start": 1, "stop": 0}""", "single character")]
     [InlineData(""", "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}], "special_tokens": {}}""", "'<s>', which is not in")]
+    [InlineData(""", "post_processor": {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "C", "type_id": 0}}], "special_tokens": {}}""", "must be \"A\" or \"B\"")]
+    [InlineData(""", "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 102]}""", "'$.post_processor.cls' is missing")]
     [InlineData(""", "added_tokens": [{"content": "x"}]""", "'$.added_tokens[0].id' is missing")]
     [InlineData(""", "added_tokens": {"id": 1}""", "'$.added_tokens' must be an array")]
     [InlineData(""", "normalizer": {"prepend": "x"}""", "'$.normalizer.type' is missing")]

@@ -39,6 +39,40 @@ public class TokenizerTests
     }
 
     [Fact]
+    public void Pair_follows_the_files_pair_template()
+    {
+        // Gemma 3's pair template is <bos> $A <bos>:1 $B:1; "Hello" is 9259 and " world" 1902 (see above).
+        var gemma = TestAssets.Load("gemma3");
+        var pair = gemma.EncodeWithTypes("Hello", " world");
+        Assert.Equal([2, 9259, 2, 1902], pair.InputIds);
+        Assert.Equal([0, 0, 1, 1], pair.TokenTypeIds);
+        Assert.Equal([2, 1902], TestAssets.Reference("gemma3").Encode(" world").Select(i => (int)i));
+
+        // Qwen3's post-processor is ByteLevel, which adds nothing: the texts side by side, type ids 0 then 1.
+        var qwen = TestAssets.Load("qwen3");
+        var side = qwen.EncodeWithTypes("Hello", " world");
+        Assert.Equal([.. qwen.Encode("Hello"), .. qwen.Encode(" world")], side.InputIds);
+        Assert.Equal([0, 1], side.TokenTypeIds);
+    }
+
+    [Theory]
+    [MemberData(nameof(ParityTests.Names), MemberType = typeof(ParityTests))]
+    public void EncodeWithTypes_of_one_text_is_Encode(string name)
+    {
+        var tokenizer = TestAssets.Load(name);
+        foreach (var text in RandomText.Generate(seed: 5, 200))
+        {
+            foreach (bool special in new[] { true, false })
+            {
+                var encoded = tokenizer.EncodeWithTypes(text, addSpecialTokens: special);
+                Assert.Equal(tokenizer.Encode(text, special), encoded.InputIds);
+                Assert.All(encoded.TokenTypeIds, t => Assert.Equal(0, t));
+                Assert.Equal(encoded.InputIds.Length, encoded.TokenTypeIds.Length);
+            }
+        }
+    }
+
+    [Fact]
     public void Decode_drops_ids_outside_the_vocabulary()
     {
         var llama = TestAssets.Load("llama3");

@@ -28,6 +28,7 @@ internal abstract class Decoder
             "Fuse" => new FuseDecoder(),
             "Strip" => StripDecoder.Parse(j, path),
             "Metaspace" => new MetaspaceDecoder(MetaspacePreTokenizer.ParseCommon(j, path)),
+            "WordPiece" => WordPieceDecoder.Parse(j, path),
             _ => throw new TokenizerLoadException($"Decoder type '{type}' at '{path}' is not supported."),
         };
     }

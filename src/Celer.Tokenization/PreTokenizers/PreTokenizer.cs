@@ -9,7 +9,7 @@ namespace Celer.Tokenization.PreTokenizers;
 /// </summary>
 internal readonly record struct PreToken(string Text, bool AtStart);
 
-/// <summary>A tokenizer.json pre-tokenizer: splits each piece into the words BPE runs on.</summary>
+/// <summary>A tokenizer.json pre-tokenizer: splits each piece into the words the model runs on.</summary>
 internal abstract class PreTokenizer
 {
     public abstract void PreTokenize(PreToken piece, List<PreToken> output);
@@ -26,6 +26,11 @@ internal abstract class PreTokenizer
             "ByteLevel" => new ByteLevelPreTokenizer(
                 TokenizerJson.Bool(j, "add_prefix_space", path, true), TokenizerJson.Bool(j, "use_regex", path, true)),
             "Metaspace" => MetaspacePreTokenizer.Parse(j, path),
+            "BertPreTokenizer" => new BertPreTokenizer(),
+            "Whitespace" => new WhitespacePreTokenizer(),
+            "WhitespaceSplit" => new WhitespaceSplitPreTokenizer(),
+            "Punctuation" => new PunctuationPreTokenizer(TextSplitter.ParseBehavior(j, path, SplitDelimiterBehavior.Isolated)),
+            "Digits" => new DigitsPreTokenizer(TokenizerJson.Bool(j, "individual_digits", path, false)),
             _ => throw new TokenizerLoadException($"Pre-tokenizer type '{type}' at '{path}' is not supported."),
         };
     }

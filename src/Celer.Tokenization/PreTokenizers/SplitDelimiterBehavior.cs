@@ -12,6 +12,38 @@ internal enum SplitDelimiterBehavior
 
 internal static class TextSplitter
 {
+    /// <summary>A <c>behavior</c> field; absent gives <paramref name="defaultValue"/>.</summary>
+    public static SplitDelimiterBehavior ParseBehavior(System.Text.Json.JsonElement json, string path, SplitDelimiterBehavior? defaultValue = null)
+    {
+        if (defaultValue is { } d && TokenizerJson.Optional(json, "behavior") is null) return d;
+        var name = TokenizerJson.String(json, "behavior", path);
+        if (!Enum.TryParse<SplitDelimiterBehavior>(name, ignoreCase: false, out var behavior) || !Enum.IsDefined(behavior))
+            throw new TokenizerLoadException($"'{path}.behavior' has unknown value '{name}'.");
+        return behavior;
+    }
+
+    /// <summary>
+    /// HF's split on a character predicate: every matching character is a match of its own (adjacent ones are not
+    /// joined; <see cref="SplitDelimiterBehavior.Contiguous"/> does that).
+    /// </summary>
+    public static void SplitOnChars(PreToken piece, Func<int, bool> isDelimiter, SplitDelimiterBehavior behavior, List<PreToken> output)
+    {
+        string text = piece.Text;
+        var matches = new List<(int, int)>();
+        for (int i = 0; i < text.Length;)
+        {
+            int c = BertCharacters.CodePointAt(text, i, out int length);
+            if (isDelimiter(c)) matches.Add((i, i + length));
+            i += length;
+        }
+        if (matches.Count == 0)
+        {
+            if (text.Length > 0) output.Add(piece);
+            return;
+        }
+        Split(piece, matches, behavior, invert: false, output);
+    }
+
     /// <summary>
     /// HF <c>NormalizedString::split</c>: turns the pattern's matches into pieces according to
     /// <paramref name="behavior"/>, drops empty pieces, and appends them to <paramref name="output"/>.

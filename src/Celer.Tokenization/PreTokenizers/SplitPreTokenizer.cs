@@ -8,10 +8,7 @@ internal sealed class SplitPreTokenizer(UnicodeRegex pattern, SplitDelimiterBeha
     public static SplitPreTokenizer Parse(JsonElement json, string path)
     {
         var pattern = UnicodeRegex.Parse(TokenizerJson.Required(json, "pattern", path), $"{path}.pattern");
-        var behaviorName = TokenizerJson.String(json, "behavior", path);
-        if (!Enum.TryParse<SplitDelimiterBehavior>(behaviorName, ignoreCase: false, out var behavior) || !Enum.IsDefined(behavior))
-            throw new TokenizerLoadException($"'{path}.behavior' has unknown value '{behaviorName}'.");
-        return new SplitPreTokenizer(pattern, behavior, TokenizerJson.Bool(json, "invert", path, false));
+        return new SplitPreTokenizer(pattern, TextSplitter.ParseBehavior(json, path), TokenizerJson.Bool(json, "invert", path, false));
     }
 
     public override void PreTokenize(PreToken piece, List<PreToken> output) =>
