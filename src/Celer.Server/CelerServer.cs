@@ -52,6 +52,7 @@ public static class CelerServer
         builder.Services.AddSingleton<CompletionService>();
         builder.Services.AddSingleton<ChatService>();
         builder.Services.AddSingleton<EmbeddingService>();
+        builder.Services.AddSingleton<ScoreService>();
 
         var app = builder.Build();
         var admission = app.Services.GetRequiredService<AdmissionControl>();

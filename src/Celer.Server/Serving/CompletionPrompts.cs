@@ -67,7 +67,8 @@ internal static class CompletionPrompts
         return prompts;
     }
 
-    private static PromptInput FromText(string text, Tokenizer tokenizer, bool addSpecialTokens, Rules rules)
+    /// <summary>One text prompt, tokenized; refused when it is empty (unless the rules allow it) or makes no tokens.</summary>
+    public static PromptInput FromText(string text, Tokenizer tokenizer, bool addSpecialTokens, Rules rules)
     {
         if (text.Length == 0 && !rules.AllowEmptyText)
             throw OpenAIException.BadRequest($"`{rules.Field}` cannot be an empty string.", rules.Field);

@@ -41,21 +41,9 @@ internal sealed partial class EmbeddingService(ServingModel model, AdmissionCont
         var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.EmbeddingRequest);
         var prepared = Prepare(request, route);
         using var lease = admission.Enter(prepared.EngineRequests.Count, 1, InputField);
-        var streams = await StartAsync(prepared.EngineRequests, context.RequestAborted);
         if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))
             LogReceived(prepared.Id, prepared.EngineRequests.Count, prepared.PromptTokens);
-
-        var vectors = new float[prepared.EngineRequests.Count][];
-        var promptTokens = 0;
-        await foreach (var (index, output) in OutputStreams.MergeAsync(streams, context.RequestAborted))
-        {
-            if (!output.Finished)
-                continue;
-            // Only an abort (a shutdown out of time) ends a pooling request without its vector.
-            vectors[index] = output.PoolerOutput ?? throw OpenAIException.Unavailable(
-                "The request was aborted before its vector was computed: the server is shutting down.", AdmissionControl.RetryAfterSeconds);
-            promptTokens += output.PromptTokenIds.Count;
-        }
+        var (vectors, promptTokens) = await PoolingBatch.RunAsync(model.Engine, prepared.EngineRequests, context.RequestAborted);
 
         var usage = new EmbeddingUsage(promptTokens, promptTokens);
         var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -86,65 +74,14 @@ internal sealed partial class EmbeddingService(ServingModel model, AdmissionCont
         };
         if (request.Dimensions is < 1)
             throw OpenAIException.BadRequest($"`dimensions` must be at least 1, got {request.Dimensions}.", "dimensions");
-        var keepLast = TruncationLength(request.TruncatePromptTokens);
+        var keepLast = PoolingBatch.TruncationLength(request.TruncatePromptTokens, model.MaxModelLen);
 
         var inputs = CompletionPrompts.Parse(request.Input, model.Tokenizer, request.AddSpecialTokens ?? true, model.VocabSize, InputRules);
         var id = (route == Route.Embeddings ? "embd-" : "pool-") + Guid.NewGuid().ToString("N");
         var pooling = new PoolingParams { Dimensions = request.Dimensions, Normalize = request.Normalize };
         var engineRequests = new List<GenerateRequest>(inputs.Count);
         for (var i = 0; i < inputs.Count; i++)
-        {
-            var ids = inputs[i].TokenIds;
-            // vLLM truncates on the left: the last k tokens stay.
-            if (keepLast is { } k && ids.Length > k)
-                ids = ids[^k..];
-            engineRequests.Add(GenerateRequest.ForPooling($"{id}-{i}", ids, pooling, request.Priority ?? 0));
-        }
+            engineRequests.Add(GenerateRequest.ForPooling($"{id}-{i}", PoolingBatch.KeepLast(inputs[i].TokenIds, keepLast), pooling, request.Priority ?? 0));
         return new Prepared(id, modelName, base64, engineRequests);
-    }
-
-    /// <summary>
-    /// vLLM's <c>truncate_prompt_tokens</c>: null keeps every token (an input longer than the context is refused), -1 cuts
-    /// to the model's maximum length, k ≥ 1 to k tokens, which may not exceed that length.
-    /// </summary>
-    private int? TruncationLength(int? truncatePromptTokens)
-    {
-        switch (truncatePromptTokens)
-        {
-            case null:
-                return null;
-            case -1:
-                return model.MaxModelLen;
-            case < -1 or 0:
-                throw OpenAIException.BadRequest(
-                    $"`truncate_prompt_tokens` must be -1 (the model's maximum length) or at least 1, got {truncatePromptTokens}.", "truncate_prompt_tokens");
-            case { } k when k > model.MaxModelLen:
-                throw OpenAIException.BadRequest(
-                    $"truncate_prompt_tokens value ({k}) is greater than max_model_len ({model.MaxModelLen}). Please, select a smaller truncation size.",
-                    "truncate_prompt_tokens");
-            case { } k:
-                return k;
-        }
-    }
-
-    /// <summary>
-    /// Submits every request; the engine's admission errors throw here, before anything is answered. If one is refused,
-    /// the ones already submitted are aborted.
-    /// </summary>
-    private async Task<IReadOnlyList<IAsyncEnumerable<RequestOutput>>> StartAsync(IReadOnlyList<GenerateRequest> requests, CancellationToken cancellationToken)
-    {
-        var streams = new List<IAsyncEnumerable<RequestOutput>>(requests.Count);
-        try
-        {
-            foreach (var request in requests)
-                streams.Add(model.Engine.GenerateAsync(request, cancellationToken));
-            return streams;
-        }
-        catch
-        {
-            for (var i = 0; i < streams.Count; i++)
-                await model.Engine.AbortAsync(requests[i].RequestId);
-            throw;
-        }
     }
 }
