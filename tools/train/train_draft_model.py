@@ -14,7 +14,6 @@ Outputs in --out-model: config.json, model.safetensors (bf16), generation_config
 """
 
 import argparse
-import math
 import os
 import shutil
 import sys
@@ -27,12 +26,10 @@ from tokenizers import Tokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stdlib_corpus  # noqa: E402
-from train_small_model import BATCH, SEQ_LEN, encode_stream, log, windows  # noqa: E402
+from train_small_model import BATCH, SEQ_LEN, encode_stream, log, lr_at, windows  # noqa: E402
 
 SEED = 4321
-PEAK_LR = 3e-3
-MIN_LR_RATIO = 0.1
-WARMUP_STEPS = 100
+PEAK_LR = 3e-3   # warm-up and cosine decay as train_small_model's lr_at
 WEIGHT_DECAY = 0.1
 GRAD_CLIP = 1.0
 LOG_EVERY = 100
@@ -66,15 +63,6 @@ def distill_loss(draft, target, inputs):
                     log_target=True, reduction="batchmean")
 
 
-def lr_at(step, total_steps):
-    if step < WARMUP_STEPS:
-        return PEAK_LR * (step + 1) / WARMUP_STEPS
-    if total_steps is None:
-        return PEAK_LR
-    progress = min(1.0, (step - WARMUP_STEPS) / max(1, total_steps - WARMUP_STEPS))
-    return PEAK_LR * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 @torch.no_grad()
 def agreement(draft, target, stream):
     """Share of held-out positions where the draft's argmax is the target's (fp32): greedy single-token acceptance."""
@@ -101,7 +89,7 @@ def train(draft, target, train_stream, deadline):
             log(f"deadline reached at step {step}")
             break
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, total_steps)
+            group["lr"] = lr_at(step, total_steps, PEAK_LR)
         starts = torch.randint(0, len(train_stream) - SEQ_LEN - 1, (BATCH,), generator=gen, device=train_stream.device)
         inputs, _ = windows(train_stream, starts)
         with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -120,7 +108,7 @@ def train(draft, target, train_stream, deadline):
             total_steps = step + int((deadline - time.time()) / step_time * 0.98)
             log(f"step time {step_time * 1000:.1f} ms -> {total_steps} steps in total")
         if step % LOG_EVERY == 0:
-            log(f"step {step}: KL {float(loss):.4f} lr {lr_at(step, total_steps):.2e}")
+            log(f"step {step}: KL {float(loss):.4f} lr {lr_at(step, total_steps, PEAK_LR):.2e}")
     return step, time.time() - loop_start
 
 

@@ -116,13 +116,14 @@ def quick_val_loss(model, val_stream):
     return loss
 
 
-def lr_at(step, total_steps):
+def lr_at(step, total_steps, peak_lr=PEAK_LR):
+    """Linear warm-up, then cosine decay to MIN_LR_RATIO of the peak once the step count is known."""
     if step < WARMUP_STEPS:
-        return PEAK_LR * (step + 1) / WARMUP_STEPS
+        return peak_lr * (step + 1) / WARMUP_STEPS
     if total_steps is None:
-        return PEAK_LR
+        return peak_lr
     progress = min(1.0, (step - WARMUP_STEPS) / max(1, total_steps - WARMUP_STEPS))
-    return PEAK_LR * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return peak_lr * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def train(model, train_stream, val_stream, deadline):

@@ -114,14 +114,6 @@ public sealed class EmbeddingsServerTests(EmbeddingServerFixture fixture) : ICla
         return values;
     }
 
-    private static async Task<JsonNode> PostErrorAsync(HttpClient client, string path, string json, HttpStatusCode status)
-    {
-        using var response = await client.PostJsonAsync(path, json);
-        var body = await response.Content.ReadAsStringAsync(Ct);
-        Assert.True(response.StatusCode == status, $"expected {(int)status}, got {(int)response.StatusCode}: {body}");
-        return JsonNode.Parse(body)!["error"]!;
-    }
-
     [Fact]
     public async Task String_and_list_inputs_give_unit_vectors_equal_to_the_offline_engines()
     {
@@ -309,7 +301,7 @@ public sealed class EmbeddingsServerTests(EmbeddingServerFixture fixture) : ICla
     public async Task Bad_input_gets_OpenAIs_error_envelope(string path, string body, int status, string? param, string fragment)
     {
         using var client = Server.CreateClient();
-        var error = await PostErrorAsync(client, path, body, (HttpStatusCode)status);
+        var error = await HttpApiTests.PostErrorAsync(client, path, body, (HttpStatusCode)status);
         Assert.Contains(fragment, error["message"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal(param, error["param"]?.GetValue<string>());
         Assert.Equal(status == 404 ? "NotFoundError" : "BadRequestError", error["type"]!.GetValue<string>());
@@ -320,7 +312,7 @@ public sealed class EmbeddingsServerTests(EmbeddingServerFixture fixture) : ICla
     public async Task A_refused_input_aborts_the_batch_and_the_server_keeps_serving()
     {
         using var client = Server.CreateClient();
-        var error = await PostErrorAsync(client, Embeddings, $$"""{"input": [[1, 2, 3], [4, 5], [{{string.Join(",", LongIds(300))}}]]}""", HttpStatusCode.BadRequest);
+        var error = await HttpApiTests.PostErrorAsync(client, Embeddings, $$"""{"input": [[1, 2, 3], [4, 5], [{{string.Join(",", LongIds(300))}}]]}""", HttpStatusCode.BadRequest);
         Assert.Equal("context_length_exceeded", error["code"]!.GetValue<string>());
         Assert.Equal(0, Server.Admission.InFlight);
         // The inputs submitted before the refused one were aborted.
@@ -340,10 +332,10 @@ public sealed class EmbeddingsServerTests(EmbeddingServerFixture fixture) : ICla
     public async Task A_pooling_model_refuses_text_generation()
     {
         using var client = Server.CreateClient();
-        var chat = await PostErrorAsync(client, "/v1/chat/completions", """{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}""", HttpStatusCode.BadRequest);
+        var chat = await HttpApiTests.PostErrorAsync(client, "/v1/chat/completions", """{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}""", HttpStatusCode.BadRequest);
         Assert.Contains("pooling model", chat["message"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal("model", chat["param"]!.GetValue<string>());
-        var completion = await PostErrorAsync(client, "/v1/completions", """{"prompt": "hi", "max_tokens": 2}""", HttpStatusCode.BadRequest);
+        var completion = await HttpApiTests.PostErrorAsync(client, "/v1/completions", """{"prompt": "hi", "max_tokens": 2}""", HttpStatusCode.BadRequest);
         Assert.Contains("does not generate text", completion["message"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal(0, Server.Admission.InFlight);
     }
@@ -355,7 +347,7 @@ public sealed class EmbeddingsServerTests(EmbeddingServerFixture fixture) : ICla
         using var client = generative.CreateClient();
         foreach (var path in (string[])[Embeddings, Pooling])
         {
-            var error = await PostErrorAsync(client, path, """{"input": ["Hello world", "x"]}""", HttpStatusCode.BadRequest);
+            var error = await HttpApiTests.PostErrorAsync(client, path, """{"input": ["Hello world", "x"]}""", HttpStatusCode.BadRequest);
             Assert.Contains("This model is a generative model: embeddings need a pooling model", error["message"]!.GetValue<string>(), StringComparison.Ordinal);
             Assert.Equal("model", error["param"]!.GetValue<string>());
         }

@@ -19,6 +19,15 @@ public sealed class HttpApiTests(ServerFixture server)
         return JsonNode.Parse(body)!;
     }
 
+    /// <summary>Posts a request the server must refuse with <paramref name="status"/>; returns OpenAI's error object.</summary>
+    internal static async Task<JsonNode> PostErrorAsync(HttpClient client, string path, string json, HttpStatusCode status)
+    {
+        using var response = await client.PostJsonAsync(path, json);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == status, $"expected {(int)status}, got {(int)response.StatusCode}: {body}");
+        return JsonNode.Parse(body)!["error"]!;
+    }
+
     [Fact]
     public async Task Completions_accept_all_four_prompt_forms_and_number_choices_prompt_major()
     {

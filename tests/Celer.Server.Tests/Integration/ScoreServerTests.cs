@@ -102,14 +102,6 @@ public sealed class ScoreServerTests(ScoreServerFixture fixture) : IClassFixture
         return response;
     }
 
-    private static async Task<JsonNode> PostErrorAsync(HttpClient client, string path, string json, HttpStatusCode status)
-    {
-        using var response = await client.PostJsonAsync(path, json);
-        var body = await response.Content.ReadAsStringAsync(Ct);
-        Assert.True(response.StatusCode == status, $"expected {(int)status}, got {(int)response.StatusCode}: {body}");
-        return JsonNode.Parse(body)!["error"]!;
-    }
-
     [Fact]
     public async Task One_text_against_N_scores_the_cosine_of_their_embeddings_embedding_the_one_text_once()
     {
@@ -338,7 +330,7 @@ public sealed class ScoreServerTests(ScoreServerFixture fixture) : IClassFixture
     {
         using var client = Server.CreateClient();
         var before = FinishedRequests();
-        var error = await PostErrorAsync(client, path, body, (HttpStatusCode)status);
+        var error = await HttpApiTests.PostErrorAsync(client, path, body, (HttpStatusCode)status);
         Assert.Contains(fragment, error["message"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal(param, error["param"]?.GetValue<string>());
         Assert.Equal(status == 404 ? "NotFoundError" : "BadRequestError", error["type"]!.GetValue<string>());
@@ -361,7 +353,7 @@ public sealed class ScoreServerTests(ScoreServerFixture fixture) : IClassFixture
             ("/v1/rerank", """{"query": "Hello", "documents": ["Hello world"], "top_n": 1}"""),
             ("/v2/rerank", """{"query": "Hello", "documents": "Hello world"}""")])
         {
-            var error = await PostErrorAsync(client, path, body, HttpStatusCode.BadRequest);
+            var error = await HttpApiTests.PostErrorAsync(client, path, body, HttpStatusCode.BadRequest);
             Assert.Contains("This model is a generative model: embeddings need a pooling model", error["message"]!.GetValue<string>(), StringComparison.Ordinal);
             Assert.Equal("model", error["param"]!.GetValue<string>());
             Assert.Equal(0, generative.Admission.InFlight);
