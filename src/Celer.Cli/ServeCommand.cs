@@ -36,13 +36,14 @@ internal static class ServeCommand
         var allowCredentials = new Option<bool>("--allow-credentials") { Description = "CORS: allow credentials (needs explicit origins)." };
         var reasoningParser = new Option<string?>("--reasoning-parser") { Description = $"Return the model's thinking as reasoning_content apart from the content: {string.Join(", ", ReasoningParserRegistry.Names)}." };
         var enableAutoToolChoice = new Option<bool>("--enable-auto-tool-choice") { Description = "Read tool calls out of tool_choice \"auto\" replies (tools without a tool_choice mean auto); needs --tool-call-parser." };
+        var excludeToolsWhenToolChoiceNone = new Option<bool>("--exclude-tools-when-tool-choice-none") { Description = "Leave the tools out of the chat template's prompt when a request's tool_choice is \"none\" (by default they are rendered and the model's calls are not read)." };
         var toolCallParser = new Option<string?>("--tool-call-parser") { Description = $"The model's tool-call format: {string.Join(", ", ToolParserRegistry.Names)}." };
         var maxPendingRequests = new Option<int>("--max-pending-requests") { Description = "Sequences (prompts x n) queued or running beyond which new requests get 503; also the most one request may ask for.", DefaultValueFactory = _ => 1024 };
         var engine = new EngineOptions();
 
         var command = new Command("serve", "Start the OpenAI-compatible API server.");
         command.Arguments.Add(model);
-        foreach (var option in new Option[] { host, port, apiKey, chatTemplate, trustRequestChatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests, reasoningParser, enableAutoToolChoice, toolCallParser })
+        foreach (var option in new Option[] { host, port, apiKey, chatTemplate, trustRequestChatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests, reasoningParser, enableAutoToolChoice, excludeToolsWhenToolChoiceNone, toolCallParser })
             command.Options.Add(option);
         engine.AddTo(command);
 
@@ -72,6 +73,7 @@ internal static class ServeCommand
                 MaxLogprobs = engineArgs.MaxLogprobs,
                 ReasoningParser = result.GetValue(reasoningParser),
                 EnableAutoToolChoice = result.GetValue(enableAutoToolChoice),
+                ExcludeToolsWhenToolChoiceNone = result.GetValue(excludeToolsWhenToolChoiceNone),
                 ToolCallParser = result.GetValue(toolCallParser),
             };
 

@@ -69,6 +69,13 @@ public sealed class ServerOptions
     /// <summary>vLLM's <c>--enable-auto-tool-choice</c>: read tool calls out of <c>tool_choice: "auto"</c> replies (needs <see cref="ToolCallParser"/>).</summary>
     public bool EnableAutoToolChoice { get; init; }
 
+    /// <summary>
+    /// vLLM's <c>--exclude-tools-when-tool-choice-none</c>: a chat request with <c>tool_choice: "none"</c> renders its
+    /// prompt without the tools (they are still checked). Off by default, as in vLLM: the template gets the tools and
+    /// only the calls are not read.
+    /// </summary>
+    public bool ExcludeToolsWhenToolChoiceNone { get; init; }
+
     /// <summary>vLLM's <c>--tool-call-parser</c>: the model's tool-call format (<c>hermes</c>, <c>llama3_json</c>, <c>mistral</c>, <c>qwen3_xml</c>, <c>pythonic</c>).</summary>
     public string? ToolCallParser { get; init; }
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Celer.ChatTemplates;
+using Celer.Tokenization;
 
 namespace Celer.Server.Serving;
 
@@ -12,7 +13,14 @@ internal sealed record ChatRenderRequest(
     bool AddGenerationPrompt,
     bool ContinueFinalMessage,
     string? ChatTemplate,
-    JsonObject? ChatTemplateKwargs);
+    JsonObject? ChatTemplateKwargs)
+{
+    /// <summary>
+    /// Validate <see cref="Tools"/> but leave them out of the template (vLLM's <c>--exclude-tools-when-tool-choice-none</c>
+    /// with <c>tool_choice: "none"</c>): the template renders the prompt it would for a request without tools.
+    /// </summary>
+    public bool ExcludeTools { get; init; }
+}
 
 /// <summary>The rendered prompt and the parsed conversation (for <c>echo</c>).</summary>
 internal sealed record ChatPrompt(string Text, JsonArray Conversation);
@@ -28,20 +36,29 @@ internal static class ChatPromptBuilder
 {
     private static readonly HashSet<string> KnownRoles = ["system", "developer", "user", "assistant", "tool", "function"];
 
-    public static ChatPrompt Render(ChatRenderRequest request, ServingModel model)
+    public static ChatPrompt Render(ChatRenderRequest request, ServingModel model) =>
+        Render(request, model.TokenizerConfig, model.SpecialTokenTexts, model.GetChatTemplate);
+
+    /// <summary>
+    /// The render itself, from what it needs of the served model: the tokenizer's special tokens (<c>bos_token</c>,
+    /// <c>eos_token</c>, and the texts messages may not contain) and the template a request gets (its own
+    /// <c>chat_template</c> or the model's), looked up after the messages are checked.
+    /// </summary>
+    internal static ChatPrompt Render(ChatRenderRequest request, TokenizerConfig tokenizerConfig, IReadOnlyList<string> specialTokenTexts,
+        Func<string?, ChatTemplate> getChatTemplate)
     {
         if (request.AddGenerationPrompt && request.ContinueFinalMessage)
             throw OpenAIException.BadRequest("Cannot set both `continue_final_message` and `add_generation_prompt` to True.", "continue_final_message");
 
         var conversation = ParseMessages(request.Messages);
-        RejectSpecialTokenText(conversation, model.SpecialTokenTexts);
-        var template = model.GetChatTemplate(request.ChatTemplate);
+        RejectSpecialTokenText(conversation, specialTokenTexts);
+        var template = getChatTemplate(request.ChatTemplate);
 
         var context = new JsonObject
         {
             ["add_generation_prompt"] = request.AddGenerationPrompt,
-            ["bos_token"] = model.TokenizerConfig.BosToken,
-            ["eos_token"] = model.TokenizerConfig.EosToken,
+            ["bos_token"] = tokenizerConfig.BosToken,
+            ["eos_token"] = tokenizerConfig.EosToken,
         };
         // vLLM lets chat_template_kwargs override the flags above (it merges them last), but never
         // the conversation or the tools: those always come from the request's own fields.
@@ -58,7 +75,8 @@ internal static class ChatPromptBuilder
         if (request.Tools is { } tools)
         {
             ValidateTools(tools);
-            context["tools"] = tools.DeepClone();
+            if (!request.ExcludeTools)
+                context["tools"] = tools.DeepClone();
         }
         if (request.ToolChoice is { } toolChoice)
             context["tool_choice"] = toolChoice.DeepClone();

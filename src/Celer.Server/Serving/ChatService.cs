@@ -61,7 +61,11 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
         var prompt = ChatPromptBuilder.Render(new ChatRenderRequest(
             request.Messages, request.Tools, request.ToolChoice,
             request.AddGenerationPrompt ?? true, request.ContinueFinalMessage ?? false,
-            request.ChatTemplate, request.ChatTemplateKwargs), model);
+            request.ChatTemplate, request.ChatTemplateKwargs)
+        {
+            // vLLM's --exclude-tools-when-tool-choice-none: a "none" request's prompt is rendered as if it had no tools.
+            ExcludeTools = options.ExcludeToolsWhenToolChoiceNone && ToolChoice.IsNone(request.ToolChoice),
+        }, model);
         // After rendering, which checks the tools' shape: a malformed tool is reported as such, not as a tool choice problem.
         var toolChoice = ToolChoice.Resolve(request, parsers.Tools is not null);
         var promptIds = model.Tokenizer.Encode(prompt.Text, request.AddSpecialTokens ?? false);

@@ -27,18 +27,22 @@ internal sealed class ServingModel
         Root = model.ModelName;
         Defaults = options.GenerationConfig == "vllm" ? GenerationDefaults.None : GenerationDefaults.From(model.GenerationConfig);
         Created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        SpecialTokenTexts = Enumerable.Range(0, Tokenizer.VocabSize)
-            .Where(Tokenizer.IsSpecialToken)
-            .Select(id => Tokenizer.IdToToken(id))
-            .OfType<string>()
-            .Where(text => text.Length > 0)
-            .ToArray();
+        SpecialTokenTexts = SpecialTokenTextsOf(Tokenizer);
 
         // --chat-template overrides the tokenizer's; a broken template fails at startup, not per request.
         var source = options.ChatTemplate ?? model.ChatTemplate;
         _defaultChatTemplate = source is null ? null : ChatTemplate.Parse(source);
         _trustRequestChatTemplate = options.TrustRequestChatTemplate;
     }
+
+    /// <summary>The text of every special token of the tokenizer (what <see cref="SpecialTokenTexts"/> holds).</summary>
+    internal static string[] SpecialTokenTextsOf(Tokenizer tokenizer) =>
+        Enumerable.Range(0, tokenizer.VocabSize)
+            .Where(tokenizer.IsSpecialToken)
+            .Select(id => tokenizer.IdToToken(id))
+            .OfType<string>()
+            .Where(text => text.Length > 0)
+            .ToArray();
 
     public AsyncLlmEngine Engine { get; }
 

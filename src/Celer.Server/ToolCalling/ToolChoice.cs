@@ -6,7 +6,7 @@ namespace Celer.Server.ToolCalling;
 
 internal enum ToolChoiceMode
 {
-    /// <summary>No tool calls are read from the output (tools, if any, still reach the chat template).</summary>
+    /// <summary>No tool calls are read from the output (tools, if any, still reach the chat template, unless the server runs with <c>--exclude-tools-when-tool-choice-none</c>).</summary>
     None,
 
     /// <summary>The model may call tools in its own format; the server's tool-call parser finds them.</summary>
@@ -41,7 +41,7 @@ internal sealed record ToolChoice(ToolChoiceMode Mode, string? FunctionName = nu
         {
             resolved = tools is { Count: > 0 } ? new ToolChoice(ToolChoiceMode.Auto) : None;
         }
-        else if (choice is JsonValue value && value.TryGetValue(out string? mode) && mode == "none")
+        else if (IsNone(choice))
         {
             return None;
         }
@@ -63,6 +63,10 @@ internal sealed record ToolChoice(ToolChoiceMode Mode, string? FunctionName = nu
             throw OpenAIException.BadRequest("\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set", "tool_choice");
         return resolved;
     }
+
+    /// <summary>Whether the request's <c>tool_choice</c> is the string <c>"none"</c> (given, not implied by the absence of tools).</summary>
+    public static bool IsNone(JsonNode? toolChoice) =>
+        toolChoice is JsonValue value && value.TryGetValue(out string? mode) && mode == "none";
 
     private static string NamedFunction(JsonObject choice, JsonArray tools)
     {

@@ -67,6 +67,26 @@ public sealed class HermesServerFixture : ParserServerFixture
 }
 
 /// <summary>
+/// As <see cref="HermesServerFixture"/>, with <c>--exclude-tools-when-tool-choice-none</c>: a request with
+/// <c>tool_choice: "none"</c> renders its prompt without the tools.
+/// </summary>
+public sealed class ExcludeToolsServerFixture : ParserServerFixture
+{
+    protected override string PrepareModel() => ServerFixture.DefaultModel;
+
+    protected override ServerOptions Options() => new()
+    {
+        Port = 0,
+        ServedModelNames = [ModelName],
+        LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning,
+        DisableLogStats = true,
+        EnableAutoToolChoice = true,
+        ToolCallParser = "hermes",
+        ExcludeToolsWhenToolChoiceNone = true,
+    };
+}
+
+/// <summary>
 /// The tiny model, unchanged, with three of the tokens it writes renamed in a copy of its tokenizer, so that its real
 /// greedy output carries reasoning and tool-call markers: it continues <c>def fibonacci(n):</c> with token 268
 /// (<c>"\n   "</c>, now <c>&lt;think&gt;</c>), 391 (<c>' """'</c>), 37 (<c>"C"</c>, now <c>&lt;/think&gt;</c>), 288

@@ -1,6 +1,9 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Celer.ChatTemplates;
 using Celer.Server.Serving;
+using Celer.TestSupport;
+using Celer.Tokenization;
 
 namespace Celer.Server.Tests.Serving;
 
@@ -56,5 +59,26 @@ public class ChatPromptBuilderTests
         var conversation = Parse("""[{"role": "user", "content": "q"}, {"role": "assistant", "content": "The answer is"}]""");
         Assert.Equal("The answer is", ChatPromptBuilder.LastContentIfRole(conversation, "assistant"));
         Assert.Null(ChatPromptBuilder.LastContentIfRole(conversation, "user"));
+    }
+
+    [Fact]
+    public void Excluded_tools_are_checked_but_left_out_of_the_template()
+    {
+        // Qwen2.5's template writes a "# Tools" system turn only when it is given tools.
+        var template = ChatTemplate.Parse(File.ReadAllText(Path.Combine(RepoPaths.Fixtures, "chat_templates", "qwen2.5.jinja")));
+        var messages = JsonDocument.Parse("""[{"role": "user", "content": "Weather in Oslo?"}]""").RootElement.Clone();
+        const string tools = """[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]""";
+        string Render(string? toolsJson, bool exclude) => ChatPromptBuilder.Render(
+            new ChatRenderRequest(messages, toolsJson is null ? null : JsonNode.Parse(toolsJson)!.AsArray(), JsonValue.Create("none"), true, false, null, null) { ExcludeTools = exclude },
+            TokenizerConfig.Empty, [], _ => template).Text;
+
+        var withoutTools = Render(null, exclude: false);
+        Assert.StartsWith("<|im_start|>system\nYou are Qwen", withoutTools, StringComparison.Ordinal);
+        Assert.Contains("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"", Render(tools, exclude: false), StringComparison.Ordinal);
+        Assert.Equal(withoutTools, Render(tools, exclude: true));
+
+        var e = Assert.Throws<OpenAIException>(() => Render("""[{"type": "function", "function": {"description": "no name"}}]""", exclude: true));
+        Assert.Equal(400, e.StatusCode);
+        Assert.Equal("tools[0]", e.Param);
     }
 }
