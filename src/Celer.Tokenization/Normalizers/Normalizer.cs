@@ -30,6 +30,7 @@ internal abstract class Normalizer
             "Lowercase" => new LowercaseNormalizer(),
             "StripAccents" => new StripAccentsNormalizer(),
             "BertNormalizer" => BertNormalizer.Parse(j, path),
+            "Precompiled" => PrecompiledNormalizer.Parse(j, path),
             "Strip" => new StripNormalizer(TokenizerJson.Bool(j, "strip_left", path, true), TokenizerJson.Bool(j, "strip_right", path, true)),
             _ => throw new TokenizerLoadException($"Normalizer type '{type}' at '{path}' is not supported."),
         };

@@ -22,12 +22,18 @@ internal sealed class MetaspacePreTokenizer(char replacement, PrependScheme sche
         return new MetaspacePreTokenizer(replacement, scheme, TokenizerJson.Bool(json, "split", path, true));
     }
 
-    /// <summary>Reads replacement and prepend scheme; files older than prepend_scheme use add_prefix_space.</summary>
+    /// <summary>
+    /// Reads replacement and prepend scheme for both the pre-tokenizer and the decoder. <c>prepend_scheme</c> wins; a
+    /// file from before it has only the legacy <c>add_prefix_space</c>, read as older HF versions wrote it (true:
+    /// "always", false: "never"; HF 0.22 refuses a lone false, which would turn such checkpoints away). Both stated and
+    /// contradicting (false with a scheme other than "never") is an error, as in HF. <c>str_rep</c> is ignored.
+    /// </summary>
     internal static (char Replacement, PrependScheme Scheme) ParseCommon(JsonElement json, string path)
     {
         var r = TokenizerJson.OptionalString(json, "replacement", path) ?? "\u2581";
         if (r.Length != 1) throw new TokenizerLoadException($"'{path}.replacement' must be a single character, found '{r}'.");
-        PrependScheme scheme;
+        bool addPrefixSpace = TokenizerJson.Bool(json, "add_prefix_space", path, true);
+        var scheme = addPrefixSpace ? PrependScheme.Always : PrependScheme.Never;
         if (TokenizerJson.OptionalString(json, "prepend_scheme", path) is { } s)
         {
             scheme = s switch
@@ -38,9 +44,10 @@ internal sealed class MetaspacePreTokenizer(char replacement, PrependScheme sche
                 _ => throw new TokenizerLoadException($"'{path}.prepend_scheme' has unknown value '{s}'."),
             };
         }
-        else
+        if (!addPrefixSpace && scheme != PrependScheme.Never)
         {
-            scheme = TokenizerJson.Bool(json, "add_prefix_space", path, true) ? PrependScheme.Always : PrependScheme.Never;
+            throw new TokenizerLoadException(
+                $"'{path}.add_prefix_space' is false but prepend_scheme is '{scheme.ToString().ToLowerInvariant()}': the two contradict.");
         }
         return (r[0], scheme);
     }
