@@ -46,7 +46,7 @@ internal sealed class EngineOptions
     };
     public Option<string?> SpeculativeConfig { get; } = new("--speculative-config")
     {
-        Description = "Speculative decoding as JSON, e.g. '{\"method\": \"ngram\", \"num_speculative_tokens\": 4, \"prompt_lookup_max\": 4}' (prompt lookup; turns async scheduling off).",
+        Description = "Speculative decoding as JSON: '{\"method\": \"ngram\", \"num_speculative_tokens\": 4, \"prompt_lookup_max\": 4}' (prompt lookup) or '{\"method\": \"draft_model\", \"model\": \"DIR\", \"num_speculative_tokens\": 3}' (a smaller model with the same vocabulary); turns async scheduling off.",
     };
     public Option<string> Runner { get; } = new Option<string>("--runner")
     {
