@@ -16,82 +16,56 @@ public sealed class ServeShutdownTests
     public async Task Sigterm_drains_the_in_flight_stream_and_exits_cleanly()
     {
         Assert.SkipUnless(OperatingSystem.IsLinux(), "POSIX signals");
-        var start = new ProcessStartInfo("dotnet")
+        await using var serve = await ServeProcess.StartAsync(ServerFixture.DefaultModel, "--port", "0", "--max-num-seqs", "4");
+        Process server = serve.Process;
+        var log = serve.Log;
+        var drainOutput = Task.Run(async () =>
         {
-            ArgumentList = { Path.Combine(AppContext.BaseDirectory, "celer.dll"), "serve", ServerFixture.DefaultModel, "--port", "0", "--max-num-seqs", "4" },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
+            while (await server.StandardOutput.ReadLineAsync() is { } more)
+            {
+                log.Enqueue(more);
+            }
+        }, TestContext.Current.CancellationToken);
+
+        using var client = serve.CreateClient();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = HttpApiTests.Json($$"""{"prompt": "def fibonacci(n):", "max_tokens": {{MaxTokens}}, "stream": true, "ignore_eos": true}"""),
         };
-        using var server = Process.Start(start)!;
-        var log = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        server.ErrorDataReceived += (_, e) => { if (e.Data is not null) log.Enqueue(e.Data); };
-        server.BeginErrorReadLine();
-        try
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, TestContext.Current.CancellationToken);
+        response.EnsureSuccessStatusCode();
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(TestContext.Current.CancellationToken));
+        var chunks = new List<JsonNode>();
+        bool signalled = false, done = false;
+        while (await reader.ReadLineAsync(TestContext.Current.CancellationToken) is { } sse)
         {
-            // "Serving model 'celer-tiny-py' (max_model_len …) at http://127.0.0.1:PORT/"
-            string? line;
-            while ((line = await server.StandardOutput.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(120), TestContext.Current.CancellationToken)) is not null && !line.StartsWith("Serving model", StringComparison.Ordinal))
+            if (!sse.StartsWith("data: ", StringComparison.Ordinal))
             {
-                log.Enqueue(line);
+                continue;
             }
 
-            Assert.True(line is not null, $"the server never came up: {string.Join('\n', log)}");
-            var baseAddress = new Uri(line[(line.LastIndexOf(" at ", StringComparison.Ordinal) + 4)..]);
-            var drainOutput = Task.Run(async () =>
+            if (sse == "data: [DONE]")
             {
-                while (await server.StandardOutput.ReadLineAsync() is { } more)
-                {
-                    log.Enqueue(more);
-                }
-            }, TestContext.Current.CancellationToken);
-
-            using var client = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(60) };
-            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
-            {
-                Content = HttpApiTests.Json($$"""{"prompt": "def fibonacci(n):", "max_tokens": {{MaxTokens}}, "stream": true, "ignore_eos": true}"""),
-            };
-            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, TestContext.Current.CancellationToken);
-            response.EnsureSuccessStatusCode();
-            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(TestContext.Current.CancellationToken));
-            var chunks = new List<JsonNode>();
-            bool signalled = false, done = false;
-            while (await reader.ReadLineAsync(TestContext.Current.CancellationToken) is { } sse)
-            {
-                if (!sse.StartsWith("data: ", StringComparison.Ordinal))
-                {
-                    continue;
-                }
-
-                if (sse == "data: [DONE]")
-                {
-                    done = true;
-                    break;
-                }
-
-                chunks.Add(JsonNode.Parse(sse["data: ".Length..])!);
-                if (!signalled)
-                {
-                    // The first token is out: the request is in flight when the signal lands.
-                    using var kill = Process.Start("kill", ["-TERM", $"{server.Id}"]);
-                    await kill.WaitForExitAsync(TestContext.Current.CancellationToken);
-                    signalled = true;
-                }
+                done = true;
+                break;
             }
 
-            Assert.True(done, "the stream ended without [DONE]");
-            // "length": all max_tokens were generated after the signal, not cut short.
-            Assert.Equal("length", chunks[^1]["choices"]![0]!["finish_reason"]!.GetValue<string>());
-            await server.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
-            await drainOutput;
-            Assert.True(server.ExitCode == 0, $"exit code {server.ExitCode}: {string.Join('\n', log)}");
-            Assert.Contains(log, l => l.Contains("waiting for 1 in-flight request(s) to finish", StringComparison.Ordinal));
-        }
-        finally
-        {
-            if (!server.HasExited)
+            chunks.Add(JsonNode.Parse(sse["data: ".Length..])!);
+            if (!signalled)
             {
-                server.Kill(entireProcessTree: true);
+                // The first token is out: the request is in flight when the signal lands.
+                using var kill = Process.Start("kill", ["-TERM", $"{server.Id}"]);
+                await kill.WaitForExitAsync(TestContext.Current.CancellationToken);
+                signalled = true;
             }
         }
+
+        Assert.True(done, "the stream ended without [DONE]");
+        // "length": all max_tokens were generated after the signal, not cut short.
+        Assert.Equal("length", chunks[^1]["choices"]![0]!["finish_reason"]!.GetValue<string>());
+        await server.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        await drainOutput;
+        Assert.True(server.ExitCode == 0, $"exit code {server.ExitCode}: {string.Join('\n', log)}");
+        Assert.Contains(log, l => l.Contains("waiting for 1 in-flight request(s) to finish", StringComparison.Ordinal));
     }
 }
