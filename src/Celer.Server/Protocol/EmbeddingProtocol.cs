@@ -1,12 +1,15 @@
 using System.Buffers.Binary;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 
 namespace Celer.Server.Protocol;
 
 /// <summary>
 /// The body of <c>POST /v1/embeddings</c> and of vLLM's <c>POST /pooling</c>: OpenAI's embedding fields plus vLLM's
-/// extras (<c>truncate_prompt_tokens</c>, <c>add_special_tokens</c>, <c>normalize</c>, <c>priority</c>).
+/// extras (<c>truncate_prompt_tokens</c>, <c>add_special_tokens</c>, <c>normalize</c>, <c>priority</c>). With
+/// <c>messages</c> instead of <c>input</c> it is vLLM's <c>EmbeddingChatRequest</c>: the conversation, rendered through
+/// the chat template as a chat completion's prompt is, is one input.
 /// </summary>
 public sealed class EmbeddingRequest
 {
@@ -14,6 +17,21 @@ public sealed class EmbeddingRequest
 
     /// <summary>string | string[] | int[] | int[][]: parsed by <c>CompletionPrompts</c>, as a completion's prompt.</summary>
     [JsonPropertyName("input")] public JsonElement? Input { get; set; }
+
+    /// <summary>OpenAI chat messages, instead of <c>input</c>: rendered by the chat template into one input.</summary>
+    [JsonPropertyName("messages")] public JsonElement? Messages { get; set; }
+
+    /// <summary>With <c>messages</c>: add the template's generation prompt (vLLM's default for embeddings: false).</summary>
+    [JsonPropertyName("add_generation_prompt")] public bool? AddGenerationPrompt { get; set; }
+
+    /// <summary>With <c>messages</c>: leave the final message open, as a chat completion's prefill.</summary>
+    [JsonPropertyName("continue_final_message")] public bool? ContinueFinalMessage { get; set; }
+
+    /// <summary>With <c>messages</c>: a template for this request (only with <c>--trust-request-chat-template</c>).</summary>
+    [JsonPropertyName("chat_template")] public string? ChatTemplate { get; set; }
+
+    /// <summary>With <c>messages</c>: extra variables for the template.</summary>
+    [JsonPropertyName("chat_template_kwargs")] public JsonObject? ChatTemplateKwargs { get; set; }
 
     /// <summary>"float" (default) or "base64": the vector's little-endian float32 bytes, base64-encoded.</summary>
     [JsonPropertyName("encoding_format")] public string? EncodingFormat { get; set; }
@@ -26,6 +44,7 @@ public sealed class EmbeddingRequest
     /// <summary>Keep the last k tokens of each input; -1: the model's maximum length.</summary>
     [JsonPropertyName("truncate_prompt_tokens")] public int? TruncatePromptTokens { get; set; }
 
+    /// <summary>Default true for <c>input</c>, false for <c>messages</c> (the chat template adds its own).</summary>
     [JsonPropertyName("add_special_tokens")] public bool? AddSpecialTokens { get; set; }
 
     /// <summary>L2-normalize the vector; null: the model's pooler decides.</summary>

@@ -8,7 +8,8 @@ namespace Celer.Server.Serving;
 /// tokenized, truncated and checked, then each becomes one pooling request of the engine (<c>{id}-{index}</c>), all
 /// submitted at once; the response lists the vectors in the order of the inputs. The engine refuses what only it can
 /// judge, with vLLM's messages: a generative model, an input longer than the context, <c>dimensions</c> on a model not
-/// trained for shorter vectors.
+/// trained for shorter vectors. A request with <c>messages</c> instead of <c>input</c> (vLLM's <c>EmbeddingChatRequest</c>)
+/// is one input: the conversation rendered by the chat template, as <see cref="ChatPromptBuilder"/> renders a chat's prompt.
 /// </summary>
 internal sealed partial class EmbeddingService(ServingModel model, AdmissionControl admission, ILogger<EmbeddingService> logger, ServerOptions options)
 {
@@ -76,12 +77,30 @@ internal sealed partial class EmbeddingService(ServingModel model, AdmissionCont
             throw OpenAIException.BadRequest($"`dimensions` must be at least 1, got {request.Dimensions}.", "dimensions");
         var keepLast = PoolingBatch.TruncationLength(request.TruncatePromptTokens, model.MaxModelLen);
 
-        var inputs = CompletionPrompts.Parse(request.Input, model.Tokenizer, request.AddSpecialTokens ?? true, model.VocabSize, InputRules);
+        var inputs = request.Messages is null
+            ? [.. CompletionPrompts.Parse(request.Input, model.Tokenizer, request.AddSpecialTokens ?? true, model.VocabSize, InputRules).Select(p => p.TokenIds)]
+            : new[] { RenderMessages(request) };
         var id = (route == Route.Embeddings ? "embd-" : "pool-") + Guid.NewGuid().ToString("N");
         var pooling = new PoolingParams { Dimensions = request.Dimensions, Normalize = request.Normalize };
-        var engineRequests = new List<GenerateRequest>(inputs.Count);
-        for (var i = 0; i < inputs.Count; i++)
-            engineRequests.Add(GenerateRequest.ForPooling($"{id}-{i}", PoolingBatch.KeepLast(inputs[i].TokenIds, keepLast), pooling, request.Priority ?? 0));
+        var engineRequests = new List<GenerateRequest>(inputs.Length);
+        for (var i = 0; i < inputs.Length; i++)
+            engineRequests.Add(GenerateRequest.ForPooling($"{id}-{i}", PoolingBatch.KeepLast(inputs[i], keepLast), pooling, request.Priority ?? 0));
         return new Prepared(id, modelName, base64, engineRequests);
+    }
+
+    /// <summary>
+    /// vLLM's <c>EmbeddingChatRequest</c>: the conversation rendered by the chat template as a chat completion's prompt is
+    /// (vLLM's defaults for embeddings: no generation prompt, no special tokens beyond the template's), one input.
+    /// </summary>
+    private int[] RenderMessages(EmbeddingRequest request)
+    {
+        if (request.Input is not null)
+            throw OpenAIException.BadRequest("Send either `input` or `messages`, not both.", "messages");
+        var prompt = ChatPromptBuilder.Render(new ChatRenderRequest(
+            request.Messages, null, null,
+            request.AddGenerationPrompt ?? false, request.ContinueFinalMessage ?? false,
+            request.ChatTemplate, request.ChatTemplateKwargs), model);
+        var ids = model.Tokenizer.Encode(prompt.Text, request.AddSpecialTokens ?? false);
+        return ids.Length > 0 ? ids : throw OpenAIException.BadRequest("The rendered chat prompt is empty.", "messages");
     }
 }

@@ -259,6 +259,42 @@ public sealed class EmbeddingsServerTests(EmbeddingServerFixture fixture) : ICla
         AssertClose(raw, Floats(embedded["data"]![0]!["embedding"]!), "embeddings normalize: false");
     }
 
+    [Fact]
+    public async Task Chat_messages_embed_the_rendered_conversations_token_ids()
+    {
+        using var client = Server.CreateClient();
+        const string messages = """[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello world"}]""";
+        foreach (var (path, field) in ((string, string)[])[(Embeddings, "embedding"), (Pooling, "data")])
+        {
+            foreach (var addGenerationPrompt in (bool?[])[null, false, true])
+            {
+                var flag = addGenerationPrompt is { } f ? $$""", "add_generation_prompt": {{(f ? "true" : "false")}}""" : "";
+                // vLLM's default for an embedding chat request is no generation prompt; /tokenize's is one, so it is always given there.
+                var tokenized = await HttpApiTests.PostOkAsync(client, "/tokenize",
+                    $$"""{"messages": {{messages}}, "add_generation_prompt": {{(addGenerationPrompt == true ? "true" : "false")}}}""");
+                var ids = tokenized["tokens"]!.AsArray().Select(t => t!.GetValue<int>()).ToArray();
+
+                var chat = await HttpApiTests.PostOkAsync(client, path, $$"""{"model": "celer-tiny", "messages": {{messages}}{{flag}}}""");
+                var byIds = await HttpApiTests.PostOkAsync(client, path, $$"""{"input": [{{string.Join(",", ids)}}]}""");
+                Assert.Single(chat["data"]!.AsArray());
+                var vector = Floats(chat["data"]![0]![field]!);
+                AssertClose(Floats(byIds["data"]![0]![field]!), vector, $"{path} messages, add_generation_prompt {addGenerationPrompt}");
+                AssertClose(fixture.Offline(ids), vector, $"{path} messages against the offline engine");
+                Assert.Equal(ids.Length, chat["usage"]!["prompt_tokens"]!.GetValue<int>());
+                Assert.Equal(ids.Length, chat["usage"]!["total_tokens"]!.GetValue<int>());
+            }
+        }
+
+        // The generation prompt adds tokens, and truncate_prompt_tokens cuts the rendered conversation on the left.
+        var withPrompt = await HttpApiTests.PostOkAsync(client, "/tokenize", $$"""{"messages": {{messages}}, "add_generation_prompt": true}""");
+        var withoutPrompt = await HttpApiTests.PostOkAsync(client, "/tokenize", $$"""{"messages": {{messages}}, "add_generation_prompt": false}""");
+        Assert.True(withPrompt["count"]!.GetValue<int>() > withoutPrompt["count"]!.GetValue<int>());
+        var allIds = withoutPrompt["tokens"]!.AsArray().Select(t => t!.GetValue<int>()).ToArray();
+        var truncated = await HttpApiTests.PostOkAsync(client, Embeddings, $$"""{"messages": {{messages}}, "truncate_prompt_tokens": 3}""");
+        Assert.Equal(3, truncated["usage"]!["prompt_tokens"]!.GetValue<int>());
+        AssertClose(fixture.Offline(allIds[^3..]), Floats(truncated["data"]![0]!["embedding"]!), "messages truncated to 3");
+    }
+
     public static TheoryData<string, string, int, string?, string> BadInputs()
     {
         var tooLong = $$"""{"input": [{{string.Join(",", LongIds(300))}}]}""";
@@ -280,6 +316,12 @@ public sealed class EmbeddingsServerTests(EmbeddingServerFixture fixture) : ICla
             data.Add(path, """{"input": {"text": "a"}}""", 400, "input", "must be a string, a list of strings");
             data.Add(path, """{"input": [true]}""", 400, "input", "must be a string, a list of strings");
             data.Add(path, """{"model": "celer-tiny"}""", 400, "input", "`input` is required");
+            data.Add(path, """{"input": "a", "messages": [{"role": "user", "content": "a"}]}""", 400, "messages", "either `input` or `messages`, not both");
+            data.Add(path, """{"messages": []}""", 400, "messages", "at least one message");
+            data.Add(path, """{"messages": "hi"}""", 400, "messages", "must be a non-empty array");
+            data.Add(path, """{"messages": [{"role": "robot", "content": "a"}]}""", 400, "messages[0].role", "is not one of");
+            data.Add(path, """{"messages": [{"role": "user", "content": "a"}], "add_generation_prompt": true, "continue_final_message": true}""",
+                400, "continue_final_message", "Cannot set both");
             data.Add(path, """{"input": "a", "encoding_format": "int8"}""", 400, "encoding_format", "\"float\" or \"base64\"");
             data.Add(path, """{"input": "a", "encoding_format": 5}""", 400, "encoding_format", "Invalid value for 'encoding_format'");
             data.Add(path, """{"input": "a", "dimensions": "64"}""", 400, "dimensions", "Invalid value for 'dimensions'");
