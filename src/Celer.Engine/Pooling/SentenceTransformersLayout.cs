@@ -34,8 +34,9 @@ public static class SentenceTransformersLayout
             string type = module?["type"]?.GetValue<string>() ?? "";
             string folder = Path.Combine(dir, module?["path"]?.GetValue<string>() ?? "");
             string kind = type[(type.LastIndexOf('.') + 1)..];
-            if (kind is not ("Transformer" or "Pooling" or "Normalize") && File.Exists(Path.Combine(folder, "config.json"))
-                && Parse(Path.Combine(folder, "config.json")) is JsonObject config && config.Any(p => p.Key.StartsWith("pooling_mode", StringComparison.Ordinal)))
+            string configPath = Path.Combine(folder, "config.json");
+            JsonObject? config = kind is "Transformer" or "Normalize" || !File.Exists(configPath) ? null : Parse(configPath) as JsonObject;
+            if (kind != "Pooling" && config is not null && config.Any(p => p.Key.StartsWith("pooling_mode", StringComparison.Ordinal)))
             {
                 kind = "Pooling";
             }
@@ -45,7 +46,7 @@ public static class SentenceTransformersLayout
                 case "Transformer":
                     break;
                 case "Pooling":
-                    pooling = ReadPooling(Path.Combine(folder, "config.json"));
+                    pooling = ReadPooling(config, configPath);
                     break;
                 case "Normalize":
                     normalize = true;
@@ -67,10 +68,13 @@ public static class SentenceTransformersLayout
     }
 
     /// <summary>The one pooling mode the Pooling module's config turns on (the booleans, or a newer single <c>pooling_mode</c> name).</summary>
-    private static PoolingType ReadPooling(string path)
+    private static PoolingType ReadPooling(JsonObject? config, string path)
     {
-        JsonObject config = (File.Exists(path) ? Parse(path) as JsonObject : null)
-            ?? throw new ModelLoadException($"The sentence-transformers Pooling module has no config at '{path}'.");
+        if (config is null)
+        {
+            throw new ModelLoadException($"The sentence-transformers Pooling module has no config at '{path}'.");
+        }
+
         List<string> modes = config["pooling_mode"] is JsonValue single && single.TryGetValue(out string? name)
             ? [name]
             : [.. config.Where(p => p.Key.StartsWith("pooling_mode_", StringComparison.Ordinal) && p.Value is JsonValue v && v.TryGetValue(out bool on) && on)

@@ -1,3 +1,4 @@
+using Celer.TestSupport;
 using System.Net;
 using System.Text.Json.Nodes;
 using Celer.Server.Tests.Support;
@@ -64,14 +65,7 @@ public sealed class ScoreServerTests(ScoreServerFixture fixture) : IClassFixture
     private static double Cosine(float[] a, float[] b)
     {
         Assert.Equal(a.Length, b.Length);
-        double dot = 0, aa = 0, bb = 0;
-        for (var i = 0; i < a.Length; i++)
-        {
-            dot += (double)a[i] * b[i];
-            aa += (double)a[i] * a[i];
-            bb += (double)b[i] * b[i];
-        }
-        return dot / Math.Sqrt(aa * bb);
+        return PoolingFixture.Cosine(a, b);
     }
 
     private static void AssertClose(double expected, double actual, string what) =>
