@@ -189,6 +189,61 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
         }
     }
 
+    public void EncoderEmbedding(Tensor words, Tensor? tokenTypes, Tensor positions, int positionOffset, Tensor output)
+    {
+        ForwardBatch b = Batch;
+        int rows = b.NumTokens, hidden = (int)output.Columns;
+        int[] types = b.TokenTypeIds ?? new int[rows];
+        var shifted = new int[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            shifted[r] = b.Positions[r] + positionOffset;
+        }
+
+        float* row = AllocateScratchRow(hidden);
+        try
+        {
+            fixed (int* ids = b.TokenIds)
+            fixed (int* typeIds = types)
+            fixed (int* positionIds = shifted)
+            {
+                Kernels.Embedding.Gather(ids, rows, (void*)words.Data, words.DType, words.Rows, hidden, F(output));
+                if (tokenTypes is not null)
+                {
+                    AddRows(tokenTypes, typeIds, rows, hidden, output, row);
+                }
+
+                AddRows(positions, positionIds, rows, hidden, output, row);
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(row);
+        }
+    }
+
+    /// <summary>output[r] += table[ids[r]], through one widened row of scratch (the gather checks the ids).</summary>
+    private static void AddRows(Tensor table, int* ids, int rows, int hidden, Tensor output, float* row)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            Kernels.Embedding.Gather(ids + r, 1, (void*)table.Data, table.DType, table.Rows, hidden, row);
+            var o = new Span<float>(F(output) + ((long)r * hidden), hidden);
+            System.Numerics.Tensors.TensorPrimitives.Add(o, new ReadOnlySpan<float>(row, hidden), o);
+        }
+    }
+
+    private static float* AllocateScratchRow(int floats) => (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), Alignment);
+
+    public void LayerNorm(Tensor x, int rows, Tensor weight, Tensor bias, float eps, Tensor y) =>
+        Kernels.LayerNorm.Run(F(x), F(y), F(weight), F(bias), eps, checked((int)(rows * (x.Columns / weight.ElementCount))), (int)weight.ElementCount);
+
+    public void AddLayerNorm(Tensor x, Tensor residual, int rows, Tensor weight, Tensor bias, float eps) =>
+        Kernels.LayerNorm.AddAndNorm(F(x), F(residual), F(weight), F(bias), eps, rows, (int)weight.ElementCount);
+
+    public void Gelu(Tensor x, int rows, bool tanhApproximation) =>
+        Activation.Gelu(F(x), rows * x.Columns, tanhApproximation);
+
     public void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, ActivationQuantization? activations = null)
     {
         float* input = F(x);
@@ -374,7 +429,7 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
                 _kCache[layer], _vCache[layer], KvFormat(layer), _blockSize,
                 blockTables, b.MaxBlocksPerSeq,
                 queryStartLoc, seqLens, b.NumSequences,
-                spec.Scale, spec.SlidingWindow, F(output), spec.LogitSoftCap, sinks is null ? null : F(sinks));
+                spec.Scale, spec.SlidingWindow, F(output), spec.LogitSoftCap, sinks is null ? null : F(sinks), spec.Causal);
         }
     }
 

@@ -46,7 +46,10 @@ public sealed unsafe partial class CudaBackend
         ForwardBatch batch = Batch;
         int rows = batch.NumTokens;
         EnsureSplitBuffers(spec);
-        ulong qp = (ulong)q.Data, kc = _kCache[layer], vc = _vCache[layer], pp = _positions.Pointer, bt = _blockTables.Pointer, o = (ulong)output.Data;
+        // Bidirectional (an encoder's): the same kernels over positions that let every row see its whole sequence (equal
+        // positions along a tile are fine for every kernel: see MaskPositions).
+        ulong pp = spec.Causal ? _positions.Pointer : MaskPositions(batch, spec);
+        ulong qp = (ulong)q.Data, kc = _kCache[layer], vc = _vCache[layer], bt = _blockTables.Pointer, o = (ulong)output.Data;
         ulong pa = _splitAcc!.Pointer, pm = _splitMl!.Pointer;
         int maxBlocks = batch.MaxBlocksPerSeq, blockSize = _blockSize, heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, window = spec.SlidingWindow;
         float scale = spec.Scale, kScale = _kScales[layer], vScale = _vScales[layer], softCap = spec.LogitSoftCap;

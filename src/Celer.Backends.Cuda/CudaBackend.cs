@@ -39,6 +39,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     private int _metadataHalf;
     private long _metadataOffset;
     private readonly DeviceInts _tokenIds, _positions, _slotMapping, _tokenSeq, _blockTables, _logitsRows, _attentionTiles, _pendingTokens;
+    private readonly DeviceInts _tokenTypeIds, _maskPositions;   // an encoder's (CudaBackend.Encoder.cs)
     private readonly string _suffix, _kvSuffix;
     private int[] _tokenSeqHost = [];   // the sequence of each row, reused from step to step
     private float[] _kScales = [], _vScales = [];
@@ -96,6 +97,8 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         _logitsRows = new DeviceInts(this);
         _attentionTiles = new DeviceInts(this);
         _pendingTokens = new DeviceInts(this, inGraphs: false);   // read by a kernel launched before the graph
+        _tokenTypeIds = new DeviceInts(this);
+        _maskPositions = new DeviceInts(this);
         _gemmWorkspace = Track(device.Allocate(CublasWorkspaceBytes)).Pointer;
         Cublas.Check(Cublas.cublasSetWorkspace_v2(device.CublasHandle, _gemmWorkspace, CublasWorkspaceBytes), "cublasSetWorkspace");
     }
@@ -321,6 +324,17 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         }
 
         _positions.Upload(batch.Positions);
+        if (batch.TokenTypeIds is { } tokenTypes)
+        {
+            if (tokenTypes.Length != batch.NumTokens)
+            {
+                throw new ArgumentException($"The batch has {tokenTypes.Length} token type ids for {batch.NumTokens} tokens.", nameof(batch));
+            }
+
+            _tokenTypeIds.Upload(tokenTypes);
+        }
+
+        _maskPositionsReady = false;   // a bidirectional attention uploads this step's at its first call
         _slotMapping.Upload(batch.SlotMapping);
         _tokenSeq.Upload(tokenSeq);
         _blockTables.Upload(batch.BlockTables);
@@ -411,7 +425,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 
     public void ReserveStepMetadata(int maxTokens, int maxSequences, int maxBlocksPerSequence)
     {
-        foreach (DeviceInts perToken in (ReadOnlySpan<DeviceInts>)[_tokenIds, _positions, _slotMapping, _tokenSeq, _logitsRows])
+        foreach (DeviceInts perToken in (ReadOnlySpan<DeviceInts>)[_tokenIds, _positions, _slotMapping, _tokenSeq, _logitsRows, _tokenTypeIds, _maskPositions])
         {
             perToken.Reserve(maxTokens);
         }

@@ -171,9 +171,14 @@ public sealed class EngineArgs
     /// prompt when chunked prefill is off, and the pool holds at least one full-length sequence.
     /// </summary>
     /// <param name="executor">The executor the scheduler will drive: whether it can, and by default does, run steps asynchronously.</param>
-    /// <param name="pooling">A pooling model: a larger default token budget (<see cref="DefaultPoolingMaxNumBatchedTokens"/>).</param>
-    public SchedulerConfig CreateSchedulerConfig(int modelMaxModelLen, int numKvBlocks, IModelExecutor? executor = null, bool pooling = false)
+    /// <param name="pooler">
+    /// A pooling model's pooler: a larger default token budget (<see cref="DefaultPoolingMaxNumBatchedTokens"/>), and for an
+    /// encoder (<see cref="PoolerConfig.WholeSequences"/>) neither chunked prefill nor prefix caching, as vLLM runs encoder-only models.
+    /// </param>
+    public SchedulerConfig CreateSchedulerConfig(int modelMaxModelLen, int numKvBlocks, IModelExecutor? executor = null, PoolerConfig? pooler = null)
     {
+        bool pooling = pooler is not null, whole = pooler?.WholeSequences == true;
+        bool chunkedPrefill = EnableChunkedPrefill && !whole;
         Validate();
         bool asyncScheduling = AsyncScheduling ?? executor?.OverlapsSteps ?? false;
         if (asyncScheduling && executor is { SupportsAsyncScheduling: false })
@@ -188,14 +193,16 @@ public sealed class EngineArgs
             throw new ArgumentException($"--max-model-len {maxModelLen} is larger than the model's maximum context length {modelMaxModelLen}.", nameof(MaxModelLen));
         }
         int fallback = pooling ? DefaultPoolingMaxNumBatchedTokens : DefaultMaxNumBatchedTokens;
-        int budget = MaxNumBatchedTokens ?? (EnableChunkedPrefill ? fallback : Math.Max(maxModelLen, fallback));
+        int budget = MaxNumBatchedTokens ?? (chunkedPrefill ? fallback : Math.Max(maxModelLen, fallback));
         if (budget < MaxNumSeqs)
         {
             throw new ArgumentException($"--max-num-batched-tokens ({budget}) must be greater than or equal to --max-num-seqs ({MaxNumSeqs}).", nameof(MaxNumBatchedTokens));
         }
-        if (!EnableChunkedPrefill && budget < maxModelLen)
+        if (!chunkedPrefill && budget < maxModelLen)
         {
-            throw new ArgumentException($"--max-num-batched-tokens ({budget}) is smaller than --max-model-len ({maxModelLen}): without chunked prefill the longest prompt could never be scheduled.", nameof(MaxNumBatchedTokens));
+            throw new ArgumentException(
+                $"--max-num-batched-tokens ({budget}) is smaller than --max-model-len ({maxModelLen}): without chunked prefill{(whole ? " (an encoder reads each input whole)" : "")} the longest prompt could never be scheduled.",
+                nameof(MaxNumBatchedTokens));
         }
         int blocksNeeded = ((maxModelLen + BlockSize - 1) / BlockSize) + 1;
         if (numKvBlocks < blocksNeeded)
@@ -203,7 +210,7 @@ public sealed class EngineArgs
             throw new ArgumentException($"The KV cache has {numKvBlocks - 1} blocks of {BlockSize} tokens ({(numKvBlocks - 1) * BlockSize} tokens) but one sequence of --max-model-len {maxModelLen} needs {blocksNeeded - 1}. Increase the KV cache memory or decrease --max-model-len.", nameof(MaxModelLen));
         }
         return new SchedulerConfig(
-            MaxNumSeqs, budget, maxModelLen, BlockSize, numKvBlocks, EnablePrefixCaching, EnableChunkedPrefill, ParsePolicy(), asyncScheduling,
+            MaxNumSeqs, budget, maxModelLen, BlockSize, numKvBlocks, EnablePrefixCaching && !whole, chunkedPrefill, ParsePolicy(), asyncScheduling,
             ParseSpeculativeConfig()?.NumLookaheadTokens ?? 0);
     }
 

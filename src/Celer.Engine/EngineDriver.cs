@@ -19,7 +19,7 @@ internal sealed class EngineDriver : IDisposable
 
     public EngineDriver(EngineArgs args, IModelExecutor executor, Tokenizer? tokenizer, EngineModelInfo model, IEngineStatsListener? listener)
     {
-        SchedulerConfig config = args.CreateSchedulerConfig(model.MaxModelLen, executor.NumKvBlocks, executor, pooling: model.Pooler is not null);
+        SchedulerConfig config = args.CreateSchedulerConfig(model.MaxModelLen, executor.NumKvBlocks, executor, pooler: model.Pooler);
         var structuredOutputs = tokenizer is null ? null : new StructuredOutputs.StructuredOutputCompiler(
             tokenizer, model.VocabSize, [.. model.EosTokenId is { } eos ? [eos] : Array.Empty<int>(), .. model.GenerationEosTokenIds ?? []]);
         InputProcessor = new InputProcessor(tokenizer, model.VocabSize, config.MaxModelLen, model.EosTokenId, model.GenerationEosTokenIds, args.MaxLogprobs, structuredOutputs, model.Pooler);

@@ -102,6 +102,38 @@ public sealed class InputProcessor(
                 "This model is a generative model: embeddings need a pooling model (serve an embedding model, or this one with --runner pooling).", "model", "model_not_supported");
         }
 
+        switch (pooling.Task)
+        {
+            case PoolingTask.Embed when pooler.Classifier is not null:
+                throw new EngineRequestException(
+                    "This model is a classifier: it scores and classifies (/classify, /score, /rerank) and computes no embeddings.", "model", "model_not_supported");
+            case PoolingTask.Classify or PoolingTask.Score when pooler.Classifier is null:
+                throw new EngineRequestException(
+                    "This model is an embedding model: it has no classifier head to classify or score pairs with.", "model", "model_not_supported");
+            case PoolingTask.Score when pooler.Classifier!.NumLabels != 1:
+                throw new EngineRequestException(
+                    $"Scoring pairs needs a cross-encoder with one output; this classifier has {pooler.Classifier.NumLabels} labels (use /classify).", "model", "model_not_supported");
+        }
+
+        if (pooling.Task != PoolingTask.Embed && (pooling.Dimensions is not null || pooling.Normalize is not null))
+        {
+            throw new EngineRequestException("dimensions and normalize apply to embeddings, not to classification or scores.", pooling.Dimensions is not null ? "dimensions" : "normalize");
+        }
+
+        if (pooling.TokenTypeIds is { } types)
+        {
+            if (types.Count != request.PromptTokenIds.Count)
+            {
+                throw new EngineRequestException($"token_type_ids has {types.Count} entries for {request.PromptTokenIds.Count} tokens.", "token_type_ids");
+            }
+
+            int allowed = Math.Max(1, pooler.TokenTypes);
+            if (types.Any(t => (uint)t >= (uint)allowed))
+            {
+                throw new EngineRequestException($"token_type_ids must be in [0, {allowed}) for this model.", "token_type_ids");
+            }
+        }
+
         int length = request.PromptTokenIds.Count;
         if (length > MaxModelLen)
         {

@@ -123,9 +123,14 @@ public sealed class Tokenizer
     /// text is encoded on its own, then the post-processor joins them (BERT: <c>[CLS] A [SEP] B [SEP]</c>, type ids 0
     /// up to the first [SEP], 1 after). Without a post-processor A has type id 0 and B type id 1.
     /// </summary>
-    public EncodedInput EncodeWithTypes(string text, string? pair = null, bool addSpecialTokens = true)
+    /// <param name="maxLength">
+    /// HF's <c>truncation=True, max_length=k</c> (the longest_first strategy, from the right): the texts are cut so that
+    /// they and the special tokens the post-processor adds take at most k tokens; of a pair, the longer text is cut first.
+    /// </param>
+    public EncodedInput EncodeWithTypes(string text, string? pair = null, bool addSpecialTokens = true, int? maxLength = null)
     {
         ArgumentNullException.ThrowIfNull(text);
+        var processor = _postProcessor ?? PostProcessor.Default;
         var a = new List<int>(text.Length / 3 + 4);
         EncodeSequence(text, a);
         List<int>? b = null;
@@ -134,10 +139,43 @@ public sealed class Tokenizer
             b = new List<int>(pair.Length / 3 + 4);
             EncodeSequence(pair, b);
         }
+        if (maxLength is { } max)
+        {
+            var added = new List<int>();
+            processor.Process([], b is null ? null : [], addSpecialTokens, added, null);
+            if (max < added.Count)
+                throw new ArgumentOutOfRangeException(nameof(maxLength), max, $"A maximum length of {max} leaves no room beside the {added.Count} special tokens the template adds.");
+            TruncateLongestFirst(a, b, max - added.Count);
+        }
         var ids = new List<int>(a.Count + (b?.Count ?? 0) + 8);
         var typeIds = new List<int>(ids.Capacity);
-        (_postProcessor ?? PostProcessor.Default).Process(a, b, addSpecialTokens, ids, typeIds);
+        processor.Process(a, b, addSpecialTokens, ids, typeIds);
         return new EncodedInput([.. ids], [.. typeIds]);
+    }
+
+    /// <summary>
+    /// HF tokenizers' longest_first truncation to <paramref name="limit"/> tokens: a pair whose shorter text fits in half
+    /// the room keeps it and cuts the longer to the rest; otherwise each gets half (the longer one the odd token).
+    /// </summary>
+    private static void TruncateLongestFirst(List<int> a, List<int>? b, int limit)
+    {
+        if (b is null)
+        {
+            if (a.Count > limit) a.RemoveRange(limit, a.Count - limit);
+            return;
+        }
+        if (a.Count + b.Count <= limit) return;
+        bool swap = a.Count > b.Count;
+        int n1 = Math.Min(a.Count, b.Count), n2;
+        n2 = n1 > limit ? n1 : Math.Max(n1, limit - n1);
+        if (n1 + n2 > limit)
+        {
+            n1 = limit / 2;
+            n2 = n1 + limit % 2;
+        }
+        (int keepA, int keepB) = swap ? (n2, n1) : (n1, n2);
+        if (a.Count > keepA) a.RemoveRange(keepA, a.Count - keepA);
+        if (b.Count > keepB) b.RemoveRange(keepB, b.Count - keepB);
     }
 
     /// <summary>One text through added tokens, normalizer, pre-tokenizer and model; no special tokens added.</summary>

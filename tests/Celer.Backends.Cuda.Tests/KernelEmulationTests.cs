@@ -4,11 +4,11 @@ using Celer.TestSupport;
 namespace Celer.Backends.Cuda.Tests;
 
 /// <summary>
-/// The tensor-core attention kernels (and moe.cu's, below) where no GPU is (CI): flash_attention.cu and flash_decode.cu as they are, built by
-/// the host's C++ compiler against a CUDA emulation (Emulation/cuda_emulation.cuh: fibers for threads, mma.sync,
-/// ldmatrix and cp.async from their PTX definitions) and compared with a double-precision reference over every head
-/// size, 16-bit and fp8 cache, GQA groups 1–16, block sizes, sliding windows and splits
-/// (Emulation/flash_emulation_test.cpp), with both e4m3 conversion paths. On a GPU machine the kernels run for real
+/// The tensor-core attention kernels (and moe.cu's, rope.cu's and encoder.cu's, below) where no GPU is (CI):
+/// flash_attention.cu and flash_decode.cu as they are, built by the host's C++ compiler against a CUDA emulation
+/// (Emulation/cuda_emulation.cuh: fibers for threads, mma.sync, ldmatrix and cp.async from their PTX definitions) and
+/// compared with a double-precision reference over every head size, 16-bit and fp8 cache, GQA groups 1–16, block sizes,
+/// sliding windows and splits (Emulation/flash_emulation_test.cpp), with both e4m3 conversion paths. On a GPU machine the kernels run for real
 /// in <see cref="OperatorParityTests"/>, so this test skips there.
 /// </summary>
 public sealed class KernelEmulationTests
@@ -85,6 +85,32 @@ public sealed class KernelEmulationTests
             await CompileEmulation(compiler, build, "rope_emulation_test.cpp", "rope_test");
             (int exit, string output) = await Run(Path.Combine(build.FullName, "rope_test"), ["7"]);
             Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"rope_test exited {exit}:\n{Tail(output)}");
+        }
+        finally
+        {
+            build.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// encoder.cu's kernels as they are (LayerNorm and the residual LayerNorm on the vectorized path with 1–4 vectors per
+    /// thread and on the element-wise one, in place too; GELU's erf and tanh forms off 16-byte alignment; the input
+    /// embeddings with and without token types, RoBERTa's position offset, a clamped token id) in bf16, fp16 and fp32,
+    /// blocks of up to 1024 threads, against a double-precision reference (Emulation/encoder_emulation_test.cpp).
+    /// </summary>
+    [Fact]
+    public async Task Encoder_kernels_match_the_reference_under_emulation()
+    {
+        string compiler = EmulationCompiler("EncoderOperatorParityTests");
+        DirectoryInfo build = EmulationBuild("encoder_emulation_test.cpp", "elementwise.cu", "encoder.cu");
+        try
+        {
+            await CompileEmulation(compiler, build, "encoder_emulation_test.cpp", "encoder_test");
+            foreach (string seed in (string[])["7", "8"])
+            {
+                (int exit, string output) = await Run(Path.Combine(build.FullName, "encoder_test"), [seed]);
+                Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"encoder_test {seed} exited {exit}:\n{Tail(output)}");
+            }
         }
         finally
         {

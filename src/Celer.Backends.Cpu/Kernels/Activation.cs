@@ -191,4 +191,74 @@ public static unsafe class Activation
         TensorPrimitives.Multiply(o, 0.5f, o);            // gelu(x)
         TensorPrimitives.Multiply(o, new ReadOnlySpan<float>(up, d), o);
     }
+
+    /// <summary>
+    /// x = gelu(x) in place over <paramref name="count"/> values: torch's exact form 0.5·x·(1 + erf(x/√2)) (BERT's
+    /// <c>hidden_act</c> "gelu"), or with <paramref name="tanhApproximation"/> the tanh form of <see cref="GeluTanhMulFused"/>.
+    /// </summary>
+    public static void Gelu(float* x, long count, bool tanhApproximation)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        var loop = new GeluLoop
+        {
+            X = x, Count = count, Tanh = tanhApproximation,
+            Chunks = KernelScheduling.ChunkCount(count, MinElementsPerTask, Math.Max(1, count / 4096)),
+        };
+        KernelScheduling.For(loop.Chunks, ref loop);
+    }
+
+    private struct GeluLoop : IChunkLoop
+    {
+        public float* X;
+        public long Count;
+        public bool Tanh;
+        public int Chunks;
+
+        public readonly void Run(int chunk)
+        {
+            long start = Count * chunk / Chunks, end = Count * (chunk + 1) / Chunks;
+            for (long i = start; i < end; i++)
+            {
+                float v = X[i];
+                X[i] = Tanh
+                    ? 0.5f * v * (1f + MathF.Tanh(GeluBeta * (v + (GeluKappa * (v * v * v)))))
+                    : (float)(0.5 * v * (1 + Erf(v / Math.Sqrt(2))));
+            }
+        }
+    }
+
+    /// <summary>
+    /// The error function to double precision (.NET has none): its Maclaurin series below |x| = 2, where the terms
+    /// stay small enough not to cancel; above, 1 − erfc(x) with erfc from its continued fraction (Abramowitz and Stegun
+    /// 7.1.14), evaluated from the tail, which converges fast there.
+    /// </summary>
+    internal static double Erf(double x)
+    {
+        double a = Math.Abs(x);
+        if (a < 2)
+        {
+            double term = a, sum = a, square = a * a;
+            for (int n = 1; n < 60; n++)
+            {
+                term *= -square / n;
+                double next = term / (2 * n + 1);
+                sum += next;
+                if (Math.Abs(next) < 1e-17 * Math.Abs(sum))
+                {
+                    break;
+                }
+            }
+
+            return Math.CopySign(sum * 2 / Math.Sqrt(Math.PI), x);
+        }
+
+        double fraction = a;
+        for (int k = 120; k >= 1; k--)
+        {
+            fraction = a + k / 2.0 / fraction;
+        }
+
+        double erfc = Math.Exp(-a * a) / Math.Sqrt(Math.PI) / fraction;
+        return Math.CopySign(1 - erfc, x);
+    }
 }

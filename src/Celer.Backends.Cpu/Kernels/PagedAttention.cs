@@ -10,7 +10,9 @@ namespace Celer.Backends.Cpu.Kernels;
 /// (the new tokens' K/V already written). Sequence s owns query rows queryStartLoc[s]..queryStartLoc[s+1]−1
 /// and has seqLens[s] tokens in all, so its query row j sits at position seqLens[s] − queryLen + j and
 /// attends to positions 0..that position; with a sliding window W > 0 only to positions &gt; position − W
-/// (transformers' <c>sliding_window_overlay</c>: the last W positions, itself included). Head h reads kv
+/// (transformers' <c>sliding_window_overlay</c>: the last W positions, itself included); bidirectional attention
+/// (an encoder's, <c>causal</c> false) lets every row see all seqLens[s] positions, and needs the whole sequence in the
+/// step. Head h reads kv
 /// head h / (numHeads / numKvHeads) (GQA). Softmax is fp32 with the streaming (online) max, one KV block
 /// at a time, so no score row of full context length is ever stored.
 /// <para>
@@ -34,12 +36,12 @@ public static unsafe partial class PagedAttention
         float* kCache, float* vCache, int blockSize,
         int* blockTables, int blockTableStride,
         int* queryStartLoc, int* seqLens, int numSeqs,
-        float scale, int slidingWindow, float* output, float logitSoftCap = 0f, float* sinks = null) =>
+        float scale, int slidingWindow, float* output, float logitSoftCap = 0f, float* sinks = null, bool causal = true) =>
         Run(q, numTokens, numHeads, numKvHeads, headDim, kCache, vCache, KvCacheFormat.F32, blockSize, blockTables, blockTableStride,
-            queryStartLoc, seqLens, numSeqs, scale, slidingWindow, output, logitSoftCap, sinks);
+            queryStartLoc, seqLens, numSeqs, scale, slidingWindow, output, logitSoftCap, sinks, causal);
 
     /// <summary>
-    /// <see cref="Run(float*, int, int, int, int, float*, float*, int, int*, int, int*, int*, int, float, int, float*, float, float*)"/>
+    /// <see cref="Run(float*, int, int, int, int, float*, float*, int, int*, int, int*, int*, int, float, int, float*, float, float*, bool)"/>
     /// over a cache in <paramref name="cache"/>'s format: an FP8 cache's rows are decoded block by block, one kv head
     /// at a time, into fp32 scratch (times the layer's scale) and attended as the fp32 cache's rows are.
     /// </summary>
@@ -50,9 +52,10 @@ public static unsafe partial class PagedAttention
         void* kCache, void* vCache, KvCacheFormat cache, int blockSize,
         int* blockTables, int blockTableStride,
         int* queryStartLoc, int* seqLens, int numSeqs,
-        float scale, int slidingWindow, float* output, float logitSoftCap = 0f, float* sinks = null)
+        float scale, int slidingWindow, float* output, float logitSoftCap = 0f, float* sinks = null, bool causal = true)
     {
         Validate(numTokens, numHeads, numKvHeads, headDim, blockSize, queryStartLoc, seqLens, numSeqs);
+        ValidateBidirectional(causal, slidingWindow, queryStartLoc, seqLens, numSeqs);
         if (numTokens == 0 || numHeads == 0)
         {
             return;
@@ -93,7 +96,7 @@ public static unsafe partial class PagedAttention
         // Partition states of split decode rows, tile-major: numHeads × (max, sum, output) per tile.
         int stateStride = numHeads * (headDim + 2);
         float[]? partitionStates = split ? System.Buffers.ArrayPool<float>.Shared.Rent(tileStart[numSeqs] * stateStride) : null;
-        var shape = new Shape(numHeads, numKvHeads, headDim, blockSize, blockTableStride, scale, slidingWindow, logitSoftCap, cache, (nint)sinks);
+        var shape = new Shape(numHeads, numKvHeads, headDim, blockSize, blockTableStride, scale, slidingWindow, logitSoftCap, cache, (nint)sinks, causal);
         int group = numHeads / numKvHeads;
         try
         {
@@ -136,9 +139,10 @@ public static unsafe partial class PagedAttention
         float* kCache, float* vCache, int blockSize,
         int* blockTables, int blockTableStride,
         int* queryStartLoc, int* seqLens, int numSeqs,
-        float scale, int slidingWindow, float* output, float logitSoftCap = 0f, float* sinks = null)
+        float scale, int slidingWindow, float* output, float logitSoftCap = 0f, float* sinks = null, bool causal = true)
     {
         Validate(numTokens, numHeads, numKvHeads, headDim, blockSize, queryStartLoc, seqLens, numSeqs);
+        ValidateBidirectional(causal, slidingWindow, queryStartLoc, seqLens, numSeqs);
         int group = numHeads / Math.Max(1, numKvHeads);
         for (int s = 0; s < numSeqs; s++)
         {
@@ -147,7 +151,8 @@ public static unsafe partial class PagedAttention
             for (int j = 0; j < queryLen; j++)
             {
                 int token = queryStartLoc[s] + j;
-                int position = seqLens[s] - queryLen + j;
+                // The last key the row sees: its own position, or the sequence's last one (bidirectional).
+                int position = causal ? seqLens[s] - queryLen + j : seqLens[s] - 1;
                 int lowest = slidingWindow > 0 ? Math.Max(0, position - slidingWindow + 1) : 0;
                 for (int h = 0; h < numHeads; h++)
                 {
@@ -247,7 +252,7 @@ public static unsafe partial class PagedAttention
                     AttendTile(
                         Shape, Q, KCache, VCache, blockTable, Output,
                         queryStart + row0, Math.Min(QueryTile, queryLen - row0),
-                        firstPosition: SeqLens[s] - queryLen + row0, kvHead);
+                        firstPosition: SeqLens[s] - queryLen + row0, lastKey: SeqLens[s] - 1, kvHead);
                 }
             }
         }
@@ -255,7 +260,7 @@ public static unsafe partial class PagedAttention
 
     private readonly record struct Shape(
         int NumHeads, int NumKvHeads, int HeadDim, int BlockSize, int BlockTableStride, float Scale, int SlidingWindow, float LogitSoftCap, KvCacheFormat Cache,
-        nint Sinks)
+        nint Sinks, bool Causal)
     {
         /// <summary>
         /// The softmax state of query head <paramref name="head"/> before any key: max = its sink and sum = e^0 = 1 when
@@ -318,11 +323,12 @@ public static unsafe partial class PagedAttention
 
     /// <summary>
     /// Attention of <paramref name="rows"/> consecutive query rows (positions firstPosition…) of one sequence for
-    /// every query head of <paramref name="kvHead"/>'s group, streaming over the KV blocks they can see.
+    /// every query head of <paramref name="kvHead"/>'s group, streaming over the KV blocks they can see: up to its own
+    /// position, or with bidirectional attention up to the sequence's last key <paramref name="lastKey"/>.
     /// </summary>
     private static void AttendTile(
         in Shape shape, float* q, void* kCache, void* vCache, int* blockTable, float* output,
-        int token0, int rows, int firstPosition, int kvHead)
+        int token0, int rows, int firstPosition, int lastKey, int kvHead)
     {
         int headDim = shape.HeadDim;
         int blockSize = shape.BlockSize;
@@ -345,7 +351,7 @@ public static unsafe partial class PagedAttention
 
         new Span<float>(accumulator, states * headDim).Clear();
 
-        int lastPosition = firstPosition + rows - 1;
+        int lastPosition = shape.Causal ? firstPosition + rows - 1 : lastKey;
         int lowest = window > 0 ? Math.Max(0, firstPosition - window + 1) : 0;
         for (int block = lowest / blockSize; block <= lastPosition / blockSize; block++)
         {
@@ -356,7 +362,7 @@ public static unsafe partial class PagedAttention
             {
                 int position = firstPosition + r;
                 int from = Math.Max(blockFirst, window > 0 ? position - window + 1 : 0);
-                int to = Math.Min(blockFirst + blockSize - 1, position);
+                int to = Math.Min(blockFirst + blockSize - 1, shape.Causal ? position : lastKey);
                 if (from > to)
                 {
                     continue;
@@ -508,6 +514,29 @@ public static unsafe partial class PagedAttention
     {
         var span = new Span<float>(acc, length);
         TensorPrimitives.Multiply(span, factor, span);
+    }
+
+    /// <summary>Bidirectional attention sees a whole sequence: it must all be in the step, with no window.</summary>
+    private static void ValidateBidirectional(bool causal, int slidingWindow, int* queryStartLoc, int* seqLens, int numSeqs)
+    {
+        if (causal)
+        {
+            return;
+        }
+
+        if (slidingWindow > 0)
+        {
+            throw new ArgumentException("Bidirectional attention has no sliding window.", nameof(slidingWindow));
+        }
+
+        for (int s = 0; s < numSeqs; s++)
+        {
+            if (queryStartLoc[s + 1] - queryStartLoc[s] != seqLens[s])
+            {
+                throw new ArgumentException(
+                    $"Sequence {s}: bidirectional attention needs the whole sequence in the step ({queryStartLoc[s + 1] - queryStartLoc[s]} of {seqLens[s]} tokens).", nameof(seqLens));
+            }
+        }
     }
 
     private static void Validate(int numTokens, int numHeads, int numKvHeads, int headDim, int blockSize, int* queryStartLoc, int* seqLens, int numSeqs)

@@ -17,7 +17,8 @@
 //   k_cache, v_cache [num_blocks, block_size, num_kv_heads, head_dim] of C; one layer; position p of sequence s lives
 //                    in slot block_tables[s * max_blocks_per_seq + p / block_size] * block_size + p % block_size
 //   tiles            [num_tiles, 3] = (sequence s, first query row r0, query rows n): rows r0..r0+n-1 belong to s and
-//                    have consecutive increasing positions
+//                    have non-decreasing positions (consecutive for causal rows; all equal for bidirectional attention,
+//                    whose host passes seq_len - 1 for every row: only the first and last bound the tile's keys)
 //   positions        [rows] absolute position of each query row; it sees keys [lo, p], lo = sliding_window > 0 ?
 //                    max(0, p - sliding_window + 1) : 0
 //   out              [rows, num_heads, head_dim] normalized output (written when splits == 1)

@@ -57,7 +57,7 @@ public static class ModelLoader
             DeviceName = DeviceName,
             NumKvBlocks = Runner.NumKvBlocks,
             BlockSize = Args.BlockSize,
-            EnablePrefixCaching = Args.EnablePrefixCaching,
+            EnablePrefixCaching = Args.EnablePrefixCaching && Info.Pooler?.WholeSequences != true,   // encoders share nothing
         };
     }
 
@@ -80,7 +80,7 @@ public static class ModelLoader
 
         ModelConfig config = ModelConfig.Load(dir, args.ParseHfOverrides());
         (config, PoolerConfig? pooler, int? maxSeqLength) = PoolingRunner.Resolve(args, dir, config);
-        ModelRegistry.Resolve(config);
+        bool encoder = ModelRegistry.IsEncoder(config);
         GenerationConfig generation = GenerationConfig.Load(dir);
         TokenizerConfig tokenizerConfig = TokenizerConfig.Load(dir);
         string tokenizerPath = Path.Combine(dir, "tokenizer.json");
@@ -90,7 +90,7 @@ public static class ModelLoader
         int modelMaxLen = Math.Min(config.MaxPositionEmbeddings, maxSeqLength ?? int.MaxValue);
         int maxModelLen = Math.Min(args.MaxModelLen ?? modelMaxLen, modelMaxLen);
         // The token budget sizes the activation buffers; the pool size is not known yet, so it is checked later.
-        int maxNumTokens = args.CreateSchedulerConfig(modelMaxLen, int.MaxValue, pooling: pooler is not null).MaxNumBatchedTokens;
+        int maxNumTokens = args.CreateSchedulerConfig(modelMaxLen, int.MaxValue, pooler: pooler).MaxNumBatchedTokens;
         int maxLogitsRows = Math.Min(args.MaxNumSeqs, maxNumTokens);
 
         Phase($"read the model config ({config.Architecture}) and tokenizer");
@@ -132,8 +132,9 @@ public static class ModelLoader
             // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs. A
             // pooling model only ever runs prompts.
             StepGraphOptions? graphs = args.EnforceEager || pooler is not null ? null : new StepGraphOptions(args.GraphCaptureSizes(), (maxModelLen + args.BlockSize - 1) / args.BlockSize);
-            var model = new DecoderModel(
+            DecoderModel? decoder = encoder ? null : new DecoderModel(
                 config, weights, backend, maxNumTokens, maxLogitsRows, graphs, pooling: pooler is not null);
+            IPoolingModel model = decoder ?? (IPoolingModel)new EncoderModel(config, weights, backend, maxNumTokens, maxLogitsRows);
             weights.Complete();
             Phase($"weights loaded: {weights.BytesLoaded / (double)(1L << 30):F2} GiB, served in {dtype} ({args.LoadFormat})");
             // Sampling on the GPU: its scratch is counted before the KV cache takes the rest of the card.
@@ -187,7 +188,7 @@ public static class ModelLoader
                 Phase($"warmed up the kernels' JIT: {model.WarmUp(platform.JitWarmUp)} padding steps");
             }
 
-            IReadOnlyList<int> captured = model.CaptureGraphs();
+            IReadOnlyList<int> captured = decoder?.CaptureGraphs() ?? [];
             if (captured.Count > 0)
             {
                 Phase($"CUDA graphs recorded for {captured.Count} decode batch sizes ({captured[0]}..{captured[^1]})");

@@ -14,7 +14,8 @@ namespace Celer.Engine.Execution;
 /// </summary>
 public sealed class ModelRunner : IModelExecutor
 {
-    private readonly DecoderModel _model;
+    private readonly IPoolingModel _pooledModel;   // the model itself; a pooling model runs only through it
+    private readonly DecoderModel? _decoder;       // a generative model's own interface (null for an encoder)
     private readonly IModelBackend _backend;
     private readonly int _blockSize;
     private readonly IReadOnlyCollection<int> _eosTokenIds;
@@ -43,14 +44,20 @@ public sealed class ModelRunner : IModelExecutor
     /// <param name="proposer">Speculative decoding (<c>--speculative-config</c>): drafts each sampled request's next tokens (owned).</param>
     /// <param name="pooler">A pooling model's pooler: every request is pooled from its prompt's hidden states, none sampled.</param>
     internal ModelRunner(
-        DecoderModel model, IModelBackend backend, int numKvBlocks, int blockSize, IReadOnlyCollection<int> eosTokenIds, long seed,
+        IPoolingModel model, IModelBackend backend, int numKvBlocks, int blockSize, IReadOnlyCollection<int> eosTokenIds, long seed,
         IDisposable? weights = null, IDeviceSampler? deviceSampler = null, IDraftProposer? proposer = null, PoolerConfig? pooler = null)
     {
         _pooler = pooler;
         _deviceSampler = deviceSampler;
         _proposer = proposer;
         _weights = weights;
-        _model = model;
+        _pooledModel = model;
+        _decoder = model as DecoderModel;
+        if (_decoder is null && pooler is null)
+        {
+            throw new ArgumentException($"{model.Config.Architecture} runs as a pooling model only.", nameof(model));
+        }
+
         _backend = backend;
         NumKvBlocks = numKvBlocks;
         _blockSize = blockSize;
@@ -60,6 +67,8 @@ public sealed class ModelRunner : IModelExecutor
     }
 
     public int NumKvBlocks { get; }
+
+    private DecoderModel Decoder => _decoder ?? throw new InvalidOperationException("An encoder computes no logits.");
 
     public StepTimeline? Timeline => _backend.Timeline;
 
@@ -88,10 +97,10 @@ public sealed class ModelRunner : IModelExecutor
     /// </summary>
     private ModelRunnerOutput Pool(SchedulerOutput so, StepPlan plan)
     {
-        int hidden = _model.Config.HiddenSize;
+        int hidden = _pooledModel.Config.HiddenSize;
         if (plan.Uses.Length > 0)
         {
-            _model.ForwardHidden(plan.Batch, (first, count, rows) =>
+            _pooledModel.ForwardHidden(plan.Batch, (first, count, rows) =>
             {
                 for (int r = 0; r < count; r++)
                 {
@@ -102,13 +111,13 @@ public sealed class ModelRunner : IModelExecutor
         else
         {
             // Prompt chunks of CLS or last-token pooling that read no row yet still fill the KV cache.
-            _model.ForwardHidden(plan.Batch, (_, _, _) => { });
+            _pooledModel.ForwardHidden(plan.Batch, (_, _, _) => { });
         }
 
         var pooled = new Dictionary<string, float[]>(so.SampledRequestIds.Count, StringComparer.Ordinal);
         foreach (string id in so.SampledRequestIds)
         {
-            pooled[id] = _requests[id].Pooling!.Finish();
+            pooled[id] = _requests[id].Pooling!.Finish(_pooledModel.Classifier);
         }
 
         return new ModelRunnerOutput(new Dictionary<string, IReadOnlyList<int>>(), PoolerOutputs: pooled);
@@ -171,7 +180,7 @@ public sealed class ModelRunner : IModelExecutor
             plan.ResolvePendingRows();
         }
 
-        Tensor logits = _model.ForwardToDevice(batch);
+        Tensor logits = Decoder.ForwardToDevice(batch);
         CompleteInFlight(completed);
         LaunchSampling(plan, logits);
         _inFlight = (schedulerOutput, plan);
@@ -179,7 +188,7 @@ public sealed class ModelRunner : IModelExecutor
 
     private bool CanLeaveRunning(StepPlan plan)
     {
-        if (plan.Batch.LogitsRows.Length > _model.MaxLogitsRows)
+        if (plan.Batch.LogitsRows.Length > Decoder.MaxLogitsRows)
         {
             return false;
         }
@@ -198,7 +207,7 @@ public sealed class ModelRunner : IModelExecutor
     /// <summary>Queues the sampling of the step's rows (the device's), or samples them now (the host's).</summary>
     private void LaunchSampling(StepPlan plan, Tensor logits)
     {
-        int rows = plan.Uses.Length, vocab = _model.Config.VocabSize;
+        int rows = plan.Uses.Length, vocab = Decoder.Config.VocabSize;
         if (_deviceSampler is not null)
         {
             _deviceBatch.Clear();
@@ -215,8 +224,8 @@ public sealed class ModelRunner : IModelExecutor
 
         if (_hostTokens.Length < rows)
         {
-            _hostTokens = new int[_model.MaxLogitsRows];
-            _hostLogits = new float[(long)_model.MaxLogitsRows * vocab];
+            _hostTokens = new int[Decoder.MaxLogitsRows];
+            _hostLogits = new float[(long)Decoder.MaxLogitsRows * vocab];
         }
 
         if (rows > 0)
@@ -261,7 +270,7 @@ public sealed class ModelRunner : IModelExecutor
     /// <summary>Runs a step to its end: on the device sampler when every logits row samples, else on the host.</summary>
     private ModelRunnerOutput Run(StepPlan plan)
     {
-        if (_deviceSampler is not null && plan.Batch.LogitsRows.Length <= _model.MaxLogitsRows
+        if (_deviceSampler is not null && plan.Batch.LogitsRows.Length <= Decoder.MaxLogitsRows
             && plan.Uses.All(u => u.Kind == LogitsRowKind.Sample || (u.Kind == LogitsRowKind.Verify && VerifiesOnDevice(_requests[u.RequestId].Sampling))))
         {
             return SampleOnDevice(plan, _deviceSampler);
@@ -269,10 +278,10 @@ public sealed class ModelRunner : IModelExecutor
 
         var results = new SampleResult?[plan.Uses.Length];
         var promptLogprobs = new Dictionary<string, List<PositionLogprobs>>(StringComparer.Ordinal);
-        int vocab = _model.Config.VocabSize;
+        int vocab = Decoder.Config.VocabSize;
         Dictionary<string, Verification> verified = Verifications(plan.Uses);
 
-        _model.Forward(plan.Batch, (first, count, rows) =>
+        Decoder.Forward(plan.Batch, (first, count, rows) =>
         {
             // Sampling is per request and independent (each sequence has its own generator), so many requests run in
             // parallel; a request's verify rows and its sample row run in order, each seeing the tokens before it.
@@ -469,8 +478,8 @@ public sealed class ModelRunner : IModelExecutor
     /// </summary>
     private ModelRunnerOutput SampleOnDevice(StepPlan plan, IDeviceSampler sampler)
     {
-        Tensor logits = _model.ForwardToDevice(plan.Batch);
-        int vocab = _model.Config.VocabSize;
+        Tensor logits = Decoder.ForwardToDevice(plan.Batch);
+        int vocab = Decoder.Config.VocabSize;
         _deviceBatch.Clear();
         var requests = new RunnerRequest[plan.Uses.Length];
         for (int r = 0; r < requests.Length; r++)

@@ -65,6 +65,8 @@ internal sealed class StepPlan
         var uses = new List<LogitsRowUse>();
         var promptStart = new Dictionary<string, int>(StringComparer.Ordinal);
         var pendingRows = new List<(int, RunnerRequest)>();
+        // An encoder's pair inputs (cross-encoders) have token types; a step without any sends none (all 0).
+        int[]? tokenTypes = null;
 
         int row = 0;
         for (int s = 0; s < ids.Count; s++)
@@ -103,12 +105,21 @@ internal sealed class StepPlan
                 }
             }
 
-            if (pooling is { } type)
+            if (r.Pooling?.Params.TokenTypeIds is { } types)
             {
-                // Mean pooling reads every row, CLS the first position's, last-token pooling the prompt's last.
+                tokenTypes ??= new int[numTokens];
                 for (int p = start; p < start + n; p++)
                 {
-                    if (type == PoolingType.Mean || (type == PoolingType.Cls && p == 0) || (type == PoolingType.Last && p == r.TokenIds.Count - 1))
+                    tokenTypes[row - (start + n - p)] = types[p];
+                }
+            }
+
+            if (pooling is { } type)
+            {
+                // Mean and max pooling read every row, CLS the first position's, last-token pooling the prompt's last.
+                for (int p = start; p < start + n; p++)
+                {
+                    if (type is PoolingType.Mean or PoolingType.Max || (type == PoolingType.Cls && p == 0) || (type == PoolingType.Last && p == r.TokenIds.Count - 1))
                     {
                         logitsRows.Add(row - (start + n - p));
                         uses.Add(new LogitsRowUse(r.Id, LogitsRowKind.Pool, p));
@@ -142,6 +153,7 @@ internal sealed class StepPlan
             BlockTables = blockTables,
             MaxBlocksPerSeq = maxBlocks,
             LogitsRows = [.. logitsRows],
+            TokenTypeIds = tokenTypes,
         };
         return new StepPlan(batch, [.. uses], promptStart, pendingRows);
     }

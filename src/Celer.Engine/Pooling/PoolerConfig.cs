@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Celer.Models.Config;
 
 namespace Celer.Engine;
 
@@ -16,10 +17,22 @@ namespace Celer.Engine;
 /// </param>
 public sealed record PoolerConfig(PoolingType Type, bool Normalize, int HiddenSize, IReadOnlyList<int>? MatryoshkaDimensions = null)
 {
+    /// <summary>A sequence classifier's head (classify and score requests); null for an embedding model.</summary>
+    public ClassifierConfig? Classifier { get; init; }
+
+    /// <summary>
+    /// An encoder's bidirectional attention: every sequence must be whole in its step (no chunked prefill) and nothing is
+    /// shared through the prefix cache (a token's keys depend on the tokens after it).
+    /// </summary>
+    public bool WholeSequences { get; init; }
+
+    /// <summary>How many token types (segments) the model embeds: BERT's 2; 0 or 1 take no pair segments.</summary>
+    public int TokenTypes { get; init; }
+
     private const string Flag = "--pooler-config";
 
     /// <summary>
-    /// Applies <c>--pooler-config</c>'s JSON (vLLM's fields <c>pooling_type</c>: LAST, MEAN or CLS, and
+    /// Applies <c>--pooler-config</c>'s JSON (vLLM's fields <c>pooling_type</c>: LAST, MEAN, CLS or MAX, and
     /// <c>normalize</c>) over this config; a field Celer does not read is refused by name.
     /// </summary>
     public PoolerConfig WithOverrides(string? json)
@@ -60,6 +73,7 @@ public sealed record PoolerConfig(PoolingType Type, bool Normalize, int HiddenSi
         "LAST" => PoolingType.Last,
         "MEAN" => PoolingType.Mean,
         "CLS" => PoolingType.Cls,
-        _ => throw new ArgumentException($"{Flag}: pooling_type '{name}' is not supported; use LAST, MEAN or CLS.", nameof(name)),
+        "MAX" => PoolingType.Max,
+        _ => throw new ArgumentException($"{Flag}: pooling_type '{name}' is not supported; use LAST, MEAN, CLS or MAX.", nameof(name)),
     };
 }

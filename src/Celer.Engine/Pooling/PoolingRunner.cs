@@ -20,12 +20,17 @@ internal static class PoolingRunner
     public static (ModelConfig Config, PoolerConfig? Pooler, int? MaxSeqLength) Resolve(EngineArgs args, string dir, ModelConfig config)
     {
         string architecture = config.Architecture;
-        bool bare = architecture.EndsWith(BareModelSuffix, StringComparison.Ordinal)
+        bool encoder = config.Encoder is not null;
+        bool bare = !encoder && architecture.EndsWith(BareModelSuffix, StringComparison.Ordinal)
             && ModelRegistry.SupportedArchitectures.Contains(architecture[..^BareModelSuffix.Length] + "ForCausalLM");
-        bool pooling = args.Runner == "pooling" || (args.Runner == "auto" && (bare || args.Convert == "embed"));
+        // A decoder classifier runs its causal LM's layers and scores with its own head.
+        bool decoderClassifier = !encoder && config.Classifier is not null
+            && ModelRegistry.SupportedArchitectures.Contains(ClassifierConfig.CausalLmOf(architecture));
+        bool headless = bare || encoder || decoderClassifier;   // nothing to generate with
+        bool pooling = args.Runner == "pooling" || (args.Runner == "auto" && (headless || args.Convert == "embed"));
         if (!pooling)
         {
-            if (bare)
+            if (headless)
             {
                 throw new ModelLoadException($"'{dir}' is a {architecture}, which has no language-model head to generate with; serve it with --runner pooling.");
             }
@@ -33,13 +38,38 @@ internal static class PoolingRunner
             return (config, null, null);
         }
 
+        if (config.Classifier is not null && args.Convert == "embed")
+        {
+            throw new ModelLoadException($"'{dir}' is a sequence classifier ({architecture}); --convert embed turns a causal LM into an embedding model, not a classifier.");
+        }
+
         if (bare)
         {
             config = config with { Architecture = architecture[..^BareModelSuffix.Length] + "ForCausalLM" };
         }
+        else if (decoderClassifier)
+        {
+            config = config with { Architecture = ClassifierConfig.CausalLmOf(architecture) };
+        }
 
         SentenceTransformersModel? st = SentenceTransformersLayout.Read(dir);
-        var pooler = new PoolerConfig(st?.Pooling ?? PoolingType.Last, st?.Normalize ?? true, config.HiddenSize, MatryoshkaDimensions(dir, args.ParseHfOverrides()));
+        // vLLM's defaults: a classifier pools the first token of an encoder and the last of a decoder, as transformers'
+        // heads read them; an encoder embedder its CLS token, a decoder embedder its last, normalized.
+        PoolingType defaultType = encoder ? PoolingType.Cls : PoolingType.Last;
+        var pooler = new PoolerConfig(st?.Pooling ?? defaultType, st?.Normalize ?? true, config.HiddenSize, MatryoshkaDimensions(dir, args.ParseHfOverrides()))
+        {
+            // sentence-transformers 4+ saves a CrossEncoder's activation beside config.json, older versions inside it.
+            Classifier = config.Classifier is { CrossEncoderActivation: null } c && st?.CrossEncoderActivation is { } saved
+                ? c with { CrossEncoderActivation = saved }
+                : config.Classifier,
+            WholeSequences = encoder,
+            TokenTypes = config.Encoder?.TypeVocabSize ?? 0,
+        };
+        if (pooler.Classifier is { } classifier)
+        {
+            ClassifierActivation.Check(classifier);
+        }
+
         try
         {
             pooler = pooler.WithOverrides(args.PoolerConfig);
@@ -49,7 +79,15 @@ internal static class PoolingRunner
             throw new ModelLoadException(e.Message, e);
         }
 
-        return (config, pooler, st?.MaxSeqLength);
+        int? maxSeqLength = st?.MaxSeqLength;
+        if (config.Encoder is { } encoderConfig)
+        {
+            // RoBERTa's positions start past its padding index: 514 position embeddings hold 512 tokens.
+            int context = encoderConfig.ContextLength(config.MaxPositionEmbeddings);
+            maxSeqLength = Math.Min(maxSeqLength ?? context, context);
+        }
+
+        return (config, pooler, maxSeqLength);
     }
 
     /// <summary>

@@ -1,8 +1,11 @@
+using Celer.Models.Architectures;
+using Celer.Models.Config;
+
 namespace Celer.Engine;
 
 /// <summary>
 /// One pooling request's pooled state across the steps its prompt spans (chunked prefill): the sum of its hidden
-/// states (mean), or the one row its pooling keeps (the first for CLS, the last for last-token pooling). The sum is
+/// states (mean), their elementwise maximum (max), or the one row its pooling keeps (the first for CLS, the last for last-token pooling). The sum is
 /// kept in double, so a long prompt's mean does not depend on how it was chunked.
 /// </summary>
 internal sealed class PoolingState(PoolingParams parameters, PoolerConfig pooler)
@@ -15,6 +18,18 @@ internal sealed class PoolingState(PoolingParams parameters, PoolerConfig pooler
     /// <summary>Adds a row of final hidden states this request's pooling reads (its plan chose which).</summary>
     public void Add(ReadOnlySpan<float> hidden)
     {
+        if (pooler.Type == PoolingType.Max)
+        {
+            // The running maximum is kept in _sum as one "row", so Finish reads it as it reads a single row.
+            for (int i = 0; i < _sum.Length; i++)
+            {
+                _sum[i] = _rows == 0 ? hidden[i] : Math.Max(_sum[i], hidden[i]);
+            }
+
+            _rows = 1;
+            return;
+        }
+
         if (pooler.Type != PoolingType.Mean)
         {
             // CLS and last-token pooling are given exactly their one row.
@@ -38,14 +53,28 @@ internal sealed class PoolingState(PoolingParams parameters, PoolerConfig pooler
     }
 
     /// <summary>
-    /// The request's vector: the pooled hidden state, cut to <see cref="PoolingParams.Dimensions"/> and then
-    /// L2-normalized when asked (or by the model's default), as vLLM's embedding head does.
+    /// The request's output. An embedding: the pooled hidden state, cut to <see cref="PoolingParams.Dimensions"/> and
+    /// then L2-normalized when asked (or by the model's default), as vLLM's embedding head does. A classification or a
+    /// score: <paramref name="classifier"/>'s logits of the pooled state through the task's activation.
     /// </summary>
-    public float[] Finish()
+    public float[] Finish(SequenceClassifier? classifier)
     {
         if (_rows == 0)
         {
             throw new InvalidOperationException("A pooling request finished with no hidden state pooled.");
+        }
+
+        if (Params.Task != PoolingTask.Embed)
+        {
+            var pooled = new float[_sum.Length];
+            for (int i = 0; i < pooled.Length; i++)
+            {
+                pooled[i] = (float)(_sum[i] / _rows);
+            }
+
+            ClassifierConfig config = pooler.Classifier ?? throw new InvalidOperationException("A classification request reached a model without a classifier.");
+            float[] logits = (classifier ?? throw new InvalidOperationException("The classifier's head is not loaded.")).Logits(pooled);
+            return Params.Task == PoolingTask.Classify ? ClassifierActivation.Classify(logits, config) : ClassifierActivation.Score(logits, config);
         }
 
         int length = Params.Dimensions ?? _sum.Length;

@@ -11,4 +11,7 @@ public enum PoolingType
 
     /// <summary>The first token's hidden state (BERT's [CLS]).</summary>
     Cls,
+
+    /// <summary>The elementwise maximum over every token of the sequence (sentence-transformers' max_tokens).</summary>
+    Max,
 }

@@ -5,8 +5,13 @@ using Celer.Models.Weights;
 namespace Celer.Engine;
 
 /// <summary>What a sentence-transformers checkpoint says about its pooling, read from the files the Hub carries.</summary>
+/// <param name="Pooling">The Pooling module's mode; null when there is none (a CrossEncoder's modules are its Transformer alone).</param>
 /// <param name="MaxSeqLength"><c>sentence_bert_config.json</c>'s <c>max_seq_length</c>: the longest input the model was trained for.</param>
-public sealed record SentenceTransformersModel(PoolingType Pooling, bool Normalize, int? MaxSeqLength);
+/// <param name="CrossEncoderActivation">
+/// <c>config_sentence_transformers.json</c>'s <c>activation_fn</c>, where sentence-transformers 4 and later save a
+/// CrossEncoder's score activation (a torch class path); null when absent.
+/// </param>
+public sealed record SentenceTransformersModel(PoolingType? Pooling, bool Normalize, int? MaxSeqLength, string? CrossEncoderActivation = null);
 
 /// <summary>
 /// Reads a sentence-transformers model directory as the Hub has them: <c>modules.json</c> lists the modules in order,
@@ -63,8 +68,14 @@ public static class SentenceTransformersLayout
             maxSeqLength = max;
         }
 
-        return new SentenceTransformersModel(
-            pooling ?? throw new ModelLoadException($"'{modulesPath}' lists no Pooling module."), normalize, maxSeqLength);
+        string? activation = null;
+        string stConfig = Path.Combine(dir, "config_sentence_transformers.json");
+        if (File.Exists(stConfig) && Parse(stConfig)?["activation_fn"] is JsonValue fn && fn.TryGetValue(out string? name))
+        {
+            activation = name;
+        }
+
+        return new SentenceTransformersModel(pooling, normalize, maxSeqLength, activation);
     }
 
     /// <summary>The one pooling mode the Pooling module's config turns on (the booleans, or a newer single <c>pooling_mode</c> name).</summary>
@@ -81,7 +92,7 @@ public static class SentenceTransformersLayout
                 .Select(p => p.Key["pooling_mode_".Length..])];
         if (modes.Count != 1)
         {
-            throw new ModelLoadException($"'{path}' turns on {(modes.Count == 0 ? "no pooling mode" : "the pooling modes " + string.Join(", ", modes) + " together")}; Celer pools with exactly one of cls_token, mean_tokens and lasttoken.");
+            throw new ModelLoadException($"'{path}' turns on {(modes.Count == 0 ? "no pooling mode" : "the pooling modes " + string.Join(", ", modes) + " together")}; Celer pools with exactly one of cls_token, mean_tokens, max_tokens and lasttoken.");
         }
 
         return modes[0] switch
@@ -89,7 +100,8 @@ public static class SentenceTransformersLayout
             "cls_token" or "cls" => PoolingType.Cls,
             "mean_tokens" or "mean" => PoolingType.Mean,
             "lasttoken" => PoolingType.Last,
-            string other => throw new ModelLoadException($"'{path}': pooling mode '{other}' is not supported; Celer pools with cls_token, mean_tokens or lasttoken."),
+            "max_tokens" or "max" => PoolingType.Max,
+            string other => throw new ModelLoadException($"'{path}': pooling mode '{other}' is not supported; Celer pools with cls_token, mean_tokens, max_tokens or lasttoken."),
         };
     }
 

@@ -17,7 +17,7 @@ public delegate void LogitsHandler(int first, int count, float[] logits);
 /// between members come from the <see cref="ArchitectureSpec"/>. Activation buffers are allocated once for
 /// the largest step and reused.
 /// </summary>
-public sealed class DecoderModel
+public sealed class DecoderModel : IPoolingModel
 {
     private readonly ModelConfig _config;
     private readonly IModelBackend _backend;
@@ -64,6 +64,11 @@ public sealed class DecoderModel
         _lmHead = pooling ? null
             : config.TieWordEmbeddings ? _embedTokens
             : backend.LoadWeight(weights.Get("lm_head.weight", config.VocabSize, hidden));
+
+        // A decoder classifier (Qwen3ForSequenceClassification) scores its last token with a bias-free projection.
+        Classifier = pooling && config.Classifier is { } classifier
+            ? SequenceClassifier.Load(weights, null, "score", outputBias: false, hidden, classifier.NumLabels)
+            : null;
 
         _layers = new DecoderLayer[config.NumHiddenLayers];
         for (int i = 0; i < _layers.Length; i++)
@@ -118,6 +123,8 @@ public sealed class DecoderModel
     }
 
     public ModelConfig Config => _config;
+
+    public SequenceClassifier? Classifier { get; }
 
     /// <summary>The attention shape, which the backend's KV cache and attention kernels are set up for.</summary>
     public AttentionSpec Attention => _attention;
@@ -242,10 +249,10 @@ public sealed class DecoderModel
 
         StepGraphOptions options = _graphOptions!;
         _graphs.ReserveStepMetadata(MaxNumTokens, MaxLogitsRows, options.BlockTableStride);
-        ForwardToDevice(PaddingBatch(1));
+        ForwardToDevice(ForwardBatch.Padding(1));
         for (int i = options.CaptureSizes.Count - 1; i >= 0; i--)
         {
-            ForwardWithGraph(PaddingBatch(options.CaptureSizes[i]));
+            ForwardWithGraph(ForwardBatch.Padding(options.CaptureSizes[i]));
         }
 
         return options.CaptureSizes;
@@ -264,9 +271,9 @@ public sealed class DecoderModel
         // CPU matmul's three paths. Each shape runs at least once.
         ForwardBatch[] shapes =
         [
-            PaddingPrefill(Math.Min(80, MaxNumTokens)),
-            PaddingBatch(1),
-            PaddingBatch(Math.Min(8, Math.Min(MaxNumTokens, MaxLogitsRows))),
+            ForwardBatch.PaddingPrefill(Math.Min(80, MaxNumTokens)),
+            ForwardBatch.Padding(1),
+            ForwardBatch.Padding(Math.Min(8, Math.Min(MaxNumTokens, MaxLogitsRows))),
         ];
         int steps = 0;
         while (steps < shapes.Length || clock.Elapsed < budget)
@@ -284,32 +291,6 @@ public sealed class DecoderModel
 
         return steps;
     }
-
-    /// <summary>One sequence's prompt of <paramref name="rows"/> tokens that writes no KV and attends to the null block.</summary>
-    private static ForwardBatch PaddingPrefill(int rows) => new()
-    {
-        TokenIds = new int[rows],
-        Positions = Enumerable.Range(0, rows).ToArray(),
-        SlotMapping = Enumerable.Repeat(-1, rows).ToArray(),
-        QueryStartLoc = [0, rows],
-        SeqLens = [rows],
-        BlockTables = new int[rows],   // every position's block is the null block, whatever the block size
-        MaxBlocksPerSeq = rows,
-        LogitsRows = [rows - 1],
-    };
-
-    /// <summary>A decode batch of rows that write no KV (slot −1) and attend to the null block: for warm-up and recording.</summary>
-    private static ForwardBatch PaddingBatch(int rows) => new()
-    {
-        TokenIds = new int[rows],
-        Positions = new int[rows],
-        SlotMapping = Enumerable.Repeat(-1, rows).ToArray(),
-        QueryStartLoc = Enumerable.Range(0, rows + 1).ToArray(),
-        SeqLens = Enumerable.Repeat(1, rows).ToArray(),
-        BlockTables = new int[rows],
-        MaxBlocksPerSeq = 1,
-        LogitsRows = Enumerable.Range(0, rows).ToArray(),
-    };
 
     /// <summary>A step where every sequence feeds one token and samples from it: the shape decode graphs are recorded for.</summary>
     private static bool IsPlainDecode(ForwardBatch batch)

@@ -23,7 +23,24 @@ public static class ModelRegistry
         GptOssForCausalLM.Spec,
     }.ToDictionary(s => s.Name, StringComparer.Ordinal);
 
+    /// <summary>The encoders <see cref="EncoderModel"/> runs (pooling models only).</summary>
+    private static readonly string[] Encoders =
+        ["BertModel", "BertForSequenceClassification", "RobertaModel", "RobertaForSequenceClassification", "XLMRobertaModel", "XLMRobertaForSequenceClassification"];
+
+    /// <summary>The decoder layouts: <see cref="DecoderModel"/> runs them.</summary>
     public static IReadOnlyCollection<string> SupportedArchitectures => Specs.Keys;
+
+    /// <summary>Whether <see cref="EncoderModel"/> runs <paramref name="config"/>, else the decoder's spec (or a clear refusal).</summary>
+    public static bool IsEncoder(ModelConfig config)
+    {
+        if (config.Encoder is not null)
+        {
+            return true;
+        }
+
+        Resolve(config);
+        return false;
+    }
 
     public static ArchitectureSpec Resolve(ModelConfig config)
     {
@@ -33,7 +50,8 @@ public static class ModelRegistry
         }
 
         throw new ModelConfigException(
-            $"Model architecture '{config.Architecture}' is not supported. Supported: {string.Join(", ", Specs.Keys.Order(StringComparer.Ordinal))}. " +
+            $"Model architecture '{config.Architecture}' is not supported. Supported: {string.Join(", ", Specs.Keys.Concat(Encoders).Order(StringComparer.Ordinal))}; " +
+            "as pooling models also each decoder's …Model and …ForSequenceClassification. " +
             "A checkpoint whose config and weights are those of a supported family under another name can run as it with " +
             "--hf-overrides '{\"architectures\": [\"<supported name>\"]}'.");
     }

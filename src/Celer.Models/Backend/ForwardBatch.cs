@@ -38,6 +38,12 @@ public sealed record ForwardBatch
     /// </summary>
     public int[] PendingTokens { get; init; } = [];
 
+    /// <summary>
+    /// Token type (segment) id of each row for an encoder with token type embeddings (BERT's 0 for the first text of a
+    /// pair, 1 for the second); null: all 0.
+    /// </summary>
+    public int[]? TokenTypeIds { get; init; }
+
     public int NumTokens => TokenIds.Length;
 
     /// <summary>
@@ -79,6 +85,32 @@ public sealed record ForwardBatch
             LogitsRows = [],
         };
     }
+
+    /// <summary>One sequence's prompt of <paramref name="rows"/> tokens that writes no KV and attends to the null block.</summary>
+    public static ForwardBatch PaddingPrefill(int rows) => new()
+    {
+        TokenIds = new int[rows],
+        Positions = Enumerable.Range(0, rows).ToArray(),
+        SlotMapping = Enumerable.Repeat(-1, rows).ToArray(),
+        QueryStartLoc = [0, rows],
+        SeqLens = [rows],
+        BlockTables = new int[rows],   // every position's block is the null block, whatever the block size
+        MaxBlocksPerSeq = rows,
+        LogitsRows = [rows - 1],
+    };
+
+    /// <summary>A decode batch of rows that write no KV (slot −1) and attend to the null block: for warm-up and recording.</summary>
+    public static ForwardBatch Padding(int rows) => new()
+    {
+        TokenIds = new int[rows],
+        Positions = new int[rows],
+        SlotMapping = Enumerable.Repeat(-1, rows).ToArray(),
+        QueryStartLoc = Enumerable.Range(0, rows + 1).ToArray(),
+        SeqLens = Enumerable.Repeat(1, rows).ToArray(),
+        BlockTables = new int[rows],
+        MaxBlocksPerSeq = 1,
+        LogitsRows = Enumerable.Range(0, rows).ToArray(),
+    };
 
     public int NumSequences => QueryStartLoc.Length - 1;
 }

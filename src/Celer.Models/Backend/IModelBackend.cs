@@ -63,6 +63,33 @@ public interface IModelBackend : IDisposable
     void Embedding(Tensor table, Tensor output);
 
     /// <summary>
+    /// An encoder's input embeddings (BERT, RoBERTa): output[r] = words[tokenIds[r]] + tokenTypes[tokenTypeIds[r]],
+    /// rounded to the activation dtype, then + positions[positions[r] + <paramref name="positionOffset"/>], rounded again
+    /// (transformers' BertEmbeddings adds in that order). Token types come from <see cref="ForwardBatch.TokenTypeIds"/>
+    /// (all 0 when it is null); a null <paramref name="tokenTypes"/> table adds nothing. RoBERTa's offset is its
+    /// padding index + 1.
+    /// </summary>
+    void EncoderEmbedding(Tensor words, Tensor? tokenTypes, Tensor positions, int positionOffset, Tensor output);
+
+    /// <summary>
+    /// LayerNorm over rows of weight's size: y = (x − mean) / √(var + eps) · weight + bias, statistics in fp32 (biased
+    /// variance), rounded once to y's dtype, as torch's layer_norm; y may be x.
+    /// </summary>
+    void LayerNorm(Tensor x, int rows, Tensor weight, Tensor bias, float eps, Tensor y);
+
+    /// <summary>
+    /// A post-norm encoder's residual step (BERT's SelfOutput and Output): residual = LayerNorm(x + residual), the sum
+    /// rounded to the activation dtype before it is normalized, as torch adds and then normalizes.
+    /// </summary>
+    void AddLayerNorm(Tensor x, Tensor residual, int rows, Tensor weight, Tensor bias, float eps);
+
+    /// <summary>
+    /// x = gelu(x) in place over the first <paramref name="rows"/> rows, in fp32 and rounded once: the exact erf form
+    /// (torch's <c>gelu</c>), or with <paramref name="tanhApproximation"/> the tanh form (<c>gelu(approximate="tanh")</c>).
+    /// </summary>
+    void Gelu(Tensor x, int rows, bool tanhApproximation);
+
+    /// <summary>
     /// y = x·Wᵀ (+ bias) for the first rows of x; W is [outFeatures, inFeatures] as nn.Linear stores it. With
     /// <paramref name="activations"/> (an FP8 W8A8 checkpoint's layer) x is quantized to E4M3 by that scheme first, as the
     /// checkpoint's kernels do; x itself is left as it is.
@@ -145,7 +172,8 @@ public interface IModelBackend : IDisposable
     void SoftCap(Tensor x, int rows, float cap);
 
     /// <summary>
-    /// Causal paged attention of this step's queries over the layer's cache (GQA; optional sliding window). With
+    /// Paged attention of this step's queries over the layer's cache (GQA; causal or bidirectional as
+    /// <see cref="AttentionSpec.Causal"/> says; optional sliding window). With
     /// <paramref name="sinks"/> ([heads], gpt-oss's learned attention sinks) each head's softmax denominator also holds
     /// e^sink, a logit no value row goes with: softmax([scores, sink]) with the sink's column dropped.
     /// </summary>
@@ -198,4 +226,11 @@ public sealed record AttentionSpec(int NumHeads, int NumKvHeads, int HeadDim, fl
     /// <see cref="IModelBackend.GemmaRmsNorm"/>) rather than Qwen3's Llama-style RMSNorm.
     /// </summary>
     public bool GemmaQkNorm { get; init; }
+
+    /// <summary>
+    /// Causal attention (decoders): a query row at position p sees keys 0..p. False is an encoder's bidirectional
+    /// attention: every row of a sequence sees all of its keys, 0..seqLen − 1; the whole sequence must then be in the
+    /// step (query length = sequence length) and there is no sliding window.
+    /// </summary>
+    public bool Causal { get; init; } = true;
 }

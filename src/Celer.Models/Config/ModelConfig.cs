@@ -68,6 +68,12 @@ public sealed record ModelConfig
     /// <summary>Qwen2-MoE's <c>qkv_bias</c> (transformers 5; default true, which 4.x hard-coded); null where absent.</summary>
     public bool? QkvBias { get; init; }
 
+    /// <summary>A BERT-family encoder's settings (BERT, RoBERTa, XLM-RoBERTa); null for decoders.</summary>
+    public EncoderConfig? Encoder { get; init; }
+
+    /// <summary>A sequence classifier's labels and activations (<c>…ForSequenceClassification</c>); null for other heads.</summary>
+    public ClassifierConfig? Classifier { get; init; }
+
     /// <summary>The sparse mixture-of-experts MLP of Mixtral and Qwen-MoE models; null for dense models.</summary>
     public MoeConfig? Moe { get; init; }
 
@@ -202,7 +208,10 @@ public sealed record ModelConfig
     private static ModelConfig FromRoot(JsonElement root)
     {
         const string F = FileName;
-        string architecture = FirstArchitecture(root);
+        string written = FirstArchitecture(root);
+        // The architecture-specific defaults below are those of the layers the checkpoint runs: a bare base model's
+        // (Qwen2Model) and a decoder classifier's (Qwen3ForSequenceClassification) are their causal LM's.
+        string architecture = LayersArchitecture(written);
         // Read first: a format Celer cannot run is refused naming its method before any other field matters.
         QuantizationConfig? quantization = QuantizationConfig.Parse(root);
         if (quantization is { Method: "mxfp4" } && architecture != GptOss)
@@ -253,7 +262,9 @@ public sealed record ModelConfig
             : (RopeParameters.Parse(root, maxPositions, F), null);
         return new ModelConfig
         {
-            Architecture = architecture,
+            Architecture = written,
+            Encoder = EncoderConfig.Parse(root, written, maxPositions),
+            Classifier = ClassifierConfig.Parse(root, written),
             Quantization = quantization,
             ModelType = JsonFields.OptionalString(root, "model_type", F) ?? "",
             HiddenSize = hidden,
@@ -288,6 +299,16 @@ public sealed record ModelConfig
             FinalLogitSoftcapping = gemma ? Softcap(root, "final_logit_softcapping", architecture == Gemma2 ? 30f : null) : null,
         };
     }
+
+    /// <summary>
+    /// The causal LM whose layers <paramref name="architecture"/> runs: <c>Qwen3Model</c> and
+    /// <c>Qwen3ForSequenceClassification</c> are <c>Qwen3ForCausalLM</c>'s layers; encoders and causal LMs are themselves.
+    /// </summary>
+    private static string LayersArchitecture(string architecture) =>
+        EncoderConfig.IsEncoder(architecture) ? architecture
+        : ClassifierConfig.IsClassifier(architecture) ? ClassifierConfig.CausalLmOf(architecture)
+        : architecture.EndsWith("Model", StringComparison.Ordinal) ? architecture[..^"Model".Length] + "ForCausalLM"
+        : architecture;
 
     /// <summary>A soft-capping field: absent gives the architecture's default, null turns it off, else it must be positive.</summary>
     private static float? Softcap(JsonElement root, string name, float? absent)

@@ -116,4 +116,49 @@ public unsafe class ActivationTests
 
         return exact;
     }
+
+    /// <summary>erf at tabulated points (to 16 digits), both signs: the exact GELU is 0.5·x·(1 + erf(x/√2)) at x = √2·t.</summary>
+    [Theory]
+    [InlineData(0.1, 0.1124629160182849)]
+    [InlineData(0.5, 0.5204998778130465)]
+    [InlineData(1.0, 0.8427007929497149)]
+    [InlineData(1.5, 0.9661051464753108)]
+    [InlineData(2.0, 0.9953222650189527)]
+    [InlineData(2.5, 0.9995930479825550)]
+    [InlineData(3.0, 0.9999779095030014)]
+    [InlineData(4.0, 0.9999999845827421)]
+    public void Gelu_Exact_FollowsTheErrorFunction(double t, double erf)
+    {
+        foreach (double sign in new[] { 1.0, -1.0 })
+        {
+            double x = sign * t * Math.Sqrt(2);
+            float[] values = [(float)x];
+            fixed (float* p = values)
+            {
+                Activation.Gelu(p, 1, tanhApproximation: false);
+            }
+
+            // x rounded to fp32 shifts gelu by ~ε·x; the result is then rounded once.
+            double expected = 0.5 * (float)x * (1 + (sign * erf));
+            Assert.True(Math.Abs(values[0] - expected) <= 4e-7 * Math.Max(1, Math.Abs(expected)), $"gelu({x}) = {values[0]}, expected {expected}");
+        }
+    }
+
+    [Fact]
+    public void Gelu_Tanh_MatchesTheFormula_AndExactDiffersFromIt()
+    {
+        var random = new Random(31);
+        float[] x = [.. TestData.Floats(random, 1000).Select(v => v * 8)];
+        float[] tanh = [.. x], exact = [.. x];
+        fixed (float* pt = tanh, pe = exact)
+        {
+            Activation.Gelu(pt, x.Length, tanhApproximation: true);
+            Activation.Gelu(pe, x.Length, tanhApproximation: false);
+        }
+
+        double[] formula = [.. x.Select(v => 0.5 * v * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (v + (0.044715 * v * v * v)))))];
+        TestData.AssertClose(formula, tanh, RelativeTolerance, 1e-6, default, "tanh gelu");
+        // The two forms differ by up to ~1e-3 around |x| ≈ 2: a kernel that mixed them up would not pass both tests.
+        Assert.True(x.Select((_, i) => Math.Abs(tanh[i] - exact[i])).Max() > 1e-4);
+    }
 }

@@ -39,6 +39,25 @@ public unsafe class PagedAttentionTests
     public void Run_MixedBatch_MatchesDoubleReference(int group, int headDim)
         => AssertMatchesReference(numKvHeads: 2, group, headDim, blockSize: 16, slidingWindow: 0, MixedBatch, seed: (group * 1000) + headDim);
 
+    /// <summary>Encoders' whole sequences: one row, rows within a block, across blocks and past a query tile (16 rows).</summary>
+    private static readonly Sequence[] WholeSequences = [new(1, 1), new(3, 3), new(17, 17), new(40, 40), new(70, 70)];
+
+    [Theory]
+    [InlineData(1, 32, 16)]
+    [InlineData(4, 64, 16)]
+    [InlineData(1, 64, 5)]
+    public void Run_Bidirectional_EveryRowSeesTheWholeSequence(int group, int headDim, int blockSize)
+        => AssertMatchesReference(numKvHeads: 2, group, headDim, blockSize, slidingWindow: 0, WholeSequences, seed: 70 + group + headDim, causal: false);
+
+    [Fact]
+    public void Run_Bidirectional_RefusesAPartSequenceAndAWindow()
+    {
+        Assert.Contains("whole sequence", Assert.Throws<ArgumentException>(
+            () => AssertMatchesReference(1, 1, 32, 16, 0, [new(3, 5)], seed: 1, causal: false)).Message, StringComparison.Ordinal);
+        Assert.Contains("sliding window", Assert.Throws<ArgumentException>(
+            () => AssertMatchesReference(1, 1, 32, 16, 4, [new(3, 3)], seed: 1, causal: false)).Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(5)]
@@ -169,7 +188,7 @@ public unsafe class PagedAttentionTests
 
     private static void AssertMatchesReference(
         int numKvHeads, int group, int headDim, int blockSize, int slidingWindow, Sequence[] sequences, int seed, float softCap = 0f, float queryScale = 4,
-        KvCacheFormat? cache = null, bool sinks = false)
+        KvCacheFormat? cache = null, bool sinks = false, bool causal = true)
     {
         var random = new Random(seed);
         int numHeads = numKvHeads * group;
@@ -232,13 +251,13 @@ public unsafe class PagedAttentionTests
             }
             else
             {
-                PagedAttention.Run(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, po, softCap, psink);
+                PagedAttention.Run(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, po, softCap, psink, causal);
             }
 
-            PagedAttention.RunReference(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, pr, softCap, psink);
+            PagedAttention.RunReference(pq, numTokens, numHeads, numKvHeads, headDim, pk, pv, blockSize, pb, blockTableStride, pqs, ps, numSeqs, scale, slidingWindow, pr, softCap, psink, causal);
         }
 
-        double[] exact = DoubleReference(q, kCache, vCache, numHeads, numKvHeads, headDim, blockSize, blockTables, blockTableStride, sequences, scale, slidingWindow, softCap, sinkLogits);
+        double[] exact = DoubleReference(q, kCache, vCache, numHeads, numKvHeads, headDim, blockSize, blockTables, blockTableStride, sequences, scale, slidingWindow, softCap, sinkLogits, causal);
         TestData.AssertClose(exact, output, 0, AbsoluteTolerance, default, "output");
         TestData.AssertClose(exact, reference, 0, AbsoluteTolerance, default, "reference");
     }
@@ -259,7 +278,7 @@ public unsafe class PagedAttentionTests
     /// </summary>
     private static double[] DoubleReference(
         float[] q, float[] kCache, float[] vCache, int numHeads, int numKvHeads, int headDim, int blockSize,
-        int[] blockTables, int blockTableStride, Sequence[] sequences, float scale, int slidingWindow, float softCap, float[]? sinks)
+        int[] blockTables, int blockTableStride, Sequence[] sequences, float scale, int slidingWindow, float softCap, float[]? sinks, bool causal)
     {
         int numTokens = sequences.Sum(s => s.QueryLen);
         var output = new double[numTokens * numHeads * headDim];
@@ -270,7 +289,8 @@ public unsafe class PagedAttentionTests
             for (int j = 0; j < sequences[s].QueryLen; j++, token++)
             {
                 int position = sequences[s].SeqLen - sequences[s].QueryLen + j;
-                var visible = Enumerable.Range(0, position + 1).Where(p => slidingWindow <= 0 || p > position - slidingWindow).ToArray();
+                // Bidirectional: every position of the sequence.
+                var visible = Enumerable.Range(0, causal ? position + 1 : sequences[s].SeqLen).Where(p => slidingWindow <= 0 || p > position - slidingWindow).ToArray();
                 for (int h = 0; h < numHeads; h++)
                 {
                     int kvHead = h / group;

@@ -1,4 +1,4 @@
-// Host emulation of the CUDA features flash_attention.cu, flash_decode.cu, moe.cu and rope.cu use, so their literal source runs on a CPU
+// Host emulation of the CUDA features flash_attention.cu, flash_decode.cu, moe.cu, rope.cu, elementwise.cu and encoder.cu use, so their literal source runs on a CPU
 // (KernelEmulationTests copies this file next to them as common.cuh). Every CUDA thread is a ucontext fiber;
 // __syncthreads, __syncwarp, warp shuffles, ldmatrix, mma.sync and cp.async (landing at a random moment before its
 // wait, commit groups included) are emulated from their documented PTX semantics, not from the kernels' formulas.
@@ -91,14 +91,18 @@ inline void bar_wait(Bar& b) {
     if (++b.arrived == b.count) { b.arrived = 0; b.gen++; return; }
     while (b.gen == gen) yield_fiber();
 }
+// A block has up to 1024 threads (32 warps); launch sets the block barrier's count to the block's size.
+#define EMU_MAX_WARPS 32
 static Bar g_block_bar{128};
-static Bar g_warp_bar[4] = {{32}, {32}, {32}, {32}};
+static Bar g_warp_bar[EMU_MAX_WARPS] = {{32}, {32}, {32}, {32}, {32}, {32}, {32}, {32}, {32}, {32}, {32},
+                                        {32}, {32}, {32}, {32}, {32}, {32}, {32}, {32}, {32}, {32}, {32},
+                                        {32}, {32}, {32}, {32}, {32}, {32}, {32}, {32}, {32}, {32}};
 inline void __syncthreads() { bar_wait(g_block_bar); }
 inline void __syncwarp() { bar_wait(g_warp_bar[threadIdx.x >> 5]); }
 
 // Per-warp exchange slots.
-static uint64_t g_xa[4][32][8];
-static const void* g_xp[4][32];
+static uint64_t g_xa[EMU_MAX_WARPS][32][8];
+static const void* g_xp[EMU_MAX_WARPS][32];
 
 // Every lane of the (full) warp publishes v and reads the value of the lane source(lane) names.
 template <typename V, typename Source> inline V warp_exchange(unsigned mask, V v, Source source) {
@@ -139,6 +143,28 @@ template <typename T> inline void load16(const T* p, float (&v)[Vec16<T>::N]) {
     CHECK(((uintptr_t)p & 15) == 0);
     for (int i = 0; i < Vec16<T>::N; i++) v[i] = to_float(p[i]);
 }
+template <typename T> inline void store16(T* p, const float (&v)[Vec16<T>::N]) {
+    CHECK(((uintptr_t)p & 15) == 0);
+    for (int i = 0; i < Vec16<T>::N; i++) p[i] = from_float<T>(v[i]);
+}
+// common.cuh's dtype codes and untyped loads and stores (elementwise.cu's weight conversion uses them).
+#define DTYPE_F32 0
+#define DTYPE_F16 1
+#define DTYPE_BF16 2
+inline float load_as_float(const void* p, long long i, int dtype) {
+    if (dtype == DTYPE_BF16) return to_float(((const __nv_bfloat16*)p)[i]);
+    if (dtype == DTYPE_F16) return to_float(((const __half*)p)[i]);
+    return ((const float*)p)[i];
+}
+inline void store_from_float(void* p, long long i, int dtype, float v) {
+    if (dtype == DTYPE_BF16) ((__nv_bfloat16*)p)[i] = from_float<__nv_bfloat16>(v);
+    else if (dtype == DTYPE_F16) ((__half*)p)[i] = from_float<__half>(v);
+    else ((float*)p)[i] = v;
+}
+// The round-to-nearest intrinsics: plain IEEE operations on the host (-std=c++17 does not contract them into FMAs).
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
 inline float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
@@ -146,6 +172,18 @@ inline float warp_sum(float v) {
 inline float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
+}
+// common.cuh's block_sum, the same code (its shared array is a static here, like every __shared__).
+inline float block_sum(float v) {
+    __shared__ float partial[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    int warps = (blockDim.x + 31) >> 5;
+    float t = lane < warps ? partial[lane] : 0.f;
+    return warp_sum(t);
 }
 // common.cuh's attention_normalizer, the same formula (flash_attention.cu and flash_decode.cu call it).
 template <typename T> inline float attention_normalizer(float m, float l, const T* sinks, int head) {
@@ -307,16 +345,20 @@ alignas(128) static unsigned char flash_dynamic_smem[256 * 1024];
 static std::function<void()> g_body;
 static void fiber_entry() { g_body(); g_cur->done = true; swapcontext(&g_cur->ctx, &g_sched); }
 
-inline void launch(Dim3 grid, const std::function<void()>& body) {
-    gridDim = grid; blockDim = {128, 1, 1};
+// threads: the block size, whole warps up to 1024 (the attention and MoE kernels are 128 wide); stack_bytes per
+// fiber (the tensor-core kernels' register tiles need 256 KB; the row kernels far less).
+inline void launch(Dim3 grid, const std::function<void()>& body, int threads = 128, int stack_bytes = 1 << 18) {
+    CHECK(threads % 32 == 0 && threads >= 32 && threads <= 32 * EMU_MAX_WARPS);
+    gridDim = grid; blockDim = {(unsigned)threads, 1, 1};
+    g_block_bar.count = threads;
     g_body = body;
-    std::vector<Fiber> fibers(128);
-    for (auto& f : fibers) f.stack.resize(1 << 18);
+    std::vector<Fiber> fibers(threads);
+    for (auto& f : fibers) f.stack.resize(stack_bytes);
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++) {
                 blockIdx = {x, y, z};
-                for (int i = 0; i < 128; i++) {
+                for (int i = 0; i < threads; i++) {
                     Fiber& f = fibers[i];
                     f.done = false; f.pending.clear(); f.committed = 0; f.tidx = {(unsigned)i, 0, 0};
                     getcontext(&f.ctx);
@@ -328,8 +370,8 @@ inline void launch(Dim3 grid, const std::function<void()>& body) {
                 bool reverse = g_rng() & 1;
                 for (;;) {
                     int alive = 0; long long before = g_progress;
-                    for (int k = 0; k < 128; k++) {
-                        Fiber& f = fibers[reverse ? 127 - k : k];
+                    for (int k = 0; k < threads; k++) {
+                        Fiber& f = fibers[reverse ? threads - 1 - k : k];
                         if (f.done) continue;
                         g_cur = &f;
                         swapcontext(&g_sched, &f.ctx);

@@ -127,8 +127,8 @@ public sealed class PoolingEngineTests
             Assert.Contains("generative model", e.Message, StringComparison.Ordinal);
         }
 
-        var bad = Assert.Throws<ModelLoadException>(() => Engine("""{"pooling_type": "MAX"}"""));
-        Assert.Contains("LAST, MEAN or CLS", bad.Message, StringComparison.Ordinal);
+        var bad = Assert.Throws<ModelLoadException>(() => Engine("""{"pooling_type": "STEP"}"""));
+        Assert.Contains("LAST, MEAN, CLS or MAX", bad.Message, StringComparison.Ordinal);
         bad = Assert.Throws<ModelLoadException>(() => Engine("""{"softmax": true}"""));
         Assert.Contains("'softmax' is not supported", bad.Message, StringComparison.Ordinal);
     }
