@@ -53,6 +53,7 @@ public static class CelerServer
         builder.Services.AddSingleton<ChatService>();
         builder.Services.AddSingleton<EmbeddingService>();
         builder.Services.AddSingleton<ScoreService>();
+        builder.Services.AddSingleton<ClassificationService>();
 
         var app = builder.Build();
         var admission = app.Services.GetRequiredService<AdmissionControl>();

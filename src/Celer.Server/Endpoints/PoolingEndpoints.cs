@@ -4,9 +4,10 @@ using Celer.Server.Serving;
 namespace Celer.Server.Endpoints;
 
 /// <summary>
-/// vLLM's pooling routes besides <c>/v1/embeddings</c>: <c>/pooling</c> (a pooling model's raw vectors, with the inputs and
-/// options of <c>/v1/embeddings</c>), <c>/score</c> and <c>/rerank</c> (the cosine similarity of two texts' vectors), at
-/// the paths vLLM serves them.
+/// vLLM's pooling routes besides <c>/v1/embeddings</c>: <c>/pooling</c> (a pooling model's raw output, with the inputs and
+/// options of <c>/v1/embeddings</c>), <c>/classify</c> (a classifier's label probabilities), <c>/score</c> and
+/// <c>/rerank</c> (a cross-encoder's score of each pair, or the cosine similarity of two texts' vectors), at the paths
+/// vLLM serves them.
 /// </summary>
 public static class PoolingEndpoints
 {
@@ -14,6 +15,7 @@ public static class PoolingEndpoints
     {
         var group = endpoints.MapGroup("").AddEndpointFilter<ApiErrorFilter>();
         group.MapPost("/pooling", Pool);
+        group.MapPost("/classify", Classify);
         group.MapPost("/score", Score);
         group.MapPost("/v1/score", Score);
         group.MapPost("/rerank", Rerank);
@@ -23,6 +25,8 @@ public static class PoolingEndpoints
     }
 
     private static Task<IResult> Pool(HttpContext context, EmbeddingService service) => service.HandlePoolingAsync(context);
+
+    private static Task<IResult> Classify(HttpContext context, ClassificationService service) => service.HandleAsync(context);
 
     private static Task<IResult> Score(HttpContext context, ScoreService service) => service.HandleScoreAsync(context);
 

@@ -6,12 +6,12 @@ using System.Text.Json.Serialization;
 namespace Celer.Server.Protocol;
 
 /// <summary>
-/// The body of <c>POST /v1/embeddings</c> and of vLLM's <c>POST /pooling</c>: OpenAI's embedding fields plus vLLM's
-/// extras (<c>truncate_prompt_tokens</c>, <c>add_special_tokens</c>, <c>normalize</c>, <c>priority</c>). With
-/// <c>messages</c> instead of <c>input</c> it is vLLM's <c>EmbeddingChatRequest</c>: the conversation, rendered through
-/// the chat template as a chat completion's prompt is, is one input.
+/// The input fields every pooling route shares (vLLM's pooling request mixins): <c>input</c> as a completion's prompt,
+/// or a conversation in <c>messages</c> rendered through the chat template into one input (vLLM's chat variants of the
+/// embedding and classification requests), with vLLM's <c>truncate_prompt_tokens</c>, <c>add_special_tokens</c> and
+/// <c>priority</c>.
 /// </summary>
-public sealed class EmbeddingRequest
+public abstract class PoolingInputRequest
 {
     [JsonPropertyName("model")] public string? Model { get; set; }
 
@@ -21,7 +21,7 @@ public sealed class EmbeddingRequest
     /// <summary>OpenAI chat messages, instead of <c>input</c>: rendered by the chat template into one input.</summary>
     [JsonPropertyName("messages")] public JsonElement? Messages { get; set; }
 
-    /// <summary>With <c>messages</c>: add the template's generation prompt (vLLM's default for embeddings: false).</summary>
+    /// <summary>With <c>messages</c>: add the template's generation prompt (vLLM's default for pooling: false).</summary>
     [JsonPropertyName("add_generation_prompt")] public bool? AddGenerationPrompt { get; set; }
 
     /// <summary>With <c>messages</c>: leave the final message open, as a chat completion's prefill.</summary>
@@ -33,12 +33,6 @@ public sealed class EmbeddingRequest
     /// <summary>With <c>messages</c>: extra variables for the template.</summary>
     [JsonPropertyName("chat_template_kwargs")] public JsonObject? ChatTemplateKwargs { get; set; }
 
-    /// <summary>"float" (default) or "base64": the vector's little-endian float32 bytes, base64-encoded.</summary>
-    [JsonPropertyName("encoding_format")] public string? EncodingFormat { get; set; }
-
-    /// <summary>The vector's length (Matryoshka models only).</summary>
-    [JsonPropertyName("dimensions")] public int? Dimensions { get; set; }
-
     [JsonPropertyName("user")] public string? User { get; set; }
 
     /// <summary>Keep the last k tokens of each input; -1: the model's maximum length.</summary>
@@ -47,10 +41,24 @@ public sealed class EmbeddingRequest
     /// <summary>Default true for <c>input</c>, false for <c>messages</c> (the chat template adds its own).</summary>
     [JsonPropertyName("add_special_tokens")] public bool? AddSpecialTokens { get; set; }
 
+    [JsonPropertyName("priority")] public int? Priority { get; set; }
+}
+
+/// <summary>
+/// The body of <c>POST /v1/embeddings</c> and of vLLM's <c>POST /pooling</c>: OpenAI's embedding fields plus vLLM's
+/// extras (<c>normalize</c> and the shared pooling inputs). With <c>messages</c> instead of <c>input</c> it is vLLM's
+/// <c>EmbeddingChatRequest</c>.
+/// </summary>
+public sealed class EmbeddingRequest : PoolingInputRequest
+{
+    /// <summary>"float" (default) or "base64": the vector's little-endian float32 bytes, base64-encoded.</summary>
+    [JsonPropertyName("encoding_format")] public string? EncodingFormat { get; set; }
+
+    /// <summary>The vector's length (Matryoshka models only).</summary>
+    [JsonPropertyName("dimensions")] public int? Dimensions { get; set; }
+
     /// <summary>L2-normalize the vector; null: the model's pooler decides.</summary>
     [JsonPropertyName("normalize")] public bool? Normalize { get; set; }
-
-    [JsonPropertyName("priority")] public int? Priority { get; set; }
 }
 
 /// <summary>

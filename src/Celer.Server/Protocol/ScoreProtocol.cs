@@ -28,10 +28,19 @@ public sealed class ScoreRequest
 
     [JsonPropertyName("user")] public string? User { get; set; }
 
-    /// <summary>Keep the last k tokens of each text; -1: the model's maximum length.</summary>
+    /// <summary>
+    /// Keep the last k tokens of each text; -1: the model's maximum length. Refused on a cross-encoder, whose pairs are
+    /// truncated as the tokenizer's pair truncation would, which Celer does not do yet.
+    /// </summary>
     [JsonPropertyName("truncate_prompt_tokens")] public int? TruncatePromptTokens { get; set; }
 
     [JsonPropertyName("priority")] public int? Priority { get; set; }
+
+    /// <summary>On a cross-encoder, false asks for the raw logit, which Celer does not return: refused rather than ignored.</summary>
+    [JsonPropertyName("use_activation")] public bool? UseActivation { get; set; }
+
+    /// <summary>vLLM's older name of <c>use_activation</c>.</summary>
+    [JsonPropertyName("activation")] public bool? Activation { get; set; }
 }
 
 /// <summary>
@@ -53,10 +62,16 @@ public sealed class RerankRequest
 
     [JsonPropertyName("user")] public string? User { get; set; }
 
-    /// <summary>Keep the last k tokens of the query and of each document; -1: the model's maximum length.</summary>
+    /// <summary>Keep the last k tokens of the query and of each document; -1: the model's maximum length (not on a cross-encoder).</summary>
     [JsonPropertyName("truncate_prompt_tokens")] public int? TruncatePromptTokens { get; set; }
 
     [JsonPropertyName("priority")] public int? Priority { get; set; }
+
+    /// <summary>On a cross-encoder, false asks for the raw logit, which Celer does not return: refused rather than ignored.</summary>
+    [JsonPropertyName("use_activation")] public bool? UseActivation { get; set; }
+
+    /// <summary>vLLM's older name of <c>use_activation</c>.</summary>
+    [JsonPropertyName("activation")] public bool? Activation { get; set; }
 }
 
 /// <summary>One pair's score in a score response.</summary>
@@ -67,13 +82,13 @@ public sealed record ScoreData(
     [JsonPropertyName("object")] public string Object => "score";
 }
 
-/// <summary>The response of <c>POST /score</c>; <c>data</c> follows the order of the pairs.</summary>
+/// <summary>The response of <c>POST /score</c>; <c>data</c> follows the order of the pairs; vLLM's usage (no completion).</summary>
 public sealed record ScoreResponse(
     [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("created")] long Created,
     [property: JsonPropertyName("model")] string Model,
     [property: JsonPropertyName("data")] IReadOnlyList<ScoreData> Data,
-    [property: JsonPropertyName("usage")] EmbeddingUsage Usage)
+    [property: JsonPropertyName("usage")] UsageInfo Usage)
 {
     [JsonPropertyName("object")] public string Object => "list";
 }
@@ -87,7 +102,7 @@ public sealed record RerankResult(
     [property: JsonPropertyName("document")] RerankDocument Document,
     [property: JsonPropertyName("relevance_score")] double RelevanceScore);
 
-/// <summary>The response of <c>POST /rerank</c>: the results best first, cut to <c>top_n</c>.</summary>
+/// <summary>The response of <c>POST /rerank</c>: the results best first, cut to <c>top_n</c>; the usage is vLLM's RerankUsage.</summary>
 public sealed record RerankResponse(
     [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("model")] string Model,

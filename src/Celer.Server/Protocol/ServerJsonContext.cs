@@ -26,6 +26,8 @@ namespace Celer.Server.Protocol;
 [JsonSerializable(typeof(ScoreResponse))]
 [JsonSerializable(typeof(RerankRequest))]
 [JsonSerializable(typeof(RerankResponse))]
+[JsonSerializable(typeof(ClassificationRequest))]
+[JsonSerializable(typeof(ClassificationResponse))]
 [JsonSerializable(typeof(TokenizeRequest))]
 [JsonSerializable(typeof(TokenizeResponse))]
 [JsonSerializable(typeof(DetokenizeRequest))]

@@ -5,22 +5,14 @@ namespace Celer.Server.Serving;
 
 /// <summary>
 /// <c>POST /v1/embeddings</c> (vLLM's <c>OpenAIServingEmbedding</c>) and vLLM's <c>POST /pooling</c>: every input is
-/// tokenized, truncated and checked, then each becomes one pooling request of the engine (<c>{id}-{index}</c>), all
-/// submitted at once; the response lists the vectors in the order of the inputs. The engine refuses what only it can
-/// judge, with vLLM's messages: a generative model, an input longer than the context, <c>dimensions</c> on a model not
-/// trained for shorter vectors. A request with <c>messages</c> instead of <c>input</c> (vLLM's <c>EmbeddingChatRequest</c>)
-/// is one input: the conversation rendered by the chat template, as <see cref="ChatPromptBuilder"/> renders a chat's prompt.
+/// tokenized, truncated and checked against the context (<see cref="PoolingInputs"/>), then each becomes one pooling
+/// request of the engine (<c>{id}-{index}</c>), all submitted at once; the response lists the vectors in the order of
+/// the inputs. The engine refuses what only it can judge, with vLLM's messages: a generative model, a classifier asked
+/// for embeddings, <c>dimensions</c> on a model not trained for shorter vectors. On a classifier
+/// <c>/pooling</c> gives each input's class probabilities, as vLLM's <c>/pooling</c> does for a classification model.
 /// </summary>
 internal sealed partial class EmbeddingService(ServingModel model, AdmissionControl admission, ILogger<EmbeddingService> logger, ServerOptions options)
 {
-    /// <summary>Most inputs in one request: OpenAI's limit for the embeddings API.</summary>
-    public const int MaxInputs = 2048;
-
-    private const string InputField = "input";
-
-    // An empty string is an input as long as the tokenizer makes a token of it (a BOS); only an input of no tokens is refused.
-    private static readonly CompletionPrompts.Rules InputRules = new(InputField, MaxInputs, AllowEmptyText: true);
-
     /// <summary>The two routes: their id prefix and how they wrap the vectors.</summary>
     private enum Route
     {
@@ -41,7 +33,7 @@ internal sealed partial class EmbeddingService(ServingModel model, AdmissionCont
     {
         var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.EmbeddingRequest);
         var prepared = Prepare(request, route);
-        using var lease = admission.Enter(prepared.EngineRequests.Count, 1, InputField);
+        using var lease = admission.Enter(prepared.EngineRequests.Count, 1, PoolingInputs.InputField);
         if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))
             LogReceived(prepared.Id, prepared.EngineRequests.Count, prepared.PromptTokens);
         var (vectors, promptTokens) = await PoolingBatch.RunAsync(model.Engine, prepared.EngineRequests, context.RequestAborted);
@@ -75,32 +67,11 @@ internal sealed partial class EmbeddingService(ServingModel model, AdmissionCont
         };
         if (request.Dimensions is < 1)
             throw OpenAIException.BadRequest($"`dimensions` must be at least 1, got {request.Dimensions}.", "dimensions");
-        var keepLast = PoolingBatch.TruncationLength(request.TruncatePromptTokens, model.MaxModelLen);
 
-        var inputs = request.Messages is null
-            ? [.. CompletionPrompts.Parse(request.Input, model.Tokenizer, request.AddSpecialTokens ?? true, model.VocabSize, InputRules).Select(p => p.TokenIds)]
-            : new[] { RenderMessages(request) };
         var id = (route == Route.Embeddings ? "embd-" : "pool-") + Guid.NewGuid().ToString("N");
-        var pooling = new PoolingParams { Dimensions = request.Dimensions, Normalize = request.Normalize };
-        var engineRequests = new List<GenerateRequest>(inputs.Length);
-        for (var i = 0; i < inputs.Length; i++)
-            engineRequests.Add(GenerateRequest.ForPooling($"{id}-{i}", PoolingBatch.KeepLast(inputs[i], keepLast), pooling, request.Priority ?? 0));
-        return new Prepared(id, modelName, base64, engineRequests);
-    }
-
-    /// <summary>
-    /// vLLM's <c>EmbeddingChatRequest</c>: the conversation rendered by the chat template as a chat completion's prompt is
-    /// (vLLM's defaults for embeddings: no generation prompt, no special tokens beyond the template's), one input.
-    /// </summary>
-    private int[] RenderMessages(EmbeddingRequest request)
-    {
-        if (request.Input is not null)
-            throw OpenAIException.BadRequest("Send either `input` or `messages`, not both.", "messages");
-        var prompt = ChatPromptBuilder.Render(new ChatRenderRequest(
-            request.Messages, null, null,
-            request.AddGenerationPrompt ?? false, request.ContinueFinalMessage ?? false,
-            request.ChatTemplate, request.ChatTemplateKwargs), model);
-        var ids = model.Tokenizer.Encode(prompt.Text, request.AddSpecialTokens ?? false);
-        return ids.Length > 0 ? ids : throw OpenAIException.BadRequest("The rendered chat prompt is empty.", "messages");
+        // vLLM's /pooling runs the model's own task; /v1/embeddings always asks for embeddings (a classifier refuses).
+        var task = route == Route.Pooling && model.Classifier is not null ? PoolingTask.Classify : PoolingTask.Embed;
+        var pooling = new PoolingParams { Task = task, Dimensions = request.Dimensions, Normalize = request.Normalize };
+        return new Prepared(id, modelName, base64, PoolingInputs.ToEngineRequests(model, request, id, pooling, "embedding generation"));
     }
 }

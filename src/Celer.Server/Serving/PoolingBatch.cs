@@ -2,12 +2,13 @@ using Celer.Engine;
 
 namespace Celer.Server.Serving;
 
-/// <summary>The vectors of a batch of pooling requests, in the order of the requests, and the prompt tokens they ran.</summary>
+/// <summary>The outputs of a batch of pooling requests, in the order of the requests, and the prompt tokens they ran.</summary>
 internal sealed record PooledVectors(float[][] Vectors, int PromptTokens);
 
 /// <summary>
-/// The engine side shared by every pooling route (<c>/v1/embeddings</c>, <c>/pooling</c>, <c>/score</c>, <c>/rerank</c>):
-/// vLLM's <c>truncate_prompt_tokens</c>, and one batch of pooling requests submitted at once and awaited to their vectors.
+/// The engine side shared by every pooling route (<c>/v1/embeddings</c>, <c>/pooling</c>, <c>/classify</c>, <c>/score</c>,
+/// <c>/rerank</c>): vLLM's <c>truncate_prompt_tokens</c> and <c>use_activation</c>, and one batch of pooling requests
+/// submitted at once and awaited to their outputs (vectors, class probabilities or scores).
 /// </summary>
 internal static class PoolingBatch
 {
@@ -33,6 +34,20 @@ internal static class PoolingBatch
                     "truncate_prompt_tokens");
             case { } k:
                 return k;
+        }
+    }
+
+    /// <summary>
+    /// vLLM's <c>use_activation</c> (<c>activation</c> in older versions) on a classification or a cross-encoder score:
+    /// false asks for the raw logits, which the engine does not return, so it is refused rather than ignored.
+    /// </summary>
+    public static void RequireActivation(bool? useActivation, bool? activation)
+    {
+        if (useActivation == false || activation == false)
+        {
+            var field = useActivation == false ? "use_activation" : "activation";
+            throw OpenAIException.BadRequest(
+                $"`{field}: false` (the raw logits) is not supported: Celer returns the outputs through the model's activation.", field);
         }
     }
 

@@ -1,20 +1,27 @@
 using System.Text.Json;
 using Celer.Engine;
 using Celer.Server.Protocol;
+using Celer.Tokenization;
 
 namespace Celer.Server.Serving;
 
 /// <summary>
-/// vLLM's <c>POST /score</c> and <c>POST /rerank</c> for an embedding model (vLLM's <c>ServingScores</c> on a model that is
-/// not a cross-encoder): a pair's score is the cosine similarity of its two texts' vectors. Every distinct text of a
-/// request is tokenized, truncated and checked once, then becomes one pooling request of the engine
-/// (<c>{id}-{k}</c>), all submitted at once (<see cref="PoolingBatch"/>, as <c>/v1/embeddings</c> does): a query scored
-/// against a hundred documents is embedded once. The cosine is taken in double on the vectors as the pooler gives them.
+/// vLLM's <c>POST /score</c> and <c>POST /rerank</c> (vLLM's <c>ServingScores</c>), two ways by the model:
+/// <list type="bullet">
+/// <item>a cross-encoder (a sequence classifier with one output): each pair is tokenized as the tokenizer encodes a pair
+/// (BERT's <c>[CLS] A [SEP] B [SEP]</c> with token types 0 then 1, XLM-R's <c>&lt;s&gt; A &lt;/s&gt;&lt;/s&gt; B &lt;/s&gt;</c>)
+/// and is one score request of the engine, whose output is the model's logit through its cross-encoder activation;</item>
+/// <item>an embedding model: a pair's score is the cosine similarity of its two texts' vectors. Every distinct text is
+/// tokenized, truncated and embedded once (a query scored against a hundred documents is embedded once); the cosine is
+/// taken in double on the vectors as the pooler gives them.</item>
+/// </list>
+/// Both read the request, pair the texts and write the response the same way, and submit all their engine requests
+/// (<c>{id}-{k}</c>) at once through <see cref="PoolingBatch"/>, as <c>/v1/embeddings</c> does.
 /// </summary>
 internal sealed partial class ScoreService(ServingModel model, AdmissionControl admission, ILogger<ScoreService> logger, ServerOptions options)
 {
     /// <summary>Most texts on one side of a request: the embeddings API's limit on inputs.</summary>
-    public const int MaxTexts = EmbeddingService.MaxInputs;
+    public const int MaxTexts = PoolingInputs.MaxInputs;
 
     // torch.nn.CosineSimilarity's eps, which vLLM scores with: a zero vector scores 0, not NaN.
     private const double CosineEpsilon = 1e-8;
@@ -22,11 +29,19 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
     /// <summary>One side of the pairs: the request field it came from and its texts, in order.</summary>
     private sealed record Side(string Field, IReadOnlyList<string> Texts);
 
-    /// <summary>The vectors of a request's distinct texts, and for each side, which of them each of its texts is.</summary>
-    private sealed record Embedded(float[][] Vectors, int PromptTokens, int[][] Slots)
+    /// <summary>The pairs a request scores: pair k is (First[k], Second[k]), or (First[0], Second[k]) when First holds one text.</summary>
+    private sealed record Pairs(Side First, Side Second)
     {
-        public double Score(int side1, int index1, int side2, int index2) => Cosine(Vectors[Slots[side1][index1]], Vectors[Slots[side2][index2]]);
+        public int Count => Second.Texts.Count;
+
+        public int FirstIndex(int k) => First.Texts.Count == 1 ? 0 : k;
     }
+
+    /// <summary>The fields of a score or rerank request that say how its pairs are scored.</summary>
+    private sealed record Scoring(int? TruncatePromptTokens, bool? UseActivation, bool? Activation, int Priority);
+
+    /// <summary>A request's engine requests, and how pair k's score is read from their outputs (in the requests' order).</summary>
+    private sealed record Plan(List<GenerateRequest> EngineRequests, Func<float[][], int, double> Score);
 
     /// <summary>
     /// <c>/score</c>: 1 text against N scores N pairs (the one text broadcast), N against N pairs them in order; any
@@ -36,9 +51,10 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
     {
         var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.ScoreRequest);
         var modelName = model.ResolveModelName(request.Model);
-        var keepLast = PoolingBatch.TruncationLength(request.TruncatePromptTokens, model.MaxModelLen);
-        var first = ReadSide(("text_1", request.Text1), ("queries", request.Queries), ("data_1", request.Data1));
-        var second = ReadSide(("text_2", request.Text2), ("documents", request.Documents), ("items", request.Items), ("data_2", request.Data2));
+        var pairs = new Pairs(
+            ReadSide(("text_1", request.Text1), ("queries", request.Queries), ("data_1", request.Data1)),
+            ReadSide(("text_2", request.Text2), ("documents", request.Documents), ("items", request.Items), ("data_2", request.Data2)));
+        var (first, second) = (pairs.First, pairs.Second);
         if (first.Texts.Count > 1 && first.Texts.Count != second.Texts.Count)
         {
             throw OpenAIException.BadRequest(
@@ -47,13 +63,10 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
 
         var id = "score-" + Guid.NewGuid().ToString("N");
         var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var embedded = await EmbedAsync(id, [first, second], keepLast, request.Priority ?? 0, context.RequestAborted);
-        var broadcast = first.Texts.Count == 1;
-        var data = new ScoreData[second.Texts.Count];
-        for (var j = 0; j < data.Length; j++)
-            data[j] = new ScoreData(j, embedded.Score(0, broadcast ? 0 : j, 1, j));
+        var scoring = new Scoring(request.TruncatePromptTokens, request.UseActivation, request.Activation, request.Priority ?? 0);
+        var (scores, promptTokens) = await ScoreAsync(id, pairs, scoring, context.RequestAborted);
         return TypedResults.Json(
-            new ScoreResponse(id, created, modelName, data, new EmbeddingUsage(embedded.PromptTokens, embedded.PromptTokens)),
+            new ScoreResponse(id, created, modelName, [.. scores.Select((score, k) => new ScoreData(k, score))], new UsageInfo(promptTokens, promptTokens, 0)),
             ServerJsonContext.Wire.ScoreResponse);
     }
 
@@ -64,7 +77,6 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
         var modelName = model.ResolveModelName(request.Model);
         if (request.TopN is < 0)
             throw OpenAIException.BadRequest($"`top_n` must be 0 (every document) or more, got {request.TopN}.", "top_n");
-        var keepLast = PoolingBatch.TruncationLength(request.TruncatePromptTokens, model.MaxModelLen);
         var query = request.Query switch
         {
             null or { ValueKind: JsonValueKind.Null } => throw OpenAIException.BadRequest("`query` is required.", "query"),
@@ -74,16 +86,17 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
         var documents = ReadSide(("documents", request.Documents));
 
         var id = "rerank-" + Guid.NewGuid().ToString("N");
-        var embedded = await EmbedAsync(id, [query, documents], keepLast, request.Priority ?? 0, context.RequestAborted);
+        var scoring = new Scoring(request.TruncatePromptTokens, request.UseActivation, request.Activation, request.Priority ?? 0);
+        var (scores, promptTokens) = await ScoreAsync(id, new Pairs(query, documents), scoring, context.RequestAborted);
         var topN = request.TopN is > 0 and var n ? Math.Min(n, documents.Texts.Count) : documents.Texts.Count;
         // OrderByDescending is stable: equal scores keep the documents' order, as vLLM's sort does.
         var results = Enumerable.Range(0, documents.Texts.Count)
-            .Select(j => new RerankResult(j, new RerankDocument(documents.Texts[j]), embedded.Score(0, 0, 1, j)))
+            .Select(j => new RerankResult(j, new RerankDocument(documents.Texts[j]), scores[j]))
             .OrderByDescending(r => r.RelevanceScore)
             .Take(topN)
             .ToList();
         return TypedResults.Json(
-            new RerankResponse(id, modelName, new EmbeddingUsage(embedded.PromptTokens, embedded.PromptTokens), results),
+            new RerankResponse(id, modelName, new EmbeddingUsage(promptTokens, promptTokens), results),
             ServerJsonContext.Wire.RerankResponse);
     }
 
@@ -128,57 +141,117 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
     private static OpenAIException InvalidShape(string field) => OpenAIException.BadRequest($"`{field}` must be a string or a list of strings.", field);
 
     /// <summary>
-    /// Tokenizes, truncates and checks each distinct text once (the first side it appears on names it in errors), then
-    /// computes all their vectors in one batch.
+    /// Plans the request for the model (every text tokenized and checked before anything is admitted), runs all its
+    /// engine requests as one batch, and reads each pair's score.
     /// </summary>
-    private async Task<Embedded> EmbedAsync(string id, IReadOnlyList<Side> sides, int? keepLast, int priority, CancellationToken cancellationToken)
+    private async Task<(double[] Scores, int PromptTokens)> ScoreAsync(string id, Pairs pairs, Scoring scoring, CancellationToken cancellationToken)
     {
+        var plan = model.Classifier is null ? PlanBiEncoder(id, pairs, scoring) : PlanCrossEncoder(id, pairs, scoring);
+        using var lease = admission.Enter(plan.EngineRequests.Count, 1, pairs.Second.Field);
+        if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))
+        {
+            var tokens = plan.EngineRequests.Sum(r => r.PromptTokenIds.Count);
+            LogReceived(id, pairs.Count, plan.EngineRequests.Count, tokens);
+        }
+        var pooled = await PoolingBatch.RunAsync(model.Engine, plan.EngineRequests, cancellationToken);
+        var scores = new double[pairs.Count];
+        for (var k = 0; k < scores.Length; k++)
+            scores[k] = plan.Score(pooled.Vectors, k);
+        return (scores, pooled.PromptTokens);
+    }
+
+    /// <summary>
+    /// An embedding model: one embedding request per distinct text (the first side it appears on names it in errors),
+    /// each truncated as <c>/v1/embeddings</c> truncates; a pair's score is the cosine of its two vectors.
+    /// <c>use_activation</c> only decides whether the vectors are normalized, which the cosine does not see.
+    /// </summary>
+    private Plan PlanBiEncoder(string id, Pairs pairs, Scoring scoring)
+    {
+        var keepLast = PoolingBatch.TruncationLength(scoring.TruncatePromptTokens, model.MaxModelLen);
         var distinct = new Dictionary<string, int>(StringComparer.Ordinal);
         var engineRequests = new List<GenerateRequest>();
-        var slots = new int[sides.Count][];
         var pooling = new PoolingParams();
-        var promptTokens = 0;
-        for (var s = 0; s < sides.Count; s++)
+        int[] Slots(Side side)
         {
-            var side = sides[s];
             var rules = new CompletionPrompts.Rules(side.Field, MaxTexts, AllowEmptyText: true);
-            slots[s] = new int[side.Texts.Count];
-            for (var i = 0; i < side.Texts.Count; i++)
+            var slots = new int[side.Texts.Count];
+            for (var i = 0; i < slots.Length; i++)
             {
                 var text = side.Texts[i];
                 if (!distinct.TryGetValue(text, out var k))
                 {
                     var ids = PoolingBatch.KeepLast(CompletionPrompts.FromText(text, model.Tokenizer, addSpecialTokens: true, rules).TokenIds, keepLast);
-                    CheckLength(ids.Length, side.Field);
+                    if (ids.Length > model.MaxModelLen)
+                        throw TooLong(ids.Length, side.Field);
                     k = engineRequests.Count;
                     distinct.Add(text, k);
-                    engineRequests.Add(GenerateRequest.ForPooling($"{id}-{k}", ids, pooling, priority));
-                    promptTokens += ids.Length;
+                    engineRequests.Add(GenerateRequest.ForPooling($"{id}-{k}", ids, pooling, scoring.Priority));
                 }
-                slots[s][i] = k;
+                slots[i] = k;
             }
+            return slots;
         }
 
-        using var lease = admission.Enter(engineRequests.Count, 1, sides[^1].Field);
-        if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))
-            LogReceived(id, sides[^1].Texts.Count, engineRequests.Count, promptTokens);
-        var pooled = await PoolingBatch.RunAsync(model.Engine, engineRequests, cancellationToken);
-        return new Embedded(pooled.Vectors, pooled.PromptTokens, slots);
+        var (first, second) = (Slots(pairs.First), Slots(pairs.Second));
+        return new Plan(engineRequests, (vectors, k) => Cosine(vectors[first[pairs.FirstIndex(k)]], vectors[second[k]]));
+    }
+
+    /// <summary>
+    /// A cross-encoder: one score request per pair, the pair encoded by the tokenizer's pair template with its token
+    /// types when the model embeds them; the engine's output is the score. <c>truncate_prompt_tokens</c> cuts a pair as
+    /// HF's tokenizer does for vLLM (longest first, then the template); a pair still longer than the context is refused.
+    /// </summary>
+    private Plan PlanCrossEncoder(string id, Pairs pairs, Scoring scoring)
+    {
+        var maxLength = PoolingBatch.TruncationLength(scoring.TruncatePromptTokens, model.MaxModelLen);
+        PoolingBatch.RequireActivation(scoring.UseActivation, scoring.Activation);
+
+        var engineRequests = new List<GenerateRequest>(pairs.Count);
+        for (var k = 0; k < pairs.Count; k++)
+        {
+            var encoded = EncodePair(pairs, k, maxLength);
+            var pooling = new PoolingParams { Task = PoolingTask.Score, TokenTypeIds = model.TakesTokenTypes ? encoded.TokenTypeIds : null };
+            engineRequests.Add(GenerateRequest.ForPooling($"{id}-{k}", encoded.InputIds, pooling, scoring.Priority));
+        }
+        return new Plan(engineRequests, (outputs, k) => outputs[k][0]);
+    }
+
+    /// <summary>Pair k as the tokenizer encodes a pair (HF's <c>tokenizer(text, text_pair)</c>), truncated if asked, checked against the context.</summary>
+    private EncodedInput EncodePair(Pairs pairs, int k, int? maxLength)
+    {
+        var (first, second) = (pairs.First.Texts[pairs.FirstIndex(k)], pairs.Second.Texts[k]);
+        EncodedInput encoded;
+        try
+        {
+            encoded = model.Tokenizer.EncodeWithTypes(first, second, addSpecialTokens: true, maxLength);
+        }
+        catch (NotSupportedException e)
+        {
+            throw OpenAIException.BadRequest($"This model's tokenizer cannot encode a pair of texts, which cross-encoder scoring needs: {e.Message}", "model");
+        }
+        catch (ArgumentOutOfRangeException e) when (maxLength is not null)
+        {
+            throw OpenAIException.BadRequest($"`truncate_prompt_tokens` ({maxLength}) is too small for a pair: {e.Message.Split(" (Parameter")[0]}", "truncate_prompt_tokens");
+        }
+
+        if (encoded.InputIds.Length == 0)
+            throw OpenAIException.BadRequest($"The pair of `{pairs.First.Field}` and `{pairs.Second.Field}` at index {k} tokenizes to no tokens.", pairs.First.Field);
+        if (encoded.InputIds.Length > model.MaxModelLen)
+        {
+            // Name the text to shorten: the longer of the two, counted alone only on this error path.
+            var firstIsLonger = model.Tokenizer.Encode(first, addSpecialTokens: false).Length > model.Tokenizer.Encode(second, addSpecialTokens: false).Length;
+            throw TooLong(encoded.InputIds.Length, firstIsLonger ? pairs.First.Field : pairs.Second.Field);
+        }
+        return encoded;
     }
 
     /// <summary>
     /// The engine refuses an input longer than the context too, but names <c>input</c>; checked here first, with vLLM's
     /// message for a score request, so the error names the field, and nothing is submitted.
     /// </summary>
-    private void CheckLength(int tokens, string field)
-    {
-        if (tokens > model.MaxModelLen)
-        {
-            throw OpenAIException.BadRequest(
-                $"This model's maximum context length is {model.MaxModelLen} tokens. However, you requested {tokens} tokens in the input for score. Please reduce the length of the input.",
-                field, "context_length_exceeded");
-        }
-    }
+    private OpenAIException TooLong(int tokens, string field) => OpenAIException.BadRequest(
+        $"This model's maximum context length is {model.MaxModelLen} tokens. However, you requested {tokens} tokens in the input for score. Please reduce the length of the input.",
+        field, "context_length_exceeded");
 
     /// <summary>Cosine similarity in double, with torch's floor on each norm.</summary>
     internal static double Cosine(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
@@ -195,6 +268,6 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
         return dot / (Math.Max(Math.Sqrt(normA), CosineEpsilon) * Math.Max(Math.Sqrt(normB), CosineEpsilon));
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Received request {RequestId}: {Pairs} pair(s), {Texts} distinct text(s), {PromptTokens} prompt tokens")]
-    private partial void LogReceived(string requestId, int pairs, int texts, int promptTokens);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Received request {RequestId}: {Pairs} pair(s), {EngineRequests} engine request(s), {PromptTokens} prompt tokens")]
+    private partial void LogReceived(string requestId, int pairs, int engineRequests, int promptTokens);
 }

@@ -1,6 +1,7 @@
 using Celer.ChatTemplates;
 using Celer.Engine;
 using Celer.Engine.Execution;
+using Celer.Models.Config;
 using Celer.Tokenization;
 
 namespace Celer.Server.Serving;
@@ -45,6 +46,15 @@ internal sealed class ServingModel
             .ToArray();
 
     public AsyncLlmEngine Engine { get; }
+
+    /// <summary>
+    /// A pooling model's classifier head (<c>…ForSequenceClassification</c>): what <c>/classify</c> reads and what makes
+    /// <c>/score</c> and <c>/rerank</c> cross-encoder scoring; null for an embedding model and for a generative model.
+    /// </summary>
+    public ClassifierConfig? Classifier => Engine.Pooler?.Classifier;
+
+    /// <summary>Whether the model embeds token types (BERT's 2), so a pair's type ids are sent with its tokens.</summary>
+    public bool TakesTokenTypes => Engine.Pooler?.TokenTypes > 1;
 
     /// <summary>The text of every special token of the tokenizer, which chat messages may not contain.</summary>
     public IReadOnlyList<string> SpecialTokenTexts { get; }

@@ -187,6 +187,14 @@ public sealed class HttpApiTests(ServerFixture server)
         var models = JsonNode.Parse(await client.GetStringAsync("/v1/models", TestContext.Current.CancellationToken))!;
         Assert.Equal(ServerFixture.ModelName, models["data"]![0]!["id"]!.GetValue<string>());
         Assert.Equal(server.MaxModelLen, models["data"]![0]!["max_model_len"]!.GetValue<int>());
+        // vLLM's ModelCard, which has no task field: a pooling model's card looks like any other.
+        Assert.Equal(["created", "id", "max_model_len", "object", "owned_by", "parent", "permission", "root"],
+            models["data"]![0]!.AsObject().Select(p => p.Key).Order(StringComparer.Ordinal));
+        var permission = Assert.Single(models["data"]![0]!["permission"]!.AsArray())!;
+        Assert.Matches("^modelperm-[0-9a-f]{32}$", permission["id"]!.GetValue<string>());
+        Assert.Equal("model_permission", permission["object"]!.GetValue<string>());
+        Assert.True(permission["allow_sampling"]!.GetValue<bool>());
+        Assert.Equal("*", permission["organization"]!.GetValue<string>());
 
         using var anonymous = server.CreateClient(authorized: false);
         Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/health", TestContext.Current.CancellationToken)).StatusCode);

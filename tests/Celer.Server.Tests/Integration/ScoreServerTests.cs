@@ -82,19 +82,8 @@ public sealed class ScoreServerTests(ScoreServerFixture fixture) : IClassFixture
         return [.. data.Select(d => d!["score"]!.GetValue<double>())];
     }
 
-    /// <summary>The engine requests finished so far: each pooling request finishes once.</summary>
-    private long FinishedRequests() => Server.Engine.Stats.RequestSuccess.Values.Sum();
-
-    /// <summary>Runs the request and checks it put exactly <paramref name="engineRequests"/> requests through the engine.</summary>
-    private async Task<JsonNode> PostCountingAsync(HttpClient client, string path, string json, int engineRequests)
-    {
-        var before = FinishedRequests();
-        var response = await HttpApiTests.PostOkAsync(client, path, json);
-        // The counter is published with the engine's stats, which may trail the outputs by a moment.
-        await Poll.UntilAsync(() => FinishedRequests() - before >= engineRequests, TimeSpan.FromSeconds(10), $"{engineRequests} engine requests finish");
-        Assert.Equal(engineRequests, FinishedRequests() - before);
-        return response;
-    }
+    private Task<JsonNode> PostCountingAsync(HttpClient client, string path, string json, int engineRequests) =>
+        Server.PostCountingAsync(client, path, json, engineRequests);
 
     [Fact]
     public async Task One_text_against_N_scores_the_cosine_of_their_embeddings_embedding_the_one_text_once()
@@ -323,16 +312,7 @@ public sealed class ScoreServerTests(ScoreServerFixture fixture) : IClassFixture
     public async Task Bad_input_gets_OpenAIs_error_envelope_and_submits_nothing(string path, string body, int status, string? param, string fragment)
     {
         using var client = Server.CreateClient();
-        var before = FinishedRequests();
-        var error = await HttpApiTests.PostErrorAsync(client, path, body, (HttpStatusCode)status);
-        Assert.Contains(fragment, error["message"]!.GetValue<string>(), StringComparison.Ordinal);
-        Assert.Equal(param, error["param"]?.GetValue<string>());
-        Assert.Equal(status == 404 ? "NotFoundError" : "BadRequestError", error["type"]!.GetValue<string>());
-        if (fragment.StartsWith("maximum context length", StringComparison.Ordinal))
-            Assert.Equal("context_length_exceeded", error["code"]!.GetValue<string>());
-        Assert.Equal(0, Server.Admission.InFlight);
-        Assert.True(Server.Engine.Stats is { NumRunning: 0, NumWaiting: 0 });
-        Assert.Equal(before, FinishedRequests());
+        await Server.PostRefusedAsync(client, path, body, (HttpStatusCode)status, param, fragment);
     }
 
     [Fact]

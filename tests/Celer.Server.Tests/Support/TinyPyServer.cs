@@ -1,3 +1,5 @@
+using System.Net;
+using System.Text.Json.Nodes;
 using Celer.Engine;
 using Celer.Engine.Execution;
 using Celer.Server.Metrics;
@@ -9,7 +11,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace Celer.Server.Tests.Support;
 
 /// <summary>
-/// A server of its own for one test that stops, kills or throttles it: models/celer-tiny-py on the CPU
+/// A server of its own for one test that stops, kills or throttles it: models/celer-tiny-py (or another small model) on the CPU
 /// behind an <see cref="InterceptingExecutor"/> that <see cref="ModelLoader"/> wraps around the model
 /// runner, on an ephemeral loopback port.
 /// </summary>
@@ -39,14 +41,18 @@ internal sealed class TinyPyServer : IAsyncDisposable
     /// <summary>Starts models/celer-tiny-py on the CPU behind a real server on a loopback port.</summary>
     /// <param name="speculativeConfig">--speculative-config (null: none).</param>
     /// <param name="convert">--convert: <c>embed</c> serves the model as an embedding model (null: auto, text generation).</param>
-    public static async Task<TinyPyServer> StartAsync(int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null, string? speculativeConfig = null, string? convert = null)
+    /// <param name="model">Another model folder to serve the same way (null: models/celer-tiny-py).</param>
+    /// <param name="maxModelLen">--max-model-len, capped by the model's own (null: the model's own).</param>
+    public static async Task<TinyPyServer> StartAsync(
+        int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null, string? speculativeConfig = null, string? convert = null, string? model = null,
+        int? maxModelLen = MaxModelLen)
     {
         var relay = new EngineStatsRelay();
         InterceptingExecutor? executor = null;
-        var model = ModelLoader.Load(
+        var loaded = ModelLoader.Load(
             new EngineArgs
             {
-                Model = ServerFixture.DefaultModel, ServedModelName = ServerFixture.ModelName, MaxModelLen = MaxModelLen,
+                Model = model ?? ServerFixture.DefaultModel, ServedModelName = ServerFixture.ModelName, MaxModelLen = maxModelLen,
                 MaxNumSeqs = MaxNumSeqs, MaxNumBatchedTokens = 512, BlockSize = BlockSize, Seed = 0, SpeculativeConfig = speculativeConfig,
                 Convert = convert ?? "auto",
             },
@@ -61,12 +67,46 @@ internal sealed class TinyPyServer : IAsyncDisposable
             // The dead-engine test logs an error on purpose; keep the test output readable.
             LogLevel = Microsoft.Extensions.Logging.LogLevel.None,
         };
-        var app = CelerServer.Build(options, model, relay);
+        var app = CelerServer.Build(options, loaded, relay);
         await app.StartAsync();
-        return new TinyPyServer(app, model, executor!);
+        return new TinyPyServer(app, loaded, executor!);
     }
 
     public HttpClient CreateClient() => new() { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+
+    /// <summary>The engine requests finished so far: each pooling request finishes once.</summary>
+    public long FinishedRequests() => Engine.Stats.RequestSuccess.Values.Sum();
+
+    /// <summary>Runs the request and checks it put exactly <paramref name="engineRequests"/> requests through the engine.</summary>
+    public async Task<JsonNode> PostCountingAsync(HttpClient client, string path, string json, int engineRequests)
+    {
+        var before = FinishedRequests();
+        var response = await HttpApiTests.PostOkAsync(client, path, json);
+        // The counter is published with the engine's stats, which may trail the outputs by a moment.
+        await Poll.UntilAsync(() => FinishedRequests() - before >= engineRequests, TimeSpan.FromSeconds(10), $"{engineRequests} engine requests finish");
+        Assert.Equal(engineRequests, FinishedRequests() - before);
+        return response;
+    }
+
+    /// <summary>
+    /// Posts a request the server must refuse with OpenAI's envelope before anything runs: the status, the param, the
+    /// message (containing <paramref name="fragment"/>), <c>context_length_exceeded</c> for a too-long input, nothing left
+    /// admitted or in the engine, no engine request finished. Returns the error object.
+    /// </summary>
+    public async Task<JsonNode> PostRefusedAsync(HttpClient client, string path, string json, HttpStatusCode status, string? param, string fragment)
+    {
+        var before = FinishedRequests();
+        var error = await HttpApiTests.PostErrorAsync(client, path, json, status);
+        Assert.Contains(fragment, error["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        Assert.Equal(param, error["param"]?.GetValue<string>());
+        Assert.Equal(status == HttpStatusCode.NotFound ? "NotFoundError" : "BadRequestError", error["type"]!.GetValue<string>());
+        if (fragment.Contains("maximum context length", StringComparison.Ordinal))
+            Assert.Equal("context_length_exceeded", error["code"]!.GetValue<string>());
+        Assert.Equal(0, Admission.InFlight);
+        Assert.True(Engine.Stats is { NumRunning: 0, NumWaiting: 0 });
+        Assert.Equal(before, FinishedRequests());
+        return error;
+    }
 
     public async ValueTask DisposeAsync()
     {
