@@ -3,8 +3,9 @@
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
 #   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec structured attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
 # (draft: trains celer-tiny-py's draft model into $OUT, which the spec stage then measures; minutes of training, so
-# it runs only when named. poolfix: writes the pooling fixtures into $OUT; pooling: embedding throughput beside
-# sentence-transformers.)
+# it runs only when named. poolfix: writes the pooling fixtures into $OUT; encfix: writes the encoder fixtures (BERT and
+# XLM-R embedders and cross-encoders, a BERT classifier, a Qwen3 sequence classifier) into $OUT; pooling: embedding
+# throughput beside sentence-transformers.)
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
@@ -176,16 +177,28 @@ if has poolfix; then
   stage "pooling fixtures (sentence-transformers)"
   timeout 300 python3 tools/reference/make_pooling_fixtures.py --out "$OUT/pooling-fixtures" || status=1
 fi
+if has encfix; then
+  # Encoder fixtures: tiny random BERT / XLM-R embedders and cross-encoders, a BERT classifier and a Qwen3 sequence
+  # classifier in the Hub's layouts, with sentence-transformers' and transformers' outputs, into $OUT.
+  stage "encoder fixtures (sentence-transformers)"
+  timeout 300 python3 tools/reference/make_encoder_fixtures.py --out "$OUT/encoder-fixtures" --keep-going || status=1
+fi
 if has pooling; then
   # Embeddings (issue 15): the Qwen3-Embedding-0.6B shape (Qwen3-0.6B's config, random weights, last-token pooling),
   # 10,000 inputs of 256 tokens, beside sentence-transformers on the same shape in the same call.
   MODEL=benchmarks/models/qwen3-0.6b-shape MAX_LEN=512 bench pooling-qwen3-0.6b throughput --convert embed \
+    --num-prompts "${POOLING_PROMPTS:-10000}" --input-len 256
+  # The bge-base-en-v1.5 shape (a BERT encoder: bidirectional attention, CLS pooling), the issue's other row.
+  MODEL=benchmarks/models/bge-base-en-v1.5-shape MAX_LEN=512 bench pooling-bge-base throughput \
     --num-prompts "${POOLING_PROMPTS:-10000}" --input-len 256
   # sentence-transformers' encode batches 32 inputs by default; a larger batch is its best case.
   for b in ${POOLING_ST_BATCHES:-32 128}; do
     stage "sentence-transformers on the Qwen3-0.6B shape, batch $b"
     timeout 400 python3 tools/reference/st_embedding_baseline.py --config benchmarks/models/qwen3-0.6b-shape \
       --num-prompts "${POOLING_PROMPTS:-10000}" --input-len 256 --batch-size "$b" --out "$OUT/st-embedding-qwen3-0.6b-b$b.json" || status=1
+    stage "sentence-transformers on the bge-base-en-v1.5 shape, batch $b"
+    timeout 400 python3 tools/reference/st_embedding_baseline.py --config benchmarks/models/bge-base-en-v1.5-shape --pooling cls \
+      --num-prompts "${POOLING_PROMPTS:-10000}" --input-len 256 --batch-size "$b" --out "$OUT/st-embedding-bge-base-b$b.json" || status=1
   done
 fi
 if has structured; then

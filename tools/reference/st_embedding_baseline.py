@@ -6,7 +6,8 @@ Usage: python3 tools/reference/st_embedding_baseline.py --config benchmarks/mode
            --num-prompts 10000 --input-len 256 --out OUT.json
 
 The model is the config's base model with random bf16 weights (no checkpoint is needed, none can be downloaded),
-wrapped as sentence-transformers wraps a decoder embedder (Qwen3-Embedding: last-token pooling, then normalize).
+wrapped as sentence-transformers wraps an embedder: --pooling lasttoken (a decoder embedder such as Qwen3-Embedding) or
+cls (a BERT embedder such as bge-base-en-v1.5), then normalize.
 Inputs are random token ids of exactly --input-len tokens, fed through `SentenceTransformer.forward` in batches of
 --batch-size (what `encode` does after tokenizing; tokenizing is left out, in Celer's favour neither way: Celer's
 benchmark is given token ids too). SDPA attention, bf16, one warm-up batch; the clock covers every batch and the
@@ -36,11 +37,11 @@ class BaseModel(torch.nn.Module):
         return features
 
 
-def build(config_dir):
+def build(config_dir, pooling_mode):
     config = transformers.AutoConfig.from_pretrained(config_dir)
     torch.manual_seed(0)
     base = transformers.AutoModel.from_config(config, attn_implementation="sdpa", dtype=torch.bfloat16)
-    pooling = models.Pooling(config.hidden_size, pooling_mode="lasttoken")
+    pooling = models.Pooling(config.hidden_size, pooling_mode=pooling_mode)
     return SentenceTransformer(modules=[BaseModel(base), pooling, models.Normalize()], device="cuda")
 
 
@@ -60,10 +61,11 @@ def main():
     parser.add_argument("--num-prompts", type=int, default=10000)
     parser.add_argument("--input-len", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--pooling", default="lasttoken", help="sentence-transformers' pooling mode: lasttoken (Qwen3-Embedding), cls (bge)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
-    model = build(args.config).eval()
+    model = build(args.config, args.pooling).eval()
     vocab = model[0].auto_model.config.vocab_size
     generator = torch.Generator(device="cuda").manual_seed(0)
     prompts = torch.randint(1, vocab, (args.num_prompts, args.input_len), generator=generator, device="cuda")
