@@ -1,7 +1,8 @@
 // rope.cu's prepare_attention as it is, under the CUDA emulation, against a host reference of the same step: q, k and v
 // split from the fused projection, Qwen3's or Gemma 3's per-head q/k norm, RoPE over the full or a partial rotary
 // width, q out and k/v into the paged cache at each row's slot (slot -1: a padding row that stores nothing), for
-// bf16 and fp16, head dims 64, 80 and 128, several heads per row, and more items than the grid has warps.
+// bf16 and fp16, head dims 64, 80, 128 and 256 (the vectorized path for 64/128/256 with full or no rotation, an
+// encoder's; the shared-memory path for the others), several heads per row, and more items than the grid has warps.
 #define CELER_FOR_KV_DTYPES(M)   // the test calls the template; the extern "C" entry points are not needed
 #include "common.cuh"
 #include "rope.cu"
@@ -93,7 +94,8 @@ int main(int argc, char** argv) {
     double worst = 0;
     struct Shape { int rows, heads, kv, hd, rot; bool norms; int gemma; };
     for (Shape s : {Shape{5, 4, 2, 128, 128, true, 0}, Shape{7, 2, 1, 80, 80, false, 0}, Shape{3, 8, 8, 64, 32, true, 1},
-                    Shape{9, 3, 1, 64, 64, true, 0}, Shape{1, 16, 8, 128, 128, true, 0}}) {
+                    Shape{9, 3, 1, 64, 64, true, 0}, Shape{1, 16, 8, 128, 128, true, 0}, Shape{11, 4, 4, 64, 0, false, 0},
+                    Shape{3, 2, 1, 256, 256, true, 1}, Shape{6, 4, 2, 128, 128, false, 0}, Shape{4, 3, 3, 128, 0, false, 0}}) {
         double b = run_case<__nv_bfloat16>(s.rows, s.heads, s.kv, s.hd, s.rot, s.norms, s.gemma, rng);
         double h = run_case<__half>(s.rows, s.heads, s.kv, s.hd, s.rot, s.norms, s.gemma, rng);
         printf("rows %d heads %d/%d head_dim %d rotary %d norms %d gemma %d: bf16 %.2e, fp16 %.2e\n", s.rows, s.heads, s.kv, s.hd,
