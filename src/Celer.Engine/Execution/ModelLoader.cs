@@ -85,6 +85,14 @@ public static class ModelLoader
         TokenizerConfig tokenizerConfig = TokenizerConfig.Load(dir);
         string tokenizerPath = Path.Combine(dir, "tokenizer.json");
         Tokenizer? tokenizer = File.Exists(tokenizerPath) ? Tokenizer.FromFile(tokenizerPath, tokenizerConfig, config.ModelType) : null;
+        if (config.Classifier is { FromTokens: { } fromTokens } classifier)
+        {
+            // An LLM reranker's head comes from the LM-head rows of tokens named as vocabulary strings (convert_tokens_to_ids).
+            int[] ids = [.. fromTokens.Select(t => tokenizer?.TokenToId(t)
+                ?? throw new ModelLoadException($"'{dir}': classifier_from_token names '{t}', which {(tokenizer is null ? "needs the model's tokenizer.json" : "is not a token of the tokenizer")}."))];
+            config = config with { Classifier = classifier with { FromTokenIds = ids } };
+            pooler = pooler! with { Classifier = pooler.Classifier! with { FromTokenIds = ids } };
+        }
 
         // sentence-transformers' max_seq_length caps an embedding model's inputs, as vLLM takes it.
         int modelMaxLen = Math.Min(config.MaxPositionEmbeddings, maxSeqLength ?? int.MaxValue);

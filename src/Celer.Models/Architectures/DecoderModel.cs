@@ -66,9 +66,13 @@ public sealed class DecoderModel : IPoolingModel
             : backend.LoadWeight(weights.Get("lm_head.weight", config.VocabSize, hidden));
 
         // A decoder classifier (Qwen3ForSequenceClassification) scores its last token with a bias-free projection.
-        Classifier = pooling && config.Classifier is { } classifier
-            ? SequenceClassifier.Load(weights, null, "score", outputBias: false, hidden, classifier.NumLabels)
-            : null;
+        // vLLM's LLM-as-reranker conversion builds it from LM-head rows instead (the tied embedding, when tied).
+        Classifier = !pooling || config.Classifier is not { } classifier ? null
+            : classifier.Method is { } method
+                ? SequenceClassifier.FromLmHead(
+                    weights.Get(config.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"),
+                    classifier.FromTokenIds ?? throw new ArgumentException("classifier_from_token's ids are not resolved.", nameof(config)), method, hidden)
+                : SequenceClassifier.Load(weights, null, "score", outputBias: false, hidden, classifier.NumLabels);
 
         _layers = new DecoderLayer[config.NumHiddenLayers];
         for (int i = 0; i < _layers.Length; i++)

@@ -60,6 +60,11 @@ public sealed class EncoderModel : IPoolingModel
 
         if (config.Classifier is { } classifier)
         {
+            if (classifier.Method is not null)
+            {
+                throw new ModelConfigException($"{config.Architecture}: 'method' makes a classifier from a causal LM's head; an encoder's classifier is read from its checkpoint");
+            }
+
             Classifier = EncoderConfig.IsBert(config.Architecture)
                 ? SequenceClassifier.Load(weights, p + "pooler.dense", "classifier", outputBias: true, hidden, classifier.NumLabels)
                 : SequenceClassifier.Load(weights, "classifier.dense", "classifier.out_proj", outputBias: true, hidden, classifier.NumLabels);

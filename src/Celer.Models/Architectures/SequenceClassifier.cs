@@ -40,6 +40,29 @@ public sealed class SequenceClassifier
         hidden,
         labels);
 
+    /// <summary>
+    /// vLLM's LLM-as-reranker head (<see cref="Config.ClassifierConfig.Method"/>), from the rows of the LM head
+    /// <paramref name="lmHead"/> ([vocab, hidden]) of <paramref name="tokenIds"/>: the rows as they are (no_post_processing),
+    /// or for from_2_way_softmax the one row row(second) − row(first), taken in fp32 as vLLM subtracts them.
+    /// </summary>
+    public static SequenceClassifier FromLmHead(WeightTensor lmHead, IReadOnlyList<int> tokenIds, string method, int hidden)
+    {
+        int vocab = lmHead.Shape[0];
+        if (lmHead.Shape is not [_, var columns] || columns != hidden)
+        {
+            throw new ModelLoadException($"'{lmHead.Name}' has shape {WeightTensor.FormatShape(lmHead.Shape)}; a classifier's rows need [vocab, {hidden}]");
+        }
+
+        float[] all = Read(lmHead);
+        float[] Row(int id) => (uint)id < (uint)vocab
+            ? all.AsSpan(id * hidden, hidden).ToArray()
+            : throw new ModelLoadException($"classifier_from_token's id {id} is outside '{lmHead.Name}' ({vocab} rows)");
+        float[] output = method == Config.ClassifierConfig.FromTwoWaySoftmax
+            ? [.. Row(tokenIds[1]).Zip(Row(tokenIds[0]), (yes, no) => yes - no)]
+            : [.. tokenIds.SelectMany(Row)];
+        return new SequenceClassifier(null, null, output, null, hidden, output.Length / hidden);
+    }
+
     /// <summary>The label logits of one pooled hidden state.</summary>
     public float[] Logits(ReadOnlySpan<float> pooled)
     {

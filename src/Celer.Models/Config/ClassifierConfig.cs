@@ -9,10 +9,36 @@ namespace Celer.Models.Config;
 /// <c>problem_type</c>, and the activation sentence-transformers' CrossEncoder applies to its scores
 /// (<c>sentence_transformers.activation_fn</c>, or the older <c>sbert_ce_default_activation_function</c>), null when the
 /// config names none.
+/// <para>
+/// vLLM's "LLM as reranker" conversion of a causal LM (Qwen3-Reranker, mxbai-rerank-v2): with <c>method</c> (or
+/// <c>is_original_qwen3_reranker</c>, which means <c>from_2_way_softmax</c>) and <c>classifier_from_token</c>, the head
+/// is made at load from the LM head's rows of those tokens instead of read from <c>score.weight</c>:
+/// <c>from_2_way_softmax</c> takes two tokens and scores with one label, row(second) − row(first), so its sigmoid is
+/// the softmax of the two tokens' logits; <c>no_post_processing</c> keeps one label per token, the rows as they are.
+/// Such a reranker reads a pair as its two texts joined (<see cref="UsePadToken"/> false), not through a pair template.
+/// </para>
 /// </summary>
 public sealed record ClassifierConfig(IReadOnlyList<string> Labels, string? ProblemType, string? CrossEncoderActivation)
 {
     private const string Suffix = "ForSequenceClassification";
+
+    /// <summary>vLLM's methods of making a classifier head from LM-head rows.</summary>
+    public const string FromTwoWaySoftmax = "from_2_way_softmax", NoPostProcessing = "no_post_processing";
+
+    /// <summary>How the head is made from LM-head rows (<see cref="FromTwoWaySoftmax"/>, <see cref="NoPostProcessing"/>); null: read from the checkpoint.</summary>
+    public string? Method { get; init; }
+
+    /// <summary><c>classifier_from_token</c>: the tokens (vocabulary strings) whose LM-head rows make the head.</summary>
+    public IReadOnlyList<string>? FromTokens { get; init; }
+
+    /// <summary>The ids of <see cref="FromTokens"/> in the model's tokenizer, resolved by the loader (which has the tokenizer).</summary>
+    public IReadOnlyList<int>? FromTokenIds { get; init; }
+
+    /// <summary>
+    /// vLLM's <c>use_pad_token</c>: a cross-encoder's pair goes through the tokenizer's pair template (true, the default),
+    /// or an LLM reranker's two texts are joined and tokenized as one (false, the default when <see cref="Method"/> is set).
+    /// </summary>
+    public bool UsePadToken { get; init; } = true;
 
     public int NumLabels => Labels.Count;
 
@@ -42,7 +68,32 @@ public sealed record ClassifierConfig(IReadOnlyList<string> Labels, string? Prob
         }
 
         activation ??= JsonFields.OptionalString(root, "sbert_ce_default_activation_function", F);
-        return new ClassifierConfig(ParseLabels(root), problem, activation);
+        string[] labels = ParseLabels(root);
+        string? method = JsonFields.OptionalString(root, "method", F)
+            ?? (JsonFields.OptionalBool(root, "is_original_qwen3_reranker", F) == true ? FromTwoWaySoftmax : null);
+        if (method is null)
+        {
+            return new ClassifierConfig(labels, problem, activation) { UsePadToken = JsonFields.OptionalBool(root, "use_pad_token", F) ?? true };
+        }
+
+        string[] tokens = JsonFields.TryGet(root, "classifier_from_token", out JsonElement list) && list.ValueKind == JsonValueKind.Array
+            && list.EnumerateArray().All(t => t.ValueKind == JsonValueKind.String)
+            ? [.. list.EnumerateArray().Select(t => t.GetString()!)]
+            : throw new ModelConfigException($"{F}: method '{method}' makes the classifier from LM-head rows: 'classifier_from_token' must list their tokens");
+        int count = method switch
+        {
+            FromTwoWaySoftmax when tokens.Length == 2 => 1,
+            FromTwoWaySoftmax => throw new ModelConfigException($"{F}: method '{FromTwoWaySoftmax}' takes two tokens in 'classifier_from_token', got {tokens.Length}"),
+            NoPostProcessing when tokens.Length > 0 => tokens.Length,
+            NoPostProcessing => throw new ModelConfigException($"{F}: 'classifier_from_token' is empty"),
+            _ => throw new ModelConfigException($"{F}: field 'method' value '{method}' is not supported ({FromTwoWaySoftmax}, {NoPostProcessing})"),
+        };
+        // The converted head has its own labels: the config's id2label described the causal LM, if anything.
+        string[] converted = labels.Length == count ? labels : [.. Enumerable.Range(0, count).Select(i => $"LABEL_{i}")];
+        return new ClassifierConfig(converted, problem, activation)
+        {
+            Method = method, FromTokens = tokens, UsePadToken = JsonFields.OptionalBool(root, "use_pad_token", F) ?? false,
+        };
     }
 
     private static string[] ParseLabels(JsonElement root)

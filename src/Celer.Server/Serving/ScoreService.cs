@@ -223,7 +223,10 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
         EncodedInput encoded;
         try
         {
-            encoded = model.Tokenizer.EncodeWithTypes(first, second, addSpecialTokens: true, maxLength);
+            // An LLM reranker (vLLM's use_pad_token false) reads the two texts joined, as one text.
+            encoded = model.Classifier!.UsePadToken
+                ? model.Tokenizer.EncodeWithTypes(first, second, addSpecialTokens: true, maxLength)
+                : model.Tokenizer.EncodeWithTypes(first + second, addSpecialTokens: true, maxLength: maxLength);
         }
         catch (NotSupportedException e)
         {
