@@ -43,9 +43,10 @@ internal sealed class TinyPyServer : IAsyncDisposable
     /// <param name="convert">--convert: <c>embed</c> serves the model as an embedding model (null: auto, text generation).</param>
     /// <param name="model">Another model folder to serve the same way (null: models/celer-tiny-py).</param>
     /// <param name="maxModelLen">--max-model-len, capped by the model's own (null: the model's own).</param>
+    /// <param name="hfOverrides">--hf-overrides (null: none).</param>
     public static async Task<TinyPyServer> StartAsync(
         int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null, string? speculativeConfig = null, string? convert = null, string? model = null,
-        int? maxModelLen = MaxModelLen)
+        int? maxModelLen = MaxModelLen, string? hfOverrides = null)
     {
         var relay = new EngineStatsRelay();
         InterceptingExecutor? executor = null;
@@ -54,7 +55,7 @@ internal sealed class TinyPyServer : IAsyncDisposable
             {
                 Model = model ?? ServerFixture.DefaultModel, ServedModelName = ServerFixture.ModelName, MaxModelLen = maxModelLen,
                 MaxNumSeqs = MaxNumSeqs, MaxNumBatchedTokens = 512, BlockSize = BlockSize, Seed = 0, SpeculativeConfig = speculativeConfig,
-                Convert = convert ?? "auto",
+                Convert = convert ?? "auto", HfOverrides = hfOverrides,
             },
             listener: relay,
             wrapExecutor: runner => executor = new InterceptingExecutor(runner));
