@@ -44,92 +44,76 @@ template <typename T, int PER> __device__ __forceinline__ void store_vec(T* p, c
 
 // The common shapes (head_dim = 64 * PER, RoPE over the whole head or none): each lane holds PER consecutive elements of
 // each half of the head, so element i and its rotary partner i + head_dim / 2 are the same lane's and the rotation
-// needs no shared memory. A warp takes PREPARE_ITEMS items at a time and issues every load they need (their rows' slots
-// and positions, the heads, the norm weights) before it uses any, so it waits for one round of global loads per
-// PREPARE_ITEMS items, then one for their cos/sin: the kernel is bound by the latency of those rounds, not by bytes
-// (the shared-memory path below, one item at a time, spent ~17 ms of a 32k-token Qwen3-0.6B step against ~3.5 ms to
-// move its bytes; one item at a time in registers, 7 ms).
-#define PREPARE_ITEMS 4
-
+// needs no shared memory. Every load an item needs (its row's slot and position, the head, the norm weights) is issued
+// before any is used, so an item waits for one round of global loads, then one for its cos/sin, and not for a chain of
+// them: the general path below, which went through shared memory, was latency-bound (a 32k-token Qwen3-0.6B step spent
+// ~17 ms in it, against ~4 ms to move its bytes).
 template <typename T, typename C, int PER>
 __device__ void prepare_attention_vec(const T* qkv, const int* positions, const int* slot_mapping, const float2* cos_sin,
                                       const T* q_norm, const T* k_norm, float eps, int gemma_norm, int rows, int num_heads,
                                       int num_kv_heads, int rotary_dim, T* q_out, C* k_cache, C* v_cache, float k_scale,
                                       float v_scale) {
-    constexpr int HALF = 32 * PER, HEAD_DIM = 64 * PER, U = PREPARE_ITEMS;
+    constexpr int HALF = 32 * PER, HEAD_DIM = 64 * PER;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int heads = num_heads + 2 * num_kv_heads;
     long long items = (long long)rows * heads;
-    for (long long first = ((long long)blockIdx.x * PREPARE_WARPS + warp) * U; first < items;
-         first += (long long)gridDim.x * PREPARE_WARPS * U) {
-        float a[U][PER], b[U][PER], wa[U][PER], wb[U][PER];
-        int row[U], h[U], slot[U], position[U];
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            long long item = first + u;
-            slot[u] = -1;   // an item past the end is skipped like a padding row's keys and values
-            if (item >= items) continue;
-            row[u] = (int)(item / heads);
-            h[u] = (int)(item % heads);
-            bool is_q = h[u] < num_heads, is_v = h[u] >= num_heads + num_kv_heads;
-            const T* norm = is_v ? nullptr : is_q ? q_norm : k_norm;
-            slot[u] = is_q ? 0 : slot_mapping[row[u]];
-            position[u] = rotary_dim != 0 && !is_v ? positions[row[u]] : 0;
-            const T* src = qkv + item * HEAD_DIM + lane * PER;
-            load_vec<T, PER>(src, a[u]);
-            load_vec<T, PER>(src + HALF, b[u]);
-            if (norm != nullptr) {
-                load_vec<T, PER>(norm + lane * PER, wa[u]);
-                load_vec<T, PER>(norm + HALF + lane * PER, wb[u]);
+    for (long long item = (long long)blockIdx.x * PREPARE_WARPS + warp; item < items; item += (long long)gridDim.x * PREPARE_WARPS) {
+        int row = (int)(item / heads), h = (int)(item % heads);
+        bool is_q = h < num_heads, is_v = h >= num_heads + num_kv_heads;
+        const T* norm = is_v ? nullptr : is_q ? q_norm : k_norm;
+        int slot = is_q ? 0 : slot_mapping[row];
+        int position = rotary_dim != 0 && !is_v ? positions[row] : 0;
+        float a[PER], b[PER], wa[PER], wb[PER];
+        const T* src = qkv + item * HEAD_DIM + lane * PER;
+        load_vec<T, PER>(src, a);
+        load_vec<T, PER>(src + HALF, b);
+        if (norm != nullptr) {
+            load_vec<T, PER>(norm + lane * PER, wa);
+            load_vec<T, PER>(norm + HALF + lane * PER, wb);
+        }
+        if (slot < 0) continue;   // a padding row's keys and values: the whole warp skips the item together
+        if (is_v) {
+            float inv = 1.f / v_scale;
+            for (int j = 0; j < PER; j++) { a[j] *= inv; b[j] *= inv; }
+            C* dst = v_cache + ((long long)slot * num_kv_heads + (h - num_heads - num_kv_heads)) * HEAD_DIM + lane * PER;
+            store_vec<C, PER>(dst, a);
+            store_vec<C, PER>(dst + HALF, b);
+            continue;
+        }
+        if (norm != nullptr) {
+            float ss = 0.f;
+            for (int j = 0; j < PER; j++) ss += a[j] * a[j] + b[j] * b[j];
+            float inv = rsqrtf(warp_sum(ss) / HEAD_DIM + eps);
+            for (int j = 0; j < PER; j++) {
+                if (gemma_norm) {
+                    a[j] = round_to<T>(a[j] * inv * (1.f + wa[j]));
+                    b[j] = round_to<T>(b[j] * inv * (1.f + wb[j]));
+                } else {
+                    a[j] = round_to<T>(round_to<T>(a[j] * inv) * wa[j]);
+                    b[j] = round_to<T>(round_to<T>(b[j] * inv) * wb[j]);
+                }
             }
         }
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            if (slot[u] < 0) continue;   // the whole warp skips the item together
-            bool is_q = h[u] < num_heads, is_v = h[u] >= num_heads + num_kv_heads;
-            if (is_v) {
-                float inv = 1.f / v_scale;
-                for (int j = 0; j < PER; j++) { a[u][j] *= inv; b[u][j] *= inv; }
-                C* dst = v_cache + ((long long)slot[u] * num_kv_heads + (h[u] - num_heads - num_kv_heads)) * HEAD_DIM + lane * PER;
-                store_vec<C, PER>(dst, a[u]);
-                store_vec<C, PER>(dst + HALF, b[u]);
-                continue;
+        if (rotary_dim != 0) {
+            const float2* cs = cos_sin + (long long)position * HALF + lane * PER;
+            for (int j = 0; j < PER; j++) {
+                float2 t = cs[j];
+                float x = a[j], y = b[j];
+                a[j] = x * t.x - y * t.y;
+                b[j] = y * t.x + x * t.y;
             }
-            if ((is_q ? q_norm : k_norm) != nullptr) {
-                float ss = 0.f;
-                for (int j = 0; j < PER; j++) ss += a[u][j] * a[u][j] + b[u][j] * b[u][j];
-                float inv = rsqrtf(warp_sum(ss) / HEAD_DIM + eps);
-                for (int j = 0; j < PER; j++) {
-                    if (gemma_norm) {
-                        a[u][j] = round_to<T>(a[u][j] * inv * (1.f + wa[u][j]));
-                        b[u][j] = round_to<T>(b[u][j] * inv * (1.f + wb[u][j]));
-                    } else {
-                        a[u][j] = round_to<T>(round_to<T>(a[u][j] * inv) * wa[u][j]);
-                        b[u][j] = round_to<T>(round_to<T>(b[u][j] * inv) * wb[u][j]);
-                    }
-                }
-            }
-            if (rotary_dim != 0) {
-                const float2* cs = cos_sin + (long long)position[u] * HALF + lane * PER;
-                for (int j = 0; j < PER; j++) {
-                    float2 t = cs[j];
-                    float x = a[u][j], y = b[u][j];
-                    a[u][j] = x * t.x - y * t.y;
-                    b[u][j] = y * t.x + x * t.y;
-                }
-            }
-            if (is_q) {
-                T* dst = q_out + ((long long)row[u] * num_heads + h[u]) * HEAD_DIM + lane * PER;
-                store_vec<T, PER>(dst, a[u]);
-                store_vec<T, PER>(dst + HALF, b[u]);
-            } else {
-                // Keys are rounded to the model dtype first, as a 16-bit cache would hold them, then scaled into C.
-                float inv = 1.f / k_scale;
-                for (int j = 0; j < PER; j++) { a[u][j] = round_to<T>(a[u][j]) * inv; b[u][j] = round_to<T>(b[u][j]) * inv; }
-                C* dst = k_cache + ((long long)slot[u] * num_kv_heads + (h[u] - num_heads)) * HEAD_DIM + lane * PER;
-                store_vec<C, PER>(dst, a[u]);
-                store_vec<C, PER>(dst + HALF, b[u]);
-            }
+        }
+        if (is_q) {
+            T* dst = q_out + ((long long)row * num_heads + h) * HEAD_DIM + lane * PER;
+            store_vec<T, PER>(dst, a);
+            store_vec<T, PER>(dst + HALF, b);
+        } else {
+            // Keys are rounded to the model dtype first, as a 16-bit cache would hold them, then scaled into C.
+            float inv = 1.f / k_scale;
+            for (int j = 0; j < PER; j++) { a[j] = round_to<T>(a[j]) * inv; b[j] = round_to<T>(b[j]) * inv; }
+            C* dst = k_cache + ((long long)slot * num_kv_heads + (h - num_heads)) * HEAD_DIM + lane * PER;
+            store_vec<C, PER>(dst, a);
+            store_vec<C, PER>(dst + HALF, b);
         }
     }
 }
