@@ -52,11 +52,18 @@ public static unsafe class LayerNorm
 
     private static void NormalizeRow(ReadOnlySpan<float> x, Span<float> output, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, float eps)
     {
-        float mean = TensorPrimitives.Sum(x) / x.Length;
+        // Both statistics in double: a row far from zero (BERT's often are) loses the mean's low bits in an fp32 sum.
+        double sum = 0;
+        foreach (float v in x)
+        {
+            sum += v;
+        }
+
+        float mean = (float)(sum / x.Length);
         double squares = 0;
         foreach (float v in x)
         {
-            float centered = v - mean;
+            double centered = v - (sum / x.Length);
             squares += centered * centered;
         }
 

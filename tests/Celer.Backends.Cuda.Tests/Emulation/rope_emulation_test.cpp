@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
     for (Shape s : {Shape{5, 4, 2, 128, 128, true, 0}, Shape{7, 2, 1, 80, 80, false, 0}, Shape{3, 8, 8, 64, 32, true, 1},
                     Shape{9, 3, 1, 64, 64, true, 0}, Shape{1, 16, 8, 128, 128, true, 0}, Shape{11, 4, 4, 64, 0, false, 0},
                     Shape{3, 2, 1, 256, 256, true, 1}, Shape{6, 4, 2, 128, 128, false, 0}, Shape{4, 3, 3, 128, 0, false, 0},
-                    // Three items per row: a warp's group of four items spans rows, its keys and values another row's.
+                    // Three items per row: any grouping of items that crosses rows (a key stored at another row's slot) fails them.
                     Shape{13, 1, 1, 64, 64, true, 0}, Shape{10, 1, 1, 128, 0, false, 0}}) {
         double b = run_case<__nv_bfloat16>(s.rows, s.heads, s.kv, s.hd, s.rot, s.norms, s.gemma, rng);
         double h = run_case<__half>(s.rows, s.heads, s.kv, s.hd, s.rot, s.norms, s.gemma, rng);
