@@ -104,15 +104,5 @@ public sealed class SequenceClassifier
         }
     }
 
-    private static float[] Read(WeightTensor t)
-    {
-        if (t.DType is not (DType.F32 or DType.BF16 or DType.F16))
-        {
-            throw new ModelLoadException($"'{t.Name}' is {t.DType}; a classifier head is read as F32, BF16 or F16");
-        }
-
-        var values = new float[t.ElementCount];
-        HalfConversions.ToFloat(t.DType, t.Bytes, values);
-        return values;
-    }
+    private static float[] Read(WeightTensor t) => t.ToFloats("a classifier head's weights");
 }

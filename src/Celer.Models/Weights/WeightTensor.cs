@@ -69,6 +69,22 @@ public readonly unsafe struct WeightTensor
         }
     }
 
+    /// <summary>
+    /// The values widened to fp32, exact for the F32, BF16 and F16 tensors that small weights (scales, a classifier's head)
+    /// are stored as; any other dtype is refused naming the tensor and <paramref name="role"/>, what it was read as.
+    /// </summary>
+    public float[] ToFloats(string role)
+    {
+        if (DType is not (DType.F32 or DType.BF16 or DType.F16))
+        {
+            throw new ModelLoadException($"'{Name}' is {DType}; {role} are read from F32, BF16 or F16");
+        }
+
+        var values = new float[ElementCount];
+        HalfConversions.ToFloat(DType, Bytes, values);
+        return values;
+    }
+
     /// <summary>The raw little-endian bytes. Spans stop at 2 GiB; use <see cref="Data"/> for larger tensors.</summary>
     public ReadOnlySpan<byte> Bytes => new((void*)Data, SpanLength(ByteLength));
 
