@@ -14,7 +14,7 @@ namespace Celer.Engine.Execution;
 /// </summary>
 public sealed class ModelRunner : IModelExecutor
 {
-    private readonly IPoolingModel _pooledModel;   // the model itself; a pooling model runs only through it
+    private readonly IPoolingModel _model;      // every model; a pooling model runs only through this interface
     private readonly DecoderModel? _decoder;       // a generative model's own interface (null for an encoder)
     private readonly IModelBackend _backend;
     private readonly int _blockSize;
@@ -51,7 +51,7 @@ public sealed class ModelRunner : IModelExecutor
         _deviceSampler = deviceSampler;
         _proposer = proposer;
         _weights = weights;
-        _pooledModel = model;
+        _model = model;
         _decoder = model as DecoderModel;
         if (_decoder is null && pooler is null)
         {
@@ -97,10 +97,10 @@ public sealed class ModelRunner : IModelExecutor
     /// </summary>
     private ModelRunnerOutput Pool(SchedulerOutput so, StepPlan plan)
     {
-        int hidden = _pooledModel.Config.HiddenSize;
+        int hidden = _model.Config.HiddenSize;
         if (plan.Uses.Length > 0)
         {
-            _pooledModel.ForwardHidden(plan.Batch, (first, count, rows) =>
+            _model.ForwardHidden(plan.Batch, (first, count, rows) =>
             {
                 for (int r = 0; r < count; r++)
                 {
@@ -111,13 +111,13 @@ public sealed class ModelRunner : IModelExecutor
         else
         {
             // Prompt chunks of CLS or last-token pooling that read no row yet still fill the KV cache.
-            _pooledModel.ForwardHidden(plan.Batch, (_, _, _) => { });
+            _model.ForwardHidden(plan.Batch, (_, _, _) => { });
         }
 
         var pooled = new Dictionary<string, float[]>(so.SampledRequestIds.Count, StringComparer.Ordinal);
         foreach (string id in so.SampledRequestIds)
         {
-            pooled[id] = _requests[id].Pooling!.Finish(_pooledModel.Classifier);
+            pooled[id] = _requests[id].Pooling!.Finish(_model.Classifier);
         }
 
         return new ModelRunnerOutput(new Dictionary<string, IReadOnlyList<int>>(), PoolerOutputs: pooled);
