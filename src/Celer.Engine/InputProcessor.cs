@@ -149,9 +149,9 @@ public sealed class InputProcessor(
                 throw new EngineRequestException("This model does not support matryoshka representation, changing output dimensions will lead to poor results.", "dimensions");
             }
 
-            if (dimensions < 1 || dimensions > pooler.HiddenSize)
+            if (dimensions < 1 || dimensions > pooler.EmbeddingSize)
             {
-                throw new EngineRequestException($"dimensions must be between 1 and the model's {pooler.HiddenSize}, got {dimensions}.", "dimensions");
+                throw new EngineRequestException($"dimensions must be between 1 and the model's {pooler.EmbeddingSize}, got {dimensions}.", "dimensions");
             }
 
             if (supported.Count > 0 && !supported.Contains(dimensions))

@@ -29,6 +29,12 @@ public sealed record PoolerConfig(PoolingType Type, bool Normalize, int HiddenSi
     /// <summary>How many token types (segments) the model embeds: BERT's 2; 0 or 1 take no pair segments.</summary>
     public int TokenTypes { get; init; }
 
+    /// <summary>sentence-transformers' Dense projections of the pooled vector, before it is cut and normalized.</summary>
+    public IReadOnlyList<DenseModule> Dense { get; init; } = [];
+
+    /// <summary>The length of an embedding before any cut: the last Dense module's output, else <see cref="HiddenSize"/>.</summary>
+    public int EmbeddingSize => Dense.Count > 0 ? Dense[^1].OutFeatures : HiddenSize;
+
     private const string Flag = "--pooler-config";
 
     /// <summary>

@@ -64,7 +64,13 @@ internal static class PoolingRunner
                 : config.Classifier,
             WholeSequences = encoder,
             TokenTypes = config.Encoder?.TypeVocabSize ?? 0,
+            Dense = st?.Dense ?? [],
         };
+        if (pooler.Dense.Count > 0 && pooler.Dense[0].InFeatures != config.HiddenSize)
+        {
+            throw new ModelLoadException($"'{dir}': the first Dense module takes {pooler.Dense[0].InFeatures} values, but the model's hidden size is {config.HiddenSize}.");
+        }
+
         if (pooler.Classifier is { } classifier)
         {
             ClassifierActivation.Check(classifier);

@@ -53,8 +53,8 @@ internal sealed class PoolingState(PoolingParams parameters, PoolerConfig pooler
     }
 
     /// <summary>
-    /// The request's output. An embedding: the pooled hidden state, cut to <see cref="PoolingParams.Dimensions"/> and
-    /// then L2-normalized when asked (or by the model's default), as vLLM's embedding head does. A classification or a
+    /// The request's output. An embedding: the pooled hidden state through the model's Dense modules, cut to
+    /// <see cref="PoolingParams.Dimensions"/> and then L2-normalized when asked (or by the model's default), as vLLM's embedding head does. A classification or a
     /// score: <paramref name="classifier"/>'s logits of the pooled state through the task's activation.
     /// </summary>
     public float[] Finish(SequenceClassifier? classifier)
@@ -77,11 +77,17 @@ internal sealed class PoolingState(PoolingParams parameters, PoolerConfig pooler
             return Params.Task == PoolingTask.Classify ? ClassifierActivation.Classify(logits, config) : ClassifierActivation.Score(logits, config);
         }
 
-        int length = Params.Dimensions ?? _sum.Length;
+        double[] embedding = [.. _sum.Select(s => s / _rows)];
+        foreach (DenseModule dense in pooler.Dense)
+        {
+            embedding = [.. dense.Apply([.. embedding.Select(v => (float)v)]).Select(v => (double)v)];
+        }
+
+        int length = Params.Dimensions ?? embedding.Length;
         double norm = 0;
         for (int i = 0; i < length; i++)
         {
-            norm += _sum[i] / _rows * (_sum[i] / _rows);
+            norm += embedding[i] * embedding[i];
         }
 
         // torch.nn.functional.normalize's eps: a zero vector stays zero.
@@ -89,7 +95,7 @@ internal sealed class PoolingState(PoolingParams parameters, PoolerConfig pooler
         var vector = new float[length];
         for (int i = 0; i < length; i++)
         {
-            vector[i] = (float)(_sum[i] / _rows * scale);
+            vector[i] = (float)(embedding[i] * scale);
         }
 
         return vector;

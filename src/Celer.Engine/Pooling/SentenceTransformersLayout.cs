@@ -11,7 +11,11 @@ namespace Celer.Engine;
 /// <c>config_sentence_transformers.json</c>'s <c>activation_fn</c>, where sentence-transformers 4 and later save a
 /// CrossEncoder's score activation (a torch class path); null when absent.
 /// </param>
-public sealed record SentenceTransformersModel(PoolingType? Pooling, bool Normalize, int? MaxSeqLength, string? CrossEncoderActivation = null);
+public sealed record SentenceTransformersModel(PoolingType? Pooling, bool Normalize, int? MaxSeqLength, string? CrossEncoderActivation = null)
+{
+    /// <summary>The Dense modules after the Pooling module, in order (none for most models).</summary>
+    public IReadOnlyList<DenseModule> Dense { get; init; } = [];
+}
 
 /// <summary>
 /// Reads a sentence-transformers model directory as the Hub has them: <c>modules.json</c> lists the modules in order,
@@ -34,6 +38,7 @@ public static class SentenceTransformersLayout
         JsonArray modules = Parse(modulesPath) as JsonArray ?? throw new ModelLoadException($"'{modulesPath}' must hold a JSON array of modules.");
         PoolingType? pooling = null;
         bool normalize = false;
+        var dense = new List<DenseModule>();
         foreach (JsonNode? module in modules)
         {
             string type = module?["type"]?.GetValue<string>() ?? "";
@@ -56,8 +61,13 @@ public static class SentenceTransformersLayout
                 case "Normalize":
                     normalize = true;
                     break;
+                case "Dense" when pooling is not null && !normalize:
+                    dense.Add(DenseModule.Read(folder));
+                    break;
+                case "Dense":
+                    throw new ModelLoadException($"'{modulesPath}': Dense module '{module?["name"]}' is not between the Pooling and the Normalize module, where Celer applies it.");
                 default:
-                    throw new ModelLoadException($"'{modulesPath}': module '{module?["name"]}' of type '{type}' is not supported (Celer runs Transformer, Pooling and Normalize modules).");
+                    throw new ModelLoadException($"'{modulesPath}': module '{module?["name"]}' of type '{type}' is not supported (Celer runs Transformer, Pooling, Dense and Normalize modules).");
             }
         }
 
@@ -75,7 +85,16 @@ public static class SentenceTransformersLayout
             activation = name;
         }
 
-        return new SentenceTransformersModel(pooling, normalize, maxSeqLength, activation);
+        for (int i = 0; i < dense.Count; i++)
+        {
+            int expected = i == 0 ? -1 : dense[i - 1].OutFeatures;
+            if (i > 0 && dense[i].InFeatures != expected)
+            {
+                throw new ModelLoadException($"'{modulesPath}': Dense module {i + 1} takes {dense[i].InFeatures} values but the one before it gives {expected}.");
+            }
+        }
+
+        return new SentenceTransformersModel(pooling, normalize, maxSeqLength, activation) { Dense = dense };
     }
 
     /// <summary>The one pooling mode the Pooling module's config turns on (the booleans, or a newer single <c>pooling_mode</c> name).</summary>
