@@ -20,7 +20,9 @@ Writes DIR/<name>/ as a complete model directory as the Hub has it, plus referen
   * bert-classifier: BertForSequenceClassification with 3 labels (negative / neutral / positive), plain transformers
     layout (what vLLM's /classify serves), the WordPiece tokenizer;
   * qwen3-seq-cls: Qwen3ForSequenceClassification (make_pooling_fixtures.py's Qwen3 sizes), 2 labels, "model." keys
-    plus score.weight, pad_token_id 0; no tokenizer (the references are token ids).
+    plus score.weight, pad_token_id 0; no tokenizer (the references are token ids);
+  * bert-embed-dense: bert-embed-mean with a sentence-transformers Dense module (128 -> 96, tanh, seeded) between its
+    Pooling and Normalize modules, as LaBSE ships one (reference.json's "dense" names it).
 The tokenizer files stay in the folders (Celer has WordPiece and Unigram tokenizers: the tests tokenize the texts
 themselves and compare ids); the two tokenizers are built once per run and copied into every fixture that uses them.
 
@@ -87,9 +89,9 @@ from sentence_transformers import CrossEncoder, SentenceTransformer  # noqa: E40
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors  # noqa: E402
 
 try:  # sentence-transformers 6; 5.x and older only have the (now deprecated) models alias
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer  # noqa: E402
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer  # noqa: E402
 except ImportError:
-    from sentence_transformers.models import Normalize, Pooling, Transformer  # noqa: E402
+    from sentence_transformers.models import Dense, Normalize, Pooling, Transformer  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_model_fixtures as base  # noqa: E402
@@ -713,11 +715,18 @@ def warn_if_file_differs(name, what, ids, file_ids):
 # sentence-transformers
 
 
-def save_sentence_transformer(staging, model_dir, pooling, normalize):
+DENSE_OUT = 96  # bert-embed-dense's projection: 128 -> 96 with tanh, as LaBSE's Dense (768 -> 768, tanh)
+
+
+def save_sentence_transformer(staging, model_dir, pooling, normalize, dense_seed=None):
     """SentenceTransformer.save over the staged checkpoint: modules.json, the module folders and the
-    sentence-transformers config files exactly as the installed version writes them."""
+    sentence-transformers config files exactly as the installed version writes them; with dense_seed, a Dense module
+    (random, seeded) between the Pooling and the Normalize module."""
     modules = [Transformer(staging, model_kwargs={DTYPE_KWARG: torch.bfloat16}),
                Pooling(ENCODER_HIDDEN, pooling_mode=pooling)]
+    if dense_seed is not None:
+        torch.manual_seed(dense_seed)
+        modules.append(Dense(ENCODER_HIDDEN, DENSE_OUT, bias=True, activation_function=torch.nn.Tanh()))
     if normalize:
         modules.append(Normalize())
     st = SentenceTransformer(modules=modules, device="cpu", similarity_fn_name="cosine")
@@ -836,8 +845,24 @@ def classify(model, ids, type_ids, device):
 # Fixtures
 
 
-def build_embedder(index, name, kind, out_dir, device):
-    """bert-embed-mean / xlmr-embed-cls."""
+def dense_of(st):
+    """The SentenceTransformer's Dense module (bert-embed-dense), or None."""
+    found = [m for m in st if type(m).__name__ == "Dense"]
+    return found[0] if found else None
+
+
+def hand_pool(hand, ids, pooling, dense, device):
+    """The hand path of an embedder: AutoModel's hidden states pooled, through the Dense module's own linear layer and
+    activation when there is one, then normalized."""
+    hidden, pooled = pool.hand_embed(hand, ids, pooling, False, device)
+    if dense is not None:
+        with torch.inference_mode():
+            pooled = dense.activation_function(dense.linear(pooled.to(device).to(dense.linear.weight.dtype))).float().cpu()
+    return hidden, torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def build_embedder(index, name, kind, out_dir, device, dense=False):
+    """bert-embed-mean / xlmr-embed-cls; bert-embed-dense (bert-embed-mean with a Dense module)."""
     bert = kind == "wordpiece"
     pooling = "mean" if bert else "cls"
     max_seq_length = BERT_MAX_SEQ_LENGTH if bert else XLMR_MAX_SEQ_LENGTH
@@ -851,7 +876,7 @@ def build_embedder(index, name, kind, out_dir, device):
     with tempfile.TemporaryDirectory() as staging:
         copy_tree_files(tok_dir, staging)
         staged = stage_model(staging, config_dict, transformers.AutoModel, seed)
-        save_sentence_transformer(staging, model_dir, pooling, True)
+        save_sentence_transformer(staging, model_dir, pooling, True, dense_seed=seed + 1 if dense else None)
         missing, extra, differing = compare_weight_files(staged, os.path.join(model_dir, "model.safetensors"))
         if missing or extra or differing:
             print(f"  WARNING: {name}: sentence-transformers saved other weights (missing {missing[:3]}, extra "
@@ -871,6 +896,12 @@ def build_embedder(index, name, kind, out_dir, device):
     pool.check_loaded_weights(st[0].auto_model, model_dir)
     file_tok = tokenizer_json(model_dir)
     tokenizer = st.tokenizer
+    dense_module = dense_of(st)
+    if dense != (dense_module is not None):
+        raise RuntimeError(f"{name}: the saved model {'lacks' if dense else 'has'} a Dense module")
+    if dense and not os.path.exists(os.path.join(model_dir, "2_Dense", "model.safetensors")):
+        raise RuntimeError(f"{name}: sentence-transformers saved the Dense module without model.safetensors: "
+                           f"{sorted(os.listdir(os.path.join(model_dir, '2_Dense')))}")
 
     prompt_rng = random.Random(7000 + index)
     first, last = (BERT_CLS, BERT_SEP) if bert else (XLMR_BOS, XLMR_EOS)
@@ -879,7 +910,7 @@ def build_embedder(index, name, kind, out_dir, device):
     for length in EMBED_LENGTHS:
         ids = [first] + [prompt_rng.randrange(low, high) for _ in range(length - 2)] + [last]
         tokens, embedding = pool.st_embed(st, ids, device)
-        hidden, by_hand = pool.hand_embed(hand, ids, pooling, True, device)
+        hidden, by_hand = hand_pool(hand, ids, pooling, dense_module, device)
         check_close(name, f"token embeddings (length {length})", tokens, hidden)
         check_close(name, f"embedding (length {length})", embedding, by_hand)
         cases.append({"prompt_token_ids": ids, "embedding": rounded(embedding)})
@@ -897,13 +928,15 @@ def build_embedder(index, name, kind, out_dir, device):
         file_ids = file_tok.encode(text).ids
         warn_if_file_differs(name, repr(text), ids, file_ids)
         embedding = st_encode(st, text)
-        _, by_hand = pool.hand_embed(hand, ids, pooling, True, device)
+        _, by_hand = hand_pool(hand, ids, pooling, dense_module, device)
         check_close(name, f"encode({text[:30]!r})", embedding, by_hand)
         text_cases.append({"text": text, "prompt_token_ids": ids, "tokenizer_json_token_ids": file_ids,
                            "embedding": rounded(embedding)})
 
     base.write_json(os.path.join(model_dir, "reference.json"), {
         **reference_header(name, config_dict, seed, pooling=pooling, normalize=True, hidden_size=ENCODER_HIDDEN,
+                           **({"dense": {"out_features": DENSE_OUT, "activation": "torch.nn.modules.activation.Tanh"}}
+                              if dense else {}),
                            max_seq_length=max_seq_length, **tok_info),
         "cases": cases, "text_cases": text_cases})
     print(f"  {name}: {tensor_count} tensors, embedding norms (length:norm) {' '.join(norms)}; "
@@ -1086,6 +1119,7 @@ def fixtures():
         (93, "xlmr-cross-encoder", functools.partial(build_cross_encoder, kind="unigram")),
         (94, "bert-classifier", build_bert_classifier),
         (95, "qwen3-seq-cls", build_qwen3_classifier),
+        (96, "bert-embed-dense", functools.partial(build_embedder, kind="wordpiece", dense=True)),
     ]
 
 
