@@ -55,9 +55,9 @@ internal sealed class EngineOptions
     }.AcceptOnlyFromAmong("auto", "generate", "pooling");
     public Option<string> Convert { get; } = new Option<string>("--convert")
     {
-        Description = "embed: serve a generative architecture as an embedding model (pooling from its final hidden states).",
+        Description = "embed: serve a generative architecture as an embedding model (pooling from its final hidden states); classify: as a sequence classifier (a score head in the checkpoint, or classifier_from_token's LM-head rows).",
         DefaultValueFactory = _ => "auto",
-    }.AcceptOnlyFromAmong("auto", "none", "embed");
+    }.AcceptOnlyFromAmong("auto", "none", "embed", "classify");
     public Option<string?> PoolerConfig { get; } = new("--pooler-config")
     {
         Description = "JSON over the pooler the checkpoint's sentence-transformers files give, e.g. '{\"pooling_type\": \"MEAN\", \"normalize\": false}' (LAST, MEAN or CLS).",

@@ -66,7 +66,11 @@ public sealed class EngineArgs
     /// </summary>
     public string Runner { get; init; } = "auto";
 
-    /// <summary>vLLM's --convert: <c>embed</c> serves a generative architecture as an embedding model; <c>auto</c>/<c>none</c> leave it.</summary>
+    /// <summary>
+    /// vLLM's --convert: <c>embed</c> serves a generative architecture as an embedding model; <c>classify</c> as a sequence
+    /// classifier (its <c>…ForSequenceClassification</c>: a <c>score</c> head in the checkpoint, or one made from LM-head
+    /// rows by <c>classifier_from_token</c>); <c>auto</c>/<c>none</c> leave it.
+    /// </summary>
     public string Convert { get; init; } = "auto";
 
     /// <summary>
@@ -132,8 +136,8 @@ public sealed class EngineArgs
         Require(CudaGraphSizes is null || MaxCudaGraphCaptureSize is null || CudaGraphSizes.Max() <= MaxCudaGraphCaptureSize,
             "--cuda-graph-sizes must not exceed --max-cudagraph-capture-size", nameof(CudaGraphSizes));
         Require(Runner is "auto" or "generate" or "pooling", "--runner must be auto, generate or pooling", nameof(Runner));
-        Require(Convert is "auto" or "none" or "embed", "--convert must be auto, none or embed (classify is not supported yet)", nameof(Convert));
-        Require(!(Convert == "embed" && Runner == "generate"), "--convert embed makes a pooling model: it does not go with --runner generate", nameof(Convert));
+        Require(Convert is "auto" or "none" or "embed" or "classify", "--convert must be auto, none, embed or classify", nameof(Convert));
+        Require(!(Convert is "embed" or "classify" && Runner == "generate"), $"--convert {Convert} makes a pooling model: it does not go with --runner generate", nameof(Convert));
         ParsePolicy();
         ParseHfOverrides();
         ParseSpeculativeConfig();

@@ -79,6 +79,11 @@ public static class ModelLoader
         }
 
         ModelConfig config = ModelConfig.Load(dir, args.ParseHfOverrides());
+        if (args.Convert == "classify")
+        {
+            config = AsClassifier(args, dir, config);
+        }
+
         (config, PoolerConfig? pooler, int? maxSeqLength) = PoolingRunner.Resolve(args, dir, config);
         bool encoder = ModelRegistry.IsEncoder(config);
         GenerationConfig generation = GenerationConfig.Load(dir);
@@ -224,6 +229,28 @@ public static class ModelLoader
             backend.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// <c>--convert classify</c>: a causal LM read again as its <c>…ForSequenceClassification</c> (as if
+    /// <c>--hf-overrides</c> had named it), so its classifier fields (<c>num_labels</c>, <c>classifier_from_token</c>, …) apply.
+    /// </summary>
+    private static ModelConfig AsClassifier(EngineArgs args, string dir, ModelConfig config)
+    {
+        const string CausalLm = "ForCausalLM";
+        if (config.Classifier is not null)
+        {
+            return config;
+        }
+
+        if (!config.Architecture.EndsWith(CausalLm, StringComparison.Ordinal))
+        {
+            throw new ModelLoadException($"'{dir}' is a {config.Architecture}; --convert classify turns a …ForCausalLM into its …ForSequenceClassification.");
+        }
+
+        System.Text.Json.Nodes.JsonObject overrides = args.ParseHfOverrides() ?? [];
+        overrides["architectures"] = new System.Text.Json.Nodes.JsonArray(config.Architecture[..^CausalLm.Length] + "ForSequenceClassification");
+        return ModelConfig.Load(dir, overrides);
     }
 
     /// <summary>A draft model loaded for speculative decoding, until its proposer owns it.</summary>

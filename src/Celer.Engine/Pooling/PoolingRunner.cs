@@ -27,7 +27,7 @@ internal static class PoolingRunner
         bool decoderClassifier = !encoder && config.Classifier is not null
             && ModelRegistry.SupportedArchitectures.Contains(ClassifierConfig.CausalLmOf(architecture));
         bool headless = bare || encoder || decoderClassifier;   // nothing to generate with
-        bool pooling = args.Runner == "pooling" || (args.Runner == "auto" && (headless || args.Convert == "embed"));
+        bool pooling = args.Runner == "pooling" || (args.Runner == "auto" && (headless || args.Convert is "embed" or "classify"));
         if (!pooling)
         {
             if (headless)

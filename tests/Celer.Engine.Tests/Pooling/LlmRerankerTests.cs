@@ -68,6 +68,26 @@ public sealed class LlmRerankerTests
         }
     }
 
+    /// <summary>--convert classify names the …ForSequenceClassification itself: the same head as the override of the architecture.</summary>
+    [Fact]
+    public void Convert_classify_reads_the_causal_LM_as_its_classifier()
+    {
+        int[] prompt = ModelLoader.LoadOffline(Args()).Tokenizer!.Encode(Texts[0]);
+        float Score(EngineArgs args)
+        {
+            using LlmEngine engine = ModelLoader.LoadOffline(args).Engine;
+            return engine.Generate([GenerateRequest.ForPooling("s", prompt, new PoolingParams { Task = PoolingTask.Score })])[0].PoolerOutput![0];
+        }
+
+        EngineArgs converted = Args($$"""{"classifier_from_token": ["{{No}}", "{{Yes}}"], "method": "from_2_way_softmax"}""");
+        Assert.Equal(Score(Args(Converted("from_2_way_softmax"))), Score(new EngineArgs
+        {
+            Model = converted.Model, HfOverrides = converted.HfOverrides, Convert = "classify", MaxNumSeqs = 8, KvCacheMemoryBytes = converted.KvCacheMemoryBytes,
+        }));
+        var noHead = Assert.Throws<ModelLoadException>(() => ModelLoader.LoadOffline(new EngineArgs { Model = RepoPaths.DefaultModel, Convert = "classify", KvCacheMemoryBytes = 32L << 20 }));
+        Assert.Contains("score.weight", noHead.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void A_conversion_it_cannot_make_is_refused_by_name()
     {
