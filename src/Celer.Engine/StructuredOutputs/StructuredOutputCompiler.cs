@@ -75,7 +75,8 @@ public sealed class StructuredOutputCompiler
                 { JsonObject: true } => JsonSchemaGrammar.AnyJsonObject(options),
                 { Regex: { } regex } => RegexGrammar.Compile(regex),
                 { Choice: { } choices } => new GrammarBuilder().Build(GrammarExpr.Choice(choices.Select(GrammarExpr.Literal))),
-                { Grammar: { } gbnf } => GbnfGrammar.Parse(gbnf),
+                // vLLM reads a grammar with no '::=' as Lark's notation and converts it.
+                { Grammar: { } text } => LarkGrammar.IsLikelyLark(text) ? LarkGrammar.Parse(text) : GbnfGrammar.Parse(text),
                 { StructuralTag: { } tag } => StructuralTagGrammar.Compile(ParseSchema(tag), options),
                 _ => throw new EngineRequestException("No structured outputs constraint is set.", "structured_outputs"),
             };

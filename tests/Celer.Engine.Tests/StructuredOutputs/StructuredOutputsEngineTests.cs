@@ -114,6 +114,15 @@ public sealed class StructuredOutputsEngineTests
         Assert.All(chosen, t => Assert.Contains(t, choices));
         var arithmetic = Run(engine, temperature, new StructuredOutputsParams { Grammar = Gbnf });
         Assert.All(arithmetic, t => Assert.Matches(new Regex(@"^\((?:[0-9]|\([0-9][+*][0-9]\))(?:[+*](?:[0-9]|\([0-9][+*][0-9]\))){0,3}\)$"), t));
+        // The same language in Lark's notation, as vLLM reads a grammar with no '::=' line.
+        const string Lark = """
+            start: '(' expr ')'
+            expr: term ([+*] term){0,3}
+            term: [0-9]
+                | '(' [0-9] [+*] [0-9] ')'
+            """;
+        var lark = Run(engine, temperature, new StructuredOutputsParams { Grammar = Lark });
+        Assert.All(lark, t => Assert.Matches(new Regex(@"^\((?:[0-9]|\([0-9][+*][0-9]\))(?:[+*](?:[0-9]|\([0-9][+*][0-9]\))){0,3}\)$"), t));
 
         static List<string> Run(LlmEngine engine, float temperature, StructuredOutputsParams constraint)
         {
