@@ -98,8 +98,10 @@ public sealed class InputProcessor(
     {
         if (Pooler is not { } pooler)
         {
-            throw new EngineRequestException(
-                "This model is a generative model: embeddings need a pooling model (serve an embedding model, or this one with --runner pooling).", "model", "model_not_supported");
+            throw new EngineRequestException(pooling.Task == PoolingTask.Embed
+                ? "This model is a generative model: embeddings need a pooling model (serve an embedding model, or this one with --runner pooling)."
+                : "This model is a generative model: classification and scores need a classifier (serve a cross-encoder or classifier, or this one with --convert classify).",
+                "model", "model_not_supported");
         }
 
         switch (pooling.Task)

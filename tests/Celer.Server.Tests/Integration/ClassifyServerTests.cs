@@ -203,7 +203,7 @@ public sealed class ClassifyServerTests(EncoderServers servers) : IClassFixture<
     {
         foreach (var (convert, message) in ((string?, string)[])[
             ("embed", "This model is an embedding model: it has no classifier head to classify or score pairs with."),
-            (null, "This model is a generative model")])
+            (null, "This model is a generative model: classification and scores need a classifier")])
         {
             await using var server = await TinyPyServer.StartAsync(convert: convert);
             using var client = server.CreateClient();
