@@ -162,7 +162,9 @@ public static class ModelLoader
                 Phase($"draft model loaded from '{spec.Model}' ({draft.Model.Config.Architecture}, {draft.Model.Config.NumHiddenLayers} layers)");
             }
 
-            int numBlocks = KvBlocks(args, platform, [(backend, config), .. draft is null ? [] : (IEnumerable<(IModelBackend, ModelConfig)>)[(draft.Backend, draft.Model.Config)]], maxModelLen);
+            // An encoder's requests end in the step that computes them: its cache holds one step's sequences, no more.
+            int? stepTokens = pooler?.WholeSequences == true ? maxNumTokens : null;
+            int numBlocks = KvBlocks(args, platform, [(backend, config), .. draft is null ? [] : (IEnumerable<(IModelBackend, ModelConfig)>)[(draft.Backend, draft.Model.Config)]], maxModelLen, stepTokens);
             IReadOnlyList<int> eos = EosTokenIds(config, generation, tokenizerConfig, tokenizer);
             // An FP8 cache takes the checkpoint's per-layer scales (dummy weights have none: 1.0, as vLLM).
             (float[] K, float[] V)? kvScales = kvDType == DType.F8E4M3 && !args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase)
@@ -402,13 +404,23 @@ public static class ModelLoader
     /// than every sequence at full length could use, which keeps small models small.
     /// </summary>
     /// <param name="models">The target first, then its draft model, which keeps a cache of as many blocks.</param>
-    private static int KvBlocks(EngineArgs args, DevicePlatform platform, IReadOnlyList<(IModelBackend Backend, ModelConfig Config)> models, int maxModelLen)
+    /// <param name="stepTokens">
+    /// For a model whose requests never outlive their step (an encoder: whole sequences, pooled and finished in the step
+    /// that computes them), the step's token budget: the cache then needs only what one step's sequences fill, their
+    /// tokens' blocks plus a part-filled block each, as vLLM gives encoder-only models no cache beyond the step.
+    /// </param>
+    private static int KvBlocks(EngineArgs args, DevicePlatform platform, IReadOnlyList<(IModelBackend Backend, ModelConfig Config)> models, int maxModelLen, int? stepTokens = null)
     {
         long blockBytes = models.Sum(m => KvBlockBytes(m.Backend, m.Config, args.BlockSize));
         long bytes = args.KvCacheMemoryBytes
             ?? platform.DefaultKvCacheBytes(models[0].Backend, models[0].Config, args.GpuMemoryUtilization) - models.Skip(1).Sum(m => platform.ScratchAfterCache(m.Backend, m.Config));
         long blocksPerSeq = (maxModelLen + args.BlockSize - 1) / args.BlockSize;
         long useful = (long)args.MaxNumSeqs * blocksPerSeq + 1;
+        if (stepTokens is { } tokens)
+        {
+            useful = Math.Min(useful, Math.Max(((long)tokens + args.BlockSize - 1) / args.BlockSize, blocksPerSeq) + args.MaxNumSeqs + 1);
+        }
+
         long blocks = Math.Min(bytes / blockBytes, useful);
         if (blocks < blocksPerSeq + 1)
         {

@@ -64,6 +64,25 @@ public sealed class EncoderParityTests
         }
     }
 
+    /// <summary>
+    /// An encoder's requests end in the step that computes them, so its cache holds one step's sequences (the budget's
+    /// blocks and a part-filled block per sequence), not --max-num-seqs whole contexts; a 512-token budget then takes
+    /// the fixture's cases over several steps, embedded as before.
+    /// </summary>
+    [Fact]
+    public async Task An_encoders_cache_holds_one_steps_sequences()
+    {
+        EncoderFixture fixture = EncoderFixture.Load("bert-embed-mean");
+        EngineArgs args = new() { Model = fixture.Directory, MaxNumSeqs = 8, MaxNumBatchedTokens = 512, KvCacheMemoryBytes = 64L << 20 };
+        await using (LoadedModel loaded = ModelLoader.Load(args))
+        {
+            Assert.Equal((512 / 16) + 8 + 1, loaded.NumKvBlocks);
+        }
+
+        using LlmEngine engine = ModelLoader.LoadOffline(args).Engine;
+        AssertEmbeddings("bert-embed-mean", engine, [.. fixture.Cases, .. fixture.TextCases]);
+    }
+
     [Theory]
     [InlineData("bert-cross-encoder")]
     [InlineData("xlmr-cross-encoder")]
