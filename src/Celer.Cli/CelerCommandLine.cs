@@ -18,6 +18,7 @@ internal static class CelerCommandLine
         root.Subcommands.Add(ChatCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(QuantizeCommand.Create());
+        root.Subcommands.Add(RouterCommand.Create());
         return root;
     }
 }

@@ -44,16 +44,19 @@ internal sealed class TinyPyServer : IAsyncDisposable
     /// <param name="model">Another model folder to serve the same way (null: models/celer-tiny-py).</param>
     /// <param name="maxModelLen">--max-model-len, capped by the model's own (null: the model's own).</param>
     /// <param name="hfOverrides">--hf-overrides (null: none).</param>
+    /// <param name="servedModelName">--served-model-name (null: <see cref="ServerFixture.ModelName"/>).</param>
+    /// <param name="port">The loopback port to listen on (0: an ephemeral one), so a stopped server can come back on its port.</param>
     public static async Task<TinyPyServer> StartAsync(
         int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null, string? speculativeConfig = null, string? convert = null, string? model = null,
-        int? maxModelLen = MaxModelLen, string? hfOverrides = null)
+        int? maxModelLen = MaxModelLen, string? hfOverrides = null, string? servedModelName = null, int port = 0)
     {
+        servedModelName ??= ServerFixture.ModelName;
         var relay = new EngineStatsRelay();
         InterceptingExecutor? executor = null;
         var loaded = ModelLoader.Load(
             new EngineArgs
             {
-                Model = model ?? ServerFixture.DefaultModel, ServedModelName = ServerFixture.ModelName, MaxModelLen = maxModelLen,
+                Model = model ?? ServerFixture.DefaultModel, ServedModelName = servedModelName, MaxModelLen = maxModelLen,
                 MaxNumSeqs = MaxNumSeqs, MaxNumBatchedTokens = 512, BlockSize = BlockSize, Seed = 0, SpeculativeConfig = speculativeConfig,
                 Convert = convert ?? "auto", HfOverrides = hfOverrides,
             },
@@ -61,8 +64,8 @@ internal sealed class TinyPyServer : IAsyncDisposable
             wrapExecutor: runner => executor = new InterceptingExecutor(runner));
         var options = new ServerOptions
         {
-            Port = 0,
-            ServedModelNames = [ServerFixture.ModelName],
+            Port = port,
+            ServedModelNames = [servedModelName],
             MaxPendingRequests = maxPendingRequests,
             ShutdownTimeout = shutdownTimeout ?? TimeSpan.FromSeconds(10),
             // The dead-engine test logs an error on purpose; keep the test output readable.

@@ -1,0 +1,116 @@
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Celer.Router;
+
+/// <summary>
+/// The backends and their health. Every interval each backend's <c>GET /health</c> is asked (and, for a backend given
+/// without a model name, its <c>GET /v1/models</c>); one that fails is ejected from routing, one that answers again is
+/// re-admitted. A forward that cannot connect ejects its backend at once, without waiting for the next check.
+/// </summary>
+public sealed partial class BackendPool : BackgroundService
+{
+    private readonly HttpClient _probe;
+    private readonly RouterOptions _options;
+    private readonly ILogger<BackendPool> _logger;
+
+    public BackendPool(RouterOptions options, ILogger<BackendPool> logger)
+    {
+        _options = options;
+        _logger = logger;
+        Backends = [.. options.Backends.Select(spec => new Backend(spec))];
+        // A probe slower than the interval counts as a failure; 5 s caps it for long intervals.
+        var timeout = TimeSpan.FromTicks(Math.Min(options.HealthCheckInterval.Ticks, TimeSpan.FromSeconds(5).Ticks));
+        _probe = new HttpClient { Timeout = timeout };
+    }
+
+    public IReadOnlyList<Backend> Backends { get; }
+
+    /// <summary>The healthy backends serving <paramref name="model"/>, in command-line order.</summary>
+    public IReadOnlyList<Backend> HealthyFor(string model) => [.. Backends.Where(b => b.IsHealthy && b.Serves(model))];
+
+    /// <summary>Whether any backend, healthy or not, serves <paramref name="model"/>: else the model does not exist.</summary>
+    public bool AnyServes(string model) => Backends.Any(b => b.Serves(model));
+
+    /// <summary>The model names the healthy backends serve, each once.</summary>
+    public IReadOnlyList<string> HealthyModels() =>
+        [.. Backends.Where(b => b.IsHealthy).SelectMany(b => b.ModelCards).Select(card => (string?)card["id"]).OfType<string>().Distinct(StringComparer.Ordinal)];
+
+    public bool AnyHealthy => Backends.Any(b => b.IsHealthy);
+
+    /// <summary>A forward could not reach the backend: stop routing to it until a health check passes.</summary>
+    public void Eject(Backend backend, Exception reason)
+    {
+        if (backend.IsHealthy)
+            LogEjected(backend.Url, reason.Message);
+        backend.IsHealthy = false;
+    }
+
+    /// <summary>One round of checks over every backend, concurrently.</summary>
+    public Task CheckAllAsync(CancellationToken cancellationToken) =>
+        Task.WhenAll(Backends.Select(backend => CheckAsync(backend, cancellationToken)));
+
+    public override async Task StartAsync(CancellationToken cancellationToken)
+    {
+        // The first round runs before the router listens, so its first requests already have backends.
+        await CheckAllAsync(cancellationToken);
+        await base.StartAsync(cancellationToken);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(_options.HealthCheckInterval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+                await CheckAllAsync(stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    public override void Dispose()
+    {
+        _probe.Dispose();
+        base.Dispose();
+    }
+
+    private async Task CheckAsync(Backend backend, CancellationToken cancellationToken)
+    {
+        bool healthy;
+        try
+        {
+            using var health = await _probe.GetAsync(new Uri(backend.Url, "health"), cancellationToken);
+            healthy = health.IsSuccessStatusCode;
+            if (healthy && backend.ConfiguredModel is null)
+                backend.ModelCards = await DiscoverModelsAsync(backend, cancellationToken);
+            healthy &= backend.ModelCards.Count > 0;
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException or InvalidOperationException
+                                  && !cancellationToken.IsCancellationRequested)
+        {
+            healthy = false;
+        }
+
+        if (healthy && !backend.IsHealthy)
+            LogAdmitted(backend.Url);
+        else if (!healthy && backend.IsHealthy)
+            LogEjected(backend.Url, "health check failed");
+        backend.IsHealthy = healthy;
+    }
+
+    private async Task<IReadOnlyList<JsonObject>> DiscoverModelsAsync(Backend backend, CancellationToken cancellationToken)
+    {
+        var body = await _probe.GetStringAsync(new Uri(backend.Url, "v1/models"), cancellationToken);
+        var data = JsonNode.Parse(body)?["data"] as JsonArray ?? throw new InvalidOperationException("no data array in /v1/models");
+        return [.. data.OfType<JsonObject>().Where(card => card["id"] is JsonValue).Select(card => (JsonObject)card.DeepClone())];
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Backend {Backend} ejected from routing: {Reason}")]
+    private partial void LogEjected(Uri backend, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Backend {Backend} is healthy: routing to it")]
+    private partial void LogAdmitted(Uri backend);
+}
