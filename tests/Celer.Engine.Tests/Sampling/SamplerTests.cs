@@ -307,15 +307,28 @@ public class SamplerTests
         var row = new float[logits.Length];
         var state = State(new() { Temperature = 0.8f, TopK = 40, TopP = 0.9f, MinP = 0.01f, PresencePenalty = 0.5f, Seed = 1 }, prompt: [1, 2]);
         state.Append(5);
-        logits.CopyTo(row, 0);
-        Sampler.Sample(row, state, NoEos);   // warm the per-thread scratch
-
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 5; i++)
+        // Warm the per-thread scratch and let the JIT tier the hot methods up: while it does (call counting, then the
+        // tier-1 code installed), the runtime itself can allocate on this thread, which is not the sampler's doing.
+        for (int i = 0; i < 40; i++)
         {
             logits.CopyTo(row, 0);
             Sampler.Sample(row, state, NoEos);
         }
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+
+        // A sampler that allocates per step allocates in every round; the runtime's one-off work shows in one at most.
+        long fewest = long.MaxValue;
+        for (int round = 0; round < 3 && fewest > 0; round++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 5; i++)
+            {
+                logits.CopyTo(row, 0);
+                Sampler.Sample(row, state, NoEos);
+            }
+
+            fewest = Math.Min(fewest, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+
+        Assert.Equal(0, fewest);
     }
 }
