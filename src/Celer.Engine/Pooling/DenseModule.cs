@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Celer.Models.Architectures;
 using Celer.Models.Weights;
 
 namespace Celer.Engine;
@@ -8,29 +9,25 @@ namespace Celer.Engine;
 /// sentence-T5 and GTR models, EmbeddingGemma): y = activation(W·x + b) with the module folder's <c>config.json</c>
 /// (<c>in_features</c>, <c>out_features</c>, <c>bias</c>, <c>activation_function</c> as a torch class path) and its
 /// weights <c>linear.weight</c> ([out, in]) and <c>linear.bias</c> in the folder's <c>model.safetensors</c>, as vLLM
-/// applies it after pooling. Computed on the host in double, like a classifier's head: one vector per sequence.
+/// applies it after pooling, on the host as a <see cref="HostLinear"/> (like a classifier's head).
 /// </summary>
 public sealed class DenseModule
 {
     private const string Identity = "torch.nn.modules.linear.Identity", Tanh = "torch.nn.modules.activation.Tanh",
         Sigmoid = "torch.nn.modules.activation.Sigmoid", Relu = "torch.nn.modules.activation.ReLU";
 
-    private readonly float[] _weight;
-    private readonly float[]? _bias;
+    private readonly HostLinear _linear;
     private readonly string _activation;
 
-    private DenseModule(int inFeatures, int outFeatures, float[] weight, float[]? bias, string activation)
+    private DenseModule(HostLinear linear, string activation)
     {
-        InFeatures = inFeatures;
-        OutFeatures = outFeatures;
-        _weight = weight;
-        _bias = bias;
+        _linear = linear;
         _activation = activation;
     }
 
-    public int InFeatures { get; }
+    public int InFeatures => _linear.InFeatures;
 
-    public int OutFeatures { get; }
+    public int OutFeatures => _linear.OutFeatures;
 
     /// <summary>Reads the module in <paramref name="folder"/>; what Celer cannot apply exactly is refused naming the file and field.</summary>
     public static DenseModule Read(string folder)
@@ -70,35 +67,15 @@ public sealed class DenseModule
             throw new ModelLoadException($"'{weightsPath}': linear.bias has {bias.Length} values, not {outFeatures}.");
         }
 
-        return new DenseModule(inFeatures, outFeatures, weight.ToFloats("a Dense module's weights"), bias, activation);
+        return new DenseModule(new HostLinear(weight.ToFloats("a Dense module's weights"), bias, inFeatures, outFeatures), activation);
     }
 
-    /// <summary>activation(W·x + b), summed in double.</summary>
-    public float[] Apply(ReadOnlySpan<float> x)
+    /// <summary>activation(W·x + b), summed and activated in double.</summary>
+    public float[] Apply(ReadOnlySpan<float> x) => [.. _linear.Apply(x).Select(sum => (float)(_activation switch
     {
-        if (x.Length != InFeatures)
-        {
-            throw new ArgumentException($"The Dense module takes {InFeatures} values, not {x.Length}.", nameof(x));
-        }
-
-        var y = new float[OutFeatures];
-        for (int o = 0; o < y.Length; o++)
-        {
-            double sum = _bias?[o] ?? 0;
-            for (int i = 0; i < x.Length; i++)
-            {
-                sum += (double)_weight[((long)o * InFeatures) + i] * x[i];
-            }
-
-            y[o] = (float)(_activation switch
-            {
-                Tanh => Math.Tanh(sum),
-                Sigmoid => 1 / (1 + Math.Exp(-sum)),
-                Relu => Math.Max(0, sum),
-                _ => sum,
-            });
-        }
-
-        return y;
-    }
+        Tanh => Math.Tanh(sum),
+        Sigmoid => 1 / (1 + Math.Exp(-sum)),
+        Relu => Math.Max(0, sum),
+        _ => sum,
+    }))];
 }

@@ -6,39 +6,29 @@ namespace Celer.Models.Architectures;
 /// The head of a sequence classifier, applied on the host in fp32 to the one pooled hidden state of each sequence:
 /// optionally a dense layer with tanh (BERT's <c>pooler.dense</c>, RoBERTa's <c>classifier.dense</c>), then the output
 /// projection to the labels (BERT's <c>classifier</c>, RoBERTa's <c>classifier.out_proj</c>, a decoder's bias-free
-/// <c>score</c>). A few hundred thousand multiply-adds per sequence: far below the encoder's own work for it, and fp32
-/// throughout (transformers computes the head in the model dtype; the reference fixtures are fp32).
+/// <c>score</c>), each a <see cref="HostLinear"/>. fp32 throughout (transformers computes the head in the model dtype;
+/// the reference fixtures are fp32).
 /// </summary>
 public sealed class SequenceClassifier
 {
-    private readonly float[]? _dense, _denseBias;
-    private readonly float[] _output;
-    private readonly float[]? _outputBias;
-    private readonly int _hidden;
+    private readonly HostLinear? _dense;
+    private readonly HostLinear _output;
 
-    private SequenceClassifier(float[]? dense, float[]? denseBias, float[] output, float[]? outputBias, int hidden, int labels)
+    private SequenceClassifier(HostLinear? dense, HostLinear output)
     {
         _dense = dense;
-        _denseBias = denseBias;
         _output = output;
-        _outputBias = outputBias;
-        _hidden = hidden;
-        NumLabels = labels;
     }
 
-    public int NumLabels { get; }
+    public int NumLabels => _output.OutFeatures;
 
     /// <summary>
     /// Loads the head: <paramref name="dense"/> names the dense + tanh layer's prefix (its <c>.weight</c> and <c>.bias</c>)
     /// or is null; <paramref name="output"/> the output projection's, whose bias is read when <paramref name="outputBias"/>.
     /// </summary>
     public static SequenceClassifier Load(IWeightSource weights, string? dense, string output, bool outputBias, int hidden, int labels) => new(
-        dense is null ? null : Read(weights.Get(dense + ".weight", hidden, hidden)),
-        dense is null ? null : Read(weights.Get(dense + ".bias", hidden)),
-        Read(weights.Get(output + ".weight", labels, hidden)),
-        outputBias ? Read(weights.Get(output + ".bias", labels)) : null,
-        hidden,
-        labels);
+        dense is null ? null : new HostLinear(Read(weights.Get(dense + ".weight", hidden, hidden)), Read(weights.Get(dense + ".bias", hidden)), hidden, hidden),
+        new HostLinear(Read(weights.Get(output + ".weight", labels, hidden)), outputBias ? Read(weights.Get(output + ".bias", labels)) : null, hidden, labels));
 
     /// <summary>
     /// vLLM's LLM-as-reranker head (<see cref="Config.ClassifierConfig.Method"/>), from the rows of the LM head
@@ -60,48 +50,14 @@ public sealed class SequenceClassifier
         float[] output = method == Config.ClassifierConfig.FromTwoWaySoftmax
             ? [.. Row(tokenIds[1]).Zip(Row(tokenIds[0]), (yes, no) => yes - no)]
             : [.. tokenIds.SelectMany(Row)];
-        return new SequenceClassifier(null, null, output, null, hidden, output.Length / hidden);
+        return new SequenceClassifier(null, new HostLinear(output, null, hidden, output.Length / hidden));
     }
 
     /// <summary>The label logits of one pooled hidden state.</summary>
     public float[] Logits(ReadOnlySpan<float> pooled)
     {
-        if (pooled.Length != _hidden)
-        {
-            throw new ArgumentException($"The classifier reads {_hidden} values, not {pooled.Length}.", nameof(pooled));
-        }
-
-        ReadOnlySpan<float> input = pooled;
-        if (_dense is not null)
-        {
-            var hidden = new float[_hidden];
-            Project(_dense, _denseBias, pooled, hidden);
-            for (int i = 0; i < hidden.Length; i++)
-            {
-                hidden[i] = MathF.Tanh(hidden[i]);
-            }
-
-            input = hidden;
-        }
-
-        var logits = new float[NumLabels];
-        Project(_output, _outputBias, input, logits);
-        return logits;
-    }
-
-    private static void Project(float[] weight, float[]? bias, ReadOnlySpan<float> x, Span<float> y)
-    {
-        // Sums in double: a head is small, and its scores are compared to 1e-3.
-        for (int i = 0; i < y.Length; i++)
-        {
-            double sum = bias?[i] ?? 0;
-            for (int k = 0; k < x.Length; k++)
-            {
-                sum += (double)weight[(i * x.Length) + k] * x[k];
-            }
-
-            y[i] = (float)sum;
-        }
+        float[]? hidden = _dense is null ? null : [.. _dense.Apply(pooled).Select(sum => MathF.Tanh((float)sum))];
+        return [.. _output.Apply(hidden ?? pooled).Select(sum => (float)sum)];
     }
 
     private static float[] Read(WeightTensor t) => t.ToFloats("a classifier head's weights");
