@@ -23,10 +23,6 @@ public static class ModelRegistry
         GptOssForCausalLM.Spec,
     }.ToDictionary(s => s.Name, StringComparer.Ordinal);
 
-    /// <summary>The encoders <see cref="EncoderModel"/> runs (pooling models only).</summary>
-    private static readonly string[] Encoders =
-        ["BertModel", "BertForSequenceClassification", "RobertaModel", "RobertaForSequenceClassification", "XLMRobertaModel", "XLMRobertaForSequenceClassification"];
-
     /// <summary>The decoder layouts: <see cref="DecoderModel"/> runs them.</summary>
     public static IReadOnlyCollection<string> SupportedArchitectures => Specs.Keys;
 
@@ -50,7 +46,7 @@ public static class ModelRegistry
         }
 
         throw new ModelConfigException(
-            $"Model architecture '{config.Architecture}' is not supported. Supported: {string.Join(", ", Specs.Keys.Concat(Encoders).Order(StringComparer.Ordinal))}; " +
+            $"Model architecture '{config.Architecture}' is not supported. Supported: {string.Join(", ", Specs.Keys.Concat(EncoderConfig.Architectures).Order(StringComparer.Ordinal))}; " +
             "as pooling models also each decoder's …Model and …ForSequenceClassification. " +
             "A checkpoint whose config and weights are those of a supported family under another name can run as it with " +
             "--hf-overrides '{\"architectures\": [\"<supported name>\"]}'.");

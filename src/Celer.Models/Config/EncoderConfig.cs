@@ -10,13 +10,18 @@ namespace Celer.Models.Config;
 /// </summary>
 public sealed record EncoderConfig(double LayerNormEps, int TypeVocabSize, int PositionOffset)
 {
+    private static readonly string[] Bert = ["BertModel", "BertForSequenceClassification"];
+    private static readonly string[] Roberta =
+        ["RobertaModel", "RobertaForSequenceClassification", "XLMRobertaModel", "XLMRobertaForSequenceClassification"];
+
     /// <summary>The encoder families Celer runs, by the <c>architectures</c> entries of their checkpoints.</summary>
+    public static IReadOnlyList<string> Architectures { get; } = [.. Bert, .. Roberta];
+
     public static bool IsEncoder(string architecture) => IsBert(architecture) || IsRoberta(architecture);
 
-    public static bool IsBert(string architecture) => architecture is "BertModel" or "BertForSequenceClassification";
+    public static bool IsBert(string architecture) => Bert.Contains(architecture);
 
-    public static bool IsRoberta(string architecture) =>
-        architecture is "RobertaModel" or "RobertaForSequenceClassification" or "XLMRobertaModel" or "XLMRobertaForSequenceClassification";
+    public static bool IsRoberta(string architecture) => Roberta.Contains(architecture);
 
     /// <summary>The tokens an encoder reads at most: its position embeddings past the offset.</summary>
     public int ContextLength(int maxPositionEmbeddings) => maxPositionEmbeddings - PositionOffset;
