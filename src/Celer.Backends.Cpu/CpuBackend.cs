@@ -34,6 +34,10 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
     private float* _kScratch, _vScratch;
     private long _scratchElements;
 
+    // An encoder's token-type or position row, widened to fp32 before it is added to the embeddings.
+    private float* _embeddingRow;
+    private long _embeddingRowElements;
+
     // An FP8 W8A8 layer's input as quantized for its matmul (the activation buffer itself stays as it was).
     private float* _quantizedInput;
     private long _quantizedInputElements;
@@ -200,25 +204,18 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
             shifted[r] = b.Positions[r] + positionOffset;
         }
 
-        float* row = AllocateScratchRow(hidden);
-        try
+        Reserve(ref _embeddingRow, ref _embeddingRowElements, hidden);
+        fixed (int* ids = b.TokenIds)
+        fixed (int* typeIds = types)
+        fixed (int* positionIds = shifted)
         {
-            fixed (int* ids = b.TokenIds)
-            fixed (int* typeIds = types)
-            fixed (int* positionIds = shifted)
+            Kernels.Embedding.Gather(ids, rows, (void*)words.Data, words.DType, words.Rows, hidden, F(output));
+            if (tokenTypes is not null)
             {
-                Kernels.Embedding.Gather(ids, rows, (void*)words.Data, words.DType, words.Rows, hidden, F(output));
-                if (tokenTypes is not null)
-                {
-                    AddRows(tokenTypes, typeIds, rows, hidden, output, row);
-                }
-
-                AddRows(positions, positionIds, rows, hidden, output, row);
+                AddRows(tokenTypes, typeIds, rows, hidden, output, _embeddingRow);
             }
-        }
-        finally
-        {
-            NativeMemory.AlignedFree(row);
+
+            AddRows(positions, positionIds, rows, hidden, output, _embeddingRow);
         }
     }
 
@@ -232,8 +229,6 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
             System.Numerics.Tensors.TensorPrimitives.Add(o, new ReadOnlySpan<float>(row, hidden), o);
         }
     }
-
-    private static float* AllocateScratchRow(int floats) => (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), Alignment);
 
     public void LayerNorm(Tensor x, int rows, Tensor weight, Tensor bias, float eps, Tensor y) =>
         Kernels.LayerNorm.Run(F(x), F(y), F(weight), F(bias), eps, checked((int)(rows * (x.Columns / weight.ElementCount))), (int)weight.ElementCount);
