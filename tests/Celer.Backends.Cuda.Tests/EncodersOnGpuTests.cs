@@ -40,7 +40,7 @@ public sealed class EncodersOnGpuTests
             foreach (EncoderFixture.Input c in fixture.Cases.Concat(fixture.TextCases))
             {
                 PoolingParams p = c.Embedding is null ? new PoolingParams { Task = PoolingTask.Classify } : new PoolingParams();
-                requests.Add((GenerateRequest.ForPooling($"r{requests.Count}", c.PromptTokenIds, p), c.Embedding ?? c.Probs ?? Softmax(c.Logits!), c.Embedding is not null));
+                requests.Add((GenerateRequest.ForPooling($"r{requests.Count}", c.PromptTokenIds, p), c.Embedding ?? c.Probs ?? EncoderFixture.Softmax(c.Logits!), c.Embedding is not null));
             }
 
             foreach (EncoderFixture.Pair pair in fixture.Pairs)
@@ -70,11 +70,5 @@ public sealed class EncodersOnGpuTests
                 Assert.True(error <= tolerance, $"{what}: {string.Join(", ", actual)} against {string.Join(", ", expected)}");
             }
         }
-    }
-
-    private static float[] Softmax(float[] logits)
-    {
-        double max = logits.Max(), sum = logits.Sum(x => Math.Exp(x - max));
-        return [.. logits.Select(x => (float)(Math.Exp(x - max) / sum))];
     }
 }

@@ -66,6 +66,13 @@ public sealed class EncoderFixture
         return new EncoderFixture(name, doc.RootElement.Clone());
     }
 
+    /// <summary>A classifier's probabilities from transformers' logits (what /classify returns for several labels), in double.</summary>
+    public static float[] Softmax(float[] logits)
+    {
+        double max = logits.Max(), sum = logits.Sum(x => Math.Exp(x - max));
+        return [.. logits.Select(x => (float)(Math.Exp(x - max) / sum))];
+    }
+
     private static List<T> Read<T>(JsonElement root, string name, Func<JsonElement, T> read) =>
         root.TryGetProperty(name, out JsonElement list) ? [.. list.EnumerateArray().Select(read)] : [];
 

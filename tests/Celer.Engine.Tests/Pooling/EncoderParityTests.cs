@@ -164,7 +164,7 @@ public sealed class EncoderParityTests
                     Assert.Equal(c.PromptTokenIds, tokenizer!.Encode(c.Text));
                 }
 
-                float[] expected = c.Probs ?? Softmax(c.Logits!);
+                float[] expected = c.Probs ?? EncoderFixture.Softmax(c.Logits!);
                 float[] actual = output.PoolerOutput!;
                 Assert.Equal(expected.Length, actual.Length);
                 for (int k = 0; k < expected.Length; k++)
@@ -173,12 +173,6 @@ public sealed class EncoderParityTests
                 }
             }
         }
-    }
-
-    private static float[] Softmax(float[] logits)
-    {
-        double max = logits.Max(), sum = logits.Sum(x => Math.Exp(x - max));
-        return [.. logits.Select(x => (float)(Math.Exp(x - max) / sum))];
     }
 
     [Fact]
