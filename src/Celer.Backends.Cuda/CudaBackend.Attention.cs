@@ -18,8 +18,9 @@ public sealed unsafe partial class CudaBackend
     private const int MaxSplits = 16;
     private const int MaxSplitRows = 256;
 
-    // Matches FLASH_BLOCK_M of flash_attention.cu: query rows (token × head of one GQA group) per tile.
-    private const int FlashBlockM = 64;
+    // The widest GQA group the tensor-core kernels take: a flash_attention tile of head_dim 256 (64 MMA rows) holds
+    // four query rows of it.
+    private const int MaxFlashGroup = 16;
     private static readonly int[] FlashHeadDims = [16, 32, 64, 80, 96, 128, 256];
     private const int FlashThreads = 128;
 
@@ -34,7 +35,11 @@ public sealed unsafe partial class CudaBackend
 
     // The tensor-core kernels for this model's head size and cache type, resolved with the KV cache.
     private nint _flashKernel, _decodeKernel;
-    private int _decodeSharedBytes;
+    private int _flashSharedBytes, _decodeSharedBytes;
+
+    // MMA rows (query row × head of one GQA group) of a flash_attention tile for this model's head size
+    // (flash_attention_block_m), read with the kernel.
+    private int _flashBlockM;
 
     public void Attention(int layer, Tensor q, Tensor output, AttentionSpec spec, Tensor? sinks = null)
     {
@@ -63,7 +68,7 @@ public sealed unsafe partial class CudaBackend
             void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap, &sp };
             if (_flashTileCount > 0)
             {
-                _kernels.Launch(_flashKernel, "flash_attention", (uint)_flashTileCount, (uint)kvHeads, (uint)splits, FlashThreads, args);
+                _kernels.Launch(_flashKernel, "flash_attention", (uint)_flashTileCount, (uint)kvHeads, (uint)splits, FlashThreads, args, (uint)_flashSharedBytes);
             }
 
             if (_decodeTileCount > 0)
@@ -95,17 +100,17 @@ public sealed unsafe partial class CudaBackend
     /// </summary>
     private bool UsesFlashAttention(AttentionSpec spec) =>
         ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8
-        && Array.IndexOf(FlashHeadDims, spec.HeadDim) >= 0 && spec.NumHeads / spec.NumKvHeads <= FlashBlockM / 4;
+        && Array.IndexOf(FlashHeadDims, spec.HeadDim) >= 0 && spec.NumHeads / spec.NumKvHeads <= MaxFlashGroup;
 
     /// <summary>
     /// The tensor-core kernels' work list for this step, uploaded once for every layer: tiles (sequence, first row,
     /// rows) of consecutive query rows of one sequence. A sequence whose rows with their GQA group of query heads fit
     /// DecodeRows is one flash_decode tile; the others are cut into flash_attention tiles of as many rows as fit
-    /// FlashBlockM. The prefill tiles come first, then the decode tiles.
+    /// a flash_attention tile's MMA rows. The prefill tiles come first, then the decode tiles.
     /// </summary>
     private void UploadFlashTiles(ForwardBatch batch, AttentionSpec spec)
     {
-        int group = spec.NumHeads / spec.NumKvHeads, perTile = FlashBlockM / group;
+        int group = spec.NumHeads / spec.NumKvHeads, perTile = _flashBlockM / group;
         int capacity = 3 * (batch.NumSequences + batch.NumTokens / perTile + 1);
         if (_tiles.Length < capacity)
         {

@@ -29,23 +29,28 @@
 //                    v_scale, so merge_splits needs no change.
 //
 // Host contract:
-//   * grid = (num_tiles, num_kv_heads, splits), block = FLASH_THREADS (128) threads, no dynamic shared memory
-//     (static shared memory <= 48 KB for every instantiation; see FLASH_INSTANTIATE below).
-//   * A tile holds n * group <= FLASH_BLOCK_M MMA rows (group = num_heads / num_kv_heads, 1..16): cut every
-//     sequence's rows of the batch into tiles of n = min(remaining rows, FLASH_BLOCK_M / group) consecutive rows.
-//     MMA row m of a tile is (query row r0 + m / group, head kv_head * group + m % group).
+//   * grid = (num_tiles, num_kv_heads, splits), block = FLASH_THREADS (128) threads, dynamic shared memory
+//     flash_attention_shared_bytes[i] (i = the head_dim's index in 16, 32, 64, 80, 96, 128, 256; above 48 KB for some:
+//     the host raises the function's limit).
+//   * A tile holds n * group <= BLOCK_M MMA rows (BLOCK_M = flash_attention_block_m[i]: 128, or 64 at head_dim 256;
+//     group = num_heads / num_kv_heads, 1..16): cut every sequence's rows of the batch into tiles of
+//     n = min(remaining rows, BLOCK_M / group) consecutive rows. MMA row m of a tile is (query row r0 + m / group,
+//     head kv_head * group + m % group).
 //   * The tile's key range [lo(first row), position(last row)] is cut into BLOCK_N-aligned tiles of keys (BLOCK_N =
 //     64 for head_dim <= 128, 16 for 256, for 16-bit and fp8 caches alike); split z takes a contiguous run of
 //     ceil(key tiles / splits) of them (possibly none: then it writes m = -inf, l = 0, acc = 0).
 //   * q, k_cache and v_cache must be 16-byte aligned (cp.async moves 16-byte chunks; an fp8 row of head_dim bytes is
 //     a whole number of chunks for every head_dim above).
 //
-// Scheme: 4 warps x 16 MMA rows. Q (64 x head_dim) is staged in shared memory (and, for head_dim <= 128, kept in
+// Scheme: 4 warps x MT m-tiles of 16 MMA rows (MT = 2 up to head_dim 128: each K and V fragment read from shared
+// memory feeds two MMAs). Q (BLOCK_M x head_dim) is staged in shared memory (and, for head_dim <= 64, kept in
 // registers as mma A fragments). K and V tiles of BLOCK_N keys are gathered through the block table with cp.async
-// (zero-filled outside the tile's key range, so no garbage can reach the P.V product). S = Q.K^T and O += P.V use
-// mma.sync m16n8k16 with fp32 accumulation; softmax is online in registers in log2 units (exp2f on scores
-// pre-scaled by scale * log2(e)); P goes from the S accumulator fragment straight into the A fragment of P.V.
-// Pipeline per key tile: V(j) loads while S(j) is computed, K(j+1) loads while P.V(j) is computed.
+// (zero-filled outside the tile's key range, so no garbage can reach the P.V product); a tile's cache slots are looked
+// up once, one thread per key, into shared memory, for both gathers. S = Q.K^T and O += P.V use mma.sync m16n8k16
+// with fp32 accumulation; softmax is online in registers in log2 units (one FFMA and one ex2.approx per score), with
+// the running max raised only when it grows by more than 2^8 (see flash_tile_softmax); P goes from the S accumulator
+// fragment straight into the A fragment of P.V. Pipeline per key tile: V(j) loads while S(j) is computed, K(j+1)
+// loads while P.V(j) is computed.
 // fp8 caches: the MMAs still run on T. A tile's fp8 bytes are cp.async'd into the upper half of each row's own
 // 16-bit shared storage, and after the barrier that publishes them each warp converts its rows in place to T (exact:
 // every e4m3 / e5m2 value is representable in f16 and in bf16); k_scale is folded into the score scale and v_scale
@@ -59,11 +64,14 @@
 // mma.sync on bf16, ldmatrix and cp.async need sm_80: on older cards (sm_75) none of this file is compiled and the
 // host uses the CUDA-core kernel of attention.cu.
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-#define FLASH_BLOCK_M 64                  // MMA rows (query rows x heads of one GQA group) per thread block
-#define FLASH_WARPS 4                     // each warp owns 16 MMA rows
+#define FLASH_WARPS 4                     // each warp owns 16 MMA rows per m-tile
 #define FLASH_THREADS (FLASH_WARPS * 32)
 #define FLASH_LOG2E 1.4426950408889634f
 #define FLASH_LN2 0.6931471805599453f
+
+#ifndef FLASH_EMULATE
+extern __shared__ __align__(128) unsigned char flash_dynamic_smem[];   // this file's and flash_decode.cu's kernels
+#endif
 
 // ---- PTX wrappers (a host emulation defines FLASH_EMULATE and supplies its own versions) ----
 #ifndef FLASH_EMULATE
@@ -293,26 +301,105 @@ __device__ __forceinline__ void flash_convert_rows(T* tile, int row0, int lane) 
     }
 }
 
-// BN = keys per tile. Q_REGS: Q fragments live in registers (Q is staged through the K/V buffers, so 2 * BN >= 64);
-// otherwise Q stays in its own shared buffer and fragments are reloaded per k-step (saves HD/4 registers).
-// C = cache element type: T, or __nv_fp8_e4m3 / __nv_fp8_e5m2 (then k_scale / v_scale apply).
 // A raw score s = q.k (fp8: of the unscaled cache values) in log2 units: s * scale_log2, or soft-capped (softcap > 0)
 // cap_out * tanh(s * cap_in) with cap_in = scale / softcap (k_scale included for fp8) and cap_out = softcap * log2(e).
+// (flash_decode.cu's scores; flash_attention_impl folds the plain scale into its exponent instead.)
 __device__ __forceinline__ float flash_score(float s, float scale_log2, float softcap, float cap_in, float cap_out) {
     return softcap > 0.f ? cap_out * tanhf(s * cap_in) : s * scale_log2;
 }
 
-template <typename T, typename C, int HD, int BN, bool Q_REGS>
+// 2^x in one MUFU instruction (ex2.approx, subnormal results flushed to 0: far below any weight that matters here).
+// exp2f without fast math adds a range fix-up around it, which a prefill tile pays once per score.
+#ifndef FLASH_EMULATE
+__device__ __forceinline__ float flash_exp2(float x) {
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
+    return r;
+}
+#endif
+
+// The prefill kernel's shape per head size: m-tiles of 16 MMA rows per warp (two: every K and V fragment read from
+// shared memory feeds two MMAs, and the gather, slot and softmax bookkeeping per key tile is spread over 128 rows;
+// one at head_dim 256, whose accumulators would not fit twice), keys per tile, and whether Q's fragments live in
+// registers (head_dim <= 64; larger ones reload them from shared memory per k-step, which keeps 64 registers for
+// the second m-tile's accumulators). The host reads flash_attention_block_m and flash_attention_shared_bytes.
+template <int HD> __host__ __device__ constexpr int flash_mtiles() { return HD <= 128 ? 2 : 1; }
+template <int HD> __host__ __device__ constexpr int flash_block_m() { return FLASH_WARPS * 16 * flash_mtiles<HD>(); }
+template <int HD> __host__ __device__ constexpr int flash_block_n() { return HD <= 128 ? 64 : 16; }
+template <int HD> __host__ __device__ constexpr bool flash_q_regs() { return HD <= 64; }
+// Dynamic shared memory: the K and V tiles, Q's tile unless it is in registers (then Q is staged through K and V),
+// and two buffers of the key tiles' cache slots.
+template <int HD> __host__ __device__ constexpr int flash_smem_bytes() {
+    return (2 * flash_block_n<HD>() + (flash_q_regs<HD>() ? 0 : flash_block_m<HD>())) * flash_row_elems<HD>() * 2 +
+           2 * flash_block_n<HD>() * (int)sizeof(int);
+}
+
+// Online softmax over one key tile for this thread's MT x 2 fragment rows. s holds raw scores (masked ones -inf);
+// scores in log2 units are s * sl (sl = scale * log2(e), or 1 when soft-capping already turned them into log2 units).
+// The running max m_run is raised only when a row's tile max passes it by more than FLASH_RESCALE (log2 units), and the
+// o accumulators are rescaled only when some row of the warp raised it: a stale max leaves every weight
+// 2^(s - m_run) <= 2^FLASH_RESCALE, fine in fp32 and in the 16-bit P, and l and o share it, so the result is the same.
+// Most key tiles after the first few raise no max, and skip the rescale's DT x 4 multiplies per m-tile.
+#define FLASH_RESCALE 8.f
+template <int MT, int NT, int DT>
+__device__ __forceinline__ void flash_tile_softmax(float (&s)[MT][NT][4], float sl, float (&m_run)[MT][2], float (&l_run)[MT][2],
+                                                   float (&o)[MT][DT][4]) {
+    float corr[MT][2];
+    bool raise = false;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float mx = NEG_INF;
+#pragma unroll
+            for (int j = 0; j < NT; j++) mx = fmaxf(mx, fmaxf(s[mt][j][2 * i], s[mt][j][2 * i + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            mx *= sl;
+            corr[mt][i] = 1.f;
+            if (mx > m_run[mt][i] + FLASH_RESCALE) {   // -inf + 8 = -inf: a row's first visible key raises it
+                corr[mt][i] = flash_exp2(m_run[mt][i] - mx);
+                m_run[mt][i] = mx;
+                raise = true;
+            }
+            const float base = m_run[mt][i] == NEG_INF ? 0.f : m_run[mt][i];   // nothing visible yet: avoid -inf - -inf
+            float sum = 0.f;
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                s[mt][j][2 * i] = flash_exp2(fmaf(s[mt][j][2 * i], sl, -base));
+                s[mt][j][2 * i + 1] = flash_exp2(fmaf(s[mt][j][2 * i + 1], sl, -base));
+                sum += s[mt][j][2 * i] + s[mt][j][2 * i + 1];
+            }
+            l_run[mt][i] = l_run[mt][i] * corr[mt][i] + sum;
+        }
+    if (__any_sync(0xffffffffu, raise)) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int d = 0; d < DT; d++) {
+                o[mt][d][0] *= corr[mt][0];
+                o[mt][d][1] *= corr[mt][0];
+                o[mt][d][2] *= corr[mt][1];
+                o[mt][d][3] *= corr[mt][1];
+            }
+    }
+}
+
+// C = cache element type: T, or __nv_fp8_e4m3 / __nv_fp8_e5m2 (then k_scale / v_scale apply). The shape (MT, BN,
+// Q_REGS) comes from the head size (flash_mtiles etc.); smem is the dynamic shared memory (flash_smem_bytes<HD>()).
+template <typename T, typename C, int HD>
 __device__ __forceinline__ void flash_attention_impl(
     const T* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
     const int* __restrict__ tiles, const int* __restrict__ positions, const int* __restrict__ block_tables,
     int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads, float scale, int sliding_window,
     T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale,
-    float softcap, const T* __restrict__ sinks) {
+    float softcap, const T* __restrict__ sinks, unsigned char* smem_raw) {
     celer_pdl_begin();
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
     static_assert(FP8 ? sizeof(C) == 1 : sizeof(C) == sizeof(T), "cache element: T or a 1-byte fp8 type");
+    constexpr int MT = flash_mtiles<HD>(), BM = flash_block_m<HD>(), BN = flash_block_n<HD>();
+    constexpr bool Q_REGS = flash_q_regs<HD>();
     constexpr int CH = HD / 8;          // 16-byte chunks per row of T
     constexpr int RS = flash_row_elems<HD>();
     constexpr int KSTEPS = HD / 16;     // k-steps of Q.K^T
@@ -320,13 +407,14 @@ __device__ __forceinline__ void flash_attention_impl(
     constexpr int DT = HD / 8;          // n-tiles of O (head dim)
     constexpr int KV_ELEMS = BN * RS;
     static_assert(HD % 16 == 0 && BN % 16 == 0, "head_dim and BLOCK_N must be multiples of 16");
-    static_assert((BN * CH) % FLASH_THREADS == 0 && (FLASH_BLOCK_M * CH) % FLASH_THREADS == 0, "whole load rounds");
-    static_assert(!Q_REGS || 2 * BN >= FLASH_BLOCK_M, "Q is staged through the K and V buffers");
+    static_assert((BN * CH) % FLASH_THREADS == 0 && (BM * CH) % FLASH_THREADS == 0, "whole load rounds");
+    static_assert(!Q_REGS || 2 * BN >= BM, "Q is staged through the K and V buffers");
+    static_assert(BN <= FLASH_THREADS, "one thread per key computes a tile's slots");
 
-    alignas(128) __shared__ T smem[2 * KV_ELEMS + (Q_REGS ? 0 : FLASH_BLOCK_M * RS)];
-    T* sK = smem;
-    T* sV = smem + KV_ELEMS;
-    T* sQ = Q_REGS ? smem : smem + 2 * KV_ELEMS;
+    T* sK = reinterpret_cast<T*>(smem_raw);
+    T* sV = sK + KV_ELEMS;
+    T* sQ = Q_REGS ? sK : sK + 2 * KV_ELEMS;
+    int* sSlot = reinterpret_cast<int*>(sK + 2 * KV_ELEMS + (Q_REGS ? 0 : BM * RS));   // [2][BN]
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, t = lane & 3;   // fragment row group and thread-in-quad
@@ -334,6 +422,7 @@ __device__ __forceinline__ void flash_attention_impl(
     const int kv_head = blockIdx.y, split = blockIdx.z, splits = gridDim.z;
     const int group = num_heads / num_kv_heads, mrows = n * group;
     const int* table = block_tables + (long long)seq * max_blocks_per_seq;
+    const int warp_row0 = warp * 16 * MT;   // the warp's MT m-tiles are its consecutive MMA rows from here
 
     int kmin, kmax;
     flash_key_range(positions, r0, n, sliding_window, kmin, kmax);
@@ -341,14 +430,21 @@ __device__ __forceinline__ void flash_attention_impl(
     const int per_split = (tile_count + splits - 1) / splits;
     const int jt_begin = tile_first + split * per_split, jt_end = min(tile_first + tile_count, jt_begin + per_split);
 
-    // This thread's two fragment rows (g and g + 8 of the warp's 16). Padding rows see nothing (lo > pos).
-    int rpos[2], rlo[2];
+    // This thread's fragment rows (g and g + 8 of each of the warp's m-tiles). Padding rows see nothing (lo > pos).
+    int rpos[MT][2], rlo[MT][2];
+    int w_max_pos = -1, w_min_lo = 0x7fffffff, w_min_pos = 0x7fffffff, w_max_lo = -1;
 #pragma unroll
-    for (int i = 0; i < 2; i++) flash_row_range(positions, r0, group, mrows, warp * 16 + g + 8 * i, sliding_window, rpos[i], rlo[i]);
-    // Warp-wide bounds over real rows: which key tiles the warp can skip, and which need no per-element mask.
-    int w_max_pos = max(rpos[0], rpos[1]), w_min_lo = min(rlo[0], rlo[1]);
-    int w_min_pos = min(rpos[0] < 0 ? 0x7fffffff : rpos[0], rpos[1] < 0 ? 0x7fffffff : rpos[1]);
-    int w_max_lo = max(rlo[0] == 0x7fffffff ? -1 : rlo[0], rlo[1] == 0x7fffffff ? -1 : rlo[1]);
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            flash_row_range(positions, r0, group, mrows, warp_row0 + mt * 16 + g + 8 * i, sliding_window, rpos[mt][i], rlo[mt][i]);
+            if (rpos[mt][i] >= 0) {   // warp-wide bounds over real rows: which key tiles to skip or mask
+                w_max_pos = max(w_max_pos, rpos[mt][i]);
+                w_min_lo = min(w_min_lo, rlo[mt][i]);
+                w_min_pos = min(w_min_pos, rpos[mt][i]);
+                w_max_lo = max(w_max_lo, rlo[mt][i]);
+            }
+        }
 #pragma unroll
     for (int o = 4; o < 32; o <<= 1) {
         w_max_pos = max(w_max_pos, __shfl_xor_sync(0xffffffffu, w_max_pos, o));
@@ -356,45 +452,54 @@ __device__ __forceinline__ void flash_attention_impl(
         w_min_pos = min(w_min_pos, __shfl_xor_sync(0xffffffffu, w_min_pos, o));
         w_max_lo = max(w_max_lo, __shfl_xor_sync(0xffffffffu, w_max_lo, o));
     }
-    const bool warp_active = warp * 16 < mrows;
+    const bool warp_active = warp_row0 < mrows;
 
-    flash_stage_q<T, HD, FLASH_BLOCK_M, FLASH_THREADS>(sQ, q, r0, group, mrows, num_heads, kv_head, tid);
+    // The cache slot of key k0 + tid of a tile (one thread per key), or -1 outside [kmin, kmax]: computed once per
+    // tile into sSlot, where both the K and the V gather read it (instead of a block-table lookup per 16-byte chunk).
+    const int bs_shift = (block_size & (block_size - 1)) == 0 ? __ffs(block_size) - 1 : -1;   // usual case: 2^k
+    auto slot_of = [&](int p) {
+        if (p < kmin || p > kmax) return -1;
+        const int blk = bs_shift >= 0 ? p >> bs_shift : p / block_size;
+        return table[blk] * block_size + (p - blk * block_size);
+    };
+
+    flash_stage_q<T, HD, BM, FLASH_THREADS>(sQ, q, r0, group, mrows, num_heads, kv_head, tid);
     flash_cp_async_commit();
+    if (tid < BN && jt_begin < jt_end) sSlot[(jt_begin & 1) * BN + tid] = slot_of(jt_begin * BN + tid);
 
-    unsigned qf[Q_REGS ? KSTEPS : 1][4];
+    unsigned qf[Q_REGS ? MT : 1][Q_REGS ? KSTEPS : 1][4];
     if constexpr (Q_REGS) {
         flash_cp_async_wait_all();
         __syncthreads();
 #pragma unroll
-        for (int kk = 0; kk < KSTEPS; kk++) flash_ldsm_x4(qf[kk], sQ + flash_off<HD>(warp * 16 + (lane & 15), 2 * kk + (lane >> 4)));
-        __syncthreads();   // the K/V buffers are reused
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int kk = 0; kk < KSTEPS; kk++)
+                flash_ldsm_x4(qf[mt][kk], sQ + flash_off<HD>(warp_row0 + mt * 16 + (lane & 15), 2 * kk + (lane >> 4)));
     }
+    __syncthreads();   // the first tile's slots are visible; with Q in registers, the K/V buffers are free again
 
-    // Gathers keys k0..k0+BN-1 (one cache row per tile row; the slot is computed per row, so a tile may span
-    // several cache blocks). Rows outside [kmin, kmax] are zero-filled and never read from global memory.
+    // Gathers the BN keys of a tile whose slots are in slots[] (one cache row per tile row, so a tile may span several
+    // cache blocks). Rows outside [kmin, kmax] (slot -1) are zero-filled and never read from global memory.
     // fp8: the HD bytes of tile row r go to bytes [HD, 2 HD) of row r's own storage (r * RS * 2 bytes on; the
     // swizzle / padding only moves chunks within a row), to be converted in place by convert_tile.
     constexpr int EPC = 16 / (int)sizeof(C);   // cache elements per 16-byte chunk
     constexpr int CHC = HD / EPC;              // chunks per cache row
     constexpr int LOADS = BN * CHC;
-    const long long head_off = (long long)kv_head * HD;
-    const int bs_shift = (block_size & (block_size - 1)) == 0 ? __ffs(block_size) - 1 : -1;   // usual case: 2^k
-    auto load_tile = [&](T* dst, const C* cache, int k0) {
+    const long long row_stride = (long long)num_kv_heads * HD;
+    const C* k_head = k_cache + (long long)kv_head * HD;
+    const C* v_head = v_cache + (long long)kv_head * HD;
+    auto load_tile = [&](T* dst, const C* cache, const int* slots) {
 #pragma unroll
         for (int it = 0; it < (LOADS + FLASH_THREADS - 1) / FLASH_THREADS; it++) {
-            int i = tid + it * FLASH_THREADS, r = i / CHC, c = i % CHC, p = k0 + r;
+            int i = tid + it * FLASH_THREADS, r = i / CHC, c = i % CHC;
             if (LOADS % FLASH_THREADS != 0 && i >= LOADS) break;
-            bool ok = p >= kmin && p <= kmax;
-            const C* src = cache;
-            if (ok) {
-                int blk = bs_shift >= 0 ? p >> bs_shift : p / block_size;
-                long long slot = (long long)table[blk] * block_size + (p - blk * block_size);
-                src = cache + slot * num_kv_heads * HD + head_off + c * EPC;
-            }
+            const int slot = slots[r];
+            const C* src = slot >= 0 ? cache + slot * row_stride + c * EPC : cache;
             if constexpr (FP8)
-                flash_cp_async16(reinterpret_cast<char*>(dst) + (r * RS * 2 + HD + c * 16), src, ok ? 16 : 0);
+                flash_cp_async16(reinterpret_cast<char*>(dst) + (r * RS * 2 + HD + c * 16), src, slot >= 0 ? 16 : 0);
             else
-                flash_cp_async16(dst + flash_off<HD>(r, c), src, ok ? 16 : 0);
+                flash_cp_async16(dst + flash_off<HD>(r, c), src, slot >= 0 ? 16 : 0);
         }
         flash_cp_async_commit();
     };
@@ -409,73 +514,101 @@ __device__ __forceinline__ void flash_attention_impl(
         for (int part = 0; part < PARTS; part++) flash_convert_rows<T, KIND, HD, RW / PARTS>(tile, warp * RW + part * (RW / PARTS), lane);
     };
 
-    float o[DT][4];
+    float o[MT][DT][4];
 #pragma unroll
-    for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.f;
-    float m_run[2] = {NEG_INF, NEG_INF}, l_run[2] = {0.f, 0.f};   // l_run: this thread's share of the row sum
-    float scale_log2 = scale * FLASH_LOG2E;
-    if constexpr (FP8) scale_log2 = scale * k_scale * FLASH_LOG2E;   // S is computed on the unscaled fp8 values
-    const float cap_in = softcap > 0.f ? (FP8 ? scale * k_scale : scale) / softcap : 0.f, cap_out = softcap * FLASH_LOG2E;
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int d = 0; d < DT; d++) o[mt][d][0] = o[mt][d][1] = o[mt][d][2] = o[mt][d][3] = 0.f;
+    float m_run[MT][2], l_run[MT][2];   // l_run: this thread's share of the row sum
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) m_run[mt][0] = m_run[mt][1] = NEG_INF, l_run[mt][0] = l_run[mt][1] = 0.f;
+    // Scores leave the MMAs raw (fp8: of the unscaled cache values, so k_scale joins the scale); soft-capping maps
+    // them to log2 units itself, after which the exponent's factor is 1.
+    const float scale_k = FP8 ? scale * k_scale : scale;
+    const float sl = softcap > 0.f ? 1.f : scale_k * FLASH_LOG2E;
+    const float cap_in = softcap > 0.f ? scale_k / softcap : 0.f, cap_out = softcap * FLASH_LOG2E;
 
-    if (jt_begin < jt_end) load_tile(sK, k_cache, jt_begin * BN);
+    if (jt_begin < jt_end) load_tile(sK, k_head, sSlot + (jt_begin & 1) * BN);
     for (int jt = jt_begin; jt < jt_end; jt++) {
-        const int k0 = jt * BN;
+        const int k0 = jt * BN, cur = (jt & 1) * BN, nxt = BN - cur;
+        // The next tile's slots: the block-table read is issued here and stored after the barrier, so its latency
+        // overlaps the wait. Its buffer's last readers (the gathers of tile jt - 1) were issued before this barrier.
+        const bool has_next = jt + 1 < jt_end;
+        const int next_slot = tid < BN && has_next ? slot_of(k0 + BN + tid) : -1;
         flash_cp_async_wait_all();
         __syncthreads();                     // K(jt) (and Q) visible; every warp is done with V(jt-1)
-        load_tile(sV, v_cache, k0);
+        load_tile(sV, v_head, sSlot + cur);
+        if (tid < BN && has_next) sSlot[nxt + tid] = next_slot;
         if constexpr (FP8) {
             convert_tile(sK);
             __syncthreads();                 // K(jt) in T for every warp
         }
 
         const bool compute = warp_active && k0 <= w_max_pos && k0 + BN - 1 >= w_min_lo;
-        float s[NT][4];
-        unsigned pa[FP8 ? BN / 16 : 1][4];   // fp8: P already packed to T (half the registers across convert_tile)
+        float s[MT][NT][4];
+        unsigned pa[FP8 ? MT : 1][FP8 ? BN / 16 : 1][4];   // fp8: P already packed to T (half the registers across convert_tile)
         if (compute) {
 #pragma unroll
-            for (int j = 0; j < NT; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int j = 0; j < NT; j++) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.f;
 #pragma unroll
             for (int kk = 0; kk < KSTEPS; kk++) {
-                unsigned a[4];
-                if constexpr (Q_REGS) {
-                    a[0] = qf[kk][0]; a[1] = qf[kk][1]; a[2] = qf[kk][2]; a[3] = qf[kk][3];
-                } else {
-                    flash_ldsm_x4(a, sQ + flash_off<HD>(warp * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+                unsigned a[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    if constexpr (Q_REGS) {
+                        a[mt][0] = qf[mt][kk][0]; a[mt][1] = qf[mt][kk][1]; a[mt][2] = qf[mt][kk][2]; a[mt][3] = qf[mt][kk][3];
+                    } else {
+                        flash_ldsm_x4(a[mt], sQ + flash_off<HD>(warp_row0 + mt * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+                    }
                 }
 #pragma unroll
                 for (int jj = 0; jj < NT / 2; jj++) {
                     // matrices: keys 0-7 | d 0-7, keys 0-7 | d 8-15, keys 8-15 | d 0-7, keys 8-15 | d 8-15
                     unsigned b[4];
                     flash_ldsm_x4(b, sK + flash_off<HD>(16 * jj + (lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1)));
-                    flash_mma<T>(s[2 * jj], a, b[0], b[1]);
-                    flash_mma<T>(s[2 * jj + 1], a, b[2], b[3]);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        flash_mma<T>(s[mt][2 * jj], a[mt], b[0], b[1]);
+                        flash_mma<T>(s[mt][2 * jj + 1], a[mt], b[2], b[3]);
+                    }
                 }
             }
 
-            // s[j][e]: row g + 8 * (e >> 1), key k0 + 8 j + 2 t + (e & 1).
-            const bool need_mask = k0 < w_max_lo || k0 + BN - 1 > w_min_pos;
+            // s[mt][j][e]: row g + 8 * (e >> 1) of m-tile mt, key k0 + 8 j + 2 t + (e & 1).
+            if (softcap > 0.f) {
 #pragma unroll
-            for (int j = 0; j < NT; j++)
+                for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float v = flash_score(s[j][e], scale_log2, softcap, cap_in, cap_out);
-                    if (need_mask) {
-                        int key = k0 + 8 * j + 2 * t + (e & 1);
-                        if (key < rlo[e >> 1] || key > rpos[e >> 1]) v = NEG_INF;
-                    }
-                    s[j][e] = v;
-                }
+                    for (int j = 0; j < NT; j++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) s[mt][j][e] = cap_out * tanhf(s[mt][j][e] * cap_in);
+            }
+            if (k0 < w_max_lo || k0 + BN - 1 > w_min_pos) {   // a key of this tile is outside some row's range
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                    for (int j = 0; j < NT; j++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            const int key = k0 + 8 * j + 2 * t + (e & 1);
+                            if (key < rlo[mt][e >> 1] || key > rpos[mt][e >> 1]) s[mt][j][e] = NEG_INF;
+                        }
+            }
 
-            flash_online_softmax(s, m_run, l_run, o);
+            flash_tile_softmax(s, sl, m_run, l_run, o);
             if constexpr (FP8) {
 #pragma unroll
-                for (int kk = 0; kk < BN / 16; kk++) flash_p_fragment<T>(s, kk, pa[kk]);
+                for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                    for (int kk = 0; kk < BN / 16; kk++) flash_p_fragment<T>(s[mt], kk, pa[mt][kk]);
             }
         }
 
         flash_cp_async_wait_all();
-        __syncthreads();                     // V(jt) visible; every warp is done with K(jt)
-        if (jt + 1 < jt_end) load_tile(sK, k_cache, k0 + BN);
+        __syncthreads();                     // V(jt) and the next slots visible; every warp is done with K(jt)
+        if (has_next) load_tile(sK, k_head, sSlot + nxt);
         if constexpr (FP8) {
             convert_tile(sV);
             __syncthreads();                 // V(jt) in T for every warp
@@ -485,19 +618,25 @@ __device__ __forceinline__ void flash_attention_impl(
 #pragma unroll
             for (int kk = 0; kk < BN / 16; kk++) {
                 // The S accumulators of n-tiles 2kk, 2kk+1 are exactly the A fragment of P for keys 16kk..16kk+15.
-                unsigned a[4];
-                if constexpr (FP8) {
-                    a[0] = pa[kk][0]; a[1] = pa[kk][1]; a[2] = pa[kk][2]; a[3] = pa[kk][3];
-                } else {
-                    flash_p_fragment<T>(s, kk, a);
+                unsigned a[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    if constexpr (FP8) {
+                        a[mt][0] = pa[mt][kk][0]; a[mt][1] = pa[mt][kk][1]; a[mt][2] = pa[mt][kk][2]; a[mt][3] = pa[mt][kk][3];
+                    } else {
+                        flash_p_fragment<T>(s[mt], kk, a[mt]);
+                    }
                 }
 #pragma unroll
                 for (int dd = 0; dd < HD / 16; dd++) {
                     // transposed matrices: keys 0-7 | d 0-7, keys 8-15 | d 0-7, keys 0-7 | d 8-15, keys 8-15 | d 8-15
                     unsigned b[4];
                     flash_ldsm_x4_trans(b, sV + flash_off<HD>(16 * kk + (lane & 15), 2 * dd + (lane >> 4)));
-                    flash_mma<T>(o[2 * dd], a, b[0], b[1]);
-                    flash_mma<T>(o[2 * dd + 1], a, b[2], b[3]);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        flash_mma<T>(o[mt][2 * dd], a[mt], b[0], b[1]);
+                        flash_mma<T>(o[mt][2 * dd + 1], a[mt], b[2], b[3]);
+                    }
                 }
             }
         }
@@ -505,66 +644,66 @@ __device__ __forceinline__ void flash_attention_impl(
 
     flash_cp_async_wait_all();   // an empty split never waited for its Q copy
 
-    // o[d][e]: row g + 8 * (e >> 1), dim 8 d + 2 t + (e & 1).
+    // o[mt][d][e]: row g + 8 * (e >> 1) of m-tile mt, dim 8 d + 2 t + (e & 1).
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        float l = l_run[i];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
-        const int m = warp * 16 + g + 8 * i;
-        if (m >= mrows) continue;
-        const long long oh = (long long)(r0 + m / group) * num_heads + kv_head * group + m % group;
-        if (splits == 1) {
-            float inv = attention_normalizer(m_run[i] * FLASH_LN2, l, sinks, kv_head * group + m % group);
-            if constexpr (FP8) inv *= v_scale;   // P.V was computed on the unscaled fp8 values
-            T* dst = out + oh * HD + 2 * t;
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int d = 0; d < DT; d++)
-                *reinterpret_cast<unsigned*>(dst + 8 * d) = flash_pack2<T>(o[d][2 * i] * inv, o[d][2 * i + 1] * inv);
-        } else {
-            const long long ps = oh * splits + split;
-            float* dst = partial_acc + ps * HD + 2 * t;
+        for (int i = 0; i < 2; i++) {
+            float l = l_run[mt][i];
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            const int m = warp_row0 + mt * 16 + g + 8 * i;
+            if (m >= mrows) continue;
+            const long long oh = (long long)(r0 + m / group) * num_heads + kv_head * group + m % group;
+            if (splits == 1) {
+                float inv = attention_normalizer(m_run[mt][i] * FLASH_LN2, l, sinks, kv_head * group + m % group);
+                if constexpr (FP8) inv *= v_scale;   // P.V was computed on the unscaled fp8 values
+                T* dst = out + oh * HD + 2 * t;
 #pragma unroll
-            for (int d = 0; d < DT; d++) {
-                if constexpr (FP8)
-                    *reinterpret_cast<float2*>(dst + 8 * d) =
-                        make_float2(o[d][2 * i] * v_scale, o[d][2 * i + 1] * v_scale);
-                else
-                    *reinterpret_cast<float2*>(dst + 8 * d) = make_float2(o[d][2 * i], o[d][2 * i + 1]);
-            }
-            if (t == 0) {
-                partial_ml[ps * 2] = l > 0.f ? m_run[i] * FLASH_LN2 : NEG_INF;
-                partial_ml[ps * 2 + 1] = l;
+                for (int d = 0; d < DT; d++)
+                    *reinterpret_cast<unsigned*>(dst + 8 * d) = flash_pack2<T>(o[mt][d][2 * i] * inv, o[mt][d][2 * i + 1] * inv);
+            } else {
+                const long long ps = oh * splits + split;
+                float* dst = partial_acc + ps * HD + 2 * t;
+#pragma unroll
+                for (int d = 0; d < DT; d++) {
+                    if constexpr (FP8)
+                        *reinterpret_cast<float2*>(dst + 8 * d) =
+                            make_float2(o[mt][d][2 * i] * v_scale, o[mt][d][2 * i + 1] * v_scale);
+                    else
+                        *reinterpret_cast<float2*>(dst + 8 * d) = make_float2(o[mt][d][2 * i], o[mt][d][2 * i + 1]);
+                }
+                if (t == 0) {
+                    partial_ml[ps * 2] = l > 0.f ? m_run[mt][i] * FLASH_LN2 : NEG_INF;
+                    partial_ml[ps * 2 + 1] = l;
+                }
             }
         }
-    }
 }
 
-#define FLASH_INSTANTIATE(TN, T, C, HD, BN, Q_REGS)                                                                   \
+#define FLASH_INSTANTIATE(TN, T, C, HD)                                                                               \
     extern "C" __global__ void __launch_bounds__(FLASH_THREADS) flash_attention_##TN##_hd##HD(                        \
         const T* q, const C* k_cache, const C* v_cache, const int* tiles, const int* positions,                       \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,             \
         float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,                \
         float v_scale, float softcap, const T* sinks) {                                                               \
-        flash_attention_impl<T, C, HD, BN, Q_REGS>(q, k_cache, v_cache, tiles, positions, block_tables,               \
-                                                   max_blocks_per_seq, block_size, num_heads, num_kv_heads, scale,     \
-                                                   sliding_window, out, partial_acc, partial_ml, k_scale, v_scale,     \
-                                                   softcap, sinks);                                                   \
+        flash_attention_impl<T, C, HD>(q, k_cache, v_cache, tiles, positions, block_tables, max_blocks_per_seq,       \
+                                       block_size, num_heads, num_kv_heads, scale, sliding_window, out, partial_acc,  \
+                                       partial_ml, k_scale, v_scale, softcap, sinks, flash_dynamic_smem);             \
     }
-// Static shared memory (16-bit and fp8 caches alike): 2 * BN * row bytes (+ 64 rows of Q when Q is not kept in
-// registers): hd16 6 KB, hd32 10 KB, hd64 16 KB, hd80 22 KB, hd96 26 KB, hd128 32 KB, hd256 48 KB.
-// hd256 keeps Q in shared memory with BN = 16: Q in registers (64 more) with BN = 32 spills next to the 128 O
-// registers. ptxas (NVRTC 11.8) registers, no spills, for hd 16/32/64/80/96/128/256:
-//   16-bit cache: sm_80 95/137/166/168/213/243/241, sm_90 92/159/168/168/182/217/203.
-//   fp8 cache (most over bf16/f16 x e4m3/e5m2): sm_80 94/119/168/168/168/223/231, sm_90 95/139/180/167/167/216/197.
-#define FLASH_INSTANTIATE_ALL(TN, T, C)         \
-    FLASH_INSTANTIATE(TN, T, C, 16, 64, true)   \
-    FLASH_INSTANTIATE(TN, T, C, 32, 64, true)   \
-    FLASH_INSTANTIATE(TN, T, C, 64, 64, true)   \
-    FLASH_INSTANTIATE(TN, T, C, 80, 64, true)   \
-    FLASH_INSTANTIATE(TN, T, C, 96, 64, true)   \
-    FLASH_INSTANTIATE(TN, T, C, 128, 64, true)  \
-    FLASH_INSTANTIATE(TN, T, C, 256, 16, false)
+// The MMA rows of a tile and the dynamic shared memory of each head_dim's instances, for the host, in the order of
+// FLASH_INSTANTIATE_ALL (hd 16..128: 128 rows; 256: 64 rows. Shared memory hd128 64.5 KB, hd256 48.1 KB: above the
+// 48 KB default, which the host raises per function).
+extern "C" __device__ const int flash_attention_block_m[7] = {
+    flash_block_m<16>(), flash_block_m<32>(), flash_block_m<64>(), flash_block_m<80>(), flash_block_m<96>(),
+    flash_block_m<128>(), flash_block_m<256>()};
+extern "C" __device__ const int flash_attention_shared_bytes[7] = {
+    flash_smem_bytes<16>(), flash_smem_bytes<32>(), flash_smem_bytes<64>(), flash_smem_bytes<80>(),
+    flash_smem_bytes<96>(), flash_smem_bytes<128>(), flash_smem_bytes<256>()};
+#define FLASH_INSTANTIATE_ALL(TN, T, C)                                                                               \
+    FLASH_INSTANTIATE(TN, T, C, 16) FLASH_INSTANTIATE(TN, T, C, 32) FLASH_INSTANTIATE(TN, T, C, 64)                  \
+    FLASH_INSTANTIATE(TN, T, C, 80) FLASH_INSTANTIATE(TN, T, C, 96) FLASH_INSTANTIATE(TN, T, C, 128)                 \
+    FLASH_INSTANTIATE(TN, T, C, 256)
 FLASH_INSTANTIATE_ALL(bf16, __nv_bfloat16, __nv_bfloat16)
 FLASH_INSTANTIATE_ALL(f16, __half, __half)
 FLASH_INSTANTIATE_ALL(bf16_e4m3, __nv_bfloat16, __nv_fp8_e4m3)

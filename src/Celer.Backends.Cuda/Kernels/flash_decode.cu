@@ -24,10 +24,6 @@
 #define DECODE_ROWS 16   // MMA rows of a tile
 #define DECODE_KEYS 16   // keys per warp tile: one k-step of P.V
 
-#ifndef FLASH_EMULATE
-extern __shared__ __align__(128) unsigned char flash_dynamic_smem[];
-#endif
-
 // Tiles in flight per warp (a tile = 16 keys of K and of V): 3 keep ~2 x 8 KB per warp loading at head_dim 128.
 // sm_86/87/89 blocks hold at most 99 KB of shared memory, one KB short of 3 stages at head_dim 128: 2 stages there
 // (head_dim 256 does not fit at all; the host sends its decode rows to flash_attention).

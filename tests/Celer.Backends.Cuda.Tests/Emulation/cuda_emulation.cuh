@@ -121,6 +121,18 @@ template <typename V> inline V __shfl_xor_sync(unsigned mask, V v, int o) {
     return warp_exchange(mask, v, [o](int lane) { return lane ^ o; });
 }
 
+// Warp vote: true when any lane of the (full) warp passes true.
+inline bool __any_sync(unsigned mask, bool p) {
+    CHECK(mask == 0xffffffffu);
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    g_xa[w][lane][1] = p;
+    bar_wait(g_warp_bar[w]);
+    bool any = false;
+    for (int i = 0; i < 32; i++) any |= g_xa[w][i][1] != 0;
+    bar_wait(g_warp_bar[w]);
+    return any;
+}
+
 // __shfl_up_sync: lanes below the offset keep their own value.
 template <typename V> inline V __shfl_up_sync(unsigned mask, V v, int o) {
     return warp_exchange(mask, v, [o](int lane) { return lane >= o ? lane - o : lane; });
@@ -306,6 +318,8 @@ inline void ldsm_emul(unsigned (&r)[4], const void* p, bool trans) {
     }
     bar_wait(g_warp_bar[w]);
 }
+// flash_attention.cu's ex2.approx (the GPU's approximation differs from exp2f by a few ulp).
+inline float flash_exp2(float x) { return exp2f(x); }
 inline void flash_ldsm_x4(unsigned (&r)[4], const void* p) { ldsm_emul(r, p, false); }
 inline void flash_ldsm_x4_trans(unsigned (&r)[4], const void* p) { ldsm_emul(r, p, true); }
 

@@ -34,6 +34,32 @@ K(bf16_e5m2, __nv_bfloat16, __nv_fp8_e5m2)
 K(f16_e4m3, __half, __nv_fp8_e4m3)
 K(f16_e5m2, __half, __nv_fp8_e5m2)
 
+// The host's per-head-size constants (flash_attention_block_m / _shared_bytes, flash_decode_shared_bytes).
+static int flash_block_m_of(int hd) {
+    switch (hd) {
+    case 16: return flash_block_m<16>(); case 32: return flash_block_m<32>(); case 64: return flash_block_m<64>();
+    case 80: return flash_block_m<80>(); case 96: return flash_block_m<96>(); case 128: return flash_block_m<128>();
+    case 256: return flash_block_m<256>();
+    }
+    abort();
+}
+static int flash_smem_bytes_of(int hd) {
+    switch (hd) {
+    case 16: return flash_smem_bytes<16>(); case 32: return flash_smem_bytes<32>(); case 64: return flash_smem_bytes<64>();
+    case 80: return flash_smem_bytes<80>(); case 96: return flash_smem_bytes<96>(); case 128: return flash_smem_bytes<128>();
+    case 256: return flash_smem_bytes<256>();
+    }
+    abort();
+}
+static int decode_smem_bytes_of(int hd) {
+    switch (hd) {
+    case 16: return decode_smem_bytes<16>(); case 32: return decode_smem_bytes<32>(); case 64: return decode_smem_bytes<64>();
+    case 80: return decode_smem_bytes<80>(); case 96: return decode_smem_bytes<96>(); case 128: return decode_smem_bytes<128>();
+    case 256: return decode_smem_bytes<256>();
+    }
+    abort();
+}
+
 // Cache element traits: storage bits, the real value of stored bits (before the per-tensor scale), poison bits.
 template <typename T, typename C> struct Cache {   // 16-bit cache: C == T
     using S = uint16_t;
@@ -128,7 +154,7 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
     for (auto& x : qv) x = to_bits<T>(1.5f * nd(rng));
     std::vector<int> tiles;
     // Tiles as the host builds them: flash_decode takes a whole sequence (its rows x group fit 16 MMA rows).
-    int bm = g_decode ? 16 / group : FLASH_BLOCK_M / group;
+    int bm = (g_decode ? 16 : flash_block_m_of(hd)) / group;
     if (g_decode)
         for (int s2 = 0; s2 < S; s2++) CHECK(seqs[s2].nq <= bm);
     for (int s : order)
@@ -156,6 +182,9 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
         fn(qp, kp, vp, tiles.data(), positions.data(), table.data(), max_blocks, bs, nh, nkv, scale, window, op,
            pacc.data(), pml.data(), k_arg, v_arg, softcap, sp);
     });
+    // The kernel stays within the dynamic shared memory the host gives it: the bytes past it keep their fill.
+    for (size_t b = g_decode ? decode_smem_bytes_of(hd) : flash_smem_bytes_of(hd); b < sizeof(flash_dynamic_smem); b++)
+        CHECK(flash_dynamic_smem[b] == 0xff);
 
     // Result per (row, head): normalized output directly or merged partials (same formula as merge_splits).
     std::vector<float> res((size_t)rows * nh * hd);
@@ -306,6 +335,10 @@ int main(int argc, char** argv) {
         {1, 5, 7, 40, 4, {{130, 1}, {80, 30}}},
         {1, 2, 32, 0, 6, {{0, 50}, {200, 1}, {0, 1}}},
         {1, 1, 16, 17, 2, {{0, 100}, {300, 2}}},
+        // Several 128-row tiles per sequence (a tile's two m-tiles per warp on both sides of the causal diagonal).
+        {1, 1, 16, 0, 1, {{0, 300}, {40, 130}}},
+        {2, 4, 16, 0, 1, {{0, 75}, {100, 40}}},
+        {1, 2, 16, 50, 2, {{0, 200}}},
         // Soft-capped scores (Gemma 2's attn_logit_softcapping), small caps so that tanh bends the softmax.
         {2, 2, 16, 0, 1, {{0, 40}, {60, 1}, {9, 12}}, 1.5f},
         {1, 4, 7, 24, 3, {{100, 1}, {30, 20}}, 5.f},
