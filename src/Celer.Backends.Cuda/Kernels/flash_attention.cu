@@ -37,7 +37,7 @@
 //     n = min(remaining rows, BLOCK_M / group) consecutive rows. MMA row m of a tile is (query row r0 + m / group,
 //     head kv_head * group + m % group).
 //   * The tile's key range [lo(first row), position(last row)] is cut into BLOCK_N-aligned tiles of keys (BLOCK_N =
-//     64 for head_dim <= 128, 16 for 256, for 16-bit and fp8 caches alike); split z takes a contiguous run of
+//     64 for head_dim <= 80, 32 for 96 and 128, 16 for 256, for 16-bit and fp8 caches alike); split z takes a contiguous run of
 //     ceil(key tiles / splits) of them (possibly none: then it writes m = -inf, l = 0, acc = 0).
 //   * q, k_cache and v_cache must be 16-byte aligned (cp.async moves 16-byte chunks; an fp8 row of head_dim bytes is
 //     a whole number of chunks for every head_dim above).
@@ -320,12 +320,13 @@ __device__ __forceinline__ float flash_exp2(float x) {
 
 // The prefill kernel's shape per head size: m-tiles of 16 MMA rows per warp (two: every K and V fragment read from
 // shared memory feeds two MMAs, and the gather, slot and softmax bookkeeping per key tile is spread over 128 rows;
-// one at head_dim 256, whose accumulators would not fit twice), keys per tile, and whether Q's fragments live in
-// registers (head_dim <= 64; larger ones reload them from shared memory per k-step, which keeps 64 registers for
-// the second m-tile's accumulators). The host reads flash_attention_block_m and flash_attention_shared_bytes.
+// one at head_dim 256, whose accumulators would not fit twice), keys per tile (32 at head_dim 96 and 128: with 64,
+// the two m-tiles' S and O accumulators, 192 registers at head_dim 128, made ptxas spill at its 255), and whether
+// Q's fragments live in registers (head_dim <= 64; larger ones reload them from shared memory per k-step). The host
+// reads flash_attention_block_m and flash_attention_shared_bytes.
 template <int HD> __host__ __device__ constexpr int flash_mtiles() { return HD <= 128 ? 2 : 1; }
 template <int HD> __host__ __device__ constexpr int flash_block_m() { return FLASH_WARPS * 16 * flash_mtiles<HD>(); }
-template <int HD> __host__ __device__ constexpr int flash_block_n() { return HD <= 128 ? 64 : 16; }
+template <int HD> __host__ __device__ constexpr int flash_block_n() { return HD <= 80 ? 64 : HD <= 128 ? 32 : 16; }
 template <int HD> __host__ __device__ constexpr bool flash_q_regs() { return HD <= 64; }
 // Dynamic shared memory: the K and V tiles, Q's tile unless it is in registers (then Q is staged through K and V),
 // and two buffers of the key tiles' cache slots.
@@ -692,7 +693,7 @@ __device__ __forceinline__ void flash_attention_impl(
                                        partial_ml, k_scale, v_scale, softcap, sinks, flash_dynamic_smem);             \
     }
 // The MMA rows of a tile and the dynamic shared memory of each head_dim's instances, for the host, in the order of
-// FLASH_INSTANTIATE_ALL (hd 16..128: 128 rows; 256: 64 rows. Shared memory hd128 64.5 KB, hd256 48.1 KB: above the
+// FLASH_INSTANTIATE_ALL (hd 16..128: 128 rows; 256: 64 rows. Shared memory hd128 48.3 KB, hd256 48.1 KB: above the
 // 48 KB default, which the host raises per function).
 extern "C" __device__ const int flash_attention_block_m[7] = {
     flash_block_m<16>(), flash_block_m<32>(), flash_block_m<64>(), flash_block_m<80>(), flash_block_m<96>(),
