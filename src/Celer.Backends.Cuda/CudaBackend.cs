@@ -281,10 +281,10 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
             _flashKernel = _kernels.Function($"flash_attention_{_kvSuffix}_hd{spec.HeadDim}");
             _flashBlockM = _kernels.ReadInt("flash_attention_block_m", headDimIndex);
             _flashSharedBytes = _kernels.ReadInt("flash_attention_shared_bytes", headDimIndex);
-            _kernels.AllowSharedMemory(_flashKernel, _flashSharedBytes);   // 48.3 KB at head_dim 128: above the 48 KB default
+            _kernels.AllowSharedMemory(_flashKernel, _flashSharedBytes);   // 80.3 KB at head_dim 128: above the 48 KB default
             _decodeSharedBytes = _kernels.ReadInt("flash_decode_shared_bytes", headDimIndex);
             // A card whose blocks cannot hold the decode kernel's pipeline (head_dim 256 on an sm_86/89 card) sends
-            // decode rows to flash_attention, which takes 48.3 KB at most (sm_80 and later blocks hold 99 KB or more).
+            // decode rows to flash_attention, which takes 88.5 KB at most (sm_80 and later blocks hold 99 KB or more).
             _decodeKernel = _decodeSharedBytes <= _device.MaxSharedMemoryPerBlock ? _kernels.Function($"flash_decode_{_kvSuffix}_hd{spec.HeadDim}") : 0;
             if (_decodeKernel != 0)
             {

@@ -49,13 +49,13 @@
 // up once, one thread per key, into shared memory, for both gathers. S = Q.K^T and O += P.V use mma.sync m16n8k16
 // with fp32 accumulation; softmax is online in registers in log2 units (one FFMA and one ex2.approx per score), with
 // the running max raised only when it grows by more than 2^8 (see flash_tile_softmax); P goes from the S accumulator
-// fragment straight into the A fragment of P.V. Pipeline per key tile: V(j) loads while S(j) is computed, K(j+1)
-// loads while P.V(j) is computed.
+// fragment straight into the A fragment of P.V. Pipeline: three stages of a key tile's K and V, so two tiles load
+// while one is computed, with one barrier per key tile.
 // fp8 caches: the MMAs still run on T. A tile's fp8 bytes are cp.async'd into the upper half of each row's own
 // 16-bit shared storage, and after the barrier that publishes them each warp converts its rows in place to T (exact:
 // every e4m3 / e5m2 value is representable in f16 and in bf16); k_scale is folded into the score scale and v_scale
 // into the output, so the result is that of the dequantized cache float(fp8) * scale. Same shared memory and BLOCK_N
-// as the 16-bit cache; two more barriers per key tile.
+// as the 16-bit cache; one more barrier per key tile.
 #include "common.cuh"
 #ifndef FLASH_EMULATE
 #include <cuda_fp8.h>
@@ -328,10 +328,11 @@ template <int HD> __host__ __device__ constexpr int flash_mtiles() { return HD <
 template <int HD> __host__ __device__ constexpr int flash_block_m() { return FLASH_WARPS * 16 * flash_mtiles<HD>(); }
 template <int HD> __host__ __device__ constexpr int flash_block_n() { return HD <= 80 ? 64 : HD <= 128 ? 32 : 16; }
 template <int HD> __host__ __device__ constexpr bool flash_q_regs() { return HD <= 64; }
-// Dynamic shared memory: the K and V tiles, Q's tile unless it is in registers (then Q is staged through K and V),
-// and two buffers of the key tiles' cache slots.
+// Dynamic shared memory: FLASH_STAGES stages of a key tile's K and V, Q's tile unless it is in registers (then Q is
+// staged through the stages), and two buffers of the key tiles' cache slots.
+#define FLASH_STAGES 3
 template <int HD> __host__ __device__ constexpr int flash_smem_bytes() {
-    return (2 * flash_block_n<HD>() + (flash_q_regs<HD>() ? 0 : flash_block_m<HD>())) * flash_row_elems<HD>() * 2 +
+    return (FLASH_STAGES * 2 * flash_block_n<HD>() + (flash_q_regs<HD>() ? 0 : flash_block_m<HD>())) * flash_row_elems<HD>() * 2 +
            2 * flash_block_n<HD>() * (int)sizeof(int);
 }
 
@@ -409,13 +410,14 @@ __device__ __forceinline__ void flash_attention_impl(
     constexpr int KV_ELEMS = BN * RS;
     static_assert(HD % 16 == 0 && BN % 16 == 0, "head_dim and BLOCK_N must be multiples of 16");
     static_assert((BN * CH) % FLASH_THREADS == 0 && (BM * CH) % FLASH_THREADS == 0, "whole load rounds");
-    static_assert(!Q_REGS || 2 * BN >= BM, "Q is staged through the K and V buffers");
+    static_assert(!Q_REGS || FLASH_STAGES * 2 * BN >= BM, "Q is staged through the K and V stages");
     static_assert(BN <= FLASH_THREADS, "one thread per key computes a tile's slots");
 
-    T* sK = reinterpret_cast<T*>(smem_raw);
-    T* sV = sK + KV_ELEMS;
-    T* sQ = Q_REGS ? sK : sK + 2 * KV_ELEMS;
-    int* sSlot = reinterpret_cast<int*>(sK + 2 * KV_ELEMS + (Q_REGS ? 0 : BM * RS));   // [2][BN]
+    // FLASH_STAGES stages of (K tile, V tile), then Q's tile unless it is in registers (then Q is staged through the
+    // stages), then two buffers of key-tile cache slots.
+    T* stages = reinterpret_cast<T*>(smem_raw);
+    T* sQ = Q_REGS ? stages : stages + FLASH_STAGES * 2 * KV_ELEMS;
+    int* sSlot = reinterpret_cast<int*>(stages + FLASH_STAGES * 2 * KV_ELEMS + (Q_REGS ? 0 : BM * RS));   // [2][BN]
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, t = lane & 3;   // fragment row group and thread-in-quad
@@ -464,24 +466,9 @@ __device__ __forceinline__ void flash_attention_impl(
         return table[blk] * block_size + (p - blk * block_size);
     };
 
-    flash_stage_q<T, HD, BM, FLASH_THREADS>(sQ, q, r0, group, mrows, num_heads, kv_head, tid);
-    flash_cp_async_commit();
-    if (tid < BN && jt_begin < jt_end) sSlot[(jt_begin & 1) * BN + tid] = slot_of(jt_begin * BN + tid);
-
-    unsigned qf[Q_REGS ? MT : 1][Q_REGS ? KSTEPS : 1][4];
-    if constexpr (Q_REGS) {
-        flash_cp_async_wait_all();
-        __syncthreads();
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int kk = 0; kk < KSTEPS; kk++)
-                flash_ldsm_x4(qf[mt][kk], sQ + flash_off<HD>(warp_row0 + mt * 16 + (lane & 15), 2 * kk + (lane >> 4)));
-    }
-    __syncthreads();   // the first tile's slots are visible; with Q in registers, the K/V buffers are free again
-
     // Gathers the BN keys of a tile whose slots are in slots[] (one cache row per tile row, so a tile may span several
-    // cache blocks). Rows outside [kmin, kmax] (slot -1) are zero-filled and never read from global memory.
+    // cache blocks); the caller commits. Rows outside [kmin, kmax] (slot -1) are zero-filled and never read from global
+    // memory.
     // fp8: the HD bytes of tile row r go to bytes [HD, 2 HD) of row r's own storage (r * RS * 2 bytes on; the
     // swizzle / padding only moves chunks within a row), to be converted in place by convert_tile.
     constexpr int EPC = 16 / (int)sizeof(C);   // cache elements per 16-byte chunk
@@ -502,7 +489,6 @@ __device__ __forceinline__ void flash_attention_impl(
             else
                 flash_cp_async16(dst + flash_off<HD>(r, c), src, slot >= 0 ? 16 : 0);
         }
-        flash_cp_async_commit();
     };
 
     // fp8 only: converts a loaded tile to T in place. Warp w owns rows [w * BN / 4, (w + 1) * BN / 4), converted in two
@@ -529,121 +515,132 @@ __device__ __forceinline__ void flash_attention_impl(
     const float sl = softcap > 0.f ? 1.f : scale_k * FLASH_LOG2E;
     const float cap_in = softcap > 0.f ? scale_k / softcap : 0.f, cap_out = softcap * FLASH_LOG2E;
 
-    if (jt_begin < jt_end) load_tile(sK, k_head, sSlot + (jt_begin & 1) * BN);
-    for (int jt = jt_begin; jt < jt_end; jt++) {
-        const int k0 = jt * BN, cur = (jt & 1) * BN, nxt = BN - cur;
-        // The next tile's slots: the block-table read is issued here and stored after the barrier, so its latency
-        // overlaps the wait. Its buffer's last readers (the gathers of tile jt - 1) were issued before this barrier.
-        const bool has_next = jt + 1 < jt_end;
-        const int next_slot = tid < BN && has_next ? slot_of(k0 + BN + tid) : -1;
+    // A key tile's K and V share a stage and a commit group; FLASH_STAGES - 1 tiles are in flight while one is computed.
+    auto stage_k = [&](int jt) { return stages + (jt % FLASH_STAGES) * 2 * KV_ELEMS; };
+    auto stage_v = [&](int jt) { return stages + (jt % FLASH_STAGES) * 2 * KV_ELEMS + KV_ELEMS; };
+    auto load_stage = [&](int jt) {   // one commit group per call, empty past the split's last tile
+        if (jt < jt_end) {
+            load_tile(stage_k(jt), k_head, sSlot + (jt & 1) * BN);
+            load_tile(stage_v(jt), v_head, sSlot + (jt & 1) * BN);
+        }
+        flash_cp_async_commit();
+    };
+    static_assert(FLASH_STAGES == 3, "the slot buffers below are written two tiles ahead of their gather");
+
+    flash_stage_q<T, HD, BM, FLASH_THREADS>(sQ, q, r0, group, mrows, num_heads, kv_head, tid);
+    flash_cp_async_commit();
+    if (tid < BN) {
+        if (jt_begin < jt_end) sSlot[(jt_begin & 1) * BN + tid] = slot_of(jt_begin * BN + tid);
+        if (jt_begin + 1 < jt_end) sSlot[((jt_begin + 1) & 1) * BN + tid] = slot_of((jt_begin + 1) * BN + tid);
+    }
+    unsigned qf[Q_REGS ? MT : 1][Q_REGS ? KSTEPS : 1][4];
+    if constexpr (Q_REGS) {
         flash_cp_async_wait_all();
-        __syncthreads();                     // K(jt) (and Q) visible; every warp is done with V(jt-1)
-        load_tile(sV, v_head, sSlot + cur);
-        if (tid < BN && has_next) sSlot[nxt + tid] = next_slot;
+        __syncthreads();
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int kk = 0; kk < KSTEPS; kk++)
+                flash_ldsm_x4(qf[mt][kk], sQ + flash_off<HD>(warp_row0 + mt * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+    }
+    __syncthreads();   // the first two tiles' slots are visible; with Q in registers, the stages are free again
+    load_stage(jt_begin);
+    load_stage(jt_begin + 1);
+    __syncthreads();   // every thread has read both slot buffers: the third tile's may take the first's
+    if (tid < BN && jt_begin + 2 < jt_end) sSlot[(jt_begin & 1) * BN + tid] = slot_of((jt_begin + 2) * BN + tid);
+
+    for (int jt = jt_begin; jt < jt_end; jt++) {
+        const int k0 = jt * BN;
+        // Tile jt + 3's slots: the block-table read is issued here and stored after the barrier, so its latency
+        // overlaps the wait. Its buffer's last reader, tile jt + 1's gather, was issued before this barrier.
+        const int next_slot = tid < BN && jt + 3 < jt_end ? slot_of(k0 + 3 * BN + tid) : -1;
+        flash_cp_async_wait<FLASH_STAGES - 2>();   // tile jt has landed (and Q); tile jt + 1 may still be loading
+        __syncthreads();   // tile jt and tile jt + 2's slots are visible; every warp is done with tile jt - 1's stage
+        load_stage(jt + 2);
+        if (tid < BN && jt + 3 < jt_end) sSlot[((jt + 3) & 1) * BN + tid] = next_slot;
+        T* sK = stage_k(jt);
+        T* sV = stage_v(jt);
         if constexpr (FP8) {
             convert_tile(sK);
-            __syncthreads();                 // K(jt) in T for every warp
+            convert_tile(sV);
+            __syncthreads();   // tile jt in T for every warp
         }
 
         const bool compute = warp_active && k0 <= w_max_pos && k0 + BN - 1 >= w_min_lo;
+        if (!compute) continue;
         float s[MT][NT][4];
-        unsigned pa[FP8 ? MT : 1][FP8 ? BN / 16 : 1][4];   // fp8: P already packed to T (half the registers across convert_tile)
-        if (compute) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int j = 0; j < NT; j++) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; kk++) {
+            unsigned a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                if constexpr (Q_REGS) {
+                    a[mt][0] = qf[mt][kk][0]; a[mt][1] = qf[mt][kk][1]; a[mt][2] = qf[mt][kk][2]; a[mt][3] = qf[mt][kk][3];
+                } else {
+                    flash_ldsm_x4(a[mt], sQ + flash_off<HD>(warp_row0 + mt * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+                }
+            }
+#pragma unroll
+            for (int jj = 0; jj < NT / 2; jj++) {
+                // matrices: keys 0-7 | d 0-7, keys 0-7 | d 8-15, keys 8-15 | d 0-7, keys 8-15 | d 8-15
+                unsigned b[4];
+                flash_ldsm_x4(b, sK + flash_off<HD>(16 * jj + (lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1)));
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    flash_mma<T>(s[mt][2 * jj], a[mt], b[0], b[1]);
+                    flash_mma<T>(s[mt][2 * jj + 1], a[mt], b[2], b[3]);
+                }
+            }
+        }
+
+        // s[mt][j][e]: row g + 8 * (e >> 1) of m-tile mt, key k0 + 8 j + 2 t + (e & 1).
+        if (softcap > 0.f) {
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                for (int j = 0; j < NT; j++) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.f;
+                for (int j = 0; j < NT; j++)
 #pragma unroll
-            for (int kk = 0; kk < KSTEPS; kk++) {
-                unsigned a[MT][4];
+                    for (int e = 0; e < 4; e++) s[mt][j][e] = cap_out * tanhf(s[mt][j][e] * cap_in);
+        }
+        if (k0 < w_max_lo || k0 + BN - 1 > w_min_pos) {   // a key of this tile is outside some row's range
 #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    if constexpr (Q_REGS) {
-                        a[mt][0] = qf[mt][kk][0]; a[mt][1] = qf[mt][kk][1]; a[mt][2] = qf[mt][kk][2]; a[mt][3] = qf[mt][kk][3];
-                    } else {
-                        flash_ldsm_x4(a[mt], sQ + flash_off<HD>(warp_row0 + mt * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int j = 0; j < NT; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int key = k0 + 8 * j + 2 * t + (e & 1);
+                        if (key < rlo[mt][e >> 1] || key > rpos[mt][e >> 1]) s[mt][j][e] = NEG_INF;
                     }
-                }
-#pragma unroll
-                for (int jj = 0; jj < NT / 2; jj++) {
-                    // matrices: keys 0-7 | d 0-7, keys 0-7 | d 8-15, keys 8-15 | d 0-7, keys 8-15 | d 8-15
-                    unsigned b[4];
-                    flash_ldsm_x4(b, sK + flash_off<HD>(16 * jj + (lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1)));
-#pragma unroll
-                    for (int mt = 0; mt < MT; mt++) {
-                        flash_mma<T>(s[mt][2 * jj], a[mt], b[0], b[1]);
-                        flash_mma<T>(s[mt][2 * jj + 1], a[mt], b[2], b[3]);
-                    }
-                }
-            }
-
-            // s[mt][j][e]: row g + 8 * (e >> 1) of m-tile mt, key k0 + 8 j + 2 t + (e & 1).
-            if (softcap > 0.f) {
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                    for (int j = 0; j < NT; j++)
-#pragma unroll
-                        for (int e = 0; e < 4; e++) s[mt][j][e] = cap_out * tanhf(s[mt][j][e] * cap_in);
-            }
-            if (k0 < w_max_lo || k0 + BN - 1 > w_min_pos) {   // a key of this tile is outside some row's range
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                    for (int j = 0; j < NT; j++)
-#pragma unroll
-                        for (int e = 0; e < 4; e++) {
-                            const int key = k0 + 8 * j + 2 * t + (e & 1);
-                            if (key < rlo[mt][e >> 1] || key > rpos[mt][e >> 1]) s[mt][j][e] = NEG_INF;
-                        }
-            }
-
-            flash_tile_softmax(s, sl, m_run, l_run, o);
-            if constexpr (FP8) {
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                    for (int kk = 0; kk < BN / 16; kk++) flash_p_fragment<T>(s[mt], kk, pa[mt][kk]);
-            }
         }
 
-        flash_cp_async_wait_all();
-        __syncthreads();                     // V(jt) and the next slots visible; every warp is done with K(jt)
-        if (has_next) load_tile(sK, k_head, sSlot + nxt);
-        if constexpr (FP8) {
-            convert_tile(sV);
-            __syncthreads();                 // V(jt) in T for every warp
-        }
+        flash_tile_softmax(s, sl, m_run, l_run, o);
 
-        if (compute) {
 #pragma unroll
-            for (int kk = 0; kk < BN / 16; kk++) {
-                // The S accumulators of n-tiles 2kk, 2kk+1 are exactly the A fragment of P for keys 16kk..16kk+15.
-                unsigned a[MT][4];
+        for (int kk = 0; kk < BN / 16; kk++) {
+            // The S accumulators of n-tiles 2kk, 2kk+1 are exactly the A fragment of P for keys 16kk..16kk+15.
+            unsigned a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) flash_p_fragment<T>(s[mt], kk, a[mt]);
+#pragma unroll
+            for (int dd = 0; dd < HD / 16; dd++) {
+                // transposed matrices: keys 0-7 | d 0-7, keys 8-15 | d 0-7, keys 0-7 | d 8-15, keys 8-15 | d 8-15
+                unsigned b[4];
+                flash_ldsm_x4_trans(b, sV + flash_off<HD>(16 * kk + (lane & 15), 2 * dd + (lane >> 4)));
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
-                    if constexpr (FP8) {
-                        a[mt][0] = pa[mt][kk][0]; a[mt][1] = pa[mt][kk][1]; a[mt][2] = pa[mt][kk][2]; a[mt][3] = pa[mt][kk][3];
-                    } else {
-                        flash_p_fragment<T>(s[mt], kk, a[mt]);
-                    }
-                }
-#pragma unroll
-                for (int dd = 0; dd < HD / 16; dd++) {
-                    // transposed matrices: keys 0-7 | d 0-7, keys 8-15 | d 0-7, keys 0-7 | d 8-15, keys 8-15 | d 8-15
-                    unsigned b[4];
-                    flash_ldsm_x4_trans(b, sV + flash_off<HD>(16 * kk + (lane & 15), 2 * dd + (lane >> 4)));
-#pragma unroll
-                    for (int mt = 0; mt < MT; mt++) {
-                        flash_mma<T>(o[mt][2 * dd], a[mt], b[0], b[1]);
-                        flash_mma<T>(o[mt][2 * dd + 1], a[mt], b[2], b[3]);
-                    }
+                    flash_mma<T>(o[mt][2 * dd], a[mt], b[0], b[1]);
+                    flash_mma<T>(o[mt][2 * dd + 1], a[mt], b[2], b[3]);
                 }
             }
         }
     }
 
-    flash_cp_async_wait_all();   // an empty split never waited for its Q copy
+    flash_cp_async_wait_all();   // the empty groups past the last tile (and an empty split's Q copy)
 
     // o[mt][d][e]: row g + 8 * (e >> 1) of m-tile mt, dim 8 d + 2 t + (e & 1).
 #pragma unroll
@@ -693,8 +690,8 @@ __device__ __forceinline__ void flash_attention_impl(
                                        partial_ml, k_scale, v_scale, softcap, sinks, flash_dynamic_smem);             \
     }
 // The MMA rows of a tile and the dynamic shared memory of each head_dim's instances, for the host, in the order of
-// FLASH_INSTANTIATE_ALL (hd 16..128: 128 rows; 256: 64 rows. Shared memory hd128 48.3 KB, hd256 48.1 KB: above the
-// 48 KB default, which the host raises per function).
+// FLASH_INSTANTIATE_ALL (hd 16..128: 128 rows; 256: 64 rows. Shared memory from 18.5 KB at hd16 to 88.5 KB at hd80;
+// hd128 80.3 KB: above the 48 KB default, which the host raises per function; within the 99 KB of sm_86/89).
 extern "C" __device__ const int flash_attention_block_m[7] = {
     flash_block_m<16>(), flash_block_m<32>(), flash_block_m<64>(), flash_block_m<80>(), flash_block_m<96>(),
     flash_block_m<128>(), flash_block_m<256>()};
