@@ -8,41 +8,66 @@ namespace Celer.Cli;
 /// <summary><c>celer router --backend URL[,model] ...</c>: an OpenAI-compatible front over several servers (vLLM production-stack's router).</summary>
 internal static class RouterCommand
 {
+    private static readonly Dictionary<string, RoutingLogic> RoutingLogics = new(StringComparer.Ordinal)
+    {
+        ["roundrobin"] = RoutingLogic.RoundRobin,
+        ["session"] = RoutingLogic.Session,
+        ["prefix-aware"] = RoutingLogic.PrefixAware,
+        ["least-loaded"] = RoutingLogic.LeastLoaded,
+    };
+
     public static Command Create()
     {
+        var defaults = new RouterOptions { Backends = [] };
         var backends = new Option<string[]>("--backend")
         {
             Description = "A backend server: URL, or URL,model when its model name should not be read from its /v1/models. Repeat for each.",
             Required = true,
             AllowMultipleArgumentsPerToken = false,
         };
-        var routingLogic = new Option<string>("--routing-logic") { Description = "roundrobin: each model's backends in turn; session: consistent hashing on --session-key.", DefaultValueFactory = _ => "roundrobin" }
-            .AcceptOnlyFromAmong("roundrobin", "session");
-        var sessionKey = new Option<string>("--session-key") { Description = "Header whose value keeps a session on one backend (session routing).", DefaultValueFactory = _ => "x-user-id" };
-        var host = new Option<string>("--host") { Description = "Interface to bind.", DefaultValueFactory = _ => "127.0.0.1" };
-        var port = new Option<int>("--port") { Description = "Port to listen on.", DefaultValueFactory = _ => 8001 };
-        var healthCheckInterval = new Option<double>("--health-check-interval") { Description = "Seconds between health checks of each backend.", DefaultValueFactory = _ => 10 };
-        var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level written.", DefaultValueFactory = _ => LogLevel.Information };
+        var routingLogic = new Option<string>("--routing-logic")
+        {
+            Description = "roundrobin: each model's backends in turn; session: consistent hashing on --session-key; "
+                + "prefix-aware: the backend sent the longest prefix of the prompt, else the least loaded; "
+                + "least-loaded: the lowest load read from the backends' /metrics plus the requests sent since.",
+            DefaultValueFactory = _ => "roundrobin",
+        }.AcceptOnlyFromAmong([.. RoutingLogics.Keys]);
+        var sessionKey = new Option<string>("--session-key") { Description = "Header whose value keeps a session on one backend (session routing).", DefaultValueFactory = _ => defaults.SessionKey };
+        var host = new Option<string>("--host") { Description = "Interface to bind.", DefaultValueFactory = _ => defaults.Host };
+        var port = new Option<int>("--port") { Description = "Port to listen on.", DefaultValueFactory = _ => defaults.Port };
+        var healthCheckInterval = new Option<double>("--health-check-interval") { Description = "Seconds between health checks of each backend.", DefaultValueFactory = _ => defaults.HealthCheckInterval.TotalSeconds };
+        var metricsScrapeInterval = new Option<double?>("--metrics-scrape-interval")
+        {
+            Description = "Seconds between scrapes of each backend's /metrics for its load (prefix-aware and least-loaded routing). Default: --health-check-interval.",
+        };
+        var prefixChunkSize = new Option<int>("--prefix-chunk-size") { Description = "Characters per chunk of the prefix-aware router's trie: prompts match in whole chunks.", DefaultValueFactory = _ => defaults.PrefixChunkSize };
+        var prefixMaxChunks = new Option<int>("--prefix-max-chunks") { Description = "Chunks the prefix-aware router remembers over all backends; the least recently used are evicted.", DefaultValueFactory = _ => defaults.PrefixMaxChunks };
+        var breakerThreshold = new Option<int>("--circuit-breaker-threshold") { Description = "Consecutive failures (no connection, or a 5xx answer) that open a backend's circuit breaker; 0 turns it off.", DefaultValueFactory = _ => defaults.CircuitBreakerThreshold };
+        var breakerCooldown = new Option<double>("--circuit-breaker-cooldown") { Description = "Seconds an open circuit keeps its backend out before one trial request.", DefaultValueFactory = _ => defaults.CircuitBreakerCooldown.TotalSeconds };
+        var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level written.", DefaultValueFactory = _ => defaults.LogLevel };
 
         var command = new Command("router", "Route OpenAI API requests over several Celer or vLLM servers.");
-        foreach (var option in new Option[] { backends, routingLogic, sessionKey, host, port, healthCheckInterval, logLevel })
+        foreach (var option in new Option[] { backends, routingLogic, sessionKey, host, port, healthCheckInterval, metricsScrapeInterval, prefixChunkSize, prefixMaxChunks, breakerThreshold, breakerCooldown, logLevel })
             command.Options.Add(option);
 
         command.SetAction(async (result, cancellationToken) => await CliRunner.RunAsync(result, async () =>
         {
-            var interval = result.GetValue(healthCheckInterval);
-            if (!(interval > 0))
-                throw new CliException($"--health-check-interval {interval}: must be a positive number of seconds.");
             var options = new RouterOptions
             {
                 Backends = [.. result.GetValue(backends)!.Select(BackendSpec.Parse)],
-                RoutingLogic = result.GetValue(routingLogic) == "session" ? RoutingLogic.Session : RoutingLogic.RoundRobin,
+                RoutingLogic = RoutingLogics[result.GetValue(routingLogic)!],
                 SessionKey = result.GetValue(sessionKey)!,
                 Host = result.GetValue(host)!,
                 Port = result.GetValue(port),
-                HealthCheckInterval = TimeSpan.FromSeconds(interval),
+                HealthCheckInterval = Seconds("--health-check-interval", result.GetValue(healthCheckInterval)),
+                MetricsScrapeInterval = result.GetValue(metricsScrapeInterval) is { } scrape ? Seconds("--metrics-scrape-interval", scrape) : null,
+                PrefixChunkSize = result.GetValue(prefixChunkSize),
+                PrefixMaxChunks = result.GetValue(prefixMaxChunks),
+                CircuitBreakerThreshold = result.GetValue(breakerThreshold),
+                CircuitBreakerCooldown = Seconds("--circuit-breaker-cooldown", result.GetValue(breakerCooldown)),
                 LogLevel = result.GetValue(logLevel),
             };
+            // Bad values are refused by RouterOptions.Validate (an ArgumentException naming the flag) before anything starts.
             var app = CelerRouter.Build(options);
             await app.StartAsync(cancellationToken);
             Console.WriteLine($"Routing ({result.GetValue(routingLogic)}) over {options.Backends.Count} backends at {CelerRouter.GetBoundAddress(app)}");
@@ -51,4 +76,11 @@ internal static class RouterCommand
         }));
         return command;
     }
+
+    /// <summary>A flag's seconds as a time span. NaN, infinities and more than ten years (past any use, and near TimeSpan's
+    /// limit, which would throw) are refused here; the range each flag allows is RouterOptions.Validate's to check.</summary>
+    private static TimeSpan Seconds(string flag, double seconds) =>
+        double.IsFinite(seconds) && Math.Abs(seconds) <= TimeSpan.FromDays(3650).TotalSeconds
+            ? TimeSpan.FromSeconds(seconds)
+            : throw new CliException($"{flag} {seconds}: must be a positive number of seconds.");
 }

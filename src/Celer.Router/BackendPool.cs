@@ -7,7 +7,8 @@ namespace Celer.Router;
 /// <summary>
 /// The backends and their health. Every interval each backend's <c>GET /health</c> is asked (and, for a backend given
 /// without a model name, its <c>GET /v1/models</c>); one that fails is ejected from routing, one that answers again is
-/// re-admitted. A forward that cannot connect ejects its backend at once, without waiting for the next check.
+/// re-admitted. A forward that cannot connect ejects its backend at once, without waiting for the next check. Requests go
+/// to the healthy backends whose circuit breaker lets them through.
 /// </summary>
 public sealed partial class BackendPool : BackgroundService
 {
@@ -19,7 +20,8 @@ public sealed partial class BackendPool : BackgroundService
     {
         _options = options;
         _logger = logger;
-        Backends = [.. options.Backends.Select(spec => new Backend(spec))];
+        Backends = [.. options.Backends.Select(spec => new Backend(spec,
+            new CircuitBreaker(options.CircuitBreakerThreshold, options.CircuitBreakerCooldown, options.TimeProvider)))];
         // A probe slower than the interval counts as a failure; 5 s caps it for long intervals.
         var timeout = TimeSpan.FromTicks(Math.Min(options.HealthCheckInterval.Ticks, TimeSpan.FromSeconds(5).Ticks));
         _probe = new HttpClient { Timeout = timeout };
@@ -27,8 +29,14 @@ public sealed partial class BackendPool : BackgroundService
 
     public IReadOnlyList<Backend> Backends { get; }
 
+    /// <summary>Raised when a backend leaves routing (a failed check or forward), so what was kept about it can go.</summary>
+    public event Action<Backend>? BackendEjected;
+
     /// <summary>The healthy backends serving <paramref name="model"/>, in command-line order.</summary>
     public IReadOnlyList<Backend> HealthyFor(string model) => [.. Backends.Where(b => b.IsHealthy && b.Serves(model))];
+
+    /// <summary>The backends a request for <paramref name="model"/> may go to: healthy, and their circuit not open.</summary>
+    public IReadOnlyList<Backend> RoutableFor(string model) => [.. HealthyFor(model).Where(b => b.Breaker.AllowsRequests)];
 
     /// <summary>Whether any backend, healthy or not, serves <paramref name="model"/>: else the model does not exist.</summary>
     public bool AnyServes(string model) => Backends.Any(b => b.Serves(model));
@@ -42,9 +50,11 @@ public sealed partial class BackendPool : BackgroundService
     /// <summary>A forward could not reach the backend: stop routing to it until a health check passes.</summary>
     public void Eject(Backend backend, Exception reason)
     {
-        if (backend.IsHealthy)
-            LogEjected(backend.Url, reason.Message);
+        if (!backend.IsHealthy)
+            return;
+        LogEjected(backend.Url, reason.Message);
         backend.IsHealthy = false;
+        BackendEjected?.Invoke(backend);
     }
 
     /// <summary>One round of checks over every backend, concurrently.</summary>
@@ -94,11 +104,15 @@ public sealed partial class BackendPool : BackgroundService
             healthy = false;
         }
 
-        if (healthy && !backend.IsHealthy)
-            LogAdmitted(backend.Url);
-        else if (!healthy && backend.IsHealthy)
-            LogEjected(backend.Url, "health check failed");
+        var wasHealthy = backend.IsHealthy;
         backend.IsHealthy = healthy;
+        if (healthy && !wasHealthy)
+            LogAdmitted(backend.Url);
+        else if (!healthy && wasHealthy)
+        {
+            LogEjected(backend.Url, "health check failed");
+            BackendEjected?.Invoke(backend);
+        }
     }
 
     private async Task<IReadOnlyList<JsonObject>> DiscoverModelsAsync(Backend backend, CancellationToken cancellationToken)

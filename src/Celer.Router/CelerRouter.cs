@@ -23,8 +23,10 @@ public static class CelerRouter
         "/pooling", "/classify", "/score", "/v1/score", "/rerank", "/v1/rerank", "/v2/rerank",
     ];
 
+    /// <exception cref="ArgumentException">An option is out of range (<see cref="RouterOptions.Validate"/>).</exception>
     public static WebApplication Build(RouterOptions options)
     {
+        options.Validate();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", options.LogLevel <= LogLevel.Debug ? options.LogLevel : LogLevel.Warning);
@@ -33,12 +35,22 @@ public static class CelerRouter
         builder.WebHost.UseUrls($"http://{host}:{options.Port}");
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<BackendPool>();
+        // Hosted services start in this order: the load scraper's first round needs the pool's first health checks.
         builder.Services.AddHostedService(services => services.GetRequiredService<BackendPool>());
-        builder.Services.AddSingleton<IRoutingLogic>(options.RoutingLogic switch
+        if (options.ScrapesLoad)
+        {
+            builder.Services.AddSingleton<LoadScraper>();
+            builder.Services.AddHostedService(services => services.GetRequiredService<LoadScraper>());
+        }
+        builder.Services.AddSingleton<IRoutingLogic>(services => options.RoutingLogic switch
         {
             RoutingLogic.Session => new SessionRouting(options.SessionKey),
+            RoutingLogic.LeastLoaded => new LeastLoadedRouting(),
+            RoutingLogic.PrefixAware => new PrefixAwareRouting(
+                new PrefixTrie(options.PrefixChunkSize, options.PrefixMaxChunks), services.GetRequiredService<BackendPool>()),
             _ => new RoundRobinRouting(),
         });
+        builder.Services.AddSingleton<RouterMetrics>();
         builder.Services.AddSingleton<RequestForwarder>();
 
         var app = builder.Build();
@@ -53,6 +65,7 @@ public static class CelerRouter
         endpoints.MapGet("/v1/models", new RequestDelegate(ListModelsAsync));
         endpoints.MapGet("/v1/models/{id}", new RequestDelegate(RetrieveModelAsync));
         endpoints.MapGet("/health", new RequestDelegate(HealthAsync));
+        endpoints.MapGet("/metrics", new RequestDelegate(MetricsAsync));
         return endpoints;
     }
 
@@ -90,6 +103,13 @@ public static class CelerRouter
         context.RequestServices.GetRequiredService<BackendPool>().AnyHealthy
             ? Task.CompletedTask
             : OpenAIError.UnavailableAsync(context, "No backend is healthy.");
+
+    private static async Task MetricsAsync(HttpContext context)
+    {
+        var metrics = context.RequestServices.GetRequiredService<RouterMetrics>();
+        context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+        await context.Response.WriteAsync(await metrics.ExportAsync(context.RequestAborted), context.RequestAborted);
+    }
 
     private static Task WriteJsonAsync(HttpContext context, JsonNode body)
     {

@@ -1,5 +1,5 @@
 using System.Buffers;
-using System.Text.Json;
+using System.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
@@ -7,12 +7,13 @@ using Microsoft.Extensions.Logging;
 namespace Celer.Router;
 
 /// <summary>
-/// Forwards one OpenAI request: reads the body once to find its <c>model</c>, picks a healthy backend serving it, sends
-/// the body and the client's headers there, and copies the answer back as it arrives (each read flushed, so server-sent
-/// events pass through unbuffered). A backend that cannot be reached is ejected and the request tried once more on
-/// another; once the backend has answered, nothing is retried. The client's disconnect cancels the upstream request.
+/// Forwards one OpenAI request: reads the body once to find its <c>model</c>, picks a backend serving it (healthy, its
+/// circuit not open), sends the body and the client's headers there, and copies the answer back as it arrives (each read
+/// flushed, so server-sent events pass through unbuffered). A backend that cannot be reached is ejected and the request
+/// tried once more on another; once the backend has answered, nothing is retried. The client's disconnect cancels the
+/// upstream request. Each answer (or failure to connect) is counted in the metrics and the backend's circuit breaker.
 /// </summary>
-public sealed partial class RequestForwarder(BackendPool pool, IRoutingLogic routing, ILogger<RequestForwarder> logger) : IDisposable
+public sealed partial class RequestForwarder(BackendPool pool, IRoutingLogic routing, RouterMetrics metrics, ILogger<RequestForwarder> logger) : IDisposable
 {
     public const string RequestIdHeader = "X-Request-Id";
 
@@ -38,104 +39,123 @@ public sealed partial class RequestForwarder(BackendPool pool, IRoutingLogic rou
 
     public async Task ForwardAsync(HttpContext context)
     {
-        var aborted = context.RequestAborted;
-        byte[] body;
-        using (var buffer = new MemoryStream())
-        {
-            await context.Request.Body.CopyToAsync(buffer, aborted);
-            body = buffer.ToArray();
-        }
-
-        string? model;
-        try
-        {
-            using var json = JsonDocument.Parse(body);
-            if (json.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                await OpenAIError.BadRequestAsync(context, "The request body must be a JSON object.");
-                return;
-            }
-            model = null;
-            if (json.RootElement.TryGetProperty("model", out var field) && field.ValueKind != JsonValueKind.Null)
-            {
-                if (field.ValueKind != JsonValueKind.String)
-                {
-                    await OpenAIError.BadRequestAsync(context, "`model` must be a string.", "model");
-                    return;
-                }
-                model = field.GetString();
-            }
-        }
-        catch (JsonException)
-        {
-            await OpenAIError.BadRequestAsync(context, "The request body is not valid JSON.");
+        var route = await RouteRequest.ReadAsync(context, pool);
+        if (route is null)
             return;
-        }
-
-        if (model is null)
-        {
-            // vLLM's server takes a request without a model for its (only) model; so does the router when there is one.
-            var served = pool.HealthyModels();
-            if (served.Count != 1)
-            {
-                await (served.Count == 0
-                    ? OpenAIError.UnavailableAsync(context, "No backend is healthy.")
-                    : OpenAIError.BadRequestAsync(context, $"The router serves several models ({string.Join(", ", served)}); name one in `model`.", "model"));
-                return;
-            }
-            model = served[0];
-        }
-        if (!pool.AnyServes(model))
-        {
-            await OpenAIError.ModelNotFoundAsync(context, model);
-            return;
-        }
-
-        var candidates = pool.HealthyFor(model);
+        var model = route.Model;
+        var candidates = pool.RoutableFor(model);
         if (candidates.Count == 0)
         {
-            await OpenAIError.UnavailableAsync(context, $"No healthy backend serves the model `{model}`.");
+            await OpenAIError.UnavailableAsync(context, pool.HealthyFor(model).Count == 0
+                ? $"No healthy backend serves the model `{model}`."
+                : $"Every healthy backend serving the model `{model}` has its circuit breaker open.");
             return;
         }
 
         var requestId = context.Request.Headers[RequestIdHeader].ToString();
         if (requestId.Length == 0)
             requestId = Guid.NewGuid().ToString("N");
-        var backend = routing.Pick(candidates, model, context.Request);
-        HttpResponseMessage? response = null;
-        for (var attempt = 0; response is null; attempt++)
+        for (var attempt = 0; ; attempt++)
         {
-            using var upstreamRequest = CreateUpstreamRequest(context.Request, backend, body, requestId);
-            try
+            var (backend, permit) = Admit(candidates, route);
+            if (backend is null)
             {
-                response = await _upstream.SendAsync(upstreamRequest, HttpCompletionOption.ResponseHeadersRead, aborted);
+                await OpenAIError.UnavailableAsync(context, $"No backend serving the model `{model}` is available.");
+                return;
             }
-            catch (HttpRequestException e) when (!aborted.IsCancellationRequested)
-            {
-                // Nothing came back from this backend, so nothing reached the client: safe to try another.
-                pool.Eject(backend, e);
-                var failed = backend;
-                var others = pool.HealthyFor(model).Where(b => b != failed).ToList();
-                if (attempt == 1 || others.Count == 0)
-                {
-                    LogUnreachable(model, e.Message);
-                    await OpenAIError.UnavailableAsync(context, $"No backend serving the model `{model}` could be reached.");
-                    return;
-                }
-                backend = routing.Pick(others, model, context.Request);
-            }
-        }
+            var failure = await SendToAsync(context, route, backend, permit, requestId);
+            if (failure is null)
+                return;
 
-        using (response)
-            await CopyResponseAsync(context, response, requestId);
+            // Nothing came back from this backend, so nothing reached the client: safe to try another.
+            candidates = [.. pool.RoutableFor(model).Where(b => b != backend)];
+            if (attempt == 1 || candidates.Count == 0)
+            {
+                LogUnreachable(model, failure.Message);
+                await OpenAIError.UnavailableAsync(context, $"No backend serving the model `{model}` could be reached.");
+                return;
+            }
+            metrics.CountRetry(backend, model);
+        }
     }
 
     public void Dispose() => _upstream.Dispose();
 
-    private static HttpRequestMessage CreateUpstreamRequest(HttpRequest request, Backend backend, byte[] body, string requestId)
+    /// <summary>
+    /// The routing logic's choice among the candidates whose circuit still lets a request through: another request may
+    /// have taken a half-open circuit's one trial since the candidates were listed. Null when none is left.
+    /// </summary>
+    private (Backend? Backend, CircuitPermit Permit) Admit(IReadOnlyList<Backend> candidates, RouteRequest route)
     {
+        while (candidates.Count > 0)
+        {
+            var backend = routing.Pick(candidates, route);
+            var permit = backend.Breaker.TryAcquire();
+            if (permit != CircuitPermit.Denied)
+                return (backend, permit);
+            candidates = [.. candidates.Where(b => b != backend)];
+        }
+        return (null, CircuitPermit.Denied);
+    }
+
+    /// <summary>Sends the request to one backend and copies its answer to the client.</summary>
+    /// <returns>Null once the client has the backend's answer (or left); the error when the backend could not be reached.</returns>
+    private async Task<HttpRequestException?> SendToAsync(HttpContext context, RouteRequest route, Backend backend, CircuitPermit permit, string requestId)
+    {
+        var aborted = context.RequestAborted;
+        using var inFlight = backend.Load.Begin();
+        using var upstreamRequest = CreateUpstreamRequest(route, backend, requestId);
+        var sent = Stopwatch.GetTimestamp();
+        HttpResponseMessage response;
+        try
+        {
+            response = await _upstream.SendAsync(upstreamRequest, HttpCompletionOption.ResponseHeadersRead, aborted);
+        }
+        catch (HttpRequestException e) when (!aborted.IsCancellationRequested)
+        {
+            metrics.CountUnreachable(backend, route.Model);
+            RecordOutcome(backend, permit, success: false);
+            pool.Eject(backend, e);
+            return e;
+        }
+        catch
+        {
+            // The client left before the backend answered: that says nothing about the backend.
+            backend.Breaker.Release(permit);
+            throw;
+        }
+
+        using (response)
+        {
+            var status = (int)response.StatusCode;
+            metrics.CountRequest(backend, route.Model, status);
+            // A 4xx is the request's fault; the backend worked.
+            RecordOutcome(backend, permit, success: status < 500);
+            await CopyResponseAsync(context, response, requestId,
+                () => metrics.ObserveTimeToFirstByte(backend, route.Model, Stopwatch.GetElapsedTime(sent)));
+        }
+        return null;
+    }
+
+    private void RecordOutcome(Backend backend, CircuitPermit permit, bool success)
+    {
+        switch (backend.Breaker.Record(permit, success))
+        {
+            case CircuitState.Open:
+                metrics.CountCircuitOpened(backend);
+                LogCircuitOpened(backend.Url, backend.Breaker.Cooldown.TotalSeconds);
+                break;
+            case CircuitState.Closed:
+                LogCircuitClosed(backend.Url);
+                break;
+        }
+    }
+
+    private static HttpRequestMessage CreateUpstreamRequest(RouteRequest route, Backend backend, string requestId)
+    {
+        var request = route.Http;
         var path = request.Path.Value!.TrimStart('/') + request.QueryString.Value;
-        var message = new HttpRequestMessage(HttpMethod.Post, new Uri(backend.Url, path)) { Content = new ByteArrayContent(body) };
+        var message = new HttpRequestMessage(HttpMethod.Post, new Uri(backend.Url, path)) { Content = new ReadOnlyMemoryContent(route.Body) };
         foreach (var (name, values) in request.Headers)
         {
             if (s_notForwarded.Contains(name) || name.Equals(RequestIdHeader, StringComparison.OrdinalIgnoreCase))
@@ -148,7 +168,8 @@ public sealed partial class RequestForwarder(BackendPool pool, IRoutingLogic rou
         return message;
     }
 
-    private async Task CopyResponseAsync(HttpContext context, HttpResponseMessage response, string requestId)
+    /// <param name="firstByte">Called when the first byte of the body arrives (or the body ends empty).</param>
+    private async Task CopyResponseAsync(HttpContext context, HttpResponseMessage response, string requestId, Action firstByte)
     {
         var aborted = context.RequestAborted;
         context.Response.StatusCode = (int)response.StatusCode;
@@ -165,11 +186,13 @@ public sealed partial class RequestForwarder(BackendPool pool, IRoutingLogic rou
         {
             await using var upstream = await response.Content.ReadAsStreamAsync(aborted);
             await context.Response.StartAsync(aborted);
-            int read;
-            while ((read = await upstream.ReadAsync(buffer, aborted)) > 0)
+            var read = await upstream.ReadAsync(buffer, aborted);
+            firstByte();
+            while (read > 0)
             {
                 await context.Response.Body.WriteAsync(buffer.AsMemory(0, read), aborted);
                 await context.Response.Body.FlushAsync(aborted);
+                read = await upstream.ReadAsync(buffer, aborted);
             }
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
@@ -194,4 +217,10 @@ public sealed partial class RequestForwarder(BackendPool pool, IRoutingLogic rou
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "A backend's response broke off mid-stream: {Reason}")]
     private partial void LogBrokenStream(string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Backend {Backend}'s circuit breaker opened: no requests for {CooldownSeconds} s, then one trial")]
+    private partial void LogCircuitOpened(Uri backend, double cooldownSeconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Backend {Backend}'s circuit breaker closed: its trial request succeeded")]
+    private partial void LogCircuitClosed(Uri backend);
 }

@@ -30,6 +30,12 @@ public enum RoutingLogic
 
     /// <summary>Consistent hashing on the session header, so one user's requests reach one backend (and its prefix cache).</summary>
     Session,
+
+    /// <summary>The backend sent the longest prefix of the prompt; else the least loaded.</summary>
+    PrefixAware,
+
+    /// <summary>The lowest load scraped from the backends' <c>/metrics</c>, plus the requests sent since.</summary>
+    LeastLoaded,
 }
 
 /// <summary>The settings of <c>celer router</c>.</summary>
@@ -44,8 +50,58 @@ public sealed class RouterOptions
     public string Host { get; init; } = "127.0.0.1";
     public int Port { get; init; } = 8001;
     public TimeSpan HealthCheckInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Time between scrapes of the backends' <c>/metrics</c> (least-loaded and prefix-aware routing); null: the health-check interval.</summary>
+    public TimeSpan? MetricsScrapeInterval { get; init; }
+
+    /// <summary>Characters per prefix-trie chunk: production-stack's 128, about 32 tokens or two 16-token KV blocks of English.</summary>
+    public int PrefixChunkSize { get; init; } = 128;
+
+    /// <summary>
+    /// Chunks the prefix trie keeps, least recently used evicted: 100,000 × 128 characters is about 3M tokens of prompts,
+    /// more than a few backends' KV caches hold, in about 40 MB (some 400 bytes a chunk, measured).
+    /// </summary>
+    public int PrefixMaxChunks { get; init; } = 100_000;
+
+    /// <summary>Consecutive failures (no connection, or a 5xx answer) that open a backend's circuit; 0 turns the breaker off. Envoy's outlier detection also ejects after 5.</summary>
+    public int CircuitBreakerThreshold { get; init; } = 5;
+
+    /// <summary>How long an open circuit keeps its backend out before one trial request; Envoy's base ejection time.</summary>
+    public TimeSpan CircuitBreakerCooldown { get; init; } = TimeSpan.FromSeconds(30);
+
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>The clock circuit-breaker cooldowns are timed on (a test's own moves only when told).</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
     /// <summary>Largest request body read (the router reads it whole to find the model); Kestrel's default.</summary>
     public long MaxRequestBodyBytes { get; init; } = 30_000_000;
+
+    /// <summary>Whether the routing logic reads the backends' load, so their <c>/metrics</c> must be scraped.</summary>
+    public bool ScrapesLoad => RoutingLogic is RoutingLogic.LeastLoaded or RoutingLogic.PrefixAware;
+
+    /// <summary>The longest interval a <see cref="PeriodicTimer"/> takes (2^32 − 2 ms, some 49.7 days).</summary>
+    private static readonly TimeSpan MaxInterval = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
+    /// <exception cref="ArgumentException">A setting is out of range; the message names its flag.</exception>
+    public void Validate()
+    {
+        CheckInterval("--health-check-interval", HealthCheckInterval);
+        if (MetricsScrapeInterval is { } scrape)
+            CheckInterval("--metrics-scrape-interval", scrape);
+        if (PrefixChunkSize < 1)
+            throw new ArgumentException($"--prefix-chunk-size {PrefixChunkSize}: must be at least 1 character.");
+        if (PrefixMaxChunks < 1)
+            throw new ArgumentException($"--prefix-max-chunks {PrefixMaxChunks}: must be at least 1.");
+        if (CircuitBreakerThreshold < 0)
+            throw new ArgumentException($"--circuit-breaker-threshold {CircuitBreakerThreshold}: must be 0 (off) or more.");
+        if (!(CircuitBreakerCooldown > TimeSpan.Zero))
+            throw new ArgumentException($"--circuit-breaker-cooldown {CircuitBreakerCooldown.TotalSeconds}: must be a positive number of seconds.");
+    }
+
+    private static void CheckInterval(string flag, TimeSpan interval)
+    {
+        if (!(interval > TimeSpan.Zero && interval <= MaxInterval))
+            throw new ArgumentException($"{flag} {interval.TotalSeconds}: must be a positive number of seconds, at most {MaxInterval.TotalSeconds}.");
+    }
 }

@@ -1,13 +1,11 @@
 using System.Collections.Concurrent;
-using System.Text;
-using Microsoft.AspNetCore.Http;
 
 namespace Celer.Router;
 
-/// <summary>Picks one backend for a request among the healthy backends serving its model (never empty).</summary>
+/// <summary>Picks one backend for a request among the candidates: the healthy backends serving its model whose circuit is not open (never empty).</summary>
 public interface IRoutingLogic
 {
-    Backend Pick(IReadOnlyList<Backend> candidates, string model, HttpRequest request);
+    Backend Pick(IReadOnlyList<Backend> candidates, RouteRequest request);
 }
 
 /// <summary>Each model's backends in turn, one counter per model (production-stack's <c>RoundRobinRouter</c>).</summary>
@@ -15,9 +13,9 @@ public sealed class RoundRobinRouting : IRoutingLogic
 {
     private readonly ConcurrentDictionary<string, StrongBox> _counters = new(StringComparer.Ordinal);
 
-    public Backend Pick(IReadOnlyList<Backend> candidates, string model, HttpRequest request)
+    public Backend Pick(IReadOnlyList<Backend> candidates, RouteRequest request)
     {
-        var counter = _counters.GetOrAdd(model, _ => new StrongBox());
+        var counter = _counters.GetOrAdd(request.Model, _ => new StrongBox());
         var turn = (uint)Interlocked.Increment(ref counter.Value) - 1;
         return candidates[(int)(turn % (uint)candidates.Count)];
     }
@@ -38,11 +36,11 @@ public sealed class SessionRouting(string sessionKey) : IRoutingLogic
     private readonly RoundRobinRouting _fallback = new();
     private readonly ConcurrentDictionary<string, HashRing> _rings = new(StringComparer.Ordinal);
 
-    public Backend Pick(IReadOnlyList<Backend> candidates, string model, HttpRequest request)
+    public Backend Pick(IReadOnlyList<Backend> candidates, RouteRequest request)
     {
-        var session = request.Headers[sessionKey].ToString();
+        var session = request.Http.Headers[sessionKey].ToString();
         if (session.Length == 0)
-            return _fallback.Pick(candidates, model, request);
+            return _fallback.Pick(candidates, request);
         // Rings are cached by their member set: health changes are rare, requests are not.
         var members = string.Join('\n', candidates.Select(c => c.Url.AbsoluteUri));
         var ring = _rings.GetOrAdd(members, _ => new HashRing(candidates));
@@ -65,7 +63,7 @@ public sealed class HashRing
         foreach (var backend in backends)
         {
             for (var i = 0; i < VirtualNodes; i++)
-                points.Add((Hash($"{backend.Url.AbsoluteUri}#{i}"), backend));
+                points.Add((StableHash.Hash($"{backend.Url.AbsoluteUri}#{i}"), backend));
         }
         points.Sort((a, b) => a.Point.CompareTo(b.Point));
         _points = [.. points.Select(p => p.Point)];
@@ -74,23 +72,9 @@ public sealed class HashRing
 
     public Backend Lookup(string key)
     {
-        var index = Array.BinarySearch(_points, Hash(key));
+        var index = Array.BinarySearch(_points, StableHash.Hash(key));
         if (index < 0)
             index = ~index;
         return _owners[index == _points.Length ? 0 : index];
-    }
-
-    /// <summary>FNV-1a over UTF-8, then MurmurHash3's 64-bit finalizer so near-identical keys ("user-1", "user-2") spread over the ring.</summary>
-    internal static ulong Hash(string key)
-    {
-        var hash = 14695981039346656037UL;
-        foreach (var b in Encoding.UTF8.GetBytes(key))
-            hash = (hash ^ b) * 1099511628211UL;
-        hash ^= hash >> 33;
-        hash *= 0xff51afd7ed558ccdUL;
-        hash ^= hash >> 33;
-        hash *= 0xc4ceb9fe1a85ec53UL;
-        hash ^= hash >> 33;
-        return hash;
     }
 }

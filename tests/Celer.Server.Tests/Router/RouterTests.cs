@@ -18,9 +18,6 @@ namespace Celer.Server.Tests.Router;
 /// </summary>
 public sealed class RouterTests
 {
-    // Short, so ejection and re-admission show up within a test's few seconds.
-    private static readonly TimeSpan HealthCheckInterval = TimeSpan.FromMilliseconds(200);
-
     private const string OneTokenCompletion = $$"""{"model": "{{ServerFixture.ModelName}}", "prompt": "Hello", "max_tokens": 1}""";
 
     [Fact]
@@ -77,7 +74,7 @@ public sealed class RouterTests
     [Fact]
     public void Hash_ring_moves_only_the_keys_of_a_removed_backend()
     {
-        var backends = Enumerable.Range(0, 3).Select(i => new Backend(new BackendSpec(new Uri($"http://10.0.0.{i}:8000/"), "m"))).ToArray();
+        var backends = Enumerable.Range(0, 3).Select(i => new Backend(new BackendSpec(new Uri($"http://10.0.0.{i}:8000/"), "m"), new CircuitBreaker(5, TimeSpan.FromSeconds(30), TimeProvider.System))).ToArray();
         var full = new HashRing(backends);
         var withoutLast = new HashRing(backends[..2]);
         var keys = Enumerable.Range(0, 3000).Select(i => $"user-{i}").ToArray();
@@ -271,9 +268,9 @@ public sealed class RouterTests
         }
     }
 
-    private static BackendSpec Spec(TinyPyServer server, string? model = null) => new(server.BaseAddress, model);
+    internal static BackendSpec Spec(TinyPyServer server, string? model = null) => new(server.BaseAddress, model);
 
-    private static async Task<List<TinyPyServer>> StartServersAsync(int count)
+    internal static async Task<List<TinyPyServer>> StartServersAsync(int count)
     {
         var servers = new List<TinyPyServer>();
         for (var i = 0; i < count; i++)
@@ -281,7 +278,7 @@ public sealed class RouterTests
         return servers;
     }
 
-    private static async Task DisposeAllAsync(IEnumerable<TinyPyServer> servers)
+    internal static async Task DisposeAllAsync(IEnumerable<TinyPyServer> servers)
     {
         foreach (var server in servers)
             await server.DisposeAsync();
@@ -299,11 +296,11 @@ public sealed class RouterTests
     }
 
     /// <summary>Runs one request and returns the index of the server that finished it.</summary>
-    private static async Task<int> WhichBackendAsync(IReadOnlyList<TinyPyServer> servers, Func<Task<HttpResponseMessage>> send)
+    internal static async Task<int> WhichBackendAsync(IReadOnlyList<TinyPyServer> servers, Func<Task<HttpResponseMessage>> send)
     {
         var before = servers.Select(s => s.FinishedRequests()).ToArray();
         using (var response = await send())
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
         await Poll.UntilAsync(() => servers.Select((s, i) => s.FinishedRequests() - before[i]).Sum() == 1, TimeSpan.FromSeconds(10), "the request finishes");
         return servers.Select((s, i) => s.FinishedRequests() - before[i]).ToList().IndexOf(1);
     }
@@ -322,54 +319,10 @@ public sealed class RouterTests
     private static List<string> Contents(List<string> events) =>
         [.. events.Where(e => e != SseReader.Done).Select(e => JsonNode.Parse(e)!["choices"]![0]!["delta"]!["content"]?.GetValue<string>() ?? "")];
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    /// <summary>The router on an ephemeral loopback port, with a client for it.</summary>
-    private sealed class RouterUnderTest : IAsyncDisposable
-    {
-        private readonly WebApplication _app;
-
-        private RouterUnderTest(WebApplication app)
-        {
-            _app = app;
-            Client = new HttpClient { BaseAddress = CelerRouter.GetBoundAddress(app), Timeout = TimeSpan.FromSeconds(30) };
-        }
-
-        public HttpClient Client { get; }
-        public BackendPool Pool => _app.Services.GetRequiredService<BackendPool>();
-
-        public static async Task<RouterUnderTest> StartAsync(IEnumerable<BackendSpec> backends, RoutingLogic routing, TimeSpan? healthCheckInterval = null)
-        {
-            var app = CelerRouter.Build(new RouterOptions
-            {
-                Backends = [.. backends],
-                RoutingLogic = routing,
-                Port = 0,
-                HealthCheckInterval = healthCheckInterval ?? HealthCheckInterval,
-                LogLevel = Microsoft.Extensions.Logging.LogLevel.None,
-            });
-            await app.StartAsync();
-            return new RouterUnderTest(app);
-        }
-
-        public async Task<HttpResponseMessage> PostAsync(string path, string json, params (string Name, string Value)[] headers)
-        {
-            using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(json, Encoding.UTF8, "application/json") };
-            foreach (var (name, value) in headers)
-                request.Headers.Add(name, value);
-            return await Client.SendAsync(request);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            Client.Dispose();
-            await _app.StopAsync();
-            await _app.DisposeAsync();
-        }
     }
 }

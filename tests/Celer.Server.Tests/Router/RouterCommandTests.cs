@@ -1,0 +1,36 @@
+using Celer.Server.Tests.Support;
+
+namespace Celer.Server.Tests.Router;
+
+/// <summary><c>celer router</c> refuses bad flag values with one line naming the flag, before it starts anything.</summary>
+public sealed class RouterCommandTests
+{
+    [Theory]
+    [InlineData("--prefix-chunk-size", "0", "--prefix-chunk-size 0: must be at least 1 character.")]
+    [InlineData("--prefix-max-chunks", "-3", "--prefix-max-chunks -3: must be at least 1.")]
+    [InlineData("--circuit-breaker-threshold", "-1", "--circuit-breaker-threshold -1: must be 0 (off) or more.")]
+    [InlineData("--circuit-breaker-cooldown", "0", "--circuit-breaker-cooldown 0: must be a positive number of seconds.")]
+    [InlineData("--circuit-breaker-cooldown", "NaN", "--circuit-breaker-cooldown NaN: must be a positive number of seconds.")]
+    [InlineData("--metrics-scrape-interval", "-2", "--metrics-scrape-interval -2: must be a positive number of seconds, at most 4294967.294.")]
+    [InlineData("--health-check-interval", "1e300", "--health-check-interval 1E+300: must be a positive number of seconds.")]
+    [InlineData("--health-check-interval", "5000000", "--health-check-interval 5000000: must be a positive number of seconds, at most 4294967.294.")]
+    public async Task A_bad_value_is_refused_with_one_line_naming_the_flag(string flag, string value, string message)
+    {
+        var (exitCode, output, error) = await CelerCli.RunAsync("router", "--backend", "http://127.0.0.1:1", "--port", "0", flag, value);
+
+        Assert.Equal(1, exitCode);
+        Assert.Equal($"error: {message}{Environment.NewLine}", error);
+        Assert.Empty(output);
+    }
+
+    [Fact]
+    public async Task An_unknown_routing_logic_is_refused_listing_the_known_ones()
+    {
+        var (exitCode, _, error) = await CelerCli.RunAsync("router", "--backend", "http://127.0.0.1:1", "--routing-logic", "random");
+
+        Assert.Equal(1, exitCode);
+        Assert.Contains("random", error, StringComparison.Ordinal);
+        Assert.Contains("prefix-aware", error, StringComparison.Ordinal);
+        Assert.Contains("least-loaded", error, StringComparison.Ordinal);
+    }
+}
