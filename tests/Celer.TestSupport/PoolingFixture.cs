@@ -31,6 +31,11 @@ public sealed record PoolingFixture(string Name, string Pooling, bool Normalize,
 
     public static double Cosine(float[] a, float[] b)
     {
+        if (a.Length != b.Length)   // a prefix of a longer vector must not pass for the vector
+        {
+            throw new ArgumentException($"Vectors of {a.Length} and {b.Length} values have no cosine.");
+        }
+
         double dot = 0, na = 0, nb = 0;
         for (int i = 0; i < a.Length; i++)
         {

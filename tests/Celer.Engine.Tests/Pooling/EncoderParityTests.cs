@@ -32,6 +32,7 @@ public sealed class EncoderParityTests
     [Theory]
     [InlineData("bert-embed-mean", PoolingType.Mean)]
     [InlineData("xlmr-embed-cls", PoolingType.Cls)]
+    [InlineData("bert-embed-dense", PoolingType.Mean)]   // a Dense module (128 -> 96, tanh) before the normalization
     public void Embeddings_match_sentence_transformers(string name, PoolingType pooling)
     {
         EncoderFixture fixture = EncoderFixture.Load(name);
