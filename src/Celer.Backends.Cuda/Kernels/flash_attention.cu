@@ -433,19 +433,21 @@ __device__ __forceinline__ void flash_attention_impl(
     const int per_split = (tile_count + splits - 1) / splits;
     const int jt_begin = tile_first + split * per_split, jt_end = min(tile_first + tile_count, jt_begin + per_split);
 
-    // This thread's fragment rows (g and g + 8 of each of the warp's m-tiles). Padding rows see nothing (lo > pos).
-    int rpos[MT][2], rlo[MT][2];
+    // Warp-wide bounds over the real rows among this thread's fragment rows (g and g + 8 of each of the warp's m-tiles):
+    // which key tiles to skip or mask. The rows' own ranges are looked up again in the few tiles that need a mask
+    // (keeping them would hold 4 * MT registers across the loop, where head_dim 128 has none to spare).
     int w_max_pos = -1, w_min_lo = 0x7fffffff, w_min_pos = 0x7fffffff, w_max_lo = -1;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int i = 0; i < 2; i++) {
-            flash_row_range(positions, r0, group, mrows, warp_row0 + mt * 16 + g + 8 * i, sliding_window, rpos[mt][i], rlo[mt][i]);
-            if (rpos[mt][i] >= 0) {   // warp-wide bounds over real rows: which key tiles to skip or mask
-                w_max_pos = max(w_max_pos, rpos[mt][i]);
-                w_min_lo = min(w_min_lo, rlo[mt][i]);
-                w_min_pos = min(w_min_pos, rpos[mt][i]);
-                w_max_lo = max(w_max_lo, rlo[mt][i]);
+            int pos, lo;
+            flash_row_range(positions, r0, group, mrows, warp_row0 + mt * 16 + g + 8 * i, sliding_window, pos, lo);
+            if (pos >= 0) {   // padding rows see nothing (lo > pos)
+                w_max_pos = max(w_max_pos, pos);
+                w_min_lo = min(w_min_lo, lo);
+                w_min_pos = min(w_min_pos, pos);
+                w_max_lo = max(w_max_lo, lo);
             }
         }
 #pragma unroll
@@ -610,12 +612,17 @@ __device__ __forceinline__ void flash_attention_impl(
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                for (int j = 0; j < NT; j++)
+                for (int i = 0; i < 2; i++) {
+                    int pos, lo;
+                    flash_row_range(positions, r0, group, mrows, warp_row0 + mt * 16 + g + 8 * i, sliding_window, pos, lo);
 #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int key = k0 + 8 * j + 2 * t + (e & 1);
-                        if (key < rlo[mt][e >> 1] || key > rpos[mt][e >> 1]) s[mt][j][e] = NEG_INF;
-                    }
+                    for (int j = 0; j < NT; j++)
+#pragma unroll
+                        for (int e = 2 * i; e < 2 * i + 2; e++) {
+                            const int key = k0 + 8 * j + 2 * t + (e & 1);
+                            if (key < lo || key > pos) s[mt][j][e] = NEG_INF;
+                        }
+                }
         }
 
         flash_tile_softmax(s, sl, m_run, l_run, o);
