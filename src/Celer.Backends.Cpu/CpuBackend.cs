@@ -15,7 +15,7 @@ namespace Celer.Backends.Cpu;
 /// </summary>
 /// <param name="weightDType">The dtype matrix weights are kept in (the model dtype).</param>
 /// <param name="kvCacheDType">BF16, or FP8 E4M3 or E5M2, for a KV cache of that type; null for fp32.</param>
-public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = null) : IModelBackend
+public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheDType = null) : IModelBackend
 {
     private const nuint Alignment = 64;
 
@@ -27,6 +27,7 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
     private byte*[] _vCache = [];
     private float[] _kScales = [], _vScales = [];
     private int _blockSize;
+    private long _kvBlockLayerBytes;   // one block of one layer's keys (or values)
     private ForwardBatch? _batch;
     private readonly MixtureOfExperts _moe = new();
 
@@ -143,7 +144,8 @@ public sealed unsafe class CpuBackend(DType weightDType, DType? kvCacheDType = n
     public void AllocateKvCache(int numLayers, int numBlocks, int blockSize, AttentionSpec spec)
     {
         _blockSize = blockSize;
-        long perLayerBytes = (long)numBlocks * blockSize * spec.NumKvHeads * spec.HeadDim * _kvType.ByteSize();
+        _kvBlockLayerBytes = (long)blockSize * spec.NumKvHeads * spec.HeadDim * _kvType.ByteSize();
+        long perLayerBytes = numBlocks * _kvBlockLayerBytes;
         _kCache = new byte*[numLayers];
         _vCache = new byte*[numLayers];
         long nullBlockBytes = perLayerBytes / numBlocks;

@@ -447,6 +447,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 
         _graphs.Clear();
         DisposeGemmPlans();
+        DisposeHostKvCache();   // first: its copies in flight read and write the device cache
         foreach (SafeDeviceMemoryHandle memory in _allocations)
         {
             memory.Dispose();

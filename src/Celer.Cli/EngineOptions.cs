@@ -27,6 +27,16 @@ internal sealed class EngineOptions
             return null;
         },
     };
+    public Option<double> KvOffloadSize { get; } = new("--kv-offload-size", "--kv-offloading-size")
+    {
+        Description = "GiB of host memory for the KV cache's host tier (vLLM's --kv-offloading-size): blocks evicted from the prefix cache are kept there and loaded back instead of recomputed; 0: off.",
+        DefaultValueFactory = _ => 0,
+    };
+    public Option<string> PreemptionMode { get; } = new Option<string>("--preemption-mode")
+    {
+        Description = "What a preempted request's KV becomes: recompute (freed, computed again) or swap (stored in the host tier and loaded back; needs --kv-offload-size).",
+        DefaultValueFactory = _ => "recompute",
+    }.AcceptOnlyFromAmong("recompute", "swap");
     public Option<string> Device { get; } = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" }.AcceptOnlyFromAmong("cpu", "cuda");
     public Option<string> Dtype { get; } = new Option<string>("--dtype") { Description = "The dtype the model runs in; auto: the checkpoint's torch_dtype (fp32 checkpoints run in bf16 on a GPU).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "half", "float16", "bfloat16", "float", "float32");
     public Option<string> KvCacheDtype { get; } = new Option<string>("--kv-cache-dtype") { Description = "KV cache dtype: auto (the model's; fp32 on the CPU), bfloat16, fp8 (= fp8_e4m3) or fp8_e5m2.", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2");
@@ -75,7 +85,7 @@ internal sealed class EngineOptions
     {
         foreach (var option in new Option[]
                  {
-                     ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory,
+                     ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory, KvOffloadSize, PreemptionMode,
                      Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager,
                      CudaGraphSizes, MaxCudaGraphCaptureSize, AsyncScheduling, NoAsyncScheduling, HfOverrides, SpeculativeConfig,
                      Runner, Convert, PoolerConfig,
@@ -93,6 +103,8 @@ internal sealed class EngineOptions
         BlockSize = result.GetValue(BlockSize),
         GpuMemoryUtilization = result.GetValue(GpuMemoryUtilization),
         KvCacheMemoryBytes = result.GetValue(KvCacheMemory),
+        KvOffloadSize = result.GetValue(KvOffloadSize),
+        PreemptionMode = result.GetValue(PreemptionMode)!,
         Device = result.GetValue(Device)!,
         Dtype = result.GetValue(Dtype)!,
         KvCacheDtype = result.GetValue(KvCacheDtype)!,

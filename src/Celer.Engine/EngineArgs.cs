@@ -6,7 +6,7 @@ namespace Celer.Engine;
 /// vLLM's engine arguments, as <c>celer serve</c> flags map onto them (<c>--max-model-len</c>,
 /// <c>--max-num-seqs</c>, <c>--max-num-batched-tokens</c>, <c>--block-size</c>, …).
 /// </summary>
-public sealed class EngineArgs
+public sealed record EngineArgs
 {
     /// <summary>vLLM's capture sizes below 8; every multiple of 8 follows.</summary>
     private static readonly int[] SmallCaptureSizes = [1, 2, 4];
@@ -42,6 +42,15 @@ public sealed class EngineArgs
     public long? KvCacheMemoryBytes { get; init; }
     public float GpuMemoryUtilization { get; init; } = 0.9f;
     public bool EnablePrefixCaching { get; init; } = true;
+
+    /// <summary>
+    /// <c>--kv-offload-size</c> (vLLM's <c>--kv-offloading-size</c>): GiB of host memory for the KV cache's host tier, where
+    /// blocks evicted from the prefix cache go and come back from instead of being recomputed; 0: none.
+    /// </summary>
+    public double KvOffloadSize { get; init; }
+
+    /// <summary>vLLM's old <c>--preemption-mode</c>: <c>recompute</c>, or <c>swap</c> (into the host tier).</summary>
+    public string PreemptionMode { get; init; } = "recompute";
     public bool EnableChunkedPrefill { get; init; } = true;
     public string SchedulingPolicy { get; init; } = "fcfs";
     public int Seed { get; init; }
@@ -137,6 +146,11 @@ public sealed class EngineArgs
             "--cuda-graph-sizes must not exceed --max-cudagraph-capture-size", nameof(CudaGraphSizes));
         Require(Runner is "auto" or "generate" or "pooling", "--runner must be auto, generate or pooling", nameof(Runner));
         Require(Convert is "auto" or "none" or "embed" or "classify", "--convert must be auto, none, embed or classify", nameof(Convert));
+        Require(double.IsFinite(KvOffloadSize) && KvOffloadSize >= 0, "--kv-offload-size must be a non-negative number of GiB", nameof(KvOffloadSize));
+        Require(ParsePreemptionMode() != Scheduling.PreemptionMode.Swap || KvOffloadSize > 0,
+            "--preemption-mode swap swaps into the host tier: set --kv-offload-size", nameof(PreemptionMode));
+        Require(KvOffloadSize == 0 || EnablePrefixCaching || ParsePreemptionMode() == Scheduling.PreemptionMode.Swap,
+            "--kv-offload-size keeps the blocks the prefix cache evicts: it needs prefix caching, or --preemption-mode swap", nameof(KvOffloadSize));
         Require(!(Convert is "embed" or "classify" && Runner == "generate"), $"--convert {Convert} makes a pooling model: it does not go with --runner generate", nameof(Convert));
         ParsePolicy();
         ParseHfOverrides();
@@ -161,6 +175,21 @@ public sealed class EngineArgs
             throw new ArgumentException($"--hf-overrides is not valid JSON: {e.Message}", nameof(HfOverrides), e);
         }
     }
+
+    public PreemptionMode ParsePreemptionMode() => PreemptionMode.ToLowerInvariant() switch
+    {
+        "recompute" => Scheduling.PreemptionMode.Recompute,
+        "swap" => Scheduling.PreemptionMode.Swap,
+        _ => throw new ArgumentException($"--preemption-mode must be 'recompute' or 'swap', got '{PreemptionMode}'.", nameof(PreemptionMode)),
+    };
+
+    /// <summary>
+    /// What the prefix cache's block hashes are seeded with: the model directory and everything that changes the KV it
+    /// computes for the same tokens (dtype, KV-cache dtype, quantization, config overrides, the weights' format), so
+    /// caches of two models, or of one model served two ways, never share a block.
+    /// </summary>
+    public string PrefixCacheIdentity() =>
+        string.Join('\n', Path.GetFullPath(Model), Dtype, KvCacheDtype, Quantization ?? "", HfOverrides ?? "", LoadFormat.ToLowerInvariant());
 
     public SchedulingPolicy ParsePolicy() => SchedulingPolicy.ToLowerInvariant() switch
     {
@@ -215,7 +244,7 @@ public sealed class EngineArgs
         }
         return new SchedulerConfig(
             MaxNumSeqs, budget, maxModelLen, BlockSize, numKvBlocks, EnablePrefixCaching && !whole, chunkedPrefill, ParsePolicy(), asyncScheduling,
-            ParseSpeculativeConfig()?.NumLookaheadTokens ?? 0);
+            ParseSpeculativeConfig()?.NumLookaheadTokens ?? 0, executor?.NumHostKvBlocks ?? 0, ParsePreemptionMode(), PrefixCacheIdentity());
     }
 
     private static void Require(bool condition, string message, string param)

@@ -40,8 +40,10 @@ public sealed class EngineCore : IDisposable
     {
         SchedulerOutput schedulerOutput = Scheduler.Schedule();
         var outputs = new List<EngineCoreOutput>();
-        // An empty schedule still goes to the runner when it carries finished ids to drop or a step is running.
-        if (!schedulerOutput.IsEmpty || schedulerOutput.FinishedRequestIds.Count > 0 || _stepsInFlight > 0)
+        // An empty schedule still goes to the runner when it carries finished ids to drop or copies to queue, a step is
+        // running, or host-tier loads are (the runner reports them done; an empty step waits for one).
+        if (!schedulerOutput.IsEmpty || schedulerOutput.FinishedRequestIds.Count > 0 || _stepsInFlight > 0
+            || !schedulerOutput.KvTransfers.IsEmpty || Scheduler.KvCacheManager.HasPendingLoads)
         {
             _completed.Clear();
             if (Scheduler.Config.AsyncScheduling)

@@ -16,6 +16,8 @@ internal sealed class EngineDriver : IDisposable
     private readonly Dictionary<FinishReason, long> _requestSuccess = [];
     private long _prefixQueries, _prefixHits, _preemptions, _promptTokens, _generationTokens, _steps;
     private readonly Scheduling.SpecDecodingStats _specDecoding = new();
+    private readonly long _hostKvBlockBytes;
+    private KvCache.KvOffloadStats _kvOffload;
 
     public EngineDriver(EngineArgs args, IModelExecutor executor, Tokenizer? tokenizer, EngineModelInfo model, IEngineStatsListener? listener)
     {
@@ -24,6 +26,7 @@ internal sealed class EngineDriver : IDisposable
             tokenizer, model.VocabSize, [.. model.EosTokenId is { } eos ? [eos] : Array.Empty<int>(), .. model.GenerationEosTokenIds ?? []]);
         InputProcessor = new InputProcessor(tokenizer, model.VocabSize, config.MaxModelLen, model.EosTokenId, model.GenerationEosTokenIds, args.MaxLogprobs, structuredOutputs, model.Pooler);
         _core = new EngineCore(config, executor);
+        _hostKvBlockBytes = config.NumHostKvBlocks > 0 ? executor.HostKvBlockBytes : 0;
         _outputProcessor = new OutputProcessor(tokenizer);
         _listener = listener;
     }
@@ -72,6 +75,7 @@ internal sealed class EngineDriver : IDisposable
         _prefixHits += schedulerStats.PrefixCache.Hits;
         _preemptions += schedulerStats.NumPreemptions;
         _specDecoding.Add(schedulerStats.SpecDecoding);
+        _kvOffload = _kvOffload.Add(schedulerStats.KvOffload);
         _promptTokens += processed.NumPromptTokens;
         _generationTokens += processed.NumGenerationTokens;
         foreach ((string requestId, RequestMetrics metrics) in processed.FinishedRequests)
@@ -105,5 +109,8 @@ internal sealed class EngineDriver : IDisposable
         new Dictionary<FinishReason, long>(_requestSuccess))
     {
         SpecDecoding = _specDecoding.Snapshot(),
+        KvOffload = _core.Scheduler.KvCacheManager.Host is { } host
+            ? new KvOffloadTotals(_kvOffload, _kvOffload.StoredBlocks * _hostKvBlockBytes, _kvOffload.LoadedBlocks * _hostKvBlockBytes, host.Usage)
+            : null,
     };
 }

@@ -23,7 +23,16 @@ public sealed record EngineStats(
 
     /// <summary>Speculative decoding's counters since start (all zero without <c>--speculative-config</c>).</summary>
     public Scheduling.SpecDecodingStats SpecDecoding { get; init; } = new();
+
+    /// <summary>The host KV tier's counters since start and its usage; null without <c>--kv-offload-size</c>.</summary>
+    public KvOffloadTotals? KvOffload { get; init; }
 }
+
+/// <summary>
+/// The host KV tier since start, for <c>/metrics</c>: its counters (<see cref="KvCache.KvOffloadStats"/>), the bytes they moved
+/// each way (vLLM's <c>kv_offload_store_bytes</c>, <c>kv_offload_load_bytes</c>) and the fraction of its blocks in use.
+/// </summary>
+public sealed record KvOffloadTotals(KvCache.KvOffloadStats Counters, long StoreBytes, long LoadBytes, float Usage);
 
 /// <summary>
 /// One finished user request's timings (seconds on <see cref="EngineClock"/>) and sizes, from which

@@ -12,6 +12,15 @@ public interface IModelExecutor : IDisposable
     /// <summary>How many KV blocks the backend allocated (block size from <see cref="EngineArgs"/>), the null block included.</summary>
     int NumKvBlocks { get; }
 
+    /// <summary>
+    /// Blocks of the host KV tier the backend allocated (<c>--kv-offload-size</c>); 0 without one. No default: a wrapper
+    /// that did not pass it on would hide the tier from the scheduler.
+    /// </summary>
+    int NumHostKvBlocks { get; }
+
+    /// <summary>Bytes one block takes in the host tier (every layer's keys and values), for the transfer metrics.</summary>
+    long HostKvBlockBytes { get; }
+
     /// <summary>Whether <see cref="Submit"/> can leave a step running while the engine schedules the next one.</summary>
     bool SupportsAsyncScheduling => false;
 
@@ -21,6 +30,11 @@ public interface IModelExecutor : IDisposable
     /// </summary>
     bool OverlapsSteps => false;
 
+    /// <summary>
+    /// Runs a step. Its <see cref="SchedulerOutput.KvTransfers"/> are queued first (a store reads its block before this step
+    /// writes it); each output reports the loads found finished since the last (<see cref="ModelRunnerOutput.FinishedKvLoads"/>),
+    /// and a step with no tokens waits until at least one load in flight has finished, so the engine never spins on them.
+    /// </summary>
     ModelRunnerOutput Execute(SchedulerOutput schedulerOutput);
 
     /// <summary>

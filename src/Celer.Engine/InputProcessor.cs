@@ -37,6 +37,11 @@ public sealed class InputProcessor(
                 throw new EngineRequestException($"Token id {id} is out of vocabulary (vocabulary size {VocabSize}).", "prompt");
             }
         }
+        if (request.CacheSalt is "")
+        {
+            // vLLM's check, word for word: an empty salt would read as "salted" while salting nothing.
+            throw new EngineRequestException("Parameter 'cache_salt' must be a non-empty string if provided.", "cache_salt");
+        }
 
         if (request.Pooling is { } pooling)
         {

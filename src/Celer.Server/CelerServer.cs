@@ -39,7 +39,7 @@ public static class CelerServer
         var servingModel = new ServingModel(model, options);
         // --reasoning-parser and --tool-call-parser: a name the server does not know, or a model without the parser's markers, fails here.
         builder.Services.AddSingleton(ChatParsers.Create(options, servingModel.Tokenizer));
-        var metrics = new EngineMetrics(model.Engine, servingModel.PrimaryName, model.MaxModelLen, options.MetricsPrefix);
+        var metrics = new EngineMetrics(model.Engine, servingModel.PrimaryName, model.MaxModelLen, options.MetricsPrefix, hostKvTier: model.NumHostKvBlocks > 0);
         metrics.PublishCacheConfig(model.BlockSize, model.NumKvBlocks, model.EnablePrefixCaching);
         statsRelay?.Attach(metrics);
         builder.Services.AddSingleton(options);

@@ -14,6 +14,9 @@ internal static unsafe partial class CudaDriver
     public const int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const uint CU_EVENT_DEFAULT = 0;
+
+    /// <summary>An event used only to order streams and to poll: recording it skips the timestamp.</summary>
+    public const uint CU_EVENT_DISABLE_TIMING = 2;
     public const int CUDA_ERROR_NOT_READY = 600;
 
     /// <summary>Capture only this thread's work on the stream; other threads may keep using CUDA meanwhile.</summary>
@@ -68,6 +71,9 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventCreate(out nint evt, uint flags);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventDestroy_v2(nint evt);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventRecord(nint evt, nint stream);
+
+    /// <summary>Makes later work on <paramref name="stream"/> wait for the event's last record (on the GPU; the host goes on).</summary>
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuStreamWaitEvent(nint stream, nint evt, uint flags);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventSynchronize(nint evt);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventQuery(nint evt);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuEventElapsedTime(out float milliseconds, nint start, nint end);

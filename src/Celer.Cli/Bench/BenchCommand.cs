@@ -2,7 +2,7 @@ using System.CommandLine;
 
 namespace Celer.Cli.Bench;
 
-/// <summary><c>celer bench latency|throughput|serve</c>, mirroring <c>vllm bench</c>.</summary>
+/// <summary><c>celer bench latency|throughput|serve</c>, mirroring <c>vllm bench</c>, and <c>multi-turn</c> for the host KV tier.</summary>
 internal static class BenchCommand
 {
     public static Command Create()
@@ -13,6 +13,7 @@ internal static class BenchCommand
         command.Subcommands.Add(AttentionBenchmark.Create());
         command.Subcommands.Add(GemmBenchmark.Create());
         command.Subcommands.Add(ServeBenchmark.Create());
+        command.Subcommands.Add(MultiTurnBenchmark.Create());
         return command;
     }
 }

@@ -151,7 +151,7 @@ internal static class OfflineBenchmarks
         requests.Select(r => r with { RequestId = $"{r.RequestId}-{tag}" }).ToList();
 
     /// <summary>Model and output flags shared by the offline benchmarks.</summary>
-    private sealed class CommonOptions
+    internal sealed class CommonOptions
     {
         private readonly Option<string?> _model = new("--model") { Description = "Model directory (default: the repository's models/celer-tiny-py)." };
         private readonly Option<string?> _outputJson = new("--output-json") { Description = "Write the results as JSON to this file (none are written without it)." };
@@ -182,10 +182,15 @@ internal static class OfflineBenchmarks
 
         public (EngineArgs Args, LlmEngine Engine, int VocabSize) Load(ParseResult result)
         {
-            var args = _engine.ToEngineArgs(result, ModelLocator.Resolve(result.GetValue(_model)));
-            var (engine, _, info) = ModelLoader.LoadOffline(args, new LoadProgressReporter(), LoadProgressReporter.Log);
-            return (args, engine, info.VocabSize);
+            var args = Args(result);
+            var engine = LoadEngine(args);
+            return (args, engine, engine.VocabSize);
         }
+
+        /// <summary>The engine flags as given, with the model resolved.</summary>
+        public EngineArgs Args(ParseResult result) => _engine.ToEngineArgs(result, ModelLocator.Resolve(result.GetValue(_model)));
+
+        public static LlmEngine LoadEngine(EngineArgs args) => ModelLoader.LoadOffline(args, new LoadProgressReporter(), LoadProgressReporter.Log).Engine;
 
         public void WriteReport(ParseResult result, string kind, EngineArgs args, LlmEngine engine, JsonObject parameters, JsonObject results)
         {

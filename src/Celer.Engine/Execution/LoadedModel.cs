@@ -31,6 +31,9 @@ public sealed class LoadedModel : IAsyncDisposable
 
     public required int NumKvBlocks { get; init; }
 
+    /// <summary>Blocks of the host KV tier (<c>--kv-offload-size</c>); 0 without one.</summary>
+    public int NumHostKvBlocks { get; init; }
+
     /// <summary>Tokens per KV block (--block-size).</summary>
     public required int BlockSize { get; init; }
 

@@ -56,6 +56,7 @@ public static class ModelLoader
             GenerationConfig = Generation,
             DeviceName = DeviceName,
             NumKvBlocks = Runner.NumKvBlocks,
+            NumHostKvBlocks = Runner.NumHostKvBlocks,
             BlockSize = Args.BlockSize,
             EnablePrefixCaching = Args.EnablePrefixCaching && Info.Pooler?.WholeSequences != true,   // encoders share nothing
         };
@@ -165,6 +166,7 @@ public static class ModelLoader
             // An encoder's requests end in the step that computes them: its cache holds one step's sequences, no more.
             int? stepTokens = pooler?.WholeSequences == true ? maxNumTokens : null;
             int numBlocks = KvBlocks(args, platform, [(backend, config), .. draft is null ? [] : (IEnumerable<(IModelBackend, ModelConfig)>)[(draft.Backend, draft.Model.Config)]], maxModelLen, stepTokens);
+            int numHostBlocks = HostKvBlocks(args, KvBlockBytes(backend, config, args.BlockSize), pooler);
             IReadOnlyList<int> eos = EosTokenIds(config, generation, tokenizerConfig, tokenizer);
             // An FP8 cache takes the checkpoint's per-layer scales (dummy weights have none: 1.0, as vLLM).
             (float[] K, float[] V)? kvScales = kvDType == DType.F8E4M3 && !args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase)
@@ -187,7 +189,7 @@ public static class ModelLoader
                     draft!.Model, draft.Backend, draft.Backend as IDeviceSampler, numBlocks, args.BlockSize, spec.NumSpeculativeTokens, spec.DisableByBatchSize, draft.KeepOpen),
             };
             draft = null;   // the proposer owns it now
-            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler, proposer, pooler);
+            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler, proposer, pooler, numHostBlocks);
 #pragma warning restore CA2000
             if (kvScales is { } scales)
             {
@@ -198,6 +200,12 @@ public static class ModelLoader
             double cacheGiB = (double)numBlocks * KvBlockBytes(backend, config, args.BlockSize) / (1L << 30);
             Phase($"KV cache: {numBlocks - 1} blocks of {args.BlockSize} tokens = {cacheTokens} tokens, {cacheGiB:F2} GiB ({backend.KvCacheDType}); " +
                 $"maximum concurrency for {maxModelLen} tokens per request: {cacheTokens / (double)maxModelLen:F2}x");
+            if (numHostBlocks > 0)
+            {
+                Phase($"KV host tier: {numHostBlocks} blocks = {(long)numHostBlocks * args.BlockSize} tokens, " +
+                    $"{(double)numHostBlocks * KvBlockBytes(backend, config, args.BlockSize) / (1L << 30):F2} GiB of host memory; preemption by {args.ParsePreemptionMode().ToString().ToLowerInvariant()}");
+            }
+
             if (platform.JitWarmUp > TimeSpan.Zero)
             {
                 Phase($"warmed up the kernels' JIT: {model.WarmUp(platform.JitWarmUp)} padding steps");
@@ -426,6 +434,41 @@ public static class ModelLoader
         {
             throw new ModelLoadException(
                 $"The KV cache budget ({bytes / (1 << 20)} MiB) holds {blocks} blocks, fewer than one sequence of {maxModelLen} tokens needs ({blocksPerSeq + 1}). Lower --max-model-len or give the cache more memory.");
+        }
+
+        return (int)Math.Min(blocks, int.MaxValue);
+    }
+
+    /// <summary>
+    /// The host tier's blocks for <c>--kv-offload-size</c> (the target model's blocks: a draft model's KV is not offloaded,
+    /// it catches up on loaded prefixes as on any prefix hit). Refuses a size the machine's memory cannot hold, one that
+    /// holds no block, and a model whose prefix cache is off (an encoder's).
+    /// </summary>
+    private static int HostKvBlocks(EngineArgs args, long blockBytes, PoolerConfig? pooler)
+    {
+        if (args.KvOffloadSize == 0)
+        {
+            return 0;
+        }
+
+        if (pooler?.WholeSequences == true)
+        {
+            throw new ModelLoadException("--kv-offload-size: an encoder model shares no KV blocks between requests, so there is nothing to offload.");
+        }
+
+        long bytes = (long)Math.Min(args.KvOffloadSize * (1L << 30), long.MaxValue);
+        long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (bytes > memory)
+        {
+            throw new ArgumentException(
+                $"--kv-offload-size {args.KvOffloadSize} GiB is more than this machine's memory ({memory / (double)(1L << 30):F1} GiB).", nameof(args.KvOffloadSize));
+        }
+
+        long blocks = bytes / blockBytes;
+        if (blocks == 0)
+        {
+            throw new ArgumentException(
+                $"--kv-offload-size {args.KvOffloadSize} GiB is smaller than one KV block of this model ({blockBytes / (double)(1 << 20):F2} MiB).", nameof(args.KvOffloadSize));
         }
 
         return (int)Math.Min(blocks, int.MaxValue);

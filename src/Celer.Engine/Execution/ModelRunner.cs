@@ -27,6 +27,11 @@ public sealed class ModelRunner : IModelExecutor
     private readonly PoolerConfig? _pooler;
     private readonly Dictionary<string, RunnerRequest> _requests = new(StringComparer.Ordinal);
 
+    // Host-tier loads queued on the backend, oldest first (they finish in order), and those found finished but not yet
+    // reported in an output.
+    private readonly Queue<(long Fence, long LoadId)> _loadsInFlight = new();
+    private readonly List<long> _finishedLoads = [];
+
     // Host sampling of fewer logits than this stays on the engine thread: handing rows to the thread pool costs more.
     private const long ParallelSamplingElements = 1 << 20;
 
@@ -43,9 +48,11 @@ public sealed class ModelRunner : IModelExecutor
     /// </param>
     /// <param name="proposer">Speculative decoding (<c>--speculative-config</c>): drafts each sampled request's next tokens (owned).</param>
     /// <param name="pooler">A pooling model's pooler: every request is pooled from its prompt's hidden states, none sampled.</param>
+    /// <param name="numHostKvBlocks">Blocks of the host KV tier to allocate (<c>--kv-offload-size</c>); 0: none.</param>
     internal ModelRunner(
         IPoolingModel model, IModelBackend backend, int numKvBlocks, int blockSize, IReadOnlyCollection<int> eosTokenIds, long seed,
-        IDisposable? weights = null, IDeviceSampler? deviceSampler = null, IDraftProposer? proposer = null, PoolerConfig? pooler = null)
+        IDisposable? weights = null, IDeviceSampler? deviceSampler = null, IDraftProposer? proposer = null, PoolerConfig? pooler = null,
+        int numHostKvBlocks = 0)
     {
         _pooler = pooler;
         _deviceSampler = deviceSampler;
@@ -64,9 +71,19 @@ public sealed class ModelRunner : IModelExecutor
         _eosTokenIds = eosTokenIds;
         _seeds = new SeedSource(seed);
         backend.AllocateKvCache(model.Config.NumHiddenLayers, numKvBlocks, blockSize, model.Attention);
+        if (numHostKvBlocks > 0)
+        {
+            backend.AllocateHostKvCache(numHostKvBlocks);
+            NumHostKvBlocks = numHostKvBlocks;
+            HostKvBlockBytes = backend.KvBlockBytes(model.Config.NumHiddenLayers, blockSize, model.Attention.NumKvHeads, model.Attention.HeadDim);
+        }
     }
 
     public int NumKvBlocks { get; }
+
+    public int NumHostKvBlocks { get; }
+
+    public long HostKvBlockBytes { get; }
 
     private DecoderModel Decoder => _decoder ?? throw new InvalidOperationException("An encoder computes no logits.");
 
@@ -86,9 +103,52 @@ public sealed class ModelRunner : IModelExecutor
         }
 
         UpdateStates(schedulerOutput);
-        return schedulerOutput.IsEmpty ? ModelRunnerOutput.Empty
+        QueueTransfers(schedulerOutput);
+        ModelRunnerOutput output = schedulerOutput.IsEmpty ? ModelRunnerOutput.Empty
             : _pooler is not null ? Pool(schedulerOutput, StepPlan.Build(schedulerOutput, _requests, _blockSize, _pooler.Type))
             : WithDrafts(Run(StepPlan.Build(schedulerOutput, _requests, _blockSize)));
+        return WithFinishedLoads(output, waitForOne: schedulerOutput.IsEmpty);
+    }
+
+    /// <summary>
+    /// Queues the step's host-tier copies before its forward pass: the stores (the backend orders this step's writes after
+    /// them), then the loads, remembered until the backend says they are done.
+    /// </summary>
+    private void QueueTransfers(SchedulerOutput so)
+    {
+        KvCache.KvTransfers transfers = so.KvTransfers;
+        if (transfers.IsEmpty)
+        {
+            return;
+        }
+
+        _backend.StoreKvBlocks([.. transfers.Stores]);
+        foreach (KvCache.KvLoad load in transfers.Loads)
+        {
+            _loadsInFlight.Enqueue((_backend.LoadKvBlocks([.. load.Blocks]), load.LoadId));
+        }
+    }
+
+    /// <summary>
+    /// The output with the loads finished so far; with <paramref name="waitForOne"/> (a step that computed nothing) it
+    /// first waits for the oldest load in flight, unless one finished already.
+    /// </summary>
+    private ModelRunnerOutput WithFinishedLoads(ModelRunnerOutput output, bool waitForOne)
+    {
+        while (_loadsInFlight.TryPeek(out (long Fence, long LoadId) oldest)
+            && _backend.KvLoadsDone(oldest.Fence, wait: waitForOne && _finishedLoads.Count == 0))
+        {
+            _finishedLoads.Add(_loadsInFlight.Dequeue().LoadId);
+        }
+
+        if (_finishedLoads.Count == 0)
+        {
+            return output;
+        }
+
+        output = output with { FinishedKvLoads = [.. _finishedLoads] };
+        _finishedLoads.Clear();
+        return output;
     }
 
     /// <summary>
@@ -144,13 +204,24 @@ public sealed class ModelRunner : IModelExecutor
     public void Submit(SchedulerOutput schedulerOutput, List<CompletedStep> completed)
     {
         UpdateStates(schedulerOutput);
+        QueueTransfers(schedulerOutput);
         if (schedulerOutput.IsEmpty)
         {
             CompleteInFlight(completed);
-            completed.Add(new CompletedStep(schedulerOutput, ModelRunnerOutput.Empty));
+            completed.Add(new CompletedStep(schedulerOutput, WithFinishedLoads(ModelRunnerOutput.Empty, waitForOne: true)));
             return;
         }
 
+        SubmitStep(schedulerOutput, completed);
+        if (completed.Count > 0)
+        {
+            // Loads finished meanwhile ride on the last step completed (the scheduler reads them from any output).
+            completed[^1] = completed[^1] with { RunnerOutput = WithFinishedLoads(completed[^1].RunnerOutput, waitForOne: false) };
+        }
+    }
+
+    private void SubmitStep(SchedulerOutput schedulerOutput, List<CompletedStep> completed)
+    {
         var plan = StepPlan.Build(schedulerOutput, _requests, _blockSize);
         if (!CanLeaveRunning(plan))
         {

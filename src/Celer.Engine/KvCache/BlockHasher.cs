@@ -11,14 +11,25 @@ namespace Celer.Engine.KvCache;
 /// crafted prompt collide with another's cached prefix; 2^-64 birthday odds over 128 bits make
 /// accidental collisions negligible too.
 /// </summary>
-public sealed class BlockHasher(int blockSize)
+/// <param name="modelIdentity">
+/// What computed the KV (the model, its dtype and KV-cache dtype, …): it seeds the first block's parent, so two models'
+/// blocks never share a hash, wherever their caches meet (a host tier shared by several models, a cache outliving a
+/// model swap).
+/// </param>
+public sealed class BlockHasher(int blockSize, string modelIdentity)
 {
-    /// <summary>The hash seed of the first block's "parent": fixed so hashes are stable across runs.</summary>
+    /// <summary>The parent of the root: fixed so hashes are stable across runs.</summary>
     private static readonly BlockHash RootParent = new(UInt128.Zero);
 
     public int BlockSize { get; } = blockSize > 0 ? blockSize : throw new ArgumentOutOfRangeException(nameof(blockSize));
 
-    /// <summary>Hash of one full block given its parent's hash (null for the first block).</summary>
+    /// <summary>
+    /// The first block's parent: the model identity hashed as the salt of an empty block, which no real block can
+    /// serialize like (its token count is 0).
+    /// </summary>
+    public BlockHash Root { get; } = HashBlockTokens(null, [], modelIdentity);
+
+    /// <summary>Hash of one full block given its parent's hash (null: the fixed all-zero parent).</summary>
     public static BlockHash HashBlockTokens(BlockHash? parent, ReadOnlySpan<int> tokenIds, string? cacheSalt)
     {
         // Layout: parent(16) | token count(4) | tokens(4 each) | salt UTF-8. The count keeps a
@@ -49,7 +60,7 @@ public sealed class BlockHasher(int blockSize)
     /// <summary>
     /// Appends the hashes of the request's full blocks that are not hashed yet (prompt blocks at
     /// admission, then each block that generated tokens complete). Only the first block carries
-    /// the cache salt: it is chained into every later hash through the parent.
+    /// the cache salt, and has <see cref="Root"/> for parent: both are chained into every later hash through the parent.
     /// </summary>
     public void ExtendBlockHashes(Request request)
     {
@@ -58,7 +69,7 @@ public sealed class BlockHasher(int blockSize)
         while (hashes.Count < numFullBlocks)
         {
             int index = hashes.Count;
-            BlockHash? parent = index == 0 ? null : hashes[index - 1];
+            BlockHash parent = index == 0 ? Root : hashes[index - 1];
             ReadOnlySpan<int> tokens = request.TokenSpan(index * BlockSize, BlockSize);
             hashes.Add(HashBlockTokens(parent, tokens, index == 0 ? request.CacheSalt : null));
         }

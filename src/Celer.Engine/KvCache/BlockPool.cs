@@ -12,9 +12,15 @@ public sealed class BlockPool
     // One block per hash: when two requests compute the same block in the same step, the first
     // to finish it is cached and the duplicate stays a plain block, freed like any other.
     private readonly Dictionary<BlockHash, KvCacheBlock> _cachedBlocks = [];
+    private readonly Action<KvCacheBlock, BlockHash>? _onEvict;
 
-    public BlockPool(int numBlocks, bool enablePrefixCaching)
+    /// <param name="onEvict">
+    /// Called when allocation is about to reuse a cached block, with its hash, before the block changes hands: the host
+    /// tier copies it out then.
+    /// </param>
+    public BlockPool(int numBlocks, bool enablePrefixCaching, Action<KvCacheBlock, BlockHash>? onEvict = null)
     {
+        _onEvict = onEvict;
         if (numBlocks < 2)
         {
             throw new ArgumentOutOfRangeException(nameof(numBlocks), numBlocks, "The KV cache needs at least 2 blocks (block 0 is the null block).");
@@ -156,6 +162,7 @@ public sealed class BlockPool
         {
             _cachedBlocks.Remove(hash);
             block.Hash = null;
+            _onEvict?.Invoke(block, hash);
         }
     }
 }

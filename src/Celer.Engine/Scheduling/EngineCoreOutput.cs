@@ -31,4 +31,7 @@ public sealed record SchedulerStats(
 {
     /// <summary>Speculative decoding's counters since the previous stats (all zero without drafts).</summary>
     public SpecDecodingStats SpecDecoding { get; init; } = new();
+
+    /// <summary>The host KV tier's counters since the previous stats (all zero without one).</summary>
+    public KvCache.KvOffloadStats KvOffload { get; init; }
 }

@@ -21,4 +21,7 @@ public sealed record ModelRunnerOutput(
     IReadOnlyDictionary<string, float[]>? PoolerOutputs = null)
 {
     public static ModelRunnerOutput Empty { get; } = new(new Dictionary<string, IReadOnlyList<int>>());
+
+    /// <summary>The host-tier loads (<see cref="KvCache.KvLoad.LoadId"/>) that finished since the runner last reported any.</summary>
+    public IReadOnlyList<long> FinishedKvLoads { get; init; } = [];
 }

@@ -9,6 +9,16 @@ public sealed partial class Scheduler
     /// </summary>
     public List<EngineCoreOutput> UpdateFromOutput(SchedulerOutput schedulerOutput, ModelRunnerOutput runnerOutput)
     {
+        foreach (long loadId in runnerOutput.FinishedKvLoads)
+        {
+            // Its blocks are back and cached: it goes to the front, to be scheduled from the loaded prefix on. Null: it
+            // was aborted while loading, and its blocks were freed now.
+            if (KvCacheManager.FinishLoad(loadId) is { } loaded && _loading.Remove(loaded))
+            {
+                _waiting.Prepend(loaded);
+            }
+        }
+
         var outputs = new List<EngineCoreOutput>(schedulerOutput.NumScheduledTokens.Count);
         foreach (string requestId in schedulerOutput.NumScheduledTokens.Keys)
         {
@@ -118,7 +128,7 @@ public sealed partial class Scheduler
             {
                 _running.Remove(request);
             }
-            else
+            else if (!_loading.Remove(request))
             {
                 _waiting.Remove(request);
             }
@@ -131,10 +141,11 @@ public sealed partial class Scheduler
     public SchedulerStats TakeStats(int numScheduledTokens)
     {
         var stats = new SchedulerStats(
-            _running.Count, _waiting.Count, KvCacheManager.Usage, KvCacheManager.TakePrefixCacheStats(),
+            _running.Count, NumWaiting, KvCacheManager.Usage, KvCacheManager.TakePrefixCacheStats(),
             _numPreemptionsSinceStats, numScheduledTokens)
         {
             SpecDecoding = _specDecoding.Take(),
+            KvOffload = KvCacheManager.TakeOffloadStats(),
         };
         _numPreemptionsSinceStats = 0;
         return stats;
@@ -171,6 +182,7 @@ public sealed partial class Scheduler
     private void FreeFinished(Request request)
     {
         KvCacheManager.Free(request);
+        KvCacheManager.DropSwappedBlocks(request);
         _requests.Remove(request.RequestId);
         _finishedRequestIds.Add(request.RequestId);
     }

@@ -7,13 +7,21 @@ namespace Celer.Engine.Scheduling;
 /// <see cref="Request.NumComputedTokens"/> catches up with its <see cref="Request.NumTokens"/>
 /// under a per-step token budget. Running requests go first, then waiting ones; a long prompt
 /// is spread over several steps (chunked prefill); when blocks run out, the lowest-priority /
-/// newest running request is preempted and later recomputed. Not thread-safe: one engine loop owns it.
+/// newest running request is preempted and later recomputed, or with swapping loaded back. Not thread-safe: one
+/// engine loop owns it.
+/// <para>
+/// With a host tier, a waiting request whose prefix continues there is taken out of the queue while its blocks load
+/// (<see cref="_loading"/>), taking no budget, and put back at the front once the runner reports the load done; it is
+/// then scheduled from the loaded prefix on, which counts as computed. Requests behind it may be admitted meanwhile.
+/// </para>
 /// </summary>
 public sealed partial class Scheduler
 {
     private readonly Dictionary<string, Request> _requests = [];
     private readonly List<Request> _running = [];
     private readonly IRequestQueue _waiting;
+    // Waiting requests whose blocks are being loaded from the host tier: in neither queue until the load is done.
+    private readonly HashSet<Request> _loading = [];
     // Finished since the last schedule: the runner drops their cached state.
     private HashSet<string> _finishedRequestIds = [];
     private long _arrivalCounter;
@@ -24,19 +32,27 @@ public sealed partial class Scheduler
     {
         Config = config;
         _waiting = IRequestQueue.Create(config.Policy);
-        KvCacheManager = new KvCacheManager(config.NumKvBlocks, config.BlockSize, config.MaxModelLen, config.EnablePrefixCaching);
+        KvCacheManager = new KvCacheManager(
+            config.NumKvBlocks, config.BlockSize, config.MaxModelLen, config.EnablePrefixCaching, config.NumHostKvBlocks, config.ModelIdentity);
     }
 
     public SchedulerConfig Config { get; }
     public KvCacheManager KvCacheManager { get; }
     public int NumRunning => _running.Count;
-    public int NumWaiting => _waiting.Count;
+    /// <summary>Waiting requests, those whose blocks are being loaded from the host tier included (as vLLM counts them).</summary>
+    public int NumWaiting => _waiting.Count + _loading.Count;
     public bool HasUnfinishedRequests => _requests.Count > 0;
 
-    /// <summary>Whether a step would have anything to do, including telling the runner about finished requests.</summary>
-    public bool HasWork => _requests.Count > 0 || _finishedRequestIds.Count > 0;
+    /// <summary>
+    /// Whether a step would have anything to do, including telling the runner about finished requests and waiting for
+    /// loads (an aborted request's blocks are freed once its load is done).
+    /// </summary>
+    public bool HasWork => _requests.Count > 0 || _finishedRequestIds.Count > 0 || KvCacheManager.HasPendingLoads;
     public IReadOnlyList<Request> Running => _running;
     public IEnumerable<Request> Waiting => _waiting;
+
+    /// <summary>Requests whose blocks are being loaded from the host tier.</summary>
+    public IReadOnlyCollection<Request> Loading => _loading;
 
     public Request? GetRequest(string requestId) => _requests.GetValueOrDefault(requestId);
 
@@ -85,18 +101,26 @@ public sealed partial class Scheduler
                     // Room found (possibly after preempting others).
                     break;
                 }
+                if (ReleaseLoadedBlocksOfWaiting())
+                {
+                    // Blocks waiting requests loaded go before anything running is preempted; try again.
+                    continue;
+                }
                 Request victim = PickPreemptionVictim();
                 int victimIndex = _running.IndexOf(victim);
                 _running.RemoveAt(victimIndex);
                 if (victimIndex < index)
                 {
-                    // The victim was scheduled earlier in this step: undo that.
                     index--;
-                    scheduledRunning.Remove(victim);
-                    tokenBudget += numScheduledTokens[victim.RequestId];
-                    numScheduledTokens.Remove(victim.RequestId);
-                    newBlocksByRequest.Remove(victim.RequestId);
-                    specTokens.Remove(victim.RequestId);
+                    // The victim came earlier in this step: undo its scheduling, if it had any (one with nothing to
+                    // compute, or whose token in flight ends it, was passed over).
+                    if (numScheduledTokens.Remove(victim.RequestId, out int victimTokens))
+                    {
+                        scheduledRunning.Remove(victim);
+                        tokenBudget += victimTokens;
+                        newBlocksByRequest.Remove(victim.RequestId);
+                        specTokens.Remove(victim.RequestId);
+                    }
                 }
                 Preempt(victim);
                 preempted.Add(victim.RequestId);
@@ -142,7 +166,23 @@ public sealed partial class Scheduler
                     // Preempted while its last step was in flight: it resumes once that token arrives.
                     break;
                 }
-                (IReadOnlyList<KvCacheBlock> computedBlocks, int numComputedTokens) = KvCacheManager.GetComputedBlocks(request);
+                IReadOnlyList<KvCacheBlock> computedBlocks = [];
+                int numComputedTokens = request.NumComputedTokens;
+                if (numComputedTokens == 0)
+                {
+                    (computedBlocks, numComputedTokens) = KvCacheManager.GetComputedBlocks(request);
+                    if (TryStartLoad(request, computedBlocks, numComputedTokens) is { } started)
+                    {
+                        if (!started)
+                        {
+                            // No room for the blocks to load into: later requests must not jump the queue.
+                            break;
+                        }
+                        // Loading takes no budget; the next waiting request may be admitted meanwhile.
+                        continue;
+                    }
+                }
+                // Else its prefix came back from the host tier: those blocks are allocated and cached already.
                 int numNewTokens = request.NumTokens - numComputedTokens;
                 if (!Config.EnableChunkedPrefill && numNewTokens > tokenBudget)
                 {
@@ -150,10 +190,12 @@ public sealed partial class Scheduler
                     break;
                 }
                 numNewTokens = Math.Min(numNewTokens, tokenBudget);
-                IReadOnlyList<KvCacheBlock>? newBlocks = KvCacheManager.AllocateSlots(request, numNewTokens, numComputedTokens, computedBlocks, Config.NumLookaheadTokens);
+                IReadOnlyList<KvCacheBlock>? newBlocks = KvCacheManager.AllocateSlots(
+                    request, numNewTokens, numComputedTokens - request.NumComputedTokens, computedBlocks, Config.NumLookaheadTokens);
                 if (newBlocks is null)
                 {
                     // No room: waiting requests never preempt running ones, and later ones must not jump the queue.
+                    ReleaseLoadedBlocksOfWaiting();
                     break;
                 }
 
@@ -179,6 +221,73 @@ public sealed partial class Scheduler
         SchedulerOutput output = BuildOutput(scheduledNew, scheduledResumed, scheduledRunning, numScheduledTokens, newBlocksByRequest, preempted, specTokens);
         _finishedRequestIds = [];
         return output;
+    }
+
+    /// <summary>
+    /// A request finds no room: every waiting request holding blocks loaded from the host tier lets them go (they stay
+    /// cached, for a device hit later); true when one did. Were they to keep them while waiting behind a request that
+    /// needs them (one preempted, or of higher priority, after their load went to the front), it might never find room,
+    /// with nothing running to free any, or a running request would preempt itself over and over.
+    /// </summary>
+    private bool ReleaseLoadedBlocksOfWaiting()
+    {
+        bool released = false;
+        foreach (Request waiting in _waiting)
+        {
+            if (waiting.NumComputedTokens > 0)
+            {
+                KvCacheManager.Free(waiting);
+                waiting.NumComputedTokens = 0;
+                released = true;
+            }
+        }
+        return released;
+    }
+
+    /// <summary>
+    /// Starts loading what the host tier holds of a waiting request beyond its device hits: its swapped-out blocks, or
+    /// its prefix's next blocks. Null when there is nothing to load (admit it as usual); true when loading started (it
+    /// left the queue, its loaded prefix counted as computed); false when the device has no room for the blocks.
+    /// </summary>
+    private bool? TryStartLoad(Request request, IReadOnlyList<KvCacheBlock> deviceHits, int numDeviceHitTokens)
+    {
+        KvLoad? load;
+        int numLoadedTokens = KvCacheManager.NumSwappedTokens(request);
+        if (numLoadedTokens > numDeviceHitTokens)
+        {
+            load = KvCacheManager.AllocateForSwapIn(request, deviceHits);
+        }
+        else
+        {
+            if (numLoadedTokens > 0)
+            {
+                // The device still holds everything it swapped out.
+                KvCacheManager.DropSwappedBlocks(request);
+            }
+
+            int numHostHits = KvCacheManager.FindHostHits(request, deviceHits.Count);
+            if (numHostHits == 0)
+            {
+                return null;
+            }
+
+            numLoadedTokens = (deviceHits.Count + numHostHits) * Config.BlockSize;
+            load = KvCacheManager.AllocateForLoad(request, deviceHits, numHostHits);
+        }
+
+        if (load is null)
+        {
+            return false;
+        }
+
+        _waiting.Pop();
+        _loading.Add(request);
+        request.NumComputedTokens = numLoadedTokens;
+        if (request.NumCachedTokens < 0)
+        {
+            request.NumCachedTokens = numLoadedTokens;
+        }
+        return true;
     }
 
     /// <summary>
@@ -209,9 +318,19 @@ public sealed partial class Scheduler
         return victim;
     }
 
-    /// <summary>Preemption by recompute: the blocks are freed (still cached, so the resume is mostly hits).</summary>
+    /// <summary>
+    /// Preemption frees the request's blocks (still cached, so a resumption by recompute is mostly hits). By swapping, its
+    /// computed tokens' blocks are first stored in the host tier to come back on resumption; where the tier cannot hold
+    /// them, or the request must compute every prompt position (prompt logprobs, pooling), it is recomputed.
+    /// </summary>
     private void Preempt(Request request)
     {
+        if (Config.PreemptionMode == PreemptionMode.Swap && !request.SkipPrefixCacheReads)
+        {
+            // The last known token is left out: resumption computes at least one token, for its logits (with async
+            // scheduling the computed count may run past the known tokens; the stores wait for the step in flight).
+            KvCacheManager.SwapOut(request, Math.Min(request.NumComputedTokens, request.NumTokens - 1));
+        }
         KvCacheManager.Free(request);
         request.Status = RequestStatus.Preempted;
         request.NumComputedTokens = 0;
@@ -281,6 +400,7 @@ public sealed partial class Scheduler
         return new SchedulerOutput(newRequests, cachedRequests, numScheduledTokens, total, sampled, preempted, _finishedRequestIds)
         {
             ScheduledSpecTokens = specTokens,
+            KvTransfers = KvCacheManager.TakeTransfers(),
         };
     }
 }

@@ -30,7 +30,8 @@ public sealed record CachedRequestData(
 /// scheduled tokens reach the end of their sequence, so this step samples a token for them; a
 /// prefill chunk that stops short of the prompt's end samples nothing. A preempted request's
 /// blocks are gone but the runner keeps its prompt and parameters: it comes back as a resumed
-/// <see cref="CachedRequestData"/>. Finished ids are dropped for good.
+/// <see cref="CachedRequestData"/>. Finished ids are dropped for good. A step with no tokens still goes to the runner when
+/// it carries transfers or loads are still running, so their completion is seen.
 /// </summary>
 public sealed record SchedulerOutput(
     IReadOnlyList<NewRequestData> ScheduledNewRequests,
@@ -48,4 +49,11 @@ public sealed record SchedulerOutput(
     /// first of its drafts, as the budget allowed), whose logits verify them; absent for requests without drafts.
     /// </summary>
     public IReadOnlyDictionary<string, int[]> ScheduledSpecTokens { get; init; } = new Dictionary<string, int[]>();
+
+    /// <summary>
+    /// Copies between the device cache and the host tier, to queue before this step's forward pass: stores of blocks this
+    /// step's allocations evicted (or a swapped-out request's), then loads, which the runner reports done later
+    /// (<see cref="ModelRunnerOutput.FinishedKvLoads"/>). No request in this step reads a block still being loaded.
+    /// </summary>
+    public KvCache.KvTransfers KvTransfers { get; init; } = KvCache.KvTransfers.None;
 }

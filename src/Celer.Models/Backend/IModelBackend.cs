@@ -56,6 +56,29 @@ public interface IModelBackend : IDisposable
     /// <summary>Bytes one KV block takes across all layers (keys and values), for sizing the cache.</summary>
     long KvBlockBytes(int numLayers, int blockSize, int numKvHeads, int headDim);
 
+    /// <summary>
+    /// Allocates the host tier of the KV cache (<c>--kv-offload-size</c>): <paramref name="numHostBlocks"/> blocks laid out
+    /// like the device cache's (pinned memory on a GPU, so copies run at the link's speed). After <see cref="AllocateKvCache"/>.
+    /// </summary>
+    void AllocateHostKvCache(int numHostBlocks);
+
+    /// <summary>
+    /// Queues copies of device blocks into host blocks (blocks evicted from the prefix cache, a swapped-out request). They
+    /// read what every operator queued before them wrote, and every operator queued after them waits for them, since it
+    /// may write the blocks they read; the calling thread is not held.
+    /// </summary>
+    void StoreKvBlocks(ReadOnlySpan<KvBlockCopy> copies);
+
+    /// <summary>
+    /// Queues copies of host blocks into device blocks, after the stores and operators queued before them. Nothing queued
+    /// later waits for them: no operator may touch the blocks before <see cref="KvLoadsDone"/> says the returned fence has
+    /// passed. Fences increase; loads finish in the order they were queued.
+    /// </summary>
+    long LoadKvBlocks(ReadOnlySpan<KvBlockCopy> copies);
+
+    /// <summary>Whether every load up to <paramref name="fence"/> has finished; with <paramref name="wait"/>, returns once it has.</summary>
+    bool KvLoadsDone(long fence, bool wait);
+
     /// <summary>Takes this step's metadata; the operators below read it.</summary>
     void BeginStep(ForwardBatch batch);
 

@@ -47,7 +47,16 @@ internal sealed partial class StatsLogger(AsyncLlmEngine engine, TimeSpan interv
 
         double seconds = Math.Max(elapsed.TotalSeconds, 1e-9);
         long queries = after.PrefixCacheQueries - before.PrefixCacheQueries, hits = after.PrefixCacheHits - before.PrefixCacheHits;
-        return FormattableString.Invariant(
+        string line = FormattableString.Invariant(
             $"Avg prompt throughput: {prompt / seconds:F1} tokens/s, Avg generation throughput: {generated / seconds:F1} tokens/s, Running: {after.NumRunning} reqs, Waiting: {after.NumWaiting} reqs, KV cache usage: {after.KvCacheUsage * 100:F1}%, Prefix cache hit rate: {(queries > 0 ? 100.0 * hits / queries : 0):F1}%");
+        if (after.KvOffload is not { } offload)
+        {
+            return line;
+        }
+
+        // vLLM's line names the KV connector's share of prefix hits "external"; the host tier's usage follows it.
+        long hostQueries = offload.Counters.Queries - (before.KvOffload?.Counters.Queries ?? 0), hostHits = offload.Counters.Hits - (before.KvOffload?.Counters.Hits ?? 0);
+        return line + FormattableString.Invariant(
+            $", External prefix cache hit rate: {(hostQueries > 0 ? 100.0 * hostHits / hostQueries : 0):F1}%, KV host tier usage: {offload.Usage * 100:F1}%");
     }
 }

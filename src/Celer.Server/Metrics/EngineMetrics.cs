@@ -13,8 +13,8 @@ namespace Celer.Server.Metrics;
 /// <remarks>
 /// Of vLLM's set, these are left out because the engine has no such feature or data:
 /// <c>lora_requests_info</c> (vLLM emits it only with --enable-lora), <c>engine_sleep_state</c> (no
-/// sleep mode), <c>external_prefix_cache_*</c> (no KV connector), <c>mm_cache_*</c> (no multimodal
-/// inputs), speculative-decoding and opt-in <c>kv_block_*</c> metrics. <c>cache_config_info</c> carries the labels
+/// sleep mode), <c>mm_cache_*</c> (no multimodal inputs) and opt-in <c>kv_block_*</c> metrics. With a host KV tier
+/// (<c>--kv-offload-size</c>) the offloading connector's metrics are added (<see cref="KvOffloadMetrics"/>). <c>cache_config_info</c> carries the labels
 /// its consumers read (block_size, num_gpu_blocks, enable_prefix_caching, engine). Names vLLM has removed
 /// (<c>gpu_cache_usage_perc</c>, <c>time_per_output_token_seconds</c>, <c>num_requests_swapped</c>)
 /// are not revived.
@@ -70,6 +70,7 @@ internal sealed class EngineMetrics : IEngineStatsListener
     private readonly Histogram.Child _paramsN;
     private readonly Histogram.Child _paramsMaxTokens;
     private readonly int _maxModelLen;
+    private readonly KvOffloadMetrics? _kvOffload;
 
     /// <summary>
     /// vLLM's <c>cache_config_info</c>: an info gauge (always 1) whose labels carry the KV cache configuration; the
@@ -85,7 +86,8 @@ internal sealed class EngineMetrics : IEngineStatsListener
             .Set(1);
     }
 
-    public EngineMetrics(AsyncLlmEngine engine, string modelName, int maxModelLen, string prefix)
+    /// <param name="hostKvTier">Whether the engine has a host KV tier, whose metrics are then published.</param>
+    public EngineMetrics(AsyncLlmEngine engine, string modelName, int maxModelLen, string prefix, bool hostKvTier = false)
     {
         _engine = engine;
         _maxModelLen = maxModelLen;
@@ -137,6 +139,18 @@ internal sealed class EngineMetrics : IEngineStatsListener
         _maxNumGenerationTokens = HistogramOf("request_max_num_generation_tokens", "Histogram of maximum number of requested generation tokens.", tokenBuckets);
         _paramsN = HistogramOf("request_params_n", "Histogram of the n request parameter.", RequestParamsNBuckets);
         _paramsMaxTokens = HistogramOf("request_params_max_tokens", "Histogram of the max_tokens request parameter.", tokenBuckets);
+        if (hostKvTier)
+        {
+            _kvOffload = new KvOffloadMetrics(
+                CounterOf("kv_offload_store_bytes", "Total bytes stored from GPU to offload storage."),
+                CounterOf("kv_offload_load_bytes", "Total bytes loaded from offload storage to GPU."),
+                CounterOf("external_prefix_cache_queries", "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens."),
+                CounterOf("external_prefix_cache_hits", "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens."),
+                CounterOf("kv_offload_cpu_block_lookup", "Number of KV blocks looked up in the CPU offload tier."),
+                CounterOf("kv_offload_cpu_block_hit", "Number of KV blocks found in the CPU offload tier."),
+                CounterOf("kv_offload_block_eviction", "Number of KV blocks evicted from the CPU offload tier."),
+                GaugeOf("kv_offload_cpu_cache_usage_perc", "CPU offload tier usage. 1 means 100 percent usage.").WithLabels(_labels));
+        }
 
         Registry.AddBeforeCollectCallback(UpdateFromSnapshot);
     }
@@ -199,6 +213,32 @@ internal sealed class EngineMetrics : IEngineStatsListener
 
         foreach (var (reason, count) in stats.RequestSuccess)
             _requestSuccess.WithLabels(_labels[0], _labels[1], FinishReasons.ToWire(reason)).IncTo(count);
+        if (_kvOffload is { } offload && stats.KvOffload is { } totals)
+            offload.Update(totals);
+    }
+
+    /// <summary>
+    /// The host KV tier's metrics under vLLM's names for its offloading connector: bytes each way (the flat
+    /// <c>kv_offload_store_bytes</c> / <c>kv_offload_load_bytes</c> that replace the <c>transfer_type</c>-labelled
+    /// <c>kv_offload_total_bytes</c>), the tokens looked up and found there as the prefix cache's
+    /// (<c>external_prefix_cache_*</c>, the connector's share of prefix hits), the CPU tier's block lookups, hits and
+    /// evictions, and its usage.
+    /// </summary>
+    private sealed record KvOffloadMetrics(
+        Counter.Child StoreBytes, Counter.Child LoadBytes, Counter.Child Queries, Counter.Child Hits,
+        Counter.Child BlockLookups, Counter.Child BlockHits, Counter.Child Evictions, Gauge.Child Usage)
+    {
+        public void Update(KvOffloadTotals totals)
+        {
+            StoreBytes.IncTo(totals.StoreBytes);
+            LoadBytes.IncTo(totals.LoadBytes);
+            Queries.IncTo(totals.Counters.Queries);
+            Hits.IncTo(totals.Counters.Hits);
+            BlockLookups.IncTo(totals.Counters.BlockLookups);
+            BlockHits.IncTo(totals.Counters.BlockHits);
+            Evictions.IncTo(totals.Counters.Evictions);
+            Usage.Set(totals.Usage);
+        }
     }
 
     /// <summary>vLLM's <c>build_1_2_5_buckets</c>: 1, 2, 5, 10, 20, 50, … up to <paramref name="max"/>.</summary>

@@ -25,12 +25,31 @@ public class BlockHasherTests
         var random = new Random(7);
         int[] prompt = TestRequests.RandomTokens(random, 10);
         var request = TestRequests.Make("r", prompt, cacheSalt: "s");
-        var hasher = new BlockHasher(4);
+        var hasher = new BlockHasher(4, "model");
         hasher.ExtendBlockHashes(request);
 
-        BlockHash first = BlockHasher.HashBlockTokens(null, prompt.AsSpan(0, 4), "s");
+        BlockHash first = BlockHasher.HashBlockTokens(hasher.Root, prompt.AsSpan(0, 4), "s");
         BlockHash second = BlockHasher.HashBlockTokens(first, prompt.AsSpan(4, 4), null);
         Assert.Equal([first, second], request.BlockHashes);
+    }
+
+    [Fact]
+    public void ModelIdentity_SeparatesEveryBlock_AndIsStable()
+    {
+        int[] prompt = TestRequests.RandomTokens(new Random(3), 8);
+        List<BlockHash> Hashes(string model)
+        {
+            var request = TestRequests.Make("r", prompt);
+            new BlockHasher(4, model).ExtendBlockHashes(request);
+            return request.BlockHashes;
+        }
+
+        List<BlockHash> a = Hashes("/models/a\nbfloat16"), b = Hashes("/models/b\nbfloat16");
+        Assert.Equal(2, a.Count);
+        Assert.Empty(a.Intersect(b));
+        Assert.Equal(a, Hashes("/models/a\nbfloat16"));
+        // The root is the identity hashed as an empty block's salt, so it can never equal a real first block's hash.
+        Assert.Equal(BlockHasher.HashBlockTokens(null, [], "/models/a\nbfloat16"), new BlockHasher(4, "/models/a\nbfloat16").Root);
     }
 
     [Fact]

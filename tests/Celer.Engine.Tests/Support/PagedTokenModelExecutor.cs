@@ -1,4 +1,6 @@
+using Celer.Engine.KvCache;
 using Celer.Engine.Scheduling;
+using Celer.Models.Backend;
 
 namespace Celer.Engine.Tests.Support;
 
@@ -10,16 +12,42 @@ namespace Celer.Engine.Tests.Support;
 /// cache, and samples <see cref="NextToken"/> of what it read. A wrong block table, a bad prefix
 /// hit or an early eviction therefore changes the generated tokens; a test compares them with
 /// <see cref="NextToken"/> applied to the true sequence.
+/// <para>
+/// With a host tier (<paramref name="numHostKvBlocks"/>) stores copy a block's slots into a host array at once, and a load
+/// copies them back only when it finishes, <see cref="LoadLatency"/> calls later (a call with no tokens finishes the
+/// oldest at once, as a runner waits for one): until then the device block reads as <see cref="Loading"/>, and a step
+/// that schedules a request over it, or a store that reads it, throws. A load reads its host blocks when it finishes,
+/// so a store that overwrote one meanwhile (a pin the scheduler forgot) changes the tokens too.
+/// </para>
 /// </summary>
 /// <param name="model">The next token as a function of the sequence read back; <see cref="NextToken"/> by default.</param>
-public sealed class PagedTokenModelExecutor(int numKvBlocks, int blockSize, int vocabSize, Func<IReadOnlyList<int>, int>? model = null) : IModelExecutor
+public sealed class PagedTokenModelExecutor(
+    int numKvBlocks, int blockSize, int vocabSize, Func<IReadOnlyList<int>, int>? model = null, int numHostKvBlocks = 0) : IModelExecutor
 {
+    /// <summary>What a device slot holds while a load into its block is running.</summary>
+    public const int Loading = -2;
+
     private readonly Func<IReadOnlyList<int>, int> _model = model ?? (sequence => NextToken(sequence, vocabSize));
     private readonly int[] _slots = Enumerable.Repeat(-1, numKvBlocks * blockSize).ToArray();
+    private readonly int[] _hostSlots = Enumerable.Repeat(-1, numHostKvBlocks * blockSize).ToArray();
     private readonly Dictionary<string, RunnerRequestState> _states = [];
+    private readonly List<(long LoadId, IReadOnlyList<KvBlockCopy> Blocks, int DueCall)> _loads = [];
+    private int _calls;
     private CompletedStep? _inFlight;
 
     public int NumKvBlocks { get; } = numKvBlocks;
+    public int NumHostKvBlocks { get; } = numHostKvBlocks;
+    public long HostKvBlockBytes => BlockSize * sizeof(int);
+
+    /// <summary>Calls of <see cref="Execute"/> after the one that queued a load at which it finishes.</summary>
+    public int LoadLatency { get; set; } = 2;
+
+    /// <summary>Blocks stored and loaded so far.</summary>
+    public int NumStoredBlocks { get; private set; }
+    public int NumLoadedBlocks { get; private set; }
+
+    /// <summary>Loads queued and not finished.</summary>
+    public int NumLoadsInFlight => _loads.Count;
     public int BlockSize { get; } = blockSize;
     public int VocabSize { get; } = vocabSize;
     public int NumSteps { get; private set; }
@@ -86,7 +114,25 @@ public sealed class PagedTokenModelExecutor(int numKvBlocks, int blockSize, int 
     public ModelRunnerOutput Execute(SchedulerOutput schedulerOutput)
     {
         NumSteps++;
+        _calls++;
         History.Add(schedulerOutput);
+        foreach (KvBlockCopy store in schedulerOutput.KvTransfers.Stores)
+        {
+            if (_slots[store.DeviceBlock * BlockSize] == Loading)
+            {
+                throw new InvalidOperationException($"Block {store.DeviceBlock} was stored while a load into it was running.");
+            }
+            Array.Copy(_slots, store.DeviceBlock * BlockSize, _hostSlots, store.HostBlock * BlockSize, BlockSize);
+            NumStoredBlocks++;
+        }
+        foreach (KvLoad load in schedulerOutput.KvTransfers.Loads)
+        {
+            foreach (KvBlockCopy copy in load.Blocks)
+            {
+                Array.Fill(_slots, Loading, copy.DeviceBlock * BlockSize, BlockSize);
+            }
+            _loads.Add((load.LoadId, load.Blocks, _calls + LoadLatency));
+        }
         foreach (string id in schedulerOutput.FinishedRequestIds)
         {
             _states.Remove(id);
@@ -122,6 +168,13 @@ public sealed class PagedTokenModelExecutor(int numKvBlocks, int blockSize, int 
         {
             RunnerRequestState state = _states[id];
             int end = state.NumComputedTokens + numTokens;
+            foreach (int blockId in state.BlockIds)
+            {
+                if (_slots[blockId * BlockSize] == Loading)
+                {
+                    throw new InvalidOperationException($"{id} was scheduled while block {blockId} of its table was still loading.");
+                }
+            }
             if (end > state.Tokens.Count)
             {
                 throw new InvalidOperationException($"{id}: scheduled up to position {end} but only {state.Tokens.Count} tokens are known.");
@@ -145,7 +198,24 @@ public sealed class PagedTokenModelExecutor(int numKvBlocks, int blockSize, int 
                 AfterSample?.Invoke(NumSteps);
             }
         }
-        return new ModelRunnerOutput(sampled);
+        return new ModelRunnerOutput(sampled) { FinishedKvLoads = FinishLoads(waitForOne: schedulerOutput.IsEmpty) };
+    }
+
+    /// <summary>Copies back the loads that are due (with <paramref name="waitForOne"/>, at least the oldest) and names them.</summary>
+    private List<long> FinishLoads(bool waitForOne)
+    {
+        var finished = new List<long>();
+        while (_loads.Count > 0 && (_loads[0].DueCall <= _calls || (waitForOne && finished.Count == 0)))
+        {
+            foreach (KvBlockCopy copy in _loads[0].Blocks)
+            {
+                Array.Copy(_hostSlots, copy.HostBlock * BlockSize, _slots, copy.DeviceBlock * BlockSize, BlockSize);
+                NumLoadedBlocks++;
+            }
+            finished.Add(_loads[0].LoadId);
+            _loads.RemoveAt(0);
+        }
+        return finished;
     }
 
     public void Dispose() => Disposed = true;

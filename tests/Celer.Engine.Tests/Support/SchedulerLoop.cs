@@ -8,7 +8,7 @@ internal sealed class SchedulerLoop
     public SchedulerLoop(SchedulerConfig config, int vocabSize = 1000)
     {
         Scheduler = new Scheduler(config);
-        Executor = new PagedTokenModelExecutor(config.NumKvBlocks, config.BlockSize, vocabSize);
+        Executor = new PagedTokenModelExecutor(config.NumKvBlocks, config.BlockSize, vocabSize, numHostKvBlocks: config.NumHostKvBlocks);
     }
 
     public Scheduler Scheduler { get; }
@@ -20,8 +20,9 @@ internal sealed class SchedulerLoop
     public static SchedulerConfig Config(
         int numBlocks = 101, int blockSize = 4, int maxNumBatchedTokens = 64, int maxNumSeqs = 16,
         int maxModelLen = 256, SchedulingPolicy policy = SchedulingPolicy.Fcfs, bool chunkedPrefill = true, bool prefixCaching = true,
-        bool asyncScheduling = false) =>
-        new(maxNumSeqs, maxNumBatchedTokens, maxModelLen, blockSize, numBlocks, prefixCaching, chunkedPrefill, policy, asyncScheduling);
+        bool asyncScheduling = false, int numHostBlocks = 0, PreemptionMode preemptionMode = PreemptionMode.Recompute) =>
+        new(maxNumSeqs, maxNumBatchedTokens, maxModelLen, blockSize, numBlocks, prefixCaching, chunkedPrefill, policy, asyncScheduling,
+            NumHostKvBlocks: numHostBlocks, PreemptionMode: preemptionMode);
 
     public void Add(Request request)
     {
@@ -57,8 +58,8 @@ internal sealed class SchedulerLoop
         return output;
     }
 
-    /// <summary>Whether requests are unfinished or a step's output is still to come.</summary>
-    public bool HasWork => Scheduler.HasUnfinishedRequests || Executor.HasStepInFlight;
+    /// <summary>Whether requests are unfinished, loads are running, or a step's output is still to come.</summary>
+    public bool HasWork => Scheduler.HasUnfinishedRequests || Scheduler.KvCacheManager.HasPendingLoads || Executor.HasStepInFlight;
 
     public int RunToCompletion(int maxSteps = 10_000)
     {

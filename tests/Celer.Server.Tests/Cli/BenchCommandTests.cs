@@ -68,6 +68,42 @@ public sealed class BenchCommandTests(ServerFixture server) : IDisposable
         Assert.Equal(NumPrompts, report["parameters"]!["num_prompts"]!.GetValue<int>());
     }
 
+    /// <summary>
+    /// Three conversations on nine device blocks of the default model (each 16 tokens, 48 KiB in fp32): each returning
+    /// turn finds its prefix evicted, so the run with a 64-block host tier loads it back, with the same greedy output.
+    /// </summary>
+    [Fact]
+    public async Task Bench_multi_turn_compares_the_host_tier_with_recompute()
+    {
+        const long blockBytes = 2L * 6 * 16 * 2 * 32 * sizeof(float);
+        var report = await RunAsync("bench", "multi-turn", "--model", ServerFixture.DefaultModel, "--num-conversations", "3", "--num-turns", "2",
+            "--prefix-len", "64", "--turn-len", "8", "--output-len", "4", "--max-model-len", "128", "--max-num-seqs", "4",
+            "--kv-cache-memory", $"{9 * blockBytes}", "--kv-offload-size", (64 * blockBytes / (double)(1L << 30)).ToString("R", System.Globalization.CultureInfo.InvariantCulture));
+
+        Assert.Equal("multi-turn", report["kind"]!.GetValue<string>());
+        var results = report["results"]!;
+        Assert.True(results["offload"]!["outputs_identical_to_recompute"]!.GetValue<bool>());
+        Assert.Equal(3, results["offload"]!["num_returning_turns"]!.GetValue<int>());
+        // Each returning turn loads the previous prompt's four full blocks.
+        Assert.Equal(3 * 64, results["offload"]!["host_tier"]!["loaded_tokens"]!.GetValue<long>());
+        Assert.Equal(0, results["recompute"]!["prefix_cache_hit_tokens"]!.GetValue<long>());
+        foreach (var run in new[] { "recompute", "offload" })
+        {
+            Positive(results[run]!, "mean_first_ttft_ms");
+            Positive(results[run]!, "p90_returning_ttft_ms");
+        }
+        Positive(results, "returning_ttft_speedup");
+        Assert.Equal(3, report["parameters"]!["num_conversations"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public async Task Bench_multi_turn_needs_a_host_tier_to_compare()
+    {
+        var (exitCode, _, error) = await CelerCli.RunAsync("bench", "multi-turn", "--model", ServerFixture.DefaultModel, "--max-model-len", "128");
+        Assert.Equal(1, exitCode);
+        Assert.Contains("--kv-offload-size", error, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Bench_serve_against_a_live_server_writes_its_report()
     {

@@ -36,6 +36,24 @@ public sealed class EngineOptionsTests
     }
 
     [Fact]
+    public void The_host_kv_tier_takes_vllms_flag_names()
+    {
+        Assert.Equal(0, Parse().KvOffloadSize);
+        Assert.Equal("recompute", Parse().PreemptionMode);
+        Assert.Equal(2.5, Parse("--kv-offload-size", "2.5").KvOffloadSize);
+        Assert.Equal(8, Parse("--kv-offloading-size", "8").KvOffloadSize);
+        Assert.Equal("swap", Parse("--kv-offload-size", "1", "--preemption-mode", "swap").PreemptionMode);
+
+        var options = new EngineOptions();
+        var command = new RootCommand();
+        options.AddTo(command);
+        Assert.NotEmpty(command.Parse(["--preemption-mode", "drop"]).Errors);
+        // A negative size parses, and is refused by name when the engine's arguments are checked.
+        var negative = options.ToEngineArgs(command.Parse(["--kv-offload-size", "-1"]), "model");
+        Assert.Contains("--kv-offload-size", Assert.Throws<ArgumentException>(negative.Validate).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Help_texts_state_the_real_defaults()
     {
         var options = new EngineOptions();

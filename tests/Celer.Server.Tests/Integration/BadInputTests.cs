@@ -76,6 +76,9 @@ public sealed class BadInputTests(ServerFixture server)
         { Chat, """{"messages": [{"role": "user", "content": "x"}], "chat_template": "{{ ([0] * 100000000)|length }}"}""", 400, "messages" },
         // vLLM's own rules
         { Completions, """{"prompt": "x", "suffix": "tail"}""", 400, "suffix" },
+        { Completions, """{"prompt": "x", "cache_salt": ""}""", 400, "cache_salt" },
+        { Chat, """{"messages": [{"role": "user", "content": "x"}], "cache_salt": ""}""", 400, "cache_salt" },
+        { Completions, """{"prompt": "x", "cache_salt": 5}""", 400, null },
         { Chat, """{"messages": [{"role": "assistant", "content": "x"}], "add_generation_prompt": true, "continue_final_message": true}""", 400, "continue_final_message" },
     };
 
@@ -213,6 +216,18 @@ public sealed class BadInputTests(ServerFixture server)
         // Constraints that compile are served (StructuredOutputsServerTests checks what they produce).
         await HttpApiTests.PostOkAsync(client, Completions, """{"prompt": "x", "max_tokens": 2, "guided_json": {"type": "object"}}""");
         await HttpApiTests.PostOkAsync(client, Chat, "{" + user + """, "response_format": {"type": "json_object"}}""");
+    }
+
+    /// <summary>vLLM's rule and message for <c>cache_salt</c>: absent, or a non-empty string (whitespace is a salt too).</summary>
+    [Fact]
+    public async Task An_empty_cache_salt_is_refused_with_vllms_message_and_a_real_one_is_served()
+    {
+        using var client = server.CreateClient();
+        using var empty = await client.PostJsonAsync(Completions, """{"prompt": "x", "max_tokens": 2, "cache_salt": ""}""");
+        var error = await AssertErrorAsync(empty, 400, "cache_salt");
+        Assert.Equal("Parameter 'cache_salt' must be a non-empty string if provided.", error["message"]!.GetValue<string>());
+        await HttpApiTests.PostOkAsync(client, Completions, """{"prompt": "x", "max_tokens": 2, "cache_salt": " "}""");
+        await HttpApiTests.PostOkAsync(client, Chat, """{"messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "cache_salt": "tenant-1"}""");
     }
 
     [Fact]

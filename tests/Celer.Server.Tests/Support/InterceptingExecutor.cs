@@ -18,6 +18,10 @@ internal sealed class InterceptingExecutor(IModelExecutor inner) : IModelExecuto
 
     public int NumKvBlocks => inner.NumKvBlocks;
 
+    public int NumHostKvBlocks => inner.NumHostKvBlocks;
+
+    public long HostKvBlockBytes => inner.HostKvBlockBytes;
+
     /// <summary>Least wall time of one step.</summary>
     public TimeSpan StepPace { get; set; } = TimeSpan.Zero;
 

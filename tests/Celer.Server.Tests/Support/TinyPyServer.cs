@@ -46,9 +46,12 @@ internal sealed class TinyPyServer : IAsyncDisposable
     /// <param name="hfOverrides">--hf-overrides (null: none).</param>
     /// <param name="servedModelName">--served-model-name (null: <see cref="ServerFixture.ModelName"/>).</param>
     /// <param name="port">The loopback port to listen on (0: an ephemeral one), so a stopped server can come back on its port.</param>
+    /// <param name="kvCacheMemory">--kv-cache-memory in bytes (null: the CPU's default).</param>
+    /// <param name="kvOffloadSize">--kv-offload-size in GiB (0: no host tier).</param>
     public static async Task<TinyPyServer> StartAsync(
         int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null, string? speculativeConfig = null, string? convert = null, string? model = null,
-        int? maxModelLen = MaxModelLen, string? hfOverrides = null, string? servedModelName = null, int port = 0)
+        int? maxModelLen = MaxModelLen, string? hfOverrides = null, string? servedModelName = null, int port = 0, long? kvCacheMemory = null,
+        double kvOffloadSize = 0)
     {
         servedModelName ??= ServerFixture.ModelName;
         var relay = new EngineStatsRelay();
@@ -58,7 +61,7 @@ internal sealed class TinyPyServer : IAsyncDisposable
             {
                 Model = model ?? ServerFixture.DefaultModel, ServedModelName = servedModelName, MaxModelLen = maxModelLen,
                 MaxNumSeqs = MaxNumSeqs, MaxNumBatchedTokens = 512, BlockSize = BlockSize, Seed = 0, SpeculativeConfig = speculativeConfig,
-                Convert = convert ?? "auto", HfOverrides = hfOverrides,
+                Convert = convert ?? "auto", HfOverrides = hfOverrides, KvCacheMemoryBytes = kvCacheMemory, KvOffloadSize = kvOffloadSize,
             },
             listener: relay,
             wrapExecutor: runner => executor = new InterceptingExecutor(runner));
