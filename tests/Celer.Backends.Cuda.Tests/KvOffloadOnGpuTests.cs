@@ -181,7 +181,9 @@ public sealed class KvOffloadOnGpuTests
         int n = heads * headDim;
         Assert.Equal(output[..n], output[n..]);
 
-        Assert.True(b.KvLoadsDone(b.LoadKvBlocks([new KvBlockCopy(5, 0), new KvBlockCopy(6, 2)]), wait: true));
+        // Block 2's keys and values in place of block 1's: another set of keys (swapping the two blocks instead would give
+        // the same set, which attention cannot tell apart: the keys carry their positions' RoPE from when they were written).
+        Assert.True(b.KvLoadsDone(b.LoadKvBlocks([new KvBlockCopy(5, 0)]), wait: true));
         float[] scrambled = DecodeBothSequences();
         Assert.NotEqual(scrambled[..n], scrambled[n..]);
     }
