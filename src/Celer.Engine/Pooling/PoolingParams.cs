@@ -16,6 +16,12 @@ public sealed record PoolingParams
 
     /// <summary>One per prompt token; null: all 0.</summary>
     public IReadOnlyList<int>? TokenTypeIds { get; init; }
+
+    /// <summary>
+    /// vLLM's <c>use_activation</c> for classify and score: false returns the classifier's raw logits instead of its
+    /// probabilities (or a cross-encoder's raw logit instead of its score).
+    /// </summary>
+    public bool UseActivation { get; init; } = true;
 }
 
 /// <summary>vLLM's pooling tasks: what a pooling request's output is.</summary>

@@ -74,6 +74,11 @@ internal sealed class PoolingState(PoolingParams parameters, PoolerConfig pooler
 
             ClassifierConfig config = pooler.Classifier ?? throw new InvalidOperationException("A classification request reached a model without a classifier.");
             float[] logits = (classifier ?? throw new InvalidOperationException("The classifier's head is not loaded.")).Logits(pooled);
+            if (!Params.UseActivation)
+            {
+                return logits;
+            }
+
             return Params.Task == PoolingTask.Classify ? ClassifierActivation.Classify(logits, config) : ClassifierActivation.Score(logits, config);
         }
 

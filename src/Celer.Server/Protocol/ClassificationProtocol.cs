@@ -4,15 +4,19 @@ namespace Celer.Server.Protocol;
 
 /// <summary>
 /// The body of vLLM's <c>POST /classify</c>: the shared pooling inputs (<c>input</c> in any of the completion prompt's
-/// four forms, or <c>messages</c>), and vLLM's <c>use_activation</c> (<c>activation</c> before it was renamed).
+/// four forms, or <c>messages</c>), and vLLM's <c>use_activation</c> (<c>activation</c> and <c>softmax</c> before it was
+/// renamed).
 /// </summary>
 public sealed class ClassificationRequest : PoolingInputRequest
 {
-    /// <summary>False asks for the raw logits, which Celer does not return: refused rather than ignored.</summary>
+    /// <summary>False: the raw logits instead of the probabilities.</summary>
     [JsonPropertyName("use_activation")] public bool? UseActivation { get; set; }
 
-    /// <summary>vLLM's older name of <c>use_activation</c>.</summary>
+    /// <summary>vLLM's older name of <c>use_activation</c> (it wins over it, as in vLLM).</summary>
     [JsonPropertyName("activation")] public bool? Activation { get; set; }
+
+    /// <summary>vLLM's oldest name of <c>use_activation</c> (it wins over both).</summary>
+    [JsonPropertyName("softmax")] public bool? Softmax { get; set; }
 }
 
 /// <summary>One input's classification: the label of the most probable class, and every class's probability.</summary>

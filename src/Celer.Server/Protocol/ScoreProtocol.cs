@@ -36,10 +36,10 @@ public sealed class ScoreRequest
 
     [JsonPropertyName("priority")] public int? Priority { get; set; }
 
-    /// <summary>On a cross-encoder, false asks for the raw logit, which Celer does not return: refused rather than ignored.</summary>
+    /// <summary>On a cross-encoder, false: the raw logit instead of the score.</summary>
     [JsonPropertyName("use_activation")] public bool? UseActivation { get; set; }
 
-    /// <summary>vLLM's older name of <c>use_activation</c>.</summary>
+    /// <summary>vLLM's older name of <c>use_activation</c> (it wins over it, as in vLLM).</summary>
     [JsonPropertyName("activation")] public bool? Activation { get; set; }
 }
 
@@ -67,10 +67,10 @@ public sealed class RerankRequest
 
     [JsonPropertyName("priority")] public int? Priority { get; set; }
 
-    /// <summary>On a cross-encoder, false asks for the raw logit, which Celer does not return: refused rather than ignored.</summary>
+    /// <summary>On a cross-encoder, false: the raw logit instead of the score.</summary>
     [JsonPropertyName("use_activation")] public bool? UseActivation { get; set; }
 
-    /// <summary>vLLM's older name of <c>use_activation</c>.</summary>
+    /// <summary>vLLM's older name of <c>use_activation</c> (it wins over it, as in vLLM).</summary>
     [JsonPropertyName("activation")] public bool? Activation { get; set; }
 }
 

@@ -16,9 +16,13 @@ internal sealed partial class ClassificationService(ServingModel model, Admissio
     {
         var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.ClassificationRequest);
         var modelName = model.ResolveModelName(request.Model);
-        PoolingBatch.RequireActivation(request.UseActivation, request.Activation);
         var id = "classify-" + Guid.NewGuid().ToString("N");
-        var engineRequests = PoolingInputs.ToEngineRequests(model, request, id, new PoolingParams { Task = PoolingTask.Classify }, "classification");
+        var pooling = new PoolingParams
+        {
+            Task = PoolingTask.Classify,
+            UseActivation = PoolingBatch.UseActivation(request.Softmax, request.Activation, request.UseActivation),
+        };
+        var engineRequests = PoolingInputs.ToEngineRequests(model, request, id, pooling, "classification");
 
         using var lease = admission.Enter(engineRequests.Count, 1, PoolingInputs.InputField);
         if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))

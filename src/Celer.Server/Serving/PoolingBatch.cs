@@ -38,18 +38,11 @@ internal static class PoolingBatch
     }
 
     /// <summary>
-    /// vLLM's <c>use_activation</c> (<c>activation</c> in older versions) on a classification or a cross-encoder score:
-    /// false asks for the raw logits, which the engine does not return, so it is refused rather than ignored.
+    /// vLLM's <c>use_activation</c> on a classification or a cross-encoder score (false: the raw logits), read as vLLM's
+    /// <c>get_use_activation</c> reads it: the deprecated <c>softmax</c>, then <c>activation</c>, then
+    /// <c>use_activation</c>, true when none is given.
     /// </summary>
-    public static void RequireActivation(bool? useActivation, bool? activation)
-    {
-        if (useActivation == false || activation == false)
-        {
-            var field = useActivation == false ? "use_activation" : "activation";
-            throw OpenAIException.BadRequest(
-                $"`{field}: false` (the raw logits) is not supported: Celer returns the outputs through the model's activation.", field);
-        }
-    }
+    public static bool UseActivation(bool? softmax, bool? activation, bool? useActivation) => softmax ?? activation ?? useActivation ?? true;
 
     /// <summary>vLLM truncates on the left: the last <paramref name="keepLast"/> tokens stay (null: all of them).</summary>
     public static int[] KeepLast(int[] tokenIds, int? keepLast) =>

@@ -38,7 +38,7 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
     }
 
     /// <summary>The fields of a score or rerank request that say how its pairs are scored.</summary>
-    private sealed record Scoring(int? TruncatePromptTokens, bool? UseActivation, bool? Activation, int Priority);
+    private sealed record Scoring(int? TruncatePromptTokens, bool UseActivation, int Priority);
 
     /// <summary>A request's engine requests, and how pair k's score is read from their outputs (in the requests' order).</summary>
     private sealed record Plan(List<GenerateRequest> EngineRequests, Func<float[][], int, double> Score);
@@ -63,7 +63,7 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
 
         var id = "score-" + Guid.NewGuid().ToString("N");
         var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var scoring = new Scoring(request.TruncatePromptTokens, request.UseActivation, request.Activation, request.Priority ?? 0);
+        var scoring = new Scoring(request.TruncatePromptTokens, PoolingBatch.UseActivation(null, request.Activation, request.UseActivation), request.Priority ?? 0);
         var (scores, promptTokens) = await ScoreAsync(id, pairs, scoring, context.RequestAborted);
         return TypedResults.Json(
             new ScoreResponse(id, created, modelName, [.. scores.Select((score, k) => new ScoreData(k, score))], new UsageInfo(promptTokens, promptTokens, 0)),
@@ -86,7 +86,7 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
         var documents = ReadSide(("documents", request.Documents));
 
         var id = "rerank-" + Guid.NewGuid().ToString("N");
-        var scoring = new Scoring(request.TruncatePromptTokens, request.UseActivation, request.Activation, request.Priority ?? 0);
+        var scoring = new Scoring(request.TruncatePromptTokens, PoolingBatch.UseActivation(null, request.Activation, request.UseActivation), request.Priority ?? 0);
         var (scores, promptTokens) = await ScoreAsync(id, new Pairs(query, documents), scoring, context.RequestAborted);
         var topN = request.TopN is > 0 and var n ? Math.Min(n, documents.Texts.Count) : documents.Texts.Count;
         // OrderByDescending is stable: equal scores keep the documents' order, as vLLM's sort does.
@@ -204,13 +204,15 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
     private Plan PlanCrossEncoder(string id, Pairs pairs, Scoring scoring)
     {
         var maxLength = PoolingBatch.TruncationLength(scoring.TruncatePromptTokens, model.MaxModelLen);
-        PoolingBatch.RequireActivation(scoring.UseActivation, scoring.Activation);
 
         var engineRequests = new List<GenerateRequest>(pairs.Count);
         for (var k = 0; k < pairs.Count; k++)
         {
             var encoded = EncodePair(pairs, k, maxLength);
-            var pooling = new PoolingParams { Task = PoolingTask.Score, TokenTypeIds = model.TakesTokenTypes ? encoded.TokenTypeIds : null };
+            var pooling = new PoolingParams
+            {
+                Task = PoolingTask.Score, TokenTypeIds = model.TakesTokenTypes ? encoded.TokenTypeIds : null, UseActivation = scoring.UseActivation,
+            };
             engineRequests.Add(GenerateRequest.ForPooling($"{id}-{k}", encoded.InputIds, pooling, scoring.Priority));
         }
         return new Plan(engineRequests, (outputs, k) => outputs[k][0]);

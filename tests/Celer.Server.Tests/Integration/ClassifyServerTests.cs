@@ -180,8 +180,7 @@ public sealed class ClassifyServerTests(EncoderServers servers) : IClassFixture<
             { """{"input": "a", "truncate_prompt_tokens": "5"}""", 400, "truncate_prompt_tokens", "Invalid value for 'truncate_prompt_tokens'" },
             { new JsonObject { ["input"] = longText }.ToJsonString(), 400, "input", $"maximum context length is {EncoderServers.MaxModelLen} tokens. However, you requested" },
             { new JsonObject { ["input"] = new JsonArray("fine", longText) }.ToJsonString(), 400, "input", "tokens in the input for classification" },
-            { """{"input": "a", "use_activation": false}""", 400, "use_activation", "`use_activation: false` (the raw logits) is not supported" },
-            { """{"input": "a", "activation": false}""", 400, "activation", "`activation: false` (the raw logits) is not supported" },
+            { """{"input": "a", "use_activation": "no"}""", 400, "use_activation", "Invalid value for 'use_activation'" },
             { """{"input": "a", "messages": [{"role": "user", "content": "a"}]}""", 400, "messages", "Send either `input` or `messages`, not both" },
             { """{"input": "a", "priority": "high"}""", 400, "priority", "Invalid value for 'priority'" },
             { """["a"]""", 400, null, "must be a JSON object" },
@@ -210,9 +209,37 @@ public sealed class ClassifyServerTests(EncoderServers servers) : IClassFixture<
             await server.PostRefusedAsync(client, "/classify", """{"input": ["Hello", "world"]}""", HttpStatusCode.BadRequest, "model", message);
             await server.PostRefusedAsync(client, "/classify", """{"input": [1, 2, 3]}""", HttpStatusCode.BadRequest, "model", message);
             // What the server refuses itself comes first, on any model.
-            await server.PostRefusedAsync(client, "/classify", """{"input": "Hello", "use_activation": false}""", HttpStatusCode.BadRequest, "use_activation", "is not supported");
             await server.PostRefusedAsync(client, "/classify", """{"input": []}""", HttpStatusCode.BadRequest, "input", "`input` cannot be empty");
         }
+    }
+
+    /// <summary>
+    /// vLLM's <c>use_activation: false</c> (<c>activation</c>, <c>softmax</c> in older versions, which win over it): the
+    /// raw logits, whose softmax is what the default request answers.
+    /// </summary>
+    [Fact]
+    public async Task Use_activation_false_returns_the_logits_whose_softmax_is_the_default_answer()
+    {
+        var server = await servers.ServerAsync(Classifier);
+        using var client = server.CreateClient();
+        float[] Probs(JsonNode response) => [.. response["data"]![0]!["probs"]!.AsArray().Select(v => v!.GetValue<float>())];
+        var probs = Probs(await HttpApiTests.PostOkAsync(client, "/classify", """{"input": "I love this movie"}"""));
+        foreach (var body in (string[])[
+            """{"input": "I love this movie", "use_activation": false}""",
+            """{"input": "I love this movie", "activation": false, "use_activation": true}""",
+            """{"input": "I love this movie", "softmax": false, "activation": true}"""])
+        {
+            var logits = Probs(await HttpApiTests.PostOkAsync(client, "/classify", body));
+            Assert.Equal(probs.Length, logits.Length);
+            Assert.True(logits.Any(x => x < 0 || x > 1) || Math.Abs(logits.Sum() - 1) > 1e-3, $"{body}: {string.Join(", ", logits)} look like probabilities");
+            var max = logits.Max();
+            var sum = logits.Sum(x => Math.Exp(x - max));
+            for (var i = 0; i < logits.Length; i++)
+                Assert.Equal(probs[i], Math.Exp(logits[i] - max) / sum, 1e-5);
+        }
+
+        var withSoftmax = Probs(await HttpApiTests.PostOkAsync(client, "/classify", """{"input": "I love this movie", "softmax": true, "use_activation": false}"""));
+        Assert.Equal(probs, withSoftmax);
     }
 
     [Fact]

@@ -124,6 +124,34 @@ public sealed class CrossEncoderServerTests(EncoderServers servers) : IClassFixt
         Assert.True(compared > 0, "no reference pair tokenizes as transformers tokenizes it");
     }
 
+    /// <summary>
+    /// <c>use_activation: false</c> (or the older <c>activation</c>, which wins over it): the raw logit, which the
+    /// fixtures' cross-encoder activation (sigmoid) turns into the default score.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Models))]
+    public async Task Use_activation_false_returns_the_raw_logit_under_the_score(string name)
+    {
+        var server = await servers.ServerAsync(name);
+        using var client = server.CreateClient();
+        const string Pair = """ "text_1": "What is the capital of France?", "text_2": ["Paris is the capital of France.", "Bananas are yellow."] """;
+        var scores = Scores(await HttpApiTests.PostOkAsync(client, "/score", "{" + Pair + "}"));
+        foreach (var extra in (string[])[""" "use_activation": false""", """ "activation": false, "use_activation": true"""])
+        {
+            var logits = Scores(await HttpApiTests.PostOkAsync(client, "/score", "{" + Pair + "," + extra + "}"));
+            Assert.Equal(scores.Length, logits.Length);
+            for (var i = 0; i < scores.Length; i++)
+            {
+                Assert.NotEqual(scores[i], logits[i]);
+                AssertClose(scores[i], 1 / (1 + Math.Exp(-logits[i])), 1e-6, $"{extra} pair {i}");
+            }
+        }
+
+        var reranked = await HttpApiTests.PostOkAsync(client, "/rerank", """{"query": "a", "documents": ["b"], "use_activation": false}""");
+        var raw = Assert.Single(Scores(await HttpApiTests.PostOkAsync(client, "/score", """{"text_1": "a", "text_2": "b", "use_activation": false}""")));
+        AssertClose(raw, reranked["results"]![0]!["relevance_score"]!.GetValue<double>(), 1e-6, "rerank");
+    }
+
     [Fact]
     public async Task Bert_pairs_reach_the_engine_with_their_token_types()
     {
@@ -233,8 +261,7 @@ public sealed class CrossEncoderServerTests(EncoderServers servers) : IClassFixt
         {
             data.Add(name, "/score", """{"text_1": "a", "text_2": "b", "truncate_prompt_tokens": 2}""", 400, "truncate_prompt_tokens", "`truncate_prompt_tokens` (2) is too small for a pair");
             data.Add(name, "/rerank", """{"query": "a", "documents": ["b"], "truncate_prompt_tokens": 0}""", 400, "truncate_prompt_tokens", "`truncate_prompt_tokens` must be -1");
-            data.Add(name, "/score", """{"text_1": "a", "text_2": "b", "use_activation": false}""", 400, "use_activation", "`use_activation: false` (the raw logits) is not supported");
-            data.Add(name, "/rerank", """{"query": "a", "documents": ["b"], "activation": false}""", 400, "activation", "`activation: false` (the raw logits) is not supported");
+            data.Add(name, "/score", """{"text_1": "a", "text_2": "b", "use_activation": 0}""", 400, "use_activation", "Invalid value for 'use_activation'");
             data.Add(name, "/score", new JsonObject { ["text_1"] = "a", ["text_2"] = new JsonArray("b", longText) }.ToJsonString(), 400, "text_2", $"maximum context length is {EncoderServers.MaxModelLen} tokens. However, you requested");
             data.Add(name, "/score", new JsonObject { ["text_1"] = longText, ["text_2"] = "b" }.ToJsonString(), 400, "text_1", "tokens in the input for score");
             data.Add(name, "/rerank", new JsonObject { ["query"] = longText, ["documents"] = new JsonArray("b") }.ToJsonString(), 400, "query", $"maximum context length is {EncoderServers.MaxModelLen} tokens");
