@@ -7,7 +7,9 @@ namespace Celer.Backends.Cuda;
 /// <summary>
 /// The host tier of the KV cache (<c>--kv-offload-size</c>): pinned host memory laid out like the device cache (per layer,
 /// keys and values of [blocks, blockSize, kvHeads, headDim]), and the copies between the two on a transfer stream of their
-/// own, so the step stream never waits for a load and the host thread never waits for either direction.
+/// own, so the step stream never waits for a load and the host thread never waits for either direction. A batch of
+/// blocks is one launch of kv_transfer.cu's <c>kv_block_copy</c> (per 256 blocks), which reads and writes the pinned pool
+/// through its unified address: a copy call per block, layer and kind made the driver's per-call cost the bound.
 /// <para>
 /// Order between the streams comes from events. Every batch of copies first waits for an event recorded on the step stream
 /// when it is queued, so it reads and writes blocks after every kernel queued before it (with async scheduling the
@@ -25,6 +27,14 @@ public sealed unsafe partial class CudaBackend
     private SafePinnedHostHandle[] _hostVCache = [];
     private int _numHostBlocks;
     private long _kvBlockLayerBytes;   // one block of one layer's keys (or values)
+#pragma warning disable CA2213 // Track puts it in _allocations, which Dispose disposes
+    private SafeDeviceMemoryHandle? _kvTransferLayers;   // [layers][4]: device K, device V, host K, host V
+#pragma warning restore CA2213
+    private nint _kvCopyKernel;
+
+    // Matches KV_COPY_BATCH and KV_COPY_THREADS of kv_transfer.cu.
+    private const int KvCopyBatch = 256;
+    private const int KvCopyThreads = 256;
     private SafeCudaEventHandle? _stepReached;
     private SafeCudaEventHandle? _storesDone;
     private readonly Queue<(long Fence, SafeCudaEventHandle Done)> _loadsInFlight = new();
@@ -44,6 +54,28 @@ public sealed unsafe partial class CudaBackend
         _hostKCache = [.. _kCache.Select(_ => _device.AllocatePinned(bytes))];
         _hostVCache = [.. _kCache.Select(_ => _device.AllocatePinned(bytes))];
 #pragma warning restore CA2000
+        if (_kvBlockLayerBytes % 16 != 0)
+        {
+            throw new NotSupportedException($"A KV block of one layer is {_kvBlockLayerBytes} bytes; the host tier copies 16-byte words.");
+        }
+
+        ulong[] layers = new ulong[4 * _kCache.Length];
+        for (int layer = 0; layer < _kCache.Length; layer++)
+        {
+            layers[4 * layer] = _kCache[layer];
+            layers[4 * layer + 1] = _vCache[layer];
+            layers[4 * layer + 2] = (ulong)_hostKCache[layer].DangerousGetHandle();
+            layers[4 * layer + 3] = (ulong)_hostVCache[layer].DangerousGetHandle();
+        }
+
+        _kvTransferLayers = Track(_device.Allocate(layers.Length * sizeof(ulong)));
+        fixed (ulong* source = layers)
+        {
+            CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(_kvTransferLayers.Pointer, source, (nuint)(layers.Length * sizeof(ulong)), _device.Stream), "cuMemcpyHtoD");
+        }
+
+        _device.Synchronize();   // at load: the table must be in place before any copy, and the source is this frame's
+        _kvCopyKernel = _kernels.Function("kv_block_copy");
         CudaDriver.Check(CudaDriver.cuStreamCreate(out nint stream, CudaDriver.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
         _transferStream = new SafeCudaStreamHandle(stream, _device.Context);
         _stepReached = SyncEvent();
@@ -106,47 +138,51 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
-    /// Queues the copies in their order (a host block may be written twice in one batch: the later copy must win). A run
-    /// of copies whose device and host blocks both follow on is one copy per layer and kind: blocks taken from the free
-    /// list one after another are often adjacent, which saves most of the per-copy driver overhead of a long prefix.
+    /// Queues the copies in their order: launches of up to <see cref="KvCopyBatch"/> blocks, a new one wherever a destination
+    /// block repeats (a host block may be written twice in one batch, and the later copy must win, as it would in stream
+    /// order; the blocks of one launch are copied in parallel).
     /// </summary>
     private void Copy(ReadOnlySpan<KvBlockCopy> copies, bool toHost, nint stream)
     {
-        int start = 0;
-        while (start < copies.Length)
+        // kv_transfer.cu's KvCopyList by value: KvCopyBatch (device, host) int pairs, then the count.
+        int* list = stackalloc int[2 * KvCopyBatch + 1];
+        var destinations = new HashSet<int>();
+        int count = 0;
+        foreach (KvBlockCopy copy in copies)
         {
-            int end = start + 1;
-            while (end < copies.Length && copies[end].DeviceBlock == copies[end - 1].DeviceBlock + 1 && copies[end].HostBlock == copies[end - 1].HostBlock + 1)
+            if ((uint)copy.HostBlock >= (uint)_numHostBlocks)
             {
-                end++;
+                throw new ArgumentOutOfRangeException(nameof(copies), copy.HostBlock, $"The host KV cache has {_numHostBlocks} blocks.");
             }
 
-            KvBlockCopy first = copies[start];
-            if ((uint)first.HostBlock > (uint)(_numHostBlocks - (end - start)))
+            if (count == KvCopyBatch || !destinations.Add(toHost ? copy.HostBlock : copy.DeviceBlock))
             {
-                throw new ArgumentOutOfRangeException(nameof(copies), first.HostBlock, $"The host KV cache has {_numHostBlocks} blocks.");
+                Launch(count);
+                destinations.Clear();
+                destinations.Add(toHost ? copy.HostBlock : copy.DeviceBlock);
+                count = 0;
             }
 
-            ulong device = (ulong)(first.DeviceBlock * _kvBlockLayerBytes);
-            nint host = (nint)(first.HostBlock * _kvBlockLayerBytes);
-            var bytes = (nuint)((end - start) * _kvBlockLayerBytes);
-            for (int layer = 0; layer < _kCache.Length; layer++)
+            list[2 * count] = copy.DeviceBlock;
+            list[2 * count + 1] = copy.HostBlock;
+            count++;
+        }
+
+        Launch(count);
+
+        void Launch(int n)
+        {
+            if (n == 0)
             {
-                void* hostK = (void*)(_hostKCache[layer].DangerousGetHandle() + host);
-                void* hostV = (void*)(_hostVCache[layer].DangerousGetHandle() + host);
-                if (toHost)
-                {
-                    CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync_v2(hostK, _kCache[layer] + device, bytes, stream), "cuMemcpyDtoH");
-                    CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync_v2(hostV, _vCache[layer] + device, bytes, stream), "cuMemcpyDtoH");
-                }
-                else
-                {
-                    CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(_kCache[layer] + device, hostK, bytes, stream), "cuMemcpyHtoD");
-                    CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(_vCache[layer] + device, hostV, bytes, stream), "cuMemcpyHtoD");
-                }
+                return;
             }
 
-            start = end;
+            list[2 * KvCopyBatch] = n;
+            ulong layers = _kvTransferLayers!.Pointer;
+            long blockBytes = _kvBlockLayerBytes;
+            int direction = toHost ? 1 : 0;
+            void** args = stackalloc void*[] { &layers, list, &blockBytes, &direction };
+            CudaDriver.Check(CudaDriver.cuLaunchKernel(_kvCopyKernel, (uint)n, (uint)_kCache.Length, 2, KvCopyThreads, 1, 1, 0, stream, args, null), "launch kv_block_copy");
         }
     }
 
