@@ -23,6 +23,9 @@ struct KvCopyList {
 
 extern "C" __global__ void __launch_bounds__(KV_COPY_THREADS) kv_block_copy(const unsigned long long* __restrict__ layers, KvCopyList list,
                                                                            long long block_bytes, int to_host) {
+    // Launched on the transfer stream without programmatic dependent launch, where this returns at once; every kernel
+    // begins with it (KernelSourceTests), so that a launch with PDL could never let it read before its predecessor ends.
+    celer_pdl_begin();
     const int2 pair = list.pairs[blockIdx.x];
     const unsigned long long* base = layers + blockIdx.y * 4;
     const unsigned long long device = base[blockIdx.z] + pair.x * block_bytes, host = base[2 + blockIdx.z] + pair.y * block_bytes;
