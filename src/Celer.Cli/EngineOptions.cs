@@ -9,6 +9,15 @@ namespace Celer.Cli;
 /// </summary>
 internal sealed class EngineOptions
 {
+    // The values the choice flags take, shared with the models file of `celer serve --models-file`.
+    public static readonly string[] PreemptionModes = ["recompute", "swap"];
+    public static readonly string[] Devices = ["cpu", "cuda"];
+    public static readonly string[] Dtypes = ["auto", "half", "float16", "bfloat16", "float", "float32"];
+    public static readonly string[] KvCacheDtypes = ["auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"];
+    public static readonly string[] LoadFormats = ["auto", "dummy", "safetensors"];
+    public static readonly string[] Runners = ["auto", "generate", "pooling"];
+    public static readonly string[] Converts = ["auto", "none", "embed", "classify"];
+
     public Option<string?> ServedModelName { get; } = new("--served-model-name") { Description = "Model name used in the API (default: the model directory's name)." };
     public Option<int?> MaxModelLen { get; } = new("--max-model-len") { Description = "Context length (default: from the model's config)." };
     public Option<int> MaxNumSeqs { get; } = new("--max-num-seqs") { Description = "Most sequences in one batch.", DefaultValueFactory = _ => 256 };
@@ -36,17 +45,17 @@ internal sealed class EngineOptions
     {
         Description = "What a preempted request's KV becomes: recompute (freed, computed again) or swap (stored in the host tier and loaded back; needs --kv-offload-size).",
         DefaultValueFactory = _ => "recompute",
-    }.AcceptOnlyFromAmong("recompute", "swap");
-    public Option<string> Device { get; } = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" }.AcceptOnlyFromAmong("cpu", "cuda");
-    public Option<string> Dtype { get; } = new Option<string>("--dtype") { Description = "The dtype the model runs in; auto: the checkpoint's torch_dtype (fp32 checkpoints run in bf16 on a GPU).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "half", "float16", "bfloat16", "float", "float32");
-    public Option<string> KvCacheDtype { get; } = new Option<string>("--kv-cache-dtype") { Description = "KV cache dtype: auto (the model's; fp32 on the CPU), bfloat16, fp8 (= fp8_e4m3) or fp8_e5m2.", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2");
+    }.AcceptOnlyFromAmong(PreemptionModes);
+    public Option<string> Device { get; } = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" }.AcceptOnlyFromAmong(Devices);
+    public Option<string> Dtype { get; } = new Option<string>("--dtype") { Description = "The dtype the model runs in; auto: the checkpoint's torch_dtype (fp32 checkpoints run in bf16 on a GPU).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong(Dtypes);
+    public Option<string> KvCacheDtype { get; } = new Option<string>("--kv-cache-dtype") { Description = "KV cache dtype: auto (the model's; fp32 on the CPU), bfloat16, fp8 (= fp8_e4m3) or fp8_e5m2.", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong(KvCacheDtypes);
     public Option<string?> Quantization { get; } = new("--quantization", "-q")
     {
         Description = "The method the checkpoint is quantized with (vLLM's names: fp8, compressed-tensors; default: its config.json's quantization_config), or for an unquantized checkpoint the FP8 quantization to apply at load: fp8 (a scale per weight matrix) or ptpc_fp8 (per output row), inputs per token.",
     };
     public Option<bool> EnablePrefixCaching { get; } = new("--enable-prefix-caching") { Description = "Reuse KV blocks of shared prompt prefixes (default on).", DefaultValueFactory = _ => true };
     public Option<bool> NoEnablePrefixCaching { get; } = new("--no-enable-prefix-caching") { Description = "Turn automatic prefix caching off." };
-    public Option<string> LoadFormat { get; } = new Option<string>("--load-format") { Description = "auto (safetensors) or dummy (random weights).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "dummy", "safetensors");
+    public Option<string> LoadFormat { get; } = new Option<string>("--load-format") { Description = "auto (safetensors) or dummy (random weights).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong(LoadFormats);
     public Option<int> Seed { get; } = new("--seed") { Description = "Engine random seed.", DefaultValueFactory = _ => 0 };
     public Option<int> MaxLogprobs { get; } = new("--max-logprobs") { Description = "Most logprobs a request may ask for.", DefaultValueFactory = _ => 20 };
     public Option<bool> EnforceEager { get; } = new("--enforce-eager") { Description = "Never record decode steps as CUDA graphs." };
@@ -62,12 +71,12 @@ internal sealed class EngineOptions
     {
         Description = "generate (text), pooling (embeddings), or auto: pooling for an architecture without a language-model head (e.g. Qwen3Model) or with --convert embed.",
         DefaultValueFactory = _ => "auto",
-    }.AcceptOnlyFromAmong("auto", "generate", "pooling");
+    }.AcceptOnlyFromAmong(Runners);
     public Option<string> Convert { get; } = new Option<string>("--convert")
     {
         Description = "embed: serve a generative architecture as an embedding model (pooling from its final hidden states); classify: as a sequence classifier (a score head in the checkpoint, or classifier_from_token's LM-head rows).",
         DefaultValueFactory = _ => "auto",
-    }.AcceptOnlyFromAmong("auto", "none", "embed", "classify");
+    }.AcceptOnlyFromAmong(Converts);
     public Option<string?> PoolerConfig { get; } = new("--pooler-config")
     {
         Description = "JSON over the pooler the checkpoint's sentence-transformers files give, e.g. '{\"pooling_type\": \"MEAN\", \"normalize\": false}' (LAST, MEAN or CLS).",

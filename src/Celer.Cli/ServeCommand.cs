@@ -12,12 +12,17 @@ using Microsoft.Extensions.Logging;
 
 namespace Celer.Cli;
 
-/// <summary><c>celer serve [MODEL]</c>: load the model and run the OpenAI-compatible server (vLLM's <c>vllm serve</c>).</summary>
+/// <summary>
+/// <c>celer serve [MODEL]</c>: load the model and run the OpenAI-compatible server (vLLM's <c>vllm serve</c>). Several
+/// models (<c>--model</c> repeated, or <c>--models-file</c>) each get an engine of their own behind the one server.
+/// </summary>
 internal static class ServeCommand
 {
     public static Command Create()
     {
         var model = new Argument<string?>("model") { Description = "Model directory (default: the repository's models/celer-tiny-py).", Arity = ArgumentArity.ZeroOrOne };
+        var models = new Option<string[]>("--model") { Description = "Another model directory to serve, each on its own engine with the engine flags given here; repeat for several (with MODEL, if given, first). Requests choose one by its name in `model`." };
+        var modelsFile = new Option<string?>("--models-file") { Description = "JSON file of the models to serve and each one's settings: {\"models\": [{\"model\": \"DIR\", \"served_model_name\": \"name\", \"max_model_len\": 4096, ...}]}; keys an entry leaves out take the command line's values." };
         var host = new Option<string>("--host") { Description = "Interface to bind.", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "Port to listen on.", DefaultValueFactory = _ => 8000 };
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' (default: env CELER_API_KEY)." };
@@ -43,14 +48,12 @@ internal static class ServeCommand
 
         var command = new Command("serve", "Start the OpenAI-compatible API server.");
         command.Arguments.Add(model);
-        foreach (var option in new Option[] { host, port, apiKey, chatTemplate, trustRequestChatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests, reasoningParser, enableAutoToolChoice, excludeToolsWhenToolChoiceNone, toolCallParser })
+        foreach (var option in new Option[] { models, modelsFile, host, port, apiKey, chatTemplate, trustRequestChatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests, reasoningParser, enableAutoToolChoice, excludeToolsWhenToolChoiceNone, toolCallParser })
             command.Options.Add(option);
         engine.AddTo(command);
 
         command.SetAction(async (result, cancellationToken) => await CliRunner.RunAsync(result, async () =>
         {
-            var modelPath = ModelLocator.Resolve(result.GetValue(model));
-            var engineArgs = engine.ToEngineArgs(result, modelPath);
             var servedName = result.GetValue(engine.ServedModelName);
             var options = new ServerOptions
             {
@@ -70,7 +73,7 @@ internal static class ServeCommand
                 AllowedHeaders = result.GetValue(allowedHeaders)!,
                 AllowCredentials = result.GetValue(allowCredentials),
                 MaxPendingRequests = result.GetValue(maxPendingRequests),
-                MaxLogprobs = engineArgs.MaxLogprobs,
+                MaxLogprobs = result.GetValue(engine.MaxLogprobs),
                 ReasoningParser = result.GetValue(reasoningParser),
                 EnableAutoToolChoice = result.GetValue(enableAutoToolChoice),
                 ExcludeToolsWhenToolChoiceNone = result.GetValue(excludeToolsWhenToolChoiceNone),
@@ -79,6 +82,26 @@ internal static class ServeCommand
 
             // Parser names are checked before the model loads; whether its tokenizer has their markers, once it has.
             options.CheckChatParsers();
+            var modelPaths = ModelPaths(result.GetValue(model), result.GetValue(models) ?? [], result.GetValue(modelsFile));
+            if (result.GetValue(modelsFile) is { } file)
+            {
+                if (servedName is not null)
+                    throw new CliException("--served-model-name names one model; with --models-file, name each in the file (\"served_model_name\").");
+                var entries = ModelsFile.Read(file, path => engine.ToEngineArgs(result, path), options);
+                EnsurePortFree(options.Host, options.Port);
+                return await ServeSeveralAsync(options, [.. entries.Select(e => (e.EngineArgs, e.Options))], cancellationToken);
+            }
+
+            var engineArgs = engine.ToEngineArgs(result, modelPaths[0]);
+            if (modelPaths.Count > 1)
+            {
+                if (servedName is not null)
+                    throw new CliException("--served-model-name names one model; to name each of several, use --models-file (\"served_model_name\" per model).");
+                EnsurePortFree(options.Host, options.Port);
+                return await ServeSeveralAsync(options, [.. modelPaths.Select(path => (engineArgs with { Model = path }, options))], cancellationToken);
+            }
+
+            var modelPath = modelPaths[0];
             EnsurePortFree(options.Host, options.Port);
             await Console.Error.WriteLineAsync($"[celer] loading {modelPath} on {engineArgs.Device}");
             // The engine reports step and request stats to whoever it was built with; the server's metrics attach here.
@@ -94,6 +117,67 @@ internal static class ServeCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>
+    /// The models to serve: MODEL then each --model, or the default model when none is given; none with --models-file,
+    /// which names them itself (MODEL or --model with it is refused).
+    /// </summary>
+    private static IReadOnlyList<string> ModelPaths(string? positional, string[] repeated, string? modelsFile)
+    {
+        string[] given = [.. positional is null ? [] : new[] { positional }, .. repeated];
+        if (modelsFile is not null)
+        {
+            return given.Length == 0
+                ? []
+                : throw new CliException("--models-file names the models to serve: give MODEL and --model without it, or list them in the file.");
+        }
+
+        return given.Length == 0 ? [ModelLocator.Resolve(null)] : given;
+    }
+
+    /// <summary>
+    /// Loads every model (in order; a failure disposes the ones already loaded), each on its own engine with its own
+    /// stats relay, and serves them all until shutdown. Two models under one name are refused before anything loads.
+    /// </summary>
+    private static async Task<int> ServeSeveralAsync(ServerOptions options, IReadOnlyList<(EngineArgs Args, ServerOptions Options)> models, CancellationToken cancellationToken)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (args, modelOptions) in models)
+        {
+            // ModelLoader's rule: the served name, else the directory's name.
+            IEnumerable<string> names = modelOptions.ServedModelNames is { Count: > 0 } given
+                ? given
+                : [args.ServedModelName ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(args.Model)))];
+            foreach (var name in names)
+            {
+                if (!seen.Add(name))
+                    throw new CliException($"Two models are served as '{name}'; give each its own name (\"served_model_name\" in --models-file).");
+            }
+        }
+
+        var loaded = new List<ModelToServe>(models.Count);
+        try
+        {
+            foreach (var (args, modelOptions) in models)
+            {
+                await Console.Error.WriteLineAsync($"[celer] loading {args.Model} on {args.Device}");
+                var statsRelay = new EngineStatsRelay();
+                loaded.Add(new ModelToServe(ModelLoader.Load(args, new LoadProgressReporter(), statsRelay, log: LoadProgressReporter.Log), modelOptions, statsRelay));
+            }
+
+            var app = CelerServer.Build(options, loaded);
+            await app.StartAsync(cancellationToken);
+            var served = string.Join(", ", loaded.Select(m => $"'{(m.Options.ServedModelNames.Count > 0 ? m.Options.ServedModelNames[0] : m.Model.ModelName)}' (max_model_len {m.Model.MaxModelLen})"));
+            Console.WriteLine($"Serving models {served} at {CelerServer.GetBoundAddress(app)}");
+            await app.WaitForShutdownAsync(CancellationToken.None);
+            return 0;
+        }
+        finally
+        {
+            foreach (var model in loaded)
+                await model.Model.DisposeAsync();
+        }
     }
 
     /// <summary>vLLM's rule: a path to an existing file is read; anything else is the template itself.</summary>

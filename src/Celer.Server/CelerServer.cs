@@ -20,8 +20,21 @@ public static class CelerServer
     /// </summary>
     /// <param name="statsRelay">The relay the engine was constructed with, if any: the request and
     /// step histograms of <c>/metrics</c> come through it (gauges and counters come from the engine's snapshot).</param>
-    public static WebApplication Build(ServerOptions options, LoadedModel model, EngineStatsRelay? statsRelay = null)
+    public static WebApplication Build(ServerOptions options, LoadedModel model, EngineStatsRelay? statsRelay = null) =>
+        Build(options, [new ModelToServe(model, options, statsRelay)]);
+
+    /// <summary>
+    /// A server of several models, each on its own engine, routed by a request's <c>model</c>. The per-model settings
+    /// come from each <see cref="ModelToServe.Options"/>, the server's (address, API key, CORS, limits, logging, metrics
+    /// prefix) from <paramref name="options"/>. The caller owns the models.
+    /// </summary>
+    /// <exception cref="ArgumentException">No model, or a served name given to two models.</exception>
+    public static WebApplication Build(ServerOptions options, IReadOnlyList<ModelToServe> models)
     {
+        if (models.Count == 0)
+            throw new ArgumentException("A server needs at least one model.", nameof(models));
+        var servingModels = models.Select(m => new ServingModel(m.Model, m.Options)).ToList();
+        ServedModels.CheckNames(servingModels);
         var builder = WebApplication.CreateSlimBuilder();
         ConfigureLogging(builder.Logging, options);
         builder.WebHost.UseKestrel(kestrel =>
@@ -36,28 +49,34 @@ public static class CelerServer
         builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, ServerJsonContext.Wire));
         builder.Services.AddCors(cors => cors.AddDefaultPolicy(policy => ConfigureCors(policy, options)));
 
-        var servingModel = new ServingModel(model, options);
-        // --reasoning-parser and --tool-call-parser: a name the server does not know, or a model without the parser's markers, fails here.
-        builder.Services.AddSingleton(ChatParsers.Create(options, servingModel.Tokenizer));
-        var metrics = new EngineMetrics(model.Engine, servingModel.PrimaryName, model.MaxModelLen, options.MetricsPrefix, hostKvTier: model.NumHostKvBlocks > 0);
-        metrics.PublishCacheConfig(model.BlockSize, model.NumKvBlocks, model.EnablePrefixCaching);
-        statsRelay?.Attach(metrics);
+        var exposition = new PrometheusExposition(options.MetricsPrefix);
+        var tokenBucketsMaxLen = models.Max(m => m.Model.MaxModelLen);
+        var parts = new List<(ServingModel Model, ServerOptions Options, ChatParsers Parsers, AdmissionControl Admission)>(models.Count);
+        for (var i = 0; i < models.Count; i++)
+        {
+            var (model, modelOptions, statsRelay) = models[i];
+            var servingModel = servingModels[i];
+            // --reasoning-parser and --tool-call-parser: a name the server does not know, or a model without the parser's markers, fails here.
+            var parsers = ChatParsers.Create(modelOptions, servingModel.Tokenizer);
+            var metrics = new EngineMetrics(model.Engine, servingModel.PrimaryName, model.MaxModelLen, exposition, tokenBucketsMaxLen, hostKvTier: model.NumHostKvBlocks > 0);
+            metrics.PublishCacheConfig(model.BlockSize, model.NumKvBlocks, model.EnablePrefixCaching);
+            statsRelay?.Attach(metrics);
+            parts.Add((servingModel, modelOptions, parsers, new AdmissionControl(modelOptions.MaxPendingRequests, () => model.Engine.IsDead)));
+            if (!options.DisableLogStats)
+            {
+                var name = models.Count > 1 ? servingModel.PrimaryName : null;
+                builder.Services.AddHostedService(services => new StatsLogger(model.Engine, options.StatsLogInterval, services.GetRequiredService<ILogger<StatsLogger>>(), name));
+            }
+        }
+
         builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(servingModel);
-        builder.Services.AddSingleton(metrics);
-        builder.Services.AddSingleton(new AdmissionControl(options.MaxPendingRequests, () => model.Engine.IsDead));
+        builder.Services.AddSingleton(exposition);
+        builder.Services.AddSingleton(services => new ServedModels(
+            [.. parts.Select(p => new ServedModel(p.Model, p.Admission, p.Parsers, p.Options, services.GetRequiredService<ILoggerFactory>()))]));
         builder.Services.AddHostedService<RequestDrain>();
-        if (!options.DisableLogStats)
-            builder.Services.AddHostedService(services => new StatsLogger(model.Engine, options.StatsLogInterval, services.GetRequiredService<ILogger<StatsLogger>>()));
-        builder.Services.AddSingleton<CompletionService>();
-        builder.Services.AddSingleton<ChatService>();
-        builder.Services.AddSingleton<EmbeddingService>();
-        builder.Services.AddSingleton<ScoreService>();
-        builder.Services.AddSingleton<ClassificationService>();
 
         var app = builder.Build();
-        var admission = app.Services.GetRequiredService<AdmissionControl>();
-        app.Lifetime.ApplicationStopping.Register(admission.BeginDraining);
+        app.Lifetime.ApplicationStopping.Register(app.Services.GetRequiredService<ServedModels>().BeginDraining);
 
         app.UseStatusCodePages(WriteStatusCodeEnvelope);
         app.UseCors();
@@ -125,3 +144,11 @@ public static class CelerServer
         return new OpenAIErrorResult(status, error).ExecuteAsync(context.HttpContext);
     }
 }
+
+/// <summary>One model of a server: the loaded engine, its per-model settings and the relay its engine reports stats through.</summary>
+/// <param name="Model">The loaded model; the caller disposes it after the server stops.</param>
+/// <param name="Options">The model's own settings (<see cref="ServerOptions.ServedModelNames"/>, chat template, generation
+/// config, parsers, <see cref="ServerOptions.MaxLogprobs"/>, <see cref="ServerOptions.MaxPendingRequests"/> of its own queue);
+/// the server-wide ones are read from the server's options.</param>
+/// <param name="StatsRelay">The relay the engine was constructed with, if any (see <see cref="CelerServer.Build(ServerOptions, LoadedModel, EngineStatsRelay?)"/>).</param>
+public sealed record ModelToServe(LoadedModel Model, ServerOptions Options, EngineStatsRelay? StatsRelay = null);

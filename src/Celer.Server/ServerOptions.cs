@@ -1,9 +1,11 @@
 namespace Celer.Server;
 
 /// <summary>
-/// Server settings, named after vLLM's <c>vllm serve</c> frontend flags where one exists.
+/// Server settings, named after vLLM's <c>vllm serve</c> frontend flags where one exists. A server of several models
+/// reads each model's own copy (<see cref="ModelToServe.Options"/>) for what is per model: its names, chat template,
+/// generation config, parsers, logprobs cap and request queue.
 /// </summary>
-public sealed class ServerOptions
+public sealed record ServerOptions
 {
     /// <summary>Interface to bind; loopback by default so a fresh server is not exposed by accident.</summary>
     public string Host { get; init; } = "127.0.0.1";
@@ -87,6 +89,12 @@ public sealed class ServerOptions
 
     /// <summary>Largest total request header size; larger ones get 431.</summary>
     public int MaxRequestHeadersTotalBytes { get; init; } = 32 * 1024;
+
+    /// <summary>
+    /// A record for its <c>with</c> copies (one per served model); the compiler's <c>ToString</c> would write every
+    /// property, the API key included, into whatever logs it.
+    /// </summary>
+    public override string ToString() => $"{nameof(ServerOptions)} {{ {CelerServer.FormatUrl(Host, Port)} }}";
 
     /// <summary>
     /// vLLM's startup checks of the parser flags, which need no model: a known reasoning parser, a known tool-call parser,

@@ -18,31 +18,38 @@ public static class OpenAIEndpoints
         return v1;
     }
 
-    private static IResult ListModels(ServingModel model)
+    private static IResult ListModels(ServedModels models)
     {
-        var cards = model.ServedModelNames
-            .Select(name => new ModelCard(name, model.Created, "celer", model.Root, null, model.MaxModelLen))
+        var cards = models.All
+            .SelectMany(served => served.Model.ServedModelNames.Select(name => Card(name, served.Model)))
             .ToList();
         return TypedResults.Json(new ModelList(cards), ServerJsonContext.Wire.ModelList);
     }
+
+    private static ModelCard Card(string name, ServingModel model) => new(name, model.Created, "celer", model.Root, null, model.MaxModelLen);
 
     /// <summary>
     /// <c>GET /v1/models/{id}</c>, what the OpenAI SDKs' <c>models.retrieve</c> calls: the card of a served name, else
     /// OpenAI's 404 <c>model_not_found</c>.
     /// </summary>
-    private static IResult RetrieveModel(string id, ServingModel model)
-    {
-        if (!model.ServedModelNames.Contains(id, StringComparer.Ordinal))
-        {
-            throw OpenAIException.ModelNotFound(id);
-        }
+    private static IResult RetrieveModel(string id, ServedModels models) =>
+        TypedResults.Json(Card(id, models.Resolve(id).Model), ServerJsonContext.Wire.ModelCard);
 
-        return TypedResults.Json(new ModelCard(id, model.Created, "celer", model.Root, null, model.MaxModelLen), ServerJsonContext.Wire.ModelCard);
+    private static async Task<IResult> CreateCompletion(HttpContext context, ServedModels models)
+    {
+        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.CompletionRequest);
+        return await models.Resolve(request.Model).Completions.HandleAsync(context, request);
     }
 
-    private static Task<IResult> CreateCompletion(HttpContext context, CompletionService service) => service.HandleAsync(context);
+    private static async Task<IResult> CreateChatCompletion(HttpContext context, ServedModels models)
+    {
+        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.ChatCompletionRequest);
+        return await models.Resolve(request.Model).Chat.HandleAsync(context, request);
+    }
 
-    private static Task<IResult> CreateChatCompletion(HttpContext context, ChatService service) => service.HandleAsync(context);
-
-    private static Task<IResult> CreateEmbedding(HttpContext context, EmbeddingService service) => service.HandleEmbeddingsAsync(context);
+    private static async Task<IResult> CreateEmbedding(HttpContext context, ServedModels models)
+    {
+        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.EmbeddingRequest);
+        return await models.Resolve(request.Model).Embeddings.HandleEmbeddingsAsync(context, request);
+    }
 }

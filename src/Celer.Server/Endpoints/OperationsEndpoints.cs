@@ -18,12 +18,15 @@ public static class OperationsEndpoints
         return endpoints;
     }
 
-    /// <summary>200 while serving; 503 once the engine loop died or shutdown began, so a load balancer stops routing here.</summary>
-    private static IResult Health(ServingModel model, AdmissionControl admission)
+    /// <summary>
+    /// 200 while serving; 503 once an engine loop died (any model's: the replica is then partly out of service) or
+    /// shutdown began, so a load balancer stops routing here.
+    /// </summary>
+    private static IResult Health(ServedModels models)
     {
-        if (model.Engine.IsDead)
+        if (models.AnyEngineDead)
             return OpenAIErrorResult.From(OpenAIException.Unavailable("The engine is not running.", AdmissionControl.RetryAfterSeconds));
-        if (admission.IsDraining)
+        if (models.IsDraining)
             return OpenAIErrorResult.From(OpenAIException.Unavailable("The server is shutting down.", AdmissionControl.RetryAfterSeconds));
         return TypedResults.Ok();
     }
@@ -31,8 +34,8 @@ public static class OperationsEndpoints
     private static IResult Version() =>
         TypedResults.Json(new VersionResponse(ServerVersion), ServerJsonContext.Wire.VersionResponse);
 
-    private static async Task<IResult> MetricsAsync(EngineMetrics metrics, CancellationToken cancellationToken) =>
-        TypedResults.Text(await metrics.Exposition.ExportAsync(cancellationToken), "text/plain; version=0.0.4; charset=utf-8");
+    private static async Task<IResult> MetricsAsync(PrometheusExposition exposition, CancellationToken cancellationToken) =>
+        TypedResults.Text(await exposition.ExportAsync(cancellationToken), "text/plain; version=0.0.4; charset=utf-8");
 
     internal static string ServerVersion { get; } =
         typeof(OperationsEndpoints).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion?.Split('+')[0] ?? "0.0.0";

@@ -1,4 +1,5 @@
 using Celer.Server.Hosting;
+using Celer.Server.Protocol;
 using Celer.Server.Serving;
 
 namespace Celer.Server.Endpoints;
@@ -24,11 +25,27 @@ public static class PoolingEndpoints
         return endpoints;
     }
 
-    private static Task<IResult> Pool(HttpContext context, EmbeddingService service) => service.HandlePoolingAsync(context);
+    private static async Task<IResult> Pool(HttpContext context, ServedModels models)
+    {
+        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.EmbeddingRequest);
+        return await models.Resolve(request.Model).Embeddings.HandlePoolingAsync(context, request);
+    }
 
-    private static Task<IResult> Classify(HttpContext context, ClassificationService service) => service.HandleAsync(context);
+    private static async Task<IResult> Classify(HttpContext context, ServedModels models)
+    {
+        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.ClassificationRequest);
+        return await models.Resolve(request.Model).Classification.HandleAsync(context, request);
+    }
 
-    private static Task<IResult> Score(HttpContext context, ScoreService service) => service.HandleScoreAsync(context);
+    private static async Task<IResult> Score(HttpContext context, ServedModels models)
+    {
+        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.ScoreRequest);
+        return await models.Resolve(request.Model).Scores.HandleScoreAsync(context, request);
+    }
 
-    private static Task<IResult> Rerank(HttpContext context, ScoreService service) => service.HandleRerankAsync(context);
+    private static async Task<IResult> Rerank(HttpContext context, ServedModels models)
+    {
+        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.RerankRequest);
+        return await models.Resolve(request.Model).Scores.HandleRerankAsync(context, request);
+    }
 }

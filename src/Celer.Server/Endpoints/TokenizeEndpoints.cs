@@ -19,10 +19,10 @@ public static class TokenizeEndpoints
     /// With <c>messages</c>, renders the chat template (vLLM defaults: generation prompt on, no extra
     /// special tokens); with <c>prompt</c>, tokenizes the text (special tokens added by default).
     /// </summary>
-    private static async Task<IResult> Tokenize(HttpContext context, ServingModel model)
+    private static async Task<IResult> Tokenize(HttpContext context, ServedModels models)
     {
         var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.TokenizeRequest);
-        model.ResolveModelName(request.Model);
+        var model = models.Resolve(request.Model).Model;
         int[] tokens;
         if (request.Messages is not null)
         {
@@ -47,10 +47,10 @@ public static class TokenizeEndpoints
         return TypedResults.Json(new TokenizeResponse(tokens.Length, model.MaxModelLen, tokens, tokenStrs), ServerJsonContext.Wire.TokenizeResponse);
     }
 
-    private static async Task<IResult> Detokenize(HttpContext context, ServingModel model)
+    private static async Task<IResult> Detokenize(HttpContext context, ServedModels models)
     {
         var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.DetokenizeRequest);
-        model.ResolveModelName(request.Model);
+        var model = models.Resolve(request.Model).Model;
         if (request.Tokens is not { } tokens)
             throw OpenAIException.BadRequest("`tokens` is required.", "tokens");
         foreach (var id in tokens)

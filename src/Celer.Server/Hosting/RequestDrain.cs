@@ -10,12 +10,12 @@ namespace Celer.Server.Hosting;
 /// are aborted in the engine, so each response still ends properly (finish reason <c>abort</c>, then
 /// <c>[DONE]</c> for a stream) in the grace period left before Kestrel closes the connections.
 /// </summary>
-internal sealed partial class RequestDrain(AdmissionControl admission, ServingModel model, ServerOptions options, ILogger<RequestDrain> logger) : IHostedLifecycleService
+internal sealed partial class RequestDrain(ServedModels models, ServerOptions options, ILogger<RequestDrain> logger) : IHostedLifecycleService
 {
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
-        admission.BeginDraining();
-        var inFlight = admission.InFlight;
+        models.BeginDraining();
+        var inFlight = models.InFlight;
         if (inFlight > 0)
             LogWaiting(inFlight);
         // The last quarter of the timeout (at most 2 s) is kept to end what is still running.
@@ -24,23 +24,23 @@ internal sealed partial class RequestDrain(AdmissionControl admission, ServingMo
         using var drainOrStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, drainTime.Token);
         try
         {
-            await admission.WaitForDrainedAsync(drainOrStop.Token);
+            await models.WaitForDrainedAsync(drainOrStop.Token);
             return;
         }
         catch (OperationCanceledException) when (drainOrStop.IsCancellationRequested)
         {
         }
 
-        LogTimedOut(admission.InFlight);
-        await model.Engine.AbortAllAsync();
+        LogTimedOut(models.InFlight);
+        await Task.WhenAll(models.All.Select(m => m.Model.Engine.AbortAllAsync()));
         try
         {
             // Not the host's token: the grace period runs to its end, whatever the host does meanwhile.
-            await admission.WaitForDrainedAsync(CancellationToken.None).WaitAsync(grace, CancellationToken.None);
+            await models.WaitForDrainedAsync(CancellationToken.None).WaitAsync(grace, CancellationToken.None);
         }
         catch (TimeoutException)
         {
-            LogCut(admission.InFlight);
+            LogCut(models.InFlight);
         }
     }
 

@@ -7,7 +7,8 @@ namespace Celer.Server.Hosting;
 /// prompt and generation throughput since the last line, running and waiting requests, KV-cache usage and the
 /// prefix-cache hit rate. Silent while idle; <c>--disable-log-stats</c> turns it off.
 /// </summary>
-internal sealed partial class StatsLogger(AsyncLlmEngine engine, TimeSpan interval, ILogger<StatsLogger> logger) : BackgroundService
+/// <param name="modelName">Starts the line when the server has several models, one logger each; null keeps vLLM's line as is.</param>
+internal sealed partial class StatsLogger(AsyncLlmEngine engine, TimeSpan interval, ILogger<StatsLogger> logger, string? modelName = null) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -22,7 +23,7 @@ internal sealed partial class StatsLogger(AsyncLlmEngine engine, TimeSpan interv
                 long ticks = TimeProvider.System.GetTimestamp();
                 if (logger.IsEnabled(LogLevel.Information) && Describe(last, now, TimeProvider.System.GetElapsedTime(lastTicks, ticks)) is { } line)
                 {
-                    LogStats(line);
+                    LogStats(modelName is null ? line : $"{modelName}: {line}");
                 }
 
                 (last, lastTicks) = (now, ticks);

@@ -86,12 +86,17 @@ internal sealed class EngineMetrics : IEngineStatsListener
             .Set(1);
     }
 
+    /// <param name="exposition">The server's registry. A server of several models registers each model's metrics in
+    /// the same one: a family is created once (prometheus-net hands the existing one back to the next model) and each
+    /// model writes its own <c>model_name</c> series of it.</param>
+    /// <param name="tokenBucketsMaxLen">The largest <c>max_model_len</c> of the server's models: the token-count
+    /// histograms' buckets (vLLM's 1-2-5 series up to it), which one family shares across models.</param>
     /// <param name="hostKvTier">Whether the engine has a host KV tier, whose metrics are then published.</param>
-    public EngineMetrics(AsyncLlmEngine engine, string modelName, int maxModelLen, string prefix, bool hostKvTier = false)
+    public EngineMetrics(AsyncLlmEngine engine, string modelName, int maxModelLen, PrometheusExposition exposition, int tokenBucketsMaxLen, bool hostKvTier = false)
     {
         _engine = engine;
         _maxModelLen = maxModelLen;
-        Exposition = new PrometheusExposition(prefix);
+        Exposition = exposition;
         Registry = Exposition.Registry;
         var factory = Prometheus.Metrics.WithCustomRegistry(Registry);
         var p = Exposition.InternalPrefix;
@@ -132,7 +137,7 @@ internal sealed class EngineMetrics : IEngineStatsListener
         _decodeTime = HistogramOf("request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", RequestLatencyBuckets);
         _inferenceTime = HistogramOf("request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", RequestLatencyBuckets);
         _timePerOutputToken = HistogramOf("request_time_per_output_token_seconds", "Histogram of time_per_output_token_seconds per request.", InterTokenLatencyBuckets);
-        var tokenBuckets = Build125Buckets(maxModelLen);
+        var tokenBuckets = Build125Buckets(tokenBucketsMaxLen);
         _requestPromptTokens = HistogramOf("request_prompt_tokens", "Number of prefill tokens processed.", tokenBuckets);
         _requestGenerationTokens = HistogramOf("request_generation_tokens", "Number of generation tokens processed.", tokenBuckets);
         _iterationTokens = HistogramOf("iteration_tokens_total", "Histogram of number of tokens per engine_step.", IterationTokensBuckets);

@@ -21,9 +21,8 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
 
     private sealed record Started(Prepared Prepared, IAsyncEnumerable<RequestOutput> Stream);
 
-    public async Task<IResult> HandleAsync(HttpContext context)
+    public async Task<IResult> HandleAsync(HttpContext context, ChatCompletionRequest request)
     {
-        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.ChatCompletionRequest);
         var prepared = Prepare(request);
         // The lease goes to the streaming result, or is disposed by the using below or when the engine refuses.
 #pragma warning disable CA2000

@@ -12,9 +12,8 @@ namespace Celer.Server.Serving;
 /// </summary>
 internal sealed partial class ClassificationService(ServingModel model, AdmissionControl admission, ILogger<ClassificationService> logger, ServerOptions options)
 {
-    public async Task<IResult> HandleAsync(HttpContext context)
+    public async Task<IResult> HandleAsync(HttpContext context, ClassificationRequest request)
     {
-        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.ClassificationRequest);
         var modelName = model.ResolveModelName(request.Model);
         var id = "classify-" + Guid.NewGuid().ToString("N");
         var pooling = new PoolingParams

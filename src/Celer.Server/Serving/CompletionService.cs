@@ -16,9 +16,8 @@ internal sealed partial class CompletionService(ServingModel model, AdmissionCon
     /// <summary>A prepared batch with its engine streams, started once the batch is admitted.</summary>
     private sealed record Started(Prepared Prepared, IReadOnlyList<IAsyncEnumerable<RequestOutput>> Streams);
 
-    public async Task<IResult> HandleAsync(HttpContext context)
+    public async Task<IResult> HandleAsync(HttpContext context, CompletionRequest request)
     {
-        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.CompletionRequest);
         var prepared = Prepare(request);
         // The lease goes to the streaming result, or is disposed by the using below or by StartAsync when the engine refuses.
 #pragma warning disable CA2000

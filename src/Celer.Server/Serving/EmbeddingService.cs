@@ -25,13 +25,12 @@ internal sealed partial class EmbeddingService(ServingModel model, AdmissionCont
         public int PromptTokens { get; } = EngineRequests.Sum(r => r.PromptTokenIds.Count);
     }
 
-    public Task<IResult> HandleEmbeddingsAsync(HttpContext context) => HandleAsync(context, Route.Embeddings);
+    public Task<IResult> HandleEmbeddingsAsync(HttpContext context, EmbeddingRequest request) => HandleAsync(context, request, Route.Embeddings);
 
-    public Task<IResult> HandlePoolingAsync(HttpContext context) => HandleAsync(context, Route.Pooling);
+    public Task<IResult> HandlePoolingAsync(HttpContext context, EmbeddingRequest request) => HandleAsync(context, request, Route.Pooling);
 
-    private async Task<IResult> HandleAsync(HttpContext context, Route route)
+    private async Task<IResult> HandleAsync(HttpContext context, EmbeddingRequest request, Route route)
     {
-        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.EmbeddingRequest);
         var prepared = Prepare(request, route);
         using var lease = admission.Enter(prepared.EngineRequests.Count, 1, PoolingInputs.InputField);
         if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))

@@ -47,9 +47,8 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
     /// <c>/score</c>: 1 text against N scores N pairs (the one text broadcast), N against N pairs them in order; any
     /// other pair of lengths is refused, as vLLM refuses it (N against 1 too).
     /// </summary>
-    public async Task<IResult> HandleScoreAsync(HttpContext context)
+    public async Task<IResult> HandleScoreAsync(HttpContext context, ScoreRequest request)
     {
-        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.ScoreRequest);
         var modelName = model.ResolveModelName(request.Model);
         var pairs = new Pairs(
             ReadSide(("text_1", request.Text1), ("queries", request.Queries), ("data_1", request.Data1)),
@@ -71,9 +70,8 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
     }
 
     /// <summary><c>/rerank</c>: the query against each document, best first (ties in the documents' order), cut to <c>top_n</c>.</summary>
-    public async Task<IResult> HandleRerankAsync(HttpContext context)
+    public async Task<IResult> HandleRerankAsync(HttpContext context, RerankRequest request)
     {
-        var request = await RequestBody.ReadAsync(context.Request, ServerJsonContext.Wire.RerankRequest);
         var modelName = model.ResolveModelName(request.Model);
         if (request.TopN is < 0)
             throw OpenAIException.BadRequest($"`top_n` must be 0 (every document) or more, got {request.TopN}.", "top_n");

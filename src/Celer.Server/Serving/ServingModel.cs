@@ -8,7 +8,7 @@ namespace Celer.Server.Serving;
 
 /// <summary>
 /// The served model as the endpoints see it: its names, tokenizer, default chat template (parsed
-/// once), sampling defaults and limits. One per server.
+/// once), sampling defaults and limits. One per served model (<see cref="ServedModels"/>).
 /// </summary>
 internal sealed class ServingModel
 {

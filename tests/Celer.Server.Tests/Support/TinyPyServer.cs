@@ -36,7 +36,7 @@ internal sealed class TinyPyServer : IAsyncDisposable
     public Uri BaseAddress { get; }
 
     /// <summary>The server's gate: how many requests it has admitted and not yet answered in full.</summary>
-    public AdmissionControl Admission => App.Services.GetRequiredService<AdmissionControl>();
+    public AdmissionControl Admission => App.Services.GetRequiredService<ServedModels>().All[0].Admission;
 
     /// <summary>Starts models/celer-tiny-py on the CPU behind a real server on a loopback port.</summary>
     /// <param name="speculativeConfig">--speculative-config (null: none).</param>
