@@ -5,7 +5,10 @@ using Microsoft.Extensions.Logging;
 
 namespace Celer.Cli;
 
-/// <summary><c>celer router --backend URL[,model] ...</c>: an OpenAI-compatible front over several servers (vLLM production-stack's router).</summary>
+/// <summary>
+/// <c>celer router --backend URL[,model] ...</c> (or <c>--service-discovery k8s --k8s-label-selector ...</c>): an
+/// OpenAI-compatible front over several servers (vLLM production-stack's router).
+/// </summary>
 internal static class RouterCommand
 {
     private static readonly Dictionary<string, RoutingLogic> RoutingLogics = new(StringComparer.Ordinal)
@@ -21,10 +24,17 @@ internal static class RouterCommand
         var defaults = new RouterOptions { Backends = [] };
         var backends = new Option<string[]>("--backend")
         {
-            Description = "A backend server: URL, or URL,model when its model name should not be read from its /v1/models. Repeat for each.",
-            Required = true,
+            Description = "A backend server: URL, or URL,model when its model name should not be read from its /v1/models. Repeat for each (--service-discovery static).",
             AllowMultipleArgumentsPerToken = false,
         };
+        var serviceDiscovery = new Option<string>("--service-discovery")
+        {
+            Description = "static: the --backend list; k8s: the ready pods matching --k8s-label-selector, watched through the Kubernetes API (in-cluster config).",
+            DefaultValueFactory = _ => "static",
+        }.AcceptOnlyFromAmong("static", "k8s");
+        var k8sNamespace = new Option<string>("--k8s-namespace") { Description = "Namespace of the backend pods (k8s discovery). Default: the router's own pod's." };
+        var k8sLabelSelector = new Option<string>("--k8s-label-selector") { Description = "Label selector of the backend pods, e.g. app=celer (k8s discovery; required)." };
+        var k8sPort = new Option<int?>("--k8s-port") { Description = "Port the backend pods serve on (k8s discovery). Default: 8000." };
         var routingLogic = new Option<string>("--routing-logic")
         {
             Description = "roundrobin: each model's backends in turn; session: consistent hashing on --session-key; "
@@ -47,14 +57,21 @@ internal static class RouterCommand
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level written.", DefaultValueFactory = _ => defaults.LogLevel };
 
         var command = new Command("router", "Route OpenAI API requests over several Celer or vLLM servers.");
-        foreach (var option in new Option[] { backends, routingLogic, sessionKey, host, port, healthCheckInterval, metricsScrapeInterval, prefixChunkSize, prefixMaxChunks, breakerThreshold, breakerCooldown, logLevel })
+        foreach (var option in new Option[] { backends, serviceDiscovery, k8sNamespace, k8sLabelSelector, k8sPort, routingLogic, sessionKey, host, port, healthCheckInterval, metricsScrapeInterval, prefixChunkSize, prefixMaxChunks, breakerThreshold, breakerCooldown, logLevel })
             command.Options.Add(option);
 
         command.SetAction(async (result, cancellationToken) => await CliRunner.RunAsync(result, async () =>
         {
+            var kubernetes = result.GetValue(serviceDiscovery) == "k8s"
+                ? new KubernetesDiscovery(result.GetValue(k8sNamespace), result.GetValue(k8sLabelSelector) ?? "", result.GetValue(k8sPort) ?? DefaultK8sPort)
+                : null;
+            // The k8s flags mean nothing to a static list: refused rather than silently ignored.
+            if (kubernetes is null && new Option[] { k8sNamespace, k8sLabelSelector, k8sPort }.FirstOrDefault(o => result.GetResult(o) is not null) is { } stray)
+                throw new CliException($"{stray.Name}: only taken with --service-discovery k8s.");
             var options = new RouterOptions
             {
-                Backends = [.. result.GetValue(backends)!.Select(BackendSpec.Parse)],
+                Backends = [.. (result.GetValue(backends) ?? []).Select(BackendSpec.Parse)],
+                Kubernetes = kubernetes,
                 RoutingLogic = RoutingLogics[result.GetValue(routingLogic)!],
                 SessionKey = result.GetValue(sessionKey)!,
                 Host = result.GetValue(host)!,
@@ -70,12 +87,16 @@ internal static class RouterCommand
             // Bad values are refused by RouterOptions.Validate (an ArgumentException naming the flag) before anything starts.
             var app = CelerRouter.Build(options);
             await app.StartAsync(cancellationToken);
-            Console.WriteLine($"Routing ({result.GetValue(routingLogic)}) over {options.Backends.Count} backends at {CelerRouter.GetBoundAddress(app)}");
+            var over = kubernetes is null ? $"{options.Backends.Count} backends" : $"the ready pods matching {kubernetes.LabelSelector}";
+            Console.WriteLine($"Routing ({result.GetValue(routingLogic)}) over {over} at {CelerRouter.GetBoundAddress(app)}");
             await app.WaitForShutdownAsync(CancellationToken.None);
             return 0;
         }));
         return command;
     }
+
+    /// <summary>vLLM's (and production-stack's) serving port.</summary>
+    private const int DefaultK8sPort = 8000;
 
     /// <summary>A flag's seconds as a time span. NaN, infinities and more than ten years (past any use, and near TimeSpan's
     /// limit, which would throw) are refused here; the range each flag allows is RouterOptions.Validate's to check.</summary>

@@ -8,31 +8,74 @@ namespace Celer.Router;
 /// The backends and their health. Every interval each backend's <c>GET /health</c> is asked (and, for a backend given
 /// without a model name, its <c>GET /v1/models</c>); one that fails is ejected from routing, one that answers again is
 /// re-admitted. A forward that cannot connect ejects its backend at once, without waiting for the next check. Requests go
-/// to the healthy backends whose circuit breaker lets them through.
+/// to the healthy backends whose circuit breaker lets them through. The set of backends is fixed (<c>--backend</c>) or
+/// follows the pods that <see cref="KubernetesPodWatcher"/> sees ready; it is swapped whole, so readers never lock.
 /// </summary>
 public sealed partial class BackendPool : BackgroundService
 {
     private readonly HttpClient _probe;
     private readonly RouterOptions _options;
     private readonly ILogger<BackendPool> _logger;
+    private readonly Lock _membership = new();
+    private volatile Backend[] _backends;
 
     public BackendPool(RouterOptions options, ILogger<BackendPool> logger)
     {
         _options = options;
         _logger = logger;
-        Backends = [.. options.Backends.Select(spec => new Backend(spec,
-            new CircuitBreaker(options.CircuitBreakerThreshold, options.CircuitBreakerCooldown, options.TimeProvider)))];
+        _backends = [.. options.Backends.Select(NewBackend)];
         // A probe slower than the interval counts as a failure; 5 s caps it for long intervals.
         var timeout = TimeSpan.FromTicks(Math.Min(options.HealthCheckInterval.Ticks, TimeSpan.FromSeconds(5).Ticks));
         _probe = new HttpClient { Timeout = timeout };
     }
 
-    public IReadOnlyList<Backend> Backends { get; }
+    public IReadOnlyList<Backend> Backends => _backends;
 
-    /// <summary>Raised when a backend leaves routing (a failed check or forward), so what was kept about it can go.</summary>
+    /// <summary>Raised when a backend leaves routing (a failed check or forward, or its removal), so what was kept about it can go.</summary>
     public event Action<Backend>? BackendEjected;
 
-    /// <summary>The healthy backends serving <paramref name="model"/>, in command-line order.</summary>
+    /// <summary>Raised when a backend leaves the pool for good (its pod went), so per-backend series and state can go too.</summary>
+    public event Action<Backend>? BackendRemoved;
+
+    /// <summary>
+    /// Adds a backend at <paramref name="spec"/>'s URL, unless it is one already, and checks it at once, so it takes
+    /// requests without waiting for the next round.
+    /// </summary>
+    public async Task AddAsync(BackendSpec spec, CancellationToken cancellationToken)
+    {
+        Backend backend;
+        lock (_membership)
+        {
+            if (_backends.Any(b => b.Url == spec.Url))
+                return;
+            backend = NewBackend(spec);
+            _backends = [.. _backends, backend];
+        }
+        LogAdded(backend.Url);
+        await CheckAsync(backend, cancellationToken);
+    }
+
+    /// <summary>Removes the backend at <paramref name="url"/>, if there is one: requests in flight to it finish, no new one goes.</summary>
+    public void Remove(Uri url)
+    {
+        Backend? backend;
+        lock (_membership)
+        {
+            backend = _backends.FirstOrDefault(b => b.Url == url);
+            if (backend is null)
+                return;
+            _backends = [.. _backends.Where(b => b != backend)];
+        }
+        LogRemoved(url);
+        if (backend.IsHealthy)
+        {
+            backend.IsHealthy = false;
+            BackendEjected?.Invoke(backend);
+        }
+        BackendRemoved?.Invoke(backend);
+    }
+
+    /// <summary>The healthy backends serving <paramref name="model"/>, in command-line order (or the order their pods became ready).</summary>
     public IReadOnlyList<Backend> HealthyFor(string model) => [.. Backends.Where(b => b.IsHealthy && b.Serves(model))];
 
     /// <summary>The backends a request for <paramref name="model"/> may go to: healthy, and their circuit not open.</summary>
@@ -87,6 +130,9 @@ public sealed partial class BackendPool : BackgroundService
         base.Dispose();
     }
 
+    private Backend NewBackend(BackendSpec spec) =>
+        new(spec, new CircuitBreaker(_options.CircuitBreakerThreshold, _options.CircuitBreakerCooldown, _options.TimeProvider));
+
     private async Task CheckAsync(Backend backend, CancellationToken cancellationToken)
     {
         bool healthy;
@@ -104,6 +150,9 @@ public sealed partial class BackendPool : BackgroundService
             healthy = false;
         }
 
+        // A backend removed while its check was in flight stays out: re-admitting it would only log a false "routing to it".
+        if (Array.IndexOf(_backends, backend) < 0)
+            return;
         var wasHealthy = backend.IsHealthy;
         backend.IsHealthy = healthy;
         if (healthy && !wasHealthy)
@@ -127,4 +176,10 @@ public sealed partial class BackendPool : BackgroundService
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Backend {Backend} is healthy: routing to it")]
     private partial void LogAdmitted(Uri backend);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Backend {Backend} added")]
+    private partial void LogAdded(Uri backend);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Backend {Backend} removed")]
+    private partial void LogRemoved(Uri backend);
 }

@@ -23,7 +23,8 @@ public static class CelerRouter
         "/pooling", "/classify", "/score", "/v1/score", "/rerank", "/v1/rerank", "/v2/rerank",
     ];
 
-    /// <exception cref="ArgumentException">An option is out of range (<see cref="RouterOptions.Validate"/>).</exception>
+    /// <exception cref="ArgumentException">An option is out of range (<see cref="RouterOptions.Validate"/>), or Kubernetes
+    /// discovery is asked for outside a pod.</exception>
     public static WebApplication Build(RouterOptions options)
     {
         options.Validate();
@@ -35,8 +36,17 @@ public static class CelerRouter
         builder.WebHost.UseUrls($"http://{host}:{options.Port}");
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<BackendPool>();
-        // Hosted services start in this order: the load scraper's first round needs the pool's first health checks.
+        // Hosted services start in this order: the load scraper's first round needs the pool's first health checks, and
+        // with Kubernetes discovery the pods' first list (which checks each backend it adds).
         builder.Services.AddHostedService(services => services.GetRequiredService<BackendPool>());
+        if (options.Kubernetes is { } k8s)
+        {
+            // Resolved here rather than when the host starts, so a router outside a pod is refused with one line.
+            var api = k8s.ApiServer ?? KubernetesApiServer.InCluster();
+            var ns = k8s.Namespace ?? api.ReadNamespace();
+            builder.Services.AddHostedService(services => new KubernetesPodWatcher(
+                services.GetRequiredService<BackendPool>(), api, ns, k8s, services.GetRequiredService<ILogger<KubernetesPodWatcher>>()));
+        }
         if (options.ScrapesLoad)
         {
             builder.Services.AddSingleton<LoadScraper>();

@@ -30,6 +30,7 @@ public sealed partial class LoadScraper : BackgroundService
         // As for health checks: a scrape slower than the interval is a failure; 5 s caps it for long intervals.
         var timeout = TimeSpan.FromTicks(Math.Min(_interval.Ticks, TimeSpan.FromSeconds(5).Ticks));
         _client = new HttpClient { Timeout = timeout, MaxResponseContentBufferSize = MaxExpositionBytes };
+        pool.BackendRemoved += backend => _failing.TryRemove(backend, out _);
     }
 
     /// <summary>One round of scrapes over every backend, concurrently.</summary>

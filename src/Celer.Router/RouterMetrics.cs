@@ -55,6 +55,15 @@ public sealed class RouterMetrics
                 circuit.WithLabels(label).Set((int)backend.Breaker.State);
             }
         });
+        // A removed backend (a pod that went) would otherwise keep its last gauge values for good; its counters stay, as
+        // a counter's history should.
+        pool.BackendRemoved += backend =>
+        {
+            var label = Label(backend);
+            inFlight.RemoveLabelled(label);
+            healthy.RemoveLabelled(label);
+            circuit.RemoveLabelled(label);
+        };
     }
 
     /// <summary>A backend answered with <paramref name="status"/>.</summary>

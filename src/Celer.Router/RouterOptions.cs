@@ -38,10 +38,26 @@ public enum RoutingLogic
     LeastLoaded,
 }
 
+/// <summary>
+/// <c>--service-discovery k8s</c>: the backends are the ready pods in <paramref name="Namespace"/> matching
+/// <paramref name="LabelSelector"/>, each at <c>http://{podIP}:{Port}/</c>, as production-stack's router finds them.
+/// </summary>
+/// <param name="Namespace">Null: the router's own pod's namespace, from its service account.</param>
+public sealed record KubernetesDiscovery(string? Namespace, string LabelSelector, int Port)
+{
+    /// <summary>The API server and credentials; null: the in-cluster config. Tests point it at a fake API server.</summary>
+    internal KubernetesApiServer? ApiServer { get; init; }
+}
+
 /// <summary>The settings of <c>celer router</c>.</summary>
 public sealed class RouterOptions
 {
+    /// <summary>The <c>--backend</c> list; empty with Kubernetes discovery, whose backends come and go with the pods.</summary>
     public required IReadOnlyList<BackendSpec> Backends { get; init; }
+
+    /// <summary>Null: the backends are <see cref="Backends"/> (<c>--service-discovery static</c>).</summary>
+    public KubernetesDiscovery? Kubernetes { get; init; }
+
     public RoutingLogic RoutingLogic { get; init; } = RoutingLogic.RoundRobin;
 
     /// <summary>The header whose value keys session routing (production-stack's default is <c>x-user-id</c>).</summary>
@@ -86,6 +102,20 @@ public sealed class RouterOptions
     /// <exception cref="ArgumentException">A setting is out of range; the message names its flag.</exception>
     public void Validate()
     {
+        if (Kubernetes is null && Backends.Count == 0)
+            throw new ArgumentException("--backend: at least one is required with --service-discovery static.");
+        if (Kubernetes is { } k8s)
+        {
+            if (Backends.Count > 0)
+                throw new ArgumentException("--backend: not taken with --service-discovery k8s, whose backends are the pods.");
+            // An empty selector would make every pod of the namespace a backend, the router's own included.
+            if (string.IsNullOrWhiteSpace(k8s.LabelSelector))
+                throw new ArgumentException("--k8s-label-selector: required with --service-discovery k8s (which pods are backends, e.g. app=celer).");
+            if (k8s.Namespace is { } ns && string.IsNullOrWhiteSpace(ns))
+                throw new ArgumentException("--k8s-namespace: must not be empty.");
+            if (k8s.Port is < 1 or > 65535)
+                throw new ArgumentException($"--k8s-port {k8s.Port}: must be a port number, 1 to 65535.");
+        }
         CheckInterval("--health-check-interval", HealthCheckInterval);
         if (MetricsScrapeInterval is { } scrape)
             CheckInterval("--metrics-scrape-interval", scrape);

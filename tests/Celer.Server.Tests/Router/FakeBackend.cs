@@ -62,11 +62,12 @@ internal sealed class FakeBackend : IAsyncDisposable
         """;
 
     /// <param name="port">0: an ephemeral port.</param>
-    public static async Task<FakeBackend> StartAsync(int port = 0)
+    /// <param name="ip">A loopback address: several backends on one port stand for pods, each with its own IP.</param>
+    public static async Task<FakeBackend> StartAsync(int port = 0, string ip = "127.0.0.1")
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel().UseUrls($"http://127.0.0.1:{port}");
+        builder.WebHost.UseKestrel().UseUrls($"http://{ip}:{port}");
         var app = builder.Build();
         var backend = new FakeBackend(app);
         app.MapGet("/health", context => Task.CompletedTask);

@@ -23,6 +23,22 @@ public sealed class RouterCommandTests
         Assert.Empty(output);
     }
 
+    [Theory]
+    [InlineData("--k8s-label-selector: required with --service-discovery k8s (which pods are backends, e.g. app=celer).", "--service-discovery", "k8s")]
+    [InlineData("--k8s-port 70000: must be a port number, 1 to 65535.", "--service-discovery", "k8s", "--k8s-label-selector", "app=celer", "--k8s-port", "70000")]
+    [InlineData("--backend: not taken with --service-discovery k8s, whose backends are the pods.", "--service-discovery", "k8s", "--k8s-label-selector", "app=celer", "--backend", "http://127.0.0.1:1")]
+    [InlineData("--backend: at least one is required with --service-discovery static.")]
+    [InlineData("--k8s-label-selector: only taken with --service-discovery k8s.", "--backend", "http://127.0.0.1:1", "--k8s-label-selector", "app=celer")]
+    [InlineData("--k8s-port: only taken with --service-discovery k8s.", "--service-discovery", "static", "--backend", "http://127.0.0.1:1", "--k8s-port", "8000")]
+    public async Task Discovery_flags_that_do_not_fit_are_refused_with_one_line(string message, params string[] flags)
+    {
+        var (exitCode, output, error) = await CelerCli.RunAsync(["router", "--port", "0", .. flags]);
+
+        Assert.Equal(1, exitCode);
+        Assert.Equal($"error: {message}{Environment.NewLine}", error);
+        Assert.Empty(output);
+    }
+
     [Fact]
     public async Task An_unknown_routing_logic_is_refused_listing_the_known_ones()
     {

@@ -30,7 +30,7 @@ internal sealed class RouterUnderTest : IAsyncDisposable
         IEnumerable<BackendSpec> backends, RoutingLogic routing, TimeSpan? healthCheckInterval = null, TimeSpan? metricsScrapeInterval = null,
         int prefixChunkSize = 128, int circuitBreakerThreshold = 5, TimeSpan? circuitBreakerCooldown = null, TimeProvider? clock = null)
     {
-        var app = CelerRouter.Build(new RouterOptions
+        return await StartAsync(new RouterOptions
         {
             Backends = [.. backends],
             RoutingLogic = routing,
@@ -43,6 +43,11 @@ internal sealed class RouterUnderTest : IAsyncDisposable
             TimeProvider = clock ?? TimeProvider.System,
             LogLevel = Microsoft.Extensions.Logging.LogLevel.None,
         });
+    }
+
+    public static async Task<RouterUnderTest> StartAsync(RouterOptions options)
+    {
+        var app = CelerRouter.Build(options);
         await app.StartAsync();
         return new RouterUnderTest(app);
     }
