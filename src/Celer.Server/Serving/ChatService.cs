@@ -54,7 +54,7 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
 
     private Prepared Prepare(ChatCompletionRequest request)
     {
-        var modelName = model.ResolveModelName(request.Model);
+        var modelName = model.PrimaryName;
         UnsupportedFields.Check(request);
 
         var prompt = ChatPromptBuilder.Render(new ChatRenderRequest(

@@ -14,7 +14,7 @@ internal sealed partial class ClassificationService(ServingModel model, Admissio
 {
     public async Task<IResult> HandleAsync(HttpContext context, ClassificationRequest request)
     {
-        var modelName = model.ResolveModelName(request.Model);
+        var modelName = model.PrimaryName;
         var id = "classify-" + Guid.NewGuid().ToString("N");
         var pooling = new PoolingParams
         {

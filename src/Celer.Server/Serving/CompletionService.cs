@@ -38,7 +38,7 @@ internal sealed partial class CompletionService(ServingModel model, AdmissionCon
 
     private Prepared Prepare(CompletionRequest request)
     {
-        var modelName = model.ResolveModelName(request.Model);
+        var modelName = model.PrimaryName;
         if (request.Suffix is not null)
             throw OpenAIException.BadRequest("suffix is not currently supported.", "suffix");
         UnsupportedFields.Check(request);

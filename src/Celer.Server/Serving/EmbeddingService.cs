@@ -57,7 +57,7 @@ internal sealed partial class EmbeddingService(ServingModel model, AdmissionCont
     /// <summary>Every check the server can make, in the order vLLM makes them, before anything reaches the engine.</summary>
     private Prepared Prepare(EmbeddingRequest request, Route route)
     {
-        var modelName = model.ResolveModelName(request.Model);
+        var modelName = model.PrimaryName;
         var base64 = request.EncodingFormat switch
         {
             null or "float" => false,

@@ -49,7 +49,7 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
     /// </summary>
     public async Task<IResult> HandleScoreAsync(HttpContext context, ScoreRequest request)
     {
-        var modelName = model.ResolveModelName(request.Model);
+        var modelName = model.PrimaryName;
         var pairs = new Pairs(
             ReadSide(("text_1", request.Text1), ("queries", request.Queries), ("data_1", request.Data1)),
             ReadSide(("text_2", request.Text2), ("documents", request.Documents), ("items", request.Items), ("data_2", request.Data2)));
@@ -72,7 +72,7 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
     /// <summary><c>/rerank</c>: the query against each document, best first (ties in the documents' order), cut to <c>top_n</c>.</summary>
     public async Task<IResult> HandleRerankAsync(HttpContext context, RerankRequest request)
     {
-        var modelName = model.ResolveModelName(request.Model);
+        var modelName = model.PrimaryName;
         if (request.TopN is < 0)
             throw OpenAIException.BadRequest($"`top_n` must be 0 (every document) or more, got {request.TopN}.", "top_n");
         var query = request.Query switch

@@ -73,23 +73,8 @@ internal sealed class ServingModel
 
     public long Created { get; }
 
+    /// <summary>The name responses report, whichever of the served names the request used (the endpoints matched it).</summary>
     public string PrimaryName => ServedModelNames[0];
-
-    /// <summary>
-    /// The name to report for a request; a missing <c>model</c> means the served model, as in vLLM.
-    /// </summary>
-    /// <exception cref="OpenAIException">404 with <c>param: "model"</c> for a name not served here.</exception>
-    public string ResolveModelName(string? requested)
-    {
-        if (string.IsNullOrEmpty(requested))
-            return PrimaryName;
-        foreach (var name in ServedModelNames)
-        {
-            if (string.Equals(name, requested, StringComparison.Ordinal))
-                return PrimaryName;
-        }
-        throw OpenAIException.ModelNotFound(requested);
-    }
 
     /// <summary>
     /// The template for a request: the client's own (parsed under the sandbox limits) when the server trusts request
