@@ -31,6 +31,7 @@ public sealed unsafe partial class CudaBackend
     private SafeDeviceMemoryHandle? _kvTransferLayers;   // [layers][4]: device K, device V, host K, host V
 #pragma warning restore CA2213
     private nint _kvCopyKernel;
+    private readonly HashSet<int> _copyDestinations = [];   // Copy's, kept: one per batch of a step's transfers
 
     // Matches KV_COPY_BATCH and KV_COPY_THREADS of kv_transfer.cu.
     private const int KvCopyBatch = 256;
@@ -146,7 +147,8 @@ public sealed unsafe partial class CudaBackend
     {
         // kv_transfer.cu's KvCopyList by value: KvCopyBatch (device, host) int pairs, then the count.
         int* list = stackalloc int[2 * KvCopyBatch + 1];
-        var destinations = new HashSet<int>();
+        HashSet<int> destinations = _copyDestinations;
+        destinations.Clear();
         int count = 0;
         foreach (KvBlockCopy copy in copies)
         {
