@@ -28,6 +28,7 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
     private float[] _kScales = [], _vScales = [];
     private int _blockSize;
     private long _kvBlockLayerBytes;   // one block of one layer's keys (or values)
+    private long _kvLayerBytes;        // all blocks of one layer's keys (or values)
     private ForwardBatch? _batch;
     private readonly MixtureOfExperts _moe = new();
 
@@ -145,19 +146,10 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
     {
         _blockSize = blockSize;
         _kvBlockLayerBytes = (long)blockSize * spec.NumKvHeads * spec.HeadDim * _kvType.ByteSize();
-        long perLayerBytes = numBlocks * _kvBlockLayerBytes;
+        _kvLayerBytes = numBlocks * _kvBlockLayerBytes;
         _kCache = new byte*[numLayers];
         _vCache = new byte*[numLayers];
-        long nullBlockBytes = perLayerBytes / numBlocks;
-        for (int layer = 0; layer < numLayers; layer++)
-        {
-            _kCache[layer] = (byte*)AllocateFloats((perLayerBytes + sizeof(float) - 1) / sizeof(float));
-            _vCache[layer] = (byte*)AllocateFloats((perLayerBytes + sizeof(float) - 1) / sizeof(float));
-            // Block 0 is the null block that padding rows (warm-up, graph padding) attend to: zeros, not whatever the
-            // allocator left there (NaN bit patterns would flow into their logits and a MoE router).
-            NativeMemory.Clear(_kCache[layer], (nuint)nullBlockBytes);
-            NativeMemory.Clear(_vCache[layer], (nuint)nullBlockBytes);
-        }
+        AllocateKvLayers();
 
         if (_kScales.Length != numLayers)
         {
@@ -454,6 +446,20 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
         _kCache = [];
         _vCache = [];
         _moe.Dispose();
+    }
+
+    /// <summary>Every layer's keys and values, <see cref="_kvLayerBytes"/> each, with the null block zeroed.</summary>
+    private void AllocateKvLayers()
+    {
+        for (int layer = 0; layer < _kCache.Length; layer++)
+        {
+            _kCache[layer] = (byte*)AllocateFloats((_kvLayerBytes + sizeof(float) - 1) / sizeof(float));
+            _vCache[layer] = (byte*)AllocateFloats((_kvLayerBytes + sizeof(float) - 1) / sizeof(float));
+            // Block 0 is the null block that padding rows (warm-up, graph padding) attend to: zeros, not whatever the
+            // allocator left there (NaN bit patterns would flow into their logits and a MoE router).
+            NativeMemory.Clear(_kCache[layer], (nuint)_kvBlockLayerBytes);
+            NativeMemory.Clear(_vCache[layer], (nuint)_kvBlockLayerBytes);
+        }
     }
 
     private ForwardBatch Batch => _batch ?? throw new InvalidOperationException("BeginStep was not called.");

@@ -73,15 +73,15 @@ public sealed unsafe partial class CudaBackend
         int rows = parts.Sum(p => p.Shape[0]);
         Tensor scales = first.Kind == Fp8WeightScales.PerBlock ? LoadBlockScales(name, parts, columns) : LoadRowScales(name, parts, rows);
         _device.MakeCurrent();
-        SafeDeviceMemoryHandle memory = Track(_device.Allocate((long)rows * columns));
+        ulong memory = AllocateWeight((long)rows * columns);
         ulong offset = 0;
         foreach (WeightTensor part in parts)
         {
-            Upload(part, memory.Pointer + offset, DType.F8E4M3);
+            Upload(part, memory + offset, DType.F8E4M3);
             offset += (ulong)part.ByteLength;
         }
 
-        return new Tensor(name, (nint)memory.Pointer, DType.F8E4M3, [rows, columns]) { Scales = scales };
+        return new Tensor(name, (nint)memory, DType.F8E4M3, [rows, columns]) { Scales = scales };
     }
 
     /// <summary>One scale per output row: a per-channel scale as stored, a per-tensor one repeated.</summary>
@@ -141,13 +141,13 @@ public sealed unsafe partial class CudaBackend
     private Tensor UploadScales(string name, float[] values, int[] shape)
     {
         _device.MakeCurrent();
-        SafeDeviceMemoryHandle memory = Track(_device.Allocate((long)values.Length * sizeof(float)));
+        ulong memory = AllocateWeight((long)values.Length * sizeof(float));
         fixed (float* p = values)
         {
-            Upload(new WeightTensor(name, DType.F32, shape, (nint)p, (long)values.Length * sizeof(float)), memory.Pointer, DType.F32);
+            Upload(new WeightTensor(name, DType.F32, shape, (nint)p, (long)values.Length * sizeof(float)), memory, DType.F32);
         }
 
-        return new Tensor(name, (nint)memory.Pointer, DType.F32, shape);
+        return new Tensor(name, (nint)memory, DType.F32, shape);
     }
 
     /// <summary>

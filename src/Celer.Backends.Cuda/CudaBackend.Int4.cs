@@ -65,22 +65,22 @@ public sealed unsafe partial class CudaBackend
             : [];
 
         _device.MakeCurrent();
-        SafeDeviceMemoryHandle memory = Track(_device.Allocate((long)codes.Length * sizeof(uint)));
+        ulong memory = AllocateWeight((long)codes.Length * sizeof(uint));
         fixed (uint* p = codes)
         {
-            Upload(new WeightTensor(name, DType.I32, [rows, words], (nint)p, (long)codes.Length * sizeof(uint)), memory.Pointer, DType.I32);
+            Upload(new WeightTensor(name, DType.I32, [rows, words], (nint)p, (long)codes.Length * sizeof(uint)), memory, DType.I32);
         }
 
         Tensor? columnOrder = null;
         if (order is not null)
         {
-            SafeDeviceMemoryHandle orderMemory = Track(_device.Allocate((long)columns * sizeof(int)));
+            ulong orderMemory = AllocateWeight((long)columns * sizeof(int));
             fixed (int* p = order)
             {
-                Upload(new WeightTensor(name + ".column_order", DType.I32, [columns], (nint)p, (long)columns * sizeof(int)), orderMemory.Pointer, DType.I32);
+                Upload(new WeightTensor(name + ".column_order", DType.I32, [columns], (nint)p, (long)columns * sizeof(int)), orderMemory, DType.I32);
             }
 
-            columnOrder = new Tensor(name + ".column_order", (nint)orderMemory.Pointer, DType.I32, [columns]);
+            columnOrder = new Tensor(name + ".column_order", (nint)orderMemory, DType.I32, [columns]);
         }
 
         // Steps above the GEMV's rows dequantize into one buffer sized for the largest packed weight.
@@ -94,13 +94,13 @@ public sealed unsafe partial class CudaBackend
         Tensor sz;
         if (tensorCores)
         {
-            SafeDeviceMemoryHandle scaleMemory = Track(_device.Allocate((long)packedScales.Length * sizeof(uint)));
+            ulong scaleMemory = AllocateWeight((long)packedScales.Length * sizeof(uint));
             fixed (uint* p = packedScales)
             {
-                Upload(new WeightTensor(name + ".scales_and_zeros", DType.I32, [rows, groups], (nint)p, (long)packedScales.Length * sizeof(uint)), scaleMemory.Pointer, DType.I32);
+                Upload(new WeightTensor(name + ".scales_and_zeros", DType.I32, [rows, groups], (nint)p, (long)packedScales.Length * sizeof(uint)), scaleMemory, DType.I32);
             }
 
-            sz = new Tensor(name + ".scales_and_zeros", (nint)scaleMemory.Pointer, DType.I32, [rows, groups]);
+            sz = new Tensor(name + ".scales_and_zeros", (nint)scaleMemory, DType.I32, [rows, groups]);
         }
         else
         {
@@ -108,7 +108,7 @@ public sealed unsafe partial class CudaBackend
         }
 
         _device.Synchronize();   // the host arrays are released on return
-        return new Tensor(name, (nint)memory.Pointer, DType.I32, [rows, words]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, tensorCores) };
+        return new Tensor(name, (nint)memory, DType.I32, [rows, words]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, tensorCores) };
     }
 
     /// <summary>The tensor-core layout's code bias: 128 + code is exact in bf16's 8 significant bits, 1024 + code in fp16's 11.</summary>
@@ -134,7 +134,7 @@ public sealed unsafe partial class CudaBackend
     {
         int rows = parts.Sum(p => p.Packed!.Rows), columns = parts[0].Packed!.Columns;
         _device.MakeCurrent();
-        SafeDeviceMemoryHandle memory = Track(_device.Allocate((long)rows * columns * ActivationDType.ByteSize()));
+        ulong memory = AllocateWeight((long)rows * columns * ActivationDType.ByteSize());
         ulong offset = 0;
         foreach (WeightTensor part in parts)
         {
@@ -144,7 +144,7 @@ public sealed unsafe partial class CudaBackend
             try
             {
                 w.Dequantize(values);
-                Upload(new WeightTensor(part.Name, QuantizedWeights.DequantizedDType, [w.Rows, w.Columns], (nint)values, bytes), memory.Pointer + offset);
+                Upload(new WeightTensor(part.Name, QuantizedWeights.DequantizedDType, [w.Rows, w.Columns], (nint)values, bytes), memory + offset);
                 _device.Synchronize();   // the staging copies have read the values before they are freed
             }
             finally
@@ -155,7 +155,7 @@ public sealed unsafe partial class CudaBackend
             offset += (ulong)((long)w.Rows * w.Columns * ActivationDType.ByteSize());
         }
 
-        return new Tensor(name, (nint)memory.Pointer, ActivationDType, [rows, columns]);
+        return new Tensor(name, (nint)memory, ActivationDType, [rows, columns]);
     }
 
     /// <summary>y = x·Wᵀ (+ bias) for a packed 4-bit <paramref name="weight"/>.</summary>

@@ -55,7 +55,8 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     /// The KV cache's element type (<c>--kv-cache-dtype</c>): the model dtype (null), or FP8 (E4M3/E5M2) for a 16-bit model.
     /// </param>
     /// <param name="ownsDevice">Dispose the device with the backend (the loader's case; tests share one device).</param>
-    public CudaBackend(CudaDevice device, DType activationDType, bool ownsDevice = false, DType? kvCacheDType = null)
+    /// <param name="sleepMode">Put the weights and the KV cache where <see cref="ISleepMode"/> can release them (--enable-sleep-mode).</param>
+    public CudaBackend(CudaDevice device, DType activationDType, bool ownsDevice = false, DType? kvCacheDType = null, bool sleepMode = false)
     {
         _device = device;
         _ownsDevice = ownsDevice;
@@ -100,6 +101,12 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         _tokenTypeIds = new DeviceInts(this);
         _maskPositions = new DeviceInts(this);
         _gemmWorkspace = Track(device.Allocate(CublasWorkspaceBytes)).Pointer;
+        if (sleepMode)
+        {
+            // Address space is cheap: each region may grow to the whole card.
+            _weightMemory = new VirtualMemoryRegion(device, "weights", device.TotalMemory, SleepChunkBytes);
+            _kvMemory = new VirtualMemoryRegion(device, "KV cache", device.TotalMemory, SleepChunkBytes);
+        }
         Cublas.Check(Cublas.cublasSetWorkspace_v2(device.CublasHandle, _gemmWorkspace, CublasWorkspaceBytes), "cublasSetWorkspace");
     }
 
@@ -143,9 +150,9 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         weight.RequireUnquantized();
         _device.MakeCurrent();
         var tensor = new Tensor(weight.Name, 0, ActivationDType, weight.Shape);
-        SafeDeviceMemoryHandle memory = Track(_device.Allocate(tensor.ByteLength));
-        Upload(weight, memory.Pointer);
-        return new Tensor(weight.Name, (nint)memory.Pointer, ActivationDType, weight.Shape);
+        ulong memory = AllocateWeight(tensor.ByteLength);
+        Upload(weight, memory);
+        return new Tensor(weight.Name, (nint)memory, ActivationDType, weight.Shape);
     }
 
     public Tensor LoadStacked(string name, params WeightTensor[] parts)
@@ -170,15 +177,15 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         _device.MakeCurrent();
         int[] shape = [parts.Sum(p => p.Shape[0]), .. trailing];
         var tensor = new Tensor(name, 0, ActivationDType, shape);
-        SafeDeviceMemoryHandle memory = Track(_device.Allocate(tensor.ByteLength));
+        ulong memory = AllocateWeight(tensor.ByteLength);
         long offset = 0;
         foreach (WeightTensor part in parts)
         {
-            Upload(part, memory.Pointer + (ulong)offset);
+            Upload(part, memory + (ulong)offset);
             offset += part.ElementCount * ActivationDType.ByteSize();
         }
 
-        return new Tensor(name, (nint)memory.Pointer, ActivationDType, shape);
+        return new Tensor(name, (nint)memory, ActivationDType, shape);
     }
 
     /// <summary>
@@ -257,7 +264,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     {
         _device.MakeCurrent();
         var tensor = new Tensor(name, 0, dtype, shape);
-        SafeDeviceMemoryHandle memory = Track(_device.Allocate(tensor.ByteLength));
+        SafeDeviceMemoryHandle memory = AllocateOther(tensor.ByteLength);
         return new Tensor(name, (nint)memory.Pointer, dtype, shape);
     }
 
@@ -299,8 +306,8 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         _vScales = Enumerable.Repeat(1f, numLayers).ToArray();
         for (int layer = 0; layer < numLayers; layer++)
         {
-            _kCache[layer] = Track(_device.Allocate(bytes)).Pointer;
-            _vCache[layer] = Track(_device.Allocate(bytes)).Pointer;
+            _kCache[layer] = AllocateKv(bytes);
+            _vCache[layer] = AllocateKv(bytes);
         }
     }
 
@@ -454,6 +461,8 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         }
 
         _allocations.Clear();
+        _weightMemory?.Dispose();
+        _kvMemory?.Dispose();
         foreach (IDisposable handle in _staging.Concat<IDisposable>(_stagingFree))
         {
             handle.Dispose();

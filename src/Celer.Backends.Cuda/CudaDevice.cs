@@ -17,6 +17,7 @@ public sealed unsafe class CudaDevice : IDisposable
     private CudaDevice(int ordinal, int device, nint context)
     {
         Ordinal = ordinal;
+        Handle = device;
         _context = new SafePrimaryContextHandle(context, device);
         MakeCurrent();
 
@@ -43,6 +44,9 @@ public sealed unsafe class CudaDevice : IDisposable
     }
 
     public int Ordinal { get; }
+
+    /// <summary>The driver's CUdevice, which virtual memory management names a GPU by.</summary>
+    internal int Handle { get; }
 
     public string Name { get; }
 

@@ -59,6 +59,10 @@ internal sealed class EngineOptions
     public Option<int> Seed { get; } = new("--seed") { Description = "Engine random seed.", DefaultValueFactory = _ => 0 };
     public Option<int> MaxLogprobs { get; } = new("--max-logprobs") { Description = "Most logprobs a request may ask for.", DefaultValueFactory = _ => 20 };
     public Option<bool> EnforceEager { get; } = new("--enforce-eager") { Description = "Never record decode steps as CUDA graphs." };
+    public Option<bool> EnableSleepMode { get; } = new("--enable-sleep-mode")
+    {
+        Description = "Let the model sleep (POST /sleep?level=1|2, /wake_up, GET /is_sleeping): its KV cache and GPU weights give their memory back; a request wakes it.",
+    };
     public Option<string?> HfOverrides { get; } = new("--hf-overrides")
     {
         Description = "JSON object of config.json fields to replace, e.g. '{\"architectures\": [\"LlamaForCausalLM\"]}' for a Llama clone under another name.",
@@ -95,7 +99,7 @@ internal sealed class EngineOptions
         foreach (var option in new Option[]
                  {
                      ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory, KvOffloadSize, PreemptionMode,
-                     Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager,
+                     Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager, EnableSleepMode,
                      CudaGraphSizes, MaxCudaGraphCaptureSize, AsyncScheduling, NoAsyncScheduling, HfOverrides, SpeculativeConfig,
                      Runner, Convert, PoolerConfig,
                  })
@@ -123,6 +127,7 @@ internal sealed class EngineOptions
         Seed = result.GetValue(Seed),
         MaxLogprobs = result.GetValue(MaxLogprobs),
         EnforceEager = result.GetValue(EnforceEager),
+        EnableSleepMode = result.GetValue(EnableSleepMode),
         CudaGraphSizes = result.GetValue(CudaGraphSizes) is { Length: > 0 } sizes ? sizes : null,
         MaxCudaGraphCaptureSize = result.GetValue(MaxCudaGraphCaptureSize),
         AsyncScheduling = result.GetValue(NoAsyncScheduling) ? false : result.GetValue(AsyncScheduling) ? true : null,

@@ -21,6 +21,7 @@ public sealed class AsyncLlmEngine : IAsyncDisposable
     private readonly TaskCompletionSource _loopDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _stopping;
     private volatile bool _dead;
+    private (int Level, TaskCompletionSource Done)? _pendingSleep;   // the loop's: a sleep waiting for running requests
 
     /// <param name="executor">Owned by the engine: disposed with it.</param>
     public AsyncLlmEngine(EngineArgs args, IModelExecutor executor, Tokenizer? tokenizer, EngineModelInfo model, IEngineStatsListener? listener = null)
@@ -38,6 +39,76 @@ public sealed class AsyncLlmEngine : IAsyncDisposable
 
     /// <summary>A pooling model's pooler (its requests carry <see cref="GenerateRequest.Pooling"/>); null for a generative model.</summary>
     public PoolerConfig? Pooler => _driver.InputProcessor.Pooler;
+
+    /// <summary>Whether the model was loaded with sleep mode (<c>--enable-sleep-mode</c>).</summary>
+    public bool SupportsSleep => _driver.SupportsSleep;
+
+    /// <summary>Whether any part of the model (weights, KV cache) sleeps.</summary>
+    public bool IsSleeping => _driver.SleepLevel > 0;
+
+    /// <summary>
+    /// Called on the engine's loop before a sleeping model wakes on its own, because a request came for it: a server
+    /// serving several models may put others to sleep first to make room.
+    /// </summary>
+    public Action<AsyncLlmEngine>? BeforeWakeOnDemand { get; set; }
+
+    /// <summary>
+    /// Puts the model to sleep (vLLM's <c>/sleep</c>): waiting requests are held back, the running ones finish, then the
+    /// KV cache's memory is given back, and the weights': level 1 keeps them in host memory for a fast wake, level 2
+    /// discards them (waking loads them from the checkpoint). Completes once the model sleeps. A request that arrives
+    /// while it sleeps wakes it (<see cref="BeforeWakeOnDemand"/> first). Sleeping again while asleep changes nothing.
+    /// </summary>
+    public Task SleepAsync(int level)
+    {
+        if (level is not (1 or 2))
+        {
+            throw new ArgumentOutOfRangeException(nameof(level), level, "The sleep level is 1 (weights kept in host memory) or 2 (weights discarded).");
+        }
+
+        RequireSleepMode();
+        ThrowIfUnavailable();
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Enqueue(() =>
+        {
+            if (_driver.WeightsAsleep && _driver.KvCacheAsleep)
+            {
+                done.TrySetResult();
+                return;
+            }
+
+            CancelPendingSleep();
+            _pendingSleep = (level, done);
+            _driver.AdmissionPaused = true;
+        }, done);
+        return done.Task;
+    }
+
+    /// <summary>
+    /// Wakes the model (vLLM's <c>/wake_up</c>): its weights, its KV cache, or both (vLLM's tags <c>weights</c> and
+    /// <c>kv_cache</c>); it serves again once both are awake. A sleep still waiting for running requests is called off.
+    /// </summary>
+    public Task WakeUpAsync(bool weights = true, bool kvCache = true)
+    {
+        RequireSleepMode();
+        ThrowIfUnavailable();
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Enqueue(() =>
+        {
+            CancelPendingSleep();
+            try
+            {
+                _driver.WakeUp(weights, kvCache);
+            }
+            catch (Exception e)
+            {
+                done.TrySetException(e);
+                throw;
+            }
+
+            done.TrySetResult();
+        }, done);
+        return done.Task;
+    }
 
     /// <summary>
     /// Admits a request (validation errors throw here, synchronously) and streams its deltas. The
@@ -153,11 +224,22 @@ public sealed class AsyncLlmEngine : IAsyncDisposable
             while (!_stopping)
             {
                 RunCommands();
+                if (_pendingSleep is { } sleep && _driver.IsQuiet)
+                {
+                    FinishSleep(sleep.Level, sleep.Done);
+                    continue;
+                }
                 if (!_driver.HasWork)
                 {
                     // Idle: sleep until a command arrives (every enqueue releases the semaphore).
                     _wakeup.Wait();
                     continue;
+                }
+                if (_pendingSleep is null && _driver.SleepLevel > 0 && _driver.Scheduler.NumWaiting > 0)
+                {
+                    // A request came for a sleeping model: wake it on demand.
+                    BeforeWakeOnDemand?.Invoke(this);
+                    _driver.WakeUp(weights: true, kvCache: true);
                 }
                 foreach (RequestOutput output in _driver.Step())
                 {
@@ -167,14 +249,52 @@ public sealed class AsyncLlmEngine : IAsyncDisposable
             // Requests admitted before the stop get a final abort output rather than a dangling stream.
             RunCommands();
             AbortAllOnLoop();
+            CancelPendingSleep();
         }
         catch (Exception e)
         {
             Die(e);
+            CancelPendingSleep();
         }
         finally
         {
             _loopDone.TrySetResult();
+        }
+    }
+
+    private void FinishSleep(int level, TaskCompletionSource done)
+    {
+        _pendingSleep = null;
+        _driver.AdmissionPaused = false;
+        try
+        {
+            _driver.Sleep(level);
+        }
+        catch (Exception e)
+        {
+            // Memory half given back leaves the model unusable: the loop dies, and the caller hears why.
+            done.TrySetException(e);
+            throw;
+        }
+
+        done.TrySetResult();
+    }
+
+    private void CancelPendingSleep()
+    {
+        if (_pendingSleep is { } pending)
+        {
+            _pendingSleep = null;
+            _driver.AdmissionPaused = false;
+            pending.Done.TrySetException(new OperationCanceledException("The model was woken before it fell asleep."));
+        }
+    }
+
+    private void RequireSleepMode()
+    {
+        if (!_driver.SupportsSleep)
+        {
+            throw new InvalidOperationException("The model was loaded without sleep mode: start it with --enable-sleep-mode.");
         }
     }
 

@@ -101,6 +101,12 @@ public sealed record EngineArgs
     public bool EnforceEager { get; init; }
 
     /// <summary>
+    /// vLLM's --enable-sleep-mode: the model can be put to sleep (its KV cache, and its weights on a GPU, give their memory
+    /// back) and woken again (<see cref="AsyncLlmEngine.SleepAsync"/>).
+    /// </summary>
+    public bool EnableSleepMode { get; init; }
+
+    /// <summary>
     /// vLLM's --cuda-graph-sizes: one value is the largest decode batch recorded (1, 2, 4 and the multiples of 8 up to
     /// it); several are exactly the sizes recorded. Null: vLLM's default sizes up to <see cref="MaxCudaGraphCaptureSize"/>.
     /// </summary>

@@ -32,6 +32,9 @@ public sealed class EngineCore : IDisposable
     /// <summary>Requests to serve, finished ids to tell the runner, or a step still running.</summary>
     public bool HasWork => Scheduler.HasWork || _stepsInFlight > 0;
 
+    /// <summary>No step is running and no request holds KV memory: the executor may give its memory back (sleep mode).</summary>
+    public bool IsQuiet => _stepsInFlight == 0 && Scheduler.HoldsNoBlocks;
+
     public void AddRequest(Request request) => Scheduler.AddRequest(request);
 
     public void AbortRequests(IEnumerable<string> requestIds) => Scheduler.FinishRequests(requestIds, RequestStatus.FinishedAborted);

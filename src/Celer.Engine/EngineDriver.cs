@@ -91,6 +91,54 @@ internal sealed class EngineDriver : IDisposable
         return processed.RequestOutputs;
     }
 
+    /// <summary>Sleep mode: whether the executor can give its memory back.</summary>
+    public bool SupportsSleep => _core.Executor.SupportsSleep;
+
+    /// <summary>The level of the last sleep while any part of the model still sleeps (weights or KV cache); 0 when awake.</summary>
+    public int SleepLevel { get; private set; }
+
+    public bool WeightsAsleep { get; private set; }
+
+    public bool KvCacheAsleep { get; private set; }
+
+    /// <summary>Whether the model may sleep now: no step running, no request holding KV memory.</summary>
+    public bool IsQuiet => _core.IsQuiet;
+
+    /// <summary>
+    /// Puts the model to sleep (only while <see cref="IsQuiet"/>): the device prefix cache is forgotten, since its blocks'
+    /// contents go; the host tier keeps its copies, which hold the same weights' keys and values.
+    /// </summary>
+    public void Sleep(int level)
+    {
+        if (!_core.Scheduler.KvCacheManager.ResetPrefixCache(keepHostTier: true))
+        {
+            throw new InvalidOperationException("The model cannot sleep while requests hold KV blocks.");
+        }
+
+        _core.Executor.Sleep(level);
+        SleepLevel = level;
+        WeightsAsleep = KvCacheAsleep = true;
+    }
+
+    /// <summary>Wakes the weights and/or the KV cache (vLLM's wake_up tags); the model serves once both are awake.</summary>
+    public void WakeUp(bool weights, bool kvCache)
+    {
+        _core.Executor.WakeUp(weights, kvCache);
+        WeightsAsleep &= !weights;
+        KvCacheAsleep &= !kvCache;
+        if (!WeightsAsleep && !KvCacheAsleep)
+        {
+            SleepLevel = 0;
+        }
+    }
+
+    /// <summary>Holds back waiting requests while a sleep waits for the running ones to finish.</summary>
+    public bool AdmissionPaused
+    {
+        get => _core.Scheduler.AdmissionPaused;
+        set => _core.Scheduler.AdmissionPaused = value;
+    }
+
     /// <summary>Forgets every request without touching the core (the engine died); returns their ids.</summary>
     public IReadOnlyList<string> Clear() => _outputProcessor.Clear();
 

@@ -48,4 +48,16 @@ public interface IModelExecutor : IDisposable
 
     /// <summary>The device's busy and idle time per step, where the backend measures it (CUDA); else null.</summary>
     StepTimeline? Timeline => null;
+
+    /// <summary>Sleep mode (<c>--enable-sleep-mode</c>): whether <see cref="Sleep"/> and <see cref="WakeUp"/> work.</summary>
+    bool SupportsSleep => false;
+
+    /// <summary>
+    /// Gives the KV cache's memory back (its contents are lost) and the weights': level 1 keeps a copy in host memory, level 2
+    /// discards them, to be loaded from the checkpoint again on waking. Only between steps, while no request holds a KV block.
+    /// </summary>
+    void Sleep(int level) => throw new NotSupportedException("This executor has no sleep mode.");
+
+    /// <summary>Takes the weights' memory again (restoring or reloading them) and, when <paramref name="kvCache"/>, the KV cache's.</summary>
+    void WakeUp(bool weights, bool kvCache) => throw new NotSupportedException("This executor has no sleep mode.");
 }

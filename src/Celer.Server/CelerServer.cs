@@ -87,6 +87,7 @@ public static class CelerServer
         app.MapTokenizeApi();
         app.MapPoolingApi();
         app.MapOperations();
+        app.MapSleepApi();
         return app;
     }
 

@@ -58,6 +58,16 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuCtxSynchronize();
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemGetInfo_v2(out nuint free, out nuint total);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemAlloc_v2(out ulong devicePtr, nuint bytes);
+    // Virtual memory management: an address range reserved once and physical memory mapped into it and out again, so a
+    // sleeping model gives its memory back while every pointer into it (kernel arguments, recorded graphs) stays valid.
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemAddressReserve(out ulong ptr, nuint size, nuint alignment, ulong addr, ulong flags);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemAddressFree(ulong ptr, nuint size);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemCreate(out ulong handle, nuint size, in CUmemAllocationProp prop, ulong flags);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemRelease(ulong handle);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemMap(ulong ptr, nuint size, nuint offset, ulong handle, ulong flags);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemUnmap(ulong ptr, nuint size);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemSetAccess(ulong ptr, nuint size, in CUmemAccessDesc desc, nuint count);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemGetAllocationGranularity(out nuint granularity, in CUmemAllocationProp prop, int option);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemFree_v2(ulong devicePtr);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemAllocHost_v2(out nint hostPtr, nuint bytes);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemFreeHost(nint hostPtr);
@@ -121,3 +131,34 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuProfilerStart();
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuProfilerStop();
 }
+
+/// <summary>CUmemAllocationProp: pinned device memory on one GPU, no shareable handle.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct CUmemAllocationProp
+{
+    public const int CU_MEM_ALLOCATION_TYPE_PINNED = 1;
+    public const int CU_MEM_LOCATION_TYPE_DEVICE = 1;
+
+    public int Type;
+    public int RequestedHandleTypes;
+    public int LocationType;
+    public int LocationId;
+    public nint Win32HandleMetaData;
+    public ulong AllocFlags;   // compressionType, gpuDirectRDMACapable, usage, reserved[4]: all zero
+
+    public static CUmemAllocationProp OnDevice(int device) => new() { Type = CU_MEM_ALLOCATION_TYPE_PINNED, LocationType = CU_MEM_LOCATION_TYPE_DEVICE, LocationId = device };
+}
+
+/// <summary>CUmemAccessDesc: read-write access for one GPU.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct CUmemAccessDesc
+{
+    public const int CU_MEM_ACCESS_FLAGS_PROT_READWRITE = 3;
+
+    public int LocationType;
+    public int LocationId;
+    public int Flags;
+
+    public static CUmemAccessDesc ReadWrite(int device) => new() { LocationType = CUmemAllocationProp.CU_MEM_LOCATION_TYPE_DEVICE, LocationId = device, Flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE };
+}
+

@@ -54,7 +54,8 @@ internal abstract class DevicePlatform
     /// </summary>
     public abstract bool MultipliesInt4 { get; }
 
-    public abstract IModelBackend CreateBackend(DType dtype, DType? kvCacheDType);
+    /// <param name="sleepMode">Put the weights and KV cache where the backend can release them (--enable-sleep-mode).</param>
+    public abstract IModelBackend CreateBackend(DType dtype, DType? kvCacheDType, bool sleepMode);
 
     /// <summary>
     /// A second backend on <paramref name="target"/>'s device, for a draft model (speculative decoding): its own weights
@@ -98,7 +99,8 @@ internal sealed class CpuPlatform : DevicePlatform
     /// <summary>4-bit weights stay packed (a quarter of bf16's bytes, an eighth of fp32's) and dequantize inside the matmul.</summary>
     public override bool MultipliesInt4 => true;
 
-    public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType) => new CpuBackend(dtype, kvCacheDType);
+    /// <summary>The CPU backend releases its KV cache without being told in advance; its weights are host memory.</summary>
+    public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType, bool sleepMode) => new CpuBackend(dtype, kvCacheDType);
 
     public override IModelBackend CreateDraftBackend(IModelBackend target, DType dtype, DType? kvCacheDType) => new CpuBackend(dtype, kvCacheDType);
 
@@ -158,14 +160,14 @@ internal sealed class CudaPlatform : DevicePlatform
     public override bool MultipliesInt4 => true;
 
     /// <summary>A dtype or KV-cache type the card cannot run (bf16 before sm_80) is the user's to fix, in one line.</summary>
-    public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType)
+    public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType, bool sleepMode)
     {
 #pragma warning disable CA2000 // the backend owns the device (ownsDevice: true); a refused dtype disposes it below
         CudaDevice device = OpenGpu();
 #pragma warning restore CA2000
         try
         {
-            return new CudaBackend(device, dtype, ownsDevice: true, kvCacheDType);
+            return new CudaBackend(device, dtype, ownsDevice: true, kvCacheDType, sleepMode);
         }
         catch (NotSupportedException e)
         {

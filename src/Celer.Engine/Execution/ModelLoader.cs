@@ -136,7 +136,12 @@ public static class ModelLoader
 
         DType dtype = ModelDType(args, config, quantization, platform);
         DType? kvDType = KvCacheDType(args, dtype, platform);
-        IModelBackend backend = platform.CreateBackend(dtype, kvDType);
+        if (args.EnableSleepMode && args.ParseSpeculativeConfig()?.Method == SpeculativeConfig.DraftModel)
+        {
+            throw new ModelLoadException("--enable-sleep-mode does not cover a draft model's memory yet: serve the draft model without sleep mode, or use the ngram method.");
+        }
+
+        IModelBackend backend = platform.CreateBackend(dtype, kvDType, args.EnableSleepMode);
         Phase($"backend {backend.Name} ready, computing in {backend.ActivationDType}");
         ProgressWeightSource? weights = null;
         DraftParts? draft = null;
@@ -189,7 +194,15 @@ public static class ModelLoader
                     draft!.Model, draft.Backend, draft.Backend as IDeviceSampler, numBlocks, args.BlockSize, spec.NumSpeculativeTokens, spec.DisableByBatchSize, draft.KeepOpen),
             };
             draft = null;   // the proposer owns it now
-            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler, proposer, pooler, numHostBlocks);
+            // Sleep mode's level 2 discards the weights; waking loads them from the checkpoint again, into the same memory.
+            Action? reloadWeights = !args.EnableSleepMode ? null : () =>
+            {
+                using ProgressWeightSource again = OpenWeights(args, dir, quantization, dtype, platform, progress: null, baseModelNames: pooler is not null);
+                ReloadWeights((ISleepMode)backend, () => _ = encoder
+                    ? new EncoderModel(config, again, backend, maxNumTokens, maxLogitsRows)
+                    : (IPoolingModel)new DecoderModel(config, again, backend, maxNumTokens, maxLogitsRows, graphs: null, pooling: pooler is not null));
+            };
+            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler, proposer, pooler, numHostBlocks, reloadWeights);
 #pragma warning restore CA2000
             if (kvScales is { } scales)
             {
@@ -238,6 +251,29 @@ public static class ModelLoader
             weights?.Dispose();
             backend.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Builds the model a second time with the backend reloading: every weight lands where the first load put it, and the
+    /// second model (its activations) is dropped.
+    /// </summary>
+    private static void ReloadWeights(ISleepMode backend, Action buildModel)
+    {
+        backend.BeginWeightReload();
+        bool complete;
+        try
+        {
+            buildModel();
+        }
+        finally
+        {
+            complete = backend.EndWeightReload();
+        }
+
+        if (!complete)
+        {
+            throw new ModelLoadException("Reloading the weights after sleep did not load every weight of the first load again.");
         }
     }
 

@@ -12,7 +12,7 @@ namespace Celer.Engine.Execution;
 /// sequence that samples this step; prompt rows when prompt logprobs are wanted; with speculative decoding the rows
 /// that verify a request's drafts), samples, and proposes the next drafts.
 /// </summary>
-public sealed class ModelRunner : IModelExecutor
+public sealed partial class ModelRunner : IModelExecutor
 {
     private readonly IPoolingModel _model;      // every model; a pooling model runs only through this interface
     private readonly DecoderModel? _decoder;       // a generative model's own interface (null for an encoder)
@@ -49,11 +49,21 @@ public sealed class ModelRunner : IModelExecutor
     /// <param name="proposer">Speculative decoding (<c>--speculative-config</c>): drafts each sampled request's next tokens (owned).</param>
     /// <param name="pooler">A pooling model's pooler: every request is pooled from its prompt's hidden states, none sampled.</param>
     /// <param name="numHostKvBlocks">Blocks of the host KV tier to allocate (<c>--kv-offload-size</c>); 0: none.</param>
+    /// <param name="reloadWeights">
+    /// Sleep mode (<c>--enable-sleep-mode</c>; the backend is an <see cref="ISleepMode"/>): loads the model's weights again
+    /// after a level-2 sleep. Null: no sleep mode.
+    /// </param>
     internal ModelRunner(
         IPoolingModel model, IModelBackend backend, int numKvBlocks, int blockSize, IReadOnlyCollection<int> eosTokenIds, long seed,
         IDisposable? weights = null, IDeviceSampler? deviceSampler = null, IDraftProposer? proposer = null, PoolerConfig? pooler = null,
-        int numHostKvBlocks = 0)
+        int numHostKvBlocks = 0, Action? reloadWeights = null)
     {
+        if (reloadWeights is not null && (backend is not ISleepMode || proposer is DraftModelProposer))
+        {
+            throw new ArgumentException("Sleep mode needs a backend that releases its memory, and no draft model.", nameof(reloadWeights));
+        }
+
+        _reloadWeights = reloadWeights;
         _pooler = pooler;
         _deviceSampler = deviceSampler;
         _proposer = proposer;

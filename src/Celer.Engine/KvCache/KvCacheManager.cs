@@ -359,15 +359,23 @@ public sealed class KvCacheManager
         return stats;
     }
 
-    /// <summary>Forgets every cached hash, the host tier's unpinned blocks too; only when no request holds a device block.</summary>
-    public bool ResetPrefixCache()
+    /// <summary>
+    /// Forgets every cached hash, the host tier's unpinned blocks too unless <paramref name="keepHostTier"/> (the device
+    /// cache's contents are lost but the host copies still hold the same model's keys and values); only when no request
+    /// holds a device block.
+    /// </summary>
+    public bool ResetPrefixCache(bool keepHostTier = false)
     {
         if (!BlockPool.ResetPrefixCache())
         {
             return false;
         }
 
-        Host?.Clear();
+        if (!keepHostTier)
+        {
+            Host?.Clear();
+        }
+
         return true;
     }
 

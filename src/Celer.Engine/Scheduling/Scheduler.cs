@@ -48,6 +48,12 @@ public sealed partial class Scheduler
     /// loads (an aborted request's blocks are freed once its load is done).
     /// </summary>
     public bool HasWork => _requests.Count > 0 || _finishedRequestIds.Count > 0 || KvCacheManager.HasPendingLoads;
+    /// <summary>No request holds a KV block or waits for one to load, and the runner knows of every finished request.</summary>
+    public bool HoldsNoBlocks => _running.Count == 0 && _loading.Count == 0 && _finishedRequestIds.Count == 0 && !KvCacheManager.HasPendingLoads;
+
+    /// <summary>Waiting requests are not started while set (a sleep waits for the running ones to finish).</summary>
+    public bool AdmissionPaused { get; set; }
+
     public IReadOnlyList<Request> Running => _running;
     public IEnumerable<Request> Waiting => _waiting;
 
@@ -151,7 +157,7 @@ public sealed partial class Scheduler
         }
 
         // 2. Waiting requests, unless this step had to preempt (then the pool is too tight to admit more).
-        if (preempted.Count == 0)
+        if (preempted.Count == 0 && !AdmissionPaused)
         {
             while (_waiting.Count > 0 && tokenBudget > 0)
             {

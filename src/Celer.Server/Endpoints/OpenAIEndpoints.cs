@@ -26,7 +26,10 @@ public static class OpenAIEndpoints
         return TypedResults.Json(new ModelList(cards), ServerJsonContext.Wire.ModelList);
     }
 
-    private static ModelCard Card(string name, ServingModel model) => new(name, model.Created, "celer", model.Root, null, model.MaxModelLen);
+    private static ModelCard Card(string name, ServingModel model) => new(name, model.Created, "celer", model.Root, null, model.MaxModelLen)
+    {
+        IsSleeping = model.Engine.SupportsSleep ? model.Engine.IsSleeping : null,
+    };
 
     /// <summary>
     /// <c>GET /v1/models/{id}</c>, what the OpenAI SDKs' <c>models.retrieve</c> calls: the card of a served name, else

@@ -16,6 +16,11 @@ public sealed record ModelCard(
 {
     [JsonPropertyName("object")] public string Object => "model";
 
+    /// <summary>Whether the model sleeps (<c>/sleep</c>); only for a model served with <c>--enable-sleep-mode</c>.</summary>
+    [JsonPropertyName("is_sleeping")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? IsSleeping { get; init; }
+
     /// <summary>vLLM's one default permission entry, which clients written against OpenAI's older API read.</summary>
     [JsonPropertyName("permission")] public IReadOnlyList<ModelPermission> Permission { get; } = [new ModelPermission(Created)];
 }
@@ -42,3 +47,6 @@ public sealed record ModelList([property: JsonPropertyName("data")] IReadOnlyLis
 }
 
 public sealed record VersionResponse([property: JsonPropertyName("version")] string Version);
+
+/// <summary>vLLM's <c>GET /is_sleeping</c> answer.</summary>
+public sealed record IsSleepingResponse([property: JsonPropertyName("is_sleeping")] bool IsSleeping);

@@ -34,6 +34,7 @@ namespace Celer.Server.Protocol;
 [JsonSerializable(typeof(DetokenizeResponse))]
 [JsonSerializable(typeof(ModelList))]
 [JsonSerializable(typeof(ModelCard))]
+[JsonSerializable(typeof(IsSleepingResponse))]
 [JsonSerializable(typeof(VersionResponse))]
 [JsonSerializable(typeof(ErrorResponse))]
 [JsonSerializable(typeof(UsageInfo))]

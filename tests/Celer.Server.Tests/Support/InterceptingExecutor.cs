@@ -22,6 +22,12 @@ internal sealed class InterceptingExecutor(IModelExecutor inner) : IModelExecuto
 
     public long HostKvBlockBytes => inner.HostKvBlockBytes;
 
+    public bool SupportsSleep => inner.SupportsSleep;
+
+    public void Sleep(int level) => inner.Sleep(level);
+
+    public void WakeUp(bool weights, bool kvCache) => inner.WakeUp(weights, kvCache);
+
     /// <summary>Least wall time of one step.</summary>
     public TimeSpan StepPace { get; set; } = TimeSpan.Zero;
 

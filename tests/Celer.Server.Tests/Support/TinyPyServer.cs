@@ -48,10 +48,11 @@ internal sealed class TinyPyServer : IAsyncDisposable
     /// <param name="port">The loopback port to listen on (0: an ephemeral one), so a stopped server can come back on its port.</param>
     /// <param name="kvCacheMemory">--kv-cache-memory in bytes (null: the CPU's default).</param>
     /// <param name="kvOffloadSize">--kv-offload-size in GiB (0: no host tier).</param>
+    /// <param name="enableSleepMode">--enable-sleep-mode.</param>
     public static async Task<TinyPyServer> StartAsync(
         int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null, string? speculativeConfig = null, string? convert = null, string? model = null,
         int? maxModelLen = MaxModelLen, string? hfOverrides = null, string? servedModelName = null, int port = 0, long? kvCacheMemory = null,
-        double kvOffloadSize = 0)
+        double kvOffloadSize = 0, bool enableSleepMode = false)
     {
         servedModelName ??= ServerFixture.ModelName;
         var relay = new EngineStatsRelay();
@@ -62,6 +63,7 @@ internal sealed class TinyPyServer : IAsyncDisposable
                 Model = model ?? ServerFixture.DefaultModel, ServedModelName = servedModelName, MaxModelLen = maxModelLen,
                 MaxNumSeqs = MaxNumSeqs, MaxNumBatchedTokens = 512, BlockSize = BlockSize, Seed = 0, SpeculativeConfig = speculativeConfig,
                 Convert = convert ?? "auto", HfOverrides = hfOverrides, KvCacheMemoryBytes = kvCacheMemory, KvOffloadSize = kvOffloadSize,
+                EnableSleepMode = enableSleepMode,
             },
             listener: relay,
             wrapExecutor: runner => executor = new InterceptingExecutor(runner));
