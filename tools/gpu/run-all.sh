@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec structured attention throughput serve coldstart hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec structured attention throughput serve coldstart sleep hf" bash tools/gpu/run-all.sh
 # (draft: trains celer-tiny-py's draft model into $OUT, which the spec stage then measures; minutes of training, so
 # it runs only when named. poolfix: writes the pooling fixtures into $OUT; encfix: writes the encoder fixtures (BERT and
 # XLM-R embedders and cross-encoders, a BERT classifier, a Qwen3 sequence classifier) into $OUT; pooling: embedding
@@ -10,7 +10,7 @@
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec structured attention throughput serve coldstart hf}"
+STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec structured attention throughput serve coldstart sleep hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -251,17 +251,27 @@ if has serve; then
     --random-input-len 1024 --random-output-len 128 --request-rate 16 --output-json "$OUT/celer-serve-16rps.json" || status=1
   stop_server
 fi
-if has coldstart; then
-  # Cold start from safetensors: an 8B-shaped checkpoint of random bf16 weights (16 GB, in the page cache once written).
-  stage "celer serve from an 8B safetensors checkpoint: time to healthy"
+if has coldstart || has sleep; then
+  # An 8B-shaped checkpoint of random bf16 weights (16 GB, in the page cache once written).
+  stage "an 8B safetensors checkpoint"
   timeout 180 python3 tools/gpu/write_checkpoint.py "$MODEL" /tmp/ckpt-8b || status=1
   cp publish/gpu/assets/llama3/tokenizer*.json /tmp/ckpt-8b/
+fi
+if has coldstart; then
+  stage "celer serve from an 8B safetensors checkpoint: time to healthy"
   start_server coldstart-safetensors /tmp/ckpt-8b
   curl -sf localhost:8123/v1/completions -H 'Content-Type: application/json' \
     -d '{"model": "ckpt-8b", "prompt": "The capital of France is", "max_tokens": 8}' > "$OUT/coldstart-completion.json" || status=1
   stop_server
-  rm -rf /tmp/ckpt-8b
 fi
+if has sleep; then
+  # Sleep mode (issue 17): wake-up from pinned host memory (level 1) and from the checkpoint (level 2).
+  stage "celer serve --enable-sleep-mode: sleep and wake-up times, memory given back, output unchanged"
+  start_server sleep /tmp/ckpt-8b --enable-sleep-mode
+  timeout 300 bash tools/gpu/sleep-bench.sh http://localhost:8123 ckpt-8b "$OUT/celer-sleep-8b.json" || status=1
+  stop_server
+fi
+rm -rf /tmp/ckpt-8b
 if has hf; then
   stage "Hugging Face transformers baseline (dynamic cache; static cache compiled) and the card's ceilings"
   timeout 420 python3 tools/reference/hf_baseline.py --config "$MODEL" --out "$OUT/hf-baseline.json" || status=1

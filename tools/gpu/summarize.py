@@ -74,6 +74,12 @@ for path in sorted(glob.glob(os.path.join(out, "celer-*.json"))):
     elif "median_ttft_ms" in res:
         rows.append((f"celer bench {name}", f"TTFT {res['median_ttft_ms']:.0f} ms", f"ITL {res['median_itl_ms']:.1f} ms",
                      f"median; TPOT mean {res['mean_tpot_ms']:.1f} ms, {res.get('request_throughput', 0):.1f} req/s served"))
+    elif data.get("kind") == "sleep":
+        for level in data["levels"]:
+            given_back = (level["used_mib_awake"] - level["used_mib_asleep"]) / 1024
+            rows.append((f"celer sleep level {level['level']} ({data['model']})", f"sleep {level['sleep_s']:.2f} s", f"wake-up {level['wake_up_s']:.2f} s",
+                         f"{given_back:.1f} GiB given back; completion with wake-up {level['completion_with_wake_up_s']:.2f} s; "
+                         f"same output: {level['same_output_after_wake_up'] and level['same_output_after_wake_on_demand']}"))
     elif data.get("kind") == "serve-startup":
         what = "safetensors in the page cache, 8B shape" if "safetensors" in data.get("name", "") else "dummy weights, 8B shape"
         rows.append((f"celer serve, start to healthy ({data.get('name', 'serve')})", f"{data['time_to_healthy_s']:.1f} s", "", what))

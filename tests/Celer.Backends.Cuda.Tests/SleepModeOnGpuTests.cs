@@ -1,0 +1,88 @@
+using Celer.Engine;
+using Celer.Engine.Execution;
+using Celer.TestSupport;
+
+namespace Celer.Backends.Cuda.Tests;
+
+/// <summary>
+/// Sleep mode on the GPU (<c>VirtualMemoryRegion</c>, <c>CudaBackend.Sleep.cs</c>) through the serving engine with decode
+/// graphs on: the weights and KV cache in virtual-memory regions give the same greedy tokens as plain allocations; at
+/// level 1 (weights backed up in pinned memory) and level 2 (weights discarded, reloaded from the checkpoint into the same
+/// addresses) the card gets at least the KV cache's memory back, and the request that wakes the model, replaying graphs
+/// recorded before the sleep, gets the tokens it got before. Unquantized, FP8, 4-bit and MoE checkpoints (each stores its
+/// weights through another load path), and dummy weights.
+/// </summary>
+public sealed class SleepModeOnGpuTests
+{
+    private const long KvCacheBytes = 256L << 20;
+
+    private static LoadedModel Load(string model, string loadFormat, bool sleepMode) => ModelLoader.Load(new EngineArgs
+    {
+        Model = Path.Combine(RepoPaths.FixtureModels, model),
+        Device = "cuda",
+        LoadFormat = loadFormat,
+        MaxModelLen = 128,
+        MaxNumSeqs = 4,
+        MaxNumBatchedTokens = 128,
+        KvCacheMemoryBytes = KvCacheBytes,
+        Seed = 1,
+        EnableSleepMode = sleepMode,
+    });
+
+    /// <summary>Three prompts at once, so that the decode steps replay a recorded graph.</summary>
+    private static async Task<List<List<int>>> Run(AsyncLlmEngine engine, string tag)
+    {
+        var random = new Random(29);
+        var streams = Enumerable.Range(0, 3).Select(async i =>
+        {
+            var request = new GenerateRequest($"{tag}-{i}", [.. Enumerable.Range(0, 20 + (7 * i)).Select(_ => random.Next(1, 400))],
+                new SamplingParams { Temperature = 0, MaxTokens = 24, IgnoreEos = true });
+            var tokens = new List<int>();
+            await foreach (RequestOutput output in engine.GenerateAsync(request, TestContext.Current.CancellationToken))
+            {
+                tokens.AddRange(output.Outputs.SelectMany(o => o.TokenIdsDelta));
+            }
+
+            return tokens;
+        }).ToList();
+        return [.. await Task.WhenAll(streams)];
+    }
+
+    private static long FreeBytes()
+    {
+        Gpu.Device.MakeCurrent();
+        return Gpu.Device.MemoryInfo().Free;
+    }
+
+    [Theory]
+    [InlineData("llama-gqa-bf16-v4config", "auto")]
+    [InlineData("llama-gqa-bf16-v4config", "dummy")]
+    [InlineData("llama-fp8-channel-dynamic", "auto")]
+    [InlineData("llama-awq-int4-g16", "auto")]
+    [InlineData("qwen3-moe-bf16", "auto")]
+    public async Task Each_level_gives_memory_back_and_wakes_to_the_same_greedy_tokens(string model, string loadFormat)
+    {
+        Gpu.Require();
+        List<List<int>> expected;
+        await using (LoadedModel plain = Load(model, loadFormat, sleepMode: false))
+        {
+            expected = await Run(plain.Engine, "plain");
+        }
+
+        await using LoadedModel sleepy = Load(model, loadFormat, sleepMode: true);
+        AsyncLlmEngine engine = sleepy.Engine;
+        Assert.Equal(expected, await Run(engine, "awake"));
+        foreach (int level in new[] { 1, 2, 1 })
+        {
+            long awake = FreeBytes();
+            await engine.SleepAsync(level).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+            long freed = FreeBytes() - awake;
+            Assert.True(engine.IsSleeping);
+            Assert.True(freed >= KvCacheBytes, $"level {level}: {freed} bytes came back, less than the {KvCacheBytes}-byte KV cache");
+
+            Assert.Equal(expected, await Run(engine, $"woken{level}"));
+            Assert.False(engine.IsSleeping);
+            Assert.True(awake - FreeBytes() < 64L << 20, $"level {level}: waking took {awake - FreeBytes()} bytes more than the model held before");
+        }
+    }
+}
