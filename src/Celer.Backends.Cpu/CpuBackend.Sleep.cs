@@ -16,6 +16,8 @@ public sealed unsafe partial class CpuBackend : ISleepMode
 
     public long KvCacheBytes => 2L * _kCache.Length * _kvLayerBytes;
 
+    public long? DeviceFreeBytes => null;
+
     public void ReleaseKvCache()
     {
         if (_kvReleased)

@@ -22,9 +22,18 @@ public sealed partial class CudaBackend : ISleepMode
     /// <summary>Whether the weights and KV cache can be released (constructed with sleep mode on).</summary>
     public bool SleepModeEnabled => _weightMemory is not null;
 
-    public long WeightBytes => SleepRegion(_weightMemory).UsedBytes;
+    public long WeightBytes => SleepRegion(_weightMemory).MappedBytes;
 
-    public long KvCacheBytes => SleepRegion(_kvMemory).UsedBytes;
+    public long KvCacheBytes => SleepRegion(_kvMemory).MappedBytes;
+
+    public long? DeviceFreeBytes
+    {
+        get
+        {
+            _device.MakeCurrent();   // asked from other threads than the engine's (a server deciding which model sleeps)
+            return _device.MemoryInfo().Free;
+        }
+    }
 
     public void ReleaseKvCache() => SleepRegion(_kvMemory).Release(backup: false);
 

@@ -159,11 +159,20 @@ internal static class ServeCommand
         var loaded = new List<ModelToServe>(models.Count);
         try
         {
-            foreach (var (args, modelOptions) in models)
+            for (int i = 0; i < models.Count; i++)
             {
+                var (args, modelOptions) = models[i];
                 await Console.Error.WriteLineAsync($"[celer] loading {args.Model} on {args.Device}");
                 var statsRelay = new EngineStatsRelay();
-                loaded.Add(new ModelToServe(ModelLoader.Load(args, new LoadProgressReporter(), statsRelay, log: LoadProgressReporter.Log), modelOptions, statsRelay));
+                var model = ModelLoader.Load(args, new LoadProgressReporter(), statsRelay, log: LoadProgressReporter.Log);
+                loaded.Add(new ModelToServe(model, modelOptions, statsRelay));
+                // Sleep-mode models on a GPU take turns: each sleeps once loaded, so the next sizes its KV cache on a free
+                // card, and wakes on its first request (others that are idle sleep then if it needs their memory).
+                if (model.Engine.SupportsSleep && args.Device.Equals("cuda", StringComparison.OrdinalIgnoreCase) && i + 1 < models.Count)
+                {
+                    await model.Engine.SleepAsync(1);
+                    await Console.Error.WriteLineAsync($"[celer] {args.Model} sleeps until its first request (--enable-sleep-mode)");
+                }
             }
 
             var app = CelerServer.Build(options, loaded);

@@ -22,6 +22,10 @@ public sealed class AsyncLlmEngine : IAsyncDisposable
     private volatile bool _stopping;
     private volatile bool _dead;
     private (int Level, TaskCompletionSource Done)? _pendingSleep;   // the loop's: a sleep waiting for running requests
+    private double _lastRequestTime;
+
+    // How long requests for a sleeping model wait before the loop asks again for room to wake it.
+    private static readonly TimeSpan RoomPollInterval = TimeSpan.FromMilliseconds(50);
 
     /// <param name="executor">Owned by the engine: disposed with it.</param>
     public AsyncLlmEngine(EngineArgs args, IModelExecutor executor, Tokenizer? tokenizer, EngineModelInfo model, IEngineStatsListener? listener = null)
@@ -47,10 +51,22 @@ public sealed class AsyncLlmEngine : IAsyncDisposable
     public bool IsSleeping => _driver.SleepLevel > 0;
 
     /// <summary>
-    /// Called on the engine's loop before a sleeping model wakes on its own, because a request came for it: a server
-    /// serving several models may put others to sleep first to make room.
+    /// Asked on the engine's loop before a sleeping model wakes because requests came for it: a server serving several
+    /// models may put others to sleep to make room. False: no room yet; the requests wait and it is asked again shortly.
     /// </summary>
-    public Action<AsyncLlmEngine>? BeforeWakeOnDemand { get; set; }
+    public Func<AsyncLlmEngine, bool>? MakeRoomToWake { get; set; }
+
+    /// <summary>When the latest request came (<see cref="EngineClock"/> seconds), for a least-recently-used choice.</summary>
+    public double LastRequestTime => Volatile.Read(ref _lastRequestTime);
+
+    /// <summary>No request running or waiting, as of the last step or command.</summary>
+    public bool IsIdle => Stats.NumRunning == 0 && Stats.NumWaiting == 0;
+
+    /// <summary>Device bytes a full wake-up takes back (0 while awake).</summary>
+    public long BytesToWake => _driver.BytesToWake;
+
+    /// <summary>Free device memory now; null on the CPU.</summary>
+    public long? DeviceFreeBytes => _driver.DeviceFreeBytes;
 
     /// <summary>
     /// Puts the model to sleep (vLLM's <c>/sleep</c>): waiting requests are held back, the running ones finish, then the
@@ -119,6 +135,7 @@ public sealed class AsyncLlmEngine : IAsyncDisposable
     {
         ThrowIfUnavailable();
         double arrivalTime = EngineClock.Now;
+        Volatile.Write(ref _lastRequestTime, arrivalTime);
         IReadOnlyList<Request> sequences = _driver.InputProcessor.Process(request, arrivalTime);
         var channel = Channel.CreateUnbounded<RequestOutput>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         if (!_streams.TryAdd(request.RequestId, channel))
@@ -237,8 +254,13 @@ public sealed class AsyncLlmEngine : IAsyncDisposable
                 }
                 if (_pendingSleep is null && _driver.SleepLevel > 0 && _driver.Scheduler.NumWaiting > 0)
                 {
-                    // A request came for a sleeping model: wake it on demand.
-                    BeforeWakeOnDemand?.Invoke(this);
+                    // Requests came for a sleeping model: wake it on demand, once the device has room for it.
+                    if (MakeRoomToWake is { } makeRoom && !makeRoom(this))
+                    {
+                        _wakeup.Wait(RoomPollInterval);
+                        continue;
+                    }
+
                     _driver.WakeUp(weights: true, kvCache: true);
                 }
                 foreach (RequestOutput output in _driver.Step())

@@ -101,6 +101,12 @@ internal sealed class EngineDriver : IDisposable
 
     public bool KvCacheAsleep { get; private set; }
 
+    /// <summary>Device bytes a full wake-up takes back.</summary>
+    public long BytesToWake => _core.Executor.BytesToWake;
+
+    /// <summary>Free device memory now; null on the CPU.</summary>
+    public long? DeviceFreeBytes => _core.Executor.DeviceFreeBytes;
+
     /// <summary>Whether the model may sleep now: no step running, no request holding KV memory.</summary>
     public bool IsQuiet => _core.IsQuiet;
 

@@ -60,4 +60,10 @@ public interface IModelExecutor : IDisposable
 
     /// <summary>Takes the weights' memory again (restoring or reloading them) and, when <paramref name="kvCache"/>, the KV cache's.</summary>
     void WakeUp(bool weights, bool kvCache) => throw new NotSupportedException("This executor has no sleep mode.");
+
+    /// <summary>Device bytes a full wake-up takes back (0 while awake, or where memory is the host's).</summary>
+    long BytesToWake => 0;
+
+    /// <summary>Free device memory now; null where there is no device memory to share (the CPU).</summary>
+    long? DeviceFreeBytes => null;
 }

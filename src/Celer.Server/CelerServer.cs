@@ -71,6 +71,7 @@ public static class CelerServer
 
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(exposition);
+        builder.Services.AddSingleton(SleepPolicy.Attach(models.Select(m => m.Model.Engine)));
         builder.Services.AddSingleton(services => new ServedModels(
             [.. parts.Select(p => new ServedModel(p.Model, p.Admission, p.Parsers, p.Options, services.GetRequiredService<ILoggerFactory>()))]));
         builder.Services.AddHostedService<RequestDrain>();

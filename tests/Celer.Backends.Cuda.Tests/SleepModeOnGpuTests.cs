@@ -14,8 +14,6 @@ namespace Celer.Backends.Cuda.Tests;
 /// </summary>
 public sealed class SleepModeOnGpuTests
 {
-    private const long KvCacheBytes = 256L << 20;
-
     private static LoadedModel Load(string model, string loadFormat, bool sleepMode) => ModelLoader.Load(new EngineArgs
     {
         Model = Path.Combine(RepoPaths.FixtureModels, model),
@@ -24,16 +22,20 @@ public sealed class SleepModeOnGpuTests
         MaxModelLen = 128,
         MaxNumSeqs = 4,
         MaxNumBatchedTokens = 128,
-        KvCacheMemoryBytes = KvCacheBytes,
+        KvCacheMemoryBytes = 256L << 20,
         Seed = 1,
         EnableSleepMode = sleepMode,
     });
 
-    /// <summary>Three prompts at once, so that the decode steps replay a recorded graph.</summary>
-    private static async Task<List<List<int>>> Run(AsyncLlmEngine engine, string tag)
+    /// <summary>
+    /// Three prompts one after another (the same batches every run: a 4-bit GEMM's rounding depends on the row count), each
+    /// decode step replaying the recorded graph of batch 1.
+    /// </summary>
+    private static async Task<string> Run(AsyncLlmEngine engine, string tag)
     {
         var random = new Random(29);
-        var streams = Enumerable.Range(0, 3).Select(async i =>
+        var outputs = new List<string>();
+        for (int i = 0; i < 3; i++)
         {
             var request = new GenerateRequest($"{tag}-{i}", [.. Enumerable.Range(0, 20 + (7 * i)).Select(_ => random.Next(1, 400))],
                 new SamplingParams { Temperature = 0, MaxTokens = 24, IgnoreEos = true });
@@ -43,9 +45,10 @@ public sealed class SleepModeOnGpuTests
                 tokens.AddRange(output.Outputs.SelectMany(o => o.TokenIdsDelta));
             }
 
-            return tokens;
-        }).ToList();
-        return [.. await Task.WhenAll(streams)];
+            outputs.Add(string.Join(' ', tokens));
+        }
+
+        return string.Join(" | ", outputs);
     }
 
     private static long FreeBytes()
@@ -63,7 +66,7 @@ public sealed class SleepModeOnGpuTests
     public async Task Each_level_gives_memory_back_and_wakes_to_the_same_greedy_tokens(string model, string loadFormat)
     {
         Gpu.Require();
-        List<List<int>> expected;
+        string expected;
         await using (LoadedModel plain = Load(model, loadFormat, sleepMode: false))
         {
             expected = await Run(plain.Engine, "plain");
@@ -76,11 +79,12 @@ public sealed class SleepModeOnGpuTests
         {
             long awake = FreeBytes();
             await engine.SleepAsync(level).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
-            long freed = FreeBytes() - awake;
+            long freed = FreeBytes() - awake, held = engine.BytesToWake;
             Assert.True(engine.IsSleeping);
-            Assert.True(freed >= KvCacheBytes, $"level {level}: {freed} bytes came back, less than the {KvCacheBytes}-byte KV cache");
+            // The weights' and the KV cache's regions, each at least one 64 MiB chunk of physical memory.
+            Assert.True(held >= 128L << 20 && freed >= held, $"level {level}: {freed} bytes came back of the {held} the model held");
 
-            Assert.Equal(expected, await Run(engine, $"woken{level}"));
+            Assert.True(expected == await Run(engine, $"woken{level}"), $"level {level}: the woken model's tokens differ");
             Assert.False(engine.IsSleeping);
             Assert.True(awake - FreeBytes() < 64L << 20, $"level {level}: waking took {awake - FreeBytes()} bytes more than the model held before");
         }

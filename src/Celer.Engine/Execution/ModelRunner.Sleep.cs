@@ -53,6 +53,11 @@ public sealed partial class ModelRunner
         }
     }
 
+    public long BytesToWake => _reloadWeights is null ? 0
+        : (_weightsReleased ? SleepMode.WeightBytes : 0) + (_kvCacheReleased ? SleepMode.KvCacheBytes : 0);
+
+    public long? DeviceFreeBytes => _reloadWeights is null ? null : SleepMode.DeviceFreeBytes;
+
     private ISleepMode SleepMode => _reloadWeights is not null
         ? (ISleepMode)_backend
         : throw new InvalidOperationException("The model was loaded without sleep mode (--enable-sleep-mode).");

@@ -13,6 +13,9 @@ public interface ISleepMode
     /// <summary>Bytes the KV cache takes.</summary>
     long KvCacheBytes { get; }
 
+    /// <summary>Free memory on the device now (other processes and models count); null where memory is the host's (the CPU).</summary>
+    long? DeviceFreeBytes { get; }
+
     /// <summary>Gives the KV cache's memory back, after the work queued on it (steps, host-tier copies); its contents are lost.</summary>
     void ReleaseKvCache();
 

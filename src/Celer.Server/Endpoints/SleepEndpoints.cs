@@ -39,13 +39,21 @@ public static class SleepEndpoints
         return TypedResults.Ok();
     }
 
-    private static async Task<IResult> WakeUpAsync(HttpContext context, ServedModels models)
+    /// <summary>Wakes the model once the device has room for it (<see cref="SleepPolicy"/>), else a 503 that says why.</summary>
+    private static async Task<IResult> WakeUpAsync(HttpContext context, ServedModels models, SleepPolicy policy)
     {
         AsyncLlmEngine engine = SleepingEngine(context, models);
         string?[] tags = context.Request.Query["tags"].ToArray();
         if (tags.FirstOrDefault(tag => !WakeTags.Contains(tag)) is { } unknown)
         {
             throw OpenAIException.BadRequest($"Unknown wake-up tag '{unknown}': the tags are weights and kv_cache.", "tags");
+        }
+
+        if (!policy.MakeRoom(engine))
+        {
+            throw OpenAIException.Unavailable(
+                $"The device has {engine.DeviceFreeBytes / (double)(1L << 30):F2} GiB free and the model needs {engine.BytesToWake / (double)(1L << 30):F2} GiB to wake; "
+                + "the other models holding memory are serving requests.", AdmissionControl.RetryAfterSeconds);
         }
 
         try

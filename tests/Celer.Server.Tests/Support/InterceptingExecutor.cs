@@ -28,6 +28,10 @@ internal sealed class InterceptingExecutor(IModelExecutor inner) : IModelExecuto
 
     public void WakeUp(bool weights, bool kvCache) => inner.WakeUp(weights, kvCache);
 
+    public long BytesToWake => inner.BytesToWake;
+
+    public long? DeviceFreeBytes => inner.DeviceFreeBytes;
+
     /// <summary>Least wall time of one step.</summary>
     public TimeSpan StepPace { get; set; } = TimeSpan.Zero;
 
