@@ -7,7 +7,7 @@ namespace Celer.Backends.Cuda;
 /// a virtual address range reserved once, allocations bumped through it, and physical memory mapped under them in
 /// chunks that the range keeps contiguous. <see cref="Release"/> unmaps and frees the chunks, copying their bytes to
 /// pinned host memory first when asked; <see cref="Restore"/> maps new physical memory at the same addresses and copies
-/// the backup back. Every pointer into the region (tensors, kernel arguments, recorded CUDA graphs) stays valid
+/// the backup back (which stays, pinned, for the next sleep). Every pointer into the region (tensors, kernel arguments, recorded CUDA graphs) stays valid
 /// across both. Allocations are not freed one by one: the weights and the KV cache live as long as the backend.
 /// </summary>
 internal sealed unsafe class VirtualMemoryRegion : IDisposable
@@ -24,7 +24,8 @@ internal sealed unsafe class VirtualMemoryRegion : IDisposable
     private readonly List<ulong> _handles = [];   // one per chunk while mapped; empty while released
     private readonly List<(long Offset, long Bytes)> _allocations = [];
     private long _used, _mapped;
-    private SafePinnedHostHandle? _backup;
+    private SafePinnedHostHandle? _backup;   // the bytes in use, kept in pinned host memory from the first sleep with a backup on
+    private bool _restoreFromBackup;          // the last release copied the bytes to the backup
     private int _replayNext = -1;   // the next allocation a reload takes again; -1: not reloading
 
     /// <param name="what">The memory's purpose, for messages ("weights", "KV cache").</param>
@@ -102,9 +103,18 @@ internal sealed unsafe class VirtualMemoryRegion : IDisposable
         CudaDriver.Check(CudaDriver.cuCtxSynchronize(), "cuCtxSynchronize");
         if (backup && _used > 0)
         {
-            _backup = _device.AllocatePinned(_used);
+            // Pinning and unpinning host memory take seconds for an 8B model's 15 GiB (the copies a fraction of one),
+            // so the backup is kept from one sleep to the next; a sleep without backup (level 2) gives it back.
+            _backup ??= _device.AllocatePinned(_used);
             CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync_v2((void*)_backup.DangerousGetHandle(), _base, (nuint)_used, _device.Stream), "cuMemcpyDtoH");
             _device.Synchronize();
+            _restoreFromBackup = true;
+        }
+        else
+        {
+            _backup?.Dispose();
+            _backup = null;
+            _restoreFromBackup = false;
         }
 
         Unmap();
@@ -129,15 +139,13 @@ internal sealed unsafe class VirtualMemoryRegion : IDisposable
         }
 
         IsReleased = false;
-        if (_backup is null)
+        if (!_restoreFromBackup)
         {
             return false;
         }
 
-        CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(_base, (void*)_backup.DangerousGetHandle(), (nuint)_used, _device.Stream), "cuMemcpyHtoD");
+        CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(_base, (void*)_backup!.DangerousGetHandle(), (nuint)_used, _device.Stream), "cuMemcpyHtoD");
         _device.Synchronize();
-        _backup.Dispose();
-        _backup = null;
         return true;
     }
 

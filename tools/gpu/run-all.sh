@@ -226,7 +226,7 @@ fi
 start_server() { # name (for logs and the startup JSON), model dir, then celer serve flags; sets serve_pid
   local name=$1 dir=$2; shift 2
   local t0; t0=$(date +%s.%N)
-  publish/gpu/celer serve "$dir" --device cuda --max-model-len 4096 --port 8123 "$@" > "$OUT/$name.log" 2>&1 &
+  publish/gpu/celer serve ${dir:+"$dir"} --device cuda --max-model-len 4096 --port 8123 "$@" > "$OUT/$name.log" 2>&1 &
   serve_pid=$!
   until curl -sf localhost:8123/health > /dev/null; do
     sleep 0.05
@@ -269,6 +269,12 @@ if has sleep; then
   stage "celer serve --enable-sleep-mode: sleep and wake-up times, memory given back, output unchanged"
   start_server sleep /tmp/ckpt-8b --enable-sleep-mode
   timeout 300 bash tools/gpu/sleep-bench.sh http://localhost:8123 ckpt-8b "$OUT/celer-sleep-8b.json" || status=1
+  stop_server
+  # Two models of the whole card each, taking turns: a request wakes its model after the other, idle, sleeps.
+  stage "two sleep-mode models of the whole card taking turns on the GPU"
+  printf '{"models": [{"model": "/tmp/ckpt-8b", "served_model_name": "a"}, {"model": "/tmp/ckpt-8b", "served_model_name": "b"}]}' > /tmp/swap-models.json
+  start_server swap "" --models-file /tmp/swap-models.json --enable-sleep-mode
+  timeout 120 bash tools/gpu/swap-bench.sh http://localhost:8123 "$OUT/celer-sleep-swap-8b.json" || status=1
   stop_server
 fi
 rm -rf /tmp/ckpt-8b

@@ -80,6 +80,10 @@ for path in sorted(glob.glob(os.path.join(out, "celer-*.json"))):
             rows.append((f"celer sleep level {level['level']} ({data['model']})", f"sleep {level['sleep_s']:.2f} s", f"wake-up {level['wake_up_s']:.2f} s",
                          f"{given_back:.1f} GiB given back; completion with wake-up {level['completion_with_wake_up_s']:.2f} s; "
                          f"same output: {level['same_output_after_wake_up'] and level['same_output_after_wake_on_demand']}"))
+    elif data.get("kind") == "sleep-swap":
+        for r in data["requests"]:
+            rows.append((f"celer sleep-mode swap: request for {r['model']}", f"{r['completion_s']:.2f} s", f"{r['used_mib'] / 1024:.1f} GiB in use",
+                         f"a asleep: {r['a_sleeping']}, b asleep: {r['b_sleeping']}"))
     elif data.get("kind") == "serve-startup":
         what = "safetensors in the page cache, 8B shape" if "safetensors" in data.get("name", "") else "dummy weights, 8B shape"
         rows.append((f"celer serve, start to healthy ({data.get('name', 'serve')})", f"{data['time_to_healthy_s']:.1f} s", "", what))
