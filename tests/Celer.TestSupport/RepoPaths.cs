@@ -17,7 +17,7 @@ public static class RepoPaths
 
     /// <summary>
     /// A real tokenizer's folder (tokenizer.json, tokenizer_config.json) fetched by tools/fetch-test-assets.sh into
-    /// .cache/test-assets/tokenizers/&lt;name&gt;/: llama3, qwen3, llama2, gemma3. A missing one fails the test (CI always
+    /// .cache/test-assets/tokenizers/&lt;name&gt;/: llama3, qwen3, llama2, gemma3, gptoss. A missing one fails the test (CI always
     /// fetches them), so no suite passes by silently skipping.
     /// </summary>
     public static string TestTokenizer(string name)

@@ -141,6 +141,12 @@ public sealed record SamplingParams
                     : "You can only use one kind of structured outputs constraint but multiple are specified.");
             if (so.Choice is { } choices && (choices.Count == 0 || choices.Any(string.IsNullOrEmpty)))
                 throw new SamplingParamsException("structured_outputs", "choice must be a non-empty list of non-empty strings.");
+            if (so.ReasoningEndTokenIds is { } reasoningEnd)
+            {
+                if (reasoningEnd.Count == 0)
+                    throw new SamplingParamsException("structured_outputs", "The end of reasoning must be at least one token.");
+                ThrowIfOutOfVocab(reasoningEnd, vocabSize, "structured_outputs");
+            }
         }
     }
 

@@ -43,7 +43,7 @@ public sealed class SamplingState
         if (parameters.Grammar is { } grammar)
         {
             _grammar = new Celer.Grammars.GrammarMatcher(grammar);
-            _reasoningEndTokenId = parameters.StructuredOutputs?.ReasoningEndTokenId;
+            _reasoningEnd = parameters.StructuredOutputs?.ReasoningEndTokenIds is { Count: > 0 } end ? [.. end] : null;
         }
 
         if (parameters.AllowedTokenIds is { Count: > 0 } allowed)
@@ -76,27 +76,45 @@ public sealed class SamplingState
 
     /// <summary>
     /// Structured outputs: where the output stands in its grammar, which decides the tokens allowed next; null before a
-    /// reasoning model's end-of-thinking token (the thinking is free) and for unconstrained requests.
+    /// reasoning model's end of thinking (the thinking is free) and for unconstrained requests.
     /// </summary>
-    internal Celer.Grammars.GrammarMatcher? Grammar => _reasoningEndTokenId is null ? _grammar : null;
+    internal Celer.Grammars.GrammarMatcher? Grammar => _reasoningEnd is null ? _grammar : null;
 
     private readonly Celer.Grammars.GrammarMatcher? _grammar;
-    private int? _reasoningEndTokenId;
+
+    // The end-of-thinking token sequence still awaited; null once it was seen (or when there is none).
+    private int[]? _reasoningEnd;
 
     /// <summary>Records the token sampled (or forced) at this step.</summary>
     public void Append(int tokenId)
     {
         _outputTokenIds.Add(tokenId);
         OutputTokenCounts[tokenId] = OutputTokenCounts.GetValueOrDefault(tokenId) + 1;
-        if (_reasoningEndTokenId == tokenId)
+        if (_reasoningEnd is { } end)
         {
-            // The thinking is over: the grammar starts with the next token.
-            _reasoningEndTokenId = null;
+            // Still thinking, which the grammar does not see; once this token completes the sequence it starts with the next.
+            if (tokenId == end[^1] && EndsWith(end))
+                _reasoningEnd = null;
             return;
         }
 
         // A token the grammar refuses can only be the fallback of a row whose every token was masked (the grammar
         // and min_tokens or bad words contradicting each other); the grammar then stays where it was.
         Grammar?.TryAccept(tokenId);
+    }
+
+    /// <summary>Whether the prompt followed by the output so far ends with <paramref name="sequence"/>.</summary>
+    private bool EndsWith(int[] sequence)
+    {
+        int outputCount = _outputTokenIds.Count;
+        if (sequence.Length > PromptTokenIds.Count + outputCount)
+            return false;
+        for (int k = 1; k <= sequence.Length; k++)
+        {
+            int token = k <= outputCount ? _outputTokenIds[outputCount - k] : PromptTokenIds[PromptTokenIds.Count - (k - outputCount)];
+            if (token != sequence[^k])
+                return false;
+        }
+        return true;
     }
 }

@@ -37,10 +37,13 @@ public sealed record StructuredOutputsParams
     public string? WhitespacePattern { get; init; }
 
     /// <summary>
-    /// A reasoning model's end-of-thinking token (<c>--reasoning-parser</c>): the constraint applies only to what follows
-    /// it, as vLLM lets a model think freely before its structured answer. Null: from the first token.
+    /// A reasoning model's end of thinking (<c>--reasoning-parser</c>) as token ids: one token (<c>&lt;/think&gt;</c>) or
+    /// several (gpt-oss's <c>&lt;|start|&gt;assistant&lt;|channel|&gt;final&lt;|message|&gt;</c>). The constraint applies
+    /// only to what follows the first place where the sequence's last token completes it, the prompt's tokens counting
+    /// as the ones before the output's, as vLLM lets a model think freely before its structured answer. Null: from the
+    /// first token.
     /// </summary>
-    public int? ReasoningEndTokenId { get; init; }
+    public IReadOnlyList<int>? ReasoningEndTokenIds { get; init; }
 
     /// <summary>How many constraint kinds are set; a valid request has exactly one.</summary>
     internal int KindCount => (Json is null ? 0 : 1) + (JsonObject ? 1 : 0) + (Regex is null ? 0 : 1) + (Choice is null ? 0 : 1) + (Grammar is null ? 0 : 1)

@@ -11,5 +11,5 @@ namespace Celer.Server.Reasoning;
 /// </summary>
 public sealed class DeepSeekR1ReasoningParser(Tokenizer tokenizer) : ThinkingReasoningParser(ReasoningParserRegistry.DeepSeekR1, tokenizer)
 {
-    public override ReasoningStream CreateStream() => new(StartToken, EndToken, startsInThinking: true);
+    public override IReasoningStream CreateStream() => new ReasoningStream(StartToken, EndToken, startsInThinking: true);
 }

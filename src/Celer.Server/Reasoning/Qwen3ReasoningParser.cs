@@ -12,5 +12,5 @@ namespace Celer.Server.Reasoning;
 /// </summary>
 public sealed class Qwen3ReasoningParser(Tokenizer tokenizer) : ThinkingReasoningParser(ReasoningParserRegistry.Qwen3, tokenizer)
 {
-    public override ReasoningStream CreateStream() => new(StartToken, EndToken, startsInThinking: false);
+    public override IReasoningStream CreateStream() => new ReasoningStream(StartToken, EndToken, startsInThinking: false);
 }

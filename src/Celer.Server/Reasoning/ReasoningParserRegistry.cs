@@ -7,8 +7,9 @@ public static class ReasoningParserRegistry
 {
     public const string DeepSeekR1 = "deepseek_r1";
     public const string Qwen3 = "qwen3";
+    public const string OpenAIGptOss = "openai_gptoss";
 
-    public static IReadOnlyList<string> Names { get; } = [DeepSeekR1, Qwen3];
+    public static IReadOnlyList<string> Names { get; } = [DeepSeekR1, OpenAIGptOss, Qwen3];
 
     /// <summary>Refuses a name that is not a known parser, listing the known ones (checked before the model loads).</summary>
     public static void CheckName(string name)
@@ -24,6 +25,7 @@ public static class ReasoningParserRegistry
         return name switch
         {
             DeepSeekR1 => new DeepSeekR1ReasoningParser(tokenizer),
+            OpenAIGptOss => new GptOssReasoningParser(tokenizer),
             _ => new Qwen3ReasoningParser(tokenizer),
         };
     }

@@ -10,7 +10,7 @@ namespace Celer.Server.Reasoning;
 /// beginning of a marker is held until the next delta, or the end of the output, settles it. Splitting a whole output
 /// in one <see cref="Push"/> and splitting it delta by delta give the same two texts.
 /// </summary>
-public sealed class ReasoningStream
+public sealed class ReasoningStream : IReasoningStream
 {
     private enum Phase
     {

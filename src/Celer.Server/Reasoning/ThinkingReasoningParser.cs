@@ -17,14 +17,25 @@ public abstract class ThinkingReasoningParser : IReasoningParser
         EndToken = endToken;
         StartTokenId = FindToken(tokenizer, startToken);
         EndTokenId = FindToken(tokenizer, endToken);
+        EndTokenIds = [EndTokenId];
     }
 
     public string Name { get; }
     public string StartToken { get; }
     public string EndToken { get; }
+
+    /// <summary>The start marker's token id in the served model's vocabulary.</summary>
     public int StartTokenId { get; }
+
+    /// <summary>The end marker's token id in the served model's vocabulary.</summary>
     public int EndTokenId { get; }
 
+    public IReadOnlyList<int> EndTokenIds { get; }
+
+    /// <summary><c>&lt;think&gt;</c> and <c>&lt;/think&gt;</c> are ordinary added tokens, kept by every detokenizer.</summary>
+    public bool KeepsSpecialTokens => false;
+
+    /// <summary>Looking back from the last token for the nearest marker: an end marker means over; a start marker or none, not.</summary>
     public bool IsReasoningEnd(ReadOnlySpan<int> tokenIds)
     {
         for (int i = tokenIds.Length - 1; i >= 0; i--)
@@ -37,16 +48,9 @@ public abstract class ThinkingReasoningParser : IReasoningParser
         return false;
     }
 
-    public ReasoningSplit Extract(string modelOutput)
-    {
-        var stream = CreateStream();
-        var body = stream.Push(modelOutput);
-        var tail = stream.Finish();
-        var content = body.Content + tail.Content;
-        return new ReasoningSplit(stream.EnteredThinking ? body.Reasoning + tail.Reasoning : null, content.Length == 0 ? null : content);
-    }
+    public ReasoningSplit Extract(string modelOutput) => ReasoningSplit.Of(CreateStream(), modelOutput);
 
-    public abstract ReasoningStream CreateStream();
+    public abstract IReasoningStream CreateStream();
 
     private int FindToken(Tokenizer tokenizer, string token) => tokenizer.TokenToId(token) ?? throw new ArgumentException(
         $"--reasoning-parser {Name}: the model's tokenizer has no '{token}' token. The parser needs '{StartToken}' and '{EndToken}' as " +

@@ -74,9 +74,9 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
         var sampling = ApplyToolChoice(SamplingParamsFactory.ForChat(request, model.Defaults, promptIds.Length, model.MaxModelLen), request, toolChoice);
         if (sampling.StructuredOutputs is { } constraint && parsers.Reasoning is { } reasoning && !reasoning.IsReasoningEnd(promptIds))
         {
-            // vLLM: a reasoning model thinks freely; the constraint applies after its end-of-thinking token (unless the
+            // vLLM: a reasoning model thinks freely; the constraint applies after its end of thinking (unless the
             // template already closed the thinking in the prompt, as Qwen3's enable_thinking: false does).
-            sampling = sampling with { StructuredOutputs = constraint with { ReasoningEndTokenId = reasoning.EndTokenId } };
+            sampling = sampling with { StructuredOutputs = constraint with { ReasoningEndTokenIds = reasoning.EndTokenIds } };
         }
 
         sampling.Validate(model.VocabSize, model.MaxLogprobs);
@@ -95,8 +95,10 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
 
     /// <summary>
     /// vLLM's <c>adjust_request</c>: <c>required</c> and a named function constrain the output to the JSON schema of the
-    /// calls (overriding any <c>response_format</c>); a parser whose marker is a special token keeps special tokens in the
-    /// text whenever tools may be called.
+    /// calls (overriding any <c>response_format</c>); a parser whose markers are special tokens keeps special tokens in the
+    /// text, the tool parser's whenever tools may be called, the reasoning parser's always. vLLM reads gpt-oss's harmony
+    /// from the token ids; Celer's parsers read the text, which then has the markers exactly as the token ids do: no
+    /// spaces around them either, as vLLM's fast-tokenizer detokenizer never puts any there.
     /// </summary>
     private SamplingParams ApplyToolChoice(SamplingParams sampling, ChatCompletionRequest request, ToolChoice toolChoice)
     {
@@ -108,8 +110,8 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
         };
         if (schema is not null)
             sampling = sampling with { StructuredOutputs = new StructuredOutputsParams { Json = schema.ToJsonString() } };
-        if (toolChoice.Mode != ToolChoiceMode.None && parsers.Tools is { KeepsSpecialTokens: true })
-            sampling = sampling with { SkipSpecialTokens = false };
+        if ((toolChoice.Mode != ToolChoiceMode.None && parsers.Tools is { KeepsSpecialTokens: true }) || parsers.Reasoning is { KeepsSpecialTokens: true })
+            sampling = sampling with { SkipSpecialTokens = false, SpacesBetweenSpecialTokens = false };
         return sampling;
     }
 

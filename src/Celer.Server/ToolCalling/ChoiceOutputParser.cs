@@ -71,7 +71,7 @@ internal sealed record ChoiceResult(string? Reasoning, string? Content, IReadOnl
 internal sealed class ChoiceOutputParser
 {
     private readonly ChatOutputPlan _plan;
-    private readonly ReasoningStream? _reasoning;
+    private readonly IReasoningStream? _reasoning;
     private readonly ToolCallSink? _sink;
     private readonly ToolCallExtractor? _extractor;
     private readonly StringBuilder _reasoningText = new();
@@ -158,12 +158,17 @@ internal sealed class ChoiceOutputParser
         var reasoning = _reasoning is { EnteredThinking: true } && _plan.IncludeReasoning ? _reasoningText.ToString() : null;
         string? content = _contentText.ToString();
         List<ChatToolCall>? calls = null;
-        if (_sink is { Failed: false, Calls.Count: > 0 })
+        if (_sink is { Failed: false })
         {
-            calls = _sink.Calls.Take(_plan.MaxToolCalls)
-                .Select(c => new ChatToolCall(_plan.NewToolCallId(), new ChatFunctionCall(c.Name, c.Arguments.ToString())))
-                .ToList();
+            // The text outside any call, as the stream sent it: without the calls, and without what the format does not
+            // show the user (harmony's analysis channel when no reasoning parser took it out, its message headers).
             content = _sink.Content.ToString();
+            if (_sink.Calls.Count > 0)
+            {
+                calls = _sink.Calls.Take(_plan.MaxToolCalls)
+                    .Select(c => new ChatToolCall(_plan.NewToolCallId(), new ChatFunctionCall(c.Name, c.Arguments.ToString())))
+                    .ToList();
+            }
         }
         // vLLM: with a reasoning parser or tool calls, no text is null content.
         if (content.Length == 0 && (_reasoning is not null || calls is not null))

@@ -133,7 +133,8 @@ internal sealed class Qwen3XmlToolCallExtractor(ToolCallSink sink, ToolCallConte
                     var nameText = (gt < 0 ? rest : rest[..gt]).Trim();
                     if (gt < 0 || nameText.Length == 0 || nameText.Length > MaxNameLength || nameText.IndexOfAny('<', '\n') >= 0)
                     {
-                        if (gt < 0 && !final && rest.Length <= MaxNameLength && rest.IndexOfAny('<', '\n') < 0)
+                        // Whitespace around the name is trimmed once the tag closes, so a newline may still come before '>'.
+                        if (gt < 0 && !final && rest.Length <= MaxNameLength && rest.IndexOf('<') < 0)
                             Hold(rest);
                         else
                             FailRegion(rest);

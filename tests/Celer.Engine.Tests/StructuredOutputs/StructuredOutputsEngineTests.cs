@@ -195,7 +195,7 @@ public sealed class StructuredOutputsEngineTests
         var gated = engine.Generate(Requests(new SamplingParams
         {
             Temperature = 0, MaxTokens = 40,
-            StructuredOutputs = new StructuredOutputsParams { Regex = "[0-9]{3}", ReasoningEndTokenId = end },
+            StructuredOutputs = new StructuredOutputsParams { Regex = "[0-9]{3}", ReasoningEndTokenIds = [end] },
         }, 1))[0];
         int[] gatedTokens = [.. gated.Outputs.SelectMany(o => o.TokenIdsDelta)];
         Assert.Equal(freeTokens[..(at + 1)], gatedTokens[..(at + 1)]);

@@ -7,9 +7,9 @@ namespace Celer.Server.Tests.Cli;
 public sealed class ServeParserFlagsTests
 {
     [Theory]
-    [InlineData("--reasoning-parser deepseek", "error: --reasoning-parser 'deepseek' is not a known reasoning parser; the known ones are: deepseek_r1, qwen3.")]
+    [InlineData("--reasoning-parser deepseek", "error: --reasoning-parser 'deepseek' is not a known reasoning parser; the known ones are: deepseek_r1, openai_gptoss, qwen3.")]
     [InlineData("--enable-auto-tool-choice", "error: --enable-auto-tool-choice requires --tool-call-parser.")]
-    [InlineData("--enable-auto-tool-choice --tool-call-parser qwen3", "error: --tool-call-parser 'qwen3' is not a known tool call parser; the known ones are: hermes, llama3_json, mistral, pythonic, qwen3_coder, qwen3_xml.")]
+    [InlineData("--enable-auto-tool-choice --tool-call-parser qwen3", "error: --tool-call-parser 'qwen3' is not a known tool call parser; the known ones are: hermes, llama3_json, mistral, openai, pythonic, qwen3_coder, qwen3_xml.")]
     public async Task Unknown_parsers_are_refused_before_the_model_loads(string flags, string message)
     {
         // The model path does not exist: a refusal after loading would say that instead.
@@ -25,6 +25,8 @@ public sealed class ServeParserFlagsTests
     [Theory]
     [InlineData("--reasoning-parser qwen3", "error: --reasoning-parser qwen3: the model's tokenizer has no '<think>' token.")]
     [InlineData("--enable-auto-tool-choice --tool-call-parser mistral", "error: --tool-call-parser mistral: the model's tokenizer has no '[TOOL_CALLS]' token")]
+    [InlineData("--reasoning-parser openai_gptoss", "error: --reasoning-parser openai_gptoss: the model's tokenizer has no '<|start|>' token")]
+    [InlineData("--enable-auto-tool-choice --tool-call-parser openai", "error: --tool-call-parser openai: the model's tokenizer has no '<|message|>' token")]
     public async Task A_parser_whose_markers_the_model_lacks_is_refused_at_startup(string flags, string start)
     {
         var args = new[] { "serve", ServerFixture.DefaultModel, "--port", "0", "--disable-log-stats" }.Concat(flags.Split(' ')).ToArray();

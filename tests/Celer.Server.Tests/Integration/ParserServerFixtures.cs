@@ -103,28 +103,9 @@ public sealed class MarkerServerFixture : ParserServerFixture
     /// <summary>The greedy output's first six tokens as the renamed tokenizer decodes them.</summary>
     public const string RawOutput = "<think> \"\"\"</think>alc" + ToolCallText;
 
-    private readonly string _directory = Path.Combine(Path.GetTempPath(), "celer-marker-model-" + Guid.NewGuid().ToString("N"));
+    private readonly RenamedTokensModel _model = new([(268, "<think>", false), (37, "</think>", false), (3719, ToolCallText, false)]);
 
-    protected override string PrepareModel()
-    {
-        var source = ServerFixture.DefaultModel;
-        Directory.CreateDirectory(_directory);
-        foreach (var file in new[] { "config.json", "generation_config.json", "tokenizer_config.json", "model.safetensors" })
-            File.Copy(Path.Combine(source, file), Path.Combine(_directory, file));
-
-        var tokenizer = JsonNode.Parse(File.ReadAllText(Path.Combine(source, "tokenizer.json")))!;
-        var added = tokenizer["added_tokens"]!.AsArray();
-        foreach ((int id, string content) in new[] { (268, "<think>"), (37, "</think>"), (3719, ToolCallText) })
-        {
-            added.Add(new JsonObject
-            {
-                ["id"] = id, ["content"] = content, ["single_word"] = false, ["lstrip"] = false,
-                ["rstrip"] = false, ["normalized"] = false, ["special"] = false,
-            });
-        }
-        File.WriteAllText(Path.Combine(_directory, "tokenizer.json"), tokenizer.ToJsonString());
-        return _directory;
-    }
+    protected override string PrepareModel() => _model.Create();
 
     protected override ServerOptions Options() => new()
     {
@@ -141,6 +122,96 @@ public sealed class MarkerServerFixture : ParserServerFixture
     public override async ValueTask DisposeAsync()
     {
         await base.DisposeAsync();
-        Directory.Delete(_directory, recursive: true);
+        _model.Dispose();
+    }
+}
+
+/// <summary>
+/// As <see cref="MarkerServerFixture"/>, for gpt-oss's harmony format: the tiny model's greedy continuation of
+/// <c>def fibonacci(n):</c>, tokens 268, 391, 37, 288, 69, 3719 and 296 (greedy margins of 0.5 nats or more), renamed so
+/// that it reads as an analysis message, the final answer and a call. The markers are special tokens, as in
+/// o200k_harmony: <c>&lt;|end|&gt;</c> (37) and <c>&lt;|start|&gt;</c> (288) are single ones, written next to each other,
+/// so a detokenizer that skipped special tokens would lose them and one that put spaces between them would change the
+/// answer; the final answer's header is those two tokens' worth (<c>&lt;|start|&gt;</c>, then the rest of it as 69), so
+/// structured output waits for a sequence of two tokens. gpt-oss itself would stop after its answer: the call after it
+/// lets one output carry every part. Served with <c>--reasoning-parser openai_gptoss</c> and
+/// <c>--enable-auto-tool-choice --tool-call-parser openai</c>.
+/// </summary>
+public sealed class HarmonyServerFixture : ParserServerFixture
+{
+    public const string Prompt = "def fibonacci(n):";
+    public const string Reasoning = " \"\"\"";
+    public const string Content = "ulate";
+    public const string CallText = """<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}""";
+
+    /// <summary>The greedy output's seven tokens, decoded with special tokens kept and nothing put between them.</summary>
+    public const string RawOutput = "<|channel|>analysis<|message|>" + Reasoning + "<|end|><|start|>assistant<|channel|>final<|message|>" + Content + CallText;
+
+    private readonly RenamedTokensModel _model = new([
+        (268, "<|channel|>analysis<|message|>", true),
+        (37, "<|end|>", true),
+        (288, "<|start|>", true),
+        (69, "assistant<|channel|>final<|message|>", true),
+        (296, CallText, true),
+        // The markers the parsers look for as tokens of their own, at ids the model does not write here.
+        (8185, "<|channel|>", true),
+        (8186, "<|message|>", true),
+        (8187, "<|constrain|>", true),
+        (8188, "<|call|>", true),
+        (8189, "<|return|>", true),
+    ]);
+
+    protected override string PrepareModel() => _model.Create();
+
+    protected override ServerOptions Options() => new()
+    {
+        Port = 0,
+        ServedModelNames = [ModelName],
+        LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning,
+        DisableLogStats = true,
+        ChatTemplate = "{{ messages[-1]['content'] }}",
+        ReasoningParser = "openai_gptoss",
+        EnableAutoToolChoice = true,
+        ToolCallParser = "openai",
+    };
+
+    public override async ValueTask DisposeAsync()
+    {
+        await base.DisposeAsync();
+        _model.Dispose();
+    }
+}
+
+/// <summary>A copy of the repository's tiny model in a temporary folder, with some tokens renamed in its tokenizer.</summary>
+internal sealed class RenamedTokensModel((int Id, string Content, bool Special)[] tokens) : IDisposable
+{
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "celer-renamed-tokens-model-" + Guid.NewGuid().ToString("N"));
+
+    /// <summary>Writes the copy; returns its folder.</summary>
+    public string Create()
+    {
+        var source = ServerFixture.DefaultModel;
+        Directory.CreateDirectory(_directory);
+        foreach (var file in new[] { "config.json", "generation_config.json", "tokenizer_config.json", "model.safetensors" })
+            File.Copy(Path.Combine(source, file), Path.Combine(_directory, file));
+
+        var tokenizer = JsonNode.Parse(File.ReadAllText(Path.Combine(source, "tokenizer.json")))!;
+        var added = tokenizer["added_tokens"]!.AsArray();
+        foreach (var (id, content, special) in tokens)
+        {
+            added.Add(new JsonObject
+            {
+                ["id"] = id, ["content"] = content, ["single_word"] = false, ["lstrip"] = false,
+                ["rstrip"] = false, ["normalized"] = false, ["special"] = special,
+            });
+        }
+        File.WriteAllText(Path.Combine(_directory, "tokenizer.json"), tokenizer.ToJsonString());
+        return _directory;
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_directory))
+            Directory.Delete(_directory, recursive: true);
     }
 }

@@ -105,7 +105,10 @@ public sealed class ReasoningParserTests
     public void Is_reasoning_end_looks_back_for_the_nearest_marker()
     {
         const int start = 2, end = 3;
-        Assert.Equal((start, end), (DeepSeek.StartTokenId, DeepSeek.EndTokenId));
+        var thinking = (ThinkingReasoningParser)DeepSeek;
+        Assert.Equal((start, end), (thinking.StartTokenId, thinking.EndTokenId));
+        Assert.Equal([end], DeepSeek.EndTokenIds);
+        Assert.False(DeepSeek.KeepsSpecialTokens);
         Assert.False(DeepSeek.IsReasoningEnd([]));
         Assert.False(DeepSeek.IsReasoningEnd([0, 1, 0]));
         Assert.False(DeepSeek.IsReasoningEnd([start, 0, 1]));
@@ -129,6 +132,6 @@ public sealed class ReasoningParserTests
     public void An_unknown_parser_is_refused_listing_the_known_ones()
     {
         var e = Assert.Throws<ArgumentException>(() => ReasoningParserRegistry.CheckName("deepseek"));
-        Assert.Equal("--reasoning-parser 'deepseek' is not a known reasoning parser; the known ones are: deepseek_r1, qwen3.", e.Message);
+        Assert.Equal("--reasoning-parser 'deepseek' is not a known reasoning parser; the known ones are: deepseek_r1, openai_gptoss, qwen3.", e.Message);
     }
 }
