@@ -10,7 +10,9 @@ namespace Celer.Models.Architectures;
 /// </summary>
 internal sealed class Activations
 {
-    public Activations(ModelConfig c, IModelBackend b, int maxTokens, int maxLogitsRows)
+    /// <param name="c">The config of what this rank computes (its heads and intermediate size under tensor parallelism).</param>
+    /// <param name="localVocab">Tensor parallelism: the vocabulary part of this rank's LM head (0: the whole vocabulary, one rank).</param>
+    public Activations(ModelConfig c, IModelBackend b, int maxTokens, int maxLogitsRows, int localVocab = 0)
     {
         int qDim = c.NumAttentionHeads * c.HeadDim, kvDim = c.NumKeyValueHeads * c.HeadDim;
         DType t = b.ActivationDType;
@@ -34,6 +36,7 @@ internal sealed class Activations
         }
         LogitsHidden = b.Allocate("logits_hidden", t, maxLogitsRows, c.HiddenSize);
         Logits = b.Allocate("logits", DType.F32, maxLogitsRows, c.VocabSize);
+        LocalLogits = localVocab > 0 ? b.Allocate("local_logits", DType.F32, maxLogitsRows, localVocab) : null;
     }
 
     public Tensor Residual { get; }
@@ -60,4 +63,7 @@ internal sealed class Activations
     public Tensor? SharedExpertOutput { get; }
     public Tensor LogitsHidden { get; }
     public Tensor Logits { get; }
+
+    /// <summary>Tensor parallelism: this rank's part of the vocabulary's logits, gathered into <see cref="Logits"/>; null with one rank.</summary>
+    public Tensor? LocalLogits { get; }
 }

@@ -16,7 +16,8 @@ internal sealed class DecoderLayer
     private readonly Tensor? _postFeedforwardNorm;   // OLMo-2's and Gemma's norm of the MLP output
     private readonly Tensor? _preFeedforwardNorm;    // Gemma's norm of the MLP input
 
-    public DecoderLayer(int index, ModelConfig c, ArchitectureSpec spec, IWeightSource w, IModelBackend b)
+    /// <param name="c">The whole model's config; <paramref name="shard"/> says what of each layer this rank holds.</param>
+    public DecoderLayer(int index, ModelConfig c, ArchitectureSpec spec, IWeightSource w, IModelBackend b, TensorParallelShard shard)
     {
         string p = $"model.layers.{index}.";
         int hidden = c.HiddenSize;
@@ -26,13 +27,13 @@ internal sealed class DecoderLayer
 
         // A post-norm layer (OLMo-2) has no input norm; the model feeds it the residual stream itself.
         InputNorm = spec.PostNorms ? null : Load("input_layernorm.weight", hidden);
-        _attention = new SelfAttention(index, p + "self_attn.", c, spec, w, b);
+        _attention = new SelfAttention(index, p + "self_attn.", c, spec, w, b, shard);
         _postAttentionNorm = Load("post_attention_layernorm.weight", hidden);
         _preFeedforwardNorm = LoadIf(spec.GemmaLayers, "pre_feedforward_layernorm.weight", hidden);
         _postFeedforwardNorm = LoadIf(spec.PostNorms || spec.GemmaLayers, "post_feedforward_layernorm.weight", hidden);
         _mlp = spec.MoeWeights is { } moe && c.Moe is { } moeConfig && moeConfig.SparseLayers[index]
-            ? new SparseMoeBlock(p + moe.Block + ".", c, moe, w, b)
-            : new GatedMlp(p + "mlp.", hidden, c.IntermediateSize, c.MlpBias, spec.FusedProjections, geluTanh: spec.GemmaLayers, w, b);
+            ? new SparseMoeBlock(p + moe.Block + ".", c, moe, w, b, shard)
+            : new GatedMlp(p + "mlp.", hidden, c.IntermediateSize, c.MlpBias, spec.FusedProjections, geluTanh: spec.GemmaLayers, w, b, shard);
     }
 
     /// <summary>The norm before attention, which the previous layer's fused add-and-norm applies; null in a post-norm layer.</summary>

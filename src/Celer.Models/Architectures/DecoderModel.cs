@@ -38,6 +38,7 @@ public sealed class DecoderModel : IPoolingModel
     private readonly float _embeddingNormalizer;   // Gemma's √hidden_size in the activation dtype
     private readonly Activations _act;
     private readonly float[] _logitsHost;
+    private readonly ICollectives? _group;   // tensor parallelism (null: one rank)
     private readonly IStepGraphs? _graphs;
     private readonly StepGraphOptions? _graphOptions;
     private readonly Dictionary<int, ForwardBatch> _paddedBatches = [];
@@ -45,8 +46,13 @@ public sealed class DecoderModel : IPoolingModel
 
     /// <param name="graphs">Record decode steps as graphs when the backend can (null: always run eagerly, --enforce-eager).</param>
     /// <param name="pooling">A pooling model (<see cref="ForwardHidden"/> only): no LM head is loaded.</param>
+    /// <param name="tensorParallel">
+    /// This rank's group when the model is split over several (<see cref="TensorParallelShard"/>): every rank builds the
+    /// model with its own backend and runs every step with the same batch; each gets the whole logits. Null: one rank.
+    /// </param>
     public DecoderModel(
-        ModelConfig config, IWeightSource weights, IModelBackend backend, int maxNumTokens, int maxLogitsRows, StepGraphOptions? graphs = null, bool pooling = false)
+        ModelConfig config, IWeightSource weights, IModelBackend backend, int maxNumTokens, int maxLogitsRows, StepGraphOptions? graphs = null, bool pooling = false,
+        ICollectives? tensorParallel = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxNumTokens, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxLogitsRows, 1);
@@ -55,15 +61,25 @@ public sealed class DecoderModel : IPoolingModel
         ArchitectureSpec spec = ModelRegistry.Resolve(config);
         MaxNumTokens = maxNumTokens;
         MaxLogitsRows = maxLogitsRows;
+        var shard = new TensorParallelShard(config, tensorParallel);
+        if (shard.Size > 1 && TensorParallelRefusal(config, spec, pooling) is { } refusal)
+        {
+            throw new ModelLoadException($"{config.Architecture}: tensor parallelism does not split {refusal} yet");
+        }
 
+        _group = shard.Group;
         int hidden = config.HiddenSize;
-        _embedTokens = backend.LoadWeight(weights.Get("model.embed_tokens.weight", config.VocabSize, hidden));
+        WeightTensor embedding = weights.Get("model.embed_tokens.weight", config.VocabSize, hidden);
+        _embedTokens = backend.LoadWeight(embedding);
         _finalNorm = backend.LoadWeight(weights.Get("model.norm.weight", hidden));
         // Tied checkpoints usually omit lm_head.weight; some still store a copy, which must then be ignored. A pooling
-        // model reads hidden states, and embedding checkpoints often have no head at all.
-        _lmHead = pooling ? null
+        // model reads hidden states, and embedding checkpoints often have no head at all. Split over ranks, each holds
+        // the head's rows of its part of the vocabulary.
+        WeightTensor? head = pooling ? null : config.TieWordEmbeddings ? embedding : weights.Get("lm_head.weight", config.VocabSize, hidden);
+        _lmHead = head is not { } rows ? null
+            : shard.Size > 1 ? backend.LoadWeight(TensorParallelShard.Rows(rows, shard.VocabStart, shard.Vocab))
             : config.TieWordEmbeddings ? _embedTokens
-            : backend.LoadWeight(weights.Get("lm_head.weight", config.VocabSize, hidden));
+            : backend.LoadWeight(rows);
 
         // A decoder classifier (Qwen3ForSequenceClassification) scores its last token with a bias-free projection.
         // vLLM's LLM-as-reranker conversion builds it from LM-head rows instead (the tied embedding, when tied).
@@ -77,13 +93,14 @@ public sealed class DecoderModel : IPoolingModel
         _layers = new DecoderLayer[config.NumHiddenLayers];
         for (int i = 0; i < _layers.Length; i++)
         {
-            _layers[i] = new DecoderLayer(i, config, spec, weights, backend);
+            _layers[i] = new DecoderLayer(i, config, spec, weights, backend, shard);
         }
 
         _spec = spec;
+        ModelConfig local = shard.Local;   // this rank's heads: its attention and its KV cache
         _attention = new AttentionSpec(
-            config.NumAttentionHeads,
-            config.NumKeyValueHeads,
+            local.NumAttentionHeads,
+            local.NumKeyValueHeads,
             config.HeadDim,
             AttentionScale(config, spec),
             config.SlidingWindow ?? 0)
@@ -113,7 +130,7 @@ public sealed class DecoderModel : IPoolingModel
         // transformers makes √hidden_size a tensor of the activations' dtype (Gemma 2) or rounds it to the weights'
         // (Gemma 3), so in bf16 √3072 = 55.43 is 55.5.
         _embeddingNormalizer = RoundTo(MathF.Sqrt(hidden), backend.ActivationDType);
-        _act = new Activations(config, backend, maxNumTokens, maxLogitsRows);
+        _act = new Activations(local, backend, maxNumTokens, maxLogitsRows, localVocab: shard.Size > 1 ? shard.Vocab : 0);
         _logitsHost = new float[(long)maxLogitsRows * Math.Max(config.VocabSize, hidden)];   // logits, or a pooling model's hidden rows
 
         // Dynamic NTK and LongRoPE swap their frequency table as sequences grow, which a recorded graph cannot follow.
@@ -457,6 +474,14 @@ public sealed class DecoderModel : IPoolingModel
             : _noRopes[slot] = rope with { RotaryDim = 0 };
     }
 
+    /// <summary>What of the model tensor parallelism cannot split yet, or null.</summary>
+    private static string? TensorParallelRefusal(ModelConfig config, ArchitectureSpec spec, bool pooling) =>
+        pooling ? "a pooling model"
+        : config.Moe is not null ? "mixture-of-experts layers"
+        : spec.PostNorms ? "OLMo-2's norms over whole projections"
+        : config.Quantization is not null ? $"quantized weights ({config.Quantization.Method})"
+        : null;
+
     /// <summary>The attention scale: Granite's multiplier, Gemma's query_pre_attn_scalar^−½, else 1/√head_dim.</summary>
     private static float AttentionScale(ModelConfig config, ArchitectureSpec spec) =>
         spec.Multipliers && config.AttentionMultiplier is { } scale ? scale
@@ -475,7 +500,17 @@ public sealed class DecoderModel : IPoolingModel
     private void ComputeLogits(int first, int count)
     {
         _backend.GatherLogitsRows(_spec.PostNorms ? _act.Residual : _act.Hidden, first, count, _act.LogitsHidden);
-        _backend.Linear(_act.LogitsHidden, count, _lmHead ?? throw new InvalidOperationException("A pooling model computes no logits."), null, _act.Logits);
+        Tensor head = _lmHead ?? throw new InvalidOperationException("A pooling model computes no logits.");
+        if (_group is null)
+        {
+            _backend.Linear(_act.LogitsHidden, count, head, null, _act.Logits);
+        }
+        else
+        {
+            _backend.Linear(_act.LogitsHidden, count, head, null, _act.LocalLogits!);
+            _group.AllGatherColumns(_act.LocalLogits!, count, _act.Logits);
+        }
+
         if (_spec.Multipliers && _config.LogitsScaling != 1f)
         {
             // transformers divides; a reciprocal that is not exact (a scaling that is no power of two) is 1 ulp off.

@@ -21,23 +21,37 @@ internal sealed class GatedMlp : IFeedForward
     private readonly Tensor? _gateUpBias, _downBias;
     private readonly ActivationQuantization? _gateUpInput, _downInput;   // FP8 W8A8 checkpoints: how each matmul's input is quantized
     private readonly bool _geluTanh;
+    private readonly ICollectives? _group;   // tensor parallelism: down_proj's partial sums are all-reduced
     private Tensor? _gateUpBuffer, _hiddenBuffer;
 
     /// <param name="prefix">The MLP's weight prefix (<c>model.layers.N.mlp.</c>, Qwen2-MoE's <c>….mlp.shared_expert.</c>).</param>
+    /// <param name="intermediate">The checkpoint's intermediate size; <paramref name="shard"/> says which columns this rank holds.</param>
     /// <param name="fused">Phi-3's checkpoints store gate and up as one <c>gate_up_proj</c>.</param>
-    public GatedMlp(string prefix, int hidden, int intermediate, bool bias, bool fused, bool geluTanh, IWeightSource w, IModelBackend b)
+    public GatedMlp(string prefix, int hidden, int intermediate, bool bias, bool fused, bool geluTanh, IWeightSource w, IModelBackend b, TensorParallelShard shard)
     {
         WeightTensor Get(string name, params int[] shape) => w.Get(prefix + name, shape);
+        bool whole = shard.Size == 1;
+        // This rank's rows of the gate or the up half (all of them without tensor parallelism).
+        WeightTensor Part(WeightTensor t, int at = 0) => whole ? t : TensorParallelShard.Rows(t, at + shard.IntermediateStart, shard.Intermediate);
 
         _geluTanh = geluTanh;
-        _gateUp = fused
-            ? b.LoadWeight(Get("gate_up_proj.weight", 2 * intermediate, hidden))
-            : b.LoadStacked(prefix + "gate_up_proj.weight", Get("gate_proj.weight", intermediate, hidden), Get("up_proj.weight", intermediate, hidden));
-        _gateUpBias = bias ? b.LoadStacked(prefix + "gate_up_proj.bias", Get("gate_proj.bias", intermediate), Get("up_proj.bias", intermediate)) : null;
-        _down = b.LoadWeight(Get("down_proj.weight", hidden, intermediate));
+        _group = shard.Group;
+        if (fused)
+        {
+            WeightTensor gateUp = Get("gate_up_proj.weight", 2 * intermediate, hidden);
+            _gateUp = whole ? b.LoadWeight(gateUp) : b.LoadStacked(gateUp.Name, Part(gateUp), Part(gateUp, intermediate));
+        }
+        else
+        {
+            _gateUp = b.LoadStacked(prefix + "gate_up_proj.weight", Part(Get("gate_proj.weight", intermediate, hidden)), Part(Get("up_proj.weight", intermediate, hidden)));
+        }
+
+        _gateUpBias = bias ? b.LoadStacked(prefix + "gate_up_proj.bias", Part(Get("gate_proj.bias", intermediate)), Part(Get("up_proj.bias", intermediate))) : null;
+        WeightTensor down = Get("down_proj.weight", hidden, intermediate);
+        _down = whole ? b.LoadWeight(down) : TensorParallelShard.LoadColumns(b, down, shard.IntermediateStart, shard.Intermediate);
         _gateUpInput = fused ? w.InputQuantization(prefix + "gate_up_proj") : w.InputQuantization(prefix + "gate_proj", prefix + "up_proj");
         _downInput = w.InputQuantization(prefix + "down_proj");
-        _downBias = bias ? b.LoadWeight(Get("down_proj.bias", hidden)) : null;
+        _downBias = bias && shard.AddsRowParallelBias ? b.LoadWeight(Get("down_proj.bias", hidden)) : null;
     }
 
     public void Forward(IModelBackend b, Activations a, int rows, Tensor input, Tensor output)
@@ -57,6 +71,7 @@ internal sealed class GatedMlp : IFeedForward
         }
 
         b.Linear(_hiddenBuffer, rows, _down, _downBias, output, _downInput);
+        _group?.AllReduce(output, rows);
     }
 
     private static Tensor View(Tensor buffer, int columns) =>
@@ -81,7 +96,7 @@ internal sealed class SparseMoeBlock : IFeedForward
     private readonly GatedMlp? _sharedExpert;
     private readonly Tensor? _sharedExpertGate;
 
-    public SparseMoeBlock(string prefix, ModelConfig c, MoeWeightNames names, IWeightSource w, IModelBackend b)
+    public SparseMoeBlock(string prefix, ModelConfig c, MoeWeightNames names, IWeightSource w, IModelBackend b, TensorParallelShard shard)
     {
         MoeConfig moe = c.Moe!;
         int hidden = c.HiddenSize, inter = moe.IntermediateSize, experts = moe.NumExperts;
@@ -116,7 +131,7 @@ internal sealed class SparseMoeBlock : IFeedForward
 
         if (moe.SharedExpertIntermediateSize > 0)
         {
-            _sharedExpert = new GatedMlp(prefix + "shared_expert.", hidden, moe.SharedExpertIntermediateSize, bias: false, fused: false, geluTanh: false, w, b);
+            _sharedExpert = new GatedMlp(prefix + "shared_expert.", hidden, moe.SharedExpertIntermediateSize, bias: false, fused: false, geluTanh: false, w, b, shard);
             _sharedExpertGate = b.LoadWeight(w.Get(prefix + "shared_expert_gate.weight", 1, hidden));
         }
     }

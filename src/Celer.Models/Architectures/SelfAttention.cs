@@ -16,32 +16,49 @@ internal sealed class SelfAttention
     private readonly Tensor _qkvProj, _oProj;
     private readonly Tensor? _qkvBias, _oBias, _qNorm, _kNorm, _sinks;
     private readonly ActivationQuantization? _qkvInput, _oInput;   // FP8 W8A8 checkpoints: how each matmul's input is quantized
+    private readonly ICollectives? _group;   // tensor parallelism: o_proj's partial sums are all-reduced
 
     // OLMo-2 normalizes q and k over the whole projection (heads × head_dim) before RoPE, a norm of its own; the
     // others (Qwen3, Gemma 3) per head inside the backend's prepare step.
     private readonly bool _projectionNorms;
 
     /// <param name="prefix">The sublayer's weight prefix, <c>model.layers.N.self_attn.</c>.</param>
-    public SelfAttention(int layer, string prefix, ModelConfig c, ArchitectureSpec spec, IWeightSource w, IModelBackend b)
+    /// <param name="c">The whole model's config (the checkpoint's shapes); <paramref name="shard"/> says which heads this rank holds.</param>
+    public SelfAttention(int layer, string prefix, ModelConfig c, ArchitectureSpec spec, IWeightSource w, IModelBackend b, TensorParallelShard shard)
     {
-        int hidden = c.HiddenSize, qDim = c.NumAttentionHeads * c.HeadDim, kvDim = c.NumKeyValueHeads * c.HeadDim;
+        int hidden = c.HiddenSize, hd = c.HeadDim, qDim = c.NumAttentionHeads * hd, kvDim = c.NumKeyValueHeads * hd;
         WeightTensor Get(string name, params int[] shape) => w.Get(prefix + name, shape);
         Tensor Load(string name, params int[] shape) => b.LoadWeight(Get(name, shape));
 
+        // This rank's query rows and key/value rows of a q/k/v weight or bias (all of them without tensor parallelism).
+        bool whole = shard.Size == 1;
+        WeightTensor Queries(WeightTensor t, int at = 0) => whole ? t : TensorParallelShard.Rows(t, at + (shard.HeadStart * hd), shard.Heads * hd);
+        WeightTensor KeysOrValues(WeightTensor t, int at = 0) => whole ? t : TensorParallelShard.Rows(t, at + (shard.KvHeadStart * hd), shard.KvHeads * hd);
+
         _layer = layer;
         _qDim = qDim;
+        _group = shard.Group;
         _projectionNorms = spec.PostNorms;
-        _qkvProj = spec.FusedProjections
-            ? Load("qkv_proj.weight", qDim + 2 * kvDim, hidden)
-            : b.LoadStacked(prefix + "qkv_proj.weight", Get("q_proj.weight", qDim, hidden), Get("k_proj.weight", kvDim, hidden), Get("v_proj.weight", kvDim, hidden));
+        if (spec.FusedProjections)
+        {
+            WeightTensor qkv = Get("qkv_proj.weight", qDim + 2 * kvDim, hidden);
+            _qkvProj = whole ? b.LoadWeight(qkv) : b.LoadStacked(qkv.Name, Queries(qkv), KeysOrValues(qkv, qDim), KeysOrValues(qkv, qDim + kvDim));
+        }
+        else
+        {
+            _qkvProj = b.LoadStacked(prefix + "qkv_proj.weight",
+                Queries(Get("q_proj.weight", qDim, hidden)), KeysOrValues(Get("k_proj.weight", kvDim, hidden)), KeysOrValues(Get("v_proj.weight", kvDim, hidden)));
+        }
+
         _qkvBias = c.HasQkvBias
-            ? b.LoadStacked(prefix + "qkv_proj.bias", Get("q_proj.bias", qDim), Get("k_proj.bias", kvDim), Get("v_proj.bias", kvDim))
+            ? b.LoadStacked(prefix + "qkv_proj.bias", Queries(Get("q_proj.bias", qDim)), KeysOrValues(Get("k_proj.bias", kvDim)), KeysOrValues(Get("v_proj.bias", kvDim)))
             : null;
-        _oProj = Load("o_proj.weight", hidden, qDim);
+        _oProj = whole ? Load("o_proj.weight", hidden, qDim) : TensorParallelShard.LoadColumns(b, Get("o_proj.weight", hidden, qDim), shard.HeadStart * hd, shard.Heads * hd);
         _qkvInput = spec.FusedProjections ? w.InputQuantization(prefix + "qkv_proj") : w.InputQuantization(prefix + "q_proj", prefix + "k_proj", prefix + "v_proj");
         _oInput = w.InputQuantization(prefix + "o_proj");
-        _oBias = c.HasOutputProjectionBias ? Load("o_proj.bias", hidden) : null;
-        _sinks = spec.AttentionSinks ? Load("sinks", c.NumAttentionHeads) : null;
+        _oBias = c.HasOutputProjectionBias && shard.AddsRowParallelBias ? Load("o_proj.bias", hidden) : null;
+        WeightTensor? sinks = spec.AttentionSinks ? Get("sinks", c.NumAttentionHeads) : null;   // one logit per query head
+        _sinks = sinks is not { } perHead ? null : b.LoadWeight(whole ? perHead : TensorParallelShard.Rows(perHead, shard.HeadStart, shard.Heads));
         if (_projectionNorms)
         {
             _qNorm = Load("q_norm.weight", qDim);
@@ -71,5 +88,6 @@ internal sealed class SelfAttention
 
         b.Attention(_layer, a.Q, a.AttentionOutput, attn, _sinks);
         b.Linear(a.AttentionOutput, rows, _oProj, _oBias, output, _oInput);
+        _group?.AllReduce(output, rows);
     }
 }
