@@ -24,8 +24,9 @@ public sealed partial class BackendPool : BackgroundService
         _options = options;
         _logger = logger;
         _backends = [.. options.Backends.Select(NewBackend)];
-        // A probe slower than the interval counts as a failure; 5 s caps it for long intervals.
-        var timeout = TimeSpan.FromTicks(Math.Min(options.HealthCheckInterval.Ticks, TimeSpan.FromSeconds(5).Ticks));
+        // A probe slower than the interval counts as a failure, between 1 s (a loaded machine answers a short interval's
+        // probe late, and one failure ejects: the next round simply starts later) and 5 s (long intervals).
+        var timeout = TimeSpan.FromTicks(Math.Clamp(options.HealthCheckInterval.Ticks, TimeSpan.FromSeconds(1).Ticks, TimeSpan.FromSeconds(5).Ticks));
         _probe = new HttpClient { Timeout = timeout };
     }
 

@@ -14,6 +14,7 @@ internal static class BenchCommand
         command.Subcommands.Add(GemmBenchmark.Create());
         command.Subcommands.Add(ServeBenchmark.Create());
         command.Subcommands.Add(MultiTurnBenchmark.Create());
+        command.Subcommands.Add(RouterBenchmark.Create());
         return command;
     }
 }
