@@ -109,6 +109,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
             throw new SafetensorsException(
                 $"'{System.IO.Path.GetFileName(Path)}': tensor '{name}' has dtype {entry.DTypeName}, which is not supported (BF16, F16, F32, F8_E4M3, F8_E5M2, I8, I32, I64)");
         }
+        // A tensor asked for is about to be read whole (uploaded, converted or sliced): start reading it from the disk now.
+        ReadAhead.Request((nint)(_data + entry.Begin), entry.ByteLength);
         return new WeightTensor(name, dtype, (int[])entry.Shape.Clone(), (nint)(_data + entry.Begin), entry.ByteLength);
     }
 
