@@ -46,6 +46,7 @@ internal static class RouterCommand
         var host = new Option<string>("--host") { Description = "Interface to bind.", DefaultValueFactory = _ => defaults.Host };
         var port = new Option<int>("--port") { Description = "Port to listen on.", DefaultValueFactory = _ => defaults.Port };
         var healthCheckInterval = new Option<double>("--health-check-interval") { Description = "Seconds between health checks of each backend.", DefaultValueFactory = _ => defaults.HealthCheckInterval.TotalSeconds };
+        var requestStatsWindow = new Option<double>("--request-stats-window") { Description = "Seconds of the sliding window of the router's vllm:current_qps and vllm:avg_latency (production-stack's flag).", DefaultValueFactory = _ => defaults.RequestStatsWindow.TotalSeconds };
         var metricsScrapeInterval = new Option<double?>("--metrics-scrape-interval")
         {
             Description = "Seconds between scrapes of each backend's /metrics for its load (prefix-aware and least-loaded routing). Default: --health-check-interval.",
@@ -57,7 +58,7 @@ internal static class RouterCommand
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level written.", DefaultValueFactory = _ => defaults.LogLevel };
 
         var command = new Command("router", "Route OpenAI API requests over several Celer or vLLM servers.");
-        foreach (var option in new Option[] { backends, serviceDiscovery, k8sNamespace, k8sLabelSelector, k8sPort, routingLogic, sessionKey, host, port, healthCheckInterval, metricsScrapeInterval, prefixChunkSize, prefixMaxChunks, breakerThreshold, breakerCooldown, logLevel })
+        foreach (var option in new Option[] { backends, serviceDiscovery, k8sNamespace, k8sLabelSelector, k8sPort, routingLogic, sessionKey, host, port, healthCheckInterval, requestStatsWindow, metricsScrapeInterval, prefixChunkSize, prefixMaxChunks, breakerThreshold, breakerCooldown, logLevel })
             command.Options.Add(option);
 
         command.SetAction(async (result, cancellationToken) => await CliRunner.RunAsync(result, async () =>
@@ -77,6 +78,7 @@ internal static class RouterCommand
                 Host = result.GetValue(host)!,
                 Port = result.GetValue(port),
                 HealthCheckInterval = Seconds("--health-check-interval", result.GetValue(healthCheckInterval)),
+                RequestStatsWindow = Seconds("--request-stats-window", result.GetValue(requestStatsWindow)),
                 MetricsScrapeInterval = result.GetValue(metricsScrapeInterval) is { } scrape ? Seconds("--metrics-scrape-interval", scrape) : null,
                 PrefixChunkSize = result.GetValue(prefixChunkSize),
                 PrefixMaxChunks = result.GetValue(prefixMaxChunks),

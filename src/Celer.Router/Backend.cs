@@ -5,10 +5,10 @@ namespace Celer.Router;
 
 /// <summary>
 /// One upstream server. Its model cards and health are replaced whole by the health checker (and health is cleared
-/// by a failed forward), so readers on request threads never see a half-updated backend. Its circuit breaker and load
-/// are updated by the requests sent to it (and the load by scrapes of its <c>/metrics</c>).
+/// by a failed forward), so readers on request threads never see a half-updated backend. Its circuit breaker, load and
+/// request stats are updated by the requests sent to it (and the load by scrapes of its <c>/metrics</c>).
 /// </summary>
-public sealed class Backend(BackendSpec spec, CircuitBreaker breaker)
+public sealed class Backend(BackendSpec spec, CircuitBreaker breaker, RequestStats stats)
 {
     private volatile bool _healthy;
     private volatile ServedModels _models = new(spec.Model is null ? [] : [ConfiguredCard(spec.Model)]);
@@ -23,6 +23,9 @@ public sealed class Backend(BackendSpec spec, CircuitBreaker breaker)
     public CircuitBreaker Breaker { get; } = breaker;
 
     public BackendLoad Load { get; } = new();
+
+    /// <summary>Its requests over the last window, for production-stack's series of the router's <c>/metrics</c>.</summary>
+    public RequestStats Stats { get; } = stats;
 
     /// <summary>The backend's <c>/v1/models</c> entries (or one made up for a configured name).</summary>
     public IReadOnlyList<JsonObject> ModelCards { get => _models.Cards; internal set => _models = new ServedModels(value); }

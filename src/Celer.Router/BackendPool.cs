@@ -132,7 +132,8 @@ public sealed partial class BackendPool : BackgroundService
     }
 
     private Backend NewBackend(BackendSpec spec) =>
-        new(spec, new CircuitBreaker(_options.CircuitBreakerThreshold, _options.CircuitBreakerCooldown, _options.TimeProvider));
+        new(spec, new CircuitBreaker(_options.CircuitBreakerThreshold, _options.CircuitBreakerCooldown, _options.TimeProvider),
+            new RequestStats(_options.RequestStatsWindow, _options.TimeProvider));
 
     private async Task CheckAsync(Backend backend, CancellationToken cancellationToken)
     {

@@ -43,6 +43,7 @@ public sealed partial class RequestForwarder(BackendPool pool, IRoutingLogic rou
         if (route is null)
             return;
         var model = route.Model;
+        metrics.CountIncoming(model);
         var candidates = pool.RoutableFor(model);
         if (candidates.Count == 0)
         {
@@ -106,35 +107,55 @@ public sealed partial class RequestForwarder(BackendPool pool, IRoutingLogic rou
         using var inFlight = backend.Load.Begin();
         using var upstreamRequest = CreateUpstreamRequest(route, backend, requestId);
         var sent = Stopwatch.GetTimestamp();
-        HttpResponseMessage response;
+        var stats = backend.Stats.Begin();
+        var copied = false;
         try
         {
-            response = await _upstream.SendAsync(upstreamRequest, HttpCompletionOption.ResponseHeadersRead, aborted);
-        }
-        catch (HttpRequestException e) when (!aborted.IsCancellationRequested)
-        {
-            metrics.CountUnreachable(backend, route.Model);
-            RecordOutcome(backend, permit, success: false);
-            pool.Eject(backend, e);
-            return e;
-        }
-        catch
-        {
-            // The client left before the backend answered: that says nothing about the backend.
-            backend.Breaker.Release(permit);
-            throw;
-        }
+            HttpResponseMessage response;
+            try
+            {
+                response = await _upstream.SendAsync(upstreamRequest, HttpCompletionOption.ResponseHeadersRead, aborted);
+            }
+            catch (HttpRequestException e) when (!aborted.IsCancellationRequested)
+            {
+                metrics.CountUnreachable(backend, route.Model);
+                metrics.CountError(backend, route.Model, e);
+                metrics.ObserveLatency(backend, route.Model, success: false, Stopwatch.GetElapsedTime(sent));
+                RecordOutcome(backend, permit, success: false);
+                pool.Eject(backend, e);
+                return e;
+            }
+            catch
+            {
+                // The client left before the backend answered: that says nothing about the backend.
+                backend.Breaker.Release(permit);
+                throw;
+            }
 
-        using (response)
-        {
-            var status = (int)response.StatusCode;
-            metrics.CountRequest(backend, route.Model, status);
-            // A 4xx is the request's fault; the backend worked.
-            RecordOutcome(backend, permit, success: status < 500);
-            await CopyResponseAsync(context, response, requestId,
-                () => metrics.ObserveTimeToFirstByte(backend, route.Model, Stopwatch.GetElapsedTime(sent)));
+            using (response)
+            {
+                var status = (int)response.StatusCode;
+                metrics.CountRequest(backend, route.Model, status);
+                // A 4xx is the request's fault; the backend worked.
+                RecordOutcome(backend, permit, success: status < 500);
+                var end = await CopyResponseAsync(context, response, requestId, () =>
+                {
+                    metrics.ObserveTimeToFirstByte(backend, route.Model, Stopwatch.GetElapsedTime(sent));
+                    backend.Stats.FirstByte(stats);
+                });
+                copied = end.Copied;
+                if (end.BackendFailure is { } failure)
+                    metrics.CountError(backend, route.Model, failure);
+                // An answer whose client left has no end, so no end-to-end latency.
+                if (end.Copied || end.BackendFailure is not null)
+                    metrics.ObserveLatency(backend, route.Model, success: end.Copied && status < 400, Stopwatch.GetElapsedTime(sent));
+            }
+            return null;
         }
-        return null;
+        finally
+        {
+            backend.Stats.End(stats, copied);
+        }
     }
 
     private void RecordOutcome(Backend backend, CircuitPermit permit, bool success)
@@ -168,8 +189,11 @@ public sealed partial class RequestForwarder(BackendPool pool, IRoutingLogic rou
         return message;
     }
 
+    /// <summary>How copying an answer ended: copied to its end, or not (its client left, or the backend broke off: the failure).</summary>
+    private readonly record struct AnswerEnd(bool Copied, Exception? BackendFailure);
+
     /// <param name="firstByte">Called when the first byte of the body arrives (or the body ends empty).</param>
-    private async Task CopyResponseAsync(HttpContext context, HttpResponseMessage response, string requestId, Action firstByte)
+    private async Task<AnswerEnd> CopyResponseAsync(HttpContext context, HttpResponseMessage response, string requestId, Action firstByte)
     {
         var aborted = context.RequestAborted;
         context.Response.StatusCode = (int)response.StatusCode;
@@ -194,17 +218,25 @@ public sealed partial class RequestForwarder(BackendPool pool, IRoutingLogic rou
                 await context.Response.Body.FlushAsync(aborted);
                 read = await upstream.ReadAsync(buffer, aborted);
             }
+            return new AnswerEnd(Copied: true, BackendFailure: null);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
             // The client left: disposing the response closes the upstream connection, which cancels the request there.
+            return new AnswerEnd(Copied: false, BackendFailure: null);
         }
-        catch (Exception e) when (e is IOException or HttpRequestException)
+        catch (Exception e) when ((e is IOException or HttpRequestException) && !aborted.IsCancellationRequested)
         {
             // The backend failed mid-answer. The client has the status and part of the body; cutting the connection is the
             // only way left to tell it the answer is incomplete (no retry: tokens already went out).
             LogBrokenStream(e.Message);
             context.Abort();
+            return new AnswerEnd(Copied: false, BackendFailure: e);
+        }
+        catch (Exception e) when (e is IOException or HttpRequestException)
+        {
+            // The client left while a read or a write was failing: its leaving decides, as above.
+            return new AnswerEnd(Copied: false, BackendFailure: null);
         }
         finally
         {

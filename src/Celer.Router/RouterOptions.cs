@@ -85,9 +85,15 @@ public sealed class RouterOptions
     /// <summary>How long an open circuit keeps its backend out before one trial request; Envoy's base ejection time.</summary>
     public TimeSpan CircuitBreakerCooldown { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// The sliding window of production-stack's per-backend request stats (<c>vllm:current_qps</c>, <c>vllm:avg_latency</c>):
+    /// its <c>--request-stats-window</c>, 60 s by default.
+    /// </summary>
+    public TimeSpan RequestStatsWindow { get; init; } = TimeSpan.FromSeconds(60);
+
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
 
-    /// <summary>The clock circuit-breaker cooldowns are timed on (a test's own moves only when told).</summary>
+    /// <summary>The clock circuit-breaker cooldowns and the request stats' window are timed on (a test's own moves only when told).</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
     /// <summary>Largest request body read (the router reads it whole to find the model); Kestrel's default.</summary>
@@ -119,6 +125,7 @@ public sealed class RouterOptions
         CheckInterval("--health-check-interval", HealthCheckInterval);
         if (MetricsScrapeInterval is { } scrape)
             CheckInterval("--metrics-scrape-interval", scrape);
+        CheckInterval("--request-stats-window", RequestStatsWindow);
         if (PrefixChunkSize < 1)
             throw new ArgumentException($"--prefix-chunk-size {PrefixChunkSize}: must be at least 1 character.");
         if (PrefixMaxChunks < 1)

@@ -1,12 +1,14 @@
 using System.Text.Json.Nodes;
+using Celer.Router;
+using Celer.Server.Tests.Router;
 using Celer.TestSupport;
 
 namespace Celer.Server.Tests.Integration;
 
 /// <summary>
-/// <c>deploy/grafana/celer-dashboard.json</c> against the real server's <c>/metrics</c>: every metric its PromQL
-/// reads must be a series the server exports, and the file must have the shape Grafana imports (panels with
-/// unique ids, titles, the datasource variable, targets with refId and expr).
+/// <c>deploy/grafana/celer-dashboard.json</c> against the real server's <c>/metrics</c> and a real <c>celer router</c>'s
+/// in front of it: every query's metrics must all be series one of the two exports, and the file must have the shape
+/// Grafana imports (panels with unique ids, titles, the datasource variable, targets with refId and expr).
 /// </summary>
 [Collection(ServerCollection.Name)]
 public sealed class GrafanaDashboardTests(ServerFixture server)
@@ -28,7 +30,18 @@ public sealed class GrafanaDashboardTests(ServerFixture server)
         "vllm:prefix_cache_queries_total",
         "vllm:num_preemptions_total",
         "vllm:request_success_total",
+        // The router's: QPS, time to first byte and health per backend, and what is in flight (production-stack's names).
+        "celer_router_requests_total",
+        "celer_router_time_to_first_byte_seconds_bucket",
+        "celer_router_backend_healthy",
+        "vllm:current_qps",
+        "vllm:num_prefill_requests",
+        "vllm:num_decoding_requests",
     ];
+
+    /// <summary>The router's series with a <c>model</c> label, which a panel filters on the model variable as the servers' on <c>model_name</c>.</summary>
+    private static readonly string[] RouterSeriesWithModel =
+        ["celer_router_requests_total", "celer_router_retries_total", "celer_router_time_to_first_byte_seconds"];
 
     [Fact]
     public async Task Every_metric_the_dashboard_queries_is_exported_by_the_live_server()
@@ -39,11 +52,20 @@ public sealed class GrafanaDashboardTests(ServerFixture server)
             await HttpApiTests.PostOkAsync(client, "/v1/chat/completions", """{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "temperature": 0}""");
         }
 
+        // A router in front of the same server, with a request through it, so its per-backend series have values.
+        await using var router = await RouterUnderTest.StartAsync(
+            [BackendSpec.Parse($"{server.BaseAddress},{ServerFixture.ModelName}")], RoutingLogic.RoundRobin, healthCheckInterval: TimeSpan.FromHours(1));
+        using (var routed = await router.PostAsync("/v1/completions", """{"prompt": "Routed", "max_tokens": 2, "temperature": 0}""",
+                   ("Authorization", $"Bearer {ServerFixture.ApiKey}")))
+            Assert.Equal(System.Net.HttpStatusCode.OK, routed.StatusCode);
+
         string exposition;
         using (var scraper = server.CreateClient(authorized: false))
             exposition = await scraper.GetStringAsync("/metrics", TestContext.Current.CancellationToken);
         var exported = PromQl.SampleNames(exposition);
         Assert.Contains("vllm:time_to_first_token_seconds_bucket", exported);
+        var routerExported = PromQl.SampleNames(await router.Client.GetStringAsync("/metrics", TestContext.Current.CancellationToken));
+        Assert.Contains("celer_router_requests_total", routerExported);
 
         var queries = DashboardQueries(LoadDashboard()).ToList();
         Assert.True(queries.Count >= 20, $"only {queries.Count} queries in the dashboard");
@@ -52,8 +74,11 @@ public sealed class GrafanaDashboardTests(ServerFixture server)
         {
             var names = PromQl.MetricNames(query);
             Assert.True(names.Count > 0, $"{where}: no metric name found in `{query}`");
+            // One query reads one kind of target: a server's series and a router's never meet in one expression.
             var missing = names.Where(n => !exported.Contains(n)).ToList();
-            Assert.True(missing.Count == 0, $"{where}: `{query}` reads {string.Join(", ", missing)}, which /metrics does not export");
+            var missingFromRouter = names.Where(n => !routerExported.Contains(n)).ToList();
+            Assert.True(missing.Count == 0 || missingFromRouter.Count == 0,
+                $"{where}: `{query}` reads {string.Join(", ", missing)}, which the server's /metrics does not export, and {string.Join(", ", missingFromRouter)}, which the router's does not");
             referenced.UnionWith(names);
         }
 
@@ -79,6 +104,8 @@ public sealed class GrafanaDashboardTests(ServerFixture server)
         Assert.EndsWith(", model_name)", VariableQuery(model), StringComparison.Ordinal);
         foreach (var variable in variables.Where(v => v["type"]!.GetValue<string>() == "query"))
             Assert.Equal("${datasource}", variable["datasource"]?["uid"]?.GetValue<string>());
+        var backend = Assert.Single(variables, v => v["name"]!.GetValue<string>() == "backend");
+        Assert.Equal("label_values(celer_router_backend_healthy, backend)", VariableQuery(backend));
 
         var panels = AllPanels(dashboard["panels"]!.AsArray()).ToList();
         var ids = new HashSet<int>();
@@ -104,13 +131,20 @@ public sealed class GrafanaDashboardTests(ServerFixture server)
                 Assert.True(refIds.Add(refId!), $"{title}: refId {refId} is used twice");
                 var expr = target["expr"]?.GetValue<string>();
                 Assert.False(string.IsNullOrWhiteSpace(expr), $"{title}/{refId}: no expr");
-                Assert.True(expr!.Contains("model_name=~\"$model_name\"", StringComparison.Ordinal), $"{title}/{refId}: not filtered on $model_name");
+                // The servers' series carry model_name; the router's the backend (production-stack's as server) and, on
+                // requests, model: each query follows the variables its series can.
+                var filtersServers = expr!.Contains("model_name=~\"$model_name\"", StringComparison.Ordinal);
+                var filtersRouter = expr.Contains("backend=~\"$backend\"", StringComparison.Ordinal) || expr.Contains("server=~\"$backend\"", StringComparison.Ordinal);
+                Assert.True(filtersServers || filtersRouter, $"{title}/{refId}: filtered on neither $model_name nor $backend");
+                if (PromQl.MetricNames(expr).Any(n => RouterSeriesWithModel.Any(r => n.StartsWith(r, StringComparison.Ordinal))))
+                    Assert.True(expr.Contains("model=~\"$model_name\"", StringComparison.Ordinal), $"{title}/{refId}: the router's requests not filtered on $model_name");
                 Assert.True(target["datasource"]?["uid"]?.GetValue<string>() is null or "${datasource}", $"{title}/{refId}: datasource is not the variable");
             }
         }
         Assert.True(graphs >= 9, $"only {graphs} graph panels");
         // The collapsed row keeps its panels nested: the walk must have reached them.
         Assert.Contains(panels, p => p["title"]!.GetValue<string>() == "Queue time");
+        Assert.Contains(panels, p => p["title"]!.GetValue<string>() == "Router QPS per backend");
     }
 
     // The extractor's own cases: a checker that finds no names, or every name, would pass anything.

@@ -134,16 +134,4 @@ public sealed class CircuitBreakerTests
 
     private static double Value(IReadOnlyList<PrometheusSample> metrics, string name, FakeBackend backend) =>
         Assert.Single(metrics, s => s.Name == name && s.Labels["backend"] == backend.BaseAddress.AbsoluteUri).Value;
-
-    /// <summary>A clock that moves only when told, so a cooldown passes exactly.</summary>
-    private sealed class ManualClock : TimeProvider
-    {
-        private long _ticks;
-
-        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
-
-        public override long GetTimestamp() => _ticks;
-
-        public void Advance(TimeSpan by) => _ticks += by.Ticks;
-    }
 }

@@ -11,7 +11,8 @@ namespace Celer.Server.Tests.Router;
 /// <summary>
 /// A backend whose load and failures a test sets, which a real server's cannot be: a Kestrel app on a loopback port
 /// answering <c>/health</c>, <c>/v1/models</c> (one model), <c>/metrics</c> with the text a test gives, and
-/// <c>/v1/completions</c> with the status a test gives, optionally held until released.
+/// <c>/v1/completions</c> with the status a test gives, optionally held until released (before its answer, or after the
+/// answer's first bytes).
 /// </summary>
 internal sealed class FakeBackend : IAsyncDisposable
 {
@@ -21,6 +22,7 @@ internal sealed class FakeBackend : IAsyncDisposable
     private volatile string _metricsText = "";
     private volatile int _completionStatus = StatusCodes.Status200OK;
     private volatile TaskCompletionSource? _hold;
+    private volatile bool _holdMidAnswer;
     private int _completions;
     private int _waiting;
     private int _disposed;
@@ -42,8 +44,19 @@ internal sealed class FakeBackend : IAsyncDisposable
     /// <summary>Completions being held now.</summary>
     public int Held => Volatile.Read(ref _waiting);
 
-    /// <summary>Makes completions wait until <see cref="Release"/>.</summary>
-    public void Hold() => _hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>Makes completions wait until <see cref="Release"/> before answering.</summary>
+    public void Hold()
+    {
+        _holdMidAnswer = false;
+        _hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>Makes completions send their status and the answer's first bytes, then wait until <see cref="Release"/>, as a stream does between tokens.</summary>
+    public void HoldMidAnswer()
+    {
+        _holdMidAnswer = true;
+        _hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
 
     public void Release() => Interlocked.Exchange(ref _hold, null)?.TrySetResult();
 
@@ -93,7 +106,15 @@ internal sealed class FakeBackend : IAsyncDisposable
     private async Task CompleteAsync(HttpContext context)
     {
         Interlocked.Increment(ref _completions);
-        if (_hold is { } hold)
+        var hold = _hold;
+        if (hold is not null && _holdMidAnswer)
+        {
+            context.Response.StatusCode = CompletionStatus;
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(" ", context.RequestAborted);
+            await context.Response.Body.FlushAsync(context.RequestAborted);
+        }
+        if (hold is not null)
         {
             Interlocked.Increment(ref _waiting);
             try
@@ -105,7 +126,8 @@ internal sealed class FakeBackend : IAsyncDisposable
                 Interlocked.Decrement(ref _waiting);
             }
         }
-        context.Response.StatusCode = CompletionStatus;
+        if (!context.Response.HasStarted)
+            context.Response.StatusCode = CompletionStatus;
         await WriteAsync(context, "application/json", CompletionStatus == StatusCodes.Status200OK
             ? $$"""{"id": "cmpl-fake", "object": "text_completion", "model": "{{Model}}", "choices": [{"index": 0, "text": "ok", "finish_reason": "length"}]}"""
             : """{"error": {"message": "fake failure", "type": "InternalServerError", "param": null, "code": null}}""");
@@ -113,7 +135,8 @@ internal sealed class FakeBackend : IAsyncDisposable
 
     private static Task WriteAsync(HttpContext context, string contentType, string body)
     {
-        context.Response.ContentType = contentType;
+        if (!context.Response.HasStarted)
+            context.Response.ContentType = contentType;
         return context.Response.WriteAsync(body, context.RequestAborted);
     }
 

@@ -112,5 +112,6 @@ public sealed class PrefixTrieTests
     }
 
     internal static Backend NewBackend(string host) =>
-        new(new BackendSpec(new Uri($"http://{host}:8000/"), "m"), new CircuitBreaker(5, TimeSpan.FromSeconds(30), TimeProvider.System));
+        new(new BackendSpec(new Uri($"http://{host}:8000/"), "m"), new CircuitBreaker(5, TimeSpan.FromSeconds(30), TimeProvider.System),
+            new RequestStats(TimeSpan.FromSeconds(60), TimeProvider.System));
 }

@@ -74,7 +74,7 @@ public sealed class RouterTests
     [Fact]
     public void Hash_ring_moves_only_the_keys_of_a_removed_backend()
     {
-        var backends = Enumerable.Range(0, 3).Select(i => new Backend(new BackendSpec(new Uri($"http://10.0.0.{i}:8000/"), "m"), new CircuitBreaker(5, TimeSpan.FromSeconds(30), TimeProvider.System))).ToArray();
+        var backends = Enumerable.Range(0, 3).Select(i => new Backend(new BackendSpec(new Uri($"http://10.0.0.{i}:8000/"), "m"), new CircuitBreaker(5, TimeSpan.FromSeconds(30), TimeProvider.System), new RequestStats(TimeSpan.FromSeconds(60), TimeProvider.System))).ToArray();
         var full = new HashRing(backends);
         var withoutLast = new HashRing(backends[..2]);
         var keys = Enumerable.Range(0, 3000).Select(i => $"user-{i}").ToArray();
