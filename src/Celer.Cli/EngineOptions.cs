@@ -59,6 +59,11 @@ internal sealed class EngineOptions
     public Option<int> Seed { get; } = new("--seed") { Description = "Engine random seed.", DefaultValueFactory = _ => 0 };
     public Option<int> MaxLogprobs { get; } = new("--max-logprobs") { Description = "Most logprobs a request may ask for.", DefaultValueFactory = _ => 20 };
     public Option<bool> EnforceEager { get; } = new("--enforce-eager") { Description = "Never record decode steps as CUDA graphs." };
+    public Option<int> TensorParallelSize { get; } = new("--tensor-parallel-size", "-tp")
+    {
+        Description = "Split the model's layers over this many ranks (heads and MLP columns; on the CPU, threads of this process).",
+        DefaultValueFactory = _ => 1,
+    };
     public Option<bool> EnableSleepMode { get; } = new("--enable-sleep-mode")
     {
         Description = "Let the model sleep (POST /sleep?level=1|2, /wake_up, GET /is_sleeping): its KV cache and GPU weights give their memory back; a request wakes it.",
@@ -99,7 +104,7 @@ internal sealed class EngineOptions
         foreach (var option in new Option[]
                  {
                      ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory, KvOffloadSize, PreemptionMode,
-                     Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager, EnableSleepMode,
+                     Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager, EnableSleepMode, TensorParallelSize,
                      CudaGraphSizes, MaxCudaGraphCaptureSize, AsyncScheduling, NoAsyncScheduling, HfOverrides, SpeculativeConfig,
                      Runner, Convert, PoolerConfig,
                  })
@@ -128,6 +133,7 @@ internal sealed class EngineOptions
         MaxLogprobs = result.GetValue(MaxLogprobs),
         EnforceEager = result.GetValue(EnforceEager),
         EnableSleepMode = result.GetValue(EnableSleepMode),
+        TensorParallelSize = result.GetValue(TensorParallelSize),
         CudaGraphSizes = result.GetValue(CudaGraphSizes) is { Length: > 0 } sizes ? sizes : null,
         MaxCudaGraphCaptureSize = result.GetValue(MaxCudaGraphCaptureSize),
         AsyncScheduling = result.GetValue(NoAsyncScheduling) ? false : result.GetValue(AsyncScheduling) ? true : null,

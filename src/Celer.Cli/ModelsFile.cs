@@ -47,6 +47,7 @@ internal static class ModelsFile
         ["max_logprobs"] = (ref a, ref o, v, w) => a = a with { MaxLogprobs = Int(v, w) },
         ["enforce_eager"] = (ref a, ref o, v, w) => a = a with { EnforceEager = Bool(v, w) },
         ["enable_sleep_mode"] = (ref a, ref o, v, w) => a = a with { EnableSleepMode = Bool(v, w) },
+        ["tensor_parallel_size"] = (ref a, ref o, v, w) => a = a with { TensorParallelSize = Int(v, w) },
         ["async_scheduling"] = (ref a, ref o, v, w) => a = a with { AsyncScheduling = Bool(v, w) },
         ["max_cudagraph_capture_size"] = (ref a, ref o, v, w) => a = a with { MaxCudaGraphCaptureSize = Int(v, w) },
         ["hf_overrides"] = (ref a, ref o, v, w) => a = a with { HfOverrides = JsonText(v, w) },

@@ -107,6 +107,12 @@ public sealed record EngineArgs
     public bool EnableSleepMode { get; init; }
 
     /// <summary>
+    /// vLLM's --tensor-parallel-size: the model's layers split over this many ranks (<see cref="Models.Architectures.TensorParallelShard"/>).
+    /// On the CPU the ranks are threads of this process; several GPUs are refused until the NCCL executor exists.
+    /// </summary>
+    public int TensorParallelSize { get; init; } = 1;
+
+    /// <summary>
     /// vLLM's --cuda-graph-sizes: one value is the largest decode batch recorded (1, 2, 4 and the multiples of 8 up to
     /// it); several are exactly the sizes recorded. Null: vLLM's default sizes up to <see cref="MaxCudaGraphCaptureSize"/>.
     /// </summary>
@@ -144,6 +150,7 @@ public sealed record EngineArgs
         Require(BlockSize is > 0 and <= 256 && (BlockSize & (BlockSize - 1)) == 0, "--block-size must be a power of two up to 256", nameof(BlockSize));
         Require(KvCacheMemoryBytes is null or > 0, "--kv-cache-memory must be positive", nameof(KvCacheMemoryBytes));
         Require(GpuMemoryUtilization is > 0f and <= 1f, "--gpu-memory-utilization must be in (0, 1]", nameof(GpuMemoryUtilization));
+        Require(TensorParallelSize >= 1, "--tensor-parallel-size must be at least 1", nameof(TensorParallelSize));
         Require(MaxLogprobs >= 0, "--max-logprobs must be non-negative", nameof(MaxLogprobs));
         Require(KvCacheDtype is "auto" or "bfloat16" or "fp8" or "fp8_e4m3" or "fp8_e5m2", "--kv-cache-dtype must be auto, bfloat16, fp8, fp8_e4m3 or fp8_e5m2", nameof(KvCacheDtype));
         Require(CudaGraphSizes is null || CudaGraphSizes.All(size => size > 0), "--cuda-graph-sizes must be positive", nameof(CudaGraphSizes));

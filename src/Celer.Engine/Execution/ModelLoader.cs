@@ -141,18 +141,40 @@ public static class ModelLoader
             throw new ModelLoadException("--enable-sleep-mode does not cover a draft model's memory yet: serve the draft model without sleep mode, or use the ngram method.");
         }
 
+        if (args.TensorParallelSize > 1 && TensorParallelRefusal(args, platform, pooler, encoder) is { } notSplit)
+        {
+            throw new ModelLoadException($"--tensor-parallel-size {args.TensorParallelSize}: {notSplit}.");
+        }
+
         IModelBackend backend = platform.CreateBackend(dtype, kvDType, args.EnableSleepMode);
         Phase($"backend {backend.Name} ready, computing in {backend.ActivationDType}");
         ProgressWeightSource? weights = null;
         DraftParts? draft = null;
+        TensorParallelRanks? ranks = null;
         try
         {
             weights = OpenWeights(args, dir, quantization, dtype, platform, progress, baseModelNames: pooler is not null);
             // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs. A
             // pooling model only ever runs prompts.
             StepGraphOptions? graphs = args.EnforceEager || pooler is not null ? null : new StepGraphOptions(args.GraphCaptureSizes(), (maxModelLen + args.BlockSize - 1) / args.BlockSize);
+#pragma warning disable CA2000 // owned by rank 0's model once built (StartPeers), disposed in the catch below until then
+            ranks = args.TensorParallelSize > 1 ? new TensorParallelRanks(args.TensorParallelSize) : null;
+#pragma warning restore CA2000
             DecoderModel? decoder = encoder ? null : new DecoderModel(
-                config, weights, backend, maxNumTokens, maxLogitsRows, graphs, pooling: pooler is not null);
+                config, weights, backend, maxNumTokens, maxLogitsRows, graphs, pooling: pooler is not null, tensorParallel: ranks?.Group.Member(0));
+            if (ranks is not null)
+            {
+                // Ranks 1 .. n − 1: a backend, a mapping of the checkpoint and the model's shard each, driven by rank 0's model.
+                for (int rank = 1; rank < args.TensorParallelSize; rank++)
+                {
+                    IModelBackend rankBackend = ranks.Own(platform.CreateBackend(dtype, kvDType, sleepMode: false));
+                    IWeightSource rankWeights = ranks.Own(OpenWeights(args, dir, quantization, dtype, platform, progress: null));
+                    ranks.Add(new DecoderModel(config, rankWeights, rankBackend, maxNumTokens, maxLogitsRows, graphs, tensorParallel: ranks.Group.Member(rank)), rankBackend);
+                }
+
+                Phase($"tensor parallelism: {args.TensorParallelSize} ranks in this process, each with {decoder!.Attention.NumHeads} query and {decoder.Attention.NumKvHeads} KV heads");
+            }
+
             IPoolingModel model = decoder ?? (IPoolingModel)new EncoderModel(config, weights, backend, maxNumTokens, maxLogitsRows);
             weights.Complete();
             Phase($"weights loaded: {weights.BytesLoaded / (double)(1L << 30):F2} GiB, served in {dtype} ({args.LoadFormat})");
@@ -170,8 +192,11 @@ public static class ModelLoader
 
             // An encoder's requests end in the step that computes them: its cache holds one step's sequences, no more.
             int? stepTokens = pooler?.WholeSequences == true ? maxNumTokens : null;
-            int numBlocks = KvBlocks(args, platform, [(backend, config), .. draft is null ? [] : (IEnumerable<(IModelBackend, ModelConfig)>)[(draft.Backend, draft.Model.Config)]], maxModelLen, stepTokens);
-            int numHostBlocks = HostKvBlocks(args, KvBlockBytes(backend, config, args.BlockSize), pooler);
+            // A rank's cache holds its own KV heads; every rank gets as many blocks.
+            ModelConfig cacheShape = ranks is null ? config : config with { NumKeyValueHeads = model.Attention.NumKvHeads };
+            int numBlocks = KvBlocks(args, platform, [(backend, cacheShape), .. draft is null ? [] : (IEnumerable<(IModelBackend, ModelConfig)>)[(draft.Backend, draft.Model.Config)]], maxModelLen, stepTokens);
+            int numHostBlocks = HostKvBlocks(args, KvBlockBytes(backend, cacheShape, args.BlockSize), pooler);
+            ranks?.AllocateKvCaches(config.NumHiddenLayers, numBlocks, args.BlockSize);
             IReadOnlyList<int> eos = EosTokenIds(config, generation, tokenizerConfig, tokenizer);
             // An FP8 cache takes the checkpoint's per-layer scales (dummy weights have none: 1.0, as vLLM).
             (float[] K, float[] V)? kvScales = kvDType == DType.F8E4M3 && !args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase)
@@ -183,6 +208,14 @@ public static class ModelLoader
             if (keepOpen is null)
             {
                 weights.Dispose();
+            }
+
+            if (ranks is not null)
+            {
+                // The peers stop (and free their backends and mappings) before rank 0's checkpoint goes.
+                decoder!.Peers = ranks.StartPeers();
+                keepOpen = new OwnedInOrder(decoder.Peers, keepOpen);
+                ranks = null;
             }
 
 #pragma warning disable CA2000 // the returned Parts own the runner (and the runner the backend and keepOpen)
@@ -210,13 +243,13 @@ public static class ModelLoader
             }
 
             long cacheTokens = (long)(numBlocks - 1) * args.BlockSize;   // block 0 is the null block
-            double cacheGiB = (double)numBlocks * KvBlockBytes(backend, config, args.BlockSize) / (1L << 30);
+            double cacheGiB = (double)numBlocks * KvBlockBytes(backend, cacheShape, args.BlockSize) / (1L << 30);
             Phase($"KV cache: {numBlocks - 1} blocks of {args.BlockSize} tokens = {cacheTokens} tokens, {cacheGiB:F2} GiB ({backend.KvCacheDType}); " +
                 $"maximum concurrency for {maxModelLen} tokens per request: {cacheTokens / (double)maxModelLen:F2}x");
             if (numHostBlocks > 0)
             {
                 Phase($"KV host tier: {numHostBlocks} blocks = {(long)numHostBlocks * args.BlockSize} tokens, " +
-                    $"{(double)numHostBlocks * KvBlockBytes(backend, config, args.BlockSize) / (1L << 30):F2} GiB of host memory; preemption by {args.ParsePreemptionMode().ToString().ToLowerInvariant()}");
+                    $"{(double)numHostBlocks * KvBlockBytes(backend, cacheShape, args.BlockSize) / (1L << 30):F2} GiB of host memory; preemption by {args.ParsePreemptionMode().ToString().ToLowerInvariant()}");
             }
 
             if (platform.JitWarmUp > TimeSpan.Zero)
@@ -248,11 +281,21 @@ public static class ModelLoader
         catch
         {
             draft?.Dispose();
+            ranks?.Dispose();
             weights?.Dispose();
             backend.Dispose();
             throw;
         }
     }
+
+    /// <summary>What tensor parallelism cannot serve yet, or null: it runs its ranks as threads of this process on the CPU.</summary>
+    private static string? TensorParallelRefusal(EngineArgs args, DevicePlatform platform, PoolerConfig? pooler, bool encoder) =>
+        platform is not CpuPlatform ? "several GPUs need the NCCL executor with a worker process per GPU, which is not built yet; tensor parallelism runs on the CPU (--device cpu) for now"
+        : pooler is not null || encoder ? "pooling models are not split yet"
+        : args.ParseSpeculativeConfig() is not null ? "speculative decoding is not split yet"
+        : args.KvOffloadSize > 0 ? "the host KV tier (--kv-offload-size) is not split yet"
+        : args.EnableSleepMode ? "sleep mode is not split yet"
+        : null;
 
     /// <summary>
     /// Builds the model a second time with the backend reloading: every weight lands where the first load put it, and the

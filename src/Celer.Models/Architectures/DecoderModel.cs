@@ -39,6 +39,7 @@ public sealed class DecoderModel : IPoolingModel
     private readonly Activations _act;
     private readonly float[] _logitsHost;
     private readonly ICollectives? _group;   // tensor parallelism (null: one rank)
+    private bool _mirroring;   // inside a call the Peers run too
     private readonly IStepGraphs? _graphs;
     private readonly StepGraphOptions? _graphOptions;
     private readonly Dictionary<int, ForwardBatch> _paddedBatches = [];
@@ -145,6 +146,12 @@ public sealed class DecoderModel : IPoolingModel
 
     public ModelConfig Config => _config;
 
+    /// <summary>
+    /// Set on rank 0 of a tensor-parallel group whose other ranks run in this process: every step (and graph recording)
+    /// runs on them too, with the same batch. Owned by this model's owner, which disposes it.
+    /// </summary>
+    public TensorParallelPeers? Peers { get; set; }
+
     public SequenceClassifier? Classifier { get; }
 
     /// <summary>The attention shape, which the backend's KV cache and attention kernels are set up for.</summary>
@@ -159,7 +166,10 @@ public sealed class DecoderModel : IPoolingModel
     /// in chunks of at most <see cref="MaxLogitsRows"/> rows, so a
     /// step that wants many rows (prompt logprobs of a long prompt) needs no vocabulary-sized buffer per token.
     /// </summary>
-    public void Forward(ForwardBatch batch, LogitsHandler onLogits)
+    public void Forward(ForwardBatch batch, LogitsHandler onLogits) =>
+        Mirrored(peer => peer.Forward(batch, static (_, _, _) => { }), () => ForwardOnThisRank(batch, onLogits));
+
+    private void ForwardOnThisRank(ForwardBatch batch, LogitsHandler onLogits)
     {
         int rows = CheckRows(batch);
         UpdateDynamicRope(batch);
@@ -214,7 +224,10 @@ public sealed class DecoderModel : IPoolingModel
     /// <see cref="MaxLogitsRows"/>) in the returned fp32 device buffer, row i for LogitsRows[i], for a sampler
     /// that runs on the device; valid until the next step.
     /// </summary>
-    public Tensor ForwardToDevice(ForwardBatch batch)
+    public Tensor ForwardToDevice(ForwardBatch batch) =>
+        Mirrored(peer => peer.ForwardToDevice(batch), () => ForwardToDeviceOnThisRank(batch));
+
+    private Tensor ForwardToDeviceOnThisRank(ForwardBatch batch)
     {
         int rows = CheckRows(batch);
         if (batch.LogitsRows.Length > MaxLogitsRows)
@@ -261,7 +274,9 @@ public sealed class DecoderModel : IPoolingModel
     /// the largest step first, one eager padding step makes lazily built state (the RoPE table), then one batch of
     /// padding rows per size is recorded. Returns the sizes recorded (none when graphs are off).
     /// </summary>
-    public IReadOnlyList<int> CaptureGraphs()
+    public IReadOnlyList<int> CaptureGraphs() => Mirrored(peer => peer.CaptureGraphs(), CaptureGraphsOnThisRank);
+
+    private IReadOnlyList<int> CaptureGraphsOnThisRank()
     {
         if (_graphs is null)
         {
@@ -472,6 +487,56 @@ public sealed class DecoderModel : IPoolingModel
         return _noRopes[slot] is { } noRope && ReferenceEquals(noRope.InverseFrequencies, rope.InverseFrequencies)
             ? noRope
             : _noRopes[slot] = rope with { RotaryDim = 0 };
+    }
+
+    /// <summary>
+    /// Runs <paramref name="onThisRank"/> with the same call started on the <see cref="Peers"/> first (once: a mirrored call
+    /// that makes another, as graph recording runs steps, does not start them again), and waits for them after.
+    /// </summary>
+    private void Mirrored(Action<DecoderModel> onPeers, Action onThisRank) => Mirrored(onPeers, () =>
+    {
+        onThisRank();
+        return 0;
+    });
+
+    private T Mirrored<T>(Action<DecoderModel> onPeers, Func<T> onThisRank)
+    {
+        if (Peers is not { } peers || _mirroring)
+        {
+            return onThisRank();
+        }
+
+        _mirroring = true;
+        peers.Start(onPeers);
+        try
+        {
+            T result = onThisRank();
+            peers.Join();
+            return result;
+        }
+        catch (Exception) when (JoinAfterFailure(peers))
+        {
+            throw;   // not reached: the filter rethrows this rank's own failure once the peers stopped
+        }
+        finally
+        {
+            _mirroring = false;
+        }
+    }
+
+    /// <summary>Waits for the peers after this rank failed (they stop at their next collective); keeps this rank's exception.</summary>
+    private static bool JoinAfterFailure(TensorParallelPeers peers)
+    {
+        try
+        {
+            peers.Join();
+        }
+        catch (InvalidOperationException)
+        {
+            // A peer's failure that followed from this rank's.
+        }
+
+        return false;
     }
 
     /// <summary>What of the model tensor parallelism cannot split yet, or null.</summary>
