@@ -104,8 +104,8 @@ rather than deploying a server that exits or ignores it.
 {{- fail (printf "servingEngineSpec.modelSpec[].name %q: must be a DNS label (lower-case letters, digits and '-'); it names the model's Deployment and Service." (toString .name)) -}}
 {{- end -}}
 {{- $tp := .celerConfig.tensorParallelSize -}}
-{{- if and (not (kindIs "invalid" $tp)) (ne (toString $tp) "1") -}}
-{{- fail (printf "servingEngineSpec.modelSpec %s: tensorParallelSize %v: Celer does not support tensor parallelism yet (one server runs on one GPU); set 1, and add replicas for throughput." .name $tp) -}}
+{{- if and (not (kindIs "invalid" $tp)) (ne (toString $tp) "1") (gt (int64 (default 0 .requestGPU)) 0) -}}
+{{- fail (printf "servingEngineSpec.modelSpec %s: tensorParallelSize %v: Celer splits a model over CPU threads only so far, not over GPUs (one server runs on one GPU); set 1, and add replicas for throughput." .name $tp) -}}
 {{- end -}}
 {{- $gpus := int64 (default 0 .requestGPU) -}}
 {{- if gt $gpus 1 -}}
@@ -155,7 +155,8 @@ only when set, so Celer's defaults hold otherwise.
       (list "--kv-offload-size" $config.kvOffloadSize)
       (list "--dtype" $config.dtype)
       (list "--kv-cache-dtype" $config.kvCacheDtype)
-      (list "--quantization" $config.quantization) -}}
+      (list "--quantization" $config.quantization)
+      (list "--tensor-parallel-size" (ternary $config.tensorParallelSize nil (ne (toString $config.tensorParallelSize) "1"))) -}}
 {{- $args = concat $args (include "celer.optionalFlags" $optional | fromYamlArray) -}}
 {{- if eq (toString $config.enablePrefixCaching) "true" -}}
 {{- $args = append $args "--enable-prefix-caching" -}}
