@@ -14,7 +14,7 @@ const { parseAllDocuments } = await import(pathToFileURL(require.resolve("yaml")
 
 const [serveHelpFile, routerHelpFile, ...manifests] = process.argv.slice(2);
 // A help line lists a flag and its aliases as "--name, --alias <value>  description".
-const flagsOf = (file) => new Set(readFileSync(file, "utf8").match(/(?<=^\s*(?:-\w, )?(?:--[\w-]+, )*)--[\w-]+/gm) ?? []);
+const flagsOf = (file) => new Set(readFileSync(file, "utf8").match(/(?<=^\s*(?:-\w+, )?(?:--[\w-]+, )*)--[\w-]+/gm) ?? []);
 const known = { serve: flagsOf(serveHelpFile), router: flagsOf(routerHelpFile) };
 
 let unknown = 0;
