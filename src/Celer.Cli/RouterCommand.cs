@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using Celer.Router;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -55,10 +56,17 @@ internal static class RouterCommand
         var prefixMaxChunks = new Option<int>("--prefix-max-chunks") { Description = "Chunks the prefix-aware router remembers over all backends; the least recently used are evicted.", DefaultValueFactory = _ => defaults.PrefixMaxChunks };
         var breakerThreshold = new Option<int>("--circuit-breaker-threshold") { Description = "Consecutive failures (no connection, or a 5xx answer) that open a backend's circuit breaker; 0 turns it off.", DefaultValueFactory = _ => defaults.CircuitBreakerThreshold };
         var breakerCooldown = new Option<double>("--circuit-breaker-cooldown") { Description = "Seconds an open circuit keeps its backend out before one trial request.", DefaultValueFactory = _ => defaults.CircuitBreakerCooldown.TotalSeconds };
+        // Read as text so that a value that is not an integer gets the same one line as one out of range, not the parser's
+        // error followed by the whole help.
+        var maxPendingRequests = new Option<string>("--max-pending-requests")
+        {
+            Description = "Requests in flight through the router (streams until their end) beyond which new ones get 503 with Retry-After at once.",
+            DefaultValueFactory = _ => defaults.MaxPendingRequests.ToString(CultureInfo.InvariantCulture),
+        };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level written.", DefaultValueFactory = _ => defaults.LogLevel };
 
         var command = new Command("router", "Route OpenAI API requests over several Celer or vLLM servers.");
-        foreach (var option in new Option[] { backends, serviceDiscovery, k8sNamespace, k8sLabelSelector, k8sPort, routingLogic, sessionKey, host, port, healthCheckInterval, requestStatsWindow, metricsScrapeInterval, prefixChunkSize, prefixMaxChunks, breakerThreshold, breakerCooldown, logLevel })
+        foreach (var option in new Option[] { backends, serviceDiscovery, k8sNamespace, k8sLabelSelector, k8sPort, routingLogic, sessionKey, host, port, healthCheckInterval, requestStatsWindow, metricsScrapeInterval, prefixChunkSize, prefixMaxChunks, breakerThreshold, breakerCooldown, maxPendingRequests, logLevel })
             command.Options.Add(option);
 
         command.SetAction(async (result, cancellationToken) => await CliRunner.RunAsync(result, async () =>
@@ -84,6 +92,7 @@ internal static class RouterCommand
                 PrefixMaxChunks = result.GetValue(prefixMaxChunks),
                 CircuitBreakerThreshold = result.GetValue(breakerThreshold),
                 CircuitBreakerCooldown = Seconds("--circuit-breaker-cooldown", result.GetValue(breakerCooldown)),
+                MaxPendingRequests = Integer("--max-pending-requests", result.GetValue(maxPendingRequests)!),
                 LogLevel = result.GetValue(logLevel),
             };
             // Bad values are refused by RouterOptions.Validate (an ArgumentException naming the flag) before anything starts.
@@ -99,6 +108,12 @@ internal static class RouterCommand
 
     /// <summary>vLLM's (and production-stack's) serving port.</summary>
     private const int DefaultK8sPort = 8000;
+
+    /// <summary>A flag's whole number; what is not one (1.5, abc, past Int32) is refused here, the range by RouterOptions.Validate.</summary>
+    private static int Integer(string flag, string text) =>
+        int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value)
+            ? value
+            : throw new CliException($"{flag} {text}: must be a whole number.");
 
     /// <summary>A flag's seconds as a time span. NaN, infinities and more than ten years (past any use, and near TimeSpan's
     /// limit, which would throw) are refused here; the range each flag allows is RouterOptions.Validate's to check.</summary>

@@ -30,8 +30,26 @@ public static class CelerRouter
         options.Validate();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.SetMinimumLevel(options.LogLevel);
-        builder.Logging.AddFilter("Microsoft.AspNetCore", options.LogLevel <= LogLevel.Debug ? options.LogLevel : LogLevel.Warning);
-        builder.WebHost.UseKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes);
+        // ASP.NET Core's per-request lines are noise below Warning unless debugging; above Warning (None included) the
+        // router's own level holds for it too.
+        builder.Logging.AddFilter("Microsoft.AspNetCore", options.LogLevel is > LogLevel.Debug and < LogLevel.Warning ? LogLevel.Warning : options.LogLevel);
+        // Kestrel warns once per connection refused over MaxConcurrentConnections: under the flood that limit is for, those
+        // lines would themselves load the router. Kestrel's meter counts them (kestrel.rejected_connections).
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Server.Kestrel.Connections", options.LogLevel is <= LogLevel.Debug or > LogLevel.Error ? options.LogLevel : LogLevel.Error);
+        builder.WebHost.UseKestrel(kestrel =>
+        {
+            kestrel.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes;
+            // The bound on requests (--max-pending-requests) is what keeps the router up under overload; this one bounds
+            // the connections carrying none: clients' idle keep-alive pools, and connections opened faster than they are
+            // answered. A connection over it is closed unanswered, so it is set above the requests' bound, which answers
+            // a 503 clients retry: each admitted request holds a connection, and as many again may idle (a few KB each,
+            // no buffers while idle). With a backend connection per admitted request that is at most three sockets per
+            // slot, 12,288 at the default, inside the usual open-file limits (.NET raises the soft limit to the hard one),
+            // so accepting clients can never starve the router of sockets to its backends.
+            // MaxConcurrentUpgradedConnections is left alone: the router serves no WebSocket and forwards no Upgrade
+            // header, so none of its connections is ever upgraded.
+            kestrel.Limits.MaxConcurrentConnections = 2L * options.MaxPendingRequests;
+        });
         var host = options.Host.Contains(':', StringComparison.Ordinal) ? $"[{options.Host}]" : options.Host;
         builder.WebHost.UseUrls($"http://{host}:{options.Port}");
         builder.Services.AddSingleton(options);
@@ -60,6 +78,7 @@ public static class CelerRouter
                 new PrefixTrie(options.PrefixChunkSize, options.PrefixMaxChunks), services.GetRequiredService<BackendPool>()),
             _ => new RoundRobinRouting(),
         });
+        builder.Services.AddSingleton(new PendingRequestLimit(options.MaxPendingRequests));
         builder.Services.AddSingleton<RouterMetrics>();
         builder.Services.AddSingleton<RequestForwarder>();
 

@@ -7,13 +7,15 @@ using Microsoft.Extensions.Logging;
 namespace Celer.Router;
 
 /// <summary>
-/// Forwards one OpenAI request: reads the body once to find its <c>model</c>, picks a backend serving it (healthy, its
+/// Forwards one OpenAI request, while a slot of the router-wide <see cref="PendingRequestLimit"/> is free (else 503 at
+/// once): reads the body once to find its <c>model</c>, picks a backend serving it (healthy, its
 /// circuit not open), sends the body and the client's headers there, and copies the answer back as it arrives (each read
 /// flushed, so server-sent events pass through unbuffered). A backend that cannot be reached is ejected and the request
 /// tried once more on another; once the backend has answered, nothing is retried. The client's disconnect cancels the
 /// upstream request. Each answer (or failure to connect) is counted in the metrics and the backend's circuit breaker.
 /// </summary>
-public sealed partial class RequestForwarder(BackendPool pool, IRoutingLogic routing, RouterMetrics metrics, ILogger<RequestForwarder> logger) : IDisposable
+public sealed partial class RequestForwarder(
+    BackendPool pool, IRoutingLogic routing, RouterMetrics metrics, PendingRequestLimit limit, ILogger<RequestForwarder> logger) : IDisposable
 {
     public const string RequestIdHeader = "X-Request-Id";
 
@@ -35,9 +37,36 @@ public sealed partial class RequestForwarder(BackendPool pool, IRoutingLogic rou
         MaxResponseDrainSize = 0,
         // Re-resolve DNS now and then (a Kubernetes service's pods change).
         PooledConnectionLifetime = TimeSpan.FromMinutes(2),
+        // MaxConnectionsPerServer stays unlimited: a request holds at most one backend connection, and only while it
+        // holds a slot of the PendingRequestLimit, so the connections to each backend are already bounded by
+        // --max-pending-requests. A bound here would instead queue requests inside the handler, unseen by the backend's
+        // own queue and its vllm:num_requests_waiting (which least-loaded routing reads), with no limit on the wait: a
+        // backend streaming long answers on all its connections would stall every other request sent to it.
     }) { Timeout = Timeout.InfiniteTimeSpan };
 
+    /// <summary>Forwards the request if a slot of the router-wide bound is free; refuses it with 503 at once otherwise.</summary>
     public async Task ForwardAsync(HttpContext context)
+    {
+        // Before the body is read, so the bodies held are bounded too (a refused one is never read).
+        if (!limit.TryEnter())
+        {
+            metrics.CountRejected();
+            await OpenAIError.UnavailableAsync(context,
+                $"The router is overloaded: all of its {limit.MaxPendingRequests} request slots (--max-pending-requests) are in use. Retry later.");
+            return;
+        }
+        try
+        {
+            await ForwardAdmittedAsync(context);
+        }
+        finally
+        {
+            // Also when the client left (the copy or the send was cancelled) or anything threw: the slot is the request's alone.
+            limit.Exit();
+        }
+    }
+
+    private async Task ForwardAdmittedAsync(HttpContext context)
     {
         var route = await RouteRequest.ReadAsync(context, pool);
         if (route is null)

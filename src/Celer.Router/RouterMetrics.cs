@@ -42,11 +42,12 @@ public sealed class RouterMetrics
     private readonly Counter _retries;
     private readonly Histogram _timeToFirstByte;
     private readonly Counter _circuitOpens;
+    private readonly Counter _rejected;
     private readonly Counter _incoming;
     private readonly Counter _errors;
     private readonly Histogram _requestLatency;
 
-    public RouterMetrics(BackendPool pool)
+    public RouterMetrics(BackendPool pool, PendingRequestLimit limit)
     {
         var factory = Metrics.WithCustomRegistry(_registry);
         _requests = factory.CreateCounter(Prefix + "requests_total",
@@ -60,11 +61,20 @@ public sealed class RouterMetrics
         _circuitOpens = factory.CreateCounter(Prefix + "circuit_breaker_opens_total",
             "Times the backend's circuit breaker opened (consecutive failures, or a failed half-open trial).", ["backend"]);
 
+        // No model label: a refused request's body is never read, so its model is not known.
+        _rejected = factory.CreateCounter(Prefix + "rejected_requests_total",
+            "Client requests refused with 503 at once because all --max-pending-requests slots were taken.");
+        var pending = factory.CreateGauge(Prefix + "pending_requests",
+            "Client requests holding a --max-pending-requests slot now (being read, forwarded, or their answer copied back).");
+        var maxPending = factory.CreateGauge(Prefix + "max_pending_requests", "The --max-pending-requests bound.");
+        maxPending.Set(limit.MaxPendingRequests);
+
         var inFlight = factory.CreateGauge(Prefix + "requests_in_flight", "Requests being forwarded to the backend now.", ["backend"]);
         var healthy = factory.CreateGauge(Prefix + "backend_healthy", "1 while the backend passes its health checks, else 0 (its circuit breaker is celer_router_circuit_breaker_state).", ["backend"]);
         var circuit = factory.CreateGauge(Prefix + "circuit_breaker_state", "The backend's circuit: 0 closed, 1 open, 2 half-open.", ["backend"]);
         _registry.AddBeforeCollectCallback(() =>
         {
+            pending.Set(limit.InFlight);
             foreach (var backend in pool.Backends)
             {
                 var label = Label(backend);
@@ -128,6 +138,9 @@ public sealed class RouterMetrics
 
     public void ObserveTimeToFirstByte(Backend backend, string model, TimeSpan elapsed) =>
         _timeToFirstByte.WithLabels(Label(backend), model).Observe(elapsed.TotalSeconds);
+
+    /// <summary>A client request was refused because every slot of the router-wide bound was taken.</summary>
+    public void CountRejected() => _rejected.Inc();
 
     public void CountCircuitOpened(Backend backend) => _circuitOpens.WithLabels(Label(backend)).Inc();
 

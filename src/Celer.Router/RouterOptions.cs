@@ -96,6 +96,17 @@ public sealed class RouterOptions
     /// <summary>The clock circuit-breaker cooldowns and the request stats' window are timed on (a test's own moves only when told).</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
+    /// <summary>
+    /// Client requests being forwarded (body read, sent, or answer being copied back; a stream until its end) beyond
+    /// which new ones get 503 with <c>Retry-After</c> (<see cref="PendingRequestLimit"/>). The server's flag bounds the
+    /// sequences one engine holds (1024 by default); the router holds per request one client connection, one backend
+    /// connection, the body and a 16 KB copy buffer whatever its <c>n</c>, so it counts requests. 4096 is four servers'
+    /// default queues, past which a router in front of a few backends would mostly pass on their 503s, while 4096 backend
+    /// connections stay far below loopback's ~28,000 ephemeral ports per backend and 4096 copy buffers take 64 MB. A
+    /// router in front of many backends should raise it to about 1024 per backend.
+    /// </summary>
+    public int MaxPendingRequests { get; init; } = 4096;
+
     /// <summary>Largest request body read (the router reads it whole to find the model); Kestrel's default.</summary>
     public long MaxRequestBodyBytes { get; init; } = 30_000_000;
 
@@ -132,6 +143,8 @@ public sealed class RouterOptions
             throw new ArgumentException($"--prefix-max-chunks {PrefixMaxChunks}: must be at least 1.");
         if (CircuitBreakerThreshold < 0)
             throw new ArgumentException($"--circuit-breaker-threshold {CircuitBreakerThreshold}: must be 0 (off) or more.");
+        if (MaxPendingRequests < 1)
+            throw new ArgumentException($"--max-pending-requests {MaxPendingRequests}: must be at least 1.");
         if (!(CircuitBreakerCooldown > TimeSpan.Zero))
             throw new ArgumentException($"--circuit-breaker-cooldown {CircuitBreakerCooldown.TotalSeconds}: must be a positive number of seconds.");
     }

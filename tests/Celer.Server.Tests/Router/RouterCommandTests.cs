@@ -13,6 +13,11 @@ public sealed class RouterCommandTests
     [InlineData("--circuit-breaker-cooldown", "NaN", "--circuit-breaker-cooldown NaN: must be a positive number of seconds.")]
     [InlineData("--metrics-scrape-interval", "-2", "--metrics-scrape-interval -2: must be a positive number of seconds, at most 4294967.294.")]
     [InlineData("--health-check-interval", "1e300", "--health-check-interval 1E+300: must be a positive number of seconds.")]
+    [InlineData("--max-pending-requests", "0", "--max-pending-requests 0: must be at least 1.")]
+    [InlineData("--max-pending-requests", "-4", "--max-pending-requests -4: must be at least 1.")]
+    [InlineData("--max-pending-requests", "1.5", "--max-pending-requests 1.5: must be a whole number.")]
+    [InlineData("--max-pending-requests", "many", "--max-pending-requests many: must be a whole number.")]
+    [InlineData("--max-pending-requests", "3000000000", "--max-pending-requests 3000000000: must be a whole number.")]
     [InlineData("--health-check-interval", "5000000", "--health-check-interval 5000000: must be a positive number of seconds, at most 4294967.294.")]
     public async Task A_bad_value_is_refused_with_one_line_naming_the_flag(string flag, string value, string message)
     {

@@ -22,14 +22,20 @@ internal sealed class RouterUnderTest : IAsyncDisposable
     public HttpClient Client { get; }
     public BackendPool Pool => _app.Services.GetRequiredService<BackendPool>();
 
+    /// <summary>Slots of <c>--max-pending-requests</c> taken now.</summary>
+    public int PendingRequests => _app.Services.GetRequiredService<PendingRequestLimit>().InFlight;
+
     /// <param name="healthCheckInterval">Null: <see cref="HealthCheckInterval"/>.</param>
     /// <param name="metricsScrapeInterval">Null: the health-check interval, as on the command line.</param>
     /// <param name="circuitBreakerCooldown">Null: the default, 30 s.</param>
     /// <param name="clock">The circuit breakers' clock (null: the system's).</param>
+    /// <param name="maxPendingRequests">Null: the default.</param>
     public static async Task<RouterUnderTest> StartAsync(
         IEnumerable<BackendSpec> backends, RoutingLogic routing, TimeSpan? healthCheckInterval = null, TimeSpan? metricsScrapeInterval = null,
-        int prefixChunkSize = 128, int circuitBreakerThreshold = 5, TimeSpan? circuitBreakerCooldown = null, TimeProvider? clock = null)
+        int prefixChunkSize = 128, int circuitBreakerThreshold = 5, TimeSpan? circuitBreakerCooldown = null, TimeProvider? clock = null,
+        int? maxPendingRequests = null)
     {
+        var defaults = new RouterOptions { Backends = [] };
         return await StartAsync(new RouterOptions
         {
             Backends = [.. backends],
@@ -41,6 +47,7 @@ internal sealed class RouterUnderTest : IAsyncDisposable
             CircuitBreakerThreshold = circuitBreakerThreshold,
             CircuitBreakerCooldown = circuitBreakerCooldown ?? TimeSpan.FromSeconds(30),
             TimeProvider = clock ?? TimeProvider.System,
+            MaxPendingRequests = maxPendingRequests ?? defaults.MaxPendingRequests,
             LogLevel = Microsoft.Extensions.Logging.LogLevel.None,
         });
     }
