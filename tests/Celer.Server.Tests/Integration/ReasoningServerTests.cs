@@ -49,45 +49,7 @@ public sealed class ReasoningServerTests(MarkerServerFixture server) : IClassFix
     {
         using var client = server.CreateClient();
         using var response = await client.PostJsonAsync("/v1/chat/completions", Body + ", \"stream\": true}");
-        var reasoning = new StringBuilder();
-        var content = new StringBuilder();
-        var calls = new List<JsonNode>();
-        string? finish = null;
-        var order = new List<string>();
-        foreach (var data in await SseReader.ReadAllAsync(response))
-        {
-            if (data == SseReader.Done)
-                continue;
-            var choice = JsonNode.Parse(data)!["choices"]![0]!;
-            var delta = choice["delta"]!;
-            if (delta["reasoning_content"] is { } r)
-            {
-                Assert.Equal(r.GetValue<string>(), delta["reasoning"]!.GetValue<string>());
-                reasoning.Append(r.GetValue<string>());
-                order.Add("reasoning");
-            }
-            if (delta["content"]?.GetValue<string>() is { Length: > 0 } c)
-            {
-                content.Append(c);
-                order.Add("content");
-            }
-            foreach (var call in delta["tool_calls"]?.AsArray() ?? [])
-            {
-                calls.Add(call!);
-                order.Add("tool_call");
-            }
-            finish ??= choice["finish_reason"]?.GetValue<string>();
-        }
-
-        Assert.Equal(" \"\"\"", reasoning.ToString());
-        Assert.Equal("alc", content.ToString());
-        var first = Assert.Single(calls);
-        Assert.Equal(0, first["index"]!.GetValue<int>());
-        Assert.StartsWith("chatcmpl-tool-", first["id"]!.GetValue<string>(), StringComparison.Ordinal);
-        Assert.Equal("get_weather", first["function"]!["name"]!.GetValue<string>());
-        Assert.Equal("{\"city\": \"Paris\"}", first["function"]!["arguments"]!.GetValue<string>());
-        Assert.Equal("tool_calls", finish);
-        Assert.Equal(["reasoning", "content", "tool_call"], order.Distinct().ToList());
+        (await StreamedChat.ReadAsync(response)).AssertReasoningThenContentThenOneCall(" \"\"\"", "alc", "{\"city\": \"Paris\"}");
     }
 
     [Fact]
