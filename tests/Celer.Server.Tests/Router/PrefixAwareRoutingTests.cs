@@ -51,6 +51,49 @@ public sealed class PrefixAwareRoutingTests
         }
     }
 
+    /// <summary>
+    /// Issue 19's target: requests sharing long prefixes, spread by the router over three servers, hit the prefix caches
+    /// at least 90 % as often as the same requests sent to one server (which holds every prefix).
+    /// </summary>
+    [Fact]
+    public async Task Prefix_cache_hits_behind_the_router_are_at_least_nine_tenths_of_one_servers()
+    {
+        // Four prompts of over 512 tokens each, different from their first characters, asked three questions each,
+        // interleaved (so that taking the servers in turn would send a prompt's questions to different servers).
+        string[] prefixes = [.. Enumerable.Range(0, 4).Select(p => $"# Module {p} of the helpers\n" + Instructions + string.Concat(Enumerable.Range(0, 18).Select(k =>
+            $"def helper_{p}_{k}(values):\n    return [v * {k + 1} + {p} for v in values if v % {k + 2}]\n\n")))];
+        var bodies = Enumerable.Range(0, 3).SelectMany(q => prefixes.Select(prefix => Completion(prefix + $"# Question {q}: use the helpers above to "))).ToList();
+
+        await using var single = await TinyPyServer.StartAsync(maxModelLen: 1024);
+        Assert.True(single.Model.Tokenizer!.Encode(prefixes[0]).Length > 512);
+        using (var direct = new HttpClient { BaseAddress = single.BaseAddress })
+        {
+            foreach (var body in bodies)
+                (await direct.PostJsonAsync("/v1/completions", body)).EnsureSuccessStatusCode();
+        }
+
+        double singleRate = (double)single.Engine.Stats.PrefixCacheHits / single.Engine.Stats.PrefixCacheQueries;
+        var servers = new List<TinyPyServer>();
+        try
+        {
+            for (var i = 0; i < 3; i++)
+                servers.Add(await TinyPyServer.StartAsync(maxModelLen: 1024));
+            await using var router = await RouterUnderTest.StartAsync(servers.Select(s => RouterTests.Spec(s)), RoutingLogic.PrefixAware,
+                metricsScrapeInterval: TimeSpan.FromHours(1), prefixChunkSize: 64);
+            var homes = new List<int>();
+            foreach (var body in bodies)
+                homes.Add(await WhichBackendAsync(router, servers, body));
+
+            double routedRate = (double)servers.Sum(s => s.Engine.Stats.PrefixCacheHits) / servers.Sum(s => s.Engine.Stats.PrefixCacheQueries);
+            Assert.True(routedRate >= 0.9 * singleRate, $"prefix-cache hit rate {routedRate:P1} behind the router, {singleRate:P1} on one server");
+            Assert.True(homes.Distinct().Count() > 1, "the prompts were meant to spread over the servers");
+        }
+        finally
+        {
+            await RouterTests.DisposeAllAsync(servers);
+        }
+    }
+
     [Fact]
     public void An_ejected_backends_prompts_are_forgotten()
     {
