@@ -15,8 +15,10 @@ done
 
 context=publish/docker
 rm -rf "$context"
+# ReadyToRun: the assemblies ship compiled, so a fresh container's first request JIT-compiles less (on 2 cores its first
+# timed iteration went from 3.0x to 2.2-2.3x the steady state, 1.5x with the engine's warm-up: cpu-first-request-*.json).
 dotnet publish src/Celer.Cli/Celer.Cli.csproj -c Release -r linux-x64 --self-contained true -o "$context/celer" \
-  -p:DebugType=none -p:GenerateDocumentationFile=false -p:SatelliteResourceLanguages=en -nologo -v quiet
+  -p:PublishReadyToRun=true -p:DebugType=none -p:GenerateDocumentationFile=false -p:SatelliteResourceLanguages=en -nologo -v quiet
 mkdir -p "$context/models"
 cp -r models/celer-tiny-py "$context/models/"
 cp deploy/docker/entrypoint.sh "$context/entrypoint.sh"

@@ -273,9 +273,15 @@ public static class ModelLoader
                 log?.Invoke(note);
             }
 
-            log?.Invoke($"engine ready in {total.Elapsed.TotalSeconds:F2} s");
-
             var info = new EngineModelInfo(config.VocabSize, maxModelLen, eos.Count > 0 ? eos[0] : null, eos) { Pooler = pooler };
+            if (platform.JitWarmUp > TimeSpan.Zero)
+            {
+                // After the kernels' padding steps: a request's host code (scheduler, runner, sampler, detokenizer) compiled
+                // before the first user's request, on a driver of its own that leaves the engine no trace.
+                Phase($"warmed up the engine's path: {EngineWarmUp.Run(args, runner, tokenizer, info, TimeSpan.Zero)} requests");
+            }
+
+            log?.Invoke($"engine ready in {total.Elapsed.TotalSeconds:F2} s");
             return new Parts(args, config, generation, tokenizerConfig, tokenizer, info, runner, backend.Name);
         }
         catch
