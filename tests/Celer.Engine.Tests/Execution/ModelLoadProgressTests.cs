@@ -50,6 +50,7 @@ public sealed class ModelLoadProgressTests
             l => Assert.Matches(@"^weights loaded: \d+\.\d\d GiB, served in \w+ \(auto\) \(\d+\.\d\d s\)$", l),
             l => Assert.StartsWith("KV cache: ", l),
             l => Assert.Matches(@"^warmed up the kernels' JIT: \d+ padding steps \(\d+\.\d\d s\)$", l),
+            l => Assert.Matches(@"^warmed up the engine's path: [1-9]\d* requests \(\d+\.\d\d s\)$", l),
             l => Assert.Matches(@"^engine ready in \d+\.\d\d s$", l));
         // The numbers agree with each other: blocks x 16 tokens, 64 MiB in all, tokens / 512 concurrent requests.
         var kv = System.Text.RegularExpressions.Regex.Match(lines[3],
