@@ -23,15 +23,24 @@ internal sealed class SleepPolicy(IReadOnlyList<AsyncLlmEngine> engines)
             }
 
             long needed = waking.BytesToWake;
-            foreach (AsyncLlmEngine other in engines.Where(e => e != waking && e.SupportsSleep && !e.IsSleeping && e.IsIdle).OrderBy(e => e.LastRequestTime))
+            foreach (AsyncLlmEngine other in engines.Where(e => e != waking && !e.IsDead && !e.IsSleeping && e.IsIdle).OrderBy(e => e.LastRequestTime))
             {
                 if (free >= needed)
                 {
                     break;
                 }
 
-                // The other model's loop does it; it finishes at once, since that model runs nothing.
-                other.SleepAsync(1).GetAwaiter().GetResult();
+                // The other model's loop does it; it finishes at once, since that model runs nothing. One that failed,
+                // stopped, or was woken before it fell asleep frees nothing, and must not fail the model asking.
+                try
+                {
+                    other.SleepAsync(1).GetAwaiter().GetResult();
+                }
+                catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or EngineDeadException || other.IsDead)
+                {
+                    continue;
+                }
+
                 free = waking.DeviceFreeBytes ?? free;
             }
 
