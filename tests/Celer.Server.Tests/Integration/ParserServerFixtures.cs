@@ -95,35 +95,14 @@ public sealed class ExcludeToolsServerFixture : ParserServerFixture
 /// the last message through, so the prompt is exactly that reference prompt. Served with <c>--reasoning-parser qwen3</c>
 /// and <c>--enable-auto-tool-choice --tool-call-parser hermes</c>.
 /// </summary>
-public sealed class MarkerServerFixture : ParserServerFixture
+public sealed class MarkerServerFixture() : RenamedTokensServerFixture(
+    [(268, "<think>", false), (37, "</think>", false), (3719, ToolCallText, false)], reasoningParser: "qwen3", toolCallParser: "hermes")
 {
     public const string Prompt = "def fibonacci(n):";
     public const string ToolCallText = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
 
     /// <summary>The greedy output's first six tokens as the renamed tokenizer decodes them.</summary>
     public const string RawOutput = "<think> \"\"\"</think>alc" + ToolCallText;
-
-    private readonly RenamedTokensModel _model = new([(268, "<think>", false), (37, "</think>", false), (3719, ToolCallText, false)]);
-
-    protected override string PrepareModel() => _model.Create();
-
-    protected override ServerOptions Options() => new()
-    {
-        Port = 0,
-        ServedModelNames = [ModelName],
-        LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning,
-        DisableLogStats = true,
-        ChatTemplate = "{{ messages[-1]['content'] }}",
-        ReasoningParser = "qwen3",
-        EnableAutoToolChoice = true,
-        ToolCallParser = "hermes",
-    };
-
-    public override async ValueTask DisposeAsync()
-    {
-        await base.DisposeAsync();
-        _model.Dispose();
-    }
 }
 
 /// <summary>
@@ -137,17 +116,8 @@ public sealed class MarkerServerFixture : ParserServerFixture
 /// lets one output carry every part. Served with <c>--reasoning-parser openai_gptoss</c> and
 /// <c>--enable-auto-tool-choice --tool-call-parser openai</c>.
 /// </summary>
-public sealed class HarmonyServerFixture : ParserServerFixture
-{
-    public const string Prompt = "def fibonacci(n):";
-    public const string Reasoning = " \"\"\"";
-    public const string Content = "ulate";
-    public const string CallText = """<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}""";
-
-    /// <summary>The greedy output's seven tokens, decoded with special tokens kept and nothing put between them.</summary>
-    public const string RawOutput = "<|channel|>analysis<|message|>" + Reasoning + "<|end|><|start|>assistant<|channel|>final<|message|>" + Content + CallText;
-
-    private readonly RenamedTokensModel _model = new([
+public sealed class HarmonyServerFixture() : RenamedTokensServerFixture(
+    [
         (268, "<|channel|>analysis<|message|>", true),
         (37, "<|end|>", true),
         (288, "<|start|>", true),
@@ -159,7 +129,27 @@ public sealed class HarmonyServerFixture : ParserServerFixture
         (8187, "<|constrain|>", true),
         (8188, "<|call|>", true),
         (8189, "<|return|>", true),
-    ]);
+    ],
+    reasoningParser: "openai_gptoss",
+    toolCallParser: "openai")
+{
+    public const string Prompt = "def fibonacci(n):";
+    public const string Reasoning = " \"\"\"";
+    public const string Content = "ulate";
+    public const string CallText = """<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}""";
+
+    /// <summary>The greedy output's seven tokens, decoded with special tokens kept and nothing put between them.</summary>
+    public const string RawOutput = "<|channel|>analysis<|message|>" + Reasoning + "<|end|><|start|>assistant<|channel|>final<|message|>" + Content + CallText;
+}
+
+/// <summary>
+/// The tiny model with some of its tokens renamed (<see cref="RenamedTokensModel"/>), its chat template passing the last
+/// message through, and a reasoning parser and a tool-call parser (with <c>--enable-auto-tool-choice</c>) turned on.
+/// </summary>
+public abstract class RenamedTokensServerFixture((int Id, string Content, bool Special)[] tokens, string reasoningParser, string toolCallParser)
+    : ParserServerFixture
+{
+    private readonly RenamedTokensModel _model = new(tokens);
 
     protected override string PrepareModel() => _model.Create();
 
@@ -170,15 +160,16 @@ public sealed class HarmonyServerFixture : ParserServerFixture
         LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning,
         DisableLogStats = true,
         ChatTemplate = "{{ messages[-1]['content'] }}",
-        ReasoningParser = "openai_gptoss",
+        ReasoningParser = reasoningParser,
         EnableAutoToolChoice = true,
-        ToolCallParser = "openai",
+        ToolCallParser = toolCallParser,
     };
 
     public override async ValueTask DisposeAsync()
     {
         await base.DisposeAsync();
         _model.Dispose();
+        GC.SuppressFinalize(this);
     }
 }
 
