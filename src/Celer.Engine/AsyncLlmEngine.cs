@@ -48,7 +48,7 @@ public sealed class AsyncLlmEngine : IAsyncDisposable
     public bool SupportsSleep => _driver.SupportsSleep;
 
     /// <summary>Whether any part of the model (weights, KV cache) sleeps.</summary>
-    public bool IsSleeping => _driver.SleepLevel > 0;
+    public bool IsSleeping => _driver.IsSleeping;
 
     /// <summary>
     /// Asked on the engine's loop before a sleeping model wakes because requests came for it: a server serving several
@@ -252,7 +252,7 @@ public sealed class AsyncLlmEngine : IAsyncDisposable
                     _wakeup.Wait();
                     continue;
                 }
-                if (_pendingSleep is null && _driver.SleepLevel > 0 && _driver.Scheduler.NumWaiting > 0)
+                if (_pendingSleep is null && _driver.IsSleeping && _driver.Scheduler.NumWaiting > 0)
                 {
                     // Requests came for a sleeping model: wake it on demand, once the device has room for it.
                     if (MakeRoomToWake is { } makeRoom && !makeRoom(this))

@@ -94,12 +94,12 @@ internal sealed class EngineDriver : IDisposable
     /// <summary>Sleep mode: whether the executor can give its memory back.</summary>
     public bool SupportsSleep => _core.Executor.SupportsSleep;
 
-    /// <summary>The level of the last sleep while any part of the model still sleeps (weights or KV cache); 0 when awake.</summary>
-    public int SleepLevel { get; private set; }
-
     public bool WeightsAsleep { get; private set; }
 
     public bool KvCacheAsleep { get; private set; }
+
+    /// <summary>Whether any part of the model (weights, KV cache) sleeps.</summary>
+    public bool IsSleeping => WeightsAsleep || KvCacheAsleep;
 
     /// <summary>Device bytes a full wake-up takes back.</summary>
     public long BytesToWake => _core.Executor.BytesToWake;
@@ -122,7 +122,6 @@ internal sealed class EngineDriver : IDisposable
         }
 
         _core.Executor.Sleep(level);
-        SleepLevel = level;
         WeightsAsleep = KvCacheAsleep = true;
     }
 
@@ -132,10 +131,6 @@ internal sealed class EngineDriver : IDisposable
         _core.Executor.WakeUp(weights, kvCache);
         WeightsAsleep &= !weights;
         KvCacheAsleep &= !kvCache;
-        if (!WeightsAsleep && !KvCacheAsleep)
-        {
-            SleepLevel = 0;
-        }
     }
 
     /// <summary>Holds back waiting requests while a sleep waits for the running ones to finish.</summary>

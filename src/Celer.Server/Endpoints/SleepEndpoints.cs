@@ -56,15 +56,7 @@ public static class SleepEndpoints
                 + "the other models holding memory are serving requests.", AdmissionControl.RetryAfterSeconds);
         }
 
-        try
-        {
-            await engine.WakeUpAsync(weights: tags.Length == 0 || tags.Contains("weights"), kvCache: tags.Length == 0 || tags.Contains("kv_cache"));
-        }
-        catch (OperationCanceledException)
-        {
-            // A sleep called off by this very wake-up answers its own caller; this one succeeded.
-        }
-
+        await engine.WakeUpAsync(weights: tags.Length == 0 || tags.Contains("weights"), kvCache: tags.Length == 0 || tags.Contains("kv_cache"));
         return TypedResults.Ok();
     }
 
