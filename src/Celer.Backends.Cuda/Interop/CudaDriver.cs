@@ -130,6 +130,34 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuGetErrorString(int result, out nint text);
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuProfilerStart();
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuProfilerStop();
+
+    /// <summary>A strided device copy queued on a stream; recorded as a memcpy node when the stream captures.</summary>
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemcpy2DAsync_v2(CUDA_MEMCPY2D* copy, nint stream);
+}
+
+/// <summary>
+/// CUDA_MEMCPY2D (cuda.h), for cuMemcpy2DAsync: <see cref="Height"/> rows of <see cref="WidthInBytes"/> bytes from rows
+/// <see cref="SrcPitch"/> bytes apart to rows <see cref="DstPitch"/> bytes apart. The enum fields are 4 bytes, padded to 8
+/// before the pointer that follows them, as Sequential layout pads them.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct CUDA_MEMCPY2D
+{
+    public const int CU_MEMORYTYPE_DEVICE = 2;
+
+    public nuint SrcXInBytes, SrcY;
+    public int SrcMemoryType;
+    public nint SrcHost;
+    public ulong SrcDevice;
+    public nint SrcArray;
+    public nuint SrcPitch;
+    public nuint DstXInBytes, DstY;
+    public int DstMemoryType;
+    public nint DstHost;
+    public ulong DstDevice;
+    public nint DstArray;
+    public nuint DstPitch;
+    public nuint WidthInBytes, Height;
 }
 
 /// <summary>CUmemAllocationProp: pinned device memory on one GPU, no shareable handle.</summary>

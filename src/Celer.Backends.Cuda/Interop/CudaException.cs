@@ -1,6 +1,6 @@
 namespace Celer.Backends.Cuda.Interop;
 
-/// <summary>A CUDA, NVRTC or cuBLAS call failed, or no GPU is usable.</summary>
+/// <summary>A CUDA, NVRTC, cuBLAS or NCCL call failed, or no GPU is usable.</summary>
 public sealed class CudaException : Exception
 {
     public CudaException(string message)

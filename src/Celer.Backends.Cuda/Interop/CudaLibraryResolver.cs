@@ -14,6 +14,7 @@ internal static class CudaLibraryResolver
     internal const string Nvrtc = "nvrtc";
     internal const string Cublas = "cublas";
     internal const string CublasLt = "cublasLt";
+    internal const string Nccl = "nccl";
 
     private static readonly Dictionary<string, string[]> Candidates = new(StringComparer.Ordinal)
     {
@@ -21,6 +22,7 @@ internal static class CudaLibraryResolver
         [Nvrtc] = ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"],
         [Cublas] = ["libcublas.so.13", "libcublas.so.12", "libcublas.so"],
         [CublasLt] = ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"],
+        [Nccl] = ["libnccl.so.2", "libnccl.so"],   // NCCL keeps soname 2 across CUDA versions
     };
 
     private static int _registered;
@@ -59,7 +61,8 @@ internal static class CudaLibraryResolver
             }
         }
 
-        // NVIDIA's pip wheels (as PyTorch installs them) keep the libraries under site-packages/nvidia/*/lib.
+        // NVIDIA's pip wheels (as PyTorch installs them) keep the libraries under site-packages/nvidia/*/lib
+        // (nvidia/nccl/lib for NCCL).
         foreach (string venv in new[] { "/opt/torch/.venv/lib" })
         {
             if (!Directory.Exists(venv))
@@ -136,6 +139,8 @@ internal static class CudaLibraryResolver
             }
         }
 
-        throw new CudaException($"The CUDA library '{name}' ({string.Join(", ", files)}) was not found. Is an NVIDIA driver and CUDA 12/13 installed?");
+        throw new CudaException(name == Nccl
+            ? $"NCCL ({string.Join(", ", files)}) was not found; tensor parallelism on GPUs needs NCCL 2 (a libnccl2 package, or the nvidia-nccl wheel PyTorch installs)."
+            : $"The CUDA library '{name}' ({string.Join(", ", files)}) was not found. Is an NVIDIA driver and CUDA 12/13 installed?");
     }
 }
