@@ -19,6 +19,7 @@ internal static class CelerCommandLine
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(QuantizeCommand.Create());
         root.Subcommands.Add(RouterCommand.Create());
+        root.Subcommands.Add(WorkerCommand.Create());
         return root;
     }
 }

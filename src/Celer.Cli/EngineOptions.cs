@@ -61,8 +61,12 @@ internal sealed class EngineOptions
     public Option<bool> EnforceEager { get; } = new("--enforce-eager") { Description = "Never record decode steps as CUDA graphs." };
     public Option<int> TensorParallelSize { get; } = new("--tensor-parallel-size", "-tp")
     {
-        Description = "Split the model's layers over this many ranks (heads and MLP columns; on the CPU, threads of this process).",
+        Description = "Split the model's layers over this many ranks (heads and MLP columns), one process each.",
         DefaultValueFactory = _ => 1,
+    };
+    public Option<string?> DistributedExecutorBackend { get; } = new("--distributed-executor-backend")
+    {
+        Description = "How the ranks run: mp (a worker process per rank on this host; the default for --tensor-parallel-size > 1) or uni (one process, one rank).",
     };
     public Option<bool> EnableSleepMode { get; } = new("--enable-sleep-mode")
     {
@@ -104,7 +108,7 @@ internal sealed class EngineOptions
         foreach (var option in new Option[]
                  {
                      ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory, KvOffloadSize, PreemptionMode,
-                     Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager, EnableSleepMode, TensorParallelSize,
+                     Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager, EnableSleepMode, TensorParallelSize, DistributedExecutorBackend,
                      CudaGraphSizes, MaxCudaGraphCaptureSize, AsyncScheduling, NoAsyncScheduling, HfOverrides, SpeculativeConfig,
                      Runner, Convert, PoolerConfig,
                  })
@@ -134,6 +138,7 @@ internal sealed class EngineOptions
         EnforceEager = result.GetValue(EnforceEager),
         EnableSleepMode = result.GetValue(EnableSleepMode),
         TensorParallelSize = result.GetValue(TensorParallelSize),
+        DistributedExecutorBackend = result.GetValue(DistributedExecutorBackend),
         CudaGraphSizes = result.GetValue(CudaGraphSizes) is { Length: > 0 } sizes ? sizes : null,
         MaxCudaGraphCaptureSize = result.GetValue(MaxCudaGraphCaptureSize),
         AsyncScheduling = result.GetValue(NoAsyncScheduling) ? false : result.GetValue(AsyncScheduling) ? true : null,

@@ -48,6 +48,7 @@ internal static class ModelsFile
         ["enforce_eager"] = (ref a, ref o, v, w) => a = a with { EnforceEager = Bool(v, w) },
         ["enable_sleep_mode"] = (ref a, ref o, v, w) => a = a with { EnableSleepMode = Bool(v, w) },
         ["tensor_parallel_size"] = (ref a, ref o, v, w) => a = a with { TensorParallelSize = Int(v, w) },
+        ["distributed_executor_backend"] = (ref a, ref o, v, w) => a = a with { DistributedExecutorBackend = String(v, w) },
         ["async_scheduling"] = (ref a, ref o, v, w) => a = a with { AsyncScheduling = Bool(v, w) },
         ["max_cudagraph_capture_size"] = (ref a, ref o, v, w) => a = a with { MaxCudaGraphCaptureSize = Int(v, w) },
         ["hf_overrides"] = (ref a, ref o, v, w) => a = a with { HfOverrides = JsonText(v, w) },

@@ -31,6 +31,8 @@ public sealed class AsyncLlmEngine : IAsyncDisposable
     public AsyncLlmEngine(EngineArgs args, IModelExecutor executor, Tokenizer? tokenizer, EngineModelInfo model, IEngineStatsListener? listener = null)
     {
         _driver = new EngineDriver(args, executor, tokenizer, model, listener);
+        // A failure outside a step (a worker process gone) ends the loop as a failed step would.
+        executor.WatchFailures(failure => Enqueue(() => throw failure));
         var thread = new Thread(RunLoop) { IsBackground = true, Name = "celer-engine-loop" };
         thread.Start();
     }

@@ -107,10 +107,16 @@ public sealed record EngineArgs
     public bool EnableSleepMode { get; init; }
 
     /// <summary>
-    /// vLLM's --tensor-parallel-size: the model's layers split over this many ranks (<see cref="Models.Architectures.TensorParallelShard"/>).
-    /// On the CPU the ranks are threads of this process; several GPUs are refused until the NCCL executor exists.
+    /// vLLM's --tensor-parallel-size: the model's layers split over this many ranks (<see cref="Models.Architectures.TensorParallelShard"/>),
+    /// rank 0 in this process and each other a worker process (<see cref="Distributed.TensorParallelWorker"/>).
     /// </summary>
     public int TensorParallelSize { get; init; } = 1;
+
+    /// <summary>
+    /// vLLM's --distributed-executor-backend: <c>mp</c>, a worker process per rank on this host (the default with more
+    /// than one rank), or <c>uni</c>, one process (one rank only). Null: chosen by the size, as vLLM chooses.
+    /// </summary>
+    public string? DistributedExecutorBackend { get; init; }
 
     /// <summary>
     /// vLLM's --cuda-graph-sizes: one value is the largest decode batch recorded (1, 2, 4 and the multiples of 8 up to
@@ -151,6 +157,13 @@ public sealed record EngineArgs
         Require(KvCacheMemoryBytes is null or > 0, "--kv-cache-memory must be positive", nameof(KvCacheMemoryBytes));
         Require(GpuMemoryUtilization is > 0f and <= 1f, "--gpu-memory-utilization must be in (0, 1]", nameof(GpuMemoryUtilization));
         Require(TensorParallelSize >= 1, "--tensor-parallel-size must be at least 1", nameof(TensorParallelSize));
+        Require(DistributedExecutorBackend is null or "mp" or "uni",
+            DistributedExecutorBackend is "ray" or "external_launcher"
+                ? $"--distributed-executor-backend {DistributedExecutorBackend} is not supported: Celer runs its ranks as worker processes (mp)"
+                : "--distributed-executor-backend must be mp or uni",
+            nameof(DistributedExecutorBackend));
+        Require(DistributedExecutorBackend != "uni" || TensorParallelSize == 1,
+            "--distributed-executor-backend uni runs one rank in one process: use mp for --tensor-parallel-size above 1", nameof(DistributedExecutorBackend));
         Require(MaxLogprobs >= 0, "--max-logprobs must be non-negative", nameof(MaxLogprobs));
         Require(KvCacheDtype is "auto" or "bfloat16" or "fp8" or "fp8_e4m3" or "fp8_e5m2", "--kv-cache-dtype must be auto, bfloat16, fp8, fp8_e4m3 or fp8_e5m2", nameof(KvCacheDtype));
         Require(CudaGraphSizes is null || CudaGraphSizes.All(size => size > 0), "--cuda-graph-sizes must be positive", nameof(CudaGraphSizes));

@@ -66,4 +66,12 @@ public interface IModelExecutor : IDisposable
 
     /// <summary>Free device memory now; null where there is no device memory to share (the CPU).</summary>
     long? DeviceFreeBytes => null;
+
+    /// <summary>
+    /// Has <paramref name="onFailure"/> called, once and from another thread, when the executor fails between steps (a
+    /// tensor-parallel worker process exited), so an idle engine turns dead at once rather than at its next request.
+    /// </summary>
+    void WatchFailures(Action<Exception> onFailure)
+    {
+    }
 }

@@ -46,7 +46,7 @@ internal struct BroadcastWait
     {
         if (timeout < TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
         {
-            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "A broadcast queue's timeout is non-negative or Timeout.InfiniteTimeSpan.");
+            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "A shared-memory wait's timeout is non-negative or Timeout.InfiniteTimeSpan.");
         }
     }
 

@@ -20,7 +20,7 @@ internal struct CallGate
         switch (Interlocked.CompareExchange(ref _state, InCall, Idle))
         {
             case InCall:
-                throw new InvalidOperationException($"{owner.GetType().Name} was called from two threads at once; each end of a broadcast queue belongs to one thread.");
+                throw new InvalidOperationException($"{owner.GetType().Name} was called from two threads at once; each one belongs to one thread.");
             case Disposed:
                 throw new ObjectDisposedException(owner.GetType().Name);
         }

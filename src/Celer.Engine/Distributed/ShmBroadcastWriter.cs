@@ -55,37 +55,13 @@ public sealed class ShmBroadcastWriter : IDisposable
         // of one process, or a restarted writer that got a dead one's id, from ever opening each other's file.
         string path = Path.Combine(ShmRingBuffer.Folder, $"{ShmRingBuffer.NamePrefix}{Environment.ProcessId}-{Guid.NewGuid():N}");
         long bytes = ShmRingBuffer.FileBytes(readerCount, chunkBytes, chunkCount);
-        var options = new FileStreamOptions
-        {
-            Mode = FileMode.CreateNew,
-            Access = FileAccess.ReadWrite,
-            Share = FileShare.ReadWrite | FileShare.Delete,
-            PreallocationSize = bytes,
-        };
-        if (!OperatingSystem.IsWindows())
-        {
-            // The steps carry users' prompts: no other account may read them.
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        FileStream stream;
-        try
-        {
 #pragma warning disable CA2000 // the ring owns the stream (its mapping closes it), or the catch below disposes it
-            stream = new FileStream(path, options);
+        FileStream stream = ShmMapping.CreateFile(path, bytes, "a broadcast queue");
 #pragma warning restore CA2000
-        }
-        catch (IOException e)
-        {
-            throw new IOException(
-                $"Could not reserve {bytes} bytes for a broadcast queue in {ShmRingBuffer.Folder}: {e.Message} " +
-                "(a container's /dev/shm is 64 MiB unless raised: docker run --shm-size or --ipc=host, a memory emptyDir in Kubernetes).", e);
-        }
 
         ShmRingBuffer ring;
         try
         {
-            stream.SetLength(bytes);
             ring = ShmRingBuffer.Create(stream, readerCount, chunkBytes, chunkCount);
         }
         catch

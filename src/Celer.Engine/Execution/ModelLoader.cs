@@ -4,6 +4,7 @@ using Celer.Models.Backend;
 using Celer.Models.Config;
 using Celer.Models.Quantization;
 using Celer.Models.Weights;
+using Celer.Engine.Distributed;
 using Celer.Engine.Speculative;
 using Celer.Tokenization;
 
@@ -13,7 +14,7 @@ namespace Celer.Engine.Execution;
 /// Turns <see cref="EngineArgs"/> into a running engine: reads the model directory (config, generation config,
 /// tokenizer), picks the backend, loads the weights (or dummy ones), sizes the KV cache and builds the runner.
 /// </summary>
-public static class ModelLoader
+public static partial class ModelLoader
 {
     /// <summary>vLLM's default CPU KV cache space (VLLM_CPU_KVCACHE_SPACE = 4 GiB).</summary>
     public const long DefaultCpuKvCacheBytes = CpuPlatform.DefaultKvCacheSpace;
@@ -150,30 +151,19 @@ public static class ModelLoader
         Phase($"backend {backend.Name} ready, computing in {backend.ActivationDType}");
         ProgressWeightSource? weights = null;
         DraftParts? draft = null;
-        TensorParallelRanks? ranks = null;
+        (WorkerProcesses Workers, ShmCollectives Group)? tensorParallel = null;
         try
         {
             weights = OpenWeights(args, dir, quantization, dtype, platform, progress, baseModelNames: pooler is not null);
-            // vLLM records decode graphs for batches up to 512 sequences; 256 covers the default --max-num-seqs. A
-            // pooling model only ever runs prompts.
-            StepGraphOptions? graphs = args.EnforceEager || pooler is not null ? null : new StepGraphOptions(args.GraphCaptureSizes(), (maxModelLen + args.BlockSize - 1) / args.BlockSize);
-#pragma warning disable CA2000 // owned by rank 0's model once built (StartPeers), disposed in the catch below until then
-            ranks = args.TensorParallelSize > 1 ? new TensorParallelRanks(args.TensorParallelSize) : null;
-#pragma warning restore CA2000
-            DecoderModel? decoder = encoder ? null : new DecoderModel(
-                config, weights, backend, maxNumTokens, maxLogitsRows, graphs, pooling: pooler is not null, tensorParallel: ranks?.Group.Member(0));
-            if (ranks is not null)
+            StepGraphOptions? graphs = GraphOptions(args, maxModelLen, pooling: pooler is not null);
+            if (args.TensorParallelSize > 1)
             {
-                // Ranks 1 .. n − 1: a backend, a mapping of the checkpoint and the model's shard each, driven by rank 0's model.
-                for (int rank = 1; rank < args.TensorParallelSize; rank++)
-                {
-                    IModelBackend rankBackend = ranks.Own(platform.CreateBackend(dtype, kvDType, sleepMode: false));
-                    IWeightSource rankWeights = ranks.Own(OpenWeights(args, dir, quantization, dtype, platform, progress: null));
-                    ranks.Add(new DecoderModel(config, rankWeights, rankBackend, maxNumTokens, maxLogitsRows, graphs, tensorParallel: ranks.Group.Member(rank)), rankBackend);
-                }
-
-                Phase($"tensor parallelism: {args.TensorParallelSize} ranks in this process, each with {decoder!.Attention.NumHeads} query and {decoder.Attention.NumKvHeads} KV heads");
+                // Ranks 1 .. n − 1 are worker processes, loading their shards while this one loads rank 0's.
+                tensorParallel = StartWorkers(args, config, maxModelLen, maxNumTokens, maxLogitsRows, dtype, kvDType, log);
             }
+
+            DecoderModel? decoder = encoder ? null : new DecoderModel(
+                config, weights, backend, maxNumTokens, maxLogitsRows, graphs, pooling: pooler is not null, tensorParallel: tensorParallel?.Group);
 
             IPoolingModel model = decoder ?? (IPoolingModel)new EncoderModel(config, weights, backend, maxNumTokens, maxLogitsRows);
             weights.Complete();
@@ -193,15 +183,17 @@ public static class ModelLoader
             // An encoder's requests end in the step that computes them: its cache holds one step's sequences, no more.
             int? stepTokens = pooler?.WholeSequences == true ? maxNumTokens : null;
             // A rank's cache holds its own KV heads; every rank gets as many blocks.
-            ModelConfig cacheShape = ranks is null ? config : config with { NumKeyValueHeads = model.Attention.NumKvHeads };
+            ModelConfig cacheShape = tensorParallel is null ? config : config with { NumKeyValueHeads = model.Attention.NumKvHeads };
             int numBlocks = KvBlocks(args, platform, [(backend, cacheShape), .. draft is null ? [] : (IEnumerable<(IModelBackend, ModelConfig)>)[(draft.Backend, draft.Model.Config)]], maxModelLen, stepTokens);
             int numHostBlocks = HostKvBlocks(args, KvBlockBytes(backend, cacheShape, args.BlockSize), pooler);
-            ranks?.AllocateKvCaches(config.NumHiddenLayers, numBlocks, args.BlockSize);
+            if (tensorParallel is { Workers: var workers })
+            {
+                workers.AllocateKvCaches(numBlocks);
+                Phase($"tensor parallelism: {args.TensorParallelSize} ranks (rank 0 here, the others worker processes), each with {decoder!.Attention.NumHeads} query and {decoder.Attention.NumKvHeads} KV heads");
+            }
+
             IReadOnlyList<int> eos = EosTokenIds(config, generation, tokenizerConfig, tokenizer);
-            // An FP8 cache takes the checkpoint's per-layer scales (dummy weights have none: 1.0, as vLLM).
-            (float[] K, float[] V)? kvScales = kvDType == DType.F8E4M3 && !args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase)
-                ? KvCacheScales.Read(weights, config.NumHiddenLayers)
-                : null;
+            (float[] K, float[] V)? kvScales = KvScales(args, kvDType, weights, config.NumHiddenLayers);
             // The CPU computes straight from the memory-mapped checkpoint, so the runner keeps it open; a GPU has its
             // own copy by now, and the host memory (all of it, for dummy weights) can go.
             IDisposable? keepOpen = platform.ReadsWeightsInPlace ? weights : null;
@@ -210,12 +202,12 @@ public static class ModelLoader
                 weights.Dispose();
             }
 
-            if (ranks is not null)
+            if (tensorParallel is { } group)
             {
-                // The peers stop (and free their backends and mappings) before rank 0's checkpoint goes.
-                decoder!.Peers = ranks.StartPeers();
-                keepOpen = new OwnedInOrder(decoder.Peers, keepOpen);
-                ranks = null;
+                // The workers stop before the collectives they meet in go, and both before rank 0's checkpoint.
+                decoder!.Peers = group.Workers;
+                keepOpen = new OwnedInOrder(group.Workers, group.Group, keepOpen);
+                tensorParallel = null;
             }
 
 #pragma warning disable CA2000 // the returned Parts own the runner (and the runner the backend and keepOpen)
@@ -287,14 +279,28 @@ public static class ModelLoader
         catch
         {
             draft?.Dispose();
-            ranks?.Dispose();
+            tensorParallel?.Workers.Dispose();
+            tensorParallel?.Group.Dispose();
             weights?.Dispose();
             backend.Dispose();
             throw;
         }
     }
 
-    /// <summary>What tensor parallelism cannot serve yet, or null: it runs its ranks as threads of this process on the CPU.</summary>
+    /// <summary>
+    /// The decode graphs to record: vLLM records them for batches up to 512 sequences, and 256 covers the default
+    /// --max-num-seqs. None when eager, nor for a pooling model, which only ever runs prompts.
+    /// </summary>
+    private static StepGraphOptions? GraphOptions(EngineArgs args, int maxModelLen, bool pooling) =>
+        args.EnforceEager || pooling ? null : new StepGraphOptions(args.GraphCaptureSizes(), (maxModelLen + args.BlockSize - 1) / args.BlockSize);
+
+    /// <summary>An FP8 cache takes the checkpoint's per-layer scales (dummy weights have none: 1.0, as vLLM).</summary>
+    private static (float[] K, float[] V)? KvScales(EngineArgs args, DType? kvDType, IWeightSource weights, int numLayers) =>
+        kvDType == DType.F8E4M3 && !args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase)
+            ? KvCacheScales.Read(weights, numLayers)
+            : null;
+
+    /// <summary>What tensor parallelism cannot serve yet, or null: its ranks are worker processes on the CPU.</summary>
     private static string? TensorParallelRefusal(EngineArgs args, DevicePlatform platform, PoolerConfig? pooler, bool encoder) =>
         platform is not CpuPlatform ? "several GPUs need the NCCL executor with a worker process per GPU, which is not built yet; tensor parallelism runs on the CPU (--device cpu) for now"
         : pooler is not null || encoder ? "pooling models are not split yet"

@@ -97,6 +97,8 @@ public sealed partial class ModelRunner : IModelExecutor
 
     private DecoderModel Decoder => _decoder ?? throw new InvalidOperationException("An encoder computes no logits.");
 
+    public void WatchFailures(Action<Exception> onFailure) => _decoder?.Peers?.WatchFailures(onFailure);
+
     public StepTimeline? Timeline => _backend.Timeline;
 
     /// <summary>Not with speculative decoding: a step's drafts come from the tokens the step before it sampled.</summary>

@@ -150,7 +150,7 @@ public sealed class DecoderModel : IPoolingModel
     /// Set on rank 0 of a tensor-parallel group whose other ranks run in this process: every step (and graph recording)
     /// runs on them too, with the same batch. Owned by this model's owner, which disposes it.
     /// </summary>
-    public TensorParallelPeers? Peers { get; set; }
+    public ITensorParallelPeers? Peers { get; set; }
 
     public SequenceClassifier? Classifier { get; }
 
@@ -167,7 +167,7 @@ public sealed class DecoderModel : IPoolingModel
     /// step that wants many rows (prompt logprobs of a long prompt) needs no vocabulary-sized buffer per token.
     /// </summary>
     public void Forward(ForwardBatch batch, LogitsHandler onLogits) =>
-        Mirrored(peer => peer.Forward(batch, static (_, _, _) => { }), () => ForwardOnThisRank(batch, onLogits));
+        Mirrored(new PeerCall.Forward(batch), () => ForwardOnThisRank(batch, onLogits));
 
     private void ForwardOnThisRank(ForwardBatch batch, LogitsHandler onLogits)
     {
@@ -225,7 +225,7 @@ public sealed class DecoderModel : IPoolingModel
     /// that runs on the device; valid until the next step.
     /// </summary>
     public Tensor ForwardToDevice(ForwardBatch batch) =>
-        Mirrored(peer => peer.ForwardToDevice(batch), () => ForwardToDeviceOnThisRank(batch));
+        Mirrored(new PeerCall.ForwardToDevice(batch), () => ForwardToDeviceOnThisRank(batch));
 
     private Tensor ForwardToDeviceOnThisRank(ForwardBatch batch)
     {
@@ -274,7 +274,7 @@ public sealed class DecoderModel : IPoolingModel
     /// the largest step first, one eager padding step makes lazily built state (the RoPE table), then one batch of
     /// padding rows per size is recorded. Returns the sizes recorded (none when graphs are off).
     /// </summary>
-    public IReadOnlyList<int> CaptureGraphs() => Mirrored(peer => peer.CaptureGraphs(), CaptureGraphsOnThisRank);
+    public IReadOnlyList<int> CaptureGraphs() => Mirrored(new PeerCall.CaptureGraphs(), CaptureGraphsOnThisRank);
 
     private IReadOnlyList<int> CaptureGraphsOnThisRank()
     {
@@ -493,13 +493,13 @@ public sealed class DecoderModel : IPoolingModel
     /// Runs <paramref name="onThisRank"/> with the same call started on the <see cref="Peers"/> first (once: a mirrored call
     /// that makes another, as graph recording runs steps, does not start them again), and waits for them after.
     /// </summary>
-    private void Mirrored(Action<DecoderModel> onPeers, Action onThisRank) => Mirrored(onPeers, () =>
+    private void Mirrored(PeerCall call, Action onThisRank) => Mirrored(call, () =>
     {
         onThisRank();
         return 0;
     });
 
-    private T Mirrored<T>(Action<DecoderModel> onPeers, Func<T> onThisRank)
+    private T Mirrored<T>(PeerCall call, Func<T> onThisRank)
     {
         if (Peers is not { } peers || _mirroring)
         {
@@ -507,7 +507,7 @@ public sealed class DecoderModel : IPoolingModel
         }
 
         _mirroring = true;
-        peers.Start(onPeers);
+        peers.Start(call);
         try
         {
             T result = onThisRank();
@@ -525,7 +525,7 @@ public sealed class DecoderModel : IPoolingModel
     }
 
     /// <summary>Waits for the peers after this rank failed (they stop at their next collective); keeps this rank's exception.</summary>
-    private static bool JoinAfterFailure(TensorParallelPeers peers)
+    private static bool JoinAfterFailure(ITensorParallelPeers peers)
     {
         try
         {

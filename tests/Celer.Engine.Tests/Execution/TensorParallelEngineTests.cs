@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Celer.Engine.Execution;
 using Celer.Models.Weights;
 using Celer.TestSupport;
@@ -5,10 +6,11 @@ using Celer.TestSupport;
 namespace Celer.Engine.Tests.Execution;
 
 /// <summary>
-/// <c>--tensor-parallel-size</c> through the whole engine on the CPU (ranks as threads of the process, each a shard of
-/// the default model on its own backend and KV cache): greedy outputs of a batch with chunked prefill are token for
-/// token those of one rank, with KV heads split (2 ranks) and replicated (4 ranks, more than its 2 KV heads); what cannot
-/// be split yet is refused by name.
+/// <c>--tensor-parallel-size</c> through the whole engine on the CPU, rank 0 in the test process and every other rank a
+/// worker process (this test program started again), each a shard of the default model on its own backend and KV cache,
+/// meeting in shared-memory collectives: greedy outputs of a batch with chunked prefill are token for token those of one
+/// rank, with KV heads split (2 ranks) and replicated (4 ranks, more than its 2 KV heads); a worker that dies turns the
+/// engine dead instead of hanging it; what cannot be split yet is refused by name.
 /// </summary>
 public sealed class TensorParallelEngineTests
 {
@@ -24,16 +26,20 @@ public sealed class TensorParallelEngineTests
         TensorParallelSize = ranks,
     };
 
+    private static List<GenerateRequest> Requests(int maxTokens)
+    {
+        var random = new Random(5);
+        return [.. Enumerable.Range(0, 4).Select(i => new GenerateRequest(
+            $"r{i}", [.. Enumerable.Range(0, 15 * (i + 2)).Select(_ => random.Next(1, 4000))],
+            new SamplingParams { Temperature = 0, MaxTokens = maxTokens, IgnoreEos = true }))];
+    }
+
     private static List<string> Generate(int ranks)
     {
         (LlmEngine engine, _, _) = ModelLoader.LoadOffline(Args(ranks));
         using (engine)
         {
-            var random = new Random(5);
-            var requests = Enumerable.Range(0, 4).Select(i => new GenerateRequest(
-                $"r{i}", [.. Enumerable.Range(0, 15 * (i + 2)).Select(_ => random.Next(1, 4000))],
-                new SamplingParams { Temperature = 0, MaxTokens = 20, IgnoreEos = true })).ToList();
-            return [.. engine.Generate(requests).Select(o => string.Join(' ', o.Outputs.SelectMany(c => c.TokenIdsDelta)))];
+            return [.. engine.Generate(Requests(20)).Select(o => string.Join(' ', o.Outputs.SelectMany(c => c.TokenIdsDelta)))];
         }
     }
 
@@ -41,6 +47,65 @@ public sealed class TensorParallelEngineTests
     [InlineData(2)]
     [InlineData(4)]
     public void Split_ranks_generate_the_tokens_of_one(int ranks) => Assert.Equal(Generate(1), Generate(ranks));
+
+    [Fact]
+    public async Task A_worker_that_dies_turns_the_engine_dead_instead_of_hanging_it()
+    {
+        await using LoadedModel loaded = ModelLoader.Load(Args(2));
+        AsyncLlmEngine engine = loaded.Engine;
+        GenerateRequest first = Requests(4)[0];
+        await foreach (RequestOutput _ in engine.GenerateAsync(first, TestContext.Current.CancellationToken))
+        {
+        }
+
+        // The worker's process: the one child of this process started with the worker's arguments.
+        using Process worker = WorkerChildren().Single();
+        worker.Kill();
+        var clock = Stopwatch.StartNew();
+        while (!engine.IsDead && clock.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        Assert.True(engine.IsDead, "the engine still serves 30 s after its worker died");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"the engine took {clock.Elapsed.TotalSeconds:F1} s to notice");
+        var refused = await Assert.ThrowsAsync<EngineDeadException>(async () =>
+        {
+            await foreach (RequestOutput _ in engine.GenerateAsync(Requests(4)[1], TestContext.Current.CancellationToken))
+            {
+            }
+        });
+        Assert.Contains("no new requests", refused.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>This process's live children that are tensor-parallel workers (Linux: /proc's parent ids and command lines).</summary>
+    private static IEnumerable<Process> WorkerChildren()
+    {
+        foreach (string dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid))
+            {
+                continue;
+            }
+
+            string status, commandLine;
+            try
+            {
+                status = File.ReadAllText(Path.Combine(dir, "status"));
+                commandLine = File.ReadAllText(Path.Combine(dir, "cmdline"));
+            }
+            catch (IOException)
+            {
+                continue;   // gone meanwhile
+            }
+
+            bool ours = status.Split('\n').Any(line => line == $"PPid:\t{Environment.ProcessId}");
+            if (ours && commandLine.Split('\0').Contains(Celer.Engine.Distributed.TensorParallelWorker.Command))
+            {
+                yield return Process.GetProcessById(pid);
+            }
+        }
+    }
 
     [Fact]
     public void What_cannot_be_split_yet_is_refused_by_name()
@@ -55,5 +120,9 @@ public sealed class TensorParallelEngineTests
         Assert.Contains("--kv-offload-size", offload.Message, StringComparison.Ordinal);
 
         Assert.Throws<ArgumentException>(() => ModelLoader.LoadOffline(Args(0)));
+        var ray = Assert.Throws<ArgumentException>(() => ModelLoader.LoadOffline(Args(2) with { DistributedExecutorBackend = "ray" }));
+        Assert.Contains("ray is not supported", ray.Message, StringComparison.Ordinal);
+        var uni = Assert.Throws<ArgumentException>(() => ModelLoader.LoadOffline(Args(2) with { DistributedExecutorBackend = "uni" }));
+        Assert.Contains("use mp", uni.Message, StringComparison.Ordinal);
     }
 }

@@ -32,6 +32,8 @@ internal sealed class InterceptingExecutor(IModelExecutor inner) : IModelExecuto
 
     public long? DeviceFreeBytes => inner.DeviceFreeBytes;
 
+    public void WatchFailures(Action<Exception> onFailure) => inner.WatchFailures(onFailure);
+
     /// <summary>Least wall time of one step.</summary>
     public TimeSpan StepPace { get; set; } = TimeSpan.Zero;
 

@@ -105,7 +105,7 @@ rather than deploying a server that exits or ignores it.
 {{- end -}}
 {{- $tp := .celerConfig.tensorParallelSize -}}
 {{- if and (not (kindIs "invalid" $tp)) (ne (toString $tp) "1") (gt (int64 (default 0 .requestGPU)) 0) -}}
-{{- fail (printf "servingEngineSpec.modelSpec %s: tensorParallelSize %v: Celer splits a model over CPU threads only so far, not over GPUs (one server runs on one GPU); set 1, and add replicas for throughput." .name $tp) -}}
+{{- fail (printf "servingEngineSpec.modelSpec %s: tensorParallelSize %v: Celer splits a model over CPU worker processes only so far, not over GPUs (one server runs on one GPU); set 1, and add replicas for throughput." .name $tp) -}}
 {{- end -}}
 {{- $gpus := int64 (default 0 .requestGPU) -}}
 {{- if gt $gpus 1 -}}

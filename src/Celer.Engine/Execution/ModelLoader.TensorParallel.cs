@@ -1,0 +1,103 @@
+using Celer.Engine.Distributed;
+using Celer.Models.Architectures;
+using Celer.Models.Backend;
+using Celer.Models.Config;
+using Celer.Models.Weights;
+
+namespace Celer.Engine.Execution;
+
+public static partial class ModelLoader
+{
+    /// <summary>How long a collective waits for a rank that is alive: longer than any step's skew between ranks.</summary>
+    private static readonly TimeSpan CollectiveTimeout = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Rank 0's half of starting a tensor-parallel group (<c>--tensor-parallel-size</c> &gt; 1): starts the worker
+    /// processes, makes the group's collectives and sends the plan, so the workers load their shards while rank 0 loads
+    /// its own. Both returned objects are the caller's to dispose, the processes first.
+    /// </summary>
+    private static (WorkerProcesses Workers, ShmCollectives Group) StartWorkers(
+        EngineArgs args, ModelConfig config, int maxModelLen, int maxNumTokens, int maxLogitsRows, DType dtype, DType? kvDType, Action<string>? log)
+    {
+        int size = args.TensorParallelSize;
+        // The largest collective: an all-reduce of a whole step's hidden rows, or the gather of its logits' vocabulary parts.
+        long slotBytes = sizeof(float) * Math.Max((long)maxNumTokens * config.HiddenSize, (long)maxLogitsRows * (config.VocabSize / size));
+        ShmCollectives group = ShmCollectives.Create(size, slotBytes, CollectiveTimeout);
+        WorkerProcesses? workers = null;
+        try
+        {
+            workers = WorkerProcesses.Start(size, log);
+            workers.SendPlan(new WorkerPlan(args, size, group.Name, maxModelLen, maxNumTokens, maxLogitsRows, dtype, kvDType));
+            return (workers, group);
+        }
+        catch
+        {
+            workers?.Dispose();
+            group.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A worker's shard of the model as <see cref="LoadWorkerRank"/> built it, with what it runs on.</summary>
+    internal sealed class WorkerRank(DecoderModel model, IModelBackend backend, IDisposable? weights, ShmCollectives group, int numLayers, int blockSize, (float[] K, float[] V)? kvScales)
+        : IDisposable
+    {
+        public DecoderModel Model => model;
+
+        public void AllocateKvCache(int numBlocks)
+        {
+            backend.AllocateKvCache(numLayers, numBlocks, blockSize, model.Attention);
+            if (kvScales is { } scales)
+            {
+                backend.SetKvCacheScales(scales.K, scales.V);
+            }
+        }
+
+        public void Dispose()
+        {
+            backend.Dispose();
+            weights?.Dispose();
+            group.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// A worker's half: rank <paramref name="rank"/>'s shard of the model rank 0 planned, with the sizes rank 0 derived
+    /// (every rank's buffers and graphs must match its steps), on a backend of its own.
+    /// </summary>
+    internal static WorkerRank LoadWorkerRank(WorkerPlan plan, int rank)
+    {
+        EngineArgs args = plan.Args;
+        ModelConfig config = ModelConfig.Load(args.Model, args.ParseHfOverrides());
+        DevicePlatform platform = DevicePlatform.For(args.Device);
+        ShmCollectives? group = null;
+        IModelBackend? backend = null;
+        ProgressWeightSource? weights = null;
+        try
+        {
+#pragma warning disable CA2000 // the returned WorkerRank owns them (or they are disposed here, or in the catch)
+            group = ShmCollectives.Join(plan.Collectives, rank, CollectiveTimeout);
+            backend = platform.CreateBackend(plan.DType, plan.KvCacheDType, sleepMode: false);
+            weights = OpenWeights(args, args.Model, quantization: null, plan.DType, platform, progress: null);
+#pragma warning restore CA2000
+            var model = new DecoderModel(
+                config, weights, backend, plan.MaxNumTokens, plan.MaxLogitsRows, GraphOptions(args, plan.MaxModelLen, pooling: false), tensorParallel: group);
+            weights.Complete();
+            (float[] K, float[] V)? kvScales = KvScales(args, plan.KvCacheDType, weights, config.NumHiddenLayers);
+            IDisposable? keepOpen = platform.ReadsWeightsInPlace ? weights : null;
+            if (keepOpen is null)
+            {
+                weights.Dispose();
+            }
+
+            return new WorkerRank(model, backend, keepOpen, group, config.NumHiddenLayers, args.BlockSize, kvScales);
+        }
+        catch
+        {
+            weights?.Dispose();
+            backend?.Dispose();
+            group?.Dispose();
+            throw;
+        }
+    }
+}
