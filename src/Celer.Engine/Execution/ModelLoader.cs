@@ -480,6 +480,7 @@ public static partial class ModelLoader
                 return new ProgressWeightSource(Quantized(dummy), null, null, progress);
             case "auto" or "safetensors":
                 var source = SafetensorsWeightSource.Open(dir);
+                source.ReadAheadInBackground();   // every tensor is read once: keep the disk streaming meanwhile
                 return new ProgressWeightSource(Quantized(source), source.Names.Count(), source.Files.Sum(f => new FileInfo(f.Path).Length), progress);
             default:
                 throw new ArgumentException($"Unknown load format '{args.LoadFormat}'; expected auto, safetensors or dummy.", nameof(args));

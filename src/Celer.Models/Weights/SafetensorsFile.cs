@@ -13,16 +13,18 @@ public sealed unsafe class SafetensorsFile : IDisposable
     private readonly MemoryMappedFile _map;
     private readonly MemoryMappedViewAccessor _view;
     private readonly byte* _data; // start of the data section (after the header)
+    private readonly long _dataBytes;
     private readonly Dictionary<string, SafetensorsEntry> _tensors;
     private bool _disposed;
 
-    private SafetensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* data,
+    private SafetensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* data, long dataBytes,
         Dictionary<string, SafetensorsEntry> tensors, Dictionary<string, string> metadata)
     {
         Path = path;
         _map = map;
         _view = view;
         _data = data;
+        _dataBytes = dataBytes;
         _tensors = tensors;
         Metadata = metadata;
     }
@@ -74,7 +76,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
             long dataStart = sizeof(ulong) + (long)headerLength;
             byte[] header = new ReadOnlySpan<byte>(basePointer + sizeof(ulong), (int)headerLength).ToArray();
             var (tensors, metadata) = SafetensorsHeader.Parse(header, length - dataStart, file);
-            return new SafetensorsFile(path, map, view, basePointer + dataStart, tensors, metadata);
+            return new SafetensorsFile(path, map, view, basePointer + dataStart, length - dataStart, tensors, metadata);
         }
         catch
         {
@@ -88,7 +90,21 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>Bytes of tensor data (the file less its header).</summary>
+    public long DataBytes => _dataBytes;
+
     public bool Contains(string name) => _tensors.ContainsKey(name);
+
+    /// <summary>
+    /// Asks the kernel to read the data bytes <paramref name="offset"/> .. + <paramref name="length"/> (clipped to the
+    /// data) from the disk now; the caller keeps the file open meanwhile.
+    /// </summary>
+    internal void RequestRead(long offset, long length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        length = Math.Min(length, _dataBytes - offset);
+        ReadAhead.Request((nint)(_data + offset), length);
+    }
 
     /// <summary>The safetensors dtype string of a tensor ("BF16", "I32", "F8_E4M3", ...), or null when absent.</summary>
     public string? DTypeNameOf(string name) => _tensors.TryGetValue(name, out var e) ? e.DTypeName : null;

@@ -14,8 +14,13 @@ public sealed class SafetensorsWeightSource : IWeightSource
     public const string SingleFileName = "model.safetensors";
     public const string IndexFileName = "model.safetensors.index.json";
 
+    // Read-ahead requests cover this much at a time, so stopping (Dispose) waits for one at most.
+    private const long ReadAheadPiece = 64L << 20;
+
     private readonly SafetensorsFile[] _files;
     private readonly Dictionary<string, SafetensorsFile> _byTensor;
+    private readonly CancellationTokenSource _stopReadAhead = new();
+    private Task? _readAhead;
 
     private SafetensorsWeightSource(SafetensorsFile[] files, Dictionary<string, SafetensorsFile> byTensor)
     {
@@ -66,6 +71,36 @@ public sealed class SafetensorsWeightSource : IWeightSource
 
     public bool Contains(string name) => _byTensor.ContainsKey(name);
 
+    /// <summary>
+    /// Starts reading every file from the disk in the background, in file order, as far ahead of the loader as the disk
+    /// goes, when the checkpoint takes at most half of this machine's memory (else the pages read early would push out
+    /// the ones the loader is using). A loader that reads every tensor once (a GPU's upload, a sleeping model's
+    /// reload) then waits on the disk's sequential rate rather than on one tensor's read-ahead at a time: its own
+    /// order (layer by layer) is not the files' (safetensors writers sort tensors by dtype and name), so per-tensor
+    /// requests leave the disk idle between tensors and seek. Returns false, reading nothing, when the checkpoint is too large.
+    /// </summary>
+    public bool ReadAheadInBackground()
+    {
+        long bytes = _files.Sum(f => f.DataBytes);
+        if (bytes > GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2 || _readAhead is not null)
+        {
+            return false;
+        }
+
+        CancellationToken stop = _stopReadAhead.Token;
+        _readAhead = Task.Run(() =>
+        {
+            foreach (SafetensorsFile file in _files)
+            {
+                for (long offset = 0; offset < file.DataBytes && !stop.IsCancellationRequested; offset += ReadAheadPiece)
+                {
+                    file.RequestRead(offset, ReadAheadPiece);
+                }
+            }
+        }, stop);
+        return true;
+    }
+
     public WeightTensor Get(string name, params int[] expectedShape)
     {
         if (!_byTensor.TryGetValue(name, out var file))
@@ -79,6 +114,17 @@ public sealed class SafetensorsWeightSource : IWeightSource
 
     public void Dispose()
     {
+        // The read-ahead requests ranges of the mappings: it stops before they go.
+        _stopReadAhead.Cancel();
+        try
+        {
+            _readAhead?.Wait();
+        }
+        catch (AggregateException e) when (e.InnerException is TaskCanceledException)
+        {
+        }
+
+        _stopReadAhead.Dispose();
         foreach (var file in _files)
         {
             file.Dispose();

@@ -90,6 +90,37 @@ public class SafetensorsWeightSourceTests
     }
 
     [Fact]
+    public void Background_read_ahead_runs_beside_the_loader_and_stops_at_dispose()
+    {
+        using var dir = new TempDirectory();
+        // Two files of several read-ahead pieces' worth of pages each would take long to write; a few MiB exercise the
+        // clipping of the last piece and the walk over files.
+        var a = RandomBytes(3 << 20, 7);
+        var b = RandomBytes(5 << 20, 8);
+        SafetensorsWriter.Write(dir.File("model-00001-of-00002.safetensors"), [("x.weight", DType.BF16, [a.Length / 2], a)]);
+        SafetensorsWriter.Write(dir.File("model-00002-of-00002.safetensors"), [("y.weight", DType.BF16, [b.Length / 2], b)]);
+        File.WriteAllText(dir.File("model.safetensors.index.json"), """
+            {"weight_map": {"x.weight": "model-00001-of-00002.safetensors", "y.weight": "model-00002-of-00002.safetensors"}}
+            """);
+
+        using (var source = SafetensorsWeightSource.Open(dir.Path))
+        {
+            Assert.Equal(a.Length + b.Length, source.Files.Sum(f => f.DataBytes));
+            Assert.True(source.ReadAheadInBackground());
+            Assert.False(source.ReadAheadInBackground());   // one reader per source
+            Assert.Equal(b, source.Get("y.weight").Bytes.ToArray());
+            Assert.Equal(a, source.Get("x.weight").Bytes.ToArray());
+        }
+
+        // Disposed at once after starting: the background reader stops before the mappings go.
+        for (int i = 0; i < 20; i++)
+        {
+            using var source = SafetensorsWeightSource.Open(dir.Path);
+            Assert.True(source.ReadAheadInBackground());
+        }
+    }
+
+    [Fact]
     public void Index_pointing_to_a_missing_shard_names_the_shard()
     {
         using var dir = new TempDirectory();
