@@ -25,7 +25,7 @@ public sealed class PoolingOnGpuTests
             MaxNumBatchedTokens = 16, MaxNumSeqs = 16, KvCacheMemoryBytes = 16L << 20,
         }).Engine;
         IReadOnlyList<RequestOutput> outputs = engine.Generate(
-            [.. fixture.Cases.Select((c, i) => GenerateRequest.ForPooling($"r{i}", c.PromptTokenIds, new PoolingParams()))]);
+            [.. fixture.Cases.Select((c, i) => GenerateRequest.ForPooling($"r{i}", c.PromptTokenIds, new PoolingParams { ExcludedPromptTokens = c.ExcludedPromptTokens }))]);
         double floor = dtype == "float32" ? 0.9999 : 0.999;
         foreach (RequestOutput output in outputs)
         {

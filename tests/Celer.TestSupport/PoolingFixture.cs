@@ -10,7 +10,11 @@ namespace Celer.TestSupport;
 public sealed record PoolingFixture(string Name, string Pooling, bool Normalize, IReadOnlyList<PoolingFixture.Input> Cases)
 {
     /// <param name="EmbeddingFirst32">The vector cut to its first 32 values, then normalized when the model normalizes (vLLM's Matryoshka rule).</param>
-    public sealed record Input(int[] PromptTokenIds, float[] Embedding, float[] EmbeddingFirst32);
+    /// <param name="ExcludedPromptTokens">
+    /// The leading tokens the pooling left out (sentence-transformers' prompt_length, for a fixture whose Pooling module
+    /// has include_prompt false and whose inputs carry its default prompt); 0 for the others.
+    /// </param>
+    public sealed record Input(int[] PromptTokenIds, float[] Embedding, float[] EmbeddingFirst32, int ExcludedPromptTokens = 0);
 
     public static string Root => Path.Combine(RepoPaths.Fixtures, "pooling");
 
@@ -25,7 +29,8 @@ public sealed record PoolingFixture(string Name, string Pooling, bool Normalize,
         List<Input> cases = [.. root.GetProperty("cases").EnumerateArray().Select(c => new Input(
             [.. c.GetProperty("prompt_token_ids").EnumerateArray().Select(e => e.GetInt32())],
             [.. c.GetProperty("embedding").EnumerateArray().Select(e => e.GetSingle())],
-            [.. c.GetProperty("embedding_first_32").EnumerateArray().Select(e => e.GetSingle())]))];
+            [.. c.GetProperty("embedding_first_32").EnumerateArray().Select(e => e.GetSingle())],
+            c.TryGetProperty("excluded_prompt_tokens", out JsonElement excluded) ? excluded.GetInt32() : 0))];
         return new PoolingFixture(name, root.GetProperty("pooling").GetString()!, root.GetProperty("normalize").GetBoolean(), cases);
     }
 

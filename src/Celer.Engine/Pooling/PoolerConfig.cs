@@ -32,6 +32,12 @@ public sealed record PoolerConfig(PoolingType Type, bool Normalize, int HiddenSi
     /// <summary>sentence-transformers' Dense projections of the pooled vector, before it is cut and normalized.</summary>
     public IReadOnlyList<DenseModule> Dense { get; init; } = [];
 
+    /// <summary>
+    /// sentence-transformers' default prompt, which the server puts before each text input of an embedding request (and
+    /// before each pair's first text on a cross-encoder), as <c>SentenceTransformer.encode</c> does; null when none.
+    /// </summary>
+    public SentenceTransformersPrompt? DefaultPrompt { get; init; }
+
     /// <summary>The length of an embedding before any cut: the last Dense module's output, else <see cref="HiddenSize"/>.</summary>
     public int EmbeddingSize => Dense.Count > 0 ? Dense[^1].OutFeatures : HiddenSize;
 

@@ -22,6 +22,17 @@ public sealed record PoolingParams
     /// probabilities (or a cross-encoder's raw logit instead of its score).
     /// </summary>
     public bool UseActivation { get; init; } = true;
+
+    /// <summary>
+    /// How many leading tokens mean and max pooling leave out: sentence-transformers' <c>prompt_length</c>, whose
+    /// positions its Pooling module masks when <c>include_prompt</c> is false (the server sets it for inputs it put the
+    /// model's default prompt before). CLS and last-token pooling read their one row as before.
+    /// </summary>
+    public int ExcludedPromptTokens
+    {
+        get;
+        init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "The excluded prompt tokens cannot be negative.");
+    }
 }
 
 /// <summary>vLLM's pooling tasks: what a pooling request's output is.</summary>

@@ -52,7 +52,7 @@ internal static class PoolingRunner
             config = config with { Architecture = ClassifierConfig.CausalLmOf(architecture) };
         }
 
-        SentenceTransformersModel? st = SentenceTransformersLayout.Read(dir);
+        SentenceTransformersModel? st = SentenceTransformersLayout.Read(dir, crossEncoder: config.Classifier is not null);
         // vLLM's defaults: a classifier pools the first token of an encoder and the last of a decoder, as transformers'
         // heads read them; an encoder embedder its CLS token, a decoder embedder its last, normalized.
         PoolingType defaultType = encoder ? PoolingType.Cls : PoolingType.Last;
@@ -65,6 +65,7 @@ internal static class PoolingRunner
             WholeSequences = encoder,
             TokenTypes = config.Encoder?.TypeVocabSize ?? 0,
             Dense = st?.Dense ?? [],
+            DefaultPrompt = st?.DefaultPrompt,
         };
         if (pooler.Dense.Count > 0 && pooler.Dense[0].InFeatures != config.HiddenSize)
         {

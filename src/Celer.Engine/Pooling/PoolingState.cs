@@ -6,18 +6,27 @@ namespace Celer.Engine;
 /// <summary>
 /// One pooling request's pooled state across the steps its prompt spans (chunked prefill): the sum of its hidden
 /// states (mean), their elementwise maximum (max), or the one row its pooling keeps (the first for CLS, the last for last-token pooling). The sum is
-/// kept in double, so a long prompt's mean does not depend on how it was chunked.
+/// kept in double, so a long prompt's mean does not depend on how it was chunked. Mean and max pooling are handed every
+/// row in position order, chunk after chunk, so the first <see cref="PoolingParams.ExcludedPromptTokens"/> rows they are
+/// handed are the prompt's, which they leave out as sentence-transformers' mask does.
 /// </summary>
 internal sealed class PoolingState(PoolingParams parameters, PoolerConfig pooler)
 {
     private readonly double[] _sum = new double[pooler.HiddenSize];
     private int _rows;
+    private int _excluded;   // prompt rows left out so far
 
     public PoolingParams Params { get; } = parameters;
 
     /// <summary>Adds a row of final hidden states this request's pooling reads (its plan chose which).</summary>
     public void Add(ReadOnlySpan<float> hidden)
     {
+        if (pooler.Type is PoolingType.Mean or PoolingType.Max && _excluded < Params.ExcludedPromptTokens)
+        {
+            _excluded++;
+            return;
+        }
+
         if (pooler.Type == PoolingType.Max)
         {
             // The running maximum is kept in _sum as one "row", so Finish reads it as it reads a single row.
@@ -50,6 +59,7 @@ internal sealed class PoolingState(PoolingParams parameters, PoolerConfig pooler
     {
         Array.Clear(_sum);
         _rows = 0;
+        _excluded = 0;
     }
 
     /// <summary>
@@ -59,17 +69,22 @@ internal sealed class PoolingState(PoolingParams parameters, PoolerConfig pooler
     /// </summary>
     public float[] Finish(SequenceClassifier? classifier)
     {
-        if (_rows == 0)
+        if (_rows == 0 && _excluded == 0)
         {
             throw new InvalidOperationException("A pooling request finished with no hidden state pooled.");
         }
+
+        // Every row was the prompt's: sentence-transformers' mean of nothing is the zero vector (its count is clamped
+        // to 1e-9); its max of nothing is -inf, which no JSON number carries, so max gives zeros too. The server
+        // refuses such inputs; this keeps the engine's answer defined for a caller that sends one.
+        int rows = Math.Max(_rows, 1);
 
         if (Params.Task != PoolingTask.Embed)
         {
             var pooled = new float[_sum.Length];
             for (int i = 0; i < pooled.Length; i++)
             {
-                pooled[i] = (float)(_sum[i] / _rows);
+                pooled[i] = (float)(_sum[i] / rows);
             }
 
             ClassifierConfig config = pooler.Classifier ?? throw new InvalidOperationException("A classification request reached a model without a classifier.");
@@ -82,7 +97,7 @@ internal sealed class PoolingState(PoolingParams parameters, PoolerConfig pooler
             return Params.Task == PoolingTask.Classify ? ClassifierActivation.Classify(logits, config) : ClassifierActivation.Score(logits, config);
         }
 
-        double[] embedding = [.. _sum.Select(s => s / _rows)];
+        double[] embedding = [.. _sum.Select(s => s / rows)];
         foreach (DenseModule dense in pooler.Dense)
         {
             embedding = [.. dense.Apply([.. embedding.Select(v => (float)v)]).Select(v => (double)v)];

@@ -23,7 +23,11 @@ internal static class CompletionPrompts
     /// Whether "" is a prompt when the tokenizer still makes tokens of it (a BOS): the embeddings rule, where only an input of
     /// no tokens at all is refused; completions refuse "" outright, as vLLM does.
     /// </param>
-    public sealed record Rules(string Field, int MaxCount, bool AllowEmptyText);
+    /// <param name="TextPrefix">
+    /// Put before every text prompt before it is tokenized (an embedding model's sentence-transformers default prompt);
+    /// token-id prompts are taken as they are.
+    /// </param>
+    public sealed record Rules(string Field, int MaxCount, bool AllowEmptyText, string TextPrefix = "");
 
     private static readonly Rules CompletionRules = new("prompt", MaxPrompts, AllowEmptyText: false);
 
@@ -72,7 +76,7 @@ internal static class CompletionPrompts
     {
         if (text.Length == 0 && !rules.AllowEmptyText)
             throw OpenAIException.BadRequest($"`{rules.Field}` cannot be an empty string.", rules.Field);
-        var ids = tokenizer.Encode(text, addSpecialTokens);
+        var ids = tokenizer.Encode(rules.TextPrefix + text, addSpecialTokens);
         if (ids.Length == 0)
             throw OpenAIException.BadRequest($"`{rules.Field}` tokenizes to no tokens{(text.Length == 0 ? " (it is an empty string)" : "")}.", rules.Field);
         return new PromptInput(ids, text);

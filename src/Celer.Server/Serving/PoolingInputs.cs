@@ -22,24 +22,35 @@ internal static class PoolingInputs
     private static readonly CompletionPrompts.Rules InputRules = new(InputField, MaxInputs, AllowEmptyText: true);
 
     /// <param name="operation">What vLLM's context-length message calls the route ("embedding generation", "classification").</param>
+    /// <remarks>
+    /// An embedding request's text inputs start with the model's sentence-transformers default prompt
+    /// (<see cref="DefaultPromptInputs"/>); token ids are taken as they are (the prompt is text), a conversation as its
+    /// chat template renders it, and a classifier's inputs as they are (sentence-transformers' CrossEncoder has no
+    /// prompt for a single text).
+    /// </remarks>
     public static List<GenerateRequest> ToEngineRequests(ServingModel model, PoolingInputRequest request, string id, PoolingParams pooling, string operation)
     {
         var keepLast = PoolingBatch.TruncationLength(request.TruncatePromptTokens, model.MaxModelLen);
         var field = request.Messages is null ? InputField : "messages";
+        var addSpecialTokens = request.AddSpecialTokens ?? true;
+        var prompt = request.Messages is null && pooling.Task == PoolingTask.Embed ? DefaultPromptInputs.For(model, addSpecialTokens) : null;
+        var rules = prompt is null ? InputRules : InputRules with { TextPrefix = prompt.Text };
         var inputs = request.Messages is null
-            ? [.. CompletionPrompts.Parse(request.Input, model.Tokenizer, request.AddSpecialTokens ?? true, model.VocabSize, InputRules).Select(p => p.TokenIds)]
-            : new[] { RenderMessages(model, request) };
-        var engineRequests = new List<GenerateRequest>(inputs.Length);
-        for (var i = 0; i < inputs.Length; i++)
+            ? CompletionPrompts.Parse(request.Input, model.Tokenizer, addSpecialTokens, model.VocabSize, rules)
+            : [new PromptInput(RenderMessages(model, request), null)];
+        var engineRequests = new List<GenerateRequest>(inputs.Count);
+        for (var i = 0; i < inputs.Count; i++)
         {
-            var ids = PoolingBatch.KeepLast(inputs[i], keepLast);
+            var tokenized = inputs[i].TokenIds;
+            var ids = PoolingBatch.KeepLast(tokenized, keepLast);
             if (ids.Length > model.MaxModelLen)
             {
                 throw OpenAIException.BadRequest(
                     $"This model's maximum context length is {model.MaxModelLen} tokens. However, you requested {ids.Length} tokens in the input for {operation}. Please reduce the length of the input.",
                     field, "context_length_exceeded");
             }
-            engineRequests.Add(GenerateRequest.ForPooling($"{id}-{i}", ids, pooling, request.Priority ?? 0));
+            var inputPooling = prompt is not null && inputs[i].Text is not null ? prompt.Pooling(pooling, tokenized.Length, ids.Length, field, i) : pooling;
+            engineRequests.Add(GenerateRequest.ForPooling($"{id}-{i}", ids, inputPooling, request.Priority ?? 0));
         }
         return engineRequests;
     }

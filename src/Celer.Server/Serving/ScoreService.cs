@@ -160,7 +160,8 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
 
     /// <summary>
     /// An embedding model: one embedding request per distinct text (the first side it appears on names it in errors),
-    /// each truncated as <c>/v1/embeddings</c> truncates; a pair's score is the cosine of its two vectors.
+    /// each prompted and truncated as <c>/v1/embeddings</c> does (both sides get the model's default prompt, as
+    /// <c>SentenceTransformer.encode</c> gives it to every text); a pair's score is the cosine of its two vectors.
     /// <c>use_activation</c> only decides whether the vectors are normalized, which the cosine does not see.
     /// </summary>
     private Plan PlanBiEncoder(string id, Pairs pairs, Scoring scoring)
@@ -169,21 +170,24 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
         var distinct = new Dictionary<string, int>(StringComparer.Ordinal);
         var engineRequests = new List<GenerateRequest>();
         var pooling = new PoolingParams();
+        var prompt = DefaultPromptInputs.For(model, addSpecialTokens: true);
         int[] Slots(Side side)
         {
-            var rules = new CompletionPrompts.Rules(side.Field, MaxTexts, AllowEmptyText: true);
+            var rules = new CompletionPrompts.Rules(side.Field, MaxTexts, AllowEmptyText: true, prompt?.Text ?? "");
             var slots = new int[side.Texts.Count];
             for (var i = 0; i < slots.Length; i++)
             {
                 var text = side.Texts[i];
                 if (!distinct.TryGetValue(text, out var k))
                 {
-                    var ids = PoolingBatch.KeepLast(CompletionPrompts.FromText(text, model.Tokenizer, addSpecialTokens: true, rules).TokenIds, keepLast);
+                    var tokenized = CompletionPrompts.FromText(text, model.Tokenizer, addSpecialTokens: true, rules).TokenIds;
+                    var ids = PoolingBatch.KeepLast(tokenized, keepLast);
                     if (ids.Length > model.MaxModelLen)
                         throw TooLong(ids.Length, side.Field);
+                    var textPooling = prompt?.Pooling(pooling, tokenized.Length, ids.Length, side.Field, i) ?? pooling;
                     k = engineRequests.Count;
                     distinct.Add(text, k);
-                    engineRequests.Add(GenerateRequest.ForPooling($"{id}-{k}", ids, pooling, scoring.Priority));
+                    engineRequests.Add(GenerateRequest.ForPooling($"{id}-{k}", ids, textPooling, scoring.Priority));
                 }
                 slots[i] = k;
             }
@@ -198,15 +202,18 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
     /// A cross-encoder: one score request per pair, the pair encoded by the tokenizer's pair template with its token
     /// types when the model embeds them; the engine's output is the score. <c>truncate_prompt_tokens</c> cuts a pair as
     /// HF's tokenizer does for vLLM (longest first, then the template); a pair still longer than the context is refused.
+    /// A default prompt goes before each pair's first text, as sentence-transformers 6's <c>CrossEncoder.predict</c>
+    /// puts it (a classifier's head pools as the checkpoint says, so <c>include_prompt</c> does not apply).
     /// </summary>
     private Plan PlanCrossEncoder(string id, Pairs pairs, Scoring scoring)
     {
         var maxLength = PoolingBatch.TruncationLength(scoring.TruncatePromptTokens, model.MaxModelLen);
+        var prompt = model.Engine.Pooler?.DefaultPrompt?.Text ?? "";
 
         var engineRequests = new List<GenerateRequest>(pairs.Count);
         for (var k = 0; k < pairs.Count; k++)
         {
-            var encoded = EncodePair(pairs, k, maxLength);
+            var encoded = EncodePair(pairs, k, prompt, maxLength);
             var pooling = new PoolingParams
             {
                 Task = PoolingTask.Score, TokenTypeIds = model.TakesTokenTypes ? encoded.TokenTypeIds : null, UseActivation = scoring.UseActivation,
@@ -216,10 +223,13 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
         return new Plan(engineRequests, (outputs, k) => outputs[k][0]);
     }
 
-    /// <summary>Pair k as the tokenizer encodes a pair (HF's <c>tokenizer(text, text_pair)</c>), truncated if asked, checked against the context.</summary>
-    private EncodedInput EncodePair(Pairs pairs, int k, int? maxLength)
+    /// <summary>
+    /// Pair k, its first text after <paramref name="prompt"/>, as the tokenizer encodes a pair (HF's
+    /// <c>tokenizer(text, text_pair)</c>), truncated if asked, checked against the context.
+    /// </summary>
+    private EncodedInput EncodePair(Pairs pairs, int k, string prompt, int? maxLength)
     {
-        var (first, second) = (pairs.First.Texts[pairs.FirstIndex(k)], pairs.Second.Texts[k]);
+        var (first, second) = (prompt + pairs.First.Texts[pairs.FirstIndex(k)], pairs.Second.Texts[k]);
         EncodedInput encoded;
         try
         {

@@ -39,8 +39,9 @@ public sealed class SentenceTransformersParityTests
         Assert.Equal(fixture.Normalize, engine.Pooler.Normalize);
         IReadOnlyList<PoolingFixture.Input> cases = fixture.Cases;
 
-        IReadOnlyList<RequestOutput> full = engine.Generate([.. cases.Select((c, i) => GenerateRequest.ForPooling($"f{i}", c.PromptTokenIds, new PoolingParams()))]);
-        IReadOnlyList<RequestOutput> cut = engine.Generate([.. cases.Select((c, i) => GenerateRequest.ForPooling($"c{i}", c.PromptTokenIds, new PoolingParams { Dimensions = 32 }))]);
+        // A fixture with include_prompt false (llama-embed-mean-prompt) leaves its prompt's tokens out, across the chunks.
+        IReadOnlyList<RequestOutput> full = engine.Generate([.. cases.Select((c, i) => GenerateRequest.ForPooling($"f{i}", c.PromptTokenIds, new PoolingParams { ExcludedPromptTokens = c.ExcludedPromptTokens }))]);
+        IReadOnlyList<RequestOutput> cut = engine.Generate([.. cases.Select((c, i) => GenerateRequest.ForPooling($"c{i}", c.PromptTokenIds, new PoolingParams { Dimensions = 32, ExcludedPromptTokens = c.ExcludedPromptTokens }))]);
         foreach ((IReadOnlyList<RequestOutput> outputs, bool first32) in new[] { (full, false), (cut, true) })
         {
             foreach (RequestOutput output in outputs)
