@@ -1,57 +1,81 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Reflection;
+using System.Net;
 using Celer.Models.Architectures;
 using Celer.Models.Weights;
 
 namespace Celer.Engine.Distributed;
 
 /// <summary>
-/// Rank 0's side of a tensor-parallel group whose other ranks are processes (vLLM's multiprocessing executor,
-/// <c>--distributed-executor-backend mp</c>): it starts one <see cref="TensorParallelWorker"/> per rank, this program
-/// started again with the worker's arguments, and feeds them through one shared-memory broadcast queue: the plan, the KV
-/// cache's size, then each call of rank 0's model (<see cref="PeerCall"/>). A worker that exits, at any time, is a failure
-/// of the engine: the wait that meets it (a collective, the queue) throws, and <see cref="WatchFailures"/> hears of it at
-/// once, so an idle engine turns dead too instead of failing the next request only.
+/// Rank 0's side of a tensor-parallel group whose other ranks are worker processes (vLLM's multiprocessing executor,
+/// <c>--distributed-executor-backend mp</c>). The ranks of this node are started here, this program again with the
+/// worker's arguments (<see cref="TensorParallelWorker"/>), and fed through one shared-memory broadcast queue; the ranks of
+/// the other nodes (<c>--nnodes</c>: started there by <c>celer serve --headless</c>) connect to node 0's
+/// <c>--master-addr:--master-port</c> and are fed the same messages over TCP. The messages are the plan, the KV cache's
+/// size, then each call of rank 0's model (<see cref="PeerCall"/>). A worker that exits or whose connection drops, at
+/// any time, is a failure of the engine: the wait that meets it (a collective, the queue) throws, and
+/// <see cref="WatchFailures"/> hears of it at once, so an idle engine turns dead too instead of failing the next request only.
 /// </summary>
 internal sealed class WorkerProcesses : ITensorParallelPeers
 {
     /// <summary>How long loading a shard may take, and a worker may take to read a step while it is alive.</summary>
     public static readonly TimeSpan LoadTimeout = TimeSpan.FromMinutes(30);
 
+    /// <summary>What a remote worker replies once its shard is loaded and its KV cache allocated; an error text otherwise.</summary>
+    internal const string ReadyReply = "ready";
+
     // A decode step's batch is a few KB; a long prompt's chunk ~100 KB. 16 chunks of 1 MiB hold a few steps ahead.
     private const int ChunkBytes = 1 << 20, ChunkCount = 16;
 
-    private readonly Process[] _workers;   // rank r at r − 1
-    private readonly ShmBroadcastWriter _queue;
-    private readonly ConcurrentQueue<string>[] _errors;
+    private readonly int _worldSize;
+    private readonly Process[] _local;   // ranks 1 .. local count, rank r at r − 1
+    private readonly ShmBroadcastWriter? _queue;
+    private readonly TcpBroadcastServer? _remote;   // ranks on other nodes
+    private readonly ConcurrentQueue<string>[] _errors;   // per rank r at r − 1
     private readonly TaskCompletionSource[] _ready;
     private readonly ArrayBufferWriter<byte> _message = new();
     private readonly Action<string>? _log;
     private Action<Exception>? _onFailure;
     private volatile bool _stopping;
 
-    private WorkerProcesses(int worldSize, Action<string>? log)
+    private WorkerProcesses(EngineArgs args, Action<string>? log)
     {
         _log = log;
-        _workers = new Process[worldSize - 1];
-        _errors = [.. Enumerable.Range(0, worldSize - 1).Select(_ => new ConcurrentQueue<string>())];
-        _ready = [.. Enumerable.Range(0, worldSize - 1).Select(_ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously))];
-        _queue = ShmBroadcastWriter.Create(worldSize - 1, ChunkBytes, ChunkCount, reader => !_workers[reader].HasExited);
+        _worldSize = args.TensorParallelSize;
+        int localWorkers = args.RanksPerNode - 1;
+        _local = new Process[localWorkers];
+        _errors = [.. Enumerable.Range(1, _worldSize - 1).Select(_ => new ConcurrentQueue<string>())];
+        _ready = [.. Enumerable.Range(1, _worldSize - 1).Select(_ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously))];
+        if (localWorkers > 0)
+        {
+            _queue = ShmBroadcastWriter.Create(localWorkers, ChunkBytes, ChunkCount, reader => !_local[reader].HasExited);
+        }
+
+        if (args.NNodes > 1)
+        {
+            _remote = TcpBroadcastServer.Listen(new IPEndPoint(MasterAddress(args.MasterAddr), args.MasterPort));
+            _remote.Reply += OnReply;
+            _remote.Disconnected += (rank, e) => Fail(rank, WithErrors(rank, $"Tensor-parallel rank {rank} on another node dropped its connection ({e.Message})"));
+        }
     }
 
-    public string Rendezvous => _queue.Name;
-
-    /// <summary>Starts ranks 1 .. <paramref name="worldSize"/> − 1; each waits for the plan.</summary>
-    public static WorkerProcesses Start(int worldSize, Action<string>? log)
+    /// <summary>Starts this node's ranks 1 .. share − 1 and, with other nodes, waits until their ranks have connected; each then waits for the plan.</summary>
+    public static WorkerProcesses Start(EngineArgs args, Action<string>? log)
     {
-        var processes = new WorkerProcesses(worldSize, log);
+        var processes = new WorkerProcesses(args, log);
         try
         {
-            for (int rank = 1; rank < worldSize; rank++)
+            for (int rank = 1; rank < args.RanksPerNode; rank++)
             {
                 processes.Launch(rank);
+            }
+
+            if (processes._remote is { } remote)
+            {
+                int[] ranks = [.. Enumerable.Range(args.RanksPerNode, args.TensorParallelSize - args.RanksPerNode)];
+                log?.Invoke($"waiting for ranks {ranks[0]} .. {ranks[^1]} of the other nodes at {remote.LocalEndPoint} (celer serve --headless --node-rank 1 ..)");
+                remote.WaitForReaders(ranks, LoadTimeout);
             }
 
             return processes;
@@ -63,19 +87,23 @@ internal sealed class WorkerProcesses : ITensorParallelPeers
         }
     }
 
-    public void SendPlan(WorkerPlan plan) => _queue.Enqueue(WorkerMessages.EncodePlan(plan), LoadTimeout);
+    /// <summary>The address node 0 listens on for the other nodes: <c>--master-addr</c>, an IP address or a host name of this host.</summary>
+    public static IPAddress MasterAddress(string masterAddr) =>
+        IPAddress.TryParse(masterAddr, out IPAddress? address) ? address : Dns.GetHostAddresses(masterAddr).First();
+
+    public void SendPlan(WorkerPlan plan) => Broadcast(WorkerMessages.EncodePlan(plan));
 
     /// <summary>Tells every worker its KV cache's size and waits until each has loaded its shard and allocated it.</summary>
     public void AllocateKvCaches(int numBlocks)
     {
-        _queue.Enqueue(WorkerMessages.EncodeKvCache(numBlocks), LoadTimeout);
-        for (int i = 0; i < _workers.Length; i++)
+        Broadcast(WorkerMessages.EncodeKvCache(numBlocks));
+        for (int rank = 1; rank < _worldSize; rank++)
         {
             try
             {
-                if (!_ready[i].Task.Wait(LoadTimeout))
+                if (!_ready[rank - 1].Task.Wait(LoadTimeout))
                 {
-                    throw new ModelLoadException($"Tensor-parallel rank {i + 1} did not finish loading in {LoadTimeout.TotalMinutes:F0} minutes.");
+                    throw new ModelLoadException($"Tensor-parallel rank {rank} did not finish loading in {LoadTimeout.TotalMinutes:F0} minutes.");
                 }
             }
             catch (AggregateException e) when (e.InnerException is ModelLoadException failed)
@@ -85,23 +113,20 @@ internal sealed class WorkerProcesses : ITensorParallelPeers
         }
     }
 
-    /// <summary>Rank r's process is still running.</summary>
-    public bool IsAlive(int rank) => !_workers[rank - 1].HasExited;
-
     public void Start(PeerCall work)
     {
         _message.ResetWrittenCount();
         WorkerMessages.Encode(work, _message);
-        _queue.Enqueue(_message.WrittenSpan, LoadTimeout);
+        Broadcast(_message.WrittenSpan);
     }
 
     public void Join()
     {
-        for (int i = 0; i < _workers.Length; i++)
+        for (int i = 0; i < _local.Length; i++)
         {
-            if (_workers[i].HasExited)
+            if (_local[i].HasExited)
             {
-                throw new InvalidOperationException(ExitMessage(i));
+                throw new InvalidOperationException(ExitMessage(i + 1));
             }
         }
     }
@@ -110,11 +135,11 @@ internal sealed class WorkerProcesses : ITensorParallelPeers
     public void WatchFailures(Action<Exception> onFailure)
     {
         _onFailure = onFailure;
-        for (int i = 0; i < _workers.Length; i++)
+        for (int i = 0; i < _local.Length; i++)
         {
-            if (_workers[i].HasExited)
+            if (_local[i].HasExited)
             {
-                OnExited(i);
+                OnExited(i + 1);
             }
         }
     }
@@ -122,8 +147,10 @@ internal sealed class WorkerProcesses : ITensorParallelPeers
     public void Dispose()
     {
         _stopping = true;
-        _queue.Dispose();   // the workers read what was sent, then the close, and exit
-        foreach (Process worker in _workers.Where(w => w is not null))
+        // The workers read what was sent, then the close, and exit.
+        _queue?.Dispose();
+        _remote?.Dispose();
+        foreach (Process worker in _local.Where(w => w is not null))
         {
             try
             {
@@ -142,29 +169,21 @@ internal sealed class WorkerProcesses : ITensorParallelPeers
         }
     }
 
+    private void Broadcast(ReadOnlySpan<byte> message)
+    {
+        _queue?.Enqueue(message, LoadTimeout);
+        _remote?.Enqueue(message, LoadTimeout);
+    }
+
     private void Launch(int rank)
     {
-        string host = Environment.ProcessPath ?? throw new InvalidOperationException("This process's executable is unknown, so no worker process can be started.");
-        var start = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(host).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
-        {
-            // `dotnet app.dll …`: the worker is the same app started again (a single-file app is its own executable, above).
-            string app = Path.Combine(AppContext.BaseDirectory, (Assembly.GetEntryAssembly()?.GetName().Name ?? throw new InvalidOperationException("This process has no entry assembly to start as a worker.")) + ".dll");
-            start.ArgumentList.Add(app);
-        }
-
-        foreach (string argument in TensorParallelWorker.Arguments(Rendezvous, rank))
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        var worker = new Process { StartInfo = start, EnableRaisingEvents = true };
-        int index = rank - 1;
+        string rendezvous = _queue!.Name;
+        var worker = new Process { StartInfo = WorkerLaunch.StartInfo(TensorParallelWorker.Arguments(rendezvous, rank)), EnableRaisingEvents = true };
         worker.OutputDataReceived += (_, line) =>
         {
             if (line.Data == TensorParallelWorker.ReadyLine)
             {
-                _ready[index].TrySetResult();
+                _ready[rank - 1].TrySetResult();
             }
             else if (line.Data is { } text)
             {
@@ -175,18 +194,41 @@ internal sealed class WorkerProcesses : ITensorParallelPeers
         {
             if (line.Data is { } text)
             {
-                _errors[index].Enqueue(text);
+                Remember(rank, text);
                 _log?.Invoke($"rank {rank}: {text}");
             }
         };
-        worker.Exited += (_, _) => OnExited(index);
-        _workers[index] = worker;
+        worker.Exited += (_, _) => OnExited(rank);
+        _local[rank - 1] = worker;
         worker.Start();
         worker.BeginOutputReadLine();
         worker.BeginErrorReadLine();
     }
 
-    private void OnExited(int index)
+    private void OnReply(int rank, string text)
+    {
+        if (text == ReadyReply)
+        {
+            _ready[rank - 1].TrySetResult();
+        }
+        else
+        {
+            Remember(rank, text);
+            _log?.Invoke($"rank {rank}: {text}");
+        }
+    }
+
+    /// <summary>Keeps the last lines a worker wrote to its standard error (or replied), for the message if it fails.</summary>
+    private void Remember(int rank, string text)
+    {
+        ConcurrentQueue<string> errors = _errors[rank - 1];
+        errors.Enqueue(text);
+        while (errors.Count > 20 && errors.TryDequeue(out _))
+        {
+        }
+    }
+
+    private void OnExited(int rank)
     {
         if (_stopping)
         {
@@ -194,16 +236,28 @@ internal sealed class WorkerProcesses : ITensorParallelPeers
         }
 
         // The exit event can come before the last lines of stderr are read: wait for them (the streams close with the process).
-        _workers[index].WaitForExit();
-        string message = ExitMessage(index);
-        _ready[index].TrySetException(new ModelLoadException(message));
+        _local[rank - 1].WaitForExit();
+        Fail(rank, ExitMessage(rank));
+    }
+
+    private void Fail(int rank, string message)
+    {
+        if (_stopping)
+        {
+            return;
+        }
+
+        _ready[rank - 1].TrySetException(new ModelLoadException(message));
         Interlocked.Exchange(ref _onFailure, null)?.Invoke(new InvalidOperationException(message));
     }
 
-    private string ExitMessage(int index)
+    private string ExitMessage(int rank) =>
+        WithErrors(rank, $"Tensor-parallel rank {rank} (process {_local[rank - 1].Id}) exited with code {_local[rank - 1].ExitCode}");
+
+    /// <summary><paramref name="what"/> happened to a worker, with the last lines it wrote or replied.</summary>
+    private string WithErrors(int rank, string what)
     {
-        string errors = string.Join(Environment.NewLine, _errors[index].TakeLast(20));
-        return $"Tensor-parallel rank {index + 1} (process {_workers[index].Id}) exited with code {_workers[index].ExitCode}" +
-            (errors.Length > 0 ? ": " + errors : ".");
+        string errors = string.Join(Environment.NewLine, _errors[rank - 1]);
+        return what + (errors.Length > 0 ? ": " + errors : ".");
     }
 }

@@ -67,6 +67,8 @@ internal static unsafe class CollectiveSequence
         float[] output = Pinned(new float[step.Capacity * width]);
         output.AsSpan().Fill(Untouched);
         member.AllGatherColumns(Over(x, step.Capacity, step.Columns), step.Rows, Over(output, step.Capacity, width));
+        // The tensor is only a pointer: without this the GC may free x while the other ranks still copy this rank's part.
+        GC.KeepAlive(x);
         return output;
     }
 
