@@ -68,6 +68,10 @@ internal sealed class EngineOptions
     {
         Description = "How the ranks run: mp (a worker process per rank on this host; the default for --tensor-parallel-size > 1) or uni (one process, one rank).",
     };
+    public Option<int> NNodes { get; } = new("--nnodes") { Description = "Hosts the tensor-parallel ranks span, each running an equal share (node 0 serves the API; the others run `celer serve --headless`).", DefaultValueFactory = _ => 1 };
+    public Option<int> NodeRank { get; } = new("--node-rank") { Description = "This host's place among --nnodes (0: the API server and rank 0).", DefaultValueFactory = _ => 0 };
+    public Option<string> MasterAddr { get; } = new("--master-addr") { Description = "Node 0's address, where the other nodes' workers connect.", DefaultValueFactory = _ => "127.0.0.1" };
+    public Option<int> MasterPort { get; } = new("--master-port") { Description = "Node 0's port for the other nodes' workers (the next port carries the CPU collectives).", DefaultValueFactory = _ => 29501 };
     public Option<bool> EnableSleepMode { get; } = new("--enable-sleep-mode")
     {
         Description = "Let the model sleep (POST /sleep?level=1|2, /wake_up, GET /is_sleeping): its KV cache and GPU weights give their memory back; a request wakes it.",
@@ -108,7 +112,7 @@ internal sealed class EngineOptions
         foreach (var option in new Option[]
                  {
                      ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory, KvOffloadSize, PreemptionMode,
-                     Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager, EnableSleepMode, TensorParallelSize, DistributedExecutorBackend,
+                     Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager, EnableSleepMode, TensorParallelSize, DistributedExecutorBackend, NNodes, NodeRank, MasterAddr, MasterPort,
                      CudaGraphSizes, MaxCudaGraphCaptureSize, AsyncScheduling, NoAsyncScheduling, HfOverrides, SpeculativeConfig,
                      Runner, Convert, PoolerConfig,
                  })
@@ -139,6 +143,10 @@ internal sealed class EngineOptions
         EnableSleepMode = result.GetValue(EnableSleepMode),
         TensorParallelSize = result.GetValue(TensorParallelSize),
         DistributedExecutorBackend = result.GetValue(DistributedExecutorBackend),
+        NNodes = result.GetValue(NNodes),
+        NodeRank = result.GetValue(NodeRank),
+        MasterAddr = result.GetValue(MasterAddr)!,
+        MasterPort = result.GetValue(MasterPort),
         CudaGraphSizes = result.GetValue(CudaGraphSizes) is { Length: > 0 } sizes ? sizes : null,
         MaxCudaGraphCaptureSize = result.GetValue(MaxCudaGraphCaptureSize),
         AsyncScheduling = result.GetValue(NoAsyncScheduling) ? false : result.GetValue(AsyncScheduling) ? true : null,

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Celer.Engine.Distributed;
 using System.Net;
 using System.Net.Sockets;
 using Celer.Engine;
@@ -44,16 +45,25 @@ internal static class ServeCommand
         var excludeToolsWhenToolChoiceNone = new Option<bool>("--exclude-tools-when-tool-choice-none") { Description = "Leave the tools out of the chat template's prompt when a request's tool_choice is \"none\" (by default they are rendered and the model's calls are not read)." };
         var toolCallParser = new Option<string?>("--tool-call-parser") { Description = $"The model's tool-call format: {string.Join(", ", ToolParserRegistry.Names)}." };
         var maxPendingRequests = new Option<int>("--max-pending-requests") { Description = "Sequences (prompts x n) queued or running beyond which new requests get 503; also the most one request may ask for.", DefaultValueFactory = _ => 1024 };
+        var headless = new Option<bool>("--headless") { Description = "Serve no API: run this node's share of the tensor-parallel ranks (--nnodes, --node-rank 1 or more) for node 0's engine at --master-addr:--master-port." };
         var engine = new EngineOptions();
 
         var command = new Command("serve", "Start the OpenAI-compatible API server.");
         command.Arguments.Add(model);
-        foreach (var option in new Option[] { models, modelsFile, host, port, apiKey, chatTemplate, trustRequestChatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests, reasoningParser, enableAutoToolChoice, excludeToolsWhenToolChoiceNone, toolCallParser })
+        foreach (var option in new Option[] { models, modelsFile, host, port, apiKey, chatTemplate, trustRequestChatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests, reasoningParser, enableAutoToolChoice, excludeToolsWhenToolChoiceNone, toolCallParser, headless })
             command.Options.Add(option);
         engine.AddTo(command);
 
         command.SetAction(async (result, cancellationToken) => await CliRunner.RunAsync(result, async () =>
         {
+            if (result.GetValue(headless))
+            {
+                if (result.GetValue(models) is { Length: > 0 } || result.GetValue(modelsFile) is not null)
+                    throw new CliException("--headless runs one model's tensor-parallel ranks: give MODEL alone.");
+                var nodeArgs = engine.ToEngineArgs(result, ModelLocator.Resolve(result.GetValue(model)));
+                return await Task.Run(() => HeadlessNode.Run(nodeArgs, line => Console.Error.WriteLine($"[celer] {line}"), cancellationToken), CancellationToken.None);
+            }
+
             var servedName = result.GetValue(engine.ServedModelName);
             var options = new ServerOptions
             {

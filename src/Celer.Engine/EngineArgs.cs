@@ -118,6 +118,27 @@ public sealed record EngineArgs
     /// </summary>
     public string? DistributedExecutorBackend { get; init; }
 
+    /// <summary>vLLM's --nnodes: the hosts the tensor-parallel ranks span, each running an equal share of them.</summary>
+    public int NNodes { get; init; } = 1;
+
+    /// <summary>
+    /// vLLM's --node-rank: this host's place among <see cref="NNodes"/>. Node 0 serves the API and runs rank 0; node n runs
+    /// ranks n·share .. (n + 1)·share − 1 as workers of node 0's engine (<c>celer serve --headless</c>).
+    /// </summary>
+    public int NodeRank { get; init; }
+
+    /// <summary>vLLM's --master-addr: node 0's address, where the other nodes' workers connect.</summary>
+    public string MasterAddr { get; init; } = "127.0.0.1";
+
+    /// <summary>
+    /// vLLM's --master-port: node 0 takes each step's work to the other nodes' workers on this port, and (on the CPU,
+    /// whose ranks cannot share memory across hosts) the collectives on the next one.
+    /// </summary>
+    public int MasterPort { get; init; } = 29501;
+
+    /// <summary>The tensor-parallel ranks on each node.</summary>
+    public int RanksPerNode => TensorParallelSize / NNodes;
+
     /// <summary>
     /// vLLM's --cuda-graph-sizes: one value is the largest decode batch recorded (1, 2, 4 and the multiples of 8 up to
     /// it); several are exactly the sizes recorded. Null: vLLM's default sizes up to <see cref="MaxCudaGraphCaptureSize"/>.
@@ -164,6 +185,12 @@ public sealed record EngineArgs
             nameof(DistributedExecutorBackend));
         Require(DistributedExecutorBackend != "uni" || TensorParallelSize == 1,
             "--distributed-executor-backend uni runs one rank in one process: use mp for --tensor-parallel-size above 1", nameof(DistributedExecutorBackend));
+        Require(NNodes >= 1, "--nnodes must be at least 1", nameof(NNodes));
+        Require(NodeRank >= 0 && NodeRank < NNodes, $"--node-rank must be in 0 .. {NNodes - 1} (--nnodes {NNodes})", nameof(NodeRank));
+        Require(TensorParallelSize % NNodes == 0,
+            $"--tensor-parallel-size {TensorParallelSize} does not split evenly over --nnodes {NNodes}: every node runs the same number of ranks", nameof(NNodes));
+        Require(MasterPort is > 0 and < 65535, "--master-port must be in 1 .. 65534 (the next port carries the CPU collectives)", nameof(MasterPort));
+        Require(!string.IsNullOrWhiteSpace(MasterAddr), "--master-addr must be set", nameof(MasterAddr));
         Require(MaxLogprobs >= 0, "--max-logprobs must be non-negative", nameof(MaxLogprobs));
         Require(KvCacheDtype is "auto" or "bfloat16" or "fp8" or "fp8_e4m3" or "fp8_e5m2", "--kv-cache-dtype must be auto, bfloat16, fp8, fp8_e4m3 or fp8_e5m2", nameof(KvCacheDtype));
         Require(CudaGraphSizes is null || CudaGraphSizes.All(size => size > 0), "--cuda-graph-sizes must be positive", nameof(CudaGraphSizes));

@@ -12,34 +12,35 @@ public static partial class ModelLoader
     private static readonly TimeSpan CollectiveTimeout = TimeSpan.FromMinutes(5);
 
     /// <summary>
-    /// Rank 0's half of starting a tensor-parallel group (<c>--tensor-parallel-size</c> &gt; 1): starts the worker
-    /// processes, makes the group's collectives and sends the plan, so the workers load their shards while rank 0 loads
-    /// its own. Both returned objects are the caller's to dispose, the processes first.
+    /// Rank 0's half of starting a tensor-parallel group (<c>--tensor-parallel-size</c> &gt; 1): starts this node's worker
+    /// processes (and waits for the other nodes' to connect), makes the group's collectives and sends the plan, so the
+    /// workers load their shards while rank 0 loads its own. Both returned objects are the caller's to dispose, the
+    /// processes first.
     /// </summary>
-    private static (WorkerProcesses Workers, ShmCollectives Group) StartWorkers(
+    private static (WorkerProcesses Workers, CollectiveGroups.Member Group) StartWorkers(
         EngineArgs args, ModelConfig config, int maxModelLen, int maxNumTokens, int maxLogitsRows, DType dtype, DType? kvDType, Action<string>? log)
     {
         int size = args.TensorParallelSize;
         // The largest collective: an all-reduce of a whole step's hidden rows, or the gather of its logits' vocabulary parts.
         long slotBytes = sizeof(float) * Math.Max((long)maxNumTokens * config.HiddenSize, (long)maxLogitsRows * (config.VocabSize / size));
-        ShmCollectives group = ShmCollectives.Create(size, slotBytes, CollectiveTimeout);
+        (CollectiveGroups.Member group, string address) = CollectiveGroups.Create(args, slotBytes, CollectiveTimeout);
         WorkerProcesses? workers = null;
         try
         {
-            workers = WorkerProcesses.Start(size, log);
-            workers.SendPlan(new WorkerPlan(args, size, group.Name, maxModelLen, maxNumTokens, maxLogitsRows, dtype, kvDType));
+            workers = WorkerProcesses.Start(args, log);
+            workers.SendPlan(new WorkerPlan(args, size, address, maxModelLen, maxNumTokens, maxLogitsRows, dtype, kvDType));
             return (workers, group);
         }
         catch
         {
             workers?.Dispose();
-            group.Dispose();
+            group.Owner.Dispose();
             throw;
         }
     }
 
     /// <summary>A worker's shard of the model as <see cref="LoadWorkerRank"/> built it, with what it runs on.</summary>
-    internal sealed class WorkerRank(DecoderModel model, IModelBackend backend, IDisposable? weights, ShmCollectives group, int numLayers, int blockSize, (float[] K, float[] V)? kvScales)
+    internal sealed class WorkerRank(DecoderModel model, IModelBackend backend, IDisposable? weights, IDisposable group, int numLayers, int blockSize, (float[] K, float[] V)? kvScales)
         : IDisposable
     {
         public DecoderModel Model => model;
@@ -70,18 +71,18 @@ public static partial class ModelLoader
         EngineArgs args = plan.Args;
         ModelConfig config = ModelConfig.Load(args.Model, args.ParseHfOverrides());
         DevicePlatform platform = DevicePlatform.For(args.Device);
-        ShmCollectives? group = null;
+        CollectiveGroups.Member? group = null;
         IModelBackend? backend = null;
         ProgressWeightSource? weights = null;
         try
         {
 #pragma warning disable CA2000 // the returned WorkerRank owns them (or they are disposed here, or in the catch)
-            group = ShmCollectives.Join(plan.Collectives, rank, CollectiveTimeout);
+            group = CollectiveGroups.Join(plan.Collectives, rank, plan.WorldSize, CollectiveTimeout);
             backend = platform.CreateBackend(plan.DType, plan.KvCacheDType, sleepMode: false);
             weights = OpenWeights(args, args.Model, quantization: null, plan.DType, platform, progress: null);
 #pragma warning restore CA2000
             var model = new DecoderModel(
-                config, weights, backend, plan.MaxNumTokens, plan.MaxLogitsRows, GraphOptions(args, plan.MaxModelLen, pooling: false), tensorParallel: group);
+                config, weights, backend, plan.MaxNumTokens, plan.MaxLogitsRows, GraphOptions(args, plan.MaxModelLen, pooling: false), tensorParallel: group.Value.Collectives);
             weights.Complete();
             (float[] K, float[] V)? kvScales = KvScales(args, plan.KvCacheDType, weights, config.NumHiddenLayers);
             IDisposable? keepOpen = platform.ReadsWeightsInPlace ? weights : null;
@@ -90,13 +91,13 @@ public static partial class ModelLoader
                 weights.Dispose();
             }
 
-            return new WorkerRank(model, backend, keepOpen, group, config.NumHiddenLayers, args.BlockSize, kvScales);
+            return new WorkerRank(model, backend, keepOpen, group.Value.Owner, config.NumHiddenLayers, args.BlockSize, kvScales);
         }
         catch
         {
             weights?.Dispose();
             backend?.Dispose();
-            group?.Dispose();
+            group?.Owner.Dispose();
             throw;
         }
     }

@@ -142,6 +142,11 @@ public static partial class ModelLoader
             throw new ModelLoadException("--enable-sleep-mode does not cover a draft model's memory yet: serve the draft model without sleep mode, or use the ngram method.");
         }
 
+        if (args.NodeRank > 0)
+        {
+            throw new ModelLoadException($"--node-rank {args.NodeRank} runs this node's tensor-parallel ranks for node 0's engine, not an engine of its own: start it with --headless.");
+        }
+
         if (args.TensorParallelSize > 1 && TensorParallelRefusal(args, platform, pooler, encoder) is { } notSplit)
         {
             throw new ModelLoadException($"--tensor-parallel-size {args.TensorParallelSize}: {notSplit}.");
@@ -151,7 +156,7 @@ public static partial class ModelLoader
         Phase($"backend {backend.Name} ready, computing in {backend.ActivationDType}");
         ProgressWeightSource? weights = null;
         DraftParts? draft = null;
-        (WorkerProcesses Workers, ShmCollectives Group)? tensorParallel = null;
+        (WorkerProcesses Workers, CollectiveGroups.Member Group)? tensorParallel = null;
         try
         {
             weights = OpenWeights(args, dir, quantization, dtype, platform, progress, baseModelNames: pooler is not null);
@@ -163,7 +168,7 @@ public static partial class ModelLoader
             }
 
             DecoderModel? decoder = encoder ? null : new DecoderModel(
-                config, weights, backend, maxNumTokens, maxLogitsRows, graphs, pooling: pooler is not null, tensorParallel: tensorParallel?.Group);
+                config, weights, backend, maxNumTokens, maxLogitsRows, graphs, pooling: pooler is not null, tensorParallel: tensorParallel?.Group.Collectives);
 
             IPoolingModel model = decoder ?? (IPoolingModel)new EncoderModel(config, weights, backend, maxNumTokens, maxLogitsRows);
             weights.Complete();
@@ -206,7 +211,7 @@ public static partial class ModelLoader
             {
                 // The workers stop before the collectives they meet in go, and both before rank 0's checkpoint.
                 decoder!.Peers = group.Workers;
-                keepOpen = new OwnedInOrder(group.Workers, group.Group, keepOpen);
+                keepOpen = new OwnedInOrder(group.Workers, group.Group.Owner, keepOpen);
                 tensorParallel = null;
             }
 
@@ -280,7 +285,7 @@ public static partial class ModelLoader
         {
             draft?.Dispose();
             tensorParallel?.Workers.Dispose();
-            tensorParallel?.Group.Dispose();
+            tensorParallel?.Group.Owner.Dispose();
             weights?.Dispose();
             backend.Dispose();
             throw;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Celer.Engine.Distributed;
 using Celer.Engine.Execution;
 using Celer.Models.Weights;
 using Celer.TestSupport;
@@ -48,10 +49,65 @@ public sealed class TensorParallelEngineTests
     [InlineData(4)]
     public void Split_ranks_generate_the_tokens_of_one(int ranks) => Assert.Equal(Generate(1), Generate(ranks));
 
-    [Fact]
-    public async Task A_worker_that_dies_turns_the_engine_dead_instead_of_hanging_it()
+    /// <summary>
+    /// Several nodes on one host: node 0 is this process's engine (with a local worker when each node runs two ranks),
+    /// the other node a <see cref="HeadlessNode"/> whose workers reach node 0 over TCP only (the step messages on the
+    /// master port, the collectives on the next), as they would from another host.
+    /// </summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public async Task Ranks_on_two_nodes_generate_the_tokens_of_one(int ranks)
     {
-        await using LoadedModel loaded = ModelLoader.Load(Args(2));
+        int port = FreePortPair();
+        EngineArgs node0 = Args(ranks) with { NNodes = 2, MasterPort = port };
+        using var stop = new CancellationTokenSource();
+        Task<int> node1 = Task.Run(() => HeadlessNode.Run(node0 with { NodeRank = 1 }, _ => { }, stop.Token), TestContext.Current.CancellationToken);
+        List<string> split;
+        (LlmEngine engine, _, _) = ModelLoader.LoadOffline(node0);
+        using (engine)
+        {
+            split = [.. engine.Generate(Requests(20)).Select(o => string.Join(' ', o.Outputs.SelectMany(c => c.TokenIdsDelta)))];
+        }
+
+        // Node 0 closed the group: node 1's workers exit cleanly, and the node with them.
+        Assert.Equal(0, await node1.WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken));
+        Assert.Equal(Generate(1), split);
+    }
+
+    /// <summary>A port p with p + 1 free too (the master port and the collectives').</summary>
+    private static int FreePortPair()
+    {
+        for (int attempt = 0; attempt < 100; attempt++)
+        {
+            using var first = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+            first.Start();
+            int port = ((System.Net.IPEndPoint)first.LocalEndpoint).Port;
+            try
+            {
+                using var second = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port + 1);
+                second.Start();
+                return port;
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                // Taken: try another.
+            }
+        }
+
+        throw new InvalidOperationException("No two consecutive free ports on the loopback interface.");
+    }
+
+    /// <param name="nodes">1: the worker is node 0's, fed through shared memory; 2: it is the other node's, fed over TCP.</param>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task A_worker_that_dies_turns_the_engine_dead_instead_of_hanging_it(int nodes)
+    {
+        EngineArgs args = Args(2) with { NNodes = nodes, MasterPort = nodes > 1 ? FreePortPair() : 29501 };
+        using var stop = new CancellationTokenSource();
+        Task<int>? node1 = nodes > 1 ? Task.Run(() => HeadlessNode.Run(args with { NodeRank = 1 }, _ => { }, stop.Token), TestContext.Current.CancellationToken) : null;
+        await using LoadedModel loaded = ModelLoader.Load(args);
         AsyncLlmEngine engine = loaded.Engine;
         GenerateRequest first = Requests(4)[0];
         await foreach (RequestOutput _ in engine.GenerateAsync(first, TestContext.Current.CancellationToken))
@@ -76,6 +132,11 @@ public sealed class TensorParallelEngineTests
             }
         });
         Assert.Contains("no new requests", refused.Message, StringComparison.Ordinal);
+        if (node1 is not null)
+        {
+            // The node whose worker failed ends too, with the failure's exit code.
+            Assert.NotEqual(0, await node1.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken));
+        }
     }
 
     /// <summary>This process's live children that are tensor-parallel workers (Linux: /proc's parent ids and command lines).</summary>
@@ -100,7 +161,7 @@ public sealed class TensorParallelEngineTests
             }
 
             bool ours = status.Split('\n').Any(line => line == $"PPid:\t{Environment.ProcessId}");
-            if (ours && commandLine.Split('\0').Contains(Celer.Engine.Distributed.TensorParallelWorker.Command))
+            if (ours && commandLine.Split('\0').Contains(TensorParallelWorker.Command))
             {
                 yield return Process.GetProcessById(pid);
             }
