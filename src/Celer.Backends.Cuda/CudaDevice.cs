@@ -90,6 +90,19 @@ public sealed unsafe class CudaDevice : IDisposable
         return new CudaDevice(ordinal, device, context);
     }
 
+    /// <summary>The GPUs this process sees (0 without a driver).</summary>
+    public static int Count()
+    {
+        try
+        {
+            return CudaDriver.cuInit(0) == 0 && CudaDriver.cuDeviceGetCount(out int count) == 0 ? count : 0;
+        }
+        catch (Exception e) when (e is DllNotFoundException or CudaException or EntryPointNotFoundException)
+        {
+            return 0;
+        }
+    }
+
     /// <summary>True when a CUDA driver and at least one GPU are present (used to skip GPU tests).</summary>
     public static bool IsAvailable()
     {

@@ -55,7 +55,11 @@ internal abstract class DevicePlatform
     public abstract bool MultipliesInt4 { get; }
 
     /// <param name="sleepMode">Put the weights and KV cache where the backend can release them (--enable-sleep-mode).</param>
-    public abstract IModelBackend CreateBackend(DType dtype, DType? kvCacheDType, bool sleepMode);
+    /// <summary>The GPUs this process sees; null on the CPU, which is one device however many ranks share it.</summary>
+    public virtual int? DeviceCount => null;
+
+    /// <param name="device">The GPU's ordinal on this host (a tensor-parallel rank's); the CPU has one device.</param>
+    public abstract IModelBackend CreateBackend(DType dtype, DType? kvCacheDType, bool sleepMode, int device = 0);
 
     /// <summary>
     /// A second backend on <paramref name="target"/>'s device, for a draft model (speculative decoding): its own weights
@@ -100,7 +104,7 @@ internal sealed class CpuPlatform : DevicePlatform
     public override bool MultipliesInt4 => true;
 
     /// <summary>The CPU backend releases its KV cache without being told in advance; its weights are host memory.</summary>
-    public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType, bool sleepMode) => new CpuBackend(dtype, kvCacheDType);
+    public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType, bool sleepMode, int device = 0) => new CpuBackend(dtype, kvCacheDType);
 
     public override IModelBackend CreateDraftBackend(IModelBackend target, DType dtype, DType? kvCacheDType) => new CpuBackend(dtype, kvCacheDType);
 
@@ -160,18 +164,20 @@ internal sealed class CudaPlatform : DevicePlatform
     public override bool MultipliesInt4 => true;
 
     /// <summary>A dtype or KV-cache type the card cannot run (bf16 before sm_80) is the user's to fix, in one line.</summary>
-    public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType, bool sleepMode)
+    public override int? DeviceCount => CudaDevice.Count();
+
+    public override IModelBackend CreateBackend(DType dtype, DType? kvCacheDType, bool sleepMode, int device = 0)
     {
 #pragma warning disable CA2000 // the backend owns the device (ownsDevice: true); a refused dtype disposes it below
-        CudaDevice device = OpenGpu();
+        CudaDevice gpu = OpenGpu(device);
 #pragma warning restore CA2000
         try
         {
-            return new CudaBackend(device, dtype, ownsDevice: true, kvCacheDType, sleepMode);
+            return new CudaBackend(gpu, dtype, ownsDevice: true, kvCacheDType, sleepMode);
         }
         catch (NotSupportedException e)
         {
-            device.Dispose();
+            gpu.Dispose();
             throw new ModelLoadException(e.Message);
         }
     }
@@ -216,16 +222,16 @@ internal sealed class CudaPlatform : DevicePlatform
         }
     }
 
-    /// <summary>The first GPU; a machine without a driver or a GPU is the user's to fix: one line, no stack trace.</summary>
-    private static CudaDevice OpenGpu()
+    /// <summary>GPU <paramref name="ordinal"/>; a machine without a driver or that GPU is the user's to fix: one line, no stack trace.</summary>
+    private static CudaDevice OpenGpu(int ordinal)
     {
         try
         {
-            return CudaDevice.Open();
+            return CudaDevice.Open(ordinal);
         }
         catch (CudaException e)
         {
-            throw new ModelLoadException($"--device cuda: no usable NVIDIA GPU. {e.Message} Use --device cpu to run on the CPU.");
+            throw new ModelLoadException($"--device cuda: no usable NVIDIA GPU {ordinal}. {e.Message} Use --device cpu to run on the CPU.");
         }
     }
 }

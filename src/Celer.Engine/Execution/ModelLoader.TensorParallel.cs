@@ -18,23 +18,25 @@ public static partial class ModelLoader
     /// processes first.
     /// </summary>
     private static (WorkerProcesses Workers, CollectiveGroups.Member Group) StartWorkers(
-        EngineArgs args, ModelConfig config, int maxModelLen, int maxNumTokens, int maxLogitsRows, DType dtype, DType? kvDType, Action<string>? log)
+        EngineArgs args, ModelConfig config, IModelBackend backend, int maxModelLen, int maxNumTokens, int maxLogitsRows, DType dtype, DType? kvDType, Action<string>? log)
     {
         int size = args.TensorParallelSize;
         // The largest collective: an all-reduce of a whole step's hidden rows, or the gather of its logits' vocabulary parts.
         long slotBytes = sizeof(float) * Math.Max((long)maxNumTokens * config.HiddenSize, (long)maxLogitsRows * (config.VocabSize / size));
-        (CollectiveGroups.Member group, string address) = CollectiveGroups.Create(args, slotBytes, CollectiveTimeout);
+        (string address, Func<IModelBackend, CollectiveGroups.Member> joinAsRankZero) = CollectiveGroups.Prepare(args, slotBytes, CollectiveTimeout);
         WorkerProcesses? workers = null;
+        CollectiveGroups.Member? group = null;
         try
         {
             workers = WorkerProcesses.Start(args, log);
             workers.SendPlan(new WorkerPlan(args, size, address, maxModelLen, maxNumTokens, maxLogitsRows, dtype, kvDType));
-            return (workers, group);
+            group = joinAsRankZero(backend);
+            return (workers, group.Value);
         }
         catch
         {
             workers?.Dispose();
-            group.Owner.Dispose();
+            group?.Owner.Dispose();
             throw;
         }
     }
@@ -77,8 +79,9 @@ public static partial class ModelLoader
         try
         {
 #pragma warning disable CA2000 // the returned WorkerRank owns them (or they are disposed here, or in the catch)
-            group = CollectiveGroups.Join(plan.Collectives, rank, plan.WorldSize, CollectiveTimeout);
-            backend = platform.CreateBackend(plan.DType, plan.KvCacheDType, sleepMode: false);
+            // A GPU rank takes its node's GPU of its index there (CUDA_VISIBLE_DEVICES picks and orders them).
+            backend = platform.CreateBackend(plan.DType, plan.KvCacheDType, sleepMode: false, device: rank % args.RanksPerNode);
+            group = CollectiveGroups.Join(plan.Collectives, backend, rank, plan.WorldSize, CollectiveTimeout);
             weights = OpenWeights(args, args.Model, quantization: null, plan.DType, platform, progress: null);
 #pragma warning restore CA2000
             var model = new DecoderModel(

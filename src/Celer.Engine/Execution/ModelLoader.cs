@@ -163,8 +163,9 @@ public static partial class ModelLoader
             StepGraphOptions? graphs = GraphOptions(args, maxModelLen, pooling: pooler is not null);
             if (args.TensorParallelSize > 1)
             {
+                DecoderModel.CheckSplit(config, args.TensorParallelSize, pooling: pooler is not null);
                 // Ranks 1 .. n − 1 are worker processes, loading their shards while this one loads rank 0's.
-                tensorParallel = StartWorkers(args, config, maxModelLen, maxNumTokens, maxLogitsRows, dtype, kvDType, log);
+                tensorParallel = StartWorkers(args, config, backend, maxModelLen, maxNumTokens, maxLogitsRows, dtype, kvDType, log);
             }
 
             DecoderModel? decoder = encoder ? null : new DecoderModel(
@@ -305,9 +306,10 @@ public static partial class ModelLoader
             ? KvCacheScales.Read(weights, numLayers)
             : null;
 
-    /// <summary>What tensor parallelism cannot serve yet, or null: its ranks are worker processes on the CPU.</summary>
+    /// <summary>What tensor parallelism cannot serve yet, or null: its ranks are worker processes, a GPU each on CUDA.</summary>
     private static string? TensorParallelRefusal(EngineArgs args, DevicePlatform platform, PoolerConfig? pooler, bool encoder) =>
-        platform is not CpuPlatform ? "several GPUs need the NCCL executor with a worker process per GPU, which is not built yet; tensor parallelism runs on the CPU (--device cpu) for now"
+        platform.DeviceCount is int gpus && gpus < args.RanksPerNode
+            ? $"each node runs {args.RanksPerNode} ranks, a GPU each, and this one has {gpus} (CUDA_VISIBLE_DEVICES picks them)"
         : pooler is not null || encoder ? "pooling models are not split yet"
         : args.ParseSpeculativeConfig() is not null ? "speculative decoding is not split yet"
         : args.KvOffloadSize > 0 ? "the host KV tier (--kv-offload-size) is not split yet"

@@ -102,7 +102,9 @@ public sealed partial class ModelRunner : IModelExecutor
     public StepTimeline? Timeline => _backend.Timeline;
 
     /// <summary>Not with speculative decoding: a step's drafts come from the tokens the step before it sampled.</summary>
-    public bool SupportsAsyncScheduling => _proposer is null && _pooler is null;
+    // A step left running feeds the next the tokens its device sampler drew; tensor-parallel workers embed their own copy
+    // of each step's tokens and never see those, so with peers every step ends before the next is built.
+    public bool SupportsAsyncScheduling => _proposer is null && _pooler is null && _decoder?.Peers is null;
 
     /// <summary>Steps overlap the host's work when the device samples them; the host sampler needs the logits first.</summary>
     public bool OverlapsSteps => _deviceSampler is not null && SupportsAsyncScheduling;

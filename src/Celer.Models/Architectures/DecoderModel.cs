@@ -62,11 +62,8 @@ public sealed class DecoderModel : IPoolingModel
         ArchitectureSpec spec = ModelRegistry.Resolve(config);
         MaxNumTokens = maxNumTokens;
         MaxLogitsRows = maxLogitsRows;
+        CheckSplit(config, tensorParallel?.Size ?? 1, pooling);
         var shard = new TensorParallelShard(config, tensorParallel);
-        if (shard.Size > 1 && TensorParallelRefusal(config, spec, pooling) is { } refusal)
-        {
-            throw new ModelLoadException($"{config.Architecture}: tensor parallelism does not split {refusal} yet");
-        }
 
         _group = shard.Group;
         int hidden = config.HiddenSize;
@@ -537,6 +534,20 @@ public sealed class DecoderModel : IPoolingModel
         }
 
         return false;
+    }
+
+    /// <summary>
+    /// Refuses, by name, a model that <paramref name="size"/> tensor-parallel ranks cannot split (heads or sizes that do not
+    /// divide, layers the split does not cover yet): checked before any rank is started.
+    /// </summary>
+    public static void CheckSplit(ModelConfig config, int size, bool pooling)
+    {
+        if (size > 1 && TensorParallelRefusal(config, ModelRegistry.Resolve(config), pooling) is { } refusal)
+        {
+            throw new ModelLoadException($"{config.Architecture}: tensor parallelism does not split {refusal} yet");
+        }
+
+        TensorParallelShard.Check(config, size);
     }
 
     /// <summary>What of the model tensor parallelism cannot split yet, or null.</summary>

@@ -24,15 +24,29 @@ internal sealed class TensorParallelShard
         Group = group is { Size: > 1 } ? group : null;
         Size = Group?.Size ?? 1;
         Rank = Group?.Rank ?? 0;
-        if (Size == 1)
+        Check(full, Size);
+    }
+
+    /// <summary>Refuses, naming the field, a model whose heads or sizes do not divide into <paramref name="size"/> ranks.</summary>
+    public static void Check(ModelConfig full, int size)
+    {
+        if (size == 1)
         {
             return;
         }
 
-        Require(full.NumAttentionHeads % Size == 0, $"num_attention_heads {full.NumAttentionHeads}");
-        Require(full.NumKeyValueHeads % Size == 0 || Size % full.NumKeyValueHeads == 0, $"num_key_value_heads {full.NumKeyValueHeads} (nor does it divide the group)");
-        Require(full.IntermediateSize % Size == 0, $"intermediate_size {full.IntermediateSize}");
-        Require(full.VocabSize % Size == 0, $"vocab_size {full.VocabSize}");
+        void Require(bool divides, string what)
+        {
+            if (!divides)
+            {
+                throw new ModelLoadException($"{full.Architecture}: {what} does not divide into a tensor-parallel group of {size}");
+            }
+        }
+
+        Require(full.NumAttentionHeads % size == 0, $"num_attention_heads {full.NumAttentionHeads}");
+        Require(full.NumKeyValueHeads % size == 0 || size % full.NumKeyValueHeads == 0, $"num_key_value_heads {full.NumKeyValueHeads} (nor does it divide the group)");
+        Require(full.IntermediateSize % size == 0, $"intermediate_size {full.IntermediateSize}");
+        Require(full.VocabSize % size == 0, $"vocab_size {full.VocabSize}");
     }
 
     /// <summary>The group's collectives; null for a group of one.</summary>
@@ -69,8 +83,15 @@ internal sealed class TensorParallelShard
     /// <summary>Rows <paramref name="start"/> .. + <paramref name="count"/> of a stored weight (a vector's elements): a view, nothing copied.</summary>
     public static WeightTensor Rows(WeightTensor weight, int start, int count)
     {
-        RequirePlain(weight);
         long rowBytes = weight.ByteLength / weight.Shape[0];
+        if (weight.Synthetic is { } rule)
+        {
+            // Dummy values made on the device: the rows' values are the same rule's, from the first row's first element on.
+            long rowElements = weight.ElementCount / weight.Shape[0];
+            return new WeightTensor(weight.Name, weight.DType, [count, .. weight.Shape[1..]], 0, count * rowBytes) { Synthetic = rule.From(start * rowElements) };
+        }
+
+        RequirePlain(weight);
         return new WeightTensor(weight.Name, weight.DType, [count, .. weight.Shape[1..]], weight.Data + (nint)(start * rowBytes), count * rowBytes);
     }
 
@@ -80,8 +101,17 @@ internal sealed class TensorParallelShard
     /// </summary>
     public static unsafe Tensor LoadColumns(IModelBackend backend, WeightTensor weight, int start, int count)
     {
-        RequirePlain(weight);
         int rows = weight.Shape[0], element = weight.DType.ByteSize();
+        if (weight.Synthetic is { } rule)
+        {
+            // Dummy values made on the device: a column slice is no run of the rule's elements, so it takes fresh ones, from
+            // past the whole tensor's (a distinct run per slice). Random weights need only be random: vLLM's dummy loader
+            // fills each rank's shard on its own too.
+            long past = weight.ElementCount * (1L + (start / count));
+            return backend.LoadStacked(weight.Name, new WeightTensor(weight.Name, weight.DType, [rows, count], 0, (long)rows * count * element) { Synthetic = rule.From(past) });
+        }
+
+        RequirePlain(weight);
         long rowBytes = weight.ByteLength / rows, partBytes = (long)count * element;
         byte* part = (byte*)NativeMemory.Alloc((nuint)(rows * partBytes));
         try
@@ -108,11 +138,4 @@ internal sealed class TensorParallelShard
         }
     }
 
-    private void Require(bool divides, string what)
-    {
-        if (!divides)
-        {
-            throw new ModelLoadException($"{_full.Architecture}: {what} does not divide into a tensor-parallel group of {Size}");
-        }
-    }
 }

@@ -116,7 +116,7 @@ public sealed unsafe class DummyWeightSource : IWeightSource
     private void FillRange(byte* data, long start, long count, SyntheticValues rule)
     {
         bool ones = rule.Ones;
-        var random = new SplitMix64(unchecked(rule.State + ((ulong)start * SplitMix64.Gamma)));
+        var random = new SplitMix64(rule.From(start).State);
         Span<float> chunk = stackalloc float[1024];
         int size = DType.ByteSize();
         for (long done = 0; done < count; done += chunk.Length)
@@ -163,14 +163,11 @@ public sealed unsafe class DummyWeightSource : IWeightSource
     /// <summary>Steele, Lea and Flood's SplitMix64: tiny, fast, and good enough for filler weights.</summary>
     private struct SplitMix64(ulong state)
     {
-        /// <summary>The golden-ratio increment between two outputs.</summary>
-        public const ulong Gamma = 0x9E3779B97F4A7C15;
-
         private ulong _state = state;
 
         public float NextUniform(float low, float high)
         {
-            _state += Gamma;
+            _state += SyntheticValues.Gamma;
             ulong z = _state;
             z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
             z = (z ^ (z >> 27)) * 0x94D049BB133111EB;

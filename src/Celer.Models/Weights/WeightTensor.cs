@@ -133,4 +133,11 @@ public readonly unsafe struct WeightTensor
 /// 24 bits of SplitMix64's output for state <see cref="State"/> + (i + 1)·0x9E3779B97F4A7C15, all in fp32 without
 /// fused multiply-adds, then rounded to the tensor's dtype (nearest even).
 /// </summary>
-public sealed record SyntheticValues(ulong State, float Low, float High, bool Ones);
+public sealed record SyntheticValues(ulong State, float Low, float High, bool Ones)
+{
+    /// <summary>SplitMix64's increment between two elements' generator states (the golden ratio).</summary>
+    public const ulong Gamma = 0x9E3779B97F4A7C15;
+
+    /// <summary>The values from element <paramref name="first"/> on: element i of the result is element first + i of these.</summary>
+    public SyntheticValues From(long first) => this with { State = unchecked(State + ((ulong)first * Gamma)) };
+}
