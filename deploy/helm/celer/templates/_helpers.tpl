@@ -103,16 +103,13 @@ rather than deploying a server that exits or ignores it.
 {{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" (toString .name)) -}}
 {{- fail (printf "servingEngineSpec.modelSpec[].name %q: must be a DNS label (lower-case letters, digits and '-'); it names the model's Deployment and Service." (toString .name)) -}}
 {{- end -}}
-{{- $tp := .celerConfig.tensorParallelSize -}}
-{{- if and (not (kindIs "invalid" $tp)) (ne (toString $tp) "1") (gt (int64 (default 0 .requestGPU)) 0) -}}
-{{- fail (printf "servingEngineSpec.modelSpec %s: tensorParallelSize %v: Celer splits a model over CPU worker processes only so far, not over GPUs (one server runs on one GPU); set 1, and add replicas for throughput." .name $tp) -}}
-{{- end -}}
+{{- $tp := int64 (default 1 .celerConfig.tensorParallelSize) -}}
 {{- $gpus := int64 (default 0 .requestGPU) -}}
-{{- if gt $gpus 1 -}}
-{{- fail (printf "servingEngineSpec.modelSpec %s: requestGPU %d: a Celer server runs on one GPU (no tensor parallelism yet), so more would sit idle; request 1 and add replicas." .name $gpus) -}}
-{{- end -}}
 {{- if lt $gpus 0 -}}
-{{- fail (printf "servingEngineSpec.modelSpec %s: requestGPU %d: must be 0 or 1." .name $gpus) -}}
+{{- fail (printf "servingEngineSpec.modelSpec %s: requestGPU %d: must be 0 or more." .name $gpus) -}}
+{{- end -}}
+{{- if and (gt $gpus 0) (ne $gpus $tp) -}}
+{{- fail (printf "servingEngineSpec.modelSpec %s: requestGPU %d with tensorParallelSize %d: a Celer server runs a rank per GPU, so it needs exactly tensorParallelSize GPUs; set both alike, and add replicas for throughput." .name $gpus $tp) -}}
 {{- end -}}
 {{- if .keda.enabled -}}
 {{- /* The trigger counts requests queued on running servers: with none running nothing queues, so 0 would never scale up. */ -}}
