@@ -88,10 +88,7 @@ public sealed unsafe class InProcessGroup : IDisposable
     private void AllGatherColumns(int rank, Tensor local, int rows, Tensor output)
     {
         int columns = checked((int)local.Columns), width = checked((int)output.Columns);
-        if (width != columns * Size)
-        {
-            throw new ArgumentException($"Gathering {Size} parts of {columns} columns needs {columns * Size} output columns, not {width}.", nameof(output));
-        }
+        CollectiveArguments.RequireGatherWidth(local, output, Size);
 
         _published[rank] = (nint)Floats(local, "all-gather");
         float* gathered = Floats(output, "all-gather");

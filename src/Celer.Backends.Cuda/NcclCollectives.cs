@@ -121,10 +121,7 @@ public sealed unsafe class NcclCollectives : ICollectives, IDisposable
     public void AllGatherColumns(Tensor local, int rows, Tensor output)
     {
         long columns = local.Columns, width = output.Columns;
-        if (width != columns * Size)
-        {
-            throw new ArgumentException($"Gathering {Size} parts of {columns} columns needs {columns * Size} output columns, not {width}.", nameof(output));
-        }
+        CollectiveArguments.RequireGatherWidth(local, output, Size);
 
         if (output.DType != local.DType)
         {

@@ -176,10 +176,7 @@ public sealed unsafe class ShmCollectives : ICollectives, IDisposable
     public void AllGatherColumns(Tensor local, int rows, Tensor output)
     {
         int columns = checked((int)local.Columns), width = checked((int)output.Columns);
-        if (width != (long)columns * Size)
-        {
-            throw new ArgumentException($"Gathering {Size} parts of {columns} columns needs {(long)columns * Size} output columns, not {width}.", nameof(output));
-        }
+        CollectiveArguments.RequireGatherWidth(local, output, Size);
 
         float* part = Floats(local, "all-gather");
         float* gathered = Floats(output, "all-gather");

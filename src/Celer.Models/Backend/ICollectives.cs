@@ -20,3 +20,17 @@ public interface ICollectives
     /// </summary>
     void AllGatherColumns(Tensor local, int rows, Tensor output);
 }
+
+/// <summary>The argument checks every <see cref="ICollectives"/> makes the same way, so each refuses with the same words.</summary>
+public static class CollectiveArguments
+{
+    /// <summary>An all-gather's <paramref name="output"/> holds <paramref name="size"/> parts of <paramref name="local"/>'s columns side by side.</summary>
+    public static void RequireGatherWidth(Tensor local, Tensor output, int size)
+    {
+        long columns = local.Columns, width = output.Columns;
+        if (width != columns * size)
+        {
+            throw new ArgumentException($"Gathering {size} parts of {columns} columns needs {columns * size} output columns, not {width}.", nameof(output));
+        }
+    }
+}
