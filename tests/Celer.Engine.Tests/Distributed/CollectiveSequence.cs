@@ -52,6 +52,35 @@ internal static unsafe class CollectiveSequence
         return values;
     }
 
+    /// <summary>Each rank on a thread of its own (opened there, as a worker joins its group) runs every step, now and then
+    /// pausing a random moment so that the ranks drift apart (a fast rank reaches the next collective while a slow one
+    /// still reads the last); returns the results by step and rank.</summary>
+    public static Task<float[][][]> RunRanks(int size, Func<int, ICollectives> open, Step[] steps, float[][][] inputs, TimeSpan patience)
+    {
+        float[][][] results = [.. steps.Select(_ => new float[size][])];
+        Task[] ranks = [.. Enumerable.Range(0, size).Select(rank => BroadcastTestSupport.OnOwnThread(() =>
+        {
+            ICollectives member = open(rank);
+            var random = new Random(rank);
+            for (int i = 0; i < steps.Length; i++)
+            {
+                results[i][rank] = Run(member, steps[i], inputs[i][rank]);
+                if (random.Next(4) == 0)
+                {
+                    Thread.SpinWait(random.Next(20_000));
+                }
+            }
+        }))];
+        // (This class is unsafe, where no await may stand: the continuation hands back the results, or the first failure.)
+        return Task.WhenAll(ranks).WaitAsync(patience, BroadcastTestSupport.Ct).ContinueWith(
+            all =>
+            {
+                all.GetAwaiter().GetResult();
+                return results;
+            },
+            BroadcastTestSupport.Ct, TaskContinuationOptions.None, TaskScheduler.Default);
+    }
+
     /// <summary>Runs <paramref name="step"/> on <paramref name="member"/> with <paramref name="input"/> (left as it is)
     /// and returns what the rank holds afterwards: the reduced tensor, or the gathered output.</summary>
     public static float[] Run(ICollectives member, Step step, float[] input)

@@ -31,14 +31,14 @@ public class ShmCollectivesTests
         float[][][] reference;
         using (var group = new InProcessGroup(size))
         {
-            reference = await RunOnThreads([.. Enumerable.Range(0, size).Select(group.Member)], steps, inputs);
+            reference = await RunRanks(size, group.Member, steps, inputs, Patience);
         }
 
         float[][][] shared;
         ShmCollectives[] members = Group(size, Patience);
         try
         {
-            shared = await RunOnThreads(members, steps, inputs);
+            shared = await RunRanks(size, rank => members[rank], steps, inputs, Patience);
         }
         finally
         {
@@ -381,28 +381,6 @@ public class ShmCollectivesTests
         }
 
         return members;
-    }
-
-    /// <summary>Each rank on a thread of its own runs every step, now and then pausing a random moment so that the ranks
-    /// drift apart (a fast rank reaches the next collective while a slow one still reads the last); returns the results by
-    /// step and rank.</summary>
-    private static async Task<float[][][]> RunOnThreads(ICollectives[] members, Step[] steps, float[][][] inputs)
-    {
-        float[][][] results = [.. steps.Select(_ => new float[members.Length][])];
-        Task[] ranks = [.. members.Select((member, rank) => OnOwnThread(() =>
-        {
-            var random = new Random(rank);
-            for (int i = 0; i < steps.Length; i++)
-            {
-                results[i][rank] = Run(member, steps[i], inputs[i][rank]);
-                if (random.Next(4) == 0)
-                {
-                    Thread.SpinWait(random.Next(20_000));
-                }
-            }
-        }))];
-        await Task.WhenAll(ranks).WaitAsync(Patience, Ct);
-        return results;
     }
 
     private static string[] OwnFiles() =>

@@ -39,7 +39,7 @@ public class TcpCollectivesTests
         float[][][] reference;
         using (var group = new InProcessGroup(size))
         {
-            reference = await RunRanks(size, group.Member, steps, inputs);
+            reference = await RunRanks(size, group.Member, steps, inputs, Patience);
         }
 
         var members = new TcpCollectives[size];
@@ -48,7 +48,7 @@ public class TcpCollectivesTests
         try
         {
             // Each rank joins on its own thread, as a worker does, while rank 0 is already at its first collective.
-            overTcp = await RunRanks(size, rank => rank == 0 ? members[0] : members[rank] = TcpCollectives.Join(Host, members[0].LocalEndPoint.Port, rank, size, Patience), steps, inputs);
+            overTcp = await RunRanks(size, rank => rank == 0 ? members[0] : members[rank] = TcpCollectives.Join(Host, members[0].LocalEndPoint.Port, rank, size, Patience), steps, inputs, Patience);
         }
         finally
         {
@@ -179,7 +179,7 @@ public class TcpCollectivesTests
         using var rank1 = TcpCollectives.Join(Host, port, 1, 2, Patience);
         Step[] steps = Steps(Seed, Count);
         float[][][] inputs = [.. steps.Select((step, i) => new[] { Input(Seed, i, step, 0), Input(Seed, i, step, 1) })];
-        float[][][] results = await RunRanks(2, rank => rank == 0 ? rank0 : rank1, steps, inputs);
+        float[][][] results = await RunRanks(2, rank => rank == 0 ? rank0 : rank1, steps, inputs, Patience);
         for (int i = 0; i < Count; i++)
         {
             Assert.Equal(Bits(Expected(steps[i], inputs[i], 0)), Bits(results[i][0]));
@@ -209,7 +209,7 @@ public class TcpCollectivesTests
         rank0.WaitForRanks(Patience);
         var step = new Step(Gather: false, Rows: 3, Capacity: 3, Columns: 9);
         float[][] inputs = [Input(9, 0, step, 0), Input(9, 0, step, 1), Input(9, 0, step, 2)];
-        float[][][] results = await RunRanks(3, rank => rank switch { 0 => rank0, 1 => rank1, _ => rank2 }, [step], [inputs]);
+        float[][][] results = await RunRanks(3, rank => rank switch { 0 => rank0, 1 => rank1, _ => rank2 }, [step], [inputs], Patience);
         for (int rank = 0; rank < 3; rank++)
         {
             Assert.Equal(Bits(Expected(step, inputs, rank)), Bits(results[0][rank]));
@@ -331,28 +331,6 @@ public class TcpCollectivesTests
         using var taken = TcpCollectives.Create(AnyLoopbackPort, 2, Patience);
         var inUse = Assert.Throws<IOException>(() => TcpCollectives.Create(taken.LocalEndPoint, 2, Patience));
         Assert.Contains($"could not listen on {taken.LocalEndPoint}", inUse.Message, StringComparison.Ordinal);
-    }
-
-    /// <summary>Opens each rank's member on a thread of its own (a joining rank connects there, as a worker does) and runs
-    /// every step, now and then pausing a random moment so the ranks drift apart; returns the results by step and rank.</summary>
-    private static async Task<float[][][]> RunRanks(int size, Func<int, ICollectives> open, Step[] steps, float[][][] inputs)
-    {
-        float[][][] results = [.. steps.Select(_ => new float[size][])];
-        Task[] ranks = [.. Enumerable.Range(0, size).Select(rank => OnOwnThread(() =>
-        {
-            ICollectives member = open(rank);
-            var random = new Random(rank);
-            for (int i = 0; i < steps.Length; i++)
-            {
-                results[i][rank] = Run(member, steps[i], inputs[i][rank]);
-                if (random.Next(4) == 0)
-                {
-                    Thread.SpinWait(random.Next(20_000));
-                }
-            }
-        }))];
-        await Task.WhenAll(ranks).WaitAsync(Patience, Ct);
-        return results;
     }
 
     /// <summary>
