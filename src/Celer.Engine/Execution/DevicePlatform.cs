@@ -231,7 +231,7 @@ internal sealed class CudaPlatform : DevicePlatform
         }
         catch (CudaException e)
         {
-            throw new ModelLoadException($"--device cuda: no usable NVIDIA GPU {ordinal}. {e.Message} Use --device cpu to run on the CPU.");
+            throw new ModelLoadException($"--device cuda: no usable NVIDIA GPU. {e.Message} Use --device cpu to run on the CPU.");
         }
     }
 }
