@@ -66,7 +66,7 @@ internal sealed class EngineOptions
     };
     public Option<string?> DistributedExecutorBackend { get; } = new("--distributed-executor-backend")
     {
-        Description = "How the ranks run: mp (a worker process per rank on this host; the default for --tensor-parallel-size > 1) or uni (one process, one rank).",
+        Description = "How the ranks run: mp (a worker process per rank, on this host or over --nnodes; the default for --tensor-parallel-size > 1) or uni (one process, one rank).",
     };
     public Option<int> NNodes { get; } = new("--nnodes") { Description = "Hosts the tensor-parallel ranks span, each running an equal share (node 0 serves the API; the others run `celer serve --headless`).", DefaultValueFactory = _ => 1 };
     public Option<int> NodeRank { get; } = new("--node-rank") { Description = "This host's place among --nnodes (0: the API server and rank 0).", DefaultValueFactory = _ => 0 };

@@ -113,7 +113,7 @@ public sealed record EngineArgs
     public int TensorParallelSize { get; init; } = 1;
 
     /// <summary>
-    /// vLLM's --distributed-executor-backend: <c>mp</c>, a worker process per rank on this host (the default with more
+    /// vLLM's --distributed-executor-backend: <c>mp</c>, a worker process per rank, on this host or over --nnodes (the default with more
     /// than one rank), or <c>uni</c>, one process (one rank only). Null: chosen by the size, as vLLM chooses.
     /// </summary>
     public string? DistributedExecutorBackend { get; init; }
