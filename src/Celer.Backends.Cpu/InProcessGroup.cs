@@ -47,9 +47,7 @@ public sealed unsafe class InProcessGroup : IDisposable
         }
     }
 
-    private static float* Floats(Tensor x, string operation) => x.DType == DType.F32
-        ? (float*)x.Data
-        : throw new NotSupportedException($"The in-process group's {operation} takes fp32 tensors (the CPU backend's activations), not {x.DType}.");
+    private static float* Floats(Tensor x, string operation) => HostCollectives.Floats(x, "in-process group", operation);
 
     private void AllReduce(int rank, Tensor x, int rows)
     {
@@ -95,11 +93,7 @@ public sealed unsafe class InProcessGroup : IDisposable
         Meet(rank, "an all-gather");
         for (int r = 0; r < Size; r++)
         {
-            float* part = (float*)_published[r];
-            for (int row = 0; row < rows; row++)
-            {
-                new ReadOnlySpan<float>(part + ((long)row * columns), columns).CopyTo(new Span<float>(gathered + ((long)row * width) + ((long)r * columns), columns));
-            }
+            HostCollectives.PlaceColumns((float*)_published[r], rows, columns, gathered, width, r);
         }
 
         Meet(rank, "an all-gather");   // every part is read before its rank writes it again

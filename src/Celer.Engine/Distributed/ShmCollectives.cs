@@ -188,10 +188,9 @@ public sealed unsafe class ShmCollectives : ICollectives, IDisposable
             int half = Meet(AllGatherOperation, rows, columns, part, count);
             for (int rank = 0; rank < Size; rank++)
             {
-                Span<float> published = _layout.Data(half, rank, count);
-                for (int row = 0; row < rows; row++)
+                fixed (float* published = _layout.Data(half, rank, count))
                 {
-                    published.Slice(row * columns, columns).CopyTo(new Span<float>(gathered + ((long)row * width) + ((long)rank * columns), columns));
+                    HostCollectives.PlaceColumns(published, rows, columns, gathered, width, rank);
                 }
             }
         }
@@ -232,9 +231,7 @@ public sealed unsafe class ShmCollectives : ICollectives, IDisposable
         return dash is > 0 and <= 10 && rest[..dash].IndexOfAnyExceptInRange('0', '9') < 0 && random.Length == 32 && random.IndexOfAnyExcept(HexDigits) < 0;
     }
 
-    private static float* Floats(Tensor x, string operation) => x.DType == DType.F32
-        ? (float*)x.Data
-        : throw new NotSupportedException($"The shared-memory group's {operation} takes fp32 tensors (the CPU backend's activations), not {x.DType}.");
+    private static float* Floats(Tensor x, string operation) => HostCollectives.Floats(x, "shared-memory group", operation);
 
     private static string Describe(int operation, int rows, long columns) =>
         $"{(operation == AllReduceOperation ? "an all-reduce" : operation == AllGatherOperation ? "an all-gather" : $"operation {operation}")} of {rows} × {columns}";

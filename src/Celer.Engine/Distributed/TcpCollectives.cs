@@ -259,11 +259,7 @@ public sealed unsafe class TcpCollectives : ICollectives, IDisposable
                     ReceiveParts(collective, count);
                     for (int rank = 0; rank < Size; rank++)
                     {
-                        float* from = rank == 0 ? part : (float*)ArrayPointer(_parts[rank]!);
-                        for (int row = 0; row < rows; row++)
-                        {
-                            new ReadOnlySpan<float>(from + ((long)row * columns), columns).CopyTo(new Span<float>(gathered + ((long)row * width) + ((long)rank * columns), columns));
-                        }
+                        HostCollectives.PlaceColumns(rank == 0 ? part : (float*)ArrayPointer(_parts[rank]!), rows, columns, gathered, width, rank);
                     }
 
                     SendResult(collective, KindAllGather, rows, width, (byte*)gathered);
@@ -372,9 +368,7 @@ public sealed unsafe class TcpCollectives : ICollectives, IDisposable
         }
     }
 
-    private static float* Floats(Tensor x, string operation) => x.DType == DType.F32
-        ? (float*)x.Data
-        : throw new NotSupportedException($"The TCP group's {operation} takes fp32 tensors (the CPU backend's activations), not {x.DType}.");
+    private static float* Floats(Tensor x, string operation) => HostCollectives.Floats(x, "TCP group", operation);
 
     private static byte* ArrayPointer(float[] array) => (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array));
 
