@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Runtime.CompilerServices;
 
 namespace Celer.Engine.Distributed;
@@ -37,22 +36,16 @@ internal sealed unsafe class ShmRingBuffer : IDisposable
     private const long Magic = 0x3171_6274_7372_6C63;
     private const int LayoutVersion = 1;
 
-    private readonly MemoryMappedFile _file;
-    private readonly MemoryMappedViewAccessor _view;
+    private readonly ShmMapping _mapping;
     private readonly byte* _base;
     private readonly long _chunkStride;
     private readonly int _readFlagsOffset;
     private readonly int _dataOffset;
-    private bool _disposed;
 
     private ShmRingBuffer(FileStream stream, int readerCount, int chunkBytes, int chunkCount)
     {
-        long length = FileBytes(readerCount, chunkBytes, chunkCount);
-        _file = MemoryMappedFile.CreateFromFile(stream, null, length, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
-        _view = _file.CreateViewAccessor(0, length, MemoryMappedFileAccess.ReadWrite);
-        byte* pointer = null;
-        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
-        _base = pointer + _view.PointerOffset;
+        _mapping = new ShmMapping(stream, FileBytes(readerCount, chunkBytes, chunkCount));
+        _base = _mapping.Base;
         ReaderCount = readerCount;
         ChunkCount = chunkCount;
         ChunkBytes = chunkBytes;
@@ -135,18 +128,7 @@ internal sealed unsafe class ShmRingBuffer : IDisposable
     /// earlier, or 0 (never written) on the first lap.</summary>
     public long PreviousInSlot(long sequence) => sequence > ChunkCount ? sequence - ChunkCount : 0;
 
-    public void Dispose()
-    {
-        if (_disposed)
-        {
-            return;
-        }
-
-        _disposed = true;
-        _view.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view.Dispose();
-        _file.Dispose();
-    }
+    public void Dispose() => _mapping.Dispose();
 
     private static (int ReadFlagsOffset, int DataOffset, long ChunkStride) Geometry(int readerCount, int chunkBytes)
     {
