@@ -42,44 +42,20 @@ internal static class BroadcastPeerProcess
     }
 
     [ModuleInitializer]
-    internal static void RunWhenAsked()
+    internal static void RunWhenAsked() => TestPeerProcess.RunIfAsked(RoleVariable, words =>
     {
-        string? role = Environment.GetEnvironmentVariable(RoleVariable);
-        if (role is null)
+        using var parent = Process.GetProcessById(Parse(words[^1]));
+        if (words[0] == "read")
         {
-            return;
+            Read(words[1], Parse(words[2]), Parse(words[3]), Parse(words[4]), () => !parent.HasExited);
         }
-
-        int exitCode = 0;
-        try
+        else
         {
-            string[] words = role.Split(' ');
-            using var parent = Process.GetProcessById(Parse(words[^1]));
-            if (words[0] == "read")
-            {
-                Read(words[1], Parse(words[2]), Parse(words[3]), Parse(words[4]), () => !parent.HasExited);
-            }
-            else
-            {
-                Write(Parse(words[1]), Parse(words[2]), () => !parent.HasExited);
-            }
+            Write(Parse(words[1]), Parse(words[2]), () => !parent.HasExited);
         }
-        catch (Exception e)
-        {
-            Console.Error.WriteLine(e);
-            exitCode = 1;
-        }
+    });
 
-        Environment.Exit(exitCode);
-    }
-
-    private static Process Start(string role)
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(typeof(BroadcastPeerProcess).Assembly.Location);
-        start.Environment[RoleVariable] = role;
-        return Process.Start(start)!;
-    }
+    private static Process Start(string role) => TestPeerProcess.Start(RoleVariable, role);
 
     private static void Read(string name, int readerIndex, int messages, int stallAfter, Func<bool> isWriterAlive)
     {

@@ -20,12 +20,7 @@ internal static class CollectivesPeerProcess
     /// <see cref="CollectiveSequence"/> <paramref name="seed"/> and prints the <see cref="CollectiveSequence.Checksum"/>
     /// of its results; with <paramref name="stallBefore"/> ≥ 0 it prints "stalled" before that step and hangs until killed.</summary>
     public static Process Start(string name, int rank, int seed, int steps, int stallBefore = -1)
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(typeof(CollectivesPeerProcess).Assembly.Location);
-        start.Environment[RoleVariable] = string.Join(' ', name, rank, seed, steps, stallBefore);
-        return Process.Start(start)!;
-    }
+        => TestPeerProcess.Start(RoleVariable, name, rank, seed, steps, stallBefore);
 
     /// <summary>Kills the process if it still runs, and lets it go.</summary>
     public static void Stop(Process? process)
@@ -45,28 +40,8 @@ internal static class CollectivesPeerProcess
     }
 
     [ModuleInitializer]
-    internal static void RunWhenAsked()
-    {
-        string? role = Environment.GetEnvironmentVariable(RoleVariable);
-        if (role is null)
-        {
-            return;
-        }
-
-        int exitCode = 0;
-        try
-        {
-            string[] words = role.Split(' ');
-            Run(words[0], Parse(words[1]), Parse(words[2]), Parse(words[3]), Parse(words[4]));
-        }
-        catch (Exception e)
-        {
-            Console.Error.WriteLine(e);
-            exitCode = 1;
-        }
-
-        Environment.Exit(exitCode);
-    }
+    internal static void RunWhenAsked() =>
+        TestPeerProcess.RunIfAsked(RoleVariable, words => Run(words[0], Parse(words[1]), Parse(words[2]), Parse(words[3]), Parse(words[4])));
 
     private static void Run(string name, int rank, int seed, int steps, int stallBefore)
     {

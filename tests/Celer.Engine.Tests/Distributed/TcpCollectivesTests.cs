@@ -343,37 +343,15 @@ public class TcpCollectivesTests
     {
         private const string RoleVariable = "CELER_TEST_TCP_COLLECTIVES_PEER";
 
-        public static Process Start(int port, int rank, int size, int seed, int steps, int stallBefore)
-        {
-            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-            start.ArgumentList.Add(typeof(PeerProcess).Assembly.Location);
-            start.Environment[RoleVariable] = string.Join(' ', port, rank, size, seed, steps, stallBefore);
-            return Process.Start(start)!;
-        }
+        public static Process Start(int port, int rank, int size, int seed, int steps, int stallBefore) =>
+            TestPeerProcess.Start(RoleVariable, port, rank, size, seed, steps, stallBefore);
 
         [ModuleInitializer]
-        internal static void RunWhenAsked()
+        internal static void RunWhenAsked() => TestPeerProcess.RunIfAsked(RoleVariable, role =>
         {
-            string? role = Environment.GetEnvironmentVariable(RoleVariable);
-            if (role is null)
-            {
-                return;
-            }
-
-            int exitCode = 0;
-            try
-            {
-                int[] words = [.. role.Split(' ').Select(word => int.Parse(word, CultureInfo.InvariantCulture))];
-                Run(port: words[0], rank: words[1], size: words[2], seed: words[3], steps: words[4], stallBefore: words[5]);
-            }
-            catch (Exception e)
-            {
-                Console.Error.WriteLine(e);
-                exitCode = 1;
-            }
-
-            Environment.Exit(exitCode);
-        }
+            int[] words = [.. role.Select(word => int.Parse(word, CultureInfo.InvariantCulture))];
+            Run(port: words[0], rank: words[1], size: words[2], seed: words[3], steps: words[4], stallBefore: words[5]);
+        });
 
         private static void Run(int port, int rank, int size, int seed, int steps, int stallBefore)
         {
