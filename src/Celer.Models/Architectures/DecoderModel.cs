@@ -62,8 +62,8 @@ public sealed class DecoderModel : IPoolingModel
         ArchitectureSpec spec = ModelRegistry.Resolve(config);
         MaxNumTokens = maxNumTokens;
         MaxLogitsRows = maxLogitsRows;
-        CheckSplit(config, tensorParallel?.Size ?? 1, pooling);
-        var shard = new TensorParallelShard(config, tensorParallel);
+        RefuseSplit(config, spec, tensorParallel?.Size ?? 1, pooling);
+        var shard = new TensorParallelShard(config, tensorParallel);   // checks that the heads and sizes divide
 
         _group = shard.Group;
         int hidden = config.HiddenSize;
@@ -542,12 +542,16 @@ public sealed class DecoderModel : IPoolingModel
     /// </summary>
     public static void CheckSplit(ModelConfig config, int size, bool pooling)
     {
-        if (size > 1 && TensorParallelRefusal(config, ModelRegistry.Resolve(config), pooling) is { } refusal)
+        RefuseSplit(config, ModelRegistry.Resolve(config), size, pooling);
+        TensorParallelShard.Check(config, size);
+    }
+
+    private static void RefuseSplit(ModelConfig config, ArchitectureSpec spec, int size, bool pooling)
+    {
+        if (size > 1 && TensorParallelRefusal(config, spec, pooling) is { } refusal)
         {
             throw new ModelLoadException($"{config.Architecture}: tensor parallelism does not split {refusal} yet");
         }
-
-        TensorParallelShard.Check(config, size);
     }
 
     /// <summary>What of the model tensor parallelism cannot split yet, or null.</summary>
