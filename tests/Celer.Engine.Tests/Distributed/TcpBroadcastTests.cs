@@ -137,22 +137,42 @@ public class TcpBroadcastTests
     [Fact]
     public async Task AReaderThatHangsUpWhileTheWriterWaitsForIt_EndsTheWait_NamingIt_AndBreaksTheQueue()
     {
-        using Group group = await StartGroup(1, 2);
-        // Rank 1 reads; rank 2 does not, so a message larger than its socket's buffers keeps the writer waiting.
-        Task<byte[]> rankOne = OnOwnThread(() => group.Clients[0].Dequeue(Patience, Ct));
-        Task blocked = OnOwnThread(() => group.Server.Enqueue(BroadcastMessages.Make(0, Huge), Timeout.InfiniteTimeSpan, Ct));
-        await Task.Delay(TimeSpan.FromMilliseconds(300), Ct);
-        Assert.False(blocked.IsCompleted, "the writer sent a message larger than the socket buffers to a rank that read none of it");
+        var server = TcpBroadcastServer.Listen(new IPEndPoint(IPAddress.Loopback, 0));
+        using (server)
+        {
+            // Rank 1 reads; rank 2, a raw socket here, takes the first bytes of the message and then no more, so a message
+            // larger than its socket's buffers keeps the writer waiting, part of it sent to rank 2.
+            Task waiting = OnOwnThread(() => server.WaitForReaders([1, 2], Patience));
+            using TcpBroadcastClient one = TcpBroadcastClient.Connect("127.0.0.1", server.LocalEndPoint.Port, 1, Patience);
+            using Socket two = await RawConnect(server.LocalEndPoint);
+            byte[] hello = new byte[TcpBroadcastFrames.HelloBytes];
+            TcpBroadcastFrames.WriteHello(hello, rank: 2);
+            two.Send(hello);
+            byte[] answer = new byte[TcpBroadcastFrames.HeaderBytes];
+            await two.ReceiveAsync(answer, Ct);
+            Assert.Equal(Frame(1, 0, []), answer);
+            await waiting.WaitAsync(Patience, Ct);
 
-        var clock = Stopwatch.StartNew();
-        group.Clients[1].Dispose();
-        var died = await Assert.ThrowsAsync<BroadcastPeerDiedException>(() => blocked.WaitAsync(Patience, Ct));
-        Assert.InRange(clock.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(5));
-        Assert.Equal(2, died.Reader);
-        // Rank 2 got part of the message, so the queue cannot go on.
-        Assert.Contains("cut off part-way", Assert.Throws<InvalidOperationException>(() => group.Server.Enqueue(BroadcastMessages.Make(1, 10), Patience, Ct)).Message, StringComparison.Ordinal);
-        // Rank 1, served in turn with rank 2 rather than after it, may have the whole message by now, or part of it.
-        _ = rankOne;
+            Task<byte[]> rankOne = OnOwnThread(() => one.Dequeue(Patience, Ct));
+            Task blocked = OnOwnThread(() => server.Enqueue(BroadcastMessages.Make(0, Huge), Timeout.InfiniteTimeSpan, Ct));
+            byte[] start = new byte[TcpBroadcastFrames.HeaderBytes + 1];
+            for (int got = 0; got < start.Length;)
+            {
+                got += await two.ReceiveAsync(start.AsMemory(got), Ct).AsTask().WaitAsync(Patience, Ct);
+            }
+
+            Assert.False(blocked.IsCompleted, "the writer sent a message larger than the socket buffers to a rank that read a byte of it");
+            var clock = Stopwatch.StartNew();
+            two.Dispose();
+            var died = await Assert.ThrowsAsync<BroadcastPeerDiedException>(() => blocked.WaitAsync(Patience, Ct));
+            Assert.InRange(clock.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(5));
+            Assert.Equal(2, died.Reader);
+            // Rank 2 got part of the message, so the queue cannot go on.
+            Assert.Contains("cut off part-way", Assert.Throws<InvalidOperationException>(() => server.Enqueue(BroadcastMessages.Make(1, 10), Patience, Ct)).Message, StringComparison.Ordinal);
+            // Rank 1, served in turn with rank 2 rather than after it, may have the whole message by now, or part of it.
+            one.Dispose();
+            _ = rankOne;
+        }
     }
 
     [Fact]
