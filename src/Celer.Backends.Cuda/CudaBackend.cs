@@ -119,6 +119,9 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 
     public CudaDevice Device => _device;
 
+    /// <summary>The compiled kernels, for collectives that launch their own (<see cref="CustomAllReduce"/>).</summary>
+    internal CudaKernels Kernels => _kernels;
+
     public DType ActivationDType { get; }
 
     /// <summary>The element type of the KV cache.</summary>

@@ -33,13 +33,18 @@ public sealed unsafe class NcclCollectives : ICollectives, IDisposable
     private SafeDeviceMemoryHandle? _gathered;   // the rank-major parts of an all-gather, before they become columns
 #pragma warning restore CA2213
     private long _gatheredBytes;
+    private readonly CustomAllReduce? _custom;
 
     /// <summary>
     /// Joins rank <paramref name="rank"/> of a group of <paramref name="size"/> on <paramref name="backend"/>'s GPU; returns
     /// once every rank has joined (NCCL's rendezvous through the id's address, served by the process that made the id).
     /// </summary>
     /// <param name="uniqueId">The <see cref="CreateUniqueId"/> bytes, the same for every rank.</param>
-    public NcclCollectives(CudaBackend backend, ReadOnlySpan<byte> uniqueId, int rank, int size)
+    /// <param name="customAllReduce">
+    /// Small all-reduces through <see cref="CustomAllReduce"/> where every rank's GPU can reach the others' (vLLM's
+    /// <c>--disable-custom-all-reduce</c> is false here); the same value on every rank.
+    /// </param>
+    public NcclCollectives(CudaBackend backend, ReadOnlySpan<byte> uniqueId, int rank, int size, bool customAllReduce = true)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(size, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(rank);
@@ -58,6 +63,23 @@ public sealed unsafe class NcclCollectives : ICollectives, IDisposable
         backend.Device.MakeCurrent();   // NCCL binds the communicator to the current device
         Nccl.Check(Nccl.ncclCommInitRank(out nint comm, size, id, rank), $"ncclCommInitRank (rank {rank} of {size} on {backend.Name})");
         _comm = new SafeNcclCommHandle(comm);
+        if (customAllReduce && size > 1)
+        {
+            try
+            {
+                _custom = CustomAllReduce.TryCreate(backend, rank, size, AllGatherBytes, out string? whyNot);
+                CustomAllReduceUnavailable = whyNot;
+            }
+            catch
+            {
+                _comm.Dispose();
+                throw;
+            }
+        }
+        else
+        {
+            CustomAllReduceUnavailable = size > 1 ? "turned off (--disable-custom-all-reduce)" : "one rank";
+        }
     }
 
     private enum State
@@ -70,6 +92,9 @@ public sealed unsafe class NcclCollectives : ICollectives, IDisposable
     public int Rank { get; }
 
     public int Size { get; }
+
+    /// <summary>Why small all-reduces go through NCCL rather than <see cref="CustomAllReduce"/>; null when they do not.</summary>
+    public string? CustomAllReduceUnavailable { get; }
 
     /// <summary>A new group's id: 128 bytes to hand to every rank's constructor. The process that calls this serves the ranks' rendezvous, so it must live until they have all joined.</summary>
     public static byte[] CreateUniqueId()
@@ -104,7 +129,7 @@ public sealed unsafe class NcclCollectives : ICollectives, IDisposable
             _ => throw new NotSupportedException($"The NCCL all-reduce sums bf16, fp16 or fp32 activations, not {x.DType} ({x.Name})."),
         };
         nint comm = Communicator;
-        if (rows > 0)
+        if (rows > 0 && _custom?.TryAllReduce(x, rows) != true)
         {
             Check(Nccl.ncclAllReduce(x.Data, x.Data, (nuint)(rows * x.Columns), type, ncclRedOp_t.ncclSum, comm, _backend.Device.Stream), "ncclAllReduce");
         }
@@ -198,6 +223,8 @@ public sealed unsafe class NcclCollectives : ICollectives, IDisposable
             _state = State.Aborted;
         }
 
+        // The custom all-reduce's buffers stay allocated: a kernel may still be polling its flag (the process is going down).
+        _custom?.Abort();
         _comm.Abort();
     }
 
@@ -214,6 +241,7 @@ public sealed unsafe class NcclCollectives : ICollectives, IDisposable
             _state = State.Disposed;
         }
 
+        _custom?.Dispose();
         _comm.Dispose();
     }
 
@@ -254,6 +282,25 @@ public sealed unsafe class NcclCollectives : ICollectives, IDisposable
             string found = version >= 10000 ? $"{version / 10000}.{version / 100 % 100}.{version % 100}" : $"{version / 1000}.{version / 100 % 10}.{version % 100}";
             throw new CudaException($"NCCL {found} is older than 2.13, the oldest Celer's tensor parallelism runs on.");
         }
+    }
+
+    /// <summary>Every rank's <paramref name="mine"/> (all of one length), in rank order, through NCCL: the custom all-reduce's handshake.</summary>
+    private byte[][] AllGatherBytes(byte[] mine)
+    {
+        nint stream = _backend.Device.Stream;
+        var all = new byte[Size * mine.Length];
+        using SafeDeviceMemoryHandle buffer = _backend.Device.Allocate(all.Length);
+        fixed (byte* source = mine)
+        fixed (byte* destination = all)
+        {
+            ulong own = buffer.Pointer + (ulong)(Rank * mine.Length);
+            CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2(own, source, (nuint)mine.Length, stream), "cuMemcpyHtoDAsync");
+            Check(Nccl.ncclAllGather((nint)own, (nint)buffer.Pointer, (nuint)mine.Length, ncclDataType_t.ncclUint8, _comm.DangerousGetHandle(), stream), "ncclAllGather");
+            CudaDriver.Check(CudaDriver.cuMemcpyDtoHAsync_v2(destination, buffer.Pointer, (nuint)all.Length, stream), "cuMemcpyDtoHAsync");
+            _backend.Device.Synchronize();
+        }
+
+        return [.. Enumerable.Range(0, Size).Select(r => all.AsSpan(r * mine.Length, mine.Length).ToArray())];
     }
 
     private ulong Gathered(long bytes)

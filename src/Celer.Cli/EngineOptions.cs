@@ -64,6 +64,11 @@ internal sealed class EngineOptions
         Description = "Split the model's layers over this many ranks (heads and MLP columns), one process each.",
         DefaultValueFactory = _ => 1,
     };
+    public Option<bool> DisableCustomAllReduce { get; } = new("--disable-custom-all-reduce")
+    {
+        Description = "Run every all-reduce of a GPU group through NCCL, not the small ones through Celer's one-shot kernel over peer memory.",
+    };
+
     public Option<string?> DistributedExecutorBackend { get; } = new("--distributed-executor-backend")
     {
         Description = "How the ranks run: mp (a worker process per rank, on this host or over --nnodes; the default for --tensor-parallel-size > 1) or uni (one process, one rank).",
@@ -112,7 +117,7 @@ internal sealed class EngineOptions
         foreach (var option in new Option[]
                  {
                      ServedModelName, MaxModelLen, MaxNumSeqs, MaxNumBatchedTokens, BlockSize, GpuMemoryUtilization, KvCacheMemory, KvOffloadSize, PreemptionMode,
-                     Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager, EnableSleepMode, TensorParallelSize, DistributedExecutorBackend, NNodes, NodeRank, MasterAddr, MasterPort,
+                     Device, Dtype, KvCacheDtype, Quantization, EnablePrefixCaching, NoEnablePrefixCaching, LoadFormat, Seed, MaxLogprobs, EnforceEager, EnableSleepMode, TensorParallelSize, DistributedExecutorBackend, DisableCustomAllReduce, NNodes, NodeRank, MasterAddr, MasterPort,
                      CudaGraphSizes, MaxCudaGraphCaptureSize, AsyncScheduling, NoAsyncScheduling, HfOverrides, SpeculativeConfig,
                      Runner, Convert, PoolerConfig,
                  })
@@ -143,6 +148,7 @@ internal sealed class EngineOptions
         EnableSleepMode = result.GetValue(EnableSleepMode),
         TensorParallelSize = result.GetValue(TensorParallelSize),
         DistributedExecutorBackend = result.GetValue(DistributedExecutorBackend),
+        DisableCustomAllReduce = result.GetValue(DisableCustomAllReduce),
         NNodes = result.GetValue(NNodes),
         NodeRank = result.GetValue(NodeRank),
         MasterAddr = result.GetValue(MasterAddr)!,

@@ -118,6 +118,13 @@ public sealed record EngineArgs
     /// </summary>
     public string? DistributedExecutorBackend { get; init; }
 
+    /// <summary>
+    /// vLLM's --disable-custom-all-reduce: keep every all-reduce of a GPU group on NCCL. Otherwise the small ones (a decode
+    /// step's hidden rows) take the one-shot kernel over peer memory where the host's GPUs reach each other's
+    /// (<see cref="Backends.Cuda.CustomAllReduce"/>).
+    /// </summary>
+    public bool DisableCustomAllReduce { get; init; }
+
     /// <summary>vLLM's --nnodes: the hosts the tensor-parallel ranks span, each running an equal share of them.</summary>
     public int NNodes { get; init; } = 1;
 

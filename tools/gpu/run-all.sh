@@ -2,7 +2,7 @@
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
 #   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec structured attention throughput serve coldstart sleep hf" bash tools/gpu/run-all.sh
-# (draft: trains celer-tiny-py's draft model into $OUT, which the spec stage then measures; minutes of training, so
+# (tp: tensor parallelism on a machine of two GPUs, run only when named. draft: trains celer-tiny-py's draft model into $OUT, which the spec stage then measures; minutes of training, so
 # it runs only when named. poolfix: writes the pooling fixtures into $OUT; encfix: writes the encoder fixtures (BERT and
 # XLM-R embedders and cross-encoders, a BERT classifier, a Qwen3 sequence classifier) into $OUT; pooling: embedding
 # throughput beside sentence-transformers.)
@@ -70,6 +70,22 @@ if has latency; then
     latency latency-bs1-eager 1 128 256 --enforce-eager
     # Async scheduling (the default on CUDA) against synchronous steps.
     for b in 1 256; do latency "latency-bs$b-sync" "$b" 128 256 --no-async-scheduling; done
+  fi
+fi
+if has tp; then
+  # Tensor parallelism over the machine's GPUs (nvidia-h200-x2): the 8B shape at TP 1 and at TP 2, with the custom
+  # all-reduce (the default) and with NCCL alone; then the 70B shape, which needs both GPUs.
+  stage "tensor parallelism"
+  if (( $(nvidia-smi -L | wc -l) < 2 )); then
+    echo "tp: one GPU here, nothing to split over"
+  else
+    for b in 1 64; do
+      latency "tp1-bs$b" "$b" 128 256
+      latency "tp2-bs$b" "$b" 128 256 -tp 2
+      latency "tp2-bs$b-nccl" "$b" 128 256 -tp 2 --disable-custom-all-reduce
+    done
+    for b in 1 64; do MODEL=benchmarks/models/llama-3.1-70b-shape latency "tp2-70b-bs$b" "$b" 128 256 -tp 2; done
+    MODEL=benchmarks/models/llama-3.1-70b-shape bench tp2-70b-throughput throughput -tp 2 --num-prompts "${THROUGHPUT_PROMPTS:-500}" --input-len 1000 --output-len 1000
   fi
 fi
 if has pdl; then

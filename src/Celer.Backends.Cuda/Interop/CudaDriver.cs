@@ -131,6 +131,15 @@ internal static unsafe partial class CudaDriver
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuProfilerStart();
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuProfilerStop();
 
+    // CUDA IPC: device memory of one process mapped into another's (the custom all-reduce's peer buffers).
+    public const uint CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS = 1;
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuIpcGetMemHandle(out CUipcMemHandle handle, ulong devicePtr);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuIpcOpenMemHandle_v2(out ulong devicePtr, CUipcMemHandle handle, uint flags);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuIpcCloseMemHandle(ulong devicePtr);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuDeviceCanAccessPeer(out int canAccess, int device, int peerDevice);
+    [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuDeviceGetPCIBusId(byte* busId, int length, int device);
+    [LibraryImport(CudaLibraryResolver.Driver, StringMarshalling = StringMarshalling.Utf8)] public static partial int cuDeviceGetByPCIBusId(out int device, string busId);
+
     /// <summary>A strided device copy queued on a stream; recorded as a memcpy node when the stream captures.</summary>
     [LibraryImport(CudaLibraryResolver.Driver)] public static partial int cuMemcpy2DAsync_v2(CUDA_MEMCPY2D* copy, nint stream);
 }
@@ -158,6 +167,15 @@ internal struct CUDA_MEMCPY2D
     public nint DstArray;
     public nuint DstPitch;
     public nuint WidthInBytes, Height;
+}
+
+/// <summary>CUipcMemHandle: 64 opaque bytes, passed by value as cuda.h declares it.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct CUipcMemHandle
+{
+    public const int Bytes = 64;
+
+    public fixed byte Reserved[Bytes];
 }
 
 /// <summary>CUmemAllocationProp: pinned device memory on one GPU, no shareable handle.</summary>

@@ -29,7 +29,7 @@ internal static class CollectiveGroups
         if (args.Device.Equals("cuda", StringComparison.OrdinalIgnoreCase))
         {
             byte[] id = NcclCollectives.CreateUniqueId();
-            return (NcclScheme + Convert.ToBase64String(id), backend => Nccl(backend, id, 0, args.TensorParallelSize));
+            return (NcclScheme + Convert.ToBase64String(id), backend => Nccl(backend, id, 0, args.TensorParallelSize, !args.DisableCustomAllReduce));
         }
 
         if (args.NNodes == 1)
@@ -43,12 +43,15 @@ internal static class CollectiveGroups
         return ($"{TcpScheme}{args.MasterAddr}:{port.ToString(CultureInfo.InvariantCulture)}", _ => new Member(tcp, tcp));
     }
 
-    /// <summary>Worker <paramref name="rank"/>'s membership of the group at <paramref name="address"/>, on its backend.</summary>
-    public static Member Join(string address, IModelBackend backend, int rank, int size, TimeSpan timeout)
+    /// <summary>
+    /// Worker <paramref name="rank"/>'s membership of the group at <paramref name="address"/>, on its backend;
+    /// <paramref name="customAllReduce"/>: rank 0's choice (<see cref="EngineArgs.DisableCustomAllReduce"/> is false).
+    /// </summary>
+    public static Member Join(string address, IModelBackend backend, int rank, int size, bool customAllReduce, TimeSpan timeout)
     {
         if (address.StartsWith(NcclScheme, StringComparison.Ordinal))
         {
-            return Nccl(backend, Convert.FromBase64String(address[NcclScheme.Length..]), rank, size);
+            return Nccl(backend, Convert.FromBase64String(address[NcclScheme.Length..]), rank, size, customAllReduce);
         }
 
         if (!address.StartsWith(TcpScheme, StringComparison.Ordinal))
@@ -68,9 +71,9 @@ internal static class CollectiveGroups
         return new Member(tcp, tcp);
     }
 
-    private static Member Nccl(IModelBackend backend, byte[] id, int rank, int size)
+    private static Member Nccl(IModelBackend backend, byte[] id, int rank, int size, bool customAllReduce)
     {
-        var nccl = new NcclCollectives((CudaBackend)backend, id, rank, size);
+        var nccl = new NcclCollectives((CudaBackend)backend, id, rank, size, customAllReduce);
         return new Member(nccl, nccl);
     }
 }

@@ -81,7 +81,7 @@ public static partial class ModelLoader
 #pragma warning disable CA2000 // the returned WorkerRank owns them (or they are disposed here, or in the catch)
             // A GPU rank takes its node's GPU of its index there (CUDA_VISIBLE_DEVICES picks and orders them).
             backend = platform.CreateBackend(plan.DType, plan.KvCacheDType, sleepMode: false, device: rank % args.RanksPerNode);
-            group = CollectiveGroups.Join(plan.Collectives, backend, rank, plan.WorldSize, CollectiveTimeout);
+            group = CollectiveGroups.Join(plan.Collectives, backend, rank, plan.WorldSize, !args.DisableCustomAllReduce, CollectiveTimeout);
             weights = OpenWeights(args, args.Model, quantization: null, plan.DType, platform, progress: null);
 #pragma warning restore CA2000
             var model = new DecoderModel(

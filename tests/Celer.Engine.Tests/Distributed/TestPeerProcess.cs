@@ -1,12 +1,14 @@
 using System.Diagnostics;
+using Celer.Engine.Distributed;
 
 namespace Celer.Engine.Tests.Distributed;
 
 /// <summary>
-/// The other processes of the cross-process tests: this test executable started again (<c>dotnet
-/// Celer.Engine.Tests.dll</c>) with a role's environment variable set runs that role and exits instead of running
-/// tests. A role's module initializer (which runs before the test runner's generated entry point) calls
-/// <see cref="RunIfAsked"/>, so the tests need no helper project of their own.
+/// The other processes of the cross-process tests (Celer.Engine.Tests and, linked, Celer.Backends.Cuda.Tests): this test
+/// executable started again as a worker would be (<see cref="WorkerLaunch"/>: itself, or <c>dotnet app.dll</c>) with a
+/// role's environment variable set runs that role and exits instead of running tests. A role's module initializer
+/// (which runs before the test runner's generated entry point) calls <see cref="RunIfAsked"/>, so the tests need no
+/// helper project of their own.
 /// </summary>
 internal static class TestPeerProcess
 {
@@ -14,8 +16,7 @@ internal static class TestPeerProcess
     /// its standard output and error are redirected.</summary>
     public static Process Start(string variable, params object[] words)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(typeof(TestPeerProcess).Assembly.Location);
+        ProcessStartInfo start = WorkerLaunch.StartInfo([]);
         start.Environment[variable] = string.Join(' ', words);
         return Process.Start(start)!;
     }
