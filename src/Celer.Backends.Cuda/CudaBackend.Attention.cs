@@ -8,8 +8,7 @@ namespace Celer.Backends.Cuda;
 /// Paged attention: for 16-bit models the tensor-core kernels, flash_decode.cu for sequences whose query rows with
 /// their GQA group fit 16 MMA rows (decodes) and flash_attention.cu for the others (prefill chunks); the CUDA-core
 /// kernel (attention.cu) for fp32 models, other head sizes and GQA groups wider than a tile. All split the context
-/// of small batches across thread blocks (flash-decoding) and merge the partial results: the tensor-core kernels in
-/// their last split block of each tile, the CUDA-core kernel in a merge_splits launch.
+/// of small batches across thread blocks (flash-decoding) and merge the partial results.
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
@@ -29,7 +28,7 @@ public sealed unsafe partial class CudaBackend
     private const int DecodeRows = 16;
 
 #pragma warning disable CA2213 // Track/Grow put it in _allocations, which Dispose disposes
-    private SafeDeviceMemoryHandle? _splitAcc, _splitMl, _splitCounters;
+    private SafeDeviceMemoryHandle? _splitAcc, _splitMl;
 #pragma warning restore CA2213
     private int _flashTileCount, _decodeTileCount;
     private int[] _tiles = [];
@@ -56,18 +55,17 @@ public sealed unsafe partial class CudaBackend
         // positions along a tile are fine for every kernel: see MaskPositions).
         ulong pp = spec.Causal ? _positions.Pointer : MaskPositions(batch, spec);
         ulong qp = (ulong)q.Data, kc = _kCache[layer], vc = _vCache[layer], bt = _blockTables.Pointer, o = (ulong)output.Data;
-        ulong pa = _splitAcc!.Pointer, pm = _splitMl!.Pointer, counters = _splitCounters!.Pointer;
+        ulong pa = _splitAcc!.Pointer, pm = _splitMl!.Pointer;
         int maxBlocks = batch.MaxBlocksPerSeq, blockSize = _blockSize, heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, window = spec.SlidingWindow;
         float scale = spec.Scale, kScale = _kScales[layer], vScale = _vScales[layer], softCap = spec.LogitSoftCap;
         ulong sp = sinks is null ? 0 : (ulong)sinks.Data;   // the kernels take nullptr for a layer without sinks
+        int splits;
         if (UsesFlashAttention(spec))
         {
-            // Both kernels write the same partial layout over disjoint rows, and share the split count. Each merges its
-            // own splits (its last split block per tile and KV head), counting the blocks in on one counter per (tile,
-            // KV head): the decode tiles' counters follow the prefill tiles', as their tiles do.
-            int splits = SplitsFor(rows, (_flashTileCount + _decodeTileCount) * kvHeads);
+            // Both kernels write the same partial layout, so one merge serves them: they share the split count.
+            splits = SplitsFor(rows, (_flashTileCount + _decodeTileCount) * kvHeads);
             ulong tp = _attentionTiles.Pointer;
-            void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap, &sp, &counters };
+            void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap, &sp };
             if (_flashTileCount > 0)
             {
                 _kernels.Launch(_flashKernel, "flash_attention", (uint)_flashTileCount, (uint)kvHeads, (uint)splits, FlashThreads, args, (uint)_flashSharedBytes);
@@ -76,23 +74,23 @@ public sealed unsafe partial class CudaBackend
             if (_decodeTileCount > 0)
             {
                 tp += (ulong)(_flashTileCount * 3 * sizeof(int));   // the decode tiles follow the prefill tiles
-                counters += (ulong)(_flashTileCount * kvHeads * sizeof(uint));
                 _kernels.Launch(_decodeKernel, "flash_decode", (uint)_decodeTileCount, (uint)kvHeads, (uint)splits, FlashThreads, args, (uint)_decodeSharedBytes);
             }
         }
         else
         {
             int groupChunks = (heads / kvHeads + MaxGroup - 1) / MaxGroup;
-            int splits = SplitsFor(rows, kvHeads * groupChunks);
+            splits = SplitsFor(rows, kvHeads * groupChunks);
             ulong ts = _tokenSeq.Pointer;
             void** args = stackalloc void*[] { &qp, &kc, &vc, &pp, &ts, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &hd, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap, &sp };
             // 128 threads = the kernel's four warps (WARPS in attention.cu).
             LaunchKv("paged_attention", (uint)rows, (uint)(kvHeads * groupChunks), (uint)splits, 128, args);
-            if (splits > 1)
-            {
-                void** margs = stackalloc void*[] { &pa, &pm, &heads, &hd, &splits, &o, &sp };
-                Launch("merge_splits", (uint)rows, (uint)heads, Threads(hd), margs);
-            }
+        }
+
+        if (splits > 1)
+        {
+            void** margs = stackalloc void*[] { &pa, &pm, &heads, &hd, &splits, &o, &sp };
+            Launch("merge_splits", (uint)rows, (uint)heads, Threads(hd), margs);
         }
     }
 
@@ -155,9 +153,8 @@ public sealed unsafe partial class CudaBackend
     /// <summary>
     /// Splits the context of small batches across more thread blocks (flash-decoding) so the card fills: at least
     /// one block per multiprocessor. Not more: a block's time is mostly the latency of its chain of dependent loads
-    /// (tile, position, block table, keys), so a second wave of blocks costs a whole block time and the merge more
-    /// (measured on the H200 at batch 32, when a merge kernel followed: two splits took 19 µs per layer plus 5 µs of
-    /// merge). Depends only
+    /// (tile, position, block table, keys), so a second wave of blocks costs a whole block time and the merge another
+    /// kernel (measured on the H200 at batch 32: two splits took 19 µs per layer plus 5 µs of merge). Depends only
     /// on the batch's shape, so a recorded decode graph stays valid.
     /// </summary>
     private int SplitsFor(int rows, int blocksPerSplit)
@@ -171,21 +168,10 @@ public sealed unsafe partial class CudaBackend
         return Math.Clamp(wanted, 1, MaxSplits);
     }
 
-    /// <summary>Device memory the split attention's partial results and counters take, for the loader's KV-cache budget.</summary>
-    public static long SplitAttentionBytes(int numHeads, int headDim) =>
-        (long)MaxSplitRows * numHeads * MaxSplits * (headDim + 2) * sizeof(float) + SplitCounterCount(numHeads) * sizeof(uint);
+    /// <summary>Device memory the split attention's partial results take, for the loader's KV-cache budget.</summary>
+    public static long SplitAttentionBytes(int numHeads, int headDim) => (long)MaxSplitRows * numHeads * MaxSplits * (headDim + 2) * sizeof(float);
 
-    /// <summary>
-    /// The tensor-core kernels' split counters, one per (tile, KV head): a split step has at most MaxSplitRows query
-    /// rows, so at most as many tiles (prefill and decode together, a row or more each), and at most as many KV heads
-    /// as heads.
-    /// </summary>
-    private static long SplitCounterCount(int numHeads) => (long)MaxSplitRows * numHeads;
-
-    /// <summary>
-    /// Partial results of split attention, sized once for the largest split batch (before any graph is recorded), and
-    /// the split counters, zeroed once: the kernels leave them zero after every launch, so graph replays need nothing.
-    /// </summary>
+    /// <summary>Partial results of split attention, sized once for the largest split batch (before any graph is recorded).</summary>
     private void EnsureSplitBuffers(AttentionSpec spec)
     {
         if (_splitAcc is not null)
@@ -196,8 +182,5 @@ public sealed unsafe partial class CudaBackend
         long partials = (long)MaxSplitRows * spec.NumHeads * MaxSplits;
         _splitAcc = Track(_device.Allocate(partials * spec.HeadDim * sizeof(float)));
         _splitMl = Track(_device.Allocate(partials * 2 * sizeof(float)));
-        long counters = SplitCounterCount(spec.NumHeads);
-        _splitCounters = Track(_device.Allocate(counters * sizeof(uint)));
-        CudaDriver.Check(CudaDriver.cuMemsetD32Async(_splitCounters.Pointer, 0, (nuint)counters, _device.Stream), "cuMemsetD32Async");
     }
 }

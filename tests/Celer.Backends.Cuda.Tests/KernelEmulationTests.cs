@@ -8,11 +8,8 @@ namespace Celer.Backends.Cuda.Tests;
 /// flash_attention.cu and flash_decode.cu as they are, built by the host's C++ compiler against a CUDA emulation
 /// (Emulation/cuda_emulation.cuh: fibers for threads, mma.sync, ldmatrix and cp.async from their PTX definitions) and
 /// compared with a double-precision reference over every head size, 16-bit and fp8 cache, GQA groups 1–16, block sizes,
-/// sliding windows and splits (Emulation/flash_emulation_test.cpp), with both e4m3 conversion paths. Split contexts (2 to
-/// 16 splits, with and without gpt-oss's sinks) are merged by each (tile, KV head)'s last split block, whose counters
-/// must be zero again after every launch; attention.cu's merge_splits over the same partials must give the same bits;
-/// and in "mixed" one step's prefill and decode tiles go to both kernels, twice over the same counters.
-/// On a GPU machine the kernels run for real in <see cref="OperatorParityTests"/>, so this test skips there.
+/// sliding windows and splits (Emulation/flash_emulation_test.cpp), with both e4m3 conversion paths. On a GPU machine the kernels run for real
+/// in <see cref="OperatorParityTests"/>, so this test skips there.
 /// </summary>
 public sealed class KernelEmulationTests
 {
@@ -20,7 +17,7 @@ public sealed class KernelEmulationTests
     public async Task Flash_kernels_match_the_reference_under_emulation()
     {
         string compiler = EmulationCompiler("OperatorParityTests");
-        DirectoryInfo build = EmulationBuild("flash_emulation_test.cpp", "attention.cu", "flash_attention.cu", "flash_decode.cu");
+        DirectoryInfo build = EmulationBuild("flash_emulation_test.cpp", "flash_attention.cu", "flash_decode.cu");
         try
         {
             // FLASH_FP8_CVT=0: the bit-exact integer e4m3 path of sm_80/sm_89; 1: sm_90's cvt instruction, emulated.
@@ -29,7 +26,6 @@ public sealed class KernelEmulationTests
             {
                 ("test_int", ["attention", "7"]), ("test_cvt", ["attention", "8", "8"]),
                 ("test_int", ["decode", "9"]), ("test_cvt", ["decode", "10", "8"]),
-                ("test_int", ["mixed", "11", "16"]),
             };
             (int Code, string Output)[] results = await Task.WhenAll(runs.Select(r => Run(Path.Combine(build.FullName, r.Binary), r.Args)));
             for (int i = 0; i < runs.Length; i++)
@@ -57,7 +53,7 @@ public sealed class KernelEmulationTests
     public async Task Moe_kernels_match_the_reference_under_emulation()
     {
         string compiler = EmulationCompiler("MoeParityTests");
-        DirectoryInfo build = EmulationBuild("moe_emulation_test.cpp", "attention.cu", "flash_attention.cu", "moe.cu");
+        DirectoryInfo build = EmulationBuild("moe_emulation_test.cpp", "flash_attention.cu", "moe.cu");
         try
         {
             await CompileEmulation(compiler, build, "moe_emulation_test.cpp", "moe_test");
@@ -167,8 +163,7 @@ public sealed class KernelEmulationTests
 
         using Process process = Process.Start(start)!;
         Task<string> stdout = process.StandardOutput.ReadToEndAsync(), stderr = process.StandardError.ReadToEndAsync();
-        // A bound for a hung emulation, not a budget: the flash runs take minutes each on a busy two-core machine.
-        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(20));
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(10));
         return (process.ExitCode, await stdout + await stderr);
     }
 

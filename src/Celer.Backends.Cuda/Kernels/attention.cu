@@ -7,35 +7,6 @@
 #define MAX_GROUP 8      // query heads of one GQA group handled by one block (larger groups take several blocks)
 #define WARPS 4
 
-// Combines the flash-decoding splits of one (query row, head) oh, as merge_splits and the last split block of
-// flash_attention.cu and flash_decode.cu do: out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M) over the splits that
-// saw a key (l_s > 0), M the largest of their m_s, the denominator with the head's sink term when sinks != nullptr
-// (attention_normalizer). The calling threads share the row: this one writes dims d0, d0 + dstep, ... The partials
-// are read from L2 (__ldcg), never from L1: in the flash kernels other blocks of the same grid wrote them.
-template <typename T>
-__device__ __forceinline__ void merge_split_partials(const float* partial_acc, const float* partial_ml, long long oh,
-                                                     int splits, int head_dim, int head, const T* sinks, T* out,
-                                                     int d0, int dstep) {
-    const float* ml = partial_ml + oh * splits * 2;
-    const float* acc = partial_acc + oh * splits * head_dim;
-    float gm = NEG_INF;
-    for (int s = 0; s < splits; s++) if (__ldcg(ml + 2 * s + 1) > 0.f) gm = fmaxf(gm, __ldcg(ml + 2 * s));
-    float gl = 0.f;
-    for (int s = 0; s < splits; s++) {
-        const float l = __ldcg(ml + 2 * s + 1);
-        if (l > 0.f) gl += l * expf(__ldcg(ml + 2 * s) - gm);
-    }
-    const float inv = attention_normalizer(gm, gl, sinks, head);
-    for (int d = d0; d < head_dim; d += dstep) {
-        float r = 0.f;
-        for (int s = 0; s < splits; s++) {
-            const float l = __ldcg(ml + 2 * s + 1);
-            if (l > 0.f) r += __ldcg(acc + (long long)s * head_dim + d) * expf(__ldcg(ml + 2 * s) - gm);
-        }
-        out[oh * head_dim + d] = from_float<T>(r * inv);
-    }
-}
-
 // Causal paged attention, grouped by KV head and split along the context (flash-decoding):
 //   grid = (query rows, kv heads x group chunks, splits), block = WARPS warps.
 // A block takes the (up to MAX_GROUP) query heads that share one KV head, so each K and V row is loaded once for
@@ -148,14 +119,30 @@ __device__ void paged_attention(
     }
 }
 
-// Combines the splits of paged_attention (merge_split_partials; the tensor-core kernels merge their own splits).
+// Combines the splits of paged_attention and flash_attention: out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M),
+// the denominator with the head's sink term when sinks != nullptr (attention_normalizer).
 // Grid: (query rows, heads); block: threads over head_dim.
 template <typename T>
 __device__ void merge_splits(const float* partial_acc, const float* partial_ml, int num_heads, int head_dim,
                              int splits, T* out, const T* sinks) {
     celer_pdl_begin();
-    merge_split_partials(partial_acc, partial_ml, (long long)blockIdx.x * num_heads + blockIdx.y, splits, head_dim,
-                         (int)blockIdx.y, sinks, out, (int)threadIdx.x, (int)blockDim.x);
+    long long oh = (long long)blockIdx.x * num_heads + blockIdx.y;
+    float gm = NEG_INF;
+    for (int s = 0; s < splits; s++) if (partial_ml[(oh * splits + s) * 2 + 1] > 0.f) gm = fmaxf(gm, partial_ml[(oh * splits + s) * 2]);
+    float gl = 0.f;
+    for (int s = 0; s < splits; s++) {
+        float l = partial_ml[(oh * splits + s) * 2 + 1];
+        if (l > 0.f) gl += l * expf(partial_ml[(oh * splits + s) * 2] - gm);
+    }
+    const float inv = attention_normalizer(gm, gl, sinks, blockIdx.y);
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float r = 0.f;
+        for (int s = 0; s < splits; s++) {
+            float l = partial_ml[(oh * splits + s) * 2 + 1];
+            if (l > 0.f) r += partial_acc[(oh * splits + s) * head_dim + d] * expf(partial_ml[(oh * splits + s) * 2] - gm);
+        }
+        out[oh * head_dim + d] = from_float<T>(r * inv);
+    }
 }
 
 #define ATTENTION_ENTRY_POINTS(S, T, C)                                                                              \

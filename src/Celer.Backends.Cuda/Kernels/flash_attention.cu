@@ -5,13 +5,12 @@
 // Entry points: flash_attention_<T>_hd<HD> (the cache holds T) and flash_attention_<T>_<C>_hd<HD> (fp8 cache), for
 // T in {bf16, f16}, C in {e4m3, e5m2} (__nv_fp8_e4m3 / __nv_fp8_e5m2), HD in {16, 32, 64, 80, 96, 128, 256}. All take
 //   (q, k_cache, v_cache, tiles, positions, block_tables, max_blocks_per_seq, block_size, num_heads, num_kv_heads,
-//    scale, sliding_window, out, partial_acc, partial_ml, k_scale, v_scale, softcap, sinks, split_counters)
+//    scale, sliding_window, out, partial_acc, partial_ml, k_scale, v_scale, softcap, sinks)
 // k_scale / v_scale (float) are vLLM's per-tensor fp8 scales: a cached key byte b means float(b) * k_scale, a value
 // byte float(b) * v_scale. The 16-bit-cache entry points ignore them (pass 1.0f). softcap > 0 (Gemma 2's
 // attn_logit_softcapping) replaces each score scale * q.k by softcap * tanh(scale * q.k / softcap) before the mask; 0
 // leaves the scores alone (one uniform branch per score). sinks (gpt-oss: [num_heads] of T, or nullptr) put each head's
-// e^sink into its softmax denominator where a row is normalized (attention_normalizer, or merge_split_partials of
-// attention.cu for split rows).
+// e^sink into its softmax denominator where a row is normalized (attention_normalizer; merge_splits for split rows).
 //
 // Layouts (row-major, contiguous; T = __nv_bfloat16 or __half; C = the cache element: T, or a 1-byte fp8 type):
 //   q                [rows, num_heads, head_dim]                      RoPE applied, not pre-scaled
@@ -22,14 +21,12 @@
 //                    whose host passes seq_len - 1 for every row: only the first and last bound the tile's keys)
 //   positions        [rows] absolute position of each query row; it sees keys [lo, p], lo = sliding_window > 0 ?
 //                    max(0, p - sliding_window + 1) : 0
-//   out              [rows, num_heads, head_dim] normalized output
+//   out              [rows, num_heads, head_dim] normalized output (written when splits == 1)
 //   partial_acc      [rows, num_heads, splits, head_dim] fp32 unnormalized accumulator (written when splits > 1)
 //   partial_ml       [rows, num_heads, splits, 2] fp32 (running max m of scale*q.k in natural-log units, sum l);
-//                    m = -inf, l = 0 when the split saw no visible key. With an fp8 cache k is the dequantized key
-//                    (k_scale included) and partial_acc already includes v_scale.
-//   split_counters   [num_tiles, num_kv_heads] unsigned, zero before the launch and zero again after it (read only when
-//                    splits > 1): the split blocks of a (tile, kv head) count themselves in, and the last one merges the
-//                    splits into out (flash_merge_last_split), so no merge kernel follows.
+//                    m = -inf, l = 0 when the split saw no visible key; merge_splits combines the splits.
+//                    With an fp8 cache k is the dequantized key (k_scale included) and partial_acc already includes
+//                    v_scale, so merge_splits needs no change.
 //
 // Host contract:
 //   * grid = (num_tiles, num_kv_heads, splits), block = FLASH_THREADS (128) threads, dynamic shared memory
@@ -203,36 +200,6 @@ template <int HD> __device__ __forceinline__ int flash_off(int r, int c) {
 }
 
 // ---- pieces shared with flash_decode.cu ----
-
-// Flash-decoding without a merge kernel ("last block reduces"): once every thread of a split block has stored its
-// partials, the block counts itself in on its (tile, kv head)'s counter, and the block that arrives last merges all the
-// splits of the tile's mrows MMA rows (a warp per row, lanes over head_dim) into out. Each thread fences its own stores
-// before the barrier, so they are visible device-wide before the count that publishes them; the last block fences
-// again after the count (acquire) and reads the partials from L2 (merge_split_partials). atomicInc wraps the counter
-// back to 0 at the last split, so the next launch, and a CUDA graph's next replay, find it zeroed. flag: an int of
-// shared memory the caller is done with once every thread has reached the first barrier here (it is written only
-// after that barrier). Every thread of the block calls this. (merge_split_partials is attention.cu's, which precedes
-// this file in the kernels' one translation unit.)
-template <typename T>
-__device__ __forceinline__ void flash_merge_last_split(unsigned* counter, int splits, int* flag, const float* partial_acc,
-                                                       const float* partial_ml, int r0, int mrows, int group,
-                                                       int num_heads, int kv_head, int head_dim, const T* sinks, T* out) {
-    __threadfence();
-    __syncthreads();   // every thread's partials are stored and fenced; no thread reads shared memory any more
-    if (threadIdx.x == 0) {
-        const bool last = atomicInc(counter, (unsigned)splits - 1) == (unsigned)splits - 1;
-        if (last) __threadfence();
-        *flag = last;
-    }
-    __syncthreads();
-    if (!*flag) return;
-    const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-    for (int m = threadIdx.x >> 5; m < mrows; m += warps) {
-        const int head = kv_head * group + m % group;
-        merge_split_partials(partial_acc, partial_ml, (long long)(r0 + m / group) * num_heads + head, splits, head_dim,
-                             head, sinks, out, lane, 32);
-    }
-}
 
 // Position and window start of MMA row m of a tile whose query rows start at r0 (row m is query row r0 + m / group);
 // rows from mrows on are padding and see no key (lo > pos).
@@ -422,14 +389,13 @@ __device__ __forceinline__ void flash_tile_softmax(float (&s)[MT][NT][4], float 
 
 // C = cache element type: T, or __nv_fp8_e4m3 / __nv_fp8_e5m2 (then k_scale / v_scale apply). The shape (MT, BN,
 // Q_REGS) comes from the head size (flash_mtiles etc.); smem is the dynamic shared memory (flash_smem_bytes<HD>()).
-// The partials are not __restrict__: the last split block reads what the other blocks wrote there.
 template <typename T, typename C, int HD>
 __device__ __forceinline__ void flash_attention_impl(
     const T* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
     const int* __restrict__ tiles, const int* __restrict__ positions, const int* __restrict__ block_tables,
     int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads, float scale, int sliding_window,
-    T* __restrict__ out, float* partial_acc, float* partial_ml, float k_scale, float v_scale, float softcap,
-    const T* __restrict__ sinks, unsigned* split_counters, unsigned char* smem_raw) {
+    T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale,
+    float softcap, const T* __restrict__ sinks, unsigned char* smem_raw) {
     celer_pdl_begin();
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
@@ -718,9 +684,6 @@ __device__ __forceinline__ void flash_attention_impl(
                 }
             }
         }
-    if (splits > 1)   // the stages are free: the flag takes their first bytes
-        flash_merge_last_split(split_counters + blockIdx.x * num_kv_heads + kv_head, splits, reinterpret_cast<int*>(smem_raw),
-                               partial_acc, partial_ml, r0, mrows, group, num_heads, kv_head, HD, sinks, out);
 }
 
 #define FLASH_INSTANTIATE(TN, T, C, HD)                                                                               \
@@ -728,11 +691,10 @@ __device__ __forceinline__ void flash_attention_impl(
         const T* q, const C* k_cache, const C* v_cache, const int* tiles, const int* positions,                       \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,             \
         float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,                \
-        float v_scale, float softcap, const T* sinks, unsigned* split_counters) {                                     \
+        float v_scale, float softcap, const T* sinks) {                                                               \
         flash_attention_impl<T, C, HD>(q, k_cache, v_cache, tiles, positions, block_tables, max_blocks_per_seq,       \
                                        block_size, num_heads, num_kv_heads, scale, sliding_window, out, partial_acc,  \
-                                       partial_ml, k_scale, v_scale, softcap, sinks, split_counters,                  \
-                                       flash_dynamic_smem);                                                           \
+                                       partial_ml, k_scale, v_scale, softcap, sinks, flash_dynamic_smem);             \
     }
 // The MMA rows of a tile and the dynamic shared memory of each head_dim's instances, for the host, in the order of
 // FLASH_INSTANTIATE_ALL (hd 16..128: 128 rows; 256: 64 rows. Shared memory from 18.5 KB at hd16 to 88.5 KB at hd80;

@@ -6,8 +6,7 @@
 // wait on each K and V tile in turn, and a block keeps one tile (16 KB at head_dim 128) in flight. Decode attention
 // is a stream of the KV cache; the card needs ~50-100 KB in flight per SM to reach its bandwidth. Here every warp
 // streams its own 16-key tiles through a STAGES-deep cp.async pipeline and needs no block barrier until the end,
-// where the four warps' partial softmax states are merged in shared memory. Split contexts are merged by the last
-// split block of each (tile, kv head), as in flash_attention.cu.
+// where the four warps' partial softmax states are merged in shared memory.
 //
 // Entry points: flash_decode_<T>_hd<HD> and flash_decode_<T>_<C>_hd<HD>, the suffixes of flash_attention.cu, with its
 // parameter list. Host contract (differences from flash_attention.cu):
@@ -49,8 +48,8 @@ __device__ __forceinline__ void flash_decode_impl(
     const T* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
     const int* __restrict__ tiles, const int* __restrict__ positions, const int* __restrict__ block_tables,
     int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads, float scale, int sliding_window,
-    T* __restrict__ out, float* partial_acc, float* partial_ml, float k_scale, float v_scale, float softcap,
-    const T* __restrict__ sinks, unsigned* split_counters, unsigned char* smem_raw) {
+    T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale,
+    float softcap, const T* __restrict__ sinks, unsigned char* smem_raw) {
     celer_pdl_begin();
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
@@ -240,9 +239,6 @@ __device__ __forceinline__ void flash_decode_impl(
             }
         }
     }
-    if (splits > 1)   // the flag takes the merge area's first bytes, read by no thread after the barrier in there
-        flash_merge_last_split(split_counters + blockIdx.x * num_kv_heads + kv_head, splits, reinterpret_cast<int*>(smem_raw),
-                               partial_acc, partial_ml, r0, mrows, group, num_heads, kv_head, HD, sinks, out);
 }
 
 #define DECODE_INSTANTIATE(TN, T, C, HD)                                                                              \
@@ -250,11 +246,11 @@ __device__ __forceinline__ void flash_decode_impl(
         const T* q, const C* k_cache, const C* v_cache, const int* tiles, const int* positions,                       \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,             \
         float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,                \
-        float v_scale, float softcap, const T* sinks, unsigned* split_counters) {                                     \
+        float v_scale, float softcap, const T* sinks) {                                                               \
         flash_decode_impl<T, C, HD, (HD <= 128)>(q, k_cache, v_cache, tiles, positions, block_tables,                 \
                                                  max_blocks_per_seq, block_size, num_heads, num_kv_heads, scale,      \
                                                  sliding_window, out, partial_acc, partial_ml, k_scale, v_scale,      \
-                                                 softcap, sinks, split_counters, flash_dynamic_smem);                 \
+                                                 softcap, sinks, flash_dynamic_smem);                                 \
     }
 // The dynamic shared memory each head_dim's instances take, for the host, in the order of DECODE_INSTANTIATE_ALL.
 extern "C" __device__ const int flash_decode_shared_bytes[7] = {

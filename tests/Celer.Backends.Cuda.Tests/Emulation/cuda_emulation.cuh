@@ -1,9 +1,7 @@
-// Host emulation of the CUDA features attention.cu, flash_attention.cu, flash_decode.cu, moe.cu, rope.cu, elementwise.cu and encoder.cu use, so their literal source runs on a CPU
+// Host emulation of the CUDA features flash_attention.cu, flash_decode.cu, moe.cu, rope.cu, elementwise.cu and encoder.cu use, so their literal source runs on a CPU
 // (KernelEmulationTests copies this file next to them as common.cuh). Every CUDA thread is a ucontext fiber;
 // __syncthreads, __syncwarp, warp shuffles, ldmatrix, mma.sync and cp.async (landing at a random moment before its
 // wait, commit groups included) are emulated from their documented PTX semantics, not from the kernels' formulas.
-// The blocks of a grid run one at a time, in a random order (CUDA promises none), so a kernel whose blocks meet in
-// global memory (the flash kernels' last split block) meets them in every order, though never concurrently.
 #pragma once
 #include <ucontext.h>
 #include <cstdint>
@@ -15,7 +13,6 @@
 #include <functional>
 #include <limits>
 #include <random>
-#include <algorithm>
 
 #define FLASH_EMULATE 1
 #define __device__
@@ -142,12 +139,6 @@ template <typename V> inline V __shfl_up_sync(unsigned mask, V v, int o) {
 }
 // Fibers switch only at barriers, so a read-modify-write is atomic as it stands.
 inline int atomicAdd(int* p, int v) { int old = *p; *p += v; return old; }
-// CUDA atomicInc: stores (old >= v) ? 0 : old + 1 and returns old.
-inline unsigned atomicInc(unsigned* p, unsigned v) { unsigned old = *p; *p = old >= v ? 0 : old + 1; return old; }
-// Blocks run one after another, so every store is visible to every later block: a fence orders nothing more here.
-inline void __threadfence() {}
-// A load cached in L2 only: a plain load here, where there is no L1 to bypass.
-inline float __ldcg(const float* p) { return *p; }
 
 // common.cuh's conversions and warp reductions (moe.cu uses them), with the same rounding (nearest even).
 inline float to_float(float v) { return v; }
@@ -215,12 +206,6 @@ template <typename T> inline float attention_normalizer(float m, float l, const 
     return f / (l * f + expf(sink - mx));
 }
 #define CELER_FOR_DTYPES(M) M(f32, float) M(f16, __half) M(bf16, __nv_bfloat16)
-#ifndef CELER_FOR_KV_DTYPES   // a test that calls a kernel's template directly defines it empty first
-#define CELER_FOR_KV_DTYPES(M)                                                                                       \
-    M(f32, float, float) M(f16, __half, __half) M(bf16, __nv_bfloat16, __nv_bfloat16)                              \
-    M(f16_e4m3, __half, __nv_fp8_e4m3) M(f16_e5m2, __half, __nv_fp8_e5m2)                                          \
-    M(bf16_e4m3, __nv_bfloat16, __nv_fp8_e4m3) M(bf16_e5m2, __nv_bfloat16, __nv_fp8_e5m2)
-#endif
 // Programmatic dependent launch: kernels run one after another here, so waiting on the previous one is a no-op.
 inline void celer_pdl_begin() {}
 
@@ -242,9 +227,6 @@ inline double fp8_decode(uint8_t b, int kind) {
     return s ? -v : v;
 }
 inline double fp8_max(int kind) { return kind == 1 ? 448.0 : 57344.0; }
-// common.cuh's fp8 -> float (cuda_fp8.h's conversion: exact), for attention.cu's CUDA-core kernel on fp8 caches.
-inline float to_float(__nv_fp8_e4m3 v) { return (float)fp8_decode(v.__x, 1); }
-inline float to_float(__nv_fp8_e5m2 v) { return (float)fp8_decode(v.__x, 2); }
 // Round to nearest even with saturation to the largest finite value (cuda_fp8.h's __NV_SATFINITE); NaN -> 0x7f.
 // Positive codes 0..max are increasing in value, and a code's low bit is its mantissa's low bit.
 inline uint8_t fp8_encode(double x, int kind) {
@@ -386,37 +368,34 @@ inline void launch(Dim3 grid, const std::function<void()>& body, int threads = 1
     g_body = body;
     std::vector<Fiber> fibers(threads);
     for (auto& f : fibers) f.stack.resize(stack_bytes);
-    std::vector<Dim3> blocks;
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) blocks.push_back({x, y, z});
-    std::shuffle(blocks.begin(), blocks.end(), g_rng);
-    for (const Dim3& block : blocks) {
-        blockIdx = block;
-        for (int i = 0; i < threads; i++) {
-            Fiber& f = fibers[i];
-            f.done = false; f.pending.clear(); f.committed = 0; f.tidx = {(unsigned)i, 0, 0};
-            getcontext(&f.ctx);
-            f.ctx.uc_stack.ss_sp = f.stack.data(); f.ctx.uc_stack.ss_size = f.stack.size();
-            f.ctx.uc_link = nullptr;
-            makecontext(&f.ctx, fiber_entry, 0);
-        }
-        // Alternate scheduling order per block so fibers interleave differently.
-        bool reverse = g_rng() & 1;
-        for (;;) {
-            int alive = 0; long long before = g_progress;
-            for (int k = 0; k < threads; k++) {
-                Fiber& f = fibers[reverse ? threads - 1 - k : k];
-                if (f.done) continue;
-                g_cur = &f;
-                swapcontext(&g_sched, &f.ctx);
-                if (!f.done) alive++;
+            for (unsigned x = 0; x < grid.x; x++) {
+                blockIdx = {x, y, z};
+                for (int i = 0; i < threads; i++) {
+                    Fiber& f = fibers[i];
+                    f.done = false; f.pending.clear(); f.committed = 0; f.tidx = {(unsigned)i, 0, 0};
+                    getcontext(&f.ctx);
+                    f.ctx.uc_stack.ss_sp = f.stack.data(); f.ctx.uc_stack.ss_size = f.stack.size();
+                    f.ctx.uc_link = nullptr;
+                    makecontext(&f.ctx, fiber_entry, 0);
+                }
+                // Alternate scheduling order per block so fibers interleave differently.
+                bool reverse = g_rng() & 1;
+                for (;;) {
+                    int alive = 0; long long before = g_progress;
+                    for (int k = 0; k < threads; k++) {
+                        Fiber& f = fibers[reverse ? threads - 1 - k : k];
+                        if (f.done) continue;
+                        g_cur = &f;
+                        swapcontext(&g_sched, &f.ctx);
+                        if (!f.done) alive++;
+                    }
+                    if (!alive) break;
+                    if (g_progress == before) { fprintf(stderr, "deadlock (divergent barrier?)\n"); abort(); }
+                }
+                for (auto& f : fibers) CHECK(f.pending.empty());   // every cp.async was waited for
+                CHECK(g_block_bar.arrived == 0);
+                for (auto& b : g_warp_bar) CHECK(b.arrived == 0);
             }
-            if (!alive) break;
-            if (g_progress == before) { fprintf(stderr, "deadlock (divergent barrier?)\n"); abort(); }
-        }
-        for (auto& f : fibers) CHECK(f.pending.empty());   // every cp.async was waited for
-        CHECK(g_block_bar.arrived == 0);
-        for (auto& b : g_warp_bar) CHECK(b.arrived == 0);
-    }
 }

@@ -1,37 +1,29 @@
 // Runs the literal flash_attention.cu and flash_decode.cu kernels on emulated threads (common.cuh = cuda_emulation.cuh)
 // and compares them with a naive double-precision reference over paged caches, GQA groups, sliding windows, splits
-// (merged by the kernels' last split block), fp8 caches and attention sinks. Usage: flash_emulation_test attention|decode|mixed [seed] [16|8]   (16: 16-bit caches only, 8: fp8 only)
-//   attention: every tile to flash_attention; decode: every tile to flash_decode; mixed: the host's split of one step,
-//   sequences whose rows x group fit 16 MMA rows to flash_decode and the others to flash_attention, sharing the partial
-//   buffers and the counter array (the decode tiles' counters after the prefill tiles'), split steps only, each run
-//   twice and checked against attention.cu's merge_splits too.
+// fp8 caches and attention sinks. Usage: flash_emulation_test attention|decode [seed] [16|8]   (16: 16-bit caches only, 8: fp8 only)
 #include "common.cuh"
-#include "attention.cu"         // the repository's sources, copied next to this file by KernelEmulationTests
-#include "flash_attention.cu"
+#include "flash_attention.cu"   // the repository's sources, copied next to this file by KernelEmulationTests
 #include "flash_decode.cu"
 #include <algorithm>
 #include <chrono>
 
 template <typename T, typename C>
 using KernelFn = void (*)(const T*, const C*, const C*, const int*, const int*, const int*, int, int, int, int, float,
-                          int, T*, float*, float*, float, float, float, const T*, unsigned*);
+                          int, T*, float*, float*, float, float, float, const T*);
 
-// Which kernel takes a tile: flash_attention (any tile), flash_decode (a whole sequence of <= 16 MMA rows), or each
-// kernel the tiles the host would give it.
-enum class Mode { Attention, Decode, Mixed };
-static Mode g_mode;
+static bool g_decode;   // which kernel runs: flash_decode (its tiles: a whole sequence of <= 16 MMA rows) or flash_attention
 
-template <typename T, typename C> KernelFn<T, C> kernel_for(int hd, bool decode);
+template <typename T, typename C> KernelFn<T, C> kernel_for(int hd);
 #define K(TN, T, C)                                                                                                  \
-    template <> KernelFn<T, C> kernel_for<T, C>(int hd, bool decode) {                                                \
+    template <> KernelFn<T, C> kernel_for<T, C>(int hd) {                                                             \
         switch (hd) {                                                                                                 \
-        case 16: return decode ? flash_decode_##TN##_hd16 : flash_attention_##TN##_hd16;                             \
-        case 32: return decode ? flash_decode_##TN##_hd32 : flash_attention_##TN##_hd32;                             \
-        case 64: return decode ? flash_decode_##TN##_hd64 : flash_attention_##TN##_hd64;                             \
-        case 80: return decode ? flash_decode_##TN##_hd80 : flash_attention_##TN##_hd80;                             \
-        case 96: return decode ? flash_decode_##TN##_hd96 : flash_attention_##TN##_hd96;                             \
-        case 128: return decode ? flash_decode_##TN##_hd128 : flash_attention_##TN##_hd128;                          \
-        case 256: return decode ? flash_decode_##TN##_hd256 : flash_attention_##TN##_hd256;                          \
+        case 16: return g_decode ? flash_decode_##TN##_hd16 : flash_attention_##TN##_hd16;                           \
+        case 32: return g_decode ? flash_decode_##TN##_hd32 : flash_attention_##TN##_hd32;                           \
+        case 64: return g_decode ? flash_decode_##TN##_hd64 : flash_attention_##TN##_hd64;                           \
+        case 80: return g_decode ? flash_decode_##TN##_hd80 : flash_attention_##TN##_hd80;                           \
+        case 96: return g_decode ? flash_decode_##TN##_hd96 : flash_attention_##TN##_hd96;                           \
+        case 128: return g_decode ? flash_decode_##TN##_hd128 : flash_attention_##TN##_hd128;                        \
+        case 256: return g_decode ? flash_decode_##TN##_hd256 : flash_attention_##TN##_hd256;                        \
         }                                                                                                             \
         abort();                                                                                                      \
     }
@@ -41,11 +33,6 @@ K(bf16_e4m3, __nv_bfloat16, __nv_fp8_e4m3)
 K(bf16_e5m2, __nv_bfloat16, __nv_fp8_e5m2)
 K(f16_e4m3, __half, __nv_fp8_e4m3)
 K(f16_e5m2, __half, __nv_fp8_e5m2)
-
-// attention.cu's merge kernel for paged_attention's splits, which shares the flash kernels' merge arithmetic.
-template <typename T> struct MergeKernel;
-template <> struct MergeKernel<__nv_bfloat16> { static constexpr auto fn = merge_splits_bf16; };
-template <> struct MergeKernel<__half> { static constexpr auto fn = merge_splits_f16; };
 
 // The host's per-head-size constants (flash_attention_block_m / _shared_bytes, flash_decode_shared_bytes).
 static int flash_block_m_of(int hd) {
@@ -165,22 +152,18 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
     }
     std::vector<uint16_t> qv((size_t)rows * nh * hd);
     for (auto& x : qv) x = to_bits<T>(1.5f * nd(rng));
-    // Tiles as the host builds them (CudaBackend.UploadFlashTiles): a flash_decode tile is a whole sequence whose rows
-    // x group fit 16 MMA rows, flash_attention's tiles are cut at its BLOCK_M / group rows; the prefill tiles first.
     std::vector<int> tiles;
-    int nflash = 0;
-    for (bool decode : {false, true})
-        for (int s : order) {
-            bool fits = seqs[s].nq * group <= 16;
-            if (g_mode == Mode::Decode) CHECK(fits);
-            if (decode != (g_mode == Mode::Decode || (g_mode == Mode::Mixed && fits))) continue;
-            int per_tile = decode ? seqs[s].nq : flash_block_m_of(hd) / group;
-            for (int off = 0; off < seqs[s].nq; off += per_tile) {
-                tiles.push_back(s); tiles.push_back(first_row[s] + off); tiles.push_back(std::min(per_tile, seqs[s].nq - off));
-                nflash += !decode;
-            }
+    // Tiles as the host builds them: flash_decode takes a whole sequence (its rows x group fit 16 MMA rows).
+    int bm = (g_decode ? 16 : flash_block_m_of(hd)) / group;
+    if (g_decode)
+        for (int s2 = 0; s2 < S; s2++) CHECK(seqs[s2].nq <= bm);
+    for (int s : order)
+        for (int off = 0; off < seqs[s].nq; off += bm) {
+            tiles.push_back(s); tiles.push_back(first_row[s] + off); tiles.push_back(std::min(bm, seqs[s].nq - off));
         }
-    int ntiles = tiles.size() / 3, ndecode = ntiles - nflash;
+    int ntiles = tiles.size() / 3;
+    std::vector<uint16_t> out((size_t)rows * nh * hd, to_bits<T>(NAN));
+    std::vector<float> pacc((size_t)rows * nh * splits * hd, NAN), pml((size_t)rows * nh * splits * 2, NAN);
     float scale = 1.f / std::sqrt((float)hd);
     // gpt-oss's sinks: one logit per head, some far above the scores (the sink then takes most of the softmax).
     std::vector<uint16_t> sinks(with_sinks ? nh : 0);
@@ -191,68 +174,58 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
     g_readable = {{(const char*)kc.data(), kc.size() * sizeof(CS)}, {(const char*)vc.data(), vc.size() * sizeof(CS)},
                   {(const char*)qv.data(), qv.size() * 2}, {(const char*)sinks.data(), sinks.size() * 2}};
     g_smem_lo = UINTPTR_MAX; g_smem_hi = 0;
+    memset(flash_dynamic_smem, 0xff, sizeof(flash_dynamic_smem));   // stale shared memory must never leak in
+    KernelFn<T, C> fn = kernel_for<T, C>(hd);
     const T* qp = (const T*)qv.data(); const C* kp = (const C*)kc.data(); const C* vp = (const C*)vc.data();
-    // The split counters, zero as the host allocates them, one per (tile, kv head), then guard words the kernels must
-    // not touch.
-    constexpr unsigned guard = 0xdeadbeefu;
-    std::vector<unsigned> counters((size_t)ntiles * nkv + 8, 0);
-    std::fill(counters.begin() + (size_t)ntiles * nkv, counters.end(), guard);
-    std::vector<uint16_t> out;
-    std::vector<float> pacc, pml;
-    // One step: the output and the partials start as NaN (unwritten), the counters as the last step left them.
-    auto step = [&] {
-        out.assign((size_t)rows * nh * hd, to_bits<T>(NAN));
-        pacc.assign((size_t)rows * nh * splits * hd, NAN);
-        pml.assign((size_t)rows * nh * splits * 2, NAN);
-        T* op = (T*)out.data();
-        for (bool decode : {false, true}) {
-            const int n = decode ? ndecode : nflash;
-            if (n == 0) continue;
-            memset(flash_dynamic_smem, 0xff, sizeof(flash_dynamic_smem));   // stale shared memory must never leak in
-            KernelFn<T, C> fn = kernel_for<T, C>(hd, decode);
-            const int* tp = tiles.data() + (decode ? 3 * nflash : 0);
-            unsigned* cp = counters.data() + (decode ? (size_t)nflash * nkv : 0);
-            launch({(unsigned)n, (unsigned)nkv, (unsigned)splits}, [&] {
-                fn(qp, kp, vp, tp, positions.data(), table.data(), max_blocks, bs, nh, nkv, scale, window, op,
-                   pacc.data(), pml.data(), k_arg, v_arg, softcap, sp, cp);
-            });
-            // The kernel stays within the dynamic shared memory the host gives it: the bytes past it keep their fill.
-            for (size_t b = decode ? decode_smem_bytes_of(hd) : flash_smem_bytes_of(hd); b < sizeof(flash_dynamic_smem); b++)
-                CHECK(flash_dynamic_smem[b] == 0xff);
-        }
-        // Every (tile, kv head) counter is back to zero for the next launch (or graph replay); the guards are intact.
-        for (size_t i = 0; i < counters.size(); i++) CHECK(counters[i] == (i < (size_t)ntiles * nkv ? 0u : guard));
-    };
-    step();
+    T* op = (T*)out.data();
+    launch({(unsigned)ntiles, (unsigned)nkv, (unsigned)splits}, [&] {
+        fn(qp, kp, vp, tiles.data(), positions.data(), table.data(), max_blocks, bs, nh, nkv, scale, window, op,
+           pacc.data(), pml.data(), k_arg, v_arg, softcap, sp);
+    });
+    // The kernel stays within the dynamic shared memory the host gives it: the bytes past it keep their fill.
+    for (size_t b = g_decode ? decode_smem_bytes_of(hd) : flash_smem_bytes_of(hd); b < sizeof(flash_dynamic_smem); b++)
+        CHECK(flash_dynamic_smem[b] == 0xff);
 
+    // Result per (row, head): normalized output directly or merged partials (same formula as merge_splits).
     std::vector<float> res((size_t)rows * nh * hd);
-    for (size_t i = 0; i < res.size(); i++) res[i] = from_bits<T>(out[i]);
     if (splits == 1) {
+        for (size_t i = 0; i < res.size(); i++) res[i] = from_bits<T>(out[i]);
         for (auto& x : pacc) CHECK(std::isnan(x));   // untouched
     } else {
-        // Every split of every (row, head) wrote its partial; a split that saw no key wrote m = -inf, l = 0, acc = 0.
-        for (long long ps = 0; ps < (long long)rows * nh * splits; ps++) {
-            float m = pml[ps * 2], l = pml[ps * 2 + 1];
-            CHECK(!std::isnan(m) && !std::isnan(l));
-            for (int d = 0; d < hd; d++) CHECK(!std::isnan(pacc[ps * hd + d]));
-            if (l == 0.f) {
-                CHECK(std::isinf(m) && m < 0);
-                for (int d = 0; d < hd; d++) CHECK(pacc[ps * hd + d] == 0.f);
+        for (auto x : out) CHECK(std::isnan(from_bits<T>(x)));   // untouched
+        for (long long oh = 0; oh < (long long)rows * nh; oh++) {
+            for (int z = 0; z < splits; z++) {
+                float m = pml[(oh * splits + z) * 2], l = pml[(oh * splits + z) * 2 + 1];
+                CHECK(!std::isnan(m) && !std::isnan(l));
+                if (l == 0.f) {
+                    CHECK(std::isinf(m) && m < 0);
+                    for (int d = 0; d < hd; d++) CHECK(pacc[(oh * splits + z) * hd + d] == 0.f);
+                }
             }
-        }
-        if (g_mode == Mode::Mixed) {
-            // attention.cu's merge_splits (paged_attention's path) over the same partials gives the same bits: the
-            // merge arithmetic is one function. Fewer threads than head_dim: each covers several dims.
-            std::vector<uint16_t> merged((size_t)rows * nh * hd, to_bits<T>(NAN));
-            const float* pa = pacc.data(); const float* pm = pml.data();
-            T* mp = (T*)merged.data();
-            launch({(unsigned)rows, (unsigned)nh, 1}, [&] { MergeKernel<T>::fn(pa, pm, nh, hd, splits, mp, sp); }, 32, 1 << 16);
-            CHECK(merged == out);
-            // A second step over the same inputs, with the counters as the first left them, in another block order,
-            // as a recorded graph replays: the same bits (no partial and no merge depends on which block merges).
-            std::vector<uint16_t> first = out;
-            step();
-            CHECK(out == first);
+            float gm = NEG_INF;
+            for (int z = 0; z < splits; z++) if (pml[(oh * splits + z) * 2 + 1] > 0.f) gm = std::max(gm, pml[(oh * splits + z) * 2]);
+            float gl = 0.f;
+            for (int z = 0; z < splits; z++) {
+                float l = pml[(oh * splits + z) * 2 + 1];
+                if (l > 0.f) gl += l * expf(pml[(oh * splits + z) * 2] - gm);
+            }
+            if (with_sinks) {   // merge_splits' sink term: one more logit in the denominator
+                float sk = (float)sink_of(oh % nh);
+                gm = std::max(gm, sk);
+                gl = expf(sk - gm);
+                for (int z = 0; z < splits; z++) {
+                    float l = pml[(oh * splits + z) * 2 + 1];
+                    if (l > 0.f) gl += l * expf(pml[(oh * splits + z) * 2] - gm);
+                }
+            }
+            for (int d = 0; d < hd; d++) {
+                float r = 0.f;
+                for (int z = 0; z < splits; z++) {
+                    float l = pml[(oh * splits + z) * 2 + 1];
+                    if (l > 0.f) r += pacc[(oh * splits + z) * hd + d] * expf(pml[(oh * splits + z) * 2] - gm);
+                }
+                res[oh * hd + d] = r / gl;
+            }
         }
     }
 
@@ -336,11 +309,11 @@ int check_encoder(int kind) {
 }
 
 int main(int argc, char** argv) {
-    if (argc < 2 || (strcmp(argv[1], "attention") && strcmp(argv[1], "decode") && strcmp(argv[1], "mixed"))) {
-        fprintf(stderr, "usage: %s attention|decode|mixed [seed] [16|8]\n", argv[0]);
+    if (argc < 2 || (strcmp(argv[1], "attention") && strcmp(argv[1], "decode"))) {
+        fprintf(stderr, "usage: %s attention|decode [seed] [16|8]\n", argv[0]);
         return 2;
     }
-    g_mode = !strcmp(argv[1], "decode") ? Mode::Decode : !strcmp(argv[1], "mixed") ? Mode::Mixed : Mode::Attention;
+    g_decode = !strcmp(argv[1], "decode");
     std::mt19937 rng(argc > 2 ? atoi(argv[2]) : 7);
     setvbuf(stdout, nullptr, _IOLBF, 0);
     bool only16 = argc > 3 && !strcmp(argv[3], "16"), only8 = argc > 3 && !strcmp(argv[3], "8");
@@ -372,11 +345,6 @@ int main(int argc, char** argv) {
         // gpt-oss's attention sinks, normalized in the kernel (one split) and in the merge (several), sliding and full.
         {2, 4, 16, 12, 1, {{0, 40}, {60, 1}, {9, 12}}, 0.f, true},
         {1, 8, 16, 0, 3, {{100, 1}, {30, 20}}, 0.f, true},
-        // Many splits (the host goes up to 16), with and without sinks, several tiles and KV heads, each merged by the
-        // last of its split blocks; a sliding window leaves some splits empty.
-        {3, 2, 16, 0, 16, {{300, 1}, {40, 24}, {0, 5}}, 0.f, true},
-        {2, 4, 16, 0, 8, {{0, 40}, {500, 1}}},
-        {4, 1, 16, 32, 12, {{200, 3}, {64, 20}}, 0.f, true},
     };
     // flash_decode: decode rows and short chunks (rows x group <= 16), long contexts that cross many warp tiles.
     std::vector<Cfg> decode_cfgs = {
@@ -394,13 +362,8 @@ int main(int argc, char** argv) {
         {1, 4, 7, 24, 3, {{100, 1}, {300, 2}}, 5.f},
         {2, 4, 16, 12, 1, {{60, 1}, {9, 4}}, 0.f, true},
         {1, 8, 16, 0, 3, {{100, 1}, {300, 2}}, 0.f, true},
-        {3, 2, 16, 0, 16, {{300, 1}, {40, 8}, {0, 1}}, 0.f, true},
-        {2, 4, 16, 0, 8, {{700, 1}, {500, 4}}},
-        {4, 1, 16, 32, 12, {{200, 3}, {64, 16}}, 0.f, true},
     };
-    if (g_mode == Mode::Decode) cfgs = decode_cfgs;
-    // mixed: the split steps, where both kernels share the partial buffers and the counter array.
-    if (g_mode == Mode::Mixed) cfgs.erase(std::remove_if(cfgs.begin(), cfgs.end(), [](const Cfg& c) { return c.splits == 1; }), cfgs.end());
+    if (g_decode) cfgs = decode_cfgs;
     // worst[i]: bf16, f16 (16-bit caches), then bf16/f16 x e4m3/e5m2
     const char* names[6] = {"bf16", "f16", "bf16_e4m3", "bf16_e5m2", "f16_e4m3", "f16_e5m2"};
     const double tol[6] = {2e-2, 4e-3, 2e-2, 2e-2, 4e-3, 4e-3};

@@ -1,13 +1,11 @@
 // Runs the literal moe.cu kernels (routing, align, the tensor-core and CUDA-core grouped GEMMs, the sum) and
 // add_sigmoid_gated on emulated threads (common.cuh = cuda_emulation.cuh; flash_attention.cu brings the mma.sync, ldmatrix
-// and cp.async wrappers moe.cu shares; attention.cu, which precedes it in the kernels' translation unit, the split merge
-// it calls) and compares them with a double-precision reference that rounds where the
+// and cp.async wrappers moe.cu shares) and compares them with a double-precision reference that rounds where the
 // kernels round (weights to T, gate and up to T, silu to T, the product to T, the output once), also with gpt-oss's
 // expert biases and clamped SwiGLU. Routing is checked exactly (ids; logits with ties among them), the align kernel's
 // list by its invariants.
 // Usage: moe_emulation_test [seed]
 #include "common.cuh"
-#include "attention.cu"
 #include "flash_attention.cu"
 #include "moe.cu"
 #include <algorithm>
