@@ -96,21 +96,21 @@ public sealed unsafe partial class CudaBackend
         ulong inter = scratch + layout.Inter, pairOut = scratch + layout.PairOut;
         int norm = normalize ? 1 : 0;
 
+        void** routeArgs = stackalloc void*[] { &logits, &rows, &experts, &topK, &norm, &ids, &weights };
+        Launch("moe_route", (uint)((rows + MoeThreads / 32 - 1) / (MoeThreads / 32)), 1, MoeThreads, routeArgs);
         ulong xp = (ulong)x.Data + (ulong)((long)first * hidden * elementBytes), w1 = (ulong)gateUp.Data, w2 = (ulong)down.Data;
         ulong o = (ulong)output.Data + (ulong)((long)first * hidden * elementBytes);
         if (UsesMoeGemv(pairs, experts, hidden, intermediate, xp, w1, w2))
         {
-            // A decode of few rows: a warp per (pair, column), the routing in the gate/up pass, no align pass (moe.cu's moe_gemv_*).
-            void** gateUpGemv = stackalloc void*[] { &xp, &logits, &experts, &topK, &norm, &ids, &weights, &w1, &intermediate, &hidden, &inter, &gateUpBias, &limit };
-            Launch("moe_gemv_gate_up_routed", (uint)((intermediate + MoeGemvWarps - 1) / MoeGemvWarps), (uint)pairs, 32 * MoeGemvWarps, gateUpGemv);
-            void** downGemv = stackalloc void*[] { &inter, &ids, &w2, &hidden, &intermediate, &weights, &pairOut, &downBias };
+            // A decode of few rows: a warp per (pair, column), no align pass (moe.cu's moe_gemv).
+            int xDiv = topK, interDiv = 1;
+            void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
+            Launch("moe_gemv_gate_up", (uint)((intermediate + MoeGemvWarps - 1) / MoeGemvWarps), (uint)pairs, 32 * MoeGemvWarps, gateUpGemv);
+            void** downGemv = stackalloc void*[] { &inter, &interDiv, &ids, &w2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
             Launch("moe_gemv_down", (uint)((hidden + MoeGemvWarps - 1) / MoeGemvWarps), (uint)pairs, 32 * MoeGemvWarps, downGemv);
             MoeSum(pairOut, rows, topK, hidden, o);
             return;
         }
-
-        void** routeArgs = stackalloc void*[] { &logits, &rows, &experts, &topK, &norm, &ids, &weights };
-        Launch("moe_route", (uint)((rows + MoeThreads / 32 - 1) / (MoeThreads / 32)), 1, MoeThreads, routeArgs);
 
         void** alignArgs = stackalloc void*[] { &ids, &pairs, &experts, &bm, &rank, &sorted, &tileExpert, &numTiles };
         _kernels.Launch("moe_align", 1, 1, MoeAlignThreads, alignArgs);

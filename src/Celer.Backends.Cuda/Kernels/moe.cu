@@ -1,6 +1,5 @@
 // Sparse mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE, gpt-oss) the way vLLM's fused_moe computes it, in five launches
-// (three for a step of few pairs: moe_gemv_gate_up_routed routes and takes the gate/up GEMM, moe_gemv_down the down
-// GEMM, with no align pass)
+// (four for a step of few pairs: moe_gemv below takes both GEMMs without the align pass)
 // whose grids depend only on the row count, top-k and the expert count, so that a CUDA graph can record them (no host
 // sync; blocks past the real tile count exit):
 //   moe_route        per row: fp32 softmax of the router logits, top-k (ties: the lower id), optionally renormalized,
@@ -26,11 +25,15 @@
 // own), ties by the lower id as torch.topk; the weights are the fp32 softmax probabilities. A NaN logit (a diverged
 // row, or a padded row of a recorded graph whose activations were never written) ranks as -inf: the ids stay valid
 // experts whatever the row holds, since the align kernel and the GEMMs index buffers by them.
-// The routing of one row by one warp: on return lane s < top_k holds slot s's expert and weight.
 template <typename T>
-__device__ __forceinline__ void moe_route_warp(const T* __restrict__ l, int experts, int top_k, int normalize, int lane,
-                                               int& my_id, float& my_weight) {
+__device__ void moe_route(const T* __restrict__ logits, int rows, int experts, int top_k, int normalize,
+                          int* __restrict__ topk_ids, float* __restrict__ topk_weights) {
+    celer_pdl_begin();
     constexpr int PER = MOE_MAX_EXPERTS / 32;
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return;   // the whole warp
+    const T* l = logits + (long long)row * experts;
     float v[PER];
     float mx = NEG_INF;
 #pragma unroll
@@ -48,8 +51,8 @@ __device__ __forceinline__ void moe_route_warp(const T* __restrict__ l, int expe
     sum = warp_sum(sum);
 
     unsigned taken = 0;   // bit i: expert lane + 32 i is chosen
-    my_weight = 0.f;
-    my_id = 0;
+    float my_weight = 0.f;
+    int my_id = 0;
     for (int s = 0; s < top_k; s++) {
         float best = NEG_INF;
         int best_id = 0x7fffffff;
@@ -77,18 +80,6 @@ __device__ __forceinline__ void moe_route_warp(const T* __restrict__ l, int expe
         }
     }
     if (normalize) my_weight /= warp_sum(lane < top_k ? my_weight : 0.f);
-}
-
-template <typename T>
-__device__ void moe_route(const T* __restrict__ logits, int rows, int experts, int top_k, int normalize,
-                          int* __restrict__ topk_ids, float* __restrict__ topk_weights) {
-    celer_pdl_begin();
-    const int lane = threadIdx.x & 31;
-    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (row >= rows) return;   // the whole warp
-    int my_id;
-    float my_weight;
-    moe_route_warp<T>(logits + (long long)row * experts, experts, top_k, normalize, lane, my_id, my_weight);
     if (lane < top_k) {
         topk_ids[(long long)row * top_k + lane] = my_id;
         topk_weights[(long long)row * top_k + lane] = round_to<T>(my_weight);
@@ -418,16 +409,16 @@ __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __r
 // pass: a pair finds its expert in topk_ids. Same roundings and outputs as the tile kernels. The host takes this path
 // only when k is a multiple of 16 bytes' elements and the tensors are 16-byte aligned.
 #define MOE_GEMV_WARPS 4
-// The warp's column of pair p's product with `expert`'s weights; pair_weight scales the down projection's output.
 template <typename T, bool GATED>
-__device__ __forceinline__ void moe_gemv_column(const T* __restrict__ a, int a_div, int p, int expert, const T* __restrict__ w,
-                                                int n, int k, float pair_weight, void* __restrict__ out,
-                                                const T* __restrict__ bias, float limit) {
+__device__ void moe_gemv(const T* __restrict__ a, int a_div, const int* __restrict__ topk_ids, const T* __restrict__ w,
+                         int n, int k, const float* __restrict__ pair_weights, void* __restrict__ out,
+                         const T* __restrict__ bias, float limit) {
+    celer_pdl_begin();
     constexpr int V = Vec16<T>::N;
-    const int lane = threadIdx.x & 31, col = blockIdx.x * MOE_GEMV_WARPS + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31, col = blockIdx.x * MOE_GEMV_WARPS + (threadIdx.x >> 5), p = blockIdx.y;
     if (col >= n) return;   // the whole warp
     const T* x = a + (long long)(p / a_div) * k;
-    const T* w0 = w + ((long long)expert * (GATED ? 2 : 1) * n + col) * k;
+    const T* w0 = w + ((long long)topk_ids[p] * (GATED ? 2 : 1) * n + col) * k;
     float s0 = 0.f, s1 = 0.f;
 #pragma unroll 4
     for (int i = lane * V; i < k; i += 32 * V) {
@@ -446,52 +437,14 @@ __device__ __forceinline__ void moe_gemv_column(const T* __restrict__ a, int a_d
     if constexpr (GATED) s1 = warp_sum(s1);
     if (lane != 0) return;
     if (bias != nullptr) {
-        const T* expert_bias = bias + (long long)expert * (GATED ? 2 : 1) * n;
+        const T* expert_bias = bias + (long long)topk_ids[p] * (GATED ? 2 : 1) * n;
         s0 += to_float(expert_bias[col]);
         if constexpr (GATED) s1 += to_float(expert_bias[n + col]);
     }
     if constexpr (GATED)
         reinterpret_cast<T*>(out)[(long long)p * n + col] = from_float<T>(moe_activate<T>(s0, s1, limit));
     else
-        reinterpret_cast<float*>(out)[(long long)p * n + col] = pair_weight * s0;
-}
-
-// The down pass: grid (n / MOE_GEMV_WARPS, pairs), pair p's expert and weight from topk_ids / pair_weights.
-template <typename T>
-__device__ void moe_gemv_down(const T* __restrict__ a, const int* __restrict__ topk_ids, const T* __restrict__ w, int n,
-                              int k, const float* __restrict__ pair_weights, float* __restrict__ out,
-                              const T* __restrict__ bias) {
-    celer_pdl_begin();
-    const int p = blockIdx.y;
-    moe_gemv_column<T, false>(a, 1, p, topk_ids[p], w, n, k, pair_weights[p], out, bias, 0.f);
-}
-
-// The gate/up pass with the routing in it, so a decode step launches no moe_route (at batch 1 on Qwen3-30B-A3B's
-// shape that launch took ~7 us of each of 48 layers): the first warp of each block routes the pair's row from the
-// router's logits (moe_route's arithmetic) and hands the pair's expert to the others through shared memory; the
-// blocks of column 0 store the pair's id and weight for the down pass. Grid (n / MOE_GEMV_WARPS, rows * top_k).
-template <typename T>
-__device__ void moe_gemv_gate_up_routed(const T* __restrict__ a, const T* __restrict__ logits, int experts, int top_k,
-                                        int normalize, int* __restrict__ topk_ids, float* __restrict__ topk_weights,
-                                        const T* __restrict__ w, int n, int k, T* __restrict__ out,
-                                        const T* __restrict__ bias, float limit) {
-    celer_pdl_begin();
-    __shared__ int pair_expert;
-    const int p = blockIdx.y, row = p / top_k, slot = p - row * top_k, lane = threadIdx.x & 31;
-    if (threadIdx.x < 32) {
-        int my_id;
-        float my_weight;
-        moe_route_warp<T>(logits + (long long)row * experts, experts, top_k, normalize, lane, my_id, my_weight);
-        if (lane == slot) {
-            pair_expert = my_id;
-            if (blockIdx.x == 0) {
-                topk_ids[p] = my_id;
-                topk_weights[p] = round_to<T>(my_weight);
-            }
-        }
-    }
-    __syncthreads();
-    moe_gemv_column<T, true>(a, top_k, p, pair_expert, w, n, k, 0.f, out, bias, limit);
+        reinterpret_cast<float*>(out)[(long long)p * n + col] = pair_weights[p] * s0;
 }
 
 // output[r, c] = sum over the row's top_k slots (in slot order) of pair_out, in fp32, rounded once. Grid: rows x
@@ -536,16 +489,15 @@ __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__
         int n, int k, const float* pair_weights, void* out, const T* bias, float limit) {                            \
         moe_gemm_simt<T, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out, bias, limit); \
     }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_routed_##S(                  \
-        const T* a, const T* logits, int experts, int top_k, int normalize, int* topk_ids, float* topk_weights,        \
-        const T* w, int n, int k, T* out, const T* bias, float limit) {                                               \
-        moe_gemv_gate_up_routed<T>(a, logits, experts, top_k, normalize, topk_ids, topk_weights, w, n, k, out, bias,   \
-                                   limit);                                                                           \
-    }                                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_##S(                         \
+        const T* a, int a_div, const int* topk_ids, const T* w, int n, int k, const float* pair_weights, void* out,     \
+        const T* bias, float limit) {                                                                                \
+        moe_gemv<T, true>(a, a_div, topk_ids, w, n, k, pair_weights, out, bias, limit);                              \
+    }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_down_##S(                            \
-        const T* a, const int* topk_ids, const T* w, int n, int k, const float* pair_weights, float* out,             \
-        const T* bias) {                                                                                              \
-        moe_gemv_down<T>(a, topk_ids, w, n, k, pair_weights, out, bias);                                              \
+        const T* a, int a_div, const int* topk_ids, const T* w, int n, int k, const float* pair_weights, void* out,     \
+        const T* bias, float limit) {                                                                                \
+        moe_gemv<T, false>(a, a_div, topk_ids, w, n, k, pair_weights, out, bias, limit);                             \
     }                                                                                                                \
     extern "C" __global__ void moe_sum_##S(const float* pair_out, int top_k, int hidden, T* out) {                    \
         moe_sum<T>(pair_out, top_k, hidden, out);                                                                   \

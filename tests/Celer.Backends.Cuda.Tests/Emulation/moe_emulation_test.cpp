@@ -13,8 +13,7 @@
 
 using GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, int, int, const float*, void*,
                         const void*, float);
-using GateUpGemvFn = void (*)(const void*, const void*, int, int, int, int*, float*, const void*, int, int, void*, const void*, float);
-using DownGemvFn = void (*)(const void*, const int*, const void*, int, int, const float*, float*, const void*);
+using GemvFn = void (*)(const void*, int, const int*, const void*, int, int, const float*, void*, const void*, float);
 
 template <typename T> struct Kernels;
 #define KERNELS(S, T)                                                                                                 \
@@ -24,8 +23,7 @@ template <typename T> struct Kernels;
         static void sum(const float* p, int k, int h, T* o) { moe_sum_##S(p, k, h, o); }                             \
         static void gated(const T* x, const T* g, int c, T* o) { add_sigmoid_gated_##S(x, g, c, o); }                \
         static GemmFn gemm(bool gated, int bm);                                                                       \
-        static GateUpGemvFn gemv_gate_up() { return (GateUpGemvFn)moe_gemv_gate_up_routed_##S; }                    \
-        static DownGemvFn gemv_down() { return (DownGemvFn)moe_gemv_down_##S; }                                      \
+        static GemvFn gemv(bool gated) { return (GemvFn)(gated ? moe_gemv_gate_up_##S : moe_gemv_down_##S); }       \
     };
 CELER_FOR_DTYPES(KERNELS)
 // bm 0: the CUDA-core kernel.
@@ -86,18 +84,16 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     readable(w2.data(), w2.size() * sizeof(T));
     readable(hmid.data(), hmid.size() * sizeof(T));
 
+    launch({(unsigned)((rows + 3) / 4), 1, 1}, [&] { Kernels<T>::route(logits.data(), rows, experts, top_k, normalize, ids.data(), weights.data()); });
     if (bm < 0) {
-        // moe_gemv: the gate/up pass routes the rows itself (and stores ids and weights, checked below like moe_route's).
         const int warps = 4;   // MOE_GEMV_WARPS: 128 threads, the emulated block
         launch({(unsigned)((inter + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
-            Kernels<T>::gemv_gate_up()(x.data(), logits.data(), experts, top_k, normalize, ids.data(), weights.data(), w1.data(), inter, hidden,
-                                       hmid.data(), b1p, limit);
+            Kernels<T>::gemv(true)(x.data(), top_k, ids.data(), w1.data(), inter, hidden, weights.data(), hmid.data(), b1p, limit);
         });
         launch({(unsigned)((hidden + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
-            Kernels<T>::gemv_down()(hmid.data(), ids.data(), w2.data(), hidden, inter, weights.data(), pair_out.data(), b2p);
+            Kernels<T>::gemv(false)(hmid.data(), 1, ids.data(), w2.data(), hidden, inter, weights.data(), pair_out.data(), b2p, limit);
         });
     } else {
-        launch({(unsigned)((rows + 3) / 4), 1, 1}, [&] { Kernels<T>::route(logits.data(), rows, experts, top_k, normalize, ids.data(), weights.data()); });
         launch({1, 1, 1}, [&] { moe_align(ids.data(), pairs, experts, tile, rank.data(), sorted.data(), tile_expert.data(), num_tiles.data()); });
         GemmFn gate_up = Kernels<T>::gemm(true, bm), down = Kernels<T>::gemm(false, bm);
         launch({(unsigned)max_tiles, (unsigned)((inter + bn - 1) / bn), 1}, [&] {
