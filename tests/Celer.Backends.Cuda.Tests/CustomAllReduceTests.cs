@@ -229,12 +229,11 @@ public sealed class CustomAllReduceTests
         return all;
     }
 
-    /// <summary>Every rank's input of call <paramref name="call"/>: magnitudes in [0.25, 1), random signs, representable in the dtype.</summary>
+    /// <summary>Every rank's input of call <paramref name="call"/> (<see cref="HostTensors.SignedValues"/>).</summary>
     private static float[][] Inputs(int call, int size, int count, DType dtype)
     {
         var random = new Random(1000 + call);
-        return [.. Enumerable.Range(0, size).Select(_ => Enumerable.Range(0, count)
-            .Select(_ => Rounded((float)((0.25 + (0.75 * random.NextDouble())) * (random.Next(2) == 0 ? -1 : 1)), dtype)).ToArray())];
+        return [.. Enumerable.Range(0, size).Select(_ => HostTensors.SignedValues(random, count, dtype))];
     }
 
     /// <summary>The ranks' inputs summed in fp32 in rank order and rounded once to the dtype, as the kernel does.</summary>
@@ -249,18 +248,11 @@ public sealed class CustomAllReduceTests
                 s += input[i];
             }
 
-            sum[i] = Rounded(s, dtype);
+            sum[i] = HostTensors.Rounded(s, dtype);
         }
 
         return sum;
     }
-
-    private static float Rounded(float value, DType dtype) => dtype switch
-    {
-        DType.BF16 => HalfConversions.Bf16ToFloat(HalfConversions.FloatToBf16(value)),
-        DType.F16 => (float)(Half)value,
-        _ => value,
-    };
 
     private static void Compare(float[] actual, float[] expected, string what)
     {

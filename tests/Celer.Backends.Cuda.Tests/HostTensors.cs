@@ -44,6 +44,18 @@ internal sealed unsafe class HostTensors : IDisposable
         return new WeightTensor(name, DType.F32, shape, (nint)p, values.Length * (long)sizeof(float));
     }
 
+    /// <summary>Values of magnitude in [0.25, 1) with random signs, representable in <paramref name="dtype"/>: sums of a few are exact in fp32.</summary>
+    public static float[] SignedValues(Random random, int count, DType dtype) =>
+        [.. Enumerable.Range(0, count).Select(_ => Rounded((float)((0.25 + (0.75 * random.NextDouble())) * (random.Next(2) == 0 ? -1 : 1)), dtype))];
+
+    /// <summary><paramref name="value"/> rounded to <paramref name="dtype"/> (to nearest even) and back.</summary>
+    public static float Rounded(float value, DType dtype) => dtype switch
+    {
+        DType.BF16 => HalfConversions.Bf16ToFloat(HalfConversions.FloatToBf16(value)),
+        DType.F16 => HalfConversions.HalfToFloat(HalfConversions.FloatToHalf(value)),
+        _ => value,
+    };
+
     public static float[] Read(IModelBackend backend, Tensor t, int rows)
     {
         var values = new float[rows * t.Columns];

@@ -93,9 +93,9 @@ public sealed class NcclCollectivesTests
         RequireGpus(2);
         const int capacity = 6, rows = 5, hidden = 48, vocab = 40;
         var random = new Random(11);
-        float[][] xs = [Values(random, capacity * hidden, dtype), Values(random, capacity * hidden, dtype)];
-        float[][] locals = [Values(random, capacity * vocab, dtype), Values(random, capacity * vocab, dtype)];
-        float[][] outputs = [Values(random, capacity * 2 * vocab, dtype), Values(random, capacity * 2 * vocab, dtype)];
+        float[][] xs = [HostTensors.SignedValues(random, capacity * hidden, dtype), HostTensors.SignedValues(random, capacity * hidden, dtype)];
+        float[][] locals = [HostTensors.SignedValues(random, capacity * vocab, dtype), HostTensors.SignedValues(random, capacity * vocab, dtype)];
+        float[][] outputs = [HostTensors.SignedValues(random, capacity * 2 * vocab, dtype), HostTensors.SignedValues(random, capacity * 2 * vocab, dtype)];
         using var host = new HostTensors(0);
         WeightTensor[] x = [.. xs.Select(v => host.FromValues("x", v, capacity, hidden))];
         WeightTensor[] local = [.. locals.Select(v => host.FromValues("local", v, capacity, vocab))];
@@ -118,7 +118,7 @@ public sealed class NcclCollectivesTests
             float[] sum = (float[])xs[rank].Clone();   // the row past `rows` is left as it was
             for (int i = 0; i < rows * hidden; i++)
             {
-                sum[i] = Rounded(xs[0][i] + xs[1][i], dtype);
+                sum[i] = HostTensors.Rounded(xs[0][i] + xs[1][i], dtype);
             }
 
             Assert.Equal(sum, results[rank].Reduced);
@@ -142,8 +142,8 @@ public sealed class NcclCollectivesTests
         RequireGpus(2);
         const int rows = 4, hidden = 64, vocab = 24;
         var random = new Random(23);
-        float[][] xs = [Values(random, rows * hidden, dtype), Values(random, rows * hidden, dtype)];
-        float[][] locals = [Values(random, rows * vocab, dtype), Values(random, rows * vocab, dtype)];
+        float[][] xs = [HostTensors.SignedValues(random, rows * hidden, dtype), HostTensors.SignedValues(random, rows * hidden, dtype)];
+        float[][] locals = [HostTensors.SignedValues(random, rows * vocab, dtype), HostTensors.SignedValues(random, rows * vocab, dtype)];
         using var host = new HostTensors(0);
         WeightTensor[] x = [.. xs.Select(v => host.FromValues("x", v, rows, hidden))];
         WeightTensor[] local = [.. locals.Select(v => host.FromValues("local", v, rows, vocab))];
@@ -165,7 +165,7 @@ public sealed class NcclCollectivesTests
             return (Eager: eager, Recorded: recorded, Replayed: replayed, Reduced: HostTensors.Read(backend, h, rows), Gathered: HostTensors.Read(backend, whole, rows));
         });
 
-        float[] sum = [.. xs[0].Zip(xs[1], (a, b) => Rounded(a + b, dtype))];
+        float[] sum = [.. xs[0].Zip(xs[1], (a, b) => HostTensors.Rounded(a + b, dtype))];
         for (int rank = 0; rank < 2; rank++)
         {
             Assert.Equal(sum, results[rank].Eager);
@@ -187,7 +187,7 @@ public sealed class NcclCollectivesTests
         const int rows = 8, hidden = 256;
         var random = new Random(31);
         using var host = new HostTensors(0);
-        WeightTensor[] x = [host.FromValues("x", Values(random, rows * hidden, DType.F32), rows, hidden), host.FromValues("x", Values(random, rows * hidden, DType.F32), rows, hidden)];
+        WeightTensor[] x = [host.FromValues("x", HostTensors.SignedValues(random, rows * hidden, DType.F32), rows, hidden), host.FromValues("x", HostTensors.SignedValues(random, rows * hidden, DType.F32), rows, hidden)];
         var groups = new NcclCollectives?[2];
         using var waiting = new ManualResetEventSlim();
         using var released = new ManualResetEventSlim();
@@ -294,15 +294,4 @@ public sealed class NcclCollectivesTests
 
         return expected;
     }
-
-    /// <summary>Values of magnitude in [0.25, 1) with random signs, representable in <paramref name="dtype"/>.</summary>
-    private static float[] Values(Random random, int count, DType dtype) =>
-        [.. Enumerable.Range(0, count).Select(_ => Rounded((float)((0.25 + (0.75 * random.NextDouble())) * (random.Next(2) == 0 ? -1 : 1)), dtype))];
-
-    private static float Rounded(float value, DType dtype) => dtype switch
-    {
-        DType.BF16 => HalfConversions.Bf16ToFloat(HalfConversions.FloatToBf16(value)),
-        DType.F16 => HalfConversions.HalfToFloat(HalfConversions.FloatToHalf(value)),
-        _ => value,
-    };
 }
