@@ -19,7 +19,7 @@ namespace Celer.Backends.Cuda;
 /// </summary>
 internal sealed unsafe class CustomAllReduce : IDisposable
 {
-    /// <summary>Bytes of one message at most by default: a step's hidden rows up to 1,024 tokens of an 4,096-wide model.</summary>
+    /// <summary>Bytes of one message at most by default: a step's hidden rows up to 1,024 tokens of a 4,096-wide model in bf16.</summary>
     public const long DefaultCapacity = 8L << 20;
 
     // What this rank tells the others: its buffer's IPC handle, its GPU's PCI bus id and its host's boot id.
@@ -118,7 +118,8 @@ internal sealed unsafe class CustomAllReduce : IDisposable
     /// <summary>
     /// Sums rows 0 .. <paramref name="rows"/> − 1 of <paramref name="x"/> over the ranks, in place, and returns true; or
     /// returns false, doing nothing, when the message is not one this path takes (over <see cref="Capacity"/>, not whole
-    /// 16-byte vectors, another dtype than fp32/fp16/bf16): a question of shape only, so every rank answers the same.
+    /// 16-byte vectors or not 16-byte aligned, another dtype than fp32/fp16/bf16). Every rank must answer alike, which
+    /// holds because the ranks run the same model code on buffers laid out alike: the same shapes, dtypes and offsets.
     /// </summary>
     public bool TryAllReduce(Tensor x, int rows)
     {
