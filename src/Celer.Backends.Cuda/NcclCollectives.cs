@@ -96,6 +96,9 @@ public sealed unsafe class NcclCollectives : ICollectives, IDisposable
     /// <summary>Why small all-reduces go through NCCL rather than <see cref="CustomAllReduce"/>; null when they do not.</summary>
     public string? CustomAllReduceUnavailable { get; }
 
+    /// <summary>The largest all-reduce in bytes that takes <see cref="CustomAllReduce"/> (0 when none does).</summary>
+    public long CustomAllReduceBytes => _custom?.Capacity ?? 0;
+
     /// <summary>A new group's id: 128 bytes to hand to every rank's constructor. The process that calls this serves the ranks' rendezvous, so it must live until they have all joined.</summary>
     public static byte[] CreateUniqueId()
     {

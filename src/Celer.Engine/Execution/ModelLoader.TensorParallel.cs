@@ -31,6 +31,14 @@ public static partial class ModelLoader
             workers = WorkerProcesses.Start(args, log);
             workers.SendPlan(new WorkerPlan(args, size, address, maxModelLen, maxNumTokens, maxLogitsRows, dtype, kvDType));
             group = joinAsRankZero(backend);
+            if (group.Value.Collectives is Backends.Cuda.NcclCollectives nccl)
+            {
+                // Every rank decided as rank 0 did (CustomAllReduce.TryCreate), so rank 0 speaks for the group.
+                log?.Invoke(nccl.CustomAllReduceUnavailable is { } why
+                    ? $"tensor parallelism: every all-reduce through NCCL ({why})"
+                    : $"tensor parallelism: all-reduces of up to {nccl.CustomAllReduceBytes >> 20} MiB through the custom all-reduce (CUDA IPC peer memory), larger ones through NCCL");
+            }
+
             return (workers, group.Value);
         }
         catch
