@@ -1,6 +1,7 @@
 using Celer.Engine;
 using Celer.Engine.Execution;
 using Celer.Engine.Scheduling;
+using Celer.Engine.Tests.Support;
 using Celer.Models.Config;
 using Celer.Models.Weights;
 using Celer.TestSupport;
@@ -106,9 +107,7 @@ public sealed class EngineOnGpuTests
         int matched = 0, total = 0;
         for (int i = 0; i < requests.Count; i++)
         {
-            var positions = outputs[i].Outputs.SelectMany(o => o.LogprobsDelta!)
-                .Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, p.Top.Select(t => (t.TokenId, t.Logprob)).ToList()))
-                .ToList();
+            var positions = GeneratedPositions.Of(outputs[i]);
             int count = fixture.Cases[i].OutputTokenIds.Count;
             if (dtype != "float32" && Bf16ReferenceDrift.TryGetValue((name, i), out int kept))
             {
@@ -157,9 +156,7 @@ public sealed class EngineOnGpuTests
         int matched = 0;
         for (int i = 0; i < requests.Count; i++)
         {
-            var positions = outputs[i].Outputs.SelectMany(o => o.LogprobsDelta!)
-                .Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, p.Top.Select(t => (t.TokenId, t.Logprob)).ToList()))
-                .ToList();
+            var positions = GeneratedPositions.Of(outputs[i]);
             matched += LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, float.PositiveInfinity);
         }
 

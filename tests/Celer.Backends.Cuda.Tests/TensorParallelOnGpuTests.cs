@@ -1,6 +1,7 @@
 using Celer.Backends.Cuda;
 using Celer.Engine;
 using Celer.Engine.Execution;
+using Celer.Engine.Tests.Support;
 using Celer.Models.Weights;
 using Celer.TestSupport;
 
@@ -69,9 +70,7 @@ public sealed class TensorParallelOnGpuTests
             int matched = 0, total = 0;
             for (int i = 0; i < requests.Count; i++)
             {
-                var positions = outputs[i].Outputs.SelectMany(o => o.LogprobsDelta!)
-                    .Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, p.Top.Select(t => (t.TokenId, t.Logprob)).ToList()))
-                    .ToList();
+                var positions = GeneratedPositions.Of(outputs[i]);
                 int count = fixture.Cases[i].OutputTokenIds.Count;
                 int caseMatched = LogprobsComparison.AssertClose(
                     $"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, dtype == "float32" ? Fp32LogprobTolerance : Bf16LogprobTolerance);

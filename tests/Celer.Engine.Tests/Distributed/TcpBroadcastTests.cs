@@ -142,16 +142,9 @@ public class TcpBroadcastTests
         {
             // Rank 1 reads; rank 2, a raw socket here, takes the first bytes of the message and then no more, so a message
             // larger than its socket's buffers keeps the writer waiting, part of it sent to rank 2.
-            Task waiting = OnOwnThread(() => server.WaitForReaders([1, 2], Patience));
-            using TcpBroadcastClient one = TcpBroadcastClient.Connect("127.0.0.1", server.LocalEndPoint.Port, 1, Patience);
-            using Socket two = await RawConnect(server.LocalEndPoint);
-            byte[] hello = new byte[TcpBroadcastFrames.HelloBytes];
-            TcpBroadcastFrames.WriteHello(hello, rank: 2);
-            two.Send(hello);
-            byte[] answer = new byte[TcpBroadcastFrames.HeaderBytes];
-            await two.ReceiveAsync(answer, Ct);
-            Assert.Equal(Frame(1, 0, []), answer);
-            await waiting.WaitAsync(Patience, Ct);
+            (TcpBroadcastClient client, Socket raw) = await AdmitClientAndRawReader(server);
+            using TcpBroadcastClient one = client;
+            using Socket two = raw;
 
             Task<byte[]> rankOne = OnOwnThread(() => one.Dequeue(Patience, Ct));
             Task blocked = OnOwnThread(() => server.Enqueue(BroadcastMessages.Make(0, Huge), Timeout.InfiniteTimeSpan, Ct));
@@ -495,16 +488,9 @@ public class TcpBroadcastTests
         server.Disconnected += (rank, why) => disconnected.TrySetResult((rank, why));
         using (server)
         {
-            Task waiting = OnOwnThread(() => server.WaitForReaders([1, 2], Patience));
-            using TcpBroadcastClient one = TcpBroadcastClient.Connect("127.0.0.1", server.LocalEndPoint.Port, 1, Patience);
-            using Socket two = await RawConnect(server.LocalEndPoint);
-            byte[] hello = new byte[TcpBroadcastFrames.HelloBytes];
-            TcpBroadcastFrames.WriteHello(hello, rank: 2);
-            two.Send(hello);
-            byte[] answer = new byte[TcpBroadcastFrames.HeaderBytes];
-            await two.ReceiveAsync(answer, Ct);
-            Assert.Equal(Frame(1, 0, []), answer);
-            await waiting.WaitAsync(Patience, Ct);
+            (TcpBroadcastClient client, Socket raw) = await AdmitClientAndRawReader(server);
+            using TcpBroadcastClient one = client;
+            using Socket two = raw;
 
             two.Send(what switch
             {
@@ -574,6 +560,35 @@ public class TcpBroadcastTests
         using var probe = new TcpListener(IPAddress.Loopback, 0);
         probe.Start();
         return ((IPEndPoint)probe.LocalEndpoint).Port;
+    }
+
+    /// <summary>
+    /// Rank 1 as a client and rank 2 as a raw socket that said hello and read the server's welcome, both admitted: the
+    /// tests then play rank 2's side of the protocol by hand.
+    /// </summary>
+    private static async Task<(TcpBroadcastClient One, Socket Two)> AdmitClientAndRawReader(TcpBroadcastServer server)
+    {
+        Task waiting = OnOwnThread(() => server.WaitForReaders([1, 2], Patience));
+        TcpBroadcastClient one = TcpBroadcastClient.Connect("127.0.0.1", server.LocalEndPoint.Port, 1, Patience);
+        Socket? two = null;
+        try
+        {
+            two = await RawConnect(server.LocalEndPoint);
+            byte[] hello = new byte[TcpBroadcastFrames.HelloBytes];
+            TcpBroadcastFrames.WriteHello(hello, rank: 2);
+            two.Send(hello);
+            byte[] answer = new byte[TcpBroadcastFrames.HeaderBytes];
+            await two.ReceiveAsync(answer, Ct);
+            Assert.Equal(Frame(1, 0, []), answer);
+            await waiting.WaitAsync(Patience, Ct);
+            return (one, two);
+        }
+        catch
+        {
+            two?.Dispose();
+            one.Dispose();
+            throw;
+        }
     }
 
     private static async Task<Socket> RawConnect(IPEndPoint endpoint)

@@ -1,6 +1,7 @@
 using Celer.Models.Quantization;
 using Celer.Engine.Execution;
 using Celer.Models.Config;
+using Celer.Engine.Tests.Support;
 using Celer.TestSupport;
 using Xunit;
 
@@ -57,17 +58,13 @@ public sealed class CpuModelEngineTests
         int matched = 0;
         for (int i = 0; i < fixture.Cases.Count; i++)
         {
-            List<GeneratedPosition> positions = Positions(outputs[i]);
+            List<GeneratedPosition> positions = GeneratedPositions.Of(outputs[i]);
             Assert.Equal(fixture.Cases[i].OutputTokenIds.Count, positions.Count);
             matched += LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, tolerance);
         }
 
         return matched;
     }
-
-    /// <summary>Each generated position's chosen token and top-5 logprobs, as the fixtures record them.</summary>
-    private static List<GeneratedPosition> Positions(RequestOutput output) =>
-        [.. output.Outputs.SelectMany(o => o.LogprobsDelta!).Select(p => new GeneratedPosition(p.Chosen.TokenId, p.Chosen.Logprob, [.. p.Top.Select(t => (t.TokenId, t.Logprob))]))];
 
     // A bf16 or FP8 KV cache on the CPU. FP8: vLLM's criterion on tokens alone, as for the GPU's (FP8 keys and values
     // move these random tiny models' logprobs by up to ~1, so no bound on them; a broken cache diverges at once outside
@@ -173,14 +170,14 @@ public sealed class CpuModelEngineTests
                 for (int i = 0; i < fixture.Cases.Count; i++)
                 {
                     Assert.Equal(Tokens(expected[i]), Tokens(actual[i]));
-                    Assert.Equal(Positions(expected[i]).Select(p => p.Logprob), Positions(actual[i]).Select(p => p.Logprob));
+                    Assert.Equal(GeneratedPositions.Of(expected[i]).Select(p => p.Logprob), GeneratedPositions.Of(actual[i]).Select(p => p.Logprob));
                 }
             }
 
             for (int i = 0; i < fixture.Cases.Count; i++)
             {
                 Assert.Equal(fixture.Cases[i].OutputTokenIds.Count, Tokens(actual[i]).Count);
-                Assert.All(Positions(actual[i]), p => Assert.True(float.IsFinite(p.Logprob)));
+                Assert.All(GeneratedPositions.Of(actual[i]), p => Assert.True(float.IsFinite(p.Logprob)));
             }
         }
         finally
@@ -214,7 +211,7 @@ public sealed class CpuModelEngineTests
             for (int i = 0; i < fixture.Cases.Count; i++)
             {
                 Assert.Equal(Tokens(expected[i]), Tokens(actual[i]));
-                Assert.Equal(Positions(expected[i]).Select(p => p.Logprob), Positions(actual[i]).Select(p => p.Logprob));
+                Assert.Equal(GeneratedPositions.Of(expected[i]).Select(p => p.Logprob), GeneratedPositions.Of(actual[i]).Select(p => p.Logprob));
             }
         }
         finally
@@ -238,7 +235,7 @@ public sealed class CpuModelEngineTests
         RequestOutput output = engine.Generate([new GenerateRequest("r", [1, 2, 3, 4, 5], Greedy(8, logprobs: 1))]).Single();
 
         Assert.Equal(8, Tokens(output).Count);
-        Assert.All(Positions(output), p => Assert.True(float.IsFinite(p.Logprob)));
+        Assert.All(GeneratedPositions.Of(output), p => Assert.True(float.IsFinite(p.Logprob)));
     }
 
     /// <summary>
@@ -256,7 +253,7 @@ public sealed class CpuModelEngineTests
         RequestOutput output = engine.Generate([new GenerateRequest("r", [1, 2, 3, 4, 5], Greedy(8, logprobs: 1))]).Single();
 
         Assert.Equal(8, Tokens(output).Count);
-        Assert.All(Positions(output), p => Assert.True(float.IsFinite(p.Logprob)));
+        Assert.All(GeneratedPositions.Of(output), p => Assert.True(float.IsFinite(p.Logprob)));
     }
 
     /// <summary>The checkpoint with its projections as <see cref="Models.Quantization.OnlineFp8Source"/> quantizes them.</summary>
@@ -327,7 +324,7 @@ public sealed class CpuModelEngineTests
 
         for (int i = 0; i < fixture.Cases.Count; i++)
         {
-            List<GeneratedPosition> positions = Positions(outputs[i]);
+            List<GeneratedPosition> positions = GeneratedPositions.Of(outputs[i]);
             int matched = LogprobsComparison.AssertClose($"{name} case {i}", fixture.Cases[i].OutputLogprobs, positions, 2e-3f);
             Assert.Equal(fixture.Cases[i].OutputTokenIds.Count, matched);
             Assert.Equal(fixture.Cases[i].OutputTokenIds, Tokens(outputs[i]));
