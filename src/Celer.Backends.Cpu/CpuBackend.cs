@@ -432,6 +432,15 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
         }
     }
 
+    public void CopyColumns(Tensor x, int rows, Tensor y, int offset)
+    {
+        int cols = (int)x.Columns, yCols = (int)y.Columns;
+        for (int r = 0; r < rows; r++)
+        {
+            new ReadOnlySpan<float>(F(x) + (long)r * cols, cols).CopyTo(new Span<float>(F(y) + (long)r * yCols + offset, cols));
+        }
+    }
+
     public void CopyToHost(Tensor x, int rows, Span<float> destination) =>
         new ReadOnlySpan<float>(F(x), checked((int)(rows * x.Columns))).CopyTo(destination);
 

@@ -156,6 +156,14 @@ public sealed unsafe partial class CudaBackend
         Launch("gather_rows", (uint)count, 1, Threads(cols), args);
     }
 
+    public void CopyColumns(Tensor x, int rows, Tensor y, int offset)
+    {
+        ulong xp = (ulong)x.Data, yp = (ulong)y.Data;
+        int cols = (int)x.Columns, yCols = (int)y.Columns;
+        void** args = stackalloc void*[] { &xp, &cols, &yp, &yCols, &offset };
+        Launch("copy_columns", (uint)rows, 1, Threads(cols), args);
+    }
+
     /// <summary>Launches the model-dtype instance of a kernel (suffix _bf16, say).</summary>
     private void Launch(string kernel, uint gridX, uint gridY, uint gridZ, uint blockX, void** args) =>
         _kernels.Launch(KernelFunction(_typedKernels, kernel, _suffix), kernel, gridX, gridY, gridZ, blockX, args);

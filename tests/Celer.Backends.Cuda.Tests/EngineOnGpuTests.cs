@@ -343,6 +343,51 @@ public sealed class EngineOnGpuTests
         }
     }
 
+    /// <summary>
+    /// EAGLE heads on the GPU (random weights in the public layouts): the head on a second backend reading the target's
+    /// embedding table and the hidden states its decode graphs copy out, its argmax over the draft vocabulary on the
+    /// device sampler, mapped through d2t. In fp32 every draft it proposes is the one the CPU's head proposes after the
+    /// same tokens, and greedy output equals plain decoding.
+    /// </summary>
+    [Theory]
+    [InlineData(EagleKind.Eagle3)]
+    [InlineData(EagleKind.Eagle)]
+    public void An_eagle_head_on_the_gpu_drafts_what_it_drafts_on_the_cpu(EagleKind kind)
+    {
+        Gpu.Require();
+        const string Name = "llama-gqa-bf16-v4config";
+        string dir = Path.Combine(RepoPaths.FixtureModels, Name);
+        string head = RandomEagleHead.Write(dir, kind);
+        string spec = $$"""{"method": "{{(kind == EagleKind.Eagle ? "eagle" : "eagle3")}}", "model": {{System.Text.Json.JsonSerializer.Serialize(head)}}, "num_speculative_tokens": 3}""";
+        ReferenceFixture fixture = ReferenceFixture.Load(Path.Combine(dir, "reference.json"));
+        var requests = fixture.Cases.Select((c, i) => new GenerateRequest(
+            $"r{i}", c.PromptTokenIds, new SamplingParams { Temperature = 0, MaxTokens = c.OutputTokenIds.Count, IgnoreEos = true })).ToList();
+
+        (List<List<int>> Tokens, DraftRecorder Recorder) Run(string device, string? speculative)
+        {
+            DraftRecorder? recorder = null;
+            using LlmEngine engine = ModelLoader.LoadOffline(
+                new EngineArgs
+                {
+                    Model = dir, Device = device, Dtype = "float32", MaxModelLen = 128, MaxNumSeqs = 16, MaxNumBatchedTokens = 64,
+                    KvCacheMemoryBytes = 64L << 20, SpeculativeConfig = speculative, EnablePrefixCaching = false,
+                },
+                wrapExecutor: runner => recorder = new DraftRecorder(runner)).Engine;
+            return (engine.Generate(requests).Select(Tokens).ToList(), recorder!);
+        }
+
+        (List<List<int>> plain, _) = Run("cuda", null);
+        (List<List<int>> gpu, DraftRecorder gpuDrafts) = Run("cuda", spec);
+        (_, DraftRecorder cpuDrafts) = Run("cpu", spec);
+
+        Assert.Equal(plain, gpu);
+        int same = gpuDrafts.Drafts.Count(d => cpuDrafts.Drafts.TryGetValue(d.Key, out int[]? other) && other.SequenceEqual(d.Value));
+        TestContext.Current.SendDiagnosticMessage($"{kind}: {same} of {gpuDrafts.Drafts.Count} GPU draft lists equal the CPU's ({cpuDrafts.Drafts.Count} on the CPU)");
+        Assert.True(gpuDrafts.Drafts.Count > 20, $"only {gpuDrafts.Drafts.Count} drafts were proposed");
+        // fp32 on both, summed in other orders: a near-tie may come out otherwise, a wrong row or position would not.
+        Assert.True(same >= 0.9 * gpuDrafts.Drafts.Count, $"{same} of {gpuDrafts.Drafts.Count} GPU draft lists equal the CPU's");
+    }
+
     [Fact]
     public void A_decode_bucket_larger_than_any_eager_step_is_recorded()
     {

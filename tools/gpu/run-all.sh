@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec structured attention throughput serve coldstart sleep hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec espec structured attention throughput serve coldstart sleep hf" bash tools/gpu/run-all.sh
 # (tp: tensor parallelism on a machine of two GPUs, run only when named. draft: trains celer-tiny-py's draft model into $OUT, which the spec stage then measures; minutes of training, so
-# it runs only when named. poolfix: writes the pooling fixtures into $OUT; encfix: writes the encoder fixtures (BERT and
+# it runs only when named. eagle: trains celer-tiny-py's EAGLE-3 head and the engine's reference drafts (eagle3-fixture.json)
+# into $OUT; minutes too, so only when named. espec: EAGLE-3 speculative decoding measured (celer-tiny-py's head on real
+# prompts, the 8B shape with a random head). poolfix: writes the pooling fixtures into $OUT; encfix: writes the encoder fixtures (BERT and
 # XLM-R embedders and cross-encoders, a BERT classifier, a Qwen3 sequence classifier) into $OUT; pooling: embedding
 # throughput beside sentence-transformers.)
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec structured attention throughput serve coldstart sleep hf}"
+STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec espec structured attention throughput serve coldstart sleep hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -50,7 +52,9 @@ fi
 
 if has tests; then
   stage "GPU tests"
-  timeout 300 publish/gpu/Celer.Backends.Cuda.Tests -noColor -diagnostics -parallel none || status=1
+  # GPU_TEST_ARGS narrows the run (xunit's -class / -method filters), for a call that needs only some classes.
+  # shellcheck disable=SC2086
+  timeout 300 publish/gpu/Celer.Backends.Cuda.Tests -noColor -diagnostics -parallel none ${GPU_TEST_ARGS:-} || status=1
 fi
 
 bench() { # name, then celer bench arguments (a later --max-model-len overrides the default)
@@ -171,6 +175,12 @@ if has draft; then
   timeout 420 python3 tools/train/train_draft_model.py --target models/celer-tiny-py --out-model "$OUT/celer-tiny-py-draft" \
     --minutes "${DRAFT_MINUTES:-4}" || status=1
 fi
+if has eagle; then
+  # celer-tiny-py's EAGLE-3 head (tools/train/train_eagle3_head.py) and the engine's reference drafts, into $OUT.
+  stage "train celer-tiny-py's EAGLE-3 head"
+  timeout 420 python3 tools/train/train_eagle3_head.py --target models/celer-tiny-py --out-model "$OUT/celer-tiny-py-eagle3" \
+    --out-fixture "$OUT/eagle3-fixture.json" --minutes "${EAGLE_MINUTES:-4}" || status=1
+fi
 if has spec; then
   # n-gram speculative decoding (prompt lookup, k = 4) and the draft model (k = 3; the one just trained when the draft
   # stage ran) beside plain decoding at batch 1: the default model (real weights) and the 8B shape (random weights: few
@@ -187,6 +197,32 @@ if has spec; then
     MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 latency spec-draft-celer-tiny-py-bs64 64 128 256 --speculative-config "$DRAFT_SPEC"
   fi
   latency spec-ngram-8b-bs1 1 128 256 --speculative-config "$SPEC"
+fi
+if has espec; then
+  # EAGLE-3 (k = 3): celer-tiny-py's head (the one just trained when the eagle stage ran) on the fixture prompts, greedy
+  # and at temperature 1, beside plain decoding and the draft model on the same prompts; then the 8B shape with a
+  # random head of EAGLE3-LLaMA3.1-Instruct-8B's shape, which accepts nothing: the cost of verifying and drafting.
+  eagle=models/celer-tiny-py-eagle3
+  [[ -f "$OUT/celer-tiny-py-eagle3/model.safetensors" ]] && eagle="$OUT/celer-tiny-py-eagle3"
+  draft=models/celer-tiny-py-draft
+  EAGLE_SPEC="{\"method\": \"eagle3\", \"model\": \"$eagle\", \"num_speculative_tokens\": 3}"
+  DRAFT_SPEC="{\"method\": \"draft_model\", \"model\": \"$draft\", \"num_speculative_tokens\": 3}"
+  PROMPTS=(--prompt "def fibonacci(n):" --prompt $'import os\n' --prompt $'class Stack:\n    def __init__(self):' --prompt "for i in range("
+    --prompt $'def read_config(path):\n    """' --prompt $'<|im_start|>user\nWrite a function that reverses a string.<|im_end|>\n<|im_start|>assistant\n')
+  if [[ -f "$eagle/model.safetensors" ]]; then
+    for t in 0 1; do
+      tiny=(1 0 256 --temperature "$t" "${PROMPTS[@]}")
+      MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 ITERS=6 latency "spec-off-celer-tiny-py-prompts-t$t-bs1" "${tiny[@]}"
+      MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 ITERS=6 latency "spec-eagle3-celer-tiny-py-prompts-t$t-bs1" "${tiny[@]}" --speculative-config "$EAGLE_SPEC"
+      if [[ -f "$draft/model.safetensors" ]]; then
+        MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 ITERS=6 latency "spec-draft-celer-tiny-py-prompts-t$t-bs1" "${tiny[@]}" --speculative-config "$DRAFT_SPEC"
+      fi
+    done
+    MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 latency spec-off-celer-tiny-py-prompts-t0-bs64 64 0 256 --temperature 0 "${PROMPTS[@]}"
+    MODEL=models/celer-tiny-py LOAD_FORMAT=auto MAX_LEN=1024 latency spec-eagle3-celer-tiny-py-prompts-t0-bs64 64 0 256 --temperature 0 "${PROMPTS[@]}" --speculative-config "$EAGLE_SPEC"
+  fi
+  latency spec-off-8b-bs1 1 128 256
+  latency spec-eagle3-8b-bs1 1 128 256 --speculative-config '{"method": "eagle3", "model": "benchmarks/models/llama-3.1-8b-eagle3-shape", "num_speculative_tokens": 3}'
 fi
 if has poolfix; then
   # Pooling-model fixtures (issue 15): tiny random embedders in sentence-transformers' layouts and its outputs, into $OUT.

@@ -112,6 +112,14 @@ __device__ void gather_rows(const T* x, const int* rows, int cols, T* out) {
     for (int c = threadIdx.x; c < cols; c += blockDim.x) out[dst + c] = x[src + c];
 }
 
+// A row of x into columns [offset, offset + cols) of a y row y_cols wide: one block per row.
+template <typename T>
+__device__ void copy_columns(const T* x, int cols, T* y, int y_cols, int offset) {
+    celer_pdl_begin();
+    long long src = (long long)blockIdx.x * cols, dst = (long long)blockIdx.x * y_cols + offset;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) y[dst + c] = x[src + c];
+}
+
 #define ELEMENTWISE_ENTRY_POINTS(S, T)                                                                               \
     extern "C" __global__ void embedding_##S(const int* ids, const T* table, int hidden, T* out) {                  \
         embedding<T>(ids, table, hidden, out);                                                                      \
@@ -130,6 +138,9 @@ __device__ void gather_rows(const T* x, const int* rows, int cols, T* out) {
     }                                                                                                                \
     extern "C" __global__ void gather_rows_##S(const T* x, const int* rows, int cols, T* out) {                      \
         gather_rows<T>(x, rows, cols, out);                                                                         \
+    }                                                                                                                \
+    extern "C" __global__ void copy_columns_##S(const T* x, int cols, T* y, int y_cols, int offset) {                \
+        copy_columns<T>(x, cols, y, y_cols, offset);                                                                \
     }                                                                                                                \
     extern "C" __global__ void scale_##S(T* x, long long n, float factor) { scale<T>(x, n, factor); }              \
     extern "C" __global__ void add_into_##S(const T* x, long long n, T* residual) { add_into<T>(x, n, residual); }

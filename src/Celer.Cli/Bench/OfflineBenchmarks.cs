@@ -9,7 +9,8 @@ namespace Celer.Cli.Bench;
 /// <summary>
 /// <c>celer bench latency</c> and <c>celer bench throughput</c>: vLLM's offline benchmarks, run on
 /// <see cref="LlmEngine"/> in this process with random-token prompts and <c>ignore_eos</c>, so
-/// every request generates exactly its output length.
+/// every request generates exactly its output length. Latency may instead run real prompts (<c>--prompt</c>), which is
+/// what speculative decoding needs to be measured on: random tokens give drafts nothing to go on.
 /// </summary>
 internal static class OfflineBenchmarks
 {
@@ -24,29 +25,42 @@ internal static class OfflineBenchmarks
         var batchSize = new Option<int>("--batch-size") { DefaultValueFactory = _ => 8 };
         var warmup = new Option<int>("--num-iters-warmup") { DefaultValueFactory = _ => 2 };
         var iters = new Option<int>("--num-iters") { DefaultValueFactory = _ => 10 };
+        var prompts = new Option<string[]>("--prompt")
+        {
+            Description = "A prompt text to run instead of random tokens (repeatable; --input-len is then unused). Iteration i's batch takes "
+                + "prompts i·batch, i·batch + 1, … in turn, so iterations at batch 1 cover the prompts one after another.",
+        };
         var command = new Command("latency", "Latency of one batch end to end (vLLM's bench latency).");
         command.Options.Add(inputLen);
         command.Options.Add(outputLen);
         command.Options.Add(batchSize);
         command.Options.Add(warmup);
         command.Options.Add(iters);
+        command.Options.Add(prompts);
         common.AddTo(command);
 
         command.SetAction((result, _) => CliRunner.RunAsync(result, async () =>
         {
-            var (args, engine, vocabSize) = common.Load(result);
+            var (args, engine, vocabSize, tokenizer) = common.Load(result);
             using var _ = engine;
-            var batch = RandomPrompts.Create(result.GetValue(batchSize), result.GetValue(inputLen), result.GetValue(outputLen), 0, vocabSize, args.Seed);
-            var requests = batch.Select((p, i) => new GenerateRequest($"latency-{i}", p.PromptIds, common.Params(result, p.OutputLen))).ToList();
+            int size = result.GetValue(batchSize), outLen = result.GetValue(outputLen);
+            string[] texts = result.GetValue(prompts) ?? [];
+            if (texts.Length > 0 && tokenizer is null)
+                throw new ArgumentException("--prompt needs the model's tokenizer, and this model directory has none.");
+            int[][] encoded = [.. texts.Select(t => tokenizer!.Encode(t))];
+            var random = encoded.Length > 0 ? null : RandomPrompts.Create(size, result.GetValue(inputLen), outLen, 0, vocabSize, args.Seed);
+            List<GenerateRequest> Batch(string tag, int iteration) => [.. Enumerable.Range(0, size).Select(i => new GenerateRequest(
+                $"latency-{i}-{tag}", random is null ? encoded[(iteration * size + i) % encoded.Length] : random[i].PromptIds, common.Params(result, outLen)))];
 
             for (var i = 0; i < result.GetValue(warmup); i++)
-                engine.Generate(Renamed(requests, $"warmup{i}"));
+                engine.Generate(Batch($"warmup{i}", i));
             engine.GpuTimeline?.Reset();
             var latencies = new List<double>();
             for (var i = 0; i < result.GetValue(iters); i++)
             {
+                var batch = Batch($"iter{i}", i);
                 var timer = Stopwatch.StartNew();
-                engine.Generate(Renamed(requests, $"iter{i}"));
+                engine.Generate(batch);
                 latencies.Add(timer.Elapsed.TotalSeconds);
             }
 
@@ -69,6 +83,8 @@ internal static class OfflineBenchmarks
                 ["batch_size"] = result.GetValue(batchSize),
                 ["num_iters_warmup"] = result.GetValue(warmup),
                 ["num_iters"] = result.GetValue(iters),
+                ["prompts"] = texts.Length == 0 ? "random tokens" : new JsonArray([.. texts.Select(t => (JsonNode)t)]),
+                ["temperature"] = common.Temperature(result),
             };
             common.WriteReport(result, "latency", args, engine, parameters, results);
             return 0;
@@ -92,7 +108,7 @@ internal static class OfflineBenchmarks
 
         command.SetAction((result, _) => CliRunner.RunAsync(result, async () =>
         {
-            var (args, engine, vocabSize) = common.Load(result);
+            var (args, engine, vocabSize, _) = common.Load(result);
             using var _ = engine;
             var prompts = RandomPrompts.Create(result.GetValue(numPrompts), result.GetValue(inputLen), result.GetValue(outputLen),
                 result.GetValue(rangeRatio), vocabSize, args.Seed);
@@ -159,20 +175,28 @@ internal static class OfflineBenchmarks
         {
             Description = "Constrain every request's output, as vLLM's structured_outputs object: '{\"json\": {schema}}', '{\"regex\": \"...\"}', '{\"choice\": [...]}', '{\"grammar\": \"...\"}'.",
         };
+        private readonly Option<float> _temperature = new("--temperature")
+        {
+            Description = "The requests' sampling temperature (vLLM's benchmarks sample at 1; 0 is greedy).",
+            DefaultValueFactory = _ => 1f,
+        };
         private readonly EngineOptions _engine = new();
 
         public void AddTo(Command command)
         {
             command.Options.Add(_model);
+            command.Options.Add(_temperature);
             command.Options.Add(_outputJson);
             command.Options.Add(_structuredOutputs);
             _engine.AddTo(command);
         }
 
-        /// <summary>The requests' sampling: random, to the output length, under the constraint when one is given.</summary>
+        public float Temperature(ParseResult result) => result.GetValue(_temperature);
+
+        /// <summary>The requests' sampling: at --temperature, to the output length, under the constraint when one is given.</summary>
         public SamplingParams Params(ParseResult result, int outputLen)
         {
-            var sampling = new SamplingParams { Temperature = 1f, TopP = 1f, IgnoreEos = true, MaxTokens = outputLen };
+            var sampling = new SamplingParams { Temperature = Temperature(result), TopP = 1f, IgnoreEos = true, MaxTokens = outputLen };
             if (result.GetValue(_structuredOutputs) is not { } json)
                 return sampling;
             using var document = System.Text.Json.JsonDocument.Parse(json);
@@ -180,11 +204,11 @@ internal static class OfflineBenchmarks
             return sampling with { IgnoreEos = false, StructuredOutputs = Celer.Server.Serving.StructuredOutputsRequest.FromObject(document.RootElement.Clone()) };
         }
 
-        public (EngineArgs Args, LlmEngine Engine, int VocabSize) Load(ParseResult result)
+        public (EngineArgs Args, LlmEngine Engine, int VocabSize, Celer.Tokenization.Tokenizer? Tokenizer) Load(ParseResult result)
         {
             var args = Args(result);
-            var engine = LoadEngine(args);
-            return (args, engine, engine.VocabSize);
+            var (engine, tokenizer, _) = ModelLoader.LoadOffline(args, new LoadProgressReporter(), LoadProgressReporter.Log);
+            return (args, engine, engine.VocabSize, tokenizer);
         }
 
         /// <summary>The engine flags as given, with the model resolved.</summary>

@@ -35,10 +35,11 @@ public static partial class ModelLoader
 
     /// <summary>The offline engine over the same parts (benchmarks, batch generation).</summary>
     public static (LlmEngine Engine, Tokenizer? Tokenizer, EngineModelInfo Info) LoadOffline(
-        EngineArgs args, IProgress<ModelLoadProgress>? progress = null, Action<string>? log = null)
+        EngineArgs args, IProgress<ModelLoadProgress>? progress = null, Action<string>? log = null, Func<IModelExecutor, IModelExecutor>? wrapExecutor = null)
     {
         Parts parts = LoadParts(args, progress, log);
-        return (new LlmEngine(args, parts.Runner, parts.Tokenizer, parts.Info), parts.Tokenizer, parts.Info);
+        IModelExecutor executor = wrapExecutor is null ? parts.Runner : wrapExecutor(parts.Runner);
+        return (new LlmEngine(args, executor, parts.Tokenizer, parts.Info), parts.Tokenizer, parts.Info);
     }
 
     private sealed record Parts(
@@ -137,9 +138,9 @@ public static partial class ModelLoader
 
         DType dtype = ModelDType(args, config, quantization, platform);
         DType? kvDType = KvCacheDType(args, dtype, platform);
-        if (args.EnableSleepMode && args.ParseSpeculativeConfig()?.Method == SpeculativeConfig.DraftModel)
+        if (args.EnableSleepMode && args.ParseSpeculativeConfig() is { UsesModel: true })
         {
-            throw new ModelLoadException("--enable-sleep-mode does not cover a draft model's memory yet: serve the draft model without sleep mode, or use the ngram method.");
+            throw new ModelLoadException("--enable-sleep-mode does not cover a draft model's or head's memory yet: serve it without sleep mode, or use the ngram method.");
         }
 
         if (args.NodeRank > 0)
@@ -156,6 +157,7 @@ public static partial class ModelLoader
         Phase($"backend {backend.Name} ready, computing in {backend.ActivationDType}");
         ProgressWeightSource? weights = null;
         DraftParts? draft = null;
+        HeadParts? head = null;
         (WorkerProcesses Workers, CollectiveGroups.Member Group)? tensorParallel = null;
         try
         {
@@ -185,12 +187,22 @@ public static partial class ModelLoader
 #pragma warning restore CA2000
                 Phase($"draft model loaded from '{spec.Model}' ({draft.Model.Config.Architecture}, {draft.Model.Config.NumHiddenLayers} layers)");
             }
+            else if (spec?.Method is SpeculativeConfig.Eagle or SpeculativeConfig.Eagle3)
+            {
+#pragma warning disable CA2000 // head is disposed in the catch below until the proposer owns it
+                head = LoadHead(args, spec, decoder!, platform, backend, dtype, kvDType, maxNumTokens, maxLogitsRows, maxModelLen);
+#pragma warning restore CA2000
+                Phase($"{(spec.Method == SpeculativeConfig.Eagle ? "EAGLE" : "EAGLE-3")} head loaded from '{spec.Model}', fed target layers [{string.Join(", ", head.TargetLayers)}]");
+            }
 
             // An encoder's requests end in the step that computes them: its cache holds one step's sequences, no more.
             int? stepTokens = pooler?.WholeSequences == true ? maxNumTokens : null;
             // A rank's cache holds its own KV heads; every rank gets as many blocks.
             ModelConfig cacheShape = tensorParallel is null ? config : config with { NumKeyValueHeads = model.Attention.NumKvHeads };
-            int numBlocks = KvBlocks(args, platform, [(backend, cacheShape), .. draft is null ? [] : (IEnumerable<(IModelBackend, ModelConfig)>)[(draft.Backend, draft.Model.Config)]], maxModelLen, stepTokens);
+            IEnumerable<(IModelBackend, ModelConfig)> drafters = draft is not null ? [(draft.Backend, draft.Model.Config)]
+                : head is not null ? [(head.Backend, head.Head.Config.Layer)]
+                : [];
+            int numBlocks = KvBlocks(args, platform, [(backend, cacheShape), .. drafters], maxModelLen, stepTokens);
             int numHostBlocks = HostKvBlocks(args, KvBlockBytes(backend, cacheShape, args.BlockSize), pooler);
             if (tensorParallel is { Workers: var workers })
             {
@@ -221,10 +233,13 @@ public static partial class ModelLoader
             {
                 null => null,
                 { Method: SpeculativeConfig.Ngram } => new NgramProposer(spec.PromptLookupMin, spec.PromptLookupMax, spec.NumSpeculativeTokens, spec.DisableByBatchSize),
+                { Method: SpeculativeConfig.Eagle or SpeculativeConfig.Eagle3 } => new EagleProposer(
+                    head!.Head, head.Backend, head.TargetHidden, head.Backend as IDeviceSampler, numBlocks, args.BlockSize, spec.NumSpeculativeTokens, spec.DisableByBatchSize, head.KeepOpen),
                 _ => new DraftModelProposer(
                     draft!.Model, draft.Backend, draft.Backend as IDeviceSampler, numBlocks, args.BlockSize, spec.NumSpeculativeTokens, spec.DisableByBatchSize, draft.KeepOpen),
             };
             draft = null;   // the proposer owns it now
+            head = null;
             // Sleep mode's level 2 discards the weights; waking loads them from the checkpoint again, into the same memory.
             Action? reloadWeights = !args.EnableSleepMode ? null : () =>
             {
@@ -285,6 +300,7 @@ public static partial class ModelLoader
         catch
         {
             draft?.Dispose();
+            head?.Dispose();
             tensorParallel?.Workers.Dispose();
             tensorParallel?.Group.Owner.Dispose();
             weights?.Dispose();
@@ -368,6 +384,65 @@ public static partial class ModelLoader
         {
             Backend.Dispose();
             KeepOpen?.Dispose();
+        }
+    }
+
+    /// <summary>An EAGLE head loaded for speculative decoding, and the target's hidden states it reads, until its proposer owns it.</summary>
+    private sealed record HeadParts(EagleHead Head, IModelBackend Backend, Tensor TargetHidden, int[] TargetLayers, IDisposable? KeepOpen) : IDisposable
+    {
+        public void Dispose()
+        {
+            Backend.Dispose();
+            KeepOpen?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The EAGLE or EAGLE-3 head of <c>--speculative-config</c>, on a backend sharing the target's device (and so its
+    /// embedding table and hidden states) in the target's dtype and KV cache type; the target keeps the hidden states
+    /// the head reads from every step on.
+    /// </summary>
+    private static HeadParts LoadHead(
+        EngineArgs args, SpeculativeConfig spec, DecoderModel target, DevicePlatform platform, IModelBackend targetBackend, DType dtype, DType? kvDType,
+        int maxNumTokens, int maxLogitsRows, int maxModelLen)
+    {
+        string dir = spec.Model!;
+        if (!Directory.Exists(dir))
+        {
+            throw new ModelLoadException($"--speculative-config: the EAGLE head directory '{dir}' does not exist.");
+        }
+
+        EagleConfig config = EagleConfig.Load(dir, spec.Method == SpeculativeConfig.Eagle ? EagleKind.Eagle : EagleKind.Eagle3);
+        if (config.Layer.Quantization is not null)
+        {
+            throw new ModelLoadException($"--speculative-config: the EAGLE head '{dir}' is quantized, which Celer does not run for heads.");
+        }
+
+        int[] layers = config.TargetLayers(target.Config.NumHiddenLayers);
+        IModelBackend backend = platform.CreateDraftBackend(targetBackend, dtype, kvDType);
+        ProgressWeightSource? weights = null;
+        try
+        {
+#pragma warning disable CA2000 // kept open by the returned parts (CPU) or disposed below
+            weights = OpenWeights(args, dir, null, dtype, platform, progress: null);
+#pragma warning restore CA2000
+            bool random = args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase);
+            var head = new EagleHead(config, weights, backend, target, maxNumTokens, maxLogitsRows, maxModelLen, randomWeights: random);
+            (backend as IDeviceSampler)?.ReserveSampling(maxLogitsRows, head.LogitsWidth);
+            Tensor hidden = target.CaptureHiddenStates(layers);
+            IDisposable? keepOpen = platform.ReadsWeightsInPlace ? weights : null;
+            if (keepOpen is null)
+            {
+                weights.Dispose();
+            }
+
+            return new HeadParts(head, backend, hidden, layers, keepOpen);
+        }
+        catch
+        {
+            weights?.Dispose();
+            backend.Dispose();
+            throw;
         }
     }
 

@@ -58,9 +58,9 @@ public sealed partial class ModelRunner : IModelExecutor
         IDisposable? weights = null, IDeviceSampler? deviceSampler = null, IDraftProposer? proposer = null, PoolerConfig? pooler = null,
         int numHostKvBlocks = 0, Action? reloadWeights = null)
     {
-        if (reloadWeights is not null && (backend is not ISleepMode || proposer is DraftModelProposer))
+        if (reloadWeights is not null && (backend is not ISleepMode || proposer is DraftModelProposer or EagleProposer))
         {
-            throw new ArgumentException("Sleep mode needs a backend that releases its memory, and no draft model.", nameof(reloadWeights));
+            throw new ArgumentException("Sleep mode needs a backend that releases its memory, and no draft model or head.", nameof(reloadWeights));
         }
 
         _reloadWeights = reloadWeights;
@@ -120,7 +120,7 @@ public sealed partial class ModelRunner : IModelExecutor
         QueueTransfers(schedulerOutput);
         ModelRunnerOutput output = schedulerOutput.IsEmpty ? ModelRunnerOutput.Empty
             : _pooler is not null ? Pool(schedulerOutput, StepPlan.Build(schedulerOutput, _requests, _blockSize, _pooler.Type))
-            : WithDrafts(Run(StepPlan.Build(schedulerOutput, _requests, _blockSize)));
+            : RunWithDrafts(StepPlan.Build(schedulerOutput, _requests, _blockSize));
         return WithFinishedLoads(output, waitForOne: schedulerOutput.IsEmpty);
     }
 
@@ -197,15 +197,21 @@ public sealed partial class ModelRunner : IModelExecutor
         return new ModelRunnerOutput(new Dictionary<string, IReadOnlyList<int>>(), PoolerOutputs: pooled);
     }
 
-    /// <summary>Speculative decoding: each request that sampled gets the drafts that may follow its new tokens.</summary>
-    private ModelRunnerOutput WithDrafts(ModelRunnerOutput output)
+    /// <summary>Runs a step; with speculative decoding each request that sampled gets the drafts that may follow its new tokens.</summary>
+    private ModelRunnerOutput RunWithDrafts(StepPlan plan)
     {
-        if (_proposer is null || !_proposer.ProposesFor(output.SampledTokenIds.Count))
+        ModelRunnerOutput output = Run(plan);
+        if (_proposer is null)
         {
             return output;
         }
 
-        return output with { DraftTokenIds = _proposer.Propose([.. output.SampledTokenIds.Keys.Select(id => _requests[id])]) };
+        // A step too large to draft for still goes to the proposer, which may follow every step (an EAGLE head's cache).
+        IReadOnlyList<RunnerRequest> drafting = _proposer.ProposesFor(output.SampledTokenIds.Count)
+            ? [.. output.SampledTokenIds.Keys.Select(id => _requests[id])]
+            : [];
+        Dictionary<string, int[]> drafts = _proposer.Propose(drafting, plan);
+        return drafting.Count == 0 ? output : output with { DraftTokenIds = drafts };
     }
 
     /// <summary>

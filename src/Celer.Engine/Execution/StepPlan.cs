@@ -27,15 +27,20 @@ internal readonly record struct LogitsRowUse(string RequestId, LogitsRowKind Kin
 /// <summary>One step's flat batch plus what each logits row is for.</summary>
 internal sealed class StepPlan
 {
-    private StepPlan(ForwardBatch batch, LogitsRowUse[] uses, Dictionary<string, int> promptLogprobsStart, List<(int Row, RunnerRequest Request)> pendingRows)
+    private StepPlan(
+        ForwardBatch batch, RunnerRequest[] sequences, LogitsRowUse[] uses, Dictionary<string, int> promptLogprobsStart, List<(int Row, RunnerRequest Request)> pendingRows)
     {
         Batch = batch;
+        Sequences = sequences;
         Uses = uses;
         PromptLogprobsStart = promptLogprobsStart;
         PendingRows = pendingRows;
     }
 
     public ForwardBatch Batch { get; }
+
+    /// <summary>The request of each of the batch's sequences, in order (its rows are QueryStartLoc[s] .. QueryStartLoc[s + 1]).</summary>
+    public RunnerRequest[] Sequences { get; }
 
     /// <summary>
     /// Rows whose token the step still running samples (async scheduling): past the request's known tokens, with a
@@ -155,7 +160,7 @@ internal sealed class StepPlan
             LogitsRows = [.. logitsRows],
             TokenTypeIds = tokenTypes,
         };
-        return new StepPlan(batch, [.. uses], promptStart, pendingRows);
+        return new StepPlan(batch, [.. ids.Select(id => requests[id])], [.. uses], promptStart, pendingRows);
     }
 
     /// <summary>Fills the pending rows from the requests' tokens, once the step that sampled them has completed.</summary>

@@ -56,7 +56,7 @@ internal sealed class DraftModelProposer : IDraftProposer, IDisposable
 
     public bool ProposesFor(int batchSize) => _disableByBatchSize is not { } limit || batchSize < limit;
 
-    public Dictionary<string, int[]> Propose(IReadOnlyList<RunnerRequest> requests)
+    public Dictionary<string, int[]> Propose(IReadOnlyList<RunnerRequest> requests, StepPlan step)
     {
         // Each request's room: a draft at position p needs p's slot, and draft i is fed at known − 2 + i.
         var drafting = new List<(RunnerRequest Request, int Count)>(requests.Count);

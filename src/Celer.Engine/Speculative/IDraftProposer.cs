@@ -14,6 +14,10 @@ internal interface IDraftProposer
     /// <summary>Whether a step that sampled <paramref name="batchSize"/> requests proposes drafts (<c>disable_by_batch_size</c>).</summary>
     bool ProposesFor(int batchSize);
 
-    /// <summary>The drafts of <paramref name="requests"/> (their tokens include the step's new ones); a request without any is left out.</summary>
-    Dictionary<string, int[]> Propose(IReadOnlyList<RunnerRequest> requests);
+    /// <summary>
+    /// The drafts of <paramref name="requests"/> (the step's sampled requests that are to draft; their tokens include the
+    /// step's new ones); a request without any is left out. Called after every step, with no requests when none drafts:
+    /// a proposer that follows the target step by step (an EAGLE head's KV cache) reads <paramref name="step"/>'s rows.
+    /// </summary>
+    Dictionary<string, int[]> Propose(IReadOnlyList<RunnerRequest> requests, StepPlan step);
 }

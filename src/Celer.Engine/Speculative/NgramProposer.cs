@@ -14,7 +14,7 @@ public sealed class NgramProposer(int minN, int maxN, int k, int? disableByBatch
     /// <summary>Whether a step that sampled <paramref name="batchSize"/> requests proposes drafts (<c>disable_by_batch_size</c>).</summary>
     public bool ProposesFor(int batchSize) => disableByBatchSize is not { } limit || batchSize < limit;
 
-    Dictionary<string, int[]> IDraftProposer.Propose(IReadOnlyList<RunnerRequest> requests)
+    Dictionary<string, int[]> IDraftProposer.Propose(IReadOnlyList<RunnerRequest> requests, StepPlan step)
     {
         var drafts = new Dictionary<string, int[]>(requests.Count, StringComparer.Ordinal);
         foreach (RunnerRequest request in requests)

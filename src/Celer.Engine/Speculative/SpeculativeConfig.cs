@@ -7,7 +7,8 @@ namespace Celer.Engine.Speculative;
 /// <c>num_speculative_tokens</c>, how many it proposes per step. Celer runs <c>ngram</c> (prompt lookup: the tokens
 /// that followed the latest earlier occurrence of the sequence's last n tokens, n from <c>prompt_lookup_max</c> down to
 /// <c>prompt_lookup_min</c>) and <c>draft_model</c> (<c>model</c>: the directory of a smaller model with the target's
-/// vocabulary, run greedily on the same device); the head-based methods (EAGLE, Medusa, MTP) are refused by name.
+/// vocabulary, run greedily on the same device), <c>eagle</c> and <c>eagle3</c> (<c>model</c>: the directory of an EAGLE or
+/// EAGLE-3 head, fed the target's hidden states); the other head-based methods (Medusa, MTP, …) are refused by name.
 /// <c>disable_by_batch_size</c>: no drafts for a step that samples at least that many requests (large batches are
 /// compute-bound, where verifying drafts costs more than it saves).
 /// </summary>
@@ -18,9 +19,11 @@ public sealed record SpeculativeConfig(
 
     public const string Ngram = "ngram";
     public const string DraftModel = "draft_model";
+    public const string Eagle = "eagle";
+    public const string Eagle3 = "eagle3";
 
-    /// <summary>vLLM's methods that need a trained head on the target's hidden states: named in the refusal.</summary>
-    private static readonly string[] HeadMethods = ["eagle", "eagle3", "medusa", "mlp_speculator", "deepseek_mtp", "mtp"];
+    /// <summary>vLLM's other methods that need a trained head on the target's hidden states: named in the refusal.</summary>
+    private static readonly string[] HeadMethods = ["medusa", "mlp_speculator", "deepseek_mtp", "mtp"];
 
     /// <summary>The fields read here (model: the draft model, or "[ngram]", vLLM's older way to name the method).</summary>
     private static readonly string[] Known =
@@ -28,9 +31,12 @@ public sealed record SpeculativeConfig(
 
     /// <summary>
     /// Slots the scheduler allocates past a request's scheduled tokens (vLLM's <c>num_lookahead_tokens</c>): a draft
-    /// model writes its own drafts' KV at the positions after the request's last token before the target sees them.
+    /// model or head writes its own drafts' KV at the positions after the request's last token before the target sees them.
     /// </summary>
-    public int NumLookaheadTokens => Method == DraftModel ? NumSpeculativeTokens : 0;
+    public int NumLookaheadTokens => UsesModel ? NumSpeculativeTokens : 0;
+
+    /// <summary>Whether the drafts come from a model of their own (a draft model or an EAGLE head, in <see cref="Model"/>).</summary>
+    public bool UsesModel => Method is DraftModel or Eagle or Eagle3;
 
     /// <summary>Parses the flag's JSON; null for none. Throws <see cref="ArgumentException"/> naming the field.</summary>
     public static SpeculativeConfig? Parse(string? json)
@@ -62,27 +68,28 @@ public sealed record SpeculativeConfig(
             {
                 throw new ArgumentException(
                     $"{Flag}: field '{field.Name}' is not supported (ngram takes method, num_speculative_tokens, prompt_lookup_min, prompt_lookup_max, disable_by_batch_size; " +
-                    "draft_model takes method, model, num_speculative_tokens, disable_by_batch_size, draft_tensor_parallel_size).", nameof(json));
+                    "draft_model, eagle and eagle3 take method, model, num_speculative_tokens, disable_by_batch_size, draft_tensor_parallel_size).", nameof(json));
             }
         }
 
         string? method = String(root, "method"), model = String(root, "model");
         if (method is null && model is not null)
         {
-            // vLLM infers the method from a model name ("[ngram]" or a draft model's path).
-            method = model == "[ngram]" ? Ngram : DraftModel;
+            // vLLM infers the method from a model name: "[ngram]", an EAGLE head's ("eagle-", "eagle3" in it), else a draft model's.
+            string name = model.ToLowerInvariant();
+            method = model == "[ngram]" ? Ngram : name.Contains("eagle-", StringComparison.Ordinal) ? Eagle : name.Contains("eagle3", StringComparison.Ordinal) ? Eagle3 : DraftModel;
         }
 
         method = method == "[ngram]" ? Ngram : method;
         if (method is null)
         {
-            throw new ArgumentException($"{Flag}: 'method' is required (ngram or draft_model).", nameof(json));
+            throw new ArgumentException($"{Flag}: 'method' is required (ngram, draft_model, eagle or eagle3).", nameof(json));
         }
 
-        if (method is not (Ngram or DraftModel))
+        if (method is not (Ngram or DraftModel or Eagle or Eagle3))
         {
-            string why = HeadMethods.Contains(method) ? "needs a trained draft head, which Celer does not run yet" : "is not a speculative decoding method vLLM knows";
-            throw new ArgumentException($"{Flag}: method '{method}' {why}; use \"ngram\" or \"draft_model\".", nameof(json));
+            string why = HeadMethods.Contains(method) ? "needs a kind of draft head Celer does not run yet" : "is not a speculative decoding method vLLM knows";
+            throw new ArgumentException($"{Flag}: method '{method}' {why}; use \"ngram\", \"draft_model\", \"eagle\" or \"eagle3\".", nameof(json));
         }
 
         int k = Int(root, "num_speculative_tokens") ?? throw new ArgumentException($"{Flag}: 'num_speculative_tokens' is required.", nameof(json));
@@ -97,21 +104,23 @@ public sealed record SpeculativeConfig(
             throw new ArgumentException($"{Flag}: 'disable_by_batch_size' must be at least 2, got {disableBySize}.", nameof(json));
         }
 
-        return method == Ngram ? ParseNgram(root, k, disableBySize) : ParseDraftModel(root, model, k, disableBySize);
+        return method == Ngram ? ParseNgram(root, k, disableBySize) : ParseModel(root, method, model, k, disableBySize);
     }
 
-    private static SpeculativeConfig ParseDraftModel(JsonElement root, string? model, int k, int? disableBySize)
+    /// <summary>draft_model, eagle and eagle3: the drafts come from the model (or head) in <c>model</c>.</summary>
+    private static SpeculativeConfig ParseModel(JsonElement root, string method, string? model, int k, int? disableBySize)
     {
         if (string.IsNullOrEmpty(model) || model == "[ngram]")
         {
-            throw new ArgumentException($"{Flag}: draft_model needs 'model', the directory of the draft model.", nameof(root));
+            string what = method == DraftModel ? "the draft model" : method == Eagle ? "the EAGLE head" : "the EAGLE-3 head";
+            throw new ArgumentException($"{Flag}: {method} needs 'model', the directory of {what}.", nameof(root));
         }
 
         foreach (string ngramOnly in (string[])["prompt_lookup_min", "prompt_lookup_max"])
         {
             if (root.TryGetProperty(ngramOnly, out _))
             {
-                throw new ArgumentException($"{Flag}: '{ngramOnly}' belongs to the ngram method, not draft_model.", nameof(root));
+                throw new ArgumentException($"{Flag}: '{ngramOnly}' belongs to the ngram method, not {method}.", nameof(root));
             }
         }
 
@@ -121,7 +130,7 @@ public sealed record SpeculativeConfig(
             throw new ArgumentException($"{Flag}: 'draft_tensor_parallel_size' must be 1 (the draft runs on the target's one device), got {tp}.", nameof(root));
         }
 
-        return new SpeculativeConfig(DraftModel, k, 0, 0, disableBySize, model);
+        return new SpeculativeConfig(method, k, 0, 0, disableBySize, model);
     }
 
     private static SpeculativeConfig ParseNgram(JsonElement root, int k, int? disableBySize)

@@ -44,6 +44,8 @@ public sealed class DecoderModel : IPoolingModel
     private readonly StepGraphOptions? _graphOptions;
     private readonly Dictionary<int, ForwardBatch> _paddedBatches = [];
     private bool _ranEagerStep;
+    private int[] _capturedLayers = [];   // EAGLE heads: the layers whose input each step keeps (see CaptureHiddenStates)
+    private Tensor? _captured;
 
     /// <param name="graphs">Record decode steps as graphs when the backend can (null: always run eagerly, --enforce-eager).</param>
     /// <param name="pooling">A pooling model (<see cref="ForwardHidden"/> only): no LM head is loaded.</param>
@@ -157,6 +159,36 @@ public sealed class DecoderModel : IPoolingModel
     public int MaxNumTokens { get; }
 
     public int MaxLogitsRows { get; }
+
+    /// <summary>The token embedding table, which an EAGLE head without one of its own shares.</summary>
+    internal Tensor EmbedTokens => _embedTokens;
+
+    /// <summary>The LM head (the embedding table when tied), which an EAGLE-1 head computes its logits with.</summary>
+    internal Tensor LmHead => _lmHead ?? throw new InvalidOperationException("A pooling model has no LM head.");
+
+    /// <summary>
+    /// From now on every step also keeps, for each of its rows, the hidden states an EAGLE head is fed: for each of
+    /// <paramref name="layers"/> the residual stream entering that layer (what vLLM's EAGLE-3 auxiliary layers take:
+    /// transformers' <c>hidden_states[i]</c>), or for <c>NumHiddenLayers</c> the final normalized hidden state (EAGLE-1's
+    /// input), side by side in one [rows, layers × hidden_size] buffer, returned, which each step overwrites. Called before
+    /// the decode graphs are recorded, so they copy them too.
+    /// </summary>
+    public Tensor CaptureHiddenStates(IReadOnlyList<int> layers)
+    {
+        if (layers.Count == 0 || layers.Any(l => l < 0 || l > _config.NumHiddenLayers))
+        {
+            throw new ArgumentException($"Hidden states to keep must name layers 0..{_config.NumHiddenLayers} ({_config.NumHiddenLayers}: the final norm's output), got [{string.Join(", ", layers)}].", nameof(layers));
+        }
+
+        if (_group is not null)
+        {
+            throw new InvalidOperationException("Hidden states are not kept under tensor parallelism.");
+        }
+
+        _capturedLayers = [.. layers];
+        _captured = _backend.Allocate("captured_hidden", _backend.ActivationDType, MaxNumTokens, layers.Count * _config.HiddenSize);
+        return _captured;
+    }
 
     /// <summary>
     /// Runs one step. The logits of <see cref="ForwardBatch.LogitsRows"/> are handed to <paramref name="onLogits"/>
@@ -421,11 +453,13 @@ public sealed class DecoderModel : IPoolingModel
         {
             for (int i = 0; i < _layers.Length; i++)
             {
+                CaptureLayerInput(i, rows);
                 _layers[i].ForwardPostNorm(b, _act, rows, LayerRope(i), _layerAttention[i], eps);
             }
 
             // The final norm is OLMo-2's too, in place: the logits read their rows from the residual stream.
             b.RmsNormSlice(_act.Residual, rows, 0, _finalNorm, eps);
+            CaptureLayerInput(_layers.Length, rows);
             return;
         }
 
@@ -435,10 +469,12 @@ public sealed class DecoderModel : IPoolingModel
             b.GemmaRmsNorm(_act.Residual, rows, _layers[0].InputNorm!, eps, _act.Hidden);
             for (int i = 0; i < _layers.Length; i++)
             {
+                CaptureLayerInput(i, rows);
                 Tensor nextNorm = i + 1 < _layers.Length ? _layers[i + 1].InputNorm! : _finalNorm;
                 _layers[i].ForwardGemma(b, _act, rows, LayerRope(i), _layerAttention[i], eps, nextNorm);
             }
 
+            CaptureLayerInput(_layers.Length, rows);
             return;
         }
 
@@ -451,6 +487,7 @@ public sealed class DecoderModel : IPoolingModel
         for (int i = 0; i < _layers.Length; i++)
         {
             DecoderLayer layer = _layers[i];
+            CaptureLayerInput(i, rows);
             if (i == 0)
             {
                 b.RmsNorm(_act.Residual, rows, layer.InputNorm!, eps, _act.Hidden);
@@ -464,6 +501,24 @@ public sealed class DecoderModel : IPoolingModel
 
             Tensor nextNorm = i + 1 < _layers.Length ? _layers[i + 1].InputNorm! : _finalNorm;
             b.AddRmsNorm(_act.Hidden, _act.Residual, rows, nextNorm, eps);
+        }
+
+        CaptureLayerInput(_layers.Length, rows);
+    }
+
+    /// <summary>
+    /// Keeps the rows' residual stream as it enters layer <paramref name="layer"/> (or, past the last layer, the final
+    /// normalized hidden state the LM head reads) where <see cref="CaptureHiddenStates"/> asked for it.
+    /// </summary>
+    private void CaptureLayerInput(int layer, int rows)
+    {
+        for (int slot = 0; slot < _capturedLayers.Length; slot++)
+        {
+            if (_capturedLayers[slot] == layer)
+            {
+                Tensor source = layer < _layers.Length || _spec.PostNorms ? _act.Residual : _act.Hidden;
+                _backend.CopyColumns(source, rows, _captured!, slot * _config.HiddenSize);
+            }
         }
     }
 

@@ -24,9 +24,12 @@ internal sealed class SelfAttention
 
     /// <param name="prefix">The sublayer's weight prefix, <c>model.layers.N.self_attn.</c>.</param>
     /// <param name="c">The whole model's config (the checkpoint's shapes); <paramref name="shard"/> says which heads this rank holds.</param>
-    public SelfAttention(int layer, string prefix, ModelConfig c, ArchitectureSpec spec, IWeightSource w, IModelBackend b, TensorParallelShard shard)
+    /// <param name="inputWidth">
+    /// What q/k/v read, when not <c>hidden_size</c>: an EAGLE-3 head's projections take its [embedding, hidden state] pair.
+    /// </param>
+    public SelfAttention(int layer, string prefix, ModelConfig c, ArchitectureSpec spec, IWeightSource w, IModelBackend b, TensorParallelShard shard, int? inputWidth = null)
     {
-        int hidden = c.HiddenSize, hd = c.HeadDim, qDim = c.NumAttentionHeads * hd, kvDim = c.NumKeyValueHeads * hd;
+        int hidden = c.HiddenSize, input = inputWidth ?? hidden, hd = c.HeadDim, qDim = c.NumAttentionHeads * hd, kvDim = c.NumKeyValueHeads * hd;
         WeightTensor Get(string name, params int[] shape) => w.Get(prefix + name, shape);
         Tensor Load(string name, params int[] shape) => b.LoadWeight(Get(name, shape));
 
@@ -41,13 +44,13 @@ internal sealed class SelfAttention
         _projectionNorms = spec.PostNorms;
         if (spec.FusedProjections)
         {
-            WeightTensor qkv = Get("qkv_proj.weight", qDim + 2 * kvDim, hidden);
+            WeightTensor qkv = Get("qkv_proj.weight", qDim + 2 * kvDim, input);
             _qkvProj = whole ? b.LoadWeight(qkv) : b.LoadStacked(qkv.Name, Queries(qkv), KeysOrValues(qkv, qDim), KeysOrValues(qkv, qDim + kvDim));
         }
         else
         {
             _qkvProj = b.LoadStacked(prefix + "qkv_proj.weight",
-                Queries(Get("q_proj.weight", qDim, hidden)), KeysOrValues(Get("k_proj.weight", kvDim, hidden)), KeysOrValues(Get("v_proj.weight", kvDim, hidden)));
+                Queries(Get("q_proj.weight", qDim, input)), KeysOrValues(Get("k_proj.weight", kvDim, input)), KeysOrValues(Get("v_proj.weight", kvDim, input)));
         }
 
         _qkvBias = c.HasQkvBias

@@ -205,6 +205,13 @@ public interface IModelBackend : IDisposable
     /// <summary>output[i] = x[batch.LogitsRows[first + i]] for i in 0..count-1.</summary>
     void GatherLogitsRows(Tensor x, int first, int count, Tensor output);
 
+    /// <summary>
+    /// y[r, offset .. offset + x.Columns) = x[r, ..] for the first <paramref name="rows"/> rows: <paramref name="x"/> laid
+    /// into a column slice of the wider <paramref name="y"/> (both in the activation dtype), as a concatenation along the
+    /// last dimension is built (EAGLE-3's target hidden states, a draft head's [embedding, hidden] input).
+    /// </summary>
+    void CopyColumns(Tensor x, int rows, Tensor y, int offset);
+
     /// <summary>Copies the first rows of an fp32 buffer (the logits) to the host.</summary>
     void CopyToHost(Tensor x, int rows, Span<float> destination);
 }

@@ -23,12 +23,19 @@ public sealed class SpeculativeUnitTests
         SpeculativeConfig draft = SpeculativeConfig.Parse("""{"model": "/m/draft", "num_speculative_tokens": 2, "draft_tensor_parallel_size": 1}""")!;
         Assert.Equal(("draft_model", "/m/draft", 2), (draft.Method, draft.Model, draft.NumLookaheadTokens));
         Assert.Equal(0, SpeculativeConfig.Parse("""{"method": "ngram", "num_speculative_tokens": 4}""")!.NumLookaheadTokens);
+        // EAGLE heads: named, or inferred from the head's name as vLLM does ("eagle-" for EAGLE-1, "eagle3" for EAGLE-3).
+        Assert.Equal(new SpeculativeConfig("eagle3", 3, 0, 0, null, "/h"), SpeculativeConfig.Parse("""{"method": "eagle3", "model": "/h", "num_speculative_tokens": 3}"""));
+        Assert.Equal("eagle3", SpeculativeConfig.Parse("""{"model": "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B", "num_speculative_tokens": 3}""")!.Method);
+        Assert.Equal("eagle", SpeculativeConfig.Parse("""{"model": "yuhuili/EAGLE-LLaMA3-Instruct-8B", "num_speculative_tokens": 3}""")!.Method);
+        Assert.Equal(3, SpeculativeConfig.Parse("""{"method": "eagle", "model": "/h", "num_speculative_tokens": 3}""")!.NumLookaheadTokens);
         Assert.Null(SpeculativeConfig.Parse(null));
         Assert.Null(SpeculativeConfig.Parse("  "));
     }
 
     [Theory]
-    [InlineData("""{"method": "eagle3", "num_speculative_tokens": 3}""", "method 'eagle3' needs a trained draft head")]
+    [InlineData("""{"method": "eagle3", "num_speculative_tokens": 3}""", "eagle3 needs 'model', the directory of the EAGLE-3 head")]
+    [InlineData("""{"method": "medusa", "model": "m", "num_speculative_tokens": 3}""", "method 'medusa' needs a kind of draft head Celer does not run yet")]
+    [InlineData("""{"method": "eagle", "model": "h", "num_speculative_tokens": 3, "prompt_lookup_max": 2}""", "'prompt_lookup_max' belongs to the ngram method, not eagle")]
     [InlineData("""{"method": "draft_model", "num_speculative_tokens": 3}""", "draft_model needs 'model'")]
     [InlineData("""{"method": "draft_model", "model": "d", "num_speculative_tokens": 3, "prompt_lookup_max": 3}""", "'prompt_lookup_max' belongs to the ngram method")]
     [InlineData("""{"method": "draft_model", "model": "d", "num_speculative_tokens": 3, "draft_tensor_parallel_size": 2}""", "'draft_tensor_parallel_size' must be 1")]
