@@ -7,7 +7,7 @@
 #   bash tools/gpu/carry.sh restore   # right after it
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-models=(models/celer-tiny-py models/celer-tiny-py-draft)
+models=(models/celer-tiny-py models/celer-tiny-py-draft models/celer-tiny-py-eagle3)
 exclude="$(git rev-parse --git-path info/exclude)"
 hooks="$(git rev-parse --git-path hooks)"
 marker="# celer carry.sh trim"
