@@ -62,27 +62,55 @@ internal sealed class EagleProposer : IDraftProposer, IDisposable
         var wanted = new HashSet<RunnerRequest>(requests);
         ForwardBatch first = FirstPass(step, wanted, drafting);
         var drafts = new Dictionary<string, int[]>(drafting.Count, StringComparer.Ordinal);
-        int[] guesses = Greedy(_head.ForwardFromTarget(first, _targetHidden), drafting.Count);
-        for (int d = 0; d < drafting.Count; d++)
+        foreach ((RunnerRequest r, int count) in drafting)
         {
-            drafts[drafting[d].Request.Id] = new int[drafting[d].Count];
-            drafts[drafting[d].Request.Id][0] = guesses[d];
+            drafts[r.Id] = new int[count];
         }
 
-        int longest = drafting.Count == 0 ? 0 : drafting.Max(d => d.Count);
+        Tensor logits = _head.ForwardFromTarget(first, _targetHidden);
+        int n = drafting.Count, longest = n == 0 ? 0 : drafting.Max(d => d.Count);
+        if (_sampler is null || n == 0)
+        {
+            Record(drafting, drafts, 0, HostGreedy(logits, n));
+            for (int i = 1; i < longest; i++)
+            {
+                Record(drafting, drafts, i, HostGreedy(_head.ForwardChained(ChainedPass(drafting, drafts, i)), n));
+            }
+
+            return drafts;
+        }
+
+        // On the device each pass is queued before the ids of the pass before are read: its tokens are gathered from the
+        // sampler's output on the device (draft row d continues sample row d), and the host waits for the ids while the
+        // GPU runs the next pass.
+        _sampler.LaunchSample(logits, _greedyRows.AsSpan(0, n), [], [], []);
+        var pending = new int[2 * n];
+        for (int d = 0; d < n; d++)
+        {
+            (pending[2 * d], pending[2 * d + 1]) = (d, d);
+        }
+
         for (int i = 1; i < longest; i++)
         {
-            guesses = Greedy(_head.ForwardChained(ChainedPass(drafting, drafts, i)), drafting.Count);
-            for (int d = 0; d < drafting.Count; d++)
-            {
-                if (i < drafting[d].Count)
-                {
-                    drafts[drafting[d].Request.Id][i] = guesses[d];
-                }
-            }
+            logits = _head.ForwardChained(ChainedPass(drafting, null, i) with { PendingTokens = pending }, draftIds: true);
+            Record(drafting, drafts, i - 1, ReadDeviceGreedy(n));
+            _sampler.LaunchSample(logits, _greedyRows.AsSpan(0, n), [], [], []);
         }
 
+        Record(drafting, drafts, longest - 1, ReadDeviceGreedy(n));
         return drafts;
+    }
+
+    /// <summary>Pass <paramref name="i"/>'s guesses into the drafts of the requests that draft that many.</summary>
+    private static void Record(List<(RunnerRequest Request, int Count)> drafting, Dictionary<string, int[]> drafts, int i, int[] guesses)
+    {
+        for (int d = 0; d < drafting.Count; d++)
+        {
+            if (i < drafting[d].Count)
+            {
+                drafts[drafting[d].Request.Id][i] = guesses[d];
+            }
+        }
     }
 
     /// <summary>
@@ -123,10 +151,11 @@ internal sealed class EagleProposer : IDraftProposer, IDisposable
 
     /// <summary>
     /// Draft pass <paramref name="i"/>: each drafting request's draft i − 1 at position known − 2 + i, continuing its row
-    /// of the pass before. A request with fewer drafts keeps its row (the head's rows go in step) at a position its blocks
-    /// hold, writing nothing, and its guess is dropped.
+    /// of the pass before (its token from <paramref name="drafts"/>, or null when the device fills it in). A request with
+    /// fewer drafts keeps its row (the head's rows go in step) at a position its blocks hold, writing nothing, and its
+    /// guess is dropped.
     /// </summary>
-    private ForwardBatch ChainedPass(List<(RunnerRequest Request, int Count)> drafting, Dictionary<string, int[]> drafts, int i)
+    private ForwardBatch ChainedPass(List<(RunnerRequest Request, int Count)> drafting, Dictionary<string, int[]>? drafts, int i)
     {
         int n = drafting.Count;
         int maxBlocks = drafting.Max(d => d.Request.BlockIds.Count);
@@ -141,7 +170,7 @@ internal sealed class EagleProposer : IDraftProposer, IDisposable
             int capacity = r.BlockIds.Count * _blockSize;
             int position = Math.Min(r.TokenIds.Count - 2 + i, capacity - 1);
             bool live = i < count;
-            tokenIds[d] = live ? drafts[r.Id][i - 1] : 0;
+            tokenIds[d] = live && drafts is not null ? drafts[r.Id][i - 1] : 0;
             positions[d] = position;
             slots[d] = live ? r.BlockIds[position / _blockSize] * _blockSize + position % _blockSize : -1;
             seqLens[d] = position + 1;
@@ -161,34 +190,34 @@ internal sealed class EagleProposer : IDraftProposer, IDisposable
         };
     }
 
-    /// <summary>The target ids of the argmax of the first <paramref name="rows"/> logits rows (the lowest id among ties).</summary>
-    private int[] Greedy(Tensor logits, int rows)
+    /// <summary>The target ids of the argmax of the first <paramref name="rows"/> host logits rows (the lowest id among ties).</summary>
+    private int[] HostGreedy(Tensor logits, int rows)
     {
-        if (rows == 0)
-        {
-            return [];
-        }
-
         int width = _head.LogitsWidth;
-        if (_sampler is not null)
+        if (_hostLogits.Length < rows * width)
         {
-            _sampler.LaunchSample(logits, _greedyRows.AsSpan(0, rows), [], [], []);
-            _sampler.ReadSampled(_ids.AsSpan(0, rows));
-        }
-        else
-        {
-            if (_hostLogits.Length < rows * width)
-            {
-                _hostLogits = new float[_head.MaxLogitsRows * width];
-            }
-
-            _backend.CopyToHost(logits, rows, _hostLogits.AsSpan(0, rows * width));
-            for (int r = 0; r < rows; r++)
-            {
-                _ids[r] = LogitsMath.ArgMax(_hostLogits.AsSpan(r * width, width));
-            }
+            _hostLogits = new float[_head.MaxLogitsRows * width];
         }
 
+        _backend.CopyToHost(logits, rows, _hostLogits.AsSpan(0, rows * width));
+        for (int r = 0; r < rows; r++)
+        {
+            _ids[r] = LogitsMath.ArgMax(_hostLogits.AsSpan(r * width, width));
+        }
+
+        return ToTarget(rows);
+    }
+
+    /// <summary>The target ids of the device sampler's last argmax launch (the lowest id among ties, as the host's).</summary>
+    private int[] ReadDeviceGreedy(int rows)
+    {
+        _sampler!.ReadSampled(_ids.AsSpan(0, rows));
+        return ToTarget(rows);
+    }
+
+    /// <summary>The first <paramref name="rows"/> ids read, mapped from the draft vocabulary to the target's.</summary>
+    private int[] ToTarget(int rows)
+    {
         int[] ids = _ids[..rows];
         if (_head.DraftToTarget is { } map)
         {

@@ -31,6 +31,7 @@ public sealed class EagleHead
     private readonly RopeSpec _rope;
     private readonly Activations _act;
     private readonly Tensor _embeds, _pair, _hiddenIn, _chainHidden;
+    private Tensor? _draftEmbedTokens;   // the target's embedding rows of the draft vocabulary, in draft ids (see ForwardChained)
 
     /// <param name="weights">The head's checkpoint (layer tensors under <c>midlayer.</c>, <c>layers.0.</c> or <c>model.layers.0.</c>).</param>
     /// <param name="randomWeights">
@@ -115,6 +116,7 @@ public sealed class EagleHead
         _hiddenIn = backend.Allocate("eagle_hidden_in", t, maxNumTokens, hidden);
         _chainHidden = backend.Allocate("eagle_chain_hidden", t, maxLogitsRows, hidden);
         MaxLogitsRows = maxLogitsRows;
+        MaxNumTokens = maxNumTokens;
     }
 
     public EagleConfig Config => _config;
@@ -126,6 +128,8 @@ public sealed class EagleHead
     public int LogitsWidth => _config.Kind == EagleKind.Eagle3 ? _config.DraftVocabSize : _config.Layer.VocabSize;
 
     public int MaxLogitsRows { get; }
+
+    public int MaxNumTokens { get; }
 
     /// <summary>EAGLE-3: the target id of each draft-vocabulary id (from the checkpoint's <c>d2t</c> offsets); null: the same ids.</summary>
     public int[]? DraftToTarget { get; }
@@ -153,19 +157,50 @@ public sealed class EagleHead
     /// <summary>
     /// A further pass: row i of <paramref name="batch"/> (one token per sequence) continues row i of the pass before
     /// (<see cref="ForwardBatch.LogitsRows"/> order), fed that row's pre-norm output and the token it guessed.
+    /// <paramref name="draftIds"/>: the batch's tokens are the head's own draft-vocabulary ids (its device sampler's
+    /// output of the pass before, gathered on the device through <see cref="ForwardBatch.PendingTokens"/>), not target ids.
     /// </summary>
-    public Tensor ForwardChained(ForwardBatch batch)
+    public Tensor ForwardChained(ForwardBatch batch, bool draftIds = false)
     {
         _backend.BeginStep(batch);
-        return Forward(batch, batch.NumTokens, _chainHidden);
+        return Forward(batch, batch.NumTokens, _chainHidden, draftIds && DraftToTarget is not null ? DraftEmbedTokens() : _embedTokens);
     }
 
-    private Tensor Forward(ForwardBatch batch, int rows, Tensor hidden)
+    /// <summary>
+    /// The embedding table indexed by draft ids: row i is the target's row DraftToTarget[i], gathered once on the device
+    /// (the backend's embedding lookup, a budget of rows at a time), so a pass fed the sampler's draft ids on the device
+    /// needs no mapping on the host in between.
+    /// </summary>
+    private Tensor DraftEmbedTokens()
+    {
+        if (_draftEmbedTokens is not null)
+        {
+            return _draftEmbedTokens;
+        }
+
+        int[] map = DraftToTarget!;
+        int width = _config.Layer.HiddenSize;
+        // In the activation dtype the embedding lookup writes (the model dtype on a GPU, whose weights are kept in it).
+        Tensor table = _backend.Allocate("eagle_draft_embed_tokens", _backend.ActivationDType, map.Length, width);
+        long rowBytes = (long)width * table.DType.ByteSize();
+        for (int first = 0; first < map.Length; first += MaxNumTokens)
+        {
+            int count = Math.Min(MaxNumTokens, map.Length - first);
+            _backend.BeginStep(ForwardBatch.Padding(count) with { TokenIds = map[first..(first + count)] });
+            _backend.Embedding(_embedTokens, new Tensor(table.Name, table.Data + (nint)(first * rowBytes), table.DType, [count, width]));
+        }
+
+        return _draftEmbedTokens = table;
+    }
+
+    private Tensor Forward(ForwardBatch batch, int rows, Tensor hidden) => Forward(batch, rows, hidden, _embedTokens);
+
+    private Tensor Forward(ForwardBatch batch, int rows, Tensor hidden, Tensor embedTokens)
     {
         IModelBackend b = _backend;
         float eps = (float)_config.Layer.RmsNormEps;
         int width = _config.Layer.HiddenSize;
-        b.Embedding(_embedTokens, _embeds);
+        b.Embedding(embedTokens, _embeds);
         if (_config.Kind == EagleKind.Eagle3)
         {
             // [input_layernorm(embedding), hidden_norm(hidden)] into attention; the residual starts from the hidden state
