@@ -190,7 +190,7 @@ public static partial class ModelLoader
             else if (spec?.Method is SpeculativeConfig.Eagle or SpeculativeConfig.Eagle3)
             {
 #pragma warning disable CA2000 // head is disposed in the catch below until the proposer owns it
-                head = LoadHead(args, spec, decoder!, platform, backend, dtype, kvDType, maxNumTokens, maxLogitsRows, maxModelLen);
+                head = LoadHead(args, spec, decoder!, platform, backend, dtype, kvDType, maxNumTokens, maxLogitsRows, maxModelLen, graphs);
 #pragma warning restore CA2000
                 Phase($"{(spec.Method == SpeculativeConfig.Eagle ? "EAGLE" : "EAGLE-3")} head loaded from '{spec.Model}', fed target layers [{string.Join(", ", head.TargetLayers)}]");
             }
@@ -279,6 +279,11 @@ public static partial class ModelLoader
             if (proposer is DraftModelProposer drafter && drafter.CaptureGraphs() is { Count: > 0 } draftGraphs)
             {
                 Phase($"draft model: CUDA graphs recorded for {draftGraphs.Count} decode batch sizes");
+            }
+
+            if (proposer is EagleProposer eagle && eagle.CaptureGraphs() is { Count: > 0 } headGraphs)
+            {
+                Phase($"EAGLE head: CUDA graphs recorded for {headGraphs.Count} batch sizes of its chained passes");
             }
 
             foreach (string note in platform.LoadNotes(backend))
@@ -404,7 +409,7 @@ public static partial class ModelLoader
     /// </summary>
     private static HeadParts LoadHead(
         EngineArgs args, SpeculativeConfig spec, DecoderModel target, DevicePlatform platform, IModelBackend targetBackend, DType dtype, DType? kvDType,
-        int maxNumTokens, int maxLogitsRows, int maxModelLen)
+        int maxNumTokens, int maxLogitsRows, int maxModelLen, StepGraphOptions? graphs)
     {
         string dir = spec.Model!;
         if (!Directory.Exists(dir))
@@ -427,7 +432,7 @@ public static partial class ModelLoader
             weights = OpenWeights(args, dir, null, dtype, platform, progress: null);
 #pragma warning restore CA2000
             bool random = args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase);
-            var head = new EagleHead(config, weights, backend, target, maxNumTokens, maxLogitsRows, maxModelLen, randomWeights: random);
+            var head = new EagleHead(config, weights, backend, target, maxNumTokens, maxLogitsRows, maxModelLen, randomWeights: random, graphs);
             (backend as IDeviceSampler)?.ReserveSampling(maxLogitsRows, head.LogitsWidth);
             Tensor hidden = target.CaptureHiddenStates(layers);
             IDisposable? keepOpen = platform.ReadsWeightsInPlace ? weights : null;

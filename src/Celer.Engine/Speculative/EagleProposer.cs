@@ -54,6 +54,9 @@ internal sealed class EagleProposer : IDraftProposer, IDisposable
 
     public int MaxDraftTokens { get; }
 
+    /// <summary>Records the head's graphs of its chained passes, which run only where the device sampler feeds them.</summary>
+    public IReadOnlyList<int> CaptureGraphs() => _sampler is null ? [] : _head.CaptureGraphs();
+
     public bool ProposesFor(int batchSize) => _disableByBatchSize is not { } limit || batchSize < limit;
 
     public Dictionary<string, int[]> Propose(IReadOnlyList<RunnerRequest> requests, StepPlan step)

@@ -42,7 +42,7 @@ public sealed class DecoderModel : IPoolingModel
     private bool _mirroring;   // inside a call the Peers run too
     private readonly IStepGraphs? _graphs;
     private readonly StepGraphOptions? _graphOptions;
-    private readonly Dictionary<int, ForwardBatch> _paddedBatches = [];
+    private PaddedDecodeBatches? _paddedBatches;
     private bool _ranEagerStep;
     private int[] _capturedLayers = [];   // EAGLE heads: the layers whose input each step keeps (see CaptureHiddenStates)
     private Tensor? _captured;
@@ -377,48 +377,13 @@ public sealed class DecoderModel : IPoolingModel
     }
 
     /// <summary>
-    /// Pads the decode batch to its bucket (padding rows write no KV: slot −1; they attend to the null block and
-    /// their logits are dropped) and replays the bucket's graph or records it; the real rows' logits come first
-    /// in the logits buffer. The padded batch of each bucket is kept and refilled in place: its block tables alone
-    /// are bucket × stride ints (256 KB at batch 256 and a 4k context), which a decode step should not allocate.
+    /// Pads the decode batch to its bucket and replays the bucket's graph or records it; the real rows' logits come
+    /// first in the logits buffer.
     /// </summary>
     private void ForwardWithGraph(ForwardBatch batch)
     {
-        StepGraphOptions options = _graphOptions!;
-        int n = batch.NumTokens, bucket = options.Bucket(n), stride = options.BlockTableStride;
-        if (!_paddedBatches.TryGetValue(bucket, out ForwardBatch? padded))
-        {
-            padded = new ForwardBatch
-            {
-                TokenIds = new int[bucket],
-                Positions = new int[bucket],
-                SlotMapping = new int[bucket],
-                QueryStartLoc = Enumerable.Range(0, bucket + 1).ToArray(),
-                SeqLens = new int[bucket],
-                BlockTables = new int[bucket * stride],
-                MaxBlocksPerSeq = stride,
-                LogitsRows = Enumerable.Range(0, bucket).ToArray(),
-            };
-            _paddedBatches[bucket] = padded;
-        }
-
-        Fill(batch.TokenIds, padded.TokenIds, 0);
-        Fill(batch.Positions, padded.Positions, 0);
-        Fill(batch.SlotMapping, padded.SlotMapping, -1);
-        Fill(batch.SeqLens, padded.SeqLens, 1);
-        for (int s = 0; s < n; s++)
-        {
-            // Entries past a row's own blocks may hold an earlier step's ids: attention never reads past a position's block.
-            batch.BlockTables.AsSpan(s * batch.MaxBlocksPerSeq, batch.MaxBlocksPerSeq).CopyTo(padded.BlockTables.AsSpan(s * stride));
-        }
-
-        for (int s = n; s < bucket; s++)
-        {
-            padded.BlockTables[s * stride] = 0;   // a padding row at position 0 reads the null block
-        }
-
-        // Pending tokens are gathered before the graph runs, into the same token-id rows.
-        _backend.BeginStep(batch.PendingTokens.Length == 0 ? padded : padded with { PendingTokens = batch.PendingTokens });
+        int bucket = _graphOptions!.Bucket(batch.NumTokens);
+        _backend.BeginStep((_paddedBatches ??= new PaddedDecodeBatches(_graphOptions.BlockTableStride)).Pad(batch, bucket));
         if (!_graphs!.TryReplay(bucket))
         {
             _graphs.BeginCapture();
@@ -435,13 +400,6 @@ public sealed class DecoderModel : IPoolingModel
 
             _graphs.EndCapture(bucket);
         }
-    }
-
-    /// <summary>The real rows' values, then <paramref name="fill"/> for the padding rows.</summary>
-    private static void Fill(int[] values, int[] padded, int fill)
-    {
-        values.CopyTo(padded, 0);
-        padded.AsSpan(values.Length).Fill(fill);
     }
 
     private void RunLayers(int rows)

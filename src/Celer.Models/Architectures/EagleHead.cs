@@ -32,6 +32,10 @@ public sealed class EagleHead
     private readonly Activations _act;
     private readonly Tensor _embeds, _pair, _hiddenIn, _chainHidden;
     private Tensor? _draftEmbedTokens;   // the target's embedding rows of the draft vocabulary, in draft ids (see ForwardChained)
+    private readonly IStepGraphs? _graphs;   // chained passes recorded per decode bucket (null: eager, or a backend without graphs)
+    private readonly StepGraphOptions? _graphOptions;
+    private readonly PaddedDecodeBatches? _paddedBatches;
+    private bool _recorded;
 
     /// <param name="weights">The head's checkpoint (layer tensors under <c>midlayer.</c>, <c>layers.0.</c> or <c>model.layers.0.</c>).</param>
     /// <param name="randomWeights">
@@ -39,8 +43,10 @@ public sealed class EagleHead
     /// target's embedding and its draft vocabulary is the target's first ids.
     /// </param>
     /// <param name="maxPositions">The longest context served: the head's RoPE table covers it whatever its config's max_position_embeddings says.</param>
+    /// <param name="graphs">The target's decode graph sizes, which the chained passes (one token per sequence) are recorded for (null: eager).</param>
     public EagleHead(
-        EagleConfig config, IWeightSource weights, IModelBackend backend, DecoderModel target, int maxNumTokens, int maxLogitsRows, int maxPositions, bool randomWeights)
+        EagleConfig config, IWeightSource weights, IModelBackend backend, DecoderModel target, int maxNumTokens, int maxLogitsRows, int maxPositions, bool randomWeights,
+        StepGraphOptions? graphs = null)
     {
         ModelConfig c = config.Layer;
         int hidden = c.HiddenSize;
@@ -117,6 +123,13 @@ public sealed class EagleHead
         _chainHidden = backend.Allocate("eagle_chain_hidden", t, maxLogitsRows, hidden);
         MaxLogitsRows = maxLogitsRows;
         MaxNumTokens = maxNumTokens;
+        int largest = Math.Min(maxLogitsRows, maxNumTokens);   // no pass holds more sequences
+        if (graphs is { CaptureSizes.Count: > 0 } && graphs.CaptureSizes[0] <= largest && backend is IStepGraphs stepGraphs)
+        {
+            _graphs = stepGraphs;
+            _graphOptions = graphs with { CaptureSizes = [.. graphs.CaptureSizes.Where(size => size <= largest)] };
+            _paddedBatches = new PaddedDecodeBatches(graphs.BlockTableStride);
+        }
     }
 
     public EagleConfig Config => _config;
@@ -162,8 +175,64 @@ public sealed class EagleHead
     /// </summary>
     public Tensor ForwardChained(ForwardBatch batch, bool draftIds = false)
     {
+        Tensor table = draftIds && DraftToTarget is not null ? DraftEmbedTokens() : _embedTokens;
+        if (_recorded && batch.NumTokens <= _graphOptions!.MaxBatchSize && batch.MaxBlocksPerSeq <= _graphOptions.BlockTableStride)
+        {
+            return ChainedWithGraph(batch, table);
+        }
+
         _backend.BeginStep(batch);
-        return Forward(batch, batch.NumTokens, _chainHidden, draftIds && DraftToTarget is not null ? DraftEmbedTokens() : _embedTokens);
+        return Forward(batch, batch.NumTokens, _chainHidden, table);
+    }
+
+    /// <summary>
+    /// Records the chained pass's graph of every decode size now, largest first, as the target's are recorded (its step
+    /// buffers sized for the largest pass first, the draft embedding table and the RoPE table made by an eager pass
+    /// before): the passes the device feeds with draft ids. Returns the sizes recorded (none when graphs are off).
+    /// </summary>
+    public IReadOnlyList<int> CaptureGraphs()
+    {
+        if (_graphs is null)
+        {
+            return [];
+        }
+
+        StepGraphOptions options = _graphOptions!;
+        _graphs.ReserveStepMetadata(MaxNumTokens, MaxLogitsRows, options.BlockTableStride);
+        ForwardChained(ForwardBatch.Padding(1), draftIds: true);
+        Tensor table = DraftToTarget is not null ? DraftEmbedTokens() : _embedTokens;
+        for (int i = options.CaptureSizes.Count - 1; i >= 0; i--)
+        {
+            ChainedWithGraph(ForwardBatch.Padding(options.CaptureSizes[i]), table);
+        }
+
+        _recorded = true;
+        return options.CaptureSizes;
+    }
+
+    /// <summary>A chained pass padded to its bucket, its graph replayed or recorded; the real rows' logits come first.</summary>
+    private Tensor ChainedWithGraph(ForwardBatch batch, Tensor table)
+    {
+        int bucket = _graphOptions!.Bucket(batch.NumTokens);
+        ForwardBatch padded = _paddedBatches!.Pad(batch, bucket);
+        _backend.BeginStep(padded);
+        if (!_graphs!.TryReplay(bucket))
+        {
+            _graphs.BeginCapture();
+            try
+            {
+                Forward(padded, bucket, _chainHidden, table);
+            }
+            catch
+            {
+                _graphs.AbortCapture();
+                throw;
+            }
+
+            _graphs.EndCapture(bucket);
+        }
+
+        return _act.Logits;
     }
 
     /// <summary>
