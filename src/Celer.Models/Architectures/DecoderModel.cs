@@ -294,8 +294,12 @@ public sealed class DecoderModel : IPoolingModel
     }
 
     private bool UsesGraph(ForwardBatch batch) =>
-        _graphs is not null && _ranEagerStep && IsPlainDecode(batch)
-        && batch.NumTokens <= _graphOptions!.MaxBatchSize && batch.MaxBlocksPerSeq <= _graphOptions.BlockTableStride;
+        _graphs is not null && _ranEagerStep && UniformDecodeRows(batch) is int rows
+        && batch.NumSequences <= _graphOptions!.MaxBatchSize && batch.MaxBlocksPerSeq <= _graphOptions.BlockTableStride
+        && _graphOptions.Bucket(batch.NumSequences) * rows <= Math.Min(MaxLogitsRows, MaxNumTokens);
+
+    /// <summary>The most tokens per sequence a verify step's graphs are recorded for (a last token and 7 drafts).</summary>
+    private const int MaxGraphRowsPerSequence = 8;
 
     /// <summary>
     /// Records the decode graph of every capture size now, largest first, as vLLM does at startup, so that no request
@@ -357,23 +361,42 @@ public sealed class DecoderModel : IPoolingModel
         return steps;
     }
 
-    /// <summary>A step where every sequence feeds one token and samples from it: the shape decode graphs are recorded for.</summary>
-    private static bool IsPlainDecode(ForwardBatch batch)
+    /// <summary>
+    /// The tokens per sequence when every sequence feeds the same number, at most <see cref="MaxGraphRowsPerSequence"/>,
+    /// and every row is a logits row, in order: a plain decode step (one), or a speculative verify step in which every
+    /// request verifies as many drafts (its last token and its drafts). The shapes graphs are recorded for; null for others.
+    /// </summary>
+    private static int? UniformDecodeRows(ForwardBatch batch)
     {
-        if (batch.NumTokens != batch.NumSequences || batch.LogitsRows.Length != batch.NumTokens)
+        int sequences = batch.NumSequences;
+        if (sequences == 0 || batch.NumTokens % sequences != 0 || batch.LogitsRows.Length != batch.NumTokens)
         {
-            return false;
+            return null;
+        }
+
+        int rows = batch.NumTokens / sequences;
+        if (rows > MaxGraphRowsPerSequence)
+        {
+            return null;
+        }
+
+        for (int s = 0; s <= sequences; s++)
+        {
+            if (batch.QueryStartLoc[s] != s * rows)
+            {
+                return null;
+            }
         }
 
         for (int i = 0; i < batch.LogitsRows.Length; i++)
         {
             if (batch.LogitsRows[i] != i)
             {
-                return false;
+                return null;
             }
         }
 
-        return true;
+        return rows;
     }
 
     /// <summary>
@@ -382,15 +405,18 @@ public sealed class DecoderModel : IPoolingModel
     /// </summary>
     private void ForwardWithGraph(ForwardBatch batch)
     {
-        int bucket = _graphOptions!.Bucket(batch.NumTokens);
-        _backend.BeginStep((_paddedBatches ??= new PaddedDecodeBatches(_graphOptions.BlockTableStride)).Pad(batch, bucket));
-        if (!_graphs!.TryReplay(bucket))
+        int rows = UniformDecodeRows(batch)!.Value, bucket = _graphOptions!.Bucket(batch.NumSequences), padded = bucket * rows;
+        _backend.BeginStep((_paddedBatches ??= new PaddedDecodeBatches(_graphOptions.BlockTableStride)).Pad(batch, bucket, rows));
+        // One graph per bucket and tokens per sequence; a verify step's are recorded the first time one runs (the step
+        // buffers were sized for the largest step at startup, so nothing they point at moves).
+        int key = ((rows - 1) << 16) | bucket;
+        if (!_graphs!.TryReplay(key))
         {
             _graphs.BeginCapture();
             try
             {
-                RunLayers(bucket);
-                ComputeLogits(0, bucket);
+                RunLayers(padded);
+                ComputeLogits(0, padded);
             }
             catch
             {
@@ -398,7 +424,7 @@ public sealed class DecoderModel : IPoolingModel
                 throw;
             }
 
-            _graphs.EndCapture(bucket);
+            _graphs.EndCapture(key);
         }
     }
 

@@ -3,38 +3,45 @@ using Celer.Models.Backend;
 namespace Celer.Models.Architectures;
 
 /// <summary>
-/// Decode batches padded to their graph bucket (padding rows write no KV: slot −1; they attend to the null block and
-/// their outputs are dropped), one kept per bucket and refilled in place: its block tables alone are bucket × stride
-/// ints (256 KB at batch 256 and a 4k context), which a decode step should not allocate.
+/// Decode batches padded to their graph bucket (padding sequences write no KV: slot −1; they attend to the null block and
+/// their outputs are dropped), one kept per (bucket, rows per sequence) and refilled in place: its block tables alone are
+/// bucket × stride ints (256 KB at batch 256 and a 4k context), which a decode step should not allocate. A sequence feeds
+/// one token, or a speculative verify step's few (its last token and its drafts).
 /// </summary>
 internal sealed class PaddedDecodeBatches(int blockTableStride)
 {
-    private readonly Dictionary<int, ForwardBatch> _batches = [];
+    private readonly Dictionary<(int Bucket, int Rows), ForwardBatch> _batches = [];
 
-    /// <summary><paramref name="batch"/> (one token per sequence) padded to <paramref name="bucket"/> rows at the fixed stride.</summary>
-    public ForwardBatch Pad(ForwardBatch batch, int bucket)
+    /// <summary>
+    /// <paramref name="batch"/> (<paramref name="rows"/> tokens per sequence, every row a logits row) padded to
+    /// <paramref name="bucket"/> sequences at the fixed stride; its real rows come first.
+    /// </summary>
+    public ForwardBatch Pad(ForwardBatch batch, int bucket, int rows = 1)
     {
-        int n = batch.NumTokens, stride = blockTableStride;
-        if (!_batches.TryGetValue(bucket, out ForwardBatch? padded))
+        int n = batch.NumSequences, stride = blockTableStride, total = bucket * rows;
+        if (!_batches.TryGetValue((bucket, rows), out ForwardBatch? padded))
         {
             padded = new ForwardBatch
             {
-                TokenIds = new int[bucket],
-                Positions = new int[bucket],
-                SlotMapping = new int[bucket],
-                QueryStartLoc = Enumerable.Range(0, bucket + 1).ToArray(),
+                TokenIds = new int[total],
+                Positions = new int[total],
+                SlotMapping = new int[total],
+                QueryStartLoc = Enumerable.Range(0, bucket + 1).Select(s => s * rows).ToArray(),
                 SeqLens = new int[bucket],
                 BlockTables = new int[bucket * stride],
                 MaxBlocksPerSeq = stride,
-                LogitsRows = Enumerable.Range(0, bucket).ToArray(),
+                LogitsRows = Enumerable.Range(0, total).ToArray(),
             };
-            _batches[bucket] = padded;
+            _batches[(bucket, rows)] = padded;
         }
 
-        Fill(batch.TokenIds, padded.TokenIds, 0);
-        Fill(batch.Positions, padded.Positions, 0);
-        Fill(batch.SlotMapping, padded.SlotMapping, -1);
-        Fill(batch.SeqLens, padded.SeqLens, 1);
+        batch.TokenIds.CopyTo(padded.TokenIds, 0);
+        padded.TokenIds.AsSpan(batch.NumTokens).Clear();
+        batch.Positions.CopyTo(padded.Positions, 0);
+        batch.SlotMapping.CopyTo(padded.SlotMapping, 0);
+        padded.SlotMapping.AsSpan(batch.NumTokens).Fill(-1);
+        batch.SeqLens.CopyTo(padded.SeqLens, 0);
+        padded.SeqLens.AsSpan(n).Fill(rows);
         for (int s = 0; s < n; s++)
         {
             // Entries past a row's own blocks may hold an earlier step's ids: attention never reads past a position's block.
@@ -43,17 +50,15 @@ internal sealed class PaddedDecodeBatches(int blockTableStride)
 
         for (int s = n; s < bucket; s++)
         {
-            padded.BlockTables[s * stride] = 0;   // a padding row at position 0 reads the null block
+            // A padding sequence's rows sit at positions 0 .. rows − 1 of the null block.
+            padded.BlockTables[s * stride] = 0;
+            for (int r = 0; r < rows; r++)
+            {
+                padded.Positions[(s * rows) + r] = r;
+            }
         }
 
         // Pending tokens are gathered before the graph runs, into the same token-id rows.
         return batch.PendingTokens.Length == 0 ? padded : padded with { PendingTokens = batch.PendingTokens };
-    }
-
-    /// <summary>The real rows' values, then <paramref name="fill"/> for the padding rows.</summary>
-    private static void Fill(int[] values, int[] padded, int fill)
-    {
-        values.CopyTo(padded, 0);
-        padded.AsSpan(values.Length).Fill(fill);
     }
 }
