@@ -159,6 +159,24 @@ def write_model_card(path, facts):
         f.write("\n".join(lines))
 
 
+def load_teacher(target_dir, out_model, device):
+    """What a drafter is distilled from: the target's tokenizer, the corpus it was trained on (training and held-out
+    streams, encoded on the device) and the target itself in fp32, frozen. The drafter's directory gets the target's
+    generation_config.json and no tokenizer files: a drafter speaks its target's ids, and the engine tokenizes with
+    the target's tokenizer. Returns (tokenizer, stdlib_dir, train_stream, val_stream, target)."""
+    tokenizer = Tokenizer.from_file(os.path.join(target_dir, "tokenizer.json"))
+    shutil.copy(os.path.join(target_dir, "generation_config.json"), os.path.join(out_model, "generation_config.json"))
+    stdlib_dir = stdlib_corpus.find_stdlib_dir()
+    train_texts, heldout_texts, _ = stdlib_corpus.load_corpus(stdlib_dir)
+    train_stream = encode_stream(tokenizer, train_texts, device)
+    val_stream = encode_stream(tokenizer, heldout_texts, device)
+    log(f"corpus {stdlib_dir}: {len(train_stream):,} training tokens, {len(val_stream):,} held out")
+    target = transformers.AutoModelForCausalLM.from_pretrained(target_dir, dtype=torch.float32).to(device).eval()
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return tokenizer, stdlib_dir, train_stream, val_stream, target
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--target", required=True)
@@ -172,18 +190,7 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = True
     os.makedirs(args.out_model, exist_ok=True)
 
-    tokenizer = Tokenizer.from_file(os.path.join(args.target, "tokenizer.json"))
-    # No tokenizer files: a draft speaks its target's ids, and the engine tokenizes with the target's tokenizer.
-    shutil.copy(os.path.join(args.target, "generation_config.json"), os.path.join(args.out_model, "generation_config.json"))
-    stdlib_dir = stdlib_corpus.find_stdlib_dir()
-    train_texts, heldout_texts, _ = stdlib_corpus.load_corpus(stdlib_dir)
-    train_stream = encode_stream(tokenizer, train_texts, device)
-    val_stream = encode_stream(tokenizer, heldout_texts, device)
-    log(f"corpus {stdlib_dir}: {len(train_stream):,} training tokens, {len(val_stream):,} held out")
-
-    target = transformers.AutoModelForCausalLM.from_pretrained(args.target, dtype=torch.float32).to(device).eval()
-    for p in target.parameters():
-        p.requires_grad_(False)
+    _, stdlib_dir, train_stream, val_stream, target = load_teacher(args.target, args.out_model, device)
     draft = build_draft(target.config, device)
     parameters = sum(p.numel() for p in draft.parameters())
     log(f"draft: {parameters:,} parameters")

@@ -22,7 +22,6 @@ drafts and top-5 ids at every prefix of the fixture prompts' greedy continuation
 
 import argparse
 import os
-import shutil
 import sys
 import time
 
@@ -30,14 +29,13 @@ import torch
 import torch.nn.functional as F
 import transformers
 from safetensors.torch import load_file, save_file
-from tokenizers import Tokenizer
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
-import stdlib_corpus  # noqa: E402
 from make_model_fixtures import set_reference_numerics, write_json  # noqa: E402
-from train_small_model import BATCH, FIXTURE_PROMPTS, SEQ_LEN, encode_stream, log, lr_at, windows  # noqa: E402
+from train_draft_model import load_teacher  # noqa: E402
+from train_small_model import BATCH, FIXTURE_PROMPTS, SEQ_LEN, log, lr_at, windows  # noqa: E402
 
 SEED = 4322
 PEAK_LR = 3e-3   # warm-up and cosine decay as train_small_model's lr_at
@@ -477,18 +475,7 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = True
     os.makedirs(args.out_model, exist_ok=True)
 
-    tokenizer = Tokenizer.from_file(os.path.join(args.target, "tokenizer.json"))
-    # No tokenizer files: a head speaks its target's ids, and the engine tokenizes with the target's tokenizer.
-    shutil.copy(os.path.join(args.target, "generation_config.json"), os.path.join(args.out_model, "generation_config.json"))
-    stdlib_dir = stdlib_corpus.find_stdlib_dir()
-    train_texts, heldout_texts, _ = stdlib_corpus.load_corpus(stdlib_dir)
-    train_stream = encode_stream(tokenizer, train_texts, device)
-    val_stream = encode_stream(tokenizer, heldout_texts, device)
-    log(f"corpus {stdlib_dir}: {len(train_stream):,} training tokens, {len(val_stream):,} held out")
-
-    target = transformers.AutoModelForCausalLM.from_pretrained(args.target, dtype=torch.float32).to(device).eval()
-    for p in target.parameters():
-        p.requires_grad_(False)
+    tokenizer, stdlib_dir, train_stream, val_stream, target = load_teacher(args.target, args.out_model, device)
     target_ids, coverage = draft_vocabulary(train_stream, target.config.vocab_size)
     log(f"draft vocabulary: {DRAFT_VOCAB} tokens, {coverage:.1%} of the training stream's next tokens")
     head = build_head(target.config, target_ids, device)

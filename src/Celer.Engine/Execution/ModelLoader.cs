@@ -424,24 +424,43 @@ public static partial class ModelLoader
         }
 
         int[] layers = config.TargetLayers(target.Config.NumHiddenLayers);
+        bool random = args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase);
+        Tensor? hidden = null;
+        (EagleHead head, IModelBackend backend, IDisposable? keepOpen) = OnDraftBackend(args, dir, null, platform, targetBackend, dtype, kvDType, (onDevice, weights) =>
+        {
+            var built = new EagleHead(config, weights, onDevice, target, maxNumTokens, maxLogitsRows, maxModelLen, randomWeights: random, graphs);
+            (onDevice as IDeviceSampler)?.ReserveSampling(maxLogitsRows, built.LogitsWidth);
+            hidden = target.CaptureHiddenStates(layers);
+            return built;
+        });
+        return new HeadParts(head, backend, hidden!, layers, keepOpen);
+    }
+
+    /// <summary>
+    /// A drafter (a draft model or an EAGLE head) that <paramref name="build"/> makes from the checkpoint in
+    /// <paramref name="dir"/> on a second backend sharing the target's device, in the target's dtype and KV cache type.
+    /// The checkpoint stays open, owned by the caller, where the backend computes from it in place (the CPU); else it is
+    /// closed once loaded. A failure leaves nothing behind.
+    /// </summary>
+    private static (T Drafter, IModelBackend Backend, IDisposable? KeepOpen) OnDraftBackend<T>(
+        EngineArgs args, string dir, QuantizationConfig? quantization, DevicePlatform platform, IModelBackend targetBackend, DType dtype, DType? kvDType,
+        Func<IModelBackend, IWeightSource, T> build)
+    {
         IModelBackend backend = platform.CreateDraftBackend(targetBackend, dtype, kvDType);
         ProgressWeightSource? weights = null;
         try
         {
-#pragma warning disable CA2000 // kept open by the returned parts (CPU) or disposed below
-            weights = OpenWeights(args, dir, null, dtype, platform, progress: null);
+#pragma warning disable CA2000 // kept open by the caller (CPU) or disposed below
+            weights = OpenWeights(args, dir, quantization, dtype, platform, progress: null);
 #pragma warning restore CA2000
-            bool random = args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase);
-            var head = new EagleHead(config, weights, backend, target, maxNumTokens, maxLogitsRows, maxModelLen, randomWeights: random, graphs);
-            (backend as IDeviceSampler)?.ReserveSampling(maxLogitsRows, head.LogitsWidth);
-            Tensor hidden = target.CaptureHiddenStates(layers);
+            T drafter = build(backend, weights);
             IDisposable? keepOpen = platform.ReadsWeightsInPlace ? weights : null;
             if (keepOpen is null)
             {
                 weights.Dispose();
             }
 
-            return new HeadParts(head, backend, hidden, layers, keepOpen);
+            return (drafter, backend, keepOpen);
         }
         catch
         {
@@ -485,29 +504,13 @@ public static partial class ModelLoader
             throw new ModelLoadException($"--speculative-config: the draft model '{dir}' {refusal}.");
         }
 
-        IModelBackend backend = platform.CreateDraftBackend(targetBackend, dtype, kvDType);
-        ProgressWeightSource? weights = null;
-        try
+        (DecoderModel model, IModelBackend backend, IDisposable? keepOpen) = OnDraftBackend(args, dir, config.Quantization, platform, targetBackend, dtype, kvDType, (onDevice, weights) =>
         {
-#pragma warning disable CA2000 // kept open by the returned parts (CPU) or disposed below
-            weights = OpenWeights(args, dir, config.Quantization, dtype, platform, progress: null);
-#pragma warning restore CA2000
-            var model = new DecoderModel(config, weights, backend, maxNumTokens, maxLogitsRows, graphs);
-            (backend as IDeviceSampler)?.ReserveSampling(maxLogitsRows, config.VocabSize);
-            IDisposable? keepOpen = platform.ReadsWeightsInPlace ? weights : null;
-            if (keepOpen is null)
-            {
-                weights.Dispose();
-            }
-
-            return new DraftParts(model, backend, keepOpen);
-        }
-        catch
-        {
-            weights?.Dispose();
-            backend.Dispose();
-            throw;
-        }
+            var built = new DecoderModel(config, weights, onDevice, maxNumTokens, maxLogitsRows, graphs);
+            (onDevice as IDeviceSampler)?.ReserveSampling(maxLogitsRows, config.VocabSize);
+            return built;
+        });
+        return new DraftParts(model, backend, keepOpen);
     }
 
     /// <summary>
