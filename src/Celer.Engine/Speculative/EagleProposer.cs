@@ -71,8 +71,14 @@ internal sealed class EagleProposer : IDraftProposer, IDisposable
         }
 
         Tensor logits = _head.ForwardFromTarget(first, _targetHidden);
-        int n = drafting.Count, longest = n == 0 ? 0 : drafting.Max(d => d.Count);
-        if (_sampler is null || n == 0)
+        int n = drafting.Count;
+        if (n == 0)
+        {
+            return drafts;   // the pass only filled the head's cache
+        }
+
+        int longest = drafting.Max(d => d.Count);
+        if (_sampler is null)
         {
             Record(drafting, drafts, 0, HostGreedy(logits, n));
             for (int i = 1; i < longest; i++)
