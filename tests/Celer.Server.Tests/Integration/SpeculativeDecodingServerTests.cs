@@ -9,7 +9,7 @@ using OpenAI.Chat;
 namespace Celer.Server.Tests.Integration;
 
 /// <summary>
-/// Speculative decoding (n-gram and draft model) behind the real server, through the official OpenAI .NET client: a greedy chat completion
+/// Speculative decoding (n-gram, draft model, EAGLE-3 head) behind the real server, through the official OpenAI .NET client: a greedy chat completion
 /// is the one the same server gives without drafts, and /metrics counts the drafts as vLLM names them.
 /// </summary>
 public sealed class SpeculativeDecodingServerTests
@@ -29,7 +29,9 @@ public sealed class SpeculativeDecodingServerTests
     public static TheoryData<string> Configs() => new(
         """{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 1, "prompt_lookup_max": 3}""",
         // The default model as its own draft: real weights on both sides.
-        $$"""{"method": "draft_model", "model": {{JsonSerializer.Serialize(RepoPaths.DefaultModel)}}, "num_speculative_tokens": 3}""");
+        $$"""{"method": "draft_model", "model": {{JsonSerializer.Serialize(RepoPaths.DefaultModel)}}, "num_speculative_tokens": 3}""",
+        // The default model's shipped EAGLE-3 head, the method inferred from its name as vLLM infers it.
+        $$"""{"model": {{JsonSerializer.Serialize(Path.Combine(RepoPaths.Root, "models", "celer-tiny-py-eagle3"))}}, "num_speculative_tokens": 3}""");
 
     [Theory]
     [MemberData(nameof(Configs))]
