@@ -60,6 +60,11 @@ public sealed class EagleHead
             throw new ModelLoadException($"The EAGLE head's vocab_size is {c.VocabSize}, the target's {target.Config.VocabSize}: a head must use its target's tokenizer.");
         }
 
+        if (c.Rope.RopeType is RopeType.Dynamic or RopeType.LongRope)
+        {
+            throw new ModelLoadException($"The EAGLE head's RoPE ({c.Rope.RopeType}) follows the sequence length, which Celer's heads do not.");
+        }
+
         _config = config;
         _backend = backend;
         string layer = LayerPrefix(weights);
@@ -106,11 +111,6 @@ public sealed class EagleHead
         _postAttentionNorm = Load(layer + "post_attention_layernorm.weight", hidden);
         _mlp = new GatedMlp(layer + "mlp.", hidden, c.IntermediateSize, c.MlpBias, fused: false, geluTanh: false, weights, backend, shard);
         _attentionSpec = new AttentionSpec(c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, 1f / MathF.Sqrt(c.HeadDim), 0);
-        if (c.Rope.RopeType is RopeType.Dynamic or RopeType.LongRope)
-        {
-            throw new ModelLoadException($"The EAGLE head's RoPE ({c.Rope.RopeType}) follows the sequence length, which Celer's heads do not.");
-        }
-
         int positions = Math.Max(maxPositions, c.MaxPositionEmbeddings);
         RopeTable table = RotaryEmbedding.Compute(c.Rope, c.HeadDim, c.MaxPositionEmbeddings, positions);
         _rope = new RopeSpec(table.InverseFrequencies, table.RotaryDim, table.AttentionScaling, positions);
