@@ -63,25 +63,35 @@ def distill_loss(draft, target, inputs):
                     log_target=True, reduction="batchmean")
 
 
+def heldout_windows(stream):
+    """The first EVAL_WINDOWS whole SEQ_LEN windows of a held-out stream: what the drafters' evaluations read."""
+    count = min(EVAL_WINDOWS, (len(stream) - 1) // SEQ_LEN)
+    inputs, _ = windows(stream, torch.arange(count, device=stream.device) * SEQ_LEN)
+    return inputs
+
+
 @torch.no_grad()
 def agreement(draft, target, stream):
     """Share of held-out positions where the draft's argmax is the target's (fp32): greedy single-token acceptance."""
-    count = min(EVAL_WINDOWS, (len(stream) - 1) // SEQ_LEN)
-    starts = torch.arange(count, device=stream.device) * SEQ_LEN
-    inputs, _ = windows(stream, starts)
+    inputs = heldout_windows(stream)
     same = (draft(input_ids=inputs, use_cache=False).logits.argmax(-1)
             == target(input_ids=inputs, use_cache=False).logits.argmax(-1))
     return float(same.float().mean())
 
 
-def train(draft, target, train_stream, deadline):
-    decay = [p for p in draft.parameters() if p.dim() >= 2]
-    no_decay = [p for p in draft.parameters() if p.dim() < 2]
+def budgeted_training(model, train_stream, deadline, loss_of_batch, seed, peak_lr=PEAK_LR):
+    """Trains a drafter until the deadline on random SEQ_LEN windows of train_stream: AdamW (weight decay on matrices
+    only), warm-up and cosine decay as lr_at, bf16 autocast, gradients clipped. After TIMING_STEPS the loop times its
+    steps and sets its step count to fit the time left (2 % slack). loss_of_batch(inputs) gives the batch's loss and a
+    function describing it for the log, called only on the steps that log (reading a loss waits for the GPU).
+    Returns (steps, seconds)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=PEAK_LR, betas=(0.9, 0.95), eps=1e-8, fused=True)
-    gen = torch.Generator(device=train_stream.device).manual_seed(SEED)
-    draft.train()
+        lr=peak_lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    gen = torch.Generator(device=train_stream.device).manual_seed(seed)
+    model.train()
     step, total_steps, timing_start = 0, None, None
     loop_start = time.time()
     while total_steps is None or step < total_steps:
@@ -89,14 +99,14 @@ def train(draft, target, train_stream, deadline):
             log(f"deadline reached at step {step}")
             break
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, total_steps, PEAK_LR)
+            group["lr"] = lr_at(step, total_steps, peak_lr)
         starts = torch.randint(0, len(train_stream) - SEQ_LEN - 1, (BATCH,), generator=gen, device=train_stream.device)
         inputs, _ = windows(train_stream, starts)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = distill_loss(draft, target, inputs)
+            loss, describe = loss_of_batch(inputs)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(draft.parameters(), GRAD_CLIP)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
         step += 1
         if step == TIMING_STEPS[0]:
@@ -108,7 +118,7 @@ def train(draft, target, train_stream, deadline):
             total_steps = step + int((deadline - time.time()) / step_time * 0.98)
             log(f"step time {step_time * 1000:.1f} ms -> {total_steps} steps in total")
         if step % LOG_EVERY == 0:
-            log(f"step {step}: KL {float(loss):.4f} lr {lr_at(step, total_steps, PEAK_LR):.2e}")
+            log(f"step {step}: {describe()}, lr {lr_at(step, total_steps, peak_lr):.2e}")
     return step, time.time() - loop_start
 
 
@@ -194,7 +204,11 @@ def main():
     draft = build_draft(target.config, device)
     parameters = sum(p.numel() for p in draft.parameters())
     log(f"draft: {parameters:,} parameters")
-    steps, seconds = train(draft, target, train_stream, deadline)
+    def kl(inputs):
+        loss = distill_loss(draft, target, inputs)
+        return loss, lambda: f"KL {float(loss):.4f}"
+
+    steps, seconds = budgeted_training(draft, train_stream, deadline, kl, SEED)
 
     draft.to(torch.bfloat16).save_pretrained(args.out_model)
     del draft

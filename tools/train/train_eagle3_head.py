@@ -34,23 +34,18 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
 from make_model_fixtures import set_reference_numerics, write_json  # noqa: E402
-from train_draft_model import load_teacher  # noqa: E402
-from train_small_model import BATCH, FIXTURE_PROMPTS, SEQ_LEN, log, lr_at, windows  # noqa: E402
+from train_draft_model import budgeted_training, heldout_windows, load_teacher  # noqa: E402
+from train_small_model import BATCH, FIXTURE_PROMPTS, SEQ_LEN, log  # noqa: E402
 
 SEED = 4322
 PEAK_LR = 3e-3   # warm-up and cosine decay as train_small_model's lr_at
-WEIGHT_DECAY = 0.1
-GRAD_CLIP = 1.0
 INIT_STD = 0.02  # transformers' initializer_range for Llama
-LOG_EVERY = 100
-TIMING_STEPS = (10, 40)
 RESERVE_S = 45  # saving, the evaluation and the fixture after the loop
 AUX_LAYERS = (1, 3, 5)  # hidden_states[i]: the residual stream entering target layer i
 DRAFT_VOCAB = 2048
 # Chained steps trained per position; also the number of drafts (k) the evaluation and the fixture make.
 TTT_STEPS = 3
 STEP_DECAY = 0.8  # step j's loss weighs STEP_DECAY ** j: later drafts matter only if the earlier ones were accepted
-EVAL_WINDOWS = 16
 ACCEPT_PROMPTS = 8
 ACCEPT_PROMPT_TOKENS = 64
 ACCEPT_NEW_TOKENS = 128
@@ -247,45 +242,6 @@ def build_head(target_config, target_ids, device):
     return head
 
 
-def train(head, target, train_stream, deadline):
-    decay = [p for p in head.parameters() if p.dim() >= 2]
-    no_decay = [p for p in head.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=PEAK_LR, betas=(0.9, 0.95), eps=1e-8, fused=True)
-    gen = torch.Generator(device=train_stream.device).manual_seed(SEED)
-    head.train()
-    step, total_steps, timing_start = 0, None, None
-    loop_start = time.time()
-    while total_steps is None or step < total_steps:
-        if time.time() > deadline:
-            log(f"deadline reached at step {step}")
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, total_steps, PEAK_LR)
-        starts = torch.randint(0, len(train_stream) - SEQ_LEN - 1, (BATCH,), generator=gen, device=train_stream.device)
-        inputs, _ = windows(train_stream, starts)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss, per_step = ttt_loss(head, target, inputs)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(head.parameters(), GRAD_CLIP)
-        optimizer.step()
-        step += 1
-        if step == TIMING_STEPS[0]:
-            torch.cuda.synchronize()
-            timing_start = time.time()
-        elif step == TIMING_STEPS[1]:
-            torch.cuda.synchronize()
-            step_time = (time.time() - timing_start) / (TIMING_STEPS[1] - TIMING_STEPS[0])
-            total_steps = step + int((deadline - time.time()) / step_time * 0.98)
-            log(f"step time {step_time * 1000:.1f} ms -> {total_steps} steps in total")
-        if step % LOG_EVERY == 0:
-            kls = " ".join(f"{float(kl):.4f}" for kl in per_step)
-            log(f"step {step}: loss {float(loss):.4f}, KL by step {kls}, lr {lr_at(step, total_steps, PEAK_LR):.2e}")
-    return step, time.time() - loop_start
-
-
 def head_config(target_config):
     theta = target_config.rope_parameters["rope_theta"]
     return {
@@ -322,9 +278,7 @@ def load_head(model_dir, target_config, device):
 def step0_agreement(head, target, stream):
     """Share of held-out positions where the head's step-0 draft is the target's greedy token: the chance that the
     first of the k drafts is accepted."""
-    count = min(EVAL_WINDOWS, (len(stream) - 1) // SEQ_LEN)
-    starts = torch.arange(count, device=stream.device) * SEQ_LEN
-    inputs, _ = windows(stream, starts)
+    inputs = heldout_windows(stream)
     aux, logits = target_features(target, inputs)
     _, draft_logits, _ = unroll(head, aux, target.get_input_embeddings()(inputs[:, 1:]), 1)[0]
     return float((head.to_target(draft_logits.argmax(-1)) == logits.argmax(-1)).float().mean())
@@ -481,7 +435,11 @@ def main():
     head = build_head(target.config, target_ids, device)
     parameters = sum(p.numel() for p in head.parameters())
     log(f"head: {parameters:,} parameters")
-    steps, seconds = train(head, target, train_stream, deadline)
+    def ttt(inputs):
+        loss, per_step = ttt_loss(head, target, inputs)
+        return loss, lambda: f"loss {float(loss):.4f}, KL by step " + " ".join(f"{float(kl):.4f}" for kl in per_step)
+
+    steps, seconds = budgeted_training(head, train_stream, deadline, ttt, SEED, PEAK_LR)
     save_head(head, target.config, args.out_model)
     del head, target
 
