@@ -1,5 +1,6 @@
 using Celer.Backends.Cuda.Interop;
 using Celer.Models.Backend;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Backends.Cuda;
@@ -18,6 +19,7 @@ public sealed unsafe partial class CudaBackend
     private static readonly int[] SkinnyBuckets = [1, 2, 4, 8, 16, 32, 64];
 
     private readonly nint[] _skinnyKernels = new nint[2 * 7];
+    private readonly nint[] _gatedSkinnyKernels = new nint[2 * 3];   // SiLU, gelu(tanh) × buckets 1, 2, 4
 
     /// <summary>The smallest bucket that holds the rows (the kernels are compiled per bucket); 0 beyond the largest.</summary>
     private static int SkinnyBucket(int rows)
@@ -45,6 +47,35 @@ public sealed unsafe partial class CudaBackend
             && weight.Columns % (16 / ActivationDType.ByteSize()) == 0 && x.Data % 16 == 0 && weight.Data % 16 == 0;
         return fits && (bucket <= SkinnyCudaCoreRows
             || (ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8 && weight.Columns % 32 == 0));
+    }
+
+    /// <summary>
+    /// The gate/up GEMM and its activation in one launch (<c>skinny_gemm_gated</c>) where the GEMM alone would run on the
+    /// CUDA-core skinny kernel (its tuned choice for this shape and row bucket); otherwise the GEMM, then the activation.
+    /// </summary>
+    public void GatedLinear(Tensor x, int rows, Tensor gateUp, Tensor? bias, ActivationQuantization? activations, bool geluTanh, Tensor gateUpBuffer, Tensor output)
+    {
+        int bucket = SkinnyBucket(rows);
+        bool fits = bias is null && activations is null && gateUp.Int4 is null && gateUp.DType == ActivationDType
+            && bucket is > 0 and <= SkinnyCudaCoreRows && output.DType == ActivationDType && SkinnyGemmFits(x, rows, gateUp, gateUpBuffer);
+        // The GEMM's own choice decides (the tuner timed it against cuBLAS), and its first use is what times it.
+        if (!fits || Choice(Plan(x, gateUp, null, gateUpBuffer), x, rows, gateUp, null, gateUpBuffer).Kernel != GemmKernel.Skinny)
+        {
+            IModelBackend.LinearThenActivation(this, x, rows, gateUp, bias, activations, geluTanh, gateUpBuffer, output);
+            return;
+        }
+
+        ref nint function = ref _gatedSkinnyKernels[(geluTanh ? 3 : 0) + System.Numerics.BitOperations.Log2((uint)bucket)];
+        if (function == 0)
+        {
+            function = _kernels.Function($"skinny_gemm_gated{(geluTanh ? "_gelu" : "")}_{_suffix}_m{bucket}");
+        }
+
+        ulong xp = (ulong)x.Data, wp = (ulong)gateUp.Data, yp = (ulong)output.Data;
+        int d = gateUp.Rows / 2, k = (int)gateUp.Columns;
+        void** args = stackalloc void*[] { &xp, &rows, &wp, &d, &k, &yp };
+        int columnsPerBlock = SkinnyThreads / 32;
+        _kernels.Launch(function, "skinny_gemm_gated", (uint)((d + columnsPerBlock - 1) / columnsPerBlock), 1, 1, SkinnyThreads, args);
     }
 
     private void SkinnyGemm(Tensor x, int rows, Tensor weight, Tensor y)

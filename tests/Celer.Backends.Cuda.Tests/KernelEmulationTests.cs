@@ -4,7 +4,7 @@ using Celer.TestSupport;
 namespace Celer.Backends.Cuda.Tests;
 
 /// <summary>
-/// The tensor-core attention kernels (and moe.cu's, rope.cu's and encoder.cu's, below) where no GPU is (CI):
+/// The tensor-core attention kernels (and moe.cu's, rope.cu's, encoder.cu's and skinny_gemm.cu's, below) where no GPU is (CI):
 /// flash_attention.cu and flash_decode.cu as they are, built by the host's C++ compiler against a CUDA emulation
 /// (Emulation/cuda_emulation.cuh: fibers for threads, mma.sync, ldmatrix and cp.async from their PTX definitions) and
 /// compared with a double-precision reference over every head size, 16-bit and fp8 cache, GQA groups 1–16, block sizes,
@@ -53,7 +53,7 @@ public sealed class KernelEmulationTests
     public async Task Moe_kernels_match_the_reference_under_emulation()
     {
         string compiler = EmulationCompiler("MoeParityTests");
-        DirectoryInfo build = EmulationBuild("moe_emulation_test.cpp", "flash_attention.cu", "moe.cu");
+        DirectoryInfo build = EmulationBuild("moe_emulation_test.cpp", "elementwise.cu", "flash_attention.cu", "moe.cu");
         try
         {
             await CompileEmulation(compiler, build, "moe_emulation_test.cpp", "moe_test");
@@ -110,6 +110,32 @@ public sealed class KernelEmulationTests
             {
                 (int exit, string output) = await Run(Path.Combine(build.FullName, "encoder_test"), [seed]);
                 Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"encoder_test {seed} exited {exit}:\n{Tail(output)}");
+            }
+        }
+        finally
+        {
+            build.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// skinny_gemm.cu's kernels as they are: the CUDA-core GEMM of 1–4 rows and the tensor-core one of 8–64 in fp32, fp16
+    /// and bf16 against a double-precision reference, and the gated GEMM (gate/up with SiLU or gelu(tanh) in its
+    /// epilogue) bit for bit against the plain GEMM followed by elementwise.cu's activation kernels
+    /// (Emulation/skinny_emulation_test.cpp).
+    /// </summary>
+    [Fact]
+    public async Task Skinny_kernels_match_the_reference_under_emulation()
+    {
+        string compiler = EmulationCompiler("OperatorParityTests");
+        DirectoryInfo build = EmulationBuild("skinny_emulation_test.cpp", "elementwise.cu", "flash_attention.cu", "skinny_gemm.cu");
+        try
+        {
+            await CompileEmulation(compiler, build, "skinny_emulation_test.cpp", "skinny_test");
+            foreach (string seed in (string[])["7", "8"])
+            {
+                (int exit, string output) = await Run(Path.Combine(build.FullName, "skinny_test"), [seed]);
+                Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"skinny_test {seed} exited {exit}:\n{Tail(output)}");
             }
         }
         finally

@@ -25,6 +25,8 @@ __device__ void add_bias(Y* y, long long rows, int cols, const T* bias) {
 // as torch evaluates it in fp32; transformers rounds silu(gate) to the model dtype before the product.
 // Grid: (rows, column groups); each thread takes 16 bytes of the row (Vec16), element by element when d is not a
 // multiple of that (then the rows are not 16-byte aligned).
+__device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
+
 template <typename T>
 __device__ void silu_mul(const T* gate_up, int d, T* out) {
     celer_pdl_begin();
@@ -39,12 +41,12 @@ __device__ void silu_mul(const T* gate_up, int d, T* out) {
         load16(gate + c, g);
         load16(gate + d + c, u);
 #pragma unroll
-        for (int i = 0; i < V; i++) g[i] = round_to<T>(g[i] / (1.f + expf(-g[i]))) * u[i];
+        for (int i = 0; i < V; i++) g[i] = round_to<T>(silu(g[i])) * u[i];
         store16(o + c, g);
     } else {
         for (int i = c; i < min(c + V, d); i++) {
             const float g = to_float(gate[i]);
-            o[i] = from_float<T>(round_to<T>(g / (1.f + expf(-g))) * to_float(gate[d + i]));
+            o[i] = from_float<T>(round_to<T>(silu(g)) * to_float(gate[d + i]));
         }
     }
 }

@@ -136,13 +136,11 @@ extern "C" __global__ void moe_align(const int* __restrict__ topk_ids, int pairs
 // GATED (gate_up): B holds BN gate rows and the BN matching up rows, out = inter (T) [pairs, n] with n = I.
 // Otherwise (down): out = fp32 [pairs, n] with n = hidden, scaled by pair_weights[p].
 
-__device__ __forceinline__ float moe_silu(float g) { return g / (1.f + expf(-g)); }
-
 #define MOE_SWIGLU_ALPHA 1.702f   // gpt-oss's alpha, a constant of its modeling code (ExpertOptions.SwigluAlpha)
 
 // The activation of one column from its gate and up sums (biases added): silu(gate) * up with silu rounded before the
-// product, as silu_mul; or gpt-oss's clamped SwiGLU (limit > 0): gate <= limit, -limit <= up <= limit,
-// (up + 1) * gate * sigmoid(alpha * gate), its two factors rounded to T.
+// product, as silu_mul (silu from elementwise.cu); or gpt-oss's clamped SwiGLU (limit > 0): gate <= limit,
+// -limit <= up <= limit, (up + 1) * gate * sigmoid(alpha * gate), its two factors rounded to T.
 template <typename T>
 __device__ __forceinline__ float moe_activate(float g, float u, float limit) {
     g = round_to<T>(g);
@@ -152,7 +150,7 @@ __device__ __forceinline__ float moe_activate(float g, float u, float limit) {
         u = fminf(fmaxf(u, -limit), limit);
         return round_to<T>(u + 1.f) * round_to<T>(g / (1.f + expf(-MOE_SWIGLU_ALPHA * g)));
     }
-    return round_to<T>(moe_silu(g)) * u;
+    return round_to<T>(silu(g)) * u;
 }
 
 // The epilogue of one output pair (columns col, col + 1 of a row). v0/v1 (and u0/u1 when gated) are fp32 sums; bias is

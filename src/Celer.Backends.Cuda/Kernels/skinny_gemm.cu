@@ -3,26 +3,28 @@
 // rate. One warp per output column n reads W's row n in 16-byte loads, U of them in flight per lane before any is
 // used, and the rows of x beside them (every warp of the SM reads the same x, which stays in L1). Accumulation in
 // fp32, one rounding to the output type (the model dtype, or fp32 for the logits), as the GEMM it replaces.
+// silu and gelu_tanh come from elementwise.cu, flash_mma from flash_attention.cu (earlier in the translation unit).
 // Needs k to be a multiple of 16 bytes of T and 16-byte aligned x and W (the host checks); y row-major [rows, n].
 #include "common.cuh"
 
-template <typename T, typename O, int M>
-__device__ void skinny_gemm(const T* __restrict__ x, int rows, const T* __restrict__ w, int n, int k, O* __restrict__ y) {
-    celer_pdl_begin();
+// The warp's dot products of its R weight rows wr[r] with the (up to M) rows of x: acc[r][m], summed over the warp
+// (every lane gets the sums). Each row's sum is accumulated in the same order whatever R is.
+template <typename T, int M, int R>
+__device__ __forceinline__ void skinny_dots(const T* __restrict__ x, int rows, const T* const (&wr)[R], int k, float (&acc)[R][M]) {
     constexpr int V = Vec16<T>::N, U = 4, STRIDE = 32 * V;
     const int lane = threadIdx.x & 31;
-    const long long col = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (col >= n) return;
-    const T* wr = w + col * k;
-    float acc[M];
 #pragma unroll
-    for (int m = 0; m < M; m++) acc[m] = 0.f;
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++) acc[r][m] = 0.f;
 
     int c = lane * V;
     for (; c + (U - 1) * STRIDE < k; c += U * STRIDE) {
-        float wv[U][V];
+        float wv[R][U][V];
 #pragma unroll
-        for (int u = 0; u < U; u++) load16(wr + c + u * STRIDE, wv[u]);
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int u = 0; u < U; u++) load16(wr[r] + c + u * STRIDE, wv[r][u]);
 #pragma unroll
         for (int m = 0; m < M; m++) {
             if (m < rows) {
@@ -31,30 +33,73 @@ __device__ void skinny_gemm(const T* __restrict__ x, int rows, const T* __restri
                     float xv[V];
                     load16(x + (long long)m * k + c + u * STRIDE, xv);
 #pragma unroll
-                    for (int i = 0; i < V; i++) acc[m] = fmaf(wv[u][i], xv[i], acc[m]);
+                    for (int r = 0; r < R; r++)
+#pragma unroll
+                        for (int i = 0; i < V; i++) acc[r][m] = fmaf(wv[r][u][i], xv[i], acc[r][m]);
                 }
             }
         }
     }
     for (; c < k; c += STRIDE) {
-        float wv[V];
-        load16(wr + c, wv);
+        float wv[R][V];
+#pragma unroll
+        for (int r = 0; r < R; r++) load16(wr[r] + c, wv[r]);
 #pragma unroll
         for (int m = 0; m < M; m++) {
             if (m < rows) {
                 float xv[V];
                 load16(x + (long long)m * k + c, xv);
 #pragma unroll
-                for (int i = 0; i < V; i++) acc[m] = fmaf(wv[i], xv[i], acc[m]);
+                for (int r = 0; r < R; r++)
+#pragma unroll
+                    for (int i = 0; i < V; i++) acc[r][m] = fmaf(wv[r][i], xv[i], acc[r][m]);
             }
         }
     }
 #pragma unroll
-    for (int m = 0; m < M; m++) acc[m] = warp_sum(acc[m]);
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++) acc[r][m] = warp_sum(acc[r][m]);
+}
+
+template <typename T, typename O, int M>
+__device__ void skinny_gemm(const T* __restrict__ x, int rows, const T* __restrict__ w, int n, int k, O* __restrict__ y) {
+    celer_pdl_begin();
+    const int lane = threadIdx.x & 31;
+    const long long col = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (col >= n) return;
+    const T* const wr[1] = {w + col * k};
+    float acc[1][M];
+    skinny_dots<T, M, 1>(x, rows, wr, k, acc);
     if (lane == 0) {
 #pragma unroll
         for (int m = 0; m < M; m++)
-            if (m < rows) y[(long long)m * n + col] = from_float<O>(acc[m]);
+            if (m < rows) y[(long long)m * n + col] = from_float<O>(acc[0][m]);
+    }
+}
+
+// The MLP's gate/up projection and its activation in one pass: y[m, j] = act(gate) * up with gate = x[m] . W[j] and
+// up = x[m] . W[d + j] (w stacks gate over up, [2d, k]), where the unfused step writes gate_up and reads it back in
+// silu_mul / gelu_tanh_mul (one launch per layer more, which is latency at a few rows). One warp per output column j
+// streams both of its weight rows; gate and up are rounded to T as the GEMM's output would be, then the activation
+// and the product round as elementwise.cu's kernels do, so the result equals the unfused pair's bit for bit.
+template <typename T, int M, bool GELU>
+__device__ void skinny_gemm_gated(const T* __restrict__ x, int rows, const T* __restrict__ w, int d, int k, T* __restrict__ y) {
+    celer_pdl_begin();
+    const int lane = threadIdx.x & 31;
+    const long long col = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (col >= d) return;
+    const T* const wr[2] = {w + col * k, w + (d + col) * k};
+    float acc[2][M];
+    skinny_dots<T, M, 2>(x, rows, wr, k, acc);
+    if (lane == 0) {
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            if (m < rows) {
+                const float g = round_to<T>(acc[0][m]), u = round_to<T>(acc[1][m]);
+                y[(long long)m * d + col] = from_float<T>(round_to<T>(GELU ? gelu_tanh(g) : silu(g)) * u);
+            }
+        }
     }
 }
 
@@ -162,5 +207,17 @@ SKINNY_GEMM_TC_ENTRY_POINTS(bf16, __nv_bfloat16)
                                                                                  int n, int k, float* y) {         \
         skinny_gemm<T, float, M>(x, rows, w, n, k, y);                                                             \
     }
-#define SKINNY_GEMM_ENTRY_POINTS(S, T) SKINNY_GEMM_ENTRY(S, T, 1) SKINNY_GEMM_ENTRY(S, T, 2) SKINNY_GEMM_ENTRY(S, T, 4)
+// skinny_gemm_gated_<dtype>_m<M>: SiLU; skinny_gemm_gated_gelu_<dtype>_m<M>: gelu(tanh) (Gemma's GeGLU).
+#define SKINNY_GEMM_GATED_ENTRY(S, T, M)                                                                            \
+    extern "C" __global__ void __launch_bounds__(256) skinny_gemm_gated_##S##_m##M(const T* x, int rows, const T* w,   \
+                                                                                 int d, int k, T* y) {             \
+        skinny_gemm_gated<T, M, false>(x, rows, w, d, k, y);                                                       \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(256) skinny_gemm_gated_gelu_##S##_m##M(const T* x, int rows,         \
+                                                                                      const T* w, int d, int k, T* y) { \
+        skinny_gemm_gated<T, M, true>(x, rows, w, d, k, y);                                                        \
+    }
+#define SKINNY_GEMM_ENTRY_POINTS(S, T)                                                                              \
+    SKINNY_GEMM_ENTRY(S, T, 1) SKINNY_GEMM_ENTRY(S, T, 2) SKINNY_GEMM_ENTRY(S, T, 4)                                \
+    SKINNY_GEMM_GATED_ENTRY(S, T, 1) SKINNY_GEMM_GATED_ENTRY(S, T, 2) SKINNY_GEMM_GATED_ENTRY(S, T, 4)
 CELER_FOR_DTYPES(SKINNY_GEMM_ENTRY_POINTS)

@@ -60,15 +60,7 @@ internal sealed class GatedMlp : IFeedForward
         // narrower one sees them as rows of its own width.
         _gateUpBuffer ??= View(a.GateUp, _gateUp.Rows);
         _hiddenBuffer ??= View(a.MlpHidden, _gateUp.Rows / 2);
-        b.Linear(input, rows, _gateUp, _gateUpBias, _gateUpBuffer, _gateUpInput);
-        if (_geluTanh)
-        {
-            b.GeluTanhMul(_gateUpBuffer, rows, _hiddenBuffer);
-        }
-        else
-        {
-            b.SiluMul(_gateUpBuffer, rows, _hiddenBuffer);
-        }
+        b.GatedLinear(input, rows, _gateUp, _gateUpBias, _gateUpInput, _geluTanh, _gateUpBuffer, _hiddenBuffer);
 
         b.Linear(_hiddenBuffer, rows, _down, _downBias, output, _downInput);
         _group?.AllReduce(output, rows);

@@ -166,6 +166,30 @@ public interface IModelBackend : IDisposable
     void GeluTanhMul(Tensor gateUp, int rows, Tensor output);
 
     /// <summary>
+    /// A gated MLP's first half: output = act(x·gateᵀ + b)·(x·upᵀ + b) with <paramref name="gateUp"/> stacking gate over
+    /// up, act SiLU or, with <paramref name="geluTanh"/>, gelu(tanh). The same values as <see cref="Linear"/> into
+    /// <paramref name="gateUpBuffer"/> ([rows, 2·intermediate]) followed by <see cref="SiluMul"/> or
+    /// <see cref="GeluTanhMul"/>, which is what this does unless the backend has one kernel for both (the CUDA backend at
+    /// a few rows: one launch less per layer).
+    /// </summary>
+    void GatedLinear(Tensor x, int rows, Tensor gateUp, Tensor? bias, ActivationQuantization? activations, bool geluTanh, Tensor gateUpBuffer, Tensor output) =>
+        LinearThenActivation(this, x, rows, gateUp, bias, activations, geluTanh, gateUpBuffer, output);
+
+    /// <summary><see cref="GatedLinear"/> as two steps: the GEMM into the buffer, then the activation kernel.</summary>
+    public static void LinearThenActivation(IModelBackend b, Tensor x, int rows, Tensor gateUp, Tensor? bias, ActivationQuantization? activations, bool geluTanh, Tensor gateUpBuffer, Tensor output)
+    {
+        b.Linear(x, rows, gateUp, bias, gateUpBuffer, activations);
+        if (geluTanh)
+        {
+            b.GeluTanhMul(gateUpBuffer, rows, output);
+        }
+        else
+        {
+            b.SiluMul(gateUpBuffer, rows, output);
+        }
+    }
+
+    /// <summary>
     /// A sparse mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE) over the first <paramref name="rows"/> rows. Per row:
     /// softmax in fp32 of the router logits (<paramref name="routerLogits"/>: [rows, experts] in the activation dtype, as the
     /// router GEMM writes them), the <paramref name="topK"/> most probable experts (ties: the lower id), their

@@ -35,6 +35,11 @@ struct alignas(8) uint2 { unsigned x, y; };
 struct alignas(16) uint4 { unsigned x, y, z, w; };
 inline uint2 make_uint2(unsigned a, unsigned b) { return {a, b}; }
 inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
+// The streaming-hint load (skinny_gemm.cu's weights): a plain load, with the 16-byte alignment a vector load needs.
+template <typename V> inline V __ldcs(const V* p) {
+    CHECK(((uintptr_t)p & (alignof(V) - 1)) == 0);
+    return *p;
+}
 inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 // CUDA __byte_perm: byte n of the result is byte (s >> 4n) & 7 of the 8-byte value {y:x}.
 inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {

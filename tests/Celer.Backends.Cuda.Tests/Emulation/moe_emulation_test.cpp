@@ -6,6 +6,7 @@
 // list by its invariants.
 // Usage: moe_emulation_test [seed]
 #include "common.cuh"
+#include "elementwise.cu"        // silu
 #include "flash_attention.cu"
 #include "moe.cu"
 #include <algorithm>
