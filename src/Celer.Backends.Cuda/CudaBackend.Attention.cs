@@ -16,13 +16,6 @@ public sealed unsafe partial class CudaBackend
     private const int MaxGroup = 8;
     private const int MaxHeadDim = 256;
     private const int MaxSplits = 16;
-
-    // flash_decode gives a split at least this many 16-key tiles (256 keys: four per warp), fewer splits where the
-    // context is shorter, and writes the output itself where that leaves one (a decode at 128-384 keys split 16 ways
-    // spent more in merge_splits than in attention). CELER_CUDA_DECODE_SPLIT_TILES overrides it to measure others
-    // (0: every split the grid has, as before).
-    private static readonly int DecodeMinTilesPerSplit =
-        int.TryParse(Environment.GetEnvironmentVariable("CELER_CUDA_DECODE_SPLIT_TILES"), out int tiles) && tiles >= 0 ? tiles : 16;
     private const int MaxSplitRows = 256;
 
     // The widest GQA group the tensor-core kernels take: a flash_attention tile of head_dim 256 (64 MMA rows) holds
@@ -65,7 +58,6 @@ public sealed unsafe partial class CudaBackend
         ulong pa = _splitAcc!.Pointer, pm = _splitMl!.Pointer;
         int maxBlocks = batch.MaxBlocksPerSeq, blockSize = _blockSize, heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, window = spec.SlidingWindow;
         float scale = spec.Scale, kScale = _kScales[layer], vScale = _vScales[layer], softCap = spec.LogitSoftCap;
-        int minTiles = DecodeMinTilesPerSplit;
         ulong sp = sinks is null ? 0 : (ulong)sinks.Data;   // the kernels take nullptr for a layer without sinks
         int splits;
         if (UsesFlashAttention(spec))
@@ -73,8 +65,7 @@ public sealed unsafe partial class CudaBackend
             // Both kernels write the same partial layout, so one merge serves them: they share the split count.
             splits = SplitsFor(rows, (_flashTileCount + _decodeTileCount) * kvHeads);
             ulong tp = _attentionTiles.Pointer;
-            // flash_decode takes one parameter more than flash_attention (a launch reads only the kernel's own).
-            void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap, &sp, &minTiles };
+            void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap, &sp };
             if (_flashTileCount > 0)
             {
                 _kernels.Launch(_flashKernel, "flash_attention", (uint)_flashTileCount, (uint)kvHeads, (uint)splits, FlashThreads, args, (uint)_flashSharedBytes);

@@ -2,7 +2,7 @@
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
 #   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec espec structured attention throughput serve coldstart sleep hf" bash tools/gpu/run-all.sh
-# (splits: flash_decode's split threshold swept, run only when named. tp: tensor parallelism on a machine of two GPUs, run only when named. draft: trains celer-tiny-py's draft model into $OUT, which the spec stage then measures; minutes of training, so
+# (tp: tensor parallelism on a machine of two GPUs, run only when named. draft: trains celer-tiny-py's draft model into $OUT, which the spec stage then measures; minutes of training, so
 # it runs only when named. eagle: trains celer-tiny-py's EAGLE-3 head and the engine's reference drafts (eagle3-fixture.json)
 # into $OUT; minutes too, so only when named. espec: EAGLE-3 speculative decoding measured (celer-tiny-py's head on real
 # prompts, the 8B shape with a random head). poolfix: writes the pooling fixtures into $OUT; encfix: writes the encoder fixtures (BERT and
@@ -97,14 +97,6 @@ if has pdl; then
   export CELER_CUDA_PDL=0
   for b in 1 32; do latency "latency-bs$b-nopdl" "$b" 128 256; done
   unset CELER_CUDA_PDL
-fi
-if has splits; then
-  # flash_decode's fewest key tiles per split (CELER_CUDA_DECODE_SPLIT_TILES; 0: every split of the grid, as before
-  # 16 became the default) at batch 1 and 8 over 128-384-token contexts, against the latency stage's default rows.
-  for t in 0 4 8 32; do
-    for b in 1 8; do CELER_CUDA_DECODE_SPLIT_TILES=$t latency "latency-bs$b-splittiles$t" "$b" 128 256; done
-  done
-  latency latency-bs8 8 128 256
 fi
 if has prefill; then
   # Output 1: the time is the prefill of 8 × 2048 tokens (summarize.py turns it into model TFLOP/s).

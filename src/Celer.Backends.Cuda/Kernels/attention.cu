@@ -119,7 +119,7 @@ __device__ void paged_attention(
     }
 }
 
-// Combines the splits of paged_attention, flash_attention and flash_decode: out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M),
+// Combines the splits of paged_attention and flash_attention: out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M),
 // the denominator with the head's sink term when sinks != nullptr (attention_normalizer).
 // Grid: (query rows, heads); block: threads over head_dim.
 template <typename T>
@@ -127,7 +127,6 @@ __device__ void merge_splits(const float* partial_acc, const float* partial_ml, 
                              int splits, T* out, const T* sinks) {
     celer_pdl_begin();
     long long oh = (long long)blockIdx.x * num_heads + blockIdx.y;
-    if (partial_ml[oh * splits * 2 + 1] < 0.f) return;   // flash_decode used one split and wrote the output itself
     float gm = NEG_INF;
     for (int s = 0; s < splits; s++) if (partial_ml[(oh * splits + s) * 2 + 1] > 0.f) gm = fmaxf(gm, partial_ml[(oh * splits + s) * 2]);
     float gl = 0.f;

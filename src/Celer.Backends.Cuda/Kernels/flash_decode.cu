@@ -14,16 +14,8 @@
 //     decode_smem_bytes<HD>(), published as flash_decode_shared_bytes (above 48 KB: raise the function's
 //     CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES).
 //   * A tile is all n query rows of one sequence with n * group <= 16.
-//   * The tile's key range [lo(first row), position(last row)] is cut into 16-aligned tiles of 16 keys. The tile uses
-//     only as many of the grid's splits as give each at least min_tiles_per_split key tiles (the last parameter, after
-//     flash_attention.cu's list; at least one split): split z < used takes a contiguous run of ceil(key tiles / used)
-//     of them, and warp w of the block every fourth of those from w on. The split count of a grid is fixed by the
-//     batch's shape (so recorded graphs replay at any context length), but a short context split 16 ways keeps each
-//     block's four warps waiting on one tile each and then pays merge_splits: this way a decode at a few hundred keys
-//     runs in one block per (tile, KV head) and writes its output itself.
-//   * With splits > 1, a tile that used one split writes its rows' output and marks split 0's l as -1, which tells
-//     merge_splits to leave those rows alone; one that used several writes (m, l) = (-inf, 0) for the splits it did
-//     not use (their partial accumulators are left as they are: the merge skips l = 0).
+//   * The tile's key range [lo(first row), position(last row)] is cut into 16-aligned tiles of 16 keys; split z takes
+//     a contiguous run of ceil(key tiles / splits) of them, and warp w of the block every fourth of those from w on.
 #include "common.cuh"
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800   // as flash_attention.cu: sm_80 and later
@@ -57,7 +49,7 @@ __device__ __forceinline__ void flash_decode_impl(
     const int* __restrict__ tiles, const int* __restrict__ positions, const int* __restrict__ block_tables,
     int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads, float scale, int sliding_window,
     T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale,
-    float softcap, const T* __restrict__ sinks, int min_tiles_per_split, unsigned char* smem_raw) {
+    float softcap, const T* __restrict__ sinks, unsigned char* smem_raw) {
     celer_pdl_begin();
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
@@ -72,24 +64,13 @@ __device__ __forceinline__ void flash_decode_impl(
     T* sKV = sQ + TILE + warp * STAGES * 2 * TILE;   // this warp's stages, K then V of each
 
     const int seq = tiles[blockIdx.x * 3], r0 = tiles[blockIdx.x * 3 + 1], n = tiles[blockIdx.x * 3 + 2];
-    const int kv_head = blockIdx.y, split = blockIdx.z;
+    const int kv_head = blockIdx.y, split = blockIdx.z, splits = gridDim.z;
     const int group = num_heads / num_kv_heads, mrows = n * group;
     const int* table = block_tables + (long long)seq * max_blocks_per_seq;
 
     int kmin, kmax;
     flash_key_range(positions, r0, n, sliding_window, kmin, kmax);
     const int u_first = kmin / DECODE_KEYS, u_count = kmax / DECODE_KEYS - u_first + 1;
-    // The splits this tile uses; 1 writes the output directly (see the header). A split past them has nothing to do
-    // but tell the merge so.
-    const int splits = min((int)gridDim.z, max(1, u_count / max(1, min_tiles_per_split)));
-    if (split >= splits) {
-        for (int row = threadIdx.x; row < mrows; row += DECODE_THREADS) {
-            const long long ps = ((long long)(r0 + row / group) * num_heads + kv_head * group + row % group) * gridDim.z + split;
-            partial_ml[ps * 2] = NEG_INF;
-            partial_ml[ps * 2 + 1] = 0.f;
-        }
-        return;
-    }
     const int per_split = (u_count + splits - 1) / splits;
     const int u_begin = u_first + split * per_split, u_end = min(u_first + u_count, u_begin + per_split);
     const int mine = u_end - u_begin > warp ? (u_end - u_begin - warp + DECODE_WARPS - 1) / DECODE_WARPS : 0;
@@ -249,9 +230,8 @@ __device__ __forceinline__ void flash_decode_impl(
         if (splits == 1) {
             const float inv = out_scale * attention_normalizer(mx * FLASH_LN2, l, sinks, kv_head * group + row % group);
             *reinterpret_cast<unsigned*>(out + oh * HD + d) = flash_pack2<T>(acc0 * inv, acc1 * inv);
-            if (gridDim.z > 1 && d == 0) partial_ml[oh * gridDim.z * 2 + 1] = -1.f;   // done: merge_splits skips the row
         } else {
-            const long long ps = oh * gridDim.z + split;
+            const long long ps = oh * splits + split;
             *reinterpret_cast<float2*>(partial_acc + ps * HD + d) = make_float2(acc0 * out_scale, acc1 * out_scale);
             if (d == 0) {
                 partial_ml[ps * 2] = l > 0.f ? mx * FLASH_LN2 : NEG_INF;
@@ -266,11 +246,11 @@ __device__ __forceinline__ void flash_decode_impl(
         const T* q, const C* k_cache, const C* v_cache, const int* tiles, const int* positions,                       \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,             \
         float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,                \
-        float v_scale, float softcap, const T* sinks, int min_tiles_per_split) {                                      \
+        float v_scale, float softcap, const T* sinks) {                                                               \
         flash_decode_impl<T, C, HD, (HD <= 128)>(q, k_cache, v_cache, tiles, positions, block_tables,                 \
                                                  max_blocks_per_seq, block_size, num_heads, num_kv_heads, scale,      \
                                                  sliding_window, out, partial_acc, partial_ml, k_scale, v_scale,      \
-                                                 softcap, sinks, min_tiles_per_split, flash_dynamic_smem);            \
+                                                 softcap, sinks, flash_dynamic_smem);                                 \
     }
 // The dynamic shared memory each head_dim's instances take, for the host, in the order of DECODE_INSTANTIATE_ALL.
 extern "C" __device__ const int flash_decode_shared_bytes[7] = {

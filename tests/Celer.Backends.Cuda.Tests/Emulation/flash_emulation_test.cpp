@@ -7,40 +7,23 @@
 #include <algorithm>
 #include <chrono>
 
-// flash_decode takes flash_attention's parameters and min_tiles_per_split.
 template <typename T, typename C>
 using KernelFn = void (*)(const T*, const C*, const C*, const int*, const int*, const int*, int, int, int, int, float,
                           int, T*, float*, float*, float, float, float, const T*);
-template <typename T, typename C>
-using DecodeFn = void (*)(const T*, const C*, const C*, const int*, const int*, const int*, int, int, int, int, float,
-                          int, T*, float*, float*, float, float, float, const T*, int);
 
 static bool g_decode;   // which kernel runs: flash_decode (its tiles: a whole sequence of <= 16 MMA rows) or flash_attention
 
 template <typename T, typename C> KernelFn<T, C> kernel_for(int hd);
-template <typename T, typename C> DecodeFn<T, C> decode_for(int hd);
 #define K(TN, T, C)                                                                                                  \
     template <> KernelFn<T, C> kernel_for<T, C>(int hd) {                                                             \
         switch (hd) {                                                                                                 \
-        case 16: return flash_attention_##TN##_hd16;                                                                  \
-        case 32: return flash_attention_##TN##_hd32;                                                                  \
-        case 64: return flash_attention_##TN##_hd64;                                                                  \
-        case 80: return flash_attention_##TN##_hd80;                                                                  \
-        case 96: return flash_attention_##TN##_hd96;                                                                  \
-        case 128: return flash_attention_##TN##_hd128;                                                                \
-        case 256: return flash_attention_##TN##_hd256;                                                                \
-        }                                                                                                             \
-        abort();                                                                                                      \
-    }                                                                                                                 \
-    template <> DecodeFn<T, C> decode_for<T, C>(int hd) {                                                             \
-        switch (hd) {                                                                                                 \
-        case 16: return flash_decode_##TN##_hd16;                                                                     \
-        case 32: return flash_decode_##TN##_hd32;                                                                     \
-        case 64: return flash_decode_##TN##_hd64;                                                                     \
-        case 80: return flash_decode_##TN##_hd80;                                                                     \
-        case 96: return flash_decode_##TN##_hd96;                                                                     \
-        case 128: return flash_decode_##TN##_hd128;                                                                   \
-        case 256: return flash_decode_##TN##_hd256;                                                                   \
+        case 16: return g_decode ? flash_decode_##TN##_hd16 : flash_attention_##TN##_hd16;                           \
+        case 32: return g_decode ? flash_decode_##TN##_hd32 : flash_attention_##TN##_hd32;                           \
+        case 64: return g_decode ? flash_decode_##TN##_hd64 : flash_attention_##TN##_hd64;                           \
+        case 80: return g_decode ? flash_decode_##TN##_hd80 : flash_attention_##TN##_hd80;                           \
+        case 96: return g_decode ? flash_decode_##TN##_hd96 : flash_attention_##TN##_hd96;                           \
+        case 128: return g_decode ? flash_decode_##TN##_hd128 : flash_attention_##TN##_hd128;                        \
+        case 256: return g_decode ? flash_decode_##TN##_hd256 : flash_attention_##TN##_hd256;                        \
         }                                                                                                             \
         abort();                                                                                                      \
     }
@@ -99,7 +82,7 @@ struct SeqSpec { int ctx, nq; };
 
 template <typename T, typename C>
 double run_case(const char* tname, int hd, int nkv, int group, int bs, int window, int splits, std::vector<SeqSpec> seqs,
-                std::mt19937& rng, bool verbose, float softcap = 0.f, bool with_sinks = false, int min_tiles = 0) {
+                std::mt19937& rng, bool verbose, float softcap = 0.f, bool with_sinks = false) {
     int nh = nkv * group;
     std::normal_distribution<float> nd(0.f, 1.f);
     int S = seqs.size();
@@ -192,21 +175,13 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
                   {(const char*)qv.data(), qv.size() * 2}, {(const char*)sinks.data(), sinks.size() * 2}};
     g_smem_lo = UINTPTR_MAX; g_smem_hi = 0;
     memset(flash_dynamic_smem, 0xff, sizeof(flash_dynamic_smem));   // stale shared memory must never leak in
+    KernelFn<T, C> fn = kernel_for<T, C>(hd);
     const T* qp = (const T*)qv.data(); const C* kp = (const C*)kc.data(); const C* vp = (const C*)vc.data();
     T* op = (T*)out.data();
-    if (g_decode) {
-        DecodeFn<T, C> fn = decode_for<T, C>(hd);
-        launch({(unsigned)ntiles, (unsigned)nkv, (unsigned)splits}, [&] {
-            fn(qp, kp, vp, tiles.data(), positions.data(), table.data(), max_blocks, bs, nh, nkv, scale, window, op,
-               pacc.data(), pml.data(), k_arg, v_arg, softcap, sp, min_tiles);
-        });
-    } else {
-        KernelFn<T, C> fn = kernel_for<T, C>(hd);
-        launch({(unsigned)ntiles, (unsigned)nkv, (unsigned)splits}, [&] {
-            fn(qp, kp, vp, tiles.data(), positions.data(), table.data(), max_blocks, bs, nh, nkv, scale, window, op,
-               pacc.data(), pml.data(), k_arg, v_arg, softcap, sp);
-        });
-    }
+    launch({(unsigned)ntiles, (unsigned)nkv, (unsigned)splits}, [&] {
+        fn(qp, kp, vp, tiles.data(), positions.data(), table.data(), max_blocks, bs, nh, nkv, scale, window, op,
+           pacc.data(), pml.data(), k_arg, v_arg, softcap, sp);
+    });
     // The kernel stays within the dynamic shared memory the host gives it: the bytes past it keep their fill.
     for (size_t b = g_decode ? decode_smem_bytes_of(hd) : flash_smem_bytes_of(hd); b < sizeof(flash_dynamic_smem); b++)
         CHECK(flash_dynamic_smem[b] == 0xff);
@@ -217,25 +192,14 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
         for (size_t i = 0; i < res.size(); i++) res[i] = from_bits<T>(out[i]);
         for (auto& x : pacc) CHECK(std::isnan(x));   // untouched
     } else {
+        for (auto x : out) CHECK(std::isnan(from_bits<T>(x)));   // untouched
         for (long long oh = 0; oh < (long long)rows * nh; oh++) {
-            // flash_decode's splits in use for this row's tile (the whole sequence): at least min_tiles key tiles each.
-            const int r = (int)(oh / nh), s = row_seq[r], last = first_row[s] + seqs[s].nq - 1;
-            const int kmin = window > 0 ? std::max(0, positions[first_row[s]] - window + 1) : 0;
-            const int u_count = positions[last] / 16 - kmin / 16 + 1;
-            const int used = g_decode ? std::min(splits, std::max(1, u_count / std::max(1, min_tiles))) : splits;
-            if (used == 1) {   // written directly; split 0's l marks the row as done for merge_splits
-                CHECK(pml[oh * splits * 2 + 1] == -1.f);
-                for (int d = 0; d < hd; d++) res[oh * hd + d] = from_bits<T>(out[oh * hd + d]);
-                continue;
-            }
-            for (int d = 0; d < hd; d++) CHECK(std::isnan(from_bits<T>(out[oh * hd + d])));   // untouched
             for (int z = 0; z < splits; z++) {
                 float m = pml[(oh * splits + z) * 2], l = pml[(oh * splits + z) * 2 + 1];
                 CHECK(!std::isnan(m) && !std::isnan(l));
                 if (l == 0.f) {
                     CHECK(std::isinf(m) && m < 0);
-                    // A split past the used ones only writes (m, l).
-                    for (int d = 0; d < hd; d++) CHECK(z >= used ? std::isnan(pacc[(oh * splits + z) * hd + d]) : pacc[(oh * splits + z) * hd + d] == 0.f);
+                    for (int d = 0; d < hd; d++) CHECK(pacc[(oh * splits + z) * hd + d] == 0.f);
                 }
             }
             float gm = NEG_INF;
@@ -358,7 +322,7 @@ int main(int argc, char** argv) {
                    check_convert<__nv_bfloat16, FLASH_E5M2>("bf16<-e5m2") + check_convert<__half, FLASH_E4M3>("f16<-e4m3") +
                    check_convert<__half, FLASH_E5M2>("f16<-e5m2");
     int hds[] = {16, 32, 64, 80, 96, 128, 256};
-    struct Cfg { int nkv, group, bs, window, splits; std::vector<SeqSpec> seqs; float softcap = 0.f; bool sinks = false; int min_tiles = 0; };
+    struct Cfg { int nkv, group, bs, window, splits; std::vector<SeqSpec> seqs; float softcap = 0.f; bool sinks = false; };
     // Mixed prefill chunks (fresh and continued) and decode rows; group sizes incl. non powers of two; block sizes
     // that do not divide BLOCK_N; sliding windows; flash-decoding splits (incl. more splits than key tiles).
     std::vector<Cfg> cfgs = {
@@ -398,10 +362,6 @@ int main(int argc, char** argv) {
         {1, 4, 7, 24, 3, {{100, 1}, {300, 2}}, 5.f},
         {2, 4, 16, 12, 1, {{60, 1}, {9, 4}}, 0.f, true},
         {1, 8, 16, 0, 3, {{100, 1}, {300, 2}}, 0.f, true},
-        // Fewer splits where the context is short (min_tiles_per_split): one (the output written directly), some, all.
-        {2, 4, 16, 0, 4, {{40, 1}, {150, 1}, {300, 2}}, 0.f, false, 4},
-        {1, 8, 7, 0, 3, {{20, 1}, {250, 2}}, 0.f, true, 8},
-        {1, 2, 16, 60, 5, {{500, 1}, {30, 3}}, 0.f, false, 2},
     };
     if (g_decode) cfgs = decode_cfgs;
     // worst[i]: bf16, f16 (16-bit caches), then bf16/f16 x e4m3/e5m2
@@ -412,16 +372,16 @@ int main(int argc, char** argv) {
     if (!only8)   // the 16-bit cases first, in the previous order (same random data as before)
         for (int hd : hds)
             for (auto& c : cfgs) {
-                worst[0] = std::max(worst[0], run_case<__nv_bfloat16, __nv_bfloat16>("bf16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks, c.min_tiles));
-                worst[1] = std::max(worst[1], run_case<__half, __half>("f16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks, c.min_tiles));
+                worst[0] = std::max(worst[0], run_case<__nv_bfloat16, __nv_bfloat16>("bf16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+                worst[1] = std::max(worst[1], run_case<__half, __half>("f16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
             }
     if (!only16)
         for (int hd : hds)
             for (auto& c : cfgs) {
-                worst[2] = std::max(worst[2], run_case<__nv_bfloat16, __nv_fp8_e4m3>("bf16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks, c.min_tiles));
-                worst[3] = std::max(worst[3], run_case<__nv_bfloat16, __nv_fp8_e5m2>("bf16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks, c.min_tiles));
-                worst[4] = std::max(worst[4], run_case<__half, __nv_fp8_e4m3>("f16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks, c.min_tiles));
-                worst[5] = std::max(worst[5], run_case<__half, __nv_fp8_e5m2>("f16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks, c.min_tiles));
+                worst[2] = std::max(worst[2], run_case<__nv_bfloat16, __nv_fp8_e4m3>("bf16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+                worst[3] = std::max(worst[3], run_case<__nv_bfloat16, __nv_fp8_e5m2>("bf16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+                worst[4] = std::max(worst[4], run_case<__half, __nv_fp8_e4m3>("f16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+                worst[5] = std::max(worst[5], run_case<__half, __nv_fp8_e5m2>("f16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
             }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     bool ok = conv_bad == 0;
