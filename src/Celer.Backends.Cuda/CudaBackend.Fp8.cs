@@ -40,6 +40,11 @@ public sealed unsafe partial class CudaBackend
     private const int BlockScaledRows = 4;
 
     private readonly nint[] _fp8SkinnyKernels = new nint[6];   // per-row and block scales × 1, 2, 4 rows
+    private readonly int[] _fp8SkinnySharedBytes = new int[6];  // the dynamic shared memory each was allowed
+
+    // The FP8 layer being run: the skinny kernel quantizes its input itself, so it reads the unquantized rows (also when
+    // the tuner times it from inside Choice).
+    private (Tensor X, ActivationQuantization Activations)? _fp8Layer;
 
     // The quantized input of the layer being computed, sized for the largest layer input at the first eager step.
 #pragma warning disable CA2213 // Grow puts them in _allocations, which Dispose disposes
@@ -172,28 +177,41 @@ public sealed unsafe partial class CudaBackend
         // The kernel first: a block-scaled cuBLASLt GEMM runs rows rounded up to BlockScaledRows, and the input's group
         // scales are laid out for that many rows. The rows past the step's quantize whatever x holds there, and their
         // outputs land in y's rows past the step's, which nothing reads.
-        GemmPlan plan = Plan(input, weight, bias, y);
-        GemmChoice choice = Choice(plan, input, rows, weight, bias, y);
-        int gemmRows = choice.Kernel == GemmKernel.CublasLt ? LtRows(plan, rows) : rows;
-        if (gemmRows > Math.Min(x.Rows, y.Rows))
+        _fp8Layer = (x, activations);
+        try
         {
-            throw new ArgumentException($"'{weight.Name}': a block-scaled FP8 GEMM of {rows} rows runs {gemmRows}, beyond the {Math.Min(x.Rows, y.Rows)} rows of its buffers.");
-        }
+            GemmPlan plan = Plan(input, weight, bias, y);
+            GemmChoice choice = Choice(plan, input, rows, weight, bias, y);
+            int gemmRows = choice.Kernel == GemmKernel.CublasLt ? LtRows(plan, rows) : rows;
+            if (gemmRows > Math.Min(x.Rows, y.Rows))
+            {
+                throw new ArgumentException($"'{weight.Name}': a block-scaled FP8 GEMM of {rows} rows runs {gemmRows}, beyond the {Math.Min(x.Rows, y.Rows)} rows of its buffers.");
+            }
 
-        ulong xp = (ulong)x.Data, qp = (ulong)input.Data, sp = (ulong)input.Scales!.Data;
-        long r = gemmRows;
-        int mode = activations.Scaling switch
+            if (choice.Kernel != GemmKernel.SkinnyFp8)   // the skinny kernel quantizes the rows itself
+            {
+                ulong xp = (ulong)x.Data, qp = (ulong)input.Data, sp = (ulong)input.Scales!.Data;
+                long r = gemmRows;
+                (int mode, float staticScale, float minScale) = Fp8InputScheme(activations);
+                void** args = stackalloc void*[] { &xp, &k, &r, &mode, &staticScale, &minScale, &qp, &sp };
+                Launch("quantize_fp8", (uint)gemmRows, 1, 256, args);
+            }
+
+            RunGemm(plan, choice, input, rows, weight, bias, y);
+        }
+        finally
         {
-            ActivationScaling.DynamicPerToken => 0,
-            ActivationScaling.StaticPerTensor => 1,
-            _ => 2,
-        };
-        float staticScale = activations.StaticScale;
-        float minScale = mode == 2 ? ActivationQuantization.MinGroupAbsMax : ActivationQuantization.MinTokenScale;
-        void** args = stackalloc void*[] { &xp, &k, &r, &mode, &staticScale, &minScale, &qp, &sp };
-        Launch("quantize_fp8", (uint)gemmRows, 1, 256, args);
-        RunGemm(plan, choice, input, rows, weight, bias, y);
+            _fp8Layer = null;
+        }
     }
+
+    /// <summary>fp8_quant.cu's mode (0 dynamic per token, 1 static, 2 dynamic per group of 128) with its two scales.</summary>
+    private static (int Mode, float StaticScale, float MinScale) Fp8InputScheme(ActivationQuantization activations) => activations.Scaling switch
+    {
+        ActivationScaling.DynamicPerToken => (0, 0f, ActivationQuantization.MinTokenScale),
+        ActivationScaling.StaticPerTensor => (1, activations.StaticScale, ActivationQuantization.MinTokenScale),
+        _ => (2, 0f, ActivationQuantization.MinGroupAbsMax),
+    };
 
     /// <summary>
     /// The rows cuBLASLt runs for <paramref name="rows"/>: a multiple of <see cref="BlockScaledRows"/> when the input's
@@ -205,22 +223,36 @@ public sealed unsafe partial class CudaBackend
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
-    /// <summary>The FP8 GEMM of 1, 2 or 4 rows on CUDA cores (<c>fp8_skinny_gemm.cu</c>), a candidate the tuner times.</summary>
-    private void Fp8SkinnyGemm(Tensor x, int rows, Tensor weight, Tensor y)
+    /// <summary>
+    /// The FP8 layer of 1, 2 or 4 rows on CUDA cores (<c>fp8_skinny_gemm.cu</c>), its input quantization included: the
+    /// unquantized rows of <see cref="_fp8Layer"/> in, <paramref name="y"/> (the model dtype) out. A candidate the tuner times.
+    /// </summary>
+    private void Fp8SkinnyGemm(int rows, Tensor weight, Tensor y)
     {
-        int bucket = SkinnyBucket(rows);
+        (Tensor x, ActivationQuantization activations) = _fp8Layer ?? throw new InvalidOperationException("the FP8 skinny kernel runs inside an FP8 layer");
+        int bucket = SkinnyBucket(rows), n = weight.Rows, k = (int)weight.Columns;
         bool blocks = weight.Scales!.Shape.Length == 2;
-        ref nint function = ref _fp8SkinnyKernels[(blocks ? 3 : 0) + System.Numerics.BitOperations.Log2((uint)bucket)];
+        int index = (blocks ? 3 : 0) + System.Numerics.BitOperations.Log2((uint)bucket);
+        ref nint function = ref _fp8SkinnyKernels[index];
         if (function == 0)
         {
             function = _kernels.Function($"fp8_skinny_gemm{(blocks ? "_blocks" : "")}_{_suffix}_m{bucket}");
         }
 
-        ulong xp = (ulong)x.Data, xs = (ulong)x.Scales!.Data, wp = (ulong)weight.Data, ws = (ulong)weight.Scales.Data, yp = (ulong)y.Data;
-        int stride = rows, ld = blocks ? weight.Scales.Shape[1] : 0, n = weight.Rows, k = (int)weight.Columns;
-        void** args = stackalloc void*[] { &xp, &xs, &rows, &stride, &wp, &ws, &ld, &n, &k, &yp };
+        // The block's quantized rows and their scales (one per group of 128 at most).
+        int sharedBytes = bucket * k + bucket * ((k + Fp8ScaleBlock - 1) / Fp8ScaleBlock) * sizeof(float);
+        if (sharedBytes > _fp8SkinnySharedBytes[index])
+        {
+            _kernels.AllowSharedMemory(function, sharedBytes);
+            _fp8SkinnySharedBytes[index] = sharedBytes;
+        }
+
+        (int mode, float staticScale, float minScale) = Fp8InputScheme(activations);
+        ulong xp = (ulong)x.Data, wp = (ulong)weight.Data, ws = (ulong)weight.Scales.Data, yp = (ulong)y.Data;
+        int ld = blocks ? weight.Scales.Shape[1] : 0;
+        void** args = stackalloc void*[] { &xp, &rows, &mode, &staticScale, &minScale, &wp, &ws, &ld, &n, &k, &yp };
         const int columnsPerBlock = SkinnyThreads / 32;
-        _kernels.Launch(function, "fp8_skinny_gemm", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, SkinnyThreads, args);
+        _kernels.Launch(function, "fp8_skinny_gemm", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, SkinnyThreads, args, (uint)sharedBytes);
     }
 
     /// <summary>

@@ -124,7 +124,7 @@ public sealed unsafe partial class CudaBackend
         bool fp8 = plan.Shape.Scaling != Fp8Scaling.None;
         switch (GemmPolicy)
         {
-            case GemmPolicy.Skinny when fp8 && bucket <= SkinnyCudaCoreRows:
+            case GemmPolicy.Skinny when fp8 && bucket <= SkinnyCudaCoreRows && y.DType == ActivationDType:
                 return new GemmChoice(GemmKernel.SkinnyFp8);
             case GemmPolicy.Skinny when SkinnyGemmFits(x, rows, weight, y):
                 return new GemmChoice(GemmKernel.Skinny);
@@ -210,7 +210,7 @@ public sealed unsafe partial class CudaBackend
                 SkinnyGemm(x, rows, weight, y);
                 break;
             case GemmKernel.SkinnyFp8:
-                Fp8SkinnyGemm(x, rows, weight, y);
+                Fp8SkinnyGemm(rows, weight, y);
                 break;
             case GemmKernel.CublasGemmEx:
                 CublasGemmEx(x, rows, weight, y);
@@ -301,7 +301,7 @@ public sealed unsafe partial class CudaBackend
 
         if (plan.Shape.Scaling != Fp8Scaling.None)
         {
-            if (rows <= SkinnyCudaCoreRows)
+            if (rows <= SkinnyCudaCoreRows && y.DType == ActivationDType)
             {
                 candidates.Add(new GemmChoice(GemmKernel.SkinnyFp8));
             }
