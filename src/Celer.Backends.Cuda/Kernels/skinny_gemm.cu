@@ -8,7 +8,9 @@
 #include "common.cuh"
 
 // The warp's dot products of its R weight rows wr[r] with the (up to M) rows of x: acc[r][m], summed over the warp
-// (every lane gets the sums). Each row's sum is accumulated in the same order whatever R is.
+// (every lane gets the sums). Each row's sum is accumulated in the same order whatever R is. The first weight loads
+// are issued before the wait on the previous kernel (celer_pdl_begin, called here): weights are never written by a
+// kernel, so they stream while the kernel before this one (a norm, an activation) finishes.
 template <typename T, int M, int R>
 __device__ __forceinline__ void skinny_dots(const T* __restrict__ x, int rows, const T* const (&wr)[R], int k, float (&acc)[R][M]) {
     constexpr int V = Vec16<T>::N, U = 4, STRIDE = 32 * V;
@@ -19,12 +21,17 @@ __device__ __forceinline__ void skinny_dots(const T* __restrict__ x, int rows, c
         for (int m = 0; m < M; m++) acc[r][m] = 0.f;
 
     int c = lane * V;
-    for (; c + (U - 1) * STRIDE < k; c += U * STRIDE) {
-        float wv[R][U][V];
+    float wv[R][U][V];
+    auto load = [&]() {
 #pragma unroll
         for (int r = 0; r < R; r++)
 #pragma unroll
             for (int u = 0; u < U; u++) load16(wr[r] + c + u * STRIDE, wv[r][u]);
+    };
+    bool full = c + (U - 1) * STRIDE < k;
+    if (full) load();
+    celer_pdl_begin();
+    while (full) {
 #pragma unroll
         for (int m = 0; m < M; m++) {
             if (m < rows) {
@@ -39,11 +46,14 @@ __device__ __forceinline__ void skinny_dots(const T* __restrict__ x, int rows, c
                 }
             }
         }
+        c += U * STRIDE;
+        full = c + (U - 1) * STRIDE < k;
+        if (full) load();
     }
     for (; c < k; c += STRIDE) {
-        float wv[R][V];
+        float wt[R][V];
 #pragma unroll
-        for (int r = 0; r < R; r++) load16(wr[r] + c, wv[r]);
+        for (int r = 0; r < R; r++) load16(wr[r] + c, wt[r]);
 #pragma unroll
         for (int m = 0; m < M; m++) {
             if (m < rows) {
@@ -52,7 +62,7 @@ __device__ __forceinline__ void skinny_dots(const T* __restrict__ x, int rows, c
 #pragma unroll
                 for (int r = 0; r < R; r++)
 #pragma unroll
-                    for (int i = 0; i < V; i++) acc[r][m] = fmaf(wv[r][i], xv[i], acc[r][m]);
+                    for (int i = 0; i < V; i++) acc[r][m] = fmaf(wt[r][i], xv[i], acc[r][m]);
             }
         }
     }
@@ -64,10 +74,9 @@ __device__ __forceinline__ void skinny_dots(const T* __restrict__ x, int rows, c
 
 template <typename T, typename O, int M>
 __device__ void skinny_gemm(const T* __restrict__ x, int rows, const T* __restrict__ w, int n, int k, O* __restrict__ y) {
-    celer_pdl_begin();
     const int lane = threadIdx.x & 31;
     const long long col = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (col >= n) return;
+    if (col >= n) return;   // before any global access: no wait owed (skinny_dots waits)
     const T* const wr[1] = {w + col * k};
     float acc[1][M];
     skinny_dots<T, M, 1>(x, rows, wr, k, acc);
@@ -85,10 +94,9 @@ __device__ void skinny_gemm(const T* __restrict__ x, int rows, const T* __restri
 // and the product round as elementwise.cu's kernels do, so the result equals the unfused pair's bit for bit.
 template <typename T, int M, bool GELU>
 __device__ void skinny_gemm_gated(const T* __restrict__ x, int rows, const T* __restrict__ w, int d, int k, T* __restrict__ y) {
-    celer_pdl_begin();
     const int lane = threadIdx.x & 31;
     const long long col = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (col >= d) return;
+    if (col >= d) return;   // before any global access: no wait owed (skinny_dots waits)
     const T* const wr[2] = {w + col * k, w + (d + col) * k};
     float acc[2][M];
     skinny_dots<T, M, 2>(x, rows, wr, k, acc);
