@@ -39,8 +39,8 @@ public sealed unsafe partial class CudaBackend
     // The same 16-byte alignment for the input's group scales, whose rows are the GEMM's rows.
     private const int BlockScaledRows = 4;
 
-    private readonly nint[] _fp8SkinnyKernels = new nint[6];   // per-row and block scales × 1, 2, 4 rows
-    private readonly int[] _fp8SkinnySharedBytes = new int[6];  // the dynamic shared memory each was allowed
+    private readonly nint[] _fp8SkinnyKernels = new nint[12];   // CUDA or tensor cores × per-row or block scales × 1, 2, 4 rows
+    private readonly int[] _fp8SkinnySharedBytes = new int[12];  // the dynamic shared memory each was allowed
 
     // The FP8 layer being run: the skinny kernel quantizes its input itself, so it reads the unquantized rows (also when
     // the tuner times it from inside Choice).
@@ -188,7 +188,7 @@ public sealed unsafe partial class CudaBackend
                 throw new ArgumentException($"'{weight.Name}': a block-scaled FP8 GEMM of {rows} rows runs {gemmRows}, beyond the {Math.Min(x.Rows, y.Rows)} rows of its buffers.");
             }
 
-            if (choice.Kernel != GemmKernel.SkinnyFp8)   // the skinny kernel quantizes the rows itself
+            if (choice.Kernel is not (GemmKernel.SkinnyFp8 or GemmKernel.SkinnyFp8TensorCores))   // the skinny kernels quantize the rows themselves
             {
                 ulong xp = (ulong)x.Data, qp = (ulong)input.Data, sp = (ulong)input.Scales!.Data;
                 long r = gemmRows;
@@ -224,19 +224,20 @@ public sealed unsafe partial class CudaBackend
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
     /// <summary>
-    /// The FP8 layer of 1, 2 or 4 rows on CUDA cores (<c>fp8_skinny_gemm.cu</c>), its input quantization included: the
-    /// unquantized rows of <see cref="_fp8Layer"/> in, <paramref name="y"/> (the model dtype) out. A candidate the tuner times.
+    /// The FP8 layer of 1, 2 or 4 rows on CUDA cores or tensor cores (<c>fp8_skinny_gemm.cu</c>), its input quantization
+    /// included: the unquantized rows of <see cref="_fp8Layer"/> in, <paramref name="y"/> (the model dtype) out. Both are
+    /// candidates the tuner times.
     /// </summary>
-    private void Fp8SkinnyGemm(int rows, Tensor weight, Tensor y)
+    private void Fp8SkinnyGemm(int rows, Tensor weight, Tensor y, bool tensorCores)
     {
         (Tensor x, ActivationQuantization activations) = _fp8Layer ?? throw new InvalidOperationException("the FP8 skinny kernel runs inside an FP8 layer");
         int bucket = SkinnyBucket(rows), n = weight.Rows, k = (int)weight.Columns;
         bool blocks = weight.Scales!.Shape.Length == 2;
-        int index = (blocks ? 3 : 0) + System.Numerics.BitOperations.Log2((uint)bucket);
+        int index = (tensorCores ? 6 : 0) + (blocks ? 3 : 0) + System.Numerics.BitOperations.Log2((uint)bucket);
         ref nint function = ref _fp8SkinnyKernels[index];
         if (function == 0)
         {
-            function = _kernels.Function($"fp8_skinny_gemm{(blocks ? "_blocks" : "")}_{_suffix}_m{bucket}");
+            function = _kernels.Function($"fp8_skinny_gemm{(tensorCores ? "_tc" : "")}{(blocks ? "_blocks" : "")}_{_suffix}_m{bucket}");
         }
 
         // The block's quantized rows and their scales (one per group of 128 at most).
@@ -251,8 +252,9 @@ public sealed unsafe partial class CudaBackend
         ulong xp = (ulong)x.Data, wp = (ulong)weight.Data, ws = (ulong)weight.Scales.Data, yp = (ulong)y.Data;
         int ld = blocks ? weight.Scales.Shape[1] : 0;
         void** args = stackalloc void*[] { &xp, &rows, &mode, &staticScale, &minScale, &wp, &ws, &ld, &n, &k, &yp };
-        const int columnsPerBlock = SkinnyThreads / 32;
-        _kernels.Launch(function, "fp8_skinny_gemm", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, SkinnyThreads, args, (uint)sharedBytes);
+        // CUDA cores: 8 warps, a column each; tensor cores: 4 warps on 16 columns (FP8_TC_WARPS).
+        int threads = tensorCores ? 128 : SkinnyThreads, columnsPerBlock = tensorCores ? 16 : SkinnyThreads / 32;
+        _kernels.Launch(function, "fp8_skinny_gemm", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, (uint)threads, args, (uint)sharedBytes);
     }
 
     /// <summary>

@@ -18,6 +18,9 @@ internal enum GemmPolicy
     /// <summary>The skinny kernels wherever they apply, else cuBLASLt's first candidate (tests).</summary>
     Skinny,
 
+    /// <summary>As <see cref="Skinny"/>, but FP8 layers of 1–4 rows take the tensor-core skinny kernel (tests).</summary>
+    SkinnyTensorCores,
+
     /// <summary>cuBLASLt's candidate <see cref="CudaBackend.LtCandidate"/> (tests).</summary>
     CublasLt,
 
@@ -48,7 +51,7 @@ public sealed unsafe partial class CudaBackend
     /// <summary>Which of cuBLASLt's heuristic candidates <see cref="GemmPolicy.CublasLt"/> runs (0: its first pick).</summary>
     internal int LtCandidate { get; set; }
 
-    private enum GemmKernel : byte { CublasLt, CublasGemmEx, Skinny, SkinnyFp8 }
+    private enum GemmKernel : byte { CublasLt, CublasGemmEx, Skinny, SkinnyFp8, SkinnyFp8TensorCores }
 
     /// <summary>What runs one GEMM; <see cref="Candidate"/> is the algorithm's rank in cuBLASLt's heuristic (for the log).</summary>
     private readonly record struct GemmChoice(GemmKernel Kernel, CublasLt.MatmulAlgo Algo = default, int Candidate = 0);
@@ -124,9 +127,9 @@ public sealed unsafe partial class CudaBackend
         bool fp8 = plan.Shape.Scaling != Fp8Scaling.None;
         switch (GemmPolicy)
         {
-            case GemmPolicy.Skinny when fp8 && bucket <= SkinnyCudaCoreRows && y.DType == ActivationDType:
-                return new GemmChoice(GemmKernel.SkinnyFp8);
-            case GemmPolicy.Skinny when SkinnyGemmFits(x, rows, weight, y):
+            case GemmPolicy.Skinny or GemmPolicy.SkinnyTensorCores when fp8 && bucket <= SkinnyCudaCoreRows && y.DType == ActivationDType:
+                return new GemmChoice(GemmPolicy == GemmPolicy.Skinny ? GemmKernel.SkinnyFp8 : GemmKernel.SkinnyFp8TensorCores);
+            case GemmPolicy.Skinny or GemmPolicy.SkinnyTensorCores when SkinnyGemmFits(x, rows, weight, y):
                 return new GemmChoice(GemmKernel.Skinny);
             case GemmPolicy.CublasGemmEx when !fp8:
                 return new GemmChoice(GemmKernel.CublasGemmEx);
@@ -210,7 +213,10 @@ public sealed unsafe partial class CudaBackend
                 SkinnyGemm(x, rows, weight, y);
                 break;
             case GemmKernel.SkinnyFp8:
-                Fp8SkinnyGemm(rows, weight, y);
+                Fp8SkinnyGemm(rows, weight, y, tensorCores: false);
+                break;
+            case GemmKernel.SkinnyFp8TensorCores:
+                Fp8SkinnyGemm(rows, weight, y, tensorCores: true);
                 break;
             case GemmKernel.CublasGemmEx:
                 CublasGemmEx(x, rows, weight, y);
@@ -304,6 +310,7 @@ public sealed unsafe partial class CudaBackend
             if (rows <= SkinnyCudaCoreRows && y.DType == ActivationDType)
             {
                 candidates.Add(new GemmChoice(GemmKernel.SkinnyFp8));
+                candidates.Add(new GemmChoice(GemmKernel.SkinnyFp8TensorCores));
             }
 
             return candidates.Count > 0 ? candidates : throw NoFp8Gemm(plan, rows);
@@ -360,6 +367,7 @@ public sealed unsafe partial class CudaBackend
     {
         { Kernel: GemmKernel.Skinny } => "skinny",
         { Kernel: GemmKernel.SkinnyFp8 } => "skinny fp8",
+        { Kernel: GemmKernel.SkinnyFp8TensorCores } => "skinny fp8 tc",
         { Kernel: GemmKernel.CublasGemmEx } => "cublasGemmEx",
         _ => $"cublasLt #{choice.Candidate + 1}",
     };

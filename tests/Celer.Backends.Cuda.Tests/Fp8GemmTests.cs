@@ -37,15 +37,16 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     [InlineData(Fp8WeightScales.PerBlock, ActivationScaling.DynamicPerTokenGroup, 14336, "128", true, DType.BF16)]
     public void Fp8_linear_matches_the_cpu_w8a8_at_every_row_count(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias, DType dtype)
     {
-        foreach (GemmPolicy policy in new[] { GemmPolicy.Tune, GemmPolicy.Skinny, GemmPolicy.CublasLt })
+        foreach (GemmPolicy policy in new[] { GemmPolicy.Tune, GemmPolicy.Skinny, GemmPolicy.SkinnyTensorCores, GemmPolicy.CublasLt })
         {
             Compare(kind, scaling, k, parts, withBias, dtype, policy);
         }
     }
 
     /// <summary>
-    /// One backend per kernel choice: the tuner's (what serving runs), the skinny FP8 kernel forced where it applies (1 to
-    /// 4 rows; cuBLASLt beyond), cuBLASLt's first candidate forced (block scales at 1 to 3 rows run 4).
+    /// One backend per kernel choice: the tuner's (what serving runs), the CUDA-core and the tensor-core skinny FP8 kernels
+    /// forced where they apply (1 to 4 rows; cuBLASLt beyond), cuBLASLt's first candidate forced (block scales at 1 to 3
+    /// rows run 4).
     /// </summary>
     private void Compare(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias, DType dtype, GemmPolicy policy)
     {
@@ -85,7 +86,7 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     /// <summary>
     /// The input quantization bit for bit: through an identity weight (E4M3 1.0, scale 1) in an fp32 model each output is
     /// one exact product, code(x / s) · s, so the GPU's codes and scales must equal the CPU's (<c>Fp8Activations</c>)
-    /// exactly, in every scheme: on the skinny kernel, which quantizes inside the GEMM (1 and 3 rows), and on
+    /// exactly, in every scheme: on the two skinny kernels, which quantize inside the GEMM (1 and 3 rows), and on
     /// <c>quantize_fp8</c> before cuBLASLt (1, 3 and 37 rows).
     /// </summary>
     [Theory]
@@ -115,7 +116,7 @@ public sealed unsafe class Fp8GemmTests : IDisposable
 
         using var cpu = new CpuBackend(DType.F32);
         Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadWeight(Dequantized(identity)), cy = cpu.Allocate("y", DType.F32, capacity, k);
-        foreach (GemmPolicy policy in new[] { GemmPolicy.Skinny, GemmPolicy.CublasLt })
+        foreach (GemmPolicy policy in new[] { GemmPolicy.Skinny, GemmPolicy.SkinnyTensorCores, GemmPolicy.CublasLt })
         {
             using var gpu = new CudaBackend(Gpu.Device, DType.F32) { GemmPolicy = policy };
             Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadWeight(identity), gy = gpu.Allocate("y", DType.F32, capacity, k);

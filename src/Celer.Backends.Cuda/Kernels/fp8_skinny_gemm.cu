@@ -29,11 +29,11 @@ __device__ __forceinline__ void decode_e4m3x16(const uint4& v, float (&f)[16]) {
 
 // Quantizes rows [0, rows) of x [*, k] as quantize_fp8 does (mode 0: dynamic per token, 1: static, 2: dynamic per group
 // of 128), the codes to sq[m * k + c] and the scales to ss[m * groups + g] (modes 0 and 1: ss[m * groups]), by the whole
-// block (256 threads), each thread 16 consecutive values at a time; ends with a barrier.
-template <typename T, int M>
+// block (THREADS threads), each thread 16 consecutive values at a time; ends with a barrier.
+template <typename T, int M, int THREADS>
 __device__ __forceinline__ void fp8_quantize_rows(const T* __restrict__ x, int rows, int k, int mode, float static_scale,
                                                   float min_scale, unsigned char* sq, float* ss) {
-    __shared__ float warp_max[8];
+    __shared__ float warp_max[THREADS / 32];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int chunks = k / 16, groups = (k + FP8_BLOCK - 1) / FP8_BLOCK;
     // The codes of 16 values at c with scale s (IEEE division, saturating conversion: quantize_fp8's).
@@ -60,7 +60,7 @@ __device__ __forceinline__ void fp8_quantize_rows(const T* __restrict__ x, int r
         const T* row = x + (long long)m * k;
         if (mode == 2) {
             // A group of 128 is 8 consecutive chunks: 8 consecutive lanes of one warp, whose absmax they share.
-            for (int j0 = 0; j0 < chunks; j0 += 256) {
+            for (int j0 = 0; j0 < chunks; j0 += THREADS) {
                 const int j = j0 + tid;
                 float v[16], amax = 0.f;
                 if (j < chunks) {
@@ -81,7 +81,7 @@ __device__ __forceinline__ void fp8_quantize_rows(const T* __restrict__ x, int r
         float s = static_scale;
         if (mode == 0) {
             float amax = 0.f;
-            for (int j = tid; j < chunks; j += 256) {
+            for (int j = tid; j < chunks; j += THREADS) {
                 float v[16];
                 load_chunk(row, j * 16, v);
 #pragma unroll
@@ -93,11 +93,11 @@ __device__ __forceinline__ void fp8_quantize_rows(const T* __restrict__ x, int r
             __syncthreads();
             amax = warp_max[0];
 #pragma unroll
-            for (int w = 1; w < 8; w++) amax = fmaxf(amax, warp_max[w]);
+            for (int w = 1; w < THREADS / 32; w++) amax = fmaxf(amax, warp_max[w]);
             __syncthreads();   // warp_max is read before the next row writes it
             s = fmaxf(amax / 448.f, min_scale);
         }
-        for (int j = tid; j < chunks; j += 256) {
+        for (int j = tid; j < chunks; j += THREADS) {
             float v[16];
             load_chunk(row, j * 16, v);
             store_codes(v, s, sq + (long long)m * k + j * 16);
@@ -126,7 +126,7 @@ __device__ void fp8_skinny_gemm(const T* __restrict__ x, int rows, int mode, flo
     celer_pdl_begin();
     unsigned char* sq = smem;
     float* ss = reinterpret_cast<float*>(smem + M * k);
-    fp8_quantize_rows<T, M>(x, rows, k, mode, static_scale, min_scale, sq, ss);
+    fp8_quantize_rows<T, M, 256>(x, rows, k, mode, static_scale, min_scale, sq, ss);
     if (col >= n) return;
 
     const float* wgrid = BLOCKS ? ws + (col / FP8_BLOCK) * ws_ld : nullptr;
@@ -187,3 +187,115 @@ __device__ void fp8_skinny_gemm(const T* __restrict__ x, int rows, int mode, flo
     FP8_SKINNY_ENTRY(S, T, 2, true, fp8_skinny_gemm_blocks_##S##_m2)                                                  \
     FP8_SKINNY_ENTRY(S, T, 4, true, fp8_skinny_gemm_blocks_##S##_m4)
 CELER_FOR_DTYPES(FP8_SKINNY_ENTRY_POINTS)
+
+// The tensor-core variant (sm_89+: mma.sync m16n8k32 on E4M3): the weight codes go to the MMA as stored, where the
+// CUDA-core kernel above converts both operands' codes to fp32 one by one (about five instructions per code, which at
+// one row leaves the kernel short of the copy rate). A block of FP8_TC_WARPS warps computes 16 output columns for up
+// to 8 rows (W's 16 rows as A, the quantized rows as B), each warp over its own run of 64-k chunks (whole 128-groups
+// with block scales), summed through shared memory at the end. As in skinny_gemm.cu's tensor-core kernel the
+// fragments come straight from 16-byte loads: lane (g, t) loads 16 codes of W rows g and g + 8 and of input row g at
+// k offset 16t of a chunk, and MMA step s (two per chunk) takes logical k 4t..4t+3 from word 2s of those vectors and
+// 16 + 4t..16 + 4t + 3 from word 2s + 1: A and B are permuted alike, so the dot products are unchanged. Block scales:
+// each 128-group is summed on its own and added times its weight and input scales; per-row scales multiply the sum.
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 890
+#define FP8_TC_WARPS 4
+
+__device__ __forceinline__ void fp8_mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ unsigned fp8_word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+
+template <typename T, int M, bool BLOCKS>
+__device__ void fp8_skinny_gemm_tc(const T* __restrict__ x, int rows, int mode, float static_scale, float min_scale,
+                                   const unsigned char* __restrict__ wq, const float* __restrict__ ws, int ws_ld, int n,
+                                   int k, T* __restrict__ y, unsigned char* smem) {
+    constexpr int U = 4;   // 64-k chunks in flight per lane
+    __shared__ float partial[FP8_TC_WARPS][4][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const long long n0 = (long long)blockIdx.x * 16;
+    const int chunks = (k + 63) / 64, groups = (k + FP8_BLOCK - 1) / FP8_BLOCK;
+    int per = (chunks + FP8_TC_WARPS - 1) / FP8_TC_WARPS;
+    if (BLOCKS) per = (per + 1) & ~1;   // whole 128-groups
+    const int c0 = min(chunks, warp * per), c1 = min(chunks, c0 + per);
+    // Columns past n (the last block) are computed from row n - 1 and dropped.
+    const unsigned char* wa = wq + min(n0 + g, (long long)n - 1) * k + 16 * t;
+    const unsigned char* wb = wq + min(n0 + g + 8, (long long)n - 1) * k + 16 * t;
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    // A lane's 16 codes of chunk c lie wholly inside k or wholly past it (k is a multiple of 16).
+    auto in_k = [&](int c) { return 64 * c + 16 * t < k; };
+    uint4 va[U], vb[U];
+    auto load = [&](int c) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const bool ok = c + u < c1 && in_k(c + u);
+            va[u] = ok ? __ldcs(reinterpret_cast<const uint4*>(wa + 64LL * (c + u))) : zero;   // read once: streaming
+            vb[u] = ok ? __ldcs(reinterpret_cast<const uint4*>(wb + 64LL * (c + u))) : zero;
+        }
+    };
+    load(c0);   // weights before the wait, as the CUDA-core kernel
+    celer_pdl_begin();
+    unsigned char* sq = smem;
+    float* ss = reinterpret_cast<float*>(smem + M * k);
+    fp8_quantize_rows<T, M, FP8_TC_WARPS * 32>(x, rows, k, mode, static_scale, min_scale, sq, ss);
+
+    float acc[4] = {0.f, 0.f, 0.f, 0.f}, part[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int c = c0; c < c1; c += U) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int cu = c + u;
+            if (cu < c1) {
+                const uint4 vx = g < rows && in_k(cu) ? *reinterpret_cast<const uint4*>(sq + g * k + 64 * cu + 16 * t) : zero;
+#pragma unroll
+                for (int st = 0; st < 2; st++) {
+                    const unsigned a[4] = {fp8_word(va[u], 2 * st), fp8_word(vb[u], 2 * st), fp8_word(va[u], 2 * st + 1), fp8_word(vb[u], 2 * st + 1)};
+                    fp8_mma(BLOCKS ? part : acc, a, fp8_word(vx, 2 * st), fp8_word(vx, 2 * st + 1));
+                }
+                if (BLOCKS && ((cu & 1) == 1 || cu == chunks - 1)) {
+                    // C fragment: element i is column n0 + g + 8 (i / 2) (one 128-row block of W), row 2t + i % 2.
+                    const int group = cu / 2;
+                    const float wscale = ws[(n0 / FP8_BLOCK) * ws_ld + group];
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        const int m = 2 * t + (i & 1);
+                        acc[i] = fmaf(part[i], wscale * (m < rows ? ss[m * groups + group] : 0.f), acc[i]);
+                        part[i] = 0.f;
+                    }
+                }
+            }
+        }
+        load(c + U);
+    }
+
+#pragma unroll
+    for (int i = 0; i < 4; i++) partial[warp][i][lane] = acc[i];
+    __syncthreads();
+    if (warp == 0) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float sum = 0.f;
+#pragma unroll
+            for (int v = 0; v < FP8_TC_WARPS; v++) sum += partial[v][i][lane];
+            const int m = 2 * t + (i & 1);
+            const long long col = n0 + g + 8 * (i >> 1);
+            if (m < rows && col < n) y[(long long)m * n + col] = from_float<T>(BLOCKS ? sum : sum * ws[col] * ss[m * groups]);
+        }
+    }
+}
+
+#define FP8_SKINNY_TC_ENTRY(S, T, M, BLOCKS, NAME)                                                                    \
+    extern "C" __global__ void __launch_bounds__(FP8_TC_WARPS * 32) NAME(const T* x, int rows, int mode,               \
+        float static_scale, float min_scale, const unsigned char* wq, const float* ws, int ws_ld, int n, int k, T* y) { \
+        extern __shared__ __align__(16) unsigned char fp8_skinny_smem[];                                              \
+        fp8_skinny_gemm_tc<T, M, BLOCKS>(x, rows, mode, static_scale, min_scale, wq, ws, ws_ld, n, k, y, fp8_skinny_smem); \
+    }
+#define FP8_SKINNY_TC_ENTRY_POINTS(S, T)                                                                              \
+    FP8_SKINNY_TC_ENTRY(S, T, 1, false, fp8_skinny_gemm_tc_##S##_m1) FP8_SKINNY_TC_ENTRY(S, T, 2, false, fp8_skinny_gemm_tc_##S##_m2) \
+    FP8_SKINNY_TC_ENTRY(S, T, 4, false, fp8_skinny_gemm_tc_##S##_m4)                                                  \
+    FP8_SKINNY_TC_ENTRY(S, T, 1, true, fp8_skinny_gemm_tc_blocks_##S##_m1)                                            \
+    FP8_SKINNY_TC_ENTRY(S, T, 2, true, fp8_skinny_gemm_tc_blocks_##S##_m2)                                            \
+    FP8_SKINNY_TC_ENTRY(S, T, 4, true, fp8_skinny_gemm_tc_blocks_##S##_m4)
+CELER_FOR_DTYPES(FP8_SKINNY_TC_ENTRY_POINTS)
+#endif
