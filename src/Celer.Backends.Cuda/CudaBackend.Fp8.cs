@@ -188,13 +188,9 @@ public sealed unsafe partial class CudaBackend
                 throw new ArgumentException($"'{weight.Name}': a block-scaled FP8 GEMM of {rows} rows runs {gemmRows}, beyond the {Math.Min(x.Rows, y.Rows)} rows of its buffers.");
             }
 
-            if (choice.Kernel is not (GemmKernel.SkinnyFp8 or GemmKernel.SkinnyFp8TensorCores))   // the skinny kernels quantize the rows themselves
+            if (!QuantizesItsInput(choice))
             {
-                ulong xp = (ulong)x.Data, qp = (ulong)input.Data, sp = (ulong)input.Scales!.Data;
-                long r = gemmRows;
-                (int mode, float staticScale, float minScale) = Fp8InputScheme(activations);
-                void** args = stackalloc void*[] { &xp, &k, &r, &mode, &staticScale, &minScale, &qp, &sp };
-                Launch("quantize_fp8", (uint)gemmRows, 1, 256, args);
+                QuantizeFp8Input(input, gemmRows);
             }
 
             RunGemm(plan, choice, input, rows, weight, bias, y);
@@ -203,6 +199,21 @@ public sealed unsafe partial class CudaBackend
         {
             _fp8Layer = null;
         }
+    }
+
+    /// <summary>The skinny FP8 kernels quantize the layer's rows themselves; cuBLASLt needs <see cref="QuantizeFp8Input"/> first.</summary>
+    private static bool QuantizesItsInput(in GemmChoice choice) => choice.Kernel is GemmKernel.SkinnyFp8 or GemmKernel.SkinnyFp8TensorCores;
+
+    /// <summary>The first <paramref name="rows"/> rows of the current FP8 layer's input (<see cref="_fp8Layer"/>) into <paramref name="input"/>'s codes and scales.</summary>
+    private void QuantizeFp8Input(Tensor input, int rows)
+    {
+        (Tensor x, ActivationQuantization activations) = _fp8Layer!.Value;
+        ulong xp = (ulong)x.Data, qp = (ulong)input.Data, sp = (ulong)input.Scales!.Data;
+        long r = rows;
+        int k = (int)input.Columns;
+        (int mode, float staticScale, float minScale) = Fp8InputScheme(activations);
+        void** args = stackalloc void*[] { &xp, &k, &r, &mode, &staticScale, &minScale, &qp, &sp };
+        Launch("quantize_fp8", (uint)rows, 1, 256, args);
     }
 
     /// <summary>fp8_quant.cu's mode (0 dynamic per token, 1 static, 2 dynamic per group of 128) with its two scales.</summary>
