@@ -122,13 +122,17 @@ public sealed class EngineWarmUpTests
         // The warm-up's own prompt, first of all: a prefix cache holding the warm-up's blocks would have served it.
         Assert.Equal(0, actual[0].NumCachedTokens);
         EngineStats coldStats = cold.Engine.Stats, warmStats = warm.Engine.Stats;
-        Assert.Equal(coldStats.NumStepsRun, warmStats.NumStepsRun);
+        // Steps are counted exactly with synchronous scheduling. With async scheduling the step after a request's
+        // last token may already be under way when its end is seen, or not, depending on the host's timing: up to
+        // one step per request either way (the CI machine saw 51 against 52).
+        int stepSlack = asyncScheduling ? expected.Count : 0;
+        Assert.InRange(warmStats.NumStepsRun, coldStats.NumStepsRun - stepSlack, coldStats.NumStepsRun + stepSlack);
         Assert.Equal(coldStats.PromptTokens, warmStats.PromptTokens);
         Assert.Equal(coldStats.GenerationTokens, warmStats.GenerationTokens);
         Assert.Equal(coldStats.PrefixCacheQueries, warmStats.PrefixCacheQueries);
         Assert.Equal(coldStats.PrefixCacheHits, warmStats.PrefixCacheHits);
         Assert.Equal(expected.Count, warmStats.RequestSuccess.Values.Sum());
-        Assert.Equal(coldListener.Iterations, warmListener.Iterations);
+        Assert.InRange(warmListener.Iterations, coldListener.Iterations - stepSlack, coldListener.Iterations + stepSlack);
         Assert.Equal(coldListener.Finished, warmListener.Finished);
     }
 
