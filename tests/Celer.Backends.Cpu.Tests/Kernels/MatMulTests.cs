@@ -19,6 +19,8 @@ public unsafe class MatMulTests
         { 4, 31, 5 }, { 5, 256, 32 }, { 7, 257, 65 }, { 9, 513, 33 }, { 17, 100, 100 }, { 33, 1, 47 },
         // Parallel GEMM (more than 8 Mflop) with m tails and a k tail.
         { 67, 300, 257 },
+        // The GEMM's AVX-512 panel packing (16 × 16 transposes): whole blocks only, and k blocks ending in a scalar tail.
+        { 70, 512, 96 }, { 96, 1000, 70 },
         // Skinny GEMM: k across its 2048 block with a vector tail, a column tail, row tails of 1..3.
         { 8, 2100, 9 }, { 5, 4099, 6 }, { 7, 2048, 130 }, { 64, 33, 70 }, { 65, 40, 33 },
     };
