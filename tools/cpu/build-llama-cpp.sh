@@ -28,8 +28,11 @@ if [[ ! -f "$root/src/CMakeLists.txt" ]]; then
   rm -rf "$root/src.partial"
   mkdir -p "$root/src.partial"
   # models/*.gguf are the tokenizer tests' vocabularies, not needed to build; partial clones and mirrors often
-  # store them as large files without contents, which would make git archive fail.
-  git -C "$src" archive --format=tar "$commit" -- . ':(exclude)models/*.gguf' | tar -x -C "$root/src.partial"
+  # store them as large files without contents, which would make git archive fail, and an exclude pathspec does not
+  # help (git archive still reads the blobs): the paths are listed without them.
+  mapfile -t paths < <(git -C "$src" ls-tree --name-only "$commit" | grep -vx models
+                        git -C "$src" ls-tree -r --name-only "$commit" -- models | grep -v '\.gguf$')
+  git -C "$src" archive --format=tar "$commit" -- "${paths[@]}" | tar -x -C "$root/src.partial"
   mv "$root/src.partial" "$root/src"
 fi
 
