@@ -217,7 +217,7 @@ public static unsafe partial class MatMul
     /// each 128-bit lane (ps, then pd), which leaves element 4L + q of four rows in lane L, then two rounds of
     /// 128-bit lane shuffles gather each column's four lanes.
     /// </summary>
-    private static void Transpose16x16(Vector512<float>* r)
+    internal static void Transpose16x16(Vector512<float>* r)
     {
         Vector512<float>* t = stackalloc Vector512<float>[16];
         for (int i = 0; i < 8; i++)

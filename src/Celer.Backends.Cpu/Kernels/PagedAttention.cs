@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using Celer.Models.Weights;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Celer.Backends.Cpu.Kernels;
 
@@ -357,12 +358,15 @@ public static unsafe partial class PagedAttention
         int window = shape.SlidingWindow;
 
         // Per (row, head) state: running max, running denominator and the unnormalized output row.
-        float* scratch = ThreadScratch.Floats((states * (headDim + 2)) + blockSize + DecodedBlockFloats(shape));
+        bool transposed = TransposedKeysFit(shape);
+        float* scratch = ThreadScratch.Floats((states * (headDim + 2)) + blockSize + DecodedBlockFloats(shape) + (transposed ? (headDim + 1) * blockSize : 0));
         float* runningMax = scratch;
         float* denominator = runningMax + states;
         float* accumulator = denominator + states;
         float* scores = accumulator + (states * headDim);
         float* decoded = scores + blockSize;
+        float* keysT = decoded + DecodedBlockFloats(shape);   // the block's keys as [headDim][16], when transposed
+        float* blockScores = keysT + (headDim * blockSize);
         for (int i = 0; i < states; i++)
         {
             (runningMax[i], denominator[i]) = shape.InitialState((kvHead * group) + (i % group));
@@ -376,7 +380,13 @@ public static unsafe partial class PagedAttention
         {
             long blockBase = (long)blockTable[block] * blockSize * kvStride + ((long)kvHead * headDim);
             int blockFirst = block * blockSize;
-            int stride = BlockRows(shape, kCache, vCache, blockBase, 0, Math.Min(blockSize, lastPosition - blockFirst + 1), decoded, out float* keys, out float* values);
+            int inBlock = Math.Min(blockSize, lastPosition - blockFirst + 1);
+            int stride = BlockRows(shape, kCache, vCache, blockBase, 0, inBlock, decoded, out float* keys, out float* values);
+            if (transposed)
+            {
+                TransposeKeys(keys, stride, inBlock, headDim, keysT);
+            }
+
             for (int r = 0; r < rows; r++)
             {
                 int position = firstPosition + r;
@@ -394,9 +404,20 @@ public static unsafe partial class PagedAttention
                 {
                     int state = (r * group) + g;
                     float* query = q + ((((long)(token0 + r) * shape.NumHeads) + (kvHead * group) + g) * headDim);
-                    for (int t = 0; t < count; t++)
+                    if (transposed)
                     {
-                        scores[t] = Dot(query, blockKeys + ((long)t * stride), headDim) * shape.Scale;
+                        BlockScores(query, keysT, headDim, blockScores);
+                        for (int t = 0; t < count; t++)
+                        {
+                            scores[t] = blockScores[from - blockFirst + t] * shape.Scale;
+                        }
+                    }
+                    else
+                    {
+                        for (int t = 0; t < count; t++)
+                        {
+                            scores[t] = Dot(query, blockKeys + ((long)t * stride), headDim) * shape.Scale;
+                        }
                     }
 
                     if (shape.LogitSoftCap > 0)
@@ -424,10 +445,7 @@ public static unsafe partial class PagedAttention
                     TensorPrimitives.Subtract(probabilities, max, probabilities);
                     TensorPrimitives.Exp(probabilities, probabilities);
                     denominator[state] += TensorPrimitives.Sum(probabilities);
-                    for (int t = 0; t < count; t++)
-                    {
-                        MultiplyAdd(blockValues + ((long)t * stride), scores[t], acc, headDim);
-                    }
+                    AccumulateValues(blockValues, stride, scores, count, acc, headDim);
                 }
             }
         }
@@ -443,6 +461,85 @@ public static unsafe partial class PagedAttention
                     denominator[state],
                     new Span<float>(result, headDim));
             }
+        }
+    }
+
+    /// <summary>
+    /// Prefill tiles score a block of 16 keys against each query with broadcast-FMAs over the block's keys transposed
+    /// once per block ([headDim][16], shared by the tile's rows and the GQA group's heads), instead of 16 dot products
+    /// that each end in a horizontal sum. Needs AVX-512, blocks of 16 and whole 16-float rows.
+    /// </summary>
+    private static bool TransposedKeysFit(in Shape shape) =>
+        Avx512F.IsSupported && shape.BlockSize == Vector512<float>.Count && shape.HeadDim % Vector512<float>.Count == 0;
+
+    /// <summary>keysT[d·16 + t] = keys[t·stride + d] for the block's <paramref name="count"/> keys; the rest zero.</summary>
+    private static void TransposeKeys(float* keys, int stride, int count, int headDim, float* keysT)
+    {
+        Vector512<float>* block = stackalloc Vector512<float>[16];
+        for (int d0 = 0; d0 < headDim; d0 += 16)
+        {
+            for (int t = 0; t < 16; t++)
+            {
+                block[t] = t < count ? Vector512.Load(keys + ((long)t * stride) + d0) : Vector512<float>.Zero;
+            }
+
+            MatMul.Transpose16x16(block);
+            for (int d = 0; d < 16; d++)
+            {
+                block[d].Store(keysT + ((long)(d0 + d) * 16));
+            }
+        }
+    }
+
+    /// <summary>scores[t] = q·k_t for the 16 keys of a transposed block (four accumulators over the head's dims).</summary>
+    private static void BlockScores(float* query, float* keysT, int headDim, float* scores)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int d = 0; d < headDim; d += 4)
+        {
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Create(query[d]), Vector512.Load(keysT + ((long)d * 16)), a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.Create(query[d + 1]), Vector512.Load(keysT + ((long)(d + 1) * 16)), a1);
+            a2 = Vector512.FusedMultiplyAdd(Vector512.Create(query[d + 2]), Vector512.Load(keysT + ((long)(d + 2) * 16)), a2);
+            a3 = Vector512.FusedMultiplyAdd(Vector512.Create(query[d + 3]), Vector512.Load(keysT + ((long)(d + 3) * 16)), a3);
+        }
+
+        ((a0 + a1) + (a2 + a3)).Store(scores);
+    }
+
+    /// <summary>
+    /// acc += Σ_t p[t]·v_t over a block's keys, each element summed in key order as <see cref="MultiplyAdd"/> does, but
+    /// with 64 floats of the accumulator held in registers across the keys instead of loaded and stored once per key.
+    /// </summary>
+    private static void AccumulateValues(float* values, int stride, float* p, int count, float* acc, int headDim)
+    {
+        if (!Vector512.IsHardwareAccelerated || headDim % 64 != 0)
+        {
+            for (int t = 0; t < count; t++)
+            {
+                MultiplyAdd(values + ((long)t * stride), p[t], acc, headDim);
+            }
+
+            return;
+        }
+
+        for (int d = 0; d < headDim; d += 64)
+        {
+            Vector512<float> a0 = Vector512.Load(acc + d), a1 = Vector512.Load(acc + d + 16);
+            Vector512<float> a2 = Vector512.Load(acc + d + 32), a3 = Vector512.Load(acc + d + 48);
+            for (int t = 0; t < count; t++)
+            {
+                var pv = Vector512.Create(p[t]);
+                float* v = values + ((long)t * stride) + d;
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(v), pv, a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 16), pv, a1);
+                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 32), pv, a2);
+                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 48), pv, a3);
+            }
+
+            a0.Store(acc + d);
+            a1.Store(acc + d + 16);
+            a2.Store(acc + d + 32);
+            a3.Store(acc + d + 48);
         }
     }
 
