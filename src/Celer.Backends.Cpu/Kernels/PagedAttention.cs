@@ -445,7 +445,7 @@ public static unsafe partial class PagedAttention
                     TensorPrimitives.Subtract(probabilities, max, probabilities);
                     TensorPrimitives.Exp(probabilities, probabilities);
                     denominator[state] += TensorPrimitives.Sum(probabilities);
-                    AccumulateValues(blockValues, stride, scores, count, acc, headDim);
+                    AccumulateValues(blockValues, stride, scores, count, headDim, acc);   // the accumulator in registers across the keys
                 }
             }
         }
@@ -506,43 +506,6 @@ public static unsafe partial class PagedAttention
         ((a0 + a1) + (a2 + a3)).Store(scores);
     }
 
-    /// <summary>
-    /// acc += Σ_t p[t]·v_t over a block's keys, each element summed in key order as <see cref="MultiplyAdd"/> does, but
-    /// with 64 floats of the accumulator held in registers across the keys instead of loaded and stored once per key.
-    /// </summary>
-    private static void AccumulateValues(float* values, int stride, float* p, int count, float* acc, int headDim)
-    {
-        if (!Vector512.IsHardwareAccelerated || headDim % 64 != 0)
-        {
-            for (int t = 0; t < count; t++)
-            {
-                MultiplyAdd(values + ((long)t * stride), p[t], acc, headDim);
-            }
-
-            return;
-        }
-
-        for (int d = 0; d < headDim; d += 64)
-        {
-            Vector512<float> a0 = Vector512.Load(acc + d), a1 = Vector512.Load(acc + d + 16);
-            Vector512<float> a2 = Vector512.Load(acc + d + 32), a3 = Vector512.Load(acc + d + 48);
-            for (int t = 0; t < count; t++)
-            {
-                var pv = Vector512.Create(p[t]);
-                float* v = values + ((long)t * stride) + d;
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(v), pv, a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 16), pv, a1);
-                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 32), pv, a2);
-                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(v + 48), pv, a3);
-            }
-
-            a0.Store(acc + d);
-            a1.Store(acc + d + 16);
-            a2.Store(acc + d + 32);
-            a3.Store(acc + d + 48);
-        }
-    }
-
     /// <summary>q·k over one head; inlined because it runs once per (query, key) pair with short rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Dot(float* a, float* b, int length)
@@ -586,44 +549,6 @@ public static unsafe partial class PagedAttention
         }
 
         return sum;
-    }
-
-    /// <summary>acc += p · v over one head.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void MultiplyAdd(float* v, float p, float* acc, int length)
-    {
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var pv = Vector512.Create(p);
-            for (; i <= length - Vector512<float>.Count; i += Vector512<float>.Count)
-            {
-                Vector512.FusedMultiplyAdd(Vector512.Load(v + i), pv, Vector512.Load(acc + i)).Store(acc + i);
-            }
-        }
-
-        if (Vector256.IsHardwareAccelerated)
-        {
-            var pv = Vector256.Create(p);
-            for (; i <= length - Vector256<float>.Count; i += Vector256<float>.Count)
-            {
-                Vector256.FusedMultiplyAdd(Vector256.Load(v + i), pv, Vector256.Load(acc + i)).Store(acc + i);
-            }
-        }
-
-        if (Vector128.IsHardwareAccelerated)
-        {
-            var pv = Vector128.Create(p);
-            for (; i <= length - Vector128<float>.Count; i += Vector128<float>.Count)
-            {
-                Vector128.MultiplyAddEstimate(Vector128.Load(v + i), pv, Vector128.Load(acc + i)).Store(acc + i);
-            }
-        }
-
-        for (; i < length; i++)
-        {
-            acc[i] += v[i] * p;
-        }
     }
 
     private static void Scale(float* acc, float factor, int length)
