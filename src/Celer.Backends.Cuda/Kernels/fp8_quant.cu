@@ -12,17 +12,26 @@
 #define FP8_QUANT_THREADS 256
 #define FP8_QUANT_GROUP 128
 
+// The maximum of v over a block of THREADS threads (shared: THREADS / 32 floats), in every thread. A caller that
+// reduces again with the same shared array must barrier first.
+template <int THREADS>
 __device__ __forceinline__ float block_max(float v, float* shared) {
 #pragma unroll
     for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, offset));
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (lane == 0) shared[warp] = v;
     __syncthreads();
-    v = lane < FP8_QUANT_THREADS / 32 ? shared[lane] : 0.f;
+    v = lane < THREADS / 32 ? shared[lane] : 0.f;
 #pragma unroll
     for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, offset));
     return v;
 }
+
+// The scales of the dynamic modes and the code of a value, shared with fp8_skinny_gemm.cu's in-block quantization so
+// both give the same codes and scales.
+__device__ __forceinline__ float fp8_token_scale(float amax, float min_scale) { return fmaxf(amax / 448.f, min_scale); }
+__device__ __forceinline__ float fp8_group_scale(float amax, float min_scale) { return fmaxf(amax, min_scale) / 448.f; }
+__device__ __forceinline__ __nv_fp8_e4m3 fp8_code(float v, float s) { return __nv_fp8_e4m3(v / s); }
 
 template <typename T>
 __device__ void quantize_fp8(const T* x, int k, long long rows, int mode, float static_scale, float min_scale,
@@ -47,11 +56,11 @@ __device__ void quantize_fp8(const T* x, int k, long long rows, int mode, float 
             }
 #pragma unroll
             for (int offset = 16; offset > 0; offset >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffff, amax, offset));
-            const float s = fmaxf(amax, min_scale) / 448.f;
+            const float s = fp8_group_scale(amax, min_scale);
 #pragma unroll
             for (int i = 0; i < FP8_QUANT_GROUP / 32; i++) {
                 const int c = begin + i * 32 + lane;
-                if (c < end) out[c] = __nv_fp8_e4m3(v[i] / s);
+                if (c < end) out[c] = fp8_code(v[i], s);
             }
             if (lane == 0) scales[(long long)g * rows + row] = s;
         }
@@ -62,9 +71,9 @@ __device__ void quantize_fp8(const T* x, int k, long long rows, int mode, float 
     if (mode == 0) {
         float amax = 0.f;
         for (int c = threadIdx.x; c < k; c += FP8_QUANT_THREADS) amax = fmaxf(amax, fabsf(to_float(in[c])));
-        s = fmaxf(block_max(amax, warp_max) / 448.f, min_scale);
+        s = fp8_token_scale(block_max<FP8_QUANT_THREADS>(amax, warp_max), min_scale);
     }
-    for (int c = threadIdx.x; c < k; c += FP8_QUANT_THREADS) out[c] = __nv_fp8_e4m3(to_float(in[c]) / s);
+    for (int c = threadIdx.x; c < k; c += FP8_QUANT_THREADS) out[c] = fp8_code(to_float(in[c]), s);
     if (threadIdx.x == 0) scales[row] = s;
 }
 

@@ -11,7 +11,8 @@
 //   128 × 128 blocks: y = sum over k groups g of (sum over the group) · sw[n / 128, g] · sx[m, g], sw's grid rows
 //                     ws_ld floats apart
 // Needs k to be a multiple of 16 and 16-byte aligned rows (the host checks); y row-major [rows, n] in the model dtype.
-// Dynamic shared memory: fp8_skinny_smem_bytes(M, k) (M rows of k codes, then their scales).
+// Dynamic shared memory: M rows of k codes, then M · ceil(k / 128) scales (CudaBackend.Fp8SkinnyGemm sizes it).
+// fp8_quant.cu's scale and code helpers come before this file in the translation unit.
 #include "common.cuh"
 
 #define FP8_BLOCK 128
@@ -34,14 +35,14 @@ template <typename T, int M, int THREADS>
 __device__ __forceinline__ void fp8_quantize_rows(const T* __restrict__ x, int rows, int k, int mode, float static_scale,
                                                   float min_scale, unsigned char* sq, float* ss) {
     __shared__ float warp_max[THREADS / 32];
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int tid = threadIdx.x;
     const int chunks = k / 16, groups = (k + FP8_BLOCK - 1) / FP8_BLOCK;
-    // The codes of 16 values at c with scale s (IEEE division, saturating conversion: quantize_fp8's).
+    // The codes of 16 values at c with scale s (quantize_fp8's fp8_code).
     auto store_codes = [&](const float (&v)[16], float s, unsigned char* dst) {
         uint4 packed;
         unsigned char* b = reinterpret_cast<unsigned char*>(&packed);
 #pragma unroll
-        for (int i = 0; i < 16; i++) b[i] = __nv_fp8_e4m3(v[i] / s).__x;
+        for (int i = 0; i < 16; i++) b[i] = fp8_code(v[i], s).__x;
         *reinterpret_cast<uint4*>(dst) = packed;
     };
     auto load_chunk = [&](const T* row, int c, float (&v)[16]) {
@@ -70,7 +71,7 @@ __device__ __forceinline__ void fp8_quantize_rows(const T* __restrict__ x, int r
                 }
 #pragma unroll
                 for (int offset = 1; offset < 8; offset <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
-                const float s = fmaxf(amax, min_scale) / 448.f;
+                const float s = fp8_group_scale(amax, min_scale);
                 if (j < chunks) {
                     store_codes(v, s, sq + (long long)m * k + j * 16);
                     if ((j & 7) == 0) ss[m * groups + j / 8] = s;
@@ -87,15 +88,8 @@ __device__ __forceinline__ void fp8_quantize_rows(const T* __restrict__ x, int r
 #pragma unroll
                 for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(v[i]));
             }
-#pragma unroll
-            for (int offset = 16; offset > 0; offset >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
-            if (lane == 0) warp_max[warp] = amax;
-            __syncthreads();
-            amax = warp_max[0];
-#pragma unroll
-            for (int w = 1; w < THREADS / 32; w++) amax = fmaxf(amax, warp_max[w]);
+            s = fp8_token_scale(block_max<THREADS>(amax, warp_max), min_scale);
             __syncthreads();   // warp_max is read before the next row writes it
-            s = fmaxf(amax / 448.f, min_scale);
         }
         for (int j = tid; j < chunks; j += THREADS) {
             float v[16];
