@@ -39,8 +39,9 @@ public sealed unsafe partial class CudaBackend
     // The same 16-byte alignment for the input's group scales, whose rows are the GEMM's rows.
     private const int BlockScaledRows = 4;
 
-    private readonly nint[] _fp8SkinnyKernels = new nint[12];   // CUDA or tensor cores × per-row or block scales × 1, 2, 4 rows
-    private readonly int[] _fp8SkinnySharedBytes = new int[12];  // the dynamic shared memory each was allowed
+    // CUDA cores, tensor cores in blocks of 4 or 8 warps × per-row or block scales × 1, 2, 4 or 8 rows (CUDA cores: up to 4).
+    private readonly nint[] _fp8SkinnyKernels = new nint[3 * 2 * 4];
+    private readonly int[] _fp8SkinnySharedBytes = new int[3 * 2 * 4];  // the dynamic shared memory each was allowed
 
     // The FP8 layer being run: the skinny kernel quantizes its input itself, so it reads the unquantized rows (also when
     // the tuner times it from inside Choice).
@@ -235,20 +236,22 @@ public sealed unsafe partial class CudaBackend
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
     /// <summary>
-    /// The FP8 layer of 1, 2 or 4 rows on CUDA cores or tensor cores (<c>fp8_skinny_gemm.cu</c>), its input quantization
-    /// included: the unquantized rows of <see cref="_fp8Layer"/> in, <paramref name="y"/> (the model dtype) out. Both are
-    /// candidates the tuner times.
+    /// The FP8 layer of a few rows on CUDA cores (1, 2 or 4) or tensor cores (1, 2, 4 or 8 rows; blocks of
+    /// <paramref name="warps"/> = 4 or 8 warps) (<c>fp8_skinny_gemm.cu</c>), its input quantization included: the
+    /// unquantized rows of <see cref="_fp8Layer"/> in, <paramref name="y"/> (the model dtype) out. All are candidates the
+    /// tuner times.
     /// </summary>
-    private void Fp8SkinnyGemm(int rows, Tensor weight, Tensor y, bool tensorCores)
+    private void Fp8SkinnyGemm(int rows, Tensor weight, Tensor y, int warps)
     {
         (Tensor x, ActivationQuantization activations) = _fp8Layer ?? throw new InvalidOperationException("the FP8 skinny kernel runs inside an FP8 layer");
         int bucket = SkinnyBucket(rows), n = weight.Rows, k = (int)weight.Columns;
-        bool blocks = weight.Scales!.Shape.Length == 2;
-        int index = (tensorCores ? 6 : 0) + (blocks ? 3 : 0) + System.Numerics.BitOperations.Log2((uint)bucket);
+        bool blocks = weight.Scales!.Shape.Length == 2, tensorCores = warps > 0;
+        int variant = warps switch { 0 => 0, 4 => 1, 8 => 2, _ => throw new ArgumentOutOfRangeException(nameof(warps)) };
+        int index = variant * 8 + (blocks ? 4 : 0) + System.Numerics.BitOperations.Log2((uint)bucket);
         ref nint function = ref _fp8SkinnyKernels[index];
         if (function == 0)
         {
-            function = _kernels.Function($"fp8_skinny_gemm{(tensorCores ? "_tc" : "")}{(blocks ? "_blocks" : "")}_{_suffix}_m{bucket}");
+            function = _kernels.Function($"fp8_skinny_gemm{(tensorCores ? $"_tc{warps}" : "")}{(blocks ? "_blocks" : "")}_{_suffix}_m{bucket}");
         }
 
         // The block's quantized rows and their scales (one per group of 128 at most).
@@ -263,8 +266,8 @@ public sealed unsafe partial class CudaBackend
         ulong xp = (ulong)x.Data, wp = (ulong)weight.Data, ws = (ulong)weight.Scales.Data, yp = (ulong)y.Data;
         int ld = blocks ? weight.Scales.Shape[1] : 0;
         void** args = stackalloc void*[] { &xp, &rows, &mode, &staticScale, &minScale, &wp, &ws, &ld, &n, &k, &yp };
-        // CUDA cores: 8 warps, a column each; tensor cores: 4 warps on 16 columns (FP8_TC_WARPS).
-        int threads = tensorCores ? 128 : SkinnyThreads, columnsPerBlock = tensorCores ? 16 : SkinnyThreads / 32;
+        // CUDA cores: 8 warps, a column each; tensor cores: the warps on 16 columns.
+        int threads = tensorCores ? 32 * warps : SkinnyThreads, columnsPerBlock = tensorCores ? 16 : SkinnyThreads / 32;
         _kernels.Launch(function, "fp8_skinny_gemm", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, (uint)threads, args, (uint)sharedBytes);
     }
 

@@ -18,7 +18,10 @@ internal enum GemmPolicy
     /// <summary>The skinny kernels wherever they apply, else cuBLASLt's first candidate (tests).</summary>
     Skinny,
 
-    /// <summary>As <see cref="Skinny"/>, but FP8 layers of 1–4 rows take the tensor-core skinny kernel (tests).</summary>
+    /// <summary>
+    /// As <see cref="Skinny"/>, but FP8 layers of 1–4 rows take the tensor-core skinny kernel, in blocks of
+    /// <see cref="CudaBackend.Fp8TensorCoreWarps"/> warps (tests); with either policy FP8 layers of 5–8 rows take it.
+    /// </summary>
     SkinnyTensorCores,
 
     /// <summary>cuBLASLt's candidate <see cref="CudaBackend.LtCandidate"/> (tests).</summary>
@@ -51,10 +54,16 @@ public sealed unsafe partial class CudaBackend
     /// <summary>Which of cuBLASLt's heuristic candidates <see cref="GemmPolicy.CublasLt"/> runs (0: its first pick).</summary>
     internal int LtCandidate { get; set; }
 
+    /// <summary>The block size, 4 or 8 warps, of the tensor-core FP8 skinny kernel under the skinny policies (tests).</summary>
+    internal int Fp8TensorCoreWarps { get; set; } = 4;
+
     private enum GemmKernel : byte { CublasLt, CublasGemmEx, Skinny, SkinnyFp8, SkinnyFp8TensorCores }
 
-    /// <summary>What runs one GEMM; <see cref="Candidate"/> is the algorithm's rank in cuBLASLt's heuristic (for the log).</summary>
-    private readonly record struct GemmChoice(GemmKernel Kernel, CublasLt.MatmulAlgo Algo = default, int Candidate = 0);
+    /// <summary>
+    /// What runs one GEMM; <see cref="Candidate"/> is the algorithm's rank in cuBLASLt's heuristic (for the log),
+    /// <see cref="Warps"/> the block size of the tensor-core FP8 skinny kernel.
+    /// </summary>
+    private readonly record struct GemmChoice(GemmKernel Kernel, CublasLt.MatmulAlgo Algo = default, int Candidate = 0, int Warps = 0);
 
     /// <summary>What a cuBLASLt plan depends on besides the rows: pointers aligned to fewer bytes take other algorithms.</summary>
     private readonly record struct GemmShape(int N, int K, DType Input, DType Output, bool FusedBias, int Alignment, Fp8Scaling Scaling);
@@ -127,8 +136,10 @@ public sealed unsafe partial class CudaBackend
         bool fp8 = plan.Shape.Scaling != Fp8Scaling.None;
         switch (GemmPolicy)
         {
-            case GemmPolicy.Skinny or GemmPolicy.SkinnyTensorCores when fp8 && bucket <= SkinnyCudaCoreRows && y.DType == ActivationDType:
-                return new GemmChoice(GemmPolicy == GemmPolicy.Skinny ? GemmKernel.SkinnyFp8 : GemmKernel.SkinnyFp8TensorCores);
+            case GemmPolicy.Skinny when fp8 && bucket <= SkinnyCudaCoreRows && y.DType == ActivationDType:
+                return new GemmChoice(GemmKernel.SkinnyFp8);
+            case GemmPolicy.Skinny or GemmPolicy.SkinnyTensorCores when fp8 && bucket <= SkinnyFp8TensorCoreRows && y.DType == ActivationDType:
+                return new GemmChoice(GemmKernel.SkinnyFp8TensorCores, Warps: Fp8TensorCoreWarps);
             case GemmPolicy.Skinny or GemmPolicy.SkinnyTensorCores when SkinnyGemmFits(x, rows, weight, y):
                 return new GemmChoice(GemmKernel.Skinny);
             case GemmPolicy.CublasGemmEx when !fp8:
@@ -212,11 +223,8 @@ public sealed unsafe partial class CudaBackend
             case GemmKernel.Skinny:
                 SkinnyGemm(x, rows, weight, y);
                 break;
-            case GemmKernel.SkinnyFp8:
-                Fp8SkinnyGemm(rows, weight, y, tensorCores: false);
-                break;
-            case GemmKernel.SkinnyFp8TensorCores:
-                Fp8SkinnyGemm(rows, weight, y, tensorCores: true);
+            case GemmKernel.SkinnyFp8 or GemmKernel.SkinnyFp8TensorCores:
+                Fp8SkinnyGemm(rows, weight, y, choice.Warps);
                 break;
             case GemmKernel.CublasGemmEx:
                 CublasGemmEx(x, rows, weight, y);
@@ -310,7 +318,12 @@ public sealed unsafe partial class CudaBackend
             if (rows <= SkinnyCudaCoreRows && y.DType == ActivationDType)
             {
                 candidates.Add(new GemmChoice(GemmKernel.SkinnyFp8));
-                candidates.Add(new GemmChoice(GemmKernel.SkinnyFp8TensorCores));
+            }
+
+            if (rows <= SkinnyFp8TensorCoreRows && y.DType == ActivationDType)
+            {
+                candidates.Add(new GemmChoice(GemmKernel.SkinnyFp8TensorCores, Warps: 4));
+                candidates.Add(new GemmChoice(GemmKernel.SkinnyFp8TensorCores, Warps: 8));
             }
 
             return candidates.Count > 0 ? candidates : throw NoFp8Gemm(plan, rows);
@@ -360,12 +373,29 @@ public sealed unsafe partial class CudaBackend
     /// <summary>
     /// Every kernel the tuner would time for this GEMM at <paramref name="rows"/> rows, each timed over
     /// <paramref name="repeats"/> back-to-back launches (<c>celer bench gemm</c>), with the label of <see cref="Label"/>.
+    /// An FP8 <paramref name="weight"/> needs its layer's <paramref name="activations"/>; each kernel's time then includes
+    /// the input quantization, as the tuner times it.
     /// </summary>
-    public IReadOnlyList<(string Kernel, double Seconds)> TimeGemmKernels(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, int repeats)
+    public IReadOnlyList<(string Kernel, double Seconds)> TimeGemmKernels(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, int repeats,
+        ActivationQuantization? activations = null)
     {
-        GemmPlan plan = Plan(x, weight, bias, y);
-        using SafeCudaEventHandle start = NewEvent(), end = NewEvent();
-        return [.. Candidates(plan, x, rows, weight, y).Select(c => (Label(c), TimeGemm(plan, c, x, rows, weight, bias, y, repeats, start, end) / 1e3))];
+        if ((weight.DType == DType.F8E4M3) != (activations is not null))
+        {
+            throw new ArgumentException($"'{weight.Name}' is {weight.DType}: an FP8 weight's GEMM, and only it, takes its input quantization.");
+        }
+
+        Tensor input = activations is null ? x : Fp8Input(x.Rows, (int)weight.Columns);
+        _fp8Layer = activations is null ? null : (x, activations);
+        try
+        {
+            GemmPlan plan = Plan(input, weight, bias, y);
+            using SafeCudaEventHandle start = NewEvent(), end = NewEvent();
+            return [.. Candidates(plan, input, rows, weight, y).Select(c => (Label(c), TimeGemm(plan, c, input, rows, weight, bias, y, repeats, start, end) / 1e3))];
+        }
+        finally
+        {
+            _fp8Layer = null;
+        }
     }
 
     /// <summary>
@@ -378,12 +408,12 @@ public sealed unsafe partial class CudaBackend
             .GroupBy(e => e.Key)
             .ToDictionary(g => g.Key, g => Label(g.First().Value));
 
-    /// <summary>"skinny", "skinny fp8", "cublasLt #rank" or "cublasGemmEx".</summary>
+    /// <summary>"skinny", "skinny fp8", "skinny fp8 tc4" (or tc8: warps per block), "cublasLt #rank" or "cublasGemmEx".</summary>
     private static string Label(GemmChoice choice) => choice switch
     {
         { Kernel: GemmKernel.Skinny } => "skinny",
         { Kernel: GemmKernel.SkinnyFp8 } => "skinny fp8",
-        { Kernel: GemmKernel.SkinnyFp8TensorCores } => "skinny fp8 tc",
+        { Kernel: GemmKernel.SkinnyFp8TensorCores } => $"skinny fp8 tc{choice.Warps}",
         { Kernel: GemmKernel.CublasGemmEx } => "cublasGemmEx",
         _ => $"cublasLt #{choice.Candidate + 1}",
     };

@@ -37,18 +37,21 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     [InlineData(Fp8WeightScales.PerBlock, ActivationScaling.DynamicPerTokenGroup, 14336, "128", true, DType.BF16)]
     public void Fp8_linear_matches_the_cpu_w8a8_at_every_row_count(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias, DType dtype)
     {
-        foreach (GemmPolicy policy in new[] { GemmPolicy.Tune, GemmPolicy.Skinny, GemmPolicy.SkinnyTensorCores, GemmPolicy.CublasLt })
+        foreach ((GemmPolicy policy, int warps) in Policies)
         {
-            Compare(kind, scaling, k, parts, withBias, dtype, policy);
+            Compare(kind, scaling, k, parts, withBias, dtype, policy, warps);
         }
     }
 
     /// <summary>
-    /// One backend per kernel choice: the tuner's (what serving runs), the CUDA-core and the tensor-core skinny FP8 kernels
-    /// forced where they apply (1 to 4 rows; cuBLASLt beyond), cuBLASLt's first candidate forced (block scales at 1 to 3
-    /// rows run 4).
+    /// One backend per kernel choice: the tuner's (what serving runs), the CUDA-core skinny FP8 kernel (1 to 4 rows; the
+    /// tensor-core one at 5 to 8), the tensor-core one in blocks of 4 and of 8 warps (1 to 8 rows), forced where they
+    /// apply (cuBLASLt beyond), and cuBLASLt's first candidate forced (block scales at 1 to 3 rows run 4).
     /// </summary>
-    private void Compare(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias, DType dtype, GemmPolicy policy)
+    private static readonly (GemmPolicy Policy, int Warps)[] Policies =
+        [(GemmPolicy.Tune, 4), (GemmPolicy.Skinny, 4), (GemmPolicy.SkinnyTensorCores, 4), (GemmPolicy.SkinnyTensorCores, 8), (GemmPolicy.CublasLt, 4)];
+
+    private void Compare(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias, DType dtype, GemmPolicy policy, int warps)
     {
         Gpu.Require();
         int[] partRows = [.. parts.Split(',').Select(int.Parse)];
@@ -63,16 +66,16 @@ public sealed unsafe class Fp8GemmTests : IDisposable
             GroupSize: scaling == ActivationScaling.DynamicPerTokenGroup ? CudaBackend.Fp8ScaleBlock : 0);
 
         using var cpu = new CpuBackend(DType.F32);
-        using var gpu = new CudaBackend(Gpu.Device, dtype) { GemmPolicy = policy };
+        using var gpu = new CudaBackend(Gpu.Device, dtype) { GemmPolicy = policy, Fp8TensorCoreWarps = warps };
         Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadStacked("w", [.. weights.Select(Dequantized)]), cy = cpu.Allocate("y", DType.F32, capacity, n);
         Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadStacked("w", weights), gy = gpu.Allocate("y", dtype, capacity, n);
         Tensor? cb = withBias ? cpu.LoadWeight(bias) : null, gb = withBias ? gpu.LoadWeight(bias) : null;
-        foreach (int rows in new[] { 1, 2, 3, 4, 17, 64, 300, 598 })
+        foreach (int rows in new[] { 1, 2, 3, 4, 5, 8, 17, 64, 300, 598 })
         {
             cpu.Linear(cx, rows, cw, cb, cy, activations);
             gpu.Linear(gx, rows, gw, gb, gy, activations);
             double error = HostTensors.RelativeError(HostTensors.Read(gpu, gy, rows), HostTensors.Read(cpu, cy, rows));
-            Assert.True(error < Tolerance, $"{policy}, {rows} rows: relative error {error}");
+            Assert.True(error < Tolerance, $"{policy} ({warps} warps), {rows} rows: relative error {error}");
         }
 
         if (policy == GemmPolicy.Tune)
@@ -86,8 +89,8 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     /// <summary>
     /// The input quantization bit for bit: through an identity weight (E4M3 1.0, scale 1) in an fp32 model each output is
     /// one exact product, code(x / s) · s, so the GPU's codes and scales must equal the CPU's (<c>Fp8Activations</c>)
-    /// exactly, in every scheme: on the two skinny kernels, which quantize inside the GEMM (1 and 3 rows), and on
-    /// <c>quantize_fp8</c> before cuBLASLt (1, 3 and 37 rows).
+    /// exactly, in every scheme: on the skinny kernels, which quantize inside the GEMM (1, 3 and 6 rows; the tensor-core
+    /// one in blocks of 4 and 8 warps), and on <c>quantize_fp8</c> before cuBLASLt (1, 3, 6 and 37 rows).
     /// </summary>
     [Theory]
     [InlineData(Fp8WeightScales.PerChannel, ActivationScaling.DynamicPerToken)]
@@ -116,11 +119,11 @@ public sealed unsafe class Fp8GemmTests : IDisposable
 
         using var cpu = new CpuBackend(DType.F32);
         Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadWeight(Dequantized(identity)), cy = cpu.Allocate("y", DType.F32, capacity, k);
-        foreach (GemmPolicy policy in new[] { GemmPolicy.Skinny, GemmPolicy.SkinnyTensorCores, GemmPolicy.CublasLt })
+        foreach ((GemmPolicy policy, int warps) in Policies.Where(p => p.Policy != GemmPolicy.Tune))
         {
-            using var gpu = new CudaBackend(Gpu.Device, DType.F32) { GemmPolicy = policy };
+            using var gpu = new CudaBackend(Gpu.Device, DType.F32) { GemmPolicy = policy, Fp8TensorCoreWarps = warps };
             Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadWeight(identity), gy = gpu.Allocate("y", DType.F32, capacity, k);
-            foreach (int rows in new[] { 1, 3, 37 })
+            foreach (int rows in new[] { 1, 3, 6, 37 })
             {
                 cpu.Linear(cx, rows, cw, null, cy, activations);
                 gpu.Linear(gx, rows, gw, null, gy, activations);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec espec structured attention throughput serve coldstart sleep hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tokenizers tests gemm fp8gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec espec structured attention throughput serve coldstart sleep hf" bash tools/gpu/run-all.sh
 # (tp: tensor parallelism on a machine of two GPUs, run only when named. draft: trains celer-tiny-py's draft model into $OUT, which the spec stage then measures; minutes of training, so
 # it runs only when named. eagle: trains celer-tiny-py's EAGLE-3 head and the engine's reference drafts (eagle3-fixture.json)
 # into $OUT; minutes too, so only when named. espec: EAGLE-3 speculative decoding measured (celer-tiny-py's head on real
@@ -12,7 +12,7 @@
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tokenizers tests gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec espec structured attention throughput serve coldstart sleep hf}"
+STAGES="${STAGES:-templates tokenizers tests gemm fp8gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec espec structured attention throughput serve coldstart sleep hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -266,6 +266,16 @@ fi
 if has gemm; then
   stage "celer bench gemm (the decode and prefill GEMMs alone, every candidate kernel)"
   timeout 300 publish/gpu/celer bench gemm --model "$MODEL" --rows 1,8,16,32,64,128,256,4096 --output-json "$OUT/gemm-kernels.json" || status=1
+fi
+if has fp8gemm; then
+  # The FP8 W8A8 decode GEMMs alone (every candidate the tuner times, input quantization included), per-channel and
+  # block-scaled; then online FP8 decode (ptpc_fp8: per-channel codes of the dummy bf16 weights, per-token inputs) at
+  # the skinny kernels' row counts.
+  for scales in per-channel block; do
+    stage "celer bench gemm --fp8 $scales"
+    timeout 300 publish/gpu/celer bench gemm --model "$MODEL" --fp8 "$scales" --rows 1,2,4,8 --output-json "$OUT/gemm-fp8-$scales.json" || status=1
+  done
+  for b in ${FP8_BATCHES:-1 4 8}; do latency "latency-ptpc-fp8-bs$b" "$b" 128 256 -q ptpc_fp8; done
 fi
 if has attention; then
   stage "celer bench attention (the attention operator alone)"

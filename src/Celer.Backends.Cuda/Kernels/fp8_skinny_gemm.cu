@@ -30,11 +30,13 @@ __device__ __forceinline__ void decode_e4m3x16(const uint4& v, float (&f)[16]) {
 
 // Quantizes rows [0, rows) of x [*, k] as quantize_fp8 does (mode 0: dynamic per token, 1: static, 2: dynamic per group
 // of 128), the codes to sq[m * k + c] and the scales to ss[m * groups + g] (modes 0 and 1: ss[m * groups]), by the whole
-// block (THREADS threads), each thread 16 consecutive values at a time; ends with a barrier.
+// block (THREADS threads), each thread 16 consecutive values at a time; ends with a barrier. The rows go together: each
+// pass issues every row's loads of a chunk before using them and the per-token maxima share one round of barriers, so
+// the prologue costs about the same latency at four rows as at one (it runs while the first weight loads are in flight).
 template <typename T, int M, int THREADS>
 __device__ __forceinline__ void fp8_quantize_rows(const T* __restrict__ x, int rows, int k, int mode, float static_scale,
                                                   float min_scale, unsigned char* sq, float* ss) {
-    __shared__ float warp_max[THREADS / 32];
+    __shared__ float warp_max[M][THREADS / 32];
     const int tid = threadIdx.x;
     const int chunks = k / 16, groups = (k + FP8_BLOCK - 1) / FP8_BLOCK;
     // The codes of 16 values at c with scale s (quantize_fp8's fp8_code).
@@ -45,8 +47,9 @@ __device__ __forceinline__ void fp8_quantize_rows(const T* __restrict__ x, int r
         for (int i = 0; i < 16; i++) b[i] = fp8_code(v[i], s).__x;
         *reinterpret_cast<uint4*>(dst) = packed;
     };
-    auto load_chunk = [&](const T* row, int c, float (&v)[16]) {
+    auto load_chunk = [&](int m, int c, float (&v)[16]) {
         constexpr int V = Vec16<T>::N;
+        const T* row = x + (long long)m * k;
 #pragma unroll
         for (int h = 0; h < 16 / V; h++) {
             float part[V];
@@ -55,17 +58,16 @@ __device__ __forceinline__ void fp8_quantize_rows(const T* __restrict__ x, int r
             for (int i = 0; i < V; i++) v[h * V + i] = part[i];
         }
     };
+    if (mode == 2) {
+        // A group of 128 is 8 consecutive chunks: 8 consecutive lanes of one warp, whose absmax they share.
+        for (int j0 = 0; j0 < chunks; j0 += THREADS) {
+            const int j = j0 + tid;
 #pragma unroll
-    for (int m = 0; m < M; m++) {
-        if (m >= rows) break;
-        const T* row = x + (long long)m * k;
-        if (mode == 2) {
-            // A group of 128 is 8 consecutive chunks: 8 consecutive lanes of one warp, whose absmax they share.
-            for (int j0 = 0; j0 < chunks; j0 += THREADS) {
-                const int j = j0 + tid;
+            for (int m = 0; m < M; m++) {
+                if (m >= rows) break;
                 float v[16], amax = 0.f;
                 if (j < chunks) {
-                    load_chunk(row, j * 16, v);
+                    load_chunk(m, j * 16, v);
 #pragma unroll
                     for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(v[i]));
                 }
@@ -77,26 +79,48 @@ __device__ __forceinline__ void fp8_quantize_rows(const T* __restrict__ x, int r
                     if ((j & 7) == 0) ss[m * groups + j / 8] = s;
                 }
             }
-            continue;
         }
-        float s = static_scale;
-        if (mode == 0) {
-            float amax = 0.f;
-            for (int j = tid; j < chunks; j += THREADS) {
-                float v[16];
-                load_chunk(row, j * 16, v);
+        __syncthreads();
+        return;
+    }
+
+    float s[M];
 #pragma unroll
-                for (int i = 0; i < 16; i++) amax = fmaxf(amax, fabsf(v[i]));
-            }
-            s = fp8_token_scale(block_max<THREADS>(amax, warp_max), min_scale);
-            __syncthreads();   // warp_max is read before the next row writes it
-        }
+    for (int m = 0; m < M; m++) s[m] = static_scale;
+    if (mode == 0) {
+        float amax[M];
+#pragma unroll
+        for (int m = 0; m < M; m++) amax[m] = 0.f;
         for (int j = tid; j < chunks; j += THREADS) {
-            float v[16];
-            load_chunk(row, j * 16, v);
-            store_codes(v, s, sq + (long long)m * k + j * 16);
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+                if (m < rows) {
+                    float v[16];
+                    load_chunk(m, j * 16, v);
+#pragma unroll
+                    for (int i = 0; i < 16; i++) amax[m] = fmaxf(amax[m], fabsf(v[i]));
+                }
+            }
         }
-        if (tid == 0) ss[m * groups] = s;
+        // One shared array per row: no barrier between the rows' reductions.
+#pragma unroll
+        for (int m = 0; m < M; m++)
+            if (m < rows) s[m] = fp8_token_scale(block_max<THREADS>(amax[m], warp_max[m]), min_scale);
+    }
+    for (int j = tid; j < chunks; j += THREADS) {
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            if (m < rows) {
+                float v[16];
+                load_chunk(m, j * 16, v);
+                store_codes(v, s[m], sq + (long long)m * k + j * 16);
+            }
+        }
+    }
+    if (tid == 0) {
+#pragma unroll
+        for (int m = 0; m < M; m++)
+            if (m < rows) ss[m * groups] = s[m];
     }
     __syncthreads();
 }
@@ -184,15 +208,21 @@ CELER_FOR_DTYPES(FP8_SKINNY_ENTRY_POINTS)
 
 // The tensor-core variant (sm_89+: mma.sync m16n8k32 on E4M3): the weight codes go to the MMA as stored, where the
 // CUDA-core kernel above converts both operands' codes to fp32 one by one (about five instructions per code, which at
-// one row leaves the kernel short of the copy rate). A block of FP8_TC_WARPS warps computes 16 output columns for up
-// to 8 rows (W's 16 rows as A, the quantized rows as B), each warp over its own run of 64-k chunks (whole 128-groups
-// with block scales), summed through shared memory at the end. As in skinny_gemm.cu's tensor-core kernel the
-// fragments come straight from 16-byte loads: lane (g, t) loads 16 codes of W rows g and g + 8 and of input row g at
-// k offset 16t of a chunk, and MMA step s (two per chunk) takes logical k 4t..4t+3 from word 2s of those vectors and
-// 16 + 4t..16 + 4t + 3 from word 2s + 1: A and B are permuted alike, so the dot products are unchanged. Block scales:
-// each 128-group is summed on its own and added times its weight and input scales; per-row scales multiply the sum.
+// one row leaves the kernel short of the copy rate). A block of TC_WARPS warps computes 16 output columns for up to 8
+// rows (W's 16 rows as A, the quantized rows as B: the MMA's 8 columns), each warp over its own run of 64-k chunks
+// (whole 128-groups with block scales), summed through shared memory at the end. As in skinny_gemm.cu's tensor-core
+// kernel the fragments come straight from 16-byte loads: lane (g, t) loads 16 codes of W rows g and g + 8 and of input
+// row g at k offset 16t of a chunk, and MMA step s (two per chunk) takes logical k 4t..4t+3 from word 2s of those
+// vectors and 16 + 4t..16 + 4t + 3 from word 2s + 1: A and B are permuted alike, so the dot products are unchanged.
+// Block scales: each 128-group is summed on its own and added times its weight and input scales; per-row scales
+// multiply the sum.
+// The weights stream through two register stages of FP8_TC_CHUNKS chunks: both are requested before the wait on the
+// previous kernel and the input quantization, and each stage is requested again as soon as its MMAs are issued, so a
+// warp always has one stage's loads in flight while it computes the other (with one stage, every round trip to memory
+// left the warp idle: a k = 4096 layer was four of them back to back). 4 or 8 warps per block are both compiled: more
+// warps split k finer, which puts more of a small layer's bytes in flight at once; the tuner times both.
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 890
-#define FP8_TC_WARPS 4
+#define FP8_TC_CHUNKS 4
 
 __device__ __forceinline__ void fp8_mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
     asm("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
@@ -202,16 +232,16 @@ __device__ __forceinline__ void fp8_mma(float (&c)[4], const unsigned (&a)[4], u
 
 __device__ __forceinline__ unsigned fp8_word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
-template <typename T, int M, bool BLOCKS>
+template <typename T, int M, bool BLOCKS, int TC_WARPS>
 __device__ void fp8_skinny_gemm_tc(const T* __restrict__ x, int rows, int mode, float static_scale, float min_scale,
                                    const unsigned char* __restrict__ wq, const float* __restrict__ ws, int ws_ld, int n,
                                    int k, T* __restrict__ y, unsigned char* smem) {
-    constexpr int U = 4;   // 64-k chunks in flight per lane
-    __shared__ float partial[FP8_TC_WARPS][4][32];
+    constexpr int U = FP8_TC_CHUNKS;
+    __shared__ float partial[TC_WARPS][4][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const long long n0 = (long long)blockIdx.x * 16;
     const int chunks = (k + 63) / 64, groups = (k + FP8_BLOCK - 1) / FP8_BLOCK;
-    int per = (chunks + FP8_TC_WARPS - 1) / FP8_TC_WARPS;
+    int per = (chunks + TC_WARPS - 1) / TC_WARPS;
     if (BLOCKS) per = (per + 1) & ~1;   // whole 128-groups
     const int c0 = min(chunks, warp * per), c1 = min(chunks, c0 + per);
     // Columns past n (the last block) are computed from row n - 1 and dropped.
@@ -220,8 +250,8 @@ __device__ void fp8_skinny_gemm_tc(const T* __restrict__ x, int rows, int mode, 
     const uint4 zero = make_uint4(0, 0, 0, 0);
     // A lane's 16 codes of chunk c lie wholly inside k or wholly past it (k is a multiple of 16).
     auto in_k = [&](int c) { return 64 * c + 16 * t < k; };
-    uint4 va[U], vb[U];
-    auto load = [&](int c) {
+    // One register stage: chunks c .. c + U - 1 of W's two rows (zeros past the warp's run or k: no load).
+    auto load = [&](uint4 (&va)[U], uint4 (&vb)[U], int c) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const bool ok = c + u < c1 && in_k(c + u);
@@ -229,14 +259,16 @@ __device__ void fp8_skinny_gemm_tc(const T* __restrict__ x, int rows, int mode, 
             vb[u] = ok ? __ldcs(reinterpret_cast<const uint4*>(wb + 64LL * (c + u))) : zero;
         }
     };
-    load(c0);   // weights before the wait, as the CUDA-core kernel
+    uint4 a0[U], b0[U], a1[U], b1[U];
+    load(a0, b0, c0);   // weights before the wait, as the CUDA-core kernel
+    load(a1, b1, c0 + U);
     celer_pdl_begin();
     unsigned char* sq = smem;
     float* ss = reinterpret_cast<float*>(smem + M * k);
-    fp8_quantize_rows<T, M, FP8_TC_WARPS * 32>(x, rows, k, mode, static_scale, min_scale, sq, ss);
+    fp8_quantize_rows<T, M, TC_WARPS * 32>(x, rows, k, mode, static_scale, min_scale, sq, ss);
 
     float acc[4] = {0.f, 0.f, 0.f, 0.f}, part[4] = {0.f, 0.f, 0.f, 0.f};
-    for (int c = c0; c < c1; c += U) {
+    auto compute = [&](const uint4 (&va)[U], const uint4 (&vb)[U], int c) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int cu = c + u;
@@ -260,7 +292,12 @@ __device__ void fp8_skinny_gemm_tc(const T* __restrict__ x, int rows, int mode, 
                 }
             }
         }
-        load(c + U);
+    };
+    for (int c = c0; c < c1; c += 2 * U) {
+        compute(a0, b0, c);
+        load(a0, b0, c + 2 * U);
+        compute(a1, b1, c + U);
+        load(a1, b1, c + 3 * U);
     }
 
 #pragma unroll
@@ -271,7 +308,7 @@ __device__ void fp8_skinny_gemm_tc(const T* __restrict__ x, int rows, int mode, 
         for (int i = 0; i < 4; i++) {
             float sum = 0.f;
 #pragma unroll
-            for (int v = 0; v < FP8_TC_WARPS; v++) sum += partial[v][i][lane];
+            for (int v = 0; v < TC_WARPS; v++) sum += partial[v][i][lane];
             const int m = 2 * t + (i & 1);
             const long long col = n0 + g + 8 * (i >> 1);
             if (m < rows && col < n) y[(long long)m * n + col] = from_float<T>(BLOCKS ? sum : sum * ws[col] * ss[m * groups]);
@@ -279,17 +316,22 @@ __device__ void fp8_skinny_gemm_tc(const T* __restrict__ x, int rows, int mode, 
     }
 }
 
-#define FP8_SKINNY_TC_ENTRY(S, T, M, BLOCKS, NAME)                                                                    \
-    extern "C" __global__ void __launch_bounds__(FP8_TC_WARPS * 32) NAME(const T* x, int rows, int mode,               \
-        float static_scale, float min_scale, const unsigned char* wq, const float* ws, int ws_ld, int n, int k, T* y) { \
+#define FP8_SKINNY_TC_ENTRY(S, T, M, BLOCKS, W, NAME)                                                                 \
+    extern "C" __global__ void __launch_bounds__(W * 32) NAME(const T* x, int rows, int mode, float static_scale,    \
+        float min_scale, const unsigned char* wq, const float* ws, int ws_ld, int n, int k, T* y) {                   \
         extern __shared__ __align__(16) unsigned char fp8_skinny_smem[];                                              \
-        fp8_skinny_gemm_tc<T, M, BLOCKS>(x, rows, mode, static_scale, min_scale, wq, ws, ws_ld, n, k, y, fp8_skinny_smem); \
+        fp8_skinny_gemm_tc<T, M, BLOCKS, W>(x, rows, mode, static_scale, min_scale, wq, ws, ws_ld, n, k, y, fp8_skinny_smem); \
     }
-#define FP8_SKINNY_TC_ENTRY_POINTS(S, T)                                                                              \
-    FP8_SKINNY_TC_ENTRY(S, T, 1, false, fp8_skinny_gemm_tc_##S##_m1) FP8_SKINNY_TC_ENTRY(S, T, 2, false, fp8_skinny_gemm_tc_##S##_m2) \
-    FP8_SKINNY_TC_ENTRY(S, T, 4, false, fp8_skinny_gemm_tc_##S##_m4)                                                  \
-    FP8_SKINNY_TC_ENTRY(S, T, 1, true, fp8_skinny_gemm_tc_blocks_##S##_m1)                                            \
-    FP8_SKINNY_TC_ENTRY(S, T, 2, true, fp8_skinny_gemm_tc_blocks_##S##_m2)                                            \
-    FP8_SKINNY_TC_ENTRY(S, T, 4, true, fp8_skinny_gemm_tc_blocks_##S##_m4)
+// fp8_skinny_gemm_tc{4,8}[_blocks]_<dtype>_m{1,2,4,8}: warps per block, block scales, rows.
+#define FP8_SKINNY_TC_WARPS(S, T, W)                                                                                  \
+    FP8_SKINNY_TC_ENTRY(S, T, 1, false, W, fp8_skinny_gemm_tc##W##_##S##_m1)                                          \
+    FP8_SKINNY_TC_ENTRY(S, T, 2, false, W, fp8_skinny_gemm_tc##W##_##S##_m2)                                          \
+    FP8_SKINNY_TC_ENTRY(S, T, 4, false, W, fp8_skinny_gemm_tc##W##_##S##_m4)                                          \
+    FP8_SKINNY_TC_ENTRY(S, T, 8, false, W, fp8_skinny_gemm_tc##W##_##S##_m8)                                          \
+    FP8_SKINNY_TC_ENTRY(S, T, 1, true, W, fp8_skinny_gemm_tc##W##_blocks_##S##_m1)                                    \
+    FP8_SKINNY_TC_ENTRY(S, T, 2, true, W, fp8_skinny_gemm_tc##W##_blocks_##S##_m2)                                    \
+    FP8_SKINNY_TC_ENTRY(S, T, 4, true, W, fp8_skinny_gemm_tc##W##_blocks_##S##_m4)                                    \
+    FP8_SKINNY_TC_ENTRY(S, T, 8, true, W, fp8_skinny_gemm_tc##W##_blocks_##S##_m8)
+#define FP8_SKINNY_TC_ENTRY_POINTS(S, T) FP8_SKINNY_TC_WARPS(S, T, 4) FP8_SKINNY_TC_WARPS(S, T, 8)
 CELER_FOR_DTYPES(FP8_SKINNY_TC_ENTRY_POINTS)
 #endif

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Celer.Backends.Cuda;
 using Celer.Models.Backend;
 using Celer.Models.Config;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Cli.Bench;
@@ -12,7 +13,9 @@ namespace Celer.Cli.Bench;
 /// row counts, with every kernel the GEMM tuner chooses from (cuBLASLt's heuristic candidates, <c>cublasGemmEx</c>, the
 /// skinny kernels), each timed over back-to-back launches as the tuner does. Reports
 /// the weight bytes read per second (decode steps are bound by them) and TFLOP/s, to set against the card's copy and
-/// GEMM ceilings.
+/// GEMM ceilings. With <c>--fp8</c> the projections (not the lm_head) are FP8 W8A8 layers of random E4M3 codes with
+/// per-channel or 128 × 128 block scales, timed with their input quantization (dynamic per token or per group of 128)
+/// as the tuner times them; their weight bytes are a byte per element.
 /// </summary>
 internal static class GemmBenchmark
 {
@@ -23,8 +26,9 @@ internal static class GemmBenchmark
         var rowsOption = new Option<string>("--rows") { DefaultValueFactory = _ => "1,8,16,32,64,128,256,4096", Description = "Row counts, comma-separated." };
         var iters = new Option<int>("--num-iters") { DefaultValueFactory = _ => 20, Description = "Back-to-back launches timed per kernel." };
         var outputJson = new Option<string?>("--output-json") { Description = "Write the results as JSON to this file (none are written without it)." };
+        var fp8 = new Option<string?>("--fp8") { Description = "FP8 W8A8 projections: per-channel (per-token inputs) or block (128 x 128 blocks, per-group inputs)." };
         var command = new Command("gemm", "The CUDA GEMMs of a model's layer alone, every candidate kernel at each row count.");
-        foreach (Option option in new Option[] { model, dtype, rowsOption, iters, outputJson })
+        foreach (Option option in new Option[] { model, dtype, rowsOption, iters, outputJson, fp8 })
         {
             command.Options.Add(option);
         }
@@ -39,6 +43,19 @@ internal static class GemmBenchmark
             };
             int[] rowCounts = [.. result.GetValue(rowsOption)!.Split(',').Select(r => int.TryParse(r, out int v) && v > 0 ? v : throw new ArgumentException($"--rows: '{r}' is not a positive count."))];
             int repeats = result.GetValue(iters);
+            Fp8WeightScales? fp8Scales = result.GetValue(fp8)?.ToLowerInvariant() switch
+            {
+                null => null,
+                "per-channel" => Fp8WeightScales.PerChannel,
+                "block" => Fp8WeightScales.PerBlock,
+                string other => throw new ArgumentException($"--fp8: '{other}' is not per-channel or block."),
+            };
+            ActivationQuantization? activations = fp8Scales switch
+            {
+                null => null,
+                Fp8WeightScales.PerBlock => new ActivationQuantization(ActivationScaling.DynamicPerTokenGroup, GroupSize: CudaBackend.Fp8ScaleBlock),
+                _ => new ActivationQuantization(ActivationScaling.DynamicPerToken),
+            };
             ModelConfig config = ModelConfig.Load(result.GetValue(model)!);
             var output = result.InvocationConfiguration.Output;
 
@@ -54,17 +71,19 @@ internal static class GemmBenchmark
 
             using var backend = new CudaBackend(CudaDevice.Open(), type, ownsDevice: true);
             using var source = new DummyWeightSource(type, seed: 3, materialize: false);
+            using var codes = new RandomFp8Weights(seed: 3);
             var measured = new JsonArray();
             int maxRows = rowCounts.Max();
             foreach ((string name, int n, int k, bool logits) in shapes)
             {
-                Tensor weight = backend.LoadWeight(source.Get(name, n, k));
+                bool quantized = fp8Scales is not null && !logits;
+                Tensor weight = backend.LoadWeight(quantized ? codes.Get(name, n, k, fp8Scales!.Value) : source.Get(name, n, k));
                 Tensor x = backend.LoadWeight(source.Get($"{name}.x", maxRows, k));
                 Tensor y = backend.Allocate($"{name}.y", logits ? DType.F32 : type, maxRows, n);
-                double bytes = (double)n * k * type.ByteSize();
+                double bytes = (double)n * k * (quantized ? 1 : type.ByteSize());
                 foreach (int rows in rowCounts)
                 {
-                    var kernels = backend.TimeGemmKernels(x, rows, weight, null, y, repeats);
+                    var kernels = backend.TimeGemmKernels(x, rows, weight, null, y, repeats, quantized ? activations : null);
                     (string bestKernel, double best) = kernels.MinBy(c => c.Seconds);
                     double cublas = kernels.Where(c => c.Kernel.StartsWith("cublas", StringComparison.Ordinal)).Min(c => c.Seconds);
                     await output.WriteLineAsync(
@@ -79,6 +98,7 @@ internal static class GemmBenchmark
                     measured.Add(new JsonObject
                     {
                         ["weight"] = name,
+                        ["fp8"] = quantized ? fp8Scales.ToString() : null,
                         ["n"] = n,
                         ["k"] = k,
                         ["rows"] = rows,
@@ -98,6 +118,7 @@ internal static class GemmBenchmark
                 ["dtype"] = type.ToString(),
                 ["rows"] = new JsonArray([.. rowCounts.Select(r => (JsonNode)r)]),
                 ["num_iters"] = repeats,
+                ["fp8"] = result.GetValue(fp8),
             };
             if (BenchmarkReport.Write("gemm", Path.GetFileName(Path.GetFullPath(result.GetValue(model)!)), "cuda", parameters,
                     new JsonObject { ["gemms"] = measured }, result.GetValue(outputJson)) is { } path)
