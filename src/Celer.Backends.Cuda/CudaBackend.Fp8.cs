@@ -39,12 +39,11 @@ public sealed unsafe partial class CudaBackend
     // The same 16-byte alignment for the input's group scales, whose rows are the GEMM's rows.
     private const int BlockScaledRows = 4;
 
-    // CUDA cores, tensor cores in blocks of 4 or 8 warps × per-row or block scales × 1, 2, 4 or 8 rows (CUDA cores: up to 4).
-    private readonly nint[] _fp8SkinnyKernels = new nint[3 * 2 * 4];
-    private readonly int[] _fp8SkinnySharedBytes = new int[3 * 2 * 4];  // the dynamic shared memory each was allowed
+    // The skinny kernel in blocks of 4 or 8 warps × per-row or block scales.
+    private readonly nint[] _fp8SkinnyKernels = new nint[2 * 2];
+    private readonly int[] _fp8SkinnySharedBytes = new int[2 * 2];  // the dynamic shared memory each was allowed
 
-    // The FP8 layer being run: the skinny kernel quantizes its input itself, so it reads the unquantized rows (also when
-    // the tuner times it from inside Choice).
+    // The FP8 layer being run, whose input the tuner quantizes before each timed candidate when it times from inside Choice.
     private (Tensor X, ActivationQuantization Activations)? _fp8Layer;
 
     // The quantized input of the layer being computed, sized for the largest layer input at the first eager step.
@@ -74,6 +73,11 @@ public sealed unsafe partial class CudaBackend
             {
                 throw new ModelLoadException($"the parts of '{name}' ({string.Join(", ", parts.Select(p => p.ToString()))}) are not E4M3 matrices of one width and one scale scheme");
             }
+        }
+
+        if (columns % 16 != 0)
+        {
+            throw new ModelLoadException($"'{name}' is an FP8 weight of {columns} columns: the CUDA backend's FP8 GEMMs (and cuBLASLt's) take a multiple of 16.");
         }
 
         int rows = parts.Sum(p => p.Shape[0]);
@@ -183,17 +187,13 @@ public sealed unsafe partial class CudaBackend
         {
             GemmPlan plan = Plan(input, weight, bias, y);
             GemmChoice choice = Choice(plan, input, rows, weight, bias, y);
-            int gemmRows = choice.Kernel == GemmKernel.CublasLt ? LtRows(plan, rows) : rows;
+            int gemmRows = QuantizedRows(plan, choice, rows);
             if (gemmRows > Math.Min(x.Rows, y.Rows))
             {
                 throw new ArgumentException($"'{weight.Name}': a block-scaled FP8 GEMM of {rows} rows runs {gemmRows}, beyond the {Math.Min(x.Rows, y.Rows)} rows of its buffers.");
             }
 
-            if (!QuantizesItsInput(choice))
-            {
-                QuantizeFp8Input(input, gemmRows);
-            }
-
+            QuantizeFp8Input(input, gemmRows);
             RunGemm(plan, choice, input, rows, weight, bias, y);
         }
         finally
@@ -202,13 +202,22 @@ public sealed unsafe partial class CudaBackend
         }
     }
 
-    /// <summary>The skinny FP8 kernels quantize the layer's rows themselves; cuBLASLt needs <see cref="QuantizeFp8Input"/> first.</summary>
-    private static bool QuantizesItsInput(in GemmChoice choice) => choice.Kernel is GemmKernel.SkinnyFp8 or GemmKernel.SkinnyFp8TensorCores;
+    /// <summary>
+    /// The rows of the layer's input that <see cref="QuantizeFp8Input"/> quantizes for this kernel, which are also the
+    /// leading dimension of their group scales: cuBLASLt's (<see cref="LtRows"/>), or the step's for the skinny kernel.
+    /// </summary>
+    private static int QuantizedRows(GemmPlan plan, in GemmChoice choice, int rows) =>
+        choice.Kernel == GemmKernel.CublasLt ? LtRows(plan, rows) : rows;
 
     /// <summary>The first <paramref name="rows"/> rows of the current FP8 layer's input (<see cref="_fp8Layer"/>) into <paramref name="input"/>'s codes and scales.</summary>
     private void QuantizeFp8Input(Tensor input, int rows)
     {
         (Tensor x, ActivationQuantization activations) = _fp8Layer!.Value;
+        if (x.Data % 16 != 0)
+        {
+            throw new ArgumentException($"The input of an FP8 layer must start 16-byte aligned (quantize_fp8 reads its rows in 16-byte loads); '{x.Name}' does not.");
+        }
+
         ulong xp = (ulong)x.Data, qp = (ulong)input.Data, sp = (ulong)input.Scales!.Data;
         long r = rows;
         int k = (int)input.Columns;
@@ -236,39 +245,33 @@ public sealed unsafe partial class CudaBackend
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
     /// <summary>
-    /// The FP8 layer of a few rows on CUDA cores (1, 2 or 4) or tensor cores (1, 2, 4 or 8 rows; blocks of
-    /// <paramref name="warps"/> = 4 or 8 warps) (<c>fp8_skinny_gemm.cu</c>), its input quantization included: the
-    /// unquantized rows of <see cref="_fp8Layer"/> in, <paramref name="y"/> (the model dtype) out. All are candidates the
-    /// tuner times.
+    /// The FP8 layer of 1 to 8 rows on tensor cores (<c>fp8_skinny_gemm.cu</c>, blocks of <paramref name="warps"/> = 4 or
+    /// 8 warps): the rows of <paramref name="input"/> that <see cref="QuantizeFp8Input"/> quantized in, <paramref name="y"/>
+    /// (the model dtype) out. Both block sizes are candidates the tuner times.
     /// </summary>
-    private void Fp8SkinnyGemm(int rows, Tensor weight, Tensor y, int warps)
+    private void Fp8SkinnyGemm(Tensor input, int rows, Tensor weight, Tensor y, int warps)
     {
-        (Tensor x, ActivationQuantization activations) = _fp8Layer ?? throw new InvalidOperationException("the FP8 skinny kernel runs inside an FP8 layer");
-        int bucket = SkinnyBucket(rows), n = weight.Rows, k = (int)weight.Columns;
-        bool blocks = weight.Scales!.Shape.Length == 2, tensorCores = warps > 0;
-        int variant = warps switch { 0 => 0, 4 => 1, 8 => 2, _ => throw new ArgumentOutOfRangeException(nameof(warps)) };
-        int index = variant * 8 + (blocks ? 4 : 0) + System.Numerics.BitOperations.Log2((uint)bucket);
+        int n = weight.Rows, k = (int)weight.Columns;
+        bool blocks = weight.Scales!.Shape.Length == 2;
+        int index = (warps == 8 ? 2 : 0) + (blocks ? 1 : 0);
         ref nint function = ref _fp8SkinnyKernels[index];
         if (function == 0)
         {
-            function = _kernels.Function($"fp8_skinny_gemm{(tensorCores ? $"_tc{warps}" : "")}{(blocks ? "_blocks" : "")}_{_suffix}_m{bucket}");
+            function = _kernels.Function($"fp8_skinny_gemm_tc{warps}{(blocks ? "_blocks" : "")}_{_suffix}");
         }
 
-        // The block's quantized rows and their scales (one per group of 128 at most).
-        int sharedBytes = bucket * k + bucket * ((k + Fp8ScaleBlock - 1) / Fp8ScaleBlock) * sizeof(float);
+        // Every row's codes, each warp's run of k staged by that warp.
+        int sharedBytes = rows * k;
         if (sharedBytes > _fp8SkinnySharedBytes[index])
         {
             _kernels.AllowSharedMemory(function, sharedBytes);
             _fp8SkinnySharedBytes[index] = sharedBytes;
         }
 
-        (int mode, float staticScale, float minScale) = Fp8InputScheme(activations);
-        ulong xp = (ulong)x.Data, wp = (ulong)weight.Data, ws = (ulong)weight.Scales.Data, yp = (ulong)y.Data;
+        ulong xq = (ulong)input.Data, xs = (ulong)input.Scales!.Data, wp = (ulong)weight.Data, ws = (ulong)weight.Scales.Data, yp = (ulong)y.Data;
         int ld = blocks ? weight.Scales.Shape[1] : 0;
-        void** args = stackalloc void*[] { &xp, &rows, &mode, &staticScale, &minScale, &wp, &ws, &ld, &n, &k, &yp };
-        // CUDA cores: 8 warps, a column each; tensor cores: the warps on 16 columns.
-        int threads = tensorCores ? 32 * warps : SkinnyThreads, columnsPerBlock = tensorCores ? 16 : SkinnyThreads / 32;
-        _kernels.Launch(function, "fp8_skinny_gemm", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, (uint)threads, args, (uint)sharedBytes);
+        void** args = stackalloc void*[] { &xq, &xs, &rows, &rows, &wp, &ws, &ld, &n, &k, &yp };
+        _kernels.Launch(function, "fp8_skinny_gemm", (uint)((n + 15) / 16), 1, 1, (uint)(32 * warps), args, (uint)sharedBytes);
     }
 
     /// <summary>

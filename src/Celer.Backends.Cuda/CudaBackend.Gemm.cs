@@ -15,14 +15,11 @@ internal enum GemmPolicy
     /// </summary>
     Tune,
 
-    /// <summary>The skinny kernels wherever they apply, else cuBLASLt's first candidate (tests).</summary>
-    Skinny,
-
     /// <summary>
-    /// As <see cref="Skinny"/>, but FP8 layers of 1–4 rows take the tensor-core skinny kernel, in blocks of
-    /// <see cref="CudaBackend.Fp8TensorCoreWarps"/> warps (tests); with either policy FP8 layers of 5–8 rows take it.
+    /// The skinny kernels wherever they apply (FP8 layers of 1–8 rows in blocks of <see cref="CudaBackend.Fp8SkinnyWarps"/>
+    /// warps), else cuBLASLt's first candidate (tests).
     /// </summary>
-    SkinnyTensorCores,
+    Skinny,
 
     /// <summary>cuBLASLt's candidate <see cref="CudaBackend.LtCandidate"/> (tests).</summary>
     CublasLt,
@@ -54,14 +51,14 @@ public sealed unsafe partial class CudaBackend
     /// <summary>Which of cuBLASLt's heuristic candidates <see cref="GemmPolicy.CublasLt"/> runs (0: its first pick).</summary>
     internal int LtCandidate { get; set; }
 
-    /// <summary>The block size, 4 or 8 warps, of the tensor-core FP8 skinny kernel under the skinny policies (tests).</summary>
-    internal int Fp8TensorCoreWarps { get; set; } = 4;
+    /// <summary>The block size, 4 or 8 warps, of the FP8 skinny kernel under <see cref="GemmPolicy.Skinny"/> (tests).</summary>
+    internal int Fp8SkinnyWarps { get; set; } = 4;
 
-    private enum GemmKernel : byte { CublasLt, CublasGemmEx, Skinny, SkinnyFp8, SkinnyFp8TensorCores }
+    private enum GemmKernel : byte { CublasLt, CublasGemmEx, Skinny, SkinnyFp8 }
 
     /// <summary>
     /// What runs one GEMM; <see cref="Candidate"/> is the algorithm's rank in cuBLASLt's heuristic (for the log),
-    /// <see cref="Warps"/> the block size of the tensor-core FP8 skinny kernel.
+    /// <see cref="Warps"/> the block size of the FP8 skinny kernel.
     /// </summary>
     private readonly record struct GemmChoice(GemmKernel Kernel, CublasLt.MatmulAlgo Algo = default, int Candidate = 0, int Warps = 0);
 
@@ -136,11 +133,9 @@ public sealed unsafe partial class CudaBackend
         bool fp8 = plan.Shape.Scaling != Fp8Scaling.None;
         switch (GemmPolicy)
         {
-            case GemmPolicy.Skinny when fp8 && bucket <= SkinnyCudaCoreRows && y.DType == ActivationDType:
-                return new GemmChoice(GemmKernel.SkinnyFp8);
-            case GemmPolicy.Skinny or GemmPolicy.SkinnyTensorCores when fp8 && bucket <= SkinnyFp8TensorCoreRows && y.DType == ActivationDType:
-                return new GemmChoice(GemmKernel.SkinnyFp8TensorCores, Warps: Fp8TensorCoreWarps);
-            case GemmPolicy.Skinny or GemmPolicy.SkinnyTensorCores when SkinnyGemmFits(x, rows, weight, y):
+            case GemmPolicy.Skinny when fp8 && bucket <= SkinnyFp8Rows && y.DType == ActivationDType:
+                return new GemmChoice(GemmKernel.SkinnyFp8, Warps: Fp8SkinnyWarps);
+            case GemmPolicy.Skinny when SkinnyGemmFits(x, rows, weight, y):
                 return new GemmChoice(GemmKernel.Skinny);
             case GemmPolicy.CublasGemmEx when !fp8:
                 return new GemmChoice(GemmKernel.CublasGemmEx);
@@ -179,7 +174,7 @@ public sealed unsafe partial class CudaBackend
         }
 
         return plan.Shape.Scaling == Fp8Scaling.None ? new GemmChoice(GemmKernel.CublasGemmEx)
-            : bucket <= SkinnyCudaCoreRows ? new GemmChoice(GemmKernel.SkinnyFp8)
+            : bucket <= SkinnyFp8Rows ? new GemmChoice(GemmKernel.SkinnyFp8, Warps: 4)
             : throw NoFp8Gemm(plan, bucket);
     }
 
@@ -223,8 +218,8 @@ public sealed unsafe partial class CudaBackend
             case GemmKernel.Skinny:
                 SkinnyGemm(x, rows, weight, y);
                 break;
-            case GemmKernel.SkinnyFp8 or GemmKernel.SkinnyFp8TensorCores:
-                Fp8SkinnyGemm(rows, weight, y, choice.Warps);
+            case GemmKernel.SkinnyFp8:
+                Fp8SkinnyGemm(x, rows, weight, y, choice.Warps);
                 break;
             case GemmKernel.CublasGemmEx:
                 CublasGemmEx(x, rows, weight, y);
@@ -315,15 +310,10 @@ public sealed unsafe partial class CudaBackend
 
         if (plan.Shape.Scaling != Fp8Scaling.None)
         {
-            if (rows <= SkinnyCudaCoreRows && y.DType == ActivationDType)
+            if (rows <= SkinnyFp8Rows && y.DType == ActivationDType)
             {
-                candidates.Add(new GemmChoice(GemmKernel.SkinnyFp8));
-            }
-
-            if (rows <= SkinnyFp8TensorCoreRows && y.DType == ActivationDType)
-            {
-                candidates.Add(new GemmChoice(GemmKernel.SkinnyFp8TensorCores, Warps: 4));
-                candidates.Add(new GemmChoice(GemmKernel.SkinnyFp8TensorCores, Warps: 8));
+                candidates.Add(new GemmChoice(GemmKernel.SkinnyFp8, Warps: 4));
+                candidates.Add(new GemmChoice(GemmKernel.SkinnyFp8, Warps: 8));
             }
 
             return candidates.Count > 0 ? candidates : throw NoFp8Gemm(plan, rows);
@@ -340,14 +330,13 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// Milliseconds per GEMM over <paramref name="repeats"/> back-to-back launches, after one untimed launch. An FP8
-    /// layer's time includes its input quantization where the kernel needs it done first (cuBLASLt), as the skinny
-    /// kernels' own time does, so the comparison is of whole layers.
+    /// layer's time includes its input quantization, so the comparison is of whole layers.
     /// </summary>
     private float TimeGemm(GemmPlan plan, GemmChoice candidate, Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, int repeats,
         SafeCudaEventHandle start, SafeCudaEventHandle end)
     {
-        bool quantize = plan.Shape.Scaling != Fp8Scaling.None && _fp8Layer is not null && !QuantizesItsInput(candidate);
-        int quantizedRows = Math.Min(candidate.Kernel == GemmKernel.CublasLt ? LtRows(plan, rows) : rows, _fp8Layer?.X.Rows ?? 0);
+        bool quantize = plan.Shape.Scaling != Fp8Scaling.None && _fp8Layer is not null;
+        int quantizedRows = Math.Min(QuantizedRows(plan, candidate, rows), _fp8Layer?.X.Rows ?? 0);
         void Run()
         {
             if (quantize)
@@ -408,12 +397,11 @@ public sealed unsafe partial class CudaBackend
             .GroupBy(e => e.Key)
             .ToDictionary(g => g.Key, g => Label(g.First().Value));
 
-    /// <summary>"skinny", "skinny fp8", "skinny fp8 tc4" (or tc8: warps per block), "cublasLt #rank" or "cublasGemmEx".</summary>
+    /// <summary>"skinny", "skinny fp8 4w" (or 8w: warps per block), "cublasLt #rank" or "cublasGemmEx".</summary>
     private static string Label(GemmChoice choice) => choice switch
     {
         { Kernel: GemmKernel.Skinny } => "skinny",
-        { Kernel: GemmKernel.SkinnyFp8 } => "skinny fp8",
-        { Kernel: GemmKernel.SkinnyFp8TensorCores } => $"skinny fp8 tc{choice.Warps}",
+        { Kernel: GemmKernel.SkinnyFp8 } => $"skinny fp8 {choice.Warps}w",
         { Kernel: GemmKernel.CublasGemmEx } => "cublasGemmEx",
         _ => $"cublasLt #{choice.Candidate + 1}",
     };

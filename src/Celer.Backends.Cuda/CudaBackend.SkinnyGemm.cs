@@ -14,7 +14,7 @@ namespace Celer.Backends.Cuda;
 public sealed unsafe partial class CudaBackend
 {
     private const int SkinnyCudaCoreRows = 4;
-    private const int SkinnyFp8TensorCoreRows = 8;        // the FP8 tensor-core kernel: the MMA's 8 columns
+    private const int SkinnyFp8Rows = 8;                   // the FP8 kernel (tensor cores): the MMA's 8 columns
     private const int SkinnyThreads = 256;                 // CUDA-core kernel: 8 warps = 8 output columns per block
     private const int SkinnyTensorCoreThreads = 128;       // tensor-core kernel: SKINNY_TC_WARPS warps on 16 columns
     private static readonly int[] SkinnyBuckets = [1, 2, 4, 8, 16, 32, 64];

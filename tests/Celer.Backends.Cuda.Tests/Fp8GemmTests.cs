@@ -44,12 +44,12 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     }
 
     /// <summary>
-    /// One backend per kernel choice: the tuner's (what serving runs), the CUDA-core skinny FP8 kernel (1 to 4 rows; the
-    /// tensor-core one at 5 to 8), the tensor-core one in blocks of 4 and of 8 warps (1 to 8 rows), forced where they
-    /// apply (cuBLASLt beyond), and cuBLASLt's first candidate forced (block scales at 1 to 3 rows run 4).
+    /// One backend per kernel choice: the tuner's (what serving runs), the skinny FP8 kernel in blocks of 4 and of 8
+    /// warps forced where it applies (1 to 8 rows; cuBLASLt beyond), and cuBLASLt's first candidate forced (block scales
+    /// at 1 to 3 rows run 4).
     /// </summary>
     private static readonly (GemmPolicy Policy, int Warps)[] Policies =
-        [(GemmPolicy.Tune, 4), (GemmPolicy.Skinny, 4), (GemmPolicy.SkinnyTensorCores, 4), (GemmPolicy.SkinnyTensorCores, 8), (GemmPolicy.CublasLt, 4)];
+        [(GemmPolicy.Tune, 4), (GemmPolicy.Skinny, 4), (GemmPolicy.Skinny, 8), (GemmPolicy.CublasLt, 4)];
 
     private void Compare(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias, DType dtype, GemmPolicy policy, int warps)
     {
@@ -66,7 +66,7 @@ public sealed unsafe class Fp8GemmTests : IDisposable
             GroupSize: scaling == ActivationScaling.DynamicPerTokenGroup ? CudaBackend.Fp8ScaleBlock : 0);
 
         using var cpu = new CpuBackend(DType.F32);
-        using var gpu = new CudaBackend(Gpu.Device, dtype) { GemmPolicy = policy, Fp8TensorCoreWarps = warps };
+        using var gpu = new CudaBackend(Gpu.Device, dtype) { GemmPolicy = policy, Fp8SkinnyWarps = warps };
         Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadStacked("w", [.. weights.Select(Dequantized)]), cy = cpu.Allocate("y", DType.F32, capacity, n);
         Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadStacked("w", weights), gy = gpu.Allocate("y", dtype, capacity, n);
         Tensor? cb = withBias ? cpu.LoadWeight(bias) : null, gb = withBias ? gpu.LoadWeight(bias) : null;
@@ -89,8 +89,8 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     /// <summary>
     /// The input quantization bit for bit: through an identity weight (E4M3 1.0, scale 1) in an fp32 model each output is
     /// one exact product, code(x / s) · s, so the GPU's codes and scales must equal the CPU's (<c>Fp8Activations</c>)
-    /// exactly, in every scheme: on the skinny kernels, which quantize inside the GEMM (1, 3 and 6 rows; the tensor-core
-    /// one in blocks of 4 and 8 warps), and on <c>quantize_fp8</c> before cuBLASLt (1, 3, 6 and 37 rows).
+    /// exactly, in every scheme: through the skinny kernel (1, 3 and 6 rows, blocks of 4 and 8 warps) and cuBLASLt (1,
+    /// 3, 6 and 37 rows), both of which read <c>quantize_fp8</c>'s codes and scales.
     /// </summary>
     [Theory]
     [InlineData(Fp8WeightScales.PerChannel, ActivationScaling.DynamicPerToken)]
@@ -121,7 +121,7 @@ public sealed unsafe class Fp8GemmTests : IDisposable
         Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadWeight(Dequantized(identity)), cy = cpu.Allocate("y", DType.F32, capacity, k);
         foreach ((GemmPolicy policy, int warps) in Policies.Where(p => p.Policy != GemmPolicy.Tune))
         {
-            using var gpu = new CudaBackend(Gpu.Device, DType.F32) { GemmPolicy = policy, Fp8TensorCoreWarps = warps };
+            using var gpu = new CudaBackend(Gpu.Device, DType.F32) { GemmPolicy = policy, Fp8SkinnyWarps = warps };
             Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadWeight(identity), gy = gpu.Allocate("y", DType.F32, capacity, k);
             foreach (int rows in new[] { 1, 3, 6, 37 })
             {
