@@ -14,9 +14,9 @@ public sealed partial class KernelSourceTests
     /// The decode GEMMs that issue their first weight loads before the wait, so the weights stream while the previous
     /// kernel finishes: weights are never written by a kernel. Each waits before touching anything else (checked by
     /// reading them: skinny_dots loads W, then waits; the kernels below reach global memory only through it, or, for
-    /// the FP8 kernel, wait right after its weight loads).
+    /// the tensor-core kernels, wait right after their first weight loads).
     /// </summary>
-    private static readonly string[] WeightsBeforeTheWait = ["skinny_dots", "skinny_gemm", "skinny_gemm_gated", "fp8_skinny_gemm_tc"];
+    private static readonly string[] WeightsBeforeTheWait = ["skinny_dots", "skinny_gemm", "skinny_gemm_gated", "skinny_gemm_tc", "fp8_skinny_gemm_tc"];
 
     [Fact]
     public void Every_kernel_waits_for_the_previous_one_before_anything_else()

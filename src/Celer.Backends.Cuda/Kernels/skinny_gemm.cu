@@ -127,8 +127,7 @@ __device__ __forceinline__ unsigned word(const uint4& v, int i) { return i == 0 
 
 template <typename T, typename O, int M>
 __device__ void skinny_gemm_tc(const T* __restrict__ x, int rows, const T* __restrict__ w, int n, int k, O* __restrict__ y) {
-    celer_pdl_begin();
-    constexpr int TILES = M / 8, U = 4;   // row tiles of 8; 32-k chunks in flight per lane
+    constexpr int TILES = M / 8, U = 4;   // row tiles of 8; 32-k chunks per register stage
     __shared__ float partial[SKINNY_TC_WARPS][TILES][4][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const long long n0 = (long long)blockIdx.x * 16;
@@ -137,27 +136,35 @@ __device__ void skinny_gemm_tc(const T* __restrict__ x, int rows, const T* __res
     // Columns past n (the last block) are computed from row n - 1 and dropped.
     const T* wa = w + min(n0 + g, (long long)n - 1) * k + 8 * t;
     const T* wb = w + min(n0 + g + 8, (long long)n - 1) * k + 8 * t;
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    // One register stage: chunks c .. c + U - 1 of W's two rows (zeros past the warp's run: no load). Two stages are in
+    // flight: both requested before the wait (weights are never written by a kernel), each requested again as soon as
+    // its MMAs are issued, so the warp computes one while the other loads (with one stage, every round trip to memory
+    // left it idle).
+    auto load = [&](uint4 (&va)[U], uint4 (&vb)[U], int c) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const bool ok = c + u < c1;
+            va[u] = ok ? __ldcs(reinterpret_cast<const uint4*>(wa + (long long)(c + u) * 32)) : zero;
+            vb[u] = ok ? __ldcs(reinterpret_cast<const uint4*>(wb + (long long)(c + u) * 32)) : zero;
+        }
+    };
+    uint4 a0[U], b0[U], a1[U], b1[U];
+    load(a0, b0, c0);
+    load(a1, b1, c0 + U);
+    celer_pdl_begin();
     float acc[TILES][4];
 #pragma unroll
     for (int j = 0; j < TILES; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 
-    for (int c = c0; c < c1; c += U) {
-        uint4 va[U], vb[U];
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            if (c + u < c1) {
-                va[u] = __ldcs(reinterpret_cast<const uint4*>(wa + (long long)(c + u) * 32));
-                vb[u] = __ldcs(reinterpret_cast<const uint4*>(wb + (long long)(c + u) * 32));
-            }
-        }
+    auto compute = [&](const uint4 (&va)[U], const uint4 (&vb)[U], int c) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (c + u < c1) {
 #pragma unroll
                 for (int j = 0; j < TILES; j++) {
                     const int m = j * 8 + g;
-                    const uint4 vx = m < rows ? *reinterpret_cast<const uint4*>(x + (long long)m * k + (c + u) * 32 + 8 * t)
-                                              : make_uint4(0, 0, 0, 0);
+                    const uint4 vx = m < rows ? *reinterpret_cast<const uint4*>(x + (long long)m * k + (c + u) * 32 + 8 * t) : zero;
 #pragma unroll
                     for (int s = 0; s < 2; s++) {
                         const unsigned a[4] = {word(va[u], 2 * s), word(vb[u], 2 * s), word(va[u], 2 * s + 1), word(vb[u], 2 * s + 1)};
@@ -166,6 +173,12 @@ __device__ void skinny_gemm_tc(const T* __restrict__ x, int rows, const T* __res
                 }
             }
         }
+    };
+    for (int c = c0; c < c1; c += 2 * U) {
+        compute(a0, b0, c);
+        load(a0, b0, c + 2 * U);
+        compute(a1, b1, c + U);
+        load(a1, b1, c + 3 * U);
     }
 
 #pragma unroll

@@ -105,6 +105,10 @@ template <typename T> static void all_cases() {
         gated<T, 1, true>(1, 21, k);
     }
     if (sizeof(T) == 2) {   // the tensor-core kernel: 16-bit models, k in 32s (four warps split it unevenly at 480)
+        // Runs of more than two register stages per warp (11 and 18 chunks): each stage is loaded again, the last one
+        // partly past the warp's run.
+        plain<T, 8>(8, 17, 1312);
+        plain<T, 16>(9, 19, 2240);
         plain<T, 8>(5, 19, 96);
         plain<T, 16>(16, 33, 480);
         plain<T, 32>(17, 16, 480);
