@@ -21,7 +21,7 @@ public unsafe class MatMulTests
         { 67, 300, 257 },
         // The GEMM's AVX-512 panel packing (16 × 16 transposes): whole blocks only, and k blocks ending in a scalar tail.
         { 70, 512, 96 }, { 96, 1000, 70 },
-        // Skinny GEMM: k across its 2048 block with a vector tail, a column tail, row tails of 1..3.
+        // Skinny GEMM: k across its 1024 blocks with a vector tail, a column tail, row tails of 1..3.
         { 8, 2100, 9 }, { 5, 4099, 6 }, { 7, 2048, 130 }, { 64, 33, 70 }, { 65, 40, 33 },
     };
 
