@@ -20,6 +20,7 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
     private const nuint Alignment = 64;
 
     private readonly List<nint> _owned = [];
+    private readonly float[][] _hostSlots = [[], []];   // QueueCopyToHost's two slots
     private readonly DType _kvType = kvCacheDType is null or DType.F32 ? DType.F32
         : kvCacheDType is DType.BF16 or DType.F8E4M3 or DType.F8E5M2 ? kvCacheDType.Value
         : throw new NotSupportedException($"The CPU backend keeps its KV cache in fp32, bf16 or FP8, not {kvCacheDType}.");
@@ -443,6 +444,22 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
 
     public void CopyToHost(Tensor x, int rows, Span<float> destination) =>
         new ReadOnlySpan<float>(F(x), checked((int)(rows * x.Columns))).CopyTo(destination);
+
+    // The CPU has computed the rows by the time they are queued: the copy is made at once.
+    public void QueueCopyToHost(Tensor x, int rows, int slot, int atRow, int stepRows)
+    {
+        int columns = checked((int)x.Columns);
+        if (atRow == 0 && _hostSlots[slot].Length < (long)stepRows * columns)
+        {
+            _hostSlots[slot] = new float[checked(stepRows * columns)];
+        }
+
+        CopyToHost(x, rows, _hostSlots[slot].AsSpan(atRow * columns, rows * columns));
+    }
+
+    public ReadOnlySpan<float> ReadHostSlot(int slot, int count) => _hostSlots[slot].AsSpan(0, count);
+
+    public bool QueuesWork => false;
 
     public void Dispose()
     {

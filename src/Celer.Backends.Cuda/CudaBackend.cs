@@ -478,6 +478,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
 
         _sampledOnHost?.Dispose();
         _sampledCopied?.Dispose();
+        DisposeHostSlots();
         foreach (SafeCudaEventHandle evt in new[] { _stepStart, _stepEnd, _gapStart, _gapEnd }.SelectMany(events => events ?? []))
         {
             evt.Dispose();

@@ -243,6 +243,11 @@ if has pooling; then
   # The bge-base-en-v1.5 shape (a BERT encoder: bidirectional attention, CLS pooling), the issue's other row.
   MODEL=benchmarks/models/bge-base-en-v1.5-shape MAX_LEN=512 bench pooling-bge-base throughput \
     --num-prompts "${POOLING_PROMPTS:-10000}" --input-len 256
+  # Async scheduling (the default on CUDA: the host reads a step's rows while the next step runs) against synchronous steps.
+  MODEL=benchmarks/models/qwen3-0.6b-shape MAX_LEN=512 bench pooling-qwen3-0.6b-sync throughput --convert embed \
+    --num-prompts "${POOLING_PROMPTS:-10000}" --input-len 256 --no-async-scheduling
+  MODEL=benchmarks/models/bge-base-en-v1.5-shape MAX_LEN=512 bench pooling-bge-base-sync throughput \
+    --num-prompts "${POOLING_PROMPTS:-10000}" --input-len 256 --no-async-scheduling
   # sentence-transformers' encode batches 32 inputs by default; a larger batch is its best case.
   for b in ${POOLING_ST_BATCHES:-32 128}; do
     stage "sentence-transformers on the Qwen3-0.6B shape, batch $b"

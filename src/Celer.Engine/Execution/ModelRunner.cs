@@ -36,8 +36,9 @@ public sealed partial class ModelRunner : IModelExecutor
     private const long ParallelSamplingElements = 1 << 20;
 
     // Async scheduling: the step left running (its forward pass and sampling queued on the device), and, when the
-    // host samples, the ids it drew for it.
-    private (SchedulerOutput Output, StepPlan Plan)? _inFlight;
+    // host samples, the ids it drew for it. A pooling model's step leaves its rows on their way to a host slot.
+    private (SchedulerOutput Output, StepPlan Plan, int PoolSlot)? _inFlight;
+    private int _poolSlot;   // the host slot the next pooling step's rows go to; the other holds the step before
     private int[] _hostTokens = [];
     private float[] _hostLogits = [];
 
@@ -103,11 +104,15 @@ public sealed partial class ModelRunner : IModelExecutor
 
     /// <summary>Not with speculative decoding: a step's drafts come from the tokens the step before it sampled.</summary>
     // A step left running feeds the next the tokens its device sampler drew; tensor-parallel workers embed their own copy
-    // of each step's tokens and never see those, so with peers every step ends before the next is built.
-    public bool SupportsAsyncScheduling => _proposer is null && _pooler is null && _decoder?.Peers is null;
+    // of each step's tokens and never see those, so with peers every step ends before the next is built. A pooling step
+    // feeds the next nothing: only its rows' trip to the host is left running.
+    public bool SupportsAsyncScheduling => _proposer is null && _decoder?.Peers is null;
 
-    /// <summary>Steps overlap the host's work when the device samples them; the host sampler needs the logits first.</summary>
-    public bool OverlapsSteps => _deviceSampler is not null && SupportsAsyncScheduling;
+    /// <summary>
+    /// Steps overlap the host's work when the device samples them (the host sampler needs the logits first), or when a
+    /// pooling model's steps run on a device that queues them.
+    /// </summary>
+    public bool OverlapsSteps => SupportsAsyncScheduling && (_deviceSampler is not null || (_pooler is not null && _backend.QueuesWork));
 
     public ModelRunnerOutput Execute(SchedulerOutput schedulerOutput)
     {
@@ -119,7 +124,7 @@ public sealed partial class ModelRunner : IModelExecutor
         UpdateStates(schedulerOutput);
         QueueTransfers(schedulerOutput);
         ModelRunnerOutput output = schedulerOutput.IsEmpty ? ModelRunnerOutput.Empty
-            : _pooler is not null ? Pool(schedulerOutput, StepPlan.Build(schedulerOutput, _requests, _blockSize, _pooler.Type))
+            : _pooler is not null ? Pool(schedulerOutput, LaunchPooling(schedulerOutput))
             : RunWithDrafts(StepPlan.Build(schedulerOutput, _requests, _blockSize));
         return WithFinishedLoads(output, waitForOne: schedulerOutput.IsEmpty);
     }
@@ -165,33 +170,41 @@ public sealed partial class ModelRunner : IModelExecutor
         return output;
     }
 
+    /// <summary>Queues a pooling model's step, its rows on their way to the next host slot; <see cref="Pool"/> reads them.</summary>
+    private (StepPlan Plan, int Slot) LaunchPooling(SchedulerOutput so)
+    {
+        var plan = StepPlan.Build(so, _requests, _blockSize, _pooler!.Type);
+        int slot = _poolSlot;
+        _poolSlot ^= 1;
+        // Prompt chunks of CLS or last-token pooling that read no row still fill the KV cache.
+        _model.ForwardHidden(plan.Batch, slot);
+        return (plan, slot);
+    }
+
     /// <summary>
-    /// A pooling model's step: the hidden states of the rows each request's pooling reads are added to its state, and
-    /// the requests whose prompt this step completes get their vectors (and end).
+    /// A pooling model's step once its rows are on the host: the rows each request's pooling reads are added to its
+    /// state, and the requests whose prompt this step completes get their vectors (and end). A request finished or
+    /// aborted while the step ran is gone; its rows are dropped.
     /// </summary>
-    private ModelRunnerOutput Pool(SchedulerOutput so, StepPlan plan)
+    private ModelRunnerOutput Pool(SchedulerOutput so, (StepPlan Plan, int Slot) step)
     {
         int hidden = _model.Config.HiddenSize;
-        if (plan.Uses.Length > 0)
+        ReadOnlySpan<float> rows = _model.ReadHidden(step.Slot, step.Plan.Uses.Length);
+        for (int r = 0; r < step.Plan.Uses.Length; r++)
         {
-            _model.ForwardHidden(plan.Batch, (first, count, rows) =>
+            if (_requests.TryGetValue(step.Plan.Uses[r].RequestId, out RunnerRequest? request))
             {
-                for (int r = 0; r < count; r++)
-                {
-                    _requests[plan.Uses[first + r].RequestId].Pooling!.Add(rows.AsSpan(r * hidden, hidden));
-                }
-            });
-        }
-        else
-        {
-            // Prompt chunks of CLS or last-token pooling that read no row yet still fill the KV cache.
-            _model.ForwardHidden(plan.Batch, (_, _, _) => { });
+                request.Pooling!.Add(rows.Slice(r * hidden, hidden));
+            }
         }
 
         var pooled = new Dictionary<string, float[]>(so.SampledRequestIds.Count, StringComparer.Ordinal);
         foreach (string id in so.SampledRequestIds)
         {
-            pooled[id] = _requests[id].Pooling!.Finish(_model.Classifier);
+            if (_requests.TryGetValue(id, out RunnerRequest? request))
+            {
+                pooled[id] = request.Pooling!.Finish(_model.Classifier);
+            }
         }
 
         return new ModelRunnerOutput(new Dictionary<string, IReadOnlyList<int>>(), PoolerOutputs: pooled);
@@ -242,6 +255,15 @@ public sealed partial class ModelRunner : IModelExecutor
 
     private void SubmitStep(SchedulerOutput schedulerOutput, List<CompletedStep> completed)
     {
+        if (_pooler is not null)
+        {
+            // The new step is queued before the running one's rows are read: the host's reading and pooling overlap it.
+            (StepPlan pooling, int slot) = LaunchPooling(schedulerOutput);
+            CompleteInFlight(completed);
+            _inFlight = (schedulerOutput, pooling, slot);
+            return;
+        }
+
         var plan = StepPlan.Build(schedulerOutput, _requests, _blockSize);
         if (!CanLeaveRunning(plan))
         {
@@ -274,7 +296,7 @@ public sealed partial class ModelRunner : IModelExecutor
         Tensor logits = Decoder.ForwardToDevice(batch);
         CompleteInFlight(completed);
         LaunchSampling(plan, logits);
-        _inFlight = (schedulerOutput, plan);
+        _inFlight = (schedulerOutput, plan, -1);
     }
 
     private bool CanLeaveRunning(StepPlan plan)
@@ -332,15 +354,24 @@ public sealed partial class ModelRunner : IModelExecutor
         }
     }
 
-    /// <summary>Waits for the running step's ids, records them on the requests still here and completes the step.</summary>
+    /// <summary>
+    /// Waits for the running step's ids, records them on the requests still here and completes the step; a pooling step's
+    /// rows, which complete its requests' vectors.
+    /// </summary>
     private void CompleteInFlight(List<CompletedStep> completed)
     {
-        if (_inFlight is not (SchedulerOutput output, StepPlan plan))
+        if (_inFlight is not (SchedulerOutput output, StepPlan plan, int poolSlot))
         {
             return;
         }
 
         _inFlight = null;
+        if (_pooler is not null)
+        {
+            completed.Add(new CompletedStep(output, Pool(output, (plan, poolSlot))));
+            return;
+        }
+
         ReadOnlySpan<int> tokens = _deviceSampler is not null ? _deviceBatch.ReadTokens(_deviceSampler) : _hostTokens.AsSpan(0, plan.Uses.Length);
         var sampled = new Dictionary<string, IReadOnlyList<int>>(tokens.Length, StringComparer.Ordinal);
         for (int r = 0; r < tokens.Length; r++)

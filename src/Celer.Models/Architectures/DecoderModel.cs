@@ -131,7 +131,7 @@ public sealed class DecoderModel : IPoolingModel
         // (Gemma 3), so in bf16 √3072 = 55.43 is 55.5.
         _embeddingNormalizer = RoundTo(MathF.Sqrt(hidden), backend.ActivationDType);
         _act = new Activations(local, backend, maxNumTokens, maxLogitsRows, localVocab: shard.Size > 1 ? shard.Vocab : 0);
-        _logitsHost = new float[(long)maxLogitsRows * Math.Max(config.VocabSize, hidden)];   // logits, or a pooling model's hidden rows
+        _logitsHost = pooling ? [] : new float[(long)maxLogitsRows * config.VocabSize];   // a pooling model's rows go through host slots
 
         // Dynamic NTK and LongRoPE swap their frequency table as sequences grow, which a recorded graph cannot follow.
         if (graphs is { CaptureSizes.Count: > 0 } && graphs.CaptureSizes[0] <= Math.Min(maxLogitsRows, maxNumTokens)
@@ -226,27 +226,29 @@ public sealed class DecoderModel : IPoolingModel
     }
 
     /// <summary>
-    /// Runs one step for a pooling model: the final hidden states (after the last norm, in fp32) of
-    /// <see cref="ForwardBatch.LogitsRows"/> go to <paramref name="onHidden"/> in chunks of at most
-    /// <see cref="MaxLogitsRows"/> rows of <c>hidden_size</c> values; no logits are computed.
+    /// Queues one step for a pooling model: the final hidden states (after the last norm, in fp32) of
+    /// <see cref="ForwardBatch.LogitsRows"/> are gathered <see cref="MaxLogitsRows"/> rows at a time and queued to host
+    /// slot <paramref name="slot"/> (<see cref="ReadHidden"/>); no logits are computed.
     /// </summary>
-    public void ForwardHidden(ForwardBatch batch, LogitsHandler onHidden)
+    public void ForwardHidden(ForwardBatch batch, int slot)
     {
         int rows = CheckRows(batch);
         UpdateDynamicRope(batch);
         _backend.BeginStep(batch);
         RunLayers(rows);
-        int hidden = _config.HiddenSize;
-        for (int first = 0; first < batch.LogitsRows.Length; first += MaxLogitsRows)
+        int total = batch.LogitsRows.Length;
+        for (int first = 0; first < total; first += MaxLogitsRows)
         {
-            int count = Math.Min(MaxLogitsRows, batch.LogitsRows.Length - first);
+            // The next chunk's gather is queued behind this chunk's copy: the buffer can be reused at once.
+            int count = Math.Min(MaxLogitsRows, total - first);
             _backend.GatherLogitsRows(_spec.PostNorms ? _act.Residual : _act.Hidden, first, count, _act.LogitsHidden);
-            _backend.CopyToHost(_act.LogitsHidden, count, _logitsHost.AsSpan(0, count * hidden));
-            onHidden(first, count, _logitsHost);
+            _backend.QueueCopyToHost(_act.LogitsHidden, count, slot, first, total);
         }
 
         _ranEagerStep = true;
     }
+
+    public ReadOnlySpan<float> ReadHidden(int slot, int rows) => _backend.ReadHostSlot(slot, rows * _config.HiddenSize);
 
     /// <summary>
     /// Runs one step and leaves the logits of <see cref="ForwardBatch.LogitsRows"/> (at most
@@ -349,7 +351,7 @@ public sealed class DecoderModel : IPoolingModel
         {
             if (_lmHead is null)
             {
-                ForwardHidden(shapes[steps % shapes.Length], (_, _, _) => { });
+                ForwardHidden(shapes[steps % shapes.Length], slot: 0);
             }
             else
             {

@@ -25,7 +25,6 @@ public sealed class EncoderModel : IPoolingModel
     private readonly EncoderLayer[] _layers;
     private readonly RopeSpec _noRope;
     private readonly Tensor _residual, _hidden, _qkv, _q, _attentionOutput, _intermediate, _rowsHidden;
-    private readonly float[] _hostRows;
 
     public EncoderModel(ModelConfig config, IWeightSource weights, IModelBackend backend, int maxNumTokens, int maxLogitsRows)
     {
@@ -78,7 +77,6 @@ public sealed class EncoderModel : IPoolingModel
         _attentionOutput = backend.Allocate("attn_out", t, maxNumTokens, hidden);
         _intermediate = backend.Allocate("intermediate", t, maxNumTokens, config.IntermediateSize);
         _rowsHidden = backend.Allocate("pooled_rows", t, maxLogitsRows, hidden);
-        _hostRows = new float[(long)maxLogitsRows * hidden];
     }
 
     public ModelConfig Config { get; }
@@ -91,7 +89,7 @@ public sealed class EncoderModel : IPoolingModel
 
     public int MaxLogitsRows { get; }
 
-    public void ForwardHidden(ForwardBatch batch, LogitsHandler onHidden)
+    public void ForwardHidden(ForwardBatch batch, int slot)
     {
         int rows = batch.NumTokens;
         if (rows == 0 || rows > MaxNumTokens)
@@ -109,15 +107,17 @@ public sealed class EncoderModel : IPoolingModel
             layer.Forward(b, rows, this, eps);
         }
 
-        int hidden = Config.HiddenSize;
-        for (int first = 0; first < batch.LogitsRows.Length; first += MaxLogitsRows)
+        int total = batch.LogitsRows.Length;
+        for (int first = 0; first < total; first += MaxLogitsRows)
         {
-            int count = Math.Min(MaxLogitsRows, batch.LogitsRows.Length - first);
+            // The next chunk's gather is queued behind this chunk's copy: the buffer can be reused at once.
+            int count = Math.Min(MaxLogitsRows, total - first);
             b.GatherLogitsRows(_residual, first, count, _rowsHidden);
-            b.CopyToHost(_rowsHidden, count, _hostRows.AsSpan(0, count * hidden));
-            onHidden(first, count, _hostRows);
+            b.QueueCopyToHost(_rowsHidden, count, slot, first, total);
         }
     }
+
+    public ReadOnlySpan<float> ReadHidden(int slot, int rows) => _backend.ReadHostSlot(slot, rows * Config.HiddenSize);
 
     public int WarmUp(TimeSpan budget)
     {
@@ -126,7 +126,7 @@ public sealed class EncoderModel : IPoolingModel
         int steps = 0;
         while (steps < shapes.Length || clock.Elapsed < budget)
         {
-            ForwardHidden(shapes[steps % shapes.Length], (_, _, _) => { });
+            ForwardHidden(shapes[steps % shapes.Length], slot: 0);
             steps++;
         }
 

@@ -19,10 +19,17 @@ public interface IPoolingModel
     SequenceClassifier? Classifier { get; }
 
     /// <summary>
-    /// Runs one step: the final hidden states (fp32) of <see cref="ForwardBatch.LogitsRows"/> go to
-    /// <paramref name="onHidden"/> in chunks of rows of <c>hidden_size</c> values.
+    /// Queues one step: the final hidden states (fp32) of <see cref="ForwardBatch.LogitsRows"/> travel to host slot
+    /// <paramref name="slot"/> (<see cref="IModelBackend.QueueCopyToHost"/>), which <see cref="ReadHidden"/> reads. On a
+    /// GPU the step may still run when this returns.
     /// </summary>
-    void ForwardHidden(ForwardBatch batch, LogitsHandler onHidden);
+    void ForwardHidden(ForwardBatch batch, int slot);
+
+    /// <summary>
+    /// The rows the last <see cref="ForwardHidden"/> into <paramref name="slot"/> queued, <c>hidden_size</c> values each,
+    /// once they are on the host; valid until the slot is used again.
+    /// </summary>
+    ReadOnlySpan<float> ReadHidden(int slot, int rows);
 
     /// <summary>Padding steps until the JIT has compiled the hot paths (see <see cref="DecoderModel.WarmUp"/>); returns the steps run.</summary>
     int WarmUp(TimeSpan budget);

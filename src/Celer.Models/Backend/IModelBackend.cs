@@ -238,6 +238,22 @@ public interface IModelBackend : IDisposable
 
     /// <summary>Copies the first rows of an fp32 buffer (the logits) to the host.</summary>
     void CopyToHost(Tensor x, int rows, Span<float> destination);
+
+    /// <summary>
+    /// Queues the copy of an fp32 buffer's first <paramref name="rows"/> rows, behind the work queued so far, into rows
+    /// [<paramref name="atRow"/>, atRow + rows) of host slot <paramref name="slot"/> (0 or 1), memory the backend owns;
+    /// <see cref="ReadHostSlot"/> waits for the slot's copies. A step's rows go to one slot while the host reads the
+    /// previous step's from the other, so the device runs a step while the host takes the last one's results (async
+    /// pooling). The first copy of a step (atRow 0) makes room for <paramref name="stepRows"/> rows: a slot is reused
+    /// only after it was read.
+    /// </summary>
+    void QueueCopyToHost(Tensor x, int rows, int slot, int atRow, int stepRows);
+
+    /// <summary>The first <paramref name="count"/> values of a slot once its queued copies are done; valid until the slot's next copy.</summary>
+    ReadOnlySpan<float> ReadHostSlot(int slot, int count);
+
+    /// <summary>Whether the backend queues its work on a device that runs it while the host goes on (a GPU), so steps may overlap the host's work.</summary>
+    bool QueuesWork { get; }
 }
 
 /// <summary>

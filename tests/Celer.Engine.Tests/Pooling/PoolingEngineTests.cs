@@ -1,4 +1,5 @@
 using Celer.Engine.Execution;
+using Celer.Models.Config;
 using Celer.Models.Weights;
 using Celer.TestSupport;
 using Xunit;
@@ -7,23 +8,28 @@ namespace Celer.Engine.Tests.Pooling;
 
 /// <summary>
 /// Pooling requests through the whole engine on the CPU, on a generative fixture turned into an embedder
-/// (<c>--convert embed</c>): a vector per request, the same whether the prompt ran whole or in 16-token chunks and
-/// whether it ran alone or batched, for each pooling type; and the refusals of requests the model cannot serve.
+/// (<c>--convert embed</c>): a vector per request, the same whether the prompt ran whole or in 16-token chunks, alone or
+/// batched, with synchronous steps or async scheduling (each step's rows read while the next runs), and under
+/// preemption, for each pooling type; and the refusals of requests the model cannot serve.
 /// </summary>
 public sealed class PoolingEngineTests
 {
     private static readonly string Model = Path.Combine(RepoPaths.FixtureModels, "llama-gqa-bf16-v4config");
 
-    private static LlmEngine Engine(string? poolerConfig = null, int maxNumBatchedTokens = 512, string convert = "embed", bool prefixCaching = true) =>
+    private static LlmEngine Engine(
+        string? poolerConfig = null, int maxNumBatchedTokens = 512, string convert = "embed", bool prefixCaching = true, bool asyncScheduling = false,
+        int maxModelLen = 256, long? kvCacheBytes = null) =>
         ModelLoader.LoadOffline(new EngineArgs
         {
             Model = Model,
             Convert = convert,
             PoolerConfig = poolerConfig,
-            MaxModelLen = 256,
+            MaxModelLen = maxModelLen,
             MaxNumBatchedTokens = maxNumBatchedTokens,
             MaxNumSeqs = 16,
             EnablePrefixCaching = prefixCaching,
+            AsyncScheduling = asyncScheduling,
+            KvCacheMemoryBytes = kvCacheBytes,
         }).Engine;
 
     private static int[] Prompt(int length, int salt) => [.. Enumerable.Range(0, length).Select(t => (t * 13 + salt * 7) % 500 + 5)];
@@ -32,10 +38,13 @@ public sealed class PoolingEngineTests
         engine.Generate([GenerateRequest.ForPooling("solo", prompt, pooling ?? new PoolingParams())])[0].PoolerOutput!;
 
     [Theory]
-    [InlineData("LAST")]
-    [InlineData("MEAN")]
-    [InlineData("CLS")]
-    public void A_vector_is_the_same_chunked_or_whole_and_solo_or_batched(string type)
+    [InlineData("LAST", false)]
+    [InlineData("MEAN", false)]
+    [InlineData("CLS", false)]
+    [InlineData("LAST", true)]
+    [InlineData("MEAN", true)]
+    [InlineData("CLS", true)]
+    public void A_vector_is_the_same_chunked_or_whole_and_solo_or_batched(string type, bool asyncScheduling)
     {
         string config = $$"""{"pooling_type": "{{type}}"}""";
         int[][] prompts = [Prompt(1, 1), Prompt(37, 2), Prompt(70, 3), Prompt(16, 4)];
@@ -46,24 +55,53 @@ public sealed class PoolingEngineTests
             solo = [.. prompts.Select(p => Embed(whole, p))];
         }
 
-        using LlmEngine chunked = Engine(config, maxNumBatchedTokens: 16);
-        IReadOnlyList<RequestOutput> batched = chunked.Generate([.. prompts.Select((p, i) => GenerateRequest.ForPooling($"r{i}", p, new PoolingParams()))]);
-        foreach (RequestOutput output in batched)
-        {
-            float[] expected = solo[int.Parse(output.RequestId[1..], System.Globalization.CultureInfo.InvariantCulture)];
-            Assert.True(output.Finished);
-            Assert.Equal(FinishReason.Stop, output.Outputs[0].FinishReason);
-            Assert.Empty(output.Outputs[0].TokenIdsDelta);
-            Assert.Equal(expected.Length, output.PoolerOutput!.Length);
-            for (int i = 0; i < expected.Length; i++)
-            {
-                Assert.True(Math.Abs(expected[i] - output.PoolerOutput[i]) < 1e-4f, $"{type} {output.RequestId}[{i}]: {output.PoolerOutput[i]} vs {expected[i]}");
-            }
-        }
+        using LlmEngine chunked = Engine(config, maxNumBatchedTokens: 16, asyncScheduling: asyncScheduling);
+        AssertVectors(type, solo, chunked.Generate([.. prompts.Select((p, i) => GenerateRequest.ForPooling($"r{i}", p, new PoolingParams()))]));
 
         // A decoder embedder is normalized by default; the vectors differ between prompts.
         Assert.All(solo, v => Assert.Equal(1.0, Math.Sqrt(v.Sum(x => (double)x * x)), 4));
         Assert.NotEqual(solo[1], solo[2]);
+    }
+
+    /// <summary>
+    /// Async scheduling with a KV pool that holds two of the six prompts: requests are preempted, some while their last
+    /// chunk's rows are still on the way (they must neither run again before those rows arrive nor lose earlier chunks'
+    /// rows), and every vector equals the one computed alone with synchronous steps.
+    /// </summary>
+    [Fact]
+    public void Async_pooling_under_preemption_gives_the_vectors_of_solo_runs()
+    {
+        const string config = """{"pooling_type": "MEAN"}""";
+        int[][] prompts = [.. Enumerable.Range(0, 6).Select(i => Prompt(60 + (7 * i), 10 + i))];
+        float[][] solo;
+        using (LlmEngine whole = Engine(config))
+        {
+            solo = [.. prompts.Select(p => Embed(whole, p))];
+        }
+
+        ModelConfig model = ModelConfig.Load(Model);
+        long blockBytes = 2L * model.NumHiddenLayers * 16 * model.NumKeyValueHeads * model.HeadDim * sizeof(float);
+        using LlmEngine tight = Engine(config, maxNumBatchedTokens: 64, asyncScheduling: true, maxModelLen: 96, kvCacheBytes: 8 * blockBytes);
+        AssertVectors("MEAN", solo, tight.Generate([.. prompts.Select((p, i) => GenerateRequest.ForPooling($"r{i}", p, new PoolingParams()))]));
+        Assert.True(tight.Stats.NumPreemptions > 0, "the pool was meant to force preemptions");
+    }
+
+    /// <summary>Each output ("r{i}") is finished, carries no tokens and equals <paramref name="expected"/>[i] within 1e-4.</summary>
+    private static void AssertVectors(string type, float[][] expected, IReadOnlyList<RequestOutput> outputs)
+    {
+        Assert.Equal(expected.Length, outputs.Count);
+        foreach (RequestOutput output in outputs)
+        {
+            float[] vector = expected[int.Parse(output.RequestId[1..], System.Globalization.CultureInfo.InvariantCulture)];
+            Assert.True(output.Finished);
+            Assert.Equal(FinishReason.Stop, output.Outputs[0].FinishReason);
+            Assert.Empty(output.Outputs[0].TokenIdsDelta);
+            Assert.Equal(vector.Length, output.PoolerOutput!.Length);
+            for (int i = 0; i < vector.Length; i++)
+            {
+                Assert.True(Math.Abs(vector[i] - output.PoolerOutput[i]) < 1e-4f, $"{type} {output.RequestId}[{i}]: {output.PoolerOutput[i]} vs {vector[i]}");
+            }
+        }
     }
 
     [Fact]
