@@ -240,7 +240,8 @@ public interface IModelBackend : IDisposable
     void CopyToHost(Tensor x, int rows, Span<float> destination);
 
     /// <summary>
-    /// Queues the copy of an fp32 buffer's first <paramref name="rows"/> rows, behind the work queued so far, into rows
+    /// Queues the copy of a buffer's first <paramref name="rows"/> rows (fp32, or the 16-bit activation dtype, which comes
+    /// back widened to fp32), behind the work queued so far, into rows
     /// [<paramref name="atRow"/>, atRow + rows) of host slot <paramref name="slot"/> (0 or 1), memory the backend owns;
     /// <see cref="ReadHostSlot"/> waits for the slot's copies. A step's rows go to one slot while the host reads the
     /// previous step's from the other, so the device runs a step while the host takes the last one's results (async
