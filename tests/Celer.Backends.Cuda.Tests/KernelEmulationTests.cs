@@ -4,7 +4,7 @@ using Celer.TestSupport;
 namespace Celer.Backends.Cuda.Tests;
 
 /// <summary>
-/// The tensor-core attention kernels (and moe.cu's, rope.cu's, encoder.cu's and skinny_gemm.cu's, below) where no GPU is (CI):
+/// The tensor-core attention kernels (and moe.cu's, rope.cu's, encoder.cu's, skinny_gemm.cu's and the FP8 kernels', below) where no GPU is (CI):
 /// flash_attention.cu and flash_decode.cu as they are, built by the host's C++ compiler against a CUDA emulation
 /// (Emulation/cuda_emulation.cuh: fibers for threads, mma.sync, ldmatrix and cp.async from their PTX definitions) and
 /// compared with a double-precision reference over every head size, 16-bit and fp8 cache, GQA groups 1–16, block sizes,
@@ -136,6 +136,33 @@ public sealed class KernelEmulationTests
             {
                 (int exit, string output) = await Run(Path.Combine(build.FullName, "skinny_test"), [seed]);
                 Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"skinny_test {seed} exited {exit}:\n{Tail(output)}");
+            }
+        }
+        finally
+        {
+            build.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// fp8_quant.cu's input quantization and fp8_skinny_gemm.cu's tensor-core GEMM as they are: quantize_fp8's codes and
+    /// scales in the three schemes byte for byte against the e4m3 format's definition, then the GEMM on those codes
+    /// (blocks of 4 and 8 warps, per-row and 128 x 128 block scales, 1, 3 and 8 rows, partial chunks and groups, warps
+    /// that reload both register stages) in fp32, fp16 and bf16 against a double-precision reference
+    /// (Emulation/fp8_emulation_test.cpp; mma.sync m16n8k32 e4m3 emulated from its PTX fragment layout).
+    /// </summary>
+    [Fact]
+    public async Task Fp8_kernels_match_the_reference_under_emulation()
+    {
+        string compiler = EmulationCompiler("Fp8GemmTests");
+        DirectoryInfo build = EmulationBuild("fp8_emulation_test.cpp", "fp8_quant.cu", "fp8_skinny_gemm.cu");
+        try
+        {
+            await CompileEmulation(compiler, build, "fp8_emulation_test.cpp", "fp8_test");
+            foreach (string seed in (string[])["7", "8"])
+            {
+                (int exit, string output) = await Run(Path.Combine(build.FullName, "fp8_test"), [seed]);
+                Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"fp8_test {seed} exited {exit}:\n{Tail(output)}");
             }
         }
         finally

@@ -1,4 +1,5 @@
-// Host emulation of the CUDA features flash_attention.cu, flash_decode.cu, moe.cu, rope.cu, elementwise.cu and encoder.cu use, so their literal source runs on a CPU
+// Host emulation of the CUDA features flash_attention.cu, flash_decode.cu, moe.cu, rope.cu, elementwise.cu, encoder.cu,
+// skinny_gemm.cu, fp8_quant.cu and fp8_skinny_gemm.cu use, so their literal source runs on a CPU
 // (KernelEmulationTests copies this file next to them as common.cuh). Every CUDA thread is a ucontext fiber;
 // __syncthreads, __syncwarp, warp shuffles, ldmatrix, mma.sync and cp.async (landing at a random moment before its
 // wait, commit groups included) are emulated from their documented PTX semantics, not from the kernels' formulas.
@@ -27,7 +28,14 @@
 
 struct __nv_bfloat16 { uint16_t x; };
 struct __half { uint16_t x; };
-struct __nv_fp8_e4m3 { uint8_t __x; };   // stands in for <cuda_fp8.h>'s types (1 byte each)
+inline uint8_t fp8_encode(double x, int kind);
+// Stand in for <cuda_fp8.h>'s types (1 byte each); e4m3's conversion from float rounds to nearest even and saturates,
+// as the real constructor does (fp8_quant.cu's codes).
+struct __nv_fp8_e4m3 {
+    uint8_t __x;
+    __nv_fp8_e4m3() = default;
+    explicit __nv_fp8_e4m3(float f) : __x(fp8_encode(f, 1)) {}
+};
 struct __nv_fp8_e5m2 { uint8_t __x; };
 struct float2 { float x, y; };
 inline float2 make_float2(float a, float b) { return {a, b}; }
@@ -299,6 +307,38 @@ template <typename T> inline void flash_mma(float (&c)[4], const unsigned (&a)[4
         float s = 0.f;
         for (int k = 0; k < 16; k++) s += A[row][k] * B[k][col];
         c[e] += s;
+    }
+    if (lane == 0) g_mma_count++;
+}
+
+// mma.sync m16n8k32 row.col f32.e4m3.e4m3.f32 (fp8_skinny_gemm.cu), fragment layouts from the PTX ISA; each 32-bit
+// register holds four e4m3 values, the lowest k in the lowest byte:
+//   A: a[0] = (g, 4t..4t+3), a[1] = (g+8, 4t..), a[2] = (g, 16+4t..), a[3] = (g+8, 16+4t..)  (row, k)
+//   B: b0 = (k 4t..4t+3, n g), b1 = (k 16+4t.., n g)
+//   C: c0,c1 = (g, 2t..2t+1), c2,c3 = (g+8, 2t..)
+inline void fp8_mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    for (int i = 0; i < 4; i++) g_xa[w][lane][i] = a[i];
+    g_xa[w][lane][4] = b0; g_xa[w][lane][5] = b1;
+    bar_wait(g_warp_bar[w]);
+    double A[16][32], B[32][8];
+    for (int l = 0; l < 32; l++) {
+        int g = l >> 2, t = l & 3;
+        for (int r = 0; r < 4; r++)
+            for (int i = 0; i < 4; i++) {
+                int row = g + ((r & 1) ? 8 : 0), col = 4 * t + i + ((r & 2) ? 16 : 0);
+                A[row][col] = fp8_decode((uint8_t)(g_xa[w][l][r] >> (8 * i)), 1);
+            }
+        for (int r = 0; r < 2; r++)
+            for (int i = 0; i < 4; i++) B[4 * t + i + 16 * r][g] = fp8_decode((uint8_t)(g_xa[w][l][4 + r] >> (8 * i)), 1);
+    }
+    bar_wait(g_warp_bar[w]);
+    int g = lane >> 2, t = lane & 3;
+    for (int e = 0; e < 4; e++) {
+        int row = g + 8 * (e >> 1), col = 2 * t + (e & 1);
+        double s = 0;   // products of two e4m3 values are exact; their sum is rounded once into the fp32 accumulator
+        for (int k = 0; k < 32; k++) s += A[row][k] * B[k][col];
+        c[e] += (float)s;
     }
     if (lane == 0) g_mma_count++;
 }
