@@ -34,8 +34,8 @@ spans = [span for span, t in zip(spans, times) if t <= 1.5 * median]
 steps = len(spans)
 by_kernel, counts = defaultdict(float), defaultdict(int)
 for _, name, us in (launch for span in spans for launch in span):
-    # cuBLAS kernel names carry tile shapes; group them.
-    key = "cuBLAS GEMM (nvjet / cutlass / gemv / splitK reduce)" if any(
+    # cuBLAS kernel names carry tile shapes; group them with the skinny GEMMs (their names hold "gemm" too).
+    key = "GEMMs (cuBLAS: nvjet / cutlass / gemv / splitK reduce; Celer's skinny_gemm*, fp8_skinny_gemm*)" if any(
         s in name for s in ("nvjet", "gemm", "gemv", "splitK", "cutlass", "Kernel2")) and not name.startswith("moe_") else name
     by_kernel[key] += us / steps
     counts[key] += 1
