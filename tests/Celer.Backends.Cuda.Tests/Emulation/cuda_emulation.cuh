@@ -14,6 +14,8 @@
 #include <functional>
 #include <limits>
 #include <random>
+#include <algorithm>
+#include <type_traits>
 
 #define FLASH_EMULATE 1
 #define __device__
@@ -162,6 +164,17 @@ template <> inline float from_float<float>(float v) { return v; }
 template <> inline __half from_float<__half>(float v) { return {f2h(v)}; }
 template <> inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return {f2bf(v)}; }
 template <typename T> inline float round_to(float v) { return to_float(from_float<T>(v)); }
+// For the tests' reports and tolerances: a dtype's name, and one ulp of T at |v| (fp32: 2^-23 relative; bf16: 2^-7;
+// fp16: 2^-10), at least the smallest normal's.
+template <typename T> inline const char* name_of() {
+    return sizeof(T) == 4 ? "f32" : std::is_same<T, __half>::value ? "f16" : "bf16";
+}
+template <typename T> inline double ulp(double v) {
+    int mantissa = sizeof(T) == 4 ? 23 : std::is_same<T, __half>::value ? 10 : 7;
+    double floor_exp = std::is_same<T, __half>::value ? -14 : -126;
+    int e = v == 0 ? (int)floor_exp : std::max((int)floor_exp, (int)std::floor(std::log2(std::fabs(v))));
+    return std::ldexp(1.0, e - mantissa);
+}
 // common.cuh's 16-byte vector load, element by element, checking the alignment the GPU's vector load needs.
 template <typename T> struct Vec16 { static constexpr int N = 16 / (int)sizeof(T); };
 template <typename T> inline void load16(const T* p, float (&v)[Vec16<T>::N]) {

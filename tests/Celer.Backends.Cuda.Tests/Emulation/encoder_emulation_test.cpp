@@ -35,13 +35,6 @@ static std::mt19937 rng;
 static bool g_failed = false;
 
 template <typename T> static float rnd(double v) { return to_float(from_float<T>((float)v)); }
-// One ulp of T at |v| (fp32: 2^-23 relative; bf16: 2^-7; fp16: 2^-10), at least the smallest normal's.
-template <typename T> static double ulp(double v) {
-    int mantissa = sizeof(T) == 4 ? 23 : std::is_same<T, __half>::value ? 10 : 7;
-    double floor_exp = sizeof(T) == 2 && std::is_same<T, __half>::value ? -14 : -126;
-    int e = v == 0 ? (int)floor_exp : std::max((int)floor_exp, (int)std::floor(std::log2(std::fabs(v))));
-    return std::ldexp(1.0, e - mantissa);
-}
 
 template <typename T> static std::vector<T> random_t(size_t n, float lo, float hi) {
     std::uniform_real_distribution<float> u(lo, hi);

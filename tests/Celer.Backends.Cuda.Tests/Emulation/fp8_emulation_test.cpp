@@ -15,17 +15,6 @@
 static std::mt19937 rng;
 static bool g_failed = false;
 
-template <typename T> static const char* name_of() {
-    return sizeof(T) == 4 ? "f32" : std::is_same<T, __half>::value ? "f16" : "bf16";
-}
-
-template <typename T> static double ulp(double v) {
-    int mantissa = sizeof(T) == 4 ? 23 : std::is_same<T, __half>::value ? 10 : 7;
-    double floor_exp = std::is_same<T, __half>::value ? -14 : -126;
-    int e = v == 0 ? (int)floor_exp : std::max((int)floor_exp, (int)std::floor(std::log2(std::fabs(v))));
-    return std::ldexp(1.0, e - mantissa);
-}
-
 // 16-byte aligned storage, as the GPU's allocations are.
 template <typename V> struct Buffer {
     std::vector<V> data;

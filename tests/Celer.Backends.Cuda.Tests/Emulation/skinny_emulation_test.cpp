@@ -18,18 +18,6 @@
 static std::mt19937 rng;
 static bool g_failed = false;
 
-template <typename T> static const char* name_of() {
-    return sizeof(T) == 4 ? "f32" : std::is_same<T, __half>::value ? "f16" : "bf16";
-}
-
-// One ulp of T at |v| (fp32: 2^-23 relative; bf16: 2^-7; fp16: 2^-10), at least the smallest normal's.
-template <typename T> static double ulp(double v) {
-    int mantissa = sizeof(T) == 4 ? 23 : std::is_same<T, __half>::value ? 10 : 7;
-    double floor_exp = std::is_same<T, __half>::value ? -14 : -126;
-    int e = v == 0 ? (int)floor_exp : std::max((int)floor_exp, (int)std::floor(std::log2(std::fabs(v))));
-    return std::ldexp(1.0, e - mantissa);
-}
-
 template <typename T> static std::vector<T> random_t(size_t n, float scale) {
     std::uniform_real_distribution<float> u(-scale, scale);
     std::vector<T> v(n);
