@@ -195,14 +195,16 @@ public static partial class ModelLoader
                 Phase($"{(spec.Method == SpeculativeConfig.Eagle ? "EAGLE" : "EAGLE-3")} head loaded from '{spec.Model}', fed target layers [{string.Join(", ", head.TargetLayers)}]");
             }
 
-            // An encoder's requests end in the step that computes them: its cache holds one step's sequences, no more.
+            // An encoder's requests end in the step that computes them: its cache holds one step's sequences, no more; with
+            // async scheduling two, as the step in flight keeps its blocks until its rows are read while the next is built.
             int? stepTokens = pooler?.WholeSequences == true ? maxNumTokens : null;
+            int stepsHeld = (args.AsyncScheduling ?? backend.QueuesWork) ? 2 : 1;
             // A rank's cache holds its own KV heads; every rank gets as many blocks.
             ModelConfig cacheShape = tensorParallel is null ? config : config with { NumKeyValueHeads = model.Attention.NumKvHeads };
             IEnumerable<(IModelBackend, ModelConfig)> drafters = draft is not null ? [(draft.Backend, draft.Model.Config)]
                 : head is not null ? [(head.Backend, head.Head.Config.Layer)]
                 : [];
-            int numBlocks = KvBlocks(args, platform, [(backend, cacheShape), .. drafters], maxModelLen, stepTokens);
+            int numBlocks = KvBlocks(args, platform, [(backend, cacheShape), .. drafters], maxModelLen, stepTokens, stepsHeld);
             int numHostBlocks = HostKvBlocks(args, KvBlockBytes(backend, cacheShape, args.BlockSize), pooler);
             if (tensorParallel is { Workers: var workers })
             {
@@ -599,7 +601,10 @@ public static partial class ModelLoader
     /// that computes them), the step's token budget: the cache then needs only what one step's sequences fill, their
     /// tokens' blocks plus a part-filled block each, as vLLM gives encoder-only models no cache beyond the step.
     /// </param>
-    private static int KvBlocks(EngineArgs args, DevicePlatform platform, IReadOnlyList<(IModelBackend Backend, ModelConfig Config)> models, int maxModelLen, int? stepTokens = null)
+    /// <param name="stepsHeld">How many steps' sequences hold blocks at once: 2 with async scheduling (the one in flight and the next).</param>
+    private static int KvBlocks(
+        EngineArgs args, DevicePlatform platform, IReadOnlyList<(IModelBackend Backend, ModelConfig Config)> models, int maxModelLen, int? stepTokens = null,
+        int stepsHeld = 1)
     {
         long blockBytes = models.Sum(m => KvBlockBytes(m.Backend, m.Config, args.BlockSize));
         long bytes = args.KvCacheMemoryBytes
@@ -608,7 +613,7 @@ public static partial class ModelLoader
         long useful = (long)args.MaxNumSeqs * blocksPerSeq + 1;
         if (stepTokens is { } tokens)
         {
-            useful = Math.Min(useful, Math.Max(((long)tokens + args.BlockSize - 1) / args.BlockSize, blocksPerSeq) + args.MaxNumSeqs + 1);
+            useful = Math.Min(useful, (stepsHeld * (Math.Max(((long)tokens + args.BlockSize - 1) / args.BlockSize, blocksPerSeq) + args.MaxNumSeqs)) + 1);
         }
 
         long blocks = Math.Min(bytes / blockBytes, useful);

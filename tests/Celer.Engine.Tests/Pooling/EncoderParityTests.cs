@@ -67,17 +67,20 @@ public sealed class EncoderParityTests
 
     /// <summary>
     /// An encoder's requests end in the step that computes them, so its cache holds one step's sequences (the budget's
-    /// blocks and a part-filled block per sequence), not --max-num-seqs whole contexts; a 512-token budget then takes
-    /// the fixture's cases over several steps, embedded as before.
+    /// blocks and a part-filled block per sequence), not --max-num-seqs whole contexts, and two steps' with async
+    /// scheduling (the step in flight keeps its blocks while the next is built); a 512-token budget then takes the
+    /// fixture's cases over several steps, embedded as before, either way.
     /// </summary>
-    [Fact]
-    public async Task An_encoders_cache_holds_one_steps_sequences()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task An_encoders_cache_holds_one_steps_sequences(bool asyncScheduling)
     {
         EncoderFixture fixture = EncoderFixture.Load("bert-embed-mean");
-        EngineArgs args = new() { Model = fixture.Directory, MaxNumSeqs = 8, MaxNumBatchedTokens = 512, KvCacheMemoryBytes = 64L << 20 };
+        EngineArgs args = new() { Model = fixture.Directory, MaxNumSeqs = 8, MaxNumBatchedTokens = 512, KvCacheMemoryBytes = 64L << 20, AsyncScheduling = asyncScheduling };
         await using (LoadedModel loaded = ModelLoader.Load(args))
         {
-            Assert.Equal((512 / 16) + 8 + 1, loaded.NumKvBlocks);
+            Assert.Equal(((asyncScheduling ? 2 : 1) * ((512 / 16) + 8)) + 1, loaded.NumKvBlocks);
         }
 
         using LlmEngine engine = ModelLoader.LoadOffline(args).Engine;
