@@ -236,15 +236,7 @@ public sealed class DecoderModel : IPoolingModel
         UpdateDynamicRope(batch);
         _backend.BeginStep(batch);
         RunLayers(rows);
-        int total = batch.LogitsRows.Length;
-        for (int first = 0; first < total; first += MaxLogitsRows)
-        {
-            // The next chunk's gather is queued behind this chunk's copy: the buffer can be reused at once.
-            int count = Math.Min(MaxLogitsRows, total - first);
-            _backend.GatherLogitsRows(_spec.PostNorms ? _act.Residual : _act.Hidden, first, count, _act.LogitsHidden);
-            _backend.QueueCopyToHost(_act.LogitsHidden, count, slot, first, total);
-        }
-
+        _backend.QueueLogitsRowsToHost(_spec.PostNorms ? _act.Residual : _act.Hidden, batch.LogitsRows.Length, _act.LogitsHidden, slot);
         _ranEagerStep = true;
     }
 

@@ -107,14 +107,7 @@ public sealed class EncoderModel : IPoolingModel
             layer.Forward(b, rows, this, eps);
         }
 
-        int total = batch.LogitsRows.Length;
-        for (int first = 0; first < total; first += MaxLogitsRows)
-        {
-            // The next chunk's gather is queued behind this chunk's copy: the buffer can be reused at once.
-            int count = Math.Min(MaxLogitsRows, total - first);
-            b.GatherLogitsRows(_residual, first, count, _rowsHidden);
-            b.QueueCopyToHost(_rowsHidden, count, slot, first, total);
-        }
+        b.QueueLogitsRowsToHost(_residual, batch.LogitsRows.Length, _rowsHidden, slot);
     }
 
     public ReadOnlySpan<float> ReadHidden(int slot, int rows) => _backend.ReadHostSlot(slot, rows * Config.HiddenSize);

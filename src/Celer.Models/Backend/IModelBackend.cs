@@ -253,6 +253,21 @@ public interface IModelBackend : IDisposable
     /// <summary>The first <paramref name="count"/> values of a slot once its queued copies are done; valid until the slot's next copy.</summary>
     ReadOnlySpan<float> ReadHostSlot(int slot, int count);
 
+    /// <summary>
+    /// The step's <paramref name="count"/> <see cref="ForwardBatch.LogitsRows"/> of <paramref name="x"/> queued to host slot
+    /// <paramref name="slot"/> (a pooling model's rows): gathered into <paramref name="buffer"/> as many rows at a time
+    /// as it holds, each chunk's copy queued behind its gather, so the next gather may reuse the buffer at once.
+    /// </summary>
+    void QueueLogitsRowsToHost(Tensor x, int count, Tensor buffer, int slot)
+    {
+        for (int first = 0; first < count; first += buffer.Rows)
+        {
+            int chunk = Math.Min(buffer.Rows, count - first);
+            GatherLogitsRows(x, first, chunk, buffer);
+            QueueCopyToHost(buffer, chunk, slot, first, count);
+        }
+    }
+
     /// <summary>Whether the backend queues its work on a device that runs it while the host goes on (a GPU), so steps may overlap the host's work.</summary>
     bool QueuesWork { get; }
 }
