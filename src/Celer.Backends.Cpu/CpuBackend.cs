@@ -317,7 +317,9 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
         Kernels.RmsNorm.Run(F(x), F(y), (void*)weight.Data, weight.DType, eps, normRows, size);
     }
 
-    public void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps) =>
+    // quantizeFor (here and in the gated activations): the CPU's FP8 Linear quantizes its input in a pass of its own
+    // (Fp8Activations), small beside its matmul, and there is no launch to save, so nothing is written ahead.
+    public void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps, ActivationQuantization? quantizeFor = null) =>
         Kernels.RmsNorm.AddAndNorm(F(x), F(residual), (void*)weight.Data, weight.DType, eps, rows, (int)weight.ElementCount);
 
     public void RmsNormSlice(Tensor x, int rows, int offset, Tensor weight, float eps) =>
@@ -375,10 +377,10 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
         }
     }
 
-    public void SiluMul(Tensor gateUp, int rows, Tensor output) =>
+    public void SiluMul(Tensor gateUp, int rows, Tensor output, ActivationQuantization? quantizeFor = null) =>
         Activation.SiluMulFused(F(gateUp), F(output), rows, (int)output.Columns);
 
-    public void GeluTanhMul(Tensor gateUp, int rows, Tensor output) =>
+    public void GeluTanhMul(Tensor gateUp, int rows, Tensor output, ActivationQuantization? quantizeFor = null) =>
         Activation.GeluTanhMulFused(F(gateUp), F(output), rows, (int)output.Columns);
 
     public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output, ExpertOptions? experts = null)

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Celer.Backends.Cuda.Interop;
 using Celer.Models.Backend;
 using Celer.Models.Quantization;
@@ -52,6 +53,21 @@ public sealed unsafe partial class CudaBackend
 #pragma warning restore CA2213
     private long _fp8InputBytes, _fp8InputScaleBytes;
     private readonly Dictionary<(int Rows, int K), Tensor> _fp8Inputs = [];
+
+    // The input of the FP8 layer that runs next, when the kernel that wrote it also quantized it (AddRmsNorm, the gated
+    // activations: CodesAhead): that layer's x, rows, width and scheme, and the launch count just after the kernel. The
+    // layer takes those codes only when all match, so no kernel has run since; otherwise it quantizes x itself.
+    private (nint X, int Rows, int K, ActivationQuantization Scheme, long Launches)? _fp8Ahead;
+
+    /// <summary>fp8_quant.cu's <c>Fp8Codes</c>, field for field: where a kernel writes an FP8 layer's input.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Fp8Codes
+    {
+        public ulong Codes, Scales;
+        public long ScaleRows;
+        public int Mode;
+        public float StaticScale, MinScale;
+    }
 
     /// <summary>
     /// One FP8 weight of <paramref name="parts"/> stacked along their rows, each with its scales (<see cref="WeightTensor.Scales"/>),
@@ -174,26 +190,30 @@ public sealed unsafe partial class CudaBackend
 
         int k = (int)weight.Columns;
         Tensor input = Fp8Input(x.Rows, k);
+        bool ahead = _fp8Ahead == (x.Data, rows, k, activations, _kernels.Launches);
+        _fp8Ahead = null;
         if (rows == 0)
         {
             return;
         }
 
-        // The kernel first: a block-scaled cuBLASLt GEMM runs rows rounded up to BlockScaledRows, and the input's group
-        // scales are laid out for that many rows. The rows past the step's quantize whatever x holds there, and their
-        // outputs land in y's rows past the step's, which nothing reads.
+        // A block-scaled cuBLASLt GEMM runs rows rounded up to BlockScaledRows (LtRows); the rows past the step's read
+        // whatever the input buffer holds there, and their outputs land in y's rows past the step's, which nothing reads.
         _fp8Layer = (x, activations);
         try
         {
             GemmPlan plan = Plan(input, weight, bias, y);
-            GemmChoice choice = Choice(plan, input, rows, weight, bias, y);
-            int gemmRows = QuantizedRows(plan, choice, rows);
-            if (gemmRows > Math.Min(x.Rows, y.Rows))
+            GemmChoice choice = Choice(plan, input, rows, weight, bias, y);   // timing this shape quantizes x again: the same codes
+            if (choice.Kernel == GemmKernel.CublasLt && LtRows(plan, rows) > y.Rows)
             {
-                throw new ArgumentException($"'{weight.Name}': a block-scaled FP8 GEMM of {rows} rows runs {gemmRows}, beyond the {Math.Min(x.Rows, y.Rows)} rows of its buffers.");
+                throw new ArgumentException($"'{weight.Name}': a block-scaled FP8 GEMM of {rows} rows runs {LtRows(plan, rows)}, beyond the {y.Rows} rows of '{y.Name}'.");
             }
 
-            QuantizeFp8Input(input, gemmRows);
+            if (!ahead)
+            {
+                QuantizeFp8Input(input, rows);
+            }
+
             RunGemm(plan, choice, input, rows, weight, bias, y);
         }
         finally
@@ -201,13 +221,6 @@ public sealed unsafe partial class CudaBackend
             _fp8Layer = null;
         }
     }
-
-    /// <summary>
-    /// The rows of the layer's input that <see cref="QuantizeFp8Input"/> quantizes for this kernel, which are also the
-    /// leading dimension of their group scales: cuBLASLt's (<see cref="LtRows"/>), or the step's for the skinny kernel.
-    /// </summary>
-    private static int QuantizedRows(GemmPlan plan, in GemmChoice choice, int rows) =>
-        choice.Kernel == GemmKernel.CublasLt ? LtRows(plan, rows) : rows;
 
     /// <summary>The first <paramref name="rows"/> rows of the current FP8 layer's input (<see cref="_fp8Layer"/>) into <paramref name="input"/>'s codes and scales.</summary>
     private void QuantizeFp8Input(Tensor input, int rows)
@@ -218,12 +231,34 @@ public sealed unsafe partial class CudaBackend
             throw new ArgumentException($"The input of an FP8 layer must start 16-byte aligned (quantize_fp8 reads its rows in 16-byte loads); '{x.Name}' does not.");
         }
 
-        ulong xp = (ulong)x.Data, qp = (ulong)input.Data, sp = (ulong)input.Scales!.Data;
-        long r = rows;
+        ulong xp = (ulong)x.Data;
         int k = (int)input.Columns;
-        (int mode, float staticScale, float minScale) = Fp8InputScheme(activations);
-        void** args = stackalloc void*[] { &xp, &k, &r, &mode, &staticScale, &minScale, &qp, &sp };
+        Fp8Codes codes = CodesFor(input, rows, activations);
+        void** args = stackalloc void*[] { &xp, &k, &codes };
         Launch("quantize_fp8", (uint)rows, 1, 256, args);
+    }
+
+    /// <summary>
+    /// Where a kernel that writes <paramref name="rows"/> rows of <paramref name="x"/> ([rows, <paramref name="k"/>], the
+    /// model dtype) can also write their codes for the FP8 layer reading them next, whose input is quantized by
+    /// <paramref name="next"/>; null where there is no such layer or x is not as that layer's quantize_fp8 would read it,
+    /// and the layer quantizes x itself. After the kernel, <see cref="QuantizedAhead"/> tells the layer.
+    /// </summary>
+    private Fp8Codes? CodesAhead(Tensor x, int rows, int k, ActivationQuantization? next) =>
+        next is null || rows == 0 || k % 16 != 0 || x.Data % 16 != 0 || x.Columns != k ? null : CodesFor(Fp8Input(x.Rows, k), rows, next);
+
+    /// <summary>The kernel launched last wrote the codes <see cref="CodesAhead"/> placed, for the FP8 layer reading x next.</summary>
+    private void QuantizedAhead(Tensor x, int rows, int k, ActivationQuantization next) => _fp8Ahead = (x.Data, rows, k, next, _kernels.Launches);
+
+    /// <summary>The codes and scales of <paramref name="input"/> (<see cref="Fp8Input"/>) for <paramref name="rows"/> rows quantized by <paramref name="activations"/>.</summary>
+    private static Fp8Codes CodesFor(Tensor input, int rows, ActivationQuantization activations)
+    {
+        (int mode, float staticScale, float minScale) = Fp8InputScheme(activations);
+        return new Fp8Codes
+        {
+            Codes = (ulong)input.Data, Scales = (ulong)input.Scales!.Data, ScaleRows = InputScaleRows(mode == 2, rows),
+            Mode = mode, StaticScale = staticScale, MinScale = minScale,
+        };
     }
 
     /// <summary>fp8_quant.cu's mode (0 dynamic per token, 1 static, 2 dynamic per group of 128) with its two scales.</summary>
@@ -235,12 +270,18 @@ public sealed unsafe partial class CudaBackend
     };
 
     /// <summary>
-    /// The rows cuBLASLt runs for <paramref name="rows"/>: a multiple of <see cref="BlockScaledRows"/> when the input's
-    /// scales are per group (their leading dimension is the row count, which cuBLASLt reads 16-byte aligned, as the
-    /// weight's padded grid rows; it offers no algorithm for 1 or 2 rows).
+    /// The rows cuBLASLt runs for <paramref name="rows"/>: <see cref="InputScaleRows"/> (it offers no block-scaled
+    /// algorithm for 1 or 2 rows).
     /// </summary>
-    private static int LtRows(GemmPlan plan, int rows) =>
-        plan.Shape.Scaling == Fp8Scaling.Blocks ? RoundUp(rows, BlockScaledRows) : rows;
+    private static int LtRows(GemmPlan plan, int rows) => InputScaleRows(plan.Shape.Scaling == Fp8Scaling.Blocks, rows);
+
+    /// <summary>
+    /// The leading dimension of an FP8 input's scales per group (<paramref name="groups"/>): <paramref name="rows"/> rounded
+    /// up to <see cref="BlockScaledRows"/>, as cuBLASLt reads them 16-byte aligned like the weight's padded grid rows. Every
+    /// kernel that writes or reads them uses it, whichever GEMM the tuner picked, so a kernel can quantize a layer's
+    /// input before the layer's GEMM is chosen.
+    /// </summary>
+    private static int InputScaleRows(bool groups, int rows) => groups ? RoundUp(rows, BlockScaledRows) : rows;
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
@@ -269,8 +310,8 @@ public sealed unsafe partial class CudaBackend
         }
 
         ulong xq = (ulong)input.Data, xs = (ulong)input.Scales!.Data, wp = (ulong)weight.Data, ws = (ulong)weight.Scales.Data, yp = (ulong)y.Data;
-        int ld = blocks ? weight.Scales.Shape[1] : 0;
-        void** args = stackalloc void*[] { &xq, &xs, &rows, &rows, &wp, &ws, &ld, &n, &k, &yp };
+        int ld = blocks ? weight.Scales.Shape[1] : 0, xsLd = InputScaleRows(blocks, rows);
+        void** args = stackalloc void*[] { &xq, &xs, &xsLd, &rows, &wp, &ws, &ld, &n, &k, &yp };
         _kernels.Launch(function, "fp8_skinny_gemm", (uint)((n + 15) / 16), 1, 1, (uint)(32 * warps), args, (uint)sharedBytes);
     }
 

@@ -336,12 +336,11 @@ public sealed unsafe partial class CudaBackend
         SafeCudaEventHandle start, SafeCudaEventHandle end)
     {
         bool quantize = plan.Shape.Scaling != Fp8Scaling.None && _fp8Layer is not null;
-        int quantizedRows = Math.Min(QuantizedRows(plan, candidate, rows), _fp8Layer?.X.Rows ?? 0);
         void Run()
         {
             if (quantize)
             {
-                QuantizeFp8Input(x, quantizedRows);
+                QuantizeFp8Input(x, rows);
             }
 
             RunGemm(plan, candidate, x, rows, weight, bias, y);

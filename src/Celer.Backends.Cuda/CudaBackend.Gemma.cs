@@ -1,4 +1,5 @@
 using Celer.Models.Backend;
+using Celer.Models.Quantization;
 
 namespace Celer.Backends.Cuda;
 
@@ -15,7 +16,8 @@ public sealed unsafe partial class CudaBackend
         Launch("gemma_add_rms_norm", (uint)rows, 1, Threads(Vectors(size)), args);
     }
 
-    public void GeluTanhMul(Tensor gateUp, int rows, Tensor output) => LaunchGatedActivation("gelu_tanh_mul", gateUp, rows, output);
+    public void GeluTanhMul(Tensor gateUp, int rows, Tensor output, ActivationQuantization? quantizeFor = null) =>
+        LaunchGatedActivation("gelu_tanh_mul", "gelu_tanh_mul_fp8", gateUp, rows, output, quantizeFor);
 
     public void SoftCap(Tensor x, int rows, float cap)
     {

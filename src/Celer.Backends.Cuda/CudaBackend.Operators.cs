@@ -1,5 +1,6 @@
 using Celer.Backends.Cuda.Interop;
 using Celer.Models.Backend;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Backends.Cuda;
@@ -34,13 +35,30 @@ public sealed unsafe partial class CudaBackend
         Launch(kernel, (uint)normRows, 1, Threads(Vectors(size)), args);
     }
 
-    public void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps)
+    public void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps, ActivationQuantization? quantizeFor = null)
     {
         int size = (int)weight.ElementCount;
         ulong xp = (ulong)x.Data, rp = (ulong)residual.Data, wp = (ulong)weight.Data;
+        uint threads = Threads(Vectors(size));
+        if (HoldsRow(size, threads) && CodesAhead(x, rows, size, quantizeFor) is { } codes)
+        {
+            void** fused = stackalloc void*[] { &xp, &rp, &wp, &size, &eps, &codes };
+            Launch("add_rms_norm_fp8", (uint)rows, 1, threads, fused);
+            QuantizedAhead(x, rows, size, quantizeFor!);
+            return;
+        }
+
         void** args = stackalloc void*[] { &xp, &rp, &wp, &size, &eps };
-        Launch("add_rms_norm", (uint)rows, 1, Threads(Vectors(size)), args);
+        Launch("add_rms_norm", (uint)rows, 1, threads, args);
     }
+
+    // The 16-byte vectors per thread that add_rms_norm's one-pass path and the gated activations with FP8 codes hold in
+    // registers (rmsnorm.cu's RMS_VECS_PER_THREAD, fp8_quant.cu's FP8_GATED_VECS).
+    private const int HeldVectors = 4;
+
+    /// <summary>Whether a block of <paramref name="threads"/> holds a row of <paramref name="elements"/> in registers, whole vectors of them.</summary>
+    private bool HoldsRow(int elements, uint threads) =>
+        elements % (16 / ActivationDType.ByteSize()) == 0 && Vectors(elements) <= HeldVectors * threads;
 
     public void RmsNormSlice(Tensor x, int rows, int offset, Tensor weight, float eps)
     {
@@ -129,14 +147,28 @@ public sealed unsafe partial class CudaBackend
         _kernels.Launch(function, "scale", Blocks(n), 1, 1, 256, args);
     }
 
-    public void SiluMul(Tensor gateUp, int rows, Tensor output) => LaunchGatedActivation("silu_mul", gateUp, rows, output);
+    public void SiluMul(Tensor gateUp, int rows, Tensor output, ActivationQuantization? quantizeFor = null) =>
+        LaunchGatedActivation("silu_mul", "silu_mul_fp8", gateUp, rows, output, quantizeFor);
 
-    /// <summary>A gated activation over the fused gate/up projection (<c>silu_mul</c>, Gemma's <c>gelu_tanh_mul</c>).</summary>
-    private void LaunchGatedActivation(string kernel, Tensor gateUp, int rows, Tensor output)
+    /// <summary>
+    /// A gated activation over the fused gate/up projection (<c>silu_mul</c>, Gemma's <c>gelu_tanh_mul</c>), or, for an
+    /// FP8 down projection whose input scheme is <paramref name="quantizeFor"/>, its one-block-per-row form that also
+    /// writes the products' codes (<paramref name="fp8Kernel"/>, fp8_quant.cu).
+    /// </summary>
+    private void LaunchGatedActivation(string kernel, string fp8Kernel, Tensor gateUp, int rows, Tensor output, ActivationQuantization? quantizeFor)
     {
         const int threads = 128;
         int d = (int)output.Columns;
         ulong g = (ulong)gateUp.Data, o = (ulong)output.Data;
+        uint rowThreads = Threads(Vectors(d));
+        if (HoldsRow(d, rowThreads) && CodesAhead(output, rows, d, quantizeFor) is { } codes)
+        {
+            void** fused = stackalloc void*[] { &g, &d, &o, &codes };
+            Launch(fp8Kernel, (uint)rows, 1, rowThreads, fused);
+            QuantizedAhead(output, rows, d, quantizeFor!);
+            return;
+        }
+
         void** args = stackalloc void*[] { &g, &d, &o };
         Launch(kernel, (uint)rows, (uint)((Vectors(d) + threads - 1) / threads), threads, args);
     }

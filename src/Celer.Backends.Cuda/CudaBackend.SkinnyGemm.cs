@@ -54,15 +54,16 @@ public sealed unsafe partial class CudaBackend
     /// The gate/up GEMM and its activation in one launch (<c>skinny_gemm_gated</c>) where the GEMM alone would run on the
     /// CUDA-core skinny kernel (its tuned choice for this shape and row bucket); otherwise the GEMM, then the activation.
     /// </summary>
-    public void GatedLinear(Tensor x, int rows, Tensor gateUp, Tensor? bias, ActivationQuantization? activations, bool geluTanh, Tensor gateUpBuffer, Tensor output)
+    public void GatedLinear(Tensor x, int rows, Tensor gateUp, Tensor? bias, ActivationQuantization? activations, bool geluTanh, Tensor gateUpBuffer, Tensor output,
+        ActivationQuantization? quantizeOutputFor = null)
     {
         int bucket = SkinnyBucket(rows);
-        bool fits = bias is null && activations is null && gateUp.Int4 is null && gateUp.DType == ActivationDType
+        bool fits = bias is null && activations is null && quantizeOutputFor is null && gateUp.Int4 is null && gateUp.DType == ActivationDType
             && bucket is > 0 and <= SkinnyCudaCoreRows && output.DType == ActivationDType && SkinnyGemmFits(x, rows, gateUp, gateUpBuffer);
         // The GEMM's own choice decides (the tuner timed it against cuBLAS), and its first use is what times it.
         if (!fits || Choice(Plan(x, gateUp, null, gateUpBuffer), x, rows, gateUp, null, gateUpBuffer).Kernel != GemmKernel.Skinny)
         {
-            IModelBackend.LinearThenActivation(this, x, rows, gateUp, bias, activations, geluTanh, gateUpBuffer, output);
+            IModelBackend.LinearThenActivation(this, x, rows, gateUp, bias, activations, geluTanh, gateUpBuffer, output, quantizeOutputFor);
             return;
         }
 

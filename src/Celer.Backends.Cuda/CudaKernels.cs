@@ -42,10 +42,14 @@ internal sealed unsafe class CudaKernels : IDisposable
     public void Launch(string kernel, uint gridX, uint gridY, uint gridZ, uint blockX, void** args) =>
         Launch(Function(kernel), kernel, gridX, gridY, gridZ, blockX, args);
 
+    /// <summary>Kernels launched so far: a caller can tell whether any kernel ran between two of its own.</summary>
+    public long Launches { get; private set; }
+
     /// <param name="name">For error messages only.</param>
     /// <param name="sharedBytes">Dynamic shared memory of the block (above 48 KB only after <see cref="AllowSharedMemory"/>).</param>
     public void Launch(nint function, string name, uint gridX, uint gridY, uint gridZ, uint blockX, void** args, uint sharedBytes = 0)
     {
+        Launches++;
         int status;
         if (_programmaticLaunch)
         {

@@ -149,13 +149,15 @@ public sealed class KernelEmulationTests
     /// scales in the three schemes byte for byte against the e4m3 format's definition, then the GEMM on those codes
     /// (blocks of 4 and 8 warps, per-row and 128 x 128 block scales, 1, 3 and 8 rows, partial chunks and groups, warps
     /// that reload both register stages) in fp32, fp16 and bf16 against a double-precision reference
-    /// (Emulation/fp8_emulation_test.cpp; mma.sync m16n8k32 e4m3 emulated from its PTX fragment layout).
+    /// (Emulation/fp8_emulation_test.cpp; mma.sync m16n8k32 e4m3 emulated from its PTX fragment layout); and the kernels
+    /// that write a layer's codes as they store its input (add_rms_norm_fp8, silu_mul_fp8, gelu_tanh_mul_fp8) against
+    /// the unfused kernels and the same definition, byte for byte.
     /// </summary>
     [Fact]
     public async Task Fp8_kernels_match_the_reference_under_emulation()
     {
         string compiler = EmulationCompiler("Fp8GemmTests");
-        DirectoryInfo build = EmulationBuild("fp8_emulation_test.cpp", "fp8_quant.cu", "fp8_skinny_gemm.cu");
+        DirectoryInfo build = EmulationBuild("fp8_emulation_test.cpp", "elementwise.cu", "fp8_quant.cu", "fp8_skinny_gemm.cu", "rmsnorm.cu");
         try
         {
             await CompileEmulation(compiler, build, "fp8_emulation_test.cpp", "fp8_test");

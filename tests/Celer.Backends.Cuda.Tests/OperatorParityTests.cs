@@ -192,7 +192,7 @@ public sealed class OperatorParityTests
         gpu.GatedLinear(xs, rows, gateUp, null, null, geluTanh, buffer, fused);
         Assert.Equal(rows <= 4, before.SequenceEqual(HostTensors.Read(gpu, buffer, rows)));
 
-        IModelBackend.LinearThenActivation(gpu, xs, rows, gateUp, null, null, geluTanh, buffer, unfused);
+        IModelBackend.LinearThenActivation(gpu, xs, rows, gateUp, null, null, geluTanh, buffer, unfused, null);
         float[] expected = HostTensors.Read(gpu, unfused, rows);
         Assert.Equal(expected, HostTensors.Read(gpu, fused, rows));
         Assert.True(expected.Distinct().Count() > intermediate / 2, "the outputs vary");

@@ -1,8 +1,8 @@
 // The FP8 W8A8 linear layer of a decode step of 1 to 8 rows on tensor cores (sm_89+: mma.sync m16n8k32 on E4M3),
 // where cuBLASLt's FP8 tiles read the E4M3 weights far below the copy rate: y[m, n] = sum over k of xq[m, k] · wq[n, k]
-// with both operands' scales, as skinny_gemm.cu streams a 16-bit weight. The input comes quantized by quantize_fp8
-// (fp8_quant.cu), as cuBLASLt's does: its codes xq [rows, k] and scales xs (per row: xs[m]; per group of 128:
-// xs[g · xs_ld + m]). Quantizing once per layer matters: when every block quantized the rows itself, that work was
+// with both operands' scales, as skinny_gemm.cu streams a 16-bit weight. The input comes quantized as cuBLASLt's does
+// (fp8_quant.cu: by quantize_fp8, or by the norm or activation that wrote it): its codes xq [rows, k] and scales xs (per
+// row: xs[m]; per group of 128: xs[g · xs_ld + m]). Quantizing once per layer matters: when every block quantized the rows itself, that work was
 // repeated by each of a layer's hundreds of blocks and grew with the rows (gate_up at 8 rows took 99 µs against 32 at
 // one), and it ran after the wait on the previous kernel, with the weight stream idle.
 // The weight codes go to the MMA as stored. A block of TC_WARPS warps computes 16 output columns for up to 8 rows (W's

@@ -57,33 +57,41 @@ __device__ void rms_norm(const T* x, const T* weight, int size, float eps, T* y)
         y[base + c] = from_float<T>(round_to<T>(to_float(x[base + c]) * inv) * to_float(weight[c]));
 }
 
-// Fused residual: residual += x (rounded to T, as the model adds them in its dtype); x = rmsnorm(residual) * weight.
+// The vectorized paths' first half of add_rms_norm: residual += x (rounded to T, as the model adds them in its dtype),
+// stored; v holds this thread's sums. Returns the row's inverse RMS.
+template <typename T>
+__device__ __forceinline__ float add_rms_hold(float (&v)[RMS_VECS_PER_THREAD][Vec16<T>::N], const T* x, T* residual, int size, float eps) {
+    constexpr int V = Vec16<T>::N;
+    float ss = 0.f;
+#pragma unroll
+    for (int k = 0; k < RMS_VECS_PER_THREAD; k++) {
+        const int c = (threadIdx.x + k * blockDim.x) * V;
+        if (c < size) {
+            float a[V];
+            load16(residual + c, v[k]);
+            load16(x + c, a);
+#pragma unroll
+            for (int i = 0; i < V; i++) {
+                v[k][i] = round_to<T>(v[k][i] + a[i]);
+                ss += v[k][i] * v[k][i];
+            }
+            store16(residual + c, v[k]);
+        }
+    }
+    return rsqrtf(block_sum(ss) / size + eps);
+}
+
+// Fused residual: residual += x (rounded to T); x = rmsnorm(residual) * weight.
 template <typename T>
 __device__ void add_rms_norm(T* x, T* residual, const T* weight, int size, float eps) {
     celer_pdl_begin();
-    constexpr int V = Vec16<T>::N;
     const long long base = (long long)blockIdx.x * size;
-    float ss = 0.f;
     if (rms_vectorized<T>(size)) {
-        float v[RMS_VECS_PER_THREAD][V];
-#pragma unroll
-        for (int k = 0; k < RMS_VECS_PER_THREAD; k++) {
-            const int c = (threadIdx.x + k * blockDim.x) * V;
-            if (c < size) {
-                float a[V];
-                load16(residual + base + c, v[k]);
-                load16(x + base + c, a);
-#pragma unroll
-                for (int i = 0; i < V; i++) {
-                    v[k][i] = round_to<T>(v[k][i] + a[i]);
-                    ss += v[k][i] * v[k][i];
-                }
-                store16(residual + base + c, v[k]);
-            }
-        }
-        rms_scale_store(v, rsqrtf(block_sum(ss) / size + eps), weight, size, x + base);
+        float v[RMS_VECS_PER_THREAD][Vec16<T>::N];
+        rms_scale_store(v, add_rms_hold(v, x + base, residual + base, size, eps), weight, size, x + base);
         return;
     }
+    float ss = 0.f;
     for (int c = threadIdx.x; c < size; c += blockDim.x) {
         T v = from_float<T>(to_float(residual[base + c]) + to_float(x[base + c]));
         residual[base + c] = v;
@@ -93,6 +101,21 @@ __device__ void add_rms_norm(T* x, T* residual, const T* weight, int size, float
     const float inv = rsqrtf(block_sum(ss) / size + eps);
     for (int c = threadIdx.x; c < size; c += blockDim.x)
         x[base + c] = from_float<T>(round_to<T>(to_float(residual[base + c]) * inv) * to_float(weight[c]));
+}
+
+// add_rms_norm where an FP8 layer reads x next: x as add_rms_norm stores it, and its codes for that layer
+// (fp8_quantize_held in fp8_quant.cu) from the values still in registers. The vectorized path only (the host checks).
+template <typename T>
+__device__ void add_rms_norm_fp8(T* x, T* residual, const T* weight, int size, float eps, const Fp8Codes& codes) {
+    celer_pdl_begin();
+    const long long base = (long long)blockIdx.x * size;
+    float v[RMS_VECS_PER_THREAD][Vec16<T>::N];
+    rms_scale_store(v, add_rms_hold(v, x + base, residual + base, size, eps), weight, size, x + base);
+#pragma unroll
+    for (int k = 0; k < RMS_VECS_PER_THREAD; k++)
+#pragma unroll
+        for (int i = 0; i < Vec16<T>::N; i++) v[k][i] = round_to<T>(v[k][i]);   // as stored
+    fp8_quantize_held(v, size, blockIdx.x, codes);
 }
 
 // OLMo-2's RMSNorm (Olmo2RMSNorm: (weight * (x * rsqrt(mean(x^2) + eps))).to(dtype), one rounding, after the weight)
@@ -221,6 +244,10 @@ __device__ void gemma_add_rms_norm(T* x, T* residual, const T* post_weight, cons
     }                                                                                                                \
     extern "C" __global__ void add_rms_norm_##S(T* x, T* residual, const T* weight, int size, float eps) {           \
         add_rms_norm<T>(x, residual, weight, size, eps);                                                            \
+    }                                                                                                                \
+    extern "C" __global__ void add_rms_norm_fp8_##S(T* x, T* residual, const T* weight, int size, float eps,         \
+                                                    Fp8Codes codes) {                                                \
+        add_rms_norm_fp8<T>(x, residual, weight, size, eps, codes);                                                 \
     }                                                                                                                \
     extern "C" __global__ void gemma_rms_norm_##S(const T* x, const T* weight, int size, float eps, T* y) {          \
         gemma_rms_norm<T>(x, weight, size, eps, y);                                                                 \

@@ -1,5 +1,6 @@
 using Celer.Models.Backend;
 using Celer.Models.Config;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Models.Architectures;
@@ -39,6 +40,9 @@ internal sealed class DecoderLayer
     /// <summary>The norm before attention, which the previous layer's fused add-and-norm applies; null in a post-norm layer.</summary>
     public Tensor? InputNorm { get; }
 
+    /// <summary>How q/k/v quantize their input in a W8A8 layer, for the norm before them to do ahead (<see cref="IModelBackend.AddRmsNorm"/>).</summary>
+    public ActivationQuantization? AttentionInput => _attention.InputQuantization;
+
     /// <summary>
     /// Input: <c>a.Hidden</c> = input_layernorm(residual). Output: <c>a.Hidden</c> = this layer's MLP output, to be
     /// scaled and added to the residual by the caller's fused add-and-norm (with the next layer's input norm).
@@ -53,7 +57,7 @@ internal sealed class DecoderLayer
             b.Scale(a.Hidden, rows, residualMultiplier);
         }
 
-        b.AddRmsNorm(a.Hidden, a.Residual, rows, _postAttentionNorm, eps);
+        b.AddRmsNorm(a.Hidden, a.Residual, rows, _postAttentionNorm, eps, _mlp.InputQuantization);
         _mlp.Forward(b, a, rows, a.Hidden, a.Hidden);
     }
 

@@ -477,8 +477,8 @@ public sealed class DecoderModel : IPoolingModel
                 b.Scale(_act.Hidden, rows, residualMultiplier);
             }
 
-            Tensor nextNorm = i + 1 < _layers.Length ? _layers[i + 1].InputNorm! : _finalNorm;
-            b.AddRmsNorm(_act.Hidden, _act.Residual, rows, nextNorm, eps);
+            bool last = i + 1 == _layers.Length;
+            b.AddRmsNorm(_act.Hidden, _act.Residual, rows, last ? _finalNorm : _layers[i + 1].InputNorm!, eps, last ? null : _layers[i + 1].AttentionInput);
         }
 
         CaptureLayerInput(_layers.Length, rows);

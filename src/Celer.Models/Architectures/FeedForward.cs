@@ -9,6 +9,9 @@ namespace Celer.Models.Architectures;
 internal interface IFeedForward
 {
     void Forward(IModelBackend b, Activations a, int rows, Tensor input, Tensor output);
+
+    /// <summary>How the first FP8 layer reading the input quantizes it; null when that layer is not W8A8.</summary>
+    ActivationQuantization? InputQuantization { get; }
 }
 
 /// <summary>
@@ -54,13 +57,15 @@ internal sealed class GatedMlp : IFeedForward
         _downBias = bias && shard.AddsRowParallelBias ? b.LoadWeight(Get("down_proj.bias", hidden)) : null;
     }
 
+    public ActivationQuantization? InputQuantization => _gateUpInput;
+
     public void Forward(IModelBackend b, Activations a, int rows, Tensor input, Tensor output)
     {
         // The buffers are sized for the widest MLP of the model (a dense layer, or Qwen2-MoE's shared expert): a
         // narrower one sees them as rows of its own width.
         _gateUpBuffer ??= View(a.GateUp, _gateUp.Rows);
         _hiddenBuffer ??= View(a.MlpHidden, _gateUp.Rows / 2);
-        b.GatedLinear(input, rows, _gateUp, _gateUpBias, _gateUpInput, _geluTanh, _gateUpBuffer, _hiddenBuffer);
+        b.GatedLinear(input, rows, _gateUp, _gateUpBias, _gateUpInput, _geluTanh, _gateUpBuffer, _hiddenBuffer, _downInput);
 
         b.Linear(_hiddenBuffer, rows, _down, _downBias, output, _downInput);
         _group?.AllReduce(output, rows);
@@ -127,6 +132,8 @@ internal sealed class SparseMoeBlock : IFeedForward
             _sharedExpertGate = b.LoadWeight(w.Get(prefix + "shared_expert_gate.weight", 1, hidden));
         }
     }
+
+    public ActivationQuantization? InputQuantization => null;   // the router is never W8A8 (the constructor refuses)
 
     public void Forward(IModelBackend b, Activations a, int rows, Tensor input, Tensor output)
     {

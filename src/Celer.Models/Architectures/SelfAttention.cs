@@ -74,6 +74,9 @@ internal sealed class SelfAttention
         }
     }
 
+    /// <summary>How q/k/v's FP8 layer quantizes the input; null when it is not W8A8.</summary>
+    public ActivationQuantization? InputQuantization => _qkvInput;
+
     /// <summary><paramref name="output"/> = o_proj(attention(<paramref name="input"/>)); the two may be one buffer.</summary>
     public void Forward(IModelBackend b, Activations a, int rows, Tensor input, RopeSpec rope, AttentionSpec attn, float eps, Tensor output)
     {

@@ -122,8 +122,13 @@ public interface IModelBackend : IDisposable
     /// <summary>y = rmsnorm(x)·weight over rows of length weight's size; x is seen as [rows·(columns/size), size], so it also normalizes per head.</summary>
     void RmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y);
 
-    /// <summary>Fused residual: residual += x; x = rmsnorm(residual)·weight.</summary>
-    void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps);
+    /// <summary>
+    /// Fused residual: residual += x; x = rmsnorm(residual)·weight. <paramref name="quantizeFor"/> names the input
+    /// quantization of the FP8 layer whose <see cref="Linear"/> reads x next, the caller's next call: a backend may write
+    /// x's codes for it in the same kernel, and that layer then skips its own pass over x (the CUDA backend; the same
+    /// codes either way).
+    /// </summary>
+    void AddRmsNorm(Tensor x, Tensor residual, int rows, Tensor weight, float eps, ActivationQuantization? quantizeFor = null);
 
     /// <summary>
     /// OLMo-2's RMSNorm in place over columns [<paramref name="offset"/>, offset + weight's size) of each of the first
@@ -156,36 +161,42 @@ public interface IModelBackend : IDisposable
     /// </summary>
     void PrepareAttention(int layer, Tensor qkv, int rows, AttentionSpec spec, RopeSpec rope, Tensor? qNorm, Tensor? kNorm, float eps, Tensor q);
 
-    /// <summary>out = silu(gate)·up over the fused projection <paramref name="gateUp"/> ([rows, 2·intermediate], gate then up).</summary>
-    void SiluMul(Tensor gateUp, int rows, Tensor output);
+    /// <summary>
+    /// out = silu(gate)·up over the fused projection <paramref name="gateUp"/> ([rows, 2·intermediate], gate then up).
+    /// <paramref name="quantizeFor"/>: the input quantization of the FP8 layer reading out next, as in <see cref="AddRmsNorm"/>.
+    /// </summary>
+    void SiluMul(Tensor gateUp, int rows, Tensor output, ActivationQuantization? quantizeFor = null);
 
     /// <summary>
     /// out = gelu_tanh(gate)·up over the fused projection <paramref name="gateUp"/> (Gemma's GeGLU, torch's
     /// <c>gelu(approximate="tanh")</c>), gelu rounded to the model dtype before the product, as <see cref="SiluMul"/>.
     /// </summary>
-    void GeluTanhMul(Tensor gateUp, int rows, Tensor output);
+    void GeluTanhMul(Tensor gateUp, int rows, Tensor output, ActivationQuantization? quantizeFor = null);
 
     /// <summary>
     /// A gated MLP's first half: output = act(x·gateᵀ + b)·(x·upᵀ + b) with <paramref name="gateUp"/> stacking gate over
     /// up, act SiLU or, with <paramref name="geluTanh"/>, gelu(tanh). The same values as <see cref="Linear"/> into
     /// <paramref name="gateUpBuffer"/> ([rows, 2·intermediate]) followed by <see cref="SiluMul"/> or
     /// <see cref="GeluTanhMul"/>, which is what this does unless the backend has one kernel for both (the CUDA backend at
-    /// a few rows: one launch less per layer).
+    /// a few rows: one launch less per layer). <paramref name="quantizeOutputFor"/>: the down projection's input
+    /// quantization when it is FP8, for the activation's <c>quantizeFor</c>.
     /// </summary>
-    void GatedLinear(Tensor x, int rows, Tensor gateUp, Tensor? bias, ActivationQuantization? activations, bool geluTanh, Tensor gateUpBuffer, Tensor output) =>
-        LinearThenActivation(this, x, rows, gateUp, bias, activations, geluTanh, gateUpBuffer, output);
+    void GatedLinear(Tensor x, int rows, Tensor gateUp, Tensor? bias, ActivationQuantization? activations, bool geluTanh, Tensor gateUpBuffer, Tensor output,
+        ActivationQuantization? quantizeOutputFor = null) =>
+        LinearThenActivation(this, x, rows, gateUp, bias, activations, geluTanh, gateUpBuffer, output, quantizeOutputFor);
 
     /// <summary><see cref="GatedLinear"/> as two steps: the GEMM into the buffer, then the activation kernel.</summary>
-    public static void LinearThenActivation(IModelBackend b, Tensor x, int rows, Tensor gateUp, Tensor? bias, ActivationQuantization? activations, bool geluTanh, Tensor gateUpBuffer, Tensor output)
+    public static void LinearThenActivation(IModelBackend b, Tensor x, int rows, Tensor gateUp, Tensor? bias, ActivationQuantization? activations, bool geluTanh, Tensor gateUpBuffer, Tensor output,
+        ActivationQuantization? quantizeOutputFor)
     {
         b.Linear(x, rows, gateUp, bias, gateUpBuffer, activations);
         if (geluTanh)
         {
-            b.GeluTanhMul(gateUpBuffer, rows, output);
+            b.GeluTanhMul(gateUpBuffer, rows, output, quantizeOutputFor);
         }
         else
         {
-            b.SiluMul(gateUpBuffer, rows, output);
+            b.SiluMul(gateUpBuffer, rows, output, quantizeOutputFor);
         }
     }
 
