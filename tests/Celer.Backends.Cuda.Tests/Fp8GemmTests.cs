@@ -101,20 +101,7 @@ public sealed unsafe class Fp8GemmTests : IDisposable
         Gpu.Require();
         const int k = 320, capacity = 40;
         using var host = new HostTensors(k + (int)kind);
-        WeightTensor x = host.Random("x", DType.F32, 3f, capacity, k);
-        byte* codes = (byte*)NativeMemory.AlignedAlloc(k * k, 64);
-        _memory.Add((nint)codes);
-        for (int i = 0; i < k * k; i++)
-        {
-            codes[i] = i / k == i % k ? (byte)0x38 : (byte)0;   // E4M3 0x38 = 1.0
-        }
-
-        (int blockRows, int blockColumns) = kind == Fp8WeightScales.PerBlock ? (CudaBackend.Fp8ScaleBlock, CudaBackend.Fp8ScaleBlock) : kind == Fp8WeightScales.PerTensor ? (k, k) : (1, k);
-        int grid = ((k + blockRows - 1) / blockRows) * ((k + blockColumns - 1) / blockColumns);
-        var identity = new WeightTensor("w", DType.F8E4M3, [k, k], (nint)codes, k * k)
-        {
-            Scales = new WeightScales(kind, [.. Enumerable.Repeat(1f, grid)], blockRows, blockColumns, k, k),
-        };
+        WeightTensor x = host.Random("x", DType.F32, 3f, capacity, k), identity = Identity("w", kind, k);
         var activations = new ActivationQuantization(scaling, StaticScale: 3f / 448 * 0.8f, GroupSize: scaling == ActivationScaling.DynamicPerTokenGroup ? CudaBackend.Fp8ScaleBlock : 0);
 
         using var cpu = new CpuBackend(DType.F32);
@@ -134,8 +121,9 @@ public sealed unsafe class Fp8GemmTests : IDisposable
 
     /// <summary>
     /// The codes a norm or a gated activation writes for the FP8 layer that reads its output next (AddRmsNorm, SiluMul and
-    /// GeluTanhMul told that layer's scheme) are those the layer would write itself: with the hint and without it the
-    /// layer's output is the same bit for bit, in every scheme, on the skinny kernel and cuBLASLt, at 1 to 37 rows, with
+    /// GeluTanhMul told that layer's scheme) are those the layer would write itself: through identity weights (each output
+    /// one exact product, code · scale, rounded once to bf16, whatever order a GEMM sums in) the layer's output is the same
+    /// bit for bit with the hint and without it, in every scheme, on the skinny kernel and cuBLASLt, at 1 to 37 rows, with
     /// widths that end in partial groups of 128. A kernel run between the two (here a scaling of the norm's output) voids
     /// the codes: the layer quantizes the changed input itself.
     /// </summary>
@@ -146,13 +134,12 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     public void Codes_written_ahead_are_the_layers_own(Fp8WeightScales kind, ActivationScaling scaling)
     {
         Gpu.Require();
-        const int k = 1040, d = 2064, n = 384, capacity = 40;
+        const int k = 1040, d = 2064, capacity = 40;
         const float eps = 1e-5f;
-        var random = new Random(11 + (int)kind);
         using var host = new HostTensors(17 + (int)kind);
         WeightTensor x = host.Random("x", DType.BF16, 2f, capacity, k), residual = host.Random("r", DType.BF16, 3f, capacity, k);
         WeightTensor norm = host.Random("norm", DType.BF16, 1f, k), gateUp = host.Random("gate_up", DType.BF16, 4f, capacity, 2 * d);
-        WeightTensor qkv = RandomFp8("qkv", kind, n, k, random), down = RandomFp8("down", kind, n, d, random);
+        WeightTensor qkv = Identity("qkv", kind, k), down = Identity("down", kind, d);
         var activations = new ActivationQuantization(scaling, StaticScale: 4f / 448,
             GroupSize: scaling == ActivationScaling.DynamicPerTokenGroup ? CudaBackend.Fp8ScaleBlock : 0);
 
@@ -160,7 +147,7 @@ public sealed unsafe class Fp8GemmTests : IDisposable
         {
             using var gpu = new CudaBackend(Gpu.Device, DType.BF16) { GemmPolicy = policy, Fp8SkinnyWarps = warps };
             Tensor wq = gpu.LoadWeight(qkv), wd = gpu.LoadWeight(down), nw = gpu.LoadWeight(norm);
-            Tensor hidden = gpu.Allocate("h", DType.BF16, capacity, d), y = gpu.Allocate("y", DType.BF16, capacity, n);
+            Tensor hidden = gpu.Allocate("h", DType.BF16, capacity, d), y = gpu.Allocate("y", DType.BF16, capacity, k), y2 = gpu.Allocate("y2", DType.BF16, capacity, d);
 
             // The norm, then maybe a kernel between it and the layer, then the layer: its output.
             float[] Norm(int rows, ActivationQuantization? hint, bool between)
@@ -189,8 +176,8 @@ public sealed unsafe class Fp8GemmTests : IDisposable
                     gpu.SiluMul(gu, rows, hidden, hint);
                 }
 
-                gpu.Linear(hidden, rows, wd, null, y, activations);
-                return HostTensors.Read(gpu, y, rows);
+                gpu.Linear(hidden, rows, wd, null, y2, activations);
+                return HostTensors.Read(gpu, y2, rows);
             }
 
             foreach (int rows in new[] { 1, 3, 8, 37 })
@@ -223,6 +210,24 @@ public sealed unsafe class Fp8GemmTests : IDisposable
         Assert.Throws<ArgumentException>(() => gpu.Linear(x, 4, rowScaled, null, y));
         Assert.Throws<ArgumentException>(() => gpu.Linear(x, 4, rowScaled, null, y, new ActivationQuantization(ActivationScaling.DynamicPerTokenGroup, GroupSize: 128)));
         Assert.Throws<ArgumentException>(() => gpu.Linear(x, 4, blockScaled, null, y, new ActivationQuantization(ActivationScaling.DynamicPerToken)));
+    }
+
+    /// <summary>The identity matrix of size <paramref name="k"/> in E4M3 (0x38 = 1.0) with scales of 1 in the scheme's grid.</summary>
+    private WeightTensor Identity(string name, Fp8WeightScales kind, int k)
+    {
+        byte* codes = (byte*)NativeMemory.AlignedAlloc((nuint)k * (nuint)k, 64);
+        _memory.Add((nint)codes);
+        for (long i = 0; i < (long)k * k; i++)
+        {
+            codes[i] = i / k == i % k ? (byte)0x38 : (byte)0;
+        }
+
+        (int blockRows, int blockColumns) = kind == Fp8WeightScales.PerBlock ? (CudaBackend.Fp8ScaleBlock, CudaBackend.Fp8ScaleBlock) : kind == Fp8WeightScales.PerTensor ? (k, k) : (1, k);
+        int grid = ((k + blockRows - 1) / blockRows) * ((k + blockColumns - 1) / blockColumns);
+        return new WeightTensor(name, DType.F8E4M3, [k, k], (nint)codes, (long)k * k)
+        {
+            Scales = new WeightScales(kind, [.. Enumerable.Repeat(1f, grid)], blockRows, blockColumns, k, k),
+        };
     }
 
     /// <summary>Random E4M3 codes (never NaN, never zero) with random positive scales of the scheme.</summary>
