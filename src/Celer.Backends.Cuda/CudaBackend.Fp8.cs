@@ -203,7 +203,11 @@ public sealed unsafe partial class CudaBackend
         try
         {
             GemmPlan plan = Plan(input, weight, bias, y);
-            GemmChoice choice = Choice(plan, input, rows, weight, bias, y);   // timing this shape quantizes x again: the same codes
+            long launches = _kernels.Launches;
+            GemmChoice choice = Choice(plan, input, rows, weight, bias, y);
+            // Timing this shape (its first use) quantized x into the same buffer at every row bucket, the last one's group
+            // scales laid out for its own rows: the codes written ahead are gone.
+            ahead &= _kernels.Launches == launches;
             if (choice.Kernel == GemmKernel.CublasLt && LtRows(plan, rows) > y.Rows)
             {
                 throw new ArgumentException($"'{weight.Name}': a block-scaled FP8 GEMM of {rows} rows runs {LtRows(plan, rows)}, beyond the {y.Rows} rows of '{y.Name}'.");

@@ -39,11 +39,11 @@ public sealed unsafe partial class CudaBackend
     {
         int size = (int)weight.ElementCount;
         ulong xp = (ulong)x.Data, rp = (ulong)residual.Data, wp = (ulong)weight.Data;
-        uint threads = Threads(Vectors(size));
-        if (HoldsRow(size, threads) && CodesAhead(x, rows, size, quantizeFor) is { } codes)
+        uint threads = Threads(Vectors(size)), heldThreads = Math.Min(threads, HeldRowThreads);
+        if (HoldsRow(size, heldThreads) && CodesAhead(x, rows, size, quantizeFor) is { } codes)
         {
             void** fused = stackalloc void*[] { &xp, &rp, &wp, &size, &eps, &codes };
-            Launch("add_rms_norm_fp8", (uint)rows, 1, threads, fused);
+            Launch("add_rms_norm_fp8", (uint)rows, 1, heldThreads, fused);
             QuantizedAhead(x, rows, size, quantizeFor!);
             return;
         }
@@ -53,8 +53,10 @@ public sealed unsafe partial class CudaBackend
     }
 
     // The 16-byte vectors per thread that add_rms_norm's one-pass path and the gated activations with FP8 codes hold in
-    // registers (rmsnorm.cu's RMS_VECS_PER_THREAD, fp8_quant.cu's FP8_GATED_VECS).
+    // registers (rmsnorm.cu's RMS_VECS_PER_THREAD, fp8_quant.cu's FP8_GATED_VECS), and the most threads a block of the
+    // kernels that also write FP8 codes may have (FP8_HELD_THREADS: their registers do not fit 1024 threads).
     private const int HeldVectors = 4;
+    private const uint HeldRowThreads = 512;
 
     /// <summary>Whether a block of <paramref name="threads"/> holds a row of <paramref name="elements"/> in registers, whole vectors of them.</summary>
     private bool HoldsRow(int elements, uint threads) =>
@@ -160,7 +162,7 @@ public sealed unsafe partial class CudaBackend
         const int threads = 128;
         int d = (int)output.Columns;
         ulong g = (ulong)gateUp.Data, o = (ulong)output.Data;
-        uint rowThreads = Threads(Vectors(d));
+        uint rowThreads = Math.Min(Threads(Vectors(d)), HeldRowThreads);
         if (HoldsRow(d, rowThreads) && CodesAhead(output, rows, d, quantizeFor) is { } codes)
         {
             void** fused = stackalloc void*[] { &g, &d, &o, &codes };

@@ -162,24 +162,33 @@ __device__ void fp8_quantize_held(const float (&v)[N][V], int k, long long row, 
 // silu_mul and gelu_tanh_mul (elementwise.cu) for an MLP whose down projection is FP8: the same products, stored, and
 // their codes. One block per row (the element-wise kernels spread a row over several, which a per-row scale cannot), each
 // thread up to FP8_GATED_VECS of its 16-byte vectors, held between the product and the codes (the host checks the row
-// fits).
+// fits in FP8_HELD_THREADS threads). All of a thread's loads are issued before its first store: out might alias gate_up as far as the compiler
+// knows, so a load after a store would wait for it, one memory round trip per vector.
 #define FP8_GATED_VECS 4
+// The most threads a block of the kernels that hold a row for its codes has (CudaBackend.HeldRowThreads): they keep more
+// registers than a block of 1024 threads may have.
+#define FP8_HELD_THREADS 512
 template <typename T, bool GELU>
 __device__ void gated_fp8(const T* gate_up, int d, T* out, Fp8Codes codes) {
     celer_pdl_begin();
     constexpr int V = Vec16<T>::N;
     const long long r = blockIdx.x;
     const T* gate = gate_up + r * 2 * d;
-    float g[FP8_GATED_VECS][V];
+    float g[FP8_GATED_VECS][V], u[FP8_GATED_VECS][V];
 #pragma unroll
     for (int i = 0; i < FP8_GATED_VECS; i++) {
         const int c = (threadIdx.x + i * blockDim.x) * V;
         if (c < d) {
-            float u[V];
             load16(gate + c, g[i]);
-            load16(gate + d + c, u);
+            load16(gate + d + c, u[i]);
+        }
+    }
 #pragma unroll
-            for (int e = 0; e < V; e++) g[i][e] = round_to<T>(round_to<T>(GELU ? gelu_tanh(g[i][e]) : silu(g[i][e])) * u[e]);
+    for (int i = 0; i < FP8_GATED_VECS; i++) {
+        const int c = (threadIdx.x + i * blockDim.x) * V;
+        if (c < d) {
+#pragma unroll
+            for (int e = 0; e < V; e++) g[i][e] = round_to<T>(round_to<T>(GELU ? gelu_tanh(g[i][e]) : silu(g[i][e])) * u[i][e]);
             store16(out + r * d + c, g[i]);
         }
     }
@@ -190,10 +199,12 @@ __device__ void gated_fp8(const T* gate_up, int d, T* out, Fp8Codes codes) {
     extern "C" __global__ void __launch_bounds__(FP8_QUANT_THREADS) quantize_fp8_##S(const T* x, int k, Fp8Codes out) { \
         quantize_fp8<T>(x, k, out);                                                                                  \
     }                                                                                                                \
-    extern "C" __global__ void silu_mul_fp8_##S(const T* gate_up, int d, T* out, Fp8Codes codes) {                   \
+    extern "C" __global__ void __launch_bounds__(FP8_HELD_THREADS) silu_mul_fp8_##S(const T* gate_up, int d, T* out, \
+                                                                                  Fp8Codes codes) {                \
         gated_fp8<T, false>(gate_up, d, out, codes);                                                                \
     }                                                                                                                \
-    extern "C" __global__ void gelu_tanh_mul_fp8_##S(const T* gate_up, int d, T* out, Fp8Codes codes) {              \
+    extern "C" __global__ void __launch_bounds__(FP8_HELD_THREADS) gelu_tanh_mul_fp8_##S(const T* gate_up, int d,   \
+                                                                                       T* out, Fp8Codes codes) {   \
         gated_fp8<T, true>(gate_up, d, out, codes);                                                                 \
     }
 CELER_FOR_DTYPES(FP8_QUANT_ENTRY_POINTS)

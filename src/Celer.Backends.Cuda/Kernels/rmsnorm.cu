@@ -245,8 +245,8 @@ __device__ void gemma_add_rms_norm(T* x, T* residual, const T* post_weight, cons
     extern "C" __global__ void add_rms_norm_##S(T* x, T* residual, const T* weight, int size, float eps) {           \
         add_rms_norm<T>(x, residual, weight, size, eps);                                                            \
     }                                                                                                                \
-    extern "C" __global__ void add_rms_norm_fp8_##S(T* x, T* residual, const T* weight, int size, float eps,         \
-                                                    Fp8Codes codes) {                                                \
+    extern "C" __global__ void __launch_bounds__(FP8_HELD_THREADS) add_rms_norm_fp8_##S(T* x, T* residual,          \
+                                                    const T* weight, int size, float eps, Fp8Codes codes) {          \
         add_rms_norm_fp8<T>(x, residual, weight, size, eps, codes);                                                 \
     }                                                                                                                \
     extern "C" __global__ void gemma_rms_norm_##S(const T* x, const T* weight, int size, float eps, T* y) {          \

@@ -134,11 +134,11 @@ template <typename V> static long long differ(const char* what, const V* got, co
     return wrong;
 }
 
-// The block the host gives a kernel that holds a row of `elements` values in registers (CudaBackend.Threads of the
-// row's 16-byte vectors).
+// The block the host gives a kernel that holds a row of `elements` values in registers for its codes (CudaBackend:
+// a thread per 16-byte vector of the row, in whole warps, at most FP8_HELD_THREADS).
 template <typename T> static int row_threads(int elements) {
     const int vectors = elements / Vec16<T>::N;
-    return std::min(1024, std::max(32, (vectors + 31) / 32 * 32));
+    return std::min(FP8_HELD_THREADS, std::max(32, (vectors + 31) / 32 * 32));
 }
 
 // add_rms_norm_fp8 against add_rms_norm and then the reference quantization of what it stored, for `rows` rows of k.
@@ -197,8 +197,8 @@ template <typename T> static void all_cases() {
             gemm_case<T, true, 8>(rows, 150, k, 2);
         }
     }
-    // Widths: groups of 128 that end partly filled (592, 4640), rows of more vectors than threads (fp32 at 4640, bf16 at
-    // 14336, Llama-3-8B's intermediate size: two per thread), and 3 rows, so the group scales' leading dimension (4) is
+    // Widths: groups of 128 that end partly filled (592, 4640), rows of more vectors than threads (fp32 and bf16 at 4640;
+    // bf16 at 14336, Llama-3-8B's intermediate size: four per thread), and 3 rows, so the group scales' leading dimension (4) is
     // past the rows.
     for (int mode = 0; mode < 3; mode++) {
         for (int k : {592, 4640, std::is_same<T, __nv_bfloat16>::value ? 14336 : 0}) {
