@@ -51,6 +51,19 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     private static readonly (GemmPolicy Policy, int Warps)[] Policies =
         [(GemmPolicy.Tune, 4), (GemmPolicy.Skinny, 4), (GemmPolicy.Skinny, 8), (GemmPolicy.CublasLt, 4)];
 
+    /// <summary>The three ways a checkpoint pairs weight scales with input quantization.</summary>
+    public static TheoryData<Fp8WeightScales, ActivationScaling> Schemes => new()
+    {
+        { Fp8WeightScales.PerChannel, ActivationScaling.DynamicPerToken },
+        { Fp8WeightScales.PerTensor, ActivationScaling.StaticPerTensor },
+        { Fp8WeightScales.PerBlock, ActivationScaling.DynamicPerTokenGroup },
+    };
+
+    /// <summary>An input quantization of <paramref name="scaling"/>, with <paramref name="staticScale"/> where it is static and groups of 128 where per group.</summary>
+    private static ActivationQuantization Activations(ActivationScaling scaling, float staticScale) =>
+        new(scaling, StaticScale: scaling == ActivationScaling.StaticPerTensor ? staticScale : 0,
+            GroupSize: scaling == ActivationScaling.DynamicPerTokenGroup ? CudaBackend.Fp8ScaleBlock : 0);
+
     private void Compare(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias, DType dtype, GemmPolicy policy, int warps)
     {
         Gpu.Require();
@@ -61,9 +74,7 @@ public sealed unsafe class Fp8GemmTests : IDisposable
         WeightTensor x = host.Random("x", dtype, 2f, capacity, k);
         WeightTensor bias = host.Random("b", dtype, 0.5f, n);
         WeightTensor[] weights = [.. partRows.Select((rows, i) => RandomFp8($"w{i}", kind, rows, k, random))];
-        var activations = new ActivationQuantization(scaling,
-            StaticScale: scaling == ActivationScaling.StaticPerTensor ? 2f / 448 * 0.75f : 0,   // saturates the largest inputs, as calibration may
-            GroupSize: scaling == ActivationScaling.DynamicPerTokenGroup ? CudaBackend.Fp8ScaleBlock : 0);
+        ActivationQuantization activations = Activations(scaling, 2f / 448 * 0.75f);   // static: saturates the largest inputs, as calibration may
 
         using var cpu = new CpuBackend(DType.F32);
         using var gpu = new CudaBackend(Gpu.Device, dtype) { GemmPolicy = policy, Fp8SkinnyWarps = warps };
@@ -93,16 +104,14 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     /// 3, 6 and 37 rows), both of which read <c>quantize_fp8</c>'s codes and scales.
     /// </summary>
     [Theory]
-    [InlineData(Fp8WeightScales.PerChannel, ActivationScaling.DynamicPerToken)]
-    [InlineData(Fp8WeightScales.PerTensor, ActivationScaling.StaticPerTensor)]
-    [InlineData(Fp8WeightScales.PerBlock, ActivationScaling.DynamicPerTokenGroup)]
+    [MemberData(nameof(Schemes))]
     public void Quantized_inputs_equal_the_cpu_codes_exactly(Fp8WeightScales kind, ActivationScaling scaling)
     {
         Gpu.Require();
         const int k = 320, capacity = 40;
         using var host = new HostTensors(k + (int)kind);
         WeightTensor x = host.Random("x", DType.F32, 3f, capacity, k), identity = Identity("w", kind, k);
-        var activations = new ActivationQuantization(scaling, StaticScale: 3f / 448 * 0.8f, GroupSize: scaling == ActivationScaling.DynamicPerTokenGroup ? CudaBackend.Fp8ScaleBlock : 0);
+        ActivationQuantization activations = Activations(scaling, 3f / 448 * 0.8f);
 
         using var cpu = new CpuBackend(DType.F32);
         Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadWeight(Dequantized(identity)), cy = cpu.Allocate("y", DType.F32, capacity, k);
@@ -128,9 +137,7 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     /// the codes: the layer quantizes the changed input itself.
     /// </summary>
     [Theory]
-    [InlineData(Fp8WeightScales.PerChannel, ActivationScaling.DynamicPerToken)]
-    [InlineData(Fp8WeightScales.PerTensor, ActivationScaling.StaticPerTensor)]
-    [InlineData(Fp8WeightScales.PerBlock, ActivationScaling.DynamicPerTokenGroup)]
+    [MemberData(nameof(Schemes))]
     public void Codes_written_ahead_are_the_layers_own(Fp8WeightScales kind, ActivationScaling scaling)
     {
         Gpu.Require();
@@ -140,8 +147,7 @@ public sealed unsafe class Fp8GemmTests : IDisposable
         WeightTensor x = host.Random("x", DType.BF16, 2f, capacity, k), residual = host.Random("r", DType.BF16, 3f, capacity, k);
         WeightTensor norm = host.Random("norm", DType.BF16, 1f, k), gateUp = host.Random("gate_up", DType.BF16, 4f, capacity, 2 * d);
         WeightTensor qkv = Identity("qkv", kind, k), down = Identity("down", kind, d);
-        var activations = new ActivationQuantization(scaling, StaticScale: 4f / 448,
-            GroupSize: scaling == ActivationScaling.DynamicPerTokenGroup ? CudaBackend.Fp8ScaleBlock : 0);
+        ActivationQuantization activations = Activations(scaling, 4f / 448);
 
         foreach ((GemmPolicy policy, int warps) in Policies)
         {
