@@ -27,7 +27,7 @@ internal static class ServeCommand
         var host = new Option<string>("--host") { Description = "Interface to bind.", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "Port to listen on.", DefaultValueFactory = _ => 8000 };
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' (default: env CELER_API_KEY)." };
-        var chatTemplate = new Option<string?>("--chat-template") { Description = "Chat template: a file path or the template text." };
+        var chatTemplate = new Option<string?>("--chat-template") { Description = "Chat template: a file path or the template text. For a reranker, the score template each /score and /rerank pair is rendered through (messages of roles query and document)." };
         var trustRequestChatTemplate = new Option<bool>("--trust-request-chat-template") { Description = "Accept a chat_template sent with a request (refused by default: a template is code the server runs)." };
         var generationConfig = new Option<string>("--generation-config") { Description = "auto: sampling defaults from generation_config.json; vllm: none.", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "vllm");
         var enableLogRequests = new Option<bool>("--enable-log-requests") { Description = "Log a line for each request received." };

@@ -96,16 +96,22 @@ internal static class ChatPromptBuilder
     {
         for (var i = 0; i < conversation.Count; i++)
         {
-            if (conversation[i]?["content"] is not JsonValue value || !value.TryGetValue(out string? text))
-                continue;
-            foreach (var special in specialTokens)
-            {
-                if (text.Contains(special, StringComparison.Ordinal))
-                    throw OpenAIException.BadRequest(
-                        $"messages[{i}].content contains the text of the special token '{special}', which cannot be sent inside a message.",
-                        $"messages[{i}].content");
-            }
+            if (conversation[i]?["content"] is JsonValue value && value.TryGetValue(out string? text) && SpecialTokenIn(text, specialTokens) is { } special)
+                throw OpenAIException.BadRequest(
+                    $"messages[{i}].content contains the text of the special token '{special}', which cannot be sent inside a message.",
+                    $"messages[{i}].content");
         }
+    }
+
+    /// <summary>The first special token whose text <paramref name="text"/> contains, or null.</summary>
+    internal static string? SpecialTokenIn(string text, IReadOnlyList<string> specialTokens)
+    {
+        foreach (var special in specialTokens)
+        {
+            if (text.Contains(special, StringComparison.Ordinal))
+                return special;
+        }
+        return null;
     }
 
     /// <summary>Validates and flattens the messages array into template-ready objects.</summary>

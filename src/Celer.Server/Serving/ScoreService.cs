@@ -1,4 +1,6 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using Celer.ChatTemplates;
 using Celer.Engine;
 using Celer.Server.Protocol;
 using Celer.Tokenization;
@@ -233,8 +235,11 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
         EncodedInput encoded;
         try
         {
-            // An LLM reranker (vLLM's use_pad_token false) reads the two texts joined, as one text.
-            encoded = model.Classifier!.UsePadToken
+            // With a score template the pair is the one text it renders; else an LLM reranker (vLLM's use_pad_token
+            // false) reads the two texts joined, as one text.
+            encoded = model.ScoreTemplate is { } template
+                ? model.Tokenizer.EncodeWithTypes(RenderScoreTemplate(template, pairs, k, first, second), addSpecialTokens: true, maxLength: maxLength)
+                : model.Classifier!.UsePadToken
                 ? model.Tokenizer.EncodeWithTypes(first, second, addSpecialTokens: true, maxLength)
                 : model.Tokenizer.EncodeWithTypes(first + second, addSpecialTokens: true, maxLength: maxLength);
         }
@@ -256,6 +261,39 @@ internal sealed partial class ScoreService(ServingModel model, AdmissionControl 
             throw TooLong(encoded.InputIds.Length, firstIsLonger ? pairs.First.Field : pairs.Second.Field);
         }
         return encoded;
+    }
+
+    /// <summary>
+    /// Pair k through the score template (<see cref="ServingModel.ScoreTemplate"/>), as vLLM renders it: the messages
+    /// [{role: "query", content: first}, {role: "document", content: second}], no generation prompt, the tokenizer's
+    /// bos and eos tokens. A text that spells a special token would become that control token in the rendered prompt,
+    /// so it is refused as in a chat message (BAD_INPUT.md, row 19).
+    /// </summary>
+    private string RenderScoreTemplate(ChatTemplate template, Pairs pairs, int k, string first, string second)
+    {
+        foreach (var (text, side, index) in new[] { (first, pairs.First, pairs.FirstIndex(k)), (second, pairs.Second, k) })
+        {
+            if (ChatPromptBuilder.SpecialTokenIn(text, model.SpecialTokenTexts) is { } special)
+                throw OpenAIException.BadRequest($"`{side.Field}`[{index}] contains the text of the special token '{special}', which the score template's prompt cannot carry as text.", side.Field);
+        }
+
+        var context = new JsonObject
+        {
+            ["messages"] = new JsonArray(
+                new JsonObject { ["role"] = "query", ["content"] = first },
+                new JsonObject { ["role"] = "document", ["content"] = second }),
+            ["add_generation_prompt"] = false,
+            ["bos_token"] = model.TokenizerConfig.BosToken,
+            ["eos_token"] = model.TokenizerConfig.EosToken,
+        };
+        try
+        {
+            return template.Render(context);
+        }
+        catch (TemplateRenderException e)
+        {
+            throw OpenAIException.BadRequest($"The score template (--chat-template) failed to render the pair at index {k}: {e.Message}", pairs.Second.Field);
+        }
     }
 
     /// <summary>

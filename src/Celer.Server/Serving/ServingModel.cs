@@ -34,6 +34,7 @@ internal sealed class ServingModel
         var source = options.ChatTemplate ?? model.ChatTemplate;
         _defaultChatTemplate = source is null ? null : ChatTemplate.Parse(source);
         _trustRequestChatTemplate = options.TrustRequestChatTemplate;
+        ScoreTemplate = options.ChatTemplate is null ? null : _defaultChatTemplate;
     }
 
     /// <summary>The text of every special token of the tokenizer (what <see cref="SpecialTokenTexts"/> holds).</summary>
@@ -52,6 +53,13 @@ internal sealed class ServingModel
     /// <c>/score</c> and <c>/rerank</c> cross-encoder scoring; null for an embedding model and for a generative model.
     /// </summary>
     public ClassifierConfig? Classifier => Engine.Pooler?.Classifier;
+
+    /// <summary>
+    /// The score template of an LLM reranker: what <c>--chat-template</c> gave, rendered for each pair of <c>/score</c>
+    /// and <c>/rerank</c> with the messages [{role: query}, {role: document}], as vLLM renders it. Only a template given
+    /// at startup is one (vLLM's rule: the tokenizer's own chat template is the base LLM's, made for chat).
+    /// </summary>
+    public ChatTemplate? ScoreTemplate { get; }
 
     /// <summary>Whether the model embeds token types (BERT's 2), so a pair's type ids are sent with its tokens.</summary>
     public bool TakesTokenTypes => Engine.Pooler?.TokenTypes > 1;

@@ -52,7 +52,7 @@ internal sealed class TinyPyServer : IAsyncDisposable
     public static async Task<TinyPyServer> StartAsync(
         int maxPendingRequests = 64, TimeSpan? shutdownTimeout = null, string? speculativeConfig = null, string? convert = null, string? model = null,
         int? maxModelLen = MaxModelLen, string? hfOverrides = null, string? servedModelName = null, int port = 0, long? kvCacheMemory = null,
-        double kvOffloadSize = 0, bool enableSleepMode = false)
+        double kvOffloadSize = 0, bool enableSleepMode = false, string? chatTemplate = null)
     {
         servedModelName ??= ServerFixture.ModelName;
         var relay = new EngineStatsRelay();
@@ -72,6 +72,7 @@ internal sealed class TinyPyServer : IAsyncDisposable
             Port = port,
             ServedModelNames = [servedModelName],
             MaxPendingRequests = maxPendingRequests,
+            ChatTemplate = chatTemplate,
             ShutdownTimeout = shutdownTimeout ?? TimeSpan.FromSeconds(10),
             // The dead-engine test logs an error on purpose; keep the test output readable.
             LogLevel = Microsoft.Extensions.Logging.LogLevel.None,
