@@ -22,9 +22,11 @@ public sealed class KernelEmulationTests
         {
             // FLASH_FP8_CVT=0: the bit-exact integer e4m3 path of sm_80/sm_89; 1: sm_90's cvt instruction, emulated.
             await Task.WhenAll(Compile(0), Compile(1));
+            // The integer path's attention sweep in two runs (16-bit caches, fp8 caches): as one it took 13 minutes of one
+            // core on this 2-core machine in a slow phase, so the five runs now share the cores more evenly.
             var runs = new (string Binary, string[] Args)[]
             {
-                ("test_int", ["attention", "7"]), ("test_cvt", ["attention", "8", "8"]),
+                ("test_int", ["attention", "7", "16"]), ("test_int", ["attention", "11", "8"]), ("test_cvt", ["attention", "8", "8"]),
                 ("test_int", ["decode", "9"]), ("test_cvt", ["decode", "10", "8"]),
             };
             (int Code, string Output)[] results = await Task.WhenAll(runs.Select(r => Run(Path.Combine(build.FullName, r.Binary), r.Args)));
@@ -208,6 +210,10 @@ public sealed class KernelEmulationTests
         Assert.True(code == 0, $"g++ failed:\n{Tail(log)}");
     }
 
+    // A guard against a hang, not a speed target: the flash emulation's runs take 6-7 minutes together on 2 cores in this
+    // machine's fast phase and about twice that in its slow one.
+    private static readonly TimeSpan RunLimit = TimeSpan.FromMinutes(20);
+
     private static async Task<(int Code, string Output)> Run(string file, string[] args)
     {
         var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -220,7 +226,7 @@ public sealed class KernelEmulationTests
         Task<string> stdout = process.StandardOutput.ReadToEndAsync(), stderr = process.StandardError.ReadToEndAsync();
         try
         {
-            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(10));
+            await process.WaitForExitAsync().WaitAsync(RunLimit);
         }
         catch (TimeoutException)
         {
