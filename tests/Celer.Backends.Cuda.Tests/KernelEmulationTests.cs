@@ -22,8 +22,8 @@ public sealed class KernelEmulationTests
         {
             // FLASH_FP8_CVT=0: the bit-exact integer e4m3 path of sm_80/sm_89; 1: sm_90's cvt instruction, emulated.
             await Task.WhenAll(Compile(0), Compile(1));
-            // The integer path's attention sweep in two runs (16-bit caches, fp8 caches): as one it took 13 minutes of one
-            // core on this 2-core machine in a slow phase, so the five runs now share the cores more evenly.
+            // The integer path's attention sweep in two runs (16-bit caches, fp8 caches): as one run it was the last to end
+            // by minutes (787 s against 618 for the next, all four sharing 2 cores), so the five runs now end closer together.
             var runs = new (string Binary, string[] Args)[]
             {
                 ("test_int", ["attention", "7", "16"]), ("test_int", ["attention", "11", "8"]), ("test_cvt", ["attention", "8", "8"]),
@@ -210,8 +210,8 @@ public sealed class KernelEmulationTests
         Assert.True(code == 0, $"g++ failed:\n{Tail(log)}");
     }
 
-    // A guard against a hang, not a speed target: the flash emulation's runs take 6-7 minutes together on 2 cores in this
-    // machine's fast phase and about twice that in its slow one.
+    // A guard against a hang, not a speed target: on a 2-core machine in a slow phase the flash emulation's runs, sharing
+    // the cores, took up to 13 minutes (2026-12-01), where a whole CI run had taken 12.5 the day before.
     private static readonly TimeSpan RunLimit = TimeSpan.FromMinutes(20);
 
     private static async Task<(int Code, string Output)> Run(string file, string[] args)
