@@ -8,4 +8,10 @@ public sealed record EngineModelInfo(int VocabSize, int MaxModelLen, int? EosTok
 {
     /// <summary>A pooling model's pooler (<c>--runner pooling</c>); null for a generative model.</summary>
     public PoolerConfig? Pooler { get; init; }
+
+    /// <summary>
+    /// A vision-language model's image placeholder token (LLaVA's <c>image_token_index</c>): the chat template writes one
+    /// per image part, and the engine expands each to the image's features. Null: the model takes text only.
+    /// </summary>
+    public int? ImageTokenId { get; init; }
 }

@@ -56,6 +56,12 @@ public sealed record GenerateRequest(
     string? CacheSalt = null,
     PoolingParams? Pooling = null)
 {
+    /// <summary>
+    /// The request's images, in the order of their placeholder tokens in <paramref name="PromptTokenIds"/>: one image
+    /// token per image, which the engine expands to the image's feature count (as the HF processor does).
+    /// </summary>
+    public IReadOnlyList<Celer.Models.Multimodal.RgbImage> Images { get; init; } = [];
+
     /// <summary>A pooling request (an embedding) of a pooling model.</summary>
     public static GenerateRequest ForPooling(string requestId, IReadOnlyList<int> promptTokenIds, PoolingParams pooling, int priority = 0) =>
         new(requestId, promptTokenIds, PoolingSamplingParams, priority, Pooling: pooling);
