@@ -231,8 +231,8 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
     public void AddLayerNorm(Tensor x, Tensor residual, int rows, Tensor weight, Tensor bias, float eps) =>
         Kernels.LayerNorm.AddAndNorm(F(x), F(residual), F(weight), F(bias), eps, rows, (int)weight.ElementCount);
 
-    public void Gelu(Tensor x, int rows, bool tanhApproximation) =>
-        Activation.Gelu(F(x), rows * x.Columns, tanhApproximation);
+    public void Gelu(Tensor x, int rows, GeluForm form) =>
+        Activation.Gelu(F(x), rows * x.Columns, form);
 
     public void Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, ActivationQuantization? activations = null)
     {
@@ -442,6 +442,19 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
         {
             new ReadOnlySpan<float>(F(x) + (long)r * cols, cols).CopyTo(new Span<float>(F(y) + (long)r * yCols + offset, cols));
         }
+    }
+
+    public void CopyRows(Tensor x, int sourceRow, Tensor y, int destinationRow, int rows)
+    {
+        IModelBackend.CheckCopyRows(x, sourceRow, y, destinationRow, rows);
+        long cols = x.Columns;
+        new ReadOnlySpan<float>(F(x) + sourceRow * cols, checked((int)(rows * cols))).CopyTo(new Span<float>(F(y) + destinationRow * cols, checked((int)(rows * cols))));
+    }
+
+    public void CopyFromHost(ReadOnlySpan<float> source, Tensor x)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(source.Length, x.ElementCount);
+        source.CopyTo(new Span<float>(F(x), source.Length));
     }
 
     public void CopyToHost(Tensor x, int rows, Span<float> destination) =>

@@ -109,7 +109,7 @@ public sealed unsafe partial class CudaBackend
         return size;
     }
 
-    public void Gelu(Tensor x, int rows, bool tanhApproximation)
+    public void Gelu(Tensor x, int rows, GeluForm form)
     {
         long n = rows * x.Columns;
         if (n == 0)
@@ -118,8 +118,8 @@ public sealed unsafe partial class CudaBackend
         }
 
         ulong xp = (ulong)x.Data;
-        int tanhForm = tanhApproximation ? 1 : 0;
-        void** args = stackalloc void*[] { &xp, &n, &tanhForm };
+        int kind = (int)form;   // encoder.cu's gelu_of: 0 erf, 1 tanh, 2 quick
+        void** args = stackalloc void*[] { &xp, &n, &kind };
         Launch("gelu", Blocks(Vectors(n)), 1, 256, args);
     }
 

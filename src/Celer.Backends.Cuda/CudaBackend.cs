@@ -359,6 +359,47 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         }
     }
 
+    public void CopyRows(Tensor x, int sourceRow, Tensor y, int destinationRow, int rows)
+    {
+        IModelBackend.CheckCopyRows(x, sourceRow, y, destinationRow, rows);
+        long rowBytes = x.Columns * x.DType.ByteSize();
+        if (rows > 0)
+        {
+            CudaDriver.Check(CudaDriver.cuMemcpyDtoDAsync_v2(
+                (ulong)y.Data + (ulong)(destinationRow * rowBytes), (ulong)x.Data + (ulong)(sourceRow * rowBytes), (nuint)(rows * rowBytes), _device.Stream), "cuMemcpyDtoD");
+        }
+    }
+
+    public void CopyFromHost(ReadOnlySpan<float> source, Tensor x)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(source.Length, x.ElementCount);
+        // Pageable host memory: the driver stages it before the call returns, so the source may go at once.
+        if (x.DType == DType.F32)
+        {
+            fixed (float* s = source)
+            {
+                CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2((ulong)x.Data, s, (nuint)(source.Length * sizeof(float)), _device.Stream), "cuMemcpyHtoD");
+            }
+
+            return;
+        }
+
+        var narrow = new ushort[source.Length];
+        if (x.DType == DType.BF16)
+        {
+            HalfConversions.FloatToBf16(source, narrow);
+        }
+        else
+        {
+            HalfConversions.FloatToHalf(source, MemoryMarshal.Cast<ushort, Half>(narrow.AsSpan()));
+        }
+
+        fixed (ushort* s = narrow)
+        {
+            CudaDriver.Check(CudaDriver.cuMemcpyHtoDAsync_v2((ulong)x.Data, s, (nuint)(source.Length * sizeof(ushort)), _device.Stream), "cuMemcpyHtoD");
+        }
+    }
+
     public void CopyToHost(Tensor x, int rows, Span<float> destination)
     {
         int count = checked((int)(rows * x.Columns));

@@ -24,7 +24,7 @@ internal sealed class EngineDriver : IDisposable
         SchedulerConfig config = args.CreateSchedulerConfig(model.MaxModelLen, executor.NumKvBlocks, executor, pooler: model.Pooler);
         var structuredOutputs = tokenizer is null ? null : new StructuredOutputs.StructuredOutputCompiler(
             tokenizer, model.VocabSize, [.. model.EosTokenId is { } eos ? [eos] : Array.Empty<int>(), .. model.GenerationEosTokenIds ?? []]);
-        InputProcessor = new InputProcessor(tokenizer, model.VocabSize, config.MaxModelLen, model.EosTokenId, model.GenerationEosTokenIds, args.MaxLogprobs, structuredOutputs, model.Pooler);
+        InputProcessor = new InputProcessor(tokenizer, model.VocabSize, config.MaxModelLen, model.EosTokenId, model.GenerationEosTokenIds, args.MaxLogprobs, structuredOutputs, model.Pooler, model.Images);
         _core = new EngineCore(config, executor);
         _hostKvBlockBytes = config.NumHostKvBlocks > 0 ? executor.HostKvBlockBytes : 0;
         _outputProcessor = new OutputProcessor(tokenizer);

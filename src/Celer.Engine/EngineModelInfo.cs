@@ -14,4 +14,7 @@ public sealed record EngineModelInfo(int VocabSize, int MaxModelLen, int? EosTok
     /// per image part, and the engine expands each to the image's features. Null: the model takes text only.
     /// </summary>
     public int? ImageTokenId { get; init; }
+
+    /// <summary>A vision-language model's prompt processing (placeholder expansion, image preprocessing); null for text only.</summary>
+    public Multimodal.ImagePrompts? Images { get; init; }
 }

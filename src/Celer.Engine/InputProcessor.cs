@@ -14,7 +14,7 @@ namespace Celer.Engine;
 public sealed class InputProcessor(
     Tokenizer? tokenizer, int vocabSize, int maxModelLen, int? eosTokenId,
     IReadOnlyList<int>? generationEosTokenIds = null, int maxLogprobs = 20, StructuredOutputs.StructuredOutputCompiler? structuredOutputs = null,
-    PoolerConfig? pooler = null)
+    PoolerConfig? pooler = null, Multimodal.ImagePrompts? images = null)
 {
     public int VocabSize { get; } = vocabSize;
 
@@ -29,6 +29,19 @@ public sealed class InputProcessor(
         if (prompt.Count == 0)
         {
             throw new EngineRequestException("The prompt cannot be empty.", "prompt");
+        }
+
+        if (request.Images.Count > 0 && images is null)
+        {
+            throw new EngineRequestException("This model takes text only: it cannot read images.", "messages", "model_not_supported");
+        }
+
+        Multimodal.PromptImage[] placed = [];
+        if (images is not null)
+        {
+            // Before the length checks: the context holds every image's features, not its one placeholder.
+            (int[] expanded, placed) = images.Expand(prompt, request.Images);
+            prompt = expanded;
         }
         foreach (int id in prompt)
         {
@@ -82,7 +95,7 @@ public sealed class InputProcessor(
         }
         if (p.N == 1)
         {
-            return [new Request(request.RequestId, prompt, p, maxTokens, eosTokenId, request.Priority, arrivalTime, request.CacheSalt)];
+            return [new Request(request.RequestId, prompt, p, maxTokens, eosTokenId, request.Priority, arrivalTime, request.CacheSalt) { Images = placed }];
         }
         var children = new Request[p.N];
         for (int i = 0; i < p.N; i++)
@@ -90,7 +103,7 @@ public sealed class InputProcessor(
             // vLLM's ParentRequest.get_child_info: each child is n=1 with seed + index (seed -1 means none).
             long? seed = p.Seed is { } s && s != -1 ? unchecked(s + i) : p.Seed;
             SamplingParams child = p with { N = 1, BestOf = null, Seed = seed };
-            children[i] = new Request($"{i}_{request.RequestId}", prompt, child, maxTokens, eosTokenId, request.Priority, arrivalTime, request.CacheSalt);
+            children[i] = new Request($"{i}_{request.RequestId}", prompt, child, maxTokens, eosTokenId, request.Priority, arrivalTime, request.CacheSalt) { Images = placed };
         }
         return children;
     }

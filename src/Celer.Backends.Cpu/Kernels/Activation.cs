@@ -1,3 +1,4 @@
+using Celer.Models.Backend;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -194,14 +195,15 @@ public static unsafe class Activation
 
     /// <summary>
     /// x = gelu(x) in place over <paramref name="count"/> values: torch's exact form 0.5·x·(1 + erf(x/√2)) (BERT's
-    /// <c>hidden_act</c> "gelu"), or with <paramref name="tanhApproximation"/> the tanh form of <see cref="GeluTanhMulFused"/>.
+    /// <c>hidden_act</c> "gelu"), the tanh form of <see cref="GeluTanhMulFused"/>, or CLIP's quick_gelu x·sigmoid(1.702·x)
+    /// (transformers' QuickGELUActivation, in fp32 as torch evaluates it).
     /// </summary>
-    public static void Gelu(float* x, long count, bool tanhApproximation)
+    public static void Gelu(float* x, long count, GeluForm form)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         var loop = new GeluLoop
         {
-            X = x, Count = count, Tanh = tanhApproximation,
+            X = x, Count = count, Form = form,
             Chunks = KernelScheduling.ChunkCount(count, MinElementsPerTask, Math.Max(1, count / 4096)),
         };
         KernelScheduling.For(loop.Chunks, ref loop);
@@ -211,7 +213,7 @@ public static unsafe class Activation
     {
         public float* X;
         public long Count;
-        public bool Tanh;
+        public GeluForm Form;
         public int Chunks;
 
         public readonly void Run(int chunk)
@@ -220,9 +222,12 @@ public static unsafe class Activation
             for (long i = start; i < end; i++)
             {
                 float v = X[i];
-                X[i] = Tanh
-                    ? 0.5f * v * (1f + MathF.Tanh(GeluBeta * (v + (GeluKappa * (v * v * v)))))
-                    : (float)(0.5 * v * (1 + Erf(v / Math.Sqrt(2))));
+                X[i] = Form switch
+                {
+                    GeluForm.Tanh => 0.5f * v * (1f + MathF.Tanh(GeluBeta * (v + (GeluKappa * (v * v * v))))),
+                    GeluForm.Quick => v / (1f + MathF.Exp(-1.702f * v)),
+                    _ => (float)(0.5 * v * (1 + Erf(v / Math.Sqrt(2)))),
+                };
             }
         }
     }

@@ -137,16 +137,18 @@ __device__ void add_layer_norm(const T* x, T* residual, const T* weight, const T
         residual[base + c] = from_float<T>((to_float(residual[base + c]) - mean) * inv * to_float(weight[c]) + to_float(bias[c]));
 }
 
-// gelu(x) as torch's CUDA kernel evaluates it in fp32: the exact form x * 0.5 * (1 + erf(x / sqrt(2))), or the tanh
-// approximation (elementwise.cu's gelu_tanh).
-__device__ __forceinline__ float gelu_of(float x, int tanh_form) {
-    return tanh_form ? gelu_tanh(x) : x * 0.5f * (1.f + erff(x * 0.7071067811865476f));   // M_SQRT1_2
+// gelu(x) as torch's CUDA kernels evaluate it in fp32, by form (GeluForm): 0 the exact x * 0.5 * (1 + erf(x / sqrt(2))),
+// 1 the tanh approximation (elementwise.cu's gelu_tanh), 2 CLIP's quick_gelu x * sigmoid(1.702 x).
+__device__ __forceinline__ float gelu_of(float x, int form) {
+    if (form == 1) return gelu_tanh(x);
+    if (form == 2) return x / (1.f + __expf(-1.702f * x));
+    return x * 0.5f * (1.f + erff(x * 0.7071067811865476f));   // M_SQRT1_2
 }
 
 // x = gelu(x) in place over n values, rounded once to T: a grid-stride loop over 16-byte vectors, then the tail (and
 // every value, element by element, when x is not 16-byte aligned).
 template <typename T>
-__device__ void gelu(T* x, long long n, int tanh_form) {
+__device__ void gelu(T* x, long long n, int form) {
     celer_pdl_begin();
     constexpr int V = Vec16<T>::N;
     const long long first = blockIdx.x * (long long)blockDim.x + threadIdx.x, stride = (long long)gridDim.x * blockDim.x;
@@ -155,10 +157,10 @@ __device__ void gelu(T* x, long long n, int tanh_form) {
         float v[V];
         load16(x + i * V, v);
 #pragma unroll
-        for (int e = 0; e < V; e++) v[e] = gelu_of(v[e], tanh_form);
+        for (int e = 0; e < V; e++) v[e] = gelu_of(v[e], form);
         store16(x + i * V, v);
     }
-    for (long long i = vectors * V + first; i < n; i += stride) x[i] = from_float<T>(gelu_of(to_float(x[i]), tanh_form));
+    for (long long i = vectors * V + first; i < n; i += stride) x[i] = from_float<T>(gelu_of(to_float(x[i]), form));
 }
 
 // BertEmbeddings / XLMRobertaEmbeddings: out[r] = (words[ids[r]] + types[type_ids[r]]) rounded to T, then
@@ -214,7 +216,7 @@ __device__ void encoder_embedding(const int* ids, const int* type_ids, const int
                                                   float eps) {                                                       \
         add_layer_norm<T>(x, residual, weight, bias, size, eps);                                                    \
     }                                                                                                                \
-    extern "C" __global__ void gelu_##S(T* x, long long n, int tanh_form) { gelu<T>(x, n, tanh_form); }             \
+    extern "C" __global__ void gelu_##S(T* x, long long n, int form) { gelu<T>(x, n, form); }             \
     extern "C" __global__ void encoder_embedding_##S(const int* ids, const int* type_ids, const int* positions,      \
                                                      int position_offset, const T* words, int vocab, const T* types,  \
                                                      int num_types, const T* position_table, int max_positions,       \

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Celer.Models.Architectures;
 using Celer.Models.Backend;
 using Celer.Models.Config;
+using Celer.Models.Multimodal;
 using Celer.Models.Quantization;
 using Celer.Models.Weights;
 using Celer.Engine.Distributed;
@@ -148,6 +149,11 @@ public static partial class ModelLoader
             throw new ModelLoadException($"--node-rank {args.NodeRank} runs this node's tensor-parallel ranks for node 0's engine, not an engine of its own: start it with --headless.");
         }
 
+        if (config.Vision is { } vl && VisionRefusal(args, pooler) is { } notWithImages)
+        {
+            throw new ModelLoadException($"'{dir}' is a vision-language model ({vl.Architecture}): {notWithImages}.");
+        }
+
         if (args.TensorParallelSize > 1 && TensorParallelRefusal(args, platform, pooler, encoder) is { } notSplit)
         {
             throw new ModelLoadException($"--tensor-parallel-size {args.TensorParallelSize}: {notSplit}.");
@@ -158,6 +164,7 @@ public static partial class ModelLoader
         ProgressWeightSource? weights = null;
         DraftParts? draft = null;
         HeadParts? head = null;
+        IImageEncoder? imageEncoder = null;
         (WorkerProcesses Workers, CollectiveGroups.Member Group)? tensorParallel = null;
         try
         {
@@ -170,8 +177,16 @@ public static partial class ModelLoader
                 tensorParallel = StartWorkers(args, config, backend, maxModelLen, maxNumTokens, maxLogitsRows, dtype, kvDType, log);
             }
 
+#pragma warning disable CA2000 // LanguageModelWeights owns nothing (its Dispose is empty); imageEncoder is disposed in the catch below until the runner owns it
             DecoderModel? decoder = encoder ? null : new DecoderModel(
-                config, weights, backend, maxNumTokens, maxLogitsRows, graphs, pooling: pooler is not null, tensorParallel: tensorParallel?.Group.Collectives);
+                config, config.Vision is null ? weights : new LanguageModelWeights(weights), backend, maxNumTokens, maxLogitsRows, graphs,
+                pooling: pooler is not null, tensorParallel: tensorParallel?.Group.Collectives);
+            if (config.Vision is { } vision)
+            {
+                imageEncoder = LoadImageEncoder(vision, config, weights, platform, backend, dtype, maxNumTokens);
+#pragma warning restore CA2000
+                Phase($"vision tower loaded: CLIP, {vision.LayersRun} of {vision.Vision.NumHiddenLayers} layers run, {vision.FeaturesPerImage} features per image, {imageEncoder.MaxImagesPerPass} images per pass");
+            }
 
             IPoolingModel model = decoder ?? (IPoolingModel)new EncoderModel(config, weights, backend, maxNumTokens, maxLogitsRows);
             weights.Complete();
@@ -250,7 +265,8 @@ public static partial class ModelLoader
                     ? new EncoderModel(config, again, backend, maxNumTokens, maxLogitsRows)
                     : (IPoolingModel)new DecoderModel(config, again, backend, maxNumTokens, maxLogitsRows, graphs: null, pooling: pooler is not null));
             };
-            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler, proposer, pooler, numHostBlocks, reloadWeights);
+            var runner = new ModelRunner(model, backend, numBlocks, args.BlockSize, eos, args.Seed, keepOpen, deviceSampler, proposer, pooler, numHostBlocks, reloadWeights, imageEncoder);
+            imageEncoder = null;   // the runner owns it now
 #pragma warning restore CA2000
             if (kvScales is { } scales)
             {
@@ -308,6 +324,7 @@ public static partial class ModelLoader
         {
             draft?.Dispose();
             head?.Dispose();
+            imageEncoder?.Dispose();
             tensorParallel?.Workers.Dispose();
             tensorParallel?.Group.Owner.Dispose();
             weights?.Dispose();
@@ -385,6 +402,34 @@ public static partial class ModelLoader
     }
 
     /// <summary>A draft model loaded for speculative decoding, until its proposer owns it.</summary>
+    /// <summary>What a vision-language model cannot be served with yet, or null.</summary>
+    private static string? VisionRefusal(EngineArgs args, PoolerConfig? pooler) =>
+        pooler is not null ? "it generates text from images and text, and runs as no pooling model (--runner pooling)"
+        : args.TensorParallelSize > 1 ? "its image features are computed on one GPU, so it runs without tensor parallelism (--tensor-parallel-size 1)"
+        : args.ParseSpeculativeConfig() is not null ? "drafts would read image placeholders as text, so it runs without --speculative-config"
+        : args.EnableSleepMode ? "sleep mode does not reload its vision tower, so it runs without --enable-sleep-mode"
+        : null;
+
+    /// <summary>
+    /// A vision-language model's image side, on a second backend sharing the language model's device (its attention has
+    /// a cache of its own), in the model dtype, from the same checkpoint. A pass takes as many images as the token budget
+    /// holds features of, up to 8.
+    /// </summary>
+    private static LlavaImageEncoder LoadImageEncoder(
+        VisionLanguageConfig vision, ModelConfig config, IWeightSource weights, DevicePlatform platform, IModelBackend backend, DType dtype, int maxNumTokens)
+    {
+        IModelBackend onDevice = platform.CreateDraftBackend(backend, dtype, kvCacheDType: null);
+        try
+        {
+            return new LlavaImageEncoder(vision, config.HiddenSize, weights, onDevice, Math.Clamp(maxNumTokens / vision.FeaturesPerImage, 1, 8));
+        }
+        catch
+        {
+            onDevice.Dispose();
+            throw;
+        }
+    }
+
     private sealed record DraftParts(DecoderModel Model, IModelBackend Backend, IDisposable? KeepOpen) : IDisposable
     {
         public void Dispose()

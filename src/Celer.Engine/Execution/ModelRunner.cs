@@ -1,7 +1,9 @@
+using Celer.Engine.Multimodal;
 using Celer.Engine.Scheduling;
 using Celer.Engine.Speculative;
 using Celer.Models.Architectures;
 using Celer.Models.Backend;
+using Celer.Models.Multimodal;
 
 namespace Celer.Engine.Execution;
 
@@ -26,6 +28,7 @@ public sealed partial class ModelRunner : IModelExecutor
     private readonly IDraftProposer? _proposer;
     private readonly PoolerConfig? _pooler;
     private readonly Dictionary<string, RunnerRequest> _requests = new(StringComparer.Ordinal);
+    private readonly ImageFeatureWriter? _images;   // a vision-language model's image side
 
     // Host-tier loads queued on the backend, oldest first (they finish in order), and those found finished but not yet
     // reported in an output.
@@ -50,6 +53,7 @@ public sealed partial class ModelRunner : IModelExecutor
     /// <param name="proposer">Speculative decoding (<c>--speculative-config</c>): drafts each sampled request's next tokens (owned).</param>
     /// <param name="pooler">A pooling model's pooler: every request is pooled from its prompt's hidden states, none sampled.</param>
     /// <param name="numHostKvBlocks">Blocks of the host KV tier to allocate (<c>--kv-offload-size</c>); 0: none.</param>
+    /// <param name="imageEncoder">A vision-language model's image side (owned): steps whose rows hold image placeholders read its features there.</param>
     /// <param name="reloadWeights">
     /// Sleep mode (<c>--enable-sleep-mode</c>; the backend is an <see cref="ISleepMode"/>): loads the model's weights again
     /// after a level-2 sleep. Null: no sleep mode.
@@ -57,7 +61,7 @@ public sealed partial class ModelRunner : IModelExecutor
     internal ModelRunner(
         IPoolingModel model, IModelBackend backend, int numKvBlocks, int blockSize, IReadOnlyCollection<int> eosTokenIds, long seed,
         IDisposable? weights = null, IDeviceSampler? deviceSampler = null, IDraftProposer? proposer = null, PoolerConfig? pooler = null,
-        int numHostKvBlocks = 0, Action? reloadWeights = null)
+        int numHostKvBlocks = 0, Action? reloadWeights = null, IImageEncoder? imageEncoder = null)
     {
         if (reloadWeights is not null && (backend is not ISleepMode || proposer is DraftModelProposer or EagleProposer))
         {
@@ -77,6 +81,7 @@ public sealed partial class ModelRunner : IModelExecutor
         }
 
         _backend = backend;
+        _images = imageEncoder is null ? null : new ImageFeatureWriter(imageEncoder, backend, Decoder.MaxNumTokens, model.Config.HiddenSize);
         NumKvBlocks = numKvBlocks;
         _blockSize = blockSize;
         _eosTokenIds = eosTokenIds;
@@ -125,7 +130,7 @@ public sealed partial class ModelRunner : IModelExecutor
         QueueTransfers(schedulerOutput);
         ModelRunnerOutput output = schedulerOutput.IsEmpty ? ModelRunnerOutput.Empty
             : _pooler is not null ? Pool(schedulerOutput, LaunchPooling(schedulerOutput))
-            : RunWithDrafts(StepPlan.Build(schedulerOutput, _requests, _blockSize));
+            : RunWithDrafts(PlanStep(schedulerOutput));
         return WithFinishedLoads(output, waitForOne: schedulerOutput.IsEmpty);
     }
 
@@ -171,6 +176,18 @@ public sealed partial class ModelRunner : IModelExecutor
     }
 
     /// <summary>Queues a pooling model's step, its rows on their way to the next host slot; <see cref="Pool"/> reads them.</summary>
+    /// <summary>A generation step's plan, with its image rows' features queued into place.</summary>
+    private StepPlan PlanStep(SchedulerOutput so)
+    {
+        StepPlan plan = StepPlan.Build(so, _requests, _blockSize, imageEmbeddings: _images?.Buffer);
+        if (plan.Images.Count > 0)
+        {
+            _images!.Write(plan.Images);
+        }
+
+        return plan;
+    }
+
     private (StepPlan Plan, int Slot) LaunchPooling(SchedulerOutput so)
     {
         var plan = StepPlan.Build(so, _requests, _blockSize, _pooler!.Type);
@@ -264,7 +281,7 @@ public sealed partial class ModelRunner : IModelExecutor
             return;
         }
 
-        var plan = StepPlan.Build(schedulerOutput, _requests, _blockSize);
+        StepPlan plan = PlanStep(schedulerOutput);
         if (!CanLeaveRunning(plan))
         {
             CompleteInFlight(completed);
@@ -651,6 +668,7 @@ public sealed partial class ModelRunner : IModelExecutor
             var request = new RunnerRequest(data.RequestId, data.PromptTokenIds, new SamplingState(p, data.PromptTokenIds, _seeds.EffectiveSeed(p.Seed, 0)))
             {
                 NumComputedTokens = data.NumComputedTokens,
+                Images = data.Images,
                 Pooling = data.PoolingParams is { } pooling ? new PoolingState(pooling, _pooler ?? throw new InvalidOperationException("A pooling request reached a generative model's runner.")) : null,
             };
             request.BlockIds.AddRange(data.BlockIds);
@@ -679,6 +697,7 @@ public sealed partial class ModelRunner : IModelExecutor
     public void Dispose()
     {
         (_proposer as IDisposable)?.Dispose();
+        _images?.Dispose();
         _backend.Dispose();
         _weights?.Dispose();
     }

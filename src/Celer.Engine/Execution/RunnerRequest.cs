@@ -19,6 +19,9 @@ internal sealed class RunnerRequest(string id, IReadOnlyList<int> promptTokenIds
 
     public SamplingState Sampling { get; } = sampling;
 
+    /// <summary>The prompt's images, whose features the model reads at their placeholder positions.</summary>
+    public IReadOnlyList<Multimodal.PromptImage> Images { get; init; } = [];
+
     /// <summary>A pooling model's request: what its prompt's hidden states pooled to so far.</summary>
     public PoolingState? Pooling { get; init; }
 

@@ -24,13 +24,18 @@ internal enum LogitsRowKind
 /// <summary>What one logits row is for: which request, and which position of it; a verify row's draft token.</summary>
 internal readonly record struct LogitsRowUse(string RequestId, LogitsRowKind Kind, int Position, int DraftTokenId = -1);
 
+/// <summary>Rows [Row, Row + Count) of a step read features [FirstFeature, FirstFeature + Count) of an image.</summary>
+internal readonly record struct ImageSlice(Multimodal.PromptImage Image, int FirstFeature, int Row, int Count);
+
 /// <summary>One step's flat batch plus what each logits row is for.</summary>
 internal sealed class StepPlan
 {
     private StepPlan(
-        ForwardBatch batch, RunnerRequest[] sequences, LogitsRowUse[] uses, Dictionary<string, int> promptLogprobsStart, List<(int Row, RunnerRequest Request)> pendingRows)
+        ForwardBatch batch, RunnerRequest[] sequences, LogitsRowUse[] uses, Dictionary<string, int> promptLogprobsStart, List<(int Row, RunnerRequest Request)> pendingRows,
+        List<ImageSlice> images)
     {
         Batch = batch;
+        Images = images;
         Sequences = sequences;
         Uses = uses;
         PromptLogprobsStart = promptLogprobsStart;
@@ -50,11 +55,16 @@ internal sealed class StepPlan
 
     public LogitsRowUse[] Uses { get; }
 
+    /// <summary>The step's rows that read image features (<see cref="ForwardBatch.ExternalEmbeddingRows"/>), with their images.</summary>
+    public List<ImageSlice> Images { get; }
+
     /// <summary>Per request with prompt logprobs this step: the prompt position of its first entry.</summary>
     public Dictionary<string, int> PromptLogprobsStart { get; }
 
     /// <param name="pooling">A pooling model's pooling type: its requests get <see cref="LogitsRowKind.Pool"/> rows instead of samples.</param>
-    public static StepPlan Build(SchedulerOutput so, IReadOnlyDictionary<string, RunnerRequest> requests, int blockSize, PoolingType? pooling = null)
+    /// <param name="imageEmbeddings">A vision-language model's buffer of the step's image rows (row r for batch row r), which the runner fills.</param>
+    public static StepPlan Build(
+        SchedulerOutput so, IReadOnlyDictionary<string, RunnerRequest> requests, int blockSize, PoolingType? pooling = null, Tensor? imageEmbeddings = null)
     {
         int numTokens = so.TotalNumScheduledTokens;
         var ids = so.ScheduledNewRequests.Select(r => r.RequestId).Concat(so.ScheduledCachedRequests.Select(r => r.RequestId)).ToList();
@@ -70,6 +80,7 @@ internal sealed class StepPlan
         var uses = new List<LogitsRowUse>();
         var promptStart = new Dictionary<string, int>(StringComparer.Ordinal);
         var pendingRows = new List<(int, RunnerRequest)>();
+        var images = new List<ImageSlice>();
         // An encoder's pair inputs (cross-encoders) have token types; a step without any sends none (all 0).
         int[]? tokenTypes = null;
 
@@ -83,6 +94,15 @@ internal sealed class StepPlan
             int known = r.TokenIds.Count;   // drafts stand at positions known, known + 1, …
             r.BlockIds.CopyTo(blockTables.AsSpan(s * maxBlocks));
             int? promptLogprobs = r.Sampling.Params.PromptLogprobs;
+            foreach (Multimodal.PromptImage image in r.Images)
+            {
+                int first = Math.Max(start, image.Offset), end = Math.Min(start + n, image.End);
+                if (first < end)
+                {
+                    images.Add(new ImageSlice(image, first - image.Offset, row + first - start, end - first));
+                }
+            }
+
             for (int p = start; p < start + n; p++, row++)
             {
                 if (p < known)
@@ -159,8 +179,10 @@ internal sealed class StepPlan
             MaxBlocksPerSeq = maxBlocks,
             LogitsRows = [.. logitsRows],
             TokenTypeIds = tokenTypes,
+            ExternalEmbeddings = images.Count > 0 ? imageEmbeddings ?? throw new InvalidOperationException("A step reads image features, and this model has no image encoder.") : null,
+            ExternalEmbeddingRows = [.. images.SelectMany(i => new[] { i.Row, i.Count })],
         };
-        return new StepPlan(batch, [.. ids.Select(id => requests[id])], [.. uses], promptStart, pendingRows);
+        return new StepPlan(batch, [.. ids.Select(id => requests[id])], [.. uses], promptStart, pendingRows, images);
     }
 
     /// <summary>Fills the pending rows from the requests' tokens, once the step that sampled them has completed.</summary>

@@ -29,13 +29,18 @@ public sealed class BlockHasher(int blockSize, string modelIdentity)
     /// </summary>
     public BlockHash Root { get; } = HashBlockTokens(null, [], modelIdentity);
 
-    /// <summary>Hash of one full block given its parent's hash (null: the fixed all-zero parent).</summary>
-    public static BlockHash HashBlockTokens(BlockHash? parent, ReadOnlySpan<int> tokenIds, string? cacheSalt)
+    /// <summary>
+    /// Hash of one full block given its parent's hash (null: the fixed all-zero parent). <paramref name="imageHashes"/>:
+    /// the images whose placeholders the block holds (vLLM's extra keys), as 64 hex digits each: a placeholder token
+    /// stands for different KV under different images.
+    /// </summary>
+    public static BlockHash HashBlockTokens(BlockHash? parent, ReadOnlySpan<int> tokenIds, string? cacheSalt, IReadOnlyList<string>? imageHashes = null)
     {
-        // Layout: parent(16) | token count(4) | tokens(4 each) | salt UTF-8. The count keeps a
-        // salted block from ever serializing like an unsalted one with more tokens.
+        // Layout: parent(16) | token count(4) | tokens(4 each) | salt byte count(4) | salt UTF-8 | image hashes (32 each).
+        // The counts keep a salted block from ever serializing like an unsalted one with more tokens, or a salt like images.
         int saltBytes = cacheSalt is null ? 0 : Encoding.UTF8.GetByteCount(cacheSalt);
-        int length = 16 + 4 + (tokenIds.Length * 4) + saltBytes;
+        int images = imageHashes?.Count ?? 0;
+        int length = 16 + 4 + (tokenIds.Length * 4) + 4 + saltBytes + (images * 32);
         // A block of up to ~250 tokens hashes from the stack; bigger block sizes are rare.
         Span<byte> buffer = length <= 1024 ? stackalloc byte[length] : new byte[length];
         UInt128 parentValue = (parent ?? RootParent).Value;
@@ -46,9 +51,16 @@ public sealed class BlockHasher(int blockSize, string modelIdentity)
         {
             BinaryPrimitives.WriteInt32LittleEndian(buffer[(20 + (i * 4))..], tokenIds[i]);
         }
+        int at = 20 + (tokenIds.Length * 4);
+        BinaryPrimitives.WriteInt32LittleEndian(buffer[at..], saltBytes);
         if (cacheSalt is not null)
         {
-            Encoding.UTF8.GetBytes(cacheSalt, buffer[(20 + (tokenIds.Length * 4))..]);
+            Encoding.UTF8.GetBytes(cacheSalt, buffer[(at + 4)..]);
+        }
+
+        for (int i = 0; i < images; i++)
+        {
+            Convert.FromHexString(imageHashes![i], buffer.Slice(at + 4 + saltBytes + (i * 32), 32), out _, out _);
         }
         Span<byte> digest = stackalloc byte[32];
         SHA256.HashData(buffer[..length], digest);
@@ -71,7 +83,22 @@ public sealed class BlockHasher(int blockSize, string modelIdentity)
             int index = hashes.Count;
             BlockHash parent = index == 0 ? Root : hashes[index - 1];
             ReadOnlySpan<int> tokens = request.TokenSpan(index * BlockSize, BlockSize);
-            hashes.Add(HashBlockTokens(parent, tokens, index == 0 ? request.CacheSalt : null));
+            hashes.Add(HashBlockTokens(parent, tokens, index == 0 ? request.CacheSalt : null, ImagesIn(request, index * BlockSize, (index + 1) * BlockSize)));
         }
+    }
+
+    /// <summary>The hashes of the images whose placeholder runs overlap positions [start, end); null when none do.</summary>
+    private static List<string>? ImagesIn(Request request, int start, int end)
+    {
+        List<string>? hashes = null;
+        foreach (Multimodal.PromptImage image in request.Images)
+        {
+            if (image.Offset < end && image.End > start)
+            {
+                (hashes ??= []).Add(image.Hash);
+            }
+        }
+
+        return hashes;
     }
 }

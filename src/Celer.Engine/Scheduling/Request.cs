@@ -104,6 +104,9 @@ public sealed class Request
     /// <summary>Its pooling reads tokens other than the last (mean, CLS), which a prefix-cache hit would leave uncomputed.</summary>
     public bool PoolsEveryToken { get; init; }
 
+    /// <summary>The prompt's images, by position: their placeholder runs read the images' features, and the images' hashes key the blocks they touch.</summary>
+    public IReadOnlyList<Multimodal.PromptImage> Images { get; init; } = [];
+
     public ReadOnlySpan<int> TokenSpan(int start, int length) => CollectionsMarshal.AsSpan(_allTokenIds).Slice(start, length);
 
     public bool IsStopTokenId(int tokenId) => _stopTokenIds.Contains(tokenId);

@@ -360,7 +360,7 @@ public sealed partial class Scheduler
         {
             newRequests.Add(new NewRequestData(
                 request.RequestId, request.PromptTokenIds, request.SamplingParams,
-                KvCacheManager.GetBlockIds(request.RequestId), request.NumComputedTokens, request.PoolingParams));
+                KvCacheManager.GetBlockIds(request.RequestId), request.NumComputedTokens, request.PoolingParams) { Images = request.Images });
         }
         var cachedRequests = new List<CachedRequestData>(scheduledResumed.Count + scheduledRunning.Count);
         foreach (Request request in scheduledResumed)

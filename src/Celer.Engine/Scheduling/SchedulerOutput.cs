@@ -7,7 +7,11 @@ public sealed record NewRequestData(
     SamplingParams SamplingParams,
     IReadOnlyList<int> BlockIds,
     int NumComputedTokens,
-    PoolingParams? PoolingParams = null);
+    PoolingParams? PoolingParams = null)
+{
+    /// <summary>The prompt's images (<see cref="Request.Images"/>).</summary>
+    public IReadOnlyList<Multimodal.PromptImage> Images { get; init; } = [];
+}
 
 /// <summary>
 /// A request the runner already knows, as a diff. When <see cref="ResumedFromPreemption"/> is set,

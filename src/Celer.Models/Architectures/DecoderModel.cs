@@ -212,7 +212,7 @@ public sealed class DecoderModel : IPoolingModel
         }
 
         _backend.BeginStep(batch);
-        RunLayers(rows);
+        RunLayers(rows, batch);
         for (int first = 0; first < batch.LogitsRows.Length; first += MaxLogitsRows)
         {
             int count = Math.Min(MaxLogitsRows, batch.LogitsRows.Length - first);
@@ -235,7 +235,7 @@ public sealed class DecoderModel : IPoolingModel
         int rows = CheckRows(batch);
         UpdateDynamicRope(batch);
         _backend.BeginStep(batch);
-        RunLayers(rows);
+        RunLayers(rows, batch);
         _backend.QueueLogitsRowsToHost(_spec.PostNorms ? _act.Residual : _act.Hidden, batch.LogitsRows.Length, _act.LogitsHidden, slot);
         _ranEagerStep = true;
     }
@@ -266,7 +266,7 @@ public sealed class DecoderModel : IPoolingModel
         }
 
         _backend.BeginStep(batch);
-        RunLayers(rows);
+        RunLayers(rows, batch);
         if (batch.LogitsRows.Length > 0)   // a step of prompt chunks that all stop short of their end samples nothing
         {
             ComputeLogits(0, batch.LogitsRows.Length);
@@ -288,7 +288,7 @@ public sealed class DecoderModel : IPoolingModel
     }
 
     private bool UsesGraph(ForwardBatch batch) =>
-        _graphs is not null && _ranEagerStep && UniformDecodeRows(batch) is int rows
+        _graphs is not null && _ranEagerStep && batch.ExternalEmbeddings is null && UniformDecodeRows(batch) is int rows
         && batch.NumSequences <= _graphOptions!.MaxBatchSize && batch.MaxBlocksPerSeq <= _graphOptions.BlockTableStride
         && _graphOptions.Bucket(batch.NumSequences) * rows <= Math.Min(MaxLogitsRows, MaxNumTokens);
 
@@ -422,11 +422,22 @@ public sealed class DecoderModel : IPoolingModel
         }
     }
 
-    private void RunLayers(int rows)
+    /// <param name="batch">The step, for its rows whose embeddings come from elsewhere (null: none do, as in a recorded decode step).</param>
+    private void RunLayers(int rows, ForwardBatch? batch = null)
     {
         float eps = (float)_config.RmsNormEps;
         IModelBackend b = _backend;
         b.Embedding(_embedTokens, _act.Residual);
+        if (batch?.ExternalEmbeddings is { } external)
+        {
+            // Image features replace their placeholders' embeddings before anything scales or normalizes the stream.
+            int[] runs = batch.ExternalEmbeddingRows;
+            for (int i = 0; i < runs.Length; i += 2)
+            {
+                b.CopyRows(external, runs[i], _act.Residual, runs[i], runs[i + 1]);
+            }
+        }
+
         if (_spec.PostNorms)
         {
             for (int i = 0; i < _layers.Length; i++)

@@ -142,7 +142,7 @@ public sealed class EncoderModel : IPoolingModel
         private readonly int _index;
         private readonly Tensor _qkv, _qkvBias, _output, _outputBias, _attentionNorm, _attentionNormBias;
         private readonly Tensor _up, _upBias, _down, _downBias, _outputNorm, _outputNormBias;
-        private readonly bool _geluTanh;
+        private readonly GeluForm _gelu;
 
         public EncoderLayer(int index, string p, ModelConfig c, IWeightSource w, IModelBackend b)
         {
@@ -161,10 +161,10 @@ public sealed class EncoderModel : IPoolingModel
             _down = b.LoadWeight(Get("output.dense.weight", hidden, intermediate));
             _downBias = b.LoadWeight(Get("output.dense.bias", hidden));
             (_outputNorm, _outputNormBias) = LoadLayerNorm(w, b, p + "output.LayerNorm", hidden);
-            _geluTanh = c.HiddenAct switch
+            _gelu = c.HiddenAct switch
             {
-                HiddenActivation.Gelu => false,
-                HiddenActivation.GeluTanh => true,
+                HiddenActivation.Gelu => GeluForm.Erf,
+                HiddenActivation.GeluTanh => GeluForm.Tanh,
                 _ => throw new ModelConfigException($"{c.Architecture}: hidden_act must be a GELU (gelu, gelu_new, gelu_pytorch_tanh), got {c.HiddenAct}"),
             };
         }
@@ -177,7 +177,7 @@ public sealed class EncoderModel : IPoolingModel
             b.Linear(m._attentionOutput, rows, _output, _outputBias, m._hidden);
             b.AddLayerNorm(m._hidden, m._residual, rows, _attentionNorm, _attentionNormBias, eps);
             b.Linear(m._residual, rows, _up, _upBias, m._intermediate);
-            b.Gelu(m._intermediate, rows, _geluTanh);
+            b.Gelu(m._intermediate, rows, _gelu);
             b.Linear(m._intermediate, rows, _down, _downBias, m._hidden);
             b.AddLayerNorm(m._hidden, m._residual, rows, _outputNorm, _outputNormBias, eps);
         }

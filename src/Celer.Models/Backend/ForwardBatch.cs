@@ -44,6 +44,15 @@ public sealed record ForwardBatch
     /// </summary>
     public int[]? TokenTypeIds { get; init; }
 
+    /// <summary>
+    /// Rows whose input embedding is not their token's (a vision-language model's image features): pairs (first row,
+    /// count) whose rows are taken from the same rows of <see cref="ExternalEmbeddings"/>.
+    /// </summary>
+    public int[] ExternalEmbeddingRows { get; init; } = [];
+
+    /// <summary>The embeddings of <see cref="ExternalEmbeddingRows"/>: row r for batch row r, in the model's hidden size and activation dtype.</summary>
+    public Tensor? ExternalEmbeddings { get; init; }
+
     public int NumTokens => TokenIds.Length;
 
     /// <summary>

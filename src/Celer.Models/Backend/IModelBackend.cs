@@ -107,10 +107,10 @@ public interface IModelBackend : IDisposable
     void AddLayerNorm(Tensor x, Tensor residual, int rows, Tensor weight, Tensor bias, float eps);
 
     /// <summary>
-    /// x = gelu(x) in place over the first <paramref name="rows"/> rows, in fp32 and rounded once: the exact erf form
-    /// (torch's <c>gelu</c>), or with <paramref name="tanhApproximation"/> the tanh form (<c>gelu(approximate="tanh")</c>).
+    /// x = gelu(x) in place over the first <paramref name="rows"/> rows, in fp32 and rounded once, in the form
+    /// <paramref name="form"/> names: torch's exact <c>gelu</c>, <c>gelu(approximate="tanh")</c>, or CLIP's quick_gelu.
     /// </summary>
-    void Gelu(Tensor x, int rows, bool tanhApproximation);
+    void Gelu(Tensor x, int rows, GeluForm form);
 
     /// <summary>
     /// y = x·Wᵀ (+ bias) for the first rows of x; W is [outFeatures, inFeatures] as nn.Linear stores it. With
@@ -247,8 +247,27 @@ public interface IModelBackend : IDisposable
     /// </summary>
     void CopyColumns(Tensor x, int rows, Tensor y, int offset);
 
+    /// <summary>
+    /// y[destinationRow + i] = x[sourceRow + i] for i in 0..rows-1: whole rows of the same width and dtype. x may belong
+    /// to another backend on the same device (a vision tower's features, merged into the language model's input rows).
+    /// </summary>
+    void CopyRows(Tensor x, int sourceRow, Tensor y, int destinationRow, int rows);
+
+    /// <summary>Writes host values into the leading elements of x, rounded once to its dtype (a vision tower's patches).</summary>
+    void CopyFromHost(ReadOnlySpan<float> source, Tensor x);
+
     /// <summary>Copies the first rows of an fp32 buffer (the logits) to the host.</summary>
     void CopyToHost(Tensor x, int rows, Span<float> destination);
+
+    /// <summary>The checks <see cref="CopyRows"/> makes on every backend.</summary>
+    static void CheckCopyRows(Tensor x, int sourceRow, Tensor y, int destinationRow, int rows)
+    {
+        if (x.Columns != y.Columns || x.DType != y.DType || sourceRow < 0 || destinationRow < 0 || rows < 0
+            || sourceRow + rows > x.Rows || destinationRow + rows > y.Rows)
+        {
+            throw new ArgumentException($"Cannot copy rows [{sourceRow}, {sourceRow + rows}) of {x} to rows from {destinationRow} of {y}.");
+        }
+    }
 
     /// <summary>
     /// Queues the copy of a buffer's first <paramref name="rows"/> rows (fp32, or the 16-bit activation dtype, which comes

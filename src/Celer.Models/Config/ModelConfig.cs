@@ -71,6 +71,9 @@ public sealed record ModelConfig
     /// <summary>A BERT-family encoder's settings (BERT, RoBERTa, XLM-RoBERTa); null for decoders.</summary>
     public EncoderConfig? Encoder { get; init; }
 
+    /// <summary>A vision-language checkpoint's tower and projector (the rest of this config is its language model's); null otherwise.</summary>
+    public VisionLanguageConfig? Vision { get; init; }
+
     /// <summary>A sequence classifier's labels and activations (<c>…ForSequenceClassification</c>); null for other heads.</summary>
     public ClassifierConfig? Classifier { get; init; }
 
@@ -202,7 +205,17 @@ public sealed record ModelConfig
         }
 
         using JsonDocument doc = JsonDocument.Parse(obj.ToJsonString());
-        return FromRoot(doc.RootElement);
+        string architecture = doc.RootElement.TryGetProperty("architectures", out JsonElement names) && names.ValueKind == JsonValueKind.Array
+            && names.GetArrayLength() > 0 && names[0].ValueKind == JsonValueKind.String ? names[0].GetString()! : "";
+        if (!VisionLanguageConfig.IsVisionLanguage(architecture))
+        {
+            return FromRoot(doc.RootElement);
+        }
+
+        // A vision-language checkpoint: its language model is read from text_config, the tower and projector beside it.
+        VisionLanguageConfig vision = VisionLanguageConfig.Parse(doc.RootElement, architecture);
+        using JsonDocument text = JsonDocument.Parse(VisionLanguageConfig.TextRoot(obj).ToJsonString());
+        return FromRoot(text.RootElement) with { Vision = vision };
     }
 
     private static ModelConfig FromRoot(JsonElement root)

@@ -1,4 +1,5 @@
 using Celer.Backends.Cpu.Kernels;
+using Celer.Models.Backend;
 using Xunit;
 
 namespace Celer.Backends.Cpu.Tests.Kernels;
@@ -135,7 +136,7 @@ public unsafe class ActivationTests
             float[] values = [(float)x];
             fixed (float* p = values)
             {
-                Activation.Gelu(p, 1, tanhApproximation: false);
+                Activation.Gelu(p, 1, GeluForm.Erf);
             }
 
             // x rounded to fp32 shifts gelu by ~ε·x; the result is then rounded once.
@@ -152,13 +153,29 @@ public unsafe class ActivationTests
         float[] tanh = [.. x], exact = [.. x];
         fixed (float* pt = tanh, pe = exact)
         {
-            Activation.Gelu(pt, x.Length, tanhApproximation: true);
-            Activation.Gelu(pe, x.Length, tanhApproximation: false);
+            Activation.Gelu(pt, x.Length, GeluForm.Tanh);
+            Activation.Gelu(pe, x.Length, GeluForm.Erf);
         }
 
         double[] formula = [.. x.Select(v => 0.5 * v * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (v + (0.044715 * v * v * v)))))];
         TestData.AssertClose(formula, tanh, RelativeTolerance, 1e-6, default, "tanh gelu");
         // The two forms differ by up to ~1e-3 around |x| ≈ 2: a kernel that mixed them up would not pass both tests.
         Assert.True(x.Select((_, i) => Math.Abs(tanh[i] - exact[i])).Max() > 1e-4);
+    }
+
+    [Fact]
+    public void Gelu_Quick_MatchesClipsFormula()
+    {
+        var random = new Random(37);
+        float[] x = [.. TestData.Floats(random, 1000).Select(v => v * 8)];
+        float[] quick = [.. x];
+        fixed (float* p = quick)
+        {
+            Activation.Gelu(p, x.Length, GeluForm.Quick);
+        }
+
+        // transformers' QuickGELUActivation: x * sigmoid(1.702 * x); erf GELU differs from it by up to ~0.02.
+        double[] formula = [.. x.Select(v => v / (1 + Math.Exp(-1.702 * v)))];
+        TestData.AssertClose(formula, quick, RelativeTolerance, 1e-6, default, "quick gelu");
     }
 }
