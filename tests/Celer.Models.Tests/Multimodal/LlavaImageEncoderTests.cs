@@ -17,8 +17,8 @@ public sealed class LlavaImageEncoderTests
 {
     private static readonly string Model = Path.Combine(RepoPaths.Fixtures, "multimodal", "llava-clip-bf16");
 
-X
-    private const float Tolerance = 2e-4f;
+    // fp32 through 2 tower layers and the projector with summation orders of our own: 1.6e-5 measured.
+    private const float Tolerance = 1e-4f;
 
     [Fact]
     public void Features_match_transformers_image_by_image_and_batched()
