@@ -141,7 +141,7 @@ __device__ void add_layer_norm(const T* x, T* residual, const T* weight, const T
 // 1 the tanh approximation (elementwise.cu's gelu_tanh), 2 CLIP's quick_gelu x * sigmoid(1.702 x).
 __device__ __forceinline__ float gelu_of(float x, int form) {
     if (form == 1) return gelu_tanh(x);
-    if (form == 2) return x / (1.f + __expf(-1.702f * x));
+    if (form == 2) return x / (1.f + expf(-1.702f * x));   // x * sigmoid(1.702 x), as silu above
     return x * 0.5f * (1.f + erff(x * 0.7071067811865476f));   // M_SQRT1_2
 }
 

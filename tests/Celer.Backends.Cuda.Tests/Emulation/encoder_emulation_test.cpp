@@ -23,7 +23,7 @@ template <typename T> struct Kernels;
         static constexpr const char* name = #S;                                                                       \
         static void ln(const T* x, const T* w, const T* b, int size, float eps, T* y) { layer_norm_##S(x, w, b, size, eps, y); } \
         static void add_ln(const T* x, T* r, const T* w, const T* b, int size, float eps) { add_layer_norm_##S(x, r, w, b, size, eps); } \
-        static void gelu(T* x, long long n, int tanh_form) { gelu_##S(x, n, tanh_form); }                             \
+        static void gelu(T* x, long long n, int form) { gelu_##S(x, n, form); }                                   \
         static void embed(const int* ids, const int* types, const int* pos, int off, const T* w, int vocab, const T* t, int nt, \
                           const T* p, int np, int hidden, T* out) {                                                   \
             encoder_embedding_##S(ids, types, pos, off, w, vocab, t, nt, p, np, hidden, out);                         \
@@ -158,17 +158,19 @@ template <typename T> static void layer_norms(int rows, int size, int threads_as
 }
 
 template <typename T> static void gelus(long long n, int offset) {
-    for (int tanh_form = 0; tanh_form < 2; tanh_form++) {
+    static const char* const names[] = {"gelu erf", "gelu tanh", "quick gelu"};
+    for (int form = 0; form < 3; form++) {   // GeluForm: erf, tanh, quick
         // Pre-activations in ±6, some far out; `offset` elements in, so the kernel starts off 16-byte alignment when asked.
         std::vector<T> buffer = random_t<T>((size_t)(n + offset), -6.f, 6.f);
         std::vector<T> before = buffer;
         T* x = buffer.data() + offset;
         unsigned blocks = (unsigned)std::min<long long>(((n + Vec16<T>::N - 1) / Vec16<T>::N + 255) / 256, 3);
-        launch({blocks, 1, 1}, [&] { Kernels<T>::gelu(x, n, tanh_form); }, 256, 1 << 16);
-        Checker<T> check{tanh_form ? "gelu tanh" : "gelu erf"};
+        launch({blocks, 1, 1}, [&] { Kernels<T>::gelu(x, n, form); }, 256, 1 << 16);
+        Checker<T> check{names[form]};
         for (long long i = 0; i < n; i++) {
             double v = to_float(before[offset + i]);
-            double ref = tanh_form ? 0.5 * v * (1 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
+            double ref = form == 1 ? 0.5 * v * (1 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
+                       : form == 2 ? v / (1 + std::exp(-1.702 * v))
                                    : 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
             // The terms: 0.5 |v| (1 + |erf|), where fp32's 1 + erf (or 1 + tanh) cancels for v << 0.
             check(ref, x[i], std::fabs(v));
