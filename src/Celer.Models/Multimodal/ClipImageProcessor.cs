@@ -134,22 +134,22 @@ public sealed class ClipImageProcessor
             CheckProcessorType(root);
             if (JsonFields.OptionalBool(root, "do_pad", F) == true)
             {
-                throw new ModelConfigException($"{F}: 'do_pad' is true; CLIPImageProcessor does not pad, and Celer's ClipImageProcessor does not either");
+                throw new ModelConfigException($"{F}: 'do_pad' is true; Celer's ClipImageProcessor does not pad (CLIPImageProcessor leaves it off)");
             }
 
             // CLIPImageProcessor sets default_to_square to false: a bare integer size is the shortest edge.
             bool defaultToSquare = JsonFields.OptionalBool(root, "default_to_square", F) ?? false;
             var (shortestEdge, resizeSize) = ReadResizeSize(root, defaultToSquare);
-            if (JsonFields.OptionalBool(root, "use_square_size", F) == true && shortestEdge is int edge)
+            if (JsonFields.OptionalBool(root, "use_square_size", F) == true)
             {
-                // Kosmos-2's flag. transformers 4.x squares the configured shortest edge, 5.x the class default 224;
-                // they agree only there.
-                if (edge != DefaultSize)
+                // Kosmos-2's flag. transformers 4.x squares the configured shortest edge, 5.x the class default 224
+                // whatever the config says; they agree only on a shortest edge of 224.
+                if (shortestEdge != DefaultSize)
                 {
-                    throw new ModelConfigException($"{F}: 'use_square_size' with shortest_edge {edge}: transformers 4 resizes to {edge}×{edge} and transformers 5 to {DefaultSize}×{DefaultSize}; set 'size' to {{\"height\": h, \"width\": w}} instead");
+                    throw new ModelConfigException($"{F}: 'use_square_size' with a size other than {{\"shortest_edge\": {DefaultSize}}}: transformers 4 and 5 resize it differently; set 'size' to {{\"height\": h, \"width\": w}} instead");
                 }
 
-                (shortestEdge, resizeSize) = (null, new ImageSize(edge, edge));
+                (shortestEdge, resizeSize) = (null, new ImageSize(DefaultSize, DefaultSize));
             }
 
             int resample = JsonFields.OptionalInt(root, "resample", F) ?? (int)PilResample.Bicubic;

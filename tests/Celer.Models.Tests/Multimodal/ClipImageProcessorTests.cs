@@ -295,7 +295,8 @@ public class ClipImageProcessorTests
     [InlineData("""{"image_mean": [0.5, "x", 0.5]}""", "'image_mean' must hold finite numbers")]
     [InlineData("""{"do_resize": "yes"}""", "'do_resize' must be true or false")]
     [InlineData("""{"do_pad": true}""", "'do_pad' is true")]
-    [InlineData("""{"size": {"shortest_edge": 336}, "use_square_size": true}""", "'use_square_size' with shortest_edge 336")]
+    [InlineData("""{"size": {"shortest_edge": 336}, "use_square_size": true}""", "'use_square_size' with a size other than")]
+    [InlineData("""{"size": {"height": 224, "width": 224}, "use_square_size": true}""", "'use_square_size' with a size other than")]
     [InlineData("""[1, 2]""", "must hold a JSON object")]
     [InlineData("""{"size": """, "not valid JSON")]
     public void Bad_configs_are_refused_with_the_field_named(string json, string expected)
