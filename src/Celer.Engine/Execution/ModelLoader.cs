@@ -6,6 +6,7 @@ using Celer.Models.Multimodal;
 using Celer.Models.Quantization;
 using Celer.Models.Weights;
 using Celer.Engine.Distributed;
+using Celer.Engine.Multimodal;
 using Celer.Engine.Speculative;
 using Celer.Tokenization;
 
@@ -309,7 +310,12 @@ public static partial class ModelLoader
                 log?.Invoke(note);
             }
 
-            var info = new EngineModelInfo(config.VocabSize, maxModelLen, eos.Count > 0 ? eos[0] : null, eos) { Pooler = pooler };
+            var info = new EngineModelInfo(config.VocabSize, maxModelLen, eos.Count > 0 ? eos[0] : null, eos)
+            {
+                Pooler = pooler,
+                ImageTokenId = config.Vision?.ImageTokenId,
+                Images = config.Vision is { } images ? ImagePromptsOf(dir, images) : null,
+            };
             if (platform.JitWarmUp > TimeSpan.Zero)
             {
                 // After the kernels' padding steps: a request's host code (scheduler, runner, sampler, detokenizer) compiled
@@ -402,6 +408,30 @@ public static partial class ModelLoader
     }
 
     /// <summary>A draft model loaded for speculative decoding, until its proposer owns it.</summary>
+    /// <summary>
+    /// A vision-language model's prompt processing with the checkpoint's own image processor (preprocessor_config.json),
+    /// which must make the square images its tower was trained on: refused at load where every image would miss it, at
+    /// the request where only some would (a resize to a shortest edge without a crop).
+    /// </summary>
+    private static ImagePrompts ImagePromptsOf(string dir, VisionLanguageConfig vision)
+    {
+        ClipImageProcessor processor = ClipImageProcessor.Load(dir);
+        int size = vision.Vision.ImageSize;
+        ImageSize fixedSize = processor.DoCenterCrop ? processor.CropSize : processor.ResizeSize ?? new ImageSize(size, size);
+        if (fixedSize != new ImageSize(size, size))
+        {
+            throw new ModelLoadException($"'{dir}': {ClipImageProcessor.FileName} makes {fixedSize.Width} × {fixedSize.Height} images; the vision tower takes {size} × {size}.");
+        }
+
+        return new ImagePrompts(vision.ImageTokenId, vision.FeaturesPerImage, image =>
+        {
+            ProcessedImage processed = processor.Preprocess(image);
+            return processed.Height == size && processed.Width == size ? processed.PixelValues
+                : throw new EngineRequestException(
+                    $"A {image.Width} × {image.Height} image preprocesses to {processed.Width} × {processed.Height}; this model's vision tower takes {size} × {size}.", "messages");
+        });
+    }
+
     /// <summary>What a vision-language model cannot be served with yet, or null.</summary>
     private static string? VisionRefusal(EngineArgs args, PoolerConfig? pooler) =>
         pooler is not null ? "it generates text from images and text, and runs as no pooling model (--runner pooling)"

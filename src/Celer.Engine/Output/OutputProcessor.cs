@@ -32,6 +32,12 @@ public sealed class OutputProcessor(Tokenizer? tokenizer)
 
     public void AddRequest(GenerateRequest request, IReadOnlyList<Request> engineRequests, double arrivalTime)
     {
+        if (request.Images.Count > 0)
+        {
+            // The prompt as the model reads it, each image's placeholder expanded (vLLM's prompt_token_ids and usage count those).
+            request = request with { PromptTokenIds = engineRequests[0].PromptTokenIds };
+        }
+
         var parent = new ParentRequestState(request, engineRequests.Select(r => r.RequestId).ToArray(), tokenizer, arrivalTime);
         _requests.Add(request.RequestId, parent);
         foreach (SequenceState sequence in parent.Children)

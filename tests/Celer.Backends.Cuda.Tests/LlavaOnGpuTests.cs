@@ -1,0 +1,74 @@
+using Celer.Engine;
+using Celer.Engine.Execution;
+using Celer.Engine.Tests.Support;
+using Celer.Models.Config;
+using Celer.Models.Multimodal;
+using Celer.Models.Weights;
+using Celer.TestSupport;
+
+namespace Celer.Backends.Cuda.Tests;
+
+/// <summary>
+/// The tiny LLaVA fixture on the GPU: the CLIP tower and projector against transformers' features (fp32 and the model's
+/// bf16), and the engine's greedy output with images against transformers', with chunks that split images.
+/// </summary>
+public sealed class LlavaOnGpuTests
+{
+    private static readonly string Model = Path.Combine(RepoPaths.Fixtures, "multimodal", "llava-clip-bf16");
+
+    [Theory]
+    [InlineData(DType.F32, 1e-3f)]    // cuBLAS in pure fp32 and fp32 attention: ~1e-5 on the CPU
+    [InlineData(DType.BF16, 6e-2f)]   // every activation rounded to bf16 (8 bits of mantissa) through the tower and projector
+    public void Features_match_transformers(DType dtype, float tolerance)
+    {
+        Gpu.Require();
+        MultimodalReference reference = MultimodalReference.Load(Model);
+        ModelConfig config = ModelConfig.Load(Model);
+        using var weights = SafetensorsWeightSource.Open(Model);
+#pragma warning disable CA2000 // the encoder owns its backend
+        using var encoder = new LlavaImageEncoder(config.Vision!, config.HiddenSize, weights, new CudaBackend(Gpu.Device, dtype), maxImagesPerPass: 2);
+#pragma warning restore CA2000
+        encoder.Encode([reference.Images[1].PixelValues, reference.Images[0].PixelValues]);
+        using var reader = new CudaBackend(Gpu.Device, dtype);
+        var got = new float[2 * encoder.FeaturesPerImage * encoder.Features.Columns];
+        reader.CopyToHost(encoder.Features, 2 * encoder.FeaturesPerImage, got);
+        float[] expected = [.. reference.Images[1].Features, .. reference.Images[0].Features];
+        double worst = expected.Select((e, i) => Math.Abs(e - got[i]) / Math.Max(1, Math.Abs(e))).Max();
+        Assert.True(worst <= tolerance, $"{dtype}: features differ by {worst:E2}, above {tolerance:E1}");
+    }
+
+    [Theory]
+    [InlineData("float32", null, 2e-3f)]
+    [InlineData("float32", 8, 2e-3f)]
+    [InlineData("auto", null, 0.35f)]
+    public void Greedy_output_with_images_matches_transformers(string dtype, int? maxNumBatchedTokens, float tolerance)
+    {
+        Gpu.Require();
+        MultimodalReference reference = MultimodalReference.Load(Model);
+        using LlmEngine engine = ModelLoader.LoadOffline(new EngineArgs
+        {
+            Model = Model,
+            Device = "cuda",
+            Dtype = dtype,
+            MaxModelLen = 128,
+            MaxNumBatchedTokens = maxNumBatchedTokens,
+            KvCacheMemoryBytes = 64L << 20,
+        }).Engine;
+        var requests = reference.Text.Cases.Select((c, i) => new GenerateRequest(
+            $"r{i}", reference.CollapsedPrompt(i), new SamplingParams { Temperature = 0, MaxTokens = c.OutputTokenIds.Count, IgnoreEos = true, Logprobs = 5 })
+        {
+            Images = [.. reference.CaseImages[i].Select(j => reference.Images[j].Image)],
+        }).ToList();
+
+        IReadOnlyList<RequestOutput> outputs = engine.Generate(requests);
+        int matched = 0;
+        for (int i = 0; i < requests.Count; i++)
+        {
+            matched += LogprobsComparison.AssertClose($"llava {dtype} case {i}", reference.Text.Cases[i].OutputLogprobs, GeneratedPositions.Of(outputs[i]), tolerance);
+        }
+
+        // bf16 may diverge inside the top-5 (vLLM's criterion); fp32 follows every token.
+        int total = reference.Text.Cases.Sum(c => c.OutputTokenIds.Count);
+        Assert.True(dtype == "auto" ? matched >= reference.Text.Cases.Count : matched == total, $"{matched} of {total} tokens identical before the first divergences");
+    }
+}
