@@ -1,4 +1,6 @@
 using Celer.Engine.KvCache;
+using Celer.Engine.Multimodal;
+using Celer.Engine.Scheduling;
 using Celer.Engine.Tests.Support;
 
 namespace Celer.Engine.Tests.KvCache;
@@ -31,6 +33,40 @@ public class BlockHasherTests
         BlockHash first = BlockHasher.HashBlockTokens(hasher.Root, prompt.AsSpan(0, 4), "s");
         BlockHash second = BlockHasher.HashBlockTokens(first, prompt.AsSpan(4, 4), null);
         Assert.Equal([first, second], request.BlockHashes);
+    }
+
+    [Fact]
+    public void Images_KeyExactlyTheBlocksTheirPlaceholdersTouch()
+    {
+        int[] prompt = [.. TestRequests.RandomTokens(new Random(5), 3), .. Enumerable.Repeat(99, 6), .. TestRequests.RandomTokens(new Random(6), 7)];
+        string red = new('a', 64), blue = new('b', 64);
+        var hasher = new BlockHasher(4, "model");
+        List<BlockHash> Hashes(string? image)
+        {
+            // Positions 3..8 are the image's placeholders: blocks 0, 1 and 2 of 4 tokens hold some of them, block 3 none.
+            var request = new Request("r", prompt, new SamplingParams(), 16, null)
+            {
+                Images = image is null ? [] : [new PromptImage(3, 6, image, [])],
+            };
+            hasher.ExtendBlockHashes(request);
+            return request.BlockHashes;
+        }
+
+        List<BlockHash> plain = Hashes(null);
+
+        List<BlockHash> a = Hashes(red), b = Hashes(blue);
+        Assert.Equal(4, a.Count);
+        Assert.Equal(a, Hashes(red));
+        // Every block differs: the first three hold different images, the last one chains from them.
+        Assert.Empty(a.Intersect(b));
+        Assert.Empty(a.Intersect(plain));
+        Assert.Equal(BlockHasher.HashBlockTokens(hasher.Root, prompt.AsSpan(0, 4), null, [red]), a[0]);
+        Assert.Equal(BlockHasher.HashBlockTokens(a[1], prompt.AsSpan(8, 4), null, [red]), a[2]);
+        Assert.Equal(BlockHasher.HashBlockTokens(a[2], prompt.AsSpan(12, 4), null), a[3]);
+        // A salt can never spell an image: the salt's length is part of the block.
+        Assert.NotEqual(
+            BlockHasher.HashBlockTokens(null, prompt.AsSpan(0, 4), "s", [red]),
+            BlockHasher.HashBlockTokens(null, prompt.AsSpan(0, 4), "s" + System.Text.Encoding.Latin1.GetString(Convert.FromHexString(red))));
     }
 
     [Fact]
