@@ -7,7 +7,8 @@
 #   bash tools/gpu/carry.sh restore   # right after it
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-models=(models/celer-tiny-py models/celer-tiny-py-draft models/celer-tiny-py-eagle3)
+# The image processor's references (host code only) leave too.
+models=(models/celer-tiny-py models/celer-tiny-py-draft models/celer-tiny-py-eagle3 tests/fixtures/multimodal/clip-processor tests/fixtures/multimodal/pil-resize)
 exclude="$(git rev-parse --git-path info/exclude)"
 hooks="$(git rev-parse --git-path hooks)"
 marker="# celer carry.sh trim"
