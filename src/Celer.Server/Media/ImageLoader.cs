@@ -6,9 +6,11 @@ namespace Celer.Server.Media;
 
 /// <summary>
 /// Loads a request's image parts as vLLM's <c>MediaConnector</c> does: <c>data:</c> URLs (base64 only), <c>http(s)</c>
-/// URLs from the allowed domains, <c>file:</c> URLs under the allowed directory; each decoded on the thread pool, all
-/// of a request's at once. Every failure is a 400 naming the part; the first failing part in request order is the one
-/// reported, whichever failed first in time, and its failure stops the others.
+/// URLs from the allowed domains, <c>file:</c> URLs under the allowed directory. Data URLs are read first, in request
+/// order (their bytes are already in the request, so the byte budget runs out at the same part every time); then the
+/// fetches and every decode run at once on the thread pool. Every failure is a 400 naming the part: among the fetches
+/// and decodes, all are let finish (each is bounded by the fetch timeout and the byte budget) and the first failing
+/// part in request order is the one reported, whichever failed first in time, so a request fails the same way twice.
 /// </summary>
 internal sealed class ImageLoader(MediaOptions options)
 {
@@ -19,12 +21,15 @@ internal sealed class ImageLoader(MediaOptions options)
         if (parts.Count == 0)
             return [];
         var budget = new ByteBudget(options.MaxImageBytesPerRequest);
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var loads = parts.Select(part => Task.Run(() => LoadOneAsync(part, budget, stop), CancellationToken.None)).ToArray();
+        var inline = parts.Select(part => IsDataUrl(part.Url) ? DataUrl.Decode(part, budget) : null).ToArray();
+        var loads = parts.Select((part, i) => Task.Run(async () =>
+        {
+            var bytes = inline[i] ?? await FetchAsync(part, budget, cancellationToken);
+            return ImageDecoder.Decode(bytes, options.MaxImagePixels, part.Param);
+        }, cancellationToken)).ToArray();
         await ((Task)Task.WhenAll(loads)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
 
         cancellationToken.ThrowIfCancellationRequested();
-        // Parts stopped by another's failure end cancelled; the faulted ones failed for their own reason.
         foreach (var load in loads)
         {
             if (load.IsFaulted)
@@ -33,24 +38,10 @@ internal sealed class ImageLoader(MediaOptions options)
         return loads.Select(load => load.Result).ToList();
     }
 
-    private async Task<RgbImage> LoadOneAsync(ImagePart part, ByteBudget budget, CancellationTokenSource stop)
-    {
-        try
-        {
-            var bytes = await ReadAsync(part, budget, stop.Token);
-            return ImageDecoder.Decode(bytes, options.MaxImagePixels, part.Param);
-        }
-        catch (OpenAIException)
-        {
-            await stop.CancelAsync();
-            throw;
-        }
-    }
+    private static bool IsDataUrl(string url) => url.StartsWith("data:", StringComparison.OrdinalIgnoreCase);
 
-    private Task<byte[]> ReadAsync(ImagePart part, ByteBudget budget, CancellationToken cancellationToken)
+    private Task<byte[]> FetchAsync(ImagePart part, ByteBudget budget, CancellationToken cancellationToken)
     {
-        if (part.Url.StartsWith("data:", StringComparison.OrdinalIgnoreCase))
-            return Task.FromResult(DataUrl.Decode(part, budget));
         if (!Uri.TryCreate(part.Url, UriKind.Absolute, out var uri))
             throw OpenAIException.BadRequest($"The URL of {part.Param} must be an http(s), data or file URL.", part.Param);
         if (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
