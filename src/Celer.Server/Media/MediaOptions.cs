@@ -57,23 +57,23 @@ public sealed record MediaOptions
         }
         catch (JsonException e)
         {
-            throw new ArgumentException($"--limit-mm-per-prompt must be a JSON object such as '{{\"image\": 2}}': {e.Message}", nameof(json));
+            throw new ArgumentException($"--limit-mm-per-prompt must be a JSON object such as '{{\"image\": 2}}': {e.Message}", e);
         }
 
         using (document)
         {
             if (document.RootElement.ValueKind != JsonValueKind.Object)
-                throw new ArgumentException("--limit-mm-per-prompt must be a JSON object such as '{\"image\": 2}'.", nameof(json));
+                throw new ArgumentException("--limit-mm-per-prompt must be a JSON object such as '{\"image\": 2}'.");
             var limit = DefaultImageLimit;
             foreach (var entry in document.RootElement.EnumerateObject())
             {
                 var count = entry.Value.ValueKind == JsonValueKind.Object && entry.Value.TryGetProperty("count", out var c) ? c : entry.Value;
                 if (count.ValueKind != JsonValueKind.Number || !count.TryGetInt32(out var n) || n < 0)
-                    throw new ArgumentException($"--limit-mm-per-prompt: the count of '{entry.Name}' must be a whole number of 0 or more.", nameof(json));
+                    throw new ArgumentException($"--limit-mm-per-prompt: the count of '{entry.Name}' must be a whole number of 0 or more.");
                 if (entry.Name == "image")
                     limit = n;
                 else if (n > 0)
-                    throw new ArgumentException($"--limit-mm-per-prompt: '{entry.Name}' inputs are not served (only images are).", nameof(json));
+                    throw new ArgumentException($"--limit-mm-per-prompt: '{entry.Name}' inputs are not served (only images are).");
             }
             return limit;
         }
@@ -87,9 +87,9 @@ public sealed record MediaOptions
         {
             throw new ArgumentException(File.Exists(path)
                 ? $"Invalid --allowed-local-media-path: {path} must be a directory."
-                : $"Invalid --allowed-local-media-path: the path {path} does not exist.", nameof(AllowedLocalMediaPath));
+                : $"Invalid --allowed-local-media-path: the path {path} does not exist.");
         }
         if (ImageFetchTimeout <= TimeSpan.Zero)
-            throw new ArgumentException("The image fetch timeout must be more than 0 seconds.", nameof(ImageFetchTimeout));
+            throw new ArgumentException("The image fetch timeout must be more than 0 seconds.");
     }
 }
