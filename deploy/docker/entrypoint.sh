@@ -8,9 +8,9 @@ set -euo pipefail
 
 # CELER_* variables the program reads itself, which are not flags. CELER_API_KEY stays out of the arguments, where
 # `ps` and /proc/1/cmdline would show the key.
-program_variables=" CELER_API_KEY CELER_CACHE_DIR CELER_COMMIT CELER_CUDA_PDL CELER_CUDA_PROFILE_STEPS CELER_CUDA_SYNC "
+program_variables=" CELER_API_KEY CELER_CACHE_DIR CELER_COMMIT CELER_CUDA_PDL CELER_CUDA_PROFILE_STEPS CELER_CUDA_SYNC CELER_IMAGE_FETCH_TIMEOUT "
 # Flags that take several values: the variable's value is split on whitespace, each value given with its own flag.
-list_flags=" allowed-headers allowed-methods allowed-origins cuda-graph-sizes model "
+list_flags=" allowed-headers allowed-media-domains allowed-methods allowed-origins cuda-graph-sizes model "
 
 given_on_command_line() {
   local flag=$1 argument

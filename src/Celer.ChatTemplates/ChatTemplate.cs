@@ -21,7 +21,14 @@ public sealed class ChatTemplate
         _body = body;
         _limits = limits;
         _clock = clock;
+        ContentFormat = ContentFormatDetector.Detect(body);
     }
+
+    /// <summary>
+    /// How the template reads message content, detected as vLLM's <c>--chat-template-content-format auto</c> does:
+    /// <see cref="ChatTemplateContentFormat.OpenAI"/> when it loops over a message's content parts.
+    /// </summary>
+    public ChatTemplateContentFormat ContentFormat { get; }
 
     /// <exception cref="TemplateSyntaxException">The source is not valid Jinja, or uses a tag chat templates cannot (include, import, extends).</exception>
     public static ChatTemplate Parse(string source, TemplateLimits? limits = null)

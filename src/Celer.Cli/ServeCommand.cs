@@ -1,10 +1,13 @@
 using System.CommandLine;
+using System.Globalization;
 using Celer.Engine.Distributed;
 using System.Net;
 using System.Net.Sockets;
+using Celer.ChatTemplates;
 using Celer.Engine;
 using Celer.Engine.Execution;
 using Celer.Server;
+using Celer.Server.Media;
 using Celer.Server.Metrics;
 using Celer.Server.Reasoning;
 using Celer.Server.ToolCalling;
@@ -28,6 +31,10 @@ internal static class ServeCommand
         var port = new Option<int>("--port") { Description = "Port to listen on.", DefaultValueFactory = _ => 8000 };
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' (default: env CELER_API_KEY)." };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Chat template: a file path or the template text. For a reranker, the score template each /score and /rerank pair is rendered through (messages of roles query and document)." };
+        var chatTemplateContentFormat = new Option<string>("--chat-template-content-format") { Description = "How message content is handed to the chat template: string (text parts joined, image placeholders before them), openai (the list of parts, images as {\"type\": \"image\"}), or auto (detected from the template's loops).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "string", "openai");
+        var allowedMediaDomains = new Option<string[]>("--allowed-media-domains") { Description = "Hosts whose http(s) image URLs may be fetched, redirects included (none by default: image URLs are refused; data URLs always work).", AllowMultipleArgumentsPerToken = true };
+        var allowedLocalMediaPath = new Option<string?>("--allowed-local-media-path") { Description = "Directory whose files file:// image URLs may name (refused by default)." };
+        var limitMmPerPrompt = new Option<string?>("--limit-mm-per-prompt") { Description = $"Most images one request may carry, as JSON: '{{\"image\": 2}}' (default {MediaOptions.DefaultImageLimit})." };
         var trustRequestChatTemplate = new Option<bool>("--trust-request-chat-template") { Description = "Accept a chat_template sent with a request (refused by default: a template is code the server runs)." };
         var generationConfig = new Option<string>("--generation-config") { Description = "auto: sampling defaults from generation_config.json; vllm: none.", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "vllm");
         var enableLogRequests = new Option<bool>("--enable-log-requests") { Description = "Log a line for each request received." };
@@ -50,7 +57,7 @@ internal static class ServeCommand
 
         var command = new Command("serve", "Start the OpenAI-compatible API server.");
         command.Arguments.Add(model);
-        foreach (var option in new Option[] { models, modelsFile, host, port, apiKey, chatTemplate, trustRequestChatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests, reasoningParser, enableAutoToolChoice, excludeToolsWhenToolChoiceNone, toolCallParser, headless })
+        foreach (var option in new Option[] { models, modelsFile, host, port, apiKey, chatTemplate, chatTemplateContentFormat, allowedMediaDomains, allowedLocalMediaPath, limitMmPerPrompt, trustRequestChatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests, reasoningParser, enableAutoToolChoice, excludeToolsWhenToolChoiceNone, toolCallParser, headless })
             command.Options.Add(option);
         engine.AddTo(command);
 
@@ -72,6 +79,19 @@ internal static class ServeCommand
                 ApiKey = result.GetValue(apiKey) ?? NullIfEmpty(Environment.GetEnvironmentVariable("CELER_API_KEY")),
                 ServedModelNames = servedName is null ? [] : [servedName],
                 ChatTemplate = ReadChatTemplate(result.GetValue(chatTemplate)),
+                ChatTemplateContentFormat = result.GetValue(chatTemplateContentFormat) switch
+                {
+                    "string" => ChatTemplateContentFormat.String,
+                    "openai" => ChatTemplateContentFormat.OpenAI,
+                    _ => null,
+                },
+                Media = new MediaOptions
+                {
+                    AllowedMediaDomains = result.GetValue(allowedMediaDomains) ?? [],
+                    AllowedLocalMediaPath = result.GetValue(allowedLocalMediaPath),
+                    ImageLimitPerPrompt = result.GetValue(limitMmPerPrompt) is { } limit ? MediaOptions.ParseImageLimit(limit) : MediaOptions.DefaultImageLimit,
+                    ImageFetchTimeout = ImageFetchTimeout(Environment.GetEnvironmentVariable("CELER_IMAGE_FETCH_TIMEOUT")),
+                },
                 TrustRequestChatTemplate = result.GetValue(trustRequestChatTemplate),
                 GenerationConfig = result.GetValue(generationConfig)!,
                 EnableLogRequests = result.GetValue(enableLogRequests) && !result.GetValue(disableLogRequests),
@@ -92,6 +112,7 @@ internal static class ServeCommand
 
             // Parser names are checked before the model loads; whether its tokenizer has their markers, once it has.
             options.CheckChatParsers();
+            options.Media.Check();
             var modelPaths = ModelPaths(result.GetValue(model), result.GetValue(models) ?? [], result.GetValue(modelsFile));
             if (result.GetValue(modelsFile) is { } file)
             {
@@ -231,4 +252,11 @@ internal static class ServeCommand
     }
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
+
+    /// <summary>Env <c>CELER_IMAGE_FETCH_TIMEOUT</c>, seconds (vLLM's <c>VLLM_IMAGE_FETCH_TIMEOUT</c>); unset: 5.</summary>
+    internal static TimeSpan ImageFetchTimeout(string? seconds) =>
+        string.IsNullOrEmpty(seconds) ? new MediaOptions().ImageFetchTimeout
+        : double.TryParse(seconds, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && value > 0 && value <= TimeSpan.MaxValue.TotalSeconds
+            ? TimeSpan.FromSeconds(value)
+            : throw new CliException($"CELER_IMAGE_FETCH_TIMEOUT must be a number of seconds above 0, not '{seconds}'.");
 }

@@ -1,3 +1,6 @@
+using Celer.ChatTemplates;
+using Celer.Server.Media;
+
 namespace Celer.Server;
 
 /// <summary>
@@ -83,6 +86,15 @@ public sealed record ServerOptions
 
     /// <summary>A chat template source overriding the tokenizer's (already read from a file by the CLI).</summary>
     public string? ChatTemplate { get; init; }
+
+    /// <summary>
+    /// vLLM's <c>--chat-template-content-format</c>: how message content is handed to the chat template, one string or
+    /// OpenAI's list of parts. Null (<c>auto</c>, vLLM's default): the template's own, detected from its loops.
+    /// </summary>
+    public ChatTemplateContentFormat? ChatTemplateContentFormat { get; init; }
+
+    /// <summary>Image inputs: where they may come from, how many a request may carry, and the caps on their bytes and pixels.</summary>
+    public MediaOptions Media { get; init; } = new();
 
     /// <summary>Largest request body; larger ones get 413 before being read whole.</summary>
     public long MaxRequestBodyBytes { get; init; } = 32L * 1024 * 1024;

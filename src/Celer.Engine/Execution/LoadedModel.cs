@@ -39,5 +39,8 @@ public sealed class LoadedModel : IAsyncDisposable
 
     public required bool EnablePrefixCaching { get; init; }
 
+    /// <summary>The model's image placeholder token (<see cref="EngineModelInfo.ImageTokenId"/>); null: the model takes text only.</summary>
+    public int? ImageTokenId { get; init; }
+
     public ValueTask DisposeAsync() => Engine.DisposeAsync();
 }

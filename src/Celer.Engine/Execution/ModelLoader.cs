@@ -62,6 +62,7 @@ public static partial class ModelLoader
             NumKvBlocks = Runner.NumKvBlocks,
             NumHostKvBlocks = Runner.NumHostKvBlocks,
             BlockSize = Args.BlockSize,
+            ImageTokenId = Info.ImageTokenId,
             EnablePrefixCaching = Args.EnablePrefixCaching && Info.Pooler?.WholeSequences != true,   // encoders share nothing
         };
     }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Celer.ChatTemplates;
+using Celer.Server.Media;
 using Celer.Tokenization;
 
 namespace Celer.Server.Serving;
@@ -22,37 +23,66 @@ internal sealed record ChatRenderRequest(
     public bool ExcludeTools { get; init; }
 }
 
-/// <summary>The rendered prompt and the parsed conversation (for <c>echo</c>).</summary>
-internal sealed record ChatPrompt(string Text, JsonArray Conversation);
+/// <summary>
+/// The rendered prompt, the conversation as the template got it (for <c>echo</c>), and the request's image parts in the
+/// order of their placeholders in the prompt.
+/// </summary>
+internal sealed record ChatPrompt(string Text, JsonArray Conversation, IReadOnlyList<ImagePart> Images);
+
+/// <summary>What a model takes in message content, and how its template is handed the content.</summary>
+internal sealed record ChatContentRules
+{
+    public static readonly ChatContentRules TextOnly = new();
+
+    /// <summary>vLLM's <c>--chat-template-content-format</c>; null: <c>auto</c>, the template's own (<see cref="ChatTemplate.ContentFormat"/>).</summary>
+    public ChatTemplateContentFormat? Format { get; init; }
+
+    /// <summary>The text of the model's image token (LLaVA's <c>&lt;image&gt;</c>); null: the model takes text only.</summary>
+    public string? ImagePlaceholder { get; init; }
+
+    /// <summary>Most image parts in one request (<c>--limit-mm-per-prompt</c>).</summary>
+    public int ImageLimit { get; init; } = MediaOptions.DefaultImageLimit;
+
+    /// <summary>Why image parts are refused although the model takes them (an endpoint that loads no images); null: taken.</summary>
+    public string? ImagesRefused { get; init; }
+}
+
+/// <summary>Checked messages before the template is chosen: content as a string, null, or a list of text and image parts.</summary>
+internal sealed record ParsedMessages(JsonArray Messages, IReadOnlyList<ImagePart> Images);
 
 /// <summary>
-/// Turns OpenAI chat messages into the prompt text, the way vLLM does before tokenizing: message
-/// content parts flattened to a string (text parts joined by newlines), tool-call arguments parsed
-/// back into objects for the template, then the Jinja chat template rendered with
-/// <c>messages</c>, <c>tools</c>, <c>add_generation_prompt</c>, <c>bos_token</c>, <c>eos_token</c> and the
-/// request's <c>chat_template_kwargs</c>.
+/// Turns OpenAI chat messages into the prompt text, the way vLLM does before tokenizing: message content in the
+/// template's content format (one string, text parts joined by newlines and each image's placeholder before them; or
+/// OpenAI's parts, each image a <c>{"type": "image"}</c>), tool-call arguments parsed back into objects for the
+/// template, then the Jinja chat template rendered with <c>messages</c>, <c>tools</c>, <c>add_generation_prompt</c>,
+/// <c>bos_token</c>, <c>eos_token</c> and the request's <c>chat_template_kwargs</c>.
 /// </summary>
 internal static class ChatPromptBuilder
 {
     private static readonly HashSet<string> KnownRoles = ["system", "developer", "user", "assistant", "tool", "function"];
 
-    public static ChatPrompt Render(ChatRenderRequest request, ServingModel model) =>
-        Render(request, model.TokenizerConfig, model.SpecialTokenTexts, model.GetChatTemplate);
+    /// <param name="loadsImages">Whether the endpoint loads image parts (chat completions); the others refuse them.</param>
+    public static ChatPrompt Render(ChatRenderRequest request, ServingModel model, bool loadsImages = false) =>
+        Render(request, model.TokenizerConfig, model.SpecialTokenTexts, model.GetChatTemplate, model.ContentRules(loadsImages));
 
     /// <summary>
     /// The render itself, from what it needs of the served model: the tokenizer's special tokens (<c>bos_token</c>,
-    /// <c>eos_token</c>, and the texts messages may not contain) and the template a request gets (its own
-    /// <c>chat_template</c> or the model's), looked up after the messages are checked.
+    /// <c>eos_token</c>, and the texts messages may not contain), the template a request gets (its own
+    /// <c>chat_template</c> or the model's), looked up after the messages are checked, and the content rules.
     /// </summary>
     internal static ChatPrompt Render(ChatRenderRequest request, TokenizerConfig tokenizerConfig, IReadOnlyList<string> specialTokenTexts,
-        Func<string?, ChatTemplate> getChatTemplate)
+        Func<string?, ChatTemplate> getChatTemplate, ChatContentRules? contentRules = null)
     {
+        var rules = contentRules ?? ChatContentRules.TextOnly;
         if (request.AddGenerationPrompt && request.ContinueFinalMessage)
             throw OpenAIException.BadRequest("Cannot set both `continue_final_message` and `add_generation_prompt` to True.", "continue_final_message");
 
-        var conversation = ParseMessages(request.Messages);
-        RejectSpecialTokenText(conversation, specialTokenTexts);
+        var parsed = ParseMessages(request.Messages, rules);
+        // The placeholder is refused as text too: typed by the client it would become an image token with no image.
+        RejectSpecialTokenText(parsed.Messages,
+            rules.ImagePlaceholder is { } placeholder && !specialTokenTexts.Contains(placeholder) ? [.. specialTokenTexts, placeholder] : specialTokenTexts);
         var template = getChatTemplate(request.ChatTemplate);
+        var conversation = InContentFormat(parsed.Messages, rules.Format ?? template.ContentFormat, rules.ImagePlaceholder);
 
         var context = new JsonObject
         {
@@ -84,7 +114,7 @@ internal static class ChatPromptBuilder
         var text = template.Render(context);
         if (request.ContinueFinalMessage)
             text = TrimAfterFinalMessage(text, conversation);
-        return new ChatPrompt(text, conversation);
+        return new ChatPrompt(text, conversation, parsed.Images);
     }
 
     /// <summary>
@@ -92,14 +122,29 @@ internal static class ChatPromptBuilder
     /// control token once rendered into the prompt, letting a client forge turns or end the prompt early; it is
     /// refused with a 400 rather than silently reinterpreted (BAD_INPUT.md row 19).
     /// </summary>
-    private static void RejectSpecialTokenText(JsonArray conversation, IReadOnlyList<string> specialTokens)
+    private static void RejectSpecialTokenText(JsonArray messages, IReadOnlyList<string> specialTokens)
     {
-        for (var i = 0; i < conversation.Count; i++)
+        for (var i = 0; i < messages.Count; i++)
         {
-            if (conversation[i]?["content"] is JsonValue value && value.TryGetValue(out string? text) && SpecialTokenIn(text, specialTokens) is { } special)
-                throw OpenAIException.BadRequest(
-                    $"messages[{i}].content contains the text of the special token '{special}', which cannot be sent inside a message.",
-                    $"messages[{i}].content");
+            switch (messages[i]?["content"])
+            {
+                case JsonValue value when value.TryGetValue(out string? text):
+                    Check(text, $"messages[{i}].content");
+                    break;
+                case JsonArray parts:
+                    for (var j = 0; j < parts.Count; j++)
+                    {
+                        if (parts[j]?["text"] is JsonValue part && part.TryGetValue(out string? partText))
+                            Check(partText, $"messages[{i}].content[{j}]");
+                    }
+                    break;
+            }
+        }
+
+        void Check(string text, string param)
+        {
+            if (SpecialTokenIn(text, specialTokens) is { } special)
+                throw OpenAIException.BadRequest($"{param} contains the text of the special token '{special}', which cannot be sent inside a message.", param);
         }
     }
 
@@ -114,25 +159,29 @@ internal static class ChatPromptBuilder
         return null;
     }
 
-    /// <summary>Validates and flattens the messages array into template-ready objects.</summary>
-    internal static JsonArray ParseMessages(JsonElement? messages)
+    /// <summary>
+    /// Validates the messages array: roles, content (a string, null, or text and image parts, normalized to
+    /// <c>{"type": "text", "text": …}</c> and <c>{"type": "image"}</c>), tool calls; collects the image parts in order.
+    /// </summary>
+    internal static ParsedMessages ParseMessages(JsonElement? messages, ChatContentRules rules)
     {
         if (messages is not { ValueKind: JsonValueKind.Array } array)
             throw OpenAIException.BadRequest("`messages` must be a non-empty array of messages.", "messages");
         if (array.GetArrayLength() == 0)
             throw OpenAIException.BadRequest("`messages` must contain at least one message.", "messages");
 
-        var conversation = new JsonArray();
+        var parsed = new JsonArray();
+        var images = new List<ImagePart>();
         var index = 0;
         foreach (var message in array.EnumerateArray())
         {
-            conversation.Add((JsonNode)ParseMessage(message, index));
+            parsed.Add((JsonNode)ParseMessage(message, index, rules, images));
             index++;
         }
-        return conversation;
+        return new ParsedMessages(parsed, images);
     }
 
-    private static JsonObject ParseMessage(JsonElement message, int index)
+    private static JsonObject ParseMessage(JsonElement message, int index, ChatContentRules rules, List<ImagePart> images)
     {
         var param = $"messages[{index}]";
         if (message.ValueKind != JsonValueKind.Object)
@@ -147,7 +196,7 @@ internal static class ChatPromptBuilder
         foreach (var property in message.EnumerateObject())
         {
             if (property.NameEquals("content"))
-                result["content"] = FlattenContent(property.Value, $"{param}.content");
+                result["content"] = ParseContent(property.Value, $"{param}.content", rules, images);
             else if (property.NameEquals("tool_calls"))
                 result["tool_calls"] = ParseToolCalls(property.Value, $"{param}.tool_calls");
             else
@@ -159,8 +208,8 @@ internal static class ChatPromptBuilder
         return result;
     }
 
-    /// <summary>A string stays; an array of parts becomes its text parts joined by "\n" (vLLM's "string" content format).</summary>
-    private static JsonNode? FlattenContent(JsonElement content, string param)
+    /// <summary>A string or null stays; an array becomes its parts, normalized, each image recorded.</summary>
+    private static JsonNode? ParseContent(JsonElement content, string param, ChatContentRules rules, List<ImagePart> images)
     {
         switch (content.ValueKind)
         {
@@ -169,23 +218,125 @@ internal static class ChatPromptBuilder
             case JsonValueKind.String:
                 return JsonValue.Create(content.GetString());
             case JsonValueKind.Array:
-                var texts = new List<string>();
+                var parts = new JsonArray();
+                var j = 0;
                 foreach (var part in content.EnumerateArray())
                 {
-                    if (part.ValueKind != JsonValueKind.Object
-                        || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
-                        throw OpenAIException.BadRequest($"Each part of {param} must be an object with a string `type`.", param);
-                    var typeName = type.GetString();
-                    if (typeName is not ("text" or "input_text"))
-                        throw OpenAIException.BadRequest($"Content part type '{typeName}' is not supported: this model takes text only.", param);
-                    if (!part.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
-                        throw OpenAIException.BadRequest($"A text part of {param} must have a string `text`.", param);
-                    texts.Add(text.GetString()!);
+                    var partParam = $"{param}[{j++}]";
+                    if (ImageUrlOf(part, partParam) is { } url)
+                    {
+                        AddImage(url, partParam, rules, images);
+                        parts.Add((JsonNode)new JsonObject { ["type"] = "image" });
+                    }
+                    else
+                    {
+                        parts.Add((JsonNode)new JsonObject { ["type"] = "text", ["text"] = TextOf(part, partParam) });
+                    }
                 }
-                return JsonValue.Create(string.Join('\n', texts));
+                return parts;
             default:
                 throw OpenAIException.BadRequest($"{param} must be a string or an array of content parts.", param);
         }
+    }
+
+    /// <summary>The text of a <c>text</c> (or Responses-style <c>input_text</c>) part; any other part is a 400.</summary>
+    private static string TextOf(JsonElement part, string param)
+    {
+        if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+            throw OpenAIException.BadRequest($"{param} must be an object with a string `type`.", param);
+        var typeName = type.GetString();
+        if (typeName is not ("text" or "input_text"))
+            throw OpenAIException.BadRequest($"Unsupported chat content part type '{typeName}' in {param}: the supported types are text, input_text, image_url and input_image.", param);
+        if (!part.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
+            throw OpenAIException.BadRequest($"The text part {param} must have a string `text`.", param);
+        return text.GetString()!;
+    }
+
+    /// <summary>
+    /// The URL of an image part in the shapes vLLM reads: OpenAI's <c>{"type": "image_url", "image_url": {"url": …}}</c>
+    /// (its <c>detail</c> ignored, as vLLM ignores it), the Responses API's <c>{"type": "input_image", "image_url": "…"}</c>,
+    /// and the untyped <c>{"image_url": "…"}</c> or <c>{"image_url": {"url": …}}</c>; null for any other part.
+    /// </summary>
+    private static string? ImageUrlOf(JsonElement part, string param)
+    {
+        if (part.ValueKind != JsonValueKind.Object)
+            return null;
+        if (!part.TryGetProperty("image_url", out var imageUrl))
+        {
+            return part.TryGetProperty("type", out var partType) && partType.ValueKind == JsonValueKind.String && partType.GetString() is "image_url" or "input_image"
+                ? throw OpenAIException.BadRequest($"The image part {param} has no `image_url`.", param)
+                : null;
+        }
+        string? typeName = null;
+        if (part.TryGetProperty("type", out var type))
+        {
+            // Another type beside an image_url field: the part is read by its type.
+            if (type.ValueKind != JsonValueKind.String || type.GetString() is not ("image_url" or "input_image"))
+                return null;
+            typeName = type.GetString();
+        }
+
+        // vLLM validates "image_url" against OpenAI's object shape and "input_image" against the Responses API's string.
+        var url = imageUrl.ValueKind switch
+        {
+            JsonValueKind.Object when typeName != "input_image" =>
+                imageUrl.TryGetProperty("url", out var inner) && inner.ValueKind == JsonValueKind.String ? inner.GetString() : null,
+            JsonValueKind.String when typeName != "image_url" => imageUrl.GetString(),
+            _ => null,
+        };
+        if (url is null)
+        {
+            throw OpenAIException.BadRequest(typeName == "input_image"
+                ? $"The image part {param} must have a string `image_url`."
+                : $"The image part {param} must have `image_url` as an object with a string `url`, as in {{\"type\": \"image_url\", \"image_url\": {{\"url\": \"data:image/png;base64,…\"}}}}.", param);
+        }
+        return url.Length > 0 ? url : throw OpenAIException.BadRequest($"The image part {param} has an empty URL.", param);
+    }
+
+    private static void AddImage(string url, string param, ChatContentRules rules, List<ImagePart> images)
+    {
+        if (rules.ImagePlaceholder is null)
+            throw OpenAIException.BadRequest($"Content part type 'image_url' is not supported: this model takes text only ({param}).", param);
+        if (rules.ImagesRefused is { } reason)
+            throw OpenAIException.BadRequest($"{reason} ({param})", param);
+        if (images.Count == rules.ImageLimit)
+        {
+            // vLLM's wording (BaseMultiModalProcessingInfo.validate_num_items).
+            throw OpenAIException.BadRequest(
+                $"At most {rules.ImageLimit} image(s) may be provided in one prompt. Set `--limit-mm-per-prompt` to increase this limit.", param);
+        }
+        images.Add(new ImagePart(url, param));
+    }
+
+    /// <summary>
+    /// The messages as the template reads their content (vLLM's <c>_parse_chat_message_content</c>). String format: a
+    /// list becomes one string, its texts joined by "\n" with the image placeholders, one per image, before them (vLLM's
+    /// <c>_get_full_multimodal_text_prompt</c>: missing placeholders go in front, joined by "\n"). OpenAI format: a string
+    /// becomes one text part, and a tool message of text parts only is joined back into a string, as vLLM does for the
+    /// templates that read tool results as text.
+    /// </summary>
+    internal static JsonArray InContentFormat(JsonArray messages, ChatTemplateContentFormat format, string? imagePlaceholder)
+    {
+        var conversation = (JsonArray)messages.DeepClone();
+        foreach (var message in conversation.OfType<JsonObject>())
+        {
+            var content = message["content"];
+            if (format == ChatTemplateContentFormat.String && content is JsonArray parts)
+            {
+                var texts = parts.Select(p => p?["text"]?.GetValue<string>()).OfType<string>().ToList();
+                var text = string.Join('\n', texts);
+                var placeholders = Enumerable.Repeat(imagePlaceholder!, parts.Count - texts.Count);
+                message["content"] = string.Join('\n', text.Length > 0 ? placeholders.Append(text) : placeholders);
+            }
+            else if (format == ChatTemplateContentFormat.OpenAI)
+            {
+                if (content is JsonValue value && value.TryGetValue(out string? single))
+                    message["content"] = new JsonArray(new JsonObject { ["type"] = "text", ["text"] = single });
+                if (message["role"]?.GetValue<string>() == "tool" && message["content"] is JsonArray toolParts && toolParts.All(p => p?["type"]?.GetValue<string>() == "text"))
+                    message["content"] = string.Join('\n', toolParts.Select(p => p!["text"]!.GetValue<string>()));
+            }
+        }
+        return conversation;
     }
 
     /// <summary>
@@ -244,7 +395,13 @@ internal static class ChatPromptBuilder
     /// </summary>
     private static string TrimAfterFinalMessage(string rendered, JsonArray conversation)
     {
-        var final = conversation[^1]?["content"]?.GetValue<string>();
+        // transformers: of a list of parts, the last text part is the one continued.
+        var final = conversation[^1]?["content"] switch
+        {
+            JsonArray parts => parts.LastOrDefault(p => p?["text"] is not null)?["text"]?.GetValue<string>(),
+            JsonValue value when value.TryGetValue(out string? text) => text,
+            _ => null,
+        };
         if (string.IsNullOrEmpty(final))
             throw OpenAIException.BadRequest("`continue_final_message` needs a final message with text content.", "messages");
         var at = rendered.LastIndexOf(final, StringComparison.Ordinal);
@@ -258,10 +415,17 @@ internal static class ChatPromptBuilder
         return rendered[..(at + final.Length)];
     }
 
-    /// <summary>The content of the conversation's last message when its role matches (chat <c>echo</c>).</summary>
+    /// <summary>
+    /// The content of the conversation's last message when its role matches (chat <c>echo</c>); of a list of parts, its
+    /// texts joined by "\n", as vLLM echoes them.
+    /// </summary>
     public static string? LastContentIfRole(JsonArray conversation, string role) =>
-        conversation[^1] is JsonObject last
-        && last["role"]?.GetValue<string>() == role
-        && last["content"] is JsonValue content
-        && content.TryGetValue<string>(out var text) ? text : null;
+        conversation[^1] is JsonObject last && last["role"]?.GetValue<string>() == role
+            ? last["content"] switch
+            {
+                JsonValue content when content.TryGetValue<string>(out var text) => text,
+                JsonArray parts => string.Join('\n', parts.Select(p => p?["text"]?.GetValue<string>()).OfType<string>()),
+                _ => null,
+            }
+            : null;
 }

@@ -1,13 +1,14 @@
 using Celer.Engine;
 using Celer.Server.Protocol;
 using Celer.Server.ToolCalling;
+using Celer.Tokenization;
 
 namespace Celer.Server.Serving;
 
 /// <summary>
 /// <c>POST /v1/chat/completions</c> (vLLM's <c>OpenAIServingChat</c>): the messages are rendered
 /// through the chat template, tokenized without adding special tokens again (the template writes
-/// them), checked, and sent to the engine as one request with n samples. Each choice's output goes through the
+/// them), checked, their images loaded, and sent to the engine as one request with n samples. Each choice's output goes through the
 /// request's <see cref="ChatOutputPlan"/>: the reasoning parser and the tool choice's parser, when there are any.
 /// </summary>
 internal sealed partial class ChatService(ServingModel model, AdmissionControl admission, ILogger<ChatService> logger, ServerOptions options, ChatParsers parsers)
@@ -23,7 +24,7 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
 
     public async Task<IResult> HandleAsync(HttpContext context, ChatCompletionRequest request)
     {
-        var prepared = Prepare(request);
+        var prepared = await PrepareAsync(request, context.RequestAborted);
         // The lease goes to the streaming result, or is disposed by the using below or when the engine refuses.
 #pragma warning disable CA2000
         var lease = admission.Enter(1, prepared.EngineRequest.Params.N);
@@ -52,7 +53,7 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
     [LoggerMessage(Level = LogLevel.Information, Message = "Received request {RequestId}: {PromptTokens} prompt tokens, n={N}, stream={Stream}")]
     private partial void LogReceived(string requestId, int promptTokens, int n, bool stream);
 
-    private Prepared Prepare(ChatCompletionRequest request)
+    private async Task<Prepared> PrepareAsync(ChatCompletionRequest request, CancellationToken cancellationToken)
     {
         var modelName = model.PrimaryName;
         UnsupportedFields.Check(request);
@@ -64,12 +65,10 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
         {
             // vLLM's --exclude-tools-when-tool-choice-none: a "none" request's prompt is rendered as if it had no tools.
             ExcludeTools = options.ExcludeToolsWhenToolChoiceNone && ToolChoice.IsNone(request.ToolChoice),
-        }, model);
+        }, model, loadsImages: true);
         // After rendering, which checks the tools' shape: a malformed tool is reported as such, not as a tool choice problem.
         var toolChoice = ToolChoice.Resolve(request, parsers.Tools is not null);
-        var promptIds = model.Tokenizer.Encode(prompt.Text, request.AddSpecialTokens ?? false);
-        if (promptIds.Length == 0)
-            throw OpenAIException.BadRequest("The rendered chat prompt is empty.", "messages");
+        var promptIds = EncodePrompt(prompt, model.Tokenizer, model.ImageTokenId, request.AddSpecialTokens ?? false);
 
         var sampling = ApplyToolChoice(SamplingParamsFactory.ForChat(request, model.Defaults, promptIds.Length, model.MaxModelLen), request, toolChoice);
         if (sampling.StructuredOutputs is { } constraint && parsers.Reasoning is { } reasoning && !reasoning.IsReasoningEnd(promptIds))
@@ -87,10 +86,32 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
         var role = request.AddGenerationPrompt ?? true
             ? AssistantRole
             : prompt.Conversation[^1]?["role"]?.GetValue<string>() ?? AssistantRole;
-        var engineRequest = new GenerateRequest(id, promptIds, sampling, request.Priority ?? 0, request.CacheSalt);
+        // Last, once everything cheap has been checked: the images are fetched and decoded only for a request that is otherwise sound.
+        var images = await model.Images.LoadAsync(prompt.Images, cancellationToken);
+        var engineRequest = new GenerateRequest(id, promptIds, sampling, request.Priority ?? 0, request.CacheSalt) { Images = images };
         var plan = new ChatOutputPlan(parsers.Reasoning, request.IncludeReasoning ?? true, toolChoice, parsers.Tools,
             new ToolCallContext(request.Tools), request.ParallelToolCalls ?? true);
         return new Prepared(id, modelName, request, prompt, engineRequest, role, plan);
+    }
+
+    /// <summary>
+    /// The rendered prompt's token ids, which must hold the model's image token exactly once per image part, in their
+    /// order (the engine pairs the n-th token with the n-th image): a template that drops or repeats an image, or text
+    /// that tokenizes to the image token, is refused rather than misaligned.
+    /// </summary>
+    internal static int[] EncodePrompt(ChatPrompt prompt, Tokenizer tokenizer, int? imageTokenId, bool addSpecialTokens)
+    {
+        var promptIds = tokenizer.Encode(prompt.Text, addSpecialTokens);
+        if (promptIds.Length == 0)
+            throw OpenAIException.BadRequest("The rendered chat prompt is empty.", "messages");
+        if (imageTokenId is { } imageToken && promptIds.Count(id => id == imageToken) is var placeholders && placeholders != prompt.Images.Count)
+        {
+            throw OpenAIException.BadRequest(
+                $"The rendered prompt has {placeholders} image token(s) ('{tokenizer.IdToToken(imageToken)}', id {imageToken}) for {prompt.Images.Count} image part(s): "
+                + "the chat template must write one per image (check --chat-template-content-format), and message text may not spell the image token.",
+                "messages");
+        }
+        return promptIds;
     }
 
     /// <summary>

@@ -2,6 +2,7 @@ using Celer.ChatTemplates;
 using Celer.Engine;
 using Celer.Engine.Execution;
 using Celer.Models.Config;
+using Celer.Server.Media;
 using Celer.Tokenization;
 
 namespace Celer.Server.Serving;
@@ -14,6 +15,7 @@ internal sealed class ServingModel
 {
     private readonly ChatTemplate? _defaultChatTemplate;
     private readonly bool _trustRequestChatTemplate;
+    private readonly ChatTemplateContentFormat? _contentFormat;
 
     public ServingModel(LoadedModel model, ServerOptions options)
     {
@@ -35,6 +37,17 @@ internal sealed class ServingModel
         _defaultChatTemplate = source is null ? null : ChatTemplate.Parse(source);
         _trustRequestChatTemplate = options.TrustRequestChatTemplate;
         ScoreTemplate = options.ChatTemplate is null ? null : _defaultChatTemplate;
+
+        _contentFormat = options.ChatTemplateContentFormat;
+        ImageTokenId = model.ImageTokenId;
+        if (model.ImageTokenId is { } imageToken)
+        {
+            // The template writes the token's text (LLaVA's "<image>"), which must tokenize back to the token itself.
+            ImagePlaceholder = Tokenizer.IdToToken(imageToken) is { Length: > 0 } text && Tokenizer.TokenToId(text) == imageToken
+                ? text
+                : throw new ArgumentException($"The image token id {imageToken} of the model at {model.ModelPath} is not a token of its own text in tokenizer.json.", nameof(model));
+        }
+        Images = new ImageLoader(options.Media);
     }
 
     /// <summary>The text of every special token of the tokenizer (what <see cref="SpecialTokenTexts"/> holds).</summary>
@@ -63,6 +76,24 @@ internal sealed class ServingModel
 
     /// <summary>Whether the model embeds token types (BERT's 2), so a pair's type ids are sent with its tokens.</summary>
     public bool TakesTokenTypes => Engine.Pooler?.TokenTypes > 1;
+
+    /// <summary>A vision-language model's image placeholder token; null: the model takes text only.</summary>
+    public int? ImageTokenId { get; }
+
+    /// <summary>The text of <see cref="ImageTokenId"/>, what the chat template writes for each image.</summary>
+    public string? ImagePlaceholder { get; }
+
+    /// <summary>Fetches and decodes a chat request's image parts.</summary>
+    public ImageLoader Images { get; }
+
+    /// <summary>How chat messages reach this model's template; <paramref name="loadsImages"/>: whether the endpoint takes image parts.</summary>
+    public ChatContentRules ContentRules(bool loadsImages) => new()
+    {
+        Format = _contentFormat,
+        ImagePlaceholder = ImagePlaceholder,
+        ImageLimit = Images.Options.ImageLimitPerPrompt,
+        ImagesRefused = loadsImages ? null : "Image content parts are taken by /v1/chat/completions only.",
+    };
 
     /// <summary>The text of every special token of the tokenizer, which chat messages may not contain.</summary>
     public IReadOnlyList<string> SpecialTokenTexts { get; }

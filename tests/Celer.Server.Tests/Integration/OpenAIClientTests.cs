@@ -2,6 +2,7 @@ using System.ClientModel;
 using OpenAI;
 using OpenAI.Chat;
 using OpenAI.Models;
+using Celer.Server.Tests.Media;
 
 namespace Celer.Server.Tests.Integration;
 
@@ -113,5 +114,19 @@ public sealed class OpenAIClientTests(ServerFixture server)
         Assert.Equal(401, badKey.Status);
         var badTemperature = await Assert.ThrowsAsync<ClientResultException>(() => Chat().CompleteChatAsync(Conversation, new ChatCompletionOptions { Temperature = 3f }, TestContext.Current.CancellationToken));
         Assert.Equal(400, badTemperature.Status);
+    }
+
+    [Fact]
+    public async Task An_image_to_a_text_only_model_is_a_400_naming_the_part()
+    {
+        var png = TestImages.Png(2, 2, TestImages.RandomRgba(2, 2, seed: 1));
+        ChatMessage[] messages = [new UserChatMessage(ChatMessageContentPart.CreateTextPart("What is this?"), ChatMessageContentPart.CreateImagePart(BinaryData.FromBytes(png), "image/png"))];
+        var refused = await Assert.ThrowsAsync<ClientResultException>(() => Chat().CompleteChatAsync(messages, new ChatCompletionOptions { MaxOutputTokenCount = 4 }, TestContext.Current.CancellationToken));
+
+        Assert.Equal(400, refused.Status);
+        using var error = System.Text.Json.JsonDocument.Parse(refused.GetRawResponse()!.Content.ToString());
+        var body = error.RootElement.GetProperty("error");
+        Assert.Equal("Content part type 'image_url' is not supported: this model takes text only (messages[0].content[1]).", body.GetProperty("message").GetString());
+        Assert.Equal("messages[0].content[1]", body.GetProperty("param").GetString());
     }
 }

@@ -9,7 +9,8 @@ namespace Celer.Server.Tests.Serving;
 
 public class ChatPromptBuilderTests
 {
-    private static JsonArray Parse(string json) => ChatPromptBuilder.ParseMessages(JsonDocument.Parse(json).RootElement.Clone());
+    private static JsonArray Parse(string json) => ChatPromptBuilder.InContentFormat(
+        ChatPromptBuilder.ParseMessages(JsonDocument.Parse(json).RootElement.Clone(), ChatContentRules.TextOnly).Messages, ChatTemplateContentFormat.String, null);
 
     [Fact]
     public void Text_parts_are_joined_by_newlines_and_other_fields_are_kept()
