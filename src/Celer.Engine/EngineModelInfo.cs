@@ -13,7 +13,7 @@ public sealed record EngineModelInfo(int VocabSize, int MaxModelLen, int? EosTok
     /// A vision-language model's image placeholder token (LLaVA's <c>image_token_index</c>): the chat template writes one
     /// per image part, and the engine expands each to the image's features. Null: the model takes text only.
     /// </summary>
-    public int? ImageTokenId { get; init; }
+    public int? ImageTokenId => Images?.ImageTokenId;
 
     /// <summary>A vision-language model's prompt processing (placeholder expansion, image preprocessing); null for text only.</summary>
     public Multimodal.ImagePrompts? Images { get; init; }

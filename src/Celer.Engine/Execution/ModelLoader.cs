@@ -314,7 +314,6 @@ public static partial class ModelLoader
             var info = new EngineModelInfo(config.VocabSize, maxModelLen, eos.Count > 0 ? eos[0] : null, eos)
             {
                 Pooler = pooler,
-                ImageTokenId = config.Vision?.ImageTokenId,
                 Images = config.Vision is { } images ? ImagePromptsOf(dir, images) : null,
             };
             if (platform.JitWarmUp > TimeSpan.Zero)

@@ -18,7 +18,8 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
     /// <summary>OpenAI's finish reason for a reply that called tools.</summary>
     private const string ToolCallsFinishReason = "tool_calls";
 
-    private sealed record Prepared(string Id, string ModelName, ChatCompletionRequest Request, ChatPrompt Prompt, GenerateRequest EngineRequest, string Role, ChatOutputPlan Plan);
+    /// <param name="PromptTokens">The prompt's tokens as the model reads them (and usage counts them): each image's features, not its one placeholder.</param>
+    private sealed record Prepared(string Id, string ModelName, ChatCompletionRequest Request, ChatPrompt Prompt, GenerateRequest EngineRequest, string Role, ChatOutputPlan Plan, int PromptTokens);
 
     private sealed record Started(Prepared Prepared, IAsyncEnumerable<RequestOutput> Stream);
 
@@ -42,7 +43,7 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
         }
         var started = new Started(prepared, stream);
         if (options.EnableLogRequests && logger.IsEnabled(LogLevel.Information))
-            LogReceived(prepared.Id, prepared.EngineRequest.PromptTokenIds.Count, prepared.EngineRequest.Params.N, request.Stream == true);
+            LogReceived(prepared.Id, prepared.PromptTokens, prepared.EngineRequest.Params.N, request.Stream == true);
 
         if (request.Stream == true)
             return new StreamingResult(ctx => StreamAsync(ctx, started), lease);
@@ -69,8 +70,10 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
         // After rendering, which checks the tools' shape: a malformed tool is reported as such, not as a tool choice problem.
         var toolChoice = ToolChoice.Resolve(request, parsers.Tools is not null);
         var promptIds = EncodePrompt(prompt, model.Tokenizer, model.ImageTokenId, request.AddSpecialTokens ?? false);
+        // The context holds each image's features: max_tokens' default and usage count them, as the engine does.
+        var promptTokens = promptIds.Length + prompt.Images.Count * (model.FeaturesPerImage - 1);
 
-        var sampling = ApplyToolChoice(SamplingParamsFactory.ForChat(request, model.Defaults, promptIds.Length, model.MaxModelLen), request, toolChoice);
+        var sampling = ApplyToolChoice(SamplingParamsFactory.ForChat(request, model.Defaults, promptTokens, model.MaxModelLen), request, toolChoice);
         if (sampling.StructuredOutputs is { } constraint && parsers.Reasoning is { } reasoning && !reasoning.IsReasoningEnd(promptIds))
         {
             // vLLM: a reasoning model thinks freely; the constraint applies after its end of thinking (unless the
@@ -91,7 +94,7 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
         var engineRequest = new GenerateRequest(id, promptIds, sampling, request.Priority ?? 0, request.CacheSalt) { Images = images };
         var plan = new ChatOutputPlan(parsers.Reasoning, request.IncludeReasoning ?? true, toolChoice, parsers.Tools,
             new ToolCallContext(request.Tools), request.ParallelToolCalls ?? true);
-        return new Prepared(id, modelName, request, prompt, engineRequest, role, plan);
+        return new Prepared(id, modelName, request, prompt, engineRequest, role, plan, promptTokens);
     }
 
     /// <summary>
@@ -157,7 +160,7 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
             choices.Add(new ChatChoice(i, message, logprobs,
                 calledTools ? ToolCallsFinishReason : FinishReasons.ToWire(sequence.FinishReason), StopReasonJson.From(sequence.StopReason)));
         }
-        var promptTokens = prepared.EngineRequest.PromptTokenIds.Count;
+        var promptTokens = prepared.PromptTokens;
         var completionTokens = acc.CompletionTokens;
         var promptLogprobs = acc.PromptLogprobs is { } pl && request.PromptLogprobs is not null ? formatter.PromptLogprobs(pl) : null;
         return new ChatCompletionResponse(prepared.Id, Now(), prepared.ModelName, choices,
@@ -211,7 +214,7 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
         var acc = new RequestAccumulator(n);
         // stream_options.continuous_usage_stats: each chunk carries its choice's token count so far, as vLLM sends it.
         var continuousUsage = request.StreamOptions?.Continuous == true;
-        var promptTokenCount = prepared.EngineRequest.PromptTokenIds.Count;
+        var promptTokenCount = prepared.PromptTokens;
         var choiceTokens = new int[n];
         var choiceParsers = new ChoiceOutputParser?[n];
         if (prepared.Plan.ParsesOutput)
@@ -249,7 +252,7 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
 
             if (request.StreamOptions?.IncludeUsage == true)
             {
-                var promptTokens = prepared.EngineRequest.PromptTokenIds.Count;
+                var promptTokens = prepared.PromptTokens;
                 var completionTokens = acc.CompletionTokens;
                 await sse.WriteAsync(new ChatCompletionChunk(prepared.Id, created, prepared.ModelName, [],
                     new UsageInfo(promptTokens, promptTokens + completionTokens, completionTokens)), ServerJsonContext.Wire.ChatCompletionChunk);

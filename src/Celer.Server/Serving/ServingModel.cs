@@ -40,6 +40,7 @@ internal sealed class ServingModel
 
         _contentFormat = options.ChatTemplateContentFormat;
         ImageTokenId = model.ImageTokenId;
+        FeaturesPerImage = model.ModelConfig.Vision?.FeaturesPerImage ?? 1;
         if (model.ImageTokenId is { } imageToken)
         {
             // The template writes the token's text (LLaVA's "<image>"), which must tokenize back to the token itself.
@@ -79,6 +80,9 @@ internal sealed class ServingModel
 
     /// <summary>A vision-language model's image placeholder token; null: the model takes text only.</summary>
     public int? ImageTokenId { get; }
+
+    /// <summary>The placeholders each image becomes in the prompt the model reads (1 for a text-only model).</summary>
+    public int FeaturesPerImage { get; }
 
     /// <summary>The text of <see cref="ImageTokenId"/>, what the chat template writes for each image.</summary>
     public string? ImagePlaceholder { get; }
