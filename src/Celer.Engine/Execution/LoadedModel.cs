@@ -40,7 +40,7 @@ public sealed class LoadedModel : IAsyncDisposable
     public required bool EnablePrefixCaching { get; init; }
 
     /// <summary>The model's image placeholder token (<see cref="EngineModelInfo.ImageTokenId"/>); null: the model takes text only.</summary>
-    public int? ImageTokenId { get; init; }
+    public int? ImageTokenId => ModelConfig.Vision?.ImageTokenId;
 
     public ValueTask DisposeAsync() => Engine.DisposeAsync();
 }

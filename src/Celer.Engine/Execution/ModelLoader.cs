@@ -62,7 +62,6 @@ public static partial class ModelLoader
             NumKvBlocks = Runner.NumKvBlocks,
             NumHostKvBlocks = Runner.NumHostKvBlocks,
             BlockSize = Args.BlockSize,
-            ImageTokenId = Info.ImageTokenId,
             EnablePrefixCaching = Args.EnablePrefixCaching && Info.Pooler?.WholeSequences != true,   // encoders share nothing
         };
     }
@@ -407,7 +406,6 @@ public static partial class ModelLoader
         return ModelConfig.Load(dir, overrides);
     }
 
-    /// <summary>A draft model loaded for speculative decoding, until its proposer owns it.</summary>
     /// <summary>
     /// A vision-language model's prompt processing with the checkpoint's own image processor (preprocessor_config.json),
     /// which must make the square images its tower was trained on: refused at load where every image would miss it, at
@@ -460,6 +458,7 @@ public static partial class ModelLoader
         }
     }
 
+    /// <summary>A draft model loaded for speculative decoding, until its proposer owns it.</summary>
     private sealed record DraftParts(DecoderModel Model, IModelBackend Backend, IDisposable? KeepOpen) : IDisposable
     {
         public void Dispose()

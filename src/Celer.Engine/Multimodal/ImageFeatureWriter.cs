@@ -40,28 +40,28 @@ internal sealed class ImageFeatureWriter : IDisposable
     public void Write(IReadOnlyList<ImageSlice> slices)
     {
         int features = _encoder.FeaturesPerImage;
-        PromptImage[] missing = [.. slices.Select(s => s.Image).DistinctBy(i => i.Hash).Where(i => !_slots.ContainsKey(i.Hash))];
         // Cached images first: encoding the others may take their slots.
         foreach (ImageSlice slice in slices)
         {
-            if (!missing.Any(i => i.Hash == slice.Image.Hash))
+            if (_slots.ContainsKey(slice.Image.Hash))
             {
                 _backend.CopyRows(_cache, Touch(slice.Image.Hash) * features + slice.FirstFeature, Buffer, slice.Row, slice.Count);
             }
         }
 
+        PromptImage[] missing = [.. slices.Select(s => s.Image).DistinctBy(i => i.Hash).Where(i => !_slots.ContainsKey(i.Hash))];
         for (int first = 0; first < missing.Length; first += _encoder.MaxImagesPerPass)
         {
             PromptImage[] pass = missing[first..Math.Min(missing.Length, first + _encoder.MaxImagesPerPass)];
             _encoder.Encode([.. pass.Select(i => i.PixelValues)]);
             EncodedImages += pass.Length;
+            var index = pass.Select((image, i) => (image.Hash, i)).ToDictionary(p => p.Hash, p => p.i, StringComparer.Ordinal);
             // Straight from the pass: a step with more images than the cache holds still gets every one of them.
             foreach (ImageSlice slice in slices)
             {
-                int index = Array.FindIndex(pass, i => i.Hash == slice.Image.Hash);
-                if (index >= 0)
+                if (index.TryGetValue(slice.Image.Hash, out int i))
                 {
-                    _backend.CopyRows(_encoder.Features, index * features + slice.FirstFeature, Buffer, slice.Row, slice.Count);
+                    _backend.CopyRows(_encoder.Features, i * features + slice.FirstFeature, Buffer, slice.Row, slice.Count);
                 }
             }
 
