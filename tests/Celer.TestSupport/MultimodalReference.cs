@@ -45,6 +45,26 @@ public sealed record MultimodalReference(ReferenceFixture Text, IReadOnlyList<IR
         return [.. tokens];
     }
 
+    /// <summary>
+    /// The largest difference between feature values relative to max(1, |expected|): relative for the large values, absolute
+    /// for those near 0, where any rounding of a sum that cancels would be magnified.
+    /// </summary>
+    public static double WorstFeatureError(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual)
+    {
+        if (expected.Length != actual.Length)
+        {
+            throw new ArgumentException($"{actual.Length} values to compare with {expected.Length}.", nameof(actual));
+        }
+
+        double worst = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            worst = Math.Max(worst, Math.Abs(expected[i] - actual[i]) / Math.Max(1, Math.Abs(expected[i])));
+        }
+
+        return worst;
+    }
+
     /// <summary>Little-endian float32 values, base64 (the fixture scripts' b64_floats).</summary>
     public static float[] Floats(JsonElement base64)
     {

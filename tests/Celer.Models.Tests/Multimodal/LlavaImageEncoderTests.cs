@@ -138,13 +138,7 @@ public sealed class LlavaImageEncoderTests
 
     private static void AssertClose(float[] expected, float[] actual, string what)
     {
-        Assert.Equal(expected.Length, actual.Length);
-        double worst = 0;
-        for (int i = 0; i < expected.Length; i++)
-        {
-            worst = Math.Max(worst, Math.Abs(expected[i] - actual[i]) / Math.Max(1, Math.Abs(expected[i])));
-        }
-
+        double worst = MultimodalReference.WorstFeatureError(expected, actual);
         Assert.True(worst <= Tolerance, $"{what}: features differ by {worst:E2} (relative to max(1, |x|)), above {Tolerance:E1}");
     }
 }
