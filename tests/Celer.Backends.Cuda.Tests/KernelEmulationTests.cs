@@ -8,7 +8,8 @@ namespace Celer.Backends.Cuda.Tests;
 /// flash_attention.cu and flash_decode.cu as they are, built by the host's C++ compiler against a CUDA emulation
 /// (Emulation/cuda_emulation.cuh: fibers for threads, mma.sync, ldmatrix and cp.async from their PTX definitions) and
 /// compared with a double-precision reference over every head size, 16-bit and fp8 cache, GQA groups 1–16, block sizes,
-/// sliding windows and splits (Emulation/flash_emulation_test.cpp), with both e4m3 conversion paths. On a GPU machine the kernels run for real
+/// sliding windows and splits (Emulation/flash_emulation_test.cpp; each configuration at three head sizes, rotating with
+/// the seed), with both e4m3 conversion paths. On a GPU machine the kernels run for real
 /// in <see cref="OperatorParityTests"/>, so this test skips there.
 /// </summary>
 public sealed class KernelEmulationTests
@@ -20,14 +21,16 @@ public sealed class KernelEmulationTests
         DirectoryInfo build = EmulationBuild("flash_emulation_test.cpp", "flash_attention.cu", "flash_decode.cu");
         try
         {
-            // FLASH_FP8_CVT=0: the bit-exact integer e4m3 path of sm_80/sm_89; 1: sm_90's cvt instruction, emulated.
+            // FLASH_FP8_CVT=0: the bit-exact integer e4m3 path of sm_80/sm_89; 1: sm_90's cvt instruction, emulated, which
+            // changes only the e4m3 caches' conversion, so that build runs those alone.
             await Task.WhenAll(Compile(0), Compile(1));
-            // The integer path's attention sweep in two runs (16-bit caches, fp8 caches): as one run it was the last to end
-            // by minutes (787 s against 618 for the next, all four sharing 2 cores), so the five runs now end closer together.
+            // The integer path's attention sweep in two runs (16-bit caches, fp8 caches), so that the five runs, sharing the
+            // cores, end closer together. Alone on one core (2026-12-02): 117, 149, 115, 95 and 32 s; the other kernels' tests below
+            // take about 340 s between them.
             var runs = new (string Binary, string[] Args)[]
             {
-                ("test_int", ["attention", "7", "16"]), ("test_int", ["attention", "11", "8"]), ("test_cvt", ["attention", "8", "8"]),
-                ("test_int", ["decode", "9"]), ("test_cvt", ["decode", "10", "8"]),
+                ("test_int", ["attention", "7", "16"]), ("test_int", ["attention", "11", "8"]), ("test_cvt", ["attention", "8", "e4m3"]),
+                ("test_int", ["decode", "9"]), ("test_cvt", ["decode", "10", "e4m3"]),
             };
             (int Code, string Output)[] results = await Task.WhenAll(runs.Select(r => Run(Path.Combine(build.FullName, r.Binary), r.Args)));
             for (int i = 0; i < runs.Length; i++)
