@@ -16,12 +16,13 @@ namespace Celer.Models.Config;
 /// <c>hidden_states[i]</c>: 0 is the pre-norm embeddings, the tower's layer count its last layer's output); several are
 /// concatenated along the hidden size in order.
 /// </param>
-/// <param name="DropClassToken">vision_feature_select_strategy "default" (drop the CLS row) rather than "full".</param>
+/// <param name="DropClassToken">vision_feature_select_strategy "default" (drop the first row: CLIP's class token; a SigLIP
+/// tower, which has none, loses its first patch, as transformers does) rather than "full".</param>
 /// <param name="ProjectorActivation">projector_hidden_act, between the projector's two linears.</param>
 public sealed record VisionLanguageConfig(
     string Architecture,
     int ImageTokenId,
-    ClipVisionConfig Vision,
+    VisionTowerConfig Vision,
     IReadOnlyList<int> FeatureLayers,
     bool DropClassToken,
     GeluForm ProjectorActivation,
@@ -31,8 +32,8 @@ public sealed record VisionLanguageConfig(
 
     private const string F = ModelConfig.FileName;
 
-    /// <summary>Features per image: one per patch, plus the class token's row with the "full" strategy.</summary>
-    public int FeaturesPerImage => Vision.Patches + (DropClassToken ? 0 : 1);
+    /// <summary>Features per image: one per row of the tower's sequence, less the first with the "default" strategy.</summary>
+    public int FeaturesPerImage => Vision.Sequence - (DropClassToken ? 1 : 0);
 
     /// <summary>The projector's input width: the selected layers' hidden states side by side.</summary>
     public int ProjectorInputSize => Vision.HiddenSize * FeatureLayers.Count;
@@ -84,7 +85,7 @@ public sealed record VisionLanguageConfig(
         JsonElement vision = JsonFields.TryGet(top, "vision_config", out JsonElement v) && v.ValueKind == JsonValueKind.Object
             ? v
             : throw new ModelConfigException($"{F}: {architecture} needs a 'vision_config' object");
-        ClipVisionConfig tower = ClipVisionConfig.Parse(vision);
+        VisionTowerConfig tower = VisionTowerConfig.Parse(vision);
         string strategy = JsonFields.OptionalString(top, "vision_feature_select_strategy", F) ?? "default";
         if (strategy is not ("default" or "full"))
         {
@@ -146,35 +147,57 @@ public sealed record VisionLanguageConfig(
     };
 }
 
-/// <summary>transformers' <c>CLIPVisionConfig</c>: a pre-norm ViT over square patches with a class token.</summary>
-public sealed record ClipVisionConfig(
-    int HiddenSize, int IntermediateSize, int NumHiddenLayers, int NumAttentionHeads, int NumChannels, int ImageSize, int PatchSize,
-    GeluForm HiddenAct, double LayerNormEps)
+/// <summary>The ViT families LLaVA checkpoints pair with.</summary>
+public enum VisionTower
+{
+    /// <summary>transformers' <c>CLIPVisionModel</c>: a class token, a LayerNorm before the layers, a patch convolution without bias.</summary>
+    Clip,
+
+    /// <summary>transformers' <c>SiglipVisionModel</c>: patches only, no LayerNorm before the layers, a patch convolution with a bias.</summary>
+    Siglip,
+}
+
+/// <summary>
+/// transformers' <c>CLIPVisionConfig</c> or <c>SiglipVisionConfig</c>: a pre-norm ViT over square patches, with
+/// learned absolute positions and bidirectional attention.
+/// </summary>
+public sealed record VisionTowerConfig(
+    VisionTower Tower, int HiddenSize, int IntermediateSize, int NumHiddenLayers, int NumAttentionHeads, int NumChannels, int ImageSize,
+    int PatchSize, GeluForm HiddenAct, double LayerNormEps)
 {
     private const string F = ModelConfig.FileName;
 
     public int HeadDim => HiddenSize / NumAttentionHeads;
 
-    /// <summary>Patches per image: the tower's sequence is these plus the class token.</summary>
+    /// <summary>Patches per image.</summary>
     public int Patches => (ImageSize / PatchSize) * (ImageSize / PatchSize);
 
-    internal static ClipVisionConfig Parse(JsonElement vision)
+    /// <summary>CLIP's class token, in front of the patches.</summary>
+    public bool ClassToken => Tower == VisionTower.Clip;
+
+    /// <summary>The tower's sequence per image: the patches, after the class token where there is one.</summary>
+    public int Sequence => Patches + (ClassToken ? 1 : 0);
+
+    internal static VisionTowerConfig Parse(JsonElement vision)
     {
         string type = JsonFields.OptionalString(vision, "model_type", F) ?? "clip_vision_model";
-        if (type != "clip_vision_model")
+        VisionTower tower = type switch
         {
-            throw new ModelConfigException($"{F}: vision_config model_type '{type}': Celer runs CLIP vision towers (clip_vision_model) only");
-        }
+            "clip_vision_model" => VisionTower.Clip,
+            "siglip_vision_model" => VisionTower.Siglip,
+            _ => throw new ModelConfigException($"{F}: vision_config model_type '{type}': Celer runs CLIP (clip_vision_model) and SigLIP (siglip_vision_model) vision towers"),
+        };
 
-        // CLIPVisionConfig's defaults, for the fields a saved config leaves out.
+        // CLIPVisionConfig's or SiglipVisionConfig's defaults, for the fields a saved config leaves out.
+        bool clip = tower == VisionTower.Clip;
         int Field(string name, int fallback) => JsonFields.OptionalInt(vision, name, F) is { } given
             ? given > 0 ? given : throw new ModelConfigException($"{F}: vision_config.{name} must be positive, got {given}")
             : fallback;
-        var config = new ClipVisionConfig(
-            Field("hidden_size", 768), Field("intermediate_size", 3072), Field("num_hidden_layers", 12), Field("num_attention_heads", 12),
-            Field("num_channels", 3), Field("image_size", 224), Field("patch_size", 32),
-            VisionActivations.Parse(JsonFields.OptionalString(vision, "hidden_act", F) ?? "quick_gelu", "vision_config.hidden_act"),
-            JsonFields.OptionalDouble(vision, "layer_norm_eps", F) ?? 1e-5);
+        var config = new VisionTowerConfig(
+            tower, Field("hidden_size", 768), Field("intermediate_size", 3072), Field("num_hidden_layers", 12), Field("num_attention_heads", 12),
+            Field("num_channels", 3), Field("image_size", 224), Field("patch_size", clip ? 32 : 16),
+            VisionActivations.Parse(JsonFields.OptionalString(vision, "hidden_act", F) ?? (clip ? "quick_gelu" : "gelu_pytorch_tanh"), "vision_config.hidden_act"),
+            JsonFields.OptionalDouble(vision, "layer_norm_eps", F) ?? (clip ? 1e-5 : 1e-6));
         if (config.HiddenSize % config.NumAttentionHeads != 0)
         {
             throw new ModelConfigException($"{F}: vision_config.hidden_size ({config.HiddenSize}) is not divisible by num_attention_heads ({config.NumAttentionHeads})");

@@ -15,6 +15,8 @@ public sealed record ProcessedImage(float[] PixelValues, int Height, int Width);
 /// with Pillow's filters (<see cref="ImageResampler"/>), center crop (zero-padded where the crop is larger than the
 /// image), then rescale and normalize. The torchvision backend, which transformers picks by default, rounds its resize
 /// differently by up to one 8-bit level and pads an odd margin on the other side; this class follows PIL.
+/// <c>SiglipImageProcessor</c> (SigLIP towers: LLaVA-Interleave, PaliGemma) is the same without the crop, resizing to a
+/// height and width, with 0.5 for its default means and deviations.
 /// </summary>
 public sealed class ClipImageProcessor
 {
@@ -23,10 +25,14 @@ public sealed class ClipImageProcessor
     private const string F = FileName;
 
     private static readonly string[] ProcessorTypes = ["CLIPImageProcessor", "CLIPImageProcessorFast", "CLIPImageProcessorPil"];
+    private static readonly string[] SiglipProcessorTypes = ["SiglipImageProcessor", "SiglipImageProcessorFast", "SiglipImageProcessorPil"];
 
     // transformers' OPENAI_CLIP_MEAN and OPENAI_CLIP_STD, CLIPImageProcessor's defaults.
     private static readonly double[] OpenAiClipMean = [0.48145466, 0.4578275, 0.40821073];
     private static readonly double[] OpenAiClipStd = [0.26862954, 0.26130258, 0.27577711];
+
+    // transformers' IMAGENET_STANDARD_MEAN and IMAGENET_STANDARD_STD, SiglipImageProcessor's defaults.
+    private static readonly double[] StandardHalf = [0.5, 0.5, 0.5];
 
     // CLIPImageProcessor's default size and crop size (ViT-B/32's 224).
     private const int DefaultSize = 224;
@@ -131,7 +137,7 @@ public sealed class ClipImageProcessor
                 throw new ModelConfigException($"{F} must hold a JSON object");
             }
 
-            CheckProcessorType(root);
+            bool siglip = IsSiglip(root);
             if (JsonFields.OptionalBool(root, "do_pad", F) == true)
             {
                 throw new ModelConfigException($"{F}: 'do_pad' is true; Celer's ClipImageProcessor does not pad (CLIPImageProcessor leaves it off)");
@@ -140,6 +146,20 @@ public sealed class ClipImageProcessor
             // CLIPImageProcessor sets default_to_square to false: a bare integer size is the shortest edge.
             bool defaultToSquare = JsonFields.OptionalBool(root, "default_to_square", F) ?? false;
             var (shortestEdge, resizeSize) = ReadResizeSize(root, defaultToSquare);
+            if (siglip)
+            {
+                // SiglipImageProcessor reads size["height"] and size["width"] (224 each by default) and has no crop: its
+                // preprocess takes no do_center_crop, so one in the file changes nothing there either.
+                if (!JsonFields.TryGet(root, "size", out _))
+                {
+                    (shortestEdge, resizeSize) = (null, new ImageSize(DefaultSize, DefaultSize));
+                }
+                else if (resizeSize is null)
+                {
+                    throw new ModelConfigException($"{F}: SiglipImageProcessor resizes to {{\"height\": h, \"width\": w}}; this 'size' names a shortest edge");
+                }
+            }
+
             if (JsonFields.OptionalBool(root, "use_square_size", F) == true)
             {
                 // Kosmos-2's flag. transformers 4.x squares the configured shortest edge, 5.x the class default 224
@@ -164,7 +184,7 @@ public sealed class ClipImageProcessor
                 throw new ModelConfigException($"{F}: field 'rescale_factor' must be positive, got {rescaleFactor}");
             }
 
-            double[] std = ReadChannels(root, "image_std", OpenAiClipStd);
+            double[] std = ReadChannels(root, "image_std", siglip ? StandardHalf : OpenAiClipStd);
             if (std.Any(s => !(s > 0)))
             {
                 throw new ModelConfigException($"{F}: field 'image_std' must be positive for every channel, got [{string.Join(", ", std)}]");
@@ -175,12 +195,12 @@ public sealed class ClipImageProcessor
                 shortestEdge,
                 resizeSize,
                 (PilResample)resample,
-                doCenterCrop: JsonFields.OptionalBool(root, "do_center_crop", F) ?? true,
+                doCenterCrop: !siglip && (JsonFields.OptionalBool(root, "do_center_crop", F) ?? true),
                 ReadCropSize(root),
                 doRescale: JsonFields.OptionalBool(root, "do_rescale", F) ?? true,
                 rescaleFactor,
                 doNormalize: JsonFields.OptionalBool(root, "do_normalize", F) ?? true,
-                ReadChannels(root, "image_mean", OpenAiClipMean),
+                ReadChannels(root, "image_mean", siglip ? StandardHalf : OpenAiClipMean),
                 std,
                 doConvertRgb: JsonFields.OptionalBool(root, "do_convert_rgb", F) ?? true);
         }
@@ -266,7 +286,8 @@ public sealed class ClipImageProcessor
     // Python's // 2: rounds toward negative infinity, as the arithmetic shift does.
     private static int FloorHalf(int value) => value >> 1;
 
-    private static void CheckProcessorType(JsonElement root)
+    /// <summary>Whether the file configures a SiglipImageProcessor; refuses processors this class does not implement.</summary>
+    private static bool IsSiglip(JsonElement root)
     {
         string? type = JsonFields.OptionalString(root, "image_processor_type", F);
         if (type is null)
@@ -279,13 +300,20 @@ public sealed class ClipImageProcessor
                 throw new ModelConfigException($"{F}: 'feature_extractor_type' is '{legacy}'; Celer's ClipImageProcessor implements CLIPImageProcessor only");
             }
 
-            return;
+            return false;
+        }
+
+        if (SiglipProcessorTypes.Contains(type))
+        {
+            return true;
         }
 
         if (!ProcessorTypes.Contains(type))
         {
-            throw new ModelConfigException($"{F}: 'image_processor_type' is '{type}'; Celer's ClipImageProcessor implements CLIPImageProcessor (and its Fast variant) only");
+            throw new ModelConfigException($"{F}: 'image_processor_type' is '{type}'; Celer's ClipImageProcessor implements CLIPImageProcessor and SiglipImageProcessor (and their Fast variants) only");
         }
+
+        return false;
     }
 
     /// <summary><c>size</c>: a dict with shortest_edge or height and width, or the older int (or [height, width]) form.</summary>

@@ -6,17 +6,18 @@ using Celer.Models.Weights;
 namespace Celer.Models.Multimodal;
 
 /// <summary>
-/// LLaVA's image side (transformers' <c>LlavaModel.get_image_features</c>): a CLIP vision transformer over the image's
-/// patches, the hidden states of the configured layers (the class token's row dropped by the "default" strategy), and
+/// LLaVA's image side (transformers' <c>LlavaModel.get_image_features</c>): a CLIP or SigLIP vision transformer over the
+/// image's patches, the hidden states of the configured layers (the first row dropped by the "default" strategy), and
 /// the two-layer projector into the language model's hidden size.
 /// </summary>
 /// <remarks>
 /// CLIP (<c>CLIPVisionTransformer</c>): a patch convolution whose kernel equals its stride, so each patch is one row of a
 /// matmul (the patches are cut on the host); the class embedding in front; learned absolute positions; a LayerNorm
 /// (<c>pre_layrnorm</c>, sic); pre-norm layers of bidirectional attention and a quick-GELU MLP, every projection with its
-/// bias. Only the layers up to the deepest one read run (vLLM drops the rest at load as well), and
-/// <c>post_layernorm</c>, which LLaVA never reads, is not loaded. Each image is one sequence of the tower's own
-/// paged cache, whole in its pass.
+/// bias. SigLIP (<c>SiglipVisionTransformer</c>) is the same without the class token and the first LayerNorm, with a
+/// bias on the patch convolution and a tanh GELU. Only the layers up to the deepest one read run (vLLM drops the rest at
+/// load as well); <c>post_layernorm</c> and SigLIP's pooling head, which LLaVA never reads, are not loaded. Each image
+/// is one sequence of the tower's own paged cache, whole in its pass.
 /// </remarks>
 public sealed class LlavaImageEncoder : IImageEncoder
 {
@@ -26,9 +27,10 @@ public sealed class LlavaImageEncoder : IImageEncoder
 
     private readonly IModelBackend _backend;
     private readonly VisionLanguageConfig _config;
-    private readonly ClipVisionConfig _tower;
+    private readonly VisionTowerConfig _tower;
     private readonly int _sequence, _blocksPerImage;
-    private readonly Tensor _patchWeight, _positions, _preNorm, _preNormBias;
+    private readonly Tensor _patchWeight, _positions;
+    private readonly Tensor? _patchBias, _preNorm, _preNormBias;
     private readonly ClipLayer[] _layers;
     private readonly Tensor _linear1, _linear2;
     private readonly Tensor? _linear1Bias, _linear2Bias;
@@ -44,9 +46,9 @@ public sealed class LlavaImageEncoder : IImageEncoder
         _tower = config.Vision;
         _backend = backend;
         MaxImagesPerPass = maxImagesPerPass;
-        ClipVisionConfig c = _tower;
+        VisionTowerConfig c = _tower;
         int hidden = c.HiddenSize, patchValues = c.NumChannels * c.PatchSize * c.PatchSize;
-        _sequence = c.Patches + 1;
+        _sequence = c.Sequence;
         _blocksPerImage = (_sequence + BlockSize - 1) / BlockSize;
         string p = TowerPrefixes.FirstOrDefault(prefix => weights.Contains(prefix + "embeddings.patch_embedding.weight"))
             ?? throw new ModelLoadException($"tensor 'embeddings.patch_embedding.weight' of the vision tower missing (looked under {string.Join(", ", TowerPrefixes.Select(x => $"'{x}'"))})");
@@ -56,8 +58,16 @@ public sealed class LlavaImageEncoder : IImageEncoder
         // Conv2d's [hidden, channels, kh, kw] is a [hidden, channels·kh·kw] matmul over patches cut in that order.
         _patchWeight = backend.LoadWeight(weights.Get(p + "embeddings.patch_embedding.weight", hidden, c.NumChannels, c.PatchSize, c.PatchSize).Reshaped(hidden, patchValues));
         _positions = PositionTable(backend, weights, p, c);
-        _preNorm = backend.LoadWeight(weights.Get(p + "pre_layrnorm.weight", hidden));
-        _preNormBias = backend.LoadWeight(weights.Get(p + "pre_layrnorm.bias", hidden));
+        if (c.ClassToken)
+        {
+            _preNorm = backend.LoadWeight(weights.Get(p + "pre_layrnorm.weight", hidden));
+            _preNormBias = backend.LoadWeight(weights.Get(p + "pre_layrnorm.bias", hidden));
+        }
+        else
+        {
+            _patchBias = backend.LoadWeight(weights.Get(p + "embeddings.patch_embedding.bias", hidden));
+        }
+
         _layers = [.. Enumerable.Range(0, config.LayersRun).Select(i => new ClipLayer(i, $"{p}encoder.layers.{i}.", c, weights, backend))];
         int textIn = config.ProjectorInputSize;
         _linear1 = backend.LoadWeight(weights.Get(j + "linear_1.weight", textHidden, textIn));
@@ -109,15 +119,19 @@ public sealed class LlavaImageEncoder : IImageEncoder
         float eps = (float)_tower.LayerNormEps;
         CutPatches(pixelValues);
         b.CopyFromHost(_patchRows.AsSpan(0, rows * (int)_patches.Columns), _patches);
-        b.Linear(_patches, rows, _patchWeight, null, _hidden);
+        b.Linear(_patches, rows, _patchWeight, _patchBias, _hidden);
         for (int i = 0; i < images; i++)
         {
             b.CopyRows(_positions, 0, _residual, i * _sequence, _sequence);
         }
 
-        // Each image's first row multiplied a zero patch: it becomes class + position 0, as CLIP puts the class token there.
+        // CLIP: each image's first row multiplied a zero patch: it becomes class + position 0, where CLIP puts the class token.
         b.Add(_hidden, rows, _residual);
-        b.LayerNorm(_residual, rows, _preNorm, _preNormBias, eps, _residual);
+        if (_preNorm is not null)
+        {
+            b.LayerNorm(_residual, rows, _preNorm, _preNormBias!, eps, _residual);
+        }
+
         b.BeginStep(ForwardBatch.ForSequences([.. Enumerable.Repeat((0, _sequence), images)], _blocksPerImage, BlockSize));
         for (int run = 0; run <= _layers.Length; run++)
         {
@@ -156,7 +170,7 @@ public sealed class LlavaImageEncoder : IImageEncoder
     public void Dispose() => (_backend as IDisposable)?.Dispose();
 
     /// <summary>
-    /// The rows the patch matmul reads: per image a zero row where the class token goes, then the patches left to right,
+    /// The rows the patch matmul reads: per image a zero row where a class token goes, then the patches left to right,
     /// top to bottom, each as channels × kernel rows × kernel columns (the convolution weight's order).
     /// </summary>
     private void CutPatches(IReadOnlyList<float[]> pixelValues)
@@ -172,12 +186,13 @@ public sealed class LlavaImageEncoder : IImageEncoder
             }
 
             Span<float> rows = _patchRows.AsSpan(i * _sequence * width, _sequence * width);
-            rows[..width].Clear();
+            int first = _tower.ClassToken ? 1 : 0;
+            rows[..(first * width)].Clear();
             for (int py = 0; py < grid; py++)
             {
                 for (int px = 0; px < grid; px++)
                 {
-                    Span<float> row = rows.Slice((1 + py * grid + px) * width, width);
+                    Span<float> row = rows.Slice((first + py * grid + px) * width, width);
                     for (int ch = 0; ch < channels; ch++)
                     {
                         for (int ky = 0; ky < patch; ky++)
@@ -192,17 +207,20 @@ public sealed class LlavaImageEncoder : IImageEncoder
     }
 
     /// <summary>
-    /// The position table with the class embedding added to its first row (CLIP adds both to the class token; the sum is
-    /// rounded once to the activation dtype as torch rounds it), so one add after the patch matmul builds the embeddings.
+    /// The position table, CLIP's with the class embedding added to its first row (CLIP adds both to the class token; the
+    /// sum is rounded once to the activation dtype as torch rounds it), so one add after the patch matmul builds the embeddings.
     /// </summary>
-    private static Tensor PositionTable(IModelBackend backend, IWeightSource weights, string p, ClipVisionConfig c)
+    private static Tensor PositionTable(IModelBackend backend, IWeightSource weights, string p, VisionTowerConfig c)
     {
-        int sequence = c.Patches + 1;
+        int sequence = c.Sequence;
         float[] table = weights.Get(p + "embeddings.position_embedding.weight", sequence, c.HiddenSize).ToFloats("position embeddings");
-        float[] classEmbedding = weights.Get(p + "embeddings.class_embedding", c.HiddenSize).ToFloats("class embedding");
-        for (int i = 0; i < c.HiddenSize; i++)
+        if (c.ClassToken)
         {
-            table[i] += classEmbedding[i];
+            float[] classEmbedding = weights.Get(p + "embeddings.class_embedding", c.HiddenSize).ToFloats("class embedding");
+            for (int i = 0; i < c.HiddenSize; i++)
+            {
+                table[i] += classEmbedding[i];
+            }
         }
 
         Tensor positions = backend.Allocate("vision_positions", backend.ActivationDType, sequence, c.HiddenSize);
@@ -217,7 +235,7 @@ public sealed class LlavaImageEncoder : IImageEncoder
         private readonly Tensor _norm1, _norm1Bias, _qkv, _qkvBias, _out, _outBias, _norm2, _norm2Bias, _fc1, _fc1Bias, _fc2, _fc2Bias;
         private readonly GeluForm _activation;
 
-        public ClipLayer(int index, string p, ClipVisionConfig c, IWeightSource w, IModelBackend b)
+        public ClipLayer(int index, string p, VisionTowerConfig c, IWeightSource w, IModelBackend b)
         {
             int hidden = c.HiddenSize, intermediate = c.IntermediateSize;
             WeightTensor Get(string name, params int[] shape) => w.Get(p + name, shape);

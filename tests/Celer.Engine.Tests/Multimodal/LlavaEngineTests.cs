@@ -15,9 +15,9 @@ public sealed class LlavaEngineTests
 {
     private static readonly string Model = Path.Combine(RepoPaths.Fixtures, "multimodal", "llava-clip-bf16");
 
-    private static LlmEngine Engine(int? maxNumBatchedTokens = null, bool prefixCaching = true) => ModelLoader.LoadOffline(new EngineArgs
+    private static LlmEngine Engine(int? maxNumBatchedTokens = null, bool prefixCaching = true, string? model = null) => ModelLoader.LoadOffline(new EngineArgs
     {
-        Model = Model,
+        Model = model ?? Model,
         MaxModelLen = 128,
         MaxNumBatchedTokens = maxNumBatchedTokens,
         MaxNumSeqs = 8,
@@ -36,12 +36,13 @@ public sealed class LlavaEngineTests
         };
 
     [Theory]
-    [InlineData(null)]   // every prompt whole in one step, all five in one batch
-    [InlineData(8)]      // 8-token chunks: every image's 16 placeholders split over two or three steps
-    public void Greedy_output_with_images_follows_transformers(int? maxNumBatchedTokens)
+    [InlineData("llava-clip-bf16", null)]   // every prompt whole in one step, all five in one batch
+    [InlineData("llava-clip-bf16", 8)]      // 8-token chunks: every image's 16 placeholders split over two or three steps
+    [InlineData("llava-siglip-bf16", 8)]    // a SigLIP tower and a Qwen2 language model
+    public void Greedy_output_with_images_follows_transformers(string fixture, int? maxNumBatchedTokens)
     {
-        MultimodalReference reference = MultimodalReference.Load(Model);
-        using LlmEngine engine = Engine(maxNumBatchedTokens);
+        MultimodalReference reference = MultimodalReference.Load(Path.Combine(RepoPaths.Fixtures, "multimodal", fixture));
+        using LlmEngine engine = Engine(maxNumBatchedTokens, model: Path.Combine(RepoPaths.Fixtures, "multimodal", fixture));
         IReadOnlyList<RequestOutput> outputs = engine.Generate([.. reference.Text.Cases.Select((_, i) => Request(reference, i, $"r{i}"))]);
 
         for (int i = 0; i < reference.Text.Cases.Count; i++)

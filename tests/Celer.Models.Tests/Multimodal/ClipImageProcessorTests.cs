@@ -276,7 +276,8 @@ public class ClipImageProcessorTests
     }
 
     [Theory]
-    [InlineData("""{"image_processor_type": "SiglipImageProcessor"}""", "'image_processor_type' is 'SiglipImageProcessor'")]
+    [InlineData("""{"image_processor_type": "Qwen2VLImageProcessor"}""", "'image_processor_type' is 'Qwen2VLImageProcessor'")]
+    [InlineData("""{"image_processor_type": "SiglipImageProcessor", "size": {"shortest_edge": 384}}""", "SiglipImageProcessor resizes to")]
     [InlineData("""{"feature_extractor_type": "ViTFeatureExtractor"}""", "'feature_extractor_type' is 'ViTFeatureExtractor'")]
     [InlineData("""{"size": {"shortest_edge": -5}}""", "'size.shortest_edge' must be a positive whole number")]
     [InlineData("""{"size": 0}""", "'size' must be a positive whole number")]

@@ -10,24 +10,29 @@ using Xunit;
 namespace Celer.Models.Tests.Multimodal;
 
 /// <summary>
-/// The CLIP tower and projector of the tiny LLaVA fixture on the CPU against transformers' <c>get_image_features</c>
-/// (fp32, the same bf16 weights, transformers' own pixel values as input).
+/// The CLIP and SigLIP towers and projectors of the tiny LLaVA fixtures on the CPU against transformers'
+/// <c>get_image_features</c> (fp32, the same bf16 weights, transformers' own pixel values as input), and their image
+/// processors against transformers' pixel values.
 /// </summary>
 public sealed class LlavaImageEncoderTests
 {
     private static readonly string Model = Path.Combine(RepoPaths.Fixtures, "multimodal", "llava-clip-bf16");
+    private static readonly string SiglipModel = Path.Combine(RepoPaths.Fixtures, "multimodal", "llava-siglip-bf16");
 
     // fp32 through 2 tower layers and the projector with summation orders of our own: 1.6e-5 measured.
     private const float Tolerance = 1e-4f;
 
-    [Fact]
-    public void Features_match_transformers_image_by_image_and_batched()
+    [Theory]
+    [InlineData("llava-clip-bf16")]
+    [InlineData("llava-siglip-bf16")]   // all 3 layers, the "full" strategy: every patch's row
+    public void Features_match_transformers_image_by_image_and_batched(string fixture)
     {
-        MultimodalReference reference = MultimodalReference.Load(Model);
-        ModelConfig config = ModelConfig.Load(Model);
+        string model = Path.Combine(RepoPaths.Fixtures, "multimodal", fixture);
+        MultimodalReference reference = MultimodalReference.Load(model);
+        ModelConfig config = ModelConfig.Load(model);
         VisionLanguageConfig vision = config.Vision!;
         Assert.Equal(reference.FeaturesPerImage, vision.FeaturesPerImage);
-        using var weights = SafetensorsWeightSource.Open(Model);
+        using var weights = SafetensorsWeightSource.Open(model);
 #pragma warning disable CA2000 // the encoder owns its backend
         using var encoder = new LlavaImageEncoder(vision, config.HiddenSize, weights, new CpuBackend(DType.BF16), maxImagesPerPass: 3);
 #pragma warning restore CA2000
@@ -62,6 +67,39 @@ public sealed class LlavaImageEncoderTests
         Assert.Equal(16, vision.FeaturesPerImage);
         Assert.Equal(GeluForm.Quick, vision.Vision.HiddenAct);
         Assert.Equal(GeluForm.Erf, vision.ProjectorActivation);
+    }
+
+    [Fact]
+    public void The_siglip_config_reads_its_tower_and_qwen2()
+    {
+        ModelConfig config = ModelConfig.Load(SiglipModel);
+        Assert.Equal("Qwen2ForCausalLM", config.Architecture);
+        VisionLanguageConfig vision = config.Vision!;
+        Assert.Equal(VisionTower.Siglip, vision.Vision.Tower);
+        Assert.Equal([3], vision.FeatureLayers);   // -1 of 3 layers: the last layer's output (before post_layernorm)
+        Assert.False(vision.DropClassToken);
+        Assert.Equal(16, vision.FeaturesPerImage);   // 4 x 4 patches, no class token
+        Assert.Equal(GeluForm.Tanh, vision.Vision.HiddenAct);
+        // SiglipVisionConfig's defaults differ from CLIP's where the file is silent.
+        VisionTowerConfig sparse = Edited(c => c["vision_config"] = JsonNode.Parse("""{"model_type": "siglip_vision_model"}""")).Vision!.Vision;
+        Assert.Equal((16, 1e-6, GeluForm.Tanh, 196), (sparse.PatchSize, sparse.LayerNormEps, sparse.HiddenAct, sparse.Sequence));
+        Assert.Equal(195, Edited(c =>
+        {
+            c["vision_config"] = JsonNode.Parse("""{"model_type": "siglip_vision_model"}""");
+            c["vision_feature_select_strategy"] = "default";   // transformers drops the first patch: there is no class token
+        }).Vision!.FeaturesPerImage);
+    }
+
+    [Fact]
+    public void The_siglip_processor_gives_transformers_pixel_values_bit_for_bit()
+    {
+        MultimodalReference reference = MultimodalReference.Load(SiglipModel);
+        ClipImageProcessor processor = ClipImageProcessor.Load(SiglipModel);
+        Assert.False(processor.DoCenterCrop);
+        foreach (ReferenceImage image in reference.Images)
+        {
+            Assert.Equal(image.PixelValues, processor.Preprocess(image.Image).PixelValues);
+        }
     }
 
     [Fact]
@@ -106,7 +144,7 @@ public sealed class LlavaImageEncoderTests
     [Theory]
     [InlineData("vision_feature_select_strategy", "\"pooled\"", "vision_feature_select_strategy")]
     [InlineData("vision_feature_layer", "-5", "vision_feature_layer -5")]
-    [InlineData("vision_config.model_type", "\"siglip_vision_model\"", "siglip_vision_model")]
+    [InlineData("vision_config.model_type", "\"dinov2\"", "dinov2")]
     [InlineData("vision_config.hidden_act", "\"relu\"", "vision_config.hidden_act")]
     [InlineData("vision_config.image_size", "57", "patch_size")]
     [InlineData("text_config.model_type", "\"falcon\"", "falcon")]
