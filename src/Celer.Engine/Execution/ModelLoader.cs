@@ -186,7 +186,7 @@ public static partial class ModelLoader
             {
                 imageEncoder = LoadImageEncoder(vision, config, weights, platform, backend, dtype, maxNumTokens);
 #pragma warning restore CA2000
-                Phase($"vision tower loaded: CLIP, {vision.LayersRun} of {vision.Vision.NumHiddenLayers} layers run, {vision.FeaturesPerImage} features per image, {imageEncoder.MaxImagesPerPass} images per pass");
+                Phase($"vision tower loaded: {(vision.Vision.Tower == VisionTower.Clip ? "CLIP" : "SigLIP")}, {vision.LayersRun} of {vision.Vision.NumHiddenLayers} layers run, {vision.FeaturesPerImage} features per image, {imageEncoder.MaxImagesPerPass} images per pass");
             }
 
             IPoolingModel model = decoder ?? (IPoolingModel)new EncoderModel(config, weights, backend, maxNumTokens, maxLogitsRows);
