@@ -36,11 +36,11 @@ public sealed class InputProcessor(
             throw new EngineRequestException("This model takes text only: it cannot read images.", "messages", "model_not_supported");
         }
 
-        Multimodal.PromptImage[] placed = [];
+        int[] imageOffsets = [];
         if (images is not null)
         {
             // Before the length checks: the context holds every image's features, not its one placeholder.
-            (int[] expanded, placed) = images.Expand(prompt, request.Images);
+            (int[] expanded, imageOffsets) = images.Expand(prompt, request.Images);
             prompt = expanded;
         }
         foreach (int id in prompt)
@@ -93,6 +93,9 @@ public sealed class InputProcessor(
             // vLLM's update_from_generation_config: extra EOS ids of generation_config.json stop like stop_token_ids.
             p = p with { StopTokenIds = [.. p.StopTokenIds.Union(generationEosTokenIds.Where(id => id != eosTokenId))] };
         }
+
+        // Last: a request refused above costs no image preprocessing (a resize of a large photo takes tens of milliseconds).
+        Multimodal.PromptImage[] placed = imageOffsets.Length == 0 ? [] : images!.Place(imageOffsets, request.Images);
         if (p.N == 1)
         {
             return [new Request(request.RequestId, prompt, p, maxTokens, eosTokenId, request.Priority, arrivalTime, request.CacheSalt) { Images = placed }];

@@ -14,8 +14,11 @@ public sealed class ImagePrompts(int imageTokenId, int featuresPerImage, Func<Rg
 
     public int FeaturesPerImage { get; } = featuresPerImage;
 
-    /// <summary>The prompt with every placeholder expanded, and its images by position; refuses counts that disagree.</summary>
-    public (int[] Tokens, PromptImage[] Images) Expand(IReadOnlyList<int> prompt, IReadOnlyList<RgbImage> images)
+    /// <summary>
+    /// The prompt with every placeholder expanded, and where each image's run of placeholders starts; refuses counts that
+    /// disagree. Cheap: the images are preprocessed by <see cref="Place"/>, once the request has passed its other checks.
+    /// </summary>
+    public (int[] Tokens, int[] Offsets) Expand(IReadOnlyList<int> prompt, IReadOnlyList<RgbImage> images)
     {
         int placeholders = prompt.Count(id => id == ImageTokenId);
         if (placeholders != images.Count)
@@ -31,7 +34,7 @@ public sealed class ImagePrompts(int imageTokenId, int featuresPerImage, Func<Rg
         }
 
         var tokens = new List<int>(prompt.Count + images.Count * (FeaturesPerImage - 1));
-        var placed = new PromptImage[images.Count];
+        var offsets = new int[images.Count];
         int next = 0;
         foreach (int id in prompt)
         {
@@ -41,11 +44,14 @@ public sealed class ImagePrompts(int imageTokenId, int featuresPerImage, Func<Rg
                 continue;
             }
 
-            RgbImage image = images[next];
-            placed[next++] = new PromptImage(tokens.Count, FeaturesPerImage, image.Hash, preprocess(image));
+            offsets[next++] = tokens.Count;
             tokens.AddRange(Enumerable.Repeat(ImageTokenId, FeaturesPerImage));
         }
 
-        return ([.. tokens], placed);
+        return ([.. tokens], offsets);
     }
+
+    /// <summary>The images at the offsets <see cref="Expand"/> gave, each preprocessed into its pixel values.</summary>
+    public PromptImage[] Place(IReadOnlyList<int> offsets, IReadOnlyList<RgbImage> images) =>
+        [.. images.Select((image, i) => new PromptImage(offsets[i], FeaturesPerImage, image.Hash, preprocess(image)))];
 }
