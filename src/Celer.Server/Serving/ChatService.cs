@@ -82,7 +82,7 @@ internal sealed partial class ChatService(ServingModel model, AdmissionControl a
         }
 
         sampling.Validate(model.VocabSize, model.MaxLogprobs);
-        ContextLength.Check(promptIds.Length, sampling.MaxTokens, model.MaxModelLen, "messages");
+        ContextLength.Check(promptTokens, sampling.MaxTokens, model.MaxModelLen, "messages");
 
         var id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         // vLLM: the reply's role is the assistant's, unless the client continues the last message.

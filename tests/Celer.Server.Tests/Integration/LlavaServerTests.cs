@@ -1,5 +1,7 @@
 using System.ClientModel;
+using System.Globalization;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using Celer.Engine;
 using Celer.Engine.Execution;
 using Celer.Models.Multimodal;
@@ -128,11 +130,13 @@ public sealed class LlavaServerTests : IDisposable
         Assert.Equal(400, refused.Status);
         Assert.Contains("messages[0].content[0]", refused.GetRawResponse()!.Content.ToString(), StringComparison.Ordinal);
 
-        // A prompt of 128 tokens cannot hold eight images of 16 features and the text.
+        // A prompt of 128 tokens cannot hold eight images of 16 features and the text; the message counts the features.
         byte[] png = Png(_reference.Images[1].Image);
         refused = await Assert.ThrowsAsync<ClientResultException>(() => chat.CompleteChatAsync(Ask([.. Enumerable.Repeat(png, 8)]), options, TestContext.Current.CancellationToken));
         Assert.Equal(400, refused.Status);
-        Assert.Contains("maximum context length", refused.GetRawResponse()!.Content.ToString(), StringComparison.Ordinal);
+        Match counted = Regex.Match(refused.GetRawResponse()!.Content.ToString(), @"maximum context length is 128 tokens\. However, your request has (\d+) input tokens");
+        Assert.True(counted.Success, refused.GetRawResponse()!.Content.ToString());
+        Assert.InRange(int.Parse(counted.Groups[1].Value, CultureInfo.InvariantCulture), (8 * 16) + 1, 256);
 
         ChatCompletion fine = (await chat.CompleteChatAsync(Ask(png), options, TestContext.Current.CancellationToken)).Value;
         Assert.Equal(4, fine.Usage.OutputTokenCount);
