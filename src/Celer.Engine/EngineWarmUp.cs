@@ -49,7 +49,7 @@ internal static class EngineWarmUp
 #pragma warning disable CA2000 // disposing the driver would dispose the executor, which the serving engine owns next
         var driver = new EngineDriver(args, executor, tokenizer, model, listener: null);
 #pragma warning restore CA2000
-        int[] prompt = Prompt(tokenizer, driver.InputProcessor.VocabSize, Math.Min(PromptTokens, driver.InputProcessor.MaxModelLen / 2));
+        int[] prompt = Prompt(tokenizer, driver.InputProcessor.VocabSize, Math.Min(PromptTokens, driver.InputProcessor.MaxModelLen / 2), model.ImageTokenId);
         int outputTokens = Math.Min(OutputTokens, driver.InputProcessor.MaxModelLen - prompt.Length);
         if (prompt.Length == 0 || outputTokens == 0)
         {
@@ -117,14 +117,22 @@ internal static class EngineWarmUp
         });
     }
 
-    /// <summary>Code text as the tokenizer reads it (its encoder warmed too), repeated to the length; token ids in order without one.</summary>
-    internal static int[] Prompt(Tokenizer? tokenizer, int vocabSize, int length)
+    /// <summary>
+    /// Code text as the tokenizer reads it (its encoder warmed too), repeated to the length; token ids in order without one.
+    /// Never <paramref name="imageTokenId"/>: a placeholder without its image would have the warm-up refused, and the model
+    /// with it (ids in order reach a small image token id).
+    /// </summary>
+    internal static int[] Prompt(Tokenizer? tokenizer, int vocabSize, int length, int? imageTokenId = null)
     {
         int[] text = tokenizer?.Encode(PromptText) ?? [];
         var prompt = new int[Math.Max(0, length)];
         for (int i = 0; i < prompt.Length; i++)
         {
             prompt[i] = text.Length > 0 ? text[i % text.Length] % vocabSize : i % vocabSize;
+            if (prompt[i] == imageTokenId)
+            {
+                prompt[i] = (prompt[i] + 1) % vocabSize;
+            }
         }
 
         return prompt;

@@ -137,6 +137,17 @@ public sealed class EngineWarmUpTests
     }
 
     [Fact]
+    public void The_prompt_without_a_tokenizer_never_holds_the_image_token()
+    {
+        // Ids in order reach a vision model's image token when its id is small: a placeholder without its image would
+        // have the warm-up refused, and the model's load with it.
+        Assert.Contains(5, EngineWarmUp.Prompt(null, 512, EngineWarmUp.PromptTokens));
+        int[] prompt = EngineWarmUp.Prompt(null, 512, EngineWarmUp.PromptTokens, imageTokenId: 5);
+        Assert.Equal(EngineWarmUp.PromptTokens, prompt.Length);
+        Assert.DoesNotContain(5, prompt);
+    }
+
+    [Fact]
     public async Task A_pooling_model_warms_up_with_its_task_and_embeds_as_without_it()
     {
         EngineArgs args = Args(asyncScheduling: false, convert: "embed");
