@@ -32,6 +32,7 @@ internal static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' (default: env CELER_API_KEY)." };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Chat template: a file path or the template text. For a reranker, the score template each /score and /rerank pair is rendered through (messages of roles query and document)." };
         var chatTemplateContentFormat = new Option<string>("--chat-template-content-format") { Description = "How message content is handed to the chat template: string (text parts joined, image placeholders before them), openai (the list of parts, images as {\"type\": \"image\"}), or auto (detected from the template's loops).", DefaultValueFactory = _ => "auto" }.AcceptOnlyFromAmong("auto", "string", "openai");
+        var interleaveMmStrings = new Option<bool>("--interleave-mm-strings") { Description = "With the string content format, put each image's placeholder where its part is among the text parts (default: all before the text)." };
         var allowedMediaDomains = new Option<string[]>("--allowed-media-domains") { Description = "Hosts whose http(s) image URLs may be fetched, redirects included (none by default: image URLs are refused; data URLs always work).", AllowMultipleArgumentsPerToken = true };
         var allowedLocalMediaPath = new Option<string?>("--allowed-local-media-path") { Description = "Directory whose files file:// image URLs may name (refused by default)." };
         var limitMmPerPrompt = new Option<string?>("--limit-mm-per-prompt") { Description = $"Most images one request may carry, as JSON: '{{\"image\": 2}}' (default {MediaOptions.DefaultImageLimit})." };
@@ -57,7 +58,7 @@ internal static class ServeCommand
 
         var command = new Command("serve", "Start the OpenAI-compatible API server.");
         command.Arguments.Add(model);
-        foreach (var option in new Option[] { models, modelsFile, host, port, apiKey, chatTemplate, chatTemplateContentFormat, allowedMediaDomains, allowedLocalMediaPath, limitMmPerPrompt, trustRequestChatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests, reasoningParser, enableAutoToolChoice, excludeToolsWhenToolChoiceNone, toolCallParser, headless })
+        foreach (var option in new Option[] { models, modelsFile, host, port, apiKey, chatTemplate, chatTemplateContentFormat, interleaveMmStrings, allowedMediaDomains, allowedLocalMediaPath, limitMmPerPrompt, trustRequestChatTemplate, generationConfig, enableLogRequests, disableLogRequests, disableLogStats, logLevel, shutdownTimeout, allowedOrigins, allowedMethods, allowedHeaders, allowCredentials, maxPendingRequests, reasoningParser, enableAutoToolChoice, excludeToolsWhenToolChoiceNone, toolCallParser, headless })
             command.Options.Add(option);
         engine.AddTo(command);
 
@@ -85,6 +86,7 @@ internal static class ServeCommand
                     "openai" => ChatTemplateContentFormat.OpenAI,
                     _ => null,
                 },
+                InterleaveMmStrings = result.GetValue(interleaveMmStrings),
                 Media = new MediaOptions
                 {
                     AllowedMediaDomains = result.GetValue(allowedMediaDomains) ?? [],

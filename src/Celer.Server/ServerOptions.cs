@@ -93,6 +93,9 @@ public sealed record ServerOptions
     /// </summary>
     public ChatTemplateContentFormat? ChatTemplateContentFormat { get; init; }
 
+    /// <summary>vLLM's <c>--interleave-mm-strings</c>: string-format content keeps each image's placeholder where its part is.</summary>
+    public bool InterleaveMmStrings { get; init; }
+
     /// <summary>Image inputs: where they may come from, how many a request may carry, and the caps on their bytes and pixels.</summary>
     public MediaOptions Media { get; init; } = new();
 

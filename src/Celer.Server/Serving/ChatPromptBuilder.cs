@@ -40,6 +40,12 @@ internal sealed record ChatContentRules
     /// <summary>The text of the model's image token (LLaVA's <c>&lt;image&gt;</c>); null: the model takes text only.</summary>
     public string? ImagePlaceholder { get; init; }
 
+    /// <summary>
+    /// vLLM's <c>--interleave-mm-strings</c>: in the string format, each image's placeholder where its part is among the
+    /// text parts, rather than all of them before the text.
+    /// </summary>
+    public bool InterleaveStrings { get; init; }
+
     /// <summary>Most image parts in one request (<c>--limit-mm-per-prompt</c>).</summary>
     public int ImageLimit { get; init; } = MediaOptions.DefaultImageLimit;
 
@@ -82,7 +88,7 @@ internal static class ChatPromptBuilder
         RejectSpecialTokenText(parsed.Messages,
             rules.ImagePlaceholder is { } placeholder && !specialTokenTexts.Contains(placeholder) ? [.. specialTokenTexts, placeholder] : specialTokenTexts);
         var template = getChatTemplate(request.ChatTemplate);
-        var conversation = InContentFormat(parsed.Messages, rules.Format ?? template.ContentFormat, rules.ImagePlaceholder);
+        var conversation = InContentFormat(parsed.Messages, rules.Format ?? template.ContentFormat, rules.ImagePlaceholder, rules.InterleaveStrings);
 
         var context = new JsonObject
         {
@@ -311,11 +317,12 @@ internal static class ChatPromptBuilder
     /// <summary>
     /// The messages as the template reads their content (vLLM's <c>_parse_chat_message_content</c>). String format: a
     /// list becomes one string, its texts joined by "\n" with the image placeholders, one per image, before them (vLLM's
-    /// <c>_get_full_multimodal_text_prompt</c>: missing placeholders go in front, joined by "\n"). OpenAI format: a string
+    /// <c>_get_full_multimodal_text_prompt</c>: missing placeholders go in front, joined by "\n"), or with
+    /// <paramref name="interleave"/> every part in its order, an image as its placeholder. OpenAI format: a string
     /// becomes one text part, and a tool message of text parts only is joined back into a string, as vLLM does for the
     /// templates that read tool results as text.
     /// </summary>
-    internal static JsonArray InContentFormat(JsonArray messages, ChatTemplateContentFormat format, string? imagePlaceholder)
+    internal static JsonArray InContentFormat(JsonArray messages, ChatTemplateContentFormat format, string? imagePlaceholder, bool interleave = false)
     {
         var conversation = (JsonArray)messages.DeepClone();
         foreach (var message in conversation.OfType<JsonObject>())
@@ -323,6 +330,12 @@ internal static class ChatPromptBuilder
             var content = message["content"];
             if (format == ChatTemplateContentFormat.String && content is JsonArray parts)
             {
+                if (interleave)
+                {
+                    message["content"] = string.Join('\n', parts.Select(p => p?["text"]?.GetValue<string>() ?? imagePlaceholder!));
+                    continue;
+                }
+
                 var texts = parts.Select(p => p?["text"]?.GetValue<string>()).OfType<string>().ToList();
                 var text = string.Join('\n', texts);
                 var placeholders = Enumerable.Repeat(imagePlaceholder!, parts.Count - texts.Count);

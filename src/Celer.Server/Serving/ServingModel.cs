@@ -16,6 +16,7 @@ internal sealed class ServingModel
     private readonly ChatTemplate? _defaultChatTemplate;
     private readonly bool _trustRequestChatTemplate;
     private readonly ChatTemplateContentFormat? _contentFormat;
+    private readonly bool _interleaveStrings;
 
     public ServingModel(LoadedModel model, ServerOptions options)
     {
@@ -39,6 +40,7 @@ internal sealed class ServingModel
         ScoreTemplate = options.ChatTemplate is null ? null : _defaultChatTemplate;
 
         _contentFormat = options.ChatTemplateContentFormat;
+        _interleaveStrings = options.InterleaveMmStrings;
         ImageTokenId = model.ImageTokenId;
         FeaturesPerImage = model.ModelConfig.Vision?.FeaturesPerImage ?? 1;
         if (model.ImageTokenId is { } imageToken)
@@ -95,6 +97,7 @@ internal sealed class ServingModel
     {
         Format = _contentFormat,
         ImagePlaceholder = ImagePlaceholder,
+        InterleaveStrings = _interleaveStrings,
         ImageLimit = Images.Options.ImageLimitPerPrompt,
         ImagesRefused = loadsImages ? null : "Image content parts are taken by /v1/chat/completions only.",
     };

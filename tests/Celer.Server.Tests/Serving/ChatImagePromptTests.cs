@@ -86,6 +86,12 @@ public class ChatImagePromptTests
         Assert.Equal("<image>\n<image>\na\nb", prompt.Conversation[0]!["content"]!.GetValue<string>());
         Assert.Equal(2, ChatService.EncodePrompt(prompt, LlavaTokenizer.Value, ImageTokenId, false).Count(id => id == ImageTokenId));
 
+        // --interleave-mm-strings: each placeholder where its part is, the images still in the order of their placeholders.
+        var interleaved = Render("""[{"role": "user", "content": [{"type": "text", "text": "a"}, """ + Part(ImageA) + """, {"type": "text", "text": "b"}, """ + Part(ImageB) + "]}]",
+            ChatMlTemplate, Rules() with { InterleaveStrings = true });
+        Assert.Equal("a\n<image>\nb\n<image>", interleaved.Conversation[0]!["content"]!.GetValue<string>());
+        Assert.Equal([ImageA, ImageB], interleaved.Images.Select(i => i.Url));
+
         var imagesOnly = Render($$"""[{"role": "user", "content": [{{Part(ImageA)}}]}]""", ChatMlTemplate, Rules());
         Assert.Equal("<image>", imagesOnly.Conversation[0]!["content"]!.GetValue<string>());
     }

@@ -25,6 +25,20 @@ public class ChatPromptBuilderTests
     }
 
     [Fact]
+    public void Image_placeholders_go_before_the_text_or_where_their_parts_are()
+    {
+        var rules = new ChatContentRules { ImagePlaceholder = "<image>" };
+        JsonArray messages = ChatPromptBuilder.ParseMessages(JsonDocument.Parse("""
+            [{"role": "user", "content": [{"type": "text", "text": "Compare"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
+                                          {"type": "text", "text": "with"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}]
+            """).RootElement.Clone(), rules).Messages;
+        string Content(bool interleave) =>
+            ChatPromptBuilder.InContentFormat(messages, ChatTemplateContentFormat.String, "<image>", interleave)[0]!["content"]!.GetValue<string>();
+        Assert.Equal("<image>\n<image>\nCompare\nwith", Content(interleave: false));   // vLLM's default
+        Assert.Equal("Compare\n<image>\nwith\n<image>", Content(interleave: true));    // --interleave-mm-strings
+    }
+
+    [Fact]
     public void Tool_call_arguments_become_objects_for_the_template()
     {
         var conversation = Parse("""
