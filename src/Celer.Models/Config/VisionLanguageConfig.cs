@@ -175,6 +175,12 @@ public sealed record VisionTowerConfig(
     /// <summary>CLIP's class token, in front of the patches.</summary>
     public bool ClassToken => Tower == VisionTower.Clip;
 
+    /// <summary>CLIP's LayerNorm of the embeddings before the first layer (<c>pre_layrnorm</c>).</summary>
+    public bool PreNorm => Tower == VisionTower.Clip;
+
+    /// <summary>SigLIP's bias on the patch convolution.</summary>
+    public bool PatchBias => Tower == VisionTower.Siglip;
+
     /// <summary>The tower's sequence per image: the patches, after the class token where there is one.</summary>
     public int Sequence => Patches + (ClassToken ? 1 : 0);
 

@@ -145,19 +145,12 @@ public sealed class ClipImageProcessor
 
             // CLIPImageProcessor sets default_to_square to false: a bare integer size is the shortest edge.
             bool defaultToSquare = JsonFields.OptionalBool(root, "default_to_square", F) ?? false;
-            var (shortestEdge, resizeSize) = ReadResizeSize(root, defaultToSquare);
-            if (siglip)
+            // SiglipImageProcessor reads size["height"] and size["width"] (224 each by default) and has no crop: its
+            // preprocess takes no do_center_crop, so one in the file changes nothing there either.
+            var (shortestEdge, resizeSize) = ReadResizeSize(root, defaultToSquare, siglip ? (null, new ImageSize(DefaultSize, DefaultSize)) : (DefaultSize, null));
+            if (siglip && resizeSize is null)
             {
-                // SiglipImageProcessor reads size["height"] and size["width"] (224 each by default) and has no crop: its
-                // preprocess takes no do_center_crop, so one in the file changes nothing there either.
-                if (!JsonFields.TryGet(root, "size", out _))
-                {
-                    (shortestEdge, resizeSize) = (null, new ImageSize(DefaultSize, DefaultSize));
-                }
-                else if (resizeSize is null)
-                {
-                    throw new ModelConfigException($"{F}: SiglipImageProcessor resizes to {{\"height\": h, \"width\": w}}; this 'size' names a shortest edge");
-                }
+                throw new ModelConfigException($"{F}: SiglipImageProcessor resizes to {{\"height\": h, \"width\": w}}; this 'size' names a shortest edge");
             }
 
             if (JsonFields.OptionalBool(root, "use_square_size", F) == true)
@@ -316,12 +309,12 @@ public sealed class ClipImageProcessor
         return false;
     }
 
-    /// <summary><c>size</c>: a dict with shortest_edge or height and width, or the older int (or [height, width]) form.</summary>
-    private static (int? ShortestEdge, ImageSize? Size) ReadResizeSize(JsonElement root, bool defaultToSquare)
+    /// <summary><c>size</c>: a dict with shortest_edge or height and width, or the older int (or [height, width]) form; <paramref name="absent"/> without one.</summary>
+    private static (int? ShortestEdge, ImageSize? Size) ReadResizeSize(JsonElement root, bool defaultToSquare, (int? ShortestEdge, ImageSize? Size) absent)
     {
         if (!JsonFields.TryGet(root, "size", out var size))
         {
-            return (DefaultSize, null);
+            return absent;
         }
 
         switch (size.ValueKind)

@@ -58,14 +58,15 @@ public sealed class LlavaImageEncoder : IImageEncoder
         // Conv2d's [hidden, channels, kh, kw] is a [hidden, channels·kh·kw] matmul over patches cut in that order.
         _patchWeight = backend.LoadWeight(weights.Get(p + "embeddings.patch_embedding.weight", hidden, c.NumChannels, c.PatchSize, c.PatchSize).Reshaped(hidden, patchValues));
         _positions = PositionTable(backend, weights, p, c);
-        if (c.ClassToken)
+        if (c.PatchBias)
+        {
+            _patchBias = backend.LoadWeight(weights.Get(p + "embeddings.patch_embedding.bias", hidden));
+        }
+
+        if (c.PreNorm)
         {
             _preNorm = backend.LoadWeight(weights.Get(p + "pre_layrnorm.weight", hidden));
             _preNormBias = backend.LoadWeight(weights.Get(p + "pre_layrnorm.bias", hidden));
-        }
-        else
-        {
-            _patchBias = backend.LoadWeight(weights.Get(p + "embeddings.patch_embedding.bias", hidden));
         }
 
         _layers = [.. Enumerable.Range(0, config.LayersRun).Select(i => new ClipLayer(i, $"{p}encoder.layers.{i}.", c, weights, backend))];
@@ -176,7 +177,7 @@ public sealed class LlavaImageEncoder : IImageEncoder
     private void CutPatches(IReadOnlyList<float[]> pixelValues)
     {
         int size = _tower.ImageSize, patch = _tower.PatchSize, channels = _tower.NumChannels, grid = size / patch;
-        int width = channels * patch * patch;
+        int width = channels * patch * patch, first = _tower.ClassToken ? 1 : 0;
         for (int i = 0; i < pixelValues.Count; i++)
         {
             float[] image = pixelValues[i];
@@ -186,7 +187,6 @@ public sealed class LlavaImageEncoder : IImageEncoder
             }
 
             Span<float> rows = _patchRows.AsSpan(i * _sequence * width, _sequence * width);
-            int first = _tower.ClassToken ? 1 : 0;
             rows[..(first * width)].Clear();
             for (int py = 0; py < grid; py++)
             {

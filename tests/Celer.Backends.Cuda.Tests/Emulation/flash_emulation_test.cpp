@@ -382,17 +382,17 @@ int main(int argc, char** argv) {
     };
     if (!only8)
         sweep([&](int hd, Cfg& c) {
-                worst[0] = std::max(worst[0], run_case<__nv_bfloat16, __nv_bfloat16>("bf16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
-                worst[1] = std::max(worst[1], run_case<__half, __half>("f16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+            worst[0] = std::max(worst[0], run_case<__nv_bfloat16, __nv_bfloat16>("bf16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+            worst[1] = std::max(worst[1], run_case<__half, __half>("f16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
         });
     if (!only16)
         sweep([&](int hd, Cfg& c) {
-                worst[2] = std::max(worst[2], run_case<__nv_bfloat16, __nv_fp8_e4m3>("bf16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
-                if (!onlyE4m3)
-                    worst[3] = std::max(worst[3], run_case<__nv_bfloat16, __nv_fp8_e5m2>("bf16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
-                worst[4] = std::max(worst[4], run_case<__half, __nv_fp8_e4m3>("f16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
-                if (!onlyE4m3)
-                    worst[5] = std::max(worst[5], run_case<__half, __nv_fp8_e5m2>("f16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+            worst[2] = std::max(worst[2], run_case<__nv_bfloat16, __nv_fp8_e4m3>("bf16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+            if (!onlyE4m3)
+                worst[3] = std::max(worst[3], run_case<__nv_bfloat16, __nv_fp8_e5m2>("bf16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+            worst[4] = std::max(worst[4], run_case<__half, __nv_fp8_e4m3>("f16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+            if (!onlyE4m3)
+                worst[5] = std::max(worst[5], run_case<__half, __nv_fp8_e5m2>("f16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
         });
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     bool ok = conv_bad == 0;
