@@ -6,15 +6,45 @@ using Celer.Models.Weights;
 
 namespace Celer.Backends.Cuda;
 
+/// <summary>The W4A16 kernels (<c>int4_gemm.cu</c>).</summary>
+internal enum Int4Kernel : byte
+{
+    /// <summary>int4_gemv: the CUDA-core kernel of the linear layout, up to 8 rows.</summary>
+    Gemv,
+
+    /// <summary>int4_gemm_tc: 16 output columns per block, x read by every warp, up to 64 rows.</summary>
+    TensorCore,
+
+    /// <summary>int4_gemm_tiled: x's tile through shared memory, 64 · <see cref="Int4Choice.ColumnTiles"/> columns per block.</summary>
+    Tiled,
+
+    /// <summary>The weight dequantized into the model dtype, then cuBLASLt.</summary>
+    Dequantized,
+}
+
+/// <summary>One way to run a W4A16 layer: a kernel, and for the tiled one its 16-column tiles per warp and whether k is split across blocks.</summary>
+internal readonly record struct Int4Choice(Int4Kernel Kernel, int ColumnTiles = 0, bool SplitK = false)
+{
+    public override string ToString() => Kernel switch
+    {
+        Int4Kernel.Gemv => "int4 gemv",
+        Int4Kernel.TensorCore => "int4 tc",
+        Int4Kernel.Tiled => $"int4 tiled a{ColumnTiles}{(SplitK ? " split-k" : "")}",
+        _ => "dequantize + cuBLASLt",
+    };
+}
+
 /// <summary>
 /// Integer weight-only layers (GPTQ, AWQ, compressed-tensors W4A16 / W8A16). A 4-bit weight whose groups are runs of a
 /// multiple of 8 columns stays packed on the card, a quarter of its 16-bit bytes (<c>int4_gemm.cu</c>: codes along the
 /// input, a scale and zero point per row and group, act-order columns sorted by group at load and the input gathered
 /// alike). In a 16-bit model, with k a multiple of 128 and groups of a power of two from 32 (or per channel),
-/// the codes take the tensor-core layout and steps of up to <see cref="Int4TensorCoreRows"/> rows run <c>int4_gemm_tc</c>
-/// (the weight dequantized in registers into mma.sync fragments); otherwise steps of up to <see cref="Int4GemvRows"/>
-/// rows run the CUDA-core <c>int4_gemv</c>. Larger steps dequantize the weight into the model dtype and run cuBLASLt's
-/// GEMM. Other integer weights (8-bit, other group sizes, stacked parts with different act orders) are dequantized into
+/// the codes take the tensor-core layout, whose kernels dequantize the weight in registers into mma.sync fragments:
+/// <c>int4_gemm_tc</c> (16 columns per block, up to <see cref="Int4TensorCoreRows"/> rows) and <c>int4_gemm_tiled</c>
+/// (x's tile shared by a block's 64 or 128 columns, k split across blocks where the columns make too few), or the
+/// weight dequantized for cuBLASLt; the first eager step of each shape and row bucket times them and keeps the fastest
+/// (<see cref="Int4ChoiceFor"/>). Otherwise steps of up to <see cref="Int4GemvRows"/> rows run the CUDA-core
+/// <c>int4_gemv</c>, and larger ones the dequantized weight under cuBLASLt. Other integer weights (8-bit, other group sizes, stacked parts with different act orders) are dequantized into
 /// the model dtype at load.
 /// </summary>
 public sealed unsafe partial class CudaBackend
@@ -32,6 +62,17 @@ public sealed unsafe partial class CudaBackend
 
     private readonly nint[] _int4Gemv = new nint[8];   // output in the model dtype or fp32 × 1, 2, 4, 8 rows
     private readonly nint[] _int4Tc = new nint[8];     // output in the model dtype or fp32 × 8, 16, 32, 64 rows
+    private readonly nint[] _int4Tiled = new nint[12]; // output in the model dtype or fp32 × 16, 32, 64 rows per tile × 1, 2 column tiles
+    private const int Int4TiledThreads = 128;
+    private readonly Dictionary<Int4Shape, Int4Choice> _int4Choices = [];
+
+    // int4_gemm_tiled's split-k partial tiles (one of up to 64 rows × 128 columns in fp32 per block, for up to
+    // Int4TiledTargetBlocks blocks) and per-tile counters (zero between launches), allocated with the first
+    // tensor-core-layout weight.
+    private ulong _int4Partials, _int4Counters;
+
+    /// <summary>What the tuned choice of a W4A16 layer depends on.</summary>
+    private readonly record struct Int4Shape(int N, int K, int Groups, DType Output, int Bucket);
 
     // The dequantized weight of the layer being computed (sized at load for the largest packed weight) and the
     // act-order input gathered into its column order (sized at the first eager step that needs more).
@@ -107,6 +148,13 @@ public sealed unsafe partial class CudaBackend
             sz = UploadScales(name + ".scales_and_zeros", scalesAndZeros, [rows, groups * 2]);
         }
 
+        if (tensorCores && _int4Partials == 0)
+        {
+            _int4Partials = Track(_device.Allocate((long)Int4TiledTargetBlocks * 64 * 128 * sizeof(float))).Pointer;
+            _int4Counters = Track(_device.Allocate((long)Int4TiledTargetBlocks * sizeof(int))).Pointer;
+            CudaDriver.Check(CudaDriver.cuMemsetD32Async(_int4Counters, 0, (nuint)Int4TiledTargetBlocks, _device.Stream), "cuMemsetD32Async");
+        }
+
         _device.Synchronize();   // the host arrays are released on return
         return new Tensor(name, (nint)memory, DType.I32, [rows, words]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, tensorCores) };
     }
@@ -161,67 +209,236 @@ public sealed unsafe partial class CudaBackend
     /// <summary>y = x·Wᵀ (+ bias) for a packed 4-bit <paramref name="weight"/>.</summary>
     private void Int4Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
     {
+        Tensor input = Int4LayerInput(x, rows, weight);
+        if (rows > 0)
+        {
+            RunInt4(Int4ChoiceFor(input, rows, weight, bias, y), input, rows, weight, bias, y);
+        }
+    }
+
+    /// <summary>The layer's input, gathered into its packed column order for an act-order weight.</summary>
+    private Tensor Int4LayerInput(Tensor x, int rows, Tensor weight)
+    {
+        PackedInt4 q = weight.Int4!;
+        if (q.ColumnOrder is not { } order)
+        {
+            return x;
+        }
+
+        int k = q.Columns;
+        Tensor input = Int4Input(x.Rows, k);
+        if (rows > 0)
+        {
+            ulong xp = (ulong)x.Data, op = (ulong)order.Data, ip = (ulong)input.Data;
+            void** gather = stackalloc void*[] { &xp, &op, &k, &ip };
+            Launch("gather_columns", (uint)((k + 255) / 256), (uint)rows, 256, gather);
+        }
+
+        return input;
+    }
+
+    private void RunInt4(Int4Choice choice, Tensor input, int rows, Tensor weight, Tensor? bias, Tensor y)
+    {
         PackedInt4 q = weight.Int4!;
         int n = weight.Rows, k = q.Columns, groups = q.Groups, groupSize = q.GroupSize;
-        Tensor input = x;
-        if (q.ColumnOrder is { } order)
-        {
-            input = Int4Input(x.Rows, k);
-            if (rows > 0)
-            {
-                ulong xp = (ulong)x.Data, op = (ulong)order.Data, ip = (ulong)input.Data;
-                void** gather = stackalloc void*[] { &xp, &op, &k, &ip };
-                Launch("gather_columns", (uint)((k + 255) / 256), (uint)rows, 256, gather);
-            }
-        }
-
-        if (rows == 0)
-        {
-            return;
-        }
-
+        int groupShift = groupSize == k ? 31 : System.Numerics.BitOperations.Log2((uint)groupSize);
         ulong wp = (ulong)weight.Data, szp = (ulong)q.ScalesAndZeros.Data, inp = (ulong)input.Data, yp = (ulong)y.Data;
         bool fp32Out = y.DType != ActivationDType;
-        if (q.TensorCoreLayout && rows <= Int4TensorCoreRows)
+        int bucket = RowBucket(rows);
+        switch (choice.Kernel)
         {
-            int bucket = Math.Max(8, RowBucket(rows));
-            ref nint function = ref _int4Tc[(fp32Out ? 4 : 0) + System.Numerics.BitOperations.Log2((uint)bucket) - 3];
-            if (function == 0)
+            case Int4Kernel.TensorCore:
             {
-                function = _kernels.Function($"int4_gemm_tc_{_suffix}_{(fp32Out ? "f32" : "same")}_m{bucket}");
+                int tcBucket = Math.Max(8, bucket);
+                ref nint function = ref _int4Tc[(fp32Out ? 4 : 0) + System.Numerics.BitOperations.Log2((uint)tcBucket) - 3];
+                if (function == 0)
+                {
+                    function = _kernels.Function($"int4_gemm_tc_{_suffix}_{(fp32Out ? "f32" : "same")}_m{tcBucket}");
+                }
+
+                void** args = stackalloc void*[] { &inp, &rows, &wp, &szp, &groups, &groupShift, &n, &k, &yp };
+                _kernels.Launch(function, "int4_gemm_tc", (uint)((n + 15) / 16), 1, 1, (uint)Int4TensorCoreThreads(tcBucket), args);
+                break;
             }
 
-            int groupShift = groupSize == k ? 31 : System.Numerics.BitOperations.Log2((uint)groupSize);
-            void** args = stackalloc void*[] { &inp, &rows, &wp, &szp, &groups, &groupShift, &n, &k, &yp };
-            _kernels.Launch(function, "int4_gemm_tc", (uint)((n + 15) / 16), 1, 1, (uint)Int4TensorCoreThreads(bucket), args);
-        }
-        else if (!q.TensorCoreLayout && rows <= Int4GemvRows)
-        {
-            int bucket = RowBucket(rows);
-            ref nint function = ref _int4Gemv[(fp32Out ? 4 : 0) + System.Numerics.BitOperations.Log2((uint)bucket)];
-            if (function == 0)
+            case Int4Kernel.Tiled:
             {
-                function = _kernels.Function($"int4_gemv_{_suffix}_{(fp32Out ? "f32" : "same")}_m{bucket}");
+                int tileRows = Int4TileRows(bucket), rowTiles = (rows + tileRows - 1) / tileRows;
+                int columnBlocks = (n + (64 * choice.ColumnTiles) - 1) / (64 * choice.ColumnTiles);
+                int splits = choice.SplitK ? Int4Splits(columnBlocks * rowTiles, k / Int4TensorCoreBlockK, tileRows) : 1;
+                ref nint function = ref _int4Tiled[((fp32Out ? 3 : 0) + System.Numerics.BitOperations.Log2((uint)tileRows) - 4) * 2 + choice.ColumnTiles - 1];
+                if (function == 0)
+                {
+                    function = _kernels.Function($"int4_gemm_tiled_{_suffix}_{(fp32Out ? "f32" : "same")}_m{tileRows}_a{choice.ColumnTiles}");
+                }
+
+                // The bias joins the epilogue when it is in the model dtype (a quantized layer's bias is).
+                bool fuseBias = bias is not null && bias.DType == ActivationDType;
+                ulong bp = fuseBias ? (ulong)bias!.Data : 0, pp = _int4Partials, cp = _int4Counters;
+                void** args = stackalloc void*[] { &inp, &rows, &rowTiles, &wp, &szp, &groups, &groupShift, &n, &k, &bp, &yp, &pp, &cp };
+                _kernels.Launch(function, "int4_gemm_tiled", (uint)(columnBlocks * rowTiles), (uint)splits, 1, Int4TiledThreads, args);
+                if (fuseBias)
+                {
+                    return;
+                }
+
+                break;
             }
 
-            void** args = stackalloc void*[] { &inp, &rows, &wp, &szp, &groups, &groupSize, &n, &k, &yp };
-            const int columnsPerBlock = Int4GemvThreads / 32;
-            _kernels.Launch(function, "int4_gemv", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, Int4GemvThreads, args);
-        }
-        else
-        {
-            var dequantized = new Tensor(weight.Name + " dequantized", (nint)_int4Weight!.Pointer, ActivationDType, [n, k]);
-            ulong dp = (ulong)dequantized.Data;
-            int tc = q.TensorCoreLayout ? 1 : 0;
-            void** dargs = stackalloc void*[] { &wp, &szp, &groups, &groupSize, &tc, &n, &k, &dp };
-            Launch("int4_dequantize", Blocks((long)n * k / 8), 1, 256, dargs);
-            RunLinear(input, rows, dequantized, bias, y);
-            return;
+            case Int4Kernel.Gemv:
+            {
+                ref nint function = ref _int4Gemv[(fp32Out ? 4 : 0) + System.Numerics.BitOperations.Log2((uint)bucket)];
+                if (function == 0)
+                {
+                    function = _kernels.Function($"int4_gemv_{_suffix}_{(fp32Out ? "f32" : "same")}_m{bucket}");
+                }
+
+                void** args = stackalloc void*[] { &inp, &rows, &wp, &szp, &groups, &groupSize, &n, &k, &yp };
+                const int columnsPerBlock = Int4GemvThreads / 32;
+                _kernels.Launch(function, "int4_gemv", (uint)((n + columnsPerBlock - 1) / columnsPerBlock), 1, 1, Int4GemvThreads, args);
+                break;
+            }
+
+            default:
+            {
+                var dequantized = new Tensor(weight.Name + " dequantized", (nint)_int4Weight!.Pointer, ActivationDType, [n, k]);
+                ulong dp = (ulong)dequantized.Data;
+                int tc = q.TensorCoreLayout ? 1 : 0;
+                void** dargs = stackalloc void*[] { &wp, &szp, &groups, &groupSize, &tc, &n, &k, &dp };
+                Launch("int4_dequantize", Blocks((long)n * k / 8), 1, 256, dargs);
+                RunLinear(input, rows, dequantized, bias, y);
+                return;
+            }
         }
 
         if (bias is not null)
         {
             AddBias(y, rows, n, bias);
+        }
+    }
+
+    /// <summary>Rows per tile of int4_gemm_tiled for a row bucket: 16, 32, or 64 with several tiles.</summary>
+    private static int Int4TileRows(int bucket) => Math.Clamp(bucket, 16, 64);
+
+    /// <summary>
+    /// Splits of k for a tiled launch of <paramref name="blocks"/> column blocks × row tiles: enough to make about
+    /// <see cref="Int4TiledTargetBlocks"/> blocks (four per SM), and at least two stages of k each.
+    /// </summary>
+    private int Int4Splits(int blocks, int kBlocks, int tileRows) =>
+        Math.Max(1, Math.Min(Int4TiledTargetBlocks / blocks, kBlocks / (2 * (tileRows == 64 ? 1 : 2))));
+
+    private int Int4TiledTargetBlocks => 4 * _device.MultiprocessorCount;
+
+    /// <summary>
+    /// The kernel for this layer's shape at the step's row bucket. A tensor-core-layout weight times its candidates at
+    /// the first eager step of a bucket up to <see cref="TunedRowsLimit"/> (which wins moves with the rows, the shape and
+    /// the card: the 16-column kernel at a few rows, the tiled one with or without split k above, cuBLASLt on the
+    /// dequantized weight for many rows); a step first met while a graph records takes <see cref="Int4Default"/>
+    /// without keeping it. Other weights: the GEMV up to <see cref="Int4GemvRows"/> rows, else the dequantized weight.
+    /// </summary>
+    private Int4Choice Int4ChoiceFor(Tensor input, int rows, Tensor weight, Tensor? bias, Tensor y)
+    {
+        PackedInt4 q = weight.Int4!;
+        int bucket = RowBucket(rows);
+        if (!q.TensorCoreLayout)
+        {
+            return new Int4Choice(bucket <= Int4GemvRows ? Int4Kernel.Gemv : Int4Kernel.Dequantized);
+        }
+
+        var key = new Int4Shape(weight.Rows, q.Columns, q.Groups, y.DType, bucket);
+        if (_int4Choices.TryGetValue(key, out Int4Choice choice))
+        {
+            return choice;
+        }
+
+        if (bucket > TunedRowsLimit || GemmPolicy != GemmPolicy.Tune)
+        {
+            return _int4Choices[key] = Int4Default(bucket);
+        }
+
+        if (_capturing)
+        {
+            return Int4Default(bucket);
+        }
+
+        using SafeCudaEventHandle start = NewEvent(), end = NewEvent();
+        return _int4Choices[key] = Int4Candidates(bucket).MinBy(c => TimeInt4(c, input, bucket, weight, bias, y, TuneRepeats, start, end));
+    }
+
+    /// <summary>Untimed: the 16-column kernel up to 8 rows, the tiled one with split k up to 256, cuBLASLt above.</summary>
+    private static Int4Choice Int4Default(int bucket) => bucket switch
+    {
+        <= 8 => new Int4Choice(Int4Kernel.TensorCore),
+        <= 256 => new Int4Choice(Int4Kernel.Tiled, ColumnTiles: 1, SplitK: true),
+        _ => new Int4Choice(Int4Kernel.Dequantized),
+    };
+
+    /// <summary>What the tuner times for a tensor-core-layout weight at a row bucket.</summary>
+    private static List<Int4Choice> Int4Candidates(int bucket)
+    {
+        var candidates = new List<Int4Choice>(6);
+        if (bucket <= Int4TensorCoreRows)
+        {
+            candidates.Add(new Int4Choice(Int4Kernel.TensorCore));
+        }
+
+        foreach (int tiles in (int[])[1, 2])
+        {
+            candidates.Add(new Int4Choice(Int4Kernel.Tiled, tiles, SplitK: false));
+            candidates.Add(new Int4Choice(Int4Kernel.Tiled, tiles, SplitK: true));
+        }
+
+        candidates.Add(new Int4Choice(Int4Kernel.Dequantized));
+        return candidates;
+    }
+
+    /// <summary>Milliseconds per layer over <paramref name="repeats"/> back-to-back launches, after one untimed.</summary>
+    private float TimeInt4(Int4Choice choice, Tensor input, int rows, Tensor weight, Tensor? bias, Tensor y, int repeats,
+        SafeCudaEventHandle start, SafeCudaEventHandle end)
+    {
+        RunInt4(choice, input, rows, weight, bias, y);
+        CudaDriver.Check(CudaDriver.cuEventRecord(start.DangerousGetHandle(), _device.Stream), "cuEventRecord");
+        for (int i = 0; i < repeats; i++)
+        {
+            RunInt4(choice, input, rows, weight, bias, y);
+        }
+
+        CudaDriver.Check(CudaDriver.cuEventRecord(end.DangerousGetHandle(), _device.Stream), "cuEventRecord");
+        CudaDriver.Check(CudaDriver.cuEventSynchronize(end.DangerousGetHandle()), "cuEventSynchronize");
+        return Elapsed(start, end) / repeats;
+    }
+
+    /// <summary>
+    /// Every kernel the tuner times for a packed 4-bit <paramref name="weight"/> at <paramref name="rows"/> rows, each
+    /// over <paramref name="repeats"/> back-to-back launches (<c>celer bench gemm --int4</c>), labelled as
+    /// <see cref="Int4Choice.ToString"/>.
+    /// </summary>
+    public IReadOnlyList<(string Kernel, double Seconds)> TimeInt4Kernels(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, int repeats)
+    {
+        Tensor input = Int4LayerInput(x, rows, weight);
+        using SafeCudaEventHandle start = NewEvent(), end = NewEvent();
+        return [.. Int4Choices(rows, weight).Select(c => (c.ToString(), TimeInt4(c, input, rows, weight, bias, y, repeats, start, end) / 1e3))];
+    }
+
+    /// <summary>Every kernel that can run this weight at <paramref name="rows"/> rows (tests run each).</summary>
+    internal static IReadOnlyList<Int4Choice> Int4Choices(int rows, Tensor weight)
+    {
+        int bucket = RowBucket(rows);
+        if (weight.Int4!.TensorCoreLayout)
+        {
+            return Int4Candidates(bucket);
+        }
+
+        return bucket <= Int4GemvRows ? [new Int4Choice(Int4Kernel.Gemv), new Int4Choice(Int4Kernel.Dequantized)] : [new Int4Choice(Int4Kernel.Dequantized)];
+    }
+
+    /// <summary>y = x·Wᵀ (+ bias) by a given kernel (tests).</summary>
+    internal void Int4Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, Int4Choice choice)
+    {
+        Tensor input = Int4LayerInput(x, rows, weight);
+        if (rows > 0)
+        {
+            RunInt4(choice, input, rows, weight, bias, y);
         }
     }
 

@@ -7,9 +7,11 @@ using Celer.TestSupport;
 namespace Celer.Backends.Cuda.Tests;
 
 /// <summary>
-/// The W4A16 linear layers (<c>int4_gemm.cu</c>: the tensor-core kernel up to <see cref="CudaBackend.Int4TensorCoreRows"/>
-/// rows where a 16-bit model's widths and groups allow its layout, else the CUDA-core GEMV up to
-/// <see cref="CudaBackend.Int4GemvRows"/>, the dequantized weight under cuBLASLt above) against the CPU backend's GEMM over the exactly dequantized weights, on random
+/// The W4A16 linear layers (<c>int4_gemm.cu</c>: where a 16-bit model's widths and groups allow the tensor-core layout,
+/// the tuner's choice and every kernel it chooses from, int4_gemm_tc up to <see cref="CudaBackend.Int4TensorCoreRows"/>
+/// rows, int4_gemm_tiled with one or two column tiles per warp and with or without split k, and the dequantized weight
+/// under cuBLASLt; else the CUDA-core GEMV up to <see cref="CudaBackend.Int4GemvRows"/>, the dequantized weight above)
+/// against the CPU backend's GEMM over the exactly dequantized weights, on random
 /// codes, zero points and scales: parts stacked into one weight, groups of 16 to 128 columns and per channel, act-order
 /// columns (a random group per column, shared by the parts), widths whose rows take 16-byte loads and widths that do not
 /// (176), a bias, fp32 outputs from a 16-bit model (a quantized lm_head), and weights the packed layout does not take
@@ -76,9 +78,21 @@ public sealed class Int4GemmTests
         foreach (int rows in new[] { 1, 2, 3, 5, 8, 9, 37, 64, 65, 300 })
         {
             cpu.Linear(cx, rows, cw, cb, cy);
-            gpu.Linear(gx, rows, gw, gb, gy);
-            double error = HostTensors.RelativeError(HostTensors.Read(gpu, gy, rows), HostTensors.Read(cpu, cy, rows));
+            float[] expected = HostTensors.Read(cpu, cy, rows);
+            gpu.Linear(gx, rows, gw, gb, gy);   // the tuner's choice
+            double error = HostTensors.RelativeError(HostTensors.Read(gpu, gy, rows), expected);
             Assert.True(error < tolerance, $"{rows} rows: relative error {error}");
+            if (gw.Int4 is null)
+            {
+                continue;
+            }
+
+            foreach (Int4Choice choice in CudaBackend.Int4Choices(rows, gw))
+            {
+                gpu.Int4Linear(gx, rows, gw, gb, gy, choice);
+                error = HostTensors.RelativeError(HostTensors.Read(gpu, gy, rows), expected);
+                Assert.True(error < tolerance, $"{rows} rows, {choice}: relative error {error}");
+            }
         }
 
         return gw;

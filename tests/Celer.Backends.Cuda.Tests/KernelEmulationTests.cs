@@ -150,6 +150,32 @@ public sealed class KernelEmulationTests
     }
 
     /// <summary>
+    /// int4_gemm.cu's tensor-core W4A16 kernels as they are (int4_gemm_tc; int4_gemm_tiled with row tiles, one and two
+    /// column tiles per warp, split k summed by the last block, groups of 32 to per channel, bias, fp32 output) in fp16
+    /// and bf16, on weights packed from the layout's definition, against a double-precision reference
+    /// (Emulation/int4_emulation_test.cpp). On a GPU machine <see cref="Int4GemmTests"/> runs them for real.
+    /// </summary>
+    [Fact]
+    public async Task Int4_kernels_match_the_reference_under_emulation()
+    {
+        string compiler = EmulationCompiler("Int4GemmTests");
+        DirectoryInfo build = EmulationBuild("int4_emulation_test.cpp", "flash_attention.cu", "int4_gemm.cu");
+        try
+        {
+            await CompileEmulation(compiler, build, "int4_emulation_test.cpp", "int4_test");
+            foreach (string seed in (string[])["7", "8"])
+            {
+                (int exit, string output) = await Run(Path.Combine(build.FullName, "int4_test"), [seed]);
+                Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"int4_test {seed} exited {exit}:\n{Tail(output)}");
+            }
+        }
+        finally
+        {
+            build.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>
     /// fp8_quant.cu's input quantization and fp8_skinny_gemm.cu's tensor-core GEMM as they are: quantize_fp8's codes and
     /// scales in the three schemes byte for byte against the e4m3 format's definition, then the GEMM on those codes
     /// (blocks of 4 and 8 warps, per-row and 128 x 128 block scales, 1, 3 and 8 rows, partial chunks and groups, warps

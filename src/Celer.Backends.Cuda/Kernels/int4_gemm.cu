@@ -8,8 +8,9 @@
 // (code − zero) · x over the word and scales the sum once. Larger steps dequantize the weight into the model dtype
 // (int4_dequantize) for cuBLASLt's GEMM.
 //
-// The tensor-core layout (16-bit models, k a multiple of 128, groups of a power of two ≥ 32 or per channel) serves
-// steps of up to 64 rows with int4_gemm_tc, skinny_gemm.cu's mma.sync scheme with the weight dequantized in registers:
+// The tensor-core layout (16-bit models, k a multiple of 128, groups of a power of two ≥ 32 or per channel) is read by
+// int4_gemm_tc (steps of up to 64 rows) and int4_gemm_tiled (any rows; CudaBackend.Int4.cs times both, and cuBLASLt
+// on the dequantized weight, per shape and row bucket), skinny_gemm.cu's mma.sync scheme with the weight dequantized in registers:
 // within each 128-k block of a row, word 4t + u holds the 8 codes of k 32u + 8t … 32u + 8t + 7 (what lane t of a quad
 // needs for 32-k chunk u, so its one 16-byte load covers four chunks), their nibbles in the order k 0, 2, 4, 6, 1, 3,
 // 5, 7, so that (word >> 4j) & 0x000F000F holds the pair k 2j, 2j + 1 in the two 16-bit halves: OR-ed with the
@@ -286,4 +287,198 @@ __device__ void int4_gemm_tc(const T* __restrict__ x, int rows, const unsigned* 
     INT4_TC_ENTRY(S, T, float, f32, 32, 4, 4, false, 1) INT4_TC_ENTRY(S, T, float, f32, 64, 4, 4, false, 1)
 INT4_TC_ENTRY_POINTS(f16, __half)
 INT4_TC_ENTRY_POINTS(bf16, __nv_bfloat16)
+
+// int4_gemm_tiled: steps of 9 rows and more, in Marlin's manner. int4_gemm_tc gives each block 16 output columns and has
+// every warp read x's rows from global memory, so a layer reads x once per 16 columns (gate_up of the 8B shape at 64
+// rows: 940 MB through L2 for 29 MB of codes). Here a block of 4 warps covers 64 · AT columns for a tile of BM rows:
+// x's tile goes through shared memory, one cp.async stage of U 128-k blocks per iteration, three stages deep, and every
+// warp reads it there; each warp holds AT 16-column tiles of the weight, whose codes (and scale words) for the next
+// stage are requested into registers before the current stage's MMAs. The fragments are int4_gemm_tc's (the weight as
+// A, dequantized in registers; x as B, 8 rows per MMA).
+// A stage's row r holds 16 · U chunks of 16 bytes, chunk c at position c ^ 4 (r & 1): a quarter warp's 16-byte reads
+// (rows g, g + 1 × four chunks) then hit all 32 banks.
+// Grid: x = column block × row tile (row tiles adjacent, so that they find the columns' codes in L2), y = split of k.
+// With splits, each block writes its fp32 partial tile into `partials` (indexed by block), and the last of a tile's
+// blocks to count itself in `counters` (zero, and zero again after) sums them in split order: the same sum whatever
+// order the blocks ran in.
+#define INT4_STAGES 3
+#define INT4_TILED_WARPS 4
+
+template <typename T, typename O, int BM, int AT, int U>
+__device__ void int4_gemm_tiled(const T* __restrict__ x, int rows, int row_tiles, const unsigned* __restrict__ w,
+                                const unsigned* __restrict__ sz, int groups, int group_shift, int n, int k,
+                                const T* __restrict__ bias, O* __restrict__ y, float* __restrict__ partials,
+                                int* __restrict__ counters) {
+    celer_pdl_begin();
+    constexpr int THREADS = INT4_TILED_WARPS * 32, TILES = BM / 8, CHUNKS = 16 * U;
+    alignas(16) __shared__ T xs[INT4_STAGES][BM * CHUNKS * 8];
+    __shared__ int last_block;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+    const int row0 = (blockIdx.x % row_tiles) * BM, col_block = blockIdx.x / row_tiles;
+    if (row0 >= rows) return;   // a row tile past the step's rows (every split alike)
+    const int splits = gridDim.y, blocks = k >> 7;
+    const int per = ((blocks + splits - 1) / splits + U - 1) / U * U;   // whole stages per split
+    const int b0 = min(blocks, (int)blockIdx.y * per), b1 = min(blocks, b0 + per), stages = (b1 - b0 + U - 1) / U;
+
+    // This warp's weight rows (output columns) g and g + 8 of each tile; columns past n read row n - 1 and are dropped.
+    const unsigned* wa[AT];
+    const unsigned* wb[AT];
+    const unsigned* sa[AT];
+    const unsigned* sb[AT];
+    const long long n0 = (long long)col_block * (64 * AT) + warp * (16 * AT);
+#pragma unroll
+    for (int a = 0; a < AT; a++) {
+        const long long ra = min(n0 + 16 * a + g, (long long)n - 1), rb = min(n0 + 16 * a + g + 8, (long long)n - 1);
+        wa[a] = w + ra * (k >> 3) + 4 * t;
+        wb[a] = w + rb * (k >> 3) + 4 * t;
+        sa[a] = sz + ra * groups;
+        sb[a] = sz + rb * groups;
+    }
+    // Groups of 128 or more give a 128-k block one scale word per row, requested with its codes; narrower groups
+    // read theirs per 32-k chunk.
+    const bool wide = group_shift >= 7;
+
+    auto load_x = [&](int stage, int s) {
+        const int kb = b0 + s * U;
+#pragma unroll
+        for (int it = 0; it < BM * CHUNKS / THREADS; it++) {
+            const int i = tid + it * THREADS, r = i / CHUNKS, c = i % CHUNKS;
+            const bool ok = s < stages && row0 + r < rows && kb + c / 16 < b1;
+            const T* src = ok ? x + (long long)(row0 + r) * k + kb * 128 + c * 8 : x;
+            flash_cp_async16(&xs[stage][(r * CHUNKS + (c ^ ((r & 1) << 2))) * 8], src, ok ? 16 : 0);
+        }
+    };
+    struct Codes { uint4 a[U][AT], b[U][AT]; unsigned ga[U][AT], gb[U][AT]; };
+    auto load_w = [&](Codes& v, int s) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int kb = b0 + s * U + u;
+            if (s < stages && kb < b1) {
+#pragma unroll
+                for (int a = 0; a < AT; a++) {
+                    v.a[u][a] = __ldcs(reinterpret_cast<const uint4*>(wa[a] + (long long)kb * 16));
+                    v.b[u][a] = __ldcs(reinterpret_cast<const uint4*>(wb[a] + (long long)kb * 16));
+                    if (wide) {
+                        v.ga[u][a] = sa[a][(kb * 128) >> group_shift];
+                        v.gb[u][a] = sb[a][(kb * 128) >> group_shift];
+                    }
+                }
+            }
+        }
+    };
+
+    float acc[AT][TILES][4];
+#pragma unroll
+    for (int a = 0; a < AT; a++)
+#pragma unroll
+        for (int j = 0; j < TILES; j++) acc[a][j][0] = acc[a][j][1] = acc[a][j][2] = acc[a][j][3] = 0.f;
+
+#pragma unroll
+    for (int s = 0; s < INT4_STAGES - 1; s++) {
+        load_x(s, s);
+        flash_cp_async_commit();   // empty groups too: the wait below counts groups
+    }
+    Codes cur, next;
+    load_w(cur, 0);
+    for (int s = 0; s < stages; s++) {
+        flash_cp_async_wait<INT4_STAGES - 2>();
+        __syncthreads();   // stage s is in; every warp is done with the stage the next load overwrites
+        load_x((s + INT4_STAGES - 1) % INT4_STAGES, s + INT4_STAGES - 1);
+        flash_cp_async_commit();
+        load_w(next, s + 1);
+        const T* tile = xs[s % INT4_STAGES];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int kb = b0 + s * U + u;
+            if (kb >= b1) break;
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                unsigned da[AT][4], db[AT][4];
+#pragma unroll
+                for (int a = 0; a < AT; a++) {
+                    const int group = (kb * 128 + q * 32) >> group_shift;
+                    int4_dequant8<T>(int4_word(cur.a[u][a], q), wide ? cur.ga[u][a] : sa[a][group], da[a]);
+                    int4_dequant8<T>(int4_word(cur.b[u][a], q), wide ? cur.gb[u][a] : sb[a][group], db[a]);
+                }
+#pragma unroll
+                for (int j = 0; j < TILES; j++) {
+                    const int r = j * 8 + g, c = u * 16 + q * 4 + t;
+                    const uint4 vx = *reinterpret_cast<const uint4*>(tile + (r * CHUNKS + (c ^ ((r & 1) << 2))) * 8);
+#pragma unroll
+                    for (int a = 0; a < AT; a++) {
+#pragma unroll
+                        for (int h = 0; h < 2; h++) {
+                            const unsigned f[4] = {da[a][2 * h], db[a][2 * h], da[a][2 * h + 1], db[a][2 * h + 1]};
+                            flash_mma<T>(acc[a][j], f, int4_word(vx, 2 * h), int4_word(vx, 2 * h + 1));
+                        }
+                    }
+                }
+            }
+        }
+        cur = next;
+    }
+    flash_cp_async_wait_all();   // the empty groups past the last stage
+
+    // C fragment: element i of lane (g, t) is weight row (output column) g + 8 (i / 2), x row 2t + i % 2.
+    auto store = [&](int a, int j, int i, float v) {
+        const int row = row0 + j * 8 + 2 * t + (i & 1);
+        const long long col = n0 + 16 * a + g + 8 * (i >> 1);
+        if (row < rows && col < n) {
+            if (bias != nullptr) v += to_float(bias[col]);
+            y[(long long)row * n + col] = from_float<O>(v);
+        }
+    };
+    if (gridDim.y == 1) {
+#pragma unroll
+        for (int a = 0; a < AT; a++)
+#pragma unroll
+            for (int j = 0; j < TILES; j++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) store(a, j, i, acc[a][j][i]);
+        return;
+    }
+
+    constexpr int TILE_FLOATS = AT * TILES * 4 * THREADS;
+    float* mine = partials + ((long long)blockIdx.y * gridDim.x + blockIdx.x) * TILE_FLOATS;
+#pragma unroll
+    for (int a = 0; a < AT; a++)
+#pragma unroll
+        for (int j = 0; j < TILES; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) mine[((a * TILES + j) * 4 + i) * THREADS + tid] = acc[a][j][i];
+    __threadfence();   // the partial tile is visible to every block before this one counts itself
+    __syncthreads();
+    if (tid == 0) last_block = atomicAdd(&counters[blockIdx.x], 1) == splits - 1;
+    __syncthreads();
+    if (!last_block) return;
+    __threadfence();
+#pragma unroll
+    for (int a = 0; a < AT; a++)
+#pragma unroll
+        for (int j = 0; j < TILES; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float sum = 0.f;
+                for (int s = 0; s < splits; s++)
+                    sum += __ldcg(partials + ((long long)s * gridDim.x + blockIdx.x) * TILE_FLOATS + ((a * TILES + j) * 4 + i) * THREADS + tid);
+                store(a, j, i, sum);
+            }
+    if (tid == 0) counters[blockIdx.x] = 0;   // ready for the next launch (graph replays included)
+}
+
+// BM rows per tile (U 128-k blocks per stage: 2 up to 32 rows, 1 at 64, so that three stages fit 48 KB) × AT.
+#define INT4_TILED_ENTRY(S, T, O, OS, BM, AT, U)                                                                     \
+    extern "C" __global__ void __launch_bounds__(INT4_TILED_WARPS * 32) int4_gemm_tiled_##S##_##OS##_m##BM##_a##AT(   \
+        const T* x, int rows, int row_tiles, const unsigned* w, const unsigned* sz, int groups, int group_shift, int n, \
+        int k, const T* bias, O* y, float* partials, int* counters) {                                                 \
+        int4_gemm_tiled<T, O, BM, AT, U>(x, rows, row_tiles, w, sz, groups, group_shift, n, k, bias, y, partials,      \
+                                          counters);                                                                  \
+    }
+#define INT4_TILED_ENTRY_OUT(S, T, O, OS)                                                                             \
+    INT4_TILED_ENTRY(S, T, O, OS, 16, 1, 2) INT4_TILED_ENTRY(S, T, O, OS, 16, 2, 2)                                   \
+    INT4_TILED_ENTRY(S, T, O, OS, 32, 1, 2) INT4_TILED_ENTRY(S, T, O, OS, 32, 2, 2)                                   \
+    INT4_TILED_ENTRY(S, T, O, OS, 64, 1, 1) INT4_TILED_ENTRY(S, T, O, OS, 64, 2, 1)
+#define INT4_TILED_ENTRY_POINTS(S, T) INT4_TILED_ENTRY_OUT(S, T, T, same) INT4_TILED_ENTRY_OUT(S, T, float, f32)
+INT4_TILED_ENTRY_POINTS(f16, __half)
+INT4_TILED_ENTRY_POINTS(bf16, __nv_bfloat16)
 #endif

@@ -15,7 +15,9 @@ namespace Celer.Cli.Bench;
 /// the weight bytes read per second (decode steps are bound by them) and TFLOP/s, to set against the card's copy and
 /// GEMM ceilings. With <c>--fp8</c> the projections (not the lm_head) are FP8 W8A8 layers of random E4M3 codes with
 /// per-channel or 128 × 128 block scales, timed with their input quantization (dynamic per token or per group of 128)
-/// as the tuner times them; their weight bytes are a byte per element.
+/// as the tuner times them; their weight bytes are a byte per element. With <c>--int4</c> they are W4A16 layers of
+/// random 4-bit codes with a scale and zero point per group of 128 (GPTQ's common form), timed with every kernel the
+/// W4A16 tuner chooses from; their bytes are the codes' half byte per element and the 4-byte scale words.
 /// </summary>
 internal static class GemmBenchmark
 {
@@ -27,8 +29,9 @@ internal static class GemmBenchmark
         var iters = new Option<int>("--num-iters") { DefaultValueFactory = _ => 20, Description = "Back-to-back launches timed per kernel." };
         var outputJson = new Option<string?>("--output-json") { Description = "Write the results as JSON to this file (none are written without it)." };
         var fp8 = new Option<string?>("--fp8") { Description = "FP8 W8A8 projections: per-channel (per-token inputs) or block (128 x 128 blocks, per-group inputs)." };
+        var int4 = new Option<bool>("--int4") { Description = "W4A16 projections: 4-bit codes with a scale and zero point per group of 128." };
         var command = new Command("gemm", "The CUDA GEMMs of a model's layer alone, every candidate kernel at each row count.");
-        foreach (Option option in new Option[] { model, dtype, rowsOption, iters, outputJson, fp8 })
+        foreach (Option option in new Option[] { model, dtype, rowsOption, iters, outputJson, fp8, int4 })
         {
             command.Options.Add(option);
         }
@@ -56,6 +59,12 @@ internal static class GemmBenchmark
                 Fp8WeightScales.PerBlock => new ActivationQuantization(ActivationScaling.DynamicPerTokenGroup, GroupSize: CudaBackend.Fp8ScaleBlock),
                 _ => new ActivationQuantization(ActivationScaling.DynamicPerToken),
             };
+            bool w4a16 = result.GetValue(int4);
+            if (w4a16 && fp8Scales is not null)
+            {
+                throw new ArgumentException("--int4 and --fp8 are two kinds of projection: give one.");
+            }
+
             ModelConfig config = ModelConfig.Load(result.GetValue(model)!);
             var output = result.InvocationConfiguration.Output;
 
@@ -76,16 +85,18 @@ internal static class GemmBenchmark
             int maxRows = rowCounts.Max();
             foreach ((string name, int n, int k, bool logits) in shapes)
             {
-                bool quantized = fp8Scales is not null && !logits;
-                Tensor weight = backend.LoadWeight(quantized ? codes.Get(name, n, k, fp8Scales!.Value) : source.Get(name, n, k));
+                bool quantized = fp8Scales is not null && !logits, packed = w4a16 && !logits;
+                Tensor weight = backend.LoadWeight(
+                    packed ? RandomInt4(name, n, k) : quantized ? codes.Get(name, n, k, fp8Scales!.Value) : source.Get(name, n, k));
                 Tensor x = backend.LoadWeight(source.Get($"{name}.x", maxRows, k));
                 Tensor y = backend.Allocate($"{name}.y", logits ? DType.F32 : type, maxRows, n);
-                double bytes = (double)n * k * (quantized ? 1 : type.ByteSize());
+                double bytes = packed ? (n * (k / 2.0)) + (n * (k / Int4GroupSize) * 4.0) : (double)n * k * (quantized ? 1 : type.ByteSize());
                 foreach (int rows in rowCounts)
                 {
-                    var kernels = backend.TimeGemmKernels(x, rows, weight, null, y, repeats, quantized ? activations : null);
+                    var kernels = packed ? backend.TimeInt4Kernels(x, rows, weight, null, y, repeats)
+                        : backend.TimeGemmKernels(x, rows, weight, null, y, repeats, quantized ? activations : null);
                     (string bestKernel, double best) = kernels.MinBy(c => c.Seconds);
-                    double cublas = kernels.Where(c => c.Kernel.StartsWith("cublas", StringComparison.Ordinal)).Min(c => c.Seconds);
+                    double cublas = kernels.Where(c => c.Kernel.Contains("cublas", StringComparison.OrdinalIgnoreCase)).Min(c => c.Seconds);
                     await output.WriteLineAsync(
                         $"{name} {n}x{k} rows {rows}: best {bestKernel} {best * 1e6:F1} us = {bytes / best / 1e12:F2} TB/s of weights, " +
                         $"{2.0 * rows * n * k / best / 1e12:F1} TFLOP/s; best cuBLAS {cublas * 1e6:F1} us");
@@ -99,6 +110,7 @@ internal static class GemmBenchmark
                     {
                         ["weight"] = name,
                         ["fp8"] = quantized ? fp8Scales.ToString() : null,
+                        ["int4"] = packed,
                         ["n"] = n,
                         ["k"] = k,
                         ["rows"] = rows,
@@ -119,6 +131,7 @@ internal static class GemmBenchmark
                 ["rows"] = new JsonArray([.. rowCounts.Select(r => (JsonNode)r)]),
                 ["num_iters"] = repeats,
                 ["fp8"] = result.GetValue(fp8),
+                ["int4"] = w4a16,
             };
             if (BenchmarkReport.Write("gemm", Path.GetFileName(Path.GetFullPath(result.GetValue(model)!)), "cuda", parameters,
                     new JsonObject { ["gemms"] = measured }, result.GetValue(outputJson)) is { } path)
@@ -129,5 +142,36 @@ internal static class GemmBenchmark
             return 0;
         }));
         return command;
+    }
+
+    private const int Int4GroupSize = 128;
+
+    /// <summary>
+    /// A W4A16 weight of random codes, zero points and scales (groups of <see cref="Int4GroupSize"/>): kernel speed does
+    /// not depend on the values, but outputs of order one keep the arithmetic honest.
+    /// </summary>
+    private static WeightTensor RandomInt4(string name, int rows, int columns)
+    {
+        var random = new Random(3);
+        int groups = columns / Int4GroupSize;
+        var codes = new byte[(long)rows * columns];
+        random.NextBytes(codes);
+        for (long i = 0; i < codes.LongLength; i++)
+        {
+            codes[i] &= 15;
+        }
+
+        var weights = new IntWeights
+        {
+            Rows = rows,
+            Columns = columns,
+            Bits = 4,
+            Codes = codes,
+            Groups = groups,
+            Zeros = [.. Enumerable.Range(0, rows * groups).Select(_ => random.Next(16))],
+            Scales = [.. Enumerable.Range(0, rows * groups).Select(_ => (1 + random.Next(256)) / 65536f)],
+            GroupSize = Int4GroupSize,
+        };
+        return new WeightTensor(name, DType.I32, [rows, columns], 0, 0) { Packed = weights };
     }
 }

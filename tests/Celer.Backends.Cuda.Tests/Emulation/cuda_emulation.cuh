@@ -1,5 +1,5 @@
 // Host emulation of the CUDA features flash_attention.cu, flash_decode.cu, moe.cu, rope.cu, elementwise.cu, encoder.cu,
-// skinny_gemm.cu, fp8_quant.cu and fp8_skinny_gemm.cu use, so their literal source runs on a CPU
+// skinny_gemm.cu, fp8_quant.cu, fp8_skinny_gemm.cu and int4_gemm.cu use, so their literal source runs on a CPU
 // (KernelEmulationTests copies this file next to them as common.cuh). Every CUDA thread is a ucontext fiber;
 // __syncthreads, __syncwarp, warp shuffles, ldmatrix, mma.sync and cp.async (landing at a random moment before its
 // wait, commit groups included) are emulated from their documented PTX semantics, not from the kernels' formulas.
@@ -40,6 +40,7 @@ struct __nv_fp8_e4m3 {
 };
 struct __nv_fp8_e5m2 { uint8_t __x; };
 struct float2 { float x, y; };
+struct alignas(16) float4 { float x, y, z, w; };
 inline float2 make_float2(float a, float b) { return {a, b}; }
 struct alignas(8) uint2 { unsigned x, y; };
 struct alignas(16) uint4 { unsigned x, y, z, w; };
@@ -50,6 +51,10 @@ template <typename V> inline V __ldcs(const V* p) {
     CHECK(((uintptr_t)p & (alignof(V) - 1)) == 0);
     return *p;
 }
+// The L2-only load (int4_gemm.cu's split-k partials): a plain load; blocks run one after another here, so a fence
+// has nothing to order.
+template <typename V> inline V __ldcg(const V* p) { return *p; }
+inline void __threadfence() {}
 inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 // CUDA __byte_perm: byte n of the result is byte (s >> 4n) & 7 of the 8-byte value {y:x}.
 inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
@@ -78,6 +83,22 @@ template <> inline uint16_t to_bits<__half>(float f) { return f2h(f); }
 template <typename T> inline float from_bits(uint16_t b);
 template <> inline float from_bits<__nv_bfloat16>(uint16_t b) { return bf2f(b); }
 template <> inline float from_bits<__half>(uint16_t b) { return h2f(b); }
+// Packed 16-bit pairs and their arithmetic (int4_gemm.cu's dequantization): each half computed exactly in fp32 and
+// rounded once to nearest even, as the hardware's HADD2/HMUL2 round the exact result (the products and differences of
+// two bf16 or fp16 values are exact in fp32).
+struct __nv_bfloat162 { __nv_bfloat16 x, y; };
+struct __half2 { __half x, y; };
+template <typename P, typename H, typename F> inline P emulate_pair(P a, P b, F op) {
+    return {H{to_bits<H>(op(from_bits<H>(a.x.x), from_bits<H>(b.x.x)))}, H{to_bits<H>(op(from_bits<H>(a.y.x), from_bits<H>(b.y.x)))}};
+}
+inline __nv_bfloat162 __hsub2(__nv_bfloat162 a, __nv_bfloat162 b) {
+    return emulate_pair<__nv_bfloat162, __nv_bfloat16>(a, b, [](float u, float v) { return u - v; });
+}
+inline __nv_bfloat162 __hmul2(__nv_bfloat162 a, __nv_bfloat162 b) {
+    return emulate_pair<__nv_bfloat162, __nv_bfloat16>(a, b, [](float u, float v) { return u * v; });
+}
+inline __half2 __hsub2(__half2 a, __half2 b) { return emulate_pair<__half2, __half>(a, b, [](float u, float v) { return u - v; }); }
+inline __half2 __hmul2(__half2 a, __half2 b) { return emulate_pair<__half2, __half>(a, b, [](float u, float v) { return u * v; }); }
 
 // ---------------- fibers ----------------
 struct Dim3 { unsigned x, y, z; };
