@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tokenizers tests gemm fp8gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec espec structured attention throughput serve coldstart sleep hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tokenizers tests gemm fp8gemm latency pdl prefill context fp8 fp8w int4gemm int4w hostgap moe mixtral spec espec structured attention throughput serve coldstart sleep hf" bash tools/gpu/run-all.sh
 # (tp: tensor parallelism on a machine of two GPUs, run only when named. draft: trains celer-tiny-py's draft model into $OUT, which the spec stage then measures; minutes of training, so
 # it runs only when named. eagle: trains celer-tiny-py's EAGLE-3 head and the engine's reference drafts (eagle3-fixture.json)
 # into $OUT; minutes too, so only when named. espec: EAGLE-3 speculative decoding measured (celer-tiny-py's head on real
@@ -12,7 +12,7 @@
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tokenizers tests gemm fp8gemm latency pdl prefill context fp8 fp8w int4w hostgap moe mixtral spec espec structured attention throughput serve coldstart sleep hf}"
+STAGES="${STAGES:-templates tokenizers tests gemm fp8gemm latency pdl prefill context fp8 fp8w int4gemm int4w hostgap moe mixtral spec espec structured attention throughput serve coldstart sleep hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -119,11 +119,11 @@ if has fp8; then
 fi
 if has int4w; then
   # 4-bit weight-only checkpoints of the 8B shape (GPTQ symmetric, AWQ with zero points; groups of 128; 5.7 GB each,
-  # written by the GPU): W4A16 decode (int4_gemv up to 8 rows, dequantized weights under cuBLASLt above).
+  # written by the GPU): W4A16 decode (the kernels the W4A16 tuner picks per shape and row bucket; int4gemm times them).
   for scheme in ${INT4_SCHEMES:-gptq awq}; do
     stage "INT4 checkpoint of the 8B shape ($scheme)"
     timeout 300 python3 tools/gpu/write_checkpoint.py "$MODEL" /tmp/ckpt-8b-int4 --int4 "$scheme" || { status=1; continue; }
-    for b in ${INT4_BATCHES:-1 8 16 32}; do MODEL=/tmp/ckpt-8b-int4 LOAD_FORMAT=auto latency "latency-int4-$scheme-bs$b" "$b" 128 256; done
+    for b in ${INT4_BATCHES:-1 8 16 32 64 128}; do MODEL=/tmp/ckpt-8b-int4 LOAD_FORMAT=auto latency "latency-int4-$scheme-bs$b" "$b" 128 256; done
   done
 fi
 if has fp8w; then
@@ -281,6 +281,11 @@ if has fp8gemm; then
     timeout 300 publish/gpu/celer bench gemm --model "$MODEL" --fp8 "$scales" --rows 1,2,4,8 --output-json "$OUT/gemm-fp8-$scales.json" || status=1
   done
   for b in ${FP8_BATCHES:-1 4 8}; do latency "latency-ptpc-fp8-bs$b" "$b" 128 256 -q ptpc_fp8; done
+fi
+if has int4gemm; then
+  # The W4A16 GEMMs of the 8B shape alone (groups of 128), every kernel the W4A16 tuner times, at decode row counts.
+  stage "celer bench gemm --int4"
+  timeout 300 publish/gpu/celer bench gemm --model "$MODEL" --int4 --rows 1,8,16,32,64,128,256 --output-json "$OUT/gemm-int4.json" || status=1
 fi
 if has attention; then
   stage "celer bench attention (the attention operator alone)"
