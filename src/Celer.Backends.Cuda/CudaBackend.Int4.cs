@@ -361,8 +361,10 @@ public sealed unsafe partial class CudaBackend
             return Int4Default(bucket);
         }
 
+        // Timed at the bucket's rows where the buffers hold them (y is scratch here: the caller's GEMM runs after).
+        int timedRows = Math.Min(bucket, Math.Min(input.Rows, y.Rows));
         using SafeCudaEventHandle start = NewEvent(), end = NewEvent();
-        return _int4Choices[key] = Int4Candidates(bucket).MinBy(c => TimeInt4(c, input, bucket, weight, bias, y, TuneRepeats, start, end));
+        return _int4Choices[key] = Int4Candidates(bucket).MinBy(c => TimeInt4(c, input, timedRows, weight, bias, y, TuneRepeats, start, end));
     }
 
     /// <summary>Untimed: the 16-column kernel up to 8 rows, the tiled one with split k up to 256, cuBLASLt above.</summary>
