@@ -330,11 +330,12 @@ public sealed unsafe partial class CudaBackend
     private int Int4TiledTargetBlocks => 4 * _device.MultiprocessorCount;
 
     /// <summary>
-    /// The kernel for this layer's shape at the step's row bucket. A tensor-core-layout weight times its candidates at
-    /// the first eager step of a bucket up to <see cref="TunedRowsLimit"/> (which wins moves with the rows, the shape and
-    /// the card: the 16-column kernel at a few rows, the tiled one with or without split k above, cuBLASLt on the
-    /// dequantized weight for many rows); a step first met while a graph records takes <see cref="Int4Default"/>
-    /// without keeping it. Other weights: the GEMV up to <see cref="Int4GemvRows"/> rows, else the dequantized weight.
+    /// The kernel for this layer's shape at the step's row bucket. A tensor-core-layout weight's first eager step times
+    /// its candidates at every bucket up to <see cref="TunedRowsLimit"/> that the buffers hold, as the GEMM tuner does,
+    /// so the decode graphs recorded after it find their choices (which wins moves with the rows, the shape and the card:
+    /// the 16-column kernel at a few rows, the tiled one with or without split k above, cuBLASLt on the dequantized
+    /// weight for many rows); a shape first met while a graph records takes <see cref="Int4Default"/> without keeping
+    /// it. Other weights: the GEMV up to <see cref="Int4GemvRows"/> rows, else the dequantized weight.
     /// </summary>
     private Int4Choice Int4ChoiceFor(Tensor input, int rows, Tensor weight, Tensor? bias, Tensor y)
     {
@@ -361,10 +362,20 @@ public sealed unsafe partial class CudaBackend
             return Int4Default(bucket);
         }
 
-        // Timed at the bucket's rows where the buffers hold them (y is scratch here: the caller's GEMM runs after).
-        int timedRows = Math.Min(bucket, Math.Min(input.Rows, y.Rows));
+        // x and y are scratch here: the caller's GEMM runs after. A bucket past the buffers is timed at the rows they
+        // hold (the step's own bucket), or, beyond that, left to its first eager step.
+        int capacity = Math.Min(input.Rows, y.Rows);
         using SafeCudaEventHandle start = NewEvent(), end = NewEvent();
-        return _int4Choices[key] = Int4Candidates(bucket).MinBy(c => TimeInt4(c, input, timedRows, weight, bias, y, TuneRepeats, start, end));
+        for (int b = 1; b <= TunedRowsLimit && (b <= capacity || b == bucket); b *= 2)
+        {
+            if (!_int4Choices.ContainsKey(key with { Bucket = b }))
+            {
+                int timedRows = Math.Min(b, capacity);
+                _int4Choices[key with { Bucket = b }] = Int4Candidates(b).MinBy(c => TimeInt4(c, input, timedRows, weight, bias, y, TuneRepeats, start, end));
+            }
+        }
+
+        return _int4Choices[key];
     }
 
     /// <summary>Untimed: the 16-column kernel up to 8 rows, the tiled one with split k up to 256, cuBLASLt above.</summary>
