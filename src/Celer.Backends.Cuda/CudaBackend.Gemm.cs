@@ -388,13 +388,15 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// The timed choices, for the startup log: per weight shape and row bucket up to <see cref="TunedRowsLimit"/>, the
-    /// kernel that won (<see cref="Label"/>).
+    /// kernel that won (<see cref="Label"/>), and the W4A16 layers' (<see cref="Int4Choice.ToString"/>).
     /// </summary>
     public IReadOnlyDictionary<(int N, int K, int Bucket, DType Output), string> TunedGemmChoices =>
         _gemmPlans.SelectMany(p => p.Value.Choices.Where(c => c.Key <= TunedRowsLimit)
-                .Select(c => (Key: (p.Key.N, p.Key.K, c.Key, p.Key.Output), Value: c.Value)))
+                .Select(c => (Key: (p.Key.N, p.Key.K, c.Key, p.Key.Output), Value: Label(c.Value))))
+            .Concat(_int4Choices.Where(c => c.Key.Bucket <= TunedRowsLimit)
+                .Select(c => (Key: (c.Key.N, c.Key.K, c.Key.Bucket, c.Key.Output), Value: c.Value.ToString())))
             .GroupBy(e => e.Key)
-            .ToDictionary(g => g.Key, g => Label(g.First().Value));
+            .ToDictionary(g => g.Key, g => g.First().Value);
 
     /// <summary>"skinny", "skinny fp8 4w" (or 8w: warps per block), "cublasLt #rank" or "cublasGemmEx".</summary>
     private static string Label(GemmChoice choice) => choice switch
