@@ -15,21 +15,21 @@ internal enum Int4Kernel : byte
     /// <summary>int4_gemm_tc: 16 output columns per block, x read by every warp, up to 64 rows.</summary>
     TensorCore,
 
-    /// <summary>int4_gemm_tiled: x's tile through shared memory, 64 · <see cref="Int4Choice.ColumnTiles"/> columns per block.</summary>
+    /// <summary>int4_gemm_tiled: x's tile, the codes and the scales through shared memory, 16 columns per warp of <see cref="Int4Choice.Warps"/>.</summary>
     Tiled,
 
     /// <summary>The weight dequantized into the model dtype, then cuBLASLt.</summary>
     Dequantized,
 }
 
-/// <summary>One way to run a W4A16 layer: a kernel, and for the tiled one its 16-column tiles per warp and whether k is split across blocks.</summary>
-internal readonly record struct Int4Choice(Int4Kernel Kernel, int ColumnTiles = 0, bool SplitK = false)
+/// <summary>One way to run a W4A16 layer: a kernel, and for the tiled one its warps per block (4 or 8) and whether k is split across blocks.</summary>
+internal readonly record struct Int4Choice(Int4Kernel Kernel, int Warps = 0, bool SplitK = false)
 {
     public override string ToString() => Kernel switch
     {
         Int4Kernel.Gemv => "int4 gemv",
         Int4Kernel.TensorCore => "int4 tc",
-        Int4Kernel.Tiled => $"int4 tiled a{ColumnTiles}{(SplitK ? " split-k" : "")}",
+        Int4Kernel.Tiled => $"int4 tiled {Warps}w{(SplitK ? " split-k" : "")}",
         _ => "dequantize + cuBLASLt",
     };
 }
@@ -62,11 +62,10 @@ public sealed unsafe partial class CudaBackend
 
     private readonly nint[] _int4Gemv = new nint[8];   // output in the model dtype or fp32 × 1, 2, 4, 8 rows
     private readonly nint[] _int4Tc = new nint[8];     // output in the model dtype or fp32 × 8, 16, 32, 64 rows
-    private readonly nint[] _int4Tiled = new nint[12]; // output in the model dtype or fp32 × 16, 32, 64 rows per tile × 1, 2 column tiles
-    private const int Int4TiledThreads = 128;
+    private readonly nint[] _int4Tiled = new nint[12]; // output in the model dtype or fp32 × 16, 32, 64 rows per tile × 4, 8 warps
     private readonly Dictionary<Int4Shape, Int4Choice> _int4Choices = [];
 
-    // int4_gemm_tiled's split-k partial tiles (one of up to 64 rows × 128 columns in fp32 per block, for up to
+    // int4_gemm_tiled's split-k partial tiles (one of up to 64 rows × 128 columns (8 warps) in fp32 per block, for up to
     // Int4TiledTargetBlocks blocks) and per-tile counters (zero between launches), allocated with the first
     // tensor-core-layout weight.
     private ulong _int4Partials, _int4Counters;
@@ -263,20 +262,22 @@ public sealed unsafe partial class CudaBackend
 
             case Int4Kernel.Tiled:
             {
-                int tileRows = Int4TileRows(bucket), rowTiles = (rows + tileRows - 1) / tileRows;
-                int columnBlocks = (n + (64 * choice.ColumnTiles) - 1) / (64 * choice.ColumnTiles);
-                int splits = choice.SplitK ? Int4Splits(columnBlocks * rowTiles, k / Int4TensorCoreBlockK, tileRows) : 1;
-                ref nint function = ref _int4Tiled[((fp32Out ? 3 : 0) + System.Numerics.BitOperations.Log2((uint)tileRows) - 4) * 2 + choice.ColumnTiles - 1];
+                int tileRows = Int4TileRows(bucket), rowTiles = (rows + tileRows - 1) / tileRows, columns = 16 * choice.Warps;
+                int columnBlocks = (n + columns - 1) / columns;
+                int splits = choice.SplitK ? Int4Splits(columnBlocks * rowTiles, k / Int4TensorCoreBlockK) : 1;
+                int sharedBytes = Int4TiledSharedBytes(tileRows, columns);
+                ref nint function = ref _int4Tiled[(((fp32Out ? 3 : 0) + System.Numerics.BitOperations.Log2((uint)tileRows) - 4) * 2) + (choice.Warps / 4) - 1];
                 if (function == 0)
                 {
-                    function = _kernels.Function($"int4_gemm_tiled_{_suffix}_{(fp32Out ? "f32" : "same")}_m{tileRows}_a{choice.ColumnTiles}");
+                    function = _kernels.Function($"int4_gemm_tiled_{_suffix}_{(fp32Out ? "f32" : "same")}_m{tileRows}_w{choice.Warps}");
+                    _kernels.AllowSharedMemory(function, sharedBytes);
                 }
 
                 // The bias joins the epilogue when it is in the model dtype (a quantized layer's bias is).
                 bool fuseBias = bias is not null && bias.DType == ActivationDType;
                 ulong bp = fuseBias ? (ulong)bias!.Data : 0, pp = _int4Partials, cp = _int4Counters;
                 void** args = stackalloc void*[] { &inp, &rows, &rowTiles, &wp, &szp, &groups, &groupShift, &n, &k, &bp, &yp, &pp, &cp };
-                _kernels.Launch(function, "int4_gemm_tiled", (uint)(columnBlocks * rowTiles), (uint)splits, 1, Int4TiledThreads, args);
+                _kernels.Launch(function, "int4_gemm_tiled", (uint)(columnBlocks * rowTiles), (uint)splits, 1, (uint)(32 * choice.Warps), args, (uint)sharedBytes);
                 if (fuseBias)
                 {
                     return;
@@ -322,10 +323,12 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// Splits of k for a tiled launch of <paramref name="blocks"/> column blocks × row tiles: enough to make about
-    /// <see cref="Int4TiledTargetBlocks"/> blocks (four per SM), and at least two stages of k each.
+    /// <see cref="Int4TiledTargetBlocks"/> blocks (four per SM), and at least four 128-k blocks each (the pipeline's depth).
     /// </summary>
-    private int Int4Splits(int blocks, int kBlocks, int tileRows) =>
-        Math.Max(1, Math.Min(Int4TiledTargetBlocks / blocks, kBlocks / (2 * (tileRows == 64 ? 1 : 2))));
+    private int Int4Splits(int blocks, int kBlocks) => Math.Max(1, Math.Min(Int4TiledTargetBlocks / blocks, kBlocks / 4));
+
+    /// <summary>int4_gemm_tiled's 4 stages of x's tile (256 bytes per row), the codes (64 per column) and the scale words (16 per column).</summary>
+    private static int Int4TiledSharedBytes(int tileRows, int columns) => 4 * ((tileRows * 256) + (columns * 64) + (columns * 16));
 
     private int Int4TiledTargetBlocks => 4 * _device.MultiprocessorCount;
 
@@ -382,7 +385,7 @@ public sealed unsafe partial class CudaBackend
     private static Int4Choice Int4Default(int bucket) => bucket switch
     {
         <= 8 => new Int4Choice(Int4Kernel.TensorCore),
-        <= 256 => new Int4Choice(Int4Kernel.Tiled, ColumnTiles: 1, SplitK: true),
+        <= 256 => new Int4Choice(Int4Kernel.Tiled, Warps: 4, SplitK: true),
         _ => new Int4Choice(Int4Kernel.Dequantized),
     };
 
@@ -395,10 +398,10 @@ public sealed unsafe partial class CudaBackend
             candidates.Add(new Int4Choice(Int4Kernel.TensorCore));
         }
 
-        foreach (int tiles in (int[])[1, 2])
+        foreach (int warps in (int[])[4, 8])
         {
-            candidates.Add(new Int4Choice(Int4Kernel.Tiled, tiles, SplitK: false));
-            candidates.Add(new Int4Choice(Int4Kernel.Tiled, tiles, SplitK: true));
+            candidates.Add(new Int4Choice(Int4Kernel.Tiled, warps, SplitK: false));
+            candidates.Add(new Int4Choice(Int4Kernel.Tiled, warps, SplitK: true));
         }
 
         candidates.Add(new Int4Choice(Int4Kernel.Dequantized));

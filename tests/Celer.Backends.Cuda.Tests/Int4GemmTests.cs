@@ -9,7 +9,7 @@ namespace Celer.Backends.Cuda.Tests;
 /// <summary>
 /// The W4A16 linear layers (<c>int4_gemm.cu</c>: where a 16-bit model's widths and groups allow the tensor-core layout,
 /// the tuner's choice and every kernel it chooses from, int4_gemm_tc up to <see cref="CudaBackend.Int4TensorCoreRows"/>
-/// rows, int4_gemm_tiled with one or two column tiles per warp and with or without split k, and the dequantized weight
+/// rows, int4_gemm_tiled with blocks of 4 or 8 warps and with or without split k, and the dequantized weight
 /// under cuBLASLt; else the CUDA-core GEMV up to <see cref="CudaBackend.Int4GemvRows"/>, the dequantized weight above)
 /// against the CPU backend's GEMM over the exactly dequantized weights, on random
 /// codes, zero points and scales: parts stacked into one weight, groups of 16 to 128 columns and per channel, act-order

@@ -150,8 +150,8 @@ public sealed class KernelEmulationTests
     }
 
     /// <summary>
-    /// int4_gemm.cu's tensor-core W4A16 kernels as they are (int4_gemm_tc; int4_gemm_tiled with row tiles, one and two
-    /// column tiles per warp, split k summed by the last block, groups of 32 to per channel, bias, fp32 output) in fp16
+    /// int4_gemm.cu's tensor-core W4A16 kernels as they are (int4_gemm_tc; int4_gemm_tiled's cp.async pipeline with row
+    /// tiles, blocks of 4 and 8 warps, split k summed by the last block, groups of 32 to per channel, bias, fp32 output) in fp16
     /// and bf16, on weights packed from the layout's definition, against a double-precision reference
     /// (Emulation/int4_emulation_test.cpp). On a GPU machine <see cref="Int4GemmTests"/> runs them for real.
     /// </summary>

@@ -288,164 +288,140 @@ __device__ void int4_gemm_tc(const T* __restrict__ x, int rows, const unsigned* 
 INT4_TC_ENTRY_POINTS(f16, __half)
 INT4_TC_ENTRY_POINTS(bf16, __nv_bfloat16)
 
-// int4_gemm_tiled: steps of 9 rows and more, in Marlin's manner. int4_gemm_tc gives each block 16 output columns and has
+// int4_gemm_tiled: steps of more rows, in Marlin's manner. int4_gemm_tc gives each block 16 output columns and has
 // every warp read x's rows from global memory, so a layer reads x once per 16 columns (gate_up of the 8B shape at 64
-// rows: 940 MB through L2 for 29 MB of codes). Here a block of 4 warps covers 64 · AT columns for a tile of BM rows:
-// x's tile goes through shared memory, one cp.async stage of U 128-k blocks per iteration, three stages deep, and every
-// warp reads it there; each warp holds AT 16-column tiles of the weight, whose codes (and scale words) for the next
-// stage are requested into registers before the current stage's MMAs. The fragments are int4_gemm_tc's (the weight as
-// A, dequantized in registers; x as B, 8 rows per MMA).
-// A stage's row r holds 16 · U chunks of 16 bytes, chunk c at position c ^ 4 (r & 1): a quarter warp's 16-byte reads
-// (rows g, g + 1 × four chunks) then hit all 32 banks.
+// rows: 940 MB through L2 for 59 MB of codes). Here a block of NW warps covers 16 · NW columns for a tile of BM rows,
+// and one 128-k block per stage of a 4-deep cp.async pipeline brings everything the block reads into shared memory: x's
+// tile (every warp reads it there), the weight rows' codes, and their scale words (1, 2 or 4 per row: groups of 128 and
+// more, 64, 32), so three stages of loads are in flight while one is computed and no register waits on memory.
+// The fragments are int4_gemm_tc's: the weight as A, dequantized in registers; x as B, 8 rows per MMA.
+// Shared layout of a stage: x's row r at r · 256 bytes, its 16-byte chunk c at position c ^ 4 (r & 1), so that a
+// quarter warp's reads (rows g, g + 1 × four chunks) hit all 32 banks; then the codes, weight row r's 64 bytes at r · 64;
+// then the scale words, 16 bytes per weight row.
 // Grid: x = column block × row tile (row tiles adjacent, so that they find the columns' codes in L2), y = split of k.
 // With splits, each block writes its fp32 partial tile into `partials` (indexed by block), and the last of a tile's
 // blocks to count itself in `counters` (zero, and zero again after) sums them in split order: the same sum whatever
 // order the blocks ran in.
-#define INT4_STAGES 3
-#define INT4_TILED_WARPS 4
+#define INT4_STAGES 4
 
-template <typename T, typename O, int BM, int AT, int U>
+// Stage bytes of int4_gemm_tiled: x's tile, the codes, the scale words (CudaBackend.Int4.cs: Int4TiledSharedBytes).
+#define INT4_TILED_STAGE(BM, BN) ((BM) * 256 + (BN) * 64 + (BN) * 16)
+
+#ifndef FLASH_EMULATE   // the emulation supplies its own
+// `words` (1, 2 or 4) 32-bit words global -> shared; none read and zeros written when !live.
+__device__ __forceinline__ void int4_cp_async_words(void* smem, const unsigned* gmem, int words, bool live) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(smem);
+    const int src = live ? 4 * words : 0;
+    if (words == 4) asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" :: "r"(a), "l"(gmem), "r"(src) : "memory");
+    else if (words == 2) asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" :: "r"(a), "l"(gmem), "r"(src) : "memory");
+    else asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" :: "r"(a), "l"(gmem), "r"(src) : "memory");
+}
+#endif
+
+template <typename T, typename O, int BM, int NW>
 __device__ void int4_gemm_tiled(const T* __restrict__ x, int rows, int row_tiles, const unsigned* __restrict__ w,
                                 const unsigned* __restrict__ sz, int groups, int group_shift, int n, int k,
                                 const T* __restrict__ bias, O* __restrict__ y, float* __restrict__ partials,
-                                int* __restrict__ counters) {
+                                int* __restrict__ counters, unsigned char* smem) {
     celer_pdl_begin();
-    constexpr int THREADS = INT4_TILED_WARPS * 32, TILES = BM / 8, CHUNKS = 16 * U;
-    alignas(16) __shared__ T xs[INT4_STAGES][BM * CHUNKS * 8];
+    constexpr int THREADS = NW * 32, TILES = BM / 8, BN = 16 * NW;
+    constexpr int X_BYTES = BM * 256, W_BYTES = BN * 64, STAGE = INT4_TILED_STAGE(BM, BN);
+    static_assert(BM * 16 % THREADS == 0 && BN * 4 % THREADS == 0 && BN <= THREADS, "tile shape");
     __shared__ int last_block;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
     const int row0 = (blockIdx.x % row_tiles) * BM, col_block = blockIdx.x / row_tiles;
     if (row0 >= rows) return;   // a row tile past the step's rows (every split alike)
-    const int splits = gridDim.y, blocks = k >> 7;
-    const int per = ((blocks + splits - 1) / splits + U - 1) / U * U;   // whole stages per split
-    const int b0 = min(blocks, (int)blockIdx.y * per), b1 = min(blocks, b0 + per), stages = (b1 - b0 + U - 1) / U;
+    const int splits = gridDim.y, blocks = k >> 7, per = (blocks + splits - 1) / splits;
+    const int b0 = min(blocks, (int)blockIdx.y * per), b1 = min(blocks, b0 + per), stages = b1 - b0;
+    const long long n0 = (long long)col_block * BN;
+    // Scale words per row and 128-k block, and which of them a 32-k chunk q reads (q >> shift).
+    const int words = 1 << max(0, 7 - group_shift), word_shift = min(group_shift, 7) - 5;
 
-    // This warp's weight rows (output columns) g and g + 8 of each tile; columns past n read row n - 1 and are dropped.
-    const unsigned* wa[AT];
-    const unsigned* wb[AT];
-    const unsigned* sa[AT];
-    const unsigned* sb[AT];
-    const long long n0 = (long long)col_block * (64 * AT) + warp * (16 * AT);
+    auto load_stage = [&](int slot, int s) {
+        unsigned char* st = smem + slot * STAGE;
+        const int kb = b0 + s;
+        const bool live = s < stages;
 #pragma unroll
-    for (int a = 0; a < AT; a++) {
-        const long long ra = min(n0 + 16 * a + g, (long long)n - 1), rb = min(n0 + 16 * a + g + 8, (long long)n - 1);
-        wa[a] = w + ra * (k >> 3) + 4 * t;
-        wb[a] = w + rb * (k >> 3) + 4 * t;
-        sa[a] = sz + ra * groups;
-        sb[a] = sz + rb * groups;
-    }
-    // Groups of 128 or more give a 128-k block one scale word per row, requested with its codes; narrower groups
-    // read theirs per 32-k chunk.
-    const bool wide = group_shift >= 7;
-
-    auto load_x = [&](int stage, int s) {
-        const int kb = b0 + s * U;
-#pragma unroll
-        for (int it = 0; it < BM * CHUNKS / THREADS; it++) {
-            const int i = tid + it * THREADS, r = i / CHUNKS, c = i % CHUNKS;
-            const bool ok = s < stages && row0 + r < rows && kb + c / 16 < b1;
-            const T* src = ok ? x + (long long)(row0 + r) * k + kb * 128 + c * 8 : x;
-            flash_cp_async16(&xs[stage][(r * CHUNKS + (c ^ ((r & 1) << 2))) * 8], src, ok ? 16 : 0);
+        for (int it = 0; it < BM * 16 / THREADS; it++) {
+            const int i = tid + it * THREADS, r = i >> 4, c = i & 15;
+            const bool ok = live && row0 + r < rows;
+            flash_cp_async16(st + (r * 16 + (c ^ ((r & 1) << 2))) * 16, ok ? x + (long long)(row0 + r) * k + kb * 128 + c * 8 : x, ok ? 16 : 0);
         }
-    };
-    struct Codes { uint4 a[U][AT], b[U][AT]; unsigned ga[U][AT], gb[U][AT]; };
-    auto load_w = [&](Codes& v, int s) {
+        // Weight rows past n load row n - 1; their columns are dropped.
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int kb = b0 + s * U + u;
-            if (s < stages && kb < b1) {
-#pragma unroll
-                for (int a = 0; a < AT; a++) {
-                    v.a[u][a] = __ldcs(reinterpret_cast<const uint4*>(wa[a] + (long long)kb * 16));
-                    v.b[u][a] = __ldcs(reinterpret_cast<const uint4*>(wb[a] + (long long)kb * 16));
-                    if (wide) {
-                        v.ga[u][a] = sa[a][(kb * 128) >> group_shift];
-                        v.gb[u][a] = sb[a][(kb * 128) >> group_shift];
-                    }
-                }
-            }
+        for (int it = 0; it < BN * 4 / THREADS; it++) {
+            const int i = tid + it * THREADS;
+            const long long row = min(n0 + (i >> 2), (long long)n - 1);
+            flash_cp_async16(st + X_BYTES + i * 16, live ? w + row * (k >> 3) + kb * 16 + (i & 3) * 4 : w, live ? 16 : 0);
+        }
+        if (tid < BN) {
+            const long long row = min(n0 + tid, (long long)n - 1);
+            int4_cp_async_words(st + X_BYTES + W_BYTES + tid * 16, sz + row * groups + (live ? (kb * 128) >> group_shift : 0), words, live);
         }
     };
 
-    float acc[AT][TILES][4];
+    float acc[TILES][4];
 #pragma unroll
-    for (int a = 0; a < AT; a++)
-#pragma unroll
-        for (int j = 0; j < TILES; j++) acc[a][j][0] = acc[a][j][1] = acc[a][j][2] = acc[a][j][3] = 0.f;
+    for (int j = 0; j < TILES; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 
 #pragma unroll
     for (int s = 0; s < INT4_STAGES - 1; s++) {
-        load_x(s, s);
+        load_stage(s, s);
         flash_cp_async_commit();   // empty groups too: the wait below counts groups
     }
-    Codes cur, next;
-    load_w(cur, 0);
+    const int ra = warp * 16 + g;   // this lane's weight rows in the block: ra and ra + 8
     for (int s = 0; s < stages; s++) {
         flash_cp_async_wait<INT4_STAGES - 2>();
         __syncthreads();   // stage s is in; every warp is done with the stage the next load overwrites
-        load_x((s + INT4_STAGES - 1) % INT4_STAGES, s + INT4_STAGES - 1);
+        load_stage((s + INT4_STAGES - 1) % INT4_STAGES, s + INT4_STAGES - 1);
         flash_cp_async_commit();
-        load_w(next, s + 1);
-        const T* tile = xs[s % INT4_STAGES];
+        const unsigned char* st = smem + (s % INT4_STAGES) * STAGE;
+        const uint4 va = *reinterpret_cast<const uint4*>(st + X_BYTES + (ra * 4 + t) * 16);
+        const uint4 vb = *reinterpret_cast<const uint4*>(st + X_BYTES + ((ra + 8) * 4 + t) * 16);
+        const unsigned* sa = reinterpret_cast<const unsigned*>(st + X_BYTES + W_BYTES + ra * 16);
+        const unsigned* sb = reinterpret_cast<const unsigned*>(st + X_BYTES + W_BYTES + (ra + 8) * 16);
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int kb = b0 + s * U + u;
-            if (kb >= b1) break;
+        for (int q = 0; q < 4; q++) {
+            unsigned da[4], db[4];
+            int4_dequant8<T>(int4_word(va, q), sa[q >> word_shift], da);
+            int4_dequant8<T>(int4_word(vb, q), sb[q >> word_shift], db);
 #pragma unroll
-            for (int q = 0; q < 4; q++) {
-                unsigned da[AT][4], db[AT][4];
+            for (int j = 0; j < TILES; j++) {
+                const int r = j * 8 + g, c = q * 4 + t;
+                const uint4 vx = *reinterpret_cast<const uint4*>(st + (r * 16 + (c ^ ((r & 1) << 2))) * 16);
 #pragma unroll
-                for (int a = 0; a < AT; a++) {
-                    const int group = (kb * 128 + q * 32) >> group_shift;
-                    int4_dequant8<T>(int4_word(cur.a[u][a], q), wide ? cur.ga[u][a] : sa[a][group], da[a]);
-                    int4_dequant8<T>(int4_word(cur.b[u][a], q), wide ? cur.gb[u][a] : sb[a][group], db[a]);
-                }
-#pragma unroll
-                for (int j = 0; j < TILES; j++) {
-                    const int r = j * 8 + g, c = u * 16 + q * 4 + t;
-                    const uint4 vx = *reinterpret_cast<const uint4*>(tile + (r * CHUNKS + (c ^ ((r & 1) << 2))) * 8);
-#pragma unroll
-                    for (int a = 0; a < AT; a++) {
-#pragma unroll
-                        for (int h = 0; h < 2; h++) {
-                            const unsigned f[4] = {da[a][2 * h], db[a][2 * h], da[a][2 * h + 1], db[a][2 * h + 1]};
-                            flash_mma<T>(acc[a][j], f, int4_word(vx, 2 * h), int4_word(vx, 2 * h + 1));
-                        }
-                    }
+                for (int h = 0; h < 2; h++) {
+                    const unsigned f[4] = {da[2 * h], db[2 * h], da[2 * h + 1], db[2 * h + 1]};
+                    flash_mma<T>(acc[j], f, int4_word(vx, 2 * h), int4_word(vx, 2 * h + 1));
                 }
             }
         }
-        cur = next;
     }
     flash_cp_async_wait_all();   // the empty groups past the last stage
 
     // C fragment: element i of lane (g, t) is weight row (output column) g + 8 (i / 2), x row 2t + i % 2.
-    auto store = [&](int a, int j, int i, float v) {
+    auto store = [&](int j, int i, float v) {
         const int row = row0 + j * 8 + 2 * t + (i & 1);
-        const long long col = n0 + 16 * a + g + 8 * (i >> 1);
+        const long long col = n0 + ra + 8 * (i >> 1);
         if (row < rows && col < n) {
             if (bias != nullptr) v += to_float(bias[col]);
             y[(long long)row * n + col] = from_float<O>(v);
         }
     };
-    if (gridDim.y == 1) {
-#pragma unroll
-        for (int a = 0; a < AT; a++)
-#pragma unroll
-            for (int j = 0; j < TILES; j++)
-#pragma unroll
-                for (int i = 0; i < 4; i++) store(a, j, i, acc[a][j][i]);
-        return;
-    }
-
-    constexpr int TILE_FLOATS = AT * TILES * 4 * THREADS;
-    float* mine = partials + ((long long)blockIdx.y * gridDim.x + blockIdx.x) * TILE_FLOATS;
-#pragma unroll
-    for (int a = 0; a < AT; a++)
+    if (splits == 1) {
 #pragma unroll
         for (int j = 0; j < TILES; j++)
 #pragma unroll
-            for (int i = 0; i < 4; i++) mine[((a * TILES + j) * 4 + i) * THREADS + tid] = acc[a][j][i];
+            for (int i = 0; i < 4; i++) store(j, i, acc[j][i]);
+        return;
+    }
+
+    constexpr int TILE_FLOATS = TILES * 4 * THREADS;
+    float* mine = partials + ((long long)blockIdx.y * gridDim.x + blockIdx.x) * TILE_FLOATS;
+#pragma unroll
+    for (int j = 0; j < TILES; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) mine[(j * 4 + i) * THREADS + tid] = acc[j][i];
     __threadfence();   // the partial tile is visible to every block before this one counts itself
     __syncthreads();
     if (tid == 0) last_block = atomicAdd(&counters[blockIdx.x], 1) == splits - 1;
@@ -453,31 +429,28 @@ __device__ void int4_gemm_tiled(const T* __restrict__ x, int rows, int row_tiles
     if (!last_block) return;
     __threadfence();
 #pragma unroll
-    for (int a = 0; a < AT; a++)
+    for (int j = 0; j < TILES; j++)
 #pragma unroll
-        for (int j = 0; j < TILES; j++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                float sum = 0.f;
-                for (int s = 0; s < splits; s++)
-                    sum += __ldcg(partials + ((long long)s * gridDim.x + blockIdx.x) * TILE_FLOATS + ((a * TILES + j) * 4 + i) * THREADS + tid);
-                store(a, j, i, sum);
-            }
+        for (int i = 0; i < 4; i++) {
+            float sum = 0.f;
+            for (int s = 0; s < splits; s++)
+                sum += __ldcg(partials + ((long long)s * gridDim.x + blockIdx.x) * TILE_FLOATS + (j * 4 + i) * THREADS + tid);
+            store(j, i, sum);
+        }
     if (tid == 0) counters[blockIdx.x] = 0;   // ready for the next launch (graph replays included)
 }
 
-// BM rows per tile (U 128-k blocks per stage: 2 up to 32 rows, 1 at 64, so that three stages fit 48 KB) × AT.
-#define INT4_TILED_ENTRY(S, T, O, OS, BM, AT, U)                                                                     \
-    extern "C" __global__ void __launch_bounds__(INT4_TILED_WARPS * 32) int4_gemm_tiled_##S##_##OS##_m##BM##_a##AT(   \
+// BM rows per tile × NW warps (16 · NW columns per block).
+#define INT4_TILED_ENTRY(S, T, O, OS, BM, NW)                                                                        \
+    extern "C" __global__ void __launch_bounds__(NW * 32) int4_gemm_tiled_##S##_##OS##_m##BM##_w##NW(                \
         const T* x, int rows, int row_tiles, const unsigned* w, const unsigned* sz, int groups, int group_shift, int n, \
         int k, const T* bias, O* y, float* partials, int* counters) {                                                 \
-        int4_gemm_tiled<T, O, BM, AT, U>(x, rows, row_tiles, w, sz, groups, group_shift, n, k, bias, y, partials,      \
-                                          counters);                                                                  \
+        int4_gemm_tiled<T, O, BM, NW>(x, rows, row_tiles, w, sz, groups, group_shift, n, k, bias, y, partials, counters, \
+                                      flash_dynamic_smem);                                                            \
     }
 #define INT4_TILED_ENTRY_OUT(S, T, O, OS)                                                                             \
-    INT4_TILED_ENTRY(S, T, O, OS, 16, 1, 2) INT4_TILED_ENTRY(S, T, O, OS, 16, 2, 2)                                   \
-    INT4_TILED_ENTRY(S, T, O, OS, 32, 1, 2) INT4_TILED_ENTRY(S, T, O, OS, 32, 2, 2)                                   \
-    INT4_TILED_ENTRY(S, T, O, OS, 64, 1, 1) INT4_TILED_ENTRY(S, T, O, OS, 64, 2, 1)
+    INT4_TILED_ENTRY(S, T, O, OS, 16, 4) INT4_TILED_ENTRY(S, T, O, OS, 16, 8) INT4_TILED_ENTRY(S, T, O, OS, 32, 4)    \
+    INT4_TILED_ENTRY(S, T, O, OS, 32, 8) INT4_TILED_ENTRY(S, T, O, OS, 64, 4) INT4_TILED_ENTRY(S, T, O, OS, 64, 8)
 #define INT4_TILED_ENTRY_POINTS(S, T) INT4_TILED_ENTRY_OUT(S, T, T, same) INT4_TILED_ENTRY_OUT(S, T, float, f32)
 INT4_TILED_ENTRY_POINTS(f16, __half)
 INT4_TILED_ENTRY_POINTS(bf16, __nv_bfloat16)

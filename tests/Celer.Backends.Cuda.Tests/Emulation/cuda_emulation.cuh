@@ -102,7 +102,7 @@ inline __half2 __hmul2(__half2 a, __half2 b) { return emulate_pair<__half2, __ha
 
 // ---------------- fibers ----------------
 struct Dim3 { unsigned x, y, z; };
-struct Copy { void* dst; const void* src; int bytes; int group = 0; };
+struct Copy { void* dst; const void* src; int bytes; int group = 0; int size = 16; };   // bytes: read (size or 0: zeros)
 struct Fiber {
     ucontext_t ctx;
     std::vector<char> stack;
@@ -406,8 +406,8 @@ inline void flash_ldsm_x4_trans(unsigned (&r)[4], const void* p) { ldsm_emul(r, 
 struct Range { const char* lo; size_t bytes; };
 static std::vector<Range> g_readable;
 inline void do_copy(const Copy& c) {
-    if (c.bytes == 16) memcpy(c.dst, c.src, 16);
-    else { CHECK(c.bytes == 0); memset(c.dst, 0, 16); }
+    if (c.bytes == c.size) memcpy(c.dst, c.src, c.size);
+    else { CHECK(c.bytes == 0); memset(c.dst, 0, c.size); }
 }
 // cp.async lands at a random moment between issue and the issuing thread's wait (here: at issue or at the wait).
 inline void flash_cp_async16(void* smem, const void* gmem, int src_bytes) {
@@ -420,6 +420,15 @@ inline void flash_cp_async16(void* smem, const void* gmem, int src_bytes) {
     if ((uintptr_t)smem < g_smem_lo) g_smem_lo = (uintptr_t)smem;
     if ((uintptr_t)smem + 16 > g_smem_hi) g_smem_hi = (uintptr_t)smem + 16;
     Copy c{smem, gmem, src_bytes, g_cur->committed};
+    if (g_rng() & 1) do_copy(c); else g_cur->pending.push_back(c);
+}
+// int4_gemm.cu's copies of 1, 2 or 4 words (cp.async of 4, 8 or 16 bytes, aligned to their size).
+inline void int4_cp_async_words(void* smem, const unsigned* gmem, int words, bool live) {
+    const int size = 4 * words;
+    CHECK((words == 1 || words == 2 || words == 4) && ((uintptr_t)smem % size) == 0 && ((uintptr_t)gmem % size) == 0);
+    if ((uintptr_t)smem < g_smem_lo) g_smem_lo = (uintptr_t)smem;
+    if ((uintptr_t)smem + size > g_smem_hi) g_smem_hi = (uintptr_t)smem + size;
+    Copy c{smem, gmem, live ? size : 0, g_cur->committed, size};
     if (g_rng() & 1) do_copy(c); else g_cur->pending.push_back(c);
 }
 inline void flash_cp_async_commit() { g_cur->committed++; }

@@ -1,14 +1,15 @@
 // int4_gemm.cu's tensor-core W4A16 kernels as they are, on emulated threads: int4_gemm_tc (steps of up to 64 rows, 16
-// columns per block) and int4_gemm_tiled (x's tile through shared memory, 64 or 128 columns per block, row tiles, k
-// split across blocks and summed by the tile's last block), in fp16 and bf16, against a double-precision reference.
+// columns per block) and int4_gemm_tiled (x's tile, the codes and the scale words through a 4-stage cp.async pipeline,
+// blocks of 4 or 8 warps, row tiles, k split across blocks and summed by the tile's last block), in fp16 and bf16,
+// against a double-precision reference.
 // The packed layout is built here from its definition in int4_gemm.cu's header comment (word 4t + u of each 128-k
 // block holds k 32u + 8t ..., nibble j the (j % 4) · 2 + j / 4-th of those 8; a scale word is the scale's 16 bits
 // under those of magic + zero point), not by the loader's code.
 //
 // Cases: ragged rows (a tile's rows past the step, whole row tiles past it), n not a multiple of a block's columns,
-// k of 3 and 5 128-k blocks (a last stage of one block where a stage holds two), splits of 1 to 3 (one that gets no
-// k at all), groups of 32, 64 (read per 32-k chunk), 128 and per channel (one scale word per block), a bias, and an
-// fp32 output (a quantized lm_head).
+// k of 2 to 5 128-k blocks (fewer and more than the pipeline's stages), splits of 1 to 3 (one that gets no k at all),
+// groups of 32, 64 (4 and 2 scale words per row and block), 128 and per channel (one), a bias, and an fp32 output
+// (a quantized lm_head).
 // Reference: the weight the kernel uses is (code - zero) · scale rounded once to T (the subtraction of magic + zero is
 // exact); the fp32 sums may differ from the double one by ~k ulps of fp32 of the terms' size (1e-5 of it here), and a
 // 16-bit output by one ulp of T after rounding (plus the bias's).
@@ -61,8 +62,8 @@ template <typename T> struct PackedWeight {
     }
 };
 
-// tiled: int4_gemm_tiled<BM, AT> with `splits` splits and `row_tiles` row tiles (at least the rows'), else int4_gemm_tc<BM>.
-template <typename T, typename O, int BM, int AT, bool TILED>
+// tiled: int4_gemm_tiled<BM, NW> with `splits` splits and `row_tiles` row tiles (at least the rows'), else int4_gemm_tc<BM>.
+template <typename T, typename O, int BM, int NW, bool TILED>
 static void gemm_case(int rows, int n, int k, int group_size, int splits, int row_tiles, bool with_bias) {
     PackedWeight<T> w(n, k, group_size);
     std::uniform_real_distribution<float> value(-2.f, 2.f);
@@ -72,19 +73,21 @@ static void gemm_case(int rows, int n, int k, int group_size, int splits, int ro
         x.get()[i] = from_float<T>(f == 0.f ? 1.f : f);   // never zeros
     }
     for (int j = 0; j < n; j++) bias.get()[j] = from_float<T>(value(rng));
-    g_readable = {{(const char*)x.get(), (size_t)rows * k * sizeof(T)}};
+    g_readable = {{(const char*)x.get(), (size_t)rows * k * sizeof(T)}, {(const char*)w.codes.get(), (size_t)n * k / 2},
+                  {(const char*)w.scales.get(), (size_t)n * w.groups * 4}};
     Buffer<O> y((size_t)rows * n);
     for (size_t i = 0; i < (size_t)rows * n; i++) y.get()[i] = from_float<O>(NAN);
     const T* b = with_bias ? bias.get() : nullptr;
 
     if (TILED) {
-        const int col_blocks = (n + 64 * AT - 1) / (64 * AT);
-        std::vector<float> partials((size_t)splits * col_blocks * row_tiles * BM * 64 * AT, NAN);
+        const int col_blocks = (n + 16 * NW - 1) / (16 * NW);
+        std::vector<float> partials((size_t)splits * col_blocks * row_tiles * BM * 16 * NW, NAN);
         std::vector<int> counters((size_t)col_blocks * row_tiles, 0);
+        CHECK(INT4_STAGES * INT4_TILED_STAGE(BM, 16 * NW) <= (int)sizeof(flash_dynamic_smem));
         launch({(unsigned)(col_blocks * row_tiles), (unsigned)splits, 1}, [&] {
-            int4_gemm_tiled<T, O, BM, AT, BM == 64 ? 1 : 2>(x.get(), rows, row_tiles, w.codes.get(), w.scales.get(), w.groups,
-                                                            w.group_shift, n, k, b, y.get(), partials.data(), counters.data());
-        }, INT4_TILED_WARPS * 32);
+            int4_gemm_tiled<T, O, BM, NW>(x.get(), rows, row_tiles, w.codes.get(), w.scales.get(), w.groups, w.group_shift, n, k,
+                                          b, y.get(), partials.data(), counters.data(), flash_dynamic_smem);
+        }, NW * 32);
         for (int c : counters) CHECK(c == 0);   // left ready for the next launch
     } else {
         launch({(unsigned)((n + 15) / 16), 1, 1}, [&] {
@@ -105,22 +108,22 @@ static void gemm_case(int rows, int n, int k, int group_size, int splits, int ro
             if (!(std::fabs(got - ref) <= allowed) && bad++ < 5)
                 fprintf(stderr, "  row %d col %d: got %.9g, reference %.9g (allowed %.3g)\n", m, j, got, ref, allowed);
         }
-    printf("int4_gemm_%s %-4s -> %-4s m%-2d a%d rows %3d n %3d k %3d group %3d splits %d row tiles %d%s: %s\n", TILED ? "tiled" : "tc   ",
-           name_of<T>(), name_of<O>(), BM, AT, rows, n, k, group_size, splits, row_tiles, with_bias ? " bias" : "", bad ? "FAIL" : "ok");
+    printf("int4_gemm_%s %-4s -> %-4s m%-2d w%d rows %3d n %3d k %3d group %3d splits %d row tiles %d%s: %s\n", TILED ? "tiled" : "tc   ",
+           name_of<T>(), name_of<O>(), BM, NW, rows, n, k, group_size, splits, row_tiles, with_bias ? " bias" : "", bad ? "FAIL" : "ok");
     g_failed |= bad != 0;
 }
 
 template <typename T> static void all_cases() {
-    gemm_case<T, T, 16, 1, false>(13, 40, 384, 128, 1, 1, false);
-    gemm_case<T, T, 64, 1, false>(37, 24, 256, 32, 1, 1, false);
-    gemm_case<T, T, 16, 1, true>(9, 80, 384, 128, 1, 1, false);
-    gemm_case<T, T, 16, 1, true>(16, 80, 640, 128, 2, 1, true);
-    gemm_case<T, float, 16, 2, true>(11, 136, 256, 32, 2, 1, true);
-    gemm_case<T, T, 32, 1, true>(20, 72, 512, 0, 3, 1, false);
-    gemm_case<T, T, 32, 2, true>(32, 130, 384, 64, 1, 1, false);
-    gemm_case<T, T, 64, 2, true>(100, 136, 256, 64, 2, 2, true);
-    gemm_case<T, float, 64, 1, true>(64, 70, 384, 128, 1, 4, false);
-    gemm_case<T, T, 64, 1, true>(65, 64, 640, 0, 3, 2, false);
+    gemm_case<T, T, 16, 4, false>(13, 40, 384, 128, 1, 1, false);
+    gemm_case<T, T, 64, 4, false>(37, 24, 256, 32, 1, 1, false);
+    gemm_case<T, T, 16, 4, true>(9, 80, 384, 128, 1, 1, false);
+    gemm_case<T, T, 16, 4, true>(16, 80, 640, 128, 2, 1, true);
+    gemm_case<T, float, 16, 8, true>(11, 136, 256, 32, 2, 1, true);
+    gemm_case<T, T, 32, 4, true>(20, 72, 512, 0, 3, 1, false);
+    gemm_case<T, T, 32, 8, true>(32, 130, 384, 64, 1, 1, false);
+    gemm_case<T, T, 64, 8, true>(100, 136, 256, 64, 2, 2, true);
+    gemm_case<T, float, 64, 4, true>(64, 70, 384, 128, 1, 4, false);
+    gemm_case<T, T, 64, 4, true>(65, 64, 640, 0, 3, 2, false);
 }
 
 int main(int argc, char** argv) {
