@@ -337,27 +337,38 @@ __device__ void int4_gemm_tiled(const T* __restrict__ x, int rows, int row_tiles
     // Scale words per row and 128-k block, and which of them a 32-k chunk q reads (q >> shift).
     const int words = 1 << max(0, 7 - group_shift), word_shift = min(group_shift, 7) - 5;
 
+    // Each thread's copies, fixed over the k loop (a stage adds its k offset): x's rows (nullptr past the step's rows:
+    // zeros) and their shared positions, the weight rows' chunks (rows past n load row n - 1; their columns are dropped),
+    // and one row's scale words.
+    constexpr int X_IT = BM * 16 / THREADS, W_IT = BN * 4 / THREADS;
+    const T* x_src[X_IT];
+    int x_dst[X_IT];
+#pragma unroll
+    for (int it = 0; it < X_IT; it++) {
+        const int i = tid + it * THREADS, r = i >> 4, c = i & 15;
+        x_src[it] = row0 + r < rows ? x + (long long)(row0 + r) * k + c * 8 : nullptr;
+        x_dst[it] = (r * 16 + (c ^ ((r & 1) << 2))) * 16;
+    }
+    const unsigned* w_src[W_IT];
+#pragma unroll
+    for (int it = 0; it < W_IT; it++) {
+        const int i = tid + it * THREADS;
+        w_src[it] = w + min(n0 + (i >> 2), (long long)n - 1) * (k >> 3) + (i & 3) * 4;
+    }
+    const unsigned* s_src = sz + min(n0 + min(tid, BN - 1), (long long)n - 1) * groups;
+
     auto load_stage = [&](int slot, int s) {
         unsigned char* st = smem + slot * STAGE;
         const int kb = b0 + s;
         const bool live = s < stages;
 #pragma unroll
-        for (int it = 0; it < BM * 16 / THREADS; it++) {
-            const int i = tid + it * THREADS, r = i >> 4, c = i & 15;
-            const bool ok = live && row0 + r < rows;
-            flash_cp_async16(st + (r * 16 + (c ^ ((r & 1) << 2))) * 16, ok ? x + (long long)(row0 + r) * k + kb * 128 + c * 8 : x, ok ? 16 : 0);
+        for (int it = 0; it < X_IT; it++) {
+            const bool ok = live && x_src[it] != nullptr;
+            flash_cp_async16(st + x_dst[it], ok ? x_src[it] + kb * 128 : x, ok ? 16 : 0);
         }
-        // Weight rows past n load row n - 1; their columns are dropped.
 #pragma unroll
-        for (int it = 0; it < BN * 4 / THREADS; it++) {
-            const int i = tid + it * THREADS;
-            const long long row = min(n0 + (i >> 2), (long long)n - 1);
-            flash_cp_async16(st + X_BYTES + i * 16, live ? w + row * (k >> 3) + kb * 16 + (i & 3) * 4 : w, live ? 16 : 0);
-        }
-        if (tid < BN) {
-            const long long row = min(n0 + tid, (long long)n - 1);
-            int4_cp_async_words(st + X_BYTES + W_BYTES + tid * 16, sz + row * groups + (live ? (kb * 128) >> group_shift : 0), words, live);
-        }
+        for (int it = 0; it < W_IT; it++) flash_cp_async16(st + X_BYTES + (tid + it * THREADS) * 16, w_src[it] + (live ? kb * 16 : 0), live ? 16 : 0);
+        if (tid < BN) int4_cp_async_words(st + X_BYTES + W_BYTES + tid * 16, s_src + (live ? (kb * 128) >> group_shift : 0), words, live);
     };
 
     float acc[TILES][4];
@@ -370,6 +381,10 @@ __device__ void int4_gemm_tiled(const T* __restrict__ x, int rows, int row_tiles
         flash_cp_async_commit();   // empty groups too: the wait below counts groups
     }
     const int ra = warp * 16 + g;   // this lane's weight rows in the block: ra and ra + 8
+    // This lane's x chunk of 32-k chunk q in row tile 0 (tile j is 8 rows = 2048 bytes further).
+    int x_off[4];
+#pragma unroll
+    for (int q = 0; q < 4; q++) x_off[q] = (g * 16 + ((q * 4 + t) ^ ((g & 1) << 2))) * 16;
     for (int s = 0; s < stages; s++) {
         flash_cp_async_wait<INT4_STAGES - 2>();
         __syncthreads();   // stage s is in; every warp is done with the stage the next load overwrites
@@ -387,8 +402,7 @@ __device__ void int4_gemm_tiled(const T* __restrict__ x, int rows, int row_tiles
             int4_dequant8<T>(int4_word(vb, q), sb[q >> word_shift], db);
 #pragma unroll
             for (int j = 0; j < TILES; j++) {
-                const int r = j * 8 + g, c = q * 4 + t;
-                const uint4 vx = *reinterpret_cast<const uint4*>(st + (r * 16 + (c ^ ((r & 1) << 2))) * 16);
+                const uint4 vx = *reinterpret_cast<const uint4*>(st + x_off[q] + j * 2048);
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
                     const unsigned f[4] = {da[2 * h], db[2 * h], da[2 * h + 1], db[2 * h + 1]};
@@ -440,9 +454,11 @@ __device__ void int4_gemm_tiled(const T* __restrict__ x, int rows, int row_tiles
     if (tid == 0) counters[blockIdx.x] = 0;   // ready for the next launch (graph replays included)
 }
 
-// BM rows per tile × NW warps (16 · NW columns per block).
+// BM rows per tile × NW warps (16 · NW columns per block). At most 128 registers, so that two 8-warp blocks (or
+// four of 4 warps, where shared memory allows) share an SM: ncu (8 warps, 64 rows) found one block of 144 registers per
+// SM, whose warps waited 5 cycles between instructions with no other warp to issue.
 #define INT4_TILED_ENTRY(S, T, O, OS, BM, NW)                                                                        \
-    extern "C" __global__ void __launch_bounds__(NW * 32) int4_gemm_tiled_##S##_##OS##_m##BM##_w##NW(                \
+    extern "C" __global__ void __launch_bounds__(NW * 32, 16 / NW) int4_gemm_tiled_##S##_##OS##_m##BM##_w##NW(                \
         const T* x, int rows, int row_tiles, const unsigned* w, const unsigned* sz, int groups, int group_shift, int n, \
         int k, const T* bias, O* y, float* partials, int* counters) {                                                 \
         int4_gemm_tiled<T, O, BM, NW>(x, rows, row_tiles, w, sz, groups, group_shift, n, k, bias, y, partials, counters, \
