@@ -57,22 +57,7 @@ public sealed class KernelEmulationTests
     [Fact]
     public async Task Moe_kernels_match_the_reference_under_emulation()
     {
-        string compiler = EmulationCompiler("MoeParityTests");
-        DirectoryInfo build = EmulationBuild("moe_emulation_test.cpp", "elementwise.cu", "flash_attention.cu", "moe.cu");
-        try
-        {
-            await CompileEmulation(compiler, build, "moe_emulation_test.cpp", "moe_test");
-            string binary = Path.Combine(build.FullName, "moe_test");
-            foreach (string seed in (string[])["7", "8"])
-            {
-                (int exit, string output) = await Run(binary, [seed]);
-                Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"moe_test {seed} exited {exit}:\n{Tail(output)}");
-            }
-        }
-        finally
-        {
-            build.Delete(recursive: true);
-        }
+        await BuildAndRun("MoeParityTests", "moe_emulation_test.cpp", ["elementwise.cu", "flash_attention.cu", "moe.cu"], "7", "8");
     }
 
     /// <summary>
@@ -83,18 +68,7 @@ public sealed class KernelEmulationTests
     [Fact]
     public async Task Prepare_attention_matches_the_reference_under_emulation()
     {
-        string compiler = EmulationCompiler("OperatorParityTests");
-        DirectoryInfo build = EmulationBuild("rope_emulation_test.cpp", "rope.cu");
-        try
-        {
-            await CompileEmulation(compiler, build, "rope_emulation_test.cpp", "rope_test");
-            (int exit, string output) = await Run(Path.Combine(build.FullName, "rope_test"), ["7"]);
-            Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"rope_test exited {exit}:\n{Tail(output)}");
-        }
-        finally
-        {
-            build.Delete(recursive: true);
-        }
+        await BuildAndRun("OperatorParityTests", "rope_emulation_test.cpp", ["rope.cu"], "7");
     }
 
     /// <summary>
@@ -106,21 +80,7 @@ public sealed class KernelEmulationTests
     [Fact]
     public async Task Encoder_kernels_match_the_reference_under_emulation()
     {
-        string compiler = EmulationCompiler("EncoderOperatorParityTests");
-        DirectoryInfo build = EmulationBuild("encoder_emulation_test.cpp", "elementwise.cu", "encoder.cu");
-        try
-        {
-            await CompileEmulation(compiler, build, "encoder_emulation_test.cpp", "encoder_test");
-            foreach (string seed in (string[])["7", "8"])
-            {
-                (int exit, string output) = await Run(Path.Combine(build.FullName, "encoder_test"), [seed]);
-                Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"encoder_test {seed} exited {exit}:\n{Tail(output)}");
-            }
-        }
-        finally
-        {
-            build.Delete(recursive: true);
-        }
+        await BuildAndRun("EncoderOperatorParityTests", "encoder_emulation_test.cpp", ["elementwise.cu", "encoder.cu"], "7", "8");
     }
 
     /// <summary>
@@ -132,21 +92,7 @@ public sealed class KernelEmulationTests
     [Fact]
     public async Task Skinny_kernels_match_the_reference_under_emulation()
     {
-        string compiler = EmulationCompiler("OperatorParityTests");
-        DirectoryInfo build = EmulationBuild("skinny_emulation_test.cpp", "elementwise.cu", "flash_attention.cu", "skinny_gemm.cu");
-        try
-        {
-            await CompileEmulation(compiler, build, "skinny_emulation_test.cpp", "skinny_test");
-            foreach (string seed in (string[])["7", "8"])
-            {
-                (int exit, string output) = await Run(Path.Combine(build.FullName, "skinny_test"), [seed]);
-                Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"skinny_test {seed} exited {exit}:\n{Tail(output)}");
-            }
-        }
-        finally
-        {
-            build.Delete(recursive: true);
-        }
+        await BuildAndRun("OperatorParityTests", "skinny_emulation_test.cpp", ["elementwise.cu", "flash_attention.cu", "skinny_gemm.cu"], "7", "8");
     }
 
     /// <summary>
@@ -158,21 +104,7 @@ public sealed class KernelEmulationTests
     [Fact]
     public async Task Int4_kernels_match_the_reference_under_emulation()
     {
-        string compiler = EmulationCompiler("Int4GemmTests");
-        DirectoryInfo build = EmulationBuild("int4_emulation_test.cpp", "flash_attention.cu", "int4_gemm.cu");
-        try
-        {
-            await CompileEmulation(compiler, build, "int4_emulation_test.cpp", "int4_test");
-            foreach (string seed in (string[])["7", "8"])
-            {
-                (int exit, string output) = await Run(Path.Combine(build.FullName, "int4_test"), [seed]);
-                Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"int4_test {seed} exited {exit}:\n{Tail(output)}");
-            }
-        }
-        finally
-        {
-            build.Delete(recursive: true);
-        }
+        await BuildAndRun("Int4GemmTests", "int4_emulation_test.cpp", ["flash_attention.cu", "int4_gemm.cu"], "7", "8");
     }
 
     /// <summary>
@@ -187,15 +119,25 @@ public sealed class KernelEmulationTests
     [Fact]
     public async Task Fp8_kernels_match_the_reference_under_emulation()
     {
-        string compiler = EmulationCompiler("Fp8GemmTests");
-        DirectoryInfo build = EmulationBuild("fp8_emulation_test.cpp", "elementwise.cu", "fp8_quant.cu", "fp8_skinny_gemm.cu", "rmsnorm.cu");
+        await BuildAndRun("Fp8GemmTests", "fp8_emulation_test.cpp", ["elementwise.cu", "fp8_quant.cu", "fp8_skinny_gemm.cu", "rmsnorm.cu"], "7", "8");
+    }
+
+    /// <summary>
+    /// Builds an emulation test program (Emulation/<paramref name="test"/>) against <paramref name="kernels"/> as they are
+    /// and runs it once per seed; each run must exit 0 and end with "-> PASS".
+    /// </summary>
+    private static async Task BuildAndRun(string realTests, string test, string[] kernels, params string[] seeds)
+    {
+        string compiler = EmulationCompiler(realTests);
+        DirectoryInfo build = EmulationBuild(test, kernels);
         try
         {
-            await CompileEmulation(compiler, build, "fp8_emulation_test.cpp", "fp8_test");
-            foreach (string seed in (string[])["7", "8"])
+            string name = test.Replace("_emulation_test.cpp", "_test", StringComparison.Ordinal);
+            await CompileEmulation(compiler, build, test, name);
+            foreach (string seed in seeds)
             {
-                (int exit, string output) = await Run(Path.Combine(build.FullName, "fp8_test"), [seed]);
-                Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"fp8_test {seed} exited {exit}:\n{Tail(output)}");
+                (int exit, string output) = await Run(Path.Combine(build.FullName, name), [seed]);
+                Assert.True(exit == 0 && output.TrimEnd().EndsWith("-> PASS", StringComparison.Ordinal), $"{name} {seed} exited {exit}:\n{Tail(output)}");
             }
         }
         finally

@@ -65,6 +65,7 @@ inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
 }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }   // CUDA's overload: no narrowing to int
 inline int __ffs(int x) { return __builtin_ffs(x); }
 inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }   // CUDA's approximate reciprocal root, exact here
 
@@ -442,6 +443,13 @@ template <int N> inline void flash_cp_async_wait() {
     g_cur->pending.swap(keep);
 }
 alignas(128) static unsigned char flash_dynamic_smem[256 * 1024];
+
+// Test data: 16-byte aligned storage, as the GPU's allocations are.
+template <typename V> struct Buffer {
+    std::vector<V> data;
+    explicit Buffer(size_t n) : data(n + 16 / sizeof(V)) {}
+    V* get() { return (V*)(((uintptr_t)data.data() + 15) & ~(uintptr_t)15); }
+};
 
 // ---------------- launch ----------------
 static std::function<void()> g_body;

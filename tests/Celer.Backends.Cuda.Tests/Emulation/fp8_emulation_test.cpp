@@ -19,13 +19,6 @@
 static std::mt19937 rng;
 static bool g_failed = false;
 
-// 16-byte aligned storage, as the GPU's allocations are.
-template <typename V> struct Buffer {
-    std::vector<V> data;
-    explicit Buffer(size_t n) : data(n + 16 / sizeof(V)) {}
-    V* get() { return (V*)(((uintptr_t)data.data() + 15) & ~(uintptr_t)15); }
-};
-
 struct Scheme { int mode; const char* name; };
 static const Scheme kSchemes[] = {{0, "per-token"}, {1, "static"}, {2, "per-group"}};
 

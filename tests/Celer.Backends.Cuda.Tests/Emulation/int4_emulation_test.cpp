@@ -21,13 +21,6 @@
 static std::mt19937 rng;
 static bool g_failed = false;
 
-// 16-byte aligned storage, as the GPU's allocations are.
-template <typename V> struct Buffer {
-    std::vector<V> data;
-    explicit Buffer(size_t n) : data(n + 16 / sizeof(V)) {}
-    V* get() { return (V*)(((uintptr_t)data.data() + 15) & ~(uintptr_t)15); }
-};
-
 template <typename T> static float magic() { return std::is_same<T, __nv_bfloat16>::value ? 128.f : 1024.f; }
 
 // A random 4-bit weight [n, k] in the tensor-core layout, and the weights the kernel computes with.
