@@ -346,11 +346,17 @@ public sealed unsafe partial class CudaBackend
             RunGemm(plan, candidate, x, rows, weight, bias, y);
         }
 
-        Run();   // warm: a first launch loads code
+        return TimeRepeated(Run, repeats, start, end);
+    }
+
+    /// <summary>Milliseconds per call of <paramref name="run"/> over <paramref name="repeats"/> back-to-back calls, after one untimed (a first launch loads code).</summary>
+    private float TimeRepeated(Action run, int repeats, SafeCudaEventHandle start, SafeCudaEventHandle end)
+    {
+        run();
         CudaDriver.Check(CudaDriver.cuEventRecord(start.DangerousGetHandle(), _device.Stream), "cuEventRecord");
         for (int i = 0; i < repeats; i++)
         {
-            Run();
+            run();
         }
 
         CudaDriver.Check(CudaDriver.cuEventRecord(end.DangerousGetHandle(), _device.Stream), "cuEventRecord");

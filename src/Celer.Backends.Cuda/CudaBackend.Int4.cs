@@ -205,13 +205,16 @@ public sealed unsafe partial class CudaBackend
         return new Tensor(name, (nint)memory, ActivationDType, [rows, columns]);
     }
 
-    /// <summary>y = x·Wᵀ (+ bias) for a packed 4-bit <paramref name="weight"/>.</summary>
-    private void Int4Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y)
+    /// <summary>
+    /// y = x·Wᵀ (+ bias) for a packed 4-bit <paramref name="weight"/>, by the tuner's choice or by
+    /// <paramref name="choice"/> (tests run each of <see cref="Int4Choices"/>).
+    /// </summary>
+    internal void Int4Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, Int4Choice? choice = null)
     {
         Tensor input = Int4LayerInput(x, rows, weight);
         if (rows > 0)
         {
-            RunInt4(Int4ChoiceFor(input, rows, weight, bias, y), input, rows, weight, bias, y);
+            RunInt4(choice ?? Int4ChoiceFor(input, rows, weight, bias, y), input, rows, weight, bias, y);
         }
     }
 
@@ -410,19 +413,8 @@ public sealed unsafe partial class CudaBackend
 
     /// <summary>Milliseconds per layer over <paramref name="repeats"/> back-to-back launches, after one untimed.</summary>
     private float TimeInt4(Int4Choice choice, Tensor input, int rows, Tensor weight, Tensor? bias, Tensor y, int repeats,
-        SafeCudaEventHandle start, SafeCudaEventHandle end)
-    {
-        RunInt4(choice, input, rows, weight, bias, y);
-        CudaDriver.Check(CudaDriver.cuEventRecord(start.DangerousGetHandle(), _device.Stream), "cuEventRecord");
-        for (int i = 0; i < repeats; i++)
-        {
-            RunInt4(choice, input, rows, weight, bias, y);
-        }
-
-        CudaDriver.Check(CudaDriver.cuEventRecord(end.DangerousGetHandle(), _device.Stream), "cuEventRecord");
-        CudaDriver.Check(CudaDriver.cuEventSynchronize(end.DangerousGetHandle()), "cuEventSynchronize");
-        return Elapsed(start, end) / repeats;
-    }
+        SafeCudaEventHandle start, SafeCudaEventHandle end) =>
+        TimeRepeated(() => RunInt4(choice, input, rows, weight, bias, y), repeats, start, end);
 
     /// <summary>
     /// Every kernel the tuner times for a packed 4-bit <paramref name="weight"/> at <paramref name="rows"/> rows, each
@@ -446,16 +438,6 @@ public sealed unsafe partial class CudaBackend
         }
 
         return bucket <= Int4GemvRows ? [new Int4Choice(Int4Kernel.Gemv), new Int4Choice(Int4Kernel.Dequantized)] : [new Int4Choice(Int4Kernel.Dequantized)];
-    }
-
-    /// <summary>y = x·Wᵀ (+ bias) by a given kernel (tests).</summary>
-    internal void Int4Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, Int4Choice choice)
-    {
-        Tensor input = Int4LayerInput(x, rows, weight);
-        if (rows > 0)
-        {
-            RunInt4(choice, input, rows, weight, bias, y);
-        }
     }
 
     /// <summary>

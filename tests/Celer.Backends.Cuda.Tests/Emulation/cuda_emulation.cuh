@@ -410,27 +410,24 @@ inline void do_copy(const Copy& c) {
     if (c.bytes == c.size) memcpy(c.dst, c.src, c.size);
     else { CHECK(c.bytes == 0); memset(c.dst, 0, c.size); }
 }
-// cp.async lands at a random moment between issue and the issuing thread's wait (here: at issue or at the wait).
-inline void flash_cp_async16(void* smem, const void* gmem, int src_bytes) {
-    CHECK(((uintptr_t)smem & 15) == 0 && ((uintptr_t)gmem & 15) == 0);
+// cp.async of `size` bytes (4, 8 or 16, aligned to it) that reads `src_bytes` of them (all, or none: zeros) from a
+// readable buffer; it lands at a random moment between issue and the issuing thread's wait (here: at issue or at the wait).
+inline void cp_async_emul(void* smem, const void* gmem, int size, int src_bytes) {
+    CHECK((size == 4 || size == 8 || size == 16) && ((uintptr_t)smem % size) == 0 && ((uintptr_t)gmem % size) == 0);
     if (src_bytes > 0) {
         bool ok = false;
-        for (auto& r : g_readable) ok |= (const char*)gmem >= r.lo && (const char*)gmem + 16 <= r.lo + r.bytes;
+        for (auto& r : g_readable) ok |= (const char*)gmem >= r.lo && (const char*)gmem + size <= r.lo + r.bytes;
         CHECK(ok);
     }
     if ((uintptr_t)smem < g_smem_lo) g_smem_lo = (uintptr_t)smem;
-    if ((uintptr_t)smem + 16 > g_smem_hi) g_smem_hi = (uintptr_t)smem + 16;
-    Copy c{smem, gmem, src_bytes, g_cur->committed};
+    if ((uintptr_t)smem + size > g_smem_hi) g_smem_hi = (uintptr_t)smem + size;
+    Copy c{smem, gmem, src_bytes, g_cur->committed, size};
     if (g_rng() & 1) do_copy(c); else g_cur->pending.push_back(c);
 }
-// int4_gemm.cu's copies of 1, 2 or 4 words (cp.async of 4, 8 or 16 bytes, aligned to their size).
+inline void flash_cp_async16(void* smem, const void* gmem, int src_bytes) { cp_async_emul(smem, gmem, 16, src_bytes); }
+// int4_gemm.cu's copies of 1, 2 or 4 words.
 inline void int4_cp_async_words(void* smem, const unsigned* gmem, int words, bool live) {
-    const int size = 4 * words;
-    CHECK((words == 1 || words == 2 || words == 4) && ((uintptr_t)smem % size) == 0 && ((uintptr_t)gmem % size) == 0);
-    if ((uintptr_t)smem < g_smem_lo) g_smem_lo = (uintptr_t)smem;
-    if ((uintptr_t)smem + size > g_smem_hi) g_smem_hi = (uintptr_t)smem + size;
-    Copy c{smem, gmem, live ? size : 0, g_cur->committed, size};
-    if (g_rng() & 1) do_copy(c); else g_cur->pending.push_back(c);
+    cp_async_emul(smem, gmem, 4 * words, live ? 4 * words : 0);
 }
 inline void flash_cp_async_commit() { g_cur->committed++; }
 inline void flash_cp_async_wait_all() {
