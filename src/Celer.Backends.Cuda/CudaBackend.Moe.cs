@@ -9,7 +9,8 @@ namespace Celer.Backends.Cuda;
 /// shared expert. Five launches per call, none waiting for the host: routing, the per-expert grouping of the (row, slot)
 /// pairs padded to the GEMM's row tile, the gate/up GEMM with SiLU·mul in its epilogue, the down GEMM scaled by the
 /// routing weights, and the per-row sum. Grids depend only on the rows, top-k and expert count (the most tiles any
-/// routing can make; blocks past the real count exit), so a recorded graph replays any routing.
+/// routing can make; blocks past the real count exit), so a recorded graph replays any routing. gpt-oss's MXFP4 experts
+/// stay packed in bf16 models on sm_80+ (<see cref="LoadMxfp4"/>): the *_mxfp4 kernels decode them in registers.
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
@@ -30,10 +31,39 @@ public sealed unsafe partial class CudaBackend
 #pragma warning restore CA2213
     private long _moeScratchBytes;
 
+    /// <summary>
+    /// MXFP4 weights as stored, in bf16 models on cards with the tensor-core GEMM (the decoded tile feeds its MMAs); fp32
+    /// and fp16 models take the decoded weights.
+    /// </summary>
+    public Tensor? LoadMxfp4(string name, WeightTensor blocks, WeightTensor scales)
+    {
+        int rows = blocks.Shape[0], columns = (int)(blocks.ElementCount / rows * 2);
+        if (ActivationDType != DType.BF16 || _device.ComputeCapability.Major < 8)
+        {
+            return null;
+        }
+
+        if (blocks.DType != DType.U8 || scales.DType != DType.U8 || columns % 32 != 0 || scales.ElementCount != (long)rows * (columns / 32))
+        {
+            throw new ModelLoadException($"MXFP4 weight '{name}': codes {blocks} and scales {scales} are not {rows} rows of U8 blocks of 32 values");
+        }
+
+        _device.MakeCurrent();
+        ulong codes = AllocateWeight(blocks.ByteLength), exponents = AllocateWeight(scales.ByteLength);
+        Upload(blocks, codes, DType.U8);
+        Upload(scales, exponents, DType.U8);
+        var scaleTensor = new Tensor(name + "_scales", (nint)exponents, DType.U8, [rows, columns / 32]);
+        return new Tensor(name, (nint)codes, DType.U8, [rows, columns / 2]) { Mxfp4 = new PackedMxfp4(columns, scaleTensor) };
+    }
+
     public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output, ExpertOptions? experts = null)
     {
         int count = (int)routerLogits.Columns, hidden = (int)x.Columns;
         int intermediate = gateUp.Rows / (2 * count);
+        if ((gateUp.Mxfp4 is null) != (down.Mxfp4 is null))
+        {
+            throw new ArgumentException($"MoeExperts: gate_up {gateUp} and down {down} must both be MXFP4 or neither.");
+        }
         if (experts is not null && (experts.GateUpBias.ElementCount != gateUp.Rows || experts.DownBias.ElementCount != down.Rows
             || experts.GateUpBias.DType != ActivationDType || experts.DownBias.DType != ActivationDType || !(experts.SwigluLimit > 0)))
         {
@@ -46,8 +76,8 @@ public sealed unsafe partial class CudaBackend
             throw new NotSupportedException($"MoeExperts takes up to {MoeMaxExperts} experts and top-k 1..32 (≤ experts), not {count} experts with top-k {topK}.");
         }
 
-        if (gateUp.Rows != 2 * count * intermediate || gateUp.Columns != hidden || down.Rows != count * hidden
-            || down.Columns != intermediate || output.Columns != hidden)
+        if (gateUp.Rows != 2 * count * intermediate || (gateUp.Mxfp4?.Columns ?? gateUp.Columns) != hidden || down.Rows != count * hidden
+            || (down.Mxfp4?.Columns ?? down.Columns) != intermediate || output.Columns != hidden)
         {
             throw new ArgumentException($"MoeExperts: gate_up {gateUp}, down {down}, x {x} and output {output} do not fit {count} experts.");
         }
@@ -68,6 +98,10 @@ public sealed unsafe partial class CudaBackend
 
         bool tensorCores = ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8 && hidden % 8 == 0 && intermediate % 8 == 0
             && x.Data % 16 == 0 && gateUp.Data % 16 == 0 && down.Data % 16 == 0;
+        if (gateUp.Mxfp4 is not null && !tensorCores)
+        {
+            throw new ArgumentException($"MoeExperts: MXFP4 experts need 16-byte aligned tensors (x {x}).");
+        }
         ulong scratch = _moeScratch!.Pointer;
         for (int first = 0; first < rows; first += capacity)
         {
@@ -100,14 +134,30 @@ public sealed unsafe partial class CudaBackend
         Launch("moe_route", (uint)((rows + MoeThreads / 32 - 1) / (MoeThreads / 32)), 1, MoeThreads, routeArgs);
         ulong xp = (ulong)x.Data + (ulong)((long)first * hidden * elementBytes), w1 = (ulong)gateUp.Data, w2 = (ulong)down.Data;
         ulong o = (ulong)output.Data + (ulong)((long)first * hidden * elementBytes);
+        // MXFP4: the kernels' *_mxfp4 instances, which take the scale bytes after the codes.
+        bool fp4 = gateUp.Mxfp4 is not null;
+        ulong s1 = fp4 ? (ulong)gateUp.Mxfp4!.Scales.Data : 0, s2 = fp4 ? (ulong)down.Mxfp4!.Scales.Data : 0;
+        string format = fp4 ? "_mxfp4" : "";   // the tile kernels' names
         if (UsesMoeGemv(pairs, experts, hidden, intermediate, xp, w1, w2))
         {
             // A decode of few rows: a warp per (pair, column), no align pass (moe.cu's moe_gemv).
             int xDiv = topK, interDiv = 1;
-            void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
-            Launch("moe_gemv_gate_up", (uint)((intermediate + MoeGemvWarps - 1) / MoeGemvWarps), (uint)pairs, 32 * MoeGemvWarps, gateUpGemv);
-            void** downGemv = stackalloc void*[] { &inter, &interDiv, &ids, &w2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
-            Launch("moe_gemv_down", (uint)((hidden + MoeGemvWarps - 1) / MoeGemvWarps), (uint)pairs, 32 * MoeGemvWarps, downGemv);
+            uint gateUpBlocks = (uint)((intermediate + MoeGemvWarps - 1) / MoeGemvWarps), downBlocks = (uint)((hidden + MoeGemvWarps - 1) / MoeGemvWarps);
+            if (fp4)
+            {
+                void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &s1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
+                Launch("moe_gemv_gate_up_mxfp4", gateUpBlocks, (uint)pairs, 32 * MoeGemvWarps, gateUpGemv);
+                void** downGemv = stackalloc void*[] { &inter, &interDiv, &ids, &w2, &s2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
+                Launch("moe_gemv_down_mxfp4", downBlocks, (uint)pairs, 32 * MoeGemvWarps, downGemv);
+            }
+            else
+            {
+                void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
+                Launch("moe_gemv_gate_up", gateUpBlocks, (uint)pairs, 32 * MoeGemvWarps, gateUpGemv);
+                void** downGemv = stackalloc void*[] { &inter, &interDiv, &ids, &w2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
+                Launch("moe_gemv_down", downBlocks, (uint)pairs, 32 * MoeGemvWarps, downGemv);
+            }
+
             MoeSum(pairOut, rows, topK, hidden, o);
             return;
         }
@@ -116,15 +166,25 @@ public sealed unsafe partial class CudaBackend
         _kernels.Launch("moe_align", 1, 1, MoeAlignThreads, alignArgs);
 
         int topKDiv = topK, one = 1;
-        string gateUpKernel = tensorCores ? bm == 64 ? "moe_gemm_gate_up_m64" : "moe_gemm_gate_up_m16" : "moe_gemm_gate_up_simt";
-        string downKernel = tensorCores ? bm == 64 ? "moe_gemm_down_m64" : "moe_gemm_down_m16" : "moe_gemm_down_simt";
+        string gateUpKernel = tensorCores ? (bm == 64 ? "moe_gemm_gate_up_m64" : "moe_gemm_gate_up_m16") + format : "moe_gemm_gate_up_simt";
+        string downKernel = tensorCores ? (bm == 64 ? "moe_gemm_down_m64" : "moe_gemm_down_m16") + format : "moe_gemm_down_simt";
         int blockN = tensorCores ? MoeBlockN : MoeSimtBlockN;
 
-        void** gateUpArgs = stackalloc void*[] { &xp, &topKDiv, &sorted, &tileExpert, &numTiles, &pairs, &w1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
-        Launch(gateUpKernel, (uint)maxTiles, (uint)((intermediate + blockN - 1) / blockN), MoeThreads, gateUpArgs);
-
-        void** downArgs = stackalloc void*[] { &inter, &one, &sorted, &tileExpert, &numTiles, &pairs, &w2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
-        Launch(downKernel, (uint)maxTiles, (uint)((hidden + blockN - 1) / blockN), MoeThreads, downArgs);
+        uint gateUpGrid = (uint)((intermediate + blockN - 1) / blockN), downGrid = (uint)((hidden + blockN - 1) / blockN);
+        if (fp4)
+        {
+            void** gateUpArgs = stackalloc void*[] { &xp, &topKDiv, &sorted, &tileExpert, &numTiles, &pairs, &w1, &s1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
+            Launch(gateUpKernel, (uint)maxTiles, gateUpGrid, MoeThreads, gateUpArgs);
+            void** downArgs = stackalloc void*[] { &inter, &one, &sorted, &tileExpert, &numTiles, &pairs, &w2, &s2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
+            Launch(downKernel, (uint)maxTiles, downGrid, MoeThreads, downArgs);
+        }
+        else
+        {
+            void** gateUpArgs = stackalloc void*[] { &xp, &topKDiv, &sorted, &tileExpert, &numTiles, &pairs, &w1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
+            Launch(gateUpKernel, (uint)maxTiles, gateUpGrid, MoeThreads, gateUpArgs);
+            void** downArgs = stackalloc void*[] { &inter, &one, &sorted, &tileExpert, &numTiles, &pairs, &w2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
+            Launch(downKernel, (uint)maxTiles, downGrid, MoeThreads, downArgs);
+        }
 
         MoeSum(pairOut, rows, topK, hidden, o);
     }

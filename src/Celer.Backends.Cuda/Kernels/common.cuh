@@ -81,6 +81,10 @@ template <typename T> __device__ __forceinline__ void store16(T* p, const float 
     *reinterpret_cast<uint4*>(p) = raw;
 }
 
+// A 16-byte store into shared memory that ldmatrix reads next (a tile made in registers rather than copied in by
+// cp.async); the host emulation counts its destination as shared memory, as it counts cp.async's.
+__device__ __forceinline__ void shared_store16(void* smem, uint4 v) { *reinterpret_cast<uint4*>(smem) = v; }
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -14,6 +14,9 @@
 // [experts * hidden, I]. gpt-oss adds biases in the same layouts (gate_up_bias [experts * 2I], down_bias
 // [experts * hidden]; nullptr: none) and its clamped SwiGLU (swiglu_limit > 0; 0: SiLU * up). The tensor-core GEMM (sm_80+, 16-bit models) needs hidden and I to be multiples of 8 and
 // 16-byte aligned tensors (cp.async moves 16-byte chunks); the host takes the CUDA-core GEMM otherwise (fp32 models).
+// gpt-oss's MXFP4 experts can stay packed on the card (bf16 models, the *_mxfp4 entry points): the same layouts with
+// each weight row as k / 2 bytes of E2M1 codes and k / 32 E8M0 scale bytes (mxfp4_decode8 below), decoded in registers
+// into exactly the bf16 weight that decoding at load gives, so both GEMMs compute what they compute on that weight.
 #include "common.cuh"
 
 #define MOE_MAX_EXPERTS 512   // the router's logits of a row live in registers, 16 per lane
@@ -130,6 +133,34 @@ extern "C" __global__ void moe_align(const int* __restrict__ topk_ids, int pairs
     }
 }
 
+// ---- MXFP4 weights ----
+// A row of codes holds value 2i in the low nibble of byte i and value 2i + 1 in its high nibble (E2M1: sign, two
+// exponent bits of bias 1, one mantissa bit), and the row's scale bytes one E8M0 exponent s (2^(s − 127)) per 32
+// values. Code c placed in bf16 bits as (c & 8) << 12 | (c & 7) << 6 is its value times 2^-126 (code 1, 0.5, becomes
+// the subnormal 2^-127), so a multiplication by 2^126 makes it exact and one by the block's power of two scales it
+// without rounding: the bf16 weight Mxfp4.DecodeRowToBf16 makes at load, two values per 16-bit-pair operation.
+__device__ __forceinline__ unsigned mxfp4_scale_pair(unsigned s) {
+    const unsigned b = s == 0 ? 0x0040u : s << 7;   // 2^(s − 127) in bf16 (s = 0: the subnormal 2^-127)
+    return b | (b << 16);
+}
+
+// The 8 values of one 32-bit word of codes (value i at bits 4i … 4i + 3) as four bf16 pairs (values 2j, 2j + 1) under
+// the scale pair of mxfp4_scale_pair.
+__device__ __forceinline__ void mxfp4_decode8(unsigned word, unsigned scale_pair, unsigned (&out)[4]) {
+    const unsigned even = word & 0x0F0F0F0Fu, odd = (word >> 4) & 0x0F0F0F0Fu;
+    unsigned two126 = 0x7E807E80u;
+    const __nv_bfloat162 unit = *reinterpret_cast<const __nv_bfloat162*>(&two126);
+    const __nv_bfloat162 scale = *reinterpret_cast<const __nv_bfloat162*>(&scale_pair);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        // Byte 0: value 2j's code, byte 2: value 2j + 1's (bytes 1 and 3 are masked off).
+        const unsigned u = __byte_perm(even, odd, j | ((4 + j) << 8));
+        unsigned v = ((u & 0x00080008u) << 12) | ((u & 0x00070007u) << 6);
+        __nv_bfloat162 h = __hmul2(__hmul2(*reinterpret_cast<const __nv_bfloat162*>(&v), unit), scale);
+        out[j] = *reinterpret_cast<const unsigned*>(&h);
+    }
+}
+
 // ---- grouped GEMM ----
 // out[pair, n] for the BM pairs of tile blockIdx.x and columns [blockIdx.y * BN, +BN): the A row of pair p is
 // a[(p / a_div) * k] (x: a_div = top_k; inter: 1), the B rows are the expert's weight rows (nn.Linear layout [n, k]).
@@ -198,12 +229,16 @@ __device__ __forceinline__ void moe_store(void* out, long long row_off, int col,
 // Tensor cores: mma.sync m16n8k16 with fp32 accumulation, A and B fragments by ldmatrix from shared tiles filled by a
 // MOE_STAGES-deep cp.async pipeline. Warps WARPS_M x (4 / WARPS_M), each over (BM / WARPS_M) rows x (BN / WARPS_N)
 // columns (x2 when gated). BM = 64: 2 x 2 warps of 32 x 32; BM = 16 (decode): 1 x 4 warps of 16 x 16.
-template <typename T, int BM, int BN, int WARPS_M, bool GATED>
+// FP4: wv is MXFP4 codes with their scale bytes in ws; the threads of a block decode each stage's weight rows (their
+// codes and scales requested from global memory into registers two stages ahead) into the same shared tile that the
+// 16-bit weights reach by cp.async, so the fragments and the MMAs are the same.
+template <typename T, int BM, int BN, int WARPS_M, bool GATED, bool FP4 = false>
 __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __restrict__ sorted, const int* __restrict__ tile_expert,
-                            const int* __restrict__ num_tiles, int pairs, const T* __restrict__ w, int n, int k,
-                            const float* __restrict__ pair_weights, void* __restrict__ out, const T* __restrict__ bias,
-                            float limit) {
+                            const int* __restrict__ num_tiles, int pairs, const void* __restrict__ wv,
+                            const unsigned char* __restrict__ ws, int n, int k, const float* __restrict__ pair_weights,
+                            void* __restrict__ out, const T* __restrict__ bias, float limit) {
     celer_pdl_begin();
+    const T* w = static_cast<const T*>(wv);
     constexpr int WARPS_N = 4 / WARPS_M, WM = BM / WARPS_M, WN = BN / WARPS_N, MT = WM / 16, NT = WN / 8;
     constexpr int H = GATED ? 2 : 1, NB = H * BN;                       // B rows per stage
     constexpr int CPR = MOE_BK / 8;                                     // 16-byte chunks per row per stage
@@ -236,10 +271,49 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
     for (int it = 0; it < B_IT; it++) {
         const int i = tid + it * MOE_THREADS, r = i / CPR, c = i % CPR;
         const int col = n0 + r % BN, half = r / BN;
-        b_src[it] = col < n ? w + ((long long)expert * H * n + (long long)half * n + col) * k + c * 8 : nullptr;
+        b_src[it] = !FP4 && col < n ? w + ((long long)expert * H * n + (long long)half * n + col) * k + c * 8 : nullptr;
     }
 
     const int k_tiles = (k + MOE_BK - 1) / MOE_BK;
+    // FP4: FPT threads per weight row of the tile, each decoding FW words (8 values each) of its 32-value stage block.
+    constexpr int FPT = MOE_THREADS / NB, FW = 4 / FPT;
+    static_assert(!FP4 || (sizeof(T) == 2 && MOE_BK == 32 && MOE_THREADS % NB == 0 && FPT <= 4), "MXFP4 stages are one block per row");
+    const int f_row = tid / FPT, f_part = tid % FPT;
+    const unsigned char* f_codes = nullptr;
+    const unsigned char* f_scales = nullptr;
+    if constexpr (FP4) {
+        const int col = n0 + f_row % BN, half = f_row / BN;
+        if (col < n) {
+            const long long r = (long long)expert * H * n + (long long)half * n + col;
+            f_codes = static_cast<const unsigned char*>(wv) + r * (k / 2) + f_part * 4 * FW;
+            f_scales = ws + r * (k / 32);
+        }
+    }
+    // Stage kt's codes and scale (zeros past n: code 0 is 0).
+    auto fetch = [&](unsigned (&q)[FW], unsigned& scale, int kt) {
+        if (f_codes != nullptr && kt < k_tiles) {
+            const unsigned char* src = f_codes + (long long)kt * 16;
+            if constexpr (FW == 4) {
+                const uint4 v = __ldcs(reinterpret_cast<const uint4*>(src));
+                q[0] = v.x, q[1] = v.y, q[2] = v.z, q[3] = v.w;
+            } else if constexpr (FW == 2) {
+                const uint2 v = __ldcs(reinterpret_cast<const uint2*>(src));
+                q[0] = v.x, q[1] = v.y;
+            } else {
+                q[0] = __ldcs(reinterpret_cast<const unsigned*>(src));
+            }
+            scale = f_scales[kt];
+        } else {
+#pragma unroll
+            for (int i = 0; i < FW; i++) q[i] = 0;
+            scale = 127;
+        }
+    };
+    unsigned f_q[MOE_STAGES - 1][FW], f_s[MOE_STAGES - 1];
+    if constexpr (FP4) {
+#pragma unroll
+        for (int s = 0; s < MOE_STAGES - 1; s++) fetch(f_q[s], f_s[s], s);
+    }
     auto load = [&](int stage, int kt) {
         const int k0 = kt * MOE_BK;
 #pragma unroll
@@ -249,11 +323,13 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
             const bool ok = a_src[it] != nullptr && kc < k;
             flash_cp_async16(&sA[stage][a_dst[it]], ok ? a_src[it] + k0 : a, ok ? 16 : 0);
         }
+        if constexpr (!FP4) {
 #pragma unroll
-        for (int it = 0; it < B_IT; it++) {
-            const int i = tid + it * MOE_THREADS, kc = k0 + i % CPR * 8;
-            const bool ok = b_src[it] != nullptr && kc < k;
-            flash_cp_async16(&sB[stage][(i / CPR) * MOE_ROW + i % CPR * 8], ok ? b_src[it] + k0 : w, ok ? 16 : 0);
+            for (int it = 0; it < B_IT; it++) {
+                const int i = tid + it * MOE_THREADS, kc = k0 + i % CPR * 8;
+                const bool ok = b_src[it] != nullptr && kc < k;
+                flash_cp_async16(&sB[stage][(i / CPR) * MOE_ROW + i % CPR * 8], ok ? b_src[it] + k0 : w, ok ? 16 : 0);
+            }
         }
     };
 
@@ -275,6 +351,28 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
         __syncthreads();   // tile kt is in; every warp is done with the stage the next load overwrites
         if (kt + MOE_STAGES - 1 < k_tiles) load((kt + MOE_STAGES - 1) % MOE_STAGES, kt + MOE_STAGES - 1);
         flash_cp_async_commit();
+        if constexpr (FP4) {
+            unsigned q[FW];
+#pragma unroll
+            for (int i = 0; i < FW; i++) q[i] = f_q[0][i];
+            const unsigned scale = mxfp4_scale_pair(f_s[0]);
+#pragma unroll
+            for (int s = 0; s + 1 < MOE_STAGES - 1; s++) {
+#pragma unroll
+                for (int i = 0; i < FW; i++) f_q[s][i] = f_q[s + 1][i];
+                f_s[s] = f_s[s + 1];
+            }
+            fetch(f_q[MOE_STAGES - 2], f_s[MOE_STAGES - 2], kt + MOE_STAGES - 1);
+            // The stage's slot was last read MOE_STAGES iterations ago (the barrier above closed that).
+            T* dst = sB[kt % MOE_STAGES] + f_row * MOE_ROW + f_part * 8 * FW;
+#pragma unroll
+            for (int i = 0; i < FW; i++) {
+                unsigned d[4];
+                mxfp4_decode8(q[i], scale, d);
+                shared_store16(dst + 8 * i, make_uint4(d[0], d[1], d[2], d[3]));
+            }
+            __syncthreads();   // every row of the stage is decoded
+        }
         const T* tA = sA[kt % MOE_STAGES];
         const T* tB = sB[kt % MOE_STAGES];
 #pragma unroll
@@ -324,18 +422,37 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
     extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m##BM##_##S(                          \
         const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
         int n, int k, const float* pair_weights, void* out, const T* bias, float limit) {                            \
-        moe_gemm_tc<T, BM, 64, WARPS_M, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out, \
-                                              bias, limit);                                                          \
+        moe_gemm_tc<T, BM, 64, WARPS_M, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, nullptr, n, k,        \
+                                              pair_weights, out, bias, limit);                                       \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m##BM##_##S(                             \
         const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
         int n, int k, const float* pair_weights, void* out, const T* bias, float limit) {                            \
-        moe_gemm_tc<T, BM, 64, WARPS_M, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out, \
-                                               bias, limit);                                                         \
+        moe_gemm_tc<T, BM, 64, WARPS_M, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, nullptr, n, k,       \
+                                               pair_weights, out, bias, limit);                                      \
     }
 #define MOE_GEMM_TC_ENTRY_POINTS(S, T) MOE_GEMM_TC_ENTRY(S, T, 16, 1) MOE_GEMM_TC_ENTRY(S, T, 64, 2)
 MOE_GEMM_TC_ENTRY_POINTS(f16, __half)
 MOE_GEMM_TC_ENTRY_POINTS(bf16, __nv_bfloat16)
+
+// MXFP4 experts (bf16 models): w is the codes, ws their scale bytes.
+#define MOE_GEMM_MXFP4_ENTRY(BM, WARPS_M)                                                                             \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m##BM##_mxfp4_bf16(                   \
+        const __nv_bfloat16* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, \
+        const unsigned char* w, const unsigned char* ws, int n, int k, const float* pair_weights, void* out,          \
+        const __nv_bfloat16* bias, float limit) {                                                                    \
+        moe_gemm_tc<__nv_bfloat16, BM, 64, WARPS_M, true, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, \
+                                                                n, k, pair_weights, out, bias, limit);               \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m##BM##_mxfp4_bf16(                      \
+        const __nv_bfloat16* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, \
+        const unsigned char* w, const unsigned char* ws, int n, int k, const float* pair_weights, void* out,          \
+        const __nv_bfloat16* bias, float limit) {                                                                    \
+        moe_gemm_tc<__nv_bfloat16, BM, 64, WARPS_M, false, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, \
+                                                                 n, k, pair_weights, out, bias, limit);              \
+    }
+MOE_GEMM_MXFP4_ENTRY(16, 1)
+MOE_GEMM_MXFP4_ENTRY(64, 2)
 #endif
 
 // CUDA cores (fp32 models, cards before sm_80, unaligned shapes): tiles of MOE_SIMT_BM pairs x 32 columns (x2 gated)
@@ -406,6 +523,27 @@ __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __r
 // its weight row(s) in 16-byte loads, MOE_GEMV_WARPS per block, pairs x n / 4 blocks: every SM is loading. No align
 // pass: a pair finds its expert in topk_ids. Same roundings and outputs as the tile kernels. The host takes this path
 // only when k is a multiple of 16 bytes' elements and the tensors are 16-byte aligned.
+
+// The end of a moe_gemv warp: its lanes' sums added, then lane 0 adds the expert's bias and writes the activation
+// (gated) or the result times the pair's routing weight.
+template <typename T, bool GATED>
+__device__ __forceinline__ void moe_gemv_store(float s0, float s1, int lane, int p, int col, int n, int expert,
+                                               const float* __restrict__ pair_weights, void* __restrict__ out,
+                                               const T* __restrict__ bias, float limit) {
+    s0 = warp_sum(s0);
+    if constexpr (GATED) s1 = warp_sum(s1);
+    if (lane != 0) return;
+    if (bias != nullptr) {
+        const T* expert_bias = bias + (long long)expert * (GATED ? 2 : 1) * n;
+        s0 += to_float(expert_bias[col]);
+        if constexpr (GATED) s1 += to_float(expert_bias[n + col]);
+    }
+    if constexpr (GATED)
+        reinterpret_cast<T*>(out)[(long long)p * n + col] = from_float<T>(moe_activate<T>(s0, s1, limit));
+    else
+        reinterpret_cast<float*>(out)[(long long)p * n + col] = pair_weights[p] * s0;
+}
+
 #define MOE_GEMV_WARPS 4
 template <typename T, bool GATED>
 __device__ void moe_gemv(const T* __restrict__ a, int a_div, const int* __restrict__ topk_ids, const T* __restrict__ w,
@@ -431,18 +569,49 @@ __device__ void moe_gemv(const T* __restrict__ a, int a_div, const int* __restri
             for (int j = 0; j < V; j++) s1 = fmaf(xv[j], wv[j], s1);
         }
     }
-    s0 = warp_sum(s0);
-    if constexpr (GATED) s1 = warp_sum(s1);
-    if (lane != 0) return;
-    if (bias != nullptr) {
-        const T* expert_bias = bias + (long long)topk_ids[p] * (GATED ? 2 : 1) * n;
-        s0 += to_float(expert_bias[col]);
-        if constexpr (GATED) s1 += to_float(expert_bias[n + col]);
+    moe_gemv_store<T, GATED>(s0, s1, lane, p, col, n, topk_ids[p], pair_weights, out, bias, limit);
+}
+
+// moe_gemv over MXFP4 weights (bf16 models; k a multiple of 32): lane l takes the row's 32-value blocks l, l + 32, …,
+// each one 16-byte load of codes, its scale byte and 32 values of x; the codes decode into the bf16 weight
+// (mxfp4_decode8), multiplied in fp32 as the 16-bit kernel multiplies it.
+__device__ __forceinline__ float mxfp4_dot32(const unsigned char* __restrict__ codes, unsigned scale, const float (&x)[4][8], float acc) {
+    const uint4 q = __ldcs(reinterpret_cast<const uint4*>(codes));
+    const unsigned words[4] = {q.x, q.y, q.z, q.w}, pair = mxfp4_scale_pair(scale);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        unsigned d[4];
+        mxfp4_decode8(words[i], pair, d);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&d[j]);
+            acc = fmaf(x[i][2 * j], to_float(v.x), acc);
+            acc = fmaf(x[i][2 * j + 1], to_float(v.y), acc);
+        }
     }
-    if constexpr (GATED)
-        reinterpret_cast<T*>(out)[(long long)p * n + col] = from_float<T>(moe_activate<T>(s0, s1, limit));
-    else
-        reinterpret_cast<float*>(out)[(long long)p * n + col] = pair_weights[p] * s0;
+    return acc;
+}
+
+template <bool GATED>
+__device__ void moe_gemv_mxfp4(const __nv_bfloat16* __restrict__ a, int a_div, const int* __restrict__ topk_ids,
+                               const unsigned char* __restrict__ w, const unsigned char* __restrict__ ws, int n, int k,
+                               const float* __restrict__ pair_weights, void* __restrict__ out,
+                               const __nv_bfloat16* __restrict__ bias, float limit) {
+    celer_pdl_begin();
+    const int lane = threadIdx.x & 31, col = blockIdx.x * MOE_GEMV_WARPS + (threadIdx.x >> 5), p = blockIdx.y;
+    if (col >= n) return;   // the whole warp
+    const int expert = topk_ids[p], blocks = k >> 5;
+    const __nv_bfloat16* x = a + (long long)(p / a_div) * k;
+    const long long r0 = (long long)expert * (GATED ? 2 : 1) * n + col, r1 = r0 + n;   // r1: the up row (gated)
+    float s0 = 0.f, s1 = 0.f;
+    for (int b = lane; b < blocks; b += 32) {
+        float xv[4][8];
+#pragma unroll
+        for (int i = 0; i < 4; i++) load16(x + b * 32 + 8 * i, xv[i]);
+        s0 = mxfp4_dot32(w + r0 * (k / 2) + b * 16, ws[r0 * blocks + b], xv, s0);
+        if constexpr (GATED) s1 = mxfp4_dot32(w + r1 * (k / 2) + b * 16, ws[r1 * blocks + b], xv, s1);
+    }
+    moe_gemv_store<__nv_bfloat16, GATED>(s0, s1, lane, p, col, n, expert, pair_weights, out, bias, limit);
 }
 
 // output[r, c] = sum over the row's top_k slots (in slot order) of pair_out, in fp32, rounded once. Grid: rows x
@@ -504,3 +673,12 @@ __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__
         add_sigmoid_gated<T>(x, gate, cols, out);                                                                   \
     }
 CELER_FOR_DTYPES(MOE_ENTRY_POINTS)
+
+#define MOE_GEMV_MXFP4_ENTRY(NAME, GATED)                                                                              \
+    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) NAME(                                           \
+        const __nv_bfloat16* a, int a_div, const int* topk_ids, const unsigned char* w, const unsigned char* ws, int n, \
+        int k, const float* pair_weights, void* out, const __nv_bfloat16* bias, float limit) {                       \
+        moe_gemv_mxfp4<GATED>(a, a_div, topk_ids, w, ws, n, k, pair_weights, out, bias, limit);                      \
+    }
+MOE_GEMV_MXFP4_ENTRY(moe_gemv_gate_up_mxfp4_bf16, true)
+MOE_GEMV_MXFP4_ENTRY(moe_gemv_down_mxfp4_bf16, false)

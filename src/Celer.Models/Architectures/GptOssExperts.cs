@@ -13,8 +13,9 @@ namespace Celer.Models.Architectures;
 /// <c>down_proj_bias</c> [experts, hidden]. The published checkpoints store the two weights in MXFP4 instead
 /// (<see cref="Mxfp4"/>), output-major: <c>gate_up_proj_blocks</c> [experts, 2·intermediate, hidden / 32, 16] with
 /// <c>gate_up_proj_scales</c> [experts, 2·intermediate, hidden / 32] (rows interleaved as the columns above), and
-/// <c>down_proj_blocks</c> [experts, hidden, intermediate / 32, 16] with its scales; they are decoded into bf16 at load.
-/// The backends take each expert's gate rows then up rows, output-major ([experts·2·intermediate, hidden]), and down as
+/// <c>down_proj_blocks</c> [experts, hidden, intermediate / 32, 16] with its scales. A backend that decodes MXFP4 itself
+/// keeps them packed (<see cref="IModelBackend.LoadMxfp4"/>: the CUDA backend, in bf16, so gpt-oss-120b's 61 GB of
+/// experts stay 61 GB rather than 117 GB of bf16); the others get them decoded into bf16 at load. The backends take each expert's gate rows then up rows, output-major ([experts·2·intermediate, hidden]), and down as
 /// [experts·hidden, intermediate].
 /// </summary>
 internal static unsafe class GptOssExperts
@@ -33,14 +34,14 @@ internal static unsafe class GptOssExperts
         int[] identity = [.. Enumerable.Range(0, hidden)];
         // From the config, not the files: a dummy source (--load-format dummy) has every name.
         bool mxfp4 = c.Quantization is { Method: "mxfp4" };
-        WeightTensor gateUp = mxfp4
-            ? DecodeMxfp4(prefix + "gate_up_proj", w, buffers, experts, deinterleave, hidden)
-            : Gather(w.Get(prefix + "gate_up_proj", experts, hidden, 2 * inter), buffers, experts, deinterleave, hidden, outStride: 1, inStride: 2 * inter);
-        WeightTensor down = mxfp4
-            ? DecodeMxfp4(prefix + "down_proj", w, buffers, experts, identity, inter)
-            : Gather(w.Get(prefix + "down_proj", experts, inter, hidden), buffers, experts, identity, inter, outStride: 1, inStride: hidden);
-        Tensor gateUpTensor = b.LoadStacked(prefix + "gate_up_proj", gateUp);
-        Tensor downTensor = b.LoadStacked(prefix + "down_proj", down);
+        Tensor gateUpTensor = mxfp4
+            ? LoadMxfp4(prefix + "gate_up_proj", w, b, buffers, experts, 2 * inter, deinterleave, hidden)
+            : b.LoadStacked(prefix + "gate_up_proj",
+                Gather(w.Get(prefix + "gate_up_proj", experts, hidden, 2 * inter), buffers, experts, deinterleave, hidden, outStride: 1, inStride: 2 * inter));
+        Tensor downTensor = mxfp4
+            ? LoadMxfp4(prefix + "down_proj", w, b, buffers, experts, hidden, rowOf: null, inter)
+            : b.LoadStacked(prefix + "down_proj",
+                Gather(w.Get(prefix + "down_proj", experts, inter, hidden), buffers, experts, identity, inter, outStride: 1, inStride: hidden));
         Tensor gateUpBiasTensor = b.LoadStacked(prefix + "gate_up_proj_bias",
             Gather(gateUpBias, buffers, experts, deinterleave, 1, outStride: 1, inStride: 0));
         // [experts, hidden] is already each expert's bias after the one before it.
@@ -84,17 +85,18 @@ internal static unsafe class GptOssExperts
     }
 
     /// <summary>
-    /// The MXFP4 weight <paramref name="name"/> (<c>_blocks</c> and <c>_scales</c>) decoded into bf16 as [experts·rows,
-    /// columns], row r of expert e from its stored row <paramref name="rowOf"/>[r].
+    /// The MXFP4 weight <paramref name="name"/> (<c>_blocks</c> and <c>_scales</c>) as [experts·rows, columns], row r of
+    /// expert e from its stored row <paramref name="rowOf"/>[r] (null: as stored): kept packed where the backend decodes
+    /// MXFP4 itself, else decoded into bf16.
     /// </summary>
-    private static WeightTensor DecodeMxfp4(string name, IWeightSource w, NativeBuffers buffers, int experts, int[] rowOf, int columns)
+    private static Tensor LoadMxfp4(string name, IWeightSource w, IModelBackend b, NativeBuffers buffers, int experts, int rows, int[]? rowOf, int columns)
     {
         if (columns % Mxfp4.BlockSize != 0)
         {
             throw new ModelLoadException($"'{name}_blocks': MXFP4 rows come in blocks of {Mxfp4.BlockSize} values; {columns} is not a multiple");
         }
 
-        int rows = rowOf.Length, groups = columns / Mxfp4.BlockSize;
+        int groups = columns / Mxfp4.BlockSize;
         WeightTensor blocks = w.Get(name + "_blocks", experts, rows, groups, Mxfp4.BlockBytes);
         WeightTensor scales = w.Get(name + "_scales", experts, rows, groups);
         foreach (WeightTensor t in (ReadOnlySpan<WeightTensor>)[blocks, scales])
@@ -105,19 +107,41 @@ internal static unsafe class GptOssExperts
             }
         }
 
+        if (rowOf is not null)
+        {
+            blocks = PermuteRows(blocks, buffers, experts, rowOf, groups * Mxfp4.BlockBytes);
+            scales = PermuteRows(scales, buffers, experts, rowOf, groups);
+        }
+
+        blocks = blocks.Reshaped(experts * rows, columns / 2);
+        scales = scales.Reshaped(experts * rows, groups);
+        if (b.LoadMxfp4(name, blocks, scales) is { } packed)
+        {
+            return packed;
+        }
+
         long bytes = (long)experts * rows * columns * sizeof(ushort);
         nint dst = buffers.Allocate(bytes);
         byte* codes = (byte*)blocks.Data, exponents = (byte*)scales.Data;
+        Parallel.For(0, experts * rows, r => Mxfp4.DecodeRowToBf16(codes + ((long)r * groups * Mxfp4.BlockBytes), exponents + ((long)r * groups),
+            columns, (ushort*)dst + ((long)r * columns)));
+        return b.LoadStacked(name, new WeightTensor(name, DType.BF16, [experts * rows, columns], dst, bytes));
+    }
+
+    /// <summary>Each expert's rows of <paramref name="rowBytes"/> bytes in the order <paramref name="rowOf"/> gives (row r from stored row rowOf[r]).</summary>
+    private static WeightTensor PermuteRows(WeightTensor src, NativeBuffers buffers, int experts, int[] rowOf, int rowBytes)
+    {
+        nint dst = buffers.Allocate(src.ByteLength);
+        byte* from = (byte*)src.Data, to = (byte*)dst;
+        int rows = rowOf.Length;
         Parallel.For(0, experts, e =>
         {
             for (int r = 0; r < rows; r++)
             {
-                long stored = ((long)e * rows) + rowOf[r];
-                Mxfp4.DecodeRowToBf16(codes + (stored * groups * Mxfp4.BlockBytes), exponents + (stored * groups), columns,
-                    (ushort*)dst + ((((long)e * rows) + r) * columns));
+                Buffer.MemoryCopy(from + (((long)e * rows) + rowOf[r]) * rowBytes, to + (((long)e * rows) + r) * rowBytes, rowBytes, rowBytes);
             }
         });
-        return new WeightTensor(name, DType.BF16, [experts * rows, columns], dst, bytes);
+        return new WeightTensor(src.Name, src.DType, src.Shape, dst, src.ByteLength);
     }
 
     /// <summary>One expert's strided gather, 64 columns at a time so that the source rows a tile reads stay in cache.</summary>

@@ -47,6 +47,14 @@ public interface IModelBackend : IDisposable
     /// </summary>
     Tensor LoadStacked(string name, params WeightTensor[] parts);
 
+    /// <summary>
+    /// MXFP4 expert weights (gpt-oss's) kept as stored, for a backend whose <see cref="MoeExperts"/> decodes them itself:
+    /// <paramref name="blocks"/> [rows, columns / 2] code bytes and <paramref name="scales"/> [rows, columns / 32] E8M0
+    /// bytes (<see cref="Quantization.Mxfp4"/>), rows in the order <see cref="MoeExperts"/> takes. Null where the backend
+    /// takes only decoded weights; the model then loads the bf16 values.
+    /// </summary>
+    Tensor? LoadMxfp4(string name, WeightTensor blocks, WeightTensor scales) => null;
+
     /// <summary>A buffer of the given dtype and shape, owned by the backend until it is disposed.</summary>
     Tensor Allocate(string name, DType dtype, params int[] shape);
 
@@ -210,7 +218,8 @@ public interface IModelBackend : IDisposable
     /// stacks every expert's gate then up projection ([experts·2·intermediate, hidden], expert 0 first), and
     /// <paramref name="down"/> every expert's down projection ([experts·hidden, intermediate]). <paramref name="output"/> may
     /// be <paramref name="x"/> itself. <paramref name="experts"/> (gpt-oss) adds each expert's biases and swaps SiLU·mul for
-    /// the clamped SwiGLU (<see cref="ExpertOptions"/>).
+    /// the clamped SwiGLU (<see cref="ExpertOptions"/>). Both weights may be MXFP4 from <see cref="LoadMxfp4"/>
+    /// (<see cref="Tensor.Mxfp4"/>; their shapes then count code bytes), computed as their decoded bf16 values.
     /// </summary>
     void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output, ExpertOptions? experts = null);
 

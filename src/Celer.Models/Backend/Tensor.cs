@@ -47,6 +47,12 @@ public sealed class Tensor
     /// </summary>
     public PackedInt4? Int4 { get; init; }
 
+    /// <summary>
+    /// Set on MXFP4 expert weights kept packed on a backend that decodes them itself (<see cref="IModelBackend.LoadMxfp4"/>):
+    /// <see cref="Shape"/> is then [rows, columns / 2] bytes of codes; null for every other tensor.
+    /// </summary>
+    public PackedMxfp4? Mxfp4 { get; init; }
+
     public int Rows => Shape.Length == 0 ? 1 : Shape[0];
 
     public long Columns => Shape.Length <= 1 ? 1 : ElementCount / Shape[0];
@@ -62,3 +68,9 @@ public sealed class Tensor
 /// is gathered into the same order), and which of the backend's two code layouts it is in (<see cref="TensorCoreLayout"/>).
 /// </summary>
 public sealed record PackedInt4(int Columns, int GroupSize, int Groups, Tensor ScalesAndZeros, Tensor? ColumnOrder, bool TensorCoreLayout);
+
+/// <summary>
+/// The side data of an MXFP4 weight kept packed: its logical input width and its E8M0 scale bytes, [rows, columns / 32]
+/// (<see cref="Quantization.Mxfp4"/>).
+/// </summary>
+public sealed record PackedMxfp4(int Columns, Tensor Scales);

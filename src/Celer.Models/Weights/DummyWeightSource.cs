@@ -8,7 +8,9 @@ namespace Celer.Models.Weights;
 /// values are uniform in [-1e-3, 1e-3]; unlike vLLM, tensors whose name ends in
 /// <c>norm.weight</c> are all ones (the init real RMSNorm weights start from), so activations keep
 /// their scale through the layers and a random model still produces varied tokens instead of
-/// collapsing to one. Values depend only on the seed and the tensor name, never on the order of
+/// collapsing to one. MXFP4 tensors (gpt-oss's experts: <c>*_blocks</c> codes, <c>*_scales</c> E8M0
+/// exponents) are bytes whatever the dtype: random codes under scales of 2^-14 or 2^-13, so the values stay
+/// within vLLM's range (|x| ≤ 6·2^-13 ≈ 7.3e-4). Values depend only on the seed and the tensor name, never on the order of
 /// requests. Memory is native, 64-byte aligned, and freed on <see cref="Dispose"/>.
 /// </summary>
 public sealed unsafe class DummyWeightSource : IWeightSource
@@ -87,38 +89,43 @@ public sealed unsafe class DummyWeightSource : IWeightSource
             ArgumentOutOfRangeException.ThrowIfNegative(dim, nameof(shape));
             elements = checked(elements * dim);
         }
-        long bytes = checked(elements * DType.ByteSize());
-        var rule = new SyntheticValues(_seed ^ Fnv1a(name), -Range, Range, name.EndsWith("norm.weight", StringComparison.Ordinal));
-        if (!_materialize)
+        bool scales = name.EndsWith("_scales", StringComparison.Ordinal), mxfp4 = scales || name.EndsWith("_blocks", StringComparison.Ordinal);
+        DType dtype = mxfp4 ? DType.U8 : DType;
+        long bytes = checked(elements * dtype.ByteSize());
+        // Bytes are the rule's values rounded down: any code 0–255, or the scale exponents 113 and 114.
+        var rule = mxfp4
+            ? new SyntheticValues(_seed ^ Fnv1a(name), scales ? 113 : 0, scales ? 115 : 256, Ones: false)
+            : new SyntheticValues(_seed ^ Fnv1a(name), -Range, Range, name.EndsWith("norm.weight", StringComparison.Ordinal));
+        if (!_materialize && !mxfp4)
         {
-            return new WeightTensor(name, DType, shape, 0, bytes) { Synthetic = rule };
+            return new WeightTensor(name, dtype, shape, 0, bytes) { Synthetic = rule };
         }
 
         byte* data = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 1), Alignment);
-        Fill(data, elements, rule);
-        return new WeightTensor(name, DType, shape, (nint)data, bytes);
+        Fill(data, elements, rule, dtype);
+        return new WeightTensor(name, dtype, shape, (nint)data, bytes);
     }
 
     // Elements per parallel piece of a fill: each piece starts its generator at its own offset, so any split gives the
     // same values (element i is always SplitMix64 at state + (i + 1)·γ).
     private const int FillPiece = 1 << 20;
 
-    private void Fill(byte* data, long elements, SyntheticValues rule)
+    private static void Fill(byte* data, long elements, SyntheticValues rule, DType dtype)
     {
         long pieces = (elements + FillPiece - 1) / FillPiece;
         Parallel.For(0L, pieces, piece =>
         {
             long start = piece * FillPiece;
-            FillRange(data, start, Math.Min(FillPiece, elements - start), rule);
+            FillRange(data, start, Math.Min(FillPiece, elements - start), rule, dtype);
         });
     }
 
-    private void FillRange(byte* data, long start, long count, SyntheticValues rule)
+    private static void FillRange(byte* data, long start, long count, SyntheticValues rule, DType dtype)
     {
         bool ones = rule.Ones;
         var random = new SplitMix64(rule.From(start).State);
         Span<float> chunk = stackalloc float[1024];
-        int size = DType.ByteSize();
+        int size = dtype.ByteSize();
         for (long done = 0; done < count; done += chunk.Length)
         {
             var values = chunk[..(int)Math.Min(chunk.Length, count - done)];
@@ -134,8 +141,15 @@ public sealed unsafe class DummyWeightSource : IWeightSource
                 }
             }
             byte* destination = data + ((start + done) * size);
-            switch (DType)
+            switch (dtype)
             {
+                case DType.U8:
+                    for (int i = 0; i < values.Length; i++)
+                    {
+                        destination[i] = (byte)Math.Min(values[i], rule.High - 1);
+                    }
+
+                    break;
                 case DType.F32:
                     values.CopyTo(new Span<float>(destination, values.Length));
                     break;

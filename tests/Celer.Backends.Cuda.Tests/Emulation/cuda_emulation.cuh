@@ -425,6 +425,13 @@ inline void cp_async_emul(void* smem, const void* gmem, int size, int src_bytes)
     if (g_rng() & 1) do_copy(c); else g_cur->pending.push_back(c);
 }
 inline void flash_cp_async16(void* smem, const void* gmem, int src_bytes) { cp_async_emul(smem, gmem, 16, src_bytes); }
+// common.cuh's store of a tile made in registers: its destination is shared memory that ldmatrix may read.
+inline void shared_store16(void* smem, uint4 v) {
+    CHECK(((uintptr_t)smem & 15) == 0);
+    if ((uintptr_t)smem < g_smem_lo) g_smem_lo = (uintptr_t)smem;
+    if ((uintptr_t)smem + 16 > g_smem_hi) g_smem_hi = (uintptr_t)smem + 16;
+    memcpy(smem, &v, 16);
+}
 // int4_gemm.cu's copies of 1, 2 or 4 words.
 inline void int4_cp_async_words(void* smem, const unsigned* gmem, int words, bool live) {
     cp_async_emul(smem, gmem, 4 * words, live ? 4 * words : 0);

@@ -3,7 +3,9 @@
 // and cp.async wrappers moe.cu shares) and compares them with a double-precision reference that rounds where the
 // kernels round (weights to T, gate and up to T, silu to T, the product to T, the output once), also with gpt-oss's
 // expert biases and clamped SwiGLU. Routing is checked exactly (ids; logits with ties among them), the align kernel's
-// list by its invariants.
+// list by its invariants. MXFP4 experts run the *_mxfp4 kernels on random codes and scales against the same reference
+// on the weights decoded from the format's definition (a table of the E2M1 values times 2^(s − 127)), and the decoder
+// alone against that table for every code under scales across the E8M0 range.
 // Usage: moe_emulation_test [seed]
 #include "common.cuh"
 #include "elementwise.cu"        // silu
@@ -15,6 +17,38 @@
 using GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, int, int, const float*, void*,
                         const void*, float);
 using GemvFn = void (*)(const void*, int, const int*, const void*, int, int, const float*, void*, const void*, float);
+using Fp4GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, const void*, int, int,
+                           const float*, void*, const void*, float);
+using Fp4GemvFn = void (*)(const void*, int, const int*, const void*, const void*, int, int, const float*, void*, const void*, float);
+static Fp4GemmFn fp4_gemm(bool gated, int bm) {
+    if (bm == 16) return (Fp4GemmFn)(gated ? moe_gemm_gate_up_m16_mxfp4_bf16 : moe_gemm_down_m16_mxfp4_bf16);
+    return (Fp4GemmFn)(gated ? moe_gemm_gate_up_m64_mxfp4_bf16 : moe_gemm_down_m64_mxfp4_bf16);
+}
+static Fp4GemvFn fp4_gemv(bool gated) { return (Fp4GemvFn)(gated ? moe_gemv_gate_up_mxfp4_bf16 : moe_gemv_down_mxfp4_bf16); }
+
+// E2M1 by code (OCP microscaling formats: sign, two exponent bits of bias 1, one mantissa bit).
+static const double kE2M1[16] = {0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6};
+
+// MXFP4 rows of k values: k / 2 random code bytes and k / 32 scale bytes per row, and the bf16 weight they mean.
+struct Mxfp4Weight {
+    std::vector<unsigned char> codes, scales;
+    std::vector<__nv_bfloat16> decoded;
+};
+static Mxfp4Weight random_mxfp4(size_t rows, int k, std::mt19937& rng) {
+    Mxfp4Weight w;
+    w.codes.resize(rows * k / 2);
+    w.scales.resize(rows * k / 32);
+    w.decoded.resize(rows * k);
+    for (auto& c : w.codes) c = (unsigned char)(rng() & 0xFF);
+    for (auto& s : w.scales) s = (unsigned char)(121 + rng() % 5);   // 2^-6 … 2^-2: weights up to 0.375
+    for (size_t r = 0; r < rows; r++)
+        for (int c = 0; c < k; c++) {
+            const unsigned char byte = w.codes[r * k / 2 + c / 2];
+            const int code = c % 2 == 0 ? byte & 0xF : byte >> 4;
+            w.decoded[r * k + c] = from_float<__nv_bfloat16>((float)std::ldexp(kE2M1[code], w.scales[r * k / 32 + c / 32] - 127));
+        }
+    return w;
+}
 
 template <typename T> struct Kernels;
 #define KERNELS(S, T)                                                                                                 \
@@ -57,9 +91,10 @@ static void readable(const void* p, size_t bytes) { g_readable.push_back({(const
 
 // bm: 16 or 64 (tensor cores), 0 (CUDA cores, 16-row tiles) or -1 (moe_gemv: a warp per pair and column, no align).
 // limit > 0: gpt-oss's experts (a bias after each projection, the SwiGLU clamped at limit).
+// fp4: the experts in MXFP4 (bf16 only; hidden and I multiples of 32).
 template <typename T>
 static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bool normalize, int bm, std::mt19937& rng,
-                     float limit = 0.f) {
+                     float limit = 0.f, bool fp4 = false) {
     const int pairs = rows * top_k, tile = bm <= 0 ? 16 : bm, bn = bm == 0 ? 32 : 64;
     std::vector<T> logits = random_t<T>((size_t)rows * experts, 2.f, rng);
     // Ties: some rows repeat a logit (the lower id must win), one row is all equal.
@@ -68,6 +103,14 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     std::vector<T> x = random_t<T>((size_t)rows * hidden, 1.f, rng);
     std::vector<T> w1 = random_t<T>((size_t)experts * 2 * inter * hidden, 0.15f, rng);
     std::vector<T> w2 = random_t<T>((size_t)experts * hidden * inter, 0.15f, rng);
+    Mxfp4Weight q1, q2;
+    if (fp4) {
+        CHECK((std::is_same<T, __nv_bfloat16>::value && hidden % 32 == 0 && inter % 32 == 0));
+        q1 = random_mxfp4((size_t)experts * 2 * inter, hidden, rng);
+        q2 = random_mxfp4((size_t)experts * hidden, inter, rng);
+        memcpy(w1.data(), q1.decoded.data(), w1.size() * sizeof(T));   // the reference reads the decoded weights
+        memcpy(w2.data(), q2.decoded.data(), w2.size() * sizeof(T));
+    }
     const bool biased = limit > 0.f;
     std::vector<T> b1 = random_t<T>(biased ? (size_t)experts * 2 * inter : 0, 0.5f, rng);
     std::vector<T> b2 = random_t<T>(biased ? (size_t)experts * hidden : 0, 0.5f, rng);
@@ -84,9 +127,33 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     readable(w1.data(), w1.size() * sizeof(T));
     readable(w2.data(), w2.size() * sizeof(T));
     readable(hmid.data(), hmid.size() * sizeof(T));
+    if (fp4) {
+        for (Mxfp4Weight* q : {&q1, &q2}) {
+            readable(q->codes.data(), q->codes.size());
+            readable(q->scales.data(), q->scales.size());
+        }
+    }
 
     launch({(unsigned)((rows + 3) / 4), 1, 1}, [&] { Kernels<T>::route(logits.data(), rows, experts, top_k, normalize, ids.data(), weights.data()); });
-    if (bm < 0) {
+    if (fp4 && bm < 0) {
+        const int warps = 4;
+        launch({(unsigned)((inter + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
+            fp4_gemv(true)(x.data(), top_k, ids.data(), q1.codes.data(), q1.scales.data(), inter, hidden, weights.data(), hmid.data(), b1p, limit);
+        });
+        launch({(unsigned)((hidden + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
+            fp4_gemv(false)(hmid.data(), 1, ids.data(), q2.codes.data(), q2.scales.data(), hidden, inter, weights.data(), pair_out.data(), b2p, limit);
+        });
+    } else if (fp4) {
+        launch({1, 1, 1}, [&] { moe_align(ids.data(), pairs, experts, tile, rank.data(), sorted.data(), tile_expert.data(), num_tiles.data()); });
+        launch({(unsigned)max_tiles, (unsigned)((inter + bn - 1) / bn), 1}, [&] {
+            fp4_gemm(true, bm)(x.data(), top_k, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, q1.codes.data(), q1.scales.data(),
+                               inter, hidden, weights.data(), hmid.data(), b1p, limit);
+        });
+        launch({(unsigned)max_tiles, (unsigned)((hidden + bn - 1) / bn), 1}, [&] {
+            fp4_gemm(false, bm)(hmid.data(), 1, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, q2.codes.data(), q2.scales.data(),
+                                hidden, inter, weights.data(), pair_out.data(), b2p, limit);
+        });
+    } else if (bm < 0) {
         const int warps = 4;   // MOE_GEMV_WARPS: 128 threads, the emulated block
         launch({(unsigned)((inter + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
             Kernels<T>::gemv(true)(x.data(), top_k, ids.data(), w1.data(), inter, hidden, weights.data(), hmid.data(), b1p, limit);
@@ -192,9 +259,9 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     double err = std::sqrt(diff / std::max(norm, 1e-30));
     double tol = sizeof(T) == 4 ? 1e-5 : std::is_same<T, __half>::value ? 3e-3 : 2e-2;
     if (ok && !(err < tol)) fail("relative error " + std::to_string(err));
-    printf("%-5s rows %3d experts %2d top-%d hidden %3d inter %3d %-6s %-4s %-8s tiles %3d/%3d  error %.2e %s\n", Kernels<T>::name, rows,
+    printf("%-5s rows %3d experts %2d top-%d hidden %3d inter %3d %-6s %-4s %-8s %-5s tiles %3d/%3d  error %.2e %s\n", Kernels<T>::name, rows,
            experts, top_k, hidden, inter, normalize ? "norm" : "", bm < 0 ? "gemv" : bm == 0 ? "simt" : bm == 16 ? "m16" : "m64",
-           biased ? "gpt-oss" : "", tiles, max_tiles, err, ok ? "ok" : "FAIL");
+           biased ? "gpt-oss" : "", fp4 ? "mxfp4" : "", tiles, max_tiles, err, ok ? "ok" : "FAIL");
     return ok;
 }
 
@@ -242,6 +309,33 @@ template <typename T> static bool run_nan_routing(std::mt19937& rng) {
     return ok;
 }
 
+// mxfp4_decode8 on every code in every position of a word, under scales from the subnormal 2^-127 to 2^127, against
+// the table rounded to bf16: equal.
+static bool run_mxfp4_decode(std::mt19937& rng) {
+    const unsigned scales[] = {0, 1, 60, 120, 126, 127, 128, 140, 200, 254};
+    for (unsigned s : scales) {
+        for (int round = 0; round < 64; round++) {
+            unsigned word = round < 16 ? 0x11111111u * (unsigned)round : (unsigned)rng();
+            unsigned out[4];
+            mxfp4_decode8(word, mxfp4_scale_pair(s), out);
+            for (int i = 0; i < 8; i++) {
+                const int code = (word >> (4 * i)) & 0xF;
+                const unsigned short bits = (unsigned short)(out[i / 2] >> (16 * (i % 2)));
+                __nv_bfloat16 got;
+                memcpy(&got, &bits, 2);
+                // In bf16: 4 and 6 under 2^127 overflow to infinity, as the CPU's decoding does.
+                const double expected = val(from_float<__nv_bfloat16>((float)std::ldexp(kE2M1[code], (int)s - 127)));
+                if (val(got) != expected || std::signbit(val(got)) != std::signbit(expected)) {
+                    printf("mxfp4_decode8 scale %u value %d code %d: %g, expected %g -> FAIL\n", s, i, code, val(got), expected);
+                    return false;
+                }
+            }
+        }
+    }
+    printf("mxfp4_decode8 every code and position, scales 2^-127 … 2^127 ok\n");
+    return true;
+}
+
 int main(int argc, char** argv) {
     std::mt19937 rng(argc > 1 ? atoi(argv[1]) : 7);
     bool ok = true;
@@ -265,6 +359,12 @@ int main(int argc, char** argv) {
     ok &= run_case<float>(9, 8, 2, 100, 40, true, 0, rng, 0.3f);
     ok &= run_case<__nv_bfloat16>(1, 8, 2, 104, 48, true, -1, rng, 0.3f);
     ok &= run_case<float>(2, 16, 4, 100, 44, true, -1, rng, 0.3f);
+    // MXFP4 experts: gemv, 16- and 64-row tiles (n off the 64-column tiles), plain and gpt-oss's.
+    ok &= run_mxfp4_decode(rng);
+    ok &= run_case<__nv_bfloat16>(1, 8, 2, 160, 96, true, -1, rng, 0.f, true);
+    ok &= run_case<__nv_bfloat16>(3, 16, 4, 96, 160, true, -1, rng, 0.3f, true);
+    ok &= run_case<__nv_bfloat16>(5, 8, 2, 160, 96, true, 16, rng, 0.f, true);
+    ok &= run_case<__nv_bfloat16>(70, 4, 2, 96, 160, false, 64, rng, 0.3f, true);
     ok &= run_gated<__nv_bfloat16>(3, 100, rng);
     ok &= run_gated<__half>(2, 77, rng);
     ok &= run_gated<float>(2, 130, rng);
