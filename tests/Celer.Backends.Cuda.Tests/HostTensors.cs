@@ -35,6 +35,42 @@ internal sealed unsafe class HostTensors : IDisposable
         return new WeightTensor(name, dtype, shape, (nint)p, count * dtype.ByteSize());
     }
 
+    /// <summary>
+    /// An MXFP4 weight of <paramref name="rows"/> × <paramref name="columns"/> values: random code bytes, scale exponents
+    /// 2^-6 … 2^-2 (values up to 0.375), and the bf16 values they stand for (<see cref="Mxfp4.DecodeRowToBf16"/>).
+    /// </summary>
+    public (WeightTensor Blocks, WeightTensor Scales, WeightTensor Values) Mxfp4(string name, int rows, int columns)
+    {
+        int groups = columns / Models.Quantization.Mxfp4.BlockSize;
+        byte* codes = (byte*)Allocate((long)rows * columns / 2), scales = (byte*)Allocate((long)rows * groups);
+        ushort* values = (ushort*)Allocate((long)rows * columns * sizeof(ushort));
+        for (long i = 0; i < (long)rows * columns / 2; i++)
+        {
+            codes[i] = (byte)_random.Next(256);
+        }
+
+        for (long i = 0; i < (long)rows * groups; i++)
+        {
+            scales[i] = (byte)(121 + _random.Next(5));
+        }
+
+        for (int r = 0; r < rows; r++)
+        {
+            Models.Quantization.Mxfp4.DecodeRowToBf16(codes + ((long)r * columns / 2), scales + ((long)r * groups), columns, values + ((long)r * columns));
+        }
+
+        return (new WeightTensor(name + "_blocks", DType.U8, [rows, columns / 2], (nint)codes, (long)rows * columns / 2),
+            new WeightTensor(name + "_scales", DType.U8, [rows, groups], (nint)scales, (long)rows * groups),
+            new WeightTensor(name, DType.BF16, [rows, columns], (nint)values, (long)rows * columns * sizeof(ushort)));
+    }
+
+    private nint Allocate(long bytes)
+    {
+        nint p = (nint)NativeMemory.AlignedAlloc((nuint)Math.Max(1, bytes), 64);
+        _memory.Add(p);
+        return p;
+    }
+
     /// <summary>The given fp32 values as a tensor.</summary>
     public WeightTensor FromValues(string name, float[] values, params int[] shape)
     {

@@ -90,6 +90,52 @@ public sealed class MoeParityTests
         Assert.True(error < Tolerance(dtype), $"relative error {error}");
     }
 
+    /// <summary>
+    /// MXFP4 experts kept packed (<see cref="CudaBackend.LoadMxfp4"/>) against the same experts decoded into bf16 on both
+    /// backends: the tile kernels decode each stage into the shared tile the 16-bit weights reach by cp.async, so they give
+    /// the 16-bit kernels' bits; moe_gemv sums its blocks in another order, within bf16 rounding of the CPU's fp32 result.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 32, 4, 128, 96, false)]      // moe_gemv
+    [InlineData(3, 16, 4, 96, 160, true)]       // moe_gemv, gpt-oss's biases and clamped SwiGLU
+    [InlineData(40, 8, 2, 160, 96, true)]       // 16-row tiles, n off the 64-column tiles
+    [InlineData(300, 32, 4, 128, 96, false)]    // 64-row tiles
+    [InlineData(64, 32, 4, 2880, 2880, true)]   // gpt-oss's widths
+    public void Mxfp4_experts_compute_what_their_decoded_values_compute(int rows, int experts, int topK, int hidden, int intermediate, bool gptOss)
+    {
+        Gpu.Require();
+        using var host = new HostTensors(rows + experts + hidden);
+        WeightTensor x = host.Random("x", DType.F32, 1f, rows, hidden);
+        WeightTensor logits = host.Random("router_logits", DType.BF16, 3f, rows, experts);
+        (WeightTensor Blocks, WeightTensor Scales, WeightTensor Values) gateUp = host.Mxfp4("gate_up", experts * 2 * intermediate, hidden);
+        (WeightTensor Blocks, WeightTensor Scales, WeightTensor Values) down = host.Mxfp4("down", experts * hidden, intermediate);
+        WeightTensor gateUpBias = host.Random("gate_up_bias", DType.BF16, 1f, experts * 2 * intermediate);
+        WeightTensor downBias = host.Random("down_bias", DType.BF16, 1f, experts * hidden);
+
+        float[] Run(IModelBackend b, Tensor w1, Tensor w2)
+        {
+            Tensor output = b.Allocate("out", b.ActivationDType, rows, hidden);
+            ExpertOptions? options = gptOss ? new ExpertOptions(b.LoadWeight(gateUpBias), b.LoadWeight(downBias), SwigluLimit: 0.8f) : null;
+            b.MoeExperts(b.LoadWeight(x), rows, b.LoadWeight(logits), topK, true, w1, w2, output, options);
+            return HostTensors.Read(b, output, rows);
+        }
+
+        using var cpu = new CpuBackend(DType.F32);
+        using var gpu = new CudaBackend(Gpu.Device, DType.BF16);
+        Tensor packedGateUp = gpu.LoadMxfp4("gate_up", gateUp.Blocks, gateUp.Scales)!, packedDown = gpu.LoadMxfp4("down", down.Blocks, down.Scales)!;
+        Assert.NotNull(packedGateUp.Mxfp4);
+        float[] packed = Run(gpu, packedGateUp, packedDown);
+        float[] decoded = Run(gpu, gpu.LoadWeight(gateUp.Values), gpu.LoadWeight(down.Values));
+        float[] reference = Run(cpu, cpu.LoadWeight(gateUp.Values), cpu.LoadWeight(down.Values));
+        if (rows * topK > Math.Min(64, experts))
+        {
+            Assert.Equal(decoded, packed);   // the tile kernels
+        }
+
+        double error = HostTensors.RelativeError(packed, reference);
+        Assert.True(error < Tolerance(DType.BF16), $"relative error {error}");
+    }
+
     /// <summary>Fewer rows than the buffers hold (a step smaller than the capacity the scratch was sized for), then more.</summary>
     [Theory]
     [InlineData(DType.BF16)]

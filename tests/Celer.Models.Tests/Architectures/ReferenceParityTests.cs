@@ -207,63 +207,10 @@ public sealed class ReferenceParityTests
     public void Gpt_oss_mxfp4_experts_give_the_logits_of_the_bf16_values_they_encode()
     {
         (string dir, ReferenceFixture fixture) = Load("gpt-oss-sinks-moe-bf16");
-        ModelConfig config = ModelConfig.Load(dir);
         string mxfp4Dir = Directory.CreateTempSubdirectory("celer-mxfp4").FullName, bf16Dir = Directory.CreateTempSubdirectory("celer-mxfp4-values").FullName;
         try
         {
-            var config4 = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!.AsObject();
-            config4["quantization_config"] = System.Text.Json.Nodes.JsonNode.Parse(
-                """{"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}""");
-            File.WriteAllText(Path.Combine(mxfp4Dir, "config.json"), config4.ToJsonString());
-            File.Copy(Path.Combine(dir, "config.json"), Path.Combine(bf16Dir, "config.json"));
-            using (var original = SafetensorsWeightSource.Open(dir))
-            {
-                var packed = new List<(string, DType, int[], byte[])>();
-                var values = new List<(string, DType, int[], byte[])>();
-                foreach (string name in original.Names)
-                {
-                    WeightTensor t = original.Get(name);
-                    if (!name.EndsWith("_proj", StringComparison.Ordinal) || !name.Contains(".experts.", StringComparison.Ordinal))
-                    {
-                        packed.Add((name, t.DType, t.Shape, t.Bytes.ToArray()));
-                        values.Add((name, t.DType, t.Shape, t.Bytes.ToArray()));
-                        continue;
-                    }
-
-                    // Stored [experts, in, out]; MXFP4 blocks run along the inputs of each output row.
-                    int experts = t.Shape[0], inputs = t.Shape[1], outputs = t.Shape[2];
-                    ushort[] stored = t.AsSpan<ushort>().ToArray();
-                    var blocks = new byte[experts * outputs * inputs / 2];
-                    var scales = new byte[experts * outputs * inputs / 32];
-                    var decoded = new ushort[stored.Length];
-                    for (int e = 0; e < experts; e++)
-                    {
-                        for (int o = 0; o < outputs; o++)
-                        {
-                            for (int g = 0; g < inputs / 32; g++)
-                            {
-                                int block = ((e * outputs) + o) * (inputs / 32) + g;
-                                int Index(int i) => ((e * inputs) + (32 * g) + i) * outputs + o;
-                                float[] x = [.. Enumerable.Range(0, 32).Select(i => HalfConversions.Bf16ToFloat(stored[Index(i)]))];
-                                scales[block] = Mxfp4Packing.Scale(x);
-                                for (int i = 0; i < 32; i++)
-                                {
-                                    int code = Mxfp4Packing.NearestCode(x[i], scales[block]);
-                                    blocks[(block * 16) + (i / 2)] |= (byte)(i % 2 == 0 ? code : code << 4);
-                                    decoded[Index(i)] = HalfConversions.FloatToBf16(Mxfp4Packing.Value(code, scales[block]));
-                                }
-                            }
-                        }
-                    }
-
-                    packed.Add((name + "_blocks", DType.U8, [experts, outputs, inputs / 32, 16], blocks));
-                    packed.Add((name + "_scales", DType.U8, [experts, outputs, inputs / 32], scales));
-                    values.Add((name, DType.BF16, t.Shape, [.. decoded.SelectMany(BitConverter.GetBytes)]));
-                }
-
-                SafetensorsWriter.Write(Path.Combine(mxfp4Dir, "model.safetensors"), packed);
-                SafetensorsWriter.Write(Path.Combine(bf16Dir, "model.safetensors"), values);
-            }
+            Mxfp4Packing.WriteGptOssCheckpoints(dir, mxfp4Dir, bf16Dir);
 
             float[][] Logits(string modelDir)
             {

@@ -23,6 +23,26 @@ public class DummyWeightSourceTests
     }
 
     /// <summary>
+    /// gpt-oss's MXFP4 experts under <c>--load-format dummy</c>: bytes on the host even where the device would generate
+    /// floats (a GPU keeps the codes as they are), every code value used, scales 2^-14 or 2^-13 so the decoded values stay
+    /// within the dummy range.
+    /// </summary>
+    [Fact]
+    public void Mxfp4_blocks_and_scales_are_random_bytes_within_the_dummy_range()
+    {
+        using var source = new DummyWeightSource(DType.BF16, seed: 5, materialize: false);
+        WeightTensor blocks = source.Get("model.layers.0.mlp.experts.gate_up_proj_blocks", 4, 64, 3, 16);
+        WeightTensor scales = source.Get("model.layers.0.mlp.experts.gate_up_proj_scales", 4, 64, 3);
+        Assert.All(new[] { blocks, scales }, t => Assert.Equal(DType.U8, t.DType));
+        Assert.All(new[] { blocks, scales }, t => Assert.Null(t.Synthetic));
+        byte[] codes = blocks.Bytes.ToArray(), exponents = scales.Bytes.ToArray();
+        Assert.Equal(4 * 64 * 3 * 16, codes.Length);
+        Assert.Equal(256, codes.Distinct().Count());
+        Assert.Equal(new byte[] { 113, 114 }, exponents.Distinct().Order().ToArray());
+        Assert.True(Models.Quantization.Mxfp4.Decode(7, exponents.Max()) <= DummyWeightSource.Range);
+    }
+
+    /// <summary>
     /// Host values are the documented rule (what a GPU computes from <see cref="WeightTensor.Synthetic"/>) element for
     /// element, across the pieces the host fills in parallel (a million elements each).
     /// </summary>
