@@ -153,10 +153,11 @@ if has hostgap; then
   MODEL=benchmarks/models/qwen3-0.6b-shape latency hostgap-qwen3-0.6b-bs256-sync 256 128 256 --no-async-scheduling
 fi
 if has moe; then
-  # Mixtures of experts: Qwen3-30B-A3B's shape (128 experts, top 8, 61 GB of bf16 weights, 3.3B active per token) and
-  # gpt-oss-20b's in bf16 (32 biased experts, top 4, sinks, 42 GB, 3.6B active). MOE_SHAPES picks among them;
-  # MOE_BATCHES="1" runs those decode batches alone (no prefill).
-  for shape in ${MOE_SHAPES:-qwen3-30b-a3b gpt-oss-20b}; do
+  # Mixtures of experts: Qwen3-30B-A3B's shape (128 experts, top 8, 61 GB of bf16 weights, 3.3B active per token),
+  # gpt-oss-20b's in bf16 (32 biased experts, top 4, sinks, 42 GB, 3.6B active) and with its experts in MXFP4 as
+  # published (13 GB), and gpt-oss-120b's in MXFP4 (128 experts, 36 layers, 65 GB; 234 GB in bf16 would not fit).
+  # MOE_SHAPES picks among them; MOE_BATCHES="1" runs those decode batches alone (no prefill).
+  for shape in ${MOE_SHAPES:-qwen3-30b-a3b gpt-oss-20b gpt-oss-20b-mxfp4 gpt-oss-120b}; do
     for b in ${MOE_BATCHES:-1 32 128}; do MODEL=benchmarks/models/$shape-shape latency "moe-$shape-bs$b" "$b" 128 256; done
     [[ -n "${MOE_BATCHES:-}" ]] || MODEL=benchmarks/models/$shape-shape latency "moe-$shape-prefill-8x2048" 8 2048 1 --max-num-batched-tokens 16384
   done

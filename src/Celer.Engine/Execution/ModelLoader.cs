@@ -127,9 +127,10 @@ public static partial class ModelLoader
                 throw new ModelLoadException($"'{dir}' {refusal}.");
             }
 
-            if (!quantization.IsOnline && args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase))
+            // MXFP4 is the exception: dummy weights have random MXFP4 bytes for gpt-oss's experts (DummyWeightSource).
+            if (!quantization.IsOnline && quantization.Method != "mxfp4" && args.LoadFormat.Equals("dummy", StringComparison.OrdinalIgnoreCase))
             {
-                throw new ModelLoadException($"'{dir}' is a quantized checkpoint ({quantization.Method}): --load-format dummy makes unquantized weights only (--quantization fp8 on an unquantized config quantizes them).");
+                throw new ModelLoadException($"'{dir}' is a quantized checkpoint ({quantization.Method}): --load-format dummy makes unquantized weights only, and MXFP4 experts (--quantization fp8 on an unquantized config quantizes them).");
             }
         }
 
