@@ -136,27 +136,25 @@ extern "C" __global__ void moe_align(const int* __restrict__ topk_ids, int pairs
 // ---- MXFP4 weights ----
 // A row of codes holds value 2i in the low nibble of byte i and value 2i + 1 in its high nibble (E2M1: sign, two
 // exponent bits of bias 1, one mantissa bit), and the row's scale bytes one E8M0 exponent s (2^(s − 127)) per 32
-// values. Code c placed in bf16 bits as (c & 8) << 12 | (c & 7) << 6 is its value times 2^-126 (code 1, 0.5, becomes
-// the subnormal 2^-127), so a multiplication by 2^126 makes it exact and one by the block's power of two scales it
-// without rounding: the bf16 weight Mxfp4.DecodeRowToBf16 makes at load, two values per 16-bit-pair operation.
-__device__ __forceinline__ unsigned mxfp4_scale_pair(unsigned s) {
-    const unsigned b = s == 0 ? 0x0040u : s << 7;   // 2^(s − 127) in bf16 (s = 0: the subnormal 2^-127)
-    return b | (b << 16);
-}
+// values. A code in the top nibble of a 16-bit half, shifted into bf16's fields as (h & 0x8000) | (h >> 6 & 0x01C0),
+// is its value times 2^-126 (code 1, 0.5, becomes the subnormal 2^-127), so one multiplication by 2^(s − 1) (a
+// normal bf16 for s ≤ 128; larger exponents take 2^126 and 2^(s − 127) in turn) gives value · 2^(s − 127) without
+// rounding: the bf16 weight Mxfp4.DecodeRowToBf16 makes at load, two values per 16-bit-pair operation.
+__device__ __forceinline__ __nv_bfloat162 mxfp4_bf16x2(unsigned bits) { return *reinterpret_cast<const __nv_bfloat162*>(&bits); }
 
-// The 8 values of one 32-bit word of codes (value i at bits 4i … 4i + 3) as four bf16 pairs (values 2j, 2j + 1) under
-// the scale pair of mxfp4_scale_pair.
-__device__ __forceinline__ void mxfp4_decode8(unsigned word, unsigned scale_pair, unsigned (&out)[4]) {
-    const unsigned even = word & 0x0F0F0F0Fu, odd = (word >> 4) & 0x0F0F0F0Fu;
-    unsigned two126 = 0x7E807E80u;
-    const __nv_bfloat162 unit = *reinterpret_cast<const __nv_bfloat162*>(&two126);
-    const __nv_bfloat162 scale = *reinterpret_cast<const __nv_bfloat162*>(&scale_pair);
+// The 8 values of one 32-bit word of codes (value i at bits 4i … 4i + 3) as four bf16 pairs (values 2j, 2j + 1)
+// under the block's scale exponent s.
+__device__ __forceinline__ void mxfp4_decode8(unsigned word, unsigned s, unsigned (&out)[4]) {
+    const unsigned even = word << 4;   // value 2j's code in the top nibble of byte j (the word has 2j + 1's there)
+    const bool wide = s > 128;
+    const unsigned e = wide ? 253 : s + 126;   // bf16 exponent field of 2^(s − 1), or of 2^126 first
+    const __nv_bfloat162 scale = mxfp4_bf16x2((e << 7) | (e << 23)), rest = mxfp4_bf16x2(((s << 7) | (s << 23)));
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-        // Byte 0: value 2j's code, byte 2: value 2j + 1's (bytes 1 and 3 are masked off).
-        const unsigned u = __byte_perm(even, odd, j | ((4 + j) << 8));
-        unsigned v = ((u & 0x00080008u) << 12) | ((u & 0x00070007u) << 6);
-        __nv_bfloat162 h = __hmul2(__hmul2(*reinterpret_cast<const __nv_bfloat162*>(&v), unit), scale);
+        // Byte 1: byte j of `even`, byte 3: byte j of `word`; each half's top nibble is then one value's code.
+        const unsigned u = __byte_perm(even, word, (j << 4) | ((4 + j) << 12));
+        __nv_bfloat162 h = __hmul2(mxfp4_bf16x2((u & 0x80008000u) | ((u >> 6) & 0x01C001C0u)), scale);
+        if (wide) h = __hmul2(h, rest);   // 2^(s − 127): s − 127 ≥ 2, a normal bf16
         out[j] = *reinterpret_cast<const unsigned*>(&h);
     }
 }
@@ -355,7 +353,7 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
             unsigned q[FW];
 #pragma unroll
             for (int i = 0; i < FW; i++) q[i] = f_q[0][i];
-            const unsigned scale = mxfp4_scale_pair(f_s[0]);
+            const unsigned scale = f_s[0];
 #pragma unroll
             for (int s = 0; s + 1 < MOE_STAGES - 1; s++) {
 #pragma unroll
@@ -573,20 +571,20 @@ __device__ void moe_gemv(const T* __restrict__ a, int a_div, const int* __restri
 }
 
 // moe_gemv over MXFP4 weights (bf16 models; k a multiple of 32): lane l takes the row's 32-value blocks l, l + 32, …,
-// each one 16-byte load of codes, its scale byte and 32 values of x; the codes decode into the bf16 weight
-// (mxfp4_decode8), multiplied in fp32 as the 16-bit kernel multiplies it.
-__device__ __forceinline__ float mxfp4_dot32(const unsigned char* __restrict__ codes, unsigned scale, const float (&x)[4][8], float acc) {
-    const uint4 q = __ldcs(reinterpret_cast<const uint4*>(codes));
-    const unsigned words[4] = {q.x, q.y, q.z, q.w}, pair = mxfp4_scale_pair(scale);
+// each one 16-byte load of codes, its scale byte and 32 values of x, two blocks' loads in flight together; the codes
+// decode into the bf16 weight (mxfp4_decode8), multiplied in fp32 as the 16-bit kernel multiplies it.
+__device__ __forceinline__ float mxfp4_dot32(const uint4& q, unsigned scale, const uint4 (&x)[4], float acc) {
+    const unsigned words[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         unsigned d[4];
-        mxfp4_decode8(words[i], pair, d);
+        mxfp4_decode8(words[i], scale, d);
+        const unsigned xs[4] = {x[i].x, x[i].y, x[i].z, x[i].w};
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&d[j]);
-            acc = fmaf(x[i][2 * j], to_float(v.x), acc);
-            acc = fmaf(x[i][2 * j + 1], to_float(v.y), acc);
+            const __nv_bfloat162 v = mxfp4_bf16x2(d[j]), xv = mxfp4_bf16x2(xs[j]);
+            acc = fmaf(to_float(xv.x), to_float(v.x), acc);
+            acc = fmaf(to_float(xv.y), to_float(v.y), acc);
         }
     }
     return acc;
@@ -604,12 +602,31 @@ __device__ void moe_gemv_mxfp4(const __nv_bfloat16* __restrict__ a, int a_div, c
     const __nv_bfloat16* x = a + (long long)(p / a_div) * k;
     const long long r0 = (long long)expert * (GATED ? 2 : 1) * n + col, r1 = r0 + n;   // r1: the up row (gated)
     float s0 = 0.f, s1 = 0.f;
-    for (int b = lane; b < blocks; b += 32) {
-        float xv[4][8];
+    constexpr int U = 2;   // blocks per lane in flight
+    for (int b0 = lane; b0 < blocks; b0 += 32 * U) {
+        uint4 q0[U], q1[U], xv[U][4];
+        unsigned e0[U], e1[U];
 #pragma unroll
-        for (int i = 0; i < 4; i++) load16(x + b * 32 + 8 * i, xv[i]);
-        s0 = mxfp4_dot32(w + r0 * (k / 2) + b * 16, ws[r0 * blocks + b], xv, s0);
-        if constexpr (GATED) s1 = mxfp4_dot32(w + r1 * (k / 2) + b * 16, ws[r1 * blocks + b], xv, s1);
+        for (int u = 0; u < U; u++) {
+            const int b = b0 + 32 * u;
+            if (b < blocks) {
+                q0[u] = __ldcs(reinterpret_cast<const uint4*>(w + r0 * (k / 2) + b * 16));
+                e0[u] = ws[r0 * blocks + b];
+                if constexpr (GATED) {
+                    q1[u] = __ldcs(reinterpret_cast<const uint4*>(w + r1 * (k / 2) + b * 16));
+                    e1[u] = ws[r1 * blocks + b];
+                }
+#pragma unroll
+                for (int i = 0; i < 4; i++) xv[u][i] = *reinterpret_cast<const uint4*>(x + b * 32 + 8 * i);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (b0 + 32 * u < blocks) {
+                s0 = mxfp4_dot32(q0[u], e0[u], xv[u], s0);
+                if constexpr (GATED) s1 = mxfp4_dot32(q1[u], e1[u], xv[u], s1);
+            }
+        }
     }
     moe_gemv_store<__nv_bfloat16, GATED>(s0, s1, lane, p, col, n, expert, pair_weights, out, bias, limit);
 }
