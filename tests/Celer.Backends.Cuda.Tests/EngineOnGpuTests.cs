@@ -27,7 +27,7 @@ public sealed class EngineOnGpuTests
     // chosen token's logprob by more than the dense bound while the tokens stay identical (qwen2-moe-shared-expert:
     // −0.137 vs −0.523 at step 5, qwen3-moe: −0.908 vs −0.556 at step 11, on the H200 2026-11-30; both 96/96 in fp32).
     // The token criterion still holds them, as vLLM's check for MoE models does.
-    private const float Bf16MoeLogprobTolerance = 1.0f;
+    internal const float Bf16MoeLogprobTolerance = 1.0f;
 
     // In fp32 the GPU must agree with transformers as closely as the CPU backend does (ReferenceParityTests): the
     // fixtures keep a top-1/top-2 margin of at least 3e-3 at every step, so no token may diverge.
