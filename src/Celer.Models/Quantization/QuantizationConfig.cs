@@ -347,8 +347,8 @@ public sealed record QuantizationConfig
     /// <c>mxfp4</c> (gpt-oss's published checkpoints): the MoE experts are stored in OCP MXFP4, E2M1 codes two to a byte
     /// (<c>experts.gate_up_proj_blocks</c>, <c>experts.down_proj_blocks</c>) with one E8M0 scale per 32 inputs
     /// (<c>*_scales</c>), read by <see cref="Architectures.GptOssExperts"/>; the rest, <c>modules_to_not_convert</c>, is
-    /// stored unquantized. Celer dequantizes the experts into the model dtype at load, as transformers does on GPUs
-    /// without its MXFP4 kernels.
+    /// stored unquantized. The CUDA backend keeps the experts packed in bf16 models and decodes them in its MoE kernels;
+    /// elsewhere they are dequantized into the model dtype at load, as transformers does on GPUs without its MXFP4 kernels.
     /// </summary>
     private static QuantizationConfig Mxfp4(JsonElement q) => new()
     {
