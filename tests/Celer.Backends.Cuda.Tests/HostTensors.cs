@@ -19,8 +19,7 @@ internal sealed unsafe class HostTensors : IDisposable
     public WeightTensor Random(string name, DType dtype, float scale, params int[] shape)
     {
         long count = shape.Aggregate(1L, (a, b) => a * b);
-        void* p = NativeMemory.AlignedAlloc((nuint)(Math.Max(1, count) * dtype.ByteSize()), 64);
-        _memory.Add((nint)p);
+        void* p = (void*)Allocate(count * dtype.ByteSize());
         for (long i = 0; i < count; i++)
         {
             float v = (float)((_random.NextDouble() * 2 - 1) * scale);
@@ -37,7 +36,7 @@ internal sealed unsafe class HostTensors : IDisposable
 
     /// <summary>
     /// An MXFP4 weight of <paramref name="rows"/> × <paramref name="columns"/> values: random code bytes, scale exponents
-    /// 2^-6 … 2^-2 (values up to 0.375), and the bf16 values they stand for (<see cref="Mxfp4.DecodeRowToBf16"/>).
+    /// 2^-6 … 2^-2 (values up to 0.375), and the bf16 values they stand for (<see cref="Models.Quantization.Mxfp4.DecodeRowToBf16"/>).
     /// </summary>
     public (WeightTensor Blocks, WeightTensor Scales, WeightTensor Values) Mxfp4(string name, int rows, int columns)
     {
@@ -64,6 +63,7 @@ internal sealed unsafe class HostTensors : IDisposable
             new WeightTensor(name, DType.BF16, [rows, columns], (nint)values, (long)rows * columns * sizeof(ushort)));
     }
 
+    /// <summary>Native memory, 64-byte aligned (at least one byte), freed with the others on <see cref="Dispose"/>.</summary>
     private nint Allocate(long bytes)
     {
         nint p = (nint)NativeMemory.AlignedAlloc((nuint)Math.Max(1, bytes), 64);
@@ -74,8 +74,7 @@ internal sealed unsafe class HostTensors : IDisposable
     /// <summary>The given fp32 values as a tensor.</summary>
     public WeightTensor FromValues(string name, float[] values, params int[] shape)
     {
-        void* p = NativeMemory.AlignedAlloc((nuint)(Math.Max(1, values.Length) * sizeof(float)), 64);
-        _memory.Add((nint)p);
+        void* p = (void*)Allocate((long)values.Length * sizeof(float));
         values.CopyTo(new Span<float>(p, values.Length));
         return new WeightTensor(name, DType.F32, shape, (nint)p, values.Length * (long)sizeof(float));
     }
