@@ -21,6 +21,7 @@ public sealed unsafe partial class CudaBackend
     private const int MoeMaxExperts = 512;   // MOE_MAX_EXPERTS: a row's logits in one warp's registers
     private const int MoeThreads = 128;      // MOE_THREADS
     private const int MoeBlockN = 64;        // columns per block of the tensor-core GEMM
+    private const int MoeMxfp4DownBlockN = 128;   // columns per block of moe_gemm_down_m16_mxfp4 (four warps of 32)
     private const int MoeSimtRows = 16, MoeSimtBlockN = 32;   // MOE_SIMT_BM and the CUDA-core GEMM's columns
     private const int MoeAlignThreads = 1024;
     private const int MoeGemvWarps = 4;       // MOE_GEMV_WARPS
@@ -168,9 +169,9 @@ public sealed unsafe partial class CudaBackend
         int topKDiv = topK, one = 1;
         string gateUpKernel = tensorCores ? (bm == 64 ? "moe_gemm_gate_up_m64" : "moe_gemm_gate_up_m16") + format : "moe_gemm_gate_up_simt";
         string downKernel = tensorCores ? (bm == 64 ? "moe_gemm_down_m64" : "moe_gemm_down_m16") + format : "moe_gemm_down_simt";
-        int blockN = tensorCores ? MoeBlockN : MoeSimtBlockN;
+        int blockN = tensorCores ? MoeBlockN : MoeSimtBlockN, downBlockN = fp4 && bm == 16 ? MoeMxfp4DownBlockN : blockN;
 
-        uint gateUpGrid = (uint)((intermediate + blockN - 1) / blockN), downGrid = (uint)((hidden + blockN - 1) / blockN);
+        uint gateUpGrid = (uint)((intermediate + blockN - 1) / blockN), downGrid = (uint)((hidden + downBlockN - 1) / downBlockN);
         if (fp4)
         {
             void** gateUpArgs = stackalloc void*[] { &xp, &topKDiv, &sorted, &tileExpert, &numTiles, &pairs, &w1, &s1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };

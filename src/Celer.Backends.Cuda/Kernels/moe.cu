@@ -436,24 +436,140 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
 MOE_GEMM_TC_ENTRY_POINTS(f16, __half)
 MOE_GEMM_TC_ENTRY_POINTS(bf16, __nv_bfloat16)
 
-// MXFP4 experts (bf16 models): w is the codes, ws their scale bytes.
-#define MOE_GEMM_MXFP4_ENTRY(BM, WARPS_M)                                                                             \
-    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m##BM##_mxfp4_bf16(                   \
-        const __nv_bfloat16* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, \
-        const unsigned char* w, const unsigned char* ws, int n, int k, const float* pair_weights, void* out,          \
-        const __nv_bfloat16* bias, float limit) {                                                                    \
-        moe_gemm_tc<__nv_bfloat16, BM, 64, WARPS_M, true, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, \
-                                                                n, k, pair_weights, out, bias, limit);               \
-    }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m##BM##_mxfp4_bf16(                      \
-        const __nv_bfloat16* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, \
-        const unsigned char* w, const unsigned char* ws, int n, int k, const float* pair_weights, void* out,          \
-        const __nv_bfloat16* bias, float limit) {                                                                    \
-        moe_gemm_tc<__nv_bfloat16, BM, 64, WARPS_M, false, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, \
-                                                                 n, k, pair_weights, out, bias, limit);              \
+// ---- MXFP4, 16-row tiles: B fragments decoded straight from the codes ----
+// A decode step leaves a few rows per expert, so its 16-row tiles are bound by how fast they stream codes. Through the
+// shared tile above they stream slowly (gpt-oss-20b's gate/up at batch 32 read its codes at 0.73 TB/s on the H200: four
+// warps decode a 32-k stage, meet at a barrier, run a few MMAs each, meet again). Here each warp owns 8 * NT columns
+// (of each half, gated) over the whole k, with no shared memory and no barrier: the four lanes of a column's quad
+// (t = lane & 3) take consecutive 32-value blocks of its row, a 128-k chunk per iteration, each one 16-byte load and one
+// scale byte, with the next chunk's loads in flight while this one computes. MMA step i of a chunk gives the MMA's
+// k = 2t, 2t + 1, 2t + 8, 2t + 9 to values 4i … 4i + 3 of lane t's block, and A's fragments (x's rows g and g + 8, read
+// from global memory: every warp of the tile reads the same rows, so L1 serves most) follow the same map, so each
+// product pairs one weight with its own input: the sums of the bf16 tile kernel over the same decoded weights, added
+// in another order.
+#define MOE_FP4_CHUNK 128   // k per iteration: a 32-value block for each lane of a quad
+
+template <bool GATED, int NT>
+__device__ void moe_gemm_m16_mxfp4(const __nv_bfloat16* __restrict__ a, int a_div, const int* __restrict__ sorted,
+                                   const int* __restrict__ tile_expert, const int* __restrict__ num_tiles, int pairs,
+                                   const unsigned char* __restrict__ w, const unsigned char* __restrict__ ws, int n, int k,
+                                   const float* __restrict__ pair_weights, void* __restrict__ out,
+                                   const __nv_bfloat16* __restrict__ bias, float limit) {
+    celer_pdl_begin();
+    using T = __nv_bfloat16;
+    constexpr int H = GATED ? 2 : 1, BN = MOE_THREADS / 32 * 8 * NT;
+    const int tile = blockIdx.x;
+    if (tile >= *num_tiles) return;   // the grid covers the most tiles any routing can make
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int c0 = blockIdx.y * BN + (threadIdx.x >> 5) * 8 * NT;
+    if (c0 >= n) return;   // the whole warp
+    const int expert = tile_expert[tile], blocks = k / 32;
+    const int p_lo = sorted[(long long)tile * 16 + g], p_hi = sorted[(long long)tile * 16 + 8 + g];
+    const T* x_lo = p_lo < pairs ? a + (long long)(p_lo / a_div) * k : nullptr;   // nullptr: a padding row, zeros
+    const T* x_hi = p_hi < pairs ? a + (long long)(p_hi / a_div) * k : nullptr;
+    // Weight row of column c0 + 8 j + g in half h (gate, up): expert * H * n + h * n + column; -1 past n (zeros).
+    long long row[H][NT];
+#pragma unroll
+    for (int h = 0; h < H; h++)
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            const int col = c0 + 8 * j + g;
+            row[h][j] = col < n ? (long long)expert * H * n + (long long)h * n + col : -1;
+        }
+    // Block b of every row the lane reads (code 0 and x = 0 past k).
+    auto fetch = [&](uint4 (&q)[H][NT], unsigned (&s)[H][NT], int b) {
+#pragma unroll
+        for (int h = 0; h < H; h++)
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                if (row[h][j] >= 0 && b < blocks) {
+                    q[h][j] = __ldcs(reinterpret_cast<const uint4*>(w + row[h][j] * (k / 2) + b * 16));
+                    s[h][j] = ws[row[h][j] * blocks + b];
+                } else {
+                    q[h][j] = make_uint4(0, 0, 0, 0);
+                    s[h][j] = 127;
+                }
+            }
+    };
+    auto load_x = [&](uint4 (&v)[4], const T* x, int b) {
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            v[i] = x != nullptr && b < blocks ? *reinterpret_cast<const uint4*>(x + b * 32 + 8 * i) : make_uint4(0, 0, 0, 0);
+    };
+
+    float acc[H][NT][4];
+#pragma unroll
+    for (int h = 0; h < H; h++)
+#pragma unroll
+        for (int j = 0; j < NT; j++) acc[h][j][0] = acc[h][j][1] = acc[h][j][2] = acc[h][j][3] = 0.f;
+    uint4 q[H][NT];
+    unsigned s[H][NT];
+    fetch(q, s, t);
+    for (int b = t; b < blocks + t; b += MOE_FP4_CHUNK / 32) {   // the same trip count in every lane
+        uint4 next_q[H][NT];
+        unsigned next_s[H][NT];
+        fetch(next_q, next_s, b + MOE_FP4_CHUNK / 32);
+        uint4 xl[4], xh[4];
+        load_x(xl, x_lo, b);
+        load_x(xh, x_hi, b);
+#pragma unroll
+        for (int word = 0; word < 4; word++) {   // values 8 word … 8 word + 7 of the block: MMA steps 2 word, 2 word + 1
+            const uint4 l = xl[word], u = xh[word];
+            const unsigned a0[4] = {l.x, u.x, l.y, u.y}, a1[4] = {l.z, u.z, l.w, u.w};
+#pragma unroll
+            for (int h = 0; h < H; h++)
+#pragma unroll
+                for (int j = 0; j < NT; j++) {
+                    const unsigned words[4] = {q[h][j].x, q[h][j].y, q[h][j].z, q[h][j].w};
+                    unsigned d[4];
+                    mxfp4_decode8(words[word], s[h][j], d);
+                    flash_mma<T>(acc[h][j], a0, d[0], d[1]);
+                    flash_mma<T>(acc[h][j], a1, d[2], d[3]);
+                }
+        }
+#pragma unroll
+        for (int h = 0; h < H; h++)
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                q[h][j] = next_q[h][j];
+                s[h][j] = next_s[h][j];
+            }
     }
-MOE_GEMM_MXFP4_ENTRY(16, 1)
-MOE_GEMM_MXFP4_ENTRY(64, 2)
+
+    // C fragment: element e of lane (g, t) is tile row g + 8 (e / 2), column 2t + e % 2 of the n8 tile.
+    const T* expert_bias = bias != nullptr ? bias + (long long)expert * H * n : nullptr;
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+        const int p = hr == 0 ? p_lo : p_hi;
+        if (p >= pairs) continue;
+        const float weight = GATED ? 1.f : pair_weights[p];
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+            moe_store<T, GATED>(out, (long long)p * n, c0 + 8 * j + 2 * t, n, weight, acc[0][j][2 * hr], acc[0][j][2 * hr + 1],
+                                acc[H - 1][j][2 * hr], acc[H - 1][j][2 * hr + 1], expert_bias, limit);
+    }
+}
+
+// MXFP4 experts (bf16 models): w is the codes, ws their scale bytes. 16-row tiles: 4 fragments of codes per lane and
+// chunk either way (gate/up: 64 columns of each half per block, down: 128 columns).
+#define MOE_GEMM_MXFP4_ARGS                                                                                           \
+    const __nv_bfloat16 *a, int a_div, const int *sorted, const int *tile_expert, const int *num_tiles, int pairs,    \
+        const unsigned char *w, const unsigned char *ws, int n, int k, const float *pair_weights, void *out,          \
+        const __nv_bfloat16 *bias, float limit
+extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m16_mxfp4_bf16(MOE_GEMM_MXFP4_ARGS) {
+    moe_gemm_m16_mxfp4<true, 2>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k, pair_weights, out, bias, limit);
+}
+extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m16_mxfp4_bf16(MOE_GEMM_MXFP4_ARGS) {
+    moe_gemm_m16_mxfp4<false, 4>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k, pair_weights, out, bias, limit);
+}
+extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m64_mxfp4_bf16(MOE_GEMM_MXFP4_ARGS) {
+    moe_gemm_tc<__nv_bfloat16, 64, 64, 2, true, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k,
+                                                      pair_weights, out, bias, limit);
+}
+extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m64_mxfp4_bf16(MOE_GEMM_MXFP4_ARGS) {
+    moe_gemm_tc<__nv_bfloat16, 64, 64, 2, false, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k,
+                                                       pair_weights, out, bias, limit);
+}
 #endif
 
 // CUDA cores (fp32 models, cards before sm_80, unaligned shapes): tiles of MOE_SIMT_BM pairs x 32 columns (x2 gated)

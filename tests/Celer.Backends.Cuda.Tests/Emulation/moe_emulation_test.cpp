@@ -149,7 +149,8 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
             fp4_gemm(true, bm)(x.data(), top_k, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, q1.codes.data(), q1.scales.data(),
                                inter, hidden, weights.data(), hmid.data(), b1p, limit);
         });
-        launch({(unsigned)max_tiles, (unsigned)((hidden + bn - 1) / bn), 1}, [&] {
+        const int down_bn = bm == 16 ? 128 : bn;   // moe_gemm_down_m16_mxfp4: four warps of 32 columns
+        launch({(unsigned)max_tiles, (unsigned)((hidden + down_bn - 1) / down_bn), 1}, [&] {
             fp4_gemm(false, bm)(hmid.data(), 1, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, q2.codes.data(), q2.scales.data(),
                                 hidden, inter, weights.data(), pair_out.data(), b2p, limit);
         });
@@ -365,6 +366,9 @@ int main(int argc, char** argv) {
     ok &= run_case<__nv_bfloat16>(3, 16, 4, 96, 160, true, -1, rng, 0.3f, true);
     ok &= run_case<__nv_bfloat16>(1, 4, 2, 128, 2080, true, -1, rng, 0.f, true);   // 65 blocks a row: lanes take 1-3
     ok &= run_case<__nv_bfloat16>(5, 8, 2, 160, 96, true, 16, rng, 0.f, true);
+    // 16-row tiles with rows 8-15 taken (tiles of up to 16 rows), k of 3 and 5 blocks (partial 128-k chunks), n off
+    // both kernels' column blocks.
+    ok &= run_case<__nv_bfloat16>(40, 8, 2, 96, 160, false, 16, rng, 0.3f, true);
     ok &= run_case<__nv_bfloat16>(70, 4, 2, 96, 160, false, 64, rng, 0.3f, true);
     ok &= run_gated<__nv_bfloat16>(3, 100, rng);
     ok &= run_gated<__half>(2, 77, rng);
