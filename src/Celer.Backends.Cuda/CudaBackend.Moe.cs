@@ -135,30 +135,20 @@ public sealed unsafe partial class CudaBackend
         Launch("moe_route", (uint)((rows + MoeThreads / 32 - 1) / (MoeThreads / 32)), 1, MoeThreads, routeArgs);
         ulong xp = (ulong)x.Data + (ulong)((long)first * hidden * elementBytes), w1 = (ulong)gateUp.Data, w2 = (ulong)down.Data;
         ulong o = (ulong)output.Data + (ulong)((long)first * hidden * elementBytes);
-        // MXFP4: the kernels' *_mxfp4 instances, which take the scale bytes after the codes.
+        // MXFP4: the kernels' *_mxfp4 instances, which read the scale bytes (every GEMM kernel takes a scale pointer, 0
+        // for 16- and 32-bit weights).
         bool fp4 = gateUp.Mxfp4 is not null;
         ulong s1 = fp4 ? (ulong)gateUp.Mxfp4!.Scales.Data : 0, s2 = fp4 ? (ulong)down.Mxfp4!.Scales.Data : 0;
-        string format = fp4 ? "_mxfp4" : "";   // the tile kernels' names
+        string format = fp4 ? "_mxfp4" : "";
         if (UsesMoeGemv(pairs, experts, hidden, intermediate, xp, w1, w2))
         {
             // A decode of few rows: a warp per (pair, column), no align pass (moe.cu's moe_gemv).
             int xDiv = topK, interDiv = 1;
             uint gateUpBlocks = (uint)((intermediate + MoeGemvWarps - 1) / MoeGemvWarps), downBlocks = (uint)((hidden + MoeGemvWarps - 1) / MoeGemvWarps);
-            if (fp4)
-            {
-                void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &s1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
-                Launch("moe_gemv_gate_up_mxfp4", gateUpBlocks, (uint)pairs, 32 * MoeGemvWarps, gateUpGemv);
-                void** downGemv = stackalloc void*[] { &inter, &interDiv, &ids, &w2, &s2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
-                Launch("moe_gemv_down_mxfp4", downBlocks, (uint)pairs, 32 * MoeGemvWarps, downGemv);
-            }
-            else
-            {
-                void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
-                Launch("moe_gemv_gate_up", gateUpBlocks, (uint)pairs, 32 * MoeGemvWarps, gateUpGemv);
-                void** downGemv = stackalloc void*[] { &inter, &interDiv, &ids, &w2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
-                Launch("moe_gemv_down", downBlocks, (uint)pairs, 32 * MoeGemvWarps, downGemv);
-            }
-
+            void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &s1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
+            Launch("moe_gemv_gate_up" + format, gateUpBlocks, (uint)pairs, 32 * MoeGemvWarps, gateUpGemv);
+            void** downGemv = stackalloc void*[] { &inter, &interDiv, &ids, &w2, &s2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
+            Launch("moe_gemv_down" + format, downBlocks, (uint)pairs, 32 * MoeGemvWarps, downGemv);
             MoeSum(pairOut, rows, topK, hidden, o);
             return;
         }
@@ -172,21 +162,10 @@ public sealed unsafe partial class CudaBackend
         int blockN = tensorCores ? MoeBlockN : MoeSimtBlockN, downBlockN = fp4 && bm == 16 ? MoeMxfp4DownBlockN : blockN;
 
         uint gateUpGrid = (uint)((intermediate + blockN - 1) / blockN), downGrid = (uint)((hidden + downBlockN - 1) / downBlockN);
-        if (fp4)
-        {
-            void** gateUpArgs = stackalloc void*[] { &xp, &topKDiv, &sorted, &tileExpert, &numTiles, &pairs, &w1, &s1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
-            Launch(gateUpKernel, (uint)maxTiles, gateUpGrid, MoeThreads, gateUpArgs);
-            void** downArgs = stackalloc void*[] { &inter, &one, &sorted, &tileExpert, &numTiles, &pairs, &w2, &s2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
-            Launch(downKernel, (uint)maxTiles, downGrid, MoeThreads, downArgs);
-        }
-        else
-        {
-            void** gateUpArgs = stackalloc void*[] { &xp, &topKDiv, &sorted, &tileExpert, &numTiles, &pairs, &w1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
-            Launch(gateUpKernel, (uint)maxTiles, gateUpGrid, MoeThreads, gateUpArgs);
-            void** downArgs = stackalloc void*[] { &inter, &one, &sorted, &tileExpert, &numTiles, &pairs, &w2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
-            Launch(downKernel, (uint)maxTiles, downGrid, MoeThreads, downArgs);
-        }
-
+        void** gateUpArgs = stackalloc void*[] { &xp, &topKDiv, &sorted, &tileExpert, &numTiles, &pairs, &w1, &s1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
+        Launch(gateUpKernel, (uint)maxTiles, gateUpGrid, MoeThreads, gateUpArgs);
+        void** downArgs = stackalloc void*[] { &inter, &one, &sorted, &tileExpert, &numTiles, &pairs, &w2, &s2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
+        Launch(downKernel, (uint)maxTiles, downGrid, MoeThreads, downArgs);
         MoeSum(pairOut, rows, topK, hidden, o);
     }
 

@@ -219,6 +219,12 @@ __device__ __forceinline__ void moe_store(void* out, long long row_off, int col,
     }
 }
 
+// Every grouped-GEMM entry point takes the same arguments (MOE_GEMM_ARGS), so the host has one argument list: w is the
+// weights (or MXFP4 codes), ws the MXFP4 scale bytes (nullptr for 16- and 32-bit weights, which have none).
+#define MOE_GEMM_ARGS(T)                                                                                              \
+    const T *a, int a_div, const int *sorted, const int *tile_expert, const int *num_tiles, int pairs, const void *w, \
+        const unsigned char *ws, int n, int k, const float *pair_weights, void *out, const T *bias, float limit
+
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 #define MOE_BK 32                  // k per pipeline stage
 #define MOE_STAGES 3
@@ -420,16 +426,12 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
 }
 
 #define MOE_GEMM_TC_ENTRY(S, T, BM, WARPS_M)                                                                          \
-    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m##BM##_##S(                          \
-        const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
-        int n, int k, const float* pair_weights, void* out, const T* bias, float limit) {                            \
-        moe_gemm_tc<T, BM, 64, WARPS_M, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, nullptr, n, k,        \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m##BM##_##S(MOE_GEMM_ARGS(T)) {       \
+        moe_gemm_tc<T, BM, 64, WARPS_M, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k,             \
                                               pair_weights, out, bias, limit);                                       \
     }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m##BM##_##S(                             \
-        const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
-        int n, int k, const float* pair_weights, void* out, const T* bias, float limit) {                            \
-        moe_gemm_tc<T, BM, 64, WARPS_M, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, nullptr, n, k,       \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m##BM##_##S(MOE_GEMM_ARGS(T)) {          \
+        moe_gemm_tc<T, BM, 64, WARPS_M, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k,            \
                                                pair_weights, out, bias, limit);                                      \
     }
 #define MOE_GEMM_TC_ENTRY_POINTS(S, T) MOE_GEMM_TC_ENTRY(S, T, 16, 1) MOE_GEMM_TC_ENTRY(S, T, 64, 2)
@@ -552,21 +554,19 @@ __device__ void moe_gemm_m16_mxfp4(const __nv_bfloat16* __restrict__ a, int a_di
 
 // MXFP4 experts (bf16 models): w is the codes, ws their scale bytes. 16-row tiles: 4 fragments of codes per lane and
 // chunk either way (gate/up: 64 columns of each half per block, down: 128 columns).
-#define MOE_GEMM_MXFP4_ARGS                                                                                           \
-    const __nv_bfloat16 *a, int a_div, const int *sorted, const int *tile_expert, const int *num_tiles, int pairs,    \
-        const unsigned char *w, const unsigned char *ws, int n, int k, const float *pair_weights, void *out,          \
-        const __nv_bfloat16 *bias, float limit
-extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m16_mxfp4_bf16(MOE_GEMM_MXFP4_ARGS) {
-    moe_gemm_m16_mxfp4<true, 2>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k, pair_weights, out, bias, limit);
+extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m16_mxfp4_bf16(MOE_GEMM_ARGS(__nv_bfloat16)) {
+    moe_gemm_m16_mxfp4<true, 2>(a, a_div, sorted, tile_expert, num_tiles, pairs, static_cast<const unsigned char*>(w), ws, n,
+                                k, pair_weights, out, bias, limit);
 }
-extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m16_mxfp4_bf16(MOE_GEMM_MXFP4_ARGS) {
-    moe_gemm_m16_mxfp4<false, 4>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k, pair_weights, out, bias, limit);
+extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m16_mxfp4_bf16(MOE_GEMM_ARGS(__nv_bfloat16)) {
+    moe_gemm_m16_mxfp4<false, 4>(a, a_div, sorted, tile_expert, num_tiles, pairs, static_cast<const unsigned char*>(w), ws, n,
+                                 k, pair_weights, out, bias, limit);
 }
-extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m64_mxfp4_bf16(MOE_GEMM_MXFP4_ARGS) {
+extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m64_mxfp4_bf16(MOE_GEMM_ARGS(__nv_bfloat16)) {
     moe_gemm_tc<__nv_bfloat16, 64, 64, 2, true, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k,
                                                       pair_weights, out, bias, limit);
 }
-extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m64_mxfp4_bf16(MOE_GEMM_MXFP4_ARGS) {
+extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m64_mxfp4_bf16(MOE_GEMM_ARGS(__nv_bfloat16)) {
     moe_gemm_tc<__nv_bfloat16, 64, 64, 2, false, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k,
                                                        pair_weights, out, bias, limit);
 }
@@ -662,6 +662,10 @@ __device__ __forceinline__ void moe_gemv_store(float s0, float s1, int lane, int
 }
 
 #define MOE_GEMV_WARPS 4
+// The moe_gemv entry points' arguments, as MOE_GEMM_ARGS: ws is nullptr for 16- and 32-bit weights.
+#define MOE_GEMV_ARGS(T)                                                                                              \
+    const T *a, int a_div, const int *topk_ids, const void *w, const unsigned char *ws, int n, int k,                 \
+        const float *pair_weights, void *out, const T *bias, float limit
 template <typename T, bool GATED>
 __device__ void moe_gemv(const T* __restrict__ a, int a_div, const int* __restrict__ topk_ids, const T* __restrict__ w,
                          int n, int k, const float* __restrict__ pair_weights, void* __restrict__ out,
@@ -765,25 +769,19 @@ __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__
                                              int* topk_ids, float* topk_weights) {                                   \
         moe_route<T>(logits, rows, experts, top_k, normalize, topk_ids, topk_weights);                               \
     }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_simt_##S(                             \
-        const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
-        int n, int k, const float* pair_weights, void* out, const T* bias, float limit) {                            \
-        moe_gemm_simt<T, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out, bias, limit); \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_simt_##S(MOE_GEMM_ARGS(T)) {          \
+        moe_gemm_simt<T, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, static_cast<const T*>(w), n, k,          \
+                               pair_weights, out, bias, limit);                                                       \
     }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_simt_##S(                                \
-        const T* a, int a_div, const int* sorted, const int* tile_expert, const int* num_tiles, int pairs, const T* w, \
-        int n, int k, const float* pair_weights, void* out, const T* bias, float limit) {                            \
-        moe_gemm_simt<T, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, n, k, pair_weights, out, bias, limit); \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_simt_##S(MOE_GEMM_ARGS(T)) {             \
+        moe_gemm_simt<T, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, static_cast<const T*>(w), n, k,         \
+                                pair_weights, out, bias, limit);                                                      \
     }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_##S(                         \
-        const T* a, int a_div, const int* topk_ids, const T* w, int n, int k, const float* pair_weights, void* out,     \
-        const T* bias, float limit) {                                                                                \
-        moe_gemv<T, true>(a, a_div, topk_ids, w, n, k, pair_weights, out, bias, limit);                              \
+    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_##S(MOE_GEMV_ARGS(T)) {       \
+        moe_gemv<T, true>(a, a_div, topk_ids, static_cast<const T*>(w), n, k, pair_weights, out, bias, limit);        \
     }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_down_##S(                            \
-        const T* a, int a_div, const int* topk_ids, const T* w, int n, int k, const float* pair_weights, void* out,     \
-        const T* bias, float limit) {                                                                                \
-        moe_gemv<T, false>(a, a_div, topk_ids, w, n, k, pair_weights, out, bias, limit);                             \
+    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_down_##S(MOE_GEMV_ARGS(T)) {          \
+        moe_gemv<T, false>(a, a_div, topk_ids, static_cast<const T*>(w), n, k, pair_weights, out, bias, limit);       \
     }                                                                                                                \
     extern "C" __global__ void moe_sum_##S(const float* pair_out, int top_k, int hidden, T* out) {                    \
         moe_sum<T>(pair_out, top_k, hidden, out);                                                                   \
@@ -794,10 +792,9 @@ __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__
 CELER_FOR_DTYPES(MOE_ENTRY_POINTS)
 
 #define MOE_GEMV_MXFP4_ENTRY(NAME, GATED)                                                                              \
-    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) NAME(                                           \
-        const __nv_bfloat16* a, int a_div, const int* topk_ids, const unsigned char* w, const unsigned char* ws, int n, \
-        int k, const float* pair_weights, void* out, const __nv_bfloat16* bias, float limit) {                       \
-        moe_gemv_mxfp4<GATED>(a, a_div, topk_ids, w, ws, n, k, pair_weights, out, bias, limit);                      \
+    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) NAME(MOE_GEMV_ARGS(__nv_bfloat16)) {           \
+        moe_gemv_mxfp4<GATED>(a, a_div, topk_ids, static_cast<const unsigned char*>(w), ws, n, k, pair_weights, out, bias, \
+                              limit);                                                                                \
     }
 MOE_GEMV_MXFP4_ENTRY(moe_gemv_gate_up_mxfp4_bf16, true)
 MOE_GEMV_MXFP4_ENTRY(moe_gemv_down_mxfp4_bf16, false)

@@ -14,17 +14,16 @@
 #include <algorithm>
 #include <string>
 
-using GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, int, int, const float*, void*,
+// Every GEMM entry point takes the weights (or MXFP4 codes) and a scale pointer (MOE_GEMM_ARGS, MOE_GEMV_ARGS).
+using GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, const unsigned char*, int, int,
+                        const float*, void*, const void*, float);
+using GemvFn = void (*)(const void*, int, const int*, const void*, const unsigned char*, int, int, const float*, void*,
                         const void*, float);
-using GemvFn = void (*)(const void*, int, const int*, const void*, int, int, const float*, void*, const void*, float);
-using Fp4GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, const void*, int, int,
-                           const float*, void*, const void*, float);
-using Fp4GemvFn = void (*)(const void*, int, const int*, const void*, const void*, int, int, const float*, void*, const void*, float);
-static Fp4GemmFn fp4_gemm(bool gated, int bm) {
-    if (bm == 16) return (Fp4GemmFn)(gated ? moe_gemm_gate_up_m16_mxfp4_bf16 : moe_gemm_down_m16_mxfp4_bf16);
-    return (Fp4GemmFn)(gated ? moe_gemm_gate_up_m64_mxfp4_bf16 : moe_gemm_down_m64_mxfp4_bf16);
+static GemmFn fp4_gemm(bool gated, int bm) {
+    if (bm == 16) return (GemmFn)(gated ? moe_gemm_gate_up_m16_mxfp4_bf16 : moe_gemm_down_m16_mxfp4_bf16);
+    return (GemmFn)(gated ? moe_gemm_gate_up_m64_mxfp4_bf16 : moe_gemm_down_m64_mxfp4_bf16);
 }
-static Fp4GemvFn fp4_gemv(bool gated) { return (Fp4GemvFn)(gated ? moe_gemv_gate_up_mxfp4_bf16 : moe_gemv_down_mxfp4_bf16); }
+static GemvFn fp4_gemv(bool gated) { return (GemvFn)(gated ? moe_gemv_gate_up_mxfp4_bf16 : moe_gemv_down_mxfp4_bf16); }
 
 // E2M1 by code (OCP microscaling formats: sign, two exponent bits of bias 1, one mantissa bit).
 static const double kE2M1[16] = {0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6};
@@ -135,43 +134,31 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     }
 
     launch({(unsigned)((rows + 3) / 4), 1, 1}, [&] { Kernels<T>::route(logits.data(), rows, experts, top_k, normalize, ids.data(), weights.data()); });
-    if (fp4 && bm < 0) {
-        const int warps = 4;
-        launch({(unsigned)((inter + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
-            fp4_gemv(true)(x.data(), top_k, ids.data(), q1.codes.data(), q1.scales.data(), inter, hidden, weights.data(), hmid.data(), b1p, limit);
-        });
-        launch({(unsigned)((hidden + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
-            fp4_gemv(false)(hmid.data(), 1, ids.data(), q2.codes.data(), q2.scales.data(), hidden, inter, weights.data(), pair_out.data(), b2p, limit);
-        });
-    } else if (fp4) {
-        launch({1, 1, 1}, [&] { moe_align(ids.data(), pairs, experts, tile, rank.data(), sorted.data(), tile_expert.data(), num_tiles.data()); });
-        launch({(unsigned)max_tiles, (unsigned)((inter + bn - 1) / bn), 1}, [&] {
-            fp4_gemm(true, bm)(x.data(), top_k, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, q1.codes.data(), q1.scales.data(),
-                               inter, hidden, weights.data(), hmid.data(), b1p, limit);
-        });
-        const int down_bn = bm == 16 ? 128 : bn;   // moe_gemm_down_m16_mxfp4: four warps of 32 columns
-        launch({(unsigned)max_tiles, (unsigned)((hidden + down_bn - 1) / down_bn), 1}, [&] {
-            fp4_gemm(false, bm)(hmid.data(), 1, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, q2.codes.data(), q2.scales.data(),
-                                hidden, inter, weights.data(), pair_out.data(), b2p, limit);
-        });
-    } else if (bm < 0) {
+    // The weights each GEMM reads: MXFP4 codes and scale bytes, or the 16- and 32-bit values (no scales).
+    const void* gate_up_w = fp4 ? (const void*)q1.codes.data() : w1.data();
+    const void* down_w = fp4 ? (const void*)q2.codes.data() : w2.data();
+    const unsigned char* gate_up_s = fp4 ? q1.scales.data() : nullptr;
+    const unsigned char* down_s = fp4 ? q2.scales.data() : nullptr;
+    if (bm < 0) {
         const int warps = 4;   // MOE_GEMV_WARPS: 128 threads, the emulated block
+        GemvFn gate_up = fp4 ? fp4_gemv(true) : Kernels<T>::gemv(true), down = fp4 ? fp4_gemv(false) : Kernels<T>::gemv(false);
         launch({(unsigned)((inter + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
-            Kernels<T>::gemv(true)(x.data(), top_k, ids.data(), w1.data(), inter, hidden, weights.data(), hmid.data(), b1p, limit);
+            gate_up(x.data(), top_k, ids.data(), gate_up_w, gate_up_s, inter, hidden, weights.data(), hmid.data(), b1p, limit);
         });
         launch({(unsigned)((hidden + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
-            Kernels<T>::gemv(false)(hmid.data(), 1, ids.data(), w2.data(), hidden, inter, weights.data(), pair_out.data(), b2p, limit);
+            down(hmid.data(), 1, ids.data(), down_w, down_s, hidden, inter, weights.data(), pair_out.data(), b2p, limit);
         });
     } else {
         launch({1, 1, 1}, [&] { moe_align(ids.data(), pairs, experts, tile, rank.data(), sorted.data(), tile_expert.data(), num_tiles.data()); });
-        GemmFn gate_up = Kernels<T>::gemm(true, bm), down = Kernels<T>::gemm(false, bm);
+        GemmFn gate_up = fp4 ? fp4_gemm(true, bm) : Kernels<T>::gemm(true, bm), down = fp4 ? fp4_gemm(false, bm) : Kernels<T>::gemm(false, bm);
+        const int down_bn = fp4 && bm == 16 ? 128 : bn;   // moe_gemm_down_m16_mxfp4: four warps of 32 columns
         launch({(unsigned)max_tiles, (unsigned)((inter + bn - 1) / bn), 1}, [&] {
-            gate_up(x.data(), top_k, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, w1.data(), inter, hidden, weights.data(), hmid.data(),
-                    b1p, limit);
+            gate_up(x.data(), top_k, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, gate_up_w, gate_up_s, inter, hidden,
+                    weights.data(), hmid.data(), b1p, limit);
         });
-        launch({(unsigned)max_tiles, (unsigned)((hidden + bn - 1) / bn), 1}, [&] {
-            down(hmid.data(), 1, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, w2.data(), hidden, inter, weights.data(), pair_out.data(),
-                 b2p, limit);
+        launch({(unsigned)max_tiles, (unsigned)((hidden + down_bn - 1) / down_bn), 1}, [&] {
+            down(hmid.data(), 1, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, down_w, down_s, hidden, inter,
+                 weights.data(), pair_out.data(), b2p, limit);
         });
     }
     std::vector<T> out((size_t)rows * hidden);
