@@ -25,6 +25,7 @@ public sealed unsafe partial class CudaBackend
     private const int MoeSimtRows = 16, MoeSimtBlockN = 32;   // MOE_SIMT_BM and the CUDA-core GEMM's columns
     private const int MoeAlignThreads = 1024;
     private const int MoeGemvWarps = 4;       // MOE_GEMV_WARPS
+    private const int MoeGemvDownWarps = 16;  // moe_gemv_down_sum's warps per block where top-k ≤ 16 (top-k otherwise)
     private const int MoeGemvMaxPairs = 64;
 
 #pragma warning disable CA2213 // Track/Grow put it in _allocations, which Dispose disposes
@@ -142,14 +143,15 @@ public sealed unsafe partial class CudaBackend
         string format = fp4 ? "_mxfp4" : "";
         if (UsesMoeGemv(pairs, experts, hidden, intermediate, xp, w1, w2))
         {
-            // A decode of few rows: a warp per (pair, column), no align pass (moe.cu's moe_gemv).
-            int xDiv = topK, interDiv = 1;
-            uint gateUpBlocks = (uint)((intermediate + MoeGemvWarps - 1) / MoeGemvWarps), downBlocks = (uint)((hidden + MoeGemvWarps - 1) / MoeGemvWarps);
-            void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &s1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
+            // A decode of few rows: a warp per (pair, column), no align pass; the down pass adds each row's pairs
+            // (moe.cu's moe_gemv_gate_up and moe_gemv_down_sum).
+            int xDiv = topK;
+            uint gateUpBlocks = (uint)((intermediate + MoeGemvWarps - 1) / MoeGemvWarps);
+            void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &s1, &intermediate, &hidden, &inter, &gateUpBias, &limit };
             Launch("moe_gemv_gate_up" + format, gateUpBlocks, (uint)pairs, 32 * MoeGemvWarps, gateUpGemv);
-            void** downGemv = stackalloc void*[] { &inter, &interDiv, &ids, &w2, &s2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
-            Launch("moe_gemv_down" + format, downBlocks, (uint)pairs, 32 * MoeGemvWarps, downGemv);
-            MoeSum(pairOut, rows, topK, hidden, o);
+            int columns = Math.Max(1, MoeGemvDownWarps / topK);   // a block: the top_k warps of each of its columns
+            void** downGemv = stackalloc void*[] { &inter, &topK, &ids, &w2, &s2, &hidden, &intermediate, &weights, &o, &downBias };
+            Launch("moe_gemv_down_sum" + format, (uint)((hidden + columns - 1) / columns), (uint)rows, (uint)(32 * topK * columns), downGemv);
             return;
         }
 

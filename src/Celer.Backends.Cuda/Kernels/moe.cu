@@ -1,5 +1,5 @@
 // Sparse mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE, gpt-oss) the way vLLM's fused_moe computes it, in five launches
-// (four for a step of few pairs: moe_gemv below takes both GEMMs without the align pass)
+// (three for a step of few pairs: moe_gemv below takes both GEMMs and the sum without the align pass)
 // whose grids depend only on the row count, top-k and the expert count, so that a CUDA graph can record them (no host
 // sync; blocks past the real tile count exit):
 //   moe_route        per row: fp32 softmax of the router logits, top-k (ties: the lower id), optionally renormalized,
@@ -637,65 +637,22 @@ __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __r
 // For steps of a few pairs (decode of a few rows, no more pairs than experts): a tile would be mostly padding, and its
 // block streams one expert's 64 columns over the whole k alone, so a step of few tiles keeps few loads in flight (at
 // batch 1 on Qwen3-30B's shape the tiles read the experts at ~1.2 TB/s). Here each (pair, column) is one warp streaming
-// its weight row(s) in 16-byte loads, MOE_GEMV_WARPS per block, pairs x n / 4 blocks: every SM is loading. No align
-// pass: a pair finds its expert in topk_ids. Same roundings and outputs as the tile kernels. The host takes this path
+// its weight row(s) in 16-byte loads: every SM is loading. No align pass: a pair finds its expert in topk_ids. The down
+// pass also adds each row's top_k pairs (moe_gemv_down_sum), so a step of few rows is three launches and the pairs'
+// fp32 results never reach memory. Same roundings and outputs as the tile kernels and moe_sum. The host takes this path
 // only when k is a multiple of 16 bytes' elements and the tensors are 16-byte aligned.
+#define MOE_GEMV_WARPS 4   // gate/up: warps (columns) per block
+// The entry points' arguments, MXFP4 or not (as MOE_GEMM_ARGS: ws is nullptr for 16- and 32-bit weights).
+#define MOE_GEMV_GATE_UP_ARGS(T)                                                                                      \
+    const T *a, int a_div, const int *topk_ids, const void *w, const unsigned char *ws, int n, int k, void *out,      \
+        const T *bias, float limit
+#define MOE_GEMV_DOWN_ARGS(T)                                                                                         \
+    const T *inter, int top_k, const int *topk_ids, const void *w, const unsigned char *ws, int n, int k,             \
+        const float *pair_weights, T *out, const T *bias
 
-// The end of a moe_gemv warp: its lanes' sums added, then lane 0 adds the expert's bias and writes the activation
-// (gated) or the result times the pair's routing weight.
-template <typename T, bool GATED>
-__device__ __forceinline__ void moe_gemv_store(float s0, float s1, int lane, int p, int col, int n, int expert,
-                                               const float* __restrict__ pair_weights, void* __restrict__ out,
-                                               const T* __restrict__ bias, float limit) {
-    s0 = warp_sum(s0);
-    if constexpr (GATED) s1 = warp_sum(s1);
-    if (lane != 0) return;
-    if (bias != nullptr) {
-        const T* expert_bias = bias + (long long)expert * (GATED ? 2 : 1) * n;
-        s0 += to_float(expert_bias[col]);
-        if constexpr (GATED) s1 += to_float(expert_bias[n + col]);
-    }
-    if constexpr (GATED)
-        reinterpret_cast<T*>(out)[(long long)p * n + col] = from_float<T>(moe_activate<T>(s0, s1, limit));
-    else
-        reinterpret_cast<float*>(out)[(long long)p * n + col] = pair_weights[p] * s0;
-}
-
-#define MOE_GEMV_WARPS 4
-// The moe_gemv entry points' arguments, as MOE_GEMM_ARGS: ws is nullptr for 16- and 32-bit weights.
-#define MOE_GEMV_ARGS(T)                                                                                              \
-    const T *a, int a_div, const int *topk_ids, const void *w, const unsigned char *ws, int n, int k,                 \
-        const float *pair_weights, void *out, const T *bias, float limit
-template <typename T, bool GATED>
-__device__ void moe_gemv(const T* __restrict__ a, int a_div, const int* __restrict__ topk_ids, const T* __restrict__ w,
-                         int n, int k, const float* __restrict__ pair_weights, void* __restrict__ out,
-                         const T* __restrict__ bias, float limit) {
-    celer_pdl_begin();
-    constexpr int V = Vec16<T>::N;
-    const int lane = threadIdx.x & 31, col = blockIdx.x * MOE_GEMV_WARPS + (threadIdx.x >> 5), p = blockIdx.y;
-    if (col >= n) return;   // the whole warp
-    const T* x = a + (long long)(p / a_div) * k;
-    const T* w0 = w + ((long long)topk_ids[p] * (GATED ? 2 : 1) * n + col) * k;
-    float s0 = 0.f, s1 = 0.f;
-#pragma unroll 4
-    for (int i = lane * V; i < k; i += 32 * V) {
-        float xv[V], wv[V];
-        load16(x + i, xv);
-        load16(w0 + i, wv);
-#pragma unroll
-        for (int j = 0; j < V; j++) s0 = fmaf(xv[j], wv[j], s0);
-        if constexpr (GATED) {
-            load16(w0 + (long long)n * k + i, wv);   // the expert's up row of the same column
-#pragma unroll
-            for (int j = 0; j < V; j++) s1 = fmaf(xv[j], wv[j], s1);
-        }
-    }
-    moe_gemv_store<T, GATED>(s0, s1, lane, p, col, n, topk_ids[p], pair_weights, out, bias, limit);
-}
-
-// moe_gemv over MXFP4 weights (bf16 models; k a multiple of 32): lane l takes the row's 32-value blocks l, l + 32, …,
-// each one 16-byte load of codes, its scale byte and 32 values of x; the codes decode into the bf16 weight
-// (mxfp4_decode8), multiplied in fp32 as the 16-bit kernel multiplies it.
+// MXFP4 (bf16 models; k a multiple of 32): lane l takes the row's 32-value blocks l, l + 32, …, each one 16-byte load
+// of codes, its scale byte and 32 values of x; the codes decode into the bf16 weight (mxfp4_decode8), multiplied in
+// fp32 as the 16-bit kernel multiplies it.
 __device__ __forceinline__ float mxfp4_dot32(const uint4& q, unsigned scale, const uint4 (&x)[4], float acc) {
     const unsigned words[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
@@ -713,28 +670,93 @@ __device__ __forceinline__ float mxfp4_dot32(const uint4& q, unsigned scale, con
     return acc;
 }
 
-template <bool GATED>
-__device__ void moe_gemv_mxfp4(const __nv_bfloat16* __restrict__ a, int a_div, const int* __restrict__ topk_ids,
-                               const unsigned char* __restrict__ w, const unsigned char* __restrict__ ws, int n, int k,
-                               const float* __restrict__ pair_weights, void* __restrict__ out,
-                               const __nv_bfloat16* __restrict__ bias, float limit) {
+// A lane's shares of x's dot products with H weight rows (weight rows r0 and r0 + n) over k: 16-bit rows in 16-byte
+// vectors (lane l takes vectors l, l + 32, …), or MXFP4 rows (FP4: w the codes, ws the scale bytes).
+template <typename T, int H, bool FP4>
+__device__ __forceinline__ void moe_gemv_dot(const T* __restrict__ x, const void* __restrict__ w, const unsigned char* __restrict__ ws,
+                                             long long r0, int n, int k, int lane, float (&s)[H]) {
+    if constexpr (FP4) {
+        const unsigned char* codes = static_cast<const unsigned char*>(w);
+        const int blocks = k >> 5;
+        // One block per iteration: two blocks' loads in flight per lane (more registers) measured 4 % slower at batch 1
+        // on gpt-oss-20b's shape (H200, 895c91c: 0.690 s against 0.664 s for 256 tokens).
+        for (int b = lane; b < blocks; b += 32) {
+            uint4 xv[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) xv[i] = *reinterpret_cast<const uint4*>(x + b * 32 + 8 * i);
+#pragma unroll
+            for (int h = 0; h < H; h++) {
+                const long long r = r0 + (long long)h * n;
+                s[h] = mxfp4_dot32(__ldcs(reinterpret_cast<const uint4*>(codes + r * (k / 2) + b * 16)), ws[r * blocks + b], xv, s[h]);
+            }
+        }
+    } else {
+        constexpr int V = Vec16<T>::N;
+        const T* w0 = static_cast<const T*>(w) + r0 * k;
+#pragma unroll 4
+        for (int i = lane * V; i < k; i += 32 * V) {
+            float xv[V], wv[V];
+            load16(x + i, xv);
+#pragma unroll
+            for (int h = 0; h < H; h++) {
+                load16(w0 + (long long)h * n * k + i, wv);
+#pragma unroll
+                for (int j = 0; j < V; j++) s[h] = fmaf(xv[j], wv[j], s[h]);
+            }
+        }
+    }
+}
+
+// gate/up: warp (pair blockIdx.y, column col) takes the expert's gate row and the matching up row; lane 0 adds the
+// biases and writes the activation to inter [pairs, n].
+template <typename T, bool FP4>
+__device__ void moe_gemv_gate_up(const T* __restrict__ a, int a_div, const int* __restrict__ topk_ids, const void* __restrict__ w,
+                                 const unsigned char* __restrict__ ws, int n, int k, void* __restrict__ out,
+                                 const T* __restrict__ bias, float limit) {
     celer_pdl_begin();
     const int lane = threadIdx.x & 31, col = blockIdx.x * MOE_GEMV_WARPS + (threadIdx.x >> 5), p = blockIdx.y;
     if (col >= n) return;   // the whole warp
-    const int expert = topk_ids[p], blocks = k >> 5;
-    const __nv_bfloat16* x = a + (long long)(p / a_div) * k;
-    const long long r0 = (long long)expert * (GATED ? 2 : 1) * n + col, r1 = r0 + n;   // r1: the up row (gated)
-    float s0 = 0.f, s1 = 0.f;
-    // One block per iteration: two blocks' loads in flight per lane (more registers) measured 4 % slower at batch 1
-    // on gpt-oss-20b's shape (H200, 895c91c: 0.690 s against 0.664 s for 256 tokens).
-    for (int b = lane; b < blocks; b += 32) {
-        uint4 xv[4];
-#pragma unroll
-        for (int i = 0; i < 4; i++) xv[i] = *reinterpret_cast<const uint4*>(x + b * 32 + 8 * i);
-        s0 = mxfp4_dot32(__ldcs(reinterpret_cast<const uint4*>(w + r0 * (k / 2) + b * 16)), ws[r0 * blocks + b], xv, s0);
-        if constexpr (GATED) s1 = mxfp4_dot32(__ldcs(reinterpret_cast<const uint4*>(w + r1 * (k / 2) + b * 16)), ws[r1 * blocks + b], xv, s1);
+    const int expert = topk_ids[p];
+    float s[2] = {0.f, 0.f};
+    moe_gemv_dot<T, 2, FP4>(a + (long long)(p / a_div) * k, w, ws, (long long)expert * 2 * n + col, n, k, lane, s);
+    float g = warp_sum(s[0]), u = warp_sum(s[1]);
+    if (lane != 0) return;
+    if (bias != nullptr) {
+        g += to_float(bias[(long long)expert * 2 * n + col]);
+        u += to_float(bias[(long long)expert * 2 * n + n + col]);
     }
-    moe_gemv_store<__nv_bfloat16, GATED>(s0, s1, lane, p, col, n, expert, pair_weights, out, bias, limit);
+    reinterpret_cast<T*>(out)[(long long)p * n + col] = from_float<T>(moe_activate<T>(g, u, limit));
+}
+
+// down and the sum: a block of top_k * cols warps over `cols` columns of row blockIdx.y (blockDim = 32 * top_k * cols,
+// at most 1024); warp (column c, slot j) streams the expert's down row of its column against the pair's inter row, and
+// one thread per column adds the slots' (sum + bias) * routing weight in slot order into out [rows, n], as moe_sum
+// adds what the tile kernels write.
+template <typename T, bool FP4>
+__device__ void moe_gemv_down_sum(const T* __restrict__ inter, int top_k, const int* __restrict__ topk_ids, const void* __restrict__ w,
+                                  const unsigned char* __restrict__ ws, int n, int k, const float* __restrict__ pair_weights,
+                                  T* __restrict__ out, const T* __restrict__ bias) {
+    celer_pdl_begin();
+    __shared__ float part[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, cols = blockDim.x / 32 / top_k;
+    const int slot = warp % top_k, col = blockIdx.x * cols + warp / top_k, row = blockIdx.y, p = row * top_k + slot;
+    if (col < n) {   // the whole warp; no return: the block meets below
+        const int expert = topk_ids[p];
+        float s[1] = {0.f};
+        moe_gemv_dot<T, 1, FP4>(inter + (long long)p * k, w, ws, (long long)expert * n + col, n, k, lane, s);
+        float v = warp_sum(s[0]);
+        if (lane == 0) {
+            if (bias != nullptr) v += to_float(bias[(long long)expert * n + col]);
+            part[warp] = pair_weights[p] * v;
+        }
+    }
+    __syncthreads();
+    const int c = blockIdx.x * cols + threadIdx.x;
+    if (threadIdx.x < cols && c < n) {
+        float total = 0.f;
+        for (int j = 0; j < top_k; j++) total += part[threadIdx.x * top_k + j];
+        out[(long long)row * n + c] = from_float<T>(total);
+    }
 }
 
 // output[r, c] = sum over the row's top_k slots (in slot order) of pair_out, in fp32, rounded once. Grid: rows x
@@ -777,11 +799,11 @@ __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__
         moe_gemm_simt<T, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, static_cast<const T*>(w), n, k,         \
                                 pair_weights, out, bias, limit);                                                      \
     }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_##S(MOE_GEMV_ARGS(T)) {       \
-        moe_gemv<T, true>(a, a_div, topk_ids, static_cast<const T*>(w), n, k, pair_weights, out, bias, limit);        \
+    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_##S(MOE_GEMV_GATE_UP_ARGS(T)) { \
+        moe_gemv_gate_up<T, false>(a, a_div, topk_ids, w, ws, n, k, out, bias, limit);                              \
     }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_down_##S(MOE_GEMV_ARGS(T)) {          \
-        moe_gemv<T, false>(a, a_div, topk_ids, static_cast<const T*>(w), n, k, pair_weights, out, bias, limit);       \
+    extern "C" __global__ void __launch_bounds__(1024) moe_gemv_down_sum_##S(MOE_GEMV_DOWN_ARGS(T)) {                 \
+        moe_gemv_down_sum<T, false>(inter, top_k, topk_ids, w, ws, n, k, pair_weights, out, bias);                   \
     }                                                                                                                \
     extern "C" __global__ void moe_sum_##S(const float* pair_out, int top_k, int hidden, T* out) {                    \
         moe_sum<T>(pair_out, top_k, hidden, out);                                                                   \
@@ -791,10 +813,9 @@ __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__
     }
 CELER_FOR_DTYPES(MOE_ENTRY_POINTS)
 
-#define MOE_GEMV_MXFP4_ENTRY(NAME, GATED)                                                                              \
-    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) NAME(MOE_GEMV_ARGS(__nv_bfloat16)) {           \
-        moe_gemv_mxfp4<GATED>(a, a_div, topk_ids, static_cast<const unsigned char*>(w), ws, n, k, pair_weights, out, bias, \
-                              limit);                                                                                \
-    }
-MOE_GEMV_MXFP4_ENTRY(moe_gemv_gate_up_mxfp4_bf16, true)
-MOE_GEMV_MXFP4_ENTRY(moe_gemv_down_mxfp4_bf16, false)
+extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_mxfp4_bf16(MOE_GEMV_GATE_UP_ARGS(__nv_bfloat16)) {
+    moe_gemv_gate_up<__nv_bfloat16, true>(a, a_div, topk_ids, w, ws, n, k, out, bias, limit);
+}
+extern "C" __global__ void __launch_bounds__(1024) moe_gemv_down_sum_mxfp4_bf16(MOE_GEMV_DOWN_ARGS(__nv_bfloat16)) {
+    moe_gemv_down_sum<__nv_bfloat16, true>(inter, top_k, topk_ids, w, ws, n, k, pair_weights, out, bias);
+}

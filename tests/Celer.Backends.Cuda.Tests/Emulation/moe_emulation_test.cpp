@@ -17,13 +17,18 @@
 // Every GEMM entry point takes the weights (or MXFP4 codes) and a scale pointer (MOE_GEMM_ARGS, MOE_GEMV_ARGS).
 using GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, const unsigned char*, int, int,
                         const float*, void*, const void*, float);
-using GemvFn = void (*)(const void*, int, const int*, const void*, const unsigned char*, int, int, const float*, void*,
-                        const void*, float);
+using GateUpGemvFn = void (*)(const void*, int, const int*, const void*, const unsigned char*, int, int, void*, const void*, float);
+using DownSumGemvFn = void (*)(const void*, int, const int*, const void*, const unsigned char*, int, int, const float*, void*,
+                               const void*);
 static GemmFn fp4_gemm(bool gated, int bm) {
     if (bm == 16) return (GemmFn)(gated ? moe_gemm_gate_up_m16_mxfp4_bf16 : moe_gemm_down_m16_mxfp4_bf16);
     return (GemmFn)(gated ? moe_gemm_gate_up_m64_mxfp4_bf16 : moe_gemm_down_m64_mxfp4_bf16);
 }
-static GemvFn fp4_gemv(bool gated) { return (GemvFn)(gated ? moe_gemv_gate_up_mxfp4_bf16 : moe_gemv_down_mxfp4_bf16); }
+struct GemvFns {
+    GateUpGemvFn gate_up;
+    DownSumGemvFn down_sum;
+};
+static const GemvFns kFp4Gemv = {(GateUpGemvFn)moe_gemv_gate_up_mxfp4_bf16, (DownSumGemvFn)moe_gemv_down_sum_mxfp4_bf16};
 
 // E2M1 by code (OCP microscaling formats: sign, two exponent bits of bias 1, one mantissa bit).
 static const double kE2M1[16] = {0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6};
@@ -57,7 +62,7 @@ template <typename T> struct Kernels;
         static void sum(const float* p, int k, int h, T* o) { moe_sum_##S(p, k, h, o); }                             \
         static void gated(const T* x, const T* g, int c, T* o) { add_sigmoid_gated_##S(x, g, c, o); }                \
         static GemmFn gemm(bool gated, int bm);                                                                       \
-        static GemvFn gemv(bool gated) { return (GemvFn)(gated ? moe_gemv_gate_up_##S : moe_gemv_down_##S); }       \
+        static GemvFns gemv() { return {(GateUpGemvFn)moe_gemv_gate_up_##S, (DownSumGemvFn)moe_gemv_down_sum_##S}; } \
     };
 CELER_FOR_DTYPES(KERNELS)
 // bm 0: the CUDA-core kernel.
@@ -139,15 +144,17 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     const void* down_w = fp4 ? (const void*)q2.codes.data() : w2.data();
     const unsigned char* gate_up_s = fp4 ? q1.scales.data() : nullptr;
     const unsigned char* down_s = fp4 ? q2.scales.data() : nullptr;
+    std::vector<T> out((size_t)rows * hidden);
     if (bm < 0) {
-        const int warps = 4;   // MOE_GEMV_WARPS: 128 threads, the emulated block
-        GemvFn gate_up = fp4 ? fp4_gemv(true) : Kernels<T>::gemv(true), down = fp4 ? fp4_gemv(false) : Kernels<T>::gemv(false);
+        // moe_gemv_down_sum writes the rows' sums itself: the host's blocks of top_k warps per column, 16 warps a block.
+        const int warps = 4, columns = std::max(1, 16 / top_k);   // MOE_GEMV_WARPS; MoeGemvDownWarps / top_k
+        const GemvFns gemv = fp4 ? kFp4Gemv : Kernels<T>::gemv();
         launch({(unsigned)((inter + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
-            gate_up(x.data(), top_k, ids.data(), gate_up_w, gate_up_s, inter, hidden, weights.data(), hmid.data(), b1p, limit);
+            gemv.gate_up(x.data(), top_k, ids.data(), gate_up_w, gate_up_s, inter, hidden, hmid.data(), b1p, limit);
         });
-        launch({(unsigned)((hidden + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
-            down(hmid.data(), 1, ids.data(), down_w, down_s, hidden, inter, weights.data(), pair_out.data(), b2p, limit);
-        });
+        launch({(unsigned)((hidden + columns - 1) / columns), (unsigned)rows, 1}, [&] {
+            gemv.down_sum(hmid.data(), top_k, ids.data(), down_w, down_s, hidden, inter, weights.data(), out.data(), b2p);
+        }, 32 * top_k * columns);
     } else {
         launch({1, 1, 1}, [&] { moe_align(ids.data(), pairs, experts, tile, rank.data(), sorted.data(), tile_expert.data(), num_tiles.data()); });
         GemmFn gate_up = fp4 ? fp4_gemm(true, bm) : Kernels<T>::gemm(true, bm), down = fp4 ? fp4_gemm(false, bm) : Kernels<T>::gemm(false, bm);
@@ -160,9 +167,8 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
             down(hmid.data(), 1, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, down_w, down_s, hidden, inter,
                  weights.data(), pair_out.data(), b2p, limit);
         });
+        launch({(unsigned)rows, (unsigned)((hidden + 127) / 128), 1}, [&] { Kernels<T>::sum(pair_out.data(), top_k, hidden, out.data()); });
     }
-    std::vector<T> out((size_t)rows * hidden);
-    launch({(unsigned)rows, (unsigned)((hidden + 127) / 128), 1}, [&] { Kernels<T>::sum(pair_out.data(), top_k, hidden, out.data()); });
 
     bool ok = true;
     auto fail = [&](const std::string& what) { if (ok) fprintf(stderr, "  %s\n", what.c_str()); ok = false; };
@@ -341,6 +347,7 @@ int main(int argc, char** argv) {
     ok &= run_case<__nv_bfloat16>(1, 8, 2, 104, 48, true, -1, rng);
     ok &= run_case<__half>(3, 60, 8, 96, 144, false, -1, rng);
     ok &= run_case<float>(2, 16, 4, 100, 44, true, -1, rng);
+    ok &= run_case<__nv_bfloat16>(2, 16, 3, 104, 48, true, -1, rng);   // top-3: 5 columns a block, the last one partial
     // gpt-oss's experts (biases, a limit small enough that the clamps bite) through every GEMM path.
     ok &= run_case<__nv_bfloat16>(5, 8, 2, 96, 80, true, 16, rng, 0.3f);
     ok &= run_case<__half>(70, 4, 2, 200, 80, true, 64, rng, 0.3f);
