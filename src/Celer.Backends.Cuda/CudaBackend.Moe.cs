@@ -8,7 +8,8 @@ namespace Celer.Backends.Cuda;
 /// The sparse mixture-of-experts MLP (<c>moe.cu</c>, vLLM's fused_moe written for Celer) and Qwen2-MoE's sigmoid-gated
 /// shared expert. Five launches per call, none waiting for the host: routing, the per-expert grouping of the (row, slot)
 /// pairs padded to the GEMM's row tile, the gate/up GEMM with SiLU·mul in its epilogue, the down GEMM scaled by the
-/// routing weights, and the per-row sum. Grids depend only on the rows, top-k and expert count (the most tiles any
+/// routing weights, and the per-row sum; a decode step of few rows takes three (routing, then a warp per pair and column
+/// for gate/up and for down, which also adds each row's pairs). Grids depend only on the rows, top-k and expert count (the most tiles any
 /// routing can make; blocks past the real count exit), so a recorded graph replays any routing. gpt-oss's MXFP4 experts
 /// stay packed in bf16 models on sm_80+ (<see cref="LoadMxfp4"/>): the *_mxfp4 kernels decode them in registers.
 /// </summary>
