@@ -14,7 +14,8 @@
 #include <algorithm>
 #include <string>
 
-// Every GEMM entry point takes the weights (or MXFP4 codes) and a scale pointer (MOE_GEMM_ARGS, MOE_GEMV_ARGS).
+// Every GEMM entry point takes the weights (or MXFP4 codes) and a scale pointer (MOE_GEMM_ARGS, MOE_GEMV_GATE_UP_ARGS,
+// MOE_GEMV_DOWN_ARGS).
 using GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, const unsigned char*, int, int,
                         const float*, void*, const void*, float);
 using GateUpGemvFn = void (*)(const void*, int, const int*, const void*, const unsigned char*, int, int, void*, const void*, float);
