@@ -17,6 +17,9 @@
 // gpt-oss's MXFP4 experts can stay packed on the card (bf16 models, the *_mxfp4 entry points): the same layouts with
 // each weight row as k / 2 bytes of E2M1 codes and k / 32 E8M0 scale bytes (mxfp4_decode8 below), decoded in registers
 // into exactly the bf16 weight that decoding at load gives, so both GEMMs compute what they compute on that weight.
+// FP8 experts (E4M3 codes with fp32 scales, the *_fp8 entry points, 16-bit models) are decoded the same way, into
+// code * scale rounded to T: the weight that dequantizing at load gives. Their inputs stay in T (W8A16, as vLLM's FP8
+// Marlin MoE computes).
 #include "common.cuh"
 
 #define MOE_MAX_EXPERTS 512   // the router's logits of a row live in registers, 16 per lane
@@ -159,6 +162,51 @@ __device__ __forceinline__ void mxfp4_decode8(unsigned word, unsigned s, unsigne
     }
 }
 
+// ---- FP8 weights ----
+// E4M3 codes, one byte a value, with fp32 scales as CudaBackend.Fp8 loads them: one per weight row (ws_ld 0: per-channel
+// scales, or a per-tensor scale repeated), or one per 128 x 128 block of the stacked weight, the grid's rows ws_ld apart.
+#define MOE_FP8_BLOCK 128
+
+// How the grouped GEMMs read a weight row: MOE_W16 as T values; MXFP4 and FP8 as codes decoded in registers, 8 or 4
+// values per 32-bit word (32 or 16 per 16-byte vector), under the scale of the block each value belongs to.
+#define MOE_W16 0
+#define MOE_MXFP4 1
+#define MOE_FP8 2
+template <int F> struct MoeCodes;
+template <> struct MoeCodes<MOE_MXFP4> {
+    using Scale = unsigned;
+    static constexpr int PER_WORD = 8;
+    static constexpr unsigned NONE = 127;   // the scale of padding (2^0; code 0 is 0 under any scale)
+    // The scale of value kk of weight row r (rows of k values).
+    static __device__ __forceinline__ Scale scale(const void* ws, int, long long r, int k, int kk) {
+        return static_cast<const unsigned char*>(ws)[r * (k >> 5) + (kk >> 5)];
+    }
+    // A word of codes as T pairs (values 2j, 2j + 1 in out[j]).
+    template <typename T> static __device__ __forceinline__ void decode(unsigned word, Scale s, unsigned (&out)[PER_WORD / 2]) {
+        mxfp4_decode8(word, s, out);
+    }
+};
+template <> struct MoeCodes<MOE_FP8> {
+    using Scale = float;
+    static constexpr int PER_WORD = 4;
+    static constexpr float NONE = 0.f;
+    static __device__ __forceinline__ Scale scale(const void* ws, int ld, long long r, int, int kk) {
+        const float* s = static_cast<const float*>(ws);
+        return ld == 0 ? s[r] : s[r / MOE_FP8_BLOCK * ld + kk / MOE_FP8_BLOCK];
+    }
+    template <typename T> static __device__ __forceinline__ void decode(unsigned word, Scale s, unsigned (&out)[PER_WORD / 2]) {
+        const uint2 h = flash_fp8x4_to<__half, FLASH_E4M3>(word);   // exact: every E4M3 value is an f16
+        const unsigned halves[2] = {h.x, h.y};
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            float lo, hi;
+            flash_f16x2_to_f32(halves[j], lo, hi);
+            const T pair[2] = {from_float<T>(lo * s), from_float<T>(hi * s)};
+            out[j] = *reinterpret_cast<const unsigned*>(pair);
+        }
+    }
+};
+
 // ---- grouped GEMM ----
 // out[pair, n] for the BM pairs of tile blockIdx.x and columns [blockIdx.y * BN, +BN): the A row of pair p is
 // a[(p / a_div) * k] (x: a_div = top_k; inter: 1), the B rows are the expert's weight rows (nn.Linear layout [n, k]).
@@ -220,10 +268,10 @@ __device__ __forceinline__ void moe_store(void* out, long long row_off, int col,
 }
 
 // Every grouped-GEMM entry point takes the same arguments (MOE_GEMM_ARGS), so the host has one argument list: w is the
-// weights (or MXFP4 codes), ws the MXFP4 scale bytes (nullptr for 16- and 32-bit weights, which have none).
+// weights (or MXFP4 / FP8 codes), ws and ws_ld their scales (MoeCodes; nullptr and 0 for 16- and 32-bit weights).
 #define MOE_GEMM_ARGS(T)                                                                                              \
     const T *a, int a_div, const int *sorted, const int *tile_expert, const int *num_tiles, int pairs, const void *w, \
-        const unsigned char *ws, int n, int k, const float *pair_weights, void *out, const T *bias, float limit
+        const void *ws, int ws_ld, int n, int k, const float *pair_weights, void *out, const T *bias, float limit
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
 #define MOE_BK 32                  // k per pipeline stage
@@ -233,13 +281,13 @@ __device__ __forceinline__ void moe_store(void* out, long long row_off, int col,
 // Tensor cores: mma.sync m16n8k16 with fp32 accumulation, A and B fragments by ldmatrix from shared tiles filled by a
 // MOE_STAGES-deep cp.async pipeline. Warps WARPS_M x (4 / WARPS_M), each over (BM / WARPS_M) rows x (BN / WARPS_N)
 // columns (x2 when gated). BM = 64: 2 x 2 warps of 32 x 32; BM = 16 (decode): 1 x 4 warps of 16 x 16.
-// FP4: wv is MXFP4 codes with their scale bytes in ws; the threads of a block decode each stage's weight rows (their
-// codes and scales requested from global memory into registers FD stages ahead) into the same shared tile that the
-// 16-bit weights reach by cp.async, so the fragments and the MMAs are the same.
-template <typename T, int BM, int BN, int WARPS_M, bool GATED, bool FP4 = false>
+// F (MoeCodes): wv is MXFP4 or FP8 codes with their scales in ws; the threads of a block decode each stage's weight
+// rows (their codes and scales requested from global memory into registers FD stages ahead) into the same shared tile
+// that the 16-bit weights reach by cp.async, so the fragments and the MMAs are the same.
+template <typename T, int BM, int BN, int WARPS_M, bool GATED, int F = MOE_W16>
 __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __restrict__ sorted, const int* __restrict__ tile_expert,
                             const int* __restrict__ num_tiles, int pairs, const void* __restrict__ wv,
-                            const unsigned char* __restrict__ ws, int n, int k, const float* __restrict__ pair_weights,
+                            const void* __restrict__ ws, int ws_ld, int n, int k, const float* __restrict__ pair_weights,
                             void* __restrict__ out, const T* __restrict__ bias, float limit) {
     celer_pdl_begin();
     const T* w = static_cast<const T*>(wv);
@@ -275,49 +323,56 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
     for (int it = 0; it < B_IT; it++) {
         const int i = tid + it * MOE_THREADS, r = i / CPR, c = i % CPR;
         const int col = n0 + r % BN, half = r / BN;
-        b_src[it] = !FP4 && col < n ? w + ((long long)expert * H * n + (long long)half * n + col) * k + c * 8 : nullptr;
+        b_src[it] = F == MOE_W16 && col < n ? w + ((long long)expert * H * n + (long long)half * n + col) * k + c * 8 : nullptr;
     }
 
     const int k_tiles = (k + MOE_BK - 1) / MOE_BK;
-    // FP4: FPT threads per weight row of the tile, each decoding FW words (8 values each) of its 32-value stage block.
-    constexpr int FPT = MOE_THREADS / NB, FW = 4 / FPT;
-    static_assert(!FP4 || (sizeof(T) == 2 && MOE_BK == 32 && MOE_THREADS % NB == 0 && FPT <= 4), "MXFP4 stages are one block per row");
+    // Codes: FPT threads per weight row of the tile, each decoding FW words of its part of the row's stage.
+    constexpr bool CODES = F != MOE_W16;
+    using C = MoeCodes<CODES ? F : MOE_FP8>;
+    constexpr int STAGE_BYTES = MOE_BK / C::PER_WORD * 4;                // a row's codes per stage: 16 (MXFP4) or 32 (FP8)
+    constexpr int FPT = MOE_THREADS / NB, FW = STAGE_BYTES / 4 / FPT;
+    static_assert(!CODES || (sizeof(T) == 2 && MOE_THREADS % NB == 0 && FW * C::PER_WORD % 8 == 0 && FW <= 8),
+                  "a thread decodes whole 16-byte pieces of a row's stage");
     const int f_row = tid / FPT, f_part = tid % FPT;
     const unsigned char* f_codes = nullptr;
-    const unsigned char* f_scales = nullptr;
-    if constexpr (FP4) {
+    long long f_r = 0;   // the weight row f_row decodes
+    if constexpr (CODES) {
         const int col = n0 + f_row % BN, half = f_row / BN;
         if (col < n) {
-            const long long r = (long long)expert * H * n + (long long)half * n + col;
-            f_codes = static_cast<const unsigned char*>(wv) + r * (k / 2) + f_part * 4 * FW;
-            f_scales = ws + r * (k / 32);
+            f_r = (long long)expert * H * n + (long long)half * n + col;
+            f_codes = static_cast<const unsigned char*>(wv) + f_r * (k / (4 * C::PER_WORD) * 16) + f_part * 4 * FW;
         }
     }
     // Stage kt's codes and scale (zeros past n: code 0 is 0).
-    auto fetch = [&](unsigned (&q)[FW], unsigned& scale, int kt) {
+    auto fetch = [&](unsigned (&q)[FW], typename C::Scale& scale, int kt) {
         if (f_codes != nullptr && kt < k_tiles) {
-            const unsigned char* src = f_codes + (long long)kt * 16;
-            if constexpr (FW == 4) {
-                const uint4 v = __ldcs(reinterpret_cast<const uint4*>(src));
-                q[0] = v.x, q[1] = v.y, q[2] = v.z, q[3] = v.w;
+            const unsigned char* src = f_codes + (long long)kt * STAGE_BYTES;
+            if constexpr (FW >= 4) {
+#pragma unroll
+                for (int i = 0; i < FW; i += 4) {
+                    const uint4 v = __ldcs(reinterpret_cast<const uint4*>(src + 4 * i));
+                    q[i] = v.x, q[i + 1] = v.y, q[i + 2] = v.z, q[i + 3] = v.w;
+                }
             } else if constexpr (FW == 2) {
                 const uint2 v = __ldcs(reinterpret_cast<const uint2*>(src));
                 q[0] = v.x, q[1] = v.y;
             } else {
                 q[0] = __ldcs(reinterpret_cast<const unsigned*>(src));
             }
-            scale = f_scales[kt];
+            scale = C::scale(ws, ws_ld, f_r, k, kt * MOE_BK);
         } else {
 #pragma unroll
             for (int i = 0; i < FW; i++) q[i] = 0;
-            scale = 127;
+            scale = C::NONE;
         }
     };
     // FD stages of codes in flight per thread, two as cp.async's stages: four measured slower at batch 32 on gpt-oss-20b's
     // shape (H200: 4.05 s against 3.75 s for 256 tokens, eb452ce and 895c91c; the barriers of the stage loop bound it).
-    constexpr int FD = FP4 ? MOE_STAGES - 1 : 1;
-    unsigned f_q[FD][FW], f_s[FD];
-    if constexpr (FP4) {
+    constexpr int FD = CODES ? MOE_STAGES - 1 : 1;
+    unsigned f_q[FD][FW];
+    typename C::Scale f_s[FD];
+    if constexpr (CODES) {
 #pragma unroll
         for (int s = 0; s < FD; s++) fetch(f_q[s], f_s[s], s);
     }
@@ -330,7 +385,7 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
             const bool ok = a_src[it] != nullptr && kc < k;
             flash_cp_async16(&sA[stage][a_dst[it]], ok ? a_src[it] + k0 : a, ok ? 16 : 0);
         }
-        if constexpr (!FP4) {
+        if constexpr (!CODES) {
 #pragma unroll
             for (int it = 0; it < B_IT; it++) {
                 const int i = tid + it * MOE_THREADS, kc = k0 + i % CPR * 8;
@@ -358,11 +413,11 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
         __syncthreads();   // tile kt is in; every warp is done with the stage the next load overwrites
         if (kt + MOE_STAGES - 1 < k_tiles) load((kt + MOE_STAGES - 1) % MOE_STAGES, kt + MOE_STAGES - 1);
         flash_cp_async_commit();
-        if constexpr (FP4) {
+        if constexpr (CODES) {
             unsigned q[FW];
 #pragma unroll
             for (int i = 0; i < FW; i++) q[i] = f_q[0][i];
-            const unsigned scale = f_s[0];
+            const typename C::Scale scale = f_s[0];
 #pragma unroll
             for (int s = 0; s + 1 < FD; s++) {
 #pragma unroll
@@ -371,12 +426,19 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
             }
             fetch(f_q[FD - 1], f_s[FD - 1], kt + FD);
             // The stage's slot was last read MOE_STAGES iterations ago (the barrier above closed that).
-            T* dst = sB[kt % MOE_STAGES] + f_row * MOE_ROW + f_part * 8 * FW;
+            T* dst = sB[kt % MOE_STAGES] + f_row * MOE_ROW + f_part * FW * C::PER_WORD;
+            constexpr int WPS = 8 / C::PER_WORD;   // words per 16-byte store (8 values)
 #pragma unroll
-            for (int i = 0; i < FW; i++) {
+            for (int i = 0; i < FW; i += WPS) {
                 unsigned d[4];
-                mxfp4_decode8(q[i], scale, d);
-                shared_store16(dst + 8 * i, make_uint4(d[0], d[1], d[2], d[3]));
+#pragma unroll
+                for (int j = 0; j < WPS; j++) {
+                    unsigned part[C::PER_WORD / 2];
+                    C::template decode<T>(q[i + j], scale, part);
+#pragma unroll
+                    for (int e = 0; e < C::PER_WORD / 2; e++) d[j * C::PER_WORD / 2 + e] = part[e];
+                }
+                shared_store16(dst + C::PER_WORD * i, make_uint4(d[0], d[1], d[2], d[3]));
             }
             __syncthreads();   // every row of the stage is decoded
         }
@@ -427,45 +489,46 @@ __device__ void moe_gemm_tc(const T* __restrict__ a, int a_div, const int* __res
 
 #define MOE_GEMM_TC_ENTRY(S, T, BM, WARPS_M)                                                                          \
     extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m##BM##_##S(MOE_GEMM_ARGS(T)) {       \
-        moe_gemm_tc<T, BM, 64, WARPS_M, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k,             \
+        moe_gemm_tc<T, BM, 64, WARPS_M, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, ws_ld, n, k,      \
                                               pair_weights, out, bias, limit);                                       \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m##BM##_##S(MOE_GEMM_ARGS(T)) {          \
-        moe_gemm_tc<T, BM, 64, WARPS_M, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k,            \
+        moe_gemm_tc<T, BM, 64, WARPS_M, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, ws_ld, n, k,     \
                                                pair_weights, out, bias, limit);                                      \
     }
 #define MOE_GEMM_TC_ENTRY_POINTS(S, T) MOE_GEMM_TC_ENTRY(S, T, 16, 1) MOE_GEMM_TC_ENTRY(S, T, 64, 2)
 MOE_GEMM_TC_ENTRY_POINTS(f16, __half)
 MOE_GEMM_TC_ENTRY_POINTS(bf16, __nv_bfloat16)
 
-// ---- MXFP4, 16-row tiles: B fragments decoded straight from the codes ----
+// ---- MXFP4 and FP8, 16-row tiles: B fragments decoded straight from the codes ----
 // A decode step leaves a few rows per expert, so its 16-row tiles are bound by how fast they stream codes. Through the
 // shared tile above they stream slowly (gpt-oss-20b's gate/up at batch 32 read its codes at 0.73 TB/s on the H200: four
 // warps decode a 32-k stage, meet at a barrier, run a few MMAs each, meet again). Here each warp owns 8 * NT columns
 // (of each half, gated) over the whole k, with no shared memory and no barrier: the four lanes of a column's quad
-// (t = lane & 3) take consecutive 32-value blocks of its row, a 128-k chunk per iteration, each one 16-byte load and one
-// scale byte, with the next chunk's loads in flight while this one computes. MMA step i of a chunk gives the MMA's
-// k = 2t, 2t + 1, 2t + 8, 2t + 9 to values 4i … 4i + 3 of lane t's block, and A's fragments (x's rows g and g + 8, read
-// from global memory: every warp of the tile reads the same rows, so L1 serves most) follow the same map, so each
-// product pairs one weight with its own input: the sums of the bf16 tile kernel over the same decoded weights, added
-// in another order.
-#define MOE_FP4_CHUNK 128   // k per iteration: a 32-value block for each lane of a quad
+// (t = lane & 3) take consecutive 16-byte vectors of its row (32 MXFP4 or 16 FP8 values, a block of VB), four vectors
+// per iteration, each one 16-byte load and one scale, with the next iteration's loads in flight while this one
+// computes. MMA step i of an iteration gives the MMA's k = 2t, 2t + 1, 2t + 8, 2t + 9 to values 4i … 4i + 3 of lane t's
+// block, and A's fragments (x's rows g and g + 8, read from global memory: every warp of the tile reads the same rows,
+// so L1 serves most) follow the same map, so each product pairs one weight with its own input: the sums of the 16-bit
+// tile kernel over the same decoded weights, added in another order.
+#define MOE_QUAD 4   // lanes of a column's quad: vectors per iteration
 
-template <bool GATED, int NT>
-__device__ void moe_gemm_m16_mxfp4(const __nv_bfloat16* __restrict__ a, int a_div, const int* __restrict__ sorted,
+template <typename T, int F, bool GATED, int NT>
+__device__ void moe_gemm_m16_codes(const T* __restrict__ a, int a_div, const int* __restrict__ sorted,
                                    const int* __restrict__ tile_expert, const int* __restrict__ num_tiles, int pairs,
-                                   const unsigned char* __restrict__ w, const unsigned char* __restrict__ ws, int n, int k,
+                                   const unsigned char* __restrict__ w, const void* __restrict__ ws, int ws_ld, int n, int k,
                                    const float* __restrict__ pair_weights, void* __restrict__ out,
-                                   const __nv_bfloat16* __restrict__ bias, float limit) {
+                                   const T* __restrict__ bias, float limit) {
     celer_pdl_begin();
-    using T = __nv_bfloat16;
+    using C = MoeCodes<F>;
     constexpr int H = GATED ? 2 : 1, BN = MOE_THREADS / 32 * 8 * NT;
+    constexpr int VB = 4 * C::PER_WORD, XV = VB / 8;   // values per vector; x's 16-byte vectors per block
     const int tile = blockIdx.x;
     if (tile >= *num_tiles) return;   // the grid covers the most tiles any routing can make
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int c0 = blockIdx.y * BN + (threadIdx.x >> 5) * 8 * NT;
     if (c0 >= n) return;   // the whole warp
-    const int expert = tile_expert[tile], blocks = k / 32;
+    const int expert = tile_expert[tile], blocks = k / VB;
     const int p_lo = sorted[(long long)tile * 16 + g], p_hi = sorted[(long long)tile * 16 + 8 + g];
     const T* x_lo = p_lo < pairs ? a + (long long)(p_lo / a_div) * k : nullptr;   // nullptr: a padding row, zeros
     const T* x_hi = p_hi < pairs ? a + (long long)(p_hi / a_div) * k : nullptr;
@@ -479,24 +542,24 @@ __device__ void moe_gemm_m16_mxfp4(const __nv_bfloat16* __restrict__ a, int a_di
             row[h][j] = col < n ? (long long)expert * H * n + (long long)h * n + col : -1;
         }
     // Block b of every row the lane reads (code 0 and x = 0 past k).
-    auto fetch = [&](uint4 (&q)[H][NT], unsigned (&s)[H][NT], int b) {
+    auto fetch = [&](uint4 (&q)[H][NT], typename C::Scale (&s)[H][NT], int b) {
 #pragma unroll
         for (int h = 0; h < H; h++)
 #pragma unroll
             for (int j = 0; j < NT; j++) {
                 if (row[h][j] >= 0 && b < blocks) {
-                    q[h][j] = __ldcs(reinterpret_cast<const uint4*>(w + row[h][j] * (k / 2) + b * 16));
-                    s[h][j] = ws[row[h][j] * blocks + b];
+                    q[h][j] = __ldcs(reinterpret_cast<const uint4*>(w + (row[h][j] * blocks + b) * 16));
+                    s[h][j] = C::scale(ws, ws_ld, row[h][j], k, b * VB);
                 } else {
                     q[h][j] = make_uint4(0, 0, 0, 0);
-                    s[h][j] = 127;
+                    s[h][j] = C::NONE;
                 }
             }
     };
-    auto load_x = [&](uint4 (&v)[4], const T* x, int b) {
+    auto load_x = [&](uint4 (&v)[XV], const T* x, int b) {
 #pragma unroll
-        for (int i = 0; i < 4; i++)
-            v[i] = x != nullptr && b < blocks ? *reinterpret_cast<const uint4*>(x + b * 32 + 8 * i) : make_uint4(0, 0, 0, 0);
+        for (int i = 0; i < XV; i++)
+            v[i] = x != nullptr && b < blocks ? *reinterpret_cast<const uint4*>(x + b * VB + 8 * i) : make_uint4(0, 0, 0, 0);
     };
 
     float acc[H][NT][4];
@@ -505,28 +568,35 @@ __device__ void moe_gemm_m16_mxfp4(const __nv_bfloat16* __restrict__ a, int a_di
 #pragma unroll
         for (int j = 0; j < NT; j++) acc[h][j][0] = acc[h][j][1] = acc[h][j][2] = acc[h][j][3] = 0.f;
     uint4 q[H][NT];
-    unsigned s[H][NT];
+    typename C::Scale s[H][NT];
     fetch(q, s, t);
-    for (int b = t; b < blocks + t; b += MOE_FP4_CHUNK / 32) {   // the same trip count in every lane
+    for (int b = t; b < blocks + t; b += MOE_QUAD) {   // the same trip count in every lane
         uint4 next_q[H][NT];
-        unsigned next_s[H][NT];
-        fetch(next_q, next_s, b + MOE_FP4_CHUNK / 32);
-        uint4 xl[4], xh[4];
+        typename C::Scale next_s[H][NT];
+        fetch(next_q, next_s, b + MOE_QUAD);
+        uint4 xl[XV], xh[XV];
         load_x(xl, x_lo, b);
         load_x(xh, x_hi, b);
 #pragma unroll
-        for (int word = 0; word < 4; word++) {   // values 8 word … 8 word + 7 of the block: MMA steps 2 word, 2 word + 1
-            const uint4 l = xl[word], u = xh[word];
-            const unsigned a0[4] = {l.x, u.x, l.y, u.y}, a1[4] = {l.z, u.z, l.w, u.w};
+        for (int word = 0; word < 4; word++) {   // values word * PER_WORD …: MMA steps word * PER_WORD / 4 …
+            constexpr int STEPS = C::PER_WORD / 4;
+            unsigned af[STEPS][4];
+#pragma unroll
+            for (int st = 0; st < STEPS; st++) {
+                const int v = word * C::PER_WORD + 4 * st;   // the step's first value in the block
+                const uint4 l = xl[v / 8], u = xh[v / 8];
+                const bool low = v % 8 == 0;
+                af[st][0] = low ? l.x : l.z, af[st][1] = low ? u.x : u.z, af[st][2] = low ? l.y : l.w, af[st][3] = low ? u.y : u.w;
+            }
 #pragma unroll
             for (int h = 0; h < H; h++)
 #pragma unroll
                 for (int j = 0; j < NT; j++) {
                     const unsigned words[4] = {q[h][j].x, q[h][j].y, q[h][j].z, q[h][j].w};
-                    unsigned d[4];
-                    mxfp4_decode8(words[word], s[h][j], d);
-                    flash_mma<T>(acc[h][j], a0, d[0], d[1]);
-                    flash_mma<T>(acc[h][j], a1, d[2], d[3]);
+                    unsigned d[C::PER_WORD / 2];
+                    C::template decode<T>(words[word], s[h][j], d);
+#pragma unroll
+                    for (int st = 0; st < STEPS; st++) flash_mma<T>(acc[h][j], af[st], d[2 * st], d[2 * st + 1]);
                 }
         }
 #pragma unroll
@@ -552,24 +622,31 @@ __device__ void moe_gemm_m16_mxfp4(const __nv_bfloat16* __restrict__ a, int a_di
     }
 }
 
-// MXFP4 experts (bf16 models): w is the codes, ws their scale bytes. 16-row tiles: 4 fragments of codes per lane and
-// chunk either way (gate/up: 64 columns of each half per block, down: 128 columns).
-extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m16_mxfp4_bf16(MOE_GEMM_ARGS(__nv_bfloat16)) {
-    moe_gemm_m16_mxfp4<true, 2>(a, a_div, sorted, tile_expert, num_tiles, pairs, static_cast<const unsigned char*>(w), ws, n,
-                                k, pair_weights, out, bias, limit);
-}
-extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m16_mxfp4_bf16(MOE_GEMM_ARGS(__nv_bfloat16)) {
-    moe_gemm_m16_mxfp4<false, 4>(a, a_div, sorted, tile_expert, num_tiles, pairs, static_cast<const unsigned char*>(w), ws, n,
-                                 k, pair_weights, out, bias, limit);
-}
-extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m64_mxfp4_bf16(MOE_GEMM_ARGS(__nv_bfloat16)) {
-    moe_gemm_tc<__nv_bfloat16, 64, 64, 2, true, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k,
-                                                      pair_weights, out, bias, limit);
-}
-extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m64_mxfp4_bf16(MOE_GEMM_ARGS(__nv_bfloat16)) {
-    moe_gemm_tc<__nv_bfloat16, 64, 64, 2, false, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, n, k,
-                                                       pair_weights, out, bias, limit);
-}
+// MXFP4 (bf16 models) and FP8 (16-bit models) experts: w is the codes, ws their scales. 16-row tiles: 4 vectors of codes
+// per lane and iteration either way (gate/up: 64 columns of each half per block, down: 128 columns); 64-row tiles:
+// moe_gemm_tc decoding each stage into its shared tile.
+#define MOE_CODES_ENTRY_POINTS(S, T, FMT, F)                                                                           \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m16_##FMT##_##S(MOE_GEMM_ARGS(T)) {    \
+        moe_gemm_m16_codes<T, F, true, 2>(a, a_div, sorted, tile_expert, num_tiles, pairs,                           \
+                                          static_cast<const unsigned char*>(w), ws, ws_ld, n, k, pair_weights, out,   \
+                                          bias, limit);                                                              \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m16_##FMT##_##S(MOE_GEMM_ARGS(T)) {       \
+        moe_gemm_m16_codes<T, F, false, 4>(a, a_div, sorted, tile_expert, num_tiles, pairs,                          \
+                                           static_cast<const unsigned char*>(w), ws, ws_ld, n, k, pair_weights, out,  \
+                                           bias, limit);                                                             \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_m64_##FMT##_##S(MOE_GEMM_ARGS(T)) {    \
+        moe_gemm_tc<T, 64, 64, 2, true, F>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, ws_ld, n, k,       \
+                                           pair_weights, out, bias, limit);                                          \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_m64_##FMT##_##S(MOE_GEMM_ARGS(T)) {       \
+        moe_gemm_tc<T, 64, 64, 2, false, F>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, ws_ld, n, k,      \
+                                            pair_weights, out, bias, limit);                                         \
+    }
+MOE_CODES_ENTRY_POINTS(bf16, __nv_bfloat16, mxfp4, MOE_MXFP4)
+MOE_CODES_ENTRY_POINTS(f16, __half, fp8, MOE_FP8)
+MOE_CODES_ENTRY_POINTS(bf16, __nv_bfloat16, fp8, MOE_FP8)
 #endif
 
 // CUDA cores (fp32 models, cards before sm_80, unaligned shapes): tiles of MOE_SIMT_BM pairs x 32 columns (x2 gated)
@@ -642,52 +719,61 @@ __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __r
 // fp32 results never reach memory. Same roundings and outputs as the tile kernels and moe_sum. The host takes this path
 // only when k is a multiple of 16 bytes' elements and the tensors are 16-byte aligned.
 #define MOE_GEMV_WARPS 4   // gate/up: warps (columns) per block
-// The entry points' arguments, MXFP4 or not (as MOE_GEMM_ARGS: ws is nullptr for 16- and 32-bit weights).
+// The entry points' arguments, codes or not (as MOE_GEMM_ARGS: ws nullptr and ws_ld 0 for 16- and 32-bit weights).
 #define MOE_GEMV_GATE_UP_ARGS(T)                                                                                      \
-    const T *a, int a_div, const int *topk_ids, const void *w, const unsigned char *ws, int n, int k, void *out,      \
+    const T *a, int a_div, const int *topk_ids, const void *w, const void *ws, int ws_ld, int n, int k, void *out,    \
         const T *bias, float limit
 #define MOE_GEMV_DOWN_ARGS(T)                                                                                         \
-    const T *inter, int top_k, const int *topk_ids, const void *w, const unsigned char *ws, int n, int k,             \
+    const T *inter, int top_k, const int *topk_ids, const void *w, const void *ws, int ws_ld, int n, int k,           \
         const float *pair_weights, T *out, const T *bias
 
-// MXFP4 (bf16 models; k a multiple of 32): lane l takes the row's 32-value blocks l, l + 32, …, each one 16-byte load
-// of codes, its scale byte and 32 values of x; the codes decode into the bf16 weight (mxfp4_decode8), multiplied in
-// fp32 as the 16-bit kernel multiplies it.
-__device__ __forceinline__ float mxfp4_dot32(const uint4& q, unsigned scale, const uint4 (&x)[4], float acc) {
+// Codes (MoeCodes): a 16-byte vector q of codes under one scale, against its VB values of x (xv, 8 per 16-byte vector);
+// the codes decode into the T weight, multiplied in fp32 as the 16-bit kernel multiplies it.
+template <typename T, int F>
+__device__ __forceinline__ float moe_dot_codes(const uint4& q, typename MoeCodes<F>::Scale scale, const uint4 (&xv)[MoeCodes<F>::PER_WORD / 2],
+                                               float acc) {
+    using C = MoeCodes<F>;
     const unsigned words[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        unsigned d[4];
-        mxfp4_decode8(words[i], scale, d);
-        const unsigned xs[4] = {x[i].x, x[i].y, x[i].z, x[i].w};
+        unsigned d[C::PER_WORD / 2];
+        C::template decode<T>(words[i], scale, d);
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const __nv_bfloat162 v = mxfp4_bf16x2(d[j]), xv = mxfp4_bf16x2(xs[j]);
-            acc = fmaf(to_float(xv.x), to_float(v.x), acc);
-            acc = fmaf(to_float(xv.y), to_float(v.y), acc);
+        for (int j = 0; j < C::PER_WORD / 2; j++) {
+            const int pair = i * C::PER_WORD / 2 + j;   // values 2 pair, 2 pair + 1 of the vector
+            const uint4 x4 = xv[pair / 4];
+            const unsigned xs = pair % 4 == 0 ? x4.x : pair % 4 == 1 ? x4.y : pair % 4 == 2 ? x4.z : x4.w;
+            const T* v = reinterpret_cast<const T*>(&d[j]);
+            const T* xp = reinterpret_cast<const T*>(&xs);
+            acc = fmaf(to_float(xp[0]), to_float(v[0]), acc);
+            acc = fmaf(to_float(xp[1]), to_float(v[1]), acc);
         }
     }
     return acc;
 }
 
 // A lane's shares of x's dot products with H weight rows (weight rows r0 and r0 + n) over k: 16-bit rows in 16-byte
-// vectors (lane l takes vectors l, l + 32, …), or MXFP4 rows (FP4: w the codes, ws the scale bytes).
-template <typename T, int H, bool FP4>
-__device__ __forceinline__ void moe_gemv_dot(const T* __restrict__ x, const void* __restrict__ w, const unsigned char* __restrict__ ws,
-                                             long long r0, int n, int k, int lane, float (&s)[H]) {
-    if constexpr (FP4) {
+// vectors (lane l takes vectors l, l + 32, …), or rows of codes (F: w the codes, ws and ws_ld their scales), lane l
+// taking the row's 16-byte vectors of codes l, l + 32, … (32 MXFP4 or 16 FP8 values each).
+template <typename T, int H, int F>
+__device__ __forceinline__ void moe_gemv_dot(const T* __restrict__ x, const void* __restrict__ w, const void* __restrict__ ws,
+                                             int ws_ld, long long r0, int n, int k, int lane, float (&s)[H]) {
+    if constexpr (F != MOE_W16) {
+        using C = MoeCodes<F>;
+        constexpr int VB = 4 * C::PER_WORD;
         const unsigned char* codes = static_cast<const unsigned char*>(w);
-        const int blocks = k >> 5;
-        // One block per iteration: two blocks' loads in flight per lane (more registers) measured 4 % slower at batch 1
-        // on gpt-oss-20b's shape (H200, 895c91c: 0.690 s against 0.664 s for 256 tokens).
+        const int blocks = k / VB;
+        // One vector per iteration: two in flight per lane (more registers) measured 4 % slower at batch 1 on gpt-oss-20b's
+        // MXFP4 shape (H200, 895c91c: 0.690 s against 0.664 s for 256 tokens).
         for (int b = lane; b < blocks; b += 32) {
-            uint4 xv[4];
+            uint4 xv[VB / 8];
 #pragma unroll
-            for (int i = 0; i < 4; i++) xv[i] = *reinterpret_cast<const uint4*>(x + b * 32 + 8 * i);
+            for (int i = 0; i < VB / 8; i++) xv[i] = *reinterpret_cast<const uint4*>(x + b * VB + 8 * i);
 #pragma unroll
             for (int h = 0; h < H; h++) {
                 const long long r = r0 + (long long)h * n;
-                s[h] = mxfp4_dot32(__ldcs(reinterpret_cast<const uint4*>(codes + r * (k / 2) + b * 16)), ws[r * blocks + b], xv, s[h]);
+                s[h] = moe_dot_codes<T, F>(__ldcs(reinterpret_cast<const uint4*>(codes + (r * blocks + b) * 16)),
+                                           C::scale(ws, ws_ld, r, k, b * VB), xv, s[h]);
             }
         }
     } else {
@@ -709,16 +795,16 @@ __device__ __forceinline__ void moe_gemv_dot(const T* __restrict__ x, const void
 
 // gate/up: warp (pair blockIdx.y, column col) takes the expert's gate row and the matching up row; lane 0 adds the
 // biases and writes the activation to inter [pairs, n].
-template <typename T, bool FP4>
+template <typename T, int F>
 __device__ void moe_gemv_gate_up(const T* __restrict__ a, int a_div, const int* __restrict__ topk_ids, const void* __restrict__ w,
-                                 const unsigned char* __restrict__ ws, int n, int k, void* __restrict__ out,
+                                 const void* __restrict__ ws, int ws_ld, int n, int k, void* __restrict__ out,
                                  const T* __restrict__ bias, float limit) {
     celer_pdl_begin();
     const int lane = threadIdx.x & 31, col = blockIdx.x * MOE_GEMV_WARPS + (threadIdx.x >> 5), p = blockIdx.y;
     if (col >= n) return;   // the whole warp
     const int expert = topk_ids[p];
     float s[2] = {0.f, 0.f};
-    moe_gemv_dot<T, 2, FP4>(a + (long long)(p / a_div) * k, w, ws, (long long)expert * 2 * n + col, n, k, lane, s);
+    moe_gemv_dot<T, 2, F>(a + (long long)(p / a_div) * k, w, ws, ws_ld, (long long)expert * 2 * n + col, n, k, lane, s);
     float g = warp_sum(s[0]), u = warp_sum(s[1]);
     if (lane != 0) return;
     if (bias != nullptr) {
@@ -732,9 +818,9 @@ __device__ void moe_gemv_gate_up(const T* __restrict__ a, int a_div, const int* 
 // at most 1024); warp (column c, slot j) streams the expert's down row of its column against the pair's inter row, and
 // one thread per column adds the slots' (sum + bias) * routing weight in slot order into out [rows, n], as moe_sum
 // adds what the tile kernels write.
-template <typename T, bool FP4>
+template <typename T, int F>
 __device__ void moe_gemv_down_sum(const T* __restrict__ inter, int top_k, const int* __restrict__ topk_ids, const void* __restrict__ w,
-                                  const unsigned char* __restrict__ ws, int n, int k, const float* __restrict__ pair_weights,
+                                  const void* __restrict__ ws, int ws_ld, int n, int k, const float* __restrict__ pair_weights,
                                   T* __restrict__ out, const T* __restrict__ bias) {
     celer_pdl_begin();
     __shared__ float part[32];
@@ -743,7 +829,7 @@ __device__ void moe_gemv_down_sum(const T* __restrict__ inter, int top_k, const 
     if (col < n) {   // the whole warp; no return: the block meets below
         const int expert = topk_ids[p];
         float s[1] = {0.f};
-        moe_gemv_dot<T, 1, FP4>(inter + (long long)p * k, w, ws, (long long)expert * n + col, n, k, lane, s);
+        moe_gemv_dot<T, 1, F>(inter + (long long)p * k, w, ws, ws_ld, (long long)expert * n + col, n, k, lane, s);
         float v = warp_sum(s[0]);
         if (lane == 0) {
             if (bias != nullptr) v += to_float(bias[(long long)expert * n + col]);
@@ -800,10 +886,10 @@ __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__
                                 pair_weights, out, bias, limit);                                                      \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_##S(MOE_GEMV_GATE_UP_ARGS(T)) { \
-        moe_gemv_gate_up<T, false>(a, a_div, topk_ids, w, ws, n, k, out, bias, limit);                              \
+        moe_gemv_gate_up<T, MOE_W16>(a, a_div, topk_ids, w, ws, ws_ld, n, k, out, bias, limit);                     \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(1024) moe_gemv_down_sum_##S(MOE_GEMV_DOWN_ARGS(T)) {                 \
-        moe_gemv_down_sum<T, false>(inter, top_k, topk_ids, w, ws, n, k, pair_weights, out, bias);                   \
+        moe_gemv_down_sum<T, MOE_W16>(inter, top_k, topk_ids, w, ws, ws_ld, n, k, pair_weights, out, bias);          \
     }                                                                                                                \
     extern "C" __global__ void moe_sum_##S(const float* pair_out, int top_k, int hidden, T* out) {                    \
         moe_sum<T>(pair_out, top_k, hidden, out);                                                                   \
@@ -813,9 +899,13 @@ __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__
     }
 CELER_FOR_DTYPES(MOE_ENTRY_POINTS)
 
-extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_mxfp4_bf16(MOE_GEMV_GATE_UP_ARGS(__nv_bfloat16)) {
-    moe_gemv_gate_up<__nv_bfloat16, true>(a, a_div, topk_ids, w, ws, n, k, out, bias, limit);
-}
-extern "C" __global__ void __launch_bounds__(1024) moe_gemv_down_sum_mxfp4_bf16(MOE_GEMV_DOWN_ARGS(__nv_bfloat16)) {
-    moe_gemv_down_sum<__nv_bfloat16, true>(inter, top_k, topk_ids, w, ws, n, k, pair_weights, out, bias);
-}
+#define MOE_GEMV_CODES_ENTRY_POINTS(S, T, FMT, F)                                                                      \
+    extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_##FMT##_##S(MOE_GEMV_GATE_UP_ARGS(T)) { \
+        moe_gemv_gate_up<T, F>(a, a_div, topk_ids, w, ws, ws_ld, n, k, out, bias, limit);                            \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(1024) moe_gemv_down_sum_##FMT##_##S(MOE_GEMV_DOWN_ARGS(T)) {          \
+        moe_gemv_down_sum<T, F>(inter, top_k, topk_ids, w, ws, ws_ld, n, k, pair_weights, out, bias);                \
+    }
+MOE_GEMV_CODES_ENTRY_POINTS(bf16, __nv_bfloat16, mxfp4, MOE_MXFP4)
+MOE_GEMV_CODES_ENTRY_POINTS(f16, __half, fp8, MOE_FP8)
+MOE_GEMV_CODES_ENTRY_POINTS(bf16, __nv_bfloat16, fp8, MOE_FP8)

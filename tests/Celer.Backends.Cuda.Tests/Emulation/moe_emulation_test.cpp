@@ -5,7 +5,9 @@
 // expert biases and clamped SwiGLU. Routing is checked exactly (ids; logits with ties among them), the align kernel's
 // list by its invariants. MXFP4 experts run the *_mxfp4 kernels on random codes and scales against the same reference
 // on the weights decoded from the format's definition (a table of the E2M1 values times 2^(s − 127)), and the decoder
-// alone against that table for every code under scales across the E8M0 range.
+// alone against that table for every code under scales across the E8M0 range. FP8 experts (E4M3 codes with fp32 scales
+// per row or per 128 x 128 block, the grid's rows padded) run the *_fp8 kernels against the reference on code * scale
+// rounded to T, with each code's value from the format's definition (cuda_emulation.cuh's fp8_decode).
 // Usage: moe_emulation_test [seed]
 #include "common.cuh"
 #include "elementwise.cu"        // silu
@@ -14,12 +16,12 @@
 #include <algorithm>
 #include <string>
 
-// Every GEMM entry point takes the weights (or MXFP4 codes) and a scale pointer (MOE_GEMM_ARGS, MOE_GEMV_GATE_UP_ARGS,
-// MOE_GEMV_DOWN_ARGS).
-using GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, const unsigned char*, int, int,
+// Every GEMM entry point takes the weights (or MXFP4 / FP8 codes), a scale pointer and the scale grid's row stride
+// (MOE_GEMM_ARGS, MOE_GEMV_GATE_UP_ARGS, MOE_GEMV_DOWN_ARGS).
+using GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, const void*, int, int, int,
                         const float*, void*, const void*, float);
-using GateUpGemvFn = void (*)(const void*, int, const int*, const void*, const unsigned char*, int, int, void*, const void*, float);
-using DownSumGemvFn = void (*)(const void*, int, const int*, const void*, const unsigned char*, int, int, const float*, void*,
+using GateUpGemvFn = void (*)(const void*, int, const int*, const void*, const void*, int, int, int, void*, const void*, float);
+using DownSumGemvFn = void (*)(const void*, int, const int*, const void*, const void*, int, int, int, const float*, void*,
                                const void*);
 static GemmFn fp4_gemm(bool gated, int bm) {
     if (bm == 16) return (GemmFn)(gated ? moe_gemm_gate_up_m16_mxfp4_bf16 : moe_gemm_down_m16_mxfp4_bf16);
@@ -30,6 +32,10 @@ struct GemvFns {
     DownSumGemvFn down_sum;
 };
 static const GemvFns kFp4Gemv = {(GateUpGemvFn)moe_gemv_gate_up_mxfp4_bf16, (DownSumGemvFn)moe_gemv_down_sum_mxfp4_bf16};
+
+// The experts' weight format: 16/32-bit values, MXFP4, or FP8 with a scale per row or per 128 x 128 block.
+enum class Codes { None, Mxfp4, Fp8Rows, Fp8Blocks };
+static const char* codes_name(Codes c) { return c == Codes::Mxfp4 ? "mxfp4" : c == Codes::Fp8Rows ? "fp8-row" : c == Codes::Fp8Blocks ? "fp8-blk" : ""; }
 
 // E2M1 by code (OCP microscaling formats: sign, two exponent bits of bias 1, one mantissa bit).
 static const double kE2M1[16] = {0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6};
@@ -55,6 +61,34 @@ static Mxfp4Weight random_mxfp4(size_t rows, int k, std::mt19937& rng) {
     return w;
 }
 
+// E4M3 rows of k values: random codes (no NaN) and fp32 scales per row (ld 0) or per 128 x 128 block (grid rows ld
+// apart, padded past the grid's columns), and the T weight they mean (code * scale in fp32, rounded once).
+template <typename T> struct Fp8Weight {
+    std::vector<unsigned char> codes;
+    std::vector<float> scales;
+    int ld = 0;
+    std::vector<T> decoded;
+};
+template <typename T> static Fp8Weight<T> random_fp8(size_t rows, int k, bool blocks, std::mt19937& rng) {
+    Fp8Weight<T> w;
+    std::uniform_real_distribution<float> scale(1e-4f, 4e-4f);   // weights up to 448 * 4e-4 = 0.18
+    w.codes.resize(rows * k);
+    for (auto& c : w.codes) do c = (unsigned char)(rng() & 0xFF); while ((c & 0x7F) == 0x7F);
+    const size_t grid_rows = blocks ? (rows + 127) / 128 : rows;
+    const int grid_columns = (k + 127) / 128;
+    w.ld = blocks ? grid_columns + 3 : 0;
+    w.scales.assign(blocks ? grid_rows * w.ld : rows, NAN);   // padding is never read
+    for (size_t r = 0; r < grid_rows; r++)
+        for (int c = 0; c < (blocks ? grid_columns : 1); c++) w.scales[blocks ? r * w.ld + c : r] = scale(rng);
+    w.decoded.resize(rows * k);
+    for (size_t r = 0; r < rows; r++)
+        for (int c = 0; c < k; c++) {
+            const float s = blocks ? w.scales[r / 128 * w.ld + c / 128] : w.scales[r];
+            w.decoded[r * k + c] = from_float<T>((float)fp8_decode(w.codes[r * k + c], 1) * s);
+        }
+    return w;
+}
+
 template <typename T> struct Kernels;
 #define KERNELS(S, T)                                                                                                 \
     template <> struct Kernels<T> {                                                                                   \
@@ -64,8 +98,18 @@ template <typename T> struct Kernels;
         static void gated(const T* x, const T* g, int c, T* o) { add_sigmoid_gated_##S(x, g, c, o); }                \
         static GemmFn gemm(bool gated, int bm);                                                                       \
         static GemvFns gemv() { return {(GateUpGemvFn)moe_gemv_gate_up_##S, (DownSumGemvFn)moe_gemv_down_sum_##S}; } \
+        static GemmFn fp8_gemm(bool gated, int bm);                                                                   \
+        static GemvFns fp8_gemv();                                                                                    \
     };
 CELER_FOR_DTYPES(KERNELS)
+#define FP8_KERNELS(S, T)                                                                                             \
+    GemmFn Kernels<T>::fp8_gemm(bool gated, int bm) {                                                                 \
+        if (bm == 16) return (GemmFn)(gated ? moe_gemm_gate_up_m16_fp8_##S : moe_gemm_down_m16_fp8_##S);              \
+        return (GemmFn)(gated ? moe_gemm_gate_up_m64_fp8_##S : moe_gemm_down_m64_fp8_##S);                            \
+    }                                                                                                                 \
+    GemvFns Kernels<T>::fp8_gemv() { return {(GateUpGemvFn)moe_gemv_gate_up_fp8_##S, (DownSumGemvFn)moe_gemv_down_sum_fp8_##S}; }
+FP8_KERNELS(f16, __half)
+FP8_KERNELS(bf16, __nv_bfloat16)
 // bm 0: the CUDA-core kernel.
 GemmFn Kernels<float>::gemm(bool gated, int bm) {
     CHECK(bm == 0);
@@ -96,10 +140,12 @@ static void readable(const void* p, size_t bytes) { g_readable.push_back({(const
 
 // bm: 16 or 64 (tensor cores), 0 (CUDA cores, 16-row tiles) or -1 (moe_gemv: a warp per pair and column, no align).
 // limit > 0: gpt-oss's experts (a bias after each projection, the SwiGLU clamped at limit).
-// fp4: the experts in MXFP4 (bf16 only; hidden and I multiples of 32).
+// codes: the experts in MXFP4 (bf16 only) or FP8 (16-bit models; hidden and I multiples of 32 either way; FP8 blocks:
+// I and hidden multiples of 128, as the host stacks the experts' block grids).
 template <typename T>
 static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bool normalize, int bm, std::mt19937& rng,
-                     float limit = 0.f, bool fp4 = false) {
+                     float limit = 0.f, Codes codes = Codes::None) {
+    const bool fp4 = codes == Codes::Mxfp4, fp8 = codes == Codes::Fp8Rows || codes == Codes::Fp8Blocks;
     const int pairs = rows * top_k, tile = bm <= 0 ? 16 : bm, bn = bm == 0 ? 32 : 64;
     std::vector<T> logits = random_t<T>((size_t)rows * experts, 2.f, rng);
     // Ties: some rows repeat a logit (the lower id must win), one row is all equal.
@@ -115,6 +161,14 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
         q2 = random_mxfp4((size_t)experts * hidden, inter, rng);
         memcpy(w1.data(), q1.decoded.data(), w1.size() * sizeof(T));   // the reference reads the decoded weights
         memcpy(w2.data(), q2.decoded.data(), w2.size() * sizeof(T));
+    }
+    Fp8Weight<T> f1, f2;
+    if (fp8) {
+        CHECK((sizeof(T) == 2 && hidden % 32 == 0 && inter % 32 == 0));
+        f1 = random_fp8<T>((size_t)experts * 2 * inter, hidden, codes == Codes::Fp8Blocks, rng);
+        f2 = random_fp8<T>((size_t)experts * hidden, inter, codes == Codes::Fp8Blocks, rng);
+        w1 = f1.decoded;
+        w2 = f2.decoded;
     }
     const bool biased = limit > 0.f;
     std::vector<T> b1 = random_t<T>(biased ? (size_t)experts * 2 * inter : 0, 0.5f, rng);
@@ -138,34 +192,43 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
             readable(q->scales.data(), q->scales.size());
         }
     }
+    if (fp8) {
+        for (Fp8Weight<T>* f : {&f1, &f2}) {
+            readable(f->codes.data(), f->codes.size());
+            readable(f->scales.data(), f->scales.size() * sizeof(float));
+        }
+    }
 
     launch({(unsigned)((rows + 3) / 4), 1, 1}, [&] { Kernels<T>::route(logits.data(), rows, experts, top_k, normalize, ids.data(), weights.data()); });
-    // The weights each GEMM reads: MXFP4 codes and scale bytes, or the 16- and 32-bit values (no scales).
-    const void* gate_up_w = fp4 ? (const void*)q1.codes.data() : w1.data();
-    const void* down_w = fp4 ? (const void*)q2.codes.data() : w2.data();
-    const unsigned char* gate_up_s = fp4 ? q1.scales.data() : nullptr;
-    const unsigned char* down_s = fp4 ? q2.scales.data() : nullptr;
+    // The weights each GEMM reads: MXFP4 codes and scale bytes, FP8 codes and scales, or the 16- and 32-bit values (no
+    // scales).
+    const void* gate_up_w = fp4 ? (const void*)q1.codes.data() : fp8 ? (const void*)f1.codes.data() : w1.data();
+    const void* down_w = fp4 ? (const void*)q2.codes.data() : fp8 ? (const void*)f2.codes.data() : w2.data();
+    const void* gate_up_s = fp4 ? (const void*)q1.scales.data() : fp8 ? (const void*)f1.scales.data() : nullptr;
+    const void* down_s = fp4 ? (const void*)q2.scales.data() : fp8 ? (const void*)f2.scales.data() : nullptr;
+    const int gate_up_ld = fp8 ? f1.ld : 0, down_ld = fp8 ? f2.ld : 0;
     std::vector<T> out((size_t)rows * hidden);
     if (bm < 0) {
         // moe_gemv_down_sum writes the rows' sums itself: the host's blocks of top_k warps per column, 16 warps a block.
         const int warps = 4, columns = std::max(1, 16 / top_k);   // MOE_GEMV_WARPS; MoeGemvDownWarps / top_k
-        const GemvFns gemv = fp4 ? kFp4Gemv : Kernels<T>::gemv();
+        const GemvFns gemv = fp4 ? kFp4Gemv : fp8 ? Kernels<T>::fp8_gemv() : Kernels<T>::gemv();
         launch({(unsigned)((inter + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
-            gemv.gate_up(x.data(), top_k, ids.data(), gate_up_w, gate_up_s, inter, hidden, hmid.data(), b1p, limit);
+            gemv.gate_up(x.data(), top_k, ids.data(), gate_up_w, gate_up_s, gate_up_ld, inter, hidden, hmid.data(), b1p, limit);
         });
         launch({(unsigned)((hidden + columns - 1) / columns), (unsigned)rows, 1}, [&] {
-            gemv.down_sum(hmid.data(), top_k, ids.data(), down_w, down_s, hidden, inter, weights.data(), out.data(), b2p);
+            gemv.down_sum(hmid.data(), top_k, ids.data(), down_w, down_s, down_ld, hidden, inter, weights.data(), out.data(), b2p);
         }, 32 * top_k * columns);
     } else {
         launch({1, 1, 1}, [&] { moe_align(ids.data(), pairs, experts, tile, rank.data(), sorted.data(), tile_expert.data(), num_tiles.data()); });
-        GemmFn gate_up = fp4 ? fp4_gemm(true, bm) : Kernels<T>::gemm(true, bm), down = fp4 ? fp4_gemm(false, bm) : Kernels<T>::gemm(false, bm);
-        const int down_bn = fp4 && bm == 16 ? 128 : bn;   // moe_gemm_down_m16_mxfp4: four warps of 32 columns
+        GemmFn gate_up = fp4 ? fp4_gemm(true, bm) : fp8 ? Kernels<T>::fp8_gemm(true, bm) : Kernels<T>::gemm(true, bm);
+        GemmFn down = fp4 ? fp4_gemm(false, bm) : fp8 ? Kernels<T>::fp8_gemm(false, bm) : Kernels<T>::gemm(false, bm);
+        const int down_bn = codes != Codes::None && bm == 16 ? 128 : bn;   // moe_gemm_m16_codes' down: four warps of 32 columns
         launch({(unsigned)max_tiles, (unsigned)((inter + bn - 1) / bn), 1}, [&] {
-            gate_up(x.data(), top_k, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, gate_up_w, gate_up_s, inter, hidden,
+            gate_up(x.data(), top_k, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, gate_up_w, gate_up_s, gate_up_ld, inter, hidden,
                     weights.data(), hmid.data(), b1p, limit);
         });
         launch({(unsigned)max_tiles, (unsigned)((hidden + down_bn - 1) / down_bn), 1}, [&] {
-            down(hmid.data(), 1, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, down_w, down_s, hidden, inter,
+            down(hmid.data(), 1, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, down_w, down_s, down_ld, hidden, inter,
                  weights.data(), pair_out.data(), b2p, limit);
         });
         launch({(unsigned)rows, (unsigned)((hidden + 127) / 128), 1}, [&] { Kernels<T>::sum(pair_out.data(), top_k, hidden, out.data()); });
@@ -254,9 +317,9 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     double err = std::sqrt(diff / std::max(norm, 1e-30));
     double tol = sizeof(T) == 4 ? 1e-5 : std::is_same<T, __half>::value ? 3e-3 : 2e-2;
     if (ok && !(err < tol)) fail("relative error " + std::to_string(err));
-    printf("%-5s rows %3d experts %2d top-%d hidden %3d inter %3d %-6s %-4s %-8s %-5s tiles %3d/%3d  error %.2e %s\n", Kernels<T>::name, rows,
+    printf("%-5s rows %3d experts %2d top-%d hidden %3d inter %3d %-6s %-4s %-8s %-7s tiles %3d/%3d  error %.2e %s\n", Kernels<T>::name, rows,
            experts, top_k, hidden, inter, normalize ? "norm" : "", bm < 0 ? "gemv" : bm == 0 ? "simt" : bm == 16 ? "m16" : "m64",
-           biased ? "gpt-oss" : "", fp4 ? "mxfp4" : "", tiles, max_tiles, err, ok ? "ok" : "FAIL");
+           biased ? "gpt-oss" : "", codes_name(codes), tiles, max_tiles, err, ok ? "ok" : "FAIL");
     return ok;
 }
 
@@ -357,14 +420,27 @@ int main(int argc, char** argv) {
     ok &= run_case<float>(2, 16, 4, 100, 44, true, -1, rng, 0.3f);
     // MXFP4 experts: gemv, 16- and 64-row tiles (n off the 64-column tiles), plain and gpt-oss's.
     ok &= run_mxfp4_decode(rng);
-    ok &= run_case<__nv_bfloat16>(1, 8, 2, 160, 96, true, -1, rng, 0.f, true);
-    ok &= run_case<__nv_bfloat16>(3, 16, 4, 96, 160, true, -1, rng, 0.3f, true);
-    ok &= run_case<__nv_bfloat16>(1, 4, 2, 128, 2080, true, -1, rng, 0.f, true);   // 65 blocks a row: lanes take 1-3
-    ok &= run_case<__nv_bfloat16>(5, 8, 2, 160, 96, true, 16, rng, 0.f, true);
+    const Codes fp4 = Codes::Mxfp4;
+    ok &= run_case<__nv_bfloat16>(1, 8, 2, 160, 96, true, -1, rng, 0.f, fp4);
+    ok &= run_case<__nv_bfloat16>(3, 16, 4, 96, 160, true, -1, rng, 0.3f, fp4);
+    ok &= run_case<__nv_bfloat16>(1, 4, 2, 128, 2080, true, -1, rng, 0.f, fp4);   // 65 blocks a row: lanes take 1-3
+    ok &= run_case<__nv_bfloat16>(5, 8, 2, 160, 96, true, 16, rng, 0.f, fp4);
     // 16-row tiles with rows 8-15 taken (tiles of up to 16 rows), k of 3 and 5 blocks (partial 128-k chunks), n off
     // both kernels' column blocks.
-    ok &= run_case<__nv_bfloat16>(40, 8, 2, 96, 160, false, 16, rng, 0.3f, true);
-    ok &= run_case<__nv_bfloat16>(70, 4, 2, 96, 160, false, 64, rng, 0.3f, true);
+    ok &= run_case<__nv_bfloat16>(40, 8, 2, 96, 160, false, 16, rng, 0.3f, fp4);
+    ok &= run_case<__nv_bfloat16>(70, 4, 2, 96, 160, false, 64, rng, 0.3f, fp4);
+    // FP8 experts, scales per row (k of 6 and 10 vectors: partial iterations of the 16-row tiles; n off the column
+    // blocks) and per block (k across two and three scale blocks, the last one partial at hidden 160; the grid's rows
+    // padded), through the gemv, 16- and 64-row tiles, in both 16-bit dtypes.
+    const Codes rows8 = Codes::Fp8Rows, blocks8 = Codes::Fp8Blocks;
+    ok &= run_case<__nv_bfloat16>(1, 8, 2, 96, 160, true, -1, rng, 0.f, rows8);
+    ok &= run_case<__half>(3, 16, 4, 96, 160, true, -1, rng, 0.3f, rows8);
+    ok &= run_case<__nv_bfloat16>(40, 8, 2, 96, 160, false, 16, rng, 0.3f, rows8);
+    ok &= run_case<__half>(70, 4, 2, 96, 160, false, 64, rng, 0.f, rows8);
+    ok &= run_case<__nv_bfloat16>(2, 8, 2, 256, 128, true, -1, rng, 0.f, blocks8);
+    ok &= run_case<__nv_bfloat16>(24, 8, 2, 160, 128, true, 16, rng, 0.f, blocks8);
+    ok &= run_case<__half>(70, 4, 2, 256, 128, false, 64, rng, 0.3f, blocks8);
+    ok &= run_case<__nv_bfloat16>(40, 4, 2, 384, 128, true, 64, rng, 0.f, blocks8);
     ok &= run_gated<__nv_bfloat16>(3, 100, rng);
     ok &= run_gated<__half>(2, 77, rng);
     ok &= run_gated<float>(2, 130, rng);
