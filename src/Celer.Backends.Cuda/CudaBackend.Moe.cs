@@ -11,7 +11,9 @@ namespace Celer.Backends.Cuda;
 /// routing weights, and the per-row sum; a decode step of few rows takes three (routing, then a warp per pair and column
 /// for gate/up and for down, which also adds each row's pairs). Grids depend only on the rows, top-k and expert count (the most tiles any
 /// routing can make; blocks past the real count exit), so a recorded graph replays any routing. gpt-oss's MXFP4 experts
-/// stay packed in bf16 models on sm_80+ (<see cref="LoadMxfp4"/>): the *_mxfp4 kernels decode them in registers.
+/// stay packed in bf16 models on sm_80+ (<see cref="LoadMxfp4"/>), and FP8 checkpoints' experts as their E4M3 codes with
+/// scales per row or per 128 × 128 block (<see cref="LoadFp8"/>, 16-bit models): the *_mxfp4 and *_fp8 kernels decode
+/// them in registers and multiply the model-dtype inputs (W8A16, as vLLM's FP8 Marlin MoE).
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
@@ -22,7 +24,7 @@ public sealed unsafe partial class CudaBackend
     private const int MoeMaxExperts = 512;   // MOE_MAX_EXPERTS: a row's logits in one warp's registers
     private const int MoeThreads = 128;      // MOE_THREADS
     private const int MoeBlockN = 64;        // columns per block of the tensor-core GEMM
-    private const int MoeMxfp4DownBlockN = 128;   // columns per block of moe_gemm_down_m16_mxfp4 (four warps of 32)
+    private const int MoeCodesDownBlockN = 128;   // columns per block of moe_gemm_down_m16_{mxfp4,fp8} (four warps of 32)
     private const int MoeSimtRows = 16, MoeSimtBlockN = 32;   // MOE_SIMT_BM and the CUDA-core GEMM's columns
     private const int MoeAlignThreads = 1024;
     private const int MoeGemvWarps = 4;       // MOE_GEMV_WARPS
@@ -63,9 +65,10 @@ public sealed unsafe partial class CudaBackend
     {
         int count = (int)routerLogits.Columns, hidden = (int)x.Columns;
         int intermediate = gateUp.Rows / (2 * count);
-        if ((gateUp.Mxfp4 is null) != (down.Mxfp4 is null))
+        MoeWeights format = MoeFormat(gateUp);
+        if (MoeFormat(down) != format)
         {
-            throw new ArgumentException($"MoeExperts: gate_up {gateUp} and down {down} must both be MXFP4 or neither.");
+            throw new ArgumentException($"MoeExperts: gate_up {gateUp} and down {down} must be stored alike (both MXFP4, both FP8, or neither).");
         }
         if (experts is not null && (experts.GateUpBias.ElementCount != gateUp.Rows || experts.DownBias.ElementCount != down.Rows
             || experts.GateUpBias.DType != ActivationDType || experts.DownBias.DType != ActivationDType || !(experts.SwigluLimit > 0)))
@@ -101,9 +104,14 @@ public sealed unsafe partial class CudaBackend
 
         bool tensorCores = ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8 && hidden % 8 == 0 && intermediate % 8 == 0
             && x.Data % 16 == 0 && gateUp.Data % 16 == 0 && down.Data % 16 == 0;
-        if (gateUp.Mxfp4 is not null && !tensorCores)
+        if (format != MoeWeights.Plain && !tensorCores)
         {
-            throw new ArgumentException($"MoeExperts: MXFP4 experts need 16-byte aligned tensors (x {x}).");
+            throw new ArgumentException($"MoeExperts: {format} experts need a 16-bit model dtype and 16-byte aligned tensors (x {x} in {ActivationDType}).");
+        }
+
+        if (format == MoeWeights.Fp8 && (hidden % MoeFp8Vector != 0 || intermediate % MoeFp8Vector != 0))
+        {
+            throw new NotSupportedException($"MoeExperts: FP8 experts are decoded {MoeFp8Vector} values at a time; hidden size {hidden} and expert intermediate size {intermediate} must be multiples of {MoeFp8Vector}.");
         }
         ulong scratch = _moeScratch!.Pointer;
         for (int first = 0; first < rows; first += capacity)
@@ -111,6 +119,31 @@ public sealed unsafe partial class CudaBackend
             MoePass(x, first, Math.Min(capacity, rows - first), routerLogits, topK, normalize, gateUp, down, output, layout, scratch, tensorCores, biases);
         }
     }
+
+    // FP8 experts: the 64-row tiles decode 32-value stages of each row (moe.cu's MOE_BK).
+    private const int MoeFp8Vector = 32;
+
+    /// <summary>How the experts' weights are stored on the card, which picks the kernels' instances.</summary>
+    private enum MoeWeights
+    {
+        Plain,   // the model dtype
+        Mxfp4,   // LoadMxfp4's codes and E8M0 scale bytes: the *_mxfp4 kernels
+        Fp8,     // LoadFp8's E4M3 codes and fp32 scales: the *_fp8 kernels
+    }
+
+    private static MoeWeights MoeFormat(Tensor w) =>
+        w.Mxfp4 is not null ? MoeWeights.Mxfp4 : w.DType == DType.F8E4M3 && w.Scales is not null ? MoeWeights.Fp8 : MoeWeights.Plain;
+
+    /// <summary>
+    /// The scale pointer and scale-grid row stride the GEMM kernels take for <paramref name="w"/>: MXFP4's scale bytes; FP8's
+    /// fp32 scales, one per row (stride 0) or the padded grid of 128 × 128 blocks; none (0, 0) for model-dtype weights.
+    /// </summary>
+    private static (ulong Scales, int Stride) MoeScales(Tensor w) => MoeFormat(w) switch
+    {
+        MoeWeights.Mxfp4 => ((ulong)w.Mxfp4!.Scales.Data, 0),
+        MoeWeights.Fp8 => ((ulong)w.Scales!.Data, w.Scales.Shape.Length == 2 ? w.Scales.Shape[1] : 0),
+        _ => (0, 0),
+    };
 
     /// <summary>gpt-oss's expert biases (device pointers, 0: none) and SwiGLU limit (0: SiLU·mul), as the GEMM kernels take them.</summary>
     private readonly record struct MoeBiases(ulong GateUp, ulong Down, float SwigluLimit);
@@ -137,21 +170,22 @@ public sealed unsafe partial class CudaBackend
         Launch("moe_route", (uint)((rows + MoeThreads / 32 - 1) / (MoeThreads / 32)), 1, MoeThreads, routeArgs);
         ulong xp = (ulong)x.Data + (ulong)((long)first * hidden * elementBytes), w1 = (ulong)gateUp.Data, w2 = (ulong)down.Data;
         ulong o = (ulong)output.Data + (ulong)((long)first * hidden * elementBytes);
-        // MXFP4: the kernels' *_mxfp4 instances, which read the scale bytes (every GEMM kernel takes a scale pointer, 0
-        // for 16- and 32-bit weights).
-        bool fp4 = gateUp.Mxfp4 is not null;
-        ulong s1 = fp4 ? (ulong)gateUp.Mxfp4!.Scales.Data : 0, s2 = fp4 ? (ulong)down.Mxfp4!.Scales.Data : 0;
-        string format = fp4 ? "_mxfp4" : "";
+        // Codes: the kernels' *_mxfp4 and *_fp8 instances, which read the scales (every GEMM kernel takes a scale pointer
+        // and the scale grid's row stride, 0 for 16- and 32-bit weights).
+        MoeWeights stored = MoeFormat(gateUp);
+        (ulong s1, int ld1) = MoeScales(gateUp);
+        (ulong s2, int ld2) = MoeScales(down);
+        string format = stored switch { MoeWeights.Mxfp4 => "_mxfp4", MoeWeights.Fp8 => "_fp8", _ => "" };
         if (UsesMoeGemv(pairs, experts, hidden, intermediate, xp, w1, w2))
         {
             // A decode of few rows: a warp per (pair, column), no align pass; the down pass adds each row's pairs
             // (moe.cu's moe_gemv_gate_up and moe_gemv_down_sum).
             int xDiv = topK;
             uint gateUpBlocks = (uint)((intermediate + MoeGemvWarps - 1) / MoeGemvWarps);
-            void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &s1, &intermediate, &hidden, &inter, &gateUpBias, &limit };
+            void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &s1, &ld1, &intermediate, &hidden, &inter, &gateUpBias, &limit };
             Launch("moe_gemv_gate_up" + format, gateUpBlocks, (uint)pairs, 32 * MoeGemvWarps, gateUpGemv);
             int columns = Math.Max(1, MoeGemvDownWarps / topK);   // a block: the top_k warps of each of its columns
-            void** downGemv = stackalloc void*[] { &inter, &topK, &ids, &w2, &s2, &hidden, &intermediate, &weights, &o, &downBias };
+            void** downGemv = stackalloc void*[] { &inter, &topK, &ids, &w2, &s2, &ld2, &hidden, &intermediate, &weights, &o, &downBias };
             Launch("moe_gemv_down_sum" + format, (uint)((hidden + columns - 1) / columns), (uint)rows, (uint)(32 * topK * columns), downGemv);
             return;
         }
@@ -162,12 +196,12 @@ public sealed unsafe partial class CudaBackend
         int topKDiv = topK, one = 1;
         string gateUpKernel = tensorCores ? (bm == 64 ? "moe_gemm_gate_up_m64" : "moe_gemm_gate_up_m16") + format : "moe_gemm_gate_up_simt";
         string downKernel = tensorCores ? (bm == 64 ? "moe_gemm_down_m64" : "moe_gemm_down_m16") + format : "moe_gemm_down_simt";
-        int blockN = tensorCores ? MoeBlockN : MoeSimtBlockN, downBlockN = fp4 && bm == 16 ? MoeMxfp4DownBlockN : blockN;
+        int blockN = tensorCores ? MoeBlockN : MoeSimtBlockN, downBlockN = stored != MoeWeights.Plain && bm == 16 ? MoeCodesDownBlockN : blockN;
 
         uint gateUpGrid = (uint)((intermediate + blockN - 1) / blockN), downGrid = (uint)((hidden + downBlockN - 1) / downBlockN);
-        void** gateUpArgs = stackalloc void*[] { &xp, &topKDiv, &sorted, &tileExpert, &numTiles, &pairs, &w1, &s1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
+        void** gateUpArgs = stackalloc void*[] { &xp, &topKDiv, &sorted, &tileExpert, &numTiles, &pairs, &w1, &s1, &ld1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };
         Launch(gateUpKernel, (uint)maxTiles, gateUpGrid, MoeThreads, gateUpArgs);
-        void** downArgs = stackalloc void*[] { &inter, &one, &sorted, &tileExpert, &numTiles, &pairs, &w2, &s2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
+        void** downArgs = stackalloc void*[] { &inter, &one, &sorted, &tileExpert, &numTiles, &pairs, &w2, &s2, &ld2, &hidden, &intermediate, &weights, &pairOut, &downBias, &limit };
         Launch(downKernel, (uint)maxTiles, downGrid, MoeThreads, downArgs);
         MoeSum(pairOut, rows, topK, hidden, o);
     }

@@ -64,21 +64,20 @@ public sealed unsafe class Fp8GemmTests : IDisposable
         new(scaling, StaticScale: scaling == ActivationScaling.StaticPerTensor ? staticScale : 0,
             GroupSize: scaling == ActivationScaling.DynamicPerTokenGroup ? CudaBackend.Fp8ScaleBlock : 0);
 
-    private void Compare(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias, DType dtype, GemmPolicy policy, int warps)
+    private static void Compare(Fp8WeightScales kind, ActivationScaling scaling, int k, string parts, bool withBias, DType dtype, GemmPolicy policy, int warps)
     {
         Gpu.Require();
         int[] partRows = [.. parts.Split(',').Select(int.Parse)];
         int n = partRows.Sum(), capacity = 600;
-        var random = new Random(k * 7 + n);
         using var host = new HostTensors(k + n);
         WeightTensor x = host.Random("x", dtype, 2f, capacity, k);
         WeightTensor bias = host.Random("b", dtype, 0.5f, n);
-        WeightTensor[] weights = [.. partRows.Select((rows, i) => RandomFp8($"w{i}", kind, rows, k, random))];
+        WeightTensor[] weights = [.. partRows.Select((rows, i) => host.Fp8($"w{i}", kind, rows, k))];
         ActivationQuantization activations = Activations(scaling, 2f / 448 * 0.75f);   // static: saturates the largest inputs, as calibration may
 
         using var cpu = new CpuBackend(DType.F32);
         using var gpu = new CudaBackend(Gpu.Device, dtype) { GemmPolicy = policy, Fp8SkinnyWarps = warps };
-        Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadStacked("w", [.. weights.Select(Dequantized)]), cy = cpu.Allocate("y", DType.F32, capacity, n);
+        Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadStacked("w", [.. weights.Select(host.Dequantized)]), cy = cpu.Allocate("y", DType.F32, capacity, n);
         Tensor gx = gpu.LoadWeight(x), gw = gpu.LoadStacked("w", weights), gy = gpu.Allocate("y", dtype, capacity, n);
         Tensor? cb = withBias ? cpu.LoadWeight(bias) : null, gb = withBias ? gpu.LoadWeight(bias) : null;
         foreach (int rows in new[] { 1, 2, 3, 4, 5, 8, 17, 64, 300, 598 })
@@ -114,7 +113,7 @@ public sealed unsafe class Fp8GemmTests : IDisposable
         ActivationQuantization activations = Activations(scaling, 3f / 448 * 0.8f);
 
         using var cpu = new CpuBackend(DType.F32);
-        Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadWeight(Dequantized(identity)), cy = cpu.Allocate("y", DType.F32, capacity, k);
+        Tensor cx = cpu.LoadWeight(x), cw = cpu.LoadWeight(host.Dequantized(identity)), cy = cpu.Allocate("y", DType.F32, capacity, k);
         foreach ((GemmPolicy policy, int warps) in Policies.Where(p => p.Policy != GemmPolicy.Tune))
         {
             using var gpu = new CudaBackend(Gpu.Device, DType.F32) { GemmPolicy = policy, Fp8SkinnyWarps = warps };
@@ -206,12 +205,11 @@ public sealed unsafe class Fp8GemmTests : IDisposable
     public void An_fp8_weight_refuses_an_input_quantization_that_does_not_fit_its_scales()
     {
         Gpu.Require();
-        var random = new Random(3);
         using var host = new HostTensors(3);
         using var gpu = new CudaBackend(Gpu.Device, DType.BF16);
         Tensor x = gpu.LoadWeight(host.Random("x", DType.BF16, 1f, 4, 256)), y = gpu.Allocate("y", DType.BF16, 4, 128);
-        Tensor rowScaled = gpu.LoadWeight(RandomFp8("w", Fp8WeightScales.PerChannel, 128, 256, random));
-        Tensor blockScaled = gpu.LoadWeight(RandomFp8("v", Fp8WeightScales.PerBlock, 128, 256, random));
+        Tensor rowScaled = gpu.LoadWeight(host.Fp8("w", Fp8WeightScales.PerChannel, 128, 256));
+        Tensor blockScaled = gpu.LoadWeight(host.Fp8("v", Fp8WeightScales.PerBlock, 128, 256));
 
         Assert.Throws<ArgumentException>(() => gpu.Linear(x, 4, rowScaled, null, y));
         Assert.Throws<ArgumentException>(() => gpu.Linear(x, 4, rowScaled, null, y, new ActivationQuantization(ActivationScaling.DynamicPerTokenGroup, GroupSize: 128)));
@@ -234,41 +232,6 @@ public sealed unsafe class Fp8GemmTests : IDisposable
         {
             Scales = new WeightScales(kind, [.. Enumerable.Repeat(1f, grid)], blockRows, blockColumns, k, k),
         };
-    }
-
-    /// <summary>Random E4M3 codes (never NaN, never zero) with random positive scales of the scheme.</summary>
-    private WeightTensor RandomFp8(string name, Fp8WeightScales kind, int rows, int columns, Random random)
-    {
-        byte* codes = (byte*)NativeMemory.AlignedAlloc((nuint)(rows * columns), 64);
-        _memory.Add((nint)codes);
-        for (long i = 0; i < (long)rows * columns; i++)
-        {
-            // Exponent fields 1..14 of either sign, any mantissa: normal values in [2^-6, 240], no NaN (0x7f/0xff).
-            codes[i] = (byte)((random.Next(2) << 7) | (random.Next(1, 15) << 3) | random.Next(8));
-        }
-
-        (int blockRows, int blockColumns) = kind switch
-        {
-            Fp8WeightScales.PerTensor => (rows, columns),
-            Fp8WeightScales.PerChannel => (1, columns),
-            _ => (CudaBackend.Fp8ScaleBlock, CudaBackend.Fp8ScaleBlock),
-        };
-        int grid = ((rows + blockRows - 1) / blockRows) * ((columns + blockColumns - 1) / blockColumns);
-        float[] scales = [.. Enumerable.Range(0, grid).Select(_ => (float)(0.5 + random.NextDouble()) / 2000)];
-        return new WeightTensor(name, DType.F8E4M3, [rows, columns], (nint)codes, (long)rows * columns)
-        {
-            Scales = new WeightScales(kind, scales, blockRows, blockColumns, rows, columns),
-        };
-    }
-
-    /// <summary>What the CPU computes with: code × scale in fp32, as <see cref="Fp8WeightSource"/> dequantizes.</summary>
-    private WeightTensor Dequantized(WeightTensor q)
-    {
-        int rows = q.Shape[0], columns = q.Shape[1];
-        float* values = (float*)NativeMemory.AlignedAlloc((nuint)((long)rows * columns * sizeof(float)), 64);
-        _memory.Add((nint)values);
-        q.Scales!.Dequantize((byte*)q.Data, values);
-        return new WeightTensor(q.Name, DType.F32, [rows, columns], (nint)values, (long)rows * columns * sizeof(float));
     }
 
     public void Dispose()

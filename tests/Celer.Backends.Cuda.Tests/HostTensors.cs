@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Celer.Models.Backend;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Backends.Cuda.Tests;
@@ -61,6 +62,39 @@ internal sealed unsafe class HostTensors : IDisposable
         return (new WeightTensor(name + "_blocks", DType.U8, [rows, columns / 2], (nint)codes, (long)rows * columns / 2),
             new WeightTensor(name + "_scales", DType.U8, [rows, groups], (nint)scales, (long)rows * groups),
             new WeightTensor(name, DType.BF16, [rows, columns], (nint)values, (long)rows * columns * sizeof(ushort)));
+    }
+
+    /// <summary>Random E4M3 codes (never NaN, never zero) with random positive scales of the scheme.</summary>
+    public WeightTensor Fp8(string name, Fp8WeightScales kind, int rows, int columns)
+    {
+        byte* codes = (byte*)Allocate((long)rows * columns);
+        for (long i = 0; i < (long)rows * columns; i++)
+        {
+            // Exponent fields 1..14 of either sign, any mantissa: normal values in [2^-6, 240], no NaN (0x7f/0xff).
+            codes[i] = (byte)((_random.Next(2) << 7) | (_random.Next(1, 15) << 3) | _random.Next(8));
+        }
+
+        (int blockRows, int blockColumns) = kind switch
+        {
+            Fp8WeightScales.PerTensor => (rows, columns),
+            Fp8WeightScales.PerChannel => (1, columns),
+            _ => (CudaBackend.Fp8ScaleBlock, CudaBackend.Fp8ScaleBlock),
+        };
+        int grid = ((rows + blockRows - 1) / blockRows) * ((columns + blockColumns - 1) / blockColumns);
+        float[] scales = [.. Enumerable.Range(0, grid).Select(_ => (float)(0.5 + _random.NextDouble()) / 2000)];
+        return new WeightTensor(name, DType.F8E4M3, [rows, columns], (nint)codes, (long)rows * columns)
+        {
+            Scales = new WeightScales(kind, scales, blockRows, blockColumns, rows, columns),
+        };
+    }
+
+    /// <summary>What the CPU computes with: code × scale in fp32, as <see cref="Fp8WeightSource"/> dequantizes.</summary>
+    public WeightTensor Dequantized(WeightTensor q)
+    {
+        int rows = q.Shape[0], columns = q.Shape[1];
+        float* values = (float*)Allocate((long)rows * columns * sizeof(float));
+        q.Scales!.Dequantize((byte*)q.Data, values);
+        return new WeightTensor(q.Name, DType.F32, [rows, columns], (nint)values, (long)rows * columns * sizeof(float));
     }
 
     /// <summary>Native memory, 64-byte aligned (at least one byte), freed with the others on <see cref="Dispose"/>.</summary>

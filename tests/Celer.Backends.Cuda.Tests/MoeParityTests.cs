@@ -1,5 +1,6 @@
 using Celer.Backends.Cpu;
 using Celer.Models.Backend;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Backends.Cuda.Tests;
@@ -135,6 +136,59 @@ public sealed class MoeParityTests
 
         double error = HostTensors.RelativeError(packed, reference);
         Assert.True(error < Tolerance(DType.BF16), $"relative error {error}");
+    }
+
+    /// <summary>
+    /// FP8 experts as an FP8 checkpoint's parts reach the backend (<see cref="CudaBackend.LoadStacked"/>: each expert's
+    /// gate, up and down E4M3 matrix with its scales, per row, per tensor or per 128 × 128 block) against the same parts
+    /// dequantized (code × scale, the weight the kernels decode into the model dtype): bit-equal on the 64-row tiles (the
+    /// 16-bit kernels' products and order), and within the dtype's rounding of the CPU's fp32 result on every path.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.BF16, Fp8WeightScales.PerChannel, 1, 16, 4, 128, 96, false)]     // moe_gemv
+    [InlineData(DType.BF16, Fp8WeightScales.PerChannel, 40, 8, 2, 160, 96, true)]      // 16-row tiles, gpt-oss's biases and SwiGLU
+    [InlineData(DType.F16, Fp8WeightScales.PerChannel, 300, 16, 4, 96, 160, false)]    // 64-row tiles
+    [InlineData(DType.BF16, Fp8WeightScales.PerTensor, 5, 8, 2, 96, 64, false)]
+    [InlineData(DType.BF16, Fp8WeightScales.PerBlock, 1, 8, 2, 256, 128, false)]       // block scales: moe_gemv
+    [InlineData(DType.BF16, Fp8WeightScales.PerBlock, 40, 8, 2, 256, 128, false)]      // 16-row tiles
+    [InlineData(DType.F16, Fp8WeightScales.PerBlock, 300, 8, 2, 384, 128, true)]       // 64-row tiles
+    [InlineData(DType.BF16, Fp8WeightScales.PerBlock, 4, 128, 8, 2048, 768, false)]    // Qwen3-30B-A3B-FP8's widths
+    public void Fp8_experts_compute_what_their_dequantized_values_compute(DType dtype, Fp8WeightScales kind, int rows, int experts, int topK,
+        int hidden, int intermediate, bool gptOss)
+    {
+        Gpu.Require();
+        using var host = new HostTensors(rows + experts + hidden + (int)kind);
+        WeightTensor x = host.Random("x", DType.F32, 1f, rows, hidden);
+        WeightTensor logits = host.Random("router_logits", dtype, 3f, rows, experts);
+        WeightTensor[] gateUp = [.. Enumerable.Range(0, experts).SelectMany(e => new[]
+        {
+            host.Fp8($"experts.{e}.gate_proj", kind, intermediate, hidden), host.Fp8($"experts.{e}.up_proj", kind, intermediate, hidden),
+        })];
+        WeightTensor[] down = [.. Enumerable.Range(0, experts).Select(e => host.Fp8($"experts.{e}.down_proj", kind, hidden, intermediate))];
+        WeightTensor gateUpBias = host.Random("gate_up_bias", dtype, 1f, experts * 2 * intermediate);
+        WeightTensor downBias = host.Random("down_bias", dtype, 1f, experts * hidden);
+
+        float[] Run(IModelBackend b, WeightTensor[] w1, WeightTensor[] w2)
+        {
+            Tensor output = b.Allocate("out", b.ActivationDType, rows, hidden);
+            ExpertOptions? options = gptOss ? new ExpertOptions(b.LoadWeight(gateUpBias), b.LoadWeight(downBias), SwigluLimit: 0.8f) : null;
+            b.MoeExperts(b.LoadWeight(x), rows, b.LoadWeight(logits), topK, true, b.LoadStacked("gate_up", w1), b.LoadStacked("down", w2), output, options);
+            return HostTensors.Read(b, output, rows);
+        }
+
+        WeightTensor[] Dequantized(WeightTensor[] parts) => [.. parts.Select(host.Dequantized)];
+        using var cpu = new CpuBackend(DType.F32);
+        using var gpu = new CudaBackend(Gpu.Device, dtype);
+        float[] packed = Run(gpu, gateUp, down);
+        float[] decoded = Run(gpu, Dequantized(gateUp), Dequantized(down));
+        float[] reference = Run(cpu, Dequantized(gateUp), Dequantized(down));
+        if (rows * topK > 16 * experts)
+        {
+            Assert.Equal(decoded, packed);   // 64-row tiles
+        }
+
+        double error = HostTensors.RelativeError(packed, reference);
+        Assert.True(error < Tolerance(dtype), $"relative error {error}");
     }
 
     /// <summary>Fewer rows than the buffers hold (a step smaller than the capacity the scratch was sized for), then more.</summary>

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Writes a Llama-family checkpoint of random bf16 weights for a config.json, laid out as transformers saves one
+"""Writes a Llama-family or Qwen3 (dense or MoE) checkpoint of random bf16 weights for a config.json, laid out as transformers saves one
 (model-0000i-of-0000n.safetensors shards of at most 5 GB and model.safetensors.index.json), to time Celer's cold
 start from safetensors. The values come from the GPU's generator: a host generator would take minutes for 16 GB.
 
     python3 tools/gpu/write_checkpoint.py benchmarks/models/llama-3.1-8b-shape /tmp/ckpt-8b [--fp8 channel|block] [--int4 gptq|awq]
 
---fp8 quantizes the attention and MLP projections to E4M3 as the public FP8 checkpoints store them, for benchmarks of
-the FP8 GEMMs: "channel" as llm-compressor's FP8_DYNAMIC scheme (compressed-tensors, a bf16 weight_scale per output
+--fp8 quantizes the attention and MLP projections (a MoE model's experts too, not its routers) to E4M3 as the public
+FP8 checkpoints store them, for benchmarks of the FP8 GEMMs: "channel" as llm-compressor's FP8_DYNAMIC scheme (compressed-tensors, a bf16 weight_scale per output
 row, inputs dynamic per token; RedHatAI's Llama-3.1-8B-Instruct-FP8-dynamic), "block" as DeepSeek-V3 / Qwen3-FP8
-(quant_method fp8, weight_scale_inv per 128 x 128 block, inputs dynamic per token group of 128).
+(quant_method fp8, weight_scale_inv per 128 x 128 block, inputs dynamic per token group of 128; Qwen3-30B-A3B-FP8's
+layout for a qwen3_moe config: experts.N.gate_proj / up_proj / down_proj, the router mlp.gate in bf16).
 
 --int4 packs them as 4-bit weight-only checkpoints in groups of 128 (tools/reference/int_packing.py, round to nearest):
 "gptq" symmetric with desc_act false (the layout of most published GPTQ models), "awq" with zero points (AutoAWQ GEMM).
@@ -82,6 +83,7 @@ def quantization_config():
 hidden, inter, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
 heads, kv_heads, vocab = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["vocab_size"]
 head_dim = cfg.get("head_dim") or hidden // heads
+experts, moe_inter = cfg.get("num_experts", 0), cfg.get("moe_intermediate_size", 0)
 
 shapes = {"model.embed_tokens.weight": (vocab, hidden)}
 for i in range(layers):
@@ -91,12 +93,25 @@ for i in range(layers):
         p + "self_attn.k_proj.weight": (kv_heads * head_dim, hidden),
         p + "self_attn.v_proj.weight": (kv_heads * head_dim, hidden),
         p + "self_attn.o_proj.weight": (hidden, heads * head_dim),
-        p + "mlp.gate_proj.weight": (inter, hidden),
-        p + "mlp.up_proj.weight": (inter, hidden),
-        p + "mlp.down_proj.weight": (hidden, inter),
         p + "input_layernorm.weight": (hidden,),
         p + "post_attention_layernorm.weight": (hidden,),
     }
+    if cfg["model_type"].startswith("qwen3"):
+        shapes |= {p + "self_attn.q_norm.weight": (head_dim,), p + "self_attn.k_norm.weight": (head_dim,)}
+    if experts and i not in cfg.get("mlp_only_layers", []):
+        shapes[p + "mlp.gate.weight"] = (experts, hidden)
+        for e in range(experts):
+            shapes |= {
+                f"{p}mlp.experts.{e}.gate_proj.weight": (moe_inter, hidden),
+                f"{p}mlp.experts.{e}.up_proj.weight": (moe_inter, hidden),
+                f"{p}mlp.experts.{e}.down_proj.weight": (hidden, moe_inter),
+            }
+    else:
+        shapes |= {
+            p + "mlp.gate_proj.weight": (inter, hidden),
+            p + "mlp.up_proj.weight": (inter, hidden),
+            p + "mlp.down_proj.weight": (hidden, inter),
+        }
 shapes["model.norm.weight"] = (hidden,)
 if not cfg.get("tie_word_embeddings", False):
     shapes["lm_head.weight"] = (vocab, hidden)

@@ -98,11 +98,12 @@ internal sealed class SparseMoeBlock : IFeedForward
         MoeConfig moe = c.Moe!;
         int hidden = c.HiddenSize, inter = moe.IntermediateSize, experts = moe.NumExperts;
         _moe = moe;
-        // A W8A8 router or expert needs its input quantized inside the MoE kernels, which they do not do yet.
-        if (w.InputQuantization(prefix + names.Router) is not null
-            || (!w.Contains(prefix + "experts.gate_up_proj") && w.InputQuantization($"{prefix}experts.0.{names.Gate}") is not null))
+        // FP8 experts multiply inputs in the model dtype (W8A16: the CUDA backend decodes their codes in registers, the CPU
+        // takes them dequantized), so the experts' input_scale goes unused; the router is one small GEMM that checkpoints
+        // leave unquantized (vLLM's FP8 methods skip it too).
+        if (w.InputQuantization(prefix + names.Router) is not null)
         {
-            throw new ModelLoadException($"'{prefix}': FP8 W8A8 mixture-of-experts layers are not supported yet");
+            throw new ModelLoadException($"'{prefix}{names.Router}' is FP8: Celer runs a mixture-of-experts router in the model dtype; list it in quantization_config's ignore / modules_to_not_convert as published FP8 MoE checkpoints do");
         }
 
         _router = b.LoadWeight(w.Get(prefix + names.Router + ".weight", experts, hidden));

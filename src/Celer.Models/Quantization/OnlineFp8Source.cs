@@ -4,10 +4,11 @@ namespace Celer.Models.Quantization;
 
 /// <summary>
 /// An unquantized checkpoint seen as an FP8 one (vLLM's online quantization, <c>--quantization fp8</c> or
-/// <c>ptpc_fp8</c> on a 16- or 32-bit checkpoint): each weight of a dense linear projection (q/k/v/o, gate/up/down and
-/// their fused forms, shared experts included) comes back as E4M3 codes of weight / scale, rounded to nearest even,
-/// with its <c>weight_scale</c> beside it, the scale absmax / 448 of the whole matrix (<c>fp8</c>) or of each output row
-/// (<c>ptpc_fp8</c>); every other tensor (embeddings, norms, lm_head, routers, routed experts) as stored. Wrapped in an
+/// <c>ptpc_fp8</c> on a 16- or 32-bit checkpoint): each weight of a linear projection (q/k/v/o, gate/up/down and their
+/// fused forms, shared and routed experts included, Mixtral's experts' w1/w2/w3 too) comes back as E4M3 codes of
+/// weight / scale, rounded to nearest even, with its <c>weight_scale</c> beside it, the scale absmax / 448 of the whole
+/// matrix (<c>fp8</c>) or of each output row (<c>ptpc_fp8</c>); every other tensor (embeddings, norms, lm_head, routers,
+/// experts stored fused as one 3-D tensor) as stored. Wrapped in an
 /// <see cref="Fp8WeightSource"/> with the matching <see cref="QuantizationConfig.Online"/> config, the model runs these
 /// weights exactly as it would a compressed-tensors checkpoint stored that way. The codes live as long as this source.
 /// </summary>
@@ -18,6 +19,8 @@ public sealed unsafe class OnlineFp8Source(IWeightSource inner, Fp8WeightScales 
     {
         "q_proj", "k_proj", "v_proj", "qkv_proj", "o_proj", "gate_proj", "up_proj", "gate_up_proj", "down_proj",
     };
+
+    private static readonly HashSet<string> ExpertProjections = new(StringComparer.Ordinal) { "w1", "w2", "w3" };
 
     private readonly Dictionary<string, (WeightTensor Codes, WeightTensor Scale)> _quantized = new(StringComparer.Ordinal);
     private readonly NativeBuffers _buffers = new();
@@ -47,11 +50,14 @@ public sealed unsafe class OnlineFp8Source(IWeightSource inner, Fp8WeightScales 
     }
 
     /// <summary>
-    /// Whether this source quantizes <paramref name="module"/>: a dense layer's projection (routed experts keep their own
-    /// weights: MoE layers take no FP8 yet). Known from the name alone, before the weight is read.
+    /// Whether this source quantizes <paramref name="module"/>: a linear projection, by name (Mixtral's expert
+    /// projections are w1/w2/w3). Known from the name alone, before the weight is read.
     /// </summary>
-    public static bool IsProjection(string module) =>
-        Projections.Contains(module[(module.LastIndexOf('.') + 1)..]) && !module.Contains(".experts.", StringComparison.Ordinal);
+    public static bool IsProjection(string module)
+    {
+        string name = module[(module.LastIndexOf('.') + 1)..];
+        return Projections.Contains(name) || (ExpertProjections.Contains(name) && module.Contains(".experts.", StringComparison.Ordinal));
+    }
 
     /// <param name="shape">The weight's shape, for a source that needs it to make the weight (dummy weights).</param>
     private (WeightTensor Codes, WeightTensor Scale) Quantized(string module, int[] shape)

@@ -192,11 +192,11 @@ public sealed class CpuModelEngineTests
     /// the quantized weights: the same tokens and logprobs, bit for bit.
     /// </summary>
     [Theory]
-    [InlineData("fp8", "tensor")]
-    [InlineData("ptpc_fp8", "channel")]
-    public void Online_fp8_quantization_serves_what_the_quantized_checkpoint_would(string method, string strategy)
+    [InlineData("fp8", "tensor", "llama-gqa-bf16-v4config")]
+    [InlineData("ptpc_fp8", "channel", "llama-gqa-bf16-v4config")]
+    [InlineData("ptpc_fp8", "channel", "qwen3-moe-bf16")]   // FP8 routed experts (their inputs unquantized), a bf16 router
+    public void Online_fp8_quantization_serves_what_the_quantized_checkpoint_would(string method, string strategy, string name)
     {
-        const string name = "llama-gqa-bf16-v4config";
         string stored = Path.Combine(Path.GetTempPath(), $"celer-online-{method}-{Environment.ProcessId}");
         Directory.CreateDirectory(stored);
         try
@@ -222,7 +222,8 @@ public sealed class CpuModelEngineTests
 
     /// <summary>
     /// Dummy weights quantized at load (<c>--load-format dummy -q fp8</c>, the way to benchmark FP8 without a checkpoint)
-    /// on a MoE model, whose router and routed experts stay bf16 while its attention and shared expert run W8A8.
+    /// on a MoE model, whose router stays bf16 while its attention and shared expert run W8A8 and its routed experts FP8
+    /// weights on bf16 inputs.
     /// </summary>
     [Fact]
     public void Dummy_weights_can_be_quantized_at_load()

@@ -8,7 +8,7 @@ namespace Celer.Models.Tests.Weights;
 /// <summary>
 /// Online FP8 quantization (<c>--quantization fp8|ptpc_fp8</c>) on real bf16 fixture checkpoints: each dense projection's
 /// codes and scale against the definition computed here from the stored values (scale absmax / 448 per matrix or per
-/// row, code = E4M3(value / scale)), everything else (embeddings, norms, routers, routed experts) as stored.
+/// row, code = E4M3(value / scale)), everything else (embeddings, norms, routers) as stored.
 /// </summary>
 public sealed class OnlineFp8SourceTests
 {
@@ -50,17 +50,27 @@ public sealed class OnlineFp8SourceTests
         Assert.False(online.Contains("model.embed_tokens.weight_scale"));
     }
 
-    /// <summary>A MoE layer's router and routed experts stay as stored (FP8 MoE layers are refused); its shared expert is a dense MLP.</summary>
-    [Fact]
-    public void Routers_and_routed_experts_stay_unquantized()
+    /// <summary>
+    /// A MoE layer's router stays as stored; its routed experts (Qwen-MoE's gate/up/down_proj, Mixtral's w1/w2/w3) and
+    /// shared expert are quantized as the dense projections are.
+    /// </summary>
+    [Theory]
+    [InlineData("qwen2-moe-shared-expert-bf16", "mlp.gate", "mlp.experts.0.gate_proj")]
+    [InlineData("mixtral-moe-bf16", "block_sparse_moe.gate", "block_sparse_moe.experts.1.w2")]
+    public void Routers_stay_unquantized_and_experts_are_quantized(string fixture, string router, string expert)
     {
 #pragma warning disable CA2000 // the online source disposes the one it wraps
-        using var online = new OnlineFp8Source(SafetensorsWeightSource.Open(Path.Combine(RepoPaths.FixtureModels, "qwen2-moe-shared-expert-bf16")), Fp8WeightScales.PerTensor);
+        using var online = new OnlineFp8Source(SafetensorsWeightSource.Open(Path.Combine(RepoPaths.FixtureModels, fixture)), Fp8WeightScales.PerTensor);
 #pragma warning restore CA2000
 
-        Assert.Equal(DType.BF16, online.Get("model.layers.0.mlp.gate.weight").DType);
-        Assert.Equal(DType.BF16, online.Get("model.layers.0.mlp.experts.0.gate_proj.weight").DType);
-        Assert.False(online.Contains("model.layers.0.mlp.experts.0.gate_proj.weight_scale"));
-        Assert.Equal(DType.F8E4M3, online.Get("model.layers.0.mlp.shared_expert.up_proj.weight").DType);
+        Assert.Equal(DType.BF16, online.Get($"model.layers.0.{router}.weight").DType);
+        Assert.False(online.Contains($"model.layers.0.{router}.weight_scale"));
+        Assert.Equal(DType.F8E4M3, online.Get($"model.layers.0.{expert}.weight").DType);
+        Assert.True(online.Contains($"model.layers.0.{expert}.weight_scale"));
+        if (fixture.StartsWith("qwen2", StringComparison.Ordinal))
+        {
+            Assert.Equal(DType.F8E4M3, online.Get("model.layers.0.mlp.shared_expert.up_proj.weight").DType);
+            Assert.Equal(DType.BF16, online.Get("model.layers.0.mlp.shared_expert_gate.weight").DType);
+        }
     }
 }
