@@ -12,8 +12,8 @@ namespace Celer.Backends.Cuda;
 /// for gate/up and for down, which also adds each row's pairs). Grids depend only on the rows, top-k and expert count (the most tiles any
 /// routing can make; blocks past the real count exit), so a recorded graph replays any routing. gpt-oss's MXFP4 experts
 /// stay packed in bf16 models on sm_80+ (<see cref="LoadMxfp4"/>), and FP8 checkpoints' experts as their E4M3 codes with
-/// scales per row or per 128 × 128 block (<see cref="LoadFp8"/>, 16-bit models): the *_mxfp4 and *_fp8 kernels decode
-/// them in registers and multiply the model-dtype inputs (W8A16, as vLLM's FP8 Marlin MoE).
+/// scales per row or per 128 × 128 block (<see cref="LoadFp8"/>): the *_mxfp4 and *_fp8 kernels decode them in registers
+/// (fp32 models: in the CUDA-core GEMM's tile) and multiply the model-dtype inputs (W8A16, as vLLM's FP8 Marlin MoE).
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
@@ -104,9 +104,9 @@ public sealed unsafe partial class CudaBackend
 
         bool tensorCores = ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8 && hidden % 8 == 0 && intermediate % 8 == 0
             && x.Data % 16 == 0 && gateUp.Data % 16 == 0 && down.Data % 16 == 0;
-        if (format != MoeWeights.Plain && !tensorCores)
+        if (format == MoeWeights.Mxfp4 && !tensorCores)
         {
-            throw new ArgumentException($"MoeExperts: {format} experts need a 16-bit model dtype and 16-byte aligned tensors (x {x} in {ActivationDType}).");
+            throw new ArgumentException($"MoeExperts: MXFP4 experts need a 16-bit model dtype and 16-byte aligned tensors (x {x} in {ActivationDType}).");
         }
 
         if (format == MoeWeights.Fp8 && (hidden % MoeFp8Vector != 0 || intermediate % MoeFp8Vector != 0))
@@ -176,7 +176,8 @@ public sealed unsafe partial class CudaBackend
         (ulong s1, int ld1) = MoeScales(gateUp);
         (ulong s2, int ld2) = MoeScales(down);
         string format = stored switch { MoeWeights.Mxfp4 => "_mxfp4", MoeWeights.Fp8 => "_fp8", _ => "" };
-        if (UsesMoeGemv(pairs, experts, hidden, intermediate, xp, w1, w2))
+        // FP8 off the tensor cores (fp32 models) takes the CUDA-core GEMM: moe_gemv decodes FP8 into 16-bit pairs.
+        if ((tensorCores || stored == MoeWeights.Plain) && UsesMoeGemv(pairs, experts, hidden, intermediate, xp, w1, w2))
         {
             // A decode of few rows: a warp per (pair, column), no align pass; the down pass adds each row's pairs
             // (moe.cu's moe_gemv_gate_up and moe_gemv_down_sum).
@@ -194,9 +195,9 @@ public sealed unsafe partial class CudaBackend
         _kernels.Launch("moe_align", 1, 1, MoeAlignThreads, alignArgs);
 
         int topKDiv = topK, one = 1;
-        string gateUpKernel = tensorCores ? (bm == 64 ? "moe_gemm_gate_up_m64" : "moe_gemm_gate_up_m16") + format : "moe_gemm_gate_up_simt";
-        string downKernel = tensorCores ? (bm == 64 ? "moe_gemm_down_m64" : "moe_gemm_down_m16") + format : "moe_gemm_down_simt";
-        int blockN = tensorCores ? MoeBlockN : MoeSimtBlockN, downBlockN = stored != MoeWeights.Plain && bm == 16 ? MoeCodesDownBlockN : blockN;
+        string gateUpKernel = (tensorCores ? (bm == 64 ? "moe_gemm_gate_up_m64" : "moe_gemm_gate_up_m16") : "moe_gemm_gate_up_simt") + format;
+        string downKernel = (tensorCores ? (bm == 64 ? "moe_gemm_down_m64" : "moe_gemm_down_m16") : "moe_gemm_down_simt") + format;
+        int blockN = tensorCores ? MoeBlockN : MoeSimtBlockN, downBlockN = tensorCores && stored != MoeWeights.Plain && bm == 16 ? MoeCodesDownBlockN : blockN;
 
         uint gateUpGrid = (uint)((intermediate + blockN - 1) / blockN), downGrid = (uint)((hidden + downBlockN - 1) / downBlockN);
         void** gateUpArgs = stackalloc void*[] { &xp, &topKDiv, &sorted, &tileExpert, &numTiles, &pairs, &w1, &s1, &ld1, &intermediate, &hidden, &weights, &inter, &gateUpBias, &limit };

@@ -141,8 +141,9 @@ public sealed class MoeParityTests
     /// <summary>
     /// FP8 experts as an FP8 checkpoint's parts reach the backend (<see cref="CudaBackend.LoadStacked"/>: each expert's
     /// gate, up and down E4M3 matrix with its scales, per row, per tensor or per 128 × 128 block) against the same parts
-    /// dequantized (code × scale, the weight the kernels decode into the model dtype): bit-equal on the 64-row tiles (the
-    /// 16-bit kernels' products and order), and within the dtype's rounding of the CPU's fp32 result on every path.
+    /// dequantized (code × scale, the weight the kernels decode into the model dtype): bit-equal on the 64-row tiles and
+    /// the CUDA-core GEMM of fp32 models (the plain kernels' products and order), and within the dtype's rounding of the
+    /// CPU's fp32 result on every path.
     /// </summary>
     [Theory]
     [InlineData(DType.BF16, Fp8WeightScales.PerChannel, 1, 16, 4, 128, 96, false)]     // moe_gemv
@@ -153,6 +154,8 @@ public sealed class MoeParityTests
     [InlineData(DType.BF16, Fp8WeightScales.PerBlock, 40, 8, 2, 256, 128, false)]      // 16-row tiles
     [InlineData(DType.F16, Fp8WeightScales.PerBlock, 300, 8, 2, 384, 128, true)]       // 64-row tiles
     [InlineData(DType.BF16, Fp8WeightScales.PerBlock, 4, 128, 8, 2048, 768, false)]    // Qwen3-30B-A3B-FP8's widths
+    [InlineData(DType.F32, Fp8WeightScales.PerChannel, 5, 8, 2, 96, 64, true)]         // fp32 models: the CUDA-core GEMM
+    [InlineData(DType.F32, Fp8WeightScales.PerBlock, 300, 8, 2, 256, 128, false)]
     public void Fp8_experts_compute_what_their_dequantized_values_compute(DType dtype, Fp8WeightScales kind, int rows, int experts, int topK,
         int hidden, int intermediate, bool gptOss)
     {

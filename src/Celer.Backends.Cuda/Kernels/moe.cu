@@ -194,6 +194,12 @@ template <> struct MoeCodes<MOE_FP8> {
         const float* s = static_cast<const float*>(ws);
         return ld == 0 ? s[r] : s[r / MOE_FP8_BLOCK * ld + kk / MOE_FP8_BLOCK];
     }
+    // One code's value times its scale, in fp32 (the CUDA-core GEMM of fp32 models).
+    static __device__ __forceinline__ float value(unsigned char code, Scale s) {
+        float v, unused;
+        flash_f16x2_to_f32(flash_fp8x4_to<__half, FLASH_E4M3>(code).x, v, unused);
+        return v * s;
+    }
     template <typename T> static __device__ __forceinline__ void decode(unsigned word, Scale s, unsigned (&out)[PER_WORD / 2]) {
         const uint2 h = flash_fp8x4_to<__half, FLASH_E4M3>(word);   // exact: every E4M3 value is an f16
         const unsigned halves[2] = {h.x, h.y};
@@ -650,13 +656,15 @@ MOE_CODES_ENTRY_POINTS(bf16, __nv_bfloat16, fp8, MOE_FP8)
 #endif
 
 // CUDA cores (fp32 models, cards before sm_80, unaligned shapes): tiles of MOE_SIMT_BM pairs x 32 columns (x2 gated)
-// through shared memory in fp32, k in steps of 32; thread (row group, column) computes 4 rows of one column.
+// through shared memory in fp32, k in steps of 32; thread (row group, column) computes 4 rows of one column. FP8 weights
+// enter the tile as code * scale rounded to T (no rounding in fp32 models): the weight dequantized at load.
 #define MOE_SIMT_BM 16
-template <typename T, bool GATED>
+template <typename T, bool GATED, int F = MOE_W16>
 __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __restrict__ sorted, const int* __restrict__ tile_expert,
-                              const int* __restrict__ num_tiles, int pairs, const T* __restrict__ w, int n, int k,
-                              const float* __restrict__ pair_weights, void* __restrict__ out, const T* __restrict__ bias,
-                              float limit) {
+                              const int* __restrict__ num_tiles, int pairs, const void* __restrict__ wv, const void* __restrict__ ws,
+                              int ws_ld, int n, int k, const float* __restrict__ pair_weights, void* __restrict__ out,
+                              const T* __restrict__ bias, float limit) {
+    static_assert(F == MOE_W16 || F == MOE_FP8, "the CUDA-core GEMM reads 16/32-bit or FP8 weights");
     celer_pdl_begin();
     constexpr int BM = MOE_SIMT_BM, BN = 32, BK = 32, H = GATED ? 2 : 1, RPT = BM * BN / MOE_THREADS;
     __shared__ float sA[BM][BK + 1];
@@ -680,7 +688,17 @@ __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __r
         }
         for (int i = tid; i < H * BN * BK; i += MOE_THREADS) {
             const int r = i / BK, c = i % BK, nc = n0 + r % BN;
-            sB[r][c] = nc < n && k0 + c < k ? to_float(w[((long long)expert * H * n + (long long)(r / BN) * n + nc) * k + k0 + c]) : 0.f;
+            const long long row = (long long)expert * H * n + (long long)(r / BN) * n + nc;
+            float v = 0.f;
+            if (nc < n && k0 + c < k) {
+                if constexpr (F == MOE_FP8) {
+                    v = round_to<T>(MoeCodes<MOE_FP8>::value(static_cast<const unsigned char*>(wv)[row * k + k0 + c],
+                                                             MoeCodes<MOE_FP8>::scale(ws, ws_ld, row, k, k0 + c)));
+                } else {
+                    v = to_float(static_cast<const T*>(wv)[row * k + k0 + c]);
+                }
+            }
+            sB[r][c] = v;
         }
         __syncthreads();
 #pragma unroll 8
@@ -878,11 +896,11 @@ __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__
         moe_route<T>(logits, rows, experts, top_k, normalize, topk_ids, topk_weights);                               \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_simt_##S(MOE_GEMM_ARGS(T)) {          \
-        moe_gemm_simt<T, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, static_cast<const T*>(w), n, k,          \
+        moe_gemm_simt<T, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, ws_ld, n, k,                     \
                                pair_weights, out, bias, limit);                                                       \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_simt_##S(MOE_GEMM_ARGS(T)) {             \
-        moe_gemm_simt<T, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, static_cast<const T*>(w), n, k,         \
+        moe_gemm_simt<T, false>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, ws_ld, n, k,                    \
                                 pair_weights, out, bias, limit);                                                      \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_##S(MOE_GEMV_GATE_UP_ARGS(T)) { \
@@ -909,3 +927,15 @@ CELER_FOR_DTYPES(MOE_ENTRY_POINTS)
 MOE_GEMV_CODES_ENTRY_POINTS(bf16, __nv_bfloat16, mxfp4, MOE_MXFP4)
 MOE_GEMV_CODES_ENTRY_POINTS(f16, __half, fp8, MOE_FP8)
 MOE_GEMV_CODES_ENTRY_POINTS(bf16, __nv_bfloat16, fp8, MOE_FP8)
+
+// FP8 experts on the CUDA-core GEMM (fp32 models; the tensor-core kernels and moe_gemv decode into 16-bit pairs).
+#define MOE_SIMT_FP8_ENTRY_POINTS(S, T)                                                                              \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_simt_fp8_##S(MOE_GEMM_ARGS(T)) {      \
+        moe_gemm_simt<T, true, MOE_FP8>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, ws_ld, n, k,          \
+                                        pair_weights, out, bias, limit);                                             \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_down_simt_fp8_##S(MOE_GEMM_ARGS(T)) {         \
+        moe_gemm_simt<T, false, MOE_FP8>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, ws_ld, n, k,         \
+                                         pair_weights, out, bias, limit);                                            \
+    }
+CELER_FOR_DTYPES(MOE_SIMT_FP8_ENTRY_POINTS)

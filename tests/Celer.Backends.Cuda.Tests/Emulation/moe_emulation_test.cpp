@@ -104,12 +104,19 @@ template <typename T> struct Kernels;
 CELER_FOR_DTYPES(KERNELS)
 #define FP8_KERNELS(S, T)                                                                                             \
     GemmFn Kernels<T>::fp8_gemm(bool gated, int bm) {                                                                 \
+        if (bm == 0) return (GemmFn)(gated ? moe_gemm_gate_up_simt_fp8_##S : moe_gemm_down_simt_fp8_##S);             \
         if (bm == 16) return (GemmFn)(gated ? moe_gemm_gate_up_m16_fp8_##S : moe_gemm_down_m16_fp8_##S);              \
         return (GemmFn)(gated ? moe_gemm_gate_up_m64_fp8_##S : moe_gemm_down_m64_fp8_##S);                            \
     }                                                                                                                 \
     GemvFns Kernels<T>::fp8_gemv() { return {(GateUpGemvFn)moe_gemv_gate_up_fp8_##S, (DownSumGemvFn)moe_gemv_down_sum_fp8_##S}; }
 FP8_KERNELS(f16, __half)
 FP8_KERNELS(bf16, __nv_bfloat16)
+// fp32 models: the CUDA-core GEMM only.
+GemmFn Kernels<float>::fp8_gemm(bool gated, int bm) {
+    CHECK(bm == 0);
+    return (GemmFn)(gated ? moe_gemm_gate_up_simt_fp8_f32 : moe_gemm_down_simt_fp8_f32);
+}
+GemvFns Kernels<float>::fp8_gemv() { CHECK(false); return {}; }
 // bm 0: the CUDA-core kernel.
 GemmFn Kernels<float>::gemm(bool gated, int bm) {
     CHECK(bm == 0);
@@ -140,8 +147,8 @@ static void readable(const void* p, size_t bytes) { g_readable.push_back({(const
 
 // bm: 16 or 64 (tensor cores), 0 (CUDA cores, 16-row tiles) or -1 (moe_gemv: a warp per pair and column, no align).
 // limit > 0: gpt-oss's experts (a bias after each projection, the SwiGLU clamped at limit).
-// codes: the experts in MXFP4 (bf16 only) or FP8 (16-bit models; hidden and I multiples of 32 either way; FP8 blocks:
-// I and hidden multiples of 128, as the host stacks the experts' block grids).
+// codes: the experts in MXFP4 (bf16 only) or FP8 (16-bit models; fp32 ones on the CUDA-core GEMM only; hidden and I
+// multiples of 32 either way).
 template <typename T>
 static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bool normalize, int bm, std::mt19937& rng,
                      float limit = 0.f, Codes codes = Codes::None) {
@@ -164,7 +171,7 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
     }
     Fp8Weight<T> f1, f2;
     if (fp8) {
-        CHECK((sizeof(T) == 2 && hidden % 32 == 0 && inter % 32 == 0));
+        CHECK(((sizeof(T) == 2 || bm == 0) && hidden % 32 == 0 && inter % 32 == 0));
         f1 = random_fp8<T>((size_t)experts * 2 * inter, hidden, codes == Codes::Fp8Blocks, rng);
         f2 = random_fp8<T>((size_t)experts * hidden, inter, codes == Codes::Fp8Blocks, rng);
         w1 = f1.decoded;
@@ -441,6 +448,9 @@ int main(int argc, char** argv) {
     ok &= run_case<__nv_bfloat16>(24, 8, 2, 160, 128, true, 16, rng, 0.f, blocks8);
     ok &= run_case<__half>(70, 4, 2, 256, 128, false, 64, rng, 0.3f, blocks8);
     ok &= run_case<__nv_bfloat16>(40, 4, 2, 384, 128, true, 64, rng, 0.f, blocks8);
+    ok &= run_case<float>(9, 8, 2, 96, 160, true, 0, rng, 0.3f, rows8);   // the CUDA-core GEMM: fp32 models
+    ok &= run_case<float>(5, 8, 2, 160, 128, false, 0, rng, 0.f, blocks8);
+    ok &= run_case<__nv_bfloat16>(6, 4, 2, 96, 64, true, 0, rng, 0.f, blocks8);
     ok &= run_gated<__nv_bfloat16>(3, 100, rng);
     ok &= run_gated<__half>(2, 77, rng);
     ok &= run_gated<float>(2, 130, rng);
