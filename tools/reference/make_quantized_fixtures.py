@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Tiny random-weight Llama checkpoints quantized to FP8 (E4M3) or to integer weights (GPTQ, AWQ, compressed-tensors
-W4A16 / W8A16), with transformers' greedy outputs as references.
+W4A16 / W8A16), and a Qwen3-MoE one in FP8 blocks, with transformers' greedy outputs as references.
 
 Usage: python3 tools/reference/make_quantized_fixtures.py --out DIR [--only NAME ...] [--keep-going]
 
@@ -20,7 +20,9 @@ What the references mean (Celer must match this, not "the model"):
   * everything else is make_model_fixtures.py's reference: fp32 eager forward with TF32 off, a manual greedy loop
     through the KV cache, logprobs from the raw logits, cross-checked against an uncached forward.
 This is the arithmetic of a W8A8 engine (fp8 x fp8 products are exact in fp32; the scales multiply the sum) up to
-fp32 summation order. transformers is not asked to load these checkpoints (it cannot load compressed-tensors
+fp32 summation order. A MoE model's routed experts are quantized too (stored per expert, experts.N.gate_proj ..., as
+Qwen3-30B-A3B-FP8 is; the routers stay bf16) but their inputs are not: Celer computes FP8 experts W8A16, as vLLM's FP8
+Marlin MoE does. transformers is not asked to load these checkpoints (it cannot load compressed-tensors
 without that package); the model is built from the same config.json minus quantization_config.
 
 Rounding activations to fp8 is discontinuous, so summation order matters more than in a dense model: one code that
@@ -30,9 +32,11 @@ uncached logprobs equal to fp32 noise (ROUNDING_EDGE_TOLERANCE); see RoundingEdg
 """
 
 import functools
+import glob
 import os
 import random
 import sys
+import tempfile
 
 import torch
 import transformers
@@ -57,6 +61,15 @@ BLOCK = 32
 # k and o_proj's rows a partial block.
 BLOCK_128 = 128
 BLOCK_128_SHAPE = {"num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 32, "intermediate_size": 256}
+# Qwen3-MoE in 128 x 128 blocks: the experts' gate/up and down share one GEMM each over all experts, so their rows
+# (moe_intermediate_size, hidden_size) fill whole blocks too; layer 1 is a dense MLP (mlp_only_layers).
+QWEN3_MOE_BLOCK_128_SHAPE = {
+    "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "hidden_size": 128, "num_attention_heads": 8,
+    "num_key_value_heads": 4, "head_dim": 32, "intermediate_size": 256, "num_experts": 8, "num_experts_per_tok": 2,
+    "moe_intermediate_size": 128, "norm_topk_prob": True, "decoder_sparse_step": 1, "mlp_only_layers": [1],
+    "output_router_logits": False, "router_aux_loss_coef": 0.001, "use_sliding_window": False, "sliding_window": None,
+    "max_window_layers": 3, "rope_theta": 1000000.0,
+}
 # Most seeds are rejected (see RoundingEdge); each attempt takes a second or two on a GPU.
 MAX_SEED_ATTEMPTS = 100
 # Cached vs uncached logprobs with no fp8 code flipped differ by ~1e-5 (fp32 noise); one flip late in the network
@@ -134,6 +147,9 @@ FIXTURES = (
     (53, "llama-fp8-block128-dynamic", "block", "group", BLOCK_128, BLOCK_128_SHAPE, fp8_block_config(BLOCK_128),
      f"fp8 weights in {BLOCK_128}x{BLOCK_128} blocks (weight_scale_inv), activations dynamic per token per group of "
      f"{BLOCK_128}; q/k/v and gate/up in whole 128-row blocks"),
+    (54, "qwen3-moe-fp8-block128-dynamic", "block", "group", BLOCK_128, QWEN3_MOE_BLOCK_128_SHAPE, fp8_block_config(BLOCK_128),
+     f"Qwen3-MoE, fp8 weights in {BLOCK_128}x{BLOCK_128} blocks (weight_scale_inv), routed experts included (stored per "
+     f"expert; their inputs unquantized), routers bf16; other inputs dynamic per token per group of {BLOCK_128}"),
     # Integer weight-only: the scheme is (format, its int_packing arguments), no activation quantization. Groups of 16
     # divide HIDDEN (64) and the intermediate size (176) into several groups each.
     (60, "llama-gptq-int4-g16-actorder", ("gptq", dict(bits=4, group_size=16, act_order=True, symmetric=False, minus_one=True)),
@@ -155,7 +171,7 @@ FIXTURES = (
 
 def llama_config(shape):
     """make_model_fixtures' first Llama (GQA, 4.x-style keys), stored as bf16 like the models these tools quantize,
-    with the head and MLP sizes in shape overriding its own."""
+    with the keys in shape overriding its own (the head and MLP sizes; or the architecture too, Qwen3-MoE)."""
     return {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
             **base._common(3, 176, 4, 2, 256, False),
             "head_dim": 16, "attention_bias": False, "mlp_bias": False, "pretraining_tp": 1,
@@ -228,10 +244,46 @@ def per_token_group(x, block):
 
 
 def quantized_linears(model):
-    linears = [(name, module) for name, module in model.named_modules() if name.rsplit(".", 1)[-1] in PROJECTIONS]
-    if len(linears) != len(PROJECTIONS) * model.config.num_hidden_layers:
+    """The quantized projections whose inputs the activation scheme rounds: every nn.Linear projection (a MoE model's
+    routed experts are fused parameters, not modules, and keep their inputs)."""
+    linears = [(name, module) for name, module in model.named_modules()
+               if name.rsplit(".", 1)[-1] in PROJECTIONS and isinstance(module, torch.nn.Linear)]
+    if not getattr(model.config, "num_experts", 0) and len(linears) != len(PROJECTIONS) * model.config.num_hidden_layers:
         raise RuntimeError(f"expected {len(PROJECTIONS)} projections per layer, found {len(linears)} in all")
     return linears
+
+
+def checkpoint_tensors(model):
+    """The model's tensors under their checkpoint names: transformers 5 saves its fused experts as experts.N.*_proj."""
+    with tempfile.TemporaryDirectory() as d:
+        model.save_pretrained(d)
+        tensors = {}
+        for file in sorted(glob.glob(os.path.join(d, "*.safetensors"))):
+            with safe_open(file, framework="pt") as f:
+                tensors |= {name: f.get_tensor(name) for name in f.keys()}
+    return tensors
+
+
+def moe_quantized_model(model, config, scheme, block, device):
+    """(tensors to store, the reference model) for a MoE model: each projection quantized by its checkpoint name, the
+    routed experts' included, and the reference loaded back by transformers from the dequantized values, so that its
+    own conversion fuses the experts."""
+    tensors, dequantized = {}, {}
+    for name, t in checkpoint_tensors(model).items():
+        module, _, leaf = name.rpartition(".")
+        projection = module.rsplit(".", 1)[-1]
+        if projection in PROJECTIONS and leaf == "weight":
+            stored, values = quantize_projection(t.float(), scheme, projection, block, None)
+            tensors.update({f"{module}.{suffix}": v for suffix, v in stored.items()})
+            dequantized[name] = values.contiguous()
+        else:
+            tensors[name] = t.to(torch.bfloat16)
+            dequantized[name] = tensors[name].float()
+    with tempfile.TemporaryDirectory() as d:
+        save_file(dequantized, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+        config.save_pretrained(d)
+        reference = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager")
+    return tensors, reference.to(device).eval()
 
 
 def replace_input(transform):
@@ -292,12 +344,8 @@ def record_cases(model, prompts, device):
     return cases, margin
 
 
-def quantized_reference(config, scheme, activation, block, prompts, seed, device):
-    """Quantize a seeded model; returns (tensors to store, reference cases, min greedy margin)."""
-    torch.manual_seed(seed)
-    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="eager")
-    base.fill_weights(model, seed)
-
+def dense_quantized_model(model, scheme, block, seed, device):
+    """(tensors to store, the reference model): each projection's weight replaced by its dequantized values in place."""
     tensors = {}
     generator = torch.Generator().manual_seed(seed)
     quantized_modules = PROJECTIONS + (("lm_head",) if isinstance(scheme, tuple) and scheme[1].get("lm_head") else ())
@@ -316,6 +364,18 @@ def quantized_reference(config, scheme, activation, block, prompts, seed, device
                 tensors[name] = stored
                 param.copy_(stored.float())
     model = model.to(device).eval()
+    return tensors, model
+
+
+def quantized_reference(config, scheme, activation, block, prompts, seed, device):
+    """Quantize a seeded model; returns (tensors to store, reference cases, min greedy margin)."""
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="eager")
+    base.fill_weights(model, seed)
+    if getattr(config, "num_experts", 0):
+        tensors, model = moe_quantized_model(model, config, scheme, block, device)
+    else:
+        tensors, model = dense_quantized_model(model, scheme, block, seed, device)
 
     if activation is None:
         transforms = {}

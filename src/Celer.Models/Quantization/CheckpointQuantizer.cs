@@ -22,8 +22,9 @@ public enum QuantizeMethod
 }
 
 /// <summary>
-/// Writes a quantized copy of an unquantized checkpoint (<c>celer quantize</c>): each dense projection's weight (q/k/v/o,
-/// gate/up/down and their fused forms; embeddings, norms, lm_head and MoE experts stay as stored) in the method's
+/// Writes a quantized copy of an unquantized checkpoint (<c>celer quantize</c>): each projection's weight (q/k/v/o,
+/// gate/up/down and their fused forms, MoE experts stored per expert included; embeddings, norms, lm_head, routers and
+/// experts stored fused as 3-D tensors stay as stored) in the method's
 /// format, every other tensor copied, in safetensors shards of at most 5 GB with an index as transformers writes them,
 /// config.json with the method's <c>quantization_config</c>, and the directory's other files (tokenizer, generation
 /// config, chat template) copied. The output is what the tools that make such checkpoints write, so Celer, vLLM and
