@@ -20,9 +20,10 @@ What the references mean (Celer must match this, not "the model"):
   * everything else is make_model_fixtures.py's reference: fp32 eager forward with TF32 off, a manual greedy loop
     through the KV cache, logprobs from the raw logits, cross-checked against an uncached forward.
 This is the arithmetic of a W8A8 engine (fp8 x fp8 products are exact in fp32; the scales multiply the sum) up to
-fp32 summation order. A MoE model's routed experts are quantized too (stored per expert, experts.N.gate_proj ..., as
-Qwen3-30B-A3B-FP8 is; the routers stay bf16) but their inputs are not: Celer computes FP8 experts W8A16, as vLLM's FP8
-Marlin MoE does. transformers is not asked to load these checkpoints (it cannot load compressed-tensors
+fp32 summation order. The Qwen3-MoE fixture quantizes its routed experts only (stored per expert, experts.N.gate_proj ..., as
+Qwen3-30B-A3B-FP8 stores them; attention, the dense layer and the routers bf16, listed in modules_to_not_convert), and
+their inputs are not quantized: Celer computes FP8 experts W8A16, as vLLM's FP8 Marlin MoE does. With no input
+rounded to fp8 anywhere, only the routing is discontinuous, and check_perturbed keeps seeds off its edges. transformers is not asked to load these checkpoints (it cannot load compressed-tensors
 without that package); the model is built from the same config.json minus quantization_config.
 
 Rounding activations to fp8 is discontinuous, so summation order matters more than in a dense model: one code that
@@ -73,6 +74,10 @@ QWEN3_MOE_BLOCK_128_SHAPE = {
     "output_router_logits": False, "router_aux_loss_coef": 0.001, "use_sliding_window": False, "sliding_window": None,
     "max_window_layers": 3, "rope_theta": 1000000.0,
 }
+# What that fixture leaves in bf16, by module name as Qwen3-30B-A3B-FP8's config lists its routers.
+QWEN3_MOE_NOT_CONVERTED = ["lm_head"] + [f"model.layers.{i}.{m}" for i in range(3) for m in (
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate")] + [
+    f"model.layers.1.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj")]
 # Most seeds are rejected (see RoundingEdge); each attempt takes a second or two on a GPU.
 MAX_SEED_ATTEMPTS = 100
 # Cached vs uncached logprobs with no fp8 code flipped differ by ~1e-5 (fp32 noise); one flip late in the network
@@ -156,9 +161,10 @@ FIXTURES = (
     (53, "llama-fp8-block128-dynamic", "block", "group", BLOCK_128, BLOCK_128_SHAPE, fp8_block_config(BLOCK_128),
      f"fp8 weights in {BLOCK_128}x{BLOCK_128} blocks (weight_scale_inv), activations dynamic per token per group of "
      f"{BLOCK_128}; q/k/v and gate/up in whole 128-row blocks"),
-    (54, "qwen3-moe-fp8-block128-dynamic", "block", "group", BLOCK_128, QWEN3_MOE_BLOCK_128_SHAPE, fp8_block_config(BLOCK_128),
-     f"Qwen3-MoE, fp8 weights in {BLOCK_128}x{BLOCK_128} blocks (weight_scale_inv), routed experts included (stored per "
-     f"expert; their inputs unquantized), routers bf16; other inputs dynamic per token per group of {BLOCK_128}"),
+    (54, "qwen3-moe-fp8-experts-block128", "block", "group", BLOCK_128, QWEN3_MOE_BLOCK_128_SHAPE,
+     fp8_block_config(BLOCK_128) | {"modules_to_not_convert": QWEN3_MOE_NOT_CONVERTED},
+     f"Qwen3-MoE, routed experts' fp8 weights in {BLOCK_128}x{BLOCK_128} blocks (weight_scale_inv, stored per expert, "
+     f"inputs unquantized: W8A16); attention, the dense layer, routers and lm_head bf16 (modules_to_not_convert)"),
     # Integer weight-only: the scheme is (format, its int_packing arguments), no activation quantization. Groups of 16
     # divide HIDDEN (64) and the intermediate size (176) into several groups each.
     (60, "llama-gptq-int4-g16-actorder", ("gptq", dict(bits=4, group_size=16, act_order=True, symmetric=False, minus_one=True)),
@@ -252,14 +258,25 @@ def per_token_group(x, block):
     return torch.cat(groups, dim=-1)
 
 
+def is_moe(config):
+    return getattr(config, "num_experts", 0) > 0
+
+
 def quantized_linears(model):
-    """The quantized projections whose inputs the activation scheme rounds: every nn.Linear projection (a MoE model's
-    routed experts are fused parameters, not modules, and keep their inputs)."""
-    linears = [(name, module) for name, module in model.named_modules()
-               if name.rsplit(".", 1)[-1] in PROJECTIONS and isinstance(module, torch.nn.Linear)]
-    if not getattr(model.config, "num_experts", 0) and len(linears) != len(PROJECTIONS) * model.config.num_hidden_layers:
+    """The quantized projections whose inputs the activation scheme rounds: none in a MoE fixture (only its routed
+    experts are quantized, W8A16)."""
+    if is_moe(model.config):
+        return []
+    linears = [(name, module) for name, module in model.named_modules() if name.rsplit(".", 1)[-1] in PROJECTIONS]
+    if len(linears) != len(PROJECTIONS) * model.config.num_hidden_layers:
         raise RuntimeError(f"expected {len(PROJECTIONS)} projections per layer, found {len(linears)} in all")
     return linears
+
+
+def quantized_weight(tensor_name, moe):
+    """Whether a checkpoint tensor is a weight the fixture quantizes: a projection's (a MoE fixture's routed experts' only)."""
+    module, _, leaf = tensor_name.rpartition(".")
+    return leaf == "weight" and module.rsplit(".", 1)[-1] in PROJECTIONS and (not moe or ".experts." in module)
 
 
 def checkpoint_tensors(model):
@@ -274,15 +291,14 @@ def checkpoint_tensors(model):
 
 
 def moe_quantized_model(model, config, scheme, block, device):
-    """(tensors to store, the reference model) for a MoE model: each projection quantized by its checkpoint name, the
-    routed experts' included, and the reference loaded back by transformers from the dequantized values, so that its
-    own conversion fuses the experts."""
+    """(tensors to store, the reference model) for a MoE model: each routed expert's projections quantized by their
+    checkpoint names, and the reference loaded back by transformers from the dequantized values, so that its own
+    conversion fuses the experts."""
     tensors, dequantized = {}, {}
     for name, t in checkpoint_tensors(model).items():
-        module, _, leaf = name.rpartition(".")
-        projection = module.rsplit(".", 1)[-1]
-        if projection in PROJECTIONS and leaf == "weight":
-            stored, values = quantize_projection(t.float(), scheme, projection, block, None)
+        module = name.rpartition(".")[0]
+        if quantized_weight(name, moe=True):
+            stored, values = quantize_projection(t.float(), scheme, module.rsplit(".", 1)[-1], block, None)
             tensors.update({f"{module}.{suffix}": v for suffix, v in stored.items()})
             dequantized[name] = values.contiguous()
         else:
@@ -410,12 +426,12 @@ def quantized_reference(config, scheme, activation, block, prompts, seed, device
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="eager")
     base.fill_weights(model, seed)
-    if getattr(config, "num_experts", 0):
+    if is_moe(config):
         tensors, model = moe_quantized_model(model, config, scheme, block, device)
     else:
         tensors, model = dense_quantized_model(model, scheme, block, seed, device)
 
-    if activation is None:
+    if activation is None or is_moe(config):   # a MoE fixture's quantized experts keep their inputs (W8A16)
         transforms = {}
     elif activation == "token":
         transforms = {name: per_token for name, _ in quantized_linears(model)}
@@ -432,16 +448,16 @@ def quantized_reference(config, scheme, activation, block, prompts, seed, device
         module.register_forward_pre_hook(replace_input(transforms[name]))
 
     cases, margin = record_cases(model, prompts, device)
-    if activation is not None or getattr(config, "num_experts", 0):
+    if activation is not None or is_moe(config):
         check_perturbed(model, cases, device)
     return {name: t.contiguous() for name, t in tensors.items()}, cases, margin
 
 
-def intended_dtype(tensor_name, scheme):
+def intended_dtype(tensor_name, scheme, moe):
     leaf = tensor_name.rsplit(".", 1)[-1]
     if isinstance(scheme, tuple):
         return INT_DTYPES.get(leaf, "BF16")
-    if leaf == "weight" and tensor_name.rsplit(".", 2)[-2] in PROJECTIONS:
+    if quantized_weight(tensor_name, moe):
         return "F8_E4M3"
     if leaf == "weight_scale":
         return "BF16" if scheme == "channel" else "F32"
@@ -450,14 +466,14 @@ def intended_dtype(tensor_name, scheme):
     return "BF16"
 
 
-def write_and_verify(path, tensors, scheme):
+def write_and_verify(path, tensors, scheme, moe):
     save_file(tensors, path, metadata={"format": "pt"})
     with safe_open(path, framework="pt") as f:
         if set(f.keys()) != set(tensors):
             raise RuntimeError(f"{path}: stored names differ from those written")
         for name in f.keys():
             stored = f.get_slice(name)
-            expected = intended_dtype(name, scheme)
+            expected = intended_dtype(name, scheme, moe)
             if stored.get_dtype() != expected or SAFETENSORS_DTYPES[tensors[name].dtype] != expected:
                 raise RuntimeError(f"{path}: {name} stored as {stored.get_dtype()}, expected {expected}")
             if list(stored.get_shape()) != list(tensors[name].shape):
@@ -489,7 +505,7 @@ def build_one(index, name, scheme, activation, block, shape, quantization_config
     else:
         raise RuntimeError(f"{name}: no seed gave decisive greedy choices off fp8 rounding edges")
 
-    write_and_verify(os.path.join(model_dir, "model.safetensors"), tensors, scheme)
+    write_and_verify(os.path.join(model_dir, "model.safetensors"), tensors, scheme, is_moe(config))
     bos, eos = base.pick_unused_ids(cases, 2)
     base.write_json(os.path.join(model_dir, "config.json"), dict(
         config_dict, quantization_config=quantization_config, bos_token_id=bos, eos_token_id=eos))
