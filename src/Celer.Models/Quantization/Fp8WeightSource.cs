@@ -82,7 +82,7 @@ public sealed unsafe class Fp8WeightSource(IWeightSource inner, QuantizationConf
 
         if (q.Shape.Length != 2)
         {
-            throw new ModelLoadException($"'{q.Name}' has shape {WeightTensor.FormatShape(q.Shape)}: Celer reads FP8 linear weights [out, in]; quantized MoE experts are not supported yet");
+            throw new ModelLoadException($"'{q.Name}' has shape {WeightTensor.FormatShape(q.Shape)}: Celer reads FP8 linear weights [out, in] (MoE experts too, stored one matrix per expert; not fused into one 3-D tensor)");
         }
     }
 
