@@ -38,8 +38,9 @@ public sealed class ReferenceParityTests
     public void Greedy_tokens_and_logprobs_match_transformers(string name)
     {
         (string dir, ReferenceFixture fixture) = Load(name);
-        // Weight-only formats (integer codes) compute with exactly the dequantized weights transformers has: held to Tolerance.
-        bool quantized = ModelConfig.Load(dir).Quantization is { Activations: not null };
+        // Weight-only formats (integer codes, FP8 experts) compute with exactly the dequantized weights transformers has:
+        // held to Tolerance.
+        bool quantized = Fp8Fixtures.RoundsInputs(dir);
         (CpuBackend backend, IWeightSource weights) = Open(dir);
         using var ownedBackend = backend;
         using var ownedWeights = weights;
@@ -82,7 +83,7 @@ public sealed class ReferenceParityTests
         (string dir, ReferenceFixture fixture) = Load(name);
         // Batched and solo matmuls sum in different orders; with FP8 inputs that can move a value across a rounding
         // boundary (see QuantizedTolerance), so these fixtures are compared with transformers only.
-        Assert.SkipWhen(ModelConfig.Load(dir).Quantization is { Activations: not null }, $"{name} quantizes its layers' inputs to FP8: batched and solo rows may round differently");
+        Assert.SkipWhen(Fp8Fixtures.RoundsInputs(dir), $"{name} quantizes its layers' inputs to FP8: batched and solo rows may round differently");
         (CpuBackend backend, IWeightSource weights) = Open(dir);
         using var ownedBackend = backend;
         using var ownedWeights = weights;
