@@ -664,8 +664,8 @@ __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __r
                               const int* __restrict__ num_tiles, int pairs, const void* __restrict__ wv, const void* __restrict__ ws,
                               int ws_ld, int n, int k, const float* __restrict__ pair_weights, void* __restrict__ out,
                               const T* __restrict__ bias, float limit) {
-    static_assert(F == MOE_W16 || F == MOE_FP8, "the CUDA-core GEMM reads 16/32-bit or FP8 weights");
     celer_pdl_begin();
+    static_assert(F == MOE_W16 || F == MOE_FP8, "the CUDA-core GEMM reads 16/32-bit or FP8 weights");
     constexpr int BM = MOE_SIMT_BM, BN = 32, BK = 32, H = GATED ? 2 : 1, RPT = BM * BN / MOE_THREADS;
     __shared__ float sA[BM][BK + 1];
     __shared__ float sB[H * BN][BK + 1];
