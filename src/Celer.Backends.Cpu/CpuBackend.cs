@@ -284,7 +284,7 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
         Reserve(ref _int4Scratch, ref _int4ScratchElements, (long)rows * columns);
 
         var sz = new Tensor(name + ".scales_and_zeros", pairMemory, DType.F32, [rows, groups * 2]);
-        return new Tensor(name, codeMemory, DType.I32, [rows, columns / 8]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, TensorCoreLayout: false) };
+        return new Tensor(name, codeMemory, DType.I32, [rows, columns / 8]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, Int4Layout.Linear) };
     }
 
     /// <summary>y = x·Wᵀ (+ bias) for a packed 4-bit weight: x gathered into the weight's column order (act-order) first.</summary>

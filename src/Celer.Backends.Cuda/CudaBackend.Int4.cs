@@ -101,7 +101,7 @@ public sealed unsafe partial class CudaBackend
         // The linear layout's (scale, zero) float pairs, or the tensor-core layout's 16-bit (scale, magic + zero) words.
         float[] scalesAndZeros = IntWeights.ScalesAndZeros(weights);
         uint[] packedScales = tensorCores
-            ? [.. Enumerable.Range(0, scalesAndZeros.Length / 2).Select(j => Bits16(scalesAndZeros[2 * j]) | (Bits16(TensorCoreMagic + scalesAndZeros[(2 * j) + 1]) << 16))]
+            ? [.. Enumerable.Range(0, scalesAndZeros.Length / 2).Select(j => ScaleWord(scalesAndZeros[2 * j], scalesAndZeros[(2 * j) + 1]))]
             : [];
 
         _device.MakeCurrent();
@@ -155,11 +155,14 @@ public sealed unsafe partial class CudaBackend
         }
 
         _device.Synchronize();   // the host arrays are released on return
-        return new Tensor(name, (nint)memory, DType.I32, [rows, words]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, tensorCores) };
+        return new Tensor(name, (nint)memory, DType.I32, [rows, words]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, tensorCores ? Int4Layout.TensorCore : Int4Layout.Linear) };
     }
 
     /// <summary>The tensor-core layout's code bias: 128 + code is exact in bf16's 8 significant bits, 1024 + code in fp16's 11.</summary>
     private float TensorCoreMagic => ActivationDType == DType.BF16 ? 128f : 1024f;
+
+    /// <summary>A group's 32-bit word in the tensor-core and experts layouts: the scale in the low half, magic + zero in the high half.</summary>
+    private uint ScaleWord(float scale, float zero) => Bits16(scale) | (Bits16(TensorCoreMagic + zero) << 16);
 
     /// <summary>The bits of a value rounded to the 16-bit model dtype.</summary>
     private uint Bits16(float value) =>
@@ -211,6 +214,11 @@ public sealed unsafe partial class CudaBackend
     /// </summary>
     internal void Int4Linear(Tensor x, int rows, Tensor weight, Tensor? bias, Tensor y, Int4Choice? choice = null)
     {
+        if (weight.Int4!.Layout == Int4Layout.Experts)
+        {
+            throw new ArgumentException($"Int4Linear: {weight} holds stacked MoE experts, which MoeExperts reads.");
+        }
+
         Tensor input = Int4LayerInput(x, rows, weight);
         if (rows > 0)
         {
@@ -307,7 +315,7 @@ public sealed unsafe partial class CudaBackend
             {
                 var dequantized = new Tensor(weight.Name + " dequantized", (nint)_int4Weight!.Pointer, ActivationDType, [n, k]);
                 ulong dp = (ulong)dequantized.Data;
-                int tc = q.TensorCoreLayout ? 1 : 0;
+                int tc = q.Layout == Int4Layout.TensorCore ? 1 : 0;
                 void** dargs = stackalloc void*[] { &wp, &szp, &groups, &groupSize, &tc, &n, &k, &dp };
                 Launch("int4_dequantize", Blocks((long)n * k / 8), 1, 256, dargs);
                 RunLinear(input, rows, dequantized, bias, y);
@@ -347,7 +355,7 @@ public sealed unsafe partial class CudaBackend
     {
         PackedInt4 q = weight.Int4!;
         int bucket = RowBucket(rows);
-        if (!q.TensorCoreLayout)
+        if (q.Layout != Int4Layout.TensorCore)
         {
             return new Int4Choice(bucket <= Int4GemvRows ? Int4Kernel.Gemv : Int4Kernel.Dequantized);
         }
@@ -432,7 +440,7 @@ public sealed unsafe partial class CudaBackend
     internal static IReadOnlyList<Int4Choice> Int4Choices(int rows, Tensor weight)
     {
         int bucket = RowBucket(rows);
-        if (weight.Int4!.TensorCoreLayout)
+        if (weight.Int4!.Layout == Int4Layout.TensorCore)
         {
             return Int4Candidates(bucket);
         }

@@ -1,5 +1,7 @@
+using System.Numerics;
 using Celer.Backends.Cuda.Interop;
 using Celer.Models.Backend;
+using Celer.Models.Quantization;
 using Celer.Models.Weights;
 
 namespace Celer.Backends.Cuda;
@@ -12,8 +14,10 @@ namespace Celer.Backends.Cuda;
 /// for gate/up and for down, which also adds each row's pairs). Grids depend only on the rows, top-k and expert count (the most tiles any
 /// routing can make; blocks past the real count exit), so a recorded graph replays any routing. gpt-oss's MXFP4 experts
 /// stay packed in bf16 models on sm_80+ (<see cref="LoadMxfp4"/>), and FP8 checkpoints' experts as their E4M3 codes with
-/// scales per row or per 128 × 128 block (<see cref="LoadFp8"/>): the *_mxfp4 and *_fp8 kernels decode them in registers
-/// (fp32 models: in the CUDA-core GEMM's tile) and multiply the model-dtype inputs (W8A16, as vLLM's FP8 Marlin MoE).
+/// scales per row or per 128 × 128 block (<see cref="LoadFp8"/>), and 4-bit integer checkpoints' experts as their codes
+/// with a scale and zero point per group (<see cref="LoadExperts"/>): the *_mxfp4, *_fp8 and *_int4 kernels decode them
+/// in registers (FP8 in fp32 models: in the CUDA-core GEMM's tile) and multiply the model-dtype inputs (W8A16 / W4A16,
+/// as vLLM's Marlin MoE kernels).
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
@@ -61,6 +65,67 @@ public sealed unsafe partial class CudaBackend
         return new Tensor(name, (nint)codes, DType.U8, [rows, columns / 2]) { Mxfp4 = new PackedMxfp4(columns, scaleTensor) };
     }
 
+    /// <summary>
+    /// Expert projections stacked for <see cref="MoeExperts"/>. A 4-bit integer checkpoint's experts (GPTQ, AWQ,
+    /// compressed-tensors W4A16) stay packed in 16-bit models on sm_80+, a quarter of their bytes, in moe.cu's
+    /// MoeCodes&lt;MOE_INT4&gt; layout (<see cref="Int4Layout.Experts"/>), when the kernels can read them: static groups of a
+    /// power of two from 32 that divide the input width (per-channel scales are repeated over the widest such group),
+    /// and no act-order column permutation (each expert would need its input gathered alike). Other integer experts
+    /// (8-bit, act-order, narrower groups, fp32 models) are dequantized into the model dtype at load, one part at a time.
+    /// </summary>
+    public Tensor LoadExperts(string name, params WeightTensor[] parts)
+    {
+        if (!parts.Any(p => p.Packed is not null))
+        {
+            return LoadStacked(name, parts);
+        }
+
+        IntWeights[] weights = IntWeights.Stacked(name, parts);
+        int columns = weights[0].Columns, rows = weights.Sum(w => w.Rows);
+        int storedGroup = weights[0].GroupSize == 0 ? columns : weights[0].GroupSize;
+        bool packable = ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8 && columns % MoeInt4MinGroup == 0
+            && IntWeights.PackableInt4(weights, out int[]? order) && order is null
+            && (weights[0].GroupSize == 0 || (storedGroup >= MoeInt4MinGroup && BitOperations.IsPow2(storedGroup) && columns % storedGroup == 0));
+        if (!packable)
+        {
+            return LoadDequantized(name, parts);
+        }
+
+        // The kernels' group: the stored one, or for per-channel scales the widest power of two dividing the width.
+        int group = weights[0].GroupSize == 0 ? 1 << BitOperations.TrailingZeroCount(columns) : storedGroup, groups = columns / group;
+        // Value v of word q in nibble v / 2 + 4 (v % 2), so that int4_dequant8 decodes the pairs 2j, 2j + 1.
+        uint[] codes = IntWeights.PackCodes(weights, order: null, static (q, i) => (q * 8) + (i % 4 * 2) + (i / 4));
+        var words = new uint[(long)rows * groups];
+        long row = 0;
+        foreach (IntWeights w in weights)
+        {
+            for (int r = 0; r < w.Rows; r++, row++)
+            {
+                for (int j = 0; j < groups; j++)
+                {
+                    int stored = (r * w.Groups) + w.GroupOf(j * group);
+                    words[(row * groups) + j] = ScaleWord(w.Scales[stored], w.Zeros[stored]);
+                }
+            }
+        }
+
+        _device.MakeCurrent();
+        ulong codeMemory = AllocateWeight((long)codes.Length * sizeof(uint)), wordMemory = AllocateWeight((long)words.Length * sizeof(uint));
+        fixed (uint* c = codes)
+        fixed (uint* s = words)
+        {
+            Upload(new WeightTensor(name, DType.I32, [rows, columns / 8], (nint)c, (long)codes.Length * sizeof(uint)), codeMemory, DType.I32);
+            Upload(new WeightTensor(name + ".scales_and_zeros", DType.I32, [rows, groups], (nint)s, (long)words.Length * sizeof(uint)), wordMemory, DType.I32);
+            _device.Synchronize();   // the host arrays are released on return
+        }
+
+        var scales = new Tensor(name + ".scales_and_zeros", (nint)wordMemory, DType.I32, [rows, groups]);
+        return new Tensor(name, (nint)codeMemory, DType.I32, [rows, columns / 8]) { Int4 = new PackedInt4(columns, group, groups, scales, null, Int4Layout.Experts) };
+    }
+
+    // MoeCodes<MOE_INT4>: one scale word per 16-byte vector of 32 codes at most.
+    private const int MoeInt4MinGroup = 32;
+
     public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output, ExpertOptions? experts = null)
     {
         int count = (int)routerLogits.Columns, hidden = (int)x.Columns;
@@ -68,7 +133,7 @@ public sealed unsafe partial class CudaBackend
         MoeWeights format = MoeFormat(gateUp);
         if (MoeFormat(down) != format)
         {
-            throw new ArgumentException($"MoeExperts: gate_up {gateUp} and down {down} must be stored alike (both MXFP4, both FP8, or neither).");
+            throw new ArgumentException($"MoeExperts: gate_up {gateUp} and down {down} must be stored alike (both MXFP4, both FP8, both 4-bit, or none).");
         }
         if (experts is not null && (experts.GateUpBias.ElementCount != gateUp.Rows || experts.DownBias.ElementCount != down.Rows
             || experts.GateUpBias.DType != ActivationDType || experts.DownBias.DType != ActivationDType || !(experts.SwigluLimit > 0)))
@@ -82,8 +147,8 @@ public sealed unsafe partial class CudaBackend
             throw new NotSupportedException($"MoeExperts takes up to {MoeMaxExperts} experts and top-k 1..32 (≤ experts), not {count} experts with top-k {topK}.");
         }
 
-        if (gateUp.Rows != 2 * count * intermediate || (gateUp.Mxfp4?.Columns ?? gateUp.Columns) != hidden || down.Rows != count * hidden
-            || (down.Mxfp4?.Columns ?? down.Columns) != intermediate || output.Columns != hidden)
+        if (gateUp.Rows != 2 * count * intermediate || MoeColumns(gateUp) != hidden || down.Rows != count * hidden
+            || MoeColumns(down) != intermediate || output.Columns != hidden)
         {
             throw new ArgumentException($"MoeExperts: gate_up {gateUp}, down {down}, x {x} and output {output} do not fit {count} experts.");
         }
@@ -104,9 +169,9 @@ public sealed unsafe partial class CudaBackend
 
         bool tensorCores = ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8 && hidden % 8 == 0 && intermediate % 8 == 0
             && x.Data % 16 == 0 && gateUp.Data % 16 == 0 && down.Data % 16 == 0;
-        if (format == MoeWeights.Mxfp4 && !tensorCores)
+        if (format is MoeWeights.Mxfp4 or MoeWeights.Int4 && !tensorCores)
         {
-            throw new ArgumentException($"MoeExperts: MXFP4 experts need a 16-bit model dtype and 16-byte aligned tensors (x {x} in {ActivationDType}).");
+            throw new ArgumentException($"MoeExperts: {format} experts need a 16-bit model dtype and 16-byte aligned tensors (x {x} in {ActivationDType}).");
         }
 
         if (format == MoeWeights.Fp8 && (hidden % MoeFp8Vector != 0 || intermediate % MoeFp8Vector != 0))
@@ -129,19 +194,29 @@ public sealed unsafe partial class CudaBackend
         Plain,   // the model dtype
         Mxfp4,   // LoadMxfp4's codes and E8M0 scale bytes: the *_mxfp4 kernels
         Fp8,     // LoadFp8's E4M3 codes and fp32 scales: the *_fp8 kernels
+        Int4,    // LoadExperts' 4-bit codes and scale words: the *_int4 kernels
     }
 
     private static MoeWeights MoeFormat(Tensor w) =>
-        w.Mxfp4 is not null ? MoeWeights.Mxfp4 : w.DType == DType.F8E4M3 && w.Scales is not null ? MoeWeights.Fp8 : MoeWeights.Plain;
+        w.Mxfp4 is not null ? MoeWeights.Mxfp4
+        : w.DType == DType.F8E4M3 && w.Scales is not null ? MoeWeights.Fp8
+        : w.Int4 is { Layout: Int4Layout.Experts } ? MoeWeights.Int4
+        : w.Int4 is not null ? throw new ArgumentException($"MoeExperts: {w} is a 4-bit linear layer's weight, not experts loaded by LoadExperts.")
+        : MoeWeights.Plain;
+
+    /// <summary>The input width of a stacked experts' weight (codes count bytes or words in its shape).</summary>
+    private static long MoeColumns(Tensor w) => w.Mxfp4?.Columns ?? w.Int4?.Columns ?? w.Columns;
 
     /// <summary>
     /// The scale pointer and scale-grid row stride the GEMM kernels take for <paramref name="w"/>: MXFP4's scale bytes; FP8's
-    /// fp32 scales, one per row (stride 0) or the padded grid of 128 × 128 blocks; none (0, 0) for model-dtype weights.
+    /// fp32 scales, one per row (stride 0) or the padded grid of 128 × 128 blocks; 4-bit codes' scale words with the
+    /// log2 of their group in place of the stride; none (0, 0) for model-dtype weights.
     /// </summary>
     private static (ulong Scales, int Stride) MoeScales(Tensor w) => MoeFormat(w) switch
     {
         MoeWeights.Mxfp4 => ((ulong)w.Mxfp4!.Scales.Data, 0),
         MoeWeights.Fp8 => ((ulong)w.Scales!.Data, w.Scales.Shape.Length == 2 ? w.Scales.Shape[1] : 0),
+        MoeWeights.Int4 => ((ulong)w.Int4!.ScalesAndZeros.Data, BitOperations.Log2((uint)w.Int4.GroupSize)),
         _ => (0, 0),
     };
 
@@ -175,7 +250,7 @@ public sealed unsafe partial class CudaBackend
         MoeWeights stored = MoeFormat(gateUp);
         (ulong s1, int ld1) = MoeScales(gateUp);
         (ulong s2, int ld2) = MoeScales(down);
-        string format = stored switch { MoeWeights.Mxfp4 => "_mxfp4", MoeWeights.Fp8 => "_fp8", _ => "" };
+        string format = stored switch { MoeWeights.Mxfp4 => "_mxfp4", MoeWeights.Fp8 => "_fp8", MoeWeights.Int4 => "_int4", _ => "" };
         // FP8 off the tensor cores (fp32 models) takes the CUDA-core GEMM: moe_gemv decodes FP8 into 16-bit pairs.
         if ((tensorCores || stored == MoeWeights.Plain) && UsesMoeGemv(pairs, experts, hidden, intermediate, xp, w1, w2))
         {

@@ -2,6 +2,7 @@ using Celer.Backends.Cpu;
 using Celer.Models.Backend;
 using Celer.Models.Quantization;
 using Celer.Models.Weights;
+using Celer.TestSupport;
 
 namespace Celer.Backends.Cuda.Tests;
 
@@ -188,6 +189,64 @@ public sealed class MoeParityTests
         if (rows * topK > 16 * experts)
         {
             Assert.Equal(decoded, packed);   // 64-row tiles
+        }
+
+        double error = HostTensors.RelativeError(packed, reference);
+        Assert.True(error < Tolerance(dtype), $"relative error {error}");
+    }
+
+    /// <summary>
+    /// 4-bit integer experts (GPTQ / AWQ / compressed-tensors W4A16, loaded by LoadExperts): kept packed in 16-bit models
+    /// (groups of 32 to 128, and per channel, repeated over the widest power-of-two group of the width), the *_int4
+    /// kernels compute what the same backend computes on the values dequantized into the model dtype (bit for bit on the
+    /// 64-row tiles, which decode into the same shared tile), and both stay within the dtype's tolerance of the CPU's fp32
+    /// on the exact values. Act-order and 8-bit experts, and fp32 models, take the values dequantized at load.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.BF16, 4, 32, 1, 16, 4, 128, 96, false)]       // moe_gemv
+    [InlineData(DType.F16, 4, 128, 3, 16, 4, 256, 128, true)]       // moe_gemv, gpt-oss's biases and SwiGLU
+    [InlineData(DType.BF16, 4, 64, 40, 8, 2, 128, 192, true)]       // 16-row tiles
+    [InlineData(DType.F16, 4, 32, 300, 16, 4, 96, 160, false)]      // 64-row tiles
+    [InlineData(DType.BF16, 4, 0, 40, 8, 2, 128, 96, false)]        // per channel: groups of 128 and 32 (96 = 3 × 32)
+    [InlineData(DType.BF16, 4, 128, 4, 128, 8, 2048, 768, false)]   // Qwen3-30B-A3B's widths (GPTQ's groups of 128)
+    [InlineData(DType.BF16, 4, 16, 40, 8, 2, 128, 96, false)]       // groups of 16: dequantized at load
+    [InlineData(DType.BF16, 8, 32, 40, 8, 2, 128, 96, false)]       // 8-bit: dequantized at load
+    [InlineData(DType.F32, 4, 32, 40, 8, 2, 128, 96, false)]        // fp32 models: dequantized at load
+    public void Int4_experts_compute_what_their_dequantized_values_compute(DType dtype, int bits, int groupSize, int rows, int experts, int topK,
+        int hidden, int intermediate, bool gptOss)
+    {
+        Gpu.Require();
+        var random = new Random(rows + experts + hidden + groupSize);
+        using var host = new HostTensors(rows + experts + hidden + groupSize);
+        WeightTensor x = host.Random("x", DType.F32, 1f, rows, hidden);
+        WeightTensor logits = host.Random("router_logits", dtype, 3f, rows, experts);
+        IntWeights Create(int n, int k) => RandomIntWeights.Create(random, n, k, bits, groupSize, null);
+        IntWeights[] gateUp = [.. Enumerable.Range(0, 2 * experts).Select(_ => Create(intermediate, hidden))];
+        IntWeights[] down = [.. Enumerable.Range(0, experts).Select(_ => Create(hidden, intermediate))];
+        WeightTensor gateUpBias = host.Random("gate_up_bias", dtype, 1f, experts * 2 * intermediate);
+        WeightTensor downBias = host.Random("down_bias", dtype, 1f, experts * hidden);
+        WeightTensor[] Packed(IntWeights[] w) => [.. w.Select((q, i) => new WeightTensor($"experts.{i}", DType.I32, [q.Rows, q.Columns], 0, 0) { Packed = q })];
+        WeightTensor[] Dequantized(IntWeights[] w) => [.. w.Select((q, i) => host.FromValues($"experts.{i}", RandomIntWeights.Dequantize(q), q.Rows, q.Columns))];
+
+        float[] Run(IModelBackend b, WeightTensor[] w1, WeightTensor[] w2, Action<Tensor>? check = null)
+        {
+            Tensor output = b.Allocate("out", b.ActivationDType, rows, hidden);
+            ExpertOptions? options = gptOss ? new ExpertOptions(b.LoadWeight(gateUpBias), b.LoadWeight(downBias), SwigluLimit: 0.8f) : null;
+            Tensor g = b.LoadExperts("gate_up", w1);
+            check?.Invoke(g);
+            b.MoeExperts(b.LoadWeight(x), rows, b.LoadWeight(logits), topK, true, g, b.LoadExperts("down", w2), output, options);
+            return HostTensors.Read(b, output, rows);
+        }
+
+        using var cpu = new CpuBackend(DType.F32);
+        using var gpu = new CudaBackend(Gpu.Device, dtype);
+        bool keptPacked = dtype != DType.F32 && bits == 4 && groupSize is 0 or >= 32;
+        float[] packed = Run(gpu, Packed(gateUp), Packed(down), g => Assert.Equal(keptPacked, g.Int4 is { Layout: Int4Layout.Experts }));
+        float[] decoded = Run(gpu, Dequantized(gateUp), Dequantized(down));
+        float[] reference = Run(cpu, Packed(gateUp), Packed(down));   // the CPU's LoadExperts dequantizes them
+        if (!keptPacked || rows * topK > 16 * experts)
+        {
+            Assert.Equal(decoded, packed);   // 64-row tiles, or the same dequantized weights
         }
 
         double error = HostTensors.RelativeError(packed, reference);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU test and benchmark in one device call. Prepare here with tools/gpu/publish.sh, then run on the GPU
 # machine from the repo root (carry publish/gpu-bundle.tar.xz):
-#   STAGES="templates tokenizers tests gemm fp8gemm latency pdl prefill context fp8 fp8w int4gemm int4w hostgap moe moefp8 mixtral spec espec structured attention throughput serve coldstart sleep hf" bash tools/gpu/run-all.sh
+#   STAGES="templates tokenizers tests gemm fp8gemm latency pdl prefill context fp8 fp8w int4gemm int4w hostgap moe moefp8 moeint4 mixtral spec espec structured attention throughput serve coldstart sleep hf" bash tools/gpu/run-all.sh
 # (tp: tensor parallelism on a machine of two GPUs, run only when named. draft: trains celer-tiny-py's draft model into $OUT, which the spec stage then measures; minutes of training, so
 # it runs only when named. eagle: trains celer-tiny-py's EAGLE-3 head and the engine's reference drafts (eagle3-fixture.json)
 # into $OUT; minutes too, so only when named. espec: EAGLE-3 speculative decoding measured (celer-tiny-py's head on real
@@ -12,7 +12,7 @@
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
 # ceilings: the card's copy and GEMM rates alone, for a call that leaves the (long) hf stage to another.
-STAGES="${STAGES:-templates tokenizers tests gemm fp8gemm latency pdl prefill context fp8 fp8w int4gemm int4w hostgap moe moefp8 mixtral spec espec structured attention throughput serve coldstart sleep hf}"
+STAGES="${STAGES:-templates tokenizers tests gemm fp8gemm latency pdl prefill context fp8 fp8w int4gemm int4w hostgap moe moefp8 moeint4 mixtral spec espec structured attention throughput serve coldstart sleep hf}"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/run-all.log") 2>&1
 export PYTHONUNBUFFERED=1 CELER_CACHE_DIR=/tmp/celer-cache DOTNET_CLI_TELEMETRY_OPTOUT=1
@@ -162,18 +162,23 @@ if has moe; then
     [[ -n "${MOE_BATCHES:-}" ]] || MODEL=benchmarks/models/$shape-shape latency "moe-$shape-prefill-8x2048" 8 2048 1 --max-num-batched-tokens 16384
   done
 fi
-if has moefp8; then
-  # Qwen3-30B-A3B-FP8's layout (every expert's projections in E4M3 with 128 x 128 block scales, routers in bf16; 31 GB),
-  # written by the GPU: the experts decoded in registers by moe.cu's *_fp8 kernels, beside the moe stage's bf16 shape.
-  stage "FP8 checkpoint of Qwen3-30B-A3B's shape (128 x 128 blocks)"
-  if timeout 300 python3 tools/gpu/write_checkpoint.py benchmarks/models/qwen3-30b-a3b-shape /tmp/ckpt-qwen3-moe-fp8 --fp8 block; then
-    for b in ${MOE_BATCHES:-1 32 128}; do MODEL=/tmp/ckpt-qwen3-moe-fp8 LOAD_FORMAT=auto latency "moe-qwen3-30b-a3b-fp8-bs$b" "$b" 128 256; done
-    [[ -n "${MOE_BATCHES:-}" ]] || MODEL=/tmp/ckpt-qwen3-moe-fp8 LOAD_FORMAT=auto latency moe-qwen3-30b-a3b-fp8-prefill-8x2048 8 2048 1 --max-num-batched-tokens 16384
+# A checkpoint of Qwen3-30B-A3B's shape quantized by write_checkpoint.py (flags after the label), written by the GPU,
+# beside the moe stage's bf16 shape: moefp8 in Qwen3-30B-A3B-FP8's layout (every expert's projections in E4M3 with
+# 128 x 128 block scales, routers in bf16; 31 GB), the experts decoded in registers by moe.cu's *_fp8 kernels; moeint4
+# in Qwen3-30B-A3B-GPTQ-Int4's (attention and experts GPTQ 4-bit in groups of 128, symmetric), by the *_int4 kernels.
+moe_checkpoint() {
+  local label=$1; shift
+  stage "$label checkpoint of Qwen3-30B-A3B's shape ($*)"
+  if timeout 400 python3 tools/gpu/write_checkpoint.py benchmarks/models/qwen3-30b-a3b-shape "/tmp/ckpt-qwen3-moe-$label" "$@"; then
+    for b in ${MOE_BATCHES:-1 32 128}; do MODEL="/tmp/ckpt-qwen3-moe-$label" LOAD_FORMAT=auto latency "moe-qwen3-30b-a3b-$label-bs$b" "$b" 128 256; done
+    [[ -n "${MOE_BATCHES:-}" ]] || MODEL="/tmp/ckpt-qwen3-moe-$label" LOAD_FORMAT=auto latency "moe-qwen3-30b-a3b-$label-prefill-8x2048" 8 2048 1 --max-num-batched-tokens 16384
   else
     status=1
   fi
-  rm -rf /tmp/ckpt-qwen3-moe-fp8
-fi
+  rm -rf "/tmp/ckpt-qwen3-moe-$label"
+}
+if has moefp8; then moe_checkpoint fp8 --fp8 block; fi
+if has moeint4; then moe_checkpoint int4 --int4 gptq; fi
 if has mixtral; then
   # Mixtral-8x7B's shape (93 GB of bf16 weights, 8 experts, top 2) beside transformers in the same call: batch 1 and 32
   # decode (128 in / 256 out) on both, and Celer's throughput; transformers' compiled static cache is left out for MoE.

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Tiny random-weight Llama checkpoints quantized to FP8 (E4M3) or to integer weights (GPTQ, AWQ, compressed-tensors
-W4A16 / W8A16), and a Qwen3-MoE one in FP8 blocks, with transformers' greedy outputs as references.
+W4A16 / W8A16), and Qwen3-MoE ones with their routed experts in FP8 blocks or in 4-bit integers, with transformers'
+greedy outputs as references.
 
 Usage: python3 tools/reference/make_quantized_fixtures.py --out DIR [--only NAME ...] [--keep-going]
 
@@ -22,7 +23,9 @@ What the references mean (Celer must match this, not "the model"):
 This is the arithmetic of a W8A8 engine (fp8 x fp8 products are exact in fp32; the scales multiply the sum) up to
 fp32 summation order. The Qwen3-MoE fixture quantizes its routed experts only (stored per expert, experts.N.gate_proj ..., as
 Qwen3-30B-A3B-FP8 stores them; attention, the dense layer and the routers bf16, listed in modules_to_not_convert), and
-their inputs are not quantized: Celer computes FP8 experts W8A16, as vLLM's FP8 Marlin MoE does. With no input
+their inputs are not quantized: Celer computes FP8 experts W8A16, as vLLM's FP8 Marlin MoE does. The 4-bit Qwen3-MoE
+fixtures quantize their routed experts alike (GPTQ in groups of 32 with zero points; compressed-tensors per channel with
+an expert width of 96, which the CUDA backend's experts kernels read in groups of 32). With no input
 rounded to fp8 anywhere, only the routing is discontinuous, and check_perturbed keeps seeds off its edges. transformers is not asked to load these checkpoints (it cannot load compressed-tensors
 without that package); the model is built from the same config.json minus quantization_config.
 
@@ -181,6 +184,17 @@ FIXTURES = (
     (64, "llama-w8a16-channel", ("compressed-tensors", dict(bits=8, group_size=None, act_order=False, symmetric=True)),
      None, None, {}, compressed_tensors_int_config(8, "channel", None, True, None),
      "compressed-tensors pack-quantized 8-bit per channel, symmetric"),
+    # 4-bit MoE experts (Qwen3-30B-A3B-GPTQ-Int4's and llm-compressor's W4A16 MoE layouts: stored per expert, the routers
+    # and everything outside the routed experts bf16).
+    (65, "qwen3-moe-gptq-int4-g32", ("gptq", dict(bits=4, group_size=32, act_order=False, symmetric=False, minus_one=True)),
+     None, None, QWEN3_MOE_BLOCK_128_SHAPE, gptq_config(4, 32, False, False, "gptq"),
+     "Qwen3-MoE, routed experts gptq 4-bit in groups of 32, asymmetric, zero points stored minus one, desc_act false; "
+     "attention, the dense layer, routers and lm_head bf16"),
+    (66, "qwen3-moe-w4a16-channel-i96", ("compressed-tensors", dict(bits=4, group_size=None, act_order=False, symmetric=True)),
+     None, None, QWEN3_MOE_BLOCK_128_SHAPE | {"moe_intermediate_size": 96},
+     compressed_tensors_int_config(4, "channel", None, True, None) | {"ignore": QWEN3_MOE_NOT_CONVERTED},
+     "Qwen3-MoE, routed experts compressed-tensors pack-quantized 4-bit per channel, symmetric, expert width 96; "
+     "attention, the dense layer, routers and lm_head bf16 (ignore)"),
 )
 
 

@@ -167,8 +167,9 @@ __device__ __forceinline__ void mxfp4_decode8(unsigned word, unsigned s, unsigne
 // scales, or a per-tensor scale repeated), or one per 128 x 128 block of the stacked weight, the grid's rows ws_ld apart.
 #define MOE_FP8_BLOCK 128
 
-// How the grouped GEMMs read a weight row: MOE_W16 as T values; MXFP4 and FP8 as codes decoded in registers, 8 or 4
-// values per 32-bit word (32 or 16 per 16-byte vector), under the scale of the block each value belongs to.
+// How the grouped GEMMs read a weight row: MOE_W16 as T values; MXFP4, FP8 and 4-bit integers (MOE_INT4, below) as codes
+// decoded in registers, 8 or 4 values per 32-bit word (32 or 16 per 16-byte vector), under the scale of the block (the
+// group) each value belongs to.
 #define MOE_W16 0
 #define MOE_MXFP4 1
 #define MOE_FP8 2
@@ -212,6 +213,28 @@ template <> struct MoeCodes<MOE_FP8> {
         }
     }
 };
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+// ---- 4-bit integer weights (GPTQ, AWQ, compressed-tensors W4A16) ----
+// Codes 8 to a 32-bit word along the row, a word's values 0 … 7 in its nibbles 0, 4, 1, 5, 2, 6, 3, 7 (int4_gemm.cu's
+// tensor-core nibble order, so that int4_dequant8, from that file of the same translation unit, decodes them into the
+// pairs 2j, 2j + 1), and one 32-bit word per row and group of the row's values: the scale in T in the low half, the
+// magic (Int4Magic) + zero point in T in the high half. Groups are a power of two from 32 values, so that a 16-byte
+// vector of codes has one scale (per-channel scales are repeated over the widest such group dividing k at load); ws_ld
+// is its log2. Each value decodes to (code − zero) · scale rounded once to T: the weight dequantized at load.
+#define MOE_INT4 3
+template <> struct MoeCodes<MOE_INT4> {
+    using Scale = unsigned;
+    static constexpr int PER_WORD = 8;
+    static constexpr unsigned NONE = 0;   // scale 0 and magic 0: padding decodes to 0 whatever its codes
+    static __device__ __forceinline__ Scale scale(const void* ws, int shift, long long r, int k, int kk) {
+        return static_cast<const unsigned*>(ws)[r * (k >> shift) + (kk >> shift)];
+    }
+    template <typename T> static __device__ __forceinline__ void decode(unsigned word, Scale s, unsigned (&out)[PER_WORD / 2]) {
+        int4_dequant8<T>(word, s, out);
+    }
+};
+#endif
 
 // ---- grouped GEMM ----
 // out[pair, n] for the BM pairs of tile blockIdx.x and columns [blockIdx.y * BN, +BN): the A row of pair p is
@@ -628,7 +651,7 @@ __device__ void moe_gemm_m16_codes(const T* __restrict__ a, int a_div, const int
     }
 }
 
-// MXFP4 (bf16 models) and FP8 (16-bit models) experts: w is the codes, ws their scales. 16-row tiles: 4 vectors of codes
+// MXFP4 (bf16 models), FP8 and 4-bit integer (16-bit models) experts: w is the codes, ws their scales. 16-row tiles: 4 vectors of codes
 // per lane and iteration either way (gate/up: 64 columns of each half per block, down: 128 columns); 64-row tiles:
 // moe_gemm_tc decoding each stage into its shared tile.
 #define MOE_CODES_ENTRY_POINTS(S, T, FMT, F)                                                                           \
@@ -653,6 +676,8 @@ __device__ void moe_gemm_m16_codes(const T* __restrict__ a, int a_div, const int
 MOE_CODES_ENTRY_POINTS(bf16, __nv_bfloat16, mxfp4, MOE_MXFP4)
 MOE_CODES_ENTRY_POINTS(f16, __half, fp8, MOE_FP8)
 MOE_CODES_ENTRY_POINTS(bf16, __nv_bfloat16, fp8, MOE_FP8)
+MOE_CODES_ENTRY_POINTS(f16, __half, int4, MOE_INT4)
+MOE_CODES_ENTRY_POINTS(bf16, __nv_bfloat16, int4, MOE_INT4)
 #endif
 
 // CUDA cores (fp32 models, cards before sm_80, unaligned shapes): tiles of MOE_SIMT_BM pairs x 32 columns (x2 gated)
@@ -927,6 +952,10 @@ CELER_FOR_DTYPES(MOE_ENTRY_POINTS)
 MOE_GEMV_CODES_ENTRY_POINTS(bf16, __nv_bfloat16, mxfp4, MOE_MXFP4)
 MOE_GEMV_CODES_ENTRY_POINTS(f16, __half, fp8, MOE_FP8)
 MOE_GEMV_CODES_ENTRY_POINTS(bf16, __nv_bfloat16, fp8, MOE_FP8)
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800   // int4_dequant8's 16-bit pair arithmetic
+MOE_GEMV_CODES_ENTRY_POINTS(f16, __half, int4, MOE_INT4)
+MOE_GEMV_CODES_ENTRY_POINTS(bf16, __nv_bfloat16, int4, MOE_INT4)
+#endif
 
 // FP8 experts on the CUDA-core GEMM (fp32 models; the tensor-core kernels and moe_gemv decode into 16-bit pairs).
 #define MOE_SIMT_FP8_ENTRY_POINTS(S, T)                                                                              \

@@ -114,17 +114,17 @@ internal sealed class SparseMoeBlock : IFeedForward
         }
         else if (w.Contains(prefix + "experts.gate_up_proj"))
         {
-            _experts = b.LoadStacked(prefix + "experts.gate_up_proj", w.Get(prefix + "experts.gate_up_proj", experts, 2 * inter, hidden).Reshaped(experts * 2 * inter, hidden));
-            _expertsDown = b.LoadStacked(prefix + "experts.down_proj", w.Get(prefix + "experts.down_proj", experts, hidden, inter).Reshaped(experts * hidden, inter));
+            _experts = b.LoadExperts(prefix + "experts.gate_up_proj", w.Get(prefix + "experts.gate_up_proj", experts, 2 * inter, hidden).Reshaped(experts * 2 * inter, hidden));
+            _expertsDown = b.LoadExperts(prefix + "experts.down_proj", w.Get(prefix + "experts.down_proj", experts, hidden, inter).Reshaped(experts * hidden, inter));
         }
         else
         {
             string E(int e, string name) => $"{prefix}experts.{e}.{name}.weight";
-            _experts = b.LoadStacked(prefix + "experts.gate_up_proj", [.. Enumerable.Range(0, experts).SelectMany(e => new[]
+            _experts = b.LoadExperts(prefix + "experts.gate_up_proj", [.. Enumerable.Range(0, experts).SelectMany(e => new[]
             {
                 w.Get(E(e, names.Gate), inter, hidden), w.Get(E(e, names.Up), inter, hidden),
             })]);
-            _expertsDown = b.LoadStacked(prefix + "experts.down_proj", [.. Enumerable.Range(0, experts).Select(e => w.Get(E(e, names.Down), hidden, inter))]);
+            _expertsDown = b.LoadExperts(prefix + "experts.down_proj", [.. Enumerable.Range(0, experts).Select(e => w.Get(E(e, names.Down), hidden, inter))]);
         }
 
         if (moe.SharedExpertIntermediateSize > 0)

@@ -48,6 +48,15 @@ public interface IModelBackend : IDisposable
     Tensor LoadStacked(string name, params WeightTensor[] parts);
 
     /// <summary>
+    /// A mixture-of-experts layer's expert projections (every expert's gate and up, or every expert's down) stacked as
+    /// <see cref="LoadStacked"/> stacks them, expert 0 first, for <see cref="MoeExperts"/>. A backend whose MoE kernels
+    /// read integer codes keeps a 4-bit checkpoint's experts packed (<see cref="Tensor.Int4"/>,
+    /// <see cref="Int4Layout.Experts"/>); the default dequantizes integer weight-only parts at load.
+    /// </summary>
+    Tensor LoadExperts(string name, params WeightTensor[] parts) =>
+        parts.Any(p => p.Packed is not null) ? Quantization.QuantizedWeights.LoadStackedDequantized(this, name, parts) : LoadStacked(name, parts);
+
+    /// <summary>
     /// MXFP4 expert weights (gpt-oss's) kept as stored, for a backend whose <see cref="MoeExperts"/> decodes them itself:
     /// <paramref name="blocks"/> [rows, columns / 2] code bytes and <paramref name="scales"/> [rows, columns / 32] E8M0
     /// bytes (<see cref="Quantization.Mxfp4"/>), rows in the order <see cref="MoeExperts"/> takes. Null where the backend

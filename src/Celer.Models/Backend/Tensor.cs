@@ -65,9 +65,22 @@ public sealed class Tensor
 /// <summary>
 /// The side data of a packed 4-bit weight: its logical input width, the scales and zero points per (output row, group of
 /// <see cref="GroupSize"/> columns), for act-order checkpoints the order its columns were sorted into (the layer's input
-/// is gathered into the same order), and which of the backend's two code layouts it is in (<see cref="TensorCoreLayout"/>).
+/// is gathered into the same order), and which of the backend's code layouts it is in (<see cref="Int4Layout"/>).
 /// </summary>
-public sealed record PackedInt4(int Columns, int GroupSize, int Groups, Tensor ScalesAndZeros, Tensor? ColumnOrder, bool TensorCoreLayout);
+public sealed record PackedInt4(int Columns, int GroupSize, int Groups, Tensor ScalesAndZeros, Tensor? ColumnOrder, Int4Layout Layout);
+
+/// <summary>How a backend packs a 4-bit weight's codes, scales and zero points (the CUDA backend's <c>int4_gemm.cu</c> and <c>moe.cu</c>).</summary>
+public enum Int4Layout
+{
+    /// <summary>Codes along the input, scales and zero points as fp32 pairs: the CUDA-core and CPU kernels.</summary>
+    Linear,
+
+    /// <summary>Codes in the mma.sync fragment order of 128-k blocks, a 16-bit (scale, magic + zero) word per row and group.</summary>
+    TensorCore,
+
+    /// <summary>Stacked MoE experts: codes along the input in the tensor-core nibble order, words as <see cref="TensorCore"/>'s.</summary>
+    Experts,
+}
 
 /// <summary>
 /// The side data of an MXFP4 weight kept packed: its logical input width and its E8M0 scale bytes, [rows, columns / 32]

@@ -9,7 +9,8 @@ namespace Celer.Models.Quantization;
 /// are quantized is read from the files (a module with its format's packed tensor), so GPTQ's quantized <c>lm_head</c>
 /// and per-block module lists need no rules of their own. The dequantized buffers live as long as this source. With
 /// <paramref name="keepPacked"/> (a backend with integer kernels) a quantized weight comes back unpacked instead
-/// (<see cref="WeightTensor.Packed"/>, no host data), for the backend to repack into its own layout.
+/// (<see cref="WeightTensor.Packed"/>, no host data), for the backend to repack into its own layout; MoE experts too,
+/// which <see cref="Backend.IModelBackend.LoadExperts"/> keeps packed or dequantizes as its MoE kernels need.
 /// </summary>
 public sealed unsafe class IntWeightSource(IWeightSource inner, QuantizationConfig config, bool keepPacked = false) : IWeightSource
 {
@@ -34,8 +35,7 @@ public sealed unsafe class IntWeightSource(IWeightSource inner, QuantizationConf
             }
 
             IntWeights weights = IntWeightReader.Read(inner, module, _scheme);
-            // The MoE kernels read their experts' weights dense: those are dequantized for every backend.
-            if (keepPacked && !module.Contains(".experts.", StringComparison.Ordinal))
+            if (keepPacked)
             {
                 // Not cached: the backend repacks it once, and the unpacked codes can go with the rest of the host copy.
                 var packed = new WeightTensor(name, DType.I32, [weights.Rows, weights.Columns], 0, (long)weights.Rows * weights.Columns * weights.Bits / 8) { Packed = weights };

@@ -19,6 +19,32 @@ namespace Celer.Backends.Cpu.Tests.Kernels;
 public sealed unsafe class Int4MatMulTests
 {
     private const double Tolerance = 1e-5;
+    private static readonly int[] ExpertRows = [24, 8, 24];   // gate, up, and another expert's gate
+
+    /// <summary>
+    /// MoE experts (<see cref="IModelBackend.LoadExperts"/>'s default, the CPU's): integer parts come dequantized into the
+    /// stacked fp32 weight, 4-bit and 8-bit, act-order included, value for value the exact dequantization.
+    /// </summary>
+    [Theory]
+    [InlineData(4, 32, false)]
+    [InlineData(4, 16, true)]
+    [InlineData(8, 0, false)]
+    public void Experts_are_stacked_dequantized(int bits, int groupSize, bool actOrder)
+    {
+        const int k = 64;
+        var random = new Random(bits + groupSize);
+        int[]? groupIndex = actOrder ? RandomIntWeights.ActOrder(random, k, groupSize) : null;
+        IntWeights[] weights = [.. ExpertRows.Select(rows => RandomIntWeights.Create(random, rows, k, bits, groupSize, groupIndex))];
+        using var backend = new CpuBackend(DType.F32);
+        IModelBackend b = backend;
+        Tensor experts = b.LoadExperts("experts", [.. weights.Select((q, i) => new WeightTensor($"e{i}", DType.I32, [q.Rows, k], 0, 0) { Packed = q })]);
+        Assert.Null(experts.Int4);
+        Assert.Equal(DType.F32, experts.DType);
+        Assert.Equal([56, k], experts.Shape);
+        float[] actual = new float[56 * k];
+        backend.CopyToHost(experts, 56, actual);
+        Assert.Equal([.. weights.SelectMany(RandomIntWeights.Dequantize)], actual);
+    }
 
     [Theory]
     [InlineData(64, "48", 16, false, false)]

@@ -7,11 +7,15 @@
 // on the weights decoded from the format's definition (a table of the E2M1 values times 2^(s − 127)), and the decoder
 // alone against that table for every code under scales across the E8M0 range. FP8 experts (E4M3 codes with fp32 scales
 // per row or per 128 x 128 block, the grid's rows padded) run the *_fp8 kernels against the reference on code * scale
-// rounded to T, with each code's value from the format's definition (cuda_emulation.cuh's fp8_decode).
+// rounded to T, with each code's value from the format's definition (cuda_emulation.cuh's fp8_decode). 4-bit integer
+// experts (GPTQ / AWQ codes with a scale and zero point per row and group of 32, 64 or 128 values) run the *_int4
+// kernels against the reference on (code − zero) · scale rounded once to T, the codes packed from their values here in
+// the order moe.cu's MoeCodes<MOE_INT4> documents.
 // Usage: moe_emulation_test [seed]
 #include "common.cuh"
 #include "elementwise.cu"        // silu
 #include "flash_attention.cu"
+#include "int4_gemm.cu"          // int4_dequant8, which moe.cu's 4-bit experts share
 #include "moe.cu"
 #include <algorithm>
 #include <string>
@@ -34,8 +38,10 @@ struct GemvFns {
 static const GemvFns kFp4Gemv = {(GateUpGemvFn)moe_gemv_gate_up_mxfp4_bf16, (DownSumGemvFn)moe_gemv_down_sum_mxfp4_bf16};
 
 // The experts' weight format: 16/32-bit values, MXFP4, or FP8 with a scale per row or per 128 x 128 block.
-enum class Codes { None, Mxfp4, Fp8Rows, Fp8Blocks };
-static const char* codes_name(Codes c) { return c == Codes::Mxfp4 ? "mxfp4" : c == Codes::Fp8Rows ? "fp8-row" : c == Codes::Fp8Blocks ? "fp8-blk" : ""; }
+enum class Codes { None, Mxfp4, Fp8Rows, Fp8Blocks, Int4 };
+static const char* codes_name(Codes c) {
+    return c == Codes::Mxfp4 ? "mxfp4" : c == Codes::Fp8Rows ? "fp8-row" : c == Codes::Fp8Blocks ? "fp8-blk" : c == Codes::Int4 ? "int4" : "";
+}
 
 // E2M1 by code (OCP microscaling formats: sign, two exponent bits of bias 1, one mantissa bit).
 static const double kE2M1[16] = {0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6};
@@ -89,6 +95,40 @@ template <typename T> static Fp8Weight<T> random_fp8(size_t rows, int k, bool bl
     return w;
 }
 
+// 4-bit integer rows of k values in groups of 2^shift: random codes, scales (in T) and zero points (0 … 15), packed as
+// MoeCodes<MOE_INT4> reads them (value v of a word in nibble v / 2 + 4 (v % 2)), and the T weight they mean.
+template <typename T> struct Int4Weight {
+    std::vector<unsigned> codes, scales;
+    int shift = 0;
+    std::vector<T> decoded;
+};
+template <typename T> static Int4Weight<T> random_int4(size_t rows, int k, int shift, std::mt19937& rng) {
+    Int4Weight<T> w;
+    w.shift = shift;
+    const int groups = k >> shift;
+    CHECK(k % (1 << shift) == 0 && shift >= 5);
+    std::uniform_real_distribution<float> scale(0.005f, 0.02f);   // weights up to 15 * 0.02 = 0.3
+    const float magic = std::is_same<T, __nv_bfloat16>::value ? 128.f : 1024.f;
+    std::vector<float> s(rows * groups);
+    std::vector<int> z(rows * groups);
+    w.scales.resize(rows * groups);
+    for (size_t i = 0; i < s.size(); i++) {
+        s[i] = to_float(from_float<T>(scale(rng)));
+        z[i] = (int)(rng() % 16);
+        w.scales[i] = to_bits<T>(s[i]) | ((unsigned)to_bits<T>(magic + z[i]) << 16);
+    }
+    w.codes.assign(rows * k / 8, 0);
+    w.decoded.resize(rows * k);
+    for (size_t r = 0; r < rows; r++)
+        for (int c = 0; c < k; c++) {
+            const int code = (int)(rng() % 16), v = c % 8;
+            w.codes[(r * k + c) / 8] |= (unsigned)code << (4 * (v / 2 + 4 * (v % 2)));
+            const size_t g = r * groups + (c >> shift);
+            w.decoded[r * k + c] = from_float<T>((float)(code - z[g]) * s[g]);
+        }
+    return w;
+}
+
 template <typename T> struct Kernels;
 #define KERNELS(S, T)                                                                                                 \
     template <> struct Kernels<T> {                                                                                   \
@@ -100,6 +140,8 @@ template <typename T> struct Kernels;
         static GemvFns gemv() { return {(GateUpGemvFn)moe_gemv_gate_up_##S, (DownSumGemvFn)moe_gemv_down_sum_##S}; } \
         static GemmFn fp8_gemm(bool gated, int bm);                                                                   \
         static GemvFns fp8_gemv();                                                                                    \
+        static GemmFn int4_gemm(bool gated, int bm);                                                                  \
+        static GemvFns int4_gemv();                                                                                   \
     };
 CELER_FOR_DTYPES(KERNELS)
 #define FP8_KERNELS(S, T)                                                                                             \
@@ -111,6 +153,18 @@ CELER_FOR_DTYPES(KERNELS)
     GemvFns Kernels<T>::fp8_gemv() { return {(GateUpGemvFn)moe_gemv_gate_up_fp8_##S, (DownSumGemvFn)moe_gemv_down_sum_fp8_##S}; }
 FP8_KERNELS(f16, __half)
 FP8_KERNELS(bf16, __nv_bfloat16)
+#define INT4_KERNELS(S, T)                                                                                            \
+    GemmFn Kernels<T>::int4_gemm(bool gated, int bm) {                                                                \
+        CHECK(bm > 0);                                                                                                \
+        if (bm == 16) return (GemmFn)(gated ? moe_gemm_gate_up_m16_int4_##S : moe_gemm_down_m16_int4_##S);            \
+        return (GemmFn)(gated ? moe_gemm_gate_up_m64_int4_##S : moe_gemm_down_m64_int4_##S);                          \
+    }                                                                                                                 \
+    GemvFns Kernels<T>::int4_gemv() { return {(GateUpGemvFn)moe_gemv_gate_up_int4_##S, (DownSumGemvFn)moe_gemv_down_sum_int4_##S}; }
+INT4_KERNELS(f16, __half)
+INT4_KERNELS(bf16, __nv_bfloat16)
+// fp32 models keep no 4-bit experts (the loader dequantizes them).
+GemmFn Kernels<float>::int4_gemm(bool, int) { CHECK(false); return nullptr; }
+GemvFns Kernels<float>::int4_gemv() { CHECK(false); return {}; }
 // fp32 models: the CUDA-core GEMM only.
 GemmFn Kernels<float>::fp8_gemm(bool gated, int bm) {
     CHECK(bm == 0);
@@ -147,12 +201,12 @@ static void readable(const void* p, size_t bytes) { g_readable.push_back({(const
 
 // bm: 16 or 64 (tensor cores), 0 (CUDA cores, 16-row tiles) or -1 (moe_gemv: a warp per pair and column, no align).
 // limit > 0: gpt-oss's experts (a bias after each projection, the SwiGLU clamped at limit).
-// codes: the experts in MXFP4 (bf16 only) or FP8 (16-bit models; fp32 ones on the CUDA-core GEMM only; hidden and I
-// multiples of 32 either way).
+// codes: the experts in MXFP4 (bf16 only), FP8 (16-bit models; fp32 ones on the CUDA-core GEMM only) or 4-bit
+// integers in groups of 2^int4_shift (16-bit models, tensor cores or gemv); hidden and I multiples of 32 in every case.
 template <typename T>
 static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bool normalize, int bm, std::mt19937& rng,
-                     float limit = 0.f, Codes codes = Codes::None) {
-    const bool fp4 = codes == Codes::Mxfp4, fp8 = codes == Codes::Fp8Rows || codes == Codes::Fp8Blocks;
+                     float limit = 0.f, Codes codes = Codes::None, int int4_shift = 5) {
+    const bool fp4 = codes == Codes::Mxfp4, fp8 = codes == Codes::Fp8Rows || codes == Codes::Fp8Blocks, i4 = codes == Codes::Int4;
     const int pairs = rows * top_k, tile = bm <= 0 ? 16 : bm, bn = bm == 0 ? 32 : 64;
     std::vector<T> logits = random_t<T>((size_t)rows * experts, 2.f, rng);
     // Ties: some rows repeat a logit (the lower id must win), one row is all equal.
@@ -176,6 +230,15 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
         f2 = random_fp8<T>((size_t)experts * hidden, inter, codes == Codes::Fp8Blocks, rng);
         w1 = f1.decoded;
         w2 = f2.decoded;
+    }
+    Int4Weight<T> n1, n2;
+    if (i4) {
+        CHECK((sizeof(T) == 2 && bm != 0));
+        // Groups no wider than each k: gate/up's k is hidden, down's is I.
+        n1 = random_int4<T>((size_t)experts * 2 * inter, hidden, std::min(int4_shift, __builtin_ctz(hidden)), rng);
+        n2 = random_int4<T>((size_t)experts * hidden, inter, std::min(int4_shift, __builtin_ctz(inter)), rng);
+        w1 = n1.decoded;
+        w2 = n2.decoded;
     }
     const bool biased = limit > 0.f;
     std::vector<T> b1 = random_t<T>(biased ? (size_t)experts * 2 * inter : 0, 0.5f, rng);
@@ -205,20 +268,26 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
             readable(f->scales.data(), f->scales.size() * sizeof(float));
         }
     }
+    if (i4) {
+        for (Int4Weight<T>* n : {&n1, &n2}) {
+            readable(n->codes.data(), n->codes.size() * sizeof(unsigned));
+            readable(n->scales.data(), n->scales.size() * sizeof(unsigned));
+        }
+    }
 
     launch({(unsigned)((rows + 3) / 4), 1, 1}, [&] { Kernels<T>::route(logits.data(), rows, experts, top_k, normalize, ids.data(), weights.data()); });
     // The weights each GEMM reads: MXFP4 codes and scale bytes, FP8 codes and scales, or the 16- and 32-bit values (no
     // scales).
-    const void* gate_up_w = fp4 ? (const void*)q1.codes.data() : fp8 ? (const void*)f1.codes.data() : w1.data();
-    const void* down_w = fp4 ? (const void*)q2.codes.data() : fp8 ? (const void*)f2.codes.data() : w2.data();
-    const void* gate_up_s = fp4 ? (const void*)q1.scales.data() : fp8 ? (const void*)f1.scales.data() : nullptr;
-    const void* down_s = fp4 ? (const void*)q2.scales.data() : fp8 ? (const void*)f2.scales.data() : nullptr;
-    const int gate_up_ld = fp8 ? f1.ld : 0, down_ld = fp8 ? f2.ld : 0;
+    const void* gate_up_w = fp4 ? (const void*)q1.codes.data() : fp8 ? (const void*)f1.codes.data() : i4 ? (const void*)n1.codes.data() : w1.data();
+    const void* down_w = fp4 ? (const void*)q2.codes.data() : fp8 ? (const void*)f2.codes.data() : i4 ? (const void*)n2.codes.data() : w2.data();
+    const void* gate_up_s = fp4 ? (const void*)q1.scales.data() : fp8 ? (const void*)f1.scales.data() : i4 ? (const void*)n1.scales.data() : nullptr;
+    const void* down_s = fp4 ? (const void*)q2.scales.data() : fp8 ? (const void*)f2.scales.data() : i4 ? (const void*)n2.scales.data() : nullptr;
+    const int gate_up_ld = fp8 ? f1.ld : i4 ? n1.shift : 0, down_ld = fp8 ? f2.ld : i4 ? n2.shift : 0;
     std::vector<T> out((size_t)rows * hidden);
     if (bm < 0) {
         // moe_gemv_down_sum writes the rows' sums itself: the host's blocks of top_k warps per column, 16 warps a block.
         const int warps = 4, columns = std::max(1, 16 / top_k);   // MOE_GEMV_WARPS; MoeGemvDownWarps / top_k
-        const GemvFns gemv = fp4 ? kFp4Gemv : fp8 ? Kernels<T>::fp8_gemv() : Kernels<T>::gemv();
+        const GemvFns gemv = fp4 ? kFp4Gemv : fp8 ? Kernels<T>::fp8_gemv() : i4 ? Kernels<T>::int4_gemv() : Kernels<T>::gemv();
         launch({(unsigned)((inter + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
             gemv.gate_up(x.data(), top_k, ids.data(), gate_up_w, gate_up_s, gate_up_ld, inter, hidden, hmid.data(), b1p, limit);
         });
@@ -227,8 +296,8 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
         }, 32 * top_k * columns);
     } else {
         launch({1, 1, 1}, [&] { moe_align(ids.data(), pairs, experts, tile, rank.data(), sorted.data(), tile_expert.data(), num_tiles.data()); });
-        GemmFn gate_up = fp4 ? fp4_gemm(true, bm) : fp8 ? Kernels<T>::fp8_gemm(true, bm) : Kernels<T>::gemm(true, bm);
-        GemmFn down = fp4 ? fp4_gemm(false, bm) : fp8 ? Kernels<T>::fp8_gemm(false, bm) : Kernels<T>::gemm(false, bm);
+        GemmFn gate_up = fp4 ? fp4_gemm(true, bm) : fp8 ? Kernels<T>::fp8_gemm(true, bm) : i4 ? Kernels<T>::int4_gemm(true, bm) : Kernels<T>::gemm(true, bm);
+        GemmFn down = fp4 ? fp4_gemm(false, bm) : fp8 ? Kernels<T>::fp8_gemm(false, bm) : i4 ? Kernels<T>::int4_gemm(false, bm) : Kernels<T>::gemm(false, bm);
         const int down_bn = codes != Codes::None && bm == 16 ? 128 : bn;   // moe_gemm_m16_codes' down: four warps of 32 columns
         launch({(unsigned)max_tiles, (unsigned)((inter + bn - 1) / bn), 1}, [&] {
             gate_up(x.data(), top_k, sorted.data(), tile_expert.data(), num_tiles.data(), pairs, gate_up_w, gate_up_s, gate_up_ld, inter, hidden,
@@ -451,6 +520,17 @@ int main(int argc, char** argv) {
     ok &= run_case<float>(9, 8, 2, 96, 160, true, 0, rng, 0.3f, rows8);   // the CUDA-core GEMM: fp32 models
     ok &= run_case<float>(5, 8, 2, 160, 128, false, 0, rng, 0.f, blocks8);
     ok &= run_case<__nv_bfloat16>(6, 4, 2, 96, 64, true, 0, rng, 0.f, blocks8);
+    // 4-bit integer experts: groups of 32 (several per 16-row tile iteration), 64 and 128 (a group across vectors and
+    // stages; at hidden 96 and I 160 the widest power of two dividing k: what per-channel scales are repeated over),
+    // through the gemv, 16- and 64-row tiles, in both 16-bit dtypes, plain and gpt-oss's.
+    const Codes int4 = Codes::Int4;
+    ok &= run_case<__nv_bfloat16>(1, 8, 2, 128, 160, true, -1, rng, 0.f, int4, 5);
+    ok &= run_case<__half>(3, 16, 4, 96, 160, true, -1, rng, 0.3f, int4, 7);
+    ok &= run_case<__nv_bfloat16>(1, 4, 2, 128, 2080, true, -1, rng, 0.f, int4, 6);   // 65 vectors a row: lanes take 1-3
+    ok &= run_case<__nv_bfloat16>(40, 8, 2, 96, 160, false, 16, rng, 0.3f, int4, 5);
+    ok &= run_case<__half>(24, 8, 2, 256, 128, true, 16, rng, 0.f, int4, 7);
+    ok &= run_case<__half>(70, 4, 2, 96, 160, false, 64, rng, 0.f, int4, 6);
+    ok &= run_case<__nv_bfloat16>(40, 4, 2, 384, 128, true, 64, rng, 0.3f, int4, 7);
     ok &= run_gated<__nv_bfloat16>(3, 100, rng);
     ok &= run_gated<__half>(2, 77, rng);
     ok &= run_gated<float>(2, 130, rng);

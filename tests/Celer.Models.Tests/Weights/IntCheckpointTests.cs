@@ -204,10 +204,10 @@ public sealed class IntCheckpointTests
 
     /// <summary>
     /// A backend with integer kernels gets each quantized weight unpacked (codes, zero points, scales) to repack, with
-    /// its logical shape and no host data; MoE experts, which its expert kernels read dense, come dequantized.
+    /// its logical shape and no host data; MoE experts too (the backend's LoadExperts keeps or dequantizes them).
     /// </summary>
     [Fact]
-    public void A_backend_with_integer_kernels_gets_the_codes_unpacked_except_for_moe_experts()
+    public void A_backend_with_integer_kernels_gets_the_codes_unpacked_moe_experts_included()
     {
         const int Word = 0x76543210;
         using var dir = new TempDirectory();
@@ -228,8 +228,8 @@ public sealed class IntCheckpointTests
         Assert.Contains("integer weights need", Assert.Throws<ModelLoadException>(packed.RequireUnquantized).Message, StringComparison.Ordinal);
 
         WeightTensor expert = source.Get("mlp.experts.0.up_proj.weight", 8, 1);
-        Assert.Equal(DType.F32, expert.DType);
-        Assert.Null(expert.Packed);
+        Assert.Equal((DType.I32, (nint)0), (expert.DType, expert.Data));
+        Assert.Equal([0, 4, 1, 5, 2, 6, 3, 7], expert.Packed!.Codes);
     }
 
     [Fact]
