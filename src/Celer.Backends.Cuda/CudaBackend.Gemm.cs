@@ -256,10 +256,24 @@ public sealed unsafe partial class CudaBackend
         }
 
         float alpha = 1f, beta = 0f;
-        Cublas.Check(
-            CublasLt.cublasLtMatmul(_device.CublasLtHandle, plan.Desc, &alpha, (ulong)weight.Data, plan.WeightLayout, (ulong)x.Data, plan.InputLayout,
-                &beta, (ulong)y.Data, plan.OutputLayout, (ulong)y.Data, plan.OutputLayout, &algo, _gemmWorkspace, CublasWorkspaceBytes, _device.Stream),
-            "cublasLtMatmul");
+        // The tuner timed its algorithm at the bucket's row count; one can refuse another count of the bucket (seen on the
+        // H200 for a one-column bf16 GEMM, Qwen2-MoE's shared-expert gate). cuBLASLt's own first choice for exactly these
+        // rows then runs it (a host-side query: nothing is queued, so a graph being captured is unaffected).
+        Span<CublasLt.HeuristicResult> exact = stackalloc CublasLt.HeuristicResult[1];
+        int status;
+        for (int attempt = 0; ; attempt++)
+        {
+            status = CublasLt.cublasLtMatmul(_device.CublasLtHandle, plan.Desc, &alpha, (ulong)weight.Data, plan.WeightLayout, (ulong)x.Data, plan.InputLayout,
+                &beta, (ulong)y.Data, plan.OutputLayout, (ulong)y.Data, plan.OutputLayout, &algo, _gemmWorkspace, CublasWorkspaceBytes, _device.Stream);
+            if (status != CublasLt.CUBLAS_STATUS_NOT_SUPPORTED || attempt > 0 || Heuristics(plan, rows, exact) == 0)
+            {
+                break;
+            }
+
+            algo = exact[0].Algo;
+        }
+
+        Cublas.Check(status, "cublasLtMatmul");
     }
 
     private void CublasGemmEx(Tensor x, int rows, Tensor weight, Tensor y)
