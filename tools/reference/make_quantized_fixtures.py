@@ -185,9 +185,11 @@ FIXTURES = (
      None, None, {}, compressed_tensors_int_config(8, "channel", None, True, None),
      "compressed-tensors pack-quantized 8-bit per channel, symmetric"),
     # 4-bit MoE experts (Qwen3-30B-A3B-GPTQ-Int4's and llm-compressor's W4A16 MoE layouts: stored per expert, the routers
-    # and everything outside the routed experts bf16).
+    # and everything outside the routed experts bf16). The GPTQ one declares float16, as GPTQ checkpoints do (their
+    # scales are fp16): a 16-bit engine's "auto" then runs it in fp16, where its scales are exact (bf16 would round them,
+    # as vLLM's Marlin kernels do in a bf16 model). The reference is fp32 either way.
     (65, "qwen3-moe-gptq-int4-g32", ("gptq", dict(bits=4, group_size=32, act_order=False, symmetric=False, minus_one=True)),
-     None, None, QWEN3_MOE_BLOCK_128_SHAPE, gptq_config(4, 32, False, False, "gptq"),
+     None, None, QWEN3_MOE_BLOCK_128_SHAPE | {"torch_dtype": "float16", "dtype": "float16"}, gptq_config(4, 32, False, False, "gptq"),
      "Qwen3-MoE, routed experts gptq 4-bit in groups of 32, asymmetric, zero points stored minus one, desc_act false; "
      "attention, the dense layer, routers and lm_head bf16"),
     (66, "qwen3-moe-w4a16-channel-i96", ("compressed-tensors", dict(bits=4, group_size=None, act_order=False, symmetric=True)),

@@ -123,9 +123,12 @@ public sealed class CpuModelEngineTests
     /// <summary>
     /// Integer weight-only checkpoints (GPTQ, AWQ, compressed-tensors W4A16 / W8A16) through the whole loader and the
     /// engine: the weights are the reference's dequantized ones exactly and the inputs are not quantized, so every token
-    /// matches and logprobs stay within fp32 noise (ReferenceParityTests' bound), including GPTQ's quantized lm_head.
+    /// matches and logprobs stay within fp32 noise (ReferenceParityTests' bound), including GPTQ's quantized lm_head and
+    /// the routed experts of 4-bit MoE checkpoints (LoadExperts' default: dequantized at load).
     /// </summary>
     [Theory]
+    [InlineData("qwen3-moe-gptq-int4-g32")]
+    [InlineData("qwen3-moe-w4a16-channel-i96")]
     [InlineData("llama-gptq-int4-g16-actorder")]
     [InlineData("llama-gptq-int8-channel-lmhead")]
     [InlineData("llama-awq-int4-g16")]
