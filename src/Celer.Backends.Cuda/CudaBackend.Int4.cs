@@ -15,24 +15,21 @@ internal enum Int4Kernel : byte
     /// <summary>int4_gemm_tc: 16 output columns per block, x read by every warp, up to 64 rows.</summary>
     TensorCore,
 
-    /// <summary>int4_gemm_tiled: x's tile, the codes and the scales through shared memory, 16 columns (32: <see cref="Int4Choice.Wide"/>) per warp of <see cref="Int4Choice.Warps"/>.</summary>
+    /// <summary>int4_gemm_tiled: x's tile, the codes and the scales through shared memory, 16 columns per warp of <see cref="Int4Choice.Warps"/>.</summary>
     Tiled,
 
     /// <summary>The weight dequantized into the model dtype, then cuBLASLt.</summary>
     Dequantized,
 }
 
-/// <summary>
-/// One way to run a W4A16 layer: a kernel, and for the tiled one its warps per block (4 or 8), whether each warp owns two
-/// 16-column tiles (4 warps only) and whether k is split across blocks.
-/// </summary>
-internal readonly record struct Int4Choice(Int4Kernel Kernel, int Warps = 0, bool SplitK = false, bool Wide = false)
+/// <summary>One way to run a W4A16 layer: a kernel, and for the tiled one its warps per block (4 or 8) and whether k is split across blocks.</summary>
+internal readonly record struct Int4Choice(Int4Kernel Kernel, int Warps = 0, bool SplitK = false)
 {
     public override string ToString() => Kernel switch
     {
         Int4Kernel.Gemv => "int4 gemv",
         Int4Kernel.TensorCore => "int4 tc",
-        Int4Kernel.Tiled => $"int4 tiled {Warps}w{(Wide ? "x2" : "")}{(SplitK ? " split-k" : "")}",
+        Int4Kernel.Tiled => $"int4 tiled {Warps}w{(SplitK ? " split-k" : "")}",
         _ => "dequantize + cuBLASLt",
     };
 }
@@ -65,10 +62,10 @@ public sealed unsafe partial class CudaBackend
 
     private readonly nint[] _int4Gemv = new nint[8];   // output in the model dtype or fp32 × 1, 2, 4, 8 rows
     private readonly nint[] _int4Tc = new nint[8];     // output in the model dtype or fp32 × 8, 16, 32, 64 rows
-    private readonly nint[] _int4Tiled = new nint[18]; // output in the model dtype or fp32 × 16, 32, 64 rows per tile × 4, 8, 4 wide warps
+    private readonly nint[] _int4Tiled = new nint[12]; // output in the model dtype or fp32 × 16, 32, 64 rows per tile × 4, 8 warps
     private readonly Dictionary<Int4Shape, Int4Choice> _int4Choices = [];
 
-    // int4_gemm_tiled's split-k partial tiles (one of up to 64 rows × 128 columns (8 warps, or 4 of two tiles) in fp32 per block, for up to
+    // int4_gemm_tiled's split-k partial tiles (one of up to 64 rows × 128 columns (8 warps) in fp32 per block, for up to
     // Int4TiledTargetBlocks blocks) and per-tile counters (zero between launches), allocated with the first
     // tensor-core-layout weight.
     private ulong _int4Partials, _int4Counters;
@@ -276,15 +273,14 @@ public sealed unsafe partial class CudaBackend
 
             case Int4Kernel.Tiled:
             {
-                int tileRows = Int4TileRows(bucket), rowTiles = (rows + tileRows - 1) / tileRows, columns = 16 * choice.Warps * (choice.Wide ? 2 : 1);
+                int tileRows = Int4TileRows(bucket), rowTiles = (rows + tileRows - 1) / tileRows, columns = 16 * choice.Warps;
                 int columnBlocks = (n + columns - 1) / columns;
                 int splits = choice.SplitK ? Int4Splits(columnBlocks * rowTiles, k / Int4TensorCoreBlockK) : 1;
                 int sharedBytes = Int4TiledSharedBytes(tileRows, columns);
-                int variant = choice.Wide ? 2 : (choice.Warps / 4) - 1;
-                ref nint function = ref _int4Tiled[(((fp32Out ? 3 : 0) + System.Numerics.BitOperations.Log2((uint)tileRows) - 4) * 3) + variant];
+                ref nint function = ref _int4Tiled[(((fp32Out ? 3 : 0) + System.Numerics.BitOperations.Log2((uint)tileRows) - 4) * 2) + (choice.Warps / 4) - 1];
                 if (function == 0)
                 {
-                    function = _kernels.Function($"int4_gemm_tiled_{_suffix}_{(fp32Out ? "f32" : "same")}_m{tileRows}_w{choice.Warps}{(choice.Wide ? "x2" : "")}");
+                    function = _kernels.Function($"int4_gemm_tiled_{_suffix}_{(fp32Out ? "f32" : "same")}_m{tileRows}_w{choice.Warps}");
                     _kernels.AllowSharedMemory(function, sharedBytes);
                 }
 
@@ -407,7 +403,7 @@ public sealed unsafe partial class CudaBackend
     /// <summary>What the tuner times for a tensor-core-layout weight at a row bucket.</summary>
     private static List<Int4Choice> Int4Candidates(int bucket)
     {
-        var candidates = new List<Int4Choice>(8);
+        var candidates = new List<Int4Choice>(6);
         if (bucket <= Int4TensorCoreRows)
         {
             candidates.Add(new Int4Choice(Int4Kernel.TensorCore));
@@ -418,9 +414,6 @@ public sealed unsafe partial class CudaBackend
             candidates.Add(new Int4Choice(Int4Kernel.Tiled, warps, SplitK: false));
             candidates.Add(new Int4Choice(Int4Kernel.Tiled, warps, SplitK: true));
         }
-
-        candidates.Add(new Int4Choice(Int4Kernel.Tiled, 4, SplitK: false, Wide: true));
-        candidates.Add(new Int4Choice(Int4Kernel.Tiled, 4, SplitK: true, Wide: true));
 
         candidates.Add(new Int4Choice(Int4Kernel.Dequantized));
         return candidates;

@@ -290,14 +290,11 @@ INT4_TC_ENTRY_POINTS(bf16, __nv_bfloat16)
 
 // int4_gemm_tiled: steps of more rows, in Marlin's manner. int4_gemm_tc gives each block 16 output columns and has
 // every warp read x's rows from global memory, so a layer reads x once per 16 columns (gate_up of the 8B shape at 64
-// rows: 940 MB through L2 for 59 MB of codes). Here a block of NW warps covers 16 · WC · NW columns for a tile of BM rows,
+// rows: 940 MB through L2 for 59 MB of codes). Here a block of NW warps covers 16 · NW columns for a tile of BM rows,
 // and one 128-k block per stage of a 4-deep cp.async pipeline brings everything the block reads into shared memory: x's
 // tile (every warp reads it there), the weight rows' codes, and their scale words (1, 2 or 4 per row: groups of 128 and
 // more, 64, 32), so three stages of loads are in flight while one is computed and no register waits on memory.
-// The fragments are int4_gemm_tc's: the weight as A, dequantized in registers; x as B, 8 rows per MMA. Each warp owns
-// WC tiles of 16 columns, so every x fragment it reads from shared memory feeds 2 · WC MMAs: x's reads, not the MMAs,
-// bound a one-tile warp at 64 rows (an 8-warp block reads 256 KB of x per 128-k stage, 2,048 cycles of shared-memory
-// bandwidth against ~1,600 for its 1,024 MMAs).
+// The fragments are int4_gemm_tc's: the weight as A, dequantized in registers; x as B, 8 rows per MMA.
 // Shared layout of a stage: x's row r at r · 256 bytes, its 16-byte chunk c at position c ^ 4 (r & 1), so that a
 // quarter warp's reads (rows g, g + 1 × four chunks) hit all 32 banks; then the codes, weight row r's 64 bytes at r · 64;
 // then the scale words, 16 bytes per weight row.
@@ -321,13 +318,13 @@ __device__ __forceinline__ void int4_cp_async_words(void* smem, const unsigned* 
 }
 #endif
 
-template <typename T, typename O, int BM, int NW, int WC>
+template <typename T, typename O, int BM, int NW>
 __device__ void int4_gemm_tiled(const T* __restrict__ x, int rows, int row_tiles, const unsigned* __restrict__ w,
                                 const unsigned* __restrict__ sz, int groups, int group_shift, int n, int k,
                                 const T* __restrict__ bias, O* __restrict__ y, float* __restrict__ partials,
                                 int* __restrict__ counters, unsigned char* smem) {
     celer_pdl_begin();
-    constexpr int THREADS = NW * 32, TILES = BM / 8, BN = 16 * WC * NW;
+    constexpr int THREADS = NW * 32, TILES = BM / 8, BN = 16 * NW;
     constexpr int X_BYTES = BM * 256, W_BYTES = BN * 64, STAGE = INT4_TILED_STAGE(BM, BN);
     static_assert(BM * 16 % THREADS == 0 && BN * 4 % THREADS == 0 && BN <= THREADS, "tile shape");
     __shared__ int last_block;
@@ -374,18 +371,16 @@ __device__ void int4_gemm_tiled(const T* __restrict__ x, int rows, int row_tiles
         if (tid < BN) int4_cp_async_words(st + X_BYTES + W_BYTES + tid * 16, s_src + (live ? (kb * 128) >> group_shift : 0), words, live);
     };
 
-    float acc[WC][TILES][4];
+    float acc[TILES][4];
 #pragma unroll
-    for (int c = 0; c < WC; c++)
-#pragma unroll
-        for (int j = 0; j < TILES; j++) acc[c][j][0] = acc[c][j][1] = acc[c][j][2] = acc[c][j][3] = 0.f;
+    for (int j = 0; j < TILES; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 
 #pragma unroll
     for (int s = 0; s < INT4_STAGES - 1; s++) {
         load_stage(s, s);
         flash_cp_async_commit();   // empty groups too: the wait below counts groups
     }
-    const int ra = warp * 16 * WC + g;   // this lane's weight rows in the block: ra + 16 c and ra + 16 c + 8, c < WC
+    const int ra = warp * 16 + g;   // this lane's weight rows in the block: ra and ra + 8
     // This lane's x chunk of 32-k chunk q in row tile 0 (tile j is 8 rows = 2048 bytes further).
     int x_off[4];
 #pragma unroll
@@ -396,43 +391,32 @@ __device__ void int4_gemm_tiled(const T* __restrict__ x, int rows, int row_tiles
         load_stage((s + INT4_STAGES - 1) % INT4_STAGES, s + INT4_STAGES - 1);
         flash_cp_async_commit();
         const unsigned char* st = smem + (s % INT4_STAGES) * STAGE;
-        uint4 va[WC], vb[WC];
-        const unsigned *sa[WC], *sb[WC];
-#pragma unroll
-        for (int c = 0; c < WC; c++) {
-            const int r = ra + 16 * c;
-            va[c] = *reinterpret_cast<const uint4*>(st + X_BYTES + (r * 4 + t) * 16);
-            vb[c] = *reinterpret_cast<const uint4*>(st + X_BYTES + ((r + 8) * 4 + t) * 16);
-            sa[c] = reinterpret_cast<const unsigned*>(st + X_BYTES + W_BYTES + r * 16);
-            sb[c] = reinterpret_cast<const unsigned*>(st + X_BYTES + W_BYTES + (r + 8) * 16);
-        }
+        const uint4 va = *reinterpret_cast<const uint4*>(st + X_BYTES + (ra * 4 + t) * 16);
+        const uint4 vb = *reinterpret_cast<const uint4*>(st + X_BYTES + ((ra + 8) * 4 + t) * 16);
+        const unsigned* sa = reinterpret_cast<const unsigned*>(st + X_BYTES + W_BYTES + ra * 16);
+        const unsigned* sb = reinterpret_cast<const unsigned*>(st + X_BYTES + W_BYTES + (ra + 8) * 16);
 #pragma unroll
         for (int q = 0; q < 4; q++) {
-            unsigned da[WC][4], db[WC][4];
-#pragma unroll
-            for (int c = 0; c < WC; c++) {
-                int4_dequant8<T>(int4_word(va[c], q), sa[c][q >> word_shift], da[c]);
-                int4_dequant8<T>(int4_word(vb[c], q), sb[c][q >> word_shift], db[c]);
-            }
+            unsigned da[4], db[4];
+            int4_dequant8<T>(int4_word(va, q), sa[q >> word_shift], da);
+            int4_dequant8<T>(int4_word(vb, q), sb[q >> word_shift], db);
 #pragma unroll
             for (int j = 0; j < TILES; j++) {
                 const uint4 vx = *reinterpret_cast<const uint4*>(st + x_off[q] + j * 2048);
 #pragma unroll
-                for (int c = 0; c < WC; c++)
-#pragma unroll
-                    for (int h = 0; h < 2; h++) {
-                        const unsigned f[4] = {da[c][2 * h], db[c][2 * h], da[c][2 * h + 1], db[c][2 * h + 1]};
-                        flash_mma<T>(acc[c][j], f, int4_word(vx, 2 * h), int4_word(vx, 2 * h + 1));
-                    }
+                for (int h = 0; h < 2; h++) {
+                    const unsigned f[4] = {da[2 * h], db[2 * h], da[2 * h + 1], db[2 * h + 1]};
+                    flash_mma<T>(acc[j], f, int4_word(vx, 2 * h), int4_word(vx, 2 * h + 1));
+                }
             }
         }
     }
     flash_cp_async_wait_all();   // the empty groups past the last stage
 
     // C fragment: element i of lane (g, t) is weight row (output column) g + 8 (i / 2), x row 2t + i % 2.
-    auto store = [&](int c, int j, int i, float v) {
+    auto store = [&](int j, int i, float v) {
         const int row = row0 + j * 8 + 2 * t + (i & 1);
-        const long long col = n0 + ra + 16 * c + 8 * (i >> 1);
+        const long long col = n0 + ra + 8 * (i >> 1);
         if (row < rows && col < n) {
             if (bias != nullptr) v += to_float(bias[col]);
             y[(long long)row * n + col] = from_float<O>(v);
@@ -440,22 +424,18 @@ __device__ void int4_gemm_tiled(const T* __restrict__ x, int rows, int row_tiles
     };
     if (splits == 1) {
 #pragma unroll
-        for (int c = 0; c < WC; c++)
+        for (int j = 0; j < TILES; j++)
 #pragma unroll
-            for (int j = 0; j < TILES; j++)
-#pragma unroll
-                for (int i = 0; i < 4; i++) store(c, j, i, acc[c][j][i]);
+            for (int i = 0; i < 4; i++) store(j, i, acc[j][i]);
         return;
     }
 
-    constexpr int TILE_FLOATS = WC * TILES * 4 * THREADS;
+    constexpr int TILE_FLOATS = TILES * 4 * THREADS;
     float* mine = partials + ((long long)blockIdx.y * gridDim.x + blockIdx.x) * TILE_FLOATS;
 #pragma unroll
-    for (int c = 0; c < WC; c++)
+    for (int j = 0; j < TILES; j++)
 #pragma unroll
-        for (int j = 0; j < TILES; j++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) mine[((c * TILES + j) * 4 + i) * THREADS + tid] = acc[c][j][i];
+        for (int i = 0; i < 4; i++) mine[(j * 4 + i) * THREADS + tid] = acc[j][i];
     __threadfence();   // the partial tile is visible to every block before this one counts itself
     __syncthreads();
     if (tid == 0) last_block = atomicAdd(&counters[blockIdx.x], 1) == splits - 1;
@@ -463,35 +443,30 @@ __device__ void int4_gemm_tiled(const T* __restrict__ x, int rows, int row_tiles
     if (!last_block) return;
     __threadfence();
 #pragma unroll
-    for (int c = 0; c < WC; c++)
+    for (int j = 0; j < TILES; j++)
 #pragma unroll
-        for (int j = 0; j < TILES; j++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                float sum = 0.f;
-                for (int s = 0; s < splits; s++)
-                    sum += __ldcg(partials + ((long long)s * gridDim.x + blockIdx.x) * TILE_FLOATS + ((c * TILES + j) * 4 + i) * THREADS + tid);
-                store(c, j, i, sum);
-            }
+        for (int i = 0; i < 4; i++) {
+            float sum = 0.f;
+            for (int s = 0; s < splits; s++)
+                sum += __ldcg(partials + ((long long)s * gridDim.x + blockIdx.x) * TILE_FLOATS + (j * 4 + i) * THREADS + tid);
+            store(j, i, sum);
+        }
     if (tid == 0) counters[blockIdx.x] = 0;   // ready for the next launch (graph replays included)
 }
 
-// BM rows per tile × NW warps of WC 16-column tiles (NAME: w<NW>, or w<NW>x2 for two tiles a warp). One tile a warp:
-// at most 128 registers, so that two 8-warp blocks (or four of 4 warps, where shared memory allows) share an SM: ncu
-// (8 warps, 64 rows) found one block of 144 registers per SM, whose warps waited 5 cycles between instructions with no
-// other warp to issue. Two tiles a warp hold twice the accumulators: at most 168 registers, three 4-warp blocks.
-#define INT4_TILED_ENTRY(S, T, O, OS, BM, NW, WC, NAME, MIN_BLOCKS)                                                  \
-    extern "C" __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS) int4_gemm_tiled_##S##_##OS##_m##BM##_##NAME(      \
+// BM rows per tile × NW warps (16 · NW columns per block). At most 128 registers, so that two 8-warp blocks (or
+// four of 4 warps, where shared memory allows) share an SM: ncu (8 warps, 64 rows) found one block of 144 registers per
+// SM, whose warps waited 5 cycles between instructions with no other warp to issue.
+#define INT4_TILED_ENTRY(S, T, O, OS, BM, NW)                                                                        \
+    extern "C" __global__ void __launch_bounds__(NW * 32, 16 / NW) int4_gemm_tiled_##S##_##OS##_m##BM##_w##NW(                \
         const T* x, int rows, int row_tiles, const unsigned* w, const unsigned* sz, int groups, int group_shift, int n, \
         int k, const T* bias, O* y, float* partials, int* counters) {                                                 \
-        int4_gemm_tiled<T, O, BM, NW, WC>(x, rows, row_tiles, w, sz, groups, group_shift, n, k, bias, y, partials,     \
-                                          counters, flash_dynamic_smem);                                              \
+        int4_gemm_tiled<T, O, BM, NW>(x, rows, row_tiles, w, sz, groups, group_shift, n, k, bias, y, partials, counters, \
+                                      flash_dynamic_smem);                                                            \
     }
-#define INT4_TILED_ENTRY_ROWS(S, T, O, OS, BM)                                                                        \
-    INT4_TILED_ENTRY(S, T, O, OS, BM, 4, 1, w4, 4) INT4_TILED_ENTRY(S, T, O, OS, BM, 8, 1, w8, 2)                      \
-    INT4_TILED_ENTRY(S, T, O, OS, BM, 4, 2, w4x2, 3)
 #define INT4_TILED_ENTRY_OUT(S, T, O, OS)                                                                             \
-    INT4_TILED_ENTRY_ROWS(S, T, O, OS, 16) INT4_TILED_ENTRY_ROWS(S, T, O, OS, 32) INT4_TILED_ENTRY_ROWS(S, T, O, OS, 64)
+    INT4_TILED_ENTRY(S, T, O, OS, 16, 4) INT4_TILED_ENTRY(S, T, O, OS, 16, 8) INT4_TILED_ENTRY(S, T, O, OS, 32, 4)    \
+    INT4_TILED_ENTRY(S, T, O, OS, 32, 8) INT4_TILED_ENTRY(S, T, O, OS, 64, 4) INT4_TILED_ENTRY(S, T, O, OS, 64, 8)
 #define INT4_TILED_ENTRY_POINTS(S, T) INT4_TILED_ENTRY_OUT(S, T, T, same) INT4_TILED_ENTRY_OUT(S, T, float, f32)
 INT4_TILED_ENTRY_POINTS(f16, __half)
 INT4_TILED_ENTRY_POINTS(bf16, __nv_bfloat16)
