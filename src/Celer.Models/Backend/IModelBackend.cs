@@ -228,7 +228,9 @@ public interface IModelBackend : IDisposable
     /// <paramref name="down"/> every expert's down projection ([experts·hidden, intermediate]). <paramref name="output"/> may
     /// be <paramref name="x"/> itself. <paramref name="experts"/> (gpt-oss) adds each expert's biases and swaps SiLU·mul for
     /// the clamped SwiGLU (<see cref="ExpertOptions"/>). Both weights may be MXFP4 from <see cref="LoadMxfp4"/>
-    /// (<see cref="Tensor.Mxfp4"/>; their shapes then count code bytes), computed as their decoded bf16 values.
+    /// (<see cref="Tensor.Mxfp4"/>; their shapes then count code bytes), computed as their decoded bf16 values, or 4-bit
+    /// codes from <see cref="LoadExperts"/> (<see cref="Tensor.Int4"/>; shapes in 32-bit words), computed as their values
+    /// dequantized into the model dtype.
     /// </summary>
     void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output, ExpertOptions? experts = null);
 
