@@ -10,8 +10,8 @@ namespace Celer.Backends.Cuda;
 /// The sparse mixture-of-experts MLP (<c>moe.cu</c>, vLLM's fused_moe written for Celer) and Qwen2-MoE's sigmoid-gated
 /// shared expert. Five launches per call, none waiting for the host: routing, the per-expert grouping of the (row, slot)
 /// pairs padded to the GEMM's row tile, the gate/up GEMM with SiLU·mul in its epilogue, the down GEMM scaled by the
-/// routing weights, and the per-row sum; a decode step of few rows takes two (a warp per pair and column for gate/up,
-/// which routes the pair's row itself, and for down, which also adds each row's pairs). Grids depend only on the rows, top-k and expert count (the most tiles any
+/// routing weights, and the per-row sum; a decode step of few rows takes three (routing, then a warp per pair and column
+/// for gate/up and for down, which also adds each row's pairs). Grids depend only on the rows, top-k and expert count (the most tiles any
 /// routing can make; blocks past the real count exit), so a recorded graph replays any routing. gpt-oss's MXFP4 experts
 /// stay packed in bf16 models on sm_80+ (<see cref="LoadMxfp4"/>), and FP8 checkpoints' experts as their E4M3 codes with
 /// scales per row or per 128 × 128 block (<see cref="LoadFp8"/>), and 4-bit integer checkpoints' experts as their codes
@@ -241,6 +241,8 @@ public sealed unsafe partial class CudaBackend
         ulong inter = scratch + layout.Inter, pairOut = scratch + layout.PairOut;
         int norm = normalize ? 1 : 0;
 
+        void** routeArgs = stackalloc void*[] { &logits, &rows, &experts, &topK, &norm, &ids, &weights };
+        Launch("moe_route", (uint)((rows + MoeThreads / 32 - 1) / (MoeThreads / 32)), 1, MoeThreads, routeArgs);
         ulong xp = (ulong)x.Data + (ulong)((long)first * hidden * elementBytes), w1 = (ulong)gateUp.Data, w2 = (ulong)down.Data;
         ulong o = (ulong)output.Data + (ulong)((long)first * hidden * elementBytes);
         // Codes: the kernels' *_mxfp4 and *_fp8 instances, which read the scales (every GEMM kernel takes a scale pointer
@@ -252,10 +254,11 @@ public sealed unsafe partial class CudaBackend
         // FP8 off the tensor cores (fp32 models) takes the CUDA-core GEMM: moe_gemv decodes FP8 into 16-bit pairs.
         if ((tensorCores || stored == MoeWeights.Plain) && UsesMoeGemv(pairs, experts, hidden, intermediate, xp, w1, w2))
         {
-            // A decode of few rows: a warp per (pair, column) that routes its pair's row itself, no align pass; the
-            // down pass adds each row's pairs (moe.cu's moe_gemv_gate_up and moe_gemv_down_sum).
+            // A decode of few rows: a warp per (pair, column), no align pass; the down pass adds each row's pairs
+            // (moe.cu's moe_gemv_gate_up and moe_gemv_down_sum).
+            int xDiv = topK;
             uint gateUpBlocks = (uint)((intermediate + MoeGemvWarps - 1) / MoeGemvWarps);
-            void** gateUpGemv = stackalloc void*[] { &xp, &logits, &experts, &topK, &norm, &ids, &weights, &w1, &s1, &ld1, &intermediate, &hidden, &inter, &gateUpBias, &limit };
+            void** gateUpGemv = stackalloc void*[] { &xp, &xDiv, &ids, &w1, &s1, &ld1, &intermediate, &hidden, &inter, &gateUpBias, &limit };
             Launch("moe_gemv_gate_up" + format, gateUpBlocks, (uint)pairs, 32 * MoeGemvWarps, gateUpGemv);
             int columns = Math.Max(1, MoeGemvDownWarps / topK);   // a block: the top_k warps of each of its columns
             void** downGemv = stackalloc void*[] { &inter, &topK, &ids, &w2, &s2, &ld2, &hidden, &intermediate, &weights, &o, &downBias };
@@ -263,8 +266,6 @@ public sealed unsafe partial class CudaBackend
             return;
         }
 
-        void** routeArgs = stackalloc void*[] { &logits, &rows, &experts, &topK, &norm, &ids, &weights };
-        Launch("moe_route", (uint)((rows + MoeThreads / 32 - 1) / (MoeThreads / 32)), 1, MoeThreads, routeArgs);
         void** alignArgs = stackalloc void*[] { &ids, &pairs, &experts, &bm, &rank, &sorted, &tileExpert, &numTiles };
         _kernels.Launch("moe_align", 1, 1, MoeAlignThreads, alignArgs);
 

@@ -31,12 +31,15 @@
 // own), ties by the lower id as torch.topk; the weights are the fp32 softmax probabilities. A NaN logit (a diverged
 // row, or a padded row of a recorded graph whose activations were never written) ranks as -inf: the ids stay valid
 // experts whatever the row holds, since the align kernel and the GEMMs index buffers by them.
-// The routing of the row whose logits are l, by one whole warp: lane s < top_k gets slot s's expert and weight (rounded
-// to T), every lane the same whatever the warp (moe_gemv_gate_up's warps each route their own pair's row).
 template <typename T>
-__device__ __forceinline__ void moe_route_row(const T* __restrict__ l, int experts, int top_k, int normalize, int lane,
-                                              int& my_id, float& my_weight) {
+__device__ void moe_route(const T* __restrict__ logits, int rows, int experts, int top_k, int normalize,
+                          int* __restrict__ topk_ids, float* __restrict__ topk_weights) {
+    celer_pdl_begin();
     constexpr int PER = MOE_MAX_EXPERTS / 32;
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return;   // the whole warp
+    const T* l = logits + (long long)row * experts;
     float v[PER];
     float mx = NEG_INF;
 #pragma unroll
@@ -54,8 +57,8 @@ __device__ __forceinline__ void moe_route_row(const T* __restrict__ l, int exper
     sum = warp_sum(sum);
 
     unsigned taken = 0;   // bit i: expert lane + 32 i is chosen
-    my_weight = 0.f;
-    my_id = 0;
+    float my_weight = 0.f;
+    int my_id = 0;
     for (int s = 0; s < top_k; s++) {
         float best = NEG_INF;
         int best_id = 0x7fffffff;
@@ -83,23 +86,9 @@ __device__ __forceinline__ void moe_route_row(const T* __restrict__ l, int exper
         }
     }
     if (normalize) my_weight /= warp_sum(lane < top_k ? my_weight : 0.f);
-    my_weight = round_to<T>(my_weight);
-}
-
-// One warp per row.
-template <typename T>
-__device__ void moe_route(const T* __restrict__ logits, int rows, int experts, int top_k, int normalize,
-                          int* __restrict__ topk_ids, float* __restrict__ topk_weights) {
-    celer_pdl_begin();
-    const int lane = threadIdx.x & 31;
-    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (row >= rows) return;   // the whole warp
-    int id;
-    float weight;
-    moe_route_row<T>(logits + (long long)row * experts, experts, top_k, normalize, lane, id, weight);
     if (lane < top_k) {
-        topk_ids[(long long)row * top_k + lane] = id;
-        topk_weights[(long long)row * top_k + lane] = weight;
+        topk_ids[(long long)row * top_k + lane] = my_id;
+        topk_weights[(long long)row * top_k + lane] = round_to<T>(my_weight);
     }
 }
 
@@ -770,16 +759,13 @@ __device__ void moe_gemm_simt(const T* __restrict__ a, int a_div, const int* __r
 // batch 1 on Qwen3-30B's shape the tiles read the experts at ~1.2 TB/s). Here each (pair, column) is one warp streaming
 // its weight row(s) in 16-byte loads: every SM is loading. No align pass: a pair finds its expert in topk_ids. The down
 // pass also adds each row's top_k pairs (moe_gemv_down_sum), so a step of few rows is three launches and the pairs'
-// fp32 results never reach memory. The gate/up pass also routes: each warp ranks its pair's row itself (moe_route_row:
-// a few hundred cycles for 128 experts, where a routing launch of its own cost ~7 us of a decode step's critical path
-// per layer), and the first column block writes the pair's expert and weight for the down pass. Same roundings and
-// outputs as the tile kernels, moe_route and moe_sum. The host takes this path only when k is a multiple of 16 bytes'
-// elements and the tensors are 16-byte aligned.
+// fp32 results never reach memory. Same roundings and outputs as the tile kernels and moe_sum. The host takes this path
+// only when k is a multiple of 16 bytes' elements and the tensors are 16-byte aligned.
 #define MOE_GEMV_WARPS 4   // gate/up: warps (columns) per block
 // The entry points' arguments, codes or not (as MOE_GEMM_ARGS: ws nullptr and ws_ld 0 for 16- and 32-bit weights).
 #define MOE_GEMV_GATE_UP_ARGS(T)                                                                                      \
-    const T *a, const T *logits, int experts, int top_k, int normalize, int *topk_ids, float *topk_weights,          \
-        const void *w, const void *ws, int ws_ld, int n, int k, void *out, const T *bias, float limit
+    const T *a, int a_div, const int *topk_ids, const void *w, const void *ws, int ws_ld, int n, int k, void *out,    \
+        const T *bias, float limit
 #define MOE_GEMV_DOWN_ARGS(T)                                                                                         \
     const T *inter, int top_k, const int *topk_ids, const void *w, const void *ws, int ws_ld, int n, int k,           \
         const float *pair_weights, T *out, const T *bias
@@ -850,28 +836,18 @@ __device__ __forceinline__ void moe_gemv_dot(const T* __restrict__ x, const void
     }
 }
 
-// gate/up: warp (pair blockIdx.y, column col) routes the pair's row, then takes its expert's gate row and the matching
-// up row; lane 0 adds the biases and writes the activation to inter [pairs, n]. Block column 0's first warp writes the
-// pair's expert and weight into topk_ids and topk_weights.
+// gate/up: warp (pair blockIdx.y, column col) takes the expert's gate row and the matching up row; lane 0 adds the
+// biases and writes the activation to inter [pairs, n].
 template <typename T, int F>
-__device__ void moe_gemv_gate_up(const T* __restrict__ a, const T* __restrict__ logits, int experts, int top_k, int normalize,
-                                 int* __restrict__ topk_ids, float* __restrict__ topk_weights, const void* __restrict__ w,
+__device__ void moe_gemv_gate_up(const T* __restrict__ a, int a_div, const int* __restrict__ topk_ids, const void* __restrict__ w,
                                  const void* __restrict__ ws, int ws_ld, int n, int k, void* __restrict__ out,
                                  const T* __restrict__ bias, float limit) {
     celer_pdl_begin();
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, col = blockIdx.x * MOE_GEMV_WARPS + warp, p = blockIdx.y;
+    const int lane = threadIdx.x & 31, col = blockIdx.x * MOE_GEMV_WARPS + (threadIdx.x >> 5), p = blockIdx.y;
     if (col >= n) return;   // the whole warp
-    const int row = p / top_k, slot = p % top_k;
-    int id;
-    float weight;
-    moe_route_row<T>(logits + (long long)row * experts, experts, top_k, normalize, lane, id, weight);
-    const int expert = __shfl_sync(0xffffffffu, id, slot);
-    if (blockIdx.x == 0 && warp == 0 && lane == slot) {
-        topk_ids[p] = id;
-        topk_weights[p] = weight;
-    }
+    const int expert = topk_ids[p];
     float s[2] = {0.f, 0.f};
-    moe_gemv_dot<T, 2, F>(a + (long long)row * k, w, ws, ws_ld, (long long)expert * 2 * n + col, n, k, lane, s);
+    moe_gemv_dot<T, 2, F>(a + (long long)(p / a_div) * k, w, ws, ws_ld, (long long)expert * 2 * n + col, n, k, lane, s);
     float g = warp_sum(s[0]), u = warp_sum(s[1]);
     if (lane != 0) return;
     if (bias != nullptr) {
@@ -953,8 +929,7 @@ __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__
                                 pair_weights, out, bias, limit);                                                      \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_##S(MOE_GEMV_GATE_UP_ARGS(T)) { \
-        moe_gemv_gate_up<T, MOE_W16>(a, logits, experts, top_k, normalize, topk_ids, topk_weights, w, ws, ws_ld, n, k, \
-                                  out, bias, limit);                                                                 \
+        moe_gemv_gate_up<T, MOE_W16>(a, a_div, topk_ids, w, ws, ws_ld, n, k, out, bias, limit);                     \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(1024) moe_gemv_down_sum_##S(MOE_GEMV_DOWN_ARGS(T)) {                 \
         moe_gemv_down_sum<T, MOE_W16>(inter, top_k, topk_ids, w, ws, ws_ld, n, k, pair_weights, out, bias);          \
@@ -969,8 +944,7 @@ CELER_FOR_DTYPES(MOE_ENTRY_POINTS)
 
 #define MOE_GEMV_CODES_ENTRY_POINTS(S, T, FMT, F)                                                                      \
     extern "C" __global__ void __launch_bounds__(MOE_GEMV_WARPS * 32) moe_gemv_gate_up_##FMT##_##S(MOE_GEMV_GATE_UP_ARGS(T)) { \
-        moe_gemv_gate_up<T, F>(a, logits, experts, top_k, normalize, topk_ids, topk_weights, w, ws, ws_ld, n, k,     \
-                            out, bias, limit);                                                                       \
+        moe_gemv_gate_up<T, F>(a, a_div, topk_ids, w, ws, ws_ld, n, k, out, bias, limit);                            \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(1024) moe_gemv_down_sum_##FMT##_##S(MOE_GEMV_DOWN_ARGS(T)) {          \
         moe_gemv_down_sum<T, F>(inter, top_k, topk_ids, w, ws, ws_ld, n, k, pair_weights, out, bias);                \

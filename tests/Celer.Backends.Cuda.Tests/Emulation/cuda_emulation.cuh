@@ -157,10 +157,6 @@ template <typename V, typename Source> inline V warp_exchange(unsigned mask, V v
 template <typename V> inline V __shfl_xor_sync(unsigned mask, V v, int o) {
     return warp_exchange(mask, v, [o](int lane) { return lane ^ o; });
 }
-// __shfl_sync: every lane reads the value of lane `source`.
-template <typename V> inline V __shfl_sync(unsigned mask, V v, int source) {
-    return warp_exchange(mask, v, [source](int) { return source & 31; });
-}
 
 // Warp vote: true when any lane of the (full) warp passes true.
 inline bool __any_sync(unsigned mask, bool p) {

@@ -24,8 +24,7 @@
 // (MOE_GEMM_ARGS, MOE_GEMV_GATE_UP_ARGS, MOE_GEMV_DOWN_ARGS).
 using GemmFn = void (*)(const void*, int, const int*, const int*, const int*, int, const void*, const void*, int, int, int,
                         const float*, void*, const void*, float);
-using GateUpGemvFn = void (*)(const void*, const void*, int, int, int, int*, float*, const void*, const void*, int, int, int, void*,
-                             const void*, float);
+using GateUpGemvFn = void (*)(const void*, int, const int*, const void*, const void*, int, int, int, void*, const void*, float);
 using DownSumGemvFn = void (*)(const void*, int, const int*, const void*, const void*, int, int, int, const float*, void*,
                                const void*);
 static GemmFn fp4_gemm(bool gated, int bm) {
@@ -276,9 +275,7 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
         }
     }
 
-    // moe_gemv routes in its gate/up pass; the tile kernels after moe_route.
-    if (bm >= 0)
-        launch({(unsigned)((rows + 3) / 4), 1, 1}, [&] { Kernels<T>::route(logits.data(), rows, experts, top_k, normalize, ids.data(), weights.data()); });
+    launch({(unsigned)((rows + 3) / 4), 1, 1}, [&] { Kernels<T>::route(logits.data(), rows, experts, top_k, normalize, ids.data(), weights.data()); });
     // The weights each GEMM reads: MXFP4 codes and scale bytes, FP8 codes and scales, or the 16- and 32-bit values (no
     // scales).
     const void* gate_up_w = fp4 ? (const void*)q1.codes.data() : fp8 ? (const void*)f1.codes.data() : i4 ? (const void*)n1.codes.data() : w1.data();
@@ -292,8 +289,7 @@ static bool run_case(int rows, int experts, int top_k, int hidden, int inter, bo
         const int warps = 4, columns = std::max(1, 16 / top_k);   // MOE_GEMV_WARPS; MoeGemvDownWarps / top_k
         const GemvFns gemv = fp4 ? kFp4Gemv : fp8 ? Kernels<T>::fp8_gemv() : i4 ? Kernels<T>::int4_gemv() : Kernels<T>::gemv();
         launch({(unsigned)((inter + warps - 1) / warps), (unsigned)pairs, 1}, [&] {
-            gemv.gate_up(x.data(), logits.data(), experts, top_k, normalize, ids.data(), weights.data(), gate_up_w, gate_up_s,
-                         gate_up_ld, inter, hidden, hmid.data(), b1p, limit);
+            gemv.gate_up(x.data(), top_k, ids.data(), gate_up_w, gate_up_s, gate_up_ld, inter, hidden, hmid.data(), b1p, limit);
         });
         launch({(unsigned)((hidden + columns - 1) / columns), (unsigned)rows, 1}, [&] {
             gemv.down_sum(hmid.data(), top_k, ids.data(), down_w, down_s, down_ld, hidden, inter, weights.data(), out.data(), b2p);
