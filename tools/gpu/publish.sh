@@ -26,6 +26,10 @@ for dir in .cache/test-assets/tokenizers/*/; do
   mkdir -p "publish/gpu/assets/$name"
   cp "$dir/tokenizer.json" "$dir/tokenizer_config.json" "publish/gpu/assets/$name/"
 done
+# The commit being published, which run-all.sh gives the bench JSONs (CELER_COMMIT): COMMIT=<sha> names it for a tree
+# unpacked from `git archive` outside a checkout.
+commit="${COMMIT:-$(git rev-parse HEAD 2>/dev/null || true)}"
+[[ -n "$commit" ]] && echo "$commit" > publish/gpu/COMMIT
 # xz -9e with a 192 MiB dictionary on one thread: about 2 MB smaller than the default level, which the carry limit
 # needs now (the working tree is ~31 MB; about a minute more).
 tar -cf - -C publish gpu | xz -9e -T1 --lzma2=preset=9e,dict=192MiB,nice=273 > publish/gpu-bundle.tar.xz

@@ -25,6 +25,8 @@ status=0
 stage "unpack"
 # Always the bundle that came with this call: a warm machine keeps the previous call's ignored files.
 rm -rf publish/gpu && tar -xJf publish/gpu-bundle.tar.xz -C publish || exit 1
+# The commit the bundle was built from, for the bench JSONs (the copied tree's .git may be stale; BenchmarkReport).
+[[ -s publish/gpu/COMMIT ]] && export CELER_COMMIT="$(cat publish/gpu/COMMIT)"
 nvidia-smi -L
 export CELER_CARD="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 git rev-parse HEAD 2>/dev/null || true
