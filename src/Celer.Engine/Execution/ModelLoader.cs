@@ -644,11 +644,11 @@ public static partial class ModelLoader
         {
             case "dummy":
                 var dummy = new DummyWeightSource(dtype, (ulong)args.Seed, materialize: online || !platform.MakesDummyWeights);
-                return new ProgressWeightSource(Quantized(dummy), null, null, progress);
+                return new ProgressWeightSource(dummy, Quantized, null, null, progress);
             case "auto" or "safetensors":
                 var source = SafetensorsWeightSource.Open(dir);
                 source.ReadAheadInBackground();   // every tensor is read once: keep the disk streaming meanwhile
-                return new ProgressWeightSource(Quantized(source), source.Names.Count(), source.Files.Sum(f => new FileInfo(f.Path).Length), progress);
+                return new ProgressWeightSource(source, Quantized, source.Names.Count(), source.Files.Sum(f => new FileInfo(f.Path).Length), progress);
             default:
                 throw new ArgumentException($"Unknown load format '{args.LoadFormat}'; expected auto, safetensors or dummy.", nameof(args));
         }

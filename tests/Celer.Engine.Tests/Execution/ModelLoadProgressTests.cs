@@ -34,6 +34,28 @@ public sealed class ModelLoadProgressTests
         Assert.Equal(recorder.Reports[^2].TensorsLoaded, last.TensorsLoaded);
     }
 
+    /// <summary>
+    /// A quantized checkpoint's progress is counted in what it stores, the totals' own units: every tensor of an
+    /// act-order GPTQ checkpoint (codes, zero points, scales and group indexes, read by the quantization wrapper, all of
+    /// them needed) once, with its bytes.
+    /// </summary>
+    [Fact]
+    public void A_quantized_checkpoint_counts_its_stored_tensors()
+    {
+        string dir = Path.Combine(RepoPaths.FixtureModels, "llama-gptq-int4-g16-actorder");
+        var recorder = new Recorder();
+        var args = new EngineArgs { Model = dir, MaxModelLen = 128, KvCacheMemoryBytes = 16L << 20 };
+        using (ModelLoader.LoadOffline(args, recorder).Engine)
+        {
+        }
+
+        using var checkpoint = Celer.Models.Weights.SafetensorsWeightSource.Open(dir);
+        ModelLoadProgress last = recorder.Reports[^1];
+        Assert.Equal(checkpoint.Names.Count(), last.TensorsLoaded);
+        Assert.Equal(checkpoint.Names.Sum(n => checkpoint.Get(n).ByteLength), last.BytesLoaded);
+        Assert.Equal(checkpoint.Names.Count(), recorder.Reports[^2].TotalTensors);
+    }
+
     [Fact]
     public void The_startup_log_times_each_phase_and_sizes_the_kv_cache()
     {
