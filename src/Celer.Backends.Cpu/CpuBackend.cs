@@ -45,10 +45,10 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
     private float* _quantizedInput;
     private long _quantizedInputElements;
 
-    // Packed 4-bit layers: the input gathered into an act-order weight's column order, and the weight dequantized for
+    // Packed 4- and 8-bit layers: the input gathered into an act-order weight's column order, and the weight dequantized for
     // steps above the GEMV's rows (sized at load for the largest packed weight).
-    private float* _gatheredInput, _int4Scratch;
-    private long _gatheredInputElements, _int4ScratchElements;
+    private float* _gatheredInput, _intScratch;
+    private long _gatheredInputElements, _intScratchElements;
 
     public string Name => $"cpu ({Environment.ProcessorCount} threads)";
 
@@ -246,7 +246,16 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
 
         if (weight.Int4 is { } q)
         {
-            Int4Linear(input, rows, weight, q, bias, y);
+            float* ordered = InWeightOrder(input, rows, q.Columns, q.ColumnOrder);
+            MatMul.RunInt4(ordered, rows, q.Columns, (uint*)weight.Data, F(q.ScalesAndZeros), q.Groups, q.GroupSize, weight.Rows, F(y), bias is null ? null : F(bias), _intScratch);
+            return;
+        }
+
+        if (weight.Int8 is { } q8)
+        {
+            int k = (int)weight.Columns;
+            float* ordered = InWeightOrder(input, rows, k, q8.ColumnOrder);
+            MatMul.RunInt8(ordered, rows, k, (byte*)weight.Data, F(q8.ScalesAndZeros), q8.Groups, q8.GroupSize, weight.Rows, F(y), bias is null ? null : F(bias), _intScratch);
             return;
         }
 
@@ -254,14 +263,25 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
     }
 
     /// <summary>
-    /// Integer weight-only <paramref name="parts"/> stacked along their rows: 4-bit codes kept packed when they share one
-    /// layout (<see cref="IntWeights.PackableInt4"/>; act-order columns sorted by group, the input gathered alike at each
-    /// product), else (8-bit, other group sizes) dequantized into fp32 as any quantized checkpoint is on the CPU.
+    /// Integer weight-only <paramref name="parts"/> stacked along their rows: 4-bit codes kept packed and 8-bit codes kept
+    /// a byte each when the parts share one layout (<see cref="IntWeights.Packable"/>; act-order columns sorted by group,
+    /// the input gathered alike at each product), else (groups not in runs of 8 columns, parts that differ) dequantized
+    /// into fp32 as any quantized checkpoint is on the CPU.
     /// </summary>
     private Tensor LoadInt(string name, WeightTensor[] parts)
     {
         IntWeights[] weights = IntWeights.Stacked(name, parts);
         int rows = weights.Sum(w => w.Rows), columns = weights[0].Columns;
+        int groups = weights[0].Groups, groupSize = weights[0].GroupSize == 0 ? columns : weights[0].GroupSize;
+        if (IntWeights.Packable(weights, 8, out int[]? order8))
+        {
+            nint bytes = Own(IntWeights.StackBytes(weights, order8).AsSpan());
+            Reserve(ref _intScratch, ref _intScratchElements, (long)rows * columns);
+            var pairs8 = new Tensor(name + ".scales_and_zeros", Own(IntWeights.ScalesAndZeros(weights).AsSpan()), DType.F32, [rows, groups * 2]);
+            Tensor? order8Tensor = order8 is null ? null : new Tensor(name + ".column_order", Own(order8.AsSpan()), DType.I32, [columns]);
+            return new Tensor(name, bytes, DType.U8, [rows, columns]) { Int8 = new PackedInt8(groupSize, groups, pairs8, order8Tensor) };
+        }
+
         if (!IntWeights.PackableInt4(weights, out int[]? order))
         {
             float* values = AllocateFloats((long)rows * columns);
@@ -277,37 +297,35 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
 
         uint[] codes = IntWeights.PackCodes(weights, order, static (q, i) => (q * 8) + i);
         float[] pairs = IntWeights.ScalesAndZeros(weights);
-        int groups = weights[0].Groups, groupSize = weights[0].GroupSize == 0 ? columns : weights[0].GroupSize;
         nint codeMemory = Own(codes.AsSpan()), pairMemory = Own(pairs.AsSpan());
         Tensor? columnOrder = order is null ? null : new Tensor(name + ".column_order", Own(order.AsSpan()), DType.I32, [columns]);
         // Steps above the GEMV's rows dequantize into one fp32 matrix sized for the largest packed weight.
-        Reserve(ref _int4Scratch, ref _int4ScratchElements, (long)rows * columns);
+        Reserve(ref _intScratch, ref _intScratchElements, (long)rows * columns);
 
         var sz = new Tensor(name + ".scales_and_zeros", pairMemory, DType.F32, [rows, groups * 2]);
         return new Tensor(name, codeMemory, DType.I32, [rows, columns / 8]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, Int4Layout.Linear) };
     }
 
-    /// <summary>y = x·Wᵀ (+ bias) for a packed 4-bit weight: x gathered into the weight's column order (act-order) first.</summary>
-    private void Int4Linear(float* x, int rows, Tensor weight, PackedInt4 q, Tensor? bias, Tensor y)
+    /// <summary>x's rows in an act-order weight's column order (gathered into a buffer of the backend's), or x itself.</summary>
+    private float* InWeightOrder(float* x, int rows, int k, Tensor? order)
     {
-        int k = q.Columns;
-        if (q.ColumnOrder is { } order)
+        if (order is null)
         {
-            Reserve(ref _gatheredInput, ref _gatheredInputElements, (long)rows * k);
-            int* columns = (int*)order.Data;
-            for (int r = 0; r < rows; r++)
-            {
-                float* source = x + ((long)r * k), target = _gatheredInput + ((long)r * k);
-                for (int j = 0; j < k; j++)
-                {
-                    target[j] = source[columns[j]];
-                }
-            }
-
-            x = _gatheredInput;
+            return x;
         }
 
-        MatMul.RunInt4(x, rows, k, (uint*)weight.Data, F(q.ScalesAndZeros), q.Groups, q.GroupSize, weight.Rows, F(y), bias is null ? null : F(bias), _int4Scratch);
+        Reserve(ref _gatheredInput, ref _gatheredInputElements, (long)rows * k);
+        int* columns = (int*)order.Data;
+        for (int r = 0; r < rows; r++)
+        {
+            float* source = x + ((long)r * k), target = _gatheredInput + ((long)r * k);
+            for (int j = 0; j < k; j++)
+            {
+                target[j] = source[columns[j]];
+            }
+        }
+
+        return _gatheredInput;
     }
 
     public void RmsNorm(Tensor x, int rows, Tensor weight, float eps, Tensor y)

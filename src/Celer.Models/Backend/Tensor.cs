@@ -48,6 +48,12 @@ public sealed class Tensor
     public PackedInt4? Int4 { get; init; }
 
     /// <summary>
+    /// Set on an 8-bit integer weight kept as its codes on a backend with W8A16 kernels (the CPU; then <see cref="Shape"/>
+    /// is [out, in] bytes); null for every other tensor.
+    /// </summary>
+    public PackedInt8? Int8 { get; init; }
+
+    /// <summary>
     /// Set on MXFP4 expert weights kept packed on a backend that decodes them itself (<see cref="IModelBackend.LoadMxfp4"/>):
     /// <see cref="Shape"/> is then [rows, columns / 2] bytes of codes; null for every other tensor.
     /// </summary>
@@ -68,6 +74,12 @@ public sealed class Tensor
 /// is gathered into the same order), and which of the backend's code layouts it is in (<see cref="Int4Layout"/>).
 /// </summary>
 public sealed record PackedInt4(int Columns, int GroupSize, int Groups, Tensor ScalesAndZeros, Tensor? ColumnOrder, Int4Layout Layout);
+
+/// <summary>
+/// The side data of an 8-bit weight kept as its codes: the scales and zero points per (output row, group of
+/// <see cref="GroupSize"/> columns), as fp32 pairs, and for act-order checkpoints the order its columns were sorted into.
+/// </summary>
+public sealed record PackedInt8(int GroupSize, int Groups, Tensor ScalesAndZeros, Tensor? ColumnOrder);
 
 /// <summary>How a backend packs a 4-bit weight's codes, scales and zero points (the CUDA backend's <c>int4_gemm.cu</c> and <c>moe.cu</c>).</summary>
 public enum Int4Layout

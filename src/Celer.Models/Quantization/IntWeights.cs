@@ -85,17 +85,47 @@ public sealed class IntWeights
     }
 
     /// <summary>
-    /// Whether parts stacked along their rows share one packed 4-bit layout of whole 8-code words: every part 4-bit, its
-    /// width and group size multiples of 8, one group count, one column order (<paramref name="order"/>, the parts'
-    /// <see cref="ColumnOrder"/>) in which each position j holds a column of group j / group size, as GPTQ's act-order
-    /// makes them. A backend's 4-bit kernels then read groups as runs of columns of the reordered input.
+    /// Whether parts stacked along their rows share one packed layout of <paramref name="bits"/>-bit codes in whole runs
+    /// of 8: every part of those bits, its width and group size multiples of 8, one group count, one column order
+    /// (<paramref name="order"/>, the parts' <see cref="ColumnOrder"/>) in which each position j holds a column of group
+    /// j / group size, as GPTQ's act-order makes them. A backend's integer kernels then read groups as runs of columns of
+    /// the reordered input.
     /// </summary>
-    public static bool PackableInt4(IntWeights[] parts, out int[]? order)
+    public static bool Packable(IntWeights[] parts, int bits, out int[]? order)
     {
         IntWeights first = parts[0];
         int[]? common = order = first.ColumnOrder();
-        return parts.All(w => w.Bits == 4 && w.Columns == first.Columns && w.Columns % 8 == 0 && w.GroupSize % 8 == 0
+        return parts.All(w => w.Bits == bits && w.Columns == first.Columns && w.Columns % 8 == 0 && w.GroupSize % 8 == 0
             && w.GroupSize == first.GroupSize && w.Groups == first.Groups && SameOrder(w.ColumnOrder(), common) && w.GroupsAreRuns(common));
+    }
+
+    /// <summary><see cref="Packable"/> for 4-bit codes (8 to a 32-bit word).</summary>
+    public static bool PackableInt4(IntWeights[] parts, out int[]? order) => Packable(parts, 4, out order);
+
+    /// <summary>
+    /// The parts' 8-bit codes stacked along their rows, a byte each, columns in the reordered input's order
+    /// (<paramref name="order"/>, null: as stored). Rows in parallel.
+    /// </summary>
+    public static byte[] StackBytes(IntWeights[] parts, int[]? order)
+    {
+        int columns = parts[0].Columns;
+        var codes = new byte[(long)parts.Sum(w => w.Rows) * columns];
+        long first = 0;
+        foreach (IntWeights w in parts)
+        {
+            long start = first;
+            Parallel.For(0, w.Rows, o =>
+            {
+                long source = (long)o * columns, target = (start + o) * columns;
+                for (int c = 0; c < columns; c++)
+                {
+                    codes[target + c] = w.Codes[source + (order?[c] ?? c)];
+                }
+            });
+            first += w.Rows;
+        }
+
+        return codes;
     }
 
     /// <summary>

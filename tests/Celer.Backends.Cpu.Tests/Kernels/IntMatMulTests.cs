@@ -8,7 +8,7 @@ using Xunit;
 namespace Celer.Backends.Cpu.Tests.Kernels;
 
 /// <summary>
-/// The packed 4-bit linear layer (<see cref="MatMul.RunInt4"/>, and <see cref="CpuBackend"/>'s loading and act-order
+/// The packed 4-bit and byte-per-code 8-bit linear layers (<see cref="MatMul.RunInt4"/>, <see cref="MatMul.RunInt8"/>, and <see cref="CpuBackend"/>'s loading and act-order
 /// gather around it) against a double-precision product with the exactly dequantized weight, on random codes, zero
 /// points and scales: the GEMV rows (1–3) and the dequantize-then-GEMM rows past them, groups of 8 to 128 columns and per
 /// channel, widths whose words end in a partial 32-byte vector, act-order columns, stacked parts and a bias. The
@@ -16,7 +16,7 @@ namespace Celer.Backends.Cpu.Tests.Kernels;
 /// a code or a group read from the wrong place is off by the weight's whole range. The AVX2 and scalar dequantizations
 /// are compared value for value.
 /// </summary>
-public sealed unsafe class Int4MatMulTests
+public sealed unsafe class IntMatMulTests
 {
     private const double Tolerance = 1e-5;
     private static readonly int[] ExpertRows = [24, 8, 24];   // gate, up, and another expert's gate
@@ -47,16 +47,20 @@ public sealed unsafe class Int4MatMulTests
     }
 
     [Theory]
-    [InlineData(64, "48", 16, false, false)]
-    [InlineData(176, "64,32,32", 16, true, true)]
-    [InlineData(512, "96", 0, false, true)]
-    [InlineData(264, "40", 8, true, false)]
-    [InlineData(1024, "24,8", 128, false, false)]
-    public void Packed_linear_matches_the_dequantized_product(int k, string parts, int groupSize, bool actOrder, bool withBias)
+    [InlineData(4, 64, "48", 16, false, false)]
+    [InlineData(4, 176, "64,32,32", 16, true, true)]
+    [InlineData(4, 512, "96", 0, false, true)]
+    [InlineData(4, 264, "40", 8, true, false)]
+    [InlineData(4, 1024, "24,8", 128, false, false)]
+    [InlineData(8, 64, "48", 16, false, false)]
+    [InlineData(8, 176, "64,32,32", 16, true, true)]
+    [InlineData(8, 512, "96", 0, false, true)]
+    [InlineData(8, 264, "40", 8, true, false)]
+    public void Packed_linear_matches_the_dequantized_product(int bits, int k, string parts, int groupSize, bool actOrder, bool withBias)
     {
-        var random = new Random(k + parts.Length);
+        var random = new Random(k + parts.Length + bits);
         int[]? groupIndex = actOrder ? RandomIntWeights.ActOrder(random, k, groupSize) : null;
-        IntWeights[] weights = [.. parts.Split(',').Select(int.Parse).Select(rows => RandomIntWeights.Create(random, rows, k, 4, groupSize, groupIndex))];
+        IntWeights[] weights = [.. parts.Split(',').Select(int.Parse).Select(rows => RandomIntWeights.Create(random, rows, k, bits, groupSize, groupIndex))];
         int n = weights.Sum(w => w.Rows);
         const int capacity = 70;
         float[] x = [.. Enumerable.Range(0, capacity * k).Select(_ => (float)(random.NextDouble() * 2 - 1))];
@@ -65,7 +69,7 @@ public sealed unsafe class Int4MatMulTests
 
         using var backend = new CpuBackend(DType.F32);
         Tensor weight = backend.LoadStacked("w", [.. weights.Select((q, i) => new WeightTensor($"w{i}", DType.I32, [q.Rows, k], 0, 0) { Packed = q })]);
-        Assert.NotNull(weight.Int4);
+        Assert.True(bits == 4 ? weight.Int4 is not null : weight.Int8 is not null && weight.DType == DType.U8);
         fixed (float* xp = x, bp = bias)
         {
             var input = new Tensor("x", (nint)xp, DType.F32, [capacity, k]);
@@ -94,25 +98,37 @@ public sealed unsafe class Int4MatMulTests
         }
     }
 
-    /// <summary>The kernel itself in both tiers (AVX2, and the paths of a CPU without it) on one packed weight.</summary>
+    /// <summary>The kernels themselves in both tiers (AVX2, and the paths of a CPU without it) on one weight of each width.</summary>
     [Theory]
-    [InlineData(true)]
-    [InlineData(false)]
-    public void Both_instruction_tiers_match_the_dequantized_product(bool vectorized)
+    [InlineData(4, true)]
+    [InlineData(4, false)]
+    [InlineData(8, true)]
+    [InlineData(8, false)]
+    public void Both_instruction_tiers_match_the_dequantized_product(int bits, bool vectorized)
     {
-        var random = new Random(vectorized ? 11 : 12);
+        var random = new Random((vectorized ? 11 : 12) + bits);
         const int k = 192, groupSize = 32, capacity = 9;
-        IntWeights w = RandomIntWeights.Create(random, 40, k, 4, groupSize, null);
-        uint[] codes = IntWeights.PackCodes([w], null, (q, i) => (q * 8) + i);
+        IntWeights w = RandomIntWeights.Create(random, 40, k, bits, groupSize, null);
+        uint[] words = bits == 4 ? IntWeights.PackCodes([w], null, (q, i) => (q * 8) + i) : [];
+        byte[] bytes = bits == 8 ? IntWeights.StackBytes([w], null) : [];
         float[] pairs = IntWeights.ScalesAndZeros([w]);
         float[] x = [.. Enumerable.Range(0, capacity * k).Select(_ => (float)(random.NextDouble() * 2 - 1))];
         float[] weight = RandomIntWeights.Dequantize(w), y = new float[capacity * w.Rows], scratch = new float[w.Rows * k];
-        fixed (uint* c = codes)
+        fixed (uint* c = words)
+        fixed (byte* b = bytes)
         fixed (float* sz = pairs, xp = x, yp = y, s = scratch)
         {
             foreach (int m in new[] { 1, 2, 3, 9 })
             {
-                MatMul.RunInt4(xp, m, k, c, sz, w.Groups, groupSize, w.Rows, yp, null, s, vectorized);
+                if (bits == 4)
+                {
+                    MatMul.RunInt4(xp, m, k, c, sz, w.Groups, groupSize, w.Rows, yp, null, s, vectorized);
+                }
+                else
+                {
+                    MatMul.RunInt8(xp, m, k, b, sz, w.Groups, groupSize, w.Rows, yp, null, s, vectorized);
+                }
+
                 for (int i = 0; i < m; i++)
                 {
                     for (int j = 0; j < w.Rows; j++)
@@ -124,7 +140,7 @@ public sealed unsafe class Int4MatMulTests
                             magnitude += Math.Abs((double)x[(i * k) + p] * weight[(j * k) + p]);
                         }
 
-                        Assert.True(Math.Abs(y[(i * w.Rows) + j] - exact) <= Tolerance * magnitude, $"vectorized {vectorized}, {m} rows: y[{i}, {j}] = {y[(i * w.Rows) + j]}, exact {exact}");
+                        Assert.True(Math.Abs(y[(i * w.Rows) + j] - exact) <= Tolerance * magnitude, $"{bits}-bit, vectorized {vectorized}, {m} rows: y[{i}, {j}] = {y[(i * w.Rows) + j]}, exact {exact}");
                     }
                 }
             }
@@ -142,11 +158,31 @@ public sealed unsafe class Int4MatMulTests
         fixed (uint* c = codes)
         fixed (float* sz = pairs, v = vector, s = scalar)
         {
-            MatMul.DequantizeInt4Row(c, sz, groupSize, k, v);
-            MatMul.DequantizeInt4Words(c, sz, groupSize, 0, k / 8, s);
+            MatMul.DequantizeRow<MatMul.Int4Codes>((byte*)c, sz, groupSize, k, v);
+            MatMul.DequantizeEights<MatMul.Int4Codes>((byte*)c, sz, groupSize, 0, k / 8, s);
         }
 
         Assert.Equal(scalar, vector);
         Assert.Equal(((codes[0] >> 4) & 15) - pairs[1], vector[1] / pairs[0]);
+    }
+
+    [Fact]
+    public void Vector_and_scalar_dequantization_of_bytes_agree_value_for_value()
+    {
+        var random = new Random(4);
+        const int k = 200, groupSize = 40;
+        byte[] codes = [.. Enumerable.Range(0, k).Select(_ => (byte)random.Next(256))];
+        float[] pairs = [.. Enumerable.Range(0, k / groupSize).SelectMany(_ => new[] { (1 + random.Next(255)) / 4096f, random.Next(257) })];
+        float[] vector = new float[k], scalar = new float[k];
+        fixed (byte* c = codes)
+        fixed (float* sz = pairs, v = vector, s = scalar)
+        {
+            MatMul.DequantizeRow<MatMul.Int8Codes>(c, sz, groupSize, k, v);
+            MatMul.DequantizeEights<MatMul.Int8Codes>(c, sz, groupSize, 0, k / 8, s);
+        }
+
+        Assert.Equal(scalar, vector);
+        Assert.Equal(codes[9] - pairs[1], vector[9] / pairs[0]);
+        Assert.Equal(codes[47] - pairs[3], vector[47] / pairs[2]);
     }
 }
