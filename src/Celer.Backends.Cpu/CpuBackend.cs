@@ -268,7 +268,8 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
     /// the input gathered alike at each product), else (groups not in runs of 8 columns, parts that differ) dequantized
     /// into fp32 as any quantized checkpoint is on the CPU.
     /// </summary>
-    private Tensor LoadInt(string name, WeightTensor[] parts)
+    /// <param name="experts">Stacked MoE experts (<see cref="LoadExperts"/>): the MoE kernel reserves its own scratch, one expert's rows.</param>
+    private Tensor LoadInt(string name, WeightTensor[] parts, bool experts = false)
     {
         IntWeights[] weights = IntWeights.Stacked(name, parts);
         int rows = weights.Sum(w => w.Rows), columns = weights[0].Columns;
@@ -276,7 +277,11 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
         if (IntWeights.Packable(weights, 8, out int[]? order8))
         {
             nint bytes = Own(IntWeights.StackBytes(weights, order8).AsSpan());
-            Reserve(ref _intScratch, ref _intScratchElements, (long)rows * columns);
+            if (!experts)
+            {
+                Reserve(ref _intScratch, ref _intScratchElements, (long)rows * columns);
+            }
+
             var pairs8 = new Tensor(name + ".scales_and_zeros", Own(IntWeights.ScalesAndZeros(weights).AsSpan()), DType.F32, [rows, groups * 2]);
             Tensor? order8Tensor = order8 is null ? null : new Tensor(name + ".column_order", Own(order8.AsSpan()), DType.I32, [columns]);
             return new Tensor(name, bytes, DType.U8, [rows, columns]) { Int8 = new PackedInt8(groupSize, groups, pairs8, order8Tensor) };
@@ -300,7 +305,11 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
         nint codeMemory = Own(codes.AsSpan()), pairMemory = Own(pairs.AsSpan());
         Tensor? columnOrder = order is null ? null : new Tensor(name + ".column_order", Own(order.AsSpan()), DType.I32, [columns]);
         // Steps above the GEMV's rows dequantize into one fp32 matrix sized for the largest packed weight.
-        Reserve(ref _intScratch, ref _intScratchElements, (long)rows * columns);
+        if (!experts)
+        {
+            Reserve(ref _intScratch, ref _intScratchElements, (long)rows * columns);
+        }
+
 
         var sz = new Tensor(name + ".scales_and_zeros", pairMemory, DType.F32, [rows, groups * 2]);
         return new Tensor(name, codeMemory, DType.I32, [rows, columns / 8]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, Int4Layout.Linear) };
@@ -403,10 +412,40 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
 
     public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output, ExpertOptions? experts = null)
     {
-        int count = (int)routerLogits.Columns, hidden = (int)x.Columns;
-        _moe.Run(F(x), rows, hidden, F(routerLogits), count, topK, normalize, (void*)gateUp.Data, (void*)down.Data, gateUp.DType,
-            gateUp.Rows / (2 * count), F(output),
+        int count = (int)routerLogits.Columns, hidden = (int)x.Columns, intermediate = gateUp.Rows / (2 * count);
+        if (gateUp.Int4 is not null || gateUp.Int8 is not null || down.Int4 is not null || down.Int8 is not null)
+        {
+            // An expert's product of more than the GEMV's rows dequantizes its rows here (LoadExperts reserves nothing).
+            Reserve(ref _intScratch, ref _intScratchElements, 2L * intermediate * hidden);
+        }
+
+        _moe.Run(F(x), rows, hidden, F(routerLogits), count, topK, normalize, Stacked(gateUp), Stacked(down), intermediate, F(output),
             experts is null ? null : new MixtureOfExperts.Biased(F(experts.GateUpBias), F(experts.DownBias), experts.SwigluLimit));
+    }
+
+    /// <summary>A stacked experts' weight as the MoE kernel reads it: values, or packed 4- or 8-bit codes (LoadExperts).</summary>
+    private MixtureOfExperts.StackedExperts Stacked(Tensor w) => w switch
+    {
+        { Int4: { } q } => new(w.Data, w.DType, 4, q.ScalesAndZeros.Data, q.Groups, q.GroupSize, (nint)_intScratch),
+        { Int8: { } q } => new(w.Data, w.DType, 8, q.ScalesAndZeros.Data, q.Groups, q.GroupSize, (nint)_intScratch),
+        _ => new(w.Data, w.DType),
+    };
+
+    /// <summary>
+    /// A MoE layer's experts: 4- and 8-bit integer experts keep their codes as <see cref="LoadInt"/> packs them (in the
+    /// column order they are stored in: experts with act-order permutations are dequantized, each would need the input
+    /// gathered alike), read expert by expert by <see cref="MixtureOfExperts"/>; other experts as <see cref="LoadStacked"/>.
+    /// </summary>
+    public Tensor LoadExperts(string name, params WeightTensor[] parts)
+    {
+        if (!parts.Any(p => p.Packed is not null))
+        {
+            return LoadStacked(name, parts);
+        }
+
+        IntWeights[] weights = IntWeights.Stacked(name, parts);
+        bool packable = (IntWeights.Packable(weights, 4, out int[]? order4) && order4 is null) || (IntWeights.Packable(weights, 8, out int[]? order8) && order8 is null);
+        return packable ? LoadInt(name, parts, experts: true) : QuantizedWeights.LoadStackedDequantized(this, name, parts);
     }
 
     public void AddSigmoidGated(Tensor x, Tensor gate, int rows, Tensor output) =>

@@ -243,7 +243,7 @@ public sealed class MoeParityTests
         bool keptPacked = dtype != DType.F32 && bits == 4 && groupSize is 0 or >= 32;
         float[] packed = Run(gpu, Packed(gateUp), Packed(down), g => Assert.Equal(keptPacked, g.Int4 is { Layout: Int4Layout.Experts }));
         float[] decoded = Run(gpu, Dequantized(gateUp), Dequantized(down));
-        float[] reference = Run(cpu, Packed(gateUp), Packed(down));   // the CPU's LoadExperts dequantizes them
+        float[] reference = Run(cpu, Packed(gateUp), Packed(down));   // the CPU's own packed experts, in fp32
         if (!keptPacked || rows * topK > 16 * experts)
         {
             Assert.Equal(decoded, packed);   // 64-row tiles, or the same dequantized weights

@@ -72,11 +72,38 @@ internal sealed unsafe class MixtureOfExperts : IDisposable
     }
 
     /// <summary>
+    /// Every expert's projection stacked along the rows, expert 0 first, as the CPU keeps it: values of
+    /// <paramref name="Type"/> (<paramref name="Bits"/> 0), or 4-bit codes 8 to a word or 8-bit codes a byte each
+    /// (<see cref="MatMul.RunInt4"/>, <see cref="MatMul.RunInt8"/>) with a (scale, zero point) pair per row and group,
+    /// whose products dequantize into <paramref name="Scratch"/> (an expert's rows × k floats) above the GEMV's rows.
+    /// </summary>
+    public readonly record struct StackedExperts(nint Data, DType Type, int Bits = 0, nint ScalesAndZeros = 0, int Groups = 0, int GroupSize = 0, nint Scratch = 0)
+    {
+        /// <summary>y[m, n] = x[m, k] · (rows <paramref name="first"/> … + n of the stacked weight)ᵀ.</summary>
+        public void Multiply(float* x, int m, int k, long first, int n, float* y)
+        {
+            float* sz = (float*)ScalesAndZeros + (first * Groups * 2), scratch = (float*)Scratch;
+            switch (Bits)
+            {
+                case 4:
+                    MatMul.RunInt4(x, m, k, (uint*)((byte*)Data + (first * (k / 2))), sz, Groups, GroupSize, n, y, null, scratch);
+                    break;
+                case 8:
+                    MatMul.RunInt8(x, m, k, (byte*)Data + (first * k), sz, Groups, GroupSize, n, y, null, scratch);
+                    break;
+                default:
+                    MatMul.Run(x, m, k, (byte*)Data + (first * k * Type.ByteSize()), Type, n, y);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
     /// output[r] = Σ_j weight[r, j] · down_e(silu(gate_e(x[r])) · up_e(x[r])); output may be x. With <paramref name="biased"/>
     /// (gpt-oss) each projection adds its expert's bias and the activation is the clamped SwiGLU.
     /// </summary>
     public void Run(float* x, int rows, int hidden, float* routerLogits, int experts, int topK, bool normalize,
-        void* gateUp, void* down, DType weightType, int intermediate, float* output, Biased? biased = null)
+        StackedExperts gateUp, StackedExperts down, int intermediate, float* output, Biased? biased = null)
     {
         int pairs = rows * topK;
         Reserve(pairs, hidden, intermediate);
@@ -109,14 +136,12 @@ internal sealed unsafe class MixtureOfExperts : IDisposable
             new ReadOnlySpan<float>(x + (long)(_order[at] / topK) * hidden, hidden).CopyTo(new Span<float>(_gathered + (long)at * hidden, hidden));
         }
 
-        long bytes = weightType.ByteSize();
         for (int e = 0; e < experts; e++)
         {
             int first = start[e], count = start[e + 1] - first;
             if (count > 0)
             {
-                MatMul.Run(_gathered + (long)first * hidden, count, hidden, (byte*)gateUp + e * 2L * intermediate * hidden * bytes, weightType,
-                    2 * intermediate, _gateUp + (long)first * 2 * intermediate);
+                gateUp.Multiply(_gathered + (long)first * hidden, count, hidden, e * 2L * intermediate, 2 * intermediate, _gateUp + (long)first * 2 * intermediate);
             }
         }
 
@@ -135,8 +160,7 @@ internal sealed unsafe class MixtureOfExperts : IDisposable
             int first = start[e], count = start[e + 1] - first;
             if (count > 0)
             {
-                MatMul.Run(_activated + (long)first * intermediate, count, intermediate, (byte*)down + (long)e * hidden * intermediate * bytes, weightType,
-                    hidden, _down + (long)first * hidden);
+                down.Multiply(_activated + (long)first * intermediate, count, intermediate, (long)e * hidden, hidden, _down + (long)first * hidden);
             }
         }
 

@@ -19,31 +19,69 @@ namespace Celer.Backends.Cpu.Tests.Kernels;
 public sealed unsafe class IntMatMulTests
 {
     private const double Tolerance = 1e-5;
-    private static readonly int[] ExpertRows = [24, 8, 24];   // gate, up, and another expert's gate
 
     /// <summary>
-    /// MoE experts (<see cref="IModelBackend.LoadExperts"/>'s default, the CPU's): integer parts come dequantized into the
-    /// stacked fp32 weight, 4-bit and 8-bit, act-order included, value for value the exact dequantization.
+    /// MoE experts on the CPU (<see cref="CpuBackend.LoadExperts"/>): 4- and 8-bit codes in stored column order stay
+    /// packed (per channel and in groups), act-order ones are dequantized into the stacked fp32 weight; either way
+    /// <see cref="IModelBackend.MoeExperts"/> computes what it computes on the exactly dequantized values (fp32 summation
+    /// order apart), at a decode step's rows (the codes' dot products) and at more (each expert's rows dequantized).
     /// </summary>
     [Theory]
-    [InlineData(4, 32, false)]
-    [InlineData(4, 16, true)]
-    [InlineData(8, 0, false)]
-    public void Experts_are_stacked_dequantized(int bits, int groupSize, bool actOrder)
+    [InlineData(4, 32, false, true)]
+    [InlineData(4, 0, false, true)]
+    [InlineData(8, 16, false, true)]
+    [InlineData(4, 16, true, false)]
+    [InlineData(8, 16, true, false)]
+    public void Experts_keep_their_codes_unless_act_ordered(int bits, int groupSize, bool actOrder, bool packed)
     {
-        const int k = 64;
-        var random = new Random(bits + groupSize);
-        int[]? groupIndex = actOrder ? RandomIntWeights.ActOrder(random, k, groupSize) : null;
-        IntWeights[] weights = [.. ExpertRows.Select(rows => RandomIntWeights.Create(random, rows, k, bits, groupSize, groupIndex))];
+        const int hidden = 64, intermediate = 32, experts = 4, topK = 2, capacity = 40;
+        var random = new Random(bits + groupSize + (actOrder ? 1 : 0));
+        int[]? HiddenOrder() => actOrder ? RandomIntWeights.ActOrder(random, hidden, groupSize) : null;
+        int[]? InterOrder() => actOrder ? RandomIntWeights.ActOrder(random, intermediate, groupSize) : null;
+        IntWeights[] gateUp = [.. Enumerable.Range(0, 2 * experts).Select(_ => RandomIntWeights.Create(random, intermediate, hidden, bits, groupSize, HiddenOrder()))];
+        IntWeights[] down = [.. Enumerable.Range(0, experts).Select(_ => RandomIntWeights.Create(random, hidden, intermediate, bits, groupSize, InterOrder()))];
+        WeightTensor[] Packed(IntWeights[] w) => [.. w.Select((q, i) => new WeightTensor($"e{i}", DType.I32, [q.Rows, q.Columns], 0, 0) { Packed = q })];
+        float[] x = [.. Enumerable.Range(0, capacity * hidden).Select(_ => (float)(random.NextDouble() * 2 - 1))];
+        float[] logits = [.. Enumerable.Range(0, capacity * experts).Select(_ => (float)(random.NextDouble() * 4 - 2))];
+
         using var backend = new CpuBackend(DType.F32);
         IModelBackend b = backend;
-        Tensor experts = b.LoadExperts("experts", [.. weights.Select((q, i) => new WeightTensor($"e{i}", DType.I32, [q.Rows, k], 0, 0) { Packed = q })]);
-        Assert.Null(experts.Int4);
-        Assert.Equal(DType.F32, experts.DType);
-        Assert.Equal([56, k], experts.Shape);
-        float[] actual = new float[56 * k];
-        backend.CopyToHost(experts, 56, actual);
-        Assert.Equal([.. weights.SelectMany(RandomIntWeights.Dequantize)], actual);
+        Tensor codes = b.LoadExperts("gate_up", Packed(gateUp)), codesDown = b.LoadExperts("down", Packed(down));
+        Assert.Equal(packed, (bits == 4 ? codes.Int4 : (object?)codes.Int8) is not null);
+        Tensor values = Dense(b, "gate_up", gateUp), valuesDown = Dense(b, "down", down);
+        fixed (float* xp = x, lp = logits)
+        {
+            var input = new Tensor("x", (nint)xp, DType.F32, [capacity, hidden]);
+            var router = new Tensor("logits", (nint)lp, DType.F32, [capacity, experts]);
+            Tensor got = b.Allocate("got", DType.F32, capacity, hidden), want = b.Allocate("want", DType.F32, capacity, hidden);
+            foreach (int rows in new[] { 1, 3, capacity })   // every expert's rows through the dot products, then dequantized
+            {
+                b.MoeExperts(input, rows, router, topK, true, codes, codesDown, got);
+                b.MoeExperts(input, rows, router, topK, true, values, valuesDown, want);
+                float[] g = new float[rows * hidden], w = new float[rows * hidden];
+                backend.CopyToHost(got, rows, g);
+                backend.CopyToHost(want, rows, w);
+                for (int i = 0; i < g.Length; i++)
+                {
+                    Assert.True(Math.Abs(g[i] - w[i]) <= 1e-4 * (1 + Math.Abs(w[i])), $"{rows} rows: {i}: {g[i]} against {w[i]}");
+                }
+            }
+        }
+    }
+
+    /// <summary>The parts' exactly dequantized values stacked as a dense weight (the backend copies them).</summary>
+    private static Tensor Dense(IModelBackend backend, string name, IntWeights[] parts)
+    {
+        float[][] values = [.. parts.Select(RandomIntWeights.Dequantize)];
+        var handles = values.Select(v => System.Runtime.InteropServices.GCHandle.Alloc(v, System.Runtime.InteropServices.GCHandleType.Pinned)).ToList();
+        try
+        {
+            return backend.LoadStacked(name, [.. parts.Select((q, i) => new WeightTensor($"{name}.{i}", DType.F32, [q.Rows, q.Columns], handles[i].AddrOfPinnedObject(), values[i].Length * sizeof(float)))]);
+        }
+        finally
+        {
+            handles.ForEach(h => h.Free());
+        }
     }
 
     [Theory]

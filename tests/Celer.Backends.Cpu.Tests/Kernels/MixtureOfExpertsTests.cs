@@ -30,7 +30,7 @@ public unsafe class MixtureOfExpertsTests
         using var moe = new MixtureOfExperts();
         fixed (float* px = x, pl = logits, pg = gateUp, pd = down, po = output)
         {
-            moe.Run(px, rows, hidden, pl, experts, topK, normalize, pg, pd, DType.F32, intermediate, po);
+            moe.Run(px, rows, hidden, pl, experts, topK, normalize, new((nint)pg, DType.F32), new((nint)pd, DType.F32), intermediate, po);
         }
 
         double[] expected = Reference(x, rows, hidden, logits, experts, topK, normalize, gateUp, down, intermediate);
@@ -57,7 +57,7 @@ public unsafe class MixtureOfExpertsTests
         using var moe = new MixtureOfExperts();
         fixed (float* px = x, pl = logits, pg = gateUp, pd = down, po = output, pgb = gateUpBias, pdb = downBias)
         {
-            moe.Run(px, rows, hidden, pl, experts, topK, true, pg, pd, DType.F32, intermediate, po, new MixtureOfExperts.Biased(pgb, pdb, limit));
+            moe.Run(px, rows, hidden, pl, experts, topK, true, new((nint)pg, DType.F32), new((nint)pd, DType.F32), intermediate, po, new MixtureOfExperts.Biased(pgb, pdb, limit));
         }
 
         double[] expected = Reference(x, rows, hidden, logits, experts, topK, true, gateUp, down, intermediate, (gateUpBias, downBias, limit));
@@ -78,7 +78,7 @@ public unsafe class MixtureOfExpertsTests
             double[] expected = Reference(x, rows, hidden, logits, experts, topK, true, gateUp, down, intermediate);
             fixed (float* px = x, pl = logits, pg = gateUp, pd = down)
             {
-                moe.Run(px, rows, hidden, pl, experts, topK, true, pg, pd, DType.F32, intermediate, px);
+                moe.Run(px, rows, hidden, pl, experts, topK, true, new((nint)pg, DType.F32), new((nint)pd, DType.F32), intermediate, px);
             }
 
             TestData.AssertClose(expected, x, RelativeTolerance, 1e-6, default, $"{rows} rows in place");
