@@ -310,7 +310,6 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
             Reserve(ref _intScratch, ref _intScratchElements, (long)rows * columns);
         }
 
-
         var sz = new Tensor(name + ".scales_and_zeros", pairMemory, DType.F32, [rows, groups * 2]);
         return new Tensor(name, codeMemory, DType.I32, [rows, columns / 8]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, Int4Layout.Linear) };
     }
