@@ -268,26 +268,17 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
     /// the input gathered alike at each product), else (groups not in runs of 8 columns, parts that differ) dequantized
     /// into fp32 as any quantized checkpoint is on the CPU.
     /// </summary>
-    /// <param name="experts">Stacked MoE experts (<see cref="LoadExperts"/>): the MoE kernel reserves its own scratch, one expert's rows.</param>
+    /// <param name="experts">
+    /// Stacked MoE experts (<see cref="LoadExperts"/>): kept only in their stored column order (MixtureOfExperts gathers
+    /// no input per expert), and the MoE kernel reserves its own scratch, one expert's rows.
+    /// </param>
     private Tensor LoadInt(string name, WeightTensor[] parts, bool experts = false)
     {
         IntWeights[] weights = IntWeights.Stacked(name, parts);
         int rows = weights.Sum(w => w.Rows), columns = weights[0].Columns;
-        int groups = weights[0].Groups, groupSize = weights[0].GroupSize == 0 ? columns : weights[0].GroupSize;
-        if (IntWeights.Packable(weights, 8, out int[]? order8))
-        {
-            nint bytes = Own(IntWeights.StackBytes(weights, order8).AsSpan());
-            if (!experts)
-            {
-                Reserve(ref _intScratch, ref _intScratchElements, (long)rows * columns);
-            }
-
-            var pairs8 = new Tensor(name + ".scales_and_zeros", Own(IntWeights.ScalesAndZeros(weights).AsSpan()), DType.F32, [rows, groups * 2]);
-            Tensor? order8Tensor = order8 is null ? null : new Tensor(name + ".column_order", Own(order8.AsSpan()), DType.I32, [columns]);
-            return new Tensor(name, bytes, DType.U8, [rows, columns]) { Int8 = new PackedInt8(groupSize, groups, pairs8, order8Tensor) };
-        }
-
-        if (!IntWeights.PackableInt4(weights, out int[]? order))
+        bool Kept(int bits, out int[]? order) => IntWeights.Packable(weights, bits, out order) && !(experts && order is not null);
+        int bits = Kept(8, out int[]? order) ? 8 : Kept(4, out order) ? 4 : 0;
+        if (bits == 0)
         {
             float* values = AllocateFloats((long)rows * columns);
             long offset = 0;
@@ -300,18 +291,21 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
             return new Tensor(name, (nint)values, DType.F32, [rows, columns]);
         }
 
-        uint[] codes = IntWeights.PackCodes(weights, order, static (q, i) => (q * 8) + i);
-        float[] pairs = IntWeights.ScalesAndZeros(weights);
-        nint codeMemory = Own(codes.AsSpan()), pairMemory = Own(pairs.AsSpan());
-        Tensor? columnOrder = order is null ? null : new Tensor(name + ".column_order", Own(order.AsSpan()), DType.I32, [columns]);
-        // Steps above the GEMV's rows dequantize into one fp32 matrix sized for the largest packed weight.
         if (!experts)
         {
+            // Steps above the GEMV's rows dequantize into one fp32 matrix sized for the largest packed weight.
             Reserve(ref _intScratch, ref _intScratchElements, (long)rows * columns);
         }
 
-        var sz = new Tensor(name + ".scales_and_zeros", pairMemory, DType.F32, [rows, groups * 2]);
-        return new Tensor(name, codeMemory, DType.I32, [rows, columns / 8]) { Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, Int4Layout.Linear) };
+        int groups = weights[0].Groups, groupSize = weights[0].GroupSize == 0 ? columns : weights[0].GroupSize;
+        var sz = new Tensor(name + ".scales_and_zeros", Own(IntWeights.ScalesAndZeros(weights).AsSpan()), DType.F32, [rows, groups * 2]);
+        Tensor? columnOrder = order is null ? null : new Tensor(name + ".column_order", Own(order.AsSpan()), DType.I32, [columns]);
+        return bits == 8
+            ? new Tensor(name, Own(IntWeights.StackBytes(weights, order).AsSpan()), DType.U8, [rows, columns]) { Int8 = new PackedInt8(groupSize, groups, sz, columnOrder) }
+            : new Tensor(name, Own(IntWeights.PackCodes(weights, order, static (q, i) => (q * 8) + i).AsSpan()), DType.I32, [rows, columns / 8])
+            {
+                Int4 = new PackedInt4(columns, groupSize, groups, sz, columnOrder, Int4Layout.Linear),
+            };
     }
 
     /// <summary>x's rows in an act-order weight's column order (gathered into a buffer of the backend's), or x itself.</summary>
@@ -435,17 +429,8 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
     /// column order they are stored in: experts with act-order permutations are dequantized, each would need the input
     /// gathered alike), read expert by expert by <see cref="MixtureOfExperts"/>; other experts as <see cref="LoadStacked"/>.
     /// </summary>
-    public Tensor LoadExperts(string name, params WeightTensor[] parts)
-    {
-        if (!parts.Any(p => p.Packed is not null))
-        {
-            return LoadStacked(name, parts);
-        }
-
-        IntWeights[] weights = IntWeights.Stacked(name, parts);
-        bool packable = (IntWeights.Packable(weights, 4, out int[]? order4) && order4 is null) || (IntWeights.Packable(weights, 8, out int[]? order8) && order8 is null);
-        return packable ? LoadInt(name, parts, experts: true) : QuantizedWeights.LoadStackedDequantized(this, name, parts);
-    }
+    public Tensor LoadExperts(string name, params WeightTensor[] parts) =>
+        parts.Any(p => p.Packed is not null) ? LoadInt(name, parts, experts: true) : LoadStacked(name, parts);
 
     public void AddSigmoidGated(Tensor x, Tensor gate, int rows, Tensor output) =>
         MixtureOfExperts.AddSigmoidGated(F(x), F(gate), rows, (int)x.Columns, F(output));

@@ -87,7 +87,7 @@ public sealed unsafe partial class CudaBackend
     private Tensor LoadInt(string name, WeightTensor[] parts)
     {
         IntWeights[] weights = IntWeights.Stacked(name, parts);
-        if (!IntWeights.PackableInt4(weights, out int[]? order))
+        if (!IntWeights.Packable(weights, 4, out int[]? order))
         {
             return LoadDequantized(name, parts);
         }

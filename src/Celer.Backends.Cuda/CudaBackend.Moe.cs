@@ -84,7 +84,7 @@ public sealed unsafe partial class CudaBackend
         int columns = weights[0].Columns, rows = weights.Sum(w => w.Rows);
         int storedGroup = weights[0].GroupSize == 0 ? columns : weights[0].GroupSize;
         bool packable = ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8 && columns % MoeInt4MinGroup == 0
-            && IntWeights.PackableInt4(weights, out int[]? order) && order is null
+            && IntWeights.Packable(weights, 4, out int[]? order) && order is null
             && (weights[0].GroupSize == 0 || (storedGroup >= MoeInt4MinGroup && BitOperations.IsPow2(storedGroup) && columns % storedGroup == 0));
         if (!packable)
         {

@@ -49,12 +49,11 @@ public interface IModelBackend : IDisposable
 
     /// <summary>
     /// A mixture-of-experts layer's expert projections (every expert's gate and up, or every expert's down) stacked as
-    /// <see cref="LoadStacked"/> stacks them, expert 0 first, for <see cref="MoeExperts"/>. A backend whose MoE kernels
-    /// read integer codes keeps a 4-bit checkpoint's experts packed (<see cref="Tensor.Int4"/>,
-    /// <see cref="Int4Layout.Experts"/>); the default dequantizes integer weight-only parts at load.
+    /// <see cref="LoadStacked"/> stacks them, expert 0 first, for <see cref="MoeExperts"/>. Integer weight-only experts
+    /// keep their codes where the backend's MoE kernels read them (the CUDA backend's 4-bit <see cref="Int4Layout.Experts"/>,
+    /// the CPU's 4- and 8-bit codes) and are dequantized at load otherwise.
     /// </summary>
-    Tensor LoadExperts(string name, params WeightTensor[] parts) =>
-        parts.Any(p => p.Packed is not null) ? Quantization.QuantizedWeights.LoadStackedDequantized(this, name, parts) : LoadStacked(name, parts);
+    Tensor LoadExperts(string name, params WeightTensor[] parts);
 
     /// <summary>
     /// MXFP4 expert weights (gpt-oss's) kept as stored, for a backend whose <see cref="MoeExperts"/> decodes them itself:

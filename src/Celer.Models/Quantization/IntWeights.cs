@@ -99,9 +99,6 @@ public sealed class IntWeights
             && w.GroupSize == first.GroupSize && w.Groups == first.Groups && SameOrder(w.ColumnOrder(), common) && w.GroupsAreRuns(common));
     }
 
-    /// <summary><see cref="Packable"/> for 4-bit codes (8 to a 32-bit word).</summary>
-    public static bool PackableInt4(IntWeights[] parts, out int[]? order) => Packable(parts, 4, out order);
-
     /// <summary>
     /// The parts' 8-bit codes stacked along their rows, a byte each, columns in the reordered input's order
     /// (<paramref name="order"/>, null: as stored). Rows in parallel.

@@ -1,4 +1,3 @@
-using Celer.Models.Backend;
 using Celer.Models.Weights;
 
 namespace Celer.Models.Quantization;
@@ -25,28 +24,4 @@ public static class QuantizedWeights
         { IntWeights: not null } => new IntWeightSource(source, quantization, keepIntUnpacked),
         _ => new Fp8WeightSource(source, quantization, keepFp8),
     };
-
-    /// <summary>
-    /// <paramref name="parts"/> stacked by <paramref name="backend"/>'s <see cref="IModelBackend.LoadStacked"/> with each
-    /// integer weight-only part (<see cref="WeightTensor.Packed"/>) dequantized into fp32 on the host first, one stacked
-    /// weight at a time: what a backend whose MoE kernels read dense experts loads them as.
-    /// </summary>
-    public static unsafe Tensor LoadStackedDequantized(IModelBackend backend, string name, WeightTensor[] parts)
-    {
-        using var buffers = new NativeBuffers();
-        WeightTensor[] dense = [.. parts.Select(part =>
-        {
-            if (part.Packed is not { } w)
-            {
-                return part;
-            }
-
-            long bytes = (long)w.Rows * w.Columns * sizeof(float);
-            float* values = (float*)buffers.Allocate(bytes);
-            w.Dequantize(values);
-            return new WeightTensor(part.Name, DequantizedDType, [w.Rows, w.Columns], (nint)values, bytes);
-        })];
-        // Every backend's LoadStacked copies (or converts) the parts into memory of its own before the buffers go.
-        return backend.LoadStacked(name, dense);
-    }
 }
