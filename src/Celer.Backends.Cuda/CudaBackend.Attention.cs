@@ -51,9 +51,8 @@ public sealed unsafe partial class CudaBackend
         ForwardBatch batch = Batch;
         int rows = batch.NumTokens;
         EnsureSplitBuffers(spec);
-        // Bidirectional (an encoder's): the same kernels over positions that let every row see its whole sequence (equal
-        // positions along a tile are fine for every kernel: see MaskPositions).
-        ulong pp = spec.Causal ? _positions.Pointer : MaskPositions(batch, spec);
+        // Bidirectional (an encoder's): the same kernels over each row's first and last keys (see MaskPositions).
+        (ulong pp, ulong kl) = spec.Causal ? (_positions.Pointer, 0UL) : MaskPositions(batch, spec);
         ulong qp = (ulong)q.Data, kc = _kCache[layer], vc = _vCache[layer], bt = _blockTables.Pointer, o = (ulong)output.Data;
         ulong pa = _splitAcc!.Pointer, pm = _splitMl!.Pointer;
         int maxBlocks = batch.MaxBlocksPerSeq, blockSize = _blockSize, heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, window = spec.SlidingWindow;
@@ -65,7 +64,7 @@ public sealed unsafe partial class CudaBackend
             // Both kernels write the same partial layout, so one merge serves them: they share the split count.
             splits = SplitsFor(rows, (_flashTileCount + _decodeTileCount) * kvHeads);
             ulong tp = _attentionTiles.Pointer;
-            void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap, &sp };
+            void** args = stackalloc void*[] { &qp, &kc, &vc, &tp, &pp, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap, &sp, &kl };
             if (_flashTileCount > 0)
             {
                 _kernels.Launch(_flashKernel, "flash_attention", (uint)_flashTileCount, (uint)kvHeads, (uint)splits, FlashThreads, args, (uint)_flashSharedBytes);
@@ -82,7 +81,7 @@ public sealed unsafe partial class CudaBackend
             int groupChunks = (heads / kvHeads + MaxGroup - 1) / MaxGroup;
             splits = SplitsFor(rows, kvHeads * groupChunks);
             ulong ts = _tokenSeq.Pointer;
-            void** args = stackalloc void*[] { &qp, &kc, &vc, &pp, &ts, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &hd, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap, &sp };
+            void** args = stackalloc void*[] { &qp, &kc, &vc, &pp, &ts, &bt, &maxBlocks, &blockSize, &heads, &kvHeads, &hd, &scale, &window, &o, &pa, &pm, &kScale, &vScale, &softCap, &sp, &kl };
             // 128 threads = the kernel's four warps (WARPS in attention.cu).
             LaunchKv("paged_attention", (uint)rows, (uint)(kvHeads * groupChunks), (uint)splits, 128, args);
         }

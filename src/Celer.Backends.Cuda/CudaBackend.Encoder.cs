@@ -4,13 +4,14 @@ namespace Celer.Backends.Cuda;
 
 /// <summary>
 /// An encoder's operators (BERT, XLM-RoBERTa; <c>encoder.cu</c>): the input embeddings with token types and positions,
-/// LayerNorm, the post-norm residual step and GELU; and bidirectional attention, which the causal kernels run unchanged
-/// through mask positions (<see cref="MaskPositions"/>).
+/// LayerNorm, the post-norm residual step and GELU; and bidirectional attention (theirs, and EmbeddingGemma's with its
+/// window), which the causal kernels run through the keys each row is given (<see cref="MaskPositions"/>).
 /// </summary>
 public sealed unsafe partial class CudaBackend
 {
     private int[] _maskPositionsHost = [];
     private bool _maskPositionsReady;   // uploaded for this step (reset by BeginStep)
+    private int _maskWindow;            // the window whose first and last keys the upload holds, if any
 
     public void EncoderEmbedding(Tensor words, Tensor? tokenTypes, Tensor positions, int positionOffset, Tensor output)
     {
@@ -124,52 +125,63 @@ public sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
-    /// The positions a bidirectional (<see cref="AttentionSpec.Causal"/> false) attention passes to the causal kernels
-    /// instead of the rows' own: seqLens[s] − 1 for every row of sequence s, so that each row sees keys [0, seqLen − 1],
-    /// its whole sequence. Every kernel takes that unchanged: a row's keys are [lo, positions[row]] (lo = 0 without a
-    /// window), and flash_attention.cu / flash_decode.cu bound a tile's keys by its first row's lo and its last row's
-    /// position (flash_key_range) and mask per row (flash_row_range), which needs positions only non-decreasing along a
-    /// tile, as equal ones are; attention.cu reads each row's own position. Uploaded once per step, at the first such
-    /// call (BeginStep resets it). Refused (ArgumentException) unless every sequence is wholly in the step and there is
-    /// no sliding window, as the spec requires.
+    /// What a bidirectional (<see cref="AttentionSpec.Causal"/> false) attention passes to the causal kernels instead of
+    /// the rows' own positions: each row's last key, and with a window W each row's first key (the kernels' key_lo;
+    /// 0 without a window). Without a window every row of sequence s gets seqLens[s] − 1, so each sees keys
+    /// [0, seqLen − 1], its whole sequence; with one, row q gets [max(0, q − W + 1), min(seqLen − 1, q + W − 1)]
+    /// (EmbeddingGemma's sliding layers), which no window below a position expresses. Every kernel takes that
+    /// unchanged: flash_attention.cu / flash_decode.cu bound a tile's keys by its first row's first key and its last
+    /// row's last key (flash_key_range) and mask per row (flash_row_range), which needs both only non-decreasing along a
+    /// tile, as they are; attention.cu reads each row's own. The buffer holds [last keys | windowed last keys | windowed
+    /// first keys], uploaded at a step's first such call (BeginStep resets it) and its windowed part again only for
+    /// another window. Refused (ArgumentException) unless every sequence is wholly in the step, as the spec requires.
     /// </summary>
-    private ulong MaskPositions(ForwardBatch batch, AttentionSpec spec)
+    private (ulong Positions, ulong KeyLo) MaskPositions(ForwardBatch batch, AttentionSpec spec)
     {
-        if (spec.SlidingWindow != 0)
+        int rows = batch.NumTokens, window = spec.SlidingWindow;
+        if (!_maskPositionsReady || (window > 0 && window != _maskWindow))
         {
-            throw new ArgumentException($"Bidirectional attention takes no sliding window (got {spec.SlidingWindow}).", nameof(spec));
-        }
-
-        if (_maskPositionsReady)
-        {
-            return _maskPositions.Pointer;
-        }
-
-        if (_capturing)
-        {
-            // The upload would be recorded from the staging buffer, which later steps overwrite; encoders run eagerly.
-            throw new InvalidOperationException("Bidirectional attention cannot be recorded in a CUDA graph.");
-        }
-
-        if (_maskPositionsHost.Length < batch.NumTokens)
-        {
-            _maskPositionsHost = new int[Math.Max(batch.NumTokens, 2 * _maskPositionsHost.Length)];
-        }
-
-        for (int s = 0; s < batch.NumSequences; s++)
-        {
-            int start = batch.QueryStartLoc[s], length = batch.QueryStartLoc[s + 1] - start;
-            if (length != batch.SeqLens[s])
+            if (_capturing)
             {
-                throw new ArgumentException(
-                    $"Bidirectional attention needs each sequence whole in the step: sequence {s} has {length} query rows of {batch.SeqLens[s]} tokens.", nameof(spec));
+                // The upload would be recorded from the staging buffer, which later steps overwrite; encoders run eagerly.
+                throw new InvalidOperationException("Bidirectional attention cannot be recorded in a CUDA graph.");
             }
 
-            _maskPositionsHost.AsSpan(start, length).Fill(batch.SeqLens[s] - 1);
+            if (_maskPositionsHost.Length < 3 * rows)
+            {
+                _maskPositionsHost = new int[Math.Max(3 * rows, 2 * _maskPositionsHost.Length)];
+            }
+
+            bool whole = !_maskPositionsReady;   // a new step: the unwindowed last keys too
+            for (int s = 0; s < batch.NumSequences; s++)
+            {
+                int start = batch.QueryStartLoc[s], length = batch.QueryStartLoc[s + 1] - start;
+                if (length != batch.SeqLens[s])
+                {
+                    throw new ArgumentException(
+                        $"Bidirectional attention needs each sequence whole in the step: sequence {s} has {length} query rows of {batch.SeqLens[s]} tokens.", nameof(spec));
+                }
+
+                if (whole)
+                {
+                    _maskPositionsHost.AsSpan(start, length).Fill(length - 1);
+                }
+
+                for (int q = 0; window > 0 && q < length; q++)
+                {
+                    _maskPositionsHost[rows + start + q] = Math.Min(length - 1, q + window - 1);
+                    _maskPositionsHost[(2 * rows) + start + q] = Math.Max(0, q - window + 1);
+                }
+            }
+
+            _maskPositions.Reserve(3 * rows);   // before any upload of the step: the buffer does not move under an earlier one
+            int from = whole ? 0 : rows, count = (window > 0 ? 3 * rows : rows) - from;
+            UploadAsync(_maskPositions.Pointer + ((ulong)from * sizeof(int)), _maskPositionsHost.AsSpan(from, count));
+            _maskPositionsReady = true;
+            _maskWindow = window > 0 ? window : _maskWindow;
         }
 
-        _maskPositions.Upload(_maskPositionsHost.AsSpan(0, batch.NumTokens));
-        _maskPositionsReady = true;
-        return _maskPositions.Pointer;
+        ulong mask = _maskPositions.Pointer;
+        return window > 0 ? (mask + ((ulong)rows * sizeof(int)), mask + (2UL * (ulong)rows * sizeof(int))) : (mask, 0);
     }
 }

@@ -180,6 +180,7 @@ public sealed class EncoderOperatorParityTests
     [InlineData(64, 2, 32, DType.BF16, false)]    // GQA 32, wider than a tile: the CUDA-core kernel in bf16
     public void Bidirectional_attention_matches_the_reference(int heads, int kvHeads, int headDim, DType dtype, bool longStep)
     {
+        const int window = 5;
         Gpu.Require();
         // Lengths 1 and 3 go to flash_decode (rows × group ≤ 16 for GQA ≤ 4), 17 and 70 to flash_attention (tiles of
         // 64 / group rows: several per sequence, the last one partial); 70 spans five 16-token blocks.
@@ -196,9 +197,10 @@ public sealed class EncoderOperatorParityTests
         using var gpu = new CudaBackend(Gpu.Device, dtype);
         gpu.AllocateKvCache(1, 1 + lengths.Length * maxBlocks, blockSize, causal);
 
-        // Step 1: both masks over the same q and cache, the bidirectional one twice around the causal one (its mask
-        // positions are uploaded once per step). Step 2: the sequences in the other order with new values, so positions
-        // left over from step 1 would be wrong.
+        // Step 1: the masks over the same q and cache, the bidirectional one twice around the causal and the windowed
+        // one (EmbeddingGemma's sliding layers, |q − k| < 5: its keys are uploaded beside the whole sequences' at the
+        // step's first call and must not disturb them). Step 2: the sequences in the other order with new values, so
+        // positions left over from step 1 would be wrong.
         foreach (int[] step in (int[][])[lengths, [.. lengths.Reverse()]])
         {
             ForwardBatch batch = ForwardBatch.ForSequences(step.Select(n => (0, n)).ToArray(), maxBlocks, blockSize);
@@ -208,11 +210,13 @@ public sealed class EncoderOperatorParityTests
             Tensor q = gpu.Allocate("q", dtype, rows, heads * headDim);
             gpu.PrepareAttention(0, gpu.LoadWeight(host.FromValues("qkv", qkv, rows, width)), rows, causal, noRope, null, null, 1e-6f, q);
             Tensor outBi = gpu.Allocate("bi", dtype, rows, heads * headDim), outCausal = gpu.Allocate("causal", dtype, rows, heads * headDim);
-            Tensor outAgain = gpu.Allocate("again", dtype, rows, heads * headDim);
+            Tensor outAgain = gpu.Allocate("again", dtype, rows, heads * headDim), outWindow = gpu.Allocate("window", dtype, rows, heads * headDim);
             gpu.Attention(0, q, outBi, bidirectional);
             gpu.Attention(0, q, outCausal, causal);
+            gpu.Attention(0, q, outWindow, bidirectional with { SlidingWindow = window });
             gpu.Attention(0, q, outAgain, bidirectional);
             float[] gotBi = HostTensors.Read(gpu, outBi, rows), gotCausal = HostTensors.Read(gpu, outCausal, rows);
+            float[] gotWindow = HostTensors.Read(gpu, outWindow, rows);
             Assert.Equal(gotBi, HostTensors.Read(gpu, outAgain, rows));
 
             double tolerance = dtype == DType.F32 ? 1e-5 : 1e-2;
@@ -221,11 +225,18 @@ public sealed class EncoderOperatorParityTests
                 int first = batch.QueryStartLoc[s], n = step[s];
                 float[] refBi = ReferenceAttention(qkv, first, n, heads, kvHeads, headDim, causal.Scale, isCausal: false);
                 float[] refCausal = ReferenceAttention(qkv, first, n, heads, kvHeads, headDim, causal.Scale, isCausal: true);
+                float[] refWindow = ReferenceAttention(qkv, first, n, heads, kvHeads, headDim, causal.Scale, isCausal: false, window);
                 int span = n * heads * headDim, at = first * heads * headDim;
                 double errorBi = HostTensors.RelativeError(gotBi.AsSpan(at, span).ToArray(), refBi);
                 double errorCausal = HostTensors.RelativeError(gotCausal.AsSpan(at, span).ToArray(), refCausal);
+                double errorWindow = HostTensors.RelativeError(gotWindow.AsSpan(at, span).ToArray(), refWindow);
                 Assert.True(errorBi < tolerance, $"bidirectional, sequence of {n}: relative error {errorBi}");
                 Assert.True(errorCausal < tolerance, $"causal, sequence of {n}: relative error {errorCausal}");
+                Assert.True(errorWindow < tolerance, $"bidirectional window {window}, sequence of {n}: relative error {errorWindow}");
+                if (n > window)
+                {
+                    Assert.True(HostTensors.RelativeError(refBi, refWindow) > 10 * tolerance, $"sequence of {n}: the window changes nothing");
+                }
                 if (n >= 3)
                 {
                     // The two masks really differ here, by far more than the tolerance: the test tells them apart.
@@ -236,7 +247,7 @@ public sealed class EncoderOperatorParityTests
     }
 
     [Fact]
-    public void Bidirectional_attention_refuses_partial_sequences_and_sliding_windows()
+    public void Bidirectional_attention_refuses_partial_sequences()
     {
         Gpu.Require();
         const int blockSize = 16, heads = 4, headDim = 32;
@@ -250,15 +261,15 @@ public sealed class EncoderOperatorParityTests
         Assert.Throws<ArgumentException>(() => gpu.Attention(0, q, output, spec));
 
         gpu.BeginStep(ForwardBatch.ForSequences([(0, 2), (0, 3)], 2, blockSize));
-        Assert.Throws<ArgumentException>(() => gpu.Attention(0, q, output, spec with { SlidingWindow = 2 }));
-        gpu.Attention(0, q, output, spec);   // whole sequences, no window: accepted
+        gpu.Attention(0, q, output, spec);   // whole sequences: accepted
     }
 
     /// <summary>
     /// Softmax attention in double of one sequence's rows (qkv rows first..first+n−1: q heads, then k, then v), over all of
-    /// its keys or (causal) keys 0..i for row i. Output [n, heads, headDim].
+    /// its keys or (causal) keys 0..i for row i; with a window W only keys less than W positions from the row. Output
+    /// [n, heads, headDim].
     /// </summary>
-    private static float[] ReferenceAttention(float[] qkv, int first, int n, int heads, int kvHeads, int headDim, float scale, bool isCausal)
+    private static float[] ReferenceAttention(float[] qkv, int first, int n, int heads, int kvHeads, int headDim, float scale, bool isCausal, int window = 0)
     {
         int width = (heads + 2 * kvHeads) * headDim, group = heads / kvHeads;
         var output = new float[n * heads * headDim];
@@ -272,6 +283,12 @@ public sealed class EncoderOperatorParityTests
                 double max = double.NegativeInfinity;
                 for (int j = 0; j < keys; j++)
                 {
+                    if (window > 0 && Math.Abs(i - j) >= window)
+                    {
+                        scores[j] = double.NegativeInfinity;   // outside the window: weight e^−∞ = 0
+                        continue;
+                    }
+
                     int kAt = (first + j) * width + (heads + kvHead) * headDim;
                     double dot = 0;
                     for (int d = 0; d < headDim; d++)

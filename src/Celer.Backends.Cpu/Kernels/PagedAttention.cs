@@ -12,8 +12,8 @@ namespace Celer.Backends.Cpu.Kernels;
 /// and has seqLens[s] tokens in all, so its query row j sits at position seqLens[s] − queryLen + j and
 /// attends to positions 0..that position; with a sliding window W > 0 only to positions &gt; position − W
 /// (transformers' <c>sliding_window_overlay</c>: the last W positions, itself included); bidirectional attention
-/// (an encoder's, <c>causal</c> false) lets every row see all seqLens[s] positions, and needs the whole sequence in the
-/// step. Head h reads kv
+/// (an encoder's, <c>causal</c> false) lets every row see all seqLens[s] positions, or with a window W those less than W
+/// away on either side (EmbeddingGemma's), and needs the whole sequence in the step. Head h reads kv
 /// head h / (numHeads / numKvHeads) (GQA). Softmax is fp32 with the streaming (online) max, one KV block
 /// at a time, so no score row of full context length is ever stored.
 /// <para>
@@ -63,7 +63,7 @@ public static unsafe partial class PagedAttention
         float scale, int slidingWindow, float* output, float logitSoftCap = 0f, float* sinks = null, bool causal = true)
     {
         Validate(numTokens, numHeads, numKvHeads, headDim, blockSize, queryStartLoc, seqLens, numSeqs);
-        ValidateBidirectional(causal, slidingWindow, queryStartLoc, seqLens, numSeqs);
+        ValidateBidirectional(causal, queryStartLoc, seqLens, numSeqs);
         if (numTokens == 0 || numHeads == 0)
         {
             return;
@@ -153,7 +153,7 @@ public static unsafe partial class PagedAttention
         float scale, int slidingWindow, float* output, float logitSoftCap = 0f, float* sinks = null, bool causal = true)
     {
         Validate(numTokens, numHeads, numKvHeads, headDim, blockSize, queryStartLoc, seqLens, numSeqs);
-        ValidateBidirectional(causal, slidingWindow, queryStartLoc, seqLens, numSeqs);
+        ValidateBidirectional(causal, queryStartLoc, seqLens, numSeqs);
         int group = numHeads / Math.Max(1, numKvHeads);
         for (int s = 0; s < numSeqs; s++)
         {
@@ -162,9 +162,9 @@ public static unsafe partial class PagedAttention
             for (int j = 0; j < queryLen; j++)
             {
                 int token = queryStartLoc[s] + j;
-                // The last key the row sees: its own position, or the sequence's last one (bidirectional).
-                int position = causal ? seqLens[s] - queryLen + j : seqLens[s] - 1;
-                int lowest = slidingWindow > 0 ? Math.Max(0, position - slidingWindow + 1) : 0;
+                int row = seqLens[s] - queryLen + j;
+                int position = LastKey(causal, slidingWindow, row, seqLens[s] - 1);   // the last key the row sees
+                int lowest = slidingWindow > 0 ? Math.Max(0, row - slidingWindow + 1) : 0;
                 for (int h = 0; h < numHeads; h++)
                 {
                     float* query = q + ((((long)token * numHeads) + h) * headDim);
@@ -211,6 +211,13 @@ public static unsafe partial class PagedAttention
             }
         }
     }
+
+    /// <summary>
+    /// The last key a query row at <paramref name="position"/> sees: its own position (causal), else its sequence's last
+    /// key <paramref name="lastKey"/>, or with a window W the last one less than W positions after it.
+    /// </summary>
+    private static int LastKey(bool causal, int slidingWindow, int position, int lastKey) =>
+        causal ? position : slidingWindow > 0 ? Math.Min(lastKey, position + slidingWindow - 1) : lastKey;
 
     private static float* CacheRow(float* cache, int* blockTable, int blockSize, int numKvHeads, int headDim, int position, int kvHead)
     {
@@ -344,7 +351,7 @@ public static unsafe partial class PagedAttention
     /// <summary>
     /// Attention of <paramref name="rows"/> consecutive query rows (positions firstPosition…) of one sequence for
     /// every query head of <paramref name="kvHead"/>'s group, streaming over the KV blocks they can see: up to its own
-    /// position, or with bidirectional attention up to the sequence's last key <paramref name="lastKey"/>.
+    /// position, or with bidirectional attention up to the sequence's last key <paramref name="lastKey"/> (with a window, W − 1 past its own).
     /// </summary>
     private static void AttendTile(
         in Shape shape, float* q, void* kCache, void* vCache, int* blockTable, float* output,
@@ -374,7 +381,7 @@ public static unsafe partial class PagedAttention
 
         new Span<float>(accumulator, states * headDim).Clear();
 
-        int lastPosition = shape.Causal ? firstPosition + rows - 1 : lastKey;
+        int lastPosition = LastKey(shape.Causal, window, firstPosition + rows - 1, lastKey);
         int lowest = window > 0 ? Math.Max(0, firstPosition - window + 1) : 0;
         for (int block = lowest / blockSize; block <= lastPosition / blockSize; block++)
         {
@@ -391,7 +398,7 @@ public static unsafe partial class PagedAttention
             {
                 int position = firstPosition + r;
                 int from = Math.Max(blockFirst, window > 0 ? position - window + 1 : 0);
-                int to = Math.Min(blockFirst + blockSize - 1, shape.Causal ? position : lastKey);
+                int to = Math.Min(blockFirst + blockSize - 1, LastKey(shape.Causal, window, position, lastKey));
                 if (from > to)
                 {
                     continue;
@@ -557,17 +564,12 @@ public static unsafe partial class PagedAttention
         TensorPrimitives.Multiply(span, factor, span);
     }
 
-    /// <summary>Bidirectional attention sees a whole sequence: it must all be in the step, with no window.</summary>
-    private static void ValidateBidirectional(bool causal, int slidingWindow, int* queryStartLoc, int* seqLens, int numSeqs)
+    /// <summary>Bidirectional attention sees keys after each row: the whole sequence must be in the step.</summary>
+    private static void ValidateBidirectional(bool causal, int* queryStartLoc, int* seqLens, int numSeqs)
     {
         if (causal)
         {
             return;
-        }
-
-        if (slidingWindow > 0)
-        {
-            throw new ArgumentException("Bidirectional attention has no sliding window.", nameof(slidingWindow));
         }
 
         for (int s = 0; s < numSeqs; s++)

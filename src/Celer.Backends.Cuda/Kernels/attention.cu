@@ -9,6 +9,8 @@
 
 // Causal paged attention, grouped by KV head and split along the context (flash-decoding):
 //   grid = (query rows, kv heads x group chunks, splits), block = WARPS warps.
+// A row sees keys [first, positions[row]]: first from key_lo[row] when given (the host's, for a bidirectional window),
+// else the sliding window's below the row's position (0 without one).
 // A block takes the (up to MAX_GROUP) query heads that share one KV head, so each K and V row is loaded once for
 // the whole group, and one slice of the row's visible positions. Each warp walks a strided subset of that slice
 // with an online softmax per head (running max m, sum l, accumulator acc); lanes split head_dim so loads are
@@ -21,7 +23,7 @@ __device__ void paged_attention(
     const T* q, const C* k_cache, const C* v_cache, const int* positions, const int* token_seq,
     const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,
     int head_dim, float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,
-    float v_scale, float softcap, const T* sinks) {
+    float v_scale, float softcap, const T* sinks, const int* key_lo) {
     celer_pdl_begin();
     int row = blockIdx.x, split = blockIdx.z, splits = gridDim.z;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -31,7 +33,7 @@ __device__ void paged_attention(
     int heads = min(MAX_GROUP, group - chunk * MAX_GROUP);
     int pos = positions[row];
     const int* table = block_tables + (long long)token_seq[row] * max_blocks_per_seq;
-    int first = sliding_window > 0 ? max(0, pos - sliding_window + 1) : 0;
+    int first = key_lo ? key_lo[row] : sliding_window > 0 ? max(0, pos - sliding_window + 1) : 0;
     int span = (pos - first + splits) / splits;             // ceil((pos - first + 1) / splits)
     int begin = first + split * span, end = min(pos + 1, begin + span);
 
@@ -150,10 +152,10 @@ __device__ void merge_splits(const float* partial_acc, const float* partial_ml, 
         const T* q, const C* k_cache, const C* v_cache, const int* positions, const int* token_seq,                  \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,            \
         int head_dim, float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale, \
-        float v_scale, float softcap, const T* sinks) {                                                             \
+        float v_scale, float softcap, const T* sinks, const int* key_lo) {                                          \
         paged_attention<T, C>(q, k_cache, v_cache, positions, token_seq, block_tables, max_blocks_per_seq,          \
                               block_size, num_heads, num_kv_heads, head_dim, scale, sliding_window, out,            \
-                              partial_acc, partial_ml, k_scale, v_scale, softcap, sinks);                           \
+                              partial_acc, partial_ml, k_scale, v_scale, softcap, sinks, key_lo);                   \
     }
 CELER_FOR_KV_DTYPES(ATTENTION_ENTRY_POINTS)
 

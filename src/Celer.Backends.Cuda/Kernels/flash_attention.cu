@@ -5,7 +5,7 @@
 // Entry points: flash_attention_<T>_hd<HD> (the cache holds T) and flash_attention_<T>_<C>_hd<HD> (fp8 cache), for
 // T in {bf16, f16}, C in {e4m3, e5m2} (__nv_fp8_e4m3 / __nv_fp8_e5m2), HD in {16, 32, 64, 80, 96, 128, 256}. All take
 //   (q, k_cache, v_cache, tiles, positions, block_tables, max_blocks_per_seq, block_size, num_heads, num_kv_heads,
-//    scale, sliding_window, out, partial_acc, partial_ml, k_scale, v_scale, softcap, sinks)
+//    scale, sliding_window, out, partial_acc, partial_ml, k_scale, v_scale, softcap, sinks, key_lo)
 // k_scale / v_scale (float) are vLLM's per-tensor fp8 scales: a cached key byte b means float(b) * k_scale, a value
 // byte float(b) * v_scale. The 16-bit-cache entry points ignore them (pass 1.0f). softcap > 0 (Gemma 2's
 // attn_logit_softcapping) replaces each score scale * q.k by softcap * tanh(scale * q.k / softcap) before the mask; 0
@@ -19,8 +19,11 @@
 //   tiles            [num_tiles, 3] = (sequence s, first query row r0, query rows n): rows r0..r0+n-1 belong to s and
 //                    have non-decreasing positions (consecutive for causal rows; all equal for bidirectional attention,
 //                    whose host passes seq_len - 1 for every row: only the first and last bound the tile's keys)
-//   positions        [rows] absolute position of each query row; it sees keys [lo, p], lo = sliding_window > 0 ?
-//                    max(0, p - sliding_window + 1) : 0
+//   positions        [rows] the last key each query row sees: its absolute position (causal), or what the host passes
+//                    for bidirectional attention. It sees keys [lo, p], lo = key_lo[row] when key_lo is given, else
+//                    sliding_window > 0 ? max(0, p - sliding_window + 1) : 0
+//   key_lo           [rows] or nullptr: each row's first key, non-decreasing along a tile (a bidirectional window's
+//                    rows see [max(0, q - W + 1), min(seq_len - 1, q + W - 1)], which no single window expresses)
 //   out              [rows, num_heads, head_dim] normalized output (written when splits == 1)
 //   partial_acc      [rows, num_heads, splits, head_dim] fp32 unnormalized accumulator (written when splits > 1)
 //   partial_ml       [rows, num_heads, splits, 2] fp32 (running max m of scale*q.k in natural-log units, sum l);
@@ -201,25 +204,26 @@ template <int HD> __device__ __forceinline__ int flash_off(int r, int c) {
 
 // ---- pieces shared with flash_decode.cu ----
 
-// Position and window start of MMA row m of a tile whose query rows start at r0 (row m is query row r0 + m / group);
-// rows from mrows on are padding and see no key (lo > pos).
-__device__ __forceinline__ void flash_row_range(const int* positions, int r0, int group, int mrows, int m, int sliding_window,
-                                                int& pos, int& lo) {
+// The keys [lo, pos] of MMA row m of a tile whose query rows start at r0 (row m is query row r0 + m / group): pos is the
+// row's last key, lo its first, from key_lo when given (a bidirectional window's, which the host computes per row), else
+// the window's below pos; rows from mrows on are padding and see no key (lo > pos).
+__device__ __forceinline__ void flash_row_range(const int* positions, const int* key_lo, int r0, int group, int mrows, int m,
+                                                int sliding_window, int& pos, int& lo) {
     if (m < mrows) {
         pos = positions[r0 + m / group];
-        lo = sliding_window > 0 ? max(0, pos - sliding_window + 1) : 0;
+        lo = key_lo ? key_lo[r0 + m / group] : sliding_window > 0 ? max(0, pos - sliding_window + 1) : 0;
     } else {
         pos = -1;
         lo = 0x7fffffff;
     }
 }
 
-// The keys a tile of n query rows from r0 sees: positions rise along the tile, so [lo of the first row, position of
-// the last row].
-__device__ __forceinline__ void flash_key_range(const int* positions, int r0, int n, int sliding_window, int& kmin, int& kmax) {
-    const int p_first = positions[r0];
+// The keys a tile of n query rows from r0 sees: both ends of a row's range rise along the tile, so [lo of the first
+// row, position of the last row].
+__device__ __forceinline__ void flash_key_range(const int* positions, const int* key_lo, int r0, int n, int sliding_window,
+                                                int& kmin, int& kmax) {
     kmax = positions[r0 + n - 1];
-    kmin = sliding_window > 0 ? max(0, p_first - sliding_window + 1) : 0;
+    kmin = key_lo ? key_lo[r0] : sliding_window > 0 ? max(0, positions[r0] - sliding_window + 1) : 0;
 }
 
 // Stages ROWS MMA rows of Q in shared memory with cp.async by THREADS threads: row m = (query row r0 + m / group,
@@ -395,7 +399,7 @@ __device__ __forceinline__ void flash_attention_impl(
     const int* __restrict__ tiles, const int* __restrict__ positions, const int* __restrict__ block_tables,
     int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads, float scale, int sliding_window,
     T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale,
-    float softcap, const T* __restrict__ sinks, unsigned char* smem_raw) {
+    float softcap, const T* __restrict__ sinks, const int* __restrict__ key_lo, unsigned char* smem_raw) {
     celer_pdl_begin();
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
@@ -428,7 +432,7 @@ __device__ __forceinline__ void flash_attention_impl(
     const int warp_row0 = warp * 16 * MT;   // the warp's MT m-tiles are its consecutive MMA rows from here
 
     int kmin, kmax;
-    flash_key_range(positions, r0, n, sliding_window, kmin, kmax);
+    flash_key_range(positions, key_lo, r0, n, sliding_window, kmin, kmax);
     const int tile_first = kmin / BN, tile_count = kmax / BN - tile_first + 1;
     const int per_split = (tile_count + splits - 1) / splits;
     const int jt_begin = tile_first + split * per_split, jt_end = min(tile_first + tile_count, jt_begin + per_split);
@@ -442,7 +446,7 @@ __device__ __forceinline__ void flash_attention_impl(
 #pragma unroll
         for (int i = 0; i < 2; i++) {
             int pos, lo;
-            flash_row_range(positions, r0, group, mrows, warp_row0 + mt * 16 + g + 8 * i, sliding_window, pos, lo);
+            flash_row_range(positions, key_lo, r0, group, mrows, warp_row0 + mt * 16 + g + 8 * i, sliding_window, pos, lo);
             if (pos >= 0) {   // padding rows see nothing (lo > pos)
                 w_max_pos = max(w_max_pos, pos);
                 w_min_lo = min(w_min_lo, lo);
@@ -614,7 +618,7 @@ __device__ __forceinline__ void flash_attention_impl(
 #pragma unroll
                 for (int i = 0; i < 2; i++) {
                     int pos, lo;
-                    flash_row_range(positions, r0, group, mrows, warp_row0 + mt * 16 + g + 8 * i, sliding_window, pos, lo);
+                    flash_row_range(positions, key_lo, r0, group, mrows, warp_row0 + mt * 16 + g + 8 * i, sliding_window, pos, lo);
 #pragma unroll
                     for (int j = 0; j < NT; j++)
 #pragma unroll
@@ -691,10 +695,10 @@ __device__ __forceinline__ void flash_attention_impl(
         const T* q, const C* k_cache, const C* v_cache, const int* tiles, const int* positions,                       \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,             \
         float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,                \
-        float v_scale, float softcap, const T* sinks) {                                                               \
+        float v_scale, float softcap, const T* sinks, const int* key_lo) {                                            \
         flash_attention_impl<T, C, HD>(q, k_cache, v_cache, tiles, positions, block_tables, max_blocks_per_seq,       \
                                        block_size, num_heads, num_kv_heads, scale, sliding_window, out, partial_acc,  \
-                                       partial_ml, k_scale, v_scale, softcap, sinks, flash_dynamic_smem);             \
+                                       partial_ml, k_scale, v_scale, softcap, sinks, key_lo, flash_dynamic_smem);     \
     }
 // The MMA rows of a tile and the dynamic shared memory of each head_dim's instances, for the host, in the order of
 // FLASH_INSTANTIATE_ALL (hd 16..128: 128 rows; 256: 64 rows. Shared memory from 18.5 KB at hd16 to 88.5 KB at hd80;

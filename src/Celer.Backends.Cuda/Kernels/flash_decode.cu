@@ -49,7 +49,7 @@ __device__ __forceinline__ void flash_decode_impl(
     const int* __restrict__ tiles, const int* __restrict__ positions, const int* __restrict__ block_tables,
     int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads, float scale, int sliding_window,
     T* __restrict__ out, float* __restrict__ partial_acc, float* __restrict__ partial_ml, float k_scale, float v_scale,
-    float softcap, const T* __restrict__ sinks, unsigned char* smem_raw) {
+    float softcap, const T* __restrict__ sinks, const int* __restrict__ key_lo, unsigned char* smem_raw) {
     celer_pdl_begin();
     constexpr int KIND = FlashCacheKind<C>::value;
     constexpr bool FP8 = KIND != 0;
@@ -69,7 +69,7 @@ __device__ __forceinline__ void flash_decode_impl(
     const int* table = block_tables + (long long)seq * max_blocks_per_seq;
 
     int kmin, kmax;
-    flash_key_range(positions, r0, n, sliding_window, kmin, kmax);
+    flash_key_range(positions, key_lo, r0, n, sliding_window, kmin, kmax);
     const int u_first = kmin / DECODE_KEYS, u_count = kmax / DECODE_KEYS - u_first + 1;
     const int per_split = (u_count + splits - 1) / splits;
     const int u_begin = u_first + split * per_split, u_end = min(u_first + u_count, u_begin + per_split);
@@ -77,7 +77,7 @@ __device__ __forceinline__ void flash_decode_impl(
 
     int rpos[2], rlo[2];   // this thread's fragment rows g and g + 8
 #pragma unroll
-    for (int i = 0; i < 2; i++) flash_row_range(positions, r0, group, mrows, g + 8 * i, sliding_window, rpos[i], rlo[i]);
+    for (int i = 0; i < 2; i++) flash_row_range(positions, key_lo, r0, group, mrows, g + 8 * i, sliding_window, rpos[i], rlo[i]);
 
     // Q tile, one cp.async group of its own.
     flash_stage_q<T, HD, DECODE_ROWS, DECODE_THREADS>(sQ, q, r0, group, mrows, num_heads, kv_head, tid);
@@ -246,11 +246,11 @@ __device__ __forceinline__ void flash_decode_impl(
         const T* q, const C* k_cache, const C* v_cache, const int* tiles, const int* positions,                       \
         const int* block_tables, int max_blocks_per_seq, int block_size, int num_heads, int num_kv_heads,             \
         float scale, int sliding_window, T* out, float* partial_acc, float* partial_ml, float k_scale,                \
-        float v_scale, float softcap, const T* sinks) {                                                               \
+        float v_scale, float softcap, const T* sinks, const int* key_lo) {                                            \
         flash_decode_impl<T, C, HD, (HD <= 128)>(q, k_cache, v_cache, tiles, positions, block_tables,                 \
                                                  max_blocks_per_seq, block_size, num_heads, num_kv_heads, scale,      \
                                                  sliding_window, out, partial_acc, partial_ml, k_scale, v_scale,      \
-                                                 softcap, sinks, flash_dynamic_smem);                                 \
+                                                 softcap, sinks, key_lo, flash_dynamic_smem);                         \
     }
 // The dynamic shared memory each head_dim's instances take, for the host, in the order of DECODE_INSTANTIATE_ALL.
 extern "C" __device__ const int flash_decode_shared_bytes[7] = {

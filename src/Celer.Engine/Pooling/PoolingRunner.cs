@@ -22,17 +22,20 @@ internal static class PoolingRunner
         string architecture = config.Architecture;
         bool encoder = config.Encoder is not null;
         bool bare = !encoder && architecture.EndsWith(BareModelSuffix, StringComparison.Ordinal)
-            && ModelRegistry.SupportedArchitectures.Contains(architecture[..^BareModelSuffix.Length] + "ForCausalLM");
+            && ModelRegistry.SupportedArchitectures.Contains(ModelConfig.LayersArchitecture(architecture));
         // A decoder classifier runs its causal LM's layers and scores with its own head.
         bool decoderClassifier = !encoder && config.Classifier is not null
             && ModelRegistry.SupportedArchitectures.Contains(ClassifierConfig.CausalLmOf(architecture));
-        bool headless = bare || encoder || decoderClassifier;   // nothing to generate with
+        // Nothing to generate with: no head, or (EmbeddingGemma) attention that reads the tokens after each one.
+        bool headless = bare || encoder || decoderClassifier || config.BidirectionalAttention;
         bool pooling = args.Runner == "pooling" || (args.Runner == "auto" && (headless || args.Convert is "embed" or "classify"));
         if (!pooling)
         {
             if (headless)
             {
-                throw new ModelLoadException($"'{dir}' is a {architecture}, which has no language-model head to generate with; serve it with --runner pooling.");
+                throw new ModelLoadException(config.BidirectionalAttention
+                    ? $"'{dir}' is a {architecture} with bidirectional attention (use_bidirectional_attention), which cannot generate text; serve it with --runner pooling."
+                    : $"'{dir}' is a {architecture}, which has no language-model head to generate with; serve it with --runner pooling.");
             }
 
             return (config, null, null);
@@ -45,7 +48,7 @@ internal static class PoolingRunner
 
         if (bare)
         {
-            config = config with { Architecture = architecture[..^BareModelSuffix.Length] + "ForCausalLM" };
+            config = config with { Architecture = ModelConfig.LayersArchitecture(architecture) };
         }
         else if (decoderClassifier)
         {
@@ -62,7 +65,7 @@ internal static class PoolingRunner
             Classifier = config.Classifier is { CrossEncoderActivation: null } c && st?.CrossEncoderActivation is { } saved
                 ? c with { CrossEncoderActivation = saved }
                 : config.Classifier,
-            WholeSequences = encoder,
+            WholeSequences = encoder || config.BidirectionalAttention,
             TokenTypes = config.Encoder?.TypeVocabSize ?? 0,
             Dense = st?.Dense ?? [],
             DefaultPrompt = st?.DefaultPrompt,

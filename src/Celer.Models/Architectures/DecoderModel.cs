@@ -65,6 +65,11 @@ public sealed class DecoderModel : IPoolingModel
         MaxNumTokens = maxNumTokens;
         MaxLogitsRows = maxLogitsRows;
         RefuseSplit(config, spec, tensorParallel?.Size ?? 1, pooling);
+        if (config.BidirectionalAttention && !pooling)
+        {
+            throw new ModelLoadException($"{config.Architecture} with bidirectional attention (use_bidirectional_attention) only pools: a token's state depends on the tokens after it.");
+        }
+
         var shard = new TensorParallelShard(config, tensorParallel);   // checks that the heads and sizes divide
 
         _group = shard.Group;
@@ -107,6 +112,7 @@ public sealed class DecoderModel : IPoolingModel
         {
             LogitSoftCap = config.AttnLogitSoftcapping ?? 0f,
             GemmaQkNorm = spec.GemmaLayers && spec.QkNorm,
+            Causal = !config.BidirectionalAttention,
         };
         _layerSpecs = [.. Enumerable.Range(0, config.NumHiddenLayers).Select(i => spec.Layer(config, i))];
         _layerAttention = [.. _layerSpecs.Select(l => l.SlidingWindow == _attention.SlidingWindow ? _attention : _attention with { SlidingWindow = l.SlidingWindow })];

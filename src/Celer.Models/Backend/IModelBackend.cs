@@ -363,9 +363,11 @@ public sealed record AttentionSpec(int NumHeads, int NumKvHeads, int HeadDim, fl
     public bool GemmaQkNorm { get; init; }
 
     /// <summary>
-    /// Causal attention (decoders): a query row at position p sees keys 0..p. False is an encoder's bidirectional
-    /// attention: every row of a sequence sees all of its keys, 0..seqLen − 1; the whole sequence must then be in the
-    /// step (query length = sequence length) and there is no sliding window.
+    /// Causal attention (decoders): a query row at position p sees keys 0..p (with a sliding window W only those
+    /// above p − W). False is bidirectional attention (an encoder's, EmbeddingGemma's): a row sees all of its
+    /// sequence's keys 0..seqLen − 1, or with a window W those less than W positions away on either side (|p − k| &lt; W,
+    /// transformers' <c>_bidirectional_window_overlay</c>); the whole sequence must then be in the step (query length
+    /// = sequence length).
     /// </summary>
     public bool Causal { get; init; } = true;
 }

@@ -96,6 +96,14 @@ public sealed record ModelConfig
     public int? SlidingWindow { get; init; }
 
     /// <summary>
+    /// Gemma 3's <c>use_bidirectional_attention</c> (EmbeddingGemma): every layer attends in both directions, the
+    /// sliding layers to the tokens within <see cref="SlidingWindow"/> − 1 positions either side (the window then
+    /// holds transformers' radius, <c>sliding_window // 2 + 1</c> of the file's). Such a model only pools: a token's
+    /// state depends on the tokens after it.
+    /// </summary>
+    public bool BidirectionalAttention { get; init; }
+
+    /// <summary>
     /// Per layer, whether it attends through <see cref="SlidingWindow"/>: transformers 5's <c>layer_types</c>
     /// (<c>sliding_attention</c> or <c>full_attention</c>), or for a Qwen2/Qwen3 config that turns sliding on without
     /// it, the layers from <c>max_window_layers</c> on (as transformers derives them). Null: every layer slides when
@@ -263,10 +271,12 @@ public sealed record ModelConfig
         int maxPositions = Positive(root, "max_position_embeddings");
         int layers = Positive(root, "num_hidden_layers");
         bool gemma = IsGemma(architecture);
-        if (gemma && JsonFields.OptionalBool(root, "use_bidirectional_attention", F) == true)
+        // Gemma3TextConfig's switch (EmbeddingGemma); Gemma2Config has none, so the field there is a broken config.
+        bool bidirectional = JsonFields.OptionalBool(root, "use_bidirectional_attention", F) == true;
+        if (bidirectional && architecture != Gemma3)
         {
             throw new ModelConfigException(
-                $"{F}: field 'use_bidirectional_attention' is true: bidirectional Gemma models (EmbeddingGemma) are encoders, which Celer does not run");
+                $"{F}: field 'use_bidirectional_attention' is true, which Celer reads for Gemma 3 text models (EmbeddingGemma) only, not {architecture}");
         }
 
         int intermediate = Positive(root, "intermediate_size");
@@ -295,7 +305,8 @@ public sealed record ModelConfig
             AttentionBias = JsonFields.OptionalBool(root, "attention_bias", F) ?? architecture == GptOss,
             MlpBias = JsonFields.OptionalBool(root, "mlp_bias", F) ?? false,
             HiddenAct = Activation(root, architecture),
-            SlidingWindow = SlidingWindowOf(root, architecture),
+            BidirectionalAttention = bidirectional,
+            SlidingWindow = SlidingWindowOf(root, architecture, bidirectional),
             SlidingLayers = SlidingLayersOf(root, architecture, layers),
             TorchDtype = TorchDtypeOf(root),
             BosTokenId = JsonFields.OptionalInt(root, "bos_token_id", F),
@@ -317,9 +328,11 @@ public sealed record ModelConfig
     /// The causal LM whose layers <paramref name="architecture"/> runs: <c>Qwen3Model</c> and
     /// <c>Qwen3ForSequenceClassification</c> are <c>Qwen3ForCausalLM</c>'s layers; encoders and causal LMs are themselves.
     /// </summary>
-    private static string LayersArchitecture(string architecture) =>
+    public static string LayersArchitecture(string architecture) =>
         EncoderConfig.IsEncoder(architecture) ? architecture
         : ClassifierConfig.IsClassifier(architecture) ? ClassifierConfig.CausalLmOf(architecture)
+        // transformers names Gemma 3's bare text model (gemma3_text, EmbeddingGemma's) after its text-only config.
+        : architecture == "Gemma3TextModel" ? Gemma3
         : architecture.EndsWith("Model", StringComparison.Ordinal) ? architecture[..^"Model".Length] + "ForCausalLM"
         : architecture;
 
@@ -473,7 +486,7 @@ public sealed record ModelConfig
         return activation;
     }
 
-    private static int? SlidingWindowOf(JsonElement root, string architecture)
+    private static int? SlidingWindowOf(JsonElement root, string architecture, bool bidirectional)
     {
         // Qwen configs carry a sliding_window value even when sliding is off; their switch
         // defaults to off in transformers. Mistral has no switch: a window present is a window used.
@@ -488,7 +501,14 @@ public sealed record ModelConfig
         {
             return null;
         }
-        return window > 0 ? window : throw new ModelConfigException($"{FileName}: field 'sliding_window' must be positive, got {window}");
+        if (window <= 0)
+        {
+            throw new ModelConfigException($"{FileName}: field 'sliding_window' must be positive, got {window}");
+        }
+
+        // Gemma3TextConfig turns the window's width into the radius of the bidirectional mask (|q − k| < radius), as
+        // sliding_window // 2 + 1, whenever the config is built from the file.
+        return bidirectional ? (window / 2) + 1 : window;
     }
 
     private static bool[]? SlidingLayersOf(JsonElement root, string architecture, int layers)
@@ -527,7 +547,7 @@ public sealed record ModelConfig
             return [.. Enumerable.Range(0, layers).Select(i => (i + 1) % pattern != 0)];
         }
 
-        if (IsQwen(architecture) && SlidingWindowOf(root, architecture) is not null)
+        if (IsQwen(architecture) && SlidingWindowOf(root, architecture, bidirectional: false) is not null)
         {
             // transformers (4.x and 5.x alike): layer i slides when i >= max_window_layers (default 28).
             int first = JsonFields.OptionalInt(root, "max_window_layers", FileName) ?? 28;

@@ -49,14 +49,24 @@ public unsafe class PagedAttentionTests
     public void Run_Bidirectional_EveryRowSeesTheWholeSequence(int group, int headDim, int blockSize)
         => AssertMatchesReference(numKvHeads: 2, group, headDim, blockSize, slidingWindow: 0, WholeSequences, seed: 70 + group + headDim, causal: false);
 
+    /// <summary>
+    /// EmbeddingGemma's sliding layers: a row sees the keys less than W positions away on either side. Windows of one
+    /// (itself only), inside a block, a block exactly, across blocks and query tiles, and wider than the sequences.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 16)]
+    [InlineData(5, 16)]
+    [InlineData(16, 16)]
+    [InlineData(17, 5)]
+    [InlineData(33, 7)]
+    [InlineData(100, 16)]
+    public void Run_BidirectionalWindow_SeesTheKeysLessThanWindowAway(int slidingWindow, int blockSize)
+        => AssertMatchesReference(numKvHeads: 1, group: 4, headDim: 64, blockSize, slidingWindow, WholeSequences, seed: 90 + slidingWindow + blockSize, causal: false);
+
     [Fact]
-    public void Run_Bidirectional_RefusesAPartSequenceAndAWindow()
-    {
+    public void Run_Bidirectional_RefusesAPartSequence() =>
         Assert.Contains("whole sequence", Assert.Throws<ArgumentException>(
             () => AssertMatchesReference(1, 1, 32, 16, 0, [new(3, 5)], seed: 1, causal: false)).Message, StringComparison.Ordinal);
-        Assert.Contains("sliding window", Assert.Throws<ArgumentException>(
-            () => AssertMatchesReference(1, 1, 32, 16, 4, [new(3, 3)], seed: 1, causal: false)).Message, StringComparison.Ordinal);
-    }
 
     [Theory]
     [InlineData(1)]
@@ -289,8 +299,8 @@ public unsafe class PagedAttentionTests
             for (int j = 0; j < sequences[s].QueryLen; j++, token++)
             {
                 int position = sequences[s].SeqLen - sequences[s].QueryLen + j;
-                // Bidirectional: every position of the sequence.
-                var visible = Enumerable.Range(0, causal ? position + 1 : sequences[s].SeqLen).Where(p => slidingWindow <= 0 || p > position - slidingWindow).ToArray();
+                // Bidirectional: every position of the sequence; a window keeps those less than W away (before it, causal).
+                var visible = Enumerable.Range(0, causal ? position + 1 : sequences[s].SeqLen).Where(p => slidingWindow <= 0 || Math.Abs(p - position) < slidingWindow).ToArray();
                 for (int h = 0; h < numHeads; h++)
                 {
                     int kvHead = h / group;

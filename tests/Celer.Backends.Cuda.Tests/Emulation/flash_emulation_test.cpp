@@ -10,7 +10,7 @@
 
 template <typename T, typename C>
 using KernelFn = void (*)(const T*, const C*, const C*, const int*, const int*, const int*, int, int, int, int, float,
-                          int, T*, float*, float*, float, float, float, const T*);
+                          int, T*, float*, float*, float, float, float, const T*, const int*);
 
 static bool g_decode;   // which kernel runs: flash_decode (its tiles: a whole sequence of <= 16 MMA rows) or flash_attention
 
@@ -83,7 +83,7 @@ struct SeqSpec { int ctx, nq; };
 
 template <typename T, typename C>
 double run_case(const char* tname, int hd, int nkv, int group, int bs, int window, int splits, std::vector<SeqSpec> seqs,
-                std::mt19937& rng, bool verbose, float softcap = 0.f, bool with_sinks = false) {
+                std::mt19937& rng, bool verbose, float softcap = 0.f, bool with_sinks = false, bool bidir = false) {
     int nh = nkv * group;
     std::normal_distribution<float> nd(0.f, 1.f);
     int S = seqs.size();
@@ -91,11 +91,20 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
     std::vector<int> order(S);
     for (int i = 0; i < S; i++) order[i] = i;
     std::shuffle(order.begin(), order.end(), rng);
-    std::vector<int> positions, row_seq;
+    // positions: each row's last key; key_lo: its first, given only for a bidirectional window (whole sequences, ctx 0,
+    // as CudaBackend.MaskPositions passes them: the whole sequence without a window, |q - k| < window with one).
+    std::vector<int> positions, row_seq, key_lo;
     std::vector<int> first_row(S);
     for (int s : order) {
         first_row[s] = positions.size();
-        for (int i = 0; i < seqs[s].nq; i++) { positions.push_back(seqs[s].ctx + i); row_seq.push_back(s); }
+        const int L = seqs[s].nq;
+        if (bidir) CHECK(seqs[s].ctx == 0);
+        for (int i = 0; i < seqs[s].nq; i++) {
+            const int q = seqs[s].ctx + i;
+            positions.push_back(!bidir ? q : window > 0 ? std::min(L - 1, q + window - 1) : L - 1);
+            if (bidir && window > 0) key_lo.push_back(std::max(0, q - window + 1));
+            row_seq.push_back(s);
+        }
     }
     int rows = positions.size();
     // Paged cache with randomly permuted physical blocks; table entries past the sequence are -1.
@@ -173,7 +182,8 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
     const T* sp = with_sinks ? (const T*)sinks.data() : nullptr;
 
     g_readable = {{(const char*)kc.data(), kc.size() * sizeof(CS)}, {(const char*)vc.data(), vc.size() * sizeof(CS)},
-                  {(const char*)qv.data(), qv.size() * 2}, {(const char*)sinks.data(), sinks.size() * 2}};
+                  {(const char*)qv.data(), qv.size() * 2}, {(const char*)sinks.data(), sinks.size() * 2},
+                  {(const char*)key_lo.data(), key_lo.size() * sizeof(int)}};
     g_smem_lo = UINTPTR_MAX; g_smem_hi = 0;
     memset(flash_dynamic_smem, 0xff, sizeof(flash_dynamic_smem));   // stale shared memory must never leak in
     KernelFn<T, C> fn = kernel_for<T, C>(hd);
@@ -181,7 +191,7 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
     T* op = (T*)out.data();
     launch({(unsigned)ntiles, (unsigned)nkv, (unsigned)splits}, [&] {
         fn(qp, kp, vp, tiles.data(), positions.data(), table.data(), max_blocks, bs, nh, nkv, scale, window, op,
-           pacc.data(), pml.data(), k_arg, v_arg, softcap, sp);
+           pacc.data(), pml.data(), k_arg, v_arg, softcap, sp, key_lo.empty() ? nullptr : key_lo.data());
     });
     // The kernel stays within the dynamic shared memory the host gives it: the bytes past it keep their fill.
     for (size_t b = g_decode ? decode_smem_bytes_of(hd) : flash_smem_bytes_of(hd); b < sizeof(flash_dynamic_smem); b++)
@@ -233,7 +243,7 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
     // Naive reference in double from the same inputs (fp8: the dequantized values float(fp8) * scale).
     double max_err = 0;
     for (int r = 0; r < rows; r++) {
-        int s = row_seq[r], p = positions[r], lo = lo_of(p);
+        int s = row_seq[r], p = positions[r], lo = key_lo.empty() ? (bidir ? 0 : lo_of(p)) : key_lo[r];
         for (int h = 0; h < nh; h++) {
             int kvh = h / group;
             std::vector<double> w(p - lo + 1);
@@ -262,8 +272,8 @@ double run_case(const char* tname, int hd, int nkv, int group, int bs, int windo
         }
     }
     if (verbose)
-        printf("%-9s hd=%3d kv=%d group=%2d bs=%2d window=%3d splits=%d softcap=%.1f sinks=%d rows=%3d tiles=%2d: max abs err %.2e\n",
-               tname, hd, nkv, group, bs, window, splits, softcap, with_sinks, rows, ntiles, max_err);
+        printf("%-9s hd=%3d kv=%d group=%2d bs=%2d window=%3d splits=%d softcap=%.1f sinks=%d bidir=%d rows=%3d tiles=%2d: max abs err %.2e\n",
+               tname, hd, nkv, group, bs, window, splits, softcap, with_sinks, bidir, rows, ntiles, max_err);
     return max_err;
 }
 
@@ -325,7 +335,7 @@ int main(int argc, char** argv) {
     int hds[] = {16, 32, 64, 80, 96, 128, 256};
     int seed = argc > 2 ? atoi(argv[2]) : 7;
     std::mt19937 rng(seed);
-    struct Cfg { int nkv, group, bs, window, splits; std::vector<SeqSpec> seqs; float softcap = 0.f; bool sinks = false; };
+    struct Cfg { int nkv, group, bs, window, splits; std::vector<SeqSpec> seqs; float softcap = 0.f; bool sinks = false; bool bidir = false; };
     // Mixed prefill chunks (fresh and continued) and decode rows; group sizes incl. non powers of two; block sizes
     // that do not divide BLOCK_N; sliding windows; flash-decoding splits (incl. more splits than key tiles).
     std::vector<Cfg> cfgs = {
@@ -348,6 +358,9 @@ int main(int argc, char** argv) {
         // gpt-oss's attention sinks, normalized in the kernel (one split) and in the merge (several), sliding and full.
         {2, 4, 16, 12, 1, {{0, 40}, {60, 1}, {9, 12}}, 0.f, true},
         {1, 8, 16, 0, 3, {{100, 1}, {30, 20}}, 0.f, true},
+        // Bidirectional attention (encoders; EmbeddingGemma's window |q - k| < 17 on its sliding layers).
+        {1, 4, 16, 17, 1, {{0, 100}, {0, 3}, {0, 40}}, 0.f, false, true},
+        {2, 2, 16, 0, 2, {{0, 60}, {0, 9}}, 0.f, false, true},
     };
     // flash_decode: decode rows and short chunks (rows x group <= 16), long contexts that cross many warp tiles.
     std::vector<Cfg> decode_cfgs = {
@@ -365,6 +378,7 @@ int main(int argc, char** argv) {
         {1, 4, 7, 24, 3, {{100, 1}, {300, 2}}, 5.f},
         {2, 4, 16, 12, 1, {{60, 1}, {9, 4}}, 0.f, true},
         {1, 8, 16, 0, 3, {{100, 1}, {300, 2}}, 0.f, true},
+        {1, 4, 16, 2, 2, {{0, 4}, {0, 3}, {0, 1}}, 0.f, false, true},
     };
     if (g_decode) cfgs = decode_cfgs;
     // worst[i]: bf16, f16 (16-bit caches), then bf16/f16 x e4m3/e5m2
@@ -382,17 +396,17 @@ int main(int argc, char** argv) {
     };
     if (!only8)
         sweep([&](int hd, Cfg& c) {
-            worst[0] = std::max(worst[0], run_case<__nv_bfloat16, __nv_bfloat16>("bf16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
-            worst[1] = std::max(worst[1], run_case<__half, __half>("f16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+            worst[0] = std::max(worst[0], run_case<__nv_bfloat16, __nv_bfloat16>("bf16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks, c.bidir));
+            worst[1] = std::max(worst[1], run_case<__half, __half>("f16", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks, c.bidir));
         });
     if (!only16)
         sweep([&](int hd, Cfg& c) {
-            worst[2] = std::max(worst[2], run_case<__nv_bfloat16, __nv_fp8_e4m3>("bf16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+            worst[2] = std::max(worst[2], run_case<__nv_bfloat16, __nv_fp8_e4m3>("bf16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks, c.bidir));
             if (!onlyE4m3)
-                worst[3] = std::max(worst[3], run_case<__nv_bfloat16, __nv_fp8_e5m2>("bf16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
-            worst[4] = std::max(worst[4], run_case<__half, __nv_fp8_e4m3>("f16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+                worst[3] = std::max(worst[3], run_case<__nv_bfloat16, __nv_fp8_e5m2>("bf16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks, c.bidir));
+            worst[4] = std::max(worst[4], run_case<__half, __nv_fp8_e4m3>("f16_e4m3", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks, c.bidir));
             if (!onlyE4m3)
-                worst[5] = std::max(worst[5], run_case<__half, __nv_fp8_e5m2>("f16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks));
+                worst[5] = std::max(worst[5], run_case<__half, __nv_fp8_e5m2>("f16_e5m2", hd, c.nkv, c.group, c.bs, c.window, c.splits, c.seqs, rng, true, c.softcap, c.sinks, c.bidir));
         });
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     bool ok = conv_bad == 0;

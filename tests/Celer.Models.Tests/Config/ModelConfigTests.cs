@@ -161,12 +161,34 @@ public class ModelConfigTests
         Assert.Equal((256f, HiddenActivation.GeluTanh), (defaults.QueryPreAttnScalar, defaults.HiddenAct));
     }
 
+    /// <summary>
+    /// EmbeddingGemma's config.json (Gemma3TextModel, model_type gemma3_text): Gemma 3's layers, bidirectional, and the
+    /// window that Gemma3TextConfig makes of sliding_window 512: the radius 512 // 2 + 1 = 257 of |q − k| &lt; 257.
+    /// </summary>
+    [Fact]
+    public void EmbeddingGemma_is_gemma3_with_bidirectional_attention_and_a_halved_window()
+    {
+        var c = ModelConfig.Parse(ConfigSamples.Minimal("Gemma3TextModel", "\"use_bidirectional_attention\": true, \"sliding_window\": 512, \"num_hidden_layers\": 6"));
+        Assert.Equal("Gemma3ForCausalLM", ModelConfig.LayersArchitecture(c.Architecture));
+        Assert.True(c.BidirectionalAttention);
+        Assert.Equal(257, c.SlidingWindow);
+        Assert.Equal([true, true, true, true, true, false], c.SlidingLayers!);
+        ModelConfig layers = c with { Architecture = "Gemma3ForCausalLM" };   // as the pooling runner builds it
+        Assert.Equal(new LayerSpec(true, 257, c.LocalRope!), ModelRegistry.Resolve(layers).Layer(layers, 0));
+
+        // An odd width rounds down first (as Python's //); without the switch the window is the file's.
+        Assert.Equal(9, ModelConfig.Parse(ConfigSamples.Minimal("Gemma3TextModel", "\"use_bidirectional_attention\": true, \"sliding_window\": 17")).SlidingWindow);
+        var causal = ModelConfig.Parse(ConfigSamples.Minimal("Gemma3TextModel", "\"use_bidirectional_attention\": false, \"sliding_window\": 512"));
+        Assert.Equal((false, 512), (causal.BidirectionalAttention, causal.SlidingWindow));
+    }
+
     [Theory]
     [InlineData("Gemma2ForCausalLM", "\"hidden_activation\": \"silu\"", "'hidden_activation' must be 'gelu_pytorch_tanh'")]
     [InlineData("Gemma2ForCausalLM", "\"attn_logit_softcapping\": 0", "'attn_logit_softcapping' must be positive")]
     [InlineData("Gemma2ForCausalLM", "\"final_logit_softcapping\": -30.0", "'final_logit_softcapping' must be positive")]
     [InlineData("Gemma2ForCausalLM", "\"query_pre_attn_scalar\": 0", "'query_pre_attn_scalar' must be positive")]
-    [InlineData("Gemma2ForCausalLM", "\"use_bidirectional_attention\": true", "'use_bidirectional_attention'")]
+    [InlineData("Gemma2ForCausalLM", "\"use_bidirectional_attention\": true", "'use_bidirectional_attention' is true, which Celer reads for Gemma 3 text models")]
+    [InlineData("LlamaForCausalLM", "\"use_bidirectional_attention\": true", "'use_bidirectional_attention' is true")]
     [InlineData("Gemma3ForCausalLM", "\"sliding_window_pattern\": 0", "'sliding_window_pattern' must be positive")]
     [InlineData("Gemma3ForCausalLM", "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 10000.0}", "one dict per layer type")]
     [InlineData("Gemma3ForCausalLM", "\"rope_parameters\": {\"full_attention\": {\"rope_type\": \"linear\"}}", "the full_attention layers")]
