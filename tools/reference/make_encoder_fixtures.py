@@ -22,7 +22,12 @@ Writes DIR/<name>/ as a complete model directory as the Hub has it, plus referen
   * qwen3-seq-cls: Qwen3ForSequenceClassification (make_pooling_fixtures.py's Qwen3 sizes), 2 labels, "model." keys
     plus score.weight, pad_token_id 0; no tokenizer (the references are token ids);
   * bert-embed-dense: bert-embed-mean with a sentence-transformers Dense module (128 -> 96, tanh, seeded) between its
-    Pooling and Normalize modules, as LaBSE ships one (reference.json's "dense" names it).
+    Pooling and Normalize modules, as LaBSE ships one (reference.json's "dense" names it);
+  * gemma3-embed-bidirectional (as google/embeddinggemma-300m): Gemma3TextModel with use_bidirectional_attention,
+    unprefixed keys (embed_tokens., layers., norm.), two sliding layers and a full one, per-layer-type RoPE
+    (rope_parameters), sliding_window 32 in config.json; modules Transformer, Pooling(mean), Dense(128 -> 256),
+    Dense(256 -> 128) (no bias, identity activation, seeded), Normalize, EmbeddingGemma's query / document prompts
+    (no default); no tokenizer (the references are token ids).
 The tokenizer files stay in the folders (Celer has WordPiece and Unigram tokenizers: the tests tokenize the texts
 themselves and compare ids); the two tokenizers are built once per run and copied into every fixture that uses them.
 
@@ -38,8 +43,16 @@ How the references are computed (Celer must match this, not "the model"):
     BERT pooler's and the XLM-R classification head's dense, are scaled by TANH_INPUT_SCALE so the tanh does not
     saturate), stored in bf16 and loaded back as float32, eager attention, TF32 off;
   * every case is a batch of one sequence with an attention mask of ones (no padding);
-  * embedders: "cases" are token ids ([CLS]/<s>, random non-special ids, [SEP]/</s>) through
+  * embedders: "cases" are token ids ([CLS]/<s>/<bos>, random non-special ids, [SEP]/</s>/<eos>) through
     SentenceTransformer.forward; "text_cases" are texts through SentenceTransformer.encode (its own tokenization);
+  * gemma3-embed-bidirectional: transformers turns a bidirectional Gemma 3's sliding_window into window // 2 + 1
+    each time it builds the config (32 -> 17: a sliding layer's token sees the keys less than 17 positions away on
+    either side, a full layer every key), so config.json must keep the fixture's 32 (a re-saved config carries 17,
+    halved again on load) and both loaded models must say 17: the run checks both, and reference.json records them
+    as sliding_window_file / sliding_window_effective. The 150-token case is also run through a causal copy of the
+    model and the 40-token one with a window over every position; both must change the embedding (by more than
+    1e-3 and 1e-4), so neither the bidirectional mask nor the window goes untested. Only "cases", no "text_cases":
+    the WordLevel tokenizer is saved for sentence-transformers' loader and removed from the fixture at the end;
   * cross-encoders: the pair through CrossEncoder.predict ("score", its default activation: sigmoid for one label)
     and the raw logit from the model it loaded; the pair's ids are the tokenizer's tokenizer(query, document);
   * classifiers: AutoModelForSequenceClassification's logits (and softmax probabilities for bert-classifier);
@@ -108,6 +121,16 @@ BERT_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's sentence_bert_config.json
 XLMR_MAX_SEQ_LENGTH = 512  # bge-m3 has 8192; this model's positions stop at 514 - 2
 EMBED_LENGTHS = (3, 8, 40, 150)  # total ids, [CLS] and [SEP] included
 QWEN_LENGTHS = (1, 5, 40, 150)
+GEMMA_BOS, GEMMA_EOS = 2, 1  # EmbeddingGemma's tokenizer frames every text as <bos> ... <eos> (<pad> is 0)
+GEMMA_SLIDING_WINDOW = 32  # config.json's value; a bidirectional Gemma 3 config turns it into 32 // 2 + 1 = 17
+GEMMA_EFFECTIVE_WINDOW = GEMMA_SLIDING_WINDOW // 2 + 1  # a sliding layer's token sees keys less than 17 away
+GEMMA_LAYER_TYPES = ["sliding_attention", "sliding_attention", "full_attention"]
+GEMMA_DENSE_HIDDEN = 256  # EmbeddingGemma's Dense modules: 768 -> 3072 -> 768; here 128 -> 256 -> 128
+GEMMA_MAX_SEQ_LENGTH = 256
+EMBEDDINGGEMMA_PROMPTS = {"query": "task: search result | query: ", "document": "title: none | text: "}
+IDENTITY = "torch.nn.modules.linear.Identity"  # what sentence-transformers writes for activation_function=nn.Identity()
+CAUSAL_CHECK_LENGTH = 150  # the case run again through a causal copy of gemma3-embed-bidirectional
+WINDOW_CHECK_LENGTH = 40  # the case run again with a window over every position
 UNIGRAM_TARGET_VOCAB = 400
 SIGNIFICANT_DIGITS = 8
 
@@ -718,18 +741,20 @@ def warn_if_file_differs(name, what, ids, file_ids):
 DENSE_OUT = 96  # bert-embed-dense's projection: 128 -> 96 with tanh, as LaBSE's Dense (768 -> 768, tanh)
 
 
-def save_sentence_transformer(staging, model_dir, pooling, normalize, dense_seed=None):
+def save_sentence_transformer(staging, model_dir, pooling, normalize, dense_layers=(), dense_seed=None, prompts=None):
     """SentenceTransformer.save over the staged checkpoint: modules.json, the module folders and the
-    sentence-transformers config files exactly as the installed version writes them; with dense_seed, a Dense module
-    (random, seeded) between the Pooling and the Normalize module."""
+    sentence-transformers config files exactly as the installed version writes them; a Dense module (random, seeded
+    with dense_seed) for each (in_features, out_features, bias, activation) of dense_layers, in order, between the
+    Pooling and the Normalize module; prompts as config_sentence_transformers.json carries them."""
     modules = [Transformer(staging, model_kwargs={DTYPE_KWARG: torch.bfloat16}),
                Pooling(ENCODER_HIDDEN, pooling_mode=pooling)]
-    if dense_seed is not None:
+    if dense_layers:
         torch.manual_seed(dense_seed)
-        modules.append(Dense(ENCODER_HIDDEN, DENSE_OUT, bias=True, activation_function=torch.nn.Tanh()))
+        modules += [Dense(in_features, out_features, bias=bias, activation_function=activation)
+                    for in_features, out_features, bias, activation in dense_layers]
     if normalize:
         modules.append(Normalize())
-    st = SentenceTransformer(modules=modules, device="cpu", similarity_fn_name="cosine")
+    st = SentenceTransformer(modules=modules, device="cpu", prompts=prompts, similarity_fn_name="cosine")
     st.save(model_dir, create_model_card=False)
 
 
@@ -845,18 +870,18 @@ def classify(model, ids, type_ids, device):
 # Fixtures
 
 
-def dense_of(st):
-    """The SentenceTransformer's Dense module (bert-embed-dense), or None."""
-    found = [m for m in st if type(m).__name__ == "Dense"]
-    return found[0] if found else None
+def dense_modules(st):
+    """The SentenceTransformer's Dense modules in their order (bert-embed-dense has one, gemma3-embed-bidirectional
+    two)."""
+    return [m for m in st if type(m).__name__ == "Dense"]
 
 
-def hand_pool(hand, ids, pooling, dense, device):
-    """The hand path of an embedder: AutoModel's hidden states pooled, through the Dense module's own linear layer and
-    activation when there is one, then normalized."""
+def hand_pool(hand, ids, pooling, denses, device):
+    """The hand path of an embedder: AutoModel's hidden states pooled, through each Dense module's own linear layer and
+    activation in order, then normalized."""
     hidden, pooled = pool.hand_embed(hand, ids, pooling, False, device)
-    if dense is not None:
-        with torch.inference_mode():
+    with torch.inference_mode():
+        for dense in denses:
             pooled = dense.activation_function(dense.linear(pooled.to(device).to(dense.linear.weight.dtype))).float().cpu()
     return hidden, torch.nn.functional.normalize(pooled, dim=-1)
 
@@ -876,7 +901,8 @@ def build_embedder(index, name, kind, out_dir, device, dense=False):
     with tempfile.TemporaryDirectory() as staging:
         copy_tree_files(tok_dir, staging)
         staged = stage_model(staging, config_dict, transformers.AutoModel, seed)
-        save_sentence_transformer(staging, model_dir, pooling, True, dense_seed=seed + 1 if dense else None)
+        dense_layers = [(ENCODER_HIDDEN, DENSE_OUT, True, torch.nn.Tanh())] if dense else []
+        save_sentence_transformer(staging, model_dir, pooling, True, dense_layers, dense_seed=seed + 1)
         missing, extra, differing = compare_weight_files(staged, os.path.join(model_dir, "model.safetensors"))
         if missing or extra or differing:
             print(f"  WARNING: {name}: sentence-transformers saved other weights (missing {missing[:3]}, extra "
@@ -896,9 +922,9 @@ def build_embedder(index, name, kind, out_dir, device, dense=False):
     pool.check_loaded_weights(st[0].auto_model, model_dir)
     file_tok = tokenizer_json(model_dir)
     tokenizer = st.tokenizer
-    dense_module = dense_of(st)
-    if dense != (dense_module is not None):
-        raise RuntimeError(f"{name}: the saved model {'lacks' if dense else 'has'} a Dense module")
+    denses = dense_modules(st)
+    if len(denses) != (1 if dense else 0):
+        raise RuntimeError(f"{name}: the saved model has {len(denses)} Dense modules, not {1 if dense else 0}")
     if dense and not os.path.exists(os.path.join(model_dir, "2_Dense", "model.safetensors")):
         raise RuntimeError(f"{name}: sentence-transformers saved the Dense module without model.safetensors: "
                            f"{sorted(os.listdir(os.path.join(model_dir, '2_Dense')))}")
@@ -910,7 +936,7 @@ def build_embedder(index, name, kind, out_dir, device, dense=False):
     for length in EMBED_LENGTHS:
         ids = [first] + [prompt_rng.randrange(low, high) for _ in range(length - 2)] + [last]
         tokens, embedding = pool.st_embed(st, ids, device)
-        hidden, by_hand = hand_pool(hand, ids, pooling, dense_module, device)
+        hidden, by_hand = hand_pool(hand, ids, pooling, denses, device)
         check_close(name, f"token embeddings (length {length})", tokens, hidden)
         check_close(name, f"embedding (length {length})", embedding, by_hand)
         cases.append({"prompt_token_ids": ids, "embedding": rounded(embedding)})
@@ -928,7 +954,7 @@ def build_embedder(index, name, kind, out_dir, device, dense=False):
         file_ids = file_tok.encode(text).ids
         warn_if_file_differs(name, repr(text), ids, file_ids)
         embedding = st_encode(st, text)
-        _, by_hand = hand_pool(hand, ids, pooling, dense_module, device)
+        _, by_hand = hand_pool(hand, ids, pooling, denses, device)
         check_close(name, f"encode({text[:30]!r})", embedding, by_hand)
         text_cases.append({"text": text, "prompt_token_ids": ids, "tokenizer_json_token_ids": file_ids,
                            "embedding": rounded(embedding)})
@@ -941,6 +967,167 @@ def build_embedder(index, name, kind, out_dir, device, dense=False):
         "cases": cases, "text_cases": text_cases})
     print(f"  {name}: {tensor_count} tensors, embedding norms (length:norm) {' '.join(norms)}; "
           f"text lengths {[len(c['prompt_token_ids']) for c in text_cases]}", flush=True)
+    print(f"  {name}: files {' '.join(model_files(model_dir))}", flush=True)
+
+
+def gemma_embed_config():
+    """gemma3-embed-bidirectional's config.json: EmbeddingGemma's keys at the encoder fixtures' sizes."""
+    return {"architectures": ["Gemma3TextModel"], "model_type": "gemma3_text", "vocab_size": base.VOCAB,
+            "hidden_size": ENCODER_HIDDEN, "intermediate_size": 256, "num_hidden_layers": len(GEMMA_LAYER_TYPES),
+            "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 32, "query_pre_attn_scalar": 32,
+            "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 512, "rms_norm_eps": 1e-6,
+            "initializer_range": 0.02, "attention_bias": False, "attention_dropout": 0.0,
+            "attn_logit_softcapping": None, "final_logit_softcapping": None,
+            "use_bidirectional_attention": True, "sliding_window": GEMMA_SLIDING_WINDOW,
+            "layer_types": list(GEMMA_LAYER_TYPES),
+            "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                                "full_attention": {"rope_type": "default", "rope_theta": 1000000.0}},
+            "pad_token_id": 0, "eos_token_id": GEMMA_EOS, "bos_token_id": GEMMA_BOS, "tie_word_embeddings": True,
+            "use_cache": True, "dtype": "bfloat16", "transformers_version": transformers.__version__}
+
+
+def check_gemma_dense_folders(name, model_dir, dense_layers):
+    """modules.json's Dense folders, in order, each with model.safetensors and a config.json with dense_layers' sizes,
+    no bias and the identity activation (EmbeddingGemma's)."""
+    entries = [m for m in read_json(os.path.join(model_dir, "modules.json")) if m.get("type", "").endswith("Dense")]
+    if len(entries) != len(dense_layers):
+        raise RuntimeError(f"{name}: modules.json lists {len(entries)} Dense modules, not {len(dense_layers)}")
+    for entry, (in_features, out_features, _, _) in zip(entries, dense_layers):
+        folder = os.path.join(model_dir, entry["path"])
+        files = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        if "model.safetensors" not in files or "config.json" not in files:
+            raise RuntimeError(f"{name}: the Dense folder {entry['path']} holds {files}")
+        cfg = read_json(os.path.join(folder, "config.json"))
+        found = (cfg.get("in_features"), cfg.get("out_features"), cfg.get("bias"), cfg.get("activation_function"))
+        if found != (in_features, out_features, False, IDENTITY):
+            raise RuntimeError(f"{name}: {entry['path']}/config.json says (in, out, bias, activation) {found}")
+    return [entry["path"] for entry in entries]
+
+
+def check_gemma_window(name, model_dir, config_dict, models):
+    """config.json must carry the fixture's window and every loaded model the halved one: a config re-saved by
+    transformers or sentence-transformers carries the halved value, which the next load halves again."""
+    on_disk = read_json(os.path.join(model_dir, "config.json"))
+    if on_disk != config_dict:  # the fixture's says sliding_window GEMMA_SLIDING_WINDOW
+        raise RuntimeError(f"{name}: config.json is not the fixture's (sliding_window {on_disk.get('sliding_window')})")
+    for label, model in models:
+        cfg = model.config
+        found = (cfg.sliding_window, cfg.use_bidirectional_attention, list(cfg.layer_types))
+        if found != (GEMMA_EFFECTIVE_WINDOW, True, GEMMA_LAYER_TYPES):
+            raise RuntimeError(f"{name}: {label} loaded (sliding_window, use_bidirectional_attention, layer_types) "
+                               f"{found}, expected ({GEMMA_EFFECTIVE_WINDOW}, True, {GEMMA_LAYER_TYPES})")
+
+
+def load_gemma_variant(name, model_dir, device, **overrides):
+    """The fixture's Gemma3TextModel with config attributes changed after the config is built (an override given to
+    from_pretrained might go through the window-halving __post_init__)."""
+    config = transformers.AutoConfig.from_pretrained(model_dir)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    model = transformers.AutoModel.from_pretrained(model_dir, config=config, attn_implementation="eager",
+                                                   **{DTYPE_KWARG: torch.float32}).to(device).eval()
+    pool.check_loaded_weights(model, model_dir)
+    found = {key: getattr(model.config, key) for key in overrides}
+    if found != overrides:
+        raise RuntimeError(f"{name}: the variant model loaded {found}, not {overrides}")
+    return model
+
+
+def build_gemma_embedder(index, name, out_dir, device):
+    """gemma3-embed-bidirectional: EmbeddingGemma's layout (Gemma3TextModel with bidirectional attention, mean pooling,
+    two Dense modules, Normalize), token-id cases only."""
+    model_dir = os.path.join(out_dir, name)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    seed = seed_of(index)
+    config_dict = gemma_embed_config()
+    dense_layers = [(ENCODER_HIDDEN, GEMMA_DENSE_HIDDEN, False, torch.nn.Identity()),
+                    (GEMMA_DENSE_HIDDEN, ENCODER_HIDDEN, False, torch.nn.Identity())]
+    with tempfile.TemporaryDirectory() as staging:
+        staged = stage_model(staging, config_dict, transformers.AutoModel, seed)
+        pool.save_tokenizer(staging)
+        save_sentence_transformer(staging, model_dir, "mean", True, dense_layers, dense_seed=seed + 1,
+                                  prompts=EMBEDDINGGEMMA_PROMPTS)
+        missing, extra, differing = compare_weight_files(staged, os.path.join(model_dir, "model.safetensors"))
+        if missing or extra or differing:
+            print(f"  WARNING: {name}: sentence-transformers saved other weights (missing {missing[:3]}, extra "
+                  f"{extra[:3]}, differing {differing[:3]}); the staged file replaces them", flush=True)
+        saved_window = read_json(os.path.join(model_dir, "config.json")).get("sliding_window")
+        print(f"  {name}: sentence-transformers wrote sliding_window {saved_window} (replaced by the fixture's "
+              f"{GEMMA_SLIDING_WINDOW})", flush=True)
+        shutil.copy(staged, os.path.join(model_dir, "model.safetensors"))
+        # The WordLevel tokenizer as written, not as transformers re-saved it under model_type gemma3_text.
+        for file in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(staging, file), os.path.join(model_dir, file))
+    finish_embedder_layout(model_dir, "mean", GEMMA_MAX_SEQ_LENGTH)
+    base.verify_saved_weights(model_dir, "bfloat16", True)
+    tensor_count = check_key_layout(model_dir, name, ("embed_tokens.", "layers.", "norm."),
+                                    ["embed_tokens.weight", "norm.weight"], ("model.", "lm_head."))
+    dense_paths = check_gemma_dense_folders(name, model_dir, dense_layers)
+
+    hand = load_hand_model(model_dir, transformers.AutoModel, device)
+    pool.check_loaded_weights(hand, model_dir)
+    st = pool.load_sentence_transformer(model_dir, device)
+    pool.check_loaded_weights(st[0].auto_model, model_dir)
+    check_gemma_window(name, model_dir, config_dict, [("AutoModel", hand), ("SentenceTransformer", st[0].auto_model)])
+    denses = dense_modules(st)
+    if len(denses) != len(dense_layers):
+        raise RuntimeError(f"{name}: the loaded model has {len(denses)} Dense modules, not {len(dense_layers)}")
+    if st.default_prompt_name is not None or any(st.prompts.get(k) != v for k, v in EMBEDDINGGEMMA_PROMPTS.items()):
+        raise RuntimeError(f"{name}: loaded prompts {st.prompts!r}, default {st.default_prompt_name!r}")
+
+    prompt_rng = random.Random(7000 + index)
+    cases, by_length = [], {}
+    for length in EMBED_LENGTHS:
+        ids = [GEMMA_BOS] + [prompt_rng.randrange(GEMMA_BOS + 1, base.VOCAB) for _ in range(length - 2)] + [GEMMA_EOS]
+        tokens, embedding = pool.st_embed(st, ids, device)
+        hidden, by_hand = hand_pool(hand, ids, "mean", denses, device)
+        check_close(name, f"token embeddings (length {length})", tokens, hidden)
+        check_close(name, f"embedding (length {length})", embedding, by_hand)
+        cases.append({"prompt_token_ids": ids, "embedding": rounded(embedding)})
+        by_length[length] = (ids, embedding)
+    del hand
+
+    # The references must depend on both attention rules: a causal copy of the model changes the longest case, and
+    # a window over every position (max_position_embeddings) the 40-token one, whose tokens lie up to 39 apart.
+    # A variant that cannot be built the same way (an API this script guessed wrong) is reported, not fatal: the
+    # references themselves are checked above; a variant that loads and changes nothing fails the run.
+    mask_checks = {}
+    try:
+        ids, embedding = by_length[CAUSAL_CHECK_LENGTH]
+        causal = load_gemma_variant(name, model_dir, device, use_bidirectional_attention=False)
+        mask_checks["causal_difference"] = float((hand_pool(causal, ids, "mean", denses, device)[1] - embedding).abs().max())
+        del causal
+        ids, embedding = by_length[WINDOW_CHECK_LENGTH]
+        wide = load_gemma_variant(name, model_dir, device, sliding_window=config_dict["max_position_embeddings"])
+        mask_checks["window_difference"] = float((hand_pool(wide, ids, "mean", denses, device)[1] - embedding).abs().max())
+        del wide
+    except Exception as e:  # noqa: BLE001 (reported in reference.json and the log)
+        mask_checks["skipped"] = f"{type(e).__name__}: {e}"
+        print(f"  WARNING: {name}: the mask variants could not be built: {mask_checks['skipped']}", flush=True)
+    print(f"  {name}: mask checks {mask_checks} (causal on the {CAUSAL_CHECK_LENGTH}-token case, a window over every "
+          f"position on the {WINDOW_CHECK_LENGTH}-token one)", flush=True)
+    if mask_checks.get("causal_difference", 1.0) <= 1e-3 or mask_checks.get("window_difference", 1.0) <= 1e-4:
+        raise RuntimeError(f"{name}: the references do not exercise the bidirectional mask (limit 1e-3) or the "
+                           f"sliding window (limit 1e-4): {mask_checks}")
+
+    base.write_json(os.path.join(model_dir, "reference.json"), {
+        **reference_header(name, config_dict, seed, pooling="mean", normalize=True, hidden_size=ENCODER_HIDDEN,
+                           dense=[{"out_features": out_features, "activation": IDENTITY, "bias": bias}
+                                  for _, out_features, bias, _ in dense_layers],
+                           max_seq_length=GEMMA_MAX_SEQ_LENGTH, sliding_window_file=GEMMA_SLIDING_WINDOW,
+                           sliding_window_effective=GEMMA_EFFECTIVE_WINDOW, mask_checks=mask_checks),
+        "cases": cases})
+    # As make_pooling_fixtures.build_one: the tokenizer was there for sentence-transformers' loader only; the
+    # references are token ids and Celer has no WordLevel tokenizer model, so the engine runs this fixture
+    # tokenizer-less (the last two files only if the installed transformers wrote them).
+    os.remove(os.path.join(model_dir, "tokenizer.json"))
+    os.remove(os.path.join(model_dir, "tokenizer_config.json"))
+    for file in ("special_tokens_map.json", "added_tokens.json"):
+        if os.path.exists(os.path.join(model_dir, file)):
+            os.remove(os.path.join(model_dir, file))
+    print(f"  {name}: {tensor_count} tensors, Dense folders {' '.join(dense_paths)}, sliding_window "
+          f"{GEMMA_SLIDING_WINDOW} in config.json, {GEMMA_EFFECTIVE_WINDOW} loaded; case lengths "
+          f"{[len(c['prompt_token_ids']) for c in cases]}", flush=True)
     print(f"  {name}: files {' '.join(model_files(model_dir))}", flush=True)
 
 
@@ -1120,6 +1307,7 @@ def fixtures():
         (94, "bert-classifier", build_bert_classifier),
         (95, "qwen3-seq-cls", build_qwen3_classifier),
         (96, "bert-embed-dense", functools.partial(build_embedder, kind="wordpiece", dense=True)),
+        (97, "gemma3-embed-bidirectional", build_gemma_embedder),
     ]
 
 
