@@ -178,7 +178,7 @@ public sealed unsafe partial class CudaBackend
             int from = whole ? 0 : rows, count = (window > 0 ? 3 * rows : rows) - from;
             UploadAsync(_maskPositions.Pointer + ((ulong)from * sizeof(int)), _maskPositionsHost.AsSpan(from, count));
             _maskPositionsReady = true;
-            _maskWindow = window > 0 ? window : _maskWindow;
+            _maskWindow = window;   // a new step's upload without a window holds none: the last step's is stale
         }
 
         ulong mask = _maskPositions.Pointer;

@@ -33,6 +33,8 @@ public sealed class EncoderParityTests
     [InlineData("bert-embed-mean", PoolingType.Mean)]
     [InlineData("xlmr-embed-cls", PoolingType.Cls)]
     [InlineData("bert-embed-dense", PoolingType.Mean)]   // a Dense module (128 -> 96, tanh) before the normalization
+    // EmbeddingGemma's layout: a decoder attending both ways, |q − k| < 17 on its sliding layers, two Dense modules
+    [InlineData("gemma3-embed-bidirectional", PoolingType.Mean)]
     public void Embeddings_match_sentence_transformers(string name, PoolingType pooling)
     {
         EncoderFixture fixture = EncoderFixture.Load(name);
@@ -49,6 +51,14 @@ public sealed class EncoderParityTests
 
             AssertEmbeddings(name, engine, [.. fixture.Cases, .. fixture.TextCases]);
         }
+    }
+
+    /// <summary>A decoder with bidirectional attention only pools: --runner generate is refused at load, naming the reason.</summary>
+    [Fact]
+    public void A_bidirectional_gemma_cannot_generate()
+    {
+        var e = Assert.Throws<ModelLoadException>(() => ModelLoader.LoadOffline(Args("gemma3-embed-bidirectional") with { Runner = "generate" }));
+        Assert.Contains("bidirectional attention (use_bidirectional_attention), which cannot generate text", e.Message, StringComparison.Ordinal);
     }
 
     /// <summary>The same embeddings in bf16 weights and fp32 math served from a bf16 copy: an encoder in the model dtype on the CPU.</summary>
