@@ -11,8 +11,10 @@ namespace Celer.Engine.Tests.Pooling;
 /// random models in the Hub's layouts, made on the GPU machine by tools/reference/make_encoder_fixtures.py: a BERT embedder
 /// as all-MiniLM ships (mean pooling, normalized, bare BertModel keys), an XLM-RoBERTa embedder as bge-m3 (CLS,
 /// normalized; positions past the padding index), BERT and XLM-RoBERTa cross-encoders as ms-marco-MiniLM and
-/// bge-reranker ship (CrossEncoder's sigmoid), a three-label BERT classifier and a decoder classifier
-/// (Qwen3ForSequenceClassification, last token). Celer's own tokenizer encodes every text and pair: its ids (and BERT's
+/// bge-reranker ship (CrossEncoder's sigmoid), a three-label BERT classifier, a decoder classifier
+/// (Qwen3ForSequenceClassification, last token) and a decoder attending both ways as EmbeddingGemma ships (Gemma3TextModel
+/// with use_bidirectional_attention: windows of |q − k| &lt; 17 on its sliding layers, two Dense modules; token ids only).
+/// Celer's own tokenizer encodes every text and pair: its ids (and BERT's
 /// token types) must be the reference's, so tokenizer and model are checked end to end. Embeddings: cosine ≥ 0.9999;
 /// scores and probabilities within 1e-3 (the bars).
 /// </summary>
