@@ -403,14 +403,8 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
     public void GeluTanhMul(Tensor gateUp, int rows, Tensor output, ActivationQuantization? quantizeFor = null) =>
         Activation.GeluTanhMulFused(F(gateUp), F(output), rows, (int)output.Columns);
 
-    public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output,
-        ExpertOptions? experts = null, Tensor? router = null, Tensor? routerBias = null)
+    public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output, ExpertOptions? experts = null)
     {
-        if (router is not null)
-        {
-            Linear(x, rows, router, routerBias, routerLogits);
-        }
-
         int count = (int)routerLogits.Columns, hidden = (int)x.Columns, intermediate = gateUp.Rows / (2 * count);
         if (gateUp.Int4 is not null || gateUp.Int8 is not null || down.Int4 is not null || down.Int8 is not null)
         {

@@ -32,7 +32,6 @@ public sealed unsafe partial class CudaBackend
     private const int MoeSimtRows = 16, MoeSimtBlockN = 32;   // MOE_SIMT_BM and the CUDA-core GEMM's columns
     private const int MoeAlignThreads = 1024;
     private const int MoeGemvWarps = 4;       // MOE_GEMV_WARPS
-    private const int MoeRouterWarps = 4;     // MOE_ROUTER_WARPS: experts (warps) per block of moe_router_route
     private const int MoeGemvDownWarps = 16;  // moe_gemv_down_sum's warps per block where top-k ≤ 16 (top-k otherwise)
     private const int MoeGemvMaxPairs = 64;
 
@@ -127,8 +126,7 @@ public sealed unsafe partial class CudaBackend
     // MoeCodes<MOE_INT4>: one scale word per 16-byte vector of 32 codes at most.
     private const int MoeInt4MinGroup = 32;
 
-    public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output,
-        ExpertOptions? experts = null, Tensor? router = null, Tensor? routerBias = null)
+    public void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output, ExpertOptions? experts = null)
     {
         int count = (int)routerLogits.Columns, hidden = (int)x.Columns;
         int intermediate = gateUp.Rows / (2 * count);
@@ -155,11 +153,6 @@ public sealed unsafe partial class CudaBackend
             throw new ArgumentException($"MoeExperts: gate_up {gateUp}, down {down}, x {x} and output {output} do not fit {count} experts.");
         }
 
-        if (router is not null && (router.Rows != count || router.Columns != hidden || (routerBias is not null && routerBias.ElementCount != count)))
-        {
-            throw new ArgumentException($"MoeExperts: router {router} (bias {routerBias}) must be [{count}, {hidden}] for {routerLogits}.");
-        }
-
         if (rows == 0)
         {
             return;
@@ -172,8 +165,6 @@ public sealed unsafe partial class CudaBackend
             // The first eager step (the startup warm-up) sizes it; Grow refuses while a graph is being recorded.
             _moeScratch = Grow(_moeScratch, layout.Bytes, "MoE scratch");
             _moeScratchBytes = layout.Bytes;
-            // moe_router_route's tickets start at 0 and each launch leaves them there.
-            CudaDriver.Check(CudaDriver.cuMemsetD32Async(_moeScratch.Pointer + layout.Tickets, 0, (nuint)layout.Capacity, _device.Stream), "cuMemsetD32Async");
         }
 
         bool tensorCores = ActivationDType != DType.F32 && _device.ComputeCapability.Major >= 8 && hidden % 8 == 0 && intermediate % 8 == 0
@@ -188,33 +179,11 @@ public sealed unsafe partial class CudaBackend
             throw new NotSupportedException($"MoeExperts: FP8 experts are decoded {MoeFp8Vector} values at a time; hidden size {hidden} and expert intermediate size {intermediate} must be multiples of {MoeFp8Vector}.");
         }
         ulong scratch = _moeScratch!.Pointer;
-        bool fused = router is not null && rows <= capacity && FusesRouter(x, rows * topK, router, routerBias, routerLogits, gateUp, down, layout, tensorCores || format == MoeWeights.Plain);
-        if (router is not null && !fused)
-        {
-            Linear(x, rows, router, routerBias, routerLogits);
-        }
-
         for (int first = 0; first < rows; first += capacity)
         {
-            MoePass(x, first, Math.Min(capacity, rows - first), routerLogits, topK, normalize, gateUp, down, output, layout, scratch, tensorCores, biases,
-                fused ? router : null, routerBias);
+            MoePass(x, first, Math.Min(capacity, rows - first), routerLogits, topK, normalize, gateUp, down, output, layout, scratch, tensorCores, biases);
         }
     }
-
-    // CELER_CUDA_FUSED_ROUTER=0 runs every router as its own GEMM (to measure what the fused kernel gives, or rule it out).
-    private static readonly bool FusedRouterDisabled = Environment.GetEnvironmentVariable("CELER_CUDA_FUSED_ROUTER") == "0";
-
-    /// <summary>How many MoE passes ran their router inside the routing kernel (tests tell the two paths apart by it).</summary>
-    internal long FusedRouterLaunches { get; private set; }
-
-    /// <summary>
-    /// Whether a decode step's router runs inside the routing kernel (moe.cu's moe_router_route): where moe_gemv takes the
-    /// experts, with a router in the model dtype whose rows are whole 16-byte vectors.
-    /// </summary>
-    private bool FusesRouter(Tensor x, int pairs, Tensor router, Tensor? routerBias, Tensor routerLogits, Tensor gateUp, Tensor down, MoeLayout layout, bool gemvWeights) =>
-        !FusedRouterDisabled && gemvWeights && router.DType == ActivationDType && router.Int4 is null && router.Scales is null && router.Mxfp4 is null
-        && routerLogits.DType == ActivationDType && (routerBias is null || routerBias.DType == ActivationDType) && router.Data % 16 == 0
-        && UsesMoeGemv(pairs, layout.Experts, layout.Hidden, layout.Intermediate, (ulong)x.Data, (ulong)gateUp.Data, (ulong)down.Data);
 
     // FP8 experts: the 64-row tiles decode 32-value stages of each row (moe.cu's MOE_BK).
     private const int MoeFp8Vector = 32;
@@ -255,7 +224,7 @@ public sealed unsafe partial class CudaBackend
     private readonly record struct MoeBiases(ulong GateUp, ulong Down, float SwigluLimit);
 
     private void MoePass(Tensor x, int first, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down,
-        Tensor output, MoeLayout layout, ulong scratch, bool tensorCores, MoeBiases biases, Tensor? router, Tensor? routerBias)
+        Tensor output, MoeLayout layout, ulong scratch, bool tensorCores, MoeBiases biases)
     {
         ulong gateUpBias = biases.GateUp, downBias = biases.Down;
         float limit = biases.SwigluLimit;
@@ -272,21 +241,9 @@ public sealed unsafe partial class CudaBackend
         ulong inter = scratch + layout.Inter, pairOut = scratch + layout.PairOut;
         int norm = normalize ? 1 : 0;
 
+        void** routeArgs = stackalloc void*[] { &logits, &rows, &experts, &topK, &norm, &ids, &weights };
+        Launch("moe_route", (uint)((rows + MoeThreads / 32 - 1) / (MoeThreads / 32)), 1, MoeThreads, routeArgs);
         ulong xp = (ulong)x.Data + (ulong)((long)first * hidden * elementBytes), w1 = (ulong)gateUp.Data, w2 = (ulong)down.Data;
-        if (router is not null)
-        {
-            // The router's logits and the routing in one launch (MoeExperts checked that the gemv path below runs).
-            ulong rw = (ulong)router.Data, rb = routerBias is null ? 0 : (ulong)routerBias.Data, tickets = scratch + layout.Tickets;
-            void** fusedArgs = stackalloc void*[] { &xp, &rw, &rb, &experts, &hidden, &topK, &norm, &logits, &tickets, &ids, &weights };
-            Launch("moe_router_route", (uint)((experts + MoeRouterWarps - 1) / MoeRouterWarps), (uint)rows, 32 * MoeRouterWarps, fusedArgs);
-            FusedRouterLaunches++;
-        }
-        else
-        {
-            void** routeArgs = stackalloc void*[] { &logits, &rows, &experts, &topK, &norm, &ids, &weights };
-            Launch("moe_route", (uint)((rows + MoeThreads / 32 - 1) / (MoeThreads / 32)), 1, MoeThreads, routeArgs);
-        }
-
         ulong o = (ulong)output.Data + (ulong)((long)first * hidden * elementBytes);
         // Codes: the kernels' *_mxfp4 and *_fp8 instances, which read the scales (every GEMM kernel takes a scale pointer
         // and the scale grid's row stride, 0 for 16- and 32-bit weights).
@@ -377,13 +334,12 @@ public sealed unsafe partial class CudaBackend
     /// </summary>
     private readonly struct MoeLayout
     {
-        public readonly int Capacity, Experts, Hidden, Intermediate;
-        public readonly ulong TopkIds, TopkWeights, Rank, Sorted, TileExpert, NumTiles, Inter, PairOut, Tickets;
+        public readonly int Experts, Hidden, Intermediate;
+        public readonly ulong TopkIds, TopkWeights, Rank, Sorted, TileExpert, NumTiles, Inter, PairOut;
         public readonly long Bytes;
 
         public MoeLayout(int capacity, int topK, int experts, int hidden, int intermediate, int elementBytes)
         {
-            Capacity = capacity;
             Experts = experts;
             Hidden = hidden;
             Intermediate = intermediate;
@@ -397,7 +353,6 @@ public sealed unsafe partial class CudaBackend
             NumTiles = Take(ref offset, sizeof(int));
             Inter = Take(ref offset, pairs * intermediate * elementBytes);
             PairOut = Take(ref offset, pairs * hidden * sizeof(float));
-            Tickets = Take(ref offset, capacity * sizeof(int));
             Bytes = offset;
         }
 

@@ -4,7 +4,6 @@
 // sync; blocks past the real tile count exit):
 //   moe_route        per row: fp32 softmax of the router logits, top-k (ties: the lower id), optionally renormalized,
 //                    weights rounded to T -> topk_ids / topk_weights [rows, top_k] (pair p = row * top_k + slot)
-//                    (moe_router_route: the router's logits and this routing in one launch, for decode steps)
 //   moe_align        one block: the pairs grouped by expert into a list padded per expert to the GEMM's row tile BM
 //                    (sorted[slot] = pair, or `pairs` in padding), the expert of each tile and the tile count
 //   moe_gemm_gate_up per tile: its BM gathered x rows x the expert's gate and up rows, silu(gate) * up in the epilogue
@@ -33,10 +32,14 @@
 // row, or a padded row of a recorded graph whose activations were never written) ranks as -inf: the ids stay valid
 // experts whatever the row holds, since the align kernel and the GEMMs index buffers by them.
 template <typename T>
-__device__ __forceinline__ void moe_route_row(const T* l, int experts, int top_k, int normalize, int* __restrict__ ids,
-                                              float* __restrict__ weights) {
+__device__ void moe_route(const T* __restrict__ logits, int rows, int experts, int top_k, int normalize,
+                          int* __restrict__ topk_ids, float* __restrict__ topk_weights) {
+    celer_pdl_begin();
     constexpr int PER = MOE_MAX_EXPERTS / 32;
     const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return;   // the whole warp
+    const T* l = logits + (long long)row * experts;
     float v[PER];
     float mx = NEG_INF;
 #pragma unroll
@@ -84,19 +87,9 @@ __device__ __forceinline__ void moe_route_row(const T* l, int experts, int top_k
     }
     if (normalize) my_weight /= warp_sum(lane < top_k ? my_weight : 0.f);
     if (lane < top_k) {
-        ids[lane] = my_id;
-        weights[lane] = round_to<T>(my_weight);
+        topk_ids[(long long)row * top_k + lane] = my_id;
+        topk_weights[(long long)row * top_k + lane] = round_to<T>(my_weight);
     }
-}
-
-template <typename T>
-__device__ void moe_route(const T* __restrict__ logits, int rows, int experts, int top_k, int normalize,
-                          int* __restrict__ topk_ids, float* __restrict__ topk_weights) {
-    celer_pdl_begin();
-    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (row >= rows) return;   // the whole warp
-    moe_route_row<T>(logits + (long long)row * experts, experts, top_k, normalize, topk_ids + (long long)row * top_k,
-                     topk_weights + (long long)row * top_k);
 }
 
 // ---- align ----
@@ -922,56 +915,10 @@ __device__ void add_sigmoid_gated(const T* __restrict__ x, const T* __restrict__
     }
 }
 
-// ---- decode: the router and the routing in one launch ----
-
-// A decode step's router logits and routing together (the host takes this where moe_gemv runs): warp w of block
-// (blockIdx.x, row blockIdx.y) computes expert e = blockIdx.x * MOE_ROUTER_WARPS + w's logit, x[row] . router[e]
-// (+ bias[e]) in fp32 rounded once to T, as the router GEMM with its bias epilogue writes it, into logits [rows,
-// experts]; the row's last block to finish (tickets[row] counts the row's blocks and is put back to 0 for the next call,
-// so a recorded graph replays it) reads the row's logits back past L1 and routes it as moe_route does. One launch in
-// place of the router GEMM's and moe_route's, whose latency a decode step pays once per layer.
-#define MOE_ROUTER_WARPS 4
-template <typename T>
-__device__ void moe_router_route(const T* __restrict__ x, const T* __restrict__ router, const T* __restrict__ bias,
-                                 int experts, int hidden, int top_k, int normalize, T* __restrict__ logits,
-                                 int* __restrict__ tickets, int* __restrict__ topk_ids, float* __restrict__ topk_weights) {
-    celer_pdl_begin();
-    __shared__ T row_logits[MOE_MAX_EXPERTS];
-    __shared__ bool last;
-    const int lane = threadIdx.x & 31, e = blockIdx.x * MOE_ROUTER_WARPS + (threadIdx.x >> 5), row = blockIdx.y;
-    T* l = logits + (long long)row * experts;
-    if (e < experts) {
-        float s[1] = {0.f};
-        moe_gemv_dot<T, 1, MOE_W16>(x + (long long)row * hidden, router, nullptr, 0, e, 0, hidden, lane, s);
-        float v = warp_sum(s[0]);
-        if (lane == 0) {
-            if (bias != nullptr) v += to_float(bias[e]);
-            l[e] = from_float<T>(v);
-            __threadfence();   // the logit is visible to every block before this block's ticket is
-        }
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(&tickets[row], 1) == (int)gridDim.x - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    for (int i = threadIdx.x; i < experts; i += blockDim.x) row_logits[i] = __ldcg(l + i);
-    __syncthreads();
-    if (threadIdx.x < 32)
-        moe_route_row<T>(row_logits, experts, top_k, normalize, topk_ids + (long long)row * top_k, topk_weights + (long long)row * top_k);
-    if (threadIdx.x == 0) tickets[row] = 0;
-}
-
 #define MOE_ENTRY_POINTS(S, T)                                                                                       \
     extern "C" __global__ void moe_route_##S(const T* logits, int rows, int experts, int top_k, int normalize,       \
                                              int* topk_ids, float* topk_weights) {                                   \
         moe_route<T>(logits, rows, experts, top_k, normalize, topk_ids, topk_weights);                               \
-    }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(MOE_ROUTER_WARPS * 32) moe_router_route_##S(                        \
-        const T* x, const T* router, const T* bias, int experts, int hidden, int top_k, int normalize, T* logits,     \
-        int* tickets, int* topk_ids, float* topk_weights) {                                                          \
-        moe_router_route<T>(x, router, bias, experts, hidden, top_k, normalize, logits, tickets, topk_ids,            \
-                            topk_weights);                                                                           \
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(MOE_THREADS) moe_gemm_gate_up_simt_##S(MOE_GEMM_ARGS(T)) {          \
         moe_gemm_simt<T, true>(a, a_div, sorted, tile_expert, num_tiles, pairs, w, ws, ws_ld, n, k,                     \

@@ -138,6 +138,7 @@ internal sealed class SparseMoeBlock : IFeedForward
 
     public void Forward(IModelBackend b, Activations a, int rows, Tensor input, Tensor output)
     {
+        b.Linear(input, rows, _router, _routerBias, a.RouterLogits!);
         if (_sharedExpert is not null)
         {
             // Everything that reads the input runs before the routed experts, whose output may overwrite it.
@@ -145,8 +146,7 @@ internal sealed class SparseMoeBlock : IFeedForward
             _sharedExpert.Forward(b, a, rows, input, a.SharedExpertOutput!);
         }
 
-        // The router is the backend's to run: a decode step's router GEMM and routing are one launch on CUDA.
-        b.MoeExperts(input, rows, a.RouterLogits!, _moe.TopK, _moe.NormalizeTopK, _experts, _expertsDown, output, _expertOptions, _router, _routerBias);
+        b.MoeExperts(input, rows, a.RouterLogits!, _moe.TopK, _moe.NormalizeTopK, _experts, _expertsDown, output, _expertOptions);
         if (_sharedExpert is not null)
         {
             b.AddSigmoidGated(a.SharedExpertOutput!, a.SharedExpertGate!, rows, output);

@@ -229,13 +229,9 @@ public interface IModelBackend : IDisposable
     /// the clamped SwiGLU (<see cref="ExpertOptions"/>). Both weights may be MXFP4 from <see cref="LoadMxfp4"/>
     /// (<see cref="Tensor.Mxfp4"/>; their shapes then count code bytes), computed as their decoded bf16 values, or 4-bit
     /// codes from <see cref="LoadExperts"/> (<see cref="Tensor.Int4"/>; shapes in 32-bit words), computed as their values
-    /// dequantized into the model dtype. With <paramref name="router"/> ([experts, hidden], and gpt-oss's
-    /// <paramref name="routerBias"/>) the backend first computes the logits itself into <paramref name="routerLogits"/>, as
-    /// <see cref="Linear"/> would (a decode step's router GEMM and routing are then one launch on CUDA); without it
-    /// <paramref name="routerLogits"/> holds them already.
+    /// dequantized into the model dtype.
     /// </summary>
-    void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output,
-        ExpertOptions? experts = null, Tensor? router = null, Tensor? routerBias = null);
+    void MoeExperts(Tensor x, int rows, Tensor routerLogits, int topK, bool normalize, Tensor gateUp, Tensor down, Tensor output, ExpertOptions? experts = null);
 
     /// <summary>
     /// output[r, :] += sigmoid(gate[r]) · x[r, :] over the first <paramref name="rows"/> rows, in fp32 and rounded once

@@ -134,9 +134,6 @@ template <typename T> struct Kernels;
     template <> struct Kernels<T> {                                                                                   \
         static constexpr const char* name = #S;                                                                       \
         static void route(const T* l, int r, int e, int k, int n, int* ids, float* w) { moe_route_##S(l, r, e, k, n, ids, w); } \
-        static void router_route(const T* x, const T* w, const T* b, int e, int h, int k, int n, T* l, int* t, int* ids, float* tw) { \
-            moe_router_route_##S(x, w, b, e, h, k, n, l, t, ids, tw);                                                 \
-        }                                                                                                             \
         static void sum(const float* p, int k, int h, T* o) { moe_sum_##S(p, k, h, o); }                             \
         static void gated(const T* x, const T* g, int c, T* o) { add_sigmoid_gated_##S(x, g, c, o); }                \
         static GemmFn gemm(bool gated, int bm);                                                                       \
@@ -446,46 +443,6 @@ template <typename T> static bool run_nan_routing(std::mt19937& rng) {
     return ok;
 }
 
-// moe_router_route: each logit is the row's dot product with the router row (+ bias) rounded once to T, and the row's
-// last block routes exactly as moe_route does on those logits; the tickets are back at 0, so a second launch (a graph
-// replay) routes again. Experts off the 4-warp blocks, hidden in whole 16-byte vectors, with and without a bias.
-template <typename T> static bool run_router_route(int rows, int experts, int top_k, int hidden, bool biased, bool normalize, std::mt19937& rng) {
-    std::vector<T> x = random_t<T>((size_t)rows * hidden, 1.f, rng), w = random_t<T>((size_t)experts * hidden, 1.f, rng);
-    std::vector<T> b = random_t<T>(experts, 0.5f, rng);
-    const T* bp = biased ? b.data() : nullptr;
-    std::vector<T> logits((size_t)rows * experts, from_float<T>(NAN)), again((size_t)rows * experts);
-    std::vector<int> tickets(rows, 0), ids(rows * top_k, -1), ref_ids(rows * top_k, -1);
-    std::vector<float> weights(rows * top_k, NAN), ref_weights(rows * top_k, NAN);
-    const unsigned blocks = (unsigned)((experts + 3) / 4);   // MOE_ROUTER_WARPS
-    for (int pass = 0; pass < 2; pass++) {
-        launch({blocks, (unsigned)rows, 1}, [&] {
-            Kernels<T>::router_route(x.data(), w.data(), bp, experts, hidden, top_k, normalize, logits.data(), tickets.data(), ids.data(), weights.data());
-        });
-        for (int r = 0; r < rows; r++)
-            if (tickets[r] != 0) { printf("router_route %s pass %d row %d: ticket %d left -> FAIL\n", Kernels<T>::name, pass, r, tickets[r]); return false; }
-    }
-    for (int r = 0; r < rows; r++)
-        for (int e = 0; e < experts; e++) {
-            double dot = biased ? val(b[e]) : 0.0;
-            for (int k = 0; k < hidden; k++) dot += val(x[(size_t)r * hidden + k]) * val(w[(size_t)e * hidden + k]);
-            const double got = val(logits[(size_t)r * experts + e]);
-            // fp32 sums in another order: within a few fp32 ulps of the sum's terms, then one rounding to T.
-            if (std::fabs(got - dot) > 1e-5 * hidden + (sizeof(T) == 4 ? 0.0 : 8e-3) * std::fabs(dot)) {
-                printf("router_route %s row %d expert %d: logit %g, expected %g -> FAIL\n", Kernels<T>::name, r, e, got, dot);
-                return false;
-            }
-        }
-    again = logits;
-    launch({(unsigned)((rows + 3) / 4), 1, 1}, [&] { Kernels<T>::route(again.data(), rows, experts, top_k, normalize, ref_ids.data(), ref_weights.data()); });
-    for (int p = 0; p < rows * top_k; p++)
-        if (ids[p] != ref_ids[p] || weights[p] != ref_weights[p]) {
-            printf("router_route %s pair %d: expert %d weight %g, moe_route gives %d %g -> FAIL\n", Kernels<T>::name, p, ids[p], weights[p], ref_ids[p], ref_weights[p]);
-            return false;
-        }
-    printf("router_route %s rows %d experts %d top-%d hidden %d bias %d ok\n", Kernels<T>::name, rows, experts, top_k, hidden, biased);
-    return true;
-}
-
 // mxfp4_decode8 on every code in every position of a word, under scales from the subnormal 2^-127 to 2^127, against
 // the table rounded to bf16: equal.
 static bool run_mxfp4_decode(std::mt19937& rng) {
@@ -526,10 +483,6 @@ int main(int argc, char** argv) {
     ok &= run_case<float>(9, 8, 2, 100, 40, true, 0, rng);
     ok &= run_case<float>(4, 60, 4, 33, 70, false, 0, rng);
     ok &= run_case<__nv_bfloat16>(6, 4, 2, 96, 80, true, 0, rng);
-    // The router and the routing in one launch (decode steps).
-    ok &= run_router_route<__nv_bfloat16>(1, 128, 8, 256, false, true, rng);
-    ok &= run_router_route<__half>(3, 30, 4, 96, true, false, rng);
-    ok &= run_router_route<float>(2, 9, 2, 100, true, true, rng);
     // moe_gemv (few pairs): k in whole 16-byte vectors, n off the 8-warp blocks.
     ok &= run_case<__nv_bfloat16>(1, 8, 2, 104, 48, true, -1, rng);
     ok &= run_case<__half>(3, 60, 8, 96, 144, false, -1, rng);
