@@ -50,7 +50,7 @@ public sealed class KernelEmulationTests
     }
 
     /// <summary>
-    /// moe.cu's kernels as they are (routing with ties, a decode step's router inside the routing, the align kernel's padded per-expert list, the tensor-core
+    /// moe.cu's kernels as they are (routing with ties, the align kernel's padded per-expert list, the tensor-core
     /// grouped GEMMs with 16- and 64-row tiles, the CUDA-core GEMM, the sum, add_sigmoid_gated; MXFP4, FP8 and 4-bit integer
     /// experts, the last decoded by int4_gemm.cu's int4_dequant8) in bf16, fp16 and fp32,
     /// on shapes off the tile sizes, against a double-precision reference (Emulation/moe_emulation_test.cpp).
