@@ -34,7 +34,7 @@ internal static class PoolingRunner
             if (headless)
             {
                 throw new ModelLoadException(config.BidirectionalAttention
-                    ? $"'{dir}' is a {architecture} with bidirectional attention (use_bidirectional_attention), which cannot generate text; serve it with --runner pooling."
+                    ? $"'{dir}' is a {architecture} with bidirectional attention (use_bidirectional_attention, or is_causal false), which cannot generate text; serve it with --runner pooling."
                     : $"'{dir}' is a {architecture}, which has no language-model head to generate with; serve it with --runner pooling.");
             }
 

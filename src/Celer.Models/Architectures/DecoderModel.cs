@@ -67,7 +67,7 @@ public sealed class DecoderModel : IPoolingModel
         RefuseSplit(config, spec, tensorParallel?.Size ?? 1, pooling);
         if (config.BidirectionalAttention && !pooling)
         {
-            throw new ModelLoadException($"{config.Architecture} with bidirectional attention (use_bidirectional_attention) only pools: a token's state depends on the tokens after it.");
+            throw new ModelLoadException($"{config.Architecture} with bidirectional attention (use_bidirectional_attention, or is_causal false) only pools: a token's state depends on the tokens after it.");
         }
 
         var shard = new TensorParallelShard(config, tensorParallel);   // checks that the heads and sizes divide

@@ -98,8 +98,8 @@ public sealed record ModelConfig
     /// <summary>
     /// Gemma 3's <c>use_bidirectional_attention</c> (EmbeddingGemma): every layer attends in both directions, the
     /// sliding layers to the tokens within <see cref="SlidingWindow"/> − 1 positions either side (the window then
-    /// holds transformers' radius, <c>sliding_window // 2 + 1</c> of the file's). Such a model only pools: a token's
-    /// state depends on the tokens after it.
+    /// holds transformers' radius, <c>sliding_window // 2 + 1</c> of the file's); or a decoder's <c>is_causal</c> false
+    /// (gte-Qwen2, Qodo-Embed: no window). Such a model only pools: a token's state depends on the tokens after it.
     /// </summary>
     public bool BidirectionalAttention { get; init; }
 
@@ -279,6 +279,15 @@ public sealed record ModelConfig
                 $"{F}: field 'use_bidirectional_attention' is true, which Celer reads for Gemma 3 text models (EmbeddingGemma) only, not {architecture}");
         }
 
+        // Decoder embedders trained with bidirectional attention (gte-Qwen2, Qodo-Embed) say so with is_causal false, which
+        // their remote modeling code and vLLM honour (an encoder-only attention); set by --hf-overrides for a checkpoint
+        // that does not.
+        bool notCausal = JsonFields.OptionalBool(root, "is_causal", F) == false;
+        if (notCausal && EncoderConfig.IsEncoder(architecture))
+        {
+            notCausal = false;   // an encoder attends both ways already
+        }
+
         int intermediate = Positive(root, "intermediate_size");
         (RopeParameters rope, RopeParameters? localRope) = architecture == Gemma3
             ? Gemma3Ropes(root, maxPositions)
@@ -305,8 +314,8 @@ public sealed record ModelConfig
             AttentionBias = JsonFields.OptionalBool(root, "attention_bias", F) ?? architecture == GptOss,
             MlpBias = JsonFields.OptionalBool(root, "mlp_bias", F) ?? false,
             HiddenAct = Activation(root, architecture),
-            BidirectionalAttention = bidirectional,
-            SlidingWindow = SlidingWindowOf(root, architecture, bidirectional),
+            BidirectionalAttention = bidirectional || notCausal,
+            SlidingWindow = SlidingWindowOf(root, architecture, bidirectional, notCausal),
             SlidingLayers = SlidingLayersOf(root, architecture, layers),
             TorchDtype = TorchDtypeOf(root),
             BosTokenId = JsonFields.OptionalInt(root, "bos_token_id", F),
@@ -486,7 +495,7 @@ public sealed record ModelConfig
         return activation;
     }
 
-    private static int? SlidingWindowOf(JsonElement root, string architecture, bool bidirectional)
+    private static int? SlidingWindowOf(JsonElement root, string architecture, bool bidirectional, bool notCausal = false)
     {
         // Qwen configs carry a sliding_window value even when sliding is off; their switch
         // defaults to off in transformers. Mistral has no switch: a window present is a window used.
@@ -504,6 +513,12 @@ public sealed record ModelConfig
         if (window <= 0)
         {
             throw new ModelConfigException($"{FileName}: field 'sliding_window' must be positive, got {window}");
+        }
+
+        if (notCausal && !bidirectional)
+        {
+            // Whether a window then looks one way or both is defined for EmbeddingGemma's switch only.
+            throw new ModelConfigException($"{FileName}: field 'is_causal' is false with a sliding window of {window}, whose bidirectional extent is not defined; turn the window off (use_sliding_window false)");
         }
 
         // Gemma3TextConfig turns the window's width into the radius of the bidirectional mask (|q − k| < radius), as

@@ -60,7 +60,7 @@ public sealed class EncoderParityTests
     public void A_bidirectional_gemma_cannot_generate()
     {
         var e = Assert.Throws<ModelLoadException>(() => ModelLoader.LoadOffline(Args("gemma3-embed-bidirectional") with { Runner = "generate" }));
-        Assert.Contains("bidirectional attention (use_bidirectional_attention), which cannot generate text", e.Message, StringComparison.Ordinal);
+        Assert.Contains("bidirectional attention (use_bidirectional_attention, or is_causal false), which cannot generate text", e.Message, StringComparison.Ordinal);
     }
 
     /// <summary>The same embeddings in bf16 weights and fp32 math served from a bf16 copy: an encoder in the model dtype on the CPU.</summary>

@@ -58,6 +58,28 @@ public sealed class SentenceTransformersParityTests
         }
     }
 
+    /// <summary>
+    /// is_causal false (here by --hf-overrides, as gte-Qwen2's config.json says it): the decoder attends both ways, so the
+    /// first token's state, which CLS pooling returns, depends on the tokens after it; under causal attention it cannot.
+    /// Such a model reads each input whole (no chunked prefill).
+    /// </summary>
+    [Fact]
+    public void Is_causal_false_lets_the_first_token_see_the_tokens_after_it()
+    {
+        int[] first = [5, 6, 7, 8, 9], second = [5, 6, 7, 8, 10];
+        double Cosine(EngineArgs args, bool wholeSequences)
+        {
+            using LlmEngine engine = ModelLoader.LoadOffline(args).Engine;
+            Assert.Equal(wholeSequences, engine.Pooler!.WholeSequences);
+            IReadOnlyList<RequestOutput> outputs = engine.Generate([GenerateRequest.ForPooling("a", first, new PoolingParams()), GenerateRequest.ForPooling("b", second, new PoolingParams())]);
+            return PoolingFixture.Cosine(outputs.Single(o => o.RequestId == "a").PoolerOutput!, outputs.Single(o => o.RequestId == "b").PoolerOutput!);
+        }
+
+        Assert.Equal(1.0, Cosine(Args("qwen2-embed-cls"), wholeSequences: false), 6);
+        double bidirectional = Cosine(Args("qwen2-embed-cls") with { HfOverrides = """{"is_causal": false}""", MaxNumBatchedTokens = null }, wholeSequences: true);
+        Assert.True(bidirectional < 0.9999, $"the first token's vectors agree (cosine {bidirectional}) though the last tokens differ");
+    }
+
     /// <summary>A bare base model's architecture (LlamaModel) needs no --runner: it has no head to generate with.</summary>
     [Fact]
     public void A_bare_base_model_is_a_pooling_model_by_itself_and_cannot_generate()

@@ -182,6 +182,22 @@ public class ModelConfigTests
         Assert.Equal((false, 512), (causal.BidirectionalAttention, causal.SlidingWindow));
     }
 
+    /// <summary>
+    /// is_causal false (gte-Qwen2's and Qodo-Embed's config.json, on a bare Qwen2Model): bidirectional attention without a
+    /// window, on any decoder; true or absent changes nothing; with a sliding window left on it is refused.
+    /// </summary>
+    [Fact]
+    public void Is_causal_false_makes_a_decoder_attend_both_ways()
+    {
+        var qodo = ModelConfig.Parse(ConfigSamples.Minimal("Qwen2Model", "\"is_causal\": false, \"use_sliding_window\": false, \"sliding_window\": 131072"));
+        Assert.Equal((true, null), (qodo.BidirectionalAttention, qodo.SlidingWindow));
+        Assert.True(ModelConfig.Parse(ConfigSamples.Minimal("LlamaForCausalLM", "\"is_causal\": false")).BidirectionalAttention);
+        Assert.False(ModelConfig.Parse(ConfigSamples.Minimal("Qwen2Model", "\"is_causal\": true")).BidirectionalAttention);
+        Assert.False(ModelConfig.Parse(ConfigSamples.Minimal("Qwen2Model")).BidirectionalAttention);
+        var e = Assert.Throws<ModelConfigException>(() => ModelConfig.Parse(ConfigSamples.Minimal("MistralForCausalLM", "\"is_causal\": false, \"sliding_window\": 4096")));
+        Assert.Contains("'is_causal' is false with a sliding window of 4096", e.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("Gemma2ForCausalLM", "\"hidden_activation\": \"silu\"", "'hidden_activation' must be 'gelu_pytorch_tanh'")]
     [InlineData("Gemma2ForCausalLM", "\"attn_logit_softcapping\": 0", "'attn_logit_softcapping' must be positive")]
