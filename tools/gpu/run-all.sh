@@ -7,7 +7,7 @@
 # into $OUT; minutes too, so only when named. espec: EAGLE-3 speculative decoding measured (celer-tiny-py's head on real
 # prompts, the 8B shape with a random head). poolfix: writes the pooling fixtures into $OUT; encfix: writes the encoder fixtures (BERT and
 # XLM-R embedders and cross-encoders, a BERT classifier, a Qwen3 sequence classifier) into $OUT; pooling: embedding
-# throughput beside sentence-transformers.)
+# throughput beside sentence-transformers; poolgemma: the same for EmbeddingGemma's shape.)
 # Writes logs and JSON results into $OUT and prints a short table last.
 set -uo pipefail
 OUT="${OUT:-/tmp/celer-gpu-out}"
@@ -254,6 +254,17 @@ if has encfix; then
   # classifier in the Hub's layouts, with sentence-transformers' and transformers' outputs, into $OUT.
   stage "encoder fixtures (sentence-transformers)"
   timeout 300 python3 tools/reference/make_encoder_fixtures.py --out "$OUT/encoder-fixtures" --keep-going || status=1
+fi
+if has poolgemma; then
+  # EmbeddingGemma's shape (a decoder attending both ways, windows of |q - k| < 257 on five layers of six; mean pooling),
+  # 10,000 inputs of 512 tokens in bf16, beside sentence-transformers on the same shape in the same call.
+  MODEL=benchmarks/models/embeddinggemma-300m-shape MAX_LEN=2048 bench pooling-embeddinggemma-300m throughput \
+    --num-prompts "${POOLING_PROMPTS:-10000}" --input-len 512 --dtype bfloat16 --pooler-config '{"pooling_type": "MEAN"}'
+  for b in ${POOLING_ST_BATCHES:-32 128}; do
+    stage "sentence-transformers on the EmbeddingGemma-300m shape, batch $b"
+    timeout 400 python3 tools/reference/st_embedding_baseline.py --config benchmarks/models/embeddinggemma-300m-shape --pooling mean \
+      --num-prompts "${POOLING_PROMPTS:-10000}" --input-len 512 --batch-size "$b" --out "$OUT/st-embedding-embeddinggemma-300m-b$b.json" || status=1
+  done
 fi
 if has pooling; then
   # Embeddings (issue 15): the Qwen3-Embedding-0.6B shape (Qwen3-0.6B's config, random weights, last-token pooling),
