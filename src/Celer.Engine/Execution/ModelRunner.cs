@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Celer.Engine.Multimodal;
 using Celer.Engine.Scheduling;
 using Celer.Engine.Speculative;
@@ -175,7 +177,6 @@ public sealed partial class ModelRunner : IModelExecutor
         return output;
     }
 
-    /// <summary>Queues a pooling model's step, its rows on their way to the next host slot; <see cref="Pool"/> reads them.</summary>
     /// <summary>A generation step's plan, with its image rows' features queued into place.</summary>
     private StepPlan PlanStep(SchedulerOutput so)
     {
@@ -188,6 +189,7 @@ public sealed partial class ModelRunner : IModelExecutor
         return plan;
     }
 
+    /// <summary>Queues a pooling model's step, its rows on their way to the next host slot; <see cref="Pool"/> reads them.</summary>
     private (StepPlan Plan, int Slot) LaunchPooling(SchedulerOutput so)
     {
         var plan = StepPlan.Build(so, _requests, _blockSize, _pooler!.Type);
@@ -201,27 +203,53 @@ public sealed partial class ModelRunner : IModelExecutor
     /// <summary>
     /// A pooling model's step once its rows are on the host: the rows each request's pooling reads are added to its
     /// state, and the requests whose prompt this step completes get their vectors (and end). A request finished or
-    /// aborted while the step ran is gone; its rows are dropped.
+    /// aborted while the step ran is gone; its rows are dropped. Requests are independent, so a step of many rows (mean
+    /// or max pooling reads every row: 32k rows of a 32k-token step) pools them in parallel, and a step that finishes
+    /// many requests runs their Dense modules or classifier heads in parallel; the host's pooling then stays within the
+    /// next step's time on the GPU.
     /// </summary>
-    private ModelRunnerOutput Pool(SchedulerOutput so, (StepPlan Plan, int Slot) step)
+    private unsafe ModelRunnerOutput Pool(SchedulerOutput so, (StepPlan Plan, int Slot) step)
     {
-        int hidden = _model.Config.HiddenSize;
-        ReadOnlySpan<float> rows = _model.ReadHidden(step.Slot, step.Plan.Uses.Length);
-        for (int r = 0; r < step.Plan.Uses.Length; r++)
+        int hidden = _model.Config.HiddenSize, count = step.Plan.Uses.Length;
+        ReadOnlySpan<float> rows = _model.ReadHidden(step.Slot, count);
+        List<(int Start, int End)> runs = RequestRuns(step.Plan.Uses, 0, count);
+        // The host slot is pinned memory the model owns: a pointer to it stays valid across the workers.
+        float* first = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(rows));
+        void AddRun(int start, int end)
         {
-            if (_requests.TryGetValue(step.Plan.Uses[r].RequestId, out RunnerRequest? request))
+            if (_requests.TryGetValue(step.Plan.Uses[start].RequestId, out RunnerRequest? request))
             {
-                request.Pooling!.Add(rows.Slice(r * hidden, hidden));
+                request.Pooling!.AddRows(new ReadOnlySpan<float>(first + ((long)start * hidden), (end - start) * hidden), hidden);
             }
         }
 
-        var pooled = new Dictionary<string, float[]>(so.SampledRequestIds.Count, StringComparer.Ordinal);
-        foreach (string id in so.SampledRequestIds)
+        if ((long)count * hidden >= ParallelSamplingElements)
         {
-            if (_requests.TryGetValue(id, out RunnerRequest? request))
+            Parallel.ForEach(runs, run => AddRun(run.Start, run.End));
+        }
+        else
+        {
+            runs.ForEach(run => AddRun(run.Start, run.End));
+        }
+
+        RunnerRequest[] finished = [.. so.SampledRequestIds.Select(id => _requests.GetValueOrDefault(id)).OfType<RunnerRequest>()];
+        var vectors = new float[finished.Length][];
+        if (finished.Length > 1 && (_pooler!.Dense.Count > 0 || _model.Classifier is not null))
+        {
+            Parallel.For(0, finished.Length, i => vectors[i] = finished[i].Pooling!.Finish(_model.Classifier));
+        }
+        else
+        {
+            for (int i = 0; i < finished.Length; i++)
             {
-                pooled[id] = request.Pooling!.Finish(_model.Classifier);
+                vectors[i] = finished[i].Pooling!.Finish(_model.Classifier);
             }
+        }
+
+        var pooled = new Dictionary<string, float[]>(finished.Length, StringComparer.Ordinal);
+        for (int i = 0; i < finished.Length; i++)
+        {
+            pooled[finished[i].Id] = vectors[i];
         }
 
         return new ModelRunnerOutput(new Dictionary<string, IReadOnlyList<int>>(), PoolerOutputs: pooled);

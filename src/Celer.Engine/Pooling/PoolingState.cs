@@ -1,3 +1,5 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
 using Celer.Models.Architectures;
 using Celer.Models.Config;
 
@@ -17,6 +19,15 @@ internal sealed class PoolingState(PoolingParams parameters, PoolerConfig pooler
     private int _excluded;   // prompt rows left out so far
 
     public PoolingParams Params { get; } = parameters;
+
+    /// <summary>Adds the request's consecutive rows of one step (<paramref name="hidden"/> values each), in position order.</summary>
+    public void AddRows(ReadOnlySpan<float> rows, int hidden)
+    {
+        for (int r = 0; r < rows.Length / hidden; r++)
+        {
+            Add(rows.Slice(r * hidden, hidden));
+        }
+    }
 
     /// <summary>Adds a row of final hidden states this request's pooling reads (its plan chose which).</summary>
     public void Add(ReadOnlySpan<float> hidden)
@@ -46,12 +57,30 @@ internal sealed class PoolingState(PoolingParams parameters, PoolerConfig pooler
             _rows = 0;
         }
 
-        for (int i = 0; i < _sum.Length; i++)
+        AddWidened(hidden, _sum);
+        _rows++;
+    }
+
+    /// <summary>sum[i] += x[i] in double, a vector of floats widened at a time (a mean reads every row of its prompt).</summary>
+    private static void AddWidened(ReadOnlySpan<float> x, Span<double> sum)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
         {
-            _sum[i] += hidden[i];
+            Span<Vector<double>> wide = MemoryMarshal.Cast<double, Vector<double>>(sum);
+            for (; i + Vector<float>.Count <= x.Length; i += Vector<float>.Count)
+            {
+                Vector.Widen(new Vector<float>(x[i..]), out Vector<double> low, out Vector<double> high);
+                int v = i / Vector<double>.Count;
+                wide[v] += low;
+                wide[v + 1] += high;
+            }
         }
 
-        _rows++;
+        for (; i < x.Length; i++)
+        {
+            sum[i] += x[i];
+        }
     }
 
     /// <summary>Starts over (the request was preempted and is recomputed from its first token).</summary>

@@ -1,9 +1,12 @@
+using System.Numerics;
+
 namespace Celer.Models.Architectures;
 
 /// <summary>
 /// A small linear layer applied on the host to one vector at a time (a classifier's head, a sentence-transformers Dense
 /// module after pooling): W·x + b with W as nn.Linear stores it ([out, in]), summed in double. One vector per sequence
-/// is a few hundred thousand multiply-adds, far below the model's own work for it; its scores are compared to 1e-3.
+/// is up to a few million multiply-adds (EmbeddingGemma's Dense modules), far below the model's own work for it; its
+/// scores are compared to 1e-3.
 /// </summary>
 public sealed class HostLinear
 {
@@ -38,15 +41,39 @@ public sealed class HostLinear
         var y = new double[OutFeatures];
         for (int o = 0; o < y.Length; o++)
         {
-            double sum = _bias?[o] ?? 0;
-            for (int i = 0; i < x.Length; i++)
-            {
-                sum += (double)_weight[((long)o * InFeatures) + i] * x[i];
-            }
-
-            y[o] = sum;
+            y[o] = (_bias?[o] ?? 0) + Dot(_weight.AsSpan(o * InFeatures, InFeatures), x);
         }
 
         return y;
+    }
+
+    /// <summary>
+    /// w · x in double, a vector of floats widened at a time (EmbeddingGemma's two Dense modules are 4.7 M
+    /// multiply-adds per embedding, which a scalar loop took milliseconds for).
+    /// </summary>
+    private static double Dot(ReadOnlySpan<float> w, ReadOnlySpan<float> x)
+    {
+        int i = 0;
+        double sum = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            Vector<double> low = Vector<double>.Zero, high = Vector<double>.Zero;
+            for (; i + Vector<float>.Count <= x.Length; i += Vector<float>.Count)
+            {
+                Vector.Widen(new Vector<float>(w[i..]), out Vector<double> wLow, out Vector<double> wHigh);
+                Vector.Widen(new Vector<float>(x[i..]), out Vector<double> xLow, out Vector<double> xHigh);
+                low += wLow * xLow;
+                high += wHigh * xHigh;
+            }
+
+            sum = Vector.Sum(low + high);
+        }
+
+        for (; i < x.Length; i++)
+        {
+            sum += (double)w[i] * x[i];
+        }
+
+        return sum;
     }
 }
