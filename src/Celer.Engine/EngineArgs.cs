@@ -294,7 +294,7 @@ public sealed record EngineArgs
         if (!chunkedPrefill && budget < maxModelLen)
         {
             throw new ArgumentException(
-                $"--max-num-batched-tokens ({budget}) is smaller than --max-model-len ({maxModelLen}): without chunked prefill{(whole ? " (an encoder reads each input whole)" : "")} the longest prompt could never be scheduled.",
+                $"--max-num-batched-tokens ({budget}) is smaller than --max-model-len ({maxModelLen}): without chunked prefill{(whole ? " (a model attending both ways, an encoder or EmbeddingGemma, reads each input whole)" : "")} the longest prompt could never be scheduled.",
                 nameof(MaxNumBatchedTokens));
         }
         int blocksNeeded = ((maxModelLen + BlockSize - 1) / BlockSize) + 1;

@@ -55,12 +55,17 @@ public sealed class EncoderParityTests
         }
     }
 
-    /// <summary>A decoder with bidirectional attention only pools: --runner generate is refused at load, naming the reason.</summary>
+    /// <summary>
+    /// A decoder with bidirectional attention only pools: --runner generate is refused at load, naming the reason; and it
+    /// reads each input whole, so a token budget below its longest input is refused as an encoder's is.
+    /// </summary>
     [Fact]
-    public void A_bidirectional_gemma_cannot_generate()
+    public void A_bidirectional_gemma_cannot_generate_nor_chunk_its_inputs()
     {
         var e = Assert.Throws<ModelLoadException>(() => ModelLoader.LoadOffline(Args("gemma3-embed-bidirectional") with { Runner = "generate" }));
         Assert.Contains("bidirectional attention (use_bidirectional_attention, or is_causal false), which cannot generate text", e.Message, StringComparison.Ordinal);
+        var budget = Assert.Throws<ArgumentException>(() => ModelLoader.LoadOffline(Args("gemma3-embed-bidirectional") with { MaxNumBatchedTokens = 64 }));
+        Assert.Contains("an encoder or EmbeddingGemma, reads each input whole", budget.Message, StringComparison.Ordinal);
     }
 
     /// <summary>The same embeddings in bf16 weights and fp32 math served from a bf16 copy: an encoder in the model dtype on the CPU.</summary>
@@ -212,7 +217,7 @@ public sealed class EncoderParityTests
         }
 
         var budget = Assert.Throws<ArgumentException>(() => ModelLoader.LoadOffline(new EngineArgs { Model = args.Model, MaxNumBatchedTokens = 64, MaxNumSeqs = 8, KvCacheMemoryBytes = args.KvCacheMemoryBytes }));
-        Assert.Contains("an encoder reads each input whole", budget.Message, StringComparison.Ordinal);
+        Assert.Contains("reads each input whole", budget.Message, StringComparison.Ordinal);
         var generate = Assert.Throws<ModelLoadException>(() => ModelLoader.LoadOffline(new EngineArgs { Model = args.Model, Runner = "generate" }));
         Assert.Contains("no language-model head", generate.Message, StringComparison.Ordinal);
         using LlmEngine classifier = ModelLoader.LoadOffline(Args("bert-cross-encoder")).Engine;
