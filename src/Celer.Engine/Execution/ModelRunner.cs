@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Celer.Engine.Multimodal;
 using Celer.Engine.Scheduling;
 using Celer.Engine.Speculative;
@@ -211,25 +209,27 @@ public sealed partial class ModelRunner : IModelExecutor
     private unsafe ModelRunnerOutput Pool(SchedulerOutput so, (StepPlan Plan, int Slot) step)
     {
         int hidden = _model.Config.HiddenSize, count = step.Plan.Uses.Length;
-        ReadOnlySpan<float> rows = _model.ReadHidden(step.Slot, count);
         List<(int Start, int End)> runs = RequestRuns(step.Plan.Uses, 0, count);
-        // The host slot is pinned memory the model owns: a pointer to it stays valid across the workers.
-        float* first = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(rows));
-        void AddRun(int start, int end)
+        // A GPU's host slot is pinned memory, the CPU's a managed array: fixed keeps either where it is while the workers read it.
+        fixed (float* pinned = _model.ReadHidden(step.Slot, count))
         {
-            if (_requests.TryGetValue(step.Plan.Uses[start].RequestId, out RunnerRequest? request))
+            nint first = (nint)pinned;
+            void AddRun(int start, int end)
             {
-                request.Pooling!.AddRows(new ReadOnlySpan<float>(first + ((long)start * hidden), (end - start) * hidden), hidden);
+                if (_requests.TryGetValue(step.Plan.Uses[start].RequestId, out RunnerRequest? request))
+                {
+                    request.Pooling!.AddRows(new ReadOnlySpan<float>((float*)first + ((long)start * hidden), (end - start) * hidden), hidden);
+                }
             }
-        }
 
-        if ((long)count * hidden >= ParallelSamplingElements)
-        {
-            Parallel.ForEach(runs, run => AddRun(run.Start, run.End));
-        }
-        else
-        {
-            runs.ForEach(run => AddRun(run.Start, run.End));
+            if ((long)count * hidden >= ParallelSamplingElements)
+            {
+                Parallel.ForEach(runs, run => AddRun(run.Start, run.End));
+            }
+            else
+            {
+                runs.ForEach(run => AddRun(run.Start, run.End));
+            }
         }
 
         RunnerRequest[] finished = [.. so.SampledRequestIds.Select(id => _requests.GetValueOrDefault(id)).OfType<RunnerRequest>()];
