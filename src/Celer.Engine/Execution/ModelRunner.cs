@@ -35,8 +35,9 @@ public sealed partial class ModelRunner : IModelExecutor
     private readonly Queue<(long Fence, long LoadId)> _loadsInFlight = new();
     private readonly List<long> _finishedLoads = [];
 
-    // Host sampling of fewer logits than this stays on the engine thread: handing rows to the thread pool costs more.
-    private const long ParallelSamplingElements = 1 << 20;
+    // Host work per request (sampling logits, pooling hidden rows) over fewer values than this stays on the engine thread:
+    // handing rows to the thread pool costs more.
+    private const long ParallelHostElements = 1 << 20;
 
     // Async scheduling: the step left running (its forward pass and sampling queued on the device), and, when the
     // host samples, the ids it drew for it. A pooling model's step leaves its rows on their way to a host slot.
@@ -222,7 +223,7 @@ public sealed partial class ModelRunner : IModelExecutor
                 }
             }
 
-            if ((long)count * hidden >= ParallelSamplingElements)
+            if ((long)count * hidden >= ParallelHostElements)
             {
                 Parallel.ForEach(runs, run => AddRun(run.Start, run.End));
             }
@@ -453,7 +454,7 @@ public sealed partial class ModelRunner : IModelExecutor
             // Sampling is per request and independent (each sequence has its own generator), so many requests run in
             // parallel; a request's verify rows and its sample row run in order, each seeing the tokens before it.
             List<(int Start, int End)> groups = RequestRuns(plan.Uses, first, count);
-            if ((long)count * vocab >= ParallelSamplingElements)
+            if ((long)count * vocab >= ParallelHostElements)
             {
                 Parallel.ForEach(groups, g => SampleRun(g.Start, g.End));
             }

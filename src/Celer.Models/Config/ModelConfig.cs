@@ -281,12 +281,8 @@ public sealed record ModelConfig
 
         // Decoder embedders trained with bidirectional attention (gte-Qwen2, Qodo-Embed) say so with is_causal false, which
         // their remote modeling code and vLLM honour (an encoder-only attention); set by --hf-overrides for a checkpoint
-        // that does not.
-        bool notCausal = JsonFields.OptionalBool(root, "is_causal", F) == false;
-        if (notCausal && EncoderConfig.IsEncoder(architecture))
-        {
-            notCausal = false;   // an encoder attends both ways already
-        }
+        // that does not. An encoder attends both ways already.
+        bool notCausal = JsonFields.OptionalBool(root, "is_causal", F) == false && !EncoderConfig.IsEncoder(architecture);
 
         int intermediate = Positive(root, "intermediate_size");
         (RopeParameters rope, RopeParameters? localRope) = architecture == Gemma3
