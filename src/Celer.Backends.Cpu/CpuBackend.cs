@@ -386,15 +386,29 @@ public sealed unsafe partial class CpuBackend(DType weightDType, DType? kvCacheD
             Kernels.RmsNorm.Run(_kScratch, _kScratch, (void*)kNorm.Data, kNorm.DType, eps, rows * spec.NumKvHeads, spec.HeadDim);
         }
 
-        fixed (int* positions = Batch.Positions)
+        fixed (int* positions = RopePositions(rope, rows))
         fixed (float* invFreq = rope.InverseFrequencies)
         fixed (int* slots = Batch.SlotMapping)
         {
-            Kernels.Rope.Apply(qOut, rows, spec.NumHeads, spec.HeadDim, rope.RotaryDim, positions, invFreq, rope.AttentionScaling);
-            Kernels.Rope.Apply(_kScratch, rows, spec.NumKvHeads, spec.HeadDim, rope.RotaryDim, positions, invFreq, rope.AttentionScaling);
+            Kernels.Rope.Apply(qOut, rows, spec.NumHeads, spec.HeadDim, rope.RotaryDim, positions, rope.Sections, invFreq, rope.AttentionScaling);
+            Kernels.Rope.Apply(_kScratch, rows, spec.NumKvHeads, spec.HeadDim, rope.RotaryDim, positions, rope.Sections, invFreq, rope.AttentionScaling);
             // The cache row is [numKvHeads, headDim] contiguous, so one "head" of the full width writes the same bytes.
             KvCache.Write(_kScratch, _vScratch, rows, 1, kvDim, slots, _kCache[layer], _vCache[layer], KvFormat(layer));
         }
+    }
+
+    /// <summary>The step's positions as <paramref name="rope"/> reads them: one per row, or its axes per row (M-RoPE).</summary>
+    private int[] RopePositions(RopeSpec rope, int rows)
+    {
+        if (rope.Sections is null)
+        {
+            return Batch.Positions;
+        }
+
+        int[] axisPositions = Batch.RopePositions
+            ?? throw new InvalidOperationException($"A {rope.Axes}-axis RoPE needs the step's per-axis positions (ForwardBatch.RopePositions).");
+        return axisPositions.Length >= rows * rope.Axes ? axisPositions
+            : throw new InvalidOperationException($"The step has {axisPositions.Length} RoPE positions for {rows} rows of {rope.Axes} axes.");
     }
 
     public void SiluMul(Tensor gateUp, int rows, Tensor output, ActivationQuantization? quantizeFor = null) =>

@@ -88,10 +88,39 @@ public sealed unsafe partial class CudaBackend
         int heads = spec.NumHeads, kvHeads = spec.NumKvHeads, hd = spec.HeadDim, rotary = rope.RotaryDim;
         float kScale = _kScales[layer], vScale = _vScales[layer];
         int gemmaNorm = spec.GemmaQkNorm ? 1 : 0;
-        void** args = stackalloc void*[] { &src, &pp, &sp, &table, &qn, &kn, &eps, &gemmaNorm, &rows, &heads, &kvHeads, &hd, &rotary, &qo, &kc, &vc, &kScale, &vScale };
+        (ulong axisPositions, int section0, int section1, int axes) = RopeAxes(rope);
+        void** args = stackalloc void*[]
+        {
+            &src, &pp, &axisPositions, &section0, &section1, &axes, &sp, &table, &qn, &kn, &eps, &gemmaNorm, &rows, &heads, &kvHeads, &hd, &rotary,
+            &qo, &kc, &vc, &kScale, &vScale,
+        };
         // One warp per (row, head), PrepareWarps per block; a large prefill step's warps loop over several items.
         long items = (long)rows * (heads + 2 * kvHeads);
         LaunchKv("prepare_attention", (uint)Math.Min((items + PrepareWarps - 1) / PrepareWarps, MaxPrepareBlocks), 1, 1, 32 * PrepareWarps, args);
+    }
+
+    /// <summary>
+    /// rope.cu's <c>RopeAxes</c> of a multi-axis RoPE: the step's per-axis positions (uploaded by <see cref="BeginStep"/>) and
+    /// the first two sections; null and zeros for a RoPE of one axis.
+    /// </summary>
+    private (ulong Positions, int Section0, int Section1, int Axes) RopeAxes(RopeSpec rope)
+    {
+        if (rope.Sections is not { } sections)
+        {
+            return (0, 0, 0, 1);
+        }
+
+        if (sections.Length is < 1 or > 3 || sections.Sum() != rope.RotaryDim / 2)
+        {
+            throw new NotSupportedException($"RoPE sections [{string.Join(", ", sections)}]: the kernels take 1 to 3 axes whose sections add up to rotary_dim / 2 = {rope.RotaryDim / 2}.");
+        }
+
+        if (_batch?.RopePositions is null)
+        {
+            throw new InvalidOperationException($"A {sections.Length}-axis RoPE needs the step's per-axis positions (ForwardBatch.RopePositions).");
+        }
+
+        return (_ropePositions.Pointer, sections[0], sections.Length > 1 ? sections[1] : 0, sections.Length);
     }
 
     /// <summary>

@@ -40,6 +40,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
     private long _metadataOffset;
     private readonly DeviceInts _tokenIds, _positions, _slotMapping, _tokenSeq, _blockTables, _logitsRows, _attentionTiles, _pendingTokens;
     private readonly DeviceInts _tokenTypeIds, _maskPositions;   // an encoder's (CudaBackend.Encoder.cs)
+    private readonly DeviceInts _ropePositions;   // a multi-axis RoPE's positions per row and axis (ForwardBatch.RopePositions)
     private readonly string _suffix, _kvSuffix;
     private int[] _tokenSeqHost = [];   // the sequence of each row, reused from step to step
     private float[] _kScales = [], _vScales = [];
@@ -100,6 +101,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
         _pendingTokens = new DeviceInts(this, inGraphs: false);   // read by a kernel launched before the graph
         _tokenTypeIds = new DeviceInts(this);
         _maskPositions = new DeviceInts(this);
+        _ropePositions = new DeviceInts(this);
         _gemmWorkspace = Track(device.Allocate(CublasWorkspaceBytes)).Pointer;
         if (sleepMode)
         {
@@ -348,6 +350,11 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
             _tokenTypeIds.Upload(tokenTypes);
         }
 
+        if (batch.RopePositions is { } ropePositions)
+        {
+            _ropePositions.Upload(ropePositions);
+        }
+
         _maskPositionsReady = false;   // a bidirectional attention uploads this step's at its first call
         _slotMapping.Upload(batch.SlotMapping);
         _tokenSeq.Upload(tokenSeq);
@@ -485,6 +492,7 @@ public sealed unsafe partial class CudaBackend : IModelBackend, IStepGraphs
             perToken.Reserve(maxTokens);
         }
 
+        _ropePositions.Reserve(checked(3 * maxTokens));   // M-RoPE's three axes per row at most
         _blockTables.Reserve(checked(maxSequences * maxBlocksPerSequence));
         _attentionTiles.Reserve(3 * (maxSequences + maxTokens + 1));   // UploadFlashTiles' bound on the tile count
     }

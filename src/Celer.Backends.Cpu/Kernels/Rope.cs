@@ -15,28 +15,44 @@ public static unsafe class Rope
     private const long MinElementsPerTask = 32 * 1024;
 
     /// <summary>Rotates qOrK [numTokens, numHeads, headDim] in place, computing cos/sin per token.</summary>
-    public static void Apply(float* qOrK, int numTokens, int numHeads, int headDim, int rotaryDim, int* positions, float* invFreq, float attentionScaling)
+    public static void Apply(float* qOrK, int numTokens, int numHeads, int headDim, int rotaryDim, int* positions, float* invFreq, float attentionScaling) =>
+        Apply(qOrK, numTokens, numHeads, headDim, rotaryDim, positions, null, invFreq, attentionScaling);
+
+    /// <summary>
+    /// Multi-axis RoPE (M-RoPE): frequency pairs [0, sections[0]) rotate by the token's position on axis 0, the next
+    /// sections[1] by axis 1, and so on; <paramref name="axisPositions"/> holds sections.Length positions per token.
+    /// With <paramref name="sections"/> null, <paramref name="axisPositions"/> is one position per token (<see cref="Apply(float*, int, int, int, int, int*, float*, float)"/>).
+    /// </summary>
+    public static void Apply(float* qOrK, int numTokens, int numHeads, int headDim, int rotaryDim, int* axisPositions, int[]? sections, float* invFreq, float attentionScaling)
     {
         Validate(numTokens, numHeads, headDim, rotaryDim);
+        if (sections is not null && sections.Sum() != rotaryDim / 2)
+        {
+            throw new ArgumentException($"RoPE sections [{string.Join(", ", sections)}] must add up to rotaryDim / 2 = {rotaryDim / 2}.", nameof(sections));
+        }
+
         if (numTokens == 0 || numHeads == 0 || rotaryDim == 0)
         {
             return;
         }
 
-        var loop = new RopeLoop
+        fixed (int* sectionSizes = sections)
         {
-            QOrK = qOrK, NumTokens = numTokens, NumHeads = numHeads, HeadDim = headDim, Half = rotaryDim / 2,
-            Positions = positions, InvFreq = invFreq, AttentionScaling = attentionScaling,
-            Chunks = KernelScheduling.ChunkCount((long)numTokens * numHeads * rotaryDim, MinElementsPerTask, numTokens),
-        };
-        KernelScheduling.For(loop.Chunks, ref loop);
+            var loop = new RopeLoop
+            {
+                QOrK = qOrK, NumTokens = numTokens, NumHeads = numHeads, HeadDim = headDim, Half = rotaryDim / 2,
+                Positions = axisPositions, Sections = sectionSizes, Axes = sections?.Length ?? 1, InvFreq = invFreq, AttentionScaling = attentionScaling,
+                Chunks = KernelScheduling.ChunkCount((long)numTokens * numHeads * rotaryDim, MinElementsPerTask, numTokens),
+            };
+            KernelScheduling.For(loop.Chunks, ref loop);
+        }
     }
 
     private struct RopeLoop : IChunkLoop
     {
         public float* QOrK, InvFreq;
-        public int* Positions;
-        public int NumTokens, NumHeads, HeadDim, Half, Chunks;
+        public int* Positions, Sections;   // Sections null: one axis over all pairs
+        public int NumTokens, NumHeads, HeadDim, Half, Axes, Chunks;
         public float AttentionScaling;
 
         public readonly void Run(int chunk)
@@ -46,7 +62,13 @@ public static unsafe class Rope
             float* sin = cos + Half;
             for (int t = start; t < end; t++)
             {
-                ComputeCosSin((float)Positions[t], InvFreq, AttentionScaling, Half, cos, sin);
+                for (int axis = 0, first = 0; axis < Axes; axis++)
+                {
+                    int count = Sections == null ? Half : Sections[axis];
+                    ComputeCosSin((float)Positions[(t * Axes) + axis], InvFreq + first, AttentionScaling, count, cos + first, sin + first);
+                    first += count;
+                }
+
                 RotateHeads(QOrK + ((long)t * NumHeads * HeadDim), NumHeads, HeadDim, Half, cos, sin);
             }
         }

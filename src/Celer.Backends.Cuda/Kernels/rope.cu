@@ -28,6 +28,19 @@ extern "C" __global__ void rope_table(const float* inv_freq, int half, int max_p
 // value / scale (k_scale for keys, v_scale for values; 1 for a cache in the model dtype).
 #define PREPARE_WARPS 4
 
+// Multi-axis RoPE (Qwen2-VL's M-RoPE, the Qwen vision towers' 2-D RoPE): rope_positions holds `axes` positions per row,
+// and frequency pair i rotates by axis 0's position below section0, axis 1's below section0 + section1, else axis 2's.
+// rope_positions null: every pair rotates by the row's position.
+struct RopeAxes {
+    const int* positions;
+    int section0, section1, axes;
+    __device__ __forceinline__ int position(int row, int pair, int row_position) const {
+        if (positions == nullptr) return row_position;
+        int axis = pair < section0 ? 0 : pair < section0 + section1 ? 1 : 2;
+        return positions[row * axes + axis];
+    }
+};
+
 // PER consecutive elements, moved as one aligned load or store (2 to 16 bytes).
 template <typename T, int PER> struct alignas(sizeof(T) * PER) PrepareVec { T v[PER]; };
 
@@ -49,10 +62,10 @@ template <typename T, int PER> __device__ __forceinline__ void store_vec(T* p, c
 // them: the general path below, which went through shared memory, was latency-bound (a 32k-token Qwen3-0.6B step spent
 // ~17 ms in it, against ~4 ms to move its bytes).
 template <typename T, typename C, int PER>
-__device__ void prepare_attention_vec(const T* qkv, const int* positions, const int* slot_mapping, const float2* cos_sin,
-                                      const T* q_norm, const T* k_norm, float eps, int gemma_norm, int rows, int num_heads,
-                                      int num_kv_heads, int rotary_dim, T* q_out, C* k_cache, C* v_cache, float k_scale,
-                                      float v_scale) {
+__device__ void prepare_attention_vec(const T* qkv, const int* positions, RopeAxes rope_axes, const int* slot_mapping,
+                                      const float2* cos_sin, const T* q_norm, const T* k_norm, float eps, int gemma_norm,
+                                      int rows, int num_heads, int num_kv_heads, int rotary_dim, T* q_out, C* k_cache,
+                                      C* v_cache, float k_scale, float v_scale) {
     constexpr int HALF = 32 * PER, HEAD_DIM = 64 * PER;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int heads = num_heads + 2 * num_kv_heads;
@@ -95,9 +108,9 @@ __device__ void prepare_attention_vec(const T* qkv, const int* positions, const 
             }
         }
         if (rotary_dim != 0) {
-            const float2* cs = cos_sin + (long long)position * HALF + lane * PER;
             for (int j = 0; j < PER; j++) {
-                float2 t = cs[j];
+                int pair = lane * PER + j;
+                float2 t = cos_sin[(long long)rope_axes.position(row, pair, position) * HALF + pair];
                 float x = a[j], y = b[j];
                 a[j] = x * t.x - y * t.y;
                 b[j] = y * t.x + x * t.y;
@@ -119,16 +132,16 @@ __device__ void prepare_attention_vec(const T* qkv, const int* positions, const 
 }
 
 template <typename T, typename C>
-__device__ void prepare_attention(const T* qkv, const int* positions, const int* slot_mapping, const float2* cos_sin,
-                                  const T* q_norm, const T* k_norm, float eps, int gemma_norm, int rows, int num_heads,
-                                  int num_kv_heads, int head_dim, int rotary_dim, T* q_out, C* k_cache, C* v_cache, float k_scale,
-                                  float v_scale) {
+__device__ void prepare_attention(const T* qkv, const int* positions, RopeAxes rope_axes, const int* slot_mapping,
+                                  const float2* cos_sin, const T* q_norm, const T* k_norm, float eps, int gemma_norm, int rows,
+                                  int num_heads, int num_kv_heads, int head_dim, int rotary_dim, T* q_out, C* k_cache,
+                                  C* v_cache, float k_scale, float v_scale) {
     celer_pdl_begin();
     if (rotary_dim == head_dim || rotary_dim == 0) {
         switch (head_dim) {
-            case 64: prepare_attention_vec<T, C, 1>(qkv, positions, slot_mapping, cos_sin, q_norm, k_norm, eps, gemma_norm, rows, num_heads, num_kv_heads, rotary_dim, q_out, k_cache, v_cache, k_scale, v_scale); return;
-            case 128: prepare_attention_vec<T, C, 2>(qkv, positions, slot_mapping, cos_sin, q_norm, k_norm, eps, gemma_norm, rows, num_heads, num_kv_heads, rotary_dim, q_out, k_cache, v_cache, k_scale, v_scale); return;
-            case 256: prepare_attention_vec<T, C, 4>(qkv, positions, slot_mapping, cos_sin, q_norm, k_norm, eps, gemma_norm, rows, num_heads, num_kv_heads, rotary_dim, q_out, k_cache, v_cache, k_scale, v_scale); return;
+            case 64: prepare_attention_vec<T, C, 1>(qkv, positions, rope_axes, slot_mapping, cos_sin, q_norm, k_norm, eps, gemma_norm, rows, num_heads, num_kv_heads, rotary_dim, q_out, k_cache, v_cache, k_scale, v_scale); return;
+            case 128: prepare_attention_vec<T, C, 2>(qkv, positions, rope_axes, slot_mapping, cos_sin, q_norm, k_norm, eps, gemma_norm, rows, num_heads, num_kv_heads, rotary_dim, q_out, k_cache, v_cache, k_scale, v_scale); return;
+            case 256: prepare_attention_vec<T, C, 4>(qkv, positions, rope_axes, slot_mapping, cos_sin, q_norm, k_norm, eps, gemma_norm, rows, num_heads, num_kv_heads, rotary_dim, q_out, k_cache, v_cache, k_scale, v_scale); return;
             default: break;
         }
     }
@@ -170,10 +183,9 @@ __device__ void prepare_attention(const T* qkv, const int* positions, const int*
             }
         }
         __syncwarp();
-        const float2* cs = cos_sin + (long long)positions[row] * half;
         for (int i = lane; i < half; i += 32) {
             float a = x[i], b = x[i + half];
-            float2 t = cs[i];
+            float2 t = cos_sin[(long long)rope_axes.position(row, i, positions[row]) * half + i];
             x[i] = a * t.x - b * t.y;
             x[i + half] = b * t.x + a * t.y;
         }
@@ -191,11 +203,12 @@ __device__ void prepare_attention(const T* qkv, const int* positions, const int*
 
 #define ROPE_ENTRY_POINTS(S, T, C)                                                                                   \
     extern "C" __global__ void prepare_attention_##S(                                                                \
-        const T* qkv, const int* positions, const int* slot_mapping, const float2* cos_sin, const T* q_norm,         \
-        const T* k_norm, float eps, int gemma_norm, int rows, int num_heads, int num_kv_heads, int head_dim,         \
-        int rotary_dim, T* q_out, C* k_cache, C* v_cache, float k_scale, float v_scale) {                            \
-        prepare_attention<T, C>(qkv, positions, slot_mapping, cos_sin, q_norm, k_norm, eps, gemma_norm, rows,        \
-                                num_heads, num_kv_heads, head_dim, rotary_dim, q_out, k_cache, v_cache, k_scale,     \
-                                v_scale);                                                                            \
+        const T* qkv, const int* positions, const int* rope_positions, int section0, int section1, int axes,         \
+        const int* slot_mapping, const float2* cos_sin, const T* q_norm, const T* k_norm, float eps, int gemma_norm, \
+        int rows, int num_heads, int num_kv_heads, int head_dim, int rotary_dim, T* q_out, C* k_cache, C* v_cache,   \
+        float k_scale, float v_scale) {                                                                              \
+        prepare_attention<T, C>(qkv, positions, RopeAxes{rope_positions, section0, section1, axes}, slot_mapping,    \
+                                cos_sin, q_norm, k_norm, eps, gemma_norm, rows, num_heads, num_kv_heads, head_dim,   \
+                                rotary_dim, q_out, k_cache, v_cache, k_scale, v_scale);                              \
     }
 CELER_FOR_KV_DTYPES(ROPE_ENTRY_POINTS)

@@ -50,6 +50,15 @@ public sealed record ForwardBatch
     /// </summary>
     public int[] ExternalEmbeddingRows { get; init; } = [];
 
+    /// <summary>
+    /// Each row's RoPE positions per axis for a model whose rotation has several (<see cref="RopeSpec.Sections"/>):
+    /// row r's axis a at [r · axes + a]. Qwen2-VL's M-RoPE gives an image's placeholders their (time, row, column) and the
+    /// text around them one position on all three, which fall behind the row's place in the sequence
+    /// (<see cref="Positions"/>, which still decides the cache slot and the causal mask). Null: every axis is the row's
+    /// position.
+    /// </summary>
+    public int[]? RopePositions { get; init; }
+
     /// <summary>The embeddings of <see cref="ExternalEmbeddingRows"/>: row r for batch row r, in the model's hidden size and activation dtype.</summary>
     public Tensor? ExternalEmbeddings { get; init; }
 

@@ -333,6 +333,18 @@ public sealed record RopeSpec(float[] InverseFrequencies, int RotaryDim, float A
     /// alternate between them never rebuild it (and a recorded graph keeps pointing at both).
     /// </summary>
     public int Slot { get; init; }
+
+    /// <summary>
+    /// Multi-axis RoPE (Qwen2-VL's M-RoPE, the Qwen vision towers' 2-D RoPE): frequency pairs [0, s0) rotate by a row's
+    /// position on axis 0, the next s1 by axis 1, the next s2 by axis 2, taken from <see cref="ForwardBatch.RopePositions"/>
+    /// (<see cref="Axes"/> per row); the sections add up to <see cref="RotaryDim"/> / 2. Null: one axis, the row's
+    /// position. transformers builds cos and sin from the whole rotation for every axis and takes each section from its
+    /// axis's, which is what rotating each pair by its own axis's position computes.
+    /// </summary>
+    public int[]? Sections { get; init; }
+
+    /// <summary>Position axes per row in <see cref="ForwardBatch.RopePositions"/>: the <see cref="Sections"/>' count, or 1.</summary>
+    public int Axes => Sections?.Length ?? 1;
 }
 
 /// <summary>

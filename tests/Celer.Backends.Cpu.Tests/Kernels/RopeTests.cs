@@ -76,6 +76,71 @@ public unsafe class RopeTests
         Assert.Equal([1f, -0.5f, 1.5f, 2f], x);
     }
 
+    [Theory]
+    [InlineData(4, 128, new[] { 16, 24, 24 })]   // Qwen2-VL-7B's M-RoPE
+    [InlineData(3, 16, new[] { 2, 3, 3 })]
+    [InlineData(2, 80, new[] { 20, 20 })]        // a Qwen vision tower's (row, column) of head_dim 80
+    public void Apply_WithSections_RotatesEachPairByItsAxisPosition(int numHeads, int headDim, int[] sections)
+    {
+        var random = new Random(headDim + sections.Length);
+        const int numTokens = 41;
+        int axes = sections.Length;
+        int[] axisPositions = Enumerable.Range(0, numTokens * axes).Select(_ => random.Next(4096)).ToArray();
+        float[] invFreq = InvFreq(headDim, 1_000_000f);
+        float[] input = TestData.Floats(random, (long)numTokens * numHeads * headDim);
+        float[] rotated = (float[])input.Clone();
+        fixed (float* pr = rotated, pf = invFreq)
+        fixed (int* pp = axisPositions)
+        {
+            Rope.Apply(pr, numTokens, numHeads, headDim, headDim, pp, sections, pf, 1f);
+        }
+
+        // Each pair as the one-axis rotation by its section's axis would leave it: rotate a copy of the token by every
+        // axis's position and take each section from its axis's copy, as transformers takes cos and sin.
+        int half = headDim / 2;
+        var expected = new float[input.Length];
+        for (int t = 0; t < numTokens; t++)
+        {
+            for (int axis = 0, first = 0; axis < axes; first += sections[axis], axis++)
+            {
+                float[] token = input.AsSpan(t * numHeads * headDim, numHeads * headDim).ToArray();
+                int[] position = [axisPositions[(t * axes) + axis]];
+                fixed (float* pt = token, pf = invFreq)
+                fixed (int* pp = position)
+                {
+                    Rope.ApplyReference(pt, 1, numHeads, headDim, headDim, pp, pf, 1f);
+                }
+
+                for (int h = 0; h < numHeads; h++)
+                {
+                    for (int i = first; i < first + sections[axis]; i++)
+                    {
+                        int at = (h * headDim) + i, to = (t * numHeads * headDim) + at;
+                        expected[to] = token[at];
+                        expected[to + half] = token[at + half];
+                    }
+                }
+            }
+        }
+
+        Assert.Equal(expected, rotated);
+    }
+
+    [Fact]
+    public void Apply_WithSections_ThatDoNotCoverTheRotation_Throws()
+    {
+        float[] x = new float[16];
+        int[] positions = new int[3];
+        float[] invFreq = InvFreq(16, 10000f);
+        fixed (float* px = x, pf = invFreq)
+        fixed (int* pp = positions)
+        {
+            float* qk = px, freq = pf;
+            int* axis = pp;
+            Assert.Throws<ArgumentException>(() => Rope.Apply(qk, 1, 1, 16, 16, axis, [2, 3, 2], freq, 1f));
+        }
+    }
+
     /// <summary>HF's default inv_freq: 1 / base^(2i/d), computed in fp32 as transformers does.</summary>
     private static float[] InvFreq(int rotaryDim, float theta)
         => Enumerable.Range(0, rotaryDim / 2).Select(i => 1f / MathF.Pow(theta, (2 * i) / (float)rotaryDim)).ToArray();

@@ -2,7 +2,8 @@
 // split from the fused projection, Qwen3's or Gemma 3's per-head q/k norm, RoPE over the full or a partial rotary
 // width, q out and k/v into the paged cache at each row's slot (slot -1: a padding row that stores nothing), for
 // bf16 and fp16, head dims 64, 80, 128 and 256 (the vectorized path for 64/128/256 with full or no rotation, an
-// encoder's; the shared-memory path for the others), several heads per row, and more items than the grid has warps.
+// encoder's; the shared-memory path for the others), several heads per row, and more items than the grid has warps;
+// and multi-axis RoPE (Qwen2-VL's M-RoPE of three axes, the vision towers' two), each frequency pair by its axis's position.
 #define CELER_FOR_KV_DTYPES(M)   // the test calls the template; the extern "C" entry points are not needed
 #include "common.cuh"
 #include "rope.cu"
@@ -11,18 +12,31 @@
 template <typename T> static T bits(float v) { return from_float<T>(v); }
 
 template <typename T>
-static double run_case(int rows, int heads, int kv_heads, int head_dim, int rotary_dim, bool norms, int gemma, std::mt19937& rng) {
+static double run_case(int rows, int heads, int kv_heads, int head_dim, int rotary_dim, bool norms, int gemma, std::mt19937& rng,
+                       std::vector<int> sections = {}) {
     std::uniform_real_distribution<float> u(-2.f, 2.f);
     int width = (heads + 2 * kv_heads) * head_dim, half = rotary_dim / 2, block_size = 4, max_pos = 64;
     std::vector<T> qkv((size_t)rows * width), qn(head_dim), kn(head_dim);
     for (auto& v : qkv) v = bits<T>(u(rng));
     for (auto& v : qn) v = bits<T>(u(rng));
     for (auto& v : kn) v = bits<T>(u(rng));
-    std::vector<int> positions(rows), slots(rows);
+    int axes = sections.empty() ? 1 : (int)sections.size();
+    std::vector<int> positions(rows), slots(rows), axis_positions((size_t)rows * axes);
     for (int r = 0; r < rows; r++) {
         positions[r] = (int)(rng() % max_pos);
         slots[r] = r % 5 == 3 ? -1 : r + 7;   // padding rows now and then; distinct slots
+        for (int a = 0; a < axes; a++) axis_positions[(size_t)r * axes + a] = (int)(rng() % max_pos);
     }
+    // The position of frequency pair i of row r: its section's axis, or the row's own.
+    auto position_of = [&](int r, int i) {
+        if (sections.empty()) return positions[r];
+        int axis = 0;
+        for (int end = sections[0]; i >= end; end += sections[++axis]) {
+        }
+        return axis_positions[(size_t)r * axes + axis];
+    };
+    RopeAxes rope_axes{sections.empty() ? nullptr : axis_positions.data(), sections.empty() ? 0 : sections[0],
+                       sections.size() > 1 ? sections[1] : 0, axes};
     std::vector<float2> cos_sin((size_t)max_pos * half);
     for (int p = 0; p < max_pos; p++)
         for (int i = 0; i < half; i++) {
@@ -36,7 +50,7 @@ static double run_case(int rows, int heads, int kv_heads, int head_dim, int rota
     float eps = 1e-6f;
     unsigned blocks = (unsigned)std::min<long long>(((long long)rows * (heads + 2 * kv_heads) + PREPARE_WARPS - 1) / PREPARE_WARPS, 3);
     launch({blocks, 1, 1}, [&] {
-        prepare_attention<T, T>(qkv.data(), positions.data(), slots.data(), cos_sin.data(), norms ? qn.data() : nullptr,
+        prepare_attention<T, T>(qkv.data(), positions.data(), rope_axes, slots.data(), cos_sin.data(), norms ? qn.data() : nullptr,
                                 norms ? kn.data() : nullptr, eps, gemma, rows, heads, kv_heads, head_dim, rotary_dim, q.data(),
                                 kc.data(), vc.data(), 1.f, 1.f);
     });
@@ -71,11 +85,11 @@ static double run_case(int rows, int heads, int kv_heads, int head_dim, int rota
                 for (int d = 0; d < head_dim; d++)
                     x[d] = gemma ? round_to<T>(x[d] * inv * (1.f + to_float(w[d]))) : round_to<T>(round_to<T>(x[d] * inv) * to_float(w[d]));
             }
-            const float2* cs = cos_sin.data() + (size_t)positions[r] * half;
             for (int i = 0; i < half; i++) {
+                float2 cs = cos_sin[(size_t)position_of(r, i) * half + i];
                 float a = x[i], b = x[i + half];
-                x[i] = a * cs[i].x - b * cs[i].y;
-                x[i + half] = b * cs[i].x + a * cs[i].y;
+                x[i] = a * cs.x - b * cs.y;
+                x[i + half] = b * cs.x + a * cs.y;
             }
             for (int d = 0; d < head_dim; d++) check(x[d], dst[d]);
         }
@@ -102,6 +116,17 @@ int main(int argc, char** argv) {
         double h = run_case<__half>(s.rows, s.heads, s.kv, s.hd, s.rot, s.norms, s.gemma, rng);
         printf("rows %d heads %d/%d head_dim %d rotary %d norms %d gemma %d: bf16 %.2e, fp16 %.2e\n", s.rows, s.heads, s.kv, s.hd,
                s.rot, s.norms, s.gemma, b, h);
+        worst = std::max({worst, b, h});
+    }
+    // M-RoPE: Qwen2-VL-7B's sections (16, 24, 24) on the vectorized path, a tiny model's (2, 3, 3) on the shared-memory
+    // one (head_dim 16); the vision towers' two axes of head_dim / 4 pairs at head_dim 80 and 64.
+    struct AxesShape { int rows, heads, kv, hd; std::vector<int> sections; };
+    for (const AxesShape& s : {AxesShape{7, 4, 2, 128, {16, 24, 24}}, AxesShape{9, 4, 2, 16, {2, 3, 3}},
+                               AxesShape{6, 2, 2, 80, {20, 20}}, AxesShape{5, 3, 3, 64, {16, 16}}}) {
+        double b = run_case<__nv_bfloat16>(s.rows, s.heads, s.kv, s.hd, s.hd, false, 0, rng, s.sections);
+        double h = run_case<__half>(s.rows, s.heads, s.kv, s.hd, s.hd, true, 0, rng, s.sections);
+        printf("rows %d heads %d/%d head_dim %d, %zu RoPE axes: bf16 %.2e, fp16 %.2e\n", s.rows, s.heads, s.kv, s.hd,
+               s.sections.size(), b, h);
         worst = std::max({worst, b, h});
     }
     // bf16 rounds to 8 bits of mantissa: one ulp at |x| ~ 4 is 2^-6 relative to 1 + |x|; a wrong head, row, slot or
