@@ -108,9 +108,11 @@ __device__ void prepare_attention_vec(const T* qkv, const int* positions, RopeAx
             }
         }
         if (rotary_dim != 0) {
+            // One axis (every model but Qwen2-VL's): the row's cos/sin are PER consecutive entries from one base.
+            const float2* cs = cos_sin + (long long)position * HALF + lane * PER;
             for (int j = 0; j < PER; j++) {
                 int pair = lane * PER + j;
-                float2 t = cos_sin[(long long)rope_axes.position(row, pair, position) * HALF + pair];
+                float2 t = rope_axes.positions == nullptr ? cs[j] : cos_sin[(long long)rope_axes.position(row, pair, position) * HALF + pair];
                 float x = a[j], y = b[j];
                 a[j] = x * t.x - y * t.y;
                 b[j] = y * t.x + x * t.y;
